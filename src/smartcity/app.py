@@ -1,0 +1,115 @@
+"""Builds the ASGI application from the settings: the store, the city profile, the core routes and
+every module's routes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from smartcity import __version__
+from smartcity.core import api as core_api
+from smartcity.core import geo
+from smartcity.core import pages as core_pages
+from smartcity.core.city import load_profile
+from smartcity.core.db import Database
+from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
+from smartcity.core.web import STATIC, Metrics, MetricsMiddleware, error_response, render, wants_html
+from smartcity.settings import Settings, get_settings
+
+log = logging.getLogger("smartcity")
+
+
+def modules() -> list:
+    """Every capability module of the package (reports, safety, …), in name order."""
+    package = Path(__file__).parent
+    found = []
+    for info in pkgutil.iter_modules([str(package)]):
+        if info.ispkg and info.name not in ("core", "cities"):
+            found.append(importlib.import_module(f"smartcity.{info.name}"))
+    return found
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings.database_url)
+    profile = load_profile(settings.city)
+    startup, shutdown = [], []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await db.events.start()
+        for hook in startup:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(shutdown):
+                await hook(app)
+            await db.events.stop()
+
+    app = FastAPI(
+        title="smartcity",
+        version=__version__,
+        description="Open smart-city platform API. Errors share one shape: "
+        '`{"error": {"code": "...", "message": "...", "details": ...}}`.',
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.db, app.state.profile = settings, db, profile
+    app.state.metrics = Metrics()
+    app.state.startup, app.state.shutdown = startup, shutdown
+
+    # Boundaries imported anywhere (another process, the CLI) reach this process as an event.
+    db.events.on("geo.changed", lambda _ev: geo.invalidate(db))
+
+    @app.exception_handler(SmartCityError)
+    async def platform_error(request: Request, exc: SmartCityError):
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        details = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return error_response(request, InvalidInput("the request is not valid", details=details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return error_response(request, NotFound("nothing here"))
+        err = SmartCityError(str(exc.detail), code=f"http_{exc.status_code}")
+        err.status = exc.status_code
+        if wants_html(request):
+            return render(request, "error.html", status_code=exc.status_code, error=err)
+        return JSONResponse(err.to_dict(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.include_router(core_api.router)
+    app.include_router(core_pages.router)
+    for module in modules():
+        module.install(app)
+
+    STATIC.mkdir(parents=True, exist_ok=True)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.signing_key(),
+        session_cookie="smartcity_session",
+        max_age=settings.session_max_age,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

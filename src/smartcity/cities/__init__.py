@@ -1,0 +1,1 @@
+"""Bundled city profiles (TOML)."""

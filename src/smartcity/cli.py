@@ -1,0 +1,294 @@
+"""The `smartcity` command: serve, demo, migrate, init, import, user and key management."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from smartcity.core.errors import SmartCityError
+from smartcity.settings import describe, get_settings
+
+
+def _db():
+    from smartcity.core.db import Database
+
+    return Database(get_settings().database_url)
+
+
+def _profile():
+    from smartcity.core.city import load_profile
+
+    return load_profile(get_settings().city)
+
+
+def reports_errors(fn):
+    """Turn platform errors into a clear message and exit status 2, instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SmartCityError as exc:
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            for detail in exc.details or []:
+                click.echo(
+                    f"  - {json.dumps(detail, ensure_ascii=False) if isinstance(detail, dict) else detail}",
+                    err=True,
+                )
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="smartcity")
+def main() -> None:
+    """smartcity: an open smart-city platform. Settings come from SMARTCITY_* variables (`smartcity settings`)."""
+
+
+@main.command()
+def settings() -> None:
+    """List every setting, its environment variable, default and meaning."""
+    for name, default, help_text in describe():
+        click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from smartcity.core.db import migrate as run
+
+    run(get_settings().database_url)
+    click.echo("schema is up to date")
+
+
+@main.command()
+@reports_errors
+def init() -> None:
+    """Migrate, then put the city profile into the store (units; approximate districts if none)."""
+    from smartcity.core.db import migrate as run
+    from smartcity.core.seed import seed_profile
+
+    run(get_settings().database_url)
+    db = _db()
+    with db.session() as s:
+        added = seed_profile(s, _profile())
+    click.echo(f"city {_profile().name_en}: {added['units']} units and {added['districts']} districts added")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (SMARTCITY_HOST).")
+@click.option("--port", default=None, type=int, help="Port to listen on (SMARTCITY_PORT).")
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the platform over HTTP."""
+    import uvicorn
+
+    s = get_settings()
+    uvicorn.run(
+        "smartcity.app:create_app",
+        factory=True,
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers,
+        log_level=s.log_level,
+        proxy_headers=True,
+    )
+
+
+@main.command()
+@click.option("--serve/--no-serve", "then_serve", default=True, help="Start the server afterwards.")
+@click.pass_context
+@reports_errors
+def demo(ctx: click.Context, then_serve: bool) -> None:
+    """Set up the embedded database with the city profile, demo accounts and demo data, then serve."""
+    from smartcity.core.demo import load_demo
+
+    ctx.invoke(init)
+    for line in load_demo(_db(), _profile()):
+        click.echo(line)
+    if then_serve:
+        s = get_settings()
+        click.echo(f"serving on http://{s.host}:{s.port}")
+        ctx.invoke(serve)
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+
+@main.group("import")
+def import_() -> None:
+    """Load official data into the platform."""
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _import_areas(kind: str, path: Path) -> None:
+    from smartcity.core import geo
+    from smartcity.core.events import publish
+
+    profile = _profile()
+    areas = geo.parse_boundaries(_read(path), profile)
+    db = _db()
+    index = geo.geo_index(db) if kind == "neighbourhoods" else None
+    with db.session() as s, click.progressbar(length=len(areas), label=f"importing {kind}") as bar:
+        if kind == "districts":
+            result = geo.import_districts(s, areas, source=path.name, progress=bar.update)
+        else:
+            result = geo.import_neighbourhoods(s, areas, source=path.name, index=index, progress=bar.update)
+        publish(s, "geo.changed", {kind: len(areas)})
+    click.echo(f"{kind}: {result.created} added, {result.updated} updated, {result.removed} removed")
+
+
+@import_.command("districts")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@reports_errors
+def import_districts(file: Path) -> None:
+    """Load district boundaries from a GeoJSON FeatureCollection (properties: code, name, name_eng)."""
+    _import_areas("districts", file)
+
+
+@import_.command("neighbourhoods")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@reports_errors
+def import_neighbourhoods(file: Path) -> None:
+    """Load neighbourhood boundaries from a GeoJSON FeatureCollection; each is tied to its district."""
+    _import_areas("neighbourhoods", file)
+
+
+# --- users and keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage accounts."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", required=True, help="citizen, staff, guardian, operator, publisher or admin.")
+@click.option("--department", default=None, help="Unit code (staff: a department; operator: a control room).")
+@click.option("--email", default=None)
+@click.option("--phone", default=None)
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--language", default=None, type=click.Choice(["ko", "en"]))
+@click.option(
+    "--password",
+    default=None,
+    help="Password; asked for when omitted. SMARTCITY_PASSWORD works too.",
+    envvar="SMARTCITY_PASSWORD",
+)
+@reports_errors
+def user_create(username, role, department, email, phone, display_name, language, password) -> None:
+    """Create an account."""
+    from smartcity.core import accounts
+
+    if password is None:
+        password = getpass.getpass("password: ")
+    with _db().session() as s:
+        u = accounts.create_user(
+            s,
+            accounts.NewUser(
+                username=username,
+                password=password,
+                role=role,
+                display_name=display_name,
+                email=email,
+                phone=phone,
+                department=department,
+                language=language,
+            ),
+        )
+        click.echo(f"created {u.username} ({u.role}) id={u.id}")
+
+
+@user.command("list")
+@click.option("--role", default=None)
+def user_list(role) -> None:
+    """List accounts."""
+    from smartcity.core import accounts
+
+    with _db().session() as s:
+        for u in accounts.list_users(s, role):
+            unit = u.department.code if u.department else ""
+            click.echo(f"{u.id}\t{u.username}\t{u.role}\t{unit}\t{'active' if u.active else 'disabled'}")
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password", default=None, envvar="SMARTCITY_PASSWORD")
+@reports_errors
+def user_set_password(username, password) -> None:
+    """Set a user's password."""
+    from smartcity.core import accounts
+
+    if password is None:
+        password = getpass.getpass("new password: ")
+    with _db().session() as s:
+        accounts.set_password(s, username, password)
+    click.echo("password changed")
+
+
+@main.group()
+def apikey() -> None:
+    """Manage API keys of machine clients."""
+
+
+@apikey.command("create")
+@click.argument("name")
+@click.option("--user", "username", default=None, help="Act as this user (the key carries the user's role).")
+@reports_errors
+def apikey_create(name, username) -> None:
+    """Issue a key; it is printed once and only its hash is kept."""
+    from smartcity.core import accounts
+
+    with _db().session() as s:
+        owner = accounts.get_user(s, username) if username else None
+        row, key = accounts.create_api_key(s, name, user=owner)
+    click.echo(key)
+    click.echo(f"(key id {row.id}; keep it now, it cannot be shown again)", err=True)
+
+
+@apikey.command("list")
+def apikey_list() -> None:
+    """List keys (never the keys themselves)."""
+    from smartcity.core import accounts
+
+    with _db().session() as s:
+        for k in accounts.list_api_keys(s):
+            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+            click.echo(f"{k.id}\t{k.name}\t{k.scope}\t{k.prefix}…\t{state}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id", type=int)
+@reports_errors
+def apikey_revoke(key_id) -> None:
+    """Revoke a key by its id."""
+    from smartcity.core import accounts
+
+    with _db().session() as s:
+        accounts.revoke_api_key(s, key_id)
+    click.echo(f"key {key_id} revoked")
+
+
+def _add_module_commands() -> None:
+    from smartcity.app import modules
+
+    for module in modules():
+        group = getattr(module, "cli", None)
+        if group is not None:
+            main.add_command(group)
+
+
+_add_module_commands()

@@ -1,0 +1,184 @@
+"""Accounts: users and their roles, passwords (argon2), API keys for machine clients."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from smartcity.core import audit
+from smartcity.core.db import utcnow
+from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.core.models import ApiKey, Department, User
+
+ROLES = {
+    "citizen": "Citizen: reports problems, follows them, takes part",
+    "staff": "Department staff: works the reports routed to their department",
+    "guardian": "Guardian: follows the people in their care",
+    "operator": "Control-room operator: handles incidents in their district",
+    "publisher": "Data publisher: publishes datasets to the open data plaza",
+    "admin": "Administrator: manages users, routing and the city's set-up",
+}
+# Roles that belong to a unit, and the kind of unit they need.
+UNIT_KIND = {"staff": "department", "operator": "control_room"}
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,80}$")
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput("a password needs at least 8 characters", code="weak_password")
+
+
+@dataclass(frozen=True)
+class NewUser:
+    username: str
+    password: str
+    role: str
+    display_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    department: str | None = None  # unit code
+    language: str | None = None
+
+
+def create_user(session: Session, new: NewUser, actor="cli") -> User:
+    """Create a user after checking every rule; raises InvalidInput or Conflict and stores nothing."""
+    if new.role not in ROLES:
+        raise InvalidInput(f"unknown role {new.role!r}; roles are: {', '.join(ROLES)}", code="unknown_role")
+    if not USERNAME.match(new.username or ""):
+        raise InvalidInput("a username has 3 to 80 letters, digits or . _ @ -", code="invalid_username")
+    check_password_rules(new.password)
+    department_id = None
+    needed = UNIT_KIND.get(new.role)
+    if needed and not new.department:
+        raise InvalidInput(f"a {new.role} user needs a unit (--department CODE)", code="unit_required")
+    if new.department:
+        unit = session.scalar(select(Department).where(Department.code == new.department))
+        if unit is None:
+            raise InvalidInput(f"no unit with code {new.department!r}", code="unknown_department")
+        if needed and unit.kind != needed:
+            raise InvalidInput(
+                f"a {new.role} user belongs to a {needed.replace('_', ' ')}, and {unit.code} is a "
+                f"{unit.kind.replace('_', ' ')}",
+                code="wrong_unit_kind",
+            )
+        department_id = unit.id
+    taken = session.scalar(select(func.count()).select_from(User).where(User.username == new.username))
+    if taken:
+        raise Conflict(f"the username {new.username!r} is taken", code="duplicate_user")
+    user = User(
+        username=new.username,
+        display_name=new.display_name or new.username,
+        email=new.email,
+        phone=new.phone,
+        password_hash=hash_password(new.password),
+        role=new.role,
+        department_id=department_id,
+        language=new.language,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "create", "user", user.id, {"username": user.username, "role": user.role})
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active:
+        # Hash anyway so a wrong username takes as long as a wrong password.
+        verify_password(_DUMMY_HASH, password)
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+_DUMMY_HASH = hash_password("not a real password")
+
+
+def set_password(session: Session, username: str, password: str, actor="cli") -> User:
+    check_password_rules(password)
+    user = get_user(session, username)
+    user.password_hash = hash_password(password)
+    audit.record(session, actor, "set_password", "user", user.id)
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def list_users(session: Session, role: str | None = None) -> list[User]:
+    q = select(User).order_by(User.username)
+    if role:
+        q = q.where(User.role == role)
+    return list(session.scalars(q))
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(
+    session: Session, name: str, *, user: User | None = None, scope: str = "api", actor="cli"
+) -> tuple[ApiKey, str]:
+    """Issue a key; returns the row and the key itself, which is never stored and shown only now."""
+    if not name.strip():
+        raise InvalidInput("an API key needs a name", code="invalid_name")
+    key = "sc_" + secrets.token_urlsafe(30)
+    row = ApiKey(name=name.strip(), prefix=key[:10], key_hash=_digest(key), user=user, scope=scope)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "create", "api_key", row.id, {"name": row.name, "scope": scope})
+    return row, key
+
+
+def find_api_key(session: Session, key: str, scope: str | None = None) -> ApiKey | None:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == _digest(key)))
+    if row is None or row.revoked_at is not None or (scope and row.scope != scope):
+        return None
+    return row
+
+
+def revoke_api_key(session: Session, key_id: int, actor="cli") -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"no API key {key_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(session, actor, "revoke", "api_key", row.id)
+    return row
+
+
+def list_api_keys(session: Session, scope: str | None = None) -> list[ApiKey]:
+    q = select(ApiKey).order_by(ApiKey.id)
+    if scope:
+        q = q.where(ApiKey.scope == scope)
+    return list(session.scalars(q))

@@ -1,0 +1,225 @@
+"""The core's JSON routes: health, metrics, geography, accounts, the audit log and the live event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from smartcity.core import accounts, audit
+from smartcity.core.auth import CurrentIdentity, Identity, Require
+from smartcity.core.geo import geo_index
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["platform"])
+def healthz(request: Request) -> dict:
+    """Liveness and readiness: the store answers, and (PostgreSQL) the event listener is connected."""
+    db = request.app.state.db
+    with db.session() as s:
+        s.execute(text("SELECT 1"))
+    body = {"status": "ok", "database": db.engine.dialect.name}
+    if db.is_postgres:
+        body["events"] = "listening" if db.events.listening.is_set() else "connecting"
+    return body
+
+
+@router.get("/metrics", tags=["platform"], include_in_schema=False)
+def metrics(request: Request) -> Response:
+    return request.app.state.metrics.exposition()
+
+
+# --- geography --------------------------------------------------------------------------------
+
+
+@router.get("/api/geo/districts.geojson", tags=["geography"])
+def districts_geojson(request: Request, lang: str | None = None) -> Response:
+    """The city's districts as a GeoJSON FeatureCollection (what the map draws)."""
+    index = geo_index(request.app.state.db)
+    body = index.districts_geojson(lang or request.app.state.profile.language)
+    return Response(
+        json.dumps(body, ensure_ascii=False),
+        media_type="application/geo+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+class AreaOut(BaseModel):
+    code: str
+    name_ko: str
+    name_en: str
+
+
+class LocationOut(BaseModel):
+    lat: float
+    lon: float
+    district: AreaOut
+    neighbourhood: AreaOut | None
+
+
+@router.get("/api/geo/locate", tags=["geography"], response_model=LocationOut)
+def locate(
+    request: Request,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+) -> LocationOut:
+    """The district and neighbourhood of a point; 422 `outside_city` if it is not in the city."""
+    loc = geo_index(request.app.state.db).locate(lat, lon)
+    hood = loc.neighbourhood
+    return LocationOut(
+        lat=loc.lat,
+        lon=loc.lon,
+        district=AreaOut(code=loc.district.code, name_ko=loc.district.name_ko, name_en=loc.district.name_en),
+        neighbourhood=AreaOut(code=hood.code, name_ko=hood.name_ko, name_en=hood.name_en) if hood else None,
+    )
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    department: str | None = None
+
+
+def _user_out(user) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role,
+        department=user.department.code if user.department else None,
+    )
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=80)
+    password: str = Field(min_length=1, max_length=200)
+    role: str
+    display_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    department: str | None = None
+
+
+@router.get("/api/me", tags=["accounts"])
+def me(identity: CurrentIdentity) -> dict:
+    """Who the caller is, and with which role."""
+    return {
+        "authenticated": identity.authenticated,
+        "username": identity.username,
+        "role": identity.role,
+        "department": identity.department_code,
+        "via": identity.via,
+    }
+
+
+@router.get("/api/users", tags=["accounts"], response_model=list[UserOut])
+def users(
+    request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))], role: str | None = None
+) -> list[UserOut]:
+    with request.app.state.db.session() as s:
+        return [_user_out(u) for u in accounts.list_users(s, role)]
+
+
+@router.post("/api/users", tags=["accounts"], response_model=UserOut, status_code=201)
+def create_user(
+    request: Request, body: UserIn, identity: Annotated[Identity, Depends(Require("users.manage"))]
+) -> UserOut:
+    """Create an account (administrators). Publishes `user.created` to administrators."""
+    from smartcity.core.events import publish
+
+    with request.app.state.db.session() as s:
+        user = accounts.create_user(s, accounts.NewUser(**body.model_dump()), actor=identity)
+        out = _user_out(user)
+        publish(
+            s,
+            "user.created",
+            {"id": user.id, "username": user.username, "role": user.role},
+            audience="users.manage",
+        )
+    return out
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: str
+    actor: str
+    action: str
+    object_type: str
+    object_id: str | None
+    detail: dict | None
+
+
+@router.get("/api/audit", tags=["accounts"], response_model=list[AuditOut])
+def audit_log(
+    request: Request,
+    identity: Annotated[Identity, Depends(Require("audit.read"))],
+    object_type: str | None = None,
+    object_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    """The audit log, newest first (administrators)."""
+    with request.app.state.db.session() as s:
+        rows = audit.entries(s, object_type=object_type, object_id=object_id, limit=limit)
+        return [
+            AuditOut(
+                id=r.id,
+                at=r.at.isoformat(),
+                actor=r.actor,
+                action=r.action,
+                object_type=r.object_type,
+                object_id=r.object_id,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
+
+
+# --- live events ------------------------------------------------------------------------------
+
+HEARTBEAT_SECONDS = 15.0
+
+
+@router.get("/api/events/stream", tags=["events"])
+async def event_stream(
+    request: Request,
+    identity: CurrentIdentity,
+    topics: str = Query("", description="comma-separated topic prefixes"),
+) -> StreamingResponse:
+    """Server-Sent Events: every event the caller may see, filtered by topic prefix."""
+    bus = request.app.state.db.events
+    wanted = tuple(t.strip() for t in topics.split(",") if t.strip())
+    sub = bus.subscribe(wanted)
+
+    async def stream():
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    ev = await asyncio.wait_for(sub.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if ev is None:
+                    return
+                if ev.visible_to(identity):
+                    data = json.dumps(ev.data, ensure_ascii=False)
+                    yield f"id: {ev.seq}\nevent: {ev.topic}\ndata: {data}\n\n"
+        finally:
+            sub.close()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

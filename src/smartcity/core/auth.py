@@ -1,0 +1,188 @@
+"""Who is calling and what they may do: identities from session cookies or API keys, the one permission
+check every route goes through, and CSRF protection for cookie-authenticated forms.
+
+Modules declare their permissions with `grant(...)`; handlers ask with `Require("perm")` (a FastAPI
+dependency) or `check(identity, "perm")`. No handler tests a role itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from smartcity.core import accounts
+from smartcity.core.errors import NotAuthenticated, PermissionDenied
+
+# permission → roles holding it. Administrators hold every permission.
+PERMISSIONS: dict[str, set[str]] = {
+    "users.manage": set(),
+    "audit.read": set(),
+    "apikeys.manage": set(),
+    "geo.manage": set(),
+    "events.all": set(),
+    "account.self": {"citizen", "staff", "guardian", "operator", "publisher"},
+}
+
+
+def grant(permission: str, *roles: str) -> None:
+    """Declare a permission (a module does this at import time) and the roles that hold it."""
+    for role in roles:
+        if role not in accounts.ROLES:
+            raise ValueError(f"unknown role {role!r}")
+    PERMISSIONS.setdefault(permission, set()).update(roles)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller of a request: a signed-in user, a user's API key, a system key, or anonymous."""
+
+    user_id: int | None = None
+    username: str | None = None
+    role: str | None = None
+    department_id: int | None = None
+    department_code: str | None = None
+    district_code: str | None = None
+    via: str = "anonymous"  # anonymous | session | key
+    key_id: int | None = None
+    key_name: str | None = None
+    key_scope: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.via != "anonymous"
+
+    @property
+    def label(self) -> str:
+        if self.username:
+            return self.username
+        if self.key_name:
+            return f"key:{self.key_name}"
+        return "anonymous"
+
+    def can(self, permission: str) -> bool:
+        if permission not in PERMISSIONS:
+            raise KeyError(f"undeclared permission {permission!r}")
+        if self.role == "admin":
+            return True
+        return self.role is not None and self.role in PERMISSIONS[permission]
+
+
+ANONYMOUS = Identity()
+
+
+def check(identity: Identity, permission: str) -> Identity:
+    """Raise unless `identity` holds `permission`: 401 for the anonymous, 403 for everyone else."""
+    if identity.can(permission):
+        return identity
+    if not identity.authenticated:
+        raise NotAuthenticated("sign in or present an API key")
+    raise PermissionDenied(f"you do not have the permission {permission!r}")
+
+
+def identity_of_user(user, via: str, key=None) -> Identity:
+    dept = user.department
+    return Identity(
+        user_id=user.id,
+        username=user.username,
+        role=user.role,
+        department_id=user.department_id,
+        department_code=dept.code if dept else None,
+        district_code=dept.district_code if dept else None,
+        via=via,
+        key_id=key.id if key else None,
+        key_name=key.name if key else None,
+        key_scope=key.scope if key else None,
+    )
+
+
+def _key_from_headers(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def resolve_identity(request: Request) -> Identity:
+    """Work out who is calling, once per request (cached on request.state)."""
+    cached = getattr(request.state, "identity", None)
+    if cached is not None:
+        return cached
+    from smartcity.core.models import User
+
+    db = request.app.state.db
+    identity = ANONYMOUS
+    key = _key_from_headers(request)
+    if key:
+        with db.session() as s:
+            row = accounts.find_api_key(s, key)
+            if row is None:
+                raise NotAuthenticated("the API key is not valid or was revoked", code="invalid_api_key")
+            if row.user is not None and row.user.active:
+                identity = identity_of_user(row.user, "key", row)
+            else:
+                identity = Identity(via="key", key_id=row.id, key_name=row.name, key_scope=row.scope)
+    elif "session" in request.scope and (uid := request.session.get("uid")):
+        with db.session() as s:
+            user = s.get(User, uid)
+            if user is not None and user.active:
+                identity = identity_of_user(user, "session")
+            else:
+                request.session.clear()
+    request.state.identity = identity
+    return identity
+
+
+# --- CSRF -----------------------------------------------------------------------------------------
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use); every form carries it as `csrf_token`."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def verify_csrf(request: Request) -> None:
+    """Reject an unsafe request whose form field or X-CSRF-Token header does not carry the session token."""
+    if request.method not in UNSAFE:
+        return
+    sent = request.headers.get("x-csrf-token")
+    if not sent and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        sent = (await request.form()).get("csrf_token")
+    expected = request.session.get("csrf") if "session" in request.scope else None
+    if not expected or not sent or not hmac.compare_digest(str(sent), expected):
+        raise PermissionDenied(
+            "the form has expired or did not come from this site; reload and try again", code="csrf_failed"
+        )
+
+
+async def current_identity(request: Request) -> Identity:
+    identity = resolve_identity(request)
+    if identity.via == "session":
+        await verify_csrf(request)
+    return identity
+
+
+CurrentIdentity = Annotated[Identity, Depends(current_identity)]
+
+
+class Require:
+    """A dependency that lets a request through only if its caller holds the permission."""
+
+    def __init__(self, permission: str):
+        if permission not in PERMISSIONS:
+            raise KeyError(f"undeclared permission {permission!r}")
+        self.permission = permission
+
+    async def __call__(self, request: Request) -> Identity:
+        return check(await current_identity(request), self.permission)

@@ -1,0 +1,70 @@
+"""The platform's one error hierarchy. Services raise these; each edge maps them once.
+
+    SmartCityError              base; carries a machine code, a message and optional details
+    ├── InvalidInput  (400/422) the request or file is malformed or breaks a rule
+    │   └── OutsideCity          a coordinate is not inside the city
+    ├── NotAuthenticated (401)  no valid session, token or key
+    ├── PermissionDenied (403)  signed in, but not allowed
+    ├── NotFound        (404)
+    ├── Conflict        (409)  duplicate or stale state
+    └── TooLarge        (413)
+
+The JSON API answers `{"error": {"code", "message", "details"}}`; pages render an error page;
+protocol adapters (Open311, OsmAnd) translate to their own formats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SmartCityError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(SmartCityError):
+    status = 422
+    code = "invalid"
+
+
+class OutsideCity(InvalidInput):
+    code = "outside_city"
+
+
+class NotAuthenticated(SmartCityError):
+    status = 401
+    code = "not_authenticated"
+
+
+class PermissionDenied(SmartCityError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(SmartCityError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(SmartCityError):
+    status = 409
+    code = "conflict"
+
+
+class TooLarge(SmartCityError):
+    status = 413
+    code = "too_large"

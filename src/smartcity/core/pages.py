@@ -1,0 +1,69 @@
+"""The core's pages: the city map, sign-in and sign-out, language choice."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from smartcity.core import accounts, audit
+from smartcity.core.auth import verify_csrf
+from smartcity.core.web import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths are followed after sign-in (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return "/"
+    return target
+
+
+@router.get("/", response_class=HTMLResponse)
+def map_page(request: Request):
+    return render(request, "map.html")
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_form(request: Request, next: str = "/"):
+    return render(request, "signin.html", next=_safe_next(next), failed=False)
+
+
+@router.post("/signin", dependencies=[Depends(verify_csrf)])
+def signin(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
+    db = request.app.state.db
+    with db.session() as s:
+        user = accounts.authenticate(s, username.strip(), password)
+        ip = request.client.host if request.client else None
+        if user is None:
+            audit.record(s, "anonymous", "signin_failed", "user", None, {"username": username[:80]}, ip=ip)
+        else:
+            audit.record(s, user.username, "signin", "user", user.id, ip=ip)
+    if user is None:
+        return render(
+            request, "signin.html", status_code=401, next=_safe_next(next), failed=True, username=username
+        )
+    # A fresh session on sign-in: no fixation of a session made before.
+    request.session.clear()
+    request.session["uid"] = user.id
+    if user.language:
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie("lang", user.language, max_age=365 * 24 * 3600, samesite="lax")
+        return response
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/signout", dependencies=[Depends(verify_csrf)])
+def signout(request: Request):
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)
+
+
+@router.get("/lang/{code}")
+def choose_language(request: Request, code: str, next: str = "/"):
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if code in request.app.state.profile.languages:
+        response.set_cookie("lang", code, max_age=365 * 24 * 3600, samesite="lax")
+    return response

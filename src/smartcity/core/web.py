@@ -1,0 +1,215 @@
+"""The web shell: templates and their translations (ko, en), language choice, error rendering,
+request metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from urllib.parse import quote
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from smartcity.core.auth import csrf_token, resolve_identity
+from smartcity.core.errors import NotAuthenticated, SmartCityError
+
+PACKAGE = Path(__file__).parent.parent
+LOCALES = Path(__file__).parent / "locale"
+STATIC = Path(__file__).parent / "static"
+
+
+# --- translations ---------------------------------------------------------------------------------
+
+
+@cache
+def translations(language: str) -> Translations:
+    """The catalogue for `language`, compiled in memory from the .po files of core and every module."""
+    merged = Translations()
+    for po in sorted(PACKAGE.glob(f"**/locale/{language}/LC_MESSAGES/messages.po")):
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=language)
+        buf = io.BytesIO()
+        write_mo(buf, catalog)
+        buf.seek(0)
+        merged.merge(Translations(buf))
+    return merged
+
+
+def gettext(language: str, message: str) -> str:
+    return translations(language).ugettext(message)
+
+
+def language_of(request: Request) -> str:
+    """?lang= beats the lang cookie, which beats the city's default language."""
+    profile = request.app.state.profile
+    for candidate in (request.query_params.get("lang"), request.cookies.get("lang")):
+        if candidate in profile.languages:
+            return candidate
+    return profile.language
+
+
+# --- navigation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NavLink:
+    label: str  # an English msgid, translated when rendered
+    href: str
+    permission: str | None = None
+
+
+NAV: list[NavLink] = []
+
+
+def add_nav(label: str, href: str, permission: str | None = None) -> None:
+    """A module adds its entry to the top navigation, shown to those holding `permission`."""
+    if all(link.href != href for link in NAV):
+        NAV.append(NavLink(label, href, permission))
+
+
+# --- templates ------------------------------------------------------------------------------------
+
+
+@cache
+def environment() -> Environment:
+    loaders = [FileSystemLoader(str(Path(__file__).parent / "templates"))]
+    loaders += [
+        FileSystemLoader(str(p)) for p in sorted(PACKAGE.glob("*/templates")) if p.parent.name != "core"
+    ]
+    env = Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(["html", "xml"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
+    env.filters["urlquote"] = lambda v: quote(str(v), safe="")
+    return env
+
+
+def asset(name: str) -> str:
+    """URL of a built front-end asset, with its modification time to bust caches."""
+    path = STATIC / "build" / name
+    stamp = int(path.stat().st_mtime) if path.exists() else 0
+    return f"/static/build/{name}?v={stamp}"
+
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    language = language_of(request)
+    trans = translations(language)
+    env = environment()
+    tmpl = env.get_template(template)
+    identity = resolve_identity(request)
+    html = tmpl.render(
+        request=request,
+        lang=language,
+        _=trans.ugettext,
+        gettext=trans.ugettext,
+        ngettext=trans.ungettext,
+        identity=identity,
+        csrf_token=csrf_token(request) if "session" in request.scope else "",
+        profile=request.app.state.profile,
+        settings=request.app.state.settings,
+        asset=asset,
+        nav=[link for link in NAV if link.permission is None or identity.can(link.permission)],
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status_code)
+    if request.query_params.get("lang") == language:
+        response.set_cookie("lang", language, max_age=365 * 24 * 3600, samesite="lax")
+    return response
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+ErrorRenderer = Callable[[Request, SmartCityError], Response]
+_error_formats: list[tuple[str, ErrorRenderer]] = []
+
+
+def register_error_format(path_prefix: str, renderer: ErrorRenderer) -> None:
+    """Let a protocol adapter answer errors under its path in its own format (Open311, OsmAnd…)."""
+    _error_formats.append((path_prefix, renderer))
+    _error_formats.sort(key=lambda item: -len(item[0]))
+
+
+def wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith("/api/") or path.endswith(".json"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_response(request: Request, exc: SmartCityError) -> Response:
+    for prefix, renderer in _error_formats:
+        if request.url.path.startswith(prefix):
+            return renderer(request, exc)
+    if wants_html(request):
+        if isinstance(exc, NotAuthenticated):
+            from fastapi.responses import RedirectResponse
+
+            return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
+        return render(request, "error.html", status_code=exc.status, error=exc)
+    return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+class Metrics:
+    """Prometheus counters of the HTTP server, kept in the app's own registry."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "smartcity_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "smartcity_http_request_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
+
+    def exposition(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (cheap on hot paths) that counts requests by route template and status."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - start)

@@ -1,0 +1,82 @@
+"""Every setting of the platform, declared once as data and read from SMARTCITY_* environment variables.
+
+A setting has a name, a type, a default and help text; `smartcity settings` prints them all.
+Modules read `get_settings().<name>`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+
+def _setting(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = _setting(
+        "sqlite:///var/smartcity.db",
+        "SQLAlchemy URL of the store. SQLite (WAL) is the embedded default; "
+        "postgresql+psycopg://user@host/db for a city that outgrows one machine.",
+    )
+    city: str = _setting("seoul", "City profile: a bundled name (seoul) or the path of a profile TOML file.")
+    secret_key: str = _setting(
+        "", "Key that signs session cookies. Empty: one is generated and kept in var/secret_key."
+    )
+    host: str = _setting("127.0.0.1", "Address `smartcity serve` listens on.")
+    port: int = _setting(8000, "Port of the web server.")
+    tile_url: str = _setting(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "Base-map tile URL template; empty for no base map (district outlines still show).",
+    )
+    tile_attribution: str = _setting("© OpenStreetMap contributors", "Attribution shown for the base map.")
+    var_dir: str = _setting("var", "Folder for the embedded database, uploads and generated secrets.")
+    session_max_age: int = _setting(14 * 24 * 3600, "Seconds a sign-in lasts.")
+    secure_cookies: bool = _setting(False, "Mark cookies Secure (set behind HTTPS).")
+    log_level: str = _setting("info", "Log level of the server.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get("SMARTCITY_" + f.name.upper())
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def signing_key(self) -> str:
+        """The session signing key: the configured one, or one generated once and kept in var/."""
+        if self.secret_key:
+            return self.secret_key
+        path = Path(self.var_dir) / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting."""
+    return [("SMARTCITY_" + f.name.upper(), str(f.default), f.metadata["help"]) for f in fields(Settings)]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
