@@ -1,0 +1,244 @@
+"""Fixtures the whole suite shares.
+
+`db_url` (and so `db`, `app`, `client`) runs each test on SQLite *and* on a throwaway PostgreSQL server.
+Each test gets a fresh database copied from a migrated, seeded template. If PostgreSQL cannot be
+started, the PostgreSQL variants fail: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from smartcity.core.city import load_profile
+from smartcity.core.db import Database, migrate
+from smartcity.core.seed import seed_profile
+from smartcity.settings import Settings
+from tests.servers import MosquittoServer, PostgresServer, free_port, wait_for_port
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seoul"
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--disable-gpu", "--disable-quic", "--disable-sync"]
+_counter = itertools.count()
+
+
+def seoul_data(name: str) -> Path:
+    """A file of the real Seoul data in ../shared (tests only; the product never reads it)."""
+    path = SHARED / name
+    if not path.exists():
+        pytest.fail(f"shared test data missing: {path}")
+    return path
+
+
+def _prepare(url: str) -> None:
+    migrate(url)
+    db = Database(url)
+    with db.session() as s:
+        seed_profile(s, load_profile("seoul"))
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer()
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - report why, then fail every PostgreSQL test
+        pytest.fail(f"could not start PostgreSQL: {exc} {getattr(exc, 'stderr', b'')!r}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _prepare(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres) -> str:
+    postgres.execute("CREATE DATABASE template_smartcity")
+    _prepare(postgres.url("template_smartcity"))
+    return "template_smartcity"
+
+
+def _fresh_sqlite(template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "smartcity.db"
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
+
+
+def _fresh_postgres(request) -> str:
+    server = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("postgres_template")
+    name = f"t{os.getpid()}_{next(_counter)}"
+    server.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    request.addfinalizer(lambda: server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    return server.url(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """A fresh, migrated and seeded database on each backend."""
+    if request.param == "sqlite":
+        return _fresh_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
+    return _fresh_postgres(request)
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template, tmp_path) -> str:
+    """A fresh SQLite database, for tests about pages or protocols rather than storage."""
+    return _fresh_sqlite(sqlite_template, tmp_path)
+
+
+@pytest.fixture
+def postgres_url(request) -> str:
+    return _fresh_postgres(request)
+
+
+@pytest.fixture
+def db(db_url):
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+def make_settings(url: str, tmp_path: Path, **overrides) -> Settings:
+    values = dict(database_url=url, var_dir=str(tmp_path / "var"), secret_key="test-secret", tile_url="")
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(db_url, tmp_path) -> Settings:
+    return make_settings(db_url, tmp_path)
+
+
+@pytest.fixture
+def app(db, settings):
+    from smartcity.app import create_app
+
+    return create_app(settings, db)
+
+
+@pytest.fixture
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        yield c
+
+
+# --- people ---------------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+def make_user(db, username: str, role: str, department: str | None = None, **extra):
+    from smartcity.core import accounts
+
+    with db.session() as s:
+        user = accounts.create_user(s, accounts.NewUser(username, PASSWORD, role, department=department, **extra))
+        return user.id
+
+
+def make_key(db, username: str | None = None, scope: str = "api") -> str:
+    from smartcity.core import accounts
+
+    with db.session() as s:
+        owner = accounts.get_user(s, username) if username else None
+        _, key = accounts.create_api_key(s, f"test key {next(_counter)}", user=owner, scope=scope)
+        return key
+
+
+def signin(client, username: str, password: str = PASSWORD):
+    """Sign in through the real form, CSRF token included."""
+    import re
+
+    page = client.get("/signin")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    return client.post("/signin", data={"username": username, "password": password, "csrf_token": token,
+                                        "next": "/"}, follow_redirects=False)
+
+
+# --- a live server and a real browser -------------------------------------------------------------
+
+class LiveServer:
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_app(sqlite_url, tmp_path):
+    from smartcity.app import create_app
+
+    db = Database(sqlite_url)
+    app = create_app(make_settings(sqlite_url, tmp_path), db)
+    with LiveServer(app) as server:
+        server.db = db
+        yield server
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(locale="ko-KR", viewport={"width": 390, "height": 844})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto():
+    server = MosquittoServer()
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"could not start mosquitto: {exc}")
+    yield server
+    server.stop()
+
+
+def eventually(check, timeout: float = 5.0, interval: float = 0.02):
+    """Poll `check` until it returns a truthy value; fail with its last result after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    result = None
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s (last: {result!r})")

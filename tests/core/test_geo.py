@@ -1,0 +1,143 @@
+"""City geography: boundary import, point lookup, approximate districts — on both stores."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import Point, shape
+from sqlalchemy import func, select
+
+from smartcity.core import geo
+from smartcity.core.city import load_profile
+from smartcity.core.errors import InvalidInput, OutsideCity
+from smartcity.core.models import District, Neighbourhood
+from tests.conftest import seoul_data
+
+SEOUL = load_profile("seoul")
+
+
+def _import_real(db):
+    districts = geo.parse_boundaries(seoul_data("districts.geojson").read_bytes(), SEOUL)
+    with db.session() as s:
+        result = geo.import_districts(s, districts, "districts.geojson")
+    geo.invalidate(db)
+    hoods = geo.parse_boundaries(seoul_data("neighbourhoods.geojson").read_bytes(), SEOUL)
+    with db.session() as s:
+        geo.import_neighbourhoods(s, hoods, "neighbourhoods.geojson", geo.geo_index(db))
+    geo.invalidate(db)
+    return result
+
+
+def test_real_boundaries_replace_the_approximate_ones(db):
+    with db.session() as s:
+        assert s.scalar(select(func.count()).where(District.approximate)) == 25
+    result = _import_real(db)
+    assert (result.created, result.updated) == (0, 25)  # same KOSTAT codes as the profile's points
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(District).where(District.approximate)) == 0
+        assert s.scalar(select(func.count()).select_from(Neighbourhood)) == 423
+        unplaced = s.scalar(select(func.count()).select_from(Neighbourhood).where(Neighbourhood.district_code.is_(None)))
+        assert unplaced == 0
+
+
+def test_lookup_finds_the_district_and_neighbourhood_of_known_places(db):
+    _import_real(db)
+    index = geo.geo_index(db)
+    # Seoul City Hall is in Jung-gu; COEX is in Gangnam-gu (Samseong-dong); Lotte World Tower in Songpa-gu.
+    assert index.locate(37.5663, 126.9779).district.name_en == "Jung-gu"
+    coex = index.locate(37.5116, 127.0594)
+    assert coex.district.name_en == "Gangnam-gu"
+    assert coex.neighbourhood is not None and coex.neighbourhood.name_ko.startswith("삼성")
+    assert coex.neighbourhood.district_code == coex.district.code
+    assert index.locate(37.5126, 127.1026).district.name_en == "Songpa-gu"
+
+
+def test_points_outside_the_city_are_refused(db):
+    index = geo.geo_index(db)
+    with pytest.raises(OutsideCity):
+        index.locate(35.1796, 129.0756)  # Busan
+    with pytest.raises(InvalidInput):
+        index.locate(91, 0)
+    with pytest.raises(InvalidInput):
+        index.locate("north", 127)
+
+
+@pytest.fixture(scope="module")
+def real_index():
+    """Index over the real districts, with the polygons kept for a brute-force cross-check."""
+    fc = json.loads(seoul_data("districts.geojson").read_text())
+    areas = [(geo.Area(f["properties"]["code"], f["properties"]["name"], f["properties"]["name_eng"]),
+              shape(f["geometry"])) for f in fc["features"]]
+    return geo.GeoIndex(areas, [], SEOUL.outline_polygon), areas
+
+
+@settings(max_examples=300, deadline=None)
+@given(lat=st.floats(37.40, 37.72), lon=st.floats(126.74, 127.21))
+def test_index_agrees_with_a_loop_over_every_polygon(real_index, lat, lon):
+    index, areas = real_index
+    point = Point(lon, lat)
+    expected = {a.code for a, g in areas if g.intersects(point)}
+    found = index.district_at(lat, lon)
+    if expected:
+        assert found is not None and found.code in expected
+    else:
+        assert found is None
+
+
+def test_vectorised_lookup_matches_single_lookups(real_index):
+    index, _ = real_index
+    lats = [37.5663, 37.5116, 35.0, 37.6543]
+    lons = [126.9779, 127.0594, 129.0, 127.0565]
+    assert index.districts_at(lats, lons) == [index.district_at(a, b) for a, b in zip(lats, lons, strict=True)]
+
+
+def test_approximate_districts_cover_the_city_without_overlap():
+    areas = geo.approximate_districts(SEOUL)
+    assert len(areas) == 25
+    outline = SEOUL.outline_polygon
+    total = sum(a.geometry.area for a in areas)
+    assert abs(total - outline.area) / outline.area < 1e-6
+    for seed, area in zip(SEOUL.districts, areas, strict=True):
+        assert area.geometry.contains(Point(seed.point[1], seed.point[0]))
+
+
+# --- bad input: nothing is half-written ----------------------------------------------------------
+
+def _fc(*features):
+    return {"type": "FeatureCollection", "features": list(features)}
+
+
+def _square(code, x=127.0, y=37.5, size=0.01, name="테스트구"):
+    ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+    return {"type": "Feature", "properties": {"code": code, "name": name, "name_eng": "Test-gu"},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+@pytest.mark.parametrize("data, problem", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"type": "Feature"}), "FeatureCollection"),
+    (json.dumps(_fc()), "no features"),
+])
+def test_malformed_files_are_refused(data, problem):
+    with pytest.raises(InvalidInput, match=problem):
+        geo.parse_boundaries(data, SEOUL)
+
+
+def test_every_problem_is_reported_and_nothing_is_stored(db):
+    bowtie = _square("B2")
+    bowtie["geometry"]["coordinates"] = [[[127.0, 37.5], [127.01, 37.51], [127.01, 37.5], [127.0, 37.51], [127.0, 37.5]]]
+    point = _square("P3")
+    point["geometry"] = {"type": "Point", "coordinates": [127.0, 37.5]}
+    busan = _square("F4", x=129.0, y=35.1)
+    nameless = _square("N5", name="")
+    data = _fc(_square("OK1"), bowtie, point, busan, nameless, _square("OK1", x=127.05))
+    with pytest.raises(InvalidInput) as caught:
+        geo.parse_boundaries(json.dumps(data), SEOUL)
+    problems = {(d["feature"], d["problem"].split(":")[0]) for d in caught.value.details}
+    assert problems == {
+        (1, "polygon is not valid"), (2, "geometry must be a Polygon or MultiPolygon, not Point"),
+        (3, "polygon lies outside the city's extent"), (4, "no name property"), (5, "code appears twice"),
+    }
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(District).where(District.code == "OK1")) == 0
