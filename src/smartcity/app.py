@@ -23,6 +23,7 @@ from smartcity.core import pages as core_pages
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
+from smartcity.core.jobs import Scheduler
 from smartcity.core.web import STATIC, Metrics, MetricsMiddleware, error_response, render, wants_html
 from smartcity.settings import Settings, get_settings
 
@@ -48,6 +49,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.events.start()
+        scheduler = Scheduler(db, settings) if settings.run_jobs else None
+        if scheduler:
+            scheduler.start()
         for hook in startup:
             await hook(app)
         try:
@@ -55,6 +59,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         finally:
             for hook in reversed(shutdown):
                 await hook(app)
+            if scheduler:
+                scheduler.stop()
             await db.events.stop()
 
     app = FastAPI(

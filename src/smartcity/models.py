@@ -7,6 +7,7 @@ from pathlib import Path
 
 def load_all() -> None:
     import smartcity.core.models  # noqa: F401
+    import smartcity.core.notify  # noqa: F401
 
     package = Path(__file__).parent
     for info in pkgutil.iter_modules([str(package)]):

@@ -39,6 +39,18 @@ class Settings:
     session_max_age: int = _setting(14 * 24 * 3600, "Seconds a sign-in lasts.")
     secure_cookies: bool = _setting(False, "Mark cookies Secure (set behind HTTPS).")
     log_level: str = _setting("info", "Log level of the server.")
+    email_channel: str = _setting("log", "How email notifications leave: log (kept in the outbox only) or smtp.")
+    smtp_host: str = _setting("127.0.0.1", "SMTP server for email notifications.")
+    smtp_port: int = _setting(25, "SMTP port.")
+    smtp_user: str = _setting("", "SMTP user name (empty: no authentication).")
+    smtp_password: str = _setting("", "SMTP password.")
+    smtp_starttls: bool = _setting(False, "Use STARTTLS with the SMTP server.")
+    mail_from: str = _setting("smartcity@localhost", "Sender address of notification emails.")
+    sms_gateway_url: str = _setting(
+        "", "SMS gateway endpoint: a JSON POST {to, text} per message. Empty: SMS are kept in the outbox only."
+    )
+    sms_gateway_token: str = _setting("", "Bearer token for the SMS gateway.")
+    run_jobs: bool = _setting(True, "Run scheduled jobs (notification delivery, retention purges) in this process.")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -37,7 +37,8 @@ def test_real_boundaries_replace_the_approximate_ones(db):
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(District).where(District.approximate)) == 0
         assert s.scalar(select(func.count()).select_from(Neighbourhood)) == 423
-        unplaced = s.scalar(select(func.count()).select_from(Neighbourhood).where(Neighbourhood.district_code.is_(None)))
+        no_district = Neighbourhood.district_code.is_(None)
+        unplaced = s.scalar(select(func.count()).select_from(Neighbourhood).where(no_district))
         assert unplaced == 0
 
 
@@ -126,7 +127,8 @@ def test_malformed_files_are_refused(data, problem):
 
 def test_every_problem_is_reported_and_nothing_is_stored(db):
     bowtie = _square("B2")
-    bowtie["geometry"]["coordinates"] = [[[127.0, 37.5], [127.01, 37.51], [127.01, 37.5], [127.0, 37.51], [127.0, 37.5]]]
+    ring = [[127.0, 37.5], [127.01, 37.51], [127.01, 37.5], [127.0, 37.51], [127.0, 37.5]]
+    bowtie["geometry"]["coordinates"] = [ring]
     point = _square("P3")
     point["geometry"] = {"type": "Point", "coordinates": [127.0, 37.5]}
     busan = _square("F4", x=129.0, y=35.1)
