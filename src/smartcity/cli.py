@@ -98,6 +98,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         workers=workers,
         log_level=s.log_level,
         proxy_headers=True,
+        timeout_graceful_shutdown=3,  # live event streams never end by themselves
     )
 
 
@@ -292,3 +293,7 @@ def _add_module_commands() -> None:
 
 
 _add_module_commands()
+
+
+if __name__ == "__main__":
+    main()

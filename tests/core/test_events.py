@@ -1,0 +1,146 @@
+"""The event bus: delivery after commit only, audience filtering, SSE, and crossing processes on PostgreSQL."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smartcity.core.auth import Identity
+from smartcity.core.events import Event, publish
+from tests.conftest import PASSWORD, eventually, make_key, make_user, seoul_data
+from tests.servers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SSEReader:
+    """Reads a Server-Sent-Events stream in a thread and keeps what arrives."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.url, self.headers = url, headers or {}
+        self.events: list[dict] = []
+        self.connected = threading.Event()
+        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        assert self.connected.wait(10), "the event stream did not open"
+        return self
+
+    def __exit__(self, *exc):
+        self._client.close()
+
+    def _run(self):
+        current: dict = {}
+        try:
+            with self._client.stream("GET", self.url, headers=self.headers) as r:
+                for line in r.iter_lines():
+                    if line.startswith(": connected"):
+                        self.connected.set()
+                    elif line.startswith("event: "):
+                        current["event"] = line[7:]
+                    elif line.startswith("data: "):
+                        current["data"] = json.loads(line[6:])
+                    elif line == "" and current:
+                        self.events.append(current)
+                        current = {}
+        except (httpx.HTTPError, RuntimeError):
+            pass
+
+    def of(self, topic: str) -> list[dict]:
+        return [e["data"] for e in self.events if e.get("event") == topic]
+
+
+def test_events_are_delivered_after_commit_and_dropped_on_rollback(db):
+    got: list[Event] = []
+    db.events.on("test.", got.append)
+    with db.session() as s:
+        publish(s, "test.kept", {"n": 1})
+        assert got == [] or db.is_postgres  # never before commit
+    with pytest.raises(RuntimeError), db.session() as s:
+        publish(s, "test.dropped", {"n": 2})
+        raise RuntimeError("roll back")
+    if not db.is_postgres:  # on PostgreSQL delivery goes through the listener of a running app
+        assert [e.topic for e in got] == ["test.kept"]
+
+
+def test_audience_rules():
+    admin = Identity(user_id=1, role="admin", via="session")
+    citizen = Identity(user_id=2, role="citizen", via="session")
+    guardian = Identity(user_id=3, role="guardian", via="session")
+    operator_a = Identity(user_id=4, role="operator", via="session", district_code="11230")
+    assert Event("x", {}).visible_to(citizen)
+    assert not Event("x", {}, audience="users.manage").visible_to(citizen)
+    assert Event("x", {}, audience="users.manage").visible_to(admin)
+    assert Event("x", {}, users=[3]).visible_to(guardian)
+    assert not Event("x", {}, users=[3]).visible_to(citizen)
+    assert Event("x", {}, district="11230").visible_to(operator_a)
+    assert not Event("x", {}, district="11240").visible_to(operator_a)
+
+
+def test_sse_stream_delivers_only_what_the_subscriber_may_see(live_app):
+    db = live_app.db
+    make_user(db, "admin1", "admin")
+    make_user(db, "minji", "citizen")
+    admin_key, citizen_key = make_key(db, "admin1"), make_key(db, "minji")
+    url = f"{live_app.url}/api/events/stream?topics=user."
+    with SSEReader(url, {"X-API-Key": admin_key}) as admin_stream, \
+            SSEReader(url, {"X-API-Key": citizen_key}) as citizen_stream:
+        r = httpx.post(f"{live_app.url}/api/users", headers={"X-API-Key": admin_key},
+                       json={"username": "seoyeon", "password": PASSWORD, "role": "guardian"})
+        assert r.status_code == 201
+        created = eventually(lambda: admin_stream.of("user.created"))
+        assert created[0]["username"] == "seoyeon"
+        assert citizen_stream.of("user.created") == []
+
+
+def _serve(url: str, tmp_path: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "SMARTCITY_DATABASE_URL": url, "SMARTCITY_SECRET_KEY": "two-process",
+           "SMARTCITY_VAR_DIR": str(tmp_path / f"var{port}"), "SMARTCITY_LOG_LEVEL": "warning"}
+    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.postgres
+def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(postgres_url, tmp_path):
+    from smartcity.core.db import Database
+
+    db = Database(postgres_url)
+    make_user(db, "admin1", "admin")
+    key = make_key(db, "admin1")
+    db.dispose()
+    ports = [free_port(), free_port()]
+    procs = [_serve(postgres_url, tmp_path, p) for p in ports]
+    try:
+        for port in ports:
+            wait_for_port(port)
+            eventually(lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz").json().get("events")
+                       == "listening", timeout=15)
+        a, b = (f"http://127.0.0.1:{p}" for p in ports)
+        with SSEReader(f"{b}/api/events/stream", {"X-API-Key": key}) as stream:
+            r = httpx.post(f"{a}/api/users", headers={"X-API-Key": key},
+                           json={"username": "seoyeon", "password": PASSWORD, "role": "guardian"})
+            assert r.status_code == 201, r.text
+            assert eventually(lambda: stream.of("user.created"))[0]["username"] == "seoyeon"
+
+            # A third process (the CLI) imports boundaries; both servers rebuild their spatial index.
+            assert httpx.get(f"{b}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"] is None
+            env = {**os.environ, "SMARTCITY_DATABASE_URL": postgres_url}
+            subprocess.run([sys.executable, "-m", "smartcity.cli", "import", "neighbourhoods",
+                            str(seoul_data("neighbourhoods.geojson"))], env=env, cwd=ROOT, check=True,
+                           capture_output=True)
+            assert eventually(lambda: stream.of("geo.changed"))
+            for base in (a, b):
+                hood = httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"]
+                assert hood and hood["name_ko"].startswith("삼성")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
