@@ -9,7 +9,6 @@ import statistics
 import time
 from pathlib import Path
 
-
 from smartcity.core import geo
 from smartcity.core.city import load_profile
 

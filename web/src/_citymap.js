@@ -23,7 +23,7 @@ export function cityMap(el) {
     const tiles = L.tileLayer(data.tiles, { attribution: data.attribution, maxZoom: 19 });
     tiles.on("tileerror", () => {
       failures += 1;
-      if (failures === 3) showNotice(el, data.noTiles);
+      if (failures === 3) showNotice(el, data.noTiles, "no-tiles");
     });
     tiles.addTo(map);
   } else {
@@ -49,6 +49,7 @@ export function cityMap(el) {
       districts.eachLayer((layer) => {
         layer.getElement()?.setAttribute("data-code", layer.feature.properties.code);
       });
+      if (geojson.features.some((f) => f.properties.approximate)) showNotice(el, data.approximate, "approximate");
       if (geojson.features.length) map.fitBounds(districts.getBounds(), { padding: [8, 8] });
       el.dataset.state = "ready";
       el.dataset.districtCount = String(geojson.features.length);
@@ -61,10 +62,10 @@ export function cityMap(el) {
   return { map, districts, ready };
 }
 
-function showNotice(el, text) {
-  if (el.querySelector(".map-notice")) return;
+function showNotice(el, text, kind = "warning") {
+  if (el.querySelector(`.map-notice.${kind}`)) return;
   const note = document.createElement("div");
-  note.className = "map-notice";
+  note.className = `map-notice ${kind}`;
   note.setAttribute("role", "status");
   note.textContent = text;
   el.appendChild(note);

@@ -40,12 +40,8 @@ def check_coordinates(lat: Any, lon: Any) -> tuple[float, float]:
         lat_f, lon_f = float(lat), float(lon)
     except (TypeError, ValueError):
         raise InvalidInput("latitude and longitude must be numbers", code="invalid_coordinates") from None
-    if not (math.isfinite(lat_f) and math.isfinite(lon_f)) or not (
-        -90 <= lat_f <= 90 and -180 <= lon_f <= 180
-    ):
-        raise InvalidInput(
-            "latitude must be within ±90 and longitude within ±180", code="invalid_coordinates"
-        )
+    if not (math.isfinite(lat_f) and math.isfinite(lon_f)) or not (-90 <= lat_f <= 90 and -180 <= lon_f <= 180):
+        raise InvalidInput("latitude must be within ±90 and longitude within ±180", code="invalid_coordinates")
     return lat_f, lon_f
 
 
@@ -55,6 +51,7 @@ class Area:
     name_ko: str
     name_en: str
     district_code: str | None = None
+    approximate: bool = False
 
     def name(self, language: str) -> str:
         return self.name_ko if language == "ko" else self.name_en
@@ -123,6 +120,7 @@ class GeoIndex:
                         "name": area.name(language),
                         "name_ko": area.name_ko,
                         "name_en": area.name_en,
+                        "approximate": area.approximate,
                     },
                     "geometry": mapping(geom),
                 }
@@ -156,7 +154,7 @@ def _load_index(db) -> GeoIndex:
 
     with db.session() as s:
         districts = [
-            (Area(d.code, d.name_ko, d.name_en), shape(json.loads(d.geometry)))
+            (Area(d.code, d.name_ko, d.name_en, approximate=d.approximate), shape(json.loads(d.geometry)))
             for d in s.scalars(select(District).order_by(District.code))
         ]
         hoods = [
@@ -186,6 +184,24 @@ def _pick(props: dict, names: tuple[str, ...]) -> str | None:
         value = props.get(name)
         if value not in (None, ""):
             return str(value).strip()
+    return None
+
+
+def _ring_problem(geometry: dict) -> str | None:
+    """GeoJSON rings are closed (first position = last) with at least four positions (RFC 7946 3.1.6)."""
+    coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+    polygons = (
+        [coords] if geometry.get("type") == "Polygon" else coords if geometry.get("type") == "MultiPolygon" else []
+    )
+    try:
+        for polygon in polygons or []:
+            for ring in polygon:
+                if len(ring) < 4:
+                    return "a ring has fewer than four positions"
+                if list(ring[0]) != list(ring[-1]):
+                    return "a ring is not closed (its first and last positions differ)"
+    except TypeError:
+        return "coordinates are not nested lists"
     return None
 
 
@@ -233,6 +249,9 @@ def parse_boundaries(data: str | bytes | dict, profile: CityProfile) -> list[Par
             problem("code appears twice")
         if not name_ko:
             problem("no name property")
+        if ring_problem := _ring_problem(feature.get("geometry") or {}):
+            problem(f"polygon is not valid: {ring_problem}")
+            continue
         try:
             geom = shape(feature.get("geometry") or {})
         except Exception as exc:  # shapely raises several types for malformed coordinates
