@@ -52,6 +52,22 @@ class Settings:
     sms_gateway_token: str = _setting("", "Bearer token for the SMS gateway.")
     run_jobs: bool = _setting(True, "Run scheduled jobs (notification delivery, retention purges) in this process.")
 
+    # --- community mapping (reports) ---
+    reports_public_url: str = _setting(
+        "http://127.0.0.1:8000", "Public base URL of the site, for links in report notifications and feeds."
+    )
+    reports_allow_anonymous: bool = _setting(
+        True, "Let people report without signing in (as FixMyStreet does); contact details stay optional."
+    )
+    reports_max_photos: int = _setting(6, "Most photos one report may carry.")
+    reports_max_photo_bytes: int = _setting(10 * 1024 * 1024, "Largest photo upload accepted, in bytes.")
+    reports_fallback_unit: str = _setting(
+        "dasan120", "Unit that receives reports no routing rule or default unit covers (Seoul: 120 Dasan)."
+    )
+    reports_contact_retention_days: int = _setting(
+        365, "Days after a report is closed before the reporter's contact details are deleted."
+    )
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
