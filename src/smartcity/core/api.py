@@ -38,7 +38,11 @@ def metrics(request: Request) -> Response:
 # --- geography --------------------------------------------------------------------------------
 
 
-@router.get("/api/geo/districts.geojson", tags=["geography"])
+GEOJSON_RESPONSE = {200: {"content": {"application/geo+json": {"schema": {"type": "object"}}},
+                         "description": "A GeoJSON FeatureCollection"}}
+
+
+@router.get("/api/geo/districts.geojson", tags=["geography"], response_class=Response, responses=GEOJSON_RESPONSE)
 def districts_geojson(request: Request, lang: str | None = None) -> Response:
     """The city's districts as a GeoJSON FeatureCollection (what the map draws)."""
     index = geo_index(request.app.state.db)
