@@ -51,6 +51,29 @@ class Settings:
     )
     sms_gateway_token: str = _setting("", "Bearer token for the SMS gateway.")
     run_jobs: bool = _setting(True, "Run scheduled jobs (notification delivery, retention purges) in this process.")
+    # --- safety service ---
+    safety_retention_days: int = _setting(30, "Days a protected person's location history is kept before it is purged.")
+    safety_future_tolerance_s: int = _setting(300, "Positions timed more than this many seconds ahead are refused.")
+    safety_outside_city: str = _setting(
+        "flag",
+        "Positions outside the city: flag (store them, mark them, alert guardians once) or refuse (protocol error).",
+    )
+    safety_low_battery: int = _setting(15, "Battery percentage at or below which guardians get a low-battery alert.")
+    safety_silent_minutes: int = _setting(30, "Minutes without a position after which a device counts as silent.")
+    safety_absence_grace_minutes: int = _setting(
+        30, "Minutes after a scheduled zone's window opens before an absent person is reported (08:30 → 09:00)."
+    )
+    safety_confirm_fixes: int = _setting(2, "Consecutive fixes that must agree before a zone arrival/departure counts.")
+    safety_hysteresis_m: int = _setting(
+        30, "Metres beyond a zone's edge (at least; or 20 % of its size) a fix must be before a departure counts."
+    )
+    safety_accuracy_max_m: int = _setting(150, "Fixes less precise than this (metres) never change zone states.")
+    safety_batch_size: int = _setting(1000, "Most positions written in one transaction by the intake writer.")
+    safety_batch_ms: int = _setting(10, "Milliseconds the intake writer waits to fill a batch before committing.")
+    safety_queue_max: int = _setting(200_000, "Positions the intake may hold waiting to be written before refusing.")
+    safety_live_positions: bool = _setting(
+        True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
+    )
 
     # --- community mapping (reports) ---
     reports_public_url: str = _setting(

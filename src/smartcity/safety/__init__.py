@@ -1,0 +1,193 @@
+"""Safety service (u-Seoul): live location, safe and danger zones, SOS for children, elderly people and
+people with dementia — for their guardians and the district CCTV control rooms.
+
+Pieces: models.py (tables), engine.py (the intake hot path), service.py (registry, alerts, incidents,
+privacy-checked reads, jobs). Protocol adapters (osmand.py, owntracks.py, mqtt.py, intake_api.py) and
+pages (pages.py, api.py) are included here when present. See docs/safety-service.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+
+import click
+
+from smartcity.core.auth import grant
+from smartcity.core.jobs import job
+
+grant("safety.guard", "guardian")
+grant("safety.operate", "operator")
+grant("safety.manage")  # administrators only (they hold every permission)
+
+# Route modules other parts of the service add; each is included when it exists and has a `router`.
+ROUTE_MODULES = ("intake_api", "osmand", "owntracks", "api", "pages")
+
+
+def install(app) -> None:
+    from smartcity.safety.engine import get_engine, stop_engine
+
+    for name in ROUTE_MODULES:
+        if importlib.util.find_spec(f"smartcity.safety.{name}") is not None:
+            module = importlib.import_module(f"smartcity.safety.{name}")
+            router = getattr(module, "router", None)
+            if router is not None:
+                app.include_router(router)
+            setup = getattr(module, "install", None)
+            if setup is not None:
+                setup(app)
+
+    async def start_engine(app) -> None:
+        get_engine(app.state.db, app.state.settings, app.state.profile)
+
+    async def end_engine(app) -> None:
+        stop_engine(app.state.db)
+
+    app.state.startup.append(start_engine)
+    app.state.shutdown.append(end_engine)
+
+
+@job("safety.retention", every=3600)
+def _retention(db, settings):
+    from smartcity.safety.service import purge_history
+
+    return purge_history(db, settings)
+
+
+@job("safety.silent", every=60)
+def _silent(db, settings):
+    from smartcity.safety.service import check_silent
+
+    return check_silent(db, settings)
+
+
+@job("safety.absence", every=60)
+def _absence(db, settings):
+    from smartcity.safety.service import check_absence
+
+    return check_absence(db, settings)
+
+
+def demo(db, profile):
+    from smartcity.safety.service import demo as run
+
+    yield from run(db, profile)
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def _db():
+    from smartcity.core.db import Database
+    from smartcity.settings import get_settings
+
+    return Database(get_settings().database_url)
+
+
+def _errors(fn):
+    from smartcity.cli import reports_errors
+
+    return reports_errors(fn)
+
+
+@click.group("safety")
+def cli() -> None:
+    """Safety service: protected persons, devices, guardians' consent."""
+
+
+@cli.command("devices")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per device.")
+def devices_cmd(as_json: bool) -> None:
+    """List registered devices: id, identifier (what the device sends), protocol, person, last fix."""
+    from smartcity.safety import service
+
+    with _db().session() as s:
+        rows = service.devices(s)
+        if not rows:
+            click.echo("no devices registered")
+        for device, person, state in rows:
+            last = state.fix_time.isoformat(timespec="seconds") if state and state.fix_time else "-"
+            if as_json:
+                click.echo(json.dumps({"id": device.id, "identifier": device.identifier, "protocol": device.protocol,
+                                       "person_id": person.id, "person": person.name, "active": device.active,
+                                       "last_fix": None if last == "-" else last}, ensure_ascii=False))
+            else:
+                state_word = "active" if device.active else "inactive"
+                click.echo(f"{device.id}\t{device.identifier}\t{device.protocol}\t{person.id}:{person.name}\t"
+                           f"{state_word}\tlast fix {last}")
+
+
+@cli.command("persons")
+def persons_cmd() -> None:
+    """List protected persons."""
+    from smartcity.safety import service
+
+    with _db().session() as s:
+        for p in service.persons(s):
+            click.echo(f"{p.id}\t{p.kind}\t{p.name}\t{'active' if p.active else 'inactive'}")
+
+
+@cli.command("person-add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["child", "elderly", "dementia"]), required=True)
+@click.option("--notes", default="")
+def person_add(name: str, kind: str, notes: str) -> None:
+    """Register a protected person."""
+    from smartcity.safety import service
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            p = service.add_person(s, kind, name, notes)
+            click.echo(f"person {p.id} ({p.kind}) {p.name}")
+
+    run()
+
+
+@cli.command("device-add")
+@click.argument("identifier")
+@click.option("--person", "person_id", type=int, required=True, help="Id of the protected person.")
+@click.option("--protocol", type=click.Choice(["osmand", "owntracks", "any"]), default="osmand", show_default=True)
+@click.option("--name", default="")
+def device_add(identifier: str, person_id: int, protocol: str, name: str) -> None:
+    """Register a device by the identifier it sends (Traccar Client: its device identifier)."""
+    from smartcity.safety import service
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            d = service.add_device(s, person_id, identifier, protocol, name)
+            click.echo(f"device {d.id} {d.identifier} for person {person_id}")
+
+    run()
+
+
+@cli.command("consent")
+@click.option("--person", "person_id", type=int, required=True)
+@click.option("--guardian", "username", required=True, help="User name of a guardian account.")
+@click.option("--given-by", required=True, help="Who consented (the person, a parent, a legal representative).")
+@click.option("--basis", required=True, help="On what basis (written consent form no., court order, …).")
+def consent_cmd(person_id: int, username: str, given_by: str, basis: str) -> None:
+    """Link a guardian to a person and record the consent that allows tracking."""
+    from smartcity.core import accounts
+    from smartcity.safety import service
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            user = accounts.get_user(s, username)
+            link = service.record_consent(s, person_id, user.id, given_by=given_by, basis=basis)
+            click.echo(f"consent recorded: {username} → person {person_id} at {link.consent_at:%Y-%m-%d %H:%M} UTC")
+
+    run()
+
+
+@cli.command("purge")
+def purge_cmd() -> None:
+    """Delete location history older than the retention period now (the job does it hourly)."""
+    from smartcity.safety.service import purge_history
+    from smartcity.settings import get_settings
+
+    n = purge_history(_db(), get_settings())
+    click.echo(f"{n} positions purged")

@@ -1,0 +1,181 @@
+"""Safety service tables: protected persons, their devices and guardians (with consent), zones, positions,
+each device's live state, events (alerts) and control-room incidents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from smartcity.core.db import Base, UTCDateTime, utcnow
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for positions.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Person(Base):
+    """Someone the service protects: a child, an elderly person, a person with dementia."""
+
+    __tablename__ = "safety_persons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # child | elderly | dementia
+    name: Mapped[str] = mapped_column(String(200))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Device(Base):
+    """A phone or tag reporting a person's position; `identifier` is what the device sends
+    (the Traccar Client's device id, OwnTracks' user/device)."""
+
+    __tablename__ = "safety_devices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(100), unique=True)
+    protocol: Mapped[str] = mapped_column(String(20), default="osmand")  # osmand | owntracks | any
+    name: Mapped[str] = mapped_column(String(200), default="")
+    person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GuardianLink(Base):
+    """A guardian of a person, with the consent that allows tracking: who consented, when, on what basis."""
+
+    __tablename__ = "safety_guardians"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(50), default="")
+    consent_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    consent_basis: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    consent_recorded_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("person_id", "user_id", name="uq_safety_guardians_person_user"),)
+
+    @property
+    def consented(self) -> bool:
+        return self.consent_at is not None and self.revoked_at is None
+
+
+class Zone(Base):
+    """A safe zone of one person (home, school) or a danger zone for everyone (person_id NULL).
+
+    Shape: a circle (lat, lon, radius_m) or a polygon (GeoJSON in `geometry`). `schedule`: a list of
+    weekly windows {"days": [0..6 (Monday=0)], "start": "08:30", "end": "15:00"} in the city's time zone
+    during which the person is expected inside."""
+
+    __tablename__ = "safety_zones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # safe | danger
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("safety_persons.id"), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    radius_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geometry: Mapped[str | None] = mapped_column(Text, nullable=True)
+    schedule: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PositionRow(Base):
+    """One stored fix. Speed in metres per second (converted from knots at the edge)."""
+
+    __tablename__ = "safety_positions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"))
+    person_id: Mapped[int] = mapped_column(Integer)
+    fix_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    speed: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bearing: Mapped[float | None] = mapped_column(Float, nullable=True)
+    altitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    battery: Mapped[float | None] = mapped_column(Float, nullable=True)
+    alarm: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    protocol: Mapped[str] = mapped_column(String(20), default="")
+    outside_city: Mapped[bool] = mapped_column(Boolean, default=False)
+    attributes: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("device_id", "fix_time", name="uq_safety_positions_device_fix"),
+        Index("ix_safety_positions_person_fix", "person_id", "fix_time"),
+        Index("ix_safety_positions_fix_time", "fix_time"),
+    )
+
+
+class DeviceState(Base):
+    """A device's live state: its latest fix and where it stands with each zone. The row is the unit of
+    agreement between processes: intake locks it (SELECT … FOR UPDATE) and bumps `version`."""
+
+    __tablename__ = "safety_device_state"
+    device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(Integer, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    fix_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speed: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    battery: Mapped[float | None] = mapped_column(Float, nullable=True)
+    district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    zones: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # zone id → {"s", "c", "n", "t"}
+    flags: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # low_battery, silent, outside_city
+
+
+class SafetyEvent(Base):
+    """Something a guardian is told about: arrival, departure, absence, danger, SOS, low battery, silence."""
+
+    __tablename__ = "safety_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"))
+    device_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    zone_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    dedupe: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_safety_events_person_at", "person_id", "at"),
+        UniqueConstraint("person_id", "kind", "dedupe", name="uq_safety_events_dedupe"),
+    )
+
+
+class Incident(Base):
+    """An emergency for the district control room: open → acknowledged → dispatched → resolved."""
+
+    __tablename__ = "safety_incidents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # sos | danger
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), index=True)
+    device_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    zone_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    district_code: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dispatched_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dispatch_agency: Mapped[str | None] = mapped_column(String(10), nullable=True)  # 112 | 119
+    dispatch_reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    dispatch_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
