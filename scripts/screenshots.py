@@ -20,7 +20,7 @@ from smartcity.app import create_app  # noqa: E402
 from smartcity.core.city import load_profile  # noqa: E402
 from smartcity.core.db import Database, migrate  # noqa: E402
 from smartcity.core.demo import DEMO_PASSWORD, load_demo  # noqa: E402
-from smartcity.core.seed import seed_profile  # noqa: E402
+from smartcity.core.seed import seed_city  # noqa: E402
 from smartcity.settings import Settings  # noqa: E402
 from tests.conftest import BROWSER_ARGS, LiveServer  # noqa: E402
 
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
     migrate(url)
     db = Database(url)
     with db.session() as s:
-        seed_profile(s, load_profile("seoul"))
+        seed_city(s, load_profile("seoul"))
     for line in load_demo(db, load_profile("seoul")):
         print(line)
     app = create_app(Settings(database_url=url, var_dir=str(tmp / "var"), secret_key="shots", tile_url=""), db)

@@ -18,7 +18,7 @@ import pytest
 
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database, migrate
-from smartcity.core.seed import seed_profile
+from smartcity.core.seed import seed_city
 from smartcity.settings import Settings
 from tests.servers import MosquittoServer, PostgresServer, free_port, wait_for_port
 
@@ -40,7 +40,7 @@ def _prepare(url: str) -> None:
     migrate(url)
     db = Database(url)
     with db.session() as s:
-        seed_profile(s, load_profile("seoul"))
+        seed_city(s, load_profile("seoul"))
     db.dispose()
 
 

@@ -72,12 +72,12 @@ def migrate() -> None:
 def init() -> None:
     """Migrate, then put the city profile into the store (units; approximate districts if none)."""
     from smartcity.core.db import migrate as run
-    from smartcity.core.seed import seed_profile
+    from smartcity.core.seed import seed_city
 
     run(get_settings().database_url)
     db = _db()
     with db.session() as s:
-        added = seed_profile(s, _profile())
+        added = seed_city(s, _profile())
     click.echo(f"city {_profile().name_en}: {added['units']} units and {added['districts']} districts added")
 
 

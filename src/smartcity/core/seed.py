@@ -32,3 +32,15 @@ def seed_profile(session: Session, profile: CityProfile) -> dict[str, int]:
     if added_districts:
         publish(session, "geo.changed", {"districts": added_districts})
     return {"units": added_units, "districts": added_districts}
+
+
+def seed_city(session: Session, profile: CityProfile) -> dict[str, object]:
+    """The profile, then every module's own seed hook (`seed(session, profile)`, idempotent)."""
+    from smartcity.app import modules
+
+    added: dict[str, object] = dict(seed_profile(session, profile))
+    for module in modules():
+        hook = getattr(module, "seed", None)
+        if hook is not None:
+            added[module.__name__.rsplit(".", 1)[-1]] = hook(session, profile)
+    return added
