@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pyproj import Transformer
+from pyproj import Geod, Transformer
 from scipy.spatial import cKDTree
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ from smartcity.assets.models import Asset
 from smartcity.core import audit
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.events import publish
-from smartcity.core.geo import check_coordinates, geo_index, haversine_m
+from smartcity.core.geo import check_coordinates, geo_index
 
 KINDS = {
     "cctv": "CCTV camera",
@@ -40,6 +40,17 @@ KINDS = {
     "other": "other equipment",
 }
 MAX_NEAREST = 100
+
+
+def _changed(session: Session, data: dict) -> None:
+    """Publish `assets.changed` (other processes drop their index when it arrives) and drop this
+    process's index as soon as the change commits (on PostgreSQL the event comes back only through
+    LISTEN, which a CLI or test process may not run)."""
+    from sqlalchemy import event as sa_event
+
+    publish(session, "assets.changed", data)
+    db = session.info["db"]
+    sa_event.listen(session, "after_commit", lambda _s: invalidate(db), once=True)
 
 
 def check_kind(kind: str) -> str:
@@ -372,7 +383,7 @@ def import_csv(
          "skipped": len(report.skipped)},
     )
     if report.created or report.updated:
-        publish(session, "assets.changed", {"kind": kind, "source": source})
+        _changed(session, {"kind": kind, "source": source})
     return report
 
 
@@ -395,7 +406,7 @@ def create_asset(session: Session, kind: str, lat: Any, lon: Any, *, name: str =
     session.add(asset)
     session.flush()
     audit.record(session, actor, "create", "asset", asset.id, {"kind": kind})
-    publish(session, "assets.changed", {"kind": kind})
+    _changed(session, {"kind": kind})
     return asset
 
 
@@ -406,14 +417,14 @@ def delete_asset(session: Session, asset_id: int, actor="cli") -> None:
     kind = asset.kind
     session.delete(asset)
     audit.record(session, actor, "delete", "asset", asset_id, {"kind": kind})
-    publish(session, "assets.changed", {"kind": kind})
+    _changed(session, {"kind": kind})
 
 
 def delete_source(session: Session, kind: str, source: str, actor="cli") -> int:
     """Remove every asset of `kind` that came from `source` (a list withdrawn by its publisher)."""
     n = session.execute(delete(Asset).where(Asset.kind == kind, Asset.source == source)).rowcount
     audit.record(session, actor, "delete", "assets", kind, {"source": source, "count": n})
-    publish(session, "assets.changed", {"kind": kind})
+    _changed(session, {"kind": kind})
     return n
 
 
@@ -585,6 +596,14 @@ def nearest(db, kind: str, lat: float, lon: float, k: int = 5) -> list[tuple[Ass
 
 
 def nearest_brute_force(refs: Iterable[AssetRef], lat: float, lon: float, k: int) -> list[tuple[AssetRef, float]]:
-    """The reference answer (great-circle distances, every asset): for tests and sanity checks."""
-    scored = sorted(((haversine_m(lat, lon, r.lat, r.lon), r) for r in refs), key=lambda t: t[0])
-    return [(r, d) for d, r in scored[:k]]
+    """The reference answer (ellipsoidal geodesic distances to every asset): for tests and sanity checks."""
+    refs = list(refs)
+    if not refs:
+        return []
+    _, _, dist = _GEOD.inv(np.full(len(refs), lon), np.full(len(refs), lat), np.array([r.lon for r in refs]),
+                           np.array([r.lat for r in refs]))
+    order = np.argsort(dist, kind="stable")[:k]
+    return [(refs[int(i)], float(dist[int(i)])) for i in order]
+
+
+_GEOD = Geod(ellps="GRS80")

@@ -1,0 +1,180 @@
+"""The asset registry: importing the real Gangnam lists (defects reported, re-imports idempotent), listing,
+and nearest() against brute force — on both stores where storage is involved."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from smartcity.assets import service
+from smartcity.assets.models import Asset
+from smartcity.core import audit
+from smartcity.core.errors import InvalidInput, OutsideCity
+from tests.conftest import seoul_data
+
+
+def _import(db, name, kind, source=None, fmt=None):
+    data = seoul_data(name).read_bytes()
+    with db.session() as s:
+        return service.import_csv(s, data, kind, source=source or name, fmt=fmt)
+
+
+def _count(db, **where):
+    with db.session() as s:
+        q = select(func.count()).select_from(Asset)
+        for k, v in where.items():
+            q = q.where(getattr(Asset, k) == v)
+        return s.scalar(q)
+
+
+def test_real_national_cctv_list_imports_and_reimports_idempotently(db):
+    report = _import(db, "cctv_gangnam.csv", "cctv")
+    assert report.format == "national-cctv"
+    assert report.rows == 1763
+    assert report.created + len(report.skipped) == 1763
+    assert report.created > 1700
+    assert _count(db, kind="cctv") == report.created
+    with db.session() as s:
+        a = s.scalars(select(Asset).where(Asset.kind == "cctv").order_by(Asset.id)).first()
+        assert a.district_code is not None
+        assert a.attributes["keep_days"] in (0, 30)
+        assert a.attributes["agency"]
+        assert audit.entries(s, object_type="assets", object_id="cctv")[0].action == "import"
+    again = _import(db, "cctv_gangnam.csv", "cctv")
+    assert (again.created, again.updated) == (0, 0)
+    assert again.unchanged == report.created
+    assert _count(db, kind="cctv") == report.created
+
+
+def test_seoul_safety_cctv_list_keeps_rows_with_broken_text_and_says_so(db):
+    report = _import(db, "cctv_gangnam_safety.csv", "cctv")
+    assert report.format == "seoul-safety-cctv"
+    assert report.rows == 7007
+    # The Korean address text was damaged at the source: every row is imported, each with a warning.
+    assert len(report.warnings) >= 7000
+    assert report.reasons(report.warnings).most_common(1)[0][0].startswith("broken text")
+    assert report.created + len(report.skipped) == 7007
+    # Several cameras share a position (one pole, several lenses): all are kept, in file order.
+    with db.session() as s:
+        at_one_spot = s.scalar(select(func.count()).select_from(Asset).where(Asset.lat == 37.4866,
+                                                                              Asset.lon == 127.0567))
+        assert at_one_spot >= 3
+        row = s.scalars(select(Asset).where(Asset.source == "cctv_gangnam_safety.csv")).first()
+        assert row.attributes["address"] and "?" in row.attributes["address_original"]
+    assert _import(db, "cctv_gangnam_safety.csv", "cctv").created == 0
+
+
+def test_wifi_and_sensor_lists(db):
+    wifi = _import(db, "wifi_gangnam.csv", "wifi")
+    assert wifi.format == "wifi" and wifi.created == 799 - len(wifi.skipped)
+    sensors = _import(db, "sdot_sensors.csv", "sensor")
+    assert sensors.format == "sdot"
+    # A few sensors lie outside the (approximate) district polygons: skipped with the reason.
+    assert all(p.reason.startswith("outside the city") for p in sensors.skipped)
+    assert sensors.created + len(sensors.skipped) == 851
+    with db.session() as s:
+        serial = s.scalar(select(Asset.external_id).where(Asset.kind == "sensor").limit(1))
+        assert serial.startswith("V0")
+
+
+def test_defective_rows_are_reported_and_the_rest_imported(db):
+    real = seoul_data("cctv_gangnam.csv").read_text(encoding="utf-8").splitlines()
+    lines = real[:6] + [
+        "abc,127.05,x,y,30,1,agency,02",  # bad number
+        "37.5,,x,y,30,1,agency,02",  # missing longitude
+        "137.5,127.05,x,y,30,1,agency,02",  # out of range
+        "35.1796,129.0756,Busan,Busan,30,1,agency,02",  # outside the city
+        "37.5,127.05,x,y,30,1,agency,02,surplus,cells",  # too many cells
+        "nan,127.05,x,y,30,1,agency,02",
+    ] + real[6:10]
+    data = ("\n".join(lines) + "\n").encode()
+    with db.session() as s:
+        report = service.import_csv(s, data, "cctv", source="mixed.csv")
+    assert report.created == 9
+    reasons = {p.row: p.reason for p in report.skipped}
+    assert set(reasons) == {7, 8, 9, 10, 11, 12}
+    assert reasons[7].startswith("latitude is not a number")
+    assert reasons[8].startswith("longitude is not a number")
+    assert reasons[9].startswith("coordinates out of range")
+    assert reasons[10].startswith("outside the city")
+    assert reasons[11].startswith("too many cells")
+    assert "finite" in reasons[12]
+
+
+def test_cp949_files_and_bad_arguments(db):
+    text = "lat,lon,name\n37.5172,127.0473,강남구청\n"
+    with db.session() as s:
+        report = service.import_csv(s, text.encode("cp949"), "other", source="cp949.csv")
+        assert report.created == 1 and report.format == "generic"
+        assert s.scalar(select(Asset.name).where(Asset.source == "cp949.csv")) == "강남구청"
+    with pytest.raises(InvalidInput) as e, db.session() as s:
+        service.import_csv(s, b"lat,lon\n", "submarine", source="x")
+    assert e.value.code == "unknown_kind"
+    with pytest.raises(InvalidInput) as e, db.session() as s:
+        service.import_csv(s, b"lat,lon\n", "cctv", source="x", fmt="xml")
+    assert e.value.code == "unknown_format"
+    with pytest.raises(InvalidInput), db.session() as s:
+        service.import_csv(s, b"", "cctv", source="x")
+
+
+def test_create_list_bbox_and_delete(db):
+    with db.session() as s:
+        a = service.create_asset(s, "cctv", 37.5172, 127.0473, name="Gangnam-gu office", actor="test")
+        b = service.create_asset(s, "wifi", 37.5665, 126.9780, name="City Hall", actor="test")
+        ids = (a.id, b.id)
+    with pytest.raises(OutsideCity), db.session() as s:
+        service.create_asset(s, "cctv", 35.1796, 129.0756)
+    with db.session() as s:
+        assert [x.id for x in service.list_assets(s, "cctv")] == [ids[0]]
+        box = service.parse_bbox("127.0,37.5,127.1,37.55")
+        assert [x.id for x in service.list_assets(s, bbox=box)] == [ids[0]]
+        gj = service.geojson(service.list_assets(s))
+        assert gj["features"][0]["geometry"]["coordinates"] == [127.0473, 37.5172]
+    with pytest.raises(InvalidInput):
+        service.parse_bbox("1,2,3")
+    with db.session() as s:
+        service.delete_asset(s, ids[0])
+        assert service.list_assets(s, "cctv") == []
+
+
+def test_nearest_follows_changes_in_the_registry(db):
+    _import(db, "cctv_gangnam.csv", "cctv")
+    found = service.nearest(db, "cctv", 37.5172, 127.0473, k=5)
+    assert len(found) == 5
+    assert [d for _, d in found] == sorted(d for _, d in found)
+    assert found[0][1] < 300  # Gangnam is densely covered
+    with db.session() as s:
+        new = service.create_asset(s, "cctv", 37.51721, 127.04731, name="new camera", actor="test")
+        new_id = new.id
+    # The create published assets.changed; this process's index was rebuilt.
+    first, distance = service.nearest(db, "cctv", 37.5172, 127.0473, k=1)[0]
+    assert first.id == new_id and distance < 2
+    assert service.nearest(db, "wifi", 37.5, 127.0) == []
+    with pytest.raises(InvalidInput):
+        service.nearest(db, "cctv", 37.5, 127.0, k=0)
+
+
+# --- nearest() against brute force (no store needed: the index is built from refs) --------------
+
+REFS = [
+    service.AssetRef(i, "cctv", f"c{i}", lat, lon, None)
+    for i, (lat, lon) in enumerate(
+        (37.42 + (i * 7919 % 1000) / 1000 * 0.28, 126.76 + (i * 104729 % 1000) / 1000 * 0.43) for i in range(3000)
+    )
+]
+INDEX = service.KindIndex(REFS, service.city_plane((37.5665, 126.9780)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(lat=st.floats(37.40, 37.72), lon=st.floats(126.74, 127.21), k=st.integers(1, 12))
+def test_nearest_matches_brute_force(lat, lon, k):
+    got = INDEX.nearest(lat, lon, k)
+    want = service.nearest_brute_force(REFS, lat, lon, k)
+    assert len(got) == k
+    # Distances on the city's plane agree with ellipsoidal geodesics to about 1e-5 across Seoul, so the
+    # k nearest are the same up to ties, and each distance matches its rank's true distance.
+    for (_, d), (_, true_d) in zip(got, want, strict=True):
+        assert d == pytest.approx(true_d, rel=1e-4, abs=0.05)
+    # And no asset left out is nearer than the farthest one returned.
+    kth = want[-1][1]
+    assert all(true_d <= kth + 0.05 for _, true_d in service.nearest_brute_force([r for r, _ in got], lat, lon, k))
