@@ -20,6 +20,7 @@ from smartcity import __version__
 from smartcity.core import api as core_api
 from smartcity.core import geo
 from smartcity.core import pages as core_pages
+from smartcity.core.auth import SigninThrottle
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings, app.state.db, app.state.profile = settings, db, profile
     app.state.metrics = Metrics()
+    app.state.signin_throttle = SigninThrottle()
     app.state.startup, app.state.shutdown = startup, shutdown
 
     # Boundaries imported anywhere (another process, the CLI) reach this process as an event.

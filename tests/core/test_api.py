@@ -117,3 +117,15 @@ def test_pages_speak_korean_by_default_and_english_on_request(client):
 def test_html_errors_are_pages(client):
     r = client.get("/no/such/page", headers={"Accept": "text/html"})
     assert r.status_code == 404 and "<html" in r.text
+
+
+def test_repeated_failed_signins_are_throttled(client, db):
+    make_user(db, "minji", "citizen")
+    for _ in range(5):
+        assert signin(client, "minji", "guess").status_code == 401
+    # Even the right password is refused while the window lasts, and the refusal is audited.
+    r = signin(client, "minji")
+    assert r.status_code == 429
+    assert client.get("/api/me").json()["authenticated"] is False
+    with db.session() as s:
+        assert [e.action for e in audit.entries(s, object_type="user")][:2] == ["signin_throttled", "signin_failed"]

@@ -2,8 +2,8 @@
 however odd, gets a server error or an answer that breaks the spec. Modules' operations are fuzzed too."""
 
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 from smartcity.app import create_app
 from smartcity.core.db import Database

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -134,6 +136,45 @@ def resolve_identity(request: Request) -> Identity:
                 request.session.clear()
     request.state.identity = identity
     return identity
+
+
+# --- sign-in throttling -----------------------------------------------------------------------------
+
+class SigninThrottle:
+    """Slows password guessing: after `limit` failures for one username or one address within `window`
+    seconds, further attempts are refused until the window has passed. Kept per process, in memory."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0):
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, ()) if now - t < self.window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def blocked(self, username: str, ip: str | None) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.limit for k in self._keys(username, ip))
+
+    def failed(self, username: str, ip: str | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in self._keys(username, ip):
+                self._failures.setdefault(key, []).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"u:{username.lower()}", None)
+
+    @staticmethod
+    def _keys(username: str, ip: str | None) -> list[str]:
+        return [f"u:{username.lower()}"] + ([f"ip:{ip}"] if ip else [])
 
 
 # --- CSRF -----------------------------------------------------------------------------------------

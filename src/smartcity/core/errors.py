@@ -7,7 +7,9 @@
     ├── PermissionDenied (403)  signed in, but not allowed
     ├── NotFound        (404)
     ├── Conflict        (409)  duplicate or stale state
-    └── TooLarge        (413)
+    ├── TooLarge        (413)
+    ├── TooManyRequests (429)  slow down (sign-in attempts, rate limits)
+    └── Unavailable     (503)  overloaded or a dependency is down; retry later
 
 The JSON API answers `{"error": {"code", "message", "details"}}`; pages render an error page;
 protocol adapters (Open311, OsmAnd) translate to their own formats.
@@ -68,3 +70,13 @@ class Conflict(SmartCityError):
 class TooLarge(SmartCityError):
     status = 413
     code = "too_large"
+
+
+class TooManyRequests(SmartCityError):
+    status = 429
+    code = "too_many_requests"
+
+
+class Unavailable(SmartCityError):
+    status = 503
+    code = "unavailable"

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from smartcity.core import accounts, audit
 from smartcity.core.auth import verify_csrf
+from smartcity.core.errors import TooManyRequests
 from smartcity.core.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -34,10 +35,16 @@ def signin_form(request: Request, next: str = "/"):
 @router.post("/signin", dependencies=[Depends(verify_csrf)])
 def signin(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
     db = request.app.state.db
+    ip = request.client.host if request.client else None
+    throttle = request.app.state.signin_throttle
+    if throttle.blocked(username.strip(), ip):
+        with db.session() as s:
+            audit.record(s, "anonymous", "signin_throttled", "user", None, {"username": username[:80]}, ip=ip)
+        raise TooManyRequests("too many failed sign-ins; wait a few minutes and try again")
     with db.session() as s:
         user = accounts.authenticate(s, username.strip(), password)
-        ip = request.client.host if request.client else None
         if user is None:
+            throttle.failed(username.strip(), ip)
             audit.record(s, "anonymous", "signin_failed", "user", None, {"username": username[:80]}, ip=ip)
         else:
             audit.record(s, user.username, "signin", "user", user.id, ip=ip)
@@ -45,6 +52,7 @@ def signin(request: Request, username: str = Form(""), password: str = Form(""),
         return render(
             request, "signin.html", status_code=401, next=_safe_next(next), failed=True, username=username
         )
+    throttle.succeeded(username.strip())
     # A fresh session on sign-in: no fixation of a session made before.
     request.session.clear()
     request.session["uid"] = user.id
