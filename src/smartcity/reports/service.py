@@ -35,7 +35,7 @@ from xml.etree import ElementTree as ET
 import h3
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from smartcity.core import audit, notify
 from smartcity.core.auth import ANONYMOUS, Identity, check
@@ -625,7 +625,10 @@ def _idem_key(identity: Identity, key: str) -> str:
 
 def feedback_token(report: Report, settings: Settings | None = None) -> str:
     """The secret link token of a report's reporter (derived, never stored)."""
-    key = (settings or get_settings()).signing_key().encode()
+    if settings is None:
+        owner = object_session(report)
+        settings = settings_of(owner) if owner is not None else get_settings()
+    key = settings.signing_key().encode()
     return hmac.new(key, f"report-feedback:{report.id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
