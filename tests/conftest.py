@@ -242,3 +242,39 @@ def eventually(check, timeout: float = 5.0, interval: float = 0.02):
             return result
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout}s (last: {result!r})")
+
+
+# --- what ran against real servers, said at the end of every run ----------------------------------
+
+_REAL = {"postgres": "PostgreSQL", "browser": "chromium", "mqtt": "Mosquitto"}
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts = {name: {} for name in _REAL}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and report.when != "call":
+                continue
+            keywords = getattr(report, "keywords", {})
+            for marker in _REAL:
+                if marker in keywords:
+                    counts[marker][outcome] = counts[marker].get(outcome, 0) + 1
+    parts = []
+    for marker, label in _REAL.items():
+        c = counts[marker]
+        parts.append(f"{label}: " + (", ".join(f"{n} {o}" for o, n in sorted(c.items())) or "none ran"))
+    terminalreporter.write_sep("-", "real servers: " + "; ".join(parts))
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests by the real servers their fixtures start, so the summary above counts them all."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"page", "browser"}:
+            item.add_marker(pytest.mark.browser)
+        if "mosquitto" in names:
+            item.add_marker(pytest.mark.mqtt)
+        if names & {"postgres", "postgres_url", "postgres_template"}:
+            item.add_marker(pytest.mark.postgres)
