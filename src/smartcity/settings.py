@@ -74,6 +74,10 @@ class Settings:
     safety_live_positions: bool = _setting(
         True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
     )
+    safety_simulate: bool = _setting(
+        False, "Move the demo's simulated devices through the city while serving, with an emergency now and then "
+        "(`smartcity demo` turns it on). One serving process only."
+    )
 
     # --- community mapping (reports) ---
     reports_public_url: str = _setting(
