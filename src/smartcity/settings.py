@@ -78,6 +78,36 @@ class Settings:
         False, "Move the demo's simulated devices through the city while serving, with an emergency now and then "
         "(`smartcity demo` turns it on). One serving process only."
     )
+    # --- safety service: location intake (osmand.py, owntracks.py, mqtt.py, intake_api.py) ---
+    osmand_port: int = _setting(
+        5055, "Port of the OsmAnd listener for Traccar Client phones (on SMARTCITY_HOST, beside the web server); "
+        "0: off. The protocol is also served at /osmand on the web server's port."
+    )
+    safety_device_max_bytes: int = _setting(
+        256 * 1024, "Largest body a device may send (OsmAnd, OwnTracks over HTTP), in bytes; larger: 413."
+    )
+    safety_gateway_max_positions: int = _setting(
+        10_000, "Most positions in one request to the gateway batch endpoint (POST /api/safety/positions)."
+    )
+    safety_gateway_max_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest body of one gateway batch request, in bytes; larger: 413."
+    )
+    mqtt_url: str = _setting(
+        "", "MQTT broker to take OwnTracks positions from: mqtt://user:password@host:1883 (mqtts:// for TLS). "
+        "Empty: off."
+    )
+    mqtt_topic: str = _setting(
+        "owntracks/+/+", "Topic filter to subscribe to; owntracks/{user}/{device} carries a device's messages. "
+        "Several serving processes: $share/smartcity/owntracks/+/+ (a shared subscription) splits them."
+    )
+    mqtt_client_id: str = _setting(
+        "", "MQTT client id. Set one to keep a persistent session (the broker holds messages while the platform is "
+        "down); empty: a random id and a clean session."
+    )
+    mqtt_inflight: int = _setting(
+        1000, "Messages the broker may have in flight to the platform before their storage is acknowledged "
+        "(MQTT 5 Receive Maximum)."
+    )
 
     # --- community mapping (reports) ---
     reports_public_url: str = _setting(
