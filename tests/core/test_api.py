@@ -129,3 +129,25 @@ def test_repeated_failed_signins_are_throttled(client, db):
     assert client.get("/api/me").json()["authenticated"] is False
     with db.session() as s:
         assert [e.action for e in audit.entries(s, object_type="user")][:2] == ["signin_throttled", "signin_failed"]
+
+
+def test_administrators_manage_accounts_in_the_admin_pages(client, db):
+    make_user(db, "admin1", "admin")
+    make_user(db, "minji", "citizen")
+    signin(client, "minji")
+    assert client.get("/admin/users").status_code == 403
+    client.cookies.clear()
+    signin(client, "admin1")
+    page = client.get("/admin/users")
+    assert page.status_code == 200 and 'data-username="minji"' in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"csrf_token": token, "username": "junho", "role": "staff", "department": "11230-control",
+            "password": PASSWORD}
+    wrong_unit = client.post("/admin/users", data=form)
+    assert wrong_unit.status_code == 422 and 'data-code="wrong_unit_kind"' in wrong_unit.text
+    assert 'value="junho"' in wrong_unit.text  # what was typed is kept
+    created = client.post("/admin/users", data={**form, "department": "11230-roads"}, follow_redirects=False)
+    assert created.status_code == 303
+    assert 'data-username="junho"' in client.get("/admin/users").text
+    trail = client.get("/admin/audit?object_type=user").text
+    assert "admin1" in trail and "create" in trail

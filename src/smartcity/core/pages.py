@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from smartcity.core import accounts, audit
-from smartcity.core.auth import verify_csrf
-from smartcity.core.errors import TooManyRequests
-from smartcity.core.web import render
+from smartcity.core.auth import Identity, Require, verify_csrf
+from smartcity.core.errors import SmartCityError, TooManyRequests
+from smartcity.core.events import publish
+from smartcity.core.web import add_nav, render
 
 router = APIRouter(include_in_schema=False)
+add_nav("Accounts", "/admin/users", "users.manage")
+add_nav("Audit log", "/admin/audit", "audit.read")
 
 
 def _safe_next(target: str | None) -> str:
@@ -75,3 +79,50 @@ def choose_language(request: Request, code: str, next: str = "/"):
     if code in request.app.state.profile.languages:
         response.set_cookie("lang", code, max_age=365 * 24 * 3600, samesite="lax")
     return response
+
+
+# --- administration: accounts and the audit log ----------------------------------------------------
+
+def _units(session):
+    from sqlalchemy import select
+
+    from smartcity.core.models import Department
+
+    return list(session.scalars(select(Department).order_by(Department.kind, Department.code)))
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def admin_users(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))]):
+    with request.app.state.db.session() as s:
+        return render(request, "admin_users.html", users=accounts.list_users(s), units=_units(s),
+                      roles=accounts.ROLES, form={}, errors=None)
+
+
+@router.post("/admin/users", response_class=HTMLResponse)
+async def admin_create_user(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))]):
+    form = {k: str(v).strip() for k, v in (await request.form()).items() if k != "csrf_token"}
+    db = request.app.state.db
+    try:
+        with db.session() as s:
+            user = accounts.create_user(s, accounts.NewUser(
+                username=form.get("username", ""), password=form.get("password", ""), role=form.get("role", ""),
+                display_name=form.get("display_name", ""), email=form.get("email") or None,
+                phone=form.get("phone") or None, department=form.get("department") or None,
+                language=form.get("language") or None), actor=identity)
+            publish(s, "user.created", {"id": user.id, "username": user.username, "role": user.role},
+                    audience="users.manage")
+    except SmartCityError as exc:
+        form.pop("password", None)
+        with db.session() as s:
+            return render(request, "admin_users.html", status_code=exc.status, users=accounts.list_users(s),
+                          units=_units(s), roles=accounts.ROLES, form=form, errors=exc)
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+def admin_audit(request: Request, identity: Annotated[Identity, Depends(Require("audit.read"))],
+                object_type: str | None = None, object_id: str | None = None):
+    with request.app.state.db.session() as s:
+        rows = audit.entries(s, object_type=object_type or None, object_id=object_id or None, limit=300)
+        return render(request, "admin_audit.html", entries=rows, object_type=object_type or "",
+                      object_id=object_id or "")
