@@ -57,3 +57,12 @@ def seed(session, profile=None):
     from smartcity.reports import service
 
     return service.seed(session, profile)
+
+
+def __getattr__(name):
+    # `smartcity open311 keys …` (the package's click group), imported only when the CLI asks for it.
+    if name == "cli":
+        from smartcity.reports.open311 import cli
+
+        return cli
+    raise AttributeError(name)

@@ -1,0 +1,863 @@
+"""Open311 GeoReport v2 for Community Mapping, at /open311/v2/ (discovery also at /open311/discovery.*).
+
+A wire-format adapter: it turns GeoReport requests into `reports.service` calls and results back into the
+spec's XML or JSON; every rule lives in the service. What it speaks:
+
+    GET  discovery.{xml,json}                      endpoints, formats, contact, key service
+    GET  services.{xml,json}                       service list (with group and keywords)
+    GET  services/{service_code}.{xml,json}        service definition (attributes of every datatype)
+    POST requests.{xml,json}                       new service request (api_key; media upload as in v2.1)
+    GET  requests.{xml,json}                       search (spec filters and defaults, common extensions)
+    GET  requests/{service_request_id}.{xml,json}  one request (a list of one, as the spec says)
+    GET  tokens/{token}.{xml,json}                 token → service_request_id
+    GET  servicerequestupdates.{xml,json}          mySociety extension: public updates in a time window
+    POST servicerequestupdates.{xml,json}          mySociety extension: a partner's update (idempotent)
+
+Errors under /open311 are answered in the spec's format (`<errors><error><code>…` / `[{"code", "description"}]`)
+with the matching HTTP status: 400 bad or missing parameter, 403 missing rights or invalid api_key, 404 not found,
+409 a submission in flight, 413 a file too large. Details of the rules in docs/open311.md.
+
+Also here: the `smartcity open311 keys …` command (Open311 keys are core API keys with scope "open311").
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+import sys
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import click
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from smartcity.core import accounts
+from smartcity.core.auth import Identity, identity_of_user
+from smartcity.core.db import utcnow
+from smartcity.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    SmartCityError,
+    TooLarge,
+)
+from smartcity.core.models import Department
+from smartcity.core.web import register_error_format
+from smartcity.reports import service as S
+from smartcity.reports.models import Category, Report, ReportPhoto, ReportUpdate
+
+PREFIX = "/open311"
+BASE = f"{PREFIX}/v2"
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+# When this endpoint's behaviour last changed (discovery's `changeset`): bump it with the adapter.
+CHANGESET = "2025-01-15T00:00:00Z"
+MEDIA_TYPES = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
+MAX_REQUESTS = 1000  # the spec's default (and our largest) page
+DEFAULT_DAYS = 90  # the spec's default window of requested_datetime
+DEFAULT_RADIUS_M = 1000.0
+MAX_RADIUS_M = 50_000.0
+NAMES_TTL_S = 30.0  # category and unit names are cached this long per process
+
+# Our statuses in mySociety's servicerequestupdates vocabulary, and back.
+MYSOCIETY_STATUS = {
+    "open": "OPEN",
+    "acknowledged": "INVESTIGATING",
+    "in_progress": "IN_PROGRESS",
+    "fixed": "FIXED",
+    "closed": "CLOSED",
+    "duplicate": "DUPLICATE",
+    "not_responsible": "NOT_COUNCILS_RESPONSIBILITY",
+    "referred": "INTERNAL_REFERRAL",
+}
+FROM_MYSOCIETY = {
+    "OPEN": "open",
+    "CLOSED": "closed",
+    "FIXED": "fixed",
+    "IN_PROGRESS": "in_progress",
+    "ACTION_SCHEDULED": "in_progress",
+    "INVESTIGATING": "acknowledged",
+    "NOT_COUNCILS_RESPONSIBILITY": "not_responsible",
+    "INTERNAL_REFERRAL": "referred",
+    "NO_FURTHER_ACTION": "closed",
+}
+
+router = APIRouter(tags=["open311"], include_in_schema=False)
+
+
+# --- errors ---------------------------------------------------------------------------------------------
+
+
+def http_status(exc: SmartCityError) -> int:
+    """The spec's status for a platform error: bad input is 400, a refused key 403."""
+    if isinstance(exc, InvalidInput):
+        return 400
+    if isinstance(exc, (NotAuthenticated, PermissionDenied)):
+        return 403
+    if isinstance(exc, (NotFound, Conflict, TooLarge)):
+        return exc.status
+    return exc.status if 400 <= exc.status < 600 else 500
+
+
+def error_list(exc: SmartCityError) -> list[dict]:
+    """The message first, then one entry per detail ("attribute[size]: is required")."""
+    status = http_status(exc)
+    errors = [{"code": status, "description": exc.message}]
+    if isinstance(exc.details, list):
+        for d in exc.details:
+            if isinstance(d, dict) and d.get("problem"):
+                where = d.get("field") or d.get("attribute") or d.get("file")
+                errors.append({"code": status, "description": f"{where}: {d['problem']}" if where else d["problem"]})
+    return errors
+
+
+def render_error(request: Request, exc: SmartCityError) -> Response:
+    """Every platform error under /open311 (validation and 404s included) in Open311's own format."""
+    fmt = "xml" if request.url.path.endswith(".xml") else "json"
+    return respond(fmt, "errors", error_list(exc), status_code=http_status(exc))
+
+
+register_error_format(PREFIX, render_error)  # once per process, at import
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+# A list in the XML is written as repeated child elements; their names, by the list's name.
+XML_ITEMS = {
+    "errors": "error",
+    "services": "service",
+    "service_requests": "request",
+    "attributes": "attribute",
+    "values": "value",
+    "endpoints": "endpoint",
+    "formats": "format",
+    "service_request_updates": "request_update",
+    "media_urls": "media_url",
+    "notes": "note",
+}
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _NOT_XML.sub("", str(value))  # characters XML 1.0 cannot carry at all
+
+
+def _fill(element: ET.Element, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _fill(ET.SubElement(element, key), item)
+    elif isinstance(value, list):
+        name = XML_ITEMS[element.tag]
+        for item in value:
+            _fill(ET.SubElement(element, name), item)
+    else:
+        element.text = _xml_text(value)
+
+
+def to_xml(root: str, value: Any) -> bytes:
+    """A UTF-8 XML document; ElementTree escapes every text (no string building with user text)."""
+    element = ET.Element(root)
+    _fill(element, value)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(element, encoding="utf-8", xml_declaration=False)
+
+
+def respond(fmt: str, root: str, value: Any, status_code: int = 200) -> Response:
+    body = to_xml(root, value) if fmt == "xml" else orjson.dumps(value)
+    return Response(body, status_code=status_code, media_type=MEDIA_TYPES[fmt])
+
+
+def _format(fmt: str) -> str:
+    if fmt not in MEDIA_TYPES:
+        raise NotFound(f"no such format {fmt!r}: use xml or json")
+    return fmt
+
+
+# --- request helpers ------------------------------------------------------------------------------------
+
+
+def language(request: Request) -> str:
+    """`locale` (or `lang`) beats Accept-Language, which beats the city's language (ko in Seoul)."""
+    profile = request.app.state.profile
+    for candidate in (request.query_params.get("locale"), request.query_params.get("lang")):
+        if candidate:
+            code = candidate.replace("_", "-").split("-")[0].strip().lower()
+            if code in profile.languages:
+                return code
+    for part in request.headers.get("accept-language", "").split(","):
+        code = part.split(";")[0].strip().split("-")[0].lower()
+        if code in profile.languages:
+            return code
+    return profile.language
+
+
+def check_jurisdiction(request: Request, params=None) -> None:
+    """One city per server: its jurisdiction_id is the profile's key ("seoul"); anything else is unknown."""
+    value = (params if params is not None else request.query_params).get("jurisdiction_id")
+    if value and value.strip().lower() not in jurisdictions(request):
+        raise NotFound(f"unknown jurisdiction_id {value!r}", code="unknown_jurisdiction")
+
+
+def jurisdictions(request: Request) -> set[str]:
+    profile = request.app.state.profile
+    return {profile.key.lower(), profile.name_en.lower()}
+
+
+def _w3c(value: str | None, name: str, tz) -> datetime | None:
+    """A W3C (ISO 8601) datetime; without a zone it is taken as the city's local time."""
+    if value is None or not value.strip():
+        return None
+    try:
+        # An unencoded "+09:00" in a query string arrives as " 09:00".
+        text = re.sub(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$", r"\1+\2", value.strip())
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} is not a W3C datetime (e.g. 2024-05-01T09:30:00+09:00)",
+                           code="invalid_date") from None
+    return when if when.tzinfo else when.replace(tzinfo=tz)
+
+
+def _stamp(value: datetime | None, tz) -> str | None:
+    """A W3C datetime in the city's time zone (2024-05-01T09:30:00+09:00)."""
+    return value.astimezone(tz).isoformat(timespec="seconds") if value else None
+
+
+def _number(value: str | None, name: str, *, lo: float | None = None, hi: float | None = None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        num = float(value)
+    except ValueError:
+        num = float("nan")
+    if num != num or (lo is not None and num < lo) or (hi is not None and num > hi):
+        span = f" between {lo:g} and {hi:g}" if lo is not None and hi is not None else ""
+        raise InvalidInput(f"{name} must be a number{span}", code="invalid_parameter")
+    return num
+
+
+def _integer(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.strip().isdigit() or not lo <= int(value) <= hi:
+        raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}", code="invalid_parameter")
+    return int(value)
+
+
+def _csv_param(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _partner(session, key: str | None) -> Identity:
+    """The partner system behind an api_key (an Open311-scoped core API key)."""
+    if not key:
+        raise InvalidInput("api_key is required", code="api_key_required",
+                           details=[{"field": "api_key", "problem": "is required"}])
+    row = accounts.find_api_key(session, key.strip(), scope="open311")
+    if row is None or (row.user is not None and not row.user.active):
+        raise NotAuthenticated("the api_key is not valid or was revoked", code="invalid_api_key")
+    if row.user is not None:
+        return identity_of_user(row.user, "key", row)
+    return Identity(via="key", key_id=row.id, key_name=row.name, key_scope=row.scope)
+
+
+def _key_of(request: Request, params) -> str | None:
+    auth = request.headers.get("authorization", "")
+    header = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key")
+    return params.get("api_key") or request.query_params.get("api_key") or header
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _db(request: Request):
+    return request.app.state.db
+
+
+def _tz(request: Request):
+    return request.app.state.profile.tz
+
+
+# --- tokens (we answer synchronously; a token is the request's id, signed) -------------------------------
+
+
+def token_for(report_id: int, settings) -> str:
+    sig = hmac.new(settings.signing_key().encode(), f"open311-token:{report_id}".encode(), hashlib.sha256)
+    return f"{report_id}-{sig.hexdigest()[:20]}"
+
+
+def report_of_token(token: str, settings) -> int | None:
+    rid, _, _sig = token.partition("-")
+    if not rid.isdigit() or not hmac.compare_digest(token, token_for(int(rid), settings)):
+        return None
+    return int(rid)
+
+
+# --- names: category and unit names from an in-memory map (no join, no N+1) -----------------------------
+
+
+def names(db) -> tuple[dict, dict]:
+    """({category code: (name_ko, name_en)}, {unit id: (code, name_ko, name_en)}), refreshed every 30 s."""
+    cached = db.cache.get("open311.names")
+    now = time.monotonic()
+    if cached and cached[0] > now:
+        return cached[1], cached[2]
+    with db.engine.connect() as conn:
+        cats = {c: (ko, en) for c, ko, en in conn.execute(select(Category.code, Category.name_ko, Category.name_en))}
+        units = {i: (c, ko, en) for i, c, ko, en in conn.execute(
+            select(Department.id, Department.code, Department.name_ko, Department.name_en))}
+    db.cache["open311.names"] = (now + NAMES_TTL_S, cats, units)
+    return cats, units
+
+
+# --- discovery --------------------------------------------------------------------------------------------
+
+
+def discovery(request: Request, fmt: str) -> Response:
+    fmt = _format(fmt)
+    profile, settings = request.app.state.profile, request.app.state.settings
+    lang = language(request)
+    base = _base_url(request)
+    site = f"{settings.reports_public_url.rstrip('/')}/reports"
+    contact = f"{profile.name(lang)} {'커뮤니티 매핑' if lang == 'ko' else 'Community Mapping'} — {site}"
+    key_service = ("API keys are issued by the city's administrators (smartcity open311 keys create NAME)"
+                   if lang != "ko" else "API 키는 시 관리자가 발급합니다 (smartcity open311 keys create NAME)")
+    doc = {
+        "changeset": CHANGESET,
+        "contact": contact,
+        "key_service": key_service,
+        "endpoints": [{
+            "specification": SPECIFICATION,
+            "url": f"{base}{BASE}",
+            "changeset": CHANGESET,
+            "type": "production",
+            "formats": ["text/xml", "application/json"],
+        }],
+    }
+    return respond(fmt, "discovery", doc)
+
+
+@router.get(f"{BASE}/discovery.{{fmt}}")
+def discovery_v2(request: Request, fmt: str) -> Response:
+    return discovery(request, fmt)
+
+
+@router.get(f"{PREFIX}/discovery.{{fmt}}")
+def discovery_root(request: Request, fmt: str) -> Response:
+    return discovery(request, fmt)
+
+
+# --- services ---------------------------------------------------------------------------------------------
+
+
+def _service(view: dict) -> dict:
+    return {
+        "service_code": view["code"],
+        "service_name": view["name"],
+        "description": view["description"],
+        "metadata": view["metadata"],
+        "type": "realtime",
+        "keywords": ", ".join(view["keywords"]),
+        "group": view["group_name"],
+    }
+
+
+@router.get(f"{BASE}/services.{{fmt}}")
+def services(request: Request, fmt: str) -> Response:
+    fmt = _format(fmt)
+    check_jurisdiction(request)
+    lang = language(request)
+    with _db(request).session() as s:
+        groups = {g.code: g for g in S.list_groups(s)}
+        views = [S.category_view(c, lang, groups.get(c.group_code)) for c in S.list_categories(s)]
+    return respond(fmt, "services", [_service(v) for v in views])
+
+
+@router.get(f"{BASE}/services/{{service_code}}.{{fmt}}")
+def service_definition(request: Request, service_code: str, fmt: str) -> Response:
+    fmt = _format(fmt)
+    check_jurisdiction(request)
+    lang = language(request)
+    with _db(request).session() as s:
+        try:
+            category = S.get_category(s, service_code)
+        except InvalidInput:
+            raise NotFound(f"no service {service_code!r}", code="unknown_service") from None
+        if category.campaign_id is not None or not category.active:
+            raise NotFound(f"no service {service_code!r}", code="unknown_service")
+        view = S.category_view(category, lang)
+    attributes = [{
+        "variable": a["variable"],
+        "code": a["code"],
+        "datatype": a["datatype"],
+        "required": a["required"],
+        "datatype_description": a["datatype_description"],
+        "order": a["order"],
+        "description": a["description"],
+        **({"values": a["values"]} if "values" in a else {}),
+    } for a in view["attributes"]]
+    return respond(fmt, "service_definition", {"service_code": view["code"], "attributes": attributes})
+
+
+# --- POST requests ----------------------------------------------------------------------------------------
+
+ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]{1,80})\](\[\])?$")
+
+
+def _attributes(form) -> dict[str, Any]:
+    """attribute[code]=v and attribute[code][]=v1&attribute[code][]=v2 (multivaluelist)."""
+    out: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        m = ATTRIBUTE.match(key)
+        if not m:
+            continue
+        if isinstance(value, UploadFile):
+            raise InvalidInput(f"{key} must be text, not a file", code="invalid_attribute")
+        code = m.group(1)
+        if m.group(2):
+            existing = out.get(code)
+            out[code] = [*(existing if isinstance(existing, list) else [existing] if existing else []), value]
+        else:
+            out[code] = value
+    return out
+
+
+def _title(description: str, service_name: str) -> str:
+    """Open311 has no title: the first line of the description (cut to 100 characters), else the service."""
+    first = next((line.strip() for line in description.splitlines() if line.strip()), "")
+    return first[:100] or service_name
+
+
+def _text(params, name: str) -> str:
+    value = params.get(name)
+    if isinstance(value, UploadFile):
+        raise InvalidInput(f"{name} must be text", code="invalid_parameter")
+    return value or ""
+
+
+def create_request(db, settings, params, files: list, idempotency_key: str | None, key: str | None,
+                   lang: str, tz) -> tuple[dict, bool]:
+    """The POST requests work, in one transaction: nothing is stored unless everything is valid."""
+    code = _text(params, "service_code").strip()
+    if not code:
+        raise InvalidInput("service_code is required", code="required",
+                           details=[{"field": "service_code", "problem": "is required"}])
+    lat, lon = _text(params, "lat").strip(), _text(params, "long").strip()
+    if bool(lat) != bool(lon):
+        raise InvalidInput("lat and long go together", code="invalid_coordinates",
+                           details=[{"field": "lat/long", "problem": "give both or neither"}])
+    if not lat:
+        if _text(params, "address_string").strip() or _text(params, "address_id").strip():
+            raise InvalidInput("this city cannot place an address: send lat and long (address_string may come "
+                               "with them as a description of the place)", code="cannot_geocode",
+                               details=[{"field": "lat/long", "problem": "are required"}])
+        raise InvalidInput("a location is required: lat and long", code="required",
+                           details=[{"field": "lat/long", "problem": "are required"}])
+    description = _text(params, "description")
+    first = _text(params, "first_name").strip()
+    last = _text(params, "last_name").strip()
+    email, phone = _text(params, "email").strip(), _text(params, "phone").strip()
+    contact = S.Contact(f"{first} {last}".strip() or None, email or None, phone or None) \
+        if (first or last or email or phone) else None
+    media_url = _text(params, "media_url").strip()
+    with db.session() as s:
+        identity = _partner(s, key)
+        try:
+            category = S.get_category(s, code)
+        except InvalidInput:
+            raise InvalidInput(f"unknown service_code {code!r}", code="unknown_category",
+                               details=[{"field": "service_code", "problem": "no such service"}]) from None
+        service_name = category.name_ko if lang == "ko" else category.name_en
+        new = S.NewReport(
+            category=code, lat=lat, lon=lon, title=_title(description, service_name), description=description,
+            address_string=_text(params, "address_string") or None, attributes=_attributes(params),
+            photos=files, contact=contact, show_name=_truthy(_text(params, "show_name")),
+            idempotency_key=idempotency_key, source="open311", language=lang,
+        )
+        created = S.create_report(s, identity, new)
+        report = created.report
+        due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
+        notice = f"처리 예정일 {due}" if lang == "ko" else f"expected by {due}"
+        if media_url:
+            notice += (" (media_url은 가져오지 않습니다: 파일을 media로 올려 주세요)" if lang == "ko"
+                       else " (media_url is not fetched: upload the file as media)")
+        out = {
+            "service_request_id": str(report.id),
+            "token": token_for(report.id, settings),
+            "service_notice": notice,
+            "account_id": str(identity.user_id) if identity.user_id else None,
+        }
+        return out, created.repeated
+
+
+@router.post(f"{BASE}/requests.{{fmt}}")
+async def post_request(request: Request, fmt: str) -> Response:
+    fmt = _format(fmt)
+    settings = request.app.state.settings
+    try:
+        form = await request.form(max_files=settings.reports_max_photos + 1)
+    except Exception as exc:  # a malformed multipart body is the client's error, in our format
+        raise InvalidInput(f"the request body cannot be read: {exc}", code="invalid_body") from None
+    params = form
+    check_jurisdiction(request, params)
+    files = []
+    for item in form.getlist("media"):
+        if isinstance(item, UploadFile):
+            data = await item.read(settings.reports_max_photo_bytes + 1)
+            files.append(S.Upload(item.filename or "media", data, item.content_type or ""))
+    idem = request.headers.get("idempotency-key") or _text(params, "idempotency_key") or None
+    lang = language(request)
+    out, repeated = await run_in_threadpool(create_request, _db(request), settings, params, files, idem,
+                                            _key_of(request, params), lang, _tz(request))
+    return respond(fmt, "service_requests", [out], status_code=200 if repeated else 201)
+
+
+# --- GET requests: the hot path ---------------------------------------------------------------------------
+
+# The columns a request row needs (no ORM objects, no joins: names come from `names()`).
+COLUMNS = (Report.id, Report.status, Report.category_code, Report.title, Report.description, Report.unit_id,
+           Report.address_string, Report.lat, Report.lon, Report.created_at, Report.updated_at, Report.due_at,
+           Report.photo_count)
+EXTRA_COLUMNS = (Report.parent_id, Report.support_count, Report.district_code, Report.attributes)
+NOTE_KINDS = ("status", "update", "reassign", "feedback")
+
+
+def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery, bool]:
+    """The service's query for GET requests' parameters, and whether extensions were asked for.
+
+    service_request_id overrides every other filter (spec). Without any date filter the window is the
+    last 90 days of requested_datetime; start_date..end_date may span 90 days at most."""
+    extensions = _truthy(params.get("extensions"))
+    size = _integer(params.get("page_size"), "page_size", MAX_REQUESTS, 1, MAX_REQUESTS)
+    page = _integer(params.get("page"), "page", 1, 1, 1_000_000)
+    ids = _csv_param(params.get("service_request_id"))
+    if ids:
+        if not all(i.isdigit() for i in ids) or len(ids) > MAX_REQUESTS:
+            raise InvalidInput("service_request_id is a comma-separated list of request ids", code="invalid_parameter",
+                               details=[{"field": "service_request_id", "problem": "numbers, comma-separated"}])
+        return S.ReportQuery(ids=[int(i) for i in ids], page=page, page_size=size), extensions
+    q = S.ReportQuery(page=page, page_size=size)
+    codes = _csv_param(params.get("service_code"))
+    if codes:
+        q.category = codes
+    statuses = _csv_param(params.get("status"))
+    if statuses:
+        wanted: set[str] = set()
+        for st in statuses:
+            st = st.lower()
+            if st == "open":
+                wanted |= S.OPEN_STATUSES
+            elif st == "closed":
+                wanted |= S.CLOSED_STATUSES
+            elif st in S.STATUSES:  # extension: our detailed statuses
+                wanted.add(st)
+            else:
+                raise InvalidInput(f"unknown status {st!r}: use open or closed", code="invalid_status",
+                                   details=[{"field": "status", "problem": "use open or closed"}])
+        q.status = sorted(wanted)
+    start, end = _w3c(params.get("start_date"), "start_date", tz), _w3c(params.get("end_date"), "end_date", tz)
+    q.updated_after = _w3c(params.get("updated_after"), "updated_after", tz)
+    q.updated_before = _w3c(params.get("updated_before"), "updated_before", tz)
+    window = timedelta(days=DEFAULT_DAYS)
+    if start and end:
+        if end < start:
+            raise InvalidInput("end_date is before start_date", code="invalid_date")
+        if end - start > window:
+            raise InvalidInput(f"start_date and end_date may not span more than {DEFAULT_DAYS} days",
+                               code="invalid_date", details=[{"field": "end_date", "problem": "span over 90 days"}])
+    elif start:
+        end = start + window
+    elif end:
+        start = end - window
+    elif not (q.updated_after or q.updated_before):
+        start = (now or utcnow()) - window
+    q.created_after, q.created_before = start, end
+    lat, lon = _number(params.get("lat"), "lat", lo=-90, hi=90), _number(params.get("long"), "long", lo=-180, hi=180)
+    radius = _number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
+    if (lat is None) != (lon is None):
+        raise InvalidInput("lat and long go together", code="invalid_parameter",
+                           details=[{"field": "lat/long", "problem": "give both or neither"}])
+    if lat is not None:
+        q.near = (lat, lon, radius or DEFAULT_RADIUS_M)
+    elif radius is not None:
+        raise InvalidInput("radius needs lat and long", code="invalid_parameter")
+    if params.get("bbox"):
+        q.bbox = S.parse_bbox(params["bbox"])
+    if params.get("agency_responsible"):
+        q.unit = params["agency_responsible"].strip()
+    return q, extensions
+
+
+def _description(title: str, description: str) -> str:
+    if not description or description.startswith(title):
+        return description or title
+    return f"{title}\n\n{description}"
+
+
+def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, tz) -> list[dict]:
+    """GET requests: one indexed query for the page (only the needed columns), one for first photos and
+    one for status notes; names from memory."""
+    cats, units = names(db)
+    ko = lang == "ko"
+    size = min(max(q.page_size, 1), MAX_REQUESTS)
+    with db.session() as s:
+        cond = S._conditions(s, q)
+        cols = COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS
+        stmt = (select(*cols).where(*cond).order_by(Report.created_at.desc(), Report.id.desc())
+                .offset((q.page - 1) * size).limit(size))
+        rows = s.execute(stmt).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        photos: dict[int, list[int]] = {}
+        with_photos = [r.id for r in rows if r.photo_count]
+        if with_photos:
+            for rid, pid in s.execute(select(ReportPhoto.report_id, ReportPhoto.id)
+                                      .where(ReportPhoto.report_id.in_(with_photos))
+                                      .order_by(ReportPhoto.report_id, ReportPhoto.position, ReportPhoto.id)):
+                photos.setdefault(rid, []).append(pid)
+        entries: dict[int, list] = {}
+        for e in s.execute(select(ReportUpdate.report_id, ReportUpdate.id, ReportUpdate.at, ReportUpdate.kind,
+                                  ReportUpdate.status, ReportUpdate.text)
+                           .where(ReportUpdate.report_id.in_(ids), ReportUpdate.public.is_(True),
+                                  ReportUpdate.kind.in_(NOTE_KINDS))
+                           .order_by(ReportUpdate.report_id, ReportUpdate.at, ReportUpdate.id)):
+            entries.setdefault(e.report_id, []).append(e)
+    out = []
+    for r in rows:
+        unit = units.get(r.unit_id, ("", "", ""))
+        cat = cats.get(r.category_code, (r.category_code, r.category_code))
+        notes = entries.get(r.id, ())
+        status_notes = next((e.text for e in reversed(notes) if e.text), None)
+        pids = photos.get(r.id, ())
+        item = {
+            "service_request_id": str(r.id),
+            "status": "open" if r.status in S.OPEN_STATUSES else "closed",
+            "status_notes": status_notes,
+            "service_name": cat[0] if ko else cat[1],
+            "service_code": r.category_code,
+            "description": _description(r.title, r.description),
+            "agency_responsible": unit[1] if ko else unit[2],
+            "service_notice": None,
+            "requested_datetime": _stamp(r.created_at, tz),
+            "updated_datetime": _stamp(r.updated_at, tz),
+            "expected_datetime": _stamp(r.due_at, tz),
+            "address": r.address_string,
+            "address_id": None,
+            "zipcode": None,
+            "lat": r.lat,
+            "long": r.lon,
+            "media_url": f"{base}/api/reports/photos/{pids[0]}.jpg" if pids else None,
+        }
+        if extensions:
+            item.update({
+                "detailed_status": MYSOCIETY_STATUS.get(r.status, r.status.upper()),
+                "detailed_status_name": S.status_name(r.status, lang),
+                "agency_code": unit[0],
+                "district": r.district_code,
+                "duplicate_of": str(r.parent_id) if r.parent_id else None,
+                "support_count": r.support_count,
+                "media_urls": [f"{base}/api/reports/photos/{p}.jpg" for p in pids],
+                "attributes": [{"code": k, "value": ",".join(v) if isinstance(v, list) else v}
+                               for k, v in (r.attributes or {}).items()],
+                "notes": [{"update_id": str(e.id), "datetime": _stamp(e.at, tz), "type": e.kind,
+                           "status": MYSOCIETY_STATUS.get(e.status, e.status.upper()), "description": e.text}
+                          for e in notes],
+            })
+        out.append(item)
+    return out
+
+
+@router.get(f"{BASE}/requests.{{fmt}}")
+def get_requests(request: Request, fmt: str) -> Response:
+    fmt = _format(fmt)
+    params = request.query_params
+    check_jurisdiction(request)
+    tz = _tz(request)
+    q, extensions = report_query(params, tz)
+    items = find_requests(_db(request), q, _base_url(request), language(request), extensions, tz)
+    return respond(fmt, "service_requests", items)
+
+
+@router.get(f"{BASE}/requests/{{service_request_id}}.{{fmt}}")
+def get_request(request: Request, service_request_id: str, fmt: str) -> Response:
+    fmt = _format(fmt)
+    check_jurisdiction(request)
+    if not service_request_id.isdigit():
+        raise NotFound(f"no service request {service_request_id!r}")
+    q = S.ReportQuery(ids=[int(service_request_id)], page_size=1)
+    items = find_requests(_db(request), q, _base_url(request), language(request),
+                          _truthy(request.query_params.get("extensions")), _tz(request))
+    if not items:
+        raise NotFound(f"no service request {service_request_id!r}")
+    return respond(fmt, "service_requests", items)
+
+
+@router.get(f"{BASE}/tokens/{{token}}.{{fmt}}")
+def get_token(request: Request, token: str, fmt: str) -> Response:
+    fmt = _format(fmt)
+    check_jurisdiction(request)
+    settings = request.app.state.settings
+    rid = report_of_token(token, settings)
+    if rid is None:
+        raise NotFound("no such token")
+    with _db(request).session() as s:
+        if s.get(Report, rid) is None:
+            raise NotFound("no such token")
+    return respond(fmt, "service_requests", [{"service_request_id": str(rid), "token": token}])
+
+
+# --- mySociety servicerequestupdates ------------------------------------------------------------------------
+
+
+@router.get(f"{BASE}/servicerequestupdates.{{fmt}}")
+def get_updates(request: Request, fmt: str) -> Response:
+    """Public updates of every request in a window (default: the last 90 days), oldest first, at most 1000.
+    Updates that came from a partner (they carry its update_id) are not sent back out."""
+    fmt = _format(fmt)
+    params = request.query_params
+    check_jurisdiction(request)
+    tz = _tz(request)
+    start, end = _w3c(params.get("start_date"), "start_date", tz), _w3c(params.get("end_date"), "end_date", tz)
+    if start is None and end is None:
+        start = utcnow() - timedelta(days=DEFAULT_DAYS)
+    rid = params.get("service_request_id")
+    if rid is not None and not rid.isdigit():
+        raise InvalidInput("service_request_id must be a request id", code="invalid_parameter")
+    with _db(request).session() as s:
+        found = S.updates_since(s, start=start, end=end, report_id=int(rid) if rid else None, limit=MAX_REQUESTS)
+        out = [{
+            "update_id": str(u.id),
+            "service_request_id": str(u.report_id),
+            "status": MYSOCIETY_STATUS.get(u.status, u.status.upper()),
+            "updated_datetime": _stamp(u.at, tz),
+            "description": u.text,
+            "media_url": None,
+            "external_status_code": u.status,
+        } for u in found if not u.external_id]
+    return respond(fmt, "service_request_updates", out)
+
+
+def post_update_work(db, params, key: str | None, tz) -> dict:
+    for name in ("update_id", "service_request_id", "status", "description"):
+        if not _text(params, name).strip():
+            raise InvalidInput(f"{name} is required", code="required",
+                               details=[{"field": name, "problem": "is required"}])
+    _w3c(_text(params, "updated_datetime"), "updated_datetime", tz)  # checked; the update is timed on arrival
+    status_in = _text(params, "status").strip().upper()
+    if status_in == "DUPLICATE":
+        raise InvalidInput("DUPLICATE needs the parent request: mark duplicates on the city's side",
+                           code="invalid_status")
+    status = FROM_MYSOCIETY.get(status_in)
+    if status is None:
+        raise InvalidInput(f"unknown status {status_in!r}", code="invalid_status",
+                           details=[{"field": "status", "problem": f"one of {', '.join(FROM_MYSOCIETY)}"}])
+    rid = _text(params, "service_request_id").strip()
+    with db.session() as s:
+        identity = _partner(s, key)
+        if not rid.isdigit():
+            raise NotFound(f"no service request {rid!r}")
+        entry = S.add_update(s, identity, int(rid), _text(params, "description"), status=status,
+                             external_id=_text(params, "update_id").strip())
+        return {"update_id": str(entry.id)}
+
+
+@router.post(f"{BASE}/servicerequestupdates.{{fmt}}")
+async def post_update(request: Request, fmt: str) -> Response:
+    fmt = _format(fmt)
+    try:
+        form = await request.form(max_files=0)
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidInput(f"the request body cannot be read: {exc}", code="invalid_body") from None
+    check_jurisdiction(request, form)
+    out = await run_in_threadpool(post_update_work, _db(request), form, _key_of(request, form), _tz(request))
+    return respond(fmt, "service_request_updates", [out])
+
+
+# --- the CLI: smartcity open311 keys … ---------------------------------------------------------------------
+
+
+def _cli_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SmartCityError as exc:
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _cli_db():
+    from smartcity.core.db import Database
+    from smartcity.settings import get_settings
+
+    return Database(get_settings().database_url)
+
+
+@click.group("open311")
+def cli() -> None:
+    """Open311 GeoReport v2 at /open311/v2: keys of partner systems."""
+
+
+@cli.group("keys")
+def keys() -> None:
+    """API keys for Open311 clients (POST requests and servicerequestupdates)."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--user", "username", default=None, help="Act as this user (reports are filed in their name).")
+@_cli_errors
+def keys_create(name: str, username: str | None) -> None:
+    """Issue a key for NAME; it is printed once and only its hash is kept."""
+    db = _cli_db()
+    with db.session() as s:
+        owner = accounts.get_user(s, username) if username else None
+        row, key = accounts.create_api_key(s, name, user=owner, scope="open311")
+    click.echo(key)
+    click.echo(f"(Open311 key id {row.id}; keep it now, it cannot be shown again)", err=True)
+    db.dispose()
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List Open311 keys (never the keys themselves)."""
+    db = _cli_db()
+    with db.session() as s:
+        for k in accounts.list_api_keys(s, scope="open311"):
+            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+            click.echo(f"{k.id}\t{k.name}\t{k.prefix}…\t{k.created_at:%Y-%m-%d}\t{state}")
+    db.dispose()
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@_cli_errors
+def keys_revoke(key_id: int) -> None:
+    """Revoke an Open311 key by its id; its client is refused from then on."""
+    db = _cli_db()
+    with db.session() as s:
+        if key_id not in {k.id for k in accounts.list_api_keys(s, scope="open311")}:
+            raise NotFound(f"no Open311 key {key_id}")
+        accounts.revoke_api_key(s, key_id)
+    click.echo(f"Open311 key {key_id} revoked")
+    db.dispose()
