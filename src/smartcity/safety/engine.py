@@ -696,11 +696,15 @@ class SafetyEngine:
                           [{**st.row(), "b_id": st.device_id} for st in new_states.values()])
                 for ev in raised:
                     service.raise_event(s, ev)
+                opened = s.info.pop("safety.opened_incidents", [])
                 if self.settings.safety_live_positions:
                     for st in new_states.values():
                         service.publish_live(s, st, self.by_id.get(st.device_id), self._incident_districts(st))
         with self._lock:
             self.states.update(new_states)
+            for inc in opened if by_device else ():
+                self.open_incidents[inc["person_id"]][inc["kind"]] = inc["id"]
+                self.incident_district[inc["id"]] = inc["district"]
         return [(item, acks[(item.device.device_id, item.position.fix_time)]) for item in batch]
 
     def _incident_districts(self, st: LiveState) -> list[str | None]:

@@ -453,6 +453,8 @@ def open_incident(session: Session, ev: Raised, event_row: SafetyEvent | None = 
     session.add(inc)
     session.flush()
     audit.record(session, "safety", "open", "safety_incident", inc.id, {"kind": ev.kind, "district": district})
+    session.info.setdefault("safety.opened_incidents", []).append(
+        {"id": inc.id, "person_id": inc.person_id, "kind": inc.kind, "district": district})
     _publish_incident(session, inc)
     return inc
 

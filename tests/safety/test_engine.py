@@ -1,0 +1,265 @@
+"""The intake hot path on both stores: validation, consent gate, replays, batch durability, live state,
+zone transitions, alerts and incidents."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from smartcity.core.db import Database, utcnow
+from smartcity.core.errors import OutsideCity
+from smartcity.core.notify import Notification
+from smartcity.safety import service
+from smartcity.safety.engine import (
+    FutureFix,
+    InvalidPosition,
+    NoConsent,
+    SafetyEngine,
+    UnknownDevice,
+    get_engine,
+    stop_engine,
+)
+from smartcity.safety.models import DeviceState, Incident, PositionRow, SafetyEvent
+from tests.conftest import make_settings
+from tests.safety.helpers import GANGNAM, HOME, SCHOOL, east_of, fix, make_world, walk_across
+
+
+@pytest.fixture
+def engine(db, settings):
+    eng = get_engine(db, settings)  # as the app makes it: follows the change events
+    yield eng
+    stop_engine(db)
+
+
+def _rows(db, model=PositionRow, **where):
+    with db.session() as s:
+        q = select(func.count()).select_from(model)
+        for k, v in where.items():
+            q = q.where(getattr(model, k) == v)
+        return s.scalar(q)
+
+
+def _events(db, person_id):
+    with db.session() as s:
+        return [(e.kind, e.zone_id) for e in s.scalars(select(SafetyEvent).where(SafetyEvent.person_id == person_id)
+                                                       .order_by(SafetyEvent.at, SafetyEvent.id))]
+
+
+def test_a_position_is_stored_before_it_is_acknowledged(db, engine):
+    w = make_world(db)
+    ack = engine.intake_sync(fix(w.device, utcnow(), HOME, battery=80, speed=1.2))
+    assert ack.position_id and not ack.duplicate and ack.live
+    other = Database(db.url)  # another connection sees it at once
+    try:
+        with other.session() as s:
+            row = s.get(PositionRow, ack.position_id)
+            assert (row.lat, row.lon, row.battery, row.speed, row.protocol) == (HOME[0], HOME[1], 80, 1.2, "test")
+            state = s.get(DeviceState, w.device_id)
+            assert state.fix_time == ack.fix_time and state.district_code == GANGNAM
+    finally:
+        other.dispose()
+
+
+def test_batches_are_durable_and_stop_flushes_the_queue(db, settings):
+    w = make_world(db)
+    eng = SafetyEngine(db, settings).start()
+    start = utcnow() - timedelta(hours=2)
+    positions = [fix(w.device, start + timedelta(seconds=i), east_of(HOME, i % 50)) for i in range(1500)]
+    futures = eng.submit_many(positions)
+    eng.stop()  # flushes what is queued
+    acks = [f.result(timeout=0) for f in futures]
+    assert len({a.position_id for a in acks}) == 1500
+    assert _rows(db, device_id=w.device_id) == 1500
+    assert eng.batches >= 2  # at most 1000 per batch
+
+
+def test_unknown_devices_and_missing_consent_are_refused_and_nothing_is_stored(db, engine):
+    w = make_world(db, consent=False)
+    with pytest.raises(UnknownDevice):
+        engine.submit(fix("nobody", utcnow(), HOME))
+    with pytest.raises(NoConsent):
+        engine.submit(fix(w.device, utcnow(), HOME))
+    assert _rows(db) == 0
+    with db.session() as s:
+        service.record_consent(s, w.person_id, w.guardian_id, given_by="mother", basis="form 17")
+    assert engine.intake_sync(fix(w.device, utcnow(), HOME)).position_id
+    with db.session() as s:
+        service.revoke_consent(s, w.person_id, w.guardian_id)
+    with pytest.raises(NoConsent):
+        engine.submit(fix(w.device, utcnow(), HOME))
+
+
+def test_a_device_registered_after_startup_is_found(db, engine):
+    w = make_world(db, device="first")
+    with db.session() as s:
+        service.add_device(s, w.person_id, "second-phone")
+    assert engine.intake_sync(fix("second-phone", utcnow(), HOME)).position_id
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"lat": 91.0}, "lat"),
+        ({"lon": float("nan")}, "lon"),
+        ({"speed": -3.0}, "speed"),
+        ({"bearing": 400.0}, "bearing"),
+        ({"battery": 150.0}, "battery"),
+        ({"accuracy": float("inf")}, "accuracy"),
+        ({"lat": "37.5"}, "lat"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_field(sqlite_url, tmp_path, change, field):
+    db = Database(sqlite_url)
+    eng = SafetyEngine(db, make_settings(sqlite_url, tmp_path))
+    try:
+        w = make_world(db)
+        p = fix(w.device, utcnow(), HOME)
+        for k, v in change.items():
+            setattr(p, k, v)
+        with pytest.raises(InvalidPosition) as e:
+            eng.submit(p)
+        assert e.value.status == 422 and e.value.details[0]["field"] == field
+    finally:
+        eng.stop()
+        db.dispose()
+
+
+def test_future_and_ancient_fixes_are_refused(db, engine):
+    w = make_world(db)
+    with pytest.raises(FutureFix):
+        engine.submit(fix(w.device, utcnow() + timedelta(minutes=6), HOME))
+    assert engine.intake_sync(fix(w.device, utcnow() + timedelta(minutes=4), HOME)).position_id  # clock skew
+    with pytest.raises(InvalidPosition):
+        engine.submit(fix(w.device, utcnow() - timedelta(days=31), HOME))
+    assert _rows(db) == 1
+
+
+def test_replays_are_acknowledged_without_a_second_row(db, engine):
+    w = make_world(db)
+    p = fix(w.device, utcnow() - timedelta(seconds=5), HOME)
+    first = engine.intake_sync(p)
+    again = engine.intake_sync(fix(w.device, p.fix_time, HOME))
+    assert again.duplicate and again.position_id is None and not again.live
+    same_batch = engine.submit_many([fix(w.device, p.fix_time + timedelta(seconds=1), HOME) for _ in range(3)])
+    acks = [f.result(5) for f in same_batch]
+    assert len({a.fix_time for a in acks}) == 1
+    assert _rows(db) == 2 and first.position_id
+
+
+def test_older_fixes_are_stored_but_do_not_move_the_live_state_back(db, engine):
+    w = make_world(db)
+    now = utcnow()
+    engine.intake_sync(fix(w.device, now, HOME))
+    late = engine.intake_sync(fix(w.device, now - timedelta(minutes=5), SCHOOL))
+    assert late.position_id and not late.live
+    with db.session() as s:
+        state = s.get(DeviceState, w.device_id)
+        assert (state.lat, state.lon) == HOME and state.fix_time == now
+    assert _rows(db) == 2
+
+
+def test_outside_the_city_is_flagged_by_default_and_refusable(db, engine, settings, tmp_path):
+    w = make_world(db)
+    busan = (35.1796, 129.0756)
+    ack = engine.intake_sync(fix(w.device, utcnow(), busan))
+    assert "outside_city" in ack.events
+    with db.session() as s:
+        assert s.get(PositionRow, ack.position_id).outside_city
+    engine.intake_sync(fix(w.device, utcnow(), busan))
+    assert [k for k, _ in _events(db, w.person_id)] == ["outside_city"]  # once, not per fix
+    strict = SafetyEngine(db, make_settings(db.url, tmp_path, safety_outside_city="refuse"))
+    try:
+        with pytest.raises(OutsideCity):
+            strict.submit(fix(w.device, utcnow(), busan))
+    finally:
+        strict.stop()
+
+
+def test_walking_through_a_zone_gives_one_arrival_and_one_departure(db, engine):
+    w = make_world(db)
+    acks = [engine.intake_sync(p) for p in walk_across(w.device)]
+    assert _events(db, w.person_id) == [("arrival", w.school_zone), ("departure", w.school_zone)]
+    kinds = [k for a in acks for k in a.events]
+    assert kinds == ["arrival", "departure"]
+    # Guardians were told, in Korean (the mother's language), by SMS (she has a phone).
+    with db.session() as s:
+        sms = list(s.scalars(select(Notification).where(Notification.user_id == w.guardian_id)
+                             .order_by(Notification.id)))
+        assert [n.channel for n in sms] == ["sms", "sms"]
+        assert "도착" in sms[0].body and "School" in sms[0].body
+        assert sms[0].to == "010-1111-2222"
+
+
+def test_a_zone_edit_reaches_the_engine(db, engine):
+    w = make_world(db)
+    with db.session() as s:
+        service.update_zone(s, w.school_zone, service.ZoneIn("School", HOME[0], HOME[1], 100))
+    start = utcnow() - timedelta(minutes=10)
+    for i, metres in enumerate([400, 400, 0, 0]):
+        engine.intake_sync(fix(w.device, start + timedelta(seconds=10 * i), east_of(HOME, metres)))
+    assert _events(db, w.person_id) == [("arrival", w.school_zone)]
+
+
+def test_sos_opens_one_incident_for_the_district_and_alerts_guardians(db, engine):
+    w = make_world(db)
+    now = utcnow()
+    ack = engine.intake_sync(fix(w.device, now, HOME, alarm="SOS"))
+    assert ack.events == ("sos",)
+    engine.intake_sync(fix(w.device, now + timedelta(seconds=1), HOME, alarm="sos"))  # pressed again
+    with db.session() as s:
+        incidents = list(s.scalars(select(Incident)))
+        assert len(incidents) == 1
+        assert (incidents[0].kind, incidents[0].status, incidents[0].district_code) == ("sos", "open", GANGNAM)
+        assert s.scalar(select(func.count()).select_from(Notification).where(
+            Notification.topic == "safety.sos")) == 2
+    assert engine.open_incidents[w.person_id]["sos"] == incidents[0].id
+
+
+def test_danger_zone_entry_opens_an_incident(db, engine):
+    w = make_world(db)
+    with db.session() as s:
+        danger = service.add_zone(s, service.ZoneIn("Reservoir", HOME[0], HOME[1], 60), person_id=None,
+                                  kind="danger").id
+    start = utcnow() - timedelta(minutes=5)
+    for i in range(3):
+        engine.intake_sync(fix(w.device, start + timedelta(seconds=10 * i), HOME))
+    assert _events(db, w.person_id) == [("danger", danger)]
+    with db.session() as s:
+        inc = s.scalars(select(Incident)).one()
+        assert (inc.kind, inc.zone_id, inc.district_code) == ("danger", danger, GANGNAM)
+
+
+def test_low_battery_alerts_once_until_recharged(db, engine):
+    w = make_world(db)
+    start = utcnow() - timedelta(minutes=5)
+    for i, level in enumerate([40, 14, 12, 10, 30, 9]):
+        engine.intake_sync(fix(w.device, start + timedelta(seconds=i), HOME, battery=level))
+    assert [k for k, _ in _events(db, w.person_id)] == ["low_battery", "low_battery"]
+
+
+def test_poor_accuracy_fixes_never_move_zone_states(db, engine):
+    w = make_world(db)
+    start = utcnow() - timedelta(minutes=10)
+    far = east_of(SCHOOL, 400)
+    seq = [(far, 10), (far, 10), (SCHOOL, 500), (SCHOOL, 500), (SCHOOL, 500), (far, 10)]
+    for i, (point, acc) in enumerate(seq):
+        engine.intake_sync(fix(w.device, start + timedelta(seconds=10 * i), point, accuracy=acc))
+    assert _events(db, w.person_id) == []
+
+
+def test_a_realistic_noisy_walk_does_not_storm(db, engine):
+    import random
+
+    w = make_world(db)
+    rng = random.Random(7)
+    start = utcnow() - timedelta(minutes=30)
+    # Linger at the school gate (the boundary) for 100 fixes with 15 m of GPS noise, then leave.
+    points = [east_of(SCHOOL, 100 + rng.gauss(0, 15)) for _ in range(100)]
+    points += [east_of(SCHOOL, 0)] * 3 + [east_of(SCHOOL, 300)] * 3
+    for i, point in enumerate(points):
+        lat, lon = point
+        engine.intake_sync(fix(w.device, start + timedelta(seconds=5 * i), (lat + rng.gauss(0, 1e-5), lon),
+                               accuracy=abs(rng.gauss(12, 4))))
+    kinds = [k for k, _ in _events(db, w.person_id)]
+    assert len(kinds) <= 3, kinds
+    assert kinds[-1] == "departure"
