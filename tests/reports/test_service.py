@@ -288,3 +288,22 @@ def test_supports_count_once_per_supporter(rdb):
         assert S.support(s, ANONYMOUS, rid, fingerprint="browser-b") == 3
     with pytest.raises(InvalidInput), rdb.session() as s:
         S.support(s, ANONYMOUS, rid)  # anonymous without a fingerprint
+
+
+def test_demo_data_covers_every_status_and_district_and_runs_once(rdb):
+    from smartcity.core.city import load_profile
+    from smartcity.reports.demo import COUNT, demo_reports
+
+    profile = load_profile("seoul")
+    assert "300 demo reports" in list(demo_reports(rdb, profile))[-1]
+    with rdb.session() as s:
+        statuses = set(s.scalars(select(Report.status)))
+        districts = set(s.scalars(select(Report.district_code)))
+        total = s.scalar(select(func.count()).select_from(Report))
+        duplicates = s.scalars(select(Report).where(Report.status == "duplicate")).all()
+        assert statuses == set(S.STATUSES) and len(districts) == 25 and total > COUNT
+        assert all(d.parent_id and d.category_code == s.get(Report, d.parent_id).category_code for d in duplicates)
+        assert len(S.list_campaigns(s)) == 2
+    assert list(demo_reports(rdb, profile)) == ["reports: demo reports already present"]
+    with rdb.session() as s:
+        assert s.scalar(select(func.count()).select_from(Report)) == total
