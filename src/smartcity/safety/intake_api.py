@@ -1,0 +1,264 @@
+"""The gateway batch endpoint (POST /api/safety/positions) and what every intake adapter shares: turning
+engine errors into results, waiting for acknowledgments, counting what came in.
+
+A gateway (a tag vendor's server, a LoRaWAN network server, a relay in front of a fleet of trackers)
+posts up to `SAFETY_GATEWAY_MAX_POSITIONS` positions at once:
+
+    POST /api/safety/positions            Authorization: Bearer <key>   (or X-API-Key)
+    {"positions": [{"device": "tag-17", "time": "2024-05-01T08:30:00+09:00", "lat": 37.5, "lon": 127.05,
+                    "speed": 1.2, "bearing": 90, "altitude": 30, "accuracy": 8, "battery": 80,
+                    "alarm": null, "attributes": {"rssi": -71}}, …]}
+
+and gets, once every accepted position is stored, one result per position in the same order:
+
+    {"stored": 2, "duplicates": 1, "errors": 1,
+     "results": [{"status": "ok", "id": 9}, {"status": "duplicate"}, {"status": "ok", "id": 10},
+                 {"status": "error", "code": "unknown_device", "message": "…", "http_status": 404}]}
+
+Partial failures never lose the accepted positions: the answer is 200 whenever the body was readable.
+413 for a body or a list over the limits, 422 (the platform's error format) for a body that is not such a
+JSON object at all. Callers: system API keys of scope `safety.gateway` (least privilege) or anyone holding
+the `safety.intake` permission (administrators).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from smartcity.core.auth import Identity, check, current_identity, grant
+from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
+from smartcity.safety.engine import Ack, InvalidPosition, Position, get_engine
+
+GATEWAY_SCOPE = "safety.gateway"
+grant("safety.intake")  # administrators; gateways use system keys of scope `safety.gateway`
+
+router = APIRouter(tags=["safety intake"])
+
+
+# --- shared by the adapters -----------------------------------------------------------------------
+
+
+def engine_of(app):
+    """The process's intake engine for the app's store."""
+    state = app.state
+    return get_engine(state.db, state.settings, state.profile)
+
+
+def intake_counter(app) -> Counter:
+    """`smartcity_safety_positions_total{protocol, result}` in the app's metrics registry (made once)."""
+    counter = getattr(app.state, "safety_intake_counter", None)
+    if counter is None:
+        counter = Counter("smartcity_safety_positions", "Positions received by the safety intake, by protocol and "
+                          "result (stored, duplicate, or an error code)", ["protocol", "result"],
+                          registry=app.state.metrics.registry)
+        app.state.safety_intake_counter = counter
+    return counter
+
+
+def count(app, protocol: str, result: str, n: int = 1) -> None:
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is not None and n:
+        intake_counter(app).labels(protocol, result).inc(n)
+
+
+def refused(message: str, field: str, problem: str) -> InvalidPosition:
+    """A decoder's protocol error naming the field at fault."""
+    return InvalidPosition(message, details=[{"field": field, "problem": problem}])
+
+
+def number(raw: Any, name: str) -> float | None:
+    """A decoder's numeric field: None when absent or empty, else a float, else the protocol's error."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        raise InvalidPosition(f"{name} must be a number", details=[{"field": name, "problem": "not a number"}])
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise InvalidPosition(f"{name} must be a number, not {str(raw)[:30]!r}",
+                              details=[{"field": name, "problem": "not a number"}]) from None
+
+
+def epoch_or_iso(raw: Any, name: str = "timestamp") -> datetime:
+    """A fix time sent as epoch seconds, epoch milliseconds or ISO 8601 (a naive one is UTC)."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str) and raw.strip():
+        text = raw.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None:
+            try:
+                at = datetime.fromisoformat(text)
+            except ValueError:
+                # An unencoded "+09:00" offset in a query string arrives as " 09:00".
+                head, _, tail = text.rpartition(" ")
+                try:
+                    at = datetime.fromisoformat(f"{head}+{tail}") if head and tail[:1].isdigit() else None
+                except ValueError:
+                    at = None
+            if at is None:
+                raise InvalidPosition(f"{name} is neither epoch seconds, epoch milliseconds nor ISO 8601",
+                                      details=[{"field": name, "problem": "not a time"}]) from None
+            return at if at.tzinfo else at.replace(tzinfo=UTC)
+    else:
+        raise InvalidPosition(f"{name} is missing", details=[{"field": name, "problem": "missing"}])
+    if not math.isfinite(value):
+        raise InvalidPosition(f"{name} is not a time", details=[{"field": name, "problem": "not a time"}])
+    if abs(value) >= 1e11:  # 1e11 seconds is the year 5138: this is milliseconds
+        value /= 1000
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidPosition(f"{name} is out of range", details=[{"field": name, "problem": "out of range"}]) from None
+
+
+async def settle(engine, positions: list[Position]) -> list[Ack | SmartCityError | Exception]:
+    """Submit positions and wait, without blocking the event loop, until each is stored or refused."""
+    if len(positions) == 1:
+        try:
+            return [await engine.intake(positions[0])]
+        except SmartCityError as exc:
+            return [exc]
+    submitted = engine.submit_many(positions)
+    futures = [f for f in submitted if isinstance(f, concurrent.futures.Future)]
+    if futures:
+        await asyncio.to_thread(concurrent.futures.wait, futures)
+    out: list[Ack | SmartCityError | Exception] = []
+    for item in submitted:
+        if isinstance(item, concurrent.futures.Future):
+            exc = item.exception()
+            out.append(exc if exc is not None else item.result())
+        else:
+            out.append(item)
+    return out
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- the batch endpoint ---------------------------------------------------------------------------
+
+
+async def gateway(request: Request) -> Identity:
+    """A system key of scope `safety.gateway`, or someone holding `safety.intake`."""
+    identity = await current_identity(request)
+    if identity.via == "key" and identity.user_id is None and identity.key_scope == GATEWAY_SCOPE:
+        return identity
+    return check(identity, "safety.intake")
+
+
+Gateway = Annotated[Identity, Depends(gateway)]
+
+FIELDS = {"device", "time", "lat", "lon", "speed", "bearing", "altitude", "accuracy", "battery", "alarm", "attributes"}
+
+
+def decode_item(item: Any) -> Position:
+    """One gateway position (the platform's own units: m/s, degrees, metres, percent)."""
+    if not isinstance(item, dict):
+        raise refused("a position is a JSON object", "position", "not an object")
+    device = item.get("device")
+    if not isinstance(device, (str, int)) or isinstance(device, bool) or str(device).strip() == "":
+        raise InvalidPosition("device is missing", details=[{"field": "device", "problem": "missing"}])
+    attributes = item.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise refused("attributes must be an object", "attributes", "not an object")
+    extra = {k: v for k, v in item.items() if k not in FIELDS}
+    alarm = item.get("alarm")
+    lat, lon = number(item.get("lat"), "lat"), number(item.get("lon"), "lon")
+    if lat is None or lon is None:
+        raise InvalidPosition("a position needs lat and lon", details=[{"field": "lat/lon", "problem": "missing"}])
+    return Position(
+        device=str(device).strip(), fix_time=epoch_or_iso(item.get("time"), "time"), lat=lat, lon=lon,
+        speed=number(item.get("speed"), "speed"), bearing=number(item.get("bearing"), "bearing"),
+        altitude=number(item.get("altitude"), "altitude"), accuracy=number(item.get("accuracy"), "accuracy"),
+        battery=number(item.get("battery"), "battery"), alarm=str(alarm) if alarm not in (None, "") else None,
+        attributes={**extra, **attributes}, protocol="batch",
+    )
+
+
+def result_of(outcome) -> dict:
+    if isinstance(outcome, Ack):
+        if outcome.duplicate:
+            return {"status": "duplicate"}
+        return {"status": "ok", "id": outcome.position_id}
+    if isinstance(outcome, SmartCityError):
+        body = {"status": "error", "code": outcome.code, "message": outcome.message, "http_status": outcome.status}
+        if outcome.details is not None:
+            body["details"] = outcome.details
+        return body
+    return {"status": "error", "code": "internal_error", "message": "storing the position failed",
+            "http_status": 500}
+
+
+def store_batch(engine, items: list) -> list[dict]:
+    """Decode, submit and wait for a gateway's positions (in a worker thread); one result per item."""
+    decoded: list[Position | SmartCityError] = []
+    for item in items:
+        try:
+            decoded.append(decode_item(item))
+        except SmartCityError as exc:
+            decoded.append(exc)
+    submitted = iter(engine.submit_many([p for p in decoded if isinstance(p, Position)]))
+    outcomes = [next(submitted) if isinstance(p, Position) else p for p in decoded]
+    futures = [f for f in outcomes if isinstance(f, concurrent.futures.Future)]
+    concurrent.futures.wait(futures)
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, concurrent.futures.Future):
+            outcome = outcome.exception() or outcome.result()
+        results.append(result_of(outcome))
+    return results
+
+
+@router.post("/api/safety/positions", summary="Store a gateway's batch of positions")
+async def positions(request: Request, identity: Gateway) -> JSONResponse:
+    """Store up to `SAFETY_GATEWAY_MAX_POSITIONS` positions; answers once each is stored (or refused),
+    with one result per position in order."""
+    settings = request.app.state.settings
+    body = await read_body(request, settings.safety_gateway_max_bytes)
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the body is not JSON", code="malformed_body") from None
+    items = doc.get("positions") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise InvalidInput('the body is {"positions": [...]}', code="malformed_body")
+    if len(items) > settings.safety_gateway_max_positions:
+        raise TooLarge(f"at most {settings.safety_gateway_max_positions} positions per request",
+                       code="too_many_positions")
+    # Decoding and validating thousands of positions is CPU work: keep it off the event loop.
+    results = await asyncio.to_thread(store_batch, engine_of(request.app), items)
+    stored = sum(r["status"] == "ok" for r in results)
+    duplicates = sum(r["status"] == "duplicate" for r in results)
+    errors = len(results) - stored - duplicates
+    count(request.app, "batch", "stored", stored)
+    count(request.app, "batch", "duplicate", duplicates)
+    for r in results:
+        if r["status"] == "error":
+            count(request.app, "batch", r["code"])
+    return JSONResponse({"stored": stored, "duplicates": duplicates, "errors": errors, "results": results})

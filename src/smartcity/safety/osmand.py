@@ -1,0 +1,360 @@
+"""The OsmAnd protocol, as the Traccar Client phone apps send it.
+
+Served on its own port (`SMARTCITY_OSMAND_PORT`, default 5055, the port Traccar Client expects; a lean
+ASGI app run by a second uvicorn server inside the serving process) and on the web server at `/osmand`
+and `/api/safety/osmand`. Any path on the OsmAnd port is accepted, as Traccar's own server does.
+
+Requests — HTTP GET or POST, parameters in the query string and/or a form body:
+
+    GET /?id=123456&timestamp=1700000000&lat=37.5&lon=127.05&speed=0.0&bearing=0.0&altitude=30.0
+         &accuracy=12.0&batt=87.0
+
+    id | deviceid        the device identifier registered for the person
+    lat, lon            degrees (or location=lat,lon)
+    timestamp           epoch seconds, epoch milliseconds or ISO 8601 (missing: the time it arrived)
+    speed               knots (stored as m/s)
+    bearing | heading   degrees
+    altitude, accuracy  metres
+    batt                battery percent
+    alarm               e.g. sos (opens an incident for the district control room)
+    charge, hdop, driverUniqueId and any other key: kept as the position's attributes
+
+and the JSON body of the newer Traccar Client (POST application/json):
+
+    {"device_id": "123456", "location": {"timestamp": "2024-05-01T08:30:00.000Z",
+        "coords": {"latitude", "longitude", "accuracy", "speed" (m/s), "heading", "altitude", …},
+        "is_moving", "odometer", "event", "battery": {"level" (0–1), "is_charging"},
+        "activity": {"type"}, "extras": {…}}}
+
+(`location` may also be a list of such objects). Unknown keys become attributes.
+
+Answers (Traccar Client keeps a position and retries it until it gets a 200):
+
+    200  empty body — only once the position is durably stored (a replay is answered 200 too)
+    400  malformed, non-numeric or out-of-range values, a fix far in the future or older than the
+         retention period (and outside the city with SAFETY_OUTSIDE_CITY=refuse)
+    403  the person has no recorded consent: nothing is stored
+    404  no device is registered with this identifier
+    413  body larger than SAFETY_DEVICE_MAX_BYTES
+    503  the intake queue is full: retry
+Error bodies are one line of plain text saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
+from smartcity.core.web import register_error_format
+from smartcity.safety.engine import InvalidPosition, NoConsent, Overloaded, Position, UnknownDevice, knots_to_ms
+from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, number, read_body, settle
+
+log = logging.getLogger(__name__)
+PROTOCOL = "osmand"
+PATHS = ("/osmand", "/api/safety/osmand")
+
+# Keys with a meaning of their own; every other key is kept as an attribute.
+_CONSUMED = {"id", "deviceid", "lat", "lon", "location", "timestamp", "speed", "bearing", "heading", "altitude",
+             "accuracy", "batt", "alarm"}
+
+
+def status_of(exc: SmartCityError) -> int:
+    """The HTTP status Traccar Client gets for a refused position."""
+    if isinstance(exc, UnknownDevice):
+        return 404
+    if isinstance(exc, NoConsent):
+        return 403
+    if isinstance(exc, InvalidInput):  # InvalidPosition, FutureFix, OutsideCity
+        return 400
+    if isinstance(exc, (TooLarge, Overloaded)):
+        return exc.status
+    return exc.status if 400 <= exc.status < 600 else 500
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+
+def decode_params(params: dict[str, str]) -> Position:
+    """A position from OsmAnd query or form parameters."""
+    device = params.get("id") or params.get("deviceid")
+    if not device:
+        raise InvalidPosition("id (or deviceid) is missing", details=[{"field": "id", "problem": "missing"}])
+    lat, lon = params.get("lat"), params.get("lon")
+    if (lat is None or lon is None) and "location" in params:
+        parts = params["location"].split(",")
+        if len(parts) != 2:
+            raise InvalidPosition("location is lat,lon", details=[{"field": "location", "problem": "not lat,lon"}])
+        lat, lon = parts
+    if lat is None or lon is None or lat == "" or lon == "":
+        raise InvalidPosition("lat and lon are missing", details=[{"field": "lat/lon", "problem": "missing"}])
+    raw_time = params.get("timestamp")
+    fix_time = epoch_or_iso(raw_time) if raw_time else datetime.now(UTC)
+    speed = number(params.get("speed"), "speed")
+    bearing = params.get("bearing")
+    attributes: dict[str, Any] = {}
+    if len(params) > len(_CONSUMED) or not params.keys() <= _CONSUMED:
+        for key, value in params.items():
+            if key not in _CONSUMED:
+                attributes[key] = _attribute(key, value)
+    alarm = params.get("alarm")
+    return Position(
+        device=device.strip(), fix_time=fix_time, lat=number(lat, "lat"), lon=number(lon, "lon"),
+        speed=knots_to_ms(speed) if speed is not None else None,
+        bearing=number(bearing if bearing is not None else params.get("heading"), "bearing"),
+        altitude=number(params.get("altitude"), "altitude"), accuracy=number(params.get("accuracy"), "accuracy"),
+        battery=number(params.get("batt"), "batt"), alarm=alarm or None, attributes=attributes, protocol=PROTOCOL,
+    )
+
+
+def _attribute(key: str, value: str) -> Any:
+    if key == "charge":
+        return value.strip().lower() in ("true", "1", "yes")
+    if key == "hdop":
+        with contextlib.suppress(ValueError):
+            return float(value)
+    return value[:500]
+
+
+def _known(value: Any) -> float | None:
+    """The JSON client reports -1 for an unknown speed, heading or accuracy."""
+    return None if value is None or (isinstance(value, (int, float)) and value < 0) else value
+
+
+def decode_location(device: str, loc: Any, root_alarm: Any = None) -> Position:
+    """A position from one `location` object of the JSON form."""
+    if not isinstance(loc, dict):
+        raise InvalidPosition("location must be an object", details=[{"field": "location", "problem": "not an object"}])
+    coords = loc.get("coords")
+    if not isinstance(coords, dict):
+        raise InvalidPosition("location.coords is missing", details=[{"field": "coords", "problem": "missing"}])
+    lat, lon = number(coords.get("latitude"), "latitude"), number(coords.get("longitude"), "longitude")
+    if lat is None or lon is None:
+        raise InvalidPosition("coords need latitude and longitude",
+                              details=[{"field": "coords", "problem": "missing latitude/longitude"}])
+    attributes: dict[str, Any] = {}
+    for key, value in coords.items():
+        if key not in ("latitude", "longitude", "accuracy", "speed", "heading", "altitude"):
+            attributes[key] = value
+    battery = loc.get("battery") if isinstance(loc.get("battery"), dict) else {}
+    level = number(battery.get("level"), "battery.level")
+    if "is_charging" in battery:
+        attributes["charge"] = bool(battery["is_charging"])
+    activity = loc.get("activity")
+    if isinstance(activity, dict) and activity.get("type"):
+        attributes["activity"] = activity["type"]
+    extras = loc.get("extras") if isinstance(loc.get("extras"), dict) else {}
+    for key, value in loc.items():
+        if key not in ("timestamp", "coords", "battery", "activity", "extras"):
+            attributes[key] = value
+    attributes.update({k: v for k, v in extras.items() if k != "alarm"})
+    alarm = extras.get("alarm") or root_alarm
+    return Position(
+        device=device, fix_time=epoch_or_iso(loc.get("timestamp")) if loc.get("timestamp") else datetime.now(UTC),
+        lat=lat, lon=lon, speed=_known(number(coords.get("speed"), "speed")),
+        bearing=_known(number(coords.get("heading"), "heading")),
+        altitude=number(coords.get("altitude"), "altitude"),
+        accuracy=_known(number(coords.get("accuracy"), "accuracy")),
+        battery=None if level is None or level < 0 else round(level * 100, 1),
+        alarm=str(alarm) if alarm else None, attributes=attributes, protocol=PROTOCOL,
+    )
+
+
+def decode_json(doc: Any) -> list[Position]:
+    if not isinstance(doc, dict):
+        raise InvalidPosition("the JSON body is an object", details=[{"field": "body", "problem": "not an object"}])
+    device = doc.get("device_id") or doc.get("id") or doc.get("deviceid")
+    if not isinstance(device, (str, int)) or isinstance(device, bool) or not str(device).strip():
+        raise InvalidPosition("device_id is missing", details=[{"field": "device_id", "problem": "missing"}])
+    locations = doc.get("location")
+    if isinstance(locations, list):
+        if not locations:
+            raise InvalidPosition("location is empty", details=[{"field": "location", "problem": "empty"}])
+        return [decode_location(str(device).strip(), loc, doc.get("alarm")) for loc in locations]
+    return [decode_location(str(device).strip(), locations, doc.get("alarm"))]
+
+
+def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]:
+    """Every position in one request (query string, form body or JSON body)."""
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")
+    stripped = body.lstrip()
+    if stripped[:1] in (b"{", b"[") or content_type.startswith("application/json"):
+        try:
+            doc = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            raise InvalidPosition("the body is not valid JSON", details=[{"field": "body", "problem": "not JSON"}]) \
+                from None
+        return decode_json(doc)
+    params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    if stripped:
+        try:
+            params.update(parse_qsl(stripped.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise InvalidPosition("the form body is not UTF-8", details=[{"field": "body", "problem": "encoding"}]) \
+                from None
+    return [decode_params(params)]
+
+
+async def receive(app, query: bytes | str, content_type: str, body: bytes) -> tuple[int, bytes]:
+    """Decode and store; (status, body) once every position is stored or one was refused."""
+    try:
+        positions = decode(query, content_type, body)
+    except SmartCityError as exc:
+        count(app, PROTOCOL, exc.code)
+        return status_of(exc), exc.message.encode()
+    try:
+        engine = engine_of(app)
+    except SmartCityError as exc:
+        return status_of(exc), exc.message.encode()
+    refused = None
+    for outcome in await settle(engine, positions):
+        if isinstance(outcome, SmartCityError):
+            count(app, PROTOCOL, outcome.code)
+            refused = refused or outcome
+        elif isinstance(outcome, Exception):
+            log.error("storing an OsmAnd position failed: %r", outcome)
+            refused = refused or SmartCityError("storing the position failed")
+        else:
+            count(app, PROTOCOL, "duplicate" if outcome.duplicate else "stored")
+    if refused is not None:
+        return status_of(refused), refused.message.encode()
+    return 200, b""
+
+
+# --- under the web server -------------------------------------------------------------------------
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _osmand(request: Request) -> Response:
+    try:
+        body = await read_body(request, request.app.state.settings.safety_device_max_bytes)
+    except TooLarge as exc:
+        return Response(exc.message, status_code=413, media_type="text/plain")
+    status, text = await receive(request.app, request.scope.get("query_string", b""),
+                                 request.headers.get("content-type", ""), body)
+    return Response(text, status_code=status, media_type="text/plain" if text else None)
+
+
+for _path in PATHS:
+    router.add_api_route(_path, _osmand, methods=["GET", "POST"])
+
+
+def _plain_error(request: Request, exc: SmartCityError) -> Response:
+    return Response(exc.message, status_code=status_of(exc), media_type="text/plain")
+
+
+# --- its own port ---------------------------------------------------------------------------------
+
+
+class Listener:
+    """A bare ASGI app for the OsmAnd port: every path is the OsmAnd endpoint; no middleware, no routing."""
+
+    def __init__(self, app):
+        self.app = app
+        self.limit = app.state.settings.safety_device_max_bytes
+
+    async def __call__(self, scope, receive_message, send) -> None:
+        if scope["type"] != "http":
+            return
+        status, text = await self._answer(scope, receive_message)
+        headers = [(b"content-length", str(len(text)).encode())]
+        if text:
+            headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": text})
+
+    async def _answer(self, scope, receive_message) -> tuple[int, bytes]:
+        if scope["method"] not in ("GET", "POST"):
+            return 405, b"GET or POST"
+        content_type = ""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return 413, b"the body is too large"
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+        body, more = b"", True
+        while more:
+            message = await receive_message()
+            if message["type"] != "http.request":
+                return 400, b"the client went away"
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return 413, b"the body is too large"
+            more = message.get("more_body", False)
+        return await receive(self.app, scope["query_string"], content_type, body)
+
+
+class _EmbeddedServer:
+    """A uvicorn server sharing the web server's process and event loop (its signals stay the web server's)."""
+
+    def __init__(self, asgi, host: str, port: int, log_level: str):
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                yield
+
+        self.config = uvicorn.Config(asgi, host=host, port=port, lifespan="off", access_log=False,
+                                     log_level=log_level, timeout_graceful_shutdown=3, server_header=False,
+                                     proxy_headers=False)
+        self.server = Server(self.config)
+        self.task = None
+        self.socket: socket.socket | None = None
+
+    async def start(self) -> bool:
+        import asyncio
+
+        try:
+            self.socket = self.config.bind_socket()
+        except SystemExit:  # uvicorn exits on a bind error after logging it
+            return False
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
+        while not self.server.started and not self.task.done():
+            await asyncio.sleep(0.005)
+        return self.server.started
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self.task
+        if self.socket is not None:
+            self.socket.close()
+
+
+def install(app) -> None:
+    for path in PATHS:
+        register_error_format(path, _plain_error)
+
+    async def start_listener(app) -> None:
+        settings = app.state.settings
+        if not settings.osmand_port:
+            return
+        server = _EmbeddedServer(Listener(app), settings.host, settings.osmand_port, settings.log_level)
+        if not await server.start():
+            log.error("the OsmAnd port %s:%s could not be opened; OsmAnd is still served at /osmand on the web "
+                      "port", settings.host, settings.osmand_port)
+            return
+        app.state.osmand_listener = server
+        # Added while starting up, so it runs first when shutting down: no position is taken after the
+        # engine has flushed.
+        app.state.shutdown.append(stop_listener)
+
+    async def stop_listener(app) -> None:
+        server = getattr(app.state, "osmand_listener", None)
+        if server is not None:
+            await server.stop()
+            app.state.osmand_listener = None
+
+    app.state.startup.append(start_listener)

@@ -1,0 +1,174 @@
+"""OwnTracks JSON, over HTTP (this module) and over MQTT (`mqtt.py`, the same decoder).
+
+HTTP mode: the OwnTracks app POSTs one JSON message per request to the URL it is given,
+
+    POST /owntracks                      (also /api/safety/owntracks)
+    X-Limit-U: haneul   X-Limit-D: phone  (or ?u=haneul&d=phone, or the user of HTTP Basic auth)
+    {"_type": "location", "lat": 37.5, "lon": 127.05, "tst": 1700000000, "acc": 12, "alt": 30,
+     "vel": 4, "cog": 90, "batt": 87, "tid": "hn", "t": "u", "conn": "w", "BSSID": "…", …}
+
+The device identifier is "{user}/{device}" (just "{user}" when the app sends no device name): register
+the device under that identifier. Units: `vel` km/h (stored as m/s), `acc`/`alt` metres, `cog` degrees,
+`batt` percent. Every other key is kept as an attribute.
+
+Message types: `location` is a position; `transition` (the app's own region enter/leave) is stored as a
+position of the device with the transition in its attributes — the platform's geofencing is authoritative;
+`waypoint(s)`, `lwt`, `card`, `status`, `steps`, `beacon`, `cmd`, `dump` are accepted and ignored.
+An `encrypted` payload cannot be read (the platform holds no key): 400.
+
+Answers: 200 with a JSON array (`[]`: no cards or commands for the app) once the position is durably
+stored; errors are the platform's `{"error": {"code", "message", "details"}}` with 400 (malformed or
+out-of-range), 403 (no consent), 404 (unknown device), 413 (body over SAFETY_DEVICE_MAX_BYTES), 503
+(overloaded, retry).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
+from smartcity.core.web import register_error_format
+from smartcity.safety.engine import Position
+from smartcity.safety.intake_api import count, engine_of, number, read_body, refused, settle
+
+log = logging.getLogger(__name__)
+PATHS = ("/owntracks", "/api/safety/owntracks")
+IGNORED_TYPES = {"waypoint", "waypoints", "lwt", "card", "status", "steps", "beacon", "cmd", "dump", "configuration",
+                 "request"}
+_CONSUMED = {"_type", "lat", "lon", "tst", "acc", "alt", "vel", "cog", "batt"}
+
+
+class Ignored(Exception):
+    """A well-formed OwnTracks message that carries no position (waypoints, cards, last will…)."""
+
+
+def identifier(user: str | None, device: str | None) -> str:
+    """The registered identifier of an OwnTracks device: "user/device", or "user" alone."""
+    user, device = (user or "").strip(), (device or "").strip()
+    if not user:
+        raise refused("the OwnTracks user is missing (X-Limit-U header, ?u= or Basic auth)", "user", "missing")
+    return f"{user}/{device}" if device else user
+
+
+def decode(message: Any, device: str, protocol: str = "owntracks") -> Position:
+    """A position from one OwnTracks message; `Ignored` for types that carry none."""
+    if not isinstance(message, dict):
+        raise refused("an OwnTracks message is a JSON object", "body", "not an object")
+    kind = message.get("_type")
+    if kind == "encrypted":
+        raise InvalidInput("encrypted OwnTracks payloads are not supported; turn encryption off in the app",
+                           code="encrypted_payload")
+    if kind in IGNORED_TYPES:
+        raise Ignored(kind)
+    if kind not in ("location", "transition"):
+        raise refused(f"unknown OwnTracks message type {str(kind)[:30]!r}", "_type", "unknown")
+    lat, lon = number(message.get("lat"), "lat"), number(message.get("lon"), "lon")
+    if lat is None or lon is None:
+        raise refused("lat and lon are missing", "lat/lon", "missing")
+    tst = number(message.get("tst"), "tst")
+    if tst is None:
+        raise refused("tst (epoch seconds) is missing", "tst", "missing")
+    try:
+        fix_time = datetime.fromtimestamp(tst, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise refused("tst is out of range", "tst", "out of range") from None
+    vel = number(message.get("vel"), "vel")
+    cog = number(message.get("cog"), "cog")
+    attributes = {k: v for k, v in message.items() if k not in _CONSUMED}
+    if kind == "transition":
+        attributes["transition"] = True  # the app's own region event; kept, not acted on
+    return Position(
+        device=device, fix_time=fix_time, lat=lat, lon=lon,
+        speed=vel / 3.6 if vel is not None and vel >= 0 else None,
+        bearing=cog if cog is not None and cog >= 0 else None,
+        altitude=number(message.get("alt"), "alt"), accuracy=number(message.get("acc"), "acc"),
+        battery=number(message.get("batt"), "batt"), attributes=attributes, protocol=protocol,
+    )
+
+
+def parse(body: bytes) -> list:
+    """The messages of a body: one object, or a list of them."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise refused("the body is not JSON", "body", "not JSON") from None
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _http_user(request: Request) -> tuple[str | None, str | None]:
+    headers, query = request.headers, request.query_params
+    user = headers.get("x-limit-u") or query.get("u")
+    device = headers.get("x-limit-d") or query.get("d")
+    auth = headers.get("authorization", "")
+    if not user and auth[:6].lower() == "basic ":
+        try:
+            user = base64.b64decode(auth[6:].strip()).decode("utf-8").split(":", 1)[0] or None
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user = None
+    return user, device
+
+
+def error_body(exc: SmartCityError) -> JSONResponse:
+    status = 400 if isinstance(exc, InvalidInput) else exc.status
+    return JSONResponse(exc.to_dict(), status_code=status)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _owntracks(request: Request) -> Response:
+    app = request.app
+    try:
+        body = await read_body(request, app.state.settings.safety_device_max_bytes)
+        device = identifier(*_http_user(request))
+        messages = parse(body)
+        positions = []
+        for message in messages:
+            try:
+                positions.append(decode(message, device))
+            except Ignored as kind:
+                log.debug("ignored an OwnTracks %s message from %s", kind, device)
+                count(app, "owntracks", "ignored")
+    except SmartCityError as exc:
+        count(app, "owntracks", exc.code)
+        return error_body(exc)
+    first_error = None
+    for outcome in await settle(engine_of(app), positions) if positions else []:
+        if isinstance(outcome, SmartCityError):
+            count(app, "owntracks", outcome.code)
+            first_error = first_error or outcome
+        elif isinstance(outcome, Exception):
+            log.error("storing an OwnTracks position failed: %r", outcome)
+            first_error = first_error or SmartCityError("storing the position failed")
+        else:
+            count(app, "owntracks", "duplicate" if outcome.duplicate else "stored")
+    if first_error is not None:
+        return error_body(first_error)
+    return JSONResponse([])
+
+
+for _path in PATHS:
+    router.add_api_route(_path, _owntracks, methods=["POST"])
+
+
+def _error(request: Request, exc: SmartCityError) -> Response:
+    if isinstance(exc, TooLarge):
+        return JSONResponse(exc.to_dict(), status_code=413)
+    return error_body(exc)
+
+
+def install(app) -> None:
+    for path in PATHS:
+        register_error_format(path, _error)
+    # OwnTracks over MQTT is the same protocol through a broker; mqtt.py is not a route module of its own.
+    from smartcity.safety import mqtt
+
+    mqtt.install(app)
