@@ -71,8 +71,10 @@ def _absence(db, settings):
 
 def demo(db, profile):
     from smartcity.safety.service import demo as run
+    from smartcity.safety.simulate import demo as recent_past
 
     yield from run(db, profile)
+    yield from recent_past(db, profile)  # the demo devices' last minutes: a path and an open emergency
 
 
 # --- CLI ------------------------------------------------------------------------------------------
