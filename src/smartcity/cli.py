@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from functools import wraps
 from pathlib import Path
@@ -114,6 +115,9 @@ def demo(ctx: click.Context, then_serve: bool) -> None:
     for line in load_demo(_db(), _profile()):
         click.echo(line)
     if then_serve:
+        # The demo's pages are alive: simulated devices move (safety); an explicit setting still wins.
+        os.environ.setdefault("SMARTCITY_SAFETY_SIMULATE", "true")
+        get_settings.cache_clear()
         s = get_settings()
         click.echo(f"serving on http://{s.host}:{s.port}")
         ctx.invoke(serve)
