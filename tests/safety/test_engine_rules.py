@@ -1,0 +1,102 @@
+"""The anti-drift zone rule and schedules as pure functions: real transitions happen once, GPS jitter
+around a boundary does not make alert storms (hypothesis)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smartcity.core.errors import InvalidInput
+from smartcity.safety.engine import Rules, ZoneShape, classify, parse_schedule, step_zone
+
+RULES = Rules(confirm_fixes=2, hysteresis_m=30, accuracy_max_m=150)
+CIRCLE = ZoneShape(1, "safe", 1, "school", cx=0, cy=0, radius=100, size=100)
+T0 = datetime(2026, 3, 4, 0, 0, tzinfo=UTC)
+
+
+def run(distances, accuracies, zone=CIRCLE, state=None, rules=RULES):
+    transitions = []
+    for i, (d, acc) in enumerate(zip(distances, accuracies, strict=True)):
+        verdict = classify(zone, d, 0.0, acc, rules)
+        state, t = step_zone(state, verdict, T0 + timedelta(seconds=10 * i), rules)
+        if t:
+            transitions.append(t)
+    return state, transitions
+
+
+def test_a_crossing_in_and_out_is_one_arrival_and_one_departure():
+    path = [300, 250, 200, 150, 90, 50, 0, 50, 90, 130, 160, 200, 250]
+    state, transitions = run(path, [10] * len(path))
+    assert transitions == [(None, "out"), ("out", "in"), ("in", "out")]
+    assert state["s"] == "out"
+
+
+def test_a_single_stray_fix_does_not_count():
+    _, transitions = run([0, 0, 0, 400, 0, 0, 0], [10] * 7)
+    assert transitions == [(None, "in")]
+
+
+def test_the_event_is_timed_at_the_first_agreeing_fix():
+    state, _ = run([300, 300, 0, 0], [10] * 4)
+    assert state["s"] == "in" and state["t"] == (T0 + timedelta(seconds=20)).isoformat()
+
+
+def test_accuracy_decides_what_a_fix_may_say():
+    assert classify(CIRCLE, 50, 0, 10, RULES) == "in"
+    assert classify(CIRCLE, 50, 0, 160, RULES) is None  # worse than the limit
+    assert classify(CIRCLE, 300, 0, 10, RULES) == "out"
+    assert classify(CIRCLE, 140, 0, 20, RULES) is None  # inside the hysteresis band (100 + 30 + 20)
+    assert classify(CIRCLE, 160, 0, 20, RULES) == "out"
+    assert classify(CIRCLE, 200, 0, 90, RULES) is None  # the accuracy circle reaches the band
+    small = ZoneShape(2, "safe", 1, "bench", cx=0, cy=0, radius=25, size=25)
+    assert classify(small, 0, 0, 60, RULES) is None  # a fix coarser than the zone says nothing
+
+
+def test_polygon_zones_use_the_distance_to_their_edge():
+    from shapely.geometry import box
+
+    square = box(-100, -100, 100, 100)
+    zone = ZoneShape(3, "safe", 1, "yard", polygon=square, boundary=square.boundary, size=113)
+    assert zone.distance(0, 0) == pytest.approx(-100)
+    assert zone.distance(150, 0) == pytest.approx(50)
+    assert classify(zone, 0, 0, 10, RULES) == "in"
+    assert classify(zone, 200, 0, 10, RULES) == "out"
+
+
+jitter = st.lists(st.tuples(st.floats(-1, 1), st.floats(2, 60)), min_size=1, max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(noise=jitter, start_inside=st.booleans())
+def test_jitter_around_the_boundary_makes_at_most_one_transition(noise, start_inside):
+    # Positions wander within half the hysteresis margin either side of the edge, with any accuracy.
+    margin = RULES.margin(CIRCLE)
+    distances = [CIRCLE.radius + u * margin / 2 for u, _ in noise]
+    accuracies = [acc for _, acc in noise]
+    state = {"s": "in" if start_inside else "out", "c": None, "n": 0, "t": None}
+    _, transitions = run(distances, accuracies, state=state)
+    # Starting inside: never leaves. Starting outside: may arrive (points ≤ r are inside), never leaves again.
+    assert len(transitions) <= (0 if start_inside else 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(points=st.lists(st.tuples(st.floats(0, 400), st.floats(0, 200)), min_size=1, max_size=300))
+def test_any_sequence_needs_confirm_fixes_per_transition(points):
+    _, transitions = run([d for d, _ in points], [a for _, a in points])
+    assert len(transitions) <= len(points) // RULES.confirm_fixes
+    # Transitions alternate: never two arrivals in a row.
+    states = [t[1] for t in transitions]
+    assert all(a != b for a, b in zip(states, states[1:], strict=False))
+
+
+def test_schedules():
+    windows = parse_schedule([{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}])
+    wednesday_9 = datetime(2026, 3, 4, 9, 0)
+    assert windows[0].contains(wednesday_9)
+    assert not windows[0].contains(wednesday_9.replace(hour=15))
+    assert not windows[0].contains(datetime(2026, 3, 7, 9, 0))  # Saturday
+    for bad in ([{"days": [7], "start": "08:30", "end": "15:00"}], [{"days": [1], "start": "15:00", "end": "08:00"}],
+                [{"days": [1], "start": "9h", "end": "10:00"}], "weekdays"):
+        with pytest.raises(InvalidInput):
+            parse_schedule(bad)
