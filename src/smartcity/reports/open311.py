@@ -189,11 +189,14 @@ def _format(fmt: str) -> str:
 # --- request helpers ------------------------------------------------------------------------------------
 
 
-def language(request: Request) -> str:
+def language(request: Request, form=None) -> str:
     """`locale` (or `lang`) beats Accept-Language, which beats the city's language (ko in Seoul)."""
     profile = request.app.state.profile
-    for candidate in (request.query_params.get("locale"), request.query_params.get("lang")):
-        if candidate:
+    given = [request.query_params.get("locale"), request.query_params.get("lang")]
+    if form is not None:
+        given[:0] = [form.get("locale"), form.get("lang")]
+    for candidate in given:
+        if isinstance(candidate, str) and candidate:
             code = candidate.replace("_", "-").split("-")[0].strip().lower()
             if code in profile.languages:
                 return code
@@ -455,6 +458,13 @@ def _text(params, name: str) -> str:
 def create_request(db, settings, params, files: list, idempotency_key: str | None, key: str | None,
                    lang: str, tz) -> tuple[dict, bool]:
     """The POST requests work, in one transaction: nothing is stored unless everything is valid."""
+    with db.session() as s:
+        identity = _partner(s, key)  # the key first: strangers learn nothing about the rules
+        return _create(s, identity, settings, params, files, idempotency_key, lang, tz)
+
+
+def _create(s, identity: Identity, settings, params, files: list, idempotency_key: str | None, lang: str,
+            tz) -> tuple[dict, bool]:
     code = _text(params, "service_code").strip()
     if not code:
         raise InvalidInput("service_code is required", code="required",
@@ -477,34 +487,32 @@ def create_request(db, settings, params, files: list, idempotency_key: str | Non
     contact = S.Contact(f"{first} {last}".strip() or None, email or None, phone or None) \
         if (first or last or email or phone) else None
     media_url = _text(params, "media_url").strip()
-    with db.session() as s:
-        identity = _partner(s, key)
-        try:
-            category = S.get_category(s, code)
-        except InvalidInput:
-            raise InvalidInput(f"unknown service_code {code!r}", code="unknown_category",
-                               details=[{"field": "service_code", "problem": "no such service"}]) from None
-        service_name = category.name_ko if lang == "ko" else category.name_en
-        new = S.NewReport(
-            category=code, lat=lat, lon=lon, title=_title(description, service_name), description=description,
-            address_string=_text(params, "address_string") or None, attributes=_attributes(params),
-            photos=files, contact=contact, show_name=_truthy(_text(params, "show_name")),
-            idempotency_key=idempotency_key, source="open311", language=lang,
-        )
-        created = S.create_report(s, identity, new)
-        report = created.report
-        due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
-        notice = f"처리 예정일 {due}" if lang == "ko" else f"expected by {due}"
-        if media_url:
-            notice += (" (media_url은 가져오지 않습니다: 파일을 media로 올려 주세요)" if lang == "ko"
-                       else " (media_url is not fetched: upload the file as media)")
-        out = {
-            "service_request_id": str(report.id),
-            "token": token_for(report.id, settings),
-            "service_notice": notice,
-            "account_id": str(identity.user_id) if identity.user_id else None,
-        }
-        return out, created.repeated
+    try:
+        category = S.get_category(s, code)
+    except InvalidInput:
+        raise InvalidInput(f"unknown service_code {code!r}", code="unknown_category",
+                           details=[{"field": "service_code", "problem": "no such service"}]) from None
+    service_name = category.name_ko if lang == "ko" else category.name_en
+    new = S.NewReport(
+        category=code, lat=lat, lon=lon, title=_title(description, service_name), description=description,
+        address_string=_text(params, "address_string") or None, attributes=_attributes(params),
+        photos=files, contact=contact, show_name=_truthy(_text(params, "show_name")),
+        idempotency_key=idempotency_key, source="open311", language=lang,
+    )
+    created = S.create_report(s, identity, new)
+    report = created.report
+    due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
+    notice = f"처리 예정일 {due}" if lang == "ko" else f"expected by {due}"
+    if media_url:
+        notice += (" (media_url은 가져오지 않습니다: 파일을 media로 올려 주세요)" if lang == "ko"
+                   else " (media_url is not fetched: upload the file as media)")
+    out = {
+        "service_request_id": str(report.id),
+        "token": token_for(report.id, settings),
+        "service_notice": notice,
+        "account_id": str(identity.user_id) if identity.user_id else None,
+    }
+    return out, created.repeated
 
 
 @router.post(f"{BASE}/requests.{{fmt}}")
@@ -523,7 +531,7 @@ async def post_request(request: Request, fmt: str) -> Response:
             data = await item.read(settings.reports_max_photo_bytes + 1)
             files.append(S.Upload(item.filename or "media", data, item.content_type or ""))
     idem = request.headers.get("idempotency-key") or _text(params, "idempotency_key") or None
-    lang = language(request)
+    lang = language(request, form)
     out, repeated = await run_in_threadpool(create_request, _db(request), settings, params, files, idem,
                                             _key_of(request, params), lang, _tz(request))
     return respond(fmt, "service_requests", [out], status_code=200 if repeated else 201)
@@ -756,6 +764,12 @@ def get_updates(request: Request, fmt: str) -> Response:
 
 
 def post_update_work(db, params, key: str | None, tz) -> dict:
+    with db.session() as s:
+        identity = _partner(s, key)
+        return _post_update(s, identity, params, tz)
+
+
+def _post_update(s, identity: Identity, params, tz) -> dict:
     for name in ("update_id", "service_request_id", "status", "description"):
         if not _text(params, name).strip():
             raise InvalidInput(f"{name} is required", code="required",
@@ -770,13 +784,11 @@ def post_update_work(db, params, key: str | None, tz) -> dict:
         raise InvalidInput(f"unknown status {status_in!r}", code="invalid_status",
                            details=[{"field": "status", "problem": f"one of {', '.join(FROM_MYSOCIETY)}"}])
     rid = _text(params, "service_request_id").strip()
-    with db.session() as s:
-        identity = _partner(s, key)
-        if not rid.isdigit():
-            raise NotFound(f"no service request {rid!r}")
-        entry = S.add_update(s, identity, int(rid), _text(params, "description"), status=status,
-                             external_id=_text(params, "update_id").strip())
-        return {"update_id": str(entry.id)}
+    if not rid.isdigit():
+        raise NotFound(f"no service request {rid!r}")
+    entry = S.add_update(s, identity, int(rid), _text(params, "description"), status=status,
+                         external_id=_text(params, "update_id").strip())
+    return {"update_id": str(entry.id)}
 
 
 @router.post(f"{BASE}/servicerequestupdates.{{fmt}}")
