@@ -94,7 +94,8 @@ def test_filing_a_report_through_the_plain_form_with_a_photo(client, app):
         photo = s.scalar(select(ReportPhoto).where(ReportPhoto.report_id == rid))
         report = S.get_report(s, rid)
         assert report.attributes == {"size": "large"} and report.public_name is None and report.source == "web"
-    assert f"/api/reports/photos/{photo.id}/thumb.jpg" in page.text and f"/api/reports/photos/{photo.id}.jpg" in page.text
+    assert f"/api/reports/photos/{photo.id}/thumb.jpg" in page.text
+    assert f"/api/reports/photos/{photo.id}.jpg" in page.text
     # A double submit from a flaky phone (same idempotency key) does not file a second report.
     again = client.post("/reports/new", data=data, files=[("photos", ("hole.jpg", jpeg(), "image/jpeg"))],
                         follow_redirects=False)
@@ -224,8 +225,7 @@ def test_staff_take_a_report_through_the_workflow_with_the_forms(client, app):
     # An illegal change is refused with a message beside the form; nothing changes.
     r = client.post(f"/staff/reports/{rid}/status?lang=en", data={"csrf_token": token, "status": "acknowledged"})
     assert r.status_code == 422 and "not allowed from the current status" in r.text
-    with TestClient(app) as citizen:
-        public = citizen.get(f"/reports/{rid}?lang=en")
+    public = TestClient(app).get(f"/reports/{rid}?lang=en")  # a second browser (the app is already started)
     kinds = re.findall(r'data-kind="([a-z]+)" data-status="([a-z_]+)"', public.text)
     assert kinds == [("created", "open"), ("status", "acknowledged"), ("update", "acknowledged"),
                      ("status", "in_progress"), ("status", "fixed")]
@@ -317,13 +317,13 @@ def test_the_reporter_confirms_or_reopens_and_rates(client, app):
     # This browser filed it, so it may answer; a stranger with no token may not.
     page = client.get(f"/reports/{rid}?lang=en")
     assert "Is it fixed?" in page.text
-    with TestClient(app) as stranger:
-        assert "Is it fixed?" not in stranger.get(f"/reports/{rid}?lang=en").text
-        assert "Is it fixed?" in stranger.get(f"/reports/{rid}?lang=en&token={token}").text
-        bad = stranger.post(f"/reports/{rid}/feedback", headers=HTML,
-                            data={"csrf_token": token_of(stranger.get("/reports/new").text), "fixed": "yes",
-                                  "token": "0" * 32})
-        assert bad.status_code == 403
+    stranger = TestClient(app)  # another browser (the app is already started)
+    assert "Is it fixed?" not in stranger.get(f"/reports/{rid}?lang=en").text
+    assert "Is it fixed?" in stranger.get(f"/reports/{rid}?lang=en&token={token}").text
+    bad = stranger.post(f"/reports/{rid}/feedback", headers=HTML,
+                        data={"csrf_token": token_of(stranger.get("/reports/new").text), "fixed": "yes",
+                              "token": "0" * 32})
+    assert bad.status_code == 403
     csrf = token_of(page.text)
     r = client.post(f"/reports/{rid}/feedback?lang=en", data={"csrf_token": csrf, "fixed": "yes", "rating": "9"})
     assert r.status_code == 422 and "Choose a rating from 1 to 5." in r.text

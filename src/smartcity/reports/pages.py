@@ -1,9 +1,9 @@
 """The web pages of Community Mapping (thin: every rule is in service.py).
 
 Citizens: /reports/new (the form, also a plain multipart POST), /reports (public map and list), /reports/{id}
-(the public page, support, the reporter's confirm/reopen/rating), /reports/subscribe, /reports/feed.atom,
-/campaigns. Staff: /staff/reports (the unit's queue), /staff/reports/{id} (the work view), /staff/dashboard.
-Administrators: /admin/reports/{routes,templates,campaigns}.
+(the public page, support, the reporter's confirm/reopen/rating), /reports/subscribe, /campaigns (the Atom
+feed /reports/feed.atom is api.py's). Staff: /staff/reports (the unit's queue), /staff/reports/{id} (the work
+view), /staff/dashboard. Administrators: /admin/reports/{routes,templates,campaigns}.
 
 Pages that scripts need have a Datasette-style `.json`/`.geojson` twin. Every form carries the CSRF token;
 POST handlers re-render the page with the errors next to the fields and the values kept.
@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import h3
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
@@ -362,22 +362,6 @@ def reports_geojson(request: Request, group: str = "", status: str = "unresolved
         return JSONResponse({"type": "FeatureCollection", "truncated": result.has_more,
                              "features": [_pin(S.public_view(r, lang)) for r in result.items]},
                             media_type="application/geo+json")
-
-
-@router.get("/reports/feed.atom")
-def feed(request: Request, district: str = "", bbox: str = ""):
-    """New reports in a district or a box, as Atom (with GeoRSS points)."""
-    lang = language_of(request)
-    settings = request.app.state.settings
-    with request.app.state.db.session() as s:
-        entries = S.feed_entries(s, district=district or None, bbox=S.parse_bbox(bbox) if bbox else None,
-                                 language=lang)
-    area = _district_names(request).get(district, "") if district else ""
-    title = f"{request.app.state.profile.name(lang)} · {gettext(lang, 'New reports')}" + (f" · {area}" if area else "")
-    query = urlencode({k: v for k, v in {"district": district, "bbox": bbox}.items() if v})
-    body = S.atom_feed(entries, base_url=settings.reports_public_url, title=title,
-                       self_path="/reports/feed.atom" + (f"?{query}" if query else ""))
-    return Response(body, media_type="application/atom+xml")
 
 
 # --- one report -------------------------------------------------------------------------------------------
