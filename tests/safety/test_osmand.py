@@ -12,7 +12,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import OutsideCity, TooLarge

@@ -227,11 +227,17 @@ def store_batch(engine, items: list) -> list[dict]:
     outcomes = [next(submitted) if isinstance(p, Position) else p for p in decoded]
     futures = [f for f in outcomes if isinstance(f, concurrent.futures.Future)]
     concurrent.futures.wait(futures)
-    results = []
+    results, seen = [], set()
     for outcome in outcomes:
         if isinstance(outcome, concurrent.futures.Future):
             outcome = outcome.exception() or outcome.result()
-        results.append(result_of(outcome))
+        result = result_of(outcome)
+        if result["status"] == "ok":
+            # The engine answers a fix repeated within one of its batches with the first copy's Ack.
+            if result["id"] in seen:
+                result = {"status": "duplicate"}
+            seen.add(result.get("id"))
+        results.append(result)
     return results
 
 
