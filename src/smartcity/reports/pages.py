@@ -11,6 +11,7 @@ POST handlers re-render the page with the errors next to the fields and the valu
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
@@ -40,6 +41,7 @@ add_nav("Routing", "/admin/reports/routes", "reports.manage")
 
 STATUS_COLOURS = {"open": "#dc2626", "acknowledged": "#ea580c", "in_progress": "#ca8a04", "fixed": "#16a34a",
                   "closed": "#4b5563", "duplicate": "#9ca3af", "not_responsible": "#7c3aed", "referred": "#2563eb"}
+THEME_COLOURS = {"accessible": "#7c3aed", "school": "#ea580c", "green": "#15803d", "safety": "#b91c1c"}
 MAX_REMEMBERED = 20  # reports whose feedback token a browser keeps in its session
 
 
@@ -57,6 +59,15 @@ def _identity(request: Request) -> Identity:
 
 def _t(request: Request, message: str) -> str:
     return gettext(language_of(request), message)
+
+
+def _campaign_view(camp, lang: str) -> dict:
+    """A campaign for pages, with its theme as a colour (a hex colour, or a named theme, else teal)."""
+    view = S.campaign_view(camp, lang)
+    theme = (view["theme"] or "").strip()
+    ok = re.fullmatch(r"#[0-9a-fA-F]{6}", theme)
+    view["colour"] = theme if ok else THEME_COLOURS.get(theme, "#0f766e")
+    return view
 
 
 def _when(request: Request):
@@ -188,7 +199,7 @@ REPORT_FIELDS = ("category", "lat", "lon", "title", "description", "address", "n
 def _new_context(request: Request, s, values: dict, errors: dict, campaign: str | None) -> dict:
     lang = language_of(request)
     settings = request.app.state.settings
-    camp = S.campaign_view(S.get_campaign(s, campaign), lang) if campaign else None
+    camp = _campaign_view(S.get_campaign(s, campaign), lang) if campaign else None
     return dict(groups=_picker(s, lang, campaign), values=values, errors=errors, campaign=camp,
                 max_photos=settings.reports_max_photos, max_photo_mb=settings.reports_max_photo_bytes // 2**20,
                 max_description=S.MAX_DESCRIPTION, allow_anonymous=settings.reports_allow_anonymous)
@@ -795,7 +806,7 @@ def _day(value: str, tz, end: bool = False) -> datetime | None:
 
 def _campaigns_context(request: Request, s, edit: str = "") -> dict:
     lang = language_of(request)
-    campaigns = [S.campaign_view(c, lang) for c in S.list_campaigns(s)]
+    campaigns = [_campaign_view(c, lang) for c in S.list_campaigns(s)]
     counts: dict[str, list[dict]] = {}
     for cat in S.list_categories(s, everything=True, include_inactive=True):
         if cat.campaign is not None:
@@ -810,7 +821,7 @@ def _campaigns_context(request: Request, s, edit: str = "") -> dict:
     if editing:
         camp = S.get_campaign(s, edit)
         values.update(slug=camp.slug, title_ko=camp.title_ko, title_en=camp.title_en,
-                      description_ko=camp.description_ko, description_en=camp.description_en, theme=camp.theme,
+                      description_ko=camp.description_ko, description_en=camp.description_en, theme=editing["colour"],
                       starts_at=camp.starts_at.astimezone(tz).strftime("%Y-%m-%d"),
                       ends_at=camp.ends_at.astimezone(tz).strftime("%Y-%m-%d"), district=camp.district_code or "")
     groups = [{"code": g.code, "name": g.name_ko if lang == "ko" else g.name_en} for g in S.list_groups(s)]
@@ -871,7 +882,7 @@ def campaign_category_save(request: Request, identity: Admin, form: Form):
 def campaigns(request: Request):
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        items = [S.campaign_view(c, lang) for c in S.list_campaigns(s)]
+        items = [_campaign_view(c, lang) for c in S.list_campaigns(s)]
         return _page(request, "campaigns.html", campaigns=items)
 
 
@@ -899,7 +910,7 @@ def campaign_csv(request: Request, slug: str):
 def campaign_page(request: Request, slug: str):
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        camp = S.campaign_view(S.get_campaign(s, slug), lang)
+        camp = _campaign_view(S.get_campaign(s, slug), lang)
         cats = [S.category_view(c, lang) for c in S.list_categories(s, campaign=slug)]
         count = len(S.search(s, S.ReportQuery(campaign=slug, page_size=1000)).items)
         return _page(request, "campaign.html", campaign=camp, categories=cats, count=count)
