@@ -218,7 +218,12 @@ function singleReportMap(el) {
   const { map, ready } = cityMap(el);
   const point = [Number(el.dataset.lat), Number(el.dataset.lon)];
   L.circleMarker(point, { ...pinStyle(el.dataset.colour), radius: 10 }).addTo(map);
-  ready.finally(() => map.setView(point, 16));
+  // After the city outline has been fitted (cityMap does that once its districts load), zoom to the report.
+  ready.finally(() => {
+    map.invalidateSize();
+    map.setView(point, 16, { animate: false });
+    el.dataset.viewZoom = String(map.getZoom());
+  });
 }
 
 function heatMap(el) {
