@@ -110,8 +110,9 @@ class Report(Base):
     __table_args__ = (
         # Open311 GET requests filters: status + time, status + area, service_code, district.
         Index("ix_reports_status_created", "status", "created_at"),
-        Index("ix_reports_status_lat", "status", "lat", "lon"),
-        Index("ix_reports_lat_lon", "lat", "lon"),
+        # Covering indexes: a page of ids for status + box (+ time order) comes from the index alone.
+        Index("ix_reports_status_area", "status", "lat", "lon", "created_at", "id"),
+        Index("ix_reports_area", "lat", "lon", "created_at", "id"),
         Index("ix_reports_created", "created_at"),
         Index("ix_reports_updated", "updated_at"),
         Index("ix_reports_category_status", "category_code", "status", "created_at"),
