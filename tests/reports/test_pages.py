@@ -445,3 +445,20 @@ def test_every_public_page_renders_in_korean_by_default(client, app):
     assert "신고하기" in client.get("/reports/new").text
     with app.state.db.session() as s:
         assert s.scalar(select(func.count()).select_from(ReportUpdate)) == 1
+
+
+def test_the_queue_filters_overdue_and_mine_and_sorts_by_due_date(client, app):
+    from datetime import UTC, datetime, timedelta
+
+    me = make_user(app.state.db, "roadie", "staff", department="11020-roads")
+    late, fresh, mine = file_report(app, title="Late"), file_report(app, title="Fresh"), file_report(app, title="Mine")
+    with app.state.db.session() as s:
+        S.get_report(s, late).due_at = datetime.now(UTC) - timedelta(days=2)
+        S.get_report(s, mine).assignee_id = me
+    signin(client, "roadie")
+    ids = lambda html: [int(i) for i in re.findall(r'<tr class="[a-z]*" data-id="(\d+)"', html)]  # noqa: E731
+    assert ids(client.get("/staff/reports").text)[0] == late  # the most urgent first
+    assert ids(client.get("/staff/reports?overdue=1").text) == [late]
+    assert ids(client.get("/staff/reports?mine=1").text) == [mine]
+    assert set(ids(client.get("/staff/reports?order=created_desc").text)) == {late, fresh, mine}
+    assert ids(client.get("/staff/reports?status=fixed").text) == []
