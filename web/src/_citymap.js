@@ -68,5 +68,16 @@ function showNotice(el, text, kind = "warning") {
   note.className = `map-notice ${kind}`;
   note.setAttribute("role", "status");
   note.textContent = text;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "map-notice-close";
+  close.setAttribute("aria-label", "×");
+  close.textContent = "×";
+  close.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    note.remove();
+  });
+  note.appendChild(close);
+  L.DomEvent.disableClickPropagation(note);
   el.appendChild(note);
 }
