@@ -88,6 +88,7 @@ def _png() -> bytes:
     (dict(lat="north"), 422, "invalid"),
 ])
 def test_bad_json_reports_get_clear_errors_and_store_nothing(client, app, kwargs, status, code):
+    kwargs = dict(kwargs)
     r = client.post(R, json=body(photos=[{"filename": "ok.jpg", "data": base64.b64encode(jpeg()).decode()}]
                                  + kwargs.pop("photos", []), **kwargs))
     assert r.status_code == status, r.text

@@ -167,6 +167,7 @@ def test_bad_reports_are_refused_and_nothing_is_half_stored(rdb, kwargs, error, 
                                                   reports_max_photo_bytes=300_000)
     before = counts(rdb)
     good_photo = S.Upload("ok.jpg", jpeg())
+    kwargs = dict(kwargs)
     kwargs.setdefault("photos", [])
     kwargs["photos"] = [good_photo, *kwargs["photos"]]  # a valid photo first: it must not be left behind
     with pytest.raises(error) as caught, rdb.session() as s:
