@@ -1,0 +1,418 @@
+"""Safety intake under load, in one run against `smartcity serve` (one uvicorn process, SQLite WAL):
+
+1. OsmAnd positions/s over HTTP on the OsmAnd port (wrk, a Lua script varying devices and positions)
+   beside a bare ASGI endpoint that only answers 200, served by the same embedded uvicorn set-up;
+   goal ≥ half the bare rate.
+2. Positions/s through the gateway batch endpoint (goal ≥ 50,000/s), and OwnTracks over MQTT stored
+   end to end beside a bare subscriber that only counts messages from the same broker (goal ≥ half).
+3. SOS → control-room console latency (p50/p99) while (1) runs: an operator of Gangnam's control room
+   subscribed to /api/events/stream?topics=safety.incident, from sending alarm=sos to receiving
+   safety.incident.opened (goal p99 < 100 ms).
+(4, nearest cameras, is bench_assets_nearest.py.)
+
+World: 100,000 devices (2,000 quick), each person with 3 safe zones and a consenting guardian,
+110,000 cameras, bulk-inserted. Also runnable as helpers: `python -m bench.bench_safety_intake
+bare PORT | publish PORT TOPIC N | count PORT TOPIC N`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GANGNAM = "11230"
+BOX = (37.48, 126.90, 37.60, 127.10)  # south, west, north, east: inside Seoul
+GANGNAM_POINT = (37.4985, 127.0630)
+
+
+# --- the world --------------------------------------------------------------------------------------
+
+
+def build(url: str, devices: int, cameras: int, mqtt_devices: int, sos_devices: int) -> dict:
+    from sqlalchemy import insert
+
+    from smartcity.core import accounts
+    from smartcity.core.city import load_profile
+    from smartcity.core.db import Database, migrate, utcnow
+    from smartcity.core.seed import seed_city
+    from smartcity.models import load_all
+    from smartcity.safety.models import Device, DeviceState, GuardianLink, Person, Zone
+
+    load_all()
+    migrate(url)
+    db = Database(url)
+    rng = random.Random(7)
+    now = utcnow()
+    with db.session() as s:
+        seed_city(s, load_profile("seoul"))
+        operator = accounts.create_user(s, accounts.NewUser("bench-operator", "bench-password", "operator",
+                                                            department=f"{GANGNAM}-control"))
+        guardians = [accounts.create_user(s, accounts.NewUser(f"bench-guardian-{i}", "bench-password", "guardian"))
+                     for i in range(20)]
+        admin = accounts.create_user(s, accounts.NewUser("bench-admin", "bench-password", "admin"))
+        _, operator_key = accounts.create_api_key(s, "bench operator", user=operator)
+        _, gateway_key = accounts.create_api_key(s, "bench gateway", user=admin)
+        total = devices + sos_devices
+        s.execute(insert(Person), [{"id": i + 1, "kind": "child", "name": f"Bench {i}", "notes": "", "active": True,
+                                    "created_at": now} for i in range(total)])
+        idents = [f"bench-{i}" for i in range(devices)] + [f"sos-{i}" for i in range(sos_devices)]
+        rows = [{"id": i + 1, "identifier": ident, "protocol": "any", "name": "", "person_id": i + 1, "active": True,
+                 "created_at": now} for i, ident in enumerate(idents)]
+        rows += [{"id": total + i + 1, "identifier": f"mq/d{i}", "protocol": "owntracks", "name": "",
+                  "person_id": i + 1, "active": True, "created_at": now} for i in range(mqtt_devices)]
+        s.execute(insert(Device), rows)
+        s.execute(insert(DeviceState), [{"device_id": r["id"], "person_id": r["person_id"], "version": 0, "zones": {},
+                                         "flags": {}} for r in rows])
+        s.execute(insert(GuardianLink), [{"person_id": i + 1, "user_id": guardians[i % 20].id, "relation": "parent",
+                                          "consent_by": "bench", "consent_basis": "bench", "consent_at": now,
+                                          "created_at": now} for i in range(total)])
+        zones = []
+        for i in range(total):
+            lat, lon = rng.uniform(BOX[0], BOX[2]), rng.uniform(BOX[1], BOX[3])
+            for k in range(3):
+                zones.append({"kind": "safe", "person_id": i + 1, "name": f"zone {k}", "lat": lat + 0.01 * k,
+                              "lon": lon, "radius_m": 150.0, "geometry": None, "active": True, "created_at": now,
+                              "updated_at": now})
+        for start in range(0, len(zones), 50_000):
+            s.execute(insert(Zone), zones[start:start + 50_000])
+        try:
+            from smartcity.assets.models import Asset
+
+            cams = [{"kind": "cctv", "name": f"camera {i}", "lat": rng.uniform(BOX[0], BOX[2]),
+                     "lon": rng.uniform(BOX[1], BOX[3]), "district_code": None, "attributes": {}, "source": "bench",
+                     "external_id": str(i), "key": f"bench:{i}", "created_at": now, "updated_at": now}
+                    for i in range(cameras)]
+            for start in range(0, len(cams), 50_000):
+                s.execute(insert(Asset), cams[start:start + 50_000])
+        except ImportError:
+            cameras = 0
+    db.dispose()
+    return {"operator_key": operator_key, "gateway_key": gateway_key, "cameras": cameras}
+
+
+# --- helpers run as separate processes --------------------------------------------------------------
+
+
+async def _bare(port: int) -> None:
+    from smartcity.safety.osmand import _EmbeddedServer
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = _EmbeddedServer(app, "127.0.0.1", port, "warning")
+    await server.start()
+    await asyncio.Event().wait()
+
+
+def _client(port: int, name: str):
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    return client
+
+
+def _publish(port: int, topic: str, n: int) -> None:
+    """OwnTracks location messages at QoS 1, as fast as the broker takes them; prints the start time."""
+    client = _client(port, "bench-publisher")
+    client.loop_start()
+    base = int(time.time()) - 5 * 86400
+    print(f"start {time.time()}", flush=True)
+    infos = []
+    for i in range(n):
+        msg = {"_type": "location", "lat": GANGNAM_POINT[0] + (i % 100) * 1e-4, "lon": GANGNAM_POINT[1],
+               "tst": base + i, "acc": 10, "vel": 4, "batt": 80, "tid": "bn"}
+        infos.append(client.publish(topic.replace("{i}", str(i % 1000)), json.dumps(msg), qos=1))
+    for info in infos:
+        info.wait_for_publish(60)
+    print(f"published {time.time()}", flush=True)
+    client.disconnect()
+
+
+def _count(port: int, topic: str, n: int) -> None:
+    """A bare subscriber: counts messages; prints the time of the n-th."""
+    client = _client(port, "bench-counter")
+    seen = [0]
+    done = threading.Event()
+
+    def on_message(_c, _u, _m):
+        seen[0] += 1
+        if seen[0] == n:
+            print(f"last {time.time()}", flush=True)
+            done.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.loop_start()
+    print("ready", flush=True)
+    done.wait(300)
+    client.disconnect()
+
+
+# --- measurements -----------------------------------------------------------------------------------
+
+LUA = """
+local n = %(n)d
+counter = 0
+id = 0
+local threads = {}
+function setup(thread) thread:set("id", #threads) table.insert(threads, thread) end
+function init(args) math.randomseed(%(seed)d + id) end
+request = function()
+  counter = counter + 1
+  local d = math.random(0, n - 1)
+  local ts = %(base)d + counter * 8 + id
+  local lat = %(s)f + math.random() * %(dlat)f
+  local lon = %(w)f + math.random() * %(dlon)f
+  return wrk.format("GET", "/?id=bench-" .. d .. "&timestamp=" .. ts .. "&lat=" .. string.format("%%.6f", lat) ..
+    "&lon=" .. string.format("%%.6f", lon) .. "&speed=1.0&bearing=90.0&altitude=30.0&accuracy=10.0&batt=80.0")
+end
+"""
+
+
+def wrk(port: int, script: Path, seconds: int, connections: int) -> dict:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    return {"requests_per_second": round(rate), "non_2xx": int(errors.group(1)) if errors else 0,
+            "latency_p99_ms": round(float(p99.group(1)) * scale[p99.group(2)], 2) if p99 else None}
+
+
+def sos_latency(main_port: int, osmand_port: int, key: str, sos_devices: int, seconds: float,
+                first_person: int) -> list[float]:
+    """Alarm=sos from distinct persons in Gangnam; time until the operator's stream shows the incident."""
+    import httpx
+
+    sent: dict[int, float] = {}
+    got: dict[int, float] = {}
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def listen():
+        with httpx.Client(timeout=None) as http, http.stream(
+                "GET", f"http://127.0.0.1:{main_port}/api/events/stream?topics=safety.incident",
+                headers={"X-API-Key": key}) as r:
+            event = None
+            for line in r.iter_lines():
+                if not ready.is_set():
+                    ready.set()
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "safety.incident.opened":
+                    got.setdefault(json.loads(line[6:])["person_id"], time.perf_counter())
+                if stop.is_set():
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    ready.wait(10)
+    with httpx.Client(timeout=10) as http:
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline and i < sos_devices:
+            ts = int(time.time()) - 1
+            t0 = time.perf_counter()
+            r = http.get(f"http://127.0.0.1:{osmand_port}/?id=sos-{i}&timestamp={ts}&lat={GANGNAM_POINT[0]}"
+                         f"&lon={GANGNAM_POINT[1]}&accuracy=8&alarm=sos")
+            if r.status_code == 200:
+                sent[i] = t0
+            i += 1
+            time.sleep(0.1)
+    time.sleep(1)
+    stop.set()
+    # The persons of the sos-{i} devices are numbered after the ordinary devices' persons.
+    latencies = sorted((got[pid] - sent[i]) * 1000 for i in sent if (pid := first_person + i + 1) in got)
+    return latencies
+
+
+def run(quick: bool = False) -> dict:
+    from tests.servers import MosquittoServer, free_port, wait_for_port
+
+    n = 2_000 if quick else 100_000
+    cameras = 2_000 if quick else 110_000
+    mqtt_devices = 1_000
+    sos_devices = 60 if quick else 200
+    seconds = 4 if quick else 15
+    tmp = Path(tempfile.mkdtemp(prefix="bench-safety-"))
+    url = f"sqlite:///{tmp}/bench.db"
+    t0 = time.perf_counter()
+    world = build(url, n, cameras, mqtt_devices, sos_devices)
+    build_s = time.perf_counter() - t0
+    broker = MosquittoServer().start()
+    main_port, osmand_port, bare_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "SMARTCITY_DATABASE_URL": url, "SMARTCITY_PORT": str(main_port),
+           "SMARTCITY_OSMAND_PORT": str(osmand_port), "SMARTCITY_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+           "SMARTCITY_VAR_DIR": str(tmp / "var"), "SMARTCITY_SECRET_KEY": "bench", "SMARTCITY_LOG_LEVEL": "warning",
+           "SMARTCITY_RUN_JOBS": "false", "SMARTCITY_TILE_URL": "", "PYTHONPATH": str(ROOT / "src")}
+    procs = []
+    try:
+        t0 = time.perf_counter()
+        server = subprocess.Popen([sys.executable, "-c", "from smartcity.cli import main; main()", "serve"], env=env,
+                                  cwd=tmp)
+        procs.append(server)
+        bare = subprocess.Popen([sys.executable, "-m", "bench.bench_safety_intake", "bare", str(bare_port)],
+                                cwd=ROOT, env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"})
+        procs.append(bare)
+        wait_for_port(main_port, 300)
+        wait_for_port(osmand_port, 60)
+        wait_for_port(bare_port, 60)
+        startup_s = time.perf_counter() - t0
+        import httpx
+
+        httpx.get(f"http://127.0.0.1:{osmand_port}/?id=bench-0&lat=37.5&lon=127.0", timeout=60)  # warm-up
+        script = tmp / "osmand.lua"
+        s, w, north, e = BOX
+        script.write_text(LUA % {"n": n, "seed": 11, "base": int(time.time()) - 10 * 86400, "s": s, "w": w,
+                                 "dlat": north - s, "dlon": e - w})
+        connections = 128
+        bare_result = wrk(bare_port, script, seconds, connections)
+        latencies: list[float] = []
+        sos_thread = threading.Thread(target=lambda: latencies.extend(
+            sos_latency(main_port, osmand_port, world["operator_key"], sos_devices, seconds - 1, n)))
+        sos_thread.start()
+        osmand_result = wrk(osmand_port, script, seconds, connections)
+        sos_thread.join()
+        result = {
+            "devices": n, "zones": 3 * n, "cameras": world["cameras"], "store": "sqlite",
+            "build_seconds": round(build_s, 1), "server_startup_seconds": round(startup_s, 1),
+            "osmand_http": {"bare_asgi": bare_result, "osmand": osmand_result, "connections": connections,
+                            "seconds": seconds,
+                            "ratio": round(osmand_result["requests_per_second"] / bare_result["requests_per_second"],
+                                           3), "goal": "ratio >= 0.5"},
+        }
+        result["sos_latency_ms"] = _sos_summary(latencies, n)
+        result["batch"] = _batch(main_port, world["gateway_key"], n, quick)
+        result["mqtt"] = _mqtt(broker.port, main_port, 5_000 if quick else 50_000, tmp)
+        return result
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sos_summary(latencies: list[float], n: int) -> dict:
+    if not latencies:
+        return {"samples": 0}
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {"samples": len(latencies), "p50": round(statistics.median(latencies), 1), "p99": round(q[98], 1),
+            "max": round(max(latencies), 1), "goal": "p99 < 100 ms", "while": "the OsmAnd wrk load runs"}
+
+
+def _batch(port: int, key: str, n: int, quick: bool) -> dict:
+    import httpx
+
+    per_request = 2_000 if quick else 10_000
+    requests = 4 if quick else 12
+    rng = random.Random(3)
+    base = int(time.time()) - 8 * 86400
+    bodies = []
+    for r in range(requests):
+        items = [{"device": f"bench-{rng.randrange(n)}", "time": base + r * per_request + i,
+                  "lat": rng.uniform(BOX[0], BOX[2]), "lon": rng.uniform(BOX[1], BOX[3]), "speed": 1.0,
+                  "accuracy": 10, "battery": 80} for i in range(per_request)]
+        bodies.append(json.dumps({"positions": items}).encode())
+    stored = [0]
+    lock = threading.Lock()
+
+    def post(chunk):
+        with httpx.Client(timeout=120, headers={"X-API-Key": key, "content-type": "application/json"}) as http:
+            for body in chunk:
+                doc = http.post(f"http://127.0.0.1:{port}/api/safety/positions", content=body).json()
+                with lock:
+                    stored[0] += doc["stored"] + doc["duplicates"]
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=post, args=(bodies[i::2],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return {"positions": requests * per_request, "acknowledged": stored[0], "per_request": per_request,
+            "positions_per_second": round(stored[0] / elapsed), "goal": ">= 50000/s"}
+
+
+def _helper(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
+    return subprocess.Popen([sys.executable, "-m", "bench.bench_safety_intake", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _stamp(proc: subprocess.Popen, word: str) -> float:
+    for line in proc.stdout:
+        if line.startswith(word):
+            return float(line.split()[1]) if " " in line.strip() else time.time()
+    raise RuntimeError(f"helper ended without {word!r}")
+
+
+def _mqtt(broker_port: int, main_port: int, n: int, tmp: Path) -> dict:
+    import httpx
+
+    counter = _helper("count", str(broker_port), "bare/+/+", str(n))
+    _stamp(counter, "ready")
+    time.sleep(0.5)
+    publisher = _helper("publish", str(broker_port), "bare/u/{i}", str(n))
+    start = _stamp(publisher, "start")
+    last = _stamp(counter, "last")
+    publisher.wait(60)
+    counter.wait(60)
+    bare_rate = n / (last - start)
+
+    def stored() -> float:
+        text = httpx.get(f"http://127.0.0.1:{main_port}/metrics", timeout=30).text
+        return sum(float(m) for m in re.findall(
+            r'smartcity_safety_positions_total\{protocol="mqtt",result="(?:stored|duplicate)"\} ([\d.e+]+)', text))
+
+    before = stored()
+    publisher = _helper("publish", str(broker_port), "owntracks/mq/d{i}", str(n))
+    start = _stamp(publisher, "start")
+    deadline = time.time() + 300
+    while stored() - before < n and time.time() < deadline:
+        time.sleep(0.05)
+    done = time.time()
+    publisher.wait(60)
+    got = stored() - before
+    rate = got / (done - start)
+    return {"messages": n, "stored": int(got), "bare_subscriber_per_second": round(bare_rate),
+            "stored_per_second": round(rate), "ratio": round(rate / bare_rate, 3), "goal": "ratio >= 0.5",
+            "qos": 1}
+
+
+if __name__ == "__main__":
+    command, *rest = sys.argv[1:]
+    if command == "bare":
+        asyncio.run(_bare(int(rest[0])))
+    elif command == "publish":
+        _publish(int(rest[0]), rest[1], int(rest[2]))
+    elif command == "count":
+        _count(int(rest[0]), rest[1], int(rest[2]))
+    else:
+        print(json.dumps(run(os.environ.get("BENCH_QUICK") == "1"), indent=2))
