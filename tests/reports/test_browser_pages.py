@@ -52,7 +52,7 @@ def test_a_citizen_files_a_report_on_the_map_and_sees_its_page(live_app, page):
     page.wait_for_selector("article.report-page")
     assert number in page.locator("h1").inner_text() and "Pothole at the crossing" in page.locator("h1").inner_text()
     assert page.locator(".photos img").count() == 1
-    page.wait_for_selector("#report-map[data-view-zoom='16']", timeout=15000)  # the map shows the spot
+    page.wait_for_selector("#report-map[data-zoom-now='16']", timeout=15000)  # the map shows the spot
     assert page.locator("#report-map path.leaflet-interactive").count() >= 1
 
 

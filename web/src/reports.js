@@ -6,6 +6,15 @@ const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 const csrf = () => $('input[name="csrf_token"]')?.value || "";
 
+// cityMap fits the city once its districts load, with a zoom animation that Leaflet starts on the next frame;
+// a view set before that animation ends is undone by it, so page views are set after it.
+function afterCityFit(map, ready, fn) {
+  ready.finally(() => requestAnimationFrame(() => {
+    if (map._animatingZoom) map.once("zoomend", () => fn());
+    else fn();
+  }));
+}
+
 function pinStyle(colour) {
   return { radius: 8, color: "#fff", weight: 2, fillColor: colour || "#1d4ed8", fillOpacity: 0.95 };
 }
@@ -33,7 +42,7 @@ function pinsLayer(map, url, { fit = false } = {}) {
       }
       el.dataset.pins = String(bounds.length);
       el.dataset.pinsState = "ready";
-      if (fit && bounds.length) map.fitBounds(bounds, { padding: [24, 24], maxZoom: 16 });
+      if (fit && bounds.length) map.fitBounds(bounds, { padding: [24, 24], maxZoom: 16, animate: false });
       return layer;
     });
 }
@@ -80,7 +89,7 @@ function reportForm(form) {
       place(L.latLng(+lat.value, +lon.value), { pan: true });
     }
   };
-  city.ready.then(restore);
+  afterCityFit(map, city.ready, restore);
   [lat, lon].forEach((input) => input.addEventListener("change", restore));
 
   $("#locate-me")?.addEventListener("click", (ev) => {
@@ -202,7 +211,7 @@ function reportForm(form) {
 
 function reportsMap(el) {
   const { map, ready } = cityMap(el);
-  ready.then(() => pinsLayer(map, el.dataset.pins, { fit: el.dataset.fit === "1" }));
+  afterCityFit(map, ready, () => pinsLayer(map, el.dataset.pins, { fit: el.dataset.fit === "1" }));
   const sub = $("#subscribe-link"), feed = $("#feed-link");
   if (sub && !new URL(sub.href).searchParams.get("district")) {
     map.on("moveend", () => {
@@ -217,10 +226,10 @@ function reportsMap(el) {
 function singleReportMap(el) {
   const { map, ready } = cityMap(el);
   const point = [Number(el.dataset.lat), Number(el.dataset.lon)];
+  map.on("zoomend moveend", () => { el.dataset.zoomNow = String(map.getZoom()); });
   L.circleMarker(point, { ...pinStyle(el.dataset.colour), radius: 10 }).addTo(map);
   // After the city outline has been fitted (cityMap does that once its districts load), zoom to the report.
-  ready.finally(() => {
-    map.invalidateSize();
+  afterCityFit(map, ready, () => {
     map.setView(point, 16, { animate: false });
     el.dataset.viewZoom = String(map.getZoom());
   });
@@ -238,7 +247,9 @@ function heatMap(el) {
     }).bindTooltip(String(c.count)).addTo(layer);
   }
   el.dataset.cells = String(cells.length);
-  ready.finally(() => { if (cells.length) map.fitBounds(layer.getBounds(), { padding: [12, 12] }); });
+  afterCityFit(map, ready, () => {
+    if (cells.length) map.fitBounds(layer.getBounds(), { padding: [12, 12], animate: false });
+  });
 }
 
 // --- staff helpers -------------------------------------------------------------------------------------
