@@ -72,8 +72,13 @@ async function refreshQueue() {
   countOpen();
 }
 
+let selecting = 0;
+
 async function select(id, push = true) {
-  swap(incidentBox, await part(`/safety/console/${id}`, "detail"));
+  const mine = ++selecting;
+  const html = await part(`/safety/console/${id}`, "detail");
+  if (mine !== selecting) return; // a later selection or refresh has already been asked for
+  swap(incidentBox, html);
   drawIncident();
   queueBox.querySelector(`.incident[data-id="${id}"]`)?.classList.remove("new");
   markSelected();
@@ -127,7 +132,8 @@ live("safety.incident.,safety.position", {
 async function onIncident(inc) {
   await refreshQueue();
   if (!current) await select(inc.id);
-  else if (inc.id === current.id) await select(inc.id, false);
+  // Only when its step changed elsewhere (another operator): re-rendering would wipe a form being filled in.
+  else if (inc.id === current.id && inc.status !== current.status) await select(inc.id, false);
 }
 
 drawIncident();
