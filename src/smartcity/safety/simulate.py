@@ -85,6 +85,7 @@ class Simulation:
         self.walkers = [Walker(k, list(v), speed, step_s) for k, v in (routes or demo_routes()).items()]
         self.sos_every = sos_every
         self.ticks = 0
+        self.running = False
         self._unknown: set[str] = set()
 
     def tick(self, at: datetime | None = None) -> list:
@@ -110,12 +111,16 @@ class Simulation:
 
     async def run(self, interval: float = TICK_SECONDS) -> None:
         """Tick forever, every `interval` seconds (the background task of a serving process)."""
-        while True:
-            try:
-                await asyncio.to_thread(self.tick)
-            except Exception:  # noqa: BLE001 - a demo aid must never take the server down
-                log.exception("simulation tick failed")
-            await asyncio.sleep(interval)
+        self.running = True
+        try:
+            while True:
+                try:
+                    await asyncio.to_thread(self.tick)
+                except Exception:  # noqa: BLE001 - a demo aid must never take the server down
+                    log.exception("simulation tick failed")
+                await asyncio.sleep(interval)
+        finally:
+            self.running = False
 
 
 def install(app) -> None:
