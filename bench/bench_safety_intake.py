@@ -321,7 +321,7 @@ def run(quick: bool = False) -> dict:
 def _sos_summary(latencies: list[float], n: int) -> dict:
     if not latencies:
         return {"samples": 0}
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
     return {"samples": len(latencies), "p50": round(statistics.median(latencies), 1), "p99": round(q[98], 1),
             "max": round(max(latencies), 1), "goal": "p99 < 100 ms", "while": "the OsmAnd wrk load runs"}
 
