@@ -81,8 +81,12 @@ def test_a_guardian_reads_their_wards_position_track_and_alerts(db, client, worl
     # A window in the past: nothing. A naive time is refused rather than guessed.
     since = (utcnow() - timedelta(days=2)).isoformat()
     until = (utcnow() - timedelta(days=1)).isoformat()
-    assert client.get(f"/api/safety/wards/{world.person_id}/track",
-                      params={"since": since, "until": until}).json()["track"] == []
+    assert (
+        client.get(f"/api/safety/wards/{world.person_id}/track", params={"since": since, "until": until}).json()[
+            "track"
+        ]
+        == []
+    )
     r = client.get(f"/api/safety/wards/{world.person_id}/track", params={"since": "2024-01-01T00:00:00"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_time"
     _sos(world)
@@ -118,15 +122,24 @@ def test_zone_create_update_delete(db, client, world):
     signin(client, "mother")
     headers = _csrf(client)
     url = f"/api/safety/wards/{world.person_id}/zones"
-    body = {"name": "Home", "lat": HOME[0], "lon": HOME[1], "radius_m": 120,
-            "schedule": [{"days": [5, 6], "start": "09:00", "end": "18:00"}]}
+    body = {
+        "name": "Home",
+        "lat": HOME[0],
+        "lon": HOME[1],
+        "radius_m": 120,
+        "schedule": [{"days": [5, 6], "start": "09:00", "end": "18:00"}],
+    }
     assert client.post(url, json=body).status_code == 403  # no CSRF token: refused
     r = client.post(url, json=body, headers=headers)
     assert r.status_code == 201, r.text
     zone = r.json()
     assert zone["radius_m"] == 120 and zone["schedule"] == body["schedule"] and zone["kind"] == "safe"
-    square = {"type": "Polygon", "coordinates": [[[127.0600, 37.4980], [127.0620, 37.4980], [127.0620, 37.4995],
-                                                  [127.0600, 37.4995], [127.0600, 37.4980]]]}
+    square = {
+        "type": "Polygon",
+        "coordinates": [
+            [[127.0600, 37.4980], [127.0620, 37.4980], [127.0620, 37.4995], [127.0600, 37.4995], [127.0600, 37.4980]]
+        ],
+    }
     r = client.put(f"{url}/{zone['id']}", json={"name": "Grandma's", "polygon": square}, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["polygon"]["type"] == "Polygon" and r.json()["radius_m"] is None
@@ -142,13 +155,44 @@ def test_zone_create_update_delete(db, client, world):
 BAD_ZONES = {
     "radius too small": ({"name": "Tiny", "lat": HOME[0], "lon": HOME[1], "radius_m": 5}, "invalid_zone"),
     "radius not a number": ({"name": "X", "lat": HOME[0], "lon": HOME[1], "radius_m": "wide"}, "invalid"),
-    "self-intersecting polygon": ({"name": "Bow tie", "polygon": {"type": "Polygon", "coordinates": [[
-        [127.0600, 37.4980], [127.0620, 37.4995], [127.0620, 37.4980], [127.0600, 37.4995], [127.0600, 37.4980]]]}},
-        "invalid_zone"),
-    "start after end": ({"name": "School", "lat": HOME[0], "lon": HOME[1], "radius_m": 100,
-                         "schedule": [{"days": [0], "start": "15:00", "end": "08:30"}]}, "invalid_schedule"),
-    "day 7": ({"name": "School", "lat": HOME[0], "lon": HOME[1], "radius_m": 100,
-               "schedule": [{"days": [7], "start": "08:00", "end": "09:00"}]}, "invalid_schedule"),
+    "self-intersecting polygon": (
+        {
+            "name": "Bow tie",
+            "polygon": {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [127.0600, 37.4980],
+                        [127.0620, 37.4995],
+                        [127.0620, 37.4980],
+                        [127.0600, 37.4995],
+                        [127.0600, 37.4980],
+                    ]
+                ],
+            },
+        },
+        "invalid_zone",
+    ),
+    "start after end": (
+        {
+            "name": "School",
+            "lat": HOME[0],
+            "lon": HOME[1],
+            "radius_m": 100,
+            "schedule": [{"days": [0], "start": "15:00", "end": "08:30"}],
+        },
+        "invalid_schedule",
+    ),
+    "day 7": (
+        {
+            "name": "School",
+            "lat": HOME[0],
+            "lon": HOME[1],
+            "radius_m": 100,
+            "schedule": [{"days": [7], "start": "08:00", "end": "09:00"}],
+        },
+        "invalid_schedule",
+    ),
     "no name": ({"name": " ", "lat": HOME[0], "lon": HOME[1], "radius_m": 100}, "invalid_zone"),
     "outside the city": ({"name": "Busan", "lat": 35.18, "lon": 129.07, "radius_m": 100}, "outside_city"),
 }
@@ -206,8 +250,9 @@ def test_operators_see_a_location_only_while_the_incident_is_open(db, client, wo
     assert _audits(db, "read_incident", "op-gangnam")
 
     headers = _csrf(client)
-    r = client.post(f"/api/safety/incidents/{inc['id']}/resolve", json={"resolution": "found at school"},
-                    headers=headers)
+    r = client.post(
+        f"/api/safety/incidents/{inc['id']}/resolve", json={"resolution": "found at school"}, headers=headers
+    )
     assert r.status_code == 200 and r.json()["lat"] is None
     view = client.get(f"/api/safety/incidents/{inc['id']}").json()
     assert view["status"] == "resolved" and view["resolution"] == "found at school"
@@ -230,8 +275,9 @@ def test_incident_workflow_with_the_session_and_csrf(db, client, world):
     assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
     r = client.post(f"{url}/dispatch", json={"agency": "110"}, headers=headers)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_agency"
-    r = client.post(f"{url}/dispatch", json={"agency": "112", "reference": "GN-2024-77", "notes": "patrol 3"},
-                    headers=headers)
+    r = client.post(
+        f"{url}/dispatch", json={"agency": "112", "reference": "GN-2024-77", "notes": "patrol 3"}, headers=headers
+    )
     body = r.json()
     assert body["status"] == "dispatched" and body["dispatch_agency"] == "112"
     assert body["dispatch_reference"] == "GN-2024-77" and body["dispatched_at"]

@@ -88,8 +88,7 @@ def test_the_console_receives_an_sos_live_and_takes_it_to_resolution(live_app, p
     assert page.locator("#map").get_attribute("data-located") == "yes"
     assert page.title().startswith("(1) ")
     page.click("form[data-step=acknowledge] button")
-    page.wait_for_selector("#incident[data-status=acknowledged] #timeline li[data-step=acknowledged]",
-                           timeout=TIMEOUT)
+    page.wait_for_selector("#incident[data-status=acknowledged] #timeline li[data-step=acknowledged]", timeout=TIMEOUT)
     page.check("form[data-step=dispatch] input[value='112']")
     page.fill("form[data-step=dispatch] input[name=reference]", "GN-0042")
     page.click("form[data-step=dispatch] button")

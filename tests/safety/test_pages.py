@@ -17,8 +17,9 @@ HTML = {"accept": "text/html"}
 
 
 def _data(html: str, element_id: str):
-    return json.loads(re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', html,
-                                re.S).group(1))
+    return json.loads(
+        re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', html, re.S).group(1)
+    )
 
 
 def _token(html: str) -> str:
@@ -55,9 +56,13 @@ def test_someone_elses_ward_is_a_403_page_and_audited(db, client, world):  # noq
         r = client.get(url, headers=HTML)
         assert r.status_code == 403 and "<html" in r.text and "ward-data" not in r.text
     with db.session() as s:
-        denied = list(s.scalars(select(AuditEntry).where(AuditEntry.actor == "stranger",
-                                                         AuditEntry.action.in_(["location_denied",
-                                                                                "guardian_denied"]))))
+        denied = list(
+            s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.actor == "stranger", AuditEntry.action.in_(["location_denied", "guardian_denied"])
+                )
+            )
+        )
     assert len(denied) == 2 and {e.object_id for e in denied} == {str(world.person_id)}
     assert client.get("/safety/console", headers=HTML).status_code == 403  # guardians are not operators
 
@@ -82,14 +87,19 @@ def test_console_pages_and_the_form_workflow(db, client, world):  # noqa: F811
     assert r.status_code == 403
     r = client.post(f"{url}/acknowledge", data={"csrf_token": token}, headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == url
-    r = client.post(f"{url}/dispatch", data={"csrf_token": token, "agency": "119", "reference": "F-9", "notes": "x"},
-                    headers=HTML, follow_redirects=False)
+    r = client.post(
+        f"{url}/dispatch",
+        data={"csrf_token": token, "agency": "119", "reference": "F-9", "notes": "x"},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     detail = client.get(f"{url}?part=detail&lang=en", headers=HTML).text
     assert "119 fire and rescue" in detail and "F-9" in detail and 'data-step="dispatched"' in detail
     assert f'action="{url}/acknowledge"' not in detail  # steps already taken are gone
-    r = client.post(f"{url}/resolve", data={"csrf_token": token, "resolution": "home safe"}, headers=HTML,
-                    follow_redirects=False)
+    r = client.post(
+        f"{url}/resolve", data={"csrf_token": token, "resolution": "home safe"}, headers=HTML, follow_redirects=False
+    )
     assert r.status_code == 303
     done = client.get(f"{url}?lang=en", headers=HTML).text
     assert "Hidden: the incident is resolved." in done and "home safe" in done

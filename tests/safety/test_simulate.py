@@ -97,8 +97,10 @@ def test_a_serving_process_runs_the_simulation_when_the_setting_is_on(sqlite_url
         eventually(lambda: _positions(db) >= 2, timeout=15)
         engine = get_engine(db)
         first = {d: engine.state_of(engine.devices[d].device_id).lon for d in service.DEMO_ROUTES}
-        eventually(lambda: all(engine.state_of(engine.devices[d].device_id).lon != first[d]
-                               for d in service.DEMO_ROUTES), timeout=15)
+        eventually(
+            lambda: all(engine.state_of(engine.devices[d].device_id).lon != first[d] for d in service.DEMO_ROUTES),
+            timeout=15,
+        )
         assert app.state.safety_simulation.running
     assert not app.state.safety_simulation.running  # stopped with the server
     db.dispose()

@@ -68,8 +68,9 @@ def track(
 
 
 @router.get("/wards/{person_id}/alerts")
-def alerts(request: Request, person_id: int, identity: Guardian,
-           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+def alerts(
+    request: Request, person_id: int, identity: Guardian, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict:
     """The ward's alert history, newest first. Audited."""
     with request.app.state.db.session() as s:
         return {"person_id": person_id, "alerts": service.alerts(s, identity, person_id, limit=limit)}
@@ -107,8 +108,9 @@ class ZoneBody(BaseModel):
     schedule: list[ScheduleWindow] = Field(default_factory=list)
 
     def zone_in(self) -> service.ZoneIn:
-        return service.ZoneIn(self.name, self.lat, self.lon, self.radius_m, self.polygon,
-                              [w.model_dump() for w in self.schedule] or None)
+        return service.ZoneIn(
+            self.name, self.lat, self.lon, self.radius_m, self.polygon, [w.model_dump() for w in self.schedule] or None
+        )
 
 
 @router.post("/wards/{person_id}/zones", status_code=201)

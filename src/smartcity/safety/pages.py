@@ -98,8 +98,16 @@ def _guardian_view(request: Request, identity: Identity, person_id: int | None, 
             "zones": ward_zones(s, identity, person_id),
         }
         alerts = service.alerts(s, identity, person_id, limit=50)
-    return _page(request, "safety/guardian.html", wards=wards, ward=ward, data=data, alerts=alerts,
-                 zones=data["zones"], position=position)
+    return _page(
+        request,
+        "safety/guardian.html",
+        wards=wards,
+        ward=ward,
+        data=data,
+        alerts=alerts,
+        zones=data["zones"],
+        position=position,
+    )
 
 
 @router.get("/safety/guardian", response_class=HTMLResponse)
@@ -150,8 +158,16 @@ def _console(request: Request, identity: Identity, incident_id: int | None, part
     template = "safety/_queue.html" if part == "queue" else "safety/console.html"
     area = next((d for d in request.app.state.profile.districts if d.code == identity.district_code), None)
     district = (area.name_ko if language_of(request) == "ko" else area.name_en) if area else identity.district_code
-    return _page(request, template, active=active, done=done, inc=view, names=names,
-                 selected=view["id"] if view else None, district=district)
+    return _page(
+        request,
+        template,
+        active=active,
+        done=done,
+        inc=view,
+        names=names,
+        selected=view["id"] if view else None,
+        district=district,
+    )
 
 
 @router.get("/safety/console", response_class=HTMLResponse)
@@ -177,8 +193,14 @@ def acknowledge_form(request: Request, incident_id: int, identity: Operator):
 
 
 @router.post("/safety/console/{incident_id}/dispatch")
-def dispatch_form(request: Request, incident_id: int, identity: Operator, agency: str = Form(""),
-                  reference: str = Form(""), notes: str = Form("")):
+def dispatch_form(
+    request: Request,
+    incident_id: int,
+    identity: Operator,
+    agency: str = Form(""),
+    reference: str = Form(""),
+    notes: str = Form(""),
+):
     with request.app.state.db.session() as s:
         service.dispatch(s, identity, incident_id, agency, reference[:100], notes[:4000])
     return _back(incident_id)
@@ -189,4 +211,3 @@ def resolve_form(request: Request, incident_id: int, identity: Operator, resolut
     with request.app.state.db.session() as s:
         service.resolve(s, identity, incident_id, resolution[:4000])
     return _back(incident_id)
-

@@ -79,8 +79,17 @@ class Walker:
 class Simulation:
     """Moves the demo devices (`demo_routes()`) one step per tick through the engine."""
 
-    def __init__(self, db, settings=None, profile=None, *, speed: float = SPEED_M_S, step_s: float = TICK_SECONDS,
-                 sos_every: int = SOS_EVERY, routes: dict | None = None):
+    def __init__(
+        self,
+        db,
+        settings=None,
+        profile=None,
+        *,
+        speed: float = SPEED_M_S,
+        step_s: float = TICK_SECONDS,
+        sos_every: int = SOS_EVERY,
+        routes: dict | None = None,
+    ):
         self.db, self.settings, self.profile = db, settings, profile
         self.walkers = [Walker(k, list(v), speed, step_s) for k, v in (routes or demo_routes()).items()]
         self.sos_every = sos_every
@@ -172,13 +181,16 @@ def demo(db, profile, minutes: int = 20, now: datetime | None = None) -> Iterato
             t += timedelta(seconds=step)
         child = next(w for w in sim.walkers if w.identifier == SOS_DEVICE)
         lat, lon = child.next_point()
-        futures.append(engine.submit(service.simulated_position(SOS_DEVICE, now, lat, lon, alarm="sos",
-                                                                battery=child.drain())))
+        futures.append(
+            engine.submit(service.simulated_position(SOS_DEVICE, now, lat, lon, alarm="sos", battery=child.drain()))
+        )
         for f in futures:
             f.result(30)
     finally:
         from smartcity.safety.engine import stop_engine
 
         stop_engine(db)
-    yield (f"safety simulation: {len(futures)} positions over the last {minutes} minutes; "
-           f"{SOS_DEVICE} pressed SOS (an open incident for the control room)")
+    yield (
+        f"safety simulation: {len(futures)} positions over the last {minutes} minutes; "
+        f"{SOS_DEVICE} pressed SOS (an open incident for the control room)"
+    )
