@@ -111,7 +111,8 @@ def db(db_url):
 
 
 def make_settings(url: str, tmp_path: Path, **overrides) -> Settings:
-    values = dict(database_url=url, var_dir=str(tmp_path / "var"), secret_key="test-secret", tile_url="")
+    values = dict(database_url=url, var_dir=str(tmp_path / "var"), secret_key="test-secret", tile_url="",
+                  osmand_port=0)
     values.update(overrides)
     return Settings(**values)
 
