@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
+import dataclasses
 import logging
 import math
 import queue
@@ -319,6 +319,11 @@ class LiveState:
     def row(self) -> dict:
         return {c: getattr(self, c) for c in self.COLUMNS}
 
+    def copy(self) -> LiveState:
+        # Zone states are replaced, never changed in place (step_zone returns a new dict): a shallow
+        # copy of the two mappings is a full copy.
+        return dataclasses.replace(self, zones=dict(self.zones), flags=dict(self.flags))
+
 
 @dataclass
 class Raised:
@@ -555,12 +560,11 @@ class SafetyEngine:
         if p.alarm is not None:
             p.alarm = str(p.alarm).strip().lower()[:30] or None
         info = self.device_for(p.device.strip())
-        district = geo_index(self.db).district_at(p.lat, p.lon)
-        if district is None and self.settings.safety_outside_city == "refuse":
+        if self.settings.safety_outside_city == "refuse" and geo_index(self.db).district_at(p.lat, p.lon) is None:
             raise OutsideCity(f"the point {p.lat:.6f}, {p.lon:.6f} is not inside the city")
         p.fix_time = p.fix_time.astimezone(UTC)
         p.received_at = now
-        return _Item(p, info, Future(), district is None, district.code if district else None)
+        return _Item(p, info, Future())  # the district is looked up by the writer, a batch at a time
 
     # --- submitting -------------------------------------------------------------------------------
 
@@ -605,7 +609,9 @@ class SafetyEngine:
             if first is _STOP:
                 break
             batch = [first]
-            deadline = time.monotonic() + self.linger
+            # An alarm does not wait for the batch to fill: it goes with whatever is queued already.
+            urgent = first.position.alarm is not None
+            deadline = time.monotonic() + (0 if urgent else self.linger)
             while len(batch) < self.batch_size:
                 remaining = deadline - time.monotonic()
                 try:
@@ -616,6 +622,8 @@ class SafetyEngine:
                     stop = True
                     break
                 batch.append(item)
+                if item.position.alarm is not None:
+                    deadline = 0
             self._write(batch)
         # Flush anything still queued behind the stop marker.
         rest = []
@@ -645,13 +653,20 @@ class SafetyEngine:
                 item.future.set_result(ack)
 
     def _insert(self, s, rows: list[dict]):
+        # Core (not ORM) insert: the ORM's per-row bookkeeping would cost more than the write itself.
         dialect = postgresql if self.db.is_postgres else sqlite
-        stmt = dialect.insert(PositionRow).on_conflict_do_nothing(index_elements=["device_id", "fix_time"])
-        stmt = stmt.returning(PositionRow.id, PositionRow.device_id, PositionRow.fix_time)
+        table = PositionRow.__table__
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=["device_id", "fix_time"])
+        stmt = stmt.returning(table.c.id, table.c.device_id, table.c.fix_time)
         return s.execute(stmt, rows).all() if rows else []
 
     def _commit(self, batch: list[_Item]) -> list[tuple[_Item, Ack]]:
         from smartcity.safety import service
+
+        districts = geo_index(self.db).districts_at([i.position.lat for i in batch], [i.position.lon for i in batch])
+        for item, district in zip(batch, districts, strict=True):
+            item.outside_city = district is None
+            item.district_code = district.code if district else None
 
         first_of: dict[tuple[int, datetime], _Item] = {}
         rows = []
@@ -725,7 +740,7 @@ class SafetyEngine:
                        for d in missing])
             versions.update(dict(s.execute(q.where(DeviceState.device_id.in_(missing))).all()))
         stale = [d for d in device_ids if d not in self.states or self.states[d].version != versions[d]]
-        out = {d: copy.deepcopy(self.states[d]) for d in device_ids if d not in stale}
+        out = {d: self.states[d].copy() for d in device_ids if d not in stale}
         if stale:
             for row in s.scalars(select(DeviceState).where(DeviceState.device_id.in_(stale))):
                 out[row.device_id] = LiveState.from_row(row)
@@ -788,7 +803,7 @@ class SafetyEngine:
     def state_of(self, device_id: int) -> LiveState | None:
         with self._lock:
             st = self.states.get(device_id)
-            return copy.deepcopy(st) if st else None
+            return st.copy() if st else None
 
 
 _engines_lock = threading.Lock()
