@@ -299,11 +299,11 @@ def measure(port: int, paths: list[str], seconds: int, workdir: Path) -> dict:
 # --- POST -------------------------------------------------------------------------------------------------
 
 
-async def _post_many(port: int, key: str, n: int, concurrency: int) -> dict:
+async def _post_many(port: int, key: str, points: list, concurrency: int) -> dict:
     import httpx
 
     rng = random.Random(11)
-    points = areas(n, seed=13)
+    n = len(points)
     latencies: list[float] = []
     status: dict[int, int] = {}
     queue = list(range(n))
@@ -337,7 +337,9 @@ def post_rate(url: str, db: Database, workdir: Path, n: int, workers: int = 1) -
     with db.session() as s:
         _, key = accounts.create_api_key(s, "bench", scope="open311")
     with our_server(url, workdir, workers) as server:
-        return asyncio.run(_post_many(server.port, key, n, CONNECTIONS))
+        index = geo.geo_index(db)
+        points = [p for p in areas(n * 2, seed=13) if index.district_at(*p) is not None][:n]  # inside the city
+        return asyncio.run(_post_many(server.port, key, points, CONNECTIONS))
 
 
 # --- the run ----------------------------------------------------------------------------------------------
