@@ -817,11 +817,17 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
             engine = db.cache.get("safety.engine")
             if engine is None:
                 engine = SafetyEngine(db, settings, profile)
-                db.events.on("safety.", lambda ev: engine.handle(ev.topic, ev.data))
+                if not db.cache.get("safety.listening"):  # one handler per store, for whichever engine is current
+                    db.events.on("safety.", lambda ev: _current(db) and _current(db).handle(ev.topic, ev.data))
+                    db.cache["safety.listening"] = True
                 db.cache["safety.engine"] = engine
     if start and not engine.running:
         engine.start()
     return engine
+
+
+def _current(db) -> SafetyEngine | None:
+    return db.cache.get("safety.engine")
 
 
 def stop_engine(db) -> None:

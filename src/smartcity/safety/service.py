@@ -676,13 +676,15 @@ def purge_history(db, settings, now: datetime | None = None) -> int:
 
 
 def check_silent(db, settings, now: datetime | None = None) -> int:
-    """Alert once for each consented device that has not reported for `safety_silent_minutes`."""
+    """Alert once for each consented device that has not reported for `safety_silent_minutes` (looking
+    back one day at most, so devices long switched off are not re-read every minute)."""
     now = now or utcnow()
     cutoff = now - timedelta(minutes=settings.safety_silent_minutes)
     raised = 0
     with db.session() as s:
         q = (select(DeviceState).join(Device, Device.id == DeviceState.device_id)
-             .where(Device.active, DeviceState.received_at.is_not(None), DeviceState.received_at < cutoff))
+             .where(Device.active, DeviceState.received_at < cutoff,
+                    DeviceState.received_at >= cutoff - timedelta(days=1)))
         for st in s.scalars(q):
             flags = dict(st.flags or {})
             if flags.get("silent") or not guardian_ids(s, st.person_id):
