@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import queue
@@ -46,7 +47,7 @@ from typing import Any
 import shapely
 from shapely.geometry import Point, shape
 from shapely.ops import transform as shapely_transform
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smartcity.core.db import utcnow
@@ -212,7 +213,6 @@ def zone_shape(zone: Zone, plane: LocalPlane) -> ZoneShape:
         z.radius = float(zone.radius_m)
         z.size = z.radius
     else:
-        import json
 
         geom = plane.geometry(shape(json.loads(zone.geometry)))
         shapely.prepare(geom)
@@ -705,10 +705,7 @@ class SafetyEngine:
                                         events=tuple(e.kind for e in events))
                     state.version += 1
                     new_states[device_id] = state
-                table = DeviceState.__table__
-                s.execute(update(table).where(table.c.device_id == bindparam("b_id"))
-                          .values({c: bindparam(c) for c in LiveState.COLUMNS if c != "device_id"}),
-                          [{**st.row(), "b_id": st.device_id} for st in new_states.values()])
+                self._write_states(s, list(new_states.values()))
                 for ev in raised:
                     service.raise_event(s, ev)
                 opened = s.info.pop("safety.opened_incidents", [])
@@ -721,6 +718,28 @@ class SafetyEngine:
                 self.open_incidents[inc["person_id"]][inc["kind"]] = inc["id"]
                 self.incident_district[inc["id"]] = inc["district"]
         return [(item, acks[(item.device.device_id, item.position.fix_time)]) for item in batch]
+
+    _STATE_SET = [c for c in LiveState.COLUMNS if c != "device_id"]
+
+    def _write_states(self, s, states: list[LiveState]) -> None:
+        """UPDATE the batch's state rows with one driver-level executemany: SQLAlchemy's per-row parameter
+        processing cost more than the statement. Values are converted here the way the column types would."""
+        pg = self.db.is_postgres
+        mark = "%s" if pg else "?"
+        sql = (f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in self._STATE_SET)} "
+               f"WHERE device_id = {mark}")
+
+        def when(v: datetime | None):
+            if v is None or pg:
+                return v
+            return v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+        rows = []
+        for st in states:
+            rows.append((st.person_id, st.version, when(st.fix_time), when(st.received_at), st.lat, st.lon, st.speed,
+                         st.accuracy, st.battery, st.district_code, json.dumps(st.zones), json.dumps(st.flags),
+                         st.device_id))
+        s.connection().exec_driver_sql(sql, rows)
 
     def _incident_districts(self, st: LiveState) -> list[str | None]:
         return [self.incident_district.get(i) for i in self.open_incidents.get(st.person_id, {}).values()]
