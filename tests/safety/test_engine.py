@@ -263,3 +263,18 @@ def test_a_realistic_noisy_walk_does_not_storm(db, engine):
     kinds = [k for k, _ in _events(db, w.person_id)]
     assert len(kinds) <= 3, kinds
     assert kinds[-1] == "departure"
+
+
+def test_polygon_zones_work_like_circles(db, engine):
+    w = make_world(db)
+    lat, lon = HOME
+    d = 0.0012  # about 130 m north-south, 105 m east-west
+    square = {"type": "Polygon", "coordinates": [[[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d],
+                                                  [lon - d, lat + d], [lon - d, lat - d]]]}
+    with db.session() as s:
+        yard = service.add_zone(s, service.ZoneIn("Yard", polygon=square), person_id=w.person_id).id
+    start = utcnow() - timedelta(minutes=10)
+    path = [600, 500, 400, 0, -20, 0, 400, 500]
+    for i, metres in enumerate(path):
+        engine.intake_sync(fix(w.device, start + timedelta(seconds=10 * i), east_of(HOME, metres)))
+    assert _events(db, w.person_id) == [("arrival", yard), ("departure", yard)]

@@ -46,7 +46,6 @@ from typing import Any
 
 import shapely
 from shapely.geometry import Point, shape
-from shapely.ops import transform as shapely_transform
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -147,7 +146,13 @@ class LocalPlane:
         return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
     def geometry(self, geom):
-        return shapely_transform(lambda x, y, z=None: ((x - self.lon0) * self.kx, (y - self.lat0) * self.ky), geom)
+        def to_plane(coords):
+            out = coords.copy()
+            out[:, 0] = (coords[:, 0] - self.lon0) * self.kx
+            out[:, 1] = (coords[:, 1] - self.lat0) * self.ky
+            return out
+
+        return shapely.transform(geom, to_plane)
 
 
 @dataclass(frozen=True)
