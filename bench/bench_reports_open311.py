@@ -289,10 +289,13 @@ def check(port: int, path: str) -> int:
 
 
 def measure(port: int, paths: list[str], seconds: int, workdir: Path) -> dict:
+    """Throughput with 8 connections, then the latency of one request at a time (one connection)."""
     rows = [check(port, p) for p in paths[:20]]
     wrk(port, paths, max(2, seconds // 5), workdir)  # warm-up
     result = wrk(port, paths, seconds, workdir)
     result["rows_per_response_first_20"] = round(sum(rows) / len(rows), 1)
+    alone = wrk(port, paths, max(2, seconds // 3), workdir, connections=1)
+    result["one_connection"] = {k: alone[k] for k in ("requests_per_second", "p50_ms", "p90_ms", "p99_ms")}
     return result
 
 

@@ -57,6 +57,8 @@ def test_the_georeport_client_works_against_us(server, fmt):
     assert one["service_code"] == "cleaning-illegal-dumping" and one["media_url"].endswith(".jpg")
     assert one["description"] == "Bags of rubbish <again> & again"
     assert one["media_url"].startswith(f"{server.url}/api/reports/photos/")
+    media = requests.get(one["media_url"], timeout=10)
+    assert media.status_code == 200 and media.content[:2] == b"\xff\xd8"  # the photo, as a JPEG
 
     second = file_request(server, description="More rubbish")
     found = client.get_service_requests(service_code="cleaning-illegal-dumping", status="open")
