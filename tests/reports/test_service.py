@@ -293,7 +293,7 @@ def test_supports_count_once_per_supporter(rdb):
 
 def test_demo_data_covers_every_status_and_district_and_runs_once(rdb):
     from smartcity.core.city import load_profile
-    from smartcity.reports.demo import COUNT, demo_reports
+    from smartcity.reports.demo_data import COUNT, demo_reports
 
     profile = load_profile("seoul")
     assert "300 demo reports" in list(demo_reports(rdb, profile))[-1]

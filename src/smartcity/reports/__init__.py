@@ -47,7 +47,7 @@ def install(app) -> None:
 
 def demo(db, profile):
     """Demo reports across the districts, in every status (idempotent)."""
-    from smartcity.reports.demo import demo_reports
+    from smartcity.reports.demo_data import demo_reports
 
     yield from demo_reports(db, profile)
 
