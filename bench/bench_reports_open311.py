@@ -34,7 +34,7 @@ from smartcity.core.db import Database, migrate
 from smartcity.core.models import Department
 from smartcity.core.seed import seed_profile
 from smartcity.reports import service as S
-from smartcity.reports.models import Category, Report
+from smartcity.reports.models import Category, Report, grid_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -106,6 +106,7 @@ def generate(db, n: int, seed: int = 311) -> list[dict]:
         rows.append({
             "category_id": cat.id, "category_code": cat.code, "status": status, "lat": lat, "lon": lon,
             "district_code": district, "h3_cell": h3.latlng_to_cell(lat, lon, 9),
+            "grid_cell": grid_cell(lat, lon),
             "title": f"{cat.name_ko} #{i}", "description": "벤치마크 신고 / benchmark report", "attributes": {},
             "unit_id": unit_of[key], "language": "ko", "source": "demo", "support_count": 0, "photo_count": 0,
             "created_at": created, "updated_at": created + timedelta(hours=float(rng.uniform(0, 72))),

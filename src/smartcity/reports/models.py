@@ -9,11 +9,30 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
 from smartcity.core.models import Department
+
+# A coarse square-degree grid over the earth for area queries: cell = row * GRID_ROW + column, with
+# row = floor((lat + 90) * GRID_PER_DEGREE) and column = floor((lon + 180) * GRID_PER_DEGREE). At 200 per
+# degree a cell is 0.005° (≈ 556 m north-south, ≈ 440 m east-west in Seoul), so a 1 km circle is covered by
+# about 25 cells. Migration reports_0003 computes the same numbers in SQL for existing rows.
+GRID_PER_DEGREE = 200
+GRID_ROW = 100_000
+
+
+def grid_cell(lat: float, lon: float) -> int:
+    """The grid cell of a point (an integer; see GRID_PER_DEGREE)."""
+    return int((lat + 90.0) * GRID_PER_DEGREE) * GRID_ROW + int((lon + 180.0) * GRID_PER_DEGREE)
+
+
+def _grid_default(context) -> int | None:
+    """Every insert path (ORM, Core executemany) fills grid_cell from the row's lat/lon when not given."""
+    params = context.get_current_parameters()
+    lat, lon = params.get("lat"), params.get("lon")
+    return grid_cell(lat, lon) if lat is not None and lon is not None else None
 
 
 class CategoryGroup(Base):
@@ -80,6 +99,8 @@ class Report(Base):
     district_code: Mapped[str] = mapped_column(String(20))
     neighbourhood_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
     h3_cell: Mapped[str] = mapped_column(String(16))  # resolution 9 (~0.1 km²): heat maps, nearby
+    # The coarse grid cell of (lat, lon) for Open311 area queries (see grid_cell); filled on insert.
+    grid_cell: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=_grid_default)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")  # plain text; HTML is kept as text
     address_string: Mapped[str | None] = mapped_column(String(300), nullable=True)
@@ -113,6 +134,8 @@ class Report(Base):
         # Covering indexes: a page of ids for status + box (+ time order) comes from the index alone.
         Index("ix_reports_status_area", "status", "lat", "lon", "created_at", "id"),
         Index("ix_reports_area", "lat", "lon", "created_at", "id"),
+        # Status + the grid cells covering a circle or box, newest first: only those cells' entries are read.
+        Index("ix_reports_status_cell", "status", "grid_cell", "created_at", "id", "lat", "lon"),
         Index("ix_reports_created", "created_at"),
         Index("ix_reports_updated", "updated_at"),
         Index("ix_reports_category_status", "category_code", "status", "created_at"),

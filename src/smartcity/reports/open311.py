@@ -56,7 +56,7 @@ from smartcity.core.errors import (
 from smartcity.core.models import Department
 from smartcity.core.web import register_error_format
 from smartcity.reports import service as S
-from smartcity.reports.models import Category, Report, ReportPhoto, ReportUpdate
+from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report, ReportPhoto, ReportUpdate
 
 PREFIX = "/open311"
 BASE = f"{PREFIX}/v2"
@@ -549,6 +549,7 @@ COLUMNS = (Report.id, Report.status, Report.category_code, Report.title, Report.
 EXTRA_COLUMNS = (Report.parent_id, Report.support_count, Report.district_code, Report.attributes)
 NOTE_KINDS = ("status", "update", "reassign", "feedback")
 METRES_PER_DEGREE = 111_320.0
+MAX_CELLS = 400  # more grid cells than this: the area is large, the lat/lon index serves it better
 
 
 def _when(value, tz) -> str | None:
@@ -575,6 +576,7 @@ def _shape_and_params(q: S.ReportQuery, units: dict) -> tuple[tuple, dict]:
     if q.bbox:
         shape.append("bbox")
         p["west"], p["south"], p["east"], p["north"] = q.bbox
+    cells = None
     if q.near:
         shape.append("near")
         lat, lon, radius = (float(v) for v in q.near)
@@ -582,11 +584,43 @@ def _shape_and_params(q: S.ReportQuery, units: dict) -> tuple[tuple, dict]:
         dlat, dlon = radius / METRES_PER_DEGREE, radius / kx
         p.update(clat=lat, clon=lon, kx=kx, r2=radius * radius, s=lat - dlat, n=lat + dlat, w=lon - dlon,
                  e=lon + dlon)
+        cells = grid_cells(lon - dlon, lat - dlat, lon + dlon, lat + dlat, (lat, lon, kx, radius))
+    elif q.bbox:
+        cells = grid_cells(*q.bbox)
+    if cells is not None and q.status:
+        shape.append("cells")
+        p["cells"] = cells
     for name in ("created_after", "created_before", "updated_after", "updated_before"):
         if getattr(q, name) is not None:
             shape.append(name)
             p[name] = getattr(q, name)
     return tuple(shape), p
+
+
+def grid_cells(west: float, south: float, east: float, north: float,
+               circle: tuple[float, float, float, float] | None = None) -> list[int] | None:
+    """The grid cells (models.grid_cell) covering a box, without those wholly outside the circle
+    (lat, lon, metres per degree of longitude, radius) if one is given; None if there would be more than
+    MAX_CELLS (a large area reads the lat/lon index instead)."""
+    step = 1.0 / GRID_PER_DEGREE
+    r0, r1 = int((south + 90.0) * GRID_PER_DEGREE), int((north + 90.0) * GRID_PER_DEGREE)
+    c0, c1 = int((west + 180.0) * GRID_PER_DEGREE), int((east + 180.0) * GRID_PER_DEGREE)
+    if (r1 - r0 + 1) * (c1 - c0 + 1) > MAX_CELLS:
+        return None
+    if circle is None:
+        return [r * GRID_ROW + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+    clat, clon, kx, radius = circle
+    limit = (radius + 1.0) ** 2  # a metre of slack for rounding at the cells' edges
+    out = []
+    for r in range(r0, r1 + 1):
+        lat0 = r * step - 90.0
+        dy = max(lat0 - clat, 0.0, clat - (lat0 + step)) * METRES_PER_DEGREE
+        for c in range(c0, c1 + 1):
+            lon0 = c * step - 180.0
+            dx = max(lon0 - clon, 0.0, clon - (lon0 + step)) * kx
+            if dx * dx + dy * dy <= limit:
+                out.append(r * GRID_ROW + c)
+    return out
 
 
 @functools.cache
@@ -599,6 +633,8 @@ def _page_statement(shape: tuple):
         cond.append(Report.id.in_(b("ids", expanding=True)))
     if "status" in shape:
         cond.append(Report.status.in_(b("status", expanding=True)))
+    if "cells" in shape:  # with status: ix_reports_status_cell reads only the cells covering the area
+        cond.append(Report.grid_cell.in_(b("cells", expanding=True)))
     if "category" in shape:
         cond.append(Report.category_code.in_(b("category", expanding=True)))
     if "unit_id" in shape:

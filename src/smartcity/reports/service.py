@@ -58,6 +58,7 @@ from smartcity.reports.models import (
     ResponseTemplate,
     Route,
     Subscription,
+    grid_cell,
 )
 from smartcity.reports.photos import Upload
 from smartcity.settings import Settings, get_settings
@@ -689,7 +690,8 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
         category_id=category.id, category_code=category.code, status="open", lat=where.lat, lon=where.lon,
         district_code=where.district.code,
         neighbourhood_code=where.neighbourhood.code if where.neighbourhood else None,
-        h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES), title=title, description=description,
+        h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES), grid_cell=grid_cell(where.lat, where.lon),
+        title=title, description=description,
         address_string=address, attributes=attributes, unit_id=unit.id, reporter_id=identity.user_id,
         public_name=public_name, language=language, source=source,
         campaign_id=campaign.id if campaign else None, idempotency_key=key,

@@ -1,0 +1,35 @@
+"""The grid cells an Open311 area query reads cover every point of its circle or box."""
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smartcity.reports.models import grid_cell
+from smartcity.reports.open311 import METRES_PER_DEGREE, grid_cells
+
+
+@settings(max_examples=300, deadline=None)
+@given(lat=st.floats(37.40, 37.70), lon=st.floats(126.75, 127.20), radius=st.floats(1, 3000),
+       bearing=st.floats(0, 2 * math.pi), share=st.floats(0, 1))
+def test_every_point_of_a_circle_is_in_one_of_its_cells(lat, lon, radius, bearing, share):
+    kx = METRES_PER_DEGREE * math.cos(math.radians(lat))
+    dlat, dlon = radius / METRES_PER_DEGREE, radius / kx
+    cells = grid_cells(lon - dlon, lat - dlat, lon + dlon, lat + dlat, (lat, lon, kx, radius))
+    assert cells is not None
+    d = radius * share
+    plat, plon = lat + d * math.cos(bearing) / METRES_PER_DEGREE, lon + d * math.sin(bearing) / kx
+    assert grid_cell(plat, plon) in cells
+
+
+@given(west=st.floats(126.8, 127.1), south=st.floats(37.45, 37.65), w=st.floats(0, 0.05), h=st.floats(0, 0.05),
+       fx=st.floats(0, 1), fy=st.floats(0, 1))
+def test_every_point_of_a_box_is_in_one_of_its_cells(west, south, w, h, fx, fy):
+    cells = grid_cells(west, south, west + w, south + h)
+    assert cells is not None
+    assert grid_cell(south + h * fy, west + w * fx) in cells
+
+
+def test_a_large_area_reads_the_lat_lon_index_instead():
+    assert grid_cells(126.7, 37.4, 127.3, 37.75) is None
+    assert len(grid_cells(126.97, 37.56, 126.98, 37.57)) <= 9
