@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -25,7 +25,7 @@ from smartcity.core.city import load_profile
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.jobs import Scheduler
-from smartcity.core.web import STATIC, Metrics, MetricsMiddleware, error_response, render, wants_html
+from smartcity.core.web import ERROR_RESPONSES, STATIC, Metrics, MetricsMiddleware, error_response
 from smartcity.settings import Settings, get_settings
 
 log = logging.getLogger("smartcity")
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.settings, app.state.db, app.state.profile = settings, db, profile
     app.state.metrics = Metrics()
@@ -94,15 +95,22 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         ]
         return error_response(request, InvalidInput("the request is not valid", details=details))
 
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(request: Request, exc: Exception):
+        # A number or text the store cannot hold (an id past 64 bits, say) is the caller's error, not ours.
+        return error_response(request, InvalidInput("a value is out of the range the platform accepts",
+                                                    code="out_of_range"))
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 404:
             return error_response(request, NotFound("nothing here"))
         err = SmartCityError(str(exc.detail), code=f"http_{exc.status_code}")
         err.status = exc.status_code
-        if wants_html(request):
-            return render(request, "error.html", status_code=exc.status_code, error=err)
-        return JSONResponse(err.to_dict(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        response = error_response(request, err)
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response
 
     app.include_router(core_api.router)
     app.include_router(core_pages.router)

@@ -151,3 +151,10 @@ def test_administrators_manage_accounts_in_the_admin_pages(client, db):
     assert 'data-username="junho"' in client.get("/admin/users").text
     trail = client.get("/admin/audit?object_type=user").text
     assert "admin1" in trail and "create" in trail
+
+
+def test_a_wrong_method_gets_the_error_shape_and_allow_header(client):
+    r = client.delete("/api/geo/locate")
+    assert r.status_code == 405
+    assert r.json()["error"]["code"] == "http_405"
+    assert "GET" in r.headers["allow"]

@@ -572,3 +572,10 @@ def test_anonymous_service_reports_are_listed_too(client, db):
             contact=S.Contact("Park", "park@example.org", None))).report.id
     (one,) = client.get(f"{V2}/requests/{rid}.json").json()
     assert one["description"] == "Hole\n\nby the bus stop" and "park" not in str(one).lower()
+
+
+def test_a_wrong_method_is_answered_in_open311_format(client):
+    r = client.delete("/open311/v2/services.json")
+    assert r.status_code == 405
+    body = r.json()
+    assert isinstance(body, list) and body[0]["code"] == 405 and body[0]["description"]

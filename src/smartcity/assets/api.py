@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from smartcity.assets import service
 from smartcity.core.auth import Identity, Require
+from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter(prefix="/api/assets", tags=["assets"])
 Manager = Annotated[Identity, Depends(Require("assets.manage"))]
@@ -32,7 +33,7 @@ def list_assets(
         return {"assets": [service.to_dict(a) for a in rows], "count": len(rows), "offset": offset}
 
 
-@router.get(".geojson")
+@router.get(".geojson", response_class=Response, responses=GEOJSON_RESPONSES)
 def assets_geojson(
     request: Request,
     kind: str | None = None,

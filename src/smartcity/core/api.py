@@ -14,6 +14,7 @@ from sqlalchemy import text
 from smartcity.core import accounts, audit
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.geo import geo_index
+from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter()
 
@@ -38,11 +39,7 @@ def metrics(request: Request) -> Response:
 # --- geography --------------------------------------------------------------------------------
 
 
-GEOJSON_RESPONSE = {200: {"content": {"application/geo+json": {"schema": {"type": "object"}}},
-                         "description": "A GeoJSON FeatureCollection"}}
-
-
-@router.get("/api/geo/districts.geojson", tags=["geography"], response_class=Response, responses=GEOJSON_RESPONSE)
+@router.get("/api/geo/districts.geojson", tags=["geography"], response_class=Response, responses=GEOJSON_RESPONSES)
 def districts_geojson(request: Request, lang: str | None = None) -> Response:
     """The city's districts as a GeoJSON FeatureCollection (what the map draws)."""
     index = geo_index(request.app.state.db)

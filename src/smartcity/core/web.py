@@ -131,7 +131,29 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     return response
 
 
+# OpenAPI description of a route answering GeoJSON (pass as `responses=` with `response_class=Response`).
+GEOJSON_RESPONSES = {200: {"content": {"application/geo+json": {"schema": {"type": "object"}}},
+                           "description": "A GeoJSON FeatureCollection"}}
+CSV_RESPONSES = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, UTF-8"}}
+
+
 # --- errors ---------------------------------------------------------------------------------------
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}},
+}
+# Documented on every route of the platform's API: the one error shape, with the statuses it may carry.
+ERROR_RESPONSES = {
+    status: {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    for status, text in {400: "Bad request", 401: "Not signed in or no valid API key", 403: "Not allowed",
+                         404: "Not found", 409: "Conflict with the current state", 413: "Too large",
+                         422: "Invalid input", 429: "Too many requests", 503: "Unavailable, retry later"}.items()
+}
+
+# --- errors (rendering) ---------------------------------------------------------------------------------------
 
 ErrorRenderer = Callable[[Request, SmartCityError], Response]
 _error_formats: list[tuple[str, ErrorRenderer]] = []

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import InvalidInput
-from smartcity.core.web import language_of
+from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, language_of
 from smartcity.reports import service as S
 
 router = APIRouter(tags=["reports"])
@@ -444,7 +444,7 @@ def save_campaign(request: Request, slug: str, body: CampaignBody, identity: Man
                                language_of(request))
 
 
-@router.get(f"{P}/campaigns/{{slug}}.geojson")
+@router.get(f"{P}/campaigns/{{slug}}.geojson", response_class=Response, responses=GEOJSON_RESPONSES)
 def campaign_geojson(request: Request, slug: str) -> Response:
     """A campaign's points as GeoJSON."""
     with _db(request).session() as s:
@@ -452,7 +452,7 @@ def campaign_geojson(request: Request, slug: str) -> Response:
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/geo+json")
 
 
-@router.get(f"{P}/campaigns/{{slug}}.csv")
+@router.get(f"{P}/campaigns/{{slug}}.csv", response_class=Response, responses=CSV_RESPONSES)
 def campaign_csv(request: Request, slug: str) -> Response:
     """A campaign's points as CSV."""
     with _db(request).session() as s:
@@ -484,7 +484,7 @@ def dashboard(request: Request, identity: Viewer, district: str | None = None, u
         return S.dashboard_view(d, language_of(request))
 
 
-@router.get(f"{P}/export.csv")
+@router.get(f"{P}/export.csv", response_class=Response, responses=CSV_RESPONSES)
 def export_csv(request: Request, identity: Viewer, filters: Annotated[ListFilters, Depends()],
                include_contacts: bool = False) -> Response:
     """Reports as CSV (staff: their unit). Contact columns only with include_contacts=true, if permitted."""
