@@ -178,3 +178,19 @@ def test_nearest_matches_brute_force(lat, lon, k):
     # And no asset left out is nearer than the farthest one returned.
     kth = want[-1][1]
     assert all(true_d <= kth + 0.05 for _, true_d in service.nearest_brute_force([r for r, _ in got], lat, lon, k))
+
+
+def test_demo_assets_lie_in_their_districts_and_are_made_once(db):
+    from smartcity.assets.service import demo_assets, nearest
+    from smartcity.core.geo import geo_index
+
+    first = demo_assets(db, per_district=4, gangnam=12)
+    assert "cameras" in first and demo_assets(db) == "demo assets: already there"
+    index = geo_index(db)
+    with db.session() as s:
+        rows = list(s.scalars(select(Asset)))
+    assert len([a for a in rows if a.kind == "cctv"]) == 24 * 4 + 12
+    for asset in rows:
+        assert index.district_at(asset.lat, asset.lon).code == asset.district_code
+    found = nearest(db, "cctv", 37.4966, 127.0577, 5)  # Daechi-dong, Gangnam
+    assert len(found) == 5 and all(ref.name.startswith("강남구") for ref, _ in found)

@@ -102,3 +102,11 @@ def __getattr__(name: str):
             group.add_command(import_assets, "assets")
         return _group
     raise AttributeError(name)
+
+
+def demo(db, profile):
+    """Synthetic cameras and Wi-Fi points in every district, denser in Gangnam (idempotent). Made up:
+    the demo ships no official lists; import the real ones with `smartcity import assets`."""
+    from smartcity.assets.service import demo_assets
+
+    yield demo_assets(db)

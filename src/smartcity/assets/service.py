@@ -607,3 +607,39 @@ def nearest_brute_force(refs: Iterable[AssetRef], lat: float, lon: float, k: int
 
 
 _GEOD = Geod(ellps="GRS80")
+
+
+DEMO_SOURCE = "demo (synthetic)"
+
+
+def demo_assets(db, per_district: int = 40, gangnam: int = 240, seed: int = 11) -> str:
+    """Scatter synthetic cameras (and a few Wi-Fi points) inside each stored district polygon."""
+    import random
+
+    import shapely
+
+    with db.session() as s:
+        if s.scalar(select(Asset.id).where(Asset.source == DEMO_SOURCE).limit(1)) is not None:
+            return "demo assets: already there"
+        index = geo_index(db)
+        rng = random.Random(seed)
+        made = {"cctv": 0, "wifi": 0}
+        for area, polygon in zip(index.districts, index._district_geoms, strict=True):
+            west, south, east, north = polygon.bounds
+            counts = {"cctv": gangnam if area.name_en.startswith("Gangnam") else per_district,
+                      "wifi": per_district // 4}
+            for kind, wanted in counts.items():
+                placed = 0
+                while placed < wanted:
+                    lat, lon = rng.uniform(south, north), rng.uniform(west, east)
+                    if not shapely.contains_xy(polygon, lon, lat):
+                        continue
+                    placed += 1
+                    s.add(Asset(kind=kind, name=f"{area.name_ko} {kind.upper()} {placed:03d}", lat=lat, lon=lon,
+                                district_code=area.code, attributes={"synthetic": True}, source=DEMO_SOURCE,
+                                external_id=f"demo-{area.code}-{kind}-{placed}",
+                                key=f"id:demo-{area.code}-{kind}-{placed}"))
+                made[kind] += placed
+        audit.record(s, "demo", "create", "assets", None, made)
+        _changed(s, {"kind": "cctv"})
+    return f"demo assets: {made['cctv']} cameras and {made['wifi']} Wi-Fi points (synthetic)"
