@@ -38,7 +38,9 @@ serve: install web
 	$(BIN)/smartcity serve
 
 bench: install web system-deps
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.summary --readme
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

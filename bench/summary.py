@@ -1,0 +1,94 @@
+"""Print the benchmark results under bench/results/ as the Markdown table the README shows.
+
+    .venv/bin/python -m bench.summary           print it
+    .venv/bin/python -m bench.summary --readme  rewrite the README between its bench markers
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows() -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    if geo := _load("geo"):
+        for source, r in geo["results"].items():
+            out.append((f"point → district lookups ({source})",
+                        f"{r['single_lookups_per_second']:,}/s one by one; {r['vectorised_lookups_per_second']:,}/s "
+                        "vectorised", "fast (spatial index)"))
+    if nearest := _load("assets_nearest"):
+        r = nearest["results"]
+        out.append((f"nearest 5 cameras among {r['cameras']:,}",
+                    f"p50 {r['query_ms_p50']} ms, p99 {r['query_ms_p99']} ms", "< 1 ms per query"))
+    if open311 := _load("reports_open311"):
+        r = open311["results"]
+        for key, label in (("smartcity_sqlite_1w", "smartcity, SQLite, 1 worker"),
+                           ("smartcity_sqlite_2w", "smartcity, SQLite, 2 workers"),
+                           ("smartcity_postgres_1w", "smartcity, PostgreSQL, 1 worker"),
+                           ("smartcity_postgres_2w", "smartcity, PostgreSQL, 2 workers"),
+                           ("datasette_sqlite_1process", "Datasette, same SQLite file")):
+            g = r.get("get", {}).get(key)
+            if not g:
+                continue
+            one = g.get("one_connection") or {}
+            out.append((f"Open311 GET requests.json, {r['reports']:,} reports, status + area, page_size "
+                        f"{r['page_size']}: {label}",
+                        f"{g['requests_per_second']} req/s, p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms at "
+                        f"{r['connections']} connections"
+                        + (f"; one at a time p99 {one['p99_ms']} ms" if one else ""),
+                        "≥ 2× Datasette req/s; p99 < 50 ms"))
+        for key, label in (("post_sqlite_1w", "SQLite"), ("post_postgres_1w", "PostgreSQL")):
+            if p := r.get(key):
+                out.append((f"Open311 POST requests.json ({label})", f"{p['accepted_per_second']} reports/s", "—"))
+    if intake := _load("safety_intake"):
+        r = intake["results"]
+        o = r.get("osmand_http", {})
+        if o:
+            out.append((f"OsmAnd positions over HTTP ({r['devices']:,} devices)",
+                        f"{o['osmand']['requests_per_second']:,}/s vs bare ASGI {o['bare_asgi']['requests_per_second']:,}/s "
+                        f"(ratio {o['ratio']})", "ratio ≥ 0.5"))
+        if b := r.get("batch"):
+            out.append(("positions through the batch endpoint", f"{b['positions_per_second']:,}/s", "≥ 50,000/s"))
+        if m := r.get("mqtt"):
+            out.append(("positions through MQTT (stored)",
+                        f"{m['stored_per_second']:,}/s vs bare subscriber {m['bare_subscriber_per_second']:,}/s "
+                        f"(ratio {m['ratio']})", "ratio ≥ 0.5"))
+        if s := r.get("sos_latency_ms"):
+            out.append(("SOS → control-room console, during the OsmAnd load",
+                        f"p50 {s['p50']} ms, p99 {s['p99']} ms", "p99 < 100 ms"))
+    return out
+
+
+def markdown() -> str:
+    lines = ["| Benchmark | Result (2 cores) | Goal |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows()]
+    quick = [p.stem for p in sorted(RESULTS.glob("*.json")) if json.loads(p.read_text()).get("quick")]
+    if quick:
+        lines.append("")
+        lines.append(f"(Quick, reduced-size runs: {', '.join(quick)}.)")
+    return "\n".join(lines)
+
+
+def write_readme(path: Path = Path(__file__).parents[1] / "README.md") -> None:
+    text = path.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{start}\n{markdown()}\n{end}{tail}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--readme" in sys.argv:
+        write_readme()
+    else:
+        print(markdown())
