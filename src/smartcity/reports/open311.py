@@ -38,7 +38,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import Float, Integer, String, bindparam, select, type_coerce
+from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from smartcity.core import accounts
@@ -56,7 +56,7 @@ from smartcity.core.errors import (
 from smartcity.core.models import Department
 from smartcity.core.web import register_error_format
 from smartcity.reports import service as S
-from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report, ReportPhoto, ReportUpdate
+from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report
 
 PREFIX = "/open311"
 BASE = f"{PREFIX}/v2"
@@ -539,62 +539,70 @@ async def post_request(request: Request, fmt: str) -> Response:
 
 
 # --- GET requests: the hot path ---------------------------------------------------------------------------
+#
+# Plain SQL on the pool's DBAPI connection (no ORM, no per-request SQLAlchemy compile): the text depends
+# only on which filters are used and how long their lists are, so SQLite's statement cache and psycopg's
+# automatic server-side prepare (after a few runs of the same text) reuse the plan. Category and unit names
+# come from `names()`; timestamps are read as stored and formatted here.
 
-# The columns a request row needs (no ORM objects, no joins: names come from `names()`). Timestamps are read
-# as stored and formatted here: SQLAlchemy's per-value datetime parsing was a third of the time of a page.
-_RAW = {c: type_coerce(getattr(Report, c), String).label(c) for c in ("created_at", "updated_at", "due_at")}
-COLUMNS = (Report.id, Report.status, Report.category_code, Report.title, Report.description, Report.unit_id,
-           Report.address_string, Report.lat, Report.lon, _RAW["created_at"], _RAW["updated_at"], _RAW["due_at"],
-           Report.photo_count)
-EXTRA_COLUMNS = (Report.parent_id, Report.support_count, Report.district_code, Report.attributes)
+COLUMNS = ("id", "status", "category_code", "title", "description", "unit_id", "address_string", "lat", "lon",
+           "created_at", "updated_at", "due_at", "photo_count")
+EXTRA_COLUMNS = ("parent_id", "support_count", "district_code", "attributes")
 NOTE_KINDS = ("status", "update", "reassign", "feedback")
 METRES_PER_DEGREE = 111_320.0
 MAX_CELLS = 400  # more grid cells than this: the area is large, the lat/lon index serves it better
+SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a (naive UTC) datetime in SQLite
+
+
+class LocalTime:
+    """Stored timestamps as W3C datetimes in the city's time zone (2024-05-01T09:30:00+09:00), fast.
+
+    SQLite hands back naive UTC text: the zone's offset is looked up once per UTC hour (and then only added),
+    unless the offset changes within that hour or is not whole minutes (then the exact, slower way).
+    PostgreSQL hands back aware datetimes."""
+
+    def __init__(self, tz):
+        self.tz = tz
+        self.hours: dict[str, tuple[timedelta, str] | None] = {}
+
+    def _hour(self, key: str) -> tuple[timedelta, str] | None:
+        start = datetime.fromisoformat(f"{key}:00:00").replace(tzinfo=UTC)
+        first, last = start.astimezone(self.tz), (start + timedelta(seconds=3599)).astimezone(self.tz)
+        off = first.utcoffset()
+        if off != last.utcoffset() or off.total_seconds() % 60:
+            return None
+        if len(self.hours) > 50_000:
+            self.hours.clear()
+        return off, first.isoformat(timespec="seconds")[19:]
+
+    def __call__(self, value) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            key = value[:13]
+            hour = self.hours.get(key, False)
+            if hour is False:
+                hour = self.hours[key] = self._hour(key)
+            if hour is not None:
+                return (datetime.fromisoformat(value[:19]) + hour[0]).isoformat() + hour[1]
+            value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return value.astimezone(self.tz).isoformat(timespec="seconds")
+
+
+_local_times: dict = {}
+
+
+def local_time(tz) -> LocalTime:
+    found = _local_times.get(tz)
+    if found is None:
+        found = _local_times[tz] = LocalTime(tz)
+    return found
 
 
 def _when(value, tz) -> str | None:
     """A stored timestamp (SQLite: naive UTC text, as core.db.UTCDateTime keeps it; PostgreSQL: aware) as a
     W3C datetime in the city's time zone."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return value.astimezone(tz).isoformat(timespec="seconds")
-
-
-def _shape_and_params(q: S.ReportQuery, units: dict) -> tuple[tuple, dict]:
-    """Which filters a query uses (the key of its prepared statement) and their values."""
-    shape: list[str] = []
-    p: dict[str, Any] = {}
-    for name, value in (("ids", q.ids), ("status", q.status), ("category", q.category)):
-        if value:
-            shape.append(name)
-            p[name] = list(value)
-    if q.unit is not None:
-        shape.append("unit_id")
-        p["unit_id"] = next((i for i, u in units.items() if u[0] == q.unit), -1)
-    if q.bbox:
-        shape.append("bbox")
-        p["west"], p["south"], p["east"], p["north"] = q.bbox
-    cells = None
-    if q.near:
-        shape.append("near")
-        lat, lon, radius = (float(v) for v in q.near)
-        kx = METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01)
-        dlat, dlon = radius / METRES_PER_DEGREE, radius / kx
-        p.update(clat=lat, clon=lon, kx=kx, r2=radius * radius, s=lat - dlat, n=lat + dlat, w=lon - dlon,
-                 e=lon + dlon)
-        cells = grid_cells(lon - dlon, lat - dlat, lon + dlon, lat + dlat, (lat, lon, kx, radius))
-    elif q.bbox:
-        cells = grid_cells(*q.bbox)
-    if cells is not None and q.status:
-        shape.append("cells")
-        p["cells"] = cells
-    for name in ("created_after", "created_before", "updated_after", "updated_before"):
-        if getattr(q, name) is not None:
-            shape.append(name)
-            p[name] = getattr(q, name)
-    return tuple(shape), p
+    return local_time(tz)(value)
 
 
 def grid_cells(west: float, south: float, east: float, north: float,
@@ -623,56 +631,115 @@ def grid_cells(west: float, south: float, east: float, north: float,
     return out
 
 
-@functools.cache
-def _page_statement(shape: tuple):
-    """The ids of a page, newest first, from the indexes alone (status, area and time are all in
-    ix_reports_status_area): prepared once per combination of filters, run with bound values."""
-    b = bindparam
+class _Sql:
+    """A statement's text and its positional values, built together (`?` for SQLite, `%s` for psycopg)."""
+
+    def __init__(self, mark: str):
+        self.mark, self.parts, self.values = mark, [], []
+
+    def one(self, value) -> str:
+        self.values.append(value)
+        return self.mark
+
+    def many(self, values) -> str:
+        self.values.extend(values)
+        return ", ".join([self.mark] * len(values))
+
+
+def _page_sql(sql: _Sql, q: S.ReportQuery, units: dict, sqlite: bool, limit: int, offset: int) -> str:
+    """The ids of a page, newest first, from an index alone: status + the grid cells covering the area
+    (ix_reports_status_cell) when both are given, else status + lat/lon (ix_reports_status_area) and the
+    others; the exact area test on the index's lat/lon keeps paging exact."""
     cond = []
-    if "ids" in shape:
-        cond.append(Report.id.in_(b("ids", expanding=True)))
-    if "status" in shape:
-        cond.append(Report.status.in_(b("status", expanding=True)))
-    if "cells" in shape:  # with status: ix_reports_status_cell reads only the cells covering the area
-        cond.append(Report.grid_cell.in_(b("cells", expanding=True)))
-    if "category" in shape:
-        cond.append(Report.category_code.in_(b("category", expanding=True)))
-    if "unit_id" in shape:
-        cond.append(Report.unit_id == b("unit_id"))
-    if "bbox" in shape:
-        cond += [Report.lat >= b("south"), Report.lat <= b("north"), Report.lon >= b("west"),
-                 Report.lon <= b("east")]
-    if "near" in shape:
-        dy = (Report.lat - b("clat", type_=Float)) * METRES_PER_DEGREE
-        dx = (Report.lon - b("clon", type_=Float)) * b("kx", type_=Float)
+    v = sql.one
+    if q.ids:
+        cond.append(f"id IN ({sql.many([int(i) for i in q.ids])})")
+    if q.status:
+        cond.append(f"status IN ({sql.many(q.status)})")
+    if q.category:
+        cond.append(f"category_code IN ({sql.many(q.category)})")
+    if q.unit is not None:
+        cond.append(f"unit_id = {v(next((i for i, u in units.items() if u[0] == q.unit), -1))}")
+    cells = None
+    if q.near:
+        lat, lon, radius = (float(x) for x in q.near)
+        kx = METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01)
+        dlat, dlon = radius / METRES_PER_DEGREE, radius / kx
+        west, south, east, north = lon - dlon, lat - dlat, lon + dlon, lat + dlat
+        cells = grid_cells(west, south, east, north, (lat, lon, kx, radius))
+    elif q.bbox:
+        west, south, east, north = q.bbox
+        cells = grid_cells(west, south, east, north)
+    if cells is not None and q.status:
+        cond.append(f"grid_cell IN ({sql.many(cells)})")
+    if q.bbox:
+        bw, bs, be, bn = q.bbox
+        cond.append(f"lat >= {v(bs)} AND lat <= {v(bn)} AND lon >= {v(bw)} AND lon <= {v(be)}")
+    if q.near:
         # The box uses the index; the (equirectangular) distance test keeps paging exact.
-        cond += [Report.lat >= b("s"), Report.lat <= b("n"), Report.lon >= b("w"), Report.lon <= b("e"),
-                 dy * dy + dx * dx <= b("r2", type_=Float)]
-    for name, column, op in (("created_after", Report.created_at, "ge"), ("created_before", Report.created_at, "le"),
-                             ("updated_after", Report.updated_at, "ge"), ("updated_before", Report.updated_at, "le")):
-        if name in shape:
-            cond.append(column >= b(name) if op == "ge" else column <= b(name))
-    return (select(Report.id).where(*cond).order_by(Report.created_at.desc(), Report.id.desc())
-            .limit(b("limit", type_=Integer)).offset(b("offset", type_=Integer)))
+        cond.append(f"lat >= {v(south)} AND lat <= {v(north)} AND lon >= {v(west)} AND lon <= {v(east)}")
+        cond.append(f"(lat - {v(lat)}) * {v(METRES_PER_DEGREE)} * (lat - {v(lat)}) * {v(METRES_PER_DEGREE)} + "
+                    f"(lon - {v(lon)}) * {v(kx)} * (lon - {v(lon)}) * {v(kx)} <= {v(radius * radius)}")
+    for name, column, op in (("created_after", "created_at", ">="), ("created_before", "created_at", "<="),
+                             ("updated_after", "updated_at", ">="), ("updated_before", "updated_at", "<=")):
+        when = getattr(q, name)
+        if when is not None:
+            when = when.astimezone(UTC)
+            cond.append(f"{column} {op} {v(when.replace(tzinfo=None).strftime(SQLITE_STAMP) if sqlite else when)}")
+    where = f" WHERE {' AND '.join(cond)}" if cond else ""
+    return (f"SELECT id FROM reports{where} ORDER BY created_at DESC, id DESC "
+            f"LIMIT {v(limit)} OFFSET {v(offset)}")
 
 
-@functools.cache
-def _rows_statement(shape: tuple, extensions: bool):
-    """The page's rows, only the needed columns: the ids come from `_page_statement` as a subquery, so the
-    table is read for just these rows, in one round trip."""
-    cols = COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS
-    return (select(*cols).where(Report.id.in_(_page_statement(shape)))
-            .order_by(Report.created_at.desc(), Report.id.desc()))
+def _fetch(conn, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bool, size: int):
+    """The page's rows (only the needed columns: the ids come from `_page_sql` as a subquery, so the table is
+    read for just these rows, in one round trip), their photos' ids and their public notes."""
+    mark = "?" if sqlite else "%s"
+    sql = _Sql(mark)
+    cols = ", ".join(COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS)
+    page = _page_sql(sql, q, units, sqlite, size, (max(q.page, 1) - 1) * size)
+    cur = conn.cursor()
+    try:
+        cur.execute(f"SELECT {cols} FROM reports WHERE id IN ({page}) ORDER BY created_at DESC, id DESC",
+                    sql.values)
+        rows = cur.fetchall()
+        photos: dict[int, list[int]] = {}
+        entries: dict[int, list] = {}
+        if not rows:
+            return rows, photos, entries
+        with_photos = [r[0] for r in rows if r[12]]
+        if with_photos:
+            cur.execute(f"SELECT report_id, id FROM report_photos WHERE report_id IN "
+                        f"({', '.join([mark] * len(with_photos))}) ORDER BY report_id, position, id", with_photos)
+            for rid, pid in cur.fetchall():
+                photos.setdefault(rid, []).append(pid)
+        ids = [r[0] for r in rows]
+        cur.execute(f"SELECT report_id, id, \"at\", kind, status, \"text\" FROM report_updates WHERE report_id IN "
+                    f"({', '.join([mark] * len(ids))}) AND public = {mark} AND kind IN "
+                    f"({', '.join([mark] * len(NOTE_KINDS))}) ORDER BY report_id, \"at\", id",
+                    [*ids, True, *NOTE_KINDS])
+        for e in cur.fetchall():
+            entries.setdefault(e[0], []).append(e)
+    finally:
+        cur.close()
+    return rows, photos, entries
 
 
-_PHOTOS = (select(ReportPhoto.report_id, ReportPhoto.id)
-           .where(ReportPhoto.report_id.in_(bindparam("ids", expanding=True)))
-           .order_by(ReportPhoto.report_id, ReportPhoto.position, ReportPhoto.id))
-_NOTES = (select(ReportUpdate.report_id, ReportUpdate.id, ReportUpdate.at, ReportUpdate.kind, ReportUpdate.status,
-                 ReportUpdate.text)
-          .where(ReportUpdate.report_id.in_(bindparam("ids", expanding=True)), ReportUpdate.public.is_(True),
-                 ReportUpdate.kind.in_(NOTE_KINDS))
-          .order_by(ReportUpdate.report_id, ReportUpdate.at, ReportUpdate.id))
+def _read(db, q: S.ReportQuery, units: dict, extensions: bool, size: int):
+    """`_fetch` on a pooled DBAPI connection; read-only, so a connection the database dropped (a restart) is
+    thrown away and the read tried once more on a fresh one."""
+    sqlite = db.engine.dialect.name == "sqlite"
+    for attempt in (1, 2):
+        conn = db.engine.raw_connection()
+        try:
+            return _fetch(conn.driver_connection, sqlite, q, units, extensions, size)
+        except db.engine.dialect.loaded_dbapi.OperationalError:
+            conn.invalidate()
+            if attempt == 2:
+                raise
+        finally:
+            conn.close()
+    raise AssertionError("unreachable")
 
 
 def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery, bool]:
@@ -748,81 +815,77 @@ def _description(title: str, description: str) -> str:
 
 
 def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, tz) -> list[dict]:
-    """GET requests in SQLAlchemy Core: the page's ids from the indexes, then only the needed columns of just
-    those rows, their first photos and their status notes (one query each, never one per row); category and
-    unit names from memory."""
+    """GET requests: the page's ids from an index, then only the needed columns of just those rows, their
+    first photos and their status notes (one query each, never one per row); names from memory."""
     cats, units = names(db)
     ko = lang == "ko"
     size = min(max(q.page_size, 1), MAX_REQUESTS)
-    shape, params = _shape_and_params(q, units)
-    params.update(limit=size, offset=(max(q.page, 1) - 1) * size)
-    with db.engine.connect() as conn:
-        rows = conn.execute(_rows_statement(shape, extensions), params).all()
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
-        photos: dict[int, list[int]] = {}
-        with_photos = [r.id for r in rows if r.photo_count]
-        if with_photos:
-            for rid, pid in conn.execute(_PHOTOS, {"ids": with_photos}):
-                photos.setdefault(rid, []).append(pid)
-        entries: dict[int, list] = {}
-        for e in conn.execute(_NOTES, {"ids": ids}):
-            entries.setdefault(e.report_id, []).append(e)
+    rows, photos, entries = _read(db, q, units, extensions, size)
+    when = local_time(tz)
     out = []
     open_statuses = S.OPEN_STATUSES
+    no_unit = ("", "", "")
     for r in rows:
-        unit = units.get(r.unit_id, ("", "", ""))
-        cat = cats.get(r.category_code, (r.category_code, r.category_code))
-        notes = entries.get(r.id, ())
-        pids = photos.get(r.id, ())
+        rid, status, code = r[0], r[1], r[2]
+        unit = units.get(r[5], no_unit)
+        cat = cats.get(code, (code, code))
+        notes = entries.get(rid, ())
+        pids = photos.get(rid, ())
         item = {
-            "service_request_id": str(r.id),
-            "status": "open" if r.status in open_statuses else "closed",
-            "status_notes": next((e.text for e in reversed(notes) if e.text), None) if notes else None,
+            "service_request_id": str(rid),
+            "status": "open" if status in open_statuses else "closed",
+            "status_notes": next((e[5] for e in reversed(notes) if e[5]), None) if notes else None,
             "service_name": cat[0] if ko else cat[1],
-            "service_code": r.category_code,
-            "description": _description(r.title, r.description),
+            "service_code": code,
+            "description": _description(r[3], r[4]),
             "agency_responsible": unit[1] if ko else unit[2],
             "service_notice": None,
-            "requested_datetime": _when(r.created_at, tz),
-            "updated_datetime": _when(r.updated_at, tz),
-            "expected_datetime": _when(r.due_at, tz),
-            "address": r.address_string,
+            "requested_datetime": when(r[9]),
+            "updated_datetime": when(r[10]),
+            "expected_datetime": when(r[11]),
+            "address": r[6],
             "address_id": None,
             "zipcode": None,
-            "lat": r.lat,
-            "long": r.lon,
+            "lat": r[7],
+            "long": r[8],
             "media_url": f"{base}/api/reports/photos/{pids[0]}.jpg" if pids else None,
         }
         if extensions:
+            parent, support, district, attributes = r[13:17]
+            if isinstance(attributes, (str, bytes)):  # SQLite keeps JSON as text
+                attributes = orjson.loads(attributes)
             item.update({
-                "detailed_status": MYSOCIETY_STATUS.get(r.status, r.status.upper()),
-                "detailed_status_name": S.status_name(r.status, lang),
+                "detailed_status": MYSOCIETY_STATUS.get(status, status.upper()),
+                "detailed_status_name": S.status_name(status, lang),
                 "agency_code": unit[0],
-                "district": r.district_code,
-                "duplicate_of": str(r.parent_id) if r.parent_id else None,
-                "support_count": r.support_count,
+                "district": district,
+                "duplicate_of": str(parent) if parent else None,
+                "support_count": support,
                 "media_urls": [f"{base}/api/reports/photos/{p}.jpg" for p in pids],
                 "attributes": [{"code": k, "value": ",".join(v) if isinstance(v, list) else v}
-                               for k, v in (r.attributes or {}).items()],
-                "notes": [{"update_id": str(e.id), "datetime": _when(e.at, tz), "type": e.kind,
-                           "status": MYSOCIETY_STATUS.get(e.status, e.status.upper()), "description": e.text}
+                               for k, v in (attributes or {}).items()],
+                "notes": [{"update_id": str(e[1]), "datetime": when(e[2]), "type": e[3],
+                           "status": MYSOCIETY_STATUS.get(e[4], e[4].upper()), "description": e[5]}
                           for e in notes],
             })
         out.append(item)
     return out
 
 
-@router.get(f"{BASE}/requests.{{fmt}}")
-def get_requests(request: Request, fmt: str) -> Response:
-    fmt = _format(fmt)
+def get_requests(request: Request) -> Response:
+    """GET requests.{fmt}: a bare Starlette route (sync, so in the thread pool), registered where FastAPI's
+    routes are: no dependency solving or parameter models on the hot path; errors still reach the platform's
+    handlers, which answer in Open311's format."""
+    fmt = _format(request.path_params["fmt"])
     params = request.query_params
     check_jurisdiction(request)
     tz = _tz(request)
     q, extensions = report_query(params, tz)
     items = find_requests(_db(request), q, _base_url(request), language(request), extensions, tz)
     return respond(fmt, "service_requests", items)
+
+
+router.add_route(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"], include_in_schema=False)
 
 
 @router.get(f"{BASE}/requests/{{service_request_id}}.{{fmt}}")
