@@ -18,7 +18,6 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from smartcity import __version__
 from smartcity.core import api as core_api
-from smartcity.core import geo
 from smartcity.core import pages as core_pages
 from smartcity.core.auth import SigninThrottle
 from smartcity.core.city import load_profile
@@ -79,9 +78,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.metrics = Metrics()
     app.state.signin_throttle = SigninThrottle()
     app.state.startup, app.state.shutdown = startup, shutdown
-
-    # Boundaries imported anywhere (another process, the CLI) reach this process as an event.
-    db.events.on("geo.changed", lambda _ev: geo.invalidate(db))
 
     @app.exception_handler(SmartCityError)
     async def platform_error(request: Request, exc: SmartCityError):

@@ -16,14 +16,9 @@ grant("assets.manage")  # administrators only; reading is public (open data)
 
 
 def install(app) -> None:
-    from smartcity.assets import service
     from smartcity.assets.api import router
 
     app.include_router(router)
-    db = app.state.db
-    if not db.cache.get("assets.listening"):
-        db.events.on("assets.changed", lambda _ev: service.invalidate(db))
-        db.cache["assets.listening"] = True
 
 
 # --- CLI ------------------------------------------------------------------------------------------

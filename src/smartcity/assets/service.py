@@ -557,25 +557,13 @@ class AssetIndex:
         return [AssetRef(r.id, kind, r.name, r.lat, r.lon, r.district_code) for r in rows]
 
 
-_index_lock = threading.Lock()
-
-
 def asset_index(db) -> AssetIndex:
     """The process's index for `db`; it follows `assets.changed` events from then on."""
-    index = db.cache.get("assets.index")
-    if index is None:
-        with _index_lock:
-            index = db.cache.get("assets.index")
-            if index is None:
-                from smartcity.core.city import load_profile
-                from smartcity.settings import get_settings
+    from smartcity.core.city import load_profile
+    from smartcity.settings import get_settings
 
-                index = AssetIndex(db, load_profile(get_settings().city).center)
-                if not db.cache.get("assets.listening"):
-                    db.events.on("assets.changed", lambda _ev: invalidate(db))
-                    db.cache["assets.listening"] = True
-                db.cache["assets.index"] = index
-    return index
+    return db.derived("assets.index", lambda: AssetIndex(db, load_profile(get_settings().city).center),
+                      invalidated_by="assets.changed")
 
 
 def invalidate(db) -> None:

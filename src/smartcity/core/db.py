@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -84,7 +85,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"db": self})
-        self.cache: dict = {}  # per-process derived state (spatial indexes); see core.geo
+        self.cache: dict = {}  # per-process state derived from the store (spatial indexes): see derived()
+        self._cache_lock = threading.Lock()
+        self._invalidators: set[tuple[str, str]] = set()
         from smartcity.core.events import EventBus
 
         self.events = EventBus(self)
@@ -92,6 +95,20 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+    def derived(self, key: str, build, *, invalidated_by: str | None = None):
+        """Per-process state derived from the store (an index, say): built once, thread-safe, and forgotten
+        when an event whose topic starts with `invalidated_by` arrives (on PostgreSQL, from any process)."""
+        value = self.cache.get(key)
+        if value is None:
+            with self._cache_lock:
+                value = self.cache.get(key)
+                if value is None:
+                    if invalidated_by and (key, invalidated_by) not in self._invalidators:
+                        self.events.on(invalidated_by, lambda _ev: self.cache.pop(key, None))
+                        self._invalidators.add((key, invalidated_by))
+                    value = self.cache[key] = build()
+        return value
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,19 +127,10 @@ class GeoIndex:
         return {"type": "FeatureCollection", "features": features}
 
 
-_index_lock = threading.Lock()
-
-
 def geo_index(db) -> GeoIndex:
-    """The process's index for `db`, built on first use from the stored polygons."""
-    index = db.cache.get("geo")
-    if index is None:
-        with _index_lock:
-            index = db.cache.get("geo")
-            if index is None:
-                index = _load_index(db)
-                db.cache["geo"] = index
-    return index
+    """The process's index for `db`, built on first use from the stored polygons and rebuilt after
+    boundaries change (a `geo.changed` event, from any process on PostgreSQL)."""
+    return db.derived("geo", lambda: _load_index(db), invalidated_by="geo.changed")
 
 
 def invalidate(db) -> None:
