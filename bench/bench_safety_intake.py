@@ -1,8 +1,8 @@
 """Safety intake under load, in one run against `smartcity serve` (one uvicorn process, SQLite WAL):
 
 1. OsmAnd positions/s over HTTP on the OsmAnd port (wrk, a Lua script varying devices and positions)
-   beside a bare ASGI endpoint that only answers 200, served by the same embedded uvicorn set-up;
-   goal ≥ half the bare rate.
+   beside a bare ASGI endpoint that only answers 200, served by the same embedded uvicorn set-up
+   (httptools, uvloop), both with the same 256 connections; goal ≥ half the bare rate.
 2. Positions/s through the gateway batch endpoint (goal ≥ 50,000/s), and OwnTracks over MQTT stored
    end to end beside a bare subscriber that only counts messages from the same broker (goal ≥ half).
 3. SOS → control-room console latency (p50/p99) while (1) runs: an operator of Gangnam's control room
@@ -286,7 +286,7 @@ def run(quick: bool = False) -> dict:
         s, w, north, e = BOX
         script.write_text(LUA % {"n": n, "seed": 11, "base": int(time.time()) - 10 * 86400, "s": s, "w": w,
                                  "dlat": north - s, "dlon": e - w})
-        connections = 128
+        connections = 256  # the same for both: each OsmAnd request waits for its batch's commit
         bare_result = wrk(bare_port, script, seconds, connections)
         latencies: list[float] = []
         sos_thread = threading.Thread(target=lambda: latencies.extend(
@@ -409,7 +409,9 @@ def _mqtt(broker_port: int, main_port: int, n: int, tmp: Path) -> dict:
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
     if command == "bare":
-        asyncio.run(_bare(int(rest[0])))
+        import uvloop  # the serving process runs on uvloop (uvicorn's "auto"): so does the bare endpoint
+
+        uvloop.run(_bare(int(rest[0])))
     elif command == "publish":
         _publish(int(rest[0]), rest[1], int(rest[2]))
     elif command == "count":

@@ -1,7 +1,6 @@
 """The safety JSON API on both stores: guardians' reads and the privacy rule (with audit), zone editing and
 its validation (nothing stored on bad input), the control-room workflow with CSRF and with API keys."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -9,21 +8,15 @@ from sqlalchemy import func, select
 
 from smartcity.core.db import utcnow
 from smartcity.core.models import AuditEntry
-from smartcity.safety.engine import UnknownDevice, get_engine
+from smartcity.safety.engine import get_engine
 from smartcity.safety.models import Incident, Zone
 from tests.conftest import make_key, signin
 from tests.safety.helpers import HOME, SCHOOL, fix, make_world
 
 
 def feed(engine, position):
-    """Intake one position. While registry events are still arriving (PostgreSQL's LISTEN), the engine's
-    reload of a person briefly drops their devices and a fix can meet UnknownDevice (reported to the
-    engine's owner): retry for a moment rather than fail on that race."""
-    for _ in range(100):
-        try:
-            return engine.intake_sync(position)
-        except UnknownDevice:
-            time.sleep(0.05)
+    """Intake one position. A registry change is handled twice on PostgreSQL (after commit and through
+    LISTEN): the engine must never refuse a registered device while it reloads one (no retry here)."""
     return engine.intake_sync(position)
 
 

@@ -90,3 +90,29 @@ def test_limits_and_malformed_bodies(db, client, tmp_path):
     r = client.post("/api/safety/positions", json={"positions": []}, headers=key)
     assert r.json() == {"stored": 0, "duplicates": 0, "errors": 0, "results": []}
     assert count(db) == 0
+
+
+def test_the_cli_issues_a_gateway_key_that_posts_positions(db, client, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from smartcity.cli import main
+    from smartcity.core.models import ApiKey
+    from smartcity.settings import get_settings
+
+    w = make_world(db)
+    monkeypatch.setenv("SMARTCITY_DATABASE_URL", db.url)
+    monkeypatch.setenv("SMARTCITY_VAR_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(main, ["safety", "gateway-key", "tag vendor"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert "scope safety.gateway" in out.output
+    key = out.output.strip().splitlines()[-1]
+    body = {"positions": [{"device": w.device, "time": (utcnow() - timedelta(minutes=1)).isoformat(),
+                           "lat": HOME[0], "lon": HOME[1]}]}
+    r = client.post("/api/safety/positions", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200 and r.json()["stored"] == 1
+    with db.session() as s:  # the key itself is never stored
+        assert s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.key_hash == key)) == 0

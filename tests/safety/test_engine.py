@@ -143,6 +143,8 @@ def test_replays_are_acknowledged_without_a_second_row(db, engine):
     same_batch = engine.submit_many([fix(w.device, p.fix_time + timedelta(seconds=1), HOME) for _ in range(3)])
     acks = [f.result(5) for f in same_batch]
     assert len({a.fix_time for a in acks}) == 1
+    # The same fix three times in one batch: stored once, the other two copies are replays.
+    assert [a.duplicate for a in acks].count(False) == 1 and sum(a.position_id is not None for a in acks) == 1
     assert _rows(db) == 2 and first.position_id
 
 

@@ -21,8 +21,8 @@ grant("safety.guard", "guardian")
 grant("safety.operate", "operator")
 grant("safety.manage")  # administrators only (they hold every permission)
 
-# Route modules other parts of the service add; each is included when it exists and has a `router`.
-ROUTE_MODULES = ("intake_api", "osmand", "owntracks", "api", "pages")
+# Modules other parts of the service add; each is included when it exists: its `router` and its `install(app)`.
+ROUTE_MODULES = ("intake_api", "osmand", "owntracks", "mqtt", "api", "pages")
 
 
 def install(app) -> None:
@@ -181,6 +181,23 @@ def consent_cmd(person_id: int, username: str, given_by: str, basis: str) -> Non
             user = accounts.get_user(s, username)
             link = service.record_consent(s, person_id, user.id, given_by=given_by, basis=basis)
             click.echo(f"consent recorded: {username} → person {person_id} at {link.consent_at:%Y-%m-%d %H:%M} UTC")
+
+    run()
+
+
+@cli.command("gateway-key")
+@click.argument("name")
+def gateway_key_cmd(name: str) -> None:
+    """Issue an API key for a gateway posting positions (scope safety.gateway); the key is printed once."""
+    from smartcity.core import accounts
+    from smartcity.safety.intake_api import GATEWAY_SCOPE
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            row, key = accounts.create_api_key(s, name, scope=GATEWAY_SCOPE)
+            click.echo(f"API key {row.id} ({row.name}, scope {GATEWAY_SCOPE}); shown only now, keep it safe:")
+            click.echo(key)
 
     run()
 

@@ -30,29 +30,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import math
-import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
+import orjson
 import shapely
 from shapely.geometry import Point, shape
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import geo_index
-from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, PositionRow, Zone
+from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +263,9 @@ def step_zone(
     State: {"s": confirmed "in"/"out"/None, "c": candidate, "n": fixes agreeing, "t": first of them}.
     A transition happens when `confirm_fixes` consecutive usable fixes agree on a state other than the
     confirmed one; a fix saying nothing (None) neither confirms nor breaks a run."""
+    if state is not None and (verdict is None or (verdict == state["s"] and state["c"] is None
+                                                  and state["n"] == 0 and state["t"] is None)):
+        return state, None  # nothing changes: states are replaced, never changed in place, so share it
     st = dict(state or {"s": None, "c": None, "n": 0, "t": None})
     if verdict is None:
         return st, None
@@ -327,7 +328,11 @@ class LiveState:
     def copy(self) -> LiveState:
         # Zone states are replaced, never changed in place (step_zone returns a new dict): a shallow
         # copy of the two mappings is a full copy.
-        return dataclasses.replace(self, zones=dict(self.zones), flags=dict(self.flags))
+        new = object.__new__(LiveState)
+        values = new.__dict__
+        values.update(self.__dict__)
+        values["zones"], values["flags"] = dict(self.zones), dict(self.flags)
+        return new
 
 
 @dataclass
@@ -345,16 +350,45 @@ class Raised:
     district_code: str | None = None
 
 
-@dataclass
 class _Item:
-    position: Position
-    device: DeviceInfo
-    future: Future
-    outside_city: bool = False
-    district_code: str | None = None
+    """A validated position waiting for the writer, and whoever waits for its acknowledgment: a thread's
+    `future`, an event loop's `waiter` (resolved for a whole batch with one call into the loop), or a
+    `unit` of many positions (a gateway's batch) resolved at once when its last position is written."""
+
+    __slots__ = ("position", "device", "future", "waiter", "unit", "index", "outside_city", "district_code")
+
+    def __init__(self, position: Position, device: DeviceInfo):
+        self.position, self.device = position, device
+        self.future: Future | None = None
+        self.waiter: asyncio.Future | None = None
+        self.unit: _Unit | None = None
+        self.index = 0
+        self.outside_city = False
+        self.district_code: str | None = None
 
 
-_STOP = object()
+class _Unit:
+    """Positions submitted together: one future for all their outcomes, in order."""
+
+    __slots__ = ("results", "remaining", "future", "loop")
+
+    def __init__(self, results: list, remaining: int, future, loop=None):
+        self.results, self.remaining, self.future, self.loop = results, remaining, future, loop
+
+
+def _settle_waiters(outcomes: list) -> None:
+    """In the event loop: hand a batch's outcomes to the coroutines awaiting them."""
+    for waiter, outcome in outcomes:
+        if not waiter.done():
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+
+
+def _settle_future(future, value) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class SafetyEngine:
@@ -380,11 +414,20 @@ class SafetyEngine:
         self.open_incidents: dict[int, dict[str, int]] = defaultdict(dict)  # person → {kind: incident id}
         self.incident_district: dict[int, str | None] = {}  # incident id → district
         self._lock = threading.RLock()
-        self._queue: queue.Queue = queue.Queue(maxsize=s.safety_queue_max)
+        self.queue_max = s.safety_queue_max
+        self._queue: deque[_Item] = deque()  # positions, oldest first
+        self._urgent: deque[_Item] = deque()  # alarms: written before anything queued
+        self._wake = threading.Event()  # something was queued
+        self._hurry = threading.Event()  # an alarm was queued: do not linger
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._unknown: dict[str, float] = {}  # negative cache of unknown identifiers
         self.batches = 0
         self.loaded = False
+        self._sql_cache: dict[int, str] = {}
+        self._last_write = 0.0
+        self._future_tolerance = timedelta(seconds=s.safety_future_tolerance_s)
+        self._retention = timedelta(days=s.safety_retention_days)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -393,6 +436,7 @@ class SafetyEngine:
             if not self.loaded:
                 self.reload()
             if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
                 self._thread = threading.Thread(target=self._run, name="safety-writer", daemon=True)
                 self._thread.start()
         return self
@@ -401,7 +445,9 @@ class SafetyEngine:
         """Flush what is queued, then stop the writer."""
         thread = self._thread
         if thread and thread.is_alive():
-            self._queue.put(_STOP)
+            self._stopping = True
+            self._wake.set()
+            self._hurry.set()
             thread.join(timeout)
         self._thread = None
 
@@ -440,44 +486,57 @@ class SafetyEngine:
             self.loaded = True
 
     def _load_zones(self, s, person_id: int | None = None, danger: bool = True) -> None:
+        # New lists are built first and then put in place: the writer reads them without the lock.
         q = select(Zone).where(Zone.active)
         if person_id is not None:
             q = q.where((Zone.person_id == person_id) | (Zone.kind == "danger") if danger else
                         Zone.person_id == person_id)
-            self.person_zones.pop(person_id, None)
-        else:
-            self.person_zones.clear()
-        if danger:
-            self.danger_zones = []
+        person_zones: dict[int, list[ZoneShape]] = defaultdict(list)
+        danger_zones: list[ZoneShape] = []
         for zone in s.scalars(q):
             shaped = zone_shape(zone, self.plane)
             if zone.kind == "danger":
-                if danger:
-                    self.danger_zones.append(shaped)
+                danger_zones.append(shaped)
             elif zone.person_id is not None:
-                self.person_zones[zone.person_id].append(shaped)
+                person_zones[zone.person_id].append(shaped)
+        if danger:
+            self.danger_zones = danger_zones
+        if person_id is None:
+            self.person_zones = person_zones
+        elif person_zones.get(person_id):
+            self.person_zones[person_id] = person_zones[person_id]
+        else:
+            self.person_zones.pop(person_id, None)
 
     def reload_person(self, person_id: int) -> None:
-        """Re-read one person's devices, consents and safe zones (after a registry change)."""
+        """Re-read one person's devices, consents and safe zones (after a registry change).
+
+        Readers (`device_for`) do not take the lock: the new entries are put in place first and only the
+        identifiers that are gone are removed, so a registered device is never briefly missing."""
         with self.db.session() as s, self._lock:
-            for ident in [i for i, d in self.devices.items() if d.person_id == person_id]:
-                info = self.devices.pop(ident)
-                self.by_id.pop(info.device_id, None)
             active = s.scalar(select(Person.active).where(Person.id == person_id))
             guardians = tuple(s.scalars(select(GuardianLink.user_id).where(
                 GuardianLink.person_id == person_id, GuardianLink.consent_at.is_not(None),
                 GuardianLink.revoked_at.is_(None))))
+            fresh: dict[str, DeviceInfo] = {}
             if active:
                 for dev_id, ident, protocol in s.execute(select(Device.id, Device.identifier, Device.protocol)
                                                          .where(Device.person_id == person_id, Device.active)):
-                    info = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians), guardians)
-                    self.devices[ident] = info
-                    self.by_id[dev_id] = info
-                    self._unknown.pop(ident, None)
-                    if dev_id not in self.states:
-                        row = s.get(DeviceState, dev_id)
-                        if row is not None:
-                            self.states[dev_id] = LiveState.from_row(row)
+                    fresh[ident] = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians), guardians)
+            for ident, info in fresh.items():
+                self.devices[ident] = info
+                self.by_id[info.device_id] = info
+                self._unknown.pop(ident, None)
+                if info.device_id not in self.states:
+                    row = s.get(DeviceState, info.device_id)
+                    if row is not None:
+                        self.states[info.device_id] = LiveState.from_row(row)
+            fresh_ids = {info.device_id for info in fresh.values()}
+            for ident, info in [(i, d) for i, d in self.devices.items() if d.person_id == person_id]:
+                if ident not in fresh:
+                    self.devices.pop(ident, None)
+                    if info.device_id not in fresh_ids:
+                        self.by_id.pop(info.device_id, None)
             self._load_zones(s, person_id, danger=False)
 
     def reload_danger_zones(self) -> None:
@@ -531,8 +590,39 @@ class SafetyEngine:
 
     def validate(self, p: Position) -> _Item:
         """Check a position; raise an IntakeError (or UnknownDevice/NoConsent/OutsideCity) if it is refused."""
-        if not isinstance(p.device, str) or not p.device.strip() or len(p.device) > 100:
+        device = p.device
+        if not isinstance(device, str) or not device.strip() or len(device) > 100:
             raise InvalidPosition("the device identifier is missing or too long", details=[{"field": "id"}])
+        lat, lon, fix_time = p.lat, p.lon, p.fix_time
+        # The common case in one expression (floats in range, or absent); anything else is examined field by
+        # field to say what is wrong (NaN and infinities fail every comparison).
+        if not (lat.__class__ is float and -90 <= lat <= 90 and lon.__class__ is float and -180 <= lon <= 180
+                and (p.speed is None or (p.speed.__class__ is float and 0 <= p.speed <= 1000))
+                and (p.bearing is None or (p.bearing.__class__ is float and 0 <= p.bearing <= 360))
+                and (p.altitude is None or (p.altitude.__class__ is float and -1000 <= p.altitude <= 20000))
+                and (p.accuracy is None or (p.accuracy.__class__ is float and 0 <= p.accuracy <= 1_000_000))
+                and (p.battery is None or (p.battery.__class__ is float and 0 <= p.battery <= 100))
+                and fix_time.__class__ is datetime and fix_time.tzinfo is not None):
+            self._check_values(p)
+        now = datetime.now(UTC)
+        if fix_time > now + self._future_tolerance:
+            raise FutureFix(f"the fix time {fix_time.isoformat()} is in the future",
+                            details=[{"field": "timestamp", "problem": "more than "
+                                      f"{self.settings.safety_future_tolerance_s} s ahead of the server clock"}])
+        if fix_time < now - self._retention:
+            raise InvalidPosition("the fix is older than the location retention period",
+                                  details=[{"field": "timestamp", "problem": "too old"}])
+        if p.alarm is not None:
+            p.alarm = str(p.alarm).strip().lower()[:30] or None
+        info = self.device_for(device.strip())
+        if self.settings.safety_outside_city == "refuse" and geo_index(self.db).district_at(lat, lon) is None:
+            raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
+        if fix_time.tzinfo is not UTC:
+            p.fix_time = fix_time.astimezone(UTC)
+        p.received_at = now
+        return _Item(p, info)  # the district is looked up by the writer, a batch at a time
+
+    def _check_values(self, p: Position) -> None:
         problems = []
 
         def bad(name: str, value, lo: float, hi: float) -> None:
@@ -554,34 +644,28 @@ class SafetyEngine:
             problems.append({"field": "timestamp", "problem": "a timezone-aware time is needed"})
         if problems:
             raise InvalidPosition("the position has invalid values", details=problems)
-        now = utcnow()
-        if p.fix_time > now + timedelta(seconds=self.settings.safety_future_tolerance_s):
-            raise FutureFix(f"the fix time {p.fix_time.isoformat()} is in the future",
-                            details=[{"field": "timestamp", "problem": "more than "
-                                      f"{self.settings.safety_future_tolerance_s} s ahead of the server clock"}])
-        if p.fix_time < now - timedelta(days=self.settings.safety_retention_days):
-            raise InvalidPosition("the fix is older than the location retention period",
-                                  details=[{"field": "timestamp", "problem": "too old"}])
-        if p.alarm is not None:
-            p.alarm = str(p.alarm).strip().lower()[:30] or None
-        info = self.device_for(p.device.strip())
-        if self.settings.safety_outside_city == "refuse" and geo_index(self.db).district_at(p.lat, p.lon) is None:
-            raise OutsideCity(f"the point {p.lat:.6f}, {p.lon:.6f} is not inside the city")
-        p.fix_time = p.fix_time.astimezone(UTC)
-        p.received_at = now
-        return _Item(p, info, Future())  # the district is looked up by the writer, a batch at a time
 
     # --- submitting -------------------------------------------------------------------------------
+
+    def _enqueue(self, items: list[_Item]) -> None:
+        if len(self._queue) + len(items) > self.queue_max:
+            raise Overloaded("the position queue is full; retry shortly")
+        for item in items:
+            if item.position.alarm is not None:
+                self._urgent.append(item)
+                self._hurry.set()
+            else:
+                self._queue.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def submit(self, position: Position) -> Future:
         """Validate and queue one position; the future's result is its `Ack` once it is committed."""
         if not self.running:
             self.start()
         item = self.validate(position)
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            raise Overloaded("the position queue is full; retry shortly") from None
+        item.future = Future()
+        self._enqueue([item])
         return item.future
 
     def submit_many(self, positions: list[Position]) -> list[Future | SmartCityError]:
@@ -595,50 +679,94 @@ class SafetyEngine:
                 out.append(exc)
         return out
 
+    def _unit(self, positions: list, future, loop=None) -> _Unit:
+        """Validate `positions` (each a Position or already an error) and queue the valid ones as one unit;
+        the unit's future gets every outcome, in order, once the last one is written."""
+        if not self.running:
+            self.start()
+        results: list = list(positions)
+        items = []
+        for i, p in enumerate(positions):
+            if isinstance(p, Position):
+                try:
+                    item = self.validate(p)
+                except SmartCityError as exc:
+                    results[i] = exc
+                    continue
+                item.index = i
+                items.append(item)
+        unit = _Unit(results, len(items), future, loop)
+        for item in items:
+            item.unit = unit
+        if not items:
+            (_settle_future(future, results) if loop is None else future.set_result(results))
+            return unit
+        try:
+            self._enqueue(items)
+        except Overloaded as exc:
+            for item in items:
+                results[item.index] = exc
+            unit.remaining = 0
+            (_settle_future(future, results) if loop is None else future.set_result(results))
+        return unit
+
+    def submit_all(self, positions: list) -> Future:
+        """Queue a batch as one unit: a future of [Ack | SmartCityError | Exception], one per position (an
+        element that is already an error, e.g. from decoding, is passed through)."""
+        future: Future = Future()
+        self._unit(positions, future)
+        return future
+
+    async def intake_all(self, positions: list) -> list:
+        """`submit_all`, awaited without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._unit(positions, future, loop)
+        return await future
+
     async def intake(self, position: Position) -> Ack:
         """Validate, queue and wait (without blocking the event loop) until the position is stored."""
-        return await asyncio.wrap_future(self.submit(position))
+        if not self.running:
+            self.start()
+        item = self.validate(position)
+        item.waiter = asyncio.get_running_loop().create_future()
+        self._enqueue([item])
+        return await item.waiter
 
     def intake_sync(self, position: Position, timeout: float = 10) -> Ack:
         return self.submit(position).result(timeout)
 
     # --- the writer -------------------------------------------------------------------------------
 
+    def _take(self) -> list[_Item]:
+        urgent, queue = self._urgent, self._queue
+        if urgent:  # alarms first, alone: they do not wait behind a batch of ordinary positions
+            batch = []
+            while urgent and len(batch) < self.batch_size:
+                batch.append(urgent.popleft())
+            return batch
+        n = min(len(queue), self.batch_size)
+        return [queue.popleft() for _ in range(n)]
+
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            try:
-                first = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if first is _STOP:
-                break
-            batch = [first]
-            # An alarm does not wait for the batch to fill: it goes with whatever is queued already.
-            urgent = first.position.alarm is not None
-            deadline = time.monotonic() + (0 if urgent else self.linger)
-            while len(batch) < self.batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
-                except queue.Empty:
+        wake, hurry = self._wake, self._hurry
+        while True:
+            if not self._queue and not self._urgent:
+                if self._stopping:
                     break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-                if item.position.alarm is not None:
-                    deadline = 0
-            self._write(batch)
-        # Flush anything still queued behind the stop marker.
-        rest = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                item = self._queue.get_nowait()
-                if item is not _STOP:
-                    rest.append(item)
-        if rest:
-            self._write(rest)
+                wake.wait(0.5)
+                wake.clear()  # cleared before taking: a position queued from now on sets it again
+                if not self._queue and not self._urgent:
+                    continue
+                if (self.linger and not self._urgent and not self._stopping
+                        and time.monotonic() - self._last_write > self.linger):
+                    # Idle until now: let a batch gather, unless an alarm comes. A busy writer does not wait:
+                    # positions gather by themselves while it commits (group commit).
+                    hurry.wait(self.linger)
+            hurry.clear()
+            batch = self._take()
+            if batch:
+                self._write(batch)
 
     def _write(self, batch: list[_Item]) -> None:
         try:
@@ -646,67 +774,110 @@ class SafetyEngine:
         except Exception as exc:  # noqa: BLE001 - isolate the culprit: retry one by one
             if len(batch) == 1:
                 log.exception("storing a position failed")
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(exc)
+                self._resolve([(batch[0], exc)])
                 return
             for item in batch:
                 self._write([item])
             return
         self.batches += 1
-        for item, ack in results:
-            if not item.future.done():
-                item.future.set_result(ack)
+        self._resolve(results)
+        self._last_write = time.monotonic()
 
-    def _insert(self, s, rows: list[dict]):
-        # Core (not ORM) insert: the ORM's per-row bookkeeping would cost more than the write itself.
-        dialect = postgresql if self.db.is_postgres else sqlite
-        table = PositionRow.__table__
-        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=["device_id", "fix_time"])
-        stmt = stmt.returning(table.c.id, table.c.device_id, table.c.fix_time)
-        return s.execute(stmt, rows).all() if rows else []
+    def _resolve(self, results: list[tuple[_Item, Any]]) -> None:
+        """Hand each outcome to whoever waits: futures at once, event loops with one call per batch."""
+        by_loop: dict[Any, list] = {}
+        for item, outcome in results:
+            if item.waiter is not None:
+                by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, outcome))
+            elif item.unit is not None:
+                unit = item.unit
+                unit.results[item.index] = outcome
+                unit.remaining -= 1
+                if unit.remaining == 0:
+                    if unit.loop is None:
+                        _settle_future(unit.future, unit.results)
+                    else:
+                        by_loop.setdefault(unit.loop, []).append((unit.future, unit.results))
+            elif item.future is not None and not item.future.done():
+                if isinstance(outcome, BaseException):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+        for loop, outcomes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle_waiters, outcomes)
+
+    _POSITION_COLUMNS = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "bearing",
+                         "altitude", "accuracy", "battery", "alarm", "protocol", "outside_city", "attributes")
+    _ROWS_PER_INSERT = 500
+
+    def _insert(self, s, rows: list[tuple]) -> list[tuple]:
+        """A multi-row INSERT … ON CONFLICT DO NOTHING RETURNING through the driver: the rows not already
+        stored, as (id, device_id, fix_time)."""
+        if not rows:
+            return []
+        conn = s.connection()
+        mark = "%s" if self.db.is_postgres else "?"
+        one = "(" + ", ".join([mark] * len(self._POSITION_COLUMNS)) + ")"
+        head = f"INSERT INTO safety_positions ({', '.join(self._POSITION_COLUMNS)}) VALUES "
+        tail = " ON CONFLICT (device_id, fix_time) DO NOTHING RETURNING id, device_id, fix_time"
+        out = []
+        step = self._ROWS_PER_INSERT
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            sql = self._sql_cache.get(len(chunk))
+            if sql is None:
+                sql = self._sql_cache[len(chunk)] = head + ", ".join([one] * len(chunk)) + tail
+            out.extend(conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).fetchall())
+        return out
 
     def _commit(self, batch: list[_Item]) -> list[tuple[_Item, Ack]]:
         from smartcity.safety import service
 
-        districts = geo_index(self.db).districts_at([i.position.lat for i in batch], [i.position.lon for i in batch])
-        for item, district in zip(batch, districts, strict=True):
-            item.outside_city = district is None
-            item.district_code = district.code if district else None
-
-        first_of: dict[tuple[int, datetime], _Item] = {}
+        positions = [i.position for i in batch]
+        districts = geo_index(self.db).districts_at([p.lat for p in positions], [p.lon for p in positions])
+        pg = self.db.is_postgres
+        first_of: dict[tuple[int, Any], _Item] = {}
+        keys = []
         rows = []
-        for item in batch:
+        for item, district in zip(batch, districts, strict=True):
             p = item.position
-            key = (item.device.device_id, p.fix_time)
+            item.outside_city = outside = district is None
+            item.district_code = None if outside else district.code
+            device = item.device
+            when = p.fix_time if pg else _sqlite_time(p.fix_time)
+            key = (device.device_id, when)
+            keys.append(key)
             if key in first_of:
                 continue
             first_of[key] = item
-            rows.append({
-                "device_id": item.device.device_id, "person_id": item.device.person_id, "fix_time": p.fix_time,
-                "received_at": p.received_at, "lat": p.lat, "lon": p.lon, "speed": p.speed, "bearing": p.bearing,
-                "altitude": p.altitude, "accuracy": p.accuracy, "battery": p.battery, "alarm": p.alarm,
-                "protocol": p.protocol[:20], "outside_city": item.outside_city, "attributes": p.attributes or None,
-            })
+            rows.append((device.device_id, device.person_id, when,
+                         p.received_at if pg else _sqlite_time(p.received_at), p.lat, p.lon, p.speed, p.bearing,
+                         p.altitude, p.accuracy, p.battery, p.alarm, p.protocol[:20], outside if pg else int(outside),
+                         orjson.dumps(p.attributes).decode() if p.attributes else None))
         new_states: dict[int, LiveState] = {}
-        acks: dict[tuple[int, datetime], Ack] = {}
+        acks: dict[tuple[int, Any], Ack] = {}
+        opened = []
         with self.db.session() as s:
-            inserted = {(r.device_id, r.fix_time): r.id for r in self._insert(s, rows)}
-            by_device: dict[int, list[_Item]] = defaultdict(list)
+            inserted = {(r[1], r[2]): r[0] for r in self._insert(s, rows)}
+            by_device: dict[int, list[tuple[Any, _Item]]] = defaultdict(list)
             for key, item in first_of.items():
                 if key in inserted:
-                    by_device[key[0]].append(item)
+                    by_device[key[0]].append((key, item))
                 else:
-                    acks[key] = Ack(key[0], key[1], None, duplicate=True, live=False)
+                    acks[key] = Ack(key[0], item.position.fix_time, None, duplicate=True, live=False)
             raised: list[Raised] = []
             if by_device:
                 current = self._lock_states(s, sorted(by_device))
-                for device_id, items in by_device.items():
+                for device_id, keyed in by_device.items():
                     state = current[device_id]
-                    for item in sorted(items, key=lambda i: i.position.fix_time):
-                        key = (device_id, item.position.fix_time)
+                    if len(keyed) > 1:
+                        keyed.sort(key=lambda k: k[1].position.fix_time)
+                    for key, item in keyed:
                         events, live = self._apply(state, item)
-                        raised.extend(events)
-                        acks[key] = Ack(device_id, key[1], inserted[key], live=live,
+                        if events:
+                            raised.extend(events)
+                        acks[key] = Ack(device_id, item.position.fix_time, inserted[key], live=live,
                                         events=tuple(e.kind for e in events))
                     state.version += 1
                     new_states[device_id] = state
@@ -715,14 +886,21 @@ class SafetyEngine:
                     service.raise_event(s, ev)
                 opened = s.info.pop("safety.opened_incidents", [])
                 if self.settings.safety_live_positions:
+                    by_id = self.by_id
                     for st in new_states.values():
-                        service.publish_live(s, st, self.by_id.get(st.device_id), self._incident_districts(st))
+                        service.publish_live(s, st, by_id.get(st.device_id), self._incident_districts(st))
         with self._lock:
             self.states.update(new_states)
-            for inc in opened if by_device else ():
+            for inc in opened:
                 self.open_incidents[inc["person_id"]][inc["kind"]] = inc["id"]
                 self.incident_district[inc["id"]] = inc["district"]
-        return [(item, acks[(item.device.device_id, item.position.fix_time)]) for item in batch]
+        out = []
+        for item, key in zip(batch, keys, strict=True):
+            ack = acks[key]
+            if first_of[key] is not item:  # the same fix twice in one batch: the second copy is a replay
+                ack = Ack(ack.device_id, ack.fix_time, None, duplicate=True, live=False)
+            out.append((item, ack))
+        return out
 
     _STATE_SET = [c for c in LiveState.COLUMNS if c != "device_id"]
 
@@ -734,16 +912,11 @@ class SafetyEngine:
         sql = (f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in self._STATE_SET)} "
                f"WHERE device_id = {mark}")
 
-        def when(v: datetime | None):
-            if v is None or pg:
-                return v
-            return v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-        rows = []
-        for st in states:
-            rows.append((st.person_id, st.version, when(st.fix_time), when(st.received_at), st.lat, st.lon, st.speed,
-                         st.accuracy, st.battery, st.district_code, json.dumps(st.zones), json.dumps(st.flags),
-                         st.device_id))
+        when = (lambda v: v) if pg else _sqlite_time
+        dumps = orjson.dumps
+        rows = [(st.person_id, st.version, when(st.fix_time), when(st.received_at), st.lat, st.lon, st.speed,
+                 st.accuracy, st.battery, st.district_code, dumps(st.zones).decode(), dumps(st.flags).decode(),
+                 st.device_id) for st in states]
         s.connection().exec_driver_sql(sql, rows)
 
     def _incident_districts(self, st: LiveState) -> list[str | None]:
@@ -751,11 +924,17 @@ class SafetyEngine:
 
     def _lock_states(self, s, device_ids: list[int]) -> dict[int, LiveState]:
         """The batch's device states, locked until commit; memory is trusted where the version matches."""
-        q = (select(DeviceState.device_id, DeviceState.version).where(DeviceState.device_id.in_(device_ids))
-             .order_by(DeviceState.device_id))
-        if self.db.is_postgres:
+        pg = self.db.is_postgres
+        mark = "%s" if pg else "?"
+        versions = {}
+        for start in range(0, len(device_ids), 1000):
+            chunk = device_ids[start:start + 1000]
+            sql = (f"SELECT device_id, version FROM safety_device_state WHERE device_id IN "
+                   f"({', '.join([mark] * len(chunk))}) ORDER BY device_id" + (" FOR UPDATE" if pg else ""))
+            versions.update(s.connection().exec_driver_sql(sql, tuple(chunk)).fetchall())
+        q = select(DeviceState.device_id, DeviceState.version).order_by(DeviceState.device_id)
+        if pg:
             q = q.with_for_update()
-        versions = dict(s.execute(q).all())
         missing = [d for d in device_ids if d not in versions]
         if missing:  # devices registered without a state row (older data): create it now
             s.execute(sqlite.insert(DeviceState).on_conflict_do_nothing() if not self.db.is_postgres else
@@ -763,8 +942,10 @@ class SafetyEngine:
                       [{"device_id": d, "person_id": self.by_id[d].person_id, "version": 0, "zones": {}, "flags": {}}
                        for d in missing])
             versions.update(dict(s.execute(q.where(DeviceState.device_id.in_(missing))).all()))
-        stale = [d for d in device_ids if d not in self.states or self.states[d].version != versions[d]]
-        out = {d: self.states[d].copy() for d in device_ids if d not in stale}
+        states = self.states
+        stale = [d for d in device_ids if d not in states or states[d].version != versions[d]]
+        stale_set = set(stale)
+        out = {d: states[d].copy() for d in device_ids if d not in stale_set}
         if stale:
             for row in s.scalars(select(DeviceState).where(DeviceState.device_id.in_(stale))):
                 out[row.device_id] = LiveState.from_row(row)
@@ -828,6 +1009,15 @@ class SafetyEngine:
         with self._lock:
             st = self.states.get(device_id)
             return st.copy() if st else None
+
+
+def _sqlite_time(v: datetime | None) -> str | None:
+    """A UTC time as SQLAlchemy stores it in SQLite (naive, microseconds always written)."""
+    if v is None:
+        return None
+    if v.tzinfo is not UTC:
+        v = v.astimezone(UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
 
 
 _engines_lock = threading.Lock()

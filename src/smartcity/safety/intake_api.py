@@ -24,14 +24,13 @@ the `safety.intake` permission (administrators).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import json
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from prometheus_client import Counter
 
 from smartcity.core.auth import Identity, check, current_identity, grant
@@ -65,9 +64,18 @@ def intake_counter(app) -> Counter:
 
 
 def count(app, protocol: str, result: str, n: int = 1) -> None:
-    metrics = getattr(app.state, "metrics", None)
-    if metrics is not None and n:
-        intake_counter(app).labels(protocol, result).inc(n)
+    if not n:
+        return
+    state = app.state
+    children = getattr(state, "safety_intake_children", None)
+    if children is None:
+        if getattr(state, "metrics", None) is None:
+            return
+        children = state.safety_intake_children = {}
+    child = children.get((protocol, result))
+    if child is None:  # a labelled child is looked up once: the lookup costs more than the increment
+        child = children[(protocol, result)] = intake_counter(app).labels(protocol, result)
+    child.inc(n)
 
 
 def refused(message: str, field: str, problem: str) -> InvalidPosition:
@@ -133,18 +141,7 @@ async def settle(engine, positions: list[Position]) -> list[Ack | SmartCityError
             return [await engine.intake(positions[0])]
         except SmartCityError as exc:
             return [exc]
-    submitted = engine.submit_many(positions)
-    futures = [f for f in submitted if isinstance(f, concurrent.futures.Future)]
-    if futures:
-        await asyncio.to_thread(concurrent.futures.wait, futures)
-    out: list[Ack | SmartCityError | Exception] = []
-    for item in submitted:
-        if isinstance(item, concurrent.futures.Future):
-            exc = item.exception()
-            out.append(exc if exc is not None else item.result())
-        else:
-            out.append(item)
-    return out
+    return await engine.intake_all(positions)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -215,41 +212,30 @@ def result_of(outcome) -> dict:
             "http_status": 500}
 
 
-def store_batch(engine, items: list) -> list[dict]:
-    """Decode, submit and wait for a gateway's positions (in a worker thread); one result per item."""
-    decoded: list[Position | SmartCityError] = []
+def decode_all(items: list) -> list[Position | SmartCityError]:
+    out: list[Position | SmartCityError] = []
     for item in items:
         try:
-            decoded.append(decode_item(item))
+            out.append(decode_item(item))
         except SmartCityError as exc:
-            decoded.append(exc)
-    submitted = iter(engine.submit_many([p for p in decoded if isinstance(p, Position)]))
-    outcomes = [next(submitted) if isinstance(p, Position) else p for p in decoded]
-    futures = [f for f in outcomes if isinstance(f, concurrent.futures.Future)]
-    concurrent.futures.wait(futures)
-    results, seen = [], set()
-    for outcome in outcomes:
-        if isinstance(outcome, concurrent.futures.Future):
-            outcome = outcome.exception() or outcome.result()
-        result = result_of(outcome)
-        if result["status"] == "ok":
-            # The engine answers a fix repeated within one of its batches with the first copy's Ack.
-            if result["id"] in seen:
-                result = {"status": "duplicate"}
-            seen.add(result.get("id"))
-        results.append(result)
-    return results
+            out.append(exc)
+    return out
+
+
+def store_batch(engine, items: list) -> list[dict]:
+    """Decode, submit and wait for a gateway's positions (in a worker thread); one result per item."""
+    return [result_of(o) for o in engine.submit_all(decode_all(items)).result()]
 
 
 @router.post("/api/safety/positions", summary="Store a gateway's batch of positions")
-async def positions(request: Request, identity: Gateway) -> JSONResponse:
+async def positions(request: Request, identity: Gateway) -> Response:
     """Store up to `SAFETY_GATEWAY_MAX_POSITIONS` positions; answers once each is stored (or refused),
     with one result per position in order."""
     settings = request.app.state.settings
     body = await read_body(request, settings.safety_gateway_max_bytes)
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise InvalidInput("the body is not JSON", code="malformed_body") from None
     items = doc.get("positions") if isinstance(doc, dict) else None
     if not isinstance(items, list):
@@ -257,14 +243,21 @@ async def positions(request: Request, identity: Gateway) -> JSONResponse:
     if len(items) > settings.safety_gateway_max_positions:
         raise TooLarge(f"at most {settings.safety_gateway_max_positions} positions per request",
                        code="too_many_positions")
-    # Decoding and validating thousands of positions is CPU work: keep it off the event loop.
-    results = await asyncio.to_thread(store_batch, engine_of(request.app), items)
-    stored = sum(r["status"] == "ok" for r in results)
-    duplicates = sum(r["status"] == "duplicate" for r in results)
-    errors = len(results) - stored - duplicates
+    # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The whole
+    # list then goes to the engine as one unit, answered once its last position is written.
+    decoded = await asyncio.to_thread(decode_all, items) if len(items) > 100 else decode_all(items)
+    results = [result_of(o) for o in await engine_of(request.app).intake_all(decoded)]
+    stored = duplicates = 0
+    for r in results:
+        status = r["status"]
+        if status == "ok":
+            stored += 1
+        elif status == "duplicate":
+            duplicates += 1
+        else:
+            count(request.app, "batch", r["code"])
     count(request.app, "batch", "stored", stored)
     count(request.app, "batch", "duplicate", duplicates)
-    for r in results:
-        if r["status"] == "error":
-            count(request.app, "batch", r["code"])
-    return JSONResponse({"stored": stored, "duplicates": duplicates, "errors": errors, "results": results})
+    return Response(orjson.dumps({"stored": stored, "duplicates": duplicates,
+                                  "errors": len(results) - stored - duplicates, "results": results}),
+                    media_type="application/json")

@@ -182,6 +182,18 @@ def decode_json(doc: Any) -> list[Position]:
     return [decode_location(str(device).strip(), locations, doc.get("alarm"))]
 
 
+def _query(query: str) -> dict[str, str]:
+    """Query parameters; the common plain-ASCII query without escapes is split directly."""
+    if "%" in query or "+" in query:
+        return dict(parse_qsl(query, keep_blank_values=True))
+    params = {}
+    for part in query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            params[key] = value
+    return params
+
+
 def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]:
     """Every position in one request (query string, form body or JSON body)."""
     if isinstance(query, bytes):
@@ -194,7 +206,7 @@ def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]
             raise InvalidPosition("the body is not valid JSON", details=[{"field": "body", "problem": "not JSON"}]) \
                 from None
         return decode_json(doc)
-    params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    params = _query(query) if query else {}
     if stripped:
         try:
             params.update(parse_qsl(stripped.decode("utf-8"), keep_blank_values=True))

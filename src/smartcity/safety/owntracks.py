@@ -168,7 +168,3 @@ def _error(request: Request, exc: SmartCityError) -> Response:
 def install(app) -> None:
     for path in PATHS:
         register_error_format(path, _error)
-    # OwnTracks over MQTT is the same protocol through a broker; mqtt.py is not a route module of its own.
-    from smartcity.safety import mqtt
-
-    mqtt.install(app)
