@@ -140,7 +140,7 @@ def load_sqlite(db, rows: list[dict]) -> float:
 
 
 def load_postgres(db, rows: list[dict]) -> float:
-    """Bulk load with COPY (PostgreSQL's own bulk path), indexes rebuilt after."""
+    """Bulk load with COPY (PostgreSQL's own bulk path), indexes rebuilt after, then VACUUM (ANALYZE)."""
     cols = list(rows[0])
     t0 = time.perf_counter()
     raw = db.engine.raw_connection()
@@ -158,8 +158,11 @@ def load_postgres(db, rows: list[dict]) -> float:
             cur.execute(sql)
         cur.execute("select setval(pg_get_serial_sequence('reports', 'id'), (select max(id) from reports))")
         raw.commit()
-        cur.execute("ANALYZE reports")
-        raw.commit()
+        # What autovacuum does on a live store: statistics, and the visibility map that lets index-only scans
+        # skip the table (without it every index entry read costs a heap fetch).
+        raw.driver_connection.autocommit = True
+        cur.execute("VACUUM (ANALYZE) reports")
+        raw.driver_connection.autocommit = False
     finally:
         raw.close()
     return time.perf_counter() - t0

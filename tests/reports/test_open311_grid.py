@@ -33,3 +33,22 @@ def test_every_point_of_a_box_is_in_one_of_its_cells(west, south, w, h, fx, fy):
 def test_a_large_area_reads_the_lat_lon_index_instead():
     assert grid_cells(126.7, 37.4, 127.3, 37.75) is None
     assert len(grid_cells(126.97, 37.56, 126.98, 37.57)) <= 9
+
+
+def test_stored_timestamps_come_out_in_the_citys_local_time_in_every_kind_of_zone():
+    import random
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from smartcity.reports.open311 import LocalTime
+
+    rng = random.Random(5)
+    for name in ("Asia/Seoul", "Asia/Kolkata", "Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe"):
+        tz = ZoneInfo(name)
+        local = LocalTime(tz)
+        for _ in range(3000):
+            when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 2 * 365 * 86400),
+                                                                 microseconds=rng.randrange(0, 10**6))
+            expected = when.astimezone(tz).isoformat(timespec="seconds")
+            assert local(when.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")) == expected  # SQLite
+            assert local(when) == expected  # PostgreSQL

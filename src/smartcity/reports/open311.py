@@ -40,6 +40,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
+from starlette.routing import Route
 
 from smartcity.core import accounts
 from smartcity.core.auth import Identity, identity_of_user
@@ -563,9 +564,9 @@ class LocalTime:
 
     def __init__(self, tz):
         self.tz = tz
-        self.hours: dict[str, tuple[timedelta, str] | None] = {}
+        self.hours: dict[str, tuple[timedelta, str, str | None] | None] = {}
 
-    def _hour(self, key: str) -> tuple[timedelta, str] | None:
+    def _hour(self, key: str) -> tuple[timedelta, str, str | None] | None:
         start = datetime.fromisoformat(f"{key}:00:00").replace(tzinfo=UTC)
         first, last = start.astimezone(self.tz), (start + timedelta(seconds=3599)).astimezone(self.tz)
         off = first.utcoffset()
@@ -573,7 +574,9 @@ class LocalTime:
             return None
         if len(self.hours) > 50_000:
             self.hours.clear()
-        return off, first.isoformat(timespec="seconds")[19:]
+        text = first.isoformat(timespec="seconds")
+        # A whole-hour offset leaves minutes and seconds alone: the local text is this hour's + the stored ":MM:SS".
+        return off, text[19:], text[:13] if not off.total_seconds() % 3600 else None
 
     def __call__(self, value) -> str | None:
         if value is None:
@@ -584,6 +587,8 @@ class LocalTime:
             if hour is False:
                 hour = self.hours[key] = self._hour(key)
             if hour is not None:
+                if hour[2] is not None:
+                    return hour[2] + value[13:19] + hour[1]
                 return (datetime.fromisoformat(value[:19]) + hour[0]).isoformat() + hour[1]
             value = datetime.fromisoformat(value).replace(tzinfo=UTC)
         return value.astimezone(self.tz).isoformat(timespec="seconds")
@@ -873,9 +878,9 @@ def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, 
 
 
 def get_requests(request: Request) -> Response:
-    """GET requests.{fmt}: a bare Starlette route (sync, so in the thread pool), registered where FastAPI's
-    routes are: no dependency solving or parameter models on the hot path; errors still reach the platform's
-    handlers, which answer in Open311's format."""
+    """GET requests.{fmt}: a bare Starlette route (sync, so in the thread pool) put first in the app's routes
+    by `on_install`: no walk through the included routers, no dependency solving on the hot path; errors
+    still reach the platform's handlers, which answer in Open311's format."""
     fmt = _format(request.path_params["fmt"])
     params = request.query_params
     check_jurisdiction(request)
@@ -885,7 +890,11 @@ def get_requests(request: Request) -> Response:
     return respond(fmt, "service_requests", items)
 
 
-router.add_route(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"], include_in_schema=False)
+def on_install(app) -> None:
+    """Called by reports.install after the router is included: GET requests goes first in the app's routes
+    (POST requests.{fmt} only partly matches it and is still served by the FastAPI route below)."""
+    app.router.routes.insert(0, Route(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"],
+                                      include_in_schema=False))
 
 
 @router.get(f"{BASE}/requests/{{service_request_id}}.{{fmt}}")
