@@ -199,6 +199,7 @@ class ZoneShape:
     size: float = 0.0  # radius, or the radius of a circle of the polygon's area
     schedule: list[Window] = field(default_factory=list)
     boundary: Any = None  # the polygon's rings, for distances
+    key: str = ""  # str(id): the key of its state in a device's zone states
 
     def distance(self, x: float, y: float) -> float:
         """Signed distance in metres to the boundary: negative inside."""
@@ -210,7 +211,8 @@ class ZoneShape:
 
 
 def zone_shape(zone: Zone, plane: LocalPlane) -> ZoneShape:
-    z = ZoneShape(zone.id, zone.kind, zone.person_id, zone.name, schedule=parse_schedule(zone.schedule))
+    z = ZoneShape(zone.id, zone.kind, zone.person_id, zone.name, schedule=parse_schedule(zone.schedule),
+                  key=str(zone.id))
     if zone.radius_m is not None:
         z.cx, z.cy = plane.xy(zone.lat, zone.lon)
         z.radius = float(zone.radius_m)
@@ -967,29 +969,45 @@ class SafetyEngine:
         st.fix_time, st.received_at, st.lat, st.lon = p.fix_time, p.received_at, p.lat, p.lon
         st.speed, st.accuracy, st.district_code = p.speed, p.accuracy, item.district_code
         st.person_id = info.person_id
+        flags = st.flags
         if p.battery is not None:
             st.battery = p.battery
             low = self.settings.safety_low_battery
-            if p.battery <= low and not st.flags.get("low_battery"):
-                st.flags["low_battery"] = True
+            if p.battery <= low and not flags.get("low_battery"):
+                flags["low_battery"] = True
                 ev("low_battery", battery=p.battery)
-            elif p.battery >= low + 5:
-                st.flags.pop("low_battery", None)
-        st.flags.pop("silent", None)
-        if item.outside_city and not st.flags.get("outside_city"):
-            st.flags["outside_city"] = True
-            ev("outside_city")
-        elif not item.outside_city:
-            st.flags.pop("outside_city", None)
-        x, y = self.plane.xy(p.lat, p.lon)
-        zones = self.person_zones.get(info.person_id, []) + self.danger_zones
-        live_ids = set()
+            elif p.battery >= low + 5 and flags:
+                flags.pop("low_battery", None)
+        if flags:
+            flags.pop("silent", None)
+        if item.outside_city:
+            if not flags.get("outside_city"):
+                flags["outside_city"] = True
+                ev("outside_city")
+        elif flags:
+            flags.pop("outside_city", None)
+        plane, rules = self.plane, self.rules
+        x, y = (p.lon - plane.lon0) * plane.kx, (p.lat - plane.lat0) * plane.ky
+        zones = self.person_zones.get(info.person_id, ())
+        if self.danger_zones:
+            zones = [*zones, *self.danger_zones]
+        states = st.zones
+        at_text = None
         for zone in zones:
-            key = str(zone.id)
-            live_ids.add(key)
-            verdict = classify(zone, x, y, p.accuracy, self.rules)
-            zstate, transition = step_zone(st.zones.get(key), verdict, p.fix_time, self.rules)
-            st.zones[key] = zstate
+            key = zone.key or str(zone.id)
+            verdict = classify(zone, x, y, p.accuracy, rules)
+            state = states.get(key)
+            if state is not None and (verdict is None or (verdict == state["s"] and state["c"] is None
+                                                          and state["n"] == 0 and state["t"] is None)):
+                continue  # step_zone would change nothing
+            if state is None and verdict is not None and rules.confirm_fixes > 1:
+                # A zone's first usable fix (step_zone's result, without its general path): a candidate.
+                if at_text is None:
+                    at_text = p.fix_time.isoformat()
+                states[key] = {"s": None, "c": verdict, "n": 1, "t": at_text}
+                continue
+            zstate, transition = step_zone(state, verdict, p.fix_time, rules)
+            states[key] = zstate
             if transition is None:
                 continue
             previous, now_state = transition
@@ -999,8 +1017,10 @@ class SafetyEngine:
                     ev("danger", zone, at=since)
             elif previous is not None:  # the first verdict on a safe zone is where they are, not a move
                 ev("arrival" if now_state == "in" else "departure", zone, at=since)
-        for key in [k for k in st.zones if k not in live_ids]:
-            del st.zones[key]  # a deleted zone
+        if len(states) > len(zones):  # every current zone has a key now: the others are deleted zones
+            live_ids = {zone.key or str(zone.id) for zone in zones}
+            for key in [k for k in states if k not in live_ids]:
+                del states[key]
         return raised, True
 
     # --- reading memory ---------------------------------------------------------------------------
@@ -1017,7 +1037,7 @@ def _sqlite_time(v: datetime | None) -> str | None:
         return None
     if v.tzinfo is not UTC:
         v = v.astimezone(UTC)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    return v.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 _engines_lock = threading.Lock()
