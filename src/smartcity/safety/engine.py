@@ -55,6 +55,8 @@ from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident,
 log = logging.getLogger(__name__)
 
 KNOT = 0.514444  # metres per second
+SQLITE_CACHE_KIB = 128 * 1024  # the intake writer's SQLite page cache
+SQLITE_CHECKPOINT_PAGES = 4096  # the intake writer's WAL size (pages) that triggers a checkpoint
 
 
 # --- what decoders produce ------------------------------------------------------------------------
@@ -861,6 +863,14 @@ class SafetyEngine:
         acks: dict[tuple[int, Any], Ack] = {}
         opened = []
         with self.db.session() as s:
+            if not pg:
+                # SQLite's page cache is per connection (2 MB by default): the writer touches pages all over
+                # the position indexes and the device states, so it gets a larger one.
+                # Checkpoints (copying the WAL back into the database, with an fsync) are made less often, so
+                # that a page written by many batches is copied once.
+                conn = s.connection()
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
             inserted = {(r[1], r[2]): r[0] for r in self._insert(s, rows)}
             by_device: dict[int, list[tuple[Any, _Item]]] = defaultdict(list)
             for key, item in first_of.items():
