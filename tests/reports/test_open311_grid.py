@@ -52,3 +52,11 @@ def test_stored_timestamps_come_out_in_the_citys_local_time_in_every_kind_of_zon
             expected = when.astimezone(tz).isoformat(timespec="seconds")
             assert local(when.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")) == expected  # SQLite
             assert local(when) == expected  # PostgreSQL
+
+
+def test_requests_keeps_get_and_post_apart_and_names_both_on_a_wrong_method(client):
+    r = client.delete("/open311/v2/requests.json")
+    assert r.status_code == 405 and r.json()[0]["code"] == 405
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
+    assert client.post("/open311/v2/requests.json", data={}).json()[0]["description"] == "api_key is required"
+    assert client.get("/open311/v2/requests.json").status_code == 200

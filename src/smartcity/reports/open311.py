@@ -40,6 +40,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from smartcity.core import accounts
@@ -890,11 +891,20 @@ def get_requests(request: Request) -> Response:
     return respond(fmt, "service_requests", items)
 
 
+class _RequestsRoute(Route):
+    """The bare GET route; a method it does not serve gets a 405 naming POST too (the FastAPI route's)."""
+
+    async def handle(self, scope, receive, send) -> None:
+        if scope["method"] not in self.methods:
+            raise StarletteHTTPException(405, headers={"Allow": "GET, HEAD, POST"})
+        await self.app(scope, receive, send)
+
+
 def on_install(app) -> None:
     """Called by reports.install after the router is included: GET requests goes first in the app's routes
     (POST requests.{fmt} only partly matches it and is still served by the FastAPI route below)."""
-    app.router.routes.insert(0, Route(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"],
-                                      include_in_schema=False))
+    app.router.routes.insert(0, _RequestsRoute(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"],
+                                               include_in_schema=False))
 
 
 @router.get(f"{BASE}/requests/{{service_request_id}}.{{fmt}}")
