@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from smartcity.core import accounts
 from smartcity.core.errors import NotAuthenticated, PermissionDenied
@@ -208,7 +209,8 @@ async def verify_csrf(request: Request) -> None:
 
 
 async def current_identity(request: Request) -> Identity:
-    identity = resolve_identity(request)
+    # The look-up reads the store: keep it off the event loop, which may be serving live streams.
+    identity = getattr(request.state, "identity", None) or await run_in_threadpool(resolve_identity, request)
     if identity.via == "session":
         await verify_csrf(request)
     return identity

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPoint, Point, mapping, shape
 from shapely.validation import explain_validity
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core.city import CityProfile
@@ -364,7 +364,3 @@ def seed_approximate_districts(session: Session, profile: CityProfile) -> int:
         )
     session.flush()
     return len(profile.districts)
-
-
-def clear_neighbourhoods(session: Session) -> None:
-    session.execute(delete(Neighbourhood))
