@@ -112,7 +112,7 @@ def db(db_url):
 
 def make_settings(url: str, tmp_path: Path, **overrides) -> Settings:
     values = dict(database_url=url, var_dir=str(tmp_path / "var"), secret_key="test-secret", tile_url="",
-                  osmand_port=0)
+                  osmand_port=0, safety_writer="thread")  # the writer process is tested in tests/safety/test_writer.py
     values.update(overrides)
     return Settings(**values)
 

@@ -70,6 +70,11 @@ class Settings:
     safety_accuracy_max_m: int = _setting(150, "Fixes less precise than this (metres) never change zone states.")
     safety_batch_size: int = _setting(1000, "Most positions written in one transaction by the intake writer.")
     safety_batch_ms: int = _setting(10, "Milliseconds the intake writer waits to fill a batch before committing.")
+    safety_writer: str = _setting(
+        "process", "Where the safety intake writes positions: `process` (a writer process of its own beside each "
+        "serving process, so storing does not share the web server's interpreter lock) or `thread` (in the serving "
+        "process)."
+    )
     safety_queue_max: int = _setting(200_000, "Positions the intake may hold waiting to be written before refusing.")
     safety_live_positions: bool = _setting(
         True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."

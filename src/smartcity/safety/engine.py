@@ -359,10 +359,11 @@ class _Item:
     `future`, an event loop's `waiter` (resolved for a whole batch with one call into the loop), or a
     `unit` of many positions (a gateway's batch) resolved at once when its last position is written."""
 
-    __slots__ = ("position", "device", "future", "waiter", "unit", "index", "outside_city", "district_code")
+    __slots__ = ("position", "device", "future", "waiter", "unit", "index", "outside_city", "district_code", "token")
 
     def __init__(self, position: Position, device: DeviceInfo):
         self.position, self.device = position, device
+        self.token: int | None = None  # waited for in another process (writer.py): outcomes go to on_resolved
         self.future: Future | None = None
         self.waiter: asyncio.Future | None = None
         self.unit: _Unit | None = None
@@ -374,10 +375,11 @@ class _Item:
 class _Unit:
     """Positions submitted together: one future for all their outcomes, in order."""
 
-    __slots__ = ("results", "remaining", "future", "loop")
+    __slots__ = ("results", "remaining", "future", "loop", "token")
 
-    def __init__(self, results: list, remaining: int, future, loop=None):
+    def __init__(self, results: list, remaining: int, future, loop=None, token=None):
         self.results, self.remaining, self.future, self.loop = results, remaining, future, loop
+        self.token = token
 
 
 def _settle_waiters(outcomes: list) -> None:
@@ -398,7 +400,7 @@ def _settle_future(future, value) -> None:
 class SafetyEngine:
     """The process's intake: registry and zones in memory, one writer thread committing batches."""
 
-    def __init__(self, db, settings=None, profile=None):
+    def __init__(self, db, settings=None, profile=None, background_checkpoints: bool = False):
         from smartcity.core.city import load_profile
         from smartcity.settings import get_settings
 
@@ -432,6 +434,13 @@ class SafetyEngine:
         self._last_write = 0.0
         self._future_tolerance = timedelta(seconds=s.safety_future_tolerance_s)
         self._retention = timedelta(days=s.safety_retention_days)
+        # Outcomes of positions waited for in another process (writer.py): called with [(token, outcome)]
+        # once per batch, in the writer thread.
+        self.on_resolved = None
+        # SQLite: checkpoint the WAL from a thread of its own rather than in the writer's commits (writer.py
+        # turns it on in the writer process, whose connections do not checkpoint by themselves).
+        self.background_checkpoints = background_checkpoints and not db.is_postgres
+        self._checkpointer: threading.Thread | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -443,7 +452,27 @@ class SafetyEngine:
                 self._stopping = False
                 self._thread = threading.Thread(target=self._run, name="safety-writer", daemon=True)
                 self._thread.start()
+            if self.background_checkpoints and (self._checkpointer is None or not self._checkpointer.is_alive()):
+                self._checkpointer = threading.Thread(target=self._checkpoint, name="safety-checkpoint", daemon=True)
+                self._checkpointer.start()
         return self
+
+    def _checkpoint(self, every: float = 0.25) -> None:
+        """Copy the WAL back into the database file every `every` seconds (PASSIVE: never waits for a reader or
+        the writer). The fsync of a checkpoint then no longer lengthens the writer's commits."""
+        import sqlite3
+
+        path = self.db.engine.url.database
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stopping:
+                time.sleep(every)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # busy or locked: the next round does it
+                    log.debug("checkpoint skipped: %s", exc)
+        finally:
+            conn.close()
 
     def stop(self, timeout: float = 10) -> None:
         """Flush what is queued, then stop the writer."""
@@ -683,7 +712,7 @@ class SafetyEngine:
                 out.append(exc)
         return out
 
-    def _unit(self, positions: list, future, loop=None) -> _Unit:
+    def _unit(self, positions: list, future, loop=None, token=None) -> _Unit:
         """Validate `positions` (each a Position or already an error) and queue the valid ones as one unit;
         the unit's future gets every outcome, in order, once the last one is written."""
         if not self.running:
@@ -699,19 +728,23 @@ class SafetyEngine:
                     continue
                 item.index = i
                 items.append(item)
-        unit = _Unit(results, len(items), future, loop)
+        unit = _Unit(results, len(items), future, loop, token)
         for item in items:
             item.unit = unit
-        if not items:
-            (_settle_future(future, results) if loop is None else future.set_result(results))
-            return unit
-        try:
-            self._enqueue(items)
-        except Overloaded as exc:
-            for item in items:
-                results[item.index] = exc
-            unit.remaining = 0
-            (_settle_future(future, results) if loop is None else future.set_result(results))
+        if items:
+            try:
+                self._enqueue(items)
+                return unit
+            except Overloaded as exc:
+                for item in items:
+                    results[item.index] = exc
+                unit.remaining = 0
+        if token is not None:
+            self.on_resolved([(token, results)])
+        elif loop is None:
+            _settle_future(future, results)
+        else:
+            future.set_result(results)
         return unit
 
     def submit_all(self, positions: list) -> Future:
@@ -790,15 +823,20 @@ class SafetyEngine:
     def _resolve(self, results: list[tuple[_Item, Any]]) -> None:
         """Hand each outcome to whoever waits: futures at once, event loops with one call per batch."""
         by_loop: dict[Any, list] = {}
+        remote = []
         for item, outcome in results:
-            if item.waiter is not None:
+            if item.token is not None:
+                remote.append((item.token, outcome))
+            elif item.waiter is not None:
                 by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, outcome))
             elif item.unit is not None:
                 unit = item.unit
                 unit.results[item.index] = outcome
                 unit.remaining -= 1
                 if unit.remaining == 0:
-                    if unit.loop is None:
+                    if unit.token is not None:
+                        remote.append((unit.token, unit.results))
+                    elif unit.loop is None:
                         _settle_future(unit.future, unit.results)
                     else:
                         by_loop.setdefault(unit.loop, []).append((unit.future, unit.results))
@@ -810,6 +848,8 @@ class SafetyEngine:
         for loop, outcomes in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle_waiters, outcomes)
+        if remote:
+            self.on_resolved(remote)
 
     _POSITION_COLUMNS = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "bearing",
                          "altitude", "accuracy", "battery", "alarm", "protocol", "outside_city", "attributes")
@@ -867,10 +907,11 @@ class SafetyEngine:
                 # SQLite's page cache is per connection (2 MB by default): the writer touches pages all over
                 # the position indexes and the device states, so it gets a larger one.
                 # Checkpoints (copying the WAL back into the database, with an fsync) are made less often, so
-                # that a page written by many batches is copied once.
+                # that a page written by many batches is copied once — or by a thread of their own.
                 conn = s.connection()
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
+                if not self.background_checkpoints:
+                    conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
             inserted = {(r[1], r[2]): r[0] for r in self._insert(s, rows)}
             by_device: dict[int, list[tuple[Any, _Item]]] = defaultdict(list)
             for key, item in first_of.items():
@@ -1060,7 +1101,14 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
         with _engines_lock:
             engine = db.cache.get("safety.engine")
             if engine is None:
-                engine = SafetyEngine(db, settings, profile)
+                from smartcity.settings import get_settings
+
+                if (settings or get_settings()).safety_writer == "process":
+                    from smartcity.safety.writer import WriterProcess
+
+                    engine = WriterProcess(db, settings or get_settings(), profile)
+                else:
+                    engine = SafetyEngine(db, settings, profile)
                 if not db.cache.get("safety.listening"):  # one handler per store, for whichever engine is current
                     db.events.on("safety.", lambda ev: _current(db) and _current(db).handle(ev.topic, ev.data))
                     db.cache["safety.listening"] = True

@@ -107,7 +107,6 @@ class PositionRow(Base):
 
     __table_args__ = (
         UniqueConstraint("device_id", "fix_time", name="uq_safety_positions_device_fix"),
-        Index("ix_safety_positions_person_fix", "person_id", "fix_time"),
         Index("ix_safety_positions_fix_time", "fix_time"),
     )
 

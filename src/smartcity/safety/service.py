@@ -599,7 +599,10 @@ def track(session: Session, identity: Identity, person_id: int, since: datetime 
         since = local_midnight.astimezone(UTC)
     if access.since is not None and since < access.since:
         since = access.since
-    q = (select(PositionRow).where(PositionRow.person_id == person_id, PositionRow.fix_time >= since)
+    # Through the (device, fix time) index of each of the person's devices, past ones included.
+    devices = select(Device.id).where(Device.person_id == person_id).scalar_subquery()
+    q = (select(PositionRow).where(PositionRow.device_id.in_(devices), PositionRow.fix_time >= since,
+                                     PositionRow.person_id == person_id)
          .order_by(PositionRow.fix_time).limit(max(1, min(limit, 50_000))))
     if until is not None:
         q = q.where(PositionRow.fix_time <= until)

@@ -1,0 +1,450 @@
+"""The intake writer in a process of its own (SMARTCITY_SAFETY_WRITER=process, the default).
+
+Storing a position (zone rules, SQL, acknowledgments) costs more CPU than receiving it over HTTP. In the
+serving process both would share one interpreter lock, so one core would do all the work while the
+other waited. Here each serving process starts one writer process running the `SafetyEngine`; the
+serving process keeps only the protocol decoders and a `WriterProcess`, which has the engine's intake
+API (`intake`, `intake_all`, `submit`, `submit_all`) and forwards positions over a pipe:
+
+    serving process                                   writer process
+    decoders → WriterProcess ── positions ──────────▶ reader thread → engine.validate → queue
+               (one message per event-loop turn)       writer thread → batch commit
+    waiters  ◀── acknowledgments, errors, events ───  on_resolved (one message per batch)
+
+A position is still acknowledged only after the writer's transaction holding it has committed.
+
+Events the writer publishes (incidents, alerts, live positions) reach the serving process's subscribers
+(the guardians' and control rooms' live pages): on SQLite through the pipe, on PostgreSQL through
+NOTIFY like every other process's. Changes made in the serving process (zones, registry, incident
+status) reach the writer through `handle`, as they reach an in-process engine.
+
+If the writer process ends unexpectedly, the positions waiting for it get 503 (the devices retry; what
+was committed is found again as a duplicate) and the next position starts a new writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from concurrent.futures import Future
+from typing import Any
+
+from smartcity.core.errors import OutsideCity, SmartCityError, Unavailable
+from smartcity.safety.engine import (
+    Ack,
+    FutureFix,
+    IntakeError,
+    InvalidPosition,
+    NoConsent,
+    Overloaded,
+    Position,
+    UnknownDevice,
+)
+
+log = logging.getLogger(__name__)
+
+# Errors that cross the pipe as themselves (anything else arrives as WriterFailed).
+ERRORS = {cls.__name__: cls for cls in (IntakeError, InvalidPosition, FutureFix, UnknownDevice, NoConsent,
+                                        Overloaded, OutsideCity)}
+FORWARDED_TOPICS = ("safety.incident.", "safety.zones.", "safety.registry.")  # what the writer's engine reacts to
+START_TIMEOUT_S = 300  # loading 100,000 devices and their zones takes seconds; a large city more
+
+
+class WriterFailed(Unavailable):
+    """Storing failed in the writer process, or the process ended before answering: retry."""
+
+    code = "writer_failed"
+
+
+# --- what crosses the pipe ------------------------------------------------------------------------
+# Plain tuples: pickling a dataclass costs several times more.
+
+
+def pack_position(p: Position) -> tuple:
+    return (p.device, p.fix_time, p.lat, p.lon, p.speed, p.bearing, p.altitude, p.accuracy, p.battery, p.alarm,
+            p.attributes, p.protocol)
+
+
+def unpack_position(t: tuple) -> Position:
+    return Position(*t)  # the field order of Position
+
+
+def pack_outcome(outcome: Any) -> Any:
+    if isinstance(outcome, Ack):
+        return (outcome.device_id, outcome.fix_time, outcome.position_id, outcome.duplicate, outcome.live,
+                outcome.events)
+    if isinstance(outcome, list):  # a unit's outcomes
+        return [pack_outcome(o) for o in outcome]
+    if isinstance(outcome, SmartCityError):
+        return ("!", type(outcome).__name__, outcome.message, outcome.details, outcome.code)
+    if isinstance(outcome, BaseException):
+        return ("!", "", f"storing failed: {outcome!r}", None, None)
+    return outcome  # a decoder's error passed through a unit is packed by the sender already
+
+
+def unpack_outcome(t: Any) -> Any:
+    if isinstance(t, list):
+        return [unpack_outcome(o) for o in t]
+    if t[0] == "!":
+        _, name, message, details, code = t
+        cls = ERRORS.get(name, WriterFailed)
+        return cls(message, details=details, code=code if cls is not WriterFailed else None)
+    return Ack(*t)
+
+
+# --- the serving process's side -------------------------------------------------------------------
+
+
+class WriterProcess:
+    """The engine's intake API, served by a writer process (started on first use, like the engine)."""
+
+    def __init__(self, db, settings, profile=None):
+        self.db, self.settings, self.profile = db, settings, profile
+        self._tokens = itertools.count(1)
+        self._waiting: dict[int, tuple[Any, Any]] = {}  # token → (asyncio future, loop) or (Future, None)
+        self._out: list = []
+        self._out_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._flush_scheduled = False
+        self._start_lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+        self._reader: threading.Thread | None = None
+        self._stopping = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and self._conn is not None
+
+    def start(self) -> WriterProcess:
+        with self._start_lock:
+            if self.running:
+                return self
+            # A new interpreter (never a fork of a process with an event loop and threads), talking over a
+            # socket pair; it is told what to open in the first message.
+            a, b = socket.socketpair()
+            proc = subprocess.Popen([sys.executable, "-m", "smartcity.safety.writer", str(b.fileno())],
+                                    pass_fds=(b.fileno(),), env=_child_env())
+            b.close()
+            ours = Connection(a.detach())
+            settings = dataclasses.replace(self.settings, safety_writer="thread")
+            ours.send_bytes(pickle.dumps((settings, self.db.url, self.profile)))
+            if not ours.poll(START_TIMEOUT_S):
+                proc.kill()
+                raise WriterFailed("the safety writer process did not start")
+            try:
+                hello = pickle.loads(ours.recv_bytes())
+            except EOFError:
+                hello = ("failed", "the process ended")
+            if hello[0] != "ready":
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+                raise WriterFailed(f"the safety writer process failed to start: {hello[1]}")
+            self._proc, self._conn = proc, ours
+            self._reader = threading.Thread(target=self._read, args=(ours,), name="safety-writer-acks", daemon=True)
+            self._reader.start()
+            log.info("safety intake writer process %s started", proc.pid)
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        """Let the writer flush what it holds and end; then fail whatever is still waiting."""
+        proc, conn = self._proc, self._conn
+        if proc is None:
+            return
+        self._stopping = True
+        with contextlib.suppress(OSError, ValueError):
+            self._flush()
+            with self._send_lock:
+                conn.send_bytes(pickle.dumps([("stop",)]))
+        if self._reader is not None:
+            self._reader.join(timeout)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        self._proc = self._conn = None
+        self._stopping = False
+        self._fail_all("the safety writer stopped")
+
+    # --- the intake API ---------------------------------------------------------------------------
+
+    def submit(self, position: Position) -> Future:
+        future: Future = Future()
+        self._send(("p", self._wait(future, None), pack_position(position)))
+        return future
+
+    def submit_many(self, positions: list[Position]) -> list[Future]:
+        return [self.submit(p) for p in positions]
+
+    def submit_all(self, positions: list) -> Future:
+        future: Future = Future()
+        self._send(("u", self._wait(future, None), [self._pack_item(p) for p in positions]))
+        return future
+
+    async def intake(self, position: Position) -> Ack:
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._send(("p", self._wait(waiter, loop), pack_position(position)), loop)
+        return await waiter
+
+    async def intake_all(self, positions: list) -> list:
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._send(("u", self._wait(waiter, loop), [self._pack_item(p) for p in positions]), loop)
+        return await waiter
+
+    def intake_sync(self, position: Position, timeout: float = 10) -> Ack:
+        return self.submit(position).result(timeout)
+
+    def handle(self, topic: str, data: dict) -> None:
+        """A change event in this process (or, on PostgreSQL, any other): the writer's engine reacts to it."""
+        if topic.startswith(FORWARDED_TOPICS) and self.running:
+            self._send(("h", topic, data))
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pack_item(p) -> Any:
+        if isinstance(p, Position):
+            return pack_position(p)
+        return ("!", pack_outcome(p))  # a decoding error, passed through in its place (a pair, not a position)
+
+    def _wait(self, target, loop) -> int:
+        if not self.running:
+            self.start()
+        token = next(self._tokens)
+        self._waiting[token] = (target, loop)
+        return token
+
+    def _send(self, message: tuple, loop=None) -> None:
+        """Queue a message; in an event loop the queue is sent once per loop turn, from threads at once."""
+        with self._out_lock:
+            self._out.append(message)
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        if loop is not None:
+            loop.call_soon(self._flush)
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._out_lock:
+            out, self._out = self._out, []
+            self._flush_scheduled = False
+        if not out:
+            return
+        data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with self._send_lock:
+                self._conn.send_bytes(data)
+        except (OSError, ValueError, AttributeError):
+            log.error("the safety writer process is gone; %d messages refused", len(out))
+            for message in out:
+                if message[0] in ("p", "u"):
+                    self._settle(message[1], WriterFailed("the safety writer is restarting; retry"))
+
+    def _read(self, conn) -> None:
+        while True:
+            try:
+                messages = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            for message in messages:
+                if message[0] == "a":
+                    self._settle_many(message[1])
+                elif message[0] == "e":
+                    self._deliver(message[1])
+        if self._conn is conn and not self._stopping:  # it ended by itself: the next position starts a new one
+            log.error("the safety writer process ended")
+            self._proc = self._conn = None
+        self._fail_all("the safety writer process ended before storing the position; retry")
+
+    def _settle_many(self, outcomes: list) -> None:
+        by_loop: dict[Any, list] = {}
+        waiting = self._waiting
+        for token, packed in outcomes:
+            entry = waiting.pop(token, None)
+            if entry is None:
+                continue
+            target, loop = entry
+            outcome = unpack_outcome(packed)
+            if loop is None:
+                _set(target, outcome)
+            else:
+                by_loop.setdefault(loop, []).append((target, outcome))
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_set_all, batch)
+
+    def _settle(self, token: int, outcome: Any) -> None:
+        entry = self._waiting.pop(token, None)
+        if entry is not None:
+            target, loop = entry
+            if loop is None:
+                _set(target, outcome)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_set, target, outcome)
+
+    def _fail_all(self, why: str) -> None:
+        for token in list(self._waiting):
+            self._settle(token, WriterFailed(why))
+
+    def _deliver(self, events: list) -> None:
+        from smartcity.core.events import Event
+
+        bus = self.db.events
+        for topic, data, audience, users, district, at in events:
+            bus.deliver(Event(topic, data, audience=audience, users=users, district=district, at=at))
+
+
+def _set(target, outcome) -> None:
+    if target.done():
+        return
+    if isinstance(outcome, BaseException):
+        target.set_exception(outcome)
+    else:
+        target.set_result(outcome)
+
+
+def _set_all(batch: list) -> None:
+    for target, outcome in batch:
+        _set(target, outcome)
+
+
+# --- the writer process -----------------------------------------------------------------------------
+
+
+class _Outbox:
+    """What the writer process sends back: acknowledgments and events, one message per batch."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.items: list = []
+        self.lock = threading.Lock()
+
+    def acks(self, outcomes: list) -> None:
+        packed = [(token, pack_outcome(o)) for token, o in outcomes]
+        with self.lock:
+            self.items.append(("a", packed))
+        self.flush()
+
+    def event(self, ev) -> None:
+        with self.lock:
+            self.items.append(("e", [(ev.topic, ev.data, ev.audience, ev.users, ev.district, ev.at)]))
+
+    def flush(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+            if items:
+                self.conn.send_bytes(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _child_env() -> dict:
+    """The serving process's environment, with its import path (it may run from a source tree)."""
+    env = dict(os.environ)
+    paths = [p for p in sys.path if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)))
+    return env
+
+
+def child_main(fd: int) -> None:
+    """The writer process: an engine on its own connection to the store, fed through the socket `fd`."""
+    conn = Connection(fd)
+    settings, url, profile = pickle.loads(conn.recv_bytes())
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s: [safety-writer] %(message)s")
+    try:
+        engine, outbox = _child_start(conn, settings, url, profile)
+    except Exception as exc:  # noqa: BLE001 - tell the parent why, then end
+        log.exception("the safety writer failed to start")
+        with contextlib.suppress(OSError):
+            conn.send_bytes(pickle.dumps(("failed", repr(exc))))
+        return
+    conn.send_bytes(pickle.dumps(("ready",)))
+    try:
+        _child_loop(conn, engine, outbox)
+    finally:
+        engine.stop()
+        with contextlib.suppress(OSError):
+            outbox.flush()
+        conn.close()
+
+
+def _child_start(conn, settings, url: str, profile):
+    from sqlalchemy import event
+
+    from smartcity.core.db import Database
+    from smartcity.models import load_all
+    from smartcity.safety.engine import SafetyEngine
+
+    load_all()
+    db = Database(url)
+    if not db.is_postgres:
+        # This process's commits never checkpoint: the engine's checkpoint thread does.
+        event.listen(db.engine, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA wal_autocheckpoint = 0"))
+    engine = SafetyEngine(db, settings, profile, background_checkpoints=True)
+    db.cache["safety.engine"] = engine
+    db.events.on("safety.", lambda ev: engine.handle(ev.topic, ev.data))
+    outbox = _Outbox(conn)
+    engine.on_resolved = outbox.acks
+    if not db.is_postgres:  # PostgreSQL's NOTIFY already reaches the serving process
+        db.events.on("", outbox.event)
+    engine.start()
+    return engine, outbox
+
+
+def _child_loop(conn, engine, outbox: _Outbox) -> None:
+    while True:
+        try:
+            messages = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        items, refused = [], []
+        for message in messages:
+            kind = message[0]
+            if kind == "p":
+                token = message[1]
+                try:
+                    item = engine.validate(unpack_position(message[2]))
+                except SmartCityError as exc:
+                    refused.append((token, exc))
+                    continue
+                item.token = token
+                items.append(item)
+            elif kind == "u":
+                positions = [unpack_outcome(p[1]) if len(p) == 2 else unpack_position(p) for p in message[2]]
+                engine._unit(positions, None, token=message[1])
+            elif kind == "h":
+                try:
+                    engine.handle(message[1], message[2])
+                except Exception:  # noqa: BLE001 - a failed reload must not stop the intake
+                    log.exception("handling %s failed", message[1])
+            elif kind == "stop":
+                if items:
+                    engine._enqueue(items)
+                return
+        if items:
+            try:
+                engine._enqueue(items)
+            except Overloaded as exc:
+                refused.extend((item.token, exc) for item in items)
+        if refused:
+            outbox.acks(refused)
+
+
+if __name__ == "__main__":
+    child_main(int(sys.argv[1]))
