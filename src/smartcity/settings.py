@@ -69,7 +69,7 @@ class Settings:
     )
     safety_accuracy_max_m: int = _setting(150, "Fixes less precise than this (metres) never change zone states.")
     safety_batch_size: int = _setting(1000, "Most positions written in one transaction by the intake writer.")
-    safety_batch_ms: int = _setting(10, "Milliseconds the intake writer waits to fill a batch before committing.")
+    safety_batch_ms: int = _setting(2, "Milliseconds an idle intake writer waits to fill a batch before committing.")
     safety_writer: str = _setting(
         "process", "Where the safety intake writes positions: `process` (a writer process of its own beside each "
         "serving process, so storing does not share the web server's interpreter lock) or `thread` (in the serving "

@@ -280,3 +280,46 @@ def test_polygon_zones_work_like_circles(db, engine):
     for i, metres in enumerate(path):
         engine.intake_sync(fix(w.device, start + timedelta(seconds=10 * i), east_of(HOME, metres)))
     assert _events(db, w.person_id) == [("arrival", yard), ("departure", yard)]
+
+
+def test_live_positions_go_out_only_while_someone_who_may_see_them_listens(db, engine, monkeypatch):
+    """writer.py tells the engine who listens; a position nobody listening could see is not published."""
+    w = make_world(db)
+    with db.session() as s:
+        second = service.add_person(s, "child", "Lee Dana", actor="test")
+        service.add_device(s, second.id, "phone-2", actor="test")
+        service.link_guardian(s, second.id, w.other_guardian_id, "father", actor="test")
+        service.record_consent(s, second.id, w.other_guardian_id, given_by="Lee (father)", basis="form 18",
+                               actor="test")
+    seen = []
+    publish_live = service.publish_live
+
+    def recording(session, st, *args):  # the engine's one way of publishing a live position
+        seen.append(st.person_id)
+        publish_live(session, st, *args)
+
+    monkeypatch.setattr(service, "publish_live", recording)
+    t = utcnow() - timedelta(minutes=5)
+
+    def send(i):
+        engine.intake_sync(fix(w.device, t + timedelta(seconds=i), HOME))
+        engine.intake_sync(fix("phone-2", t + timedelta(seconds=i), HOME))
+
+    send(0)  # nobody said anything: everything is published
+    assert sorted(seen) == sorted([w.person_id, second.id])
+    seen.clear()
+    engine.live_watch = (False, frozenset({w.guardian_id}), False)  # only the first child's mother listens
+    send(1)
+    assert seen == [w.person_id]
+    seen.clear()
+    engine.live_watch = (False, frozenset(), True)  # an operator listens: only persons with an open incident
+    send(2)
+    assert seen == []
+    engine.intake_sync(fix("phone-2", t + timedelta(seconds=3), HOME, alarm="sos"))  # opens an incident
+    engine.intake_sync(fix("phone-2", t + timedelta(seconds=4), HOME))
+    engine.intake_sync(fix(w.device, t + timedelta(seconds=4), HOME))
+    assert seen == [second.id]
+    seen.clear()
+    engine.live_watch = (True, frozenset(), False)  # someone who sees everything
+    send(5)
+    assert sorted(seen) == sorted([w.person_id, second.id])

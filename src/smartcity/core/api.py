@@ -200,7 +200,7 @@ async def event_stream(
     """Server-Sent Events: every event the caller may see, filtered by topic prefix."""
     bus = request.app.state.db.events
     wanted = tuple(t.strip() for t in topics.split(",") if t.strip())
-    sub = bus.subscribe(wanted)
+    sub = bus.subscribe(wanted, identity=identity)
 
     async def stream():
         try:

@@ -56,13 +56,18 @@ class Event:
 class Subscription:
     """A live subscriber's queue; slow consumers are cut off rather than allowed to grow memory."""
 
-    def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop, topics: tuple[str, ...], size: int):
+    def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop, topics: tuple[str, ...], size: int,
+                 identity=None):
         self.bus, self.loop, self.topics = bus, loop, topics
+        self.identity = identity  # who listens (None: the process itself), for publishers that ask who listens
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=size)
         self.overflowed = False
 
     def wants(self, event: Event) -> bool:
         return not self.topics or event.topic.startswith(self.topics)
+
+    def wants_topic(self, topic: str) -> bool:
+        return not self.topics or topic.startswith(self.topics)
 
     def _offer(self, event: Event) -> None:
         try:
@@ -87,6 +92,7 @@ class EventBus:
         self._seq = itertools.count(1)
         self._listener: asyncio.Task | None = None
         self.listening = threading.Event()
+        self.on_subscriptions: list[Callable[[], None]] = []  # called after a subscriber comes or goes
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -127,17 +133,34 @@ class EventBus:
 
     # --- subscribing --------------------------------------------------------------------------
 
-    def subscribe(self, topics: tuple[str, ...] = (), size: int = 1000) -> Subscription:
-        sub = Subscription(self, asyncio.get_running_loop(), topics, size)
+    def subscribe(self, topics: tuple[str, ...] = (), size: int = 1000, identity=None) -> Subscription:
+        sub = Subscription(self, asyncio.get_running_loop(), topics, size, identity)
         with self._lock:
             self._subs.add(sub)
+        self._subscriptions_changed()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
+            present = sub in self._subs
             self._subs.discard(sub)
         with contextlib.suppress(asyncio.QueueFull):
             sub.queue.put_nowait(None)
+        if present:
+            self._subscriptions_changed()
+
+    def listeners(self, topic: str) -> list:
+        """The identities of this process's subscribers to `topic` (None for the process's own subscribers)."""
+        with self._lock:
+            subs = list(self._subs)
+        return [sub.identity for sub in subs if sub.wants_topic(topic)]
+
+    def _subscriptions_changed(self) -> None:
+        for callback in self.on_subscriptions:
+            try:
+                callback()
+            except Exception:
+                log.exception("subscription watcher failed")
 
     @property
     def subscriber_count(self) -> int:

@@ -437,6 +437,9 @@ class SafetyEngine:
         # Outcomes of positions waited for in another process (writer.py): called with [(token, outcome)]
         # once per batch, in the writer thread.
         self.on_resolved = None
+        # Who could receive live-position events, when the serving process says so (writer.py, SQLite):
+        # (everything, guardian user ids, operators); None: publish them all.
+        self.live_watch: tuple[bool, frozenset, bool] | None = None
         # SQLite: checkpoint the WAL from a thread of its own rather than in the writer's commits (writer.py
         # turns it on in the writer process, whose connections do not checkpoint by themselves).
         self.background_checkpoints = background_checkpoints and not db.is_postgres
@@ -940,8 +943,15 @@ class SafetyEngine:
                 opened = s.info.pop("safety.opened_incidents", [])
                 if self.settings.safety_live_positions:
                     by_id = self.by_id
+                    watch = self.live_watch
+                    if watch is not None and watch[0]:
+                        watch = None
                     for st in new_states.values():
-                        service.publish_live(s, st, by_id.get(st.device_id), self._incident_districts(st))
+                        device, districts = by_id.get(st.device_id), self._incident_districts(st)
+                        if watch is not None and not ((device and not watch[1].isdisjoint(device.guardians))
+                                                      or (watch[2] and districts)):
+                            continue  # nobody listening could see it
+                        service.publish_live(s, st, device, districts)
         with self._lock:
             self.states.update(new_states)
             for inc in opened:
@@ -1086,7 +1096,9 @@ def _sqlite_time(v: datetime | None) -> str | None:
     """A UTC time as SQLAlchemy stores it in SQLite (naive, microseconds always written)."""
     if v is None:
         return None
-    if v.tzinfo is not UTC:
+    if v.tzinfo is UTC:  # what the engine holds: the text without its "+00:00"
+        return v.isoformat(" ", "microseconds")[:26]
+    if v.tzinfo is not None:
         v = v.astimezone(UTC)
     return v.replace(tzinfo=None).isoformat(" ", "microseconds")
 

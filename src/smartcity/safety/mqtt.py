@@ -165,7 +165,11 @@ class MqttIntake:
             if not last:
                 return
             failed = next((f.exception() for f in futures if f.exception() is not None), None)
-            if failed is None:
+            if isinstance(failed, SmartCityError) and failed.status < 500:
+                # Refused by the engine (the writer process validates when the position arrives there):
+                # redelivery could not make it valid.
+                self._drop(msg, failed)
+            elif failed is None:
                 for f in futures:
                     duplicate = f.result().duplicate
                     self.stats["duplicates" if duplicate else "stored"] += 1

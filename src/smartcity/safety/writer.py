@@ -35,8 +35,8 @@ import socket
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Connection
 from concurrent.futures import Future
+from multiprocessing.connection import Connection
 from typing import Any
 
 from smartcity.core.errors import OutsideCity, SmartCityError, Unavailable
@@ -121,6 +121,7 @@ class WriterProcess:
         self._conn = None
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._watched: tuple | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -155,6 +156,13 @@ class WriterProcess:
             self._proc, self._conn = proc, ours
             self._reader = threading.Thread(target=self._read, args=(ours,), name="safety-writer-acks", daemon=True)
             self._reader.start()
+            if not self.db.is_postgres:
+                # Live positions are published only while a subscriber here could want them (on PostgreSQL a
+                # subscriber may be in any process: they are always published).
+                if self._watch not in self.db.events.on_subscriptions:
+                    self.db.events.on_subscriptions.append(self._watch)
+                self._watched = None
+                self._watch()
             log.info("safety intake writer process %s started", proc.pid)
         return self
 
@@ -213,6 +221,21 @@ class WriterProcess:
         """A change event in this process (or, on PostgreSQL, any other): the writer's engine reacts to it."""
         if topic.startswith(FORWARDED_TOPICS) and self.running:
             self._send(("h", topic, data))
+
+    def _watch(self) -> None:
+        """Tell the writer who listens to live positions here: (everything, guardian user ids, operators)."""
+        everything, users, operators = False, set(), False
+        for identity in self.db.events.listeners("safety.position"):
+            if identity is None or identity.can("events.all"):
+                everything = True
+                break
+            if identity.user_id is not None:
+                users.add(identity.user_id)
+            operators = operators or identity.can("safety.operate")
+        watched = (everything, frozenset(users), operators)
+        if watched != self._watched and self._conn is not None:
+            self._watched = watched
+            self._send(("w", watched))
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -433,6 +456,8 @@ def _child_loop(conn, engine, outbox: _Outbox) -> None:
                     engine.handle(message[1], message[2])
                 except Exception:  # noqa: BLE001 - a failed reload must not stop the intake
                     log.exception("handling %s failed", message[1])
+            elif kind == "w":
+                engine.live_watch = message[1]
             elif kind == "stop":
                 if items:
                     engine._enqueue(items)
