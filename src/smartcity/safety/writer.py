@@ -121,13 +121,15 @@ class WriterProcess:
         self._conn = None
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._ready = False
         self._watched: tuple | None = None
+        self._local = threading.local()  # .echo: delivering the writer's own events (not sent back to it)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self._conn is not None
+        return self._ready and self._proc is not None and self._proc.poll() is None and self._conn is not None
 
     def start(self) -> WriterProcess:
         with self._start_lock:
@@ -141,19 +143,25 @@ class WriterProcess:
             b.close()
             ours = Connection(a.detach())
             settings = dataclasses.replace(self.settings, safety_writer="thread")
-            ours.send_bytes(pickle.dumps((settings, self.db.url, self.profile)))
-            if not ours.poll(START_TIMEOUT_S):
-                proc.kill()
-                raise WriterFailed("the safety writer process did not start")
+            self._ready = False
+            with self._send_lock:
+                ours.send_bytes(pickle.dumps((settings, self.db.url, self.profile)))
+                # From now on changes (`handle`) are sent: made while the writer loads the registry, they wait
+                # in the socket and are applied once it is ready.
+                self._proc, self._conn = proc, ours
+            hello = ("failed", "it did not answer in time")
             try:
-                hello = pickle.loads(ours.recv_bytes())
-            except EOFError:
+                if ours.poll(START_TIMEOUT_S):
+                    hello = pickle.loads(ours.recv_bytes())
+            except (EOFError, OSError):
                 hello = ("failed", "the process ended")
             if hello[0] != "ready":
+                self._proc = self._conn = None
+                proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
                 raise WriterFailed(f"the safety writer process failed to start: {hello[1]}")
-            self._proc, self._conn = proc, ours
+            self._ready = True
             self._reader = threading.Thread(target=self._read, args=(ours,), name="safety-writer-acks", daemon=True)
             self._reader.start()
             if not self.db.is_postgres:
@@ -184,7 +192,7 @@ class WriterProcess:
             proc.kill()
             proc.wait(5)
         self._proc = self._conn = None
-        self._stopping = False
+        self._ready = self._stopping = False
         self._fail_all("the safety writer stopped")
 
     # --- the intake API ---------------------------------------------------------------------------
@@ -219,7 +227,7 @@ class WriterProcess:
 
     def handle(self, topic: str, data: dict) -> None:
         """A change event in this process (or, on PostgreSQL, any other): the writer's engine reacts to it."""
-        if topic.startswith(FORWARDED_TOPICS) and self.running:
+        if topic.startswith(FORWARDED_TOPICS) and self._conn is not None and not getattr(self._local, "echo", False):
             self._send(("h", topic, data))
 
     def _watch(self) -> None:
@@ -294,6 +302,7 @@ class WriterProcess:
         if self._conn is conn and not self._stopping:  # it ended by itself: the next position starts a new one
             log.error("the safety writer process ended")
             self._proc = self._conn = None
+            self._ready = False
         self._fail_all("the safety writer process ended before storing the position; retry")
 
     def _settle_many(self, outcomes: list) -> None:
@@ -331,8 +340,14 @@ class WriterProcess:
         from smartcity.core.events import Event
 
         bus = self.db.events
-        for topic, data, audience, users, district, at in events:
-            bus.deliver(Event(topic, data, audience=audience, users=users, district=district, at=at))
+        # The writer has applied its own events: `handle` must not send them back (and this thread, which
+        # reads the writer's socket, must never wait on writing to it).
+        self._local.echo = True
+        try:
+            for topic, data, audience, users, district, at in events:
+                bus.deliver(Event(topic, data, audience=audience, users=users, district=district, at=at))
+        finally:
+            self._local.echo = False
 
 
 def _set(target, outcome) -> None:
