@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -171,8 +172,9 @@ def demo(db, profile, minutes: int = 20, now: datetime | None = None) -> Iterato
         yield "safety simulation: the demo devices already have a recent path"
         return
     step = 10.0
-    sim = Simulation(db, get_settings(), profile, speed=1.4 * 3, step_s=step, sos_every=0)
-    engine = get_engine(db, get_settings(), profile)
+    settings = dataclasses.replace(get_settings(), safety_writer="thread")  # a one-off: no writer process
+    sim = Simulation(db, settings, profile, speed=1.4 * 3, step_s=step, sos_every=0)
+    engine = get_engine(db, settings, profile)
     futures = []
     try:
         t = since

@@ -120,6 +120,10 @@ class WriterProcess:
         self._proc = None
         self._conn = None
         self._reader: threading.Thread | None = None
+        try:  # the serving process's event loop (the app starts the engine in it): answers are read there
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._stopping = False
         self._ready = False
         self._watched: tuple | None = None
@@ -162,8 +166,7 @@ class WriterProcess:
                     proc.wait(5)
                 raise WriterFailed(f"the safety writer process failed to start: {hello[1]}")
             self._ready = True
-            self._reader = threading.Thread(target=self._read, args=(ours,), name="safety-writer-acks", daemon=True)
-            self._reader.start()
+            self._listen(ours)
             if not self.db.is_postgres:
                 # Live positions are published only while a subscriber here could want them (on PostgreSQL a
                 # subscriber may be in any process: they are always published).
@@ -186,6 +189,11 @@ class WriterProcess:
                 conn.send_bytes(pickle.dumps([("stop",)]))
         if self._reader is not None:
             self._reader.join(timeout)
+        else:  # read by the event loop, which is here: read the last answers in place
+            self._unlisten(conn)
+            with contextlib.suppress(EOFError, OSError):
+                while conn.poll(timeout):
+                    self._dispatch(pickle.loads(conn.recv_bytes()))
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -288,17 +296,55 @@ class WriterProcess:
                 if message[0] in ("p", "u"):
                     self._settle(message[1], WriterFailed("the safety writer is restarting; retry"))
 
+    def _listen(self, conn) -> None:
+        """Read the writer's answers in the serving process's event loop when there is one (no thread to hand
+        the interpreter lock to and from), else in a thread of their own."""
+        self._reader = None
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                current = asyncio.get_running_loop()
+            except RuntimeError:
+                current = None
+            if current is loop:
+                loop.add_reader(conn.fileno(), self._readable, conn)
+            else:
+                loop.call_soon_threadsafe(loop.add_reader, conn.fileno(), self._readable, conn)
+            return
+        self._reader = threading.Thread(target=self._read, args=(conn,), name="safety-writer-acks", daemon=True)
+        self._reader.start()
+
+    def _unlisten(self, conn) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                loop.remove_reader(conn.fileno())
+
+    def _readable(self, conn) -> None:
+        try:
+            while conn.poll(0):
+                self._dispatch(pickle.loads(conn.recv_bytes()))
+        except (EOFError, OSError):
+            self._unlisten(conn)
+            self._ended(conn)
+
+    def _dispatch(self, messages: list) -> None:
+        for message in messages:
+            if message[0] == "a":
+                self._settle_many(message[1])
+            elif message[0] == "e":
+                self._deliver(message[1])
+
     def _read(self, conn) -> None:
         while True:
             try:
                 messages = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 break
-            for message in messages:
-                if message[0] == "a":
-                    self._settle_many(message[1])
-                elif message[0] == "e":
-                    self._deliver(message[1])
+            self._dispatch(messages)
+        self._ended(conn)
+
+    def _ended(self, conn) -> None:
         if self._conn is conn and not self._stopping:  # it ended by itself: the next position starts a new one
             log.error("the safety writer process ended")
             self._proc = self._conn = None
@@ -318,7 +364,14 @@ class WriterProcess:
                 _set(target, outcome)
             else:
                 by_loop.setdefault(loop, []).append((target, outcome))
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
         for loop, batch in by_loop.items():
+            if loop is current:
+                _set_all(batch)
+                continue
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
                 loop.call_soon_threadsafe(_set_all, batch)
 
@@ -441,50 +494,62 @@ def _child_start(conn, settings, url: str, profile):
     engine.on_resolved = outbox.acks
     if not db.is_postgres:  # PostgreSQL's NOTIFY already reaches the serving process
         db.events.on("", outbox.event)
-    engine.start()
+    engine.start(writer_thread=False)  # _child_loop is the writer: no second thread to share the lock with
     return engine, outbox
 
 
 def _child_loop(conn, engine, outbox: _Outbox) -> None:
+    """One thread reads the socket and writes the batches: what arrived while a batch was being written is
+    read at once and becomes the next batch (alarms first)."""
     while True:
-        try:
-            messages = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        items, refused = [], []
-        for message in messages:
-            kind = message[0]
-            if kind == "p":
-                token = message[1]
+        if conn.poll(0 if engine.queued else 0.5):
+            for _ in range(256):  # what has arrived, but never so much that writing starves
                 try:
-                    item = engine.validate(unpack_position(message[2]))
-                except SmartCityError as exc:
-                    refused.append((token, exc))
-                    continue
-                item.token = token
-                items.append(item)
-            elif kind == "u":
-                positions = [unpack_outcome(p[1]) if len(p) == 2 else unpack_position(p) for p in message[2]]
-                engine._unit(positions, None, token=message[1])
-            elif kind == "h":
-                try:
-                    engine.handle(message[1], message[2])
-                except Exception:  # noqa: BLE001 - a failed reload must not stop the intake
-                    log.exception("handling %s failed", message[1])
-            elif kind == "w":
-                engine.live_watch = message[1]
-            elif kind == "stop":
-                if items:
-                    engine._enqueue(items)
-                return
-        if items:
-            try:
-                engine._enqueue(items)
-            except Overloaded as exc:
-                refused.extend((item.token, exc) for item in items)
-        if refused:
-            outbox.acks(refused)
+                    messages = pickle.loads(conn.recv_bytes())
+                except (EOFError, OSError):
+                    return
+                if _take_messages(messages, engine, outbox):
+                    return
+                if not conn.poll(0):
+                    break
+        engine.write_queued()
 
+
+def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
+    """Validate and queue the positions of the messages, apply the changes; True on "stop"."""
+    items, refused = [], []
+    stop = False
+    for message in messages:
+        kind = message[0]
+        if kind == "p":
+            token = message[1]
+            try:
+                item = engine.validate(unpack_position(message[2]))
+            except SmartCityError as exc:
+                refused.append((token, exc))
+                continue
+            item.token = token
+            items.append(item)
+        elif kind == "u":
+            positions = [unpack_outcome(p[1]) if len(p) == 2 else unpack_position(p) for p in message[2]]
+            engine._unit(positions, None, token=message[1])
+        elif kind == "h":
+            try:
+                engine.handle(message[1], message[2])
+            except Exception:  # noqa: BLE001 - a failed reload must not stop the intake
+                log.exception("handling %s failed", message[1])
+        elif kind == "w":
+            engine.live_watch = message[1]
+        elif kind == "stop":
+            stop = True
+    if items:
+        try:
+            engine._enqueue(items)
+        except Overloaded as exc:
+            refused.extend((item.token, exc) for item in items)
+    if refused:
+        outbox.acks(refused)
+    return stop
 
 if __name__ == "__main__":
     child_main(int(sys.argv[1]))
