@@ -296,6 +296,7 @@ def run(quick: bool = False) -> dict:
         sos_thread.join()
         result = {
             "devices": n, "zones": 3 * n, "cameras": world["cameras"], "store": "sqlite",
+            "writer": "process (SMARTCITY_SAFETY_WRITER default)",
             "build_seconds": round(build_s, 1), "server_startup_seconds": round(startup_s, 1),
             "osmand_http": {"bare_asgi": bare_result, "osmand": osmand_result, "connections": connections,
                             "seconds": seconds,

@@ -315,6 +315,7 @@ class LiveState:
     district_code: str | None = None
     zones: dict = field(default_factory=dict)
     flags: dict = field(default_factory=dict)
+    stored_times: tuple | None = None  # (fix_time, received_at) as the batch stored them (not a column)
 
     COLUMNS = ("device_id", "person_id", "version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy",
                "battery", "district_code", "zones", "flags")
@@ -359,7 +360,8 @@ class _Item:
     `future`, an event loop's `waiter` (resolved for a whole batch with one call into the loop), or a
     `unit` of many positions (a gateway's batch) resolved at once when its last position is written."""
 
-    __slots__ = ("position", "device", "future", "waiter", "unit", "index", "outside_city", "district_code", "token")
+    __slots__ = ("position", "device", "future", "waiter", "unit", "index", "outside_city", "district_code", "token",
+                 "stored_times")
 
     def __init__(self, position: Position, device: DeviceInfo):
         self.position, self.device = position, device
@@ -370,6 +372,7 @@ class _Item:
         self.index = 0
         self.outside_city = False
         self.district_code: str | None = None
+        self.stored_times: tuple | None = None  # (fix_time, received_at) as written, for the state row
 
 
 class _Unit:
@@ -922,8 +925,9 @@ class SafetyEngine:
             if key in first_of:
                 continue
             first_of[key] = item
-            rows.append((device.device_id, device.person_id, when,
-                         p.received_at if pg else _sqlite_time(p.received_at), p.lat, p.lon, p.speed, p.bearing,
+            received = p.received_at if pg else _sqlite_time(p.received_at)
+            item.stored_times = (when, received)
+            rows.append((device.device_id, device.person_id, when, received, p.lat, p.lon, p.speed, p.bearing,
                          p.altitude, p.accuracy, p.battery, p.alarm, p.protocol[:20], outside if pg else int(outside),
                          orjson.dumps(p.attributes).decode() if p.attributes else None))
         new_states: dict[int, LiveState] = {}
@@ -1003,7 +1007,7 @@ class SafetyEngine:
 
         when = (lambda v: v) if pg else _sqlite_time
         dumps = orjson.dumps
-        rows = [(st.version, when(st.fix_time), when(st.received_at), st.lat, st.lon, st.speed,
+        rows = [(st.version, *(st.stored_times or (when(st.fix_time), when(st.received_at))), st.lat, st.lon, st.speed,
                  st.accuracy, st.battery, st.district_code, dumps(st.zones).decode(), dumps(st.flags).decode(),
                  st.device_id) for st in states]
         s.connection().exec_driver_sql(sql, rows)
@@ -1054,6 +1058,7 @@ class SafetyEngine:
         if st.fix_time is not None and p.fix_time <= st.fix_time:
             return raised, False
         st.fix_time, st.received_at, st.lat, st.lon = p.fix_time, p.received_at, p.lat, p.lon
+        st.stored_times = item.stored_times
         st.speed, st.accuracy, st.district_code = p.speed, p.accuracy, item.district_code
         st.person_id = info.person_id
         flags = st.flags

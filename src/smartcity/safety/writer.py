@@ -32,6 +32,7 @@ import logging
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -114,7 +115,7 @@ class WriterProcess:
         self._waiting: dict[int, tuple[Any, Any]] = {}  # token → (asyncio future, loop) or (Future, None)
         self._out: list = []
         self._out_lock = threading.Lock()
-        self._send_lock = threading.Lock()
+        self._sender: _Sender | None = None
         self._flush_scheduled = False
         self._start_lock = threading.Lock()
         self._proc = None
@@ -139,20 +140,23 @@ class WriterProcess:
         with self._start_lock:
             if self.running:
                 return self
-            # A new interpreter (never a fork of a process with an event loop and threads), talking over a
-            # socket pair; it is told what to open in the first message.
-            a, b = socket.socketpair()
-            proc = subprocess.Popen([sys.executable, "-m", "smartcity.safety.writer", str(b.fileno())],
-                                    pass_fds=(b.fileno(),), env=_child_env())
-            b.close()
-            ours = Connection(a.detach())
+            # A new interpreter (never a fork of a process with an event loop and threads), talking over two
+            # socket pairs (one each way); it is told what to open in the first message.
+            to_child, child_in = socket.socketpair()
+            child_out, from_child = socket.socketpair()
+            fds = (child_in.fileno(), child_out.fileno())
+            proc = subprocess.Popen([sys.executable, "-m", "smartcity.safety.writer", *map(str, fds)],
+                                    pass_fds=fds, env=_child_env())
+            child_in.close()
+            child_out.close()
+            ours = Connection(from_child.detach())
             settings = dataclasses.replace(self.settings, safety_writer="thread")
             self._ready = False
-            with self._send_lock:
-                ours.send_bytes(pickle.dumps((settings, self.db.url, self.profile)))
-                # From now on changes (`handle`) are sent: made while the writer loads the registry, they wait
-                # in the socket and are applied once it is ready.
-                self._proc, self._conn = proc, ours
+            sender = _Sender(to_child)
+            sender.send(pickle.dumps((settings, self.db.url, self.profile)))
+            # From now on changes (`handle`) are sent: made while the writer loads the registry, they wait in
+            # the socket and are applied once it is ready.
+            self._proc, self._conn, self._sender = proc, ours, sender
             hello = ("failed", "it did not answer in time")
             try:
                 if ours.poll(START_TIMEOUT_S):
@@ -161,6 +165,7 @@ class WriterProcess:
                 hello = ("failed", "the process ended")
             if hello[0] != "ready":
                 self._proc = self._conn = None
+                sender.close()
                 proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
@@ -183,10 +188,9 @@ class WriterProcess:
         if proc is None:
             return
         self._stopping = True
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             self._flush()
-            with self._send_lock:
-                conn.send_bytes(pickle.dumps([("stop",)]))
+            self._sender.send(pickle.dumps([("stop",)]))
         if self._reader is not None:
             self._reader.join(timeout)
         else:  # read by the event loop, which is here: read the last answers in place
@@ -194,6 +198,8 @@ class WriterProcess:
             with contextlib.suppress(EOFError, OSError):
                 while conn.poll(timeout):
                     self._dispatch(pickle.loads(conn.recv_bytes()))
+        with contextlib.suppress(AttributeError):
+            self._sender.close()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -288,8 +294,7 @@ class WriterProcess:
             return
         data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            with self._send_lock:
-                self._conn.send_bytes(data)
+            self._sender.send(data)
         except (OSError, ValueError, AttributeError):
             log.error("the safety writer process is gone; %d messages refused", len(out))
             for message in out:
@@ -307,12 +312,18 @@ class WriterProcess:
             except RuntimeError:
                 current = None
             if current is loop:
-                loop.add_reader(conn.fileno(), self._readable, conn)
+                self._add_reader(loop, conn)
             else:
-                loop.call_soon_threadsafe(loop.add_reader, conn.fileno(), self._readable, conn)
+                loop.call_soon_threadsafe(self._add_reader, loop, conn)
             return
         self._reader = threading.Thread(target=self._read, args=(conn,), name="safety-writer-acks", daemon=True)
         self._reader.start()
+
+    def _add_reader(self, loop, conn) -> None:
+        loop.add_reader(conn.fileno(), self._readable, conn)
+        # The loop may have made the socket non-blocking: a message is read whole once it starts arriving
+        # (the writer sends each at once), never half.
+        os.set_blocking(conn.fileno(), True)
 
     def _unlisten(self, conn) -> None:
         loop = self._loop
@@ -349,6 +360,8 @@ class WriterProcess:
             log.error("the safety writer process ended")
             self._proc = self._conn = None
             self._ready = False
+            if self._sender is not None:
+                self._sender.close(wait=False)
         self._fail_all("the safety writer process ended before storing the position; retry")
 
     def _settle_many(self, outcomes: list) -> None:
@@ -403,6 +416,70 @@ class WriterProcess:
             self._local.echo = False
 
 
+class _Sender:
+    """Frames to the writer, in order, never blocking the caller (the event loop): each is tried at once
+    without waiting; whatever the socket cannot take yet goes to a thread that waits for it. (The writer
+    may itself be waiting to hand us answers; an event loop stuck in a send would never read them.)
+    Frames are those of multiprocessing's Connection, which the writer reads with."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.backlog: list[bytes] = []
+        self.busy = False  # the thread holds frames taken from the backlog
+        self.wake = threading.Condition(self.lock)
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="safety-writer-send", daemon=True)
+        self.thread.start()
+
+    def send(self, data: bytes) -> None:
+        frame = struct.pack("!i", len(data)) + data
+        with self.lock:
+            if self.closed:
+                raise OSError("the writer's socket is closed")
+            if not self.backlog and not self.busy:
+                try:
+                    sent = self.sock.send(frame, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(frame):
+                    return
+                frame = frame[sent:]
+            self.backlog.append(frame)
+            self.wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not self.backlog and not self.closed:
+                    self.wake.wait()
+                if not self.backlog:
+                    return
+                frames, self.backlog = self.backlog, []
+                self.busy = True
+            try:
+                for frame in frames:
+                    self.sock.sendall(frame)
+            except OSError:
+                log.error("sending to the safety writer failed")
+            finally:
+                with self.lock:
+                    self.busy = False
+
+    def close(self, wait: bool = True) -> None:
+        """Send what is queued (when `wait`), then close; without waiting, what is queued is dropped."""
+        with self.lock:
+            self.closed = True
+            if not wait:
+                self.backlog.clear()
+            self.wake.notify()
+        if wait:
+            self.thread.join(30)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # a send still blocked fails at once
+        self.sock.close()
+
+
 def _set(target, outcome) -> None:
     if target.done():
         return
@@ -453,25 +530,27 @@ def _child_env() -> dict:
     return env
 
 
-def child_main(fd: int) -> None:
-    """The writer process: an engine on its own connection to the store, fed through the socket `fd`."""
-    conn = Connection(fd)
+def child_main(fd_in: int, fd_out: int) -> None:
+    """The writer process: an engine on its own connection to the store, fed through the socket `fd_in`,
+    answering through `fd_out`."""
+    conn, out = Connection(fd_in), Connection(fd_out)
     settings, url, profile = pickle.loads(conn.recv_bytes())
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s: [safety-writer] %(message)s")
     try:
-        engine, outbox = _child_start(conn, settings, url, profile)
+        engine, outbox = _child_start(out, settings, url, profile)
     except Exception as exc:  # noqa: BLE001 - tell the parent why, then end
         log.exception("the safety writer failed to start")
         with contextlib.suppress(OSError):
-            conn.send_bytes(pickle.dumps(("failed", repr(exc))))
+            out.send_bytes(pickle.dumps(("failed", repr(exc))))
         return
-    conn.send_bytes(pickle.dumps(("ready",)))
+    out.send_bytes(pickle.dumps(("ready",)))
     try:
         _child_loop(conn, engine, outbox)
     finally:
         engine.stop()
         with contextlib.suppress(OSError):
             outbox.flush()
+        out.close()
         conn.close()
 
 
@@ -552,4 +631,4 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
     return stop
 
 if __name__ == "__main__":
-    child_main(int(sys.argv[1]))
+    child_main(int(sys.argv[1]), int(sys.argv[2]))
