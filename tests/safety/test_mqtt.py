@@ -60,12 +60,15 @@ def serving(db, tmp_path, port: int, **settings):
     return TestClient(app)
 
 
-def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosquitto):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosquitto, writer):
+    """Also through the writer process, which refuses an unknown device only once the message reaches it:
+    the refusal still drops (acknowledges) the message rather than retrying it."""
     user = f"user{next(_users)}"
     make_world(db, device=f"{user}/phone")
     phone = Publisher(mosquitto.port)
     try:
-        with serving(db, tmp_path, mosquitto.port) as client:
+        with serving(db, tmp_path, mosquitto.port, safety_writer=writer) as client:
             intake = client.app.state.mqtt_intake
             eventually(intake.connected.is_set)
             at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
@@ -92,7 +95,8 @@ def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosqui
         phone.close()
 
 
-def test_a_message_is_acknowledged_only_once_stored(sqlite_url, tmp_path, mosquitto):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_message_is_acknowledged_only_once_stored(sqlite_url, tmp_path, mosquitto, writer):
     """The store is locked while a message arrives; the platform stops before it could store it. With a
     persistent session the broker still holds the message and hands it to the next run."""
     from smartcity.core.db import Database
@@ -105,7 +109,7 @@ def test_a_message_is_acknowledged_only_once_stored(sqlite_url, tmp_path, mosqui
     at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
     lock = sqlite3.connect(sqlite_url.split("///", 1)[1], timeout=1, check_same_thread=False)
     try:
-        with serving(db, tmp_path, mosquitto.port, mqtt_client_id=client_id) as client:
+        with serving(db, tmp_path, mosquitto.port, mqtt_client_id=client_id, safety_writer=writer) as client:
             intake = client.app.state.mqtt_intake
             eventually(intake.connected.is_set)
             lock.execute("BEGIN EXCLUSIVE")  # the writer cannot commit for now
@@ -115,7 +119,7 @@ def test_a_message_is_acknowledged_only_once_stored(sqlite_url, tmp_path, mosqui
             threading.Timer(6.5, lock.rollback).start()
         rows = stored(db)
         assert len(rows) == 1  # the engine's last flush stored it, after the client disconnected
-        with serving(db, tmp_path, mosquitto.port, mqtt_client_id=client_id) as client:
+        with serving(db, tmp_path, mosquitto.port, mqtt_client_id=client_id, safety_writer=writer) as client:
             intake = client.app.state.mqtt_intake
             eventually(lambda: intake.stats["duplicates"] == 1, timeout=10)  # redelivered: it was never acked
         assert len(stored(db)) == 1

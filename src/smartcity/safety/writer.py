@@ -275,7 +275,8 @@ class WriterProcess:
         return token
 
     def _send(self, message: tuple, loop=None) -> None:
-        """Queue a message; in an event loop the queue is sent once per loop turn, from threads at once."""
+        """Queue a message; the queue is sent once per turn of the serving process's event loop (from another
+        thread, e.g. MQTT's, the loop is asked to send it), or at once when there is no running loop."""
         with self._out_lock:
             self._out.append(message)
             if self._flush_scheduled:
@@ -283,8 +284,13 @@ class WriterProcess:
             self._flush_scheduled = True
         if loop is not None:
             loop.call_soon(self._flush)
-        else:
-            self._flush()
+            return
+        own = self._loop
+        if own is not None and own.is_running() and not own.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: send from here
+                own.call_soon_threadsafe(self._flush)
+                return
+        self._flush()
 
     def _flush(self) -> None:
         with self._out_lock:
