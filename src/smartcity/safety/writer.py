@@ -134,7 +134,8 @@ class WriterProcess:
 
     @property
     def running(self) -> bool:
-        return self._ready and self._proc is not None and self._proc.poll() is None and self._conn is not None
+        # No waitpid per position: a writer that ended is noticed by the end of its socket (`_ended`).
+        return self._ready and self._conn is not None
 
     def start(self) -> WriterProcess:
         with self._start_lock:
