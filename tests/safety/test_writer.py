@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -88,43 +89,46 @@ def _check_nothing_left(pids) -> None:
     assert left_behind(pids) == [], "writer processes never reaped"
 
 
-@pytest.fixture
-def intake(db_url, tmp_path):
-    """An app in process mode (TestClient: startup and shutdown hooks run) with make_world's registry."""
+@contextmanager
+def _process_app(db_url, tmp_path):
+    """An app in process mode with make_world's registry; checks at the end that no writer is left."""
     from smartcity.app import create_app
 
     db = Database(db_url)
     world = make_world(db)
     settings = make_settings(db_url, tmp_path, safety_writer="process")
     app = create_app(settings, db)
-    pids: set[int] = set()
+    ctx = SimpleNamespace(db=db, w=world, app=app, settings=settings, pids=set())
     try:
-        with TestClient(app) as client:
-            if db.is_postgres:
-                assert db.events.listening.wait(10), "the serving process is not listening for NOTIFY"
-            ctx = SimpleNamespace(client=client, db=db, w=world, app=app, settings=settings, pids=pids)
-            writer_of(ctx)  # started by the app's startup hook
-            yield ctx
-        _check_nothing_left(pids)
+        yield ctx
+        _check_nothing_left(ctx.pids)
     finally:
         db.dispose()
+
+
+def _listening(db) -> None:
+    if db.is_postgres:
+        assert db.events.listening.wait(10), "the serving process is not listening for NOTIFY"
+
+
+@pytest.fixture
+def intake(db_url, tmp_path):
+    """The app under TestClient (startup and shutdown hooks run)."""
+    with _process_app(db_url, tmp_path) as ctx, TestClient(ctx.app) as client:
+        _listening(ctx.db)
+        ctx.client = client
+        writer_of(ctx)  # started by the app's startup hook
+        yield ctx
 
 
 @pytest.fixture
 def live(db_url, tmp_path):
     """The same app served by uvicorn on a port, for the event stream."""
-    from smartcity.app import create_app
-
-    db = Database(db_url)
-    world = make_world(db)
-    settings = make_settings(db_url, tmp_path, safety_writer="process")
-    app = create_app(settings, db)
-    pids: set[int] = set()
-    try:
-        with LiveServer(app) as server:
-            if db.is_postgres:
-                assert db.events.listening.wait(10), "the serving process is not listening for NOTIFY"
-            ctx = SimpleNamespace(url=server.url, db=db, w=world, app=app, settings=settings, pids=pids)
+    with _process_app(db_url, tmp_path) as ctx:
+        db = ctx.db
+        with LiveServer(ctx.app) as server:
+            _listening(db)
+            ctx.url = server.url
             eventually(lambda: db.cache.get("safety.engine") is not None and db.cache["safety.engine"].running)
             writer_of(ctx)
             yield ctx
@@ -133,9 +137,6 @@ def live(db_url, tmp_path):
             for sub in list(db.events._subs):
                 sub.loop.call_soon_threadsafe(db.events.unsubscribe, sub)
         assert not server.thread.is_alive(), "the live server did not shut down"
-        _check_nothing_left(pids)
-    finally:
-        db.dispose()
 
 
 def ago(**delta):
