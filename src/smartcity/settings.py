@@ -130,6 +130,14 @@ class Settings:
         365, "Days after a report is closed before the reporter's contact details are deleted."
     )
 
+    CHOICES = {"safety_outside_city": ("flag", "refuse"), "safety_writer": ("process", "thread")}
+
+    def __post_init__(self) -> None:
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SMARTCITY_{name.upper()} must be one of {', '.join(allowed)}, "
+                                 f"not {getattr(self, name)!r}")
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -87,3 +87,13 @@ def test_api_key_commands(run, db):
     with db.session() as s:
         assert accounts.find_api_key(s, key) is None
     assert run("apikey", "revoke", "9999").exit_code == 2
+
+
+@pytest.mark.parametrize("name, good, bad", [("SAFETY_WRITER", "thread", "proces"),
+                                             ("SAFETY_OUTSIDE_CITY", "refuse", "maybe")])
+def test_a_setting_with_choices_refuses_anything_else_by_name(name, good, bad):
+    from smartcity.settings import Settings
+
+    assert getattr(Settings.from_env({f"SMARTCITY_{name}": good}), name.lower()) == good
+    with pytest.raises(ValueError, match=f"SMARTCITY_{name} must be one of .*'{bad}'"):
+        Settings.from_env({f"SMARTCITY_{name}": bad})

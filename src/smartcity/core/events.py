@@ -64,7 +64,7 @@ class Subscription:
         self.overflowed = False
 
     def wants(self, event: Event) -> bool:
-        return not self.topics or event.topic.startswith(self.topics)
+        return self.wants_topic(event.topic)
 
     def wants_topic(self, topic: str) -> bool:
         return not self.topics or topic.startswith(self.topics)

@@ -6,7 +6,8 @@ the person's zones — with no database read per position.
     future = engine.submit(position)        # the same from a thread (MQTT): concurrent.futures.Future
 
 Every protocol decoder (OsmAnd, OwnTracks, MQTT, the batch endpoint) produces a `Position` and hands it
-to `submit`/`intake`/`submit_many`. Validation errors are raised at once, before anything is queued:
+to `submit`/`intake`/`submit_all` (or to writer.py's `WriterProcess`, which has the same intake API and runs
+this engine in a writer process). Validation errors are raised at once, before anything is queued:
 
     IntakeError (InvalidInput, 422)       base of the intake's own errors; code says which
     ├── InvalidPosition                    a value is out of range or malformed (details name the field)
@@ -1146,10 +1147,11 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
             if engine is None:
                 from smartcity.settings import get_settings
 
-                if (settings or get_settings()).safety_writer == "process":
+                settings = settings or get_settings()
+                if settings.safety_writer == "process":
                     from smartcity.safety.writer import WriterProcess
 
-                    engine = WriterProcess(db, settings or get_settings(), profile)
+                    engine = WriterProcess(db, settings, profile)
                 else:
                     engine = SafetyEngine(db, settings, profile)
                 if not db.cache.get("safety.listening"):  # one handler per store, for whichever engine is current

@@ -4,17 +4,18 @@ Storing a position (zone rules, SQL, acknowledgments) costs more CPU than receiv
 serving process both would share one interpreter lock, so one core would do all the work while the
 other waited. Here each serving process starts one writer process running the `SafetyEngine`; the
 serving process keeps only the protocol decoders and a `WriterProcess`, which has the engine's intake
-API (`intake`, `intake_all`, `submit`, `submit_all`) and forwards positions over a pipe:
+API (`intake`, `intake_all`, `submit`, `submit_all`) and forwards positions over a socket pair each way:
 
-    serving process                                   writer process
-    decoders → WriterProcess ── positions ──────────▶ reader thread → engine.validate → queue
-               (one message per event-loop turn)       writer thread → batch commit
-    waiters  ◀── acknowledgments, errors, events ───  on_resolved (one message per batch)
+    serving process                                   writer process (one thread, no lock to share)
+    decoders → WriterProcess ── positions ──────────▶ read what arrived → engine.validate → queue
+               (one message per event-loop turn;        → write one batch (alarms first) → read again
+                never blocking the loop: _Sender)
+    event loop ◀── acknowledgments, errors, events ──  on_resolved (one message per batch)
 
 A position is still acknowledged only after the writer's transaction holding it has committed.
 
 Events the writer publishes (incidents, alerts, live positions) reach the serving process's subscribers
-(the guardians' and control rooms' live pages): on SQLite through the pipe, on PostgreSQL through
+(the guardians' and control rooms' live pages): on SQLite through the socket, on PostgreSQL through
 NOTIFY like every other process's. Changes made in the serving process (zones, registry, incident
 status) reach the writer through `handle`, as they reach an in-process engine.
 
@@ -54,7 +55,7 @@ from smartcity.safety.engine import (
 
 log = logging.getLogger(__name__)
 
-# Errors that cross the pipe as themselves (anything else arrives as WriterFailed).
+# Errors that cross the socket as themselves (anything else arrives as WriterFailed).
 ERRORS = {cls.__name__: cls for cls in (IntakeError, InvalidPosition, FutureFix, UnknownDevice, NoConsent,
                                         Overloaded, OutsideCity)}
 FORWARDED_TOPICS = ("safety.incident.", "safety.zones.", "safety.registry.")  # what the writer's engine reacts to
@@ -67,7 +68,7 @@ class WriterFailed(Unavailable):
     code = "writer_failed"
 
 
-# --- what crosses the pipe ------------------------------------------------------------------------
+# --- what crosses the socket ----------------------------------------------------------------------
 # Plain tuples: pickling a dataclass costs several times more.
 
 
@@ -216,9 +217,6 @@ class WriterProcess:
         future: Future = Future()
         self._send(("p", self._wait(future, None), pack_position(position)))
         return future
-
-    def submit_many(self, positions: list[Position]) -> list[Future]:
-        return [self.submit(p) for p in positions]
 
     def submit_all(self, positions: list) -> Future:
         future: Future = Future()
@@ -611,14 +609,18 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
             token = message[1]
             try:
                 item = engine.validate(unpack_position(message[2]))
-            except SmartCityError as exc:
+            except Exception as exc:  # noqa: BLE001 - refused (a store error: 503), never the writer's end
                 refused.append((token, exc))
                 continue
             item.token = token
             items.append(item)
         elif kind == "u":
-            positions = [unpack_outcome(p[1]) if len(p) == 2 else unpack_position(p) for p in message[2]]
-            engine._unit(positions, None, token=message[1])
+            try:
+                positions = [unpack_outcome(p[1]) if len(p) == 2 else unpack_position(p) for p in message[2]]
+                engine._unit(positions, None, token=message[1])
+            except Exception as exc:  # noqa: BLE001 - as above, for the whole unit
+                log.exception("a batch of positions could not be queued")
+                refused.append((message[1], exc))
         elif kind == "h":
             try:
                 engine.handle(message[1], message[2])
@@ -636,6 +638,7 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
     if refused:
         outbox.acks(refused)
     return stop
+
 
 if __name__ == "__main__":
     child_main(int(sys.argv[1]), int(sys.argv[2]))
