@@ -24,7 +24,8 @@ and no second row. A fix older than the device's latest is stored but does not m
 Several processes on one PostgreSQL: at each batch commit the writer locks the batch's device-state rows
 (SELECT … FOR UPDATE, in device order) and compares their `version` with its memory; a row another
 process moved is re-read before the zones are checked, so zone transitions (and their events) happen
-exactly once, whichever process receives each fix.
+exactly once, whichever process receives each fix. On SQLite (one serving process, so one writer) memory is
+trusted and no version is read.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 KNOT = 0.514444  # metres per second
 SQLITE_CACHE_KIB = 128 * 1024  # the intake writer's SQLite page cache
 SQLITE_CHECKPOINT_PAGES = 4096  # the intake writer's WAL size (pages) that triggers a checkpoint
+WAL_RESET_FRAMES = 16_384  # with background checkpoints: the WAL size (frames, ~64 MB) at which it is restarted
 
 
 # --- what decoders produce ------------------------------------------------------------------------
@@ -449,6 +451,9 @@ class SafetyEngine:
         # turns it on in the writer process, whose connections do not checkpoint by themselves).
         self.background_checkpoints = background_checkpoints and not db.is_postgres
         self._checkpointer: threading.Thread | None = None
+        self._wal_long = False  # the checkpoint thread saw a WAL of `wal_reset_frames` or more
+        self.wal_reset_frames = WAL_RESET_FRAMES
+        self.checkpoint_every = 0.25  # seconds between the checkpoint thread's rounds
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -470,20 +475,29 @@ class SafetyEngine:
                 self._checkpointer.start()
         return self
 
-    def _checkpoint(self, every: float = 0.25) -> None:
-        """Copy the WAL back into the database file every `every` seconds (PASSIVE: never waits for a reader or
-        the writer). The fsync of a checkpoint then no longer lengthens the writer's commits."""
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database file every `checkpoint_every` seconds (PASSIVE: never waits for a
+        reader or the writer). The fsync of a checkpoint then no longer lengthens the writer's commits.
+
+        The WAL starts again from its beginning only when a write begins with every frame copied back, which a
+        writer committing all the time never sees from a checkpoint made beside it: the WAL would grow without
+        end (measured: 400 MB in ten seconds of load), and every page look-up in it with it. So once the WAL
+        holds `wal_reset_frames`, the writer is asked to copy back the last few frames itself, between two
+        batches (`_restart_wal`)."""
         import sqlite3
 
         path = self.db.engine.url.database
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             while not self._stopping:
-                time.sleep(every)
+                time.sleep(self.checkpoint_every)
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # busy or locked: the next round does it
                     log.debug("checkpoint skipped: %s", exc)
+                    continue
+                if frames >= self.wal_reset_frames:
+                    self._wal_long = True
         finally:
             conn.close()
 
@@ -850,6 +864,18 @@ class SafetyEngine:
         self.batches += 1
         self._resolve(results)
         self._last_write = time.monotonic()
+        if self._wal_long:
+            self._restart_wal()
+
+    def _restart_wal(self) -> None:
+        """From the writer, between batches: copy back what the checkpoint thread has not yet, so the next
+        write starts the WAL again from its beginning (see `_checkpoint`)."""
+        self._wal_long = False
+        try:
+            with self.db.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as exc:  # noqa: BLE001 - busy: the checkpoint thread asks again
+            log.debug("WAL restart skipped: %s", exc)
 
     def _resolve(self, results: list[tuple[_Item, Any]]) -> None:
         """Hand each outcome to whoever waits: futures at once, event loops with one call per batch."""
@@ -1017,7 +1043,23 @@ class SafetyEngine:
         return [self.incident_district.get(i) for i in self.open_incidents.get(st.person_id, {}).values()]
 
     def _lock_states(self, s, device_ids: list[int]) -> dict[int, LiveState]:
-        """The batch's device states, locked until commit; memory is trusted where the version matches."""
+        """The batch's device states, locked until commit; memory is trusted where the version matches.
+
+        On SQLite the store has one writer (the one serving process's engine), so memory is trusted as it is:
+        only devices without a state in memory are looked up. (The silent-device job's compare-and-set on a
+        row this engine does not know of changes nothing here: the engine's next fix of that device clears
+        the flag anyway.)"""
+        pg = self.db.is_postgres
+        if not pg:
+            states = self.states
+            unknown = [d for d in device_ids if d not in states]
+            out = {d: states[d].copy() for d in device_ids if d in states}
+            if unknown:
+                out.update(self._lock_states_versioned(s, unknown))
+            return out
+        return self._lock_states_versioned(s, device_ids)
+
+    def _lock_states_versioned(self, s, device_ids: list[int]) -> dict[int, LiveState]:
         pg = self.db.is_postgres
         mark = "%s" if pg else "?"
         versions = {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import logging
 import os
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 ERRORS = {cls.__name__: cls for cls in (IntakeError, InvalidPosition, FutureFix, UnknownDevice, NoConsent,
                                         Overloaded, OutsideCity)}
 FORWARDED_TOPICS = ("safety.incident.", "safety.zones.", "safety.registry.")  # what the writer's engine reacts to
+GC_YOUNG = 20_000  # allocations between the writer process's young-generation collections (Python's default: 700)
 START_TIMEOUT_S = 300  # loading 100,000 devices and their zones takes seconds; a large city more
 
 
@@ -579,6 +581,12 @@ def _child_start(conn, settings, url: str, profile):
     if not db.is_postgres:  # PostgreSQL's NOTIFY already reaches the serving process
         db.events.on("", outbox.event)
     engine.start(writer_thread=False)  # _child_loop is the writer: no second thread to share the lock with
+    # The registry just loaded (devices, zones, states: millions of objects for a large city) lives as long as
+    # the process: keep the cyclic garbage collector from walking it again and again (measured: a sixth of the
+    # writer's time at 100,000 devices), and collect the young generation less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 20, 20)
     return engine, outbox
 
 
