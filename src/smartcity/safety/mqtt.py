@@ -21,15 +21,16 @@ with a back-off of 1 s doubling to 60 s; nothing a device sends can stop it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import threading
 import uuid
-from concurrent.futures import Future
 from urllib.parse import unquote, urlsplit
 
 from smartcity.core.errors import SmartCityError
-from smartcity.safety.engine import Overloaded
-from smartcity.safety.intake_api import count, engine_of
+from smartcity.safety.intake_api import count, engine_of, settle
 from smartcity.safety.owntracks import Ignored, decode, identifier, parse
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,13 @@ def broker_of(url: str) -> dict:
 
 
 class MqttIntake:
-    """The process's OwnTracks MQTT subscriber: decode, submit, acknowledge once stored."""
+    """The process's OwnTracks MQTT subscriber: decode, submit, acknowledge once stored.
+
+    paho's network loop runs in the serving process's event loop (paho's external-loop API: the socket is
+    watched with add_reader/add_writer, `loop_misc` runs every second), not in a thread of its own. Messages
+    are decoded, stored and acknowledged in the one thread that also reads the intake writer's answers: no
+    interpreter lock handed back and forth, no wake-up of another thread per acknowledgment (measured: that
+    hand-over cost more than paho's own parsing)."""
 
     def __init__(self, app):
         import paho.mqtt.client as paho
@@ -67,39 +74,116 @@ class MqttIntake:
             self.client.username_pw_set(self.broker["username"], self.broker["password"])
         if self.broker["tls"]:
             self.client.tls_set()
-        self.client.reconnect_delay_set(min_delay=1, max_delay=60)
         self.client.max_inflight_messages_set(self.inflight)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_socket_open = self._socket_open
+        self.client.on_socket_close = self._socket_close
+        self.client.on_socket_register_write = self._want_write
+        self.client.on_socket_unregister_write = self._no_write
         self.connected = threading.Event()
         self.stopping = False
-        self._pending = 0
-        self._idle = threading.Condition()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._pending = 0  # messages being stored
+        self._tasks: set[asyncio.Task] = set()
+        self._connector: asyncio.Task | None = None
+        self._misc: asyncio.Task | None = None
         self.stats = {"received": 0, "stored": 0, "duplicates": 0, "dropped": 0, "retried": 0}
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> MqttIntake:
+        """Connect in the background (called in the serving process's event loop); reconnects by itself."""
+        self.loop = asyncio.get_running_loop()
+        self._connector = self.loop.create_task(self._connect())
+        return self
+
+    async def stop(self, timeout: float = 5) -> None:
+        """Stop taking messages; give the ones being stored a moment to be acknowledged; disconnect."""
+        self.stopping = True
+        if self._connector is not None:
+            self._connector.cancel()
+        deadline = self.loop.time() + timeout
+        while self._pending and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        self.client.disconnect()
+        self.client.loop_write()  # the DISCONNECT, now (the loop may not turn again for this socket)
+        for task in list(self._tasks):
+            task.cancel()  # still waiting: not acknowledged, so the broker keeps the message
+        if self._misc is not None:
+            self._misc.cancel()
+
+    async def _connect(self, first: bool = True) -> None:
+        """Connect; after a lost connection, again after 1 s, doubling to 60 s, until it succeeds."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        props = Properties(PacketTypes.CONNECT)
-        props.ReceiveMaximum = min(self.inflight, 65535)
-        if self.persistent:
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(self.broker["host"], self.broker["port"], keepalive=30,
-                                  clean_start=not self.persistent, properties=props)
-        self.client.loop_start()
-        return self
+        delay = 1.0
+        while not self.stopping:
+            if first:
+                props = Properties(PacketTypes.CONNECT)
+                props.ReceiveMaximum = min(self.inflight, 65535)
+                if self.persistent:
+                    props.SessionExpiryInterval = SESSION_EXPIRY_S
+                connect = functools.partial(self.client.connect, self.broker["host"], self.broker["port"],
+                                            keepalive=30, clean_start=not self.persistent, properties=props)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)
+                connect = self.client.reconnect  # the first connection's properties again
+            try:
+                # A blocking TCP (and TLS) connect: off the event loop. The socket callbacks it makes are handed
+                # to the loop (`_in_loop`).
+                await self.loop.run_in_executor(None, connect)
+                return  # `_on_disconnect` starts this again when the connection is lost
+            except (OSError, ValueError) as exc:
+                if first:
+                    log.warning("MQTT: cannot reach the broker at %s:%s (%s); retrying", self.broker["host"],
+                                self.broker["port"], exc)
+                first = False
 
-    def stop(self, timeout: float = 5) -> None:
-        """Stop taking messages; give the ones being stored a moment to be acknowledged; disconnect."""
-        self.stopping = True
-        with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0, timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
+    # --- paho's socket, on the event loop -----------------------------------------------------------
+
+    def _in_loop(self, fn, *args) -> None:
+        loop = self.loop
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            fn(*args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _socket_open(self, client, _userdata, sock) -> None:
+        def watch():
+            self.loop.add_reader(sock, client.loop_read)
+            if self._misc is None or self._misc.done():
+                self._misc = self.loop.create_task(self._housekeeping())
+
+        self._in_loop(watch)
+
+    def _socket_close(self, _client, _userdata, sock) -> None:
+        def unwatch():
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+
+        self._in_loop(unwatch)
+
+    def _want_write(self, client, _userdata, sock) -> None:
+        self._in_loop(self.loop.add_writer, sock, client.loop_write)
+
+    def _no_write(self, _client, _userdata, sock) -> None:
+        self._in_loop(self.loop.remove_writer, sock)
+
+    async def _housekeeping(self) -> None:
+        """Keep-alive pings and ping time-outs (paho's loop_misc), once a second while connected."""
+        import paho.mqtt.client as paho
+
+        while self.client.loop_misc() == paho.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1)
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
@@ -113,18 +197,31 @@ class MqttIntake:
         self.connected.clear()
         if not self.stopping:
             log.warning("MQTT: disconnected from the broker (%s); reconnecting", reason_code)
+            self._in_loop(self._reconnect)
+
+    def _reconnect(self) -> None:
+        if not self.stopping and (self._connector is None or self._connector.done()):
+            self._connector = self.loop.create_task(self._connect(first=False))
 
     # --- messages ---------------------------------------------------------------------------------
 
     def _on_message(self, client, _userdata, msg) -> None:
         self.stats["received"] += 1
         try:
-            self._take(msg, 0)
-        except Exception:  # a message must never stop the network thread
+            positions = self._decode(msg)
+        except Exception:  # a message must never stop the network loop
             log.exception("MQTT: a message on %s could not be handled", msg.topic)
             self._ack(msg)
+            return
+        if positions is None:
+            return
+        self._pending += 1
+        task = self.loop.create_task(self._store(msg, positions))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _take(self, msg, attempt: int) -> None:
+    def _decode(self, msg) -> list | None:
+        """The message's positions, or None when it was dropped or held none (then acknowledged)."""
         levels = msg.topic.split("/")
         try:
             if len(levels) < 3:
@@ -138,74 +235,46 @@ class MqttIntake:
                     count(self.app, PROTOCOL, "ignored")
         except SmartCityError as exc:
             self._drop(msg, exc)
-            return
+            return None
         if not positions:
             self._ack(msg)
-            return
-        engine = engine_of(self.app)
-        futures: list[Future] = []
-        for position in positions:
-            try:
-                futures.append(engine.submit(position))
-            except Overloaded:
-                self._retry(msg, attempt)
-                return
-            except SmartCityError as exc:
-                self._drop(msg, exc)
-                return
-        with self._idle:
-            self._pending += 1
-        remaining = [len(futures)]
-        lock = threading.Lock()
+            return None
+        return positions
 
-        def done(future: Future) -> None:
-            with lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if not last:
-                return
-            failed = next((f.exception() for f in futures if f.exception() is not None), None)
-            if isinstance(failed, SmartCityError) and failed.status < 500:
-                # Refused by the engine (the writer process validates when the position arrives there):
-                # redelivery could not make it valid.
-                self._drop(msg, failed)
-            elif failed is None:
-                for f in futures:
-                    duplicate = f.result().duplicate
-                    self.stats["duplicates" if duplicate else "stored"] += 1
-                    count(self.app, PROTOCOL, "duplicate" if duplicate else "stored")
-                self._ack(msg)
-            else:
+    async def _store(self, msg, positions: list) -> None:
+        """Store the message's positions; acknowledge once stored, drop what can never be stored, retry (with a
+        back-off, unacknowledged meanwhile) when the intake is overloaded or the store fails."""
+        attempt = 0
+        try:
+            while True:
+                try:
+                    outcomes = await settle(engine_of(self.app), positions)
+                except Exception as exc:  # noqa: BLE001 - e.g. the writer could not be started: retry
+                    outcomes = [exc]
+                failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+                if failed is None:
+                    for ack in outcomes:
+                        self.stats["duplicates" if ack.duplicate else "stored"] += 1
+                        count(self.app, PROTOCOL, "duplicate" if ack.duplicate else "stored")
+                    self._ack(msg)
+                    return
+                if isinstance(failed, SmartCityError) and failed.status < 500:
+                    self._drop(msg, failed)  # redelivery could not make it valid
+                    return
+                if self.stopping:
+                    return  # not acknowledged: the broker redelivers it to the next session
                 log.error("MQTT: storing a position failed (%r); retrying", failed)
-                self._retry(msg, attempt)
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
-
-        for f in futures:
-            f.add_done_callback(done)
+                self.stats["retried"] += 1
+                await asyncio.sleep(min(0.2 * 2**attempt, 10))
+                attempt += 1
+        finally:
+            self._pending -= 1
 
     def _drop(self, msg, exc: SmartCityError) -> None:
         self.stats["dropped"] += 1
         count(self.app, PROTOCOL, exc.code)
         log.warning("MQTT: dropped a message on %s: %s (%s)", msg.topic, exc.message, exc.code)
         self._ack(msg)
-
-    def _retry(self, msg, attempt: int) -> None:
-        if self.stopping:
-            return  # not acknowledged: the broker redelivers it to the next session
-        self.stats["retried"] += 1
-        delay = min(0.2 * 2**attempt, 10)
-        timer = threading.Timer(delay, self._take_again, args=(msg, attempt + 1))
-        timer.daemon = True
-        timer.start()
-
-    def _take_again(self, msg, attempt: int) -> None:
-        try:
-            self._take(msg, attempt)
-        except Exception:
-            log.exception("MQTT: a message on %s could not be handled", msg.topic)
-            self._ack(msg)
 
     def _ack(self, msg) -> None:
         if msg.qos > 0:
@@ -221,11 +290,9 @@ def install(app) -> None:
         app.state.shutdown.append(stop)
 
     async def stop(app) -> None:
-        import asyncio
-
         intake = getattr(app.state, "mqtt_intake", None)
         if intake is not None:
-            await asyncio.to_thread(intake.stop)
+            await intake.stop()
             app.state.mqtt_intake = None
 
     app.state.startup.append(start)
