@@ -35,6 +35,7 @@ from smartcity.safety.owntracks import Ignored, decode, identifier, parse
 
 log = logging.getLogger(__name__)
 PROTOCOL = "mqtt"
+READ_BATCH = 64  # MQTT packets read in one go when the broker's socket is readable
 SESSION_EXPIRY_S = 7 * 24 * 3600  # how long the broker keeps a named client's messages while it is away
 
 
@@ -87,6 +88,7 @@ class MqttIntake:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending = 0  # messages being stored
         self._tasks: set[asyncio.Task] = set()
+        self._arrived: list = []  # (message, positions) read in this turn of the event loop
         self._connector: asyncio.Task | None = None
         self._misc: asyncio.Task | None = None
         self.stats = {"received": 0, "stored": 0, "duplicates": 0, "dropped": 0, "retried": 0}
@@ -159,11 +161,21 @@ class MqttIntake:
 
     def _socket_open(self, client, _userdata, sock) -> None:
         def watch():
-            self.loop.add_reader(sock, client.loop_read)
+            self.loop.add_reader(sock, self._readable)
             if self._misc is None or self._misc.done():
                 self._misc = self.loop.create_task(self._housekeeping())
 
         self._in_loop(watch)
+
+    def _readable(self) -> None:
+        """Read what has arrived: paho's loop_read takes one packet a call, so call it again while it brings
+        messages (at most a batch: the loop has other work), instead of going back to the selector each time."""
+        import paho.mqtt.client as paho
+
+        for _ in range(READ_BATCH):
+            before = self.stats["received"]
+            if self.client.loop_read() != paho.MQTT_ERR_SUCCESS or self.stats["received"] == before:
+                return
 
     def _socket_close(self, _client, _userdata, sock) -> None:
         def unwatch():
@@ -216,7 +228,18 @@ class MqttIntake:
         if positions is None:
             return
         self._pending += 1
-        task = self.loop.create_task(self._store(msg, positions))
+        # The messages read in one turn of the event loop go to the intake together, as one unit.
+        self._arrived.append((msg, positions))
+        if len(self._arrived) == 1:
+            self.loop.call_soon(self._submit_arrived)
+
+    def _submit_arrived(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        if arrived:
+            self._spawn(self._store_many(arrived))
+
+    def _spawn(self, coro) -> None:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -241,32 +264,56 @@ class MqttIntake:
             return None
         return positions
 
-    async def _store(self, msg, positions: list) -> None:
-        """Store the message's positions; acknowledge once stored, drop what can never be stored, retry (with a
-        back-off, unacknowledged meanwhile) when the intake is overloaded or the store fails."""
-        attempt = 0
+    async def _store_many(self, arrived: list) -> None:
+        """Store the positions of several messages at once; each message is then settled by its own outcomes."""
+        flat = [p for _msg, positions in arrived for p in positions]
+        try:
+            outcomes = await settle(engine_of(self.app), flat)
+        except Exception as exc:  # noqa: BLE001 - e.g. the writer could not be started: retried below
+            outcomes = [exc] * len(flat)
+        at = 0
+        for msg, positions in arrived:
+            mine, at = outcomes[at:at + len(positions)], at + len(positions)
+            if self._settle(msg, mine):
+                self._pending -= 1
+            else:
+                self._spawn(self._store(msg, positions, attempt=0, first=mine))
+
+    def _settle(self, msg, outcomes: list) -> bool:
+        """Acknowledge a message once all its positions are stored, drop it when one can never be stored (the
+        engine refused it: redelivery could not make it valid); False when it should be tried again."""
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is None:
+            for ack in outcomes:
+                self.stats["duplicates" if ack.duplicate else "stored"] += 1
+                count(self.app, PROTOCOL, "duplicate" if ack.duplicate else "stored")
+            self._ack(msg)
+            return True
+        if isinstance(failed, SmartCityError) and failed.status < 500:
+            self._drop(msg, failed)
+            return True
+        return False
+
+    async def _store(self, msg, positions: list, attempt: int = 0, first: list | None = None) -> None:
+        """Try a message again, with a back-off (unacknowledged meanwhile), while the intake is overloaded or the
+        store fails."""
+        outcomes = first
         try:
             while True:
+                if outcomes is not None:
+                    if self._settle(msg, outcomes):
+                        return
+                    if self.stopping:
+                        return  # not acknowledged: the broker redelivers it to the next session
+                    failed = next(o for o in outcomes if isinstance(o, BaseException))
+                    log.error("MQTT: storing a position failed (%r); retrying", failed)
+                    self.stats["retried"] += 1
+                    await asyncio.sleep(min(0.2 * 2**attempt, 10))
+                    attempt += 1
                 try:
                     outcomes = await settle(engine_of(self.app), positions)
                 except Exception as exc:  # noqa: BLE001 - e.g. the writer could not be started: retry
                     outcomes = [exc]
-                failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-                if failed is None:
-                    for ack in outcomes:
-                        self.stats["duplicates" if ack.duplicate else "stored"] += 1
-                        count(self.app, PROTOCOL, "duplicate" if ack.duplicate else "stored")
-                    self._ack(msg)
-                    return
-                if isinstance(failed, SmartCityError) and failed.status < 500:
-                    self._drop(msg, failed)  # redelivery could not make it valid
-                    return
-                if self.stopping:
-                    return  # not acknowledged: the broker redelivers it to the next session
-                log.error("MQTT: storing a position failed (%r); retrying", failed)
-                self.stats["retried"] += 1
-                await asyncio.sleep(min(0.2 * 2**attempt, 10))
-                attempt += 1
         finally:
             self._pending -= 1
 
