@@ -63,6 +63,13 @@ def rows() -> list[tuple[str, str, str]]:
         if s := r.get("sos_latency_ms"):
             out.append(("SOS → control-room console, during the OsmAnd load",
                         f"p50 {s['p50']} ms, p99 {s['p99']} ms", "p99 < 100 ms"))
+    if engine := _load("safety_engine"):
+        r = engine["results"]
+        for key, label in (("batch_250", "batches of 250"), ("batch_10000", "units of 10,000")):
+            if e := r.get(key):
+                out.append((f"safety engine alone, {label} ({r['devices']:,} devices)",
+                            f"{e['positions_per_second']:,} positions/s, {e['cpu_us_per_position']} µs CPU each",
+                            "— (what the writer process can store)"))
     return out
 
 

@@ -1043,7 +1043,8 @@ class SafetyEngine:
         return [self.incident_district.get(i) for i in self.open_incidents.get(st.person_id, {}).values()]
 
     def _lock_states(self, s, device_ids: list[int]) -> dict[int, LiveState]:
-        """The batch's device states, locked until commit; memory is trusted where the version matches.
+        """The batch's device states (on PostgreSQL locked until commit); memory is trusted where the version
+        matches.
 
         On SQLite the store has one writer (the one serving process's engine), so memory is trusted as it is:
         only devices without a state in memory are looked up. (The silent-device job's compare-and-set on a

@@ -267,17 +267,14 @@ class MqttIntake:
     async def _store_many(self, arrived: list) -> None:
         """Store the positions of several messages at once; each message is then settled by its own outcomes."""
         flat = [p for _msg, positions in arrived for p in positions]
-        try:
-            outcomes = await settle(engine_of(self.app), flat)
-        except Exception as exc:  # noqa: BLE001 - e.g. the writer could not be started: retried below
-            outcomes = [exc] * len(flat)
+        outcomes = await self._outcomes(flat)
         at = 0
         for msg, positions in arrived:
             mine, at = outcomes[at:at + len(positions)], at + len(positions)
             if self._settle(msg, mine):
                 self._pending -= 1
             else:
-                self._spawn(self._store(msg, positions, attempt=0, first=mine))
+                self._spawn(self._store(msg, positions, first=mine))
 
     def _settle(self, msg, outcomes: list) -> bool:
         """Acknowledge a message once all its positions are stored, drop it when one can never be stored (the
@@ -294,26 +291,27 @@ class MqttIntake:
             return True
         return False
 
-    async def _store(self, msg, positions: list, attempt: int = 0, first: list | None = None) -> None:
-        """Try a message again, with a back-off (unacknowledged meanwhile), while the intake is overloaded or the
-        store fails."""
-        outcomes = first
+    async def _outcomes(self, positions: list) -> list:
+        """One outcome per position: an Ack, or the error that refused or failed it."""
         try:
-            while True:
-                if outcomes is not None:
-                    if self._settle(msg, outcomes):
-                        return
-                    if self.stopping:
-                        return  # not acknowledged: the broker redelivers it to the next session
-                    failed = next(o for o in outcomes if isinstance(o, BaseException))
-                    log.error("MQTT: storing a position failed (%r); retrying", failed)
-                    self.stats["retried"] += 1
-                    await asyncio.sleep(min(0.2 * 2**attempt, 10))
-                    attempt += 1
-                try:
-                    outcomes = await settle(engine_of(self.app), positions)
-                except Exception as exc:  # noqa: BLE001 - e.g. the writer could not be started: retry
-                    outcomes = [exc]
+            return await settle(engine_of(self.app), positions)
+        except Exception as exc:  # noqa: BLE001 - e.g. the writer could not be started: retried
+            return [exc] * len(positions)
+
+    async def _store(self, msg, positions: list, first: list) -> None:
+        """Try a message again, with a back-off (unacknowledged meanwhile), while the intake is overloaded or the
+        store fails; `first` is the outcome of the first try."""
+        outcomes, attempt = first, 0
+        try:
+            while not self._settle(msg, outcomes):
+                if self.stopping:
+                    return  # not acknowledged: the broker redelivers it to the next session
+                failed = next(o for o in outcomes if isinstance(o, BaseException))
+                log.error("MQTT: storing a position failed (%r); retrying", failed)
+                self.stats["retried"] += 1
+                await asyncio.sleep(min(0.2 * 2**attempt, 10))
+                attempt += 1
+                outcomes = await self._outcomes(positions)
         finally:
             self._pending -= 1
 
