@@ -1129,20 +1129,10 @@ class SafetyEngine:
             zones = [*zones, *self.danger_zones]
         states = st.zones
         at_text = None
-        hypot = math.hypot
         for zone in zones:
             key = zone.key or str(zone.id)
-            state = states.get(key)
-            if state is not None and state["c"] is None and state["n"] == 0 and state["t"] is None:
-                # A settled zone: a fix on the same side of the boundary changes nothing whatever its accuracy
-                # ("in" needs a fix inside, "out" one beyond the boundary), so classify is not needed.
-                settled = state["s"]
-                if settled is not None:
-                    d = (hypot(x - zone.cx, y - zone.cy) - zone.radius if zone.radius is not None
-                         else zone.distance(x, y))
-                    if (d > 0) == (settled == "out"):
-                        continue
             verdict = classify(zone, x, y, p.accuracy, rules)
+            state = states.get(key)
             if state is not None and (verdict is None or (verdict == state["s"] and state["c"] is None
                                                           and state["n"] == 0 and state["t"] is None)):
                 continue  # step_zone would change nothing
