@@ -115,6 +115,10 @@ class Report(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), nullable=True)  # duplicate of
     support_count: Mapped[int] = mapped_column(Integer, default=0)
     photo_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Links a partner sent as media_url, kept and shown as given; media_fetch is "pending" while a background
+    # fetch (SMARTCITY_REPORTS_FETCH_MEDIA_URLS) is still due, then "done" or "refused" (why: in the timeline).
+    media_urls: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    media_fetch: Mapped[str | None] = mapped_column(String(20), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
     external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)  # a partner system's id
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1–5 after a fix
@@ -196,6 +200,7 @@ class ReportUpdate(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20))  # the report's status after this entry
     external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)  # update_id of a partner
+    media_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # a partner's, as given
 
     __table_args__ = (
         Index("ix_report_updates_report", "report_id", "at"),
