@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,20 +21,46 @@ from smartcity.core.city import load_profile
 from smartcity.core.db import Database, migrate
 from smartcity.core.seed import seed_city
 from smartcity.settings import Settings
+from tests import synthetic
 from tests.servers import MosquittoServer, PostgresServer, free_port, wait_for_port
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seoul"
+SHARED, REAL_DATA_MISSING = synthetic.real_data_dir()  # the real Seoul files, or None and why not
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                 "--no-first-run", "--disable-gpu", "--disable-quic", "--disable-sync"]
 _counter = itertools.count()
 
 
 def seoul_data(name: str) -> Path:
-    """A file of the real Seoul data in ../shared (tests only; the product never reads it)."""
+    """A file of the real Seoul data (tests only; the product never reads it). Only tests marked
+    `real_data` use it; they are skipped where the folder is missing."""
+    if SHARED is None:
+        pytest.skip(f"real-data test: {REAL_DATA_MISSING}")
     path = SHARED / name
     if not path.exists():
-        pytest.fail(f"shared test data missing: {path}")
+        pytest.fail(f"real data folder {SHARED} has no {name}")
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """Every synthetic stand-in for the real files (tests/synthetic.py), under the real files' names."""
+    return synthetic.write_all(tmp_path_factory.mktemp("synthetic"))
+
+
+@dataclass(frozen=True)
+class BoundaryFiles:
+    districts: Path
+    neighbourhoods: Path
+    real: bool
+
+
+@pytest.fixture(scope="module", params=["synthetic", pytest.param("real", marks=pytest.mark.real_data)])
+def boundaries(request, tmp_path_factory) -> BoundaryFiles:
+    """District and neighbourhood GeoJSON files: the synthetic ones always, the real KOSTAT ones where found."""
+    if request.param == "real":
+        return BoundaryFiles(seoul_data("districts.geojson"), seoul_data("neighbourhoods.geojson"), True)
+    folder = request.getfixturevalue("synthetic_dir")
+    return BoundaryFiles(folder / "districts.geojson", folder / "neighbourhoods.geojson", False)
 
 
 def _prepare(url: str) -> None:
@@ -267,10 +294,34 @@ def pytest_terminal_summary(terminalreporter):
         c = counts[marker]
         parts.append(f"{label}: " + (", ".join(f"{n} {o}" for o, n in sorted(c.items())) or "none ran"))
     terminalreporter.write_sep("-", "real servers: " + "; ".join(parts))
+    _real_data_summary(terminalreporter)
+
+
+def _real_data_summary(terminalreporter) -> None:
+    """Say plainly whether the tests on the real Seoul files ran (CI has them; a bare clone does not)."""
+    outcomes: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "real_data" in getattr(report, "keywords", {}) and (
+                    report.when == "call" or (outcome != "passed" and report.when == "setup")):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    counted = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "none selected"
+    if SHARED is None:
+        terminalreporter.write_sep("-", f"real-data tests NOT run: {REAL_DATA_MISSING}; {counted}")
+    else:
+        terminalreporter.write_sep("-", f"real-data tests run on {SHARED}: {counted}")
 
 
 def pytest_collection_modifyitems(items):
-    """Mark tests by the real servers their fixtures start, so the summary above counts them all."""
+    """Mark tests by the real servers their fixtures start, so the summary above counts them all; skip
+    the tests on the real Seoul files where they are not found (unless SMARTCITY_REQUIRE_REAL_DATA=1)."""
+    if SHARED is None and any("real_data" in item.keywords for item in items):
+        if os.environ.get("SMARTCITY_REQUIRE_REAL_DATA") == "1":
+            raise pytest.UsageError(f"SMARTCITY_REQUIRE_REAL_DATA=1 but {REAL_DATA_MISSING}")
+        skip = pytest.mark.skip(reason=f"real-data test: {REAL_DATA_MISSING}")
+        for item in items:
+            if "real_data" in item.keywords:
+                item.add_marker(skip)
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & {"page", "browser"}:

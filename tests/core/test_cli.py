@@ -10,7 +10,6 @@ from smartcity.cli import main
 from smartcity.core import accounts
 from smartcity.core.models import District, Neighbourhood, User
 from smartcity.settings import get_settings
-from tests.conftest import seoul_data
 
 
 @pytest.fixture
@@ -34,19 +33,20 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "Usage:" in result.output
 
 
-def test_import_real_boundaries(run, db):
-    out = run("import", "districts", str(seoul_data("districts.geojson")))
+def test_import_boundaries(run, db, boundaries):
+    out = run("import", "districts", str(boundaries.districts))
     assert out.exit_code == 0, out.output
     assert "0 added, 25 updated" in out.output
-    out = run("import", "neighbourhoods", str(seoul_data("neighbourhoods.geojson")))
-    assert out.exit_code == 0 and "423 added" in out.output
+    hoods = len(json.loads(boundaries.neighbourhoods.read_text(encoding="utf-8"))["features"])
+    out = run("import", "neighbourhoods", str(boundaries.neighbourhoods))
+    assert out.exit_code == 0 and f"{hoods} added" in out.output
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Neighbourhood)) == 423
+        assert s.scalar(select(func.count()).select_from(Neighbourhood)) == hoods
         assert not s.scalar(select(func.count()).select_from(District).where(District.approximate))
 
 
-def test_a_bad_boundary_file_is_refused_with_reasons_and_nothing_changes(run, db, tmp_path):
-    fc = json.loads(seoul_data("districts.geojson").read_text())
+def test_a_bad_boundary_file_is_refused_with_reasons_and_nothing_changes(run, db, tmp_path, synthetic_dir):
+    fc = json.loads((synthetic_dir / "districts.geojson").read_text(encoding="utf-8"))
     fc["features"][3]["geometry"]["coordinates"][0] = fc["features"][3]["geometry"]["coordinates"][0][:3]
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps(fc))

@@ -1,4 +1,7 @@
-"""City geography: boundary import, point lookup, approximate districts — on both stores."""
+"""City geography: boundary import, point lookup, approximate districts — on both stores.
+
+Boundary tests run on the synthetic files (tests/synthetic.py) always and on the real KOSTAT files where
+they are found (the `boundaries` fixture)."""
 
 import json
 
@@ -12,44 +15,54 @@ from smartcity.core import geo
 from smartcity.core.city import load_profile
 from smartcity.core.errors import InvalidInput, OutsideCity
 from smartcity.core.models import District, Neighbourhood
-from tests.conftest import seoul_data
 
 SEOUL = load_profile("seoul")
 
 
-def _import_real(db):
-    districts = geo.parse_boundaries(seoul_data("districts.geojson").read_bytes(), SEOUL)
+def _features(path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["features"]
+
+
+def _import(db, boundaries):
+    districts = geo.parse_boundaries(boundaries.districts.read_bytes(), SEOUL)
     with db.session() as s:
-        result = geo.import_districts(s, districts, "districts.geojson")
+        result = geo.import_districts(s, districts, boundaries.districts.name)
     geo.invalidate(db)
-    hoods = geo.parse_boundaries(seoul_data("neighbourhoods.geojson").read_bytes(), SEOUL)
+    hoods = geo.parse_boundaries(boundaries.neighbourhoods.read_bytes(), SEOUL)
     with db.session() as s:
-        geo.import_neighbourhoods(s, hoods, "neighbourhoods.geojson", geo.geo_index(db))
+        geo.import_neighbourhoods(s, hoods, boundaries.neighbourhoods.name, geo.geo_index(db))
     geo.invalidate(db)
     return result
 
 
-def test_real_boundaries_replace_the_approximate_ones(db):
+def test_imported_boundaries_replace_the_approximate_ones(db, boundaries):
     with db.session() as s:
         assert s.scalar(select(func.count()).where(District.approximate)) == 25
-    result = _import_real(db)
+    result = _import(db, boundaries)
     assert (result.created, result.updated) == (0, 25)  # same KOSTAT codes as the profile's points
+    hoods = _features(boundaries.neighbourhoods)
+    if boundaries.real:
+        assert len(hoods) == 423
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(District).where(District.approximate)) == 0
-        assert s.scalar(select(func.count()).select_from(Neighbourhood)) == 423
-        no_district = Neighbourhood.district_code.is_(None)
-        unplaced = s.scalar(select(func.count()).select_from(Neighbourhood).where(no_district))
-        assert unplaced == 0
+        assert s.scalar(select(func.count()).select_from(Neighbourhood)) == len(hoods)
+        # Each neighbourhood is tied to the district holding it, and KOSTAT codes start with the district's.
+        placed = dict(s.execute(select(Neighbourhood.code, Neighbourhood.district_code)).all())
+    assert placed == {f["properties"]["code"]: f["properties"]["code"][:5] for f in hoods}
 
 
-def test_lookup_finds_the_district_and_neighbourhood_of_known_places(db):
-    _import_real(db)
+def test_lookup_finds_the_district_and_neighbourhood_of_known_places(db, boundaries):
+    _import(db, boundaries)
     index = geo.geo_index(db)
     # Seoul City Hall is in Jung-gu; COEX is in Gangnam-gu (Samseong-dong); Lotte World Tower in Songpa-gu.
     assert index.locate(37.5663, 126.9779).district.name_en == "Jung-gu"
     coex = index.locate(37.5116, 127.0594)
     assert coex.district.name_en == "Gangnam-gu"
-    assert coex.neighbourhood is not None and coex.neighbourhood.name_ko.startswith("삼성")
+    holding = {f["properties"]["code"] for f in _features(boundaries.neighbourhoods)
+               if shape(f["geometry"]).intersects(Point(127.0594, 37.5116))}
+    assert coex.neighbourhood is not None and coex.neighbourhood.code in holding
+    if boundaries.real:
+        assert coex.neighbourhood.name_ko.startswith("삼성")
     assert coex.neighbourhood.district_code == coex.district.code
     assert index.locate(37.5126, 127.1026).district.name_en == "Songpa-gu"
 
@@ -65,11 +78,10 @@ def test_points_outside_the_city_are_refused(db):
 
 
 @pytest.fixture(scope="module")
-def real_index():
-    """Index over the real districts, with the polygons kept for a brute-force cross-check."""
-    fc = json.loads(seoul_data("districts.geojson").read_text())
+def real_index(boundaries):
+    """Index over the districts of a boundary file, with the polygons kept for a brute-force cross-check."""
     areas = [(geo.Area(f["properties"]["code"], f["properties"]["name"], f["properties"]["name_eng"]),
-              shape(f["geometry"])) for f in fc["features"]]
+              shape(f["geometry"])) for f in _features(boundaries.districts)]
     return geo.GeoIndex(areas, [], SEOUL.outline_polygon), areas
 
 
