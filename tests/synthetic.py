@@ -205,16 +205,17 @@ def _gangnam(rng: random.Random, n: int) -> list[tuple[float, float]]:
 
 
 def _phone(rng: random.Random) -> str:
-    return f"02-{rng.randint(2000, 3999)}-{rng.randint(0, 9999):04d}"
+    # No exchange starts with 0: the number has the published shape but can reach no one.
+    return f"02-0{rng.randint(100, 999)}-{rng.randint(0, 9999):04d}"
 
 
 AGENCIES = ["서울특별시 강남구청", "강남경찰서", "서울특별시 시청", "한국도로공사"]
 
 
-def national_cctv(n: int = 240, seed: int = 1, encoding: str = "utf-8") -> Planted:
+def national_cctv(n: int = 240, seed: int = 1, encoding: str = "utf-8", defects: bool = True) -> Planted:
     """The national CCTV standard data's columns (latitude, longitude, old_address, new_address, keep_day,
-    count, mng_name, mng_phone), with one pole of three cameras and one row of each defect the import
-    must catch."""
+    count, mng_name, mng_phone), with one pole of three cameras, one address with damaged text and (with
+    `defects`) one row of each defect the import must skip."""
     rng = random.Random(seed)
     sheet = _Sheet("cctv_gangnam.csv", ["latitude", "longitude", "old_address", "new_address", "keep_day", "count",
                                        "mng_name", "mng_phone"])
@@ -229,7 +230,7 @@ def national_cctv(n: int = 240, seed: int = 1, encoding: str = "utf-8") -> Plant
                 rng.choice(AGENCIES), _phone(rng)]
 
     blank = ["x", "y", "30", "1", "강남구청", "02-0000-0000"]
-    defects = [
+    bad_rows = [
         (["abc", "127.05", *blank], "latitude is not a number"),
         (["37.5", "", *blank], "longitude is not a number"),
         (["137.5", "127.05", *blank], "coordinates out of range"),
@@ -237,11 +238,11 @@ def national_cctv(n: int = 240, seed: int = 1, encoding: str = "utf-8") -> Plant
         (["37.5", "127.05", *blank, "surplus", "cells"], "too many cells"),
         (["nan", "127.05", *blank], "latitude is not a finite number"),
         (["0", "0", *blank], "coordinates are 0, 0"),
-    ]
-    every = n // (len(defects) + 1)
+    ] if defects else []
+    every = n // (len(bad_rows) + 1)
     for i, (lat, lon) in enumerate(points):
-        if i and i % every == 0 and defects:
-            row, reason = defects.pop(0)
+        if i and i % every == 0 and bad_rows:
+            row, reason = bad_rows.pop(0)
             sheet.add(row, skip=reason)
         if i == n // 2:  # a lossy re-encoding left question marks for the Korean letters
             row = good(lat, lon, i)

@@ -4,7 +4,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from smartcity.assets.models import Asset
-from tests.conftest import make_key, make_user, seoul_data
+from tests import synthetic
+from tests.conftest import make_key, make_user
 
 
 def test_public_reads_and_admin_writes(client, db):
@@ -48,10 +49,13 @@ def test_cli_import_reports_and_is_idempotent(sqlite_url, monkeypatch, tmp_path)
     get_settings.cache_clear()
     try:
         runner = CliRunner()
-        path = str(seoul_data("sdot_sensors.csv"))
+        sensors = synthetic.sdot()
+        path = str(tmp_path / sensors.name)
+        (tmp_path / sensors.name).write_bytes(sensors.data)
         first = runner.invoke(main, ["import", "assets", path, "--kind", "sensor"])
         assert first.exit_code == 0, first.output
-        assert "format sdot" in first.output and "skipped: " in first.output and "outside the city" in first.output
+        assert "format sdot" in first.output and f"{sensors.imported} added" in first.output
+        assert "skipped: " in first.output and "outside the city" in first.output
         second = runner.invoke(main, ["assets", "import", path, "--kind", "sensor"])
         assert second.exit_code == 0 and " 0 added" in second.output
         bad = runner.invoke(main, ["import", "assets", path, "--kind", "tank"])
@@ -62,5 +66,5 @@ def test_cli_import_reports_and_is_idempotent(sqlite_url, monkeypatch, tmp_path)
         get_settings.cache_clear()
     db = Database(sqlite_url)
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Asset)) > 800
+        assert s.scalar(select(func.count()).select_from(Asset)) == sensors.imported
     db.dispose()

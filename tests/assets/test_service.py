@@ -1,15 +1,20 @@
-"""The asset registry: importing the real Gangnam lists (defects reported, re-imports idempotent), listing,
-and nearest() against brute force — on both stores where storage is involved."""
+"""The asset registry: importing the official lists (defects reported, re-imports idempotent), listing,
+and nearest() against brute force — on both stores where storage is involved.
+
+Imports are checked on synthetic lists with planted defects (tests/synthetic.py) always, and on the real
+Gangnam lists (`real_data`) where they are found."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyproj import Geod
 from sqlalchemy import func, select
 
 from smartcity.assets import service
 from smartcity.assets.models import Asset
 from smartcity.core import audit
 from smartcity.core.errors import InvalidInput, OutsideCity
+from tests import synthetic
 from tests.conftest import seoul_data
 
 
@@ -17,6 +22,16 @@ def _import(db, name, kind, source=None, fmt=None):
     data = seoul_data(name).read_bytes()
     with db.session() as s:
         return service.import_csv(s, data, kind, source=source or name, fmt=fmt)
+
+
+def _load(db, planted: synthetic.Planted, kind: str):
+    with db.session() as s:
+        return service.import_csv(s, planted.data, kind, source=planted.name)
+
+
+def _matches_planted(problems, planted: dict[int, str]) -> bool:
+    """The import reported exactly the planted lines, each for the planted reason."""
+    return {p.row for p in problems} == set(planted) and all(p.reason.startswith(planted[p.row]) for p in problems)
 
 
 def _count(db, **where):
@@ -27,6 +42,55 @@ def _count(db, **where):
         return s.scalar(q)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp949"])
+def test_national_cctv_list_reports_its_defects_and_reimports_idempotently(db, encoding):
+    planted = synthetic.national_cctv(encoding=encoding)
+    report = _load(db, planted, "cctv")
+    assert report.format == "national-cctv" and report.rows == planted.rows
+    assert _matches_planted(report.skipped, planted.skipped), report.skipped
+    assert _matches_planted(report.warnings, planted.warned), report.warnings
+    assert report.created == planted.imported
+    assert _count(db, kind="cctv") == report.created
+    with db.session() as s:
+        rows = list(s.scalars(select(Asset).where(Asset.kind == "cctv")))
+        assert all(a.district_code is not None and a.attributes["keep_days"] in (0, 30) for a in rows)
+        assert {a.attributes["agency"] for a in rows} <= set(synthetic.AGENCIES)  # Korean text decoded
+        lat, lon = planted.stacked
+        assert len([a for a in rows if (a.lat, a.lon) == (lat, lon)]) == planted.stacked_rows
+        assert audit.entries(s, object_type="assets", object_id="cctv")[0].action == "import"
+    again = _load(db, planted, "cctv")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, report.created)
+    assert _count(db, kind="cctv") == report.created
+
+
+def test_safety_cctv_list_keeps_rows_with_broken_text_and_says_so(db):
+    planted = synthetic.safety_cctv()
+    report = _load(db, planted, "cctv")
+    assert report.format == "seoul-safety-cctv"
+    assert report.skipped == [] and report.created == planted.rows
+    assert _matches_planted(report.warnings, planted.warned)
+    with db.session() as s:
+        rows = list(s.scalars(select(Asset).where(Asset.source == planted.name)))
+    assert len([a for a in rows if (a.lat, a.lon) == planted.stacked]) == planted.stacked_rows
+    assert all("?" in a.attributes["address_original"] and "?" not in a.attributes["address"]
+               and a.attributes["address"] for a in rows)
+    assert _load(db, planted, "cctv").created == 0
+
+
+def test_wifi_and_sensor_lists_report_their_defects(db):
+    wifi = synthetic.wifi()
+    report = _load(db, wifi, "wifi")
+    assert report.format == "wifi" and report.created == wifi.imported
+    assert _matches_planted(report.warnings, wifi.warned)
+    assert _count(db, kind="wifi", lat=wifi.stacked[0], lon=wifi.stacked[1]) == wifi.stacked_rows
+    sensors = synthetic.sdot()
+    report = _load(db, sensors, "sensor")
+    assert report.format == "sdot"
+    assert _matches_planted(report.skipped, sensors.skipped), report.skipped
+    assert report.created == sensors.imported == _count(db, kind="sensor")
+
+
+@pytest.mark.real_data
 def test_real_national_cctv_list_imports_and_reimports_idempotently(db):
     report = _import(db, "cctv_gangnam.csv", "cctv")
     assert report.format == "national-cctv"
@@ -46,6 +110,7 @@ def test_real_national_cctv_list_imports_and_reimports_idempotently(db):
     assert _count(db, kind="cctv") == report.created
 
 
+@pytest.mark.real_data
 def test_seoul_safety_cctv_list_keeps_rows_with_broken_text_and_says_so(db):
     report = _import(db, "cctv_gangnam_safety.csv", "cctv")
     assert report.format == "seoul-safety-cctv"
@@ -64,6 +129,7 @@ def test_seoul_safety_cctv_list_keeps_rows_with_broken_text_and_says_so(db):
     assert _import(db, "cctv_gangnam_safety.csv", "cctv").created == 0
 
 
+@pytest.mark.real_data
 def test_wifi_and_sensor_lists(db):
     wifi = _import(db, "wifi_gangnam.csv", "wifi")
     assert wifi.format == "wifi" and wifi.created == 799 - len(wifi.skipped)
@@ -78,15 +144,15 @@ def test_wifi_and_sensor_lists(db):
 
 
 def test_defective_rows_are_reported_and_the_rest_imported(db):
-    real = seoul_data("cctv_gangnam.csv").read_text(encoding="utf-8").splitlines()
-    lines = real[:6] + [
+    clean = synthetic.national_cctv(n=9, defects=False).data.decode("utf-8").splitlines()
+    lines = clean[:6] + [
         "abc,127.05,x,y,30,1,agency,02",  # bad number
         "37.5,,x,y,30,1,agency,02",  # missing longitude
         "137.5,127.05,x,y,30,1,agency,02",  # out of range
         "35.1796,129.0756,Busan,Busan,30,1,agency,02",  # outside the city
         "37.5,127.05,x,y,30,1,agency,02,surplus,cells",  # too many cells
         "nan,127.05,x,y,30,1,agency,02",
-    ] + real[6:10]
+    ] + clean[6:10]
     data = ("\n".join(lines) + "\n").encode()
     with db.session() as s:
         report = service.import_csv(s, data, "cctv", source="mixed.csv")
@@ -138,11 +204,14 @@ def test_create_list_bbox_and_delete(db):
 
 
 def test_nearest_follows_changes_in_the_registry(db):
-    _import(db, "cctv_gangnam.csv", "cctv")
+    planted = synthetic.national_cctv()
+    _load(db, planted, "cctv")
     found = service.nearest(db, "cctv", 37.5172, 127.0473, k=5)
     assert len(found) == 5
     assert [d for _, d in found] == sorted(d for _, d in found)
-    assert found[0][1] < 300  # Gangnam is densely covered
+    # The nearest camera in the file, by geodesic distance on the ellipsoid.
+    closest = min(Geod(ellps="GRS80").inv(127.0473, 37.5172, lon, lat)[2] for lat, lon in planted.positions())
+    assert found[0][1] == pytest.approx(closest, rel=1e-4, abs=0.05)
     with db.session() as s:
         new = service.create_asset(s, "cctv", 37.51721, 127.04731, name="new camera", actor="test")
         new_id = new.id
