@@ -4,30 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from smartcity.core import accounts, audit
 from smartcity.core.auth import CurrentIdentity, Identity, Require
+from smartcity.core.events import Event, admitter, may_carry_personal
 from smartcity.core.geo import geo_index
 from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", tags=["platform"])
 def healthz(request: Request) -> dict:
-    """Liveness and readiness: the store answers, and (PostgreSQL) the event listener is connected."""
+    """Liveness and readiness: the store answers, and other processes' events are being received."""
     db = request.app.state.db
     with db.session() as s:
         s.execute(text("SELECT 1"))
     body = {"status": "ok", "database": db.engine.dialect.name}
-    if db.is_postgres:
-        body["events"] = "listening" if db.events.listening.is_set() else "connecting"
+    # PostgreSQL: the LISTEN connection; SQLite: the event log's poller.
+    body["events"] = "listening" if db.events.listening.is_set() else "connecting"
     return body
 
 
@@ -197,9 +201,18 @@ async def event_stream(
     identity: CurrentIdentity,
     topics: str = Query("", description="comma-separated topic prefixes"),
 ) -> StreamingResponse:
-    """Server-Sent Events: every event the caller may see, filtered by topic prefix."""
-    bus = request.app.state.db.events
+    """Server-Sent Events: every event the caller may see, filtered by topic prefix.
+
+    Personal events (a person's location, their alerts) follow their module's rule, the one its REST reads
+    follow, whatever else the caller may do; a subscription that can carry them is audited, and so is what
+    it delivers and refuses (once per person and outcome, and a count when the stream ends)."""
+    db = request.app.state.db
+    bus = db.events
     wanted = tuple(t.strip() for t in topics.split(",") if t.strip())
+    ip = request.client.host if request.client else None
+    ledger = StreamLedger(db, identity, ip) if may_carry_personal(wanted) else None
+    if ledger is not None:
+        await run_in_threadpool(ledger.record, "subscribe_events", "event_stream", ",".join(wanted) or "*", None)
     sub = bus.subscribe(wanted, identity=identity)
 
     async def stream():
@@ -213,14 +226,57 @@ async def event_stream(
                     continue
                 if ev is None:
                     return
+                if ev.personal and (ledger is None or not await ledger.admits(ev)):
+                    continue
                 if ev.visible_to(identity):
                     data = json.dumps(ev.data, ensure_ascii=False)
                     yield f"id: {ev.seq}\nevent: {ev.topic}\ndata: {data}\n\n"
         finally:
             sub.close()
+            if ledger is not None:
+                await run_in_threadpool(ledger.close)
 
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class StreamLedger:
+    """One subscription's personal deliveries: decided by the module's rule, audited like reads."""
+
+    def __init__(self, db, identity: Identity, ip: str | None):
+        self.db, self.identity, self.ip = db, identity, ip
+        self.counts: dict[tuple[str, str, str], int] = {}  # (action, object type, object id) → events
+
+    def record(self, action: str, object_type: str, object_id, detail: dict | None) -> None:
+        with self.db.session() as s:
+            audit.record(s, self.identity, action, object_type, object_id, detail, ip=self.ip)
+
+    async def admits(self, ev: Event) -> bool:
+        """Whether a personal event goes out; the first of each outcome per person is audited at once."""
+        # An event outside the caller's scope is someone else's: skipped silently, unless the caller's
+        # permissions once let it through (events.all): that is a refusal, and audited as one.
+        if not ev.visible_to(self.identity) and not self.identity.can("events.all"):
+            return False
+        try:
+            verdict = await run_in_threadpool(admitter(ev.topic), self.db, self.identity, ev)
+        except Exception:  # noqa: BLE001 - the rule could not be applied: nothing goes out
+            log.exception("admitting %s failed", ev.topic)
+            return False
+        allowed = verdict.allowed and ev.visible_to(self.identity)
+        key = (verdict.action, verdict.object_type, str(verdict.object_id))
+        first = key not in self.counts
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if first:
+            detail = {"via": "events", "topic": ev.topic, **(verdict.detail or {})}
+            await run_in_threadpool(self.record, verdict.action, verdict.object_type, verdict.object_id, detail)
+        return allowed
+
+    def close(self) -> None:
+        """The whole stream's tally: how many events of each outcome about each person."""
+        with self.db.session() as s:
+            for (action, object_type, object_id), n in self.counts.items():
+                audit.record(s, self.identity, action, object_type, object_id,
+                             {"via": "events", "events": n, "stream": "closed"}, ip=self.ip)

@@ -220,12 +220,28 @@ CurrentIdentity = Annotated[Identity, Depends(current_identity)]
 
 
 class Require:
-    """A dependency that lets a request through only if its caller holds the permission."""
+    """A dependency that lets a request through only if its caller holds the permission. `audited`: each
+    refusal is written to the audit log (routes to personal data: who knocked, on what, is worth keeping)."""
 
-    def __init__(self, permission: str):
+    def __init__(self, permission: str, audited: bool = False):
         if permission not in PERMISSIONS:
             raise KeyError(f"undeclared permission {permission!r}")
         self.permission = permission
+        self.audited = audited
 
     async def __call__(self, request: Request) -> Identity:
-        return check(await current_identity(request), self.permission)
+        identity = await current_identity(request)
+        if self.audited and not identity.can(self.permission):
+            await run_in_threadpool(audit_refusal, request, identity, self.permission)
+        return check(identity, self.permission)
+
+
+def audit_refusal(request: Request, identity: Identity, permission: str) -> None:
+    """Record that `identity` was refused `permission` on this request, in a transaction of its own."""
+    from smartcity.core import audit
+
+    with request.app.state.db.session() as s:
+        audit.record(s, identity, "access_denied", "route", request.url.path,
+                     {"permission": permission, "method": request.method, "role": identity.role,
+                      "params": {k: str(v) for k, v in request.path_params.items()}},
+                     ip=request.client.host if request.client else None)

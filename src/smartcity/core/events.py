@@ -2,8 +2,16 @@
 modules subscribe.
 
 An event is published inside the caller's transaction and delivered only if that transaction commits.
-With PostgreSQL as the store, delivery goes through NOTIFY/LISTEN, so every process on the database
-sees every event; with SQLite (one process) events are delivered within the process.
+Every process on the database sees every event: on PostgreSQL through NOTIFY/LISTEN; on SQLite through
+the `event_log` table, written in the publishing transaction and read by each serving process's poller
+(`PRAGMA data_version` on a connection of its own tells, without reading a page, whether anything was
+committed since the last look), which delivers the rows other processes wrote. A process's own events
+are delivered to it right after commit.
+
+Personal events (a person's location, their alerts) are declared by the module that publishes them
+(`personal(prefix, admit)`): their scope is never widened by `events.all` (or by an administrator's
+every-permission), and a subscriber receives one only when the module's `admit` — the same rule its
+REST reads apply — allows it. The stream audits the subscription, what it delivers and what it refuses.
 """
 
 from __future__ import annotations
@@ -13,21 +21,80 @@ import contextlib
 import itertools
 import json
 import logging
+import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Integer, String, Text, delete, insert, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from smartcity.core.db import utcnow
+from smartcity.core.db import Base, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 CHANNEL = "smartcity_events"
 NOTIFY_LIMIT = 7900  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+LOG_POLL_S = 0.5  # how often a serving process looks for other processes' events (SQLite)
+LOG_KEEP = timedelta(minutes=10)  # how long an event stays in the log; a process stalled longer misses it
+LOG_PRUNE_S = 60.0
+
+
+class EventLogRow(Base):
+    """An event as it crosses processes on SQLite: its JSON and the bus that wrote it."""
+
+    __tablename__ = "event_log"
+    # AUTOINCREMENT: an id is never reused after pruning, so "after the last id I read" never skips a row.
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    payload: Mapped[str] = mapped_column(Text)
+
+
+# --- personal events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A module's answer on one personal event for one subscriber: delivered or not, and what to audit."""
+
+    allowed: bool
+    action: str  # the audit action (e.g. a read, or a refusal)
+    object_type: str
+    object_id: Any = None
+    detail: dict | None = None
+
+
+# topic prefix → admit(db, identity, event) -> Admission
+_PERSONAL: list[tuple[str, Callable[[Any, Any, Event], Admission]]] = []
+
+
+def personal(prefix: str, admit: Callable[[Any, Any, Event], Admission]) -> None:
+    """Declare the events whose topic starts with `prefix` personal data. They reach a subscriber only
+    within their scope (no `events.all` bypass) and only when `admit(db, identity, event)` allows it."""
+    if not any(p == prefix for p, _ in _PERSONAL):
+        _PERSONAL.append((prefix, admit))
+
+
+def admitter(topic: str) -> Callable[[Any, Any, Event], Admission] | None:
+    """The admission rule of a personal topic, None for an ordinary one."""
+    for prefix, admit in _PERSONAL:
+        if topic.startswith(prefix):
+            return admit
+    return None
+
+
+def may_carry_personal(topics: tuple[str, ...]) -> bool:
+    """Whether a subscription to these topic prefixes (empty: all) can receive personal events."""
+    if not topics:
+        return bool(_PERSONAL)
+    return any(p.startswith(t) or t.startswith(p) for t in topics for p, _ in _PERSONAL)
 
 
 @dataclass
@@ -40,8 +107,14 @@ class Event:
     at: str = field(default_factory=lambda: utcnow().isoformat())
     seq: int = 0
 
+    @property
+    def personal(self) -> bool:
+        return admitter(self.topic) is not None
+
     def visible_to(self, identity) -> bool:
-        if identity.can("events.all"):
+        """Whether the event's scope takes in `identity`. A personal event is never let through by
+        `events.all`; the stream also asks its module's rule (`admitter`)."""
+        if identity.can("events.all") and not self.personal:
             return True
         if self.audience and not identity.can(self.audience):
             return False
@@ -91,8 +164,14 @@ class EventBus:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._listener: asyncio.Task | None = None
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
         self.listening = threading.Event()
         self.on_subscriptions: list[Callable[[], None]] = []  # called after a subscriber comes or goes
+        self.origin = uuid.uuid4().hex[:16]  # this bus, as the event log names who wrote a row
+        # Whether events published here go to the event log (SQLite). A process whose events reach its serving
+        # process by other means (the safety writer's socket) turns it off, so they are not delivered twice.
+        self.shared = True
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -107,6 +186,8 @@ class EventBus:
         else:
             pending = session.info.setdefault("pending_events", [])
             if not pending:
+                if self.shared:
+                    sa_event.listen(session, "before_commit", _log_pending, once=True)
                 sa_event.listen(session, "after_commit", _deliver_pending, once=True)
                 sa_event.listen(session, "after_rollback", _drop_pending, once=True)
             pending.append(ev)
@@ -166,11 +247,35 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subs)
 
-    # --- crossing processes (PostgreSQL) ------------------------------------------------------
+    # --- crossing processes -------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.db.is_postgres and self._listener is None:
-            self._listener = asyncio.create_task(self._listen())
+        """Receive other processes' events (a serving process does this at startup)."""
+        if self.db.is_postgres:
+            if self._listener is None:
+                self._listener = asyncio.create_task(self._listen())
+        else:
+            self.start_polling()
+
+    def start_polling(self) -> None:
+        """SQLite: start the thread that delivers the event log's rows written by other processes."""
+        path = make_url(self.db.url).database
+        if self._poller is None and not self.db.is_postgres and path and path != ":memory:":
+            self._stop_polling.clear()
+            try:
+                last = _log_tail(path)  # from now on: events older than this process are not replayed
+            except sqlite3.Error:
+                log.warning("no event log in %s (not migrated?): other processes' events will not arrive", path)
+                return
+            self._poller = threading.Thread(target=self._poll, args=(path, last), name="event-log", daemon=True)
+            self._poller.start()
+
+    def stop_polling(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            self._stop_polling.set()
+            poller.join(10)
+            self.listening.clear()
 
     async def stop(self) -> None:
         if self._listener:
@@ -178,6 +283,8 @@ class EventBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        if self._poller is not None:
+            await asyncio.to_thread(self.stop_polling)
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
@@ -207,6 +314,67 @@ class EventBus:
                 log.exception("event listener lost its connection; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+
+    def _poll(self, path: str, last: int) -> None:
+        conn = None
+        seen_version = None
+        next_prune = time.monotonic()
+        while not self._stop_polling.is_set():
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+                    seen_version = None
+                    self.listening.set()
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen_version:  # something was committed by another connection: read what is new
+                    seen_version = version
+                    rows = conn.execute("SELECT id, origin, payload FROM event_log WHERE id > ? ORDER BY id",
+                                        (last,)).fetchall()
+                    for row_id, origin, payload in rows:
+                        last = row_id
+                        if origin == self.origin:
+                            continue
+                        try:
+                            self.deliver(Event(**json.loads(payload)))
+                        except (ValueError, TypeError):
+                            log.warning("ignored a malformed event in the event log")
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + LOG_PRUNE_S
+                    self._prune()
+            except sqlite3.Error:
+                log.exception("reading the event log failed; retrying")
+                self.listening.clear()
+                with contextlib.suppress(sqlite3.Error, AttributeError):
+                    conn.close()
+                conn = None
+            self._stop_polling.wait(LOG_POLL_S)
+        if conn is not None:
+            conn.close()
+
+    def _prune(self) -> None:
+        try:
+            with self.db.session() as s:
+                s.execute(delete(EventLogRow).where(EventLogRow.at < utcnow() - LOG_KEEP))
+        except Exception:  # noqa: BLE001 - a busy store: the next round prunes
+            log.warning("pruning the event log failed", exc_info=True)
+
+
+def _log_tail(path: str) -> int:
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _log_pending(session: Session) -> None:
+    pending = session.info.get("pending_events")
+    db = session.info.get("db")
+    if pending and db is not None:
+        now = utcnow()
+        session.execute(insert(EventLogRow), [{"origin": db.events.origin, "at": now, "payload": ev.to_json()}
+                                              for ev in pending])
 
 
 def _deliver_pending(session: Session) -> None:
