@@ -1,9 +1,11 @@
 """Nearest cameras: `assets.service.nearest(db, "cctv", lat, lon, k=5)` over 110,000 cameras (goal: under
 1 ms per query), through the real function on a real (temporary SQLite) store.
 
-The synthetic cameras follow the real density pattern: Gangnam's real camera lists (both, ~8,800
-cameras) are replayed around every district's representative point, jittered, and kept inside the city,
-until there are 110,000. Queries are random points inside the city."""
+The synthetic cameras follow Gangnam's pattern: Gangnam's two camera lists (~8,800 cameras) are replayed
+around every district's representative point, jittered, and kept inside the city, until there are 110,000.
+The lists are the real ones where they are found (../shared/data/seoul or $SMARTCITY_REAL_DATA), else the
+synthetic stand-ins of tests/synthetic.py (as many cameras, spread evenly over Gangnam: the real ones
+cluster along streets). Queries are random points inside the city."""
 
 from __future__ import annotations
 
@@ -12,30 +14,35 @@ import random
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from shapely import contains_xy
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seoul"
+from tests import synthetic
+
 GANGNAM_POINT = (37.49661, 127.06297)  # the profile's representative point of Gangnam-gu
+CAMERA_LISTS = (("cctv_gangnam.csv", "latitude", "longitude"), ("cctv_gangnam_safety.csv", "위도(lat)", "경도(lng)"))
 
 
-def _real_offsets() -> list[tuple[float, float]]:
+def _gangnam_offsets() -> tuple[list[tuple[float, float]], str]:
+    """Every Gangnam camera as an offset from Gangnam's representative point, and where they came from."""
     import csv
+    import io
 
+    real, why = synthetic.real_data_dir()
+    if real is not None and all((real / name).exists() for name, _, _ in CAMERA_LISTS):
+        texts = [(real / name).read_text(encoding="utf-8-sig") for name, _, _ in CAMERA_LISTS]
+        origin = "Gangnam's real camera lists"
+    else:
+        texts = [synthetic.national_cctv(n=1763).data.decode(), synthetic.safety_cctv(n=7007).data.decode()]
+        origin = f"synthetic Gangnam camera lists ({why or 'real lists incomplete'})"
     offsets = []
-    for name, lat_col, lon_col in (("cctv_gangnam.csv", "latitude", "longitude"),
-                                   ("cctv_gangnam_safety.csv", "위도(lat)", "경도(lng)")):
-        path = SHARED / name
-        if not path.exists():
-            continue
-        with path.open(encoding="utf-8-sig") as f:
-            for row in csv.DictReader(f):
-                try:
-                    offsets.append((float(row[lat_col]) - GANGNAM_POINT[0], float(row[lon_col]) - GANGNAM_POINT[1]))
-                except (KeyError, ValueError):
-                    continue
-    return offsets
+    for text, (_, lat_col, lon_col) in zip(texts, CAMERA_LISTS, strict=True):
+        for row in csv.DictReader(io.StringIO(text)):
+            try:
+                offsets.append((float(row[lat_col]) - GANGNAM_POINT[0], float(row[lon_col]) - GANGNAM_POINT[1]))
+            except (KeyError, ValueError):
+                continue  # the defective rows: what an import would skip
+    return offsets, origin
 
 
 def synthetic_cameras(n: int, seed: int = 42) -> tuple[list[tuple[float, float]], str]:
@@ -44,18 +51,14 @@ def synthetic_cameras(n: int, seed: int = 42) -> tuple[list[tuple[float, float]]
     profile = load_profile("seoul")
     outline = profile.outline_polygon
     rng = random.Random(seed)
-    offsets = _real_offsets()
-    pattern = "Gangnam's real camera lists replayed around each district" if offsets else "uniform (no shared data)"
+    offsets, origin = _gangnam_offsets()
+    pattern = f"{origin} replayed around each district"
     cams: list[tuple[float, float]] = []
-    west, south, east, north = profile.bbox
     while len(cams) < n:
-        if offsets:
-            d = rng.choice(profile.districts)
-            dlat, dlon = rng.choice(offsets)
-            lat = d.point[0] + dlat + rng.gauss(0, 0.0005)
-            lon = d.point[1] + dlon + rng.gauss(0, 0.0005)
-        else:
-            lat, lon = rng.uniform(south, north), rng.uniform(west, east)
+        d = rng.choice(profile.districts)
+        dlat, dlon = rng.choice(offsets)
+        lat = d.point[0] + dlat + rng.gauss(0, 0.0005)
+        lon = d.point[1] + dlon + rng.gauss(0, 0.0005)
         if contains_xy(outline, lon, lat):
             cams.append((lat, lon))
     return cams, pattern

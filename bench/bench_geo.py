@@ -1,5 +1,7 @@
-"""Point → district lookups per second over the in-memory spatial index (real KOSTAT boundaries when
-../shared is present, else the profile's approximate districts)."""
+"""Point → district lookups per second over the in-memory spatial index: the real KOSTAT boundaries where
+they are found (../shared/data/seoul, or the folder SMARTCITY_REAL_DATA names), else the synthetic
+stand-ins of tests/synthetic.py (the same 25 districts drawn around the profile's points; the detailed
+one has as many vertices as the real detailed file)."""
 
 from __future__ import annotations
 
@@ -7,24 +9,23 @@ import json
 import random
 import statistics
 import time
-from pathlib import Path
 
 from smartcity.core import geo
 from smartcity.core.city import load_profile
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seoul"
+from tests import synthetic
 
 
 def _index(detailed: bool) -> tuple[geo.GeoIndex, str]:
     profile = load_profile("seoul")
     name = "districts_detailed.geojson" if detailed else "districts.geojson"
-    path = SHARED / name
-    if path.exists():
-        areas = geo.parse_boundaries(path.read_bytes(), profile)
+    real, _ = synthetic.real_data_dir()
+    if real is not None and (real / name).exists():
+        areas = geo.parse_boundaries((real / name).read_bytes(), profile)
         source = name
     else:
-        areas = geo.approximate_districts(profile)
-        source = "approximate"
+        collection = synthetic.districts(profile)
+        areas = geo.parse_boundaries(synthetic.detailed(collection) if detailed else collection, profile)
+        source = f"synthetic {name}"
     pairs = [(geo.Area(a.code, a.name_ko, a.name_en), a.geometry) for a in areas]
     return geo.GeoIndex(pairs, [], profile.outline_polygon), source
 
