@@ -1,0 +1,226 @@
+"""One writer per store: write jobs from many request threads, committed together in groups.
+
+Many request threads writing at once make SQLite's writers wait on its lock (its busy handler sleeps and
+backs off, so a few writers at once give a long tail of waits) and make PostgreSQL flush its log once per
+small transaction. Like Datasette's write thread, the writer takes the writes instead: callers hand it a
+*job*, a function of a SQLAlchemy session, and get back the job's result or its exception.
+
+    writer(db).run(job)          from a thread: waits for the answer
+    await writer(db).arun(job)   from the event loop: awaits it without holding up the loop
+    writer(db).submit(job)       a concurrent.futures.Future
+
+How a group goes: one thread takes the first job waiting in the queue and every other job already queued
+behind it (there is no waiting for more: a group is what queued while the previous group committed), opens
+one transaction, runs each job in submission order inside a SAVEPOINT of its own, commits once and only then
+answers the callers (a result is durable before it is acknowledged). A job that raises rolls back to its
+savepoint alone (the events it published are dropped with it); its exception goes to its caller and the
+others go on. If the commit itself fails, each job that had succeeded runs again alone in a transaction of
+its own, so one job cannot sink the rest of its group.
+
+Jobs run on the writer's thread, one at a time: keep them to database work (parse, decode and check what
+needs no store before submitting), and return plain values or objects whose needed attributes are loaded
+(the session is closed when the caller gets them). On SQLite the group's transaction takes the write lock at
+its start (BEGIN IMMEDIATE); a commit is as durable as the store is set to be (WAL, synchronous=NORMAL).
+The thread stops after a while without jobs and starts again with the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_GROUP = 256  # jobs in one transaction at most
+IDLE_S = 30.0  # the thread ends after this long without a job
+
+
+@dataclass
+class _Job:
+    fn: Callable[[Session], Any]
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class WriterStats:
+    """What the writer has done (for tests and /metrics-style reporting)."""
+
+    groups: int = 0
+    jobs: int = 0
+    failed: int = 0
+    retried_groups: int = 0
+    largest_group: int = 0
+
+
+class Writer:
+    """The store's single writer thread with its queue of jobs (see the module's docstring)."""
+
+    def __init__(self, db, *, max_group: int = MAX_GROUP, idle_s: float = IDLE_S):
+        self.db = db
+        self.max_group = max_group
+        self.idle_s = idle_s
+        self.stats = WriterStats()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- callers ----------------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+        """Queue a job; its future gets the job's result once the group holding it has committed."""
+        job = _Job(fn)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the writer is closed")
+            self._queue.put(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="smartcity-writer", daemon=True)
+                self._thread.start()
+        return job.future
+
+    def run(self, fn: Callable[[Session], T], timeout: float | None = None) -> T:
+        """Run a job and wait for its result (or raise its exception)."""
+        return self.submit(fn).result(timeout)
+
+    async def arun(self, fn: Callable[[Session], T]) -> T:
+        """Run a job from the event loop: the loop serves other requests while the job waits its turn."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish the queued jobs, then stop the thread; later submits are refused."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
+    # --- the thread -------------------------------------------------------------------------------------
+
+    def _next_group(self) -> list[_Job] | None:
+        try:
+            first = self._queue.get(timeout=self.idle_s)
+        except queue.Empty:
+            with self._lock:
+                if self._queue.empty():  # a submit holds the lock while it queues: nothing is left behind
+                    self._thread = None
+                    return None
+            first = self._queue.get()
+        if first is None:
+            return None
+        group = [first]
+        while len(group) < self.max_group:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # stop after this group
+                break
+            group.append(job)
+        return group
+
+    def _loop(self) -> None:
+        while True:
+            group = self._next_group()
+            if group is None:
+                return
+            try:
+                self._run(group)
+            except Exception as exc:  # the store itself failed (no connection): every caller hears of it
+                log.exception("write group failed")
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+
+    def _begin(self, session: Session) -> None:
+        if self.db.engine.dialect.name == "sqlite":
+            # pysqlite opens its transaction lazily, at the first write; an explicit one takes the write lock
+            # now and makes the savepoints below nest inside it rather than stand for the transaction.
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _hold_events(self, session: Session) -> list:
+        """Events published by the group's jobs, handed out only when the group has committed.
+
+        A released savepoint counts as a commit for SQLAlchemy's session events, so the bus (which delivers
+        after commit) would hand out a job's events at its savepoint, before the group is in the store. This
+        listener runs first and takes them aside; the bus has already logged them inside the savepoint."""
+        held: list = []
+
+        def take(sess: Session) -> None:
+            if sess.in_nested_transaction():
+                held.extend(sess.info.pop("pending_events", ()))
+
+        event.listen(session, "after_commit", take, insert=True)
+        return held
+
+    def _run(self, group: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        session = self.db.sessions()
+        held = self._hold_events(session)
+        try:
+            self._begin(session)
+            for job in group:
+                outcomes.append(self._one(session, job))
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            session.close()
+            if len(outcomes) < len(group):  # the store failed before the jobs ran
+                self._answer(group, [(False, exc)] * len(group))
+            elif len(group) == 1:
+                self._answer(group, [outcomes[0] if not outcomes[0][0] else (False, exc)])
+            else:
+                self.stats.retried_groups += 1
+                log.warning("a group of %d writes failed to commit (%s); each runs again alone", len(group), exc)
+                for job, outcome in zip(group, outcomes, strict=True):
+                    if outcome[0]:
+                        self._run([job])
+                    else:
+                        self._answer([job], [outcome])
+            return
+        session.close()
+        for ev in held:
+            self.db.events.deliver(ev)
+        self.stats.groups += 1
+        self.stats.largest_group = max(self.stats.largest_group, len(group))
+        self._answer(group, outcomes)
+
+    def _one(self, session: Session, job: _Job) -> tuple[bool, Any]:
+        try:
+            with session.begin_nested():  # a failure rolls back to here; its events are dropped with it
+                value = job.fn(session)
+            return True, value
+        except Exception as exc:
+            return False, exc
+
+    def _answer(self, group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+        for job, (ok, value) in zip(group, outcomes, strict=True):
+            self.stats.jobs += 1
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                self.stats.failed += 1
+                job.future.set_exception(value)
+
+
+def writer(db) -> Writer:
+    """The writer of `db` (one per Database in a process)."""
+    found = db.cache.get("core.writer")
+    if found is None:
+        found = db.derived("core.writer", lambda: Writer(db))
+    return found
