@@ -237,9 +237,11 @@ def test_media_is_uploaded_as_in_the_v2_1_draft(client, db, key):
     assert one["media_urls"] == [one["media_url"]]
 
 
-def test_a_media_url_is_not_fetched_and_says_so(client, key):
+def test_a_media_url_is_kept_as_a_link_and_says_so(client, key):
     r = post(client, key, media_url="http://example.org/x.jpg", locale="en")
-    assert r.status_code == 201 and "not fetched" in r.json()[0]["service_notice"]
+    assert r.status_code == 201 and "media_url kept as a link (not fetched)" in r.json()[0]["service_notice"]
+    rid = r.json()[0]["service_request_id"]
+    assert client.get(f"{V2}/requests/{rid}.json").json()[0]["media_url"] == "http://example.org/x.jpg"
 
 
 def test_html_in_text_is_stored_as_text_and_escaped_in_xml(client, db, key):
@@ -261,10 +263,10 @@ def test_the_xml_survives_characters_xml_cannot_carry(client, db, key):
 
 
 BAD_POSTS = [
-    (dict(key=None), 400, "api_key"),
+    (dict(key=None), 403, "api_key"),
     (dict(key="sc_not-a-key"), 403, "api_key"),
     (dict(service_code=None), 400, "service_code"),
-    (dict(service_code="no-such-service"), 400, "service_code"),
+    (dict(service_code="no-such-service"), 404, "service_code"),
     (dict(where=BUSAN), 400, "not inside the city"),
     (dict(where=("north", "126.9")), 400, "latitude"),
     (dict(where=None, address_string="세종대로 110"), 400, "cannot place an address"),
@@ -275,7 +277,6 @@ BAD_POSTS = [
     (dict(**{"attribute[depth_cm]": "deep"}), 400, "attribute[depth_cm]"),
     (dict(**{"attribute[colour]": "red"}), 400, "attribute[colour]"),
     (dict(description="x" * 4001), 400, "4000"),
-    (dict(email="not-an-email"), 400, "email"),
     (dict(files={"media": ("doc.jpg", b"%PDF-1.4 not a picture", "image/jpeg")}), 400, "not a jpeg"),
     (dict(files={"media": ("big.jpg", jpeg(size=(600, 600)) + b"\0" * 60_000, "image/jpeg")}), 413, "larger"),
     (dict(jurisdiction_id="busan"), 404, "jurisdiction"),
@@ -490,9 +491,9 @@ def test_bad_updates_are_refused(client, db, key, fmt):
     base = {"api_key": key, "update_id": "u1", "service_request_id": str(rid), "status": "OPEN",
             "description": "Hello"}
     before = counts(db)
-    for change, status, words in [({"api_key": None}, 400, "api_key"), ({"api_key": "sc_wrong"}, 403, "api_key"),
+    for change, status, words in [({"api_key": None}, 403, "api_key"), ({"api_key": "sc_wrong"}, 403, "api_key"),
                                   ({"update_id": None}, 400, "update_id"), ({"description": ""}, 400, "description"),
-                                  ({"status": "MAYBE"}, 400, "status"), ({"status": "DUPLICATE"}, 400, "duplicate"),
+                                  ({"status": "MAYBE"}, 400, "status"),
                                   ({"updated_datetime": "soon"}, 400, "updated_datetime"),
                                   ({"service_request_id": "999999"}, 404, "999999"),
                                   ({"description": "x" * 4001}, 400, "4000")]:

@@ -57,6 +57,7 @@ from smartcity.core.errors import (
 )
 from smartcity.core.models import Department
 from smartcity.core.web import register_error_format
+from smartcity.core.writer import writer
 from smartcity.reports import service as S
 from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report
 
@@ -83,16 +84,22 @@ MYSOCIETY_STATUS = {
     "not_responsible": "NOT_COUNCILS_RESPONSIBILITY",
     "referred": "INTERNAL_REFERRAL",
 }
+# A partner's status (FixMyStreet sends OPEN/CLOSED, or its extended statuses) → (our status, loose): a
+# loose "open"/"closed" is Open311's two words (S.partner_update); "closed" as such is closed without a fix.
 FROM_MYSOCIETY = {
-    "OPEN": "open",
-    "CLOSED": "closed",
-    "FIXED": "fixed",
-    "IN_PROGRESS": "in_progress",
-    "ACTION_SCHEDULED": "in_progress",
-    "INVESTIGATING": "acknowledged",
-    "NOT_COUNCILS_RESPONSIBILITY": "not_responsible",
-    "INTERNAL_REFERRAL": "referred",
-    "NO_FURTHER_ACTION": "closed",
+    "OPEN": ("open", True),
+    "REOPEN": ("open", True),
+    "FOR_TRIAGE": ("open", True),
+    "CLOSED": ("closed", True),
+    "FIXED": ("fixed", False),
+    "IN_PROGRESS": ("in_progress", False),
+    "ACTION_SCHEDULED": ("in_progress", False),
+    "INVESTIGATING": ("acknowledged", False),
+    "NOT_COUNCILS_RESPONSIBILITY": ("not_responsible", False),
+    "INTERNAL_REFERRAL": ("referred", False),
+    "DUPLICATE": ("duplicate", False),
+    "NO_FURTHER_ACTION": ("closed", False),
+    "CANCELLED": ("closed", False),
 }
 
 router = APIRouter(tags=["open311"], include_in_schema=False)
@@ -113,15 +120,15 @@ def http_status(exc: SmartCityError) -> int:
 
 
 def error_list(exc: SmartCityError) -> list[dict]:
-    """The message first, then one entry per detail ("attribute[size]: is required")."""
+    """Each error once: one entry per detail ("attribute[size]: is required"), else the message."""
     status = http_status(exc)
-    errors = [{"code": status, "description": exc.message}]
+    errors = []
     if isinstance(exc.details, list):
         for d in exc.details:
             if isinstance(d, dict) and d.get("problem"):
                 where = d.get("field") or d.get("attribute") or d.get("file")
                 errors.append({"code": status, "description": f"{where}: {d['problem']}" if where else d["problem"]})
-    return errors
+    return errors or [{"code": status, "description": exc.message}]
 
 
 def render_error(request: Request, exc: SmartCityError) -> Response:
@@ -236,6 +243,19 @@ def _w3c(value: str | None, name: str, tz) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
+def _through(value: datetime | None) -> datetime | None:
+    """An upper bound given to the second as the whole of that second: times are shown to the second, so
+    `end_date` equal to a request's shown requested_datetime must include it (stored times have microseconds)."""
+    if value is None:
+        return None
+    return value.replace(microsecond=0) + timedelta(microseconds=999_999)
+
+
+def _from(value: datetime | None) -> datetime | None:
+    """A lower bound from the start of its second, for the same reason."""
+    return value.replace(microsecond=0) if value is not None else None
+
+
 def _stamp(value: datetime | None, tz) -> str | None:
     """A W3C datetime in the city's time zone (2024-05-01T09:30:00+09:00)."""
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
@@ -272,9 +292,8 @@ def _truthy(value: str | None) -> bool:
 
 def _partner(session, key: str | None) -> Identity:
     """The partner system behind an api_key (an Open311-scoped core API key)."""
-    if not key:
-        raise InvalidInput("api_key is required", code="api_key_required",
-                           details=[{"field": "api_key", "problem": "is required"}])
+    if not key:  # the spec: a missing api_key is 403, as an invalid one
+        raise NotAuthenticated("api_key is required", code="api_key_required")
     row = accounts.find_api_key(session, key.strip(), scope="open311")
     if row is None or (row.user is not None and not row.user.active):
         raise NotAuthenticated("the api_key is not valid or was revoked", code="invalid_api_key")
@@ -428,18 +447,21 @@ ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]{1,80})\](\[\])?$")
 
 
 def _attributes(form) -> dict[str, Any]:
-    """attribute[code]=v and attribute[code][]=v1&attribute[code][]=v2 (multivaluelist)."""
+    """attribute[code]=v; a code given more than once (attribute[code]=a&attribute[code]=b, FixMyStreet's form
+    of a multi-select answer, or attribute[code][]=a&attribute[code][]=b) is a list: the service takes it
+    for a multivaluelist and refuses it for any other datatype."""
     out: dict[str, Any] = {}
     for key, value in form.multi_items():
         m = ATTRIBUTE.match(key)
         if not m:
             continue
         if isinstance(value, UploadFile):
-            raise InvalidInput(f"{key} must be text, not a file", code="invalid_attribute")
+            raise InvalidInput(f"{key} must be text, not a file", code="invalid_attribute",
+                               details=[{"field": key, "problem": "must be text, not a file"}])
         code = m.group(1)
-        if m.group(2):
+        if code in out or m.group(2):
             existing = out.get(code)
-            out[code] = [*(existing if isinstance(existing, list) else [existing] if existing else []), value]
+            out[code] = [*(existing if isinstance(existing, list) else [] if existing is None else [existing]), value]
         else:
             out[code] = value
     return out
@@ -458,12 +480,15 @@ def _text(params, name: str) -> str:
     return value or ""
 
 
-def create_request(db, settings, params, files: list, idempotency_key: str | None, key: str | None,
-                   lang: str, tz) -> tuple[dict, bool]:
-    """The POST requests work, in one transaction: nothing is stored unless everything is valid."""
-    with db.session() as s:
+def create_job(settings, params, files: list, idempotency_key: str | None, key: str | None, lang: str, tz):
+    """The POST requests work as a job for the store's writer (core.writer): it runs in the writer's group
+    transaction, in a savepoint of its own, so nothing is stored unless everything is valid."""
+
+    def job(s) -> tuple[dict, bool]:
         identity = _partner(s, key)  # the key first: strangers learn nothing about the rules
         return _create(s, identity, settings, params, files, idempotency_key, lang, tz)
+
+    return job
 
 
 def _create(s, identity: Identity, settings, params, files: list, idempotency_key: str | None, lang: str,
@@ -474,48 +499,77 @@ def _create(s, identity: Identity, settings, params, files: list, idempotency_ke
                            details=[{"field": "service_code", "problem": "is required"}])
     lat, lon = _text(params, "lat").strip(), _text(params, "long").strip()
     if bool(lat) != bool(lon):
-        raise InvalidInput("lat and long go together", code="invalid_coordinates",
-                           details=[{"field": "lat/long", "problem": "give both or neither"}])
+        raise InvalidInput("lat and long go together: give both or neither", code="invalid_coordinates")
     if not lat:
         if _text(params, "address_string").strip() or _text(params, "address_id").strip():
             raise InvalidInput("this city cannot place an address: send lat and long (address_string may come "
-                               "with them as a description of the place)", code="cannot_geocode",
-                               details=[{"field": "lat/long", "problem": "are required"}])
-        raise InvalidInput("a location is required: lat and long", code="required",
-                           details=[{"field": "lat/long", "problem": "are required"}])
+                               "with them as a description of the place)", code="cannot_geocode")
+        raise InvalidInput("a location is required: lat and long", code="required")
     description = _text(params, "description")
     first = _text(params, "first_name").strip()
     last = _text(params, "last_name").strip()
     email, phone = _text(params, "email").strip(), _text(params, "phone").strip()
     contact = S.Contact(f"{first} {last}".strip() or None, email or None, phone or None) \
         if (first or last or email or phone) else None
-    media_url = _text(params, "media_url").strip()
+    media_urls = [v for v in params.getlist("media_url") if isinstance(v, str)]  # FixMyStreet may send several
     try:
         category = S.get_category(s, code)
     except InvalidInput:
-        raise InvalidInput(f"unknown service_code {code!r}", code="unknown_category",
-                           details=[{"field": "service_code", "problem": "no such service"}]) from None
+        category = None
+    if category is None or category.campaign_id is not None or not category.active:
+        raise NotFound(f"unknown service_code {code!r}", code="unknown_service")
     service_name = category.name_ko if lang == "ko" else category.name_en
     new = S.NewReport(
         category=code, lat=lat, lon=lon, title=_title(description, service_name), description=description,
         address_string=_text(params, "address_string") or None, attributes=_attributes(params),
         photos=files, contact=contact, show_name=_truthy(_text(params, "show_name")),
-        idempotency_key=idempotency_key, source="open311", language=lang,
+        idempotency_key=idempotency_key, source="open311", language=lang, media_urls=media_urls, lenient=True,
     )
     created = S.create_report(s, identity, new)
     report = created.report
-    due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
-    notice = f"처리 예정일 {due}" if lang == "ko" else f"expected by {due}"
-    if media_url:
-        notice += (" (media_url은 가져오지 않습니다: 파일을 media로 올려 주세요)" if lang == "ko"
-                   else " (media_url is not fetched: upload the file as media)")
     out = {
+        # The spec answers with service_request_id or token, not both: we file synchronously, so the id.
         "service_request_id": str(report.id),
-        "token": token_for(report.id, settings),
-        "service_notice": notice,
+        "service_notice": _service_notice(report, created, _not_kept(params), lang, tz),
         "account_id": str(identity.user_id) if identity.user_id else None,
     }
     return out, created.repeated
+
+
+# What POST requests reads; any other field is named in the service_notice as not kept.
+READ_FIELDS = frozenset({"api_key", "jurisdiction_id", "service_code", "lat", "long", "description", "address_string",
+                         "email", "first_name", "last_name", "phone", "media_url", "media", "show_name", "locale",
+                         "lang", "idempotency_key"})
+PHOTO_FIELD = re.compile(r"^(?:media|photo[0-9]{1,3})$")  # the v2.1 draft's media; FixMyStreet's photo1…photoN
+
+
+def _not_kept(params) -> list[str]:
+    """Fields a partner sent that the report does not keep (device_id, account_id, address_id, …)."""
+    names = []
+    for key, value in params.multi_items():
+        if key in READ_FIELDS or ATTRIBUTE.match(key) or PHOTO_FIELD.match(key) or key in names:
+            continue
+        if isinstance(value, UploadFile) or (value or "").strip():
+            names.append(key[:40])
+    return names
+
+
+def _service_notice(report: Report, created: S.CreatedReport, not_kept: list[str], lang: str, tz) -> str:
+    """When the city expects to have handled it, and every word about what was sent but not kept as sent."""
+    ko = lang == "ko"
+    due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
+    parts = [f"처리 예정일 {due}" if ko else f"expected by {due}"]
+    if report.media_urls:
+        fetch = report.media_fetch == "pending"
+        parts.append(("media_url 링크를 그대로 보관합니다" + (" (사진은 따로 가져옵니다)" if fetch else "")) if ko else
+                     ("media_url kept as a link" + (" (its photo is fetched in the background)" if fetch else
+                                                    " (not fetched)")))
+    for n in created.notices:
+        field = n["field"].removeprefix("contact.")
+        parts.append(f"{field} 제외: {n['problem']}" if ko else f"{field} dropped: {n['problem']}")
+    if not_kept:
+        parts.append(f"보관하지 않은 항목: {', '.join(not_kept)}" if ko else f"not kept: {', '.join(not_kept)}")
+    return "; ".join(parts)
 
 
 @router.post(f"{BASE}/requests.{{fmt}}")
@@ -529,14 +583,15 @@ async def post_request(request: Request, fmt: str) -> Response:
     params = form
     check_jurisdiction(request, params)
     files = []
-    for item in form.getlist("media"):
+    for name, item in sorted(((k, v) for k, v in form.multi_items() if PHOTO_FIELD.match(k)),
+                             key=lambda kv: (kv[0] == "media", len(kv[0]), kv[0])):  # photo1…photoN, then media
         if isinstance(item, UploadFile):
             data = await item.read(settings.reports_max_photo_bytes + 1)
-            files.append(S.Upload(item.filename or "media", data, item.content_type or ""))
+            files.append(S.Upload(item.filename or name, data, item.content_type or ""))
     idem = request.headers.get("idempotency-key") or _text(params, "idempotency_key") or None
     lang = language(request, form)
-    out, repeated = await run_in_threadpool(create_request, _db(request), settings, params, files, idem,
-                                            _key_of(request, params), lang, _tz(request))
+    job = create_job(settings, params, files, idem, _key_of(request, params), lang, _tz(request))
+    out, repeated = await writer(_db(request)).arun(job)
     return respond(fmt, "service_requests", [out], status_code=200 if repeated else 201)
 
 
@@ -548,10 +603,9 @@ async def post_request(request: Request, fmt: str) -> Response:
 # come from `names()`; timestamps are read as stored and formatted here.
 
 COLUMNS = ("id", "status", "category_code", "title", "description", "unit_id", "address_string", "lat", "lon",
-           "created_at", "updated_at", "due_at", "photo_count")
+           "created_at", "updated_at", "due_at", "photo_count", "media_urls")
 EXTRA_COLUMNS = ("parent_id", "support_count", "district_code", "attributes")
 NOTE_KINDS = ("status", "update", "reassign", "feedback")
-METRES_PER_DEGREE = 111_320.0
 MAX_CELLS = 400  # more grid cells than this: the area is large, the lat/lon index serves it better
 SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a (naive UTC) datetime in SQLite
 
@@ -612,10 +666,10 @@ def _when(value, tz) -> str | None:
 
 
 def grid_cells(west: float, south: float, east: float, north: float,
-               circle: tuple[float, float, float, float] | None = None) -> list[int] | None:
-    """The grid cells (models.grid_cell) covering a box, without those wholly outside the circle
-    (lat, lon, metres per degree of longitude, radius) if one is given; None if there would be more than
-    MAX_CELLS (a large area reads the lat/lon index instead)."""
+               circle: S.Circle | None = None) -> list[int] | None:
+    """The grid cells (models.grid_cell) covering a box, without those wholly outside the circle if one is
+    given (a cell goes only when a lower bound of its nearest point's distance is past the radius); None if
+    there would be more than MAX_CELLS (a large area reads the lat/lon index instead)."""
     step = 1.0 / GRID_PER_DEGREE
     r0, r1 = int((south + 90.0) * GRID_PER_DEGREE), int((north + 90.0) * GRID_PER_DEGREE)
     c0, c1 = int((west + 180.0) * GRID_PER_DEGREE), int((east + 180.0) * GRID_PER_DEGREE)
@@ -623,16 +677,17 @@ def grid_cells(west: float, south: float, east: float, north: float,
         return None
     if circle is None:
         return [r * GRID_ROW + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
-    clat, clon, kx, radius = circle
-    limit = (radius + 1.0) ** 2  # a metre of slack for rounding at the cells' edges
+    clat, clon = circle.lat, circle.lon
+    limit = circle.limit * (1 + 1e-9) + 1e-18  # rounding never drops a cell
     out = []
     for r in range(r0, r1 + 1):
         lat0 = r * step - 90.0
-        dy = max(lat0 - clat, 0.0, clat - (lat0 + step)) * METRES_PER_DEGREE
+        dlat = max(lat0 - clat, 0.0, clat - (lat0 + step))
+        cos_min = max(min(math.cos(math.radians(lat0)), math.cos(math.radians(lat0 + step))), 0.0)
         for c in range(c0, c1 + 1):
             lon0 = c * step - 180.0
-            dx = max(lon0 - clon, 0.0, clon - (lon0 + step)) * kx
-            if dx * dx + dy * dy <= limit:
+            dlon = max(lon0 - clon, 0.0, clon - (lon0 + step))
+            if circle.term_at_least(dlat, dlon, cos_min) <= limit:
                 out.append(r * GRID_ROW + c)
     return out
 
@@ -667,12 +722,10 @@ def _page_sql(sql: _Sql, q: S.ReportQuery, units: dict, sqlite: bool, limit: int
     if q.unit is not None:
         cond.append(f"unit_id = {v(next((i for i, u in units.items() if u[0] == q.unit), -1))}")
     cells = None
-    if q.near:
-        lat, lon, radius = (float(x) for x in q.near)
-        kx = METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01)
-        dlat, dlon = radius / METRES_PER_DEGREE, radius / kx
-        west, south, east, north = lon - dlon, lat - dlat, lon + dlon, lat + dlat
-        cells = grid_cells(west, south, east, north, (lat, lon, kx, radius))
+    circle = S.Circle(*(float(x) for x in q.near)) if q.near else None
+    if circle is not None:
+        west, south, east, north = circle.box
+        cells = grid_cells(west, south, east, north, circle)
     elif q.bbox:
         west, south, east, north = q.bbox
         cells = grid_cells(west, south, east, north)
@@ -681,11 +734,13 @@ def _page_sql(sql: _Sql, q: S.ReportQuery, units: dict, sqlite: bool, limit: int
     if q.bbox:
         bw, bs, be, bn = q.bbox
         cond.append(f"lat >= {v(bs)} AND lat <= {v(bn)} AND lon >= {v(bw)} AND lon <= {v(be)}")
-    if q.near:
-        # The box uses the index; the (equirectangular) distance test keeps paging exact.
+    if circle is not None:
+        # The box uses the index; the exact distance test (S.Circle: the core's haversine) keeps paging exact.
         cond.append(f"lat >= {v(south)} AND lat <= {v(north)} AND lon >= {v(west)} AND lon <= {v(east)}")
-        cond.append(f"(lat - {v(lat)}) * {v(METRES_PER_DEGREE)} * (lat - {v(lat)}) * {v(METRES_PER_DEGREE)} + "
-                    f"(lon - {v(lon)}) * {v(kx)} * (lon - {v(lon)}) * {v(kx)} <= {v(radius * radius)}")
+        lat, lon = circle.lat, circle.lon
+        cond.append(f"sin(radians(lat - {v(lat)}) / 2) * sin(radians(lat - {v(lat)}) / 2) + {v(circle.cos_lat)} * "
+                    f"cos(radians(lat)) * sin(radians(lon - {v(lon)}) / 2) * sin(radians(lon - {v(lon)}) / 2) "
+                    f"<= {v(circle.limit)}")
     for name, column, op in (("created_after", "created_at", ">="), ("created_before", "created_at", "<="),
                              ("updated_after", "updated_at", ">="), ("updated_before", "updated_at", "<=")):
         when = getattr(q, name)
@@ -797,7 +852,8 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
         start = end - window
     elif not (q.updated_after or q.updated_before):
         start = (now or utcnow()) - window
-    q.created_after, q.created_before = start, end
+    q.created_after, q.created_before = _from(start), _through(end)
+    q.updated_after, q.updated_before = _from(q.updated_after), _through(q.updated_before)
     lat, lon = _number(params.get("lat"), "lat", lo=-90, hi=90), _number(params.get("long"), "long", lo=-180, hi=180)
     radius = _number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
     if (lat is None) != (lon is None):
@@ -812,6 +868,13 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
     if params.get("agency_responsible"):
         q.unit = params["agency_responsible"].strip()
     return q, extensions
+
+
+def _json_list(value) -> list:
+    """A JSON list column as read on the DBAPI connection (SQLite: text; PostgreSQL: already decoded)."""
+    if value is None:
+        return []
+    return (orjson.loads(value) or []) if isinstance(value, (str, bytes)) else list(value)
 
 
 def _description(title: str, description: str) -> str:
@@ -837,6 +900,7 @@ def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, 
         cat = cats.get(code, (code, code))
         notes = entries.get(rid, ())
         pids = photos.get(rid, ())
+        links = _json_list(r[13])  # a partner's media_url links, shown as given
         item = {
             "service_request_id": str(rid),
             "status": "open" if status in open_statuses else "closed",
@@ -854,10 +918,10 @@ def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, 
             "zipcode": None,
             "lat": r[7],
             "long": r[8],
-            "media_url": f"{base}/api/reports/photos/{pids[0]}.jpg" if pids else None,
+            "media_url": f"{base}/api/reports/photos/{pids[0]}.jpg" if pids else links[0] if links else None,
         }
         if extensions:
-            parent, support, district, attributes = r[13:17]
+            parent, support, district, attributes = r[14:18]
             if isinstance(attributes, (str, bytes)):  # SQLite keeps JSON as text
                 attributes = orjson.loads(attributes)
             item.update({
@@ -867,7 +931,7 @@ def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, 
                 "district": district,
                 "duplicate_of": str(parent) if parent else None,
                 "support_count": support,
-                "media_urls": [f"{base}/api/reports/photos/{p}.jpg" for p in pids],
+                "media_urls": [f"{base}/api/reports/photos/{p}.jpg" for p in pids] + links,
                 "attributes": [{"code": k, "value": ",".join(v) if isinstance(v, list) else v}
                                for k, v in (attributes or {}).items()],
                 "notes": [{"update_id": str(e[1]), "datetime": when(e[2]), "type": e[3],
@@ -949,6 +1013,7 @@ def get_updates(request: Request, fmt: str) -> Response:
     start, end = _w3c(params.get("start_date"), "start_date", tz), _w3c(params.get("end_date"), "end_date", tz)
     if start is None and end is None:
         start = utcnow() - timedelta(days=DEFAULT_DAYS)
+    start, end = _from(start), _through(end)
     rid = params.get("service_request_id")
     if rid is not None and not rid.isdigit():
         raise InvalidInput("service_request_id must be a request id", code="invalid_parameter")
@@ -960,7 +1025,7 @@ def get_updates(request: Request, fmt: str) -> Response:
             "status": MYSOCIETY_STATUS.get(u.status, u.status.upper()),
             "updated_datetime": _stamp(u.at, tz),
             "description": u.text,
-            "media_url": None,
+            "media_url": u.media_url,
             "external_status_code": u.status,
         } for u in found if not u.external_id]
     return respond(fmt, "service_request_updates", out)
@@ -979,19 +1044,23 @@ def _post_update(s, identity: Identity, params, tz) -> dict:
                                details=[{"field": name, "problem": "is required"}])
     _w3c(_text(params, "updated_datetime"), "updated_datetime", tz)  # checked; the update is timed on arrival
     status_in = _text(params, "status").strip().upper()
-    if status_in == "DUPLICATE":
-        raise InvalidInput("DUPLICATE needs the parent request: mark duplicates on the city's side",
-                           code="invalid_status")
-    status = FROM_MYSOCIETY.get(status_in)
-    if status is None:
+    if status_in not in FROM_MYSOCIETY:
         raise InvalidInput(f"unknown status {status_in!r}", code="invalid_status",
-                           details=[{"field": "status", "problem": f"one of {', '.join(FROM_MYSOCIETY)}"}])
+                           details=[{"field": "status", "problem": f"unknown {status_in!r}: one of "
+                                                                  f"{', '.join(FROM_MYSOCIETY)}"}])
+    status, loose = FROM_MYSOCIETY[status_in]
     rid = _text(params, "service_request_id").strip()
     if not rid.isdigit():
         raise NotFound(f"no service request {rid!r}")
-    entry = S.add_update(s, identity, int(rid), _text(params, "description"), status=status,
-                         external_id=_text(params, "update_id").strip())
-    return {"update_id": str(entry.id)}
+    outcome = S.partner_update(s, identity, int(rid), _text(params, "description"), status=status, loose=loose,
+                               external_id=_text(params, "update_id").strip(),
+                               media_url=_text(params, "media_url").strip() or None)
+    # Beyond the extension's update_id: the request's status now and, if the asked one was not applied or a
+    # field was dropped, why.
+    said = [outcome.refused] if outcome.refused else []
+    said += [f"{n['field']} dropped: {n['problem']}" for n in outcome.notices]
+    return {"update_id": str(outcome.entry.id), "status": MYSOCIETY_STATUS.get(outcome.status, outcome.status.upper()),
+            "service_notice": "; ".join(said) or None}
 
 
 @router.post(f"{BASE}/servicerequestupdates.{{fmt}}")

@@ -16,6 +16,7 @@ depends on who is asking, the caller's `Identity`. Errors are the platform's (`c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -43,7 +44,7 @@ from smartcity.core.city import CityProfile
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from smartcity.core.events import publish
-from smartcity.core.geo import geo_index, haversine_m
+from smartcity.core.geo import EARTH_RADIUS_M, geo_index, haversine_m
 from smartcity.core.models import Department, User
 from smartcity.reports import photos as photo_files
 from smartcity.reports.models import (
@@ -283,6 +284,16 @@ def attribute_view(attr: dict, language: str) -> dict:
     return out
 
 
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
+
+
+def keywords_in(keywords: str, language: str) -> list[str]:
+    """The keywords of one language from the taxonomy's mixed list ("포트홀,파임,pothole,hole"): those
+    written in Hangul are Korean, the others English."""
+    words = [k.strip() for k in keywords.split(",") if k.strip()]
+    return [k for k in words if bool(_HANGUL.search(k)) == (language == "ko")]
+
+
 def category_view(category: Category, language: str, group: CategoryGroup | None = None) -> dict:
     """A category for display and for Open311 services/definitions."""
     return {
@@ -293,7 +304,7 @@ def category_view(category: Category, language: str, group: CategoryGroup | None
         "name_ko": category.name_ko,
         "name_en": category.name_en,
         "description": _loc(category, "description", language),
-        "keywords": [k.strip() for k in category.keywords.split(",") if k.strip()],
+        "keywords": keywords_in(category.keywords, language),
         "service_days": category.service_days,
         "unit_kind": category.unit_kind,
         "campaign": category.campaign.slug if category.campaign else None,
@@ -590,6 +601,10 @@ class NewReport:
     language: str = "ko"
     campaign: str | None = None
     external_id: str | None = None
+    media_urls: list[str] = field(default_factory=list)  # a partner's links to its photos, kept as given
+    # A partner system cannot correct a field as a person at a form can: with lenient=True a malformed
+    # optional field (contact details, a media_url) is dropped with a notice instead of refusing the report.
+    lenient: bool = False
 
 
 @dataclass
@@ -597,31 +612,82 @@ class CreatedReport:
     report: Report
     feedback_token: str  # the secret that lets the reporter confirm, reopen and rate without an account
     repeated: bool = False  # True: the idempotency key was seen before; nothing new was stored
+    notices: list[dict] = field(default_factory=list)  # optional fields dropped (lenient): {field, problem}
 
 
 EMAIL = re.compile(r"^[^@\s<>]{1,64}@[^@\s<>]{1,190}\.[^@\s<>]{2,}$")
-PHONE = re.compile(r"^\+?[0-9][0-9 \-]{6,18}[0-9]$")
+# Short service numbers (120, 02-120) and national formats ((212) 555-1234) are real numbers: kept as given.
+PHONE = re.compile(r"^\+?[0-9(][0-9 ().\-/]{0,48}[0-9]$")
+MAX_MEDIA_URL = 2000
 
 
-def _check_contact(contact: Contact | None, problems: list[dict]) -> Contact | None:
+def _check_contact(contact: Contact | None, problems: list[dict], notices: list[dict] | None = None) -> Contact | None:
+    """Contact details as given; a malformed one is a problem, or with `notices` (lenient) dropped and noted."""
     if contact is None:
         return None
-    name = _clean_text(contact.name, "contact.name", 200, problems) or None
+    found: list[dict] = []
+    name = _clean_text(contact.name, "contact.name", 200, found) or None
+    if found:
+        name = None
     email = (contact.email or "").strip() or None
     phone = (contact.phone or "").strip() or None
     if email and not EMAIL.match(email):
-        problems.append({"field": "contact.email", "code": "invalid_email", "problem": "is not an email address"})
-    if phone and not PHONE.match(phone):
-        problems.append({"field": "contact.phone", "code": "invalid_phone", "problem": "is not a phone number"})
+        found.append({"field": "contact.email", "code": "invalid_email", "problem": "is not an email address"})
+        email = None
+    if phone and not (PHONE.match(phone) and sum(c.isdigit() for c in phone) >= 3):
+        found.append({"field": "contact.phone", "code": "invalid_phone", "problem": "is not a phone number"})
+        phone = None
+    (notices if notices is not None else problems).extend(found)
     if not (name or email or phone):
         return None
     return Contact(name, email, phone)
+
+
+def _check_media_urls(urls: list[str], problems: list[dict], notices: list[dict] | None = None) -> list[str]:
+    """Absolute http(s) links, kept as given (never fetched here); a malformed one is a problem, or with
+    `notices` (lenient) dropped and noted."""
+    kept: list[str] = []
+    for url in urls:
+        url = (url or "").strip()
+        if not url:
+            continue
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() in ("http", "https") and rest and len(url) <= MAX_MEDIA_URL \
+                and not re.search(r"[\s\x00-\x1f\x7f<>\"]", url):
+            if url not in kept:
+                kept.append(url)
+            continue
+        problem = {"field": "media_url", "code": "invalid_media_url",
+                   "problem": f"is not an http(s) link of at most {MAX_MEDIA_URL} characters: {url[:80]!r}"}
+        (notices if notices is not None else problems).append(problem)
+    return kept
 
 
 def _idem_key(identity: Identity, key: str) -> str:
     # Keys are namespaced by caller so that one client cannot fetch another's report by guessing a key.
     owner = f"u{identity.user_id}" if identity.user_id else f"k{identity.key_id}" if identity.key_id else "anon"
     return f"{owner}:{key}"[:200]
+
+
+def _canonical(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (bytes, bytearray)):
+        return hashlib.sha256(value).hexdigest()
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def submission_fingerprint(new: NewReport) -> str:
+    """What makes two submissions the same one, for idempotency: every field of the report as submitted
+    (photos by their content), not how it was sent (its key, language or channel)."""
+    fields = _canonical(new)
+    for name in ("idempotency_key", "language", "source"):
+        fields.pop(name, None)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def feedback_token(report: Report, settings: Settings | None = None) -> str:
@@ -644,11 +710,15 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
         raise PermissionDenied("you may not file reports")
     if new.idempotency_key:
         key = _idem_key(identity, str(new.idempotency_key).strip())
+        fingerprint = submission_fingerprint(new)
         existing = session.scalar(select(Report).where(Report.idempotency_key == key))
         if existing is not None:
+            if existing.idempotency_fingerprint not in (None, fingerprint):
+                raise Conflict("this Idempotency-Key was used before with a different request; use a new key "
+                               "for a new report", code="idempotency_key_reused")
             return CreatedReport(existing, feedback_token(existing, settings), repeated=True)
     else:
-        key = None
+        key = fingerprint = None
 
     problems: list[dict] = []
     category = get_category(session, new.category)
@@ -668,7 +738,9 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     title = _clean_text(new.title, "title", MAX_TITLE, problems, required=True)
     description = _clean_text(new.description, "description", MAX_DESCRIPTION, problems)
     address = _clean_text(new.address_string, "address_string", MAX_ADDRESS, problems) or None
-    contact = _check_contact(new.contact, problems)
+    notices: list[dict] | None = [] if new.lenient else None
+    contact = _check_contact(new.contact, problems, notices)
+    media_urls = _check_media_urls(new.media_urls, problems, notices)
     source = new.source if new.source in SOURCES else "api"
     language = new.language if new.language in ("ko", "en") else "ko"
     if len(new.photos) > settings.reports_max_photos:
@@ -694,10 +766,11 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
         title=title, description=description,
         address_string=address, attributes=attributes, unit_id=unit.id, reporter_id=identity.user_id,
         public_name=public_name, language=language, source=source,
-        campaign_id=campaign.id if campaign else None, idempotency_key=key,
+        campaign_id=campaign.id if campaign else None, idempotency_key=key, idempotency_fingerprint=fingerprint,
         external_id=(str(new.external_id)[:100] if new.external_id else None),
         created_at=now, updated_at=now, due_at=now + timedelta(days=category.service_days),
-        photo_count=len(processed),
+        photo_count=len(processed), media_urls=media_urls or None,
+        media_fetch="pending" if media_urls and settings.reports_fetch_media_urls else None,
     )
     session.add(report)
     try:
@@ -726,7 +799,7 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     token = feedback_token(report, settings)
     _notify_reporter(session, report, "received", token=token)
     _notify_subscribers(session, report)
-    return CreatedReport(report, token)
+    return CreatedReport(report, token, notices=notices or [])
 
 
 def _citizen(identity: Identity) -> str:
@@ -805,6 +878,7 @@ def public_view(report: Report, language: str = "ko") -> dict:
         "parent_id": report.parent_id,
         "support_count": report.support_count,
         "photo_count": report.photo_count,
+        "media_urls": report.media_urls or [],  # a partner's links, as given
         "rating": report.rating,
         "created_at": report.created_at.isoformat(),
         "updated_at": report.updated_at.isoformat(),
@@ -856,7 +930,7 @@ def timeline(session: Session, report_id: int, *, include_internal: bool = False
 def update_view(u: ReportUpdate, language: str = "ko") -> dict:
     return {"id": u.id, "at": u.at.isoformat(), "kind": u.kind, "public": u.public, "actor": u.actor,
             "old": u.old_value, "new": u.new_value, "text": u.text, "status": u.status,
-            "status_name": status_name(u.status, language)}
+            "status_name": status_name(u.status, language), "media_url": u.media_url}
 
 
 def contact_of(session: Session, identity: Identity, report_id: int) -> Contact | None:
@@ -917,10 +991,52 @@ ORDERS = {
 }
 
 
-def _box(lat: float, lon: float, radius_m: float) -> tuple[float, float, float, float]:
-    dlat = radius_m / 111_320.0
-    dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 0.01))
-    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+@dataclass(frozen=True)
+class Circle:
+    """A search area in the core's metric (`geo.haversine_m`): the box that holds it whole, for the indexes,
+    and the exact test, written as a bound on the haversine term so that a row costs no asin or sqrt:
+    haversine_m(centre, p) <= radius  ⇔  sin²(Δφ/2) + cos φ₀ cos φ sin²(Δλ/2) <= sin²(radius / 2R)."""
+
+    lat: float
+    lon: float
+    radius: float
+
+    @property
+    def cos_lat(self) -> float:
+        return math.cos(math.radians(self.lat))
+
+    @property
+    def limit(self) -> float:
+        return math.sin(min(self.radius / EARTH_RADIUS_M, math.pi) / 2) ** 2
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """west, south, east, north: a superset of the circle (exact bounds on the sphere, widened by a
+        hair for rounding); the whole width of longitudes when the circle reaches a pole."""
+        angle = self.radius / EARTH_RADIUS_M
+        dlat = math.degrees(angle) * (1 + 1e-9) + 1e-9
+        south, north = self.lat - dlat, self.lat + dlat
+        if north >= 90.0 or south <= -90.0 or math.sin(angle) >= self.cos_lat:
+            return -180.0, max(south, -90.0), 180.0, min(north, 90.0)
+        dlon = math.degrees(math.asin(math.sin(angle) / self.cos_lat)) * (1 + 1e-9) + 1e-9
+        return self.lon - dlon, south, self.lon + dlon, north
+
+    def contains(self, lat: float, lon: float) -> bool:
+        return haversine_m(self.lat, self.lon, lat, lon) <= self.radius
+
+    def term_at_least(self, dlat_deg: float, dlon_deg: float, cos_lat_min: float) -> float:
+        """A lower bound of the haversine term for any point at least dlat_deg and dlon_deg away whose
+        latitude's cosine is at least cos_lat_min (a grid cell's nearest corner, in `grid_cells`)."""
+        return (math.sin(math.radians(dlat_deg) / 2) ** 2
+                + self.cos_lat * cos_lat_min * math.sin(math.radians(dlon_deg) / 2) ** 2)
+
+
+def _haversine_term(lat_col, lon_col, c: Circle):
+    def sin_half(delta):
+        return func.sin(func.radians(delta) / 2)
+
+    return (sin_half(lat_col - c.lat) * sin_half(lat_col - c.lat)
+            + c.cos_lat * func.cos(func.radians(lat_col)) * sin_half(lon_col - c.lon) * sin_half(lon_col - c.lon))
 
 
 def _conditions(session: Session, q: ReportQuery) -> list:
@@ -951,13 +1067,11 @@ def _conditions(session: Session, q: ReportQuery) -> list:
         if not (west <= x0 and south <= y0 and east >= x1 and north >= y1):  # a box around the city filters nothing
             cond += [Report.lat >= south, Report.lat <= north, Report.lon >= west, Report.lon <= east]
     if q.near:
-        lat, lon, radius = (float(v) for v in q.near)
-        west, south, east, north = _box(lat, lon, radius)
-        k = math.cos(math.radians(lat))
-        # The box uses the indexes; the (equirectangular) distance test keeps paging exact.
+        circle = Circle(*(float(v) for v in q.near))
+        west, south, east, north = circle.box
+        # The box uses the indexes; the exact distance test keeps paging exact.
         cond += [Report.lat >= south, Report.lat <= north, Report.lon >= west, Report.lon <= east,
-                 ((Report.lat - lat) * 111_320.0) * ((Report.lat - lat) * 111_320.0)
-                 + ((Report.lon - lon) * 111_320.0 * k) * ((Report.lon - lon) * 111_320.0 * k) <= radius * radius]
+                 _haversine_term(Report.lat, Report.lon, circle) <= circle.limit]
     if q.created_after:
         cond.append(Report.created_at >= q.created_after)
     if q.created_before:
@@ -1038,7 +1152,7 @@ def nearby(session: Session, category: str, lat: Any, lon: Any, radius_m: float 
 
     lat_f, lon_f = check_coordinates(lat, lon)
     radius_m = min(max(float(radius_m), 1.0), 1000.0)
-    west, south, east, north = _box(lat_f, lon_f, radius_m)
+    west, south, east, north = Circle(lat_f, lon_f, radius_m).box
     rows = session.scalars(select(Report).where(
         Report.category_code == category, Report.status.in_(OPEN_STATUSES),
         Report.lat.between(south, north), Report.lon.between(west, east)).limit(500))
@@ -1193,46 +1307,112 @@ def add_update(session: Session, identity: Identity, report_id: int, text: str, 
                external_id: str | None = None, author: str | None = None) -> ReportUpdate:
     """A public update from a partner system (mySociety servicerequestupdates) or a citizen's comment.
 
-    Partners (API keys) and staff may change the status: "closed" (Open311) closes an open report,
-    "open" reopens a closed one; the internal statuses are accepted from staff as in `transition`.
-    A repeated external_id returns the earlier entry (idempotent)."""
+    Partners (API keys) and staff may change the status: "closed" (Open311) closes an open report (as
+    fixed), "open" reopens a closed one; the internal statuses are accepted as in `partner_update`; a
+    status the workflow cannot reach is refused (InvalidInput "illegal_transition"). A repeated
+    external_id returns the earlier entry (idempotent)."""
+    wanted = status.lower() if status else None
+    loose = wanted in ("open", "closed")
+    return _update(session, identity, report_id, text, wanted, loose=loose, external_id=external_id, author=author,
+                   strict=True).entry
+
+
+@dataclass
+class UpdateOutcome:
+    """What became of an update: its timeline entry, the report's status after it and, when the asked
+    status was not applied, why (the text is kept all the same)."""
+
+    entry: ReportUpdate
+    status: str
+    refused: str | None = None
+    repeated: bool = False
+    notices: list[dict] = field(default_factory=list)  # optional fields dropped: {field, problem}
+
+
+def partner_update(session: Session, identity: Identity, report_id: int, text: str, *, status: str | None,
+                   loose: bool = False, external_id: str | None = None, media_url: str | None = None,
+                   author: str | None = None) -> UpdateOutcome:
+    """A partner system's update (mySociety servicerequestupdates): its text is never lost.
+
+    `status` is one of STATUSES, or with `loose` Open311's two words ("open": any open status, reopening
+    a closed report; "closed": fixed if the report was open, else left as it is). A closed report (not a
+    duplicate) reaches an open-side status through a reopen, as the workflow allows in two steps.
+    "closed" as such means closed without a fix. A status the workflow cannot reach (or "duplicate",
+    which needs the parent) leaves the status as it is: the text is kept as a public update and
+    `refused` says why; a malformed media_url is dropped and noted. A repeated external_id returns the
+    earlier entry (idempotent)."""
+    return _update(session, identity, report_id, text, status, loose=loose, external_id=external_id,
+                   media_url=media_url, author=author, strict=False)
+
+
+def status_route(current: str, target: str) -> list[str] | None:
+    """The steps from `current` to `target` the workflow allows: [] (already there), [target], or a reopen
+    first (["open", target]) for a closed report other than a duplicate; None when there is no way."""
+    if target == current:
+        return []
+    if target in TRANSITIONS[current]:
+        return [target]
+    if current in CLOSED_STATUSES and current != "duplicate" and "open" in TRANSITIONS[current] \
+            and target in TRANSITIONS["open"]:
+        return ["open", target]
+    return None
+
+
+def _update(session: Session, identity: Identity, report_id: int, text: str, wanted: str | None, *, loose: bool,
+            strict: bool, external_id: str | None = None, media_url: str | None = None,
+            author: str | None = None) -> UpdateOutcome:
     report = get_report(session, report_id, lock=True)
     partner = identity.via == "key" or can_work(identity, report)
-    if status and not partner:
+    if wanted and not partner:
         raise PermissionDenied("only the responsible unit or a partner system may change the status")
     if not identity.authenticated:
         raise NotAuthenticated("sign in or present an API key to add an update")
+    external_id = str(external_id)[:100] if external_id else None
     if external_id:
         seen = session.scalar(select(ReportUpdate).where(ReportUpdate.report_id == report.id,
-                                                         ReportUpdate.external_id == str(external_id)[:100]))
+                                                         ReportUpdate.external_id == external_id))
         if seen is not None:
-            return seen
+            return UpdateOutcome(seen, report.status, repeated=True)
     problems: list[dict] = []
+    notices: list[dict] | None = None if strict else []
     text = _clean_text(text, "description", MAX_UPDATE, problems, required=True)
+    media = _check_media_urls([media_url] if media_url else [], problems, notices)
     _raise_problems(problems, "the update is not valid")
     old = report.status
     now = _now()
-    if status:
-        target = status.lower()
-        if target == "closed" and report.status in OPEN_STATUSES:
-            target = "fixed"
-        elif target == "closed" or (target == "open" and report.status in OPEN_STATUSES):
-            target = report.status
-        if target not in STATUSES:
-            raise InvalidInput(f"unknown status {status!r}", code="invalid_status")
-        if target != report.status:
-            if target not in TRANSITIONS[report.status]:
-                raise InvalidInput(f"a report cannot go from {report.status} to {target}", code="illegal_transition")
-            _set_status(report, target, now)
-    label = author[:200] if author else None
-    entry = _timeline(session, report, identity, "status" if report.status != old else "update", old
-                      if report.status != old else None, report.status if report.status != old else None, text,
-                      public=True, actor_label=label, external_id=str(external_id)[:100] if external_id else None,
-                      at=now)
-    _changed(session, report, identity, entry, {"old": old, "new": report.status, "external_id": external_id})
-    if report.status != old or partner:
-        _notify_reporter(session, report, "status" if report.status != old else "update", text=text)
-    return entry
+    target, refused, route = old, None, []
+    if wanted:
+        if wanted not in STATUSES:
+            raise InvalidInput(f"unknown status {wanted!r}", code="invalid_status")
+        target = wanted
+        if loose and wanted == "closed":
+            target = "fixed" if old in OPEN_STATUSES else old
+        elif loose and wanted == "open" and old in OPEN_STATUSES:
+            target = old
+        route = status_route(old, target) if target != "duplicate" else None
+        if route is None:
+            why = "a duplicate needs the report it duplicates" if target == "duplicate" else \
+                f"a report cannot go from {old} to {target}"
+            if strict:
+                raise InvalidInput(why, code="illegal_transition",
+                                   details={"from": old, "to": target, "allowed": sorted(TRANSITIONS[old])})
+            refused, route = f"{why}; the status stays {old}", []
+    for step in route:
+        _set_status(report, step, now)
+    if route and report.status in OPEN_STATUSES and old in CLOSED_STATUSES:
+        report.parent_id = None
+    if route and wanted == "closed" and not loose:
+        report.fixed_at = None  # "closed" as such: closed without a fix (mySociety's NO_FURTHER_ACTION)
+    changed = report.status != old
+    entry = _timeline(session, report, identity, "status" if changed else "update", old if changed else None,
+                      report.status if changed else None, text, public=True,
+                      actor_label=author[:200] if author else None, external_id=external_id, at=now)
+    entry.media_url = media[0] if media else None
+    _changed(session, report, identity, entry, {"old": old, "new": report.status, "external_id": external_id,
+                                                "route": route, "refused": refused})
+    if changed or partner:
+        _notify_reporter(session, report, "status" if changed else "update", text=text)
+    return UpdateOutcome(entry, report.status, refused, notices=notices or [])
 
 
 def updates_since(session: Session, *, start: datetime | None = None, end: datetime | None = None,
