@@ -68,6 +68,10 @@ class Settings:
         30, "Metres beyond a zone's edge (at least; or 20 % of its size) a fix must be before a departure counts."
     )
     safety_accuracy_max_m: int = _setting(150, "Fixes less precise than this (metres) never change zone states.")
+    safety_alert_cooldown_minutes: int = _setting(
+        10, "At most one arrival or departure alert per person, zone and direction within this many minutes; later "
+        "ones are folded into a digest (sent when the period ends, or with the next alert). 0: no cool-down."
+    )
     safety_batch_size: int = _setting(1000, "Most positions written in one transaction by the intake writer.")
     safety_batch_ms: int = _setting(2, "Milliseconds an idle intake writer waits to fill a batch before committing.")
     safety_writer: str = _setting(
@@ -102,8 +106,10 @@ class Settings:
         "Empty: off."
     )
     mqtt_topic: str = _setting(
-        "owntracks/+/+", "Topic filter to subscribe to; owntracks/{user}/{device} carries a device's messages. "
-        "Several serving processes: $share/smartcity/owntracks/+/+ (a shared subscription) splits them."
+        "owntracks/+/+,owntracks/+/+/event", "Topic filters to subscribe to, comma-separated: "
+        "owntracks/{user}/{device} carries a device's locations, owntracks/{user}/{device}/event its region "
+        "transitions. Several serving processes: $share/smartcity/owntracks/+/+,$share/smartcity/owntracks/+/+/event "
+        "(shared subscriptions) split them."
     )
     mqtt_client_id: str = _setting(
         "", "MQTT client id. Set one to keep a persistent session (the broker holds messages while the platform is "

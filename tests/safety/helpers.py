@@ -36,13 +36,14 @@ class World:
     other_operator_id: int
     admin_id: int
     school_zone: int
+    secret: str | None = None  # the device's secret as registration showed it (OwnTracks' password)
 
     def identity(self, db, user_id: int):
         with db.session() as s:
             return identity_of_user(s.get(User, user_id), "session")
 
 
-def make_world(db, consent: bool = True, device: str = "phone-1") -> World:
+def make_world(db, consent: bool = True, device: str = "phone-1", protocols: str = "osmand") -> World:
     guardian = make_user(db, "mother", "guardian", phone="010-1111-2222", language="ko")
     other = make_user(db, "stranger", "guardian", email="stranger@example.org", language="en")
     operator = make_user(db, "op-gangnam", "operator", department=f"{GANGNAM}-control")
@@ -50,14 +51,15 @@ def make_world(db, consent: bool = True, device: str = "phone-1") -> World:
     admin = make_user(db, "root", "admin")
     with db.session() as s:
         person = service.add_person(s, "child", "Kim Haneul", actor="test")
-        dev = service.add_device(s, person.id, device, actor="test")
+        dev = service.add_device(s, person.id, device, protocols, actor="test")
         service.link_guardian(s, person.id, guardian, "mother", actor="test")
         if consent:
             service.record_consent(s, person.id, guardian, given_by="Kim Minji (mother)", basis="form 17",
                                    actor="test")
         zone = service.add_zone(s, service.ZoneIn("School", SCHOOL[0], SCHOOL[1], 100), person_id=person.id,
                                 actor="test")
-        return World(person.id, device, dev.id, guardian, other, operator, other_op, admin, zone.id)
+        return World(person.id, device, dev.id, guardian, other, operator, other_op, admin, zone.id,
+                     dev.issued_secret)
 
 
 def fix(device: str, at: datetime, point: tuple[float, float], **extra) -> Position:

@@ -65,7 +65,7 @@ def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosqui
     """Also through the writer process, which refuses an unknown device only once the message reaches it:
     the refusal still drops (acknowledges) the message rather than retrying it."""
     user = f"user{next(_users)}"
-    make_world(db, device=f"{user}/phone")
+    make_world(db, device=f"{user}/phone", protocols="owntracks")
     phone = Publisher(mosquitto.port)
     try:
         with serving(db, tmp_path, mosquitto.port, safety_writer=writer) as client:
@@ -103,7 +103,7 @@ def test_a_message_is_acknowledged_only_once_stored(sqlite_url, tmp_path, mosqui
 
     db = Database(sqlite_url)
     user = f"user{next(_users)}"
-    make_world(db, device=f"{user}/phone")
+    make_world(db, device=f"{user}/phone", protocols="owntracks")
     client_id = f"smartcity-test-{uuid.uuid4().hex[:8]}"
     phone = Publisher(mosquitto.port)
     at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
@@ -133,7 +133,7 @@ def test_the_client_reconnects_when_the_broker_comes_back(sqlite_url, tmp_path):
     from smartcity.core.db import Database
 
     db = Database(sqlite_url)
-    make_world(db, device="walker/phone")
+    make_world(db, device="walker/phone", protocols="owntracks")
     broker = MosquittoServer().start()
     try:
         with serving(db, tmp_path, broker.port) as client:

@@ -119,7 +119,7 @@ def test_each_refusal_has_the_status_traccar_client_gets():
     assert osmand.status_of(InvalidPosition("x")) == 400
     assert osmand.status_of(FutureFix("x")) == 400
     assert osmand.status_of(OutsideCity("x")) == 400
-    assert osmand.status_of(UnknownDevice("x")) == 404
+    assert osmand.status_of(UnknownDevice("x")) == 400
     assert osmand.status_of(NoConsent("x")) == 403
     assert osmand.status_of(TooLarge("x")) == 413
     assert osmand.status_of(Overloaded("x")) == 503
@@ -162,7 +162,7 @@ def test_refusals_store_nothing_and_keep_what_was_accepted(db, client, tmp_path)
     now = utcnow().replace(microsecond=0)
     assert client.get(f"/osmand?{traccar_query(w.device, now - timedelta(minutes=2))}").status_code == 200
     cases = [
-        (traccar_query("no-such-phone", now), 404),
+        (traccar_query("no-such-phone", now), 400),  # as Traccar answers an unknown device
         (traccar_query(w.device, now, lat="91.0"), 400),
         (traccar_query(w.device, now, lon="abc"), 400),
         (traccar_query(w.device, now, batt="150"), 400),
@@ -243,7 +243,7 @@ def test_the_osmand_port_serves_traccar_client_and_closes_at_shutdown(sqlite_url
                     "timestamp": (at + timedelta(seconds=20)).isoformat(),
                     "coords": {"latitude": HOME[0], "longitude": HOME[1]}}})
                 assert r.status_code == 200
-                assert http.get(f"{base}/?{traccar_query('stranger-phone', at)}").status_code == 404
+                assert http.get(f"{base}/?{traccar_query('stranger-phone', at)}").status_code == 400
                 assert http.get(f"{base}/?id={w.device}&lat=x&lon=1").status_code == 400
                 assert http.put(f"{base}/").status_code == 405
                 r = http.post(f"{base}/", content=b"a" * (app.state.settings.safety_device_max_bytes + 10))

@@ -62,6 +62,13 @@ def _silent(db, settings):
     return check_silent(db, settings)
 
 
+@job("safety.alert_digests", every=60)
+def _alert_digests(db, settings):
+    from smartcity.safety.service import send_alert_digests
+
+    return send_alert_digests(db, settings)
+
+
 @job("safety.absence", every=60)
 def _absence(db, settings):
     from smartcity.safety.service import check_absence
@@ -150,17 +157,37 @@ def person_add(name: str, kind: str, notes: str) -> None:
 @cli.command("device-add")
 @click.argument("identifier")
 @click.option("--person", "person_id", type=int, required=True, help="Id of the protected person.")
-@click.option("--protocol", type=click.Choice(["osmand", "owntracks", "any"]), default="osmand", show_default=True)
+@click.option("--protocols", "--protocol", "protocols", default="osmand", show_default=True,
+              help="Protocols the device may report through, comma-separated: osmand, owntracks (or any).")
+@click.option("--secret", is_flag=True, help="Give the device a secret (always done for owntracks).")
 @click.option("--name", default="")
-def device_add(identifier: str, person_id: int, protocol: str, name: str) -> None:
-    """Register a device by the identifier it sends (Traccar Client: its device identifier)."""
+def device_add(identifier: str, person_id: int, protocols: str, secret: bool, name: str) -> None:
+    """Register a device by the identifier it sends (Traccar Client: its device identifier; OwnTracks:
+    user/device). A device's secret is printed once: it is the OwnTracks app's HTTP password."""
     from smartcity.safety import service
 
     @_errors
     def run():
         with _db().session() as s:
-            d = service.add_device(s, person_id, identifier, protocol, name)
-            click.echo(f"device {d.id} {d.identifier} for person {person_id}")
+            d = service.add_device(s, person_id, identifier, protocols, name, secret=secret)
+            click.echo(f"device {d.id} {d.identifier} ({d.protocol}) for person {person_id}")
+            if d.issued_secret:
+                click.echo(f"secret (shown once; the OwnTracks app's password): {d.issued_secret}")
+
+    run()
+
+
+@cli.command("device-secret")
+@click.argument("device_id", type=int)
+def device_secret(device_id: int) -> None:
+    """Give a device a new secret (the old one stops working) and print it once."""
+    from smartcity.safety import service
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            secret = service.reset_device_secret(s, device_id)
+            click.echo(f"secret (shown once; the OwnTracks app's password): {secret}")
 
     run()
 

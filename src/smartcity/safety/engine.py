@@ -10,9 +10,12 @@ to `submit`/`intake`/`submit_all` (or to writer.py's `WriterProcess`, which has 
 this engine in a writer process). Validation errors are raised at once, before anything is queued:
 
     IntakeError (InvalidInput, 422)       base of the intake's own errors; code says which
-    ├── InvalidPosition                    a value is out of range or malformed (details name the field)
+    ├── InvalidPosition                    a value is out of range or malformed ("lat: must be …": the
+    │                                      message and the details name the field)
     │   └── FutureFix                      the fix time is more than `safety_future_tolerance_s` ahead
     UnknownDevice (NotFound, 404)          no active device has this identifier
+    BadCredentials (401)                   the device's secret is missing or wrong (OwnTracks over HTTP)
+    ProtocolNotAllowed (PermissionDenied)  the device is not registered for the protocol it used
     NoConsent (PermissionDenied, 403)      the device's person has no recorded consent: nothing stored
     OutsideCity (core, 422)                only when SMARTCITY_SAFETY_OUTSIDE_CITY=refuse
     Overloaded (503)                       the write queue is full; the client should retry
@@ -32,9 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -46,10 +51,13 @@ from typing import Any
 
 import orjson
 import shapely
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from shapely.geometry import Point, shape
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from smartcity.core import audit
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import geo_index
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
@@ -60,6 +68,7 @@ KNOT = 0.514444  # metres per second
 SQLITE_CACHE_KIB = 128 * 1024  # the intake writer's SQLite page cache
 SQLITE_CHECKPOINT_PAGES = 4096  # the intake writer's WAL size (pages) that triggers a checkpoint
 WAL_RESET_FRAMES = 16_384  # with background checkpoints: the WAL size (frames, ~64 MB) at which it is restarted
+REFUSAL_AUDIT_S = 1.0  # refused devices are written to the audit log at most this often (counted meanwhile)
 
 
 # --- what decoders produce ------------------------------------------------------------------------
@@ -86,6 +95,8 @@ class Position:
     alarm: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     protocol: str = ""
+    valid: bool = True  # False: the device says the fix is not a real position (Traccar's `valid`)
+    credential: str | None = None  # the secret the device presented (OwnTracks' Basic password); never stored
     received_at: datetime | None = None
 
 
@@ -126,6 +137,20 @@ class UnknownDevice(NotFound):
 
 class NoConsent(PermissionDenied):
     code = "no_consent"
+
+
+class BadCredentials(SmartCityError):
+    status = 401
+    code = "bad_credentials"
+
+
+class ProtocolNotAllowed(PermissionDenied):
+    code = "protocol_not_allowed"
+
+
+def field_error(cls: type[IntakeError], problems: list[dict]) -> IntakeError:
+    """An intake error whose message names each field at fault: "lat: must be a number between -90 and 90"."""
+    return cls("; ".join(f"{p['field']}: {p['problem']}" for p in problems), details=problems)
 
 
 class Overloaded(SmartCityError):
@@ -293,6 +318,49 @@ def step_zone(
 # --- in-memory state ------------------------------------------------------------------------------
 
 
+# What a device registers for, and which registration each position protocol needs. Positions of the
+# platform's own authenticated channels (the gateway's API key, the simulator) are not tied to one protocol.
+DEVICE_PROTOCOLS = ("osmand", "owntracks")
+REGISTRATION_OF = {"osmand": "osmand", "owntracks": "owntracks", "mqtt": "owntracks"}
+# Position protocols whose device proves itself with its secret (over MQTT the broker checks the client).
+CREDENTIAL_PROTOCOLS = frozenset({"owntracks"})
+
+
+def parse_protocols(text: str | None) -> frozenset[str]:
+    """The protocols of a device's registration ("osmand", "osmand,owntracks", "any"); InvalidInput if unknown."""
+    names = {n.strip().lower() for n in (text or "osmand").split(",") if n.strip()}
+    if "any" in names:
+        names = (names - {"any"}) | set(DEVICE_PROTOCOLS)
+    if not names or not names <= set(DEVICE_PROTOCOLS):
+        raise InvalidInput(f"protocols are a list of {', '.join(DEVICE_PROTOCOLS)} (or any)", code="invalid_protocol")
+    return frozenset(names)
+
+
+def credential_key(credential: str) -> bytes:
+    """A fast keyed hash of a presented secret: what the registry remembers of a verified one (never the
+    secret itself; the key is this process's, so the value means nothing elsewhere)."""
+    return hashlib.blake2b(credential.encode("utf-8", "surrogatepass"), key=_CREDENTIAL_KEY, digest_size=16).digest()
+
+
+_CREDENTIAL_KEY = secrets.token_bytes(32)
+# Device secrets are generated by the platform (128 random bits), so the hash need not slow down guessing: light
+# argon2 parameters keep the one verification per device and process to about a millisecond.
+_device_hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+def new_device_secret() -> tuple[str, str]:
+    """A fresh device secret and its argon2 hash: (secret shown once, hash stored)."""
+    secret = secrets.token_urlsafe(16)
+    return secret, _device_hasher.hash(secret)
+
+
+def verify_device_secret(secret_hash: str, secret: str) -> bool:
+    try:
+        return _device_hasher.verify(secret_hash, secret)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 @dataclass
 class DeviceInfo:
     device_id: int
@@ -301,6 +369,18 @@ class DeviceInfo:
     protocol: str
     consent: bool
     guardians: tuple[int, ...] = ()
+    secret_hash: str | None = None
+    protocols: frozenset[str] = frozenset()
+    # credential_key() of presented secrets: verified against `secret_hash` once, and those that failed
+    verified: set = field(default_factory=set)
+    rejected: set = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.protocols:
+            try:
+                self.protocols = parse_protocols(self.protocol)
+            except InvalidInput:
+                self.protocols = frozenset({"osmand"})
 
 
 @dataclass
@@ -435,6 +515,8 @@ class SafetyEngine:
         self._thread: threading.Thread | None = None
         self._external_writer = False  # start(writer_thread=False): the caller writes
         self._unknown: dict[str, float] = {}  # negative cache of unknown identifiers
+        self._refusals: dict[tuple[int, str, str], list] = {}  # (device, protocol, reason) → [count, first]
+        self._refusals_due = 0.0
         self.batches = 0
         self.loaded = False
         self._sql_cache: dict[int, str] = {}
@@ -506,6 +588,7 @@ class SafetyEngine:
         if self._external_writer:
             while self.write_queued():
                 pass
+            self._audit_refusals(force=True)
             self._stopping = True
             self._external_writer = False
             return
@@ -527,6 +610,8 @@ class SafetyEngine:
 
     def write_queued(self) -> bool:
         """Write one batch of what is queued (alarms first, alone); False when nothing was queued."""
+        if self._refusals:
+            self._audit_refusals(force=self._stopping)
         batch = self._take()
         if not batch:
             return False
@@ -546,11 +631,11 @@ class SafetyEngine:
                 guardians[person_id].append(user_id)
             self.devices.clear()
             self.by_id.clear()
-            q = (select(Device.id, Device.identifier, Device.person_id, Device.protocol)
+            q = (select(Device.id, Device.identifier, Device.person_id, Device.protocol, Device.secret_hash)
                  .join(Person, Person.id == Device.person_id).where(Device.active, Person.active))
-            for dev_id, ident, person_id, protocol in s.execute(q):
+            for dev_id, ident, person_id, protocol, secret_hash in s.execute(q):
                 info = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians.get(person_id)),
-                                  tuple(guardians.get(person_id, ())))
+                                  tuple(guardians.get(person_id, ())), secret_hash)
                 self.devices[ident] = info
                 self.by_id[dev_id] = info
             self._load_zones(s)
@@ -598,9 +683,14 @@ class SafetyEngine:
                 GuardianLink.revoked_at.is_(None))))
             fresh: dict[str, DeviceInfo] = {}
             if active:
-                for dev_id, ident, protocol in s.execute(select(Device.id, Device.identifier, Device.protocol)
-                                                         .where(Device.person_id == person_id, Device.active)):
-                    fresh[ident] = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians), guardians)
+                for dev_id, ident, protocol, secret_hash in s.execute(
+                        select(Device.id, Device.identifier, Device.protocol, Device.secret_hash)
+                        .where(Device.person_id == person_id, Device.active)):
+                    info = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians), guardians, secret_hash)
+                    old = self.devices.get(ident)
+                    if old is not None and old.secret_hash == secret_hash:
+                        info.verified = old.verified  # the same secret: what was verified stays verified
+                    fresh[ident] = info
             for ident, info in fresh.items():
                 self.devices[ident] = info
                 self.by_id[info.device_id] = info
@@ -670,7 +760,7 @@ class SafetyEngine:
         """Check a position; raise an IntakeError (or UnknownDevice/NoConsent/OutsideCity) if it is refused."""
         device = p.device
         if not isinstance(device, str) or not device.strip() or len(device) > 100:
-            raise InvalidPosition("the device identifier is missing or too long", details=[{"field": "id"}])
+            raise field_error(InvalidPosition, [{"field": "id", "problem": "missing or longer than 100 characters"}])
         lat, lon, fix_time = p.lat, p.lon, p.fix_time
         # The common case in one expression (floats in range, or absent); anything else is examined field by
         # field to say what is wrong (NaN and infinities fail every comparison).
@@ -684,16 +774,20 @@ class SafetyEngine:
             self._check_values(p)
         now = datetime.now(UTC)
         if fix_time > now + self._future_tolerance:
-            raise FutureFix(f"the fix time {fix_time.isoformat()} is in the future",
-                            details=[{"field": "timestamp", "problem": "more than "
-                                      f"{self.settings.safety_future_tolerance_s} s ahead of the server clock"}])
+            raise field_error(FutureFix, [{"field": "timestamp", "problem": f"{fix_time.isoformat()} is more than "
+                                           f"{self.settings.safety_future_tolerance_s} s ahead of the server clock"}])
         if fix_time < now - self._retention:
-            raise InvalidPosition("the fix is older than the location retention period",
-                                  details=[{"field": "timestamp", "problem": "too old"}])
+            raise field_error(InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention "
+                                                 "period"}])
         if p.alarm is not None:
             p.alarm = str(p.alarm).strip().lower()[:30] or None
         info = self.device_for(device.strip())
-        if self.settings.safety_outside_city == "refuse" and geo_index(self.db).district_at(lat, lon) is None:
+        if p.protocol in REGISTRATION_OF or p.credential is not None:
+            self._check_access(p, info)
+        if lat == 0 and lon == 0:  # "no fix yet" as many trackers send it: not a place anyone is
+            p.valid = False
+        if (p.valid and self.settings.safety_outside_city == "refuse"
+                and geo_index(self.db).district_at(lat, lon) is None):
             raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
         if fix_time.tzinfo is not UTC:
             p.fix_time = fix_time.astimezone(UTC)
@@ -706,8 +800,10 @@ class SafetyEngine:
         def bad(name: str, value, lo: float, hi: float) -> None:
             if value is None:
                 return
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-                problems.append({"field": name, "problem": f"must be a number between {lo} and {hi}"})
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                problems.append({"field": name, "problem": "must be a number"})
+            elif not lo <= value <= hi:
+                problems.append({"field": name, "problem": f"must be between {lo} and {hi}"})
 
         bad("lat", p.lat, -90, 90)
         bad("lon", p.lon, -180, 180)
@@ -721,7 +817,64 @@ class SafetyEngine:
         if not isinstance(p.fix_time, datetime) or p.fix_time.tzinfo is None:
             problems.append({"field": "timestamp", "problem": "a timezone-aware time is needed"})
         if problems:
-            raise InvalidPosition("the position has invalid values", details=problems)
+            raise field_error(InvalidPosition, problems)
+
+    def _check_access(self, p: Position, info: DeviceInfo) -> None:
+        """The device may use this protocol, and proves itself where the protocol carries a secret. A secret is
+        verified against its argon2 hash once; later positions are matched by a fast keyed hash in memory."""
+        registration = REGISTRATION_OF.get(p.protocol)
+        if registration is not None and registration not in info.protocols:
+            self._note_refusal(info, p.protocol, "protocol_not_allowed")
+            raise ProtocolNotAllowed(f"the device {info.identifier!r} is not registered for {registration}",
+                                     details=[{"field": "protocol", "problem": f"not registered for {registration}"}])
+        credential, p.credential = p.credential, None
+        if p.protocol not in CREDENTIAL_PROTOCOLS:
+            return
+        if not credential:
+            self._note_refusal(info, p.protocol, "missing_secret")
+            raise BadCredentials("the device's secret is missing (HTTP Basic password)",
+                                 details=[{"field": "password", "problem": "missing"}])
+        key = credential_key(credential)
+        if key in info.verified:
+            return
+        if info.secret_hash is None or key in info.rejected or not verify_device_secret(info.secret_hash, credential):
+            if len(info.rejected) >= 64:
+                info.rejected.clear()
+            info.rejected.add(key)
+            self._note_refusal(info, p.protocol, "bad_secret")
+            raise BadCredentials("the device's secret is wrong (HTTP Basic password)",
+                                 details=[{"field": "password", "problem": "does not match the device's secret"}])
+        info.verified.add(key)
+
+    def _note_refusal(self, info: DeviceInfo, protocol: str, reason: str) -> None:
+        """Count a refused device for the audit log; the writer records the counts (`_audit_refusals`)."""
+        with self._lock:
+            entry = self._refusals.get((info.device_id, protocol, reason))
+            if entry is None:
+                self._refusals[(info.device_id, protocol, reason)] = [1, datetime.now(UTC)]
+            else:
+                entry[0] += 1
+
+    def _audit_refusals(self, force: bool = False) -> None:
+        """Record the refusals counted since the last time: one audit entry per device, protocol and reason
+        and second at most, however fast a device is refused."""
+        now = time.monotonic()
+        if not self._refusals or (not force and now < self._refusals_due):
+            return
+        self._refusals_due = now + REFUSAL_AUDIT_S
+        with self._lock:
+            refusals, self._refusals = self._refusals, {}
+        try:
+            with self.db.session() as s:
+                for (device_id, protocol, reason), (n, since) in refusals.items():
+                    audit.record(s, "safety.intake", "device_refused", "safety_device", device_id,
+                                 {"protocol": protocol, "reason": reason, "count": n, "since": since.isoformat()})
+        except Exception:  # noqa: BLE001 - the intake goes on; the counts are tried again
+            log.exception("recording refused devices in the audit log failed")
+            with self._lock:
+                for key, (n, since) in refusals.items():
+                    entry = self._refusals.setdefault(key, [0, since])
+                    entry[0] += n
 
     # --- submitting -------------------------------------------------------------------------------
 
@@ -833,6 +986,8 @@ class SafetyEngine:
     def _run(self) -> None:
         wake, hurry = self._wake, self._hurry
         while True:
+            if self._refusals:
+                self._audit_refusals(force=self._stopping)
             if not self._queue and not self._urgent:
                 if self._stopping:
                     break
@@ -909,7 +1064,8 @@ class SafetyEngine:
             self.on_resolved(remote)
 
     _POSITION_COLUMNS = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "bearing",
-                         "altitude", "accuracy", "battery", "alarm", "protocol", "outside_city", "attributes")
+                         "altitude", "accuracy", "battery", "alarm", "protocol", "outside_city", "attributes",
+                         "valid")
     _ROWS_PER_INSERT = 500
 
     def _insert(self, s, rows: list[tuple]) -> list[tuple]:
@@ -943,8 +1099,10 @@ class SafetyEngine:
         rows = []
         for item, district in zip(batch, districts, strict=True):
             p = item.position
+            if not p.valid:
+                district = False  # not a place: neither in a district nor outside the city
             item.outside_city = outside = district is None
-            item.district_code = None if outside else district.code
+            item.district_code = None if outside or district is False else district.code
             device = item.device
             when = p.fix_time if pg else _sqlite_time(p.fix_time)
             key = (device.device_id, when)
@@ -956,7 +1114,8 @@ class SafetyEngine:
             item.stored_times = (when, received)
             rows.append((device.device_id, device.person_id, when, received, p.lat, p.lon, p.speed, p.bearing,
                          p.altitude, p.accuracy, p.battery, p.alarm, p.protocol[:20], outside if pg else int(outside),
-                         orjson.dumps(p.attributes).decode() if p.attributes else None))
+                         orjson.dumps(p.attributes).decode() if p.attributes else None,
+                         p.valid if pg else int(p.valid)))
         new_states: dict[int, LiveState] = {}
         acks: dict[tuple[int, Any], Ack] = {}
         opened = []
@@ -993,8 +1152,9 @@ class SafetyEngine:
                     state.version += 1
                     new_states[device_id] = state
                 self._write_states(s, list(new_states.values()))
+                cooldown = self.settings.safety_alert_cooldown_minutes
                 for ev in raised:
-                    service.raise_event(s, ev)
+                    service.raise_event(s, ev, cooldown_minutes=cooldown)
                 opened = s.info.pop("safety.opened_incidents", [])
                 if self.settings.safety_live_positions:
                     by_id = self.by_id
@@ -1097,6 +1257,13 @@ class SafetyEngine:
             raised.append(Raised(kind, info.person_id, info.device_id, at or p.fix_time, p.lat, p.lon, zone, data,
                                  item.district_code))
 
+        if not p.valid:
+            # Not a position: the live state, zones and alerts stay where the last real fix put them (as Traccar
+            # keeps the last known position). An alarm still counts, placed at that last known position.
+            if p.alarm == "sos":
+                raised.append(Raised("sos", info.person_id, info.device_id, p.fix_time, st.lat, st.lon, None,
+                                     {"fix_invalid": True}, st.district_code))
+            return raised, False
         if p.alarm == "sos":
             ev("sos")  # an alarm counts even on a late-arriving fix
         if st.fix_time is not None and p.fix_time <= st.fix_time:

@@ -79,7 +79,9 @@ def count(app, protocol: str, result: str, n: int = 1) -> None:
 
 
 def refused(message: str, field: str, problem: str) -> InvalidPosition:
-    """A decoder's protocol error naming the field at fault."""
+    """A decoder's protocol error naming the field at fault, in its message too ("tst: … is missing")."""
+    if not message.startswith(f"{field}:"):
+        message = f"{field}: {message}"
     return InvalidPosition(message, details=[{"field": field, "problem": problem}])
 
 
@@ -88,14 +90,13 @@ def number(raw: Any, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     if isinstance(raw, bool):
-        raise InvalidPosition(f"{name} must be a number", details=[{"field": name, "problem": "not a number"}])
+        raise refused(f"{name}: must be a number", name, "not a number")
     if isinstance(raw, (int, float)):
         return float(raw)
     try:
         return float(raw)
     except (TypeError, ValueError):
-        raise InvalidPosition(f"{name} must be a number, not {str(raw)[:30]!r}",
-                              details=[{"field": name, "problem": "not a number"}]) from None
+        raise refused(f"{name}: must be a number, not {str(raw)[:30]!r}", name, "not a number") from None
 
 
 def epoch_or_iso(raw: Any, name: str = "timestamp") -> datetime:
@@ -119,19 +120,19 @@ def epoch_or_iso(raw: Any, name: str = "timestamp") -> datetime:
                 except ValueError:
                     at = None
             if at is None:
-                raise InvalidPosition(f"{name} is neither epoch seconds, epoch milliseconds nor ISO 8601",
-                                      details=[{"field": name, "problem": "not a time"}]) from None
+                raise refused(f"{name}: neither epoch seconds, epoch milliseconds nor ISO 8601", name,
+                              "not a time") from None
             return at if at.tzinfo else at.replace(tzinfo=UTC)
     else:
-        raise InvalidPosition(f"{name} is missing", details=[{"field": name, "problem": "missing"}])
+        raise refused(f"{name}: missing", name, "missing")
     if not math.isfinite(value):
-        raise InvalidPosition(f"{name} is not a time", details=[{"field": name, "problem": "not a time"}])
+        raise refused(f"{name}: not a time", name, "not a time")
     if abs(value) >= 1e11:  # 1e11 seconds is the year 5138: this is milliseconds
         value /= 1000
     try:
         return datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
-        raise InvalidPosition(f"{name} is out of range", details=[{"field": name, "problem": "out of range"}]) from None
+        raise refused(f"{name}: out of range", name, "out of range") from None
 
 
 async def settle(engine, positions: list[Position]) -> list[Ack | SmartCityError | Exception]:
@@ -171,7 +172,8 @@ async def gateway(request: Request) -> Identity:
 
 Gateway = Annotated[Identity, Depends(gateway)]
 
-FIELDS = {"device", "time", "lat", "lon", "speed", "bearing", "altitude", "accuracy", "battery", "alarm", "attributes"}
+FIELDS = {"device", "time", "lat", "lon", "speed", "bearing", "altitude", "accuracy", "battery", "alarm", "attributes",
+          "valid"}
 
 
 def decode_item(item: Any) -> Position:
@@ -180,7 +182,7 @@ def decode_item(item: Any) -> Position:
         raise refused("a position is a JSON object", "position", "not an object")
     device = item.get("device")
     if not isinstance(device, (str, int)) or isinstance(device, bool) or str(device).strip() == "":
-        raise InvalidPosition("device is missing", details=[{"field": "device", "problem": "missing"}])
+        raise refused("device: missing", "device", "missing")
     attributes = item.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise refused("attributes must be an object", "attributes", "not an object")
@@ -188,13 +190,16 @@ def decode_item(item: Any) -> Position:
     alarm = item.get("alarm")
     lat, lon = number(item.get("lat"), "lat"), number(item.get("lon"), "lon")
     if lat is None or lon is None:
-        raise InvalidPosition("a position needs lat and lon", details=[{"field": "lat/lon", "problem": "missing"}])
+        raise refused("lat/lon: a position needs both", "lat/lon", "missing")
+    valid = item.get("valid", True)
+    if not isinstance(valid, bool):
+        raise refused("valid: must be true or false", "valid", "not a boolean")
     return Position(
         device=str(device).strip(), fix_time=epoch_or_iso(item.get("time"), "time"), lat=lat, lon=lon,
         speed=number(item.get("speed"), "speed"), bearing=number(item.get("bearing"), "bearing"),
         altitude=number(item.get("altitude"), "altitude"), accuracy=number(item.get("accuracy"), "accuracy"),
         battery=number(item.get("battery"), "battery"), alarm=str(alarm) if alarm not in (None, "") else None,
-        attributes={**extra, **attributes}, protocol="batch",
+        attributes={**extra, **attributes}, protocol="batch", valid=valid,
     )
 
 

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -33,7 +45,10 @@ class Device(Base):
     __tablename__ = "safety_devices"
     id: Mapped[int] = mapped_column(primary_key=True)
     identifier: Mapped[str] = mapped_column(String(100), unique=True)
-    protocol: Mapped[str] = mapped_column(String(20), default="osmand")  # osmand | owntracks | any
+    # The protocols the device may report through, comma-separated: osmand, owntracks (HTTP or MQTT), or any.
+    protocol: Mapped[str] = mapped_column(String(100), default="osmand")
+    # argon2 hash of the secret an OwnTracks device sends as its HTTP Basic password; never the secret itself.
+    secret_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -104,6 +119,9 @@ class PositionRow(Base):
     protocol: Mapped[str] = mapped_column(String(20), default="")
     outside_city: Mapped[bool] = mapped_column(Boolean, default=False)
     attributes: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # False: not a real position (the device said valid=false, or sent exactly 0,0). Kept, flagged, never shown
+    # in a track and never moving the live state.
+    valid: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (
         UniqueConstraint("device_id", "fix_time", name="uq_safety_positions_device_fix"),
@@ -151,6 +169,20 @@ class SafetyEvent(Base):
         Index("ix_safety_events_person_at", "person_id", "at"),
         UniqueConstraint("person_id", "kind", "dedupe", name="uq_safety_events_dedupe"),
     )
+
+
+class AlertCooldown(Base):
+    """When a person's arrival or departure alert for a zone was last sent, and how many like it were folded
+    into a digest since (`SAFETY_ALERT_COOLDOWN_MINUTES`)."""
+
+    __tablename__ = "safety_alert_cooldowns"
+    person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), primary_key=True)
+    zone_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # arrival | departure
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    folded: Mapped[int] = mapped_column(Integer, default=0)
+    folded_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Incident(Base):

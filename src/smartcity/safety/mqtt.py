@@ -1,9 +1,12 @@
 """OwnTracks over MQTT, through an external broker (Mosquitto or any MQTT 5 broker).
 
 With `SMARTCITY_MQTT_URL` set (mqtt://user:password@host:1883, mqtts:// for TLS), each serving process
-runs a paho-mqtt client subscribed to `SMARTCITY_MQTT_TOPIC` (owntracks/+/+) at QoS 1. A message on
-owntracks/{user}/{device} is decoded like OwnTracks over HTTP (`owntracks.decode`) for the device
-registered as "{user}/{device}".
+runs a paho-mqtt client subscribed to the filters of `SMARTCITY_MQTT_TOPIC` (owntracks/+/+ and
+owntracks/+/+/event) at QoS 1. A message on owntracks/{user}/{device} (locations) or
+owntracks/{user}/{device}/event (the app's region transitions) is decoded like OwnTracks over HTTP
+(`owntracks.decode`) for the device registered as "{user}/{device}" for the owntracks protocol; the other
+subtopics the app uses (cmd, info, waypoints, step…) carry no position and are acknowledged and skipped.
+The broker authenticates MQTT clients (and its ACL keeps each to its own topic): no device secret here.
 
 "Durably stored" over MQTT: the client acknowledges messages by hand (paho's manual_ack). The PUBACK of a
 QoS 1 message goes to the broker only after the engine committed the position, so a message the
@@ -65,7 +68,7 @@ class MqttIntake:
         self.app = app
         settings = app.state.settings
         self.broker = broker_of(settings.mqtt_url)
-        self.topic = settings.mqtt_topic
+        self.topics = [t.strip() for t in settings.mqtt_topic.split(",") if t.strip()]
         self.persistent = bool(settings.mqtt_client_id)
         client_id = settings.mqtt_client_id or f"smartcity-{uuid.uuid4().hex[:12]}"
         self.inflight = max(1, settings.mqtt_inflight)
@@ -201,9 +204,9 @@ class MqttIntake:
         if reason_code.is_failure:
             log.error("the MQTT broker refused the connection: %s", reason_code)
             return
-        client.subscribe(self.topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.topics])
         self.connected.set()
-        log.info("MQTT: subscribed to %s on %s:%s", self.topic, self.broker["host"], self.broker["port"])
+        log.info("MQTT: subscribed to %s on %s:%s", ", ".join(self.topics), self.broker["host"], self.broker["port"])
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
@@ -249,6 +252,10 @@ class MqttIntake:
         try:
             if len(levels) < 3:
                 raise SmartCityError(f"the topic {msg.topic} is not owntracks/user/device", code="bad_topic")
+            if len(levels) > 3 and levels[3:] != ["event"]:
+                count(self.app, PROTOCOL, "ignored")  # cmd, info, waypoints…: nothing to store
+                self._ack(msg)
+                return None
             device = identifier(levels[1], levels[2])
             positions = []
             for message in parse(msg.payload):

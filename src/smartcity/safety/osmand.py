@@ -17,6 +17,8 @@ Requests — HTTP GET or POST, parameters in the query string and/or a form body
     altitude, accuracy  metres
     batt                battery percent
     alarm               e.g. sos (opens an incident for the district control room)
+    valid               false (or 0): the device has no real fix — stored flagged, never moving the live
+                        position, zones or alerts (a fix at exactly 0,0 counts as invalid too)
     charge, hdop, driverUniqueId and any other key: kept as the position's attributes
 
 and the JSON body of the newer Traccar Client (POST application/json):
@@ -32,12 +34,13 @@ Answers (Traccar Client keeps a position and retries it until it gets a 200):
 
     200  empty body — only once the position is durably stored (a replay is answered 200 too)
     400  malformed, non-numeric or out-of-range values, a fix far in the future or older than the
-         retention period (and outside the city with SAFETY_OUTSIDE_CITY=refuse)
-    403  the person has no recorded consent: nothing is stored
-    404  no device is registered with this identifier
+         retention period (and outside the city with SAFETY_OUTSIDE_CITY=refuse); no device is registered
+         with this identifier (Traccar's own answer to an unknown device)
+    403  the person has no recorded consent, or the device is not registered for osmand: nothing is stored
     413  body larger than SAFETY_DEVICE_MAX_BYTES
     503  the intake queue is full: retry
-Error bodies are one line of plain text saying why.
+Error bodies are one line of plain text saying why, naming the field at fault ("lat: must be between -90
+and 90").
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ from fastapi.responses import Response
 
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.web import register_error_format
-from smartcity.safety.engine import InvalidPosition, NoConsent, Overloaded, Position, UnknownDevice, knots_to_ms
-from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, number, read_body, settle
+from smartcity.safety.engine import NoConsent, Overloaded, Position, ProtocolNotAllowed, UnknownDevice, knots_to_ms
+from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, number, read_body, refused, settle
 
 log = logging.getLogger(__name__)
 PROTOCOL = "osmand"
@@ -64,14 +67,14 @@ PATHS = ("/osmand", "/api/safety/osmand")
 
 # Keys with a meaning of their own; every other key is kept as an attribute.
 _CONSUMED = {"id", "deviceid", "lat", "lon", "location", "timestamp", "speed", "bearing", "heading", "altitude",
-             "accuracy", "batt", "alarm"}
+             "accuracy", "batt", "alarm", "valid"}
 
 
 def status_of(exc: SmartCityError) -> int:
     """The HTTP status Traccar Client gets for a refused position."""
     if isinstance(exc, UnknownDevice):
-        return 404
-    if isinstance(exc, NoConsent):
+        return 400  # as Traccar's own decoder answers a device it does not know
+    if isinstance(exc, (NoConsent, ProtocolNotAllowed)):
         return 403
     if isinstance(exc, InvalidInput):  # InvalidPosition, FutureFix, OutsideCity
         return 400
@@ -87,15 +90,15 @@ def decode_params(params: dict[str, str]) -> Position:
     """A position from OsmAnd query or form parameters."""
     device = params.get("id") or params.get("deviceid")
     if not device:
-        raise InvalidPosition("id (or deviceid) is missing", details=[{"field": "id", "problem": "missing"}])
+        raise refused("missing (or deviceid)", "id", "missing")
     lat, lon = params.get("lat"), params.get("lon")
     if (lat is None or lon is None) and "location" in params:
         parts = params["location"].split(",")
         if len(parts) != 2:
-            raise InvalidPosition("location is lat,lon", details=[{"field": "location", "problem": "not lat,lon"}])
+            raise refused("must be lat,lon", "location", "not lat,lon")
         lat, lon = parts
     if lat is None or lon is None or lat == "" or lon == "":
-        raise InvalidPosition("lat and lon are missing", details=[{"field": "lat/lon", "problem": "missing"}])
+        raise refused("both are needed", "lat/lon", "missing")
     raw_time = params.get("timestamp")
     fix_time = epoch_or_iso(raw_time) if raw_time else datetime.now(UTC)
     speed = number(params.get("speed"), "speed")
@@ -106,12 +109,14 @@ def decode_params(params: dict[str, str]) -> Position:
             if key not in _CONSUMED:
                 attributes[key] = _attribute(key, value)
     alarm = params.get("alarm")
+    valid = params.get("valid")
     return Position(
         device=device.strip(), fix_time=fix_time, lat=number(lat, "lat"), lon=number(lon, "lon"),
         speed=knots_to_ms(speed) if speed is not None else None,
         bearing=number(bearing if bearing is not None else params.get("heading"), "bearing"),
         altitude=number(params.get("altitude"), "altitude"), accuracy=number(params.get("accuracy"), "accuracy"),
         battery=number(params.get("batt"), "batt"), alarm=alarm or None, attributes=attributes, protocol=PROTOCOL,
+        valid=valid is None or valid.strip().lower() in ("true", "1"),
     )
 
 
@@ -132,14 +137,13 @@ def _known(value: Any) -> float | None:
 def decode_location(device: str, loc: Any, root_alarm: Any = None) -> Position:
     """A position from one `location` object of the JSON form."""
     if not isinstance(loc, dict):
-        raise InvalidPosition("location must be an object", details=[{"field": "location", "problem": "not an object"}])
+        raise refused("location must be an object", "location", "not an object")
     coords = loc.get("coords")
     if not isinstance(coords, dict):
-        raise InvalidPosition("location.coords is missing", details=[{"field": "coords", "problem": "missing"}])
+        raise refused("location.coords is missing", "coords", "missing")
     lat, lon = number(coords.get("latitude"), "latitude"), number(coords.get("longitude"), "longitude")
     if lat is None or lon is None:
-        raise InvalidPosition("coords need latitude and longitude",
-                              details=[{"field": "coords", "problem": "missing latitude/longitude"}])
+        raise refused("coords need latitude and longitude", "coords", "missing latitude/longitude")
     attributes: dict[str, Any] = {}
     for key, value in coords.items():
         if key not in ("latitude", "longitude", "accuracy", "speed", "heading", "altitude"):
@@ -170,14 +174,14 @@ def decode_location(device: str, loc: Any, root_alarm: Any = None) -> Position:
 
 def decode_json(doc: Any) -> list[Position]:
     if not isinstance(doc, dict):
-        raise InvalidPosition("the JSON body is an object", details=[{"field": "body", "problem": "not an object"}])
+        raise refused("the JSON body is an object", "body", "not an object")
     device = doc.get("device_id") or doc.get("id") or doc.get("deviceid")
     if not isinstance(device, (str, int)) or isinstance(device, bool) or not str(device).strip():
-        raise InvalidPosition("device_id is missing", details=[{"field": "device_id", "problem": "missing"}])
+        raise refused("missing", "device_id", "missing")
     locations = doc.get("location")
     if isinstance(locations, list):
         if not locations:
-            raise InvalidPosition("location is empty", details=[{"field": "location", "problem": "empty"}])
+            raise refused("empty", "location", "empty")
         return [decode_location(str(device).strip(), loc, doc.get("alarm")) for loc in locations]
     return [decode_location(str(device).strip(), locations, doc.get("alarm"))]
 
@@ -203,7 +207,7 @@ def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]
         try:
             doc = orjson.loads(stripped)
         except orjson.JSONDecodeError:
-            raise InvalidPosition("the body is not valid JSON", details=[{"field": "body", "problem": "not JSON"}]) \
+            raise refused("the body is not valid JSON", "body", "not JSON") \
                 from None
         return decode_json(doc)
     params = _query(query) if query else {}
@@ -211,7 +215,7 @@ def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]
         try:
             params.update(parse_qsl(stripped.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
-            raise InvalidPosition("the form body is not UTF-8", details=[{"field": "body", "problem": "encoding"}]) \
+            raise refused("the form body is not UTF-8", "body", "encoding") \
                 from None
     return [decode_params(params)]
 

@@ -3,12 +3,17 @@
 HTTP mode: the OwnTracks app POSTs one JSON message per request to the URL it is given,
 
     POST /owntracks                      (also /api/safety/owntracks)
-    X-Limit-U: haneul   X-Limit-D: phone  (or ?u=haneul&d=phone, or the user of HTTP Basic auth)
+    Authorization: Basic base64(haneul:<the device's secret>)
+    X-Limit-U: haneul   X-Limit-D: phone  (or ?u=haneul&d=phone; the user may also come from Basic auth alone)
     {"_type": "location", "lat": 37.5, "lon": 127.05, "tst": 1700000000, "acc": 12, "alt": 30,
      "vel": 4, "cog": 90, "batt": 87, "tid": "hn", "t": "u", "conn": "w", "BSSID": "…", …}
 
 The device identifier is "{user}/{device}" (just "{user}" when the app sends no device name): register
-the device under that identifier. Units: `vel` km/h (stored as m/s), `acc`/`alt` metres, `cog` degrees,
+the device under that identifier, for the owntracks protocol; registration gives it a secret, shown once,
+which the app sends as its HTTP Basic password (verified against the stored argon2 hash once, then
+remembered in memory by a keyed hash). A device not registered for owntracks is refused (403), and so is
+a missing or wrong secret (401); each refusal is counted in the audit log.
+Units: `vel` km/h (stored as m/s), `acc`/`alt` metres, `cog` degrees,
 `batt` percent. Every other key is kept as an attribute.
 
 Message types: `location` is a position; `transition` (the app's own region enter/leave) is stored as a
@@ -18,8 +23,9 @@ An `encrypted` payload cannot be read (the platform holds no key): 400.
 
 Answers: 200 with a JSON array (`[]`: no cards or commands for the app) once the position is durably
 stored; errors are the platform's `{"error": {"code", "message", "details"}}` with 400 (malformed or
-out-of-range), 403 (no consent), 404 (unknown device), 413 (body over SAFETY_DEVICE_MAX_BYTES), 503
-(overloaded, retry).
+out-of-range; the message names the field: "lat: must be between -90 and 90"), 401 (secret missing or
+wrong, with WWW-Authenticate), 403 (no consent, or not registered for owntracks), 404 (unknown device),
+413 (body over SAFETY_DEVICE_MAX_BYTES), 503 (overloaded, retry).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from fastapi.responses import JSONResponse, Response
 
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.web import register_error_format
-from smartcity.safety.engine import Position
+from smartcity.safety.engine import BadCredentials, Position
 from smartcity.safety.intake_api import count, engine_of, number, read_body, refused, settle
 
 log = logging.getLogger(__name__)
@@ -54,11 +60,11 @@ def identifier(user: str | None, device: str | None) -> str:
     """The registered identifier of an OwnTracks device: "user/device", or "user" alone."""
     user, device = (user or "").strip(), (device or "").strip()
     if not user:
-        raise refused("the OwnTracks user is missing (X-Limit-U header, ?u= or Basic auth)", "user", "missing")
+        raise refused("missing (X-Limit-U header, ?u= or Basic auth)", "user", "missing")
     return f"{user}/{device}" if device else user
 
 
-def decode(message: Any, device: str, protocol: str = "owntracks") -> Position:
+def decode(message: Any, device: str, protocol: str = "owntracks", credential: str | None = None) -> Position:
     """A position from one OwnTracks message; `Ignored` for types that carry none."""
     if not isinstance(message, dict):
         raise refused("an OwnTracks message is a JSON object", "body", "not an object")
@@ -72,14 +78,14 @@ def decode(message: Any, device: str, protocol: str = "owntracks") -> Position:
         raise refused(f"unknown OwnTracks message type {str(kind)[:30]!r}", "_type", "unknown")
     lat, lon = number(message.get("lat"), "lat"), number(message.get("lon"), "lon")
     if lat is None or lon is None:
-        raise refused("lat and lon are missing", "lat/lon", "missing")
+        raise refused("both are needed", "lat/lon", "missing")
     tst = number(message.get("tst"), "tst")
     if tst is None:
-        raise refused("tst (epoch seconds) is missing", "tst", "missing")
+        raise refused("missing (epoch seconds)", "tst", "missing")
     try:
         fix_time = datetime.fromtimestamp(tst, UTC)
     except (OverflowError, OSError, ValueError):
-        raise refused("tst is out of range", "tst", "out of range") from None
+        raise refused("out of range", "tst", "out of range") from None
     vel = number(message.get("vel"), "vel")
     cog = number(message.get("cog"), "cog")
     attributes = {k: v for k, v in message.items() if k not in _CONSUMED}
@@ -91,6 +97,7 @@ def decode(message: Any, device: str, protocol: str = "owntracks") -> Position:
         bearing=cog if cog is not None and cog >= 0 else None,
         altitude=number(message.get("alt"), "alt"), accuracy=number(message.get("acc"), "acc"),
         battery=number(message.get("batt"), "batt"), attributes=attributes, protocol=protocol,
+        credential=credential,
     )
 
 
@@ -103,22 +110,31 @@ def parse(body: bytes) -> list:
     return doc if isinstance(doc, list) else [doc]
 
 
-def _http_user(request: Request) -> tuple[str | None, str | None]:
+def _http_user(request: Request) -> tuple[str | None, str | None, str | None]:
+    """(user, device, password) of a request: X-Limit-U/D or ?u=&d=, and HTTP Basic credentials."""
     headers, query = request.headers, request.query_params
     user = headers.get("x-limit-u") or query.get("u")
     device = headers.get("x-limit-d") or query.get("d")
     auth = headers.get("authorization", "")
-    if not user and auth[:6].lower() == "basic ":
+    password = None
+    if auth[:6].lower() == "basic ":
         try:
-            user = base64.b64decode(auth[6:].strip()).decode("utf-8").split(":", 1)[0] or None
+            basic_user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            user = None
-    return user, device
+            raise BadCredentials("the Authorization header is not valid Basic credentials",
+                                 details=[{"field": "Authorization", "problem": "not user:password in base64"}]) \
+                from None
+        if user and basic_user and basic_user != user:
+            raise BadCredentials("the Basic auth user is not the X-Limit-U user",
+                                 details=[{"field": "Authorization", "problem": "user differs from X-Limit-U"}])
+        user = user or basic_user or None
+    return user, device, password
 
 
 def error_body(exc: SmartCityError) -> JSONResponse:
     status = 400 if isinstance(exc, InvalidInput) else exc.status
-    return JSONResponse(exc.to_dict(), status_code=status)
+    headers = {"WWW-Authenticate": 'Basic realm="smartcity"'} if status == 401 else None
+    return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
 
 router = APIRouter(include_in_schema=False)
@@ -128,12 +144,13 @@ async def _owntracks(request: Request) -> Response:
     app = request.app
     try:
         body = await read_body(request, app.state.settings.safety_device_max_bytes)
-        device = identifier(*_http_user(request))
+        user, device_name, password = _http_user(request)
+        device = identifier(user, device_name)
         messages = parse(body)
         positions = []
         for message in messages:
             try:
-                positions.append(decode(message, device))
+                positions.append(decode(message, device, credential=password))
             except Ignored as kind:
                 log.debug("ignored an OwnTracks %s message from %s", kind, device)
                 count(app, "owntracks", "ignored")

@@ -26,6 +26,7 @@ from shapely.geometry import mapping, shape
 from shapely.validation import explain_validity
 from sqlalchemy import delete, func, select, update
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,8 +37,18 @@ from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from smartcity.core.events import publish
 from smartcity.core.geo import check_coordinates, geo_index, haversine_m
 from smartcity.core.models import User
-from smartcity.safety.engine import Position, Raised, ZoneShape, parse_schedule
-from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, PositionRow, SafetyEvent, Zone
+from smartcity.safety.engine import Position, Raised, ZoneShape, new_device_secret, parse_protocols, parse_schedule
+from smartcity.safety.models import (
+    AlertCooldown,
+    Device,
+    DeviceState,
+    GuardianLink,
+    Incident,
+    Person,
+    PositionRow,
+    SafetyEvent,
+    Zone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +98,42 @@ def get_person(session: Session, person_id: int) -> Person:
 
 
 def add_device(session: Session, person_id: int, identifier: str, protocol: str = "osmand", name: str = "",
-               actor="cli") -> Device:
-    """Register a device by the identifier it sends (Traccar Client's device id, OwnTracks' user/device)."""
+               actor="cli", secret: bool = False) -> Device:
+    """Register a device by the identifier it sends (Traccar Client's device id, OwnTracks' user/device).
+
+    `protocol`: the protocols it may report through, comma-separated (osmand, owntracks) or any. A device
+    that may use OwnTracks (or with `secret`) gets a secret, its HTTP Basic password: the hash is stored, the
+    secret itself is on the returned device as `issued_secret`, to be shown once."""
     get_person(session, person_id)
     identifier = (identifier or "").strip()
     if not identifier or len(identifier) > 100 or any(c.isspace() for c in identifier):
         raise InvalidInput("a device identifier has 1 to 100 characters and no spaces", code="invalid_identifier")
-    if protocol not in ("osmand", "owntracks", "any"):
-        raise InvalidInput("protocol is osmand, owntracks or any", code="invalid_protocol")
+    protocols = parse_protocols(protocol)
     if session.scalar(select(Device.id).where(Device.identifier == identifier)):
         raise Conflict(f"a device {identifier!r} is already registered", code="duplicate_device")
-    device = Device(identifier=identifier, protocol=protocol, name=name, person_id=person_id)
+    device = Device(identifier=identifier, protocol=",".join(sorted(protocols)), name=name, person_id=person_id)
+    issued = None
+    if secret or "owntracks" in protocols:
+        issued, device.secret_hash = new_device_secret()
     session.add(device)
     session.flush()
     session.add(DeviceState(device_id=device.id, person_id=person_id, version=0, zones={}, flags={}))
-    audit.record(session, actor, "create", "safety_device", device.id, {"identifier": identifier})
+    audit.record(session, actor, "create", "safety_device", device.id,
+                 {"identifier": identifier, "protocols": device.protocol, "secret": issued is not None})
     _changed(session, "safety.registry.changed", {"person_id": person_id})
+    device.issued_secret = issued
     return device
+
+
+def reset_device_secret(session: Session, device_id: int, actor="cli") -> str:
+    """Give a device a new secret (the old one stops working); returns it, to be shown once."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    issued, device.secret_hash = new_device_secret()
+    audit.record(session, actor, "reset_secret", "safety_device", device_id)
+    _changed(session, "safety.registry.changed", {"person_id": device.person_id})
+    return issued
 
 
 def remove_device(session: Session, device_id: int, actor="cli") -> None:
@@ -337,13 +367,22 @@ def _message(kind: str, language: str, **values) -> str:
     return gettext(language, MESSAGES[kind]).format(**values)
 
 
-def raise_event(session: Session, ev: Raised, dedupe: str | None = None) -> SafetyEvent | None:
+def raise_event(session: Session, ev: Raised, dedupe: str | None = None,
+                cooldown_minutes: int | None = None) -> SafetyEvent | None:
     """Store an event, alert the person's guardians (outbox + live event), and for SOS and danger open an
     incident for the control room of the district the person is in. Returns None when `dedupe` says the
-    same event was already raised (e.g. today's absence check, run by two processes)."""
+    same event was already raised (e.g. today's absence check, run by two processes).
+
+    Arrivals and departures are alerted at most once per person, zone and direction within
+    `cooldown_minutes` (default: SAFETY_ALERT_COOLDOWN_MINUTES): a later one is stored, marked folded, and
+    counted for a digest, sent with the next alert or by `send_alert_digests` when the period ends."""
+    cooldown, send = _cooldown(session, ev, cooldown_minutes)
+    data = dict(ev.data or {})
+    if not send:
+        data["folded"] = True
     row = SafetyEvent(kind=ev.kind, person_id=ev.person_id, device_id=ev.device_id,
                       zone_id=ev.zone.id if ev.zone else None, at=ev.at, lat=ev.lat, lon=ev.lon,
-                      data=ev.data or None, dedupe=dedupe)
+                      data=data or None, dedupe=dedupe)
     if dedupe is not None:
         try:
             with session.begin_nested():
@@ -354,9 +393,12 @@ def raise_event(session: Session, ev: Raised, dedupe: str | None = None) -> Safe
     else:
         session.add(row)
         session.flush()
+    if cooldown is not None:
+        cooldown.last_event_id = row.id
+    if not send:
+        return row  # folded: counted for the digest, no message now
     person = session.get(Person, ev.person_id)
     guardians = [session.get(User, uid) for uid in guardian_ids(session, ev.person_id)]
-    db = _db(session)
     default_language = _profile().language
     values = {"person": person.name, "zone": ev.zone.name if ev.zone else "", **{k: v for k, v in ev.data.items()}}
     values.setdefault("battery", "")
@@ -364,17 +406,100 @@ def raise_event(session: Session, ev: Raised, dedupe: str | None = None) -> Safe
     for user in guardians:
         language = user.language or default_language
         text = _message(ev.kind, language, **values)
-        channel, to = ("sms", user.phone) if user.phone else ("email", user.email) if user.email else ("log",
-                                                                                                      user.username)
-        notify.queue(session, channel, to, text, subject=text[:100], topic=f"safety.{ev.kind}",
-                     ref=f"safety_event:{row.id}", user_id=user.id)
+        if cooldown is not None and cooldown.folded:
+            text += " " + _digest_text(language, cooldown, ev.zone.name)
+        _notify_guardian(session, user, text, ev.kind, row.id)
+    if cooldown is not None and cooldown.folded:
+        cooldown.folded, cooldown.folded_since = 0, None
     payload = event_to_dict(row) | {"person_name": person.name, "zone_name": ev.zone.name if ev.zone else None}
     if guardians:
         publish(session, "safety.alert", payload, users=[u.id for u in guardians])
     if ev.kind in INCIDENT_KINDS:
         open_incident(session, ev, row)
-    del db
     return row
+
+
+def _notify_guardian(session: Session, user: User, text: str, kind: str, event_id: int) -> None:
+    channel, to = ("sms", user.phone) if user.phone else ("email", user.email) if user.email else ("log",
+                                                                                                  user.username)
+    notify.queue(session, channel, to, text, subject=text[:100], topic=f"safety.{kind}",
+                 ref=f"safety_event:{event_id}", user_id=user.id)
+
+
+COOLDOWN_KINDS = ("arrival", "departure")
+DIGEST = "({folded} more {kind} alerts for {zone} since {since}.)"
+
+
+def _digest_text(language: str, cd: AlertCooldown, zone_name: str) -> str:
+    from smartcity.core.web import gettext
+
+    since = cd.folded_since.astimezone(_profile().tz).strftime("%H:%M") if cd.folded_since else ""
+    return gettext(language, DIGEST).format(folded=cd.folded, kind=gettext(language, cd.kind), zone=zone_name,
+                                            since=since)
+
+
+def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertCooldown | None, bool]:
+    """(the cool-down row of this person, zone and direction — locked on PostgreSQL —, whether to alert now).
+    No row when no cool-down applies; not alerting now means the alert is folded into the row's count."""
+    if minutes is None:
+        from smartcity.settings import get_settings
+
+        minutes = get_settings().safety_alert_cooldown_minutes
+    if minutes <= 0 or ev.kind not in COOLDOWN_KINDS or ev.zone is None:
+        return None, True
+    now = utcnow()
+    key = {"person_id": ev.person_id, "zone_id": ev.zone.id, "kind": ev.kind}
+    q = select(AlertCooldown).filter_by(**key)
+    if _db(session).is_postgres:
+        session.execute(postgresql.insert(AlertCooldown).values(**key, sent_at=now, folded=-1)
+                        .on_conflict_do_nothing())
+        q = q.with_for_update()
+    cd = session.scalar(q)
+    if cd is None:  # SQLite: one writer, no race
+        cd = AlertCooldown(**key, sent_at=now, folded=0)
+        session.add(cd)
+        return cd, True
+    if cd.folded < 0:  # just inserted above: the first alert of this kind
+        cd.folded = 0
+        return cd, True
+    if now - cd.sent_at < timedelta(minutes=minutes):
+        cd.folded += 1
+        cd.folded_since = cd.folded_since or now
+        return cd, False
+    cd.sent_at = now
+    return cd, True
+
+
+def send_alert_digests(db, settings, now: datetime | None = None) -> int:
+    """Send the digest of each person's folded arrival/departure alerts whose cool-down period has ended;
+    returns how many digests went out. Several processes may run it: a compare-and-set on the folded count
+    lets exactly one send each."""
+    now = now or utcnow()
+    period = timedelta(minutes=settings.safety_alert_cooldown_minutes)
+    sent = 0
+    with db.session() as s:
+        due = list(s.scalars(select(AlertCooldown).where(AlertCooldown.folded > 0,
+                                                         AlertCooldown.sent_at <= now - period)))
+        default_language = _profile().language
+        for cd in due:
+            won = s.execute(update(AlertCooldown).filter_by(person_id=cd.person_id, zone_id=cd.zone_id, kind=cd.kind,
+                                                            folded=cd.folded)
+                            .values(folded=0, folded_since=None, sent_at=now)
+                            .execution_options(synchronize_session=False)).rowcount
+            if not won:
+                continue
+            person = s.get(Person, cd.person_id)
+            zone = s.get(Zone, cd.zone_id)
+            latest = s.get(SafetyEvent, cd.last_event_id) if cd.last_event_id else None
+            for uid in guardian_ids(s, cd.person_id):
+                user = s.get(User, uid)
+                language = user.language or default_language
+                text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "")
+                _notify_guardian(s, user, text, "digest", latest.id if latest else 0)
+            audit.record(s, "job:safety.alert_digests", "digest", "safety_person", cd.person_id,
+                         {"zone_id": cd.zone_id, "kind": cd.kind, "folded": cd.folded})
+            sent += 1
+    return sent
 
 
 def _profile():
@@ -602,7 +727,7 @@ def track(session: Session, identity: Identity, person_id: int, since: datetime 
     # Through the (device, fix time) index of each of the person's devices, past ones included.
     devices = select(Device.id).where(Device.person_id == person_id).scalar_subquery()
     q = (select(PositionRow).where(PositionRow.device_id.in_(devices), PositionRow.fix_time >= since,
-                                     PositionRow.person_id == person_id)
+                                     PositionRow.person_id == person_id, PositionRow.valid)
          .order_by(PositionRow.fix_time).limit(max(1, min(limit, 50_000))))
     if until is not None:
         q = q.where(PositionRow.fix_time <= until)
@@ -626,7 +751,9 @@ def incident_view(session: Session, identity: Identity, incident_id: int, camera
         return view
     view["position"] = current_position(session, identity, person.id, ip=ip)
     view["track"] = track(session, identity, person.id, since=inc.opened_at - OPERATOR_LOOKBACK, ip=ip)
-    where = view["position"] or {"lat": inc.lat, "lon": inc.lon}
+    # The cameras that saw the emergency: those nearest where it was raised (the SOS fix), not wherever the
+    # person's newest fix from any device is.
+    where = {"lat": inc.lat, "lon": inc.lon} if inc.lat is not None else view["position"] or {}
     if where.get("lat") is not None:
         view["cameras"] = nearest_cameras(_db(session), where["lat"], where["lon"], cameras)
     audit.record(session, identity, "read_incident", "safety_incident", inc.id, ip=ip)

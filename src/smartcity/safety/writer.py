@@ -46,12 +46,14 @@ from typing import Any
 from smartcity.core.errors import OutsideCity, SmartCityError, Unavailable
 from smartcity.safety.engine import (
     Ack,
+    BadCredentials,
     FutureFix,
     IntakeError,
     InvalidPosition,
     NoConsent,
     Overloaded,
     Position,
+    ProtocolNotAllowed,
     UnknownDevice,
 )
 
@@ -59,7 +61,7 @@ log = logging.getLogger(__name__)
 
 # Errors that cross the socket as themselves (anything else arrives as WriterFailed).
 ERRORS = {cls.__name__: cls for cls in (IntakeError, InvalidPosition, FutureFix, UnknownDevice, NoConsent,
-                                        Overloaded, OutsideCity)}
+                                        Overloaded, OutsideCity, BadCredentials, ProtocolNotAllowed)}
 FORWARDED_TOPICS = ("safety.incident.", "safety.zones.", "safety.registry.")  # what the writer's engine reacts to
 GC_YOUNG = 20_000  # allocations between the writer process's young-generation collections (Python's default: 700)
 START_TIMEOUT_S = 300  # loading 100,000 devices and their zones takes seconds; a large city more
@@ -92,7 +94,7 @@ def _aware(at):
 
 def pack_position(p: Position) -> tuple:
     return (p.device, _naive(p.fix_time), p.lat, p.lon, p.speed, p.bearing, p.altitude, p.accuracy, p.battery,
-            p.alarm, p.attributes, p.protocol)
+            p.alarm, p.attributes, p.protocol, p.valid, p.credential)
 
 
 def unpack_position(t: tuple) -> Position:
@@ -589,6 +591,7 @@ def _child_start(conn, settings, url: str, profile):
 
     load_all()
     db = Database(url)
+    db.events.shared = False  # SQLite: its events reach the serving process through the socket, not the event log
     if not db.is_postgres:
         # This process's commits never checkpoint: the engine's checkpoint thread does.
         event.listen(db.engine, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA wal_autocheckpoint = 0"))
