@@ -258,20 +258,22 @@ class StreamLedger:
         """Whether a personal event goes out; the first of each outcome per person is audited at once."""
         # An event outside the caller's scope is someone else's: skipped silently, unless the caller's
         # permissions once let it through (events.all): that is a refusal, and audited as one.
-        if not ev.visible_to(self.identity) and not self.identity.can("events.all"):
+        in_scope = ev.visible_to(self.identity)
+        if not in_scope and not self.identity.can("events.all"):
             return False
         try:
             verdict = await run_in_threadpool(admitter(ev.topic), self.db, self.identity, ev)
         except Exception:  # noqa: BLE001 - the rule could not be applied: nothing goes out
             log.exception("admitting %s failed", ev.topic)
             return False
-        allowed = verdict.allowed and ev.visible_to(self.identity)
-        key = (verdict.action, verdict.object_type, str(verdict.object_id))
+        allowed = verdict.allowed and in_scope
+        action = verdict.action if allowed or not verdict.allowed else "event_denied"
+        key = (action, verdict.object_type, str(verdict.object_id))
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
         if first:
             detail = {"via": "events", "topic": ev.topic, **(verdict.detail or {})}
-            await run_in_threadpool(self.record, verdict.action, verdict.object_type, verdict.object_id, detail)
+            await run_in_threadpool(self.record, action, verdict.object_type, verdict.object_id, detail)
         return allowed
 
     def close(self) -> None:

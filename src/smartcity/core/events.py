@@ -341,7 +341,7 @@ class EventBus:
                             log.warning("ignored a malformed event in the event log")
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + LOG_PRUNE_S
-                    self._prune()
+                    self.prune()
             except sqlite3.Error:
                 log.exception("reading the event log failed; retrying")
                 self.listening.clear()
@@ -352,7 +352,8 @@ class EventBus:
         if conn is not None:
             conn.close()
 
-    def _prune(self) -> None:
+    def prune(self) -> None:
+        """Delete the event log's rows older than LOG_KEEP (each serving process does it every minute)."""
         try:
             with self.db.session() as s:
                 s.execute(delete(EventLogRow).where(EventLogRow.at < utcnow() - LOG_KEEP))
