@@ -15,11 +15,23 @@ import json
 import click
 
 from smartcity.core.auth import grant
+from smartcity.core.events import personal
 from smartcity.core.jobs import job
 
 grant("safety.guard", "guardian")
 grant("safety.operate", "operator")
 grant("safety.manage")  # administrators only (they hold every permission)
+
+
+def _live_admission(db, identity, event):
+    from smartcity.safety.service import live_admission
+
+    return live_admission(db, identity, event)
+
+
+# Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
+for _topic in ("safety.position", "safety.alert", "safety.incident."):
+    personal(_topic, _live_admission)
 
 # Modules other parts of the service add; each is included when it exists: its `router` and its `install(app)`.
 ROUTE_MODULES = ("intake_api", "osmand", "owntracks", "mqtt", "api", "pages")
@@ -208,6 +220,75 @@ def consent_cmd(person_id: int, username: str, given_by: str, basis: str) -> Non
             user = accounts.get_user(s, username)
             link = service.record_consent(s, person_id, user.id, given_by=given_by, basis=basis)
             click.echo(f"consent recorded: {username} → person {person_id} at {link.consent_at:%Y-%m-%d %H:%M} UTC")
+
+    run()
+
+
+@cli.command("consent-withdraw")
+@click.option("--person", "person_id", type=int, required=True)
+@click.option("--guardian", "username", default=None,
+              help="Only the consent behind this guardian's link (and the links resting on the same consent).")
+@click.option("--delete-history", is_flag=True, help="Also delete the person's location history now.")
+def consent_withdraw_cmd(person_id: int, username: str | None, delete_history: bool) -> None:
+    """Withdraw a consent: intake for the person stops at once (when no consent is left) and the guardian
+    links resting on it are closed. The person's history is kept unless --delete-history."""
+    from smartcity.core import accounts
+    from smartcity.core.models import User
+    from smartcity.safety import service
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            user_id = accounts.get_user(s, username).id if username else None
+            links = service.withdraw_consent(s, person_id, user_id)
+            left = service.guardian_ids(s, person_id)
+            deleted = service.delete_history(s, person_id) if delete_history else None
+            def names(user_ids) -> str:
+                return ", ".join(s.get(User, uid).username for uid in user_ids)
+
+            click.echo(f"consent withdrawn for person {person_id}: guardian links closed for "
+                       f"{names(link.user_id for link in links)}")
+            click.echo(f"consent still in force for {names(left)}" if left else "intake stopped: no consent left")
+            if deleted is not None:
+                click.echo(f"history deleted: {deleted['positions']} positions, {deleted['alerts']} alerts")
+            else:
+                click.echo(f"the history is kept; to delete it: smartcity safety history-delete {person_id}")
+
+    run()
+
+
+@cli.command("device-remove")
+@click.argument("device")
+def device_remove_cmd(device: str) -> None:
+    """Remove a device (by id or by the identifier it sends): its positions are refused from now on."""
+    from smartcity.safety import service
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            found = service.find_device(s, device)
+            service.remove_device(s, found.id)
+            click.echo(f"device {found.id} {found.identifier} removed")
+
+    run()
+
+
+@cli.command("history-delete")
+@click.argument("person_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def history_delete_cmd(person_id: int, yes: bool) -> None:
+    """Delete a person's location history (positions, alerts, last fixes); audited."""
+    from smartcity.safety import service
+
+    if not yes:
+        click.confirm(f"Delete every stored position and alert of person {person_id}?", abort=True)
+
+    @_errors
+    def run():
+        with _db().session() as s:
+            counts = service.delete_history(s, person_id)
+            click.echo(f"history of person {person_id} deleted: {counts['positions']} positions, "
+                       f"{counts['alerts']} alerts")
 
     run()
 

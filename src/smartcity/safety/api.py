@@ -20,8 +20,9 @@ from smartcity.core.errors import InvalidInput
 from smartcity.safety import service
 
 router = APIRouter(prefix="/api/safety", tags=["safety"])
-Guardian = Annotated[Identity, Depends(Require("safety.guard"))]
-Operator = Annotated[Identity, Depends(Require("safety.operate"))]
+# Every route here reads or changes someone's whereabouts: a refusal by role is audited too.
+Guardian = Annotated[Identity, Depends(Require("safety.guard", audited=True))]
+Operator = Annotated[Identity, Depends(Require("safety.operate", audited=True))]
 
 
 def _ip(request: Request) -> str | None:
@@ -76,19 +77,20 @@ def alerts(
         return {"person_id": person_id, "alerts": service.alerts(s, identity, person_id, limit=limit)}
 
 
-def ward_zones(session, identity: Identity, person_id: int) -> list[dict]:
-    """The ward's safe zones and the city's danger zones, for a guardian of the ward (or an administrator)."""
-    if not identity.can("safety.manage"):
-        service.check_guardian(session, identity, person_id)
-    service.get_person(session, person_id)
-    return [service.zone_to_dict(z) for z in service.zones(session, person_id)]
-
-
 @router.get("/wards/{person_id}/zones")
 def zones(request: Request, person_id: int, identity: Guardian) -> dict:
-    """The ward's safe zones and the danger zones."""
+    """The ward's safe zones and the danger zones (a child's home and school: the location rule). Audited."""
     with request.app.state.db.session() as s:
-        return {"person_id": person_id, "zones": ward_zones(s, identity, person_id)}
+        return {"person_id": person_id, "zones": service.zone_view(s, identity, person_id, ip=_ip(request))}
+
+
+@router.post("/wards/{person_id}/consent/withdraw")
+def withdraw_consent(request: Request, person_id: int, identity: Guardian, delete_history: bool = False) -> dict:
+    """Withdraw the consent behind the caller's guardian link: the links resting on it close and, when no
+    consent is left, the person's devices are refused at once. `delete_history` (only when no consent is
+    left) also deletes the person's stored positions and alerts."""
+    with request.app.state.db.session() as s:
+        return service.withdraw_as_guardian(s, identity, person_id, delete_history=delete_history)
 
 
 class ScheduleWindow(BaseModel):

@@ -21,11 +21,11 @@ from smartcity.core.errors import PermissionDenied
 from smartcity.core.models import User
 from smartcity.core.web import add_nav, language_of, render
 from smartcity.safety import service
-from smartcity.safety.api import ward_zones
 
 router = APIRouter(include_in_schema=False)
-Guardian = Annotated[Identity, Depends(Require("safety.guard"))]
-Operator = Annotated[Identity, Depends(Require("safety.operate"))]
+# Every page here shows someone's whereabouts: a refusal by role is audited too.
+Guardian = Annotated[Identity, Depends(Require("safety.guard", audited=True))]
+Operator = Annotated[Identity, Depends(Require("safety.operate", audited=True))]
 
 STATUS_RANK = {"open": 0, "acknowledged": 1, "dispatched": 2, "resolved": 3}
 RECENTLY_RESOLVED = 10
@@ -86,7 +86,8 @@ def _guardian_view(request: Request, identity: Identity, person_id: int | None, 
         if part == "alerts":
             return _page(request, "safety/_alerts.html", alerts=service.alerts(s, identity, person_id, limit=50))
         if part == "zones":
-            return _page(request, "safety/_zones.html", zones=ward_zones(s, identity, person_id))
+            zones = service.zone_view(s, identity, person_id, ip=_ip(request))
+            return _page(request, "safety/_zones.html", zones=zones)
         # The privacy rule decides (and audits a refusal) before anything else is read.
         position = service.current_position(s, identity, person_id, ip=_ip(request))
         if ward is None:  # an administrator reading is refused above; this is a safety net
@@ -95,7 +96,7 @@ def _guardian_view(request: Request, identity: Identity, person_id: int | None, 
             "person": ward,
             "position": position,
             "track": service.track(s, identity, person_id, ip=_ip(request)),
-            "zones": ward_zones(s, identity, person_id),
+            "zones": service.zone_view(s, identity, person_id, ip=_ip(request)),
         }
         alerts = service.alerts(s, identity, person_id, limit=50)
     return _page(
@@ -120,6 +121,14 @@ def guardian_home(request: Request, identity: Guardian, part: str | None = None)
 def guardian_ward(request: Request, person_id: int, identity: Guardian, part: str | None = None):
     """One ward: current position, today's path, zones (with the editor) and alert history."""
     return _guardian_view(request, identity, person_id, part)
+
+
+@router.post("/safety/guardian/{person_id}/withdraw")
+def withdraw_form(request: Request, person_id: int, identity: Guardian, delete_history: str = Form("")):
+    """The guardian withdraws their consent (and, if asked, deletes the history); back to their wards."""
+    with request.app.state.db.session() as s:
+        service.withdraw_as_guardian(s, identity, person_id, delete_history=bool(delete_history))
+    return RedirectResponse("/safety/guardian", status_code=303)
 
 
 # --- the control room -----------------------------------------------------------------------------

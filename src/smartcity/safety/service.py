@@ -9,8 +9,12 @@ Location privacy, enforced by `location_access` (every read function goes throug
   * an operator of the control room of the district where an open (not yet resolved) incident for the
     person was raised may read, from the hour before the incident was opened, until it is resolved;
   * nobody else — administrators included (they manage the registry, they do not follow people).
-Every read is audited (`read_location`, `read_track`, `read_incident`, `read_alerts`); every refusal is
-audited too (`location_denied`, in its own transaction, since the caller's is rolled back).
+The same rule (`location_rule`) decides the REST reads, the zone reads (a child's home and school are
+locations) and the live events (`live_admission`, which core's event stream asks for every
+`safety.position`, `safety.alert` and `safety.incident.*` event, whatever else the subscriber may do).
+Every read is audited (`read_location`, `read_track`, `read_incident`, `read_alerts`, `read_zones`,
+`read_live`); every refusal is audited too (`location_denied`, in its own transaction, since the
+caller's is rolled back).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +40,7 @@ from smartcity.core import audit, notify
 from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from smartcity.core.events import publish
+from smartcity.core.events import Admission, publish
 from smartcity.core.geo import check_coordinates, geo_index, haversine_m
 from smartcity.core.models import User
 from smartcity.safety.engine import Position, Raised, ZoneShape, new_device_secret, parse_protocols, parse_schedule
@@ -136,12 +142,24 @@ def reset_device_secret(session: Session, device_id: int, actor="cli") -> str:
     return issued
 
 
-def remove_device(session: Session, device_id: int, actor="cli") -> None:
-    device = session.get(Device, device_id)
+def find_device(session: Session, ref: str | int) -> Device:
+    """A device by its id or by the identifier it sends."""
+    device = session.scalar(select(Device).where(Device.identifier == str(ref)))
+    if device is None and str(ref).isdigit():
+        device = session.get(Device, int(ref))
     if device is None:
+        raise NotFound(f"no device {ref}")
+    return device
+
+
+def remove_device(session: Session, device_id: int, actor="cli") -> None:
+    """Remove a device: what it sends is refused from now on (in every process, within a second or so on
+    SQLite); the positions it sent stay with the person until their history is deleted."""
+    device = session.get(Device, device_id)
+    if device is None or not device.active:
         raise NotFound(f"no device {device_id}")
     device.active = False
-    audit.record(session, actor, "deactivate", "safety_device", device_id)
+    audit.record(session, actor, "deactivate", "safety_device", device_id, {"identifier": device.identifier})
     _changed(session, "safety.registry.changed", {"person_id": device.person_id})
 
 
@@ -207,6 +225,68 @@ def revoke_consent(session: Session, person_id: int, user_id: int, actor="cli") 
     audit.record(session, actor, "revoke_consent", "safety_guardian", link.id)
     _changed(session, "safety.registry.changed", {"person_id": person_id})
     return link
+
+
+def withdraw_consent(session: Session, person_id: int, user_id: int | None = None, actor="cli") -> list[GuardianLink]:
+    """Withdraw a consent to track the person: with `user_id`, the consent behind that guardian's link;
+    without, every consent in force for the person. Each guardian link resting on the withdrawn consent
+    (the same giver and basis) is closed; intake stops at once when no consent is left. Returns the closed
+    links. The person's history stays until `delete_history` (offered next, audited)."""
+    get_person(session, person_id)
+    links = list(session.scalars(select(GuardianLink).where(
+        GuardianLink.person_id == person_id, GuardianLink.consent_at.is_not(None),
+        GuardianLink.revoked_at.is_(None)).order_by(GuardianLink.id)))
+    if user_id is not None:
+        mine = next((link for link in links if link.user_id == user_id), None)
+        if mine is None:
+            raise NotFound("this guardian has no consent in force for this person", code="no_consent")
+        links = [link for link in links if (link.consent_by, link.consent_basis) ==
+                 (mine.consent_by, mine.consent_basis)]
+    if not links:
+        raise NotFound("no consent in force for this person", code="no_consent")
+    now = utcnow()
+    for link in links:
+        link.revoked_at = now
+        audit.record(session, actor, "withdraw_consent", "safety_guardian", link.id,
+                     {"person_id": person_id, "user_id": link.user_id, "given_by": link.consent_by,
+                      "basis": link.consent_basis})
+    _changed(session, "safety.registry.changed", {"person_id": person_id})
+    return links
+
+
+def withdraw_as_guardian(session: Session, identity: Identity, person_id: int, delete_history: bool = False) -> dict:
+    """A guardian withdraws the consent behind their own link (the guardian page's action); with
+    `delete_history`, the person's history goes too — refused (and nothing withdrawn) while another
+    consent keeps other guardians following the person."""
+    check_guardian(session, identity, person_id)
+    links = withdraw_consent(session, person_id, identity.user_id, actor=identity)
+    left = guardian_ids(session, person_id)
+    if delete_history and left:
+        raise Conflict("other guardians still follow this person under another consent; the history stays",
+                       code="history_in_use")
+    deleted = globals()["delete_history"](session, person_id, actor=identity) if delete_history else None
+    return {"person_id": person_id, "closed": [link.user_id for link in links], "consent_left": bool(left),
+            "history_deleted": deleted}
+
+
+def delete_history(session: Session, person_id: int, actor="cli") -> dict:
+    """Delete everything recorded about where the person was: positions, alerts, the devices' last fixes.
+    Incidents stay (the record of a 112/119 hand-over) without their coordinates once resolved. Audited."""
+    get_person(session, person_id)
+    counts = {
+        "positions": session.execute(delete(PositionRow).where(PositionRow.person_id == person_id)).rowcount,
+        "alerts": session.execute(delete(SafetyEvent).where(SafetyEvent.person_id == person_id)).rowcount,
+    }
+    session.execute(delete(AlertCooldown).where(AlertCooldown.person_id == person_id))
+    session.execute(update(DeviceState).where(DeviceState.person_id == person_id).values(
+        fix_time=None, received_at=None, lat=None, lon=None, speed=None, accuracy=None, battery=None,
+        district_code=None, zones={}, flags={}, version=DeviceState.version + 1))
+    counts["incidents"] = session.execute(update(Incident).where(
+        Incident.person_id == person_id, Incident.status == "resolved", Incident.lat.is_not(None))
+        .values(lat=None, lon=None)).rowcount
+    audit.record(session, actor, "delete_history", "safety_person", person_id, counts)
+    _changed(session, "safety.registry.changed", {"person_id": person_id})
+    return counts
 
 
 def guardian_ids(session: Session, person_id: int) -> list[int]:
@@ -547,7 +627,7 @@ def incident_to_dict(inc: Incident, with_location: bool = True) -> dict:
 
 
 def _publish_incident(session: Session, inc: Incident) -> None:
-    data = incident_to_dict(inc)
+    data = incident_to_dict(inc, with_location=inc.status != "resolved")
     person = session.get(Person, inc.person_id)
     data["person_name"] = person.name if person else None
     topic = f"safety.incident.{inc.status if inc.status != 'open' else 'opened'}"
@@ -678,19 +758,101 @@ def _refuse(session: Session, identity: Identity, action: str, person_id: int, d
     raise PermissionDenied("you may not see this person's location")
 
 
+@dataclass(frozen=True)
+class LocationFacts:
+    """What the privacy rule looks at for one person."""
+
+    guardians: frozenset[int]  # users whose link carries a consent in force
+    incidents: tuple[tuple[str | None, datetime, int], ...]  # open incidents (district, opened at, id), oldest first
+
+
+def location_facts(session: Session, person_id: int) -> LocationFacts:
+    incidents = session.execute(select(Incident.district_code, Incident.opened_at, Incident.id).where(
+        Incident.person_id == person_id, Incident.status != "resolved").order_by(Incident.opened_at, Incident.id))
+    return LocationFacts(frozenset(guardian_ids(session, person_id)), tuple(tuple(r) for r in incidents))
+
+
+def location_rule(identity: Identity, facts: LocationFacts) -> Access | None:
+    """The privacy rule (see the module docstring): why the caller may see the person's location, or None."""
+    if identity.user_id is None:
+        return None
+    if identity.can("safety.guard") and identity.role != "admin" and identity.user_id in facts.guardians:
+        return Access("guardian")
+    if identity.can("safety.operate") and identity.district_code:
+        for district, opened_at, incident_id in facts.incidents:
+            if district == identity.district_code:
+                return Access("operator", opened_at - OPERATOR_LOOKBACK, incident_id)
+    return None
+
+
 def location_access(session: Session, identity: Identity, person_id: int) -> Access:
-    """The privacy rule (see the module docstring); raises PermissionDenied and audits the refusal."""
-    if identity.user_id is not None:
-        if identity.can("safety.guard") and identity.role != "admin" and identity.user_id in guardian_ids(
-                session, person_id):
-            return Access("guardian")
-        if identity.can("safety.operate") and identity.district_code:
-            inc = session.scalar(select(Incident).where(
-                Incident.person_id == person_id, Incident.status != "resolved",
-                Incident.district_code == identity.district_code).order_by(Incident.opened_at).limit(1))
-            if inc is not None:
-                return Access("operator", inc.opened_at - OPERATOR_LOOKBACK, inc.id)
-    return _refuse(session, identity, "location_denied", person_id)
+    """The privacy rule applied to a read; raises PermissionDenied and audits the refusal."""
+    access = location_rule(identity, location_facts(session, person_id))
+    if access is None:
+        return _refuse(session, identity, "location_denied", person_id)
+    return access
+
+
+LIVE_FACTS_TTL_S = 5.0  # a bound on staleness should a change event go astray
+
+
+class _LiveFacts:
+    """This process's location facts per person for the event stream (one look-up per person, not per
+    event), dropped when the person's registry or incidents change."""
+
+    def __init__(self, db):
+        self.db = db
+        self.entries: dict[int, tuple[float, LocationFacts]] = {}
+        self.generation = 0
+        self.lock = threading.Lock()
+        db.events.on("safety.registry.changed", self._drop)
+        db.events.on("safety.incident.", self._drop)
+
+    def _drop(self, ev) -> None:
+        person_id = ev.data.get("person_id")
+        with self.lock:
+            self.generation += 1  # a look-up in flight must not store what it read before this change
+            if person_id is None:
+                self.entries.clear()
+            else:
+                self.entries.pop(person_id, None)
+
+    def get(self, person_id: int) -> LocationFacts:
+        now = time.monotonic()
+        with self.lock:
+            hit, generation = self.entries.get(person_id), self.generation
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self.db.session() as s:
+            facts = location_facts(s, person_id)
+        with self.lock:
+            if self.generation == generation:
+                self.entries[person_id] = (now + LIVE_FACTS_TTL_S, facts)
+        return facts
+
+
+def live_admission(db, identity: Identity, event) -> Admission:
+    """Whether a live safety event about a person goes to this subscriber: the rule of the REST reads.
+    An event without coordinates (a resolved incident) is left to its scope, which the bus has checked."""
+    person_id = event.data.get("person_id")
+    if not isinstance(person_id, int):
+        return Admission(False, "location_denied", "safety_person", person_id)
+    if event.data.get("lat") is None:
+        return Admission(True, "read_live", "safety_person", person_id, {"as": "addressee"})
+    access = location_rule(identity, db.derived("safety.live_facts", lambda: _LiveFacts(db)).get(person_id))
+    if access is None:
+        return Admission(False, "location_denied", "safety_person", person_id)
+    return Admission(True, "read_live", "safety_person", person_id, {"as": access.reason})
+
+
+def zone_view(session: Session, identity: Identity, person_id: int, ip: str | None = None) -> list[dict]:
+    """The person's safe zones and the danger zones, for whoever may see the person's location. Audited."""
+    access = location_access(session, identity, person_id)
+    get_person(session, person_id)
+    out = [zone_to_dict(z) for z in zones(session, person_id)]
+    audit.record(session, identity, "read_zones", "safety_person", person_id,
+                 {"as": access.reason, "zones": len(out)}, ip=ip)
+    return out
 
 
 def _person_states(session: Session, person_id: int) -> list[DeviceState]:
