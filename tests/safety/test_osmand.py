@@ -273,3 +273,67 @@ def test_a_busy_osmand_port_leaves_the_web_server_running(sqlite_url, tmp_path):
                 assert r.status_code == 200
         finally:
             db.dispose()
+
+
+# --- issue 10: invalid fixes, field-named errors, protocols ---------------------------------------------
+
+
+def test_invalid_fixes_are_stored_flagged_and_never_move_the_person(db, client):
+    """Traccar Client's valid=false, and a fix at exactly 0,0, are not positions: kept flagged, but the live
+    position, zones and alerts stay where the last real fix put them, and tracks never show them."""
+    from smartcity.safety import service
+    from smartcity.safety.models import DeviceState, SafetyEvent
+
+    w = make_world(db)
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    assert client.get(f"/osmand?{traccar_query(w.device, at)}").status_code == 200
+    far = (35.1, 129.0)  # Busan: outside the city, where a bad fix would raise "outside the city"
+    for i, query in enumerate([traccar_query(w.device, at + timedelta(seconds=10), far, valid="false"),
+                               traccar_query(w.device, at + timedelta(seconds=20), (0.0, 0.0)),
+                               traccar_query(w.device, at + timedelta(seconds=30), (0, 0), valid="true")]):
+        assert client.get(f"/osmand?{query}").status_code == 200, i
+    got = rows(db)
+    assert [r.valid for r in got] == [True, False, False, False]
+    assert not any(r.outside_city for r in got)
+    with db.session() as s:
+        st = s.get(DeviceState, w.device_id)
+        assert (st.lat, st.lon, st.fix_time) == (HOME[0], HOME[1], at)
+        assert not (st.flags or {}).get("outside_city")
+        assert s.scalars(select(SafetyEvent.kind)).all() == []
+        track = service.track(s, w.identity(db, w.guardian_id), w.person_id, since=at - timedelta(minutes=1))
+    assert [(p["lat"], p["lon"]) for p in track] == [HOME]
+
+
+def test_an_sos_on_an_invalid_fix_is_raised_at_the_last_known_position(db, client):
+    w = make_world(db)
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    assert client.get(f"/osmand?{traccar_query(w.device, at)}").status_code == 200
+    r = client.get(f"/osmand?{traccar_query(w.device, at + timedelta(seconds=5), (0.0, 0.0), alarm='sos')}")
+    assert r.status_code == 200
+    with db.session() as s:
+        inc = s.scalar(select(Incident))
+    assert (inc.kind, inc.lat, inc.lon, inc.district_code) == ("sos", HOME[0], HOME[1], "11230")
+
+
+def test_errors_name_the_field_in_the_answer(db, client):
+    w = make_world(db)
+    now = utcnow().replace(microsecond=0)
+    r = client.get(f"/osmand?{traccar_query(w.device, now, lat='91.0')}")
+    assert (r.status_code, r.text) == (400, "lat: must be between -90 and 90")
+    r = client.get(f"/osmand?{traccar_query(w.device, now, speed='fast')}")
+    assert r.status_code == 400 and r.text.startswith("speed: ")
+    r = client.get(f"/osmand?{traccar_query(w.device, now, batt='150')}")
+    assert r.text == "batt: must be between 0 and 100"  # the parameter Traccar Client sent
+    r = client.get(f"/osmand?{traccar_query(w.device, now + timedelta(hours=2))}")
+    assert r.status_code == 400 and r.text.startswith("timestamp: ")
+    r = client.post("/osmand", json={"device_id": w.device, "location": {"timestamp": now.isoformat(),
+                                                                         "coords": {"latitude": 37.5}}})
+    assert r.status_code == 400 and r.text.startswith("coords: ")
+    assert rows(db) == []
+
+
+def test_a_device_registered_for_owntracks_only_is_refused_through_osmand(db, client):
+    w = make_world(db, device="haneul/phone", protocols="owntracks")
+    r = client.get(f"/osmand?{traccar_query(w.device, utcnow() - timedelta(minutes=1))}")
+    assert r.status_code == 403 and "osmand" in r.text
+    assert rows(db) == []

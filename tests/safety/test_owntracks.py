@@ -210,3 +210,6 @@ def test_error_messages_name_the_field(db, client):
     r = client.post("/owntracks", json={k: v for k, v in location(at).items() if k != "tst"},
                     headers=app_headers(w.secret))
     assert r.json()["error"]["message"].startswith("tst: ")
+    r = client.post("/owntracks", json=location(at, batt=120), headers=app_headers(w.secret))
+    assert r.json()["error"]["message"] == "batt: must be between 0 and 100"  # the app's own key
+    assert r.json()["error"]["details"] == [{"field": "batt", "problem": "must be between 0 and 100"}]

@@ -85,6 +85,16 @@ def refused(message: str, field: str, problem: str) -> InvalidPosition:
     return InvalidPosition(message, details=[{"field": field, "problem": problem}])
 
 
+def in_terms_of(exc: SmartCityError, names: dict[str, str]) -> SmartCityError:
+    """An engine error naming the protocol's own fields ("batt", not "battery"), for that protocol's answer."""
+    details = exc.details
+    if not names or not isinstance(details, list) or not any(d.get("field") in names for d in details):
+        return exc
+    renamed = [{**d, "field": names.get(d.get("field"), d.get("field"))} for d in details]
+    return type(exc)("; ".join(f"{d['field']}: {d.get('problem', '')}" for d in renamed), details=renamed,
+                     code=exc.code)
+
+
 def number(raw: Any, name: str) -> float | None:
     """A decoder's numeric field: None when absent or empty, else a float, else the protocol's error."""
     if raw is None or raw == "":

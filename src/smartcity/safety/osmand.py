@@ -59,11 +59,12 @@ from fastapi.responses import Response
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.web import register_error_format
 from smartcity.safety.engine import NoConsent, Overloaded, Position, ProtocolNotAllowed, UnknownDevice, knots_to_ms
-from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, number, read_body, refused, settle
+from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, in_terms_of, number, read_body, refused, settle
 
 log = logging.getLogger(__name__)
 PROTOCOL = "osmand"
 PATHS = ("/osmand", "/api/safety/osmand")
+FIELD_NAMES = {"battery": "batt"}  # the engine's names of fields → the query parameters named in errors
 
 # Keys with a meaning of their own; every other key is kept as an attribute.
 _CONSUMED = {"id", "deviceid", "lat", "lon", "location", "timestamp", "speed", "bearing", "heading", "altitude",
@@ -242,6 +243,7 @@ async def receive(app, query: bytes | str, content_type: str, body: bytes) -> tu
         else:
             count(app, PROTOCOL, "duplicate" if outcome.duplicate else "stored")
     if refused is not None:
+        refused = in_terms_of(refused, FIELD_NAMES)
         return status_of(refused), refused.message.encode()
     return 200, b""
 

@@ -43,10 +43,12 @@ from fastapi.responses import JSONResponse, Response
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.web import register_error_format
 from smartcity.safety.engine import BadCredentials, Position
-from smartcity.safety.intake_api import count, engine_of, number, read_body, refused, settle
+from smartcity.safety.intake_api import count, engine_of, in_terms_of, number, read_body, refused, settle
 
 log = logging.getLogger(__name__)
 PATHS = ("/owntracks", "/api/safety/owntracks")
+# The engine's names of fields → the message keys named in errors.
+FIELD_NAMES = {"battery": "batt", "accuracy": "acc", "altitude": "alt", "bearing": "cog", "timestamp": "tst"}
 IGNORED_TYPES = {"waypoint", "waypoints", "lwt", "card", "status", "steps", "beacon", "cmd", "dump", "configuration",
                  "request"}
 _CONSUMED = {"_type", "lat", "lon", "tst", "acc", "alt", "vel", "cog", "batt"}
@@ -168,7 +170,7 @@ async def _owntracks(request: Request) -> Response:
         else:
             count(app, "owntracks", "duplicate" if outcome.duplicate else "stored")
     if first_error is not None:
-        return error_body(first_error)
+        return error_body(in_terms_of(first_error, FIELD_NAMES))
     return JSONResponse([])
 
 
