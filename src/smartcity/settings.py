@@ -129,8 +129,20 @@ class Settings:
     )
     reports_max_photos: int = _setting(6, "Most photos one report may carry.")
     reports_max_photo_bytes: int = _setting(10 * 1024 * 1024, "Largest photo upload accepted, in bytes.")
+    reports_fetch_media_urls: bool = _setting(
+        False, "Fetch the photos behind a partner's Open311 media_url in the background (public addresses only, "
+        "images only, at most reports_max_photo_bytes). Off: the links are kept and shown as given."
+    )
+    reports_fetch_media_allow: str = _setting(
+        "", "Networks (comma-separated CIDR, e.g. 10.20.0.0/16) a media_url may be fetched from although private: "
+        "a partner FixMyStreet on the city's own network. Empty: public addresses only."
+    )
     reports_fallback_unit: str = _setting(
         "dasan120", "Unit that receives reports no routing rule or default unit covers (Seoul: 120 Dasan)."
+    )
+    open311_cors_origins: str = _setting(
+        "*", "Origins whose browser apps may call the Open311 API (comma-separated, * for any; empty: none). "
+        "No cookies cross origins: reads are public and POST carries its api_key."
     )
     reports_contact_retention_days: int = _setting(
         365, "Days after a report is closed before the reporter's contact details are deleted."

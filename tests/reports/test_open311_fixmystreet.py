@@ -6,7 +6,9 @@ when it uploads files — and what becomes of every field: nothing it sends is l
 from __future__ import annotations
 
 import io
+import threading
 import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlencode
 
 import pytest
@@ -17,7 +19,7 @@ from smartcity.core.auth import identity_of_user
 from smartcity.core.models import User
 from smartcity.reports import service as S
 from smartcity.reports.models import ReportContact, ReportUpdate
-from tests.conftest import make_key, make_user
+from tests.conftest import make_key, make_settings, make_user
 from tests.reports.test_open311 import counts
 
 V2 = "/open311/v2"
@@ -307,3 +309,100 @@ def test_an_unknown_status_is_still_refused(client, db, key):
     r = send(client, "servicerequestupdates.xml", fms_update(key, rid, "u1", "MAYBE", "hello"))
     assert r.status_code == 400 and len(errors(r)) == 1 and "MAYBE" in errors(r)[0][1]
     assert counts(db) == before
+
+
+# --- 13: the optional background fetch of media_url -----------------------------------------------------------
+
+
+class Pictures(BaseHTTPRequestHandler):
+    """A partner's photo server on this machine: it counts every request it gets."""
+
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        Pictures.hits.append(self.path)
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/ok.jpeg")
+            self.end_headers()
+            return
+        kind, body = {"/ok.jpeg": ("image/jpeg", jpeg((120, 80))), "/page": ("text/html", b"<html>hi</html>"),
+                      "/big.jpeg": ("image/jpeg", jpeg((50, 50)) + b"\0" * 80_000)}.get(self.path, ("", b""))
+        self.send_response(200 if kind else 404)
+        self.send_header("Content-Type", kind or "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def pictures():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pictures)
+    Pictures.hits = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def partner_client(db, tmp_path, **settings):
+    from fastapi.testclient import TestClient
+
+    from smartcity.app import create_app
+
+    config = make_settings(db.url, tmp_path, reports_fetch_media_urls=True, run_jobs=False, **settings)
+    return TestClient(create_app(config, db)), config
+
+
+def notes(db, rid) -> list[str]:
+    with db.session() as s:
+        return [u.text for u in S.timeline(s, rid, include_internal=True) if not u.public]
+
+
+def test_a_media_url_to_a_loopback_or_private_address_is_never_requested(db, tmp_path, pictures):
+    base, port = pictures
+    links = [f"{base}/ok.jpeg", f"http://localhost:{port}/ok.jpeg", "http://169.254.169.254/latest/meta-data",
+             "http://10.1.2.3/x.jpeg"]
+    client, config = partner_client(db, tmp_path)
+    with client:
+        key = make_key(db, scope="open311")
+        r = send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large", "media_url": links}))
+        rid = int(filed(r)["service_request_id"])
+        assert "fetched in the background" in client.post(
+            f"{V2}/requests.json", content=urlencode(fms_request(key, **{"attribute[size]": "large", "locale": "en",
+                                                                       "media_url": links[0]})).encode(),
+            headers=FORM).json()[0]["service_notice"]
+    assert S.fetch_media(db, config) == 2
+    assert Pictures.hits == []  # not one request reached the loopback server
+    with db.session() as s:
+        report = S.get_report(s, rid)
+        assert (report.media_fetch, report.photo_count, report.media_urls) == ("refused", 0, links)
+    why = notes(db, rid)
+    assert len(why) == 4 and all("private, loopback or link-local" in w for w in why)
+    assert S.fetch_media(db, config) == 0  # handled once
+
+
+def test_an_allowed_network_is_fetched_within_the_limits(db, tmp_path, pictures):
+    base, _ = pictures
+    links = [f"{base}/ok.jpeg", f"{base}/page", f"{base}/big.jpeg", f"{base}/redirect", f"{base}/missing.jpeg"]
+    client, config = partner_client(db, tmp_path, reports_fetch_media_allow="127.0.0.0/8",
+                                    reports_max_photo_bytes=50_000)
+    with client:
+        key = make_key(db, scope="open311")
+        rid = int(filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large",
+                                                                          "media_url": links})))["service_request_id"])
+        assert S.fetch_media(db, config) == 1
+        with db.session() as s:
+            report = S.get_report(s, rid)
+            photos = S.photos_of(s, rid)
+            assert (report.media_fetch, report.photo_count) == ("refused", 2)
+            assert [(p.width, p.height) for p in photos] == [(120, 80), (120, 80)]  # ok.jpeg, then via the redirect
+        why = " | ".join(notes(db, rid))
+        assert "not an image (text/html)" in why and "larger than 50000 bytes" in why and "HTTP 404" in why
+        (one,) = client.get(f"{V2}/requests/{rid}.json?extensions=true").json()
+        assert one["media_url"].startswith("http://testserver/api/reports/photos/")
+        assert one["media_urls"][2:] == links  # the links stay, as given, after the photos

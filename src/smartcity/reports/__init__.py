@@ -44,6 +44,11 @@ def install(app) -> None:
         with db.session() as s:
             return service.purge_contacts(s, days=settings.reports_contact_retention_days)
 
+    @job("reports.fetch_media", every=30)
+    def _fetch_media(db, settings):
+        # Off by default: the links partners send are kept and shown as given (see docs/open311.md).
+        return service.fetch_media(db, settings) if settings.reports_fetch_media_urls else 0
+
 
 def demo(db, profile):
     """Demo reports across the districts, in every status (idempotent)."""

@@ -8,11 +8,15 @@ and removed again if its transaction rolls back (see `FileBatch`), so a failed r
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -122,3 +126,78 @@ class FileBatch:
 
     def _forget(self, _session) -> None:
         self.written.clear()
+
+
+# --- fetching a partner's media_url (only with SMARTCITY_REPORTS_FETCH_MEDIA_URLS) ---------------------------
+
+
+class FetchRefused(Exception):
+    """A media_url that is not fetched, and why (kept as a link all the same)."""
+
+
+MAX_REDIRECTS = 3
+
+
+def _public(address: str, allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in allow):
+        return True
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local)
+
+
+def _resolve(host: str, port: int, allow: list) -> str:
+    """The address to connect to: every address the name resolves to must be public (or allowed), so that
+    a name cannot smuggle a request to the city's own network; the connection then goes to that address."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchRefused(f"the host {host!r} does not resolve ({exc})") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    bad = [a for a in addresses if not _public(a, allow)]
+    if not addresses or bad:
+        raise FetchRefused(f"the host {host!r} is a private, loopback or link-local address ({', '.join(bad)})")
+    return addresses[0]
+
+
+def fetch(url: str, max_bytes: int, *, allow: list | None = None, timeout: float = 10.0) -> Upload:
+    """Download the image behind a link: http(s) only, public addresses only (checked after DNS resolution,
+    at every redirect), an image/* answer of at most `max_bytes`. Raises FetchRefused saying why."""
+    try:
+        return _fetch(url, max_bytes, allow or [], timeout)
+    except httpx.HTTPError as exc:
+        raise FetchRefused(f"the download failed ({type(exc).__name__}: {exc})") from None
+
+
+def _fetch(url: str, max_bytes: int, allow: list, timeout: float) -> Upload:
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchRefused(f"not an http(s) link: {url[:100]!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = _resolve(parts.hostname, port, allow)
+        host = f"[{address}]" if ":" in address else address
+        pinned = urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
+        headers = {"Host": parts.netloc.rpartition("@")[2], "Accept": "image/*"}
+        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client, \
+                client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
+            if response.is_redirect and "location" in response.headers:
+                url = urljoin(url, response.headers["location"])
+                continue
+            if response.status_code != 200:
+                raise FetchRefused(f"the link answered HTTP {response.status_code}")
+            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if not kind.startswith("image/"):
+                raise FetchRefused(f"the link is not an image ({kind or 'no content type'})")
+            if int(response.headers.get("content-length") or 0) > max_bytes:
+                raise FetchRefused(f"the image is larger than {max_bytes} bytes")
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise FetchRefused(f"the image is larger than {max_bytes} bytes")
+            name = parts.path.rsplit("/", 1)[-1] or "media"
+            return Upload(name[:100], bytes(data), kind)
+    raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import math
 import re
@@ -42,7 +43,7 @@ from smartcity.core import audit, notify
 from smartcity.core.auth import ANONYMOUS, Identity, check
 from smartcity.core.city import CityProfile
 from smartcity.core.db import utcnow
-from smartcity.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from smartcity.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, TooLarge
 from smartcity.core.events import publish
 from smartcity.core.geo import EARTH_RADIUS_M, geo_index, haversine_m
 from smartcity.core.models import Department, User
@@ -780,18 +781,7 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
                        code="idempotency_conflict") from None
     if contact:
         session.add(ReportContact(report_id=report.id, name=contact.name, email=contact.email, phone=contact.phone))
-    if processed:
-        batch = photo_files.FileBatch(session, uploads_root(settings))
-        try:
-            for pos, p in enumerate(processed):
-                name = secrets.token_hex(16)
-                path = batch.write(p.image, ".jpg", name)
-                thumb = batch.write(p.thumb, ".thumb.jpg", name)
-                session.add(ReportPhoto(report_id=report.id, path=path, thumb_path=thumb, content_type="image/jpeg",
-                                        width=p.width, height=p.height, size=len(p.image), position=pos))
-        except BaseException:
-            batch.remove()
-            raise
+    _store_photos(session, settings, report.id, processed)
     _timeline(session, report, identity, "created", None, "open", "", public=True, actor_label=_citizen(identity))
     audit.record(session, identity, "create", "report", report.id,
                  {"category": category.code, "unit": unit.code, "source": source})
@@ -800,6 +790,63 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     _notify_reporter(session, report, "received", token=token)
     _notify_subscribers(session, report)
     return CreatedReport(report, token, notices=notices or [])
+
+
+def _store_photos(session: Session, settings: Settings, report_id: int, processed: list, start: int = 0) -> None:
+    """Write processed photos' files (removed again if the transaction rolls back) and their rows."""
+    if not processed:
+        return
+    batch = photo_files.FileBatch(session, uploads_root(settings))
+    try:
+        for pos, p in enumerate(processed, start):
+            name = secrets.token_hex(16)
+            path = batch.write(p.image, ".jpg", name)
+            thumb = batch.write(p.thumb, ".thumb.jpg", name)
+            session.add(ReportPhoto(report_id=report_id, path=path, thumb_path=thumb, content_type="image/jpeg",
+                                    width=p.width, height=p.height, size=len(p.image), position=pos))
+    except BaseException:
+        batch.remove()
+        raise
+
+
+def fetch_media(db, settings: Settings, *, limit: int = 20) -> int:
+    """The background fetch of partners' media_url links (SMARTCITY_REPORTS_FETCH_MEDIA_URLS): each pending
+    report's links become its photos where they are public images within the limits; a refused link stays a
+    link, with an internal note saying why. The downloads happen outside any transaction. Returns the
+    number of reports handled."""
+    allow = [ipaddress.ip_network(n.strip(), strict=False)
+             for n in settings.reports_fetch_media_allow.split(",") if n.strip()]
+    with db.session() as s:
+        pending = list(s.execute(select(Report.id, Report.media_urls).where(Report.media_fetch == "pending")
+                                 .order_by(Report.id).limit(limit)))
+    for report_id, urls in pending:
+        got, refused = [], []
+        for url in urls or []:
+            try:
+                upload = photo_files.fetch(url, settings.reports_max_photo_bytes, allow=allow)
+                got.append(photo_files.process(upload, settings.reports_max_photo_bytes))
+            except photo_files.FetchRefused as exc:
+                refused.append((url, str(exc)))
+            except (InvalidInput, TooLarge) as exc:  # not an image after all, or too many pixels
+                refused.append((url, exc.message))
+        with db.session() as s:
+            report = get_report(s, report_id, lock=True)
+            if report.media_fetch != "pending":
+                continue  # another process did it meanwhile
+            room = max(settings.reports_max_photos - report.photo_count, 0)
+            if len(got) > room:
+                refused.append(("", f"{len(got) - room} fetched photo(s) over the limit of "
+                                    f"{settings.reports_max_photos} not kept"))
+                got = got[:room]
+            _store_photos(s, settings, report.id, got, start=report.photo_count)
+            report.photo_count += len(got)
+            report.media_fetch = "refused" if refused else "done"
+            for url, why in refused:
+                _timeline(s, report, ANONYMOUS, "note", None, None, f"media_url {url} not fetched: {why}",
+                          public=False, actor_label="job:media_url")
+            audit.record(s, "job:media_url", "fetch_media", "report", report.id,
+                         {"photos": len(got), "refused": [u for u, _ in refused]})
+    return len(pending)
 
 
 def _citizen(identity: Identity) -> str:
