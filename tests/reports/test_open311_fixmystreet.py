@@ -263,6 +263,19 @@ def test_extended_statuses_follow_the_workflow_and_keep_every_text(client, db, k
     assert one["detailed_status"] == out["status"] != ""
 
 
+def test_every_route_a_partner_status_takes_is_one_the_workflow_allows():
+    for current in S.STATUSES:
+        for target in S.STATUSES:
+            route = S.status_route(current, target)
+            if route is None:  # no way: not a direct step, and no reopen first (or a duplicate)
+                assert target not in S.TRANSITIONS[current] and target != current
+                assert current == "duplicate" or current in S.OPEN_STATUSES or target not in S.TRANSITIONS["open"]
+                continue
+            steps = [current, *route]
+            assert all(b in S.TRANSITIONS[a] for a, b in zip(steps, steps[1:])) and steps[-1] == target
+            assert len(route) <= 2 and (len(route) < 2 or route[0] == "open")
+
+
 def test_a_transition_the_workflow_refuses_keeps_the_text_and_the_status(client, db, key):
     make_user(db, "boss", "admin")
     with db.session() as s:
