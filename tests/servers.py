@@ -6,6 +6,7 @@ that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -87,26 +88,38 @@ class PostgresServer:
 
 
 class MosquittoServer:
-    """A Mosquitto broker on its own port, anonymous, loopback only."""
+    """A Mosquitto broker on its own port, loopback only: anonymous, or with the configuration `config` (its
+    "{port}" and "{root}" — a folder of the server's own for persistence and password files — filled in)."""
 
-    def __init__(self):
+    def __init__(self, config: str | None = None):
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="smartcity-mqtt-"))
         self.proc: subprocess.Popen | None = None
+        self.config = config
 
     def start(self) -> MosquittoServer:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             raise RuntimeError("mosquitto is not installed (scripts/system-deps.sh installs it)")
         conf = self.root / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "max_queued_messages 100000\n")
+        if self.config is None:
+            conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                            "max_queued_messages 100000\n")
+        else:
+            conf.write_text(self.config.replace("{port}", str(self.port)).replace("{root}", str(self.root)))
+            if os.geteuid() == 0:  # Mosquitto started as root runs as `mosquitto`: its files must be that user's
+                for path in [self.root, *self.root.iterdir()]:
+                    with contextlib.suppress(LookupError):
+                        shutil.chown(path, "mosquitto", "mosquitto")
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for_port(self.port)
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_files: bool = False) -> None:
+        """Stop the broker (SIGTERM: it saves its persistence file first); `keep_files` to start it again."""
         if self.proc:
             self.proc.terminate()
             self.proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
+            self.proc = None
+        if not keep_files:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from smartcity.core.db import utcnow
+from smartcity.safety import service
 from smartcity.safety.models import PositionRow
 from tests.conftest import eventually, make_settings
 from tests.safety.helpers import HOME, make_world
@@ -154,3 +155,33 @@ def test_the_client_reconnects_when_the_broker_comes_back(sqlite_url, tmp_path):
     finally:
         broker.stop()
         db.dispose()
+
+
+def test_transitions_on_the_event_subtopic_are_received_with_the_default_subscription(db, tmp_path, mosquitto):
+    """OwnTracks publishes region transitions on owntracks/<user>/<device>/event (issue 10.7): the default
+    topic setting must take them; a device not registered for OwnTracks is dropped."""
+    user = f"user{next(_users)}"
+    w = make_world(db, device=f"{user}/phone", protocols="owntracks")
+    with db.session() as s:
+        service.add_device(s, w.person_id, f"{user}/tracker", "osmand", actor="test")
+    phone = Publisher(mosquitto.port)
+    try:
+        with serving(db, tmp_path, mosquitto.port) as client:  # SMARTCITY_MQTT_TOPIC left at its default
+            intake = client.app.state.mqtt_intake
+            eventually(intake.connected.is_set)
+            at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
+            transition = {"_type": "transition", "wtst": int(at.timestamp()) - 3600, "lat": HOME[0], "lon": HOME[1],
+                          "tst": int(at.timestamp()), "acc": 14, "tid": "hn", "event": "enter", "desc": "Home",
+                          "t": "c"}
+            phone.send(f"owntracks/{user}/phone/event", transition)
+            phone.send(f"owntracks/{user}/phone/cmd", {"_type": "cmd", "action": "reportLocation"})
+            phone.send(f"owntracks/{user}/tracker", location(at))  # registered for OsmAnd only
+            # The cmd subtopic is the platform's to the phone: not subscribed, never received.
+            eventually(lambda: (intake.stats["received"], intake.stats["stored"], intake.stats["dropped"]) == (2, 1, 1))
+            [row] = stored(db)
+            assert (row.fix_time, row.protocol, row.attributes["event"], row.attributes["transition"]) == (
+                at, "mqtt", "enter", True)
+            metrics = client.get("/metrics").text
+            assert 'smartcity_safety_positions_total{protocol="mqtt",result="protocol_not_allowed"} 1.0' in metrics
+    finally:
+        phone.close()
