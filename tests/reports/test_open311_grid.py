@@ -5,21 +5,41 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smartcity.core.geo import EARTH_RADIUS_M, haversine_m
 from smartcity.reports.models import grid_cell
-from smartcity.reports.open311 import METRES_PER_DEGREE, grid_cells
+from smartcity.reports.open311 import grid_cells
+from smartcity.reports.service import Circle
+
+
+def destination(lat: float, lon: float, bearing: float, metres: float) -> tuple[float, float]:
+    """The point `metres` away from (lat, lon) along `bearing` on the sphere of core.geo's metric."""
+    d, p1, l1 = metres / EARTH_RADIUS_M, math.radians(lat), math.radians(lon)
+    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(bearing))
+    l2 = l1 + math.atan2(math.sin(bearing) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
+    return math.degrees(p2), math.degrees(l2)
 
 
 @settings(max_examples=300, deadline=None)
 @given(lat=st.floats(37.40, 37.70), lon=st.floats(126.75, 127.20), radius=st.floats(1, 3000),
        bearing=st.floats(0, 2 * math.pi), share=st.floats(0, 1))
-def test_every_point_of_a_circle_is_in_one_of_its_cells(lat, lon, radius, bearing, share):
-    kx = METRES_PER_DEGREE * math.cos(math.radians(lat))
-    dlat, dlon = radius / METRES_PER_DEGREE, radius / kx
-    cells = grid_cells(lon - dlon, lat - dlat, lon + dlon, lat + dlat, (lat, lon, kx, radius))
+def test_every_point_of_a_circle_is_in_its_box_and_one_of_its_cells(lat, lon, radius, bearing, share):
+    circle = Circle(lat, lon, radius)
+    west, south, east, north = circle.box
+    cells = grid_cells(west, south, east, north, circle)
     assert cells is not None
-    d = radius * share
-    plat, plon = lat + d * math.cos(bearing) / METRES_PER_DEGREE, lon + d * math.sin(bearing) / kx
-    assert grid_cell(plat, plon) in cells
+    plat, plon = destination(lat, lon, bearing, radius * share)
+    if haversine_m(lat, lon, plat, plon) <= radius:
+        assert south <= plat <= north and west <= plon <= east
+        assert grid_cell(plat, plon) in cells
+
+
+@settings(max_examples=300, deadline=None)
+@given(lat=st.floats(-80, 80), lon=st.floats(-170, 170), radius=st.floats(1, 50_000),
+       bearing=st.floats(0, 2 * math.pi))
+def test_the_box_holds_the_circles_edge_anywhere_on_earth(lat, lon, radius, bearing):
+    west, south, east, north = Circle(lat, lon, radius).box
+    plat, plon = destination(lat, lon, bearing, radius * (1 - 1e-9))
+    assert south <= plat <= north and west <= plon <= east
 
 
 @given(west=st.floats(126.8, 127.1), south=st.floats(37.45, 37.65), w=st.floats(0, 0.05), h=st.floats(0, 0.05),

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import InvalidInput
 from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, language_of
+from smartcity.core.writer import writer
 from smartcity.reports import service as S
 
 router = APIRouter(tags=["reports"])
@@ -239,9 +240,14 @@ async def create_report(request: Request, identity: CurrentIdentity) -> JSONResp
     settings = request.app.state.settings
     new = await _new_report_from(request, settings.reports_max_photo_bytes)
     language = language_of(request)
-    with _db(request).session() as s:
+
+    def job(s) -> tuple[S.CreatedReport, dict]:
         created = S.create_report(s, identity, new)
-        view = S.detail_view(s, created.report, identity, language)
+        return created, S.detail_view(s, created.report, identity, language)
+
+    # Through the store's single writer: many reports filed at once are committed together, not in a queue
+    # of transactions waiting on each other's locks.
+    created, view = await writer(_db(request)).arun(job)
     return JSONResponse({"report": view, "feedback_token": created.feedback_token, "repeated": created.repeated},
                         status_code=200 if created.repeated else 201)
 

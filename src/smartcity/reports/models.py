@@ -120,6 +120,8 @@ class Report(Base):
     media_urls: Mapped[list | None] = mapped_column(JSON, nullable=True)
     media_fetch: Mapped[str | None] = mapped_column(String(20), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    # sha256 of what the key was first sent with: the same key with another submission is a conflict
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)  # a partner system's id
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1–5 after a fix
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # Open311 requested_datetime

@@ -31,6 +31,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_to_bytes
 from xml.etree import ElementTree as ET
 
 import click
@@ -39,8 +40,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from smartcity.core import accounts
@@ -103,6 +105,7 @@ FROM_MYSOCIETY = {
 }
 
 router = APIRouter(tags=["open311"], include_in_schema=False)
+READ = ["GET", "HEAD"]  # every read path answers HEAD as it answers GET, without the body
 
 
 # --- errors ---------------------------------------------------------------------------------------------
@@ -379,12 +382,12 @@ def discovery(request: Request, fmt: str) -> Response:
     return respond(fmt, "discovery", doc)
 
 
-@router.get(f"{BASE}/discovery.{{fmt}}")
+@router.api_route(f"{BASE}/discovery.{{fmt}}", methods=READ)
 def discovery_v2(request: Request, fmt: str) -> Response:
     return discovery(request, fmt)
 
 
-@router.get(f"{PREFIX}/discovery.{{fmt}}")
+@router.api_route(f"{PREFIX}/discovery.{{fmt}}", methods=READ)
 def discovery_root(request: Request, fmt: str) -> Response:
     return discovery(request, fmt)
 
@@ -404,7 +407,7 @@ def _service(view: dict) -> dict:
     }
 
 
-@router.get(f"{BASE}/services.{{fmt}}")
+@router.api_route(f"{BASE}/services.{{fmt}}", methods=READ)
 def services(request: Request, fmt: str) -> Response:
     fmt = _format(fmt)
     check_jurisdiction(request)
@@ -415,7 +418,7 @@ def services(request: Request, fmt: str) -> Response:
     return respond(fmt, "services", [_service(v) for v in views])
 
 
-@router.get(f"{BASE}/services/{{service_code}}.{{fmt}}")
+@router.api_route(f"{BASE}/services/{{service_code}}.{{fmt}}", methods=READ)
 def service_definition(request: Request, service_code: str, fmt: str) -> Response:
     fmt = _format(fmt)
     check_jurisdiction(request)
@@ -966,12 +969,117 @@ class _RequestsRoute(Route):
 
 def on_install(app) -> None:
     """Called by reports.install after the router is included: GET requests goes first in the app's routes
-    (POST requests.{fmt} only partly matches it and is still served by the FastAPI route below)."""
+    (POST requests.{fmt} only partly matches it and is still served by the FastAPI route below); the edge
+    (`Open311Edge`) wraps the app for paths under /open311."""
     app.router.routes.insert(0, _RequestsRoute(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"],
                                                include_in_schema=False))
+    origins = _csv_param(app.state.settings.open311_cors_origins)
+    app.add_middleware(Open311Edge, origins=origins)
 
 
-@router.get(f"{BASE}/requests/{{service_request_id}}.{{fmt}}")
+# --- the edge: what every /open311 request goes through before a route -------------------------------------
+
+MAX_QUERY_BYTES = 8192  # a longer query string is refused (414) in the spec's error format
+CORS_HEADERS = ["Content-Type", "Accept-Language", "Idempotency-Key", "X-API-Key", "Authorization"]
+# The paths under /open311 and the methods each answers (OPTIONS names them in Allow).
+PATHS = [
+    (re.compile(rf"^{BASE}/(requests|servicerequestupdates)\.[a-z]+$"), "GET, HEAD, POST, OPTIONS"),
+    (re.compile(rf"^({PREFIX}|{BASE})/discovery\.[a-z]+$"), "GET, HEAD, OPTIONS"),
+    (re.compile(rf"^{BASE}/(services|services/[^/]+|requests/[^/]+|tokens/[^/]+)\.[a-z]+$"), "GET, HEAD, OPTIONS"),
+]
+
+
+def _strict_utf8(encoded: bytes, plus_is_space: bool) -> bool:
+    """Whether percent-encoded text decodes as UTF-8 (Starlette would silently put U+FFFD in its place)."""
+    if plus_is_space:
+        encoded = encoded.replace(b"+", b" ")
+    try:
+        unquote_to_bytes(encoded).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _edge_error(path: str, status: int, message: str) -> Response:
+    fmt = "xml" if path.endswith(".xml") else "json"
+    return respond(fmt, "errors", [{"code": status, "description": message}], status_code=status)
+
+
+class Open311Edge:
+    """HTTP hygiene for /open311, in front of the routes: the path, query string and url-encoded body must
+    be UTF-8 (400), the query string at most MAX_QUERY_BYTES (414), both in the spec's error format; OPTIONS
+    answers 204 with the path's methods; CORS for the origins in SMARTCITY_OPEN311_CORS_ORIGINS (reads need
+    no credentials, so no cookies are allowed across origins); HEAD is answered as GET, without the body."""
+
+    def __init__(self, app, origins: list[str]):
+        self.app = app
+        self.inner = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+                                    allow_headers=CORS_HEADERS, max_age=3600) if origins else app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        query: bytes = scope.get("query_string", b"")
+        if len(query) > MAX_QUERY_BYTES:
+            await _edge_error(path, 414, f"the query string is longer than {MAX_QUERY_BYTES} bytes")(
+                scope, receive, send)
+            return
+        if not _strict_utf8(scope.get("raw_path") or path.encode(), False) or not _strict_utf8(query, True):
+            await _edge_error(path, 400, "the request's path or query string is not valid UTF-8")(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if method == "OPTIONS" and not (headers.get("origin") and headers.get("access-control-request-method")):
+            allow = next((methods for pattern, methods in PATHS if pattern.match(path)), None)
+            if allow is None:
+                await _edge_error(path, 404, "not found")(scope, receive, send)
+            else:
+                await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+            return
+        if method == "POST" and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            body, receive = await _whole_body(receive)
+            if not all(_strict_utf8(part, True) for part in body.split(b"&")):
+                await _edge_error(path, 400, "the request body is not valid UTF-8")(scope, receive, send)
+                return
+        if method == "HEAD":
+            send = _without_body(send)
+        await self.inner(scope, receive, send)
+
+
+async def _whole_body(receive):
+    """The body read whole, and a `receive` that hands it to the app again."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+def _without_body(send):
+    async def head_send(message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
+
+
+@router.api_route(f"{BASE}/requests/{{service_request_id}}.{{fmt}}", methods=READ)
 def get_request(request: Request, service_request_id: str, fmt: str) -> Response:
     fmt = _format(fmt)
     check_jurisdiction(request)
@@ -985,7 +1093,7 @@ def get_request(request: Request, service_request_id: str, fmt: str) -> Response
     return respond(fmt, "service_requests", items)
 
 
-@router.get(f"{BASE}/tokens/{{token}}.{{fmt}}")
+@router.api_route(f"{BASE}/tokens/{{token}}.{{fmt}}", methods=READ)
 def get_token(request: Request, token: str, fmt: str) -> Response:
     fmt = _format(fmt)
     check_jurisdiction(request)
@@ -1002,7 +1110,7 @@ def get_token(request: Request, token: str, fmt: str) -> Response:
 # --- mySociety servicerequestupdates ------------------------------------------------------------------------
 
 
-@router.get(f"{BASE}/servicerequestupdates.{{fmt}}")
+@router.api_route(f"{BASE}/servicerequestupdates.{{fmt}}", methods=READ)
 def get_updates(request: Request, fmt: str) -> Response:
     """Public updates of every request in a window (default: the last 90 days), oldest first, at most 1000.
     Updates that came from a partner (they carry its update_id) are not sent back out."""
