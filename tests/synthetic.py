@@ -119,6 +119,13 @@ def neighbourhoods(district_collection: dict | None = None, seed: int = 2013) ->
     return {"type": "FeatureCollection", "features": features}
 
 
+def codes_at(path: Path, lat: float, lon: float) -> set[str]:
+    """The codes of the areas of a GeoJSON file holding a point: a lookup's answer by brute force."""
+    point = Point(lon, lat)
+    return {f["properties"]["code"] for f in json.loads(path.read_text(encoding="utf-8"))["features"]
+            if shapely.geometry.shape(f["geometry"]).intersects(point)}
+
+
 def detailed(collection: dict, vertices: int = 25_000) -> dict:
     """The same areas with about `vertices` vertices in all (the real detailed file has 25,222): what a
     lookup costs depends on how many edges a polygon has."""

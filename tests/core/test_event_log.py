@@ -19,7 +19,8 @@ from sqlalchemy import delete, func, select, update
 from smartcity.core.db import Base, Database, utcnow
 from smartcity.core.events import Event, EventLogRow, publish
 from smartcity.models import load_all
-from tests.conftest import eventually, make_key, make_user, seoul_data
+from tests import synthetic
+from tests.conftest import eventually, make_key, make_user
 from tests.core.test_events import ROOT, SSEReader, _serve
 from tests.servers import free_port, wait_for_port
 
@@ -97,7 +98,7 @@ def test_old_rows_are_pruned(sqlite_url):
         db.dispose()
 
 
-def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sqlite_url, tmp_path):
+def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sqlite_url, tmp_path, synthetic_dir):
     """The issue: on SQLite, a change made by the CLI or another process never reached a running server."""
     db = Database(sqlite_url)
     make_user(db, "admin1", "admin")
@@ -121,12 +122,12 @@ def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sq
             # The CLI imports neighbourhoods; the server's spatial index is rebuilt from its event.
             assert httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"] is None
             env = {**os.environ, "SMARTCITY_DATABASE_URL": sqlite_url}
-            subprocess.run([sys.executable, "-m", "smartcity.cli", "import", "neighbourhoods",
-                            str(seoul_data("neighbourhoods.geojson"))], env=env, cwd=ROOT, check=True,
-                           capture_output=True)
+            hoods = synthetic_dir / "neighbourhoods.geojson"
+            subprocess.run([sys.executable, "-m", "smartcity.cli", "import", "neighbourhoods", str(hoods)],
+                           env=env, cwd=ROOT, check=True, capture_output=True)
             assert eventually(lambda: stream.of("geo.changed"), timeout=10)
             hood = httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"]
-            assert hood and hood["name_ko"].startswith("삼성")
+            assert hood and hood["code"] in synthetic.codes_at(hoods, 37.5116, 127.0594)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from shapely.geometry import Point, shape
 
 from smartcity.core.auth import Identity
 from smartcity.core.events import Event, publish
+from tests import synthetic
 from tests.conftest import PASSWORD, eventually, make_key, make_user
 from tests.servers import free_port, wait_for_port
 
@@ -155,9 +155,7 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
             subprocess.run([sys.executable, "-m", "smartcity.cli", "import", "neighbourhoods", str(hoods)],
                            env=env, cwd=ROOT, check=True, capture_output=True)
             assert eventually(lambda: stream.of("geo.changed"))
-            coex = Point(127.0594, 37.5116)
-            holding = {f["properties"]["code"] for f in json.loads(hoods.read_text(encoding="utf-8"))["features"]
-                       if shape(f["geometry"]).intersects(coex)}
+            holding = synthetic.codes_at(hoods, 37.5116, 127.0594)
             for base in (a, b):
                 hood = httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"]
                 assert hood and hood["code"] in holding

@@ -15,6 +15,7 @@ from smartcity.core import geo
 from smartcity.core.city import load_profile
 from smartcity.core.errors import InvalidInput, OutsideCity
 from smartcity.core.models import District, Neighbourhood
+from tests import synthetic
 
 SEOUL = load_profile("seoul")
 
@@ -58,8 +59,7 @@ def test_lookup_finds_the_district_and_neighbourhood_of_known_places(db, boundar
     assert index.locate(37.5663, 126.9779).district.name_en == "Jung-gu"
     coex = index.locate(37.5116, 127.0594)
     assert coex.district.name_en == "Gangnam-gu"
-    holding = {f["properties"]["code"] for f in _features(boundaries.neighbourhoods)
-               if shape(f["geometry"]).intersects(Point(127.0594, 37.5116))}
+    holding = synthetic.codes_at(boundaries.neighbourhoods, 37.5116, 127.0594)
     assert coex.neighbourhood is not None and coex.neighbourhood.code in holding
     if boundaries.real:
         assert coex.neighbourhood.name_ko.startswith("삼성")
