@@ -103,6 +103,26 @@ def test_audience_rules():
     assert not Event("x", {}, district="11240").visible_to(operator_a)
 
 
+def test_a_personal_event_is_never_let_through_by_events_all():
+    """A module's personal topics keep to their scope whatever else the subscriber may do (an administrator
+    holds events.all); ordinary events still reach events.all."""
+    from smartcity.core.events import Admission, admitter, may_carry_personal, personal
+
+    def admit(db, identity, event):
+        return Admission(True, "read", "thing", event.data.get("id"))
+
+    personal("test.personal.", admit)
+    admin = Identity(user_id=1, role="admin", via="session")
+    guardian = Identity(user_id=3, role="guardian", via="session")
+    mine = Event("test.personal.seen", {"id": 7}, users=[3])
+    assert mine.personal and admitter("test.personal.seen") is admit
+    assert not mine.visible_to(admin)
+    assert mine.visible_to(guardian)
+    assert Event("test.ordinary", {}, users=[3]).visible_to(admin)
+    assert may_carry_personal(()) and may_carry_personal(("test.",)) and may_carry_personal(("test.personal.x",))
+    assert not may_carry_personal(("report.",))
+
+
 def test_sse_stream_delivers_only_what_the_subscriber_may_see(live_app):
     db = live_app.db
     make_user(db, "admin1", "admin")

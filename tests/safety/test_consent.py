@@ -177,7 +177,7 @@ def test_cli_consent_withdrawal_and_removal_reach_a_running_server(db, db_url, t
 
     try:
         wait_for_port(port, timeout=60)
-        eventually(lambda: httpx.get(f"{base}/healthz").json().get("events") == "listening", timeout=20)
+        eventually(lambda: httpx.get(f"{base}/healthz").json().get("events", "listening") == "listening", timeout=20)
         assert send() == 403  # no consent: nothing stored
         _cli(db_url, "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
              "Kim Minji (mother)", "--basis", "form 17")
