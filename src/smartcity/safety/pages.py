@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
-from smartcity.core.auth import Identity, Require, check, resolve_identity
+from smartcity.core.auth import Identity, Require, check, resolve_identity, verify_csrf
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.models import User
 from smartcity.core.web import add_nav, language_of, render
@@ -74,7 +74,8 @@ def safety_home(request: Request):
 # --- guardians ------------------------------------------------------------------------------------
 
 
-def _guardian_view(request: Request, identity: Identity, person_id: int | None, part: str | None):
+def _guardian_view(request: Request, identity: Identity, person_id: int | None, part: str | None,
+                   issued: dict | None = None):
     db = request.app.state.db
     with db.session() as s:
         wards = service.wards(s, identity)
@@ -99,6 +100,7 @@ def _guardian_view(request: Request, identity: Identity, person_id: int | None, 
             "zones": service.zone_view(s, identity, person_id, ip=_ip(request)),
         }
         alerts = service.alerts(s, identity, person_id, limit=50)
+        devices = service.ward_devices(s, identity, person_id)
     return _page(
         request,
         "safety/guardian.html",
@@ -108,6 +110,8 @@ def _guardian_view(request: Request, identity: Identity, person_id: int | None, 
         alerts=alerts,
         zones=data["zones"],
         position=position,
+        devices=devices,
+        issued=issued,
     )
 
 
@@ -129,6 +133,18 @@ def withdraw_form(request: Request, person_id: int, identity: Guardian, delete_h
     with request.app.state.db.session() as s:
         service.withdraw_as_guardian(s, identity, person_id, delete_history=bool(delete_history))
     return RedirectResponse("/safety/guardian", status_code=303)
+
+
+@router.post("/safety/guardian/{person_id}/devices/{device_id}/secret", response_class=HTMLResponse,
+             dependencies=[Depends(verify_csrf)])
+def device_secret_form(request: Request, person_id: int, device_id: int, identity: Guardian):
+    """A new secret for a ward's OwnTracks device, shown in this answer only (it is not kept: a reload of the
+    page does not show it again)."""
+    with request.app.state.db.session() as s:
+        secret = service.renew_ward_device_secret(s, identity, person_id, device_id)
+    response = _guardian_view(request, identity, person_id, None, issued={"device_id": device_id, "secret": secret})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # --- the control room -----------------------------------------------------------------------------

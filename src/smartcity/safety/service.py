@@ -142,6 +142,26 @@ def reset_device_secret(session: Session, device_id: int, actor="cli") -> str:
     return issued
 
 
+def ward_devices(session: Session, identity: Identity, person_id: int) -> list[dict]:
+    """A ward's devices as their guardian sees them: identifier, protocols, whether a secret is set (never
+    the secret: only its hash is kept)."""
+    check_guardian(session, identity, person_id)
+    q = select(Device).where(Device.person_id == person_id, Device.active).order_by(Device.id)
+    return [{"id": d.id, "identifier": d.identifier, "name": d.name, "protocols": d.protocol.split(","),
+             "has_secret": d.secret_hash is not None} for d in session.scalars(q)]
+
+
+def renew_ward_device_secret(session: Session, identity: Identity, person_id: int, device_id: int) -> str:
+    """A guardian gives their ward's OwnTracks device a new secret (to set up the app); returned once."""
+    check_guardian(session, identity, person_id)
+    device = session.get(Device, device_id)
+    if device is None or device.person_id != person_id or not device.active:
+        raise NotFound(f"no device {device_id} of this person")
+    if "owntracks" not in parse_protocols(device.protocol):
+        raise InvalidInput("only a device that reports through OwnTracks uses a secret", code="no_secret_needed")
+    return reset_device_secret(session, device_id, actor=identity)
+
+
 def find_device(session: Session, ref: str | int) -> Device:
     """A device by its id or by the identifier it sends."""
     device = session.scalar(select(Device).where(Device.identifier == str(ref)))
