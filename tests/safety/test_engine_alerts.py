@@ -58,7 +58,9 @@ def test_heavy_jitter_sends_one_alert_per_direction_then_a_digest(db, engine, se
     assert service.send_alert_digests(db, settings, now=later) == 2
     assert service.send_alert_digests(db, settings, now=later) == 0
     digests = notifications(db, "safety.digest")
-    assert len(digests) == 2 and all("9 more" in d.body and "School" in d.body for d in digests)
+    # In the guardian's language (Korean): "… School 도착 알림 9건 더 있음."
+    assert sorted(d.body.split("School ")[1].split(" 알림")[0] for d in digests) == ["도착", "출발"]
+    assert all("9건 더" in d.body and d.body.startswith("Kim Haneul: ") for d in digests)
     assert {d.to for d in digests} == {"010-1111-2222"}
 
 
@@ -74,7 +76,7 @@ def test_folded_alerts_ride_with_the_next_alert_after_the_period(db, engine, set
     for p in [fix(w.device, start + timedelta(seconds=10 * i), SCHOOL) for i in range(2)]:
         engine.intake_sync(p)
     sent = notifications(db, "safety.arrival")
-    assert len(sent) == 2 and "(2 more arrival alerts for School since" in sent[1].body
+    assert len(sent) == 2 and "School 도착 알림 2건 더 있음.)" in sent[1].body
     with db.session() as s:
         assert s.scalar(select(AlertCooldown.folded).where(AlertCooldown.kind == "arrival")) == 0
 
