@@ -1,7 +1,8 @@
 """Open311 GET requests.json filtered by status and area (page_size=100) over 1,000,000 stored reports:
 requests per second and p50/p99 latency with wrk, on SQLite and PostgreSQL, beside Datasette serving the
 same rows from the same SQLite file with the equivalent filter, in the same run; and reports accepted per
-second through POST requests.json.
+second through POST requests.json from one client and from 8 at once (the store's single writer,
+core.writer, groups their commits); `BENCH_OPEN311=post` runs the POST part alone.
 
 Each server runs as its own process (uvicorn, 1 and 2 workers; Datasette is one process) on 127.0.0.1 and
 gets the same list of 200 areas (1 km radius, or its bounding box for Datasette), each request the next one.
@@ -364,14 +365,51 @@ async def _post_many(port: int, key: str, points: list, concurrency: int) -> dic
 
 
 def post_rate(url: str, db: Database, workdir: Path, n: int, workers: int = 1) -> dict:
+    """POST requests.json from one client, then from CONNECTIONS clients at once, against the same server in
+    the same run: accepted reports per second and p50/p99 latency of each, and their ratio (the writer's goal:
+    at CONNECTIONS clients p99 under 100 ms and at least one client's rate)."""
     from smartcity.core import accounts
 
     with db.session() as s:
         _, key = accounts.create_api_key(s, "bench", scope="open311")
+    index = geo.geo_index(db)
+    points = [p for p in areas(n * 3, seed=13) if index.district_at(*p) is not None]  # inside the city
+    one_n = max(n // 4, 50)
     with our_server(url, workdir, workers) as server:
-        index = geo.geo_index(db)
-        points = [p for p in areas(n * 2, seed=13) if index.district_at(*p) is not None][:n]  # inside the city
-        return asyncio.run(_post_many(server.port, key, points, CONNECTIONS))
+        asyncio.run(_post_many(server.port, key, points[:20], 1))  # warm-up
+        one = asyncio.run(_post_many(server.port, key, points[20:20 + one_n], 1))
+        many = asyncio.run(_post_many(server.port, key, points[20 + one_n:20 + one_n + n], CONNECTIONS))
+    return {"one_client": one, f"{CONNECTIONS}_clients": many,
+            "rate_ratio": round(many["accepted_per_second"] / one["accepted_per_second"], 2)}
+
+
+def run_post(quick: bool = False) -> dict:
+    """The POST part alone (BENCH_OPEN311=post): SQLite and PostgreSQL, each on a store of 50,000 reports."""
+    from tests.servers import PostgresServer
+
+    posts = 300 if quick else 2000
+    workdir = Path(tempfile.mkdtemp(prefix="bench-open311-post-"))
+    out: dict = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "stored_reports": 50_000}
+    try:
+        sqlite_url = f"sqlite:///{workdir / 'reports.db'}"
+        db = prepare(sqlite_url)
+        rows = generate(db, 50_000)
+        load_sqlite(db, rows)
+        out["post_sqlite_1w"] = post_rate(sqlite_url, db, workdir, posts)
+        db.dispose()
+        pg = PostgresServer().start()
+        try:
+            pg.execute("CREATE DATABASE bench")
+            pg_url = pg.url("bench")
+            pgdb = prepare(pg_url)
+            load_postgres(pgdb, rows)
+            out["post_postgres_1w"] = post_rate(pg_url, pgdb, workdir, posts)
+            pgdb.dispose()
+        finally:
+            pg.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -385,6 +423,9 @@ def _datasette() -> str:
 
 def run(quick: bool = False) -> dict:
     from tests.servers import PostgresServer
+
+    if os.environ.get("BENCH_OPEN311") == "post":
+        return run_post(quick)
 
     n = 50_000 if quick else 1_000_000
     seconds = 4 if quick else 12

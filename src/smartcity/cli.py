@@ -291,8 +291,8 @@ def _add_module_commands() -> None:
     from smartcity.app import modules
 
     for module in modules():
-        group = getattr(module, "cli", None)
-        if group is not None:
+        groups = getattr(module, "cli", None)  # a click group, or a list of them
+        for group in groups if isinstance(groups, list) else [groups] if groups is not None else []:
             main.add_command(group)
 
 

@@ -19,6 +19,7 @@ grant("reports.create", "citizen", "staff", "guardian", "operator", "publisher")
 grant("reports.work", "staff")
 grant("reports.dashboard", "staff")
 grant("reports.manage")
+grant("reports.import")  # administrators (and Open311 keys of scope open311:import, in open311.py)
 
 
 def install(app) -> None:
@@ -65,9 +66,66 @@ def seed(session, profile=None):
 
 
 def __getattr__(name):
-    # `smartcity open311 keys …` (the package's click group), imported only when the CLI asks for it.
+    # `smartcity reports …` and `smartcity open311 keys …`, imported only when the CLI asks for them.
     if name == "cli":
-        from smartcity.reports.open311 import cli
+        from smartcity.reports.open311 import cli as open311_cli
 
-        return cli
+        return [_reports_cli(), open311_cli]
     raise AttributeError(name)
+
+
+def _reports_cli():
+    """`smartcity reports import FILE.csv …`: another 311 system's history."""
+    import sys
+    from pathlib import Path
+
+    import click
+
+    @click.group("reports")
+    def reports() -> None:
+        """Community Mapping: import another 311 system's history."""
+
+    @reports.command("import")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--map", "mapping", default="", metavar="COLUMN=FIELD,…",
+                  help="Which column is which of our fields: external_id, category, lat, lon, title, description, "
+                       "address, status, requested_at, updated_at (a column already named so needs none).")
+    @click.option("--updates", "updates_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  default=None, help="A second CSV with each request's updates (external_id, at, status, text).")
+    @click.option("--updates-map", default="", metavar="COLUMN=FIELD,…", help="Its columns, as --map.")
+    @click.option("--encoding", default="utf-8", show_default=True, help="The files' encoding (e.g. cp949).")
+    def import_(file: Path, mapping: str, updates_file: Path | None, updates_map: str, encoding: str) -> None:
+        """Import FILE.csv, a 311 system's past requests with their original dates, statuses and updates,
+        all or nothing: any problem is listed by row and nothing is stored."""
+        from smartcity.core.auth import Identity
+        from smartcity.core.city import load_profile
+        from smartcity.core.db import Database
+        from smartcity.core.errors import SmartCityError
+        from smartcity.reports import service
+        from smartcity.settings import get_settings
+
+        settings = get_settings()
+        db = Database(settings.database_url)
+        profile = load_profile(settings.city)
+        try:
+            rows = service.read_csv(file.read_text(encoding=encoding),
+                                    service.parse_mapping(mapping, service.IMPORT_FIELDS),
+                                    ("external_id", "category", "lat", "lon", "requested_at"))
+            updates = service.read_csv(updates_file.read_text(encoding=encoding),
+                                       service.parse_mapping(updates_map, service.IMPORT_UPDATE_FIELDS),
+                                       ("external_id", "at")) if updates_file else []
+            operator = Identity(username="cli", role="admin", via="session")
+            with db.session() as s:
+                done = service.import_history(s, operator, rows, updates, tz=profile.tz, language=profile.language)
+        except (SmartCityError, UnicodeDecodeError) as exc:
+            message = exc.message if isinstance(exc, SmartCityError) else f"the file is not {encoding}: {exc}"
+            click.secho(f"error: {message}", fg="red", err=True)
+            for d in getattr(exc, "details", None) or []:
+                where = f"{d['file']} " if d.get("file") else ""
+                click.echo(f"  {where}row {d['row']}: {d['field']}: {d['problem']}", err=True)
+            sys.exit(2)
+        finally:
+            db.dispose()
+        click.echo(f"imported {done.reports} requests and {done.updates} updates from {file.name}")
+
+    return reports

@@ -293,12 +293,15 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+KEY_SCOPES = ("open311", S.IMPORT_KEY_SCOPE)  # an import key may also give requested_datetime (history)
+
+
 def _partner(session, key: str | None) -> Identity:
     """The partner system behind an api_key (an Open311-scoped core API key)."""
     if not key:  # the spec: a missing api_key is 403, as an invalid one
         raise NotAuthenticated("api_key is required", code="api_key_required")
-    row = accounts.find_api_key(session, key.strip(), scope="open311")
-    if row is None or (row.user is not None and not row.user.active):
+    row = accounts.find_api_key(session, key.strip())
+    if row is None or row.scope not in KEY_SCOPES or (row.user is not None and not row.user.active):
         raise NotAuthenticated("the api_key is not valid or was revoked", code="invalid_api_key")
     if row.user is not None:
         return identity_of_user(row.user, "key", row)
@@ -522,18 +525,25 @@ def _create(s, identity: Identity, settings, params, files: list, idempotency_ke
     if category is None or category.campaign_id is not None or not category.active:
         raise NotFound(f"unknown service_code {code!r}", code="unknown_service")
     service_name = category.name_ko if lang == "ko" else category.name_en
+    # A partner moving its history over keeps each request's own time, with an import key; any other key's
+    # requested_datetime is ignored and named in the notice as not kept.
+    given = _text(params, "requested_datetime").strip()
+    requested_at = _w3c(given, "requested_datetime", tz) if given and S.may_import(identity) else None
     new = S.NewReport(
         category=code, lat=lat, lon=lon, title=_title(description, service_name), description=description,
         address_string=_text(params, "address_string") or None, attributes=_attributes(params),
         photos=files, contact=contact, show_name=_truthy(_text(params, "show_name")),
         idempotency_key=idempotency_key, source="open311", language=lang, media_urls=media_urls, lenient=True,
+        requested_at=requested_at,
     )
     created = S.create_report(s, identity, new)
     report = created.report
     out = {
         # The spec answers with service_request_id or token, not both: we file synchronously, so the id.
         "service_request_id": str(report.id),
-        "service_notice": _service_notice(report, created, _not_kept(params), lang, tz),
+        "service_notice": _service_notice(report, created, [n for n in _not_kept(params)
+                                                            if not (requested_at and n == "requested_datetime")],
+                                          lang, tz),
         "account_id": str(identity.user_id) if identity.user_id else None,
     }
     return out, created.repeated
@@ -1218,16 +1228,22 @@ def keys() -> None:
 @keys.command("create")
 @click.argument("name")
 @click.option("--user", "username", default=None, help="Act as this user (reports are filed in their name).")
+@click.option("--import", "for_import", is_flag=True,
+              help="The key may also give requested_datetime (a partner moving its past requests over).")
 @_cli_errors
-def keys_create(name: str, username: str | None) -> None:
+def keys_create(name: str, username: str | None, for_import: bool) -> None:
     """Issue a key for NAME; it is printed once and only its hash is kept."""
     db = _cli_db()
     with db.session() as s:
         owner = accounts.get_user(s, username) if username else None
-        row, key = accounts.create_api_key(s, name, user=owner, scope="open311")
+        row, key = accounts.create_api_key(s, name, user=owner, scope=S.IMPORT_KEY_SCOPE if for_import else "open311")
     click.echo(key)
     click.echo(f"(Open311 key id {row.id}; keep it now, it cannot be shown again)", err=True)
     db.dispose()
+
+
+def _open311_keys(session) -> list:
+    return [k for scope in KEY_SCOPES for k in accounts.list_api_keys(session, scope=scope)]
 
 
 @keys.command("list")
@@ -1235,9 +1251,10 @@ def keys_list() -> None:
     """List Open311 keys (never the keys themselves)."""
     db = _cli_db()
     with db.session() as s:
-        for k in accounts.list_api_keys(s, scope="open311"):
+        for k in _open311_keys(s):
             state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-            click.echo(f"{k.id}\t{k.name}\t{k.prefix}…\t{k.created_at:%Y-%m-%d}\t{state}")
+            kind = "\timport" if k.scope == S.IMPORT_KEY_SCOPE else ""
+            click.echo(f"{k.id}\t{k.name}\t{k.prefix}…\t{k.created_at:%Y-%m-%d}\t{state}{kind}")
     db.dispose()
 
 
@@ -1248,7 +1265,7 @@ def keys_revoke(key_id: int) -> None:
     """Revoke an Open311 key by its id; its client is refused from then on."""
     db = _cli_db()
     with db.session() as s:
-        if key_id not in {k.id for k in accounts.list_api_keys(s, scope="open311")}:
+        if key_id not in {k.id for k in _open311_keys(s)}:
             raise NotFound(f"no Open311 key {key_id}")
         accounts.revoke_api_key(s, key_id)
     click.echo(f"Open311 key {key_id} revoked")
