@@ -77,6 +77,22 @@ def test_another_process_events_are_delivered_and_our_own_are_not_delivered_twic
         cli.dispose()
 
 
+def test_a_transient_event_is_delivered_here_but_not_logged(sqlite_url):
+    """Live readings (positions) stay in the publishing process: no log row each on the intake's hot path."""
+    db = Database(sqlite_url)
+    got: list[Event] = []
+    db.events.on("test.", got.append)
+    try:
+        with db.session() as s:
+            publish(s, "test.position", {"n": 1}, transient=True)
+            publish(s, "test.change", {"n": 2})
+        assert [e.topic for e in got] == ["test.position", "test.change"]
+        logged = [json.loads(r.payload)["topic"] for r in _log_rows(db)]
+        assert "test.change" in logged and "test.position" not in logged
+    finally:
+        db.dispose()
+
+
 def test_old_rows_are_pruned(sqlite_url):
     db = Database(sqlite_url)
     try:

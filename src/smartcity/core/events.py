@@ -175,8 +175,12 @@ class EventBus:
 
     # --- publishing ---------------------------------------------------------------------------
 
-    def publish(self, session: Session, topic: str, data: dict, **scope) -> Event:
-        """Publish within `session`'s transaction: delivered after commit, dropped on rollback."""
+    def publish(self, session: Session, topic: str, data: dict, *, transient: bool = False, **scope) -> Event:
+        """Publish within `session`'s transaction: delivered after commit, dropped on rollback.
+
+        `transient`: a live reading that the next one supersedes within seconds (a position). On SQLite it
+        is not written to the event log — only this process's subscribers get it — which keeps the intake's
+        hot path free of a log row per position (measured: +45 us of CPU per position)."""
         ev = Event(topic, data, **scope)
         if self.db.is_postgres:
             payload = ev.to_json()
@@ -191,6 +195,8 @@ class EventBus:
                 sa_event.listen(session, "after_commit", _deliver_pending, once=True)
                 sa_event.listen(session, "after_rollback", _drop_pending, once=True)
             pending.append(ev)
+            if transient:
+                session.info.setdefault("unlogged_events", set()).add(id(ev))
         return ev
 
     def on(self, topic_prefix: str, handler: Callable[[Event], None]) -> None:
@@ -370,15 +376,17 @@ def _log_tail(path: str) -> int:
 
 
 def _log_pending(session: Session) -> None:
-    pending = session.info.get("pending_events")
     db = session.info.get("db")
-    if pending and db is not None:
+    unlogged = session.info.get("unlogged_events", ())
+    rows = [ev for ev in session.info.get("pending_events", ()) if id(ev) not in unlogged]
+    if rows and db is not None:
         now = utcnow()
         session.execute(insert(EventLogRow), [{"origin": db.events.origin, "at": now, "payload": ev.to_json()}
-                                              for ev in pending])
+                                              for ev in rows])
 
 
 def _deliver_pending(session: Session) -> None:
+    session.info.pop("unlogged_events", None)
     pending = session.info.pop("pending_events", [])
     bus = session.info.get("db").events if session.info.get("db") else None
     for ev in pending:
@@ -388,6 +396,7 @@ def _deliver_pending(session: Session) -> None:
 
 def _drop_pending(session: Session) -> None:
     session.info.pop("pending_events", None)
+    session.info.pop("unlogged_events", None)
 
 
 def publish(session: Session, topic: str, data: dict, **scope) -> Event:

@@ -622,10 +622,11 @@ def publish_live(session: Session, st, device, incident_districts: list[str | No
     data = {"person_id": st.person_id, "device_id": st.device_id, "lat": st.lat, "lon": st.lon,
             "fix_time": st.fix_time.isoformat() if st.fix_time else None, "speed": st.speed,
             "accuracy": st.accuracy, "battery": st.battery}
+    # Transient: superseded by the device's next fix (on SQLite they stay in this process: no log row each).
     if device.guardians:
-        publish(session, "safety.position", data, users=list(device.guardians))
+        publish(session, "safety.position", data, users=list(device.guardians), transient=True)
     for district in dict.fromkeys(incident_districts):
-        publish(session, "safety.position", data, audience="safety.operate", district=district)
+        publish(session, "safety.position", data, audience="safety.operate", district=district, transient=True)
 
 
 # --- incidents ------------------------------------------------------------------------------------
