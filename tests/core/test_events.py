@@ -106,16 +106,16 @@ def test_audience_rules():
 def test_a_personal_event_is_never_let_through_by_events_all():
     """A module's personal topics keep to their scope whatever else the subscriber may do (an administrator
     holds events.all); ordinary events still reach events.all."""
-    from smartcity.core.events import Admission, admitter, may_carry_personal, personal
+    from smartcity.core.events import Admission, may_carry_personal, personal, personal_topic
 
     def admit(db, identity, event):
         return Admission(True, "read", "thing", event.data.get("id"))
 
-    personal("test.personal.", admit)
+    personal("test.personal.", admit, lambda event: ("thing", event.data.get("id")))
     admin = Identity(user_id=1, role="admin", via="session")
     guardian = Identity(user_id=3, role="guardian", via="session")
     mine = Event("test.personal.seen", {"id": 7}, users=[3])
-    assert mine.personal and admitter("test.personal.seen") is admit
+    assert mine.personal and personal_topic("test.personal.seen").admit is admit
     assert not mine.visible_to(admin)
     assert mine.visible_to(guardian)
     assert Event("test.ordinary", {}, users=[3]).visible_to(admin)

@@ -162,7 +162,7 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
         w.engine.intake_sync(fix(w.device, utcnow() - timedelta(seconds=10), SCHOOL, battery=59.0))
         eventually(lambda: len(readers["mother"].of("safety.position")) >= 2)
         eventually(lambda: _audit_count(db, "root") and any(
-            e.action == "location_denied" for e in _audits_since(db, 0) if e.actor == "root"))
+            e.action == "event_denied" for e in _audits_since(db, 0) if e.actor == "root"))
     finally:
         for reader in readers.values():
             reader.__exit__(None, None, None)
@@ -187,4 +187,4 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
     assert ("mother", "guardian") in reads and ("op-gangnam", "operator") in reads
     assert not any(e.actor == "root" for e in entries if e.action == "read_live")
     assert any(e.actor == "root" and e.object_id == str(w.person_id) for e in entries
-               if e.action == "location_denied")
+               if e.action == "event_denied")

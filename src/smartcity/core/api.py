@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from smartcity.core import accounts, audit
 from smartcity.core.auth import CurrentIdentity, Identity, Require
-from smartcity.core.events import Event, admitter, may_carry_personal
+from smartcity.core.events import Event, may_carry_personal, personal_topic
 from smartcity.core.geo import geo_index
 from smartcity.core.web import GEOJSON_RESPONSES
 
@@ -256,25 +256,28 @@ class StreamLedger:
 
     async def admits(self, ev: Event) -> bool:
         """Whether a personal event goes out; the first of each outcome per person is audited at once."""
-        # An event outside the caller's scope is someone else's: skipped silently, unless the caller's
-        # permissions once let it through (events.all): that is a refusal, and audited as one.
-        in_scope = ev.visible_to(self.identity)
-        if not in_scope and not self.identity.can("events.all"):
+        declared = personal_topic(ev.topic)
+        if not ev.visible_to(self.identity):
+            # Someone else's event, skipped silently — unless the caller's permissions once let it through
+            # (events.all): a refusal, and audited as one. The scope decides: no rule to ask.
+            if self.identity.can("events.all"):
+                await self._count("event_denied", *declared.subject(ev), ev)
             return False
         try:
-            verdict = await run_in_threadpool(admitter(ev.topic), self.db, self.identity, ev)
+            verdict = await run_in_threadpool(declared.admit, self.db, self.identity, ev)
         except Exception:  # noqa: BLE001 - the rule could not be applied: nothing goes out
             log.exception("admitting %s failed", ev.topic)
             return False
-        allowed = verdict.allowed and in_scope
-        action = verdict.action if allowed or not verdict.allowed else "event_denied"
-        key = (action, verdict.object_type, str(verdict.object_id))
+        await self._count(verdict.action, verdict.object_type, verdict.object_id, ev, verdict.detail)
+        return verdict.allowed
+
+    async def _count(self, action: str, object_type: str, object_id, ev: Event, detail: dict | None = None) -> None:
+        key = (action, object_type, str(object_id))
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
         if first:
-            detail = {"via": "events", "topic": ev.topic, **(verdict.detail or {})}
-            await run_in_threadpool(self.record, action, verdict.object_type, verdict.object_id, detail)
-        return allowed
+            await run_in_threadpool(self.record, action, object_type, object_id,
+                                    {"via": "events", "topic": ev.topic, **(detail or {})})
 
     def close(self) -> None:
         """The whole stream's tally: how many events of each outcome about each person."""

@@ -71,22 +71,33 @@ class Admission:
     detail: dict | None = None
 
 
-# topic prefix → admit(db, identity, event) -> Admission
-_PERSONAL: list[tuple[str, Callable[[Any, Any, Event], Admission]]] = []
+@dataclass(frozen=True)
+class PersonalTopic:
+    """A module's personal topic: `admit(db, identity, event) -> Admission` decides each delivery within the
+    event's scope; `subject(event) -> (object type, object id)` names whom an event is about, to audit a
+    refusal the scope alone decides (no rule to ask, no store to read)."""
+
+    prefix: str
+    admit: Callable[[Any, Any, Event], Admission]
+    subject: Callable[[Event], tuple[str, Any]]
 
 
-def personal(prefix: str, admit: Callable[[Any, Any, Event], Admission]) -> None:
+_PERSONAL: list[PersonalTopic] = []
+
+
+def personal(prefix: str, admit: Callable[[Any, Any, Event], Admission],
+             subject: Callable[[Event], tuple[str, Any]]) -> None:
     """Declare the events whose topic starts with `prefix` personal data. They reach a subscriber only
     within their scope (no `events.all` bypass) and only when `admit(db, identity, event)` allows it."""
-    if not any(p == prefix for p, _ in _PERSONAL):
-        _PERSONAL.append((prefix, admit))
+    if not any(t.prefix == prefix for t in _PERSONAL):
+        _PERSONAL.append(PersonalTopic(prefix, admit, subject))
 
 
-def admitter(topic: str) -> Callable[[Any, Any, Event], Admission] | None:
-    """The admission rule of a personal topic, None for an ordinary one."""
-    for prefix, admit in _PERSONAL:
-        if topic.startswith(prefix):
-            return admit
+def personal_topic(topic: str) -> PersonalTopic | None:
+    """The declaration a personal topic falls under, None for an ordinary one."""
+    for declared in _PERSONAL:
+        if topic.startswith(declared.prefix):
+            return declared
     return None
 
 
@@ -94,7 +105,7 @@ def may_carry_personal(topics: tuple[str, ...]) -> bool:
     """Whether a subscription to these topic prefixes (empty: all) can receive personal events."""
     if not topics:
         return bool(_PERSONAL)
-    return any(p.startswith(t) or t.startswith(p) for t in topics for p, _ in _PERSONAL)
+    return any(d.prefix.startswith(t) or t.startswith(d.prefix) for t in topics for d in _PERSONAL)
 
 
 @dataclass
@@ -109,11 +120,11 @@ class Event:
 
     @property
     def personal(self) -> bool:
-        return admitter(self.topic) is not None
+        return personal_topic(self.topic) is not None
 
     def visible_to(self, identity) -> bool:
         """Whether the event's scope takes in `identity`. A personal event is never let through by
-        `events.all`; the stream also asks its module's rule (`admitter`)."""
+        `events.all`; the stream also asks its module's rule (`personal_topic(...).admit`)."""
         if identity.can("events.all") and not self.personal:
             return True
         if self.audience and not identity.can(self.audience):

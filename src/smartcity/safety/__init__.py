@@ -29,9 +29,13 @@ def _live_admission(db, identity, event):
     return live_admission(db, identity, event)
 
 
+def _live_subject(event) -> tuple[str, object]:
+    return "safety_person", event.data.get("person_id")
+
+
 # Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
 for _topic in ("safety.position", "safety.alert", "safety.incident."):
-    personal(_topic, _live_admission)
+    personal(_topic, _live_admission, _live_subject)
 
 # Modules other parts of the service add; each is included when it exists: its `router` and its `install(app)`.
 ROUTE_MODULES = ("intake_api", "osmand", "owntracks", "mqtt", "api", "pages")
