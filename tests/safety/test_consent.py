@@ -142,6 +142,28 @@ def test_withdrawing_without_a_consent_is_refused(db):
         service.add_device(s, w.person_id, w.device, actor="test")  # still registered, nothing else changed
 
 
+@pytest.mark.browser
+def test_the_guardian_withdraws_consent_in_a_browser(live_app, page):
+    from tests.safety.test_browser import TIMEOUT, _signin
+
+    w = make_world(live_app.db)
+    engine = get_engine(live_app.db)
+    _walk_in(engine, w)
+    _signin(page, live_app, "mother", f"/safety/guardian/{w.person_id}?lang=ko")
+    page.wait_for_selector("#map[data-safety=ready]", timeout=TIMEOUT)
+    assert not page.locator("#withdraw-form").is_visible()  # two steps: nothing to press by mistake
+    page.click("#withdraw summary")
+    assert page.locator("#withdraw-form button").inner_text() == "동의 철회"
+    page.check("input[name=delete_history]")
+    page.click("#withdraw-form button[type=submit]")
+    page.wait_for_url("**/safety/guardian", timeout=TIMEOUT)
+    assert page.locator("#map").count() == 0  # no ward left to show
+    with pytest.raises(NoConsent):
+        engine.intake_sync(fix(w.device, utcnow() - timedelta(seconds=20), HOME))
+    assert _positions(live_app.db, w.person_id) == 0
+    assert [e.actor for e in _audits(live_app.db, "withdraw_consent")] == ["mother"]
+
+
 # --- the CLI, in another process, against a running server ------------------------------------------
 
 
