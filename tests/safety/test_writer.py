@@ -397,3 +397,35 @@ def test_stop_stores_everything_it_was_given_and_the_child_exits(intake):
     assert all(isinstance(f.result(0), Ack) for f in futures)
     assert count_rows(db) == 3 + len(fixes)
     assert writer_children() == []
+
+
+def test_owntracks_secrets_are_checked_and_refusals_audited_in_the_writer_process(intake):
+    """The secret crosses to the writer process with the position and is checked there; its refusal comes
+    back as the protocol's 401, and the writer process records it in the audit log."""
+    import base64
+
+    from smartcity.core.models import AuditEntry
+
+    c, db, w = intake.client, intake.db, intake.w
+    with db.session() as s:
+        secret = service.add_device(s, w.person_id, "haneul/phone", "owntracks", actor="test").issued_secret
+    at = ago(minutes=3)
+
+    def post(password: str, when):
+        auth = "Basic " + base64.b64encode(f"haneul:{password}".encode()).decode()
+        return c.post("/owntracks", headers={"X-Limit-U": "haneul", "X-Limit-D": "phone", "Authorization": auth},
+                      json={"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": int(when.timestamp()),
+                            "tid": "hn"})
+
+    assert post(secret, at).status_code == 200
+    r = post("guess", at + timedelta(seconds=10))
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_credentials")
+    assert c.get(f"/osmand?{traccar_query('haneul/phone', at + timedelta(seconds=20))}").status_code == 403
+    assert len(rows(db)) == 1
+
+    def refused():
+        with db.session() as s:
+            return sorted(e.detail["reason"] for e in s.scalars(
+                select(AuditEntry).where(AuditEntry.action == "device_refused")))
+
+    eventually(lambda: refused() == ["bad_secret", "protocol_not_allowed"])
