@@ -186,5 +186,10 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
     reads = {(e.actor, (e.detail or {}).get("as")) for e in entries if e.action == "read_live"}
     assert ("mother", "guardian") in reads and ("op-gangnam", "operator") in reads
     assert not any(e.actor == "root" for e in entries if e.action == "read_live")
+    # When the stream ends, its tally: the guardian's live reads of her ward, counted. (The server notices a
+    # client gone at its next write, the 15 s keep-alive at the latest.)
+    tally = eventually(lambda: [e for e in _audits_since(db, 0) if e.actor == "mother" and e.action == "read_live"
+                                and (e.detail or {}).get("stream") == "closed"], timeout=25, interval=0.5)
+    assert tally[0].detail["events"] >= 2
     assert any(e.actor == "root" and e.object_id == str(w.person_id) for e in entries
                if e.action == "event_denied")

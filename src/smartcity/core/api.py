@@ -234,7 +234,8 @@ async def event_stream(
         finally:
             sub.close()
             if ledger is not None:
-                await run_in_threadpool(ledger.close)
+                # Not awaited: a client that goes away cancels this generator, and the tally must still be written.
+                asyncio.get_running_loop().run_in_executor(None, ledger.close)
 
     return StreamingResponse(
         stream(),
@@ -280,8 +281,12 @@ class StreamLedger:
                                     {"via": "events", "topic": ev.topic, **(detail or {})})
 
     def close(self) -> None:
-        """The whole stream's tally: how many events of each outcome about each person."""
+        """The whole stream's tally: how many events of each outcome about each person (beyond the first,
+        audited when it happened)."""
+        repeated = {key: n for key, n in self.counts.items() if n > 1}
+        if not repeated:
+            return
         with self.db.session() as s:
-            for (action, object_type, object_id), n in self.counts.items():
+            for (action, object_type, object_id), n in repeated.items():
                 audit.record(s, self.identity, action, object_type, object_id,
                              {"via": "events", "events": n, "stream": "closed"}, ip=self.ip)

@@ -336,7 +336,7 @@ class EventBus:
     def _poll(self, path: str, last: int) -> None:
         conn = None
         seen_version = None
-        next_prune = time.monotonic()
+        next_prune = time.monotonic() + LOG_PRUNE_S  # not at startup, when the store is busiest
         while not self._stop_polling.is_set():
             try:
                 if conn is None:
