@@ -243,3 +243,16 @@ def test_a_whole_day_end_date_still_spans_at_most_90_days(client):
     r = client.get(f"{V2}/requests.json", params={"start_date": start.isoformat(),
                                                   "end_date": (start + timedelta(days=91)).isoformat()})
     assert r.status_code == 400
+
+
+def test_over_the_wire_a_long_query_head_and_options_answer_as_documented(live_app):
+    """The real server (uvicorn) in front: its HTTP parser lets a 20 KB query through to our answer."""
+    import httpx
+
+    base = f"{live_app.url}{V2}"
+    long = httpx.get(f"{base}/requests.xml", params={"service_code": "x" * 20_000}, timeout=10)
+    assert long.status_code == 414 and long.content.startswith(b'<?xml version="1.0" encoding="utf-8"?>')
+    got, head = httpx.get(f"{base}/services.json", timeout=10), httpx.head(f"{base}/services.json", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert httpx.options(f"{base}/requests.json", timeout=10).status_code == 204
