@@ -145,6 +145,39 @@ def test_invalid_utf8_in_a_form_body_is_refused_and_nothing_is_stored(client, db
         assert s.scalar(select(Report.id).order_by(Report.id.desc()).limit(1)) == before
 
 
+def multipart(fields: list[tuple[str, bytes]], photo: bytes | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body written byte by byte (a client's own encoding, right or wrong)."""
+    boundary = b"----smartcity-test-boundary"
+    out = b""
+    for name, value in fields:
+        out += b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"\r\n\r\n'
+        out += value + b"\r\n"
+    if photo is not None:
+        out += (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="media"; filename="p.jpg"\r\n'
+                b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n")
+    return out + b"--" + boundary + b"--\r\n", f"multipart/form-data; boundary={boundary.decode()}"
+
+
+def test_invalid_utf8_in_a_multipart_text_field_is_refused_and_valid_korean_with_a_photo_is_not(client, db, key):
+    from tests.reports.test_open311 import jpeg
+
+    fields = [(k, v.encode()) for k, v in {"api_key": key, "service_code": "roads-pothole", "lat": str(CITY_HALL[0]),
+                                           "long": str(CITY_HALL[1]), "attribute[size]": "large"}.items()]
+    with db.session() as s:
+        before = s.scalar(select(Report.id).order_by(Report.id.desc()).limit(1))
+    body, ctype = multipart([*fields, ("description", "도로가 ".encode() + b"\xea\xb9")], jpeg())
+    bad = client.post(f"{V2}/requests.json", content=body, headers={"content-type": ctype})
+    assert bad.status_code == 400 and "description" in bad.json()[0]["description"]
+    with db.session() as s:
+        assert s.scalar(select(Report.id).order_by(Report.id.desc()).limit(1)) == before
+    body, ctype = multipart([*fields, ("description", "도로가 파였어요".encode())], jpeg())
+    good = client.post(f"{V2}/requests.json", content=body, headers={"content-type": ctype})
+    assert good.status_code == 201, good.text
+    with db.session() as s:
+        report = s.get(Report, int(good.json()[0]["service_request_id"]))
+        assert report.description == "도로가 파였어요" and report.photo_count == 1
+
+
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_an_over_long_query_gets_the_spec_error_format(client, fmt):
     r = client.get(f"{V2}/requests.{fmt}", params={"service_code": ",".join(["roads-pothole"] * 1000)})

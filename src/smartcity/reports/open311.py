@@ -39,6 +39,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import select
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -593,6 +594,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         form = await request.form(max_files=settings.reports_max_photos + 1)
     except Exception as exc:  # a malformed multipart body is the client's error, in our format
         raise InvalidInput(f"the request body cannot be read: {exc}", code="invalid_body") from None
+    refuse_bad_text(request)
     params = form
     check_jurisdiction(request, params)
     files = []
@@ -1052,9 +1054,83 @@ class Open311Edge:
             if not all(_strict_utf8(part, True) for part in body.split(b"&")):
                 await _edge_error(path, 400, "the request body is not valid UTF-8")(scope, receive, send)
                 return
+        elif method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
+            receive = _TextPartsCheck.around(scope, headers["content-type"], receive)
         if method == "HEAD":
             send = _without_body(send)
         await self.inner(scope, receive, send)
+
+
+class _TextPartsCheck:
+    """Reads a multipart body beside the app as it streams by (files are not kept) and notes a text field
+    that is not UTF-8, which Starlette would read as Latin-1 without a word. The handlers read the whole
+    form before they act and then call `refuse_bad_text`, so such a request stores nothing."""
+
+    def __init__(self, boundary: bytes):
+        self.invalid: str | None = None
+        self._header, self._value, self._disposition = b"", b"", b""
+        self._text: bytearray | None = None
+        self.parser = MultipartParser(boundary, {
+            "on_part_begin": self._begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._data, "on_part_end": self._end})
+
+    @classmethod
+    def around(cls, scope, content_type: str, receive):
+        boundary = parse_options_header(content_type)[1].get(b"boundary")
+        if not boundary:
+            return receive  # Starlette refuses it in our format
+        check = cls(boundary)
+        scope.setdefault("state", {})["open311_text_check"] = check
+
+        async def checked():
+            message = await receive()
+            if message["type"] == "http.request" and check.parser is not None:
+                try:
+                    check.parser.write(message.get("body", b""))
+                except Exception:  # noqa: BLE001 - a malformed body is Starlette's to refuse
+                    check.parser = None
+            return message
+
+        return checked
+
+    def _begin(self) -> None:
+        self._disposition, self._text = b"", None
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header.lower() == b"content-disposition":
+            self._disposition = self._value
+        self._header, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        options = parse_options_header(self._disposition)[1]
+        self._name = options.get(b"name", b"")
+        self._text = None if b"filename" in options else bytearray()
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._text is not None and len(self._text) < 1_000_000:
+            self._text.extend(data[start:end])
+
+    def _end(self) -> None:
+        if self._text is not None and self.invalid is None:
+            try:
+                bytes(self._text).decode("utf-8")
+                self._name.decode("utf-8")
+            except UnicodeDecodeError:
+                self.invalid = self._name.decode("utf-8", "replace")[:40] or "?"
+
+
+def refuse_bad_text(request: Request) -> None:
+    """InvalidInput if a multipart text field of this request was not UTF-8 (see `_TextPartsCheck`)."""
+    check = request.scope.get("state", {}).get("open311_text_check")
+    if check is not None and check.invalid is not None:
+        raise InvalidInput(f"the field {check.invalid!r} is not valid UTF-8", code="invalid_body")
 
 
 async def _whole_body(receive):
@@ -1188,6 +1264,7 @@ async def post_update(request: Request, fmt: str) -> Response:
         form = await request.form(max_files=0)
     except Exception as exc:  # noqa: BLE001
         raise InvalidInput(f"the request body cannot be read: {exc}", code="invalid_body") from None
+    refuse_bad_text(request)
     check_jurisdiction(request, form)
     out = await run_in_threadpool(post_update_work, _db(request), form, _key_of(request, form), _tz(request))
     return respond(fmt, "service_request_updates", [out])
