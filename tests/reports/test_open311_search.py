@@ -254,6 +254,8 @@ def test_cors_lets_a_browser_app_of_an_allowed_origin_read_and_post(db, db_url, 
             **allowed, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "idempotency-key"})
         assert pre.status_code == 200 and "POST" in pre.headers["access-control-allow-methods"]
         assert "idempotency-key" in pre.headers["access-control-allow-headers"].lower()
+        refused = client.get(f"{V2}/requests.json?service_code=%FF", headers=allowed)
+        assert refused.status_code == 400 and refused.headers["access-control-allow-origin"] == allowed["Origin"]
         stranger = client.get(f"{V2}/services.json", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
         assert "access-control-allow-origin" not in client.get("/api/reports", headers=allowed).headers

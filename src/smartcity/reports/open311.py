@@ -1025,8 +1025,19 @@ class Open311Edge:
 
     def __init__(self, app, origins: list[str]):
         self.app = app
-        self.inner = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-                                    allow_headers=CORS_HEADERS, max_age=3600) if origins else app
+        self.origins = origins
+        self.inner = self._cors(app)
+
+    def _cors(self, app):
+        if not self.origins:
+            return app
+        return CORSMiddleware(app, allow_origins=self.origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+                              allow_headers=CORS_HEADERS, max_age=3600)
+
+    async def _refuse(self, scope, receive, send, status: int, message: str) -> None:
+        # With the CORS headers too: a browser app is shown the error rather than a CORS failure.
+        path = scope["path"]
+        await self._cors(_edge_error(path, status, message))(scope, receive, send)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
@@ -1035,24 +1046,23 @@ class Open311Edge:
         path, method = scope["path"], scope["method"]
         query: bytes = scope.get("query_string", b"")
         if len(query) > MAX_QUERY_BYTES:
-            await _edge_error(path, 414, f"the query string is longer than {MAX_QUERY_BYTES} bytes")(
-                scope, receive, send)
+            await self._refuse(scope, receive, send, 414, f"the query string is longer than {MAX_QUERY_BYTES} bytes")
             return
         if not _strict_utf8(scope.get("raw_path") or path.encode(), False) or not _strict_utf8(query, True):
-            await _edge_error(path, 400, "the request's path or query string is not valid UTF-8")(scope, receive, send)
+            await self._refuse(scope, receive, send, 400, "the request's path or query string is not valid UTF-8")
             return
         headers = Headers(scope=scope)
         if method == "OPTIONS" and not (headers.get("origin") and headers.get("access-control-request-method")):
             allow = next((methods for pattern, methods in PATHS if pattern.match(path)), None)
             if allow is None:
-                await _edge_error(path, 404, "not found")(scope, receive, send)
+                await self._refuse(scope, receive, send, 404, "not found")
             else:
                 await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
             return
         if method == "POST" and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             body, receive = await _whole_body(receive)
             if not all(_strict_utf8(part, True) for part in body.split(b"&")):
-                await _edge_error(path, 400, "the request body is not valid UTF-8")(scope, receive, send)
+                await self._refuse(scope, receive, send, 400, "the request body is not valid UTF-8")
                 return
         elif method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
             receive = _TextPartsCheck.around(scope, headers["content-type"], receive)
