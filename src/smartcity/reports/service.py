@@ -252,11 +252,18 @@ def list_categories(session: Session, *, campaign: str | None = None, everything
 
 def get_category(session: Session, code: str) -> Category:
     """A category by its code; InvalidInput "unknown_category" if there is none."""
+    # Kept for the session's life (a request, or one group of the writer's jobs): filing a report looks its
+    # category up in the adapter and again in create_report.
+    known = session.info.setdefault("reports.categories", {})
+    cat = known.get(str(code))
+    if cat is not None:
+        return cat
     _ensure_seeded(session)
     cat = session.scalar(select(Category).where(Category.code == str(code)))
     if cat is None:
         raise InvalidInput(f"unknown category {code!r}", code="unknown_category",
                            details=[{"field": "category", "code": "unknown_category", "problem": "no such category"}])
+    known[str(code)] = cat
     return cat
 
 
