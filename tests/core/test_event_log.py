@@ -3,7 +3,6 @@ serving process's poller (PRAGMA data_version), as NOTIFY/LISTEN does on Postgre
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from smartcity.core.events import Event, EventLogRow, publish
 from smartcity.models import load_all
 from tests import synthetic
 from tests.conftest import eventually, make_key, make_user
-from tests.core.test_events import ROOT, SSEReader, _serve
+from tests.core.test_events import ROOT, SSEReader, _serve, run_async
 from tests.servers import free_port, wait_for_port
 
 
@@ -179,7 +178,7 @@ def test_the_bus_starts_its_poller_with_the_app(sqlite_url):
             await db.events.stop()
 
     try:
-        assert asyncio.run(run())
+        assert run_async(run())
         assert not db.events.listening.is_set()
     finally:
         db.dispose()

@@ -59,6 +59,15 @@ class SSEReader:
         return [e["data"] for e in self.events if e.get("event") == topic]
 
 
+def run_async(coro):
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps an event loop running in the
+    main thread for the rest of the session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def test_events_are_delivered_after_commit_and_dropped_on_rollback(db):
     """On both stores: nothing before commit, the committed event once, the rolled-back one never (on
     PostgreSQL through the bus's own LISTEN connection, as in a serving process)."""
@@ -85,7 +94,7 @@ def test_events_are_delivered_after_commit_and_dropped_on_rollback(db):
         finally:
             await db.events.stop()
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert [e.topic for e in got] == ["test.kept"]
 
 
