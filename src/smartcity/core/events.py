@@ -332,8 +332,9 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-
     def _poll(self, path: str, last: int) -> None:
+        """The SQLite poller: a look at `PRAGMA data_version` every LOG_POLL_S; the new rows only when it
+        moved, other processes' only; the log pruned every LOG_PRUNE_S."""
         conn = None
         seen_version = None
         next_prune = time.monotonic() + LOG_PRUNE_S  # not at startup, when the store is busiest
