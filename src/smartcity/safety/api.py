@@ -90,7 +90,7 @@ def withdraw_consent(request: Request, person_id: int, identity: Guardian, delet
     consent is left, the person's devices are refused at once. `delete_history` (only when no consent is
     left) also deletes the person's stored positions and alerts."""
     with request.app.state.db.session() as s:
-        return service.withdraw_as_guardian(s, identity, person_id, delete_history=delete_history)
+        return service.withdraw_as_guardian(s, identity, person_id, with_history=delete_history)
 
 
 class ScheduleWindow(BaseModel):

@@ -131,7 +131,7 @@ def guardian_ward(request: Request, person_id: int, identity: Guardian, part: st
 def withdraw_form(request: Request, person_id: int, identity: Guardian, delete_history: str = Form("")):
     """The guardian withdraws their consent (and, if asked, deletes the history); back to their wards."""
     with request.app.state.db.session() as s:
-        service.withdraw_as_guardian(s, identity, person_id, delete_history=bool(delete_history))
+        service.withdraw_as_guardian(s, identity, person_id, with_history=bool(delete_history))
     return RedirectResponse("/safety/guardian", status_code=303)
 
 

@@ -274,17 +274,17 @@ def withdraw_consent(session: Session, person_id: int, user_id: int | None = Non
     return links
 
 
-def withdraw_as_guardian(session: Session, identity: Identity, person_id: int, delete_history: bool = False) -> dict:
-    """A guardian withdraws the consent behind their own link (the guardian page's action); with
-    `delete_history`, the person's history goes too — refused (and nothing withdrawn) while another
-    consent keeps other guardians following the person."""
+def withdraw_as_guardian(session: Session, identity: Identity, person_id: int, with_history: bool = False) -> dict:
+    """A guardian withdraws the consent behind their own link (the guardian page's action); `with_history`
+    deletes the person's history too — refused (and nothing withdrawn) while another consent keeps other
+    guardians following the person."""
     check_guardian(session, identity, person_id)
     links = withdraw_consent(session, person_id, identity.user_id, actor=identity)
     left = guardian_ids(session, person_id)
-    if delete_history and left:
+    if with_history and left:
         raise Conflict("other guardians still follow this person under another consent; the history stays",
                        code="history_in_use")
-    deleted = globals()["delete_history"](session, person_id, actor=identity) if delete_history else None
+    deleted = delete_history(session, person_id, actor=identity) if with_history else None
     return {"person_id": person_id, "closed": [link.user_id for link in links], "consent_left": bool(left),
             "history_deleted": deleted}
 
