@@ -11,8 +11,11 @@ small transaction. Like Datasette's write thread, the writer takes the writes in
 
 How a group goes: one thread takes the first job waiting in the queue and every other job already queued
 behind it (there is no waiting for more: a group is what queued while the previous group committed), opens
-one transaction, runs each job in submission order inside a SAVEPOINT of its own, commits once and only then
-answers the callers (a result is durable before it is acknowledged). A job that raises rolls back to its
+one transaction on one connection, runs each job in submission order in a session of its own whose
+transaction is a SAVEPOINT of the group's (SQLAlchemy's join_transaction_mode="create_savepoint": a session's
+commit releases its savepoint, its rollback returns to it, and session events such as the event bus's work
+per job as they do per request), commits once and only then answers the callers (a result is durable before
+it is acknowledged; events are handed out after the commit, not at a savepoint). A job that raises rolls back to its
 savepoint alone (the events it published are dropped with it); its exception goes to its caller and the
 others go on. If the commit itself fails, each job that had succeeded runs again alone in a transaction of
 its own, so one job cannot sink the rest of its group.
@@ -145,39 +148,22 @@ class Writer:
                     if not job.future.done():
                         job.future.set_exception(exc)
 
-    def _begin(self, session: Session) -> None:
-        if self.db.engine.dialect.name == "sqlite":
-            # pysqlite opens its transaction lazily, at the first write; an explicit one takes the write lock
-            # now and makes the savepoints below nest inside it rather than stand for the transaction.
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-
-    def _hold_events(self, session: Session) -> list:
-        """Events published by the group's jobs, handed out only when the group has committed.
-
-        A released savepoint counts as a commit for SQLAlchemy's session events, so the bus (which delivers
-        after commit) would hand out a job's events at its savepoint, before the group is in the store. This
-        listener runs first and takes them aside; the bus has already logged them inside the savepoint."""
-        held: list = []
-
-        def take(sess: Session) -> None:
-            if sess.in_nested_transaction():
-                held.extend(sess.info.pop("pending_events", ()))
-
-        event.listen(session, "after_commit", take, insert=True)
-        return held
-
     def _run(self, group: list[_Job]) -> None:
         outcomes: list[tuple[bool, Any]] = []
-        session = self.db.sessions()
-        held = self._hold_events(session)
+        held: list = []  # the group's events, handed out once it has committed
+        conn = self.db.engine.connect()
         try:
-            self._begin(session)
+            conn.begin()  # the jobs' sessions then join it with savepoints (and never commit it themselves)
+            if conn.dialect.name == "sqlite":
+                # pysqlite opens its transaction lazily, at the first write; an explicit one takes the write
+                # lock now and makes the savepoints below nest inside it rather than stand for the transaction.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             for job in group:
-                outcomes.append(self._one(session, job))
-            session.commit()
+                outcomes.append(self._one(conn, job, held))
+            conn.commit()
         except Exception as exc:
-            session.rollback()
-            session.close()
+            conn.rollback()
+            conn.close()
             if len(outcomes) < len(group):  # the store failed before the jobs ran
                 self._answer(group, [(False, exc)] * len(group))
             elif len(group) == 1:
@@ -191,20 +177,33 @@ class Writer:
                     else:
                         self._answer([job], [outcome])
             return
-        session.close()
+        conn.close()
         for ev in held:
             self.db.events.deliver(ev)
         self.stats.groups += 1
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         self._answer(group, outcomes)
 
-    def _one(self, session: Session, job: _Job) -> tuple[bool, Any]:
+    def _one(self, conn, job: _Job, held: list) -> tuple[bool, Any]:
+        """One job in a session of its own whose transaction is a savepoint of the group's: its commit
+        releases the savepoint, its rollback (any exception, a failed flush too) returns to it."""
+        session = self.db.sessions(bind=conn, join_transaction_mode="create_savepoint")
+
+        def take(sess: Session) -> None:
+            # The bus delivers a session's events after its commit, which is here only the savepoint's: this
+            # listener runs first and keeps them for the group's commit (they were logged in the savepoint).
+            held.extend(sess.info.pop("pending_events", ()))
+
+        event.listen(session, "after_commit", take, insert=True)
         try:
-            with session.begin_nested():  # a failure rolls back to here; its events are dropped with it
-                value = job.fn(session)
+            value = job.fn(session)
+            session.commit()
             return True, value
         except Exception as exc:
+            session.rollback()  # to the savepoint; the events it published are dropped with it
             return False, exc
+        finally:
+            session.close()
 
     def _answer(self, group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
         for job, (ok, value) in zip(group, outcomes, strict=True):
