@@ -29,6 +29,7 @@ from smartcity.core.geo import geo_index
 from smartcity.core.models import Department, User
 from smartcity.core.web import add_nav, gettext, language_of, render
 from smartcity.reports import service as S
+from smartcity.reports.models import Route
 
 router = APIRouter(include_in_schema=False)
 
@@ -722,7 +723,7 @@ def _routes_context(request: Request, s, category: str) -> dict:
     everything = [c for g in cats for c in g["items"]]
     category = category or (everything[0]["code"] if everything else "")
     table = S.routing_table(s, category=category) if category else []
-    rules = {r.district_code for r in s.scalars(select(S.Route).where(S.Route.category_code == category))}
+    rules = {r.district_code for r in s.scalars(select(Route).where(Route.category_code == category))}
     departments = [{"code": d.code, "name": d.name_ko if lang == "ko" else d.name_en} for d in s.scalars(
         select(Department).where(Department.kind == "department").order_by(Department.code))]
     return dict(groups=cats, category=category, table=table, all_rule=None in rules, departments=departments,

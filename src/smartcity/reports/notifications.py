@@ -1,0 +1,156 @@
+"""Telling people: the reporter's messages, area subscriptions and their unsubscribe tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import UTC
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, object_session
+
+from smartcity.core import audit, notify
+from smartcity.core.errors import InvalidInput, NotFound
+from smartcity.core.geo import geo_index
+from smartcity.core.models import User
+from smartcity.reports.common import _check_bbox, _loc, settings_of, status_name
+from smartcity.reports.models import Report, ReportContact, Subscription
+from smartcity.settings import Settings, get_settings
+
+EMAIL = re.compile(r"^[^@\s<>]{1,64}@[^@\s<>]{1,190}\.[^@\s<>]{2,}$")
+
+
+def feedback_token(report: Report, settings: Settings | None = None) -> str:
+    """The secret link token of a report's reporter (derived, never stored)."""
+    if settings is None:
+        owner = object_session(report)
+        settings = settings_of(owner) if owner is not None else get_settings()
+    key = settings.signing_key().encode()
+    return hmac.new(key, f"report-feedback:{report.id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+MESSAGES = {
+    "received": ("[{city}] 신고 #{id}가 접수되었습니다", "[{city}] Report #{id} received",
+                 "'{title}' 신고가 접수되어 {unit}(으)로 전달되었습니다. 처리 예정일: {due}.\n{url}",
+                 "Your report '{title}' was received and sent to {unit}. Expected by {due}.\n{url}"),
+    "status": ("[{city}] 신고 #{id}: {status}", "[{city}] Report #{id}: {status}",
+               "'{title}' 신고의 처리 상태가 '{status}'(으)로 바뀌었습니다.\n{text}\n{url}",
+               "The status of your report '{title}' is now '{status}'.\n{text}\n{url}"),
+    "update": ("[{city}] 신고 #{id}에 새 소식이 있습니다", "[{city}] News on report #{id}",
+               "'{title}' 신고에 대한 답변입니다.\n{text}\n{url}",
+               "An update on your report '{title}':\n{text}\n{url}"),
+    "duplicate": ("[{city}] 신고 #{id}: 중복", "[{city}] Report #{id}: duplicate",
+                  "'{title}' 신고는 이미 접수된 신고 #{parent}와 같은 문제로 함께 처리됩니다.\n{text}\n{url}",
+                  "Your report '{title}' is the same problem as report #{parent} and is handled with it."
+                  "\n{text}\n{url}"),
+    "fixed": ("[{city}] 신고 #{id}: 처리 완료", "[{city}] Report #{id}: fixed",
+              "'{title}' 신고가 처리되었습니다.\n{text}\n처리 결과를 확인하고 평가해 주세요: {feedback_url}",
+              "Your report '{title}' has been fixed.\n{text}\nPlease confirm and rate the work: {feedback_url}"),
+    "new_in_area": ("[{city}] 새 신고: {title}", "[{city}] New report: {title}",
+                    "구독하신 지역에 새 신고가 올라왔습니다: {category} — {title}\n{url}\n구독 해지: {unsubscribe_url}",
+                    "A new report in your area: {category} — {title}\n{url}\nUnsubscribe: {unsubscribe_url}"),
+}
+
+
+def _message(kind: str, language: str, **values) -> tuple[str, str]:
+    subj_ko, subj_en, body_ko, body_en = MESSAGES[kind]
+    subj, body = (subj_ko, body_ko) if language == "ko" else (subj_en, body_en)
+    return subj.format(**values), re.sub(r"\n{2,}", "\n", body.format(**values))
+
+
+def _base_url(session: Session) -> str:
+    return settings_of(session).reports_public_url.rstrip("/")
+
+
+def _notify_reporter(session: Session, report: Report, kind: str, *, text: str = "", token: str | None = None,
+                     parent: Report | None = None) -> int:
+    """Queue a message to the reporter (email if given, sms if a phone), in the report's language."""
+    if kind == "status" and report.status == "fixed":
+        kind = "fixed"
+    contact = session.get(ReportContact, report.id)
+    email = contact.email if contact else None
+    phone = contact.phone if contact else None
+    if not (email or phone) and report.reporter_id:
+        user = session.get(User, report.reporter_id)
+        email, phone = (user.email, user.phone) if user else (None, None)
+    if not (email or phone):
+        return 0
+    settings = settings_of(session)
+    lang = report.language
+    base = _base_url(session)
+    token = token or feedback_token(report, settings)
+    profile_city = "서울" if lang == "ko" else "Seoul"
+    try:
+        from smartcity.core.city import load_profile
+
+        profile_city = load_profile(settings.city).name(lang)
+    except Exception:  # noqa: BLE001 - a name in a message is not worth failing a change over
+        pass
+    subject, body = _message(
+        kind, lang, city=profile_city, id=report.id, title=report.title, unit=_loc(report.unit, "name", lang),
+        due=report.due_at.astimezone(UTC).strftime("%Y-%m-%d"), status=status_name(report.status, lang),
+        text=text, url=f"{base}/reports/{report.id}", parent=parent.id if parent else "",
+        feedback_url=f"{base}/reports/{report.id}?token={token}",
+    )
+    ref = f"report:{report.id}"
+    sent = 0
+    if email:
+        notify.queue(session, "email", email, body, subject=subject, topic=f"report.{kind}", ref=ref,
+                     user_id=report.reporter_id)
+        sent += 1
+    if phone:
+        notify.queue(session, "sms", phone, body, subject=subject, topic=f"report.{kind}", ref=ref,
+                     user_id=report.reporter_id)
+        sent += 1
+    return sent
+
+
+def subscribe(session: Session, email: str, *, district: str | None = None,
+              bbox: tuple[float, float, float, float] | None = None, language: str = "ko",
+              user_id: int | None = None) -> Subscription:
+    """Subscribe an email address to new reports in a district or a box (west, south, east, north)."""
+    email = (email or "").strip()
+    if not EMAIL.match(email):
+        raise InvalidInput("that is not an email address", code="invalid_email")
+    if (district is None) == (bbox is None):
+        raise InvalidInput("give either a district or a box", code="invalid_area")
+    sub = Subscription(email=email, language=language if language in ("ko", "en") else "ko",
+                       token=secrets.token_urlsafe(32), user_id=user_id)
+    if district is not None:
+        if district not in {a.code for a in geo_index(session.info["db"]).districts}:
+            raise InvalidInput(f"unknown district {district!r}", code="unknown_district")
+        sub.district_code = district
+    else:
+        sub.west, sub.south, sub.east, sub.north = _check_bbox(bbox)
+    session.add(sub)
+    session.flush()
+    audit.record(session, "citizen" if user_id is None else f"user:{user_id}", "subscribe", "report_subscription",
+                 sub.id)
+    return sub
+
+
+def unsubscribe(session: Session, token: str) -> None:
+    sub = session.scalar(select(Subscription).where(Subscription.token == str(token)))
+    if sub is None:
+        raise NotFound("no such subscription")
+    session.delete(sub)
+
+
+def _notify_subscribers(session: Session, report: Report) -> int:
+    subs = session.scalars(select(Subscription).where(or_(
+        Subscription.district_code == report.district_code,
+        and_(Subscription.district_code.is_(None), Subscription.west <= report.lon, Subscription.east >= report.lon,
+             Subscription.south <= report.lat, Subscription.north >= report.lat))))
+    base = _base_url(session)
+    n = 0
+    for sub in subs:
+        subject, body = _message("new_in_area", sub.language, city="", id=report.id, title=report.title,
+                                 category=_loc(report.category, "name", sub.language),
+                                 url=f"{base}/reports/{report.id}",
+                                 unsubscribe_url=f"{base}/api/reports/subscriptions/{sub.token}/delete")
+        notify.queue(session, "email", sub.email, body, subject=subject.replace("[] ", ""),
+                     topic="report.new_in_area", ref=f"report:{report.id}")
+        n += 1
+    return n

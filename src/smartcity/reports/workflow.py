@@ -1,0 +1,402 @@
+"""The staff workflow: support, status transitions, assignment, notes, updates, merge and feedback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from smartcity.core import audit
+from smartcity.core.auth import Identity
+from smartcity.core.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from smartcity.core.events import publish
+from smartcity.core.models import User
+from smartcity.reports.common import (
+    CLOSED_STATUSES,
+    MAX_UPDATE,
+    OPEN_STATUSES,
+    STATUSES,
+    TRANSITIONS,
+    _check_media_urls,
+    _citizen,
+    _clean_text,
+    _now,
+    _raise_problems,
+    settings_of,
+)
+from smartcity.reports.models import Report, ReportSupport, ReportUpdate, ResponseTemplate
+from smartcity.reports.notifications import _notify_reporter, feedback_token
+from smartcity.reports.routing import _unit
+from smartcity.reports.views import _require_work, can_work, event_data, get_report
+
+
+def supporter_key(identity: Identity, fingerprint: str | None = None) -> str:
+    """How a supporter is counted once: a user, a key, or a hashed browser fingerprint."""
+    if identity.user_id:
+        return f"user:{identity.user_id}"
+    if identity.key_id:
+        return f"key:{identity.key_id}:{hashlib.sha256((fingerprint or '').encode()).hexdigest()[:24]}"
+    if not fingerprint:
+        raise InvalidInput("an anonymous supporter needs a fingerprint", code="no_fingerprint")
+    return f"anon:{hashlib.sha256(fingerprint.encode()).hexdigest()[:32]}"
+
+
+def support(session: Session, identity: Identity, report_id: int, *, fingerprint: str | None = None) -> int:
+    """Say "me too" on an open report; counted once per supporter. Returns the support count."""
+    report = get_report(session, report_id, lock=True)
+    if report.status not in OPEN_STATUSES:
+        raise InvalidInput("only open reports can be supported", code="report_closed")
+    who = supporter_key(identity, fingerprint)
+    if session.scalar(select(ReportSupport.id).where(ReportSupport.report_id == report.id,
+                                                     ReportSupport.supporter == who)) is not None:
+        return report.support_count
+    session.add(ReportSupport(report_id=report.id, supporter=who))
+    report.support_count += 1
+    report.updated_at = _now()
+    _timeline(session, report, identity, "support", None, None, "", public=True, actor_label=_citizen(identity))
+    session.flush()
+    return report.support_count
+
+
+def _timeline(session: Session, report: Report, identity: Identity, kind: str, old: str | None, new: str | None,
+              text: str, *, public: bool, actor_label: str | None = None, external_id: str | None = None,
+              at: datetime | None = None) -> ReportUpdate:
+    entry = ReportUpdate(report_id=report.id, at=at or _now(), actor_id=identity.user_id,
+                         actor=actor_label or identity.label, kind=kind, public=public,
+                         old_value=old[:200] if old else None, new_value=new[:200] if new else None, text=text,
+                         status=report.status, external_id=external_id)
+    session.add(entry)
+    return entry
+
+
+def _changed(session: Session, report: Report, identity: Identity, entry: ReportUpdate, detail: dict) -> None:
+    """Book-keeping shared by every change: updated time, audit entry, public event."""
+    report.updated_at = entry.at
+    audit.record(session, identity, entry.kind, "report", report.id, detail)
+    if entry.public:
+        publish(session, "report.updated", {**event_data(report), "kind": entry.kind})
+
+
+def _template_text(session: Session, template_id: int | None, language: str) -> str:
+    if template_id is None:
+        return ""
+    tpl = session.get(ResponseTemplate, template_id)
+    if tpl is None:
+        raise NotFound("no such response template")
+    return tpl.text_ko if language == "ko" else tpl.text_en
+
+
+def _set_status(report: Report, status: str, now: datetime) -> None:
+    report.status = status
+    if status == "acknowledged" and report.acknowledged_at is None:
+        report.acknowledged_at = now
+    if status == "fixed":
+        report.fixed_at = now
+    if status in CLOSED_STATUSES and status != "fixed":
+        report.closed_at = now
+    if status in OPEN_STATUSES:
+        report.fixed_at = None if status == "open" else report.fixed_at
+        report.closed_at = None
+
+
+def transition(session: Session, identity: Identity, report_id: int, status: str, *, text: str = "",
+               template_id: int | None = None, parent_id: int | None = None) -> Report:
+    """Move a report to a new status (staff of its unit). `text` (or a response template) is the public
+    answer; the reporter is notified. `duplicate` needs `parent_id` (it merges into that report)."""
+    if status == "duplicate":
+        if parent_id is None:
+            raise InvalidInput("a duplicate needs the report it duplicates", code="parent_required")
+        merge(session, identity, parent_id, [report_id], text=text)
+        return get_report(session, report_id)
+    report = get_report(session, report_id, lock=True)
+    _require_work(identity, report)
+    if status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r}", code="invalid_status")
+    if status not in TRANSITIONS[report.status]:
+        raise InvalidInput(f"a report cannot go from {report.status} to {status}", code="illegal_transition",
+                           details={"from": report.status, "to": status,
+                                    "allowed": sorted(TRANSITIONS[report.status])})
+    problems: list[dict] = []
+    text = _clean_text(text, "text", MAX_UPDATE, problems) or _template_text(session, template_id, report.language)
+    _raise_problems(problems, "the update is not valid")
+    old = report.status
+    now = _now()
+    _set_status(report, status, now)
+    if status in OPEN_STATUSES and old in CLOSED_STATUSES:
+        report.parent_id = None
+    entry = _timeline(session, report, identity, "status", old, status, text, public=True, at=now)
+    _changed(session, report, identity, entry, {"old": old, "new": status})
+    _notify_reporter(session, report, "status", text=text)
+    return report
+
+
+def assign(session: Session, identity: Identity, report_id: int, user_id: int | None) -> Report:
+    """Give a report to a person of its unit (or take it back with None). Internal."""
+    report = get_report(session, report_id, lock=True)
+    _require_work(identity, report)
+    old = session.get(User, report.assignee_id).username if report.assignee_id else None
+    new = None
+    if user_id is not None:
+        user = session.get(User, int(user_id))
+        if user is None or not user.active or user.department_id != report.unit_id:
+            raise InvalidInput("the assignee must be an active member of the report's unit", code="invalid_assignee")
+        new = user.username
+    report.assignee_id = user_id
+    entry = _timeline(session, report, identity, "assign", old, new, "", public=False)
+    _changed(session, report, identity, entry, {"old": old, "new": new})
+    return report
+
+
+def add_note(session: Session, identity: Identity, report_id: int, text: str, *, public: bool = False) -> ReportUpdate:
+    """Staff write an internal note (public=False) or a public update (public=True, the reporter is told)."""
+    report = get_report(session, report_id, lock=True)
+    _require_work(identity, report)
+    problems: list[dict] = []
+    text = _clean_text(text, "text", MAX_UPDATE, problems, required=True)
+    _raise_problems(problems, "the note is not valid")
+    entry = _timeline(session, report, identity, "update" if public else "note", None, None, text, public=public)
+    _changed(session, report, identity, entry, {"public": public})
+    if public:
+        _notify_reporter(session, report, "update", text=text)
+    return entry
+
+
+def add_update(session: Session, identity: Identity, report_id: int, text: str, *, status: str | None = None,
+               external_id: str | None = None, author: str | None = None) -> ReportUpdate:
+    """A public update from a partner system (mySociety servicerequestupdates) or a citizen's comment.
+
+    Partners (API keys) and staff may change the status: "closed" (Open311) closes an open report (as
+    fixed), "open" reopens a closed one; the internal statuses are accepted as in `partner_update`; a
+    status the workflow cannot reach is refused (InvalidInput "illegal_transition"). A repeated
+    external_id returns the earlier entry (idempotent)."""
+    wanted = status.lower() if status else None
+    loose = wanted in ("open", "closed")
+    return _update(session, identity, report_id, text, wanted, loose=loose, external_id=external_id, author=author,
+                   strict=True).entry
+
+
+@dataclass
+class UpdateOutcome:
+    """What became of an update: its timeline entry, the report's status after it and, when the asked
+    status was not applied, why (the text is kept all the same)."""
+
+    entry: ReportUpdate
+    status: str
+    refused: str | None = None
+    repeated: bool = False
+    notices: list[dict] = field(default_factory=list)  # optional fields dropped: {field, problem}
+
+
+def partner_update(session: Session, identity: Identity, report_id: int, text: str, *, status: str | None,
+                   loose: bool = False, external_id: str | None = None, media_url: str | None = None,
+                   author: str | None = None) -> UpdateOutcome:
+    """A partner system's update (mySociety servicerequestupdates): its text is never lost.
+
+    `status` is one of STATUSES, or with `loose` Open311's two words ("open": any open status, reopening
+    a closed report; "closed": fixed if the report was open, else left as it is). A closed report (not a
+    duplicate) reaches an open-side status through a reopen, as the workflow allows in two steps.
+    "closed" as such means closed without a fix. A status the workflow cannot reach (or "duplicate",
+    which needs the parent) leaves the status as it is: the text is kept as a public update and
+    `refused` says why; a malformed media_url is dropped and noted. A repeated external_id returns the
+    earlier entry (idempotent)."""
+    return _update(session, identity, report_id, text, status, loose=loose, external_id=external_id,
+                   media_url=media_url, author=author, strict=False)
+
+
+def status_route(current: str, target: str) -> list[str] | None:
+    """The steps from `current` to `target` the workflow allows: [] (already there), [target], or a reopen
+    first (["open", target]) for a closed report other than a duplicate; None when there is no way."""
+    if target == current:
+        return []
+    if target in TRANSITIONS[current]:
+        return [target]
+    if current in CLOSED_STATUSES and current != "duplicate" and "open" in TRANSITIONS[current] \
+            and target in TRANSITIONS["open"]:
+        return ["open", target]
+    return None
+
+
+def _update(session: Session, identity: Identity, report_id: int, text: str, wanted: str | None, *, loose: bool,
+            strict: bool, external_id: str | None = None, media_url: str | None = None,
+            author: str | None = None) -> UpdateOutcome:
+    report = get_report(session, report_id, lock=True)
+    partner = identity.via == "key" or can_work(identity, report)
+    if wanted and not partner:
+        raise PermissionDenied("only the responsible unit or a partner system may change the status")
+    if not identity.authenticated:
+        raise NotAuthenticated("sign in or present an API key to add an update")
+    external_id = str(external_id)[:100] if external_id else None
+    if external_id:
+        seen = session.scalar(select(ReportUpdate).where(ReportUpdate.report_id == report.id,
+                                                         ReportUpdate.external_id == external_id))
+        if seen is not None:
+            return UpdateOutcome(seen, report.status, repeated=True)
+    problems: list[dict] = []
+    notices: list[dict] | None = None if strict else []
+    text = _clean_text(text, "description", MAX_UPDATE, problems, required=True)
+    media = _check_media_urls([media_url] if media_url else [], problems, notices)
+    _raise_problems(problems, "the update is not valid")
+    old = report.status
+    now = _now()
+    target, refused, route = old, None, []
+    if wanted:
+        if wanted not in STATUSES:
+            raise InvalidInput(f"unknown status {wanted!r}", code="invalid_status")
+        target = wanted
+        if loose and wanted == "closed":
+            target = "fixed" if old in OPEN_STATUSES else old
+        elif loose and wanted == "open" and old in OPEN_STATUSES:
+            target = old
+        route = status_route(old, target) if target != "duplicate" else None
+        if route is None:
+            why = "a duplicate needs the report it duplicates" if target == "duplicate" else \
+                f"a report cannot go from {old} to {target}"
+            if strict:
+                raise InvalidInput(why, code="illegal_transition",
+                                   details={"from": old, "to": target, "allowed": sorted(TRANSITIONS[old])})
+            refused, route = f"{why}; the status stays {old}", []
+    for step in route:
+        _set_status(report, step, now)
+    if route and report.status in OPEN_STATUSES and old in CLOSED_STATUSES:
+        report.parent_id = None
+    if route and wanted == "closed" and not loose:
+        report.fixed_at = None  # "closed" as such: closed without a fix (mySociety's NO_FURTHER_ACTION)
+    changed = report.status != old
+    entry = _timeline(session, report, identity, "status" if changed else "update", old if changed else None,
+                      report.status if changed else None, text, public=True,
+                      actor_label=author[:200] if author else None, external_id=external_id, at=now)
+    entry.media_url = media[0] if media else None
+    _changed(session, report, identity, entry, {"old": old, "new": report.status, "external_id": external_id,
+                                                "route": route, "refused": refused})
+    if changed or partner:
+        _notify_reporter(session, report, "status" if changed else "update", text=text)
+    return UpdateOutcome(entry, report.status, refused, notices=notices or [])
+
+
+def updates_since(session: Session, *, start: datetime | None = None, end: datetime | None = None,
+                  report_id: int | None = None, limit: int = 1000) -> list[ReportUpdate]:
+    """Public timeline entries (status changes and updates) in a time window, oldest first: the feed of
+    mySociety's GET servicerequestupdates."""
+    q = select(ReportUpdate).where(ReportUpdate.public.is_(True), ReportUpdate.kind.in_(("status", "update",
+                                                                                          "reassign", "feedback")))
+    if start:
+        q = q.where(ReportUpdate.at >= start)
+    if end:
+        q = q.where(ReportUpdate.at <= end)
+    if report_id is not None:
+        q = q.where(ReportUpdate.report_id == int(report_id))
+    return list(session.scalars(q.order_by(ReportUpdate.at, ReportUpdate.id).limit(min(limit, 10_000))))
+
+
+def reassign(session: Session, identity: Identity, report_id: int, department_code: str, *, reason: str = "") -> Report:
+    """Send a report to another unit (staff of the current unit, or administrators). The timeline keeps
+    the history; the assignee is cleared. Publicly visible: the citizen sees who has it now."""
+    report = get_report(session, report_id, lock=True)
+    _require_work(identity, report)
+    unit = _unit(session, department_code)
+    if unit is None or unit.kind != "department":
+        raise InvalidInput(f"unknown department {department_code!r}", code="unknown_department")
+    if unit.id == report.unit_id:
+        raise InvalidInput("the report is already with that unit", code="same_unit")
+    problems: list[dict] = []
+    reason = _clean_text(reason, "reason", MAX_UPDATE, problems)
+    _raise_problems(problems, "the reassignment is not valid")
+    old = report.unit.code
+    report.unit_id, report.assignee_id = unit.id, None
+    session.flush()
+    session.refresh(report, ["unit"])
+    entry = _timeline(session, report, identity, "reassign", old, unit.code, reason, public=True)
+    _changed(session, report, identity, entry, {"old": old, "new": unit.code})
+    return report
+
+
+def merge(session: Session, identity: Identity, parent_id: int, child_ids: Iterable[int], *, text: str = "") -> Report:
+    """Mark reports as duplicates of a parent: each child points to it and closes as `duplicate`; their
+    supports (and their reporters, as supporters) move to the parent. Staff of the units involved."""
+    parent = get_report(session, parent_id, lock=True)
+    _require_work(identity, parent)
+    if parent.status == "duplicate":
+        raise InvalidInput("the parent is itself a duplicate", code="invalid_parent")
+    children = []
+    for cid in child_ids:
+        child = get_report(session, cid, lock=True)
+        if child.id == parent.id:
+            raise InvalidInput("a report cannot duplicate itself", code="invalid_parent")
+        _require_work(identity, child)
+        if child.status == "duplicate":
+            raise InvalidInput(f"report {child.id} is already a duplicate", code="illegal_transition")
+        children.append(child)
+    problems: list[dict] = []
+    text = _clean_text(text, "text", MAX_UPDATE, problems)
+    _raise_problems(problems, "the merge is not valid")
+    now = _now()
+    have = set(session.scalars(select(ReportSupport.supporter).where(ReportSupport.report_id == parent.id)))
+    parent_reporter = f"user:{parent.reporter_id}" if parent.reporter_id else None
+    for child in children:
+        moved = 0
+        for sup in session.scalars(select(ReportSupport).where(ReportSupport.report_id == child.id)):
+            if sup.supporter in have or sup.supporter == parent_reporter:
+                session.delete(sup)
+            else:
+                sup.report_id = parent.id
+                have.add(sup.supporter)
+                moved += 1
+        reporter = f"user:{child.reporter_id}" if child.reporter_id else f"report:{child.id}"
+        if reporter not in have and reporter != parent_reporter:
+            session.add(ReportSupport(report_id=parent.id, supporter=reporter))
+            have.add(reporter)
+            moved += 1
+        parent.support_count += moved
+        child.support_count = 0
+        # Duplicates of the child now duplicate the parent.
+        session.execute(update(Report).where(Report.parent_id == child.id).values(parent_id=parent.id))
+        old = child.status
+        child.parent_id = parent.id
+        _set_status(child, "duplicate", now)
+        entry = _timeline(session, child, identity, "status", old, "duplicate",
+                          text or f"#{parent.id}", public=True, at=now)
+        _changed(session, child, identity, entry, {"old": old, "new": "duplicate", "parent": parent.id})
+        _notify_reporter(session, child, "duplicate", text=text, parent=parent)
+    entry = _timeline(session, parent, identity, "merge", None, ",".join(str(c.id) for c in children), "",
+                      public=False, at=now)
+    _changed(session, parent, identity, entry, {"children": [c.id for c in children]})
+    session.flush()
+    return parent
+
+
+def is_reporter(session: Session, identity: Identity, report: Report, token: str | None) -> bool:
+    if identity.user_id and identity.user_id == report.reporter_id:
+        return True
+    return bool(token) and hmac.compare_digest(str(token), feedback_token(report, settings_of(session)))
+
+
+def feedback(session: Session, identity: Identity, report_id: int, *, fixed: bool, rating: int | None = None,
+             comment: str = "", token: str | None = None) -> Report:
+    """After a fix the reporter (signed in, or with the secret link) confirms it (→ closed) or says it is
+    not fixed (→ reopened, back to the unit), and may rate the work 1–5."""
+    report = get_report(session, report_id, lock=True)
+    if not is_reporter(session, identity, report, token):
+        raise PermissionDenied("only the reporter can confirm or reopen this report", code="not_reporter")
+    if report.status != "fixed":
+        raise InvalidInput("the report is not marked fixed", code="not_fixed")
+    problems: list[dict] = []
+    comment = _clean_text(comment, "comment", MAX_UPDATE, problems)
+    if rating is not None and (not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5):
+        problems.append({"field": "rating", "code": "invalid_rating", "problem": "must be a whole number 1 to 5"})
+    _raise_problems(problems, "the feedback is not valid")
+    old, now = report.status, _now()
+    if rating is not None:
+        report.rating = rating
+    _set_status(report, "closed" if fixed else "open", now)
+    text = comment
+    if rating is not None:
+        text = f"★{rating} {comment}".strip()
+    entry = _timeline(session, report, identity, "feedback", old, report.status, text, public=True,
+                      actor_label="reporter", at=now)
+    _changed(session, report, identity, entry, {"old": old, "new": report.status, "rating": rating})
+    return report
