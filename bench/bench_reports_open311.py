@@ -4,6 +4,11 @@ same rows from the same SQLite file with the equivalent filter, in the same run;
 second through POST requests.json from one client and from 8 at once (the store's single writer,
 core.writer, groups their commits); `BENCH_OPEN311=post` runs the POST part alone.
 
+`BENCH_OPEN311=get` runs the GET part alone (our server, 1 worker, SQLite then PostgreSQL). With
+`BENCH_OPEN311_SRC=DIR,DIR…` each source tree (say a git worktree of the code before a change, and this one)
+serves the same store in turn, twice over, alternating: a before/after comparison in one run, on one machine
+load. `BENCH_REPORTS=N` sets the number of stored reports.
+
 Each server runs as its own process (uvicorn, 1 and 2 workers; Datasette is one process) on 127.0.0.1 and
 gets the same list of 200 areas (1 km radius, or its bounding box for Datasette), each request the next one.
 Quick mode (BENCH_QUICK=1): 50,000 reports and short runs.
@@ -278,8 +283,9 @@ class Served:
             self.proc.wait(5)
 
 
-def our_server(url: str, workdir: Path, workers: int) -> Served:
-    env = {"SMARTCITY_DATABASE_URL": url, "SMARTCITY_VAR_DIR": str(workdir / "var"), "SMARTCITY_SECRET_KEY": "bench",
+def our_server(url: str, workdir: Path, workers: int, src: str | None = None) -> Served:
+    env = {**({"PYTHONPATH": src} if src else {}),
+           "SMARTCITY_DATABASE_URL": url, "SMARTCITY_VAR_DIR": str(workdir / "var"), "SMARTCITY_SECRET_KEY": "bench",
            "SMARTCITY_RUN_JOBS": "false", "SMARTCITY_TILE_URL": "", "SMARTCITY_LOG_LEVEL": "warning"}
     return Served([PY, "-m", "uvicorn", "smartcity.app:create_app", "--factory", "--host", "127.0.0.1",
                    "--port", "{port}", "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
@@ -412,6 +418,49 @@ def run_post(quick: bool = False) -> dict:
     return out
 
 
+def run_get(quick: bool = False) -> dict:
+    """The GET part alone (BENCH_OPEN311=get), for each source tree of BENCH_OPEN311_SRC in turn."""
+    from tests.servers import PostgresServer
+
+    n = int(os.environ.get("BENCH_REPORTS") or (50_000 if quick else 1_000_000))
+    seconds = 4 if quick else 12
+    srcs = [s for s in os.environ.get("BENCH_OPEN311_SRC", "").split(",") if s] or [str(ROOT / "src")]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-open311-get-"))
+    out: dict = {"reports": n, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+                 "wrk_seconds": seconds, "query": our_paths([(37.5665, 126.978)])[0], "sources": srcs}
+    paths = our_paths(areas(AREAS))
+
+    def rounds(url: str) -> dict:
+        found: dict = {}
+        for turn in (1, 2):
+            for src in srcs:
+                with our_server(url, workdir, 1, src) as server:
+                    found[f"{src} #{turn}"] = measure(server.port, paths, seconds, workdir)
+        return found
+
+    try:
+        sqlite_url = f"sqlite:///{workdir / 'reports.db'}"
+        db = prepare(sqlite_url)
+        rows = generate(db, n)
+        load_sqlite(db, rows)
+        out["sqlite_1w"] = rounds(sqlite_url)
+        db.dispose()
+        pg = PostgresServer().start()
+        try:
+            pg.execute("CREATE DATABASE bench")
+            pg_url = pg.url("bench")
+            pgdb = prepare(pg_url)
+            load_postgres(pgdb, rows)
+            del rows
+            out["postgres_1w"] = rounds(pg_url)
+            pgdb.dispose()
+        finally:
+            pg.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
 # --- the run ----------------------------------------------------------------------------------------------
 
 
@@ -426,6 +475,8 @@ def run(quick: bool = False) -> dict:
 
     if os.environ.get("BENCH_OPEN311") == "post":
         return run_post(quick)
+    if os.environ.get("BENCH_OPEN311") == "get":
+        return run_get(quick)
 
     n = 50_000 if quick else 1_000_000
     seconds = 4 if quick else 12
