@@ -17,6 +17,7 @@ from smartcity.core import accounts, audit
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.events import Event, may_carry_personal, personal_topic
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import pick
 from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter()
@@ -47,7 +48,8 @@ def metrics(request: Request) -> Response:
 def districts_geojson(request: Request, lang: str | None = None) -> Response:
     """The city's districts as a GeoJSON FeatureCollection (what the map draws)."""
     index = geo_index(request.app.state.db)
-    body = index.districts_geojson(lang or request.app.state.profile.language)
+    profile = request.app.state.profile
+    body = index.districts_geojson(pick([lang], profile.languages) or profile.language)
     return Response(
         json.dumps(body, ensure_ascii=False),
         media_type="application/geo+json",

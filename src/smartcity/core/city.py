@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from shapely.geometry import Polygon
 
 from smartcity.core.errors import InvalidInput
+from smartcity.core.i18n import localized
 
 BUNDLED = Path(__file__).parent.parent / "cities"
 
@@ -60,7 +61,7 @@ class CityProfile:
         return Polygon(self.outline)
 
     def name(self, language: str) -> str:
-        return self.name_ko if language == "ko" else self.name_en
+        return localized(self, "name", language, self.language)
 
     def in_bbox(self, lat: float, lon: float) -> bool:
         west, south, east, north = self.bbox
@@ -93,12 +94,13 @@ def load_profile(name_or_path: str = "seoul") -> CityProfile:
     if not path.exists():
         raise InvalidInput(f"no city profile {name_or_path!r} (looked for {path})", code="unknown_city")
     data = tomllib.loads(path.read_text(encoding="utf-8"))
+    languages = tuple(data.get("languages", ["en"]))
     return CityProfile(
         key=path.stem,
         name_ko=data["name_ko"],
         name_en=data["name_en"],
         language=data.get("language", "en"),
-        languages=tuple(data.get("languages", ["en"])),
+        languages=languages,
         timezone=data.get("timezone", "UTC"),
         bbox=tuple(data["bbox"]),
         center=tuple(data["center"]),
@@ -108,5 +110,5 @@ def load_profile(name_or_path: str = "seoul") -> CityProfile:
             DistrictSeed(d["code"], d["name_ko"], d["name_en"], tuple(d["point"])) for d in data["districts"]
         ),
         units=_expand_units(data),
-        labels={k: v for k, v in data.items() if k.endswith(("_label_ko", "_label_en"))},
+        labels={k: v for k, v in data.items() if "_label_" in k and k.rsplit("_", 1)[1] in languages},
     )

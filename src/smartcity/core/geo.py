@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from smartcity.core.city import CityProfile
 from smartcity.core.errors import InvalidInput, OutsideCity
+from smartcity.core.i18n import localized
 from smartcity.core.models import District, Neighbourhood
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -52,8 +53,8 @@ class Area:
     district_code: str | None = None
     approximate: bool = False
 
-    def name(self, language: str) -> str:
-        return self.name_ko if language == "ko" else self.name_en
+    def name(self, language: str, *fallbacks: str) -> str:
+        return localized(self, "name", language, *fallbacks)
 
 
 @dataclass(frozen=True)

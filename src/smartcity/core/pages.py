@@ -98,9 +98,16 @@ def admin_users(request: Request, identity: Annotated[Identity, Depends(Require(
                       roles=accounts.ROLES, form={}, errors=None)
 
 
+async def _posted(request: Request) -> dict[str, str]:
+    """The posted form's fields, read on the event loop; the handler that uses them runs in a thread."""
+    return {k: str(v).strip() for k, v in (await request.form()).items() if k != "csrf_token"}
+
+
+# A plain def: hashing the password (argon2) and the store's writes run in the thread pool, not on the event
+# loop that also serves live streams.
 @router.post("/admin/users", response_class=HTMLResponse)
-async def admin_create_user(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))]):
-    form = {k: str(v).strip() for k, v in (await request.form()).items() if k != "csrf_token"}
+def admin_create_user(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))],
+                      form: Annotated[dict[str, str], Depends(_posted)]):
     db = request.app.state.db
     try:
         with db.session() as s:

@@ -1,9 +1,8 @@
-"""The web shell: templates and their translations (ko, en), language choice, error rendering,
-request metrics."""
+"""The web shell: templates and their translations (the city profile's languages), language choice, error
+rendering, request metrics."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -12,9 +11,6 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import Translations
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -22,31 +18,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from smartcity.core.auth import csrf_token, resolve_identity
 from smartcity.core.errors import NotAuthenticated, SmartCityError
+from smartcity.core.i18n import gettext as gettext  # re-exported: modules have long imported it from here
+from smartcity.core.i18n import language_name, localized, translations
 
 PACKAGE = Path(__file__).parent.parent
-LOCALES = Path(__file__).parent / "locale"
 STATIC = Path(__file__).parent / "static"
 
 
 # --- translations ---------------------------------------------------------------------------------
-
-
-@cache
-def translations(language: str) -> Translations:
-    """The catalogue for `language`, compiled in memory from the .po files of core and every module."""
-    merged = Translations()
-    for po in sorted(PACKAGE.glob(f"**/locale/{language}/LC_MESSAGES/messages.po")):
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=language)
-        buf = io.BytesIO()
-        write_mo(buf, catalog)
-        buf.seek(0)
-        merged.merge(Translations(buf))
-    return merged
-
-
-def gettext(language: str, message: str) -> str:
-    return translations(language).ugettext(message)
 
 
 def language_of(request: Request) -> str:
@@ -108,6 +87,7 @@ def asset(name: str) -> str:
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     language = language_of(request)
     trans = translations(language)
+    profile = request.app.state.profile
     env = environment()
     tmpl = env.get_template(template)
     identity = resolve_identity(request)
@@ -119,7 +99,10 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
         ngettext=trans.ungettext,
         identity=identity,
         csrf_token=csrf_token(request) if "session" in request.scope else "",
-        profile=request.app.state.profile,
+        profile=profile,
+        # A name kept per language, in the page's language (the city's default where it has none).
+        localized=lambda source, field="name": localized(source, field, language, profile.language),
+        languages=[(code, language_name(code)) for code in profile.languages],
         settings=request.app.state.settings,
         asset=asset,
         nav=[link for link in NAV if link.permission is None or identity.can(link.permission)],

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from smartcity.core.auth import Identity, Require, check, resolve_identity, verify_csrf
 from smartcity.core.errors import PermissionDenied
+from smartcity.core.i18n import localized
 from smartcity.core.models import User
 from smartcity.core.web import add_nav, language_of, render
 from smartcity.safety import service
@@ -181,8 +182,9 @@ def _console(request: Request, identity: Identity, incident_id: int | None, part
             return _page(request, "safety/_incident.html", inc=view, names=names)
         active, done = _queue(s, identity)
     template = "safety/_queue.html" if part == "queue" else "safety/console.html"
-    area = next((d for d in request.app.state.profile.districts if d.code == identity.district_code), None)
-    district = (area.name_ko if language_of(request) == "ko" else area.name_en) if area else identity.district_code
+    profile = request.app.state.profile
+    area = next((d for d in profile.districts if d.code == identity.district_code), None)
+    district = localized(area, "name", language_of(request), profile.language) if area else identity.district_code
     return _page(
         request,
         template,

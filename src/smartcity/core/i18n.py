@@ -1,0 +1,163 @@
+"""Languages: the Babel catalogues of core and every module, names kept per language (`name_ko`,
+`name_en`…), the choice of a language among those the city profile offers, and Korean particles.
+
+Every user-facing text is an English msgid translated through the catalogues; a value stored per language
+is read with `localized()`. Which languages exist is the city profile's `languages`, never a fixed pair.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+PACKAGE = Path(__file__).parent.parent
+
+
+@cache
+def translations(language: str) -> Translations:
+    """The catalogue for `language`, compiled in memory from the .po files of core and every module."""
+    merged = Translations()
+    for po in sorted(PACKAGE.glob(f"**/locale/{language}/LC_MESSAGES/messages.po")):
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=language)
+        buf = io.BytesIO()
+        write_mo(buf, catalog)
+        buf.seek(0)
+        merged.merge(Translations(buf))
+    return merged
+
+
+def gettext(language: str, message: str) -> str:
+    return translations(language).ugettext(message)
+
+
+def translate(language: str, message: str, **values: Any) -> str:
+    """`message` (an English msgid with {placeholders}) in `language`, filled in, Korean particles settled."""
+    text = gettext(language, message).format(**values)
+    return particles(text) if values else text
+
+
+def localized(source: Mapping[str, Any] | object, field: str, language: str, *fallbacks: str) -> str:
+    """The `field` of an object or mapping in `language` (`<field>_<language>`); if that is empty, in the
+    first fallback language that has it (pass the city's default language), else the plain `field`."""
+    get = source.get if isinstance(source, Mapping) else (lambda name: getattr(source, name, None))
+    for lang in (language, *fallbacks):
+        value = get(f"{field}_{lang}")
+        if value:
+            return str(value)
+    plain = get(field)
+    if isinstance(plain, str) and plain:
+        return plain
+    # Last, any language it is kept in: a name in another language beats no name at all.
+    keys = source.keys() if isinstance(source, Mapping) else getattr(source, "__dict__", {}).keys()
+    for key in sorted(k for k in keys if isinstance(k, str) and k.startswith(f"{field}_")):
+        value = get(key)
+        if isinstance(value, str) and value and _LANGUAGE_SUFFIX.fullmatch(key[len(field) + 1:]):
+            return value
+    return ""
+
+
+_LANGUAGE_SUFFIX = re.compile(r"[a-z]{2,3}")
+
+
+def language_name(code: str) -> str:
+    """A language's name in itself (한국어, English), as a language switcher shows it."""
+    try:
+        return Locale.parse(code).display_name or code
+    except (ValueError, UnknownLocaleError):
+        return code
+
+
+def negotiate(accept_language: str, languages: Iterable[str]) -> str | None:
+    """The first language of an Accept-Language header (by quality, then order) among `languages`."""
+    offered = tuple(languages)
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        code = tag.strip().replace("_", "-").split("-")[0].lower()
+        if code and quality > 0:
+            ranked.append((-quality, i, code))
+    return next((code for _, _, code in sorted(ranked) if code in offered), None)
+
+
+def pick(candidates: Iterable[str | None], languages: Iterable[str]) -> str | None:
+    """The first candidate (a code like "en" or a tag like "en-GB") naming one of `languages`."""
+    offered = tuple(languages)
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            code = candidate.strip().replace("_", "-").split("-")[0].lower()
+            if code in offered:
+                return code
+    return None
+
+
+# --- Korean particles ------------------------------------------------------------------------------------
+#
+# A Korean particle depends on whether the word before it ends in a consonant (받침). Translations write
+# the usual dictionary pair — 이(가), 을(를), 은(는), 과(와), (으)로, (이)라 — and, once a name or number is
+# filled in, `particles()` keeps the one form that fits what now stands before it.
+
+_PAIRS = {"이(가)": ("이", "가"), "을(를)": ("을", "를"), "은(는)": ("은", "는"), "과(와)": ("과", "와"),
+          "(으)로": ("으로", "로"), "(이)라": ("이라", "라"), "(이)나": ("이나", "나")}
+_PAIR = re.compile("|".join(re.escape(p) for p in _PAIRS))
+_CLOSERS = "'\"’”)]」』>"
+# How a digit is read (Sino-Korean): its last sound's final consonant, 0 for none, 8 for ㄹ.
+_DIGIT_FINAL = {"0": 21, "1": 8, "2": 0, "3": 16, "4": 0, "5": 0, "6": 1, "7": 8, "8": 8, "9": 0}
+_RIEUL = 8
+
+
+def final_consonant(word: str) -> int | None:
+    """The final consonant of how `word` ends when read aloud: 0 for none, the jongseong index (1–27)
+    otherwise, None when it cannot be told (a Latin letter, a symbol)."""
+    word = word.rstrip().rstrip(_CLOSERS).rstrip()
+    if not word:
+        return None
+    last = word[-1]
+    if "가" <= last <= "힣":
+        return (ord(last) - ord("가")) % 28
+    return _DIGIT_FINAL.get(last)
+
+
+def particle(word: str, pair: str) -> str:
+    """`word` followed by the form of `pair` (e.g. "을(를)") that fits it; the pair as written if unknown."""
+    return word + _form(word, pair)
+
+
+def _form(before: str, pair: str) -> str:
+    final = final_consonant(before)
+    if final is None:
+        return pair
+    with_consonant, without = _PAIRS[pair]
+    if pair == "(으)로":  # ㄹ takes 로 as a vowel does
+        return without if final in (0, _RIEUL) else with_consonant
+    return with_consonant if final else without
+
+
+def particles(text: str) -> str:
+    """Every particle pair in `text` settled by the word before it (pairs after a space stay as written)."""
+    out, last = [], 0
+    for m in _PAIR.finditer(text):
+        before = text[:m.start()]
+        out.append(text[last:m.start()])
+        attached = bool(before) and not before[-1].isspace()
+        out.append(_form(before, m.group()) if attached else m.group())
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out)
