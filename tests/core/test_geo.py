@@ -155,3 +155,39 @@ def test_every_problem_is_reported_and_nothing_is_stored(db):
     }
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(District).where(District.code == "OK1")) == 0
+
+
+# --- the one metric plane -------------------------------------------------------------------------
+
+_GRS80 = __import__("pyproj").Geod(ellps="GRS80")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-0.25, 0.25), st.floats(-0.3, 0.3), st.floats(-0.25, 0.25), st.floats(-0.3, 0.3))
+def test_the_local_plane_measures_like_the_ellipsoid_near_its_centre(dlat1, dlon1, dlat2, dlon2):
+    """Within about 30 km of the centre the plane's distances are the geodesic ones to 0.5 %."""
+    lat0, lon0 = SEOUL.center
+    a, b = (lat0 + dlat1, lon0 + dlon1), (lat0 + dlat2, lon0 + dlon2)
+    plane = geo.LocalPlane(SEOUL.center)
+    (x1, y1), (x2, y2) = plane.xy(*a), plane.xy(*b)
+    on_plane = ((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5
+    true = _GRS80.inv(a[1], a[0], b[1], b[0])[2]
+    assert on_plane == pytest.approx(true, rel=0.005, abs=0.5)
+    assert geo.haversine_m(*a, *b) == pytest.approx(true, rel=0.005, abs=0.5)
+
+
+@pytest.mark.parametrize("lat", [0.0, 20.0, 37.55, 50.0])
+def test_area_in_square_metres_matches_the_ellipsoid(lat):
+    """Good to 1 % up to mid latitudes (a zone's size limits need no more)."""
+    square = shape({"type": "Polygon", "coordinates": [[(10, lat), (10.01, lat), (10.01, lat + 0.01),
+                                                        (10, lat + 0.01), (10, lat)]]})
+    true = abs(_GRS80.geometry_area_perimeter(square)[0])
+    assert geo.area_m2(square) == pytest.approx(true, rel=0.01)
+
+
+def test_the_transverse_mercator_plane_keeps_distances_across_the_city():
+    plane = geo.transverse_mercator(SEOUL.center)
+    west, south, east, north = SEOUL.bbox
+    (x1, y1), (x2, y2) = plane.transform(west, south), plane.transform(east, north)
+    true = _GRS80.inv(west, south, east, north)[2]
+    assert ((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5 == pytest.approx(true, rel=1e-4)

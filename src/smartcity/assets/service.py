@@ -29,6 +29,7 @@ from smartcity.core import audit
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.events import publish
 from smartcity.core.geo import check_coordinates, geo_index
+from smartcity.core.geo import transverse_mercator as city_plane
 
 KINDS = {
     "cctv": "CCTV camera",
@@ -497,15 +498,6 @@ class AssetRef:
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "name": self.name, "lat": self.lat, "lon": self.lon,
                 "district": self.district_code}
-
-
-def city_plane(center: tuple[float, float]) -> Transformer:
-    """WGS84 → a transverse Mercator plane in metres centred on the city (scale 1 at the centre)."""
-    lat0, lon0 = center
-    return Transformer.from_crs(
-        "EPSG:4326", f"+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m",
-        always_xy=True,
-    )
 
 
 class KindIndex:

@@ -59,7 +59,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from smartcity.core import audit
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
-from smartcity.core.geo import geo_index
+from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
 
 log = logging.getLogger(__name__)
@@ -159,28 +159,6 @@ class Overloaded(SmartCityError):
 
 
 # --- geometry on a metric plane -------------------------------------------------------------------
-
-
-class LocalPlane:
-    """Degrees → metres on an equirectangular plane around the city's centre. Within 30 km of the
-    centre, distances are off by well under 0.5 %: centimetres at the size of a safe zone."""
-
-    def __init__(self, center: tuple[float, float]):
-        self.lat0, self.lon0 = center
-        self.kx = math.cos(math.radians(self.lat0)) * 111_320.0
-        self.ky = 110_574.0
-
-    def xy(self, lat: float, lon: float) -> tuple[float, float]:
-        return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
-
-    def geometry(self, geom):
-        def to_plane(coords):
-            out = coords.copy()
-            out[:, 0] = (coords[:, 0] - self.lon0) * self.kx
-            out[:, 1] = (coords[:, 1] - self.lat0) * self.ky
-            return out
-
-        return shapely.transform(geom, to_plane)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from smartcity.core.events import Admission, publish
-from smartcity.core.geo import check_coordinates, geo_index, haversine_m
+from smartcity.core.geo import area_m2, check_coordinates, geo_index, haversine_m
 from smartcity.core.models import User
 from smartcity.safety.engine import Position, Raised, ZoneShape, new_device_secret, parse_protocols, parse_schedule
 from smartcity.safety.models import (
@@ -359,8 +359,7 @@ def _check_zone(session: Session, z: ZoneIn) -> dict:
         raise InvalidInput(f"the polygon is not valid: {explain_validity(geom)}", code="invalid_zone")
     c = geom.representative_point()
     index.locate(c.y, c.x)
-    area_m2 = geom.area * 111_320 * 110_574 * math.cos(math.radians(c.y))
-    if not 100 <= area_m2 <= 25_000_000:
+    if not 100 <= area_m2(geom) <= 25_000_000:
         raise InvalidInput("a zone's area is between 100 m² and 25 km²", code="invalid_zone")
     return {"lat": c.y, "lon": c.x, "radius_m": None, "geometry": json.dumps(mapping(geom))}
 
