@@ -4,31 +4,18 @@ serving process's poller (PRAGMA data_version), as NOTIFY/LISTEN does on Postgre
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
 import httpx
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import delete, func, select, update
 
-from smartcity.core.db import Base, Database, utcnow
+from smartcity.core.db import Database, utcnow
 from smartcity.core.events import Event, EventLogRow, publish
-from smartcity.models import load_all
 from tests import synthetic
 from tests.conftest import eventually, make_key, make_user
-from tests.core.test_events import ROOT, SSEReader, _serve, run_async
+from tests.helpers import SSEReader, run_async, run_cli, serve
 from tests.servers import free_port, wait_for_port
-
-
-def test_the_event_log_table_is_what_the_model_declares(db):
-    load_all()
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-    assert [d for d in diff if "event_log" in repr(d)] == []
 
 
 def _log_rows(db) -> list[EventLogRow]:
@@ -119,7 +106,7 @@ def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sq
     make_user(db, "admin1", "admin")
     key = make_key(db, "admin1")
     port = free_port()
-    proc = _serve(sqlite_url, tmp_path, port)
+    proc = serve(sqlite_url, tmp_path / "var", port)
     try:
         wait_for_port(port)
         base = f"http://127.0.0.1:{port}"
@@ -136,10 +123,8 @@ def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sq
 
             # The CLI imports neighbourhoods; the server's spatial index is rebuilt from its event.
             assert httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"] is None
-            env = {**os.environ, "SMARTCITY_DATABASE_URL": sqlite_url}
             hoods = synthetic_dir / "neighbourhoods.geojson"
-            subprocess.run([sys.executable, "-m", "smartcity.cli", "import", "neighbourhoods", str(hoods)],
-                           env=env, cwd=ROOT, check=True, capture_output=True)
+            run_cli(sqlite_url, "import", "neighbourhoods", str(hoods))
             assert eventually(lambda: stream.of("geo.changed"), timeout=10)
             hood = httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"]
             assert hood and hood["code"] in synthetic.codes_at(hoods, 37.5116, 127.0594)

@@ -1,12 +1,6 @@
 """The event bus: delivery after commit only, audience filtering, SSE, and crossing processes on PostgreSQL."""
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,57 +9,8 @@ from smartcity.core.auth import Identity
 from smartcity.core.events import Event, publish
 from tests import synthetic
 from tests.conftest import PASSWORD, eventually, make_key, make_user
+from tests.helpers import SSEReader, run_async, run_cli, serve
 from tests.servers import free_port, wait_for_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class SSEReader:
-    """Reads a Server-Sent-Events stream in a thread and keeps what arrives."""
-
-    def __init__(self, url: str, headers: dict | None = None):
-        self.url, self.headers = url, headers or {}
-        self.events: list[dict] = []
-        self.connected = threading.Event()
-        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        assert self.connected.wait(10), "the event stream did not open"
-        return self
-
-    def __exit__(self, *exc):
-        self._client.close()
-
-    def _run(self):
-        current: dict = {}
-        try:
-            with self._client.stream("GET", self.url, headers=self.headers) as r:
-                for line in r.iter_lines():
-                    if line.startswith(": connected"):
-                        self.connected.set()
-                    elif line.startswith("event: "):
-                        current["event"] = line[7:]
-                    elif line.startswith("data: "):
-                        current["data"] = json.loads(line[6:])
-                    elif line == "" and current:
-                        self.events.append(current)
-                        current = {}
-        except (httpx.HTTPError, RuntimeError):
-            pass
-
-    def of(self, topic: str) -> list[dict]:
-        return [e["data"] for e in self.events if e.get("event") == topic]
-
-
-def run_async(coro):
-    """asyncio.run in a thread of its own: the browser tests' Playwright keeps an event loop running in the
-    main thread for the rest of the session."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def test_events_are_delivered_after_commit_and_dropped_on_rollback(db):
@@ -148,13 +93,6 @@ def test_sse_stream_delivers_only_what_the_subscriber_may_see(live_app):
         assert citizen_stream.of("user.created") == []
 
 
-def _serve(url: str, tmp_path: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SMARTCITY_DATABASE_URL": url, "SMARTCITY_SECRET_KEY": "two-process",
-           "SMARTCITY_VAR_DIR": str(tmp_path / f"var{port}"), "SMARTCITY_LOG_LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)], env=env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 @pytest.mark.postgres
 def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(postgres_url, tmp_path, synthetic_dir):
     from smartcity.core.db import Database
@@ -164,7 +102,7 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
     key = make_key(db, "admin1")
     db.dispose()
     ports = [free_port(), free_port()]
-    procs = [_serve(postgres_url, tmp_path, p) for p in ports]
+    procs = [serve(postgres_url, tmp_path / f"var{p}", p) for p in ports]
     try:
         for port in ports:
             wait_for_port(port)
@@ -179,10 +117,8 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
 
             # A third process (the CLI) imports boundaries; both servers rebuild their spatial index.
             assert httpx.get(f"{b}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"] is None
-            env = {**os.environ, "SMARTCITY_DATABASE_URL": postgres_url}
             hoods = synthetic_dir / "neighbourhoods.geojson"
-            subprocess.run([sys.executable, "-m", "smartcity.cli", "import", "neighbourhoods", str(hoods)],
-                           env=env, cwd=ROOT, check=True, capture_output=True)
+            run_cli(postgres_url, "import", "neighbourhoods", str(hoods))
             assert eventually(lambda: stream.of("geo.changed"))
             holding = synthetic.codes_at(hoods, 37.5116, 127.0594)
             for base in (a, b):

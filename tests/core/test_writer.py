@@ -16,6 +16,7 @@ from smartcity.core.db import Database
 from smartcity.core.events import EventLogRow, publish
 from smartcity.core.models import Department
 from smartcity.core.writer import Writer
+from tests.helpers import run_async
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def test_events_come_after_the_group_commits_and_a_failed_jobs_never(db, writer)
         finally:
             await db.events.stop()
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert seen_inside_group == [[], [], []]
     assert sorted(seen) == ["w-a", "w-c"]
     if not db.is_postgres:  # what other processes read: the event log, written in each job's savepoint

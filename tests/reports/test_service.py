@@ -308,16 +308,3 @@ def test_demo_data_covers_every_status_and_district_and_runs_once(rdb):
     assert list(demo_reports(rdb, profile)) == ["reports: demo reports already present"]
     with rdb.session() as s:
         assert s.scalar(select(func.count()).select_from(Report)) == total
-
-
-def test_the_migrations_match_the_models(db):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from smartcity.core.db import Base
-    from smartcity.models import load_all
-
-    load_all()
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
-    assert [d for d in diff if "report" in str(d)] == []

@@ -1,0 +1,87 @@
+"""Helpers the tests of several areas share (plain functions and classes; the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: where `python -m smartcity.cli` is run from
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end in a fresh event loop of a thread of its own.
+
+    Once a browser test has run, Playwright's sync API leaves an event loop running in the main thread for
+    the rest of the session, and `asyncio.run` there fails: a test that called it would pass or fail
+    depending on the order the tests ran in."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def serve(url: str, var_dir: Path, port: int, **env: str) -> subprocess.Popen:
+    """`smartcity serve` in a process of its own on `port` (the OsmAnd port closed: several may run)."""
+    environ = {**os.environ, "SMARTCITY_DATABASE_URL": url, "SMARTCITY_SECRET_KEY": "another-process",
+               "SMARTCITY_VAR_DIR": str(var_dir), "SMARTCITY_LOG_LEVEL": "warning", "SMARTCITY_OSMAND_PORT": "0",
+               **env}
+    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)], env=environ,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def run_cli(url: str, *args: str) -> str:
+    """The `smartcity` command in another process against the store at `url`; its output, or a failure."""
+    environ = {**os.environ, "SMARTCITY_DATABASE_URL": url}
+    done = subprocess.run([sys.executable, "-m", "smartcity.cli", *args], env=environ, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class SSEReader:
+    """Reads a Server-Sent-Events stream in a thread and keeps what arrives."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.url, self.headers = url, headers or {}
+        self.events: list[dict] = []
+        self.connected = threading.Event()
+        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        assert self.connected.wait(10), "the event stream did not open"
+        return self
+
+    def __exit__(self, *exc):
+        self._client.close()
+
+    def _run(self):
+        current: dict = {}
+        try:
+            with self._client.stream("GET", self.url, headers=self.headers) as r:
+                for line in r.iter_lines():
+                    if line.startswith(": connected"):
+                        self.connected.set()
+                    elif line.startswith("event: "):
+                        current["event"] = line[7:]
+                    elif line.startswith("data: "):
+                        current["data"] = json.loads(line[6:])
+                    elif line == "" and current:
+                        self.events.append(current)
+                        current = {}
+        except (httpx.HTTPError, RuntimeError):
+            pass  # the test closed the stream (or the server went away): what arrived is kept
+
+    def of(self, topic: str) -> list[dict]:
+        return [e["data"] for e in self.events if e.get("event") == topic]
