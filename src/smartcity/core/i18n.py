@@ -42,8 +42,8 @@ def gettext(language: str, message: str) -> str:
 
 def translate(language: str, message: str, **values: Any) -> str:
     """`message` (an English msgid with {placeholders}) in `language`, filled in, Korean particles settled."""
-    text = gettext(language, message).format(**values)
-    return particles(text) if values else text
+    template = gettext(language, message)
+    return particles(template, **values).format(**values) if values else template
 
 
 def localized(source: Mapping[str, Any] | object, field: str, language: str, *fallbacks: str) -> str:
@@ -58,7 +58,8 @@ def localized(source: Mapping[str, Any] | object, field: str, language: str, *fa
     if isinstance(plain, str) and plain:
         return plain
     # Last, any language it is kept in: a name in another language beats no name at all.
-    keys = source.keys() if isinstance(source, Mapping) else getattr(source, "__dict__", {}).keys()
+    # An object's fields: its own, and those its class declares (a table's columns, loaded or not).
+    keys = source.keys() if isinstance(source, Mapping) else {*getattr(source, "__dict__", ()), *dir(type(source))}
     for key in sorted(k for k in keys if isinstance(k, str) and k.startswith(f"{field}_")):
         value = get(key)
         if isinstance(value, str) and value and _LANGUAGE_SUFFIX.fullmatch(key[len(field) + 1:]):
@@ -111,8 +112,8 @@ def pick(candidates: Iterable[str | None], languages: Iterable[str]) -> str | No
 # --- Korean particles ------------------------------------------------------------------------------------
 #
 # A Korean particle depends on whether the word before it ends in a consonant (받침). Translations write
-# the usual dictionary pair — 이(가), 을(를), 은(는), 과(와), (으)로, (이)라 — and, once a name or number is
-# filled in, `particles()` keeps the one form that fits what now stands before it.
+# the usual dictionary pair — 이(가), 을(를), 은(는), 과(와), (으)로, (이)라 — and `particles()` keeps the one
+# form that fits what will stand before it once a name or number is filled in.
 
 _PAIRS = {"이(가)": ("이", "가"), "을(를)": ("을", "를"), "은(는)": ("은", "는"), "과(와)": ("과", "와"),
           "(으)로": ("으로", "로"), "(이)라": ("이라", "라"), "(이)나": ("이나", "나")}
@@ -150,14 +151,27 @@ def _form(before: str, pair: str) -> str:
     return with_consonant if final else without
 
 
-def particles(text: str) -> str:
-    """Every particle pair in `text` settled by the word before it (pairs after a space stay as written)."""
+def particles(template: str, **values: Any) -> str:
+    """`template` with each particle pair settled by what stands before it once `values` are filled in (a
+    pair after a space stays as written). Only the template's own pairs are read: a value that happens to
+    contain one is filled in untouched."""
     out, last = [], 0
-    for m in _PAIR.finditer(text):
-        before = text[:m.start()]
-        out.append(text[last:m.start()])
-        attached = bool(before) and not before[-1].isspace()
-        out.append(_form(before, m.group()) if attached else m.group())
+    for m in _PAIR.finditer(template):
+        before = template[:m.start()]
+        out.append(template[last:m.start()])
         last = m.end()
-    out.append(text[last:])
+        if not before or before[-1].isspace():
+            out.append(m.group())
+            continue
+        word = before
+        bare = before.rstrip(_CLOSERS)
+        if bare.endswith("}") and "{" in bare:
+            # A placeholder: its value, rendered as the message will render it, decides.
+            word = "{" + bare[bare.rindex("{") + 1:]
+            try:
+                word = word.format(**values)
+            except (KeyError, IndexError, ValueError):
+                word = ""
+        out.append(_form(word, m.group()))
+    out.append(template[last:])
     return "".join(out)

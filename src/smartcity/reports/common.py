@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput
+from smartcity.core.i18n import localized, translations
 from smartcity.settings import Settings, get_settings
 
 H3_RES = 9
@@ -63,15 +64,16 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# What each status is called (English msgids, context "report status" in the catalogues).
 STATUS_NAMES = {
-    "open": ("접수", "Open"),
-    "acknowledged": ("확인", "Acknowledged"),
-    "in_progress": ("처리 중", "In progress"),
-    "fixed": ("처리 완료", "Fixed"),
-    "closed": ("종결", "Closed"),
-    "duplicate": ("중복", "Duplicate"),
-    "not_responsible": ("소관 아님", "Not our responsibility"),
-    "referred": ("이관", "Referred"),
+    "open": "Open",
+    "acknowledged": "Acknowledged",
+    "in_progress": "In progress",
+    "fixed": "Fixed",
+    "closed": "Closed",
+    "duplicate": "Duplicate",
+    "not_responsible": "Not our responsibility",
+    "referred": "Referred",
 }
 
 
@@ -82,9 +84,9 @@ DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multiva
 
 
 def status_name(status: str, language: str) -> str:
-    """A status in words, in Korean or English."""
-    ko, en = STATUS_NAMES.get(status, (status, status))
-    return ko if language == "ko" else en
+    """A status in words, in `language`."""
+    name = STATUS_NAMES.get(status)
+    return translations(language).upgettext("report status", name) if name else status
 
 
 def open311_status(status: str) -> str:
@@ -132,13 +134,8 @@ def _raise_problems(problems: list[dict], message: str = "the report is not vali
         raise InvalidInput(message, code=problems[0].get("code_top") or problems[0]["code"], details=problems)
 
 
-def _loc(obj, name: str, language: str) -> str:
-    value = getattr(obj, f"{name}_ko" if language == "ko" else f"{name}_en", "") or ""
-    return value or getattr(obj, f"{name}_en", "") or getattr(obj, f"{name}_ko", "") or ""
-
-
-def _dloc(d: dict, name: str, language: str) -> str:
-    return d.get(f"{name}_{language}") or d.get(f"{name}_en") or d.get(f"{name}_ko") or d.get(name) or ""
+# The package's names for core.i18n.localized (a name kept per language, of a row or a mapping).
+_loc = _dloc = localized
 
 
 MAX_MEDIA_URL = 2000

@@ -12,8 +12,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from smartcity.core import audit, notify
+from smartcity.core.city import load_profile
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import localized, translate
 from smartcity.core.models import User
 from smartcity.reports.common import _check_bbox, _loc, settings_of, status_name
 from smartcity.reports.models import Report, ReportContact, Subscription
@@ -31,33 +33,27 @@ def feedback_token(report: Report, settings: Settings | None = None) -> str:
     return hmac.new(key, f"report-feedback:{report.id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+# (subject, body) of each message, English msgids of the catalogues; a translation writes whole sentences and
+# Korean particles as pairs (이(가), (으)로…), settled once the values are in (core.i18n.translate).
 MESSAGES = {
-    "received": ("[{city}] 신고 #{id}가 접수되었습니다", "[{city}] Report #{id} received",
-                 "'{title}' 신고가 접수되어 {unit}(으)로 전달되었습니다. 처리 예정일: {due}.\n{url}",
+    "received": ("[{city}] Report #{id} received",
                  "Your report '{title}' was received and sent to {unit}. Expected by {due}.\n{url}"),
-    "status": ("[{city}] 신고 #{id}: {status}", "[{city}] Report #{id}: {status}",
-               "'{title}' 신고의 처리 상태가 '{status}'(으)로 바뀌었습니다.\n{text}\n{url}",
+    "status": ("[{city}] Report #{id}: {status}",
                "The status of your report '{title}' is now '{status}'.\n{text}\n{url}"),
-    "update": ("[{city}] 신고 #{id}에 새 소식이 있습니다", "[{city}] News on report #{id}",
-               "'{title}' 신고에 대한 답변입니다.\n{text}\n{url}",
-               "An update on your report '{title}':\n{text}\n{url}"),
-    "duplicate": ("[{city}] 신고 #{id}: 중복", "[{city}] Report #{id}: duplicate",
-                  "'{title}' 신고는 이미 접수된 신고 #{parent}와 같은 문제로 함께 처리됩니다.\n{text}\n{url}",
+    "update": ("[{city}] News on report #{id}", "An update on your report '{title}':\n{text}\n{url}"),
+    "duplicate": ("[{city}] Report #{id}: duplicate",
                   "Your report '{title}' is the same problem as report #{parent} and is handled with it."
                   "\n{text}\n{url}"),
-    "fixed": ("[{city}] 신고 #{id}: 처리 완료", "[{city}] Report #{id}: fixed",
-              "'{title}' 신고가 처리되었습니다.\n{text}\n처리 결과를 확인하고 평가해 주세요: {feedback_url}",
+    "fixed": ("[{city}] Report #{id}: fixed",
               "Your report '{title}' has been fixed.\n{text}\nPlease confirm and rate the work: {feedback_url}"),
-    "new_in_area": ("[{city}] 새 신고: {title}", "[{city}] New report: {title}",
-                    "구독하신 지역에 새 신고가 올라왔습니다: {category} — {title}\n{url}\n구독 해지: {unsubscribe_url}",
+    "new_in_area": ("[{city}] New report: {title}",
                     "A new report in your area: {category} — {title}\n{url}\nUnsubscribe: {unsubscribe_url}"),
 }
 
 
 def _message(kind: str, language: str, **values) -> tuple[str, str]:
-    subj_ko, subj_en, body_ko, body_en = MESSAGES[kind]
-    subj, body = (subj_ko, body_ko) if language == "ko" else (subj_en, body_en)
-    return subj.format(**values), re.sub(r"\n{2,}", "\n", body.format(**values))
+    subject, body = MESSAGES[kind]
+    return translate(language, subject, **values), re.sub(r"\n{2,}", "\n", translate(language, body, **values))
 
 
 def _base_url(session: Session) -> str:
@@ -81,15 +77,10 @@ def _notify_reporter(session: Session, report: Report, kind: str, *, text: str =
     lang = report.language
     base = _base_url(session)
     token = token or feedback_token(report, settings)
-    profile_city = "서울" if lang == "ko" else "Seoul"
-    try:
-        from smartcity.core.city import load_profile
-
-        profile_city = load_profile(settings.city).name(lang)
-    except Exception:  # noqa: BLE001 - a name in a message is not worth failing a change over
-        pass
+    profile = load_profile(settings.city)
     subject, body = _message(
-        kind, lang, city=profile_city, id=report.id, title=report.title, unit=_loc(report.unit, "name", lang),
+        kind, lang, city=profile.name(lang), id=report.id, title=report.title,
+        unit=localized(report.unit, "name", lang, profile.language),
         due=report.due_at.astimezone(UTC).strftime("%Y-%m-%d"), status=status_name(report.status, lang),
         text=text, url=f"{base}/reports/{report.id}", parent=parent.id if parent else "",
         feedback_url=f"{base}/reports/{report.id}?token={token}",
@@ -116,7 +107,8 @@ def subscribe(session: Session, email: str, *, district: str | None = None,
         raise InvalidInput("that is not an email address", code="invalid_email")
     if (district is None) == (bbox is None):
         raise InvalidInput("give either a district or a box", code="invalid_area")
-    sub = Subscription(email=email, language=language if language in ("ko", "en") else "ko",
+    profile = load_profile(settings_of(session).city)
+    sub = Subscription(email=email, language=language if language in profile.languages else profile.language,
                        token=secrets.token_urlsafe(32), user_id=user_id)
     if district is not None:
         if district not in {a.code for a in geo_index(session.info["db"]).districts}:
