@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 import httpx
-from sqlalchemy import ForeignKey, Integer, String, Text, select
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -42,6 +42,8 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_try_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Extra mail headers, e.g. RFC 8058's List-Unsubscribe pair, so a mail client can offer one-click unsubscribe.
+    headers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Channel(Protocol):
@@ -63,6 +65,8 @@ class SmtpChannel:
         s = self.settings
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = s.mail_from, message.to, message.subject
+        for name, value in (message.headers or {}).items():
+            mail[name] = value
         mail.set_content(message.body)
         with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=10) as smtp:
             if s.smtp_starttls:
@@ -94,12 +98,13 @@ def channels(settings: Settings) -> dict[str, Channel]:
 
 
 def queue(session: Session, channel: str, to: str, body: str, *, subject: str = "", topic: str = "",
-          ref: str | None = None, user_id: int | None = None) -> Notification:
-    """Put a message in the outbox, within the caller's transaction."""
+          ref: str | None = None, user_id: int | None = None, headers: dict[str, str] | None = None
+          ) -> Notification:
+    """Put a message in the outbox, within the caller's transaction (`headers`: extra mail headers)."""
     if channel not in ("email", "sms", "log"):
         raise ValueError(f"unknown channel {channel!r}")
     row = Notification(channel=channel, to=to, subject=subject[:300], body=body, topic=topic, ref=ref,
-                       user_id=user_id)
+                       user_id=user_id, headers=headers or None)
     session.add(row)
     return row
 

@@ -11,9 +11,10 @@ import binascii
 import json
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from smartcity.core.auth import CurrentIdentity, Identity, Require
@@ -522,12 +523,20 @@ def subscribe(request: Request, body: SubscriptionBody, identity: CurrentIdentit
                 "bbox": [sub.west, sub.south, sub.east, sub.north] if sub.west is not None else None}
 
 
-@router.api_route(f"{P}/subscriptions/{{token}}/delete", methods=["GET", "POST"])
+@router.post(f"{P}/subscriptions/{{token}}/delete")
 def unsubscribe(request: Request, token: str) -> dict:
-    """Unsubscribe (the link in every message)."""
+    """Unsubscribe: the address of every message's List-Unsubscribe header, where a mail client POSTs
+    "List-Unsubscribe=One-Click" (RFC 8058; the token is the credential, so no CSRF token is asked)."""
     with _db(request).session() as s:
         S.unsubscribe(s, token)
     return {"unsubscribed": True}
+
+
+@router.get(f"{P}/subscriptions/{{token}}/delete", include_in_schema=False)
+def unsubscribe_link(token: str) -> RedirectResponse:
+    """A GET never unsubscribes (mail scanners fetch every link): older messages' links and mail clients
+    without one-click land on the confirm page, whose button POSTs."""
+    return RedirectResponse(f"/reports/unsubscribe/{quote(token, safe='')}", status_code=303)
 
 
 def _feed(request: Request, district: str | None, bbox: str | None) -> Response:
@@ -656,4 +665,3 @@ def feedback(request: Request, report_id: int, body: FeedbackBody, identity: Cur
         r = S.feedback(s, identity, report_id, fixed=body.fixed, rating=body.rating, comment=body.comment,
                        token=body.token)
         return S.public_view(r, language_of(request))
-

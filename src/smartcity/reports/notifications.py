@@ -124,10 +124,20 @@ def subscribe(session: Session, email: str, *, district: str | None = None,
 
 
 def unsubscribe(session: Session, token: str) -> None:
+    """End a subscription by its secret token (only ever from a POST: mail scanners follow links)."""
     sub = session.scalar(select(Subscription).where(Subscription.token == str(token)))
     if sub is None:
         raise NotFound("no such subscription")
+    audit.record(session, "citizen" if sub.user_id is None else f"user:{sub.user_id}", "unsubscribe",
+                 "report_subscription", sub.id)
     session.delete(sub)
+
+
+def unsubscribe_headers(base: str, token: str) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe: the mail client POSTs "List-Unsubscribe=One-Click" to the API's
+    address; a GET there only redirects to the confirm page."""
+    return {"List-Unsubscribe": f"<{base}/api/reports/subscriptions/{token}/delete>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def _notify_subscribers(session: Session, report: Report) -> int:
@@ -141,8 +151,9 @@ def _notify_subscribers(session: Session, report: Report) -> int:
         subject, body = _message("new_in_area", sub.language, city="", id=report.id, title=report.title,
                                  category=_loc(report.category, "name", sub.language),
                                  url=f"{base}/reports/{report.id}",
-                                 unsubscribe_url=f"{base}/api/reports/subscriptions/{sub.token}/delete")
+                                 unsubscribe_url=f"{base}/reports/unsubscribe/{sub.token}")
         notify.queue(session, "email", sub.email, body, subject=subject.replace("[] ", ""),
-                     topic="report.new_in_area", ref=f"report:{report.id}")
+                     topic="report.new_in_area", ref=f"report:{report.id}",
+                     headers=unsubscribe_headers(base, sub.token))
         n += 1
     return n
