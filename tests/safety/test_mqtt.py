@@ -90,8 +90,8 @@ def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosqui
             # whether the engine wrote them in one batch (it then answers both with the first's Ack).
             assert (intake.stats["stored"] + intake.stats["duplicates"], intake.stats["dropped"]) == (3, 4)
             metrics = client.get("/metrics").text
-            assert 'smartcity_safety_positions_total{protocol="mqtt",result="unknown_device"} 1.0' in metrics
-            assert 'smartcity_safety_positions_total{protocol="mqtt",result="encrypted_payload"} 1.0' in metrics
+            assert 'smartcity_intake_total{protocol="mqtt",result="unknown_device"} 1.0' in metrics
+            assert 'smartcity_intake_total{protocol="mqtt",result="encrypted_payload"} 1.0' in metrics
     finally:
         phone.close()
 
@@ -182,6 +182,6 @@ def test_transitions_on_the_event_subtopic_are_received_with_the_default_subscri
             assert (row.fix_time, row.protocol, row.attributes["event"], row.attributes["transition"]) == (
                 at, "mqtt", "enter", True)
             metrics = client.get("/metrics").text
-            assert 'smartcity_safety_positions_total{protocol="mqtt",result="protocol_not_allowed"} 1.0' in metrics
+            assert 'smartcity_intake_total{protocol="mqtt",result="protocol_not_allowed"} 1.0' in metrics
     finally:
         phone.close()

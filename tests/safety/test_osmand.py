@@ -210,8 +210,8 @@ def test_intake_counts_are_exposed_as_metrics(db, client):
     client.get(f"/osmand?{traccar_query(w.device, utcnow() - timedelta(seconds=5))}")
     client.get(f"/osmand?{traccar_query('nobody', utcnow())}")
     text = client.get("/metrics").text
-    assert 'smartcity_safety_positions_total{protocol="osmand",result="stored"} 1.0' in text
-    assert 'smartcity_safety_positions_total{protocol="osmand",result="unknown_device"} 1.0' in text
+    assert 'smartcity_intake_total{protocol="osmand",result="stored"} 1.0' in text
+    assert 'smartcity_intake_total{protocol="osmand",result="unknown_device"} 1.0' in text
 
 
 # --- the listener on its own port -----------------------------------------------------------------

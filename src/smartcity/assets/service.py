@@ -30,6 +30,7 @@ from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.events import publish
 from smartcity.core.geo import check_coordinates, geo_index
 from smartcity.core.geo import transverse_mercator as city_plane
+from smartcity.core.params import bbox as parse_bbox  # noqa: F401 - exported: the API parses ?bbox= with it
 
 KINDS = {
     "cctv": "CCTV camera",
@@ -427,21 +428,6 @@ def delete_source(session: Session, kind: str, source: str, actor="cli") -> int:
     audit.record(session, actor, "delete", "assets", kind, {"source": source, "count": n})
     _changed(session, {"kind": kind})
     return n
-
-
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """'west,south,east,north' → a tuple, or InvalidInput."""
-    if not text:
-        return None
-    try:
-        west, south, east, north = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InvalidInput("bbox is west,south,east,north in degrees", code="invalid_bbox") from None
-    check_coordinates(south, west)
-    check_coordinates(north, east)
-    if west > east or south > north:
-        raise InvalidInput("bbox must have west ≤ east and south ≤ north", code="invalid_bbox")
-    return west, south, east, north
 
 
 def list_assets(session: Session, kind: str | None = None, bbox: tuple[float, float, float, float] | None = None,

@@ -30,24 +30,76 @@ class Base(DeclarativeBase):
 
 
 class UTCDateTime(TypeDecorator):
-    """A timestamp stored in UTC and always handed back timezone-aware (SQLite keeps no zone)."""
+    """A timestamp stored in UTC and always handed back timezone-aware (the ORM's side of the codec)."""
 
     impl = DateTime(timezone=True)
+# --- the time codec: one way to keep a UTC time in either store ---------------------------------------
+#
+# PostgreSQL keeps timestamptz; SQLite has no time type, so a time is kept as naive UTC text, written as
+# SQLAlchemy's SQLite dialect writes it ("2024-05-01 00:30:00.000000": microseconds always). Hand-written SQL
+# (the intake's batch inserts, the Open311 fast path) binds and reads times through these functions, so its
+# rows compare and sort with the ORM's.
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware time in UTC; a naive one is refused (a time without a zone is a bug, not UTC)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def sqlite_text(value: datetime | None) -> str | None:
+    """A time as SQLite keeps it (naive UTC text with microseconds)."""
+    if value is None:
+        return None
+    return as_utc(value).isoformat(" ", "microseconds")[:26]
+
+
+def to_store(value: datetime | None, sqlite: bool) -> datetime | str | None:
+    """A time as a bound value of hand-written SQL: text for SQLite, an aware UTC datetime for PostgreSQL."""
+    if value is None:
+        return None
+    return sqlite_text(value) if sqlite else as_utc(value)
+
+
+def from_store(value: datetime | str | None) -> datetime | None:
+    """A time read from either store (SQLite's text or naive value, PostgreSQL's aware one), aware in UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
         if value is not None:
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to a UTC column")
-            value = value.astimezone(UTC)
+            value = as_utc(value)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        return from_store(value)
+
+
+class Tally:
+    """Counts of what this process did with a store (job runs, failed deliveries), by kind and label, for
+    /metrics. Thread-safe: the scheduler, the writer and requests count from their own threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, int]] = {}
+
+    def add(self, kind: str, label: str, n: int = 1) -> None:
+        with self._lock:
+            by_label = self._counts.setdefault(kind, {})
+            by_label[label] = by_label.get(label, 0) + n
+
+    def counts(self, kind: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts.get(kind, {}))
 
 
 def utcnow() -> datetime:
@@ -92,6 +144,7 @@ class Database:
 
         self.events = EventBus(self)
 
+        self.tally = Tally()  # what this process did with the store, for /metrics
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 import httpx
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, select
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -123,6 +123,7 @@ def deliver_pending(db, settings: Settings, limit: int = 100) -> int:
             try:
                 chans[msg.channel].send(msg)
             except Exception as exc:  # any channel failure is recorded and retried
+                db.tally.add("notification_failures", msg.channel)
                 msg.error = f"{type(exc).__name__}: {exc}"[:2000]
                 if msg.attempts >= MAX_ATTEMPTS:
                     msg.status = "failed"
@@ -132,3 +133,11 @@ def deliver_pending(db, settings: Settings, limit: int = 100) -> int:
             msg.status, msg.sent_at, msg.error = "sent", utcnow(), None
             sent += 1
     return sent
+
+
+def outbox_counts(db) -> dict[str, int]:
+    """How many messages are pending (the backlog, due or waiting for a retry) and failed (given up)."""
+    with db.session() as s:
+        rows = s.execute(select(Notification.status, func.count()).where(Notification.status.in_(("pending", "failed")))
+                         .group_by(Notification.status)).all()
+    return {"pending": 0, "failed": 0} | {status: n for status, n in rows}

@@ -70,7 +70,7 @@ def numbers(value: str | None, n: int, name: str, *, code: str | None = None) ->
 def bbox(value: str | Sequence[Any] | None, *, code: str = "invalid_bbox") -> Box | None:
     """A box "west,south,east,north" (text or four values) in degrees with west < east and south < north,
     or None when not given."""
-    if not _given(value) or (not isinstance(value, str) and not value):
+    if not _given(value):
         return None
     parts = value.split(",") if isinstance(value, str) else value
     try:

@@ -9,12 +9,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from smartcity.core.auth import csrf_token, resolve_identity
 from smartcity.core.errors import NotAuthenticated, SmartCityError
@@ -172,10 +182,18 @@ def error_response(request: Request, exc: SmartCityError) -> Response:
 
 
 class Metrics:
-    """Prometheus counters of the HTTP server, kept in the app's own registry."""
+    """The app's Prometheus figures, in a registry of its own: HTTP requests, intake by protocol, and what
+    is read at each scrape (intake queues, the notification outbox, SSE subscribers, scheduled jobs), beside
+    the process's own (CPU, memory, file descriptors, garbage collection).
 
-    def __init__(self):
+    Modules count through `count_intake(protocol, result)` and show a queue with `watch_queue(name, depth)`;
+    the metric names stay the core's, so a dashboard needs no module's name."""
+
+    def __init__(self, db=None):
         self.registry = CollectorRegistry()
+        self.db = db
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.requests = Counter(
             "smartcity_http_requests",
             "HTTP requests answered",
@@ -189,9 +207,73 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
         )
+        self.intake = Counter(
+            "smartcity_intake",
+            "Records received by an intake, by protocol and result (stored, duplicate, or an error code); "
+            'rate(smartcity_intake_total{result="stored"}[1m]) is what is stored per second',
+            ["protocol", "result"],
+            registry=self.registry,
+        )
+        self._intake_children: dict[tuple[str, str], Any] = {}
+        self._queues: dict[str, Callable[[], int]] = {}
+        self.registry.register(_ReadAtScrape(self))
+
+    def count_intake(self, protocol: str, result: str, n: int = 1) -> None:
+        """Count `n` records of `protocol` that ended as `result`."""
+        if not n:
+            return
+        child = self._intake_children.get((protocol, result))
+        if child is None:  # a labelled child is looked up once: the lookup costs more than the increment
+            child = self._intake_children[(protocol, result)] = self.intake.labels(protocol, result)
+        child.inc(n)
+
+    def watch_queue(self, name: str, depth: Callable[[], int]) -> None:
+        """Show `depth()` (records accepted, not yet stored) as smartcity_intake_queue_depth{queue=name}."""
+        self._queues[name] = depth
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _ReadAtScrape:
+    """Figures that are state, not events: read when Prometheus asks (the outbox from the store, so every
+    process shows the same backlog)."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def describe(self) -> list:
+        return []  # nothing read at registration (the store may not be migrated yet)
+
+    def collect(self):
+        queues = GaugeMetricFamily("smartcity_intake_queue_depth", "Records accepted by an intake and not yet "
+                                   "stored", labels=["queue"])
+        for name, depth in list(self.metrics._queues.items()):
+            queues.add_metric([name], depth())
+        yield queues
+        db = self.metrics.db
+        if db is None:
+            return
+        from smartcity.core.notify import outbox_counts
+
+        yield GaugeMetricFamily("smartcity_sse_subscribers", "Live event stream (SSE) subscribers in this process",
+                                value=db.events.subscriber_count)
+        outbox = GaugeMetricFamily("smartcity_notifications_outbox", "Notifications in the outbox: pending (the "
+                                   "backlog) and failed (given up after every attempt)", labels=["status"])
+        for status, n in outbox_counts(db).items():
+            outbox.add_metric([status], n)
+        yield outbox
+        families = {
+            "job_runs": ("smartcity_job_runs", "Scheduled job runs in this process", "job"),
+            "job_failures": ("smartcity_job_failures", "Scheduled job runs that raised, in this process", "job"),
+            "notification_failures": ("smartcity_notification_failures", "Notification delivery attempts that "
+                                      "failed (retried until the last), by channel, in this process", "channel"),
+        }
+        for key, (name, help_text, label) in families.items():
+            family = CounterMetricFamily(name, help_text, labels=[label])
+            for value, n in db.tally.counts(key).items():
+                family.add_metric([value], n)
+            yield family
 
 
 class MetricsMiddleware:

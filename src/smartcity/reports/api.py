@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import InvalidInput
+from smartcity.core.params import numbers, timestamp
 from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, language_of
 from smartcity.core.writer import writer
 from smartcity.reports import service as S
@@ -38,28 +39,6 @@ def _db(request: Request):
 def _split(value: str | None) -> list[str] | None:
     items = [v.strip() for v in (value or "").split(",") if v.strip()]
     return items or None
-
-
-def _floats(value: str, n: int, name: str) -> tuple[float, ...]:
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != n:
-        raise InvalidInput(f"{name} must be {n} comma-separated numbers", code=f"invalid_{name}")
-    return parts
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 date and time", code="invalid_datetime") from None
-    if when.tzinfo is None:
-        raise InvalidInput(f"{name} needs a time zone (e.g. Z or +09:00)", code="invalid_datetime")
-    return when
 
 
 def _fingerprint(request: Request) -> str:
@@ -260,10 +239,11 @@ def _query(status, category, group, district, unit, campaign, bbox, near, create
            updated_after, updated_before, overdue, q, order, page, page_size) -> S.ReportQuery:
     return S.ReportQuery(
         status=_split(status), category=_split(category), group=group, district=_split(district), unit=unit,
-        campaign=campaign, bbox=_floats(bbox, 4, "bbox") if bbox else None,
-        near=_floats(near, 3, "near") if near else None, created_after=_when(created_after, "created_after"),
-        created_before=_when(created_before, "created_before"), updated_after=_when(updated_after, "updated_after"),
-        updated_before=_when(updated_before, "updated_before"), overdue=overdue, text=q, order=order, page=page,
+        campaign=campaign, bbox=numbers(bbox, 4, "bbox"),
+        near=numbers(near, 3, "near"), created_after=timestamp(created_after, "created_after"),
+        created_before=timestamp(created_before, "created_before"),
+        updated_after=timestamp(updated_after, "updated_after"),
+        updated_before=timestamp(updated_before, "updated_before"), overdue=overdue, text=q, order=order, page=page,
         page_size=page_size)
 
 
@@ -486,8 +466,8 @@ def dashboard(request: Request, identity: Viewer, district: str | None = None, u
               since: str | None = None, until: str | None = None, campaign: str | None = None) -> dict:
     """Counts by status, category, group and district; overdue items; median days to fix; heat map cells."""
     with _db(request).session() as s:
-        d = S.dashboard(s, identity, district=district, unit=unit, since=_when(since, "since"),
-                        until=_when(until, "until"), campaign=campaign)
+        d = S.dashboard(s, identity, district=district, unit=unit, since=timestamp(since, "since"),
+                        until=timestamp(until, "until"), campaign=campaign)
         return S.dashboard_view(d, language_of(request))
 
 

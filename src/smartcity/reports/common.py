@@ -13,6 +13,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput
 from smartcity.core.i18n import localized, translations
+from smartcity.core.params import bbox as parse_bbox  # noqa: F401 - re-exported by the service facade
 from smartcity.settings import Settings, get_settings
 
 H3_RES = 9
@@ -163,18 +164,3 @@ def _check_media_urls(urls: list[str], problems: list[dict], notices: list[dict]
 
 def _citizen(identity: Identity) -> str:
     return identity.label if identity.authenticated else "citizen"
-
-
-def _check_bbox(bbox: Any) -> tuple[float, float, float, float]:
-    try:
-        west, south, east, north = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        raise InvalidInput("a box is four numbers: west, south, east, north", code="invalid_bbox") from None
-    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        raise InvalidInput("a box is four numbers: west, south, east, north", code="invalid_bbox")
-    return west, south, east, north
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """'west,south,east,north' → a checked tuple."""
-    return _check_bbox((text or "").split(","))

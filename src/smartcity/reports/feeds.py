@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 from sqlalchemy.orm import Session
 
-from smartcity.reports.common import _check_bbox, _loc, _now, status_name
+from smartcity.reports.common import _loc, _now, parse_bbox, status_name
 from smartcity.reports.queries import ReportQuery, search
 
 
@@ -30,7 +30,7 @@ def feed_entries(session: Session, *, district: str | None = None,
                  bbox: tuple[float, float, float, float] | None = None, language: str = "ko",
                  limit: int = 50) -> list[FeedEntry]:
     """The newest reports in an area, for an Atom feed."""
-    q = ReportQuery(district=[district] if district else None, bbox=_check_bbox(bbox) if bbox else None,
+    q = ReportQuery(district=[district] if district else None, bbox=parse_bbox(bbox) if bbox else None,
                     page_size=min(limit, 200), include_duplicates=False)
     return [FeedEntry(r.id, r.title, r.description[:500], f"/reports/{r.id}", r.updated_at, r.created_at, r.lat,
                       r.lon, _loc(r.category, "name", language), status_name(r.status, language))

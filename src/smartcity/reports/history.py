@@ -17,6 +17,7 @@ from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
 from smartcity.core.models import Department
+from smartcity.core.params import iso_time
 from smartcity.reports.common import H3_RES, MAX_ADDRESS, MAX_DESCRIPTION, MAX_TITLE, MAX_UPDATE, STATUSES, _clean_text
 from smartcity.reports.intake import may_import
 from smartcity.reports.models import Category, Report, grid_cell
@@ -77,9 +78,11 @@ class ImportedHistory:
 
 
 def _import_time(value: str, tz) -> datetime:
-    text = value.strip().replace(" ", "T", 1) if "T" not in value else value.strip()
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=tz)
+    """An ISO 8601 time of the city's old records (local time when it has no zone), or ValueError."""
+    when = iso_time(value, tz)
+    if when is None:
+        raise ValueError(f"{value!r} is not a time")
+    return when
 
 
 def _import_status(value: str) -> str:

@@ -17,7 +17,7 @@ from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized, translate
 from smartcity.core.models import User
-from smartcity.reports.common import _check_bbox, _loc, settings_of, status_name
+from smartcity.reports.common import _loc, parse_bbox, settings_of, status_name
 from smartcity.reports.models import Report, ReportContact, Subscription
 from smartcity.settings import Settings, get_settings
 
@@ -115,7 +115,7 @@ def subscribe(session: Session, email: str, *, district: str | None = None,
             raise InvalidInput(f"unknown district {district!r}", code="unknown_district")
         sub.district_code = district
     else:
-        sub.west, sub.south, sub.east, sub.north = _check_bbox(bbox)
+        sub.west, sub.south, sub.east, sub.north = parse_bbox(bbox)
     session.add(sub)
     session.flush()
     audit.record(session, "citizen" if user_id is None else f"user:{user_id}", "subscribe", "report_subscription",

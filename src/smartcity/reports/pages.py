@@ -24,6 +24,7 @@ from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import Identity, Require, resolve_identity, verify_csrf
+from smartcity.core.db import from_store
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.models import Department, User
@@ -78,10 +79,7 @@ def _when(request: Request):
     def fmt(value: Any, date_only: bool = False) -> str:
         if not value:
             return ""
-        when = datetime.fromisoformat(value) if isinstance(value, str) else value
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.astimezone(tz).strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M")
+        return from_store(value).astimezone(tz).strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M")
 
     return fmt
 

@@ -58,6 +58,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smartcity.core import audit
+from smartcity.core.db import sqlite_text
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
@@ -1082,13 +1083,13 @@ class SafetyEngine:
             item.outside_city = outside = district is None
             item.district_code = None if outside or district is False else district.code
             device = item.device
-            when = p.fix_time if pg else _sqlite_time(p.fix_time)
+            when = p.fix_time if pg else sqlite_text(p.fix_time)
             key = (device.device_id, when)
             keys.append(key)
             if key in first_of:
                 continue
             first_of[key] = item
-            received = p.received_at if pg else _sqlite_time(p.received_at)
+            received = p.received_at if pg else sqlite_text(p.received_at)
             item.stored_times = (when, received)
             rows.append((device.device_id, device.person_id, when, received, p.lat, p.lon, p.speed, p.bearing,
                          p.altitude, p.accuracy, p.battery, p.alarm, p.protocol[:20], outside if pg else int(outside),
@@ -1170,7 +1171,7 @@ class SafetyEngine:
         sql = (f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in self._STATE_SET)} "
                f"WHERE device_id = {mark}")
 
-        when = (lambda v: v) if pg else _sqlite_time
+        when = (lambda v: v) if pg else sqlite_text
         dumps = orjson.dumps
         rows = [(st.version, *(st.stored_times or (when(st.fix_time), when(st.received_at))), st.lat, st.lon, st.speed,
                  st.accuracy, st.battery, st.district_code, dumps(st.zones).decode(), dumps(st.flags).decode(),
@@ -1312,17 +1313,6 @@ class SafetyEngine:
             return st.copy() if st else None
 
 
-def _sqlite_time(v: datetime | None) -> str | None:
-    """A UTC time as SQLAlchemy stores it in SQLite (naive, microseconds always written)."""
-    if v is None:
-        return None
-    if v.tzinfo is UTC:  # what the engine holds: the text without its "+00:00"
-        return v.isoformat(" ", "microseconds")[:26]
-    if v.tzinfo is not None:
-        v = v.astimezone(UTC)
-    return v.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 _engines_lock = threading.Lock()
 
 
@@ -1353,6 +1343,12 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
 
 def _current(db) -> SafetyEngine | None:
     return db.cache.get("safety.engine")
+
+def queued(db) -> int:
+    """Positions accepted by the process's engine (or its writer process) and not yet stored."""
+    engine = _current(db)
+    return engine.queued if engine is not None else 0
+
 
 
 def stop_engine(db) -> None:

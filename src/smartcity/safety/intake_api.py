@@ -31,10 +31,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from prometheus_client import Counter
 
 from smartcity.core.auth import Identity, check, current_identity, grant
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
+from smartcity.core.params import iso_time
 from smartcity.safety.engine import Ack, InvalidPosition, Position, get_engine
 
 GATEWAY_SCOPE = "safety.gateway"
@@ -52,30 +52,11 @@ def engine_of(app):
     return get_engine(state.db, state.settings, state.profile)
 
 
-def intake_counter(app) -> Counter:
-    """`smartcity_safety_positions_total{protocol, result}` in the app's metrics registry (made once)."""
-    counter = getattr(app.state, "safety_intake_counter", None)
-    if counter is None:
-        counter = Counter("smartcity_safety_positions", "Positions received by the safety intake, by protocol and "
-                          "result (stored, duplicate, or an error code)", ["protocol", "result"],
-                          registry=app.state.metrics.registry)
-        app.state.safety_intake_counter = counter
-    return counter
-
-
 def count(app, protocol: str, result: str, n: int = 1) -> None:
-    if not n:
-        return
-    state = app.state
-    children = getattr(state, "safety_intake_children", None)
-    if children is None:
-        if getattr(state, "metrics", None) is None:
-            return
-        children = state.safety_intake_children = {}
-    child = children.get((protocol, result))
-    if child is None:  # a labelled child is looked up once: the lookup costs more than the increment
-        child = children[(protocol, result)] = intake_counter(app).labels(protocol, result)
-    child.inc(n)
+    """Count positions of `protocol` that ended as `result` in the core's intake metrics."""
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is not None:
+        metrics.count_intake(protocol, result, n)
 
 
 def refused(message: str, field: str, problem: str) -> InvalidPosition:
@@ -120,19 +101,11 @@ def epoch_or_iso(raw: Any, name: str = "timestamp") -> datetime:
         except ValueError:
             value = None
         if value is None:
-            try:
-                at = datetime.fromisoformat(text)
-            except ValueError:
-                # An unencoded "+09:00" offset in a query string arrives as " 09:00".
-                head, _, tail = text.rpartition(" ")
-                try:
-                    at = datetime.fromisoformat(f"{head}+{tail}") if head and tail[:1].isdigit() else None
-                except ValueError:
-                    at = None
+            at = iso_time(text, UTC)
             if at is None:
                 raise refused(f"{name}: neither epoch seconds, epoch milliseconds nor ISO 8601", name,
                               "not a time") from None
-            return at if at.tzinfo else at.replace(tzinfo=UTC)
+            return at
     else:
         raise refused(f"{name}: missing", name, "missing")
     if not math.isfinite(value):

@@ -157,6 +157,11 @@ class WriterProcess:
     # --- lifecycle --------------------------------------------------------------------------------
 
     @property
+    def queued(self) -> int:
+        """Positions (and gateway batches) handed to the writer and not yet answered."""
+        return len(self._waiting)
+
+    @property
     def running(self) -> bool:
         # No waitpid per position: a writer that ended is noticed by the end of its socket (`_ended`).
         return self._ready and self._conn is not None
