@@ -29,10 +29,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class UTCDateTime(TypeDecorator):
-    """A timestamp stored in UTC and always handed back timezone-aware (the ORM's side of the codec)."""
-
-    impl = DateTime(timezone=True)
 # --- the time codec: one way to keep a UTC time in either store ---------------------------------------
 #
 # PostgreSQL keeps timestamptz; SQLite has no time type, so a time is kept as naive UTC text, written as
@@ -71,6 +67,10 @@ def from_store(value: datetime | str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always handed back timezone-aware (the ORM's side of the codec)."""
+
+    impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
@@ -139,12 +139,12 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"db": self})
         self.cache: dict = {}  # per-process state derived from the store (spatial indexes): see derived()
         self._cache_lock = threading.Lock()
+        self.tally = Tally()  # what this process did with the store, for /metrics
         self._invalidators: set[tuple[str, str]] = set()
         from smartcity.core.events import EventBus
 
         self.events = EventBus(self)
 
-        self.tally = Tally()  # what this process did with the store, for /metrics
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"

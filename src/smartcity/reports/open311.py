@@ -236,16 +236,7 @@ def jurisdictions(request: Request) -> set[str]:
 
 def _w3c(value: str | None, name: str, tz) -> datetime | None:
     """A W3C (ISO 8601) datetime; without a zone it is taken as the city's local time."""
-    if value is None or not value.strip():
-        return None
-    try:
-        # An unencoded "+09:00" in a query string arrives as " 09:00".
-        text = re.sub(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$", r"\1+\2", value.strip())
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} is not a W3C datetime (e.g. 2024-05-01T09:30:00+09:00)",
-                           code="invalid_date") from None
-    return when if when.tzinfo else when.replace(tzinfo=tz)
+    return timestamp(value, name, tz=tz, code="invalid_date")
 
 
 def _through(value: datetime | None) -> datetime | None:
