@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import InvalidInput
 from smartcity.core.params import numbers, timestamp
-from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, language_of
+from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, gettext, language_of
 from smartcity.core.writer import writer
 from smartcity.reports import service as S
 
@@ -525,7 +525,7 @@ def _feed(request: Request, district: str | None, bbox: str | None) -> Response:
         entries = S.feed_entries(s, district=district, bbox=S.parse_bbox(bbox) if bbox else None, language=language)
     profile = request.app.state.profile
     area = district or bbox or profile.name(language)
-    title = f"{profile.name(language)} — {'새 신고' if language == 'ko' else 'new reports'} ({area})"
+    title = f"{profile.name(language)} — {gettext(language, 'new reports')} ({area})"
     self_path = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
     xml = S.atom_feed(entries, base_url=str(request.base_url), title=title, self_path=self_path)
     return Response(xml, media_type="application/atom+xml; charset=utf-8")

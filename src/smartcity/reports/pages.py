@@ -27,6 +27,7 @@ from smartcity.core.auth import Identity, Require, resolve_identity, verify_csrf
 from smartcity.core.db import from_store
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError, TooLarge
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import localized
 from smartcity.core.models import Department, User
 from smartcity.core.web import add_nav, gettext, language_of, render
 from smartcity.reports import service as S
@@ -355,7 +356,7 @@ def reports_map(request: Request, group: str = "", status: str = "unresolved", d
     with request.app.state.db.session() as s:
         result = S.search(s, _public_query(group, status, district, page=max(page, 1)))
         items = [S.public_view(r, lang) for r in result.items]
-        groups = [{"code": g.code, "name": g.name_ko if lang == "ko" else g.name_en} for g in S.list_groups(s)]
+        groups = [{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)]
         query = {k: v for k, v in {"group": group, "status": status, "district": district}.items() if v}
         return _page(request, "list.html", items=items, result=result, groups=groups, districts=_districts(request),
                      filters={"group": group, "status": status, "district": district}, query=urlencode(query),
@@ -404,7 +405,7 @@ def _timeline_text(request: Request, entry: dict, units: dict[str, str]) -> str:
 
 
 def _unit_names(s, lang: str) -> dict[str, str]:
-    return {d.code: (d.name_ko if lang == "ko" else d.name_en) for d in s.scalars(select(Department))}
+    return {d.code: localized(d, "name", lang) for d in s.scalars(select(Department))}
 
 
 def _detail(request: Request, s, report_id: int) -> dict:
@@ -543,7 +544,7 @@ def queue(request: Request, identity: Annotated[Identity, Depends(Require("repor
             User.id.in_([r.assignee_id for r in result.items if r.assignee_id])))}
         for view, r in zip(items, result.items, strict=True):
             view["assignee"] = assignees.get(r.assignee_id)
-        units = sorted(((d.code, d.name_ko if lang == "ko" else d.name_en) for d in s.scalars(
+        units = sorted(((d.code, localized(d, "name", lang)) for d in s.scalars(
             select(Department).where(Department.kind == "department"))), key=lambda x: x[0]) if manager else []
         unit_name = _unit_names(s, lang).get(unit, "") if unit else ""
         filters = {"status": status, "overdue": overdue, "mine": mine, "order": order, "unit": unit}
@@ -564,7 +565,7 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
     members = [{"id": u.id, "name": u.display_name or u.username, "username": u.username}
                for u in s.scalars(select(User).where(User.department_id == report.unit_id, User.active.is_(True))
                                   .order_by(User.username))]
-    departments = [{"code": d.code, "name": d.name_ko if lang == "ko" else d.name_en} for d in s.scalars(
+    departments = [{"code": d.code, "name": localized(d, "name", lang)} for d in s.scalars(
         select(Department).where(Department.kind == "department", Department.id != report.unit_id)
         .order_by(Department.code))]
     candidates = [n for n in S.nearby(s, report.category_code, report.lat, report.lon, radius_m=200, limit=10)
@@ -681,8 +682,8 @@ def dashboard(request: Request, identity: Manager, district: str = "", unit: str
     lang = language_of(request)
     with request.app.state.db.session() as s:
         d = _dashboard(request, s, identity, district, unit, days)
-        groups = {g.code: (g.name_ko if lang == "ko" else g.name_en) for g in S.list_groups(s)}
-        categories = {c.code: (c.name_ko if lang == "ko" else c.name_en)
+        groups = {g.code: localized(g, "name", lang) for g in S.list_groups(s)}
+        categories = {c.code: localized(c, "name", lang)
                       for c in S.list_categories(s, everything=True, include_inactive=True)}
         heat = [{**h, "hexagon": _hexagon(h["cell"])} for h in d.heat]
         overdue = [S.public_view(r, lang) for r in d.overdue]
@@ -722,7 +723,7 @@ def _routes_context(request: Request, s, category: str) -> dict:
     category = category or (everything[0]["code"] if everything else "")
     table = S.routing_table(s, category=category) if category else []
     rules = {r.district_code for r in s.scalars(select(Route).where(Route.category_code == category))}
-    departments = [{"code": d.code, "name": d.name_ko if lang == "ko" else d.name_en} for d in s.scalars(
+    departments = [{"code": d.code, "name": localized(d, "name", lang)} for d in s.scalars(
         select(Department).where(Department.kind == "department").order_by(Department.code))]
     return dict(groups=cats, category=category, table=table, all_rule=None in rules, departments=departments,
                 district_names=_district_names(request), districts=_districts(request), errors={})
@@ -823,7 +824,7 @@ def _campaigns_context(request: Request, s, edit: str = "") -> dict:
                       description_ko=camp.description_ko, description_en=camp.description_en, theme=editing["colour"],
                       starts_at=camp.starts_at.astimezone(tz).strftime("%Y-%m-%d"),
                       ends_at=camp.ends_at.astimezone(tz).strftime("%Y-%m-%d"), district=camp.district_code or "")
-    groups = [{"code": g.code, "name": g.name_ko if lang == "ko" else g.name_en} for g in S.list_groups(s)]
+    groups = [{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)]
     return dict(campaigns=campaigns, editing=editing, values=values, errors={}, districts=_districts(request),
                 groups=groups, category_values={"campaign": edit or (campaigns[0]["slug"] if campaigns else "")})
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied
+from smartcity.core.i18n import localized
 from smartcity.reports.common import MAX_UPDATE, STATUSES, _clean_text, _raise_problems
 from smartcity.reports.models import ResponseTemplate
 from smartcity.reports.routing import _unit
@@ -93,5 +94,5 @@ def delete_template(session: Session, identity: Identity, template_id: int) -> N
 
 
 def template_view(t: ResponseTemplate, language: str = "ko") -> dict:
-    return {"id": t.id, "title": t.title, "text": t.text_ko if language == "ko" else t.text_en, "text_ko": t.text_ko,
+    return {"id": t.id, "title": t.title, "text": localized(t, "text", language), "text_ko": t.text_ko,
             "text_en": t.text_en, "status": t.status, "department_id": t.department_id, "category": t.category_code}

@@ -15,6 +15,7 @@ from smartcity.core import audit
 from smartcity.core.auth import Identity
 from smartcity.core.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from smartcity.core.events import publish
+from smartcity.core.i18n import localized
 from smartcity.core.models import User
 from smartcity.reports.common import (
     CLOSED_STATUSES,
@@ -88,7 +89,7 @@ def _template_text(session: Session, template_id: int | None, language: str) -> 
     tpl = session.get(ResponseTemplate, template_id)
     if tpl is None:
         raise NotFound("no such response template")
-    return tpl.text_ko if language == "ko" else tpl.text_en
+    return localized(tpl, "text", language)
 
 
 def _set_status(report: Report, status: str, now: datetime) -> None:
