@@ -15,7 +15,10 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.conftest import PASSWORD
+
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: where `python -m smartcity.cli` is run from
+BROWSER_TIMEOUT = 15_000  # ms: what a page in chromium is given to reach a state
 
 T = TypeVar("T")
 
@@ -46,6 +49,15 @@ def run_cli(url: str, *args: str) -> str:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def browser_signin(page, server, username: str, then: str) -> None:
+    """Sign in through the real form in the browser and wait until the page `then` is shown."""
+    page.goto(f"{server.url}/signin?next={then}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{then.split('?')[0]}*")
 
 
 class SSEReader:

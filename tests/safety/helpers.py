@@ -6,11 +6,14 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
 from smartcity.core.auth import identity_of_user
 from smartcity.core.db import utcnow
 from smartcity.core.models import User
 from smartcity.safety import service
 from smartcity.safety.engine import Position
+from smartcity.safety.models import PositionRow
 from tests.conftest import make_user
 
 # A school yard in Daechi-dong, Gangnam (district 11230) and a point 1 km away.
@@ -73,3 +76,25 @@ def walk_across(device: str, start: datetime | None = None, step_m: float = 20, 
     west = east_of(SCHOOL, -metres / 2)
     n = int(metres / step_m) + 1
     return [fix(device, start + timedelta(seconds=10 * i), east_of(west, i * step_m)) for i in range(n)]
+
+
+def rows(db, **where):
+    with db.session() as s:
+        q = select(PositionRow).order_by(PositionRow.fix_time)
+        for k, v in where.items():
+            q = q.where(getattr(PositionRow, k) == v)
+        return list(s.scalars(q))
+
+
+def traccar_query(device: str, at: datetime, point=HOME, **extra) -> str:
+    """The query string of the Traccar Client (Android) for one fix, in its parameter order."""
+    params = {"id": device, "timestamp": str(int(at.timestamp())), "lat": str(point[0]), "lon": str(point[1]),
+              "speed": "0.0", "bearing": "0.0", "altitude": "30.0", "accuracy": "12.0", "batt": "87.0"}
+    params.update({k: str(v) for k, v in extra.items()})
+    return "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def feed(engine, position):
+    """Intake one position. A registry change is handled twice on PostgreSQL (after commit and through
+    LISTEN): the engine must never refuse a registered device while it reloads one (no retry here)."""
+    return engine.intake_sync(position)

@@ -8,27 +8,9 @@ from sqlalchemy import func, select
 
 from smartcity.core.db import utcnow
 from smartcity.core.models import AuditEntry
-from smartcity.safety.engine import get_engine
 from smartcity.safety.models import Incident, Zone
 from tests.conftest import make_key, signin
-from tests.safety.helpers import HOME, SCHOOL, fix, make_world
-
-
-def feed(engine, position):
-    """Intake one position. A registry change is handled twice on PostgreSQL (after commit and through
-    LISTEN): the engine must never refuse a registered device while it reloads one (no retry here)."""
-    return engine.intake_sync(position)
-
-
-@pytest.fixture
-def world(db, client):
-    w = make_world(db)
-    engine = get_engine(db)  # the app's engine, started with the app
-    start = utcnow() - timedelta(minutes=10)
-    for i, point in enumerate([HOME, (37.4970, 127.0620), (37.4990, 127.0590), SCHOOL]):
-        feed(engine, fix(w.device, start + timedelta(minutes=i), point, battery=70.0))
-    w.engine = engine
-    return w
+from tests.safety.helpers import HOME, SCHOOL, feed, fix
 
 
 def _csrf(client) -> dict:

@@ -9,19 +9,12 @@ from sqlalchemy import select
 from smartcity.core.db import utcnow
 from smartcity.safety.engine import get_engine
 from smartcity.safety.models import Incident, Zone
-from tests.conftest import PASSWORD, eventually
+from tests.conftest import eventually
+from tests.helpers import BROWSER_TIMEOUT, browser_signin
 from tests.safety.helpers import HOME, SCHOOL, east_of, fix, make_world
 
 pytestmark = pytest.mark.browser
-TIMEOUT = 15000
-
-
-def _signin(page, server, username: str, then: str) -> None:
-    page.goto(f"{server.url}/signin?next={then}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{then.split('?')[0]}*")
+TIMEOUT = BROWSER_TIMEOUT
 
 
 @pytest.fixture
@@ -35,7 +28,7 @@ def world(live_app):
 
 
 def test_the_guardian_sees_the_position_and_path_and_the_marker_moves_live(live_app, page, world):
-    _signin(page, live_app, "mother", "/safety/guardian?lang=en")
+    browser_signin(page, live_app, "mother", "/safety/guardian?lang=en")
     page.wait_for_selector("#map[data-safety=ready]", timeout=TIMEOUT)
     page.wait_for_selector("#live-state[data-state=live]", timeout=TIMEOUT)
     m = page.locator("#map")
@@ -54,7 +47,7 @@ def test_the_guardian_sees_the_position_and_path_and_the_marker_moves_live(live_
 
 
 def test_the_zone_editor_saves_a_circle_with_a_schedule(live_app, page, world):
-    _signin(page, live_app, "mother", "/safety/guardian?lang=en")
+    browser_signin(page, live_app, "mother", "/safety/guardian?lang=en")
     page.wait_for_selector("#map[data-safety=ready]", timeout=TIMEOUT)
     page.click("#new-zone")
     page.fill("input[name=name]", "Grandma's house")
@@ -78,7 +71,7 @@ def test_the_zone_editor_saves_a_circle_with_a_schedule(live_app, page, world):
 
 
 def test_the_console_receives_an_sos_live_and_takes_it_to_resolution(live_app, page, world):
-    _signin(page, live_app, "op-gangnam", "/safety/console?lang=en")
+    browser_signin(page, live_app, "op-gangnam", "/safety/console?lang=en")
     page.wait_for_selector("#live-state[data-state=live]", timeout=TIMEOUT)
     assert "No open incidents." in page.locator("#queue").inner_text()
     world.engine.intake_sync(fix(world.device, utcnow(), east_of(SCHOOL, 40), alarm="sos"))

@@ -4,10 +4,7 @@ process reaches a running server within seconds (on SQLite through the event log
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from itertools import count
 
@@ -19,21 +16,12 @@ from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, PermissionDenied
 from smartcity.core.models import AuditEntry
 from smartcity.safety import service
-from smartcity.safety.engine import NoConsent, get_engine, stop_engine
+from smartcity.safety.engine import NoConsent, get_engine
 from smartcity.safety.models import DeviceState, PositionRow, SafetyEvent
 from tests.conftest import eventually, make_user, signin
-from tests.safety.helpers import HOME, SCHOOL, fix, make_world
-from tests.safety.test_osmand import traccar_query
+from tests.helpers import BROWSER_TIMEOUT, browser_signin, run_cli, serve
+from tests.safety.helpers import HOME, SCHOOL, fix, make_world, traccar_query
 from tests.servers import free_port, wait_for_port
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture
-def engine(db, settings):
-    eng = get_engine(db, settings)
-    yield eng
-    stop_engine(db)
 
 
 def _audits(db, action: str) -> list[AuditEntry]:
@@ -144,19 +132,17 @@ def test_withdrawing_without_a_consent_is_refused(db):
 
 @pytest.mark.browser
 def test_the_guardian_withdraws_consent_in_a_browser(live_app, page):
-    from tests.safety.test_browser import TIMEOUT, _signin
-
     w = make_world(live_app.db)
     engine = get_engine(live_app.db)
     _walk_in(engine, w)
-    _signin(page, live_app, "mother", f"/safety/guardian/{w.person_id}?lang=ko")
-    page.wait_for_selector("#map[data-safety=ready]", timeout=TIMEOUT)
+    browser_signin(page, live_app, "mother", f"/safety/guardian/{w.person_id}?lang=ko")
+    page.wait_for_selector("#map[data-safety=ready]", timeout=BROWSER_TIMEOUT)
     assert not page.locator("#withdraw-form").is_visible()  # two steps: nothing to press by mistake
     page.click("#withdraw summary")
     assert page.locator("#withdraw-form button").inner_text() == "동의 철회"
     page.check("input[name=delete_history]")
     page.click("#withdraw-form button[type=submit]")
-    page.wait_for_url("**/safety/guardian", timeout=TIMEOUT)
+    page.wait_for_url("**/safety/guardian", timeout=BROWSER_TIMEOUT)
     assert page.locator("#map").count() == 0  # no ward left to show
     with pytest.raises(NoConsent):
         engine.intake_sync(fix(w.device, utcnow() - timedelta(seconds=20), HOME))
@@ -167,29 +153,13 @@ def test_the_guardian_withdraws_consent_in_a_browser(live_app, page):
 # --- the CLI, in another process, against a running server ------------------------------------------
 
 
-def _serve(url: str, tmp_path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SMARTCITY_DATABASE_URL": url, "SMARTCITY_SECRET_KEY": "consent",
-           "SMARTCITY_VAR_DIR": str(tmp_path / "var"), "SMARTCITY_LOG_LEVEL": "warning",
-           "SMARTCITY_OSMAND_PORT": "0"}
-    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)], env=env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _cli(url: str, *args: str) -> str:
-    env = {**os.environ, "SMARTCITY_DATABASE_URL": url}
-    done = subprocess.run([sys.executable, "-m", "smartcity.cli", "safety", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_cli_consent_withdrawal_and_removal_reach_a_running_server(db, db_url, tmp_path):
     """The issue: a device refused for "no consent" stayed refused after `smartcity safety consent` until
     the server restarted (SQLite). Now consent, its withdrawal and a device's removal each take effect in
     the running server within seconds; the history is deleted by the CLI, audited."""
     w = make_world(db, consent=False)
     port = free_port()
-    proc = _serve(db_url, tmp_path, port)
+    proc = serve(db_url, tmp_path / "var", port)
     base = f"http://127.0.0.1:{port}"
     ticks = count()
 
@@ -201,22 +171,22 @@ def test_cli_consent_withdrawal_and_removal_reach_a_running_server(db, db_url, t
         wait_for_port(port, timeout=60)
         eventually(lambda: httpx.get(f"{base}/healthz").json().get("events", "listening") == "listening", timeout=20)
         assert send() == 403  # no consent: nothing stored
-        _cli(db_url, "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
-             "Kim Minji (mother)", "--basis", "form 17")
+        run_cli(db_url, "safety", "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
+                "Kim Minji (mother)", "--basis", "form 17")
         eventually(lambda: send() == 200, timeout=5, interval=0.2)
 
-        out = _cli(db_url, "consent-withdraw", "--person", str(w.person_id))
+        out = run_cli(db_url, "safety", "consent-withdraw", "--person", str(w.person_id))
         assert "intake stopped" in out and "history-delete" in out
         eventually(lambda: send() == 403, timeout=5, interval=0.2)
 
-        _cli(db_url, "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
-             "Kim Minji (mother)", "--basis", "form 18")
+        run_cli(db_url, "safety", "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
+                "Kim Minji (mother)", "--basis", "form 18")
         eventually(lambda: send() == 200, timeout=5, interval=0.2)
-        _cli(db_url, "device-remove", w.device)
+        run_cli(db_url, "safety", "device-remove", w.device)
         eventually(lambda: send() not in (200, 403), timeout=5, interval=0.2)  # an unknown device now
 
         assert _positions(db, w.person_id) > 0
-        out = _cli(db_url, "history-delete", str(w.person_id), "--yes")
+        out = run_cli(db_url, "safety", "history-delete", str(w.person_id), "--yes")
         assert "deleted" in out and _positions(db, w.person_id) == 0
         assert [e.actor for e in _audits(db, "delete_history")] == ["cli"]
         assert [e.actor for e in _audits(db, "deactivate")] == ["cli"]

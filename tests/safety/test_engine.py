@@ -17,19 +17,10 @@ from smartcity.safety.engine import (
     NoConsent,
     SafetyEngine,
     UnknownDevice,
-    get_engine,
-    stop_engine,
 )
 from smartcity.safety.models import DeviceState, Incident, PositionRow, SafetyEvent
 from tests.conftest import make_settings
 from tests.safety.helpers import GANGNAM, HOME, SCHOOL, east_of, fix, make_world, walk_across
-
-
-@pytest.fixture
-def engine(db, settings):
-    eng = get_engine(db, settings)  # as the app makes it: follows the change events
-    yield eng
-    stop_engine(db)
 
 
 def _rows(db, model=PositionRow, **where):

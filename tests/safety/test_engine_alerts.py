@@ -3,7 +3,6 @@ lists (issue 10, items 8 and 9)."""
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from smartcity.core.db import utcnow
@@ -13,13 +12,6 @@ from smartcity.safety.engine import get_engine, stop_engine
 from smartcity.safety.models import AlertCooldown, Incident, SafetyEvent
 from tests.conftest import make_settings
 from tests.safety.helpers import HOME, SCHOOL, east_of, fix, make_world
-
-
-@pytest.fixture
-def engine(db, settings):
-    eng = get_engine(db, settings)
-    yield eng
-    stop_engine(db)
 
 
 def jitter(device: str, cycles: int, start):

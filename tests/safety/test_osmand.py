@@ -20,25 +20,8 @@ from smartcity.safety import osmand
 from smartcity.safety.engine import KNOT, FutureFix, InvalidPosition, NoConsent, Overloaded, UnknownDevice
 from smartcity.safety.models import Incident, PositionRow
 from tests.conftest import LiveServer, make_settings
-from tests.safety.helpers import HOME, make_world
+from tests.safety.helpers import HOME, make_world, rows, traccar_query
 from tests.servers import free_port
-
-
-def rows(db, **where):
-    with db.session() as s:
-        q = select(PositionRow).order_by(PositionRow.fix_time)
-        for k, v in where.items():
-            q = q.where(getattr(PositionRow, k) == v)
-        return list(s.scalars(q))
-
-
-def traccar_query(device: str, at: datetime, point=HOME, **extra) -> str:
-    """The query string of the Traccar Client (Android) for one fix, in its parameter order."""
-    params = {"id": device, "timestamp": str(int(at.timestamp())), "lat": str(point[0]), "lon": str(point[1]),
-              "speed": "0.0", "bearing": "0.0", "altitude": "30.0", "accuracy": "12.0", "batt": "87.0"}
-    params.update({k: str(v) for k, v in extra.items()})
-    return "&".join(f"{k}={v}" for k, v in params.items())
-
 
 # --- decoding -------------------------------------------------------------------------------------
 

@@ -10,8 +10,7 @@ from sqlalchemy import select
 from smartcity.core.db import utcnow
 from smartcity.core.models import AuditEntry
 from tests.conftest import signin
-from tests.safety.helpers import HOME, SCHOOL, fix
-from tests.safety.test_api import feed, world  # noqa: F401 - the shared fixture
+from tests.safety.helpers import HOME, SCHOOL, feed, fix
 
 HTML = {"accept": "text/html"}
 
@@ -26,7 +25,7 @@ def _token(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def test_guardian_pages(db, client, world):  # noqa: F811
+def test_guardian_pages(db, client, world):
     r = client.get("/safety/guardian", headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/signin")
     signin(client, "mother")
@@ -48,7 +47,7 @@ def test_guardian_pages(db, client, world):  # noqa: F811
     assert 'data-edit-zone="' in zones and "School" in zones
 
 
-def test_someone_elses_ward_is_a_403_page_and_audited(db, client, world):  # noqa: F811
+def test_someone_elses_ward_is_a_403_page_and_audited(db, client, world):
     signin(client, "stranger")
     page = client.get("/safety/guardian", headers=HTML)
     assert page.status_code == 200 and "ward-data" not in page.text  # no wards: an explanation
@@ -67,7 +66,7 @@ def test_someone_elses_ward_is_a_403_page_and_audited(db, client, world):  # noq
     assert client.get("/safety/console", headers=HTML).status_code == 403  # guardians are not operators
 
 
-def test_console_pages_and_the_form_workflow(db, client, world):  # noqa: F811
+def test_console_pages_and_the_form_workflow(db, client, world):
     signin(client, "op-gangnam")
     assert client.get("/safety", headers=HTML, follow_redirects=False).headers["location"] == "/safety/console"
     empty = client.get("/safety/console?lang=en", headers=HTML)

@@ -12,17 +12,9 @@ from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, OutsideCity, PermissionDenied
 from smartcity.core.models import AuditEntry
 from smartcity.safety import service
-from smartcity.safety.engine import get_engine, stop_engine
 from smartcity.safety.models import DeviceState, GuardianLink, Incident, PositionRow, SafetyEvent
 from tests.conftest import make_user
 from tests.safety.helpers import GANGNAM, HOME, SCHOOL, fix, make_world
-
-
-@pytest.fixture
-def engine(db, settings):
-    eng = get_engine(db, settings)
-    yield eng
-    stop_engine(db)
 
 
 def _audits(db, action):
