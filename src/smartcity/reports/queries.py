@@ -14,7 +14,7 @@ from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.geo import EARTH_RADIUS_M, geo_index, haversine_m
 from smartcity.reports.campaigns import get_campaign
-from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _check_bbox, _now
+from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _now, parse_bbox
 from smartcity.reports.models import Category, Report
 from smartcity.reports.routing import _unit
 
@@ -136,7 +136,7 @@ def _conditions(session: Session, q: ReportQuery) -> list:
     if q.campaign:
         cond.append(Report.campaign_id == get_campaign(session, q.campaign).id)
     if q.bbox:
-        west, south, east, north = _check_bbox(q.bbox)
+        west, south, east, north = parse_bbox(q.bbox)
         x0, y0, x1, y1 = geo_index(session.info["db"]).extent.bounds
         if not (west <= x0 and south <= y0 and east >= x1 and north >= y1):  # a box around the city filters nothing
             cond += [Report.lat >= south, Report.lat <= north, Report.lon >= west, Report.lon <= east]
