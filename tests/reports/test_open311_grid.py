@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from smartcity.core.geo import EARTH_RADIUS_M, haversine_m
 from smartcity.reports.models import grid_cell
-from smartcity.reports.open311 import grid_cells
+from smartcity.reports.queries import grid_cells
 from smartcity.reports.service import Circle
 
 

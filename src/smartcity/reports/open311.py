@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import math
 import re
 import sys
 import time
@@ -48,7 +47,7 @@ from starlette.routing import Route
 
 from smartcity.core import accounts
 from smartcity.core.auth import Identity, identity_of_user
-from smartcity.core.db import from_store, utcnow
+from smartcity.core.db import utcnow
 from smartcity.core.errors import (
     Conflict,
     InvalidInput,
@@ -58,12 +57,13 @@ from smartcity.core.errors import (
     SmartCityError,
     TooLarge,
 )
+from smartcity.core.geo import geo_index
 from smartcity.core.models import Department
-from smartcity.core.params import integer, number, timestamp
 from smartcity.core.web import register_error_format
 from smartcity.core.writer import writer
+from smartcity.reports import queries
 from smartcity.reports import service as S
-from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report
+from smartcity.reports.models import Category, Report
 
 PREFIX = "/open311"
 BASE = f"{PREFIX}/v2"
@@ -236,7 +236,16 @@ def jurisdictions(request: Request) -> set[str]:
 
 def _w3c(value: str | None, name: str, tz) -> datetime | None:
     """A W3C (ISO 8601) datetime; without a zone it is taken as the city's local time."""
-    return timestamp(value, name, tz=tz, code="invalid_date")
+    if value is None or not value.strip():
+        return None
+    try:
+        # An unencoded "+09:00" in a query string arrives as " 09:00".
+        text = re.sub(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$", r"\1+\2", value.strip())
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} is not a W3C datetime (e.g. 2024-05-01T09:30:00+09:00)",
+                           code="invalid_date") from None
+    return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
 def _through(value: datetime | None) -> datetime | None:
@@ -255,6 +264,27 @@ def _from(value: datetime | None) -> datetime | None:
 def _stamp(value: datetime | None, tz) -> str | None:
     """A W3C datetime in the city's time zone (2024-05-01T09:30:00+09:00)."""
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
+
+
+def _number(value: str | None, name: str, *, lo: float | None = None, hi: float | None = None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        num = float(value)
+    except ValueError:
+        num = float("nan")
+    if num != num or (lo is not None and num < lo) or (hi is not None and num > hi):
+        span = f" between {lo:g} and {hi:g}" if lo is not None and hi is not None else ""
+        raise InvalidInput(f"{name} must be a number{span}", code="invalid_parameter")
+    return num
+
+
+def _integer(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.strip().isdigit() or not lo <= int(value) <= hi:
+        raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}", code="invalid_parameter")
+    return int(value)
 
 
 def _csv_param(value: str | None) -> list[str]:
@@ -583,17 +613,15 @@ async def post_request(request: Request, fmt: str) -> Response:
 
 # --- GET requests: the hot path ---------------------------------------------------------------------------
 #
-# Plain SQL on the pool's DBAPI connection (no ORM, no per-request SQLAlchemy compile): the text depends
-# only on which filters are used and how long their lists are, so SQLite's statement cache and psycopg's
-# automatic server-side prepare (after a few runs of the same text) reuse the plan. Category and unit names
-# come from `names()`; timestamps are read as stored and formatted here.
+# Plain SQL on the pool's DBAPI connection (no ORM, no per-request SQLAlchemy compile), the page's ids from
+# the service's own query builder (`queries.terms` rendered by `queries.page_sql`), so a filter means the
+# same here as on every other surface. Category and unit names come from `names()`; timestamps are read as
+# stored and formatted here.
 
 COLUMNS = ("id", "status", "category_code", "title", "description", "unit_id", "address_string", "lat", "lon",
            "created_at", "updated_at", "due_at", "photo_count", "media_urls")
 EXTRA_COLUMNS = ("parent_id", "support_count", "district_code", "attributes")
 NOTE_KINDS = ("status", "update", "reassign", "feedback")
-MAX_CELLS = 400  # more grid cells than this: the area is large, the lat/lon index serves it better
-SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a (naive UTC) datetime in SQLite
 
 
 class LocalTime:
@@ -631,7 +659,7 @@ class LocalTime:
                 if hour[2] is not None:
                     return hour[2] + value[13:19] + hour[1]
                 return (datetime.fromisoformat(value[:19]) + hour[0]).isoformat() + hour[1]
-            value = from_store(value)
+            value = datetime.fromisoformat(value).replace(tzinfo=UTC)
         return value.astimezone(self.tz).isoformat(timespec="seconds")
 
 
@@ -651,100 +679,19 @@ def _when(value, tz) -> str | None:
     return local_time(tz)(value)
 
 
-def grid_cells(west: float, south: float, east: float, north: float,
-               circle: S.Circle | None = None) -> list[int] | None:
-    """The grid cells (models.grid_cell) covering a box, without those wholly outside the circle if one is
-    given (a cell goes only when a lower bound of its nearest point's distance is past the radius); None if
-    there would be more than MAX_CELLS (a large area reads the lat/lon index instead)."""
-    step = 1.0 / GRID_PER_DEGREE
-    r0, r1 = int((south + 90.0) * GRID_PER_DEGREE), int((north + 90.0) * GRID_PER_DEGREE)
-    c0, c1 = int((west + 180.0) * GRID_PER_DEGREE), int((east + 180.0) * GRID_PER_DEGREE)
-    if (r1 - r0 + 1) * (c1 - c0 + 1) > MAX_CELLS:
-        return None
-    if circle is None:
-        return [r * GRID_ROW + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
-    clat, clon = circle.lat, circle.lon
-    limit = circle.limit * (1 + 1e-9) + 1e-18  # rounding never drops a cell
-    out = []
-    for r in range(r0, r1 + 1):
-        lat0 = r * step - 90.0
-        dlat = max(lat0 - clat, 0.0, clat - (lat0 + step))
-        cos_min = max(min(math.cos(math.radians(lat0)), math.cos(math.radians(lat0 + step))), 0.0)
-        for c in range(c0, c1 + 1):
-            lon0 = c * step - 180.0
-            dlon = max(lon0 - clon, 0.0, clon - (lon0 + step))
-            if circle.term_at_least(dlat, dlon, cos_min) <= limit:
-                out.append(r * GRID_ROW + c)
-    return out
+def _no_campaign(slug: str) -> int:
+    raise InvalidInput("Open311 has no campaign filter", code="invalid_parameter")
 
 
-class _Sql:
-    """A statement's text and its positional values, built together (`?` for SQLite, `%s` for psycopg)."""
-
-    def __init__(self, mark: str):
-        self.mark, self.parts, self.values = mark, [], []
-
-    def one(self, value) -> str:
-        self.values.append(value)
-        return self.mark
-
-    def many(self, values) -> str:
-        self.values.extend(values)
-        return ", ".join([self.mark] * len(values))
-
-
-def _page_sql(sql: _Sql, q: S.ReportQuery, units: dict, sqlite: bool, limit: int, offset: int) -> str:
-    """The ids of a page, newest first, from an index alone: status + the grid cells covering the area
-    (ix_reports_status_cell) when both are given, else status + lat/lon (ix_reports_status_area) and the
-    others; the exact area test on the index's lat/lon keeps paging exact."""
-    cond = []
-    v = sql.one
-    if q.ids:
-        cond.append(f"id IN ({sql.many([int(i) for i in q.ids])})")
-    if q.status:
-        cond.append(f"status IN ({sql.many(q.status)})")
-    if q.category:
-        cond.append(f"category_code IN ({sql.many(q.category)})")
-    if q.unit is not None:
-        cond.append(f"unit_id = {v(next((i for i, u in units.items() if u[0] == q.unit), -1))}")
-    cells = None
-    circle = S.Circle(*(float(x) for x in q.near)) if q.near else None
-    if circle is not None:
-        west, south, east, north = circle.box
-        cells = grid_cells(west, south, east, north, circle)
-    elif q.bbox:
-        west, south, east, north = q.bbox
-        cells = grid_cells(west, south, east, north)
-    if cells is not None and q.status:
-        cond.append(f"grid_cell IN ({sql.many(cells)})")
-    if q.bbox:
-        bw, bs, be, bn = q.bbox
-        cond.append(f"lat >= {v(bs)} AND lat <= {v(bn)} AND lon >= {v(bw)} AND lon <= {v(be)}")
-    if circle is not None:
-        # The box uses the index; the exact distance test (S.Circle: the core's haversine) keeps paging exact.
-        cond.append(f"lat >= {v(south)} AND lat <= {v(north)} AND lon >= {v(west)} AND lon <= {v(east)}")
-        lat, lon = circle.lat, circle.lon
-        cond.append(f"sin(radians(lat - {v(lat)}) / 2) * sin(radians(lat - {v(lat)}) / 2) + {v(circle.cos_lat)} * "
-                    f"cos(radians(lat)) * sin(radians(lon - {v(lon)}) / 2) * sin(radians(lon - {v(lon)}) / 2) "
-                    f"<= {v(circle.limit)}")
-    for name, column, op in (("created_after", "created_at", ">="), ("created_before", "created_at", "<="),
-                             ("updated_after", "updated_at", ">="), ("updated_before", "updated_at", "<=")):
-        when = getattr(q, name)
-        if when is not None:
-            when = when.astimezone(UTC)
-            cond.append(f"{column} {op} {v(when.replace(tzinfo=None).strftime(SQLITE_STAMP) if sqlite else when)}")
-    where = f" WHERE {' AND '.join(cond)}" if cond else ""
-    return (f"SELECT id FROM reports{where} ORDER BY created_at DESC, id DESC "
-            f"LIMIT {v(limit)} OFFSET {v(offset)}")
-
-
-def _fetch(conn, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bool, size: int):
-    """The page's rows (only the needed columns: the ids come from `_page_sql` as a subquery, so the table is
-    read for just these rows, in one round trip), their photos' ids and their public notes."""
-    mark = "?" if sqlite else "%s"
-    sql = _Sql(mark)
+def _fetch(conn, db, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bool, size: int):
+    """The page's rows (only the needed columns: the ids come from `queries.page_sql` as a subquery, so the
+    table is read for just these rows, in one round trip), their photos' ids and their public notes."""
+    sql = queries.SqlText(sqlite)
+    mark = sql.mark
     cols = ", ".join(COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS)
-    page = _page_sql(sql, q, units, sqlite, size, (max(q.page, 1) - 1) * size)
+    look = queries.Lookups(unit_id=lambda code: next((i for i, u in units.items() if u[0] == code), None),
+                           campaign_id=_no_campaign, extent=geo_index(db).extent.bounds, now=utcnow())
+    page = queries.page_sql(sql, queries.terms(q, look), "created_desc", size, (max(q.page, 1) - 1) * size)
     cur = conn.cursor()
     try:
         cur.execute(f"SELECT {cols} FROM reports WHERE id IN ({page}) ORDER BY created_at DESC, id DESC",
@@ -779,7 +726,7 @@ def _read(db, q: S.ReportQuery, units: dict, extensions: bool, size: int):
     for attempt in (1, 2):
         conn = db.engine.raw_connection()
         try:
-            return _fetch(conn.driver_connection, sqlite, q, units, extensions, size)
+            return _fetch(conn.driver_connection, db, sqlite, q, units, extensions, size)
         except db.engine.dialect.loaded_dbapi.OperationalError:
             conn.invalidate()
             if attempt == 2:
@@ -795,8 +742,8 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
     service_request_id overrides every other filter (spec). Without any date filter the window is the
     last 90 days of requested_datetime; start_date..end_date may span 90 days at most."""
     extensions = _truthy(params.get("extensions"))
-    size = integer(params.get("page_size"), "page_size", default=MAX_REQUESTS, lo=1, hi=MAX_REQUESTS)
-    page = integer(params.get("page"), "page", default=1, lo=1, hi=1_000_000)
+    size = _integer(params.get("page_size"), "page_size", MAX_REQUESTS, 1, MAX_REQUESTS)
+    page = _integer(params.get("page"), "page", 1, 1, 1_000_000)
     ids = _csv_param(params.get("service_request_id"))
     if ids:
         if not all(i.isdigit() for i in ids) or len(ids) > MAX_REQUESTS:
@@ -840,8 +787,8 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
         start = (now or utcnow()) - window
     q.created_after, q.created_before = _from(start), _through(end)
     q.updated_after, q.updated_before = _from(q.updated_after), _through(q.updated_before)
-    lat, lon = number(params.get("lat"), "lat", lo=-90, hi=90), number(params.get("long"), "long", lo=-180, hi=180)
-    radius = number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
+    lat, lon = _number(params.get("lat"), "lat", lo=-90, hi=90), _number(params.get("long"), "long", lo=-180, hi=180)
+    radius = _number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
     if (lat is None) != (lon is None):
         raise InvalidInput("lat and long go together", code="invalid_parameter",
                            details=[{"field": "lat/long", "problem": "give both or neither"}])

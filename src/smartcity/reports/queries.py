@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
 
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.geo import EARTH_RADIUS_M, geo_index, haversine_m
 from smartcity.reports.campaigns import get_campaign
-from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _now, parse_bbox
-from smartcity.reports.models import Category, Report
+from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _check_bbox, _now
+from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report
 from smartcity.reports.routing import _unit
 
 
@@ -63,6 +66,7 @@ ORDERS = {
     "due_asc": (Report.due_at.asc(), Report.id.asc()),
     "support_desc": (Report.support_count.desc(), Report.id.desc()),
 }
+MAX_CELLS = 400  # more grid cells than this: the area is large, the lat/lon index serves it better
 
 
 @dataclass(frozen=True)
@@ -113,57 +117,206 @@ def _haversine_term(lat_col, lon_col, c: Circle):
             + c.cos_lat * func.cos(func.radians(lat_col)) * sin_half(lon_col - c.lon) * sin_half(lon_col - c.lon))
 
 
-def _conditions(session: Session, q: ReportQuery) -> list:
-    cond = []
+def grid_cells(west: float, south: float, east: float, north: float,
+               circle: Circle | None = None) -> list[int] | None:
+    """The grid cells (models.grid_cell) covering a box, without those wholly outside the circle if one is
+    given (a cell goes only when a lower bound of its nearest point's distance is past the radius); None if
+    there would be more than MAX_CELLS (a large area reads the lat/lon index instead)."""
+    step = 1.0 / GRID_PER_DEGREE
+    r0, r1 = int((south + 90.0) * GRID_PER_DEGREE), int((north + 90.0) * GRID_PER_DEGREE)
+    c0, c1 = int((west + 180.0) * GRID_PER_DEGREE), int((east + 180.0) * GRID_PER_DEGREE)
+    if (r1 - r0 + 1) * (c1 - c0 + 1) > MAX_CELLS:
+        return None
+    if circle is None:
+        return [r * GRID_ROW + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+    clat, clon = circle.lat, circle.lon
+    limit = circle.limit * (1 + 1e-9) + 1e-18  # rounding never drops a cell
+    out = []
+    for r in range(r0, r1 + 1):
+        lat0 = r * step - 90.0
+        dlat = max(lat0 - clat, 0.0, clat - (lat0 + step))
+        cos_min = max(min(math.cos(math.radians(lat0)), math.cos(math.radians(lat0 + step))), 0.0)
+        for c in range(c0, c1 + 1):
+            lon0 = c * step - 180.0
+            dlon = max(lon0 - clon, 0.0, clon - (lon0 + step))
+            if circle.term_at_least(dlat, dlon, cos_min) <= limit:
+                out.append(r * GRID_ROW + c)
+    return out
+
+
+# --- the query builder ------------------------------------------------------------------------------------
+# One place says what each filter of a ReportQuery means (`terms`); two renderings turn the terms into SQL:
+# SQLAlchemy expressions for the ORM (`where`: the service, the JSON API, the pages, exports) and plain SQL
+# text with positional values (`page_sql`: Open311's GET fast path, which skips SQLAlchemy's per-request
+# compile). A new filter is added in `terms`; a new kind of condition in both renderings.
+
+
+@dataclass(frozen=True)
+class Term:
+    """One condition on the reports table. `op` is one of "in", "=", "!=", "<", "<=", ">=" (column against
+    value), "circle" (lat/lon within a Circle), "text" (title or description contains) and "group" (the
+    category is in a group)."""
+
+    column: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the terms need from the store besides the query: a unit's id by code, a campaign's id by slug,
+    the city's extent (west, south, east, north; a box around it filters nothing) and the time now."""
+
+    unit_id: Callable[[str], int | None]
+    campaign_id: Callable[[str], int]
+    extent: tuple[float, float, float, float] | None
+    now: datetime
+
+
+def _box(west: float, south: float, east: float, north: float) -> list[Term]:
+    return [Term("lat", ">=", south), Term("lat", "<=", north), Term("lon", ">=", west), Term("lon", "<=", east)]
+
+
+def terms(q: ReportQuery, look: Lookups) -> list[Term]:
+    """The conditions of a query (checked: an unknown status or a malformed box is InvalidInput)."""
+    out: list[Term] = []
+    if q.ids is not None:
+        out.append(Term("id", "in", [int(i) for i in q.ids]))
     if q.status:
         bad = [s for s in q.status if s not in STATUSES]
         if bad:
             raise InvalidInput(f"unknown status {bad[0]!r}", code="invalid_status")
-        cond.append(Report.status.in_(q.status) if len(q.status) > 1 else Report.status == q.status[0])
+        out.append(Term("status", "in", list(q.status)))
     if q.category:
-        cond.append(Report.category_code.in_(q.category))
+        out.append(Term("category_code", "in", list(q.category)))
     if q.group:
-        cond.append(Report.category_id.in_(select(Category.id).where(Category.group_code == q.group)))
+        out.append(Term("category_id", "group", q.group))
     if q.district:
-        cond.append(Report.district_code.in_(q.district))
+        out.append(Term("district_code", "in", list(q.district)))
     if q.unit:
-        unit = _unit(session, q.unit)
-        cond.append(Report.unit_id == (unit.id if unit else -1))
+        unit_id = look.unit_id(q.unit)
+        out.append(Term("unit_id", "=", unit_id if unit_id is not None else -1))
     if q.assignee_id is not None:
-        cond.append(Report.assignee_id == q.assignee_id)
+        out.append(Term("assignee_id", "=", q.assignee_id))
     if q.reporter_id is not None:
-        cond.append(Report.reporter_id == q.reporter_id)
+        out.append(Term("reporter_id", "=", q.reporter_id))
     if q.campaign:
-        cond.append(Report.campaign_id == get_campaign(session, q.campaign).id)
-    if q.bbox:
-        west, south, east, north = parse_bbox(q.bbox)
-        x0, y0, x1, y1 = geo_index(session.info["db"]).extent.bounds
-        if not (west <= x0 and south <= y0 and east >= x1 and north >= y1):  # a box around the city filters nothing
-            cond += [Report.lat >= south, Report.lat <= north, Report.lon >= west, Report.lon <= east]
-    if q.near:
-        circle = Circle(*(float(v) for v in q.near))
-        west, south, east, north = circle.box
-        # The box uses the indexes; the exact distance test keeps paging exact.
-        cond += [Report.lat >= south, Report.lat <= north, Report.lon >= west, Report.lon <= east,
-                 _haversine_term(Report.lat, Report.lon, circle) <= circle.limit]
-    if q.created_after:
-        cond.append(Report.created_at >= q.created_after)
-    if q.created_before:
-        cond.append(Report.created_at <= q.created_before)
-    if q.updated_after:
-        cond.append(Report.updated_at >= q.updated_after)
-    if q.updated_before:
-        cond.append(Report.updated_at <= q.updated_before)
+        out.append(Term("campaign_id", "=", look.campaign_id(q.campaign)))
+    circle = Circle(*(float(v) for v in q.near)) if q.near else None
+    box = _check_bbox(q.bbox) if q.bbox else None
+    if box and look.extent:
+        x0, y0, x1, y1 = look.extent
+        if box[0] <= x0 and box[1] <= y0 and box[2] >= x1 and box[3] >= y1:  # a box around the city
+            box = None
+    if q.status and (circle or box):
+        # With a status, the grid cells covering the area let ix_reports_status_cell find the rows; the
+        # lat/lon terms below keep the answer exact.
+        cells = grid_cells(*circle.box, circle) if circle else grid_cells(*box)
+        if cells is not None:
+            out.append(Term("grid_cell", "in", cells))
+    if box:
+        out += _box(*box)
+    if circle:
+        out += [*_box(*circle.box), Term("lat,lon", "circle", circle)]
+    for name, column, op in (("created_after", "created_at", ">="), ("created_before", "created_at", "<="),
+                             ("updated_after", "updated_at", ">="), ("updated_before", "updated_at", "<=")):
+        when = getattr(q, name)
+        if when is not None:
+            out.append(Term(column, op, when))
     if q.overdue:
-        cond += [Report.status.in_(OPEN_STATUSES), Report.due_at < _now()]
-    if q.ids is not None:
-        cond.append(Report.id.in_([int(i) for i in q.ids]))
+        out += [Term("status", "in", sorted(OPEN_STATUSES)), Term("due_at", "<", look.now)]
     if q.text:
-        like = f"%{q.text.strip()[:100]}%"
-        cond.append(or_(Report.title.ilike(like), Report.description.ilike(like)))
+        out.append(Term("title,description", "text", f"%{q.text.strip()[:100]}%"))
     if not q.include_duplicates:
-        cond.append(Report.status != "duplicate")
-    return cond
+        out.append(Term("status", "!=", "duplicate"))
+    return out
+
+
+_COMPARE = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">=": operator.ge}
+
+
+def where(found: list[Term]) -> list:
+    """The terms as SQLAlchemy conditions on the reports table."""
+    c = Report.__table__.c
+    out = []
+    for t in found:
+        if t.op == "in":
+            out.append(c[t.column].in_(t.value))
+        elif t.op == "circle":
+            out.append(_haversine_term(c.lat, c.lon, t.value) <= t.value.limit)
+        elif t.op == "text":
+            out.append(or_(*(c[name].ilike(t.value) for name in t.column.split(","))))
+        elif t.op == "group":
+            out.append(c[t.column].in_(select(Category.id).where(Category.group_code == t.value)))
+        else:
+            out.append(_COMPARE[t.op](c[t.column], t.value))
+    return out
+
+
+class SqlText:
+    """A statement's text and its positional values, built together (`?` for SQLite, `%s` for psycopg).
+    SQLite keeps a timestamp as naive UTC text (core.db.UTCDateTime), PostgreSQL as timestamptz."""
+
+    STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a (naive UTC) datetime in SQLite
+
+    def __init__(self, sqlite: bool):
+        self.sqlite, self.mark, self.values = sqlite, "?" if sqlite else "%s", []
+
+    def one(self, value) -> str:
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC)
+            if self.sqlite:
+                value = value.replace(tzinfo=None).strftime(self.STAMP)
+        self.values.append(value)
+        return self.mark
+
+    def many(self, values) -> str:
+        self.values.extend(values)
+        return ", ".join([self.mark] * len(values))
+
+
+def _sql_term(sql: SqlText, t: Term) -> str:
+    v = sql.one
+    if t.op == "in":
+        return f"{t.column} IN ({sql.many(t.value)})" if t.value else "1 = 0"
+    if t.op == "circle":
+        lat, lon = t.value.lat, t.value.lon
+        return (f"sin(radians(lat - {v(lat)}) / 2) * sin(radians(lat - {v(lat)}) / 2) + {v(t.value.cos_lat)} * "
+                f"cos(radians(lat)) * sin(radians(lon - {v(lon)}) / 2) * sin(radians(lon - {v(lon)}) / 2) "
+                f"<= {v(t.value.limit)}")
+    if t.op == "text":
+        like = "lower({}) LIKE lower({})" if sql.sqlite else "{} ILIKE {}"
+        return "(" + " OR ".join(like.format(name, v(t.value)) for name in t.column.split(",")) + ")"
+    if t.op == "group":
+        return (f"{t.column} IN (SELECT id FROM {Category.__tablename__} WHERE group_code = {v(t.value)})")
+    return f"{t.column} {t.op} {v(t.value)}"
+
+
+def page_sql(sql: SqlText, found: list[Term], order: str, limit: int, offset: int) -> str:
+    """The ids of a page as plain SQL: the text depends only on which filters are used and how long their
+    lists are, so SQLite's statement cache and psycopg's server-side prepare reuse the plan."""
+    where_ = " AND ".join(_sql_term(sql, t) for t in found)
+    return (f"SELECT id FROM {Report.__tablename__}{f' WHERE {where_}' if where_ else ''} "
+            f"ORDER BY {order_sql(order)} LIMIT {sql.one(limit)} OFFSET {sql.one(offset)}")
+
+
+def order_sql(order: str) -> str:
+    return ", ".join(f"{c.element.name} {'DESC' if c.modifier is operators.desc_op else 'ASC'}"
+                     for c in ORDERS[order])
+
+
+def lookups(session: Session) -> Lookups:
+    """The store's answers for `terms`, through the session."""
+    def unit_id(code: str) -> int | None:
+        unit = _unit(session, code)
+        return unit.id if unit else None
+
+    return Lookups(unit_id, lambda slug: get_campaign(session, slug).id,
+                   geo_index(session.info["db"]).extent.bounds, _now())
+
+
+def _conditions(session: Session, q: ReportQuery) -> list:
+    return where(terms(q, lookups(session)))
 
 
 def search(session: Session, q: ReportQuery) -> ReportPage:
