@@ -169,3 +169,22 @@ def test_an_unknown_language_gets_the_citys_default_names(client):
     assert features and all(f["properties"]["name"] == f["properties"]["name_ko"] for f in features)
     english = client.get("/api/geo/districts.geojson?lang=en").json()["features"]
     assert all(f["properties"]["name"] == f["properties"]["name_en"] for f in english)
+
+
+def test_a_report_keeps_any_language_the_city_offers(trilingual, db):
+    answer = trilingual.post("/api/reports?lang=ja", json={
+        "category": "roads-pothole", "lat": 37.5665, "lon": 126.978, "title": "pothole",
+        "attributes": {"size": "large"}, "contact": {"email": "kim@example.org"}})
+    assert answer.status_code == 201, answer.text
+    with db.session() as s:
+        report = s.get(Report, answer.json()["report"]["id"])
+        assert report.language == "ja"
+        mail = s.scalars(select(Notification).where(Notification.ref == f"report:{report.id}")).one()
+    assert mail.subject.endswith(f"Report #{report.id} received")  # no Japanese catalogue: the English text
+
+
+def test_open311_weighs_accept_language(client):
+    english = client.get("/open311/v2/discovery.json", headers={"Accept-Language": "ko;q=0.1, en;q=0.9"}).json()
+    assert "Community Mapping" in english["contact"]
+    korean = client.get("/open311/v2/discovery.json", headers={"Accept-Language": "fr, ko-KR;q=0.8"}).json()
+    assert "커뮤니티 매핑" in korean["contact"]

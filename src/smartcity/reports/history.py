@@ -16,6 +16,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import localized
 from smartcity.core.models import Department
 from smartcity.core.params import iso_time
 from smartcity.reports.common import H3_RES, MAX_ADDRESS, MAX_DESCRIPTION, MAX_TITLE, MAX_UPDATE, STATUSES, _clean_text
@@ -149,8 +150,8 @@ def import_history(session: Session, identity: Identity, rows: list[dict[str, st
             except ValueError as exc:
                 problem("status", str(exc))
         text_problems: list[dict] = []
-        title = _clean_text(row.get("title") or next((ln for ln in row.get("description", "").splitlines()
-                                                      if ln.strip()), "") or (category.name_ko if category else "-"),
+        first_line = next((ln for ln in row.get("description", "").splitlines() if ln.strip()), "")
+        title = _clean_text(row.get("title") or first_line or localized(category, "name", language) or "-",
                             "title", MAX_TITLE, text_problems)
         description = _clean_text(row.get("description", ""), "description", MAX_DESCRIPTION, text_problems)
         address = _clean_text(row.get("address", ""), "address", MAX_ADDRESS, text_problems) or None

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import ANONYMOUS, Identity
+from smartcity.core.city import load_profile
 from smartcity.core.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied, TooLarge
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
@@ -181,7 +182,8 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     contact = _check_contact(new.contact, problems, notices)
     media_urls = _check_media_urls(new.media_urls, problems, notices)
     source = new.source if new.source in SOURCES else "api"
-    language = new.language if new.language in ("ko", "en") else "ko"
+    profile = load_profile(settings.city)
+    language = new.language if new.language in profile.languages else profile.language
     if len(new.photos) > settings.reports_max_photos:
         problems.append({"field": "photos", "code": "too_many_photos",
                          "problem": f"at most {settings.reports_max_photos} photos"})

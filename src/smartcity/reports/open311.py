@@ -58,6 +58,7 @@ from smartcity.core.errors import (
     TooLarge,
 )
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import gettext, localized, negotiate, pick, translate
 from smartcity.core.models import Department
 from smartcity.core.web import register_error_format
 from smartcity.core.writer import writer
@@ -210,16 +211,8 @@ def language(request: Request, form=None) -> str:
     given = [request.query_params.get("locale"), request.query_params.get("lang")]
     if form is not None:
         given[:0] = [form.get("locale"), form.get("lang")]
-    for candidate in given:
-        if isinstance(candidate, str) and candidate:
-            code = candidate.replace("_", "-").split("-")[0].strip().lower()
-            if code in profile.languages:
-                return code
-    for part in request.headers.get("accept-language", "").split(","):
-        code = part.split(";")[0].strip().split("-")[0].lower()
-        if code in profile.languages:
-            return code
-    return profile.language
+    return (pick(given, profile.languages) or negotiate(request.headers.get("accept-language", ""), profile.languages)
+            or profile.language)
 
 
 def check_jurisdiction(request: Request, params=None) -> None:
@@ -369,9 +362,8 @@ def discovery(request: Request, fmt: str) -> Response:
     lang = language(request)
     base = _base_url(request)
     site = f"{settings.reports_public_url.rstrip('/')}/reports"
-    contact = f"{profile.name(lang)} {'커뮤니티 매핑' if lang == 'ko' else 'Community Mapping'} — {site}"
-    key_service = ("API keys are issued by the city's administrators (smartcity open311 keys create NAME)"
-                   if lang != "ko" else "API 키는 시 관리자가 발급합니다 (smartcity open311 keys create NAME)")
+    contact = f"{profile.name(lang)} {gettext(lang, 'Community Mapping')} — {site}"
+    key_service = gettext(lang, "API keys are issued by the city's administrators (smartcity open311 keys create NAME)")
     doc = {
         "changeset": CHANGESET,
         "contact": contact,
@@ -526,7 +518,7 @@ def _create(s, identity: Identity, settings, params, files: list, idempotency_ke
         category = None
     if category is None or category.campaign_id is not None or not category.active:
         raise NotFound(f"unknown service_code {code!r}", code="unknown_service")
-    service_name = category.name_ko if lang == "ko" else category.name_en
+    service_name = localized(category, "name", lang)
     # A partner moving its history over keeps each request's own time, with an import key; any other key's
     # requested_datetime is ignored and named in the notice as not kept.
     given = _text(params, "requested_datetime").strip()
@@ -571,19 +563,16 @@ def _not_kept(params) -> list[str]:
 
 def _service_notice(report: Report, created: S.CreatedReport, not_kept: list[str], lang: str, tz) -> str:
     """When the city expects to have handled it, and every word about what was sent but not kept as sent."""
-    ko = lang == "ko"
     due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
-    parts = [f"처리 예정일 {due}" if ko else f"expected by {due}"]
+    parts = [translate(lang, "expected by {due}", due=due)]
     if report.media_urls:
-        fetch = report.media_fetch == "pending"
-        parts.append(("media_url 링크를 그대로 보관합니다" + (" (사진은 따로 가져옵니다)" if fetch else "")) if ko else
-                     ("media_url kept as a link" + (" (its photo is fetched in the background)" if fetch else
-                                                    " (not fetched)")))
+        parts.append(gettext(lang, "media_url kept as a link (its photo is fetched in the background)"
+                             if report.media_fetch == "pending" else "media_url kept as a link (not fetched)"))
     for n in created.notices:
-        field = n["field"].removeprefix("contact.")
-        parts.append(f"{field} 제외: {n['problem']}" if ko else f"{field} dropped: {n['problem']}")
+        parts.append(translate(lang, "{field} dropped: {problem}", field=n["field"].removeprefix("contact."),
+                               problem=n["problem"]))
     if not_kept:
-        parts.append(f"보관하지 않은 항목: {', '.join(not_kept)}" if ko else f"not kept: {', '.join(not_kept)}")
+        parts.append(translate(lang, "not kept: {fields}", fields=", ".join(not_kept)))
     return "; ".join(parts)
 
 
