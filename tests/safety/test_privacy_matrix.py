@@ -19,7 +19,7 @@ from smartcity.core.models import AuditEntry
 from smartcity.safety import service
 from smartcity.safety.engine import get_engine
 from tests.conftest import LiveServer, eventually, make_key, make_settings, make_user
-from tests.core.test_events import SSEReader
+from tests.helpers import SSEReader
 from tests.safety.helpers import HOME, SCHOOL, fix, make_world
 
 SOS_POINT = (37.4995, 127.0585)  # in Gangnam: the incident goes to Gangnam's control room

@@ -27,9 +27,8 @@ from smartcity.safety.intake_api import GATEWAY_SCOPE
 from smartcity.safety.models import Incident, PositionRow, SafetyEvent
 from smartcity.safety.writer import WriterProcess
 from tests.conftest import LiveServer, eventually, make_key, make_settings, signin
-from tests.core.test_events import SSEReader
-from tests.safety.helpers import HOME, east_of, fix, make_world
-from tests.safety.test_osmand import rows, traccar_query
+from tests.helpers import SSEReader
+from tests.safety.helpers import HOME, east_of, fix, make_world, rows, traccar_query
 
 SOS_POINT = (37.4995, 127.0585)  # Daechi-dong, Gangnam: the district whose control room gets the incident
 
@@ -76,8 +75,8 @@ def writer_of(ctx) -> WriterProcess:
     """The app's engine: a WriterProcess with a live child (remembered, to check it has ended at teardown)."""
     engine = get_engine(ctx.db, ctx.settings, ctx.app.state.profile)
     assert isinstance(engine, WriterProcess)
-    assert engine.running and engine._proc.pid != os.getpid()
-    ctx.pids.add(engine._proc.pid)
+    assert engine.running and engine.process.pid != os.getpid()
+    ctx.pids.add(engine.process.pid)
     return engine
 
 
@@ -134,8 +133,7 @@ def live(db_url, tmp_path):
             yield ctx
             # End the event streams from the server's side (as its bus does at shutdown), or uvicorn would
             # wait for their next heartbeat before running the shutdown hooks.
-            for sub in list(db.events._subs):
-                sub.loop.call_soon_threadsafe(db.events.unsubscribe, sub)
+            db.events.end_streams()
         assert not server.thread.is_alive(), "the live server did not shut down"
 
 
@@ -160,7 +158,7 @@ def stored_at(db, device_id: int, at) -> int:
 def test_osmand_answers_come_from_the_writer_process(intake):
     c, db, w = intake.client, intake.db, intake.w
     engine = writer_of(intake)
-    pid = engine._proc.pid
+    pid = engine.process.pid
     assert get_engine(db) is engine  # one per store: every adapter uses this one
 
     at = ago(minutes=2)
@@ -198,7 +196,7 @@ def test_osmand_answers_come_from_the_writer_process(intake):
         assert r.status_code == 400, (query, r.text)
         assert r.text
     assert len(rows(db)) == 1
-    assert engine.running and engine._proc.pid == pid  # refusals do not cost the writer its life
+    assert engine.running and engine.process.pid == pid  # refusals do not cost the writer its life
 
 
 # --- 2. the gateway batch -------------------------------------------------------------------------
@@ -293,7 +291,7 @@ def _events(db, person_id):
 def test_a_zone_added_in_the_serving_process_is_used_by_the_running_writer(intake):
     c, db, w = intake.client, intake.db, intake.w
     engine = writer_of(intake)
-    pid = engine._proc.pid
+    pid = engine.process.pid
     start = ago(minutes=30)
     west = east_of(HOME, -300)
     walk = [east_of(west, 20 * i) for i in range(31)]  # 300 m west of home, through it, to 300 m east
@@ -305,7 +303,7 @@ def test_a_zone_added_in_the_serving_process_is_used_by_the_running_writer(intak
                json={"name": "Home", "lat": HOME[0], "lon": HOME[1], "radius_m": 100})
     assert r.status_code == 201, r.text
     home_zone = r.json()["id"]
-    assert engine._proc.pid == pid  # the same writer: it reloaded, it was not restarted
+    assert engine.process.pid == pid  # the same writer: it reloaded, it was not restarted
 
     for i, point in enumerate(walk[1:], start=1):
         r = c.get(f"/osmand?{traccar_query(w.device, start + timedelta(seconds=10 * i), point=point)}")
@@ -322,7 +320,7 @@ def test_a_zone_added_in_the_serving_process_is_used_by_the_running_writer(intak
 def test_a_killed_writer_is_replaced_and_nothing_is_stored_twice(intake):
     c, db, w = intake.client, intake.db, intake.w
     engine = writer_of(intake)
-    first = engine._proc
+    first = engine.process
     start = ago(minutes=20)
     assert c.get(f"/osmand?{traccar_query(w.device, start)}").status_code == 200
 
@@ -334,7 +332,7 @@ def test_a_killed_writer_is_replaced_and_nothing_is_stored_twice(intake):
     # Traccar Client retries until it gets 200.
     eventually(lambda: c.get(f"/osmand?{traccar_query(w.device, at)}").status_code == 200, timeout=30, interval=0.2)
     second = writer_of(intake)
-    assert second is engine and engine._proc.pid != first.pid
+    assert second is engine and engine.process.pid != first.pid
     assert stored_at(db, w.device_id, at) == 1
 
     # The new writer serves as the first did.
@@ -346,7 +344,7 @@ def test_a_killed_writer_is_replaced_and_nothing_is_stored_twice(intake):
 def test_positions_in_flight_when_the_writer_dies_are_acknowledged_or_refused_never_lost(intake):
     db, w = intake.db, intake.w
     engine = writer_of(intake)
-    first = engine._proc
+    first = engine.process
     start = ago(minutes=40)
     fixes = [fix(w.device, start + timedelta(seconds=i), east_of(HOME, i)) for i in range(600)]
     futures = [engine.submit(p) for p in fixes[:300]]
@@ -367,7 +365,7 @@ def test_positions_in_flight_when_the_writer_dies_are_acknowledged_or_refused_ne
     assert all(p.fix_time in stored for p in acked)  # acknowledged means committed
     for p in refused:  # the retry: stored now, or found stored already (a duplicate)
         assert isinstance(eventually(lambda p=p: _retry(engine, p), timeout=30), Ack)
-    assert writer_of(intake)._proc.pid != first.pid
+    assert writer_of(intake).process.pid != first.pid
     assert count_rows(db) == len(fixes)
 
 
@@ -384,7 +382,7 @@ def _retry(engine, p):
 def test_stop_stores_everything_it_was_given_and_the_child_exits(intake):
     c, db, w = intake.client, intake.db, intake.w
     engine = writer_of(intake)
-    proc = engine._proc
+    proc = engine.process
     start = ago(minutes=50)
     for i in range(3):
         assert c.get(f"/osmand?{traccar_query(w.device, start + timedelta(seconds=i))}").status_code == 200

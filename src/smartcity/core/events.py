@@ -264,6 +264,14 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subs)
 
+    def end_streams(self) -> None:
+        """End every subscriber's stream, from any thread (each is ended in its own event loop): what `stop()`
+        does to them at shutdown, for a server whose streams must close before its loop stops."""
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.loop.call_soon_threadsafe(self.unsubscribe, sub)
+
     # --- crossing processes -------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -162,6 +162,11 @@ class WriterProcess:
         return len(self._waiting)
 
     @property
+    def process(self) -> subprocess.Popen | None:
+        """The writer's process while one runs (its pid, its exit status), for supervision and tests."""
+        return self._proc
+
+    @property
     def running(self) -> bool:
         # No waitpid per position: a writer that ended is noticed by the end of its socket (`_ended`).
         return self._ready and self._conn is not None
