@@ -47,7 +47,7 @@ from starlette.routing import Route
 
 from smartcity.core import accounts
 from smartcity.core.auth import Identity, identity_of_user
-from smartcity.core.db import utcnow
+from smartcity.core.db import from_store, utcnow
 from smartcity.core.errors import (
     Conflict,
     InvalidInput,
@@ -60,6 +60,7 @@ from smartcity.core.errors import (
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import gettext, localized, negotiate, pick, translate
 from smartcity.core.models import Department
+from smartcity.core.params import integer, number, timestamp
 from smartcity.core.web import register_error_format
 from smartcity.core.writer import writer
 from smartcity.reports import queries
@@ -229,16 +230,7 @@ def jurisdictions(request: Request) -> set[str]:
 
 def _w3c(value: str | None, name: str, tz) -> datetime | None:
     """A W3C (ISO 8601) datetime; without a zone it is taken as the city's local time."""
-    if value is None or not value.strip():
-        return None
-    try:
-        # An unencoded "+09:00" in a query string arrives as " 09:00".
-        text = re.sub(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$", r"\1+\2", value.strip())
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} is not a W3C datetime (e.g. 2024-05-01T09:30:00+09:00)",
-                           code="invalid_date") from None
-    return when if when.tzinfo else when.replace(tzinfo=tz)
+    return timestamp(value, name, tz=tz, code="invalid_date")
 
 
 def _through(value: datetime | None) -> datetime | None:
@@ -257,27 +249,6 @@ def _from(value: datetime | None) -> datetime | None:
 def _stamp(value: datetime | None, tz) -> str | None:
     """A W3C datetime in the city's time zone (2024-05-01T09:30:00+09:00)."""
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
-
-
-def _number(value: str | None, name: str, *, lo: float | None = None, hi: float | None = None) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        num = float(value)
-    except ValueError:
-        num = float("nan")
-    if num != num or (lo is not None and num < lo) or (hi is not None and num > hi):
-        span = f" between {lo:g} and {hi:g}" if lo is not None and hi is not None else ""
-        raise InvalidInput(f"{name} must be a number{span}", code="invalid_parameter")
-    return num
-
-
-def _integer(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if value is None or value == "":
-        return default
-    if not value.strip().isdigit() or not lo <= int(value) <= hi:
-        raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}", code="invalid_parameter")
-    return int(value)
 
 
 def _csv_param(value: str | None) -> list[str]:
@@ -648,7 +619,7 @@ class LocalTime:
                 if hour[2] is not None:
                     return hour[2] + value[13:19] + hour[1]
                 return (datetime.fromisoformat(value[:19]) + hour[0]).isoformat() + hour[1]
-            value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            value = from_store(value)
         return value.astimezone(self.tz).isoformat(timespec="seconds")
 
 
@@ -731,8 +702,8 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
     service_request_id overrides every other filter (spec). Without any date filter the window is the
     last 90 days of requested_datetime; start_date..end_date may span 90 days at most."""
     extensions = _truthy(params.get("extensions"))
-    size = _integer(params.get("page_size"), "page_size", MAX_REQUESTS, 1, MAX_REQUESTS)
-    page = _integer(params.get("page"), "page", 1, 1, 1_000_000)
+    size = integer(params.get("page_size"), "page_size", default=MAX_REQUESTS, lo=1, hi=MAX_REQUESTS)
+    page = integer(params.get("page"), "page", default=1, lo=1, hi=1_000_000)
     ids = _csv_param(params.get("service_request_id"))
     if ids:
         if not all(i.isdigit() for i in ids) or len(ids) > MAX_REQUESTS:
@@ -776,8 +747,8 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
         start = (now or utcnow()) - window
     q.created_after, q.created_before = _from(start), _through(end)
     q.updated_after, q.updated_before = _from(q.updated_after), _through(q.updated_before)
-    lat, lon = _number(params.get("lat"), "lat", lo=-90, hi=90), _number(params.get("long"), "long", lo=-180, hi=180)
-    radius = _number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
+    lat, lon = number(params.get("lat"), "lat", lo=-90, hi=90), number(params.get("long"), "long", lo=-180, hi=180)
+    radius = number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
     if (lat is None) != (lon is None):
         raise InvalidInput("lat and long go together", code="invalid_parameter",
                            details=[{"field": "lat/long", "problem": "give both or neither"}])

@@ -6,7 +6,7 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 
 from smartcity.core.auth import Identity, check
+from smartcity.core.db import to_store
 from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.geo import EARTH_RADIUS_M, geo_index, haversine_m
 from smartcity.reports.campaigns import get_campaign
-from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _check_bbox, _now
+from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _now, parse_bbox
 from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report
 from smartcity.reports.routing import _unit
 
@@ -203,7 +204,7 @@ def terms(q: ReportQuery, look: Lookups) -> list[Term]:
     if q.campaign:
         out.append(Term("campaign_id", "=", look.campaign_id(q.campaign)))
     circle = Circle(*(float(v) for v in q.near)) if q.near else None
-    box = _check_bbox(q.bbox) if q.bbox else None
+    box = parse_bbox(q.bbox) if q.bbox else None
     if box and look.extent:
         x0, y0, x1, y1 = look.extent
         if box[0] <= x0 and box[1] <= y0 and box[2] >= x1 and box[3] >= y1:  # a box around the city
@@ -257,16 +258,12 @@ class SqlText:
     """A statement's text and its positional values, built together (`?` for SQLite, `%s` for psycopg).
     SQLite keeps a timestamp as naive UTC text (core.db.UTCDateTime), PostgreSQL as timestamptz."""
 
-    STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a (naive UTC) datetime in SQLite
-
     def __init__(self, sqlite: bool):
         self.sqlite, self.mark, self.values = sqlite, "?" if sqlite else "%s", []
 
     def one(self, value) -> str:
         if isinstance(value, datetime):
-            value = value.astimezone(UTC)
-            if self.sqlite:
-                value = value.replace(tzinfo=None).strftime(self.STAMP)
+            value = to_store(value, self.sqlite)
         self.values.append(value)
         return self.mark
 
