@@ -1,14 +1,12 @@
-"""Builds the ASGI application from the settings: the store, the city profile, the core routes and
-every module's routes."""
+"""Builds the ASGI application from the settings: the store, the city profile, the core routes and what
+every module declares (core.module)."""
 
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
-import pkgutil
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,36 +19,33 @@ from smartcity import __version__
 from smartcity.core import api as core_api
 from smartcity.core import pages as core_pages
 from smartcity.core.auth import SigninThrottle
-from smartcity.core.city import load_profile
+from smartcity.core.context import AppContext
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.jobs import Scheduler
+from smartcity.core.module import Module, declare, discover, install, jobs
 from smartcity.core.web import ERROR_RESPONSES, STATIC, Metrics, MetricsMiddleware, error_response
 from smartcity.settings import Settings, get_settings
 
 log = logging.getLogger("smartcity")
 
 
-def modules() -> list:
-    """Every capability module of the package (reports, safety, …), in name order."""
-    package = Path(__file__).parent
-    found = []
-    for info in pkgutil.iter_modules([str(package)]):
-        if info.ispkg and info.name not in ("core", "cities"):
-            found.append(importlib.import_module(f"smartcity.{info.name}"))
-    return found
-
-
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None,
+               modules: Sequence[Module] | None = None) -> FastAPI:
+    """The platform: the store, the city profile, the core routes and what each module declares (`modules`,
+    default: `core.module.discover()`, which honours SMARTCITY_MODULES)."""
     settings = settings or get_settings()
     db = db or Database(settings.database_url)
-    profile = load_profile(settings.city)
+    modules = tuple(discover(settings.modules) if modules is None else modules)
+    declare(modules)
+    context = db.context = AppContext.build(db, settings, modules)
+    profile = context.profile
     startup, shutdown = [], []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.events.start()
-        scheduler = Scheduler(db, settings) if settings.run_jobs else None
+        scheduler = Scheduler(db, settings, jobs(modules)) if settings.run_jobs else None
         if scheduler:
             scheduler.start()
         for hook in startup:
@@ -80,7 +75,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         responses=ERROR_RESPONSES,
     )
     app.state.settings, app.state.db, app.state.profile = settings, db, profile
-    app.state.metrics = Metrics(db)
+    app.state.context = context
+    app.state.metrics = Metrics()
     app.state.signin_throttle = SigninThrottle()
     app.state.startup, app.state.shutdown = startup, shutdown
 
@@ -115,8 +111,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(core_api.router)
     app.include_router(core_pages.router)
-    for module in modules():
-        module.install(app)
+    install(app, context)
 
     STATIC.mkdir(parents=True, exist_ok=True)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import getpass
-import json
 import os
-import sys
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from smartcity.core.errors import SmartCityError
-from smartcity.settings import describe, get_settings
-
-
-def _db():
-    from smartcity.core.db import Database
-
-    return Database(get_settings().database_url)
-
-
-def _profile():
-    from smartcity.core.city import load_profile
-
-    return load_profile(get_settings().city)
-
-
-def reports_errors(fn):
-    """Turn platform errors into a clear message and exit status 2, instead of a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SmartCityError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            for detail in exc.details or []:
-                click.echo(
-                    f"  - {json.dumps(detail, ensure_ascii=False) if isinstance(detail, dict) else detail}",
-                    err=True,
-                )
-            sys.exit(2)
-
-    return wrapper
+from smartcity.core import module as modules
+from smartcity.core.cli import city_profile, command_errors, database, read_file
+from smartcity.settings import describe, describe_class, get_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +21,12 @@ def main() -> None:
 
 @main.command()
 def settings() -> None:
-    """List every setting, its environment variable, default and meaning."""
-    for name, default, help_text in describe():
+    """List every setting (the core's, then each module's), its environment variable, default and meaning."""
+    listed = describe()
+    for m in modules.declared():
+        if m.settings is not None:
+            listed += describe_class(m.settings, m.env_prefix)
+    for name, default, help_text in listed:
         click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
 
 
@@ -69,17 +40,17 @@ def migrate() -> None:
 
 
 @main.command()
-@reports_errors
+@command_errors
 def init() -> None:
     """Migrate, then put the city profile into the store (units; approximate districts if none)."""
     from smartcity.core.db import migrate as run
     from smartcity.core.seed import seed_city
 
     run(get_settings().database_url)
-    db = _db()
+    db = database()
     with db.session() as s:
-        added = seed_city(s, _profile())
-    click.echo(f"city {_profile().name_en}: {added['units']} units and {added['districts']} districts added")
+        added = seed_city(s, city_profile())
+    click.echo(f"city {city_profile().name_en}: {added['units']} units and {added['districts']} districts added")
 
 
 @main.command()
@@ -106,13 +77,13 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 @main.command()
 @click.option("--serve/--no-serve", "then_serve", default=True, help="Start the server afterwards.")
 @click.pass_context
-@reports_errors
+@command_errors
 def demo(ctx: click.Context, then_serve: bool) -> None:
     """Set up the embedded database with the city profile, demo accounts and demo data, then serve."""
     from smartcity.core.demo import load_demo
 
     ctx.invoke(init)
-    for line in load_demo(_db(), _profile()):
+    for line in load_demo(database(), city_profile()):
         click.echo(line)
     if then_serve:
         # The demo's pages are alive: simulated devices move (safety); an explicit setting still wins.
@@ -142,9 +113,9 @@ def _import_areas(kind: str, path: Path) -> None:
     from smartcity.core import geo
     from smartcity.core.events import publish
 
-    profile = _profile()
-    areas = geo.parse_boundaries(_read(path), profile)
-    db = _db()
+    profile = city_profile()
+    areas = geo.parse_boundaries(read_file(path), profile)
+    db = database()
     index = geo.geo_index(db) if kind == "neighbourhoods" else None
     with db.session() as s, click.progressbar(length=len(areas), label=f"importing {kind}") as bar:
         if kind == "districts":
@@ -157,7 +128,7 @@ def _import_areas(kind: str, path: Path) -> None:
 
 @import_.command("districts")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@reports_errors
+@command_errors
 def import_districts(file: Path) -> None:
     """Load district boundaries from a GeoJSON FeatureCollection (properties: code, name, name_eng)."""
     _import_areas("districts", file)
@@ -165,7 +136,7 @@ def import_districts(file: Path) -> None:
 
 @import_.command("neighbourhoods")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@reports_errors
+@command_errors
 def import_neighbourhoods(file: Path) -> None:
     """Load neighbourhood boundaries from a GeoJSON FeatureCollection; each is tied to its district."""
     _import_areas("neighbourhoods", file)
@@ -181,8 +152,8 @@ def user() -> None:
 
 @user.command("create")
 @click.argument("username")
-@click.option("--role", required=True, help="citizen, staff, guardian, operator, publisher or admin.")
-@click.option("--department", default=None, help="Unit code (staff: a department; operator: a control room).")
+@click.option("--role", required=True, help="citizen, staff, publisher, admin, or a role a module adds.")
+@click.option("--department", default=None, help="Unit code, for a role that belongs to a unit (staff: a department).")
 @click.option("--email", default=None)
 @click.option("--phone", default=None)
 @click.option("--name", "display_name", default="", help="Display name.")
@@ -193,14 +164,14 @@ def user() -> None:
     help="Password; asked for when omitted. SMARTCITY_PASSWORD works too.",
     envvar="SMARTCITY_PASSWORD",
 )
-@reports_errors
+@command_errors
 def user_create(username, role, department, email, phone, display_name, language, password) -> None:
     """Create an account."""
     from smartcity.core import accounts
 
     if password is None:
         password = getpass.getpass("password: ")
-    with _db().session() as s:
+    with database().session() as s:
         u = accounts.create_user(
             s,
             accounts.NewUser(
@@ -223,7 +194,7 @@ def user_list(role) -> None:
     """List accounts."""
     from smartcity.core import accounts
 
-    with _db().session() as s:
+    with database().session() as s:
         for u in accounts.list_users(s, role):
             unit = u.department.code if u.department else ""
             click.echo(f"{u.id}\t{u.username}\t{u.role}\t{unit}\t{'active' if u.active else 'disabled'}")
@@ -232,14 +203,14 @@ def user_list(role) -> None:
 @user.command("set-password")
 @click.argument("username")
 @click.option("--password", default=None, envvar="SMARTCITY_PASSWORD")
-@reports_errors
+@command_errors
 def user_set_password(username, password) -> None:
     """Set a user's password."""
     from smartcity.core import accounts
 
     if password is None:
         password = getpass.getpass("new password: ")
-    with _db().session() as s:
+    with database().session() as s:
         accounts.set_password(s, username, password)
     click.echo("password changed")
 
@@ -252,12 +223,12 @@ def apikey() -> None:
 @apikey.command("create")
 @click.argument("name")
 @click.option("--user", "username", default=None, help="Act as this user (the key carries the user's role).")
-@reports_errors
+@command_errors
 def apikey_create(name, username) -> None:
     """Issue a key; it is printed once and only its hash is kept."""
     from smartcity.core import accounts
 
-    with _db().session() as s:
+    with database().session() as s:
         owner = accounts.get_user(s, username) if username else None
         row, key = accounts.create_api_key(s, name, user=owner)
     click.echo(key)
@@ -269,7 +240,7 @@ def apikey_list() -> None:
     """List keys (never the keys themselves)."""
     from smartcity.core import accounts
 
-    with _db().session() as s:
+    with database().session() as s:
         for k in accounts.list_api_keys(s):
             state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
             click.echo(f"{k.id}\t{k.name}\t{k.scope}\t{k.prefix}…\t{state}")
@@ -277,23 +248,25 @@ def apikey_list() -> None:
 
 @apikey.command("revoke")
 @click.argument("key_id", type=int)
-@reports_errors
+@command_errors
 def apikey_revoke(key_id) -> None:
     """Revoke a key by its id."""
     from smartcity.core import accounts
 
-    with _db().session() as s:
+    with database().session() as s:
         accounts.revoke_api_key(s, key_id)
     click.echo(f"key {key_id} revoked")
 
 
 def _add_module_commands() -> None:
-    from smartcity.app import modules
-
-    for module in modules():
-        groups = getattr(module, "cli", None)  # a click group, or a list of them
-        for group in groups if isinstance(groups, list) else [groups] if groups is not None else []:
-            main.add_command(group)
+    """Each module's commands; a group named as one of ours (`import`) adds its commands to ours."""
+    for command in modules.commands(modules.declared()):
+        mine = main.commands.get(command.name or "")
+        if isinstance(mine, click.Group) and isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                mine.add_command(sub, name)
+        else:
+            main.add_command(command)
 
 
 _add_module_commands()

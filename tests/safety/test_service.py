@@ -250,11 +250,13 @@ def test_silent_devices_are_reported_once(db, engine, settings):
 
 
 def test_absence_from_a_scheduled_zone(db, engine, settings):
+    from smartcity.core.context import context_of
+
     w = make_world(db)
     with db.session() as s:
         service.update_zone(s, w.school_zone, service.ZoneIn("School", SCHOOL[0], SCHOOL[1], 100, schedule=[
             {"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]))
-    kst = service._profile().tz
+    kst = context_of(db).profile.tz
     wednesday = datetime.now(kst).date() - timedelta(days=(datetime.now(kst).weekday() - 2) % 7)
 
     def at(hh, mm, day=wednesday):
@@ -295,15 +297,16 @@ def test_retention_purges_old_history(db, settings):
 
 
 def test_retention_runs_as_a_scheduled_job(db, settings):
-    from smartcity.core.jobs import JOBS, Scheduler
+    from smartcity.core.jobs import Scheduler
+    from smartcity.core.module import declared, jobs
 
-    assert {"safety.retention", "safety.silent", "safety.absence"} <= {j.name for j in JOBS}
+    assert {"safety.retention", "safety.silent", "safety.absence"} <= {j.name for j in jobs(declared())}
     w = make_world(db)
     old = utcnow() - timedelta(days=45)
     with db.session() as s:
         s.add(PositionRow(device_id=w.device_id, person_id=w.person_id, fix_time=old, received_at=old,
                           lat=HOME[0], lon=HOME[1], protocol="test", outside_city=False))
-    Scheduler(db, settings).run_due(now=max(j.next_at for j in JOBS) + 1)  # every job is due
+    Scheduler(db, settings).run_due()  # a new scheduler: every job is due
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(PositionRow)) == 0
 

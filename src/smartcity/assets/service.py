@@ -537,10 +537,9 @@ class AssetIndex:
 
 def asset_index(db) -> AssetIndex:
     """The process's index for `db`; it follows `assets.changed` events from then on."""
-    from smartcity.core.city import load_profile
-    from smartcity.settings import get_settings
+    from smartcity.core.context import context_of
 
-    return db.derived("assets.index", lambda: AssetIndex(db, load_profile(get_settings().city).center),
+    return db.derived("assets.index", lambda: AssetIndex(db, context_of(db).profile.center),
                       invalidated_by="assets.changed")
 
 

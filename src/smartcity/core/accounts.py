@@ -17,16 +17,17 @@ from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.models import ApiKey, Department, User
 
+# The core's roles; modules add theirs in their declaration (core.module.declare), before "admin".
 ROLES = {
     "citizen": "Citizen: reports problems, follows them, takes part",
     "staff": "Department staff: works the reports routed to their department",
-    "guardian": "Guardian: follows the people in their care",
-    "operator": "Control-room operator: handles incidents in their district",
     "publisher": "Data publisher: publishes datasets to the open data plaza",
     "admin": "Administrator: manages users, routing and the city's set-up",
 }
+# Kinds of unit (Department.kind) → what they are; modules add theirs.
+UNIT_KINDS = {"department": "A city or district department"}
 # Roles that belong to a unit, and the kind of unit they need.
-UNIT_KIND = {"staff": "department", "operator": "control_room"}
+UNIT_KIND = {"staff": "department"}
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,80}$")
 _hasher = PasswordHasher()
@@ -62,6 +63,9 @@ class NewUser:
 
 def create_user(session: Session, new: NewUser, actor="cli") -> User:
     """Create a user after checking every rule; raises InvalidInput or Conflict and stores nothing."""
+    from smartcity.core.module import ensure_declared
+
+    ensure_declared()  # the modules' roles
     if new.role not in ROLES:
         raise InvalidInput(f"unknown role {new.role!r}; roles are: {', '.join(ROLES)}", code="unknown_role")
     if not USERNAME.match(new.username or ""):

@@ -1,8 +1,8 @@
 """Who is calling and what they may do: identities from session cookies or API keys, the one permission
 check every route goes through, and CSRF protection for cookie-authenticated forms.
 
-Modules declare their permissions with `grant(...)`; handlers ask with `Require("perm")` (a FastAPI
-dependency) or `check(identity, "perm")`. No handler tests a role itself.
+Modules declare their permissions in their `core.module.Module`; handlers ask with `Require("perm")` (a
+FastAPI dependency) or `check(identity, "perm")`. No handler tests a role itself.
 """
 
 from __future__ import annotations
@@ -20,23 +20,40 @@ from starlette.concurrency import run_in_threadpool
 from smartcity.core import accounts
 from smartcity.core.errors import NotAuthenticated, PermissionDenied
 
-# permission → roles holding it. Administrators hold every permission.
-PERMISSIONS: dict[str, set[str]] = {
-    "users.manage": set(),
-    "audit.read": set(),
-    "apikeys.manage": set(),
-    "geo.manage": set(),
-    "events.all": set(),
-    "account.self": {"citizen", "staff", "guardian", "operator", "publisher"},
+EVERY_ROLE = "*"  # in a grant: every role but the administrator's (who holds every permission anyway)
+# The core's own permissions → roles holding them (EVERY_ROLE: every role). Administrators hold every permission.
+CORE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "users.manage": (),
+    "audit.read": (),
+    "apikeys.manage": (),
+    "geo.manage": (),
+    "events.all": (),
+    "account.self": (EVERY_ROLE,),
 }
+# permission → roles holding it: the core's and every declared module's (core.module.declare refreshes it).
+PERMISSIONS: dict[str, set[str]] = {}
 
 
-def grant(permission: str, *roles: str) -> None:
-    """Declare a permission (a module does this at import time) and the roles that hold it."""
-    for role in roles:
-        if role not in accounts.ROLES:
-            raise ValueError(f"unknown role {role!r}")
-    PERMISSIONS.setdefault(permission, set()).update(roles)
+def refresh_grants(modules) -> None:
+    """Rebuild PERMISSIONS from the core's grants and those of `modules` (each a core.module.Module)."""
+    global PERMISSIONS
+    every = {role for role in accounts.ROLES if role != "admin"}
+    table: dict[str, set[str]] = {}
+    for grants in (CORE_PERMISSIONS, *(m.permissions for m in modules)):
+        for permission, roles in grants.items():
+            for role in roles:
+                if role != EVERY_ROLE and role not in accounts.ROLES:
+                    raise ValueError(f"unknown role {role!r} in the grant of {permission!r}")
+            table.setdefault(permission, set()).update(every if EVERY_ROLE in roles else roles)
+    PERMISSIONS = table  # replaced whole: a check in another thread sees the old table or the new one
+
+
+def permissions() -> dict[str, set[str]]:
+    """permission → roles holding it, with the configured modules' declarations applied."""
+    from smartcity.core.module import ensure_declared
+
+    ensure_declared()
+    return PERMISSIONS
 
 
 @dataclass(frozen=True)
@@ -67,11 +84,12 @@ class Identity:
         return "anonymous"
 
     def can(self, permission: str) -> bool:
-        if permission not in PERMISSIONS:
+        table = permissions()
+        if permission not in table:
             raise KeyError(f"undeclared permission {permission!r}")
         if self.role == "admin":
             return True
-        return self.role is not None and self.role in PERMISSIONS[permission]
+        return self.role is not None and self.role in table[permission]
 
 
 ANONYMOUS = Identity()
@@ -224,7 +242,7 @@ class Require:
     refusal is written to the audit log (routes to personal data: who knocked, on what, is worth keeping)."""
 
     def __init__(self, permission: str, audited: bool = False):
-        if permission not in PERMISSIONS:
+        if permission not in permissions():
             raise KeyError(f"undeclared permission {permission!r}")
         self.permission = permission
         self.audited = audited

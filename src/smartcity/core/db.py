@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from smartcity.core.context import AppContext
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -138,6 +142,7 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"db": self})
         self.cache: dict = {}  # per-process state derived from the store (spatial indexes): see derived()
+        self.context: AppContext | None = None  # settings, city profile, modules: core.context.context_of()
         self._cache_lock = threading.Lock()
         self.tally = Tally()  # what this process did with the store, for /metrics
         self._invalidators: set[tuple[str, str]] = set()

@@ -13,34 +13,37 @@ from smartcity.core.models import User
 DEMO_PASSWORD = "demo-password"
 
 
-def demo_accounts(profile: CityProfile) -> list[accounts.NewUser]:
+def demo_district(profile: CityProfile) -> str | None:
+    """The district whose units the demo's unit-bound accounts belong to."""
     first = profile.districts[0].code if profile.districts else None
-    gangnam = next((d.code for d in profile.districts if d.name_en.startswith("Gangnam")), first)
+    return next((d.code for d in profile.districts if d.name_en.startswith("Gangnam")), first)
+
+
+def demo_accounts(profile: CityProfile) -> list[accounts.NewUser]:
+    """An account for each of the core's roles; a module's demo adds accounts for its own roles."""
+    gangnam = demo_district(profile)
     return [
         accounts.NewUser("admin", DEMO_PASSWORD, "admin", "Administrator"),
         accounts.NewUser("citizen", DEMO_PASSWORD, "citizen", "Kim Minji", email="citizen@example.org"),
         accounts.NewUser("staff", DEMO_PASSWORD, "staff", "Lee Junho", department=f"{gangnam}-roads"),
-        accounts.NewUser("guardian", DEMO_PASSWORD, "guardian", "Park Seoyeon", phone="010-0000-0000"),
-        accounts.NewUser(
-            "operator", DEMO_PASSWORD, "operator", "Choi Hyunwoo", department=f"{gangnam}-control"
-        ),
         accounts.NewUser("publisher", DEMO_PASSWORD, "publisher", "Jung Eunji"),
     ]
 
 
-def load_demo(db, profile: CityProfile) -> Iterator[str]:
-    """Idempotent: accounts that exist are left alone."""
-    from smartcity.app import modules
-
+def add_accounts(db, new_accounts: list[accounts.NewUser]) -> Iterator[str]:
+    """Create the accounts that do not exist yet (idempotent) and say which there are."""
     with db.session() as s:
         existing = set(s.scalars(select(User.username)))
-        for new in demo_accounts(profile):
+        for new in new_accounts:
             if new.username not in existing:
                 accounts.create_user(s, new, actor="demo")
-    yield f"demo accounts (password '{DEMO_PASSWORD}'): " + ", ".join(
-        u.username for u in demo_accounts(profile)
-    )
-    for module in modules():
-        hook = getattr(module, "demo", None)
-        if hook is not None:
-            yield from hook(db, profile)
+    yield f"demo accounts (password '{DEMO_PASSWORD}'): " + ", ".join(u.username for u in new_accounts)
+
+
+def load_demo(db, profile: CityProfile) -> Iterator[str]:
+    """Idempotent: accounts that exist are left alone. Then each module's demo."""
+    from smartcity.core.module import call, declared
+
+    yield from add_accounts(db, demo_accounts(profile))
+    for module in declared():
+        yield from call(module.demo, db, profile) or ()

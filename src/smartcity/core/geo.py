@@ -188,8 +188,7 @@ def invalidate(db) -> None:
 
 
 def _load_index(db) -> GeoIndex:
-    from smartcity.core.city import load_profile
-    from smartcity.settings import get_settings
+    from smartcity.core.context import context_of
 
     with db.session() as s:
         districts = [
@@ -200,7 +199,7 @@ def _load_index(db) -> GeoIndex:
             (Area(n.code, n.name_ko, n.name_en, n.district_code), shape(json.loads(n.geometry)))
             for n in s.scalars(select(Neighbourhood).order_by(Neighbourhood.code))
         ]
-    return GeoIndex(districts, hoods, load_profile(get_settings().city).outline_polygon)
+    return GeoIndex(districts, hoods, context_of(db).profile.outline_polygon)
 
 
 # --- importing boundaries -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Scheduled jobs: small periodic tasks (deliver notifications, purge expired data) run by a thread in
-each serving process. Jobs must be safe to run in several processes at once (use row locks)."""
+each serving process. Modules declare theirs in their `core.module.Module`. Jobs must be safe to run in
+several processes at once (use row locks)."""
 
 from __future__ import annotations
 
@@ -8,35 +9,31 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
+    """A periodic task a module declares: `run(db, settings)` every `every` seconds."""
+
     name: str
     every: float  # seconds
-    run: Callable[[object, object], object]  # run(db, settings)
-    next_at: float = 0.0
-
-
-JOBS: list[Job] = []
-
-
-def job(name: str, every: float):
-    """Register a function `fn(db, settings)` to run every `every` seconds."""
-
-    def register(fn):
-        if all(j.name != name for j in JOBS):
-            JOBS.append(Job(name, every, fn))
-        return fn
-
-    return register
+    run: Callable[[Any, Any], object]
 
 
 class Scheduler:
-    def __init__(self, db, settings):
-        self.db, self.settings = db, settings
+    """Runs `jobs` (default: the core's and every declared module's) in a thread of its own."""
+
+    def __init__(self, db, settings, jobs: list[Job] | None = None):
+        if jobs is None:
+            from smartcity.core.module import declared
+            from smartcity.core.module import jobs as declared_jobs
+
+            jobs = declared_jobs(declared())
+        self.db, self.settings, self.jobs = db, settings, list(jobs)
+        self.next_at: dict[str, float] = {j.name: 0.0 for j in self.jobs}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="smartcity-jobs", daemon=True)
 
@@ -49,9 +46,9 @@ class Scheduler:
 
     def run_due(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for j in list(JOBS):
-            if now >= j.next_at:
-                j.next_at = now + j.every
+        for j in self.jobs:
+            if now >= self.next_at[j.name]:
+                self.next_at[j.name] = now + j.every
                 try:
                     j.run(self.db, self.settings)
                 except Exception:
@@ -62,8 +59,10 @@ class Scheduler:
             self.run_due()
 
 
-@job("notifications", every=1.0)
 def _deliver(db, settings):
     from smartcity.core.notify import deliver_pending
 
     return deliver_pending(db, settings)
+
+
+CORE_JOBS = (Job("notifications", 1.0, _deliver),)

@@ -42,7 +42,7 @@ class Department(Base):
     __tablename__ = "departments"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(50), unique=True)
-    kind: Mapped[str] = mapped_column(String(20), default="department")  # department | control_room
+    kind: Mapped[str] = mapped_column(String(20), default="department")  # one of core.accounts.UNIT_KINDS
     name_ko: Mapped[str] = mapped_column(String(200))
     name_en: Mapped[str] = mapped_column(String(200))
     district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)

@@ -36,11 +36,10 @@ def seed_profile(session: Session, profile: CityProfile) -> dict[str, int]:
 
 def seed_city(session: Session, profile: CityProfile) -> dict[str, object]:
     """The profile, then every module's own seed hook (`seed(session, profile)`, idempotent)."""
-    from smartcity.app import modules
+    from smartcity.core.module import call, declared
 
     added: dict[str, object] = dict(seed_profile(session, profile))
-    for module in modules():
-        hook = getattr(module, "seed", None)
-        if hook is not None:
-            added[module.__name__.rsplit(".", 1)[-1]] = hook(session, profile)
+    for module in declared():
+        if module.seed is not None:
+            added[module.name] = call(module.seed, session, profile)
     return added

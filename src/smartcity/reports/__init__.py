@@ -1,6 +1,6 @@
 """Community Mapping: citizens raise issues on the map; the city routes, works and answers them.
 
-Who may do what (declared here, checked by `core.auth`; the service adds the unit scope):
+Who may do what (declared in `module` below, checked by `core.auth`; the service adds the unit scope):
   - anyone (also anonymous, unless SMARTCITY_REPORTS_ALLOW_ANONYMOUS=false) files and supports reports;
     signed-in users hold reports.create;
   - reports.work      staff: work the reports of their own unit (transition, assign, notes, reassign, merge);
@@ -10,68 +10,51 @@ Who may do what (declared here, checked by `core.auth`; the service adds the uni
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
-from smartcity.core.auth import grant
-
-grant("reports.create", "citizen", "staff", "guardian", "operator", "publisher")
-grant("reports.work", "staff")
-grant("reports.dashboard", "staff")
-grant("reports.manage")
-grant("reports.import")  # administrators (and Open311 keys of scope open311:import, in open311.py)
+from smartcity.core.jobs import Job
+from smartcity.core.module import EVERY_ROLE, Module
 
 
-def install(app) -> None:
-    """Routes, jobs and settings of the module. open311.py and pages.py join in when they exist: their
-    `router` is included and their optional `on_install(app)` called."""
-    from smartcity.core.jobs import job
-    from smartcity.reports import api, service
+def _setup(app, context) -> None:
+    """The service learns its settings; the Open311 edge wraps the app (its fast GET route goes first)."""
+    from smartcity.reports import open311, service
 
-    service.configure(app.state.db, app.state.settings)
-    app.include_router(api.router)
-    for name in ("open311", "pages"):
-        if importlib.util.find_spec(f"smartcity.reports.{name}") is not None:
-            module = importlib.import_module(f"smartcity.reports.{name}")
-            router = getattr(module, "router", None)
-            if router is not None:
-                app.include_router(router)
-            hook = getattr(module, "on_install", None)  # e.g. register_error_format for /open311
-            if hook is not None:
-                hook(app)
-
-    @job("reports.retention", every=3600)
-    def _purge(db, settings):
-        with db.session() as s:
-            return service.purge_contacts(s, days=settings.reports_contact_retention_days)
-
-    @job("reports.fetch_media", every=30)
-    def _fetch_media(db, settings):
-        # Off by default: the links partners send are kept and shown as given (see docs/open311.md).
-        return service.fetch_media(db, settings) if settings.reports_fetch_media_urls else 0
+    service.configure(context.db, context.settings)
+    open311.on_install(app)
 
 
-def demo(db, profile):
+def _purge_contacts(db, settings):
+    from smartcity.reports import service
+
+    with db.session() as s:
+        return service.purge_contacts(s, days=settings.reports_contact_retention_days)
+
+
+def _fetch_media(db, settings):
+    from smartcity.reports import service
+
+    # Off by default: the links partners send are kept and shown as given (see docs/open311.md).
+    return service.fetch_media(db, settings) if settings.reports_fetch_media_urls else 0
+
+
+def _demo(db, profile):
     """Demo reports across the districts, in every status (idempotent)."""
     from smartcity.reports.demo_data import demo_reports
 
     yield from demo_reports(db, profile)
 
 
-def seed(session, profile=None):
-    """The module's seed hook: the taxonomy and default templates (idempotent)."""
+def _seed(session, profile=None):
+    """The taxonomy and default templates (idempotent)."""
     from smartcity.reports import service
 
     return service.seed(session, profile)
 
 
-def __getattr__(name):
-    # `smartcity reports …` and `smartcity open311 keys …`, imported only when the CLI asks for them.
-    if name == "cli":
-        from smartcity.reports.open311 import cli as open311_cli
+def _commands() -> list:
+    """`smartcity reports …` and `smartcity open311 keys …`."""
+    from smartcity.reports.open311 import cli as open311_cli
 
-        return [_reports_cli(), open311_cli]
-    raise AttributeError(name)
+    return [_reports_cli(), open311_cli]
 
 
 def _reports_cli():
@@ -98,15 +81,12 @@ def _reports_cli():
         """Import FILE.csv, a 311 system's past requests with their original dates, statuses and updates,
         all or nothing: any problem is listed by row and nothing is stored."""
         from smartcity.core.auth import Identity
-        from smartcity.core.city import load_profile
-        from smartcity.core.db import Database
+        from smartcity.core.cli import city_profile, database
         from smartcity.core.errors import SmartCityError
         from smartcity.reports import service
-        from smartcity.settings import get_settings
 
-        settings = get_settings()
-        db = Database(settings.database_url)
-        profile = load_profile(settings.city)
+        db = database()
+        profile = city_profile()
         try:
             rows = service.read_csv(file.read_text(encoding=encoding),
                                     service.parse_mapping(mapping, service.IMPORT_FIELDS),
@@ -129,3 +109,22 @@ def _reports_cli():
         click.echo(f"imported {done.reports} requests and {done.updates} updates from {file.name}")
 
     return reports
+
+
+module = Module(
+    name="reports",
+    routers=("smartcity.reports.api:router", "smartcity.reports.open311:router", "smartcity.reports.pages:router"),
+    permissions={
+        "reports.create": (EVERY_ROLE,),
+        "reports.work": ("staff",),
+        "reports.dashboard": ("staff",),
+        "reports.manage": (),
+        "reports.import": (),  # administrators (and Open311 keys of scope open311:import, in open311.py)
+    },
+    jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
+    setup=_setup,
+    cli=_commands,
+    seed=_seed,
+    demo=_demo,
+    models="smartcity.reports.models",
+)

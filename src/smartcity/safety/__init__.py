@@ -2,25 +2,14 @@
 people with dementia — for their guardians and the district CCTV control rooms.
 
 Pieces: models.py (tables), engine.py (the intake hot path), service.py (registry, alerts, incidents,
-privacy-checked reads, jobs). Protocol adapters (osmand.py, owntracks.py, mqtt.py, intake_api.py) and
-pages (pages.py, api.py) are included here when present. See docs/safety-service.md.
+privacy-checked reads, jobs), protocol adapters (osmand.py, owntracks.py, mqtt.py, intake_api.py), pages and
+JSON (pages.py, api.py), cli.py. `module` below is what the service declares to core. See docs/safety-service.md.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
-
-import click
-
-from smartcity.core.auth import grant
-from smartcity.core.events import personal
-from smartcity.core.jobs import job
-
-grant("safety.guard", "guardian")
-grant("safety.operate", "operator")
-grant("safety.manage")  # administrators only (they hold every permission)
+from smartcity.core.jobs import Job
+from smartcity.core.module import Module, NavLink, PersonalTopic, Role, call
 
 
 def _live_admission(db, identity, event):
@@ -33,292 +22,68 @@ def _live_subject(event) -> tuple[str, object]:
     return "safety_person", event.data.get("person_id")
 
 
-# Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
-for _topic in ("safety.position", "safety.alert", "safety.incident."):
-    personal(_topic, _live_admission, _live_subject)
+def _setup(app, context) -> None:
+    """The intake engine starts and stops with the app; the adapters add their listeners and error formats."""
+    from smartcity.safety.engine import get_engine, queued, stop_engine
 
-# Modules other parts of the service add; each is included when it exists: its `router` and its `install(app)`.
-ROUTE_MODULES = ("intake_api", "osmand", "owntracks", "mqtt", "api", "pages")
-
-
-def install(app) -> None:
-    from smartcity.safety.engine import get_engine, stop_engine
-
-    for name in ROUTE_MODULES:
-        if importlib.util.find_spec(f"smartcity.safety.{name}") is not None:
-            module = importlib.import_module(f"smartcity.safety.{name}")
-            router = getattr(module, "router", None)
-            if router is not None:
-                app.include_router(router)
-            setup = getattr(module, "install", None)
-            if setup is not None:
-                setup(app)
+    app.state.metrics.watch_queue("safety.positions", lambda: queued(context.db))
+    for adapter in ("osmand", "owntracks", "mqtt", "simulate"):
+        call(f"smartcity.safety.{adapter}:install", app)
 
     async def start_engine(app) -> None:
-        get_engine(app.state.db, app.state.settings, app.state.profile)
+        get_engine(context.db, context.settings, context.profile)
 
     async def end_engine(app) -> None:
-        stop_engine(app.state.db)
+        stop_engine(context.db)
 
     app.state.startup.append(start_engine)
     app.state.shutdown.append(end_engine)
 
 
-@job("safety.retention", every=3600)
-def _retention(db, settings):
-    from smartcity.safety.service import purge_history
+def _job(name: str, function: str, every: float) -> Job:
+    """A job running the service's `function(db, settings)`."""
 
-    return purge_history(db, settings)
+    def run(db, settings):
+        from smartcity.safety import service
 
+        return getattr(service, function)(db, settings)
 
-@job("safety.silent", every=60)
-def _silent(db, settings):
-    from smartcity.safety.service import check_silent
-
-    return check_silent(db, settings)
+    return Job(name, every, run)
 
 
-@job("safety.alert_digests", every=60)
-def _alert_digests(db, settings):
-    from smartcity.safety.service import send_alert_digests
-
-    return send_alert_digests(db, settings)
-
-
-@job("safety.absence", every=60)
-def _absence(db, settings):
-    from smartcity.safety.service import check_absence
-
-    return check_absence(db, settings)
-
-
-def demo(db, profile):
+def _demo(db, profile):
+    from smartcity.core.accounts import NewUser
+    from smartcity.core.demo import DEMO_PASSWORD, add_accounts, demo_district
     from smartcity.safety.service import demo as run
     from smartcity.safety.simulate import demo as recent_past
 
+    yield from add_accounts(db, [
+        NewUser("guardian", DEMO_PASSWORD, "guardian", "Park Seoyeon", phone="010-0000-0000"),
+        NewUser("operator", DEMO_PASSWORD, "operator", "Choi Hyunwoo", department=f"{demo_district(profile)}-control"),
+    ])
     yield from run(db, profile)
     yield from recent_past(db, profile)  # the demo devices' last minutes: a path and an open emergency
 
 
-# --- CLI ------------------------------------------------------------------------------------------
-
-
-def _db():
-    from smartcity.core.db import Database
-    from smartcity.settings import get_settings
-
-    return Database(get_settings().database_url)
-
-
-def _errors(fn):
-    from smartcity.cli import reports_errors
-
-    return reports_errors(fn)
-
-
-@click.group("safety")
-def cli() -> None:
-    """Safety service: protected persons, devices, guardians' consent."""
-
-
-@cli.command("devices")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per device.")
-def devices_cmd(as_json: bool) -> None:
-    """List registered devices: id, identifier (what the device sends), protocol, person, last fix."""
-    from smartcity.safety import service
-
-    with _db().session() as s:
-        rows = service.devices(s)
-        if not rows:
-            click.echo("no devices registered")
-        for device, person, state in rows:
-            last = state.fix_time.isoformat(timespec="seconds") if state and state.fix_time else "-"
-            if as_json:
-                click.echo(json.dumps({"id": device.id, "identifier": device.identifier, "protocol": device.protocol,
-                                       "person_id": person.id, "person": person.name, "active": device.active,
-                                       "last_fix": None if last == "-" else last}, ensure_ascii=False))
-            else:
-                state_word = "active" if device.active else "inactive"
-                click.echo(f"{device.id}\t{device.identifier}\t{device.protocol}\t{person.id}:{person.name}\t"
-                           f"{state_word}\tlast fix {last}")
-
-
-@cli.command("persons")
-def persons_cmd() -> None:
-    """List protected persons."""
-    from smartcity.safety import service
-
-    with _db().session() as s:
-        for p in service.persons(s):
-            click.echo(f"{p.id}\t{p.kind}\t{p.name}\t{'active' if p.active else 'inactive'}")
-
-
-@cli.command("person-add")
-@click.argument("name")
-@click.option("--kind", type=click.Choice(["child", "elderly", "dementia"]), required=True)
-@click.option("--notes", default="")
-def person_add(name: str, kind: str, notes: str) -> None:
-    """Register a protected person."""
-    from smartcity.safety import service
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            p = service.add_person(s, kind, name, notes)
-            click.echo(f"person {p.id} ({p.kind}) {p.name}")
-
-    run()
-
-
-@cli.command("device-add")
-@click.argument("identifier")
-@click.option("--person", "person_id", type=int, required=True, help="Id of the protected person.")
-@click.option("--protocols", "--protocol", "protocols", default="osmand", show_default=True,
-              help="Protocols the device may report through, comma-separated: osmand, owntracks (or any).")
-@click.option("--secret", is_flag=True, help="Give the device a secret (always done for owntracks).")
-@click.option("--name", default="")
-def device_add(identifier: str, person_id: int, protocols: str, secret: bool, name: str) -> None:
-    """Register a device by the identifier it sends (Traccar Client: its device identifier; OwnTracks:
-    user/device). A device's secret is printed once: it is the OwnTracks app's HTTP password."""
-    from smartcity.safety import service
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            d = service.add_device(s, person_id, identifier, protocols, name, secret=secret)
-            click.echo(f"device {d.id} {d.identifier} ({d.protocol}) for person {person_id}")
-            if d.issued_secret:
-                click.echo(f"secret (shown once; the OwnTracks app's password): {d.issued_secret}")
-
-    run()
-
-
-@cli.command("device-secret")
-@click.argument("device_id", type=int)
-def device_secret(device_id: int) -> None:
-    """Give a device a new secret (the old one stops working) and print it once."""
-    from smartcity.safety import service
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            secret = service.reset_device_secret(s, device_id)
-            click.echo(f"secret (shown once; the OwnTracks app's password): {secret}")
-
-    run()
-
-
-@cli.command("consent")
-@click.option("--person", "person_id", type=int, required=True)
-@click.option("--guardian", "username", required=True, help="User name of a guardian account.")
-@click.option("--given-by", required=True, help="Who consented (the person, a parent, a legal representative).")
-@click.option("--basis", required=True, help="On what basis (written consent form no., court order, …).")
-def consent_cmd(person_id: int, username: str, given_by: str, basis: str) -> None:
-    """Link a guardian to a person and record the consent that allows tracking."""
-    from smartcity.core import accounts
-    from smartcity.safety import service
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            user = accounts.get_user(s, username)
-            link = service.record_consent(s, person_id, user.id, given_by=given_by, basis=basis)
-            click.echo(f"consent recorded: {username} → person {person_id} at {link.consent_at:%Y-%m-%d %H:%M} UTC")
-
-    run()
-
-
-@cli.command("consent-withdraw")
-@click.option("--person", "person_id", type=int, required=True)
-@click.option("--guardian", "username", default=None,
-              help="Only the consent behind this guardian's link (and the links resting on the same consent).")
-@click.option("--delete-history", is_flag=True, help="Also delete the person's location history now.")
-def consent_withdraw_cmd(person_id: int, username: str | None, delete_history: bool) -> None:
-    """Withdraw a consent: intake for the person stops at once (when no consent is left) and the guardian
-    links resting on it are closed. The person's history is kept unless --delete-history."""
-    from smartcity.core import accounts
-    from smartcity.core.models import User
-    from smartcity.safety import service
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            user_id = accounts.get_user(s, username).id if username else None
-            links = service.withdraw_consent(s, person_id, user_id)
-            left = service.guardian_ids(s, person_id)
-            deleted = service.delete_history(s, person_id) if delete_history else None
-            def names(user_ids) -> str:
-                return ", ".join(s.get(User, uid).username for uid in user_ids)
-
-            click.echo(f"consent withdrawn for person {person_id}: guardian links closed for "
-                       f"{names(link.user_id for link in links)}")
-            click.echo(f"consent still in force for {names(left)}" if left else "intake stopped: no consent left")
-            if deleted is not None:
-                click.echo(f"history deleted: {deleted['positions']} positions, {deleted['alerts']} alerts")
-            else:
-                click.echo(f"the history is kept; to delete it: smartcity safety history-delete {person_id}")
-
-    run()
-
-
-@cli.command("device-remove")
-@click.argument("device")
-def device_remove_cmd(device: str) -> None:
-    """Remove a device (by id or by the identifier it sends): its positions are refused from now on."""
-    from smartcity.safety import service
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            found = service.find_device(s, device)
-            service.remove_device(s, found.id)
-            click.echo(f"device {found.id} {found.identifier} removed")
-
-    run()
-
-
-@cli.command("history-delete")
-@click.argument("person_id", type=int)
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def history_delete_cmd(person_id: int, yes: bool) -> None:
-    """Delete a person's location history (positions, alerts, last fixes); audited."""
-    from smartcity.safety import service
-
-    if not yes:
-        click.confirm(f"Delete every stored position and alert of person {person_id}?", abort=True)
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            counts = service.delete_history(s, person_id)
-            click.echo(f"history of person {person_id} deleted: {counts['positions']} positions, "
-                       f"{counts['alerts']} alerts")
-
-    run()
-
-
-@cli.command("gateway-key")
-@click.argument("name")
-def gateway_key_cmd(name: str) -> None:
-    """Issue an API key for a gateway posting positions (scope safety.gateway); the key is printed once."""
-    from smartcity.core import accounts
-    from smartcity.safety.intake_api import GATEWAY_SCOPE
-
-    @_errors
-    def run():
-        with _db().session() as s:
-            row, key = accounts.create_api_key(s, name, scope=GATEWAY_SCOPE)
-            click.echo(f"API key {row.id} ({row.name}, scope {GATEWAY_SCOPE}); shown only now, keep it safe:")
-            click.echo(key)
-
-    run()
-
-
-@cli.command("purge")
-def purge_cmd() -> None:
-    """Delete location history older than the retention period now (the job does it hourly)."""
-    from smartcity.safety.service import purge_history
-    from smartcity.settings import get_settings
-
-    n = purge_history(_db(), get_settings())
-    click.echo(f"{n} positions purged")
+module = Module(
+    name="safety",
+    routers=tuple(f"smartcity.safety.{name}:router"
+                  for name in ("intake_api", "osmand", "owntracks", "api", "pages")),
+    roles=(Role("guardian", "Guardian: follows the people in their care"),
+           Role("operator", "Control-room operator: handles incidents in their district", unit_kind="control_room")),
+    unit_kinds={"control_room": "A district's CCTV control room"},
+    permissions={"safety.guard": ("guardian",), "safety.operate": ("operator",),
+                 "safety.manage": (),  # administrators only (they hold every permission)
+                 "safety.intake": ()},  # administrators; gateways use system keys of scope `safety.gateway`
+    nav=(NavLink("My wards", "/safety/guardian", "safety.guard"),
+         NavLink("Control room", "/safety/console", "safety.operate")),
+    # Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
+    personal=tuple(PersonalTopic(topic, _live_admission, _live_subject)
+                   for topic in ("safety.position", "safety.alert", "safety.incident.")),
+    jobs=(_job("safety.retention", "purge_history", 3600), _job("safety.silent", "check_silent", 60),
+          _job("safety.alert_digests", "send_alert_digests", 60), _job("safety.absence", "check_absence", 60)),
+    setup=_setup,
+    cli="smartcity.safety.cli:cli",
+    demo=_demo,
+    models="smartcity.safety.models",
+)

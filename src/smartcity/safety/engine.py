@@ -466,12 +466,11 @@ class SafetyEngine:
     """The process's intake: registry and zones in memory, one writer thread committing batches."""
 
     def __init__(self, db, settings=None, profile=None, background_checkpoints: bool = False):
-        from smartcity.core.city import load_profile
-        from smartcity.settings import get_settings
+        from smartcity.core.context import context_of
 
         self.db = db
-        self.settings = settings or get_settings()
-        self.profile = profile or load_profile(self.settings.city)
+        self.settings = settings or context_of(db).settings
+        self.profile = profile or context_of(db).profile
         self.plane = LocalPlane(self.profile.center)
         s = self.settings
         self.rules = Rules(s.safety_confirm_fixes, s.safety_hysteresis_m, s.safety_accuracy_max_m)
@@ -1323,9 +1322,9 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
         with _engines_lock:
             engine = db.cache.get("safety.engine")
             if engine is None:
-                from smartcity.settings import get_settings
+                from smartcity.core.context import context_of
 
-                settings = settings or get_settings()
+                settings = settings or context_of(db).settings
                 if settings.safety_writer == "process":
                     from smartcity.safety.writer import WriterProcess
 

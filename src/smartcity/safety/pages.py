@@ -20,7 +20,7 @@ from smartcity.core.auth import Identity, Require, check, resolve_identity, veri
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.i18n import localized
 from smartcity.core.models import User
-from smartcity.core.web import add_nav, language_of, render
+from smartcity.core.web import language_of, render
 from smartcity.safety import service
 
 router = APIRouter(include_in_schema=False)
@@ -30,14 +30,6 @@ Operator = Annotated[Identity, Depends(Require("safety.operate", audited=True))]
 
 STATUS_RANK = {"open": 0, "acknowledged": 1, "dispatched": 2, "resolved": 3}
 RECENTLY_RESOLVED = 10
-
-
-def install(app) -> None:
-    add_nav("My wards", "/safety/guardian", "safety.guard")
-    add_nav("Control room", "/safety/console", "safety.operate")
-    from smartcity.safety import simulate
-
-    simulate.install(app)
 
 
 def _ip(request: Request) -> str | None:

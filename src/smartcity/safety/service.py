@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from shapely.geometry import mapping, shape
 from shapely.validation import explain_validity
@@ -38,6 +38,8 @@ from sqlalchemy.orm import Session
 
 from smartcity.core import audit, notify
 from smartcity.core.auth import Identity
+from smartcity.core.city import CityProfile
+from smartcity.core.context import context_of
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from smartcity.core.events import Admission, publish
@@ -498,7 +500,8 @@ def raise_event(session: Session, ev: Raised, dedupe: str | None = None,
         return row  # folded: counted for the digest, no message now
     person = session.get(Person, ev.person_id)
     guardians = [session.get(User, uid) for uid in guardian_ids(session, ev.person_id)]
-    default_language = _profile().language
+    profile = _profile(session)
+    default_language = profile.language
     values = {"person": person.name, "zone": ev.zone.name if ev.zone else "", **{k: v for k, v in ev.data.items()}}
     values.setdefault("battery", "")
     values.setdefault("minutes", "")
@@ -506,7 +509,7 @@ def raise_event(session: Session, ev: Raised, dedupe: str | None = None,
         language = user.language or default_language
         text = _message(ev.kind, language, **values)
         if cooldown is not None and cooldown.folded:
-            text += " " + _digest_text(language, cooldown, ev.zone.name)
+            text += " " + _digest_text(language, cooldown, ev.zone.name, profile.tz)
         _notify_guardian(session, user, text, ev.kind, row.id)
     if cooldown is not None and cooldown.folded:
         cooldown.folded, cooldown.folded_since = 0, None
@@ -529,10 +532,10 @@ COOLDOWN_KINDS = ("arrival", "departure")
 DIGEST = "({folded} more {kind} alerts for {zone} since {since}.)"
 
 
-def _digest_text(language: str, cd: AlertCooldown, zone_name: str) -> str:
+def _digest_text(language: str, cd: AlertCooldown, zone_name: str, tz: tzinfo) -> str:
     from smartcity.core.web import gettext
 
-    since = cd.folded_since.astimezone(_profile().tz).strftime("%H:%M") if cd.folded_since else ""
+    since = cd.folded_since.astimezone(tz).strftime("%H:%M") if cd.folded_since else ""
     return gettext(language, DIGEST).format(folded=cd.folded, kind=gettext(language, cd.kind), zone=zone_name,
                                             since=since)
 
@@ -541,9 +544,7 @@ def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertC
     """(the cool-down row of this person, zone and direction — locked on PostgreSQL —, whether to alert now).
     No row when no cool-down applies; not alerting now means the alert is folded into the row's count."""
     if minutes is None:
-        from smartcity.settings import get_settings
-
-        minutes = get_settings().safety_alert_cooldown_minutes
+        minutes = context_of(_db(session)).settings.safety_alert_cooldown_minutes
     if minutes <= 0 or ev.kind not in COOLDOWN_KINDS or ev.zone is None:
         return None, True
     now = utcnow()
@@ -579,7 +580,8 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
     with db.session() as s:
         due = list(s.scalars(select(AlertCooldown).where(AlertCooldown.folded > 0,
                                                          AlertCooldown.sent_at <= now - period)))
-        default_language = _profile().language
+        profile = _profile(s)
+        default_language = profile.language
         for cd in due:
             won = s.execute(update(AlertCooldown).filter_by(person_id=cd.person_id, zone_id=cd.zone_id, kind=cd.kind,
                                                             folded=cd.folded)
@@ -593,7 +595,7 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
             for uid in guardian_ids(s, cd.person_id):
                 user = s.get(User, uid)
                 language = user.language or default_language
-                text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "")
+                text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "", profile.tz)
                 _notify_guardian(s, user, text, "digest", latest.id if latest else 0)
             audit.record(s, "job:safety.alert_digests", "digest", "safety_person", cd.person_id,
                          {"zone_id": cd.zone_id, "kind": cd.kind, "folded": cd.folded})
@@ -601,11 +603,9 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
     return sent
 
 
-def _profile():
-    from smartcity.core.city import load_profile
-    from smartcity.settings import get_settings
-
-    return load_profile(get_settings().city)
+def _profile(session: Session) -> CityProfile:
+    """The city profile of the store the session belongs to (read once per app, not per event)."""
+    return context_of(_db(session)).profile
 
 
 def event_to_dict(ev: SafetyEvent) -> dict:
@@ -902,7 +902,7 @@ def track(session: Session, identity: Identity, person_id: int, since: datetime 
     oldest first. Operators see no further back than an hour before their incident opened. Audited."""
     access = location_access(session, identity, person_id)
     if since is None:
-        local_midnight = datetime.now(_profile().tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        local_midnight = datetime.now(_profile(session).tz).replace(hour=0, minute=0, second=0, microsecond=0)
         since = local_midnight.astimezone(UTC)
     if access.since is not None and since < access.since:
         since = access.since
@@ -1018,7 +1018,7 @@ def check_absence(db, settings, now: datetime | None = None) -> int:
     """Alert once per window and day when a person is not inside a scheduled safe zone by the window's
     start plus the grace period (school 08:30 → not there by 09:00)."""
     now = now or utcnow()
-    tz = _profile().tz
+    tz = context_of(db).profile.tz
     local = now.astimezone(tz)
     grace = timedelta(minutes=settings.safety_absence_grace_minutes)
     raised = 0

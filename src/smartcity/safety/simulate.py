@@ -159,7 +159,7 @@ def demo(db, profile, minutes: int = 20, now: datetime | None = None) -> Iterato
     """Give the demo devices a recent past: `minutes` of walking up to now (today's path on the guardian
     page), ending with the child's emergency press, which opens an incident for Gangnam's control room.
     Skipped when the devices have reported in the last `minutes` (re-running `make demo`)."""
-    from smartcity.settings import get_settings
+    from smartcity.core.context import context_of
 
     now = now or utcnow()
     since = now - timedelta(minutes=minutes)
@@ -172,7 +172,7 @@ def demo(db, profile, minutes: int = 20, now: datetime | None = None) -> Iterato
         yield "safety simulation: the demo devices already have a recent path"
         return
     step = 10.0
-    settings = dataclasses.replace(get_settings(), safety_writer="thread")  # a one-off: no writer process
+    settings = dataclasses.replace(context_of(db).settings, safety_writer="thread")  # a one-off: no writer process
     sim = Simulation(db, settings, profile, speed=1.4 * 3, step_s=step, sos_every=0)
     engine = get_engine(db, settings, profile)
     futures = []
