@@ -116,7 +116,7 @@ def test_messages_to_a_reporter_are_whole_korean_sentences(client, db):
     with db.session() as s:
         mail = {(m.ref, m.topic): m for m in s.scalars(select(Notification))}
         units = {r.id: r.unit.name_ko for r in s.scalars(select(Report))}
-    city = load_profile().name_ko
+    city = load_profile("seoul").name_ko
     for rid in ids:
         received = mail[(f"report:{rid}", "report.received")]
         assert received.subject == f"[{city}] 신고 #{rid}{expected_subject_particle(rid)} 접수되었습니다"

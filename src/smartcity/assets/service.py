@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pyproj import Geod, Transformer
 from scipy.spatial import cKDTree
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.assets.models import Asset
@@ -242,14 +242,12 @@ def detect_format(header: list[str]) -> CsvFormat:
 
 def decode(data: bytes) -> str:
     """CSV bytes as text: UTF-8 (with or without BOM), else CP949 (what Korean spreadsheets save)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp949")
-    except UnicodeDecodeError:
-        raise InvalidInput("the file is neither UTF-8 nor CP949 text", code="invalid_encoding") from None
+    for encoding in ("utf-8-sig", "cp949"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InvalidInput("the file is neither UTF-8 nor CP949 text", code="invalid_encoding")
 
 
 # --- importing ------------------------------------------------------------------------------------
@@ -420,14 +418,6 @@ def delete_asset(session: Session, asset_id: int, actor="cli") -> None:
     session.delete(asset)
     audit.record(session, actor, "delete", "asset", asset_id, {"kind": kind})
     _changed(session, {"kind": kind})
-
-
-def delete_source(session: Session, kind: str, source: str, actor="cli") -> int:
-    """Remove every asset of `kind` that came from `source` (a list withdrawn by its publisher)."""
-    n = session.execute(delete(Asset).where(Asset.kind == kind, Asset.source == source)).rowcount
-    audit.record(session, actor, "delete", "assets", kind, {"source": source, "count": n})
-    _changed(session, {"kind": kind})
-    return n
 
 
 def list_assets(session: Session, kind: str | None = None, bbox: tuple[float, float, float, float] | None = None,

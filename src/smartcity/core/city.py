@@ -63,10 +63,6 @@ class CityProfile:
     def name(self, language: str) -> str:
         return localized(self, "name", language, self.language)
 
-    def in_bbox(self, lat: float, lon: float) -> bool:
-        west, south, east, north = self.bbox
-        return west <= lon <= east and south <= lat <= north
-
 
 def _expand_units(data: dict) -> tuple[UnitSeed, ...]:
     units = [UnitSeed(**u) for u in data.get("departments", [])]
@@ -86,7 +82,7 @@ def _expand_units(data: dict) -> tuple[UnitSeed, ...]:
 
 
 @cache
-def load_profile(name_or_path: str = "seoul") -> CityProfile:
+def load_profile(name_or_path: str) -> CityProfile:
     """Load a bundled profile by name or a profile TOML file by path."""
     path = Path(name_or_path)
     if not path.suffix:

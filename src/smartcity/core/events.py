@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Integer, String, Text, delete, insert, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -371,8 +372,9 @@ class EventBus:
             except sqlite3.Error:
                 log.exception("reading the event log failed; retrying")
                 self.listening.clear()
-                with contextlib.suppress(sqlite3.Error, AttributeError):
-                    conn.close()
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):  # the connection is already broken
+                        conn.close()
                 conn = None
             self._stop_polling.wait(LOG_POLL_S)
         if conn is not None:
@@ -383,7 +385,7 @@ class EventBus:
         try:
             with self.db.session() as s:
                 s.execute(delete(EventLogRow).where(EventLogRow.at < utcnow() - LOG_KEEP))
-        except Exception:  # noqa: BLE001 - a busy store: the next round prunes
+        except SQLAlchemyError:  # a busy store: the next round prunes
             log.warning("pruning the event log failed", exc_info=True)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from smartcity.core.city import CityProfile
 from smartcity.core.errors import InvalidInput, OutsideCity
+from smartcity.core.i18n import localized
 from smartcity.core.models import District, Neighbourhood
 
 # The metric of the whole platform: great-circle distances on the mean Earth sphere (IUGG), and planes in
@@ -101,8 +102,8 @@ class Area:
     district_code: str | None = None
     approximate: bool = False
 
-    def name(self, language: str) -> str:
-        return self.name_ko if language == "ko" else self.name_en
+    def name(self, language: str, *fallbacks: str) -> str:
+        return localized(self, "name", language, *fallbacks)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class GeoIndex:
             raise OutsideCity(f"the point {lat_f:.6f}, {lon_f:.6f} is not inside the city")
         return Location(lat_f, lon_f, district, self.neighbourhood_at(lat_f, lon_f))
 
-    def districts_geojson(self, language: str = "ko") -> dict:
+    def districts_geojson(self, language: str) -> dict:
         features = []
         for area, geom in zip(self.districts, self._district_geoms, strict=True):
             features.append(

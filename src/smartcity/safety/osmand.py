@@ -345,8 +345,10 @@ class _EmbeddedServer:
     async def stop(self) -> None:
         if self.task is not None:
             self.server.should_exit = True
-            with contextlib.suppress(Exception):
+            try:
                 await self.task
+            except Exception:  # the listener's own failure: the app's shutdown goes on, the cause is logged
+                log.exception("the OsmAnd listener ended with an error")
         if self.socket is not None:
             self.socket.close()
 

@@ -233,7 +233,7 @@ class WriterProcess:
             with contextlib.suppress(EOFError, OSError):
                 while conn.poll(timeout):
                     self._dispatch(pickle.loads(conn.recv_bytes()))
-        with contextlib.suppress(AttributeError):
+        if self._sender is not None:
             self._sender.close()
         try:
             proc.wait(5)
