@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     )
     app.state.settings, app.state.db, app.state.profile = settings, db, profile
     app.state.context = context
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(db)
     app.state.signin_throttle = SigninThrottle()
     app.state.startup, app.state.shutdown = startup, shutdown
 

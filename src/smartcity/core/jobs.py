@@ -49,9 +49,11 @@ class Scheduler:
         for j in self.jobs:
             if now >= self.next_at[j.name]:
                 self.next_at[j.name] = now + j.every
+                self.db.tally.add("job_runs", j.name)
                 try:
                     j.run(self.db, self.settings)
-                except Exception:
+                except Exception:  # a job's failure is logged and counted; the other jobs go on
+                    self.db.tally.add("job_failures", j.name)
                     log.exception("job %s failed", j.name)
 
     def _loop(self) -> None:

@@ -1343,11 +1343,11 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
 def _current(db) -> SafetyEngine | None:
     return db.cache.get("safety.engine")
 
+
 def queued(db) -> int:
     """Positions accepted by the process's engine (or its writer process) and not yet stored."""
     engine = _current(db)
     return engine.queued if engine is not None else 0
-
 
 
 def stop_engine(db) -> None:

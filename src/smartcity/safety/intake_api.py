@@ -209,11 +209,6 @@ def decode_all(items: list) -> list[Position | SmartCityError]:
     return out
 
 
-def store_batch(engine, items: list) -> list[dict]:
-    """Decode, submit and wait for a gateway's positions (in a worker thread); one result per item."""
-    return [result_of(o) for o in engine.submit_all(decode_all(items)).result()]
-
-
 @router.post("/api/safety/positions", summary="Store a gateway's batch of positions")
 async def positions(request: Request, identity: Gateway) -> Response:
     """Store up to `SAFETY_GATEWAY_MAX_POSITIONS` positions; answers once each is stored (or refused),
