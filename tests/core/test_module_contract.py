@@ -16,7 +16,7 @@ from smartcity.core import audit
 from smartcity.core.jobs import Scheduler
 from smartcity.core.module import Module, datasets, discover, jobs
 from tests import plugin_example
-from tests.conftest import make_settings, make_user, signin
+from tests.conftest import eventually, make_settings, make_user, signin
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "smartcity"
@@ -71,6 +71,29 @@ def test_a_module_job_runs_with_its_own_settings(db, settings, monkeypatch):
     with db.session() as s:
         entries = audit.entries(s, object_type="example")
     assert [(e.action, e.detail) for e in entries] == [("tick", {"greeting": "salut"})]
+
+
+def test_a_module_event_handler_hears_events_after_commit(db, settings, monkeypatch):
+    from smartcity.core.events import publish
+
+    app = _app(db, settings, monkeypatch, greeting="hallo")
+
+    def heard():
+        with db.session() as s:
+            return [(e.object_id, e.detail) for e in audit.entries(s, object_type="example") if e.action == "heard"]
+
+    with TestClient(app):  # the app's event bus runs (PostgreSQL: its LISTEN connection)
+        with db.session() as s:
+            publish(s, "example.planted", {"plot": 4})
+            publish(s, "other.planted", {"plot": 5})  # not under the handler's prefix
+        eventually(lambda: heard() == [("4", {"greeting": "hallo"})])
+        with pytest.raises(RuntimeError), db.session() as s:
+            publish(s, "example.planted", {"plot": 6})
+            raise RuntimeError("rolled back: the event never happened")
+        with db.session() as s:
+            publish(s, "example.planted", {"plot": 7})  # delivered in order: after 6, had 6 been
+        eventually(lambda: len(heard()) >= 2)
+    assert sorted(plot for plot, _ in heard()) == ["4", "7"]
 
 
 def test_datasets_are_gathered_under_their_module_name(db):

@@ -1,5 +1,6 @@
 """A module made only of a folder, to prove the module contract: a route, a role, a permission, a setting,
-a job, an error format, a CLI command, a navigation link and a dataset — and no change to core."""
+a job, an event handler, an error format, a CLI command, a navigation link and a dataset — and no change to
+core."""
 
 from __future__ import annotations
 
@@ -57,6 +58,17 @@ def _tick(db, settings) -> int:
     return 1
 
 
+def _planted(context, event) -> None:
+    """Hears `example.planted` events: notes each one in the audit log, with the module's greeting."""
+    from smartcity.core import audit
+    from smartcity.core.auth import Identity
+
+    own = context.settings_of(ExampleSettings)
+    with context.db.session() as s:
+        audit.record(s, Identity(username="example-handler"), "heard", "example", str(event.data.get("plot")),
+                     {"greeting": own.greeting})
+
+
 def _rows(session):
     for n in range(1, 4):
         yield {"plot": n}
@@ -84,6 +96,7 @@ module = Module(
     nav=(NavLink("Garden", f"{PREFIX}/greeting", "example.garden"),),
     settings=ExampleSettings,
     jobs=(Job("example.tick", 60, _tick),),
+    handlers=(("example.", _planted),),
     error_formats={PREFIX: _error},
     cli=_cli,
     datasets=(Dataset("plots", "Example plots", _rows),),
