@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_key, make_user, signin
-from tests.reports.test_service import CITY_HALL, GANGNAM, jpeg
+from tests.reports.helpers import CITY_HALL, GANGNAM, jpeg
 
 R = "/api/reports"
 

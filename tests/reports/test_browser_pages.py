@@ -9,7 +9,7 @@ import pytest
 from smartcity.core.auth import ANONYMOUS
 from smartcity.reports import service as S
 from tests.conftest import PASSWORD, make_user
-from tests.reports.test_service import CITY_HALL, GANGNAM, jpeg
+from tests.reports.helpers import CITY_HALL, GANGNAM, jpeg
 
 pytestmark = pytest.mark.browser
 

@@ -15,10 +15,9 @@ from smartcity.core.models import AuditEntry
 from smartcity.reports.models import Report, ReportUpdate
 from smartcity.settings import get_settings
 from tests.conftest import make_key
+from tests.reports.helpers import CITY_HALL, GANGNAM
 
 V2 = "/open311/v2"
-CITY_HALL = (37.5665, 126.9780)
-GANGNAM = (37.49596, 127.05850)
 BUSAN = (35.1796, 129.0756)
 
 # Another system's export: its own column names, status words and time formats.

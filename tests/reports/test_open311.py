@@ -4,24 +4,21 @@ leaves nothing behind, and the `smartcity open311 keys` command."""
 
 from __future__ import annotations
 
-import io
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 
 from smartcity.core.auth import ANONYMOUS, identity_of_user
 from smartcity.core.models import User
 from smartcity.reports import service as S
-from smartcity.reports.models import Report, ReportContact, ReportPhoto, ReportUpdate
+from smartcity.reports.models import Report, ReportContact
 from tests.conftest import make_key, make_settings, make_user
+from tests.reports.helpers import CITY_HALL, GANGNAM, counts, jpeg
 
 V2 = "/open311/v2"
-CITY_HALL = (37.5665, 126.9780)  # Jung-gu
-GANGNAM = (37.49596, 127.05850)
 BUSAN = (35.1796, 129.0756)
 FORMATS = ["json", "xml"]
 
@@ -29,18 +26,6 @@ FORMATS = ["json", "xml"]
 @pytest.fixture
 def key(db):
     return make_key(db, scope="open311")
-
-
-def jpeg(exif: bool = False, size=(64, 48)) -> bytes:
-    img = Image.new("RGB", size, (200, 30, 30))
-    buf = io.BytesIO()
-    if exif:
-        ex = Image.Exif()
-        ex[0x010F] = "SecretCam Inc."
-        img.save(buf, "JPEG", exif=ex.tobytes())
-    else:
-        img.save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def post(client, key, fmt="json", where=CITY_HALL, files=None, headers=None, **fields):
@@ -80,12 +65,6 @@ def assert_error(response, fmt, status, words=""):
     errors = errors_of(response, fmt)
     assert errors and all(code == status for code, _ in errors)
     assert words.lower() in " ".join(d for _, d in errors).lower(), errors
-
-
-def counts(db) -> dict:
-    with db.session() as s:
-        return {m.__tablename__: s.scalar(select(func.count()).select_from(m))
-                for m in (Report, ReportContact, ReportPhoto, ReportUpdate)}
 
 
 def admin(db):
@@ -278,7 +257,7 @@ BAD_POSTS = [
     (dict(**{"attribute[colour]": "red"}), 400, "attribute[colour]"),
     (dict(description="x" * 4001), 400, "4000"),
     (dict(files={"media": ("doc.jpg", b"%PDF-1.4 not a picture", "image/jpeg")}), 400, "not a jpeg"),
-    (dict(files={"media": ("big.jpg", jpeg(size=(600, 600)) + b"\0" * 60_000, "image/jpeg")}), 413, "larger"),
+    (dict(files={"media": ("big.jpg", jpeg(600, 600) + b"\0" * 60_000, "image/jpeg")}), 413, "larger"),
     (dict(jurisdiction_id="busan"), 404, "jurisdiction"),
 ]
 
@@ -327,7 +306,7 @@ def test_a_repeated_submission_with_an_idempotency_key_files_once(client, db, ke
 
 
 def test_tokens_lead_to_the_request(client, key, settings):
-    from smartcity.reports.open311 import token_for
+    from smartcity.reports.open311_wire import token_for
 
     out = post(client, key).json()[0]
     out["token"] = token_for(int(out["service_request_id"]), settings)  # tokens handed out before ids were

@@ -20,7 +20,7 @@ from smartcity.core.models import User
 from smartcity.reports import service as S
 from smartcity.reports.models import ReportContact, ReportUpdate
 from tests.conftest import make_key, make_settings, make_user
-from tests.reports.test_open311 import counts
+from tests.reports.helpers import counts
 
 V2 = "/open311/v2"
 FORM = {"content-type": "application/x-www-form-urlencoded"}

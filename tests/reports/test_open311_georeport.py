@@ -12,8 +12,7 @@ from georeport import GeoReport
 from PIL import Image
 
 from tests.conftest import make_key
-
-CITY_HALL = (37.5665, 126.9780)
+from tests.reports.helpers import CITY_HALL
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ def test_the_client_sees_errors_as_http_errors(server):
 
 
 def test_tokens_and_discovery_over_the_wire(server):
-    from smartcity.reports.open311 import token_for
+    from smartcity.reports.open311_wire import token_for
 
     created = file_request(server)
     assert "token" not in created  # the spec's answer carries the id or a token, not both

@@ -5,18 +5,11 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smartcity.core.geo import EARTH_RADIUS_M, haversine_m
+from smartcity.core.geo import haversine_m
 from smartcity.reports.models import grid_cell
 from smartcity.reports.queries import grid_cells
 from smartcity.reports.service import Circle
-
-
-def destination(lat: float, lon: float, bearing: float, metres: float) -> tuple[float, float]:
-    """The point `metres` away from (lat, lon) along `bearing` on the sphere of core.geo's metric."""
-    d, p1, l1 = metres / EARTH_RADIUS_M, math.radians(lat), math.radians(lon)
-    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(bearing))
-    l2 = l1 + math.atan2(math.sin(bearing) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
-    return math.degrees(p2), math.degrees(l2)
+from tests.reports.helpers import destination
 
 
 @settings(max_examples=300, deadline=None)
@@ -60,7 +53,7 @@ def test_stored_timestamps_come_out_in_the_citys_local_time_in_every_kind_of_zon
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from smartcity.reports.open311 import LocalTime
+    from smartcity.reports.open311_wire import LocalTime
 
     rng = random.Random(5)
     for name in ("Asia/Seoul", "Asia/Kolkata", "Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe"):

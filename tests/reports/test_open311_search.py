@@ -19,12 +19,11 @@ from sqlalchemy import delete, insert, select, update
 from smartcity.core.geo import haversine_m
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportUpdate
-from smartcity.reports.open311 import token_for
+from smartcity.reports.open311_wire import token_for
 from tests.conftest import make_key, make_settings
-from tests.reports.test_open311_grid import destination
+from tests.reports.helpers import CITY_HALL, destination, jpeg
 
 V2 = "/open311/v2"
-CITY_HALL = (37.5665, 126.9780)
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
@@ -159,8 +158,6 @@ def multipart(fields: list[tuple[str, bytes]], photo: bytes | None = None) -> tu
 
 
 def test_invalid_utf8_in_a_multipart_text_field_is_refused_and_valid_korean_with_a_photo_is_not(client, db, key):
-    from tests.reports.test_open311 import jpeg
-
     fields = [(k, v.encode()) for k, v in {"api_key": key, "service_code": "roads-pothole", "lat": str(CITY_HALL[0]),
                                            "long": str(CITY_HALL[1]), "attribute[size]": "large"}.items()]
     with db.session() as s:

@@ -18,7 +18,7 @@ from smartcity.core.auth import ANONYMOUS, Identity
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportPhoto, ReportSupport, ReportUpdate
 from tests.conftest import make_user, signin
-from tests.reports.test_service import CITY_HALL, GANGNAM, jpeg
+from tests.reports.helpers import CITY_HALL, GANGNAM, jpeg
 
 HTML = {"accept": "text/html"}
 

@@ -12,57 +12,13 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from smartcity.core import audit
-from smartcity.core.auth import ANONYMOUS, identity_of_user
+from smartcity.core.auth import ANONYMOUS
 from smartcity.core.errors import InvalidInput, NotAuthenticated, OutsideCity, PermissionDenied, TooLarge
-from smartcity.core.models import User
 from smartcity.core.notify import Notification
 from smartcity.reports import service as S
 from smartcity.reports.models import Category, CategoryGroup, Report, ReportContact, ReportPhoto, ReportUpdate
 from tests.conftest import make_settings, make_user
-
-CITY_HALL = (37.5665, 126.9780)  # Jung-gu (11020)
-GANGNAM = (37.49596, 127.05850)  # inside Gangnam-gu (11230)
-
-
-@pytest.fixture
-def rdb(db, tmp_path):
-    """The `db` fixture with the reports service configured (uploads under tmp_path)."""
-    settings = make_settings(db.url, tmp_path)
-    S.configure(db, settings)
-    db.settings = settings
-    return db
-
-
-def who(db, username: str):
-    with db.session() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        return identity_of_user(user, "session")
-
-
-def jpeg(width=64, height=48, exif: bool = False) -> bytes:
-    img = Image.new("RGB", (width, height), (200, 30, 30))
-    buf = io.BytesIO()
-    if exif:
-        ex = Image.Exif()
-        ex[0x010F] = "SecretCam Inc."  # Make
-        ex[0x0110] = "Model X"  # Model
-        gps = {1: "N", 2: (37.0, 33.0, 59.0), 3: "E", 4: (126.0, 58.0, 40.0)}
-        ex[0x8825] = gps
-        img.save(buf, "JPEG", exif=ex.tobytes())
-    else:
-        img.save(buf, "JPEG")
-    return buf.getvalue()
-
-
-def new(category="roads-pothole", where=CITY_HALL, **kw) -> S.NewReport:
-    kw.setdefault("title", "A deep pothole")
-    kw.setdefault("attributes", {"size": "large"} if category == "roads-pothole" else {})
-    return S.NewReport(category=category, lat=where[0], lon=where[1], **kw)
-
-
-def file_report(db, identity=ANONYMOUS, **kw) -> int:
-    with db.session() as s:
-        return S.create_report(s, identity, new(**kw)).report.id
+from tests.reports.helpers import CITY_HALL, GANGNAM, file_report, jpeg, new, who
 
 
 def counts(db) -> dict:

@@ -19,15 +19,8 @@ from smartcity.core.models import User
 from smartcity.core.notify import Notification
 from smartcity.reports import service as S
 from smartcity.reports.models import Report
-from tests.conftest import make_settings, make_user
-from tests.reports.test_service import CITY_HALL, GANGNAM, file_report, new, who
-
-
-@pytest.fixture
-def rdb(db, tmp_path):
-    S.configure(db, make_settings(db.url, tmp_path))
-    db.settings = db.cache["reports.settings"]
-    return db
+from tests.conftest import make_user
+from tests.reports.helpers import CITY_HALL, GANGNAM, file_report, new, who
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from smartcity.core.notify import deliver_pending
 from smartcity.reports import service as S
 from smartcity.reports.models import Subscription
 from tests.conftest import make_settings
+from tests.reports.helpers import CITY_HALL
 from tests.servers import free_port
 
 PUBLIC = "https://city.example"
-CITY_HALL = (37.5665, 126.9780)
 AREA = "126.97,37.56,126.99,37.57"  # around City Hall
 
 
