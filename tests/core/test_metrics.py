@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import httpx
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from smartcity.core import notify
@@ -53,7 +54,9 @@ def test_positions_stored_and_refused_are_counted_by_protocol(db, client):
     assert value(after, "smartcity_intake_queue_depth", queue="safety.positions") == get_engine(db).queued == 0
 
 
-def test_the_outbox_backlog_and_failed_deliveries(db, client, tmp_path):
+def test_the_outbox_backlog_and_failed_deliveries(db, app, tmp_path):
+    # Without the app's lifespan its scheduler does not run: only this test delivers the outbox.
+    client = TestClient(app)
     before = scrape(client.get)
     assert value(before, "smartcity_notifications_outbox", status="pending") == 0
     with db.session() as s:
