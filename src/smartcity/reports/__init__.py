@@ -11,7 +11,7 @@ Who may do what (declared in `module` below, checked by `core.auth`; the service
 from __future__ import annotations
 
 from smartcity.core.jobs import Job
-from smartcity.core.module import EVERY_ROLE, Module
+from smartcity.core.module import EVERY_ROLE, Module, NavLink
 
 
 def _setup(app, context) -> None:
@@ -121,6 +121,10 @@ module = Module(
         "reports.manage": (),
         "reports.import": (),  # administrators (and Open311 keys of scope open311:import, in open311.py)
     },
+    nav=(NavLink("Report a problem", "/reports/new"), NavLink("Reports", "/reports"),
+         NavLink("Campaigns", "/campaigns"), NavLink("Work queue", "/staff/reports", "reports.work"),
+         NavLink("Dashboard", "/staff/dashboard", "reports.dashboard"),
+         NavLink("Routing", "/admin/reports/routes", "reports.manage")),
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
     setup=_setup,
     cli=_commands,
