@@ -6,7 +6,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.city import CityProfile
 from smartcity.core.errors import InvalidInput
+from smartcity.core.params import iso_time
 from smartcity.reports.campaigns import get_campaign
 from smartcity.reports.common import DATATYPES, MAX_DESCRIPTION, _clean_text, _dloc, _loc, _raise_problems
 from smartcity.reports.models import Category, CategoryGroup, ResponseTemplate
@@ -256,10 +257,9 @@ def _attribute_value(d: dict, raw: Any) -> Any:
             raise ValueError("must be a finite number")
         return int(num) if num.is_integer() and abs(num) < 2**53 else num
     if kind == "datetime":
-        try:
-            when = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError("must be a date and time in ISO 8601 (2024-05-01T09:30:00+09:00)") from None
+        when = iso_time(str(raw), tz=None)
+        if when is None:
+            raise ValueError("must be a date and time in ISO 8601 (2024-05-01T09:30:00+09:00)")
         return when.astimezone(UTC).isoformat() if when.tzinfo else when.isoformat()
     if kind == "singlevaluelist":
         if isinstance(raw, list):

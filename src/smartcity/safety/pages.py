@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
 from smartcity.core.auth import Identity, Require, check, resolve_identity, verify_csrf
+from smartcity.core.db import from_store
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.i18n import localized
 from smartcity.core.models import User
@@ -43,7 +44,7 @@ def _local(request: Request):
     def fmt(value, with_seconds: bool = False) -> str:
         if not value:
             return ""
-        at = (datetime.fromisoformat(value) if isinstance(value, str) else value).astimezone(tz)
+        at = from_store(value).astimezone(tz)
         clock = at.strftime("%H:%M:%S" if with_seconds else "%H:%M")
         return clock if at.date() == datetime.now(tz).date() else f"{at:%Y-%m-%d} {clock}"
 
