@@ -327,21 +327,28 @@ class ImportResult:
     removed: int = 0
 
 
+def _stored(session: Session, existing: dict, model, area: ParsedArea, source: str, result: ImportResult):
+    """The row of `area` (made when new), with its names, shape and source set; counted in `result`."""
+    row = existing.get(area.code)
+    if row is None:
+        row = model(code=area.code)
+        session.add(row)
+        result.created += 1
+    else:
+        result.updated += 1
+    row.name_ko, row.name_en = area.name_ko, area.name_en
+    row.geometry = json.dumps(mapping(area.geometry))
+    row.source = source
+    return row
+
+
 def import_districts(session: Session, areas: list[ParsedArea], source: str, progress=None) -> ImportResult:
     """Store districts (insert or update by code); approximate districts the file does not name go away."""
     result = ImportResult()
     existing = {d.code: d for d in session.scalars(select(District))}
     for area in areas:
-        row = existing.get(area.code)
-        if row is None:
-            row = District(code=area.code)
-            session.add(row)
-            result.created += 1
-        else:
-            result.updated += 1
-        row.name_ko, row.name_en = area.name_ko, area.name_en
-        row.geometry = json.dumps(mapping(area.geometry))
-        row.approximate, row.source = False, source
+        row = _stored(session, existing, District, area, source, result)
+        row.approximate = False
         if progress:
             progress(1)
     codes = {a.code for a in areas}
@@ -366,16 +373,8 @@ def import_neighbourhoods(
         district_code = district.code if district else None
         if district_code is None and area.code[:5] in district_codes:
             district_code = area.code[:5]
-        row = existing.get(area.code)
-        if row is None:
-            row = Neighbourhood(code=area.code)
-            session.add(row)
-            result.created += 1
-        else:
-            result.updated += 1
-        row.name_ko, row.name_en, row.district_code = area.name_ko, area.name_en, district_code
-        row.geometry = json.dumps(mapping(area.geometry))
-        row.source = source
+        row = _stored(session, existing, Neighbourhood, area, source, result)
+        row.district_code = district_code
         if progress:
             progress(1)
     session.flush()
