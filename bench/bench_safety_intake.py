@@ -390,7 +390,7 @@ def _mqtt(broker_port: int, main_port: int, n: int, tmp: Path) -> dict:
     def stored() -> float:
         text = httpx.get(f"http://127.0.0.1:{main_port}/metrics", timeout=30).text
         return sum(float(m) for m in re.findall(
-            r'smartcity_safety_positions_total\{protocol="mqtt",result="(?:stored|duplicate)"\} ([\d.e+]+)', text))
+            r'smartcity_intake_total\{protocol="mqtt",result="(?:stored|duplicate)"\} ([\d.e+]+)', text))
 
     before = stored()
     publisher = _helper("publish", str(broker_port), "owntracks/mq/d{i}", str(n))
