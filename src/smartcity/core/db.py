@@ -52,7 +52,9 @@ def sqlite_text(value: datetime | None) -> str | None:
     """A time as SQLite keeps it (naive UTC text with microseconds)."""
     if value is None:
         return None
-    return as_utc(value).isoformat(" ", "microseconds")[:26]
+    if value.tzinfo is not UTC:  # the intake's times are UTC already: it calls this for every position
+        value = as_utc(value)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def to_store(value: datetime | None, sqlite: bool) -> datetime | str | None:
