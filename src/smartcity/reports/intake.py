@@ -8,6 +8,7 @@ import ipaddress
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,7 +41,7 @@ from smartcity.reports.common import (
     settings_of,
     uploads_root,
 )
-from smartcity.reports.models import Report, ReportContact, ReportPhoto, grid_cell
+from smartcity.reports.models import Campaign, Category, Report, ReportContact, ReportPhoto, grid_cell
 from smartcity.reports.notifications import EMAIL, _notify_reporter, _notify_subscribers, feedback_token
 from smartcity.reports.photos import Upload
 from smartcity.reports.routing import route_for
@@ -139,6 +140,41 @@ def submission_fingerprint(new: NewReport) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def _details(exc: InvalidInput, field_name: str) -> list[dict]:
+    """A refusal as field problems: its own details, else one problem for `field_name`."""
+    if isinstance(exc.details, list) and exc.details and all(isinstance(d, dict) for d in exc.details):
+        return [{"field": field_name, **d} for d in exc.details]
+    return [{"field": field_name, "code": exc.code, "problem": exc.message}]
+
+
+def _gather(problems: list[dict], refusals: list[InvalidInput], field_name: str, check: Callable[[], Any]) -> Any:
+    """`check()`'s result, or None with its refusal added to the problems."""
+    try:
+        return check()
+    except InvalidInput as exc:
+        refusals.append(exc)
+        problems.extend(_details(exc, field_name))
+        return None
+
+
+def _category_of(session: Session, new: NewReport) -> tuple[Category, Campaign | None]:
+    """The report's category, and its campaign if filed in one; refused if it may not be filed there."""
+    category = get_category(session, new.category)
+    campaign = None
+    if new.campaign:
+        campaign = get_campaign(session, new.campaign)
+        now = _now()
+        if not campaign.starts_at <= now <= campaign.ends_at:
+            raise InvalidInput("this campaign is not running", code="campaign_closed")
+        if category.campaign_id != campaign.id:
+            raise InvalidInput("the category is not one of this campaign's", code="unknown_category")
+    elif category.campaign_id is not None:
+        raise InvalidInput("this category belongs to a campaign; report it there", code="unknown_category")
+    if not category.active:
+        raise InvalidInput(f"the category {category.code!r} is no longer in use", code="unknown_category")
+    return category, campaign
+
+
 def create_report(session: Session, identity: Identity, new: NewReport) -> CreatedReport:
     """File a report: validate everything first, then store report, contact, photos and timeline in the
     caller's transaction; photo files are removed again if it rolls back. A repeated idempotency key
@@ -160,21 +196,12 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     else:
         key = fingerprint = None
 
+    # Every problem is gathered and reported at once (one error, one detail per field problem), so a form
+    # can mark all its fields after one submission and needs no copy of these rules.
     problems: list[dict] = []
-    category = get_category(session, new.category)
-    campaign = None
-    if new.campaign:
-        campaign = get_campaign(session, new.campaign)
-        now = _now()
-        if not campaign.starts_at <= now <= campaign.ends_at:
-            raise InvalidInput("this campaign is not running", code="campaign_closed")
-        if category.campaign_id != campaign.id:
-            raise InvalidInput("the category is not one of this campaign's", code="unknown_category")
-    elif category.campaign_id is not None:
-        raise InvalidInput("this category belongs to a campaign; report it there", code="unknown_category")
-    if not category.active:
-        raise InvalidInput(f"the category {category.code!r} is no longer in use", code="unknown_category")
-    where = geo_index(session.info["db"]).locate(new.lat, new.lon)
+    refusals: list[InvalidInput] = []
+    category, campaign = _gather(problems, refusals, "category", lambda: _category_of(session, new)) or (None, None)
+    where = _gather(problems, refusals, "lat", lambda: geo_index(session.info["db"]).locate(new.lat, new.lon))
     title = _clean_text(new.title, "title", MAX_TITLE, problems, required=True)
     description = _clean_text(new.description, "description", MAX_DESCRIPTION, problems)
     address = _clean_text(new.address_string, "address_string", MAX_ADDRESS, problems) or None
@@ -187,8 +214,12 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     if len(new.photos) > settings.reports_max_photos:
         problems.append({"field": "photos", "code": "too_many_photos",
                          "problem": f"at most {settings.reports_max_photos} photos"})
+    attributes = None
+    if category is not None:
+        attributes = _gather(problems, refusals, "attributes", lambda: validate_attributes(category, new.attributes))
+    if len(refusals) == 1 and len(problems) == len(_details(refusals[0], "")):
+        raise refusals[0]  # one refusal alone keeps its own kind and code (e.g. OutsideCity)
     _raise_problems(problems)
-    attributes = validate_attributes(category, new.attributes)
     processed = [photo_files.process(p, settings.reports_max_photo_bytes) for p in new.photos]
 
     unit = route_for(session, category, where.district.code)

@@ -232,35 +232,6 @@ def _read_report_form(form: FormData, max_bytes: int) -> tuple[dict, list[S.Uplo
     return values, uploads
 
 
-def _precheck(request: Request, s, values: dict) -> dict[str, str]:
-    """Problems the service would report one at a time, gathered so the citizen sees them all at once."""
-    errors: dict[str, str] = {}
-    category = None
-    try:
-        category = S.get_category(s, values["category"])
-    except InvalidInput as exc:
-        errors.update(_errors_of(request, exc, "category"))
-    try:
-        geo_index(request.app.state.db).locate(values["lat"], values["lon"])
-    except InvalidInput as exc:
-        errors["location"] = _errors_of(request, exc, "location").popitem()[1]
-    if not values["title"].strip():
-        errors["title"] = _t(request, ERROR_TEXT["required"])
-    for field, limit in (("title", S.MAX_TITLE), ("description", S.MAX_DESCRIPTION), ("address", S.MAX_ADDRESS)):
-        if len(values[field].strip()) > limit:
-            errors[field] = f"{_t(request, ERROR_TEXT['too_long'])} ({len(values[field].strip())}/{limit})"
-    if values["email"].strip() and not S.EMAIL.match(values["email"].strip()):
-        errors["email"] = _t(request, ERROR_TEXT["invalid_email"])
-    if values["phone"].strip() and not S.PHONE.match(values["phone"].strip()):
-        errors["phone"] = _t(request, ERROR_TEXT["invalid_phone"])
-    if category is not None:
-        try:
-            S.validate_attributes(category, values["attributes"])
-        except InvalidInput as exc:
-            errors.update(_errors_of(request, exc))
-    return errors
-
-
 @router.post("/reports/new", dependencies=[Depends(verify_csrf)])
 def submit_report(request: Request, form: Form):
     settings = request.app.state.settings
@@ -268,22 +239,21 @@ def submit_report(request: Request, form: Form):
     values, uploads = _read_report_form(form, settings.reports_max_photo_bytes)
     campaign = values["campaign"] or None
     db = request.app.state.db
-    with db.session() as s:
-        errors = _precheck(request, s, values)
-    if not errors:
-        new = S.NewReport(
-            category=values["category"], lat=values["lat"], lon=values["lon"], title=values["title"],
-            description=values["description"], address_string=values["address"] or None,
-            attributes=values["attributes"], photos=uploads,
-            contact=S.Contact(values["name"], values["email"], values["phone"]), show_name=values["show_name"],
-            idempotency_key=values["idempotency_key"] or None, source="web", language=language_of(request),
-            campaign=campaign)
-        try:
-            with db.session() as s:
-                created = S.create_report(s, identity, new)
-                report_id, token = created.report.id, created.feedback_token
-        except (InvalidInput, TooLarge) as exc:
-            errors = _errors_of(request, exc)
+    # The service checks every field at once and names each problem; the page only puts them by their fields.
+    new = S.NewReport(
+        category=values["category"], lat=values["lat"], lon=values["lon"], title=values["title"],
+        description=values["description"], address_string=values["address"] or None,
+        attributes=values["attributes"], photos=uploads,
+        contact=S.Contact(values["name"], values["email"], values["phone"]), show_name=values["show_name"],
+        idempotency_key=values["idempotency_key"] or None, source="web", language=language_of(request),
+        campaign=campaign)
+    errors: dict[str, str] = {}
+    try:
+        with db.session() as s:
+            created = S.create_report(s, identity, new)
+            report_id, token = created.report.id, created.feedback_token
+    except (InvalidInput, TooLarge) as exc:
+        errors = _errors_of(request, exc)
     if errors:
         with db.session() as s:
             return _page(request, "new.html", status_code=422,
