@@ -113,7 +113,8 @@ def _reports_cli():
 
 module = Module(
     name="reports",
-    routers=("smartcity.reports.api:router", "smartcity.reports.open311:router", "smartcity.reports.pages:router"),
+    routers=("smartcity.reports.api:router", "smartcity.reports.open311:router", "smartcity.reports.pages:router",
+             "smartcity.reports.pages_staff:router"),
     permissions={
         "reports.create": (EVERY_ROLE,),
         "reports.work": ("staff",),
