@@ -67,7 +67,8 @@ def _fetch(conn, db, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bo
     mark = sql.mark
     cols = ", ".join(COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS)
     look = queries.Lookups(unit_id=lambda code: next((i for i, u in units.items() if u[0] == code), None),
-                           campaign_id=_no_campaign, extent=geo_index(db).extent.bounds, now=utcnow())
+                           campaign_id=_no_campaign, extent=lambda: geo_index(db).extent.bounds,
+                           now=utcnow())
     page = queries.page_sql(sql, queries.terms(q, look), "created_desc", size, (max(q.page, 1) - 1) * size)
     cur = conn.cursor()
     try:

@@ -166,11 +166,12 @@ class Term:
 @dataclass(frozen=True)
 class Lookups:
     """What the terms need from the store besides the query: a unit's id by code, a campaign's id by slug,
-    the city's extent (west, south, east, north; a box around it filters nothing) and the time now."""
+    the city's extent (west, south, east, north; a box around it filters nothing; asked for only when a
+    query has a box) and the time now."""
 
     unit_id: Callable[[str], int | None]
     campaign_id: Callable[[str], int]
-    extent: tuple[float, float, float, float] | None
+    extent: Callable[[], tuple[float, float, float, float]] | None
     now: datetime
 
 
@@ -206,7 +207,7 @@ def terms(q: ReportQuery, look: Lookups) -> list[Term]:
     circle = Circle(*(float(v) for v in q.near)) if q.near else None
     box = parse_bbox(q.bbox) if q.bbox else None
     if box and look.extent:
-        x0, y0, x1, y1 = look.extent
+        x0, y0, x1, y1 = look.extent()
         if box[0] <= x0 and box[1] <= y0 and box[2] >= x1 and box[3] >= y1:  # a box around the city
             box = None
     if q.status and (circle or box):
@@ -294,12 +295,12 @@ def page_sql(sql: SqlText, found: list[Term], order: str, limit: int, offset: in
     lists are, so SQLite's statement cache and psycopg's server-side prepare reuse the plan."""
     where_ = " AND ".join(_sql_term(sql, t) for t in found)
     return (f"SELECT id FROM {Report.__tablename__}{f' WHERE {where_}' if where_ else ''} "
-            f"ORDER BY {order_sql(order)} LIMIT {sql.one(limit)} OFFSET {sql.one(offset)}")
+            f"ORDER BY {ORDER_SQL[order]} LIMIT {sql.one(limit)} OFFSET {sql.one(offset)}")
 
 
-def order_sql(order: str) -> str:
-    return ", ".join(f"{c.element.name} {'DESC' if c.modifier is operators.desc_op else 'ASC'}"
-                     for c in ORDERS[order])
+# Each order of ORDERS as SQL text, written once.
+ORDER_SQL = {name: ", ".join(f"{c.element.name} {'DESC' if c.modifier is operators.desc_op else 'ASC'}"
+                             for c in columns) for name, columns in ORDERS.items()}
 
 
 def lookups(session: Session) -> Lookups:
@@ -309,7 +310,7 @@ def lookups(session: Session) -> Lookups:
         return unit.id if unit else None
 
     return Lookups(unit_id, lambda slug: get_campaign(session, slug).id,
-                   geo_index(session.info["db"]).extent.bounds, _now())
+                   lambda: geo_index(session.info["db"]).extent.bounds, _now())
 
 
 def _conditions(session: Session, q: ReportQuery) -> list:
