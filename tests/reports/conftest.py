@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from smartcity.reports import service as S
-from tests.conftest import make_settings
+from tests.conftest import make_key, make_settings
 
 
 @pytest.fixture
@@ -16,3 +16,9 @@ def rdb(db, tmp_path):
     S.configure(db, settings)
     db.settings = settings
     return db
+
+
+@pytest.fixture
+def key(db) -> str:
+    """An Open311 partner's API key (scope `open311`), as `smartcity open311 keys create` makes one."""
+    return make_key(db, scope="open311")

@@ -23,11 +23,6 @@ BUSAN = (35.1796, 129.0756)
 FORMATS = ["json", "xml"]
 
 
-@pytest.fixture
-def key(db):
-    return make_key(db, scope="open311")
-
-
 def post(client, key, fmt="json", where=CITY_HALL, files=None, headers=None, **fields):
     data = {"service_code": "roads-pothole", "attribute[size]": "large", "description": "A deep pothole"}
     if key is not None:

@@ -26,11 +26,6 @@ V2 = "/open311/v2"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-@pytest.fixture
-def key(db):
-    return make_key(db, scope="open311")
-
-
 def fms_request(key: str, service_code: str = "roads-pothole", **extra) -> list[tuple[str, str]]:
     """The fields of FixMyStreet's send_service_request, in its order (a title/detail/url description, the
     name split in two, coordinates to six places), then jurisdiction_id and api_key as its _request adds them."""

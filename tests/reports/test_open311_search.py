@@ -20,16 +20,11 @@ from smartcity.core.geo import haversine_m
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportUpdate
 from smartcity.reports.open311_wire import token_for
-from tests.conftest import make_key, make_settings
+from tests.conftest import make_settings
 from tests.reports.helpers import CITY_HALL, destination, jpeg
 
 V2 = "/open311/v2"
 HANGUL = re.compile("[\uac00-\ud7a3]")
-
-
-@pytest.fixture
-def key(db):
-    return make_key(db, scope="open311")
 
 
 def post(client, key, fmt="json", headers=None, **fields):
