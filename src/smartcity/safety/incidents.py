@@ -1,0 +1,161 @@
+"""The control room's incident workflow: open, acknowledge, dispatch (112/119), resolve; the district's
+queue, and the cameras nearest an incident."""
+
+from __future__ import annotations
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from smartcity.core import audit
+from smartcity.core.auth import Identity
+from smartcity.core.db import utcnow
+from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.core.events import publish
+from smartcity.core.geo import geo_index
+from smartcity.safety.access import _refuse, guardian_ids
+from smartcity.safety.common import AGENCIES, _db
+from smartcity.safety.engine import Raised
+from smartcity.safety.models import Incident, Person, SafetyEvent
+
+
+def control_room_code(district_code: str) -> str:
+    """A district's CCTV control room is the core unit "{district}-control" (kind control_room)."""
+    return f"{district_code}-control"
+
+
+def incident_to_dict(inc: Incident, with_location: bool = True) -> dict:
+    def t(v):
+        return v.isoformat() if v else None
+
+    out = {"id": inc.id, "kind": inc.kind, "status": inc.status, "person_id": inc.person_id,
+           "device_id": inc.device_id, "event_id": inc.event_id, "zone_id": inc.zone_id,
+           "district": inc.district_code, "opened_at": t(inc.opened_at), "acknowledged_at": t(inc.acknowledged_at),
+           "acknowledged_by": inc.acknowledged_by, "dispatched_at": t(inc.dispatched_at),
+           "dispatched_by": inc.dispatched_by, "dispatch_agency": inc.dispatch_agency,
+           "dispatch_reference": inc.dispatch_reference, "dispatch_notes": inc.dispatch_notes,
+           "resolved_at": t(inc.resolved_at), "resolved_by": inc.resolved_by, "resolution": inc.resolution}
+    out["lat"], out["lon"] = (inc.lat, inc.lon) if with_location else (None, None)
+    return out
+
+
+def _publish_incident(session: Session, inc: Incident) -> None:
+    data = incident_to_dict(inc, with_location=inc.status != "resolved")
+    person = session.get(Person, inc.person_id)
+    data["person_name"] = person.name if person else None
+    topic = f"safety.incident.{inc.status if inc.status != 'open' else 'opened'}"
+    publish(session, topic, data, audience="safety.operate", district=inc.district_code)
+    guardians = guardian_ids(session, inc.person_id)
+    if guardians:
+        publish(session, topic, data, users=guardians)
+    db = _db(session)
+    engine = db.cache.get("safety.engine")
+    if engine is not None and db.is_postgres:
+        sa_event.listen(session, "after_commit", lambda _s: engine.handle(topic, data), once=True)
+
+
+def open_incident(session: Session, ev: Raised, event_row: SafetyEvent | None = None) -> Incident:
+    """Open an incident for the control room of the district the person is in — unless one of the same
+    kind is already open for the person (a second SOS press joins it)."""
+    existing = session.scalar(select(Incident).where(Incident.person_id == ev.person_id, Incident.kind == ev.kind,
+                                                     Incident.status != "resolved"))
+    if existing is not None:
+        return existing
+    district = ev.district_code
+    if district is None and ev.lat is not None:
+        area = geo_index(_db(session)).district_at(ev.lat, ev.lon)
+        district = area.code if area else None
+    inc = Incident(kind=ev.kind, status="open", person_id=ev.person_id, device_id=ev.device_id,
+                   event_id=event_row.id if event_row else None, zone_id=ev.zone.id if ev.zone else None,
+                   district_code=district, lat=ev.lat, lon=ev.lon, opened_at=utcnow())
+    session.add(inc)
+    session.flush()
+    audit.record(session, "safety", "open", "safety_incident", inc.id, {"kind": ev.kind, "district": district})
+    session.info.setdefault("safety.opened_incidents", []).append(
+        {"id": inc.id, "person_id": inc.person_id, "kind": inc.kind, "district": district})
+    _publish_incident(session, inc)
+    return inc
+
+
+def _operator_incident(session: Session, identity: Identity, incident_id: int, lock: bool = False) -> Incident:
+    from smartcity.core.auth import check
+
+    check(identity, "safety.operate")
+    q = select(Incident).where(Incident.id == incident_id)
+    if lock and _db(session).is_postgres:
+        q = q.with_for_update()
+    inc = session.scalar(q)
+    if inc is None:
+        raise NotFound(f"no incident {incident_id}")
+    if identity.district_code is None or identity.district_code != inc.district_code:
+        _refuse(session, identity, "incident_denied", inc.person_id, {"incident_id": incident_id})
+    return inc
+
+
+def _step(session: Session, identity: Identity, incident_id: int, to: str, allowed_from: tuple[str, ...],
+          **fields) -> Incident:
+    inc = _operator_incident(session, identity, incident_id, lock=True)
+    if inc.status not in allowed_from:
+        raise Conflict(f"the incident is {inc.status}; it cannot become {to}", code="invalid_transition")
+    now = utcnow()
+    inc.status = to
+    stamp = {"acknowledged": "acknowledged", "dispatched": "dispatched", "resolved": "resolved"}[to]
+    setattr(inc, f"{stamp}_at", now)
+    setattr(inc, f"{stamp}_by", identity.user_id)
+    for k, v in fields.items():
+        setattr(inc, k, v)
+    audit.record(session, identity, to, "safety_incident", inc.id, {k: v for k, v in fields.items() if v})
+    _publish_incident(session, inc)
+    return inc
+
+
+def acknowledge(session: Session, identity: Identity, incident_id: int) -> Incident:
+    """An operator of the incident's district takes it (open → acknowledged)."""
+    return _step(session, identity, incident_id, "acknowledged", ("open",))
+
+
+def dispatch(session: Session, identity: Identity, incident_id: int, agency: str, reference: str = "",
+             notes: str = "") -> Incident:
+    """Hand over to police (112) or fire and rescue (119), recording their reference and notes."""
+    if agency not in AGENCIES:
+        raise InvalidInput("the agency is 112 (police) or 119 (fire and rescue)", code="invalid_agency")
+    return _step(session, identity, incident_id, "dispatched", ("open", "acknowledged"), dispatch_agency=agency,
+                 dispatch_reference=reference.strip()[:100] or None, dispatch_notes=notes.strip() or None)
+
+
+def resolve(session: Session, identity: Identity, incident_id: int, resolution: str = "") -> Incident:
+    """Close the incident; from now on its operators no longer see the person's location."""
+    return _step(session, identity, incident_id, "resolved", ("open", "acknowledged", "dispatched"),
+                 resolution=resolution.strip() or None)
+
+
+def list_incidents(session: Session, identity: Identity, active: bool = True, limit: int = 200) -> list[dict]:
+    """The control room's queue: its district's incidents (active ones with their location; audited)."""
+    from smartcity.core.auth import check
+
+    check(identity, "safety.operate")
+    if identity.district_code is None:
+        return []
+    q = select(Incident).where(Incident.district_code == identity.district_code).order_by(Incident.id.desc())
+    q = q.where(Incident.status != "resolved") if active else q
+    incidents = list(session.scalars(q.limit(limit)))
+    out = []
+    for inc in incidents:
+        d = incident_to_dict(inc, with_location=inc.status != "resolved")
+        person = session.get(Person, inc.person_id)
+        d["person_name"], d["person_kind"] = person.name, person.kind
+        out.append(d)
+    with_location = [d["id"] for d in out if d["lat"] is not None]
+    if with_location:
+        audit.record(session, identity, "read_location", "safety_incidents", identity.district_code,
+                     {"incidents": with_location})
+    return out
+
+
+def nearest_cameras(db, lat: float, lon: float, k: int = 5) -> list[dict]:
+    """The cameras nearest a point with distances, from the asset registry's exported `nearest`."""
+    try:
+        from smartcity.assets.service import nearest
+    except ImportError:  # the asset registry is not installed
+        return []
+    return [ref.to_dict() | {"distance_m": round(d, 1)} for ref, d in nearest(db, "cctv", lat, lon, k)]

@@ -1,0 +1,130 @@
+"""The safety registry: protected persons and their devices (with the secrets devices authenticate by)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from smartcity.core import audit
+from smartcity.core.auth import Identity
+from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.safety.access import check_guardian
+from smartcity.safety.common import PERSON_KINDS, _changed
+from smartcity.safety.engine import new_device_secret, parse_protocols
+from smartcity.safety.models import Device, DeviceState, Person
+
+
+def add_person(session: Session, kind: str, name: str, notes: str = "", actor="cli") -> Person:
+    """Register a protected person (child, elderly, dementia)."""
+    if kind not in PERSON_KINDS:
+        raise InvalidInput(f"a person's kind is one of {', '.join(PERSON_KINDS)}", code="invalid_kind")
+    if not name.strip():
+        raise InvalidInput("a person needs a name", code="invalid_name")
+    person = Person(kind=kind, name=name.strip()[:200], notes=notes)
+    session.add(person)
+    session.flush()
+    audit.record(session, actor, "create", "safety_person", person.id, {"kind": kind})
+    return person
+
+
+def get_person(session: Session, person_id: int) -> Person:
+    person = session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"no protected person {person_id}")
+    return person
+
+
+def add_device(session: Session, person_id: int, identifier: str, protocol: str = "osmand", name: str = "",
+               actor="cli", secret: bool = False) -> Device:
+    """Register a device by the identifier it sends (Traccar Client's device id, OwnTracks' user/device).
+
+    `protocol`: the protocols it may report through, comma-separated (osmand, owntracks) or any. A device
+    that may use OwnTracks (or with `secret`) gets a secret, its HTTP Basic password: the hash is stored, the
+    secret itself is on the returned device as `issued_secret`, to be shown once."""
+    get_person(session, person_id)
+    identifier = (identifier or "").strip()
+    if not identifier or len(identifier) > 100 or any(c.isspace() for c in identifier):
+        raise InvalidInput("a device identifier has 1 to 100 characters and no spaces", code="invalid_identifier")
+    protocols = parse_protocols(protocol)
+    if session.scalar(select(Device.id).where(Device.identifier == identifier)):
+        raise Conflict(f"a device {identifier!r} is already registered", code="duplicate_device")
+    device = Device(identifier=identifier, protocol=",".join(sorted(protocols)), name=name, person_id=person_id)
+    issued = None
+    if secret or "owntracks" in protocols:
+        issued, device.secret_hash = new_device_secret()
+    session.add(device)
+    session.flush()
+    session.add(DeviceState(device_id=device.id, person_id=person_id, version=0, zones={}, flags={}))
+    audit.record(session, actor, "create", "safety_device", device.id,
+                 {"identifier": identifier, "protocols": device.protocol, "secret": issued is not None})
+    _changed(session, "safety.registry.changed", {"person_id": person_id})
+    device.issued_secret = issued
+    return device
+
+
+def reset_device_secret(session: Session, device_id: int, actor="cli") -> str:
+    """Give a device a new secret (the old one stops working); returns it, to be shown once."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    issued, device.secret_hash = new_device_secret()
+    audit.record(session, actor, "reset_secret", "safety_device", device_id)
+    _changed(session, "safety.registry.changed", {"person_id": device.person_id})
+    return issued
+
+
+def ward_devices(session: Session, identity: Identity, person_id: int) -> list[dict]:
+    """A ward's devices as their guardian sees them: identifier, protocols, whether a secret is set (never
+    the secret: only its hash is kept)."""
+    check_guardian(session, identity, person_id)
+    q = select(Device).where(Device.person_id == person_id, Device.active).order_by(Device.id)
+    return [{"id": d.id, "identifier": d.identifier, "name": d.name, "protocols": d.protocol.split(","),
+             "has_secret": d.secret_hash is not None} for d in session.scalars(q)]
+
+
+def renew_ward_device_secret(session: Session, identity: Identity, person_id: int, device_id: int) -> str:
+    """A guardian gives their ward's OwnTracks device a new secret (to set up the app); returned once."""
+    check_guardian(session, identity, person_id)
+    device = session.get(Device, device_id)
+    if device is None or device.person_id != person_id or not device.active:
+        raise NotFound(f"no device {device_id} of this person")
+    if "owntracks" not in parse_protocols(device.protocol):
+        raise InvalidInput("only a device that reports through OwnTracks uses a secret", code="no_secret_needed")
+    return reset_device_secret(session, device_id, actor=identity)
+
+
+def find_device(session: Session, ref: str | int) -> Device:
+    """A device by its id or by the identifier it sends."""
+    device = session.scalar(select(Device).where(Device.identifier == str(ref)))
+    if device is None and str(ref).isdigit():
+        device = session.get(Device, int(ref))
+    if device is None:
+        raise NotFound(f"no device {ref}")
+    return device
+
+
+def remove_device(session: Session, device_id: int, actor="cli") -> None:
+    """Remove a device: what it sends is refused from now on (in every process, within a second or so on
+    SQLite); the positions it sent stay with the person until their history is deleted."""
+    device = session.get(Device, device_id)
+    if device is None or not device.active:
+        raise NotFound(f"no device {device_id}")
+    device.active = False
+    audit.record(session, actor, "deactivate", "safety_device", device_id, {"identifier": device.identifier})
+    _changed(session, "safety.registry.changed", {"person_id": device.person_id})
+
+
+def devices(session: Session) -> list[tuple[Device, Person, DeviceState | None]]:
+    q = (select(Device, Person, DeviceState).join(Person, Person.id == Device.person_id)
+         .outerjoin(DeviceState, DeviceState.device_id == Device.id).order_by(Device.id))
+    return [tuple(r) for r in session.execute(q).all()]
+
+
+def persons(session: Session) -> list[Person]:
+    return list(session.scalars(select(Person).order_by(Person.id)))
+
+
+def _person_states(session: Session, person_id: int) -> list[DeviceState]:
+    return list(session.scalars(select(DeviceState).join(Device, Device.id == DeviceState.device_id).where(
+        DeviceState.person_id == person_id, Device.active, DeviceState.fix_time.is_not(None))
+        .order_by(DeviceState.fix_time.desc())))

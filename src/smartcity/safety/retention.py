@@ -1,0 +1,85 @@
+"""The periodic checks run as jobs: purging old history, silent devices, absence from scheduled zones."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from smartcity.core import audit
+from smartcity.core.context import context_of
+from smartcity.core.db import utcnow
+from smartcity.safety.access import guardian_ids
+from smartcity.safety.alerts import raise_event
+from smartcity.safety.engine import Raised, ZoneShape, parse_schedule
+from smartcity.safety.models import Device, DeviceState, PositionRow, SafetyEvent, Zone
+from smartcity.safety.registry import _person_states
+
+
+def purge_history(db, settings, now: datetime | None = None) -> int:
+    """Delete positions and alert events older than the retention period; returns how many positions."""
+    cutoff = (now or utcnow()) - timedelta(days=settings.safety_retention_days)
+    with db.session() as s:
+        n = s.execute(delete(PositionRow).where(PositionRow.fix_time < cutoff)).rowcount
+        e = s.execute(delete(SafetyEvent).where(SafetyEvent.at < cutoff)).rowcount
+        if n or e:
+            audit.record(s, "job:safety.retention", "purge", "safety_positions", None,
+                         {"before": cutoff.isoformat(), "positions": n, "events": e})
+    return n
+
+
+def check_silent(db, settings, now: datetime | None = None) -> int:
+    """Alert once for each consented device that has not reported for `safety_silent_minutes` (looking
+    back one day at most, so devices long switched off are not re-read every minute)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(minutes=settings.safety_silent_minutes)
+    raised = 0
+    with db.session() as s:
+        q = (select(DeviceState).join(Device, Device.id == DeviceState.device_id)
+             .where(Device.active, DeviceState.received_at < cutoff,
+                    DeviceState.received_at >= cutoff - timedelta(days=1)))
+        for st in s.scalars(q):
+            flags = dict(st.flags or {})
+            if flags.get("silent") or not guardian_ids(s, st.person_id):
+                continue
+            flags["silent"] = True
+            # Compare-and-set on the version: of several processes, exactly one raises the alert.
+            won = s.execute(update(DeviceState).where(DeviceState.device_id == st.device_id,
+                                                      DeviceState.version == st.version)
+                            .values(flags=flags, version=st.version + 1)).rowcount
+            if won:
+                minutes = int((now - st.received_at).total_seconds() // 60)
+                raise_event(s, Raised("silent", st.person_id, st.device_id, now, st.lat, st.lon,
+                                      data={"minutes": minutes}))
+                raised += 1
+    return raised
+
+
+def check_absence(db, settings, now: datetime | None = None) -> int:
+    """Alert once per window and day when a person is not inside a scheduled safe zone by the window's
+    start plus the grace period (school 08:30 → not there by 09:00)."""
+    now = now or utcnow()
+    tz = context_of(db).profile.tz
+    local = now.astimezone(tz)
+    grace = timedelta(minutes=settings.safety_absence_grace_minutes)
+    raised = 0
+    with db.session() as s:
+        for zone in s.scalars(select(Zone).where(Zone.active, Zone.kind == "safe", Zone.schedule.is_not(None))):
+            for w in parse_schedule(zone.schedule):
+                start = datetime.combine(local.date(), w.start, tz)
+                end = datetime.combine(local.date(), w.end, tz)
+                if local.weekday() not in w.days or not start + grace <= local < end:
+                    continue
+                states = _person_states(s, zone.person_id)
+                if not guardian_ids(s, zone.person_id):
+                    continue
+                if any((st.zones or {}).get(str(zone.id), {}).get("s") == "in" for st in states):
+                    continue
+                latest = states[0] if states else None
+                ev = Raised("absence", zone.person_id, latest.device_id if latest else None, now,
+                            latest.lat if latest else None, latest.lon if latest else None,
+                            ZoneShape(zone.id, zone.kind, zone.person_id, zone.name),
+                            {"expected_from": w.start.strftime("%H:%M")})
+                if raise_event(s, ev, dedupe=f"{zone.id}:{local.date().isoformat()}:{w.start:%H%M}"):
+                    raised += 1
+    return raised
