@@ -25,9 +25,14 @@ def _db(session: Session):
 
 
 def _changed(session: Session, topic: str, data: dict) -> None:
-    """Tell every process's engine (through the bus) and this process's engine (right after commit:
-    PostgreSQL events come back through LISTEN, which a CLI or test process may not run)."""
+    """Tell every process's engine (through the bus) and this process's engine."""
     publish(session, topic, data, audience="safety.manage")
+    _tell_this_engine(session, topic, data)
+
+
+def _tell_this_engine(session: Session, topic: str, data: dict) -> None:
+    """Hand an event to this process's engine right after commit: on PostgreSQL events come back through
+    LISTEN, which a CLI or test process may not run."""
     db = _db(session)
     engine = db.cache.get("safety.engine")
     if engine is not None and db.is_postgres:

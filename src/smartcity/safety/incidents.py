@@ -3,7 +3,6 @@ queue, and the cameras nearest an incident."""
 
 from __future__ import annotations
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,7 +13,7 @@ from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
 from smartcity.safety.access import _refuse, guardian_ids
-from smartcity.safety.common import AGENCIES, _db
+from smartcity.safety.common import AGENCIES, _db, _tell_this_engine
 from smartcity.safety.engine import Raised
 from smartcity.safety.models import Incident, Person, SafetyEvent
 
@@ -48,10 +47,7 @@ def _publish_incident(session: Session, inc: Incident) -> None:
     guardians = guardian_ids(session, inc.person_id)
     if guardians:
         publish(session, topic, data, users=guardians)
-    db = _db(session)
-    engine = db.cache.get("safety.engine")
-    if engine is not None and db.is_postgres:
-        sa_event.listen(session, "after_commit", lambda _s: engine.handle(topic, data), once=True)
+    _tell_this_engine(session, topic, data)
 
 
 def open_incident(session: Session, ev: Raised, event_row: SafetyEvent | None = None) -> Incident:
