@@ -83,6 +83,7 @@ def test_a_module_event_handler_hears_events_after_commit(db, settings, monkeypa
             return [(e.object_id, e.detail) for e in audit.entries(s, object_type="example") if e.action == "heard"]
 
     with TestClient(app):  # the app's event bus runs (PostgreSQL: its LISTEN connection)
+        assert db.events.listening.wait(10), "the event bus never started listening"
         with db.session() as s:
             publish(s, "example.planted", {"plot": 4})
             publish(s, "other.planted", {"plot": 5})  # not under the handler's prefix
