@@ -13,6 +13,7 @@ demo: install web
 
 test: install web system-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(INSTALLED)

@@ -1,8 +1,8 @@
 """Run the benchmarks under bench/ and write machine-readable results to bench/results/<name>.json.
 
-    python -m bench                 every benchmark
-    python -m bench geo reports     only those whose file name contains one of the words
-    BENCH_QUICK=1 python -m bench   small sizes (a smoke run; results marked quick)
+python -m bench                 every benchmark
+python -m bench geo reports     only those whose file name contains one of the words
+BENCH_QUICK=1 python -m bench   small sizes (a smoke run; results marked quick)
 """
 
 from __future__ import annotations

@@ -85,11 +85,22 @@ def run(quick: bool = False) -> dict:
             seed_profile(s, load_profile("seoul"))
         districts = geo_index(db).districts_at([c[0] for c in cams], [c[1] for c in cams])
         with db.session() as s:
-            s.execute(insert(Asset), [
-                {"kind": "cctv", "name": f"camera {i}", "lat": lat, "lon": lon, "attributes": {},
-                 "district_code": d.code if d else None, "source": "bench", "key": f"b{i}"}
-                for i, ((lat, lon), d) in enumerate(zip(cams, districts, strict=True))
-            ])
+            s.execute(
+                insert(Asset),
+                [
+                    {
+                        "kind": "cctv",
+                        "name": f"camera {i}",
+                        "lat": lat,
+                        "lon": lon,
+                        "attributes": {},
+                        "district_code": d.code if d else None,
+                        "source": "bench",
+                        "key": f"b{i}",
+                    }
+                    for i, ((lat, lon), d) in enumerate(zip(cams, districts, strict=True))
+                ],
+            )
         t0 = time.perf_counter()
         service.nearest(db, "cctv", 37.5665, 126.9780, 5)  # builds the index from the store
         build_s = time.perf_counter() - t0
@@ -113,7 +124,7 @@ def run(quick: bool = False) -> dict:
         # Correctness spot check against geodesic brute force on a sample.
         refs = service.asset_index(db).kind("cctv").refs
         mismatches = 0
-        for lat, lon in queries[:50 if quick else 200]:
+        for lat, lon in queries[: 50 if quick else 200]:
             got = [round(d, 1) for _, d in service.nearest(db, "cctv", lat, lon, 5)]
             want = [round(d, 1) for _, d in service.nearest_brute_force(refs, lat, lon, 5)]
             mismatches += any(abs(a - b) > 0.2 for a, b in zip(got, want, strict=True))

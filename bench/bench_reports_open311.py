@@ -50,10 +50,26 @@ AREAS = 200
 CONNECTIONS = 8  # POST clients
 CONCURRENCY = (1, 2, 8)  # wrk connections for GET: one at a time, as many as the machine's 2 cores, 8
 # Share of each status among reports, for recent (< 30 days) and older reports.
-RECENT = {"open": 40, "acknowledged": 15, "in_progress": 20, "fixed": 15, "closed": 5, "duplicate": 3,
-          "not_responsible": 1, "referred": 1}
-OLDER = {"open": 4, "acknowledged": 2, "in_progress": 4, "fixed": 40, "closed": 44, "duplicate": 3,
-         "not_responsible": 2, "referred": 1}
+RECENT = {
+    "open": 40,
+    "acknowledged": 15,
+    "in_progress": 20,
+    "fixed": 15,
+    "closed": 5,
+    "duplicate": 3,
+    "not_responsible": 1,
+    "referred": 1,
+}
+OLDER = {
+    "open": 4,
+    "acknowledged": 2,
+    "in_progress": 4,
+    "fixed": 40,
+    "closed": 44,
+    "duplicate": 3,
+    "not_responsible": 2,
+    "referred": 1,
+}
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -110,15 +126,29 @@ def generate(db, n: int, seed: int = 311) -> list[dict]:
         created = now - timedelta(days=float(ages[i]))
         status = names[status_recent[i] if ages[i] < 30 else status_older[i]]
         lat, lon = round(float(lats[i]), 6), round(float(lons[i]), 6)
-        rows.append({
-            "category_id": cat.id, "category_code": cat.code, "status": status, "lat": lat, "lon": lon,
-            "district_code": district, "h3_cell": h3.latlng_to_cell(lat, lon, 9),
-            "grid_cell": grid_cell(lat, lon),
-            "title": f"{cat.name_ko} #{i}", "description": "벤치마크 신고 / benchmark report", "attributes": {},
-            "unit_id": unit_of[key], "language": "ko", "source": "demo", "support_count": 0, "photo_count": 0,
-            "created_at": created, "updated_at": created + timedelta(hours=float(rng.uniform(0, 72))),
-            "due_at": created + timedelta(days=cat.service_days),
-        })
+        rows.append(
+            {
+                "category_id": cat.id,
+                "category_code": cat.code,
+                "status": status,
+                "lat": lat,
+                "lon": lon,
+                "district_code": district,
+                "h3_cell": h3.latlng_to_cell(lat, lon, 9),
+                "grid_cell": grid_cell(lat, lon),
+                "title": f"{cat.name_ko} #{i}",
+                "description": "벤치마크 신고 / benchmark report",
+                "attributes": {},
+                "unit_id": unit_of[key],
+                "language": "ko",
+                "source": "demo",
+                "support_count": 0,
+                "photo_count": 0,
+                "created_at": created,
+                "updated_at": created + timedelta(hours=float(rng.uniform(0, 72))),
+                "due_at": created + timedelta(days=cat.service_days),
+            }
+        )
     return rows
 
 
@@ -138,7 +168,7 @@ def load_sqlite(db, rows: list[dict]) -> float:
         for name, _ in ddl:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
         for start in range(0, len(rows), 50_000):
-            conn.execute(insert(Report.__table__), rows[start:start + 50_000])
+            conn.execute(insert(Report.__table__), rows[start : start + 50_000])
         for _, sql in ddl:
             conn.exec_driver_sql(sql)
         conn.exec_driver_sql("ANALYZE")
@@ -152,8 +182,10 @@ def load_postgres(db, rows: list[dict]) -> float:
     raw = db.engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("select indexname, indexdef from pg_indexes where tablename = 'reports' "
-                    "and indexname not like 'pk_%' and indexdef not like '%UNIQUE%'")
+        cur.execute(
+            "select indexname, indexdef from pg_indexes where tablename = 'reports' "
+            "and indexname not like 'pk_%' and indexdef not like '%UNIQUE%'"
+        )
         ddl = cur.fetchall()
         for name, _ in ddl:
             cur.execute(f'DROP INDEX "{name}"')
@@ -217,8 +249,10 @@ def areas(n: int, seed: int = 7) -> list[tuple[float, float]]:
 
 
 def our_paths(points) -> list[str]:
-    return [f"/open311/v2/requests.json?status=open&lat={lat}&long={lon}&radius={RADIUS_M}&page_size={PAGE}"
-            for lat, lon in points]
+    return [
+        f"/open311/v2/requests.json?status=open&lat={lat}&long={lon}&radius={RADIUS_M}&page_size={PAGE}"
+        for lat, lon in points
+    ]
 
 
 def datasette_paths(points, db_name: str) -> list[str]:
@@ -229,10 +263,12 @@ def datasette_paths(points, db_name: str) -> list[str]:
     for lat, lon in points:
         dlat = RADIUS_M / 111_320.0
         dlon = RADIUS_M / (111_320.0 * math.cos(math.radians(lat)))
-        out.append(f"/{db_name}/reports.json?status__in=open,acknowledged,in_progress"
-                   f"&lat__gte={lat - dlat:.6f}&lat__lte={lat + dlat:.6f}&lon__gte={lon - dlon:.6f}"
-                   f"&lon__lte={lon + dlon:.6f}&created_at__gte={since.replace(' ', '+')}"
-                   f"&_sort_desc=created_at&_size={PAGE}&_shape=array")
+        out.append(
+            f"/{db_name}/reports.json?status__in=open,acknowledged,in_progress"
+            f"&lat__gte={lat - dlat:.6f}&lat__lte={lat + dlat:.6f}&lon__gte={lon - dlon:.6f}"
+            f"&lon__lte={lon + dlon:.6f}&created_at__gte={since.replace(' ', '+')}"
+            f"&_sort_desc=created_at&_size={PAGE}&_shape=array"
+        )
     return out
 
 
@@ -241,8 +277,22 @@ def wrk(port: int, paths: list[str], seconds: int, workdir: Path, connections: i
     plist.write_text("\n".join(paths) + "\n")
     script = workdir / f"wrk-{port}.lua"
     script.write_text(LUA % {"paths": plist})
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
-                          f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result: {out.stdout} {out.stderr}")
@@ -265,8 +315,14 @@ class Served:
     def __enter__(self):
         from tests.servers import wait_for_port
 
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             wait_for_port(self.port, timeout=60)
         except RuntimeError:
@@ -284,12 +340,35 @@ class Served:
 
 
 def our_server(url: str, workdir: Path, workers: int, src: str | None = None) -> Served:
-    env = {**({"PYTHONPATH": src} if src else {}),
-           "SMARTCITY_DATABASE_URL": url, "SMARTCITY_VAR_DIR": str(workdir / "var"), "SMARTCITY_SECRET_KEY": "bench",
-           "SMARTCITY_RUN_JOBS": "false", "SMARTCITY_TILE_URL": "", "SMARTCITY_LOG_LEVEL": "warning"}
-    return Served([PY, "-m", "uvicorn", "smartcity.app:create_app", "--factory", "--host", "127.0.0.1",
-                   "--port", "{port}", "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-                  env=env, cwd=ROOT)
+    env = {
+        **({"PYTHONPATH": src} if src else {}),
+        "SMARTCITY_DATABASE_URL": url,
+        "SMARTCITY_VAR_DIR": str(workdir / "var"),
+        "SMARTCITY_SECRET_KEY": "bench",
+        "SMARTCITY_RUN_JOBS": "false",
+        "SMARTCITY_TILE_URL": "",
+        "SMARTCITY_LOG_LEVEL": "warning",
+    }
+    return Served(
+        [
+            PY,
+            "-m",
+            "uvicorn",
+            "smartcity.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def check(port: int, path: str) -> int:
@@ -308,8 +387,10 @@ def measure(port: int, paths: list[str], seconds: int, workdir: Path) -> dict:
     result: dict = {"rows_per_response_first_20": round(sum(rows) / len(rows), 1)}
     for c in CONCURRENCY:
         r = wrk(port, paths, seconds, workdir, connections=c)
-        result[f"c{c}"] = {k: r[k] for k in ("requests_per_second", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-                                             "requests", "errors", "non2xx")}
+        result[f"c{c}"] = {
+            k: r[k]
+            for k in ("requests_per_second", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "errors", "non2xx")
+        }
     return result
 
 
@@ -326,13 +407,46 @@ def datasette_server(sqlite_file: Path, workdir: Path, workers: int) -> Served:
     """Datasette on the same file: `datasette serve` for one process; for two, the same Datasette app
     under uvicorn --workers (Datasette itself has no workers option)."""
     if workers == 1:
-        return Served([_datasette(), "serve", str(sqlite_file), "--host", "127.0.0.1", "--port", "{port}",
-                       "--setting", "sql_time_limit_ms", "10000", "--setting", "max_returned_rows", "1000"],
-                      cwd=workdir)
+        return Served(
+            [
+                _datasette(),
+                "serve",
+                str(sqlite_file),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--setting",
+                "sql_time_limit_ms",
+                "10000",
+                "--setting",
+                "max_returned_rows",
+                "1000",
+            ],
+            cwd=workdir,
+        )
     (workdir / "ds_app.py").write_text(DATASETTE_APP % {"file": str(sqlite_file)})
-    return Served([PY, "-m", "uvicorn", "ds_app:create", "--factory", "--app-dir", str(workdir), "--host",
-                   "127.0.0.1", "--port", "{port}", "--workers", str(workers), "--no-access-log", "--log-level",
-                   "warning"], cwd=workdir)
+    return Served(
+        [
+            PY,
+            "-m",
+            "uvicorn",
+            "ds_app:create",
+            "--factory",
+            "--app-dir",
+            str(workdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=workdir,
+    )
 
 
 # --- POST -------------------------------------------------------------------------------------------------
@@ -351,9 +465,15 @@ async def _post_many(port: int, key: str, points: list, concurrency: int) -> dic
         while queue:
             i = queue.pop()
             lat, lon = points[i]
-            data = {"api_key": key, "service_code": "roads-pothole", "lat": str(lat), "long": str(lon),
-                    "attribute[size]": rng.choice(["small", "medium", "large"]), "description": f"bench post {i}",
-                    "email": f"citizen{i}@example.org"}
+            data = {
+                "api_key": key,
+                "service_code": "roads-pothole",
+                "lat": str(lat),
+                "long": str(lon),
+                "attribute[size]": rng.choice(["small", "medium", "large"]),
+                "description": f"bench post {i}",
+                "email": f"citizen{i}@example.org",
+            }
             t0 = time.perf_counter()
             r = await client.post(f"http://127.0.0.1:{port}/open311/v2/requests.json", data=data)
             latencies.append(time.perf_counter() - t0)
@@ -364,10 +484,14 @@ async def _post_many(port: int, key: str, points: list, concurrency: int) -> dic
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
     latencies.sort()
-    return {"posted": n, "concurrency": concurrency, "by_status": status,
-            "accepted_per_second": round(status.get(201, 0) / elapsed, 1),
-            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
-            "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1)}
+    return {
+        "posted": n,
+        "concurrency": concurrency,
+        "by_status": status,
+        "accepted_per_second": round(status.get(201, 0) / elapsed, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+    }
 
 
 def post_rate(url: str, db: Database, workdir: Path, n: int, workers: int = 1) -> dict:
@@ -383,10 +507,13 @@ def post_rate(url: str, db: Database, workdir: Path, n: int, workers: int = 1) -
     one_n = max(n // 4, 50)
     with our_server(url, workdir, workers) as server:
         asyncio.run(_post_many(server.port, key, points[:20], 1))  # warm-up
-        one = asyncio.run(_post_many(server.port, key, points[20:20 + one_n], 1))
-        many = asyncio.run(_post_many(server.port, key, points[20 + one_n:20 + one_n + n], CONNECTIONS))
-    return {"one_client": one, f"{CONNECTIONS}_clients": many,
-            "rate_ratio": round(many["accepted_per_second"] / one["accepted_per_second"], 2)}
+        one = asyncio.run(_post_many(server.port, key, points[20 : 20 + one_n], 1))
+        many = asyncio.run(_post_many(server.port, key, points[20 + one_n : 20 + one_n + n], CONNECTIONS))
+    return {
+        "one_client": one,
+        f"{CONNECTIONS}_clients": many,
+        "rate_ratio": round(many["accepted_per_second"] / one["accepted_per_second"], 2),
+    }
 
 
 def run_post(quick: bool = False) -> dict:
@@ -426,8 +553,14 @@ def run_get(quick: bool = False) -> dict:
     seconds = 4 if quick else 12
     srcs = [s for s in os.environ.get("BENCH_OPEN311_SRC", "").split(",") if s] or [str(ROOT / "src")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-open311-get-"))
-    out: dict = {"reports": n, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-                 "wrk_seconds": seconds, "query": our_paths([(37.5665, 126.978)])[0], "sources": srcs}
+    out: dict = {
+        "reports": n,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "wrk_seconds": seconds,
+        "query": our_paths([(37.5665, 126.978)])[0],
+        "sources": srcs,
+    }
     paths = our_paths(areas(AREAS))
 
     def rounds(url: str) -> dict:
@@ -482,9 +615,17 @@ def run(quick: bool = False) -> dict:
     seconds = 4 if quick else 12
     posts = 300 if quick else 2000
     workdir = Path(tempfile.mkdtemp(prefix="bench-open311-"))
-    out: dict = {"reports": n, "radius_m": RADIUS_M, "page_size": PAGE, "areas": AREAS, "concurrency": CONCURRENCY,
-                 "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "wrk_seconds": seconds,
-                 "query": our_paths([(37.5665, 126.978)])[0]}
+    out: dict = {
+        "reports": n,
+        "radius_m": RADIUS_M,
+        "page_size": PAGE,
+        "areas": AREAS,
+        "concurrency": CONCURRENCY,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "wrk_seconds": seconds,
+        "query": our_paths([(37.5665, 126.978)])[0],
+    }
     try:
         sqlite_file = workdir / "reports.db"
         sqlite_url = f"sqlite:///{sqlite_file}"
@@ -494,8 +635,10 @@ def run(quick: bool = False) -> dict:
         out["generate_seconds"] = round(time.perf_counter() - t0, 1)
         out["sqlite_load_seconds"] = round(load_sqlite(db, rows), 1)
         with db.engine.connect() as conn:
-            out["open_share"] = round(conn.execute(text(
-                "select avg(status in ('open','acknowledged','in_progress')) from reports")).scalar(), 3)
+            out["open_share"] = round(
+                conn.execute(text("select avg(status in ('open','acknowledged','in_progress')) from reports")).scalar(),
+                3,
+            )
         points = areas(AREAS)
         paths = our_paths(points)
         results: dict = {}
@@ -503,8 +646,9 @@ def run(quick: bool = False) -> dict:
             with our_server(sqlite_url, workdir, workers) as server:
                 results[f"smartcity_sqlite_{workers}w"] = measure(server.port, paths, seconds, workdir)
             with datasette_server(sqlite_file, workdir, workers) as server:
-                results[f"datasette_sqlite_{workers}w"] = measure(server.port, datasette_paths(points, "reports"),
-                                                                  seconds, workdir)
+                results[f"datasette_sqlite_{workers}w"] = measure(
+                    server.port, datasette_paths(points, "reports"), seconds, workdir
+                )
         pg = PostgresServer().start()
         try:
             pg.execute("CREATE DATABASE bench")
@@ -523,9 +667,14 @@ def run(quick: bool = False) -> dict:
         db.dispose()
         out["get"] = results
         out["vs_datasette"] = {
-            f"{w}w_c{c}": round(results[f"smartcity_sqlite_{w}w"][f"c{c}"]["requests_per_second"]
-                                / results[f"datasette_sqlite_{w}w"][f"c{c}"]["requests_per_second"], 2)
-            for w in (1, 2) for c in CONCURRENCY}
+            f"{w}w_c{c}": round(
+                results[f"smartcity_sqlite_{w}w"][f"c{c}"]["requests_per_second"]
+                / results[f"datasette_sqlite_{w}w"][f"c{c}"]["requests_per_second"],
+                2,
+            )
+            for w in (1, 2)
+            for c in CONCURRENCY
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return out

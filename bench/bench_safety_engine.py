@@ -26,9 +26,20 @@ def _positions(n_devices: int, count: int, start: datetime, rng: random.Random):
 
     out = []
     for i in range(count):
-        out.append(Position(f"bench-{rng.randrange(n_devices)}", start + timedelta(milliseconds=i * 7),
-                            rng.uniform(BOX[0], BOX[2]), rng.uniform(BOX[1], BOX[3]), speed=1.0, bearing=90.0,
-                            altitude=30.0, accuracy=10.0, battery=80.0, protocol="osmand"))
+        out.append(
+            Position(
+                f"bench-{rng.randrange(n_devices)}",
+                start + timedelta(milliseconds=i * 7),
+                rng.uniform(BOX[0], BOX[2]),
+                rng.uniform(BOX[1], BOX[3]),
+                speed=1.0,
+                bearing=90.0,
+                altitude=30.0,
+                accuracy=10.0,
+                battery=80.0,
+                protocol="osmand",
+            )
+        )
     return out
 
 
@@ -36,7 +47,7 @@ def _feed(engine, positions: list, batch: int) -> tuple[float, float]:
     """Validate, queue and write `positions` `batch` at a time; (wall seconds, CPU seconds)."""
     t0, c0 = time.perf_counter(), time.process_time()
     for start in range(0, len(positions), batch):
-        future = engine.submit_all(positions[start:start + batch])
+        future = engine.submit_all(positions[start : start + batch])
         while engine.write_queued():
             pass
         future.result(0)
@@ -65,8 +76,11 @@ def run(quick: bool = False) -> dict:
         for batch in (250, 10_000):
             positions = _positions(n, total, start + timedelta(hours=1 + batch // 1000), rng)
             wall, cpu = _feed(engine, positions, batch)
-            results[f"batch_{batch}"] = {"positions": total, "positions_per_second": round(total / wall),
-                                         "cpu_us_per_position": round(cpu / total * 1e6, 1)}
+            results[f"batch_{batch}"] = {
+                "positions": total,
+                "positions_per_second": round(total / wall),
+                "cpu_us_per_position": round(cpu / total * 1e6, 1),
+            }
         engine.stop()
         db.dispose()
         return results

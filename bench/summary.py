@@ -1,7 +1,7 @@
 """Print the benchmark results under bench/results/ as the Markdown table the README shows.
 
-    .venv/bin/python -m bench.summary           print it
-    .venv/bin/python -m bench.summary --readme  rewrite the README between its bench markers
+.venv/bin/python -m bench.summary           print it
+.venv/bin/python -m bench.summary --readme  rewrite the README between its bench markers
 """
 
 from __future__ import annotations
@@ -21,29 +21,49 @@ def rows() -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     if geo := _load("geo"):
         for source, r in geo["results"].items():
-            out.append((f"point → district lookups ({source})",
-                        f"{r['single_lookups_per_second']:,}/s one by one; {r['vectorised_lookups_per_second']:,}/s "
-                        "vectorised", "fast (spatial index)"))
+            out.append(
+                (
+                    f"point → district lookups ({source})",
+                    f"{r['single_lookups_per_second']:,}/s one by one; {r['vectorised_lookups_per_second']:,}/s "
+                    "vectorised",
+                    "fast (spatial index)",
+                )
+            )
     if nearest := _load("assets_nearest"):
         r = nearest["results"]
-        out.append((f"nearest 5 cameras among {r['cameras']:,}",
-                    f"p50 {r['query_ms_p50']} ms, p99 {r['query_ms_p99']} ms", "< 1 ms per query"))
+        out.append(
+            (
+                f"nearest 5 cameras among {r['cameras']:,}",
+                f"p50 {r['query_ms_p50']} ms, p99 {r['query_ms_p99']} ms",
+                "< 1 ms per query",
+            )
+        )
     if open311 := _load("reports_open311"):
         r = open311["results"]
-        for key, label in (("smartcity_sqlite_1w", "smartcity, SQLite, 1 worker"),
-                           ("smartcity_sqlite_2w", "smartcity, SQLite, 2 workers"),
-                           ("smartcity_postgres_1w", "smartcity, PostgreSQL, 1 worker"),
-                           ("smartcity_postgres_2w", "smartcity, PostgreSQL, 2 workers"),
-                           ("datasette_sqlite_1w", "Datasette, same SQLite file, 1 process"),
-                           ("datasette_sqlite_2w", "Datasette, same SQLite file, 2 processes")):
+        for key, label in (
+            ("smartcity_sqlite_1w", "smartcity, SQLite, 1 worker"),
+            ("smartcity_sqlite_2w", "smartcity, SQLite, 2 workers"),
+            ("smartcity_postgres_1w", "smartcity, PostgreSQL, 1 worker"),
+            ("smartcity_postgres_2w", "smartcity, PostgreSQL, 2 workers"),
+            ("datasette_sqlite_1w", "Datasette, same SQLite file, 1 process"),
+            ("datasette_sqlite_2w", "Datasette, same SQLite file, 2 processes"),
+        ):
             g = r.get("get", {}).get(key)
             if not g:
                 continue
             levels = [(c, g[c]) for c in ("c1", "c2", "c8") if c in g]
-            result = "; ".join(f"{c[1:]} conn: {m['requests_per_second']} req/s, p50 {m['p50_ms']} ms, "
-                               f"p99 {m['p99_ms']} ms" for c, m in levels)
-            out.append((f"Open311 GET requests.json, {r['reports']:,} reports, status + 1 km area, page_size "
-                        f"{r['page_size']}: {label}", result, "≥ 2× Datasette req/s; p99 < 50 ms"))
+            result = "; ".join(
+                f"{c[1:]} conn: {m['requests_per_second']} req/s, p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms"
+                for c, m in levels
+            )
+            out.append(
+                (
+                    f"Open311 GET requests.json, {r['reports']:,} reports, status + 1 km area, page_size "
+                    f"{r['page_size']}: {label}",
+                    result,
+                    "≥ 2× Datasette req/s; p99 < 50 ms",
+                )
+            )
         for key, label in (("post_sqlite_1w", "SQLite"), ("post_postgres_1w", "PostgreSQL")):
             if p := r.get(key):
                 out.append((f"Open311 POST requests.json ({label})", f"{p['accepted_per_second']} reports/s", "—"))
@@ -52,24 +72,43 @@ def rows() -> list[tuple[str, str, str]]:
         o = r.get("osmand_http", {})
         if o:
             ours, bare = o["osmand"]["requests_per_second"], o["bare_asgi"]["requests_per_second"]
-            out.append((f"OsmAnd positions over HTTP ({r['devices']:,} devices)",
-                        f"{ours:,}/s vs bare ASGI {bare:,}/s (ratio {o['ratio']})", "ratio ≥ 0.5"))
+            out.append(
+                (
+                    f"OsmAnd positions over HTTP ({r['devices']:,} devices)",
+                    f"{ours:,}/s vs bare ASGI {bare:,}/s (ratio {o['ratio']})",
+                    "ratio ≥ 0.5",
+                )
+            )
         if b := r.get("batch"):
             out.append(("positions through the batch endpoint", f"{b['positions_per_second']:,}/s", "≥ 50,000/s"))
         if m := r.get("mqtt"):
-            out.append(("positions through MQTT (stored)",
-                        f"{m['stored_per_second']:,}/s vs bare subscriber {m['bare_subscriber_per_second']:,}/s "
-                        f"(ratio {m['ratio']})", "ratio ≥ 0.5"))
+            out.append(
+                (
+                    "positions through MQTT (stored)",
+                    f"{m['stored_per_second']:,}/s vs bare subscriber {m['bare_subscriber_per_second']:,}/s "
+                    f"(ratio {m['ratio']})",
+                    "ratio ≥ 0.5",
+                )
+            )
         if s := r.get("sos_latency_ms"):
-            out.append(("SOS → control-room console, during the OsmAnd load",
-                        f"p50 {s['p50']} ms, p99 {s['p99']} ms", "p99 < 100 ms"))
+            out.append(
+                (
+                    "SOS → control-room console, during the OsmAnd load",
+                    f"p50 {s['p50']} ms, p99 {s['p99']} ms",
+                    "p99 < 100 ms",
+                )
+            )
     if engine := _load("safety_engine"):
         r = engine["results"]
         for key, label in (("batch_250", "batches of 250"), ("batch_10000", "units of 10,000")):
             if e := r.get(key):
-                out.append((f"safety engine alone, {label} ({r['devices']:,} devices)",
-                            f"{e['positions_per_second']:,} positions/s, {e['cpu_us_per_position']} µs CPU each",
-                            "— (what the writer process can store)"))
+                out.append(
+                    (
+                        f"safety engine alone, {label} ({r['devices']:,} devices)",
+                        f"{e['positions_per_second']:,} positions/s, {e['cpu_us_per_position']} µs CPU each",
+                        "— (what the writer process can store)",
+                    )
+                )
     return out
 
 

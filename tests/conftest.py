@@ -25,8 +25,15 @@ from tests import synthetic
 from tests.servers import MosquittoServer, PostgresServer, free_port, wait_for_port
 
 SHARED, REAL_DATA_MISSING = synthetic.real_data_dir()  # the real Seoul files, or None and why not
-BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-gpu", "--disable-quic", "--disable-sync"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-sync",
+]
 _counter = itertools.count()
 
 
@@ -138,8 +145,14 @@ def db(db_url):
 
 
 def make_settings(url: str, tmp_path: Path, **overrides) -> Settings:
-    values = dict(database_url=url, var_dir=str(tmp_path / "var"), secret_key="test-secret", tile_url="",
-                  osmand_port=0, safety_writer="thread")  # the writer process is tested in tests/safety/test_writer.py
+    values = dict(
+        database_url=url,
+        var_dir=str(tmp_path / "var"),
+        secret_key="test-secret",
+        tile_url="",
+        osmand_port=0,
+        safety_writer="thread",
+    )  # the writer process is tested in tests/safety/test_writer.py
     values.update(overrides)
     return Settings(**values)
 
@@ -192,11 +205,15 @@ def signin(client, username: str, password: str = PASSWORD):
 
     page = client.get("/signin")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    return client.post("/signin", data={"username": username, "password": password, "csrf_token": token,
-                                        "next": "/"}, follow_redirects=False)
+    return client.post(
+        "/signin",
+        data={"username": username, "password": password, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
 
 
 # --- a live server and a real browser -------------------------------------------------------------
+
 
 class LiveServer:
     def __init__(self, app):
@@ -305,7 +322,8 @@ def _real_data_summary(terminalreporter) -> None:
             # A test that calls seoul_data() without the marker is skipped with the same reason: count it too.
             skipped_for_it = outcome == "skipped" and "real-data test:" in str(getattr(report, "longrepr", ""))
             if ("real_data" in getattr(report, "keywords", {}) or skipped_for_it) and (
-                    report.when == "call" or (outcome != "passed" and report.when == "setup")):
+                report.when == "call" or (outcome != "passed" and report.when == "setup")
+            ):
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
     counted = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "none selected"
     if SHARED is None:

@@ -35,18 +35,35 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 def serve(url: str, var_dir: Path, port: int, **env: str) -> subprocess.Popen:
     """`smartcity serve` in a process of its own on `port` (the OsmAnd port closed: several may run)."""
-    environ = {**os.environ, "SMARTCITY_DATABASE_URL": url, "SMARTCITY_SECRET_KEY": "another-process",
-               "SMARTCITY_VAR_DIR": str(var_dir), "SMARTCITY_LOG_LEVEL": "warning", "SMARTCITY_OSMAND_PORT": "0",
-               **env}
-    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)], env=environ,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    environ = {
+        **os.environ,
+        "SMARTCITY_DATABASE_URL": url,
+        "SMARTCITY_SECRET_KEY": "another-process",
+        "SMARTCITY_VAR_DIR": str(var_dir),
+        "SMARTCITY_LOG_LEVEL": "warning",
+        "SMARTCITY_OSMAND_PORT": "0",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)],
+        env=environ,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def run_cli(url: str, *args: str) -> str:
     """The `smartcity` command in another process against the store at `url`; its output, or a failure."""
     environ = {**os.environ, "SMARTCITY_DATABASE_URL": url}
-    done = subprocess.run([sys.executable, "-m", "smartcity.cli", *args], env=environ, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "smartcity.cli", *args],
+        env=environ,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -75,8 +75,11 @@ def _cells(seeds: list[Point], clip) -> list:
 
 
 def _feature(code: str, name: str, name_eng: str, geometry) -> dict:
-    return {"type": "Feature", "properties": {"code": code, "name": name, "name_eng": name_eng, "base_year": "2013"},
-            "geometry": mapping(geometry)}
+    return {
+        "type": "Feature",
+        "properties": {"code": code, "name": name, "name_eng": name_eng, "base_year": "2013"},
+        "geometry": mapping(geometry),
+    }
 
 
 def districts(profile: CityProfile = SEOUL, seed: int = 2013) -> dict:
@@ -85,12 +88,17 @@ def districts(profile: CityProfile = SEOUL, seed: int = 2013) -> dict:
     hundred metres so that they are not the approximate districts the store is seeded with."""
     rng = random.Random(seed)
     outline = profile.outline_polygon
-    seeds = [Point(d.point[1] + rng.uniform(-0.003, 0.003), d.point[0] + rng.uniform(-0.003, 0.003))
-             for d in profile.districts]
+    seeds = [
+        Point(d.point[1] + rng.uniform(-0.003, 0.003), d.point[0] + rng.uniform(-0.003, 0.003))
+        for d in profile.districts
+    ]
     cells = _cells(seeds, outline)
-    return {"type": "FeatureCollection", "features": [
-        _feature(d.code, d.name_ko, d.name_en, cell) for d, cell in zip(profile.districts, cells, strict=True)
-    ]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            _feature(d.code, d.name_ko, d.name_en, cell) for d, cell in zip(profile.districts, cells, strict=True)
+        ],
+    }
 
 
 def _points_inside(polygon, n: int, rng: random.Random) -> list[Point]:
@@ -114,29 +122,37 @@ def neighbourhoods(district_collection: dict | None = None, seed: int = 2013) ->
         stem_ko, stem_en = props["name"].removesuffix("구"), props["name_eng"].removesuffix("-gu")
         cells = _cells(_points_inside(polygon, rng.randint(3, 7), rng), polygon)
         for i, cell in enumerate(c for c in cells if not c.is_empty):
-            features.append(_feature(f"{props['code']}{51 + i}", f"{stem_ko}{i + 1}동", f"{stem_en} {i + 1}-dong",
-                                     cell))
+            features.append(
+                _feature(f"{props['code']}{51 + i}", f"{stem_ko}{i + 1}동", f"{stem_en} {i + 1}-dong", cell)
+            )
     return {"type": "FeatureCollection", "features": features}
 
 
 def codes_at(path: Path, lat: float, lon: float) -> set[str]:
     """The codes of the areas of a GeoJSON file holding a point: a lookup's answer by brute force."""
     point = Point(lon, lat)
-    return {f["properties"]["code"] for f in json.loads(path.read_text(encoding="utf-8"))["features"]
-            if shapely.geometry.shape(f["geometry"]).intersects(point)}
+    return {
+        f["properties"]["code"]
+        for f in json.loads(path.read_text(encoding="utf-8"))["features"]
+        if shapely.geometry.shape(f["geometry"]).intersects(point)
+    }
 
 
 def detailed(collection: dict, vertices: int = 25_000) -> dict:
     """The same areas with about `vertices` vertices in all (the real detailed file has 25,222): what a
     lookup costs depends on how many edges a polygon has."""
     geoms = [shapely.geometry.shape(f["geometry"]) for f in collection["features"]]
-    length = sum(g.exterior.length if g.geom_type == "Polygon" else sum(p.exterior.length for p in g.geoms)
-                 for g in geoms)
+    length = sum(
+        g.exterior.length if g.geom_type == "Polygon" else sum(p.exterior.length for p in g.geoms) for g in geoms
+    )
     step = length / vertices
-    return {"type": "FeatureCollection", "features": [
-        {**f, "geometry": mapping(shapely.segmentize(g, step))}
-        for f, g in zip(collection["features"], geoms, strict=True)
-    ]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {**f, "geometry": mapping(shapely.segmentize(g, step))}
+            for f, g in zip(collection["features"], geoms, strict=True)
+        ],
+    }
 
 
 # --- CSV lists ------------------------------------------------------------------------------------
@@ -163,8 +179,9 @@ class Planted:
         header, *rows = csv.reader(io.StringIO(self.data.decode(_encoding_of(self.data))))
         lat_col = next(i for i, h in enumerate(header) if h.lower().startswith(("latitude", "위도")))
         lon_col = next(i for i, h in enumerate(header) if h.lower().startswith(("longitude", "경도")))
-        return [(float(r[lat_col]), float(r[lon_col])) for line, r in enumerate(rows, start=2)
-                if line not in self.skipped]
+        return [
+            (float(r[lat_col]), float(r[lon_col])) for line, r in enumerate(rows, start=2) if line not in self.skipped
+        ]
 
 
 def _encoding_of(data: bytes) -> str:
@@ -200,14 +217,16 @@ class _Sheet:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(self.header)
         writer.writerows(self.rows)
-        return Planted(self.name, out.getvalue().encode(encoding), len(self.rows), dict(self.skipped),
-                       dict(self.warned), **extra)
+        return Planted(
+            self.name, out.getvalue().encode(encoding), len(self.rows), dict(self.skipped), dict(self.warned), **extra
+        )
 
 
 def _gangnam(rng: random.Random, n: int) -> list[tuple[float, float]]:
     """Points well inside Gangnam (away from its border, so any district map of Seoul agrees)."""
-    core = shapely.geometry.shape(next(f for f in districts()["features"]
-                                       if f["properties"]["code"] == GANGNAM)["geometry"]).buffer(-0.004)
+    core = shapely.geometry.shape(
+        next(f for f in districts()["features"] if f["properties"]["code"] == GANGNAM)["geometry"]
+    ).buffer(-0.004)
     return [(round(p.y, 6), round(p.x, 6)) for p in _points_inside(core, n, rng)]
 
 
@@ -224,8 +243,10 @@ def national_cctv(n: int = 240, seed: int = 1, encoding: str = "utf-8", defects:
     count, mng_name, mng_phone), with one pole of three cameras, one address with damaged text and (with
     `defects`) one row of each defect the import must skip."""
     rng = random.Random(seed)
-    sheet = _Sheet("cctv_gangnam.csv", ["latitude", "longitude", "old_address", "new_address", "keep_day", "count",
-                                       "mng_name", "mng_phone"])
+    sheet = _Sheet(
+        "cctv_gangnam.csv",
+        ["latitude", "longitude", "old_address", "new_address", "keep_day", "count", "mng_name", "mng_phone"],
+    )
     points = _gangnam(rng, n)
     pole = points[n // 3]
     points[n // 3 + 1] = points[n // 3 + 2] = pole
@@ -233,19 +254,31 @@ def national_cctv(n: int = 240, seed: int = 1, encoding: str = "utf-8", defects:
     def good(lat: float, lon: float, i: int) -> list[str]:
         lot = f"서울특별시 강남구 가상동 {100 + i}-{rng.randint(1, 40)}"
         road = f"서울특별시 강남구 가상로 {rng.randint(1, 90)}길 {rng.randint(1, 60)}" if rng.random() < 0.7 else ""
-        return [str(lat), str(lon), lot, road, rng.choice(["0", "30"]), str(rng.randint(1, 12)),
-                rng.choice(AGENCIES), _phone(rng)]
+        return [
+            str(lat),
+            str(lon),
+            lot,
+            road,
+            rng.choice(["0", "30"]),
+            str(rng.randint(1, 12)),
+            rng.choice(AGENCIES),
+            _phone(rng),
+        ]
 
     blank = ["x", "y", "30", "1", "강남구청", "02-0000-0000"]
-    bad_rows = [
-        (["abc", "127.05", *blank], "latitude is not a number"),
-        (["37.5", "", *blank], "longitude is not a number"),
-        (["137.5", "127.05", *blank], "coordinates out of range"),
-        ([*map(str, OUTSIDE[0]), *blank], "outside the city"),
-        (["37.5", "127.05", *blank, "surplus", "cells"], "too many cells"),
-        (["nan", "127.05", *blank], "latitude is not a finite number"),
-        (["0", "0", *blank], "coordinates are 0, 0"),
-    ] if defects else []
+    bad_rows = (
+        [
+            (["abc", "127.05", *blank], "latitude is not a number"),
+            (["37.5", "", *blank], "longitude is not a number"),
+            (["137.5", "127.05", *blank], "coordinates out of range"),
+            ([*map(str, OUTSIDE[0]), *blank], "outside the city"),
+            (["37.5", "127.05", *blank, "surplus", "cells"], "too many cells"),
+            (["nan", "127.05", *blank], "latitude is not a finite number"),
+            (["0", "0", *blank], "coordinates are 0, 0"),
+        ]
+        if defects
+        else []
+    )
     every = n // (len(bad_rows) + 1)
     for i, (lat, lon) in enumerate(points):
         if i and i % every == 0 and bad_rows:
@@ -267,8 +300,10 @@ def safety_cctv(n: int = 120, seed: int = 2, encoding: str = "utf-8") -> Planted
     """The Seoul Safety (안심이) CCTV list's columns. As in the published file, the Korean address text was
     damaged at the source (question marks), only its numbers survive; several lenses share one pole."""
     rng = random.Random(seed)
-    sheet = _Sheet("cctv_gangnam_safety.csv", ["자치구", SAFETY_RAW, "안심 주소_복원가능부분", "위도(lat)", "경도(lng)",
-                                              "CCTV 수량", "수정 일시"])
+    sheet = _Sheet(
+        "cctv_gangnam_safety.csv",
+        ["자치구", SAFETY_RAW, "안심 주소_복원가능부분", "위도(lat)", "경도(lng)", "CCTV 수량", "수정 일시"],
+    )
     points = [(round(lat, 4), round(lon, 4)) for lat, lon in _gangnam(rng, n)]
     pole = points[10]
     for i in range(11, 15):
@@ -276,16 +311,20 @@ def safety_cctv(n: int = 120, seed: int = 2, encoding: str = "utf-8") -> Planted
     for i, (lat, lon) in enumerate(points):
         number = f"1-{100 + i // 4}-{i % 4:02d}"
         damaged = rng.choice(["????", " ?Ｚ", "??"]) + number
-        sheet.add(["강남구", damaged, number, str(lat), str(lon), "1", f"2022-{rng.randint(1, 12):02d}-01"],
-                  warn="broken text in the address")
+        sheet.add(
+            ["강남구", damaged, number, str(lat), str(lon), "1", f"2022-{rng.randint(1, 12):02d}-01"],
+            warn="broken text in the address",
+        )
     return sheet.planted(encoding, stacked=pole, stacked_rows=5)
 
 
 def wifi(n: int = 80, seed: int = 3, encoding: str = "utf-8") -> Planted:
     """Public Wi-Fi standard data's columns; a community centre with an access point on every floor."""
     rng = random.Random(seed)
-    sheet = _Sheet("wifi_gangnam.csv", ["latitude", "longitude", "old_address", "new_address", "place",
-                                       "place_detail", "mng_name", "mng_phone"])
+    sheet = _Sheet(
+        "wifi_gangnam.csv",
+        ["latitude", "longitude", "old_address", "new_address", "place", "place_detail", "mng_name", "mng_phone"],
+    )
     points = _gangnam(rng, n)
     centre = points[5]
     for i in range(6, 12):
@@ -293,8 +332,16 @@ def wifi(n: int = 80, seed: int = 3, encoding: str = "utf-8") -> Planted:
     for i, (lat, lon) in enumerate(points):
         place = "가상1동주민센터" if (lat, lon) == centre else rng.choice(["버스정류소", "공원", "도서관", "전통시장"])
         detail = f"{i % 6 + 1}층" if (lat, lon) == centre else ""
-        row = [str(lat), str(lon), f"서울특별시 강남구 가상동 {200 + i}", "", place, detail, "서울특별시 강남구청",
-               _phone(rng)]
+        row = [
+            str(lat),
+            str(lon),
+            f"서울특별시 강남구 가상동 {200 + i}",
+            "",
+            place,
+            detail,
+            "서울특별시 강남구청",
+            _phone(rng),
+        ]
         if i == 40:
             row[4] = "\ufffd\ufffd\ufffd 정류소"
             sheet.add(row, warn="broken text in 'place'")
@@ -329,10 +376,12 @@ def write_all(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     areas = districts()
     (directory / "districts.geojson").write_text(json.dumps(areas, ensure_ascii=False), encoding="utf-8")
-    (directory / "districts_detailed.geojson").write_text(json.dumps(detailed(areas), ensure_ascii=False),
-                                                          encoding="utf-8")
-    (directory / "neighbourhoods.geojson").write_text(json.dumps(neighbourhoods(areas), ensure_ascii=False),
-                                                      encoding="utf-8")
+    (directory / "districts_detailed.geojson").write_text(
+        json.dumps(detailed(areas), ensure_ascii=False), encoding="utf-8"
+    )
+    (directory / "neighbourhoods.geojson").write_text(
+        json.dumps(neighbourhoods(areas), ensure_ascii=False), encoding="utf-8"
+    )
     for planted in (national_cctv(), safety_cctv(), wifi(), sdot()):
         (directory / planted.name).write_bytes(planted.data)
     return directory

@@ -30,11 +30,17 @@ def breaches(source: str, where: str) -> list[str]:
             if node.module.startswith("tests.") and is_test_module(node.module):
                 found.append(f"{where}:{node.lineno}: imports from the test module {node.module}")
             if node.module.split(".")[0] in ("smartcity", "tests"):
-                found += [f"{where}:{node.lineno}: imports the private {node.module}.{a.name}"
-                          for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [
+                    f"{where}:{node.lineno}: imports the private {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
         elif isinstance(node, ast.Import):
-            found += [f"{where}:{node.lineno}: imports the test module {a.name}"
-                      for a in node.names if a.name.startswith("tests.") and is_test_module(a.name)]
+            found += [
+                f"{where}:{node.lineno}: imports the test module {a.name}"
+                for a in node.names
+                if a.name.startswith("tests.") and is_test_module(a.name)
+            ]
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
             if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
                 found.append(f"{where}:{node.lineno}: reads the private member {ast.unparse(node)}")
@@ -44,17 +50,21 @@ def breaches(source: str, where: str) -> list[str]:
 
 
 def test_the_suite_keeps_its_habits():
-    assert [b for path in sources()
-            for b in breaches(path.read_text(encoding="utf-8"), str(path.relative_to(TESTS.parent)))] == []
+    assert [
+        b for path in sources() for b in breaches(path.read_text(encoding="utf-8"), str(path.relative_to(TESTS.parent)))
+    ] == []
 
 
-@pytest.mark.parametrize(("source", "what"), [
-    ("from tests.safety.test_api import world\n", "imports from the test module tests.safety.test_api"),
-    ("import tests.core.test_events\n", "imports the test module tests.core.test_events"),
-    ("from smartcity.safety.service import _profile\n", "imports the private smartcity.safety.service._profile"),
-    ("pid = engine._proc.pid\n", "reads the private member engine._proc"),
-    ("import asyncio\nasyncio.run(main())\n", "asyncio.run() in the main thread"),
-])
+@pytest.mark.parametrize(
+    ("source", "what"),
+    [
+        ("from tests.safety.test_api import world\n", "imports from the test module tests.safety.test_api"),
+        ("import tests.core.test_events\n", "imports the test module tests.core.test_events"),
+        ("from smartcity.safety.service import _profile\n", "imports the private smartcity.safety.service._profile"),
+        ("pid = engine._proc.pid\n", "reads the private member engine._proc"),
+        ("import asyncio\nasyncio.run(main())\n", "asyncio.run() in the main thread"),
+    ],
+)
 def test_each_breach_is_seen(source, what):
     """The check above can fail: each kind of breach is reported, once, with its line."""
     found = breaches(source, "tests/probe.py")
@@ -62,6 +72,8 @@ def test_each_breach_is_seen(source, what):
 
 
 def test_what_the_habits_ask_for_is_not_reported():
-    source = ("from tests.helpers import run_async\nfrom tests.safety.helpers import make_world\n"
-              "from tests.conftest import make_user\nclass A:\n    def f(self):\n        return self._x\n")
+    source = (
+        "from tests.helpers import run_async\nfrom tests.safety.helpers import make_world\n"
+        "from tests.conftest import make_user\nclass A:\n    def f(self):\n        return self._x\n"
+    )
     assert breaches(source, "tests/probe.py") == []

@@ -44,8 +44,12 @@ def test_synthetic_boundaries_are_a_valid_partition_of_the_city():
     for hood in hoods:
         assert by_code[hood.code[:5]].buffer(1e-4).contains(hood.geometry), hood.code
     detailed = synthetic.detailed(districts)
-    vertices = sum(len(shape(f["geometry"]).boundary.coords) if f["geometry"]["type"] == "Polygon"
-                   else sum(len(g.boundary.coords) for g in shape(f["geometry"]).geoms) for f in detailed["features"])
+    vertices = sum(
+        len(shape(f["geometry"]).boundary.coords)
+        if f["geometry"]["type"] == "Polygon"
+        else sum(len(g.boundary.coords) for g in shape(f["geometry"]).geoms)
+        for f in detailed["features"]
+    )
     assert 20_000 < vertices < 30_000
 
 
@@ -54,9 +58,26 @@ def test_a_run_without_the_real_files_passes_and_says_so(tmp_path):
     passes, and pytest's own summary stays the last line (CI reads it)."""
     env = {**os.environ, synthetic.REAL_DATA_ENV: str(tmp_path / "no-such-folder")}
     env.pop("SMARTCITY_REQUIRE_REAL_DATA", None)
-    done = subprocess.run([sys.executable, "-m", "pytest", "tests/core/test_geo.py", "-q", "-p", "no:cacheprovider",
-                           "-k", "not postgres", "-W", "ignore"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/core/test_geo.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not postgres",
+            "-W",
+            "ignore",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout[-3000:]
     said = [line for line in lines if "real-data tests NOT run" in line]
@@ -67,7 +88,12 @@ def test_a_run_without_the_real_files_passes_and_says_so(tmp_path):
     env.pop(synthetic.REAL_DATA_ENV)
     env["SMARTCITY_REQUIRE_REAL_DATA"] = "1"
     env[synthetic.REAL_DATA_ENV] = ""
-    required = subprocess.run([sys.executable, "-m", "pytest", "tests/core/test_geo.py", "-q", "-p",
-                               "no:cacheprovider", "--collect-only"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
+    required = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/core/test_geo.py", "-q", "-p", "no:cacheprovider", "--collect-only"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert required.returncode != 0 and "SMARTCITY_REQUIRE_REAL_DATA" in required.stdout + required.stderr

@@ -30,8 +30,9 @@ from smartcity.settings import Settings, get_settings
 log = logging.getLogger("smartcity")
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None,
-               modules: Sequence[Module] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, modules: Sequence[Module] | None = None
+) -> FastAPI:
     """The platform: the store, the city profile, the core routes and what each module declares (`modules`,
     default: `core.module.discover()`, which honours SMARTCITY_MODULES)."""
     settings = settings or get_settings()
@@ -87,8 +88,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         details = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
-            for e in exc.errors()
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
         ]
         return error_response(request, InvalidInput("the request is not valid", details=details))
 
@@ -96,8 +96,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     @app.exception_handler(DataError)
     async def out_of_range(request: Request, exc: Exception):
         # A number or text the store cannot hold (an id past 64 bits, say) is the caller's error, not ours.
-        return error_response(request, InvalidInput("a value is out of the range the platform accepts",
-                                                    code="out_of_range"))
+        return error_response(
+            request, InvalidInput("a value is out of the range the platform accepts", code="out_of_range")
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -53,9 +53,7 @@ class Settings:
         "postgresql+psycopg://user@host/db for a city that outgrows one machine.",
     )
     city: str = setting("seoul", "City profile: a bundled name (seoul) or the path of a profile TOML file.")
-    secret_key: str = setting(
-        "", "Key that signs session cookies. Empty: one is generated and kept in var/secret_key."
-    )
+    secret_key: str = setting("", "Key that signs session cookies. Empty: one is generated and kept in var/secret_key.")
     host: str = setting("127.0.0.1", "Address `smartcity serve` listens on.")
     port: int = setting(8000, "Port of the web server.")
     tile_url: str = setting(
@@ -79,9 +77,10 @@ class Settings:
     )
     sms_gateway_token: str = setting("", "Bearer token for the SMS gateway.")
     modules: str = setting(
-        "", "Modules to load, comma-separated import paths (package, or package:attribute of its Module "
+        "",
+        "Modules to load, comma-separated import paths (package, or package:attribute of its Module "
         "declaration). Empty: every module bundled in the smartcity package and every one installed under the "
-        "smartcity.modules entry-point group."
+        "smartcity.modules entry-point group.",
     )
     run_jobs: bool = setting(True, "Run scheduled jobs (notification delivery, retention purges) in this process.")
     # --- safety service ---
@@ -102,28 +101,32 @@ class Settings:
     )
     safety_accuracy_max_m: int = setting(150, "Fixes less precise than this (metres) never change zone states.")
     safety_alert_cooldown_minutes: int = setting(
-        10, "At most one arrival or departure alert per person, zone and direction within this many minutes; later "
-        "ones are folded into a digest (sent when the period ends, or with the next alert). 0: no cool-down."
+        10,
+        "At most one arrival or departure alert per person, zone and direction within this many minutes; later "
+        "ones are folded into a digest (sent when the period ends, or with the next alert). 0: no cool-down.",
     )
     safety_batch_size: int = setting(1000, "Most positions written in one transaction by the intake writer.")
     safety_batch_ms: int = setting(2, "Milliseconds an idle intake writer waits to fill a batch before committing.")
     safety_writer: str = setting(
-        "process", "Where the safety intake writes positions: `process` (a writer process of its own beside each "
+        "process",
+        "Where the safety intake writes positions: `process` (a writer process of its own beside each "
         "serving process, so storing does not share the web server's interpreter lock) or `thread` (in the serving "
-        "process)."
+        "process).",
     )
     safety_queue_max: int = setting(200_000, "Positions the intake may hold waiting to be written before refusing.")
     safety_live_positions: bool = setting(
         True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
     )
     safety_simulate: bool = setting(
-        False, "Move the demo's simulated devices through the city while serving, with an emergency now and then "
-        "(`smartcity demo` turns it on). One serving process only."
+        False,
+        "Move the demo's simulated devices through the city while serving, with an emergency now and then "
+        "(`smartcity demo` turns it on). One serving process only.",
     )
     # --- safety service: location intake (osmand.py, owntracks.py, mqtt.py, intake_api.py) ---
     osmand_port: int = setting(
-        5055, "Port of the OsmAnd listener for Traccar Client phones (on SMARTCITY_HOST, beside the web server); "
-        "0: off. The protocol is also served at /osmand on the web server's port."
+        5055,
+        "Port of the OsmAnd listener for Traccar Client phones (on SMARTCITY_HOST, beside the web server); "
+        "0: off. The protocol is also served at /osmand on the web server's port.",
     )
     safety_device_max_bytes: int = setting(
         256 * 1024, "Largest body a device may send (OsmAnd, OwnTracks over HTTP), in bytes; larger: 413."
@@ -135,22 +138,25 @@ class Settings:
         16 * 1024 * 1024, "Largest body of one gateway batch request, in bytes; larger: 413."
     )
     mqtt_url: str = setting(
-        "", "MQTT broker to take OwnTracks positions from: mqtt://user:password@host:1883 (mqtts:// for TLS). "
-        "Empty: off."
+        "",
+        "MQTT broker to take OwnTracks positions from: mqtt://user:password@host:1883 (mqtts:// for TLS). Empty: off.",
     )
     mqtt_topic: str = setting(
-        "owntracks/+/+,owntracks/+/+/event", "Topic filters to subscribe to, comma-separated: "
+        "owntracks/+/+,owntracks/+/+/event",
+        "Topic filters to subscribe to, comma-separated: "
         "owntracks/{user}/{device} carries a device's locations, owntracks/{user}/{device}/event its region "
         "transitions. Several serving processes: $share/smartcity/owntracks/+/+,$share/smartcity/owntracks/+/+/event "
-        "(shared subscriptions) split them."
+        "(shared subscriptions) split them.",
     )
     mqtt_client_id: str = setting(
-        "", "MQTT client id. Set one to keep a persistent session (the broker holds messages while the platform is "
-        "down); empty: a random id and a clean session."
+        "",
+        "MQTT client id. Set one to keep a persistent session (the broker holds messages while the platform is "
+        "down); empty: a random id and a clean session.",
     )
     mqtt_inflight: int = setting(
-        1000, "Messages the broker may have in flight to the platform before their storage is acknowledged "
-        "(MQTT 5 Receive Maximum)."
+        1000,
+        "Messages the broker may have in flight to the platform before their storage is acknowledged "
+        "(MQTT 5 Receive Maximum).",
     )
 
     # --- community mapping (reports) ---
@@ -163,19 +169,22 @@ class Settings:
     reports_max_photos: int = setting(6, "Most photos one report may carry.")
     reports_max_photo_bytes: int = setting(10 * 1024 * 1024, "Largest photo upload accepted, in bytes.")
     reports_fetch_media_urls: bool = setting(
-        False, "Fetch the photos behind a partner's Open311 media_url in the background (public addresses only, "
-        "images only, at most reports_max_photo_bytes). Off: the links are kept and shown as given."
+        False,
+        "Fetch the photos behind a partner's Open311 media_url in the background (public addresses only, "
+        "images only, at most reports_max_photo_bytes). Off: the links are kept and shown as given.",
     )
     reports_fetch_media_allow: str = setting(
-        "", "Networks (comma-separated CIDR, e.g. 10.20.0.0/16) a media_url may be fetched from although private: "
-        "a partner FixMyStreet on the city's own network. Empty: public addresses only."
+        "",
+        "Networks (comma-separated CIDR, e.g. 10.20.0.0/16) a media_url may be fetched from although private: "
+        "a partner FixMyStreet on the city's own network. Empty: public addresses only.",
     )
     reports_fallback_unit: str = setting(
         "dasan120", "Unit that receives reports no routing rule or default unit covers (Seoul: 120 Dasan)."
     )
     open311_cors_origins: str = setting(
-        "*", "Origins whose browser apps may call the Open311 API (comma-separated, * for any; empty: none). "
-        "No cookies cross origins: reads are public and POST carries its api_key."
+        "*",
+        "Origins whose browser apps may call the Open311 API (comma-separated, * for any; empty: none). "
+        "No cookies cross origins: reads are public and POST carries its api_key.",
     )
     reports_contact_retention_days: int = setting(
         365, "Days after a report is closed before the reporter's contact details are deleted."
@@ -186,8 +195,9 @@ class Settings:
     def __post_init__(self) -> None:
         for name, allowed in self.CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"SMARTCITY_{name.upper()} must be one of {', '.join(allowed)}, "
-                                 f"not {getattr(self, name)!r}")
+                raise ValueError(
+                    f"SMARTCITY_{name.upper()} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -72,8 +72,10 @@ def test_safety_cctv_list_keeps_rows_with_broken_text_and_says_so(db):
     with db.session() as s:
         rows = list(s.scalars(select(Asset).where(Asset.source == planted.name)))
     assert len([a for a in rows if (a.lat, a.lon) == planted.stacked]) == planted.stacked_rows
-    assert all("?" in a.attributes["address_original"] and "?" not in a.attributes["address"]
-               and a.attributes["address"] for a in rows)
+    assert all(
+        "?" in a.attributes["address_original"] and "?" not in a.attributes["address"] and a.attributes["address"]
+        for a in rows
+    )
     assert _load(db, planted, "cctv").created == 0
 
 
@@ -121,8 +123,9 @@ def test_seoul_safety_cctv_list_keeps_rows_with_broken_text_and_says_so(db):
     assert report.created + len(report.skipped) == 7007
     # Several cameras share a position (one pole, several lenses): all are kept, in file order.
     with db.session() as s:
-        at_one_spot = s.scalar(select(func.count()).select_from(Asset).where(Asset.lat == 37.4866,
-                                                                              Asset.lon == 127.0567))
+        at_one_spot = s.scalar(
+            select(func.count()).select_from(Asset).where(Asset.lat == 37.4866, Asset.lon == 127.0567)
+        )
         assert at_one_spot >= 3
         row = s.scalars(select(Asset).where(Asset.source == "cctv_gangnam_safety.csv")).first()
         assert row.attributes["address"] and "?" in row.attributes["address_original"]
@@ -145,14 +148,18 @@ def test_wifi_and_sensor_lists(db):
 
 def test_defective_rows_are_reported_and_the_rest_imported(db):
     clean = synthetic.national_cctv(n=9, defects=False).data.decode("utf-8").splitlines()
-    lines = clean[:6] + [
-        "abc,127.05,x,y,30,1,agency,02",  # bad number
-        "37.5,,x,y,30,1,agency,02",  # missing longitude
-        "137.5,127.05,x,y,30,1,agency,02",  # out of range
-        "35.1796,129.0756,Busan,Busan,30,1,agency,02",  # outside the city
-        "37.5,127.05,x,y,30,1,agency,02,surplus,cells",  # too many cells
-        "nan,127.05,x,y,30,1,agency,02",
-    ] + clean[6:10]
+    lines = (
+        clean[:6]
+        + [
+            "abc,127.05,x,y,30,1,agency,02",  # bad number
+            "37.5,,x,y,30,1,agency,02",  # missing longitude
+            "137.5,127.05,x,y,30,1,agency,02",  # out of range
+            "35.1796,129.0756,Busan,Busan,30,1,agency,02",  # outside the city
+            "37.5,127.05,x,y,30,1,agency,02,surplus,cells",  # too many cells
+            "nan,127.05,x,y,30,1,agency,02",
+        ]
+        + clean[6:10]
+    )
     data = ("\n".join(lines) + "\n").encode()
     with db.session() as s:
         report = service.import_csv(s, data, "cctv", source="mixed.csv")

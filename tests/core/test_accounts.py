@@ -26,15 +26,18 @@ def test_a_user_is_created_with_an_argon2_hash_and_an_audit_entry(db):
         assert [(e.actor, e.action) for e in trail] == [("cli", "create")]
 
 
-@pytest.mark.parametrize("kwargs, error, code", [
-    (dict(role="mayor"), InvalidInput, "unknown_role"),
-    (dict(username="a b"), InvalidInput, "invalid_username"),
-    (dict(password="short"), InvalidInput, "weak_password"),
-    (dict(role="staff"), InvalidInput, "unit_required"),
-    (dict(role="staff", department="11230-control"), InvalidInput, "wrong_unit_kind"),
-    (dict(role="operator", department="11230-roads"), InvalidInput, "wrong_unit_kind"),
-    (dict(role="staff", department="no-such-unit"), InvalidInput, "unknown_department"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, code",
+    [
+        (dict(role="mayor"), InvalidInput, "unknown_role"),
+        (dict(username="a b"), InvalidInput, "invalid_username"),
+        (dict(password="short"), InvalidInput, "weak_password"),
+        (dict(role="staff"), InvalidInput, "unit_required"),
+        (dict(role="staff", department="11230-control"), InvalidInput, "wrong_unit_kind"),
+        (dict(role="operator", department="11230-roads"), InvalidInput, "wrong_unit_kind"),
+        (dict(role="staff", department="no-such-unit"), InvalidInput, "unknown_department"),
+    ],
+)
 def test_bad_accounts_are_refused_and_nothing_is_stored(db, kwargs, error, code):
     with pytest.raises(error) as caught, db.session() as s:
         accounts.create_user(s, new(**kwargs))

@@ -56,8 +56,9 @@ def test_user_management_needs_the_permission(client, db):
     assert created.json()["department"] == "11230-roads"
     again = client.post("/api/users", json=body, headers={"X-API-Key": admin_key})
     assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_user"
-    bad_role = client.post("/api/users", json={**body, "username": "x1y2z3", "role": "mayor"},
-                           headers={"X-API-Key": admin_key})
+    bad_role = client.post(
+        "/api/users", json={**body, "username": "x1y2z3", "role": "mayor"}, headers={"X-API-Key": admin_key}
+    )
     assert bad_role.status_code == 422 and bad_role.json()["error"]["code"] == "unknown_role"
     listed = client.get("/api/users", headers={"X-API-Key": admin_key}).json()
     assert [u["username"] for u in listed] == ["admin1", "junho", "minji"]
@@ -100,8 +101,11 @@ def test_signin_does_not_redirect_off_site(client, db):
     make_user(db, "minji", "citizen")
     page = client.get("/signin?next=//evil.example/")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    r = client.post("/signin", data={"username": "minji", "password": PASSWORD, "csrf_token": token,
-                                     "next": "//evil.example/"}, follow_redirects=False)
+    r = client.post(
+        "/signin",
+        data={"username": "minji", "password": PASSWORD, "csrf_token": token, "next": "//evil.example/"},
+        follow_redirects=False,
+    )
     assert r.headers["location"] == "/"
 
 
@@ -141,8 +145,13 @@ def test_administrators_manage_accounts_in_the_admin_pages(client, db):
     page = client.get("/admin/users")
     assert page.status_code == 200 and 'data-username="minji"' in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    form = {"csrf_token": token, "username": "junho", "role": "staff", "department": "11230-control",
-            "password": PASSWORD}
+    form = {
+        "csrf_token": token,
+        "username": "junho",
+        "role": "staff",
+        "department": "11230-control",
+        "password": PASSWORD,
+    }
     wrong_unit = client.post("/admin/users", data=form)
     assert wrong_unit.status_code == 422 and 'data-code="wrong_unit_kind"' in wrong_unit.text
     assert 'value="junho"' in wrong_unit.text  # what was typed is kept

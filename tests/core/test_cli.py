@@ -26,8 +26,21 @@ def run(db_url, monkeypatch, tmp_path):
     get_settings.cache_clear()
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["demo"], ["migrate"], ["init"], ["import"],
-                                     ["import", "districts"], ["user"], ["user", "create"], ["apikey"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["serve"],
+        ["demo"],
+        ["migrate"],
+        ["init"],
+        ["import"],
+        ["import", "districts"],
+        ["user"],
+        ["user", "create"],
+        ["apikey"],
+    ],
+)
 def test_every_command_has_help(command):
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -60,8 +73,9 @@ def test_a_bad_boundary_file_is_refused_with_reasons_and_nothing_changes(run, db
 
 
 def test_user_commands(run, db):
-    out = run("user", "create", "junho", "--role", "staff", "--department", "11230-roads", "--password",
-              "long enough pw")
+    out = run(
+        "user", "create", "junho", "--role", "staff", "--department", "11230-roads", "--password", "long enough pw"
+    )
     assert out.exit_code == 0, out.output
     bad_role = run("user", "create", "x1y2", "--role", "mayor", "--password", "long enough pw")
     assert bad_role.exit_code == 2 and "unknown role 'mayor'" in bad_role.output
@@ -89,8 +103,9 @@ def test_api_key_commands(run, db):
     assert run("apikey", "revoke", "9999").exit_code == 2
 
 
-@pytest.mark.parametrize("name, good, bad", [("SAFETY_WRITER", "thread", "proces"),
-                                             ("SAFETY_OUTSIDE_CITY", "refuse", "maybe")])
+@pytest.mark.parametrize(
+    "name, good, bad", [("SAFETY_WRITER", "thread", "proces"), ("SAFETY_OUTSIDE_CITY", "refuse", "maybe")]
+)
 def test_a_setting_with_choices_refuses_anything_else_by_name(name, good, bad):
     from smartcity.settings import Settings
 

@@ -39,8 +39,7 @@ class StoreGate:
 def _signed_in(base: str, username: str) -> httpx.Client:
     http = httpx.Client(base_url=base, timeout=30)
     token = re.search(r'name="csrf_token" value="([^"]+)"', http.get("/signin").text).group(1)
-    answer = http.post("/signin", data={"username": username, "password": PASSWORD, "csrf_token": token,
-                                        "next": "/"})
+    answer = http.post("/signin", data={"username": username, "password": PASSWORD, "csrf_token": token, "next": "/"})
     assert answer.status_code == 303
     return http
 
@@ -53,9 +52,16 @@ def test_health_is_answered_while_an_account_is_being_stored(app, db):
         outcome: dict[str, httpx.Response] = {}
 
         def create() -> None:
-            outcome["post"] = http.post("/admin/users", data={
-                "csrf_token": token, "username": "clerk9", "password": "a long enough password", "role": "citizen",
-                "display_name": "Clerk Nine"})
+            outcome["post"] = http.post(
+                "/admin/users",
+                data={
+                    "csrf_token": token,
+                    "username": "clerk9",
+                    "password": "a long enough password",
+                    "role": "citizen",
+                    "display_name": "Clerk Nine",
+                },
+            )
 
         with StoreGate(db.engine, r"^\s*INSERT INTO users\b") as gate:
             poster = threading.Thread(target=create)

@@ -83,10 +83,15 @@ def test_sse_stream_delivers_only_what_the_subscriber_may_see(live_app):
     make_user(db, "minji", "citizen")
     admin_key, citizen_key = make_key(db, "admin1"), make_key(db, "minji")
     url = f"{live_app.url}/api/events/stream?topics=user."
-    with SSEReader(url, {"X-API-Key": admin_key}) as admin_stream, \
-            SSEReader(url, {"X-API-Key": citizen_key}) as citizen_stream:
-        r = httpx.post(f"{live_app.url}/api/users", headers={"X-API-Key": admin_key},
-                       json={"username": "seoyeon", "password": PASSWORD, "role": "guardian"})
+    with (
+        SSEReader(url, {"X-API-Key": admin_key}) as admin_stream,
+        SSEReader(url, {"X-API-Key": citizen_key}) as citizen_stream,
+    ):
+        r = httpx.post(
+            f"{live_app.url}/api/users",
+            headers={"X-API-Key": admin_key},
+            json={"username": "seoyeon", "password": PASSWORD, "role": "guardian"},
+        )
         assert r.status_code == 201
         created = eventually(lambda: admin_stream.of("user.created"))
         assert created[0]["username"] == "seoyeon"
@@ -106,12 +111,17 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
     try:
         for port in ports:
             wait_for_port(port)
-            eventually(lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz").json().get("events")
-                       == "listening", timeout=15)
+            eventually(
+                lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz").json().get("events") == "listening",
+                timeout=15,
+            )
         a, b = (f"http://127.0.0.1:{p}" for p in ports)
         with SSEReader(f"{b}/api/events/stream", {"X-API-Key": key}) as stream:
-            r = httpx.post(f"{a}/api/users", headers={"X-API-Key": key},
-                           json={"username": "seoyeon", "password": PASSWORD, "role": "guardian"})
+            r = httpx.post(
+                f"{a}/api/users",
+                headers={"X-API-Key": key},
+                json={"username": "seoyeon", "password": PASSWORD, "role": "guardian"},
+            )
             assert r.status_code == 201, r.text
             assert eventually(lambda: stream.of("user.created"))[0]["username"] == "seoyeon"
 

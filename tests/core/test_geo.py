@@ -80,8 +80,10 @@ def test_points_outside_the_city_are_refused(db):
 @pytest.fixture(scope="module")
 def real_index(boundaries):
     """Index over the districts of a boundary file, with the polygons kept for a brute-force cross-check."""
-    areas = [(geo.Area(f["properties"]["code"], f["properties"]["name"], f["properties"]["name_eng"]),
-              shape(f["geometry"])) for f in _features(boundaries.districts)]
+    areas = [
+        (geo.Area(f["properties"]["code"], f["properties"]["name"], f["properties"]["name_eng"]), shape(f["geometry"]))
+        for f in _features(boundaries.districts)
+    ]
     return geo.GeoIndex(areas, [], SEOUL.outline_polygon), areas
 
 
@@ -117,21 +119,28 @@ def test_approximate_districts_cover_the_city_without_overlap():
 
 # --- bad input: nothing is half-written ----------------------------------------------------------
 
+
 def _fc(*features):
     return {"type": "FeatureCollection", "features": list(features)}
 
 
 def _square(code, x=127.0, y=37.5, size=0.01, name="테스트구"):
     ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
-    return {"type": "Feature", "properties": {"code": code, "name": name, "name_eng": "Test-gu"},
-            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    return {
+        "type": "Feature",
+        "properties": {"code": code, "name": name, "name_eng": "Test-gu"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
 
 
-@pytest.mark.parametrize("data, problem", [
-    ("{not json", "not valid JSON"),
-    (json.dumps({"type": "Feature"}), "FeatureCollection"),
-    (json.dumps(_fc()), "no features"),
-])
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"type": "Feature"}), "FeatureCollection"),
+        (json.dumps(_fc()), "no features"),
+    ],
+)
 def test_malformed_files_are_refused(data, problem):
     with pytest.raises(InvalidInput, match=problem):
         geo.parse_boundaries(data, SEOUL)
@@ -150,8 +159,11 @@ def test_every_problem_is_reported_and_nothing_is_stored(db):
         geo.parse_boundaries(json.dumps(data), SEOUL)
     problems = {(d["feature"], d["problem"].split(":")[0]) for d in caught.value.details}
     assert problems == {
-        (1, "polygon is not valid"), (2, "geometry must be a Polygon or MultiPolygon, not Point"),
-        (3, "polygon lies outside the city's extent"), (4, "no name property"), (5, "code appears twice"),
+        (1, "polygon is not valid"),
+        (2, "geometry must be a Polygon or MultiPolygon, not Point"),
+        (3, "polygon lies outside the city's extent"),
+        (4, "no name property"),
+        (5, "code appears twice"),
     }
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(District).where(District.code == "OK1")) == 0
@@ -179,8 +191,12 @@ def test_the_local_plane_measures_like_the_ellipsoid_near_its_centre(dlat1, dlon
 @pytest.mark.parametrize("lat", [0.0, 20.0, 37.55, 50.0])
 def test_area_in_square_metres_matches_the_ellipsoid(lat):
     """Good to 1 % up to mid latitudes (a zone's size limits need no more)."""
-    square = shape({"type": "Polygon", "coordinates": [[(10, lat), (10.01, lat), (10.01, lat + 0.01),
-                                                        (10, lat + 0.01), (10, lat)]]})
+    square = shape(
+        {
+            "type": "Polygon",
+            "coordinates": [[(10, lat), (10.01, lat), (10.01, lat + 0.01), (10, lat + 0.01), (10, lat)]],
+        }
+    )
     true = abs(_GRS80.geometry_area_perimeter(square)[0])
     assert geo.area_m2(square) == pytest.approx(true, rel=0.01)
 

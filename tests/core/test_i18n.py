@@ -36,21 +36,35 @@ def test_subject_and_object_particles_follow_the_last_syllable(word):
     assert particle(word, "은(는)") == word + ("은" if closed else "는")
 
 
-@pytest.mark.parametrize(("word", "expected"), [
-    ("서울", "서울로"),  # ㄹ takes 로, as a vowel does
-    ("강남구 도로과", "강남구 도로과로"),
-    ("처리 중", "처리 중으로"),
-    ("'처리 중'", "'처리 중'으로"),  # a closing quote is looked through
-    ("종결", "종결로"),
-])
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("서울", "서울로"),  # ㄹ takes 로, as a vowel does
+        ("강남구 도로과", "강남구 도로과로"),
+        ("처리 중", "처리 중으로"),
+        ("'처리 중'", "'처리 중'으로"),  # a closing quote is looked through
+        ("종결", "종결로"),
+    ],
+)
 def test_direction_particle(word, expected):
     assert particle(word, "(으)로") == expected
 
 
-@pytest.mark.parametrize(("number", "expected"), [
-    (10, "10이"), (11, "11이"), (12, "12가"), (13, "13이"), (14, "14가"), (15, "15가"), (16, "16이"),
-    (17, "17이"), (18, "18이"), (19, "19가"),
-])
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (10, "10이"),
+        (11, "11이"),
+        (12, "12가"),
+        (13, "13이"),
+        (14, "14가"),
+        (15, "15가"),
+        (16, "16이"),
+        (17, "17이"),
+        (18, "18이"),
+        (19, "19가"),
+    ],
+)
 def test_numbers_are_read_aloud(number, expected):
     assert particles("#{n}이(가)", n=number).format(n=number) == "#" + expected
 
@@ -62,8 +76,9 @@ def test_a_particle_that_cannot_be_told_is_left_as_the_pair():
 def test_a_value_is_filled_in_untouched_even_if_it_holds_a_pair():
     title = "사람이(가) 많음"
     assert particles("'{title}' 신고가 {unit}(으)로", title=title, unit="서울") == "'{title}' 신고가 {unit}로"
-    assert translate("ko", "An update on your report '{title}':\n{text}\n{url}", title=title, text="t",
-                     url="u").startswith(f"'{title}' 신고에")
+    assert translate(
+        "ko", "An update on your report '{title}':\n{text}\n{url}", title=title, text="t", url="u"
+    ).startswith(f"'{title}' 신고에")
 
 
 # --- names kept per language -------------------------------------------------------------------------------
@@ -105,13 +120,24 @@ def test_messages_to_a_reporter_are_whole_korean_sentences(client, db):
     key = make_key(db, "roadie")
     ids = []
     for _ in range(2):  # two reports: consecutive numbers, so both particle forms are likely to be met
-        answer = client.post("/api/reports", json={
-            "category": "roads-pothole", "lat": 37.5665, "lon": 126.978, "title": "패인 도로",
-            "attributes": {"size": "large"}, "contact": {"email": "kim@example.org"}})
+        answer = client.post(
+            "/api/reports",
+            json={
+                "category": "roads-pothole",
+                "lat": 37.5665,
+                "lon": 126.978,
+                "title": "패인 도로",
+                "attributes": {"size": "large"},
+                "contact": {"email": "kim@example.org"},
+            },
+        )
         assert answer.status_code == 201, answer.text
         ids.append(answer.json()["report"]["id"])
-    moved = client.post(f"/api/reports/{ids[0]}/transition", headers={"X-API-Key": key},
-                        json={"status": "in_progress", "text": "보수 예정"})
+    moved = client.post(
+        f"/api/reports/{ids[0]}/transition",
+        headers={"X-API-Key": key},
+        json={"status": "in_progress", "text": "보수 예정"},
+    )
     assert moved.status_code == 200, moved.text
     with db.session() as s:
         mail = {(m.ref, m.topic): m for m in s.scalars(select(Notification))}
@@ -121,8 +147,11 @@ def test_messages_to_a_reporter_are_whole_korean_sentences(client, db):
         received = mail[(f"report:{rid}", "report.received")]
         assert received.subject == f"[{city}] 신고 #{rid}{expected_subject_particle(rid)} 접수되었습니다"
         unit = units[rid]
-        towards = "로" if not has_final_consonant(unit[-1]) or unicodedata.normalize("NFD", unit[-1])[-1] == "\u11af" \
-            else "으로"  # ᆯ (ㄹ as a final consonant) takes 로
+        towards = (
+            "로"
+            if not has_final_consonant(unit[-1]) or unicodedata.normalize("NFD", unit[-1])[-1] == "\u11af"
+            else "으로"
+        )  # ᆯ (ㄹ as a final consonant) takes 로
         assert f"'패인 도로' 신고가 접수되어 {unit}{towards} 전달되었습니다" in received.body
     status = mail[(f"report:{ids[0]}", "report.status")]
     assert status.subject == f"[{city}] 신고 #{ids[0]}: 처리 중"  # the status name from the catalogue
@@ -172,9 +201,17 @@ def test_an_unknown_language_gets_the_citys_default_names(client):
 
 
 def test_a_report_keeps_any_language_the_city_offers(trilingual, db):
-    answer = trilingual.post("/api/reports?lang=ja", json={
-        "category": "roads-pothole", "lat": 37.5665, "lon": 126.978, "title": "pothole",
-        "attributes": {"size": "large"}, "contact": {"email": "kim@example.org"}})
+    answer = trilingual.post(
+        "/api/reports?lang=ja",
+        json={
+            "category": "roads-pothole",
+            "lat": 37.5665,
+            "lon": 126.978,
+            "title": "pothole",
+            "attributes": {"size": "large"},
+            "contact": {"email": "kim@example.org"},
+        },
+    )
     assert answer.status_code == 201, answer.text
     with db.session() as s:
         report = s.get(Report, answer.json()["report"]["id"])

@@ -23,8 +23,11 @@ def scrape(get) -> dict[tuple[str, tuple], float]:
     """Every sample of /metrics by (name, sorted labels)."""
     r = get("/metrics")
     assert r.status_code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float:
@@ -33,16 +36,20 @@ def value(samples, name: str, **labels) -> float:
 
 def traccar_query(device: str, at) -> str:
     """The Traccar Client (Android) query for one fix, in its parameter order."""
-    return (f"id={device}&timestamp={int(at.timestamp())}&lat={HOME[0]}&lon={HOME[1]}&speed=0.0&bearing=0.0"
-            "&altitude=30.0&accuracy=12.0&batt=87.0")
+    return (
+        f"id={device}&timestamp={int(at.timestamp())}&lat={HOME[0]}&lon={HOME[1]}&speed=0.0&bearing=0.0"
+        "&altitude=30.0&accuracy=12.0&batt=87.0"
+    )
 
 
 def test_positions_stored_and_refused_are_counted_by_protocol(db, client):
     world = make_world(db)
     before = scrape(client.get)
     for seconds in (30, 20, 10):
-        assert client.get(f"/osmand?{traccar_query(world.device, utcnow() - timedelta(seconds=seconds))}").status_code \
+        assert (
+            client.get(f"/osmand?{traccar_query(world.device, utcnow() - timedelta(seconds=seconds))}").status_code
             == 200
+        )
     assert client.get(f"/osmand?{traccar_query('nobody', utcnow())}").status_code != 200
     after = scrape(client.get)
     stored = {"protocol": "osmand", "result": "stored"}
@@ -67,8 +74,11 @@ def test_the_outbox_backlog_and_failed_deliveries(db, app, tmp_path):
     closed = make_settings(db.url, tmp_path, sms_gateway_url=f"http://127.0.0.1:{free_port()}/sms")
     assert notify.deliver_pending(db, closed) == 0
     after = scrape(client.get)
-    assert value(after, "smartcity_notification_failures_total", channel="sms") - value(
-        before, "smartcity_notification_failures_total", channel="sms") == 3
+    assert (
+        value(after, "smartcity_notification_failures_total", channel="sms")
+        - value(before, "smartcity_notification_failures_total", channel="sms")
+        == 3
+    )
     assert value(after, "smartcity_notifications_outbox", status="pending") == 3  # still the backlog
     with db.session() as s:
         for message in s.query(notify.Notification):
@@ -95,8 +105,9 @@ def test_job_runs_and_failures_are_counted(db, client, settings):
     after = scrape(client.get)
     assert len(ran) == 2
     for job, failures in (("metrics-test-fine", 0), ("metrics-test-broken", 2)):
-        assert value(after, "smartcity_job_runs_total", job=job) - value(before, "smartcity_job_runs_total", job=job) \
-            == 2
+        assert (
+            value(after, "smartcity_job_runs_total", job=job) - value(before, "smartcity_job_runs_total", job=job) == 2
+        )
         assert value(after, "smartcity_job_failures_total", job=job) == failures
 
 

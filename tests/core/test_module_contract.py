@@ -106,18 +106,24 @@ def test_datasets_are_gathered_under_their_module_name(db):
 
 
 def _smartcity(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smartcity.cli", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "smartcity.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_settings_and_commands_of_a_module_reach_the_cli(sqlite_url, tmp_path):
-    env = {**os.environ, "SMARTCITY_DATABASE_URL": sqlite_url, "SMARTCITY_VAR_DIR": str(tmp_path / "var"),
-           "SMARTCITY_MODULES": "smartcity.reports,smartcity.safety,smartcity.assets,tests.plugin_example",
-           "SMARTCITY_EXAMPLE_GREETING": "hej"}
+    env = {
+        **os.environ,
+        "SMARTCITY_DATABASE_URL": sqlite_url,
+        "SMARTCITY_VAR_DIR": str(tmp_path / "var"),
+        "SMARTCITY_MODULES": "smartcity.reports,smartcity.safety,smartcity.assets,tests.plugin_example",
+        "SMARTCITY_EXAMPLE_GREETING": "hej",
+    }
     listed = _smartcity("settings", env=env)
     assert listed.returncode == 0, listed.stderr
-    assert re.search(r"^SMARTCITY_EXAMPLE_GREETING\n    default: hello\n    What the example module says",
-                     listed.stdout, re.M)
+    assert re.search(
+        r"^SMARTCITY_EXAMPLE_GREETING\n    default: hello\n    What the example module says", listed.stdout, re.M
+    )
     assert "SMARTCITY_DATABASE_URL" in listed.stdout and "SMARTCITY_EXAMPLE_PLOTS" in listed.stdout
     hello = _smartcity("example", "hello", env=env)
     assert (hello.returncode, hello.stdout) == (0, "hej\n")
@@ -141,12 +147,14 @@ after = (sorted(auth.PERMISSIONS["safety.guard"]), "guardian" in accounts.ROLES,
 print(before, names, after)
 """
     env = {**os.environ, "SMARTCITY_MODULES": ""}
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "({}, False, False, False) ['assets', 'reports', 'safety'] "
-        "(['guardian'], True, 'control_room', True, ['citizen', 'guardian', 'operator', 'publisher', 'staff'])")
+        "(['guardian'], True, 'control_room', True, ['citizen', 'guardian', 'operator', 'publisher', 'staff'])"
+    )
 
 
 def test_core_names_no_module_and_modules_use_no_cli_internals():
@@ -187,8 +195,10 @@ def test_safety_uses_the_apps_city_profile_not_the_environments(db, tmp_path, mo
 
     guardian = make_user(db, "mother", "guardian")
     now = datetime.now(UTC)
-    midnights = sorted(datetime.now(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
-                       for tz in ("Asia/Seoul", "Pacific/Honolulu"))
+    midnights = sorted(
+        datetime.now(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
+        for tz in ("Asia/Seoul", "Pacific/Honolulu")
+    )
     between = midnights[0] + (midnights[1] - midnights[0]) / 2  # today in one city, not yet in the other
     honolulu_midnight = datetime.now(ZoneInfo("Pacific/Honolulu")).replace(hour=0, minute=0, second=0, microsecond=0)
     with db.session() as s:
@@ -197,8 +207,18 @@ def test_safety_uses_the_apps_city_profile_not_the_environments(db, tmp_path, mo
         service.link_guardian(s, person.id, guardian, "mother", actor="test")
         service.record_consent(s, person.id, guardian, given_by="the mother", basis="form 1", actor="test")
         for at in (between, now - timedelta(minutes=1)):
-            s.add(PositionRow(device_id=device.id, person_id=person.id, fix_time=at, received_at=at, lat=37.5,
-                              lon=127.05, protocol="test", outside_city=False))
+            s.add(
+                PositionRow(
+                    device_id=device.id,
+                    person_id=person.id,
+                    fix_time=at,
+                    received_at=at,
+                    lat=37.5,
+                    lon=127.05,
+                    protocol="test",
+                    outside_city=False,
+                )
+            )
     with db.session() as s:
         who = identity_of_user(s.get(User, guardian), "session")
         seen = service.track(s, who, person.id)

@@ -54,8 +54,14 @@ def sms_gateway():
 def test_email_and_sms_are_delivered_and_failures_retried(db, tmp_path, smtp, sms_gateway):
     controller, inbox = smtp
     gateway_url, received = sms_gateway
-    settings = make_settings(db.url, tmp_path, email_channel="smtp", smtp_port=controller.port,
-                             sms_gateway_url=gateway_url, sms_gateway_token="t0ken")
+    settings = make_settings(
+        db.url,
+        tmp_path,
+        email_channel="smtp",
+        smtp_port=controller.port,
+        sms_gateway_url=gateway_url,
+        sms_gateway_token="t0ken",
+    )
     with db.session() as s:
         queue(s, "email", "minji@example.org", "신고가 접수되었습니다.", subject="[서울] 접수")
         queue(s, "sms", "010-1234-5678", "보호대상자가 안심구역을 벗어났습니다.")

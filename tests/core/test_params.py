@@ -67,9 +67,22 @@ def test_a_box_is_read_from_text_or_values(west, south, dx, dy):
     assert params.bbox([west, south, east, north]) == (west, south, east, north)
 
 
-@pytest.mark.parametrize("raw", [(), [1, 2, 3], "1,2,3", "1,2,3,4,5", "x,1,2,3",
-                                 "127.1,37.5,127.0,37.6", "127,37.6,127.1,37.5",
-                                 "127,37.5,127,37.6", "-181,0,0,1", "0,-91,1,0", "0,0,1,nan"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        (),
+        [1, 2, 3],
+        "1,2,3",
+        "1,2,3,4,5",
+        "x,1,2,3",
+        "127.1,37.5,127.0,37.6",
+        "127,37.6,127.1,37.5",
+        "127,37.5,127,37.6",
+        "-181,0,0,1",
+        "0,-91,1,0",
+        "0,0,1,nan",
+    ],
+)
 def test_bad_boxes_are_refused(raw):
     with pytest.raises(InvalidInput) as err:
         params.bbox(raw)

@@ -20,17 +20,24 @@ PACKAGE = Path(smartcity.__file__).parent
 
 def owners() -> list[str]:
     """Core and every module with tables or migrations of its own (a new module's folder is found here)."""
-    found = {info.name for info in pkgutil.iter_modules([str(PACKAGE)])
-             if info.ispkg and ((PACKAGE / info.name / "models.py").exists()
-                                or (PACKAGE / info.name / "migrations").is_dir())}
+    found = {
+        info.name
+        for info in pkgutil.iter_modules([str(PACKAGE)])
+        if info.ispkg
+        and ((PACKAGE / info.name / "models.py").exists() or (PACKAGE / info.name / "migrations").is_dir())
+    }
     return ["core", *sorted(found - {"core"})]
 
 
 def tables_of(owner: str) -> set[str]:
     """The tables declared by the models of `owner` (core: smartcity.core.*; a module: smartcity.<module>.*)."""
     load_all()
-    return {table.name for mapper in Base.registry.mappers for table in mapper.tables
-            if mapper.class_.__module__.split(".")[1] == owner}
+    return {
+        table.name
+        for mapper in Base.registry.mappers
+        for table in mapper.tables
+        if mapper.class_.__module__.split(".")[1] == owner
+    }
 
 
 def table_named_in(change) -> str | None:
@@ -57,8 +64,11 @@ def differences(db, owner: str) -> list:
         diff = compare_metadata(context, Base.metadata)
     declared = set(Base.metadata.tables)
     mine = tables_of(owner)
-    return [change for change in diff
-            if table_named_in(change) in mine or (owner == "core" and table_named_in(change) not in declared)]
+    return [
+        change
+        for change in diff
+        if table_named_in(change) in mine or (owner == "core" and table_named_in(change) not in declared)
+    ]
 
 
 def test_core_and_the_modules_are_found():

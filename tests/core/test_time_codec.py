@@ -22,18 +22,26 @@ def test_hand_written_sql_finds_and_reads_what_the_orm_stored(db):
         row_id = row.id
     sqlite = not db.is_postgres
     with db.engine.connect() as conn:
-        found = conn.execute(text("SELECT id, created_at FROM notifications WHERE created_at = :at"),
-                             {"at": codec.to_store(at, sqlite)}).all()
-        later = conn.execute(text("SELECT count(*) FROM notifications WHERE created_at > :at"),
-                             {"at": codec.to_store(at + timedelta(microseconds=1), sqlite)}).scalar()
+        found = conn.execute(
+            text("SELECT id, created_at FROM notifications WHERE created_at = :at"), {"at": codec.to_store(at, sqlite)}
+        ).all()
+        later = conn.execute(
+            text("SELECT count(*) FROM notifications WHERE created_at > :at"),
+            {"at": codec.to_store(at + timedelta(microseconds=1), sqlite)},
+        ).scalar()
     assert [r.id for r in found] == [row_id] and later == 0
     assert codec.from_store(found[0].created_at) == at
     if sqlite:
         assert found[0].created_at == codec.sqlite_text(at) == "2024-05-01 00:30:00.000123"
 
 
-@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
-                    timezones=st.sampled_from([UTC, KST, timezone(timedelta(hours=-3, minutes=-30))])))
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([UTC, KST, timezone(timedelta(hours=-3, minutes=-30))]),
+    )
+)
 def test_the_sqlite_text_reads_back_and_sorts_as_the_times_do(when):
     stored = codec.sqlite_text(when)
     assert codec.from_store(stored) == when

@@ -98,6 +98,7 @@ def test_events_come_after_the_group_commits_and_a_failed_jobs_never(db, writer)
             seen_inside_group.append(list(seen))  # earlier jobs of the group are done, not committed
             if fail:
                 raise RuntimeError("no")
+
         return run
 
     async def scenario():
@@ -125,8 +126,11 @@ def test_events_come_after_the_group_commits_and_a_failed_jobs_never(db, writer)
     assert sorted(seen) == ["w-a", "w-c"]
     if not db.is_postgres:  # what other processes read: the event log, written in each job's savepoint
         with db.session() as s:
-            logged = [json.loads(p)["data"]["code"] for p in s.scalars(select(EventLogRow.payload))
-                      if json.loads(p)["topic"] == "writer.test"]
+            logged = [
+                json.loads(p)["data"]["code"]
+                for p in s.scalars(select(EventLogRow.payload))
+                if json.loads(p)["topic"] == "writer.test"
+            ]
         assert sorted(logged) == ["w-a", "w-c"]
 
 

@@ -65,8 +65,14 @@ def _planted(context, event) -> None:
 
     own = context.settings_of(ExampleSettings)
     with context.db.session() as s:
-        audit.record(s, Identity(username="example-handler"), "heard", "example", str(event.data.get("plot")),
-                     {"greeting": own.greeting})
+        audit.record(
+            s,
+            Identity(username="example-handler"),
+            "heard",
+            "example",
+            str(event.data.get("plot")),
+            {"greeting": own.greeting},
+        )
 
 
 def _rows(session):
@@ -101,4 +107,3 @@ module = Module(
     cli=_cli,
     datasets=(Dataset("plots", "Example plots", _rows),),
 )
-

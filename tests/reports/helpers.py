@@ -55,8 +55,10 @@ def file_report(db, identity=ANONYMOUS, **kw) -> int:
 def counts(db) -> dict:
     """How many reports, contacts, photos and updates are stored (to show nothing was half-stored)."""
     with db.session() as s:
-        return {m.__tablename__: s.scalar(select(func.count()).select_from(m))
-                for m in (Report, ReportContact, ReportPhoto, ReportUpdate)}
+        return {
+            m.__tablename__: s.scalar(select(func.count()).select_from(m))
+            for m in (Report, ReportContact, ReportPhoto, ReportUpdate)
+        }
 
 
 def destination(lat: float, lon: float, bearing: float, metres: float) -> tuple[float, float]:

@@ -19,8 +19,13 @@ R = "/api/reports"
 
 
 def body(**kw):
-    out = {"category": "roads-pothole", "lat": CITY_HALL[0], "lon": CITY_HALL[1], "title": "Pothole",
-           "attributes": {"size": "small"}}
+    out = {
+        "category": "roads-pothole",
+        "lat": CITY_HALL[0],
+        "lon": CITY_HALL[1],
+        "title": "Pothole",
+        "attributes": {"size": "small"},
+    }
     out.update(kw)
     return out
 
@@ -46,8 +51,14 @@ def test_the_taxonomy_is_listed_by_group(client):
 
 def test_create_as_json_with_a_photo_then_read_it(client, app):
     photo = base64.b64encode(jpeg(exif=True)).decode()
-    r = client.post(R, json=body(description="<b>deep</b>", photos=[{"filename": "a.jpg", "data": photo}],
-                                 contact={"email": "kim@example.org"}))
+    r = client.post(
+        R,
+        json=body(
+            description="<b>deep</b>",
+            photos=[{"filename": "a.jpg", "data": photo}],
+            contact={"email": "kim@example.org"},
+        ),
+    )
     assert r.status_code == 201, r.text
     created = r.json()
     report = created["report"]
@@ -63,10 +74,18 @@ def test_create_as_json_with_a_photo_then_read_it(client, app):
 
 
 def test_create_as_multipart_with_open311_style_attributes(client):
-    r = client.post(R, data={"category": "environment-construction-noise", "lat": str(CITY_HALL[0]),
-                             "lon": str(CITY_HALL[1]), "title": "Drilling at night",
-                             "attribute[times][]": ["night", "early"], "contact_phone": "010-1234-5678"},
-                    files=[("photos", ("x.png", _png(), "image/png"))])
+    r = client.post(
+        R,
+        data={
+            "category": "environment-construction-noise",
+            "lat": str(CITY_HALL[0]),
+            "lon": str(CITY_HALL[1]),
+            "title": "Drilling at night",
+            "attribute[times][]": ["night", "early"],
+            "contact_phone": "010-1234-5678",
+        },
+        files=[("photos", ("x.png", _png(), "image/png"))],
+    )
     assert r.status_code == 201, r.text
     assert r.json()["report"]["attributes"] == {"times": ["night", "early"]}
     assert r.json()["report"]["photo_count"] == 1
@@ -78,19 +97,27 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("kwargs, status, code", [
-    (dict(lat=35.18, lon=129.07), 422, "outside_city"),
-    (dict(category="nope"), 422, "unknown_category"),
-    (dict(attributes={}), 422, "missing_attribute"),
-    (dict(description="y" * 4001), 422, "too_long"),
-    (dict(photos=[{"filename": "a.jpg", "data": base64.b64encode(b"GIF89a....").decode()}]), 422, "not_an_image"),
-    (dict(photos=[{"filename": "a.jpg", "data": "!!!"}]), 422, "not_an_image"),
-    (dict(lat="north"), 422, "invalid"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, code",
+    [
+        (dict(lat=35.18, lon=129.07), 422, "outside_city"),
+        (dict(category="nope"), 422, "unknown_category"),
+        (dict(attributes={}), 422, "missing_attribute"),
+        (dict(description="y" * 4001), 422, "too_long"),
+        (dict(photos=[{"filename": "a.jpg", "data": base64.b64encode(b"GIF89a....").decode()}]), 422, "not_an_image"),
+        (dict(photos=[{"filename": "a.jpg", "data": "!!!"}]), 422, "not_an_image"),
+        (dict(lat="north"), 422, "invalid"),
+    ],
+)
 def test_bad_json_reports_get_clear_errors_and_store_nothing(client, app, kwargs, status, code):
     kwargs = dict(kwargs)
-    r = client.post(R, json=body(photos=[{"filename": "ok.jpg", "data": base64.b64encode(jpeg()).decode()}]
-                                 + kwargs.pop("photos", []), **kwargs))
+    r = client.post(
+        R,
+        json=body(
+            photos=[{"filename": "ok.jpg", "data": base64.b64encode(jpeg()).decode()}] + kwargs.pop("photos", []),
+            **kwargs,
+        ),
+    )
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
     assert client.get(R).json()["items"] == [] and files_under(app) == []
@@ -98,9 +125,17 @@ def test_bad_json_reports_get_clear_errors_and_store_nothing(client, app, kwargs
 
 def test_a_too_large_upload_is_413_and_leaves_no_file(client, app):
     big = jpeg(3000, 3000) + b"\0" * (app.state.settings.reports_max_photo_bytes)
-    r = client.post(R, data={"category": "roads-pothole", "lat": str(CITY_HALL[0]), "lon": str(CITY_HALL[1]),
-                             "title": "x", "attribute[size]": "small"},
-                    files=[("photos", ("ok.jpg", jpeg(), "image/jpeg")), ("photos", ("big.jpg", big, "image/jpeg"))])
+    r = client.post(
+        R,
+        data={
+            "category": "roads-pothole",
+            "lat": str(CITY_HALL[0]),
+            "lon": str(CITY_HALL[1]),
+            "title": "x",
+            "attribute[size]": "small",
+        },
+        files=[("photos", ("ok.jpg", jpeg(), "image/jpeg")), ("photos", ("big.jpg", big, "image/jpeg"))],
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "photo_too_large"
     assert files_under(app) == [] and client.get(R).json()["items"] == []
 
@@ -126,8 +161,9 @@ def test_list_filters_and_paging(client):
     assert [i["title"] for i in near] == ["gangnam"]
     assert client.get(R, params={"status": "lost"}).json()["error"]["code"] == "invalid_status"
     assert client.get(R, params={"bbox": "1,2"}).json()["error"]["code"] == "invalid_bbox"
-    nearby = client.get(f"{R}/nearby", params={"category": "roads-pothole", "lat": CITY_HALL[0],
-                                               "lon": CITY_HALL[1]}).json()["items"]
+    nearby = client.get(
+        f"{R}/nearby", params={"category": "roads-pothole", "lat": CITY_HALL[0], "lon": CITY_HALL[1]}
+    ).json()["items"]
     assert len(nearby) == 3 and nearby[0]["distance_m"] == 0
 
 
@@ -144,8 +180,12 @@ def test_staff_work_a_report_through_the_api(client, db):
     token = csrf(client)
     h = {"X-CSRF-Token": token}
     assert client.post(f"{R}/{rid}/transition", json={"status": "acknowledged"}).status_code == 403  # no CSRF
-    assert client.post(f"{R}/{rid}/transition", json={"status": "acknowledged", "text": "Seen"},
-                       headers=h).json()["status"] == "acknowledged"
+    assert (
+        client.post(f"{R}/{rid}/transition", json={"status": "acknowledged", "text": "Seen"}, headers=h).json()[
+            "status"
+        ]
+        == "acknowledged"
+    )
     assert client.post(f"{R}/{rid}/notes", json={"text": "internal"}, headers=h).status_code == 201
     bad = client.post(f"{R}/{rid}/transition", json={"status": "open"}, headers=h)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "illegal_transition"
@@ -183,8 +223,12 @@ def test_supports_and_routing_and_campaigns(client, db):
     assert {x["department_code"] for x in routes} == {"city-transport"} and all(x["explicit"] for x in routes)
     assert client.put(f"{R}/routing", json={"category": "roads-pothole", "department": "x"}).status_code == 401
 
-    camp = {"title_ko": "스쿨존", "title_en": "School zones", "starts_at": "2020-01-01T00:00:00Z",
-            "ends_at": "2099-01-01T00:00:00+09:00"}
+    camp = {
+        "title_ko": "스쿨존",
+        "title_en": "School zones",
+        "starts_at": "2020-01-01T00:00:00Z",
+        "ends_at": "2099-01-01T00:00:00+09:00",
+    }
     assert client.put(f"{R}/campaigns/school-zones", json=camp, headers=admin).json()["running"] is True
     cat = {"group": "traffic", "name_ko": "위험한 통학로", "name_en": "Unsafe school route", "campaign": "school-zones"}
     assert client.put(f"{R}/categories/sz-unsafe-route", json=cat, headers=admin).status_code == 200
@@ -214,5 +258,4 @@ def test_dashboard_export_and_feed(client, db):
     assert "&lt;Gangnam&gt;" in feed.text and feed.text.count("<entry>") == 1
     sub = client.post(f"{R}/subscriptions", json={"email": "w@example.org", "bbox": "126.9,37.5,127.0,37.6"})
     assert sub.status_code == 201
-    assert client.post(f"{R}/subscriptions", json={"email": "w@example.org"}).json()["error"]["code"] == \
-        "invalid_area"
+    assert client.post(f"{R}/subscriptions", json={"email": "w@example.org"}).json()["error"]["code"] == "invalid_area"

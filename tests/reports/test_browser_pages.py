@@ -18,8 +18,9 @@ def file_report(db, where=CITY_HALL, **kw) -> int:
     kw.setdefault("title", "A pothole")
     kw.setdefault("attributes", {"size": "small"})
     with db.session() as s:
-        return S.create_report(s, ANONYMOUS, S.NewReport(category="roads-pothole", lat=where[0], lon=where[1],
-                                                         **kw)).report.id
+        return S.create_report(
+            s, ANONYMOUS, S.NewReport(category="roads-pothole", lat=where[0], lon=where[1], **kw)
+        ).report.id
 
 
 def sign_in(page, url: str, username: str) -> None:

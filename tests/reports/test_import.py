@@ -79,23 +79,26 @@ def test_history_keeps_original_dates_statuses_and_updates(run, db, client, tmp_
     assert r["requested_datetime"] == "2024-05-01T09:30:15+09:00" and r["status"] == "closed"
     assert r["updated_datetime"] == "2024-05-04T10:00:00+09:00"
     notes = [(n["datetime"], n["status"], n["description"]) for n in r["notes"]]
-    assert notes == [("2024-05-02T11:00:00+09:00", "INVESTIGATING", "Crew assigned"),
-                     ("2024-05-03T10:00:00+09:00", "FIXED", "Filled with asphalt")]
+    assert notes == [
+        ("2024-05-02T11:00:00+09:00", "INVESTIGATING", "Crew assigned"),
+        ("2024-05-03T10:00:00+09:00", "FIXED", "Filled with asphalt"),
+    ]
     # Found by the search in its own time window, not today's.
     window = {"start_date": "2024-05-01T00:00:00+09:00", "end_date": "2024-05-01T23:59:59+09:00"}
-    assert [x["service_request_id"] for x in client.get(f"{V2}/requests.json", params=window).json()] == [
-        str(first.id)]
+    assert [x["service_request_id"] for x in client.get(f"{V2}/requests.json", params=window).json()] == [str(first.id)]
     with db.session() as s:
         audited = set(s.scalars(select(AuditEntry.object_id).where(AuditEntry.action == "import")))
     assert audited == {str(first.id), str(second.id)}
 
 
 def test_a_file_with_problems_stores_nothing_and_names_each_row(run, db, tmp_path):
-    bad = REQUESTS + (f"A-3,roads-pothole,{BUSAN[0]},{BUSAN[1]},Far away,,open,2024-05-01 10:00,\n"
-                      f"A-4,no-such-thing,{CITY_HALL[0]},{CITY_HALL[1]},What,,open,2024-05-01 10:00,\n"
-                      f"A-5,roads-pothole,{CITY_HALL[0]},{CITY_HALL[1]},When,,open,yesterday,\n"
-                      f"A-6,roads-pothole,{CITY_HALL[0]},{CITY_HALL[1]},How,,PENDING_REVIEW,2024-05-01 10:00,\n"
-                      f"A-1,roads-pothole,{CITY_HALL[0]},{CITY_HALL[1]},Again,,open,2024-05-01 10:00,\n")
+    bad = REQUESTS + (
+        f"A-3,roads-pothole,{BUSAN[0]},{BUSAN[1]},Far away,,open,2024-05-01 10:00,\n"
+        f"A-4,no-such-thing,{CITY_HALL[0]},{CITY_HALL[1]},What,,open,2024-05-01 10:00,\n"
+        f"A-5,roads-pothole,{CITY_HALL[0]},{CITY_HALL[1]},When,,open,yesterday,\n"
+        f"A-6,roads-pothole,{CITY_HALL[0]},{CITY_HALL[1]},How,,PENDING_REVIEW,2024-05-01 10:00,\n"
+        f"A-1,roads-pothole,{CITY_HALL[0]},{CITY_HALL[1]},Again,,open,2024-05-01 10:00,\n"
+    )
     reqs, ups = files(tmp_path, bad, UPDATES + "Z-9,2024-05-02 11:00,,For a request not in the file\n")
     before = counts(db)
     out = run("reports", "import", reqs, "--map", MAP, "--updates", ups, "--updates-map", UPDATES_MAP)
@@ -131,8 +134,15 @@ def test_a_bad_mapping_is_refused_before_reading_rows(run, db, tmp_path):
 
 
 def post(client, key, **extra):
-    data = {"api_key": key, "service_code": "roads-pothole", "attribute[size]": "large",
-            "description": "Old pothole", "lat": str(CITY_HALL[0]), "long": str(CITY_HALL[1]), **extra}
+    data = {
+        "api_key": key,
+        "service_code": "roads-pothole",
+        "attribute[size]": "large",
+        "description": "Old pothole",
+        "lat": str(CITY_HALL[0]),
+        "long": str(CITY_HALL[1]),
+        **extra,
+    }
     return client.post(f"{V2}/requests.json", data=data)
 
 

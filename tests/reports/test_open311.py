@@ -122,8 +122,7 @@ def test_the_service_list_has_groups_keywords_and_metadata_in_both_languages(cli
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_unknown_jurisdiction_is_404_in_open311_format(client, fmt):
     for path in ("services", "requests", "services/roads-pothole", "servicerequestupdates"):
-        assert_error(client.get(f"{V2}/{path}.{fmt}", params={"jurisdiction_id": "busan"}), fmt, 404,
-                     "jurisdiction")
+        assert_error(client.get(f"{V2}/{path}.{fmt}", params={"jurisdiction_id": "busan"}), fmt, 404, "jurisdiction")
 
 
 def test_service_definitions_cover_every_datatype(client):
@@ -134,16 +133,22 @@ def test_service_definitions_cover_every_datatype(client):
         definition = client.get(f"{V2}/services/{service['service_code']}.json?locale=en").json()
         assert definition["service_code"] == service["service_code"]
         for a in definition["attributes"]:
-            assert {"variable", "code", "datatype", "required", "datatype_description", "order",
-                    "description"} <= set(a)
+            assert {"variable", "code", "datatype", "required", "datatype_description", "order", "description"} <= set(
+                a
+            )
             seen.setdefault(a["datatype"], a)
     assert set(seen) == {"string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"}
     assert all(v["key"] and v["name"] for v in seen["multivaluelist"]["values"])
     root = xml(client.get(f"{V2}/services/roads-pothole.xml"))
     assert root.tag == "service_definition" and root.findtext("service_code") == "roads-pothole"
     size = root.find("attributes/attribute")
-    assert [size.findtext(t) for t in ("variable", "code", "datatype", "required", "order")] == \
-        ["true", "size", "singlevaluelist", "true", "1"]
+    assert [size.findtext(t) for t in ("variable", "code", "datatype", "required", "order")] == [
+        "true",
+        "size",
+        "singlevaluelist",
+        "true",
+        "1",
+    ]
     assert [v.findtext("key") for v in size.findall("values/value")] == ["small", "medium", "large"]
 
 
@@ -162,11 +167,24 @@ def test_unknown_things_are_404(client, fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_partner_files_a_request_with_attributes_of_every_kind(client, db, key, fmt):
-    r = post(client, key, fmt, **{"service_code": "cleaning-illegal-dumping", "attribute[size]": None,
-                                  "attribute[waste_types][]": ["household", "construction"],
-                                  "description": "Sofa and bricks\nleft by the gate", "address_string": "세종대로 110",
-                                  "email": "kim@example.org", "first_name": "Minji", "last_name": "Kim",
-                                  "phone": "010-1234-5678", "device_id": "abc", "account_id": "77"})
+    r = post(
+        client,
+        key,
+        fmt,
+        **{
+            "service_code": "cleaning-illegal-dumping",
+            "attribute[size]": None,
+            "attribute[waste_types][]": ["household", "construction"],
+            "description": "Sofa and bricks\nleft by the gate",
+            "address_string": "세종대로 110",
+            "email": "kim@example.org",
+            "first_name": "Minji",
+            "last_name": "Kim",
+            "phone": "010-1234-5678",
+            "device_id": "abc",
+            "account_id": "77",
+        },
+    )
     assert r.status_code == 201, r.text
     if fmt == "json":
         out = r.json()[0]
@@ -183,18 +201,37 @@ def test_a_partner_files_a_request_with_attributes_of_every_kind(client, db, key
         assert report.public_name is None  # anonymous unless opted in
         contact = s.get(ReportContact, rid)
         assert (contact.name, contact.email, contact.phone) == ("Minji Kim", "kim@example.org", "010-1234-5678")
-    rid2 = new_id(client, key, **{"service_code": "traffic-illegal-parking", "attribute[size]": None,
-                                  "attribute[plate]": "12가3456", "attribute[seen_at]": "2024-05-01T09:30:00+09:00"})
+    rid2 = new_id(
+        client,
+        key,
+        **{
+            "service_code": "traffic-illegal-parking",
+            "attribute[size]": None,
+            "attribute[plate]": "12가3456",
+            "attribute[seen_at]": "2024-05-01T09:30:00+09:00",
+        },
+    )
     rid3 = new_id(client, key, **{"attribute[depth_cm]": "12.5"})
-    rid4 = new_id(client, key, **{"service_code": "other-suggestion", "attribute[size]": None,
-                                  "attribute[details]": "Longer text\nover lines"})
+    rid4 = new_id(
+        client,
+        key,
+        **{
+            "service_code": "other-suggestion",
+            "attribute[size]": None,
+            "attribute[details]": "Longer text\nover lines",
+        },
+    )
     with db.session() as s:
         assert S.get_report(s, rid2).attributes == {"plate": "12가3456", "seen_at": "2024-05-01T00:30:00+00:00"}
         assert S.get_report(s, rid3).attributes == {"size": "large", "depth_cm": 12.5}
         assert S.get_report(s, rid4).attributes == {"details": "Longer text\nover lines"}
     # Contact details never leave through Open311.
-    for path in ("requests.json?extensions=true", "requests.xml?extensions=true", f"requests/{rid}.xml",
-                 "servicerequestupdates.json"):
+    for path in (
+        "requests.json?extensions=true",
+        "requests.xml?extensions=true",
+        f"requests/{rid}.xml",
+        "servicerequestupdates.json",
+    ):
         text = client.get(f"{V2}/{path}").text
         assert "kim@example.org" not in text and "Minji" not in text and "1234-5678" not in text
 
@@ -230,8 +267,11 @@ def test_html_in_text_is_stored_as_text_and_escaped_in_xml(client, db, key):
 
 
 def test_the_xml_survives_characters_xml_cannot_carry(client, db, key):
-    rid = new_id(client, key, **{"service_code": "traffic-illegal-parking", "attribute[size]": None,
-                                 "attribute[plate]": "12\x01가"})
+    rid = new_id(
+        client,
+        key,
+        **{"service_code": "traffic-illegal-parking", "attribute[size]": None, "attribute[plate]": "12\x01가"},
+    )
     root = xml(client.get(f"{V2}/requests/{rid}.xml?extensions=true"))
     assert root.findtext("request/attributes/attribute/value") == "12가"
 
@@ -316,9 +356,25 @@ def test_tokens_lead_to_the_request(client, key, settings):
 
 # --- GET requests -------------------------------------------------------------------------------------------
 
-FIELDS = {"service_request_id", "status", "status_notes", "service_name", "service_code", "description",
-          "agency_responsible", "service_notice", "requested_datetime", "updated_datetime", "expected_datetime",
-          "address", "address_id", "zipcode", "lat", "long", "media_url"}
+FIELDS = {
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
+}
 
 
 def test_a_request_in_both_formats(client, key):
@@ -369,8 +425,9 @@ def test_filters_defaults_and_paging(client, db, key):
     assert get(service_request_id=f"{old},{a}") == [a, old]  # ids override every other filter
     assert get(service_request_id=f"{old}", status="open", start_date="2001-01-01T00:00:00Z") == [old]
     now = datetime.now(UTC)
-    assert get(start_date=(now - timedelta(days=101)).isoformat(), end_date=(now - timedelta(days=50)).isoformat()) \
-        == [old]
+    assert get(start_date=(now - timedelta(days=101)).isoformat(), end_date=(now - timedelta(days=50)).isoformat()) == [
+        old
+    ]
     assert get(start_date=(now - timedelta(days=7)).isoformat()) == [c, b]
     assert get(end_date=(now - timedelta(days=7)).isoformat()) == [a]
     assert get(status="open") == [c, a] and get(status="closed") == [b] and get(status="open,closed") == [c, b, a]
@@ -391,13 +448,19 @@ def test_filters_defaults_and_paging(client, db, key):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_bad_search_parameters_are_400(client, fmt):
     now = datetime.now(UTC)
-    for params, words in [({"status": "lost"}, "status"), ({"start_date": "yesterday"}, "start_date"),
-                          ({"start_date": (now - timedelta(days=100)).isoformat(), "end_date": now.isoformat()},
-                           "90 days"),
-                          ({"page_size": "1001"}, "page_size"), ({"page": "0"}, "page"), ({"lat": "37.5"}, "long"),
-                          ({"lat": "x", "long": "127"}, "lat"), ({"radius": "10"}, "radius"),
-                          ({"lat": "37.5", "long": "127", "radius": "-1"}, "radius"),
-                          ({"service_request_id": "1,abc"}, "service_request_id"), ({"bbox": "1,2"}, "box")]:
+    for params, words in [
+        ({"status": "lost"}, "status"),
+        ({"start_date": "yesterday"}, "start_date"),
+        ({"start_date": (now - timedelta(days=100)).isoformat(), "end_date": now.isoformat()}, "90 days"),
+        ({"page_size": "1001"}, "page_size"),
+        ({"page": "0"}, "page"),
+        ({"lat": "37.5"}, "long"),
+        ({"lat": "x", "long": "127"}, "lat"),
+        ({"radius": "10"}, "radius"),
+        ({"lat": "37.5", "long": "127", "radius": "-1"}, "radius"),
+        ({"service_request_id": "1,abc"}, "service_request_id"),
+        ({"bbox": "1,2"}, "box"),
+    ]:
         assert_error(client.get(f"{V2}/requests.{fmt}", params=params), fmt, 400, words)
 
 
@@ -441,9 +504,17 @@ def test_extensions_add_detailed_status_duplicates_media_and_notes(client, db, k
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_partner_posts_updates_idempotently(client, db, key, fmt):
     rid = new_id(client, key)
-    form = {"api_key": key, "update_id": "fms-1", "service_request_id": str(rid), "status": "CLOSED",
-            "updated_datetime": "2024-05-01T09:30:00+09:00", "description": "Fixed by the contractor",
-            "email": "officer@example.org", "first_name": "Jo", "last_name": "Lee"}
+    form = {
+        "api_key": key,
+        "update_id": "fms-1",
+        "service_request_id": str(rid),
+        "status": "CLOSED",
+        "updated_datetime": "2024-05-01T09:30:00+09:00",
+        "description": "Fixed by the contractor",
+        "email": "officer@example.org",
+        "first_name": "Jo",
+        "last_name": "Lee",
+    }
     first = client.post(f"{V2}/servicerequestupdates.{fmt}", data=form)
     again = client.post(f"{V2}/servicerequestupdates.{fmt}", data=form)
     assert first.status_code == again.status_code == 200, first.text
@@ -465,15 +536,18 @@ def test_a_partner_posts_updates_idempotently(client, db, key, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_bad_updates_are_refused(client, db, key, fmt):
     rid = new_id(client, key)
-    base = {"api_key": key, "update_id": "u1", "service_request_id": str(rid), "status": "OPEN",
-            "description": "Hello"}
+    base = {"api_key": key, "update_id": "u1", "service_request_id": str(rid), "status": "OPEN", "description": "Hello"}
     before = counts(db)
-    for change, status, words in [({"api_key": None}, 403, "api_key"), ({"api_key": "sc_wrong"}, 403, "api_key"),
-                                  ({"update_id": None}, 400, "update_id"), ({"description": ""}, 400, "description"),
-                                  ({"status": "MAYBE"}, 400, "status"),
-                                  ({"updated_datetime": "soon"}, 400, "updated_datetime"),
-                                  ({"service_request_id": "999999"}, 404, "999999"),
-                                  ({"description": "x" * 4001}, 400, "4000")]:
+    for change, status, words in [
+        ({"api_key": None}, 403, "api_key"),
+        ({"api_key": "sc_wrong"}, 403, "api_key"),
+        ({"update_id": None}, 400, "update_id"),
+        ({"description": ""}, 400, "description"),
+        ({"status": "MAYBE"}, 400, "status"),
+        ({"updated_datetime": "soon"}, 400, "updated_datetime"),
+        ({"service_request_id": "999999"}, 404, "999999"),
+        ({"description": "x" * 4001}, 400, "4000"),
+    ]:
         form = {k: v for k, v in {**base, **change}.items() if v is not None}
         assert_error(client.post(f"{V2}/servicerequestupdates.{fmt}", data=form), fmt, status, words)
     assert counts(db) == before
@@ -486,8 +560,16 @@ def test_updates_are_published_for_partners(client, db, key, fmt):
     with db.session() as s:
         S.transition(s, boss, rid, "in_progress", text="Crew sent <today>")
         S.add_note(s, boss, rid, "secret internal note")
-    client.post(f"{V2}/servicerequestupdates.json", data={
-        "api_key": key, "update_id": "p1", "service_request_id": str(rid), "status": "OPEN", "description": "mine"})
+    client.post(
+        f"{V2}/servicerequestupdates.json",
+        data={
+            "api_key": key,
+            "update_id": "p1",
+            "service_request_id": str(rid),
+            "status": "OPEN",
+            "description": "mine",
+        },
+    )
     r = client.get(f"{V2}/servicerequestupdates.{fmt}")
     assert r.status_code == 200
     if fmt == "json":
@@ -498,10 +580,16 @@ def test_updates_are_published_for_partners(client, db, key, fmt):
         updates = [{e.tag: e.text for e in u} for u in root.findall("request_update")]
     assert [u["description"] for u in updates] == ["Crew sent <today>"]  # not the partner's own, not internal
     (u,) = updates
-    assert set(u) == {"update_id", "service_request_id", "status", "updated_datetime", "description", "media_url",
-                      "external_status_code"}
-    assert (u["service_request_id"], u["status"], u["external_status_code"]) == (str(rid), "IN_PROGRESS",
-                                                                                 "in_progress")
+    assert set(u) == {
+        "update_id",
+        "service_request_id",
+        "status",
+        "updated_datetime",
+        "description",
+        "media_url",
+        "external_status_code",
+    }
+    assert (u["service_request_id"], u["status"], u["external_status_code"]) == (str(rid), "IN_PROGRESS", "in_progress")
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert client.get(f"{V2}/servicerequestupdates.json", params={"start_date": later}).json() == []
     assert_error(client.get(f"{V2}/servicerequestupdates.{fmt}?start_date=soon"), fmt, 400, "start_date")
@@ -545,9 +633,18 @@ def test_keys_are_created_listed_and_revoked_from_the_cli(client, db, db_url, mo
 def test_anonymous_service_reports_are_listed_too(client, db):
     """Reports filed on the web appear in Open311 without anything about their reporter."""
     with db.session() as s:
-        rid = S.create_report(s, ANONYMOUS, S.NewReport(
-            "roads-pothole", *CITY_HALL, title="Hole", description="by the bus stop", attributes={"size": "small"},
-            contact=S.Contact("Park", "park@example.org", None))).report.id
+        rid = S.create_report(
+            s,
+            ANONYMOUS,
+            S.NewReport(
+                "roads-pothole",
+                *CITY_HALL,
+                title="Hole",
+                description="by the bus stop",
+                attributes={"size": "small"},
+                contact=S.Contact("Park", "park@example.org", None),
+            ),
+        ).report.id
     (one,) = client.get(f"{V2}/requests/{rid}.json").json()
     assert one["description"] == "Hole\n\nby the bus stop" and "park" not in str(one).lower()
 

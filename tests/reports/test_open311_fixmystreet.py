@@ -29,9 +29,15 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 def fms_request(key: str, service_code: str = "roads-pothole", **extra) -> list[tuple[str, str]]:
     """The fields of FixMyStreet's send_service_request, in its order (a title/detail/url description, the
     name split in two, coordinates to six places), then jurisdiction_id and api_key as its _request adds them."""
-    pairs = [("description", "Deep hole\n\nBy the bus stop, cars swerve\n\nhttps://fms.example.org/report/4242\n"),
-             ("service_code", service_code), ("first_name", "Minji"), ("last_name", "Kim"),
-             ("email", "minji@example.org"), ("lat", "37.566500"), ("long", "126.978000")]
+    pairs = [
+        ("description", "Deep hole\n\nBy the bus stop, cars swerve\n\nhttps://fms.example.org/report/4242\n"),
+        ("service_code", service_code),
+        ("first_name", "Minji"),
+        ("last_name", "Kim"),
+        ("email", "minji@example.org"),
+        ("lat", "37.566500"),
+        ("long", "126.978000"),
+    ]
     for name, value in extra.items():
         values = value if isinstance(value, list) else [value]  # an array ref: the key repeated, as LWP does
         pairs += [(name, v) for v in values]
@@ -69,8 +75,11 @@ def jpeg(size) -> bytes:
 
 
 def test_a_multi_select_answer_sent_as_repeated_keys_keeps_every_value(client, db, key):
-    r = send(client, "requests.xml", fms_request(key, "cleaning-illegal-dumping",
-                                                 **{"attribute[waste_types]": ["household", "food"]}))
+    r = send(
+        client,
+        "requests.xml",
+        fms_request(key, "cleaning-illegal-dumping", **{"attribute[waste_types]": ["household", "food"]}),
+    )
     rid = int(filed(r)["service_request_id"])
     with db.session() as s:
         assert S.get_report(s, rid).attributes == {"waste_types": ["household", "food"]}
@@ -105,10 +114,16 @@ def test_media_urls_are_kept_and_shown_as_given(client, db, key):
     page = client.get(f"/reports/{rid}")
     assert page.status_code == 200
     assert 'href="https://fms.example.org/photo/4242.0.full.jpeg?abc"' in page.text
-    assert "kept as a link" in client.post(  # the notice says what became of them (English asked for)
-        f"{V2}/requests.json", content=urlencode(fms_request(key, **{"attribute[size]": "large", "locale": "en",
-                                                                   "media_url": links[1]})).encode(),
-        headers=FORM).json()[0]["service_notice"]
+    assert (
+        "kept as a link"
+        in client.post(  # the notice says what became of them (English asked for)
+            f"{V2}/requests.json",
+            content=urlencode(
+                fms_request(key, **{"attribute[size]": "large", "locale": "en", "media_url": links[1]})
+            ).encode(),
+            headers=FORM,
+        ).json()[0]["service_notice"]
+    )
 
 
 def test_a_malformed_media_url_is_dropped_with_a_notice(client, db, key):
@@ -125,8 +140,11 @@ def test_a_malformed_media_url_is_dropped_with_a_notice(client, db, key):
 def test_fixmystreet_multipart_photos_become_the_reports_photos(client, db, key):
     """FixMyStreet configured to upload files posts multipart form-data with photo1, photo2, …"""
     data = dict(fms_request(key, **{"attribute[size]": "large", "locale": "en"}))
-    files = [("photo2", ("b.jpeg", jpeg((40, 30)), "image/jpeg")), ("photo1", ("a.jpeg", jpeg((90, 60)), "image/jpeg")),
-             ("leaflet", ("l.pdf", b"%PDF-1.4", "application/pdf"))]
+    files = [
+        ("photo2", ("b.jpeg", jpeg((40, 30)), "image/jpeg")),
+        ("photo1", ("a.jpeg", jpeg((90, 60)), "image/jpeg")),
+        ("leaflet", ("l.pdf", b"%PDF-1.4", "application/pdf")),
+    ]
     r = client.post(f"{V2}/requests.json", data=data, files=files)
     assert r.status_code == 201, r.text
     out = r.json()[0]
@@ -141,8 +159,9 @@ def test_fixmystreet_multipart_photos_become_the_reports_photos(client, db, key)
 
 
 def test_fields_not_kept_are_named_in_the_notice(client, key):
-    pairs = fms_request(key, **{"attribute[size]": "large", "deviceid": "pothole-crew", "account_id": "77",
-                                "locale": "en"})
+    pairs = fms_request(
+        key, **{"attribute[size]": "large", "deviceid": "pothole-crew", "account_id": "77", "locale": "en"}
+    )
     r = client.post(f"{V2}/requests.json", content=urlencode(pairs).encode(), headers=FORM)
     assert r.status_code == 201
     assert "not kept: deviceid, account_id" in r.json()[0]["service_notice"]
@@ -176,8 +195,10 @@ def test_each_error_is_reported_once(client, key):
     r = send(client, "requests.xml", fms_request(key))  # the pothole's required size is missing
     assert errors(r) == [(400, "attribute[size]: is required")]
     r = send(client, "requests.xml", fms_request(key, **{"attribute[size]": "enormous", "attribute[colour]": "red"}))
-    assert sorted(d for _, d in errors(r)) == ["attribute[colour]: this category has no such attribute",
-                                               "attribute[size]: must be one of small, medium, large"]
+    assert sorted(d for _, d in errors(r)) == [
+        "attribute[colour]: this category has no such attribute",
+        "attribute[size]: must be one of small, medium, large",
+    ]
 
 
 # --- 16: optional contact fields ----------------------------------------------------------------------------
@@ -185,15 +206,20 @@ def test_each_error_is_reported_once(client, key):
 
 @pytest.mark.parametrize("phone", ["02-120", "120", "(212) 555-1234", "+82 10-1234-5678"])
 def test_phone_numbers_are_kept_as_given(client, db, key, phone):
-    rid = int(filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large",
-                                                                      "phone": phone})))["service_request_id"])
+    rid = int(
+        filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large", "phone": phone})))[
+            "service_request_id"
+        ]
+    )
     with db.session() as s:
         assert s.get(ReportContact, rid).phone == phone
 
 
 def test_a_malformed_optional_field_is_dropped_with_a_notice(client, db, key):
-    pairs = [(k, "not-an-email" if k == "email" else v) for k, v in fms_request(key, **{
-        "attribute[size]": "large", "phone": "call me maybe", "locale": "en"})]
+    pairs = [
+        (k, "not-an-email" if k == "email" else v)
+        for k, v in fms_request(key, **{"attribute[size]": "large", "phone": "call me maybe", "locale": "en"})
+    ]
     r = client.post(f"{V2}/requests.json", content=urlencode(pairs).encode(), headers=FORM)
     assert r.status_code == 201, r.text
     notice = r.json()[0]["service_notice"]
@@ -208,15 +234,23 @@ def test_a_malformed_optional_field_is_dropped_with_a_notice(client, db, key):
 
 def fms_update(key: str, rid: int, update_id: str, status: str, text: str, **extra) -> list[tuple[str, str]]:
     """The fields of FixMyStreet's post_service_request_update (extended statuses on)."""
-    pairs = [("updated_datetime", "2024-05-01T09:30:00+09:00"), ("service_request_id", str(rid)),
-             ("status", status), ("description", text), ("last_name", "-"), ("first_name", "Officer"),
-             ("email", "officer@example.org"), ("update_id", update_id)]
+    pairs = [
+        ("updated_datetime", "2024-05-01T09:30:00+09:00"),
+        ("service_request_id", str(rid)),
+        ("status", status),
+        ("description", text),
+        ("last_name", "-"),
+        ("first_name", "Officer"),
+        ("email", "officer@example.org"),
+        ("update_id", update_id),
+    ]
     return pairs + list(extra.items()) + [("jurisdiction_id", "seoul"), ("api_key", key)]
 
 
 def new_request(client, key) -> int:
-    return int(filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large"})))
-               ["service_request_id"])
+    return int(
+        filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large"})))["service_request_id"]
+    )
 
 
 def post_update(client, key, rid, update_id, status, text, **extra) -> dict:
@@ -335,8 +369,11 @@ class Pictures(BaseHTTPRequestHandler):
             self.send_header("Location", "/ok.jpeg")
             self.end_headers()
             return
-        kind, body = {"/ok.jpeg": ("image/jpeg", jpeg((120, 80))), "/page": ("text/html", b"<html>hi</html>"),
-                      "/big.jpeg": ("image/jpeg", jpeg((50, 50)) + b"\0" * 80_000)}.get(self.path, ("", b""))
+        kind, body = {
+            "/ok.jpeg": ("image/jpeg", jpeg((120, 80))),
+            "/page": ("text/html", b"<html>hi</html>"),
+            "/big.jpeg": ("image/jpeg", jpeg((50, 50)) + b"\0" * 80_000),
+        }.get(self.path, ("", b""))
         self.send_response(200 if kind else 404)
         self.send_header("Content-Type", kind or "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -374,17 +411,27 @@ def notes(db, rid) -> list[str]:
 
 def test_a_media_url_to_a_loopback_or_private_address_is_never_requested(db, tmp_path, pictures):
     base, port = pictures
-    links = [f"{base}/ok.jpeg", f"http://localhost:{port}/ok.jpeg", "http://169.254.169.254/latest/meta-data",
-             "http://10.1.2.3/x.jpeg"]
+    links = [
+        f"{base}/ok.jpeg",
+        f"http://localhost:{port}/ok.jpeg",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/x.jpeg",
+    ]
     client, config = partner_client(db, tmp_path)
     with client:
         key = make_key(db, scope="open311")
         r = send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large", "media_url": links}))
         rid = int(filed(r)["service_request_id"])
-        assert "fetched in the background" in client.post(
-            f"{V2}/requests.json", content=urlencode(fms_request(key, **{"attribute[size]": "large", "locale": "en",
-                                                                       "media_url": links[0]})).encode(),
-            headers=FORM).json()[0]["service_notice"]
+        assert (
+            "fetched in the background"
+            in client.post(
+                f"{V2}/requests.json",
+                content=urlencode(
+                    fms_request(key, **{"attribute[size]": "large", "locale": "en", "media_url": links[0]})
+                ).encode(),
+                headers=FORM,
+            ).json()[0]["service_notice"]
+        )
     assert S.fetch_media(db, config) == 2
     assert Pictures.hits == []  # not one request reached the loopback server
     with db.session() as s:
@@ -398,12 +445,16 @@ def test_a_media_url_to_a_loopback_or_private_address_is_never_requested(db, tmp
 def test_an_allowed_network_is_fetched_within_the_limits(db, tmp_path, pictures):
     base, _ = pictures
     links = [f"{base}/ok.jpeg", f"{base}/page", f"{base}/big.jpeg", f"{base}/redirect", f"{base}/missing.jpeg"]
-    client, config = partner_client(db, tmp_path, reports_fetch_media_allow="127.0.0.0/8",
-                                    reports_max_photo_bytes=50_000)
+    client, config = partner_client(
+        db, tmp_path, reports_fetch_media_allow="127.0.0.0/8", reports_max_photo_bytes=50_000
+    )
     with client:
         key = make_key(db, scope="open311")
-        rid = int(filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large",
-                                                                          "media_url": links})))["service_request_id"])
+        rid = int(
+            filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large", "media_url": links})))[
+                "service_request_id"
+            ]
+        )
         assert S.fetch_media(db, config) == 1
         with db.session() as s:
             report = S.get_report(s, rid)

@@ -29,12 +29,19 @@ def photo() -> bytes:
 
 
 def file_request(server, **extra) -> dict:
-    data = [("api_key", server.key), ("service_code", "cleaning-illegal-dumping"), ("lat", str(CITY_HALL[0])),
-            ("long", str(CITY_HALL[1])), ("description", "Bags of rubbish <again> & again"),
-            ("attribute[waste_types][]", "household"), ("attribute[waste_types][]", "food")]
+    data = [
+        ("api_key", server.key),
+        ("service_code", "cleaning-illegal-dumping"),
+        ("lat", str(CITY_HALL[0])),
+        ("long", str(CITY_HALL[1])),
+        ("description", "Bags of rubbish <again> & again"),
+        ("attribute[waste_types][]", "household"),
+        ("attribute[waste_types][]", "food"),
+    ]
     data += list(extra.items())
-    r = requests.post(f"{server.root}/requests.json", data=data,
-                      files={"media": ("rubbish.jpg", photo(), "image/jpeg")}, timeout=10)
+    r = requests.post(
+        f"{server.root}/requests.json", data=data, files={"media": ("rubbish.jpg", photo(), "image/jpeg")}, timeout=10
+    )
     assert r.status_code == 201, r.text
     return r.json()[0]
 
@@ -93,6 +100,5 @@ def test_tokens_and_discovery_over_the_wire(server):
     assert r.json() == [{"service_request_id": created["service_request_id"], "token": created["token"]}]
     disco = requests.get(f"{server.url}/open311/discovery.json", timeout=10).json()
     assert disco["endpoints"][0]["url"] == server.root
-    refused = requests.post(f"{server.root}/requests.xml", data={"api_key": "sc_nope", "service_code": "x"},
-                            timeout=10)
+    refused = requests.post(f"{server.root}/requests.xml", data={"api_key": "sc_nope", "service_code": "x"}, timeout=10)
     assert refused.status_code == 403 and b"<errors>" in refused.content

@@ -13,8 +13,13 @@ from tests.reports.helpers import destination
 
 
 @settings(max_examples=300, deadline=None)
-@given(lat=st.floats(37.40, 37.70), lon=st.floats(126.75, 127.20), radius=st.floats(1, 3000),
-       bearing=st.floats(0, 2 * math.pi), share=st.floats(0, 1))
+@given(
+    lat=st.floats(37.40, 37.70),
+    lon=st.floats(126.75, 127.20),
+    radius=st.floats(1, 3000),
+    bearing=st.floats(0, 2 * math.pi),
+    share=st.floats(0, 1),
+)
 def test_every_point_of_a_circle_is_in_its_box_and_one_of_its_cells(lat, lon, radius, bearing, share):
     circle = Circle(lat, lon, radius)
     west, south, east, north = circle.box
@@ -27,16 +32,21 @@ def test_every_point_of_a_circle_is_in_its_box_and_one_of_its_cells(lat, lon, ra
 
 
 @settings(max_examples=300, deadline=None)
-@given(lat=st.floats(-80, 80), lon=st.floats(-170, 170), radius=st.floats(1, 50_000),
-       bearing=st.floats(0, 2 * math.pi))
+@given(lat=st.floats(-80, 80), lon=st.floats(-170, 170), radius=st.floats(1, 50_000), bearing=st.floats(0, 2 * math.pi))
 def test_the_box_holds_the_circles_edge_anywhere_on_earth(lat, lon, radius, bearing):
     west, south, east, north = Circle(lat, lon, radius).box
     plat, plon = destination(lat, lon, bearing, radius * (1 - 1e-9))
     assert south <= plat <= north and west <= plon <= east
 
 
-@given(west=st.floats(126.8, 127.1), south=st.floats(37.45, 37.65), w=st.floats(0, 0.05), h=st.floats(0, 0.05),
-       fx=st.floats(0, 1), fy=st.floats(0, 1))
+@given(
+    west=st.floats(126.8, 127.1),
+    south=st.floats(37.45, 37.65),
+    w=st.floats(0, 0.05),
+    h=st.floats(0, 0.05),
+    fx=st.floats(0, 1),
+    fy=st.floats(0, 1),
+)
 def test_every_point_of_a_box_is_in_one_of_its_cells(west, south, w, h, fx, fy):
     cells = grid_cells(west, south, west + w, south + h)
     assert cells is not None
@@ -60,8 +70,9 @@ def test_stored_timestamps_come_out_in_the_citys_local_time_in_every_kind_of_zon
         tz = ZoneInfo(name)
         local = LocalTime(tz)
         for _ in range(3000):
-            when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 2 * 365 * 86400),
-                                                                 microseconds=rng.randrange(0, 10**6))
+            when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(
+                seconds=rng.randrange(0, 2 * 365 * 86400), microseconds=rng.randrange(0, 10**6)
+            )
             expected = when.astimezone(tz).isoformat(timespec="seconds")
             assert local(when.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")) == expected  # SQLite
             assert local(when) == expected  # PostgreSQL

@@ -28,8 +28,14 @@ HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
 def post(client, key, fmt="json", headers=None, **fields):
-    data = {"api_key": key, "service_code": "roads-pothole", "attribute[size]": "large",
-            "description": "A deep pothole", "lat": str(CITY_HALL[0]), "long": str(CITY_HALL[1])}
+    data = {
+        "api_key": key,
+        "service_code": "roads-pothole",
+        "attribute[size]": "large",
+        "description": "A deep pothole",
+        "lat": str(CITY_HALL[0]),
+        "long": str(CITY_HALL[1]),
+    }
     data.update(fields)
     return client.post(f"{V2}/requests.{fmt}", data=data, headers=headers or {})
 
@@ -50,14 +56,19 @@ def found(client, **params) -> set[int]:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lat=st.floats(37.50, 37.62), lon=st.floats(126.90, 127.08),
-       points=st.lists(st.tuples(st.floats(0, 2 * math.pi), st.floats(2, 4), st.booleans()), min_size=4,
-                       max_size=12))
+@given(
+    lat=st.floats(37.50, 37.62),
+    lon=st.floats(126.90, 127.08),
+    points=st.lists(st.tuples(st.floats(0, 2 * math.pi), st.floats(2, 4), st.booleans()), min_size=4, max_size=12),
+)
 def test_points_just_inside_a_3_km_circle_are_found_and_just_outside_are_not(client, db, key, lat, lon, points):
     template = new_id(client, key)
     with db.session() as s:
-        row = {c.name: getattr(s.get(Report, template), c.key) for c in Report.__table__.columns
-               if c.name not in ("id", "grid_cell", "idempotency_key")}
+        row = {
+            c.name: getattr(s.get(Report, template), c.key)
+            for c in Report.__table__.columns
+            if c.name not in ("id", "grid_cell", "idempotency_key")
+        }
     expected, ids = set(), []
     with db.session() as s:
         for bearing, metres, inside in points:
@@ -103,13 +114,24 @@ def test_servicerequestupdates_end_date_includes_its_own_second(client, db, key)
     with db.session() as s:
         from smartcity.core.auth import Identity
 
-        entry = S.add_update(s, Identity(via="key", key_id=1, key_name="x", key_scope="open311"), rid,
-                             "Crew on the way", status="in_progress", external_id="ext-1")
+        entry = S.add_update(
+            s,
+            Identity(via="key", key_id=1, key_name="x", key_scope="open311"),
+            rid,
+            "Crew on the way",
+            status="in_progress",
+            external_id="ext-1",
+        )
         entry_id = entry.id
-        s.execute(update(ReportUpdate).where(ReportUpdate.id == entry_id).values(
-            at=datetime(2026, 3, 4, 5, 6, 7, 900_000, tzinfo=UTC), external_id=None))
-    r = client.get(f"{V2}/servicerequestupdates.json", params={"end_date": "2026-03-04T14:06:07+09:00",
-                                                                 "start_date": "2026-03-04T14:06:07+09:00"})
+        s.execute(
+            update(ReportUpdate)
+            .where(ReportUpdate.id == entry_id)
+            .values(at=datetime(2026, 3, 4, 5, 6, 7, 900_000, tzinfo=UTC), external_id=None)
+        )
+    r = client.get(
+        f"{V2}/servicerequestupdates.json",
+        params={"end_date": "2026-03-04T14:06:07+09:00", "start_date": "2026-03-04T14:06:07+09:00"},
+    )
     assert r.status_code == 200, r.text
     assert str(entry_id) in [u["update_id"] for u in r.json()]
 
@@ -130,10 +152,11 @@ def test_invalid_utf8_in_a_query_string_is_refused_with_400(client, fmt):
 def test_invalid_utf8_in_a_form_body_is_refused_and_nothing_is_stored(client, db, key):
     with db.session() as s:
         before = s.scalar(select(Report.id).order_by(Report.id.desc()).limit(1))
-    body = (f"api_key={key}&service_code=roads-pothole&attribute%5Bsize%5D=large&lat={CITY_HALL[0]}"
-            f"&long={CITY_HALL[1]}&description=bad%C3%28text").encode()
-    r = client.post(f"{V2}/requests.json", content=body,
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    body = (
+        f"api_key={key}&service_code=roads-pothole&attribute%5Bsize%5D=large&lat={CITY_HALL[0]}"
+        f"&long={CITY_HALL[1]}&description=bad%C3%28text"
+    ).encode()
+    r = client.post(f"{V2}/requests.json", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400 and "UTF-8" in r.json()[0]["description"]
     with db.session() as s:
         assert s.scalar(select(Report.id).order_by(Report.id.desc()).limit(1)) == before
@@ -147,14 +170,24 @@ def multipart(fields: list[tuple[str, bytes]], photo: bytes | None = None) -> tu
         out += b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"\r\n\r\n'
         out += value + b"\r\n"
     if photo is not None:
-        out += (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="media"; filename="p.jpg"\r\n'
-                b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n")
+        out += (
+            b"--" + boundary + b'\r\nContent-Disposition: form-data; name="media"; filename="p.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n"
+        )
     return out + b"--" + boundary + b"--\r\n", f"multipart/form-data; boundary={boundary.decode()}"
 
 
 def test_invalid_utf8_in_a_multipart_text_field_is_refused_and_valid_korean_with_a_photo_is_not(client, db, key):
-    fields = [(k, v.encode()) for k, v in {"api_key": key, "service_code": "roads-pothole", "lat": str(CITY_HALL[0]),
-                                           "long": str(CITY_HALL[1]), "attribute[size]": "large"}.items()]
+    fields = [
+        (k, v.encode())
+        for k, v in {
+            "api_key": key,
+            "service_code": "roads-pothole",
+            "lat": str(CITY_HALL[0]),
+            "long": str(CITY_HALL[1]),
+            "attribute[size]": "large",
+        }.items()
+    ]
     with db.session() as s:
         before = s.scalar(select(Report.id).order_by(Report.id.desc()).limit(1))
     body, ctype = multipart([*fields, ("description", "도로가 ".encode() + b"\xea\xb9")], jpeg())
@@ -211,10 +244,19 @@ def test_an_idempotency_key_reused_with_another_body_is_a_conflict(client, db, k
 
 def test_head_answers_like_get_on_every_read_path(client, key, settings):
     rid = new_id(client, key)
-    paths = ["/open311/discovery.xml", f"{V2}/discovery.json", f"{V2}/services.json", f"{V2}/services.xml",
-             f"{V2}/services/roads-pothole.json", f"{V2}/requests.json", f"{V2}/requests.xml",
-             f"{V2}/requests/{rid}.json", f"{V2}/tokens/{token_for(rid, settings)}.json",
-             f"{V2}/servicerequestupdates.xml", f"{V2}/requests/999999.json"]
+    paths = [
+        "/open311/discovery.xml",
+        f"{V2}/discovery.json",
+        f"{V2}/services.json",
+        f"{V2}/services.xml",
+        f"{V2}/services/roads-pothole.json",
+        f"{V2}/requests.json",
+        f"{V2}/requests.xml",
+        f"{V2}/requests/{rid}.json",
+        f"{V2}/tokens/{token_for(rid, settings)}.json",
+        f"{V2}/servicerequestupdates.xml",
+        f"{V2}/requests/999999.json",
+    ]
     for path in paths:
         got, head = client.get(path), client.head(path)
         assert head.status_code == got.status_code, path
@@ -242,8 +284,14 @@ def test_cors_lets_a_browser_app_of_an_allowed_origin_read_and_post(db, db_url, 
         r = client.get(f"{V2}/services.json", headers=allowed)
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://map.example.org"
         assert "access-control-allow-credentials" not in r.headers
-        pre = client.options(f"{V2}/requests.json", headers={
-            **allowed, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "idempotency-key"})
+        pre = client.options(
+            f"{V2}/requests.json",
+            headers={
+                **allowed,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "idempotency-key",
+            },
+        )
         assert pre.status_code == 200 and "POST" in pre.headers["access-control-allow-methods"]
         assert "idempotency-key" in pre.headers["access-control-allow-headers"].lower()
         refused = client.get(f"{V2}/requests.json?service_code=%FF", headers=allowed)
@@ -267,8 +315,10 @@ def test_english_keywords_are_english_and_korean_ones_korean(client):
 
 def test_a_whole_day_end_date_still_spans_at_most_90_days(client):
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    r = client.get(f"{V2}/requests.json", params={"start_date": start.isoformat(),
-                                                  "end_date": (start + timedelta(days=91)).isoformat()})
+    r = client.get(
+        f"{V2}/requests.json",
+        params={"start_date": start.isoformat(), "end_date": (start + timedelta(days=91)).isoformat()},
+    )
     assert r.status_code == 400
 
 

@@ -38,8 +38,14 @@ def form_for(client, path: str = "/reports/new?lang=en") -> dict:
 
 
 def report_data(**kw) -> dict:
-    data = {"category": "roads-pothole", "lat": str(CITY_HALL[0]), "lon": str(CITY_HALL[1]),
-            "title": "Deep pothole", "description": "In front of the bus stop", "attr.roads-pothole.size": "large"}
+    data = {
+        "category": "roads-pothole",
+        "lat": str(CITY_HALL[0]),
+        "lon": str(CITY_HALL[1]),
+        "title": "Deep pothole",
+        "description": "In front of the bus stop",
+        "attr.roads-pothole.size": "large",
+    }
     data.update(kw)
     return data
 
@@ -64,7 +70,7 @@ def file_report(app, where=CITY_HALL, category="roads-pothole", **kw) -> int:
 def test_the_form_offers_every_group_and_the_attributes_of_each_category(client):
     page = client.get("/reports/new?lang=en")
     assert page.status_code == 200
-    assert page.text.count("<optgroup") == 12 and "<optgroup label=\"Roads\">" in page.text
+    assert page.text.count("<optgroup") == 12 and '<optgroup label="Roads">' in page.text
     assert len(re.findall(r'<option value="[a-z]+-[a-z0-9\-]+"', page.text)) == 67
     # Attributes are form fields by datatype: a list, a number, a multi-choice, a date and time, free text.
     assert '<select name="attr.roads-pothole.size" data-required="1">' in page.text
@@ -79,8 +85,12 @@ def test_the_form_offers_every_group_and_the_attributes_of_each_category(client)
 
 def test_filing_a_report_through_the_plain_form_with_a_photo(client, app):
     data = report_data(**form_for(client), name="Kim Minji", email="kim@example.org", phone="010-1234-5678")
-    r = client.post("/reports/new", data=data, files=[("photos", ("hole.jpg", jpeg(exif=True), "image/jpeg"))],
-                    follow_redirects=False)
+    r = client.post(
+        "/reports/new",
+        data=data,
+        files=[("photos", ("hole.jpg", jpeg(exif=True), "image/jpeg"))],
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     rid = int(re.fullmatch(r"/reports/(\d+)/submitted", r.headers["location"]).group(1))
     done = client.get(r.headers["location"] + "?lang=en")
@@ -98,8 +108,12 @@ def test_filing_a_report_through_the_plain_form_with_a_photo(client, app):
     assert f"/api/reports/photos/{photo.id}.jpg" in page.text
     # A double submit from a flaky phone (same idempotency key, the same form and file) does not file a second
     # report (the same key with another photo would be a conflict: tests/reports/test_open311_search.py).
-    again = client.post("/reports/new", data=data, files=[("photos", ("hole.jpg", jpeg(exif=True), "image/jpeg"))],
-                        follow_redirects=False)
+    again = client.post(
+        "/reports/new",
+        data=data,
+        files=[("photos", ("hole.jpg", jpeg(exif=True), "image/jpeg"))],
+        follow_redirects=False,
+    )
     assert again.headers["location"] == f"/reports/{rid}/submitted"
     assert count(app, Report) == 1 and count(app, ReportPhoto) == 1 and len(uploads(app)) == 2
 
@@ -111,8 +125,15 @@ def test_showing_the_name_is_an_opt_in(client):
 
 
 def test_bad_input_is_shown_next_to_the_fields_with_the_values_kept_and_nothing_stored(client, app):
-    data = report_data(**form_for(client), lat="35.1796", lon="129.0756", title="", description="x" * 4001,
-                       email="not-an-email", name="<script>alert(1)</script>")
+    data = report_data(
+        **form_for(client),
+        lat="35.1796",
+        lon="129.0756",
+        title="",
+        description="x" * 4001,
+        email="not-an-email",
+        name="<script>alert(1)</script>",
+    )
     del data["attr.roads-pothole.size"]
     r = client.post("/reports/new?lang=en", data=data, files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))])
     assert r.status_code == 422
@@ -130,8 +151,9 @@ def test_bad_input_is_shown_next_to_the_fields_with_the_values_kept_and_nothing_
     assert count(app, Report) == 0 and uploads(app) == []
     # A file that is not an image: the error is shown by the photo field; no report, no orphan file.
     bad = report_data(**form_for(client))
-    r = client.post("/reports/new?lang=en", data=bad, files=[("photos", ("cv.jpg", b"%PDF-1.4 not an image",
-                                                                         "image/jpeg"))])
+    r = client.post(
+        "/reports/new?lang=en", data=bad, files=[("photos", ("cv.jpg", b"%PDF-1.4 not an image", "image/jpeg"))]
+    )
     assert r.status_code == 422 and "Only JPEG, PNG or WebP photos" in field_errors(r.text)["photos"]
     assert count(app, Report) == 0 and uploads(app) == []
     # Unknown category: said by the category picker.
@@ -158,8 +180,10 @@ def test_nearby_reports_and_me_too(client, app):
     near = client.get(f"/reports/nearby.json?category=roads-pothole&lat={CITY_HALL[0] + 0.0002}&lon={CITY_HALL[1]}")
     items = near.json()["items"]
     assert [i["id"] for i in items] == [rid] and 15 < items[0]["distance_m"] < 30
-    assert client.get(f"/reports/nearby.json?category=roads-pothole&lat={GANGNAM[0]}&lon={GANGNAM[1]}"
-                      ).json()["items"] == []
+    assert (
+        client.get(f"/reports/nearby.json?category=roads-pothole&lat={GANGNAM[0]}&lon={GANGNAM[1]}").json()["items"]
+        == []
+    )
     token = form_for(client)["csrf_token"]
     headers = {"x-csrf-token": token, "accept": "application/json"}
     assert client.post(f"/reports/{rid}/support", headers=headers).json() == {"id": rid, "support_count": 1}
@@ -207,29 +231,42 @@ def test_staff_take_a_report_through_the_workflow_with_the_forms(client, app):
     assert offered == set(S.TRANSITIONS["open"])
     token = token_of(work.text)
     with db.session() as s:
-        assert [e.actor for e in audit.entries(s, object_type="report", object_id=rid)
-                if e.action == "read_contact"] == ["roadie"]
+        assert [
+            e.actor for e in audit.entries(s, object_type="report", object_id=rid) if e.action == "read_contact"
+        ] == ["roadie"]
     # Without the CSRF token nothing happens.
     r = client.post(f"/staff/reports/{rid}/status", data={"status": "acknowledged"}, headers=HTML)
     assert r.status_code == 403
     steps = [("acknowledged", "We will look at it."), ("in_progress", ""), ("fixed", "Filled on Tuesday.")]
     for status, text in steps:
-        r = client.post(f"/staff/reports/{rid}/status", data={"csrf_token": token, "status": status, "text": text},
-                        follow_redirects=False)
+        r = client.post(
+            f"/staff/reports/{rid}/status",
+            data={"csrf_token": token, "status": status, "text": text},
+            follow_redirects=False,
+        )
         assert r.status_code == 303, r.text
         if status == "acknowledged":
-            note = client.post(f"/staff/reports/{rid}/note", data={"csrf_token": token, "visibility": "internal",
-                                                                    "text": "Needs the asphalt crew."})
+            note = client.post(
+                f"/staff/reports/{rid}/note",
+                data={"csrf_token": token, "visibility": "internal", "text": "Needs the asphalt crew."},
+            )
             assert note.status_code == 200
-            client.post(f"/staff/reports/{rid}/note", data={"csrf_token": token, "visibility": "public",
-                                                             "text": "The crew comes on Tuesday."})
+            client.post(
+                f"/staff/reports/{rid}/note",
+                data={"csrf_token": token, "visibility": "public", "text": "The crew comes on Tuesday."},
+            )
     # An illegal change is refused with a message beside the form; nothing changes.
     r = client.post(f"/staff/reports/{rid}/status?lang=en", data={"csrf_token": token, "status": "acknowledged"})
     assert r.status_code == 422 and "not allowed from the current status" in r.text
     public = TestClient(app).get(f"/reports/{rid}?lang=en")  # a second browser (the app is already started)
     kinds = re.findall(r'data-kind="([a-z]+)" data-status="([a-z_]+)"', public.text)
-    assert kinds == [("created", "open"), ("status", "acknowledged"), ("update", "acknowledged"),
-                     ("status", "in_progress"), ("status", "fixed")]
+    assert kinds == [
+        ("created", "open"),
+        ("status", "acknowledged"),
+        ("update", "acknowledged"),
+        ("status", "in_progress"),
+        ("status", "fixed"),
+    ]
     assert "We will look at it." in public.text and "The crew comes on Tuesday." in public.text
     assert "asphalt" not in public.text and "kim@example.org" not in public.text
     assert "asphalt" in client.get(f"/reports/{rid}?lang=en").text  # staff see internal notes on the page too
@@ -247,20 +284,33 @@ def test_templates_assignment_reassignment_and_duplicates(client, app):
     assert f'data-parent="{first}"' in work.text  # a nearby candidate parent
     with db.session() as s:
         template = next(t for t in S.list_templates(s, Identity(role="admin")) if t.status == "fixed")
-    client.post(f"/staff/reports/{first}/status", data={"csrf_token": token, "status": "fixed",
-                                                         "template_id": str(template.id)})
+    client.post(
+        f"/staff/reports/{first}/status", data={"csrf_token": token, "status": "fixed", "template_id": str(template.id)}
+    )
     with db.session() as s:
         assert S.timeline(s, first)[-1].text == template.text_ko  # the report's language
-    assert client.post(f"/staff/reports/{second}/assign", data={"csrf_token": token, "user_id": str(me)},
-                       follow_redirects=False).status_code == 303
-    assert client.post(f"/staff/reports/{second}/status",
-                       data={"csrf_token": token, "status": "duplicate"}).status_code == 422  # needs the parent
+    assert (
+        client.post(
+            f"/staff/reports/{second}/assign", data={"csrf_token": token, "user_id": str(me)}, follow_redirects=False
+        ).status_code
+        == 303
+    )
+    assert (
+        client.post(f"/staff/reports/{second}/status", data={"csrf_token": token, "status": "duplicate"}).status_code
+        == 422
+    )  # needs the parent
     third = file_report(app, title="Third")
-    r = client.post(f"/staff/reports/{third}/status", data={"csrf_token": token, "status": "duplicate",
-                                                            "parent_id": str(second)}, follow_redirects=False)
+    r = client.post(
+        f"/staff/reports/{third}/status",
+        data={"csrf_token": token, "status": "duplicate", "parent_id": str(second)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
-    r = client.post(f"/staff/reports/{second}/reassign", data={"csrf_token": token, "department": "11020-civil",
-                                                                "reason": "Private land"}, follow_redirects=False)
+    r = client.post(
+        f"/staff/reports/{second}/reassign",
+        data={"csrf_token": token, "department": "11020-civil", "reason": "Private land"},
+        follow_redirects=False,
+    )
     assert r.headers["location"] == f"/reports/{second}"  # no longer ours to work
     with db.session() as s:
         assert S.get_report(s, third).parent_id == second and S.get_report(s, second).unit.code == "11020-civil"
@@ -273,8 +323,11 @@ def test_merging_duplicates_through_the_form(client, app):
     parent, a, b = file_report(app), file_report(app), file_report(app)
     signin(client, "roadie")
     token = token_of(client.get(f"/staff/reports/{parent}").text)
-    r = client.post(f"/staff/reports/{parent}/merge", data={"csrf_token": token, "child": [str(a)],
-                                                            "children": f"#{b}"}, follow_redirects=False)
+    r = client.post(
+        f"/staff/reports/{parent}/merge",
+        data={"csrf_token": token, "child": [str(a)], "children": f"#{b}"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with app.state.db.session() as s:
         assert {S.get_report(s, i).status for i in (a, b)} == {"duplicate"}
@@ -291,8 +344,15 @@ def test_pages_need_the_right_permission(client, app):
     assert r.status_code == 303 and r.headers["location"] == "/signin?next=/staff/reports"
     assert client.get("/staff/reports").status_code == 401
     signin(client, "minji")
-    for path in ("/staff/reports", f"/staff/reports/{rid}", "/staff/dashboard", "/admin/reports/routes",
-                 "/admin/reports/templates", "/admin/reports/campaigns", "/staff/dashboard.csv"):
+    for path in (
+        "/staff/reports",
+        f"/staff/reports/{rid}",
+        "/staff/dashboard",
+        "/admin/reports/routes",
+        "/admin/reports/templates",
+        "/admin/reports/campaigns",
+        "/staff/dashboard.csv",
+    ):
         assert client.get(path, headers=HTML).status_code == 403, path
     client.post("/signout", data={"csrf_token": token_of(client.get("/reports/new").text)})
     signin(client, "gangnam")
@@ -301,8 +361,7 @@ def test_pages_need_the_right_permission(client, app):
     assert client.get("/admin/reports/routes", headers=HTML).status_code == 403
     assert client.get("/staff/dashboard").status_code == 200
     token = token_of(client.get("/reports/new").text)
-    r = client.post(f"/staff/reports/{rid}/status", data={"csrf_token": token, "status": "acknowledged"},
-                    headers=HTML)
+    r = client.post(f"/staff/reports/{rid}/status", data={"csrf_token": token, "status": "acknowledged"}, headers=HTML)
     assert r.status_code == 403
     nav = client.get("/reports?lang=en").text
     assert 'href="/staff/reports"' in nav and 'href="/admin/reports/routes"' not in nav
@@ -321,15 +380,20 @@ def test_the_reporter_confirms_or_reopens_and_rates(client, app):
     stranger = TestClient(app)  # another browser (the app is already started)
     assert "Is it fixed?" not in stranger.get(f"/reports/{rid}?lang=en").text
     assert "Is it fixed?" in stranger.get(f"/reports/{rid}?lang=en&token={token}").text
-    bad = stranger.post(f"/reports/{rid}/feedback", headers=HTML,
-                        data={"csrf_token": token_of(stranger.get("/reports/new").text), "fixed": "yes",
-                              "token": "0" * 32})
+    bad = stranger.post(
+        f"/reports/{rid}/feedback",
+        headers=HTML,
+        data={"csrf_token": token_of(stranger.get("/reports/new").text), "fixed": "yes", "token": "0" * 32},
+    )
     assert bad.status_code == 403
     csrf = token_of(page.text)
     r = client.post(f"/reports/{rid}/feedback?lang=en", data={"csrf_token": csrf, "fixed": "yes", "rating": "9"})
     assert r.status_code == 422 and "Choose a rating from 1 to 5." in r.text
-    r = client.post(f"/reports/{rid}/feedback", data={"csrf_token": csrf, "fixed": "no", "rating": "2",
-                                                      "comment": "Still a hole"}, follow_redirects=False)
+    r = client.post(
+        f"/reports/{rid}/feedback",
+        data={"csrf_token": csrf, "fixed": "no", "rating": "2", "comment": "Still a hole"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with app.state.db.session() as s:
         report = S.get_report(s, rid)
@@ -343,50 +407,102 @@ def test_administrators_edit_routing_templates_and_campaigns(client, app):
     page = client.get("/admin/reports/routes?category=roads-pothole&lang=en")
     assert page.status_code == 200 and page.text.count("<tr data-district=") == 25
     token = token_of(page.text)
-    r = client.post("/admin/reports/routes", data={"csrf_token": token, "category": "roads-pothole",
-                                                   "district": "11020", "department": "11020-civil"},
-                    follow_redirects=False)
+    r = client.post(
+        "/admin/reports/routes",
+        data={"csrf_token": token, "category": "roads-pothole", "district": "11020", "department": "11020-civil"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert 'data-district="11020" class="explicit"' in client.get("/admin/reports/routes?category=roads-pothole").text
     rid = file_report(app)
     with app.state.db.session() as s:
         assert S.get_report(s, rid).unit.code == "11020-civil"
-    bad = client.post("/admin/reports/routes", data={"csrf_token": token, "category": "roads-pothole",
-                                                     "district": "11020", "department": "nowhere"})
+    bad = client.post(
+        "/admin/reports/routes",
+        data={"csrf_token": token, "category": "roads-pothole", "district": "11020", "department": "nowhere"},
+    )
     assert bad.status_code == 422
-    client.post("/admin/reports/routes", data={"csrf_token": token, "category": "roads-pothole",
-                                              "district": "11020", "action": "delete"})
+    client.post(
+        "/admin/reports/routes",
+        data={"csrf_token": token, "category": "roads-pothole", "district": "11020", "action": "delete"},
+    )
     assert 'class="explicit"' not in client.get("/admin/reports/routes?category=roads-pothole").text
     # Response templates.
-    r = client.post("/admin/reports/templates", data={"csrf_token": token, "title": "Salt spread",
-                                                      "text_ko": "제설제를 뿌렸습니다.", "text_en": "We spread salt.",
-                                                      "status": "fixed"}, follow_redirects=False)
+    r = client.post(
+        "/admin/reports/templates",
+        data={
+            "csrf_token": token,
+            "title": "Salt spread",
+            "text_ko": "제설제를 뿌렸습니다.",
+            "text_en": "We spread salt.",
+            "status": "fixed",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and "Salt spread" in client.get("/admin/reports/templates").text
-    r = client.post("/admin/reports/templates?lang=en", data={"csrf_token": token, "title": "", "text_ko": "x",
-                                                              "text_en": "y"})
+    r = client.post(
+        "/admin/reports/templates?lang=en", data={"csrf_token": token, "title": "", "text_ko": "x", "text_en": "y"}
+    )
     assert r.status_code == 422 and field_errors(r.text)["title"] == "This is required."
     # A campaign with a category of its own: its themed map, a form limited to its categories, exports.
-    r = client.post("/admin/reports/campaigns", data={
-        "csrf_token": token, "slug": "barrier-free", "title_ko": "무장애 길 찾기", "title_en": "Barrier-free routes",
-        "description_en": "Map steps and broken ramps.", "theme": "#7c3aed", "starts_at": "2020-01-01",
-        "ends_at": "2099-12-31"}, follow_redirects=False)
+    r = client.post(
+        "/admin/reports/campaigns",
+        data={
+            "csrf_token": token,
+            "slug": "barrier-free",
+            "title_ko": "무장애 길 찾기",
+            "title_en": "Barrier-free routes",
+            "description_en": "Map steps and broken ramps.",
+            "theme": "#7c3aed",
+            "starts_at": "2020-01-01",
+            "ends_at": "2099-12-31",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
-    r = client.post("/admin/reports/campaigns/categories", data={
-        "csrf_token": token, "campaign": "barrier-free", "code": "bf-steps", "group": "streets",
-        "name_ko": "계단", "name_en": "Steps without a ramp", "service_days": "30"}, follow_redirects=False)
+    r = client.post(
+        "/admin/reports/campaigns/categories",
+        data={
+            "csrf_token": token,
+            "campaign": "barrier-free",
+            "code": "bf-steps",
+            "group": "streets",
+            "name_ko": "계단",
+            "name_en": "Steps without a ramp",
+            "service_days": "30",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
-    bad = client.post("/admin/reports/campaigns", data={"csrf_token": token, "slug": "Bad Slug!", "title_ko": "",
-                                                        "title_en": "x", "starts_at": "2020-01-01",
-                                                        "ends_at": "2019-01-01"})
+    bad = client.post(
+        "/admin/reports/campaigns",
+        data={
+            "csrf_token": token,
+            "slug": "Bad Slug!",
+            "title_ko": "",
+            "title_en": "x",
+            "starts_at": "2020-01-01",
+            "ends_at": "2019-01-01",
+        },
+    )
     assert bad.status_code == 422
     assert "Barrier-free routes" in client.get("/campaigns?lang=en").text
     camp = client.get("/campaigns/barrier-free?lang=en")
     assert "--theme: #7c3aed" in camp.text and "Steps without a ramp" in camp.text
     form = client.get("/reports/new?campaign=barrier-free&lang=en")
     assert re.findall(r'<option value="([a-z\-]+)"', form.text) == ["bf-steps"]
-    r = client.post("/reports/new", data={**form_for(client, "/reports/new?campaign=barrier-free"),
-                                          "campaign": "barrier-free", "category": "bf-steps", "title": "Steps",
-                                          "lat": str(GANGNAM[0]), "lon": str(GANGNAM[1])}, follow_redirects=False)
+    r = client.post(
+        "/reports/new",
+        data={
+            **form_for(client, "/reports/new?campaign=barrier-free"),
+            "campaign": "barrier-free",
+            "category": "bf-steps",
+            "title": "Steps",
+            "lat": str(GANGNAM[0]),
+            "lon": str(GANGNAM[1]),
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     geo = client.get("/campaigns/barrier-free.geojson").json()
     assert [f["properties"]["title"] for f in geo["features"]] == ["Steps"]
@@ -398,11 +514,15 @@ def test_subscriptions_by_email(client, app):
     form = client.get("/reports/subscribe?district=11020&lang=en")
     token = token_of(form.text)
     assert '<option value="11020" selected>' in form.text
-    r = client.post("/reports/subscribe?lang=en", data={"csrf_token": token, "email": "nope", "area": "district",
-                                                        "district": "11020"})
+    r = client.post(
+        "/reports/subscribe?lang=en",
+        data={"csrf_token": token, "email": "nope", "area": "district", "district": "11020"},
+    )
     assert r.status_code == 422 and field_errors(r.text)["email"] == "This is not an email address."
-    r = client.post("/reports/subscribe", data={"csrf_token": token, "email": "kim@example.org", "area": "bbox",
-                                                "bbox": "126.97,37.56,126.99,37.57"})
+    r = client.post(
+        "/reports/subscribe",
+        data={"csrf_token": token, "email": "kim@example.org", "area": "bbox", "bbox": "126.97,37.56,126.99,37.57"},
+    )
     assert r.status_code == 200
     unsubscribe = re.search(r'href="(/reports/unsubscribe/[^"]+)"', r.text).group(1)
     assert "126.97,37.56" in client.get("/reports/subscribe?bbox=126.97,37.56,126.99,37.57").text

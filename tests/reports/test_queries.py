@@ -29,25 +29,41 @@ STATUSES = ("open", "acknowledged", "in_progress", "fixed", "closed", "duplicate
 def stored(client, db):
     """60 reports around City Hall; their ids."""
     key = make_key(db, scope="open311")
-    r = client.post(f"{V2}/requests.json", data={
-        "api_key": key, "service_code": "roads-pothole", "attribute[size]": "large", "description": "A template",
-        "lat": str(CITY_HALL[0]), "long": str(CITY_HALL[1])})
+    r = client.post(
+        f"{V2}/requests.json",
+        data={
+            "api_key": key,
+            "service_code": "roads-pothole",
+            "attribute[size]": "large",
+            "description": "A template",
+            "lat": str(CITY_HALL[0]),
+            "long": str(CITY_HALL[1]),
+        },
+    )
     assert r.status_code == 201, r.text
     template = int(r.json()[0]["service_request_id"])
     rng = random.Random(11)
     with db.session() as s:
         units = {d.code: d.id for d in s.scalars(select(Department).where(Department.code.in_(UNITS)))}
         assert set(units) == set(UNITS)
-        base = {c.name: getattr(s.get(Report, template), c.key) for c in Report.__table__.columns
-                if c.name not in ("id", "grid_cell", "idempotency_key")}
+        base = {
+            c.name: getattr(s.get(Report, template), c.key)
+            for c in Report.__table__.columns
+            if c.name not in ("id", "grid_cell", "idempotency_key")
+        }
         ids = []
         for _ in range(60):
             created = NOW - timedelta(minutes=rng.randrange(0, 60 * 24 * 40), seconds=30)
-            row = {**base, "lat": CITY_HALL[0] + rng.uniform(-0.03, 0.03),
-                   "lon": CITY_HALL[1] + rng.uniform(-0.04, 0.04), "status": rng.choice(STATUSES),
-                   "category_code": rng.choice(CATEGORIES),
-                   "unit_id": units[rng.choice(UNITS)], "created_at": created,
-                   "updated_at": created + timedelta(minutes=rng.randrange(0, 600))}
+            row = {
+                **base,
+                "lat": CITY_HALL[0] + rng.uniform(-0.03, 0.03),
+                "lon": CITY_HALL[1] + rng.uniform(-0.04, 0.04),
+                "status": rng.choice(STATUSES),
+                "category_code": rng.choice(CATEGORIES),
+                "unit_id": units[rng.choice(UNITS)],
+                "created_at": created,
+                "updated_at": created + timedelta(minutes=rng.randrange(0, 600)),
+            }
             ids.append(s.execute(insert(Report).values(row).returning(Report.id)).scalar())
     yield ids
     with db.session() as s:
@@ -58,21 +74,31 @@ def stamp(when: datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-queries = st.fixed_dictionaries({
-    # "open" and "closed" name the spec's groups; the detailed statuses are an extension.
-    "status": st.one_of(st.none(), st.sampled_from(["open", "closed"]),
-                        st.lists(st.sampled_from(("acknowledged", "in_progress", "fixed", "duplicate")), min_size=1,
-                                 max_size=3)),
-    "category": st.one_of(st.none(), st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2)),
-    "area": st.one_of(st.none(),
-                      st.tuples(st.just("circle"), st.floats(-0.02, 0.02), st.floats(-0.02, 0.02),
-                                st.floats(100, 4000)),
-                      st.tuples(st.just("box"), st.floats(-0.03, 0.0), st.floats(-0.04, 0.0), st.floats(0.002, 0.05),
-                                st.floats(0.002, 0.06))),
-    "agency": st.one_of(st.none(), st.sampled_from(UNITS)),
-    "days": st.tuples(st.integers(0, 45), st.integers(1, 60)),
-    "by_update": st.booleans(),
-})
+queries = st.fixed_dictionaries(
+    {
+        # "open" and "closed" name the spec's groups; the detailed statuses are an extension.
+        "status": st.one_of(
+            st.none(),
+            st.sampled_from(["open", "closed"]),
+            st.lists(st.sampled_from(("acknowledged", "in_progress", "fixed", "duplicate")), min_size=1, max_size=3),
+        ),
+        "category": st.one_of(st.none(), st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2)),
+        "area": st.one_of(
+            st.none(),
+            st.tuples(st.just("circle"), st.floats(-0.02, 0.02), st.floats(-0.02, 0.02), st.floats(100, 4000)),
+            st.tuples(
+                st.just("box"),
+                st.floats(-0.03, 0.0),
+                st.floats(-0.04, 0.0),
+                st.floats(0.002, 0.05),
+                st.floats(0.002, 0.06),
+            ),
+        ),
+        "agency": st.one_of(st.none(), st.sampled_from(UNITS)),
+        "days": st.tuples(st.integers(0, 45), st.integers(1, 60)),
+        "by_update": st.booleans(),
+    }
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

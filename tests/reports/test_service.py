@@ -23,8 +23,10 @@ from tests.reports.helpers import CITY_HALL, GANGNAM, file_report, jpeg, new, wh
 
 def counts(db) -> dict:
     with db.session() as s:
-        return {m.__tablename__: s.scalar(select(func.count()).select_from(m))
-                for m in (Report, ReportContact, ReportPhoto, ReportUpdate, Notification)}
+        return {
+            m.__tablename__: s.scalar(select(func.count()).select_from(m))
+            for m in (Report, ReportContact, ReportPhoto, ReportUpdate, Notification)
+        }
 
 
 def uploaded_files(db) -> list[Path]:
@@ -41,8 +43,20 @@ def test_the_taxonomy_has_seouls_12_fields_and_67_items_and_seeding_is_idempoten
         cats = S.list_categories(s)
         assert len(groups) == 12 and len(cats) == 67
         per_group = {g.code: sum(c.group_code == g.code for c in cats) for g in groups}
-        assert per_group == {"traffic": 8, "roads": 9, "cleaning": 7, "housing": 3, "flood": 4, "streets": 3,
-                             "health": 7, "parks": 11, "environment": 7, "economy": 3, "fire": 1, "other": 4}
+        assert per_group == {
+            "traffic": 8,
+            "roads": 9,
+            "cleaning": 7,
+            "housing": 3,
+            "flood": 4,
+            "streets": 3,
+            "health": 7,
+            "parks": 11,
+            "environment": 7,
+            "economy": 3,
+            "fire": 1,
+            "other": 4,
+        }
         assert S.seed(s) == {"groups": 0, "categories": 0, "templates": 0}
     with rdb.session() as s:
         assert s.scalar(select(func.count()).select_from(Category)) == 67
@@ -61,9 +75,16 @@ def test_the_taxonomy_has_seouls_12_fields_and_67_items_and_seeding_is_idempoten
 
 def test_a_report_is_located_routed_timed_and_recorded(rdb):
     with rdb.session() as s:
-        created = S.create_report(s, ANONYMOUS, new(description="Near the fountain", address_string="세종대로 110",
-                                                   attributes={"size": "medium", "depth_cm": "12.5"},
-                                                   contact=S.Contact("Kim", "kim@example.org", None)))
+        created = S.create_report(
+            s,
+            ANONYMOUS,
+            new(
+                description="Near the fountain",
+                address_string="세종대로 110",
+                attributes={"size": "medium", "depth_cm": "12.5"},
+                contact=S.Contact("Kim", "kim@example.org", None),
+            ),
+        )
         rid = created.report.id
         assert not created.repeated and len(created.feedback_token) == 32
     with rdb.session() as s:
@@ -104,10 +125,12 @@ BAD = [
     (dict(attributes={"size": "enormous"}), InvalidInput, "invalid_attribute"),
     (dict(attributes={"size": "small", "depth_cm": "deep"}), InvalidInput, "invalid_attribute"),
     (dict(attributes={"size": "small", "colour": "red"}), InvalidInput, "unknown_attribute"),
-    (dict(category="traffic-illegal-parking", attributes={"seen_at": "yesterday"}), InvalidInput,
-     "invalid_attribute"),
-    (dict(category="environment-construction-noise", attributes={"times": ["night", "dawn"]}), InvalidInput,
-     "invalid_attribute"),
+    (dict(category="traffic-illegal-parking", attributes={"seen_at": "yesterday"}), InvalidInput, "invalid_attribute"),
+    (
+        dict(category="environment-construction-noise", attributes={"times": ["night", "dawn"]}),
+        InvalidInput,
+        "invalid_attribute",
+    ),
     (dict(description="x" * 4001), InvalidInput, "too_long"),
     (dict(title="   "), InvalidInput, "required"),
     (dict(contact=S.Contact(email="not-an-email")), InvalidInput, "invalid_email"),
@@ -119,8 +142,9 @@ BAD = [
 
 @pytest.mark.parametrize("kwargs, error, code", BAD, ids=[b[2] + str(i) for i, b in enumerate(BAD)])
 def test_bad_reports_are_refused_and_nothing_is_half_stored(rdb, kwargs, error, code):
-    rdb.cache["reports.settings"] = make_settings(rdb.url, Path(rdb.settings.var_dir).parent,
-                                                  reports_max_photo_bytes=300_000)
+    rdb.cache["reports.settings"] = make_settings(
+        rdb.url, Path(rdb.settings.var_dir).parent, reports_max_photo_bytes=300_000
+    )
     before = counts(rdb)
     good_photo = S.Upload("ok.jpg", jpeg())
     kwargs = dict(kwargs)
@@ -198,8 +222,9 @@ def test_routing_defaults_rules_and_fallback(rdb):
         S.delete_route(s, admin, "roads-pothole", None)
     with rdb.session() as s:
         assert S.route_for(s, cat, "11020").code == "11020-roads"
-        odd = S.save_category(s, admin, S.CategoryIn("odd-thing", "other", "이상한 것", "Odd thing",
-                                                     unit_kind="lighthouses"))
+        odd = S.save_category(
+            s, admin, S.CategoryIn("odd-thing", "other", "이상한 것", "Odd thing", unit_kind="lighthouses")
+        )
         assert S.route_for(s, odd, "11020").code == "dasan120"  # no such unit: 120 Dasan takes it
     rid = file_report(rdb, where=GANGNAM)
     with rdb.session() as s:

@@ -54,9 +54,12 @@ def test_a_report_goes_through_the_workflow_and_the_citizen_hears_of_each_step(r
         r = S.get_report(s, rid)
         assert r.status == "fixed" and r.acknowledged_at and r.fixed_at
         public = [(u.kind, u.old_value, u.new_value, u.text) for u in S.timeline(s, rid)]
-        assert public == [("created", None, "open", ""), ("status", "open", "acknowledged", "We will look at it."),
-                          ("status", "acknowledged", "in_progress", ""),
-                          ("status", "in_progress", "fixed", "Filled on Tuesday.")]
+        assert public == [
+            ("created", None, "open", ""),
+            ("status", "open", "acknowledged", "We will look at it."),
+            ("status", "acknowledged", "in_progress", ""),
+            ("status", "in_progress", "fixed", "Filled on Tuesday."),
+        ]
         internal = [u.text for u in S.timeline(s, rid, include_internal=True) if not u.public]
         assert internal == ["Needs the asphalt crew, not patching."]
         anon_view = S.detail_view(s, r, ANONYMOUS, "en")
@@ -67,8 +70,9 @@ def test_a_report_goes_through_the_workflow_and_the_citizen_hears_of_each_step(r
         assert actions.count("status") == 3 and "note" in actions
     sent = outbox(rdb, f"report:{rid}")
     topics = [(c, t) for c, _, t, _, _ in sent]
-    assert topics == [("email", "report.received"), ("sms", "report.received")] + \
-        [(c, t) for t in ("report.status", "report.status", "report.fixed") for c in ("email", "sms")]
+    assert topics == [("email", "report.received"), ("sms", "report.received")] + [
+        (c, t) for t in ("report.status", "report.status", "report.fixed") for c in ("email", "sms")
+    ]
     fixed_mail = sent[-2]
     assert "fixed" in fixed_mail[3] and "Filled on Tuesday." in fixed_mail[4]
     assert f"/reports/{rid}?token=" in fixed_mail[4]  # the link to confirm or reopen
@@ -211,8 +215,11 @@ def test_partner_updates_are_idempotent_and_can_close(rdb, people):
 def test_templates_fill_the_public_answer(rdb, people):
     rid = file_report(rdb, language="en")
     with rdb.session() as s:
-        tpl = S.save_template(s, people["roadie"], S.TemplateIn("Patched", "임시 보수했습니다.",
-                                                                "We patched it for now.", "fixed", "11020-roads"))
+        tpl = S.save_template(
+            s,
+            people["roadie"],
+            S.TemplateIn("Patched", "임시 보수했습니다.", "We patched it for now.", "fixed", "11020-roads"),
+        )
         tpl_id = tpl.id
     with pytest.raises(PermissionDenied), rdb.session() as s:
         S.save_template(s, people["gangnam"], S.TemplateIn("x", "x", "x", None, "11020-roads"))
@@ -262,20 +269,37 @@ def test_a_campaign_has_its_own_categories_reports_and_exports(rdb, people):
     admin = people["boss"]
     now = utcnow()
     with rdb.session() as s:
-        S.save_campaign(s, admin, S.CampaignIn("barrier-free", "무장애 길 찾기", "Barrier-free routes",
-                                               now - timedelta(days=1), now + timedelta(days=30)))
-        S.save_campaign(s, admin, S.CampaignIn("old-one", "지난 캠페인", "Past campaign",
-                                               now - timedelta(days=30), now - timedelta(days=1)))
-        S.save_category(s, admin, S.CategoryIn("bf-steps", "other", "계단·턱", "Steps or kerb", campaign="barrier-free",
-                                               unit_kind="roads"))
+        S.save_campaign(
+            s,
+            admin,
+            S.CampaignIn(
+                "barrier-free",
+                "무장애 길 찾기",
+                "Barrier-free routes",
+                now - timedelta(days=1),
+                now + timedelta(days=30),
+            ),
+        )
+        S.save_campaign(
+            s,
+            admin,
+            S.CampaignIn("old-one", "지난 캠페인", "Past campaign", now - timedelta(days=30), now - timedelta(days=1)),
+        )
+        S.save_category(
+            s,
+            admin,
+            S.CategoryIn("bf-steps", "other", "계단·턱", "Steps or kerb", campaign="barrier-free", unit_kind="roads"),
+        )
         S.save_category(s, admin, S.CategoryIn("old-cat", "other", "옛 항목", "Old item", campaign="old-one"))
         assert [c.code for c in S.list_categories(s, campaign="barrier-free")] == ["bf-steps"]
         assert "bf-steps" not in [c.code for c in S.list_categories(s)]
     inside = file_report(rdb, category="bf-steps", campaign="barrier-free", title="=SUM(A1) step")
     file_report(rdb)  # not part of it
-    for kwargs, code in ((dict(category="bf-steps"), "unknown_category"),
-                         (dict(category="roads-pothole", campaign="barrier-free"), "unknown_category"),
-                         (dict(category="old-cat", campaign="old-one"), "campaign_closed")):
+    for kwargs, code in (
+        (dict(category="bf-steps"), "unknown_category"),
+        (dict(category="roads-pothole", campaign="barrier-free"), "unknown_category"),
+        (dict(category="old-cat", campaign="old-one"), "campaign_closed"),
+    ):
         with pytest.raises(InvalidInput) as caught, rdb.session() as s:
             S.create_report(s, ANONYMOUS, new(**kwargs))
         assert caught.value.code == code
@@ -328,8 +352,10 @@ def test_csv_export_leaves_contacts_out_unless_asked_and_is_audited(rdb, people)
 
 
 def test_contacts_are_purged_after_the_retention_period(rdb, people):
-    old, recent = file_report(rdb, contact=S.Contact(email="a@example.org")), \
-        file_report(rdb, contact=S.Contact(email="b@example.org"))
+    old, recent = (
+        file_report(rdb, contact=S.Contact(email="a@example.org")),
+        file_report(rdb, contact=S.Contact(email="b@example.org")),
+    )
     with rdb.session() as s:
         for rid in (old, recent):
             S.transition(s, people["roadie"], rid, "closed")

@@ -49,8 +49,17 @@ def settings(db_url, tmp_path, inbox):
 def file_and_mail(app, received: list[bytes]) -> email.message.EmailMessage | None:
     """File a report at City Hall, deliver the outbox to the SMTP server, the area mail it got (if any)."""
     with app.state.db.session() as s:
-        S.create_report(s, ANONYMOUS, S.NewReport(category="roads-pothole", lat=CITY_HALL[0], lon=CITY_HALL[1],
-                                                  title="A pothole", attributes={"size": "small"}))
+        S.create_report(
+            s,
+            ANONYMOUS,
+            S.NewReport(
+                category="roads-pothole",
+                lat=CITY_HALL[0],
+                lon=CITY_HALL[1],
+                title="A pothole",
+                attributes={"size": "small"},
+            ),
+        )
     before = len(received)
     deliver_pending(app.state.db, app.state.settings)
     mails = [email.message_from_bytes(m, policy=email.policy.default) for m in received[before:]]
@@ -68,8 +77,9 @@ def test_the_mail_offers_one_click_unsubscribe_and_a_get_never_unsubscribes(clie
     mail = file_and_mail(app, received)
     assert mail is not None
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    one_click = re.fullmatch(r"<(https://city\.example/api/reports/subscriptions/[^/>]+/delete)>",
-                             mail["List-Unsubscribe"]).group(1)
+    one_click = re.fullmatch(
+        r"<(https://city\.example/api/reports/subscriptions/[^/>]+/delete)>", mail["List-Unsubscribe"]
+    ).group(1)
     body = mail.get_content()
     link = re.search(r"https://city\.example/reports/unsubscribe/\S+", body).group(0)
     assert "/delete" not in body  # the link in the text goes to the confirm page
@@ -83,24 +93,37 @@ def test_the_mail_offers_one_click_unsubscribe_and_a_get_never_unsubscribes(clie
     assert file_and_mail(app, received) is not None  # still mailed
 
     # What a mail client's one-click button does (RFC 8058 §3.2): a POST with that body, no cookies.
-    r = client.post(urlsplit(one_click).path, content=b"List-Unsubscribe=One-Click",
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        urlsplit(one_click).path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and r.json() == {"unsubscribed": True}
     assert subscriptions(app) == 0
     assert file_and_mail(app, received) is None
     with app.state.db.session() as s:
-        assert s.scalar(select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.action == "unsubscribe", AuditEntry.object_type == "report_subscription")) == 1
-    again = client.post(urlsplit(one_click).path, content=b"List-Unsubscribe=One-Click",
-                        headers={"content-type": "application/x-www-form-urlencoded"})
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(AuditEntry.action == "unsubscribe", AuditEntry.object_type == "report_subscription")
+            )
+            == 1
+        )
+    again = client.post(
+        urlsplit(one_click).path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert again.status_code == 404
 
 
 def test_the_confirm_page_button_unsubscribes(client, app, inbox):
     _, received = inbox
     client.post("/api/reports/subscriptions", json={"email": "w@example.org", "bbox": AREA})
-    link = urlsplit(re.search(r"https://city\.example/reports/unsubscribe/\S+",
-                              file_and_mail(app, received).get_content()).group(0)).path
+    link = urlsplit(
+        re.search(r"https://city\.example/reports/unsubscribe/\S+", file_and_mail(app, received).get_content()).group(0)
+    ).path
     page = client.get(link)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     assert subscriptions(app) == 1

@@ -57,12 +57,11 @@ def make_world(db, consent: bool = True, device: str = "phone-1", protocols: str
         dev = service.add_device(s, person.id, device, protocols, actor="test")
         service.link_guardian(s, person.id, guardian, "mother", actor="test")
         if consent:
-            service.record_consent(s, person.id, guardian, given_by="Kim Minji (mother)", basis="form 17",
-                                   actor="test")
-        zone = service.add_zone(s, service.ZoneIn("School", SCHOOL[0], SCHOOL[1], 100), person_id=person.id,
-                                actor="test")
-        return World(person.id, device, dev.id, guardian, other, operator, other_op, admin, zone.id,
-                     dev.issued_secret)
+            service.record_consent(s, person.id, guardian, given_by="Kim Minji (mother)", basis="form 17", actor="test")
+        zone = service.add_zone(
+            s, service.ZoneIn("School", SCHOOL[0], SCHOOL[1], 100), person_id=person.id, actor="test"
+        )
+        return World(person.id, device, dev.id, guardian, other, operator, other_op, admin, zone.id, dev.issued_secret)
 
 
 def fix(device: str, at: datetime, point: tuple[float, float], **extra) -> Position:
@@ -88,8 +87,17 @@ def rows(db, **where):
 
 def traccar_query(device: str, at: datetime, point=HOME, **extra) -> str:
     """The query string of the Traccar Client (Android) for one fix, in its parameter order."""
-    params = {"id": device, "timestamp": str(int(at.timestamp())), "lat": str(point[0]), "lon": str(point[1]),
-              "speed": "0.0", "bearing": "0.0", "altitude": "30.0", "accuracy": "12.0", "batt": "87.0"}
+    params = {
+        "id": device,
+        "timestamp": str(int(at.timestamp())),
+        "lat": str(point[0]),
+        "lon": str(point[1]),
+        "speed": "0.0",
+        "bearing": "0.0",
+        "altitude": "30.0",
+        "accuracy": "12.0",
+        "batt": "87.0",
+    }
     params.update({k: str(v) for k, v in extra.items()})
     return "&".join(f"{k}={v}" for k, v in params.items())
 

@@ -27,13 +27,19 @@ def count(db) -> int:
 
 def test_only_gateway_keys_and_administrators_may_post(db, client):
     w = make_world(db)
-    body = {"positions": [{"device": w.device, "time": (utcnow() - timedelta(minutes=1)).isoformat(),
-                           "lat": HOME[0], "lon": HOME[1]}]}
+    body = {
+        "positions": [
+            {"device": w.device, "time": (utcnow() - timedelta(minutes=1)).isoformat(), "lat": HOME[0], "lon": HOME[1]}
+        ]
+    }
     assert client.post("/api/safety/positions", json=body).status_code == 401
-    assert client.post("/api/safety/positions", json=body,
-                       headers={"X-API-Key": make_key(db, "mother")}).status_code == 403  # a guardian's key
-    assert client.post("/api/safety/positions", json=body,
-                       headers={"X-API-Key": make_key(db)}).status_code == 403  # a system key of another scope
+    assert (
+        client.post("/api/safety/positions", json=body, headers={"X-API-Key": make_key(db, "mother")}).status_code
+        == 403
+    )  # a guardian's key
+    assert (
+        client.post("/api/safety/positions", json=body, headers={"X-API-Key": make_key(db)}).status_code == 403
+    )  # a system key of another scope
     r = client.post("/api/safety/positions", json=body, headers={"Authorization": f"Bearer {make_key(db, 'root')}"})
     assert r.status_code == 200 and r.json()["stored"] == 1
     assert count(db) == 1
@@ -43,11 +49,24 @@ def test_results_follow_the_order_and_partial_failures_lose_nothing(db, client):
     w = make_world(db)
     key = gateway_key(db)
     start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
-    good = [{"device": w.device, "time": (start + timedelta(seconds=i)).isoformat(), "lat": p[0], "lon": p[1],
-             "speed": 1.2, "bearing": 90, "altitude": 30, "accuracy": 8, "battery": 80, "attributes": {"rssi": -71}}
-            for i, p in enumerate(east_of(HOME, 10 * i) for i in range(5))]
+    good = [
+        {
+            "device": w.device,
+            "time": (start + timedelta(seconds=i)).isoformat(),
+            "lat": p[0],
+            "lon": p[1],
+            "speed": 1.2,
+            "bearing": 90,
+            "altitude": 30,
+            "accuracy": 8,
+            "battery": 80,
+            "attributes": {"rssi": -71},
+        }
+        for i, p in enumerate(east_of(HOME, 10 * i) for i in range(5))
+    ]
     items = [
-        good[0], good[1],
+        good[0],
+        good[1],
         {**good[2], "device": "no-such-tag"},
         {**good[3], "lat": "north"},
         {**good[3], "lon": 181},
@@ -60,9 +79,17 @@ def test_results_follow_the_order_and_partial_failures_lose_nothing(db, client):
     assert r.status_code == 200, r.text
     doc = r.json()
     statuses = [(x["status"], x.get("code")) for x in doc["results"]]
-    assert statuses == [("ok", None), ("ok", None), ("error", "unknown_device"), ("error", "invalid_position"),
-                        ("error", "invalid_position"), ("error", "future_fix"), ("error", "invalid_position"),
-                        ("duplicate", None), ("ok", None)]
+    assert statuses == [
+        ("ok", None),
+        ("ok", None),
+        ("error", "unknown_device"),
+        ("error", "invalid_position"),
+        ("error", "invalid_position"),
+        ("error", "future_fix"),
+        ("error", "invalid_position"),
+        ("duplicate", None),
+        ("ok", None),
+    ]
     assert doc["results"][2]["http_status"] == 404 and doc["results"][3]["details"][0]["field"] == "lat"
     assert (doc["stored"], doc["duplicates"], doc["errors"]) == (3, 1, 5)
     assert count(db) == 3
@@ -110,8 +137,11 @@ def test_the_cli_issues_a_gateway_key_that_posts_positions(db, client, monkeypat
     assert out.exit_code == 0, out.output
     assert "scope safety.gateway" in out.output
     key = out.output.strip().splitlines()[-1]
-    body = {"positions": [{"device": w.device, "time": (utcnow() - timedelta(minutes=1)).isoformat(),
-                           "lat": HOME[0], "lon": HOME[1]}]}
+    body = {
+        "positions": [
+            {"device": w.device, "time": (utcnow() - timedelta(minutes=1)).isoformat(), "lat": HOME[0], "lon": HOME[1]}
+        ]
+    }
     r = client.post("/api/safety/positions", json=body, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200 and r.json()["stored"] == 1
     with db.session() as s:  # the key itself is never stored

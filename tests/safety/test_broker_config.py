@@ -48,16 +48,24 @@ def broker(drop_queue_limit: bool = False) -> MosquittoServer:
     (server.root / "acl").write_text(acl)
     passwd = server.root / "passwd"
     for i, (user, password) in enumerate([("smartcity", "platform-pw"), ("haneul", "phone-pw")]):
-        subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
+            check=True,
+            capture_output=True,
+        )
     return server.start()
 
 
 def platform(db, tmp_path, port: int) -> TestClient:
     from smartcity.app import create_app
 
-    settings = make_settings(db.url, tmp_path, mqtt_url=f"mqtt://smartcity:platform-pw@127.0.0.1:{port}",
-                             mqtt_client_id="smartcity-broker-test", osmand_port=0)
+    settings = make_settings(
+        db.url,
+        tmp_path,
+        mqtt_url=f"mqtt://smartcity:platform-pw@127.0.0.1:{port}",
+        mqtt_client_id="smartcity-broker-test",
+        osmand_port=0,
+    )
     return TestClient(create_app(settings, db))
 
 
@@ -78,9 +86,16 @@ def phone_sends(port: int, n: int) -> None:
     client.loop_start()
     start = int((utcnow() - timedelta(hours=2)).timestamp())
     try:
-        infos = [client.publish("owntracks/haneul/phone", orjson.dumps(
-            {"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": start + i, "acc": 10, "tid": "hn"}), qos=1)
-            for i in range(n)]
+        infos = [
+            client.publish(
+                "owntracks/haneul/phone",
+                orjson.dumps(
+                    {"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": start + i, "acc": 10, "tid": "hn"}
+                ),
+                qos=1,
+            )
+            for i in range(n)
+        ]
         for info in infos:
             info.wait_for_publish(30)
     finally:

@@ -72,8 +72,7 @@ def test_withdrawal_stops_intake_at_once_and_closes_the_links_resting_on_it(db, 
         counts = service.delete_history(s, w.person_id, actor="test")
     assert counts["positions"] == 3 and _positions(db, w.person_id) == 0
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(SafetyEvent).where(
-            SafetyEvent.person_id == w.person_id)) == 0
+        assert s.scalar(select(func.count()).select_from(SafetyEvent).where(SafetyEvent.person_id == w.person_id)) == 0
         assert s.get(DeviceState, w.device_id).lat is None
     [entry] = _audits(db, "delete_history")
     assert entry.object_id == str(w.person_id) and entry.detail["positions"] == 3
@@ -89,8 +88,11 @@ def test_a_guardian_withdraws_consent_on_their_page(db, client, engine):
     page = client.get(f"/safety/guardian/{w.person_id}")
     assert page.status_code == 200 and f'action="/safety/guardian/{w.person_id}/withdraw"' in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    r = client.post(f"/safety/guardian/{w.person_id}/withdraw", data={"csrf_token": token, "delete_history": "1"},
-                    follow_redirects=False)
+    r = client.post(
+        f"/safety/guardian/{w.person_id}/withdraw",
+        data={"csrf_token": token, "delete_history": "1"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     with pytest.raises(NoConsent):
         engine.intake_sync(fix(w.device, utcnow() - timedelta(seconds=20), HOME))
@@ -110,8 +112,11 @@ def test_history_stays_while_another_consent_keeps_others_following(db, client, 
     _walk_in(engine, w)
     signin(client, "mother")
     token = re.search(r'data-csrf="([^"]+)"', client.get("/safety/guardian").text).group(1)
-    r = client.post(f"/api/safety/wards/{w.person_id}/consent/withdraw", params={"delete_history": "true"},
-                    headers={"X-CSRF-Token": token})
+    r = client.post(
+        f"/api/safety/wards/{w.person_id}/consent/withdraw",
+        params={"delete_history": "true"},
+        headers={"X-CSRF-Token": token},
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "history_in_use"
     with db.session() as s:  # nothing half-done: the mother's consent still stands, the history too
         assert service.guardian_ids(s, w.person_id) == sorted([w.guardian_id, other])
@@ -171,16 +176,38 @@ def test_cli_consent_withdrawal_and_removal_reach_a_running_server(db, db_url, t
         wait_for_port(port, timeout=60)
         eventually(lambda: httpx.get(f"{base}/healthz").json().get("events", "listening") == "listening", timeout=20)
         assert send() == 403  # no consent: nothing stored
-        run_cli(db_url, "safety", "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
-                "Kim Minji (mother)", "--basis", "form 17")
+        run_cli(
+            db_url,
+            "safety",
+            "consent",
+            "--person",
+            str(w.person_id),
+            "--guardian",
+            "mother",
+            "--given-by",
+            "Kim Minji (mother)",
+            "--basis",
+            "form 17",
+        )
         eventually(lambda: send() == 200, timeout=5, interval=0.2)
 
         out = run_cli(db_url, "safety", "consent-withdraw", "--person", str(w.person_id))
         assert "intake stopped" in out and "history-delete" in out
         eventually(lambda: send() == 403, timeout=5, interval=0.2)
 
-        run_cli(db_url, "safety", "consent", "--person", str(w.person_id), "--guardian", "mother", "--given-by",
-                "Kim Minji (mother)", "--basis", "form 18")
+        run_cli(
+            db_url,
+            "safety",
+            "consent",
+            "--person",
+            str(w.person_id),
+            "--guardian",
+            "mother",
+            "--given-by",
+            "Kim Minji (mother)",
+            "--basis",
+            "form 18",
+        )
         eventually(lambda: send() == 200, timeout=5, interval=0.2)
         run_cli(db_url, "safety", "device-remove", w.device)
         eventually(lambda: send() not in (200, 403), timeout=5, interval=0.2)  # an unknown device now

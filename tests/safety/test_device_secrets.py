@@ -20,9 +20,11 @@ HTML = {"accept": "text/html"}
 def owntracks_post(client, secret: str, at):
     """One location as the OwnTracks app posts it in HTTP mode."""
     auth = "Basic " + base64.b64encode(f"haneul:{secret}".encode()).decode()
-    return client.post("/owntracks", headers={"X-Limit-U": "haneul", "X-Limit-D": "phone", "Authorization": auth},
-                       json={"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": int(at.timestamp()),
-                             "acc": 10, "tid": "hn"})
+    return client.post(
+        "/owntracks",
+        headers={"X-Limit-U": "haneul", "X-Limit-D": "phone", "Authorization": auth},
+        json={"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": int(at.timestamp()), "acc": 10, "tid": "hn"},
+    )
 
 
 def test_the_guardian_page_shows_a_new_secret_once(db, client):
@@ -31,8 +33,9 @@ def test_the_guardian_page_shows_a_new_secret_once(db, client):
     page = client.get(f"/safety/guardian/{w.person_id}", headers=HTML)
     assert page.status_code == 200 and "haneul/phone" in page.text and 'id="issued-secret"' not in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    r = client.post(f"/safety/guardian/{w.person_id}/devices/{w.device_id}/secret", data={"csrf_token": token},
-                    headers=HTML)
+    r = client.post(
+        f"/safety/guardian/{w.person_id}/devices/{w.device_id}/secret", data={"csrf_token": token}, headers=HTML
+    )
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     secret = re.search(r'<code id="issued-secret">([^<]+)</code>', r.text).group(1)
     assert secret != w.secret
@@ -51,8 +54,9 @@ def test_another_guardian_cannot_renew_a_secret(db, client):
     w = make_world(db, device="haneul/phone", protocols="owntracks")
     signin(client, "stranger")
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/safety/guardian", headers=HTML).text).group(1)
-    r = client.post(f"/safety/guardian/{w.person_id}/devices/{w.device_id}/secret", data={"csrf_token": token},
-                    headers=HTML)
+    r = client.post(
+        f"/safety/guardian/{w.person_id}/devices/{w.device_id}/secret", data={"csrf_token": token}, headers=HTML
+    )
     assert r.status_code == 403
     assert owntracks_post(client, w.secret, utcnow() - timedelta(minutes=1)).status_code == 200  # unchanged
 
@@ -67,14 +71,17 @@ def test_the_cli_registers_an_owntracks_device_with_a_secret_shown_once(db, monk
     get_settings.cache_clear()
     try:
         runner = CliRunner()
-        out = runner.invoke(main, ["safety", "device-add", "oksun/phone", "--person", str(w.person_id),
-                                   "--protocols", "osmand,owntracks"])
+        out = runner.invoke(
+            main,
+            ["safety", "device-add", "oksun/phone", "--person", str(w.person_id), "--protocols", "osmand,owntracks"],
+        )
         assert out.exit_code == 0, out.output
         secret = re.search(r"secret \(shown once[^)]*\): (\S+)", out.output).group(1)
         plain = runner.invoke(main, ["safety", "device-add", "tag-9", "--person", str(w.person_id)])
         assert plain.exit_code == 0 and "secret" not in plain.output
-        bad = runner.invoke(main, ["safety", "device-add", "tag-10", "--person", str(w.person_id),
-                                   "--protocols", "carrier-pigeon"])
+        bad = runner.invoke(
+            main, ["safety", "device-add", "tag-10", "--person", str(w.person_id), "--protocols", "carrier-pigeon"]
+        )
         assert bad.exit_code != 0
     finally:
         get_settings.cache_clear()

@@ -33,8 +33,12 @@ def _rows(db, model=PositionRow, **where):
 
 def _events(db, person_id):
     with db.session() as s:
-        return [(e.kind, e.zone_id) for e in s.scalars(select(SafetyEvent).where(SafetyEvent.person_id == person_id)
-                                                       .order_by(SafetyEvent.at, SafetyEvent.id))]
+        return [
+            (e.kind, e.zone_id)
+            for e in s.scalars(
+                select(SafetyEvent).where(SafetyEvent.person_id == person_id).order_by(SafetyEvent.at, SafetyEvent.id)
+            )
+        ]
 
 
 def test_a_position_is_stored_before_it_is_acknowledged(db, engine):
@@ -212,8 +216,9 @@ def test_walking_through_a_zone_gives_one_arrival_and_one_departure(db, engine):
     assert kinds == ["arrival", "departure"]
     # Guardians were told, in Korean (the mother's language), by SMS (she has a phone).
     with db.session() as s:
-        sms = list(s.scalars(select(Notification).where(Notification.user_id == w.guardian_id)
-                             .order_by(Notification.id)))
+        sms = list(
+            s.scalars(select(Notification).where(Notification.user_id == w.guardian_id).order_by(Notification.id))
+        )
         assert [n.channel for n in sms] == ["sms", "sms"]
         assert "도착" in sms[0].body and "School" in sms[0].body
         assert sms[0].to == "010-1111-2222"
@@ -239,16 +244,16 @@ def test_sos_opens_one_incident_for_the_district_and_alerts_guardians(db, engine
         incidents = list(s.scalars(select(Incident)))
         assert len(incidents) == 1
         assert (incidents[0].kind, incidents[0].status, incidents[0].district_code) == ("sos", "open", GANGNAM)
-        assert s.scalar(select(func.count()).select_from(Notification).where(
-            Notification.topic == "safety.sos")) == 2
+        assert s.scalar(select(func.count()).select_from(Notification).where(Notification.topic == "safety.sos")) == 2
     assert engine.open_incidents[w.person_id]["sos"] == incidents[0].id
 
 
 def test_danger_zone_entry_opens_an_incident(db, engine):
     w = make_world(db)
     with db.session() as s:
-        danger = service.add_zone(s, service.ZoneIn("Reservoir", HOME[0], HOME[1], 60), person_id=None,
-                                  kind="danger").id
+        danger = service.add_zone(
+            s, service.ZoneIn("Reservoir", HOME[0], HOME[1], 60), person_id=None, kind="danger"
+        ).id
     start = utcnow() - timedelta(minutes=5)
     for i in range(3):
         engine.intake_sync(fix(w.device, start + timedelta(seconds=10 * i), HOME))
@@ -287,8 +292,14 @@ def test_a_realistic_noisy_walk_does_not_storm(db, engine):
     points += [east_of(SCHOOL, 0)] * 3 + [east_of(SCHOOL, 300)] * 3
     for i, point in enumerate(points):
         lat, lon = point
-        engine.intake_sync(fix(w.device, start + timedelta(seconds=5 * i), (lat + rng.gauss(0, 1e-5), lon),
-                               accuracy=abs(rng.gauss(12, 4))))
+        engine.intake_sync(
+            fix(
+                w.device,
+                start + timedelta(seconds=5 * i),
+                (lat + rng.gauss(0, 1e-5), lon),
+                accuracy=abs(rng.gauss(12, 4)),
+            )
+        )
     kinds = [k for k, _ in _events(db, w.person_id)]
     assert len(kinds) <= 3, kinds
     assert kinds[-1] == "departure"
@@ -298,8 +309,12 @@ def test_polygon_zones_work_like_circles(db, engine):
     w = make_world(db)
     lat, lon = HOME
     d = 0.0012  # about 130 m north-south, 105 m east-west
-    square = {"type": "Polygon", "coordinates": [[[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d],
-                                                  [lon - d, lat + d], [lon - d, lat - d]]]}
+    square = {
+        "type": "Polygon",
+        "coordinates": [
+            [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d], [lon - d, lat - d]]
+        ],
+    }
     with db.session() as s:
         yard = service.add_zone(s, service.ZoneIn("Yard", polygon=square), person_id=w.person_id).id
     start = utcnow() - timedelta(minutes=10)
@@ -316,8 +331,9 @@ def test_live_positions_go_out_only_while_someone_who_may_see_them_listens(db, e
         second = service.add_person(s, "child", "Lee Dana", actor="test")
         service.add_device(s, second.id, "phone-2", actor="test")
         service.link_guardian(s, second.id, w.other_guardian_id, "father", actor="test")
-        service.record_consent(s, second.id, w.other_guardian_id, given_by="Lee (father)", basis="form 18",
-                               actor="test")
+        service.record_consent(
+            s, second.id, w.other_guardian_id, given_by="Lee (father)", basis="form 18", actor="test"
+        )
     seen = []
     publish_live = service.publish_live
 

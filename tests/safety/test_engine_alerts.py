@@ -92,8 +92,7 @@ def test_the_sos_incident_lists_the_cameras_nearest_the_sos_fix(db, engine):
     w = make_world(db)
     with db.session() as s:
         at_home = assets.create_asset(s, "cctv", HOME[0] + 0.0002, HOME[1], name="home corner", actor="test").id
-        at_school = assets.create_asset(s, "cctv", SCHOOL[0] + 0.0002, SCHOOL[1], name="school gate",
-                                        actor="test").id
+        at_school = assets.create_asset(s, "cctv", SCHOOL[0] + 0.0002, SCHOOL[1], name="school gate", actor="test").id
         service.add_device(s, w.person_id, "watch-1", actor="test")
     now = utcnow()
     engine.intake_sync(fix(w.device, now - timedelta(minutes=2), HOME, alarm="sos"))

@@ -30,8 +30,10 @@ def two_engines(postgres_url, tmp_path):
 
 def _events(db, person_id):
     with db.session() as s:
-        return [(e.kind, e.zone_id) for e in s.scalars(select(SafetyEvent).where(SafetyEvent.person_id == person_id)
-                                                       .order_by(SafetyEvent.at))]
+        return [
+            (e.kind, e.zone_id)
+            for e in s.scalars(select(SafetyEvent).where(SafetyEvent.person_id == person_id).order_by(SafetyEvent.at))
+        ]
 
 
 def test_alternating_engines_agree_on_one_arrival_and_one_departure(two_engines):

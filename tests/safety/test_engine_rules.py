@@ -96,7 +96,11 @@ def test_schedules():
     assert windows[0].contains(wednesday_9)
     assert not windows[0].contains(wednesday_9.replace(hour=15))
     assert not windows[0].contains(datetime(2026, 3, 7, 9, 0))  # Saturday
-    for bad in ([{"days": [7], "start": "08:30", "end": "15:00"}], [{"days": [1], "start": "15:00", "end": "08:00"}],
-                [{"days": [1], "start": "9h", "end": "10:00"}], "weekdays"):
+    for bad in (
+        [{"days": [7], "start": "08:30", "end": "15:00"}],
+        [{"days": [1], "start": "15:00", "end": "08:00"}],
+        [{"days": [1], "start": "9h", "end": "10:00"}],
+        "weekdays",
+    ):
         with pytest.raises(InvalidInput):
             parse_schedule(bad)

@@ -44,8 +44,17 @@ class Publisher:
 
 
 def location(at, **extra) -> dict:
-    return {"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": int(at.timestamp()), "acc": 10, "vel": 36,
-            "batt": 70, "tid": "hn", **extra}
+    return {
+        "_type": "location",
+        "lat": HOME[0],
+        "lon": HOME[1],
+        "tst": int(at.timestamp()),
+        "acc": 10,
+        "vel": 36,
+        "batt": 70,
+        "tid": "hn",
+        **extra,
+    }
 
 
 def stored(db) -> list[PositionRow]:
@@ -56,8 +65,9 @@ def stored(db) -> list[PositionRow]:
 def serving(db, tmp_path, port: int, **settings):
     from smartcity.app import create_app
 
-    app = create_app(make_settings(db.url, tmp_path, mqtt_url=f"mqtt://127.0.0.1:{port}", osmand_port=0,
-                                   **settings), db)
+    app = create_app(
+        make_settings(db.url, tmp_path, mqtt_url=f"mqtt://127.0.0.1:{port}", osmand_port=0, **settings), db
+    )
     return TestClient(app)
 
 
@@ -83,8 +93,10 @@ def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosqui
             phone.send(topic, location(at + timedelta(seconds=30), batt=69))
             eventually(lambda: intake.stats["stored"] + intake.stats["duplicates"] >= 3)
             rows = stored(db)
-            assert [(r.fix_time, r.battery, r.protocol) for r in rows] == [(at, 70, "mqtt"),
-                                                                             (at + timedelta(seconds=30), 69, "mqtt")]
+            assert [(r.fix_time, r.battery, r.protocol) for r in rows] == [
+                (at, 70, "mqtt"),
+                (at + timedelta(seconds=30), 69, "mqtt"),
+            ]
             assert rows[0].speed == pytest.approx(10.0)
             # Both copies of the replay are acknowledged; whether the second counts as a duplicate depends on
             # whether the engine wrote them in one batch (it then answers both with the first's Ack).
@@ -170,9 +182,18 @@ def test_transitions_on_the_event_subtopic_are_received_with_the_default_subscri
             intake = client.app.state.mqtt_intake
             eventually(intake.connected.is_set)
             at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
-            transition = {"_type": "transition", "wtst": int(at.timestamp()) - 3600, "lat": HOME[0], "lon": HOME[1],
-                          "tst": int(at.timestamp()), "acc": 14, "tid": "hn", "event": "enter", "desc": "Home",
-                          "t": "c"}
+            transition = {
+                "_type": "transition",
+                "wtst": int(at.timestamp()) - 3600,
+                "lat": HOME[0],
+                "lon": HOME[1],
+                "tst": int(at.timestamp()),
+                "acc": 14,
+                "tid": "hn",
+                "event": "enter",
+                "desc": "Home",
+                "t": "c",
+            }
             phone.send(f"owntracks/{user}/phone/event", transition)
             phone.send(f"owntracks/{user}/phone/cmd", {"_type": "cmd", "action": "reportLocation"})
             phone.send(f"owntracks/{user}/tracker", location(at))  # registered for OsmAnd only
@@ -180,7 +201,11 @@ def test_transitions_on_the_event_subtopic_are_received_with_the_default_subscri
             eventually(lambda: (intake.stats["received"], intake.stats["stored"], intake.stats["dropped"]) == (2, 1, 1))
             [row] = stored(db)
             assert (row.fix_time, row.protocol, row.attributes["event"], row.attributes["transition"]) == (
-                at, "mqtt", "enter", True)
+                at,
+                "mqtt",
+                "enter",
+                True,
+            )
             metrics = client.get("/metrics").text
             assert 'smartcity_intake_total{protocol="mqtt",result="protocol_not_allowed"} 1.0' in metrics
     finally:

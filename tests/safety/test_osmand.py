@@ -27,18 +27,29 @@ from tests.servers import free_port
 
 
 def test_the_traccar_client_query_decodes_to_a_position():
-    [p] = osmand.decode(b"id=123456&timestamp=1700000000&lat=37.5&lon=127.05&speed=10.0&bearing=91.5&altitude=30.0"
-                        b"&accuracy=12.0&batt=87.0&charge=true&hdop=0.9&driverUniqueId=D7&wifi=aa:bb", "", b"")
-    assert (p.device, p.fix_time, p.lat, p.lon) == ("123456", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC), 37.5,
-                                                    127.05)
+    [p] = osmand.decode(
+        b"id=123456&timestamp=1700000000&lat=37.5&lon=127.05&speed=10.0&bearing=91.5&altitude=30.0"
+        b"&accuracy=12.0&batt=87.0&charge=true&hdop=0.9&driverUniqueId=D7&wifi=aa:bb",
+        "",
+        b"",
+    )
+    assert (p.device, p.fix_time, p.lat, p.lon) == (
+        "123456",
+        datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        37.5,
+        127.05,
+    )
     assert math.isclose(p.speed, 10 * KNOT) and (p.bearing, p.altitude, p.accuracy, p.battery) == (91.5, 30, 12, 87)
     assert p.attributes == {"charge": True, "hdop": 0.9, "driverUniqueId": "D7", "wifi": "aa:bb"}
     assert p.protocol == "osmand" and p.alarm is None
 
 
 def test_deviceid_location_heading_and_a_form_body():
-    [p] = osmand.decode(b"deviceid=abc", "application/x-www-form-urlencoded",
-                        b"location=37.51,127.02&heading=270&alarm=sos&timestamp=1700000000000")
+    [p] = osmand.decode(
+        b"deviceid=abc",
+        "application/x-www-form-urlencoded",
+        b"location=37.51,127.02&heading=270&alarm=sos&timestamp=1700000000000",
+    )
     assert (p.device, p.lat, p.lon, p.bearing, p.alarm) == ("abc", 37.51, 127.02, 270, "sos")
     assert p.fix_time == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # milliseconds detected
 
@@ -46,9 +57,14 @@ def test_deviceid_location_heading_and_a_form_body():
 @given(st.integers(min_value=946_684_800, max_value=4_102_444_800))
 def test_seconds_milliseconds_and_iso_times_agree(epoch):
     at = datetime.fromtimestamp(epoch, UTC)
-    forms = [str(epoch), str(epoch * 1000), at.isoformat(), at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-             at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-             at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Seoul")).isoformat().replace("+", " ")]
+    forms = [
+        str(epoch),
+        str(epoch * 1000),
+        at.isoformat(),
+        at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Seoul")).isoformat().replace("+", " "),
+    ]
     for form in forms:
         [p] = osmand.decode(f"id=d&lat=37.5&lon=127&timestamp={form}", "", b"")
         assert p.fix_time == at, form
@@ -67,31 +83,55 @@ def test_arbitrary_parameters_never_crash_the_decoder(params):
 
 
 def test_the_json_body_of_the_newer_traccar_client():
-    body = (b'{"device_id":"123456","location":{"timestamp":"2024-05-01T08:30:00.000Z","uuid":"u-1",'
-            b'"coords":{"latitude":37.5,"longitude":127.05,"accuracy":9.5,"speed":1.5,"heading":-1,"altitude":31,'
-            b'"altitude_accuracy":3},"is_moving":true,"odometer":1200.5,"event":"motionchange",'
-            b'"battery":{"level":0.42,"is_charging":true},"activity":{"type":"walking"},"extras":{"note":"x"}}}')
+    body = (
+        b'{"device_id":"123456","location":{"timestamp":"2024-05-01T08:30:00.000Z","uuid":"u-1",'
+        b'"coords":{"latitude":37.5,"longitude":127.05,"accuracy":9.5,"speed":1.5,"heading":-1,"altitude":31,'
+        b'"altitude_accuracy":3},"is_moving":true,"odometer":1200.5,"event":"motionchange",'
+        b'"battery":{"level":0.42,"is_charging":true},"activity":{"type":"walking"},"extras":{"note":"x"}}}'
+    )
     [p] = osmand.decode(b"", "application/json", body)
     assert (p.device, p.fix_time) == ("123456", datetime(2024, 5, 1, 8, 30, tzinfo=UTC))
-    assert (p.lat, p.lon, p.accuracy, p.speed, p.bearing, p.altitude, p.battery) == (37.5, 127.05, 9.5, 1.5, None,
-                                                                                      31, 42.0)
-    assert p.attributes == {"altitude_accuracy": 3, "charge": True, "activity": "walking", "uuid": "u-1",
-                            "is_moving": True, "odometer": 1200.5, "event": "motionchange", "note": "x"}
-    many = osmand.decode(b"", "application/json", b'{"device_id":"d","location":[{"coords":{"latitude":1,'
-                         b'"longitude":2},"timestamp":"2024-05-01T08:30:00Z"},{"coords":{"latitude":3,"longitude":4},'
-                         b'"timestamp":"2024-05-01T08:31:00Z","extras":{"alarm":"sos"}}]}')
+    assert (p.lat, p.lon, p.accuracy, p.speed, p.bearing, p.altitude, p.battery) == (
+        37.5,
+        127.05,
+        9.5,
+        1.5,
+        None,
+        31,
+        42.0,
+    )
+    assert p.attributes == {
+        "altitude_accuracy": 3,
+        "charge": True,
+        "activity": "walking",
+        "uuid": "u-1",
+        "is_moving": True,
+        "odometer": 1200.5,
+        "event": "motionchange",
+        "note": "x",
+    }
+    many = osmand.decode(
+        b"",
+        "application/json",
+        b'{"device_id":"d","location":[{"coords":{"latitude":1,'
+        b'"longitude":2},"timestamp":"2024-05-01T08:30:00Z"},{"coords":{"latitude":3,"longitude":4},'
+        b'"timestamp":"2024-05-01T08:31:00Z","extras":{"alarm":"sos"}}]}',
+    )
     assert [(p.lat, p.alarm) for p in many] == [(1, None), (3, "sos")]
 
 
-@pytest.mark.parametrize("query,field", [
-    ("lat=37.5&lon=127", "id"),
-    ("id=d&lat=north&lon=127", "lat"),
-    ("id=d&lat=37.5", "lat/lon"),
-    ("id=d&location=37.5", "location"),
-    ("id=d&lat=37.5&lon=127&speed=fast", "speed"),
-    ("id=d&lat=37.5&lon=127&timestamp=yesterday", "timestamp"),
-    ("id=d&lat=37.5&lon=127&timestamp=1e300", "timestamp"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("lat=37.5&lon=127", "id"),
+        ("id=d&lat=north&lon=127", "lat"),
+        ("id=d&lat=37.5", "lat/lon"),
+        ("id=d&location=37.5", "location"),
+        ("id=d&lat=37.5&lon=127&speed=fast", "speed"),
+        ("id=d&lat=37.5&lon=127&timestamp=yesterday", "timestamp"),
+        ("id=d&lat=37.5&lon=127&timestamp=1e300", "timestamp"),
+    ],
+)
 def test_malformed_parameters_name_the_field(query, field):
     with pytest.raises(InvalidPosition) as err:
         osmand.decode(query, "", b"")
@@ -117,8 +157,14 @@ def test_a_traccar_client_get_is_stored_before_the_200(db, client):
     r = client.get(f"/osmand?{traccar_query(w.device, at, speed='3.0', hdop='1.2')}")
     assert (r.status_code, r.content) == (200, b"")
     [row] = rows(db)
-    assert (row.fix_time, row.lat, row.lon, row.battery, row.accuracy, row.protocol) == (at, HOME[0], HOME[1], 87, 12,
-                                                                                         "osmand")
+    assert (row.fix_time, row.lat, row.lon, row.battery, row.accuracy, row.protocol) == (
+        at,
+        HOME[0],
+        HOME[1],
+        87,
+        12,
+        "osmand",
+    )
     assert math.isclose(row.speed, 3 * KNOT) and row.attributes == {"hdop": 1.2}
 
 
@@ -127,13 +173,26 @@ def test_post_forms_json_and_replays_are_stored_once(db, client):
     at = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)
     form = traccar_query(w.device, at)
     for _ in range(3):  # Traccar Client resends when it missed the answer
-        r = client.post("/api/safety/osmand", content=form,
-                        headers={"content-type": "application/x-www-form-urlencoded"})
+        r = client.post(
+            "/api/safety/osmand", content=form, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
         assert (r.status_code, r.content) == (200, b"")
     later = (at + timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
-    body = {"device_id": w.device, "location": {"timestamp": later, "coords": {"latitude": HOME[0],
-            "longitude": HOME[1], "accuracy": 5, "speed": 1.0, "heading": 10, "altitude": 20},
-            "battery": {"level": 0.5, "is_charging": False}}}
+    body = {
+        "device_id": w.device,
+        "location": {
+            "timestamp": later,
+            "coords": {
+                "latitude": HOME[0],
+                "longitude": HOME[1],
+                "accuracy": 5,
+                "speed": 1.0,
+                "heading": 10,
+                "altitude": 20,
+            },
+            "battery": {"level": 0.5, "is_charging": False},
+        },
+    }
     assert client.post("/osmand", json=body).status_code == 200
     assert client.post("/osmand", json=body).status_code == 200
     got = rows(db)
@@ -158,8 +217,11 @@ def test_refusals_store_nothing_and_keep_what_was_accepted(db, client, tmp_path)
         assert r.status_code == status, (query, r.text)
         assert r.text  # a line saying why
     too_big = "x" * (client.app.state.settings.safety_device_max_bytes + 1)
-    r = client.post("/osmand", content=f"{traccar_query(w.device, now)}&note={too_big}",
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/osmand",
+        content=f"{traccar_query(w.device, now)}&note={too_big}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 413
     assert len(rows(db)) == 1
     # A JSON batch with one bad fix: the good one is kept, the client is told to retry (and the
@@ -219,12 +281,22 @@ def test_the_osmand_port_serves_traccar_client_and_closes_at_shutdown(sqlite_url
             with httpx.Client(timeout=10) as http:
                 r = http.get(f"{base}/?{traccar_query(w.device, at)}")
                 assert (r.status_code, r.content) == (200, b"")
-                r = http.post(f"{base}/", content=traccar_query(w.device, at + timedelta(seconds=10)),
-                              headers={"content-type": "application/x-www-form-urlencoded"})
+                r = http.post(
+                    f"{base}/",
+                    content=traccar_query(w.device, at + timedelta(seconds=10)),
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                )
                 assert r.status_code == 200
-                r = http.post(f"{base}/any/path", json={"device_id": w.device, "location": {
-                    "timestamp": (at + timedelta(seconds=20)).isoformat(),
-                    "coords": {"latitude": HOME[0], "longitude": HOME[1]}}})
+                r = http.post(
+                    f"{base}/any/path",
+                    json={
+                        "device_id": w.device,
+                        "location": {
+                            "timestamp": (at + timedelta(seconds=20)).isoformat(),
+                            "coords": {"latitude": HOME[0], "longitude": HOME[1]},
+                        },
+                    },
+                )
                 assert r.status_code == 200
                 assert http.get(f"{base}/?{traccar_query('stranger-phone', at)}").status_code == 400
                 assert http.get(f"{base}/?id={w.device}&lat=x&lon=1").status_code == 400
@@ -271,9 +343,13 @@ def test_invalid_fixes_are_stored_flagged_and_never_move_the_person(db, client):
     at = utcnow().replace(microsecond=0) - timedelta(minutes=5)
     assert client.get(f"/osmand?{traccar_query(w.device, at)}").status_code == 200
     far = (35.1, 129.0)  # Busan: outside the city, where a bad fix would raise "outside the city"
-    for i, query in enumerate([traccar_query(w.device, at + timedelta(seconds=10), far, valid="false"),
-                               traccar_query(w.device, at + timedelta(seconds=20), (0.0, 0.0)),
-                               traccar_query(w.device, at + timedelta(seconds=30), (0, 0), valid="true")]):
+    for i, query in enumerate(
+        [
+            traccar_query(w.device, at + timedelta(seconds=10), far, valid="false"),
+            traccar_query(w.device, at + timedelta(seconds=20), (0.0, 0.0)),
+            traccar_query(w.device, at + timedelta(seconds=30), (0, 0), valid="true"),
+        ]
+    ):
         assert client.get(f"/osmand?{query}").status_code == 200, i
     got = rows(db)
     assert [r.valid for r in got] == [True, False, False, False]
@@ -309,8 +385,10 @@ def test_errors_name_the_field_in_the_answer(db, client):
     assert r.text == "batt: must be between 0 and 100"  # the parameter Traccar Client sent
     r = client.get(f"/osmand?{traccar_query(w.device, now + timedelta(hours=2))}")
     assert r.status_code == 400 and r.text.startswith("timestamp: ")
-    r = client.post("/osmand", json={"device_id": w.device, "location": {"timestamp": now.isoformat(),
-                                                                         "coords": {"latitude": 37.5}}})
+    r = client.post(
+        "/osmand",
+        json={"device_id": w.device, "location": {"timestamp": now.isoformat(), "coords": {"latitude": 37.5}}},
+    )
     assert r.status_code == 400 and r.text.startswith("coords: ")
     assert rows(db) == []
 

@@ -37,16 +37,33 @@ def refusals(db, wait: float = 5.0) -> list[dict]:
     deadline = time.monotonic() + wait
     while True:
         with db.session() as s:
-            got = [e.detail for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "device_refused")
-                                               .order_by(AuditEntry.id))]
+            got = [
+                e.detail
+                for e in s.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "device_refused").order_by(AuditEntry.id)
+                )
+            ]
         if got or time.monotonic() > deadline:
             return got
         time.sleep(0.1)
 
 
 def location(at, point=HOME, **extra) -> dict:
-    msg = {"_type": "location", "lat": point[0], "lon": point[1], "tst": int(at.timestamp()), "acc": 12, "alt": 31,
-           "vel": 18, "cog": 270, "batt": 64, "tid": "hn", "t": "u", "conn": "w", "BSSID": "aa:bb:cc:dd:ee:ff"}
+    msg = {
+        "_type": "location",
+        "lat": point[0],
+        "lon": point[1],
+        "tst": int(at.timestamp()),
+        "acc": 12,
+        "alt": 31,
+        "vel": 18,
+        "cog": 270,
+        "batt": 64,
+        "tid": "hn",
+        "t": "u",
+        "conn": "w",
+        "BSSID": "aa:bb:cc:dd:ee:ff",
+    }
     msg.update(extra)
     return msg
 
@@ -64,7 +81,14 @@ def test_a_location_is_stored_and_answered_with_an_empty_array(db, client):
     assert (r.status_code, r.json()) == (200, [])
     [row] = stored(db)
     assert (row.fix_time, row.lat, row.accuracy, row.altitude, row.bearing, row.battery, row.protocol) == (
-        at, HOME[0], 12, 31, 270, 64, "owntracks")
+        at,
+        HOME[0],
+        12,
+        31,
+        270,
+        64,
+        "owntracks",
+    )
     assert math.isclose(row.speed, 5.0)  # 18 km/h
     assert row.attributes == {"tid": "hn", "t": "u", "conn": "w", "BSSID": "aa:bb:cc:dd:ee:ff"}
     # The same message again (the app resends when unsure): acknowledged, stored once.
@@ -77,8 +101,9 @@ def test_identity_from_the_query_or_basic_auth(db, client):
     at = utcnow() - timedelta(minutes=2)
     r = client.post("/owntracks?u=haneul&d=phone", json=location(at), headers={"Authorization": basic(w.secret)})
     assert r.status_code == 200
-    r = client.post("/owntracks?d=phone", json=location(at + timedelta(seconds=5)),
-                    headers={"Authorization": basic(w.secret)})
+    r = client.post(
+        "/owntracks?d=phone", json=location(at + timedelta(seconds=5)), headers={"Authorization": basic(w.secret)}
+    )
     assert r.status_code == 200
     assert len(stored(db)) == 2
 
@@ -87,11 +112,23 @@ def test_transitions_are_kept_and_other_types_ignored(db, client):
     w = owntracks_world(db)
     HEADERS = app_headers(w.secret)
     at = utcnow() - timedelta(minutes=3)
-    transition = {"_type": "transition", "event": "leave", "desc": "School", "lat": HOME[0], "lon": HOME[1],
-                  "tst": int(at.timestamp()), "wtst": 1700000000, "acc": 10, "t": "c"}
+    transition = {
+        "_type": "transition",
+        "event": "leave",
+        "desc": "School",
+        "lat": HOME[0],
+        "lon": HOME[1],
+        "tst": int(at.timestamp()),
+        "wtst": 1700000000,
+        "acc": 10,
+        "t": "c",
+    }
     assert client.post("/owntracks", json=transition, headers=HEADERS).json() == []
-    for other in ({"_type": "waypoint", "desc": "Home", "lat": 1, "lon": 2, "rad": 50, "tst": 1},
-                  {"_type": "lwt", "tst": 1}, {"_type": "card", "name": "Haneul"}):
+    for other in (
+        {"_type": "waypoint", "desc": "Home", "lat": 1, "lon": 2, "rad": 50, "tst": 1},
+        {"_type": "lwt", "tst": 1},
+        {"_type": "card", "name": "Haneul"},
+    ):
         r = client.post("/owntracks", json=other, headers=HEADERS)
         assert (r.status_code, r.json()) == (200, [])
     [row] = stored(db)
@@ -103,8 +140,12 @@ def test_refusals_are_json_errors_with_the_right_status(db, client):
     HEADERS = app_headers(w.secret)
     at = utcnow() - timedelta(minutes=1)
     cases = [
-        ({"X-Limit-U": "nobody", "X-Limit-D": "phone", "Authorization": basic(w.secret, "nobody")}, location(at), 404,
-         "unknown_device"),
+        (
+            {"X-Limit-U": "nobody", "X-Limit-D": "phone", "Authorization": basic(w.secret, "nobody")},
+            location(at),
+            404,
+            "unknown_device",
+        ),
         ({}, location(at), 400, "invalid_position"),
         (HEADERS, location(at, lat="north"), 400, "invalid_position"),
         (HEADERS, location(at, lat=95), 400, "invalid_position"),
@@ -118,8 +159,9 @@ def test_refusals_are_json_errors_with_the_right_status(db, client):
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
     r = client.post("/owntracks", content=b"{not json", headers=HEADERS)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_position"
-    r = client.post("/owntracks", content=b"[" + b" " * client.app.state.settings.safety_device_max_bytes + b"]",
-                    headers=HEADERS)
+    r = client.post(
+        "/owntracks", content=b"[" + b" " * client.app.state.settings.safety_device_max_bytes + b"]", headers=HEADERS
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
     assert stored(db) == []
 
@@ -153,8 +195,9 @@ def test_a_wrong_password_stores_nothing_even_after_the_right_one_was_seen(db, c
     # The right secret first: it is remembered as verified, which must not let a wrong one through later.
     assert client.post("/owntracks", json=location(at), headers=app_headers(w.secret)).status_code == 200
     for i in range(3):
-        r = client.post("/owntracks", json=location(at + timedelta(seconds=10 + i)),
-                        headers=app_headers(w.secret + "x"))
+        r = client.post(
+            "/owntracks", json=location(at + timedelta(seconds=10 + i)), headers=app_headers(w.secret + "x")
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_credentials")
     r = client.post("/owntracks", json=location(at + timedelta(seconds=20)), headers=app_headers("secret"))
     assert r.status_code == 401
@@ -163,8 +206,11 @@ def test_a_wrong_password_stores_nothing_even_after_the_right_one_was_seen(db, c
     assert {e["reason"] for e in entries} == {"bad_secret"}
     assert sum(e["count"] for e in entries) == 4  # every refusal counted, however few entries
     # A Basic user other than the X-Limit-U user is refused too.
-    r = client.post("/owntracks", json=location(at + timedelta(seconds=30)),
-                    headers={**IDENTITY, "Authorization": basic(w.secret, "mallory")})
+    r = client.post(
+        "/owntracks",
+        json=location(at + timedelta(seconds=30)),
+        headers={**IDENTITY, "Authorization": basic(w.secret, "mallory")},
+    )
     assert r.status_code == 401
     assert len(stored(db)) == 1
 
@@ -207,8 +253,9 @@ def test_error_messages_name_the_field(db, client):
     assert r.json()["error"]["message"] == "lat: must be between -90 and 90"
     r = client.post("/owntracks", json=location(at, vel="fast"), headers=app_headers(w.secret))
     assert r.json()["error"]["message"].startswith("vel: ")
-    r = client.post("/owntracks", json={k: v for k, v in location(at).items() if k != "tst"},
-                    headers=app_headers(w.secret))
+    r = client.post(
+        "/owntracks", json={k: v for k, v in location(at).items() if k != "tst"}, headers=app_headers(w.secret)
+    )
     assert r.json()["error"]["message"].startswith("tst: ")
     r = client.post("/owntracks", json=location(at, batt=120), headers=app_headers(w.secret))
     assert r.json()["error"]["message"] == "batt: must be between 0 and 100"  # the app's own key

@@ -27,8 +27,18 @@ REFUSALS = {"access_denied", "location_denied", "guardian_denied", "incident_den
 READS = {"read_location", "read_track", "read_alerts", "read_zones", "read_incident"}
 
 # Who asks: the user name behind the API key (None: a system key without a user; "" for nobody at all).
-CALLERS = ["anonymous", "citizen", "staff", "publisher", "system-key", "root", "stranger", "mother",
-           "op-gangnam", "op-jongno"]
+CALLERS = [
+    "anonymous",
+    "citizen",
+    "staff",
+    "publisher",
+    "system-key",
+    "root",
+    "stranger",
+    "mother",
+    "op-gangnam",
+    "op-jongno",
+]
 
 
 @pytest.fixture
@@ -50,8 +60,13 @@ def world(db, tmp_path):
             [incident] = service.list_incidents(s, w.identity(db, w.operator_id))
         w.incident_id = incident["id"]
         w.engine, w.server = engine, server
-        keys = {"anonymous": None, "system-key": make_key(db, None), "citizen": make_key(db, "minji"),
-                "staff": make_key(db, "clerk"), "publisher": make_key(db, "datahub")}
+        keys = {
+            "anonymous": None,
+            "system-key": make_key(db, None),
+            "citizen": make_key(db, "minji"),
+            "staff": make_key(db, "clerk"),
+            "publisher": make_key(db, "datahub"),
+        }
         for name in ("root", "stranger", "mother", "op-gangnam", "op-jongno"):
             keys[name] = make_key(db, name)
         w.keys = keys
@@ -122,8 +137,14 @@ def test_every_role_on_every_safety_route(db, world):
     for caller in CALLERS:
         for name, (method, path, body) in routes.items():
             before = _last_audit_id(db)
-            r = httpx.request(method, f"{w.server.url}{path}", headers=_headers(w, caller), json=body,
-                              follow_redirects=False, timeout=30)
+            r = httpx.request(
+                method,
+                f"{w.server.url}{path}",
+                headers=_headers(w, caller),
+                json=body,
+                follow_redirects=False,
+                timeout=30,
+            )
             entries = _audits_since(db, before)
             actions = {e.action for e in entries}
             allowed = name in ALLOWED.get(caller, set())
@@ -161,8 +182,12 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
         eventually(lambda: readers["op-gangnam"].of("safety.incident.resolved"))
         w.engine.intake_sync(fix(w.device, utcnow() - timedelta(seconds=10), SCHOOL, battery=59.0))
         eventually(lambda: len(readers["mother"].of("safety.position")) >= 2)
-        eventually(lambda: _audit_count(db, "root") and any(
-            e.action == "event_denied" for e in _audits_since(db, 0) if e.actor == "root"))
+        eventually(
+            lambda: (
+                _audit_count(db, "root")
+                and any(e.action == "event_denied" for e in _audits_since(db, 0) if e.actor == "root")
+            )
+        )
     finally:
         for reader in readers.values():
             reader.__exit__(None, None, None)
@@ -179,8 +204,11 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
         assert located(caller) == [], caller
     assert readers["root"].of("safety.position") == [] and readers["root"].of("safety.alert") == []
 
-    entries = eventually(lambda: [e for e in _audits_since(db, 0) if (e.detail or {}).get("via") == "events"
-                                  or e.action == "subscribe_events"])
+    entries = eventually(
+        lambda: [
+            e for e in _audits_since(db, 0) if (e.detail or {}).get("via") == "events" or e.action == "subscribe_events"
+        ]
+    )
     subscribed = {e.actor for e in entries if e.action == "subscribe_events"}
     assert {"root", "mother", "op-gangnam", "stranger", "anonymous"} <= subscribed
     reads = {(e.actor, (e.detail or {}).get("as")) for e in entries if e.action == "read_live"}
@@ -188,8 +216,14 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
     assert not any(e.actor == "root" for e in entries if e.action == "read_live")
     # When the stream ends, its tally: the guardian's live reads of her ward, counted. (The server notices a
     # client gone at its next write, the 15 s keep-alive at the latest.)
-    tally = eventually(lambda: [e for e in _audits_since(db, 0) if e.actor == "mother" and e.action == "read_live"
-                                and (e.detail or {}).get("stream") == "closed"], timeout=25, interval=0.5)
+    tally = eventually(
+        lambda: [
+            e
+            for e in _audits_since(db, 0)
+            if e.actor == "mother" and e.action == "read_live" and (e.detail or {}).get("stream") == "closed"
+        ],
+        timeout=25,
+        interval=0.5,
+    )
     assert tally[0].detail["events"] >= 2
-    assert any(e.actor == "root" and e.object_id == str(w.person_id) for e in entries
-               if e.action == "event_denied")
+    assert any(e.actor == "root" and e.object_id == str(w.person_id) for e in entries if e.action == "event_denied")

@@ -58,17 +58,34 @@ def test_registry_rules(db):
 
 def test_zone_validation(db):
     w = make_world(db)
-    square = {"type": "Polygon", "coordinates": [[[127.056, 37.501], [127.058, 37.501], [127.058, 37.4995],
-                                                  [127.056, 37.4995], [127.056, 37.501]]]}
+    square = {
+        "type": "Polygon",
+        "coordinates": [
+            [[127.056, 37.501], [127.058, 37.501], [127.058, 37.4995], [127.056, 37.4995], [127.056, 37.501]]
+        ],
+    }
     with db.session() as s:
-        z = service.add_zone(s, service.ZoneIn("Yard", polygon=square, schedule=[
-            {"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]), person_id=w.person_id)
+        z = service.add_zone(
+            s,
+            service.ZoneIn(
+                "Yard", polygon=square, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]
+            ),
+            person_id=w.person_id,
+        )
         assert service.zone_to_dict(z)["polygon"]["type"] == "Polygon"
-        for bad in (service.ZoneIn("x", 37.5, 127.05, 5), service.ZoneIn("", 37.5, 127.05, 100),
-                    service.ZoneIn("x", polygon={"type": "Point", "coordinates": [127, 37.5]}),
-                    service.ZoneIn("bow", polygon={"type": "Polygon", "coordinates": [[[127.05, 37.5], [127.06, 37.51],
-                                   [127.06, 37.5], [127.05, 37.51], [127.05, 37.5]]]}),
-                    service.ZoneIn("x", 37.5, 127.05, 100, schedule=[{"days": [9]}])):
+        for bad in (
+            service.ZoneIn("x", 37.5, 127.05, 5),
+            service.ZoneIn("", 37.5, 127.05, 100),
+            service.ZoneIn("x", polygon={"type": "Point", "coordinates": [127, 37.5]}),
+            service.ZoneIn(
+                "bow",
+                polygon={
+                    "type": "Polygon",
+                    "coordinates": [[[127.05, 37.5], [127.06, 37.51], [127.06, 37.5], [127.05, 37.51], [127.05, 37.5]]],
+                },
+            ),
+            service.ZoneIn("x", 37.5, 127.05, 100, schedule=[{"days": [9]}]),
+        ):
             with pytest.raises(InvalidInput):
                 service.add_zone(s, bad, person_id=w.person_id)
         with pytest.raises(OutsideCity):
@@ -194,8 +211,12 @@ def test_incident_workflow_is_timestamped_audited_and_published(db, engine):
         service.resolve(s, op, incident_id)
     if not db.is_postgres:  # on PostgreSQL events come back through LISTEN, which this test does not run
         topics = [t for t, district, audience, _ in seen if audience == "safety.operate"]
-        assert topics == ["safety.incident.opened", "safety.incident.acknowledged", "safety.incident.dispatched",
-                          "safety.incident.resolved"]
+        assert topics == [
+            "safety.incident.opened",
+            "safety.incident.acknowledged",
+            "safety.incident.dispatched",
+            "safety.incident.resolved",
+        ]
         assert {d for _, d, a, _ in seen if a} == {GANGNAM}
         assert any(users == [w.guardian_id] for *_, users in seen)
     assert not engine.open_incidents.get(w.person_id)
@@ -254,8 +275,17 @@ def test_absence_from_a_scheduled_zone(db, engine, settings):
 
     w = make_world(db)
     with db.session() as s:
-        service.update_zone(s, w.school_zone, service.ZoneIn("School", SCHOOL[0], SCHOOL[1], 100, schedule=[
-            {"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]))
+        service.update_zone(
+            s,
+            w.school_zone,
+            service.ZoneIn(
+                "School",
+                SCHOOL[0],
+                SCHOOL[1],
+                100,
+                schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}],
+            ),
+        )
     kst = context_of(db).profile.tz
     wednesday = datetime.now(kst).date() - timedelta(days=(datetime.now(kst).weekday() - 2) % 7)
 
@@ -283,8 +313,18 @@ def test_retention_purges_old_history(db, settings):
     now = utcnow()
     with db.session() as s:
         for days in (40, 31, 29, 1):
-            s.add(PositionRow(device_id=w.device_id, person_id=w.person_id, fix_time=now - timedelta(days=days),
-                              received_at=now, lat=HOME[0], lon=HOME[1], protocol="test", outside_city=False))
+            s.add(
+                PositionRow(
+                    device_id=w.device_id,
+                    person_id=w.person_id,
+                    fix_time=now - timedelta(days=days),
+                    received_at=now,
+                    lat=HOME[0],
+                    lon=HOME[1],
+                    protocol="test",
+                    outside_city=False,
+                )
+            )
             s.add(SafetyEvent(kind="arrival", person_id=w.person_id, at=now - timedelta(days=days)))
     assert service.purge_history(db, settings, now=now) == 2
     with db.session() as s:
@@ -304,8 +344,18 @@ def test_retention_runs_as_a_scheduled_job(db, settings):
     w = make_world(db)
     old = utcnow() - timedelta(days=45)
     with db.session() as s:
-        s.add(PositionRow(device_id=w.device_id, person_id=w.person_id, fix_time=old, received_at=old,
-                          lat=HOME[0], lon=HOME[1], protocol="test", outside_city=False))
+        s.add(
+            PositionRow(
+                device_id=w.device_id,
+                person_id=w.person_id,
+                fix_time=old,
+                received_at=old,
+                lat=HOME[0],
+                lon=HOME[1],
+                protocol="test",
+                outside_city=False,
+            )
+        )
     Scheduler(db, settings).run_due()  # a new scheduler: every job is due
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(PositionRow)) == 0
@@ -338,8 +388,21 @@ def test_cli_and_demo(sqlite_url, monkeypatch, tmp_path):
         assert added.exit_code == 0, added.output
         again = runner.invoke(main, ["safety", "device-add", "oksun-tag", "--person", person])
         assert again.exit_code == 2 and "already registered" in again.output
-        consent = runner.invoke(main, ["safety", "consent", "--person", person, "--guardian", "guardian",
-                                       "--given-by", "Lee Oksun herself", "--basis", "signed form"])
+        consent = runner.invoke(
+            main,
+            [
+                "safety",
+                "consent",
+                "--person",
+                person,
+                "--guardian",
+                "guardian",
+                "--given-by",
+                "Lee Oksun herself",
+                "--basis",
+                "signed form",
+            ],
+        )
         assert consent.exit_code == 0, consent.output
         listed = runner.invoke(main, ["safety", "devices", "--json"]).output
         assert '"identifier": "oksun-tag"' in listed

@@ -148,8 +148,11 @@ def count_rows(db) -> int:
 
 def stored_at(db, device_id: int, at) -> int:
     with db.session() as s:
-        return s.scalar(select(func.count()).select_from(PositionRow).where(PositionRow.device_id == device_id,
-                                                                            PositionRow.fix_time == at))
+        return s.scalar(
+            select(func.count())
+            .select_from(PositionRow)
+            .where(PositionRow.device_id == device_id, PositionRow.fix_time == at)
+        )
 
 
 # --- 1. OsmAnd through the writer process ---------------------------------------------------------
@@ -166,7 +169,13 @@ def test_osmand_answers_come_from_the_writer_process(intake):
     assert (r.status_code, r.content) == (200, b"")
     [row] = rows(db)  # committed by the writer before the 200 was sent
     assert (row.device_id, row.fix_time, row.lat, row.lon, row.battery, row.protocol) == (
-        w.device_id, at, HOME[0], HOME[1], 87, "osmand")
+        w.device_id,
+        at,
+        HOME[0],
+        HOME[1],
+        87,
+        "osmand",
+    )
 
     for _ in range(2):  # Traccar Client resends when it missed the answer
         r = c.get(f"/osmand?{traccar_query(w.device, at)}")
@@ -187,11 +196,13 @@ def test_osmand_answers_come_from_the_writer_process(intake):
     assert rows(db, device_id=other) == []
 
     now = utcnow().replace(microsecond=0)
-    for query in (traccar_query(w.device, now, lat="91.0"),  # out of range: refused by the writer's engine
-                  traccar_query(w.device, now, lon="abc"),  # not a number: refused by the decoder
-                  traccar_query(w.device, now, batt="150"),
-                  traccar_query(w.device, now + timedelta(hours=2)),  # in the future
-                  "id=&lat=37.5&lon=127"):
+    for query in (
+        traccar_query(w.device, now, lat="91.0"),  # out of range: refused by the writer's engine
+        traccar_query(w.device, now, lon="abc"),  # not a number: refused by the decoder
+        traccar_query(w.device, now, batt="150"),
+        traccar_query(w.device, now + timedelta(hours=2)),  # in the future
+        "id=&lat=37.5&lon=127",
+    ):
         r = c.get(f"/osmand?{query}")
         assert r.status_code == 400, (query, r.text)
         assert r.text
@@ -207,9 +218,18 @@ def test_a_gateway_batch_gets_results_in_order_and_the_good_ones_are_stored(inta
     with db.session() as s:
         _, key = accounts.create_api_key(s, "tag vendor gateway", scope=GATEWAY_SCOPE)
     start = ago(minutes=30)
-    good = [{"device": w.device, "time": (start + timedelta(seconds=i)).isoformat(), "lat": p[0], "lon": p[1],
-             "accuracy": 8, "battery": 80, "attributes": {"rssi": -71}}
-            for i, p in enumerate(east_of(HOME, 10 * i) for i in range(4))]
+    good = [
+        {
+            "device": w.device,
+            "time": (start + timedelta(seconds=i)).isoformat(),
+            "lat": p[0],
+            "lon": p[1],
+            "accuracy": 8,
+            "battery": 80,
+            "attributes": {"rssi": -71},
+        }
+        for i, p in enumerate(east_of(HOME, 10 * i) for i in range(4))
+    ]
     items = [
         good[0],
         {**good[1], "device": "no-such-tag"},
@@ -225,17 +245,26 @@ def test_a_gateway_batch_gets_results_in_order_and_the_good_ones_are_stored(inta
     assert r.status_code == 200, r.text
     doc = r.json()
     assert [(x["status"], x.get("code")) for x in doc["results"]] == [
-        ("ok", None), ("error", "unknown_device"), ("ok", None), ("error", "invalid_position"),
-        ("error", "invalid_position"), ("error", "future_fix"), ("duplicate", None), ("ok", None),
-        ("error", "invalid_position")]
+        ("ok", None),
+        ("error", "unknown_device"),
+        ("ok", None),
+        ("error", "invalid_position"),
+        ("error", "invalid_position"),
+        ("error", "future_fix"),
+        ("duplicate", None),
+        ("ok", None),
+        ("error", "invalid_position"),
+    ]
     assert doc["results"][1]["http_status"] == 404 and doc["results"][3]["details"][0]["field"] == "lat"
     assert (doc["stored"], doc["duplicates"], doc["errors"]) == (3, 1, 5)
     ids = [x["id"] for x in doc["results"] if x["status"] == "ok"]
     got = rows(db)
     assert sorted(r.id for r in got) == sorted(ids)
     assert [(r.fix_time.isoformat(), r.alarm, r.attributes) for r in got] == [
-        (good[0]["time"], None, {"rssi": -71}), (good[1]["time"], None, {"rssi": -71}),
-        (good[3]["time"], "sos", {"rssi": -71})]
+        (good[0]["time"], None, {"rssi": -71}),
+        (good[1]["time"], None, {"rssi": -71}),
+        (good[3]["time"], "sos", {"rssi": -71}),
+    ]
     with db.session() as s:
         assert s.scalars(select(Incident.kind)).all() == ["sos"]
     # The whole batch again: the stored ones are duplicates, nothing doubles.
@@ -251,8 +280,11 @@ def test_an_sos_in_the_writer_reaches_the_control_room_and_the_guardian_live(liv
     db, w = live.db, live.w
     url = f"{live.url}/api/events/stream?topics=safety."
     operator, guardian = make_key(db, "op-gangnam"), make_key(db, "mother")
-    with SSEReader(url, {"X-API-Key": operator}) as room, SSEReader(url, {"X-API-Key": guardian}) as mother, \
-            httpx.Client(timeout=30) as http:
+    with (
+        SSEReader(url, {"X-API-Key": operator}) as room,
+        SSEReader(url, {"X-API-Key": guardian}) as mother,
+        httpx.Client(timeout=30) as http,
+    ):
         at = ago(seconds=20)
         r = http.get(f"{live.url}/osmand?{traccar_query(w.device, at, point=SOS_POINT, alarm='sos')}")
         assert r.status_code == 200, r.text
@@ -261,15 +293,17 @@ def test_an_sos_in_the_writer_reaches_the_control_room_and_the_guardian_live(liv
         for stream in (room, mother):  # the operator by district, the guardian by user: both crossed
             [opened] = eventually(lambda stream=stream: stream.of("safety.incident.opened"), timeout=10)
             assert (opened["id"], opened["person_id"], opened["kind"], opened["district"]) == (
-                incident.id, w.person_id, "sos", "11230")
+                incident.id,
+                w.person_id,
+                "sos",
+                "11230",
+            )
         # A later fix: its live position comes after the incident on the same path; by then the incident
         # event has arrived exactly once.
         later = at + timedelta(seconds=10)
         assert http.get(f"{live.url}/osmand?{traccar_query(w.device, later, point=SOS_POINT)}").status_code == 200
-        eventually(lambda: [p for p in mother.of("safety.position") if p["fix_time"] == later.isoformat()],
-                   timeout=10)
-        eventually(lambda: [p for p in room.of("safety.position") if p["fix_time"] == later.isoformat()],
-                   timeout=10)
+        eventually(lambda: [p for p in mother.of("safety.position") if p["fix_time"] == later.isoformat()], timeout=10)
+        eventually(lambda: [p for p in room.of("safety.position") if p["fix_time"] == later.isoformat()], timeout=10)
         assert len(mother.of("safety.incident.opened")) == 1 and len(room.of("safety.incident.opened")) == 1
 
 
@@ -284,8 +318,12 @@ def _csrf(client) -> dict:
 
 def _events(db, person_id):
     with db.session() as s:
-        return [(e.kind, e.zone_id) for e in s.scalars(select(SafetyEvent).where(SafetyEvent.person_id == person_id)
-                                                       .order_by(SafetyEvent.at, SafetyEvent.id))]
+        return [
+            (e.kind, e.zone_id)
+            for e in s.scalars(
+                select(SafetyEvent).where(SafetyEvent.person_id == person_id).order_by(SafetyEvent.at, SafetyEvent.id)
+            )
+        ]
 
 
 def test_a_zone_added_in_the_serving_process_is_used_by_the_running_writer(intake):
@@ -299,8 +337,11 @@ def test_a_zone_added_in_the_serving_process_is_used_by_the_running_writer(intak
     assert c.get(f"/osmand?{traccar_query(w.device, start, point=walk[0])}").status_code == 200
 
     signin(c, "mother")
-    r = c.post(f"/api/safety/wards/{w.person_id}/zones", headers=_csrf(c),
-               json={"name": "Home", "lat": HOME[0], "lon": HOME[1], "radius_m": 100})
+    r = c.post(
+        f"/api/safety/wards/{w.person_id}/zones",
+        headers=_csrf(c),
+        json={"name": "Home", "lat": HOME[0], "lon": HOME[1], "radius_m": 100},
+    )
     assert r.status_code == 201, r.text
     home_zone = r.json()["id"]
     assert engine.process.pid == pid  # the same writer: it reloaded, it was not restarted
@@ -411,9 +452,11 @@ def test_owntracks_secrets_are_checked_and_refusals_audited_in_the_writer_proces
 
     def post(password: str, when):
         auth = "Basic " + base64.b64encode(f"haneul:{password}".encode()).decode()
-        return c.post("/owntracks", headers={"X-Limit-U": "haneul", "X-Limit-D": "phone", "Authorization": auth},
-                      json={"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": int(when.timestamp()),
-                            "tid": "hn"})
+        return c.post(
+            "/owntracks",
+            headers={"X-Limit-U": "haneul", "X-Limit-D": "phone", "Authorization": auth},
+            json={"_type": "location", "lat": HOME[0], "lon": HOME[1], "tst": int(when.timestamp()), "tid": "hn"},
+        )
 
     assert post(secret, at).status_code == 200
     r = post("guess", at + timedelta(seconds=10))
@@ -423,7 +466,8 @@ def test_owntracks_secrets_are_checked_and_refusals_audited_in_the_writer_proces
 
     def refused():
         with db.session() as s:
-            return sorted(e.detail["reason"] for e in s.scalars(
-                select(AuditEntry).where(AuditEntry.action == "device_refused")))
+            return sorted(
+                e.detail["reason"] for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "device_refused"))
+            )
 
     eventually(lambda: refused() == ["bad_secret", "protocol_not_allowed"])

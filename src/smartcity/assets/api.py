@@ -63,8 +63,12 @@ def nearest(
 ) -> dict:
     """The `k` assets of a kind nearest a point, nearest first, with distances in metres."""
     found = service.nearest(request.app.state.db, kind, lat, lon, k)
-    return {"kind": kind, "lat": lat, "lon": lon,
-            "nearest": [ref.to_dict() | {"distance_m": round(d, 1)} for ref, d in found]}
+    return {
+        "kind": kind,
+        "lat": lat,
+        "lon": lon,
+        "nearest": [ref.to_dict() | {"distance_m": round(d, 1)} for ref, d in found],
+    }
 
 
 @router.get("/{asset_id}")
@@ -93,8 +97,17 @@ class AssetIn(BaseModel):
 def create_asset(request: Request, body: AssetIn, identity: Manager) -> dict:
     """Register one asset (administrators)."""
     with request.app.state.db.session() as s:
-        asset = service.create_asset(s, body.kind, body.lat, body.lon, name=body.name, attributes=body.attributes,
-                                     source=body.source, external_id=body.external_id, actor=identity)
+        asset = service.create_asset(
+            s,
+            body.kind,
+            body.lat,
+            body.lon,
+            name=body.name,
+            attributes=body.attributes,
+            source=body.source,
+            external_id=body.external_id,
+            actor=identity,
+        )
         return service.to_dict(asset)
 
 

@@ -12,8 +12,12 @@ from smartcity.core.cli import command_errors, database, read_file
 @click.command("assets")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--kind", required=True, help="cctv, wifi, air_sensor, noise_sensor, sensor, streetlight, other.")
-@click.option("--format", "fmt", default=None,
-              help="national-cctv, seoul-safety-cctv, wifi, sdot or generic; detected from the header if omitted.")
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    help="national-cctv, seoul-safety-cctv, wifi, sdot or generic; detected from the header if omitted.",
+)
 @click.option("--source", default=None, help="Name of the source list (default: the file name).")
 @click.option("--show", "show", default=10, show_default=True, help="Skipped/warned rows to print per reason.")
 def import_assets(file: Path, kind: str, fmt: str | None, source: str | None, show: int) -> None:
@@ -29,8 +33,7 @@ def import_assets(file: Path, kind: str, fmt: str | None, source: str | None, sh
         chosen, rows = service.read_rows(data, fmt)
         click.echo(f"{file.name}: format {chosen.name} ({chosen.description}), {len(rows)} rows")
         with db.session() as s, click.progressbar(length=len(rows), label=f"importing {kind}") as bar:
-            report = service.import_csv(s, data, kind, source=source or file.name, fmt=chosen.name,
-                                        progress=bar.update)
+            report = service.import_csv(s, data, kind, source=source or file.name, fmt=chosen.name, progress=bar.update)
         click.echo(report.summary())
         for title, problems in (("skipped", report.skipped), ("warnings", report.warnings)):
             for reason, count in report.reasons(problems).most_common():

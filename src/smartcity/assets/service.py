@@ -220,10 +220,18 @@ class CsvFormat:
 FORMATS: dict[str, CsvFormat] = {
     f.name: f
     for f in (
-        CsvFormat("national-cctv", "national CCTV standard data (data.go.kr)", _national_cctv,
-                  ("latitude", "longitude", "keep_day", "count")),
-        CsvFormat("seoul-safety-cctv", "Seoul Safety (안심이) CCTV list (data.seoul.go.kr OA-20923)",
-                  _seoul_safety_cctv, ("자치구", "위도", "경도", "CCTV")),
+        CsvFormat(
+            "national-cctv",
+            "national CCTV standard data (data.go.kr)",
+            _national_cctv,
+            ("latitude", "longitude", "keep_day", "count"),
+        ),
+        CsvFormat(
+            "seoul-safety-cctv",
+            "Seoul Safety (안심이) CCTV list (data.seoul.go.kr OA-20923)",
+            _seoul_safety_cctv,
+            ("자치구", "위도", "경도", "CCTV"),
+        ),
         CsvFormat("wifi", "public Wi-Fi standard data", _wifi, ("latitude", "longitude", "place")),
         CsvFormat("sdot", "S-DoT sensor list (data.seoul.go.kr OA-15969)", _sdot, ("시리얼", "위도", "경도")),
         CsvFormat("generic", "any CSV with lat/lon columns (optional id, name)", _generic, ()),
@@ -335,9 +343,7 @@ def import_csv(
         parsed.append((line, asset))
     districts = index.districts_at([a.lat for _, a in parsed], [a.lon for _, a in parsed]) if parsed else []
 
-    existing = {
-        a.key: a for a in session.scalars(select(Asset).where(Asset.kind == kind, Asset.source == source))
-    }
+    existing = {a.key: a for a in session.scalars(select(Asset).where(Asset.kind == kind, Asset.source == source))}
     seen_at: Counter = Counter()
     seen_keys: set[str] = set()
     for (line, asset), district in zip(parsed, districts, strict=True):
@@ -378,9 +384,18 @@ def import_csv(
             report.unchanged += 1
     session.flush()
     audit.record(
-        session, actor, "import", "assets", kind,
-        {"source": source, "format": chosen.name, "created": report.created, "updated": report.updated,
-         "skipped": len(report.skipped)},
+        session,
+        actor,
+        "import",
+        "assets",
+        kind,
+        {
+            "source": source,
+            "format": chosen.name,
+            "created": report.created,
+            "updated": report.updated,
+            "skipped": len(report.skipped),
+        },
     )
     if report.created or report.updated:
         _changed(session, {"kind": kind, "source": source})
@@ -390,8 +405,18 @@ def import_csv(
 # --- plain CRUD -----------------------------------------------------------------------------------
 
 
-def create_asset(session: Session, kind: str, lat: Any, lon: Any, *, name: str = "", attributes: dict | None = None,
-                 source: str = "manual", external_id: str | None = None, actor="cli") -> Asset:
+def create_asset(
+    session: Session,
+    kind: str,
+    lat: Any,
+    lon: Any,
+    *,
+    name: str = "",
+    attributes: dict | None = None,
+    source: str = "manual",
+    external_id: str | None = None,
+    actor="cli",
+) -> Asset:
     """Add one asset; the point must be inside the city."""
     check_kind(kind)
     loc = geo_index(session.info["db"]).locate(lat, lon)
@@ -401,8 +426,17 @@ def create_asset(session: Session, kind: str, lat: Any, lon: Any, *, name: str =
         from smartcity.core.errors import Conflict
 
         raise Conflict(f"a {kind} from {source!r} is already registered there", code="duplicate_asset")
-    asset = Asset(kind=kind, name=name[:300], lat=loc.lat, lon=loc.lon, district_code=loc.district.code,
-                  attributes=attributes or {}, source=source, external_id=external_id, key=key)
+    asset = Asset(
+        kind=kind,
+        name=name[:300],
+        lat=loc.lat,
+        lon=loc.lon,
+        district_code=loc.district.code,
+        attributes=attributes or {},
+        source=source,
+        external_id=external_id,
+        key=key,
+    )
     session.add(asset)
     session.flush()
     audit.record(session, actor, "create", "asset", asset.id, {"kind": kind})
@@ -420,8 +454,14 @@ def delete_asset(session: Session, asset_id: int, actor="cli") -> None:
     _changed(session, {"kind": kind})
 
 
-def list_assets(session: Session, kind: str | None = None, bbox: tuple[float, float, float, float] | None = None,
-                district: str | None = None, limit: int = 1000, offset: int = 0) -> list[Asset]:
+def list_assets(
+    session: Session,
+    kind: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    district: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[Asset]:
     q = select(Asset).order_by(Asset.id).limit(limit).offset(offset)
     if kind:
         q = q.where(Asset.kind == check_kind(kind))
@@ -452,8 +492,14 @@ def geojson(assets: Iterable[Asset]) -> dict:
     for a in assets:
         props = to_dict(a)
         props.pop("lat"), props.pop("lon")
-        features.append({"type": "Feature", "id": a.id, "properties": props,
-                         "geometry": {"type": "Point", "coordinates": [a.lon, a.lat]}})
+        features.append(
+            {
+                "type": "Feature",
+                "id": a.id,
+                "properties": props,
+                "geometry": {"type": "Point", "coordinates": [a.lon, a.lat]},
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -472,8 +518,14 @@ class AssetRef:
     district_code: str | None
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "name": self.name, "lat": self.lat, "lon": self.lon,
-                "district": self.district_code}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "lat": self.lat,
+            "lon": self.lon,
+            "district": self.district_code,
+        }
 
 
 class KindIndex:
@@ -529,8 +581,9 @@ def asset_index(db) -> AssetIndex:
     """The process's index for `db`; it follows `assets.changed` events from then on."""
     from smartcity.core.context import context_of
 
-    return db.derived("assets.index", lambda: AssetIndex(db, context_of(db).profile.center),
-                      invalidated_by="assets.changed")
+    return db.derived(
+        "assets.index", lambda: AssetIndex(db, context_of(db).profile.center), invalidated_by="assets.changed"
+    )
 
 
 def invalidate(db) -> None:
@@ -555,8 +608,12 @@ def nearest_brute_force(refs: Iterable[AssetRef], lat: float, lon: float, k: int
     refs = list(refs)
     if not refs:
         return []
-    _, _, dist = _GEOD.inv(np.full(len(refs), lon), np.full(len(refs), lat), np.array([r.lon for r in refs]),
-                           np.array([r.lat for r in refs]))
+    _, _, dist = _GEOD.inv(
+        np.full(len(refs), lon),
+        np.full(len(refs), lat),
+        np.array([r.lon for r in refs]),
+        np.array([r.lat for r in refs]),
+    )
     order = np.argsort(dist, kind="stable")[:k]
     return [(refs[int(i)], float(dist[int(i)])) for i in order]
 
@@ -581,8 +638,10 @@ def demo_assets(db, per_district: int = 40, gangnam: int = 240, seed: int = 11) 
         made = {"cctv": 0, "wifi": 0}
         for area, polygon in zip(index.districts, index._district_geoms, strict=True):
             west, south, east, north = polygon.bounds
-            counts = {"cctv": gangnam if area.name_en.startswith("Gangnam") else per_district,
-                      "wifi": per_district // 4}
+            counts = {
+                "cctv": gangnam if area.name_en.startswith("Gangnam") else per_district,
+                "wifi": per_district // 4,
+            }
             for kind, wanted in counts.items():
                 placed = 0
                 while placed < wanted:
@@ -590,10 +649,19 @@ def demo_assets(db, per_district: int = 40, gangnam: int = 240, seed: int = 11) 
                     if not shapely.contains_xy(polygon, lon, lat):
                         continue
                     placed += 1
-                    s.add(Asset(kind=kind, name=f"{area.name_ko} {kind.upper()} {placed:03d}", lat=lat, lon=lon,
-                                district_code=area.code, attributes={"synthetic": True}, source=DEMO_SOURCE,
-                                external_id=f"demo-{area.code}-{kind}-{placed}",
-                                key=f"id:demo-{area.code}-{kind}-{placed}"))
+                    s.add(
+                        Asset(
+                            kind=kind,
+                            name=f"{area.name_ko} {kind.upper()} {placed:03d}",
+                            lat=lat,
+                            lon=lon,
+                            district_code=area.code,
+                            attributes={"synthetic": True},
+                            source=DEMO_SOURCE,
+                            external_id=f"demo-{area.code}-{kind}-{placed}",
+                            key=f"id:demo-{area.code}-{kind}-{placed}",
+                        )
+                    )
                 made[kind] += placed
         audit.record(s, "demo", "create", "assets", None, made)
         _changed(s, {"kind": "cctv"})

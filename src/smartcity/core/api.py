@@ -279,8 +279,9 @@ class StreamLedger:
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
         if first:
-            await run_in_threadpool(self.record, action, object_type, object_id,
-                                    {"via": "events", "topic": ev.topic, **(detail or {})})
+            await run_in_threadpool(
+                self.record, action, object_type, object_id, {"via": "events", "topic": ev.topic, **(detail or {})}
+            )
 
     def close(self) -> None:
         """The whole stream's tally: how many events of each outcome about each person (beyond the first,
@@ -290,5 +291,12 @@ class StreamLedger:
             return
         with self.db.session() as s:
             for (action, object_type, object_id), n in repeated.items():
-                audit.record(s, self.identity, action, object_type, object_id,
-                             {"via": "events", "events": n, "stream": "closed"}, ip=self.ip)
+                audit.record(
+                    s,
+                    self.identity,
+                    action,
+                    object_type,
+                    object_id,
+                    {"via": "events", "events": n, "stream": "closed"},
+                    ip=self.ip,
+                )

@@ -159,6 +159,7 @@ def resolve_identity(request: Request) -> Identity:
 
 # --- sign-in throttling -----------------------------------------------------------------------------
 
+
 class SigninThrottle:
     """Slows password guessing: after `limit` failures for one username or one address within `window`
     seconds, further attempts are refused until the window has passed. Kept per process, in memory."""
@@ -259,7 +260,17 @@ def audit_refusal(request: Request, identity: Identity, permission: str) -> None
     from smartcity.core import audit
 
     with request.app.state.db.session() as s:
-        audit.record(s, identity, "access_denied", "route", request.url.path,
-                     {"permission": permission, "method": request.method, "role": identity.role,
-                      "params": {k: str(v) for k, v in request.path_params.items()}},
-                     ip=request.client.host if request.client else None)
+        audit.record(
+            s,
+            identity,
+            "access_denied",
+            "route",
+            request.url.path,
+            {
+                "permission": permission,
+                "method": request.method,
+                "role": identity.role,
+                "params": {k: str(v) for k, v in request.path_params.items()},
+            },
+            ip=request.client.host if request.client else None,
+        )

@@ -32,8 +32,9 @@ class AppContext:
         return self.module_settings[cls]
 
     @classmethod
-    def build(cls, db: Database, settings: Settings, modules: tuple[Module, ...],
-              env: dict[str, str] | None = None) -> AppContext:
+    def build(
+        cls, db: Database, settings: Settings, modules: tuple[Module, ...], env: dict[str, str] | None = None
+    ) -> AppContext:
         own = {m.settings: read_env(m.settings, m.env_prefix, env) for m in modules if m.settings is not None}
         return cls(db, settings, load_profile(settings.city), modules, own)
 

@@ -86,8 +86,9 @@ class PersonalTopic:
 _PERSONAL: list[PersonalTopic] = []
 
 
-def personal(prefix: str, admit: Callable[[Any, Any, Event], Admission],
-             subject: Callable[[Event], tuple[str, Any]]) -> None:
+def personal(
+    prefix: str, admit: Callable[[Any, Any, Event], Admission], subject: Callable[[Event], tuple[str, Any]]
+) -> None:
     """Declare the events whose topic starts with `prefix` personal data. They reach a subscriber only
     within their scope (no `events.all` bypass) and only when `admit(db, identity, event)` allows it."""
     if not any(t.prefix == prefix for t in _PERSONAL):
@@ -141,8 +142,9 @@ class Event:
 class Subscription:
     """A live subscriber's queue; slow consumers are cut off rather than allowed to grow memory."""
 
-    def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop, topics: tuple[str, ...], size: int,
-                 identity=None):
+    def __init__(
+        self, bus: EventBus, loop: asyncio.AbstractEventLoop, topics: tuple[str, ...], size: int, identity=None
+    ):
         self.bus, self.loop, self.topics = bus, loop, topics
         self.identity = identity  # who listens (None: the process itself), for publishers that ask who listens
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=size)
@@ -356,8 +358,9 @@ class EventBus:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != seen_version:  # something was committed by another connection: read what is new
                     seen_version = version
-                    rows = conn.execute("SELECT id, origin, payload FROM event_log WHERE id > ? ORDER BY id",
-                                        (last,)).fetchall()
+                    rows = conn.execute(
+                        "SELECT id, origin, payload FROM event_log WHERE id > ? ORDER BY id", (last,)
+                    ).fetchall()
                     for row_id, origin, payload in rows:
                         last = row_id
                         if origin == self.origin:
@@ -403,8 +406,9 @@ def _log_pending(session: Session) -> None:
     rows = [ev for ev in session.info.get("pending_events", ()) if id(ev) not in unlogged]
     if rows and db is not None:
         now = utcnow()
-        session.execute(insert(EventLogRow), [{"origin": db.events.origin, "at": now, "payload": ev.to_json()}
-                                              for ev in rows])
+        session.execute(
+            insert(EventLogRow), [{"origin": db.events.origin, "at": now, "payload": ev.to_json()} for ev in rows]
+        )
 
 
 def _deliver_pending(session: Session) -> None:

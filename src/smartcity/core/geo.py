@@ -78,7 +78,8 @@ def transverse_mercator(center: tuple[float, float]):
 
     lat0, lon0 = center
     return Transformer.from_crs(
-        "EPSG:4326", f"+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m",
+        "EPSG:4326",
+        f"+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m",
         always_xy=True,
     )
 

@@ -62,7 +62,7 @@ def localized(source: Mapping[str, Any] | object, field: str, language: str, *fa
     keys = source.keys() if isinstance(source, Mapping) else {*getattr(source, "__dict__", ()), *dir(type(source))}
     for key in sorted(k for k in keys if isinstance(k, str) and k.startswith(f"{field}_")):
         value = get(key)
-        if isinstance(value, str) and value and _LANGUAGE_SUFFIX.fullmatch(key[len(field) + 1:]):
+        if isinstance(value, str) and value and _LANGUAGE_SUFFIX.fullmatch(key[len(field) + 1 :]):
             return value
     return ""
 
@@ -115,8 +115,15 @@ def pick(candidates: Iterable[str | None], languages: Iterable[str]) -> str | No
 # the usual dictionary pair — 이(가), 을(를), 은(는), 과(와), (으)로, (이)라 — and `particles()` keeps the one
 # form that fits what will stand before it once a name or number is filled in.
 
-_PAIRS = {"이(가)": ("이", "가"), "을(를)": ("을", "를"), "은(는)": ("은", "는"), "과(와)": ("과", "와"),
-          "(으)로": ("으로", "로"), "(이)라": ("이라", "라"), "(이)나": ("이나", "나")}
+_PAIRS = {
+    "이(가)": ("이", "가"),
+    "을(를)": ("을", "를"),
+    "은(는)": ("은", "는"),
+    "과(와)": ("과", "와"),
+    "(으)로": ("으로", "로"),
+    "(이)라": ("이라", "라"),
+    "(이)나": ("이나", "나"),
+}
 _PAIR = re.compile("|".join(re.escape(p) for p in _PAIRS))
 _CLOSERS = "'\"’”)]」』>"
 # How a digit is read (Sino-Korean): its last sound's final consonant, 0 for none, 8 for ㄹ.
@@ -157,8 +164,8 @@ def particles(template: str, **values: Any) -> str:
     contain one is filled in untouched."""
     out, last = [], 0
     for m in _PAIR.finditer(template):
-        before = template[:m.start()]
-        out.append(template[last:m.start()])
+        before = template[: m.start()]
+        out.append(template[last : m.start()])
         last = m.end()
         if not before or before[-1].isspace():
             out.append(m.group())
@@ -167,7 +174,7 @@ def particles(template: str, **values: Any) -> str:
         bare = before.rstrip(_CLOSERS)
         if bare.endswith("}") and "{" in bare:
             # A placeholder: its value, rendered as the message will render it, decides.
-            word = "{" + bare[bare.rindex("{") + 1:]
+            word = "{" + bare[bare.rindex("{") + 1 :]
             try:
                 word = word.format(**values)
             except (KeyError, IndexError, ValueError):

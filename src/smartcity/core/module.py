@@ -275,8 +275,7 @@ def jobs(modules: Iterable[Module]) -> list[Job]:
 
 def datasets(modules: Iterable[Module]) -> list[Dataset]:
     """Every dataset the modules publish, each named `<module>.<name>`."""
-    return [Dataset(f"{m.name}.{d.name}", d.title, d.rows, d.description, m.name) for m in modules
-            for d in m.datasets]
+    return [Dataset(f"{m.name}.{d.name}", d.title, d.rows, d.description, m.name) for m in modules for d in m.datasets]
 
 
 def commands(modules: Iterable[Module]) -> list[Any]:

@@ -97,14 +97,31 @@ def channels(settings: Settings) -> dict[str, Channel]:
     }
 
 
-def queue(session: Session, channel: str, to: str, body: str, *, subject: str = "", topic: str = "",
-          ref: str | None = None, user_id: int | None = None, headers: dict[str, str] | None = None
-          ) -> Notification:
+def queue(
+    session: Session,
+    channel: str,
+    to: str,
+    body: str,
+    *,
+    subject: str = "",
+    topic: str = "",
+    ref: str | None = None,
+    user_id: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Notification:
     """Put a message in the outbox, within the caller's transaction (`headers`: extra mail headers)."""
     if channel not in ("email", "sms", "log"):
         raise ValueError(f"unknown channel {channel!r}")
-    row = Notification(channel=channel, to=to, subject=subject[:300], body=body, topic=topic, ref=ref,
-                       user_id=user_id, headers=headers or None)
+    row = Notification(
+        channel=channel,
+        to=to,
+        subject=subject[:300],
+        body=body,
+        topic=topic,
+        ref=ref,
+        user_id=user_id,
+        headers=headers or None,
+    )
     session.add(row)
     return row
 
@@ -114,8 +131,12 @@ def deliver_pending(db, settings: Settings, limit: int = 100) -> int:
     chans = channels(settings)
     sent = 0
     with db.session() as s:
-        q = (select(Notification).where(Notification.status == "pending", Notification.next_try_at <= utcnow())
-             .order_by(Notification.id).limit(limit))
+        q = (
+            select(Notification)
+            .where(Notification.status == "pending", Notification.next_try_at <= utcnow())
+            .order_by(Notification.id)
+            .limit(limit)
+        )
         if db.is_postgres:
             q = q.with_for_update(skip_locked=True)  # several processes may run this job
         for msg in s.scalars(q):
@@ -128,7 +149,7 @@ def deliver_pending(db, settings: Settings, limit: int = 100) -> int:
                 if msg.attempts >= MAX_ATTEMPTS:
                     msg.status = "failed"
                 else:
-                    msg.next_try_at = utcnow() + timedelta(seconds=2 ** msg.attempts)
+                    msg.next_try_at = utcnow() + timedelta(seconds=2**msg.attempts)
                 continue
             msg.status, msg.sent_at, msg.error = "sent", utcnow(), None
             sent += 1
@@ -138,6 +159,9 @@ def deliver_pending(db, settings: Settings, limit: int = 100) -> int:
 def outbox_counts(db) -> dict[str, int]:
     """How many messages are pending (the backlog, due or waiting for a retry) and failed (given up)."""
     with db.session() as s:
-        rows = s.execute(select(Notification.status, func.count()).where(Notification.status.in_(("pending", "failed")))
-                         .group_by(Notification.status)).all()
+        rows = s.execute(
+            select(Notification.status, func.count())
+            .where(Notification.status.in_(("pending", "failed")))
+            .group_by(Notification.status)
+        ).all()
     return {"pending": 0, "failed": 0} | {status: n for status, n in rows}

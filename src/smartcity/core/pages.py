@@ -53,9 +53,7 @@ def signin(request: Request, username: str = Form(""), password: str = Form(""),
         else:
             audit.record(s, user.username, "signin", "user", user.id, ip=ip)
     if user is None:
-        return render(
-            request, "signin.html", status_code=401, next=_safe_next(next), failed=True, username=username
-        )
+        return render(request, "signin.html", status_code=401, next=_safe_next(next), failed=True, username=username)
     throttle.succeeded(username.strip())
     # A fresh session on sign-in: no fixation of a session made before.
     request.session.clear()
@@ -83,6 +81,7 @@ def choose_language(request: Request, code: str, next: str = "/"):
 
 # --- administration: accounts and the audit log ----------------------------------------------------
 
+
 def _units(session):
     from sqlalchemy import select
 
@@ -94,8 +93,15 @@ def _units(session):
 @router.get("/admin/users", response_class=HTMLResponse)
 def admin_users(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))]):
     with request.app.state.db.session() as s:
-        return render(request, "admin_users.html", users=accounts.list_users(s), units=_units(s),
-                      roles=accounts.ROLES, form={}, errors=None)
+        return render(
+            request,
+            "admin_users.html",
+            users=accounts.list_users(s),
+            units=_units(s),
+            roles=accounts.ROLES,
+            form={},
+            errors=None,
+        )
 
 
 async def _posted(request: Request) -> dict[str, str]:
@@ -106,30 +112,59 @@ async def _posted(request: Request) -> dict[str, str]:
 # A plain def: hashing the password (argon2) and the store's writes run in the thread pool, not on the event
 # loop that also serves live streams.
 @router.post("/admin/users", response_class=HTMLResponse)
-def admin_create_user(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))],
-                      form: Annotated[dict[str, str], Depends(_posted)]):
+def admin_create_user(
+    request: Request,
+    identity: Annotated[Identity, Depends(Require("users.manage"))],
+    form: Annotated[dict[str, str], Depends(_posted)],
+):
     db = request.app.state.db
     try:
         with db.session() as s:
-            user = accounts.create_user(s, accounts.NewUser(
-                username=form.get("username", ""), password=form.get("password", ""), role=form.get("role", ""),
-                display_name=form.get("display_name", ""), email=form.get("email") or None,
-                phone=form.get("phone") or None, department=form.get("department") or None,
-                language=form.get("language") or None), actor=identity)
-            publish(s, "user.created", {"id": user.id, "username": user.username, "role": user.role},
-                    audience="users.manage")
+            user = accounts.create_user(
+                s,
+                accounts.NewUser(
+                    username=form.get("username", ""),
+                    password=form.get("password", ""),
+                    role=form.get("role", ""),
+                    display_name=form.get("display_name", ""),
+                    email=form.get("email") or None,
+                    phone=form.get("phone") or None,
+                    department=form.get("department") or None,
+                    language=form.get("language") or None,
+                ),
+                actor=identity,
+            )
+            publish(
+                s,
+                "user.created",
+                {"id": user.id, "username": user.username, "role": user.role},
+                audience="users.manage",
+            )
     except SmartCityError as exc:
         form.pop("password", None)
         with db.session() as s:
-            return render(request, "admin_users.html", status_code=exc.status, users=accounts.list_users(s),
-                          units=_units(s), roles=accounts.ROLES, form=form, errors=exc)
+            return render(
+                request,
+                "admin_users.html",
+                status_code=exc.status,
+                users=accounts.list_users(s),
+                units=_units(s),
+                roles=accounts.ROLES,
+                form=form,
+                errors=exc,
+            )
     return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
-def admin_audit(request: Request, identity: Annotated[Identity, Depends(Require("audit.read"))],
-                object_type: str | None = None, object_id: str | None = None):
+def admin_audit(
+    request: Request,
+    identity: Annotated[Identity, Depends(Require("audit.read"))],
+    object_type: str | None = None,
+    object_id: str | None = None,
+):
     with request.app.state.db.session() as s:
         rows = audit.entries(s, object_type=object_type or None, object_id=object_id or None, limit=300)
-        return render(request, "admin_audit.html", entries=rows, object_type=object_type or "",
-                      object_id=object_id or "")
+        return render(
+            request, "admin_audit.html", entries=rows, object_type=object_type or "", object_id=object_id or ""
+        )

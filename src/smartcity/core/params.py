@@ -25,8 +25,9 @@ def _given(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
-def number(value: Any, name: str, *, lo: float | None = None, hi: float | None = None,
-           code: str = "invalid_parameter") -> float | None:
+def number(
+    value: Any, name: str, *, lo: float | None = None, hi: float | None = None, code: str = "invalid_parameter"
+) -> float | None:
     """A finite number within [lo, hi], or None when not given."""
     if not _given(value):
         return None
@@ -34,8 +35,12 @@ def number(value: Any, name: str, *, lo: float | None = None, hi: float | None =
         num = float(value)
     except (TypeError, ValueError):
         num = math.nan
-    if isinstance(value, bool) or not math.isfinite(num) or (lo is not None and num < lo) or (
-            hi is not None and num > hi):
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(num)
+        or (lo is not None and num < lo)
+        or (hi is not None and num > hi)
+    ):
         if lo is not None and hi is not None:
             raise InvalidInput(f"{name} must be a number between {lo:g} and {hi:g}", code=code)
         raise InvalidInput(f"{name} must be a number", code=code)
@@ -78,8 +83,9 @@ def bbox(value: str | Sequence[Any] | None, *, code: str = "invalid_bbox") -> Bo
     except (TypeError, ValueError):
         west = south = east = north = math.nan
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        raise InvalidInput("bbox is four numbers: west, south, east, north (degrees; west < east, south < north)",
-                           code=code)
+        raise InvalidInput(
+            "bbox is four numbers: west, south, east, north (degrees; west < east, south < north)", code=code
+        )
     return west, south, east, north
 
 
@@ -94,8 +100,9 @@ def iso_time(text: str, tz: tzinfo | None = UTC) -> datetime | None:
     return when if when.tzinfo or tz is None else when.replace(tzinfo=tz)
 
 
-def timestamp(value: str | None, name: str, *, tz: tzinfo | None = None,
-              code: str = "invalid_datetime") -> datetime | None:
+def timestamp(
+    value: str | None, name: str, *, tz: tzinfo | None = None, code: str = "invalid_datetime"
+) -> datetime | None:
     """An ISO 8601 date and time, or None when not given. Without an offset it is taken in `tz`; when tz is
     None an offset is required."""
     if not _given(value):

@@ -72,9 +72,7 @@ def add_nav(label: str, href: str, permission: str | None = None) -> None:
 @cache
 def environment() -> Environment:
     loaders = [FileSystemLoader(str(Path(__file__).parent / "templates"))]
-    loaders += [
-        FileSystemLoader(str(p)) for p in sorted(PACKAGE.glob("*/templates")) if p.parent.name != "core"
-    ]
+    loaders += [FileSystemLoader(str(p)) for p in sorted(PACKAGE.glob("*/templates")) if p.parent.name != "core"]
     env = Environment(
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(["html", "xml"]),
@@ -125,8 +123,12 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
 
 
 # OpenAPI description of a route answering GeoJSON (pass as `responses=` with `response_class=Response`).
-GEOJSON_RESPONSES = {200: {"content": {"application/geo+json": {"schema": {"type": "object"}}},
-                           "description": "A GeoJSON FeatureCollection"}}
+GEOJSON_RESPONSES = {
+    200: {
+        "content": {"application/geo+json": {"schema": {"type": "object"}}},
+        "description": "A GeoJSON FeatureCollection",
+    }
+}
 CSV_RESPONSES = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, UTF-8"}}
 
 
@@ -135,15 +137,28 @@ CSV_RESPONSES = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, 
 _ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        }
+    },
 }
 # Documented on every route of the platform's API: the one error shape, with the statuses it may carry.
 ERROR_RESPONSES = {
     status: {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-    for status, text in {400: "Bad request", 401: "Not signed in or no valid API key", 403: "Not allowed",
-                         404: "Not found", 409: "Conflict with the current state", 413: "Too large",
-                         422: "Invalid input", 429: "Too many requests", 503: "Unavailable, retry later"}.items()
+    for status, text in {
+        400: "Bad request",
+        401: "Not signed in or no valid API key",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Conflict with the current state",
+        413: "Too large",
+        422: "Invalid input",
+        429: "Too many requests",
+        503: "Unavailable, retry later",
+    }.items()
 }
 
 # --- errors (rendering) ---------------------------------------------------------------------------------------
@@ -246,8 +261,9 @@ class _ReadAtScrape:
         return []  # nothing read at registration (the store may not be migrated yet)
 
     def collect(self):
-        queues = GaugeMetricFamily("smartcity_intake_queue_depth", "Records accepted by an intake and not yet "
-                                   "stored", labels=["queue"])
+        queues = GaugeMetricFamily(
+            "smartcity_intake_queue_depth", "Records accepted by an intake and not yet stored", labels=["queue"]
+        )
         for name, depth in list(self.metrics._queues.items()):
             queues.add_metric([name], depth())
         yield queues
@@ -256,18 +272,27 @@ class _ReadAtScrape:
             return
         from smartcity.core.notify import outbox_counts
 
-        yield GaugeMetricFamily("smartcity_sse_subscribers", "Live event stream (SSE) subscribers in this process",
-                                value=db.events.subscriber_count)
-        outbox = GaugeMetricFamily("smartcity_notifications_outbox", "Notifications in the outbox: pending (the "
-                                   "backlog) and failed (given up after every attempt)", labels=["status"])
+        yield GaugeMetricFamily(
+            "smartcity_sse_subscribers",
+            "Live event stream (SSE) subscribers in this process",
+            value=db.events.subscriber_count,
+        )
+        outbox = GaugeMetricFamily(
+            "smartcity_notifications_outbox",
+            "Notifications in the outbox: pending (the backlog) and failed (given up after every attempt)",
+            labels=["status"],
+        )
         for status, n in outbox_counts(db).items():
             outbox.add_metric([status], n)
         yield outbox
         families = {
             "job_runs": ("smartcity_job_runs", "Scheduled job runs in this process", "job"),
             "job_failures": ("smartcity_job_failures", "Scheduled job runs that raised, in this process", "job"),
-            "notification_failures": ("smartcity_notification_failures", "Notification delivery attempts that "
-                                      "failed (retried until the last), by channel, in this process", "channel"),
+            "notification_failures": (
+                "smartcity_notification_failures",
+                "Notification delivery attempts that failed (retried until the last), by channel, in this process",
+                "channel",
+            ),
         }
         for key, (name, help_text, label) in families.items():
             family = CounterMetricFamily(name, help_text, labels=[label])

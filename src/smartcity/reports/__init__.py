@@ -70,11 +70,21 @@ def _reports_cli():
 
     @reports.command("import")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--map", "mapping", default="", metavar="COLUMN=FIELD,…",
-                  help="Which column is which of our fields: external_id, category, lat, lon, title, description, "
-                       "address, status, requested_at, updated_at (a column already named so needs none).")
-    @click.option("--updates", "updates_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  default=None, help="A second CSV with each request's updates (external_id, at, status, text).")
+    @click.option(
+        "--map",
+        "mapping",
+        default="",
+        metavar="COLUMN=FIELD,…",
+        help="Which column is which of our fields: external_id, category, lat, lon, title, description, "
+        "address, status, requested_at, updated_at (a column already named so needs none).",
+    )
+    @click.option(
+        "--updates",
+        "updates_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="A second CSV with each request's updates (external_id, at, status, text).",
+    )
     @click.option("--updates-map", default="", metavar="COLUMN=FIELD,…", help="Its columns, as --map.")
     @click.option("--encoding", default="utf-8", show_default=True, help="The files' encoding (e.g. cp949).")
     def import_(file: Path, mapping: str, updates_file: Path | None, updates_map: str, encoding: str) -> None:
@@ -88,12 +98,20 @@ def _reports_cli():
         db = database()
         profile = city_profile()
         try:
-            rows = service.read_csv(file.read_text(encoding=encoding),
-                                    service.parse_mapping(mapping, service.IMPORT_FIELDS),
-                                    ("external_id", "category", "lat", "lon", "requested_at"))
-            updates = service.read_csv(updates_file.read_text(encoding=encoding),
-                                       service.parse_mapping(updates_map, service.IMPORT_UPDATE_FIELDS),
-                                       ("external_id", "at")) if updates_file else []
+            rows = service.read_csv(
+                file.read_text(encoding=encoding),
+                service.parse_mapping(mapping, service.IMPORT_FIELDS),
+                ("external_id", "category", "lat", "lon", "requested_at"),
+            )
+            updates = (
+                service.read_csv(
+                    updates_file.read_text(encoding=encoding),
+                    service.parse_mapping(updates_map, service.IMPORT_UPDATE_FIELDS),
+                    ("external_id", "at"),
+                )
+                if updates_file
+                else []
+            )
             operator = Identity(username="cli", role="admin", via="session")
             with db.session() as s:
                 done = service.import_history(s, operator, rows, updates, tz=profile.tz, language=profile.language)
@@ -113,8 +131,12 @@ def _reports_cli():
 
 module = Module(
     name="reports",
-    routers=("smartcity.reports.api:router", "smartcity.reports.open311:router", "smartcity.reports.pages:router",
-             "smartcity.reports.pages_staff:router"),
+    routers=(
+        "smartcity.reports.api:router",
+        "smartcity.reports.open311:router",
+        "smartcity.reports.pages:router",
+        "smartcity.reports.pages_staff:router",
+    ),
     permissions={
         "reports.create": (EVERY_ROLE,),
         "reports.work": ("staff",),
@@ -122,10 +144,14 @@ module = Module(
         "reports.manage": (),
         "reports.import": (),  # administrators (and Open311 keys of scope open311:import, in open311.py)
     },
-    nav=(NavLink("Report a problem", "/reports/new"), NavLink("Reports", "/reports"),
-         NavLink("Campaigns", "/campaigns"), NavLink("Work queue", "/staff/reports", "reports.work"),
-         NavLink("Dashboard", "/staff/dashboard", "reports.dashboard"),
-         NavLink("Routing", "/admin/reports/routes", "reports.manage")),
+    nav=(
+        NavLink("Report a problem", "/reports/new"),
+        NavLink("Reports", "/reports"),
+        NavLink("Campaigns", "/campaigns"),
+        NavLink("Work queue", "/staff/reports", "reports.work"),
+        NavLink("Dashboard", "/staff/dashboard", "reports.dashboard"),
+        NavLink("Routing", "/admin/reports/routes", "reports.manage"),
+    ),
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
     setup=_setup,
     cli=_commands,

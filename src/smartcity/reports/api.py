@@ -130,16 +130,28 @@ _CREATE_DOC = {
     "requestBody": {
         "content": {
             "application/json": {"schema": ReportIn.model_json_schema()},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "category": {"type": "string"}, "lat": {"type": "number"}, "lon": {"type": "number"},
-                "title": {"type": "string"}, "description": {"type": "string"},
-                "address_string": {"type": "string"},
-                "attributes": {"type": "string", "description": "JSON object; or fields attribute[code]"},
-                "contact_name": {"type": "string"}, "contact_email": {"type": "string"},
-                "contact_phone": {"type": "string"}, "show_name": {"type": "boolean"},
-                "idempotency_key": {"type": "string"}, "campaign": {"type": "string"},
-                "photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            }, "required": ["category", "lat", "lon", "title"]}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "category": {"type": "string"},
+                        "lat": {"type": "number"},
+                        "lon": {"type": "number"},
+                        "title": {"type": "string"},
+                        "description": {"type": "string"},
+                        "address_string": {"type": "string"},
+                        "attributes": {"type": "string", "description": "JSON object; or fields attribute[code]"},
+                        "contact_name": {"type": "string"},
+                        "contact_email": {"type": "string"},
+                        "contact_phone": {"type": "string"},
+                        "show_name": {"type": "boolean"},
+                        "idempotency_key": {"type": "string"},
+                        "campaign": {"type": "string"},
+                        "photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                    "required": ["category", "lat", "lon", "title"],
+                }
+            },
         },
         "required": True,
     }
@@ -147,8 +159,9 @@ _CREATE_DOC = {
 
 
 def _invalid_body(exc: ValidationError) -> InvalidInput:
-    details = [{"field": ".".join(str(p) for p in e["loc"]), "code": "invalid", "problem": e["msg"]}
-               for e in exc.errors()]
+    details = [
+        {"field": ".".join(str(p) for p in e["loc"]), "code": "invalid", "problem": e["msg"]} for e in exc.errors()
+    ]
     return InvalidInput("the request is not valid", details=details)
 
 
@@ -168,7 +181,7 @@ async def _new_report_from(request: Request, max_bytes: int) -> S.NewReport:
                 raise InvalidInput("attributes must be a JSON object", code="invalid_attributes")
         for key in form:
             if key.startswith("attribute[") and key.endswith("]"):
-                inner = key[len("attribute["):]
+                inner = key[len("attribute[") :]
                 multi = inner.endswith("][]")
                 code = inner[:-3] if multi else inner[:-1]
                 values = [str(v) for v in form.getlist(key)]
@@ -179,19 +192,32 @@ async def _new_report_from(request: Request, max_bytes: int) -> S.NewReport:
                 raise InvalidInput("photos must be files", code="not_an_image")
             data = await item.read(max_bytes + 1)
             photos.append(S.Upload(item.filename or "photo", data, item.content_type or ""))
-        contact = S.Contact(form.get("contact_name") or None, form.get("contact_email") or None,
-                            form.get("contact_phone") or None)
+        contact = S.Contact(
+            form.get("contact_name") or None, form.get("contact_email") or None, form.get("contact_phone") or None
+        )
         missing = [f for f in ("category", "lat", "lon", "title") if not form.get(f)]
         if missing:
-            raise InvalidInput("the request is not valid", code="invalid", details=[
-                {"field": f, "code": "required", "problem": "is required"} for f in missing])
+            raise InvalidInput(
+                "the request is not valid",
+                code="invalid",
+                details=[{"field": f, "code": "required", "problem": "is required"} for f in missing],
+            )
         return S.NewReport(
-            category=str(form.get("category")), lat=form.get("lat"), lon=form.get("lon"),
-            title=str(form.get("title")), description=str(form.get("description") or ""),
-            address_string=str(form.get("address_string") or "") or None, attributes=attributes, photos=photos,
-            contact=contact, show_name=str(form.get("show_name", "")).lower() in ("1", "true", "on", "yes"),
+            category=str(form.get("category")),
+            lat=form.get("lat"),
+            lon=form.get("lon"),
+            title=str(form.get("title")),
+            description=str(form.get("description") or ""),
+            address_string=str(form.get("address_string") or "") or None,
+            attributes=attributes,
+            photos=photos,
+            contact=contact,
+            show_name=str(form.get("show_name", "")).lower() in ("1", "true", "on", "yes"),
             idempotency_key=str(form.get("idempotency_key") or header_key or "") or None,
-            source="web", language=language, campaign=str(form.get("campaign") or "") or None)
+            source="web",
+            language=language,
+            campaign=str(form.get("campaign") or "") or None,
+        )
     try:
         body = ReportIn.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -201,15 +227,28 @@ async def _new_report_from(request: Request, max_bytes: int) -> S.NewReport:
         try:
             data = base64.b64decode(p.data, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidInput("a photo is not valid base64", code="not_an_image",
-                               details=[{"field": f"photos.{i}", "code": "not_an_image"}]) from None
+            raise InvalidInput(
+                "a photo is not valid base64",
+                code="not_an_image",
+                details=[{"field": f"photos.{i}", "code": "not_an_image"}],
+            ) from None
         photos.append(S.Upload(p.filename, data))
     return S.NewReport(
-        category=body.category, lat=body.lat, lon=body.lon, title=body.title, description=body.description,
-        address_string=body.address_string, attributes=body.attributes, photos=photos,
-        contact=S.Contact(**body.contact.model_dump()) if body.contact else None, show_name=body.show_name,
-        idempotency_key=body.idempotency_key or header_key, source="api", language=language,
-        campaign=body.campaign)
+        category=body.category,
+        lat=body.lat,
+        lon=body.lon,
+        title=body.title,
+        description=body.description,
+        address_string=body.address_string,
+        attributes=body.attributes,
+        photos=photos,
+        contact=S.Contact(**body.contact.model_dump()) if body.contact else None,
+        show_name=body.show_name,
+        idempotency_key=body.idempotency_key or header_key,
+        source="api",
+        language=language,
+        campaign=body.campaign,
+    )
 
 
 @router.post(P, status_code=201, openapi_extra=_CREATE_DOC)
@@ -228,23 +267,53 @@ async def create_report(request: Request, identity: CurrentIdentity) -> JSONResp
     # Through the store's single writer: many reports filed at once are committed together, not in a queue
     # of transactions waiting on each other's locks.
     created, view = await writer(_db(request)).arun(job)
-    return JSONResponse({"report": view, "feedback_token": created.feedback_token, "repeated": created.repeated},
-                        status_code=200 if created.repeated else 201)
+    return JSONResponse(
+        {"report": view, "feedback_token": created.feedback_token, "repeated": created.repeated},
+        status_code=200 if created.repeated else 201,
+    )
 
 
 # --- reports: read ------------------------------------------------------------------------------------------
 
 
-def _query(status, category, group, district, unit, campaign, bbox, near, created_after, created_before,
-           updated_after, updated_before, overdue, q, order, page, page_size) -> S.ReportQuery:
+def _query(
+    status,
+    category,
+    group,
+    district,
+    unit,
+    campaign,
+    bbox,
+    near,
+    created_after,
+    created_before,
+    updated_after,
+    updated_before,
+    overdue,
+    q,
+    order,
+    page,
+    page_size,
+) -> S.ReportQuery:
     return S.ReportQuery(
-        status=_split(status), category=_split(category), group=group, district=_split(district), unit=unit,
-        campaign=campaign, bbox=numbers(bbox, 4, "bbox"),
-        near=numbers(near, 3, "near"), created_after=timestamp(created_after, "created_after"),
+        status=_split(status),
+        category=_split(category),
+        group=group,
+        district=_split(district),
+        unit=unit,
+        campaign=campaign,
+        bbox=numbers(bbox, 4, "bbox"),
+        near=numbers(near, 3, "near"),
+        created_after=timestamp(created_after, "created_after"),
         created_before=timestamp(created_before, "created_before"),
         updated_after=timestamp(updated_after, "updated_after"),
-        updated_before=timestamp(updated_before, "updated_before"), overdue=overdue, text=q, order=order, page=page,
-        page_size=page_size)
+        updated_before=timestamp(updated_before, "updated_before"),
+        overdue=overdue,
+        text=q,
+        order=order,
+        page=page,
+        page_size=page_size,
+    )
 
 
 class ListFilters:
@@ -270,13 +339,35 @@ class ListFilters:
         page: int = Query(1, ge=1),
         page_size: int = Query(50, ge=1, le=1000),
     ):
-        self.query = _query(status, category, group, district, unit, campaign, bbox, near, created_after,
-                            created_before, updated_after, updated_before, overdue, q, order, page, page_size)
+        self.query = _query(
+            status,
+            category,
+            group,
+            district,
+            unit,
+            campaign,
+            bbox,
+            near,
+            created_after,
+            created_before,
+            updated_after,
+            updated_before,
+            overdue,
+            q,
+            order,
+            page,
+            page_size,
+        )
 
 
 def _page(page: S.ReportPage, language: str) -> dict:
-    return {"items": [S.public_view(r, language) for r in page.items], "page": page.page,
-            "page_size": page.page_size, "has_more": page.has_more, "total": page.total}
+    return {
+        "items": [S.public_view(r, language) for r in page.items],
+        "page": page.page,
+        "page_size": page.page_size,
+        "has_more": page.has_more,
+        "total": page.total,
+    }
 
 
 @router.get(P)
@@ -288,24 +379,43 @@ def list_reports(request: Request, filters: Annotated[ListFilters, Depends()], w
 
 
 @router.get(f"{P}/nearby")
-def nearby(request: Request, category: str, lat: float, lon: float,
-           radius: Annotated[float, Query(gt=0, le=1000)] = S.NEARBY_M) -> dict:
+def nearby(
+    request: Request, category: str, lat: float, lon: float, radius: Annotated[float, Query(gt=0, le=1000)] = S.NEARBY_M
+) -> dict:
     """Open reports of the same category near a point (shown before filing: support one instead)."""
     with _db(request).session() as s:
         found = S.nearby(s, category, lat, lon, radius)
-    return {"items": [{"id": n.id, "title": n.title, "status": n.status, "category": n.category, "lat": n.lat,
-                       "lon": n.lon, "distance_m": n.distance_m, "support_count": n.support_count,
-                       "created_at": n.created_at.isoformat()} for n in found]}
+    return {
+        "items": [
+            {
+                "id": n.id,
+                "title": n.title,
+                "status": n.status,
+                "category": n.category,
+                "lat": n.lat,
+                "lon": n.lon,
+                "distance_m": n.distance_m,
+                "support_count": n.support_count,
+                "created_at": n.created_at.isoformat(),
+            }
+            for n in found
+        ]
+    }
 
 
 @router.get(f"{P}/queue")
-def queue(request: Request, identity: Worker, unit: str | None = None, status: str | None = None,
-          order: str = "due_asc", page: Annotated[int, Query(ge=1)] = 1,
-          page_size: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
+def queue(
+    request: Request,
+    identity: Worker,
+    unit: str | None = None,
+    status: str | None = None,
+    order: str = "due_asc",
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict:
     """The caller's unit's work queue (administrators: any unit), most urgent first."""
     with _db(request).session() as s:
-        page_ = S.work_queue(s, identity, status=_split(status), page=page, page_size=page_size, order=order,
-                             unit=unit)
+        page_ = S.work_queue(s, identity, status=_split(status), page=page, page_size=page_size, order=order, unit=unit)
         out = _page(page_, language_of(request))
         for item, r in zip(out["items"], page_.items, strict=True):
             item["assignee_id"] = r.assignee_id
@@ -375,22 +485,25 @@ class TemplateBody(BaseModel):
 def templates(request: Request, identity: Worker, report_id: int | None = None, status: str | None = None) -> dict:
     language = language_of(request)
     with _db(request).session() as s:
-        return {"items": [S.template_view(t, language)
-                          for t in S.list_templates(s, identity, report_id=report_id, status=status)]}
+        return {
+            "items": [
+                S.template_view(t, language) for t in S.list_templates(s, identity, report_id=report_id, status=status)
+            ]
+        }
 
 
 @router.post(f"{P}/templates", status_code=201)
 def create_template(request: Request, body: TemplateBody, identity: Worker) -> dict:
     with _db(request).session() as s:
-        return S.template_view(S.save_template(s, identity, S.TemplateIn(**body.model_dump())),
-                               language_of(request))
+        return S.template_view(S.save_template(s, identity, S.TemplateIn(**body.model_dump())), language_of(request))
 
 
 @router.put(f"{P}/templates/{{template_id}}")
 def change_template(request: Request, template_id: int, body: TemplateBody, identity: Worker) -> dict:
     with _db(request).session() as s:
-        return S.template_view(S.save_template(s, identity, S.TemplateIn(**body.model_dump()), template_id),
-                               language_of(request))
+        return S.template_view(
+            S.save_template(s, identity, S.TemplateIn(**body.model_dump()), template_id), language_of(request)
+        )
 
 
 @router.delete(f"{P}/templates/{{template_id}}", status_code=204)
@@ -427,8 +540,9 @@ def campaigns(request: Request, running: bool = False) -> dict:
 @router.put(f"{P}/campaigns/{{slug}}")
 def save_campaign(request: Request, slug: str, body: CampaignBody, identity: Manager) -> dict:
     with _db(request).session() as s:
-        return S.campaign_view(S.save_campaign(s, identity, S.CampaignIn(slug=slug, **body.model_dump())),
-                               language_of(request))
+        return S.campaign_view(
+            S.save_campaign(s, identity, S.CampaignIn(slug=slug, **body.model_dump())), language_of(request)
+        )
 
 
 @router.get(f"{P}/campaigns/{{slug}}.geojson", response_class=Response, responses=GEOJSON_RESPONSES)
@@ -444,8 +558,11 @@ def campaign_csv(request: Request, slug: str) -> Response:
     """A campaign's points as CSV."""
     with _db(request).session() as s:
         body = S.campaign_csv(s, slug, language_of(request))
-    return Response(body, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'},
+    )
 
 
 @router.get(f"{P}/campaigns/{{slug}}")
@@ -462,24 +579,43 @@ def campaign(request: Request, slug: str) -> dict:
 
 
 @router.get(f"{P}/dashboard")
-def dashboard(request: Request, identity: Viewer, district: str | None = None, unit: str | None = None,
-              since: str | None = None, until: str | None = None, campaign: str | None = None) -> dict:
+def dashboard(
+    request: Request,
+    identity: Viewer,
+    district: str | None = None,
+    unit: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    campaign: str | None = None,
+) -> dict:
     """Counts by status, category, group and district; overdue items; median days to fix; heat map cells."""
     with _db(request).session() as s:
-        d = S.dashboard(s, identity, district=district, unit=unit, since=timestamp(since, "since"),
-                        until=timestamp(until, "until"), campaign=campaign)
+        d = S.dashboard(
+            s,
+            identity,
+            district=district,
+            unit=unit,
+            since=timestamp(since, "since"),
+            until=timestamp(until, "until"),
+            campaign=campaign,
+        )
         return S.dashboard_view(d, language_of(request))
 
 
 @router.get(f"{P}/export.csv", response_class=Response, responses=CSV_RESPONSES)
-def export_csv(request: Request, identity: Viewer, filters: Annotated[ListFilters, Depends()],
-               include_contacts: bool = False) -> Response:
+def export_csv(
+    request: Request, identity: Viewer, filters: Annotated[ListFilters, Depends()], include_contacts: bool = False
+) -> Response:
     """Reports as CSV (staff: their unit). Contact columns only with include_contacts=true, if permitted."""
     with _db(request).session() as s:
-        body = S.export_csv(s, identity, filters.query, include_contacts=include_contacts,
-                            language=language_of(request))
-    return Response(body, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="reports.csv"'})
+        body = S.export_csv(
+            s, identity, filters.query, include_contacts=include_contacts, language=language_of(request)
+        )
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
+    )
 
 
 # --- subscriptions and the feed ------------------------------------------------------------------------------
@@ -496,11 +632,19 @@ class SubscriptionBody(BaseModel):
 def subscribe(request: Request, body: SubscriptionBody, identity: CurrentIdentity) -> dict:
     """Email me new reports in a district or a box."""
     with _db(request).session() as s:
-        sub = S.subscribe(s, body.email, district=body.district,
-                          bbox=S.parse_bbox(body.bbox) if body.bbox else None, language=body.language,
-                          user_id=identity.user_id)
-        return {"id": sub.id, "district": sub.district_code,
-                "bbox": [sub.west, sub.south, sub.east, sub.north] if sub.west is not None else None}
+        sub = S.subscribe(
+            s,
+            body.email,
+            district=body.district,
+            bbox=S.parse_bbox(body.bbox) if body.bbox else None,
+            language=body.language,
+            user_id=identity.user_id,
+        )
+        return {
+            "id": sub.id,
+            "district": sub.district_code,
+            "bbox": [sub.west, sub.south, sub.east, sub.north] if sub.west is not None else None,
+        }
 
 
 @router.post(f"{P}/subscriptions/{{token}}/delete")
@@ -578,8 +722,9 @@ class TransitionBody(BaseModel):
 @router.post(f"{P}/{{report_id}}/transition")
 def transition(request: Request, report_id: int, body: TransitionBody, identity: Worker) -> dict:
     with _db(request).session() as s:
-        r = S.transition(s, identity, report_id, body.status, text=body.text, template_id=body.template_id,
-                         parent_id=body.parent_id)
+        r = S.transition(
+            s, identity, report_id, body.status, text=body.text, template_id=body.template_id, parent_id=body.parent_id
+        )
         return S.public_view(r, language_of(request))
 
 
@@ -603,8 +748,7 @@ class NoteBody(BaseModel):
 def note(request: Request, report_id: int, body: NoteBody, identity: Worker) -> dict:
     """An internal note (public=false) or a public update to the citizen (public=true)."""
     with _db(request).session() as s:
-        return S.update_view(S.add_note(s, identity, report_id, body.text, public=body.public),
-                             language_of(request))
+        return S.update_view(S.add_note(s, identity, report_id, body.text, public=body.public), language_of(request))
 
 
 class ReassignBody(BaseModel):
@@ -615,8 +759,9 @@ class ReassignBody(BaseModel):
 @router.post(f"{P}/{{report_id}}/reassign")
 def reassign(request: Request, report_id: int, body: ReassignBody, identity: Worker) -> dict:
     with _db(request).session() as s:
-        return S.public_view(S.reassign(s, identity, report_id, body.department, reason=body.reason),
-                             language_of(request))
+        return S.public_view(
+            S.reassign(s, identity, report_id, body.department, reason=body.reason), language_of(request)
+        )
 
 
 class MergeBody(BaseModel):
@@ -642,6 +787,7 @@ class FeedbackBody(BaseModel):
 def feedback(request: Request, report_id: int, body: FeedbackBody, identity: CurrentIdentity) -> dict:
     """The reporter confirms the fix (closed) or reopens it, and may rate it 1–5 (signed in or with the token)."""
     with _db(request).session() as s:
-        r = S.feedback(s, identity, report_id, fixed=body.fixed, rating=body.rating, comment=body.comment,
-                       token=body.token)
+        r = S.feedback(
+            s, identity, report_id, fixed=body.fixed, rating=body.rating, comment=body.comment, token=body.token
+        )
         return S.public_view(r, language_of(request))

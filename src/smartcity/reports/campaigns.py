@@ -54,10 +54,16 @@ def save_campaign(session: Session, identity: Identity, data: CampaignIn) -> Cam
     title_en = _clean_text(data.title_en, "title_en", 200, problems, required=True)
     desc_ko = _clean_text(data.description_ko, "description_ko", MAX_DESCRIPTION, problems)
     desc_en = _clean_text(data.description_en, "description_en", MAX_DESCRIPTION, problems)
-    if not (isinstance(data.starts_at, datetime) and isinstance(data.ends_at, datetime) and data.starts_at.tzinfo
-            and data.ends_at.tzinfo and data.starts_at < data.ends_at):
-        problems.append({"field": "ends_at", "code": "invalid_period",
-                         "problem": "must be after starts_at (with zones)"})
+    if not (
+        isinstance(data.starts_at, datetime)
+        and isinstance(data.ends_at, datetime)
+        and data.starts_at.tzinfo
+        and data.ends_at.tzinfo
+        and data.starts_at < data.ends_at
+    ):
+        problems.append(
+            {"field": "ends_at", "code": "invalid_period", "problem": "must be after starts_at (with zones)"}
+        )
     _raise_problems(problems, "the campaign is not valid")
     camp = session.scalar(select(Campaign).where(Campaign.slug == data.slug))
     created = camp is None
@@ -65,8 +71,12 @@ def save_campaign(session: Session, identity: Identity, data: CampaignIn) -> Cam
         camp = Campaign(slug=data.slug)
         session.add(camp)
     camp.title_ko, camp.title_en, camp.description_ko, camp.description_en = title_ko, title_en, desc_ko, desc_en
-    camp.theme, camp.starts_at, camp.ends_at, camp.district_code = data.theme[:50], data.starts_at, data.ends_at, \
-        data.district
+    camp.theme, camp.starts_at, camp.ends_at, camp.district_code = (
+        data.theme[:50],
+        data.starts_at,
+        data.ends_at,
+        data.district,
+    )
     session.flush()
     audit.record(session, identity, "create" if created else "update", "report_campaign", camp.slug)
     return camp
@@ -74,7 +84,15 @@ def save_campaign(session: Session, identity: Identity, data: CampaignIn) -> Cam
 
 def campaign_view(c: Campaign, language: str = "ko") -> dict:
     now = _now()
-    return {"slug": c.slug, "title": _loc(c, "title", language), "description": _loc(c, "description", language),
-            "title_ko": c.title_ko, "title_en": c.title_en, "theme": c.theme, "district": c.district_code,
-            "starts_at": c.starts_at.isoformat(), "ends_at": c.ends_at.isoformat(),
-            "running": c.starts_at <= now <= c.ends_at}
+    return {
+        "slug": c.slug,
+        "title": _loc(c, "title", language),
+        "description": _loc(c, "description", language),
+        "title_ko": c.title_ko,
+        "title_en": c.title_en,
+        "theme": c.theme,
+        "district": c.district_code,
+        "starts_at": c.starts_at.isoformat(),
+        "ends_at": c.ends_at.isoformat(),
+        "running": c.starts_at <= now <= c.ends_at,
+    }

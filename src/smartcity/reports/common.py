@@ -53,8 +53,7 @@ _REOPEN = {"open", "in_progress"}
 
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "open": frozenset({"acknowledged", "in_progress", "fixed", "closed", "duplicate", "not_responsible",
-                       "referred"}),
+    "open": frozenset({"acknowledged", "in_progress", "fixed", "closed", "duplicate", "not_responsible", "referred"}),
     "acknowledged": frozenset({"in_progress", "fixed", "closed", "duplicate", "not_responsible", "referred"}),
     "in_progress": frozenset({"acknowledged", "fixed", "closed", "duplicate", "not_responsible", "referred"}),
     "fixed": frozenset({"closed"} | _REOPEN),
@@ -125,8 +124,15 @@ def _clean_text(value: Any, name: str, limit: int, problems: list[dict], require
     if required and not text:
         problems.append({"field": name, "code": "required", "problem": "is required"})
     if len(text) > limit:
-        problems.append({"field": name, "code": "too_long", "problem": f"is longer than {limit} characters",
-                         "length": len(text), "limit": limit})
+        problems.append(
+            {
+                "field": name,
+                "code": "too_long",
+                "problem": f"is longer than {limit} characters",
+                "length": len(text),
+                "limit": limit,
+            }
+        )
     return text
 
 
@@ -151,13 +157,20 @@ def _check_media_urls(urls: list[str], problems: list[dict], notices: list[dict]
         if not url:
             continue
         scheme, _, rest = url.partition("://")
-        if scheme.lower() in ("http", "https") and rest and len(url) <= MAX_MEDIA_URL \
-                and not re.search(r"[\s\x00-\x1f\x7f<>\"]", url):
+        if (
+            scheme.lower() in ("http", "https")
+            and rest
+            and len(url) <= MAX_MEDIA_URL
+            and not re.search(r"[\s\x00-\x1f\x7f<>\"]", url)
+        ):
             if url not in kept:
                 kept.append(url)
             continue
-        problem = {"field": "media_url", "code": "invalid_media_url",
-                   "problem": f"is not an http(s) link of at most {MAX_MEDIA_URL} characters: {url[:80]!r}"}
+        problem = {
+            "field": "media_url",
+            "code": "invalid_media_url",
+            "problem": f"is not an http(s) link of at most {MAX_MEDIA_URL} characters: {url[:80]!r}",
+        }
         (notices if notices is not None else problems).append(problem)
     return kept
 

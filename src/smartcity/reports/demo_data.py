@@ -18,8 +18,16 @@ from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportUpdate
 
 COUNT = 300
-STATUS_MIX = [("open", 30), ("acknowledged", 15), ("in_progress", 15), ("fixed", 20), ("closed", 10),
-              ("duplicate", 4), ("not_responsible", 3), ("referred", 3)]
+STATUS_MIX = [
+    ("open", 30),
+    ("acknowledged", 15),
+    ("in_progress", 15),
+    ("fixed", 20),
+    ("closed", 10),
+    ("duplicate", 4),
+    ("not_responsible", 3),
+    ("referred", 3),
+]
 PATHS = {
     "open": [],
     "acknowledged": ["acknowledged"],
@@ -37,17 +45,38 @@ ANSWERS = {
     "not_responsible": "사유지 관련 사항으로 관리 주체에 문의하시기 바랍니다.",
     "referred": "한국전력공사로 이관했습니다.",
 }
-DETAILS = ["며칠째 그대로입니다.", "밤에 특히 위험합니다.", "아이들이 자주 다니는 길입니다.", "빠른 조치 부탁드립니다.",
-           "출퇴근 시간에 불편이 큽니다.", "사진 첨부합니다.", "지난주부터 계속되고 있습니다."]
+DETAILS = [
+    "며칠째 그대로입니다.",
+    "밤에 특히 위험합니다.",
+    "아이들이 자주 다니는 길입니다.",
+    "빠른 조치 부탁드립니다.",
+    "출퇴근 시간에 불편이 큽니다.",
+    "사진 첨부합니다.",
+    "지난주부터 계속되고 있습니다.",
+]
 CAMPAIGNS = [
-    ("barrier-free", "무장애 길 찾기", "Barrier-free routes",
-     "휠체어와 유모차가 다니기 어려운 곳을 함께 지도에 표시해 주세요.",
-     "Map the places wheelchairs and prams cannot pass.", "accessible", [
-         ("bf-steps", "계단·턱", "Steps or high kerb"), ("bf-narrow", "좁은 보도", "Narrow footway"),
-         ("bf-no-ramp", "경사로 없음", "No ramp")]),
-    ("school-zones", "안전한 통학로", "Safe school routes", "어린이보호구역의 위험 요소를 알려 주세요.",
-     "Tell us what makes school routes unsafe.", "school", [
-         ("sz-speeding", "과속 차량", "Speeding cars"), ("sz-no-crossing", "횡단보도 부족", "Missing crossing")]),
+    (
+        "barrier-free",
+        "무장애 길 찾기",
+        "Barrier-free routes",
+        "휠체어와 유모차가 다니기 어려운 곳을 함께 지도에 표시해 주세요.",
+        "Map the places wheelchairs and prams cannot pass.",
+        "accessible",
+        [
+            ("bf-steps", "계단·턱", "Steps or high kerb"),
+            ("bf-narrow", "좁은 보도", "Narrow footway"),
+            ("bf-no-ramp", "경사로 없음", "No ramp"),
+        ],
+    ),
+    (
+        "school-zones",
+        "안전한 통학로",
+        "Safe school routes",
+        "어린이보호구역의 위험 요소를 알려 주세요.",
+        "Tell us what makes school routes unsafe.",
+        "school",
+        [("sz-speeding", "과속 차량", "Speeding cars"), ("sz-no-crossing", "횡단보도 부족", "Missing crossing")],
+    ),
 ]
 
 
@@ -95,11 +124,15 @@ def demo_reports(db, profile):
         with_attrs = {c.code: c.attributes for c in S.list_categories(s, everything=True)}
         now = utcnow()
         for slug, tko, ten, dko, den, theme, items in CAMPAIGNS:
-            S.save_campaign(s, admin, S.CampaignIn(slug, tko, ten, now - timedelta(days=20), now + timedelta(days=40),
-                                                   dko, den, theme))
+            S.save_campaign(
+                s,
+                admin,
+                S.CampaignIn(slug, tko, ten, now - timedelta(days=20), now + timedelta(days=40), dko, den, theme),
+            )
             for code, nko, nen in items:
-                S.save_category(s, admin, S.CategoryIn(code, "other", nko, nen, unit_kind="roads", service_days=14,
-                                                       campaign=slug))
+                S.save_category(
+                    s, admin, S.CategoryIn(code, "other", nko, nen, unit_kind="roads", service_days=14, campaign=slug)
+                )
     points = _points(db, rng)
     statuses = [st for st, w in STATUS_MIX for _ in range(w)]
     made: list[int] = []
@@ -111,16 +144,29 @@ def demo_reports(db, profile):
                 open_ones = [r for r in made[-40:] if S.get_report(s, r).status in S.OPEN_STATUSES]
                 parent = S.get_report(s, rng.choice(open_ones)) if open_ones else None
             if parent is not None:  # a second report of the same problem, a few metres away
-                code, lat, lon = parent.category_code, parent.lat + rng.uniform(-2e-4, 2e-4), \
-                    parent.lon + rng.uniform(-2e-4, 2e-4)
+                code, lat, lon = (
+                    parent.category_code,
+                    parent.lat + rng.uniform(-2e-4, 2e-4),
+                    parent.lon + rng.uniform(-2e-4, 2e-4),
+                )
             else:
                 code = rng.choice(cats)
                 lat, lon = next(points)
             cat = S.get_category(s, code)
-            created = S.create_report(s, ANONYMOUS, S.NewReport(
-                category=code, lat=lat, lon=lon, title=f"{cat.name_ko} 신고",
-                description=f"{cat.name_ko}: {rng.choice(DETAILS)}",
-                attributes=_attributes(with_attrs.get(code) or [], rng), source="demo", idempotency_key=f"demo-{i}"))
+            created = S.create_report(
+                s,
+                ANONYMOUS,
+                S.NewReport(
+                    category=code,
+                    lat=lat,
+                    lon=lon,
+                    title=f"{cat.name_ko} 신고",
+                    description=f"{cat.name_ko}: {rng.choice(DETAILS)}",
+                    attributes=_attributes(with_attrs.get(code) or [], rng),
+                    source="demo",
+                    idempotency_key=f"demo-{i}",
+                ),
+            )
             rid = created.report.id
             if parent is not None:
                 S.merge(s, admin, parent.id, [rid], text="같은 위치의 기존 신고와 함께 처리합니다.")
@@ -139,9 +185,20 @@ def demo_reports(db, profile):
             for n in range(12):
                 code = rng.choice(items)[0]
                 lat, lon = next(points)
-                S.create_report(s, ANONYMOUS, S.NewReport(
-                    category=code, lat=lat, lon=lon, title=dict((c, nko) for c, nko, _ in items)[code],
-                    description=rng.choice(DETAILS), campaign=slug, source="demo", idempotency_key=f"demo-{slug}-{n}"))
+                S.create_report(
+                    s,
+                    ANONYMOUS,
+                    S.NewReport(
+                        category=code,
+                        lat=lat,
+                        lon=lon,
+                        title=dict((c, nko) for c, nko, _ in items)[code],
+                        description=rng.choice(DETAILS),
+                        campaign=slug,
+                        source="demo",
+                        idempotency_key=f"demo-{slug}-{n}",
+                    ),
+                )
     yield f"reports: {COUNT} demo reports in every status and {len(CAMPAIGNS)} campaigns"
 
 

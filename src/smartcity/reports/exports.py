@@ -32,14 +32,37 @@ def campaign_geojson(session: Session, slug: str, language: str = "ko") -> dict:
     for r in _campaign_reports(session, slug):
         props = public_view(r, language)
         props.pop("lat"), props.pop("lon")
-        features.append({"type": "Feature", "id": r.id, "properties": props,
-                         "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]}})
+        features.append(
+            {
+                "type": "Feature",
+                "id": r.id,
+                "properties": props,
+                "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]},
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
-CSV_FIELDS = ["id", "status", "category", "category_name", "title", "description", "lat", "lon", "district",
-              "neighbourhood", "address_string", "unit", "support_count", "created_at", "updated_at", "due_at",
-              "fixed_at", "rating"]
+CSV_FIELDS = [
+    "id",
+    "status",
+    "category",
+    "category_name",
+    "title",
+    "description",
+    "lat",
+    "lon",
+    "district",
+    "neighbourhood",
+    "address_string",
+    "unit",
+    "support_count",
+    "created_at",
+    "updated_at",
+    "due_at",
+    "fixed_at",
+    "rating",
+]
 
 
 def _csv(rows: Iterable[dict], fields: list[str]) -> str:
@@ -65,8 +88,15 @@ def campaign_csv(session: Session, slug: str, language: str = "ko") -> str:
     return _csv((public_view(r, language) for r in _campaign_reports(session, slug)), CSV_FIELDS + ["attributes"])
 
 
-def export_csv(session: Session, identity: Identity, q: ReportQuery | None = None, *, include_contacts: bool = False,
-               language: str = "ko", limit: int = 100_000) -> str:
+def export_csv(
+    session: Session,
+    identity: Identity,
+    q: ReportQuery | None = None,
+    *,
+    include_contacts: bool = False,
+    language: str = "ko",
+    limit: int = 100_000,
+) -> str:
     """Reports as CSV for staff (their unit) and administrators; contact columns only when asked and
     permitted (administrators, or staff for their unit). Audited."""
     check(identity, "reports.dashboard")
@@ -85,7 +115,7 @@ def export_csv(session: Session, identity: Identity, q: ReportQuery | None = Non
     if include_contacts and reports:
         ids = [r.id for r in reports]
         for i in range(0, len(ids), 900):
-            for c in session.scalars(select(ReportContact).where(ReportContact.report_id.in_(ids[i:i + 900]))):
+            for c in session.scalars(select(ReportContact).where(ReportContact.report_id.in_(ids[i : i + 900]))):
                 contacts[c.report_id] = c
     for r in reports:
         row = public_view(r, language)
@@ -94,6 +124,12 @@ def export_csv(session: Session, identity: Identity, q: ReportQuery | None = Non
         if c:
             row.update(contact_name=c.name, contact_email=c.email, contact_phone=c.phone)
         rows.append(row)
-    audit.record(session, identity, "export", "report", None,
-                 {"count": len(rows), "include_contacts": include_contacts, "unit": q.unit})
+    audit.record(
+        session,
+        identity,
+        "export",
+        "report",
+        None,
+        {"count": len(rows), "include_contacts": include_contacts, "unit": q.unit},
+    )
     return _csv(rows, fields)

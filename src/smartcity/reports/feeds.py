@@ -26,15 +26,36 @@ class FeedEntry:
     status: str
 
 
-def feed_entries(session: Session, *, district: str | None = None,
-                 bbox: tuple[float, float, float, float] | None = None, language: str = "ko",
-                 limit: int = 50) -> list[FeedEntry]:
+def feed_entries(
+    session: Session,
+    *,
+    district: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    language: str = "ko",
+    limit: int = 50,
+) -> list[FeedEntry]:
     """The newest reports in an area, for an Atom feed."""
-    q = ReportQuery(district=[district] if district else None, bbox=parse_bbox(bbox) if bbox else None,
-                    page_size=min(limit, 200), include_duplicates=False)
-    return [FeedEntry(r.id, r.title, r.description[:500], f"/reports/{r.id}", r.updated_at, r.created_at, r.lat,
-                      r.lon, _loc(r.category, "name", language), status_name(r.status, language))
-            for r in search(session, q).items]
+    q = ReportQuery(
+        district=[district] if district else None,
+        bbox=parse_bbox(bbox) if bbox else None,
+        page_size=min(limit, 200),
+        include_duplicates=False,
+    )
+    return [
+        FeedEntry(
+            r.id,
+            r.title,
+            r.description[:500],
+            f"/reports/{r.id}",
+            r.updated_at,
+            r.created_at,
+            r.lat,
+            r.lon,
+            _loc(r.category, "name", language),
+            status_name(r.status, language),
+        )
+        for r in search(session, q).items
+    ]
 
 
 def atom_feed(entries: list[FeedEntry], *, base_url: str, title: str, self_path: str) -> str:

@@ -29,8 +29,18 @@ MAX_IMPORT_ROWS = 200_000  # one transaction; split a larger history into files
 
 
 # Our fields a history file's columns can be mapped to (`smartcity reports import --map column=field,…`).
-IMPORT_FIELDS = ("external_id", "category", "lat", "lon", "title", "description", "address", "status",
-                 "requested_at", "updated_at")
+IMPORT_FIELDS = (
+    "external_id",
+    "category",
+    "lat",
+    "lon",
+    "title",
+    "description",
+    "address",
+    "status",
+    "requested_at",
+    "updated_at",
+)
 
 
 IMPORT_UPDATE_FIELDS = ("external_id", "at", "status", "text")
@@ -38,10 +48,21 @@ IMPORT_UPDATE_FIELDS = ("external_id", "at", "status", "text")
 
 # Other systems' status words (Open311's, mySociety's, common CRM ones) in our workflow's.
 IMPORT_STATUSES = {
-    "new": "open", "submitted": "open", "reopen": "open", "for_triage": "open", "unconfirmed": "open",
-    "investigating": "acknowledged", "confirmed": "acknowledged", "action_scheduled": "in_progress",
-    "in progress": "in_progress", "resolved": "fixed", "completed": "fixed", "no_further_action": "closed",
-    "cancelled": "closed", "not_councils_responsibility": "not_responsible", "internal_referral": "referred",
+    "new": "open",
+    "submitted": "open",
+    "reopen": "open",
+    "for_triage": "open",
+    "unconfirmed": "open",
+    "investigating": "acknowledged",
+    "confirmed": "acknowledged",
+    "action_scheduled": "in_progress",
+    "in progress": "in_progress",
+    "resolved": "fixed",
+    "completed": "fixed",
+    "no_further_action": "closed",
+    "cancelled": "closed",
+    "not_councils_responsibility": "not_responsible",
+    "internal_referral": "referred",
 }
 
 
@@ -51,8 +72,10 @@ def parse_mapping(text: str, allowed: tuple[str, ...]) -> dict[str, str]:
     for part in (p for p in text.split(",") if p.strip()):
         column, sep, name = part.partition("=")
         if not sep or not column.strip() or name.strip() not in allowed:
-            raise InvalidInput(f"bad mapping {part.strip()!r}: use column=field with a field among "
-                               f"{', '.join(allowed)}", code="invalid_mapping")
+            raise InvalidInput(
+                f"bad mapping {part.strip()!r}: use column=field with a field among {', '.join(allowed)}",
+                code="invalid_mapping",
+            )
         mapping[column.strip()] = name.strip()
     return mapping
 
@@ -65,10 +88,10 @@ def read_csv(text: str, mapping: dict[str, str], required: tuple[str, ...]) -> l
     names = {c: mapping.get(c, c) for c in columns}
     missing = [f for f in required if f not in names.values()]
     if missing:
-        raise InvalidInput(f"the file has no column for {', '.join(missing)} (columns: {', '.join(columns)})",
-                           code="invalid_mapping")
-    return [{names[c]: (v or "").strip() for c, v in row.items() if c in names and c is not None}
-            for row in reader]
+        raise InvalidInput(
+            f"the file has no column for {', '.join(missing)} (columns: {', '.join(columns)})", code="invalid_mapping"
+        )
+    return [{names[c]: (v or "").strip() for c, v in row.items() if c in names and c is not None} for row in reader]
 
 
 @dataclass
@@ -96,9 +119,16 @@ def _import_status(value: str) -> str:
     return status
 
 
-def import_history(session: Session, identity: Identity, rows: list[dict[str, str]],
-                   updates: list[dict[str, str]] = (), *, tz, language: str = "ko",
-                   source: str = "import") -> ImportedHistory:
+def import_history(
+    session: Session,
+    identity: Identity,
+    rows: list[dict[str, str]],
+    updates: list[dict[str, str]] = (),
+    *,
+    tz,
+    language: str = "ko",
+    source: str = "import",
+) -> ImportedHistory:
     """Store another system's past requests with their own dates, statuses and updates, all or nothing:
     every row is checked first and any problem raises InvalidInput whose details name each row (1 is the
     first row after the header), the field and the problem; then everything is stored in the caller's
@@ -111,10 +141,12 @@ def import_history(session: Session, identity: Identity, rows: list[dict[str, st
     index = geo_index(session.info["db"])
     categories = {c.code: c for c in session.scalars(select(Category))}
     seen: set[str] = set()
-    known = set(session.scalars(select(Report.external_id).where(Report.source == "import",
-                                                                 Report.external_id.is_not(None))))
+    known = set(
+        session.scalars(select(Report.external_id).where(Report.source == "import", Report.external_id.is_not(None)))
+    )
     planned = []
     for n, row in enumerate(rows, start=1):
+
         def problem(name: str, text: str, n=n) -> None:
             problems.append({"row": n, "field": name, "problem": text})
 
@@ -151,8 +183,12 @@ def import_history(session: Session, identity: Identity, rows: list[dict[str, st
                 problem("status", str(exc))
         text_problems: list[dict] = []
         first_line = next((ln for ln in row.get("description", "").splitlines() if ln.strip()), "")
-        title = _clean_text(row.get("title") or first_line or localized(category, "name", language) or "-",
-                            "title", MAX_TITLE, text_problems)
+        title = _clean_text(
+            row.get("title") or first_line or localized(category, "name", language) or "-",
+            "title",
+            MAX_TITLE,
+            text_problems,
+        )
         description = _clean_text(row.get("description", ""), "description", MAX_DESCRIPTION, text_problems)
         address = _clean_text(row.get("address", ""), "address", MAX_ADDRESS, text_problems) or None
         for p in text_problems:
@@ -172,13 +208,15 @@ def import_history(session: Session, identity: Identity, rows: list[dict[str, st
             problems.append({"row": n, "file": "updates", "field": "status", "problem": str(exc)})
             continue
         if ext not in seen:
-            problems.append({"row": n, "file": "updates", "field": "external_id",
-                             "problem": f"no request {ext!r} in the file"})
+            problems.append(
+                {"row": n, "file": "updates", "field": "external_id", "problem": f"no request {ext!r} in the file"}
+            )
             continue
         by_report.setdefault(ext, []).append((at, st, u.get("text", "")[:MAX_UPDATE]))
     if problems:
-        raise InvalidInput(f"nothing was imported: {len(problems)} problem(s) in the file",
-                           code="invalid_import", details=problems)
+        raise InvalidInput(
+            f"nothing was imported: {len(problems)} problem(s) in the file", code="invalid_import", details=problems
+        )
 
     label = f"import:{identity.label}"
     routes: dict[tuple[str, str], Department] = {}
@@ -190,25 +228,47 @@ def import_history(session: Session, identity: Identity, rows: list[dict[str, st
         key = (category.code, where.district.code)
         unit = routes.get(key) or routes.setdefault(key, route_for(session, category, where.district.code))
         report = Report(
-            category_id=category.id, category_code=category.code, status="open", lat=where.lat, lon=where.lon,
+            category_id=category.id,
+            category_code=category.code,
+            status="open",
+            lat=where.lat,
+            lon=where.lon,
             district_code=where.district.code,
             neighbourhood_code=where.neighbourhood.code if where.neighbourhood else None,
-            h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES), grid_cell=grid_cell(where.lat, where.lon),
-            title=title, description=description, address_string=address, attributes={}, unit_id=unit.id,
+            h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES),
+            grid_cell=grid_cell(where.lat, where.lon),
+            title=title,
+            description=description,
+            address_string=address,
+            attributes={},
+            unit_id=unit.id,
             language=language,
-            source=source, external_id=ext[:100], created_at=requested, updated_at=updated,
-            due_at=requested + timedelta(days=category.service_days), photo_count=0,
+            source=source,
+            external_id=ext[:100],
+            created_at=requested,
+            updated_at=updated,
+            due_at=requested + timedelta(days=category.service_days),
+            photo_count=0,
         )
         session.add(report)
         session.flush()
-        _timeline(session, report, identity, "created", None, "open", "", public=True, actor_label=label,
-                  at=requested)
+        _timeline(session, report, identity, "created", None, "open", "", public=True, actor_label=label, at=requested)
         for at, st, text in history:
             old = report.status
             if st and st != old:
                 _set_status(report, st, at)
-            _timeline(session, report, identity, "status" if st and st != old else "update", old,
-                      report.status, text, public=True, actor_label=label, at=at)
+            _timeline(
+                session,
+                report,
+                identity,
+                "status" if st and st != old else "update",
+                old,
+                report.status,
+                text,
+                public=True,
+                actor_label=label,
+                at=at,
+            )
             update_count += 1
         if report.status != status:  # the row's status is the request's state now
             _set_status(report, status, updated)

@@ -190,8 +190,10 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
         existing = session.scalar(select(Report).where(Report.idempotency_key == key))
         if existing is not None:
             if existing.idempotency_fingerprint not in (None, fingerprint):
-                raise Conflict("this Idempotency-Key was used before with a different request; use a new key "
-                               "for a new report", code="idempotency_key_reused")
+                raise Conflict(
+                    "this Idempotency-Key was used before with a different request; use a new key for a new report",
+                    code="idempotency_key_reused",
+                )
             return CreatedReport(existing, feedback_token(existing, settings), repeated=True)
     else:
         key = fingerprint = None
@@ -212,8 +214,9 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     profile = load_profile(settings.city)
     language = new.language if new.language in profile.languages else profile.language
     if len(new.photos) > settings.reports_max_photos:
-        problems.append({"field": "photos", "code": "too_many_photos",
-                         "problem": f"at most {settings.reports_max_photos} photos"})
+        problems.append(
+            {"field": "photos", "code": "too_many_photos", "problem": f"at most {settings.reports_max_photos} photos"}
+        )
     attributes = None
     if category is not None:
         attributes = _gather(problems, refusals, "attributes", lambda: validate_attributes(category, new.attributes))
@@ -237,32 +240,56 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
             user = session.get(User, identity.user_id)
             public_name = (contact.name if contact and contact.name else None) or user.display_name or user.username
     report = Report(
-        category_id=category.id, category_code=category.code, status="open", lat=where.lat, lon=where.lon,
+        category_id=category.id,
+        category_code=category.code,
+        status="open",
+        lat=where.lat,
+        lon=where.lon,
         district_code=where.district.code,
         neighbourhood_code=where.neighbourhood.code if where.neighbourhood else None,
-        h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES), grid_cell=grid_cell(where.lat, where.lon),
-        title=title, description=description,
-        address_string=address, attributes=attributes, unit_id=unit.id, reporter_id=identity.user_id,
-        public_name=public_name, language=language, source=source,
-        campaign_id=campaign.id if campaign else None, idempotency_key=key, idempotency_fingerprint=fingerprint,
+        h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES),
+        grid_cell=grid_cell(where.lat, where.lon),
+        title=title,
+        description=description,
+        address_string=address,
+        attributes=attributes,
+        unit_id=unit.id,
+        reporter_id=identity.user_id,
+        public_name=public_name,
+        language=language,
+        source=source,
+        campaign_id=campaign.id if campaign else None,
+        idempotency_key=key,
+        idempotency_fingerprint=fingerprint,
         external_id=(str(new.external_id)[:100] if new.external_id else None),
-        created_at=now, updated_at=now, due_at=now + timedelta(days=category.service_days),
-        photo_count=len(processed), media_urls=media_urls or None,
+        created_at=now,
+        updated_at=now,
+        due_at=now + timedelta(days=category.service_days),
+        photo_count=len(processed),
+        media_urls=media_urls or None,
         media_fetch="pending" if media_urls and settings.reports_fetch_media_urls else None,
     )
     session.add(report)
     try:
         session.flush()
     except IntegrityError:
-        raise Conflict("this report is being submitted already; try again in a moment",
-                       code="idempotency_conflict") from None
+        raise Conflict(
+            "this report is being submitted already; try again in a moment", code="idempotency_conflict"
+        ) from None
     if contact:
         session.add(ReportContact(report_id=report.id, name=contact.name, email=contact.email, phone=contact.phone))
     _store_photos(session, settings, report.id, processed)
-    _timeline(session, report, identity, "created", None, "open", "", public=True, actor_label=_citizen(identity),
-              at=now)
-    audit.record(session, identity, "create", "report", report.id,
-                 {"category": category.code, "unit": unit.code, "source": source})
+    _timeline(
+        session, report, identity, "created", None, "open", "", public=True, actor_label=_citizen(identity), at=now
+    )
+    audit.record(
+        session,
+        identity,
+        "create",
+        "report",
+        report.id,
+        {"category": category.code, "unit": unit.code, "source": source},
+    )
     publish(session, "report.created", event_data(report))
     token = feedback_token(report, settings)
     _notify_reporter(session, report, "received", token=token)
@@ -280,8 +307,18 @@ def _store_photos(session: Session, settings: Settings, report_id: int, processe
             name = secrets.token_hex(16)
             path = batch.write(p.image, ".jpg", name)
             thumb = batch.write(p.thumb, ".thumb.jpg", name)
-            session.add(ReportPhoto(report_id=report_id, path=path, thumb_path=thumb, content_type="image/jpeg",
-                                    width=p.width, height=p.height, size=len(p.image), position=pos))
+            session.add(
+                ReportPhoto(
+                    report_id=report_id,
+                    path=path,
+                    thumb_path=thumb,
+                    content_type="image/jpeg",
+                    width=p.width,
+                    height=p.height,
+                    size=len(p.image),
+                    position=pos,
+                )
+            )
     except BaseException:
         batch.remove()
         raise
@@ -292,11 +329,20 @@ def fetch_media(db, settings: Settings, *, limit: int = 20) -> int:
     report's links become its photos where they are public images within the limits; a refused link stays a
     link, with an internal note saying why. The downloads happen outside any transaction. Returns the
     number of reports handled."""
-    allow = [ipaddress.ip_network(n.strip(), strict=False)
-             for n in settings.reports_fetch_media_allow.split(",") if n.strip()]
+    allow = [
+        ipaddress.ip_network(n.strip(), strict=False)
+        for n in settings.reports_fetch_media_allow.split(",")
+        if n.strip()
+    ]
     with db.session() as s:
-        pending = list(s.execute(select(Report.id, Report.media_urls).where(Report.media_fetch == "pending")
-                                 .order_by(Report.id).limit(limit)))
+        pending = list(
+            s.execute(
+                select(Report.id, Report.media_urls)
+                .where(Report.media_fetch == "pending")
+                .order_by(Report.id)
+                .limit(limit)
+            )
+        )
     for report_id, urls in pending:
         got, refused = [], []
         for url in urls or []:
@@ -313,17 +359,33 @@ def fetch_media(db, settings: Settings, *, limit: int = 20) -> int:
                 continue  # another process did it meanwhile
             room = max(settings.reports_max_photos - report.photo_count, 0)
             if len(got) > room:
-                refused.append(("", f"{len(got) - room} fetched photo(s) over the limit of "
-                                    f"{settings.reports_max_photos} not kept"))
+                refused.append(
+                    ("", f"{len(got) - room} fetched photo(s) over the limit of {settings.reports_max_photos} not kept")
+                )
                 got = got[:room]
             _store_photos(s, settings, report.id, got, start=report.photo_count)
             report.photo_count += len(got)
             report.media_fetch = "refused" if refused else "done"
             for url, why in refused:
-                _timeline(s, report, ANONYMOUS, "note", None, None, f"media_url {url} not fetched: {why}",
-                          public=False, actor_label="job:media_url")
-            audit.record(s, "job:media_url", "fetch_media", "report", report.id,
-                         {"photos": len(got), "refused": [u for u, _ in refused]})
+                _timeline(
+                    s,
+                    report,
+                    ANONYMOUS,
+                    "note",
+                    None,
+                    None,
+                    f"media_url {url} not fetched: {why}",
+                    public=False,
+                    actor_label="job:media_url",
+                )
+            audit.record(
+                s,
+                "job:media_url",
+                "fetch_media",
+                "report",
+                report.id,
+                {"photos": len(got), "refused": [u for u, _ in refused]},
+            )
     return len(pending)
 
 

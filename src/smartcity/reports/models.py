@@ -234,9 +234,7 @@ class Route(Base):
 
     department: Mapped[Department] = relationship(lazy="joined")
 
-    __table_args__ = (
-        UniqueConstraint("category_code", "district_code", name="uq_report_routes_category_district"),
-    )
+    __table_args__ = (UniqueConstraint("category_code", "district_code", name="uq_report_routes_category_district"),)
 
 
 class ResponseTemplate(Base):

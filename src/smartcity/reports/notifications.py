@@ -36,18 +36,27 @@ def feedback_token(report: Report, settings: Settings | None = None) -> str:
 # (subject, body) of each message, English msgids of the catalogues; a translation writes whole sentences and
 # Korean particles as pairs (이(가), (으)로…), settled once the values are in (core.i18n.translate).
 MESSAGES = {
-    "received": ("[{city}] Report #{id} received",
-                 "Your report '{title}' was received and sent to {unit}. Expected by {due}.\n{url}"),
-    "status": ("[{city}] Report #{id}: {status}",
-               "The status of your report '{title}' is now '{status}'.\n{text}\n{url}"),
+    "received": (
+        "[{city}] Report #{id} received",
+        "Your report '{title}' was received and sent to {unit}. Expected by {due}.\n{url}",
+    ),
+    "status": (
+        "[{city}] Report #{id}: {status}",
+        "The status of your report '{title}' is now '{status}'.\n{text}\n{url}",
+    ),
     "update": ("[{city}] News on report #{id}", "An update on your report '{title}':\n{text}\n{url}"),
-    "duplicate": ("[{city}] Report #{id}: duplicate",
-                  "Your report '{title}' is the same problem as report #{parent} and is handled with it."
-                  "\n{text}\n{url}"),
-    "fixed": ("[{city}] Report #{id}: fixed",
-              "Your report '{title}' has been fixed.\n{text}\nPlease confirm and rate the work: {feedback_url}"),
-    "new_in_area": ("[{city}] New report: {title}",
-                    "A new report in your area: {category} — {title}\n{url}\nUnsubscribe: {unsubscribe_url}"),
+    "duplicate": (
+        "[{city}] Report #{id}: duplicate",
+        "Your report '{title}' is the same problem as report #{parent} and is handled with it.\n{text}\n{url}",
+    ),
+    "fixed": (
+        "[{city}] Report #{id}: fixed",
+        "Your report '{title}' has been fixed.\n{text}\nPlease confirm and rate the work: {feedback_url}",
+    ),
+    "new_in_area": (
+        "[{city}] New report: {title}",
+        "A new report in your area: {category} — {title}\n{url}\nUnsubscribe: {unsubscribe_url}",
+    ),
 }
 
 
@@ -60,8 +69,15 @@ def _base_url(session: Session) -> str:
     return settings_of(session).reports_public_url.rstrip("/")
 
 
-def _notify_reporter(session: Session, report: Report, kind: str, *, text: str = "", token: str | None = None,
-                     parent: Report | None = None) -> int:
+def _notify_reporter(
+    session: Session,
+    report: Report,
+    kind: str,
+    *,
+    text: str = "",
+    token: str | None = None,
+    parent: Report | None = None,
+) -> int:
     """Queue a message to the reporter (email if given, sms if a phone), in the report's language."""
     if kind == "status" and report.status == "fixed":
         kind = "fixed"
@@ -79,28 +95,43 @@ def _notify_reporter(session: Session, report: Report, kind: str, *, text: str =
     token = token or feedback_token(report, settings)
     profile = load_profile(settings.city)
     subject, body = _message(
-        kind, lang, city=profile.name(lang), id=report.id, title=report.title,
+        kind,
+        lang,
+        city=profile.name(lang),
+        id=report.id,
+        title=report.title,
         unit=localized(report.unit, "name", lang, profile.language),
-        due=report.due_at.astimezone(UTC).strftime("%Y-%m-%d"), status=status_name(report.status, lang),
-        text=text, url=f"{base}/reports/{report.id}", parent=parent.id if parent else "",
+        due=report.due_at.astimezone(UTC).strftime("%Y-%m-%d"),
+        status=status_name(report.status, lang),
+        text=text,
+        url=f"{base}/reports/{report.id}",
+        parent=parent.id if parent else "",
         feedback_url=f"{base}/reports/{report.id}?token={token}",
     )
     ref = f"report:{report.id}"
     sent = 0
     if email:
-        notify.queue(session, "email", email, body, subject=subject, topic=f"report.{kind}", ref=ref,
-                     user_id=report.reporter_id)
+        notify.queue(
+            session, "email", email, body, subject=subject, topic=f"report.{kind}", ref=ref, user_id=report.reporter_id
+        )
         sent += 1
     if phone:
-        notify.queue(session, "sms", phone, body, subject=subject, topic=f"report.{kind}", ref=ref,
-                     user_id=report.reporter_id)
+        notify.queue(
+            session, "sms", phone, body, subject=subject, topic=f"report.{kind}", ref=ref, user_id=report.reporter_id
+        )
         sent += 1
     return sent
 
 
-def subscribe(session: Session, email: str, *, district: str | None = None,
-              bbox: tuple[float, float, float, float] | None = None, language: str = "ko",
-              user_id: int | None = None) -> Subscription:
+def subscribe(
+    session: Session,
+    email: str,
+    *,
+    district: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    language: str = "ko",
+    user_id: int | None = None,
+) -> Subscription:
     """Subscribe an email address to new reports in a district or a box (west, south, east, north)."""
     email = (email or "").strip()
     if not EMAIL.match(email):
@@ -108,8 +139,12 @@ def subscribe(session: Session, email: str, *, district: str | None = None,
     if (district is None) == (bbox is None):
         raise InvalidInput("give either a district or a box", code="invalid_area")
     profile = load_profile(settings_of(session).city)
-    sub = Subscription(email=email, language=language if language in profile.languages else profile.language,
-                       token=secrets.token_urlsafe(32), user_id=user_id)
+    sub = Subscription(
+        email=email,
+        language=language if language in profile.languages else profile.language,
+        token=secrets.token_urlsafe(32),
+        user_id=user_id,
+    )
     if district is not None:
         if district not in {a.code for a in geo_index(session.info["db"]).districts}:
             raise InvalidInput(f"unknown district {district!r}", code="unknown_district")
@@ -118,8 +153,9 @@ def subscribe(session: Session, email: str, *, district: str | None = None,
         sub.west, sub.south, sub.east, sub.north = parse_bbox(bbox)
     session.add(sub)
     session.flush()
-    audit.record(session, "citizen" if user_id is None else f"user:{user_id}", "subscribe", "report_subscription",
-                 sub.id)
+    audit.record(
+        session, "citizen" if user_id is None else f"user:{user_id}", "subscribe", "report_subscription", sub.id
+    )
     return sub
 
 
@@ -128,32 +164,62 @@ def unsubscribe(session: Session, token: str) -> None:
     sub = session.scalar(select(Subscription).where(Subscription.token == str(token)))
     if sub is None:
         raise NotFound("no such subscription")
-    audit.record(session, "citizen" if sub.user_id is None else f"user:{sub.user_id}", "unsubscribe",
-                 "report_subscription", sub.id)
+    audit.record(
+        session,
+        "citizen" if sub.user_id is None else f"user:{sub.user_id}",
+        "unsubscribe",
+        "report_subscription",
+        sub.id,
+    )
     session.delete(sub)
 
 
 def unsubscribe_headers(base: str, token: str) -> dict[str, str]:
     """RFC 8058 one-click unsubscribe: the mail client POSTs "List-Unsubscribe=One-Click" to the API's
     address; a GET there only redirects to the confirm page."""
-    return {"List-Unsubscribe": f"<{base}/api/reports/subscriptions/{token}/delete>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return {
+        "List-Unsubscribe": f"<{base}/api/reports/subscriptions/{token}/delete>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
 
 
 def _notify_subscribers(session: Session, report: Report) -> int:
-    subs = session.scalars(select(Subscription).where(or_(
-        Subscription.district_code == report.district_code,
-        and_(Subscription.district_code.is_(None), Subscription.west <= report.lon, Subscription.east >= report.lon,
-             Subscription.south <= report.lat, Subscription.north >= report.lat))))
+    subs = session.scalars(
+        select(Subscription).where(
+            or_(
+                Subscription.district_code == report.district_code,
+                and_(
+                    Subscription.district_code.is_(None),
+                    Subscription.west <= report.lon,
+                    Subscription.east >= report.lon,
+                    Subscription.south <= report.lat,
+                    Subscription.north >= report.lat,
+                ),
+            )
+        )
+    )
     base = _base_url(session)
     n = 0
     for sub in subs:
-        subject, body = _message("new_in_area", sub.language, city="", id=report.id, title=report.title,
-                                 category=_loc(report.category, "name", sub.language),
-                                 url=f"{base}/reports/{report.id}",
-                                 unsubscribe_url=f"{base}/reports/unsubscribe/{sub.token}")
-        notify.queue(session, "email", sub.email, body, subject=subject.replace("[] ", ""),
-                     topic="report.new_in_area", ref=f"report:{report.id}",
-                     headers=unsubscribe_headers(base, sub.token))
+        subject, body = _message(
+            "new_in_area",
+            sub.language,
+            city="",
+            id=report.id,
+            title=report.title,
+            category=_loc(report.category, "name", sub.language),
+            url=f"{base}/reports/{report.id}",
+            unsubscribe_url=f"{base}/reports/unsubscribe/{sub.token}",
+        )
+        notify.queue(
+            session,
+            "email",
+            sub.email,
+            body,
+            subject=subject.replace("[] ", ""),
+            topic="report.new_in_area",
+            ref=f"report:{report.id}",
+            headers=unsubscribe_headers(base, sub.token),
+        )
         n += 1
     return n

@@ -96,13 +96,15 @@ def discovery(request: Request, fmt: str) -> Response:
         "changeset": CHANGESET,
         "contact": contact,
         "key_service": key_service,
-        "endpoints": [{
-            "specification": SPECIFICATION,
-            "url": f"{base}{BASE}",
-            "changeset": CHANGESET,
-            "type": "production",
-            "formats": ["text/xml", "application/json"],
-        }],
+        "endpoints": [
+            {
+                "specification": SPECIFICATION,
+                "url": f"{base}{BASE}",
+                "changeset": CHANGESET,
+                "type": "production",
+                "formats": ["text/xml", "application/json"],
+            }
+        ],
     }
     return respond(fmt, "discovery", doc)
 
@@ -156,16 +158,19 @@ def service_definition(request: Request, service_code: str, fmt: str) -> Respons
         if category.campaign_id is not None or not category.active:
             raise NotFound(f"no service {service_code!r}", code="unknown_service")
         view = S.category_view(category, lang)
-    attributes = [{
-        "variable": a["variable"],
-        "code": a["code"],
-        "datatype": a["datatype"],
-        "required": a["required"],
-        "datatype_description": a["datatype_description"],
-        "order": a["order"],
-        "description": a["description"],
-        **({"values": a["values"]} if "values" in a else {}),
-    } for a in view["attributes"]]
+    attributes = [
+        {
+            "variable": a["variable"],
+            "code": a["code"],
+            "datatype": a["datatype"],
+            "required": a["required"],
+            "datatype_description": a["datatype_description"],
+            "order": a["order"],
+            "description": a["description"],
+            **({"values": a["values"]} if "values" in a else {}),
+        }
+        for a in view["attributes"]
+    ]
     return respond(fmt, "service_definition", {"service_code": view["code"], "attributes": attributes})
 
 
@@ -184,8 +189,11 @@ def _attributes(form) -> dict[str, Any]:
         if not m:
             continue
         if isinstance(value, UploadFile):
-            raise InvalidInput(f"{key} must be text, not a file", code="invalid_attribute",
-                               details=[{"field": key, "problem": "must be text, not a file"}])
+            raise InvalidInput(
+                f"{key} must be text, not a file",
+                code="invalid_attribute",
+                details=[{"field": key, "problem": "must be text, not a file"}],
+            )
         code = m.group(1)
         if code in out or m.group(2):
             existing = out.get(code)
@@ -219,26 +227,34 @@ def create_job(settings, params, files: list, idempotency_key: str | None, key: 
     return job
 
 
-def _create(s, identity: Identity, settings, params, files: list, idempotency_key: str | None, lang: str,
-            tz) -> tuple[dict, bool]:
+def _create(
+    s, identity: Identity, settings, params, files: list, idempotency_key: str | None, lang: str, tz
+) -> tuple[dict, bool]:
     code = _text(params, "service_code").strip()
     if not code:
-        raise InvalidInput("service_code is required", code="required",
-                           details=[{"field": "service_code", "problem": "is required"}])
+        raise InvalidInput(
+            "service_code is required", code="required", details=[{"field": "service_code", "problem": "is required"}]
+        )
     lat, lon = _text(params, "lat").strip(), _text(params, "long").strip()
     if bool(lat) != bool(lon):
         raise InvalidInput("lat and long go together: give both or neither", code="invalid_coordinates")
     if not lat:
         if _text(params, "address_string").strip() or _text(params, "address_id").strip():
-            raise InvalidInput("this city cannot place an address: send lat and long (address_string may come "
-                               "with them as a description of the place)", code="cannot_geocode")
+            raise InvalidInput(
+                "this city cannot place an address: send lat and long (address_string may come "
+                "with them as a description of the place)",
+                code="cannot_geocode",
+            )
         raise InvalidInput("a location is required: lat and long", code="required")
     description = _text(params, "description")
     first = _text(params, "first_name").strip()
     last = _text(params, "last_name").strip()
     email, phone = _text(params, "email").strip(), _text(params, "phone").strip()
-    contact = S.Contact(f"{first} {last}".strip() or None, email or None, phone or None) \
-        if (first or last or email or phone) else None
+    contact = (
+        S.Contact(f"{first} {last}".strip() or None, email or None, phone or None)
+        if (first or last or email or phone)
+        else None
+    )
     media_urls = [v for v in params.getlist("media_url") if isinstance(v, str)]  # FixMyStreet may send several
     try:
         category = S.get_category(s, code)
@@ -252,10 +268,21 @@ def _create(s, identity: Identity, settings, params, files: list, idempotency_ke
     given = _text(params, "requested_datetime").strip()
     requested_at = _w3c(given, "requested_datetime", tz) if given and S.may_import(identity) else None
     new = S.NewReport(
-        category=code, lat=lat, lon=lon, title=_title(description, service_name), description=description,
-        address_string=_text(params, "address_string") or None, attributes=_attributes(params),
-        photos=files, contact=contact, show_name=_truthy(_text(params, "show_name")),
-        idempotency_key=idempotency_key, source="open311", language=lang, media_urls=media_urls, lenient=True,
+        category=code,
+        lat=lat,
+        lon=lon,
+        title=_title(description, service_name),
+        description=description,
+        address_string=_text(params, "address_string") or None,
+        attributes=_attributes(params),
+        photos=files,
+        contact=contact,
+        show_name=_truthy(_text(params, "show_name")),
+        idempotency_key=idempotency_key,
+        source="open311",
+        language=lang,
+        media_urls=media_urls,
+        lenient=True,
         requested_at=requested_at,
     )
     created = S.create_report(s, identity, new)
@@ -263,18 +290,40 @@ def _create(s, identity: Identity, settings, params, files: list, idempotency_ke
     out = {
         # The spec answers with service_request_id or token, not both: we file synchronously, so the id.
         "service_request_id": str(report.id),
-        "service_notice": _service_notice(report, created, [n for n in _not_kept(params)
-                                                            if not (requested_at and n == "requested_datetime")],
-                                          lang, tz),
+        "service_notice": _service_notice(
+            report,
+            created,
+            [n for n in _not_kept(params) if not (requested_at and n == "requested_datetime")],
+            lang,
+            tz,
+        ),
         "account_id": str(identity.user_id) if identity.user_id else None,
     }
     return out, created.repeated
 
 
 # What POST requests reads; any other field is named in the service_notice as not kept.
-READ_FIELDS = frozenset({"api_key", "jurisdiction_id", "service_code", "lat", "long", "description", "address_string",
-                         "email", "first_name", "last_name", "phone", "media_url", "media", "show_name", "locale",
-                         "lang", "idempotency_key"})
+READ_FIELDS = frozenset(
+    {
+        "api_key",
+        "jurisdiction_id",
+        "service_code",
+        "lat",
+        "long",
+        "description",
+        "address_string",
+        "email",
+        "first_name",
+        "last_name",
+        "phone",
+        "media_url",
+        "media",
+        "show_name",
+        "locale",
+        "lang",
+        "idempotency_key",
+    }
+)
 
 
 PHOTO_FIELD = re.compile(r"^(?:media|photo[0-9]{1,3})$")  # the v2.1 draft's media; FixMyStreet's photo1…photoN
@@ -296,11 +345,20 @@ def _service_notice(report: Report, created: S.CreatedReport, not_kept: list[str
     due = report.due_at.astimezone(tz).strftime("%Y-%m-%d")
     parts = [translate(lang, "expected by {due}", due=due)]
     if report.media_urls:
-        parts.append(gettext(lang, "media_url kept as a link (its photo is fetched in the background)"
-                             if report.media_fetch == "pending" else "media_url kept as a link (not fetched)"))
+        parts.append(
+            gettext(
+                lang,
+                "media_url kept as a link (its photo is fetched in the background)"
+                if report.media_fetch == "pending"
+                else "media_url kept as a link (not fetched)",
+            )
+        )
     for n in created.notices:
-        parts.append(translate(lang, "{field} dropped: {problem}", field=n["field"].removeprefix("contact."),
-                               problem=n["problem"]))
+        parts.append(
+            translate(
+                lang, "{field} dropped: {problem}", field=n["field"].removeprefix("contact."), problem=n["problem"]
+            )
+        )
     if not_kept:
         parts.append(translate(lang, "not kept: {fields}", fields=", ".join(not_kept)))
     return "; ".join(parts)
@@ -318,8 +376,10 @@ async def post_request(request: Request, fmt: str) -> Response:
     params = form
     check_jurisdiction(request, params)
     files = []
-    for name, item in sorted(((k, v) for k, v in form.multi_items() if PHOTO_FIELD.match(k)),
-                             key=lambda kv: (kv[0] == "media", len(kv[0]), kv[0])):  # photo1…photoN, then media
+    for name, item in sorted(
+        ((k, v) for k, v in form.multi_items() if PHOTO_FIELD.match(k)),
+        key=lambda kv: (kv[0] == "media", len(kv[0]), kv[0]),
+    ):  # photo1…photoN, then media
         if isinstance(item, UploadFile):
             data = await item.read(settings.reports_max_photo_bytes + 1)
             files.append(S.Upload(item.filename or name, data, item.content_type or ""))
@@ -334,8 +394,9 @@ def on_install(app) -> None:
     """Called by reports.install after the router is included: GET requests goes first in the app's routes
     (POST requests.{fmt} only partly matches it and is still served by the FastAPI route below); the edge
     (`Open311Edge`) wraps the app for paths under /open311."""
-    app.router.routes.insert(0, _RequestsRoute(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"],
-                                               include_in_schema=False))
+    app.router.routes.insert(
+        0, _RequestsRoute(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"], include_in_schema=False)
+    )
     origins = _csv_param(app.state.settings.open311_cors_origins)
     app.add_middleware(Open311Edge, origins=origins)
 
@@ -347,8 +408,14 @@ def get_request(request: Request, service_request_id: str, fmt: str) -> Response
     if not service_request_id.isdigit():
         raise NotFound(f"no service request {service_request_id!r}")
     q = S.ReportQuery(ids=[int(service_request_id)], page_size=1)
-    items = find_requests(_db(request), q, _base_url(request), language(request),
-                          _truthy(request.query_params.get("extensions")), _tz(request))
+    items = find_requests(
+        _db(request),
+        q,
+        _base_url(request),
+        language(request),
+        _truthy(request.query_params.get("extensions")),
+        _tz(request),
+    )
     if not items:
         raise NotFound(f"no service request {service_request_id!r}")
     return respond(fmt, "service_requests", items)
@@ -388,15 +455,19 @@ def get_updates(request: Request, fmt: str) -> Response:
         raise InvalidInput("service_request_id must be a request id", code="invalid_parameter")
     with _db(request).session() as s:
         found = S.updates_since(s, start=start, end=end, report_id=int(rid) if rid else None, limit=MAX_REQUESTS)
-        out = [{
-            "update_id": str(u.id),
-            "service_request_id": str(u.report_id),
-            "status": MYSOCIETY_STATUS.get(u.status, u.status.upper()),
-            "updated_datetime": _stamp(u.at, tz),
-            "description": u.text,
-            "media_url": u.media_url,
-            "external_status_code": u.status,
-        } for u in found if not u.external_id]
+        out = [
+            {
+                "update_id": str(u.id),
+                "service_request_id": str(u.report_id),
+                "status": MYSOCIETY_STATUS.get(u.status, u.status.upper()),
+                "updated_datetime": _stamp(u.at, tz),
+                "description": u.text,
+                "media_url": u.media_url,
+                "external_status_code": u.status,
+            }
+            for u in found
+            if not u.external_id
+        ]
     return respond(fmt, "service_request_updates", out)
 
 
@@ -409,27 +480,40 @@ def post_update_work(db, params, key: str | None, tz) -> dict:
 def _post_update(s, identity: Identity, params, tz) -> dict:
     for name in ("update_id", "service_request_id", "status", "description"):
         if not _text(params, name).strip():
-            raise InvalidInput(f"{name} is required", code="required",
-                               details=[{"field": name, "problem": "is required"}])
+            raise InvalidInput(
+                f"{name} is required", code="required", details=[{"field": name, "problem": "is required"}]
+            )
     _w3c(_text(params, "updated_datetime"), "updated_datetime", tz)  # checked; the update is timed on arrival
     status_in = _text(params, "status").strip().upper()
     if status_in not in FROM_MYSOCIETY:
-        raise InvalidInput(f"unknown status {status_in!r}", code="invalid_status",
-                           details=[{"field": "status", "problem": f"unknown {status_in!r}: one of "
-                                                                  f"{', '.join(FROM_MYSOCIETY)}"}])
+        raise InvalidInput(
+            f"unknown status {status_in!r}",
+            code="invalid_status",
+            details=[{"field": "status", "problem": f"unknown {status_in!r}: one of {', '.join(FROM_MYSOCIETY)}"}],
+        )
     status, loose = FROM_MYSOCIETY[status_in]
     rid = _text(params, "service_request_id").strip()
     if not rid.isdigit():
         raise NotFound(f"no service request {rid!r}")
-    outcome = S.partner_update(s, identity, int(rid), _text(params, "description"), status=status, loose=loose,
-                               external_id=_text(params, "update_id").strip(),
-                               media_url=_text(params, "media_url").strip() or None)
+    outcome = S.partner_update(
+        s,
+        identity,
+        int(rid),
+        _text(params, "description"),
+        status=status,
+        loose=loose,
+        external_id=_text(params, "update_id").strip(),
+        media_url=_text(params, "media_url").strip() or None,
+    )
     # Beyond the extension's update_id: the request's status now and, if the asked one was not applied or a
     # field was dropped, why.
     said = [outcome.refused] if outcome.refused else []
     said += [f"{n['field']} dropped: {n['problem']}" for n in outcome.notices]
-    return {"update_id": str(outcome.entry.id), "status": MYSOCIETY_STATUS.get(outcome.status, outcome.status.upper()),
-            "service_notice": "; ".join(said) or None}
+    return {
+        "update_id": str(outcome.entry.id),
+        "status": MYSOCIETY_STATUS.get(outcome.status, outcome.status.upper()),
+        "service_notice": "; ".join(said) or None,
+    }
 
 
 @router.post(f"{BASE}/servicerequestupdates.{{fmt}}")
@@ -480,8 +564,12 @@ def keys() -> None:
 @keys.command("create")
 @click.argument("name")
 @click.option("--user", "username", default=None, help="Act as this user (reports are filed in their name).")
-@click.option("--import", "for_import", is_flag=True,
-              help="The key may also give requested_datetime (a partner moving its past requests over).")
+@click.option(
+    "--import",
+    "for_import",
+    is_flag=True,
+    help="The key may also give requested_datetime (a partner moving its past requests over).",
+)
 @_cli_errors
 def keys_create(name: str, username: str | None, for_import: bool) -> None:
     """Issue a key for NAME; it is printed once and only its hash is kept."""

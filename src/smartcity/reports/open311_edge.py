@@ -61,8 +61,13 @@ class Open311Edge:
     def _cors(self, app):
         if not self.origins:
             return app
-        return CORSMiddleware(app, allow_origins=self.origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-                              allow_headers=CORS_HEADERS, max_age=3600)
+        return CORSMiddleware(
+            app,
+            allow_origins=self.origins,
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=CORS_HEADERS,
+            max_age=3600,
+        )
 
     async def _refuse(self, scope, receive, send, status: int, message: str) -> None:
         # With the CORS headers too: a browser app is shown the error rather than a CORS failure.
@@ -110,10 +115,18 @@ class _TextPartsCheck:
         self.invalid: str | None = None
         self._header, self._value, self._disposition = b"", b"", b""
         self._text: bytearray | None = None
-        self.parser = MultipartParser(boundary, {
-            "on_part_begin": self._begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_part_data": self._data, "on_part_end": self._end})
+        self.parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._data,
+                "on_part_end": self._end,
+            },
+        )
 
     @classmethod
     def around(cls, scope, content_type: str, receive):

@@ -46,8 +46,22 @@ from smartcity.reports.open311_wire import (
 # same here as on every other surface. Category and unit names come from `names()`; timestamps are read as
 # stored and formatted here.
 
-COLUMNS = ("id", "status", "category_code", "title", "description", "unit_id", "address_string", "lat", "lon",
-           "created_at", "updated_at", "due_at", "photo_count", "media_urls")
+COLUMNS = (
+    "id",
+    "status",
+    "category_code",
+    "title",
+    "description",
+    "unit_id",
+    "address_string",
+    "lat",
+    "lon",
+    "created_at",
+    "updated_at",
+    "due_at",
+    "photo_count",
+    "media_urls",
+)
 
 
 EXTRA_COLUMNS = ("parent_id", "support_count", "district_code", "attributes")
@@ -66,14 +80,16 @@ def _fetch(conn, db, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bo
     sql = queries.SqlText(sqlite)
     mark = sql.mark
     cols = ", ".join(COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS)
-    look = queries.Lookups(unit_id=lambda code: next((i for i, u in units.items() if u[0] == code), None),
-                           campaign_id=_no_campaign, extent=lambda: geo_index(db).extent.bounds,
-                           now=utcnow())
+    look = queries.Lookups(
+        unit_id=lambda code: next((i for i, u in units.items() if u[0] == code), None),
+        campaign_id=_no_campaign,
+        extent=lambda: geo_index(db).extent.bounds,
+        now=utcnow(),
+    )
     page = queries.page_sql(sql, queries.terms(q, look), "created_desc", size, (max(q.page, 1) - 1) * size)
     cur = conn.cursor()
     try:
-        cur.execute(f"SELECT {cols} FROM reports WHERE id IN ({page}) ORDER BY created_at DESC, id DESC",
-                    sql.values)
+        cur.execute(f"SELECT {cols} FROM reports WHERE id IN ({page}) ORDER BY created_at DESC, id DESC", sql.values)
         rows = cur.fetchall()
         photos: dict[int, list[int]] = {}
         entries: dict[int, list] = {}
@@ -81,15 +97,20 @@ def _fetch(conn, db, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bo
             return rows, photos, entries
         with_photos = [r[0] for r in rows if r[12]]
         if with_photos:
-            cur.execute(f"SELECT report_id, id FROM report_photos WHERE report_id IN "
-                        f"({', '.join([mark] * len(with_photos))}) ORDER BY report_id, position, id", with_photos)
+            cur.execute(
+                f"SELECT report_id, id FROM report_photos WHERE report_id IN "
+                f"({', '.join([mark] * len(with_photos))}) ORDER BY report_id, position, id",
+                with_photos,
+            )
             for rid, pid in cur.fetchall():
                 photos.setdefault(rid, []).append(pid)
         ids = [r[0] for r in rows]
-        cur.execute(f"SELECT report_id, id, \"at\", kind, status, \"text\" FROM report_updates WHERE report_id IN "
-                    f"({', '.join([mark] * len(ids))}) AND public = {mark} AND kind IN "
-                    f"({', '.join([mark] * len(NOTE_KINDS))}) ORDER BY report_id, \"at\", id",
-                    [*ids, True, *NOTE_KINDS])
+        cur.execute(
+            f'SELECT report_id, id, "at", kind, status, "text" FROM report_updates WHERE report_id IN '
+            f"({', '.join([mark] * len(ids))}) AND public = {mark} AND kind IN "
+            f'({", ".join([mark] * len(NOTE_KINDS))}) ORDER BY report_id, "at", id',
+            [*ids, True, *NOTE_KINDS],
+        )
         for e in cur.fetchall():
             entries.setdefault(e[0], []).append(e)
     finally:
@@ -125,8 +146,11 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
     ids = _csv_param(params.get("service_request_id"))
     if ids:
         if not all(i.isdigit() for i in ids) or len(ids) > MAX_REQUESTS:
-            raise InvalidInput("service_request_id is a comma-separated list of request ids", code="invalid_parameter",
-                               details=[{"field": "service_request_id", "problem": "numbers, comma-separated"}])
+            raise InvalidInput(
+                "service_request_id is a comma-separated list of request ids",
+                code="invalid_parameter",
+                details=[{"field": "service_request_id", "problem": "numbers, comma-separated"}],
+            )
         return S.ReportQuery(ids=[int(i) for i in ids], page=page, page_size=size), extensions
     q = S.ReportQuery(page=page, page_size=size)
     codes = _csv_param(params.get("service_code"))
@@ -144,8 +168,11 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
             elif st in S.STATUSES:  # extension: our detailed statuses
                 wanted.add(st)
             else:
-                raise InvalidInput(f"unknown status {st!r}: use open or closed", code="invalid_status",
-                                   details=[{"field": "status", "problem": "use open or closed"}])
+                raise InvalidInput(
+                    f"unknown status {st!r}: use open or closed",
+                    code="invalid_status",
+                    details=[{"field": "status", "problem": "use open or closed"}],
+                )
         q.status = sorted(wanted)
     start, end = _w3c(params.get("start_date"), "start_date", tz), _w3c(params.get("end_date"), "end_date", tz)
     q.updated_after = _w3c(params.get("updated_after"), "updated_after", tz)
@@ -155,8 +182,11 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
         if end < start:
             raise InvalidInput("end_date is before start_date", code="invalid_date")
         if end - start > window:
-            raise InvalidInput(f"start_date and end_date may not span more than {DEFAULT_DAYS} days",
-                               code="invalid_date", details=[{"field": "end_date", "problem": "span over 90 days"}])
+            raise InvalidInput(
+                f"start_date and end_date may not span more than {DEFAULT_DAYS} days",
+                code="invalid_date",
+                details=[{"field": "end_date", "problem": "span over 90 days"}],
+            )
     elif start:
         end = start + window
     elif end:
@@ -168,8 +198,11 @@ def report_query(params, tz, now: datetime | None = None) -> tuple[S.ReportQuery
     lat, lon = number(params.get("lat"), "lat", lo=-90, hi=90), number(params.get("long"), "long", lo=-180, hi=180)
     radius = number(params.get("radius"), "radius", lo=1, hi=MAX_RADIUS_M)
     if (lat is None) != (lon is None):
-        raise InvalidInput("lat and long go together", code="invalid_parameter",
-                           details=[{"field": "lat/long", "problem": "give both or neither"}])
+        raise InvalidInput(
+            "lat and long go together",
+            code="invalid_parameter",
+            details=[{"field": "lat/long", "problem": "give both or neither"}],
+        )
     if lat is not None:
         q.near = (lat, lon, radius or DEFAULT_RADIUS_M)
     elif radius is not None:
@@ -235,20 +268,31 @@ def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, 
             parent, support, district, attributes = r[14:18]
             if isinstance(attributes, (str, bytes)):  # SQLite keeps JSON as text
                 attributes = orjson.loads(attributes)
-            item.update({
-                "detailed_status": MYSOCIETY_STATUS.get(status, status.upper()),
-                "detailed_status_name": S.status_name(status, lang),
-                "agency_code": unit[0],
-                "district": district,
-                "duplicate_of": str(parent) if parent else None,
-                "support_count": support,
-                "media_urls": [f"{base}/api/reports/photos/{p}.jpg" for p in pids] + links,
-                "attributes": [{"code": k, "value": ",".join(v) if isinstance(v, list) else v}
-                               for k, v in (attributes or {}).items()],
-                "notes": [{"update_id": str(e[1]), "datetime": when(e[2]), "type": e[3],
-                           "status": MYSOCIETY_STATUS.get(e[4], e[4].upper()), "description": e[5]}
-                          for e in notes],
-            })
+            item.update(
+                {
+                    "detailed_status": MYSOCIETY_STATUS.get(status, status.upper()),
+                    "detailed_status_name": S.status_name(status, lang),
+                    "agency_code": unit[0],
+                    "district": district,
+                    "duplicate_of": str(parent) if parent else None,
+                    "support_count": support,
+                    "media_urls": [f"{base}/api/reports/photos/{p}.jpg" for p in pids] + links,
+                    "attributes": [
+                        {"code": k, "value": ",".join(v) if isinstance(v, list) else v}
+                        for k, v in (attributes or {}).items()
+                    ],
+                    "notes": [
+                        {
+                            "update_id": str(e[1]),
+                            "datetime": when(e[2]),
+                            "type": e[3],
+                            "status": MYSOCIETY_STATUS.get(e[4], e[4].upper()),
+                            "description": e[5],
+                        }
+                        for e in notes
+                    ],
+                }
+            )
         out.append(item)
     return out
 

@@ -200,8 +200,11 @@ def language(request: Request, form=None) -> str:
     given = [request.query_params.get("locale"), request.query_params.get("lang")]
     if form is not None:
         given[:0] = [form.get("locale"), form.get("lang")]
-    return (pick(given, profile.languages) or negotiate(request.headers.get("accept-language", ""), profile.languages)
-            or profile.language)
+    return (
+        pick(given, profile.languages)
+        or negotiate(request.headers.get("accept-language", ""), profile.languages)
+        or profile.language
+    )
 
 
 def check_jurisdiction(request: Request, params=None) -> None:
@@ -306,8 +309,12 @@ def names(db) -> tuple[dict, dict]:
         return cached[1], cached[2]
     with db.engine.connect() as conn:
         cats = {c: (ko, en) for c, ko, en in conn.execute(select(Category.code, Category.name_ko, Category.name_en))}
-        units = {i: (c, ko, en) for i, c, ko, en in conn.execute(
-            select(Department.id, Department.code, Department.name_ko, Department.name_en))}
+        units = {
+            i: (c, ko, en)
+            for i, c, ko, en in conn.execute(
+                select(Department.id, Department.code, Department.name_ko, Department.name_en)
+            )
+        }
     db.cache["open311.names"] = (now + NAMES_TTL_S, cats, units)
     return cats, units
 

@@ -59,23 +59,47 @@ add_nav("Routing", "/admin/reports/routes", "reports.manage")
 
 # --- citizens: filing a report ----------------------------------------------------------------------------
 
-REPORT_FIELDS = ("category", "lat", "lon", "title", "description", "address", "name", "email", "phone",
-                 "idempotency_key", "campaign")
+REPORT_FIELDS = (
+    "category",
+    "lat",
+    "lon",
+    "title",
+    "description",
+    "address",
+    "name",
+    "email",
+    "phone",
+    "idempotency_key",
+    "campaign",
+)
 
 
 def _new_context(request: Request, s, values: dict, errors: dict, campaign: str | None) -> dict:
     lang = language_of(request)
     settings = request.app.state.settings
     camp = _campaign_view(S.get_campaign(s, campaign), lang) if campaign else None
-    return dict(groups=_picker(s, lang, campaign), values=values, errors=errors, campaign=camp,
-                max_photos=settings.reports_max_photos, max_photo_mb=settings.reports_max_photo_bytes // 2**20,
-                max_description=S.MAX_DESCRIPTION, allow_anonymous=settings.reports_allow_anonymous)
+    return dict(
+        groups=_picker(s, lang, campaign),
+        values=values,
+        errors=errors,
+        campaign=camp,
+        max_photos=settings.reports_max_photos,
+        max_photo_mb=settings.reports_max_photo_bytes // 2**20,
+        max_description=S.MAX_DESCRIPTION,
+        allow_anonymous=settings.reports_allow_anonymous,
+    )
 
 
 @router.get("/reports/new", response_class=HTMLResponse)
 def new_report_form(request: Request, category: str = "", lat: str = "", lon: str = "", campaign: str = ""):
-    values = {"category": category, "lat": lat, "lon": lon, "idempotency_key": secrets.token_urlsafe(16),
-              "campaign": campaign, "attributes": {}}
+    values = {
+        "category": category,
+        "lat": lat,
+        "lon": lon,
+        "idempotency_key": secrets.token_urlsafe(16),
+        "campaign": campaign,
+        "attributes": {},
+    }
     with request.app.state.db.session() as s:
         return _page(request, "new.html", **_new_context(request, s, values, {}, campaign or None))
 
@@ -88,7 +112,7 @@ def _read_report_form(form: FormData, max_bytes: int) -> tuple[dict, list[S.Uplo
     for key in set(form.keys()):
         if key.startswith(prefix):
             items = [str(v) for v in form.getlist(key) if str(v) != ""]
-            attrs[key[len(prefix):]] = items if len(items) > 1 or key.endswith("[]") else (items[0] if items else "")
+            attrs[key[len(prefix) :]] = items if len(items) > 1 or key.endswith("[]") else (items[0] if items else "")
     values["attributes"] = {k.removesuffix("[]"): v for k, v in attrs.items()}
     uploads = []
     for f in form.getlist("photos"):
@@ -108,12 +132,21 @@ def submit_report(request: Request, form: Form):
     db = request.app.state.db
     # The service checks every field at once and names each problem; the page only puts them by their fields.
     new = S.NewReport(
-        category=values["category"], lat=values["lat"], lon=values["lon"], title=values["title"],
-        description=values["description"], address_string=values["address"] or None,
-        attributes=values["attributes"], photos=uploads,
-        contact=S.Contact(values["name"], values["email"], values["phone"]), show_name=values["show_name"],
-        idempotency_key=values["idempotency_key"] or None, source="web", language=language_of(request),
-        campaign=campaign)
+        category=values["category"],
+        lat=values["lat"],
+        lon=values["lon"],
+        title=values["title"],
+        description=values["description"],
+        address_string=values["address"] or None,
+        attributes=values["attributes"],
+        photos=uploads,
+        contact=S.Contact(values["name"], values["email"], values["phone"]),
+        show_name=values["show_name"],
+        idempotency_key=values["idempotency_key"] or None,
+        source="web",
+        language=language_of(request),
+        campaign=campaign,
+    )
     errors: dict[str, str] = {}
     try:
         with db.session() as s:
@@ -123,8 +156,7 @@ def submit_report(request: Request, form: Form):
         errors = _errors_of(request, exc)
     if errors:
         with db.session() as s:
-            return _page(request, "new.html", status_code=422,
-                         **_new_context(request, s, values, errors, campaign))
+            return _page(request, "new.html", status_code=422, **_new_context(request, s, values, errors, campaign))
     _remember_token(request, report_id, token)
     return RedirectResponse(f"/reports/{report_id}/submitted", status_code=303)
 
@@ -135,10 +167,22 @@ def nearby_json(request: Request, category: str, lat: str, lon: str, radius: flo
     lang = language_of(request)
     with request.app.state.db.session() as s:
         found = S.nearby(s, category, lat, lon, radius_m=radius)
-        return {"items": [{"id": n.id, "title": n.title, "status": n.status,
-                           "status_name": S.status_name(n.status, lang), "distance_m": n.distance_m,
-                           "support_count": n.support_count, "lat": n.lat, "lon": n.lon,
-                           "url": f"/reports/{n.id}"} for n in found]}
+        return {
+            "items": [
+                {
+                    "id": n.id,
+                    "title": n.title,
+                    "status": n.status,
+                    "status_name": S.status_name(n.status, lang),
+                    "distance_m": n.distance_m,
+                    "support_count": n.support_count,
+                    "lat": n.lat,
+                    "lon": n.lon,
+                    "url": f"/reports/{n.id}",
+                }
+                for n in found
+            ]
+        }
 
 
 @router.get("/reports/where.json")
@@ -148,10 +192,15 @@ def where_json(request: Request, lat: str, lon: str):
     try:
         where = geo_index(request.app.state.db).locate(lat, lon)
     except InvalidInput as exc:
-        return JSONResponse({"inside": False, "code": exc.code,
-                             "message": gettext(lang, ERROR_TEXT.get(exc.code, exc.message))})
-    return {"inside": True, "district": where.district.code, "district_name": where.district.name(lang),
-            "neighbourhood_name": where.neighbourhood.name(lang) if where.neighbourhood else None}
+        return JSONResponse(
+            {"inside": False, "code": exc.code, "message": gettext(lang, ERROR_TEXT.get(exc.code, exc.message))}
+        )
+    return {
+        "inside": True,
+        "district": where.district.code,
+        "district_name": where.district.name(lang),
+        "neighbourhood_name": where.neighbourhood.name(lang) if where.neighbourhood else None,
+    }
 
 
 @router.get("/reports/{report_id:int}/submitted", response_class=HTMLResponse)
@@ -161,8 +210,13 @@ def submitted(request: Request, report_id: int):
         report = S.get_report(s, report_id)
         view = S.public_view(report, language_of(request))
         token = (request.session.get("report_tokens") or {}).get(str(report_id))
-        return _page(request, "submitted.html", report=view, public_url=f"{base}/reports/{report_id}",
-                     private_url=f"{base}/reports/{report_id}?token={token}" if token else None)
+        return _page(
+            request,
+            "submitted.html",
+            report=view,
+            public_url=f"{base}/reports/{report_id}",
+            private_url=f"{base}/reports/{report_id}?token={token}" if token else None,
+        )
 
 
 # --- the public map ---------------------------------------------------------------------------------------
@@ -170,21 +224,38 @@ def submitted(request: Request, report_id: int):
 STATUS_FILTERS = {"unresolved": sorted(S.OPEN_STATUSES), "resolved": sorted(S.CLOSED_STATUSES)}
 
 
-def _public_query(group: str, status: str, district: str, bbox: str = "", page: int = 1,
-                  page_size: int = 50) -> S.ReportQuery:
+def _public_query(
+    group: str, status: str, district: str, bbox: str = "", page: int = 1, page_size: int = 50
+) -> S.ReportQuery:
     statuses = STATUS_FILTERS.get(status) or ([status] if status in S.STATUSES else None)
-    return S.ReportQuery(group=group or None, status=statuses, district=[district] if district else None,
-                         bbox=S.parse_bbox(bbox) if bbox else None, page=page, page_size=page_size,
-                         include_duplicates=status == "duplicate")
+    return S.ReportQuery(
+        group=group or None,
+        status=statuses,
+        district=[district] if district else None,
+        bbox=S.parse_bbox(bbox) if bbox else None,
+        page=page,
+        page_size=page_size,
+        include_duplicates=status == "duplicate",
+    )
 
 
 def _pin(view: dict) -> dict:
-    return {"type": "Feature", "id": view["id"], "geometry": {"type": "Point", "coordinates": [view["lon"],
-                                                                                                view["lat"]]},
-            "properties": {"id": view["id"], "title": view["title"], "status": view["status"],
-                           "status_name": view["status_name"], "category_name": view["category_name"],
-                           "colour": STATUS_COLOURS.get(view["status"], "#111827"), "url": f"/reports/{view['id']}",
-                           "created_at": view["created_at"], "support_count": view["support_count"]}}
+    return {
+        "type": "Feature",
+        "id": view["id"],
+        "geometry": {"type": "Point", "coordinates": [view["lon"], view["lat"]]},
+        "properties": {
+            "id": view["id"],
+            "title": view["title"],
+            "status": view["status"],
+            "status_name": view["status_name"],
+            "category_name": view["category_name"],
+            "colour": STATUS_COLOURS.get(view["status"], "#111827"),
+            "url": f"/reports/{view['id']}",
+            "created_at": view["created_at"],
+            "support_count": view["support_count"],
+        },
+    }
 
 
 @router.get("/reports", response_class=HTMLResponse)
@@ -195,29 +266,42 @@ def reports_map(request: Request, group: str = "", status: str = "unresolved", d
         items = [S.public_view(r, lang) for r in result.items]
         groups = [{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)]
         query = {k: v for k, v in {"group": group, "status": status, "district": district}.items() if v}
-        return _page(request, "list.html", items=items, result=result, groups=groups, districts=_districts(request),
-                     filters={"group": group, "status": status, "district": district}, query=urlencode(query),
-                     district_names=_district_names(request))
+        return _page(
+            request,
+            "list.html",
+            items=items,
+            result=result,
+            groups=groups,
+            districts=_districts(request),
+            filters={"group": group, "status": status, "district": district},
+            query=urlencode(query),
+            district_names=_district_names(request),
+        )
 
 
 @router.get("/reports.geojson")
-def reports_geojson(request: Request, group: str = "", status: str = "unresolved", district: str = "",
-                    bbox: str = "", limit: int = 1000):
+def reports_geojson(
+    request: Request, group: str = "", status: str = "unresolved", district: str = "", bbox: str = "", limit: int = 1000
+):
     """Pins for the public map (public fields only)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
         result = S.search(s, _public_query(group, status, district, bbox, page_size=min(max(limit, 1), 1000)))
-        return JSONResponse({"type": "FeatureCollection", "truncated": result.has_more,
-                             "features": [_pin(S.public_view(r, lang)) for r in result.items]},
-                            media_type="application/geo+json")
+        return JSONResponse(
+            {
+                "type": "FeatureCollection",
+                "truncated": result.has_more,
+                "features": [_pin(S.public_view(r, lang)) for r in result.items],
+            },
+            media_type="application/geo+json",
+        )
 
 
 @router.get("/reports/{report_id:int}", response_class=HTMLResponse)
 def report_page(request: Request, report_id: int, supported: int = 0):
     with request.app.state.db.session() as s:
         view = _detail(request, s, report_id)
-        return _page(request, "report.html", report=view, supported=bool(supported),
-                     open_statuses=S.OPEN_STATUSES)
+        return _page(request, "report.html", report=view, supported=bool(supported), open_statuses=S.OPEN_STATUSES)
 
 
 @router.get("/reports/{report_id:int}.json")
@@ -247,14 +331,22 @@ def feedback(request: Request, report_id: int, form: Form):
     try:
         rating = int(rating_text) if rating_text else None
         with request.app.state.db.session() as s:
-            S.feedback(s, identity, report_id, fixed=fixed, rating=rating, comment=str(form.get("comment") or ""),
-                       token=token)
+            S.feedback(
+                s, identity, report_id, fixed=fixed, rating=rating, comment=str(form.get("comment") or ""), token=token
+            )
     except (InvalidInput, ValueError) as exc:
         with request.app.state.db.session() as s:
             view = _detail(request, s, report_id)
             err = exc if isinstance(exc, InvalidInput) else InvalidInput("bad rating", code="invalid_rating")
-            return _page(request, "report.html", status_code=422, report=view, supported=False,
-                         open_statuses=S.OPEN_STATUSES, feedback_errors=_errors_of(request, err, "comment"))
+            return _page(
+                request,
+                "report.html",
+                status_code=422,
+                report=view,
+                supported=False,
+                open_statuses=S.OPEN_STATUSES,
+                feedback_errors=_errors_of(request, err, "comment"),
+            )
     suffix = f"?token={token}" if token and not identity.user_id else ""
     return RedirectResponse(f"/reports/{report_id}{suffix}", status_code=303)
 
@@ -268,9 +360,14 @@ def subscribe_form(request: Request, district: str = "", bbox: str = ""):
     email = ""
     if identity.user_id:
         with request.app.state.db.session() as s:
-            email = (s.get(User, identity.user_id).email or "")
-    return _page(request, "subscribe.html", districts=_districts(request), errors={},
-                 values={"district": district, "bbox": bbox, "email": email, "area": "bbox" if bbox else "district"})
+            email = s.get(User, identity.user_id).email or ""
+    return _page(
+        request,
+        "subscribe.html",
+        districts=_districts(request),
+        errors={},
+        values={"district": district, "bbox": bbox, "email": email, "area": "bbox" if bbox else "district"},
+    )
 
 
 @router.post("/reports/subscribe", dependencies=[Depends(verify_csrf)])
@@ -280,17 +377,32 @@ def subscribe(request: Request, form: Form):
     try:
         with request.app.state.db.session() as s:
             by_box = values["area"] == "bbox" and values["bbox"]
-            sub = S.subscribe(s, values["email"], district=None if by_box else (values["district"] or None),
-                              bbox=S.parse_bbox(values["bbox"]) if by_box else None,
-                              language=language_of(request), user_id=identity.user_id)
+            sub = S.subscribe(
+                s,
+                values["email"],
+                district=None if by_box else (values["district"] or None),
+                bbox=S.parse_bbox(values["bbox"]) if by_box else None,
+                language=language_of(request),
+                user_id=identity.user_id,
+            )
             token = sub.token
     except InvalidInput as exc:
         code = exc.code
-        field = {"invalid_email": "email", "invalid_bbox": "area", "invalid_area": "area",
-                 "unknown_district": "area"}.get(code, "email")
+        field = {
+            "invalid_email": "email",
+            "invalid_bbox": "area",
+            "invalid_area": "area",
+            "unknown_district": "area",
+        }.get(code, "email")
         message = _t(request, ERROR_TEXT.get(code, "Choose a district or the map area."))
-        return _page(request, "subscribe.html", status_code=422, districts=_districts(request),
-                     errors={field: message}, values=values)
+        return _page(
+            request,
+            "subscribe.html",
+            status_code=422,
+            districts=_districts(request),
+            errors={field: message},
+            values=values,
+        )
     return _page(request, "subscribed.html", email=values["email"], unsubscribe=f"/reports/unsubscribe/{token}")
 
 
@@ -325,16 +437,20 @@ def campaign_geojson(request: Request, slug: str):
     for feature in data["features"]:
         feature["properties"]["colour"] = STATUS_COLOURS.get(feature["properties"]["status"], "#111827")
         feature["properties"]["url"] = f"/reports/{feature['id']}"
-    return JSONResponse(data, media_type="application/geo+json",
-                        headers={"Content-Disposition": f'inline; filename="{slug}.geojson"'})
+    return JSONResponse(
+        data, media_type="application/geo+json", headers={"Content-Disposition": f'inline; filename="{slug}.geojson"'}
+    )
 
 
 @router.get("/campaigns/{slug}.csv")
 def campaign_csv(request: Request, slug: str):
     with request.app.state.db.session() as s:
         body = S.campaign_csv(s, slug, language_of(request))
-    return PlainTextResponse(body, media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
+    return PlainTextResponse(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'},
+    )
 
 
 @router.get("/campaigns/{slug}", response_class=HTMLResponse)

@@ -21,8 +21,16 @@ from smartcity.core.models import Department
 from smartcity.core.web import gettext, language_of, render
 from smartcity.reports import service as S
 
-STATUS_COLOURS = {"open": "#dc2626", "acknowledged": "#ea580c", "in_progress": "#ca8a04", "fixed": "#16a34a",
-                  "closed": "#4b5563", "duplicate": "#9ca3af", "not_responsible": "#7c3aed", "referred": "#2563eb"}
+STATUS_COLOURS = {
+    "open": "#dc2626",
+    "acknowledged": "#ea580c",
+    "in_progress": "#ca8a04",
+    "fixed": "#16a34a",
+    "closed": "#4b5563",
+    "duplicate": "#9ca3af",
+    "not_responsible": "#7c3aed",
+    "referred": "#2563eb",
+}
 
 
 THEME_COLOURS = {"accessible": "#7c3aed", "school": "#ea580c", "green": "#15803d", "safety": "#b91c1c"}
@@ -69,9 +77,15 @@ def _when(request: Request):
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
-    return render(request, f"reports/{template}", status_code=status_code, when=_when(request),
-                  status_colours=STATUS_COLOURS, status_name=lambda st: S.status_name(st, language_of(request)),
-                  **context)
+    return render(
+        request,
+        f"reports/{template}",
+        status_code=status_code,
+        when=_when(request),
+        status_colours=STATUS_COLOURS,
+        status_name=lambda st: S.status_name(st, language_of(request)),
+        **context,
+    )
 
 
 def _wants_json(request: Request) -> bool:
@@ -127,8 +141,14 @@ ERROR_TEXT = {
 }
 
 
-FIELD_OF = {"contact.name": "name", "contact.email": "email", "contact.phone": "phone", "lat": "location",
-            "lon": "location", "address_string": "address"}
+FIELD_OF = {
+    "contact.name": "name",
+    "contact.email": "email",
+    "contact.phone": "phone",
+    "lat": "location",
+    "lon": "location",
+    "address_string": "address",
+}
 
 
 def _errors_of(request: Request, exc: SmartCityError, default_field: str = "form") -> dict[str, str]:
@@ -153,9 +173,14 @@ def _errors_of(request: Request, exc: SmartCityError, default_field: str = "form
         errors.setdefault(field, text)
     if not errors:
         code = exc.code
-        field = {"outside_city": "location", "invalid_coordinates": "location", "unknown_category": "category",
-                 "not_an_image": "photos", "photo_too_large": "photos", "too_many_photos": "photos"}.get(
-            code, default_field)
+        field = {
+            "outside_city": "location",
+            "invalid_coordinates": "location",
+            "unknown_category": "category",
+            "not_an_image": "photos",
+            "photo_too_large": "photos",
+            "too_many_photos": "photos",
+        }.get(code, default_field)
         errors[field] = _t(request, ERROR_TEXT[code]) if code in ERROR_TEXT else exc.message
     return errors
 

@@ -43,8 +43,16 @@ QUEUE_ORDERS = ("due_asc", "created_desc", "updated_desc", "support_desc")
 
 
 @router.get("/staff/reports", response_class=HTMLResponse)
-def queue(request: Request, identity: Annotated[Identity, Depends(Require("reports.work"))], status: str = "",
-          overdue: int = 0, mine: int = 0, order: str = "due_asc", unit: str = "", page: int = 1):
+def queue(
+    request: Request,
+    identity: Annotated[Identity, Depends(Require("reports.work"))],
+    status: str = "",
+    overdue: int = 0,
+    mine: int = 0,
+    order: str = "due_asc",
+    unit: str = "",
+    page: int = 1,
+):
     lang = language_of(request)
     manager = identity.can("reports.manage")
     if not manager:
@@ -52,25 +60,52 @@ def queue(request: Request, identity: Annotated[Identity, Depends(Require("repor
             raise PermissionDenied("you belong to no unit", code="other_unit")
         unit = identity.department_code
     statuses = [status] if status in S.STATUSES else sorted(S.OPEN_STATUSES)
-    q = S.ReportQuery(status=statuses, unit=unit or None, overdue=bool(overdue),
-                      assignee_id=identity.user_id if mine else None,
-                      order=order if order in QUEUE_ORDERS else "due_asc", page=max(page, 1), page_size=50,
-                      with_total=True)
+    q = S.ReportQuery(
+        status=statuses,
+        unit=unit or None,
+        overdue=bool(overdue),
+        assignee_id=identity.user_id if mine else None,
+        order=order if order in QUEUE_ORDERS else "due_asc",
+        page=max(page, 1),
+        page_size=50,
+        with_total=True,
+    )
     with request.app.state.db.session() as s:
         result = S.search(s, q)
         items = [S.public_view(r, lang) for r in result.items]
-        assignees = {u.id: u.username for u in s.scalars(select(User).where(
-            User.id.in_([r.assignee_id for r in result.items if r.assignee_id])))}
+        assignees = {
+            u.id: u.username
+            for u in s.scalars(select(User).where(User.id.in_([r.assignee_id for r in result.items if r.assignee_id])))
+        }
         for view, r in zip(items, result.items, strict=True):
             view["assignee"] = assignees.get(r.assignee_id)
-        units = sorted(((d.code, localized(d, "name", lang)) for d in s.scalars(
-            select(Department).where(Department.kind == "department"))), key=lambda x: x[0]) if manager else []
+        units = (
+            sorted(
+                (
+                    (d.code, localized(d, "name", lang))
+                    for d in s.scalars(select(Department).where(Department.kind == "department"))
+                ),
+                key=lambda x: x[0],
+            )
+            if manager
+            else []
+        )
         unit_name = _unit_names(s, lang).get(unit, "") if unit else ""
         filters = {"status": status, "overdue": overdue, "mine": mine, "order": order, "unit": unit}
         query = urlencode({k: v for k, v in filters.items() if v})
-        return _page(request, "queue.html", items=items, result=result, filters=filters, units=units,
-                     unit_name=unit_name, manager=manager, statuses=S.STATUSES, query=query,
-                     district_names=_district_names(request))
+        return _page(
+            request,
+            "queue.html",
+            items=items,
+            result=result,
+            filters=filters,
+            units=units,
+            unit_name=unit_name,
+            manager=manager,
+            statuses=S.STATUSES,
+            query=query,
+            district_names=_district_names(request),
+        )
 
 
 def _work_context(request: Request, s, identity: Identity, report_id: int) -> dict:
@@ -81,17 +116,38 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
     view = _detail(request, s, report_id)
     contact = S.contact_of(s, identity, report_id)  # audited: staff see it only here
     templates = [S.template_view(t, report.language) for t in S.list_templates(s, identity, report_id=report_id)]
-    members = [{"id": u.id, "name": u.display_name or u.username, "username": u.username}
-               for u in s.scalars(select(User).where(User.department_id == report.unit_id, User.active.is_(True))
-                                  .order_by(User.username))]
-    departments = [{"code": d.code, "name": localized(d, "name", lang)} for d in s.scalars(
-        select(Department).where(Department.kind == "department", Department.id != report.unit_id)
-        .order_by(Department.code))]
-    candidates = [n for n in S.nearby(s, report.category_code, report.lat, report.lon, radius_m=200, limit=10)
-                  if n.id != report.id]
+    members = [
+        {"id": u.id, "name": u.display_name or u.username, "username": u.username}
+        for u in s.scalars(
+            select(User).where(User.department_id == report.unit_id, User.active.is_(True)).order_by(User.username)
+        )
+    ]
+    departments = [
+        {"code": d.code, "name": localized(d, "name", lang)}
+        for d in s.scalars(
+            select(Department)
+            .where(Department.kind == "department", Department.id != report.unit_id)
+            .order_by(Department.code)
+        )
+    ]
+    candidates = [
+        n
+        for n in S.nearby(s, report.category_code, report.lat, report.lon, radius_m=200, limit=10)
+        if n.id != report.id
+    ]
     allowed = [st for st in S.STATUSES if st in S.TRANSITIONS[report.status]]
-    return dict(report=view, contact=contact, templates=templates, members=members, departments=departments,
-                candidates=candidates, allowed=allowed, assignee_id=report.assignee_id, errors={}, form={})
+    return dict(
+        report=view,
+        contact=contact,
+        templates=templates,
+        members=members,
+        departments=departments,
+        candidates=candidates,
+        allowed=allowed,
+        assignee_id=report.assignee_id,
+        errors={},
+        form={},
+    )
 
 
 @router.get("/staff/reports/{report_id:int}", response_class=HTMLResponse)
@@ -113,8 +169,9 @@ def _staff_action(request: Request, identity: Identity, report_id: int, form: Fo
                 message = _t(request, "That change of status is not allowed from the current status.")
             elif exc.code in ERROR_TEXT:
                 message = _t(request, ERROR_TEXT[exc.code])
-            context.update(errors={where: message}, form={k: str(v) for k, v in form.items()
-                                                          if not isinstance(v, UploadFile)})
+            context.update(
+                errors={where: message}, form={k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
+            )
             return _page(request, "work.html", status_code=422, **context)
     return RedirectResponse(target or f"/staff/reports/{report_id}", status_code=303)
 
@@ -136,32 +193,50 @@ Worker = Annotated[Identity, Depends(Require("reports.work"))]
 def change_status(request: Request, report_id: int, identity: Worker, form: Form):
     def act(s):
         template = _int_or_none(form.get("template_id"))
-        S.transition(s, identity, report_id, str(form.get("status") or ""), text=str(form.get("text") or ""),
-                     template_id=template, parent_id=_int_or_none(form.get("parent_id")))
+        S.transition(
+            s,
+            identity,
+            report_id,
+            str(form.get("status") or ""),
+            text=str(form.get("text") or ""),
+            template_id=template,
+            parent_id=_int_or_none(form.get("parent_id")),
+        )
 
     return _staff_action(request, identity, report_id, form, act, "status")
 
 
 @router.post("/staff/reports/{report_id:int}/assign")
 def assign(request: Request, report_id: int, identity: Worker, form: Form):
-    return _staff_action(request, identity, report_id, form,
-                         lambda s: S.assign(s, identity, report_id, _int_or_none(form.get("user_id"))) and None,
-                         "assign")
+    return _staff_action(
+        request,
+        identity,
+        report_id,
+        form,
+        lambda s: S.assign(s, identity, report_id, _int_or_none(form.get("user_id"))) and None,
+        "assign",
+    )
 
 
 @router.post("/staff/reports/{report_id:int}/note")
 def note(request: Request, report_id: int, identity: Worker, form: Form):
     public = form.get("visibility") == "public"
-    return _staff_action(request, identity, report_id, form,
-                         lambda s: S.add_note(s, identity, report_id, str(form.get("text") or ""), public=public)
-                         and None, "note")
+    return _staff_action(
+        request,
+        identity,
+        report_id,
+        form,
+        lambda s: S.add_note(s, identity, report_id, str(form.get("text") or ""), public=public) and None,
+        "note",
+    )
 
 
 @router.post("/staff/reports/{report_id:int}/reassign")
 def reassign(request: Request, report_id: int, identity: Worker, form: Form):
     def act(s):
-        report = S.reassign(s, identity, report_id, str(form.get("department") or ""),
-                            reason=str(form.get("reason") or ""))
+        report = S.reassign(
+            s, identity, report_id, str(form.get("department") or ""), reason=str(form.get("reason") or "")
+        )
         # After sending it away the report may no longer be ours to see in the work view.
         return None if S.can_work(identity, report) else f"/reports/{report_id}"
 
@@ -202,16 +277,27 @@ def dashboard(request: Request, identity: Manager, district: str = "", unit: str
     with request.app.state.db.session() as s:
         d = _dashboard(request, s, identity, district, unit, days)
         groups = {g.code: localized(g, "name", lang) for g in S.list_groups(s)}
-        categories = {c.code: localized(c, "name", lang)
-                      for c in S.list_categories(s, everything=True, include_inactive=True)}
+        categories = {
+            c.code: localized(c, "name", lang) for c in S.list_categories(s, everything=True, include_inactive=True)
+        }
         heat = [{**h, "hexagon": _hexagon(h["cell"])} for h in d.heat]
         overdue = [S.public_view(r, lang) for r in d.overdue]
         query = urlencode({k: v for k, v in {"district": district, "unit": unit, "days": days}.items() if v})
-        return _page(request, "dashboard.html", d=d, groups=groups, categories=categories, heat=heat,
-                     overdue=overdue, districts=_districts(request), district_names=_district_names(request),
-                     filters={"district": district, "unit": unit, "days": days}, query=query,
-                     manager=identity.can("reports.manage"), top_categories=sorted(
-                         d.by_category.items(), key=lambda kv: -kv[1])[:15])
+        return _page(
+            request,
+            "dashboard.html",
+            d=d,
+            groups=groups,
+            categories=categories,
+            heat=heat,
+            overdue=overdue,
+            districts=_districts(request),
+            district_names=_district_names(request),
+            filters={"district": district, "unit": unit, "days": days},
+            query=query,
+            manager=identity.can("reports.manage"),
+            top_categories=sorted(d.by_category.items(), key=lambda kv: -kv[1])[:15],
+        )
 
 
 @router.get("/staff/dashboard.json")
@@ -226,8 +312,11 @@ def dashboard_csv(request: Request, identity: Manager, district: str = "", unit:
     q = S.ReportQuery(district=[district] if district else None, unit=unit or None, created_after=since)
     with request.app.state.db.session() as s:
         body = S.export_csv(s, identity, q, language=language_of(request))
-    return PlainTextResponse(body, media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": 'attachment; filename="reports.csv"'})
+    return PlainTextResponse(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
+    )
 
 
 # --- administrators ---------------------------------------------------------------------------------------
@@ -242,10 +331,20 @@ def _routes_context(request: Request, s, category: str) -> dict:
     category = category or (everything[0]["code"] if everything else "")
     table = S.routing_table(s, category=category) if category else []
     rules = {r.district_code for r in s.scalars(select(Route).where(Route.category_code == category))}
-    departments = [{"code": d.code, "name": localized(d, "name", lang)} for d in s.scalars(
-        select(Department).where(Department.kind == "department").order_by(Department.code))]
-    return dict(groups=cats, category=category, table=table, all_rule=None in rules, departments=departments,
-                district_names=_district_names(request), districts=_districts(request), errors={})
+    departments = [
+        {"code": d.code, "name": localized(d, "name", lang)}
+        for d in s.scalars(select(Department).where(Department.kind == "department").order_by(Department.code))
+    ]
+    return dict(
+        groups=cats,
+        category=category,
+        table=table,
+        all_rule=None in rules,
+        departments=departments,
+        district_names=_district_names(request),
+        districts=_districts(request),
+        errors={},
+    )
 
 
 @router.get("/admin/reports/routes", response_class=HTMLResponse)
@@ -283,9 +382,13 @@ def _templates_context(request: Request, s, identity: Identity, edit: int | None
         view["department"] = ids.get(t.department_id, "")
         templates.append(view)
     editing = next((t for t in templates if t["id"] == edit), None)
-    return dict(templates=templates, editing=editing, statuses=S.STATUSES, errors={},
-                values=editing or {"title": "", "text_ko": "", "text_en": "", "status": "", "department": "",
-                                   "category": ""})
+    return dict(
+        templates=templates,
+        editing=editing,
+        statuses=S.STATUSES,
+        errors={},
+        values=editing or {"title": "", "text_ko": "", "text_en": "", "status": "", "department": "", "category": ""},
+    )
 
 
 @router.get("/admin/reports/templates", response_class=HTMLResponse)
@@ -296,17 +399,29 @@ def templates_page(request: Request, identity: Admin, edit: int = 0):
 
 @router.post("/admin/reports/templates")
 def templates_save(request: Request, identity: Admin, form: Form):
-    values = {k: str(form.get(k) or "") for k in ("id", "title", "text_ko", "text_en", "status", "department",
-                                                    "category", "action")}
+    values = {
+        k: str(form.get(k) or "")
+        for k in ("id", "title", "text_ko", "text_en", "status", "department", "category", "action")
+    }
     template_id = int(values["id"]) if values["id"].isdigit() else None
     try:
         with request.app.state.db.session() as s:
             if values["action"] == "delete" and template_id:
                 S.delete_template(s, identity, template_id)
             else:
-                S.save_template(s, identity, S.TemplateIn(
-                    values["title"], values["text_ko"], values["text_en"], status=values["status"] or None,
-                    department=values["department"] or None, category=values["category"] or None), template_id)
+                S.save_template(
+                    s,
+                    identity,
+                    S.TemplateIn(
+                        values["title"],
+                        values["text_ko"],
+                        values["text_en"],
+                        status=values["status"] or None,
+                        department=values["department"] or None,
+                        category=values["category"] or None,
+                    ),
+                    template_id,
+                )
     except (InvalidInput, NotFound) as exc:
         with request.app.state.db.session() as s:
             context = _templates_context(request, s, identity, template_id)
@@ -334,18 +449,40 @@ def _campaigns_context(request: Request, s, edit: str = "") -> dict:
         c["categories"] = counts.get(c["slug"], [])
     editing = next((c for c in campaigns if c["slug"] == edit), None)
     tz = request.app.state.profile.tz
-    values = {"slug": "", "title_ko": "", "title_en": "", "description_ko": "", "description_en": "",
-              "theme": "#0f766e", "starts_at": datetime.now(tz).strftime("%Y-%m-%d"),
-              "ends_at": (datetime.now(tz) + timedelta(days=30)).strftime("%Y-%m-%d"), "district": ""}
+    values = {
+        "slug": "",
+        "title_ko": "",
+        "title_en": "",
+        "description_ko": "",
+        "description_en": "",
+        "theme": "#0f766e",
+        "starts_at": datetime.now(tz).strftime("%Y-%m-%d"),
+        "ends_at": (datetime.now(tz) + timedelta(days=30)).strftime("%Y-%m-%d"),
+        "district": "",
+    }
     if editing:
         camp = S.get_campaign(s, edit)
-        values.update(slug=camp.slug, title_ko=camp.title_ko, title_en=camp.title_en,
-                      description_ko=camp.description_ko, description_en=camp.description_en, theme=editing["colour"],
-                      starts_at=camp.starts_at.astimezone(tz).strftime("%Y-%m-%d"),
-                      ends_at=camp.ends_at.astimezone(tz).strftime("%Y-%m-%d"), district=camp.district_code or "")
+        values.update(
+            slug=camp.slug,
+            title_ko=camp.title_ko,
+            title_en=camp.title_en,
+            description_ko=camp.description_ko,
+            description_en=camp.description_en,
+            theme=editing["colour"],
+            starts_at=camp.starts_at.astimezone(tz).strftime("%Y-%m-%d"),
+            ends_at=camp.ends_at.astimezone(tz).strftime("%Y-%m-%d"),
+            district=camp.district_code or "",
+        )
     groups = [{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)]
-    return dict(campaigns=campaigns, editing=editing, values=values, errors={}, districts=_districts(request),
-                groups=groups, category_values={"campaign": edit or (campaigns[0]["slug"] if campaigns else "")})
+    return dict(
+        campaigns=campaigns,
+        editing=editing,
+        values=values,
+        errors={},
+        districts=_districts(request),
+        groups=groups,
+        category_values={"campaign": edit or (campaigns[0]["slug"] if campaigns else "")},
+    )
 
 
 @router.get("/admin/reports/campaigns", response_class=HTMLResponse)
@@ -357,15 +494,38 @@ def campaigns_admin(request: Request, identity: Admin, edit: str = ""):
 @router.post("/admin/reports/campaigns")
 def campaigns_save(request: Request, identity: Admin, form: Form):
     tz = request.app.state.profile.tz
-    values = {k: str(form.get(k) or "") for k in ("slug", "title_ko", "title_en", "description_ko", "description_en",
-                                                    "theme", "starts_at", "ends_at", "district")}
+    values = {
+        k: str(form.get(k) or "")
+        for k in (
+            "slug",
+            "title_ko",
+            "title_en",
+            "description_ko",
+            "description_en",
+            "theme",
+            "starts_at",
+            "ends_at",
+            "district",
+        )
+    }
     try:
         starts, ends = _day(values["starts_at"], tz), _day(values["ends_at"], tz, end=True)
         with request.app.state.db.session() as s:
-            S.save_campaign(s, identity, S.CampaignIn(
-                values["slug"], values["title_ko"], values["title_en"], starts, ends,
-                description_ko=values["description_ko"], description_en=values["description_en"],
-                theme=values["theme"], district=values["district"] or None))
+            S.save_campaign(
+                s,
+                identity,
+                S.CampaignIn(
+                    values["slug"],
+                    values["title_ko"],
+                    values["title_en"],
+                    starts,
+                    ends,
+                    description_ko=values["description_ko"],
+                    description_en=values["description_en"],
+                    theme=values["theme"],
+                    district=values["district"] or None,
+                ),
+            )
     except InvalidInput as exc:
         with request.app.state.db.session() as s:
             context = _campaigns_context(request, s)
@@ -380,9 +540,19 @@ def campaign_category_save(request: Request, identity: Admin, form: Form):
     try:
         days = int(values["service_days"] or 14)
         with request.app.state.db.session() as s:
-            S.save_category(s, identity, S.CategoryIn(values["code"], values["group"], values["name_ko"],
-                                                      values["name_en"], service_days=days,
-                                                      campaign=values["campaign"], unit_kind="civil"))
+            S.save_category(
+                s,
+                identity,
+                S.CategoryIn(
+                    values["code"],
+                    values["group"],
+                    values["name_ko"],
+                    values["name_en"],
+                    service_days=days,
+                    campaign=values["campaign"],
+                    unit_kind="civil",
+                ),
+            )
     except (InvalidInput, NotFound, ValueError) as exc:
         with request.app.state.db.session() as s:
             context = _campaigns_context(request, s, values["campaign"])

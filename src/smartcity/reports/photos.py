@@ -181,8 +181,10 @@ def _fetch(url: str, max_bytes: int, allow: list, timeout: float) -> Upload:
         pinned = urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
         headers = {"Host": parts.netloc.rpartition("@")[2], "Accept": "image/*"}
         extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client, \
-                client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream("GET", pinned, headers=headers, extensions=extensions) as response,
+        ):
             if response.is_redirect and "location" in response.headers:
                 url = urljoin(url, response.headers["location"])
                 continue

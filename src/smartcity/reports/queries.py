@@ -106,20 +106,22 @@ class Circle:
     def term_at_least(self, dlat_deg: float, dlon_deg: float, cos_lat_min: float) -> float:
         """A lower bound of the haversine term for any point at least dlat_deg and dlon_deg away whose
         latitude's cosine is at least cos_lat_min (a grid cell's nearest corner, in `grid_cells`)."""
-        return (math.sin(math.radians(dlat_deg) / 2) ** 2
-                + self.cos_lat * cos_lat_min * math.sin(math.radians(dlon_deg) / 2) ** 2)
+        return (
+            math.sin(math.radians(dlat_deg) / 2) ** 2
+            + self.cos_lat * cos_lat_min * math.sin(math.radians(dlon_deg) / 2) ** 2
+        )
 
 
 def _haversine_term(lat_col, lon_col, c: Circle):
     def sin_half(delta):
         return func.sin(func.radians(delta) / 2)
 
-    return (sin_half(lat_col - c.lat) * sin_half(lat_col - c.lat)
-            + c.cos_lat * func.cos(func.radians(lat_col)) * sin_half(lon_col - c.lon) * sin_half(lon_col - c.lon))
+    return sin_half(lat_col - c.lat) * sin_half(lat_col - c.lat) + c.cos_lat * func.cos(
+        func.radians(lat_col)
+    ) * sin_half(lon_col - c.lon) * sin_half(lon_col - c.lon)
 
 
-def grid_cells(west: float, south: float, east: float, north: float,
-               circle: Circle | None = None) -> list[int] | None:
+def grid_cells(west: float, south: float, east: float, north: float, circle: Circle | None = None) -> list[int] | None:
     """The grid cells (models.grid_cell) covering a box, without those wholly outside the circle if one is
     given (a cell goes only when a lower bound of its nearest point's distance is past the radius); None if
     there would be more than MAX_CELLS (a large area reads the lat/lon index instead)."""
@@ -220,8 +222,12 @@ def terms(q: ReportQuery, look: Lookups) -> list[Term]:
         out += _box(*box)
     if circle:
         out += [*_box(*circle.box), Term("lat,lon", "circle", circle)]
-    for name, column, op in (("created_after", "created_at", ">="), ("created_before", "created_at", "<="),
-                             ("updated_after", "updated_at", ">="), ("updated_before", "updated_at", "<=")):
+    for name, column, op in (
+        ("created_after", "created_at", ">="),
+        ("created_before", "created_at", "<="),
+        ("updated_after", "updated_at", ">="),
+        ("updated_before", "updated_at", "<="),
+    ):
         when = getattr(q, name)
         if when is not None:
             out.append(Term(column, op, when))
@@ -279,14 +285,16 @@ def _sql_term(sql: SqlText, t: Term) -> str:
         return f"{t.column} IN ({sql.many(t.value)})" if t.value else "1 = 0"
     if t.op == "circle":
         lat, lon = t.value.lat, t.value.lon
-        return (f"sin(radians(lat - {v(lat)}) / 2) * sin(radians(lat - {v(lat)}) / 2) + {v(t.value.cos_lat)} * "
-                f"cos(radians(lat)) * sin(radians(lon - {v(lon)}) / 2) * sin(radians(lon - {v(lon)}) / 2) "
-                f"<= {v(t.value.limit)}")
+        return (
+            f"sin(radians(lat - {v(lat)}) / 2) * sin(radians(lat - {v(lat)}) / 2) + {v(t.value.cos_lat)} * "
+            f"cos(radians(lat)) * sin(radians(lon - {v(lon)}) / 2) * sin(radians(lon - {v(lon)}) / 2) "
+            f"<= {v(t.value.limit)}"
+        )
     if t.op == "text":
         like = "lower({}) LIKE lower({})" if sql.sqlite else "{} ILIKE {}"
         return "(" + " OR ".join(like.format(name, v(t.value)) for name in t.column.split(",")) + ")"
     if t.op == "group":
-        return (f"{t.column} IN (SELECT id FROM {Category.__tablename__} WHERE group_code = {v(t.value)})")
+        return f"{t.column} IN (SELECT id FROM {Category.__tablename__} WHERE group_code = {v(t.value)})"
     return f"{t.column} {t.op} {v(t.value)}"
 
 
@@ -294,23 +302,32 @@ def page_sql(sql: SqlText, found: list[Term], order: str, limit: int, offset: in
     """The ids of a page as plain SQL: the text depends only on which filters are used and how long their
     lists are, so SQLite's statement cache and psycopg's server-side prepare reuse the plan."""
     where_ = " AND ".join(_sql_term(sql, t) for t in found)
-    return (f"SELECT id FROM {Report.__tablename__}{f' WHERE {where_}' if where_ else ''} "
-            f"ORDER BY {ORDER_SQL[order]} LIMIT {sql.one(limit)} OFFSET {sql.one(offset)}")
+    return (
+        f"SELECT id FROM {Report.__tablename__}{f' WHERE {where_}' if where_ else ''} "
+        f"ORDER BY {ORDER_SQL[order]} LIMIT {sql.one(limit)} OFFSET {sql.one(offset)}"
+    )
 
 
 # Each order of ORDERS as SQL text, written once.
-ORDER_SQL = {name: ", ".join(f"{c.element.name} {'DESC' if c.modifier is operators.desc_op else 'ASC'}"
-                             for c in columns) for name, columns in ORDERS.items()}
+ORDER_SQL = {
+    name: ", ".join(f"{c.element.name} {'DESC' if c.modifier is operators.desc_op else 'ASC'}" for c in columns)
+    for name, columns in ORDERS.items()
+}
 
 
 def lookups(session: Session) -> Lookups:
     """The store's answers for `terms`, through the session."""
+
     def unit_id(code: str) -> int | None:
         unit = _unit(session, code)
         return unit.id if unit else None
 
-    return Lookups(unit_id, lambda slug: get_campaign(session, slug).id,
-                   lambda: geo_index(session.info["db"]).extent.bounds, _now())
+    return Lookups(
+        unit_id,
+        lambda slug: get_campaign(session, slug).id,
+        lambda: geo_index(session.info["db"]).extent.bounds,
+        _now(),
+    )
 
 
 def _conditions(session: Session, q: ReportQuery) -> list:
@@ -326,16 +343,27 @@ def search(session: Session, q: ReportQuery) -> ReportPage:
     cond = _conditions(session, q)
     # Two steps: the ids from an index alone (status, area and time are all in ix_reports_status_area),
     # then the rows of just this page.
-    ids = list(session.scalars(select(Report.id).where(*cond).order_by(*ORDERS[q.order])
-                               .offset((page - 1) * size).limit(size + 1)))
+    ids = list(
+        session.scalars(
+            select(Report.id).where(*cond).order_by(*ORDERS[q.order]).offset((page - 1) * size).limit(size + 1)
+        )
+    )
     rows = {r.id: r for r in session.scalars(select(Report).where(Report.id.in_(ids[:size])))} if ids else {}
     items = [rows[i] for i in ids[:size]]
     total = session.scalar(select(func.count()).select_from(Report).where(*cond)) if q.with_total else None
     return ReportPage(items, page, size, len(ids) > size, total)
 
 
-def work_queue(session: Session, identity: Identity, *, status: list[str] | None = None, page: int = 1,
-               page_size: int = 50, order: str = "due_asc", unit: str | None = None) -> ReportPage:
+def work_queue(
+    session: Session,
+    identity: Identity,
+    *,
+    status: list[str] | None = None,
+    page: int = 1,
+    page_size: int = 50,
+    order: str = "due_asc",
+    unit: str | None = None,
+) -> ReportPage:
     """A unit's queue: its open reports, most urgent first. Staff see their own unit; administrators any."""
     check(identity, "reports.work")
     if not identity.can("reports.manage"):
@@ -344,8 +372,10 @@ def work_queue(session: Session, identity: Identity, *, status: list[str] | None
         unit = identity.department_code
         if unit is None:
             raise PermissionDenied("you belong to no unit", code="other_unit")
-    return search(session, ReportQuery(status=status or sorted(OPEN_STATUSES), unit=unit, order=order, page=page,
-                                       page_size=page_size))
+    return search(
+        session,
+        ReportQuery(status=status or sorted(OPEN_STATUSES), unit=unit, order=order, page=page, page_size=page_size),
+    )
 
 
 def overdue(session: Session, identity: Identity, *, unit: str | None = None, limit: int = 100) -> list[Report]:
@@ -369,8 +399,9 @@ class NearbyReport:
     created_at: datetime
 
 
-def nearby(session: Session, category: str, lat: Any, lon: Any, radius_m: float = NEARBY_M,
-           limit: int = 10) -> list[NearbyReport]:
+def nearby(
+    session: Session, category: str, lat: Any, lon: Any, radius_m: float = NEARBY_M, limit: int = 10
+) -> list[NearbyReport]:
     """Open reports of the same category within `radius_m` of a point, nearest first: shown before a
     citizen files, so they can support one instead of filing a duplicate."""
     from smartcity.core.geo import check_coordinates
@@ -378,14 +409,24 @@ def nearby(session: Session, category: str, lat: Any, lon: Any, radius_m: float 
     lat_f, lon_f = check_coordinates(lat, lon)
     radius_m = min(max(float(radius_m), 1.0), 1000.0)
     west, south, east, north = Circle(lat_f, lon_f, radius_m).box
-    rows = session.scalars(select(Report).where(
-        Report.category_code == category, Report.status.in_(OPEN_STATUSES),
-        Report.lat.between(south, north), Report.lon.between(west, east)).limit(500))
+    rows = session.scalars(
+        select(Report)
+        .where(
+            Report.category_code == category,
+            Report.status.in_(OPEN_STATUSES),
+            Report.lat.between(south, north),
+            Report.lon.between(west, east),
+        )
+        .limit(500)
+    )
     found = []
     for r in rows:
         d = haversine_m(lat_f, lon_f, r.lat, r.lon)
         if d <= radius_m:
-            found.append(NearbyReport(r.id, r.title, r.status, r.category_code, r.lat, r.lon, round(d, 1),
-                                      r.support_count, r.created_at))
+            found.append(
+                NearbyReport(
+                    r.id, r.title, r.status, r.category_code, r.lat, r.lon, round(d, 1), r.support_count, r.created_at
+                )
+            )
     found.sort(key=lambda n: n.distance_m)
     return found[:limit]

@@ -28,8 +28,9 @@ class TemplateIn:
     category: str | None = None
 
 
-def list_templates(session: Session, identity: Identity, *, report_id: int | None = None,
-                   status: str | None = None) -> list[ResponseTemplate]:
+def list_templates(
+    session: Session, identity: Identity, *, report_id: int | None = None, status: str | None = None
+) -> list[ResponseTemplate]:
     """Templates staff may use: city-wide ones and their unit's; for a report, those that suit its unit and
     category."""
     check(identity, "reports.work")
@@ -49,8 +50,9 @@ def list_templates(session: Session, identity: Identity, *, report_id: int | Non
     return list(session.scalars(q.order_by(ResponseTemplate.title, ResponseTemplate.id)))
 
 
-def save_template(session: Session, identity: Identity, data: TemplateIn, template_id: int | None = None
-                  ) -> ResponseTemplate:
+def save_template(
+    session: Session, identity: Identity, data: TemplateIn, template_id: int | None = None
+) -> ResponseTemplate:
     """Create or change a template: administrators any; staff their own unit's."""
     check(identity, "reports.work")
     problems: list[dict] = []
@@ -94,5 +96,13 @@ def delete_template(session: Session, identity: Identity, template_id: int) -> N
 
 
 def template_view(t: ResponseTemplate, language: str = "ko") -> dict:
-    return {"id": t.id, "title": t.title, "text": localized(t, "text", language), "text_ko": t.text_ko,
-            "text_en": t.text_en, "status": t.status, "department_id": t.department_id, "category": t.category_code}
+    return {
+        "id": t.id,
+        "title": t.title,
+        "text": localized(t, "text", language),
+        "text_ko": t.text_ko,
+        "text_en": t.text_en,
+        "status": t.status,
+        "department_id": t.department_id,
+        "category": t.category_code,
+    }

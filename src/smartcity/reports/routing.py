@@ -35,9 +35,15 @@ def _unit(session: Session, code: str) -> Department | None:
 def route_for(session: Session, category: Category, district_code: str) -> Department:
     """The responsible unit: a rule for (category, district), else for (category, any district), else the
     category's default unit in the district, else the city's fallback unit (120 Dasan)."""
-    rules = {r.district_code: r for r in session.scalars(
-        select(Route).where(Route.category_code == category.code,
-                            or_(Route.district_code == district_code, Route.district_code.is_(None))))}
+    rules = {
+        r.district_code: r
+        for r in session.scalars(
+            select(Route).where(
+                Route.category_code == category.code,
+                or_(Route.district_code == district_code, Route.district_code.is_(None)),
+            )
+        )
+    }
     rule = rules.get(district_code) or rules.get(None)
     if rule is not None:
         return rule.department
@@ -78,8 +84,9 @@ def routing_table(session: Session, *, category: str | None = None, district: st
     return out
 
 
-def set_route(session: Session, identity: Identity, category_code: str, district_code: str | None,
-              department_code: str) -> Route:
+def set_route(
+    session: Session, identity: Identity, category_code: str, district_code: str | None, department_code: str
+) -> Route:
     """Add or change a routing rule (reports.manage). district_code None: every district."""
     check(identity, "reports.manage")
     cat = get_category(session, category_code)
@@ -88,8 +95,12 @@ def set_route(session: Session, identity: Identity, category_code: str, district
     unit = _unit(session, department_code)
     if unit is None or unit.kind != "department":
         raise InvalidInput(f"unknown department {department_code!r}", code="unknown_department")
-    rule = session.scalar(select(Route).where(Route.category_code == cat.code, Route.district_code.is_(None)
-                                              if district_code is None else Route.district_code == district_code))
+    rule = session.scalar(
+        select(Route).where(
+            Route.category_code == cat.code,
+            Route.district_code.is_(None) if district_code is None else Route.district_code == district_code,
+        )
+    )
     old = rule.department.code if rule else None
     if rule is None:
         rule = Route(category_code=cat.code, district_code=district_code)
@@ -97,8 +108,14 @@ def set_route(session: Session, identity: Identity, category_code: str, district
     rule.department_id, rule.updated_at = unit.id, _now()
     session.flush()
     session.refresh(rule)
-    audit.record(session, identity, "update", "report_route", f"{cat.code}/{district_code or '*'}",
-                 {"old": old, "new": unit.code})
+    audit.record(
+        session,
+        identity,
+        "update",
+        "report_route",
+        f"{cat.code}/{district_code or '*'}",
+        {"old": old, "new": unit.code},
+    )
     return rule
 
 
@@ -109,6 +126,12 @@ def delete_route(session: Session, identity: Identity, category_code: str, distr
     rule = session.scalar(select(Route).where(Route.category_code == category_code, cond))
     if rule is None:
         raise NotFound("no such routing rule")
-    audit.record(session, identity, "delete", "report_route", f"{category_code}/{district_code or '*'}",
-                 {"old": rule.department.code})
+    audit.record(
+        session,
+        identity,
+        "delete",
+        "report_route",
+        f"{category_code}/{district_code or '*'}",
+        {"old": rule.department.code},
+    )
     session.delete(rule)

@@ -34,19 +34,29 @@ def seed(session: Session, profile: CityProfile | None = None) -> dict[str, int]
     added = {"groups": 0, "categories": 0, "templates": 0}
     for gpos, group in enumerate(data["groups"]):
         if group["code"] not in have_groups:
-            session.add(CategoryGroup(code=group["code"], name_ko=group["name_ko"], name_en=group["name_en"],
-                                      position=gpos))
+            session.add(
+                CategoryGroup(code=group["code"], name_ko=group["name_ko"], name_en=group["name_en"], position=gpos)
+            )
             added["groups"] += 1
         for pos, item in enumerate(group["items"]):
             if item["code"] in have_cats:
                 continue
-            session.add(Category(
-                code=item["code"], group_code=group["code"], name_ko=item["name_ko"], name_en=item["name_en"],
-                description_ko=item.get("description_ko", ""), description_en=item.get("description_en", ""),
-                keywords=item.get("keywords", ""), service_days=int(item.get("days", 7)),
-                unit_kind=item.get("unit", group["unit"]), attributes=item.get("attributes", []), active=True,
-                position=pos,
-            ))
+            session.add(
+                Category(
+                    code=item["code"],
+                    group_code=group["code"],
+                    name_ko=item["name_ko"],
+                    name_en=item["name_en"],
+                    description_ko=item.get("description_ko", ""),
+                    description_en=item.get("description_en", ""),
+                    keywords=item.get("keywords", ""),
+                    service_days=int(item.get("days", 7)),
+                    unit_kind=item.get("unit", group["unit"]),
+                    attributes=item.get("attributes", []),
+                    active=True,
+                    position=pos,
+                )
+            )
             added["categories"] += 1
     if session.scalar(select(ResponseTemplate.id).limit(1)) is None:
         for tpl in DEFAULT_TEMPLATES:
@@ -60,18 +70,30 @@ def seed(session: Session, profile: CityProfile | None = None) -> dict[str, int]
 
 
 DEFAULT_TEMPLATES = [
-    dict(title="Received", status="acknowledged",
-         text_ko="신고해 주셔서 감사합니다. 담당 부서에서 내용을 확인했으며 곧 현장을 확인하겠습니다.",
-         text_en="Thank you for your report. The responsible department has read it and will inspect the site soon."),
-    dict(title="Work scheduled", status="in_progress",
-         text_ko="현장을 확인했으며 보수 작업을 예정했습니다.",
-         text_en="We have inspected the site and scheduled the repair."),
-    dict(title="Fixed", status="fixed",
-         text_ko="요청하신 사항을 처리했습니다. 처리 결과를 확인해 주세요.",
-         text_en="The problem has been fixed. Please let us know whether you are satisfied."),
-    dict(title="Not ours", status="not_responsible",
-         text_ko="이 사항은 시·구청 소관이 아니어서 처리할 수 없습니다. 관리 주체에 직접 문의해 주세요.",
-         text_en="This is not the city's responsibility; please contact the owner of the site directly."),
+    dict(
+        title="Received",
+        status="acknowledged",
+        text_ko="신고해 주셔서 감사합니다. 담당 부서에서 내용을 확인했으며 곧 현장을 확인하겠습니다.",
+        text_en="Thank you for your report. The responsible department has read it and will inspect the site soon.",
+    ),
+    dict(
+        title="Work scheduled",
+        status="in_progress",
+        text_ko="현장을 확인했으며 보수 작업을 예정했습니다.",
+        text_en="We have inspected the site and scheduled the repair.",
+    ),
+    dict(
+        title="Fixed",
+        status="fixed",
+        text_ko="요청하신 사항을 처리했습니다. 처리 결과를 확인해 주세요.",
+        text_en="The problem has been fixed. Please let us know whether you are satisfied.",
+    ),
+    dict(
+        title="Not ours",
+        status="not_responsible",
+        text_ko="이 사항은 시·구청 소관이 아니어서 처리할 수 없습니다. 관리 주체에 직접 문의해 주세요.",
+        text_en="This is not the city's responsibility; please contact the owner of the site directly.",
+    ),
 ]
 
 
@@ -92,8 +114,9 @@ def list_groups(session: Session) -> list[CategoryGroup]:
     return list(session.scalars(select(CategoryGroup).order_by(CategoryGroup.position, CategoryGroup.code)))
 
 
-def list_categories(session: Session, *, campaign: str | None = None, everything: bool = False,
-                    include_inactive: bool = False) -> list[Category]:
+def list_categories(
+    session: Session, *, campaign: str | None = None, everything: bool = False, include_inactive: bool = False
+) -> list[Category]:
     """Categories in display order: the general ones; or a campaign's own (`campaign=slug`); or all."""
     _ensure_seeded(session)
     groups = {g.code: g.position for g in session.scalars(select(CategoryGroup))}
@@ -121,8 +144,11 @@ def get_category(session: Session, code: str) -> Category:
     _ensure_seeded(session)
     cat = session.scalar(select(Category).where(Category.code == str(code)))
     if cat is None:
-        raise InvalidInput(f"unknown category {code!r}", code="unknown_category",
-                           details=[{"field": "category", "code": "unknown_category", "problem": "no such category"}])
+        raise InvalidInput(
+            f"unknown category {code!r}",
+            code="unknown_category",
+            details=[{"field": "category", "code": "unknown_category", "problem": "no such category"}],
+        )
     known[str(code)] = cat
     return cat
 
@@ -169,8 +195,9 @@ def category_view(category: Category, language: str, group: CategoryGroup | None
         "campaign": category.campaign.slug if category.campaign else None,
         "active": category.active,
         "metadata": bool(category.attributes),
-        "attributes": [attribute_view(a, language) for a in sorted(category.attributes or [],
-                                                                  key=lambda a: a.get("order", 0))],
+        "attributes": [
+            attribute_view(a, language) for a in sorted(category.attributes or [], key=lambda a: a.get("order", 0))
+        ],
     }
 
 
@@ -196,9 +223,26 @@ def check_attribute_definitions(defs: Any) -> list[dict]:
             if not values or not all(isinstance(v, dict) and v.get("key") for v in values):
                 problems.append({"attribute": a["code"], "problem": "a list needs values with keys"})
                 continue
-        out.append({k: v for k, v in a.items() if k in (
-            "code", "datatype", "required", "order", "values", "description", "description_ko", "description_en",
-            "datatype_description", "datatype_description_ko", "datatype_description_en")})
+        out.append(
+            {
+                k: v
+                for k, v in a.items()
+                if k
+                in (
+                    "code",
+                    "datatype",
+                    "required",
+                    "order",
+                    "values",
+                    "description",
+                    "description_ko",
+                    "description_en",
+                    "datatype_description",
+                    "datatype_description_ko",
+                    "datatype_description_en",
+                )
+            }
+        )
     if problems:
         raise InvalidInput("the attribute definitions are not valid", code="invalid_attributes", details=problems)
     return out
@@ -216,15 +260,19 @@ def validate_attributes(category: Category, values: dict[str, Any] | None) -> di
     out: dict[str, Any] = {}
     for code in values:
         if code not in defs:
-            problems.append({"field": f"attribute[{code}]", "code": "unknown_attribute",
-                             "problem": "this category has no such attribute"})
+            problems.append(
+                {
+                    "field": f"attribute[{code}]",
+                    "code": "unknown_attribute",
+                    "problem": "this category has no such attribute",
+                }
+            )
     for code, d in defs.items():
         raw = values.get(code)
         empty = raw is None or raw == "" or raw == []
         if empty:
             if d.get("required"):
-                problems.append({"field": f"attribute[{code}]", "code": "missing_attribute",
-                                 "problem": "is required"})
+                problems.append({"field": f"attribute[{code}]", "code": "missing_attribute", "problem": "is required"})
             continue
         try:
             out[code] = _attribute_value(d, raw)

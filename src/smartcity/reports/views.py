@@ -27,9 +27,16 @@ class Contact:
 
 def event_data(report: Report) -> dict:
     """What events say about a report: public data only."""
-    return {"id": report.id, "status": report.status, "category": report.category_code, "lat": report.lat,
-            "lon": report.lon, "district": report.district_code, "title": report.title,
-            "updated_at": report.updated_at.isoformat()}
+    return {
+        "id": report.id,
+        "status": report.status,
+        "category": report.category_code,
+        "lat": report.lat,
+        "lon": report.lon,
+        "district": report.district_code,
+        "title": report.title,
+        "updated_at": report.updated_at.isoformat(),
+    }
 
 
 def get_report(session: Session, report_id: int | str, *, lock: bool = False) -> Report:
@@ -48,8 +55,9 @@ def get_report(session: Session, report_id: int | str, *, lock: bool = False) ->
 
 
 def photos_of(session: Session, report_id: int) -> list[ReportPhoto]:
-    return list(session.scalars(select(ReportPhoto).where(ReportPhoto.report_id == report_id)
-                                .order_by(ReportPhoto.position)))
+    return list(
+        session.scalars(select(ReportPhoto).where(ReportPhoto.report_id == report_id).order_by(ReportPhoto.position))
+    )
 
 
 def photo_url(photo: ReportPhoto, thumb: bool = False) -> str:
@@ -108,8 +116,9 @@ def can_work(identity: Identity, report: Report) -> bool:
     """May this identity work this report? Administrators (reports.manage) any; staff their unit's."""
     if identity.can("reports.manage"):
         return True
-    return identity.can("reports.work") and identity.department_id is not None \
-        and identity.department_id == report.unit_id
+    return (
+        identity.can("reports.work") and identity.department_id is not None and identity.department_id == report.unit_id
+    )
 
 
 def _require_work(identity: Identity, report: Report) -> None:
@@ -123,8 +132,10 @@ def detail_view(session: Session, report: Report, identity: Identity = ANONYMOUS
     assignee and whether contact details exist (not the details themselves: see `contact_of`)."""
     staff = can_work(identity, report)
     view = public_view(report, language)
-    view["photos"] = [{"id": p.id, "url": photo_url(p), "thumb_url": photo_url(p, True), "width": p.width,
-                       "height": p.height} for p in photos_of(session, report.id)]
+    view["photos"] = [
+        {"id": p.id, "url": photo_url(p), "thumb_url": photo_url(p, True), "width": p.width, "height": p.height}
+        for p in photos_of(session, report.id)
+    ]
     view["timeline"] = [update_view(u, language) for u in timeline(session, report.id, include_internal=staff)]
     view["is_reporter"] = bool(identity.user_id and identity.user_id == report.reporter_id)
     if staff:
@@ -144,9 +155,19 @@ def timeline(session: Session, report_id: int, *, include_internal: bool = False
 
 
 def update_view(u: ReportUpdate, language: str = "ko") -> dict:
-    return {"id": u.id, "at": u.at.isoformat(), "kind": u.kind, "public": u.public, "actor": u.actor,
-            "old": u.old_value, "new": u.new_value, "text": u.text, "status": u.status,
-            "status_name": status_name(u.status, language), "media_url": u.media_url}
+    return {
+        "id": u.id,
+        "at": u.at.isoformat(),
+        "kind": u.kind,
+        "public": u.public,
+        "actor": u.actor,
+        "old": u.old_value,
+        "new": u.new_value,
+        "text": u.text,
+        "status": u.status,
+        "status_name": status_name(u.status, language),
+        "media_url": u.media_url,
+    }
 
 
 def contact_of(session: Session, identity: Identity, report_id: int) -> Contact | None:

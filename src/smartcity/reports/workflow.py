@@ -53,8 +53,12 @@ def support(session: Session, identity: Identity, report_id: int, *, fingerprint
     if report.status not in OPEN_STATUSES:
         raise InvalidInput("only open reports can be supported", code="report_closed")
     who = supporter_key(identity, fingerprint)
-    if session.scalar(select(ReportSupport.id).where(ReportSupport.report_id == report.id,
-                                                     ReportSupport.supporter == who)) is not None:
+    if (
+        session.scalar(
+            select(ReportSupport.id).where(ReportSupport.report_id == report.id, ReportSupport.supporter == who)
+        )
+        is not None
+    ):
         return report.support_count
     session.add(ReportSupport(report_id=report.id, supporter=who))
     report.support_count += 1
@@ -64,13 +68,33 @@ def support(session: Session, identity: Identity, report_id: int, *, fingerprint
     return report.support_count
 
 
-def _timeline(session: Session, report: Report, identity: Identity, kind: str, old: str | None, new: str | None,
-              text: str, *, public: bool, actor_label: str | None = None, external_id: str | None = None,
-              at: datetime | None = None) -> ReportUpdate:
-    entry = ReportUpdate(report_id=report.id, at=at or _now(), actor_id=identity.user_id,
-                         actor=actor_label or identity.label, kind=kind, public=public,
-                         old_value=old[:200] if old else None, new_value=new[:200] if new else None, text=text,
-                         status=report.status, external_id=external_id)
+def _timeline(
+    session: Session,
+    report: Report,
+    identity: Identity,
+    kind: str,
+    old: str | None,
+    new: str | None,
+    text: str,
+    *,
+    public: bool,
+    actor_label: str | None = None,
+    external_id: str | None = None,
+    at: datetime | None = None,
+) -> ReportUpdate:
+    entry = ReportUpdate(
+        report_id=report.id,
+        at=at or _now(),
+        actor_id=identity.user_id,
+        actor=actor_label or identity.label,
+        kind=kind,
+        public=public,
+        old_value=old[:200] if old else None,
+        new_value=new[:200] if new else None,
+        text=text,
+        status=report.status,
+        external_id=external_id,
+    )
     session.add(entry)
     return entry
 
@@ -105,8 +129,16 @@ def _set_status(report: Report, status: str, now: datetime) -> None:
         report.closed_at = None
 
 
-def transition(session: Session, identity: Identity, report_id: int, status: str, *, text: str = "",
-               template_id: int | None = None, parent_id: int | None = None) -> Report:
+def transition(
+    session: Session,
+    identity: Identity,
+    report_id: int,
+    status: str,
+    *,
+    text: str = "",
+    template_id: int | None = None,
+    parent_id: int | None = None,
+) -> Report:
     """Move a report to a new status (staff of its unit). `text` (or a response template) is the public
     answer; the reporter is notified. `duplicate` needs `parent_id` (it merges into that report)."""
     if status == "duplicate":
@@ -119,9 +151,11 @@ def transition(session: Session, identity: Identity, report_id: int, status: str
     if status not in STATUSES:
         raise InvalidInput(f"unknown status {status!r}", code="invalid_status")
     if status not in TRANSITIONS[report.status]:
-        raise InvalidInput(f"a report cannot go from {report.status} to {status}", code="illegal_transition",
-                           details={"from": report.status, "to": status,
-                                    "allowed": sorted(TRANSITIONS[report.status])})
+        raise InvalidInput(
+            f"a report cannot go from {report.status} to {status}",
+            code="illegal_transition",
+            details={"from": report.status, "to": status, "allowed": sorted(TRANSITIONS[report.status])},
+        )
     problems: list[dict] = []
     text = _clean_text(text, "text", MAX_UPDATE, problems) or _template_text(session, template_id, report.language)
     _raise_problems(problems, "the update is not valid")
@@ -167,8 +201,16 @@ def add_note(session: Session, identity: Identity, report_id: int, text: str, *,
     return entry
 
 
-def add_update(session: Session, identity: Identity, report_id: int, text: str, *, status: str | None = None,
-               external_id: str | None = None, author: str | None = None) -> ReportUpdate:
+def add_update(
+    session: Session,
+    identity: Identity,
+    report_id: int,
+    text: str,
+    *,
+    status: str | None = None,
+    external_id: str | None = None,
+    author: str | None = None,
+) -> ReportUpdate:
     """A public update from a partner system (mySociety servicerequestupdates) or a citizen's comment.
 
     Partners (API keys) and staff may change the status: "closed" (Open311) closes an open report (as
@@ -177,8 +219,9 @@ def add_update(session: Session, identity: Identity, report_id: int, text: str, 
     external_id returns the earlier entry (idempotent)."""
     wanted = status.lower() if status else None
     loose = wanted in ("open", "closed")
-    return _update(session, identity, report_id, text, wanted, loose=loose, external_id=external_id, author=author,
-                   strict=True).entry
+    return _update(
+        session, identity, report_id, text, wanted, loose=loose, external_id=external_id, author=author, strict=True
+    ).entry
 
 
 @dataclass
@@ -193,9 +236,18 @@ class UpdateOutcome:
     notices: list[dict] = field(default_factory=list)  # optional fields dropped: {field, problem}
 
 
-def partner_update(session: Session, identity: Identity, report_id: int, text: str, *, status: str | None,
-                   loose: bool = False, external_id: str | None = None, media_url: str | None = None,
-                   author: str | None = None) -> UpdateOutcome:
+def partner_update(
+    session: Session,
+    identity: Identity,
+    report_id: int,
+    text: str,
+    *,
+    status: str | None,
+    loose: bool = False,
+    external_id: str | None = None,
+    media_url: str | None = None,
+    author: str | None = None,
+) -> UpdateOutcome:
     """A partner system's update (mySociety servicerequestupdates): its text is never lost.
 
     `status` is one of STATUSES, or with `loose` Open311's two words ("open": any open status, reopening
@@ -205,8 +257,18 @@ def partner_update(session: Session, identity: Identity, report_id: int, text: s
     which needs the parent) leaves the status as it is: the text is kept as a public update and
     `refused` says why; a malformed media_url is dropped and noted. A repeated external_id returns the
     earlier entry (idempotent)."""
-    return _update(session, identity, report_id, text, status, loose=loose, external_id=external_id,
-                   media_url=media_url, author=author, strict=False)
+    return _update(
+        session,
+        identity,
+        report_id,
+        text,
+        status,
+        loose=loose,
+        external_id=external_id,
+        media_url=media_url,
+        author=author,
+        strict=False,
+    )
 
 
 def status_route(current: str, target: str) -> list[str] | None:
@@ -216,15 +278,29 @@ def status_route(current: str, target: str) -> list[str] | None:
         return []
     if target in TRANSITIONS[current]:
         return [target]
-    if current in CLOSED_STATUSES and current != "duplicate" and "open" in TRANSITIONS[current] \
-            and target in TRANSITIONS["open"]:
+    if (
+        current in CLOSED_STATUSES
+        and current != "duplicate"
+        and "open" in TRANSITIONS[current]
+        and target in TRANSITIONS["open"]
+    ):
         return ["open", target]
     return None
 
 
-def _update(session: Session, identity: Identity, report_id: int, text: str, wanted: str | None, *, loose: bool,
-            strict: bool, external_id: str | None = None, media_url: str | None = None,
-            author: str | None = None) -> UpdateOutcome:
+def _update(
+    session: Session,
+    identity: Identity,
+    report_id: int,
+    text: str,
+    wanted: str | None,
+    *,
+    loose: bool,
+    strict: bool,
+    external_id: str | None = None,
+    media_url: str | None = None,
+    author: str | None = None,
+) -> UpdateOutcome:
     report = get_report(session, report_id, lock=True)
     partner = identity.via == "key" or can_work(identity, report)
     if wanted and not partner:
@@ -233,8 +309,9 @@ def _update(session: Session, identity: Identity, report_id: int, text: str, wan
         raise NotAuthenticated("sign in or present an API key to add an update")
     external_id = str(external_id)[:100] if external_id else None
     if external_id:
-        seen = session.scalar(select(ReportUpdate).where(ReportUpdate.report_id == report.id,
-                                                         ReportUpdate.external_id == external_id))
+        seen = session.scalar(
+            select(ReportUpdate).where(ReportUpdate.report_id == report.id, ReportUpdate.external_id == external_id)
+        )
         if seen is not None:
             return UpdateOutcome(seen, report.status, repeated=True)
     problems: list[dict] = []
@@ -255,11 +332,17 @@ def _update(session: Session, identity: Identity, report_id: int, text: str, wan
             target = old
         route = status_route(old, target) if target != "duplicate" else None
         if route is None:
-            why = "a duplicate needs the report it duplicates" if target == "duplicate" else \
-                f"a report cannot go from {old} to {target}"
+            why = (
+                "a duplicate needs the report it duplicates"
+                if target == "duplicate"
+                else f"a report cannot go from {old} to {target}"
+            )
             if strict:
-                raise InvalidInput(why, code="illegal_transition",
-                                   details={"from": old, "to": target, "allowed": sorted(TRANSITIONS[old])})
+                raise InvalidInput(
+                    why,
+                    code="illegal_transition",
+                    details={"from": old, "to": target, "allowed": sorted(TRANSITIONS[old])},
+                )
             refused, route = f"{why}; the status stays {old}", []
     for step in route:
         _set_status(report, step, now)
@@ -268,23 +351,45 @@ def _update(session: Session, identity: Identity, report_id: int, text: str, wan
     if route and wanted == "closed" and not loose:
         report.fixed_at = None  # "closed" as such: closed without a fix (mySociety's NO_FURTHER_ACTION)
     changed = report.status != old
-    entry = _timeline(session, report, identity, "status" if changed else "update", old if changed else None,
-                      report.status if changed else None, text, public=True,
-                      actor_label=author[:200] if author else None, external_id=external_id, at=now)
+    entry = _timeline(
+        session,
+        report,
+        identity,
+        "status" if changed else "update",
+        old if changed else None,
+        report.status if changed else None,
+        text,
+        public=True,
+        actor_label=author[:200] if author else None,
+        external_id=external_id,
+        at=now,
+    )
     entry.media_url = media[0] if media else None
-    _changed(session, report, identity, entry, {"old": old, "new": report.status, "external_id": external_id,
-                                                "route": route, "refused": refused})
+    _changed(
+        session,
+        report,
+        identity,
+        entry,
+        {"old": old, "new": report.status, "external_id": external_id, "route": route, "refused": refused},
+    )
     if changed or partner:
         _notify_reporter(session, report, "status" if changed else "update", text=text)
     return UpdateOutcome(entry, report.status, refused, notices=notices or [])
 
 
-def updates_since(session: Session, *, start: datetime | None = None, end: datetime | None = None,
-                  report_id: int | None = None, limit: int = 1000) -> list[ReportUpdate]:
+def updates_since(
+    session: Session,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    report_id: int | None = None,
+    limit: int = 1000,
+) -> list[ReportUpdate]:
     """Public timeline entries (status changes and updates) in a time window, oldest first: the feed of
     mySociety's GET servicerequestupdates."""
-    q = select(ReportUpdate).where(ReportUpdate.public.is_(True), ReportUpdate.kind.in_(("status", "update",
-                                                                                          "reassign", "feedback")))
+    q = select(ReportUpdate).where(
+        ReportUpdate.public.is_(True), ReportUpdate.kind.in_(("status", "update", "reassign", "feedback"))
+    )
     if start:
         q = q.where(ReportUpdate.at >= start)
     if end:
@@ -359,12 +464,14 @@ def merge(session: Session, identity: Identity, parent_id: int, child_ids: Itera
         old = child.status
         child.parent_id = parent.id
         _set_status(child, "duplicate", now)
-        entry = _timeline(session, child, identity, "status", old, "duplicate",
-                          text or f"#{parent.id}", public=True, at=now)
+        entry = _timeline(
+            session, child, identity, "status", old, "duplicate", text or f"#{parent.id}", public=True, at=now
+        )
         _changed(session, child, identity, entry, {"old": old, "new": "duplicate", "parent": parent.id})
         _notify_reporter(session, child, "duplicate", text=text, parent=parent)
-    entry = _timeline(session, parent, identity, "merge", None, ",".join(str(c.id) for c in children), "",
-                      public=False, at=now)
+    entry = _timeline(
+        session, parent, identity, "merge", None, ",".join(str(c.id) for c in children), "", public=False, at=now
+    )
     _changed(session, parent, identity, entry, {"children": [c.id for c in children]})
     session.flush()
     return parent
@@ -376,8 +483,16 @@ def is_reporter(session: Session, identity: Identity, report: Report, token: str
     return bool(token) and hmac.compare_digest(str(token), feedback_token(report, settings_of(session)))
 
 
-def feedback(session: Session, identity: Identity, report_id: int, *, fixed: bool, rating: int | None = None,
-             comment: str = "", token: str | None = None) -> Report:
+def feedback(
+    session: Session,
+    identity: Identity,
+    report_id: int,
+    *,
+    fixed: bool,
+    rating: int | None = None,
+    comment: str = "",
+    token: str | None = None,
+) -> Report:
     """After a fix the reporter (signed in, or with the secret link) confirms it (→ closed) or says it is
     not fixed (→ reopened, back to the unit), and may rate the work 1–5."""
     report = get_report(session, report_id, lock=True)
@@ -397,7 +512,8 @@ def feedback(session: Session, identity: Identity, report_id: int, *, fixed: boo
     text = comment
     if rating is not None:
         text = f"★{rating} {comment}".strip()
-    entry = _timeline(session, report, identity, "feedback", old, report.status, text, public=True,
-                      actor_label="reporter", at=now)
+    entry = _timeline(
+        session, report, identity, "feedback", old, report.status, text, public=True, actor_label="reporter", at=now
+    )
     _changed(session, report, identity, entry, {"old": old, "new": report.status, "rating": rating})
     return report

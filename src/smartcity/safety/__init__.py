@@ -57,31 +57,48 @@ def _demo(db, profile):
     from smartcity.safety.service import demo as run
     from smartcity.safety.simulate import demo as recent_past
 
-    yield from add_accounts(db, [
-        NewUser("guardian", DEMO_PASSWORD, "guardian", "Park Seoyeon", phone="010-0000-0000"),
-        NewUser("operator", DEMO_PASSWORD, "operator", "Choi Hyunwoo", department=f"{demo_district(profile)}-control"),
-    ])
+    yield from add_accounts(
+        db,
+        [
+            NewUser("guardian", DEMO_PASSWORD, "guardian", "Park Seoyeon", phone="010-0000-0000"),
+            NewUser(
+                "operator", DEMO_PASSWORD, "operator", "Choi Hyunwoo", department=f"{demo_district(profile)}-control"
+            ),
+        ],
+    )
     yield from run(db, profile)
     yield from recent_past(db, profile)  # the demo devices' last minutes: a path and an open emergency
 
 
 module = Module(
     name="safety",
-    routers=tuple(f"smartcity.safety.{name}:router"
-                  for name in ("intake_api", "osmand", "owntracks", "api", "pages")),
-    roles=(Role("guardian", "Guardian: follows the people in their care"),
-           Role("operator", "Control-room operator: handles incidents in their district", unit_kind="control_room")),
+    routers=tuple(f"smartcity.safety.{name}:router" for name in ("intake_api", "osmand", "owntracks", "api", "pages")),
+    roles=(
+        Role("guardian", "Guardian: follows the people in their care"),
+        Role("operator", "Control-room operator: handles incidents in their district", unit_kind="control_room"),
+    ),
     unit_kinds={"control_room": "A district's CCTV control room"},
-    permissions={"safety.guard": ("guardian",), "safety.operate": ("operator",),
-                 "safety.manage": (),  # administrators only (they hold every permission)
-                 "safety.intake": ()},  # administrators; gateways use system keys of scope `safety.gateway`
-    nav=(NavLink("My wards", "/safety/guardian", "safety.guard"),
-         NavLink("Control room", "/safety/console", "safety.operate")),
+    permissions={
+        "safety.guard": ("guardian",),
+        "safety.operate": ("operator",),
+        "safety.manage": (),  # administrators only (they hold every permission)
+        "safety.intake": (),
+    },  # administrators; gateways use system keys of scope `safety.gateway`
+    nav=(
+        NavLink("My wards", "/safety/guardian", "safety.guard"),
+        NavLink("Control room", "/safety/console", "safety.operate"),
+    ),
     # Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
-    personal=tuple(PersonalTopic(topic, _live_admission, _live_subject)
-                   for topic in ("safety.position", "safety.alert", "safety.incident.")),
-    jobs=(_job("safety.retention", "purge_history", 3600), _job("safety.silent", "check_silent", 60),
-          _job("safety.alert_digests", "send_alert_digests", 60), _job("safety.absence", "check_absence", 60)),
+    personal=tuple(
+        PersonalTopic(topic, _live_admission, _live_subject)
+        for topic in ("safety.position", "safety.alert", "safety.incident.")
+    ),
+    jobs=(
+        _job("safety.retention", "purge_history", 3600),
+        _job("safety.silent", "check_silent", 60),
+        _job("safety.alert_digests", "send_alert_digests", 60),
+        _job("safety.absence", "check_absence", 60),
+    ),
     setup=_setup,
     cli="smartcity.safety.cli:cli",
     demo=_demo,

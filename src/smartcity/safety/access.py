@@ -21,9 +21,17 @@ from smartcity.safety.models import GuardianLink, Incident
 
 def guardian_ids(session: Session, person_id: int) -> list[int]:
     """Users whose guardian link to the person carries a consent in force."""
-    return list(session.scalars(select(GuardianLink.user_id).where(
-        GuardianLink.person_id == person_id, GuardianLink.consent_at.is_not(None),
-        GuardianLink.revoked_at.is_(None)).order_by(GuardianLink.user_id)))
+    return list(
+        session.scalars(
+            select(GuardianLink.user_id)
+            .where(
+                GuardianLink.person_id == person_id,
+                GuardianLink.consent_at.is_not(None),
+                GuardianLink.revoked_at.is_(None),
+            )
+            .order_by(GuardianLink.user_id)
+        )
+    )
 
 
 def check_guardian(session: Session, identity: Identity, person_id: int) -> None:
@@ -58,8 +66,11 @@ class LocationFacts:
 
 
 def location_facts(session: Session, person_id: int) -> LocationFacts:
-    incidents = session.execute(select(Incident.district_code, Incident.opened_at, Incident.id).where(
-        Incident.person_id == person_id, Incident.status != "resolved").order_by(Incident.opened_at, Incident.id))
+    incidents = session.execute(
+        select(Incident.district_code, Incident.opened_at, Incident.id)
+        .where(Incident.person_id == person_id, Incident.status != "resolved")
+        .order_by(Incident.opened_at, Incident.id)
+    )
     return LocationFacts(frozenset(guardian_ids(session, person_id)), tuple(tuple(r) for r in incidents))
 
 

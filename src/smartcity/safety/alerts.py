@@ -39,8 +39,9 @@ def _message(kind: str, language: str, **values) -> str:
     return gettext(language, MESSAGES[kind]).format(**values)
 
 
-def raise_event(session: Session, ev: Raised, dedupe: str | None = None,
-                cooldown_minutes: int | None = None) -> SafetyEvent | None:
+def raise_event(
+    session: Session, ev: Raised, dedupe: str | None = None, cooldown_minutes: int | None = None
+) -> SafetyEvent | None:
     """Store an event, alert the person's guardians (outbox + live event), and for SOS and danger open an
     incident for the control room of the district the person is in. Returns None when `dedupe` says the
     same event was already raised (e.g. today's absence check, run by two processes).
@@ -52,9 +53,17 @@ def raise_event(session: Session, ev: Raised, dedupe: str | None = None,
     data = dict(ev.data or {})
     if not send:
         data["folded"] = True
-    row = SafetyEvent(kind=ev.kind, person_id=ev.person_id, device_id=ev.device_id,
-                      zone_id=ev.zone.id if ev.zone else None, at=ev.at, lat=ev.lat, lon=ev.lon,
-                      data=data or None, dedupe=dedupe)
+    row = SafetyEvent(
+        kind=ev.kind,
+        person_id=ev.person_id,
+        device_id=ev.device_id,
+        zone_id=ev.zone.id if ev.zone else None,
+        at=ev.at,
+        lat=ev.lat,
+        lon=ev.lon,
+        data=data or None,
+        dedupe=dedupe,
+    )
     if dedupe is not None:
         try:
             with session.begin_nested():
@@ -93,10 +102,17 @@ def raise_event(session: Session, ev: Raised, dedupe: str | None = None,
 
 
 def _notify_guardian(session: Session, user: User, text: str, kind: str, event_id: int) -> None:
-    channel, to = ("sms", user.phone) if user.phone else ("email", user.email) if user.email else ("log",
-                                                                                                  user.username)
-    notify.queue(session, channel, to, text, subject=text[:100], topic=f"safety.{kind}",
-                 ref=f"safety_event:{event_id}", user_id=user.id)
+    channel, to = ("sms", user.phone) if user.phone else ("email", user.email) if user.email else ("log", user.username)
+    notify.queue(
+        session,
+        channel,
+        to,
+        text,
+        subject=text[:100],
+        topic=f"safety.{kind}",
+        ref=f"safety_event:{event_id}",
+        user_id=user.id,
+    )
 
 
 COOLDOWN_KINDS = ("arrival", "departure")
@@ -107,8 +123,9 @@ def _digest_text(language: str, cd: AlertCooldown, zone_name: str, tz: tzinfo) -
     from smartcity.core.web import gettext
 
     since = cd.folded_since.astimezone(tz).strftime("%H:%M") if cd.folded_since else ""
-    return gettext(language, DIGEST).format(folded=cd.folded, kind=gettext(language, cd.kind), zone=zone_name,
-                                            since=since)
+    return gettext(language, DIGEST).format(
+        folded=cd.folded, kind=gettext(language, cd.kind), zone=zone_name, since=since
+    )
 
 
 def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertCooldown | None, bool]:
@@ -122,8 +139,7 @@ def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertC
     key = {"person_id": ev.person_id, "zone_id": ev.zone.id, "kind": ev.kind}
     q = select(AlertCooldown).filter_by(**key)
     if _db(session).is_postgres:
-        session.execute(postgresql.insert(AlertCooldown).values(**key, sent_at=now, folded=-1)
-                        .on_conflict_do_nothing())
+        session.execute(postgresql.insert(AlertCooldown).values(**key, sent_at=now, folded=-1).on_conflict_do_nothing())
         q = q.with_for_update()
     cd = session.scalar(q)
     if cd is None:  # SQLite: one writer, no race
@@ -149,15 +165,18 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
     period = timedelta(minutes=settings.safety_alert_cooldown_minutes)
     sent = 0
     with db.session() as s:
-        due = list(s.scalars(select(AlertCooldown).where(AlertCooldown.folded > 0,
-                                                         AlertCooldown.sent_at <= now - period)))
+        due = list(
+            s.scalars(select(AlertCooldown).where(AlertCooldown.folded > 0, AlertCooldown.sent_at <= now - period))
+        )
         profile = _profile(s)
         default_language = profile.language
         for cd in due:
-            won = s.execute(update(AlertCooldown).filter_by(person_id=cd.person_id, zone_id=cd.zone_id, kind=cd.kind,
-                                                            folded=cd.folded)
-                            .values(folded=0, folded_since=None, sent_at=now)
-                            .execution_options(synchronize_session=False)).rowcount
+            won = s.execute(
+                update(AlertCooldown)
+                .filter_by(person_id=cd.person_id, zone_id=cd.zone_id, kind=cd.kind, folded=cd.folded)
+                .values(folded=0, folded_since=None, sent_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
             if not won:
                 continue
             person = s.get(Person, cd.person_id)
@@ -168,15 +187,30 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
                 language = user.language or default_language
                 text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "", profile.tz)
                 _notify_guardian(s, user, text, "digest", latest.id if latest else 0)
-            audit.record(s, "job:safety.alert_digests", "digest", "safety_person", cd.person_id,
-                         {"zone_id": cd.zone_id, "kind": cd.kind, "folded": cd.folded})
+            audit.record(
+                s,
+                "job:safety.alert_digests",
+                "digest",
+                "safety_person",
+                cd.person_id,
+                {"zone_id": cd.zone_id, "kind": cd.kind, "folded": cd.folded},
+            )
             sent += 1
     return sent
 
 
 def event_to_dict(ev: SafetyEvent) -> dict:
-    return {"id": ev.id, "kind": ev.kind, "person_id": ev.person_id, "device_id": ev.device_id, "zone_id": ev.zone_id,
-            "at": ev.at.isoformat(), "lat": ev.lat, "lon": ev.lon, "data": ev.data or {}}
+    return {
+        "id": ev.id,
+        "kind": ev.kind,
+        "person_id": ev.person_id,
+        "device_id": ev.device_id,
+        "zone_id": ev.zone_id,
+        "at": ev.at.isoformat(),
+        "lat": ev.lat,
+        "lon": ev.lon,
+        "data": ev.data or {},
+    }
 
 
 def publish_live(session: Session, st, device, incident_districts: list[str | None]) -> None:
@@ -184,9 +218,16 @@ def publish_live(session: Session, st, device, incident_districts: list[str | No
     room of each open incident for the person (called by the engine once per device and batch)."""
     if device is None:
         return
-    data = {"person_id": st.person_id, "device_id": st.device_id, "lat": st.lat, "lon": st.lon,
-            "fix_time": st.fix_time.isoformat() if st.fix_time else None, "speed": st.speed,
-            "accuracy": st.accuracy, "battery": st.battery}
+    data = {
+        "person_id": st.person_id,
+        "device_id": st.device_id,
+        "lat": st.lat,
+        "lon": st.lon,
+        "fix_time": st.fix_time.isoformat() if st.fix_time else None,
+        "speed": st.speed,
+        "accuracy": st.accuracy,
+        "battery": st.battery,
+    }
     # Transient: superseded by the device's next fix (on SQLite they stay in this process: no log row each).
     if device.guardians:
         publish(session, "safety.position", data, users=list(device.guardians), transient=True)

@@ -28,13 +28,26 @@ def devices_cmd(as_json: bool) -> None:
         for device, person, state in rows:
             last = state.fix_time.isoformat(timespec="seconds") if state and state.fix_time else "-"
             if as_json:
-                click.echo(json.dumps({"id": device.id, "identifier": device.identifier, "protocol": device.protocol,
-                                       "person_id": person.id, "person": person.name, "active": device.active,
-                                       "last_fix": None if last == "-" else last}, ensure_ascii=False))
+                click.echo(
+                    json.dumps(
+                        {
+                            "id": device.id,
+                            "identifier": device.identifier,
+                            "protocol": device.protocol,
+                            "person_id": person.id,
+                            "person": person.name,
+                            "active": device.active,
+                            "last_fix": None if last == "-" else last,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             else:
                 state_word = "active" if device.active else "inactive"
-                click.echo(f"{device.id}\t{device.identifier}\t{device.protocol}\t{person.id}:{person.name}\t"
-                           f"{state_word}\tlast fix {last}")
+                click.echo(
+                    f"{device.id}\t{device.identifier}\t{device.protocol}\t{person.id}:{person.name}\t"
+                    f"{state_word}\tlast fix {last}"
+                )
 
 
 @cli.command("persons")
@@ -67,8 +80,14 @@ def person_add(name: str, kind: str, notes: str) -> None:
 @cli.command("device-add")
 @click.argument("identifier")
 @click.option("--person", "person_id", type=int, required=True, help="Id of the protected person.")
-@click.option("--protocols", "--protocol", "protocols", default="osmand", show_default=True,
-              help="Protocols the device may report through, comma-separated: osmand, owntracks (or any).")
+@click.option(
+    "--protocols",
+    "--protocol",
+    "protocols",
+    default="osmand",
+    show_default=True,
+    help="Protocols the device may report through, comma-separated: osmand, owntracks (or any).",
+)
 @click.option("--secret", is_flag=True, help="Give the device a secret (always done for owntracks).")
 @click.option("--name", default="")
 def device_add(identifier: str, person_id: int, protocols: str, secret: bool, name: str) -> None:
@@ -124,8 +143,12 @@ def consent_cmd(person_id: int, username: str, given_by: str, basis: str) -> Non
 
 @cli.command("consent-withdraw")
 @click.option("--person", "person_id", type=int, required=True)
-@click.option("--guardian", "username", default=None,
-              help="Only the consent behind this guardian's link (and the links resting on the same consent).")
+@click.option(
+    "--guardian",
+    "username",
+    default=None,
+    help="Only the consent behind this guardian's link (and the links resting on the same consent).",
+)
 @click.option("--delete-history", is_flag=True, help="Also delete the person's location history now.")
 def consent_withdraw_cmd(person_id: int, username: str | None, delete_history: bool) -> None:
     """Withdraw a consent: intake for the person stops at once (when no consent is left) and the guardian
@@ -141,11 +164,14 @@ def consent_withdraw_cmd(person_id: int, username: str | None, delete_history: b
             links = service.withdraw_consent(s, person_id, user_id)
             left = service.guardian_ids(s, person_id)
             deleted = service.delete_history(s, person_id) if delete_history else None
+
             def names(user_ids) -> str:
                 return ", ".join(s.get(User, uid).username for uid in user_ids)
 
-            click.echo(f"consent withdrawn for person {person_id}: guardian links closed for "
-                       f"{names(link.user_id for link in links)}")
+            click.echo(
+                f"consent withdrawn for person {person_id}: guardian links closed for "
+                f"{names(link.user_id for link in links)}"
+            )
             click.echo(f"consent still in force for {names(left)}" if left else "intake stopped: no consent left")
             if deleted is not None:
                 click.echo(f"history deleted: {deleted['positions']} positions, {deleted['alerts']} alerts")
@@ -185,8 +211,9 @@ def history_delete_cmd(person_id: int, yes: bool) -> None:
     def run():
         with database().session() as s:
             counts = service.delete_history(s, person_id)
-            click.echo(f"history of person {person_id} deleted: {counts['positions']} positions, "
-                       f"{counts['alerts']} alerts")
+            click.echo(
+                f"history of person {person_id} deleted: {counts['positions']} positions, {counts['alerts']} alerts"
+            )
 
     run()
 

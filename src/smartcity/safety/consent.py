@@ -32,19 +32,27 @@ def link_guardian(session: Session, person_id: int, user_id: int, relation: str 
     """Make a guardian user a guardian of the person. Tracking needs a consent (`record_consent`) as well."""
     get_person(session, person_id)
     _guardian_user(session, user_id)
-    link = session.scalar(select(GuardianLink).where(GuardianLink.person_id == person_id,
-                                                     GuardianLink.user_id == user_id))
+    link = session.scalar(
+        select(GuardianLink).where(GuardianLink.person_id == person_id, GuardianLink.user_id == user_id)
+    )
     if link is None:
         link = GuardianLink(person_id=person_id, user_id=user_id, relation=relation)
         session.add(link)
         session.flush()
-        audit.record(session, actor, "create", "safety_guardian", link.id, {"person_id": person_id,
-                                                                            "user_id": user_id})
+        audit.record(session, actor, "create", "safety_guardian", link.id, {"person_id": person_id, "user_id": user_id})
     return link
 
 
-def record_consent(session: Session, person_id: int, user_id: int, *, given_by: str, basis: str,
-                   at: datetime | None = None, actor="cli") -> GuardianLink:
+def record_consent(
+    session: Session,
+    person_id: int,
+    user_id: int,
+    *,
+    given_by: str,
+    basis: str,
+    at: datetime | None = None,
+    actor="cli",
+) -> GuardianLink:
     """Record the consent to track a person for one guardian link: who gave it (the person, a parent, a
     legal representative), on what basis, and when. Links the guardian if not linked yet."""
     if not given_by.strip() or not basis.strip():
@@ -56,15 +64,22 @@ def record_consent(session: Session, person_id: int, user_id: int, *, given_by: 
     link.consent_by, link.consent_basis, link.consent_at = given_by.strip()[:200], basis.strip()[:300], at
     link.consent_recorded_by = getattr(actor, "label", None) or str(actor)
     link.revoked_at = None
-    audit.record(session, actor, "consent", "safety_guardian", link.id,
-                 {"person_id": person_id, "user_id": user_id, "given_by": link.consent_by, "basis": link.consent_basis})
+    audit.record(
+        session,
+        actor,
+        "consent",
+        "safety_guardian",
+        link.id,
+        {"person_id": person_id, "user_id": user_id, "given_by": link.consent_by, "basis": link.consent_basis},
+    )
     _changed(session, "safety.registry.changed", {"person_id": person_id})
     return link
 
 
 def revoke_consent(session: Session, person_id: int, user_id: int, actor="cli") -> GuardianLink:
-    link = session.scalar(select(GuardianLink).where(GuardianLink.person_id == person_id,
-                                                     GuardianLink.user_id == user_id))
+    link = session.scalar(
+        select(GuardianLink).where(GuardianLink.person_id == person_id, GuardianLink.user_id == user_id)
+    )
     if link is None:
         raise NotFound("no such guardian link")
     link.revoked_at = utcnow()
@@ -79,23 +94,37 @@ def withdraw_consent(session: Session, person_id: int, user_id: int | None = Non
     (the same giver and basis) is closed; intake stops at once when no consent is left. Returns the closed
     links. The person's history stays until `delete_history` (offered next, audited)."""
     get_person(session, person_id)
-    links = list(session.scalars(select(GuardianLink).where(
-        GuardianLink.person_id == person_id, GuardianLink.consent_at.is_not(None),
-        GuardianLink.revoked_at.is_(None)).order_by(GuardianLink.id)))
+    links = list(
+        session.scalars(
+            select(GuardianLink)
+            .where(
+                GuardianLink.person_id == person_id,
+                GuardianLink.consent_at.is_not(None),
+                GuardianLink.revoked_at.is_(None),
+            )
+            .order_by(GuardianLink.id)
+        )
+    )
     if user_id is not None:
         mine = next((link for link in links if link.user_id == user_id), None)
         if mine is None:
             raise NotFound("this guardian has no consent in force for this person", code="no_consent")
-        links = [link for link in links if (link.consent_by, link.consent_basis) ==
-                 (mine.consent_by, mine.consent_basis)]
+        links = [
+            link for link in links if (link.consent_by, link.consent_basis) == (mine.consent_by, mine.consent_basis)
+        ]
     if not links:
         raise NotFound("no consent in force for this person", code="no_consent")
     now = utcnow()
     for link in links:
         link.revoked_at = now
-        audit.record(session, actor, "withdraw_consent", "safety_guardian", link.id,
-                     {"person_id": person_id, "user_id": link.user_id, "given_by": link.consent_by,
-                      "basis": link.consent_basis})
+        audit.record(
+            session,
+            actor,
+            "withdraw_consent",
+            "safety_guardian",
+            link.id,
+            {"person_id": person_id, "user_id": link.user_id, "given_by": link.consent_by, "basis": link.consent_basis},
+        )
     _changed(session, "safety.registry.changed", {"person_id": person_id})
     return links
 
@@ -108,11 +137,16 @@ def withdraw_as_guardian(session: Session, identity: Identity, person_id: int, w
     links = withdraw_consent(session, person_id, identity.user_id, actor=identity)
     left = guardian_ids(session, person_id)
     if with_history and left:
-        raise Conflict("other guardians still follow this person under another consent; the history stays",
-                       code="history_in_use")
+        raise Conflict(
+            "other guardians still follow this person under another consent; the history stays", code="history_in_use"
+        )
     deleted = delete_history(session, person_id, actor=identity) if with_history else None
-    return {"person_id": person_id, "closed": [link.user_id for link in links], "consent_left": bool(left),
-            "history_deleted": deleted}
+    return {
+        "person_id": person_id,
+        "closed": [link.user_id for link in links],
+        "consent_left": bool(left),
+        "history_deleted": deleted,
+    }
 
 
 def delete_history(session: Session, person_id: int, actor="cli") -> dict:
@@ -124,12 +158,28 @@ def delete_history(session: Session, person_id: int, actor="cli") -> dict:
         "alerts": session.execute(delete(SafetyEvent).where(SafetyEvent.person_id == person_id)).rowcount,
     }
     session.execute(delete(AlertCooldown).where(AlertCooldown.person_id == person_id))
-    session.execute(update(DeviceState).where(DeviceState.person_id == person_id).values(
-        fix_time=None, received_at=None, lat=None, lon=None, speed=None, accuracy=None, battery=None,
-        district_code=None, zones={}, flags={}, version=DeviceState.version + 1))
-    counts["incidents"] = session.execute(update(Incident).where(
-        Incident.person_id == person_id, Incident.status == "resolved", Incident.lat.is_not(None))
-        .values(lat=None, lon=None)).rowcount
+    session.execute(
+        update(DeviceState)
+        .where(DeviceState.person_id == person_id)
+        .values(
+            fix_time=None,
+            received_at=None,
+            lat=None,
+            lon=None,
+            speed=None,
+            accuracy=None,
+            battery=None,
+            district_code=None,
+            zones={},
+            flags={},
+            version=DeviceState.version + 1,
+        )
+    )
+    counts["incidents"] = session.execute(
+        update(Incident)
+        .where(Incident.person_id == person_id, Incident.status == "resolved", Incident.lat.is_not(None))
+        .values(lat=None, lon=None)
+    ).rowcount
     audit.record(session, actor, "delete_history", "safety_person", person_id, counts)
     _changed(session, "safety.registry.changed", {"person_id": person_id})
     return counts

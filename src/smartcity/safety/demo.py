@@ -17,8 +17,9 @@ from smartcity.safety.registry import add_device, add_person
 from smartcity.safety.zones import ZoneIn, add_zone
 
 
-def walk(route: list[tuple[float, float]], *, speed_m_s: float = 1.4, interval_s: float = 10,
-         start: datetime | None = None) -> Iterator[tuple[datetime, float, float]]:
+def walk(
+    route: list[tuple[float, float]], *, speed_m_s: float = 1.4, interval_s: float = 10, start: datetime | None = None
+) -> Iterator[tuple[datetime, float, float]]:
     """Points along a polyline (lat, lon) at walking speed, one every `interval_s` seconds: what a
     simulated device reports. For the demo simulation and tests."""
     t = start or utcnow()
@@ -70,13 +71,28 @@ def demo(db, profile) -> Iterator[str]:
         if guardian is not None:
             for person in (child, elder):
                 link_guardian(s, person.id, guardian.id, "parent" if person is child else "child", actor="demo")
-                record_consent(s, person.id, guardian.id, given_by="Park Seoyeon (guardian)",
-                               basis="guardian's written consent, demo", actor="demo")
+                record_consent(
+                    s,
+                    person.id,
+                    guardian.id,
+                    given_by="Park Seoyeon (guardian)",
+                    basis="guardian's written consent, demo",
+                    actor="demo",
+                )
         for person in (child, elder):
             add_zone(s, ZoneIn("Home", DEMO_HOME[0], DEMO_HOME[1], 80), person_id=person.id, actor="demo")
         school = {"type": "Polygon", "coordinates": [[(lon, lat) for lat, lon in DEMO_SCHOOL + DEMO_SCHOOL[:1]]]}
-        add_zone(s, ZoneIn("School", polygon=school, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30",
-                                                                 "end": "15:00"}]), person_id=child.id, actor="demo")
-        add_zone(s, ZoneIn("Construction site", DEMO_DANGER[0], DEMO_DANGER[1], 60), person_id=None, kind="danger",
-                 actor="demo")
+        add_zone(
+            s,
+            ZoneIn("School", polygon=school, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]),
+            person_id=child.id,
+            actor="demo",
+        )
+        add_zone(
+            s,
+            ZoneIn("Construction site", DEMO_DANGER[0], DEMO_DANGER[1], 60),
+            person_id=None,
+            kind="danger",
+            actor="demo",
+        )
     yield "safety: 2 protected persons, devices demo-child-1 and demo-elder-1, zones Home, School, a danger zone"

@@ -184,11 +184,13 @@ def parse_schedule(raw: Any) -> list[Window]:
             days = frozenset(int(d) for d in item["days"])
             start, end = dtime.fromisoformat(item["start"]), dtime.fromisoformat(item["end"])
         except (KeyError, TypeError, ValueError):
-            raise InvalidInput(f"schedule window {i}: needs days (0=Monday…6) and start/end as HH:MM",
-                               code="invalid_schedule") from None
+            raise InvalidInput(
+                f"schedule window {i}: needs days (0=Monday…6) and start/end as HH:MM", code="invalid_schedule"
+            ) from None
         if not days or not days <= set(range(7)) or not start < end:
-            raise InvalidInput(f"schedule window {i}: days are 0–6 and start must be before end",
-                               code="invalid_schedule")
+            raise InvalidInput(
+                f"schedule window {i}: days are 0–6 and start must be before end", code="invalid_schedule"
+            )
         windows.append(Window(days, start, end))
     return windows
 
@@ -220,14 +222,14 @@ class ZoneShape:
 
 
 def zone_shape(zone: Zone, plane: LocalPlane) -> ZoneShape:
-    z = ZoneShape(zone.id, zone.kind, zone.person_id, zone.name, schedule=parse_schedule(zone.schedule),
-                  key=str(zone.id))
+    z = ZoneShape(
+        zone.id, zone.kind, zone.person_id, zone.name, schedule=parse_schedule(zone.schedule), key=str(zone.id)
+    )
     if zone.radius_m is not None:
         z.cx, z.cy = plane.xy(zone.lat, zone.lon)
         z.radius = float(zone.radius_m)
         z.size = z.radius
     else:
-
         geom = plane.geometry(shape(json.loads(zone.geometry)))
         shapely.prepare(geom)
         z.polygon = geom
@@ -274,8 +276,9 @@ def step_zone(
     State: {"s": confirmed "in"/"out"/None, "c": candidate, "n": fixes agreeing, "t": first of them}.
     A transition happens when `confirm_fixes` consecutive usable fixes agree on a state other than the
     confirmed one; a fix saying nothing (None) neither confirms nor breaks a run."""
-    if state is not None and (verdict is None or (verdict == state["s"] and state["c"] is None
-                                                  and state["n"] == 0 and state["t"] is None)):
+    if state is not None and (
+        verdict is None or (verdict == state["s"] and state["c"] is None and state["n"] == 0 and state["t"] is None)
+    ):
         return state, None  # nothing changes: states are replaced, never changed in place, so share it
     st = dict(state or {"s": None, "c": None, "n": 0, "t": None})
     if verdict is None:
@@ -379,8 +382,21 @@ class LiveState:
     flags: dict = field(default_factory=dict)
     stored_times: tuple | None = None  # (fix_time, received_at) as the batch stored them (not a column)
 
-    COLUMNS = ("device_id", "person_id", "version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy",
-               "battery", "district_code", "zones", "flags")
+    COLUMNS = (
+        "device_id",
+        "person_id",
+        "version",
+        "fix_time",
+        "received_at",
+        "lat",
+        "lon",
+        "speed",
+        "accuracy",
+        "battery",
+        "district_code",
+        "zones",
+        "flags",
+    )
 
     @classmethod
     def from_row(cls, row) -> LiveState:
@@ -422,8 +438,18 @@ class _Item:
     `future`, an event loop's `waiter` (resolved for a whole batch with one call into the loop), or a
     `unit` of many positions (a gateway's batch) resolved at once when its last position is written."""
 
-    __slots__ = ("position", "device", "future", "waiter", "unit", "index", "outside_city", "district_code", "token",
-                 "stored_times")
+    __slots__ = (
+        "position",
+        "device",
+        "future",
+        "waiter",
+        "unit",
+        "index",
+        "outside_city",
+        "district_code",
+        "token",
+        "stored_times",
+    )
 
     def __init__(self, position: Position, device: DeviceInfo):
         self.position, self.device = position, device
@@ -604,16 +630,27 @@ class SafetyEngine:
             guardians = defaultdict(list)
             for person_id, user_id in s.execute(
                 select(GuardianLink.person_id, GuardianLink.user_id).where(
-                    GuardianLink.consent_at.is_not(None), GuardianLink.revoked_at.is_(None))
+                    GuardianLink.consent_at.is_not(None), GuardianLink.revoked_at.is_(None)
+                )
             ):
                 guardians[person_id].append(user_id)
             self.devices.clear()
             self.by_id.clear()
-            q = (select(Device.id, Device.identifier, Device.person_id, Device.protocol, Device.secret_hash)
-                 .join(Person, Person.id == Device.person_id).where(Device.active, Person.active))
+            q = (
+                select(Device.id, Device.identifier, Device.person_id, Device.protocol, Device.secret_hash)
+                .join(Person, Person.id == Device.person_id)
+                .where(Device.active, Person.active)
+            )
             for dev_id, ident, person_id, protocol, secret_hash in s.execute(q):
-                info = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians.get(person_id)),
-                                  tuple(guardians.get(person_id, ())), secret_hash)
+                info = DeviceInfo(
+                    dev_id,
+                    ident,
+                    person_id,
+                    protocol,
+                    bool(guardians.get(person_id)),
+                    tuple(guardians.get(person_id, ())),
+                    secret_hash,
+                )
                 self.devices[ident] = info
                 self.by_id[dev_id] = info
             self._load_zones(s)
@@ -630,8 +667,9 @@ class SafetyEngine:
         # New lists are built first and then put in place: the writer reads them without the lock.
         q = select(Zone).where(Zone.active)
         if person_id is not None:
-            q = q.where((Zone.person_id == person_id) | (Zone.kind == "danger") if danger else
-                        Zone.person_id == person_id)
+            q = q.where(
+                (Zone.person_id == person_id) | (Zone.kind == "danger") if danger else Zone.person_id == person_id
+            )
         person_zones: dict[int, list[ZoneShape]] = defaultdict(list)
         danger_zones: list[ZoneShape] = []
         for zone in s.scalars(q):
@@ -656,14 +694,22 @@ class SafetyEngine:
         identifiers that are gone are removed, so a registered device is never briefly missing."""
         with self.db.session() as s, self._lock:
             active = s.scalar(select(Person.active).where(Person.id == person_id))
-            guardians = tuple(s.scalars(select(GuardianLink.user_id).where(
-                GuardianLink.person_id == person_id, GuardianLink.consent_at.is_not(None),
-                GuardianLink.revoked_at.is_(None))))
+            guardians = tuple(
+                s.scalars(
+                    select(GuardianLink.user_id).where(
+                        GuardianLink.person_id == person_id,
+                        GuardianLink.consent_at.is_not(None),
+                        GuardianLink.revoked_at.is_(None),
+                    )
+                )
+            )
             fresh: dict[str, DeviceInfo] = {}
             if active:
                 for dev_id, ident, protocol, secret_hash in s.execute(
-                        select(Device.id, Device.identifier, Device.protocol, Device.secret_hash)
-                        .where(Device.person_id == person_id, Device.active)):
+                    select(Device.id, Device.identifier, Device.protocol, Device.secret_hash).where(
+                        Device.person_id == person_id, Device.active
+                    )
+                ):
                     info = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians), guardians, secret_hash)
                     old = self.devices.get(ident)
                     if old is not None and old.secret_hash == secret_hash:
@@ -687,8 +733,9 @@ class SafetyEngine:
 
     def reload_danger_zones(self) -> None:
         with self.db.session() as s, self._lock:
-            self.danger_zones = [zone_shape(z, self.plane) for z in
-                                 s.scalars(select(Zone).where(Zone.active, Zone.kind == "danger"))]
+            self.danger_zones = [
+                zone_shape(z, self.plane) for z in s.scalars(select(Zone).where(Zone.active, Zone.kind == "danger"))
+            ]
 
     def handle(self, topic: str, data: dict) -> None:
         """React to a change event (from this process or, on PostgreSQL, any other)."""
@@ -742,21 +789,36 @@ class SafetyEngine:
         lat, lon, fix_time = p.lat, p.lon, p.fix_time
         # The common case in one expression (floats in range, or absent); anything else is examined field by
         # field to say what is wrong (NaN and infinities fail every comparison).
-        if not (lat.__class__ is float and -90 <= lat <= 90 and lon.__class__ is float and -180 <= lon <= 180
-                and (p.speed is None or (p.speed.__class__ is float and 0 <= p.speed <= 1000))
-                and (p.bearing is None or (p.bearing.__class__ is float and 0 <= p.bearing <= 360))
-                and (p.altitude is None or (p.altitude.__class__ is float and -1000 <= p.altitude <= 20000))
-                and (p.accuracy is None or (p.accuracy.__class__ is float and 0 <= p.accuracy <= 1_000_000))
-                and (p.battery is None or (p.battery.__class__ is float and 0 <= p.battery <= 100))
-                and fix_time.__class__ is datetime and fix_time.tzinfo is not None):
+        if not (
+            lat.__class__ is float
+            and -90 <= lat <= 90
+            and lon.__class__ is float
+            and -180 <= lon <= 180
+            and (p.speed is None or (p.speed.__class__ is float and 0 <= p.speed <= 1000))
+            and (p.bearing is None or (p.bearing.__class__ is float and 0 <= p.bearing <= 360))
+            and (p.altitude is None or (p.altitude.__class__ is float and -1000 <= p.altitude <= 20000))
+            and (p.accuracy is None or (p.accuracy.__class__ is float and 0 <= p.accuracy <= 1_000_000))
+            and (p.battery is None or (p.battery.__class__ is float and 0 <= p.battery <= 100))
+            and fix_time.__class__ is datetime
+            and fix_time.tzinfo is not None
+        ):
             self._check_values(p)
         now = datetime.now(UTC)
         if fix_time > now + self._future_tolerance:
-            raise field_error(FutureFix, [{"field": "timestamp", "problem": f"{fix_time.isoformat()} is more than "
-                                           f"{self.settings.safety_future_tolerance_s} s ahead of the server clock"}])
+            raise field_error(
+                FutureFix,
+                [
+                    {
+                        "field": "timestamp",
+                        "problem": f"{fix_time.isoformat()} is more than "
+                        f"{self.settings.safety_future_tolerance_s} s ahead of the server clock",
+                    }
+                ],
+            )
         if fix_time < now - self._retention:
-            raise field_error(InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention "
-                                                 "period"}])
+            raise field_error(
+                InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention period"}]
+            )
         if p.alarm is not None:
             p.alarm = str(p.alarm).strip().lower()[:30] or None
         info = self.device_for(device.strip())
@@ -764,8 +826,11 @@ class SafetyEngine:
             self._check_access(p, info)
         if lat == 0 and lon == 0:  # "no fix yet" as many trackers send it: not a place anyone is
             p.valid = False
-        if (p.valid and self.settings.safety_outside_city == "refuse"
-                and geo_index(self.db).district_at(lat, lon) is None):
+        if (
+            p.valid
+            and self.settings.safety_outside_city == "refuse"
+            and geo_index(self.db).district_at(lat, lon) is None
+        ):
             raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
         if fix_time.tzinfo is not UTC:
             p.fix_time = fix_time.astimezone(UTC)
@@ -803,15 +868,19 @@ class SafetyEngine:
         registration = REGISTRATION_OF.get(p.protocol)
         if registration is not None and registration not in info.protocols:
             self._note_refusal(info, p.protocol, "protocol_not_allowed")
-            raise ProtocolNotAllowed(f"the device {info.identifier!r} is not registered for {registration}",
-                                     details=[{"field": "protocol", "problem": f"not registered for {registration}"}])
+            raise ProtocolNotAllowed(
+                f"the device {info.identifier!r} is not registered for {registration}",
+                details=[{"field": "protocol", "problem": f"not registered for {registration}"}],
+            )
         credential, p.credential = p.credential, None
         if p.protocol not in CREDENTIAL_PROTOCOLS:
             return
         if not credential:
             self._note_refusal(info, p.protocol, "missing_secret")
-            raise BadCredentials("the device's secret is missing (HTTP Basic password)",
-                                 details=[{"field": "password", "problem": "missing"}])
+            raise BadCredentials(
+                "the device's secret is missing (HTTP Basic password)",
+                details=[{"field": "password", "problem": "missing"}],
+            )
         key = credential_key(credential)
         if key in info.verified:
             return
@@ -820,8 +889,10 @@ class SafetyEngine:
                 info.rejected.clear()
             info.rejected.add(key)
             self._note_refusal(info, p.protocol, "bad_secret")
-            raise BadCredentials("the device's secret is wrong (HTTP Basic password)",
-                                 details=[{"field": "password", "problem": "does not match the device's secret"}])
+            raise BadCredentials(
+                "the device's secret is wrong (HTTP Basic password)",
+                details=[{"field": "password", "problem": "does not match the device's secret"}],
+            )
         info.verified.add(key)
 
     def _note_refusal(self, info: DeviceInfo, protocol: str, reason: str) -> None:
@@ -845,8 +916,14 @@ class SafetyEngine:
         try:
             with self.db.session() as s:
                 for (device_id, protocol, reason), (n, since) in refusals.items():
-                    audit.record(s, "safety.intake", "device_refused", "safety_device", device_id,
-                                 {"protocol": protocol, "reason": reason, "count": n, "since": since.isoformat()})
+                    audit.record(
+                        s,
+                        "safety.intake",
+                        "device_refused",
+                        "safety_device",
+                        device_id,
+                        {"protocol": protocol, "reason": reason, "count": n, "since": since.isoformat()},
+                    )
         except Exception:  # noqa: BLE001 - the intake goes on; the counts are tried again
             log.exception("recording refused devices in the audit log failed")
             with self._lock:
@@ -973,8 +1050,12 @@ class SafetyEngine:
                 wake.clear()  # cleared before taking: a position queued from now on sets it again
                 if not self._queue and not self._urgent:
                     continue
-                if (self.linger and not self._urgent and not self._stopping
-                        and time.monotonic() - self._last_write > self.linger):
+                if (
+                    self.linger
+                    and not self._urgent
+                    and not self._stopping
+                    and time.monotonic() - self._last_write > self.linger
+                ):
                     # Idle until now: let a batch gather, unless an alarm comes. A busy writer does not wait:
                     # positions gather by themselves while it commits (group commit).
                     hurry.wait(self.linger)
@@ -1041,9 +1122,24 @@ class SafetyEngine:
         if remote:
             self.on_resolved(remote)
 
-    _POSITION_COLUMNS = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "bearing",
-                         "altitude", "accuracy", "battery", "alarm", "protocol", "outside_city", "attributes",
-                         "valid")
+    _POSITION_COLUMNS = (
+        "device_id",
+        "person_id",
+        "fix_time",
+        "received_at",
+        "lat",
+        "lon",
+        "speed",
+        "bearing",
+        "altitude",
+        "accuracy",
+        "battery",
+        "alarm",
+        "protocol",
+        "outside_city",
+        "attributes",
+        "valid",
+    )
     _ROWS_PER_INSERT = 500
 
     def _insert(self, s, rows: list[tuple]) -> list[tuple]:
@@ -1059,7 +1155,7 @@ class SafetyEngine:
         out = []
         step = self._ROWS_PER_INSERT
         for start in range(0, len(rows), step):
-            chunk = rows[start:start + step]
+            chunk = rows[start : start + step]
             sql = self._sql_cache.get(len(chunk))
             if sql is None:
                 sql = self._sql_cache[len(chunk)] = head + ", ".join([one] * len(chunk)) + tail
@@ -1090,10 +1186,26 @@ class SafetyEngine:
             first_of[key] = item
             received = p.received_at if pg else sqlite_text(p.received_at)
             item.stored_times = (when, received)
-            rows.append((device.device_id, device.person_id, when, received, p.lat, p.lon, p.speed, p.bearing,
-                         p.altitude, p.accuracy, p.battery, p.alarm, p.protocol[:20], outside if pg else int(outside),
-                         orjson.dumps(p.attributes).decode() if p.attributes else None,
-                         p.valid if pg else int(p.valid)))
+            rows.append(
+                (
+                    device.device_id,
+                    device.person_id,
+                    when,
+                    received,
+                    p.lat,
+                    p.lon,
+                    p.speed,
+                    p.bearing,
+                    p.altitude,
+                    p.accuracy,
+                    p.battery,
+                    p.alarm,
+                    p.protocol[:20],
+                    outside if pg else int(outside),
+                    orjson.dumps(p.attributes).decode() if p.attributes else None,
+                    p.valid if pg else int(p.valid),
+                )
+            )
         new_states: dict[int, LiveState] = {}
         acks: dict[tuple[int, Any], Ack] = {}
         opened = []
@@ -1125,8 +1237,13 @@ class SafetyEngine:
                         events, live = self._apply(state, item)
                         if events:
                             raised.extend(events)
-                        acks[key] = Ack(device_id, item.position.fix_time, inserted[key], live=live,
-                                        events=tuple(e.kind for e in events))
+                        acks[key] = Ack(
+                            device_id,
+                            item.position.fix_time,
+                            inserted[key],
+                            live=live,
+                            events=tuple(e.kind for e in events),
+                        )
                     state.version += 1
                     new_states[device_id] = state
                 self._write_states(s, list(new_states.values()))
@@ -1141,8 +1258,9 @@ class SafetyEngine:
                         watch = None
                     for st in new_states.values():
                         device, districts = by_id.get(st.device_id), self._incident_districts(st)
-                        if watch is not None and not ((device and not watch[1].isdisjoint(device.guardians))
-                                                      or (watch[2] and districts)):
+                        if watch is not None and not (
+                            (device and not watch[1].isdisjoint(device.guardians)) or (watch[2] and districts)
+                        ):
                             continue  # nobody listening could see it
                         service.publish_live(s, st, device, districts)
         with self._lock:
@@ -1167,14 +1285,29 @@ class SafetyEngine:
         processing cost more than the statement. Values are converted here the way the column types would."""
         pg = self.db.is_postgres
         mark = "%s" if pg else "?"
-        sql = (f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in self._STATE_SET)} "
-               f"WHERE device_id = {mark}")
+        sql = (
+            f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in self._STATE_SET)} "
+            f"WHERE device_id = {mark}"
+        )
 
         when = (lambda v: v) if pg else sqlite_text
         dumps = orjson.dumps
-        rows = [(st.version, *(st.stored_times or (when(st.fix_time), when(st.received_at))), st.lat, st.lon, st.speed,
-                 st.accuracy, st.battery, st.district_code, dumps(st.zones).decode(), dumps(st.flags).decode(),
-                 st.device_id) for st in states]
+        rows = [
+            (
+                st.version,
+                *(st.stored_times or (when(st.fix_time), when(st.received_at))),
+                st.lat,
+                st.lon,
+                st.speed,
+                st.accuracy,
+                st.battery,
+                st.district_code,
+                dumps(st.zones).decode(),
+                dumps(st.flags).decode(),
+                st.device_id,
+            )
+            for st in states
+        ]
         s.connection().exec_driver_sql(sql, rows)
 
     def _incident_districts(self, st: LiveState) -> list[str | None]:
@@ -1203,19 +1336,26 @@ class SafetyEngine:
         mark = "%s" if pg else "?"
         versions = {}
         for start in range(0, len(device_ids), 1000):
-            chunk = device_ids[start:start + 1000]
-            sql = (f"SELECT device_id, version FROM safety_device_state WHERE device_id IN "
-                   f"({', '.join([mark] * len(chunk))}) ORDER BY device_id" + (" FOR UPDATE" if pg else ""))
+            chunk = device_ids[start : start + 1000]
+            sql = (
+                f"SELECT device_id, version FROM safety_device_state WHERE device_id IN "
+                f"({', '.join([mark] * len(chunk))}) ORDER BY device_id" + (" FOR UPDATE" if pg else "")
+            )
             versions.update(s.connection().exec_driver_sql(sql, tuple(chunk)).fetchall())
         q = select(DeviceState.device_id, DeviceState.version).order_by(DeviceState.device_id)
         if pg:
             q = q.with_for_update()
         missing = [d for d in device_ids if d not in versions]
         if missing:  # devices registered without a state row (older data): create it now
-            s.execute(sqlite.insert(DeviceState).on_conflict_do_nothing() if not self.db.is_postgres else
-                      postgresql.insert(DeviceState).on_conflict_do_nothing(),
-                      [{"device_id": d, "person_id": self.by_id[d].person_id, "version": 0, "zones": {}, "flags": {}}
-                       for d in missing])
+            s.execute(
+                sqlite.insert(DeviceState).on_conflict_do_nothing()
+                if not self.db.is_postgres
+                else postgresql.insert(DeviceState).on_conflict_do_nothing(),
+                [
+                    {"device_id": d, "person_id": self.by_id[d].person_id, "version": 0, "zones": {}, "flags": {}}
+                    for d in missing
+                ],
+            )
             versions.update(dict(s.execute(q.where(DeviceState.device_id.in_(missing))).all()))
         states = self.states
         stale = [d for d in device_ids if d not in states or states[d].version != versions[d]]
@@ -1232,15 +1372,29 @@ class SafetyEngine:
         raised: list[Raised] = []
 
         def ev(kind: str, zone: ZoneShape | None = None, at: datetime | None = None, **data) -> None:
-            raised.append(Raised(kind, info.person_id, info.device_id, at or p.fix_time, p.lat, p.lon, zone, data,
-                                 item.district_code))
+            raised.append(
+                Raised(
+                    kind, info.person_id, info.device_id, at or p.fix_time, p.lat, p.lon, zone, data, item.district_code
+                )
+            )
 
         if not p.valid:
             # Not a position: the live state, zones and alerts stay where the last real fix put them (as Traccar
             # keeps the last known position). An alarm still counts, placed at that last known position.
             if p.alarm == "sos":
-                raised.append(Raised("sos", info.person_id, info.device_id, p.fix_time, st.lat, st.lon, None,
-                                     {"fix_invalid": True}, st.district_code))
+                raised.append(
+                    Raised(
+                        "sos",
+                        info.person_id,
+                        info.device_id,
+                        p.fix_time,
+                        st.lat,
+                        st.lon,
+                        None,
+                        {"fix_invalid": True},
+                        st.district_code,
+                    )
+                )
             return raised, False
         if p.alarm == "sos":
             ev("sos")  # an alarm counts even on a late-arriving fix
@@ -1278,8 +1432,10 @@ class SafetyEngine:
             key = zone.key or str(zone.id)
             verdict = classify(zone, x, y, p.accuracy, rules)
             state = states.get(key)
-            if state is not None and (verdict is None or (verdict == state["s"] and state["c"] is None
-                                                          and state["n"] == 0 and state["t"] is None)):
+            if state is not None and (
+                verdict is None
+                or (verdict == state["s"] and state["c"] is None and state["n"] == 0 and state["t"] is None)
+            ):
                 continue  # step_zone would change nothing
             if state is None and verdict is not None and rules.confirm_fixes > 1:
                 # A zone's first usable fix (step_zone's result, without its general path): a candidate.

@@ -27,13 +27,27 @@ def incident_to_dict(inc: Incident, with_location: bool = True) -> dict:
     def t(v):
         return v.isoformat() if v else None
 
-    out = {"id": inc.id, "kind": inc.kind, "status": inc.status, "person_id": inc.person_id,
-           "device_id": inc.device_id, "event_id": inc.event_id, "zone_id": inc.zone_id,
-           "district": inc.district_code, "opened_at": t(inc.opened_at), "acknowledged_at": t(inc.acknowledged_at),
-           "acknowledged_by": inc.acknowledged_by, "dispatched_at": t(inc.dispatched_at),
-           "dispatched_by": inc.dispatched_by, "dispatch_agency": inc.dispatch_agency,
-           "dispatch_reference": inc.dispatch_reference, "dispatch_notes": inc.dispatch_notes,
-           "resolved_at": t(inc.resolved_at), "resolved_by": inc.resolved_by, "resolution": inc.resolution}
+    out = {
+        "id": inc.id,
+        "kind": inc.kind,
+        "status": inc.status,
+        "person_id": inc.person_id,
+        "device_id": inc.device_id,
+        "event_id": inc.event_id,
+        "zone_id": inc.zone_id,
+        "district": inc.district_code,
+        "opened_at": t(inc.opened_at),
+        "acknowledged_at": t(inc.acknowledged_at),
+        "acknowledged_by": inc.acknowledged_by,
+        "dispatched_at": t(inc.dispatched_at),
+        "dispatched_by": inc.dispatched_by,
+        "dispatch_agency": inc.dispatch_agency,
+        "dispatch_reference": inc.dispatch_reference,
+        "dispatch_notes": inc.dispatch_notes,
+        "resolved_at": t(inc.resolved_at),
+        "resolved_by": inc.resolved_by,
+        "resolution": inc.resolution,
+    }
     out["lat"], out["lon"] = (inc.lat, inc.lon) if with_location else (None, None)
     return out
 
@@ -53,22 +67,35 @@ def _publish_incident(session: Session, inc: Incident) -> None:
 def open_incident(session: Session, ev: Raised, event_row: SafetyEvent | None = None) -> Incident:
     """Open an incident for the control room of the district the person is in — unless one of the same
     kind is already open for the person (a second SOS press joins it)."""
-    existing = session.scalar(select(Incident).where(Incident.person_id == ev.person_id, Incident.kind == ev.kind,
-                                                     Incident.status != "resolved"))
+    existing = session.scalar(
+        select(Incident).where(
+            Incident.person_id == ev.person_id, Incident.kind == ev.kind, Incident.status != "resolved"
+        )
+    )
     if existing is not None:
         return existing
     district = ev.district_code
     if district is None and ev.lat is not None:
         area = geo_index(_db(session)).district_at(ev.lat, ev.lon)
         district = area.code if area else None
-    inc = Incident(kind=ev.kind, status="open", person_id=ev.person_id, device_id=ev.device_id,
-                   event_id=event_row.id if event_row else None, zone_id=ev.zone.id if ev.zone else None,
-                   district_code=district, lat=ev.lat, lon=ev.lon, opened_at=utcnow())
+    inc = Incident(
+        kind=ev.kind,
+        status="open",
+        person_id=ev.person_id,
+        device_id=ev.device_id,
+        event_id=event_row.id if event_row else None,
+        zone_id=ev.zone.id if ev.zone else None,
+        district_code=district,
+        lat=ev.lat,
+        lon=ev.lon,
+        opened_at=utcnow(),
+    )
     session.add(inc)
     session.flush()
     audit.record(session, "safety", "open", "safety_incident", inc.id, {"kind": ev.kind, "district": district})
     session.info.setdefault("safety.opened_incidents", []).append(
-        {"id": inc.id, "person_id": inc.person_id, "kind": inc.kind, "district": district})
+        {"id": inc.id, "person_id": inc.person_id, "kind": inc.kind, "district": district}
+    )
     _publish_incident(session, inc)
     return inc
 
@@ -88,8 +115,9 @@ def _operator_incident(session: Session, identity: Identity, incident_id: int, l
     return inc
 
 
-def _step(session: Session, identity: Identity, incident_id: int, to: str, allowed_from: tuple[str, ...],
-          **fields) -> Incident:
+def _step(
+    session: Session, identity: Identity, incident_id: int, to: str, allowed_from: tuple[str, ...], **fields
+) -> Incident:
     inc = _operator_incident(session, identity, incident_id, lock=True)
     if inc.status not in allowed_from:
         raise Conflict(f"the incident is {inc.status}; it cannot become {to}", code="invalid_transition")
@@ -110,19 +138,34 @@ def acknowledge(session: Session, identity: Identity, incident_id: int) -> Incid
     return _step(session, identity, incident_id, "acknowledged", ("open",))
 
 
-def dispatch(session: Session, identity: Identity, incident_id: int, agency: str, reference: str = "",
-             notes: str = "") -> Incident:
+def dispatch(
+    session: Session, identity: Identity, incident_id: int, agency: str, reference: str = "", notes: str = ""
+) -> Incident:
     """Hand over to police (112) or fire and rescue (119), recording their reference and notes."""
     if agency not in AGENCIES:
         raise InvalidInput("the agency is 112 (police) or 119 (fire and rescue)", code="invalid_agency")
-    return _step(session, identity, incident_id, "dispatched", ("open", "acknowledged"), dispatch_agency=agency,
-                 dispatch_reference=reference.strip()[:100] or None, dispatch_notes=notes.strip() or None)
+    return _step(
+        session,
+        identity,
+        incident_id,
+        "dispatched",
+        ("open", "acknowledged"),
+        dispatch_agency=agency,
+        dispatch_reference=reference.strip()[:100] or None,
+        dispatch_notes=notes.strip() or None,
+    )
 
 
 def resolve(session: Session, identity: Identity, incident_id: int, resolution: str = "") -> Incident:
     """Close the incident; from now on its operators no longer see the person's location."""
-    return _step(session, identity, incident_id, "resolved", ("open", "acknowledged", "dispatched"),
-                 resolution=resolution.strip() or None)
+    return _step(
+        session,
+        identity,
+        incident_id,
+        "resolved",
+        ("open", "acknowledged", "dispatched"),
+        resolution=resolution.strip() or None,
+    )
 
 
 def list_incidents(session: Session, identity: Identity, active: bool = True, limit: int = 200) -> list[dict]:
@@ -143,8 +186,9 @@ def list_incidents(session: Session, identity: Identity, active: bool = True, li
         out.append(d)
     with_location = [d["id"] for d in out if d["lat"] is not None]
     if with_location:
-        audit.record(session, identity, "read_location", "safety_incidents", identity.district_code,
-                     {"incidents": with_location})
+        audit.record(
+            session, identity, "read_location", "safety_incidents", identity.district_code, {"incidents": with_location}
+        )
     return out
 
 

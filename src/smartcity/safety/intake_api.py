@@ -71,8 +71,9 @@ def in_terms_of(exc: SmartCityError, names: dict[str, str]) -> SmartCityError:
     if not names or not isinstance(details, list) or not any(d.get("field") in names for d in details):
         return exc
     renamed = [{**d, "field": names.get(d.get("field"), d.get("field"))} for d in details]
-    return type(exc)("; ".join(f"{d['field']}: {d.get('problem', '')}" for d in renamed), details=renamed,
-                     code=exc.code)
+    return type(exc)(
+        "; ".join(f"{d['field']}: {d.get('problem', '')}" for d in renamed), details=renamed, code=exc.code
+    )
 
 
 def number(raw: Any, name: str) -> float | None:
@@ -102,8 +103,9 @@ def epoch_or_iso(raw: Any, name: str = "timestamp") -> datetime:
         if value is None:
             at = iso_time(text, UTC)
             if at is None:
-                raise refused(f"{name}: neither epoch seconds, epoch milliseconds nor ISO 8601", name,
-                              "not a time") from None
+                raise refused(
+                    f"{name}: neither epoch seconds, epoch milliseconds nor ISO 8601", name, "not a time"
+                ) from None
             return at
     else:
         raise refused(f"{name}: missing", name, "missing")
@@ -154,8 +156,20 @@ async def gateway(request: Request) -> Identity:
 
 Gateway = Annotated[Identity, Depends(gateway)]
 
-FIELDS = {"device", "time", "lat", "lon", "speed", "bearing", "altitude", "accuracy", "battery", "alarm", "attributes",
-          "valid"}
+FIELDS = {
+    "device",
+    "time",
+    "lat",
+    "lon",
+    "speed",
+    "bearing",
+    "altitude",
+    "accuracy",
+    "battery",
+    "alarm",
+    "attributes",
+    "valid",
+}
 
 
 def decode_item(item: Any) -> Position:
@@ -177,11 +191,19 @@ def decode_item(item: Any) -> Position:
     if not isinstance(valid, bool):
         raise refused("valid: must be true or false", "valid", "not a boolean")
     return Position(
-        device=str(device).strip(), fix_time=epoch_or_iso(item.get("time"), "time"), lat=lat, lon=lon,
-        speed=number(item.get("speed"), "speed"), bearing=number(item.get("bearing"), "bearing"),
-        altitude=number(item.get("altitude"), "altitude"), accuracy=number(item.get("accuracy"), "accuracy"),
-        battery=number(item.get("battery"), "battery"), alarm=str(alarm) if alarm not in (None, "") else None,
-        attributes={**extra, **attributes}, protocol="batch", valid=valid,
+        device=str(device).strip(),
+        fix_time=epoch_or_iso(item.get("time"), "time"),
+        lat=lat,
+        lon=lon,
+        speed=number(item.get("speed"), "speed"),
+        bearing=number(item.get("bearing"), "bearing"),
+        altitude=number(item.get("altitude"), "altitude"),
+        accuracy=number(item.get("accuracy"), "accuracy"),
+        battery=number(item.get("battery"), "battery"),
+        alarm=str(alarm) if alarm not in (None, "") else None,
+        attributes={**extra, **attributes},
+        protocol="batch",
+        valid=valid,
     )
 
 
@@ -195,8 +217,7 @@ def result_of(outcome) -> dict:
         if outcome.details is not None:
             body["details"] = outcome.details
         return body
-    return {"status": "error", "code": "internal_error", "message": "storing the position failed",
-            "http_status": 500}
+    return {"status": "error", "code": "internal_error", "message": "storing the position failed", "http_status": 500}
 
 
 def decode_all(items: list) -> list[Position | SmartCityError]:
@@ -223,8 +244,9 @@ async def positions(request: Request, identity: Gateway) -> Response:
     if not isinstance(items, list):
         raise InvalidInput('the body is {"positions": [...]}', code="malformed_body")
     if len(items) > settings.safety_gateway_max_positions:
-        raise TooLarge(f"at most {settings.safety_gateway_max_positions} positions per request",
-                       code="too_many_positions")
+        raise TooLarge(
+            f"at most {settings.safety_gateway_max_positions} positions per request", code="too_many_positions"
+        )
     # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The whole
     # list then goes to the engine as one unit, answered once its last position is written.
     decoded = await asyncio.to_thread(decode_all, items) if len(items) > 100 else decode_all(items)
@@ -240,6 +262,14 @@ async def positions(request: Request, identity: Gateway) -> Response:
             count(request.app, "batch", r["code"])
     count(request.app, "batch", "stored", stored)
     count(request.app, "batch", "duplicate", duplicates)
-    return Response(orjson.dumps({"stored": stored, "duplicates": duplicates,
-                                  "errors": len(results) - stored - duplicates, "results": results}),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(
+            {
+                "stored": stored,
+                "duplicates": duplicates,
+                "errors": len(results) - stored - duplicates,
+                "results": results,
+            }
+        ),
+        media_type="application/json",
+    )

@@ -48,9 +48,13 @@ def broker_of(url: str) -> dict:
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
         raise ValueError(f"SMARTCITY_MQTT_URL must look like mqtt://user:password@host:1883, not {url!r}")
     tls = parts.scheme in ("mqtts", "ssl")
-    return {"host": parts.hostname, "port": parts.port or (8883 if tls else 1883), "tls": tls,
-            "username": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password else None}
+    return {
+        "host": parts.hostname,
+        "port": parts.port or (8883 if tls else 1883),
+        "tls": tls,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
 
 
 class MqttIntake:
@@ -72,8 +76,9 @@ class MqttIntake:
         self.persistent = bool(settings.mqtt_client_id)
         client_id = settings.mqtt_client_id or f"smartcity-{uuid.uuid4().hex[:12]}"
         self.inflight = max(1, settings.mqtt_inflight)
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=paho.MQTTv5, manual_ack=True)
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=True
+        )
         if self.broker["username"]:
             self.client.username_pw_set(self.broker["username"], self.broker["password"])
         if self.broker["tls"]:
@@ -131,8 +136,14 @@ class MqttIntake:
                 props.ReceiveMaximum = min(self.inflight, 65535)
                 if self.persistent:
                     props.SessionExpiryInterval = SESSION_EXPIRY_S
-                connect = functools.partial(self.client.connect, self.broker["host"], self.broker["port"],
-                                            keepalive=30, clean_start=not self.persistent, properties=props)
+                connect = functools.partial(
+                    self.client.connect,
+                    self.broker["host"],
+                    self.broker["port"],
+                    keepalive=30,
+                    clean_start=not self.persistent,
+                    properties=props,
+                )
             else:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)
@@ -144,8 +155,12 @@ class MqttIntake:
                 return  # `_on_disconnect` starts this again when the connection is lost
             except (OSError, ValueError) as exc:
                 if first:
-                    log.warning("MQTT: cannot reach the broker at %s:%s (%s); retrying", self.broker["host"],
-                                self.broker["port"], exc)
+                    log.warning(
+                        "MQTT: cannot reach the broker at %s:%s (%s); retrying",
+                        self.broker["host"],
+                        self.broker["port"],
+                        exc,
+                    )
                 first = False
 
     # --- paho's socket, on the event loop -----------------------------------------------------------
@@ -277,7 +292,7 @@ class MqttIntake:
         outcomes = await self._outcomes(flat)
         at = 0
         for msg, positions in arrived:
-            mine, at = outcomes[at:at + len(positions)], at + len(positions)
+            mine, at = outcomes[at : at + len(positions)], at + len(positions)
             if self._settle(msg, mine):
                 self._pending -= 1
             else:

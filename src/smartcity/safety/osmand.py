@@ -67,8 +67,22 @@ PATHS = ("/osmand", "/api/safety/osmand")
 FIELD_NAMES = {"battery": "batt"}  # the engine's names of fields → the query parameters named in errors
 
 # Keys with a meaning of their own; every other key is kept as an attribute.
-_CONSUMED = {"id", "deviceid", "lat", "lon", "location", "timestamp", "speed", "bearing", "heading", "altitude",
-             "accuracy", "batt", "alarm", "valid"}
+_CONSUMED = {
+    "id",
+    "deviceid",
+    "lat",
+    "lon",
+    "location",
+    "timestamp",
+    "speed",
+    "bearing",
+    "heading",
+    "altitude",
+    "accuracy",
+    "batt",
+    "alarm",
+    "valid",
+}
 
 
 def status_of(exc: SmartCityError) -> int:
@@ -112,11 +126,18 @@ def decode_params(params: dict[str, str]) -> Position:
     alarm = params.get("alarm")
     valid = params.get("valid")
     return Position(
-        device=device.strip(), fix_time=fix_time, lat=number(lat, "lat"), lon=number(lon, "lon"),
+        device=device.strip(),
+        fix_time=fix_time,
+        lat=number(lat, "lat"),
+        lon=number(lon, "lon"),
         speed=knots_to_ms(speed) if speed is not None else None,
         bearing=number(bearing if bearing is not None else params.get("heading"), "bearing"),
-        altitude=number(params.get("altitude"), "altitude"), accuracy=number(params.get("accuracy"), "accuracy"),
-        battery=number(params.get("batt"), "batt"), alarm=alarm or None, attributes=attributes, protocol=PROTOCOL,
+        altitude=number(params.get("altitude"), "altitude"),
+        accuracy=number(params.get("accuracy"), "accuracy"),
+        battery=number(params.get("batt"), "batt"),
+        alarm=alarm or None,
+        attributes=attributes,
+        protocol=PROTOCOL,
         valid=valid is None or valid.strip().lower() in ("true", "1"),
     )
 
@@ -163,13 +184,18 @@ def decode_location(device: str, loc: Any, root_alarm: Any = None) -> Position:
     attributes.update({k: v for k, v in extras.items() if k != "alarm"})
     alarm = extras.get("alarm") or root_alarm
     return Position(
-        device=device, fix_time=epoch_or_iso(loc.get("timestamp")) if loc.get("timestamp") else datetime.now(UTC),
-        lat=lat, lon=lon, speed=_known(number(coords.get("speed"), "speed")),
+        device=device,
+        fix_time=epoch_or_iso(loc.get("timestamp")) if loc.get("timestamp") else datetime.now(UTC),
+        lat=lat,
+        lon=lon,
+        speed=_known(number(coords.get("speed"), "speed")),
         bearing=_known(number(coords.get("heading"), "heading")),
         altitude=number(coords.get("altitude"), "altitude"),
         accuracy=_known(number(coords.get("accuracy"), "accuracy")),
         battery=None if level is None or level < 0 else round(level * 100, 1),
-        alarm=str(alarm) if alarm else None, attributes=attributes, protocol=PROTOCOL,
+        alarm=str(alarm) if alarm else None,
+        attributes=attributes,
+        protocol=PROTOCOL,
     )
 
 
@@ -208,16 +234,14 @@ def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]
         try:
             doc = orjson.loads(stripped)
         except orjson.JSONDecodeError:
-            raise refused("the body is not valid JSON", "body", "not JSON") \
-                from None
+            raise refused("the body is not valid JSON", "body", "not JSON") from None
         return decode_json(doc)
     params = _query(query) if query else {}
     if stripped:
         try:
             params.update(parse_qsl(stripped.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
-            raise refused("the form body is not UTF-8", "body", "encoding") \
-                from None
+            raise refused("the form body is not UTF-8", "body", "encoding") from None
     return [decode_params(params)]
 
 
@@ -258,8 +282,9 @@ async def _osmand(request: Request) -> Response:
         body = await read_body(request, request.app.state.settings.safety_device_max_bytes)
     except TooLarge as exc:
         return Response(exc.message, status_code=413, media_type="text/plain")
-    status, text = await receive(request.app, request.scope.get("query_string", b""),
-                                 request.headers.get("content-type", ""), body)
+    status, text = await receive(
+        request.app, request.scope.get("query_string", b""), request.headers.get("content-type", ""), body
+    )
     return Response(text, status_code=status, media_type="text/plain" if text else None)
 
 
@@ -323,9 +348,17 @@ class _EmbeddedServer:
             def capture_signals(self):
                 yield
 
-        self.config = uvicorn.Config(asgi, host=host, port=port, lifespan="off", access_log=False,
-                                     log_level=log_level, timeout_graceful_shutdown=3, server_header=False,
-                                     proxy_headers=False)
+        self.config = uvicorn.Config(
+            asgi,
+            host=host,
+            port=port,
+            lifespan="off",
+            access_log=False,
+            log_level=log_level,
+            timeout_graceful_shutdown=3,
+            server_header=False,
+            proxy_headers=False,
+        )
         self.server = Server(self.config)
         self.task = None
         self.socket: socket.socket | None = None
@@ -363,8 +396,11 @@ def install(app) -> None:
             return
         server = _EmbeddedServer(Listener(app), settings.host, settings.osmand_port, settings.log_level)
         if not await server.start():
-            log.error("the OsmAnd port %s:%s could not be opened; OsmAnd is still served at /osmand on the web "
-                      "port", settings.host, settings.osmand_port)
+            log.error(
+                "the OsmAnd port %s:%s could not be opened; OsmAnd is still served at /osmand on the web port",
+                settings.host,
+                settings.osmand_port,
+            )
             return
         app.state.osmand_listener = server
         # Added while starting up, so it runs first when shutting down: no position is taken after the

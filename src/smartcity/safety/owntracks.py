@@ -49,8 +49,19 @@ log = logging.getLogger(__name__)
 PATHS = ("/owntracks", "/api/safety/owntracks")
 # The engine's names of fields → the message keys named in errors.
 FIELD_NAMES = {"battery": "batt", "accuracy": "acc", "altitude": "alt", "bearing": "cog", "timestamp": "tst"}
-IGNORED_TYPES = {"waypoint", "waypoints", "lwt", "card", "status", "steps", "beacon", "cmd", "dump", "configuration",
-                 "request"}
+IGNORED_TYPES = {
+    "waypoint",
+    "waypoints",
+    "lwt",
+    "card",
+    "status",
+    "steps",
+    "beacon",
+    "cmd",
+    "dump",
+    "configuration",
+    "request",
+}
 _CONSUMED = {"_type", "lat", "lon", "tst", "acc", "alt", "vel", "cog", "batt"}
 
 
@@ -72,8 +83,9 @@ def decode(message: Any, device: str, protocol: str = "owntracks", credential: s
         raise refused("an OwnTracks message is a JSON object", "body", "not an object")
     kind = message.get("_type")
     if kind == "encrypted":
-        raise InvalidInput("encrypted OwnTracks payloads are not supported; turn encryption off in the app",
-                           code="encrypted_payload")
+        raise InvalidInput(
+            "encrypted OwnTracks payloads are not supported; turn encryption off in the app", code="encrypted_payload"
+        )
     if kind in IGNORED_TYPES:
         raise Ignored(kind)
     if kind not in ("location", "transition"):
@@ -94,11 +106,17 @@ def decode(message: Any, device: str, protocol: str = "owntracks", credential: s
     if kind == "transition":
         attributes["transition"] = True  # the app's own region event; kept, not acted on
     return Position(
-        device=device, fix_time=fix_time, lat=lat, lon=lon,
+        device=device,
+        fix_time=fix_time,
+        lat=lat,
+        lon=lon,
         speed=vel / 3.6 if vel is not None and vel >= 0 else None,
         bearing=cog if cog is not None and cog >= 0 else None,
-        altitude=number(message.get("alt"), "alt"), accuracy=number(message.get("acc"), "acc"),
-        battery=number(message.get("batt"), "batt"), attributes=attributes, protocol=protocol,
+        altitude=number(message.get("alt"), "alt"),
+        accuracy=number(message.get("acc"), "acc"),
+        battery=number(message.get("batt"), "batt"),
+        attributes=attributes,
+        protocol=protocol,
         credential=credential,
     )
 
@@ -123,12 +141,15 @@ def _http_user(request: Request) -> tuple[str | None, str | None, str | None]:
         try:
             basic_user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise BadCredentials("the Authorization header is not valid Basic credentials",
-                                 details=[{"field": "Authorization", "problem": "not user:password in base64"}]) \
-                from None
+            raise BadCredentials(
+                "the Authorization header is not valid Basic credentials",
+                details=[{"field": "Authorization", "problem": "not user:password in base64"}],
+            ) from None
         if user and basic_user and basic_user != user:
-            raise BadCredentials("the Basic auth user is not the X-Limit-U user",
-                                 details=[{"field": "Authorization", "problem": "user differs from X-Limit-U"}])
+            raise BadCredentials(
+                "the Basic auth user is not the X-Limit-U user",
+                details=[{"field": "Authorization", "problem": "user differs from X-Limit-U"}],
+            )
         user = user or basic_user or None
     return user, device, password
 

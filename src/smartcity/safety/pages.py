@@ -68,8 +68,9 @@ def safety_home(request: Request):
 # --- guardians ------------------------------------------------------------------------------------
 
 
-def _guardian_view(request: Request, identity: Identity, person_id: int | None, part: str | None,
-                   issued: dict | None = None):
+def _guardian_view(
+    request: Request, identity: Identity, person_id: int | None, part: str | None, issued: dict | None = None
+):
     db = request.app.state.db
     with db.session() as s:
         wards = service.wards(s, identity)
@@ -129,8 +130,11 @@ def withdraw_form(request: Request, person_id: int, identity: Guardian, delete_h
     return RedirectResponse("/safety/guardian", status_code=303)
 
 
-@router.post("/safety/guardian/{person_id}/devices/{device_id}/secret", response_class=HTMLResponse,
-             dependencies=[Depends(verify_csrf)])
+@router.post(
+    "/safety/guardian/{person_id}/devices/{device_id}/secret",
+    response_class=HTMLResponse,
+    dependencies=[Depends(verify_csrf)],
+)
 def device_secret_form(request: Request, person_id: int, device_id: int, identity: Guardian):
     """A new secret for a ward's OwnTracks device, shown in this answer only (it is not kept: a reload of the
     page does not show it again)."""

@@ -24,8 +24,9 @@ def zone_view(session: Session, identity: Identity, person_id: int, ip: str | No
     access = location_access(session, identity, person_id)
     get_person(session, person_id)
     out = [zone_to_dict(z) for z in zones(session, person_id)]
-    audit.record(session, identity, "read_zones", "safety_person", person_id,
-                 {"as": access.reason, "zones": len(out)}, ip=ip)
+    audit.record(
+        session, identity, "read_zones", "safety_person", person_id, {"as": access.reason, "zones": len(out)}, ip=ip
+    )
     return out
 
 
@@ -38,14 +39,31 @@ def current_position(session: Session, identity: Identity, person_id: int, ip: s
     if not states:
         return None
     st = states[0]
-    return {"person_id": person_id, "device_id": st.device_id, "lat": st.lat, "lon": st.lon,
-            "fix_time": st.fix_time.isoformat(), "received_at": st.received_at.isoformat() if st.received_at else None,
-            "speed": st.speed, "accuracy": st.accuracy, "battery": st.battery, "district": st.district_code,
-            "flags": st.flags or {}, "zones": st.zones or {}}
+    return {
+        "person_id": person_id,
+        "device_id": st.device_id,
+        "lat": st.lat,
+        "lon": st.lon,
+        "fix_time": st.fix_time.isoformat(),
+        "received_at": st.received_at.isoformat() if st.received_at else None,
+        "speed": st.speed,
+        "accuracy": st.accuracy,
+        "battery": st.battery,
+        "district": st.district_code,
+        "flags": st.flags or {},
+        "zones": st.zones or {},
+    }
 
 
-def track(session: Session, identity: Identity, person_id: int, since: datetime | None = None,
-          until: datetime | None = None, limit: int = 5000, ip: str | None = None) -> list[dict]:
+def track(
+    session: Session,
+    identity: Identity,
+    person_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 5000,
+    ip: str | None = None,
+) -> list[dict]:
     """The person's positions between `since` (default: the start of today in the city) and `until`,
     oldest first. Operators see no further back than an hour before their incident opened. Audited."""
     access = location_access(session, identity, person_id)
@@ -56,20 +74,45 @@ def track(session: Session, identity: Identity, person_id: int, since: datetime 
         since = access.since
     # Through the (device, fix time) index of each of the person's devices, past ones included.
     devices = select(Device.id).where(Device.person_id == person_id).scalar_subquery()
-    q = (select(PositionRow).where(PositionRow.device_id.in_(devices), PositionRow.fix_time >= since,
-                                     PositionRow.person_id == person_id, PositionRow.valid)
-         .order_by(PositionRow.fix_time).limit(max(1, min(limit, 50_000))))
+    q = (
+        select(PositionRow)
+        .where(
+            PositionRow.device_id.in_(devices),
+            PositionRow.fix_time >= since,
+            PositionRow.person_id == person_id,
+            PositionRow.valid,
+        )
+        .order_by(PositionRow.fix_time)
+        .limit(max(1, min(limit, 50_000)))
+    )
     if until is not None:
         q = q.where(PositionRow.fix_time <= until)
     rows = list(session.scalars(q))
-    audit.record(session, identity, "read_track", "safety_person", person_id,
-                 {"as": access.reason, "since": since.isoformat(), "points": len(rows)}, ip=ip)
-    return [{"lat": r.lat, "lon": r.lon, "fix_time": r.fix_time.isoformat(), "speed": r.speed,
-             "accuracy": r.accuracy, "device_id": r.device_id} for r in rows]
+    audit.record(
+        session,
+        identity,
+        "read_track",
+        "safety_person",
+        person_id,
+        {"as": access.reason, "since": since.isoformat(), "points": len(rows)},
+        ip=ip,
+    )
+    return [
+        {
+            "lat": r.lat,
+            "lon": r.lon,
+            "fix_time": r.fix_time.isoformat(),
+            "speed": r.speed,
+            "accuracy": r.accuracy,
+            "device_id": r.device_id,
+        }
+        for r in rows
+    ]
 
 
-def incident_view(session: Session, identity: Identity, incident_id: int, cameras: int = 5,
-                  ip: str | None = None) -> dict:
+def incident_view(
+    session: Session, identity: Identity, incident_id: int, cameras: int = 5, ip: str | None = None
+) -> dict:
     """What the console shows for one incident: the incident, the person, and — while it is not resolved —
     the current position, the track since an hour before it opened, and the nearest cameras. Audited."""
     inc = _operator_incident(session, identity, incident_id)
@@ -94,17 +137,29 @@ def wards(session: Session, identity: Identity) -> list[dict]:
     """The persons the caller is a consented guardian of (no locations)."""
     if identity.user_id is None:
         return []
-    q = (select(Person).join(GuardianLink, GuardianLink.person_id == Person.id)
-         .where(GuardianLink.user_id == identity.user_id, GuardianLink.consent_at.is_not(None),
-                GuardianLink.revoked_at.is_(None), Person.active).order_by(Person.id))
+    q = (
+        select(Person)
+        .join(GuardianLink, GuardianLink.person_id == Person.id)
+        .where(
+            GuardianLink.user_id == identity.user_id,
+            GuardianLink.consent_at.is_not(None),
+            GuardianLink.revoked_at.is_(None),
+            Person.active,
+        )
+        .order_by(Person.id)
+    )
     return [{"id": p.id, "kind": p.kind, "name": p.name} for p in session.scalars(q)]
 
 
 def alerts(session: Session, identity: Identity, person_id: int, limit: int = 100) -> list[dict]:
     """The person's alert history (newest first) for a guardian. Events carry locations: audited."""
     check_guardian(session, identity, person_id)
-    q = (select(SafetyEvent).where(SafetyEvent.person_id == person_id).order_by(SafetyEvent.at.desc())
-         .limit(max(1, min(limit, 1000))))
+    q = (
+        select(SafetyEvent)
+        .where(SafetyEvent.person_id == person_id)
+        .order_by(SafetyEvent.at.desc())
+        .limit(max(1, min(limit, 1000)))
+    )
     rows = list(session.scalars(q))
     audit.record(session, identity, "read_alerts", "safety_person", person_id, {"count": len(rows)})
     names = {z.id: z.name for z in session.scalars(select(Zone).where(Zone.id.in_({r.zone_id for r in rows})))}

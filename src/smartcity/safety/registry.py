@@ -34,8 +34,15 @@ def get_person(session: Session, person_id: int) -> Person:
     return person
 
 
-def add_device(session: Session, person_id: int, identifier: str, protocol: str = "osmand", name: str = "",
-               actor="cli", secret: bool = False) -> Device:
+def add_device(
+    session: Session,
+    person_id: int,
+    identifier: str,
+    protocol: str = "osmand",
+    name: str = "",
+    actor="cli",
+    secret: bool = False,
+) -> Device:
     """Register a device by the identifier it sends (Traccar Client's device id, OwnTracks' user/device).
 
     `protocol`: the protocols it may report through, comma-separated (osmand, owntracks) or any. A device
@@ -55,8 +62,14 @@ def add_device(session: Session, person_id: int, identifier: str, protocol: str 
     session.add(device)
     session.flush()
     session.add(DeviceState(device_id=device.id, person_id=person_id, version=0, zones={}, flags={}))
-    audit.record(session, actor, "create", "safety_device", device.id,
-                 {"identifier": identifier, "protocols": device.protocol, "secret": issued is not None})
+    audit.record(
+        session,
+        actor,
+        "create",
+        "safety_device",
+        device.id,
+        {"identifier": identifier, "protocols": device.protocol, "secret": issued is not None},
+    )
     _changed(session, "safety.registry.changed", {"person_id": person_id})
     device.issued_secret = issued
     return device
@@ -78,8 +91,16 @@ def ward_devices(session: Session, identity: Identity, person_id: int) -> list[d
     the secret: only its hash is kept)."""
     check_guardian(session, identity, person_id)
     q = select(Device).where(Device.person_id == person_id, Device.active).order_by(Device.id)
-    return [{"id": d.id, "identifier": d.identifier, "name": d.name, "protocols": d.protocol.split(","),
-             "has_secret": d.secret_hash is not None} for d in session.scalars(q)]
+    return [
+        {
+            "id": d.id,
+            "identifier": d.identifier,
+            "name": d.name,
+            "protocols": d.protocol.split(","),
+            "has_secret": d.secret_hash is not None,
+        }
+        for d in session.scalars(q)
+    ]
 
 
 def renew_ward_device_secret(session: Session, identity: Identity, person_id: int, device_id: int) -> str:
@@ -115,8 +136,12 @@ def remove_device(session: Session, device_id: int, actor="cli") -> None:
 
 
 def devices(session: Session) -> list[tuple[Device, Person, DeviceState | None]]:
-    q = (select(Device, Person, DeviceState).join(Person, Person.id == Device.person_id)
-         .outerjoin(DeviceState, DeviceState.device_id == Device.id).order_by(Device.id))
+    q = (
+        select(Device, Person, DeviceState)
+        .join(Person, Person.id == Device.person_id)
+        .outerjoin(DeviceState, DeviceState.device_id == Device.id)
+        .order_by(Device.id)
+    )
     return [tuple(r) for r in session.execute(q).all()]
 
 
@@ -125,6 +150,11 @@ def persons(session: Session) -> list[Person]:
 
 
 def _person_states(session: Session, person_id: int) -> list[DeviceState]:
-    return list(session.scalars(select(DeviceState).join(Device, Device.id == DeviceState.device_id).where(
-        DeviceState.person_id == person_id, Device.active, DeviceState.fix_time.is_not(None))
-        .order_by(DeviceState.fix_time.desc())))
+    return list(
+        session.scalars(
+            select(DeviceState)
+            .join(Device, Device.id == DeviceState.device_id)
+            .where(DeviceState.person_id == person_id, Device.active, DeviceState.fix_time.is_not(None))
+            .order_by(DeviceState.fix_time.desc())
+        )
+    )

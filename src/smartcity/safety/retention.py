@@ -23,8 +23,14 @@ def purge_history(db, settings, now: datetime | None = None) -> int:
         n = s.execute(delete(PositionRow).where(PositionRow.fix_time < cutoff)).rowcount
         e = s.execute(delete(SafetyEvent).where(SafetyEvent.at < cutoff)).rowcount
         if n or e:
-            audit.record(s, "job:safety.retention", "purge", "safety_positions", None,
-                         {"before": cutoff.isoformat(), "positions": n, "events": e})
+            audit.record(
+                s,
+                "job:safety.retention",
+                "purge",
+                "safety_positions",
+                None,
+                {"before": cutoff.isoformat(), "positions": n, "events": e},
+            )
     return n
 
 
@@ -35,22 +41,29 @@ def check_silent(db, settings, now: datetime | None = None) -> int:
     cutoff = now - timedelta(minutes=settings.safety_silent_minutes)
     raised = 0
     with db.session() as s:
-        q = (select(DeviceState).join(Device, Device.id == DeviceState.device_id)
-             .where(Device.active, DeviceState.received_at < cutoff,
-                    DeviceState.received_at >= cutoff - timedelta(days=1)))
+        q = (
+            select(DeviceState)
+            .join(Device, Device.id == DeviceState.device_id)
+            .where(
+                Device.active, DeviceState.received_at < cutoff, DeviceState.received_at >= cutoff - timedelta(days=1)
+            )
+        )
         for st in s.scalars(q):
             flags = dict(st.flags or {})
             if flags.get("silent") or not guardian_ids(s, st.person_id):
                 continue
             flags["silent"] = True
             # Compare-and-set on the version: of several processes, exactly one raises the alert.
-            won = s.execute(update(DeviceState).where(DeviceState.device_id == st.device_id,
-                                                      DeviceState.version == st.version)
-                            .values(flags=flags, version=st.version + 1)).rowcount
+            won = s.execute(
+                update(DeviceState)
+                .where(DeviceState.device_id == st.device_id, DeviceState.version == st.version)
+                .values(flags=flags, version=st.version + 1)
+            ).rowcount
             if won:
                 minutes = int((now - st.received_at).total_seconds() // 60)
-                raise_event(s, Raised("silent", st.person_id, st.device_id, now, st.lat, st.lon,
-                                      data={"minutes": minutes}))
+                raise_event(
+                    s, Raised("silent", st.person_id, st.device_id, now, st.lat, st.lon, data={"minutes": minutes})
+                )
                 raised += 1
     return raised
 
@@ -76,10 +89,16 @@ def check_absence(db, settings, now: datetime | None = None) -> int:
                 if any((st.zones or {}).get(str(zone.id), {}).get("s") == "in" for st in states):
                     continue
                 latest = states[0] if states else None
-                ev = Raised("absence", zone.person_id, latest.device_id if latest else None, now,
-                            latest.lat if latest else None, latest.lon if latest else None,
-                            ZoneShape(zone.id, zone.kind, zone.person_id, zone.name),
-                            {"expected_from": w.start.strftime("%H:%M")})
+                ev = Raised(
+                    "absence",
+                    zone.person_id,
+                    latest.device_id if latest else None,
+                    now,
+                    latest.lat if latest else None,
+                    latest.lon if latest else None,
+                    ZoneShape(zone.id, zone.kind, zone.person_id, zone.name),
+                    {"expected_from": w.start.strftime("%H:%M")},
+                )
                 if raise_event(s, ev, dedupe=f"{zone.id}:{local.date().isoformat()}:{w.start:%H%M}"):
                     raised += 1
     return raised

@@ -60,8 +60,20 @@ from smartcity.safety.engine import (
 log = logging.getLogger(__name__)
 
 # Errors that cross the socket as themselves (anything else arrives as WriterFailed).
-ERRORS = {cls.__name__: cls for cls in (IntakeError, InvalidPosition, FutureFix, UnknownDevice, NoConsent,
-                                        Overloaded, OutsideCity, BadCredentials, ProtocolNotAllowed)}
+ERRORS = {
+    cls.__name__: cls
+    for cls in (
+        IntakeError,
+        InvalidPosition,
+        FutureFix,
+        UnknownDevice,
+        NoConsent,
+        Overloaded,
+        OutsideCity,
+        BadCredentials,
+        ProtocolNotAllowed,
+    )
+}
 FORWARDED_TOPICS = ("safety.incident.", "safety.zones.", "safety.registry.")  # what the writer's engine reacts to
 START_TIMEOUT_S = 300  # loading 100,000 devices and their zones takes seconds; a large city more
 
@@ -92,8 +104,22 @@ def _aware(at):
 
 
 def pack_position(p: Position) -> tuple:
-    return (p.device, _naive(p.fix_time), p.lat, p.lon, p.speed, p.bearing, p.altitude, p.accuracy, p.battery,
-            p.alarm, p.attributes, p.protocol, p.valid, p.credential)
+    return (
+        p.device,
+        _naive(p.fix_time),
+        p.lat,
+        p.lon,
+        p.speed,
+        p.bearing,
+        p.altitude,
+        p.accuracy,
+        p.battery,
+        p.alarm,
+        p.attributes,
+        p.protocol,
+        p.valid,
+        p.credential,
+    )
 
 
 def unpack_position(t: tuple) -> Position:
@@ -104,8 +130,14 @@ def unpack_position(t: tuple) -> Position:
 
 def pack_outcome(outcome: Any) -> Any:
     if isinstance(outcome, Ack):
-        return (outcome.device_id, _naive(outcome.fix_time), outcome.position_id, outcome.duplicate, outcome.live,
-                outcome.events)
+        return (
+            outcome.device_id,
+            _naive(outcome.fix_time),
+            outcome.position_id,
+            outcome.duplicate,
+            outcome.live,
+            outcome.events,
+        )
     if isinstance(outcome, list):  # a unit's outcomes
         return [pack_outcome(o) for o in outcome]
     if isinstance(outcome, SmartCityError):
@@ -179,8 +211,9 @@ class WriterProcess:
             to_child, child_in = socket.socketpair()
             child_out, from_child = socket.socketpair()
             fds = (child_in.fileno(), child_out.fileno())
-            proc = subprocess.Popen([sys.executable, "-m", "smartcity.safety.writer_child", *map(str, fds)],
-                                    pass_fds=fds, env=_child_env())
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "smartcity.safety.writer_child", *map(str, fds)], pass_fds=fds, env=_child_env()
+            )
             child_in.close()
             child_out.close()
             ours = Connection(from_child.detach())

@@ -70,8 +70,7 @@ def add_zone(session: Session, z: ZoneIn, *, person_id: int | None, kind: str = 
     if person_id is not None:
         get_person(session, person_id)
     shape_values = _check_zone(session, z)
-    zone = Zone(kind=kind, person_id=person_id, name=z.name.strip()[:200], schedule=z.schedule or None,
-                **shape_values)
+    zone = Zone(kind=kind, person_id=person_id, name=z.name.strip()[:200], schedule=z.schedule or None, **shape_values)
     session.add(zone)
     session.flush()
     audit.record(session, actor, "create", "safety_zone", zone.id, {"kind": kind, "person_id": person_id})
@@ -110,8 +109,17 @@ def zones(session: Session, person_id: int | None = None, danger: bool = True) -
 
 def zone_to_dict(zone: Zone) -> dict:
     geometry = json.loads(zone.geometry) if zone.geometry else None
-    return {"id": zone.id, "kind": zone.kind, "person_id": zone.person_id, "name": zone.name, "lat": zone.lat,
-            "lon": zone.lon, "radius_m": zone.radius_m, "polygon": geometry, "schedule": zone.schedule or []}
+    return {
+        "id": zone.id,
+        "kind": zone.kind,
+        "person_id": zone.person_id,
+        "name": zone.name,
+        "lat": zone.lat,
+        "lon": zone.lon,
+        "radius_m": zone.radius_m,
+        "polygon": geometry,
+        "schedule": zone.schedule or [],
+    }
 
 
 def save_zone(session: Session, identity: Identity, person_id: int, z: ZoneIn, zone_id: int | None = None) -> Zone:

@@ -22,15 +22,20 @@ GRID_ROW = 100_000
 def upgrade() -> None:
     op.add_column("reports", sa.Column("grid_cell", sa.BigInteger(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
-        cell = (f"floor((lat + 90.0) * {GRID_PER_DEGREE})::bigint * {GRID_ROW} "
-                f"+ floor((lon + 180.0) * {GRID_PER_DEGREE})::bigint")
+        cell = (
+            f"floor((lat + 90.0) * {GRID_PER_DEGREE})::bigint * {GRID_ROW} "
+            f"+ floor((lon + 180.0) * {GRID_PER_DEGREE})::bigint"
+        )
     else:
-        cell = (f"CAST((lat + 90.0) * {GRID_PER_DEGREE} AS INTEGER) * {GRID_ROW} "
-                f"+ CAST((lon + 180.0) * {GRID_PER_DEGREE} AS INTEGER)")
+        cell = (
+            f"CAST((lat + 90.0) * {GRID_PER_DEGREE} AS INTEGER) * {GRID_ROW} "
+            f"+ CAST((lon + 180.0) * {GRID_PER_DEGREE} AS INTEGER)"
+        )
     op.execute(f"UPDATE reports SET grid_cell = {cell}")
     # Covering: the exact area test reads lat/lon from the index, never the table.
-    op.create_index("ix_reports_status_cell", "reports", ["status", "grid_cell", "created_at", "id", "lat", "lon"],
-                    unique=False)
+    op.create_index(
+        "ix_reports_status_cell", "reports", ["status", "grid_cell", "created_at", "id", "lat", "lon"], unique=False
+    )
 
 
 def downgrade() -> None:

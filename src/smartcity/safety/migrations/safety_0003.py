@@ -22,8 +22,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("safety_devices", schema=None) as batch_op:
-        batch_op.alter_column("protocol", existing_type=sa.String(length=20), type_=sa.String(length=100),
-                              existing_nullable=False)
+        batch_op.alter_column(
+            "protocol", existing_type=sa.String(length=20), type_=sa.String(length=100), existing_nullable=False
+        )
         batch_op.add_column(sa.Column("secret_hash", sa.String(length=200), nullable=True))
     with op.batch_alter_table("safety_positions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("valid", sa.Boolean(), server_default=sa.true(), nullable=False))
@@ -36,8 +37,9 @@ def upgrade() -> None:
         sa.Column("folded", sa.Integer(), nullable=False),
         sa.Column("folded_since", smartcity.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_event_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(["person_id"], ["safety_persons.id"],
-                                name=op.f("fk_safety_alert_cooldowns_person_id_safety_persons")),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["safety_persons.id"], name=op.f("fk_safety_alert_cooldowns_person_id_safety_persons")
+        ),
         sa.PrimaryKeyConstraint("person_id", "zone_id", "kind", name=op.f("pk_safety_alert_cooldowns")),
     )
 
@@ -48,5 +50,6 @@ def downgrade() -> None:
         batch_op.drop_column("valid")
     with op.batch_alter_table("safety_devices", schema=None) as batch_op:
         batch_op.drop_column("secret_hash")
-        batch_op.alter_column("protocol", existing_type=sa.String(length=100), type_=sa.String(length=20),
-                              existing_nullable=False)
+        batch_op.alter_column(
+            "protocol", existing_type=sa.String(length=100), type_=sa.String(length=20), existing_nullable=False
+        )

@@ -87,9 +87,7 @@ def upgrade() -> None:
         sa.Column("language", sa.String(length=10), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", smartcity.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["department_id"], ["departments.id"], name=op.f("fk_users_department_id_departments")
-        ),
+        sa.ForeignKeyConstraint(["department_id"], ["departments.id"], name=op.f("fk_users_department_id_departments")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
