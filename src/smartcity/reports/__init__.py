@@ -153,6 +153,7 @@ module = Module(
         NavLink("Routing", "/admin/reports/routes", "reports.manage"),
     ),
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
+    error_formats={"/open311": "smartcity.reports.open311_wire:render_error"},
     setup=_setup,
     cli=_commands,
     seed=_seed,

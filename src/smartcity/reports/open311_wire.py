@@ -31,7 +31,6 @@ from smartcity.core.errors import (
 from smartcity.core.i18n import negotiate, pick
 from smartcity.core.models import Department
 from smartcity.core.params import timestamp
-from smartcity.core.web import register_error_format
 from smartcity.reports import service as S
 from smartcity.reports.models import Category
 
@@ -128,9 +127,6 @@ def render_error(request: Request, exc: SmartCityError) -> Response:
     """Every platform error under /open311 (validation and 404s included) in Open311's own format."""
     fmt = "xml" if request.url.path.endswith(".xml") else "json"
     return respond(fmt, "errors", error_list(exc), status_code=http_status(exc))
-
-
-register_error_format(PREFIX, render_error)  # once per process, at import
 
 
 # --- output ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from smartcity.core.errors import InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
 from smartcity.core.models import User
-from smartcity.core.web import add_nav, gettext, language_of
+from smartcity.core.web import gettext, language_of
 from smartcity.reports import service as S
 from smartcity.reports.pages_common import (
     ERROR_TEXT,
@@ -47,14 +47,6 @@ from smartcity.reports.pages_common import (
 )
 
 router = APIRouter(include_in_schema=False)
-
-
-add_nav("Report a problem", "/reports/new")
-add_nav("Reports", "/reports")
-add_nav("Campaigns", "/campaigns")
-add_nav("Work queue", "/staff/reports", "reports.work")
-add_nav("Dashboard", "/staff/dashboard", "reports.dashboard")
-add_nav("Routing", "/admin/reports/routes", "reports.manage")
 
 
 # --- citizens: filing a report ----------------------------------------------------------------------------
