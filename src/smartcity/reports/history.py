@@ -7,7 +7,6 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import h3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,9 +18,9 @@ from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
 from smartcity.core.models import Department
 from smartcity.core.params import iso_time
-from smartcity.reports.common import H3_RES, MAX_ADDRESS, MAX_DESCRIPTION, MAX_TITLE, MAX_UPDATE, STATUSES, _clean_text
-from smartcity.reports.intake import may_import
-from smartcity.reports.models import Category, Report, grid_cell
+from smartcity.reports.common import MAX_ADDRESS, MAX_DESCRIPTION, MAX_TITLE, MAX_UPDATE, STATUSES, _clean_text
+from smartcity.reports.intake import may_import, placed_report
+from smartcity.reports.models import Category, Report
 from smartcity.reports.routing import route_for
 from smartcity.reports.workflow import _set_status, _timeline
 
@@ -227,16 +226,9 @@ def import_history(
         updated = max([times.get("updated_at", requested), requested] + [u[0] for u in history])
         key = (category.code, where.district.code)
         unit = routes.get(key) or routes.setdefault(key, route_for(session, category, where.district.code))
-        report = Report(
-            category_id=category.id,
-            category_code=category.code,
-            status="open",
-            lat=where.lat,
-            lon=where.lon,
-            district_code=where.district.code,
-            neighbourhood_code=where.neighbourhood.code if where.neighbourhood else None,
-            h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES),
-            grid_cell=grid_cell(where.lat, where.lon),
+        report = placed_report(
+            category,
+            where,
             title=title,
             description=description,
             address_string=address,

@@ -239,16 +239,9 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
         if identity.user_id:
             user = session.get(User, identity.user_id)
             public_name = (contact.name if contact and contact.name else None) or user.display_name or user.username
-    report = Report(
-        category_id=category.id,
-        category_code=category.code,
-        status="open",
-        lat=where.lat,
-        lon=where.lon,
-        district_code=where.district.code,
-        neighbourhood_code=where.neighbourhood.code if where.neighbourhood else None,
-        h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES),
-        grid_cell=grid_cell(where.lat, where.lon),
+    report = placed_report(
+        category,
+        where,
         title=title,
         description=description,
         address_string=address,
@@ -396,3 +389,20 @@ def may_import(identity: Identity) -> bool:
     """Whether the caller may store requests with their original times: administrators (reports.import)
     and partner systems whose Open311 key was issued for importing (scope IMPORT_KEY_SCOPE)."""
     return identity.key_scope == IMPORT_KEY_SCOPE or identity.can("reports.import")
+
+
+def placed_report(category: Category, where, **fields) -> Report:
+    """A new, open report of `category` at a located place (`geo_index().locate`), with what the place
+    decides filled in: position, district, neighbourhood and the search cells."""
+    return Report(
+        category_id=category.id,
+        category_code=category.code,
+        status="open",
+        lat=where.lat,
+        lon=where.lon,
+        district_code=where.district.code,
+        neighbourhood_code=where.neighbourhood.code if where.neighbourhood else None,
+        h3_cell=h3.latlng_to_cell(where.lat, where.lon, H3_RES),
+        grid_cell=grid_cell(where.lat, where.lon),
+        **fields,
+    )
