@@ -172,42 +172,22 @@ def test_cli_consent_withdrawal_and_removal_reach_a_running_server(db, db_url, t
         at = utcnow() - timedelta(minutes=10) + timedelta(seconds=next(ticks))
         return httpx.get(f"{base}/osmand?{traccar_query(w.device, at)}", timeout=30).status_code
 
+    def consent(basis: str) -> None:
+        run_cli(db_url, "safety", "consent", "--person", str(w.person_id), "--guardian", "mother",
+                "--given-by", "Kim Minji (mother)", "--basis", basis)  # fmt: skip
+
     try:
         wait_for_port(port, timeout=60)
         eventually(lambda: httpx.get(f"{base}/healthz").json().get("events", "listening") == "listening", timeout=20)
         assert send() == 403  # no consent: nothing stored
-        run_cli(
-            db_url,
-            "safety",
-            "consent",
-            "--person",
-            str(w.person_id),
-            "--guardian",
-            "mother",
-            "--given-by",
-            "Kim Minji (mother)",
-            "--basis",
-            "form 17",
-        )
+        consent("form 17")
         eventually(lambda: send() == 200, timeout=5, interval=0.2)
 
         out = run_cli(db_url, "safety", "consent-withdraw", "--person", str(w.person_id))
         assert "intake stopped" in out and "history-delete" in out
         eventually(lambda: send() == 403, timeout=5, interval=0.2)
 
-        run_cli(
-            db_url,
-            "safety",
-            "consent",
-            "--person",
-            str(w.person_id),
-            "--guardian",
-            "mother",
-            "--given-by",
-            "Kim Minji (mother)",
-            "--basis",
-            "form 18",
-        )
+        consent("form 18")
         eventually(lambda: send() == 200, timeout=5, interval=0.2)
         run_cli(db_url, "safety", "device-remove", w.device)
         eventually(lambda: send() not in (200, 403), timeout=5, interval=0.2)  # an unknown device now
