@@ -3,12 +3,25 @@ around a boundary does not make alert storms (hypothesis)."""
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smartcity.core.errors import InvalidInput
-from smartcity.safety.engine import Rules, ZoneShape, classify, parse_schedule, step_zone
+from smartcity.safety.rules import (
+    IN,
+    NONE,
+    OUT,
+    Rules,
+    ZoneSet,
+    ZoneShape,
+    ZoneState,
+    classify,
+    parse_schedule,
+    step_zone,
+    to_ms,
+)
 
 RULES = Rules(confirm_fixes=2, hysteresis_m=30, accuracy_max_m=150)
 CIRCLE = ZoneShape(1, "safe", 1, "school", cx=0, cy=0, radius=100, size=100)
@@ -19,7 +32,7 @@ def run(distances, accuracies, zone=CIRCLE, state=None, rules=RULES):
     transitions = []
     for i, (d, acc) in enumerate(zip(distances, accuracies, strict=True)):
         verdict = classify(zone, d, 0.0, acc, rules)
-        state, t = step_zone(state, verdict, T0 + timedelta(seconds=10 * i), rules)
+        state, t = step_zone(state, verdict, to_ms(T0 + timedelta(seconds=10 * i)), rules)
         if t:
             transitions.append(t)
     return state, transitions
@@ -29,7 +42,7 @@ def test_a_crossing_in_and_out_is_one_arrival_and_one_departure():
     path = [300, 250, 200, 150, 90, 50, 0, 50, 90, 130, 160, 200, 250]
     state, transitions = run(path, [10] * len(path))
     assert transitions == [(None, "out"), ("out", "in"), ("in", "out")]
-    assert state["s"] == "out"
+    assert state.confirmed == "out"
 
 
 def test_a_single_stray_fix_does_not_count():
@@ -39,7 +52,7 @@ def test_a_single_stray_fix_does_not_count():
 
 def test_the_event_is_timed_at_the_first_agreeing_fix():
     state, _ = run([300, 300, 0, 0], [10] * 4)
-    assert state["s"] == "in" and state["t"] == (T0 + timedelta(seconds=20)).isoformat()
+    assert state.confirmed == "in" and state.since == to_ms(T0 + timedelta(seconds=20))
 
 
 def test_accuracy_decides_what_a_fix_may_say():
@@ -74,7 +87,7 @@ def test_jitter_around_the_boundary_makes_at_most_one_transition(noise, start_in
     margin = RULES.margin(CIRCLE)
     distances = [CIRCLE.radius + u * margin / 2 for u, _ in noise]
     accuracies = [acc for _, acc in noise]
-    state = {"s": "in" if start_inside else "out", "c": None, "n": 0, "t": None}
+    state = ZoneState("in" if start_inside else "out")
     _, transitions = run(distances, accuracies, state=state)
     # Starting inside: never leaves. Starting outside: may arrive (points ≤ r are inside), never leaves again.
     assert len(transitions) <= (0 if start_inside else 1)
@@ -104,3 +117,52 @@ def test_schedules():
     ):
         with pytest.raises(InvalidInput):
             parse_schedule(bad)
+
+
+def test_the_first_agreeing_fix_stays_the_since_until_a_fix_agrees_again():
+    state, transitions = run([300, 300, 0, 0], [10] * 4)
+    assert transitions == [(None, "out"), ("out", "in")]
+    assert state == ZoneState("in", None, 0, to_ms(T0 + timedelta(seconds=20)))
+    settled, transition = step_zone(state, "in", to_ms(T0 + timedelta(seconds=40)), RULES)
+    assert transition is None and settled == ZoneState("in") and settled.settled()
+    assert ZoneState.from_json(state.as_json()) == state
+    assert state.as_json() == {"confirmed": "in", "candidate": None, "agreeing": 0, "since": to_ms(T0) + 20_000}
+
+
+def _zones():
+    from shapely.geometry import Polygon
+
+    notch = Polygon([(-100, -100), (100, -100), (100, 100), (0, 10), (-100, 100)])  # not convex: its box is not it
+    return [
+        CIRCLE,
+        ZoneShape(2, "safe", 1, "bench", cx=40, cy=-20, radius=25, size=25),
+        ZoneShape(
+            3, "danger", None, "yard", polygon=notch, boundary=notch.boundary, size=(notch.area / 3.14159) ** 0.5
+        ),
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fixes=st.lists(
+        st.tuples(
+            st.floats(-400, 400),
+            st.floats(-400, 400),
+            st.one_of(st.none(), st.floats(0, 400)),
+            st.integers(0, 2),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_vectorised_verdicts_are_classify_for_every_pair(fixes):
+    zones = _zones()
+    zone_set = ZoneSet(zones, RULES)
+    x = np.array([f[0] for f in fixes])
+    y = np.array([f[1] for f in fixes])
+    acc = np.array([np.nan if f[2] is None else f[2] for f in fixes])
+    which = np.array([f[3] for f in fixes], dtype=np.int64)
+    got = zone_set.verdicts(which, x, y, acc)
+    codes = {None: NONE, "in": IN, "out": OUT}
+    expected = [codes[classify(zones[z], xi, yi, a, RULES)] for xi, yi, a, z in fixes]
+    assert got.tolist() == expected
