@@ -13,7 +13,11 @@ import pytest
 from sqlalchemy import Column, Float, Integer, MetaData, Table, select, text
 
 from smartcity.core.intake import (
+    DUPLICATE,
+    REFUSED,
+    STORED,
     AfterCommit,
+    BatchOutcome,
     BatchQueue,
     Checkpointer,
     Columns,
@@ -69,7 +73,11 @@ class ProbeFeed:
         self.after(stored)
         out = []
         for item, start, n in spans:
-            out.append((item, stored[start : start + n] if isinstance(item.record, Columns) else stored[start]))
+            if isinstance(item.record, Columns):
+                codes = [STORED if x == "stored" else DUPLICATE for x in stored[start : start + n]]
+                out.append((item, BatchOutcome(np.array(codes, dtype=np.int8))))
+            else:
+                out.append((item, stored[start]))
         return out
 
     def stored(self) -> set[tuple[int, int]]:
@@ -138,7 +146,7 @@ def test_a_record_the_store_refuses_is_refused_alone(db):
     feed.queue.stop()
 
 
-def test_a_columnar_unit_is_answered_in_order_with_its_decoding_errors(db):
+def test_a_columnar_batch_is_answered_row_by_row_in_one_outcome(db):
     feed = ProbeFeed(db)
     feed.queue.start()
     try:
@@ -149,16 +157,31 @@ def test_a_columnar_unit_is_answered_in_order_with_its_decoding_errors(db):
                 "value": np.array([1.0, 2.0, 3.0]),
             }
         )
-        decoding_error = ValueError("not a reading")
-        results: list = [decoding_error, None, None, None]
         item = Pending(cols, size=cols.n)
-        item.index = 1
-        future: Future = Future()
-        feed.queue.unit([item], results, future)
-        assert future.result(10) == [decoding_error, "stored", "stored", "duplicate"]
+        item.future = Future()
+        feed.queue.put([item])
+        outcome = item.future.result(10)
+        assert outcome.status.tolist() == [STORED, STORED, DUPLICATE]
+        assert (outcome.stored, outcome.duplicates, outcome.errors) == (2, 1, {})
         assert feed.stored() == {(6, 10), (6, 11)}
+        # A batch the store refuses as a whole is refused row by row, with the reason.
+        broken = Columns({"sensor": np.array([6, 6]), "at": np.array([12, 13]), "value": np.array([1.0, np.nan])})
+        item = Pending(broken, size=2)
+        item.future = Future()
+        feed.queue.put([item])
+        outcome = item.future.result(10)
+        assert outcome.status.tolist() == [REFUSED, REFUSED] and sorted(outcome.errors) == [0, 1]
+        assert (6, 12) not in feed.stored()
     finally:
         feed.queue.stop()
+
+
+def test_an_outcome_takes_the_outcome_of_its_rows():
+    whole = BatchOutcome(np.zeros(4, dtype=np.int8), {0: ValueError("decoding")})
+    part = BatchOutcome(np.array([STORED, DUPLICATE, REFUSED], dtype=np.int8), {2: KeyError("device")})
+    whole.merge(np.array([1, 2, 3]), part)
+    assert whole.status.tolist() == [REFUSED, STORED, DUPLICATE, REFUSED]
+    assert sorted(whole.errors) == [0, 3] and isinstance(whole.errors[3], KeyError)
 
 
 def test_a_unit_awaited_in_an_event_loop(db):

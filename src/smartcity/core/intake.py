@@ -138,13 +138,47 @@ class Columns:
         return list(zip(*lists, strict=True))
 
 
+REFUSED, STORED, DUPLICATE = 0, 1, 2  # a row's outcome in a BatchOutcome
+
+
+class BatchOutcome:
+    """The outcome of a columnar batch, row by row: `status` (REFUSED, STORED or DUPLICATE) and the refused
+    rows' errors by row. One object for the batch instead of one acknowledgment per record."""
+
+    __slots__ = ("status", "errors")
+
+    def __init__(self, status: np.ndarray, errors: dict[int, BaseException] | None = None):
+        self.status, self.errors = status, errors or {}
+
+    @classmethod
+    def refused(cls, n: int, error: BaseException) -> BatchOutcome:
+        return cls(np.zeros(n, dtype=np.int8), dict.fromkeys(range(n), error))
+
+    def merge(self, rows: np.ndarray, part: BatchOutcome) -> None:
+        """Put the outcome of the batch made of `rows` of this one in place."""
+        self.status[rows] = part.status
+        for i, exc in part.errors.items():
+            self.errors[int(rows[i])] = exc
+
+    @property
+    def stored(self) -> int:
+        return int((self.status == STORED).sum())
+
+    @property
+    def duplicates(self) -> int:
+        return int((self.status == DUPLICATE).sum())
+
+    def __reduce__(self):
+        return BatchOutcome, (self.status, self.errors)
+
+
 # --- who waits for what -------------------------------------------------------------------------------
 
 
 class Pending:
-    """A validated record (or a `Columns` batch of them) waiting for the writer, and who waits for its
-    outcome: a thread's `future`, an event loop's `waiter`, a `unit` of many records answered at once, or a
-    `token` answered in another process through the queue's `on_resolved`."""
+    """A validated record (or a `Columns` batch of them, answered with one `BatchOutcome`) waiting for the
+    writer, and who waits for its outcome: a thread's `future`, an event loop's `waiter`, a `unit` of many
+    records answered at once, or a `token` answered in another process through the queue's `on_resolved`."""
 
     __slots__ = ("record", "future", "waiter", "unit", "index", "token", "urgent", "size")
 
@@ -334,10 +368,7 @@ class BatchQueue:
                 return unit
             except Overloaded as exc:
                 for item in items:
-                    if isinstance(item.record, Columns):
-                        results[item.index : item.index + item.size] = [exc] * item.size
-                    else:
-                        results[item.index] = exc
+                    results[item.index] = exc
                 unit.remaining = 0
         if token is not None:
             self.on_resolved([(token, results)])
@@ -411,7 +442,9 @@ class BatchQueue:
             if len(batch) == 1:
                 log.exception("storing a batch failed")
                 item = batch[0]
-                self.resolve([(item, [exc] * item.size if isinstance(item.record, Columns) else exc)])
+                self.resolve(
+                    [(item, BatchOutcome.refused(item.size, exc) if isinstance(item.record, Columns) else exc)]
+                )
                 return
             for item in batch:
                 self._write([item])
@@ -431,10 +464,7 @@ class BatchQueue:
                 by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, outcome))
             elif item.unit is not None:
                 unit = item.unit
-                if isinstance(item.record, Columns):
-                    unit.results[item.index : item.index + item.size] = outcome
-                else:
-                    unit.results[item.index] = outcome
+                unit.results[item.index] = outcome
                 unit.remaining -= 1
                 if unit.remaining == 0:
                     if unit.token is not None:
