@@ -20,6 +20,7 @@ from smartcity.safety.rules import (
     classify,
     parse_schedule,
     step_zone,
+    step_zones,
     to_ms,
 )
 
@@ -166,3 +167,42 @@ def test_vectorised_verdicts_are_classify_for_every_pair(fixes):
     codes = {None: NONE, "in": IN, "out": OUT}
     expected = [codes[classify(zones[z], xi, yi, a, RULES)] for xi, yi, a, z in fixes]
     assert got.tolist() == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(st.lists(st.sampled_from([None, "in", "out"]), min_size=1, max_size=12), min_size=1, max_size=20),
+    confirm=st.integers(1, 3),
+)
+def test_step_zones_is_step_zone_over_arrays(runs, confirm):
+    """Many zones at once, one verdict each per step, against step_zone one zone at a time."""
+    rules = Rules(confirm_fixes=confirm)
+    codes = {None: NONE, "in": IN, "out": OUT}
+    names = {NONE: None, IN: "in", OUT: "out"}
+    no_time = -1
+    states = [None] * len(runs)
+    arrays = [np.zeros(len(runs), np.int8), np.zeros(len(runs), np.int8), np.zeros(len(runs), np.int64)]
+    arrays.append(np.full(len(runs), no_time, np.int64))
+    for step in range(max(len(r) for r in runs)):
+        at = 1000 * (step + 1)
+        verdicts = [r[step] if step < len(r) else None for r in runs]
+        expected = [step_zone(s, v, at, rules) for s, v in zip(states, verdicts, strict=True)]
+        v = np.array([codes[x] for x in verdicts], dtype=np.int8)
+        act = np.flatnonzero(v != NONE)
+        conf, cand, agr, since, transition = step_zones(
+            *(a[act] for a in arrays), v[act], np.full(len(act), at), rules, no_time
+        )
+        for a, new in zip(arrays, (conf, cand, agr, since), strict=True):
+            a[act] = new
+        moved = np.zeros(len(runs), dtype=bool)
+        moved[act] = transition
+        for i, (state, t) in enumerate(expected):
+            got = ZoneState(
+                names[int(arrays[0][i])],
+                names[int(arrays[1][i])],
+                int(arrays[2][i]),
+                None if arrays[3][i] == no_time else int(arrays[3][i]),
+            )
+            assert got == state
+            assert moved[i] == (t is not None)
+        states = [s for s, _ in expected]

@@ -253,6 +253,32 @@ class ZoneSet:
     def __len__(self) -> int:
         return len(self.zones)
 
+    _ARRAYS = (
+        "ids",
+        "danger",
+        "circle",
+        "cx",
+        "cy",
+        "radius",
+        "size",
+        "margin",
+        "reach",
+        "polygons",
+        "boundaries",
+        "box",
+    )
+
+    def extended(self, zones: list[ZoneShape]) -> ZoneSet:
+        """This set with `zones` added at the end (indices already given out stay valid)."""
+        more = ZoneSet(zones, self.rules)
+        if not self.zones:
+            return more
+        out = object.__new__(ZoneSet)
+        out.zones, out.rules = self.zones + zones, self.rules
+        for name in self._ARRAYS:
+            setattr(out, name, np.concatenate([getattr(self, name), getattr(more, name)]))
+        return out
+
     def verdicts(self, zone: np.ndarray, x: np.ndarray, y: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
         """classify() for each pair (zone[i] an index into this set, the fix at x[i], y[i] with accuracy[i],
         NaN = not said): an int8 array of NONE / IN / OUT."""
@@ -288,6 +314,30 @@ class ZoneSet:
         out[usable & (d <= 0) & (acc <= reach)] = IN
         out[usable & (d - acc > self.margin[zone])] = OUT
         return out
+
+
+def step_zones(
+    confirmed: np.ndarray,
+    candidate: np.ndarray,
+    agreeing: np.ndarray,
+    since: np.ndarray,
+    verdict: np.ndarray,
+    at: np.ndarray,
+    rules: Rules,
+    no_time: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """step_zone over arrays (states as codes, `since` = `no_time` for None), for pairs whose verdict is not
+    NONE: the new (confirmed, candidate, agreeing, since) and a mask of the pairs that made a transition (from
+    the `confirmed` passed in to the verdict)."""
+    agrees = verdict == confirmed
+    same = ~agrees & (verdict == candidate)
+    agreeing = np.where(agrees, 0, np.where(same, agreeing.astype(np.int64) + 1, 1))
+    since = np.where(agrees, no_time, np.where(same, since, at))
+    transition = ~agrees & (agreeing >= rules.confirm_fixes)
+    candidate = np.where(agrees | transition, NONE, verdict).astype(np.int8)
+    agreeing[transition] = 0
+    confirmed = np.where(transition, verdict, confirmed).astype(np.int8)
+    return confirmed, candidate, agreeing, since, transition
 
 
 # --- what a batch raises --------------------------------------------------------------------------

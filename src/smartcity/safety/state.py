@@ -1,0 +1,656 @@
+"""Every device's live state in columns: the safety rules applied to a whole batch of positions at once.
+
+    table = DeviceTable(plane, rules, low_battery=15, districts=[codes…])
+    table.load(state_rows, zones)                # safety_device_state rows and every active zone
+    cols["slot"] = table.slots_of(cols["device_id"], cols["person_id"])
+    result = table.apply(cols)                   # pure: the table is not changed
+    …write result.state_rows(result.changed) in the batch's transaction, commit…
+    table.commit(result)                         # only once the transaction has committed
+
+Each device has a dense slot. Its last fix (time, place, speed, accuracy, battery, district), its flags
+(low battery, outside the city, silent: bits) and, for every zone it is checked against (its person's safe
+zones, then the danger zones), the zone rule's state (`rules.ZoneState` as four arrays) live in numpy arrays.
+A device's zones are one segment of the pair arrays (start, count), so a batch gathers the pairs of its
+devices with one index and checks every fix against all its zones in one vectorised step
+(`rules.ZoneSet.verdicts`); the zone rule then runs over the pairs as array operations. Python objects are
+made only for what a batch raises.
+
+Order is today's engine's: within a batch, each device's newly stored fixes in fix-time order (the batch is
+cut in rounds: the k-th fix of every device in round k), devices in order of first appearance; duplicates of
+an earlier row (same device and fix time) and rows the store did not newly store are skipped. A fix not newer
+than the device's last one still raises its SOS but moves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from smartcity.core.geo import LocalPlane
+from smartcity.safety.rules import (
+    IN,
+    NONE,
+    OUT,
+    VERDICT_CODES,
+    VERDICT_NAMES,
+    Raised,
+    Rules,
+    ZoneSet,
+    ZoneShape,
+    from_ms,
+    step_zones,
+    to_ms,
+    zone_event,
+    zone_shape,
+)
+
+NO_TIME = np.iinfo(np.int64).min  # a time column's "none"
+LOW_BATTERY, OUTSIDE_CITY, SILENT = 1, 2, 4  # flag bits
+FLAG_NAMES = {"low_battery": LOW_BATTERY, "outside_city": OUTSIDE_CITY, "silent": SILENT}
+BATTERY_RESET = 5  # the low-battery flag clears at the threshold plus this (no alert per percent of wobble)
+
+# The per-device columns: name → dtype and empty value.
+_DEVICE_COLUMNS: dict[str, tuple[Any, Any]] = {
+    "device_id": (np.int64, 0),
+    "person_id": (np.int64, -1),
+    "fix_time": (np.int64, NO_TIME),
+    "received_at": (np.int64, NO_TIME),
+    "lat": (np.float64, np.nan),
+    "lon": (np.float64, np.nan),
+    "speed": (np.float64, np.nan),
+    "accuracy": (np.float64, np.nan),
+    "battery": (np.float64, np.nan),
+    "district": (np.int32, -1),
+    "flags": (np.uint8, 0),
+}
+_LIVE_COLUMNS = ("fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district", "flags")
+# The zone rule's state per (device, zone) pair.
+_PAIR_COLUMNS: dict[str, tuple[Any, Any]] = {
+    "zone": (np.int32, -1),  # index into the table's ZoneSet
+    "confirmed": (np.int8, NONE),
+    "candidate": (np.int8, NONE),
+    "agreeing": (np.int16, 0),
+    "since": (np.int64, NO_TIME),
+}
+_STATE_COLUMNS = ("confirmed", "candidate", "agreeing", "since")
+
+
+def segments(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indices of the ranges [start, start + count) laid end to end."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - (ends - counts), counts) + np.arange(total)
+
+
+def _float(value: float) -> float | None:
+    return None if value != value else float(value)  # NaN → None
+
+
+def _ms_of(value: Any) -> int:
+    if value is None:
+        return NO_TIME
+    if isinstance(value, datetime):
+        return to_ms(value)
+    if isinstance(value, str):
+        return to_ms(datetime.fromisoformat(value))
+    return int(value)
+
+
+def _field(row: Any, name: str, default: Any = None) -> Any:
+    return row.get(name, default) if isinstance(row, Mapping) else getattr(row, name, default)
+
+
+def zone_state_of(value: Mapping | None) -> tuple[int, int, int, int]:
+    """A stored zone state (named keys; also the older {"s", "c", "n", "t"}) as the four array values."""
+    if not value:
+        return NONE, NONE, 0, NO_TIME
+    if "confirmed" in value or "candidate" in value:
+        confirmed, candidate, agreeing, since = (
+            value.get("confirmed"),
+            value.get("candidate"),
+            value.get("agreeing"),
+            value.get("since"),
+        )
+    else:
+        confirmed, candidate, agreeing, since = value.get("s"), value.get("c"), value.get("n"), value.get("t")
+    return VERDICT_CODES[confirmed], VERDICT_CODES[candidate], int(agreeing or 0), _ms_of(since)
+
+
+class BatchResult:
+    """What a batch did, computed by `DeviceTable.apply` and applied by `DeviceTable.commit`.
+
+    `live`: per batch row, whether it moved its device's live state; `events`: what the batch raised, in
+    today's order (each with `row`, its batch row); `changed`: slots whose zone or flag state changed (their
+    state rows belong in the batch's transaction); `moved`: slots whose live position changed (checkpointed)."""
+
+    def __init__(
+        self,
+        table: DeviceTable,
+        live: np.ndarray,
+        events: list[Raised],
+        slots: np.ndarray,
+        devices: dict[str, np.ndarray],
+        counts: np.ndarray,
+        pairs: np.ndarray,
+        pair_state: dict[str, np.ndarray],
+        changed: np.ndarray,
+        moved: np.ndarray,
+    ):
+        self.table = table
+        self.live = live
+        self.events = events
+        self.slots = slots  # the batch's slots, sorted: the rows of `devices`
+        self.devices = devices  # their columns after the batch
+        self.counts = counts  # their number of zones
+        self.pairs = pairs  # their pair indices (in the table's layout at apply time)
+        self.pair_state = pair_state  # the zone states after the batch, one per pair
+        self.changed = changed
+        self.moved = moved
+        self.layout = table.layout
+        self.generation = table.generation
+
+    def state_rows(self, slots: Iterable[int] | np.ndarray) -> list[dict]:
+        """The safety_device_state values of these slots (of this batch) as the batch leaves them."""
+        slots = np.asarray(slots, dtype=np.int64)
+        local = np.searchsorted(self.slots, slots)
+        if len(slots) and (local.max() >= len(self.slots) or not np.array_equal(self.slots[local], slots)):
+            raise ValueError("state_rows: a slot that is not in this batch")
+        counts = self.counts
+        starts = np.cumsum(counts) - counts
+        return [
+            self.table.row_of(
+                {name: values[i] for name, values in self.devices.items()},
+                self.pair_state,
+                range(int(starts[i]), int(starts[i] + counts[i])),
+                self.pair_zone,
+            )
+            for i in local.tolist()
+        ]
+
+    @property
+    def pair_zone(self) -> np.ndarray:
+        return self.pair_state["zone"]
+
+
+class DeviceTable:
+    """The live state of every device, in columns; the rules applied a batch at a time (see the module)."""
+
+    def __init__(self, plane: LocalPlane, rules: Rules, low_battery: float = 15, districts: Sequence[str | None] = ()):
+        self.plane, self.rules, self.low_battery = plane, rules, float(low_battery)
+        self.districts = list(districts)
+        self._district_index = {code: i for i, code in enumerate(self.districts)}
+        self.slots: dict[int, int] = {}  # device id → slot
+        self.n = 0
+        self.cols = {name: np.full(0, empty, dtype=dt) for name, (dt, empty) in _DEVICE_COLUMNS.items()}
+        self.zone_start = np.zeros(0, dtype=np.int64)
+        self.zone_count = np.zeros(0, dtype=np.int32)
+        self.pair = {name: np.full(0, empty, dtype=dt) for name, (dt, empty) in _PAIR_COLUMNS.items()}
+        self.pairs_used = 0
+        self.zone_set = ZoneSet([], rules)
+        self.zone_index: dict[int, int] = {}  # zone id → its index in zone_set (the current shape)
+        self.person_zones: dict[int, list[int]] = {}  # person → zone indices (safe zones, in order)
+        self.danger: list[int] = []
+        self.person_slots: dict[int, list[int]] = {}
+        self.layout = 0  # bumped when pairs move (zones changed): a result computed before is remapped
+        self.generation = 0  # bumped by every commit: a result must be committed on the state it was made from
+
+    # --- slots and zones --------------------------------------------------------------------------
+
+    def slot_of(self, device_id: int, person_id: int | None = None) -> int:
+        """The device's slot (a new one the first time); with `person_id`, the device's zones are set up."""
+        slot = self.slots.get(device_id)
+        if slot is None:
+            slot = self._register(device_id, person_id)
+            zones = self.person_zones.get(person_id, []) if person_id is not None else []
+            self._lay_out(np.array([slot]), [zones + self.danger])
+        elif person_id is not None and self.cols["person_id"][slot] != person_id:
+            self._assign(slot, int(person_id))
+            self._lay_out(np.array([slot]), [self.person_zones.get(person_id, []) + self.danger])
+        return slot
+
+    def slots_of(self, device_ids: np.ndarray, person_ids: np.ndarray | None = None) -> np.ndarray:
+        """slot_of for a batch's columns: an int32 array."""
+        get = self.slots.get
+        out = np.fromiter((get(d, -1) for d in device_ids.tolist()), dtype=np.int32, count=len(device_ids))
+        known = out >= 0
+        if person_ids is not None:
+            known[known] = self.cols["person_id"][out[known]] == person_ids[known]
+        missing = np.flatnonzero(~known)
+        for i in missing.tolist():
+            out[i] = self.slot_of(int(device_ids[i]), None if person_ids is None else int(person_ids[i]))
+        return out
+
+    def _register(self, device_id: int, person_id: int | None) -> int:
+        """A new slot for the device, without zones laid out."""
+        slot = self.n
+        if slot >= len(self.cols["device_id"]):
+            size = max(1024, 2 * slot)
+            for name, (dt, empty) in _DEVICE_COLUMNS.items():
+                grown = np.full(size, empty, dtype=dt)
+                grown[:slot] = self.cols[name][:slot]
+                self.cols[name] = grown
+            self.zone_start = np.concatenate([self.zone_start, np.zeros(size - slot, dtype=np.int64)])
+            self.zone_count = np.concatenate([self.zone_count, np.zeros(size - slot, dtype=np.int32)])
+        self.n += 1
+        self.slots[device_id] = slot
+        self.cols["device_id"][slot] = device_id
+        if person_id is not None:
+            self._assign(slot, int(person_id))
+        return slot
+
+    def _assign(self, slot: int, person_id: int) -> None:
+        old = int(self.cols["person_id"][slot])
+        if old >= 0:
+            self.person_slots.get(old, []).remove(slot)
+        self.cols["person_id"][slot] = person_id
+        self.person_slots.setdefault(person_id, []).append(slot)
+
+    def _add_zones(self, shapes: Sequence[Any]) -> list[int]:
+        shaped = [s if isinstance(s, ZoneShape) else zone_shape(s, self.plane) for s in shapes]
+        if not shaped:
+            return []
+        first = len(self.zone_set)
+        self.zone_set = self.zone_set.extended(shaped)
+        indices = list(range(first, first + len(shaped)))
+        for z, i in zip(shaped, indices, strict=True):
+            self.zone_index[z.id] = i
+        return indices
+
+    def set_zones(self, person_id: int, shapes: Sequence[Any]) -> None:
+        """The person's safe zones changed (ZoneShapes, or Zone rows): their devices' zone states are kept
+        for the zones that remain, dropped for the others."""
+        self.person_zones[person_id] = self._add_zones(shapes)
+        slots = self.person_slots.get(person_id, [])
+        if slots:
+            zones = self.person_zones[person_id] + self.danger
+            self._lay_out(np.array(slots), [zones] * len(slots))
+
+    def set_danger_zones(self, shapes: Sequence[Any]) -> None:
+        self.danger = self._add_zones(shapes)
+        self._lay_out_all()
+
+    def _lay_out_all(self) -> None:
+        slots = np.arange(self.n)
+        person = self.cols["person_id"][: self.n].tolist()
+        self._lay_out(slots, [self.person_zones.get(p, []) + self.danger for p in person], compact=True)
+
+    def _lay_out(self, slots: np.ndarray, zone_lists: list[list[int]], compact: bool = False) -> None:
+        """Give `slots` new segments with these zones, keeping the state of each (slot, zone id) already
+        there. Old segments are left behind (or, `compact`, everything is rewritten from the start)."""
+        counts = np.fromiter((len(z) for z in zone_lists), dtype=np.int64, count=len(zone_lists))
+        zones = np.fromiter((i for z in zone_lists for i in z), dtype=np.int32, count=int(counts.sum()))
+        old_idx = segments(self.zone_start[slots], self.zone_count[slots])
+        old_slot = np.repeat(slots, self.zone_count[slots])
+        ids = self.zone_set.ids
+        old_key = old_slot.astype(np.int64) << 32 | ids[self.pair["zone"][old_idx]] if len(old_idx) else old_idx
+        base = 0 if compact else self.pairs_used
+        total = base + len(zones)
+        if compact:
+            fresh = {name: np.full(max(total, 1024), empty, dtype=dt) for name, (dt, empty) in _PAIR_COLUMNS.items()}
+            old_values = {name: self.pair[name][old_idx] for name in _STATE_COLUMNS}
+            self.pair = fresh
+        else:
+            old_values = {name: self.pair[name][old_idx] for name in _STATE_COLUMNS}
+            if total > len(self.pair["zone"]):
+                size = max(1024, 2 * total)
+                for name, (dt, empty) in _PAIR_COLUMNS.items():
+                    grown = np.full(size, empty, dtype=dt)
+                    grown[: self.pairs_used] = self.pair[name][: self.pairs_used]
+                    self.pair[name] = grown
+        where = np.arange(base, total)
+        self.pair["zone"][where] = zones
+        for name, (_, empty) in _PAIR_COLUMNS.items():
+            if name != "zone":
+                self.pair[name][where] = empty
+        if len(old_idx) and len(zones):
+            new_key = np.repeat(slots, counts).astype(np.int64) << 32 | ids[zones]
+            order = np.argsort(old_key)
+            found = np.searchsorted(old_key[order], new_key)
+            found = np.minimum(found, len(order) - 1)
+            hit = old_key[order][found] == new_key
+            for name in _STATE_COLUMNS:
+                self.pair[name][where[hit]] = old_values[name][order[found[hit]]]
+        self.zone_start[slots] = base + np.cumsum(counts) - counts
+        self.zone_count[slots] = counts
+        self.pairs_used = total
+        self.layout += 1
+
+    # --- loading and persisting ---------------------------------------------------------------------
+
+    def load(self, state_rows: Iterable[Any], zones: Iterable[Any]) -> None:
+        """Zones (ZoneShapes or Zone rows: safe ones per person, danger ones for everyone) and the stored
+        device states (safety_device_state rows, or dicts of their columns; times as datetimes or ms)."""
+        person: dict[int, list[Any]] = {}
+        danger = []
+        for z in zones:
+            if z.kind == "danger":
+                danger.append(z)
+            elif z.person_id is not None:
+                person.setdefault(z.person_id, []).append(z)
+        all_zones = [s if isinstance(s, ZoneShape) else zone_shape(s, self.plane) for s in danger]
+        for items in person.values():
+            all_zones += [s if isinstance(s, ZoneShape) else zone_shape(s, self.plane) for s in items]
+        self.zone_set = ZoneSet([], self.rules)
+        self.zone_index = {}
+        indices = self._add_zones(all_zones)
+        self.danger = indices[: len(danger)]
+        at = len(danger)
+        self.person_zones = {}
+        for person_id, items in person.items():
+            self.person_zones[person_id] = indices[at : at + len(items)]
+            at += len(items)
+        stored_zones = {}
+        for row in state_rows:
+            device_id, person_id = int(_field(row, "device_id")), int(_field(row, "person_id"))
+            slot = self.slots.get(device_id)
+            if slot is None:
+                slot = self._register(device_id, person_id)
+            elif self.cols["person_id"][slot] != person_id:
+                self._assign(slot, person_id)
+            c = self.cols
+            c["fix_time"][slot] = _ms_of(_field(row, "fix_time"))
+            c["received_at"][slot] = _ms_of(_field(row, "received_at"))
+            for name in ("lat", "lon", "speed", "accuracy", "battery"):
+                value = _field(row, name)
+                c[name][slot] = np.nan if value is None else value
+            c["district"][slot] = self._district_index.get(_field(row, "district_code"), -1)
+            flags = _field(row, "flags") or {}
+            c["flags"][slot] = sum(bit for name, bit in FLAG_NAMES.items() if flags.get(name))
+            stored_zones[slot] = _field(row, "zones") or {}
+        self._lay_out_all()
+        for slot, states in stored_zones.items():
+            start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
+            for p in range(start, start + count):
+                value = states.get(str(int(self.zone_set.ids[self.pair["zone"][p]])))
+                if value:
+                    for name, v in zip(_STATE_COLUMNS, zone_state_of(value), strict=True):
+                        self.pair[name][p] = v
+        self.generation += 1
+
+    def row_of(self, device: Mapping[str, Any], pair_state: Mapping[str, np.ndarray], pairs: Iterable[int], pair_zone):
+        """One safety_device_state row's values (times in ms; zones and flags as dicts with named keys)."""
+        zones = {}
+        ids = self.zone_set.ids
+        for p in pairs:
+            confirmed, candidate = int(pair_state["confirmed"][p]), int(pair_state["candidate"][p])
+            agreeing, since = int(pair_state["agreeing"][p]), int(pair_state["since"][p])
+            if confirmed == NONE and candidate == NONE and agreeing == 0 and since == NO_TIME:
+                continue
+            zones[str(int(ids[pair_zone[p]]))] = {
+                "confirmed": VERDICT_NAMES[confirmed],
+                "candidate": VERDICT_NAMES[candidate],
+                "agreeing": agreeing,
+                "since": None if since == NO_TIME else since,
+            }
+        flags = int(device["flags"])
+        district = int(device["district"])
+        return {
+            "device_id": int(device["device_id"]),
+            "person_id": int(device["person_id"]),
+            "fix_time": None if device["fix_time"] == NO_TIME else int(device["fix_time"]),
+            "received_at": None if device["received_at"] == NO_TIME else int(device["received_at"]),
+            "lat": _float(device["lat"]),
+            "lon": _float(device["lon"]),
+            "speed": _float(device["speed"]),
+            "accuracy": _float(device["accuracy"]),
+            "battery": _float(device["battery"]),
+            "district_code": self.districts[district] if district >= 0 else None,
+            "zones": zones,
+            "flags": {name: True for name, bit in FLAG_NAMES.items() if flags & bit},
+        }
+
+    def state_rows(self, slots: Iterable[int] | np.ndarray) -> list[dict]:
+        """The safety_device_state values of these slots as the table holds them (for checkpoints)."""
+        out = []
+        for slot in np.asarray(slots, dtype=np.int64).tolist():
+            start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
+            device = {name: values[slot] for name, values in self.cols.items()}
+            out.append(self.row_of(device, self.pair, range(start, start + count), self.pair["zone"]))
+        return out
+
+    def set_flag(self, slot: int, name: str, on: bool = True) -> None:
+        """A flag set from outside the intake (the silent-device job): cleared again by the next live fix."""
+        bit = FLAG_NAMES[name]
+        flags = self.cols["flags"]
+        flags[slot] = (flags[slot] | bit) if on else (flags[slot] & ~bit)
+
+    # --- a batch ------------------------------------------------------------------------------------
+
+    def apply(self, cols: Any) -> BatchResult:
+        """Run a batch (core.intake.Columns of positions, with `slot` set) through the rules. The table is not
+        changed: `commit` the result once the batch's transaction has committed."""
+        n = cols.n
+        slot_col = np.asarray(cols["slot"], dtype=np.int64)
+        fix_col = np.asarray(cols["fix_time"], dtype=np.int64)
+        considered = np.asarray(cols["stored"], dtype=bool) if "stored" in cols else np.ones(n, dtype=bool)
+        live = np.zeros(n, dtype=bool)
+        rows = np.flatnonzero(considered)
+        if not len(rows):
+            empty = np.zeros(0, dtype=np.int64)
+            return BatchResult(self, live, [], empty, {}, empty, empty, {"zone": empty}, empty, empty)
+        # Today's order: devices by first appearance, each one's fixes by time, then by row (the first copy of
+        # a duplicate is the one kept).
+        slots, first, local_of = np.unique(slot_col[rows], return_index=True, return_inverse=True)
+        device_rank = np.argsort(np.argsort(first))[local_of]
+        order = np.lexsort((rows, fix_col[rows], device_rank))
+        rows, local = rows[order], local_of[order]
+        keep = np.ones(len(rows), dtype=bool)
+        keep[1:] = (local[1:] != local[:-1]) | (fix_col[rows[1:]] != fix_col[rows[:-1]])
+        rows, local = rows[keep], local[keep]
+        rank = np.empty(n, dtype=np.int64)
+        rank[rows] = np.arange(len(rows))
+        # The k-th fix of each device goes in round k.
+        starts = np.ones(len(rows), dtype=bool)
+        starts[1:] = local[1:] != local[:-1]
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
+        occurrence = np.arange(len(rows)) - group_start
+
+        devices = {name: self.cols[name][slots] for name in self.cols}  # copies: fancy indexing
+        counts = self.zone_count[slots].astype(np.int64)
+        pairs = segments(self.zone_start[slots], counts)
+        pair_state = {name: self.pair[name][pairs] for name in _PAIR_COLUMNS}
+        pair_first = np.cumsum(counts) - counts
+        changed = np.zeros(len(slots), dtype=bool)
+        moved = np.zeros(len(slots), dtype=bool)
+        raised: list[tuple[int, int, Raised]] = []
+
+        columns = _BatchColumns(cols)
+        for k in range(int(occurrence.max()) + 1):
+            in_round = occurrence == k
+            self._round(
+                rows[in_round], local[in_round], columns, devices, pair_state, pair_first, counts, live, changed,
+                moved, raised, rank,
+            )  # fmt: skip
+        raised.sort(key=lambda r: (r[0], r[1]))
+        return BatchResult(
+            self,
+            live,
+            [r[2] for r in raised],
+            slots,
+            devices,
+            counts,
+            pairs,
+            pair_state,
+            slots[changed].astype(np.int32),
+            slots[moved].astype(np.int32),
+        )
+
+    def _round(self, rows, local, c, devices, pair_state, pair_first, counts, live, changed, moved, raised, rank):
+        """One fix per device: the rows' devices are distinct, so every update is one scatter."""
+        valid = c.valid[rows]
+        sos = c.sos[rows]
+        # Alarms count even on a late or invalid fix; an invalid one is placed at the last known position.
+        for i in np.flatnonzero(sos).tolist():
+            r, lo = int(rows[i]), int(local[i])
+            if valid[i]:
+                lat, lon, district = _float(c.lat[r]), _float(c.lon[r]), int(c.district[r])
+                data = {}
+            else:
+                lat, lon, district = (
+                    _float(devices["lat"][lo]),
+                    _float(devices["lon"][lo]),
+                    int(devices["district"][lo]),
+                )
+                data = {"fix_invalid": True}
+            raised.append((rank[r], 0, self._raised("sos", r, c, from_ms(c.fix_time[r]), lat, lon, district, data)))
+        last = devices["fix_time"][local]
+        fresh = valid & ((last == NO_TIME) | (c.fix_time[rows] > last))
+        rows, local = rows[fresh], local[fresh]
+        if not len(rows):
+            return
+        live[rows] = True
+        moved[local] = True
+        for name in ("fix_time", "received_at", "lat", "lon", "speed", "accuracy", "district"):
+            devices[name][local] = getattr(c, name)[rows]
+        battery = c.battery[rows]
+        said = ~np.isnan(battery)
+        devices["battery"][local[said]] = battery[said]
+        flags = devices["flags"][local]
+        before = flags.copy()
+        low = self.low_battery
+        became_low = said & (battery <= low) & (flags & LOW_BATTERY == 0)
+        flags[became_low] |= LOW_BATTERY
+        flags[said & (battery >= low + BATTERY_RESET)] &= ~np.uint8(LOW_BATTERY)
+        flags &= ~np.uint8(SILENT)
+        outside = c.outside_city[rows]
+        went_out = outside & (flags & OUTSIDE_CITY == 0)
+        flags[went_out] |= OUTSIDE_CITY
+        flags[~outside] &= ~np.uint8(OUTSIDE_CITY)
+        devices["flags"][local] = flags
+        changed[local[flags != before]] = True
+        for i in np.flatnonzero(became_low | went_out).tolist():
+            r = int(rows[i])
+            at = from_ms(c.fix_time[r])
+            lat, lon, district = float(c.lat[r]), float(c.lon[r]), int(c.district[r])
+            if became_low[i]:
+                data = {"battery": float(battery[i])}
+                raised.append((rank[r], 1, self._raised("low_battery", r, c, at, lat, lon, district, data)))
+            if went_out[i]:
+                raised.append((rank[r], 2, self._raised("outside_city", r, c, at, lat, lon, district, {})))
+        self._zones(rows, local, c, pair_state, pair_first, counts, changed, raised, rank)
+
+    def _zones(self, rows, local, c, pair_state, pair_first, counts, changed, raised, rank):
+        n_pairs = counts[local]
+        p = segments(pair_first[local], n_pairs)
+        if not len(p):
+            return
+        pair_row = np.repeat(rows, n_pairs)
+        plane = self.plane
+        x = (c.lon[pair_row] - plane.lon0) * plane.kx
+        y = (c.lat[pair_row] - plane.lat0) * plane.ky
+        zone = pair_state["zone"][p]
+        verdict = self.zone_set.verdicts(zone, x, y, c.accuracy[pair_row])
+        confirmed, candidate = pair_state["confirmed"][p], pair_state["candidate"][p]
+        agreeing, since = pair_state["agreeing"][p], pair_state["since"][p]
+        settled = (candidate == NONE) & (agreeing == 0) & (since == NO_TIME)
+        acts = (verdict != NONE) & ~((verdict == confirmed) & settled)
+        if not acts.any():
+            return
+        a = np.flatnonzero(acts)
+        p, v, pair_row, zone = p[a], verdict[a], pair_row[a], zone[a]
+        previous = confirmed[a]
+        conf, cand, agr, sin, transition = step_zones(
+            previous, candidate[a], agreeing[a], since[a], v, c.fix_time[pair_row], self.rules, NO_TIME
+        )
+        pair_state["confirmed"][p] = conf
+        pair_state["candidate"][p] = cand
+        pair_state["agreeing"][p] = agr
+        pair_state["since"][p] = sin
+        changed[np.repeat(local, counts[local])[a]] = True
+        for i in np.flatnonzero(transition).tolist():
+            z = self.zone_set.zones[int(zone[i])]
+            kind = zone_event(z.kind, (VERDICT_NAMES[int(previous[i])], VERDICT_NAMES[int(v[i])]))
+            if kind is None:
+                continue
+            r = int(pair_row[i])
+            order = 3 + int(p[i])  # zones in the device's order: its pairs are laid out in that order
+            event = self._raised(
+                kind, r, c, from_ms(int(sin[i])), float(c.lat[r]), float(c.lon[r]), int(c.district[r]), {}, z
+            )
+            raised.append((rank[r], order, event))
+
+    def _raised(self, kind, r, c, at, lat, lon, district, data, zone=None) -> Raised:
+        return Raised(
+            kind,
+            int(c.person_id[r]),
+            int(c.device_id[r]),
+            at,
+            lat,
+            lon,
+            zone,
+            data,
+            self.districts[district] if district >= 0 else None,
+            r,
+        )
+
+    def commit(self, result: BatchResult) -> None:
+        """Apply a batch's result, once its transaction has committed."""
+        if result.table is not self:
+            raise ValueError("a result of another table")
+        if result.generation != self.generation:
+            raise RuntimeError("the table changed since this result was computed: apply the batch again")
+        if not len(result.slots):
+            return
+        for name, values in result.devices.items():
+            if name in _LIVE_COLUMNS:
+                self.cols[name][result.slots] = values
+        if result.layout == self.layout:
+            for name in _STATE_COLUMNS:
+                self.pair[name][result.pairs] = result.pair_state[name]
+        else:  # zones changed in between: each state goes to the same (slot, zone id) if it is still there
+            ids = self.zone_set.ids
+            firsts = (np.cumsum(result.counts) - result.counts).tolist()
+            for i, slot in enumerate(result.slots.tolist()):
+                start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
+                where = {int(ids[self.pair["zone"][q]]): q for q in range(start, start + count)}
+                for j in range(firsts[i], firsts[i] + int(result.counts[i])):
+                    q = where.get(int(ids[result.pair_state["zone"][j]]))
+                    if q is not None:
+                        for name in _STATE_COLUMNS:
+                            self.pair[name][q] = result.pair_state[name][j]
+        self.generation += 1
+
+    def recover(self, positions: Any) -> BatchResult:
+        """After a crash: replay the stored positions newer than each device's state row (Columns, any
+        order; the table loaded from the state rows). Their events are returned again; the caller passes
+        them through the event dedupe, so nothing already announced is announced twice."""
+        cols = positions
+        if "stored" in cols:
+            cols = type(cols)({**cols.cols, "stored": np.ones(cols.n, dtype=bool)}, cols.n)
+        result = self.apply(cols)
+        self.commit(result)
+        return result
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def zone_states(self, slot: int) -> dict[str, tuple]:
+        """A device's zone states by zone id: (confirmed, candidate, agreeing, since ms | None)."""
+        return {
+            key: (z["confirmed"], z["candidate"], z["agreeing"], z["since"])
+            for key, z in self.state_rows([slot])[0]["zones"].items()
+        }
+
+
+class _BatchColumns:
+    """The columns a batch's rules read, as plain arrays (attribute access in the loops)."""
+
+    def __init__(self, cols: Any):
+        self.fix_time = np.asarray(cols["fix_time"], dtype=np.int64)
+        self.received_at = np.asarray(cols["received_at"], dtype=np.int64)
+        self.device_id = np.asarray(cols["device_id"], dtype=np.int64)
+        self.person_id = np.asarray(cols["person_id"], dtype=np.int64)
+        for name in ("lat", "lon", "speed", "accuracy", "battery"):
+            setattr(self, name, np.asarray(cols[name], dtype=np.float64))
+        self.valid = np.asarray(cols["valid"], dtype=bool)
+        self.sos = np.asarray(cols["sos"], dtype=bool)
+        self.outside_city = np.asarray(cols["outside_city"], dtype=bool)
+        self.district = np.asarray(cols["district"], dtype=np.int32)
+
+
+__all__ = ["BatchResult", "DeviceTable", "IN", "OUT", "NONE", "segments"]
