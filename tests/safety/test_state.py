@@ -78,21 +78,27 @@ def test_apply_changes_nothing_until_commit():
         table.commit(result)  # computed on a state that has moved on
 
 
-def test_changed_is_zone_or_flag_state_moved_is_the_live_position():
+def test_changed_is_a_confirmed_zone_state_or_a_flag_moved_is_the_live_position():
     table = new_table()
     run(table, [fix(1, 0, 0), fix(1, 10, 0), fix(1, 20, 0)])  # settled at home
     result = run(table, [fix(1, 30, 5), fix(2, 30, 0, person_id=1)])
     slot1, slot2 = table.slot_of(1), table.slot_of(2)
     assert result.moved.tolist() == sorted([slot1, slot2])
-    assert result.changed.tolist() == [slot2]  # device 1 only moved within its confirmed zone
-    rows = result.state_rows(result.changed)
-    assert rows[0]["device_id"] == 2 and rows[0]["zones"]["10"] == {
+    assert result.changed.tolist() == []  # device 1 moved within its zone; device 2 has only a candidate
+    assert table.state_rows([slot2])[0]["zones"]["10"] == {
         "confirmed": None,
         "candidate": "in",
         "agreeing": 1,
         "since": T0 + 30_000,
     }
-    low = run(table, [fix(1, 40, 5, battery=12.0)])
+    confirmed = table.apply(batch(table, [fix(2, 40, 0), fix(1, 40, 5)]))
+    assert confirmed.changed.tolist() == [slot2]
+    rows = confirmed.state_rows(confirmed.changed)
+    assert rows[0]["zones"]["10"]["confirmed"] == "in" and rows[0]["version"] == 1
+    table.commit(confirmed)
+    assert table.version_of([slot1, slot2]).tolist() == [0, 1]
+    assert table.last_fix([slot1, slot2]).tolist() == [T0 + 40_000, T0 + 40_000]
+    low = run(table, [fix(1, 50, 5, battery=12.0)])
     assert low.changed.tolist() == [slot1] and [e.kind for e in low.events] == ["low_battery"]
     assert low.events[0].data == {"battery": 12.0}
 
@@ -141,6 +147,11 @@ def test_state_rows_load_back_as_the_same_table():
     again = DeviceTable(PLANE, RULES, low_battery=15, districts=["11110"])
     again.load(rows, [HOME, SCHOOL])
     assert again.state_rows([again.slot_of(1), again.slot_of(2)]) == rows
+    moved = new_table()
+    moved.load([], [HOME, SCHOOL])
+    run(moved, stream[:4])
+    moved.load_states(rows[:1])  # another process moved device 1: just its state is replaced
+    assert moved.state_rows([moved.slot_of(1)]) == rows[:1]
     rest_first, rest_again = run(first, stream[11:]), run(again, stream[11:])
     assert [(e.kind, e.device_id, e.at) for e in rest_first.events] == [
         (e.kind, e.device_id, e.at) for e in rest_again.events

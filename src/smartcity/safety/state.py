@@ -65,8 +65,20 @@ _DEVICE_COLUMNS: dict[str, tuple[Any, Any]] = {
     "battery": (np.float64, np.nan),
     "district": (np.int32, -1),
     "flags": (np.uint8, 0),
+    "version": (np.int64, 0),  # of the device's state row (several writer processes on PostgreSQL)
 }
-_LIVE_COLUMNS = ("fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district", "flags")
+_LIVE_COLUMNS = (
+    "fix_time",
+    "received_at",
+    "lat",
+    "lon",
+    "speed",
+    "accuracy",
+    "battery",
+    "district",
+    "flags",
+    "version",
+)
 # The zone rule's state per (device, zone) pair.
 _PAIR_COLUMNS: dict[str, tuple[Any, Any]] = {
     "zone": (np.int32, -1),  # index into the table's ZoneSet
@@ -126,8 +138,12 @@ class BatchResult:
     """What a batch did, computed by `DeviceTable.apply` and applied by `DeviceTable.commit`.
 
     `live`: per batch row, whether it moved its device's live state; `events`: what the batch raised, in
-    today's order (each with `row`, its batch row); `changed`: slots whose zone or flag state changed (their
-    state rows belong in the batch's transaction); `moved`: slots whose live position changed (checkpointed)."""
+    today's order (each with `row`, its batch row); `changed`: slots whose confirmed zone state or flags changed
+    (their state rows belong in the batch's transaction: what its events say is stored with them); `moved`:
+    slots whose live position changed (checkpointed). Candidates and the live position of a slot that is not
+    `changed` are rebuilt after a crash by replaying the positions newer than its state row (`recover`).
+
+    `state_rows(slots)` gives each row's `version` plus one (the row is being written); commit keeps that."""
 
     def __init__(
         self,
@@ -154,6 +170,7 @@ class BatchResult:
         self.moved = moved
         self.layout = table.layout
         self.generation = table.generation
+        self.written: set[int] = set()  # rows of `devices` whose state rows were asked for
 
     def state_rows(self, slots: Iterable[int] | np.ndarray) -> list[dict]:
         """The safety_device_state values of these slots (of this batch) as the batch leaves them."""
@@ -163,6 +180,10 @@ class BatchResult:
             raise ValueError("state_rows: a slot that is not in this batch")
         counts = self.counts
         starts = np.cumsum(counts) - counts
+        version = self.devices["version"]
+        for i in set(local.tolist()) - self.written:  # written: the row's version moves on (on commit, memory's too)
+            version[i] += 1
+            self.written.add(i)
         return [
             self.table.row_of(
                 {name: values[i] for name, values in self.devices.items()},
@@ -323,9 +344,52 @@ class DeviceTable:
 
     # --- loading and persisting ---------------------------------------------------------------------
 
-    def load(self, state_rows: Iterable[Any], zones: Iterable[Any]) -> None:
-        """Zones (ZoneShapes or Zone rows: safe ones per person, danger ones for everyone) and the stored
-        device states (safety_device_state rows, or dicts of their columns; times as datetimes or ms)."""
+    def load(self, state_rows: Iterable[Any], zones: Iterable[Any] | None = None) -> None:
+        """Zones (ZoneShapes or Zone rows: safe ones per person, danger ones for everyone; None: keep the
+        current ones) and stored device states (safety_device_state rows, or dicts of their columns; times
+        as datetimes or ms; zone states with named keys or the older {"s", "c", "n", "t"}). The state of
+        each device in `state_rows` is replaced; other devices keep theirs."""
+        if zones is not None:
+            self._load_zones(zones)
+        stored_zones = {}
+        for row in state_rows:
+            device_id, person_id = int(_field(row, "device_id")), int(_field(row, "person_id"))
+            slot = self.slots.get(device_id)
+            if slot is None:
+                slot = self._register(device_id, person_id)
+            elif self.cols["person_id"][slot] != person_id:
+                self._assign(slot, person_id)
+            c = self.cols
+            c["version"][slot] = int(_field(row, "version") or 0)
+            c["fix_time"][slot] = _ms_of(_field(row, "fix_time"))
+            c["received_at"][slot] = _ms_of(_field(row, "received_at"))
+            for name in ("lat", "lon", "speed", "accuracy", "battery"):
+                value = _field(row, name)
+                c[name][slot] = np.nan if value is None else value
+            c["district"][slot] = self._district_index.get(_field(row, "district_code"), -1)
+            flags = _field(row, "flags") or {}
+            c["flags"][slot] = sum(bit for name, bit in FLAG_NAMES.items() if flags.get(name))
+            stored_zones[slot] = _field(row, "zones") or {}
+        if zones is not None:
+            self._lay_out_all()
+        elif stored_zones:
+            slots = np.array(sorted(stored_zones))
+            person = self.cols["person_id"][slots].tolist()
+            self._lay_out(slots, [self.person_zones.get(p, []) + self.danger for p in person])
+        ids = self.zone_set.ids
+        for slot, states in stored_zones.items():
+            start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
+            for p in range(start, start + count):
+                value = states.get(str(int(ids[self.pair["zone"][p]])))
+                for name, v in zip(_STATE_COLUMNS, zone_state_of(value), strict=True):
+                    self.pair[name][p] = v
+        self.generation += 1
+
+    def load_states(self, state_rows: Iterable[Any]) -> None:
+        """Replace the state of just these devices (rows another process has moved)."""
+        self.load(state_rows, None)
+
+    def _load_zones(self, zones: Iterable[Any]) -> None:
         person: dict[int, list[Any]] = {}
         danger = []
         for z in zones:
@@ -345,33 +409,15 @@ class DeviceTable:
         for person_id, items in person.items():
             self.person_zones[person_id] = indices[at : at + len(items)]
             at += len(items)
-        stored_zones = {}
-        for row in state_rows:
-            device_id, person_id = int(_field(row, "device_id")), int(_field(row, "person_id"))
-            slot = self.slots.get(device_id)
-            if slot is None:
-                slot = self._register(device_id, person_id)
-            elif self.cols["person_id"][slot] != person_id:
-                self._assign(slot, person_id)
-            c = self.cols
-            c["fix_time"][slot] = _ms_of(_field(row, "fix_time"))
-            c["received_at"][slot] = _ms_of(_field(row, "received_at"))
-            for name in ("lat", "lon", "speed", "accuracy", "battery"):
-                value = _field(row, name)
-                c[name][slot] = np.nan if value is None else value
-            c["district"][slot] = self._district_index.get(_field(row, "district_code"), -1)
-            flags = _field(row, "flags") or {}
-            c["flags"][slot] = sum(bit for name, bit in FLAG_NAMES.items() if flags.get(name))
-            stored_zones[slot] = _field(row, "zones") or {}
-        self._lay_out_all()
-        for slot, states in stored_zones.items():
-            start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
-            for p in range(start, start + count):
-                value = states.get(str(int(self.zone_set.ids[self.pair["zone"][p]])))
-                if value:
-                    for name, v in zip(_STATE_COLUMNS, zone_state_of(value), strict=True):
-                        self.pair[name][p] = v
-        self.generation += 1
+
+    def last_fix(self, slots: np.ndarray) -> np.ndarray:
+        """The devices' latest fix times (ms; -1 for none): a fix newer than it cannot be a duplicate."""
+        times = self.cols["fix_time"][np.asarray(slots, dtype=np.int64)]
+        return np.where(times == NO_TIME, -1, times)
+
+    def version_of(self, slots: np.ndarray) -> np.ndarray:
+        """The devices' state row versions as this table last wrote or read them."""
+        return self.cols["version"][np.asarray(slots, dtype=np.int64)].copy()
 
     def row_of(self, device: Mapping[str, Any], pair_state: Mapping[str, np.ndarray], pairs: Iterable[int], pair_zone):
         """One safety_device_state row's values (times in ms; zones and flags as dicts with named keys)."""
@@ -403,6 +449,7 @@ class DeviceTable:
             "district_code": self.districts[district] if district >= 0 else None,
             "zones": zones,
             "flags": {name: True for name, bit in FLAG_NAMES.items() if flags & bit},
+            "version": int(device["version"]),
         }
 
     def state_rows(self, slots: Iterable[int] | np.ndarray) -> list[dict]:
@@ -562,7 +609,9 @@ class DeviceTable:
         pair_state["candidate"][p] = cand
         pair_state["agreeing"][p] = agr
         pair_state["since"][p] = sin
-        changed[np.repeat(local, counts[local])[a]] = True
+        # Only a new confirmed state must be stored with the batch (its events are): a candidate is rebuilt after a
+        # crash by replaying the positions newer than the state row.
+        changed[np.repeat(local, counts[local])[a[transition]]] = True
         for i in np.flatnonzero(transition).tolist():
             z = self.zone_set.zones[int(zone[i])]
             kind = zone_event(z.kind, (VERDICT_NAMES[int(previous[i])], VERDICT_NAMES[int(v[i])]))
