@@ -12,15 +12,16 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database, migrate
+from smartcity.core.module import discover
 from smartcity.core.seed import seed_city
-from smartcity.settings import Settings
+from smartcity.settings import Settings, describe_class
 from tests import synthetic
 from tests.servers import MosquittoServer, PostgresServer, free_port, wait_for_port
 
@@ -145,16 +146,21 @@ def db(db_url):
 
 
 def make_settings(url: str, tmp_path: Path, **overrides) -> Settings:
-    values = dict(
-        database_url=url,
-        var_dir=str(tmp_path / "var"),
-        secret_key="test-secret",
-        tile_url="",
-        osmand_port=0,
-        safety_writer="thread",
-    )  # the writer process is tested in tests/safety/test_writer.py
-    values.update(overrides)
-    return Settings(**values)
+    """Settings for a test: the core's fields by name, a module's by its variable's name in lower case without
+    SMARTCITY_ (safety_writer is SMARTCITY_SAFETY_WRITER), put in the environment the modules read theirs from."""
+    values: dict = dict(database_url=url, var_dir=str(tmp_path / "var"), secret_key="test-secret", tile_url="")
+    # No OsmAnd port, and the writer in a thread: the writer process is tested in tests/safety/test_writer.py.
+    env = {"SMARTCITY_OSMAND_PORT": "0", "SMARTCITY_SAFETY_WRITER": "thread"}
+    core = {f.name for f in fields(Settings) if "help" in f.metadata}
+    known = {name for m in discover() if m.settings for name, _, _ in describe_class(m.settings, m.env_prefix)}
+    for name, value in overrides.items():
+        if name in core:
+            values[name] = value
+        elif f"SMARTCITY_{name.upper()}" in known:
+            env[f"SMARTCITY_{name.upper()}"] = str(value)
+        else:
+            raise TypeError(f"no setting {name!r}")
+    return Settings(**values, env=env)
 
 
 @pytest.fixture

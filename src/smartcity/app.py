@@ -19,7 +19,7 @@ from smartcity import __version__
 from smartcity.core import api as core_api
 from smartcity.core import pages as core_pages
 from smartcity.core.auth import SigninThrottle
-from smartcity.core.context import AppContext
+from smartcity.core.context import attach
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.jobs import Scheduler
@@ -39,7 +39,7 @@ def create_app(
     db = db or Database(settings.database_url)
     modules = tuple(discover(settings.modules) if modules is None else modules)
     declare(modules)
-    context = db.context = AppContext.build(db, settings, modules)
+    context = attach(db, settings, modules)
     profile = context.profile
     startup, shutdown = [], []
 

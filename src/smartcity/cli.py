@@ -21,13 +21,14 @@ def main() -> None:
 
 @main.command()
 def settings() -> None:
-    """List every setting (the core's, then each module's), its environment variable, default and meaning."""
-    listed = describe()
-    for m in modules.declared():
-        if m.settings is not None:
-            listed += describe_class(m.settings, m.env_prefix)
-    for name, default, help_text in listed:
-        click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
+    """List every setting, the core's and then each module's under its name: its environment variable, default
+    and meaning."""
+    groups = [("core", describe())]
+    groups += [(m.name, describe_class(m.settings, m.env_prefix)) for m in modules.declared() if m.settings]
+    for group, listed in groups:
+        click.echo(f"[{group}]")
+        for name, default, help_text in listed:
+            click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
 
 
 @main.command()

@@ -11,38 +11,65 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def setting(default, help: str):
-    """A setting's declaration: its default and what it means."""
-    return field(default=default, metadata={"help": help})
+def setting(default, help: str, *, env: str | None = None, choices: tuple[str, ...] = ()):
+    """A setting's declaration: its default and what it means; `choices`: the only values allowed; `env`: its
+    variable's name where it is not the module's prefix + FIELD (a name operators already use)."""
+    metadata: dict[str, Any] = {"help": help}
+    if env:
+        metadata["env"] = env
+    if choices:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
 
 
-def read_env(cls, prefix: str, env: Mapping[str, str] | None = None):
+def _declared(cls) -> list[Field]:
+    return [f for f in fields(cls) if "help" in f.metadata]
+
+
+def variable(f: Field, prefix: str) -> str:
+    """The environment variable a settings field is read from."""
+    return f.metadata.get("env") or prefix + f.name.upper()
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    if kind in ("bool", bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    for number in (int, float):
+        if kind in (number.__name__, number):
+            try:
+                return number(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number ({number.__name__}), not {raw!r}") from None
+    return raw
+
+
+def read_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
     """An instance of the settings dataclass `cls` from the environment variables `prefix` + FIELD."""
     env = os.environ if env is None else env
     values = {}
-    for f in fields(cls):
-        raw = env.get(prefix + f.name.upper())
+    for f in _declared(cls):
+        name = variable(f, prefix)
+        raw = env.get(name)
         if raw is None:
             continue
-        if f.type in ("int", int):
-            values[f.name] = int(raw)
-        elif f.type in ("float", float):
-            values[f.name] = float(raw)
-        elif f.type in ("bool", bool):
-            values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-        else:
-            values[f.name] = raw
+        values[f.name] = _parse(name, f.type, raw)
+        allowed = f.metadata.get("choices")
+        if allowed and values[f.name] not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
     return cls(**values)
 
 
 def describe_class(cls, prefix: str) -> list[tuple[str, str, str]]:
     """(environment variable, default, help) for every field of the settings dataclass `cls`."""
-    return [(prefix + f.name.upper(), str(f.default), f.metadata.get("help", "")) for f in fields(cls)]
+    return [(variable(f, prefix), str(f.default), f.metadata["help"]) for f in _declared(cls)]
 
 
 @dataclass(frozen=True)
@@ -83,125 +110,33 @@ class Settings:
         "smartcity.modules entry-point group.",
     )
     run_jobs: bool = setting(True, "Run scheduled jobs (notification delivery, retention purges) in this process.")
-    # --- safety service ---
-    safety_retention_days: int = setting(30, "Days a protected person's location history is kept before it is purged.")
-    safety_future_tolerance_s: int = setting(300, "Positions timed more than this many seconds ahead are refused.")
-    safety_outside_city: str = setting(
-        "flag",
-        "Positions outside the city: flag (store them, mark them, alert guardians once) or refuse (protocol error).",
-    )
-    safety_low_battery: int = setting(15, "Battery percentage at or below which guardians get a low-battery alert.")
-    safety_silent_minutes: int = setting(30, "Minutes without a position after which a device counts as silent.")
-    safety_absence_grace_minutes: int = setting(
-        30, "Minutes after a scheduled zone's window opens before an absent person is reported (08:30 → 09:00)."
-    )
-    safety_confirm_fixes: int = setting(2, "Consecutive fixes that must agree before a zone arrival/departure counts.")
-    safety_hysteresis_m: int = setting(
-        30, "Metres beyond a zone's edge (at least; or 20 % of its size) a fix must be before a departure counts."
-    )
-    safety_accuracy_max_m: int = setting(150, "Fixes less precise than this (metres) never change zone states.")
-    safety_alert_cooldown_minutes: int = setting(
-        10,
-        "At most one arrival or departure alert per person, zone and direction within this many minutes; later "
-        "ones are folded into a digest (sent when the period ends, or with the next alert). 0: no cool-down.",
-    )
-    safety_batch_size: int = setting(1000, "Most positions written in one transaction by the intake writer.")
-    safety_batch_ms: int = setting(2, "Milliseconds an idle intake writer waits to fill a batch before committing.")
-    safety_writer: str = setting(
-        "process",
-        "Where the safety intake writes positions: `process` (a writer process of its own beside each "
-        "serving process, so storing does not share the web server's interpreter lock) or `thread` (in the serving "
-        "process).",
-    )
-    safety_queue_max: int = setting(200_000, "Positions the intake may hold waiting to be written before refusing.")
-    safety_live_positions: bool = setting(
-        True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
-    )
-    safety_simulate: bool = setting(
-        False,
-        "Move the demo's simulated devices through the city while serving, with an emergency now and then "
-        "(`smartcity demo` turns it on). One serving process only.",
-    )
-    # --- safety service: location intake (osmand.py, owntracks.py, mqtt.py, intake_api.py) ---
-    osmand_port: int = setting(
-        5055,
-        "Port of the OsmAnd listener for Traccar Client phones (on SMARTCITY_HOST, beside the web server); "
-        "0: off. The protocol is also served at /osmand on the web server's port.",
-    )
-    safety_device_max_bytes: int = setting(
-        256 * 1024, "Largest body a device may send (OsmAnd, OwnTracks over HTTP), in bytes; larger: 413."
-    )
-    safety_gateway_max_positions: int = setting(
-        10_000, "Most positions in one request to the gateway batch endpoint (POST /api/safety/positions)."
-    )
-    safety_gateway_max_bytes: int = setting(
-        16 * 1024 * 1024, "Largest body of one gateway batch request, in bytes; larger: 413."
-    )
-    mqtt_url: str = setting(
-        "",
-        "MQTT broker to take OwnTracks positions from: mqtt://user:password@host:1883 (mqtts:// for TLS). Empty: off.",
-    )
-    mqtt_topic: str = setting(
-        "owntracks/+/+,owntracks/+/+/event",
-        "Topic filters to subscribe to, comma-separated: "
-        "owntracks/{user}/{device} carries a device's locations, owntracks/{user}/{device}/event its region "
-        "transitions. Several serving processes: $share/smartcity/owntracks/+/+,$share/smartcity/owntracks/+/+/event "
-        "(shared subscriptions) split them.",
-    )
-    mqtt_client_id: str = setting(
-        "",
-        "MQTT client id. Set one to keep a persistent session (the broker holds messages while the platform is "
-        "down); empty: a random id and a clean session.",
-    )
-    mqtt_inflight: int = setting(
-        1000,
-        "Messages the broker may have in flight to the platform before their storage is acknowledged "
-        "(MQTT 5 Receive Maximum).",
-    )
 
-    # --- community mapping (reports) ---
-    reports_public_url: str = setting(
-        "http://127.0.0.1:8000", "Public base URL of the site, for links in report notifications and feeds."
-    )
-    reports_allow_anonymous: bool = setting(
-        True, "Let people report without signing in (as FixMyStreet does); contact details stay optional."
-    )
-    reports_max_photos: int = setting(6, "Most photos one report may carry.")
-    reports_max_photo_bytes: int = setting(10 * 1024 * 1024, "Largest photo upload accepted, in bytes.")
-    reports_fetch_media_urls: bool = setting(
-        False,
-        "Fetch the photos behind a partner's Open311 media_url in the background (public addresses only, "
-        "images only, at most reports_max_photo_bytes). Off: the links are kept and shown as given.",
-    )
-    reports_fetch_media_allow: str = setting(
-        "",
-        "Networks (comma-separated CIDR, e.g. 10.20.0.0/16) a media_url may be fetched from although private: "
-        "a partner FixMyStreet on the city's own network. Empty: public addresses only.",
-    )
-    reports_fallback_unit: str = setting(
-        "dasan120", "Unit that receives reports no routing rule or default unit covers (Seoul: 120 Dasan)."
-    )
-    open311_cors_origins: str = setting(
-        "*",
-        "Origins whose browser apps may call the Open311 API (comma-separated, * for any; empty: none). "
-        "No cookies cross origins: reads are public and POST carries its api_key.",
-    )
-    reports_contact_retention_days: int = setting(
-        365, "Days after a report is closed before the reporter's contact details are deleted."
-    )
-
-    CHOICES = {"safety_outside_city": ("flag", "refuse"), "safety_writer": ("process", "thread")}
-
-    def __post_init__(self) -> None:
-        for name, allowed in self.CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"SMARTCITY_{name.upper()} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
-                )
+    # The SMARTCITY_* variables these settings were read from: the modules' settings are read from them too
+    # (`of`), so one environment, or the one a test makes, configures the core and every module alike.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _modules: dict[type, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        return read_env(cls, "SMARTCITY_", env)
+        env = os.environ if env is None else env
+        own = {k: v for k, v in env.items() if k.startswith("SMARTCITY_")}
+        return replace(read_env(cls, "SMARTCITY_", own), env=own)
+
+    def of(self, cls: type[T], prefix: str | None = None) -> T:
+        """The settings of the module whose settings class is `cls`, from `env` (read once per instance);
+        `prefix` defaults to that of the declared module with this settings class."""
+        found = self._modules.get(cls)
+        if found is None:
+            if prefix is None:
+                from smartcity.core.module import settings_prefix
+
+                prefix = settings_prefix(cls)
+            found = self._modules[cls] = read_env(cls, prefix, self.env)
+        return found
+
+    def with_env(self, **variables: str) -> Settings:
+        """These settings with some variables of `env` replaced (a module's setting changed for one use)."""
+        return replace(self, env={**self.env, **variables})
 
     @property
     def is_postgres(self) -> bool:

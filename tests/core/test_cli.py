@@ -107,8 +107,10 @@ def test_api_key_commands(run, db):
     "name, good, bad", [("SAFETY_WRITER", "thread", "proces"), ("SAFETY_OUTSIDE_CITY", "refuse", "maybe")]
 )
 def test_a_setting_with_choices_refuses_anything_else_by_name(name, good, bad):
+    from smartcity.safety.settings import SafetySettings
     from smartcity.settings import Settings
 
-    assert getattr(Settings.from_env({f"SMARTCITY_{name}": good}), name.lower()) == good
+    field = name.removeprefix("SAFETY_").lower()
+    assert getattr(Settings.from_env({f"SMARTCITY_{name}": good}).of(SafetySettings), field) == good
     with pytest.raises(ValueError, match=f"SMARTCITY_{name} must be one of .*'{bad}'"):
-        Settings.from_env({f"SMARTCITY_{name}": bad})
+        Settings.from_env({f"SMARTCITY_{name}": bad}).of(SafetySettings)

@@ -26,8 +26,9 @@ BUNDLED = ("assets", "reports", "safety")
 def _app(db, settings, monkeypatch, greeting: str = "annyeong"):
     from smartcity.app import create_app
 
-    monkeypatch.setenv("SMARTCITY_EXAMPLE_GREETING", greeting)
-    return create_app(settings, db, modules=[*discover(""), plugin_example.module])
+    # A module's settings come from the environment the app's settings were read from.
+    configured = settings.with_env(SMARTCITY_EXAMPLE_GREETING=greeting)
+    return create_app(configured, db, modules=[*discover(""), plugin_example.module])
 
 
 def test_discovery_finds_every_bundled_module_and_only_those_asked_for():

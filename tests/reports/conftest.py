@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smartcity.reports import service as S
+from smartcity.core.context import attach
 from tests.conftest import make_key, make_settings
 
 
@@ -13,7 +13,7 @@ def rdb(db, tmp_path):
     """The `db` fixture with the reports service configured (uploads under tmp_path); `rdb.settings` are its
     settings."""
     settings = make_settings(db.url, tmp_path)
-    S.configure(db, settings)
+    attach(db, settings)
     db.settings = settings
     return db
 

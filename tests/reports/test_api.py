@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from smartcity.reports.settings import ReportsSettings
 from tests.conftest import make_key, make_user, signin
 from tests.reports.helpers import CITY_HALL, GANGNAM, jpeg
 
@@ -124,7 +125,7 @@ def test_bad_json_reports_get_clear_errors_and_store_nothing(client, app, kwargs
 
 
 def test_a_too_large_upload_is_413_and_leaves_no_file(client, app):
-    big = jpeg(3000, 3000) + b"\0" * (app.state.settings.reports_max_photo_bytes)
+    big = jpeg(3000, 3000) + b"\0" * (app.state.settings.of(ReportsSettings).max_photo_bytes)
     r = client.post(
         R,
         data={

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from smartcity.core import audit
 from smartcity.core.auth import ANONYMOUS
+from smartcity.core.context import attach
 from smartcity.core.errors import InvalidInput, NotAuthenticated, OutsideCity, PermissionDenied, TooLarge
 from smartcity.core.notify import Notification
 from smartcity.reports import service as S
@@ -142,9 +143,7 @@ BAD = [
 
 @pytest.mark.parametrize("kwargs, error, code", BAD, ids=[b[2] + str(i) for i, b in enumerate(BAD)])
 def test_bad_reports_are_refused_and_nothing_is_half_stored(rdb, kwargs, error, code):
-    rdb.cache["reports.settings"] = make_settings(
-        rdb.url, Path(rdb.settings.var_dir).parent, reports_max_photo_bytes=300_000
-    )
+    attach(rdb, make_settings(rdb.url, Path(rdb.settings.var_dir).parent, reports_max_photo_bytes=300_000))
     before = counts(rdb)
     good_photo = S.Upload("ok.jpg", jpeg())
     kwargs = dict(kwargs)
@@ -197,7 +196,7 @@ def test_a_repeated_submission_with_the_same_idempotency_key_stores_nothing_new(
 
 
 def test_anonymous_reporting_can_be_switched_off(rdb, tmp_path):
-    rdb.cache["reports.settings"] = make_settings(rdb.url, tmp_path, reports_allow_anonymous=False)
+    attach(rdb, make_settings(rdb.url, tmp_path, reports_allow_anonymous=False))
     with pytest.raises(NotAuthenticated), rdb.session() as s:
         S.create_report(s, ANONYMOUS, new())
 

@@ -10,6 +10,7 @@ from smartcity.core import accounts
 from smartcity.core.db import utcnow
 from smartcity.safety.intake_api import GATEWAY_SCOPE
 from smartcity.safety.models import PositionRow
+from smartcity.safety.settings import SafetySettings
 from tests.conftest import make_key
 from tests.safety.helpers import HOME, east_of, make_world
 
@@ -105,11 +106,11 @@ def test_results_follow_the_order_and_partial_failures_lose_nothing(db, client):
 def test_limits_and_malformed_bodies(db, client, tmp_path):
     w = make_world(db)
     key = {"X-API-Key": gateway_key(db)}
-    limit = client.app.state.settings.safety_gateway_max_positions
+    limit = client.app.state.settings.of(SafetySettings).gateway_max_positions
     item = {"device": w.device, "time": utcnow().isoformat(), "lat": HOME[0], "lon": HOME[1]}
     r = client.post("/api/safety/positions", json={"positions": [item] * (limit + 1)}, headers=key)
     assert (r.status_code, r.json()["error"]["code"]) == (413, "too_many_positions")
-    big = b'{"positions": [' + b" " * client.app.state.settings.safety_gateway_max_bytes + b"]}"
+    big = b'{"positions": [' + b" " * client.app.state.settings.of(SafetySettings).gateway_max_bytes + b"]}"
     assert client.post("/api/safety/positions", content=big, headers=key).status_code == 413
     for body in (b"{oops", b"[]", b'{"positions": {}}', b'{"items": []}'):
         r = client.post("/api/safety/positions", content=body, headers={**key, "content-type": "application/json"})

@@ -10,6 +10,7 @@ from smartcity.core.notify import Notification
 from smartcity.safety import service
 from smartcity.safety.engine import get_engine, stop_engine
 from smartcity.safety.models import AlertCooldown, Incident, SafetyEvent
+from smartcity.safety.settings import SafetySettings
 from tests.conftest import make_settings
 from tests.safety.helpers import HOME, SCHOOL, east_of, fix, make_world
 
@@ -33,7 +34,7 @@ def events(db, kind: str) -> list[SafetyEvent]:
 
 
 def test_heavy_jitter_sends_one_alert_per_direction_then_a_digest(db, engine, settings):
-    assert settings.safety_alert_cooldown_minutes == 10  # the default under test
+    assert settings.of(SafetySettings).alert_cooldown_minutes == 10  # the default under test
     w = make_world(db)
     for p in jitter(w.device, 10, utcnow() - timedelta(minutes=30)):
         engine.intake_sync(p)

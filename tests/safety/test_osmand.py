@@ -19,6 +19,7 @@ from smartcity.core.errors import OutsideCity, TooLarge
 from smartcity.safety import osmand
 from smartcity.safety.engine import KNOT, FutureFix, InvalidPosition, NoConsent, Overloaded, UnknownDevice
 from smartcity.safety.models import Incident, PositionRow
+from smartcity.safety.settings import SafetySettings
 from tests.conftest import LiveServer, make_settings
 from tests.safety.helpers import HOME, make_world, rows, traccar_query
 from tests.servers import free_port
@@ -216,7 +217,7 @@ def test_refusals_store_nothing_and_keep_what_was_accepted(db, client, tmp_path)
         r = client.get(f"/osmand?{query}")
         assert r.status_code == status, (query, r.text)
         assert r.text  # a line saying why
-    too_big = "x" * (client.app.state.settings.safety_device_max_bytes + 1)
+    too_big = "x" * (client.app.state.settings.of(SafetySettings).device_max_bytes + 1)
     r = client.post(
         "/osmand",
         content=f"{traccar_query(w.device, now)}&note={too_big}",
@@ -301,7 +302,7 @@ def test_the_osmand_port_serves_traccar_client_and_closes_at_shutdown(sqlite_url
                 assert http.get(f"{base}/?{traccar_query('stranger-phone', at)}").status_code == 400
                 assert http.get(f"{base}/?id={w.device}&lat=x&lon=1").status_code == 400
                 assert http.put(f"{base}/").status_code == 405
-                r = http.post(f"{base}/", content=b"a" * (app.state.settings.safety_device_max_bytes + 10))
+                r = http.post(f"{base}/", content=b"a" * (app.state.settings.of(SafetySettings).device_max_bytes + 10))
                 assert r.status_code == 413
             assert len(rows(db)) == 3
         deadline = time.monotonic() + 5

@@ -14,6 +14,7 @@ from smartcity.core.db import utcnow
 from smartcity.core.models import AuditEntry
 from smartcity.safety import service
 from smartcity.safety.models import PositionRow
+from smartcity.safety.settings import SafetySettings
 from tests.safety.helpers import HOME, make_world
 
 IDENTITY = {"X-Limit-U": "haneul", "X-Limit-D": "phone"}
@@ -160,7 +161,9 @@ def test_refusals_are_json_errors_with_the_right_status(db, client):
     r = client.post("/owntracks", content=b"{not json", headers=HEADERS)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_position"
     r = client.post(
-        "/owntracks", content=b"[" + b" " * client.app.state.settings.safety_device_max_bytes + b"]", headers=HEADERS
+        "/owntracks",
+        content=b"[" + b" " * client.app.state.settings.of(SafetySettings).device_max_bytes + b"]",
+        headers=HEADERS,
     )
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
     assert stored(db) == []

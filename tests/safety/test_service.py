@@ -13,6 +13,7 @@ from smartcity.core.errors import Conflict, InvalidInput, NotFound, OutsideCity,
 from smartcity.core.models import AuditEntry
 from smartcity.safety import service
 from smartcity.safety.models import DeviceState, GuardianLink, Incident, PositionRow, SafetyEvent
+from smartcity.safety.settings import SafetySettings
 from tests.conftest import make_user
 from tests.safety.helpers import GANGNAM, HOME, SCHOOL, fix, make_world
 
@@ -258,12 +259,12 @@ def test_alert_history_for_guardians(db, engine):
 def test_silent_devices_are_reported_once(db, engine, settings):
     w = make_world(db)
     engine.intake_sync(fix(w.device, utcnow() - timedelta(minutes=1), HOME))
-    later = utcnow() + timedelta(minutes=settings.safety_silent_minutes + 1)
+    later = utcnow() + timedelta(minutes=settings.of(SafetySettings).silent_minutes + 1)
     assert service.check_silent(db, settings, now=later) == 1
     assert service.check_silent(db, settings, now=later) == 0
     with db.session() as s:
         ev = s.scalars(select(SafetyEvent).where(SafetyEvent.kind == "silent")).one()
-        assert ev.data["minutes"] >= settings.safety_silent_minutes
+        assert ev.data["minutes"] >= settings.of(SafetySettings).silent_minutes
     # A new fix clears the flag (the engine notices the job moved the row's version).
     engine.intake_sync(fix(w.device, utcnow(), HOME))
     with db.session() as s:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from smartcity.core.city import CityProfile, load_profile
-from smartcity.settings import Settings, get_settings, read_env
+from smartcity.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from smartcity.core.db import Database
@@ -29,14 +29,24 @@ class AppContext:
 
     def settings_of(self, cls: type[T]) -> T:
         """The settings of the module whose settings class is `cls`."""
-        return self.module_settings[cls]
+        found = self.module_settings.get(cls)
+        return found if found is not None else self.settings.of(cls)
 
     @classmethod
-    def build(
-        cls, db: Database, settings: Settings, modules: tuple[Module, ...], env: dict[str, str] | None = None
-    ) -> AppContext:
-        own = {m.settings: read_env(m.settings, m.env_prefix, env) for m in modules if m.settings is not None}
+    def build(cls, db: Database, settings: Settings, modules: tuple[Module, ...]) -> AppContext:
+        """The context of `db`: module settings are read (and checked) from the environment `settings` were."""
+        own = {m.settings: settings.of(m.settings, m.env_prefix) for m in modules if m.settings is not None}
         return cls(db, settings, load_profile(settings.city), modules, own)
+
+
+def attach(db: Database, settings: Settings, modules: tuple[Module, ...] | None = None) -> AppContext:
+    """Make `db`'s context from `settings` (and the declared modules unless given); `create_app` does it."""
+    if modules is None:
+        from smartcity.core.module import declared
+
+        modules = declared()
+    context = db.context = AppContext.build(db, settings, modules)
+    return context
 
 
 def context_of(db: Database) -> AppContext:
@@ -46,7 +56,5 @@ def context_of(db: Database) -> AppContext:
         with _lock:
             found = getattr(db, "context", None)
             if found is None:
-                from smartcity.core.module import declared
-
-                found = db.context = AppContext.build(db, get_settings(), declared())
+                found = attach(db, get_settings())
     return found

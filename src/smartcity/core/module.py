@@ -291,5 +291,13 @@ def commands(modules: Iterable[Module]) -> list[Any]:
     return found
 
 
+def settings_prefix(cls: type) -> str:
+    """The environment prefix of the settings class `cls`: that of the declared module declaring it."""
+    for m in declared():
+        if m.settings is cls:
+            return m.env_prefix
+    raise LookupError(f"no declared module has the settings class {cls.__name__}")
+
+
 def model_paths(modules: Iterable[Module]) -> list[str]:
     return [m.models for m in modules if m.models]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from smartcity.core.jobs import Job
 from smartcity.core.module import EVERY_ROLE, Module, NavLink
+from smartcity.reports.settings import ReportsSettings
 
 
 def _setup(app, context) -> None:
-    """The service learns its settings; the Open311 edge wraps the app (its fast GET route goes first)."""
-    from smartcity.reports import open311, service
+    """The Open311 edge wraps the app (its fast GET route goes first)."""
+    from smartcity.reports import open311
 
-    service.configure(context.db, context.settings)
     open311.on_install(app)
 
 
@@ -26,14 +26,14 @@ def _purge_contacts(db, settings):
     from smartcity.reports import service
 
     with db.session() as s:
-        return service.purge_contacts(s, days=settings.reports_contact_retention_days)
+        return service.purge_contacts(s, days=settings.of(ReportsSettings).contact_retention_days)
 
 
 def _fetch_media(db, settings):
     from smartcity.reports import service
 
     # Off by default: the links partners send are kept and shown as given (see docs/open311.md).
-    return service.fetch_media(db, settings) if settings.reports_fetch_media_urls else 0
+    return service.fetch_media(db, settings) if settings.of(ReportsSettings).fetch_media_urls else 0
 
 
 def _demo(db, profile):
@@ -154,6 +154,7 @@ module = Module(
     ),
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
     error_formats={"/open311": "smartcity.reports.open311_wire:render_error"},
+    settings=ReportsSettings,
     setup=_setup,
     cli=_commands,
     seed=_seed,

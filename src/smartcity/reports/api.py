@@ -23,6 +23,7 @@ from smartcity.core.params import numbers, timestamp
 from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, gettext, language_of
 from smartcity.core.writer import writer
 from smartcity.reports import service as S
+from smartcity.reports.settings import ReportsSettings
 
 router = APIRouter(tags=["reports"])
 P = "/api/reports"
@@ -256,8 +257,7 @@ async def create_report(request: Request, identity: CurrentIdentity) -> JSONResp
     """File a report: JSON (photos base64) or multipart (photos as files). An Idempotency-Key header or
     field makes a retry safe: the same report comes back (200) and nothing new is stored. The answer
     carries `feedback_token`, the reporter's secret for confirming or reopening after a fix."""
-    settings = request.app.state.settings
-    new = await _new_report_from(request, settings.reports_max_photo_bytes)
+    new = await _new_report_from(request, request.app.state.context.settings_of(ReportsSettings).max_photo_bytes)
     language = language_of(request)
 
     def job(s) -> tuple[S.CreatedReport, dict]:

@@ -10,11 +10,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from smartcity.core.auth import Identity
+from smartcity.core.city import CityProfile
+from smartcity.core.context import AppContext, context_of
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput
 from smartcity.core.i18n import localized, translations
 from smartcity.core.params import bbox as parse_bbox  # noqa: F401 - re-exported by the service facade
-from smartcity.settings import Settings, get_settings
+from smartcity.reports.settings import ReportsSettings
+from smartcity.settings import Settings
 
 H3_RES = 9
 
@@ -94,15 +97,21 @@ def open311_status(status: str) -> str:
     return "open" if status in OPEN_STATUSES else "closed"
 
 
-def configure(db, settings: Settings) -> None:
-    """Tell the service which settings apply to `db` (install(app) does it; tests call it directly)."""
-    db.cache["reports.settings"] = settings
+def context(session: Session) -> AppContext:
+    """The settings, profile and modules of the store `session` belongs to."""
+    return context_of(session.info["db"])
 
 
 def settings_of(session: Session) -> Settings:
-    db = session.info.get("db")
-    configured = db.cache.get("reports.settings") if db is not None else None
-    return configured or get_settings()
+    return context(session).settings
+
+
+def reports_settings(session: Session) -> ReportsSettings:
+    return context(session).settings_of(ReportsSettings)
+
+
+def profile_of(session: Session) -> CityProfile:
+    return context(session).profile
 
 
 def uploads_root(settings: Settings) -> Path:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
-from smartcity.reports.common import CLOSED_STATUSES, HEAT_RES, OPEN_STATUSES, _now, settings_of
+from smartcity.reports.common import CLOSED_STATUSES, HEAT_RES, OPEN_STATUSES, _now, reports_settings
 from smartcity.reports.models import Category, Report, ReportContact
 from smartcity.reports.queries import ReportQuery, _conditions
 from smartcity.reports.views import public_view
@@ -116,7 +116,7 @@ def dashboard_view(d: Dashboard, language: str = "ko") -> dict:
 
 def purge_contacts(session: Session, *, days: int | None = None, now: datetime | None = None) -> int:
     """Delete contact details of reports closed more than `days` ago (retention limit). Returns how many."""
-    days = settings_of(session).reports_contact_retention_days if days is None else days
+    days = reports_settings(session).contact_retention_days if days is None else days
     cutoff = (now or _now()) - timedelta(days=days)
     ids = select(Report.id).where(
         Report.status.in_(CLOSED_STATUSES), func.coalesce(Report.closed_at, Report.fixed_at, Report.updated_at) < cutoff

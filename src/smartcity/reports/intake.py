@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import ANONYMOUS, Identity
-from smartcity.core.city import load_profile
 from smartcity.core.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied, TooLarge
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
@@ -38,13 +37,14 @@ from smartcity.reports.common import (
     _clean_text,
     _now,
     _raise_problems,
-    settings_of,
+    context,
     uploads_root,
 )
 from smartcity.reports.models import Campaign, Category, Report, ReportContact, ReportPhoto, grid_cell
 from smartcity.reports.notifications import EMAIL, _notify_reporter, _notify_subscribers, feedback_token
 from smartcity.reports.photos import Upload
 from smartcity.reports.routing import route_for
+from smartcity.reports.settings import ReportsSettings
 from smartcity.reports.taxonomy import get_category, validate_attributes
 from smartcity.reports.views import Contact, event_data, get_report
 from smartcity.reports.workflow import _timeline
@@ -179,8 +179,9 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     """File a report: validate everything first, then store report, contact, photos and timeline in the
     caller's transaction; photo files are removed again if it rolls back. A repeated idempotency key
     returns the first report and stores nothing."""
-    settings = settings_of(session)
-    if not identity.authenticated and not settings.reports_allow_anonymous:
+    ctx = context(session)
+    settings, own = ctx.settings, ctx.settings_of(ReportsSettings)
+    if not identity.authenticated and not own.allow_anonymous:
         raise NotAuthenticated("sign in to report a problem")
     if identity.role is not None and not identity.can("reports.create"):
         raise PermissionDenied("you may not file reports")
@@ -211,19 +212,17 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     contact = _check_contact(new.contact, problems, notices)
     media_urls = _check_media_urls(new.media_urls, problems, notices)
     source = new.source if new.source in SOURCES else "api"
-    profile = load_profile(settings.city)
+    profile = ctx.profile
     language = new.language if new.language in profile.languages else profile.language
-    if len(new.photos) > settings.reports_max_photos:
-        problems.append(
-            {"field": "photos", "code": "too_many_photos", "problem": f"at most {settings.reports_max_photos} photos"}
-        )
+    if len(new.photos) > own.max_photos:
+        problems.append({"field": "photos", "code": "too_many_photos", "problem": f"at most {own.max_photos} photos"})
     attributes = None
     if category is not None:
         attributes = _gather(problems, refusals, "attributes", lambda: validate_attributes(category, new.attributes))
     if len(refusals) == 1 and len(problems) == len(_details(refusals[0], "")):
         raise refusals[0]  # one refusal alone keeps its own kind and code (e.g. OutsideCity)
     _raise_problems(problems)
-    processed = [photo_files.process(p, settings.reports_max_photo_bytes) for p in new.photos]
+    processed = [photo_files.process(p, own.max_photo_bytes) for p in new.photos]
 
     unit = route_for(session, category, where.district.code)
     now = _now()
@@ -260,7 +259,7 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
         due_at=now + timedelta(days=category.service_days),
         photo_count=len(processed),
         media_urls=media_urls or None,
-        media_fetch="pending" if media_urls and settings.reports_fetch_media_urls else None,
+        media_fetch="pending" if media_urls and own.fetch_media_urls else None,
     )
     session.add(report)
     try:
@@ -322,11 +321,8 @@ def fetch_media(db, settings: Settings, *, limit: int = 20) -> int:
     report's links become its photos where they are public images within the limits; a refused link stays a
     link, with an internal note saying why. The downloads happen outside any transaction. Returns the
     number of reports handled."""
-    allow = [
-        ipaddress.ip_network(n.strip(), strict=False)
-        for n in settings.reports_fetch_media_allow.split(",")
-        if n.strip()
-    ]
+    own = settings.of(ReportsSettings)
+    allow = [ipaddress.ip_network(n.strip(), strict=False) for n in own.fetch_media_allow.split(",") if n.strip()]
     with db.session() as s:
         pending = list(
             s.execute(
@@ -340,8 +336,8 @@ def fetch_media(db, settings: Settings, *, limit: int = 20) -> int:
         got, refused = [], []
         for url in urls or []:
             try:
-                upload = photo_files.fetch(url, settings.reports_max_photo_bytes, allow=allow)
-                got.append(photo_files.process(upload, settings.reports_max_photo_bytes))
+                upload = photo_files.fetch(url, own.max_photo_bytes, allow=allow)
+                got.append(photo_files.process(upload, own.max_photo_bytes))
             except photo_files.FetchRefused as exc:
                 refused.append((url, str(exc)))
             except (InvalidInput, TooLarge) as exc:  # not an image after all, or too many pixels
@@ -350,11 +346,9 @@ def fetch_media(db, settings: Settings, *, limit: int = 20) -> int:
             report = get_report(s, report_id, lock=True)
             if report.media_fetch != "pending":
                 continue  # another process did it meanwhile
-            room = max(settings.reports_max_photos - report.photo_count, 0)
+            room = max(own.max_photos - report.photo_count, 0)
             if len(got) > room:
-                refused.append(
-                    ("", f"{len(got) - room} fetched photo(s) over the limit of {settings.reports_max_photos} not kept")
-                )
+                refused.append(("", f"{len(got) - room} fetched photo(s) over the limit of {own.max_photos} not kept"))
                 got = got[:room]
             _store_photos(s, settings, report.id, got, start=report.photo_count)
             report.photo_count += len(got)

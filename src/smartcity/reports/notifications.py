@@ -12,23 +12,25 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from smartcity.core import audit, notify
-from smartcity.core.city import load_profile
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized, translate
 from smartcity.core.models import User
-from smartcity.reports.common import _loc, parse_bbox, settings_of, status_name
+from smartcity.reports.common import _loc, parse_bbox, profile_of, reports_settings, settings_of, status_name
 from smartcity.reports.models import Report, ReportContact, Subscription
-from smartcity.settings import Settings, get_settings
+from smartcity.settings import Settings
 
 EMAIL = re.compile(r"^[^@\s<>]{1,64}@[^@\s<>]{1,190}\.[^@\s<>]{2,}$")
 
 
 def feedback_token(report: Report, settings: Settings | None = None) -> str:
-    """The secret link token of a report's reporter (derived, never stored)."""
+    """The secret link token of a report's reporter (derived, never stored); `settings` default to those of
+    the store the report was read from."""
     if settings is None:
         owner = object_session(report)
-        settings = settings_of(owner) if owner is not None else get_settings()
+        if owner is None:
+            raise ValueError("a detached report needs the settings to sign its token with")
+        settings = settings_of(owner)
     key = settings.signing_key().encode()
     return hmac.new(key, f"report-feedback:{report.id}".encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -66,7 +68,7 @@ def _message(kind: str, language: str, **values) -> tuple[str, str]:
 
 
 def _base_url(session: Session) -> str:
-    return settings_of(session).reports_public_url.rstrip("/")
+    return reports_settings(session).public_url.rstrip("/")
 
 
 def _notify_reporter(
@@ -89,11 +91,10 @@ def _notify_reporter(
         email, phone = (user.email, user.phone) if user else (None, None)
     if not (email or phone):
         return 0
-    settings = settings_of(session)
     lang = report.language
     base = _base_url(session)
-    token = token or feedback_token(report, settings)
-    profile = load_profile(settings.city)
+    token = token or feedback_token(report, settings_of(session))
+    profile = profile_of(session)
     subject, body = _message(
         kind,
         lang,
@@ -138,7 +139,7 @@ def subscribe(
         raise InvalidInput("that is not an email address", code="invalid_email")
     if (district is None) == (bbox is None):
         raise InvalidInput("give either a district or a box", code="invalid_area")
-    profile = load_profile(settings_of(session).city)
+    profile = profile_of(session)
     sub = Subscription(
         email=email,
         language=language if language in profile.languages else profile.language,

@@ -74,6 +74,7 @@ from smartcity.reports.open311_wire import (
     report_of_token,
     respond,
 )
+from smartcity.reports.settings import ReportsSettings
 
 router = APIRouter(tags=["open311"], include_in_schema=False)
 
@@ -86,10 +87,10 @@ READ = ["GET", "HEAD"]  # every read path answers HEAD as it answers GET, withou
 
 def discovery(request: Request, fmt: str) -> Response:
     fmt = _format(fmt)
-    profile, settings = request.app.state.profile, request.app.state.settings
+    profile = request.app.state.profile
     lang = language(request)
     base = _base_url(request)
-    site = f"{settings.reports_public_url.rstrip('/')}/reports"
+    site = f"{request.app.state.context.settings_of(ReportsSettings).public_url.rstrip('/')}/reports"
     contact = f"{profile.name(lang)} {gettext(lang, 'Community Mapping')} — {site}"
     key_service = gettext(lang, "API keys are issued by the city's administrators (smartcity open311 keys create NAME)")
     doc = {
@@ -368,8 +369,9 @@ def _service_notice(report: Report, created: S.CreatedReport, not_kept: list[str
 async def post_request(request: Request, fmt: str) -> Response:
     fmt = _format(fmt)
     settings = request.app.state.settings
+    own = request.app.state.context.settings_of(ReportsSettings)
     try:
-        form = await request.form(max_files=settings.reports_max_photos + 1)
+        form = await request.form(max_files=own.max_photos + 1)
     except Exception as exc:  # a malformed multipart body is the client's error, in our format
         raise InvalidInput(f"the request body cannot be read: {exc}", code="invalid_body") from None
     refuse_bad_text(request)
@@ -381,7 +383,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         key=lambda kv: (kv[0] == "media", len(kv[0]), kv[0]),
     ):  # photo1…photoN, then media
         if isinstance(item, UploadFile):
-            data = await item.read(settings.reports_max_photo_bytes + 1)
+            data = await item.read(own.max_photo_bytes + 1)
             files.append(S.Upload(item.filename or name, data, item.content_type or ""))
     idem = request.headers.get("idempotency-key") or _text(params, "idempotency_key") or None
     lang = language(request, form)
@@ -397,7 +399,7 @@ def on_install(app) -> None:
     app.router.routes.insert(
         0, _RequestsRoute(f"{BASE}/requests.{{fmt}}", get_requests, methods=["GET"], include_in_schema=False)
     )
-    origins = _csv_param(app.state.settings.open311_cors_origins)
+    origins = _csv_param(app.state.context.settings_of(ReportsSettings).open311_cors_origins)
     app.add_middleware(Open311Edge, origins=origins)
 
 

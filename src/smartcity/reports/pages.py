@@ -45,6 +45,7 @@ from smartcity.reports.pages_common import (
     _token_for,
     _wants_json,
 )
+from smartcity.reports.settings import ReportsSettings
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,17 +69,17 @@ REPORT_FIELDS = (
 
 def _new_context(request: Request, s, values: dict, errors: dict, campaign: str | None) -> dict:
     lang = language_of(request)
-    settings = request.app.state.settings
+    own = request.app.state.context.settings_of(ReportsSettings)
     camp = _campaign_view(S.get_campaign(s, campaign), lang) if campaign else None
     return dict(
         groups=_picker(s, lang, campaign),
         values=values,
         errors=errors,
         campaign=camp,
-        max_photos=settings.reports_max_photos,
-        max_photo_mb=settings.reports_max_photo_bytes // 2**20,
+        max_photos=own.max_photos,
+        max_photo_mb=own.max_photo_bytes // 2**20,
         max_description=S.MAX_DESCRIPTION,
-        allow_anonymous=settings.reports_allow_anonymous,
+        allow_anonymous=own.allow_anonymous,
     )
 
 
@@ -117,9 +118,9 @@ def _read_report_form(form: FormData, max_bytes: int) -> tuple[dict, list[S.Uplo
 
 @router.post("/reports/new", dependencies=[Depends(verify_csrf)])
 def submit_report(request: Request, form: Form):
-    settings = request.app.state.settings
     identity = _identity(request)
-    values, uploads = _read_report_form(form, settings.reports_max_photo_bytes)
+    own = request.app.state.context.settings_of(ReportsSettings)
+    values, uploads = _read_report_form(form, own.max_photo_bytes)
     campaign = values["campaign"] or None
     db = request.app.state.db
     # The service checks every field at once and names each problem; the page only puts them by their fields.
@@ -197,7 +198,7 @@ def where_json(request: Request, lat: str, lon: str):
 
 @router.get("/reports/{report_id:int}/submitted", response_class=HTMLResponse)
 def submitted(request: Request, report_id: int):
-    base = request.app.state.settings.reports_public_url.rstrip("/")
+    base = request.app.state.context.settings_of(ReportsSettings).public_url.rstrip("/")
     with request.app.state.db.session() as s:
         report = S.get_report(s, report_id)
         view = S.public_view(report, language_of(request))

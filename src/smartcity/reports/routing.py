@@ -12,7 +12,7 @@ from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.models import Department
-from smartcity.reports.common import _now, settings_of
+from smartcity.reports.common import _now, reports_settings
 from smartcity.reports.models import Category, Route
 from smartcity.reports.taxonomy import _ensure_seeded, get_category, list_categories
 
@@ -49,7 +49,7 @@ def route_for(session: Session, category: Category, district_code: str) -> Depar
         return rule.department
     unit = _unit(session, default_unit_code(category, district_code))
     if unit is None:
-        unit = _unit(session, settings_of(session).reports_fallback_unit)
+        unit = _unit(session, reports_settings(session).fallback_unit)
     if unit is None:
         raise InvalidInput("no unit is set up to receive reports; run `smartcity init`", code="no_unit")
     return unit
@@ -72,7 +72,7 @@ def routing_table(session: Session, *, category: str | None = None, district: st
     districts = [district] if district else [a.code for a in geo_index(session.info["db"]).districts]
     units = {d.code: d for d in session.scalars(select(Department))}
     rules = {(r.category_code, r.district_code): r for r in session.scalars(select(Route))}
-    fallback = units.get(settings_of(session).reports_fallback_unit)
+    fallback = units.get(reports_settings(session).fallback_unit)
     out = []
     for cat in cats:
         for dc in districts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from smartcity.core.jobs import Job
 from smartcity.core.module import Module, NavLink, PersonalTopic, Role, call
+from smartcity.safety.settings import SafetySettings
 
 
 def _live_admission(db, identity, event):
@@ -99,6 +100,7 @@ module = Module(
         _job("safety.alert_digests", "send_alert_digests", 60),
         _job("safety.absence", "check_absence", 60),
     ),
+    settings=SafetySettings,
     setup=_setup,
     cli="smartcity.safety.cli:cli",
     demo=_demo,

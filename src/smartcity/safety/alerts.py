@@ -20,6 +20,7 @@ from smartcity.safety.common import INCIDENT_KINDS, _db, _profile
 from smartcity.safety.engine import Raised
 from smartcity.safety.incidents import open_incident
 from smartcity.safety.models import AlertCooldown, Person, SafetyEvent, Zone
+from smartcity.safety.settings import SafetySettings
 
 MESSAGES = {
     "arrival": "{person} arrived at {zone}.",
@@ -132,7 +133,7 @@ def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertC
     """(the cool-down row of this person, zone and direction — locked on PostgreSQL —, whether to alert now).
     No row when no cool-down applies; not alerting now means the alert is folded into the row's count."""
     if minutes is None:
-        minutes = context_of(_db(session)).settings.safety_alert_cooldown_minutes
+        minutes = context_of(_db(session)).settings_of(SafetySettings).alert_cooldown_minutes
     if minutes <= 0 or ev.kind not in COOLDOWN_KINDS or ev.zone is None:
         return None, True
     now = utcnow()
@@ -162,7 +163,7 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
     returns how many digests went out. Several processes may run it: a compare-and-set on the folded count
     lets exactly one send each."""
     now = now or utcnow()
-    period = timedelta(minutes=settings.safety_alert_cooldown_minutes)
+    period = timedelta(minutes=settings.of(SafetySettings).alert_cooldown_minutes)
     sent = 0
     with db.session() as s:
         due = list(

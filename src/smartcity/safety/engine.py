@@ -12,7 +12,7 @@ this engine in a writer process). Validation errors are raised at once, before a
     IntakeError (InvalidInput, 422)       base of the intake's own errors; code says which
     ├── InvalidPosition                    a value is out of range or malformed ("lat: must be …": the
     │                                      message and the details name the field)
-    │   └── FutureFix                      the fix time is more than `safety_future_tolerance_s` ahead
+    │   └── FutureFix                      the fix time is more than SMARTCITY_SAFETY_FUTURE_TOLERANCE_S ahead
     UnknownDevice (NotFound, 404)          no active device has this identifier
     BadCredentials (401)                   the device's secret is missing or wrong (OwnTracks over HTTP)
     ProtocolNotAllowed (PermissionDenied)  the device is not registered for the protocol it used
@@ -62,6 +62,7 @@ from smartcity.core.db import sqlite_text
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
+from smartcity.safety.settings import SafetySettings
 
 log = logging.getLogger(__name__)
 
@@ -498,10 +499,10 @@ class SafetyEngine:
         self.settings = settings or context_of(db).settings
         self.profile = profile or context_of(db).profile
         self.plane = LocalPlane(self.profile.center)
-        s = self.settings
-        self.rules = Rules(s.safety_confirm_fixes, s.safety_hysteresis_m, s.safety_accuracy_max_m)
-        self.batch_size = s.safety_batch_size
-        self.linger = s.safety_batch_ms / 1000
+        s = self.safety_settings = self.settings.of(SafetySettings)
+        self.rules = Rules(s.confirm_fixes, s.hysteresis_m, s.accuracy_max_m)
+        self.batch_size = s.batch_size
+        self.linger = s.batch_ms / 1000
         self.devices: dict[str, DeviceInfo] = {}
         self.by_id: dict[int, DeviceInfo] = {}
         self.person_zones: dict[int, list[ZoneShape]] = defaultdict(list)
@@ -510,7 +511,7 @@ class SafetyEngine:
         self.open_incidents: dict[int, dict[str, int]] = defaultdict(dict)  # person → {kind: incident id}
         self.incident_district: dict[int, str | None] = {}  # incident id → district
         self._lock = threading.RLock()
-        self.queue_max = s.safety_queue_max
+        self.queue_max = s.queue_max
         self._queue: deque[_Item] = deque()  # positions, oldest first
         self._urgent: deque[_Item] = deque()  # alarms: written before anything queued
         self._wake = threading.Event()  # something was queued
@@ -525,8 +526,8 @@ class SafetyEngine:
         self.loaded = False
         self._sql_cache: dict[int, str] = {}
         self._last_write = 0.0
-        self._future_tolerance = timedelta(seconds=s.safety_future_tolerance_s)
-        self._retention = timedelta(days=s.safety_retention_days)
+        self._future_tolerance = timedelta(seconds=s.future_tolerance_s)
+        self._retention = timedelta(days=s.retention_days)
         # Outcomes of positions waited for in another process (writer.py): called with [(token, outcome)]
         # once per batch, in the writer thread.
         self.on_resolved = None
@@ -811,7 +812,7 @@ class SafetyEngine:
                     {
                         "field": "timestamp",
                         "problem": f"{fix_time.isoformat()} is more than "
-                        f"{self.settings.safety_future_tolerance_s} s ahead of the server clock",
+                        f"{self.safety_settings.future_tolerance_s} s ahead of the server clock",
                     }
                 ],
             )
@@ -828,7 +829,7 @@ class SafetyEngine:
             p.valid = False
         if (
             p.valid
-            and self.settings.safety_outside_city == "refuse"
+            and self.safety_settings.outside_city == "refuse"
             and geo_index(self.db).district_at(lat, lon) is None
         ):
             raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
@@ -1247,11 +1248,11 @@ class SafetyEngine:
                     state.version += 1
                     new_states[device_id] = state
                 self._write_states(s, list(new_states.values()))
-                cooldown = self.settings.safety_alert_cooldown_minutes
+                cooldown = self.safety_settings.alert_cooldown_minutes
                 for ev in raised:
                     service.raise_event(s, ev, cooldown_minutes=cooldown)
                 opened = s.info.pop("safety.opened_incidents", [])
-                if self.settings.safety_live_positions:
+                if self.safety_settings.live_positions:
                     by_id = self.by_id
                     watch = self.live_watch
                     if watch is not None and watch[0]:
@@ -1407,7 +1408,7 @@ class SafetyEngine:
         flags = st.flags
         if p.battery is not None:
             st.battery = p.battery
-            low = self.settings.safety_low_battery
+            low = self.safety_settings.low_battery
             if p.battery <= low and not flags.get("low_battery"):
                 flags["low_battery"] = True
                 ev("low_battery", battery=p.battery)
@@ -1481,7 +1482,7 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
                 from smartcity.core.context import context_of
 
                 settings = settings or context_of(db).settings
-                if settings.safety_writer == "process":
+                if settings.of(SafetySettings).writer == "process":
                     from smartcity.safety.writer import WriterProcess
 
                     engine = WriterProcess(db, settings, profile)

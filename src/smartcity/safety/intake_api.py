@@ -36,6 +36,7 @@ from smartcity.core.auth import Identity, check, current_identity
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.params import iso_time
 from smartcity.safety.engine import Ack, InvalidPosition, Position, get_engine
+from smartcity.safety.settings import SafetySettings
 
 GATEWAY_SCOPE = "safety.gateway"
 
@@ -234,8 +235,8 @@ def decode_all(items: list) -> list[Position | SmartCityError]:
 async def positions(request: Request, identity: Gateway) -> Response:
     """Store up to `SAFETY_GATEWAY_MAX_POSITIONS` positions; answers once each is stored (or refused),
     with one result per position in order."""
-    settings = request.app.state.settings
-    body = await read_body(request, settings.safety_gateway_max_bytes)
+    settings = request.app.state.settings.of(SafetySettings)
+    body = await read_body(request, settings.gateway_max_bytes)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -243,10 +244,8 @@ async def positions(request: Request, identity: Gateway) -> Response:
     items = doc.get("positions") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise InvalidInput('the body is {"positions": [...]}', code="malformed_body")
-    if len(items) > settings.safety_gateway_max_positions:
-        raise TooLarge(
-            f"at most {settings.safety_gateway_max_positions} positions per request", code="too_many_positions"
-        )
+    if len(items) > settings.gateway_max_positions:
+        raise TooLarge(f"at most {settings.gateway_max_positions} positions per request", code="too_many_positions")
     # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The whole
     # list then goes to the engine as one unit, answered once its last position is written.
     decoded = await asyncio.to_thread(decode_all, items) if len(items) > 100 else decode_all(items)

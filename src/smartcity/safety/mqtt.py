@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 from smartcity.core.errors import SmartCityError
 from smartcity.safety.intake_api import count, engine_of, settle
 from smartcity.safety.owntracks import Ignored, decode, identifier, parse
+from smartcity.safety.settings import SafetySettings
 
 log = logging.getLogger(__name__)
 PROTOCOL = "mqtt"
@@ -70,7 +71,7 @@ class MqttIntake:
         import paho.mqtt.client as paho
 
         self.app = app
-        settings = app.state.settings
+        settings = app.state.settings.of(SafetySettings)
         self.broker = broker_of(settings.mqtt_url)
         self.topics = [t.strip() for t in settings.mqtt_topic.split(",") if t.strip()]
         self.persistent = bool(settings.mqtt_client_id)
@@ -350,7 +351,7 @@ class MqttIntake:
 
 def install(app) -> None:
     async def start(app) -> None:
-        if not app.state.settings.mqtt_url:
+        if not app.state.settings.of(SafetySettings).mqtt_url:
             return
         app.state.mqtt_intake = MqttIntake(app).start()
         # Added while starting up, so it runs first when shutting down, before the engine's last flush.

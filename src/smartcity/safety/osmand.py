@@ -60,6 +60,7 @@ from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.web import register_error_format
 from smartcity.safety.engine import NoConsent, Overloaded, Position, ProtocolNotAllowed, UnknownDevice, knots_to_ms
 from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, in_terms_of, number, read_body, refused, settle
+from smartcity.safety.settings import SafetySettings
 
 log = logging.getLogger(__name__)
 PROTOCOL = "osmand"
@@ -279,7 +280,7 @@ router = APIRouter(include_in_schema=False)
 
 async def _osmand(request: Request) -> Response:
     try:
-        body = await read_body(request, request.app.state.settings.safety_device_max_bytes)
+        body = await read_body(request, request.app.state.settings.of(SafetySettings).device_max_bytes)
     except TooLarge as exc:
         return Response(exc.message, status_code=413, media_type="text/plain")
     status, text = await receive(
@@ -304,7 +305,7 @@ class Listener:
 
     def __init__(self, app):
         self.app = app
-        self.limit = app.state.settings.safety_device_max_bytes
+        self.limit = app.state.settings.of(SafetySettings).device_max_bytes
 
     async def __call__(self, scope, receive_message, send) -> None:
         if scope["type"] != "http":
@@ -392,14 +393,15 @@ def install(app) -> None:
 
     async def start_listener(app) -> None:
         settings = app.state.settings
-        if not settings.osmand_port:
+        port = settings.of(SafetySettings).osmand_port
+        if not port:
             return
-        server = _EmbeddedServer(Listener(app), settings.host, settings.osmand_port, settings.log_level)
+        server = _EmbeddedServer(Listener(app), settings.host, port, settings.log_level)
         if not await server.start():
             log.error(
                 "the OsmAnd port %s:%s could not be opened; OsmAnd is still served at /osmand on the web port",
                 settings.host,
-                settings.osmand_port,
+                port,
             )
             return
         app.state.osmand_listener = server

@@ -44,6 +44,7 @@ from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.web import register_error_format
 from smartcity.safety.engine import BadCredentials, Position
 from smartcity.safety.intake_api import count, engine_of, in_terms_of, number, read_body, refused, settle
+from smartcity.safety.settings import SafetySettings
 
 log = logging.getLogger(__name__)
 PATHS = ("/owntracks", "/api/safety/owntracks")
@@ -166,7 +167,7 @@ router = APIRouter(include_in_schema=False)
 async def _owntracks(request: Request) -> Response:
     app = request.app
     try:
-        body = await read_body(request, app.state.settings.safety_device_max_bytes)
+        body = await read_body(request, app.state.settings.of(SafetySettings).device_max_bytes)
         user, device_name, password = _http_user(request)
         device = identifier(user, device_name)
         messages = parse(body)

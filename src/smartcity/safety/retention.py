@@ -14,11 +14,12 @@ from smartcity.safety.alerts import raise_event
 from smartcity.safety.engine import Raised, ZoneShape, parse_schedule
 from smartcity.safety.models import Device, DeviceState, PositionRow, SafetyEvent, Zone
 from smartcity.safety.registry import _person_states
+from smartcity.safety.settings import SafetySettings
 
 
 def purge_history(db, settings, now: datetime | None = None) -> int:
     """Delete positions and alert events older than the retention period; returns how many positions."""
-    cutoff = (now or utcnow()) - timedelta(days=settings.safety_retention_days)
+    cutoff = (now or utcnow()) - timedelta(days=settings.of(SafetySettings).retention_days)
     with db.session() as s:
         n = s.execute(delete(PositionRow).where(PositionRow.fix_time < cutoff)).rowcount
         e = s.execute(delete(SafetyEvent).where(SafetyEvent.at < cutoff)).rowcount
@@ -35,10 +36,10 @@ def purge_history(db, settings, now: datetime | None = None) -> int:
 
 
 def check_silent(db, settings, now: datetime | None = None) -> int:
-    """Alert once for each consented device that has not reported for `safety_silent_minutes` (looking
+    """Alert once for each consented device that has not reported for SMARTCITY_SAFETY_SILENT_MINUTES (looking
     back one day at most, so devices long switched off are not re-read every minute)."""
     now = now or utcnow()
-    cutoff = now - timedelta(minutes=settings.safety_silent_minutes)
+    cutoff = now - timedelta(minutes=settings.of(SafetySettings).silent_minutes)
     raised = 0
     with db.session() as s:
         q = (
@@ -74,7 +75,7 @@ def check_absence(db, settings, now: datetime | None = None) -> int:
     now = now or utcnow()
     tz = context_of(db).profile.tz
     local = now.astimezone(tz)
-    grace = timedelta(minutes=settings.safety_absence_grace_minutes)
+    grace = timedelta(minutes=settings.of(SafetySettings).absence_grace_minutes)
     raised = 0
     with db.session() as s:
         for zone in s.scalars(select(Zone).where(Zone.active, Zone.kind == "safe", Zone.schedule.is_not(None))):

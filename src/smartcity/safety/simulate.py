@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from smartcity.core.errors import SmartCityError
 from smartcity.core.geo import haversine_m
 from smartcity.safety import service
 from smartcity.safety.engine import get_engine
+from smartcity.safety.settings import SafetySettings
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Simulation:
 
 def install(app) -> None:
     """Run the simulation in this serving process when SMARTCITY_SAFETY_SIMULATE is on."""
-    if not getattr(app.state.settings, "safety_simulate", False):
+    if not app.state.settings.of(SafetySettings).simulate:
         return
 
     async def start(app) -> None:
@@ -172,7 +172,7 @@ def demo(db, profile, minutes: int = 20, now: datetime | None = None) -> Iterato
         yield "safety simulation: the demo devices already have a recent path"
         return
     step = 10.0
-    settings = dataclasses.replace(context_of(db).settings, safety_writer="thread")  # a one-off: no writer process
+    settings = context_of(db).settings.with_env(SMARTCITY_SAFETY_WRITER="thread")  # a one-off: no writer process
     sim = Simulation(db, settings, profile, speed=1.4 * 3, step_s=step, sos_every=0)
     engine = get_engine(db, settings, profile)
     futures = []

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import os
@@ -217,7 +216,7 @@ class WriterProcess:
             child_in.close()
             child_out.close()
             ours = Connection(from_child.detach())
-            settings = dataclasses.replace(self.settings, safety_writer="thread")
+            settings = self.settings.with_env(SMARTCITY_SAFETY_WRITER="thread")
             self._ready = False
             sender = _Sender(to_child)
             sender.send(pickle.dumps((settings, self.db.url, self.profile)))

@@ -1,0 +1,44 @@
+"""Community Mapping's settings: SMARTCITY_REPORTS_<FIELD> (the Open311 CORS list keeps its name,
+SMARTCITY_OPEN311_CORS_ORIGINS). Declared in `smartcity.reports.module`; the service reads them from its
+store's context (`common.reports_settings`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smartcity.settings import setting
+
+
+@dataclass(frozen=True)
+class ReportsSettings:
+    public_url: str = setting(
+        "http://127.0.0.1:8000", "Public base URL of the site, for links in report notifications and feeds."
+    )
+    allow_anonymous: bool = setting(
+        True, "Let people report without signing in (as FixMyStreet does); contact details stay optional."
+    )
+    max_photos: int = setting(6, "Most photos one report may carry.")
+    max_photo_bytes: int = setting(10 * 1024 * 1024, "Largest photo upload accepted, in bytes.")
+    fetch_media_urls: bool = setting(
+        False,
+        "Fetch the photos behind a partner's Open311 media_url in the background (public addresses only, "
+        "images only, at most SMARTCITY_REPORTS_MAX_PHOTO_BYTES). Off: the links are kept and shown as given.",
+    )
+    fetch_media_allow: str = setting(
+        "",
+        "Networks (comma-separated CIDR, e.g. 10.20.0.0/16) a media_url may be fetched from although private: "
+        "a partner FixMyStreet on the city's own network. Empty: public addresses only.",
+    )
+    fallback_unit: str = setting(
+        "dasan120", "Unit that receives reports no routing rule or default unit covers (Seoul: 120 Dasan)."
+    )
+    # Named as before the module had settings of its own: partners' deployments already set it.
+    open311_cors_origins: str = setting(
+        "*",
+        "Origins whose browser apps may call the Open311 API (comma-separated, * for any; empty: none). "
+        "No cookies cross origins: reads are public and POST carries its api_key.",
+        env="SMARTCITY_OPEN311_CORS_ORIGINS",
+    )
+    contact_retention_days: int = setting(
+        365, "Days after a report is closed before the reporter's contact details are deleted."
+    )
