@@ -351,38 +351,59 @@ class DeviceTable:
         each device in `state_rows` is replaced; other devices keep theirs."""
         if zones is not None:
             self._load_zones(zones)
-        stored_zones = {}
-        for row in state_rows:
-            device_id, person_id = int(_field(row, "device_id")), int(_field(row, "person_id"))
+        rows = list(state_rows)
+        if rows and isinstance(rows[0], Mapping):
+
+            def values(name: str) -> list:
+                return [row.get(name) for row in rows]
+        else:
+
+            def values(name: str) -> list:
+                return [getattr(row, name, None) for row in rows]
+
+        slot_list = []
+        for device_id, person_id in zip(values("device_id"), values("person_id"), strict=True):
             slot = self.slots.get(device_id)
             if slot is None:
-                slot = self._register(device_id, person_id)
+                slot = self._register(int(device_id), int(person_id))
             elif self.cols["person_id"][slot] != person_id:
-                self._assign(slot, person_id)
-            c = self.cols
-            c["version"][slot] = int(_field(row, "version") or 0)
-            c["fix_time"][slot] = _ms_of(_field(row, "fix_time"))
-            c["received_at"][slot] = _ms_of(_field(row, "received_at"))
-            for name in ("lat", "lon", "speed", "accuracy", "battery"):
-                value = _field(row, name)
-                c[name][slot] = np.nan if value is None else value
-            c["district"][slot] = self._district_index.get(_field(row, "district_code"), -1)
-            flags = _field(row, "flags") or {}
-            c["flags"][slot] = sum(bit for name, bit in FLAG_NAMES.items() if flags.get(name))
-            stored_zones[slot] = _field(row, "zones") or {}
+                self._assign(slot, int(person_id))
+            slot_list.append(slot)
+        slots = np.array(slot_list, dtype=np.int64)
+        c = self.cols
+        c["version"][slots] = [v or 0 for v in values("version")]
+        for name in ("fix_time", "received_at"):
+            c[name][slots] = [NO_TIME if v is None else _ms_of(v) for v in values(name)]
+        for name in ("lat", "lon", "speed", "accuracy", "battery"):
+            c[name][slots] = [np.nan if v is None else v for v in values(name)]
+        index = self._district_index
+        c["district"][slots] = [index.get(v, -1) for v in values("district_code")]
+        c["flags"][slots] = [
+            sum(bit for name, bit in FLAG_NAMES.items() if flags.get(name)) if flags else 0 for flags in values("flags")
+        ]
+        stored_zones = {slot: states for slot, states in zip(slot_list, values("zones"), strict=True) if states}
         if zones is not None:
             self._lay_out_all()
-        elif stored_zones:
-            slots = np.array(sorted(stored_zones))
+        elif len(slots):
             person = self.cols["person_id"][slots].tolist()
             self._lay_out(slots, [self.person_zones.get(p, []) + self.danger for p in person])
+        # The rows' devices get exactly the zone states of their rows (none where a row has none).
+        reset = segments(self.zone_start[slots], self.zone_count[slots])
+        for name, (_, empty) in _PAIR_COLUMNS.items():
+            if name != "zone":
+                self.pair[name][reset] = empty
         ids = self.zone_set.ids
+        where, found = [], []
         for slot, states in stored_zones.items():
-            start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
-            for p in range(start, start + count):
-                value = states.get(str(int(ids[self.pair["zone"][p]])))
-                for name, v in zip(_STATE_COLUMNS, zone_state_of(value), strict=True):
-                    self.pair[name][p] = v
+            start = int(self.zone_start[slot])
+            for p, zone in enumerate(self.pair["zone"][start : start + int(self.zone_count[slot])].tolist(), start):
+                value = states.get(str(int(ids[zone])))
+                if value:
+                    where.append(p)
+                    found.append(zone_state_of(value))
+        if where:
+            for name, column in zip(_STATE_COLUMNS, zip(*found, strict=True), strict=True):
+                self.pair[name][where] = column
         self.generation += 1
 
     def load_states(self, state_rows: Iterable[Any]) -> None:
