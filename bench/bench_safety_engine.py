@@ -127,7 +127,7 @@ def run(quick: bool = False, profile: bool = False) -> dict:
     results: dict = {"devices": n, "zones": 3 * n + 1, "engine": "DeviceTable (columnar)"}
     results["load_seconds"] = round(time.perf_counter() - t0, 1)
     stream = Stream(places, rng)
-    _feed(table, [stream.batch(5000) for _ in range(2 * n // 5000)])  # every device has a state
+    _feed(table, [stream.batch(5000) for _ in range(4 * n // 5000)])  # every device has a state
     for size in (1000, 5000):
         batches = [stream.batch(size) for _ in range(total // size)]
         if profile:

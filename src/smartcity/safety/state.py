@@ -207,6 +207,9 @@ class DeviceTable:
         self.districts = list(districts)
         self._district_index = {code: i for i, code in enumerate(self.districts)}
         self.slots: dict[int, int] = {}  # device id → slot
+        self._lookup_ids = np.zeros(0, dtype=np.int64)  # device ids sorted, and their slots: slots_of's look-up
+        self._lookup_slots = np.zeros(0, dtype=np.int32)
+        self._lookup_n = 0
         self.n = 0
         self.cols = {name: np.full(0, empty, dtype=dt) for name, (dt, empty) in _DEVICE_COLUMNS.items()}
         self.zone_start = np.zeros(0, dtype=np.int64)
@@ -237,8 +240,16 @@ class DeviceTable:
 
     def slots_of(self, device_ids: np.ndarray, person_ids: np.ndarray | None = None) -> np.ndarray:
         """slot_of for a batch's columns: an int32 array."""
-        get = self.slots.get
-        out = np.fromiter((get(d, -1) for d in device_ids.tolist()), dtype=np.int32, count=len(device_ids))
+        if self._lookup_n != self.n:  # devices were added: the sorted look-up is made again
+            ids = self.cols["device_id"][: self.n]
+            order = np.argsort(ids, kind="stable")
+            self._lookup_ids, self._lookup_slots, self._lookup_n = ids[order], order.astype(np.int32), self.n
+        device_ids = np.asarray(device_ids, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._lookup_ids, device_ids), max(self.n - 1, 0))
+        if self.n:
+            out = np.where(self._lookup_ids[at] == device_ids, self._lookup_slots[at], -1).astype(np.int32)
+        else:
+            out = np.full(len(device_ids), -1, dtype=np.int32)
         known = out >= 0
         if person_ids is not None:
             known[known] = self.cols["person_id"][out[known]] == person_ids[known]
@@ -633,7 +644,11 @@ class DeviceTable:
         # Only a new confirmed state must be stored with the batch (its events are): a candidate is rebuilt after a
         # crash by replaying the positions newer than the state row.
         changed[np.repeat(local, counts[local])[a[transition]]] = True
-        for i in np.flatnonzero(transition).tolist():
+        # Transitions that raise an event (zone_event's rule, as a mask): into a danger zone; between two
+        # confirmed states of a safe zone.
+        danger = self.zone_set.danger[zone]
+        raising = transition & np.where(danger, v == IN, previous != NONE)
+        for i in np.flatnonzero(raising).tolist():
             z = self.zone_set.zones[int(zone[i])]
             kind = zone_event(z.kind, (VERDICT_NAMES[int(previous[i])], VERDICT_NAMES[int(v[i])]))
             if kind is None:
