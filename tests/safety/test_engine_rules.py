@@ -206,3 +206,11 @@ def test_step_zones_is_step_zone_over_arrays(runs, confirm):
             assert got == state
             assert moved[i] == (t is not None)
         states = [s for s, _ in expected]
+
+
+def test_the_confirmed_state_reads_from_both_stored_forms():
+    from smartcity.safety.rules import confirmed_of
+
+    assert confirmed_of(ZoneState("in", "out", 1, 5).as_json()) == "in"
+    assert confirmed_of({"s": "out", "c": None, "n": 0, "t": None}) == "out"
+    assert confirmed_of(None) is None and confirmed_of({}) is None

@@ -183,6 +183,14 @@ class ZoneState(NamedTuple):
 
 EMPTY = ZoneState()
 
+
+def confirmed_of(stored: dict | None) -> str | None:
+    """The confirmed state in a stored zone state: named keys, or the older {"s", "c", "n", "t"}."""
+    if not stored:
+        return None
+    return stored["confirmed"] if "confirmed" in stored else stored.get("s")
+
+
 Transition = tuple[str | None, str]  # (previous confirmed state, None the first time; new state)
 
 
