@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from smartcity.assets import service
 from smartcity.assets.models import Asset
-from smartcity.core import audit
+from smartcity.core import audit, render
 from smartcity.core.errors import InvalidInput, OutsideCity
 from tests import synthetic
 from tests.conftest import seoul_data
@@ -201,8 +201,9 @@ def test_create_list_bbox_and_delete(db):
         assert [x.id for x in service.list_assets(s, "cctv")] == [ids[0]]
         box = service.parse_bbox("127.0,37.5,127.1,37.55")
         assert [x.id for x in service.list_assets(s, bbox=box)] == [ids[0]]
-        gj = service.geojson(service.list_assets(s))
+        gj = render.feature_collection(service.as_points(service.list_assets(s)))
         assert gj["features"][0]["geometry"]["coordinates"] == [127.0473, 37.5172]
+        assert gj["features"][0]["properties"]["name"] == "Gangnam-gu office"
     with pytest.raises(InvalidInput):
         service.parse_bbox("1,2,3")
     with db.session() as s:
@@ -228,6 +229,19 @@ def test_nearest_follows_changes_in_the_registry(db):
     assert service.nearest(db, "wifi", 37.5, 127.0) == []
     with pytest.raises(InvalidInput):
         service.nearest(db, "cctv", 37.5, 127.0, k=0)
+
+
+def test_the_index_is_kept_once_per_store_and_dropped_when_assets_change(db):
+    index = service.asset_index(db)
+    assert service.asset_index(db) is index  # built once, kept in the context's slot
+    with db.session() as s:
+        camera = service.create_asset(s, "cctv", 37.5665, 126.978, actor="test").id
+    rebuilt = service.asset_index(db)
+    assert rebuilt is not index
+    assert [r.id for r in rebuilt.kind("cctv").refs] == [camera]
+    with db.session() as s:
+        service.delete_asset(s, camera, actor="test")
+    assert service.asset_index(db).kind("cctv").refs == []
 
 
 # --- nearest() against brute force (no store needed: the index is built from refs) --------------

@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from sqlalchemy import select, update
 
-from smartcity.core import audit
+from smartcity.core import audit, render
 from smartcity.core.auth import ANONYMOUS
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied
@@ -256,7 +256,7 @@ def test_area_subscriptions_get_mail_and_the_feed_lists_new_reports(rdb, people)
     with rdb.session() as s:
         entries = S.feed_entries(s, district="11230", language="en")
         assert [e.id for e in entries] == [in_gangnam]
-        xml = S.atom_feed(entries, base_url="https://city.example", title="Gangnam", self_path="/feed")
+        xml = render.atom_xml(S.as_feed(entries, "Gangnam"), "https://city.example", "/feed")
         root = ET.fromstring(xml)
         ns = {"a": "http://www.w3.org/2005/Atom"}
         assert root.find("a:entry/a:title", ns).text == "Pothole: Hole <in> Gangnam"
@@ -304,10 +304,11 @@ def test_a_campaign_has_its_own_categories_reports_and_exports(rdb, people):
             S.create_report(s, ANONYMOUS, new(**kwargs))
         assert caught.value.code == code
     with rdb.session() as s:
-        geo = S.campaign_geojson(s, "barrier-free", "en")
+        points = S.campaign_points(s, "barrier-free", "en")
+        geo = render.feature_collection(points)
         assert [f["id"] for f in geo["features"]] == [inside]
         assert geo["features"][0]["geometry"] == {"type": "Point", "coordinates": [CITY_HALL[1], CITY_HALL[0]]}
-        rows = list(csv.DictReader(io.StringIO(S.campaign_csv(s, "barrier-free", "en"))))
+        rows = list(csv.DictReader(io.StringIO(render.csv_text(points))))
         assert [(r["id"], r["category"], r["title"]) for r in rows] == [(str(inside), "bf-steps", "'=SUM(A1) step")]
         assert "contact_email" not in rows[0]
 
@@ -341,11 +342,11 @@ def test_dashboard_numbers_come_from_what_happened(rdb, people):
 def test_csv_export_leaves_contacts_out_unless_asked_and_is_audited(rdb, people):
     file_report(rdb, contact=S.Contact("Kim", "kim@example.org"))
     with rdb.session() as s:
-        plain = S.export_csv(s, people["roadie"])
+        plain = render.csv_text(S.export_table(s, people["roadie"]))
         assert "kim@example.org" not in plain and "contact_email" not in plain
-        full = S.export_csv(s, people["roadie"], include_contacts=True)
+        full = render.csv_text(S.export_table(s, people["roadie"], include_contacts=True))
         assert "kim@example.org" in full
-        assert "kim@example.org" not in S.export_csv(s, people["gangnam"], include_contacts=True)
+        assert "kim@example.org" not in render.csv_text(S.export_table(s, people["gangnam"], include_contacts=True))
     with rdb.session() as s:
         exports = [e.detail for e in audit.entries(s, object_type="report") if e.action == "export"]
         assert [e["include_contacts"] for e in reversed(exports)] == [False, True, True]

@@ -3,7 +3,6 @@ positions as open data); changing needs `assets.manage`."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,40 +11,46 @@ from pydantic import BaseModel, Field
 
 from smartcity.assets import service
 from smartcity.core.auth import Identity, Require
+from smartcity.core.render import render
 from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter(prefix="/api/assets", tags=["assets"])
 Manager = Annotated[Identity, Depends(Require("assets.manage"))]
 
 
+class Where:
+    """Which assets: of one kind, inside a box, in a district (each optional)."""
+
+    def __init__(
+        self,
+        kind: str | None = None,
+        bbox: Annotated[str | None, Query(description="west,south,east,north")] = None,
+        district: str | None = None,
+    ):
+        self.kind, self.bbox, self.district = kind, service.parse_bbox(bbox), district
+
+
 @router.get("")
 def list_assets(
     request: Request,
-    kind: str | None = None,
-    bbox: Annotated[str | None, Query(description="west,south,east,north")] = None,
-    district: str | None = None,
+    where: Annotated[Where, Depends()],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
     """Assets, optionally of one kind, inside a box or a district."""
     with request.app.state.db.session() as s:
-        rows = service.list_assets(s, kind, service.parse_bbox(bbox), district, limit, offset)
+        rows = service.list_assets(s, where.kind, where.bbox, where.district, limit, offset)
         return {"assets": [service.to_dict(a) for a in rows], "count": len(rows), "offset": offset}
 
 
 @router.get(".geojson", response_class=Response, responses=GEOJSON_RESPONSES)
 def assets_geojson(
-    request: Request,
-    kind: str | None = None,
-    bbox: Annotated[str | None, Query(description="west,south,east,north")] = None,
-    district: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
+    request: Request, where: Annotated[Where, Depends()], limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000
 ) -> Response:
     """The same as a GeoJSON FeatureCollection of points (for maps)."""
     with request.app.state.db.session() as s:
-        rows = service.list_assets(s, kind, service.parse_bbox(bbox), district, limit)
-        body = service.geojson(rows)
-    return Response(json.dumps(body, ensure_ascii=False), media_type="application/geo+json")
+        rows = service.list_assets(s, where.kind, where.bbox, where.district, limit)
+        return render(request, service.as_points(rows), "geojson")
 
 
 @router.get("/kinds")
@@ -73,14 +78,8 @@ def nearest(
 
 @router.get("/{asset_id}")
 def get_asset(request: Request, asset_id: int) -> dict:
-    from smartcity.assets.models import Asset
-    from smartcity.core.errors import NotFound
-
     with request.app.state.db.session() as s:
-        asset = s.get(Asset, asset_id)
-        if asset is None:
-            raise NotFound(f"no asset {asset_id}")
-        return service.to_dict(asset)
+        return service.to_dict(service.get_asset(s, asset_id))
 
 
 class AssetIn(BaseModel):

@@ -85,6 +85,7 @@ class Module:
     personal      event topics that carry personal data
     settings      a dataclass of `core.module.setting(...)` fields, read from SMARTCITY_<NAME>_<FIELD>
     error_formats path prefix → fn(request, error) answering errors there in the protocol's own format
+    renderers     (read-model type, format, fn(request, model, **context)): core.render's registry
     cli           a click command, or fn() → click commands, added to `smartcity`
     seed          fn(session, profile) → what it added (idempotent; `smartcity init`)
     demo          fn(db, profile) → lines to print (idempotent; `smartcity demo`)
@@ -104,6 +105,7 @@ class Module:
     personal: Sequence[PersonalTopic] = ()
     settings: type | None = None
     error_formats: Mapping[str, Ref] = field(default_factory=dict)
+    renderers: Sequence[tuple[Ref, str, Ref]] = ()
     cli: Ref | None = None
     seed: Ref | None = None
     demo: Ref | None = None
@@ -185,7 +187,7 @@ _defaults_done = False
 def declare(modules: Iterable[Module]) -> None:
     """Apply what `modules` declare to this process's tables (unit kinds, roles, permissions, then personal
     topics and error formats), once per module."""
-    from smartcity.core import accounts, auth, events, web
+    from smartcity.core import accounts, auth, events, render, web
 
     with _lock:
         new = []
@@ -215,6 +217,8 @@ def declare(modules: Iterable[Module]) -> None:
                 events.personal(topic.prefix, resolve(topic.admit), resolve(topic.subject))
             for prefix, renderer in m.error_formats.items():
                 web.register_error_format(prefix, resolve(renderer))
+            for kind, fmt, renderer in m.renderers:
+                render.register(resolve(kind), fmt, resolve(renderer))
 
 
 def declared() -> tuple[Module, ...]:

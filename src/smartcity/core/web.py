@@ -3,13 +3,14 @@ rendering, request metrics."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import quote
 
 from fastapi import Request
@@ -25,6 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import BaseModel, Field, create_model
 
 from smartcity.core.auth import csrf_token, resolve_identity
 from smartcity.core.errors import NotAuthenticated, SmartCityError
@@ -120,6 +122,26 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     if request.query_params.get("lang") == language:
         response.set_cookie("lang", language, max_age=365 * 24 * 3600, samesite="lax")
     return response
+
+
+def body_of(cls: type, *, exclude: Iterable[str] = (), **overrides: Any) -> type[BaseModel]:
+    """A JSON request body with the fields of the dataclass `cls` (types and defaults), less `exclude` (what
+    the path or the platform gives), a field's type changed by `overrides` (a type, or (type, default)):
+    what a service takes is declared once, in the service."""
+    hints = get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        else:
+            default = ...
+        given = overrides.get(f.name, hints[f.name])
+        fields[f.name] = given if isinstance(given, tuple) else (given, default)
+    return create_model(f"{cls.__name__}Body", __doc__=cls.__doc__, **fields)
 
 
 # OpenAPI description of a route answering GeoJSON (pass as `responses=` with `response_class=Response`).

@@ -52,7 +52,7 @@ def _seed(session, profile=None):
 
 def _commands() -> list:
     """`smartcity reports …` and `smartcity open311 keys …`."""
-    from smartcity.reports.open311 import cli as open311_cli
+    from smartcity.reports.open311_cli import cli as open311_cli
 
     return [_reports_cli(), open311_cli]
 
@@ -154,6 +154,12 @@ module = Module(
     ),
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
     error_formats={"/open311": "smartcity.reports.open311_wire:render_error"},
+    renderers=(
+        ("smartcity.reports.queries:ReportPage", "json", "smartcity.reports.renderers:page_json_response"),
+        ("smartcity.reports.queries:ReportPage", "geojson", "smartcity.reports.renderers:page_geojson"),
+        ("smartcity.reports.views:ReportPoints", "geojson", "smartcity.reports.renderers:points_geojson"),
+        ("smartcity.reports.dashboard:Dashboard", "json", "smartcity.reports.renderers:dashboard_json"),
+    ),
     settings=ReportsSettings,
     setup=_setup,
     cli=_commands,

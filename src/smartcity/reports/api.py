@@ -1,7 +1,9 @@
-"""The JSON API of Community Mapping under /api/reports, plus the area feed /reports/feed.atom.
+"""The JSON API of Community Mapping's reports under /api/reports: filing, searching, one report and its
+workflow, the dashboard and the export. The taxonomy, routing, templates, campaigns, subscriptions and the
+feed are api_city.py's, included here.
 
 Thin: each route turns the request into a service call (smartcity.reports.service) and the result into
-JSON. Errors use the platform's shape {"error": {"code", "message", "details"}}.
+JSON (or CSV, through core.render). Errors use the platform's shape {"error": {"code", "message", "details"}}.
 """
 
 from __future__ import annotations
@@ -9,27 +11,29 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import InvalidInput
 from smartcity.core.params import numbers, timestamp
-from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, gettext, language_of
+from smartcity.core.render import render
+from smartcity.core.web import CSV_RESPONSES, body_of, language_of
 from smartcity.core.writer import writer
+from smartcity.reports import api_city
 from smartcity.reports import service as S
+from smartcity.reports.renderers import page_json
 from smartcity.reports.settings import ReportsSettings
 
 router = APIRouter(tags=["reports"])
+# Its routes go ahead of /api/reports/{report_id}, which would take /api/reports/campaigns for a report.
+router.include_router(api_city.router)
 P = "/api/reports"
 
 Worker = Annotated[Identity, Depends(Require("reports.work"))]
-Manager = Annotated[Identity, Depends(Require("reports.manage"))]
 Viewer = Annotated[Identity, Depends(Require("reports.dashboard"))]
 
 
@@ -47,64 +51,7 @@ def _fingerprint(request: Request) -> str:
     return f"{ip}|{request.headers.get('user-agent', '')}"
 
 
-# --- taxonomy -----------------------------------------------------------------------------------------
-
-
-@router.get(f"{P}/categories")
-def categories(request: Request, campaign: str | None = None, lang: str | None = None) -> dict:
-    """The taxonomy: groups (fields) with their categories (items), attributes included."""
-    language = lang or language_of(request)
-    with _db(request).session() as s:
-        groups = S.list_groups(s)
-        cats = S.list_categories(s, campaign=campaign)
-        by_group = {g.code: g for g in groups}
-        out = []
-        for g in groups:
-            items = [S.category_view(c, language, g) for c in cats if c.group_code == g.code]
-            if items:
-                out.append({"code": g.code, "name": S._loc(g, "name", language), "categories": items})
-        extra = [S.category_view(c, language) for c in cats if c.group_code not in by_group]
-        if extra:
-            out.append({"code": "", "name": "", "categories": extra})
-        return {"groups": out}
-
-
-@router.get(f"{P}/categories/{{code}}")
-def category(request: Request, code: str, lang: str | None = None) -> dict:
-    with _db(request).session() as s:
-        cat = S.get_category(s, code)
-        return S.category_view(cat, lang or language_of(request))
-
-
-class CategoryBody(BaseModel):
-    group: str
-    name_ko: str
-    name_en: str
-    description_ko: str = ""
-    description_en: str = ""
-    keywords: str = ""
-    service_days: int = 7
-    unit_kind: str = "civil"
-    attributes: list[dict] = Field(default_factory=list)
-    active: bool = True
-    campaign: str | None = None
-
-
-@router.put(f"{P}/categories/{{code}}")
-def save_category(request: Request, code: str, body: CategoryBody, identity: Manager) -> dict:
-    """Create or change a category (administrators)."""
-    with _db(request).session() as s:
-        cat = S.save_category(s, identity, S.CategoryIn(code=code, **body.model_dump()))
-        return S.category_view(cat, language_of(request))
-
-
 # --- reports: create --------------------------------------------------------------------------------------
-
-
-class ContactIn(BaseModel):
-    name: str | None = None
-    email: str | None = None
-    phone: str | None = None
 
 
 class PhotoIn(BaseModel):
@@ -112,19 +59,15 @@ class PhotoIn(BaseModel):
     data: str = Field(description="the file, base64-encoded")
 
 
-class ReportIn(BaseModel):
-    category: str
-    lat: float
-    lon: float
-    title: str
-    description: str = ""
-    address_string: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    contact: ContactIn | None = None
-    show_name: bool = False
-    idempotency_key: str | None = None
-    campaign: str | None = None
-    photos: list[PhotoIn] = Field(default_factory=list)
+# What a partner or the platform itself decides (source, language, links, import times) is not the body's.
+ReportIn = body_of(
+    S.NewReport,
+    exclude=("source", "language", "external_id", "media_urls", "lenient", "requested_at"),
+    lat=float,
+    lon=float,
+    contact=(body_of(S.Contact) | None, None),
+    photos=(list[PhotoIn], Field(default_factory=list)),
+)
 
 
 _CREATE_DOC = {
@@ -235,20 +178,12 @@ async def _new_report_from(request: Request, max_bytes: int) -> S.NewReport:
             ) from None
         photos.append(S.Upload(p.filename, data))
     return S.NewReport(
-        category=body.category,
-        lat=body.lat,
-        lon=body.lon,
-        title=body.title,
-        description=body.description,
-        address_string=body.address_string,
-        attributes=body.attributes,
+        **body.model_dump(exclude={"contact", "photos", "idempotency_key"}),
         photos=photos,
         contact=S.Contact(**body.contact.model_dump()) if body.contact else None,
-        show_name=body.show_name,
         idempotency_key=body.idempotency_key or header_key,
         source="api",
         language=language,
-        campaign=body.campaign,
     )
 
 
@@ -276,46 +211,6 @@ async def create_report(request: Request, identity: CurrentIdentity) -> JSONResp
 # --- reports: read ------------------------------------------------------------------------------------------
 
 
-def _query(
-    status,
-    category,
-    group,
-    district,
-    unit,
-    campaign,
-    bbox,
-    near,
-    created_after,
-    created_before,
-    updated_after,
-    updated_before,
-    overdue,
-    q,
-    order,
-    page,
-    page_size,
-) -> S.ReportQuery:
-    return S.ReportQuery(
-        status=_split(status),
-        category=_split(category),
-        group=group,
-        district=_split(district),
-        unit=unit,
-        campaign=campaign,
-        bbox=numbers(bbox, 4, "bbox"),
-        near=numbers(near, 3, "near"),
-        created_after=timestamp(created_after, "created_after"),
-        created_before=timestamp(created_before, "created_before"),
-        updated_after=timestamp(updated_after, "updated_after"),
-        updated_before=timestamp(updated_before, "updated_before"),
-        overdue=overdue,
-        text=q,
-        order=order,
-        page=page,
-        page_size=page_size,
-    )
-
-
 class ListFilters:
     """Query parameters shared by the list, the queue and the CSV export."""
 
@@ -339,43 +234,33 @@ class ListFilters:
         page: int = Query(1, ge=1),
         page_size: int = Query(50, ge=1, le=1000),
     ):
-        self.query = _query(
-            status,
-            category,
-            group,
-            district,
-            unit,
-            campaign,
-            bbox,
-            near,
-            created_after,
-            created_before,
-            updated_after,
-            updated_before,
-            overdue,
-            q,
-            order,
-            page,
-            page_size,
+        self.query = S.ReportQuery(
+            status=_split(status),
+            category=_split(category),
+            group=group,
+            district=_split(district),
+            unit=unit,
+            campaign=campaign,
+            bbox=numbers(bbox, 4, "bbox"),
+            near=numbers(near, 3, "near"),
+            created_after=timestamp(created_after, "created_after"),
+            created_before=timestamp(created_before, "created_before"),
+            updated_after=timestamp(updated_after, "updated_after"),
+            updated_before=timestamp(updated_before, "updated_before"),
+            overdue=overdue,
+            text=q,
+            order=order,
+            page=page,
+            page_size=page_size,
         )
 
 
-def _page(page: S.ReportPage, language: str) -> dict:
-    return {
-        "items": [S.public_view(r, language) for r in page.items],
-        "page": page.page,
-        "page_size": page.page_size,
-        "has_more": page.has_more,
-        "total": page.total,
-    }
-
-
 @router.get(P)
-def list_reports(request: Request, filters: Annotated[ListFilters, Depends()], with_total: bool = False) -> dict:
+def list_reports(request: Request, filters: Annotated[ListFilters, Depends()], with_total: bool = False) -> Response:
     """Reports (public view), filtered and paged."""
     filters.query.with_total = with_total
     with _db(request).session() as s:
-        return _page(S.search(s, filters.query), language_of(request))
+        return render(request, S.search(s, filters.query), "json")
 
 
 @router.get(f"{P}/nearby")
@@ -416,7 +301,7 @@ def queue(
     """The caller's unit's work queue (administrators: any unit), most urgent first."""
     with _db(request).session() as s:
         page_ = S.work_queue(s, identity, status=_split(status), page=page, page_size=page_size, order=order, unit=unit)
-        out = _page(page_, language_of(request))
+        out = page_json(page_, language_of(request))
         for item, r in zip(out["items"], page_.items, strict=True):
             item["assignee_id"] = r.assignee_id
         return out
@@ -442,139 +327,6 @@ def photo_thumb(request: Request, photo_id: int):
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
 
-# --- routing, templates ------------------------------------------------------------------------------------
-
-
-@router.get(f"{P}/routing")
-def routing(request: Request, identity: Worker, category: str | None = None, district: str | None = None) -> dict:
-    """The routing table: every category × district with its unit; `explicit` marks administrators' rules."""
-    with _db(request).session() as s:
-        return {"routes": [r.__dict__ for r in S.routing_table(s, category=category, district=district)]}
-
-
-class RouteBody(BaseModel):
-    category: str
-    district: str | None = None
-    department: str
-
-
-@router.put(f"{P}/routing")
-def set_route(request: Request, body: RouteBody, identity: Manager) -> dict:
-    with _db(request).session() as s:
-        S.set_route(s, identity, body.category, body.district, body.department)
-    return {"category": body.category, "district": body.district, "department": body.department}
-
-
-@router.delete(f"{P}/routing", status_code=204)
-def delete_route(request: Request, identity: Manager, category: str, district: str | None = None) -> Response:
-    with _db(request).session() as s:
-        S.delete_route(s, identity, category, district)
-    return Response(status_code=204)
-
-
-class TemplateBody(BaseModel):
-    title: str
-    text_ko: str
-    text_en: str
-    status: str | None = None
-    department: str | None = None
-    category: str | None = None
-
-
-@router.get(f"{P}/templates")
-def templates(request: Request, identity: Worker, report_id: int | None = None, status: str | None = None) -> dict:
-    language = language_of(request)
-    with _db(request).session() as s:
-        return {
-            "items": [
-                S.template_view(t, language) for t in S.list_templates(s, identity, report_id=report_id, status=status)
-            ]
-        }
-
-
-@router.post(f"{P}/templates", status_code=201)
-def create_template(request: Request, body: TemplateBody, identity: Worker) -> dict:
-    with _db(request).session() as s:
-        return S.template_view(S.save_template(s, identity, S.TemplateIn(**body.model_dump())), language_of(request))
-
-
-@router.put(f"{P}/templates/{{template_id}}")
-def change_template(request: Request, template_id: int, body: TemplateBody, identity: Worker) -> dict:
-    with _db(request).session() as s:
-        return S.template_view(
-            S.save_template(s, identity, S.TemplateIn(**body.model_dump()), template_id), language_of(request)
-        )
-
-
-@router.delete(f"{P}/templates/{{template_id}}", status_code=204)
-def delete_template(request: Request, template_id: int, identity: Worker) -> Response:
-    with _db(request).session() as s:
-        S.delete_template(s, identity, template_id)
-    return Response(status_code=204)
-
-
-# --- campaigns -----------------------------------------------------------------------------------------------
-
-
-class CampaignBody(BaseModel):
-    title_ko: str
-    title_en: str
-    starts_at: datetime
-    ends_at: datetime
-    description_ko: str = ""
-    description_en: str = ""
-    theme: str = ""
-    district: str | None = None
-
-
-@router.get(f"{P}/campaigns")
-def campaigns(request: Request, running: bool = False) -> dict:
-    from smartcity.core.db import utcnow
-
-    language = language_of(request)
-    with _db(request).session() as s:
-        items = S.list_campaigns(s, running_at=utcnow() if running else None)
-        return {"items": [S.campaign_view(c, language) for c in items]}
-
-
-@router.put(f"{P}/campaigns/{{slug}}")
-def save_campaign(request: Request, slug: str, body: CampaignBody, identity: Manager) -> dict:
-    with _db(request).session() as s:
-        return S.campaign_view(
-            S.save_campaign(s, identity, S.CampaignIn(slug=slug, **body.model_dump())), language_of(request)
-        )
-
-
-@router.get(f"{P}/campaigns/{{slug}}.geojson", response_class=Response, responses=GEOJSON_RESPONSES)
-def campaign_geojson(request: Request, slug: str) -> Response:
-    """A campaign's points as GeoJSON."""
-    with _db(request).session() as s:
-        body = S.campaign_geojson(s, slug, language_of(request))
-    return Response(json.dumps(body, ensure_ascii=False), media_type="application/geo+json")
-
-
-@router.get(f"{P}/campaigns/{{slug}}.csv", response_class=Response, responses=CSV_RESPONSES)
-def campaign_csv(request: Request, slug: str) -> Response:
-    """A campaign's points as CSV."""
-    with _db(request).session() as s:
-        body = S.campaign_csv(s, slug, language_of(request))
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'},
-    )
-
-
-@router.get(f"{P}/campaigns/{{slug}}")
-def campaign(request: Request, slug: str) -> dict:
-    language = language_of(request)
-    with _db(request).session() as s:
-        c = S.get_campaign(s, slug)
-        view = S.campaign_view(c, language)
-        view["categories"] = [S.category_view(cat, language) for cat in S.list_categories(s, campaign=slug)]
-        return view
-
-
 # --- dashboard -------------------------------------------------------------------------------------------------
 
 
@@ -587,7 +339,7 @@ def dashboard(
     since: str | None = None,
     until: str | None = None,
     campaign: str | None = None,
-) -> dict:
+) -> Response:
     """Counts by status, category, group and district; overdue items; median days to fix; heat map cells."""
     with _db(request).session() as s:
         d = S.dashboard(
@@ -599,7 +351,7 @@ def dashboard(
             until=timestamp(until, "until"),
             campaign=campaign,
         )
-        return S.dashboard_view(d, language_of(request))
+        return render(request, d, "json")
 
 
 @router.get(f"{P}/export.csv", response_class=Response, responses=CSV_RESPONSES)
@@ -608,82 +360,10 @@ def export_csv(
 ) -> Response:
     """Reports as CSV (staff: their unit). Contact columns only with include_contacts=true, if permitted."""
     with _db(request).session() as s:
-        body = S.export_csv(
+        table = S.export_table(
             s, identity, filters.query, include_contacts=include_contacts, language=language_of(request)
         )
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
-    )
-
-
-# --- subscriptions and the feed ------------------------------------------------------------------------------
-
-
-class SubscriptionBody(BaseModel):
-    email: str
-    district: str | None = None
-    bbox: str | None = Field(None, description="west,south,east,north")
-    language: str = "ko"
-
-
-@router.post(f"{P}/subscriptions", status_code=201)
-def subscribe(request: Request, body: SubscriptionBody, identity: CurrentIdentity) -> dict:
-    """Email me new reports in a district or a box."""
-    with _db(request).session() as s:
-        sub = S.subscribe(
-            s,
-            body.email,
-            district=body.district,
-            bbox=S.parse_bbox(body.bbox) if body.bbox else None,
-            language=body.language,
-            user_id=identity.user_id,
-        )
-        return {
-            "id": sub.id,
-            "district": sub.district_code,
-            "bbox": [sub.west, sub.south, sub.east, sub.north] if sub.west is not None else None,
-        }
-
-
-@router.post(f"{P}/subscriptions/{{token}}/delete")
-def unsubscribe(request: Request, token: str) -> dict:
-    """Unsubscribe: the address of every message's List-Unsubscribe header, where a mail client POSTs
-    "List-Unsubscribe=One-Click" (RFC 8058; the token is the credential, so no CSRF token is asked)."""
-    with _db(request).session() as s:
-        S.unsubscribe(s, token)
-    return {"unsubscribed": True}
-
-
-@router.get(f"{P}/subscriptions/{{token}}/delete", include_in_schema=False)
-def unsubscribe_link(token: str) -> RedirectResponse:
-    """A GET never unsubscribes (mail scanners fetch every link): older messages' links and mail clients
-    without one-click land on the confirm page, whose button POSTs."""
-    return RedirectResponse(f"/reports/unsubscribe/{quote(token, safe='')}", status_code=303)
-
-
-def _feed(request: Request, district: str | None, bbox: str | None) -> Response:
-    language = language_of(request)
-    with _db(request).session() as s:
-        entries = S.feed_entries(s, district=district, bbox=S.parse_bbox(bbox) if bbox else None, language=language)
-    profile = request.app.state.profile
-    area = district or bbox or profile.name(language)
-    title = f"{profile.name(language)} — {gettext(language, 'new reports')} ({area})"
-    self_path = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
-    xml = S.atom_feed(entries, base_url=str(request.base_url), title=title, self_path=self_path)
-    return Response(xml, media_type="application/atom+xml; charset=utf-8")
-
-
-@router.get("/reports/feed.atom", response_class=Response)
-def feed(request: Request, district: str | None = None, bbox: str | None = None) -> Response:
-    """New reports in an area as an Atom feed (district=code or bbox=west,south,east,north)."""
-    return _feed(request, district, bbox)
-
-
-@router.get(f"{P}/feed.atom", response_class=Response)
-def feed_api(request: Request, district: str | None = None, bbox: str | None = None) -> Response:
-    return _feed(request, district, bbox)
+    return render(request, table, "csv")
 
 
 # --- one report ---------------------------------------------------------------------------------------------------

@@ -1,12 +1,6 @@
-"""Exports: CSV and GeoJSON renderings of campaigns and of report searches."""
+"""Exports: the rows of a campaign and of a report search (read models; core.render makes CSV and GeoJSON)."""
 
 from __future__ import annotations
-
-import csv
-import io
-import json
-from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,33 +8,17 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import PermissionDenied
+from smartcity.core.render import Table
 from smartcity.reports.campaigns import get_campaign
 from smartcity.reports.common import MAX_PAGE_SIZE
 from smartcity.reports.models import Report, ReportContact
 from smartcity.reports.queries import ReportQuery, _conditions
-from smartcity.reports.views import public_view
+from smartcity.reports.views import ReportPoints, public_view
 
 
 def _campaign_reports(session: Session, slug: str) -> list[Report]:
     camp = get_campaign(session, slug)
     return list(session.scalars(select(Report).where(Report.campaign_id == camp.id).order_by(Report.id)))
-
-
-def campaign_geojson(session: Session, slug: str, language: str = "ko") -> dict:
-    """A campaign's points as a GeoJSON FeatureCollection (public data only)."""
-    features = []
-    for r in _campaign_reports(session, slug):
-        props = public_view(r, language)
-        props.pop("lat"), props.pop("lon")
-        features.append(
-            {
-                "type": "Feature",
-                "id": r.id,
-                "properties": props,
-                "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]},
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
 
 
 CSV_FIELDS = [
@@ -65,30 +43,13 @@ CSV_FIELDS = [
 ]
 
 
-def _csv(rows: Iterable[dict], fields: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_safe(v) for k, v in row.items()})
-    return buf.getvalue()
+def campaign_points(session: Session, slug: str, language: str = "ko") -> ReportPoints:
+    """A campaign's reports (public data only), as points: its map, its CSV."""
+    rows = [public_view(r, language) for r in _campaign_reports(session, slug)]
+    return ReportPoints(slug, rows, CSV_FIELDS + ["attributes"])
 
 
-def _csv_safe(value: Any) -> Any:
-    # Spreadsheets run cells starting with = + - @ as formulas; citizens' text must not.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
-def campaign_csv(session: Session, slug: str, language: str = "ko") -> str:
-    """A campaign's points as CSV (public data only)."""
-    return _csv((public_view(r, language) for r in _campaign_reports(session, slug)), CSV_FIELDS + ["attributes"])
-
-
-def export_csv(
+def export_table(
     session: Session,
     identity: Identity,
     q: ReportQuery | None = None,
@@ -96,8 +57,8 @@ def export_csv(
     include_contacts: bool = False,
     language: str = "ko",
     limit: int = 100_000,
-) -> str:
-    """Reports as CSV for staff (their unit) and administrators; contact columns only when asked and
+) -> Table:
+    """Reports as rows for staff (their unit) and administrators; contact columns only when asked and
     permitted (administrators, or staff for their unit). Audited."""
     check(identity, "reports.dashboard")
     q = q or ReportQuery()
@@ -132,4 +93,4 @@ def export_csv(
         None,
         {"count": len(rows), "include_contacts": include_contacts, "unit": q.unit},
     )
-    return _csv(rows, fields)
+    return Table("reports", rows, fields)

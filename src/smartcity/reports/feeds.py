@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from xml.etree import ElementTree as ET
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from smartcity.reports.common import _loc, _now, parse_bbox, status_name
+from smartcity.core.render import Feed, FeedItem
+from smartcity.reports.common import _loc, parse_bbox, status_name
 from smartcity.reports.queries import ReportQuery, search
 
 
@@ -58,25 +58,10 @@ def feed_entries(
     ]
 
 
-def atom_feed(entries: list[FeedEntry], *, base_url: str, title: str, self_path: str) -> str:
-    """An Atom 1.0 document of the entries (with GeoRSS points)."""
-    ns = "http://www.w3.org/2005/Atom"
-    ET.register_namespace("", ns)
-    ET.register_namespace("georss", "http://www.georss.org/georss")
-    base = base_url.rstrip("/")
-    feed = ET.Element(f"{{{ns}}}feed")
-    ET.SubElement(feed, f"{{{ns}}}title").text = title
-    ET.SubElement(feed, f"{{{ns}}}id").text = base + self_path
-    ET.SubElement(feed, f"{{{ns}}}link", rel="self", href=base + self_path)
-    updated = max((e.updated for e in entries), default=_now())
-    ET.SubElement(feed, f"{{{ns}}}updated").text = updated.astimezone(UTC).isoformat()
-    for e in entries:
-        entry = ET.SubElement(feed, f"{{{ns}}}entry")
-        ET.SubElement(entry, f"{{{ns}}}id").text = f"{base}{e.path}"
-        ET.SubElement(entry, f"{{{ns}}}title").text = f"{e.category}: {e.title}"
-        ET.SubElement(entry, f"{{{ns}}}link", href=f"{base}{e.path}")
-        ET.SubElement(entry, f"{{{ns}}}updated").text = e.updated.astimezone(UTC).isoformat()
-        ET.SubElement(entry, f"{{{ns}}}published").text = e.published.astimezone(UTC).isoformat()
-        ET.SubElement(entry, f"{{{ns}}}summary").text = f"[{e.status}] {e.summary}"
-        ET.SubElement(entry, "{http://www.georss.org/georss}point").text = f"{e.lat:.6f} {e.lon:.6f}"
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode")
+def as_feed(entries: list[FeedEntry], title: str) -> Feed:
+    """The entries as a feed read model (core.render makes it Atom, with GeoRSS points)."""
+    items = [
+        FeedItem(e.path, f"{e.category}: {e.title}", f"[{e.status}] {e.summary}", e.updated, e.published, e.lat, e.lon)
+        for e in entries
+    ]
+    return Feed(title, items)

@@ -17,30 +17,26 @@ Errors under /open311 are answered in the spec's format (`<errors><error><code>�
 with the matching HTTP status: 400 bad or missing parameter, 403 missing rights or invalid api_key, 404 not found,
 409 a submission in flight, 413 a file too large. Details of the rules in docs/open311.md.
 
-Also here: the `smartcity open311 keys …` command (Open311 keys are core API keys with scope "open311").
-Beside it: `open311_wire.py` (the error format, XML/JSON output, parameters, tokens, names, times),
+Beside it: `open311_cli.py` (the `smartcity open311 keys …` command; Open311 keys are core API keys with scope
+"open311"), `open311_wire.py` (the error format, XML/JSON output, parameters, tokens, names, times),
 `open311_search.py` (GET requests, the hot path) and `open311_edge.py` (what every /open311 request
 goes through before a route).
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import sys
 from datetime import timedelta
 from typing import Any
 
-import click
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from smartcity.core import accounts
 from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
-from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
+from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.i18n import gettext, localized, translate
 from smartcity.core.writer import writer
 from smartcity.reports import service as S
@@ -52,7 +48,6 @@ from smartcity.reports.open311_wire import (
     CHANGESET,
     DEFAULT_DAYS,
     FROM_MYSOCIETY,
-    KEY_SCOPES,
     MAX_REQUESTS,
     MYSOCIETY_STATUS,
     PREFIX,
@@ -431,9 +426,11 @@ def get_token(request: Request, token: str, fmt: str) -> Response:
     rid = report_of_token(token, settings)
     if rid is None:
         raise NotFound("no such token")
-    with _db(request).session() as s:
-        if s.get(Report, rid) is None:
-            raise NotFound("no such token")
+    try:
+        with _db(request).session() as s:
+            S.get_report(s, rid)
+    except NotFound:
+        raise NotFound("no such token") from None
     return respond(fmt, "service_requests", [{"service_request_id": str(rid), "token": token}])
 
 
@@ -529,86 +526,3 @@ async def post_update(request: Request, fmt: str) -> Response:
     check_jurisdiction(request, form)
     out = await run_in_threadpool(post_update_work, _db(request), form, _key_of(request, form), _tz(request))
     return respond(fmt, "service_request_updates", [out])
-
-
-# --- the CLI: smartcity open311 keys … ---------------------------------------------------------------------
-
-
-def _cli_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SmartCityError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
-def _cli_db():
-    from smartcity.core.db import Database
-    from smartcity.settings import get_settings
-
-    return Database(get_settings().database_url)
-
-
-@click.group("open311")
-def cli() -> None:
-    """Open311 GeoReport v2 at /open311/v2: keys of partner systems."""
-
-
-@cli.group("keys")
-def keys() -> None:
-    """API keys for Open311 clients (POST requests and servicerequestupdates)."""
-
-
-@keys.command("create")
-@click.argument("name")
-@click.option("--user", "username", default=None, help="Act as this user (reports are filed in their name).")
-@click.option(
-    "--import",
-    "for_import",
-    is_flag=True,
-    help="The key may also give requested_datetime (a partner moving its past requests over).",
-)
-@_cli_errors
-def keys_create(name: str, username: str | None, for_import: bool) -> None:
-    """Issue a key for NAME; it is printed once and only its hash is kept."""
-    db = _cli_db()
-    with db.session() as s:
-        owner = accounts.get_user(s, username) if username else None
-        row, key = accounts.create_api_key(s, name, user=owner, scope=S.IMPORT_KEY_SCOPE if for_import else "open311")
-    click.echo(key)
-    click.echo(f"(Open311 key id {row.id}; keep it now, it cannot be shown again)", err=True)
-    db.dispose()
-
-
-def _open311_keys(session) -> list:
-    return [k for scope in KEY_SCOPES for k in accounts.list_api_keys(session, scope=scope)]
-
-
-@keys.command("list")
-def keys_list() -> None:
-    """List Open311 keys (never the keys themselves)."""
-    db = _cli_db()
-    with db.session() as s:
-        for k in _open311_keys(s):
-            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-            kind = "\timport" if k.scope == S.IMPORT_KEY_SCOPE else ""
-            click.echo(f"{k.id}\t{k.name}\t{k.prefix}…\t{k.created_at:%Y-%m-%d}\t{state}{kind}")
-    db.dispose()
-
-
-@keys.command("revoke")
-@click.argument("key_id", type=int)
-@_cli_errors
-def keys_revoke(key_id: int) -> None:
-    """Revoke an Open311 key by its id; its client is refused from then on."""
-    db = _cli_db()
-    with db.session() as s:
-        if key_id not in {k.id for k in _open311_keys(s)}:
-            raise NotFound(f"no Open311 key {key_id}")
-        accounts.revoke_api_key(s, key_id)
-    click.echo(f"Open311 key {key_id} revoked")
-    db.dispose()

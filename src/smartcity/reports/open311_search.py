@@ -14,6 +14,7 @@ from starlette.routing import Route
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import localized
 from smartcity.core.params import integer, number
 from smartcity.reports import queries
 from smartcity.reports import service as S
@@ -227,21 +228,37 @@ def _description(title: str, description: str) -> str:
     return f"{title}\n\n{description}"
 
 
+_in_language: dict[str, tuple[dict, dict, dict]] = {}
+
+
+def _names_in(db, lang: str) -> tuple[dict, dict]:
+    """({category code: name}, {unit id: (code, name)}) in `lang` (else any language the name is kept in),
+    made once per language from each fresh `names()` map."""
+    cats, units = names(db)
+    made = _in_language.get(lang)
+    if made is None or made[0] is not cats:
+        named = {code: localized({"name_ko": ko, "name_en": en}, "name", lang) for code, (ko, en) in cats.items()}
+        unit_named = {
+            i: (code, localized({"name_ko": ko, "name_en": en}, "name", lang)) for i, (code, ko, en) in units.items()
+        }
+        made = _in_language[lang] = (cats, named, unit_named)
+    return made[1], made[2]
+
+
 def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, tz) -> list[dict]:
     """GET requests: the page's ids from an index, then only the needed columns of just those rows, their
     first photos and their status notes (one query each, never one per row); names from memory."""
-    cats, units = names(db)
-    ko = lang == "ko"
+    cats, units = _names_in(db, lang)
     size = min(max(q.page_size, 1), MAX_REQUESTS)
     rows, photos, entries = _read(db, q, units, extensions, size)
     when = local_time(tz)
     out = []
     open_statuses = S.OPEN_STATUSES
-    no_unit = ("", "", "")
+    no_unit = ("", "")
     for r in rows:
         rid, status, code = r[0], r[1], r[2]
         unit = units.get(r[5], no_unit)
-        cat = cats.get(code, (code, code))
+        service_name = cats.get(code, code)
         notes = entries.get(rid, ())
         pids = photos.get(rid, ())
         links = _json_list(r[13])  # a partner's media_url links, shown as given
@@ -249,10 +266,10 @@ def find_requests(db, q: S.ReportQuery, base: str, lang: str, extensions: bool, 
             "service_request_id": str(rid),
             "status": "open" if status in open_statuses else "closed",
             "status_notes": next((e[5] for e in reversed(notes) if e[5]), None) if notes else None,
-            "service_name": cat[0] if ko else cat[1],
+            "service_name": service_name,
             "service_code": code,
             "description": _description(r[3], r[4]),
-            "agency_responsible": unit[1] if ko else unit[2],
+            "agency_responsible": unit[1],
             "service_notice": None,
             "requested_datetime": when(r[9]),
             "updated_datetime": when(r[10]),

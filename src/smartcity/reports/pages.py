@@ -17,19 +17,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import verify_csrf
 from smartcity.core.errors import InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
-from smartcity.core.models import User
+from smartcity.core.render import render
 from smartcity.core.web import gettext, language_of
+from smartcity.reports import directory
 from smartcity.reports import service as S
 from smartcity.reports.pages_common import (
     ERROR_TEXT,
-    STATUS_COLOURS,
     Form,
     _campaign_view,
     _detail,
@@ -232,25 +232,6 @@ def _public_query(
     )
 
 
-def _pin(view: dict) -> dict:
-    return {
-        "type": "Feature",
-        "id": view["id"],
-        "geometry": {"type": "Point", "coordinates": [view["lon"], view["lat"]]},
-        "properties": {
-            "id": view["id"],
-            "title": view["title"],
-            "status": view["status"],
-            "status_name": view["status_name"],
-            "category_name": view["category_name"],
-            "colour": STATUS_COLOURS.get(view["status"], "#111827"),
-            "url": f"/reports/{view['id']}",
-            "created_at": view["created_at"],
-            "support_count": view["support_count"],
-        },
-    }
-
-
 @router.get("/reports", response_class=HTMLResponse)
 def reports_map(request: Request, group: str = "", status: str = "unresolved", district: str = "", page: int = 1):
     lang = language_of(request)
@@ -277,17 +258,9 @@ def reports_geojson(
     request: Request, group: str = "", status: str = "unresolved", district: str = "", bbox: str = "", limit: int = 1000
 ):
     """Pins for the public map (public fields only)."""
-    lang = language_of(request)
     with request.app.state.db.session() as s:
         result = S.search(s, _public_query(group, status, district, bbox, page_size=min(max(limit, 1), 1000)))
-        return JSONResponse(
-            {
-                "type": "FeatureCollection",
-                "truncated": result.has_more,
-                "features": [_pin(S.public_view(r, lang)) for r in result.items],
-            },
-            media_type="application/geo+json",
-        )
+        return render(request, result, "geojson")
 
 
 @router.get("/reports/{report_id:int}", response_class=HTMLResponse)
@@ -353,7 +326,7 @@ def subscribe_form(request: Request, district: str = "", bbox: str = ""):
     email = ""
     if identity.user_id:
         with request.app.state.db.session() as s:
-            email = s.get(User, identity.user_id).email or ""
+            email = directory.email_of(s, identity.user_id)
     return _page(
         request,
         "subscribe.html",
@@ -423,27 +396,11 @@ def campaigns(request: Request):
 
 
 @router.get("/campaigns/{slug}.geojson")
-def campaign_geojson(request: Request, slug: str):
-    lang = language_of(request)
-    with request.app.state.db.session() as s:
-        data = S.campaign_geojson(s, slug, lang)
-    for feature in data["features"]:
-        feature["properties"]["colour"] = STATUS_COLOURS.get(feature["properties"]["status"], "#111827")
-        feature["properties"]["url"] = f"/reports/{feature['id']}"
-    return JSONResponse(
-        data, media_type="application/geo+json", headers={"Content-Disposition": f'inline; filename="{slug}.geojson"'}
-    )
-
-
 @router.get("/campaigns/{slug}.csv")
-def campaign_csv(request: Request, slug: str):
+def campaign_points(request: Request, slug: str):
+    """A campaign's pins (GeoJSON) or rows (CSV)."""
     with request.app.state.db.session() as s:
-        body = S.campaign_csv(s, slug, language_of(request))
-    return PlainTextResponse(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'},
-    )
+        return render(request, S.campaign_points(s, slug, language_of(request)))
 
 
 @router.get("/campaigns/{slug}", response_class=HTMLResponse)

@@ -9,29 +9,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from smartcity.core.auth import Identity, resolve_identity
 from smartcity.core.db import from_store
 from smartcity.core.errors import SmartCityError
 from smartcity.core.geo import geo_index
-from smartcity.core.i18n import localized
-from smartcity.core.models import Department
 from smartcity.core.web import gettext, language_of, render
+from smartcity.reports import directory
 from smartcity.reports import service as S
-
-STATUS_COLOURS = {
-    "open": "#dc2626",
-    "acknowledged": "#ea580c",
-    "in_progress": "#ca8a04",
-    "fixed": "#16a34a",
-    "closed": "#4b5563",
-    "duplicate": "#9ca3af",
-    "not_responsible": "#7c3aed",
-    "referred": "#2563eb",
-}
-
+from smartcity.reports.renderers import STATUS_COLOURS
 
 THEME_COLOURS = {"accessible": "#7c3aed", "school": "#ea580c", "green": "#15803d", "safety": "#b91c1c"}
 
@@ -229,16 +216,12 @@ def _timeline_text(request: Request, entry: dict, units: dict[str, str]) -> str:
     return kind
 
 
-def _unit_names(s, lang: str) -> dict[str, str]:
-    return {d.code: localized(d, "name", lang) for d in s.scalars(select(Department))}
-
-
 def _detail(request: Request, s, report_id: int) -> dict:
     lang = language_of(request)
     identity = _identity(request)
     report = S.get_report(s, report_id)
     view = S.detail_view(s, report, identity, lang)
-    units = _unit_names(s, lang)
+    units = directory.unit_names(s, lang)
     for entry in view["timeline"]:
         entry["label"] = _timeline_text(request, entry, units)
     token = _token_for(request, report_id)

@@ -9,17 +9,16 @@ from urllib.parse import urlencode
 
 import h3
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
-from sqlalchemy import select
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import Identity, Require
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError
 from smartcity.core.i18n import localized
-from smartcity.core.models import Department, User
+from smartcity.core.render import format_of, formats_of, render
 from smartcity.core.web import language_of
+from smartcity.reports import directory
 from smartcity.reports import service as S
-from smartcity.reports.models import Route
 from smartcity.reports.pages_common import (
     ERROR_TEXT,
     Form,
@@ -31,7 +30,6 @@ from smartcity.reports.pages_common import (
     _page,
     _picker,
     _t,
-    _unit_names,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -73,24 +71,11 @@ def queue(
     with request.app.state.db.session() as s:
         result = S.search(s, q)
         items = [S.public_view(r, lang) for r in result.items]
-        assignees = {
-            u.id: u.username
-            for u in s.scalars(select(User).where(User.id.in_([r.assignee_id for r in result.items if r.assignee_id])))
-        }
+        assignees = directory.usernames(s, [r.assignee_id for r in result.items])
         for view, r in zip(items, result.items, strict=True):
             view["assignee"] = assignees.get(r.assignee_id)
-        units = (
-            sorted(
-                (
-                    (d.code, localized(d, "name", lang))
-                    for d in s.scalars(select(Department).where(Department.kind == "department"))
-                ),
-                key=lambda x: x[0],
-            )
-            if manager
-            else []
-        )
-        unit_name = _unit_names(s, lang).get(unit, "") if unit else ""
+        units = [(d["code"], d["name"]) for d in directory.departments(s, lang)] if manager else []
+        unit_name = directory.unit_names(s, lang).get(unit, "") if unit else ""
         filters = {"status": status, "overdue": overdue, "mine": mine, "order": order, "unit": unit}
         query = urlencode({k: v for k, v in filters.items() if v})
         return _page(
@@ -116,20 +101,8 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
     view = _detail(request, s, report_id)
     contact = S.contact_of(s, identity, report_id)  # audited: staff see it only here
     templates = [S.template_view(t, report.language) for t in S.list_templates(s, identity, report_id=report_id)]
-    members = [
-        {"id": u.id, "name": u.display_name or u.username, "username": u.username}
-        for u in s.scalars(
-            select(User).where(User.department_id == report.unit_id, User.active.is_(True)).order_by(User.username)
-        )
-    ]
-    departments = [
-        {"code": d.code, "name": localized(d, "name", lang)}
-        for d in s.scalars(
-            select(Department)
-            .where(Department.kind == "department", Department.id != report.unit_id)
-            .order_by(Department.code)
-        )
-    ]
+    members = directory.members(s, report.unit_id)
+    departments = directory.departments(s, lang, except_id=report.unit_id)
     candidates = [
         n
         for n in S.nearby(s, report.category_code, report.lat, report.lon, radius_m=200, limit=10)
@@ -272,10 +245,14 @@ Manager = Annotated[Identity, Depends(Require("reports.dashboard"))]
 
 
 @router.get("/staff/dashboard", response_class=HTMLResponse)
+@router.get("/staff/dashboard.json")
 def dashboard(request: Request, identity: Manager, district: str = "", unit: str = "", days: int = 0):
+    """The dashboard: the page, or its figures as JSON (/staff/dashboard.json)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
         d = _dashboard(request, s, identity, district, unit, days)
+        if format_of(request, formats_of(S.Dashboard), "html") != "html":
+            return render(request, d)
         groups = {g.code: localized(g, "name", lang) for g in S.list_groups(s)}
         categories = {
             c.code: localized(c, "name", lang) for c in S.list_categories(s, everything=True, include_inactive=True)
@@ -300,23 +277,12 @@ def dashboard(request: Request, identity: Manager, district: str = "", unit: str
         )
 
 
-@router.get("/staff/dashboard.json")
-def dashboard_json(request: Request, identity: Manager, district: str = "", unit: str = "", days: int = 0):
-    with request.app.state.db.session() as s:
-        return S.dashboard_view(_dashboard(request, s, identity, district, unit, days), language_of(request))
-
-
 @router.get("/staff/dashboard.csv")
 def dashboard_csv(request: Request, identity: Manager, district: str = "", unit: str = "", days: int = 0):
     since = datetime.now(UTC) - timedelta(days=days) if days > 0 else None
     q = S.ReportQuery(district=[district] if district else None, unit=unit or None, created_after=since)
     with request.app.state.db.session() as s:
-        body = S.export_csv(s, identity, q, language=language_of(request))
-    return PlainTextResponse(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
-    )
+        return render(request, S.export_table(s, identity, q, language=language_of(request)), "csv")
 
 
 # --- administrators ---------------------------------------------------------------------------------------
@@ -330,11 +296,8 @@ def _routes_context(request: Request, s, category: str) -> dict:
     everything = [c for g in cats for c in g["items"]]
     category = category or (everything[0]["code"] if everything else "")
     table = S.routing_table(s, category=category) if category else []
-    rules = {r.district_code for r in s.scalars(select(Route).where(Route.category_code == category))}
-    departments = [
-        {"code": d.code, "name": localized(d, "name", lang)}
-        for d in s.scalars(select(Department).where(Department.kind == "department").order_by(Department.code))
-    ]
+    rules = directory.ruled_districts(s, category)
+    departments = directory.departments(s, lang)
     return dict(
         groups=cats,
         category=category,
@@ -373,8 +336,8 @@ def routes_save(request: Request, identity: Admin, form: Form):
 
 def _templates_context(request: Request, s, identity: Identity, edit: int | None = None) -> dict:
     lang = language_of(request)
-    units = _unit_names(s, lang)
-    ids = {d.id: d.code for d in s.scalars(select(Department))}
+    units = directory.unit_names(s, lang)
+    ids = directory.unit_codes(s)
     templates = []
     for t in S.list_templates(s, identity):
         view = S.template_view(t, lang)

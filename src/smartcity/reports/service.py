@@ -58,8 +58,8 @@ from smartcity.reports.common import (
     uploads_root,
 )
 from smartcity.reports.dashboard import Dashboard, dashboard, dashboard_view, purge_contacts
-from smartcity.reports.exports import CSV_FIELDS, campaign_csv, campaign_geojson, export_csv
-from smartcity.reports.feeds import FeedEntry, atom_feed, feed_entries
+from smartcity.reports.exports import CSV_FIELDS, campaign_points, export_table
+from smartcity.reports.feeds import FeedEntry, as_feed, feed_entries
 from smartcity.reports.history import (
     IMPORT_FIELDS,
     IMPORT_STATUSES,
@@ -190,10 +190,9 @@ __all__ = [
     "add_note",
     "add_update",
     "assign",
-    "atom_feed",
+    "as_feed",
     "attribute_view",
-    "campaign_csv",
-    "campaign_geojson",
+    "campaign_points",
     "campaign_view",
     "can_work",
     "category_view",
@@ -207,7 +206,7 @@ __all__ = [
     "delete_template",
     "detail_view",
     "event_data",
-    "export_csv",
+    "export_table",
     "feed_entries",
     "feedback",
     "feedback_token",

@@ -12,8 +12,14 @@ from smartcity.core import audit
 from smartcity.core.auth import ANONYMOUS, Identity, check
 from smartcity.core.errors import NotFound, PermissionDenied
 from smartcity.core.models import User
+from smartcity.core.render import Points
 from smartcity.reports.common import OPEN_STATUSES, _loc, _now, open311_status, settings_of, status_name, uploads_root
 from smartcity.reports.models import Report, ReportContact, ReportPhoto, ReportUpdate
+
+
+class ReportPoints(Points):
+    """Reports' public views as points (a map's pins, a campaign's download): rendered by reports.renderers
+    with each pin's colour and page."""
 
 
 @dataclass
