@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core.city import CityProfile
+from smartcity.core.context import AppContext, Slot
 from smartcity.core.errors import InvalidInput, OutsideCity
 from smartcity.core.i18n import localized
 from smartcity.core.models import District, Neighbourhood
@@ -181,18 +182,16 @@ class GeoIndex:
 def geo_index(db) -> GeoIndex:
     """The process's index for `db`, built on first use from the stored polygons and rebuilt after
     boundaries change (a `geo.changed` event, from any process on PostgreSQL)."""
-    return db.derived("geo", lambda: _load_index(db), invalidated_by="geo.changed")
+    return GEO_INDEX.get(db)
 
 
 def invalidate(db) -> None:
     """Forget the cached index (boundaries changed here or in another process)."""
-    db.cache.pop("geo", None)
+    GEO_INDEX.drop(db)
 
 
-def _load_index(db) -> GeoIndex:
-    from smartcity.core.context import context_of
-
-    with db.session() as s:
+def _load_index(context: AppContext) -> GeoIndex:
+    with context.db.session() as s:
         districts = [
             (Area(d.code, d.name_ko, d.name_en, approximate=d.approximate), shape(json.loads(d.geometry)))
             for d in s.scalars(select(District).order_by(District.code))
@@ -201,7 +200,10 @@ def _load_index(db) -> GeoIndex:
             (Area(n.code, n.name_ko, n.name_en, n.district_code), shape(json.loads(n.geometry)))
             for n in s.scalars(select(Neighbourhood).order_by(Neighbourhood.code))
         ]
-    return GeoIndex(districts, hoods, context_of(db).profile.outline_polygon)
+    return GeoIndex(districts, hoods, context.profile.outline_polygon)
+
+
+GEO_INDEX: Slot[GeoIndex] = Slot("geo", _load_index, invalidated_by="geo.changed")
 
 
 # --- importing boundaries -------------------------------------------------------------------------

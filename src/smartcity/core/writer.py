@@ -41,6 +41,8 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from smartcity.core.context import Slot
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -217,9 +219,9 @@ class Writer:
                 job.future.set_exception(value)
 
 
+WRITER: Slot[Writer] = Slot("core.writer", lambda context: Writer(context.db))
+
+
 def writer(db) -> Writer:
-    """The writer of `db` (one per Database in a process)."""
-    found = db.cache.get("core.writer")
-    if found is None:
-        found = db.derived("core.writer", lambda: Writer(db))
-    return found
+    """The writer of `db` (one per store and process: it lives in the store's context)."""
+    return WRITER.get(db)

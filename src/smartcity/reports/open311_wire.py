@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from smartcity.core import accounts
 from smartcity.core.auth import Identity, identity_of_user
+from smartcity.core.context import Slot
 from smartcity.core.db import from_store
 from smartcity.core.errors import (
     Conflict,
@@ -297,12 +299,22 @@ def report_of_token(token: str, settings) -> int | None:
 # --- names: category and unit names from an in-memory map (no join, no N+1) -----------------------------
 
 
+@dataclass
+class _Names:
+    # (expires, categories, units) replaced as one tuple: a reader on another thread sees the old or the new.
+    current: tuple[float, dict, dict] = (0.0, {}, {})
+
+
+_NAMES: Slot[_Names] = Slot("open311.names", lambda context: _Names())
+
+
 def names(db) -> tuple[dict, dict]:
     """({category code: (name_ko, name_en)}, {unit id: (code, name_ko, name_en)}), refreshed every 30 s."""
-    cached = db.cache.get("open311.names")
+    box = _NAMES.get(db)
+    expires, cats, units = box.current
     now = time.monotonic()
-    if cached and cached[0] > now:
-        return cached[1], cached[2]
+    if expires > now:
+        return cats, units
     with db.engine.connect() as conn:
         cats = {c: (ko, en) for c, ko, en in conn.execute(select(Category.code, Category.name_ko, Category.name_en))}
         units = {
@@ -311,7 +323,7 @@ def names(db) -> tuple[dict, dict]:
                 select(Department.id, Department.code, Department.name_ko, Department.name_en)
             )
         }
-    db.cache["open311.names"] = (now + NAMES_TTL_S, cats, units)
+    box.current = (now + NAMES_TTL_S, cats, units)
     return cats, units
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.city import CityProfile
+from smartcity.core.context import Slot
 from smartcity.core.errors import InvalidInput
 from smartcity.core.params import iso_time
 from smartcity.reports.campaigns import get_campaign
@@ -65,7 +67,7 @@ def seed(session: Session, profile: CityProfile | None = None) -> dict[str, int]
     session.flush()
     db = session.info.get("db")
     if db is not None:
-        db.cache["reports.seeded"] = True
+        SEEDED.get(db).set()
     return added
 
 
@@ -97,15 +99,19 @@ DEFAULT_TEMPLATES = [
 ]
 
 
+# Set once this process has seen the store's taxonomy (or seeded it): later calls skip the look.
+SEEDED: Slot[threading.Event] = Slot("reports.seeded", lambda context: threading.Event())
+
+
 def _ensure_seeded(session: Session) -> None:
     """Seed the taxonomy on first use if nobody did (a database set up by core's seed only)."""
     db = session.info.get("db")
-    if db is not None and db.cache.get("reports.seeded"):
+    if db is not None and SEEDED.get(db).is_set():
         return
     if session.scalar(select(Category.id).limit(1)) is None:
         seed(session)
     elif db is not None:
-        db.cache["reports.seeded"] = True
+        SEEDED.get(db).set()
 
 
 def list_groups(session: Session) -> list[CategoryGroup]:

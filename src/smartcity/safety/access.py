@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity
+from smartcity.core.context import Slot
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.events import Admission
 from smartcity.safety.common import OPERATOR_LOOKBACK, _db
@@ -133,6 +134,9 @@ class _LiveFacts:
         return facts
 
 
+LIVE_FACTS: Slot[_LiveFacts] = Slot("safety.live_facts", lambda context: _LiveFacts(context.db))
+
+
 def live_admission(db, identity: Identity, event) -> Admission:
     """Whether a live safety event about a person goes to this subscriber: the rule of the REST reads.
     An event without coordinates (a resolved incident) is left to its scope, which the bus has checked."""
@@ -141,7 +145,7 @@ def live_admission(db, identity: Identity, event) -> Admission:
         return Admission(False, "location_denied", "safety_person", person_id)
     if event.data.get("lat") is None:
         return Admission(True, "read_live", "safety_person", person_id, {"as": "addressee"})
-    access = location_rule(identity, db.derived("safety.live_facts", lambda: _LiveFacts(db)).get(person_id))
+    access = location_rule(identity, LIVE_FACTS.get(db).get(person_id))
     if access is None:
         return Admission(False, "location_denied", "safety_person", person_id)
     return Admission(True, "read_live", "safety_person", person_id, {"as": access.reason})
