@@ -291,3 +291,32 @@ def _columns(table: DeviceTable, part: list[dict], positions: dict) -> Columns:
     cols["stored"] = np.array(stored, dtype=bool)
     cols["slot"] = table.slots_of(cols["device_id"], cols["person_id"])
     return cols
+
+
+def test_state_columns_are_the_state_rows_as_executemany_columns():
+    """The fast form (cached zone JSON) says what state_rows says, batch after batch."""
+    data = Path(__file__).parent / "data" / "recorded_stream.json.gz"
+    with gzip.open(data, "rt") as f:
+        stream = json.load(f)
+    plane = LocalPlane(tuple(stream["center"]))
+    table = DeviceTable(plane, Rules(**stream["rules"]), stream["low_battery"], stream["districts"])
+    table.load([], [zone_shape(_Zone(z), plane) for z in stream["zones"]])
+    names = stream["columns"]
+    fixes = [dict(zip(names, f, strict=True)) for f in stream["fixes"][:4000]]
+    positions: dict = {}
+
+    def as_rows(columns: dict) -> list[dict]:
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        for row in rows:
+            row["zones"], row["flags"] = json.loads(row["zones"]), json.loads(row["flags"])
+        return rows
+
+    compared = 0
+    for start in range(0, len(fixes), 150):
+        result = table.apply(_columns(table, fixes[start : start + 150], positions))
+        assert as_rows(result.state_columns(result.moved)) == result.state_rows(result.moved)
+        table.commit(result)
+        every = sorted(table.slots.values())
+        assert as_rows(table.state_columns(every)) == table.state_rows(every)
+        compared += len(result.moved)
+    assert compared > 3000
