@@ -320,3 +320,15 @@ def test_state_columns_are_the_state_rows_as_executemany_columns():
         assert as_rows(table.state_columns(every)) == table.state_rows(every)
         compared += len(result.moved)
     assert compared > 3000
+
+
+def test_many_zone_edits_keep_states_and_space():
+    table = new_table()
+    run(table, [fix(1, 0, 0), fix(1, 10, 0), fix(2, 0, 2000), fix(2, 10, 2000)])
+    before = table.state_rows([0, 1])
+    for _ in range(9000):  # each edit leaves the old segments behind until they are written again compactly
+        table.set_zones(1, [HOME, SCHOOL])
+    assert table.state_rows([0, 1]) == before
+    assert table.pairs_used <= 4 * 4096 + 4
+    result = run(table, [fix(1, 20, 2000), fix(1, 30, 2000)])
+    assert [(e.kind, e.zone.id) for e in result.events] == [("departure", 10), ("arrival", 11)]

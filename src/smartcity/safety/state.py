@@ -34,7 +34,6 @@ from smartcity.core.geo import LocalPlane
 from smartcity.safety.rules import (
     IN,
     NONE,
-    OUT,
     VERDICT_CODES,
     VERDICT_NAMES,
     Raised,
@@ -116,10 +115,6 @@ def _ms_of(value: Any) -> int:
     if isinstance(value, str):
         return to_ms(datetime.fromisoformat(value))
     return int(value)
-
-
-def _field(row: Any, name: str, default: Any = None) -> Any:
-    return row.get(name, default) if isinstance(row, Mapping) else getattr(row, name, default)
 
 
 def zone_state_of(value: Mapping | None) -> tuple[int, int, int, int]:
@@ -234,7 +229,6 @@ class DeviceTable:
         self.pair = {name: np.full(0, empty, dtype=dt) for name, (dt, empty) in _PAIR_COLUMNS.items()}
         self.pairs_used = 0
         self.zone_set = ZoneSet([], rules)
-        self.zone_index: dict[int, int] = {}  # zone id → its index in zone_set (the current shape)
         self.person_zones: dict[int, list[int]] = {}  # person → zone indices (safe zones, in order)
         self.danger: list[int] = []
         self.person_slots: dict[int, list[int]] = {}
@@ -308,10 +302,7 @@ class DeviceTable:
             return []
         first = len(self.zone_set)
         self.zone_set = self.zone_set.extended(shaped)
-        indices = list(range(first, first + len(shaped)))
-        for z, i in zip(shaped, indices, strict=True):
-            self.zone_index[z.id] = i
-        return indices
+        return list(range(first, first + len(shaped)))
 
     def set_zones(self, person_id: int, shapes: Sequence[Any]) -> None:
         """The person's safe zones changed (ZoneShapes, or Zone rows): their devices' zone states are kept
@@ -370,8 +361,11 @@ class DeviceTable:
         self.zone_start[slots] = base + np.cumsum(counts) - counts
         self.zone_count[slots] = counts
         self.pairs_used = total
-        self.layout += 1
+        if compact or len(old_idx):  # pairs moved (a new device's first segment moves nothing)
+            self.layout += 1
         self._new_revs(self.cols["zone_rev"], slots)
+        if not compact and total > 4 * max(int(self.zone_count[: self.n].sum()), 4096):
+            self._lay_out_all()  # mostly left-behind segments: write the live ones again from the start
 
     def _new_revs(self, revs: np.ndarray, where: np.ndarray) -> None:
         """Fresh zone revisions (never given out before, so a cached JSON text is never mistaken)."""
@@ -460,7 +454,6 @@ class DeviceTable:
         for items in person.values():
             all_zones += [s if isinstance(s, ZoneShape) else zone_shape(s, self.plane) for s in items]
         self.zone_set = ZoneSet([], self.rules)
-        self.zone_index = {}
         indices = self._add_zones(all_zones)
         self.danger = indices[: len(danger)]
         at = len(danger)
@@ -829,6 +822,3 @@ class _BatchColumns:
         self.sos = np.asarray(cols["sos"], dtype=bool)
         self.outside_city = np.asarray(cols["outside_city"], dtype=bool)
         self.district = np.asarray(cols["district"], dtype=np.int32)
-
-
-__all__ = ["BatchResult", "DeviceTable", "IN", "OUT", "NONE", "segments"]
