@@ -82,7 +82,7 @@ def save_campaign(session: Session, identity: Identity, data: CampaignIn) -> Cam
     return camp
 
 
-def campaign_view(c: Campaign, language: str = "ko") -> dict:
+def campaign_view(c: Campaign, language: str) -> dict:
     now = _now()
     return {
         "slug": c.slug,

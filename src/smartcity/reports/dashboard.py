@@ -99,7 +99,7 @@ def dashboard(
     )
 
 
-def dashboard_view(d: Dashboard, language: str = "ko") -> dict:
+def dashboard_view(d: Dashboard, language: str) -> dict:
     return {
         "total": d.total,
         "by_status": d.by_status,

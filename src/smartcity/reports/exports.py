@@ -10,7 +10,7 @@ from smartcity.core.auth import Identity, check
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.render import Table
 from smartcity.reports.campaigns import get_campaign
-from smartcity.reports.common import MAX_PAGE_SIZE
+from smartcity.reports.common import MAX_PAGE_SIZE, profile_of
 from smartcity.reports.models import Report, ReportContact
 from smartcity.reports.queries import ReportQuery, _conditions
 from smartcity.reports.views import ReportPoints, public_view
@@ -43,8 +43,10 @@ CSV_FIELDS = [
 ]
 
 
-def campaign_points(session: Session, slug: str, language: str = "ko") -> ReportPoints:
-    """A campaign's reports (public data only), as points: its map, its CSV."""
+def campaign_points(session: Session, slug: str, language: str | None = None) -> ReportPoints:
+    """A campaign's reports (public data only), as points: its map, its CSV; in `language` (default: the
+    city's)."""
+    language = language or profile_of(session).language
     rows = [public_view(r, language) for r in _campaign_reports(session, slug)]
     return ReportPoints(slug, rows, CSV_FIELDS + ["attributes"])
 
@@ -55,12 +57,13 @@ def export_table(
     q: ReportQuery | None = None,
     *,
     include_contacts: bool = False,
-    language: str = "ko",
+    language: str | None = None,
     limit: int = 100_000,
 ) -> Table:
-    """Reports as rows for staff (their unit) and administrators; contact columns only when asked and
-    permitted (administrators, or staff for their unit). Audited."""
+    """Reports as rows for staff (their unit) and administrators, in `language` (default: the city's);
+    contact columns only when asked and permitted (administrators, or staff for their unit). Audited."""
     check(identity, "reports.dashboard")
+    language = language or profile_of(session).language
     q = q or ReportQuery()
     if not identity.can("reports.manage"):
         q.unit = identity.department_code or "-"

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from smartcity.core.render import Feed, FeedItem
-from smartcity.reports.common import _loc, parse_bbox, status_name
+from smartcity.reports.common import _loc, parse_bbox, profile_of, status_name
 from smartcity.reports.queries import ReportQuery, search
 
 
@@ -31,10 +31,11 @@ def feed_entries(
     *,
     district: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
-    language: str = "ko",
+    language: str | None = None,
     limit: int = 50,
 ) -> list[FeedEntry]:
-    """The newest reports in an area, for an Atom feed."""
+    """The newest reports in an area, for an Atom feed, in `language` (default: the city's)."""
+    language = language or profile_of(session).language
     q = ReportQuery(
         district=[district] if district else None,
         bbox=parse_bbox(bbox) if bbox else None,

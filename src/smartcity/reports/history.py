@@ -18,7 +18,15 @@ from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
 from smartcity.core.models import Department
 from smartcity.core.params import iso_time
-from smartcity.reports.common import MAX_ADDRESS, MAX_DESCRIPTION, MAX_TITLE, MAX_UPDATE, STATUSES, _clean_text
+from smartcity.reports.common import (
+    MAX_ADDRESS,
+    MAX_DESCRIPTION,
+    MAX_TITLE,
+    MAX_UPDATE,
+    STATUSES,
+    _clean_text,
+    profile_of,
+)
 from smartcity.reports.intake import may_import, placed_report
 from smartcity.reports.models import Category, Report
 from smartcity.reports.routing import route_for
@@ -125,7 +133,7 @@ def import_history(
     updates: list[dict[str, str]] = (),
     *,
     tz,
-    language: str = "ko",
+    language: str | None = None,
     source: str = "import",
 ) -> ImportedHistory:
     """Store another system's past requests with their own dates, statuses and updates, all or nothing:
@@ -137,6 +145,8 @@ def import_history(
     if not 0 < len(rows) <= MAX_IMPORT_ROWS:
         raise InvalidInput(f"a history file holds 1 to {MAX_IMPORT_ROWS:,} requests", code="invalid_import")
     problems: list[dict] = []
+    profile = profile_of(session)
+    language = language if language in profile.languages else profile.language
     index = geo_index(session.info["db"])
     categories = {c.code: c for c in session.scalars(select(Category))}
     seen: set[str] = set()

@@ -67,7 +67,7 @@ class NewReport:
     show_name: bool = False
     idempotency_key: str | None = None
     source: str = "web"
-    language: str = "ko"
+    language: str | None = None  # one of the city's languages; else (or None) the city's own
     campaign: str | None = None
     external_id: str | None = None
     media_urls: list[str] = field(default_factory=list)  # a partner's links to its photos, kept as given

@@ -130,10 +130,11 @@ def subscribe(
     *,
     district: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
-    language: str = "ko",
+    language: str | None = None,
     user_id: int | None = None,
 ) -> Subscription:
-    """Subscribe an email address to new reports in a district or a box (west, south, east, north)."""
+    """Subscribe an email address to new reports in a district or a box (west, south, east, north); its
+    messages in `language` if the city speaks it, else in the city's language."""
     email = (email or "").strip()
     if not EMAIL.match(email):
         raise InvalidInput("that is not an email address", code="invalid_email")

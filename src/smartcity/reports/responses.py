@@ -95,7 +95,7 @@ def delete_template(session: Session, identity: Identity, template_id: int) -> N
     session.delete(tpl)
 
 
-def template_view(t: ResponseTemplate, language: str = "ko") -> dict:
+def template_view(t: ResponseTemplate, language: str) -> dict:
     return {
         "id": t.id,
         "title": t.title,

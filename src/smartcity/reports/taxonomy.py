@@ -175,14 +175,19 @@ def attribute_view(attr: dict, language: str) -> dict:
     return out
 
 
-_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
+# The taxonomy keeps one mixed keyword list per category ("포트홀,파임,pothole,hole"): a keyword's script tells
+# its language. Languages written in a script of their own are listed; the rest share the words in none of them.
+SCRIPTS = {"ko": re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")}
 
 
 def keywords_in(keywords: str, language: str) -> list[str]:
-    """The keywords of one language from the taxonomy's mixed list ("포트홀,파임,pothole,hole"): those
-    written in Hangul are Korean, the others English."""
+    """The keywords of `language` from a category's mixed list: those in its script (Hangul for Korean), or,
+    for a language without a script listed in SCRIPTS, those in none of the listed scripts."""
     words = [k.strip() for k in keywords.split(",") if k.strip()]
-    return [k for k in words if bool(_HANGUL.search(k)) == (language == "ko")]
+    own = SCRIPTS.get(language)
+    if own is not None:
+        return [k for k in words if own.search(k)]
+    return [k for k in words if not any(script.search(k) for script in SCRIPTS.values())]
 
 
 def category_view(category: Category, language: str, group: CategoryGroup | None = None) -> dict:
