@@ -249,6 +249,8 @@ class ZoneSet:
         self.size = np.array([z.size for z in zones], dtype=np.float64)
         self.margin = np.array([rules.margin(z) for z in zones], dtype=np.float64)
         self.reach = np.maximum(self.size, rules.hysteresis_m)  # the accuracy limits: reach (in), 2 × reach
+        # The numbers a verdict reads, one row per zone: gathered for a batch's pairs in one step.
+        self.params = np.column_stack([self.reach, self.margin, self.circle, self.cx, self.cy, self.radius])
         self.polygons = np.empty(n, dtype=object)
         self.boundaries = np.empty(n, dtype=object)
         self.box = np.zeros((n, 4))
@@ -271,6 +273,7 @@ class ZoneSet:
         "size",
         "margin",
         "reach",
+        "params",
         "polygons",
         "boundaries",
         "box",
@@ -292,25 +295,22 @@ class ZoneSet:
         NaN = not said): an int8 array of NONE / IN / OUT."""
         rules = self.rules
         acc = np.where(np.isnan(accuracy), rules.default_accuracy_m, accuracy)
-        reach = self.reach[zone]
+        # One gather of every per-zone number; the circle distance is computed for every pair (cheaper than
+        # picking the circles out) and replaced for the polygons.
+        reach, margin, circle, cx, cy, radius = self.params[zone].T
         usable = (acc <= rules.accuracy_max_m) & (acc <= reach * 2)
         out = np.zeros(len(zone), dtype=np.int8)
         if not usable.any():
             return out
-        d = np.full(len(zone), np.inf)
-        circle = self.circle[zone]
-        c = np.flatnonzero(usable & circle)
-        if len(c):
-            zc = zone[c]
-            d[c] = np.hypot(x[c] - self.cx[zc], y[c] - self.cy[zc]) - self.radius[zc]
-        p = np.flatnonzero(usable & ~circle)
+        d = np.hypot(x - cx, y - cy) - radius
+        p = np.flatnonzero(usable & (circle == 0))
         if len(p):
             zp = zone[p]
             box = self.box[zp]
             xp, yp = x[p], y[p]
             dx = np.maximum(np.maximum(box[:, 0] - xp, xp - box[:, 2]), 0.0)
             dy = np.maximum(np.maximum(box[:, 1] - yp, yp - box[:, 3]), 0.0)
-            near = np.hypot(dx, dy) - acc[p] <= self.margin[zp]
+            near = np.hypot(dx, dy) - acc[p] <= margin[p]
             # Far from the box: certainly "out"; any finite distance above the margin says so.
             d[p[~near]] = np.inf
             q = p[near]
@@ -320,7 +320,7 @@ class ZoneSet:
                 inside = shapely.contains_xy(self.polygons[zq], x[q], y[q])
                 d[q] = np.where(inside, -dist, dist)
         out[usable & (d <= 0) & (acc <= reach)] = IN
-        out[usable & (d - acc > self.margin[zone])] = OUT
+        out[usable & (d - acc > margin)] = OUT
         return out
 
 

@@ -704,10 +704,10 @@ class DeviceTable:
             return
         pair_row = np.repeat(rows, n_pairs)
         plane = self.plane
-        x = (c.lon[pair_row] - plane.lon0) * plane.kx
-        y = (c.lat[pair_row] - plane.lat0) * plane.ky
+        x = np.repeat((c.lon[rows] - plane.lon0) * plane.kx, n_pairs)
+        y = np.repeat((c.lat[rows] - plane.lat0) * plane.ky, n_pairs)
         zone = pair_state["zone"][p]
-        verdict = self.zone_set.verdicts(zone, x, y, c.accuracy[pair_row])
+        verdict = self.zone_set.verdicts(zone, x, y, np.repeat(c.accuracy[rows], n_pairs))
         confirmed, candidate = pair_state["confirmed"][p], pair_state["candidate"][p]
         agreeing, since = pair_state["agreeing"][p], pair_state["since"][p]
         settled = (candidate == NONE) & (agreeing == 0) & (since == NO_TIME)
