@@ -214,3 +214,13 @@ def test_the_confirmed_state_reads_from_both_stored_forms():
     assert confirmed_of(ZoneState("in", "out", 1, 5).as_json()) == "in"
     assert confirmed_of({"s": "out", "c": None, "n": 0, "t": None}) == "out"
     assert confirmed_of(None) is None and confirmed_of({}) is None
+
+
+def test_an_event_raised_again_has_the_same_dedupe_key():
+    from smartcity.safety.rules import Raised
+
+    first = Raised("arrival", 1, 7, T0, 37.5, 127.0, CIRCLE, row=3)
+    again = Raised("arrival", 1, 7, T0, 37.5001, 127.0, CIRCLE, row=0)  # replayed: another batch row
+    assert first.dedupe_key() == again.dedupe_key() == f"arrival:7:1:{to_ms(T0)}"
+    assert Raised("departure", 1, 7, T0, 37.5, 127.0, CIRCLE).dedupe_key() != first.dedupe_key()
+    assert Raised("sos", 1, 7, T0, None, None).dedupe_key() == f"sos:7::{to_ms(T0)}"

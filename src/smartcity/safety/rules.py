@@ -367,3 +367,7 @@ class Raised:
     data: dict = field(default_factory=dict)
     district_code: str | None = None
     row: int = -1
+
+    def dedupe_key(self) -> str:
+        """What makes it the same event when raised again (a replay after a crash): kind, device, zone, time."""
+        return f"{self.kind}:{self.device_id}:{self.zone.id if self.zone else ''}:{to_ms(self.at)}"
