@@ -227,3 +227,50 @@ def test_the_event_stream_follows_the_rule_whatever_the_role(db, world):
     )
     assert tally[0].detail["events"] >= 2
     assert any(e.actor == "root" and e.object_id == str(w.person_id) for e in entries if e.action == "event_denied")
+
+
+def test_a_guardian_made_administrator_no_longer_follows_the_ward(db, world):
+    """A ward's bond is the guardian role's own (`safety.ward`, granted with only()): an account that becomes
+    an administrator keeps its consented link but reads no location, and the refusal is audited."""
+    from smartcity.core.models import User
+
+    w = world
+    path = f"/api/safety/wards/{w.person_id}/position"
+    assert httpx.get(f"{w.server.url}{path}", headers=_headers(w, "mother"), timeout=30).status_code == 200
+    with db.session() as s:
+        s.get(User, w.guardian_id).role = "admin"
+    before = _last_audit_id(db)
+    r = httpx.get(f"{w.server.url}{path}", headers=_headers(w, "mother"), timeout=30)
+    assert r.status_code == 403 and str(SCHOOL[0])[:6] not in r.text
+    refusals = [e for e in _audits_since(db, before) if e.action == "location_denied"]
+    assert [(e.actor, e.object_id) for e in refusals] == [("mother", str(w.person_id))]
+
+
+def test_the_safety_home_sends_each_role_where_it_works(db, tmp_path):
+    """Operators to the console; guardians and administrators (who sit in no control room) to the wards."""
+    from fastapi.testclient import TestClient
+
+    from smartcity.app import create_app
+    from tests.conftest import signin
+
+    make_world(db)
+    app = create_app(make_settings(str(db.url), tmp_path), db)
+    for user, where in (
+        ("op-gangnam", "/safety/console"),
+        ("mother", "/safety/guardian"),
+        ("root", "/safety/guardian"),
+    ):
+        with TestClient(app) as client:
+            signin(client, user)
+            r = client.get("/safety", follow_redirects=False)
+            assert (r.status_code, r.headers["location"]) == (303, where), user
+
+
+def test_administrators_hold_every_permission_but_a_roles_own_standing(db):
+    from smartcity.core.auth import Identity
+
+    admin, guardian, operator = Identity(role="admin"), Identity(role="guardian"), Identity(role="operator")
+    assert admin.can("safety.guard") and admin.can("safety.operate") and admin.can("safety.manage")
+    assert not admin.can("safety.ward") and not admin.can("safety.control_room")
+    assert guardian.can("safety.ward") and not guardian.can("safety.control_room")
+    assert operator.can("safety.control_room") and not operator.can("safety.ward")

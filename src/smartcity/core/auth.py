@@ -21,6 +21,17 @@ from smartcity.core import accounts
 from smartcity.core.errors import NotAuthenticated, PermissionDenied
 
 EVERY_ROLE = "*"  # in a grant: every role but the administrator's (who holds every permission anyway)
+
+
+class Only(tuple):
+    """A grant held by its roles only, not by administrators: a role's own standing (a guardian's bond to
+    their wards, an operator's seat in a control room) rather than a power an administrator may use."""
+
+
+def only(*roles: str) -> Only:
+    return Only(roles)
+
+
 # The core's own permissions → roles holding them (EVERY_ROLE: every role). Administrators hold every permission.
 CORE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "users.manage": (),
@@ -32,20 +43,26 @@ CORE_PERMISSIONS: dict[str, tuple[str, ...]] = {
 }
 # permission → roles holding it: the core's and every declared module's (core.module.declare refreshes it).
 PERMISSIONS: dict[str, set[str]] = {}
+EXCLUSIVE: frozenset[str] = frozenset()  # permissions granted with only(): administrators do not hold them
 
 
 def refresh_grants(modules) -> None:
     """Rebuild PERMISSIONS from the core's grants and those of `modules` (each a core.module.Module)."""
-    global PERMISSIONS
+    global PERMISSIONS, EXCLUSIVE
     every = {role for role in accounts.ROLES if role != "admin"}
     table: dict[str, set[str]] = {}
+    exclusive: set[str] = set()
     for grants in (CORE_PERMISSIONS, *(m.permissions for m in modules)):
         for permission, roles in grants.items():
             for role in roles:
                 if role != EVERY_ROLE and role not in accounts.ROLES:
                     raise ValueError(f"unknown role {role!r} in the grant of {permission!r}")
             table.setdefault(permission, set()).update(every if EVERY_ROLE in roles else roles)
-    PERMISSIONS = table  # replaced whole: a check in another thread sees the old table or the new one
+            if isinstance(roles, Only):
+                exclusive.add(permission)
+    # Each replaced whole: a check in another thread sees the old table or the new one (declarations only add).
+    EXCLUSIVE = frozenset(exclusive)
+    PERMISSIONS = table
 
 
 def permissions() -> dict[str, set[str]]:
@@ -87,7 +104,7 @@ class Identity:
         table = permissions()
         if permission not in table:
             raise KeyError(f"undeclared permission {permission!r}")
-        if self.role == "admin":
+        if self.role == "admin" and permission not in EXCLUSIVE:
             return True
         return self.role is not None and self.role in table[permission]
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smartcity.core.auth import EVERY_ROLE as EVERY_ROLE  # modules grant with it
+from smartcity.core.auth import EVERY_ROLE as EVERY_ROLE  # modules grant with them
+from smartcity.core.auth import only as only
 from smartcity.core.jobs import Job
 from smartcity.core.web import NavLink
 
@@ -77,7 +78,8 @@ class Module:
     """One capability of the city, as core sees it.
 
     routers       APIRouters, their paths, or functions making one; included in this order
-    permissions   permission → roles holding it (EVERY_ROLE: every role); administrators hold all
+    permissions   permission → roles holding it (EVERY_ROLE: every role); administrators hold all but those granted
+                  with only(roles…): a role's own standing (a guardian's wards), not a power
     roles         roles the module adds; unit_kinds: kinds of unit (department, control room, …) → description
     nav           top navigation links, each shown to holders of its permission
     jobs          periodic jobs, `run(db, settings)`

@@ -9,7 +9,7 @@ JSON (pages.py, api.py), cli.py. `module` below is what the service declares to 
 from __future__ import annotations
 
 from smartcity.core.jobs import Job
-from smartcity.core.module import Module, NavLink, PersonalTopic, Role, call
+from smartcity.core.module import Module, NavLink, PersonalTopic, Role, call, only
 from smartcity.safety.settings import SafetySettings
 
 
@@ -82,6 +82,10 @@ module = Module(
     permissions={
         "safety.guard": ("guardian",),
         "safety.operate": ("operator",),
+        # A guardian's bond to their wards and an operator's seat in a control room are their own: granted
+        # with only(), administrators do not hold them (they may manage the registry, not follow anyone).
+        "safety.ward": only("guardian"),
+        "safety.control_room": only("operator"),
         "safety.manage": (),  # administrators only (they hold every permission)
         "safety.intake": (),
     },  # administrators; gateways use system keys of scope `safety.gateway`

@@ -79,7 +79,7 @@ def location_rule(identity: Identity, facts: LocationFacts) -> Access | None:
     """The privacy rule (see the module docstring): why the caller may see the person's location, or None."""
     if identity.user_id is None:
         return None
-    if identity.can("safety.guard") and identity.role != "admin" and identity.user_id in facts.guardians:
+    if identity.can("safety.ward") and identity.user_id in facts.guardians:
         return Access("guardian")
     if identity.can("safety.operate") and identity.district_code:
         for district, opened_at, incident_id in facts.incidents:

@@ -57,9 +57,10 @@ def _page(request: Request, template: str, **context) -> HTMLResponse:
 
 @router.get("/safety")
 def safety_home(request: Request):
-    """Guardians go to their wards, operators to their console."""
+    """Guardians go to their wards, operators to their console (administrators, who sit in no control room,
+    to the guardian's page)."""
     identity = resolve_identity(request)
-    if identity.can("safety.operate") and identity.role != "admin":
+    if identity.can("safety.control_room"):
         return RedirectResponse("/safety/console", status_code=303)
     check(identity, "safety.guard")
     return RedirectResponse("/safety/guardian", status_code=303)
