@@ -332,3 +332,38 @@ def test_many_zone_edits_keep_states_and_space():
     assert table.pairs_used <= 4 * 4096 + 4
     result = run(table, [fix(1, 20, 2000), fix(1, 30, 2000)])
     assert [(e.kind, e.zone.id) for e in result.events] == [("departure", 10), ("arrival", 11)]
+
+
+def test_state_rows_round_trip_through_the_store(db):
+    """Zones and state rows read from the store (ORM rows, times as datetimes) load; the state the table
+    writes reads back as the same state, on both stores."""
+    from sqlalchemy import select
+
+    from smartcity.core.geo import LocalPlane as Plane
+    from smartcity.safety.models import DeviceState, Zone
+    from smartcity.safety.rules import from_ms
+    from tests.safety.helpers import HOME, SCHOOL, make_world
+
+    world = make_world(db)
+    plane = Plane(HOME)
+    with db.session() as s:
+        zones = list(s.scalars(select(Zone).where(Zone.active)))
+        table = DeviceTable(plane, RULES, low_battery=15, districts=["11230"])
+        table.load(list(s.scalars(select(DeviceState))), zones)
+    place = {"device_id": world.device_id, "person_id": world.person_id, "district": 0, "accuracy": 8.0}
+    fixes = [
+        place | {"fix_time": T0 + i * 10_000, "lat": lat, "lon": lon, "battery": battery}
+        for i, ((lat, lon), battery) in enumerate([(HOME, 30.0), (HOME, 20.0), (SCHOOL, 12.0), (SCHOOL, 11.0)])
+    ]
+    result = run(table, fixes)
+    assert [(e.kind, e.row) for e in result.events] == [("low_battery", 2), ("arrival", 3)]
+    written = result.state_rows([table.slot_of(world.device_id)])[0]
+    assert written["zones"][str(world.school_zone)]["confirmed"] == "in"
+    with db.session() as s:
+        row = s.get(DeviceState, world.device_id)
+        for name, value in written.items():
+            setattr(row, name, from_ms(value) if name in ("fix_time", "received_at") and value else value)
+    with db.session() as s:
+        again = DeviceTable(plane, RULES, low_battery=15, districts=["11230"])
+        again.load(list(s.scalars(select(DeviceState))), list(s.scalars(select(Zone).where(Zone.active))))
+    assert again.state_rows([again.slot_of(world.device_id)]) == [written]
