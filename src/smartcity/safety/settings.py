@@ -42,6 +42,12 @@ class SafetySettings:
         "process).",
         choices=("process", "thread"),
     )
+    writers: int = setting(
+        1,
+        "Writer processes of the safety intake (with SAFETY_WRITER=process): each device belongs to one, chosen by a "
+        "stable hash of its identifier, so no two writers touch the same device's state. More than one pays on "
+        "PostgreSQL, where they commit in parallel; SQLite has one writer at a time.",
+    )
     queue_max: int = setting(200_000, "Positions the intake may hold waiting to be written before refusing.")
     live_positions: bool = setting(
         True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
