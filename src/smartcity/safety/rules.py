@@ -316,9 +316,12 @@ class ZoneSet:
             q = p[near]
             if len(q):
                 zq = zone[q]
-                dist = shapely.distance(self.boundaries[zq], shapely.points(x[q], y[q]))
                 inside = shapely.contains_xy(self.polygons[zq], x[q], y[q])
-                d[q] = np.where(inside, -dist, dist)
+                # Inside, how deep does not matter (any d ≤ 0 gives the same verdict); outside, the distance does.
+                d[q[inside]] = -1.0
+                o = q[~inside]
+                if len(o):
+                    d[o] = shapely.distance(self.boundaries[zone[o]], shapely.points(x[o], y[o]))
         out[usable & (d <= 0) & (acc <= reach)] = IN
         out[usable & (d - acc > margin)] = OUT
         return out
