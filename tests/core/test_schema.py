@@ -60,7 +60,17 @@ def differences(db, owner: str) -> list:
     also the changes about tables no model declares (a migration that builds what nothing maps)."""
     load_all()
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        # A PostgreSQL table partitioned by time (safety_positions) has partitions the store makes by day: they are
+        # the declared table's storage, not tables of their own.
+        partitions = set(
+            conn.execute(text("SELECT relname FROM pg_class WHERE relispartition")).scalars() if db.is_postgres else ()
+        )
+        opts = {
+            "compare_type": True,
+            "compare_server_default": True,
+            "include_name": lambda name, kind, _parent: not (kind == "table" and name in partitions),
+        }
+        context = MigrationContext.configure(conn, opts=opts)
         diff = compare_metadata(context, Base.metadata)
     declared = set(Base.metadata.tables)
     mine = tables_of(owner)

@@ -90,4 +90,4 @@ def test_the_cli_registers_an_owntracks_device_with_a_secret_shown_once(db, monk
         assert device.protocol == "osmand,owntracks" and secret not in device.secret_hash
         assert s.scalar(select(Device.secret_hash).where(Device.identifier == "tag-9")) is None
         assert service.ward_devices(s, w.identity(db, w.guardian_id), w.person_id)[1]["has_secret"] is True
-        assert s.scalar(select(PositionRow.id)) is None
+        assert s.scalar(select(PositionRow.device_id)) is None

@@ -44,11 +44,11 @@ def _events(db, person_id):
 def test_a_position_is_stored_before_it_is_acknowledged(db, engine):
     w = make_world(db)
     ack = engine.intake_sync(fix(w.device, utcnow(), HOME, battery=80, speed=1.2))
-    assert ack.position_id and not ack.duplicate and ack.live
+    assert not ack.duplicate and ack.live
     other = Database(db.url)  # another connection sees it at once
     try:
         with other.session() as s:
-            row = s.get(PositionRow, ack.position_id)
+            row = s.get(PositionRow, (ack.device_id, ack.fix_time))  # a position's key
             assert (row.lat, row.lon, row.battery, row.speed, row.protocol) == (HOME[0], HOME[1], 80, 1.2, "test")
             state = s.get(DeviceState, w.device_id)
             assert state.fix_time == ack.fix_time and state.district_code == GANGNAM
@@ -64,7 +64,7 @@ def test_batches_are_durable_and_stop_flushes_the_queue(db, settings):
     futures = eng.submit_many(positions)
     eng.stop()  # flushes what is queued
     acks = [f.result(timeout=0) for f in futures]
-    assert len({a.position_id for a in acks}) == 1500
+    assert not any(a.duplicate for a in acks) and len({a.fix_time for a in acks}) == 1500
     assert _rows(db, device_id=w.device_id) == 1500
     assert eng.batches >= 2  # at most 1000 per batch
 
@@ -113,7 +113,7 @@ def test_unknown_devices_and_missing_consent_are_refused_and_nothing_is_stored(d
     assert _rows(db) == 0
     with db.session() as s:
         service.record_consent(s, w.person_id, w.guardian_id, given_by="mother", basis="form 17")
-    assert engine.intake_sync(fix(w.device, utcnow(), HOME)).position_id
+    assert not engine.intake_sync(fix(w.device, utcnow(), HOME)).duplicate
     with db.session() as s:
         service.revoke_consent(s, w.person_id, w.guardian_id)
     with pytest.raises(NoConsent):
@@ -124,7 +124,7 @@ def test_a_device_registered_after_startup_is_found(db, engine):
     w = make_world(db, device="first")
     with db.session() as s:
         service.add_device(s, w.person_id, "second-phone")
-    assert engine.intake_sync(fix("second-phone", utcnow(), HOME)).position_id
+    assert not engine.intake_sync(fix("second-phone", utcnow(), HOME)).duplicate
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def test_future_and_ancient_fixes_are_refused(db, engine):
     w = make_world(db)
     with pytest.raises(FutureFix):
         engine.submit(fix(w.device, utcnow() + timedelta(minutes=6), HOME))
-    assert engine.intake_sync(fix(w.device, utcnow() + timedelta(minutes=4), HOME)).position_id  # clock skew
+    assert not engine.intake_sync(fix(w.device, utcnow() + timedelta(minutes=4), HOME)).duplicate  # clock skew
     with pytest.raises(InvalidPosition):
         engine.submit(fix(w.device, utcnow() - timedelta(days=31), HOME))
     assert _rows(db) == 1
@@ -170,24 +170,24 @@ def test_replays_are_acknowledged_without_a_second_row(db, engine):
     p = fix(w.device, utcnow() - timedelta(seconds=5), HOME)
     first = engine.intake_sync(p)
     again = engine.intake_sync(fix(w.device, p.fix_time, HOME))
-    assert again.duplicate and again.position_id is None and not again.live
+    assert again.duplicate and not again.live
     same_batch = engine.submit_many([fix(w.device, p.fix_time + timedelta(seconds=1), HOME) for _ in range(3)])
     acks = [f.result(5) for f in same_batch]
     assert len({a.fix_time for a in acks}) == 1
     # The same fix three times in one batch: stored once, the other two copies are replays.
-    assert [a.duplicate for a in acks].count(False) == 1 and sum(a.position_id is not None for a in acks) == 1
-    assert _rows(db) == 2 and first.position_id
+    assert [a.duplicate for a in acks].count(False) == 1
+    assert _rows(db) == 2 and not first.duplicate
 
 
 def test_older_fixes_are_stored_but_do_not_move_the_live_state_back(db, engine):
     w = make_world(db)
     now = utcnow()
-    engine.intake_sync(fix(w.device, now, HOME))
+    latest = engine.intake_sync(fix(w.device, now, HOME))
     late = engine.intake_sync(fix(w.device, now - timedelta(minutes=5), SCHOOL))
-    assert late.position_id and not late.live
+    assert not late.duplicate and not late.live
     with db.session() as s:
         state = s.get(DeviceState, w.device_id)
-        assert (state.lat, state.lon) == HOME and state.fix_time == now
+        assert (state.lat, state.lon) == HOME and state.fix_time == latest.fix_time
     assert _rows(db) == 2
 
 
@@ -197,7 +197,7 @@ def test_outside_the_city_is_flagged_by_default_and_refusable(db, engine, settin
     ack = engine.intake_sync(fix(w.device, utcnow(), busan))
     assert "outside_city" in ack.events
     with db.session() as s:
-        assert s.get(PositionRow, ack.position_id).outside_city
+        assert s.get(PositionRow, (ack.device_id, ack.fix_time)).outside_city
     engine.intake_sync(fix(w.device, utcnow(), busan))
     assert [k for k, _ in _events(db, w.person_id)] == ["outside_city"]  # once, not per fix
     strict = SafetyEngine(db, make_settings(db.url, tmp_path, safety_outside_city="refuse"))

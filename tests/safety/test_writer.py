@@ -257,9 +257,8 @@ def test_a_gateway_batch_gets_results_in_order_and_the_good_ones_are_stored(inta
     ]
     assert doc["results"][1]["http_status"] == 404 and doc["results"][3]["details"][0]["field"] == "lat"
     assert (doc["stored"], doc["duplicates"], doc["errors"]) == (3, 1, 5)
-    ids = [x["id"] for x in doc["results"] if x["status"] == "ok"]
     got = rows(db)
-    assert sorted(r.id for r in got) == sorted(ids)
+    assert len(got) == [x["status"] for x in doc["results"]].count("ok")
     assert [(r.fix_time.isoformat(), r.alarm, r.attributes) for r in got] == [
         (good[0]["time"], None, {"rssi": -71}),
         (good[1]["time"], None, {"rssi": -71}),

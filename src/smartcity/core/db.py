@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import BigInteger, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -88,6 +88,43 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return from_store(value)
+
+
+# --- epoch milliseconds: the hot tables' times ------------------------------------------------------
+#
+# High-rate tables (positions, device states) keep a time as BIGINT milliseconds since 1970 UTC: an integer
+# compares, sorts and keys cheaply on both stores, and the intake's columnar batches carry times as int64 ms
+# without making a datetime per row. The ORM still sees aware datetimes.
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_millis(value: datetime) -> int:
+    """An aware time as integer milliseconds since the epoch (sub-millisecond parts are dropped, rounding
+    down, so a time and its stored value sort the same way)."""
+    return (as_utc(value) - EPOCH) // _MS
+
+
+def from_millis(value: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=int(value))
+
+
+class EpochMillis(TypeDecorator):
+    """A time stored as BIGINT epoch milliseconds, handed to and from Python as an aware datetime. An int
+    bound to it is taken as milliseconds already (the intake's batches bind their columns as they are)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None or isinstance(value, int):
+            return value
+        return to_millis(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else from_millis(value)
 
 
 class Tally:

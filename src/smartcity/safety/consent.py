@@ -15,7 +15,15 @@ from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.models import User
 from smartcity.safety.access import check_guardian, guardian_ids
 from smartcity.safety.common import _changed
-from smartcity.safety.models import AlertCooldown, DeviceState, GuardianLink, Incident, PositionRow, SafetyEvent
+from smartcity.safety.models import (
+    AlertCooldown,
+    Device,
+    DeviceState,
+    GuardianLink,
+    Incident,
+    PositionRow,
+    SafetyEvent,
+)
 from smartcity.safety.registry import get_person
 
 
@@ -154,7 +162,13 @@ def delete_history(session: Session, person_id: int, actor="cli") -> dict:
     Incidents stay (the record of a 112/119 hand-over) without their coordinates once resolved. Audited."""
     get_person(session, person_id)
     counts = {
-        "positions": session.execute(delete(PositionRow).where(PositionRow.person_id == person_id)).rowcount,
+        "positions": session.execute(
+            delete(PositionRow).where(
+                # through the key ranges of the person's devices (past ones too): positions have no person index
+                PositionRow.device_id.in_(select(Device.id).where(Device.person_id == person_id).scalar_subquery()),
+                PositionRow.person_id == person_id,
+            )
+        ).rowcount,
         "alerts": session.execute(delete(SafetyEvent).where(SafetyEvent.person_id == person_id)).rowcount,
     }
     session.execute(delete(AlertCooldown).where(AlertCooldown.person_id == person_id))

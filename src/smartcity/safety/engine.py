@@ -58,7 +58,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smartcity.core import audit
-from smartcity.core.db import sqlite_text
+from smartcity.core.db import to_millis
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
@@ -108,11 +108,11 @@ def knots_to_ms(knots: float) -> float:
 
 @dataclass(frozen=True)
 class Ack:
-    """The answer to a submitted position, once it is durably stored (or was already)."""
+    """The answer to a submitted position, once it is durably stored (or was already). A stored position is
+    identified by its device and fix time (to the millisecond, as stored)."""
 
     device_id: int
     fix_time: datetime
-    position_id: int | None
     duplicate: bool = False  # the same device and fix time was stored before: nothing new written
     live: bool = True  # it moved the live state (False: older than the latest fix, or a duplicate)
     events: tuple[str, ...] = ()  # event kinds it raised (arrival, departure, danger, sos, …)
@@ -381,7 +381,7 @@ class LiveState:
     district_code: str | None = None
     zones: dict = field(default_factory=dict)
     flags: dict = field(default_factory=dict)
-    stored_times: tuple | None = None  # (fix_time, received_at) as the batch stored them (not a column)
+    stored_times: tuple | None = None  # (fix_time, received_at) in epoch ms as the batch stored them (not a column)
 
     COLUMNS = (
         "device_id",
@@ -461,7 +461,7 @@ class _Item:
         self.index = 0
         self.outside_city = False
         self.district_code: str | None = None
-        self.stored_times: tuple | None = None  # (fix_time, received_at) as written, for the state row
+        self.stored_times: tuple | None = None  # (fix_time, received_at) in epoch ms as written, for the state row
 
 
 class _Unit:
@@ -834,8 +834,12 @@ class SafetyEngine:
         ):
             raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
         if fix_time.tzinfo is not UTC:
-            p.fix_time = fix_time.astimezone(UTC)
-        p.received_at = now
+            fix_time = fix_time.astimezone(UTC)
+        # The store keeps times to the millisecond: the acknowledged time is the stored one.
+        if fix_time.microsecond % 1000:
+            fix_time = fix_time.replace(microsecond=fix_time.microsecond - fix_time.microsecond % 1000)
+        p.fix_time = fix_time
+        p.received_at = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
         return _Item(p, info)  # the district is looked up by the writer, a batch at a time
 
     def _check_values(self, p: Position) -> None:
@@ -1145,14 +1149,14 @@ class SafetyEngine:
 
     def _insert(self, s, rows: list[tuple]) -> list[tuple]:
         """A multi-row INSERT … ON CONFLICT DO NOTHING RETURNING through the driver: the rows not already
-        stored, as (id, device_id, fix_time)."""
+        stored, as (device_id, fix_time in epoch ms)."""
         if not rows:
             return []
         conn = s.connection()
         mark = "%s" if self.db.is_postgres else "?"
         one = "(" + ", ".join([mark] * len(self._POSITION_COLUMNS)) + ")"
         head = f"INSERT INTO safety_positions ({', '.join(self._POSITION_COLUMNS)}) VALUES "
-        tail = " ON CONFLICT (device_id, fix_time) DO NOTHING RETURNING id, device_id, fix_time"
+        tail = " ON CONFLICT (device_id, fix_time) DO NOTHING RETURNING device_id, fix_time"
         out = []
         step = self._ROWS_PER_INSERT
         for start in range(0, len(rows), step):
@@ -1179,13 +1183,13 @@ class SafetyEngine:
             item.outside_city = outside = district is None
             item.district_code = None if outside or district is False else district.code
             device = item.device
-            when = p.fix_time if pg else sqlite_text(p.fix_time)
+            when = to_millis(p.fix_time)
             key = (device.device_id, when)
             keys.append(key)
             if key in first_of:
                 continue
             first_of[key] = item
-            received = p.received_at if pg else sqlite_text(p.received_at)
+            received = to_millis(p.received_at)
             item.stored_times = (when, received)
             rows.append(
                 (
@@ -1220,13 +1224,13 @@ class SafetyEngine:
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
                 if not self.background_checkpoints:
                     conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
-            inserted = {(r[1], r[2]): r[0] for r in self._insert(s, rows)}
+            inserted = {(r[0], r[1]) for r in self._insert(s, rows)}
             by_device: dict[int, list[tuple[Any, _Item]]] = defaultdict(list)
             for key, item in first_of.items():
                 if key in inserted:
                     by_device[key[0]].append((key, item))
                 else:
-                    acks[key] = Ack(key[0], item.position.fix_time, None, duplicate=True, live=False)
+                    acks[key] = Ack(key[0], item.position.fix_time, duplicate=True, live=False)
             raised: list[Raised] = []
             if by_device:
                 current = self._lock_states(s, sorted(by_device))
@@ -1241,7 +1245,6 @@ class SafetyEngine:
                         acks[key] = Ack(
                             device_id,
                             item.position.fix_time,
-                            inserted[key],
                             live=live,
                             events=tuple(e.kind for e in events),
                         )
@@ -1273,7 +1276,7 @@ class SafetyEngine:
         for item, key in zip(batch, keys, strict=True):
             ack = acks[key]
             if first_of[key] is not item:  # the same fix twice in one batch: the second copy is a replay
-                ack = Ack(ack.device_id, ack.fix_time, None, duplicate=True, live=False)
+                ack = Ack(ack.device_id, ack.fix_time, duplicate=True, live=False)
             out.append((item, ack))
         return out
 
@@ -1291,7 +1294,9 @@ class SafetyEngine:
             f"WHERE device_id = {mark}"
         )
 
-        when = (lambda v: v) if pg else sqlite_text
+        def when(value: datetime | None) -> int | None:
+            return None if value is None else to_millis(value)
+
         dumps = orjson.dumps
         rows = [
             (

@@ -12,7 +12,7 @@ posts up to `SAFETY_GATEWAY_MAX_POSITIONS` positions at once:
 and gets, once every accepted position is stored, one result per position in the same order:
 
     {"stored": 2, "duplicates": 1, "errors": 1,
-     "results": [{"status": "ok", "id": 9}, {"status": "duplicate"}, {"status": "ok", "id": 10},
+     "results": [{"status": "ok"}, {"status": "duplicate"}, {"status": "ok"},
                  {"status": "error", "code": "unknown_device", "message": "…", "http_status": 404}]}
 
 Partial failures never lose the accepted positions: the answer is 200 whenever the body was readable.
@@ -212,7 +212,7 @@ def result_of(outcome) -> dict:
     if isinstance(outcome, Ack):
         if outcome.duplicate:
             return {"status": "duplicate"}
-        return {"status": "ok", "id": outcome.position_id}
+        return {"status": "ok"}
     if isinstance(outcome, SmartCityError):
         body = {"status": "error", "code": outcome.code, "message": outcome.message, "http_status": outcome.status}
         if outcome.details is not None:

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -20,10 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from smartcity.core.db import Base, UTCDateTime, utcnow
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for positions.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from smartcity.core.db import Base, EpochMillis, UTCDateTime, utcnow
 
 
 class Person(Base):
@@ -100,14 +96,19 @@ class Zone(Base):
 
 
 class PositionRow(Base):
-    """One stored fix. Speed in metres per second (converted from knots at the edge)."""
+    """One stored fix, identified by its device and fix time. Speed in metres per second (converted from knots at
+    the edge). Times are epoch milliseconds in the store (`EpochMillis`).
+
+    The key is the table's order: SQLite keeps the rows in the key's b-tree (WITHOUT ROWID), so a device's
+    track is one range and a position costs one index entry. PostgreSQL splits the table by fix time into
+    daily partitions (migration safety_0004; `retention` makes the coming days' and drops the expired ones) and
+    a default partition for whatever falls outside them."""
 
     __tablename__ = "safety_positions"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"), primary_key=True)
+    fix_time: Mapped[datetime] = mapped_column(EpochMillis, primary_key=True)
     person_id: Mapped[int] = mapped_column(Integer)
-    fix_time: Mapped[datetime] = mapped_column(UTCDateTime)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(EpochMillis)
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     speed: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -123,10 +124,7 @@ class PositionRow(Base):
     # in a track and never moving the live state.
     valid: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
-    __table_args__ = (
-        UniqueConstraint("device_id", "fix_time", name="uq_safety_positions_device_fix"),
-        Index("ix_safety_positions_fix_time", "fix_time"),
-    )
+    __table_args__ = {"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (fix_time)"}
 
 
 class DeviceState(Base):
@@ -137,8 +135,8 @@ class DeviceState(Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"), primary_key=True)
     person_id: Mapped[int] = mapped_column(Integer, index=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
-    fix_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fix_time: Mapped[datetime | None] = mapped_column(EpochMillis, nullable=True)
+    received_at: Mapped[datetime | None] = mapped_column(EpochMillis, nullable=True)
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     speed: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -132,7 +132,6 @@ def pack_outcome(outcome: Any) -> Any:
         return (
             outcome.device_id,
             _naive(outcome.fix_time),
-            outcome.position_id,
             outcome.duplicate,
             outcome.live,
             outcome.events,

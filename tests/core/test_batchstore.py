@@ -1,0 +1,181 @@
+"""The batch stores (SQLite: executemany; PostgreSQL: COPY): the stored mask is exact for new rows, rows already
+in the store and keys repeated within a batch; nothing is committed or lost behind the caller's transaction;
+PostgreSQL's daily partitions are made and dropped by day."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from smartcity.core.batchstore import PostgresBatchStore, SQLiteBatchStore, batch_store, day_ms
+
+
+@pytest.fixture
+def items(db):
+    """A keyed table of the test's own, with a NOT NULL column and a nullable float."""
+    big = "BIGINT" if db.is_postgres else "INTEGER"
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE TABLE bs_items (owner INTEGER NOT NULL, at {big} NOT NULL, label VARCHAR(20) NOT NULL, "
+                "reading FLOAT, PRIMARY KEY (owner, at))"
+            )
+        )
+    return db
+
+
+def _table(db) -> list[tuple]:
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT owner, at, label, reading FROM bs_items ORDER BY 1, 2"))]
+
+
+def _columns(owner, at, label, reading) -> dict:
+    return {
+        "owner": np.asarray(owner, dtype=np.int64),
+        "at": np.asarray(at, dtype=np.int64),
+        "label": np.asarray(label, dtype=object),
+        "reading": np.asarray(reading, dtype=np.float64),
+    }
+
+
+def test_the_backend_gets_its_own_store(db):
+    store = batch_store(db)
+    assert isinstance(store, PostgresBatchStore if db.is_postgres else SQLiteBatchStore)
+
+
+def test_new_rows_are_all_stored_and_nan_is_null(items):
+    store = batch_store(items)
+    cols = _columns([1, 1, 2], [10, 20, 10], ["a", "b", "c"], [1.5, math.nan, 3.0])
+    with items.engine.begin() as conn:
+        store.prepare(conn)
+        mask = store.insert_new(conn, "bs_items", cols, ("owner", "at"))
+    assert mask.dtype == bool and mask.tolist() == [True, True, True]
+    assert _table(items) == [(1, 10, "a", 1.5), (1, 20, "b", None), (2, 10, "c", 3.0)]
+
+
+def test_rows_already_stored_and_repeated_in_the_batch_are_not_stored_again(items):
+    store = batch_store(items)
+    with items.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", _columns([1, 2], [10, 10], ["old", "old"], [0.0, 0.0]), ("owner", "at"))
+    # (1, 10) is in the store; (3, 5) comes twice in the batch: the first copy wins.
+    cols = _columns([3, 1, 3, 2, 1], [5, 10, 5, 11, 30], ["first", "replay", "second", "new", "new"], [1, 2, 3, 4, 5])
+    with items.engine.begin() as conn:
+        mask = store.insert_new(conn, "bs_items", cols, ("owner", "at"))
+    assert mask.tolist() == [True, False, False, True, True]
+    assert _table(items) == [
+        (1, 10, "old", 0.0),
+        (1, 30, "new", 5.0),
+        (2, 10, "old", 0.0),
+        (2, 11, "new", 4.0),
+        (3, 5, "first", 1.0),
+    ]
+
+
+def test_a_batch_is_undone_with_the_callers_transaction_even_when_it_had_duplicates(items):
+    """The savepoint SQLite's duplicate path takes must not be the transaction itself."""
+    store = batch_store(items)
+    with pytest.raises(RuntimeError), items.engine.begin() as conn:
+        mask = store.insert_new(conn, "bs_items", _columns([1, 1], [10, 10], ["a", "a"], [1, 1]), ("owner", "at"))
+        assert mask.tolist() == [True, False]
+        raise RuntimeError("the batch's later step failed")
+    assert _table(items) == []
+
+
+def test_a_broken_row_is_an_error_not_a_duplicate(items):
+    store = batch_store(items)
+    cols = _columns([1, 2], [10, 10], ["a", None], [1.0, 2.0])
+    with pytest.raises(IntegrityError), items.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", cols, ("owner", "at"))
+    assert _table(items) == []
+
+
+def test_a_batch_promised_new_is_copied_straight_in_and_a_broken_promise_fails(items):
+    store = batch_store(items)
+    with items.engine.begin() as conn:
+        mask = store.insert_new(
+            conn, "bs_items", _columns([1], [10], ["a"], [1.0]), ("owner", "at"), maybe_present=False
+        )
+    assert mask.tolist() == [True]
+    with pytest.raises(IntegrityError), items.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", _columns([1], [10], ["b"], [2.0]), ("owner", "at"), maybe_present=False)
+    assert _table(items) == [(1, 10, "a", 1.0)]
+
+
+def test_two_batches_in_one_transaction_each_get_their_own_mask(items):
+    store = batch_store(items)
+    with items.engine.begin() as conn:
+        first = store.insert_new(conn, "bs_items", _columns([1, 1], [1, 2], ["a", "b"], [0, 0]), ("owner", "at"))
+        second = store.insert_new(conn, "bs_items", _columns([1, 1], [2, 3], ["c", "d"], [0, 0]), ("owner", "at"))
+    assert (first.tolist(), second.tolist()) == ([True, True], [False, True])
+    assert [r[2] for r in _table(items)] == ["a", "b", "d"]
+
+
+def test_update_rows_changes_the_keyed_rows_only(items):
+    store = batch_store(items)
+    with items.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", _columns([1, 1, 2], [1, 2, 1], ["a", "b", "c"], [0, 0, 0]), ("owner", "at"))
+    rows = [
+        {"owner": 1, "at": 2, "label": "B", "reading": 7.5},
+        {"owner": 2, "at": 1, "label": "C", "reading": None},
+        {"owner": 9, "at": 9, "label": "nobody", "reading": 1.0},
+    ]
+    with items.engine.begin() as conn:
+        matched = store.update_rows(conn, "bs_items", ("owner", "at"), rows)
+    assert matched == 2
+    assert _table(items) == [(1, 1, "a", 0.0), (1, 2, "B", 7.5), (2, 1, "C", None)]
+
+
+def test_names_are_never_taken_from_values(items):
+    with pytest.raises(ValueError), items.engine.begin() as conn:
+        batch_store(items).insert_new(conn, "bs_items; DROP TABLE bs_items", _columns([1], [1], ["a"], [0]), ("owner",))
+
+
+@pytest.mark.postgres
+def test_postgres_daily_partitions_are_made_ahead_and_dropped_by_day(postgres_url):
+    from smartcity.core.db import Database
+
+    db = Database(postgres_url)
+    store = PostgresBatchStore()
+    table = "bs_track"
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"CREATE TABLE {table} (owner INTEGER, fix_time BIGINT, PRIMARY KEY (owner, fix_time)) "
+                    "PARTITION BY RANGE (fix_time)"
+                )
+            )
+            conn.execute(text(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT"))
+            made = store.ensure_daily_partitions(conn, table, date(2026, 3, 1), date(2026, 3, 3))
+        assert made == ["bs_track_20260301", "bs_track_20260302", "bs_track_20260303"]
+        day = day_ms(date(2026, 3, 1))
+        hour = 3_600_000
+        with db.engine.begin() as conn:
+            cols = {
+                "owner": np.array([1, 1, 1, 1]),
+                "fix_time": np.array([day, day + 25 * hour, day + 49 * hour, day - hour]),
+            }
+            assert store.insert_new(conn, table, cols, ("owner", "fix_time")).all()
+            # a day whose rows went to the default partition gets no partition of its own (it could not attach)
+            assert store.ensure_daily_partitions(conn, table, date(2026, 2, 28), date(2026, 3, 4)) == [
+                "bs_track_20260304"
+            ]
+        with db.engine.begin() as conn:
+            dropped = store.drop_daily_partitions_before(conn, table, date(2026, 3, 3))
+        assert dropped == {"bs_track_20260301": 1, "bs_track_20260302": 1}
+        with db.engine.connect() as conn:
+            left = sorted(conn.execute(text(f"SELECT fix_time FROM {table}")).scalars())
+            assert left == [day - hour, day + 49 * hour]
+            assert set(store.partitions(conn, table)) == {"bs_track_default", "bs_track_20260303", "bs_track_20260304"}
+    finally:
+        db.dispose()
+
+
+def test_day_ms_is_the_utc_midnight():
+    assert day_ms(date(1970, 1, 2)) == 86_400_000
+    assert day_ms(date(2026, 3, 2)) - day_ms(date(2026, 3, 1)) == timedelta(days=1) // timedelta(milliseconds=1)
