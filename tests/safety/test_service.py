@@ -337,6 +337,56 @@ def test_retention_purges_old_history(db, settings):
     assert service.purge_history(db, settings, now=now) == 0
 
 
+@pytest.mark.postgres
+def test_retention_drops_whole_day_partitions_on_postgresql(postgres_url, tmp_path):
+    """Days wholly before the cutoff go with their partition; the cutoff's own day and the default partition
+    are deleted row by row up to the cutoff; newer days stay; the coming days' partitions are made."""
+    from smartcity.core.batchstore import PostgresBatchStore
+    from smartcity.core.db import Database
+    from tests.conftest import make_settings
+
+    db = Database(postgres_url)
+    try:
+        settings = make_settings(postgres_url, tmp_path)
+        w = make_world(db)
+        now = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)  # retention 30 days: the cutoff is 1 March, 12:00
+        store = PostgresBatchStore()
+        with db.engine.begin() as conn:
+            store.ensure_daily_partitions(conn, "safety_positions", datetime(2026, 2, 27).date(), now.date())
+        ages = {
+            "feb27": now - timedelta(days=32),
+            "feb28": now - timedelta(days=31),
+            "mar1_early": now - timedelta(days=30, hours=3),
+        }
+        ages |= {"mar1_late": now - timedelta(days=29, hours=21), "mar30": now - timedelta(days=1)}
+        ages["default_old"] = now - timedelta(days=400)  # before any daily partition: in the default one
+        with db.session() as s:
+            for at in ages.values():
+                s.add(
+                    PositionRow(
+                        device_id=w.device_id,
+                        person_id=w.person_id,
+                        fix_time=at,
+                        received_at=at,
+                        lat=HOME[0],
+                        lon=HOME[1],
+                        protocol="test",
+                        outside_city=False,
+                    )
+                )
+        assert service.purge_history(db, settings, now=now) == 4
+        with db.session() as s:
+            assert sorted(s.scalars(select(PositionRow.fix_time))) == [ages["mar1_late"], ages["mar30"]]
+            purge = audit.entries(s, object_type="safety_positions")[0]
+            assert purge.detail["partitions_dropped"] == ["safety_positions_20260227", "safety_positions_20260228"]
+        with db.engine.connect() as conn:
+            days = {d for d in store.partitions(conn, "safety_positions").values() if d is not None}
+        assert min(days) == datetime(2026, 3, 1).date()  # the cutoff's own day is kept: it holds newer rows
+        assert {datetime(2026, 4, d).date() for d in (1, 2, 3)} <= days  # made ahead
+    finally:
+        db.dispose()
+
+
 def test_retention_runs_as_a_scheduled_job(db, settings):
     from smartcity.core.jobs import Scheduler
     from smartcity.core.module import declared, jobs

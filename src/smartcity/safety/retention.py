@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
 from smartcity.core import audit
+from smartcity.core.batchstore import PostgresBatchStore
 from smartcity.core.context import context_of
 from smartcity.core.db import utcnow
 from smartcity.safety.access import guardian_ids
@@ -16,26 +17,40 @@ from smartcity.safety.models import Device, DeviceState, PositionRow, SafetyEven
 from smartcity.safety.registry import _person_states
 from smartcity.safety.settings import SafetySettings
 
+PARTITIONS_AHEAD_DAYS = 3  # PostgreSQL: daily position partitions kept made beyond today
+
 
 def purge_history(db, settings, now: datetime | None = None) -> int:
-    """Delete positions and alert events older than the retention period; returns how many positions."""
-    cutoff = (now or utcnow()) - timedelta(days=settings.of(SafetySettings).retention_days)
+    """Delete positions and alert events older than the retention period; returns how many positions.
+
+    On PostgreSQL the positions of whole days before the cutoff go with their daily partition (a drop, not a
+    delete of each row), and the coming days' partitions are made; what remains before the cutoff (the
+    cutoff's own day, the default partition) is deleted by each device's key range, as on SQLite."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=settings.of(SafetySettings).retention_days)
     with db.session() as s:
+        dropped: dict[str, int] = {}
+        if db.is_postgres:
+            store = PostgresBatchStore()
+            conn = s.connection()
+            # A day's partition goes when all of the day is before the cutoff.
+            dropped = store.drop_daily_partitions_before(conn, PositionRow.__tablename__, cutoff.astimezone(UTC).date())
+            today = now.astimezone(UTC).date()
+            store.ensure_daily_partitions(
+                conn, PositionRow.__tablename__, today, today + timedelta(days=PARTITIONS_AHEAD_DAYS)
+            )
         # By each device's key range: the positions' only index is their (device, fix time) key.
         devices = select(Device.id).scalar_subquery()
         n = s.execute(
             delete(PositionRow).where(PositionRow.device_id.in_(devices), PositionRow.fix_time < cutoff)
         ).rowcount
+        n += sum(dropped.values())
         e = s.execute(delete(SafetyEvent).where(SafetyEvent.at < cutoff)).rowcount
-        if n or e:
-            audit.record(
-                s,
-                "job:safety.retention",
-                "purge",
-                "safety_positions",
-                None,
-                {"before": cutoff.isoformat(), "positions": n, "events": e},
-            )
+        if n or e or dropped:
+            detail = {"before": cutoff.isoformat(), "positions": n, "events": e}
+            if dropped:
+                detail["partitions_dropped"] = sorted(dropped)
+            audit.record(s, "job:safety.retention", "purge", "safety_positions", None, detail)
     return n
 
 
