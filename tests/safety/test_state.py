@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smartcity.core.geo import LocalPlane
 from smartcity.core.intake import POSITION_SCHEMA, Columns
@@ -367,3 +369,112 @@ def test_state_rows_round_trip_through_the_store(db):
         again = DeviceTable(plane, RULES, low_battery=15, districts=["11230"])
         again.load(list(s.scalars(select(DeviceState))), list(s.scalars(select(Zone).where(Zone.active))))
     assert again.state_rows([again.slot_of(world.device_id)]) == [written]
+
+
+# --- the table against the rules applied one fix at a time (hypothesis) --------------------------------------
+
+
+def reference(fixes: list[dict], zones_of: dict, rules: Rules, low: float) -> tuple[list, dict]:
+    """The rules applied fix by fix, as the per-position engine did (each batch: newly stored fixes only, each
+    device's in fix-time order, devices by first appearance). Returns (events, zone states by device)."""
+    from smartcity.safety.rules import classify, step_zone, zone_event
+
+    states: dict = {}
+    events = []
+    for batch_fixes in fixes:
+        by_device: dict = {}
+        for i, f in enumerate(batch_fixes):
+            if f["stored"]:
+                by_device.setdefault(f["device_id"], []).append((i, f))
+        for device, items in by_device.items():
+            items.sort(key=lambda item: item[1]["fix_time"])
+            st = states.setdefault(device, {"fix_time": None, "flags": set(), "zones": {}})
+            for i, f in items:
+                if f.get("sos"):
+                    events.append((i, "sos", device, None, f["fix_time"]))
+                if not f.get("valid", True):
+                    continue
+                if st["fix_time"] is not None and f["fix_time"] <= st["fix_time"]:
+                    continue
+                st["fix_time"] = f["fix_time"]
+                battery = f.get("battery")
+                if battery is not None:
+                    if battery <= low and "low" not in st["flags"]:
+                        st["flags"].add("low")
+                        events.append((i, "low_battery", device, None, f["fix_time"]))
+                    elif battery >= low + 5:
+                        st["flags"].discard("low")
+                x, y = PLANE.xy(f["lat"], f["lon"])
+                acc = f.get("accuracy")
+                for zone in zones_of[f["person_id"]]:
+                    verdict = classify(zone, x, y, None if acc != acc else acc, rules)
+                    new, transition = step_zone(st["zones"].get(zone.id), verdict, f["fix_time"], rules)
+                    st["zones"][zone.id] = new
+                    kind = zone_event(zone.kind, transition) if transition else None
+                    if kind:
+                        events.append((i, kind, device, zone.id, new.since))
+    zone_states = {
+        d: {z: tuple(s) for z, s in st["zones"].items() if s != (None, None, 0, None)} for d, st in states.items()
+    }
+    return events, zone_states
+
+
+def _polygon_zone():
+    from shapely.geometry import Polygon
+
+    notch = Polygon([(900, -150), (1300, -150), (1300, 150), (1100, 0), (900, 150)])
+    return ZoneShape(12, "safe", 2, "yard", polygon=notch, boundary=notch.boundary, size=(notch.area / 3.1416) ** 0.5)
+
+
+DANGER = ZoneShape(30, "danger", None, "river", cx=600.0, cy=0.0, radius=60.0, size=60.0)
+
+fix_strategy = st.fixed_dictionaries(
+    {
+        "device": st.integers(1, 3),
+        "t": st.integers(0, 40),
+        "x": st.sampled_from([-300.0, 0.0, 90.0, 130.0, 600.0, 640.0, 1000.0, 1150.0, 1250.0, 1400.0, 2000.0]),
+        "jitter": st.floats(-25, 25),
+        "accuracy": st.sampled_from([None, 5.0, 20.0, 60.0, 200.0]),
+        "battery": st.sampled_from([None, 10.0, 14.0, 15.0, 19.5, 20.0, 60.0]),
+        "valid": st.booleans().map(lambda b: b or None),
+        "sos": st.integers(0, 15).map(lambda n: n == 0),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    stream=st.lists(fix_strategy, min_size=1, max_size=60),
+    cuts=st.lists(st.integers(1, 59), max_size=6),
+    confirm=st.integers(1, 3),
+    hysteresis=st.sampled_from([10.0, 30.0, 50.0]),
+)
+def test_the_table_is_the_rules_fix_by_fix(stream, cuts, confirm, hysteresis):
+    rules = Rules(confirm_fixes=confirm, hysteresis_m=hysteresis)
+    zones = [HOME, SCHOOL, _polygon_zone(), DANGER]
+    zones_of = {1: [HOME, SCHOOL, DANGER], 2: [_polygon_zone(), DANGER]}
+    table = DeviceTable(PLANE, rules, low_battery=15)
+    table.load([], zones)
+    seen: set = set()
+    batches = []
+    bounds = [0, *sorted({c for c in cuts if c < len(stream)}), len(stream)]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        part = []
+        for f in stream[a:b]:
+            person = 1 if f["device"] < 3 else 2
+            at = fix(f["device"], f["t"], f["x"] + f["jitter"], person_id=person, valid=f["valid"] is not None)
+            at |= {"sos": f["sos"], "accuracy": np.nan if f["accuracy"] is None else f["accuracy"]}
+            if f["battery"] is not None:
+                at["battery"] = f["battery"]
+            at["stored"] = (f["device"], f["t"]) not in seen
+            seen.add((f["device"], f["t"]))
+            part.append(at)
+        batches.append(part)
+    expected, expected_states = reference(batches, zones_of, rules, 15)
+    got = []
+    for part in batches:
+        result = run(table, part)
+        got += [(e.row, e.kind, e.device_id, e.zone.id if e.zone else None, to_ms(e.at)) for e in result.events]
+    assert got == expected
+    states = {d: table.zone_states(table.slot_of(d)) for d in expected_states}
+    assert states == {d: {str(z): s for z, s in zs.items()} for d, zs in expected_states.items()}
