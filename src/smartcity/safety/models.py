@@ -143,7 +143,8 @@ class DeviceState(Base):
     accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     battery: Mapped[float | None] = mapped_column(Float, nullable=True)
     district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    zones: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # zone id → {"s", "c", "n", "t"}
+    # zone id → {"confirmed", "candidate", "agreeing", "since"} (rules.ZoneState)
+    zones: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     flags: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # low_battery, silent, outside_city
 
 

@@ -12,9 +12,9 @@ from smartcity.core.context import context_of
 from smartcity.core.db import utcnow
 from smartcity.safety.access import guardian_ids
 from smartcity.safety.alerts import raise_event
-from smartcity.safety.engine import Raised, ZoneShape, parse_schedule
 from smartcity.safety.models import Device, DeviceState, PositionRow, SafetyEvent, Zone
 from smartcity.safety.registry import _person_states
+from smartcity.safety.rules import Raised, ZoneShape, confirmed_of, parse_schedule
 from smartcity.safety.settings import SafetySettings
 
 PARTITIONS_AHEAD_DAYS = 3  # PostgreSQL: daily position partitions kept made beyond today
@@ -106,7 +106,7 @@ def check_absence(db, settings, now: datetime | None = None) -> int:
                 states = _person_states(s, zone.person_id)
                 if not guardian_ids(s, zone.person_id):
                     continue
-                if any((st.zones or {}).get(str(zone.id), {}).get("s") == "in" for st in states):
+                if any(confirmed_of((st.zones or {}).get(str(zone.id))) == "in" for st in states):
                     continue
                 latest = states[0] if states else None
                 ev = Raised(
