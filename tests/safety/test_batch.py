@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
+import orjson
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from smartcity.core import accounts
 from smartcity.core.db import utcnow
-from smartcity.safety.intake_api import GATEWAY_SCOPE
+from smartcity.core.errors import SmartCityError
+from smartcity.safety.intake_api import GATEWAY_SCOPE, decode_columns, decode_item
 from smartcity.safety.models import PositionRow
 from smartcity.safety.settings import SafetySettings
 from tests.conftest import make_key
@@ -147,3 +152,69 @@ def test_the_cli_issues_a_gateway_key_that_posts_positions(db, client, monkeypat
     assert r.status_code == 200 and r.json()["stored"] == 1
     with db.session() as s:  # the key itself is never stored
         assert s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.key_hash == key)) == 0
+
+
+# --- the columnar decoder agrees with the one-by-one decoder ----------------------------------------
+
+_value = st.one_of(
+    st.none(),
+    st.just(""),
+    st.booleans(),
+    st.integers(-200, 2_000_000_000_000),
+    st.floats(-200, 400, allow_nan=False),
+    st.sampled_from(["12.5", "north", "2024-05-01T08:30:00+09:00", "1714520000", " tag-1 ", "SOS"]),
+    st.lists(st.integers(), max_size=1),
+    st.dictionaries(st.sampled_from(["rssi", "snr"]), st.integers(), max_size=2),
+)
+_item = st.one_of(
+    st.dictionaries(
+        st.sampled_from(
+            ["device", "time", "lat", "lon", "speed", "bearing", "altitude", "accuracy", "battery"]
+            + ["alarm", "attributes", "valid", "rssi"]
+        ),
+        _value,
+    ),
+    st.fixed_dictionaries(
+        {
+            "device": st.sampled_from(["tag-1", "tag-2", 17]),
+            "time": st.integers(1_700_000_000, 1_800_000_000),
+            "lat": st.floats(-90, 90),
+            "lon": st.floats(-180, 180),
+        },
+        optional={"speed": st.floats(0, 50), "battery": st.integers(0, 100), "alarm": st.just("sos")},
+    ),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_item, max_size=12))
+@example([{"device": "t", "time": 1_714_520_000_123, "lat": 37.5, "lon": 127.0, "rssi": 1, "attributes": {"rssi": 2}}])
+@example([{"device": "t", "time": "2024-05-01T08:30:00+09:00", "lat": "37.5", "lon": 127, "valid": 1}, "x", {}])
+@example([{"device": "t", "time": 1_714_520_000, "lat": 37.5, "lon": 127.0, "attributes": {"rssi": 2**70}}])
+def test_decode_columns_gives_what_decode_item_gives(items):
+    cols, errors = decode_columns(items)
+    assert cols.n == len(items)
+    for i, item in enumerate(items):
+        try:
+            p = decode_item(item)
+        except SmartCityError as exc:
+            assert i in errors, (item, exc)
+            assert (errors[i].code, errors[i].message, errors[i].details) == (exc.code, exc.message, exc.details)
+            continue
+        try:
+            orjson.dumps(p.attributes)
+        except orjson.JSONEncodeError:  # the one-by-one decoder kept what the store could not take
+            assert errors[i].details == [{"field": "attributes", "problem": "not storable"}]
+            continue
+        assert i not in errors, (item, errors.get(i))
+        assert cols["device"][i] == p.device
+        assert abs(int(cols["fix_time"][i]) - p.fix_time.timestamp() * 1000) <= 1
+        for name in ("lat", "lon", "speed", "bearing", "altitude", "accuracy", "battery"):
+            value = getattr(p, name)
+            got = float(cols[name][i])
+            assert (value is None and math.isnan(got)) or got == value, name
+        assert bool(cols["valid"][i]) is p.valid and cols["alarm"][i] == p.alarm
+        stored = cols["attributes"][i]
+        assert (orjson.loads(stored) if stored else {}) == p.attributes
+        assert cols["protocol"][i] == "batch"

@@ -152,6 +152,16 @@ class GeoIndex:
             found[int(p)] = self.districts[int(g)]
         return found
 
+    def district_indexes(self, lats, lons) -> np.ndarray:
+        """For many points at once, the index of each one's district in `districts` (-1: outside every
+        district): no object per point (the intake's batches)."""
+        lats, lons = np.asarray(lats, dtype=float), np.asarray(lons, dtype=float)
+        found = np.full(len(lats), -1, dtype=np.int32)
+        if len(lats) and self.districts:
+            point_idx, geom_idx = self._district_tree.query(shapely.points(lons, lats), predicate="intersects")
+            found[point_idx[::-1]] = geom_idx[::-1]  # where districts overlap, the first wins (as districts_at)
+        return found
+
     def locate(self, lat: Any, lon: Any) -> Location:
         """The district and neighbourhood of a point, or OutsideCity."""
         lat_f, lon_f = check_coordinates(lat, lon)

@@ -1,13 +1,24 @@
-"""The intake hot path: validate a position, store it in a batch, move the device's live state, and check
-the person's zones — with no database read per position.
+"""The safety feed on the core intake pipeline (core/intake.py): positions validated without a database
+read, stored in batches, and run through every device's state in memory (state.DeviceTable) a batch at a
+time.
 
-    engine = get_engine(db)                 # one per process and store, started on first use
-    ack = await engine.intake(position)     # returns once the batch holding it is committed
-    future = engine.submit(position)        # the same from a thread (MQTT): concurrent.futures.Future
+    engine = get_engine(db)                    # one per process and store, started on first use
+    ack = await engine.intake(position)        # returns once the batch holding it is committed
+    future = engine.submit(position)           # the same from a thread (MQTT): concurrent.futures.Future
+    outcome = await engine.intake_columns(cols, errors)   # a decoded gateway batch, as columns
 
-Every protocol decoder (OsmAnd, OwnTracks, MQTT, the batch endpoint) produces a `Position` and hands it
-to `submit`/`intake`/`submit_all` (or to writer.py's `WriterProcess`, which has the same intake API and runs
-this engine in a writer process). Validation errors are raised at once, before anything is queued:
+Every protocol decoder produces a `Position` (OsmAnd, OwnTracks, MQTT) or columns (the batch endpoint) and
+hands it to this engine or to writer.py's `WriterProcess` (the same `IntakeSink`, running this engine in a
+writer process). The pipeline for one batch (`_write_batch`, one transaction):
+
+    positions and columns → Columns (core.intake.POSITION_SCHEMA) → district of each fix (vectorised)
+      → batch store: the new rows (SQLite executemany, PostgreSQL COPY); a replay is a duplicate
+      → DeviceTable.apply: every fix against its person's zones at once → BatchResult
+      → state rows of the devices whose zone or flag state changed, events (alerts.raise_event), live events
+      → commit → DeviceTable.commit → acknowledgments; the other moved devices' live state is checkpointed
+        about every second (and at stop)
+
+Validation errors are raised at once, before anything is queued:
 
     IntakeError (InvalidInput, 422)       base of the intake's own errors; code says which
     ├── InvalidPosition                    a value is out of range or malformed ("lat: must be …": the
@@ -20,57 +31,95 @@ this engine in a writer process). Validation errors are raised at once, before a
     OutsideCity (core, 422)                only when SMARTCITY_SAFETY_OUTSIDE_CITY=refuse
     Overloaded (503)                       the write queue is full; the client should retry
 
-Acknowledgment: the future resolves with an `Ack` only after the transaction holding the position has
-committed. A replayed position (same device and fix time) is acknowledged again with `duplicate=True`
-and no second row. A fix older than the device's latest is stored but does not move the live state.
+Acknowledgment: only after the transaction holding the position has committed. A replayed position (same
+device and fix time, to the millisecond) is acknowledged again with `duplicate=True` and no second row. A fix
+older than the device's latest is stored but does not move the live state.
 
-Several processes on one PostgreSQL: at each batch commit the writer locks the batch's device-state rows
-(SELECT … FOR UPDATE, in device order) and compares their `version` with its memory; a row another
-process moved is re-read before the zones are checked, so zone transitions (and their events) happen
-exactly once, whichever process receives each fix. On SQLite (one serving process, so one writer) memory is
-trusted and no version is read.
+Several processes on one PostgreSQL: each batch locks its devices' state rows (SELECT … FOR UPDATE, in
+device order) and compares their `version` with what this engine last wrote; a device another process moved
+is re-read before its fixes are checked, so zone transitions happen exactly once. With the writers split by
+device (SMARTCITY_SAFETY_WRITERS) every device has one writer and the versions always match.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import json
 import logging
 import math
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-import orjson
-import shapely
+import numpy as np
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from shapely.geometry import Point, shape
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from smartcity.core import audit
-from smartcity.core.db import to_millis
+from smartcity.core.batchstore import WalCheckpointer, batch_store
 from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import LocalPlane, geo_index
+from smartcity.core.intake import (
+    DUPLICATE,
+    POSITION_SCHEMA,
+    STORED,
+    BatchOutcome,
+    BatchQueue,
+    Checkpointer,
+    Columns,
+    Overloaded,
+    Pending,
+)
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
+from smartcity.safety.rules import Raised, Rules, ZoneShape, from_ms, parse_schedule, to_ms, zone_shape
 from smartcity.safety.settings import SafetySettings
+from smartcity.safety.state import DeviceTable
+
+__all__ = ["Overloaded", "Raised", "ZoneShape", "parse_schedule", "zone_shape"]  # re-exported for the modules
 
 log = logging.getLogger(__name__)
 
 KNOT = 0.514444  # metres per second
-SQLITE_CACHE_KIB = 128 * 1024  # the intake writer's SQLite page cache
-SQLITE_CHECKPOINT_PAGES = 4096  # the intake writer's WAL size (pages) that triggers a checkpoint
-WAL_RESET_FRAMES = 16_384  # with background checkpoints: the WAL size (frames, ~64 MB) at which it is restarted
 REFUSAL_AUDIT_S = 1.0  # refused devices are written to the audit log at most this often (counted meanwhile)
+CHECKPOINT_S = 1.0  # moved devices' live state is written at least this often
+STATE_SET = ("version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district_code")
+STATE_SET += ("zones", "flags")
+INLINE_STATES = 64  # an idle writer writes up to this many moved devices' state rows with their batch
+# What a value may be (None/NaN: absent); lat and lon are checked on their own (they must be there).
+RANGES = {
+    "speed": (0, 1000),
+    "bearing": (0, 360),
+    "altitude": (-1000, 20000),
+    "accuracy": (0, 1_000_000),
+    "battery": (0, 100),
+}
+POSITION_COLUMNS = (
+    "device_id",
+    "person_id",
+    "fix_time",
+    "received_at",
+    "lat",
+    "lon",
+    "speed",
+    "bearing",
+    "altitude",
+    "accuracy",
+    "battery",
+    "alarm",
+    "protocol",
+    "outside_city",
+    "attributes",
+    "valid",
+)
+# A single position's row as it waits in the queue (a tuple: no object per field).
+ROW = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "bearing", "altitude")
+ROW += ("accuracy", "battery", "valid", "alarm", "protocol", "attributes")
 
 
 # --- what decoders produce ------------------------------------------------------------------------
@@ -83,7 +132,7 @@ class Position:
     `device` is the identifier the device sends. `fix_time` must be timezone-aware (UTC or any zone).
     Units: speed in metres per second (`knots_to_ms` for OsmAnd), bearing in degrees 0–360, altitude and
     accuracy in metres, battery in percent 0–100. `alarm` is lower-case ("sos", …). Any other key the
-    protocol sent goes into `attributes` (kept as JSON). `received_at` is set by the engine."""
+    protocol sent goes into `attributes` (kept as JSON)."""
 
     device: str
     fix_time: datetime
@@ -99,7 +148,6 @@ class Position:
     protocol: str = ""
     valid: bool = True  # False: the device says the fix is not a real position (Traccar's `valid`)
     credential: str | None = None  # the secret the device presented (OwnTracks' Basic password); never stored
-    received_at: datetime | None = None
 
 
 def knots_to_ms(knots: float) -> float:
@@ -155,151 +203,7 @@ def field_error(cls: type[IntakeError], problems: list[dict]) -> IntakeError:
     return cls("; ".join(f"{p['field']}: {p['problem']}" for p in problems), details=problems)
 
 
-class Overloaded(SmartCityError):
-    status = 503
-    code = "overloaded"
-
-
-# --- geometry on a metric plane -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    days: frozenset[int]  # Monday = 0
-    start: dtime
-    end: dtime
-
-    def contains(self, local: datetime) -> bool:
-        return local.weekday() in self.days and self.start <= local.time() < self.end
-
-
-def parse_schedule(raw: Any) -> list[Window]:
-    """[{"days": [0,1,2,3,4], "start": "08:30", "end": "15:00"}, …] → windows, or InvalidInput."""
-    if raw in (None, []):
-        return []
-    if not isinstance(raw, list):
-        raise InvalidInput("a schedule is a list of {days, start, end}", code="invalid_schedule")
-    windows = []
-    for i, item in enumerate(raw):
-        try:
-            days = frozenset(int(d) for d in item["days"])
-            start, end = dtime.fromisoformat(item["start"]), dtime.fromisoformat(item["end"])
-        except (KeyError, TypeError, ValueError):
-            raise InvalidInput(
-                f"schedule window {i}: needs days (0=Monday…6) and start/end as HH:MM", code="invalid_schedule"
-            ) from None
-        if not days or not days <= set(range(7)) or not start < end:
-            raise InvalidInput(
-                f"schedule window {i}: days are 0–6 and start must be before end", code="invalid_schedule"
-            )
-        windows.append(Window(days, start, end))
-    return windows
-
-
-@dataclass
-class ZoneShape:
-    """A zone as the engine checks it: on the metric plane, with its size for the accuracy rule."""
-
-    id: int
-    kind: str  # safe | danger
-    person_id: int | None
-    name: str
-    cx: float = 0.0
-    cy: float = 0.0
-    radius: float | None = None  # circles
-    polygon: Any = None  # shapely geometry on the plane (polygons)
-    size: float = 0.0  # radius, or the radius of a circle of the polygon's area
-    schedule: list[Window] = field(default_factory=list)
-    boundary: Any = None  # the polygon's rings, for distances
-    key: str = ""  # str(id): the key of its state in a device's zone states
-
-    def distance(self, x: float, y: float) -> float:
-        """Signed distance in metres to the boundary: negative inside."""
-        if self.radius is not None:
-            return math.hypot(x - self.cx, y - self.cy) - self.radius
-        p = Point(x, y)
-        d = self.boundary.distance(p)
-        return -d if shapely.contains_xy(self.polygon, x, y) else d
-
-
-def zone_shape(zone: Zone, plane: LocalPlane) -> ZoneShape:
-    z = ZoneShape(
-        zone.id, zone.kind, zone.person_id, zone.name, schedule=parse_schedule(zone.schedule), key=str(zone.id)
-    )
-    if zone.radius_m is not None:
-        z.cx, z.cy = plane.xy(zone.lat, zone.lon)
-        z.radius = float(zone.radius_m)
-        z.size = z.radius
-    else:
-        geom = plane.geometry(shape(json.loads(zone.geometry)))
-        shapely.prepare(geom)
-        z.polygon = geom
-        z.boundary = geom.boundary
-        z.size = math.sqrt(geom.area / math.pi)
-    return z
-
-
-# --- the anti-drift zone rule ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rules:
-    """How fixes become zone transitions (see docs/safety-service.md, "GPS drift")."""
-
-    confirm_fixes: int = 2  # consecutive fixes that must agree before a transition counts
-    hysteresis_m: float = 30.0  # exit only beyond the boundary plus this margin (or 20 % of the size)
-    accuracy_max_m: float = 150.0  # fixes less precise than this never change a zone state
-    default_accuracy_m: float = 20.0  # assumed when a device does not say
-
-    def margin(self, zone: ZoneShape) -> float:
-        return max(self.hysteresis_m, 0.2 * zone.size)
-
-
-def classify(zone: ZoneShape, x: float, y: float, accuracy: float | None, rules: Rules) -> str | None:
-    """What one fix says about a zone: "in", "out", or None (too imprecise, or inside the hysteresis band)."""
-    acc = rules.default_accuracy_m if accuracy is None else accuracy
-    if acc > rules.accuracy_max_m or acc > max(zone.size, rules.hysteresis_m) * 2:
-        return None
-    d = zone.distance(x, y)
-    if d <= 0 and acc <= max(zone.size, rules.hysteresis_m):
-        return "in"
-    if d - acc > rules.margin(zone):
-        return "out"
-    return None
-
-
-def step_zone(
-    state: dict | None, verdict: str | None, at: datetime, rules: Rules
-) -> tuple[dict, tuple[str | None, str] | None]:
-    """Advance one zone's state with one fix's verdict; returns (new state, transition or None), a
-    transition being (previous confirmed state — None the first time —, new state).
-
-    State: {"s": confirmed "in"/"out"/None, "c": candidate, "n": fixes agreeing, "t": first of them}.
-    A transition happens when `confirm_fixes` consecutive usable fixes agree on a state other than the
-    confirmed one; a fix saying nothing (None) neither confirms nor breaks a run."""
-    if state is not None and (
-        verdict is None or (verdict == state["s"] and state["c"] is None and state["n"] == 0 and state["t"] is None)
-    ):
-        return state, None  # nothing changes: states are replaced, never changed in place, so share it
-    st = dict(state or {"s": None, "c": None, "n": 0, "t": None})
-    if verdict is None:
-        return st, None
-    if verdict == st["s"]:
-        st.update(c=None, n=0, t=None)
-        return st, None
-    if verdict == st["c"]:
-        st["n"] += 1
-    else:
-        st.update(c=verdict, n=1, t=at.isoformat())
-    if st["n"] >= rules.confirm_fixes:
-        previous = st["s"]
-        st.update(s=verdict, c=None, n=0)
-        return st, (previous, verdict)
-    return st, None
-
-
-# --- in-memory state ------------------------------------------------------------------------------
-
+# --- devices --------------------------------------------------------------------------------------
 
 # What a device registers for, and which registration each position protocol needs. Positions of the
 # platform's own authenticated channels (the gateway's API key, the simulator) are not tied to one protocol.
@@ -366,131 +270,41 @@ class DeviceInfo:
                 self.protocols = frozenset({"osmand"})
 
 
-@dataclass
-class LiveState:
+class LiveView(NamedTuple):
+    """A device's live state as the live events and `state_of` show it."""
+
     device_id: int
     person_id: int
-    version: int = 0
-    fix_time: datetime | None = None
-    received_at: datetime | None = None
-    lat: float | None = None
-    lon: float | None = None
-    speed: float | None = None
-    accuracy: float | None = None
-    battery: float | None = None
-    district_code: str | None = None
-    zones: dict = field(default_factory=dict)
-    flags: dict = field(default_factory=dict)
-    stored_times: tuple | None = None  # (fix_time, received_at) in epoch ms as the batch stored them (not a column)
-
-    COLUMNS = (
-        "device_id",
-        "person_id",
-        "version",
-        "fix_time",
-        "received_at",
-        "lat",
-        "lon",
-        "speed",
-        "accuracy",
-        "battery",
-        "district_code",
-        "zones",
-        "flags",
-    )
-
-    @classmethod
-    def from_row(cls, row) -> LiveState:
-        values = {c: getattr(row, c) for c in cls.COLUMNS}
-        values["zones"] = dict(values["zones"] or {})
-        values["flags"] = dict(values["flags"] or {})
-        return cls(**values)
-
-    def row(self) -> dict:
-        return {c: getattr(self, c) for c in self.COLUMNS}
-
-    def copy(self) -> LiveState:
-        # Zone states are replaced, never changed in place (step_zone returns a new dict): a shallow
-        # copy of the two mappings is a full copy.
-        new = object.__new__(LiveState)
-        values = new.__dict__
-        values.update(self.__dict__)
-        values["zones"], values["flags"] = dict(self.zones), dict(self.flags)
-        return new
-
-
-@dataclass
-class Raised:
-    """An event the batch raises; turned into rows, notifications and incidents by service.raise_event."""
-
-    kind: str
-    person_id: int
-    device_id: int
-    at: datetime
+    fix_time: datetime | None
+    received_at: datetime | None
     lat: float | None
     lon: float | None
-    zone: ZoneShape | None = None
-    data: dict = field(default_factory=dict)
-    district_code: str | None = None
+    speed: float | None
+    accuracy: float | None
+    battery: float | None
+    district_code: str | None
+    zones: dict
+    flags: dict
+
+    @classmethod
+    def of(cls, row: dict) -> LiveView:
+        times = [None if row[k] is None else from_ms(row[k]) for k in ("fix_time", "received_at")]
+        return cls(row["device_id"], row["person_id"], *times, *(row[k] for k in cls._fields[4:]))
 
 
-class _Item:
-    """A validated position waiting for the writer, and whoever waits for its acknowledgment: a thread's
-    `future`, an event loop's `waiter` (resolved for a whole batch with one call into the loop), or a
-    `unit` of many positions (a gateway's batch) resolved at once when its last position is written."""
-
-    __slots__ = (
-        "position",
-        "device",
-        "future",
-        "waiter",
-        "unit",
-        "index",
-        "outside_city",
-        "district_code",
-        "token",
-        "stored_times",
-    )
-
-    def __init__(self, position: Position, device: DeviceInfo):
-        self.position, self.device = position, device
-        self.token: int | None = None  # waited for in another process (writer.py): outcomes go to on_resolved
-        self.future: Future | None = None
-        self.waiter: asyncio.Future | None = None
-        self.unit: _Unit | None = None
-        self.index = 0
-        self.outside_city = False
-        self.district_code: str | None = None
-        self.stored_times: tuple | None = None  # (fix_time, received_at) in epoch ms as written, for the state row
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-class _Unit:
-    """Positions submitted together: one future for all their outcomes, in order."""
-
-    __slots__ = ("results", "remaining", "future", "loop", "token")
-
-    def __init__(self, results: list, remaining: int, future, loop=None, token=None):
-        self.results, self.remaining, self.future, self.loop = results, remaining, future, loop
-        self.token = token
-
-
-def _settle_waiters(outcomes: list) -> None:
-    """In the event loop: hand a batch's outcomes to the coroutines awaiting them."""
-    for waiter, outcome in outcomes:
-        if not waiter.done():
-            if isinstance(outcome, BaseException):
-                waiter.set_exception(outcome)
-            else:
-                waiter.set_result(outcome)
-
-
-def _settle_future(future, value) -> None:
-    if not future.done():
-        future.set_result(value)
+def _plain(value: Any) -> Any:
+    """A column's value as the per-position checks take it: NaN → None, numpy scalars → Python's."""
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    return value
 
 
 class SafetyEngine:
-    """The process's intake: registry and zones in memory, one writer thread committing batches."""
+    """The process's safety intake: registry and device states in memory, one writer committing batches."""
 
     def __init__(self, db, settings=None, profile=None, background_checkpoints: bool = False):
         from smartcity.core.context import context_of
@@ -501,48 +315,33 @@ class SafetyEngine:
         self.plane = LocalPlane(self.profile.center)
         s = self.safety_settings = self.settings.of(SafetySettings)
         self.rules = Rules(s.confirm_fixes, s.hysteresis_m, s.accuracy_max_m)
-        self.batch_size = s.batch_size
-        self.linger = s.batch_ms / 1000
         self.devices: dict[str, DeviceInfo] = {}
         self.by_id: dict[int, DeviceInfo] = {}
-        self.person_zones: dict[int, list[ZoneShape]] = defaultdict(list)
+        self.person_zones: dict[int, list[ZoneShape]] = {}
         self.danger_zones: list[ZoneShape] = []
-        self.states: dict[int, LiveState] = {}
+        self.table = DeviceTable(self.plane, self.rules, s.low_battery)
+        self._state_rows: set[int] = set()  # devices known to have a row in safety_device_state
         self.open_incidents: dict[int, dict[str, int]] = defaultdict(dict)  # person → {kind: incident id}
         self.incident_district: dict[int, str | None] = {}  # incident id → district
         self._lock = threading.RLock()
-        self.queue_max = s.queue_max
-        self._queue: deque[_Item] = deque()  # positions, oldest first
-        self._urgent: deque[_Item] = deque()  # alarms: written before anything queued
-        self._wake = threading.Event()  # something was queued
-        self._hurry = threading.Event()  # an alarm was queued: do not linger
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._external_writer = False  # start(writer_thread=False): the caller writes
+        self.queue = BatchQueue(self._write_batch, s.batch_size, s.batch_ms / 1000, s.queue_max, "safety")
+        self.queue.after_batch.append(self._between_batches)
+        self.store = batch_store(db, background_checkpoints)
+        self.checkpoints = Checkpointer(self._checkpoint, CHECKPOINT_S)
+        # SQLite: the WAL is copied back by a thread of its own rather than in the writer's commits (writer.py
+        # turns it on in the writer process, whose connections do not checkpoint by themselves).
+        self.wal = WalCheckpointer(db.engine.url.database) if background_checkpoints and not db.is_postgres else None
         self._unknown: dict[str, float] = {}  # negative cache of unknown identifiers
         self._refusals: dict[tuple[int, str, str], list] = {}  # (device, protocol, reason) → [count, first]
         self._refusals_due = 0.0
-        self.batches = 0
         self.loaded = False
-        self._sql_cache: dict[int, str] = {}
-        self._last_write = 0.0
-        self._future_tolerance = timedelta(seconds=s.future_tolerance_s)
-        self._retention = timedelta(days=s.retention_days)
-        # Outcomes of positions waited for in another process (writer.py): called with [(token, outcome)]
-        # once per batch, in the writer thread.
-        self.on_resolved = None
+        self._future_tolerance_ms = s.future_tolerance_s * 1000
+        self._retention_ms = s.retention_days * 86_400_000
         # Who could receive live-position events, when the serving process says so (writer.py, SQLite):
         # (everything, guardian user ids, operators); None: publish them all.
         self.live_watch: tuple[bool, frozenset, bool] | None = None
-        # SQLite: checkpoint the WAL from a thread of its own rather than in the writer's commits (writer.py
-        # turns it on in the writer process, whose connections do not checkpoint by themselves).
-        self.background_checkpoints = background_checkpoints and not db.is_postgres
-        self._checkpointer: threading.Thread | None = None
-        self._wal_long = False  # the checkpoint thread saw a WAL of `wal_reset_frames` or more
-        self.wal_reset_frames = WAL_RESET_FRAMES
-        self.checkpoint_every = 0.25  # seconds between the checkpoint thread's rounds
 
-    # --- lifecycle --------------------------------------------------------------------------------
+    # --- lifecycle (the IntakeSink) ---------------------------------------------------------------
 
     def start(self, writer_thread: bool = True) -> SafetyEngine:
         """Load the registry and start writing. Without `writer_thread` the caller is the writer: it calls
@@ -550,83 +349,55 @@ class SafetyEngine:
         with self._lock:
             if not self.loaded:
                 self.reload()
-            if not writer_thread:
-                self._stopping = False
-                self._external_writer = True
-            elif self._thread is None or not self._thread.is_alive():
-                self._stopping = False
-                self._thread = threading.Thread(target=self._run, name="safety-writer", daemon=True)
-                self._thread.start()
-            if self.background_checkpoints and (self._checkpointer is None or not self._checkpointer.is_alive()):
-                self._checkpointer = threading.Thread(target=self._checkpoint, name="safety-checkpoint", daemon=True)
-                self._checkpointer.start()
+            self.queue.start(writer_thread)
+            if self.wal is not None:
+                self.wal.start()
         return self
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL back into the database file every `checkpoint_every` seconds (PASSIVE: never waits for a
-        reader or the writer). The fsync of a checkpoint then no longer lengthens the writer's commits.
-
-        The WAL starts again from its beginning only when a write begins with every frame copied back, which a
-        writer committing all the time never sees from a checkpoint made beside it: the WAL would grow without
-        end (measured: 400 MB in ten seconds of load), and every page look-up in it with it. So once the WAL
-        holds `wal_reset_frames`, the writer is asked to copy back the last few frames itself, between two
-        batches (`_restart_wal`)."""
-        import sqlite3
-
-        path = self.db.engine.url.database
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            while not self._stopping:
-                time.sleep(self.checkpoint_every)
-                try:
-                    _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as exc:  # busy or locked: the next round does it
-                    log.debug("checkpoint skipped: %s", exc)
-                    continue
-                if frames >= self.wal_reset_frames:
-                    self._wal_long = True
-        finally:
-            conn.close()
-
     def stop(self, timeout: float = 10) -> None:
-        """Flush what is queued, then stop the writer."""
-        if self._external_writer:
-            while self.write_queued():
-                pass
-            self._audit_refusals(force=True)
-            self._stopping = True
-            self._external_writer = False
-            return
-        thread = self._thread
-        if thread and thread.is_alive():
-            self._stopping = True
-            self._wake.set()
-            self._hurry.set()
-            thread.join(timeout)
-        self._thread = None
+        """Write what is queued and the checkpoint, then stop the writer."""
+        self.queue.stop(timeout)
+        if self.wal is not None:
+            self.wal.stop()
 
     @property
     def running(self) -> bool:
-        return self._external_writer or (self._thread is not None and self._thread.is_alive())
+        return self.queue.running
 
     @property
     def queued(self) -> int:
-        return len(self._queue) + len(self._urgent)
+        return self.queue.queued
+
+    @property
+    def batches(self) -> int:
+        """Batches committed so far."""
+        return self.queue.batches
+
+    @property
+    def on_resolved(self):
+        return self.queue.on_resolved
+
+    @on_resolved.setter
+    def on_resolved(self, callback) -> None:
+        """Outcomes of positions waited for in another process (writer.py): called with [(token, outcome)]
+        once per batch, in the writer."""
+        self.queue.on_resolved = callback
 
     def write_queued(self) -> bool:
         """Write one batch of what is queued (alarms first, alone); False when nothing was queued."""
+        return self.queue.write_queued()
+
+    def _between_batches(self, stopping: bool) -> None:
         if self._refusals:
-            self._audit_refusals(force=self._stopping)
-        batch = self._take()
-        if not batch:
-            return False
-        self._write(batch)
-        return True
+            self._audit_refusals(force=stopping)
+        self.checkpoints(force=stopping)
+        if self.wal is not None and self.wal.restart_due:
+            self.wal.restart(self.db.engine)
 
     # --- the registry in memory -------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Load devices, consents, zones, live states and open incidents from the store."""
+        """Load devices, consents, zones, device states and open incidents from the store."""
         with self.db.session() as s, self._lock:
             guardians = defaultdict(list)
             for person_id, user_id in s.execute(
@@ -643,19 +414,17 @@ class SafetyEngine:
                 .where(Device.active, Person.active)
             )
             for dev_id, ident, person_id, protocol, secret_hash in s.execute(q):
-                info = DeviceInfo(
-                    dev_id,
-                    ident,
-                    person_id,
-                    protocol,
-                    bool(guardians.get(person_id)),
-                    tuple(guardians.get(person_id, ())),
-                    secret_hash,
-                )
+                mine = tuple(guardians.get(person_id, ()))
+                info = DeviceInfo(dev_id, ident, person_id, protocol, bool(mine), mine, secret_hash)
                 self.devices[ident] = info
                 self.by_id[dev_id] = info
-            self._load_zones(s)
-            self.states = {row.device_id: LiveState.from_row(row) for row in s.scalars(select(DeviceState))}
+            zones = [zone_shape(z, self.plane) for z in s.scalars(select(Zone).where(Zone.active))]
+            self.danger_zones = [z for z in zones if z.kind == "danger"]
+            self.person_zones = defaultdict(list)
+            for z in zones:
+                if z.kind != "danger" and z.person_id is not None:
+                    self.person_zones[z.person_id].append(z)
+            self._load_table(s, zones)
             self.open_incidents.clear()
             self.incident_district.clear()
             for inc in s.scalars(select(Incident).where(Incident.status != "resolved")):
@@ -664,29 +433,45 @@ class SafetyEngine:
             self._unknown.clear()
             self.loaded = True
 
-    def _load_zones(self, s, person_id: int | None = None, danger: bool = True) -> None:
-        # New lists are built first and then put in place: the writer reads them without the lock.
-        q = select(Zone).where(Zone.active)
-        if person_id is not None:
-            q = q.where(
-                (Zone.person_id == person_id) | (Zone.kind == "danger") if danger else Zone.person_id == person_id
+    def _load_table(self, s, zones: list[ZoneShape]) -> None:
+        rows = [_state_row(r) for r in s.scalars(select(DeviceState))]
+        districts = [d.code for d in geo_index(self.db).districts]
+        table = DeviceTable(self.plane, self.rules, self.safety_settings.low_battery, districts)
+        table.load(rows, zones)
+        self.table = table
+        self._state_rows = {r["device_id"] for r in rows}
+        self._recover(s)
+
+    def _recover(self, s) -> None:
+        """After a crash: the positions stored after a device's state row was last written (its live state is
+        checkpointed, not written with every batch) are replayed through the rules; what they raise goes
+        through the events' dedupe, so what was already announced is not announced again."""
+        from smartcity.safety import service
+
+        found = (
+            s.connection()
+            .exec_driver_sql(
+                "SELECT p.device_id, p.person_id, p.fix_time, p.received_at, p.lat, p.lon, p.speed, p.accuracy, "
+                "p.battery, p.alarm, p.valid FROM safety_positions p JOIN safety_device_state d "
+                "ON d.device_id = p.device_id WHERE p.fix_time > COALESCE(d.fix_time, -1)"
             )
-        person_zones: dict[int, list[ZoneShape]] = defaultdict(list)
-        danger_zones: list[ZoneShape] = []
-        for zone in s.scalars(q):
-            shaped = zone_shape(zone, self.plane)
-            if zone.kind == "danger":
-                danger_zones.append(shaped)
-            elif zone.person_id is not None:
-                person_zones[zone.person_id].append(shaped)
-        if danger:
-            self.danger_zones = danger_zones
-        if person_id is None:
-            self.person_zones = person_zones
-        elif person_zones.get(person_id):
-            self.person_zones[person_id] = person_zones[person_id]
-        else:
-            self.person_zones.pop(person_id, None)
+            .all()
+        )
+        if not found:
+            return
+        names = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery")
+        values = list(zip(*found, strict=True))
+        cols = Columns({name: np.array(v, dtype=POSITION_SCHEMA[name]) for name, v in zip(names, values, strict=False)})
+        cols["valid"] = np.array(values[10], dtype=bool)
+        cols["sos"] = np.array([a == "sos" for a in values[9]], dtype=bool)
+        cols["stored"] = np.ones(cols.n, dtype=bool)
+        self._place(cols)
+        cols["slot"] = self.table.slots_of(cols["device_id"], cols["person_id"])
+        result = self.table.recover(cols)
+        for ev in result.events:
+            service.raise_event(s, ev, dedupe=ev.dedupe_key())
+        self._write_states(s, self.table.state_columns(np.union1d(result.changed, result.moved)))
+        log.info("recovered %d positions of %d devices after an unclean stop", cols.n, len(result.moved))
 
     def reload_person(self, person_id: int) -> None:
         """Re-read one person's devices, consents and safe zones (after a registry change).
@@ -720,23 +505,28 @@ class SafetyEngine:
                 self.devices[ident] = info
                 self.by_id[info.device_id] = info
                 self._unknown.pop(ident, None)
-                if info.device_id not in self.states:
-                    row = s.get(DeviceState, info.device_id)
-                    if row is not None:
-                        self.states[info.device_id] = LiveState.from_row(row)
             fresh_ids = {info.device_id for info in fresh.values()}
             for ident, info in [(i, d) for i, d in self.devices.items() if d.person_id == person_id]:
                 if ident not in fresh:
                     self.devices.pop(ident, None)
                     if info.device_id not in fresh_ids:
                         self.by_id.pop(info.device_id, None)
-            self._load_zones(s, person_id, danger=False)
+            zones = [
+                zone_shape(z, self.plane)
+                for z in s.scalars(select(Zone).where(Zone.active, Zone.person_id == person_id, Zone.kind != "danger"))
+            ]
+            if zones:
+                self.person_zones[person_id] = zones
+            else:
+                self.person_zones.pop(person_id, None)
+            self.table.set_zones(person_id, zones)
 
     def reload_danger_zones(self) -> None:
         with self.db.session() as s, self._lock:
             self.danger_zones = [
                 zone_shape(z, self.plane) for z in s.scalars(select(Zone).where(Zone.active, Zone.kind == "danger"))
             ]
+            self.table.set_danger_zones(self.danger_zones)
 
     def handle(self, topic: str, data: dict) -> None:
         """React to a change event (from this process or, on PostgreSQL, any other)."""
@@ -782,8 +572,9 @@ class SafetyEngine:
             raise NoConsent("no consent to track this person is recorded; the position was not stored")
         return info
 
-    def validate(self, p: Position) -> _Item:
-        """Check a position; raise an IntakeError (or UnknownDevice/NoConsent/OutsideCity) if it is refused."""
+    def validate(self, p: Position) -> Pending:
+        """Check a position; raise an IntakeError (or UnknownDevice/NoConsent/OutsideCity) if it is refused.
+        Returns it as the pipeline's pending row."""
         device = p.device
         if not isinstance(device, str) or not device.strip() or len(device) > 100:
             raise field_error(InvalidPosition, [{"field": "id", "problem": "missing or longer than 100 characters"}])
@@ -803,85 +594,76 @@ class SafetyEngine:
             and fix_time.__class__ is datetime
             and fix_time.tzinfo is not None
         ):
-            self._check_values(p)
-        now = datetime.now(UTC)
-        if fix_time > now + self._future_tolerance:
-            raise field_error(
-                FutureFix,
-                [
-                    {
-                        "field": "timestamp",
-                        "problem": f"{fix_time.isoformat()} is more than "
-                        f"{self.safety_settings.future_tolerance_s} s ahead of the server clock",
-                    }
-                ],
-            )
-        if fix_time < now - self._retention:
+            problems = self._problems({k: getattr(p, k) for k in ("lat", "lon", *RANGES)})
+            if not isinstance(fix_time, datetime) or fix_time.tzinfo is None:
+                problems.append({"field": "timestamp", "problem": "a timezone-aware time is needed"})
+            if problems:
+                raise field_error(InvalidPosition, problems)
+        now = _now_ms()
+        at = to_ms(fix_time)
+        if at > now + self._future_tolerance_ms:
+            raise self._future_fix(fix_time)
+        if at < now - self._retention_ms:
             raise field_error(
                 InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention period"}]
             )
-        if p.alarm is not None:
-            p.alarm = str(p.alarm).strip().lower()[:30] or None
+        alarm = p.alarm
+        if alarm is not None:
+            alarm = str(alarm).strip().lower()[:30] or None
         info = self.device_for(device.strip())
         if p.protocol in REGISTRATION_OF or p.credential is not None:
-            self._check_access(p, info)
-        if lat == 0 and lon == 0:  # "no fix yet" as many trackers send it: not a place anyone is
-            p.valid = False
-        if (
-            p.valid
-            and self.safety_settings.outside_city == "refuse"
-            and geo_index(self.db).district_at(lat, lon) is None
-        ):
+            self._check_access(p.protocol, p.credential, info)
+        valid = p.valid and not (lat == 0 and lon == 0)  # "no fix yet" as many trackers send it
+        if valid and self.safety_settings.outside_city == "refuse" and geo_index(self.db).district_at(lat, lon) is None:
             raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
-        if fix_time.tzinfo is not UTC:
-            fix_time = fix_time.astimezone(UTC)
-        # The store keeps times to the millisecond: the acknowledged time is the stored one.
-        if fix_time.microsecond % 1000:
-            fix_time = fix_time.replace(microsecond=fix_time.microsecond - fix_time.microsecond % 1000)
-        p.fix_time = fix_time
-        p.received_at = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
-        return _Item(p, info)  # the district is looked up by the writer, a batch at a time
+        attributes = _json(p.attributes) if p.attributes else None
+        row = (info.device_id, info.person_id, at, now, lat, lon, p.speed, p.bearing, p.altitude, p.accuracy)
+        row += (p.battery, valid, alarm, p.protocol[:20], attributes)
+        return Pending(row, urgent=alarm is not None)
 
-    def _check_values(self, p: Position) -> None:
+    def _future_fix(self, fix_time: datetime) -> FutureFix:
+        return field_error(
+            FutureFix,
+            [
+                {
+                    "field": "timestamp",
+                    "problem": f"{fix_time.isoformat()} is more than "
+                    f"{self.safety_settings.future_tolerance_s} s ahead of the server clock",
+                }
+            ],
+        )
+
+    @staticmethod
+    def _problems(values: dict[str, Any]) -> list[dict]:
+        """What is wrong with a position's numbers, field by field."""
         problems = []
-
-        def bad(name: str, value, lo: float, hi: float) -> None:
+        bounds = {"lat": (-90, 90), "lon": (-180, 180), **RANGES}
+        for name, value in values.items():
+            lo, hi = bounds[name]
             if value is None:
-                return
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 problems.append({"field": name, "problem": "must be a number"})
             elif not lo <= value <= hi:
                 problems.append({"field": name, "problem": f"must be between {lo} and {hi}"})
-
-        bad("lat", p.lat, -90, 90)
-        bad("lon", p.lon, -180, 180)
-        if p.lat is None or p.lon is None:
+        if values.get("lat") is None or values.get("lon") is None:
             problems.append({"field": "lat/lon", "problem": "a position needs both latitude and longitude"})
-        bad("speed", p.speed, 0, 1000)
-        bad("bearing", p.bearing, 0, 360)
-        bad("altitude", p.altitude, -1000, 20000)
-        bad("accuracy", p.accuracy, 0, 1_000_000)
-        bad("battery", p.battery, 0, 100)
-        if not isinstance(p.fix_time, datetime) or p.fix_time.tzinfo is None:
-            problems.append({"field": "timestamp", "problem": "a timezone-aware time is needed"})
-        if problems:
-            raise field_error(InvalidPosition, problems)
+        return problems
 
-    def _check_access(self, p: Position, info: DeviceInfo) -> None:
+    def _check_access(self, protocol: str, credential: str | None, info: DeviceInfo) -> None:
         """The device may use this protocol, and proves itself where the protocol carries a secret. A secret is
         verified against its argon2 hash once; later positions are matched by a fast keyed hash in memory."""
-        registration = REGISTRATION_OF.get(p.protocol)
+        registration = REGISTRATION_OF.get(protocol)
         if registration is not None and registration not in info.protocols:
-            self._note_refusal(info, p.protocol, "protocol_not_allowed")
+            self._note_refusal(info, protocol, "protocol_not_allowed")
             raise ProtocolNotAllowed(
                 f"the device {info.identifier!r} is not registered for {registration}",
                 details=[{"field": "protocol", "problem": f"not registered for {registration}"}],
             )
-        credential, p.credential = p.credential, None
-        if p.protocol not in CREDENTIAL_PROTOCOLS:
+        if protocol not in CREDENTIAL_PROTOCOLS:
             return
         if not credential:
-            self._note_refusal(info, p.protocol, "missing_secret")
+            self._note_refusal(info, protocol, "missing_secret")
             raise BadCredentials(
                 "the device's secret is missing (HTTP Basic password)",
                 details=[{"field": "password", "problem": "missing"}],
@@ -893,7 +675,7 @@ class SafetyEngine:
             if len(info.rejected) >= 64:
                 info.rejected.clear()
             info.rejected.add(key)
-            self._note_refusal(info, p.protocol, "bad_secret")
+            self._note_refusal(info, protocol, "bad_secret")
             raise BadCredentials(
                 "the device's secret is wrong (HTTP Basic password)",
                 details=[{"field": "password", "problem": "does not match the device's secret"}],
@@ -936,19 +718,77 @@ class SafetyEngine:
                     entry = self._refusals.setdefault(key, [0, since])
                     entry[0] += n
 
+    def validate_columns(self, cols: Columns, errors: dict[int, SmartCityError]) -> tuple[Columns, np.ndarray]:
+        """Check a decoded batch (columns `device` identifiers, `fix_time` ms, lat, lon, the numbers, valid,
+        alarm, attributes as JSON text, protocol) for the whole batch at once. Refused rows get the error
+        `validate` would raise in `errors`. Returns the accepted rows as pipeline columns and their indexes."""
+        n = cols.n
+        ok = np.ones(n, dtype=np.bool_)
+        if errors:
+            ok[np.fromiter(errors, dtype=np.int64, count=len(errors))] = False
+        lat, lon = cols["lat"], cols["lon"]
+        with np.errstate(invalid="ignore"):
+            fine = (lat >= -90) & (lat <= 90) & (lon >= -180) & (lon <= 180)
+            for name, (lo, hi) in RANGES.items():
+                values = cols[name]
+                fine &= np.isnan(values) | ((lo <= values) & (values <= hi))
+        for i in np.flatnonzero(ok & ~fine).tolist():
+            problems = self._problems({k: _plain(cols[k][i]) for k in ("lat", "lon", *RANGES)})
+            errors[i] = field_error(InvalidPosition, problems)
+        ok &= fine
+        now = _now_ms()
+        fix_time = cols["fix_time"]
+        ahead = ok & (fix_time > now + self._future_tolerance_ms)
+        for i in np.flatnonzero(ahead).tolist():
+            errors[i] = self._future_fix(from_ms(int(fix_time[i])))
+        old = ok & (fix_time < now - self._retention_ms)
+        for i in np.flatnonzero(old).tolist():
+            errors[i] = field_error(
+                InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention period"}]
+            )
+        ok &= ~(ahead | old)
+        device_id = np.zeros(n, dtype=np.int64)
+        person_id = np.zeros(n, dtype=np.int64)
+        devices, protocols, known = cols["device"], cols["protocol"], self.devices
+        for i in np.flatnonzero(ok).tolist():
+            info = known.get(devices[i])
+            try:
+                if info is None or not info.consent:
+                    info = self.device_for(devices[i])
+                if protocols[i] in REGISTRATION_OF:
+                    self._check_access(protocols[i], None, info)
+            except SmartCityError as exc:
+                errors[i] = exc
+                ok[i] = False
+                continue
+            device_id[i], person_id[i] = info.device_id, info.person_id
+        alarm = cols["alarm"].copy()
+        for i in np.flatnonzero(alarm != None).tolist():  # noqa: E711 - elementwise over an object array
+            alarm[i] = str(alarm[i]).strip().lower()[:30] or None
+        out = {name: cols[name] for name in ("fix_time", "lat", "lon", *RANGES, "attributes", "protocol")}
+        out.update(
+            device_id=device_id,
+            person_id=person_id,
+            valid=cols["valid"] & ~((lat == 0) & (lon == 0)),  # "no fix yet" as many trackers send it
+            alarm=alarm,
+            received_at=np.full(n, now, dtype=np.int64),
+        )
+        accepted, rows = Columns(out, n).take(ok), np.flatnonzero(ok)
+        if self.safety_settings.outside_city == "refuse" and accepted.n:
+            self._place(accepted)
+            outside = accepted["outside_city"]
+            for j in np.flatnonzero(outside).tolist():
+                point = f"{accepted['lat'][j]:.6f}, {accepted['lon'][j]:.6f}"
+                errors[int(rows[j])] = OutsideCity(f"the point {point} is not inside the city")
+            accepted, rows = accepted.take(~outside), rows[~outside]
+        return accepted, rows
+
     # --- submitting -------------------------------------------------------------------------------
 
-    def _enqueue(self, items: list[_Item]) -> None:
-        if len(self._queue) + len(items) > self.queue_max:
-            raise Overloaded("the position queue is full; retry shortly")
-        for item in items:
-            if item.position.alarm is not None:
-                self._urgent.append(item)
-                self._hurry.set()
-            else:
-                self._queue.append(item)
-        if not self._wake.is_set():
-            self._wake.set()
+    def _put(self, pending: Pending) -> None:
+        if not self.running:
+            self.start()
+        self.queue.put([pending])
 
     def submit(self, position: Position) -> Future:
         """Validate and queue one position; the future's result is its `Ack` once it is committed."""
@@ -956,12 +796,11 @@ class SafetyEngine:
             self.start()
         item = self.validate(position)
         item.future = Future()
-        self._enqueue([item])
+        self._put(item)
         return item.future
 
     def submit_many(self, positions: list[Position]) -> list[Future | SmartCityError]:
-        """Queue several positions (a gateway's batch): each gets its own future, or the error that
-        refused it. One bad position does not refuse the others."""
+        """Queue several positions: each gets its own future, or the error that refused it."""
         out: list[Future | SmartCityError] = []
         for p in positions:
             try:
@@ -970,7 +809,7 @@ class SafetyEngine:
                 out.append(exc)
         return out
 
-    def _unit(self, positions: list, future, loop=None, token=None) -> _Unit:
+    def queue_unit(self, positions: list, future, loop=None, token=None) -> None:
         """Validate `positions` (each a Position or already an error) and queue the valid ones as one unit;
         the unit's future gets every outcome, in order, once the last one is written."""
         if not self.running:
@@ -986,37 +825,20 @@ class SafetyEngine:
                     continue
                 item.index = i
                 items.append(item)
-        unit = _Unit(results, len(items), future, loop, token)
-        for item in items:
-            item.unit = unit
-        if items:
-            try:
-                self._enqueue(items)
-                return unit
-            except Overloaded as exc:
-                for item in items:
-                    results[item.index] = exc
-                unit.remaining = 0
-        if token is not None:
-            self.on_resolved([(token, results)])
-        elif loop is None:
-            _settle_future(future, results)
-        else:
-            future.set_result(results)
-        return unit
+        self.queue.unit(items, results, future, loop, token)
 
     def submit_all(self, positions: list) -> Future:
         """Queue a batch as one unit: a future of [Ack | SmartCityError | Exception], one per position (an
         element that is already an error, e.g. from decoding, is passed through)."""
         future: Future = Future()
-        self._unit(positions, future)
+        self.queue_unit(positions, future)
         return future
 
     async def intake_all(self, positions: list) -> list:
         """`submit_all`, awaited without blocking the event loop."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._unit(positions, future, loop)
+        self.queue_unit(positions, future, loop)
         return await future
 
     async def intake(self, position: Position) -> Ack:
@@ -1025,460 +847,322 @@ class SafetyEngine:
             self.start()
         item = self.validate(position)
         item.waiter = asyncio.get_running_loop().create_future()
-        self._enqueue([item])
+        self._put(item)
         return await item.waiter
 
     def intake_sync(self, position: Position, timeout: float = 10) -> Ack:
         return self.submit(position).result(timeout)
 
-    # --- the writer -------------------------------------------------------------------------------
-
-    def _take(self) -> list[_Item]:
-        urgent, queue = self._urgent, self._queue
-        if urgent:  # alarms first, alone: they do not wait behind a batch of ordinary positions
-            batch = []
-            while urgent and len(batch) < self.batch_size:
-                batch.append(urgent.popleft())
-            return batch
-        n = min(len(queue), self.batch_size)
-        return [queue.popleft() for _ in range(n)]
-
-    def _run(self) -> None:
-        wake, hurry = self._wake, self._hurry
-        while True:
-            if self._refusals:
-                self._audit_refusals(force=self._stopping)
-            if not self._queue and not self._urgent:
-                if self._stopping:
-                    break
-                wake.wait(0.5)
-                wake.clear()  # cleared before taking: a position queued from now on sets it again
-                if not self._queue and not self._urgent:
-                    continue
-                if (
-                    self.linger
-                    and not self._urgent
-                    and not self._stopping
-                    and time.monotonic() - self._last_write > self.linger
-                ):
-                    # Idle until now: let a batch gather, unless an alarm comes. A busy writer does not wait:
-                    # positions gather by themselves while it commits (group commit).
-                    hurry.wait(self.linger)
-            hurry.clear()
-            batch = self._take()
-            if batch:
-                self._write(batch)
-
-    def _write(self, batch: list[_Item]) -> None:
-        try:
-            results = self._commit(batch)
-        except Exception as exc:  # noqa: BLE001 - isolate the culprit: retry one by one
-            if len(batch) == 1:
-                log.exception("storing a position failed")
-                self._resolve([(batch[0], exc)])
-                return
-            for item in batch:
-                self._write([item])
+    def queue_columns(
+        self, cols: Columns, errors: dict[int, SmartCityError], future=None, loop=None, token=None
+    ) -> None:
+        """Validate a decoded batch and queue what passes (its alarms ahead, on their own); `future` (or the
+        `token`'s `on_resolved`) gets one BatchOutcome for every row once the last is written."""
+        if not self.running:
+            self.start()
+        errors = dict(errors)
+        outcome = BatchOutcome(np.zeros(cols.n, dtype=np.int8), errors)
+        accepted, rows = self.validate_columns(cols, errors)
+        alarms = accepted["alarm"] != None  # noqa: E711 - elementwise over an object array
+        parts = [(accepted.take(alarms), rows[alarms], True), (accepted.take(~alarms), rows[~alarms], False)]
+        items = []
+        for part, where, urgent in parts:
+            if part.n:
+                item = Pending(part, urgent=urgent, size=part.n)
+                item.index = len(items)
+                items.append((item, where))
+        if not items:
+            self._answer(outcome, future, loop, token)
             return
-        self.batches += 1
-        self._resolve(results)
-        self._last_write = time.monotonic()
-        if self._wal_long:
-            self._restart_wal()
+        unit_results: list = [None] * len(items)
 
-    def _restart_wal(self) -> None:
-        """From the writer, between batches: copy back what the checkpoint thread has not yet, so the next
-        write starts the WAL again from its beginning (see `_checkpoint`)."""
-        self._wal_long = False
-        try:
-            with self.db.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except Exception as exc:  # noqa: BLE001 - busy: the checkpoint thread asks again
-            log.debug("WAL restart skipped: %s", exc)
+        def settle(results: list) -> None:
+            for (_, where), part in zip(items, results, strict=True):
+                if isinstance(part, BatchOutcome):
+                    outcome.merge(where, part)
+                else:  # refused whole (the queue was full)
+                    outcome.merge(where, BatchOutcome.refused(len(where), part))
+            self._answer(outcome, future, loop, token)
 
-    def _resolve(self, results: list[tuple[_Item, Any]]) -> None:
-        """Hand each outcome to whoever waits: futures at once, event loops with one call per batch."""
-        by_loop: dict[Any, list] = {}
-        remote = []
-        for item, outcome in results:
-            if item.token is not None:
-                remote.append((item.token, outcome))
-            elif item.waiter is not None:
-                by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, outcome))
-            elif item.unit is not None:
-                unit = item.unit
-                unit.results[item.index] = outcome
-                unit.remaining -= 1
-                if unit.remaining == 0:
-                    if unit.token is not None:
-                        remote.append((unit.token, unit.results))
-                    elif unit.loop is None:
-                        _settle_future(unit.future, unit.results)
-                    else:
-                        by_loop.setdefault(unit.loop, []).append((unit.future, unit.results))
-            elif item.future is not None and not item.future.done():
-                if isinstance(outcome, BaseException):
-                    item.future.set_exception(outcome)
-                else:
-                    item.future.set_result(outcome)
-        for loop, outcomes in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle_waiters, outcomes)
-        if remote:
-            self.on_resolved(remote)
+        self.queue.unit([item for item, _ in items], unit_results, _Callback(settle))
 
-    _POSITION_COLUMNS = (
-        "device_id",
-        "person_id",
-        "fix_time",
-        "received_at",
-        "lat",
-        "lon",
-        "speed",
-        "bearing",
-        "altitude",
-        "accuracy",
-        "battery",
-        "alarm",
-        "protocol",
-        "outside_city",
-        "attributes",
-        "valid",
-    )
-    _ROWS_PER_INSERT = 500
+    def _answer(self, outcome: BatchOutcome, future, loop, token) -> None:
+        if token is not None:
+            self.queue.on_resolved([(token, outcome)])
+        elif loop is not None:
+            loop.call_soon_threadsafe(_set_result, future, outcome)
+        elif future is not None and not future.done():
+            future.set_result(outcome)
 
-    def _insert(self, s, rows: list[tuple]) -> list[tuple]:
-        """A multi-row INSERT … ON CONFLICT DO NOTHING RETURNING through the driver: the rows not already
-        stored, as (device_id, fix_time in epoch ms)."""
-        if not rows:
-            return []
-        conn = s.connection()
-        mark = "%s" if self.db.is_postgres else "?"
-        one = "(" + ", ".join([mark] * len(self._POSITION_COLUMNS)) + ")"
-        head = f"INSERT INTO safety_positions ({', '.join(self._POSITION_COLUMNS)}) VALUES "
-        tail = " ON CONFLICT (device_id, fix_time) DO NOTHING RETURNING device_id, fix_time"
-        out = []
-        step = self._ROWS_PER_INSERT
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            sql = self._sql_cache.get(len(chunk))
-            if sql is None:
-                sql = self._sql_cache[len(chunk)] = head + ", ".join([one] * len(chunk)) + tail
-            out.extend(conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).fetchall())
-        return out
+    def submit_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> Future:
+        future: Future = Future()
+        self.queue_columns(cols, errors or {}, future)
+        return future
 
-    def _commit(self, batch: list[_Item]) -> list[tuple[_Item, Ack]]:
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+        """A decoded batch as columns (the gateway endpoint's fast path): one BatchOutcome, row by row."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue_columns(cols, errors or {}, future, loop)
+        return await future
+
+    # --- the writer: one batch, one transaction ---------------------------------------------------
+
+    def _columns_of(self, batch: list[Pending]) -> tuple[Columns, list[tuple[Pending, int, int]]]:
+        """The batch as one Columns, in queue order, and each pending's rows in it (start, count)."""
+        parts: list[Columns] = []
+        spans = []
+        at = 0
+        singles: list[Pending] = []
+
+        def flush() -> None:
+            nonlocal at
+            if singles:
+                parts.append(_rows_to_columns([p.record for p in singles]))
+                for p in singles:
+                    spans.append((p, at, 1))
+                    at += 1
+                singles.clear()
+
+        for item in batch:
+            if isinstance(item.record, Columns):
+                flush()
+                parts.append(item.record)
+                spans.append((item, at, item.record.n))
+                at += item.record.n
+            else:
+                singles.append(item)
+        flush()
+        return Columns.concat(parts), spans
+
+    def _place(self, cols: Columns) -> None:
+        """Each fix's district (index in the geo index's list, -1 none) and whether it is outside the city
+        (a fix that is not a position is neither)."""
+        district = geo_index(self.db).district_indexes(cols["lat"], cols["lon"])
+        valid = cols["valid"]
+        cols["district"] = np.where(valid, district, -1).astype(np.int32)
+        cols["outside_city"] = valid & (district < 0)
+
+    def _write_batch(self, batch: list[Pending]) -> list[tuple[Pending, Any]]:
         from smartcity.safety import service
 
-        positions = [i.position for i in batch]
-        districts = geo_index(self.db).districts_at([p.lat for p in positions], [p.lon for p in positions])
-        pg = self.db.is_postgres
-        first_of: dict[tuple[int, Any], _Item] = {}
-        keys = []
-        rows = []
-        for item, district in zip(batch, districts, strict=True):
-            p = item.position
-            if not p.valid:
-                district = False  # not a place: neither in a district nor outside the city
-            item.outside_city = outside = district is None
-            item.district_code = None if outside or district is False else district.code
-            device = item.device
-            when = to_millis(p.fix_time)
-            key = (device.device_id, when)
-            keys.append(key)
-            if key in first_of:
-                continue
-            first_of[key] = item
-            received = to_millis(p.received_at)
-            item.stored_times = (when, received)
-            rows.append(
-                (
-                    device.device_id,
-                    device.person_id,
-                    when,
-                    received,
-                    p.lat,
-                    p.lon,
-                    p.speed,
-                    p.bearing,
-                    p.altitude,
-                    p.accuracy,
-                    p.battery,
-                    p.alarm,
-                    p.protocol[:20],
-                    outside if pg else int(outside),
-                    orjson.dumps(p.attributes).decode() if p.attributes else None,
-                    p.valid if pg else int(p.valid),
-                )
+        cols, spans = self._columns_of(batch)
+        self._place(cols)
+        cols["sos"] = cols["alarm"] == "sos"
+        opened: list = []
+        with self.db.session() as s, self._lock:
+            conn = s.connection()
+            self.store.prepare(conn)
+            table = self.table
+            cols["slot"] = table.slots_of(cols["device_id"], cols["person_id"])
+            if self.db.is_postgres:
+                self._refresh_stale(s, cols)
+            # A fix newer than its device's latest cannot be a replay (unless repeated in the batch): a batch of
+            # such fixes is written without asking the store which keys it already has.
+            last = table.last_fix(cols["slot"])
+            maybe_present = bool((cols["fix_time"] <= last).any()) or _repeats(cols)
+            cols["stored"] = self.store.insert_new(
+                conn,
+                "safety_positions",
+                {name: cols[name] for name in POSITION_COLUMNS},
+                ("device_id", "fix_time"),
+                maybe_present=maybe_present,
             )
-        new_states: dict[int, LiveState] = {}
-        acks: dict[tuple[int, Any], Ack] = {}
-        opened = []
-        with self.db.session() as s:
-            if not pg:
-                # SQLite's page cache is per connection (2 MB by default): the writer touches pages all over
-                # the position indexes and the device states, so it gets a larger one.
-                # Checkpoints (copying the WAL back into the database, with an fsync) are made less often, so
-                # that a page written by many batches is copied once — or by a thread of their own.
-                conn = s.connection()
-                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-                if not self.background_checkpoints:
-                    conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
-            inserted = {(r[0], r[1]) for r in self._insert(s, rows)}
-            by_device: dict[int, list[tuple[Any, _Item]]] = defaultdict(list)
-            for key, item in first_of.items():
-                if key in inserted:
-                    by_device[key[0]].append((key, item))
-                else:
-                    acks[key] = Ack(key[0], item.position.fix_time, duplicate=True, live=False)
-            raised: list[Raised] = []
-            if by_device:
-                current = self._lock_states(s, sorted(by_device))
-                for device_id, keyed in by_device.items():
-                    state = current[device_id]
-                    if len(keyed) > 1:
-                        keyed.sort(key=lambda k: k[1].position.fix_time)
-                    for key, item in keyed:
-                        events, live = self._apply(state, item)
-                        if events:
-                            raised.extend(events)
-                        acks[key] = Ack(
-                            device_id,
-                            item.position.fix_time,
-                            live=live,
-                            events=tuple(e.kind for e in events),
-                        )
-                    state.version += 1
-                    new_states[device_id] = state
-                self._write_states(s, list(new_states.values()))
-                cooldown = self.safety_settings.alert_cooldown_minutes
-                for ev in raised:
-                    service.raise_event(s, ev, cooldown_minutes=cooldown)
-                opened = s.info.pop("safety.opened_incidents", [])
-                if self.safety_settings.live_positions:
-                    by_id = self.by_id
-                    watch = self.live_watch
-                    if watch is not None and watch[0]:
-                        watch = None
-                    for st in new_states.values():
-                        device, districts = by_id.get(st.device_id), self._incident_districts(st)
-                        if watch is not None and not (
-                            (device and not watch[1].isdisjoint(device.guardians)) or (watch[2] and districts)
-                        ):
-                            continue  # nobody listening could see it
-                        service.publish_live(s, st, device, districts)
+            result = table.apply(cols)
+            written = result.changed
+            if len(result.moved) <= INLINE_STATES and not self.queue.queued:
+                # An idle writer with a small batch writes the moved devices' state with it: readers of the
+                # state rows (the guardian's view) see a position as soon as it is acknowledged. Under load
+                # they are checkpointed.
+                written = np.union1d(result.changed, result.moved)
+            if len(written):
+                self._write_states(s, result.state_columns(written))
+            cooldown = self.safety_settings.alert_cooldown_minutes
+            for ev in result.events:
+                service.raise_event(s, ev, dedupe=ev.dedupe_key(), cooldown_minutes=cooldown)
+            opened = s.info.pop("safety.opened_incidents", [])
+            if self.safety_settings.live_positions and len(result.moved):
+                self._publish_live(s, result)
+            s.commit()
+            table.commit(result)
+        self.checkpoints.forget(written.tolist())
+        self.checkpoints.mark(np.setdiff1d(result.moved, written).tolist())
         with self._lock:
-            self.states.update(new_states)
             for inc in opened:
                 self.open_incidents[inc["person_id"]][inc["kind"]] = inc["id"]
                 self.incident_district[inc["id"]] = inc["district"]
+        return self._outcomes(cols, spans, result)
+
+    def _outcomes(self, cols: Columns, spans: list, result) -> list[tuple[Pending, Any]]:
+        status = np.where(cols["stored"], STORED, DUPLICATE).astype(np.int8)
+        kinds: dict[int, list[str]] = {}
+        for ev in result.events:
+            kinds.setdefault(ev.row, []).append(ev.kind)
         out = []
-        for item, key in zip(batch, keys, strict=True):
-            ack = acks[key]
-            if first_of[key] is not item:  # the same fix twice in one batch: the second copy is a replay
-                ack = Ack(ack.device_id, ack.fix_time, duplicate=True, live=False)
-            out.append((item, ack))
+        for item, start, n in spans:
+            if isinstance(item.record, Columns):
+                out.append((item, BatchOutcome(status[start : start + n])))
+                continue
+            stored = status[start] == STORED
+            out.append(
+                (
+                    item,
+                    Ack(
+                        int(cols["device_id"][start]),
+                        from_ms(int(cols["fix_time"][start])),
+                        duplicate=not stored,
+                        live=bool(result.live[start]),
+                        events=tuple(kinds.get(start, ())),
+                    ),
+                )
+            )
         return out
 
-    # Not person_id: a device never changes person (the row is made with it), and assigning an indexed column,
-    # even the same value, makes SQLite rewrite that index entry (about a third of the update's cost).
-    _STATE_SET = [c for c in LiveState.COLUMNS if c not in ("device_id", "person_id")]
+    def _write_states(self, s, cols: dict[str, list]) -> None:
+        """UPDATE device state rows from columns (DeviceTable.state_columns: zones and flags as JSON text) with one
+        executemany; a device without a row (registered before states were kept) gets one first."""
+        ids = cols["device_id"]
+        if not ids:
+            return
+        missing = [i for i, d in enumerate(ids) if d not in self._state_rows]
+        if missing:
+            have = set(
+                s.scalars(select(DeviceState.device_id).where(DeviceState.device_id.in_([ids[i] for i in missing])))
+            )
+            for i in missing:
+                if ids[i] not in have:
+                    s.add(DeviceState(device_id=ids[i], person_id=cols["person_id"][i]))
+            s.flush()
+            self._state_rows.update(ids[i] for i in missing)
+        mark = "%s" if self.db.is_postgres else "?"
+        sql = f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in STATE_SET)} WHERE device_id = {mark}"
+        s.connection().exec_driver_sql(sql, list(zip(*(cols[c] for c in STATE_SET), ids, strict=True)))
 
-    def _write_states(self, s, states: list[LiveState]) -> None:
-        """UPDATE the batch's state rows with one driver-level executemany: SQLAlchemy's per-row parameter
-        processing cost more than the statement. Values are converted here the way the column types would."""
-        pg = self.db.is_postgres
-        mark = "%s" if pg else "?"
-        sql = (
-            f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in self._STATE_SET)} "
-            f"WHERE device_id = {mark}"
+    def _refresh_stale(self, s, cols: Columns) -> None:
+        """PostgreSQL: lock the batch's state rows (in device order) and re-read those another process wrote
+        since this engine last did."""
+        ids, first = np.unique(cols["device_id"], return_index=True)
+        mine = dict(zip(ids.tolist(), self.table.version_of(cols["slot"][first]).tolist(), strict=True))
+        found = s.connection().exec_driver_sql(
+            "SELECT device_id, version FROM safety_device_state WHERE device_id = ANY(%s) ORDER BY device_id "
+            "FOR UPDATE",
+            (ids.tolist(),),
         )
-
-        def when(value: datetime | None) -> int | None:
-            return None if value is None else to_millis(value)
-
-        dumps = orjson.dumps
-        rows = [
-            (
-                st.version,
-                *(st.stored_times or (when(st.fix_time), when(st.received_at))),
-                st.lat,
-                st.lon,
-                st.speed,
-                st.accuracy,
-                st.battery,
-                st.district_code,
-                dumps(st.zones).decode(),
-                dumps(st.flags).decode(),
-                st.device_id,
-            )
-            for st in states
-        ]
-        s.connection().exec_driver_sql(sql, rows)
-
-    def _incident_districts(self, st: LiveState) -> list[str | None]:
-        return [self.incident_district.get(i) for i in self.open_incidents.get(st.person_id, {}).values()]
-
-    def _lock_states(self, s, device_ids: list[int]) -> dict[int, LiveState]:
-        """The batch's device states (on PostgreSQL locked until commit); memory is trusted where the version
-        matches.
-
-        On SQLite the store has one writer (the one serving process's engine), so memory is trusted as it is:
-        only devices without a state in memory are looked up. (The silent-device job's compare-and-set on a
-        row this engine does not know of changes nothing here: the engine's next fix of that device clears
-        the flag anyway.)"""
-        pg = self.db.is_postgres
-        if not pg:
-            states = self.states
-            unknown = [d for d in device_ids if d not in states]
-            out = {d: states[d].copy() for d in device_ids if d in states}
-            if unknown:
-                out.update(self._lock_states_versioned(s, unknown))
-            return out
-        return self._lock_states_versioned(s, device_ids)
-
-    def _lock_states_versioned(self, s, device_ids: list[int]) -> dict[int, LiveState]:
-        pg = self.db.is_postgres
-        mark = "%s" if pg else "?"
-        versions = {}
-        for start in range(0, len(device_ids), 1000):
-            chunk = device_ids[start : start + 1000]
-            sql = (
-                f"SELECT device_id, version FROM safety_device_state WHERE device_id IN "
-                f"({', '.join([mark] * len(chunk))}) ORDER BY device_id" + (" FOR UPDATE" if pg else "")
-            )
-            versions.update(s.connection().exec_driver_sql(sql, tuple(chunk)).fetchall())
-        q = select(DeviceState.device_id, DeviceState.version).order_by(DeviceState.device_id)
-        if pg:
-            q = q.with_for_update()
-        missing = [d for d in device_ids if d not in versions]
-        if missing:  # devices registered without a state row (older data): create it now
-            s.execute(
-                sqlite.insert(DeviceState).on_conflict_do_nothing()
-                if not self.db.is_postgres
-                else postgresql.insert(DeviceState).on_conflict_do_nothing(),
-                [
-                    {"device_id": d, "person_id": self.by_id[d].person_id, "version": 0, "zones": {}, "flags": {}}
-                    for d in missing
-                ],
-            )
-            versions.update(dict(s.execute(q.where(DeviceState.device_id.in_(missing))).all()))
-        states = self.states
-        stale = [d for d in device_ids if d not in states or states[d].version != versions[d]]
-        stale_set = set(stale)
-        out = {d: states[d].copy() for d in device_ids if d not in stale_set}
+        stale = [d for d, v in found if mine[d] != v]
         if stale:
-            for row in s.scalars(select(DeviceState).where(DeviceState.device_id.in_(stale))):
-                out[row.device_id] = LiveState.from_row(row)
-        return out
+            rows = s.scalars(select(DeviceState).where(DeviceState.device_id.in_(stale)))
+            self.table.load_states([_state_row(r) for r in rows])
 
-    def _apply(self, st: LiveState, item: _Item) -> tuple[list[Raised], bool]:
-        """Run one stored fix through the device's state: live position, zones, battery, alarm."""
-        p, info = item.position, item.device
-        raised: list[Raised] = []
+    def _checkpoint(self, slots: np.ndarray) -> None:
+        """Write the live state of devices that moved without a zone or flag change (see CHECKPOINT_S)."""
+        with self._lock:
+            cols = self.table.state_columns(slots)
+        with self.db.session() as s:
+            self._write_states(s, cols)
 
-        def ev(kind: str, zone: ZoneShape | None = None, at: datetime | None = None, **data) -> None:
-            raised.append(
-                Raised(
-                    kind, info.person_id, info.device_id, at or p.fix_time, p.lat, p.lon, zone, data, item.district_code
-                )
-            )
+    def _publish_live(self, s, result) -> None:
+        """Each moved device's newest position as a live event, unless nobody listening could see it."""
+        from smartcity.safety import service
 
-        if not p.valid:
-            # Not a position: the live state, zones and alerts stay where the last real fix put them (as Traccar
-            # keeps the last known position). An alarm still counts, placed at that last known position.
-            if p.alarm == "sos":
-                raised.append(
-                    Raised(
-                        "sos",
-                        info.person_id,
-                        info.device_id,
-                        p.fix_time,
-                        st.lat,
-                        st.lon,
-                        None,
-                        {"fix_invalid": True},
-                        st.district_code,
-                    )
-                )
-            return raised, False
-        if p.alarm == "sos":
-            ev("sos")  # an alarm counts even on a late-arriving fix
-        if st.fix_time is not None and p.fix_time <= st.fix_time:
-            return raised, False
-        st.fix_time, st.received_at, st.lat, st.lon = p.fix_time, p.received_at, p.lat, p.lon
-        st.stored_times = item.stored_times
-        st.speed, st.accuracy, st.district_code = p.speed, p.accuracy, item.district_code
-        st.person_id = info.person_id
-        flags = st.flags
-        if p.battery is not None:
-            st.battery = p.battery
-            low = self.safety_settings.low_battery
-            if p.battery <= low and not flags.get("low_battery"):
-                flags["low_battery"] = True
-                ev("low_battery", battery=p.battery)
-            elif p.battery >= low + 5 and flags:
-                flags.pop("low_battery", None)
-        if flags:
-            flags.pop("silent", None)
-        if item.outside_city:
-            if not flags.get("outside_city"):
-                flags["outside_city"] = True
-                ev("outside_city")
-        elif flags:
-            flags.pop("outside_city", None)
-        plane, rules = self.plane, self.rules
-        x, y = (p.lon - plane.lon0) * plane.kx, (p.lat - plane.lat0) * plane.ky
-        zones = self.person_zones.get(info.person_id, ())
-        if self.danger_zones:
-            zones = [*zones, *self.danger_zones]
-        states = st.zones
-        at_text = None
-        for zone in zones:
-            key = zone.key or str(zone.id)
-            verdict = classify(zone, x, y, p.accuracy, rules)
-            state = states.get(key)
-            if state is not None and (
-                verdict is None
-                or (verdict == state["s"] and state["c"] is None and state["n"] == 0 and state["t"] is None)
+        watch = self.live_watch
+        if watch is not None and watch[0]:
+            watch = None
+        if watch is not None and not watch[1] and not (watch[2] and self.incident_district):
+            return  # nobody listens here
+        local = np.searchsorted(result.slots, result.moved)
+        dev = result.devices
+        for i in local.tolist():
+            device = self.by_id.get(int(dev["device_id"][i]))
+            person_id = int(dev["person_id"][i])
+            districts = [self.incident_district.get(k) for k in self.open_incidents.get(person_id, {}).values()]
+            if watch is not None and not (
+                (device and not watch[1].isdisjoint(device.guardians)) or (watch[2] and districts)
             ):
-                continue  # step_zone would change nothing
-            if state is None and verdict is not None and rules.confirm_fixes > 1:
-                # A zone's first usable fix (step_zone's result, without its general path): a candidate.
-                if at_text is None:
-                    at_text = p.fix_time.isoformat()
-                states[key] = {"s": None, "c": verdict, "n": 1, "t": at_text}
-                continue
-            zstate, transition = step_zone(state, verdict, p.fix_time, rules)
-            states[key] = zstate
-            if transition is None:
-                continue
-            previous, now_state = transition
-            since = datetime.fromisoformat(zstate["t"]) if zstate.get("t") else p.fix_time
-            if zone.kind == "danger":
-                if now_state == "in":
-                    ev("danger", zone, at=since)
-            elif previous is not None:  # the first verdict on a safe zone is where they are, not a move
-                ev("arrival" if now_state == "in" else "departure", zone, at=since)
-        if len(states) > len(zones):  # every current zone has a key now: the others are deleted zones
-            live_ids = {zone.key or str(zone.id) for zone in zones}
-            for key in [k for k in states if k not in live_ids]:
-                del states[key]
-        return raised, True
+                continue  # nobody listening could see it
+            values = [_plain(dev[k][i]) for k in ("lat", "lon", "speed", "accuracy", "battery")]
+            live = LiveView(
+                int(dev["device_id"][i]), person_id, from_ms(int(dev["fix_time"][i])), None, *values, None, {}, {}
+            )
+            service.publish_live(s, live, device, districts)
 
     # --- reading memory ---------------------------------------------------------------------------
 
-    def state_of(self, device_id: int) -> LiveState | None:
+    def state_of(self, device_id: int) -> LiveView | None:
         with self._lock:
-            st = self.states.get(device_id)
-            return st.copy() if st else None
+            slot = self.table.slots.get(device_id)
+            return None if slot is None else LiveView.of(self.table.state_rows([slot])[0])
+
+
+class _Callback:
+    """A future-like target for a unit: calls `fn` with the unit's results."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, value) -> None:
+        self.fn(value)
+
+
+def _set_result(future, value) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def _state_row(row: DeviceState) -> dict:
+    """A safety_device_state row as DeviceTable.load takes it (times in ms)."""
+    return {
+        "device_id": row.device_id,
+        "person_id": row.person_id,
+        "version": row.version,
+        "fix_time": None if row.fix_time is None else to_ms(row.fix_time),
+        "received_at": None if row.received_at is None else to_ms(row.received_at),
+        "lat": row.lat,
+        "lon": row.lon,
+        "speed": row.speed,
+        "accuracy": row.accuracy,
+        "battery": row.battery,
+        "district_code": row.district_code,
+        "zones": row.zones or {},
+        "flags": row.flags or {},
+    }
+
+
+def _rows_to_columns(rows: list[tuple]) -> Columns:
+    """Queued single positions (ROW tuples) as columns."""
+    values = list(zip(*rows, strict=True))
+    cols = {}
+    for name, column in zip(ROW, values, strict=True):
+        dtype = POSITION_SCHEMA[name]
+        cols[name] = np.array(column, dtype=dtype) if dtype is not object else _objects(column)
+    return Columns(cols, len(rows))
+
+
+def _objects(values) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _repeats(cols: Columns) -> bool:
+    """Whether some device sends the same fix time twice in the batch."""
+    key = cols["device_id"].astype(np.int64) * 1_000_003 + cols["fix_time"]
+    return len(np.unique(key)) < cols.n
 
 
 _engines_lock = threading.Lock()
 
 
-def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEngine:
-    """The process's engine for `db` (made, loaded and started on first use)."""
+def get_engine(db, settings=None, profile=None, start: bool = True):
+    """The process's intake for `db` (made, loaded and started on first use): an IntakeSink."""
     engine = db.cache.get("safety.engine")
     if engine is None:
         with _engines_lock:
@@ -1487,10 +1171,15 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
                 from smartcity.core.context import context_of
 
                 settings = settings or context_of(db).settings
-                if settings.of(SafetySettings).writer == "process":
-                    from smartcity.safety.writer import WriterProcess
+                safety = settings.of(SafetySettings)
+                if safety.writer == "process":
+                    from smartcity.safety.writer import WriterPool, WriterProcess
 
-                    engine = WriterProcess(db, settings, profile)
+                    writers = getattr(safety, "writers", 1)
+                    if writers > 1:
+                        engine = WriterPool(db, settings, profile, writers)
+                    else:
+                        engine = WriterProcess(db, settings, profile)
                 else:
                     engine = SafetyEngine(db, settings, profile)
                 if not db.cache.get("safety.listening"):  # one handler per store, for whichever engine is current
@@ -1502,7 +1191,7 @@ def get_engine(db, settings=None, profile=None, start: bool = True) -> SafetyEng
     return engine
 
 
-def _current(db) -> SafetyEngine | None:
+def _current(db):
     return db.cache.get("safety.engine")
 
 

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from smartcity.core.auth import Identity, check, current_identity
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
+from smartcity.core.intake import DUPLICATE, REFUSED, BatchOutcome, Columns
 from smartcity.core.params import iso_time
 from smartcity.safety.engine import Ack, InvalidPosition, Position, get_engine
 from smartcity.safety.settings import SafetySettings
@@ -157,20 +159,22 @@ async def gateway(request: Request) -> Identity:
 
 Gateway = Annotated[Identity, Depends(gateway)]
 
-FIELDS = {
-    "device",
-    "time",
-    "lat",
-    "lon",
-    "speed",
-    "bearing",
-    "altitude",
-    "accuracy",
-    "battery",
-    "alarm",
-    "attributes",
-    "valid",
-}
+FIELDS = frozenset(
+    {
+        "device",
+        "time",
+        "lat",
+        "lon",
+        "speed",
+        "bearing",
+        "altitude",
+        "accuracy",
+        "battery",
+        "alarm",
+        "attributes",
+        "valid",
+    }
+)
 
 
 def decode_item(item: Any) -> Position:
@@ -208,6 +212,127 @@ def decode_item(item: Any) -> Position:
     )
 
 
+NUMBERS = ("speed", "bearing", "altitude", "accuracy", "battery")
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
+MAX_EPOCH_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z: beyond, a time is out of range
+
+
+def _numbers(values: list, name: str, errors: dict[int, SmartCityError]) -> np.ndarray:
+    """A numeric field of every item as float64 (NaN: absent): at once when each is a JSON number or absent,
+    else item by item through `number` (a string holding a number counts; anything else is the item's error)."""
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        return np.array(values, dtype=np.float64)
+    out = np.full(len(values), np.nan)
+    for i, raw in enumerate(values):
+        try:
+            value = number(raw, name)
+        except SmartCityError as exc:
+            errors.setdefault(i, exc)
+            continue
+        if value is not None:
+            out[i] = value
+    return out
+
+
+def _times(values: list, errors: dict[int, SmartCityError]) -> np.ndarray:
+    """Fix times as epoch milliseconds: epoch seconds or milliseconds at once, ISO 8601 item by item."""
+    out = np.zeros(len(values), dtype=np.int64)
+    if set(map(type, values)) <= {float, int}:
+        raw = np.array(values, dtype=np.float64)
+        ms = np.where(np.abs(raw) >= 1e11, raw, raw * 1000)  # 1e11 seconds is the year 5138: milliseconds
+        bad = ~(np.abs(ms) <= MAX_EPOCH_MS)
+        for i in np.flatnonzero(bad).tolist():
+            errors.setdefault(i, refused("time: out of range", "time", "out of range"))
+        out[~bad] = np.rint(ms[~bad])
+        return out
+    for i, raw in enumerate(values):
+        try:
+            out[i] = epoch_ms(epoch_or_iso(raw, "time"))
+        except SmartCityError as exc:
+            errors.setdefault(i, exc)
+    return out
+
+
+def epoch_ms(at: datetime) -> int:
+    """An aware time as integer epoch milliseconds."""
+    return (at - EPOCH) // MILLISECOND
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def decode_columns(items: list) -> tuple[Columns, dict[int, SmartCityError]]:
+    """A gateway's positions straight into columns (no object per position): the same rules and errors as
+    `decode_item`, each field checked for the whole list at once where it can be. Returns the columns of
+    every item (device identifiers, fix_time ms, lat, lon, the numbers, valid, alarm, attributes as JSON
+    text, protocol) and the errors of the items refused, by index (the first problem of each, in
+    `decode_item`'s order)."""
+    n = len(items)
+    errors: dict[int, SmartCityError] = {}
+    if set(map(type, items)) != {dict}:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                errors[i] = refused("a position is a JSON object", "position", "not an object")
+        items = [item if isinstance(item, dict) else {} for item in items]
+    devices = np.empty(n, dtype=object)
+    for i, device in enumerate([d.get("device") for d in items]):
+        if device.__class__ is str and device and not device[0].isspace() and not device[-1].isspace():
+            devices[i] = device
+        elif isinstance(device, (str, int)) and not isinstance(device, bool) and str(device).strip():
+            devices[i] = str(device).strip()
+        elif i not in errors:
+            errors[i] = refused("device: missing", "device", "missing")
+    attributes = np.full(n, None, dtype=object)
+    fields = FIELDS
+    for i, item in enumerate(items):
+        if fields.issuperset(item) and not item.get("attributes"):
+            continue
+        extra = {k: v for k, v in item.items() if k not in fields}
+        given = item.get("attributes") or {}
+        if not isinstance(given, dict):
+            errors.setdefault(i, refused("attributes must be an object", "attributes", "not an object"))
+            continue
+        merged = {**extra, **given}
+        if merged:
+            try:
+                attributes[i] = orjson.dumps(merged).decode()
+            except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+                errors.setdefault(i, refused("attributes: cannot be stored as JSON", "attributes", "not storable"))
+    lat = _numbers([d.get("lat") for d in items], "lat", errors)
+    lon = _numbers([d.get("lon") for d in items], "lon", errors)
+    for i in np.flatnonzero(np.isnan(lat) | np.isnan(lon)).tolist():
+        errors.setdefault(i, refused("lat/lon: a position needs both", "lat/lon", "missing"))
+    valid_raw = [d.get("valid", True) for d in items]
+    if set(map(type, valid_raw)) == {bool}:
+        valid = np.array(valid_raw, dtype=np.bool_)
+    else:
+        valid = np.ones(n, dtype=np.bool_)
+        for i, v in enumerate(valid_raw):
+            if v.__class__ is bool:
+                valid[i] = v
+            else:
+                errors.setdefault(i, refused("valid: must be true or false", "valid", "not a boolean"))
+    fix_time = _times([d.get("time") for d in items], errors)
+    cols = {
+        "device": devices,
+        "fix_time": fix_time,
+        "lat": lat,
+        "lon": lon,
+        **{name: _numbers([d.get(name) for d in items], name, errors) for name in NUMBERS},
+        "valid": valid,
+        "attributes": attributes,
+        "protocol": np.full(n, "batch", dtype=object),
+    }
+    alarms = [d.get("alarm") for d in items]
+    alarm = np.full(n, None, dtype=object)
+    for i, value in enumerate(alarms):
+        if value is not None and value != "":
+            alarm[i] = str(value)
+    cols["alarm"] = alarm
+    return Columns(cols, n), errors
+
+
 def result_of(outcome) -> dict:
     if isinstance(outcome, Ack):
         if outcome.duplicate:
@@ -219,6 +344,19 @@ def result_of(outcome) -> dict:
             body["details"] = outcome.details
         return body
     return {"status": "error", "code": "internal_error", "message": "storing the position failed", "http_status": 500}
+
+
+OK, DUPLICATE_RESULT = {"status": "ok"}, {"status": "duplicate"}
+
+
+def results_of(outcome: BatchOutcome) -> list[dict]:
+    """A batch's outcome as the endpoint's per-position results (shared dicts for the common answers)."""
+    results = [OK] * len(outcome.status)
+    for i in np.flatnonzero(outcome.status == DUPLICATE).tolist():
+        results[i] = DUPLICATE_RESULT
+    for i in np.flatnonzero(outcome.status == REFUSED).tolist():
+        results[i] = result_of(outcome.errors.get(i))
+    return results
 
 
 def decode_all(items: list) -> list[Position | SmartCityError]:
@@ -248,16 +386,14 @@ async def positions(request: Request, identity: Gateway) -> Response:
         raise TooLarge(f"at most {settings.gateway_max_positions} positions per request", code="too_many_positions")
     # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The whole
     # list then goes to the engine as one unit, answered once its last position is written.
-    decoded = await asyncio.to_thread(decode_all, items) if len(items) > 100 else decode_all(items)
-    results = [result_of(o) for o in await engine_of(request.app).intake_all(decoded)]
-    stored = duplicates = 0
+    # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The columns
+    # then go to the engine as one batch, answered once its last row is written.
+    cols, errors = await asyncio.to_thread(decode_columns, items) if len(items) > 100 else decode_columns(items)
+    outcome = await engine_of(request.app).intake_columns(cols, errors)
+    results = results_of(outcome)
+    stored, duplicates = outcome.stored, outcome.duplicates
     for r in results:
-        status = r["status"]
-        if status == "ok":
-            stored += 1
-        elif status == "duplicate":
-            duplicates += 1
-        else:
+        if r["status"] == "error":
             count(request.app, "batch", r["code"])
     count(request.app, "batch", "stored", stored)
     count(request.app, "batch", "duplicate", duplicates)

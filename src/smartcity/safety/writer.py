@@ -37,12 +37,16 @@ import struct
 import subprocess
 import sys
 import threading
+import zlib
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
+
 from smartcity.core.errors import OutsideCity, SmartCityError, Unavailable
+from smartcity.core.intake import BatchOutcome, Columns
 from smartcity.safety.engine import (
     Ack,
     BadCredentials,
@@ -128,6 +132,8 @@ def unpack_position(t: tuple) -> Position:
 
 
 def pack_outcome(outcome: Any) -> Any:
+    if isinstance(outcome, BatchOutcome):
+        return ("b", outcome.status, {i: pack_outcome(e) for i, e in outcome.errors.items()})
     if isinstance(outcome, Ack):
         return (
             outcome.device_id,
@@ -152,6 +158,8 @@ def unpack_outcome(t: Any) -> Any:
         _, name, message, details, code = t
         cls = ERRORS.get(name, WriterFailed)
         return cls(message, details=details, code=code if cls is not WriterFailed else None)
+    if t[0] == "b":
+        return BatchOutcome(t[1], {i: unpack_outcome(e) for i, e in t[2].items()})
     device_id, fix_time, *rest = t
     return Ack(device_id, _aware(fix_time), *rest)
 
@@ -298,6 +306,21 @@ class WriterProcess:
         self._send(("u", self._wait(waiter, loop), [self._pack_item(p) for p in positions]), loop)
         return await waiter
 
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+        """A decoded batch as columns (numpy arrays cross the socket as buffers, not one object per position);
+        `errors` are the rows the decoder refused. Answered with one `BatchOutcome`."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        packed = {i: pack_outcome(e) for i, e in (errors or {}).items()}
+        self._send(("c", self._wait(waiter, loop), cols.cols, cols.n, packed), loop)
+        return await waiter
+
+    def submit_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> Future:
+        future: Future = Future()
+        packed = {i: pack_outcome(e) for i, e in (errors or {}).items()}
+        self._send(("c", self._wait(future, None), cols.cols, cols.n, packed))
+        return future
+
     def intake_sync(self, position: Position, timeout: float = 10) -> Ack:
         return self.submit(position).result(timeout)
 
@@ -366,8 +389,9 @@ class WriterProcess:
         except (OSError, ValueError, AttributeError):
             log.error("the safety writer process is gone; %d messages refused", len(out))
             for message in out:
-                if message[0] in ("p", "u"):
-                    self._settle(message[1], WriterFailed("the safety writer is restarting; retry"))
+                if message[0] in ("p", "u", "c"):
+                    failed = WriterFailed("the safety writer is restarting; retry")
+                    self._settle(message[1], BatchOutcome.refused(message[3], failed) if message[0] == "c" else failed)
 
     def _listen(self, conn) -> None:
         """Read the writer's answers in the serving process's event loop when there is one (no thread to hand
@@ -568,3 +592,123 @@ def _child_env() -> dict:
     paths = [p for p in sys.path if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)))
     return env
+
+
+# --- several writer processes, devices split between them ------------------------------------------
+
+
+def owner_of(identifier: str, writers: int) -> int:
+    """The writer that owns a device: a stable hash of its identifier (the same in every process and run), so
+    each device's state has one writer and no two writers ever wait on each other's rows."""
+    return zlib.crc32(identifier.strip().encode("utf-8", "surrogatepass")) % writers
+
+
+class WriterPool:
+    """`SMARTCITY_SAFETY_WRITERS` writer processes behind one intake API: every position goes to the writer
+    that owns its device (`owner_of`); a gateway batch is split by owner and its outcomes put back in order.
+    On PostgreSQL the writers commit in parallel, each on its own core."""
+
+    def __init__(self, db, settings, profile=None, writers: int = 2):
+        self.db = db
+        self.writers = [WriterProcess(db, settings, profile) for _ in range(writers)]
+
+    def _of(self, position: Position) -> WriterProcess:
+        device = position.device if isinstance(position.device, str) else str(position.device)
+        return self.writers[owner_of(device, len(self.writers))]
+
+    @property
+    def queued(self) -> int:
+        return sum(w.queued for w in self.writers)
+
+    @property
+    def running(self) -> bool:
+        return all(w.running for w in self.writers)
+
+    @property
+    def processes(self) -> list:
+        return [w.process for w in self.writers]
+
+    def start(self) -> WriterPool:
+        for w in self.writers:
+            w.start()
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        for w in self.writers:
+            w.stop(timeout)
+
+    def handle(self, topic: str, data: dict) -> None:
+        for w in self.writers:
+            w.handle(topic, data)
+
+    def submit(self, position: Position) -> Future:
+        return self._of(position).submit(position)
+
+    async def intake(self, position: Position) -> Ack:
+        return await self._of(position).intake(position)
+
+    def intake_sync(self, position: Position, timeout: float = 10) -> Ack:
+        return self.submit(position).result(timeout)
+
+    def _split(self, positions: list) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for i, p in enumerate(positions):
+            owner = owner_of(str(p.device), len(self.writers)) if isinstance(p, Position) else 0
+            groups.setdefault(owner, []).append(i)
+        return groups
+
+    def submit_all(self, positions: list) -> Future:
+        groups = self._split(positions)
+        results: list = [None] * len(positions)
+        done: Future = Future()
+        remaining = [len(groups)]
+        lock = threading.Lock()
+
+        def collect(rows: list[int], part: Future) -> None:
+            try:
+                outcomes = part.result()
+            except Exception as exc:  # noqa: BLE001 - the writer failed: each of its positions says so
+                outcomes = [exc] * len(rows)
+            for i, outcome in zip(rows, outcomes, strict=True):
+                results[i] = outcome
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                done.set_result(results)
+
+        if not groups:
+            done.set_result(results)
+        for k, rows in groups.items():
+            part = self.writers[k].submit_all([positions[i] for i in rows])
+            part.add_done_callback(lambda f, rows=rows: collect(rows, f))
+        return done
+
+    async def intake_all(self, positions: list) -> list:
+        groups = self._split(positions)
+        keys = list(groups)
+        parts = await asyncio.gather(*(self.writers[k].intake_all([positions[i] for i in groups[k]]) for k in keys))
+        results: list = [None] * len(positions)
+        for k, part in zip(keys, parts, strict=True):
+            for i, outcome in zip(groups[k], part, strict=True):
+                results[i] = outcome
+        return results
+
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+        n = len(self.writers)
+        owner = np.fromiter(
+            (owner_of(d, n) if isinstance(d, str) else 0 for d in cols["device"].tolist()), dtype=np.int64, count=cols.n
+        )
+        errors = errors or {}
+        outcome = BatchOutcome(np.zeros(cols.n, dtype=np.int8), {})
+        jobs, where = [], []
+        for k in range(n):
+            rows = np.flatnonzero(owner == k)
+            if not len(rows):
+                continue
+            local = {j: errors[int(r)] for j, r in enumerate(rows.tolist()) if int(r) in errors}
+            jobs.append(self.writers[k].intake_columns(cols.take(rows), local))
+            where.append(rows)
+        for rows, part in zip(where, await asyncio.gather(*jobs), strict=True):
+            outcome.merge(rows, part)
+        return outcome

@@ -12,6 +12,7 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
+from smartcity.core.intake import BatchOutcome, Columns
 from smartcity.safety.engine import Overloaded
 from smartcity.safety.writer import pack_outcome, unpack_outcome, unpack_position
 
@@ -134,10 +135,17 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
         elif kind == "u":
             try:
                 positions = [unpack_outcome(p[1]) if len(p) == 2 else unpack_position(p) for p in message[2]]
-                engine._unit(positions, None, token=message[1])
+                engine.queue_unit(positions, None, token=message[1])
             except Exception as exc:  # noqa: BLE001 - as above, for the whole unit
                 log.exception("a batch of positions could not be queued")
                 refused.append((message[1], exc))
+        elif kind == "c":
+            _, token, cols, n, errors = message
+            try:
+                engine.queue_columns(Columns(cols, n), {i: unpack_outcome(e) for i, e in errors.items()}, token=token)
+            except Exception as exc:  # noqa: BLE001 - as above, for the whole batch
+                log.exception("a batch of positions could not be queued")
+                refused.append((token, BatchOutcome.refused(n, exc)))
         elif kind == "h":
             try:
                 engine.handle(message[1], message[2])
@@ -149,7 +157,7 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
             stop = True
     if items:
         try:
-            engine._enqueue(items)
+            engine.queue.put(items)
         except Overloaded as exc:
             refused.extend((item.token, exc) for item in items)
     if refused:
