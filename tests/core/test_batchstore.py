@@ -130,6 +130,16 @@ def test_update_rows_changes_the_keyed_rows_only(items):
     assert _table(items) == [(1, 1, "a", 0.0), (1, 2, "B", 7.5), (2, 1, "C", None)]
 
 
+def test_update_rows_takes_columns_as_well(items):
+    store = batch_store(items)
+    with items.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", _columns([1, 2], [1, 1], ["a", "b"], [0, 0]), ("owner", "at"))
+    columns = {"owner": np.array([2, 1]), "at": [1, 1], "label": ["B", "A"], "reading": np.array([math.nan, 2.5])}
+    with items.engine.begin() as conn:
+        assert store.update_rows(conn, "bs_items", ("owner", "at"), columns) == 2
+    assert _table(items) == [(1, 1, "A", 2.5), (2, 1, "B", None)]
+
+
 def test_names_are_never_taken_from_values(items):
     with pytest.raises(ValueError), items.engine.begin() as conn:
         batch_store(items).insert_new(conn, "bs_items; DROP TABLE bs_items", _columns([1], [1], ["a"], [0]), ("owner",))

@@ -75,6 +75,15 @@ def _rows(columns: Mapping[str, Any]) -> tuple[list[str], list[tuple], int]:
     return names, list(zip(*values.values(), strict=True)) if names else [], n
 
 
+Rows = Sequence[Mapping[str, Any]] | Mapping[str, Any]  # dicts, one a row; or columns {name: values}
+
+
+def _count(rows: Rows) -> int:
+    if isinstance(rows, Mapping):
+        return len(next(iter(rows.values()))) if rows else 0
+    return len(rows)
+
+
 class BatchStore(Protocol):
     """What a feed's pipeline needs of the store; one implementation per backend."""
 
@@ -88,8 +97,9 @@ class BatchStore(Protocol):
         promises that no row's key is in the table or repeated in the batch (a backend may then write faster;
         a broken promise is an integrity error, never a silent loss)."""
 
-    def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
-        """UPDATE the rows identified by `key` with the other values of each dict; returns how many matched."""
+    def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Rows) -> int:
+        """UPDATE the rows identified by `key` with the other values of each row (a list of dicts, or columns
+        {name: values}); returns how many matched."""
 
 
 def _driver(conn):
@@ -120,10 +130,15 @@ def _update_sql(table: str, key: Sequence[str], columns: Sequence[str], mark: st
     return f"UPDATE {_name(table)} SET {sets} WHERE {where}"
 
 
-def _update_params(key: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple]]:
+def _update_params(key: Sequence[str], rows) -> tuple[list[str], list[tuple]]:
+    """The SET columns and the parameters of each row: from a list of dicts, or from columns {name: values}
+    (DeviceTable.state_columns)."""
+    if isinstance(rows, Mapping):
+        columns = [c for c in rows if c not in key]
+        values = python_columns({c: rows[c] for c in [*columns, *key]})
+        return columns, list(zip(*values.values(), strict=True))
     columns = [c for c in rows[0] if c not in key]
-    params = [tuple(row[c] for c in columns) + tuple(row[k] for k in key) for row in rows]
-    return columns, params
+    return columns, [tuple(row[c] for c in columns) + tuple(row[k] for k in key) for row in rows]
 
 
 class SQLiteBatchStore:
@@ -183,8 +198,8 @@ class SQLiteBatchStore:
             raw.execute("RELEASE batch_insert")
         return stored
 
-    def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
-        if not rows:
+    def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Rows) -> int:
+        if not _count(rows):
             return 0
         key = (key,) if isinstance(key, str) else tuple(key)
         columns, params = _update_params(key, rows)
@@ -245,8 +260,8 @@ class PostgresBatchStore:
         stored[np.asarray(first, dtype=np.int64)] = True
         return stored
 
-    def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
-        if not rows:
+    def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Rows) -> int:
+        if not _count(rows):
             return 0
         key = (key,) if isinstance(key, str) else tuple(key)
         columns, params = _update_params(key, rows)
