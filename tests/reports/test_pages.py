@@ -519,6 +519,9 @@ def test_subscriptions_by_email(client, app):
         data={"csrf_token": token, "email": "nope", "area": "district", "district": "11020"},
     )
     assert r.status_code == 422 and field_errors(r.text)["email"] == "This is not an email address."
+    for area in ({"area": "bbox", "bbox": "1,2"}, {"area": "district", "district": "99999"}, {"area": "district"}):
+        r = client.post("/reports/subscribe?lang=en", data={"csrf_token": token, "email": "kim@example.org", **area})
+        assert r.status_code == 422 and field_errors(r.text) == {"area": "Choose a district or the map area."}, area
     r = client.post(
         "/reports/subscribe",
         data={"csrf_token": token, "email": "kim@example.org", "area": "bbox", "bbox": "126.97,37.56,126.99,37.57"},

@@ -78,24 +78,30 @@ def language_name(code: str) -> str:
         return code
 
 
+def by_quality(header: str) -> list[str]:
+    """The values of an HTTP list header with q= weights (Accept, Accept-Language), best first: by quality,
+    then order; those with q=0 (or an unreadable q) left out."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")):
+        value, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, given = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(given)
+                except ValueError:
+                    quality = 0.0
+        if value.strip() and quality > 0:
+            ranked.append((-quality, i, value.strip()))
+    return [value for _, _, value in sorted(ranked)]
+
+
 def negotiate(accept_language: str, languages: Iterable[str]) -> str | None:
     """The first language of an Accept-Language header (by quality, then order) among `languages`."""
     offered = tuple(languages)
-    ranked: list[tuple[float, int, str]] = []
-    for i, part in enumerate(accept_language.split(",")):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        code = tag.strip().replace("_", "-").split("-")[0].lower()
-        if code and quality > 0:
-            ranked.append((-quality, i, code))
-    return next((code for _, _, code in sorted(ranked) if code in offered), None)
+    codes = (tag.replace("_", "-").split("-")[0].lower() for tag in by_quality(accept_language))
+    return next((code for code in codes if code in offered), None)
 
 
 def pick(candidates: Iterable[str | None], languages: Iterable[str]) -> str | None:

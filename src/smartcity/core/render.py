@@ -26,6 +26,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from smartcity.core.errors import NotFound
+from smartcity.core.i18n import by_quality
 
 MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
@@ -77,21 +78,8 @@ def format_of(request: Request, offered: Iterable[str], default: str) -> str:
         extension = last.rsplit(".", 1)[1]
         if extension in MEDIA_TYPES:
             return extension
-    ranked = []
-    for i, part in enumerate(request.headers.get("accept", "").split(",")):
-        media, _, params = part.strip().partition(";")
-        quality = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0:
-            ranked.append((-quality, i, media.strip().lower()))
-    for _, _, media in sorted(ranked):
-        fmt = next((f for m, f in _ACCEPTED if m == media), None)
+    for media in by_quality(request.headers.get("accept", "")):
+        fmt = next((f for m, f in _ACCEPTED if m == media.lower()), None)
         if fmt in offered:
             return fmt
     return default

@@ -27,24 +27,8 @@ from smartcity.core.i18n import localized
 from smartcity.core.render import render
 from smartcity.core.web import gettext, language_of
 from smartcity.reports import directory
+from smartcity.reports import pages_common as C
 from smartcity.reports import service as S
-from smartcity.reports.pages_common import (
-    ERROR_TEXT,
-    Form,
-    _campaign_view,
-    _detail,
-    _district_names,
-    _districts,
-    _errors_of,
-    _fingerprint,
-    _identity,
-    _page,
-    _picker,
-    _remember_token,
-    _t,
-    _token_for,
-    _wants_json,
-)
 from smartcity.reports.settings import ReportsSettings
 
 router = APIRouter(include_in_schema=False)
@@ -70,9 +54,9 @@ REPORT_FIELDS = (
 def _new_context(request: Request, s, values: dict, errors: dict, campaign: str | None) -> dict:
     lang = language_of(request)
     own = request.app.state.context.settings_of(ReportsSettings)
-    camp = _campaign_view(S.get_campaign(s, campaign), lang) if campaign else None
+    camp = C.campaign_card(S.get_campaign(s, campaign), lang) if campaign else None
     return dict(
-        groups=_picker(s, lang, campaign),
+        groups=C.picker(s, lang, campaign),
         values=values,
         errors=errors,
         campaign=camp,
@@ -94,7 +78,7 @@ def new_report_form(request: Request, category: str = "", lat: str = "", lon: st
         "attributes": {},
     }
     with request.app.state.db.session() as s:
-        return _page(request, "new.html", **_new_context(request, s, values, {}, campaign or None))
+        return C.page(request, "new.html", **_new_context(request, s, values, {}, campaign or None))
 
 
 def _read_report_form(form: FormData, max_bytes: int) -> tuple[dict, list[S.Upload]]:
@@ -117,8 +101,8 @@ def _read_report_form(form: FormData, max_bytes: int) -> tuple[dict, list[S.Uplo
 
 
 @router.post("/reports/new", dependencies=[Depends(verify_csrf)])
-def submit_report(request: Request, form: Form):
-    identity = _identity(request)
+def submit_report(request: Request, form: C.Form):
+    identity = C.identity_of(request)
     own = request.app.state.context.settings_of(ReportsSettings)
     values, uploads = _read_report_form(form, own.max_photo_bytes)
     campaign = values["campaign"] or None
@@ -146,11 +130,11 @@ def submit_report(request: Request, form: Form):
             created = S.create_report(s, identity, new)
             report_id, token = created.report.id, created.feedback_token
     except (InvalidInput, TooLarge) as exc:
-        errors = _errors_of(request, exc)
+        errors = C.errors_of(request, exc)
     if errors:
         with db.session() as s:
-            return _page(request, "new.html", status_code=422, **_new_context(request, s, values, errors, campaign))
-    _remember_token(request, report_id, token)
+            return C.page(request, "new.html", status_code=422, **_new_context(request, s, values, errors, campaign))
+    C.remember_token(request, report_id, token)
     return RedirectResponse(f"/reports/{report_id}/submitted", status_code=303)
 
 
@@ -186,7 +170,7 @@ def where_json(request: Request, lat: str, lon: str):
         where = geo_index(request.app.state.db).locate(lat, lon)
     except InvalidInput as exc:
         return JSONResponse(
-            {"inside": False, "code": exc.code, "message": gettext(lang, ERROR_TEXT.get(exc.code, exc.message))}
+            {"inside": False, "code": exc.code, "message": gettext(lang, C.ERROR_TEXT.get(exc.code, exc.message))}
         )
     return {
         "inside": True,
@@ -203,7 +187,7 @@ def submitted(request: Request, report_id: int):
         report = S.get_report(s, report_id)
         view = S.public_view(report, language_of(request))
         token = (request.session.get("report_tokens") or {}).get(str(report_id))
-        return _page(
+        return C.page(
             request,
             "submitted.html",
             report=view,
@@ -240,16 +224,16 @@ def reports_map(request: Request, group: str = "", status: str = "unresolved", d
         items = [S.public_view(r, lang) for r in result.items]
         groups = [{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)]
         query = {k: v for k, v in {"group": group, "status": status, "district": district}.items() if v}
-        return _page(
+        return C.page(
             request,
             "list.html",
             items=items,
             result=result,
             groups=groups,
-            districts=_districts(request),
+            districts=C.districts(request),
             filters={"group": group, "status": status, "district": district},
             query=urlencode(query),
-            district_names=_district_names(request),
+            district_names=C.district_names(request),
         )
 
 
@@ -266,34 +250,34 @@ def reports_geojson(
 @router.get("/reports/{report_id:int}", response_class=HTMLResponse)
 def report_page(request: Request, report_id: int, supported: int = 0):
     with request.app.state.db.session() as s:
-        view = _detail(request, s, report_id)
-        return _page(request, "report.html", report=view, supported=bool(supported), open_statuses=S.OPEN_STATUSES)
+        view = C.report_detail(request, s, report_id)
+        return C.page(request, "report.html", report=view, supported=bool(supported), open_statuses=S.OPEN_STATUSES)
 
 
 @router.get("/reports/{report_id:int}.json")
 def report_json(request: Request, report_id: int):
     with request.app.state.db.session() as s:
-        view = _detail(request, s, report_id)
+        view = C.report_detail(request, s, report_id)
         view.pop("token", None)
         return view
 
 
 @router.post("/reports/{report_id:int}/support", dependencies=[Depends(verify_csrf)])
 def support(request: Request, report_id: int):
-    identity = _identity(request)
+    identity = C.identity_of(request)
     with request.app.state.db.session() as s:
-        count = S.support(s, identity, report_id, fingerprint=None if identity.user_id else _fingerprint(request))
-    if _wants_json(request):
+        count = S.support(s, identity, report_id, fingerprint=None if identity.user_id else C.fingerprint(request))
+    if C.wants_json(request):
         return {"id": report_id, "support_count": count}
     return RedirectResponse(f"/reports/{report_id}?supported=1", status_code=303)
 
 
 @router.post("/reports/{report_id:int}/feedback", dependencies=[Depends(verify_csrf)])
-def feedback(request: Request, report_id: int, form: Form):
-    identity = _identity(request)
+def feedback(request: Request, report_id: int, form: C.Form):
+    identity = C.identity_of(request)
     fixed = form.get("fixed") == "yes"
     rating_text = str(form.get("rating") or "")
-    token = str(form.get("token") or "") or _token_for(request, report_id)
+    token = str(form.get("token") or "") or C.token_for(request, report_id)
     try:
         rating = int(rating_text) if rating_text else None
         with request.app.state.db.session() as s:
@@ -302,16 +286,16 @@ def feedback(request: Request, report_id: int, form: Form):
             )
     except (InvalidInput, ValueError) as exc:
         with request.app.state.db.session() as s:
-            view = _detail(request, s, report_id)
+            view = C.report_detail(request, s, report_id)
             err = exc if isinstance(exc, InvalidInput) else InvalidInput("bad rating", code="invalid_rating")
-            return _page(
+            return C.page(
                 request,
                 "report.html",
                 status_code=422,
                 report=view,
                 supported=False,
                 open_statuses=S.OPEN_STATUSES,
-                feedback_errors=_errors_of(request, err, "comment"),
+                feedback_errors=C.errors_of(request, err, "comment"),
             )
     suffix = f"?token={token}" if token and not identity.user_id else ""
     return RedirectResponse(f"/reports/{report_id}{suffix}", status_code=303)
@@ -322,23 +306,23 @@ def feedback(request: Request, report_id: int, form: Form):
 
 @router.get("/reports/subscribe", response_class=HTMLResponse)
 def subscribe_form(request: Request, district: str = "", bbox: str = ""):
-    identity = _identity(request)
+    identity = C.identity_of(request)
     email = ""
     if identity.user_id:
         with request.app.state.db.session() as s:
             email = directory.email_of(s, identity.user_id)
-    return _page(
+    return C.page(
         request,
         "subscribe.html",
-        districts=_districts(request),
+        districts=C.districts(request),
         errors={},
         values={"district": district, "bbox": bbox, "email": email, "area": "bbox" if bbox else "district"},
     )
 
 
 @router.post("/reports/subscribe", dependencies=[Depends(verify_csrf)])
-def subscribe(request: Request, form: Form):
-    identity = _identity(request)
+def subscribe(request: Request, form: C.Form):
+    identity = C.identity_of(request)
     values = {k: str(form.get(k) or "") for k in ("email", "district", "bbox", "area")}
     try:
         with request.app.state.db.session() as s:
@@ -353,35 +337,27 @@ def subscribe(request: Request, form: Form):
             )
             token = sub.token
     except InvalidInput as exc:
-        code = exc.code
-        field = {
-            "invalid_email": "email",
-            "invalid_bbox": "area",
-            "invalid_area": "area",
-            "unknown_district": "area",
-        }.get(code, "email")
-        message = _t(request, ERROR_TEXT.get(code, "Choose a district or the map area."))
-        return _page(
+        return C.page(
             request,
             "subscribe.html",
             status_code=422,
-            districts=_districts(request),
-            errors={field: message},
+            districts=C.districts(request),
+            errors=C.errors_of(request, exc, "email"),
             values=values,
         )
-    return _page(request, "subscribed.html", email=values["email"], unsubscribe=f"/reports/unsubscribe/{token}")
+    return C.page(request, "subscribed.html", email=values["email"], unsubscribe=f"/reports/unsubscribe/{token}")
 
 
 @router.get("/reports/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_form(request: Request, token: str):
-    return _page(request, "unsubscribe.html", token=token, done=False)
+    return C.page(request, "unsubscribe.html", token=token, done=False)
 
 
 @router.post("/reports/unsubscribe/{token}", dependencies=[Depends(verify_csrf)])
 def unsubscribe(request: Request, token: str):
     with request.app.state.db.session() as s:
         S.unsubscribe(s, token)
-    return _page(request, "unsubscribe.html", token=token, done=True)
+    return C.page(request, "unsubscribe.html", token=token, done=True)
 
 
 # --- campaigns, for everyone ------------------------------------------------------------------------------
@@ -391,8 +367,8 @@ def unsubscribe(request: Request, token: str):
 def campaigns(request: Request):
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        items = [_campaign_view(c, lang) for c in S.list_campaigns(s)]
-        return _page(request, "campaigns.html", campaigns=items)
+        items = [C.campaign_card(c, lang) for c in S.list_campaigns(s)]
+        return C.page(request, "campaigns.html", campaigns=items)
 
 
 @router.get("/campaigns/{slug}.geojson")
@@ -407,7 +383,7 @@ def campaign_points(request: Request, slug: str):
 def campaign_page(request: Request, slug: str):
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        camp = _campaign_view(S.get_campaign(s, slug), lang)
+        camp = C.campaign_card(S.get_campaign(s, slug), lang)
         cats = [S.category_view(c, lang) for c in S.list_categories(s, campaign=slug)]
         count = len(S.search(s, S.ReportQuery(campaign=slug, page_size=1000)).items)
-        return _page(request, "campaign.html", campaign=camp, categories=cats, count=count)
+        return C.page(request, "campaign.html", campaign=camp, categories=cats, count=count)

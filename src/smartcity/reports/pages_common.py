@@ -34,15 +34,15 @@ async def form_data(request: Request) -> FormData:
 Form = Annotated[FormData, Depends(form_data)]
 
 
-def _identity(request: Request) -> Identity:
+def identity_of(request: Request) -> Identity:
     return resolve_identity(request)
 
 
-def _t(request: Request, message: str) -> str:
+def translated(request: Request, message: str) -> str:
     return gettext(language_of(request), message)
 
 
-def _campaign_view(camp, lang: str) -> dict:
+def campaign_card(camp, lang: str) -> dict:
     """A campaign for pages, with its theme as a colour (a hex colour, or a named theme, else teal)."""
     view = S.campaign_view(camp, lang)
     theme = (view["theme"] or "").strip()
@@ -63,7 +63,7 @@ def _when(request: Request):
     return fmt
 
 
-def _page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+def page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     return render(
         request,
         f"reports/{template}",
@@ -75,20 +75,20 @@ def _page(request: Request, template: str, status_code: int = 200, **context) ->
     )
 
 
-def _wants_json(request: Request) -> bool:
+def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _districts(request: Request) -> list[dict]:
+def districts(request: Request) -> list[dict]:
     lang = language_of(request)
     return [{"code": a.code, "name": a.name(lang)} for a in geo_index(request.app.state.db).districts]
 
 
-def _district_names(request: Request) -> dict[str, str]:
-    return {d["code"]: d["name"] for d in _districts(request)}
+def district_names(request: Request) -> dict[str, str]:
+    return {d["code"]: d["name"] for d in districts(request)}
 
 
-def _fingerprint(request: Request) -> str:
+def fingerprint(request: Request) -> str:
     """An anonymous browser's stable random id (in its signed session): supports count once per browser."""
     fp = request.session.get("fp")
     if not fp:
@@ -96,13 +96,13 @@ def _fingerprint(request: Request) -> str:
     return fp
 
 
-def _remember_token(request: Request, report_id: int, token: str) -> None:
+def remember_token(request: Request, report_id: int, token: str) -> None:
     tokens = dict(request.session.get("report_tokens") or {})
     tokens[str(report_id)] = token
     request.session["report_tokens"] = dict(list(tokens.items())[-MAX_REMEMBERED:])
 
 
-def _token_for(request: Request, report_id: int) -> str | None:
+def token_for(request: Request, report_id: int) -> str | None:
     return request.query_params.get("token") or (request.session.get("report_tokens") or {}).get(str(report_id))
 
 
@@ -125,6 +125,24 @@ ERROR_TEXT = {
     "campaign_closed": "This campaign is not running.",
     "csrf_failed": "The form has expired; reload the page and try again.",
     "invalid_rating": "Choose a rating from 1 to 5.",
+    "invalid_bbox": "Choose a district or the map area.",
+    "invalid_area": "Choose a district or the map area.",
+    "unknown_district": "Choose a district or the map area.",
+}
+
+
+# The form field an error without details belongs to, by its code.
+FIELD_OF_CODE = {
+    "outside_city": "location",
+    "invalid_coordinates": "location",
+    "unknown_category": "category",
+    "not_an_image": "photos",
+    "photo_too_large": "photos",
+    "too_many_photos": "photos",
+    "invalid_email": "email",
+    "invalid_bbox": "area",
+    "invalid_area": "area",
+    "unknown_district": "area",
 }
 
 
@@ -138,7 +156,7 @@ FIELD_OF = {
 }
 
 
-def _errors_of(request: Request, exc: SmartCityError, default_field: str = "form") -> dict[str, str]:
+def errors_of(request: Request, exc: SmartCityError, default_field: str = "form") -> dict[str, str]:
     """A service error → {form field: message in the page's language}."""
     errors: dict[str, str] = {}
     details = exc.details if isinstance(exc.details, list) else []
@@ -150,7 +168,7 @@ def _errors_of(request: Request, exc: SmartCityError, default_field: str = "form
             field = "attr." + field[10:-1]
         field = FIELD_OF.get(field, field)
         code = d.get("code") or exc.code
-        text = _t(request, ERROR_TEXT[code]) if code in ERROR_TEXT else str(d.get("problem") or exc.message)
+        text = translated(request, ERROR_TEXT[code]) if code in ERROR_TEXT else str(d.get("problem") or exc.message)
         if code == "too_long" and d.get("limit"):
             text = f"{text} ({d['length']}/{d['limit']})"
         if code in ("invalid_attribute",) and d.get("problem"):
@@ -160,22 +178,15 @@ def _errors_of(request: Request, exc: SmartCityError, default_field: str = "form
         errors.setdefault(field, text)
     if not errors:
         code = exc.code
-        field = {
-            "outside_city": "location",
-            "invalid_coordinates": "location",
-            "unknown_category": "category",
-            "not_an_image": "photos",
-            "photo_too_large": "photos",
-            "too_many_photos": "photos",
-        }.get(code, default_field)
-        errors[field] = _t(request, ERROR_TEXT[code]) if code in ERROR_TEXT else exc.message
+        field = FIELD_OF_CODE.get(code, default_field)
+        errors[field] = translated(request, ERROR_TEXT[code]) if code in ERROR_TEXT else exc.message
     return errors
 
 
 # --- the taxonomy for forms -------------------------------------------------------------------------------
 
 
-def _picker(s, lang: str, campaign: str | None = None) -> list[dict]:
+def picker(s, lang: str, campaign: str | None = None) -> list[dict]:
     """Groups with their categories (and the categories' attribute definitions) for the picker."""
     groups = {g.code: g for g in S.list_groups(s)}
     out: dict[str, dict] = {}
@@ -216,17 +227,17 @@ def _timeline_text(request: Request, entry: dict, units: dict[str, str]) -> str:
     return kind
 
 
-def _detail(request: Request, s, report_id: int) -> dict:
+def report_detail(request: Request, s, report_id: int) -> dict:
     lang = language_of(request)
-    identity = _identity(request)
+    identity = identity_of(request)
     report = S.get_report(s, report_id)
     view = S.detail_view(s, report, identity, lang)
     units = directory.unit_names(s, lang)
     for entry in view["timeline"]:
         entry["label"] = _timeline_text(request, entry, units)
-    token = _token_for(request, report_id)
+    token = token_for(request, report_id)
     view["can_feedback"] = report.status == "fixed" and S.is_reporter(s, identity, report, token)
     view["token"] = token if view["can_feedback"] and not identity.user_id else None
-    view["district_name"] = _district_names(request).get(report.district_code, report.district_code)
+    view["district_name"] = district_names(request).get(report.district_code, report.district_code)
     view["parent_url"] = f"/reports/{report.parent_id}" if report.parent_id else None
     return view

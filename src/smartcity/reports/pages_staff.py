@@ -18,19 +18,8 @@ from smartcity.core.i18n import localized
 from smartcity.core.render import format_of, formats_of, render
 from smartcity.core.web import language_of
 from smartcity.reports import directory
+from smartcity.reports import pages_common as C
 from smartcity.reports import service as S
-from smartcity.reports.pages_common import (
-    ERROR_TEXT,
-    Form,
-    _campaign_view,
-    _detail,
-    _district_names,
-    _districts,
-    _errors_of,
-    _page,
-    _picker,
-    _t,
-)
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,7 +67,7 @@ def queue(
         unit_name = directory.unit_names(s, lang).get(unit, "") if unit else ""
         filters = {"status": status, "overdue": overdue, "mine": mine, "order": order, "unit": unit}
         query = urlencode({k: v for k, v in filters.items() if v})
-        return _page(
+        return C.page(
             request,
             "queue.html",
             items=items,
@@ -89,7 +78,7 @@ def queue(
             manager=manager,
             statuses=S.STATUSES,
             query=query,
-            district_names=_district_names(request),
+            district_names=C.district_names(request),
         )
 
 
@@ -98,7 +87,7 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
     report = S.get_report(s, report_id)
     if not S.can_work(identity, report):
         raise PermissionDenied("this report belongs to another unit", code="other_unit")
-    view = _detail(request, s, report_id)
+    view = C.report_detail(request, s, report_id)
     contact = S.contact_of(s, identity, report_id)  # audited: staff see it only here
     templates = [S.template_view(t, report.language) for t in S.list_templates(s, identity, report_id=report_id)]
     members = directory.members(s, report.unit_id)
@@ -126,7 +115,7 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
 @router.get("/staff/reports/{report_id:int}", response_class=HTMLResponse)
 def work_view(request: Request, report_id: int, identity: Annotated[Identity, Depends(Require("reports.work"))]):
     with request.app.state.db.session() as s:
-        return _page(request, "work.html", **_work_context(request, s, identity, report_id))
+        return C.page(request, "work.html", **_work_context(request, s, identity, report_id))
 
 
 def _staff_action(request: Request, identity: Identity, report_id: int, form: FormData, action, where: str):
@@ -139,13 +128,13 @@ def _staff_action(request: Request, identity: Identity, report_id: int, form: Fo
             context = _work_context(request, s, identity, report_id)
             message = exc.message
             if exc.code == "illegal_transition":
-                message = _t(request, "That change of status is not allowed from the current status.")
-            elif exc.code in ERROR_TEXT:
-                message = _t(request, ERROR_TEXT[exc.code])
+                message = C.translated(request, "That change of status is not allowed from the current status.")
+            elif exc.code in C.ERROR_TEXT:
+                message = C.translated(request, C.ERROR_TEXT[exc.code])
             context.update(
                 errors={where: message}, form={k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
             )
-            return _page(request, "work.html", status_code=422, **context)
+            return C.page(request, "work.html", status_code=422, **context)
     return RedirectResponse(target or f"/staff/reports/{report_id}", status_code=303)
 
 
@@ -163,7 +152,7 @@ Worker = Annotated[Identity, Depends(Require("reports.work"))]
 
 
 @router.post("/staff/reports/{report_id:int}/status")
-def change_status(request: Request, report_id: int, identity: Worker, form: Form):
+def change_status(request: Request, report_id: int, identity: Worker, form: C.Form):
     def act(s):
         template = _int_or_none(form.get("template_id"))
         S.transition(
@@ -180,7 +169,7 @@ def change_status(request: Request, report_id: int, identity: Worker, form: Form
 
 
 @router.post("/staff/reports/{report_id:int}/assign")
-def assign(request: Request, report_id: int, identity: Worker, form: Form):
+def assign(request: Request, report_id: int, identity: Worker, form: C.Form):
     return _staff_action(
         request,
         identity,
@@ -192,7 +181,7 @@ def assign(request: Request, report_id: int, identity: Worker, form: Form):
 
 
 @router.post("/staff/reports/{report_id:int}/note")
-def note(request: Request, report_id: int, identity: Worker, form: Form):
+def note(request: Request, report_id: int, identity: Worker, form: C.Form):
     public = form.get("visibility") == "public"
     return _staff_action(
         request,
@@ -205,7 +194,7 @@ def note(request: Request, report_id: int, identity: Worker, form: Form):
 
 
 @router.post("/staff/reports/{report_id:int}/reassign")
-def reassign(request: Request, report_id: int, identity: Worker, form: Form):
+def reassign(request: Request, report_id: int, identity: Worker, form: C.Form):
     def act(s):
         report = S.reassign(
             s, identity, report_id, str(form.get("department") or ""), reason=str(form.get("reason") or "")
@@ -217,7 +206,7 @@ def reassign(request: Request, report_id: int, identity: Worker, form: Form):
 
 
 @router.post("/staff/reports/{report_id:int}/merge")
-def merge(request: Request, report_id: int, identity: Worker, form: Form):
+def merge(request: Request, report_id: int, identity: Worker, form: C.Form):
     def act(s):
         raw = str(form.get("children") or "").replace("#", "").replace(" ", ",")
         ids = [_int_or_none(x) for x in raw.split(",") if x.strip()]
@@ -260,7 +249,7 @@ def dashboard(request: Request, identity: Manager, district: str = "", unit: str
         heat = [{**h, "hexagon": _hexagon(h["cell"])} for h in d.heat]
         overdue = [S.public_view(r, lang) for r in d.overdue]
         query = urlencode({k: v for k, v in {"district": district, "unit": unit, "days": days}.items() if v})
-        return _page(
+        return C.page(
             request,
             "dashboard.html",
             d=d,
@@ -268,8 +257,8 @@ def dashboard(request: Request, identity: Manager, district: str = "", unit: str
             categories=categories,
             heat=heat,
             overdue=overdue,
-            districts=_districts(request),
-            district_names=_district_names(request),
+            districts=C.districts(request),
+            district_names=C.district_names(request),
             filters={"district": district, "unit": unit, "days": days},
             query=query,
             manager=identity.can("reports.manage"),
@@ -292,7 +281,7 @@ Admin = Annotated[Identity, Depends(Require("reports.manage"))]
 
 def _routes_context(request: Request, s, category: str) -> dict:
     lang = language_of(request)
-    cats = _picker(s, lang)
+    cats = C.picker(s, lang)
     everything = [c for g in cats for c in g["items"]]
     category = category or (everything[0]["code"] if everything else "")
     table = S.routing_table(s, category=category) if category else []
@@ -304,8 +293,8 @@ def _routes_context(request: Request, s, category: str) -> dict:
         table=table,
         all_rule=None in rules,
         departments=departments,
-        district_names=_district_names(request),
-        districts=_districts(request),
+        district_names=C.district_names(request),
+        districts=C.districts(request),
         errors={},
     )
 
@@ -313,11 +302,11 @@ def _routes_context(request: Request, s, category: str) -> dict:
 @router.get("/admin/reports/routes", response_class=HTMLResponse)
 def routes_page(request: Request, identity: Admin, category: str = ""):
     with request.app.state.db.session() as s:
-        return _page(request, "routes.html", **_routes_context(request, s, category))
+        return C.page(request, "routes.html", **_routes_context(request, s, category))
 
 
 @router.post("/admin/reports/routes")
-def routes_save(request: Request, identity: Admin, form: Form):
+def routes_save(request: Request, identity: Admin, form: C.Form):
     category = str(form.get("category") or "")
     district = str(form.get("district") or "") or None
     try:
@@ -330,7 +319,7 @@ def routes_save(request: Request, identity: Admin, form: Form):
         with request.app.state.db.session() as s:
             context = _routes_context(request, s, category)
             context["errors"] = {"route": exc.message}
-            return _page(request, "routes.html", status_code=422, **context)
+            return C.page(request, "routes.html", status_code=422, **context)
     return RedirectResponse(f"/admin/reports/routes?category={category}", status_code=303)
 
 
@@ -357,11 +346,11 @@ def _templates_context(request: Request, s, identity: Identity, edit: int | None
 @router.get("/admin/reports/templates", response_class=HTMLResponse)
 def templates_page(request: Request, identity: Admin, edit: int = 0):
     with request.app.state.db.session() as s:
-        return _page(request, "templates.html", **_templates_context(request, s, identity, edit or None))
+        return C.page(request, "templates.html", **_templates_context(request, s, identity, edit or None))
 
 
 @router.post("/admin/reports/templates")
-def templates_save(request: Request, identity: Admin, form: Form):
+def templates_save(request: Request, identity: Admin, form: C.Form):
     values = {
         k: str(form.get(k) or "")
         for k in ("id", "title", "text_ko", "text_en", "status", "department", "category", "action")
@@ -388,8 +377,8 @@ def templates_save(request: Request, identity: Admin, form: Form):
     except (InvalidInput, NotFound) as exc:
         with request.app.state.db.session() as s:
             context = _templates_context(request, s, identity, template_id)
-            context.update(errors=_errors_of(request, exc, "title"), values=values)
-            return _page(request, "templates.html", status_code=422, **context)
+            context.update(errors=C.errors_of(request, exc, "title"), values=values)
+            return C.page(request, "templates.html", status_code=422, **context)
     return RedirectResponse("/admin/reports/templates", status_code=303)
 
 
@@ -403,7 +392,7 @@ def _day(value: str, tz, end: bool = False) -> datetime | None:
 
 def _campaigns_context(request: Request, s, edit: str = "") -> dict:
     lang = language_of(request)
-    campaigns = [_campaign_view(c, lang) for c in S.list_campaigns(s)]
+    campaigns = [C.campaign_card(c, lang) for c in S.list_campaigns(s)]
     counts: dict[str, list[dict]] = {}
     for cat in S.list_categories(s, everything=True, include_inactive=True):
         if cat.campaign is not None:
@@ -442,7 +431,7 @@ def _campaigns_context(request: Request, s, edit: str = "") -> dict:
         editing=editing,
         values=values,
         errors={},
-        districts=_districts(request),
+        districts=C.districts(request),
         groups=groups,
         category_values={"campaign": edit or (campaigns[0]["slug"] if campaigns else "")},
     )
@@ -451,11 +440,11 @@ def _campaigns_context(request: Request, s, edit: str = "") -> dict:
 @router.get("/admin/reports/campaigns", response_class=HTMLResponse)
 def campaigns_admin(request: Request, identity: Admin, edit: str = ""):
     with request.app.state.db.session() as s:
-        return _page(request, "campaigns_admin.html", **_campaigns_context(request, s, edit))
+        return C.page(request, "campaigns_admin.html", **_campaigns_context(request, s, edit))
 
 
 @router.post("/admin/reports/campaigns")
-def campaigns_save(request: Request, identity: Admin, form: Form):
+def campaigns_save(request: Request, identity: Admin, form: C.Form):
     tz = request.app.state.profile.tz
     values = {
         k: str(form.get(k) or "")
@@ -492,13 +481,13 @@ def campaigns_save(request: Request, identity: Admin, form: Form):
     except InvalidInput as exc:
         with request.app.state.db.session() as s:
             context = _campaigns_context(request, s)
-            context.update(errors=_errors_of(request, exc, "slug"), values=values)
-            return _page(request, "campaigns_admin.html", status_code=422, **context)
+            context.update(errors=C.errors_of(request, exc, "slug"), values=values)
+            return C.page(request, "campaigns_admin.html", status_code=422, **context)
     return RedirectResponse(f"/admin/reports/campaigns?edit={values['slug']}", status_code=303)
 
 
 @router.post("/admin/reports/campaigns/categories")
-def campaign_category_save(request: Request, identity: Admin, form: Form):
+def campaign_category_save(request: Request, identity: Admin, form: C.Form):
     values = {k: str(form.get(k) or "") for k in ("campaign", "code", "group", "name_ko", "name_en", "service_days")}
     try:
         days = int(values["service_days"] or 14)
@@ -523,5 +512,5 @@ def campaign_category_save(request: Request, identity: Admin, form: Form):
             if isinstance(exc, InvalidInput) and isinstance(exc.details, list) and exc.details:
                 message = "; ".join(f"{d.get('field', '')}: {d.get('problem', '')}" for d in exc.details)
             context.update(errors={"category": message}, category_values=values)
-            return _page(request, "campaigns_admin.html", status_code=422, **context)
+            return C.page(request, "campaigns_admin.html", status_code=422, **context)
     return RedirectResponse(f"/admin/reports/campaigns?edit={values['campaign']}", status_code=303)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
-from smartcity.core.auth import ANONYMOUS, Identity, check
+from smartcity.core.auth import Identity, check
 from smartcity.core.errors import NotFound, PermissionDenied
 from smartcity.core.models import User
 from smartcity.core.render import Points
@@ -81,7 +81,7 @@ def photo_file(session: Session, photo_id: int, thumb: bool = False) -> Path:
     return path
 
 
-def public_view(report: Report, language: str = "ko") -> dict:
+def public_view(report: Report, language: str) -> dict:
     """A report as anyone may see it: no contact, no internal notes, no reporter identity unless the
     citizen chose to show their name."""
     return {
@@ -133,7 +133,7 @@ def _require_work(identity: Identity, report: Report) -> None:
         raise PermissionDenied("this report belongs to another unit", code="other_unit")
 
 
-def detail_view(session: Session, report: Report, identity: Identity = ANONYMOUS, language: str = "ko") -> dict:
+def detail_view(session: Session, report: Report, identity: Identity, language: str) -> dict:
     """The public view plus photos and the timeline; staff of the unit also see internal entries, the
     assignee and whether contact details exist (not the details themselves: see `contact_of`)."""
     staff = can_work(identity, report)
@@ -160,7 +160,7 @@ def timeline(session: Session, report_id: int, *, include_internal: bool = False
     return list(session.scalars(q.order_by(ReportUpdate.at, ReportUpdate.id)))
 
 
-def update_view(u: ReportUpdate, language: str = "ko") -> dict:
+def update_view(u: ReportUpdate, language: str) -> dict:
     return {
         "id": u.id,
         "at": u.at.isoformat(),
