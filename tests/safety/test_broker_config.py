@@ -107,7 +107,8 @@ def outage(db, tmp_path, server: MosquittoServer) -> MosquittoServer:
     """The platform subscribes once (its session is made), goes down, the phone reports OUTAGE fixes, and the
     broker itself restarts before the platform comes back."""
     with platform(db, tmp_path, server.port) as client:
-        eventually(client.app.state.mqtt_intake.connected.is_set)
+        [mqtt] = client.app.state.mqtt_clients.values()
+        eventually(mqtt.connected.is_set)
     phone_sends(server.port, OUTAGE)
     server.stop(keep_files=True)
     return server.start()
@@ -135,10 +136,10 @@ def test_with_mosquittos_default_queue_positions_are_lost(world_db, tmp_path):
     server = outage(world_db, tmp_path, broker(drop_queue_limit=True))
     try:
         with platform(world_db, tmp_path, server.port) as client:
-            intake = client.app.state.mqtt_intake
-            eventually(lambda: intake.stats["received"] >= 1000, timeout=60)
+            [mqtt] = client.app.state.mqtt_clients.values()
+            eventually(lambda: mqtt.stats["received"] >= 1000, timeout=60)
             time.sleep(2)  # whatever else the broker held has arrived by now
-            eventually(lambda: stored(world_db) == intake.stats["received"], timeout=30)
+            eventually(lambda: stored(world_db) == mqtt.stats["received"], timeout=30)
         kept = stored(world_db)
         assert 1000 <= kept < OUTAGE
     finally:

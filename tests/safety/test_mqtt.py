@@ -71,6 +71,12 @@ def serving(db, tmp_path, port: int, **settings):
     return TestClient(app)
 
 
+def mqtt_client(app):
+    """The app's one MQTT client (core's), which the safety module's OwnTracks subscription goes through."""
+    [client] = app.state.mqtt_clients.values()
+    return client
+
+
 @pytest.mark.parametrize("writer", ["thread", "process"])
 def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosquitto, writer):
     """Also through the writer process, which refuses an unknown device only once the message reaches it:
@@ -80,8 +86,8 @@ def test_owntracks_messages_are_stored_and_bad_ones_dropped(db, tmp_path, mosqui
     phone = Publisher(mosquitto.port)
     try:
         with serving(db, tmp_path, mosquitto.port, safety_writer=writer) as client:
-            intake = client.app.state.mqtt_intake
-            eventually(intake.connected.is_set)
+            intake, mqtt = client.app.state.mqtt_intake, mqtt_client(client.app)
+            eventually(mqtt.connected.is_set)
             at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
             topic = f"owntracks/{user}/phone"
             phone.send(topic, location(at))
@@ -123,11 +129,11 @@ def test_a_message_is_acknowledged_only_once_stored(sqlite_url, tmp_path, mosqui
     lock = sqlite3.connect(sqlite_url.split("///", 1)[1], timeout=1, check_same_thread=False)
     try:
         with serving(db, tmp_path, mosquitto.port, mqtt_client_id=client_id, safety_writer=writer) as client:
-            intake = client.app.state.mqtt_intake
-            eventually(intake.connected.is_set)
+            intake, mqtt = client.app.state.mqtt_intake, mqtt_client(client.app)
+            eventually(mqtt.connected.is_set)
             lock.execute("BEGIN EXCLUSIVE")  # the writer cannot commit for now
             phone.send(f"owntracks/{user}/phone", location(at))
-            eventually(lambda: intake.stats["received"] == 1)
+            eventually(lambda: mqtt.stats["received"] == 1)
             # Released after the MQTT client has given up waiting and disconnected (5 s) without an ack.
             threading.Timer(6.5, lock.rollback).start()
         rows = stored(db)
@@ -150,15 +156,15 @@ def test_the_client_reconnects_when_the_broker_comes_back(sqlite_url, tmp_path):
     broker = MosquittoServer().start()
     try:
         with serving(db, tmp_path, broker.port) as client:
-            intake = client.app.state.mqtt_intake
-            eventually(intake.connected.is_set)
+            intake, mqtt = client.app.state.mqtt_intake, mqtt_client(client.app)
+            eventually(mqtt.connected.is_set)
             broker.stop()
-            eventually(lambda: not intake.connected.is_set())
+            eventually(lambda: not mqtt.connected.is_set())
             port = broker.port
             broker = MosquittoServer()
             broker.port = port
             broker.start()
-            eventually(intake.connected.is_set, timeout=15)
+            eventually(mqtt.connected.is_set, timeout=15)
             phone = Publisher(port)
             phone.send("owntracks/walker/phone", location(utcnow() - timedelta(seconds=10)))
             phone.close()
@@ -179,8 +185,8 @@ def test_transitions_on_the_event_subtopic_are_received_with_the_default_subscri
     phone = Publisher(mosquitto.port)
     try:
         with serving(db, tmp_path, mosquitto.port) as client:  # SMARTCITY_MQTT_TOPIC left at its default
-            intake = client.app.state.mqtt_intake
-            eventually(intake.connected.is_set)
+            intake, mqtt = client.app.state.mqtt_intake, mqtt_client(client.app)
+            eventually(mqtt.connected.is_set)
             at = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
             transition = {
                 "_type": "transition",
@@ -198,7 +204,7 @@ def test_transitions_on_the_event_subtopic_are_received_with_the_default_subscri
             phone.send(f"owntracks/{user}/phone/cmd", {"_type": "cmd", "action": "reportLocation"})
             phone.send(f"owntracks/{user}/tracker", location(at))  # registered for OsmAnd only
             # The cmd subtopic is the platform's to the phone: not subscribed, never received.
-            eventually(lambda: (intake.stats["received"], intake.stats["stored"], intake.stats["dropped"]) == (2, 1, 1))
+            eventually(lambda: (mqtt.stats["received"], intake.stats["stored"], intake.stats["dropped"]) == (2, 1, 1))
             [row] = stored(db)
             assert (row.fix_time, row.protocol, row.attributes["event"], row.attributes["transition"]) == (
                 at,

@@ -84,6 +84,8 @@ class Module:
     nav           top navigation links, each shown to holders of its permission
     jobs          periodic jobs, `run(db, settings)`
     handlers      (topic prefix, fn(context, event)): called for every event under the prefix, in each process
+    mqtt          core.mqtt.Subscription(name, broker, topics, handler): messages the module takes from an MQTT
+                  broker, through the process's one client per broker (core.mqtt)
     personal      event topics that carry personal data
     settings      a dataclass of `core.module.setting(...)` fields, read from SMARTCITY_<NAME>_<FIELD>
     error_formats path prefix → fn(request, error) answering errors there in the protocol's own format
@@ -104,6 +106,7 @@ class Module:
     nav: Sequence[NavLink] = ()
     jobs: Sequence[Job] = ()
     handlers: Sequence[tuple[str, Ref]] = ()
+    mqtt: Sequence[Any] = ()
     personal: Sequence[PersonalTopic] = ()
     settings: type | None = None
     error_formats: Mapping[str, Ref] = field(default_factory=dict)
@@ -248,8 +251,8 @@ def ensure_declared() -> None:
 
 
 def install(app, context) -> None:
-    """Include each module's routers, add its navigation links, connect its event handlers and run its setup
-    hook."""
+    """Include each module's routers, add its navigation links, connect its event handlers, run its setup
+    hook and subscribe its MQTT topics."""
     from fastapi import APIRouter
 
     from smartcity.core import web
@@ -265,6 +268,9 @@ def install(app, context) -> None:
             fn = resolve(handler)
             context.db.events.on(prefix, lambda event, fn=fn: fn(context, event))
         call(m.setup, app, context)
+    from smartcity.core import mqtt
+
+    mqtt.install(app, context, context.modules)  # after the setups: its clients start once what they feed has
 
 
 def jobs(modules: Iterable[Module]) -> list[Job]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from smartcity.core.jobs import Job
 from smartcity.core.module import Module, NavLink, PersonalTopic, Role, call, only
+from smartcity.core.mqtt import Subscription
 from smartcity.safety.settings import SafetySettings
 
 
@@ -28,7 +29,7 @@ def _setup(app, context) -> None:
     from smartcity.safety.engine import get_engine, queued, stop_engine
 
     app.state.metrics.watch_queue("safety.positions", lambda: queued(context.db))
-    for adapter in ("osmand", "owntracks", "mqtt", "simulate"):
+    for adapter in ("osmand", "owntracks", "simulate"):
         call(f"smartcity.safety.{adapter}:install", app)
 
     async def start_engine(app) -> None:
@@ -106,6 +107,15 @@ module = Module(
     ),
     settings=SafetySettings,
     setup=_setup,
+    # OwnTracks over MQTT, when SMARTCITY_MQTT_URL names a broker.
+    mqtt=(
+        Subscription(
+            "owntracks",
+            broker="smartcity.safety.mqtt:broker",
+            topics="smartcity.safety.mqtt:topics",
+            handler="smartcity.safety.mqtt:OwnTracksOverMqtt",
+        ),
+    ),
     cli="smartcity.safety.cli:cli",
     demo=_demo,
     models="smartcity.safety.models",
