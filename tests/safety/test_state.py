@@ -478,3 +478,15 @@ def test_the_table_is_the_rules_fix_by_fix(stream, cuts, confirm, hysteresis):
     assert got == expected
     states = {d: table.zone_states(table.slot_of(d)) for d in expected_states}
     assert states == {d: {str(z): s for z, s in zs.items()} for d, zs in expected_states.items()}
+
+
+def test_loading_the_zones_again_keeps_every_device_state():
+    park = ZoneShape(12, "safe", 1, "park", cx=1000.0, cy=0.0, radius=50.0, size=50.0)
+    table = new_table(HOME, SCHOOL, park)
+    run(table, [fix(1, 0, 0), fix(1, 10, 0), fix(1, 20, 2000)])
+    before = table.state_rows([0])
+    assert before[0]["zones"]["10"]["confirmed"] == "in" and before[0]["zones"]["11"]["candidate"] == "in"
+    table.load([], [park, SCHOOL, HOME])  # the zones read again (another order: another index for each)
+    assert table.state_rows([0]) == before
+    result = run(table, [fix(1, 30, 2000)])
+    assert [(e.kind, e.zone.id) for e in result.events] == [("arrival", 11), ("departure", 10)]  # the zones' order

@@ -85,6 +85,7 @@ _LIVE_COLUMNS = (
 # The zone rule's state per (device, zone) pair.
 _PAIR_COLUMNS: dict[str, tuple[Any, Any]] = {
     "zone": (np.int32, -1),  # index into the table's ZoneSet
+    "zone_id": (np.int64, -1),  # the zone's id: what a state belongs to, whatever the index (zones reloaded)
     "confirmed": (np.int8, NONE),
     "candidate": (np.int8, NONE),
     "agreeing": (np.int16, 0),
@@ -193,7 +194,6 @@ class BatchResult:
                 {name: values[i] for name, values in self.devices.items()},
                 self.pair_state,
                 range(int(starts[i]), int(starts[i] + self.counts[i])),
-                self.pair_zone,
             )
             for i in local.tolist()
         ]
@@ -205,10 +205,6 @@ class BatchResult:
         starts = np.cumsum(self.counts) - self.counts
         slots = self.slots[local]
         return self.table.columns_of(self.devices, local, slots, self.pair_state, starts[local], self.counts[local])
-
-    @property
-    def pair_zone(self) -> np.ndarray:
-        return self.pair_state["zone"]
 
 
 class DeviceTable:
@@ -330,7 +326,7 @@ class DeviceTable:
         old_idx = segments(self.zone_start[slots], self.zone_count[slots])
         old_slot = np.repeat(slots, self.zone_count[slots])
         ids = self.zone_set.ids
-        old_key = old_slot.astype(np.int64) << 32 | ids[self.pair["zone"][old_idx]] if len(old_idx) else old_idx
+        old_key = old_slot.astype(np.int64) << 32 | self.pair["zone_id"][old_idx]
         base = 0 if compact else self.pairs_used
         total = base + len(zones)
         if compact:
@@ -347,9 +343,9 @@ class DeviceTable:
                     self.pair[name] = grown
         where = np.arange(base, total)
         self.pair["zone"][where] = zones
-        for name, (_, empty) in _PAIR_COLUMNS.items():
-            if name != "zone":
-                self.pair[name][where] = empty
+        self.pair["zone_id"][where] = ids[zones]
+        for name in _STATE_COLUMNS:
+            self.pair[name][where] = _PAIR_COLUMNS[name][1]
         if len(old_idx) and len(zones):
             new_key = np.repeat(slots, counts).astype(np.int64) << 32 | ids[zones]
             order = np.argsort(old_key)
@@ -420,15 +416,14 @@ class DeviceTable:
             self._lay_out(slots, [self.person_zones.get(p, []) + self.danger for p in person])
         # The rows' devices get exactly the zone states of their rows (none where a row has none).
         reset = segments(self.zone_start[slots], self.zone_count[slots])
-        for name, (_, empty) in _PAIR_COLUMNS.items():
-            if name != "zone":
-                self.pair[name][reset] = empty
-        ids = self.zone_set.ids
+        for name in _STATE_COLUMNS:
+            self.pair[name][reset] = _PAIR_COLUMNS[name][1]
         where, found = [], []
         for slot, states in stored_zones.items():
             start = int(self.zone_start[slot])
-            for p, zone in enumerate(self.pair["zone"][start : start + int(self.zone_count[slot])].tolist(), start):
-                value = states.get(str(int(ids[zone])))
+            zone_ids = self.pair["zone_id"][start : start + int(self.zone_count[slot])].tolist()
+            for p, zone_id in enumerate(zone_ids, start):
+                value = states.get(str(zone_id))
                 if value:
                     where.append(p)
                     found.append(zone_state_of(value))
@@ -471,16 +466,16 @@ class DeviceTable:
         """The devices' state row versions as this table last wrote or read them."""
         return self.cols["version"][np.asarray(slots, dtype=np.int64)].copy()
 
-    def row_of(self, device: Mapping[str, Any], pair_state: Mapping[str, np.ndarray], pairs: Iterable[int], pair_zone):
+    def row_of(self, device: Mapping[str, Any], pair_state: Mapping[str, np.ndarray], pairs: Iterable[int]):
         """One safety_device_state row's values (times in ms; zones and flags as dicts with named keys)."""
         zones = {}
-        ids = self.zone_set.ids
+        ids = pair_state["zone_id"]
         for p in pairs:
             confirmed, candidate = int(pair_state["confirmed"][p]), int(pair_state["candidate"][p])
             agreeing, since = int(pair_state["agreeing"][p]), int(pair_state["since"][p])
             if confirmed == NONE and candidate == NONE and agreeing == 0 and since == NO_TIME:
                 continue
-            zones[str(int(ids[pair_zone[p]]))] = {
+            zones[str(int(ids[p]))] = {
                 "confirmed": VERDICT_NAMES[confirmed],
                 "candidate": VERDICT_NAMES[candidate],
                 "agreeing": agreeing,
@@ -541,7 +536,7 @@ class DeviceTable:
         if missing:
             miss = np.array(missing, dtype=np.int64)
             pairs = segments(starts[miss], counts[miss])
-            ids = self.zone_set.ids[pair_state["zone"][pairs]].tolist()
+            ids = pair_state["zone_id"][pairs].tolist()
             conf = pair_state["confirmed"][pairs].tolist()
             cand = pair_state["candidate"][pairs].tolist()
             agr = pair_state["agreeing"][pairs].tolist()
@@ -569,7 +564,7 @@ class DeviceTable:
         for slot in np.asarray(slots, dtype=np.int64).tolist():
             start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
             device = {name: values[slot] for name, values in self.cols.items()}
-            out.append(self.row_of(device, self.pair, range(start, start + count), self.pair["zone"]))
+            out.append(self.row_of(device, self.pair, range(start, start + count)))
         return out
 
     def set_flag(self, slot: int, name: str, on: bool = True) -> None:
@@ -774,13 +769,12 @@ class DeviceTable:
             for name in _STATE_COLUMNS:
                 self.pair[name][result.pairs] = result.pair_state[name]
         else:  # zones changed in between: each state goes to the same (slot, zone id) if it is still there
-            ids = self.zone_set.ids
             firsts = (np.cumsum(result.counts) - result.counts).tolist()
             for i, slot in enumerate(result.slots.tolist()):
                 start, count = int(self.zone_start[slot]), int(self.zone_count[slot])
-                where = {int(ids[self.pair["zone"][q]]): q for q in range(start, start + count)}
+                where = {int(self.pair["zone_id"][q]): q for q in range(start, start + count)}
                 for j in range(firsts[i], firsts[i] + int(result.counts[i])):
-                    q = where.get(int(ids[result.pair_state["zone"][j]]))
+                    q = where.get(int(result.pair_state["zone_id"][j]))
                     if q is not None:
                         for name in _STATE_COLUMNS:
                             self.pair[name][q] = result.pair_state[name][j]
