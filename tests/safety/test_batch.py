@@ -218,3 +218,16 @@ def test_decode_columns_gives_what_decode_item_gives(items):
         stored = cols["attributes"][i]
         assert (orjson.loads(stored) if stored else {}) == p.attributes
         assert cols["protocol"][i] == "batch"
+
+
+def test_a_batch_refused_only_by_the_engine_says_why(db, client):
+    """Every item decodes; the engine refuses one (an unknown device): its result carries the engine's error."""
+    w = make_world(db)
+    at = (utcnow() - timedelta(minutes=1)).isoformat()
+    items = [
+        {"device": w.device, "time": at, "lat": HOME[0], "lon": HOME[1]},
+        {"device": "no-such-tag", "time": at, "lat": HOME[0], "lon": HOME[1]},
+    ]
+    r = client.post("/api/safety/positions", json={"positions": items}, headers={"X-API-Key": gateway_key(db)})
+    assert [(x["status"], x.get("code")) for x in r.json()["results"]] == [("ok", None), ("error", "unknown_device")]
+    assert count(db) == 1

@@ -28,7 +28,7 @@ from smartcity.safety.models import Incident, PositionRow, SafetyEvent
 from smartcity.safety.writer import WriterProcess
 from tests.conftest import LiveServer, eventually, make_key, make_settings, signin
 from tests.helpers import SSEReader
-from tests.safety.helpers import HOME, east_of, fix, make_world, rows, traccar_query
+from tests.safety.helpers import HOME, east_of, fix, make_world, rows, traccar_query, walk_across
 
 SOS_POINT = (37.4995, 127.0585)  # Daechi-dong, Gangnam: the district whose control room gets the incident
 
@@ -470,3 +470,60 @@ def test_owntracks_secrets_are_checked_and_refusals_audited_in_the_writer_proces
             )
 
     eventually(lambda: refused() == ["bad_secret", "protocol_not_allowed"])
+
+
+# --- several writer processes, devices split between them -------------------------------------------
+
+
+def test_two_writers_split_the_devices_and_answer_a_batch_in_order(db_url, tmp_path):
+    """SMARTCITY_SAFETY_WRITERS=2: each device belongs to one writer (a stable hash of its identifier); a gateway
+    batch spanning both is answered in its own order, a crossing of one device gives one arrival and one
+    departure, and both processes end with the app."""
+    from smartcity.app import create_app
+    from smartcity.safety.writer import WriterPool, owner_of
+
+    db = Database(db_url)
+    w = make_world(db)
+    idents = {}
+    for i in range(40):  # identifiers until each writer owns two
+        ident = f"tag-{i}"
+        if sum(owner_of(x, 2) == owner_of(ident, 2) for x in idents) < 2:
+            idents[ident] = None
+        if len(idents) == 4:
+            break
+    assert {owner_of(x, 2) for x in idents} == {0, 1}
+    with db.session() as s:
+        for ident in idents:
+            idents[ident] = service.add_device(s, w.person_id, ident, "osmand", actor="test").id
+        _, key = accounts.create_api_key(s, "tag vendor gateway", scope=GATEWAY_SCOPE)
+    settings = make_settings(db_url, tmp_path, safety_writer="process", safety_writers=2)
+    ctx = SimpleNamespace(pids=set())
+    try:
+        with TestClient(create_app(settings, db)) as c:
+            _listening(db)
+            engine = get_engine(db)
+            assert isinstance(engine, WriterPool) and engine.running
+            ctx.pids = {p.pid for p in engine.processes}
+            assert len(ctx.pids) == 2 and os.getpid() not in ctx.pids
+            start = ago(minutes=20)
+            items = [
+                {"device": ident, "time": (start + timedelta(seconds=k)).isoformat(), "lat": HOME[0], "lon": HOME[1]}
+                for k in range(3)
+                for ident in idents
+            ]
+            items.insert(5, {**items[0], "device": "no-such-tag"})
+            items.append(items[2])  # a replay, answered by its device's writer
+            doc = c.post("/api/safety/positions", json={"positions": items}, headers={"X-API-Key": key}).json()
+            assert [x["status"] for x in doc["results"]] == ["ok"] * 5 + ["error"] + ["ok"] * 7 + ["duplicate"]
+            assert doc["results"][5]["code"] == "unknown_device"
+            for ident, device_id in idents.items():
+                assert len(rows(db, device_id=device_id)) == 3, ident
+            for p in walk_across(w.device, start=ago(minutes=10)):  # OsmAnd through the device's own writer
+                q = traccar_query(w.device, p.fix_time, (p.lat, p.lon))
+                assert c.get(f"/osmand?{q}").status_code == 200
+            with db.session() as s:
+                kinds = [e.kind for e in s.scalars(select(SafetyEvent).where(SafetyEvent.person_id == w.person_id))]
+            assert kinds == ["arrival", "departure"]
+        _check_nothing_left(ctx.pids)
+    finally:
+        db.dispose()

@@ -148,7 +148,8 @@ class BatchOutcome:
     __slots__ = ("status", "errors")
 
     def __init__(self, status: np.ndarray, errors: dict[int, BaseException] | None = None):
-        self.status, self.errors = status, errors or {}
+        self.status = status
+        self.errors = {} if errors is None else errors
 
     @classmethod
     def refused(cls, n: int, error: BaseException) -> BatchOutcome:
