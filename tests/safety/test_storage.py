@@ -1,0 +1,102 @@
+"""Lean position storage (issue 13, migration safety_0004): times as epoch milliseconds that the ORM still reads
+as aware datetimes, positions keyed by (device, fix time), existing rows converted by the upgrade and given back
+by the downgrade, on both stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
+from sqlalchemy import inspect, select, text
+
+from smartcity.core.db import alembic_config, from_millis, to_millis
+from smartcity.safety.models import DeviceState, PositionRow
+from tests.safety.helpers import HOME, make_world
+
+
+def test_epoch_millis_round_trip_and_hand_written_sql_sees_integers(db):
+    w = make_world(db)
+    at = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
+    with db.session() as s:
+        s.add(
+            PositionRow(
+                device_id=w.device_id,
+                person_id=w.person_id,
+                fix_time=at,
+                received_at=at + timedelta(seconds=1),
+                lat=HOME[0],
+                lon=HOME[1],
+                protocol="test",
+                outside_city=False,
+            )
+        )
+    with db.session() as s:
+        row = s.scalars(select(PositionRow)).one()
+        assert row.fix_time == at and row.fix_time.tzinfo is not None
+        assert s.get(PositionRow, (w.device_id, at)) is row  # the key, as a datetime
+    with db.engine.connect() as conn:
+        raw = conn.execute(text("SELECT fix_time, received_at FROM safety_positions")).one()
+    assert tuple(raw) == (1_772_353_815_123, 1_772_353_816_123) == (to_millis(at), to_millis(at) + 1000)
+    assert from_millis(raw[0]) == at
+
+
+def test_positions_have_no_row_id_and_only_their_key(db):
+    columns = {c["name"] for c in inspect(db.engine).get_columns("safety_positions")}
+    assert "id" not in columns and {"device_id", "fix_time"} <= columns
+    assert inspect(db.engine).get_pk_constraint("safety_positions")["constrained_columns"] == ["device_id", "fix_time"]
+    assert inspect(db.engine).get_indexes("safety_positions") == []  # every read goes through the key
+
+
+def _old_shape_rows(db, device_id: int, person_id: int) -> None:
+    """Rows as safety_0003 stored them: the time codec's text on SQLite, timestamptz on PostgreSQL."""
+    sqlite = not db.is_postgres
+    times = (
+        ["2026-03-01 08:30:15.123456", "2026-03-01 08:30:15.123999", "2026-03-01 08:31:00.000000"]
+        if sqlite
+        else ["2026-03-01 08:30:15.123456+00", "2026-03-01 08:30:15.123999+00", "2026-03-01 08:31:00+00"]
+    )
+    with db.engine.begin() as conn:
+        for at in times:
+            conn.execute(
+                text(
+                    "INSERT INTO safety_positions (device_id, person_id, fix_time, received_at, lat, lon, protocol, "
+                    "outside_city, valid) VALUES (:d, :p, :t, :t, 37.5, 127.0, 'osmand', false, true)"
+                ),
+                {"d": device_id, "p": person_id, "t": at},
+            )
+        conn.execute(
+            text("UPDATE safety_device_state SET fix_time = :t, received_at = :t WHERE device_id = :d"),
+            {"t": times[2], "d": device_id},
+        )
+
+
+def test_the_upgrade_converts_existing_rows_and_the_downgrade_gives_them_back(db):
+    w = make_world(db)
+    cfg = alembic_config(db.url)
+    command.downgrade(cfg, "safety_0003")
+    _old_shape_rows(db, w.device_id, w.person_id)
+    command.upgrade(cfg, "heads")
+    db.dispose()  # connections made before the upgrade know the old table
+    first = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
+    last = datetime(2026, 3, 1, 8, 31, tzinfo=UTC)
+    with db.session() as s:
+        # Two fixes in the same millisecond: the first is kept.
+        assert [(r.fix_time, r.received_at) for r in s.scalars(select(PositionRow).order_by(PositionRow.fix_time))] == [
+            (first, first),
+            (last, last),
+        ]
+        state = s.get(DeviceState, w.device_id)
+        assert (state.fix_time, state.received_at) == (last, last)
+    command.downgrade(cfg, "safety_0003")
+    db.dispose()
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, fix_time FROM safety_positions ORDER BY fix_time")).all()
+        state = conn.execute(text("SELECT fix_time FROM safety_device_state WHERE device_id = :d"), {"d": w.device_id})
+        state_time = state.scalar()
+    if db.is_postgres:
+        assert [r.fix_time for r in rows] == [first, last] and state_time == last
+    else:
+        assert [r.fix_time for r in rows] == ["2026-03-01 08:30:15.123000", "2026-03-01 08:31:00.000000"]
+        assert state_time == "2026-03-01 08:31:00.000000"
+    assert len({r.id for r in rows}) == 2
+    command.upgrade(cfg, "heads")
