@@ -18,7 +18,7 @@ def unit_names(session: Session, language: str) -> dict[str, str]:
 
 def unit_codes(session: Session) -> dict[int, str]:
     """Every unit's code by its id."""
-    return dict(session.execute(select(Department.id, Department.code)).tuples().all())
+    return dict(session.execute(select(Department.id, Department.code)).all())
 
 
 def departments(session: Session, language: str, *, except_id: int | None = None) -> list[dict]:
@@ -40,7 +40,7 @@ def usernames(session: Session, ids: list[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    return dict(session.execute(select(User.id, User.username).where(User.id.in_(wanted))).tuples().all())
+    return dict(session.execute(select(User.id, User.username).where(User.id.in_(wanted))).all())
 
 
 def email_of(session: Session, user_id: int) -> str:
