@@ -54,8 +54,13 @@ def tally_csv(req: Request, model: Tally) -> Response:
     return render.renderer_for(render.Table, "csv")(req, table)
 
 
-# A module declares its renderers; declare() puts them in the registry.
-declare([Module(name="render_test", renderers=((Tally, "json", tally_json), (Tally, "csv", tally_csv)))])
+TALLY_MODULE = Module(name="render_test", renderers=((Tally, "json", tally_json), (Tally, "csv", tally_csv)))
+
+
+@pytest.fixture(autouse=True)
+def declared_module():
+    """A module declares its renderers; declare() puts them in the registry (once per process)."""
+    declare([TALLY_MODULE])
 
 
 @pytest.mark.parametrize(
