@@ -38,6 +38,17 @@ def test_the_dashboard_page_and_its_json_are_one_view(client, db):
     assert client.get("/staff/dashboard.atom", headers=admin).status_code == 404
 
 
+def test_a_report_page_and_its_json_are_one_view_without_the_reporters_secret(client):
+    made = client.post(R, json=report(title="Deep hole")).json()
+    rid = made["report"]["id"]
+    twin = client.get(f"/reports/{rid}.json")
+    asked = client.get(f"/reports/{rid}", headers={"Accept": "application/json"})
+    assert asked.headers["content-type"].startswith("application/json")
+    assert asked.json() == twin.json() and twin.json()["title"] == "Deep hole" and "token" not in twin.json()
+    page = client.get(f"/reports/{rid}", headers={"Accept": "text/html"})
+    assert page.headers["content-type"].startswith("text/html") and "Deep hole" in page.text
+
+
 def test_pins_carry_colour_and_page_on_the_map_and_in_the_campaign_api(client, db):
     make_user(db, "boss", "admin")
     admin = {"X-API-Key": make_key(db, "boss")}

@@ -24,7 +24,7 @@ from smartcity.core.auth import verify_csrf
 from smartcity.core.errors import InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
-from smartcity.core.render import render
+from smartcity.core.render import format_of, render
 from smartcity.core.web import gettext, language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
@@ -248,18 +248,15 @@ def reports_geojson(
 
 
 @router.get("/reports/{report_id:int}", response_class=HTMLResponse)
-def report_page(request: Request, report_id: int, supported: int = 0):
-    with request.app.state.db.session() as s:
-        view = C.report_detail(request, s, report_id)
-        return C.page(request, "report.html", report=view, supported=bool(supported), open_statuses=S.OPEN_STATUSES)
-
-
 @router.get("/reports/{report_id:int}.json")
-def report_json(request: Request, report_id: int):
+def report_page(request: Request, report_id: int, supported: int = 0):
+    """A report's page, or the same as JSON (/reports/{id}.json, or Accept: application/json)."""
     with request.app.state.db.session() as s:
         view = C.report_detail(request, s, report_id)
-        view.pop("token", None)
-        return view
+        if format_of(request, ("json",), "html") == "json":
+            view.pop("token", None)  # the reporter's secret goes into the page's form only
+            return JSONResponse(view)
+        return C.page(request, "report.html", report=view, supported=bool(supported), open_statuses=S.OPEN_STATUSES)
 
 
 @router.post("/reports/{report_id:int}/support", dependencies=[Depends(verify_csrf)])
