@@ -274,3 +274,15 @@ def test_administrators_hold_every_permission_but_a_roles_own_standing(db):
     assert not admin.can("safety.ward") and not admin.can("safety.control_room")
     assert guardian.can("safety.ward") and not guardian.can("safety.control_room")
     assert operator.can("safety.control_room") and not operator.can("safety.ward")
+
+
+def test_only_a_guardian_can_be_linked_to_a_ward_not_an_administrator(db):
+    from smartcity.core.errors import InvalidInput
+
+    w = make_world(db)
+    for user_id in (w.admin_id, w.operator_id):
+        with pytest.raises(InvalidInput) as refused, db.session() as s:
+            service.link_guardian(s, w.person_id, user_id, "uncle", actor="test")
+        assert refused.value.code == "not_a_guardian"
+    with db.session() as s:
+        assert service.link_guardian(s, w.person_id, w.other_guardian_id, "aunt", actor="test").id

@@ -31,7 +31,8 @@ def _guardian_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"no user {user_id}")
-    if user.role != "guardian":
+    # Whoever may follow wards (safety.ward: the guardian's standing, which administrators do not hold).
+    if not Identity(role=user.role).can("safety.ward"):
         raise InvalidInput(f"{user.username} is not a guardian (role {user.role})", code="not_a_guardian")
     return user
 
