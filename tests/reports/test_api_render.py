@@ -73,6 +73,9 @@ def test_pins_carry_colour_and_page_on_the_map_and_in_the_campaign_api(client, d
         rows = list(csv.DictReader(io.StringIO(client.get(path).text)))
         assert [(r["id"], r["title"]) for r in rows] == [(str(rid), "'=1+2")], path
     assert client.get("/campaigns/nope.geojson").status_code == 404
+    asked = client.get("/campaigns/walk", headers={"Accept": "application/geo+json"})
+    assert asked.headers["content-type"] == "application/geo+json" and asked.json()["features"][0]["id"] == rid
+    assert "text/html" in client.get("/campaigns/walk", headers={"Accept": "text/html"}).headers["content-type"]
 
 
 def test_the_feed_is_atom_of_the_newest_reports_in_the_area(client):

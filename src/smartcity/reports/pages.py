@@ -24,7 +24,7 @@ from smartcity.core.auth import verify_csrf
 from smartcity.core.errors import InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
-from smartcity.core.render import format_of, render
+from smartcity.core.render import format_of, formats_of, render
 from smartcity.core.web import gettext, language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
@@ -368,19 +368,18 @@ def campaigns(request: Request):
         return C.page(request, "campaigns.html", campaigns=items)
 
 
+# Registered bottom up: the .csv and .geojson routes go before /campaigns/{slug}, which would take them.
+@router.get("/campaigns/{slug}", response_class=HTMLResponse)
 @router.get("/campaigns/{slug}.geojson")
 @router.get("/campaigns/{slug}.csv")
-def campaign_points(request: Request, slug: str):
-    """A campaign's pins (GeoJSON) or rows (CSV)."""
-    with request.app.state.db.session() as s:
-        return render(request, S.campaign_points(s, slug, language_of(request)))
-
-
-@router.get("/campaigns/{slug}", response_class=HTMLResponse)
 def campaign_page(request: Request, slug: str):
+    """A campaign: its page, its pins (GeoJSON) or its rows (CSV), one view (by extension or Accept)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
+        points = S.campaign_points(s, slug, lang)
+        if format_of(request, formats_of(type(points)), "html") != "html":
+            return render(request, points)
         camp = C.campaign_card(S.get_campaign(s, slug), lang)
         cats = [S.category_view(c, lang) for c in S.list_categories(s, campaign=slug)]
-        count = len(S.search(s, S.ReportQuery(campaign=slug, page_size=1000)).items)
+        count = sum(1 for row in points.rows if row["status"] != "duplicate")
         return C.page(request, "campaign.html", campaign=camp, categories=cats, count=count)
