@@ -297,3 +297,14 @@ def test_the_writer_thread_answers_records_queued_from_many_threads(db):
         assert feed.queue.batches >= 4  # 160 records in batches of at most 50
     finally:
         feed.queue.stop()
+
+
+def test_a_checkpoint_round_writes_at_most_its_share_and_the_rest_next():
+    written: list[list[int]] = []
+    checkpoint = Checkpointer(lambda keys: written.append(sorted(keys.tolist())), every_s=60, most=2)
+    checkpoint.mark([1, 2, 3, 4, 5])
+    assert checkpoint(force=True) and len(written[-1]) == 2
+    assert checkpoint() and len(written[-1]) == 2  # not due, but what is left waits for no clock
+    assert checkpoint() and written[-1] in ([1], [2], [3], [4], [5])
+    assert checkpoint() is False  # now it waits for its clock again
+    assert sorted(k for w in written for k in w) == [1, 2, 3, 4, 5]

@@ -311,6 +311,11 @@ class BatchQueue:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def urgent(self) -> int:
+        """Alarms waiting: work between batches waits for them."""
+        return len(self._urgent)
+
     def start(self, thread: bool = True) -> None:
         if not thread:
             self._stopping = False
@@ -510,9 +515,10 @@ class Checkpointer:
     position: the records themselves are stored) is marked dirty and written about every `every_s`, and
     at stop, by `flush(keys)` — one statement for all of them rather than one per record."""
 
-    def __init__(self, flush: Callable[[np.ndarray], None], every_s: float = 1.0):
+    def __init__(self, flush: Callable[[np.ndarray], None], every_s: float = 1.0, most: int = 5000):
         self.flush_keys = flush
         self.every = every_s
+        self.most = most  # keys written per round at most: a round never holds the writer long
         self._dirty: set[int] = set()
         self._lock = threading.Lock()
         self._due = time.monotonic() + every_s
@@ -536,9 +542,13 @@ class Checkpointer:
         now = time.monotonic()
         if not self._dirty or (not force and now < self._due):
             return False
-        self._due = now + self.every
         with self._lock:
-            keys, self._dirty = self._dirty, set()
+            if len(self._dirty) <= self.most:
+                keys, self._dirty = self._dirty, set()
+                self._due = now + self.every
+            else:  # the rest in the next rounds, between the next batches
+                keys = {self._dirty.pop() for _ in range(self.most)}
+                self._due = now
         try:
             self.flush_keys(np.fromiter(keys, dtype=np.int64, count=len(keys)))
         except Exception:  # noqa: BLE001 - kept dirty: the next round tries again

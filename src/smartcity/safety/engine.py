@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 KNOT = 0.514444  # metres per second
 REFUSAL_AUDIT_S = 1.0  # refused devices are written to the audit log at most this often (counted meanwhile)
 CHECKPOINT_S = 1.0  # moved devices' live state is written at least this often
+CHECKPOINT_MOST = 2000  # state rows per checkpoint round: a round between two batches stays short (an SOS waits)
 STATE_SET = ("version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district_code")
 STATE_SET += ("zones", "flags")
 INLINE_STATES = 64  # an idle writer writes up to this many moved devices' state rows with their batch
@@ -327,7 +328,7 @@ class SafetyEngine:
         self.queue = BatchQueue(self._write_batch, s.batch_size, s.batch_ms / 1000, s.queue_max, "safety")
         self.queue.after_batch.append(self._between_batches)
         self.store = batch_store(db, background_checkpoints)
-        self.checkpoints = Checkpointer(self._checkpoint, CHECKPOINT_S)
+        self.checkpoints = Checkpointer(self._checkpoint, CHECKPOINT_S, most=CHECKPOINT_MOST)
         # SQLite: the WAL is copied back by a thread of its own rather than in the writer's commits (writer.py
         # turns it on in the writer process, whose connections do not checkpoint by themselves).
         self.wal = WalCheckpointer(db.engine.url.database) if background_checkpoints and not db.is_postgres else None
@@ -390,7 +391,11 @@ class SafetyEngine:
     def _between_batches(self, stopping: bool) -> None:
         if self._refusals:
             self._audit_refusals(force=stopping)
-        self.checkpoints(force=stopping)
+        if stopping:
+            while self.checkpoints(force=True):
+                pass
+        elif not self.queue.urgent:  # an alarm is written first; the checkpoint can wait a batch
+            self.checkpoints()
         if self.wal is not None and self.wal.restart_due:
             self.wal.restart(self.db.engine)
 
