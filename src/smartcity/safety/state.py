@@ -12,13 +12,7 @@ Each device has a dense slot. Its last fix (time, place, speed, accuracy, batter
 zones, then the danger zones), the zone rule's state (`rules.ZoneState` as four arrays) live in numpy arrays.
 A device's zones are one segment of the pair arrays (start, count), so a batch gathers the pairs of its
 devices with one index and checks every fix against all its zones in one vectorised step
-(`rules.ZoneSet.verdicts`); the zone rule then runs over the pairs as array operations. Python objects are
-made only for what a batch raises.
-
-Order is today's engine's: within a batch, each device's newly stored fixes in fix-time order (the batch is
-cut in rounds: the k-th fix of every device in round k), devices in order of first appearance; duplicates of
-an earlier row (same device and fix time) and rows the store did not newly store are skipped. A fix not newer
-than the device's last one still raises its SOS but moves nothing.
+(`rules.ZoneSet.verdicts`); the zone rule then runs over the pairs as array operations (batch.py).
 """
 
 from __future__ import annotations
@@ -31,27 +25,10 @@ import numpy as np
 import orjson
 
 from smartcity.core.geo import LocalPlane
-from smartcity.safety.rules import (
-    IN,
-    NONE,
-    VERDICT_CODES,
-    VERDICT_NAMES,
-    Raised,
-    Rules,
-    ZoneSet,
-    ZoneShape,
-    from_ms,
-    step_zones,
-    to_ms,
-    zone_event,
-    zone_shape,
-)
+from smartcity.safety.batch import FLAG_NAMES, NO_TIME, BatchResult, apply_batch, none_if_nan, segments
+from smartcity.safety.rules import NONE, VERDICT_CODES, VERDICT_NAMES, Rules, ZoneSet, ZoneShape, to_ms, zone_shape
 
-NO_TIME = np.iinfo(np.int64).min  # a time column's "none"
-LOW_BATTERY, OUTSIDE_CITY, SILENT = 1, 2, 4  # flag bits
-FLAG_NAMES = {"low_battery": LOW_BATTERY, "outside_city": OUTSIDE_CITY, "silent": SILENT}
 FLAG_TEXT = [orjson.dumps({name: True for name, bit in FLAG_NAMES.items() if bits & bit}).decode() for bits in range(8)]
-BATTERY_RESET = 5  # the low-battery flag clears at the threshold plus this (no alert per percent of wobble)
 
 # The per-device columns: name → dtype and empty value.
 _DEVICE_COLUMNS: dict[str, tuple[Any, Any]] = {
@@ -94,20 +71,6 @@ _PAIR_COLUMNS: dict[str, tuple[Any, Any]] = {
 _STATE_COLUMNS = ("confirmed", "candidate", "agreeing", "since")
 
 
-def segments(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The indices of the ranges [start, start + count) laid end to end."""
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    return np.repeat(np.asarray(starts, dtype=np.int64) - (ends - counts), counts) + np.arange(total)
-
-
-def _float(value: float) -> float | None:
-    return None if value != value else float(value)  # NaN → None
-
-
 def _ms_of(value: Any) -> int:
     if value is None:
         return NO_TIME
@@ -132,79 +95,6 @@ def zone_state_of(value: Mapping | None) -> tuple[int, int, int, int]:
     else:
         confirmed, candidate, agreeing, since = value.get("s"), value.get("c"), value.get("n"), value.get("t")
     return VERDICT_CODES[confirmed], VERDICT_CODES[candidate], int(agreeing or 0), _ms_of(since)
-
-
-class BatchResult:
-    """What a batch did, computed by `DeviceTable.apply` and applied by `DeviceTable.commit`.
-
-    `live`: per batch row, whether it moved its device's live state; `events`: what the batch raised, in
-    today's order (each with `row`, its batch row); `changed`: slots whose confirmed zone state or flags changed
-    (their state rows belong in the batch's transaction: what its events say is stored with them); `moved`:
-    slots whose live position changed (checkpointed). Candidates and the live position of a slot that is not
-    `changed` are rebuilt after a crash by replaying the positions newer than its state row (`recover`).
-
-    `state_rows(slots)` gives each row's `version` plus one (the row is being written); commit keeps that."""
-
-    def __init__(
-        self,
-        table: DeviceTable,
-        live: np.ndarray,
-        events: list[Raised],
-        slots: np.ndarray,
-        devices: dict[str, np.ndarray],
-        counts: np.ndarray,
-        pairs: np.ndarray,
-        pair_state: dict[str, np.ndarray],
-        changed: np.ndarray,
-        moved: np.ndarray,
-    ):
-        self.table = table
-        self.live = live
-        self.events = events
-        self.slots = slots  # the batch's slots, sorted: the rows of `devices`
-        self.devices = devices  # their columns after the batch
-        self.counts = counts  # their number of zones
-        self.pairs = pairs  # their pair indices (in the table's layout at apply time)
-        self.pair_state = pair_state  # the zone states after the batch, one per pair
-        self.changed = changed
-        self.moved = moved
-        self.layout = table.layout
-        self.generation = table.generation
-        self.written: set[int] = set()  # rows of `devices` whose state rows were asked for
-
-    def _writing(self, slots: Iterable[int] | np.ndarray) -> np.ndarray:
-        """The rows of `devices` of these slots, their versions moved on once (the state row is being written;
-        on commit memory's version follows)."""
-        slots = np.asarray(slots, dtype=np.int64)
-        local = np.searchsorted(self.slots, slots)
-        if len(slots) and (local.max() >= len(self.slots) or not np.array_equal(self.slots[local], slots)):
-            raise ValueError("a slot that is not in this batch")
-        version = self.devices["version"]
-        for i in set(local.tolist()) - self.written:
-            version[i] += 1
-            self.written.add(i)
-        return local
-
-    def state_rows(self, slots: Iterable[int] | np.ndarray) -> list[dict]:
-        """The safety_device_state values of these slots (of this batch) as the batch leaves them."""
-        local = self._writing(slots)
-        starts = np.cumsum(self.counts) - self.counts
-        return [
-            self.table.row_of(
-                {name: values[i] for name, values in self.devices.items()},
-                self.pair_state,
-                range(int(starts[i]), int(starts[i] + self.counts[i])),
-            )
-            for i in local.tolist()
-        ]
-
-    def state_columns(self, slots: Iterable[int] | np.ndarray) -> dict[str, list]:
-        """state_rows as columns of plain values ready for a driver's executemany (zones and flags as JSON
-        text): the fast form, for many rows."""
-        local = self._writing(slots)
-        starts = np.cumsum(self.counts) - self.counts
-        slots = self.slots[local]
-        return self.table.columns_of(self.devices, local, slots, self.pair_state, starts[local], self.counts[local])
 
 
 class DeviceTable:
@@ -359,11 +249,11 @@ class DeviceTable:
         self.pairs_used = total
         if compact or len(old_idx):  # pairs moved (a new device's first segment moves nothing)
             self.layout += 1
-        self._new_revs(self.cols["zone_rev"], slots)
+        self.new_revs(self.cols["zone_rev"], slots)
         if not compact and total > 4 * max(int(self.zone_count[: self.n].sum()), 4096):
             self._lay_out_all()  # mostly left-behind segments: write the live ones again from the start
 
-    def _new_revs(self, revs: np.ndarray, where: np.ndarray) -> None:
+    def new_revs(self, revs: np.ndarray, where: np.ndarray) -> None:
         """Fresh zone revisions (never given out before, so a cached JSON text is never mistaken)."""
         n = len(where) if where.dtype != np.bool_ else int(where.sum())
         revs[where] = np.arange(self._next_rev, self._next_rev + n)
@@ -430,7 +320,7 @@ class DeviceTable:
         if where:
             for name, column in zip(_STATE_COLUMNS, zip(*found, strict=True), strict=True):
                 self.pair[name][where] = column
-        self._new_revs(self.cols["zone_rev"], slots)
+        self.new_revs(self.cols["zone_rev"], slots)
         self.generation += 1
 
     def load_states(self, state_rows: Iterable[Any]) -> None:
@@ -488,11 +378,11 @@ class DeviceTable:
             "person_id": int(device["person_id"]),
             "fix_time": None if device["fix_time"] == NO_TIME else int(device["fix_time"]),
             "received_at": None if device["received_at"] == NO_TIME else int(device["received_at"]),
-            "lat": _float(device["lat"]),
-            "lon": _float(device["lon"]),
-            "speed": _float(device["speed"]),
-            "accuracy": _float(device["accuracy"]),
-            "battery": _float(device["battery"]),
+            "lat": none_if_nan(device["lat"]),
+            "lon": none_if_nan(device["lon"]),
+            "speed": none_if_nan(device["speed"]),
+            "accuracy": none_if_nan(device["accuracy"]),
+            "battery": none_if_nan(device["battery"]),
             "district_code": self.districts[district] if district >= 0 else None,
             "zones": zones,
             "flags": {name: True for name, bit in FLAG_NAMES.items() if flags & bit},
@@ -578,181 +468,7 @@ class DeviceTable:
     def apply(self, cols: Any) -> BatchResult:
         """Run a batch (core.intake.Columns of positions, with `slot` set) through the rules. The table is not
         changed: `commit` the result once the batch's transaction has committed."""
-        n = cols.n
-        slot_col = np.asarray(cols["slot"], dtype=np.int64)
-        fix_col = np.asarray(cols["fix_time"], dtype=np.int64)
-        considered = np.asarray(cols["stored"], dtype=bool) if "stored" in cols else np.ones(n, dtype=bool)
-        live = np.zeros(n, dtype=bool)
-        rows = np.flatnonzero(considered)
-        if not len(rows):
-            empty = np.zeros(0, dtype=np.int64)
-            return BatchResult(self, live, [], empty, {}, empty, empty, {"zone": empty}, empty, empty)
-        # Today's order: devices by first appearance, each one's fixes by time, then by row (the first copy of
-        # a duplicate is the one kept).
-        slots, first, local_of = np.unique(slot_col[rows], return_index=True, return_inverse=True)
-        device_rank = np.argsort(np.argsort(first))[local_of]
-        order = np.lexsort((rows, fix_col[rows], device_rank))
-        rows, local = rows[order], local_of[order]
-        keep = np.ones(len(rows), dtype=bool)
-        keep[1:] = (local[1:] != local[:-1]) | (fix_col[rows[1:]] != fix_col[rows[:-1]])
-        rows, local = rows[keep], local[keep]
-        rank = np.empty(n, dtype=np.int64)
-        rank[rows] = np.arange(len(rows))
-        # The k-th fix of each device goes in round k.
-        starts = np.ones(len(rows), dtype=bool)
-        starts[1:] = local[1:] != local[:-1]
-        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
-        occurrence = np.arange(len(rows)) - group_start
-
-        devices = {name: self.cols[name][slots] for name in self.cols}  # copies: fancy indexing
-        counts = self.zone_count[slots].astype(np.int64)
-        pairs = segments(self.zone_start[slots], counts)
-        pair_state = {name: self.pair[name][pairs] for name in _PAIR_COLUMNS}
-        pair_first = np.cumsum(counts) - counts
-        changed = np.zeros(len(slots), dtype=bool)
-        moved = np.zeros(len(slots), dtype=bool)
-        touched = np.zeros(len(slots), dtype=bool)  # any zone state changed
-        raised: list[tuple[int, int, Raised]] = []
-
-        columns = _BatchColumns(cols)
-        for k in range(int(occurrence.max()) + 1):
-            in_round = occurrence == k
-            self._round(
-                rows[in_round], local[in_round], columns, devices, pair_state, pair_first, counts, live, changed,
-                moved, touched, raised, rank,
-            )  # fmt: skip
-        self._new_revs(devices["zone_rev"], touched)
-        raised.sort(key=lambda r: (r[0], r[1]))
-        return BatchResult(
-            self,
-            live,
-            [r[2] for r in raised],
-            slots,
-            devices,
-            counts,
-            pairs,
-            pair_state,
-            slots[changed].astype(np.int32),
-            slots[moved].astype(np.int32),
-        )
-
-    def _round(
-        self, rows, local, c, devices, pair_state, pair_first, counts, live, changed, moved, touched, raised, rank
-    ):
-        """One fix per device: the rows' devices are distinct, so every update is one scatter."""
-        valid = c.valid[rows]
-        sos = c.sos[rows]
-        # Alarms count even on a late or invalid fix; an invalid one is placed at the last known position.
-        for i in np.flatnonzero(sos).tolist():
-            r, lo = int(rows[i]), int(local[i])
-            if valid[i]:
-                lat, lon, district = _float(c.lat[r]), _float(c.lon[r]), int(c.district[r])
-                data = {}
-            else:
-                lat, lon, district = (
-                    _float(devices["lat"][lo]),
-                    _float(devices["lon"][lo]),
-                    int(devices["district"][lo]),
-                )
-                data = {"fix_invalid": True}
-            raised.append((rank[r], 0, self._raised("sos", r, c, from_ms(c.fix_time[r]), lat, lon, district, data)))
-        last = devices["fix_time"][local]
-        fresh = valid & ((last == NO_TIME) | (c.fix_time[rows] > last))
-        rows, local = rows[fresh], local[fresh]
-        if not len(rows):
-            return
-        live[rows] = True
-        moved[local] = True
-        for name in ("fix_time", "received_at", "lat", "lon", "speed", "accuracy", "district"):
-            devices[name][local] = getattr(c, name)[rows]
-        battery = c.battery[rows]
-        said = ~np.isnan(battery)
-        devices["battery"][local[said]] = battery[said]
-        flags = devices["flags"][local]
-        before = flags.copy()
-        low = self.low_battery
-        became_low = said & (battery <= low) & (flags & LOW_BATTERY == 0)
-        flags[became_low] |= LOW_BATTERY
-        flags[said & (battery >= low + BATTERY_RESET)] &= ~np.uint8(LOW_BATTERY)
-        flags &= ~np.uint8(SILENT)
-        outside = c.outside_city[rows]
-        went_out = outside & (flags & OUTSIDE_CITY == 0)
-        flags[went_out] |= OUTSIDE_CITY
-        flags[~outside] &= ~np.uint8(OUTSIDE_CITY)
-        devices["flags"][local] = flags
-        changed[local[flags != before]] = True
-        for i in np.flatnonzero(became_low | went_out).tolist():
-            r = int(rows[i])
-            at = from_ms(c.fix_time[r])
-            lat, lon, district = float(c.lat[r]), float(c.lon[r]), int(c.district[r])
-            if became_low[i]:
-                data = {"battery": float(battery[i])}
-                raised.append((rank[r], 1, self._raised("low_battery", r, c, at, lat, lon, district, data)))
-            if went_out[i]:
-                raised.append((rank[r], 2, self._raised("outside_city", r, c, at, lat, lon, district, {})))
-        self._zones(rows, local, c, pair_state, pair_first, counts, changed, touched, raised, rank)
-
-    def _zones(self, rows, local, c, pair_state, pair_first, counts, changed, touched, raised, rank):
-        n_pairs = counts[local]
-        p = segments(pair_first[local], n_pairs)
-        if not len(p):
-            return
-        pair_row = np.repeat(rows, n_pairs)
-        plane = self.plane
-        x = np.repeat((c.lon[rows] - plane.lon0) * plane.kx, n_pairs)
-        y = np.repeat((c.lat[rows] - plane.lat0) * plane.ky, n_pairs)
-        zone = pair_state["zone"][p]
-        verdict = self.zone_set.verdicts(zone, x, y, np.repeat(c.accuracy[rows], n_pairs))
-        confirmed, candidate = pair_state["confirmed"][p], pair_state["candidate"][p]
-        agreeing, since = pair_state["agreeing"][p], pair_state["since"][p]
-        settled = (candidate == NONE) & (agreeing == 0) & (since == NO_TIME)
-        acts = (verdict != NONE) & ~((verdict == confirmed) & settled)
-        if not acts.any():
-            return
-        a = np.flatnonzero(acts)
-        p, v, pair_row, zone = p[a], verdict[a], pair_row[a], zone[a]
-        previous = confirmed[a]
-        conf, cand, agr, sin, transition = step_zones(
-            previous, candidate[a], agreeing[a], since[a], v, c.fix_time[pair_row], self.rules, NO_TIME
-        )
-        pair_state["confirmed"][p] = conf
-        pair_state["candidate"][p] = cand
-        pair_state["agreeing"][p] = agr
-        pair_state["since"][p] = sin
-        # Only a new confirmed state must be stored with the batch (its events are): a candidate is rebuilt after a
-        # crash by replaying the positions newer than the state row.
-        pair_local = np.repeat(local, counts[local])[a]
-        touched[pair_local] = True
-        changed[pair_local[transition]] = True
-        # Transitions that raise an event (zone_event's rule, as a mask): into a danger zone; between two
-        # confirmed states of a safe zone.
-        danger = self.zone_set.danger[zone]
-        raising = transition & np.where(danger, v == IN, previous != NONE)
-        for i in np.flatnonzero(raising).tolist():
-            z = self.zone_set.zones[int(zone[i])]
-            kind = zone_event(z.kind, (VERDICT_NAMES[int(previous[i])], VERDICT_NAMES[int(v[i])]))
-            if kind is None:
-                continue
-            r = int(pair_row[i])
-            order = 3 + int(p[i])  # zones in the device's order: its pairs are laid out in that order
-            event = self._raised(
-                kind, r, c, from_ms(int(sin[i])), float(c.lat[r]), float(c.lon[r]), int(c.district[r]), {}, z
-            )
-            raised.append((rank[r], order, event))
-
-    def _raised(self, kind, r, c, at, lat, lon, district, data, zone=None) -> Raised:
-        return Raised(
-            kind,
-            int(c.person_id[r]),
-            int(c.device_id[r]),
-            at,
-            lat,
-            lon,
-            zone,
-            data,
-            self.districts[district] if district >= 0 else None,
-            r,
-        )
+        return apply_batch(self, cols)
 
     def commit(self, result: BatchResult) -> None:
         """Apply a batch's result, once its transaction has committed."""
@@ -778,7 +494,7 @@ class DeviceTable:
                     if q is not None:
                         for name in _STATE_COLUMNS:
                             self.pair[name][q] = result.pair_state[name][j]
-            self._new_revs(self.cols["zone_rev"], result.slots)
+            self.new_revs(self.cols["zone_rev"], result.slots)
         self.generation += 1
 
     def recover(self, positions: Any) -> BatchResult:
@@ -800,19 +516,3 @@ class DeviceTable:
             key: (z["confirmed"], z["candidate"], z["agreeing"], z["since"])
             for key, z in self.state_rows([slot])[0]["zones"].items()
         }
-
-
-class _BatchColumns:
-    """The columns a batch's rules read, as plain arrays (attribute access in the loops)."""
-
-    def __init__(self, cols: Any):
-        self.fix_time = np.asarray(cols["fix_time"], dtype=np.int64)
-        self.received_at = np.asarray(cols["received_at"], dtype=np.int64)
-        self.device_id = np.asarray(cols["device_id"], dtype=np.int64)
-        self.person_id = np.asarray(cols["person_id"], dtype=np.int64)
-        for name in ("lat", "lon", "speed", "accuracy", "battery"):
-            setattr(self, name, np.asarray(cols[name], dtype=np.float64))
-        self.valid = np.asarray(cols["valid"], dtype=bool)
-        self.sos = np.asarray(cols["sos"], dtype=bool)
-        self.outside_city = np.asarray(cols["outside_city"], dtype=bool)
-        self.district = np.asarray(cols["district"], dtype=np.int32)
