@@ -5,6 +5,7 @@ storable (dropped), not yet (retried until done)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 
 import paho.mqtt.client as paho
@@ -31,6 +32,13 @@ def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _run(coro):
+    """Run a coroutine in an event loop of its own thread: the browser tests' Playwright keeps a loop running in
+    the main thread for the whole session."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(60)
 
 
 async def _until(check, timeout: float = 10) -> None:
@@ -87,7 +95,7 @@ def test_each_subscription_gets_its_messages_and_decides_their_fate(mosquitto):
         finally:
             await client.stop()
 
-    stats = asyncio.run(scenario())
+    stats = _run(scenario())
     assert stats == {"received": 4, "acknowledged": 3, "dropped": 1, "retried": 1}
     assert sorted(seen["sensors"]) == [
         ("sensors/1/temp", b"ok"),
