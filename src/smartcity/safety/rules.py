@@ -250,7 +250,9 @@ class ZoneSet:
         self.margin = np.array([rules.margin(z) for z in zones], dtype=np.float64)
         self.reach = np.maximum(self.size, rules.hysteresis_m)  # the accuracy limits: reach (in), 2 × reach
         # The numbers a verdict reads, one row per zone: gathered for a batch's pairs in one step.
-        self.params = np.column_stack([self.reach, self.margin, self.circle, self.cx, self.cy, self.radius])
+        # `limit`: the coarsest accuracy that may say anything about the zone.
+        limit = np.minimum(self.reach * 2, rules.accuracy_max_m)
+        self.params = np.column_stack([self.reach, self.margin, self.circle, self.cx, self.cy, self.radius, limit])
         self.polygons = np.empty(n, dtype=object)
         self.boundaries = np.empty(n, dtype=object)
         self.box = np.zeros((n, 4))
@@ -297,8 +299,8 @@ class ZoneSet:
         acc = np.where(np.isnan(accuracy), rules.default_accuracy_m, accuracy)
         # One gather of every per-zone number; the circle distance is computed for every pair (cheaper than
         # picking the circles out) and replaced for the polygons.
-        reach, margin, circle, cx, cy, radius = self.params[zone].T
-        usable = (acc <= rules.accuracy_max_m) & (acc <= reach * 2)
+        reach, margin, circle, cx, cy, radius, limit = self.params[zone].T
+        usable = acc <= limit
         out = np.zeros(len(zone), dtype=np.int8)
         if not usable.any():
             return out
