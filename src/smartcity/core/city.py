@@ -51,6 +51,10 @@ class CityProfile:
     districts: tuple[DistrictSeed, ...]
     units: tuple[UnitSeed, ...] = field(default=())
     labels: dict = field(default_factory=dict)
+    # The unit that takes what no other unit covers (Seoul: its 120 call centre); None: the city has none.
+    fallback_unit: str | None = None
+    # The district the demo's unit-bound accounts and denser demo data belong to; None: the first district.
+    demo_district: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -91,6 +95,18 @@ def load_profile(name_or_path: str) -> CityProfile:
         raise InvalidInput(f"no city profile {name_or_path!r} (looked for {path})", code="unknown_city")
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     languages = tuple(data.get("languages", ["en"]))
+    units = _expand_units(data)
+    fallback = data.get("fallback_unit") or None
+    # Checked here so a misspelt unit stops the platform at start-up instead of refusing reports later.
+    if fallback is not None and fallback not in {u.code for u in units}:
+        raise InvalidInput(
+            f"city profile {path}: fallback_unit {fallback!r} is not one of its departments", code="unknown_unit"
+        )
+    demo = data.get("demo_district") or None
+    if demo is not None and demo not in {d["code"] for d in data["districts"]}:
+        raise InvalidInput(
+            f"city profile {path}: demo_district {demo!r} is not one of its districts", code="unknown_district"
+        )
     return CityProfile(
         key=path.stem,
         name_ko=data["name_ko"],
@@ -105,6 +121,8 @@ def load_profile(name_or_path: str) -> CityProfile:
         districts=tuple(
             DistrictSeed(d["code"], d["name_ko"], d["name_en"], tuple(d["point"])) for d in data["districts"]
         ),
-        units=_expand_units(data),
+        units=units,
         labels={k: v for k, v in data.items() if "_label_" in k and k.rsplit("_", 1)[1] in languages},
+        fallback_unit=fallback,
+        demo_district=demo,
     )

@@ -14,18 +14,18 @@ DEMO_PASSWORD = "demo-password"
 
 
 def demo_district(profile: CityProfile) -> str | None:
-    """The district whose units the demo's unit-bound accounts belong to."""
-    first = profile.districts[0].code if profile.districts else None
-    return next((d.code for d in profile.districts if d.name_en.startswith("Gangnam")), first)
+    """The district whose units the demo's unit-bound accounts belong to: the profile's `demo_district`,
+    else its first district."""
+    return profile.demo_district or (profile.districts[0].code if profile.districts else None)
 
 
 def demo_accounts(profile: CityProfile) -> list[accounts.NewUser]:
     """An account for each of the core's roles; a module's demo adds accounts for its own roles."""
-    gangnam = demo_district(profile)
+    district = demo_district(profile)
     return [
         accounts.NewUser("admin", DEMO_PASSWORD, "admin", "Administrator"),
         accounts.NewUser("citizen", DEMO_PASSWORD, "citizen", "Kim Minji", email="citizen@example.org"),
-        accounts.NewUser("staff", DEMO_PASSWORD, "staff", "Lee Junho", department=f"{gangnam}-roads"),
+        accounts.NewUser("staff", DEMO_PASSWORD, "staff", "Lee Junho", department=f"{district}-roads"),
         accounts.NewUser("publisher", DEMO_PASSWORD, "publisher", "Jung Eunji"),
     ]
 

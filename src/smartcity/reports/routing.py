@@ -12,7 +12,7 @@ from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.models import Department
-from smartcity.reports.common import _now, reports_settings
+from smartcity.reports.common import _now, profile_of, reports_settings
 from smartcity.reports.models import Category, Route
 from smartcity.reports.taxonomy import _ensure_seeded, get_category, list_categories
 
@@ -32,9 +32,14 @@ def _unit(session: Session, code: str) -> Department | None:
     return session.scalar(select(Department).where(Department.code == code))
 
 
+def fallback_unit_code(session: Session) -> str | None:
+    """The unit of last resort: SMARTCITY_REPORTS_FALLBACK_UNIT, else the city profile's `fallback_unit`."""
+    return reports_settings(session).fallback_unit or profile_of(session).fallback_unit
+
+
 def route_for(session: Session, category: Category, district_code: str) -> Department:
     """The responsible unit: a rule for (category, district), else for (category, any district), else the
-    category's default unit in the district, else the city's fallback unit (120 Dasan)."""
+    category's default unit in the district, else the city's fallback unit (the profile's, or the setting)."""
     rules = {
         r.district_code: r
         for r in session.scalars(
@@ -48,10 +53,20 @@ def route_for(session: Session, category: Category, district_code: str) -> Depar
     if rule is not None:
         return rule.department
     unit = _unit(session, default_unit_code(category, district_code))
+    if unit is not None:
+        return unit
+    fallback = fallback_unit_code(session)
+    unit = _unit(session, fallback) if fallback else None
     if unit is None:
-        unit = _unit(session, reports_settings(session).fallback_unit)
-    if unit is None:
-        raise InvalidInput("no unit is set up to receive reports; run `smartcity init`", code="no_unit")
+        raise InvalidInput(
+            f"no unit receives {category.code!r} reports in district {district_code!r}: "
+            + (
+                f"the fallback unit {fallback!r} is not set up (run `smartcity init`)"
+                if fallback
+                else "the city profile names no fallback_unit (nor SMARTCITY_REPORTS_FALLBACK_UNIT)"
+            ),
+            code="no_unit",
+        )
     return unit
 
 
@@ -72,7 +87,7 @@ def routing_table(session: Session, *, category: str | None = None, district: st
     districts = [district] if district else [a.code for a in geo_index(session.info["db"]).districts]
     units = {d.code: d for d in session.scalars(select(Department))}
     rules = {(r.category_code, r.district_code): r for r in session.scalars(select(Route))}
-    fallback = units.get(reports_settings(session).fallback_unit)
+    fallback = units.get(fallback_unit_code(session) or "")
     out = []
     for cat in cats:
         for dc in districts:

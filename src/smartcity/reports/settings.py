@@ -30,7 +30,9 @@ class ReportsSettings:
         "a partner FixMyStreet on the city's own network. Empty: public addresses only.",
     )
     fallback_unit: str = setting(
-        "dasan120", "Unit that receives reports no routing rule or default unit covers (Seoul: 120 Dasan)."
+        "",
+        "Unit that receives reports no routing rule or district unit covers. Empty: the city profile's "
+        "fallback_unit; with neither, such a report is refused (no_unit) and nothing is stored.",
     )
     # Named as before the module had settings of its own: partners' deployments already set it.
     open311_cors_origins: str = setting(
