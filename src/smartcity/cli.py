@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from smartcity.core import module as modules
-from smartcity.core.cli import city_profile, command_errors, database, read_file
+from smartcity.core.cli import check_ports, city_profile, command_errors, database, listening_ports, read_file
 from smartcity.settings import describe, describe_class, get_settings
 
 
@@ -62,12 +62,20 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the platform over HTTP."""
     import uvicorn
 
+    # The options become the settings the app reads (in every worker): links built from the served address
+    # then carry the port actually served.
+    if host:
+        os.environ["SMARTCITY_HOST"] = host
+    if port:
+        os.environ["SMARTCITY_PORT"] = str(port)
+    get_settings.cache_clear()
     s = get_settings()
+    check_ports(s.host, listening_ports(s))
     uvicorn.run(
         "smartcity.app:create_app",
         factory=True,
-        host=host or s.host,
-        port=port or s.port,
+        host=s.host,
+        port=s.port,
         workers=workers,
         log_level=s.log_level,
         proxy_headers=True,

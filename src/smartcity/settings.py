@@ -19,12 +19,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def setting(default, help: str, *, env: str | None = None, choices: tuple[str, ...] = ()):
+def setting(default, help: str, *, env: str | None = None, choices: tuple[str, ...] = (), listens: bool = False):
     """A setting's declaration: its default and what it means; `choices`: the only values allowed; `env`: its
-    variable's name where it is not the module's prefix + FIELD (a name operators already use)."""
+    variable's name where it is not the module's prefix + FIELD (a name operators already use); `listens`: a
+    port the serving process opens (0: none), checked before `smartcity serve` starts."""
     metadata: dict[str, Any] = {"help": help}
     if env:
         metadata["env"] = env
+    if listens:
+        metadata["listens"] = True
     if choices:
         metadata["choices"] = choices
     return field(default=default, metadata=metadata)
@@ -82,7 +85,7 @@ class Settings:
     city: str = setting("seoul", "City profile: a bundled name (seoul) or the path of a profile TOML file.")
     secret_key: str = setting("", "Key that signs session cookies. Empty: one is generated and kept in var/secret_key.")
     host: str = setting("127.0.0.1", "Address `smartcity serve` listens on.")
-    port: int = setting(8000, "Port of the web server.")
+    port: int = setting(8000, "Port of the web server.", listens=True)
     tile_url: str = setting(
         "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         "Base-map tile URL template; empty for no base map (district outlines still show).",
@@ -137,6 +140,13 @@ class Settings:
     def with_env(self, **variables: str) -> Settings:
         """These settings with some variables of `env` replaced (a module's setting changed for one use)."""
         return replace(self, env={**self.env, **variables})
+
+    @property
+    def site_url(self) -> str:
+        """The site as served (SMARTCITY_HOST, SMARTCITY_PORT): the base of absolute links when no public URL
+        is set. A wildcard address names no host a reader can use, so it becomes localhost."""
+        host = "localhost" if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def is_postgres(self) -> bool:

@@ -16,8 +16,9 @@ from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized, translate
 from smartcity.core.models import User
-from smartcity.reports.common import _loc, parse_bbox, profile_of, reports_settings, settings_of, status_name
+from smartcity.reports.common import _loc, parse_bbox, profile_of, settings_of, status_name
 from smartcity.reports.models import Report, ReportContact, Subscription
+from smartcity.reports.settings import public_url
 from smartcity.settings import Settings
 
 EMAIL = re.compile(r"^[^@\s<>]{1,64}@[^@\s<>]{1,190}\.[^@\s<>]{2,}$")
@@ -68,7 +69,7 @@ def _message(kind: str, language: str, **values) -> tuple[str, str]:
 
 
 def _base_url(session: Session) -> str:
-    return reports_settings(session).public_url.rstrip("/")
+    return public_url(settings_of(session))
 
 
 def _notify_reporter(

@@ -69,7 +69,7 @@ from smartcity.reports.open311_wire import (
     report_of_token,
     respond,
 )
-from smartcity.reports.settings import ReportsSettings
+from smartcity.reports.settings import ReportsSettings, public_url
 
 router = APIRouter(tags=["open311"], include_in_schema=False)
 
@@ -85,7 +85,7 @@ def discovery(request: Request, fmt: str) -> Response:
     profile = request.app.state.profile
     lang = language(request)
     base = _base_url(request)
-    site = f"{request.app.state.context.settings_of(ReportsSettings).public_url.rstrip('/')}/reports"
+    site = f"{public_url(request.app.state.settings)}/reports"
     contact = f"{profile.name(lang)} {gettext(lang, 'Community Mapping')} — {site}"
     key_service = gettext(lang, "API keys are issued by the city's administrators (smartcity open311 keys create NAME)")
     doc = {

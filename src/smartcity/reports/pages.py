@@ -29,7 +29,7 @@ from smartcity.core.web import gettext, language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
 from smartcity.reports import service as S
-from smartcity.reports.settings import ReportsSettings
+from smartcity.reports.settings import ReportsSettings, public_url
 
 router = APIRouter(include_in_schema=False)
 
@@ -182,7 +182,7 @@ def where_json(request: Request, lat: str, lon: str):
 
 @router.get("/reports/{report_id:int}/submitted", response_class=HTMLResponse)
 def submitted(request: Request, report_id: int):
-    base = request.app.state.context.settings_of(ReportsSettings).public_url.rstrip("/")
+    base = public_url(request.app.state.settings)
     with request.app.state.db.session() as s:
         report = S.get_report(s, report_id)
         view = S.public_view(report, language_of(request))

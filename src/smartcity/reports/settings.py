@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smartcity.settings import setting
+from smartcity.settings import Settings, setting
 
 
 @dataclass(frozen=True)
 class ReportsSettings:
     public_url: str = setting(
-        "http://127.0.0.1:8000", "Public base URL of the site, for links in report notifications and feeds."
+        "",
+        "Public base URL of the site, for links in report notifications, feeds and Open311. Empty: the address "
+        "it is served at (http://SMARTCITY_HOST:SMARTCITY_PORT); set it behind a proxy or a public name.",
     )
     allow_anonymous: bool = setting(
         True, "Let people report without signing in (as FixMyStreet does); contact details stay optional."
@@ -44,3 +46,8 @@ class ReportsSettings:
     contact_retention_days: int = setting(
         365, "Days after a report is closed before the reporter's contact details are deleted."
     )
+
+
+def public_url(settings: Settings) -> str:
+    """The base of the site's absolute links, without a trailing slash: the setting, else as served."""
+    return (settings.of(ReportsSettings).public_url or settings.site_url).rstrip("/")

@@ -64,6 +64,7 @@ class SafetySettings:
         "Port of the OsmAnd listener for Traccar Client phones (on SMARTCITY_HOST, beside the web server); "
         "0: off. The protocol is also served at /osmand on the web server's port.",
         env="SMARTCITY_OSMAND_PORT",
+        listens=True,
     )
     device_max_bytes: int = setting(
         256 * 1024, "Largest body a device may send (OsmAnd, OwnTracks over HTTP), in bytes; larger: 413."
