@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,7 +26,15 @@ from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.jobs import Scheduler
 from smartcity.core.module import Module, declare, discover, install, jobs
-from smartcity.core.web import ERROR_RESPONSES, STATIC, Metrics, MetricsMiddleware, error_response
+from smartcity.core.web import (
+    ERROR_RESPONSES,
+    STATIC,
+    Metrics,
+    MetricsMiddleware,
+    asset,
+    error_response,
+    server_error_response,
+)
 from smartcity.settings import Settings, get_settings
 
 log = logging.getLogger("smartcity")
@@ -69,7 +79,7 @@ def create_app(
         version=__version__,
         description="Open smart-city platform API. Errors share one shape: "
         '`{"error": {"code": "...", "message": "...", "details": ...}}`.',
-        docs_url="/api/docs",
+        docs_url=None,  # served below from the platform's own copy of Swagger UI, not a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
@@ -100,6 +110,9 @@ def create_app(
             request, InvalidInput("a value is out of the range the platform accepts", code="out_of_range")
         )
 
+    # Starlette's outermost layer answers with this, then lets the server log the exception as well.
+    app.add_exception_handler(Exception, server_error_response)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 404:
@@ -109,6 +122,17 @@ def create_app(
         response = error_response(request, err)
         response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
         return response
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        """The API's documentation, working offline: Swagger UI from the web build (web/build.mjs)."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "",
+            title=f"{app.title} API",
+            swagger_js_url=asset("swagger-ui/swagger-ui-bundle.js"),
+            swagger_css_url=asset("swagger-ui/swagger-ui.css"),
+            swagger_favicon_url=asset("swagger-ui/favicon-32x32.png"),
+        )
 
     app.include_router(core_api.router)
     app.include_router(core_pages.router)

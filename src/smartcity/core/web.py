@@ -211,8 +211,37 @@ def error_response(request: Request, exc: SmartCityError) -> Response:
             from fastapi.responses import RedirectResponse
 
             return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
-        return render(request, "error.html", status_code=exc.status, error=exc)
+        return render(request, "error.html", status_code=exc.status, error=exc, back=_way_back(request))
     return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+def _way_back(request: Request) -> str | None:
+    """The page the reader came from, as a path on this site; None for another site's page (the error page
+    must not become a link to anywhere a referrer names) or the failing page itself."""
+    from urllib.parse import urlsplit
+
+    referrer = urlsplit(request.headers.get("referer", ""))
+    if referrer.scheme not in ("http", "https") or referrer.netloc != request.url.netloc:
+        return None
+    path = referrer.path or "/"
+    if not path.startswith("/") or path.startswith("//") or path == request.url.path:
+        return None
+    return path + (f"?{referrer.query}" if referrer.query else "")
+
+
+def server_error_response(request: Request, exc: Exception) -> Response:
+    """An unexpected failure: the error page in the reader's language (JSON for the API), nothing of its
+    cause shown (the server logs it with its traceback)."""
+    error = SmartCityError("something went wrong on the platform's side; try again shortly")
+    # Who is asking is not looked up again: the store may be what failed.
+    if getattr(request.state, "identity", None) is None:
+        from smartcity.core.auth import ANONYMOUS
+
+        request.state.identity = ANONYMOUS
+    try:
+        return error_response(request, error)
+    except Exception:  # noqa: BLE001 - the page itself failed: the plainest answer still says what happened
+        return Response("500 Internal Server Error", status_code=500, media_type="text/plain")
 
 
 # --- metrics --------------------------------------------------------------------------------------
