@@ -91,6 +91,8 @@ def demo(ctx: click.Context, then_serve: bool) -> None:
     """Set up the embedded database with the city profile, demo accounts and demo data, then serve."""
     from smartcity.core.demo import load_demo
 
+    if then_serve:  # a taken port said before the demo is loaded, not after
+        check_ports(get_settings().host, listening_ports(get_settings()))
     ctx.invoke(init)
     for line in load_demo(database(), city_profile()):
         click.echo(line)

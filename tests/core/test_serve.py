@@ -94,3 +94,18 @@ def test_a_served_site_links_to_the_port_given_on_the_command_line(sqlite_url, t
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_demo_says_a_taken_port_before_loading_anything(tmp_path):
+    with _held() as holder:
+        taken = holder.getsockname()[1]
+        run = subprocess.run(
+            [SMARTCITY, "demo"],
+            env=_env(tmp_path, SMARTCITY_PORT=str(taken), SMARTCITY_OSMAND_PORT="0"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert f"port {taken} " in run.stderr and "SMARTCITY_PORT" in run.stderr
+    assert not (tmp_path / "serve.db").exists()  # nothing was set up for a demo that cannot be served
