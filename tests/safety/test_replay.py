@@ -3,7 +3,7 @@
 tests/safety/data/recorded_stream.json.gz holds a recorded stream (people walking between home and school
 with jitter, coarse fixes, duplicates, late fixes, invalid fixes, SOS, low batteries, trips outside the city)
 and, for each batch size, the events, live flags and final states that the engine of commit ce1d064 gave for
-it (tests/safety/data/record_stream.py made it). Here the same stream goes through `DeviceTable` in batches
+it (scripts/record_safety_stream.py made it). Here the same stream goes through `DeviceTable` in batches
 of the same sizes; any change to a rule changes some event, flag or state and fails this test."""
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Record a realistic position stream and the events the per-position engine of commit ce1d064 raised for it
 (tests/safety/test_replay.py replays the stream through state.DeviceTable and expects the same).
 
-    .venv/bin/python tests/safety/data/record_stream.py
+    .venv/bin/python scripts/record_safety_stream.py
 
 writes tests/safety/data/recorded_stream.json.gz. The engine is taken from git (`git show
 ce1d064:src/smartcity/safety/engine.py`) and its own per-fix method (`_apply`) is driven the way its batch
 commit drove it: duplicates (same device and fix time) dropped, each device's fixes of a batch in fix-time
-order, devices in order of first appearance. Only the rules are recorded: nothing is stored.
+order, devices in order of first appearance. Only the rules are recorded: nothing is stored. (A tool, not a
+test: it drives that engine's own per-fix method, `_apply`, which no public call reaches without a store.)
 
 The stream: people walking between a home (circle) and a school (polygon, some with a third circle zone),
 two danger zones, GPS jitter and coarse fixes, fixes without accuracy, duplicates, late (out-of-order) fixes,
@@ -27,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-HERE = Path(__file__).parent
-OUT = HERE / "recorded_stream.json.gz"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "safety" / "data" / "recorded_stream.json.gz"
 COMMIT = "ce1d064"
 CENTER = (37.5665, 126.9780)
 RULES = {"confirm_fixes": 2, "hysteresis_m": 30.0, "accuracy_max_m": 150.0}
@@ -211,7 +212,7 @@ def _load_old_engine():
         check=True,
         capture_output=True,
         text=True,
-        cwd=HERE,
+        cwd=ROOT,
     ).stdout
     path = Path("/tmp") / f"safety_engine_{COMMIT}.py"
     path.write_text(source)
