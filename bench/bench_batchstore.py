@@ -2,6 +2,10 @@
 batches of 1,000 and 5,000, on SQLite and on PostgreSQL; each also with one device-state row updated per
 position's device (`update_rows`), as the intake does when a device's state changes.
 
+Then the same at 0, 1M and 3M rows of history already stored (batches of 5,000, positions only): the keyed
+table written directly, and on SQLite also through the staging table (`SQLiteBatchStore(staging=True)`) with its
+mover running meanwhile — "sustained" counts the time to move what was still staged at the end.
+
 Rows arrive as the intake's columns (numpy arrays, NaN = absent) for random devices, so a batch writes all over
 the (device, fix time) key, as a city's devices do. Each batch is one transaction, committed (durable in WAL
 with synchronous=NORMAL on SQLite; fsync'd by PostgreSQL's commit).
@@ -140,8 +144,75 @@ def _run_store(db, quick: bool) -> dict:
     return results
 
 
+def _history(db, rows: int) -> None:
+    """Fill the positions table up to `rows` rows of older history (in key order, so filling is quick)."""
+    from smartcity.core.batchstore import batch_store
+
+    with db.engine.connect() as conn:
+        have = conn.exec_driver_sql("SELECT count(*) FROM safety_positions").scalar()
+    per_device = -(-rows // DEVICES)
+    store = batch_store(db)
+    step = 200_000
+    rng = np.random.default_rng(7)
+    while have < rows:
+        n = min(step, rows - have)
+        index = np.arange(have, have + n, dtype=np.int64)
+        cols = _columns(rng, 0, n, DEVICES)
+        cols["device_id"] = cols["person_id"] = index // per_device % DEVICES + 1
+        cols["fix_time"] = T0 - 10**9 + (index % per_device) * 10_000 + index // (per_device * DEVICES)
+        cols["received_at"] = cols["fix_time"] + 500
+        with db.engine.begin() as conn:
+            store.insert_new(conn, "safety_positions", cols, ("device_id", "fix_time"), maybe_present=False)
+        have += n
+
+
+def _depth_run(db, rows: int, staged: bool, seed: int, offset: int) -> dict:
+    """Positions through the store at the current history depth, batches of 5,000; with `staged` (SQLite) the
+    mover runs meanwhile and what it has not moved at the end is flushed: `sustained` counts that too."""
+    from smartcity.core.batchstore import StagingMover, batch_store
+
+    store = batch_store(db, background_checkpoints=False, staging=staged)
+    rng = np.random.default_rng(seed)
+    batch = 5000
+    batches = [_columns(rng, offset + i * batch, batch, DEVICES) for i in range(rows // batch)]
+    mover = StagingMover(db.engine.url.database, "safety_positions", every=2.0).start() if staged else None
+    t0 = time.perf_counter()
+    for cols in batches:
+        with db.engine.begin() as conn:
+            store.prepare(conn)
+            # As the engine calls it: each fix is newer than its device's last stored one, so none is looked up.
+            fresh = np.zeros(len(cols["device_id"]), dtype=bool)
+            store.insert_new(conn, "safety_positions", cols, ("device_id", "fix_time"), maybe_present=fresh)
+    intake = time.perf_counter() - t0
+    out = {"positions": rows, "intake_per_s": round(rows / intake)}
+    if mover is not None:
+        mover.stop()
+        t1 = time.perf_counter()
+        left = store.flush_staged(db.engine, "safety_positions")
+        flush = time.perf_counter() - t1
+        sustained = round(rows / (intake + flush))
+        out |= {"moved_meanwhile": mover.moved, "flushed_after": left, "sustained_per_s": sustained}
+    return out
+
+
+def _run_depths(db, quick: bool) -> dict:
+    """The keyed table written directly, and (SQLite) through the staging table, at 0 / 1M / 3M rows of history."""
+    depths = (0, 200_000) if quick else (0, 1_000_000, 3_000_000)
+    rows = 20_000 if quick else 100_000
+    layouts = ("keyed", "staged") if not db.is_postgres else ("keyed",)
+    out, offset = {}, 10**8
+    for depth in depths:
+        _history(db, depth)
+        for layout in layouts:
+            key = f"{layout}_history_{depth}"
+            out[key] = _depth_run(db, rows, layout == "staged", seed=depth + len(layout), offset=offset)
+            offset += rows
+            print(f"   {db.engine.dialect.name} {key}: {out[key]}", flush=True)
+    return out
+
+
 def run(quick: bool = False) -> dict:
-    from smartcity.core.db import Database
+    from smartcity.core.db import Database, migrate
     from tests.servers import PostgresServer
 
     out = {"devices": DEVICES}
@@ -151,12 +222,27 @@ def run(quick: bool = False) -> dict:
             out["sqlite"] = _run_store(db, quick)
         finally:
             db.dispose()
+        db = Database(f"sqlite:///{Path(tmp) / 'depth.db'}")
+        try:
+            migrate(db.url)
+            _registry(db, DEVICES)
+            out["sqlite_by_history"] = _run_depths(db, quick)
+        finally:
+            db.dispose()
     pg = PostgresServer().start()
     try:
         pg.execute("CREATE DATABASE bench")
         db = Database(pg.url("bench"))
         try:
             out["postgresql"] = _run_store(db, quick)
+        finally:
+            db.dispose()
+        pg.execute("CREATE DATABASE depth")
+        db = Database(pg.url("depth"))
+        try:
+            migrate(db.url)
+            _registry(db, DEVICES)
+            out["postgresql_by_history"] = _run_depths(db, quick)
         finally:
             db.dispose()
     finally:

@@ -5,6 +5,7 @@ PostgreSQL's daily partitions are made and dropped by day."""
 from __future__ import annotations
 
 import math
+import time
 from datetime import date, timedelta
 
 import numpy as np
@@ -189,3 +190,98 @@ def test_postgres_daily_partitions_are_made_ahead_and_dropped_by_day(postgres_ur
 def test_day_ms_is_the_utc_midnight():
     assert day_ms(date(1970, 1, 2)) == 86_400_000
     assert day_ms(date(2026, 3, 2)) - day_ms(date(2026, 3, 1)) == timedelta(days=1) // timedelta(milliseconds=1)
+
+
+# --- staging (SQLite): new rows appended to a small staging table, moved into the keyed table in key order ----
+
+
+@pytest.fixture
+def staged(sqlite_url):
+    from smartcity.core.batchstore import STAGED, stage
+    from smartcity.core.db import Database
+
+    db = Database(sqlite_url)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE bs_items (owner INTEGER NOT NULL, at INTEGER NOT NULL, label VARCHAR(20) NOT NULL, "
+                "reading FLOAT, PRIMARY KEY (owner, at)) WITHOUT ROWID"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TABLE bs_items_recent (id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, at INTEGER NOT NULL, "
+                "label VARCHAR(20) NOT NULL, reading FLOAT, UNIQUE (owner, at))"
+            )
+        )
+    stage("bs_items", "bs_items_recent", ("owner", "at"))
+    yield db
+    STAGED.pop("bs_items", None)
+    db.dispose()
+
+
+def _staged_rows(db) -> list[tuple]:
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT owner, at, label FROM bs_items_recent ORDER BY id"))]
+
+
+def test_staged_rows_wait_in_arrival_order_and_duplicates_are_found_in_both_tables(staged):
+    store = SQLiteBatchStore(staging=True)
+    with staged.engine.begin() as conn:
+        conn.execute(text("INSERT INTO bs_items VALUES (1, 10, 'moved', 0)"))
+    cols = _columns([2, 1, 3, 2, 1], [5, 10, 7, 5, 11], ["a", "in main", "b", "twice", "c"], [0, 0, 0, 0, 0])
+    with staged.engine.begin() as conn:
+        mask = store.insert_new(conn, "bs_items", cols, ("owner", "at"))
+    assert mask.tolist() == [True, False, True, False, True]
+    assert _staged_rows(staged) == [(2, 5, "a"), (3, 7, "b"), (1, 11, "c")]
+    again = _columns([3, 4], [7, 1], ["staged before", "new"], [0, 0])
+    with staged.engine.begin() as conn:
+        assert store.insert_new(conn, "bs_items", again, ("owner", "at")).tolist() == [False, True]
+    assert [r[0] for r in _table(staged)] == [1]  # the keyed table is not written by the intake
+
+
+def test_rows_promised_new_are_not_looked_up(staged):
+    """A row flagged as newer than its device's last is staged without a look-up in the keyed table."""
+    store = SQLiteBatchStore(staging=True)
+    cols = _columns([1, 2], [10, 10], ["a", "b"], [0, 0])
+    with staged.engine.begin() as conn:
+        mask = store.insert_new(conn, "bs_items", cols, ("owner", "at"), maybe_present=np.array([False, False]))
+    assert mask.tolist() == [True, True] and len(_staged_rows(staged)) == 2
+
+
+def test_moves_take_whole_devices_in_key_order_until_nothing_is_staged(staged):
+    store = SQLiteBatchStore(staging=True)
+    owners = [3, 1, 2, 1, 3, 1, 1]
+    cols = _columns(owners, [30, 12, 20, 11, 31, 14, 13], list("abcdefg"), [0] * 7)
+    with staged.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", cols, ("owner", "at"))
+    with staged.engine.begin() as conn:
+        # Owner 1 alone has more rows than asked for: it still moves, whole.
+        assert store.move_staged(conn, "bs_items", max_rows=2) == 4
+    assert [(o, a) for o, a, *_ in _table(staged)] == [(1, 11), (1, 12), (1, 13), (1, 14)]
+    assert store.flush_staged(staged.engine, "bs_items", max_rows=2) == 3
+    assert _staged_rows(staged) == [] and [(o, a) for o, a, *_ in _table(staged)] == [
+        (1, 11),
+        (1, 12),
+        (1, 13),
+        (1, 14),
+        (2, 20),
+        (3, 30),
+        (3, 31),
+    ]
+
+
+def test_the_mover_thread_moves_what_is_staged(staged):
+    from smartcity.core.batchstore import StagingMover
+
+    store = SQLiteBatchStore(staging=True)
+    with staged.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", _columns([5, 6], [1, 1], ["a", "b"], [0, 0]), ("owner", "at"))
+    mover = StagingMover(staged.engine.url.database, "bs_items", every=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while _staged_rows(staged) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        mover.stop()
+    assert _staged_rows(staged) == [] and mover.moved == 2 and len(_table(staged)) == 2

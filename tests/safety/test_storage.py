@@ -100,3 +100,37 @@ def test_the_upgrade_converts_existing_rows_and_the_downgrade_gives_them_back(db
         assert state_time == "2026-03-01 08:31:00.000000"
     assert len({r.id for r in rows}) == 2
     command.upgrade(cfg, "heads")
+
+
+def test_staged_positions_are_read_deleted_and_purged_with_the_others(db, settings):
+    """Fixes a staging writer has not moved yet (safety_positions_recent) are part of the track, of a history
+    deletion and of the retention purge."""
+    from smartcity.safety import service
+    from smartcity.safety.models import RecentPositionRow
+
+    w = make_world(db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier, later = now - timedelta(minutes=20), now - timedelta(minutes=10)
+    with db.session() as s:
+        old = now - timedelta(days=40)
+        for model, at in ((PositionRow, earlier), (RecentPositionRow, later), (RecentPositionRow, old)):
+            s.add(
+                model(
+                    device_id=w.device_id,
+                    person_id=w.person_id,
+                    fix_time=at,
+                    received_at=at,
+                    lat=HOME[0],
+                    lon=HOME[1],
+                    protocol="test",
+                    outside_city=False,
+                )
+            )
+    assert service.purge_history(db, settings, now=now) == 1  # the staged one older than the retention
+    mother = w.identity(db, w.guardian_id)
+    with db.session() as s:
+        track = service.track(s, mother, w.person_id, since=now - timedelta(hours=1))
+        assert [p["fix_time"] for p in track] == [earlier.isoformat(), later.isoformat()]
+        assert service.delete_history(s, w.person_id, actor="test")["positions"] == 2
+    with db.session() as s:
+        assert s.scalar(select(RecentPositionRow.device_id)) is None and s.scalar(select(PositionRow.device_id)) is None

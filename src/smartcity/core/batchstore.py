@@ -18,6 +18,7 @@ in epoch milliseconds (`ensure_daily_partitions`, `drop_daily_partitions_before`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sqlite3
@@ -91,11 +92,18 @@ class BatchStore(Protocol):
         """Tune the connection of an intake transaction (called at its start)."""
 
     def insert_new(
-        self, conn, table: str, columns: Mapping[str, Any], key_columns: Sequence[str], *, maybe_present: bool = True
+        self,
+        conn,
+        table: str,
+        columns: Mapping[str, Any],
+        key_columns: Sequence[str],
+        *,
+        maybe_present: bool | np.ndarray = True,
     ) -> np.ndarray:
         """Store the rows whose key is new; the stored mask (see the module's docstring). `maybe_present=False`
         promises that no row's key is in the table or repeated in the batch (a backend may then write faster;
-        a broken promise is an integrity error, never a silent loss)."""
+        a broken promise is an integrity error, never a silent loss); a boolean array says it row by row (False
+        for a fix newer than its device's last stored one, say)."""
 
     def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Rows) -> int:
         """UPDATE the rows identified by `key` with the other values of each row (a list of dicts, or columns
@@ -141,15 +149,33 @@ def _update_params(key: Sequence[str], rows) -> tuple[list[str], list[tuple]]:
     return columns, [tuple(row[c] for c in columns) + tuple(row[k] for k in key) for row in rows]
 
 
+# Tables whose new rows a SQLite store with staging appends to a staging table first (see SQLiteBatchStore):
+# table → (staging table, key columns). Declared by the module owning the tables (`stage`).
+STAGED: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def stage(table: str, staging: str, key: Sequence[str]) -> None:
+    """Declare that `table`'s new rows may be staged in `staging` (same columns, a unique index on `key`)."""
+    STAGED[_name(table)] = (_name(staging), tuple(_name(k) for k in key))
+
+
 class SQLiteBatchStore:
     """executemany in the caller's transaction. A batch is first written as it is; only when SQLite reports
     fewer rows changed than given (a replay, a repeated key) is it written again, row by row from a savepoint,
-    to learn which rows were new. So a batch of new rows costs one executemany and no read."""
+    to learn which rows were new. So a batch of new rows costs one executemany and no read.
+
+    With `staging`, a staged table's rows (`stage`) are appended to its staging table instead: rows in arrival
+    order whose only index (the key) stays small, so a batch writes a few pages however deep the history is,
+    where the main table, clustered by its key, would take one page write per row of a random device. Rows that
+    may already be stored (`maybe_present`) are looked up in the main table first. `move_staged` (run by a
+    `StagingMover` between batches, or at the end) moves staged rows into the main table in key order, so the
+    rows of one device that arrived over many batches share one page write. Readers read both tables."""
 
     dialect = "sqlite"
 
-    def __init__(self, background_checkpoints: bool = False):
+    def __init__(self, background_checkpoints: bool = False, staging: bool = False):
         self.background_checkpoints = background_checkpoints
+        self.staging = staging
         self._sql: dict[tuple, str] = {}
 
     def prepare(self, conn) -> None:
@@ -162,11 +188,56 @@ class SQLiteBatchStore:
             raw.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
 
     def insert_new(
-        self, conn, table: str, columns: Mapping[str, Any], key_columns: Sequence[str], *, maybe_present: bool = True
+        self,
+        conn,
+        table: str,
+        columns: Mapping[str, Any],
+        key_columns: Sequence[str],
+        *,
+        maybe_present: bool | np.ndarray = True,
     ) -> np.ndarray:
         names, rows, n = _rows(columns)
         stored = np.zeros(n, dtype=bool)
         if not n:
+            return stored
+        raw = _driver(conn)
+        if not raw.in_transaction:
+            raw.execute("BEGIN")  # the savepoints below must not be the transaction itself
+        target, check = table, maybe_present
+        if self.staging and table in STAGED:
+            target = STAGED[table][0]
+            present = self._present(conn, table, names, rows, key_columns, maybe_present)
+            if present.any():
+                keep = np.flatnonzero(~present)
+                stored[keep] = self._insert(conn, target, names, [rows[i] for i in keep.tolist()], True)
+                return stored
+            check = True  # the staging table's key still catches a row staged before, or twice in this batch
+        elif not isinstance(maybe_present, bool):
+            check = bool(np.any(maybe_present))
+        stored[:] = self._insert(conn, target, names, rows, bool(check))
+        return stored
+
+    def _present(self, conn, table, names, rows, key_columns, maybe_present) -> np.ndarray:
+        """Which rows' keys are in `table` already (looked up only for the rows that may be)."""
+        n = len(rows)
+        present = np.zeros(n, dtype=bool)
+        candidates = np.arange(n) if maybe_present is True else np.flatnonzero(np.asarray(maybe_present, dtype=bool))
+        if maybe_present is False or not len(candidates):
+            return present
+        at = [names.index(k) for k in key_columns]
+        where = " AND ".join(f"{_name(k)} = ?" for k in key_columns)
+        # One point look-up per candidate, through the key: a row-value IN (VALUES …) list is not planned as one.
+        sql = f"SELECT 1 FROM {_name(table)} WHERE {where}"
+        cur = _driver(conn).cursor()
+        with _errors_as_sqlalchemy(conn, sql):
+            for i in candidates.tolist():
+                row = rows[i]
+                present[i] = cur.execute(sql, [row[j] for j in at]).fetchone() is not None
+        return present
+
+    def _insert(self, conn, table: str, names: list[str], rows: list[tuple], maybe_present: bool) -> np.ndarray:
+        stored = np.zeros(len(rows), dtype=bool)
+        if not rows:
             return stored
         raw = _driver(conn)
         sql = self._sql.get((table, tuple(names), maybe_present))
@@ -176,14 +247,12 @@ class SQLiteBatchStore:
                 # uniqueness only: a NOT NULL or foreign key violation still fails
                 + (" ON CONFLICT DO NOTHING" if maybe_present else "")
             )
-        if not raw.in_transaction:
-            raw.execute("BEGIN")  # the savepoint below must not be the transaction itself
         raw.execute("SAVEPOINT batch_insert")
         try:
             with _errors_as_sqlalchemy(conn, sql):
                 before = raw.total_changes
                 raw.executemany(sql, rows)
-                if raw.total_changes - before == n:
+                if raw.total_changes - before == len(rows):
                     stored[:] = True
                 else:
                     raw.execute("ROLLBACK TO batch_insert")
@@ -197,6 +266,38 @@ class SQLiteBatchStore:
         finally:
             raw.execute("RELEASE batch_insert")
         return stored
+
+    def move_staged(self, conn, table: str, max_rows: int = 20_000) -> int:
+        """Move up to about `max_rows` staged rows of `table` (those of the lowest keys, whole devices at a time)
+        into it, in key order; returns how many left the staging table. Call it in a transaction of its own."""
+        staging, key = STAGED[table]
+        raw = _driver(conn)
+        lead = key[0]
+        order = ", ".join(key)
+        # The first key value beyond `max_rows` rows: everything below it moves (all of each device), or all of
+        # the first device when it alone has more.
+        bound = raw.execute(f"SELECT {lead} FROM {staging} ORDER BY {order} LIMIT 1 OFFSET ?", (max_rows,)).fetchone()
+        where, params = "", ()
+        if bound is not None:
+            first = raw.execute(f"SELECT min({lead}) FROM {staging}").fetchone()[0]
+            where, params = (f" WHERE {lead} <= ?" if first == bound[0] else f" WHERE {lead} < ?"), (bound[0],)
+        cols = ", ".join(r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall())
+        sql = (
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{where} ORDER BY {order} ON CONFLICT DO NOTHING"
+        )
+        with _errors_as_sqlalchemy(conn, sql):
+            raw.execute(sql, params)
+            return raw.execute(f"DELETE FROM {staging}{where}", params).rowcount
+
+    def flush_staged(self, engine, table: str, max_rows: int = 20_000) -> int:
+        """Move every staged row of `table`, a transaction per `max_rows`; returns how many moved."""
+        moved = 0
+        while True:
+            with engine.begin() as conn:
+                n = self.move_staged(conn, table, max_rows)
+            moved += n
+            if n == 0:
+                return moved
 
     def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Rows) -> int:
         if not _count(rows):
@@ -221,7 +322,13 @@ class PostgresBatchStore:
         """Nothing to tune per transaction: PostgreSQL's settings are the server's."""
 
     def insert_new(
-        self, conn, table: str, columns: Mapping[str, Any], key_columns: Sequence[str], *, maybe_present: bool = True
+        self,
+        conn,
+        table: str,
+        columns: Mapping[str, Any],
+        key_columns: Sequence[str],
+        *,
+        maybe_present: bool | np.ndarray = True,
     ) -> np.ndarray:
         names, rows, n = _rows(columns)
         stored = np.zeros(n, dtype=bool)
@@ -229,7 +336,7 @@ class PostgresBatchStore:
             return stored
         table = _name(table)
         cur = _driver(conn).cursor()
-        if not maybe_present:
+        if not np.any(maybe_present):
             sql = f"COPY {table} ({', '.join(names)}) FROM STDIN"
             with _errors_as_sqlalchemy(conn, sql), cur.copy(sql) as copy:
                 for row in rows:
@@ -330,16 +437,72 @@ class PostgresBatchStore:
         return dropped
 
 
+class StagingMover:
+    """SQLite: moves a staged table's rows into it (`SQLiteBatchStore.move_staged`) every `every` seconds from a
+    thread and connection of its own, in transactions of about `max_rows` rows, so the writer waits at most one
+    short move for the store's write lock. A longer `every` lets more of each device's fixes gather in the
+    staging table, to share one page write of the main table."""
+
+    def __init__(self, path: str, table: str, every: float = 5.0, max_rows: int = 20_000):
+        self.path, self.table, self.every, self.max_rows = path, table, every, max_rows
+        self.moved = 0
+        self._store = SQLiteBatchStore(staging=True)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> StagingMover:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="staging-mover", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        try:
+            while not self._stopping.wait(self.every):
+                self.round(conn)
+        finally:
+            conn.close()
+
+    def round(self, conn) -> int:
+        """Move everything staged now, a transaction per `max_rows`."""
+        moved = 0
+        while not self._stopping.is_set():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                n = self._store.move_staged(conn, self.table, self.max_rows)
+                conn.execute("COMMIT")
+            except (sqlite3.Error, DBAPIError) as exc:  # busy: the next round does it
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                log.debug("staging move skipped: %s", exc)
+                break
+            moved += n
+            if n < self.max_rows:
+                break
+        self.moved += moved
+        return moved
+
+
 def day_ms(day: date) -> int:
     """The start of a UTC day in epoch milliseconds."""
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
 
 
-def batch_store(db, background_checkpoints: bool = False) -> SQLiteBatchStore | PostgresBatchStore:
-    """The batch store for `db`'s backend."""
+def batch_store(
+    db, background_checkpoints: bool = False, staging: bool = False
+) -> SQLiteBatchStore | PostgresBatchStore:
+    """The batch store for `db`'s backend (`staging`: SQLite stages the declared tables' rows, see `stage`)."""
     if db.is_postgres:
         return PostgresBatchStore()
-    return SQLiteBatchStore(background_checkpoints)
+    return SQLiteBatchStore(background_checkpoints, staging)
 
 
 class WalCheckpointer:

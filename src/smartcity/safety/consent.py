@@ -22,6 +22,7 @@ from smartcity.safety.models import (
     GuardianLink,
     Incident,
     PositionRow,
+    RecentPositionRow,
     SafetyEvent,
 )
 from smartcity.safety.registry import get_person
@@ -162,14 +163,14 @@ def delete_history(session: Session, person_id: int, actor="cli") -> dict:
     """Delete everything recorded about where the person was: positions, alerts, the devices' last fixes.
     Incidents stay (the record of a 112/119 hand-over) without their coordinates once resolved. Audited."""
     get_person(session, person_id)
+    devices = select(Device.id).where(Device.person_id == person_id).scalar_subquery()
     counts = {
-        "positions": session.execute(
-            delete(PositionRow).where(
-                # through the key ranges of the person's devices (past ones too): positions have no person index
-                PositionRow.device_id.in_(select(Device.id).where(Device.person_id == person_id).scalar_subquery()),
-                PositionRow.person_id == person_id,
-            )
-        ).rowcount,
+        # Through the key ranges of the person's devices (past ones too): positions have no person index. Staged
+        # positions too.
+        "positions": sum(
+            session.execute(delete(table).where(table.device_id.in_(devices), table.person_id == person_id)).rowcount
+            for table in (PositionRow, RecentPositionRow)
+        ),
         "alerts": session.execute(delete(SafetyEvent).where(SafetyEvent.person_id == person_id)).rowcount,
     }
     session.execute(delete(AlertCooldown).where(AlertCooldown.person_id == person_id))

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -15,10 +16,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
     true,
+    union_all,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from smartcity.core.batchstore import stage
 from smartcity.core.db import Base, EpochMillis, UTCDateTime, utcnow
 
 
@@ -95,16 +99,10 @@ class Zone(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class PositionRow(Base):
-    """One stored fix, identified by its device and fix time. Speed in metres per second (converted from knots at
-    the edge). Times are epoch milliseconds in the store (`EpochMillis`).
+class _PositionColumns:
+    """A stored fix's columns. Speed in metres per second (converted from knots at the edge); times are epoch
+    milliseconds in the store (`EpochMillis`)."""
 
-    The key is the table's order: SQLite keeps the rows in the key's b-tree (WITHOUT ROWID), so a device's
-    track is one range and a position costs one index entry. PostgreSQL splits the table by fix time into
-    daily partitions (migration safety_0004; `retention` makes the coming days' and drops the expired ones) and
-    a default partition for whatever falls outside them."""
-
-    __tablename__ = "safety_positions"
     device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"), primary_key=True)
     fix_time: Mapped[datetime] = mapped_column(EpochMillis, primary_key=True)
     person_id: Mapped[int] = mapped_column(Integer)
@@ -124,7 +122,43 @@ class PositionRow(Base):
     # in a track and never moving the live state.
     valid: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
+
+class PositionRow(_PositionColumns, Base):
+    """One stored fix, identified by its device and fix time.
+
+    The key is the table's order: SQLite keeps the rows in the key's b-tree (WITHOUT ROWID), so a device's
+    track is one range and a position costs one index entry. PostgreSQL splits the table by fix time into
+    daily partitions (migration safety_0004; `retention` makes the coming days' and drops the expired ones) and
+    a default partition for whatever falls outside them. Recent fixes may still be in `RecentPositionRow`:
+    read positions through `all_positions()`."""
+
+    __tablename__ = "safety_positions"
     __table_args__ = {"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (fix_time)"}
+
+
+class RecentPositionRow(_PositionColumns, Base):
+    """Fixes staged by a SQLite intake writer with staging on (core.batchstore), in arrival order, until its
+    mover puts them into `safety_positions` in key order. Empty otherwise (and on PostgreSQL)."""
+
+    __tablename__ = "safety_positions_recent"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"))
+    fix_time: Mapped[datetime] = mapped_column(EpochMillis)
+
+    __table_args__ = (UniqueConstraint("device_id", "fix_time", name="uq_safety_positions_recent_device_fix"),)
+
+
+stage(PositionRow.__tablename__, RecentPositionRow.__tablename__, ("device_id", "fix_time"))
+
+POSITION_COLUMNS = tuple(c.name for c in PositionRow.__table__.columns)
+
+
+def all_positions():
+    """Every stored position, staged or not: the one selectable readers use (columns as PositionRow's)."""
+    return union_all(
+        select(*(PositionRow.__table__.c[c] for c in POSITION_COLUMNS)),
+        select(*(RecentPositionRow.__table__.c[c] for c in POSITION_COLUMNS)),
+    ).subquery("positions")
 
 
 class DeviceState(Base):

@@ -14,7 +14,7 @@ from smartcity.safety.access import check_guardian, location_access
 from smartcity.safety.alerts import event_to_dict
 from smartcity.safety.common import OPERATOR_LOOKBACK, _db, _profile
 from smartcity.safety.incidents import _operator_incident, incident_to_dict, nearest_cameras
-from smartcity.safety.models import Device, GuardianLink, Person, PositionRow, SafetyEvent, Zone
+from smartcity.safety.models import Device, GuardianLink, Person, SafetyEvent, Zone, all_positions
 from smartcity.safety.registry import _person_states, get_person
 from smartcity.safety.zones import zone_to_dict, zones
 
@@ -72,22 +72,23 @@ def track(
         since = local_midnight.astimezone(UTC)
     if access.since is not None and since < access.since:
         since = access.since
-    # Through the (device, fix time) index of each of the person's devices, past ones included.
+    # Through the (device, fix time) key of each of the person's devices, past ones included; staged fixes too.
     devices = select(Device.id).where(Device.person_id == person_id).scalar_subquery()
+    positions = all_positions()
     q = (
-        select(PositionRow)
+        select(positions)
         .where(
-            PositionRow.device_id.in_(devices),
-            PositionRow.fix_time >= since,
-            PositionRow.person_id == person_id,
-            PositionRow.valid,
+            positions.c.device_id.in_(devices),
+            positions.c.fix_time >= since,
+            positions.c.person_id == person_id,
+            positions.c.valid,
         )
-        .order_by(PositionRow.fix_time)
+        .order_by(positions.c.fix_time)
         .limit(max(1, min(limit, 50_000)))
     )
     if until is not None:
-        q = q.where(PositionRow.fix_time <= until)
-    rows = list(session.scalars(q))
+        q = q.where(positions.c.fix_time <= until)
+    rows = list(session.execute(q))
     audit.record(
         session,
         identity,

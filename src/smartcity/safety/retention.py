@@ -12,7 +12,7 @@ from smartcity.core.context import context_of
 from smartcity.core.db import utcnow
 from smartcity.safety.access import guardian_ids
 from smartcity.safety.alerts import raise_event
-from smartcity.safety.models import Device, DeviceState, PositionRow, SafetyEvent, Zone
+from smartcity.safety.models import Device, DeviceState, PositionRow, RecentPositionRow, SafetyEvent, Zone
 from smartcity.safety.registry import _person_states
 from smartcity.safety.rules import Raised, ZoneShape, confirmed_of, parse_schedule
 from smartcity.safety.settings import SafetySettings
@@ -45,6 +45,7 @@ def purge_history(db, settings, now: datetime | None = None) -> int:
             delete(PositionRow).where(PositionRow.device_id.in_(devices), PositionRow.fix_time < cutoff)
         ).rowcount
         n += sum(dropped.values())
+        n += s.execute(delete(RecentPositionRow).where(RecentPositionRow.fix_time < cutoff)).rowcount
         e = s.execute(delete(SafetyEvent).where(SafetyEvent.at < cutoff)).rowcount
         if n or e or dropped:
             detail = {"before": cutoff.isoformat(), "positions": n, "events": e}
