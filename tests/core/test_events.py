@@ -139,3 +139,44 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
             p.terminate()
         for p in procs:
             p.wait(10)
+
+
+def test_transient_events_of_a_transaction_are_delivered_in_order_and_on_postgresql_notified_at_once(db):
+    """Live readings (transient) reach the bus after commit, all of them and in order, none after a rollback; on
+    PostgreSQL the transaction sends them with one pg_notify statement, however many there are."""
+    from sqlalchemy import event as sa_event
+
+    got: list[Event] = []
+    db.events.on("test.live", got.append)
+    notify_statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "pg_notify" in statement:
+            notify_statements.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", count)
+
+    async def scenario():
+        await db.events.start()
+        if db.is_postgres:
+            await asyncio.to_thread(db.events.listening.wait, 10)
+        try:
+            with db.session() as s:
+                for n in range(50):
+                    publish(s, "test.live", {"n": n}, transient=True)
+            with pytest.raises(RuntimeError), db.session() as s:
+                publish(s, "test.live", {"n": -1}, transient=True)
+                raise RuntimeError("roll back")
+            for _ in range(100):
+                if len(got) >= 50:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+        finally:
+            await db.events.stop()
+
+    run_async(scenario())
+    sa_event.remove(db.engine, "before_cursor_execute", count)
+    assert [e.data["n"] for e in got] == list(range(50))
+    if db.is_postgres:
+        assert len(notify_statements) == 1
