@@ -435,8 +435,23 @@ def run(quick: bool = False) -> dict:
             },
         }
         result["sos_latency_ms"] = _sos_summary(latencies, n)
+        writer_pids = _children(server.pid)
+        before = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
         result["batch"] = _batch(main_port, world["gateway_key"], n, quick)
+        after = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
+        result["batch"]["cpu_us_per_position"] = {
+            name: round((a - b) * 1e6 / result["batch"]["acknowledged"], 1)
+            for name, a, b in zip(("serving_process", "writer"), after, before, strict=True)
+        }
         result["mqtt"] = _mqtt(broker.port, main_port, 5_000 if quick else 50_000, tmp)
+        server.terminate()
+        server.wait(60)
+        # The same rows as the batch case through the batch store alone, on the same database: the store's ceiling.
+        result["raw_store"] = _raw_store(url, n, quick)
+        result["batch"]["share_of_raw_store"] = round(
+            result["batch"]["positions_per_second"] / result["raw_store"]["rows_per_second"], 3
+        )
+        result["postgresql_batch"] = _postgres_batch(quick, env)
         return result
     finally:
         for p in procs:
@@ -464,13 +479,13 @@ def _sos_summary(latencies: list[float], n: int) -> dict:
     }
 
 
-def _batch(port: int, key: str, n: int, quick: bool) -> dict:
+def _batch(port: int, key: str, n: int, quick: bool, days_ago: int = 8) -> dict:
     import httpx
 
     per_request = 2_000 if quick else 10_000
     requests = 4 if quick else 12
     rng = random.Random(3)
-    base = int(time.time()) - 8 * 86400
+    base = int(time.time()) - days_ago * 86400
     bodies = []
     for r in range(requests):
         items = [
@@ -510,6 +525,142 @@ def _batch(port: int, key: str, n: int, quick: bool) -> dict:
         "positions_per_second": round(stored[0] / elapsed),
         "goal": ">= 50000/s",
     }
+
+
+def _positions(n: int, rows: int, days_ago: int, seed: int) -> dict:
+    """The batch case's rows as the pipeline's columns (devices 1…n as in `build`)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    device = rng.integers(1, n + 1, rows)
+    now_ms = int(time.time() * 1000)
+    return {
+        "device_id": device,
+        "person_id": device,
+        "fix_time": now_ms - days_ago * 86_400_000 + np.arange(rows) * 1000,
+        "received_at": np.full(rows, now_ms),
+        "lat": rng.uniform(BOX[0], BOX[2], rows),
+        "lon": rng.uniform(BOX[1], BOX[3], rows),
+        "speed": np.full(rows, 1.0),
+        "bearing": np.full(rows, np.nan),
+        "altitude": np.full(rows, np.nan),
+        "accuracy": np.full(rows, 10.0),
+        "battery": np.full(rows, 80.0),
+        "alarm": np.full(rows, None, dtype=object),
+        "protocol": np.full(rows, "batch", dtype=object),
+        "outside_city": np.zeros(rows, dtype=bool),
+        "attributes": np.full(rows, None, dtype=object),
+        "valid": np.ones(rows, dtype=bool),
+    }
+
+
+def _raw_store(url: str, n: int, quick: bool) -> dict:
+    """Rows/s of the batch store alone (core.batchstore: SQLite executemany / PostgreSQL COPY), in transactions
+    of the batch case's request size, with no decoding, validation or rules: what the intake could reach."""
+    from smartcity.core.batchstore import batch_store
+    from smartcity.core.db import Database
+
+    per_request = 2_000 if quick else 10_000
+    rows = per_request * (4 if quick else 12)
+    cols = _positions(n, rows, 6, 5)
+    db = Database(url)
+    store = batch_store(db)
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, rows, per_request):
+            chunk = {k: v[start : start + per_request] for k, v in cols.items()}
+            with db.engine.begin() as conn:
+                store.prepare(conn)
+                stored = store.insert_new(conn, "safety_positions", chunk, ("device_id", "fix_time"))
+                assert stored.all()
+        elapsed = time.perf_counter() - t0
+    finally:
+        db.dispose()
+    return {"rows": rows, "per_transaction": per_request, "rows_per_second": round(rows / elapsed)}
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and Path(f"/proc/{p}/stat").exists() and _parent(int(p)) == pid
+    ]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _postgres_batch(quick: bool, env: dict) -> dict:
+    """The gateway batch endpoint on PostgreSQL with 1 and then 2 writer processes (SMARTCITY_SAFETY_WRITERS;
+    devices split between them by a stable hash), the same world, new fixes each time; and the raw store there."""
+    from tests.servers import PostgresServer, free_port, wait_for_port
+
+    n = 2_000 if quick else 100_000
+    pg = PostgresServer().start()
+    out: dict = {"devices": n, "store": "postgresql"}
+    try:
+        pg.execute("CREATE DATABASE bench")
+        url = pg.url("bench")
+        t0 = time.perf_counter()
+        world = build(url, n, 0, 0, 0)
+        out["build_seconds"] = round(time.perf_counter() - t0, 1)
+        for writers, days_ago in ((1, 8), (2, 7)):
+            port = free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-c", "from smartcity.cli import main; main()", "serve"],
+                env={
+                    **env,
+                    "SMARTCITY_DATABASE_URL": url,
+                    "SMARTCITY_PORT": str(port),
+                    "SMARTCITY_OSMAND_PORT": str(free_port()),
+                    "SMARTCITY_MQTT_URL": "",
+                    "SMARTCITY_SAFETY_WRITERS": str(writers),
+                },
+                cwd=env["SMARTCITY_VAR_DIR"].rsplit("/", 1)[0],
+            )
+            try:
+                wait_for_port(port, 300)
+                _batch(port, world["gateway_key"], n, True, days_ago=days_ago + 1)  # warm-up: writers started
+                # CPU per stored position, by process: what more cores would multiply.
+                writer_pids = _children(server.pid)
+                postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+                pg_pids = [postmaster, *_children(postmaster)]
+                before = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids), _cpu_seconds(pg_pids))
+                result = _batch(port, world["gateway_key"], n, quick, days_ago=days_ago)
+                pg_pids = [postmaster, *_children(postmaster)]
+                after = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids), _cpu_seconds(pg_pids))
+                stored = result["acknowledged"]
+                result["cpu_us_per_position"] = {
+                    name: round((a - b) * 1e6 / stored, 1)
+                    for name, a, b in zip(("serving_process", "writers", "postgresql"), after, before, strict=True)
+                }
+                out[f"writers_{writers}"] = result
+            finally:
+                server.terminate()
+                server.wait(60)
+        out["raw_store"] = _raw_store(url, n, quick)
+        one, two = out["writers_1"]["positions_per_second"], out["writers_2"]["positions_per_second"]
+        out["speed_up_with_2_writers"] = round(two / one, 2)
+    finally:
+        pg.stop()
+    return out
 
 
 def _helper(*args: str) -> subprocess.Popen:

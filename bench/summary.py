@@ -81,6 +81,24 @@ def rows() -> list[tuple[str, str, str]]:
             )
         if b := r.get("batch"):
             out.append(("positions through the batch endpoint", f"{b['positions_per_second']:,}/s", "≥ 50,000/s"))
+        if raw := r.get("raw_store"):
+            out.append(
+                (
+                    "raw-store ceiling, SQLite: the batch case's rows through the batch store alone (same run)",
+                    f"{raw['rows_per_second']:,} rows/s (the endpoint: {r['batch'].get('share_of_raw_store')} of it)",
+                    "—",
+                )
+            )
+        if pg := r.get("postgresql_batch"):
+            w1, w2 = pg["writers_1"]["positions_per_second"], pg["writers_2"]["positions_per_second"]
+            out.append(
+                (
+                    f"batch endpoint on PostgreSQL ({pg['devices']:,} devices), 1 and 2 writer processes",
+                    f"{w1:,}/s and {w2:,}/s (×{pg['speed_up_with_2_writers']}); raw store "
+                    f"{pg['raw_store']['rows_per_second']:,} rows/s",
+                    "scales with writers",
+                )
+            )
         if m := r.get("mqtt"):
             out.append(
                 (
