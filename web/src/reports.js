@@ -105,8 +105,16 @@ function reportForm(form) {
     );
   });
 
+  // Only the chosen category's questions show and are sent: a disabled fieldset's controls are neither
+  // validated nor submitted, so another category's answers (or its required fields) never reach the server.
   function showAttributes() {
-    for (const fs of $$("fieldset.attributes", form)) fs.hidden = fs.dataset.category !== category.value;
+    for (const fs of $$("fieldset.attributes", form)) {
+      const other = fs.dataset.category !== category.value;
+      fs.hidden = other;
+      fs.disabled = other;
+      // The chosen category's required questions are checked before sending, as the server will.
+      for (const input of $$("select[data-required], input[data-required]", fs)) input.required = !other;
+    }
   }
   category.addEventListener("change", () => { showAttributes(); checkNearby(); });
   showAttributes();
