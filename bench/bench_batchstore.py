@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import text
 
 DEVICES = 100_000
 T0 = 1_780_000_000_000  # epoch ms: a day in 2026
@@ -145,12 +146,12 @@ def _run_store(db, quick: bool) -> dict:
 
 
 def _history(db, rows: int) -> None:
-    """Fill the positions table up to `rows` rows of older history (in key order, so filling is quick)."""
+    """Fill the positions table up to `rows` rows of older history: layer after layer, one older fix for every
+    device per layer, each chunk written in key order (so filling is quick)."""
     from smartcity.core.batchstore import batch_store
 
     with db.engine.connect() as conn:
-        have = conn.exec_driver_sql("SELECT count(*) FROM safety_positions").scalar()
-    per_device = -(-rows // DEVICES)
+        have = conn.execute(text("SELECT count(*) FROM safety_positions WHERE fix_time < :t"), {"t": T0}).scalar()
     store = batch_store(db)
     step = 200_000
     rng = np.random.default_rng(7)
@@ -158,9 +159,11 @@ def _history(db, rows: int) -> None:
         n = min(step, rows - have)
         index = np.arange(have, have + n, dtype=np.int64)
         cols = _columns(rng, 0, n, DEVICES)
-        cols["device_id"] = cols["person_id"] = index // per_device % DEVICES + 1
-        cols["fix_time"] = T0 - 10**9 + (index % per_device) * 10_000 + index // (per_device * DEVICES)
+        cols["device_id"] = cols["person_id"] = index % DEVICES + 1
+        cols["fix_time"] = T0 - 10**9 + (index // DEVICES) * 10_000
         cols["received_at"] = cols["fix_time"] + 500
+        order = np.lexsort((cols["fix_time"], cols["device_id"]))
+        cols = {name: values[order] for name, values in cols.items()}
         with db.engine.begin() as conn:
             store.insert_new(conn, "safety_positions", cols, ("device_id", "fix_time"), maybe_present=False)
         have += n
