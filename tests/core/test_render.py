@@ -143,3 +143,45 @@ def test_a_feed_is_atom_with_its_own_address_and_escaped_text():
     assert entry.find("a:id", ns).text == "https://city.example/reports/3"
     assert entry.find("g:point", ns).text == "37.500000 127.000000"
     assert root.find("a:updated", ns).text == "2024-05-01T00:30:00+00:00"
+
+
+@dataclass
+class Notice:
+    """A page's read model: a notice and its table of rows."""
+
+    title: str
+    table: render.Table
+
+
+class NamedNotice(Notice):
+    pass
+
+
+def chrome(req: Request, name: str, status_code: int = 200, **values) -> Response:
+    """A module's page frame as this test writes it: the template's name and the values it was given."""
+    body = json.dumps({"template": name, "values": values}, default=lambda t: t.name, sort_keys=True)
+    return Response(body, status_code=status_code, media_type=render.MEDIA_TYPES["html"])
+
+
+def test_a_page_is_one_more_rendering_its_template_given_the_models_fields_and_the_routes_values():
+    render.register(Notice, "html", render.template("notice.html", chrome))
+    render.register(Notice, "csv", render.part("table", "csv"))
+    notice = Notice("Closed roads", render.Table("roads", [{"road": "=Sejong-daero"}]))
+    page = render.render(request("/notice", "text/html"), notice, default="json")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert json.loads(page.body) == {"template": "notice.html", "values": {"title": "Closed roads", "table": "roads"}}
+    refused = render.render(request("/notice"), notice, "html", status_code=422)
+    assert refused.status_code == 422
+    rows = render.render(request("/notice.csv"), notice)
+    assert rows.body.decode() == "road\n'=Sejong-daero\n"
+    with pytest.raises(NotFound):
+        render.render(request("/notice.json"), notice)
+
+
+def test_a_templates_values_can_come_from_a_context_of_the_request_and_the_model():
+    def context(req: Request, model: Notice) -> dict:
+        return {"heading": model.title.upper(), "path": req.url.path}
+
+    render.register(NamedNotice, "html", render.template("named.html", chrome, context))
+    page = render.render(request("/named"), NamedNotice("Closed", render.Table("t", [])), default="html")
+    assert json.loads(page.body)["values"] == {"heading": "CLOSED", "path": "/named"}

@@ -4,6 +4,10 @@ renders it as HTML, JSON, CSV, GeoJSON or Atom (as Datasette renders one `data()
 - `render(request, model, fmt=None, **context)` picks the format (`fmt` if the route knows it, else the
   path's extension, else the Accept header, else `default`) and calls the renderer registered for the
   model's type (or the nearest base class) in that format; a format nobody renders it in is a 404.
+- HTML is one more rendering: `template(name, chrome)` is a renderer that writes a read model through a
+  template, the model's fields (or `context(request, model)`) as its values, in a module's page chrome
+  (`chrome(request, template, **values)`: its template folder, its helpers). So a page handler returns its
+  read model once and never chooses between a page and the data.
 - Core renders its own read models: `Table` (rows → JSON, CSV), `Points` (rows with a position → GeoJSON,
   CSV, JSON) and `Feed` (entries → Atom). A module registers renderers for its own read models through its
   declaration (`Module(renderers=[(type, format, fn)])`, applied by `core.module.declare`); `fn(request,
@@ -14,6 +18,7 @@ renders it as HTML, JSON, CSV, GeoJSON or Atom (as Datasette renders one `data()
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -93,6 +98,36 @@ def render(request: Request, model: Any, fmt: str | None = None, *, default: str
     if found is None:
         raise NotFound(f"no {fmt} rendering of this resource", code="unknown_format")
     return found(request, model, **context)
+
+
+def template(
+    name: str, chrome: Callable[..., Response], context: Callable[[Request, Any], dict] | None = None
+) -> Renderer:
+    """A renderer writing a read model as the HTML page `name`: `chrome(request, name, **values)` with the
+    model's fields as the values (or `context(request, model)`), plus the route's own (`status_code`, …)."""
+
+    def renderer(request: Request, model: Any, **extra) -> Response:
+        values = context(request, model) if context else fields_of(model)
+        return chrome(request, name, **values, **extra)
+
+    renderer.__name__ = f"template_{name}"
+    return renderer
+
+
+def part(name: str, fmt: str) -> Renderer:
+    """A renderer writing the model's member `name` (a read model of its own) in `fmt`: a page's model
+    whose data twin is one of its parts."""
+
+    def renderer(request: Request, model: Any, **extra) -> Response:
+        return render(request, getattr(model, name), fmt)
+
+    renderer.__name__ = f"part_{name}_{fmt}"
+    return renderer
+
+
+def fields_of(model: Any) -> dict[str, Any]:
+    """A dataclass read model's fields by name, not copied (the template reads the model's own values)."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
 
 
 # --- core's read models ---------------------------------------------------------------------------------
