@@ -101,3 +101,69 @@ def test_a_language_the_city_does_not_offer_is_refused_or_not_taken(client, db):
     groups = client.get(f"{R}/categories", params={"lang": "fr"}).json()["groups"]
     assert groups[1]["name"] == "도로"
     assert client.get(f"{R}/categories", params={"lang": "en"}).json()["groups"][1]["name"] == "Roads"
+
+
+PIN_PROPERTIES = {"id", "title", "status", "status_name", "category", "category_name", "colour", "url"}
+
+
+def test_a_maps_pin_carries_only_what_the_pin_shows_and_the_report_json_the_rest(client):
+    made = client.post(R, json=report(title="Deep hole", description="Near the bus", address_string="Sejong-daero"))
+    rid = made.json()["report"]["id"]
+    pins = client.get("/reports.geojson", params={"lang": "en"}).json()
+    (pin,) = pins["features"]
+    assert pin["id"] == rid and set(pin["properties"]) == PIN_PROPERTIES
+    assert pin["properties"]["category"] == "roads-pothole" and pin["properties"]["title"] == "Deep hole"
+    assert pin["properties"]["status_name"] == "Open" and pin["properties"]["category_name"] == "Pothole"
+    full = client.get(f"/reports/{rid}.json").json()
+    assert full["description"] == "Near the bus" and full["address_string"] == "Sejong-daero"
+    assert {k: full[k] for k in ("id", "title", "status", "category")} == {
+        k: pin["properties"][k] for k in ("id", "title", "status", "category")
+    }
+
+
+def test_the_public_map_its_json_and_its_pins_are_one_view(client):
+    near = client.post(R, json=report(title="Jung-gu hole")).json()["report"]["id"]
+    client.post(R, json=report(lat=GANGNAM[0], lon=GANGNAM[1], title="Gangnam hole"))
+    asked = client.get("/reports", params={"district": "11020"}, headers={"Accept": "application/json"})
+    assert asked.headers["content-type"].startswith("application/json")
+    assert [i["id"] for i in asked.json()["items"]] == [near] and asked.json()["has_more"] is False
+    pins = client.get("/reports", params={"district": "11020"}, headers={"Accept": "application/geo+json"})
+    assert pins.headers["content-type"] == "application/geo+json"
+    assert [(f["id"], set(f["properties"])) for f in pins.json()["features"]] == [(near, PIN_PROPERTIES)]
+    page = client.get("/reports", params={"district": "11020"}, headers={"Accept": "text/html"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Jung-gu hole" in page.text and "Gangnam hole" not in page.text
+
+
+def _schema_of(spec: dict, path: str) -> dict:
+    """The JSON response schema of GET `path`, its references followed one level."""
+    schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_the_list_and_the_dashboard_keep_their_response_schema_in_the_openapi_document(client):
+    spec = client.get("/api/openapi.json").json()
+    listed = _schema_of(spec, R)
+    assert {"items", "page", "page_size", "has_more", "total"} <= set(listed["properties"])
+    item_ref = listed["properties"]["items"]["items"]["$ref"].rsplit("/", 1)[1]
+    item = spec["components"]["schemas"][item_ref]
+    assert {"id", "status", "category", "title", "lat", "lon", "created_at", "overdue"} <= set(item["properties"])
+    figures = _schema_of(spec, f"{R}/dashboard")
+    assert {"total", "by_status", "by_district", "overdue", "median_days_to_fix", "heat"} <= set(figures["properties"])
+    assert figures["properties"]["overdue"]["items"]["$ref"].endswith(f"/{item_ref}")
+    assert "application/atom+xml" in spec["paths"][f"{R}/feed.atom"]["get"]["responses"]["200"]["content"]
+
+
+def test_the_campaigns_page_and_its_json_are_one_view(client, db):
+    make_user(db, "boss", "admin")
+    admin = {"X-API-Key": make_key(db, "boss")}
+    camp = {"title_ko": "걷기", "title_en": "Walk", "starts_at": "2020-01-01T00:00:00Z", "theme": "green"}
+    assert client.put(f"{R}/campaigns/walk", json={**camp, "ends_at": "2099-01-01T00:00:00Z"}, headers=admin).is_success
+    twin = client.get("/campaigns.json", params={"lang": "en"})
+    asked = client.get("/campaigns", params={"lang": "en"}, headers={"Accept": "application/json"})
+    assert asked.headers["content-type"].startswith("application/json") and asked.json() == twin.json()
+    assert [(c["slug"], c["title"], c["colour"]) for c in twin.json()["items"]] == [("walk", "Walk", "#15803d")]
+    page = client.get("/campaigns", params={"lang": "en"}, headers={"Accept": "text/html"})
+    assert page.headers["content-type"].startswith("text/html") and "Walk" in page.text

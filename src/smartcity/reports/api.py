@@ -37,6 +37,78 @@ Worker = Annotated[Identity, Depends(Require("reports.work"))]
 Viewer = Annotated[Identity, Depends(Require("reports.dashboard"))]
 
 
+# --- response schemas ------------------------------------------------------------------------------------
+# Routes that answer through core.render return a Response; these document the JSON form in the OpenAPI
+# document (and schemathesis checks the answers against them).
+
+
+class ReportOut(BaseModel):
+    """A report as anyone may see it (`views.public_view`)."""
+
+    id: int
+    status: str
+    status_name: str
+    open311_status: str
+    category: str
+    category_name: str
+    group: str
+    title: str
+    description: str
+    address_string: str | None
+    lat: float
+    lon: float
+    district: str
+    neighbourhood: str | None
+    attributes: dict[str, Any]
+    unit: str
+    unit_name: str
+    reporter_name: str | None
+    source: str
+    campaign_id: int | None
+    parent_id: int | None
+    support_count: int
+    photo_count: int
+    media_urls: list[str]
+    rating: int | None
+    created_at: str
+    updated_at: str
+    due_at: str
+    fixed_at: str | None
+    overdue: bool
+
+
+class ReportListOut(BaseModel):
+    """A page of reports; `total` only when asked for (with_total)."""
+
+    items: list[ReportOut]
+    page: int
+    page_size: int
+    has_more: bool
+    total: int | None
+
+
+class HeatCell(BaseModel):
+    cell: str
+    lat: float
+    lon: float
+    count: int
+
+
+class DashboardOut(BaseModel):
+    """A unit's or district's figures (`dashboard.dashboard_view`)."""
+
+    total: int
+    by_status: dict[str, int]
+    by_category: dict[str, int]
+    by_group: dict[str, int]
+    by_district: dict[str, int]
+    overdue_count: int
+    overdue: list[ReportOut]
+    median_days_to_fix: float | None
+    fixed_count: int
+    heat: list[HeatCell]
+
+
 def _db(request: Request):
     return request.app.state.db
 
@@ -255,7 +327,7 @@ class ListFilters:
         )
 
 
-@router.get(P)
+@router.get(P, response_model=ReportListOut)
 def list_reports(request: Request, filters: Annotated[ListFilters, Depends()], with_total: bool = False) -> Response:
     """Reports (public view), filtered and paged."""
     filters.query.with_total = with_total
@@ -330,7 +402,7 @@ def photo_thumb(request: Request, photo_id: int):
 # --- dashboard -------------------------------------------------------------------------------------------------
 
 
-@router.get(f"{P}/dashboard")
+@router.get(f"{P}/dashboard", response_model=DashboardOut)
 def dashboard(
     request: Request,
     identity: Viewer,

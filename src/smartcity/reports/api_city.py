@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput
-from smartcity.core.i18n import pick
+from smartcity.core.i18n import localized, pick
 from smartcity.core.render import render
 from smartcity.core.web import CSV_RESPONSES, GEOJSON_RESPONSES, body_of, gettext, language_of
 from smartcity.reports import service as S
@@ -47,7 +47,7 @@ def categories(request: Request, campaign: str | None = None, lang: str | None =
         for g in groups:
             items = [S.category_view(c, language, g) for c in cats if c.group_code == g.code]
             if items:
-                out.append({"code": g.code, "name": S._loc(g, "name", language), "categories": items})
+                out.append({"code": g.code, "name": localized(g, "name", language), "categories": items})
         extra = [S.category_view(c, language) for c in cats if c.group_code not in by_group]
         if extra:
             out.append({"code": "", "name": "", "categories": extra})
@@ -255,6 +255,12 @@ def feed(request: Request, district: str | None = None, bbox: str | None = None)
     return _feed(request, district, bbox)
 
 
-@router.get(f"{P}/feed.atom", response_class=Response)
+ATOM_RESPONSES = {
+    200: {"content": {"application/atom+xml": {"schema": {"type": "string"}}}, "description": "An Atom 1.0 feed"}
+}
+
+
+@router.get(f"{P}/feed.atom", response_class=Response, responses=ATOM_RESPONSES)
 def feed_api(request: Request, district: str | None = None, bbox: str | None = None) -> Response:
+    """New reports in an area as an Atom feed (district=code or bbox=west,south,east,north)."""
     return _feed(request, district, bbox)

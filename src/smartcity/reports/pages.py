@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -24,7 +23,7 @@ from smartcity.core.auth import verify_csrf
 from smartcity.core.errors import InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
-from smartcity.core.render import format_of, formats_of, render
+from smartcity.core.render import render
 from smartcity.core.web import gettext, language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
@@ -218,23 +217,16 @@ def _public_query(
 
 @router.get("/reports", response_class=HTMLResponse)
 def reports_map(request: Request, group: str = "", status: str = "unresolved", district: str = "", page: int = 1):
+    """The public map and list, or the same page as JSON or pins (by Accept)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        result = S.search(s, _public_query(group, status, district, page=max(page, 1)))
-        items = [S.public_view(r, lang) for r in result.items]
-        groups = [{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)]
-        query = {k: v for k, v in {"group": group, "status": status, "district": district}.items() if v}
-        return C.page(
-            request,
-            "list.html",
-            items=items,
-            result=result,
-            groups=groups,
+        model = C.ReportsMap(
+            result=S.search(s, _public_query(group, status, district, page=max(page, 1))),
+            groups=[{"code": g.code, "name": localized(g, "name", lang)} for g in S.list_groups(s)],
             districts=C.districts(request),
             filters={"group": group, "status": status, "district": district},
-            query=urlencode(query),
-            district_names=C.district_names(request),
         )
+        return render(request, model, default="html")
 
 
 @router.get("/reports.geojson")
@@ -252,11 +244,8 @@ def reports_geojson(
 def report_page(request: Request, report_id: int, supported: int = 0):
     """A report's page, or the same as JSON (/reports/{id}.json, or Accept: application/json)."""
     with request.app.state.db.session() as s:
-        view = C.report_detail(request, s, report_id)
-        if format_of(request, ("json",), "html") == "json":
-            view.pop("token", None)  # the reporter's secret goes into the page's form only
-            return JSONResponse(view)
-        return C.page(request, "report.html", report=view, supported=bool(supported), open_statuses=S.OPEN_STATUSES)
+        model = C.ReportView(C.report_detail(request, s, report_id), supported=bool(supported))
+        return render(request, model, default="html")
 
 
 @router.post("/reports/{report_id:int}/support", dependencies=[Depends(verify_csrf)])
@@ -283,17 +272,10 @@ def feedback(request: Request, report_id: int, form: C.Form):
             )
     except (InvalidInput, ValueError) as exc:
         with request.app.state.db.session() as s:
-            view = C.report_detail(request, s, report_id)
             err = exc if isinstance(exc, InvalidInput) else InvalidInput("bad rating", code="invalid_rating")
-            return C.page(
-                request,
-                "report.html",
-                status_code=422,
-                report=view,
-                supported=False,
-                open_statuses=S.OPEN_STATUSES,
-                feedback_errors=C.errors_of(request, err, "comment"),
-            )
+            errors = C.errors_of(request, err, "comment")
+            model = C.ReportView(C.report_detail(request, s, report_id), feedback_errors=errors)
+            return render(request, model, "html", status_code=422)
     suffix = f"?token={token}" if token and not identity.user_id else ""
     return RedirectResponse(f"/reports/{report_id}{suffix}", status_code=303)
 
@@ -361,11 +343,13 @@ def unsubscribe(request: Request, token: str):
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
+@router.get("/campaigns.json")
 def campaigns(request: Request):
+    """The campaigns: the page, or the same cards as JSON (/campaigns.json, or Accept)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        items = [C.campaign_card(c, lang) for c in S.list_campaigns(s)]
-        return C.page(request, "campaigns.html", campaigns=items)
+        model = C.CampaignList([C.campaign_card(c, lang) for c in S.list_campaigns(s)])
+        return render(request, model, default="html")
 
 
 # Registered bottom up: the .csv and .geojson routes go before /campaigns/{slug}, which would take them.
@@ -376,10 +360,9 @@ def campaign_page(request: Request, slug: str):
     """A campaign: its page, its pins (GeoJSON) or its rows (CSV), one view (by extension or Accept)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        points = S.campaign_points(s, slug, lang)
-        if format_of(request, formats_of(type(points)), "html") != "html":
-            return render(request, points)
-        camp = C.campaign_card(S.get_campaign(s, slug), lang)
-        cats = [S.category_view(c, lang) for c in S.list_categories(s, campaign=slug)]
-        count = sum(1 for row in points.rows if row["status"] != "duplicate")
-        return C.page(request, "campaign.html", campaign=camp, categories=cats, count=count)
+        model = C.CampaignPage(
+            campaign=C.campaign_card(S.get_campaign(s, slug), lang),
+            categories=[S.category_view(c, lang) for c in S.list_categories(s, campaign=slug)],
+            points=S.campaign_points(s, slug, lang),
+        )
+        return render(request, model, default="html")

@@ -1,24 +1,34 @@
-"""What the Community Mapping pages share: rendering, the form body, the reporter's remembered tokens,
-the service's errors as messages by field, the category picker."""
+"""What the Community Mapping pages share: the page chrome, the pages' read models and their renderings
+(HTML through a template, and the data twins), the form body, the reporter's remembered tokens, the
+service's errors as messages by field, the category picker.
+
+A page handler builds its read model once and returns `render(request, model, default="html")`; the
+renderers registered for the model's type (the module's declaration) write it as the page or as its
+`.json`/`.geojson`/`.csv` twin, so no handler chooses between them."""
 
 from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
+import h3
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
 from smartcity.core.auth import Identity, resolve_identity
 from smartcity.core.db import from_store
 from smartcity.core.errors import SmartCityError
 from smartcity.core.geo import geo_index
+from smartcity.core.render import json_response, part, template
 from smartcity.core.web import gettext, language_of, render
 from smartcity.reports import directory
 from smartcity.reports import service as S
-from smartcity.reports.renderers import STATUS_COLOURS
+from smartcity.reports.renderers import STATUS_COLOURS, dashboard_json, page_geojson, page_json_response
+from smartcity.reports.views import ReportPoints
 
 THEME_COLOURS = {"accessible": "#7c3aed", "school": "#ea580c", "green": "#15803d", "safety": "#b91c1c"}
 
@@ -241,3 +251,136 @@ def report_detail(request: Request, s, report_id: int) -> dict:
     view["district_name"] = district_names(request).get(report.district_code, report.district_code)
     view["parent_url"] = f"/reports/{report.parent_id}" if report.parent_id else None
     return view
+
+
+# --- the pages' read models and their renderings ----------------------------------------------------------
+
+
+@dataclass
+class ReportView:
+    """One report as its page shows it (`report_detail`), with the viewer's feedback form; its JSON twin is
+    the detail without the reporter's secret, which goes into the page's form only."""
+
+    report: dict
+    supported: bool = False
+    feedback_errors: dict[str, str] | None = None
+    open_statuses: frozenset[str] = S.OPEN_STATUSES
+
+
+def report_json(request: Request, model: ReportView) -> Response:
+    return json_response({k: v for k, v in model.report.items() if k != "token"})
+
+
+report_html = template("report.html", page)
+
+
+@dataclass
+class ReportsMap:
+    """The public map and list: a page of the search, with the filters' choices; its twins are the page
+    as JSON and as the map's pins."""
+
+    result: S.ReportPage
+    groups: list[dict]
+    districts: list[dict]
+    filters: dict[str, str]
+
+
+def _map_context(request: Request, model: ReportsMap) -> dict:
+    lang = language_of(request)
+    return dict(
+        items=[S.public_view(r, lang) for r in model.result.items],
+        result=model.result,
+        groups=model.groups,
+        districts=model.districts,
+        district_names={d["code"]: d["name"] for d in model.districts},
+        filters=model.filters,
+        query=urlencode({k: v for k, v in model.filters.items() if v}),
+    )
+
+
+reports_map_html = template("list.html", page, _map_context)
+
+
+def reports_map_json(request: Request, model: ReportsMap) -> Response:
+    return page_json_response(request, model.result)
+
+
+def reports_map_geojson(request: Request, model: ReportsMap) -> Response:
+    return page_geojson(request, model.result)
+
+
+@dataclass
+class CampaignList:
+    """The campaigns anyone may join, as cards (`campaign_card`); its JSON twin is the same cards."""
+
+    campaigns: list[dict]
+
+
+campaigns_html = template("campaigns.html", page)
+
+
+def campaigns_json(request: Request, model: CampaignList) -> Response:
+    return json_response({"items": model.campaigns})
+
+
+@dataclass
+class CampaignPage:
+    """A campaign's page: the campaign, its categories and its reports as points (the twins: GeoJSON, CSV,
+    JSON rows)."""
+
+    campaign: dict
+    categories: list[dict]
+    points: ReportPoints
+
+
+def _campaign_context(request: Request, model: CampaignPage) -> dict:
+    count = sum(1 for row in model.points.rows if row["status"] != "duplicate")
+    return dict(campaign=model.campaign, categories=model.categories, count=count)
+
+
+campaign_html = template("campaign.html", page, _campaign_context)
+campaign_geojson = part("points", "geojson")
+campaign_csv = part("points", "csv")
+campaign_json = part("points", "json")
+
+
+@dataclass
+class DashboardPage:
+    """The dashboard's figures with the names its page shows them by and the filters' state; its JSON twin
+    is the figures alone (as /api/reports/dashboard)."""
+
+    figures: S.Dashboard
+    groups: dict[str, str]
+    categories: dict[str, str]
+    districts: list[dict]
+    filters: dict[str, Any]
+    manager: bool
+
+
+def _hexagon(cell: str) -> list[list[float]]:
+    return [[round(lat, 6), round(lon, 6)] for lat, lon in h3.cell_to_boundary(cell)]
+
+
+def _dashboard_context(request: Request, model: DashboardPage) -> dict:
+    d = model.figures
+    lang = language_of(request)
+    return dict(
+        d=d,
+        groups=model.groups,
+        categories=model.categories,
+        heat=[{**h, "hexagon": _hexagon(h["cell"])} for h in d.heat],
+        overdue=[S.public_view(r, lang) for r in d.overdue],
+        districts=model.districts,
+        district_names={x["code"]: x["name"] for x in model.districts},
+        filters=model.filters,
+        query=urlencode({k: v for k, v in model.filters.items() if v}),
+        manager=model.manager,
+        top_categories=sorted(d.by_category.items(), key=lambda kv: -kv[1])[:15],
+    )
+
+
+dashboard_html = template("dashboard.html", page, _dashboard_context)
+
+
+def dashboard_page_json(request: Request, model: DashboardPage) -> Response:
+    return dashboard_json(request, model.figures)

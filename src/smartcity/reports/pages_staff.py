@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import h3
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.datastructures import FormData, UploadFile
@@ -15,7 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from smartcity.core.auth import Identity, Require
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError
 from smartcity.core.i18n import localized
-from smartcity.core.render import format_of, formats_of, render
+from smartcity.core.render import render
 from smartcity.core.web import language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
@@ -226,44 +225,26 @@ def _dashboard(request: Request, s, identity: Identity, district: str, unit: str
     return S.dashboard(s, identity, district=district or None, unit=unit or None, since=since)
 
 
-def _hexagon(cell: str) -> list[list[float]]:
-    return [[round(lat, 6), round(lon, 6)] for lat, lon in h3.cell_to_boundary(cell)]
-
-
 Manager = Annotated[Identity, Depends(Require("reports.dashboard"))]
 
 
 @router.get("/staff/dashboard", response_class=HTMLResponse)
 @router.get("/staff/dashboard.json")
 def dashboard(request: Request, identity: Manager, district: str = "", unit: str = "", days: int = 0):
-    """The dashboard: the page, or its figures as JSON (/staff/dashboard.json)."""
+    """The dashboard: the page, or its figures as JSON (/staff/dashboard.json, or Accept)."""
     lang = language_of(request)
     with request.app.state.db.session() as s:
-        d = _dashboard(request, s, identity, district, unit, days)
-        if format_of(request, formats_of(S.Dashboard), "html") != "html":
-            return render(request, d)
-        groups = {g.code: localized(g, "name", lang) for g in S.list_groups(s)}
-        categories = {
-            c.code: localized(c, "name", lang) for c in S.list_categories(s, everything=True, include_inactive=True)
-        }
-        heat = [{**h, "hexagon": _hexagon(h["cell"])} for h in d.heat]
-        overdue = [S.public_view(r, lang) for r in d.overdue]
-        query = urlencode({k: v for k, v in {"district": district, "unit": unit, "days": days}.items() if v})
-        return C.page(
-            request,
-            "dashboard.html",
-            d=d,
-            groups=groups,
-            categories=categories,
-            heat=heat,
-            overdue=overdue,
+        model = C.DashboardPage(
+            figures=_dashboard(request, s, identity, district, unit, days),
+            groups={g.code: localized(g, "name", lang) for g in S.list_groups(s)},
+            categories={
+                c.code: localized(c, "name", lang) for c in S.list_categories(s, everything=True, include_inactive=True)
+            },
             districts=C.districts(request),
-            district_names=C.district_names(request),
             filters={"district": district, "unit": unit, "days": days},
-            query=query,
             manager=identity.can("reports.manage"),
-            top_categories=sorted(d.by_category.items(), key=lambda kv: -kv[1])[:15],
         )
+        return render(request, model, default="html")
 
 
 @router.get("/staff/dashboard.csv")

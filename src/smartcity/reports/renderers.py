@@ -1,6 +1,7 @@
 """How Community Mapping's read models are rendered, registered with core.render through the module's
-declaration: a page of reports (JSON, GeoJSON pins), reports as points (GeoJSON with each pin's colour
-and page, CSV), the dashboard (JSON). Routes build the read model once and call `render`."""
+declaration: a page of reports (JSON, GeoJSON pins: only what a pin shows), reports as points (GeoJSON
+with each pin's colour and page, CSV), the dashboard (JSON). Routes build the read model once and call
+`render`; the pages' HTML renderings (templates in the page chrome) are in pages_common."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from smartcity.core.render import MEDIA_TYPES, feature_collection, json_response
 from smartcity.core.web import language_of
 from smartcity.reports.dashboard import Dashboard, dashboard_view
 from smartcity.reports.queries import ReportPage
-from smartcity.reports.views import ReportPoints, public_view
+from smartcity.reports.views import ReportPoints, pin_view, public_view
 
 STATUS_COLOURS = {
     "open": "#dc2626",
@@ -40,8 +41,9 @@ def page_json_response(request: Request, page: ReportPage) -> Response:
 
 
 def page_geojson(request: Request, page: ReportPage) -> Response:
+    """A page of reports as a map's pins: each pin's popup and its point, no more (`pin_view`)."""
     language = language_of(request)
-    pins = ReportPoints("reports", [public_view(r, language) for r in page.items], extra={"truncated": page.has_more})
+    pins = ReportPoints("reports", [pin_view(r, language) for r in page.items], extra={"truncated": page.has_more})
     return points_geojson(request, pins)
 
 

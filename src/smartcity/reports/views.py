@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import NotFound, PermissionDenied
+from smartcity.core.i18n import localized
 from smartcity.core.models import User
 from smartcity.core.render import Points
-from smartcity.reports.common import OPEN_STATUSES, _loc, _now, open311_status, settings_of, status_name, uploads_root
+from smartcity.reports.common import OPEN_STATUSES, _now, open311_status, settings_of, status_name, uploads_root
 from smartcity.reports.models import Report, ReportContact, ReportPhoto, ReportUpdate
 
 
@@ -90,7 +91,7 @@ def public_view(report: Report, language: str) -> dict:
         "status_name": status_name(report.status, language),
         "open311_status": open311_status(report.status),
         "category": report.category_code,
-        "category_name": _loc(report.category, "name", language),
+        "category_name": localized(report.category, "name", language),
         "group": report.category.group_code,
         "title": report.title,
         "description": report.description,
@@ -101,7 +102,7 @@ def public_view(report: Report, language: str) -> dict:
         "neighbourhood": report.neighbourhood_code,
         "attributes": report.attributes or {},
         "unit": report.unit.code,
-        "unit_name": _loc(report.unit, "name", language),
+        "unit_name": localized(report.unit, "name", language),
         "reporter_name": report.public_name,
         "source": report.source,
         "campaign_id": report.campaign_id,
@@ -115,6 +116,21 @@ def public_view(report: Report, language: str) -> dict:
         "due_at": report.due_at.isoformat(),
         "fixed_at": report.fixed_at.isoformat() if report.fixed_at else None,
         "overdue": report.status in OPEN_STATUSES and report.due_at < _now(),
+    }
+
+
+def pin_view(report: Report, language: str) -> dict:
+    """What a map's pin shows of a report (its popup: number, title, status, category; the point): a
+    thousand pins stay light; the full public view is the report's own JSON."""
+    return {
+        "id": report.id,
+        "title": report.title,
+        "status": report.status,
+        "status_name": status_name(report.status, language),
+        "category": report.category_code,
+        "category_name": localized(report.category, "name", language),
+        "lat": report.lat,
+        "lon": report.lon,
     }
 
 
