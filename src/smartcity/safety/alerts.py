@@ -11,15 +11,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit, notify
-from smartcity.core.context import context_of
 from smartcity.core.db import utcnow
 from smartcity.core.events import publish
 from smartcity.core.models import User
-from smartcity.safety.access import guardian_ids
 from smartcity.safety.common import INCIDENT_KINDS, _db, _profile
 from smartcity.safety.engine import Raised
+from smartcity.safety.guardian import (
+    NEVER_HELD,
+    consented_links,
+    contact,
+    default_cooldown,
+    in_quiet_hours,
+    wants,
+)
 from smartcity.safety.incidents import open_incident
-from smartcity.safety.models import AlertCooldown, Person, SafetyEvent, Zone
+from smartcity.safety.models import AlertCooldown, GuardianLink, HeldAlert, Person, SafetyEvent, Zone
 from smartcity.safety.settings import SafetySettings
 
 MESSAGES = {
@@ -47,12 +53,20 @@ def raise_event(
     incident for the control room of the district the person is in. Returns None when `dedupe` says the
     same event was already raised (e.g. today's absence check, run by two processes).
 
-    Arrivals and departures are alerted at most once per person, zone and direction within
-    `cooldown_minutes` (default: SAFETY_ALERT_COOLDOWN_MINUTES): a later one is stored, marked folded, and
-    counted for a digest, sent with the next alert or by `send_alert_digests` when the period ends."""
-    cooldown, send = _cooldown(session, ev, cooldown_minutes)
+    Each guardian's preferences apply (`safety.guardian`): kinds they turned off are not sent to them (SOS
+    always is), their channel, and their quiet hours, which hold what is not urgent (all but SOS and danger)
+    until they end (`send_alert_digests` sends the held ones in one message). Arrivals and departures are
+    alerted to a guardian at most once per zone and direction within their cool-down (theirs, else
+    `cooldown_minutes`, else SAFETY_ALERT_COOLDOWN_MINUTES): a later one is counted for a digest, sent with
+    the next alert or by `send_alert_digests` when the period ends. An event folded for every guardian is
+    stored marked folded."""
+    if cooldown_minutes is None:
+        cooldown_minutes = default_cooldown(session)
+    links = [link for link in consented_links(session, ev.person_id) if wants(link, ev.kind)]
+    cooling = {link.user_id: _cooldown(session, ev, link, cooldown_minutes) for link in links}
+    cooling = {uid: decision for uid, decision in cooling.items() if decision[0] is not None}
     data = dict(ev.data or {})
-    if not send:
+    if links and all(uid in cooling and not cooling[uid][1] for uid in (link.user_id for link in links)):
         data["folded"] = True
     row = SafetyEvent(
         kind=ev.kind,
@@ -75,25 +89,32 @@ def raise_event(
     else:
         session.add(row)
         session.flush()
-    if cooldown is not None:
-        cooldown.last_event_id = row.id
-    if not send:
+    for cd, _ in cooling.values():
+        cd.last_event_id = row.id
+    if data.get("folded"):
         return row  # folded: counted for the digest, no message now
     person = session.get(Person, ev.person_id)
-    guardians = [session.get(User, uid) for uid in guardian_ids(session, ev.person_id)]
+    guardians = [session.get(User, link.user_id) for link in consented_links(session, ev.person_id)]
     profile = _profile(session)
     default_language = profile.language
     values = {"person": person.name, "zone": ev.zone.name if ev.zone else "", **{k: v for k, v in ev.data.items()}}
     values.setdefault("battery", "")
     values.setdefault("minutes", "")
-    for user in guardians:
+    now = utcnow()
+    for link in links:
+        cooldown, send = cooling.get(link.user_id, (None, True))
+        if not send:
+            continue
+        user = session.get(User, link.user_id)
         language = user.language or default_language
         text = _message(ev.kind, language, **values)
         if cooldown is not None and cooldown.folded:
             text += " " + _digest_text(language, cooldown, ev.zone.name, profile.tz)
-        _notify_guardian(session, user, text, ev.kind, row.id)
-    if cooldown is not None and cooldown.folded:
-        cooldown.folded, cooldown.folded_since = 0, None
+            cooldown.folded, cooldown.folded_since = 0, None
+        if ev.kind not in NEVER_HELD and in_quiet_hours(link, now, profile.tz):
+            session.add(HeldAlert(user_id=user.id, person_id=ev.person_id, event_id=row.id, text=text, created_at=now))
+            continue
+        _notify_guardian(session, user, text, ev.kind, row.id, link.alert_channel)
     payload = event_to_dict(row) | {"person_name": person.name, "zone_name": ev.zone.name if ev.zone else None}
     if guardians:
         publish(session, "safety.alert", payload, users=[u.id for u in guardians])
@@ -102,8 +123,10 @@ def raise_event(
     return row
 
 
-def _notify_guardian(session: Session, user: User, text: str, kind: str, event_id: int) -> None:
-    channel, to = ("sms", user.phone) if user.phone else ("email", user.email) if user.email else ("log", user.username)
+def _notify_guardian(
+    session: Session, user: User, text: str, kind: str, event_id: int, chosen: str | None = None
+) -> None:
+    channel, to = contact(user, chosen)
     notify.queue(
         session,
         channel,
@@ -129,15 +152,17 @@ def _digest_text(language: str, cd: AlertCooldown, zone_name: str, tz: tzinfo) -
     )
 
 
-def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertCooldown | None, bool]:
-    """(the cool-down row of this person, zone and direction — locked on PostgreSQL —, whether to alert now).
-    No row when no cool-down applies; not alerting now means the alert is folded into the row's count."""
-    if minutes is None:
-        minutes = context_of(_db(session)).settings_of(SafetySettings).alert_cooldown_minutes
+def _cooldown(
+    session: Session, ev: Raised, link: GuardianLink, default: int
+) -> tuple[AlertCooldown | None, bool]:
+    """(the guardian's cool-down row of this person, zone and direction — locked on PostgreSQL —, whether to
+    alert them now). No row when no cool-down applies; not alerting now means the alert is folded into the
+    row's count."""
+    minutes = default if link.cooldown_minutes is None else link.cooldown_minutes
     if minutes <= 0 or ev.kind not in COOLDOWN_KINDS or ev.zone is None:
         return None, True
     now = utcnow()
-    key = {"person_id": ev.person_id, "zone_id": ev.zone.id, "kind": ev.kind}
+    key = {"person_id": ev.person_id, "user_id": link.user_id, "zone_id": ev.zone.id, "kind": ev.kind}
     q = select(AlertCooldown).filter_by(**key)
     if _db(session).is_postgres:
         session.execute(postgresql.insert(AlertCooldown).values(**key, sent_at=now, folded=-1).on_conflict_do_nothing())
@@ -159,44 +184,85 @@ def _cooldown(session: Session, ev: Raised, minutes: int | None) -> tuple[AlertC
 
 
 def send_alert_digests(db, settings, now: datetime | None = None) -> int:
-    """Send the digest of each person's folded arrival/departure alerts whose cool-down period has ended;
-    returns how many digests went out. Several processes may run it: a compare-and-set on the folded count
-    lets exactly one send each."""
+    """Send each guardian the digest of a person's folded arrival/departure alerts whose cool-down period
+    has ended, and the alerts held in quiet hours once these end; returns how many messages went out.
+    Several processes may run it: a compare-and-set on the folded count, and deleting the held alerts
+    before sending them, let exactly one send each."""
     now = now or utcnow()
-    period = timedelta(minutes=settings.of(SafetySettings).alert_cooldown_minutes)
+    default = settings.of(SafetySettings).alert_cooldown_minutes
     sent = 0
     with db.session() as s:
-        due = list(
-            s.scalars(select(AlertCooldown).where(AlertCooldown.folded > 0, AlertCooldown.sent_at <= now - period))
-        )
+        links = {(link.person_id, link.user_id): link for link in _consented(s)}
         profile = _profile(s)
-        default_language = profile.language
-        for cd in due:
+        for cd in list(s.scalars(select(AlertCooldown).where(AlertCooldown.folded > 0))):
+            link = links.get((cd.person_id, cd.user_id))
+            minutes = default if link is None or link.cooldown_minutes is None else link.cooldown_minutes
+            if link is not None and cd.sent_at > now - timedelta(minutes=minutes):
+                continue
             won = s.execute(
                 update(AlertCooldown)
-                .filter_by(person_id=cd.person_id, zone_id=cd.zone_id, kind=cd.kind, folded=cd.folded)
+                .filter_by(person_id=cd.person_id, user_id=cd.user_id, zone_id=cd.zone_id, kind=cd.kind)
+                .filter_by(folded=cd.folded)
                 .values(folded=0, folded_since=None, sent_at=now)
                 .execution_options(synchronize_session=False)
             ).rowcount
-            if not won:
+            if not won or link is None:  # a guardian whose consent ended is told nothing more
                 continue
             person = s.get(Person, cd.person_id)
             zone = s.get(Zone, cd.zone_id)
-            latest = s.get(SafetyEvent, cd.last_event_id) if cd.last_event_id else None
-            for uid in guardian_ids(s, cd.person_id):
-                user = s.get(User, uid)
-                language = user.language or default_language
-                text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "", profile.tz)
-                _notify_guardian(s, user, text, "digest", latest.id if latest else 0)
+            user = s.get(User, cd.user_id)
+            language = user.language or profile.language
+            text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "", profile.tz)
+            _notify_guardian(s, user, text, "digest", cd.last_event_id or 0, link.alert_channel)
             audit.record(
                 s,
                 "job:safety.alert_digests",
                 "digest",
                 "safety_person",
                 cd.person_id,
-                {"zone_id": cd.zone_id, "kind": cd.kind, "folded": cd.folded},
+                {"user_id": cd.user_id, "zone_id": cd.zone_id, "kind": cd.kind, "folded": cd.folded},
             )
             sent += 1
+        sent += _release_held(s, links, now)
+    return sent
+
+
+HELD = "Held during your quiet hours:"
+
+
+def _consented(session: Session) -> list[GuardianLink]:
+    return list(
+        session.scalars(
+            select(GuardianLink).where(GuardianLink.consent_at.is_not(None), GuardianLink.revoked_at.is_(None))
+        )
+    )
+
+
+def _release_held(session: Session, links: dict, now: datetime) -> int:
+    """Send each guardian, in one message per ward, the alerts held while their quiet hours lasted."""
+    q = select(HeldAlert).order_by(HeldAlert.id)
+    if _db(session).is_postgres:
+        q = q.with_for_update(skip_locked=True)  # another process sending the same held alerts skips them
+    held: dict[tuple[int, int], list[HeldAlert]] = {}
+    for h in session.scalars(q):
+        held.setdefault((h.person_id, h.user_id), []).append(h)
+    profile = _profile(session)
+    sent = 0
+    for key, items in held.items():
+        link = links.get(key)
+        if link is not None and in_quiet_hours(link, now, profile.tz):
+            continue
+        for h in items:
+            session.delete(h)
+        if link is None:  # the consent ended meanwhile: the held alerts go unsent
+            continue
+        user = session.get(User, link.user_id)
+        from smartcity.core.web import gettext
+
+        lines = [f"{h.created_at.astimezone(profile.tz):%H:%M} {h.text}" for h in items]
+        text = gettext(user.language or profile.language, HELD) + "\n" + "\n".join(lines)
+        _notify_guardian(session, user, text, "held", items[-1].event_id, link.alert_channel)
+        sent += 1
     return sent
 
 

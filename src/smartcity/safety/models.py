@@ -69,6 +69,14 @@ class GuardianLink(Base):
     consent_recorded_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The guardian's alert preferences (safety.guardian): kinds turned off (SOS cannot be), the channel (None:
+    # SMS when the account has a phone, else email), quiet hours "HH:MM" in the city's time, and the cool-down
+    # (None: SAFETY_ALERT_COOLDOWN_MINUTES).
+    alerts_off: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    alert_channel: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    quiet_start: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    quiet_end: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    cooldown_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (UniqueConstraint("person_id", "user_id", name="uq_safety_guardians_person_user"),)
 
@@ -205,11 +213,12 @@ class SafetyEvent(Base):
 
 
 class AlertCooldown(Base):
-    """When a person's arrival or departure alert for a zone was last sent, and how many like it were folded
-    into a digest since (`SAFETY_ALERT_COOLDOWN_MINUTES`)."""
+    """When a guardian was last sent a person's arrival or departure alert for a zone, and how many like it
+    were folded into a digest since (the guardian's cool-down, default `SAFETY_ALERT_COOLDOWN_MINUTES`)."""
 
     __tablename__ = "safety_alert_cooldowns"
     person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     zone_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # arrival | departure
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -243,3 +252,15 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     resolved_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class HeldAlert(Base):
+    """An alert held during a guardian's quiet hours, sent folded into one message once they end."""
+
+    __tablename__ = "safety_held_alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("safety_persons.id"), index=True)
+    event_id: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,7 +9,7 @@ Every console action also works as a plain form post (CSRF token in the form) wi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -18,11 +18,12 @@ from sqlalchemy import select
 
 from smartcity.core.auth import Identity, Require, check, resolve_identity, verify_csrf
 from smartcity.core.db import from_store
-from smartcity.core.errors import PermissionDenied
+from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.i18n import localized
 from smartcity.core.models import User
 from smartcity.core.web import language_of, render
-from smartcity.safety import service
+from smartcity.safety import guardian, service
+from smartcity.safety.settings import SafetySettings
 
 router = APIRouter(include_in_schema=False)
 # Every page here shows someone's whereabouts: a refusal by role is audited too.
@@ -69,8 +70,40 @@ def safety_home(request: Request):
 # --- guardians ------------------------------------------------------------------------------------
 
 
+def _minutes_ago(value: str | None) -> int | None:
+    """Whole minutes since an ISO time (the live state's last fix), for "last seen N minutes ago"."""
+    if not value:
+        return None
+    return max(0, int((datetime.now(UTC) - from_store(value)).total_seconds() // 60))
+
+
+def _replay_day(request: Request, day: str | None) -> tuple[date | None, datetime | None, datetime | None]:
+    """The past day a guardian asked to replay (city time) and its bounds in UTC; None for today. A day
+    outside the retention period is refused: nothing is kept from before it."""
+    if not day:
+        return None, None, None
+    tz = request.app.state.profile.tz
+    try:
+        chosen = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidInput("a day is given as YYYY-MM-DD", code="invalid_day") from None
+    today = datetime.now(tz).date()
+    keep = request.app.state.settings.of(SafetySettings).retention_days
+    if not today - timedelta(days=keep) <= chosen <= today:
+        raise InvalidInput(f"a day within the last {keep} days", code="invalid_day")
+    start = datetime.combine(chosen, datetime.min.time(), tz)
+    return chosen, start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC) - timedelta(microseconds=1)
+
+
 def _guardian_view(
-    request: Request, identity: Identity, person_id: int | None, part: str | None, issued: dict | None = None
+    request: Request,
+    identity: Identity,
+    person_id: int | None,
+    part: str | None,
+    issued: dict | None = None,
+    day: str | None = None,
+    prefs_error: str | None = None,
+    status_code: int = 200,
 ):
     db = request.app.state.db
     with db.session() as s:
@@ -89,15 +122,22 @@ def _guardian_view(
         position = service.current_position(s, identity, person_id, ip=_ip(request))
         if ward is None:  # an administrator reading is refused above; this is a safety net
             raise PermissionDenied("you may not see this person's location")
+        replay, since, until = _replay_day(request, day)
         data = {
             "person": ward,
             "position": position,
-            "track": service.track(s, identity, person_id, ip=_ip(request)),
+            "track": service.track(s, identity, person_id, since=since, until=until, ip=_ip(request)),
             "zones": service.zone_view(s, identity, person_id, ip=_ip(request)),
+            "replay": replay.isoformat() if replay else None,
         }
         alerts = service.alerts(s, identity, person_id, limit=50)
         devices = service.ward_devices(s, identity, person_id)
-    return _page(
+        prefs = guardian.alert_preferences(s, identity, person_id)
+        incidents = guardian.ward_incidents(s, identity, person_id)
+    tz = request.app.state.profile.tz
+    today = datetime.now(tz).date()
+    keep = request.app.state.settings.of(SafetySettings).retention_days
+    response = _page(
         request,
         "safety/guardian.html",
         wards=wards,
@@ -108,7 +148,18 @@ def _guardian_view(
         position=position,
         devices=devices,
         issued=issued,
+        prefs=prefs,
+        prefs_error=prefs_error,
+        incidents=incidents,
+        urgent=[i for i in incidents if i["active"]],
+        last_seen=_minutes_ago(position["fix_time"]) if position else None,
+        replay=replay,
+        today=today.isoformat(),
+        oldest_day=(today - timedelta(days=keep)).isoformat(),
+        track=data["track"] if replay else [],
     )
+    response.status_code = status_code
+    return response
 
 
 @router.get("/safety/guardian", response_class=HTMLResponse)
@@ -118,9 +169,52 @@ def guardian_home(request: Request, identity: Guardian, part: str | None = None)
 
 
 @router.get("/safety/guardian/{person_id}", response_class=HTMLResponse)
-def guardian_ward(request: Request, person_id: int, identity: Guardian, part: str | None = None):
-    """One ward: current position, today's path, zones (with the editor) and alert history."""
-    return _guardian_view(request, identity, person_id, part)
+def guardian_ward(
+    request: Request, person_id: int, identity: Guardian, part: str | None = None, day: str | None = None
+):
+    """One ward: current position, today's path (or a past day's, `day`), zones (with the editor), the
+    ward's emergencies and their progress, alert history and the guardian's alert preferences."""
+    return _guardian_view(request, identity, person_id, part, day=day)
+
+
+@router.post("/safety/guardian/{person_id}/alerts", dependencies=[Depends(verify_csrf)])
+def alert_preferences_form(
+    request: Request,
+    person_id: int,
+    identity: Guardian,
+    kinds: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies a Form default
+    channel: str = Form(""),
+    quiet_start: str = Form(""),
+    quiet_end: str = Form(""),
+    cooldown_minutes: str = Form(""),
+):
+    """The guardian's alert preferences (the kinds ticked are the kinds that come); back to the ward. A bad
+    value stores nothing: the page again, with the reason."""
+    try:
+        minutes = int(cooldown_minutes) if cooldown_minutes.strip() else None
+    except ValueError:
+        minutes = -1  # refused below with the service's own message
+    with request.app.state.db.session() as s:
+        off = [k for k in service.EVENT_KINDS if k not in kinds and k not in guardian.ALWAYS_ON]
+        try:
+            guardian.set_alert_preferences(
+                s,
+                identity,
+                person_id,
+                off=off,
+                channel=channel,
+                quiet_start=quiet_start,
+                quiet_end=quiet_end,
+                cooldown_minutes=minutes,
+            )
+        except InvalidInput as exc:
+            s.rollback()
+            error = exc.code
+        else:
+            error = None
+    if error:
+        return _guardian_view(request, identity, person_id, None, prefs_error=error, status_code=422)
+    return RedirectResponse(f"/safety/guardian/{person_id}#alert-prefs", status_code=303)
 
 
 @router.post("/safety/guardian/{person_id}/withdraw")
