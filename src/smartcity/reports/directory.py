@@ -6,6 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from smartcity.core import audit
+from smartcity.core.auth import Identity
 from smartcity.core.i18n import localized
 from smartcity.core.models import Department, User
 from smartcity.reports.models import Route
@@ -47,6 +49,16 @@ def email_of(session: Session, user_id: int) -> str:
     """A signed-in person's own address (to fill their own subscription form)."""
     user = session.get(User, user_id)
     return (user.email or "") if user else ""
+
+
+def own_contact(session: Session, identity: Identity) -> dict[str, str]:
+    """The signed-in person's own name, email and phone, to fill their report form (empty when anonymous).
+    Contact details are read only with an audit entry, even one's own."""
+    user = session.get(User, identity.user_id) if identity.user_id else None
+    if user is None:
+        return {"name": "", "email": "", "phone": ""}
+    audit.record(session, identity, "read_contact", "user", user.id, {"purpose": "report_form"})
+    return {"name": user.display_name or "", "email": user.email or "", "phone": user.phone or ""}
 
 
 def ruled_districts(session: Session, category: str) -> set[str | None]:

@@ -77,6 +77,7 @@ def new_report_form(request: Request, category: str = "", lat: str = "", lon: st
         "attributes": {},
     }
     with request.app.state.db.session() as s:
+        values.update(directory.own_contact(s, C.identity_of(request)))
         return C.page(request, "new.html", **_new_context(request, s, values, {}, campaign or None))
 
 
@@ -245,6 +246,16 @@ def report_page(request: Request, report_id: int, supported: int = 0):
     """A report's page, or the same as JSON (/reports/{id}.json, or Accept: application/json)."""
     with request.app.state.db.session() as s:
         model = C.ReportView(C.report_detail(request, s, report_id), supported=bool(supported))
+        return render(request, model, default="html")
+
+
+@router.get("/reports/mine", response_class=HTMLResponse)
+@router.get("/reports/mine.json")
+def my_reports(request: Request, page: int = 1):
+    """The signed-in citizen's own reports ("나의 신고") with their status and latest update, or as JSON."""
+    # The anonymous get the sign-in page (HTML) or 401 (JSON) from the service's NotAuthenticated.
+    with request.app.state.db.session() as s:
+        model = C.MyReportsPage(S.my_reports(s, C.identity_of(request), page=max(page, 1)))
         return render(request, model, default="html")
 
 

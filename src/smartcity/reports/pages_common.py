@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import h3
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import object_session
 from starlette.datastructures import FormData
 
 from smartcity.core.auth import Identity, resolve_identity
@@ -307,6 +308,46 @@ def reports_map_json(request: Request, model: ReportsMap) -> Response:
 
 def reports_map_geojson(request: Request, model: ReportsMap) -> Response:
     return page_geojson(request, model.result)
+
+
+@dataclass
+class MyReportsPage:
+    """A signed-in citizen's own reports ("나의 신고"), as their page lists them and as JSON: each report's
+    public view with its latest public update."""
+
+    mine: S.MyReports
+
+
+def _mine_items(request: Request, model: MyReportsPage) -> list[dict]:
+    lang = language_of(request)
+    units: dict[str, str] | None = None
+    items = []
+    for r in model.mine.page.items:
+        view = S.public_view(r, lang)
+        entry = model.mine.last_update.get(r.id)
+        if entry is not None:
+            last = S.update_view(entry, lang)
+            if last["kind"] == "reassign" and units is None:
+                units = directory.unit_names(object_session(r), lang)
+            last["label"] = _timeline_text(request, last, units or {})
+            view["last_update"] = {k: last[k] for k in ("at", "kind", "label", "text", "status", "status_name")}
+        else:
+            view["last_update"] = None
+        items.append(view)
+    return items
+
+
+def _mine_context(request: Request, model: MyReportsPage) -> dict:
+    page = model.mine.page
+    return dict(items=_mine_items(request, model), page=page.page, has_more=page.has_more)
+
+
+my_reports_html = template("mine.html", page, _mine_context)
+
+
+def my_reports_json(request: Request, model: MyReportsPage) -> Response:
+    page = model.mine.page
+    return json_response({"items": _mine_items(request, model), "page": page.page, "has_more": page.has_more})
 
 
 @dataclass

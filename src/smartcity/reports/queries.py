@@ -15,11 +15,11 @@ from sqlalchemy.sql import operators
 
 from smartcity.core.auth import Identity, check
 from smartcity.core.db import to_store
-from smartcity.core.errors import InvalidInput, PermissionDenied
+from smartcity.core.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from smartcity.core.geo import EARTH_RADIUS_M, geo_index, haversine_m
 from smartcity.reports.campaigns import get_campaign
 from smartcity.reports.common import MAX_PAGE_SIZE, NEARBY_M, OPEN_STATUSES, STATUSES, _now, parse_bbox
-from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report
+from smartcity.reports.models import GRID_PER_DEGREE, GRID_ROW, Category, Report, ReportUpdate
 from smartcity.reports.routing import _unit
 
 
@@ -376,6 +376,34 @@ def work_queue(
         session,
         ReportQuery(status=status or sorted(OPEN_STATUSES), unit=unit, order=order, page=page, page_size=page_size),
     )
+
+
+@dataclass
+class MyReports:
+    """A signed-in citizen's own reports ("나의 신고"), most recently changed first, each with its latest
+    public timeline entry (what the citizen last heard)."""
+
+    page: ReportPage
+    last_update: dict[int, ReportUpdate]
+
+
+def my_reports(session: Session, identity: Identity, *, page: int = 1, page_size: int = 50) -> MyReports:
+    """The reports the signed-in person filed (under their account), a page at a time."""
+    if not identity.user_id:
+        raise NotAuthenticated("sign in to see your reports")
+    found = search(
+        session, ReportQuery(reporter_id=identity.user_id, order="updated_desc", page=page, page_size=page_size)
+    )
+    last: dict[int, ReportUpdate] = {}
+    if found.items:
+        # A report's entries are few; ordering them newest last lets the last one seen win.
+        rows = session.scalars(
+            select(ReportUpdate)
+            .where(ReportUpdate.report_id.in_([r.id for r in found.items]), ReportUpdate.public.is_(True))
+            .order_by(ReportUpdate.at, ReportUpdate.id)
+        )
+        last = {u.report_id: u for u in rows}
+    return MyReports(found, last)
 
 
 def overdue(session: Session, identity: Identity, *, unit: str | None = None, limit: int = 100) -> list[Report]:

@@ -48,10 +48,14 @@ def supporter_key(identity: Identity, fingerprint: str | None = None) -> str:
 
 
 def support(session: Session, identity: Identity, report_id: int, *, fingerprint: str | None = None) -> int:
-    """Say "me too" on an open report; counted once per supporter. Returns the support count."""
+    """Say "me too" on an open report; counted once per supporter, never by its signed-in reporter (403
+    "own_report"). Returns the support count."""
     report = get_report(session, report_id, lock=True)
     if report.status not in OPEN_STATUSES:
         raise InvalidInput("only open reports can be supported", code="report_closed")
+    if identity.user_id and identity.user_id == report.reporter_id:
+        # A reporter's own "me too" would inflate the count that tells staff how many people are affected.
+        raise PermissionDenied("you cannot support your own report", code="own_report")
     who = supporter_key(identity, fingerprint)
     if (
         session.scalar(
