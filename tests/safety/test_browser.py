@@ -1,7 +1,7 @@
 """The safety pages in a real browser (chromium): the guardian sees the ward move live and draws a safe
 zone; the control room receives an SOS live and takes it through acknowledge → dispatch → resolve."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -97,3 +97,30 @@ def test_the_console_receives_an_sos_live_and_takes_it_to_resolution(live_app, p
         assert (inc.status, inc.dispatch_agency, inc.resolution) == ("resolved", "112", "Found at the school gate")
         assert inc.acknowledged_at < inc.dispatched_at < inc.resolved_at
     eventually(lambda: page.locator("#queue .empty").count() == 1)
+
+
+def test_the_guardian_replays_a_past_day_and_sees_an_emergency_first(live_app, page, world):
+    """A past day's path on the map (and not today's), with its fixes listed; an SOS in progress at the top,
+    announced (role=alert), with the control room's steps."""
+    yesterday = (utcnow() + timedelta(hours=9)).date() - timedelta(days=1)  # Seoul's calendar
+    noon = datetime(yesterday.year, yesterday.month, yesterday.day, 3, 0, tzinfo=UTC)  # 12:00 in Seoul
+    for i in range(5):
+        world.engine.intake_sync(fix(world.device, noon + timedelta(minutes=i), east_of(HOME, 40 * i)))
+    browser_signin(page, live_app, "mother", "/safety/guardian?lang=en")
+    page.wait_for_selector("#map[data-safety=ready]", timeout=TIMEOUT)
+    assert page.locator("#map").get_attribute("data-path-points") == "3"  # today's
+    page.fill("#replay-form input[name=day]", yesterday.isoformat())
+    page.click("#replay-form button[type=submit]")
+    page.wait_for_selector("#map[data-safety=ready]", timeout=TIMEOUT)
+    assert page.locator("#map").get_attribute("data-path-points") == "5"
+    assert page.locator("#replay-fixes li").count() == 5
+    assert f"Path of {yesterday.isoformat()}" in page.locator("#status").inner_text()
+    assert page.locator("#urgent").count() == 0
+    world.engine.intake_sync(fix(world.device, utcnow(), SCHOOL, alarm="sos"))
+    page.goto(f"{live_app.url}/safety/guardian?lang=en")
+    urgent = page.locator("[role=alert]#urgent")
+    urgent.wait_for(timeout=TIMEOUT)
+    assert "SOS: Open" in urgent.inner_text()
+    box, tabs = urgent.bounding_box(), page.locator(".ward-tabs").bounding_box()
+    assert box["y"] < tabs["y"]  # above everything else of the ward
+    assert page.locator("#last-seen").inner_text() == "just now"

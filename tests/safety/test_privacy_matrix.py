@@ -103,6 +103,10 @@ def _last_audit_id(db) -> int:
         return s.scalar(select(func.coalesce(func.max(AuditEntry.id), 0)))
 
 
+def _yesterday_in_seoul() -> str:
+    return ((utcnow() + timedelta(hours=9)).date() - timedelta(days=1)).isoformat()
+
+
 def _routes(w) -> dict[str, tuple[str, str, dict | None]]:
     p, i = w.person_id, w.incident_id
     zone = {"name": "Grandma", "lat": HOME[0], "lon": HOME[1], "radius_m": 60}
@@ -116,18 +120,19 @@ def _routes(w) -> dict[str, tuple[str, str, dict | None]]:
         "incidents": ("GET", "/api/safety/incidents", None),
         "incident": ("GET", f"/api/safety/incidents/{i}", None),
         "guardian-page": ("GET", f"/safety/guardian/{p}", None),
+        "guardian-replay": ("GET", f"/safety/guardian/{p}?day={_yesterday_in_seoul()}", None),
         "console-page": ("GET", f"/safety/console/{i}", None),
     }
 
 
 ALLOWED = {  # what each caller may open (any other route: refused, and the refusal audited)
-    "mother": {"wards", "position", "track", "alerts", "zones", "zone-add", "guardian-page"},
+    "mother": {"wards", "position", "track", "alerts", "zones", "zone-add", "guardian-page", "guardian-replay"},
     "op-gangnam": {"incidents", "incident", "console-page"},
     "op-jongno": {"incidents"},  # its own district's queue: empty
     "root": {"wards", "incidents", "zone-add"},  # no one's location; the registry (zones) they manage
     "stranger": {"wards"},  # their own (empty) list of wards
 }
-LOCATED = {"position", "track", "zones", "incident", "guardian-page", "console-page", "alerts"}
+LOCATED = {"position", "track", "zones", "incident", "guardian-page", "guardian-replay", "console-page", "alerts"}
 
 
 def test_every_role_on_every_safety_route(db, world):

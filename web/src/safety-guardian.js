@@ -69,7 +69,8 @@ async function refreshAlerts() {
 
 live("safety.position,safety.alert,safety.incident.", {
   "safety.position": (p) => {
-    if (p.person_id !== personId) return;
+    // A past day's path stays as it was: live fixes belong to today.
+    if (p.person_id !== personId || data.replay) return;
     showPosition(p);
     path.addLatLng([p.lat, p.lon]);
     el.dataset.pathPoints = String(path.getLatLngs().length);
