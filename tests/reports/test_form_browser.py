@@ -14,11 +14,7 @@ FLOOD, POTHOLE = "flood-flooding", "roads-pothole"  # both have a required quest
 
 
 def visible_categories(page) -> list[str]:
-    return [
-        fs.get_attribute("data-category")
-        for fs in page.locator("fieldset.attributes").all()
-        if fs.is_visible()
-    ]
+    return [fs.get_attribute("data-category") for fs in page.locator("fieldset.attributes").all() if fs.is_visible()]
 
 
 def test_only_the_chosen_categorys_questions_show_and_the_others_do_not_block(live_app, page):

@@ -71,21 +71,7 @@ def create_user(session: Session, new: NewUser, actor="cli") -> User:
     if not USERNAME.match(new.username or ""):
         raise InvalidInput("a username has 3 to 80 letters, digits or . _ @ -", code="invalid_username")
     check_password_rules(new.password)
-    department_id = None
-    needed = UNIT_KIND.get(new.role)
-    if needed and not new.department:
-        raise InvalidInput(f"a {new.role} user needs a unit (--department CODE)", code="unit_required")
-    if new.department:
-        unit = session.scalar(select(Department).where(Department.code == new.department))
-        if unit is None:
-            raise InvalidInput(f"no unit with code {new.department!r}", code="unknown_department")
-        if needed and unit.kind != needed:
-            raise InvalidInput(
-                f"a {new.role} user belongs to a {needed.replace('_', ' ')}, and {unit.code} is a "
-                f"{unit.kind.replace('_', ' ')}",
-                code="wrong_unit_kind",
-            )
-        department_id = unit.id
+    department_id = _unit_for(session, new.role, new.department)
     taken = session.scalar(select(func.count()).select_from(User).where(User.username == new.username))
     if taken:
         raise Conflict(f"the username {new.username!r} is taken", code="duplicate_user")
@@ -102,6 +88,86 @@ def create_user(session: Session, new: NewUser, actor="cli") -> User:
     session.add(user)
     session.flush()
     audit.record(session, actor, "create", "user", user.id, {"username": user.username, "role": user.role})
+    return user
+
+
+def _unit_for(session: Session, role: str, department: str | None) -> int | None:
+    """The id of the unit `department` names, checked against what `role` needs (None: no unit)."""
+    needed = UNIT_KIND.get(role)
+    if needed and not department:
+        raise InvalidInput(f"a {role} user needs a unit (--department CODE)", code="unit_required")
+    if not department:
+        return None
+    unit = session.scalar(select(Department).where(Department.code == department))
+    if unit is None:
+        raise InvalidInput(f"no unit with code {department!r}", code="unknown_department")
+    if needed and unit.kind != needed:
+        raise InvalidInput(
+            f"a {role} user belongs to a {needed.replace('_', ' ')}, and {unit.code} is a "
+            f"{unit.kind.replace('_', ' ')}",
+            code="wrong_unit_kind",
+        )
+    return unit.id
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """An administrator's edit of an account: its name, email, unit and role."""
+
+    display_name: str
+    email: str | None
+    department: str | None  # unit code
+    role: str
+
+
+def _actor_id(actor) -> int | None:
+    return getattr(actor, "user_id", None) or getattr(actor, "id", None)
+
+
+def update_user(session: Session, user_id: int, change: AccountChange, actor) -> User:
+    """Apply `change` to the account after checking every rule; raises and changes nothing on a refusal.
+    An administrator cannot take the administrator's role from themselves (nobody might be left to give it
+    back)."""
+    from smartcity.core.module import ensure_declared
+
+    ensure_declared()
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    if change.role not in ROLES:
+        raise InvalidInput(f"unknown role {change.role!r}; roles are: {', '.join(ROLES)}", code="unknown_role")
+    if _actor_id(actor) == user.id and user.role == "admin" and change.role != "admin":
+        raise InvalidInput("you cannot remove your own administrator role", code="own_admin_role")
+    if change.email and "@" not in change.email:
+        raise InvalidInput("an email address needs an @", code="invalid_email")
+    department_id = _unit_for(session, change.role, change.department)
+    before = {"name": user.display_name, "email": user.email, "unit": user.department.code if user.department else None}
+    user.display_name = change.display_name.strip() or user.username
+    user.email = change.email or None
+    user.department_id = department_id
+    session.flush()
+    session.refresh(user)
+    after = {"name": user.display_name, "email": user.email, "unit": user.department.code if user.department else None}
+    changed = {k: f"{before[k] or '—'} → {after[k] or '—'}" for k in before if before[k] != after[k]}
+    if changed:
+        audit.record(session, actor, "update", "user", user.id, changed)
+    if user.role != change.role:
+        audit.record(session, actor, "change_role", "user", user.id, {"role": f"{user.role} → {change.role}"})
+        user.role = change.role
+    return user
+
+
+def set_active(session: Session, user_id: int, active: bool, actor) -> User:
+    """Enable or disable an account. A disabled account cannot sign in, and its sessions and API keys stop
+    working (core.auth checks `active` on every request). Nobody disables themselves."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    if not active and _actor_id(actor) == user.id:
+        raise InvalidInput("you cannot disable your own account", code="own_account")
+    if user.active != active:
+        user.active = active
+        audit.record(session, actor, "enable" if active else "disable", "user", user.id, {"username": user.username})
     return user
 
 
@@ -167,6 +233,9 @@ def create_api_key(
 def find_api_key(session: Session, key: str, scope: str | None = None) -> ApiKey | None:
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == _digest(key)))
     if row is None or row.revoked_at is not None or (scope and row.scope != scope):
+        return None
+    if row.user is not None and not row.user.active:
+        # A disabled account's keys stop with it, wherever they are presented (the API, Open311).
         return None
     return row
 

@@ -159,7 +159,7 @@ def resolve_identity(request: Request) -> Identity:
             row = accounts.find_api_key(s, key)
             if row is None:
                 raise NotAuthenticated("the API key is not valid or was revoked", code="invalid_api_key")
-            if row.user is not None and row.user.active:
+            if row.user is not None:  # a disabled account's keys are not found (accounts.find_api_key)
                 identity = identity_of_user(row.user, "key", row)
             else:
                 identity = Identity(via="key", key_id=row.id, key_name=row.name, key_scope=row.scope)

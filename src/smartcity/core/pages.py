@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from smartcity.core import accounts, audit
 from smartcity.core.auth import Identity, Require, verify_csrf
-from smartcity.core.errors import SmartCityError, TooManyRequests
+from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooManyRequests
 from smartcity.core.events import publish
-from smartcity.core.web import add_nav, render
+from smartcity.core.web import add_nav, language_of, render
 
 router = APIRouter(include_in_schema=False)
 add_nav("Accounts", "/admin/users", "users.manage")
@@ -90,18 +91,23 @@ def _units(session):
     return list(session.scalars(select(Department).order_by(Department.kind, Department.code)))
 
 
+def _accounts_page(request: Request, s, *, status_code: int = 200, form: dict | None = None, errors=None):
+    return render(
+        request,
+        "admin_users.html",
+        status_code=status_code,
+        users=accounts.list_users(s),
+        units=_units(s),
+        roles=accounts.ROLES,
+        form=form or {},
+        errors=errors,
+    )
+
+
 @router.get("/admin/users", response_class=HTMLResponse)
 def admin_users(request: Request, identity: Annotated[Identity, Depends(Require("users.manage"))]):
     with request.app.state.db.session() as s:
-        return render(
-            request,
-            "admin_users.html",
-            users=accounts.list_users(s),
-            units=_units(s),
-            roles=accounts.ROLES,
-            form={},
-            errors=None,
-        )
+        return _accounts_page(request, s)
 
 
 async def _posted(request: Request) -> dict[str, str]:
@@ -143,28 +149,145 @@ def admin_create_user(
     except SmartCityError as exc:
         form.pop("password", None)
         with db.session() as s:
-            return render(
-                request,
-                "admin_users.html",
-                status_code=exc.status,
-                users=accounts.list_users(s),
-                units=_units(s),
-                roles=accounts.ROLES,
-                form=form,
-                errors=exc,
-            )
+            return _accounts_page(request, s, status_code=exc.status, form=form, errors=exc)
     return RedirectResponse("/admin/users", status_code=303)
+
+
+def _account_page(request: Request, s, user, *, status_code: int = 200, form: dict | None = None, errors=None):
+    return render(
+        request,
+        "admin_user.html",
+        status_code=status_code,
+        user=user,
+        units=_units(s),
+        roles=accounts.ROLES,
+        form=form
+        or {
+            "display_name": user.display_name,
+            "email": user.email or "",
+            "department": user.department.code if user.department else "",
+            "role": user.role,
+        },
+        errors=errors,
+    )
+
+
+def _user(s, user_id: int):
+    from smartcity.core.models import User
+
+    user = s.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    return user
+
+
+@router.get("/admin/users/{user_id}", response_class=HTMLResponse)
+def admin_user(request: Request, user_id: int, identity: Annotated[Identity, Depends(Require("users.manage"))]):
+    with request.app.state.db.session() as s:
+        return _account_page(request, s, _user(s, user_id))
+
+
+@router.post("/admin/users/{user_id}", response_class=HTMLResponse)
+def admin_update_user(
+    request: Request,
+    user_id: int,
+    identity: Annotated[Identity, Depends(Require("users.manage"))],
+    form: Annotated[dict[str, str], Depends(_posted)],
+):
+    db = request.app.state.db
+    change = accounts.AccountChange(
+        display_name=form.get("display_name", ""),
+        email=form.get("email") or None,
+        department=form.get("department") or None,
+        role=form.get("role", ""),
+    )
+    try:
+        with db.session() as s:
+            accounts.update_user(s, user_id, change, actor=identity)
+    except InvalidInput as exc:
+        with db.session() as s:
+            return _account_page(request, s, _user(s, user_id), status_code=exc.status, form=form, errors=exc)
+    return RedirectResponse(f"/admin/users/{user_id}", status_code=303)
+
+
+@router.post("/admin/users/{user_id}/active", response_class=HTMLResponse)
+def admin_set_active(
+    request: Request,
+    user_id: int,
+    identity: Annotated[Identity, Depends(Require("users.manage"))],
+    form: Annotated[dict[str, str], Depends(_posted)],
+):
+    db = request.app.state.db
+    try:
+        with db.session() as s:
+            accounts.set_active(s, user_id, form.get("active") == "1", actor=identity)
+    except InvalidInput as exc:
+        with db.session() as s:
+            return _account_page(request, s, _user(s, user_id), status_code=exc.status, errors=exc)
+    return RedirectResponse(f"/admin/users/{user_id}", status_code=303)
+
+
+def _day(value: str | None, field: str, tz) -> datetime | None:
+    """The start of a day (YYYY-MM-DD) in the city's time zone."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        message = f"{field} is a date written YYYY-MM-DD"
+        raise InvalidInput(message, code="invalid_date", details={"field": field}) from None
+    return datetime.combine(day, time(), tzinfo=tz)
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
 def admin_audit(
     request: Request,
-    identity: Annotated[Identity, Depends(Require("audit.read"))],
-    object_type: str | None = None,
-    object_id: str | None = None,
+    identity: Annotated[Identity, Depends(Require("audit.read", audited=True))],
+    actor: str = "",
+    action: str = "",
+    object_type: str = "",
+    object_id: str = "",
+    since: str = "",
+    until: str = "",
+    before: int | None = None,
 ):
+    tz = request.app.state.profile.tz
+    last_day = _day(until, "until", tz)
+    query = audit.AuditQuery(
+        actor=actor.strip() or None,
+        action=action.strip() or None,
+        object_type=object_type.strip() or None,
+        object_id=object_id.strip() or None,
+        since=_day(since, "since", tz),
+        until=last_day + timedelta(days=1) if last_day else None,  # the last day is included
+        before=before,
+    )
+    filters = {
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "since": since,
+        "until": until,
+    }
+    language = language_of(request)
     with request.app.state.db.session() as s:
-        rows = audit.entries(s, object_type=object_type or None, object_id=object_id or None, limit=300)
+        found = audit.page(s, query)
+        rows = [(e, audit.sentence(e, language), audit.detail_items(e)) for e in found.entries]
+        # Reading the log is itself in the log: who looked, for what.
+        asked = {k: v for k, v in filters.items() if v} | ({"before": before} if before else {})
+        audit.record(s, identity, "read_audit", "audit_log", None, asked or None, ip=_ip(request))
+        more = {k: v for k, v in filters.items() if v}
         return render(
-            request, "admin_audit.html", entries=rows, object_type=object_type or "", object_id=object_id or ""
+            request,
+            "admin_audit.html",
+            rows=rows,
+            filters=filters,
+            actions=sorted(audit.SENTENCES),
+            next_url=f"/admin/audit?{urlencode(more | {'before': found.next_before})}" if found.next_before else None,
+            readable=audit.readable,
         )
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
