@@ -15,7 +15,7 @@ from smartcity.core.errors import InvalidInput, PermissionDenied
 from smartcity.core.models import AuditEntry
 from smartcity.core.notify import Notification
 from smartcity.safety import guardian, service
-from smartcity.safety.models import GuardianLink, HeldAlert, SafetyEvent
+from smartcity.safety.models import Device, GuardianLink, HeldAlert, SafetyEvent
 from tests.conftest import signin
 from tests.safety.helpers import SCHOOL, east_of, feed, fix, make_world, walk_across
 
@@ -233,3 +233,68 @@ def test_a_past_days_path_is_replayed_within_the_retention_period(db, client, wo
     old = (utcnow() + SEOUL_OFFSET).date() - timedelta(days=400)
     assert client.get(f"{url}?day={old.isoformat()}", headers=HTML).status_code == 422
     assert client.get(f"{url}?day=yesterday", headers=HTML).status_code == 422
+
+
+def test_a_guardian_adds_a_device_and_sees_its_password_once(db, client, world):
+    signin(client, "mother")
+    url = f"/safety/guardian/{world.person_id}"
+    token = _token(client.get(url, headers=HTML).text)
+    form = {"csrf_token": token, "identifier": "haneul-watch", "protocol": "owntracks", "name": "Watch"}
+    r = client.post(f"{url}/devices?lang=en", data=form, headers=HTML)
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    secret = re.search(r'<code id="issued-secret">([^<]+)</code>', r.text).group(1)
+    with db.session() as s:
+        [device] = s.scalars(select(Device).where(Device.identifier == "haneul-watch")).all()
+        assert (device.person_id, device.protocol, device.name) == (world.person_id, "owntracks", "Watch")
+        assert device.secret_hash and secret not in device.secret_hash  # only its hash is kept
+        created = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "create", AuditEntry.object_type == "safety_device")
+        ).all()
+        assert created[-1].actor == "mother"
+    assert secret not in client.get(url, headers=HTML).text  # shown once
+    # The same identifier again: refused with the reason, nothing added.
+    again = client.post(f"{url}/devices?lang=en", data=form, headers=HTML)
+    assert again.status_code == 422 and "already registered" in again.text
+    with db.session() as s:
+        assert len(s.scalars(select(Device).where(Device.person_id == world.person_id)).all()) == 2
+    # Someone else's ward: refused and audited, nothing added.
+    client.post("/signout", data={"csrf_token": token})
+    signin(client, "stranger")
+    token = _token(client.get("/safety/guardian", headers=HTML).text)
+    r = client.post(f"{url}/devices", data=form | {"csrf_token": token, "identifier": "x-1"}, headers=HTML)
+    assert r.status_code == 403
+    with db.session() as s:
+        assert s.scalars(select(Device).where(Device.identifier == "x-1")).all() == []
+        assert s.scalars(select(AuditEntry.actor).where(AuditEntry.action == "guardian_denied")).all() == ["stranger"]
+
+
+def test_the_service_records_and_withdraws_consent_on_the_web(db, client, world):
+    signin(client, "mother")  # a guardian may not keep the register
+    assert client.get("/safety/consents", headers=HTML).status_code == 403
+    with db.session() as s:
+        assert s.scalars(select(AuditEntry.actor).where(AuditEntry.action == "access_denied")).all() == ["mother"]
+    client.post("/signout", data={"csrf_token": _token(client.get("/safety/guardian", headers=HTML).text)})
+    signin(client, "root")
+    page = client.get("/safety/consents?lang=en", headers=HTML)
+    assert page.status_code == 200 and "Kim Haneul" in page.text and "form 17" in page.text
+    token = _token(page.text)
+    form = {"csrf_token": token, "person_id": str(world.person_id), "username": "stranger", "given_by": "Kim Minji"}
+    bad = client.post("/safety/consents?lang=en", data=form | {"basis": " "}, headers=HTML)
+    assert bad.status_code == 422 and "who gave it and on what basis" in bad.text
+    r = client.post("/safety/consents", data=form | {"basis": "form 18"}, headers=HTML, follow_redirects=False)
+    assert r.status_code == 303
+    with db.session() as s:
+        assert service.guardian_ids(s, world.person_id) == sorted([world.guardian_id, world.other_guardian_id])
+        [entry] = s.scalars(select(AuditEntry).where(AuditEntry.action == "consent", AuditEntry.actor == "root")).all()
+        assert entry.detail["basis"] == "form 18"
+    r = client.post(
+        f"/safety/consents/{world.person_id}/{world.other_guardian_id}/withdraw",
+        data={"csrf_token": token},
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    with db.session() as s:
+        assert service.guardian_ids(s, world.person_id) == [world.guardian_id]  # the mother's consent stays
+    page = client.get("/safety/consents?lang=ko", headers=HTML).text
+    assert re.search(rf'data-user="{world.other_guardian_id}" data-consented="no"', page) and "철회됨" in page

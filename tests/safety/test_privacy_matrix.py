@@ -122,6 +122,7 @@ def _routes(w) -> dict[str, tuple[str, str, dict | None]]:
         "guardian-page": ("GET", f"/safety/guardian/{p}", None),
         "guardian-replay": ("GET", f"/safety/guardian/{p}?day={_yesterday_in_seoul()}", None),
         "console-page": ("GET", f"/safety/console/{i}", None),
+        "consents-page": ("GET", "/safety/consents", None),
     }
 
 
@@ -129,7 +130,7 @@ ALLOWED = {  # what each caller may open (any other route: refused, and the refu
     "mother": {"wards", "position", "track", "alerts", "zones", "zone-add", "guardian-page", "guardian-replay"},
     "op-gangnam": {"incidents", "incident", "console-page"},
     "op-jongno": {"incidents"},  # its own district's queue: empty
-    "root": {"wards", "incidents", "zone-add"},  # no one's location; the registry (zones) they manage
+    "root": {"wards", "incidents", "zone-add", "consents-page"},  # no one's location; the registry (zones) they manage
     "stranger": {"wards"},  # their own (empty) list of wards
 }
 LOCATED = {"position", "track", "zones", "incident", "guardian-page", "guardian-replay", "console-page", "alerts"}

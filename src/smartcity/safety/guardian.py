@@ -1,5 +1,6 @@
 """What a guardian decides and sees about their own link to a ward: which alerts come, by which channel, quiet
-hours and the cool-down (applied by `alerts.raise_event`), and the progress of the ward's emergencies."""
+hours and the cool-down (applied by `alerts.raise_event`), the progress of the ward's emergencies, and adding
+a device to the ward; and the consent register the service's managers keep on the web (as the CLI does)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from smartcity.core.errors import InvalidInput
 from smartcity.core.models import User
 from smartcity.safety.access import check_guardian
 from smartcity.safety.common import EVENT_KINDS, INCIDENT_KINDS, _db
-from smartcity.safety.models import GuardianLink, Incident
+from smartcity.safety.consent import record_consent, withdraw_consent
+from smartcity.safety.models import Device, GuardianLink, Incident, Person
+from smartcity.safety.registry import add_device
 from smartcity.safety.settings import SafetySettings
 
 ALWAYS_ON = ("sos",)  # an emergency always reaches every guardian
@@ -184,3 +187,60 @@ def ward_incidents(session: Session, identity: Identity, person_id: int, limit: 
         }
         for inc in rows
     ]
+
+
+def add_ward_device(
+    session: Session, identity: Identity, person_id: int, identifier: str, protocol: str, name: str = ""
+) -> Device:
+    """A consented guardian registers a device for their ward (the registry's rules: a unique identifier,
+    known protocols). An OwnTracks device's secret is on the result (`issued_secret`), to be shown once."""
+    check_guardian(session, identity, person_id)
+    if protocol not in ("osmand", "owntracks"):
+        raise InvalidInput("a device reports through osmand or owntracks", code="invalid_protocol")
+    return add_device(session, person_id, identifier, protocol, name.strip()[:200], actor=identity)
+
+
+def consent_register(session: Session, identity: Identity) -> list[dict]:
+    """Every person with their guardian links and the consent behind each (no locations, no contact
+    details): the registry managers' view. Audited, as a read of personal data."""
+    users = {u.id: u for u in session.scalars(select(User).where(User.role == "guardian").order_by(User.username))}
+    links: dict[int, list[dict]] = {}
+    for link in session.scalars(select(GuardianLink).order_by(GuardianLink.id)):
+        user = users.get(link.user_id) or session.get(User, link.user_id)
+        links.setdefault(link.person_id, []).append(
+            {
+                "user_id": link.user_id,
+                "username": user.username if user else str(link.user_id),
+                "relation": link.relation,
+                "consented": link.consented,
+                "given_by": link.consent_by,
+                "basis": link.consent_basis,
+                "at": link.consent_at.isoformat() if link.consent_at else None,
+                "revoked_at": link.revoked_at.isoformat() if link.revoked_at else None,
+            }
+        )
+    persons = [
+        {"id": p.id, "name": p.name, "kind": p.kind, "links": links.get(p.id, [])}
+        for p in session.scalars(select(Person).where(Person.active).order_by(Person.id))
+    ]
+    audit.record(session, identity, "read_consents", "safety_person", None, {"persons": len(persons)})
+    return persons
+
+
+def guardian_usernames(session: Session) -> list[str]:
+    return list(session.scalars(select(User.username).where(User.role == "guardian").order_by(User.username)))
+
+
+def record_consent_as(
+    session: Session, identity: Identity, person_id: int, username: str, given_by: str, basis: str
+) -> GuardianLink:
+    """A registry manager records a consent for a guardian (by user name), as `smartcity safety consent`."""
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None:
+        raise InvalidInput(f"no user {username.strip()!r}", code="unknown_user")
+    return record_consent(session, person_id, user.id, given_by=given_by, basis=basis, actor=identity)
+
+
+def withdraw_consent_as(session: Session, identity: Identity, person_id: int, user_id: int) -> list[GuardianLink]:
+    """A registry manager withdraws the consent behind a guardian's link (and the links resting on it)."""
+    return withdraw_consent(session, person_id, user_id, actor=identity)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from smartcity.core.auth import Identity, Require, check, resolve_identity, verify_csrf
 from smartcity.core.db import from_store
-from smartcity.core.errors import InvalidInput, PermissionDenied
+from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from smartcity.core.i18n import localized
 from smartcity.core.models import User
 from smartcity.core.web import language_of, render
@@ -29,6 +29,7 @@ router = APIRouter(include_in_schema=False)
 # Every page here shows someone's whereabouts: a refusal by role is audited too.
 Guardian = Annotated[Identity, Depends(Require("safety.guard", audited=True))]
 Operator = Annotated[Identity, Depends(Require("safety.operate", audited=True))]
+Manager = Annotated[Identity, Depends(Require("safety.manage", audited=True))]
 
 STATUS_RANK = {"open": 0, "acknowledged": 1, "dispatched": 2, "resolved": 3}
 RECENTLY_RESOLVED = 10
@@ -103,6 +104,7 @@ def _guardian_view(
     issued: dict | None = None,
     day: str | None = None,
     prefs_error: str | None = None,
+    device_error: str | None = None,
     status_code: int = 200,
 ):
     db = request.app.state.db
@@ -150,6 +152,7 @@ def _guardian_view(
         issued=issued,
         prefs=prefs,
         prefs_error=prefs_error,
+        device_error=device_error,
         incidents=incidents,
         urgent=[i for i in incidents if i["active"]],
         last_seen=_minutes_ago(position["fix_time"]) if position else None,
@@ -238,6 +241,78 @@ def device_secret_form(request: Request, person_id: int, device_id: int, identit
     response = _guardian_view(request, identity, person_id, None, issued={"device_id": device_id, "secret": secret})
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@router.post("/safety/guardian/{person_id}/devices", response_class=HTMLResponse, dependencies=[Depends(verify_csrf)])
+def add_device_form(
+    request: Request,
+    person_id: int,
+    identity: Guardian,
+    identifier: str = Form(""),
+    protocol: str = Form("osmand"),
+    name: str = Form(""),
+):
+    """A guardian adds a device to their ward; an OwnTracks device's password is shown in this answer only."""
+    with request.app.state.db.session() as s:
+        try:
+            device = guardian.add_ward_device(s, identity, person_id, identifier, protocol, name)
+        except (InvalidInput, Conflict) as exc:
+            s.rollback()
+            error, issued = exc.code, None
+        else:
+            error, issued = None, {"device_id": device.id, "secret": device.issued_secret}
+    if error:
+        return _guardian_view(request, identity, person_id, None, device_error=error, status_code=422)
+    response = _guardian_view(request, identity, person_id, None, issued=issued)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- the consent register (the service's managers; what `smartcity safety consent` does) -------------
+
+
+def _register(request: Request, identity: Identity, error: str | None = None, status_code: int = 200):
+    with request.app.state.db.session() as s:
+        persons = guardian.consent_register(s, identity)
+        usernames = guardian.guardian_usernames(s)
+    response = _page(request, "safety/consents.html", persons=persons, usernames=usernames, error=error)
+    response.status_code = status_code
+    return response
+
+
+@router.get("/safety/consents", response_class=HTMLResponse)
+def consents_page(request: Request, identity: Manager):
+    """Persons, their guardians and the consent behind each link; record and withdraw consents."""
+    return _register(request, identity)
+
+
+@router.post("/safety/consents", dependencies=[Depends(verify_csrf)])
+def record_consent_form(
+    request: Request,
+    identity: Manager,
+    person_id: int = Form(...),
+    username: str = Form(""),
+    given_by: str = Form(""),
+    basis: str = Form(""),
+):
+    with request.app.state.db.session() as s:
+        try:
+            guardian.record_consent_as(s, identity, person_id, username, given_by, basis)
+        except (InvalidInput, NotFound) as exc:
+            s.rollback()
+            error = exc.code
+        else:
+            error = None
+    if error:
+        return _register(request, identity, error, 422)
+    return RedirectResponse("/safety/consents", status_code=303)
+
+
+@router.post("/safety/consents/{person_id}/{user_id}/withdraw", dependencies=[Depends(verify_csrf)])
+def withdraw_consent_form(request: Request, person_id: int, user_id: int, identity: Manager):
+    with request.app.state.db.session() as s:
+        guardian.withdraw_consent_as(s, identity, person_id, user_id)
+    return RedirectResponse("/safety/consents", status_code=303)
 
 
 # --- the control room -----------------------------------------------------------------------------
