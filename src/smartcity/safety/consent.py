@@ -20,6 +20,7 @@ from smartcity.safety.models import (
     Device,
     DeviceState,
     GuardianLink,
+    HeldAlert,
     Incident,
     PositionRow,
     RecentPositionRow,
@@ -174,6 +175,7 @@ def delete_history(session: Session, person_id: int, actor="cli") -> dict:
         "alerts": session.execute(delete(SafetyEvent).where(SafetyEvent.person_id == person_id)).rowcount,
     }
     session.execute(delete(AlertCooldown).where(AlertCooldown.person_id == person_id))
+    session.execute(delete(HeldAlert).where(HeldAlert.person_id == person_id))  # alerts not yet sent
     session.execute(
         update(DeviceState)
         .where(DeviceState.person_id == person_id)
