@@ -284,7 +284,19 @@ function staffHelpers() {
   const statusForm = $("#status-form");
   if (statusForm) {
     const pick = $(".parent-pick", statusForm);
-    const sync = () => { pick.hidden = $("input[name=status]:checked", statusForm)?.value !== "duplicate"; };
+    const templates = $("select[name=template_id]", statusForm);
+    const sync = () => {
+      const chosen = $("input[name=status]:checked", statusForm)?.value;
+      pick.hidden = chosen !== "duplicate";
+      // Only the templates written for the chosen status (or for any) are offered; the service refuses others.
+      if (!templates || !chosen) return;
+      for (const option of templates.options) {
+        const off = Boolean(option.dataset.status) && option.dataset.status !== chosen;
+        option.hidden = off;
+        option.disabled = off;
+      }
+      if (templates.selectedOptions[0]?.disabled) templates.value = "";
+    };
     statusForm.addEventListener("change", sync);
     sync();
   }

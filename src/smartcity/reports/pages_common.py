@@ -139,6 +139,7 @@ ERROR_TEXT = {
     "invalid_bbox": "Choose a district or the map area.",
     "invalid_area": "Choose a district or the map area.",
     "unknown_district": "Choose a district or the map area.",
+    "template_status": "This response template is for another status: choose one for the new status.",
 }
 
 

@@ -111,12 +111,28 @@ def _changed(session: Session, report: Report, identity: Identity, entry: Report
         publish(session, "report.updated", {**event_data(report), "kind": entry.kind})
 
 
-def _template_text(session: Session, template_id: int | None, language: str) -> str:
+def _template_text(session: Session, template_id: int | None, language: str, status: str) -> str:
+    """A response template's text for an update to `status`; a template written for another status is
+    refused (InvalidInput "template_status"), so a "fixed" answer is never sent while acknowledging."""
     if template_id is None:
         return ""
     tpl = session.get(ResponseTemplate, template_id)
     if tpl is None:
         raise NotFound("no such response template")
+    if tpl.status and tpl.status != status:
+        raise InvalidInput(
+            f"the response template {tpl.title!r} is for the status {tpl.status}, not {status}",
+            code="template_status",
+            details=[
+                {
+                    "field": "template_id",
+                    "code": "template_status",
+                    "problem": f"this template is for the status {tpl.status}, not {status}",
+                    "template_status": tpl.status,
+                    "status": status,
+                }
+            ],
+        )
     return localized(tpl, "text", language)
 
 
@@ -161,7 +177,9 @@ def transition(
             details={"from": report.status, "to": status, "allowed": sorted(TRANSITIONS[report.status])},
         )
     problems: list[dict] = []
-    text = _clean_text(text, "text", MAX_UPDATE, problems) or _template_text(session, template_id, report.language)
+    # The template is checked even when the text was written over it: the choice itself must suit the status.
+    canned = _template_text(session, template_id, report.language, status)
+    text = _clean_text(text, "text", MAX_UPDATE, problems) or canned
     _raise_problems(problems, "the update is not valid")
     old = report.status
     now = _now()

@@ -1,0 +1,91 @@
+"""The staff's tools of issue 12 item 6, on both stores: a response template is sent only with the status it
+was written for (refused otherwise, nothing stored), bulk actions over the queue, the queue's map, the
+after-photo of a fix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from smartcity.core.errors import InvalidInput
+from smartcity.core.models import AuditEntry
+from smartcity.reports import service as S
+from smartcity.reports.models import Report, ReportUpdate
+from tests.conftest import make_user, signin
+from tests.reports.helpers import file_report, who
+
+HTML = {"accept": "text/html"}
+
+
+def csrf(client, path: str = "/reports/new") -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def template_id(db, title: str) -> int:
+    with db.session() as s:
+        return next(t.id for t in S.list_templates(s, who(db, "boss")) if t.title == title)
+
+
+def stored(db, report_id: int) -> tuple[str, int, int]:
+    """A report's status, its timeline entries and its audited changes (reads of the contact aside: the work
+    view re-rendered with the error reads it again)."""
+    with db.session() as s:
+        return (
+            s.get(Report, report_id).status,
+            s.scalar(select(func.count()).select_from(ReportUpdate).where(ReportUpdate.report_id == report_id)),
+            s.scalar(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(
+                    AuditEntry.object_type == "report",
+                    AuditEntry.object_id == str(report_id),
+                    AuditEntry.action != "read_contact",
+                )
+            ),
+        )
+
+
+def test_a_template_for_another_status_is_refused_and_nothing_is_stored(rdb):
+    make_user(rdb, "boss", "admin")
+    make_user(rdb, "roadie", "staff", department="11020-roads")
+    rid = file_report(rdb)
+    with rdb.session() as s:
+        fixed = S.save_template(s, who(rdb, "boss"), S.TemplateIn("Repaired", "고쳤습니다.", "Repaired.", "fixed")).id
+        anything = S.save_template(s, who(rdb, "boss"), S.TemplateIn("Thanks", "감사합니다.", "Thank you.")).id
+    before = stored(rdb, rid)
+    for text in ("", "Written over the template"):
+        with rdb.session() as s, pytest.raises(InvalidInput) as refused:
+            S.transition(s, who(rdb, "roadie"), rid, "acknowledged", text=text, template_id=fixed)
+        assert refused.value.code == "template_status"
+        assert refused.value.details[0]["field"] == "template_id"
+    assert stored(rdb, rid) == before
+    with rdb.session() as s:
+        S.transition(s, who(rdb, "roadie"), rid, "acknowledged", template_id=template_id(rdb, "Received"))
+        S.transition(s, who(rdb, "roadie"), rid, "in_progress", template_id=anything)  # a template for any status
+    with rdb.session() as s:
+        S.transition(s, who(rdb, "roadie"), rid, "fixed", template_id=fixed)
+    with rdb.session() as s:
+        texts = [u.text for u in S.timeline(s, rid) if u.kind == "status"]
+    assert texts[1:] == ["감사합니다.", "고쳤습니다."] and texts[0].startswith("신고해 주셔서")  # the report's language
+
+
+def test_the_work_page_refuses_a_template_of_another_status_in_words(client, app):
+    db = app.state.db
+    make_user(db, "boss", "admin")
+    make_user(db, "roadie", "staff", department="11020-roads")
+    rid = file_report(db)
+    scheduled = template_id(db, "Work scheduled")  # written for in_progress
+    signin(client, "roadie")
+    page = client.get(f"/staff/reports/{rid}?lang=en", headers=HTML).text
+    assert f'value="{scheduled}"' in page and 'data-status="in_progress"' in page  # what the script filters by
+    before = stored(db, rid)
+    r = client.post(
+        f"/staff/reports/{rid}/status?lang=ko",
+        data={"csrf_token": csrf(client), "status": "acknowledged", "template_id": str(scheduled)},
+        headers=HTML,
+    )
+    assert r.status_code == 422
+    assert "이 답변 서식은 다른 상태에 쓰는 것입니다" in r.text
+    assert stored(db, rid) == before
