@@ -298,3 +298,18 @@ def test_the_service_records_and_withdraws_consent_on_the_web(db, client, world)
         assert service.guardian_ids(s, world.person_id) == [world.guardian_id]  # the mother's consent stays
     page = client.get("/safety/consents?lang=ko", headers=HTML).text
     assert re.search(rf'data-user="{world.other_guardian_id}" data-consented="no"', page) and "철회됨" in page
+
+
+def test_held_alerts_go_with_the_history_and_are_never_sent(db, engine, settings):
+    w = make_world(db)
+    start, end = quiet_around_now()
+    set_prefs(db, w, quiet_start=start, quiet_end=end)
+    for p in walk_across(w.device):
+        engine.intake_sync(p)
+    with db.session() as s:
+        assert len(s.scalars(select(HeldAlert)).all()) == 2
+        service.withdraw_as_guardian(s, w.identity(db, w.guardian_id), w.person_id, with_history=True)
+    with db.session() as s:
+        assert s.scalars(select(HeldAlert)).all() == []
+    assert service.send_alert_digests(db, settings, now=utcnow() + timedelta(minutes=90)) == 0
+    assert messages(db, w.guardian_id) == []
