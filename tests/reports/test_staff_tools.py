@@ -14,7 +14,7 @@ from smartcity.core.models import AuditEntry
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportUpdate
 from tests.conftest import make_user, signin
-from tests.reports.helpers import file_report, who
+from tests.reports.helpers import GANGNAM, file_report, who
 
 HTML = {"accept": "text/html"}
 
@@ -89,3 +89,80 @@ def test_the_work_page_refuses_a_template_of_another_status_in_words(client, app
     assert r.status_code == 422
     assert "이 답변 서식은 다른 상태에 쓰는 것입니다" in r.text
     assert stored(db, rid) == before
+
+
+def test_a_bulk_status_change_is_one_transaction_per_report(rdb):
+    make_user(rdb, "boss", "admin")
+    make_user(rdb, "roadie", "staff", department="11020-roads")
+    ours = [file_report(rdb, title=f"Pothole {n}") for n in range(3)]
+    theirs = file_report(rdb, where=GANGNAM)  # Gangnam's roads unit: not roadie's to change
+    with rdb.session() as s:
+        S.transition(s, who(rdb, "roadie"), ours[2], "fixed")  # a fixed report cannot be acknowledged
+    before = {rid: stored(rdb, rid) for rid in (ours[2], theirs)}
+    received = template_id(rdb, "Received")
+    ids = [*ours, theirs, ours[0]]  # the repeated one counts once
+    outcome = S.bulk_action(rdb, who(rdb, "roadie"), ids, status="acknowledged", template_id=received)
+    assert outcome.done == ours[:2]
+    assert {k: v["code"] for k, v in outcome.refused.items()} == {ours[2]: "illegal_transition", theirs: "other_unit"}
+    assert {rid: stored(rdb, rid) for rid in (ours[2], theirs)} == before  # the refused ones: untouched
+    with rdb.session() as s:
+        for rid in ours[:2]:
+            assert s.get(Report, rid).status == "acknowledged"
+            changes = s.scalars(
+                select(AuditEntry).where(AuditEntry.object_id == str(rid), AuditEntry.action == "status")
+            ).all()
+            assert [(e.actor, e.detail["new"]) for e in changes] == [("roadie", "acknowledged")]  # one each
+
+
+def test_a_bulk_action_refused_as_a_whole_touches_nothing(rdb):
+    make_user(rdb, "boss", "admin")
+    make_user(rdb, "roadie", "staff", department="11020-roads")
+    ours = [file_report(rdb, title=f"Pothole {n}") for n in range(2)]
+    before = {rid: stored(rdb, rid) for rid in ours}
+    roadie = who(rdb, "roadie")
+    for kwargs, code in (
+        ({"status": "acknowledged", "template_id": template_id(rdb, "Work scheduled")}, "template_status"),
+        ({"status": "acknowledged", "department": "11230-roads"}, "one_action"),
+        ({}, "one_action"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            S.bulk_action(rdb, roadie, ours, **kwargs)
+        assert refused.value.code == code
+    with pytest.raises(InvalidInput) as refused:
+        S.bulk_action(rdb, roadie, [], status="acknowledged")
+    assert refused.value.code == "no_reports"
+    assert {rid: stored(rdb, rid) for rid in ours} == before
+
+
+def test_the_queue_bulk_form_and_map_pins(client, app):
+    db = app.state.db
+    make_user(db, "boss", "admin")
+    make_user(db, "roadie", "staff", department="11020-roads")
+    make_user(db, "pothole_crew", "staff", department="11020-roads")
+    ours = [file_report(db, title=f"Pothole {n}") for n in range(2)]
+    theirs = file_report(db, where=GANGNAM)
+    assert client.get("/staff/reports.geojson").status_code == 401
+    signin(client, "roadie")
+    pins = client.get("/staff/reports.geojson?size=1000").json()
+    assert sorted(f["id"] for f in pins["features"]) == ours  # the unit's queue only
+    assert 'id="queue-map"' in client.get("/staff/reports?view=map", headers=HTML).text
+    queue = client.get("/staff/reports?lang=en", headers=HTML).text
+    user_id = re.search(r'<option value="(\d+)">pothole_crew</option>', queue).group(1)
+    r = client.post(
+        "/staff/reports/bulk",
+        data={
+            "csrf_token": csrf(client, "/staff/reports"),
+            "action": "assign",
+            "user_id": user_id,
+            "ids": [str(ours[0]), str(ours[1]), str(theirs)],
+            "back": "/staff/reports?order=created_desc",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/staff/reports?order=created_desc"
+    page = client.get(r.headers["location"] + "&lang=en", headers=HTML).text
+    result = re.search(r'<div class="card bulk-result".*?</div>', page, re.S).group(0)
+    assert f"#{ours[0]}, #{ours[1]}" in result and f'data-id="{theirs}"' in result
+    with db.session() as s:
+        assert [s.get(Report, rid).assignee_id for rid in (*ours, theirs)] == [int(user_id)] * 2 + [None]
+    assert 'id="bulk-result"' not in client.get("/staff/reports", headers=HTML).text  # said once

@@ -302,8 +302,27 @@ function staffHelpers() {
   }
 }
 
+// The queue's bulk form: only the chosen change's fields, and only the chosen status's templates.
+function bulkForm(form) {
+  const action = $("#bulk-action", form), status = $("#bulk-status", form), templates = $("#bulk-template", form);
+  const sync = () => {
+    for (const label of $$("label[data-for]", form)) label.hidden = label.dataset.for !== action.value;
+    if (!templates) return;
+    for (const option of templates.options) {
+      const off = Boolean(option.dataset.status) && option.dataset.status !== status.value;
+      option.hidden = off;
+      option.disabled = off;
+    }
+    if (templates.selectedOptions[0]?.disabled) templates.value = "";
+  };
+  form.addEventListener("change", sync);
+  sync();
+}
+
 const form = $("#report-form");
 if (form) reportForm(form);
+const bulk = $("#bulk-form");
+if (bulk) bulkForm(bulk);
 for (const el of $$("[data-pins]")) reportsMap(el);
 const single = $("#report-map[data-lat]");
 if (single) singleReportMap(single);

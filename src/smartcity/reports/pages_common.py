@@ -140,6 +140,8 @@ ERROR_TEXT = {
     "invalid_area": "Choose a district or the map area.",
     "unknown_district": "Choose a district or the map area.",
     "template_status": "This response template is for another status: choose one for the new status.",
+    "no_reports": "Choose at least one report.",
+    "one_action": "Choose one change: a status, a department or an assignee.",
 }
 
 
@@ -308,6 +310,60 @@ def reports_map_json(request: Request, model: ReportsMap) -> Response:
 
 
 def reports_map_geojson(request: Request, model: ReportsMap) -> Response:
+    return page_geojson(request, model.result)
+
+
+@dataclass
+class QueuePage:
+    """A unit's queue: a page of the search with the names the table shows and what the bulk form offers
+    (templates, members, departments) and the last bulk action's outcome; its twins are the page as JSON
+    and the map view's pins (GeoJSON)."""
+
+    result: S.ReportPage
+    filters: dict[str, Any]
+    view: str  # list | map
+    assignees: dict[int, str]
+    units: list[tuple[str, str]]
+    unit_name: str
+    manager: bool
+    templates: list[dict]
+    members: list[dict]
+    bulk: dict | None = None
+
+
+def _queue_context(request: Request, model: QueuePage) -> dict:
+    lang = language_of(request)
+    items = [S.public_view(r, lang) for r in model.result.items]
+    for view, r in zip(items, model.result.items, strict=True):
+        view["assignee"] = model.assignees.get(r.assignee_id)
+    query = urlencode({k: v for k, v in model.filters.items() if v})
+    return dict(
+        items=items,
+        result=model.result,
+        filters=model.filters,
+        view=model.view,
+        units=model.units if model.manager else [],
+        departments=model.units,
+        unit_name=model.unit_name,
+        manager=model.manager,
+        statuses=S.STATUSES,
+        query=query,
+        here=f"/staff/reports?{query}" if query else "/staff/reports",
+        district_names=district_names(request),
+        templates=model.templates,
+        members=model.members,
+        bulk=model.bulk,
+    )
+
+
+queue_html = template("queue.html", page, _queue_context)
+
+
+def queue_json(request: Request, model: QueuePage) -> Response:
+    return page_json_response(request, model.result)
+
+
+def queue_geojson(request: Request, model: QueuePage) -> Response:
     return page_geojson(request, model.result)
 
 

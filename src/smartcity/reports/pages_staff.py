@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -29,6 +28,8 @@ QUEUE_ORDERS = ("due_asc", "created_desc", "updated_desc", "support_desc")
 
 
 @router.get("/staff/reports", response_class=HTMLResponse)
+@router.get("/staff/reports.json")
+@router.get("/staff/reports.geojson")
 def queue(
     request: Request,
     identity: Annotated[Identity, Depends(Require("reports.work"))],
@@ -38,7 +39,11 @@ def queue(
     order: str = "due_asc",
     unit: str = "",
     page: int = 1,
+    view: str = "list",
+    size: int = 50,
 ):
+    """The unit's queue as a table with bulk actions, or on a map (view=map: its pins are this route's
+    .geojson twin), or as JSON."""
     lang = language_of(request)
     manager = identity.can("reports.manage")
     if not manager:
@@ -53,32 +58,52 @@ def queue(
         assignee_id=identity.user_id if mine else None,
         order=order if order in QUEUE_ORDERS else "due_asc",
         page=max(page, 1),
-        page_size=50,
+        page_size=min(max(size, 1), 1000),
         with_total=True,
     )
     with request.app.state.db.session() as s:
         result = S.search(s, q)
-        items = [S.public_view(r, lang) for r in result.items]
-        assignees = directory.usernames(s, [r.assignee_id for r in result.items])
-        for view, r in zip(items, result.items, strict=True):
-            view["assignee"] = assignees.get(r.assignee_id)
-        units = [(d["code"], d["name"]) for d in directory.departments(s, lang)] if manager else []
-        unit_name = directory.unit_names(s, lang).get(unit, "") if unit else ""
         filters = {"status": status, "overdue": overdue, "mine": mine, "order": order, "unit": unit}
-        query = urlencode({k: v for k, v in filters.items() if v})
-        return C.page(
-            request,
-            "queue.html",
-            items=items,
+        model = C.QueuePage(
             result=result,
             filters=filters,
-            units=units,
-            unit_name=unit_name,
+            view="map" if view == "map" else "list",
+            assignees=directory.usernames(s, [r.assignee_id for r in result.items]),
+            units=[(d["code"], d["name"]) for d in directory.departments(s, lang)],
+            unit_name=directory.unit_names(s, lang).get(unit, "") if unit else "",
             manager=manager,
-            statuses=S.STATUSES,
-            query=query,
-            district_names=C.district_names(request),
+            templates=[S.template_view(t, lang) for t in S.list_templates(s, identity)],
+            members=directory.members(s, identity.department_id) if identity.department_id else [],
+            bulk=request.session.pop("bulk", None),
         )
+        return render(request, model, default="html")
+
+
+@router.post("/staff/reports/bulk")
+def bulk(request: Request, identity: Annotated[Identity, Depends(Require("reports.work"))], form: C.Form):
+    """One change for the reports ticked in the queue (each in its own transaction: see S.bulk_action)."""
+    action = str(form.get("action") or "")
+    back = str(form.get("back") or "")
+    try:
+        ids = [int(v) for v in form.getlist("ids")]
+        done = S.bulk_action(
+            request.app.state.db,
+            identity,
+            ids,
+            status=str(form.get("status") or "") or None if action == "status" else None,
+            text=str(form.get("text") or ""),
+            template_id=_int_or_none(form.get("template_id")) if action == "status" else None,
+            department=str(form.get("department") or "") or None if action == "reassign" else None,
+            assignee_id=_int_or_none(form.get("user_id")) if action == "assign" else None,
+        )
+        outcome = {"done": done.done, "refused": [{"id": k, **v} for k, v in done.refused.items()]}
+    except (InvalidInput, NotFound, ValueError) as exc:
+        err = exc if isinstance(exc, SmartCityError) else InvalidInput("not a report number", code="invalid_number")
+        outcome = {"error": C.translated(request, C.ERROR_TEXT.get(err.code, err.message))}
+    request.session["bulk"] = outcome
+    # Back to the same queue view (its filters): a path on this site only.
+    target = back if back.startswith("/staff/reports") and "//" not in back else "/staff/reports"
+    return RedirectResponse(target, status_code=303)
 
 
 def _work_context(request: Request, s, identity: Identity, report_id: int) -> dict:

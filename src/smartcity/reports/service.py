@@ -127,10 +127,13 @@ from smartcity.reports.views import (
     update_view,
 )
 from smartcity.reports.workflow import (
+    MAX_BULK,
+    BulkOutcome,
     UpdateOutcome,
     add_note,
     add_update,
     assign,
+    bulk_action,
     feedback,
     is_reporter,
     merge,
@@ -225,6 +228,9 @@ __all__ = [
     "list_templates",
     "may_import",
     "merge",
+    "bulk_action",
+    "BulkOutcome",
+    "MAX_BULK",
     "my_reports",
     "MyReports",
     "nearby",

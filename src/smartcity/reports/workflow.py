@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
-from smartcity.core.auth import Identity
+from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from smartcity.core.events import publish
 from smartcity.core.i18n import localized
@@ -419,6 +419,67 @@ def updates_since(
     if report_id is not None:
         q = q.where(ReportUpdate.report_id == int(report_id))
     return list(session.scalars(q.order_by(ReportUpdate.at, ReportUpdate.id).limit(min(limit, 10_000))))
+
+
+MAX_BULK = 200  # reports one bulk action may touch (a queue page is 50)
+
+
+@dataclass
+class BulkOutcome:
+    """What a bulk action did: the reports changed, and those refused with the reason (code, message)."""
+
+    done: list[int] = field(default_factory=list)
+    refused: dict[int, dict] = field(default_factory=dict)
+
+
+def bulk_action(
+    db,
+    identity: Identity,
+    report_ids: Iterable[int],
+    *,
+    status: str | None = None,
+    text: str = "",
+    template_id: int | None = None,
+    department: str | None = None,
+    assignee_id: int | None = None,
+) -> BulkOutcome:
+    """One change for several reports of the queue: a status (with one template or text), another unit,
+    or an assignee; exactly one of them.
+
+    Each report is changed in a transaction of its own, through the same function as one by one (so each is
+    checked, audited and its reporter told as usual): a report that cannot take the change (another unit's,
+    a status it cannot reach) is refused and left as it was, and the others go through. What applies to the
+    whole request (no reports, several actions, a template of another status) is refused before any report
+    is touched."""
+    check(identity, "reports.work")
+    ids = list(dict.fromkeys(int(i) for i in report_ids))
+    if not ids:
+        raise InvalidInput("choose at least one report", code="no_reports")
+    if len(ids) > MAX_BULK:
+        raise InvalidInput(f"at most {MAX_BULK} reports at once", code="too_many_reports")
+    chosen = [name for name, v in (("status", status), ("department", department), ("assignee", assignee_id)) if v]
+    if len(chosen) != 1:
+        raise InvalidInput("choose one change: a status, a department or an assignee", code="one_action")
+    if template_id is not None:
+        if not status:
+            raise InvalidInput("a response template goes with a status", code="template_status")
+        with db.session() as s:
+            _template_text(s, template_id, "en", status)  # only its check matters here: the text is per report
+    outcome = BulkOutcome()
+    for report_id in ids:
+        try:
+            with db.session() as s:
+                if status:
+                    transition(s, identity, report_id, status, text=text, template_id=template_id)
+                elif department:
+                    reassign(s, identity, report_id, department, reason=text)
+                else:
+                    assign(s, identity, report_id, assignee_id)
+        except (InvalidInput, PermissionDenied, NotFound) as exc:
+            outcome.refused[report_id] = {"code": exc.code, "message": exc.message}
+        else:
+            outcome.done.append(report_id)
+    return outcome
 
 
 def reassign(session: Session, identity: Identity, report_id: int, department_code: str, *, reason: str = "") -> Report:
