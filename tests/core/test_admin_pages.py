@@ -3,7 +3,9 @@ reading it audited) and accounts (edited, disabled and enabled, their role chang
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +13,8 @@ from sqlalchemy import select
 
 from smartcity.core import audit
 from smartcity.core.models import AuditEntry, User
-from tests.conftest import make_key, make_user, signin
-from tests.helpers import browser_signin
+from tests.conftest import eventually, make_key, make_user, signin
+from tests.helpers import SSEReader, browser_signin, run_async
 
 
 def token_of(page_text: str) -> str:
@@ -282,3 +284,63 @@ def test_the_audit_filters_in_a_browser(live_app, page):
     page.click("#audit-filters button[type=submit]")
     page.wait_for_selector("p.empty")
     assert page.locator(".audit-entry").count() == 0
+
+
+def test_a_disabled_accounts_open_streams_end_and_no_one_elses(db):
+    """On both stores, through the bus as a serving process runs it (PostgreSQL: its LISTEN connection)."""
+    from smartcity.core import accounts
+    from smartcity.core.auth import Identity
+
+    uid = make_user(db, "minji", "citizen")
+    other = make_user(db, "junho", "citizen")
+
+    def disable() -> None:
+        with db.session() as s:
+            accounts.set_active(s, uid, False, actor="cli")
+
+    async def until_end(sub) -> bool:
+        """Whether the stream ends within a few seconds (events before the end are let through)."""
+        try:
+            while True:
+                if await asyncio.wait_for(sub.get(), 5) is None:
+                    return True
+        except TimeoutError:
+            return False
+
+    async def scenario() -> tuple[bool, bool]:
+        await db.events.start()
+        if db.is_postgres:
+            await asyncio.to_thread(db.events.listening.wait, 10)
+        try:
+            hers = db.events.subscribe(identity=Identity(user_id=uid, username="minji", role="citizen", via="key"))
+            his = db.events.subscribe(identity=Identity(user_id=other, username="junho", role="citizen", via="key"))
+            await asyncio.to_thread(disable)
+            ended = await until_end(hers)
+            his_ended = await until_end(his)
+            return ended, his_ended
+        finally:
+            await db.events.stop()
+
+    assert run_async(scenario()) == (True, False)
+
+
+def test_a_disabled_accounts_event_stream_stops_delivering(live_app):
+    from smartcity.core import accounts
+    from smartcity.core.events import publish
+
+    uid = make_user(live_app.db, "minji", "citizen")
+    key = make_key(live_app.db, "minji")
+
+    def tell_minji(n: int) -> None:
+        with live_app.db.session() as s:
+            publish(s, "test.note", {"n": n}, users=[uid])
+
+    with SSEReader(f"{live_app.url}/api/events/stream?topics=test.", {"X-API-Key": key}) as stream:
+        tell_minji(1)
+        eventually(lambda: stream.of("test.note") == [{"n": 1}])
+        with live_app.db.session() as s:
+            accounts.set_active(s, uid, False, actor="cli")
+        time.sleep(0.5)
+        tell_minji(2)
+        time.sleep(0.5)
+        assert stream.of("test.note") == [{"n": 1}]

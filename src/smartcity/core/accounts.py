@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.core.events import publish
 from smartcity.core.models import ApiKey, Department, User
 
 # The core's roles; modules add theirs in their declaration (core.module.declare), before "admin".
@@ -168,6 +169,8 @@ def set_active(session: Session, user_id: int, active: bool, actor) -> User:
     if user.active != active:
         user.active = active
         audit.record(session, actor, "enable" if active else "disable", "user", user.id, {"username": user.username})
+        if not active:
+            publish(session, "user.disabled", {"id": user.id}, audience="users.manage")
     return user
 
 

@@ -186,6 +186,8 @@ class EventBus:
         # Whether events published here go to the event log (SQLite). A process whose events reach its serving
         # process by other means (the safety writer's socket) turns it off, so they are not delivered twice.
         self.shared = True
+        # A disabled account's open streams end with it, in every process (core.accounts.set_active).
+        self.on("user.disabled", lambda ev: self.end_streams_of(ev.data["id"]))
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -281,6 +283,13 @@ class EventBus:
         does to them at shutdown, for a server whose streams must close before its loop stops."""
         with self._lock:
             subs = list(self._subs)
+        for sub in subs:
+            sub.loop.call_soon_threadsafe(self.unsubscribe, sub)
+
+    def end_streams_of(self, user_id: int) -> None:
+        """End the streams opened by one account's sessions or keys, from any thread."""
+        with self._lock:
+            subs = [sub for sub in self._subs if getattr(sub.identity, "user_id", None) == user_id]
         for sub in subs:
             sub.loop.call_soon_threadsafe(self.unsubscribe, sub)
 
