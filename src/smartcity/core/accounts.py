@@ -16,14 +16,15 @@ from smartcity.core import audit
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.events import publish
+from smartcity.core.i18n import N_
 from smartcity.core.models import ApiKey, Department, User
 
 # The core's roles; modules add theirs in their declaration (core.module.declare), before "admin".
 ROLES = {
-    "citizen": "Citizen: reports problems, follows them, takes part",
-    "staff": "Department staff: works the reports routed to their department",
-    "publisher": "Data publisher: publishes datasets to the open data plaza",
-    "admin": "Administrator: manages users, routing and the city's set-up",
+    "citizen": N_("Citizen: reports problems, follows them, takes part"),
+    "staff": N_("Department staff: works the reports routed to their department"),
+    "publisher": N_("Data publisher: publishes datasets to the open data plaza"),
+    "admin": N_("Administrator: manages users, routing and the city's set-up"),
 }
 # Kinds of unit (Department.kind) → what they are; modules add theirs.
 UNIT_KINDS = {"department": "A city or district department"}

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from smartcity.core.i18n import gettext, translate
+from smartcity.core.i18n import N_, gettext, translate
 from smartcity.core.models import AuditEntry
 
 
@@ -117,27 +117,32 @@ def page(session: Session, query: AuditQuery) -> AuditPage:
 # action → the sentence that tells it ({actor} did it to {subject}); English msgids, translated in the
 # catalogues. An action not listed is told by the fallback with a readable form of its code.
 SENTENCES: dict[str, str] = {
-    "create": "{actor} created {subject}",
-    "update": "{actor} changed {subject}",
-    "delete": "{actor} deleted {subject}",
-    "import": "{actor} imported {subject}",
-    "export": "{actor} exported {subject}",
-    "revoke": "{actor} revoked {subject}",
-    "signin": "{actor} signed in",
-    "signin_failed": "A sign-in failed",
-    "signin_throttled": "A sign-in was refused after too many failures",
-    "set_password": "{actor} set the password of {subject}",
-    "access_denied": "{actor} was refused {subject}",
-    "read_audit": "{actor} read the audit log",
-    "change_role": "{actor} changed the role of {subject}",
-    "disable": "{actor} disabled {subject}",
-    "enable": "{actor} enabled {subject}",
-    "read_contact": "{actor} read the contact details of {subject}",
-    "read_location": "{actor} read the location of {subject}",
+    "create": N_("{actor} created {subject}"),
+    "update": N_("{actor} changed {subject}"),
+    "delete": N_("{actor} deleted {subject}"),
+    "import": N_("{actor} imported {subject}"),
+    "export": N_("{actor} exported {subject}"),
+    "revoke": N_("{actor} revoked {subject}"),
+    "signin": N_("{actor} signed in"),
+    "signin_failed": N_("A sign-in failed"),
+    "signin_throttled": N_("A sign-in was refused after too many failures"),
+    "set_password": N_("{actor} set the password of {subject}"),
+    "access_denied": N_("{actor} was refused {subject}"),
+    "read_audit": N_("{actor} read the audit log"),
+    "change_role": N_("{actor} changed the role of {subject}"),
+    "disable": N_("{actor} disabled {subject}"),
+    "enable": N_("{actor} enabled {subject}"),
+    "read_contact": N_("{actor} read the contact details of {subject}"),
+    "read_location": N_("{actor} read the location of {subject}"),
 }
-FALLBACK = "{actor}: {action} ({subject})"
+FALLBACK = N_("{actor}: {action} ({subject})")
 # object types → their names in sentences (msgids); others are told by a readable form of their code.
-SUBJECTS: dict[str, str] = {"user": "account", "api_key": "API key", "route": "the page", "audit_log": "audit log"}
+SUBJECTS: dict[str, str] = {
+    "user": N_("account"),
+    "api_key": N_("API key"),
+    "route": N_("the page"),
+    "audit_log": N_("audit log"),
+}
 
 
 def readable(code: str) -> str:
