@@ -5,6 +5,7 @@ after-photo of a fix."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,9 +15,14 @@ from smartcity.core.models import AuditEntry
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportUpdate
 from tests.conftest import make_user, signin
-from tests.reports.helpers import GANGNAM, file_report, who
+from tests.reports.helpers import GANGNAM, file_report, jpeg, who
 
 HTML = {"accept": "text/html"}
+
+
+def uploads(app) -> list[Path]:
+    root = Path(app.state.settings.var_dir) / "uploads"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 def csrf(client, path: str = "/reports/new") -> str:
@@ -166,3 +172,40 @@ def test_the_queue_bulk_form_and_map_pins(client, app):
     with db.session() as s:
         assert [s.get(Report, rid).assignee_id for rid in (*ours, theirs)] == [int(user_id)] * 2 + [None]
     assert 'id="bulk-result"' not in client.get("/staff/reports", headers=HTML).text  # said once
+
+
+def test_marking_fixed_with_an_after_photo_shows_it_as_after(client, app):
+    db = app.state.db
+    make_user(db, "roadie", "staff", department="11020-roads")
+    rid = file_report(db)
+    signin(client, "roadie")
+    token = csrf(client, f"/staff/reports/{rid}")
+    before = (stored(db, rid), sorted(p.name for p in uploads(app)))
+    # With another status, or not an image: refused in words, nothing stored (no row, no file).
+    for status, upload, code_text in (
+        ("acknowledged", ("after.jpg", jpeg(), "image/jpeg"), "only with the status Fixed"),
+        ("fixed", ("after.jpg", b"not a photo", "image/jpeg"), "Only JPEG, PNG or WebP"),
+    ):
+        r = client.post(
+            f"/staff/reports/{rid}/status?lang=en",
+            data={"csrf_token": token, "status": status},
+            files={"after_photo": upload},
+            headers=HTML,
+        )
+        assert r.status_code == 422 and code_text in r.text
+        assert (stored(db, rid), sorted(p.name for p in uploads(app))) == before
+    r = client.post(
+        f"/staff/reports/{rid}/status",
+        data={"csrf_token": token, "status": "fixed", "text": "Filled and levelled."},
+        files={"after_photo": ("after.jpg", jpeg(exif=True), "image/jpeg")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    detail = client.get(f"/reports/{rid}.json").json()
+    assert detail["status"] == "fixed" and detail["photos"] == [] and len(detail["after_photos"]) == 1
+    photo = client.get(detail["after_photos"][0]["url"])
+    assert photo.status_code == 200 and b"SecretCam" not in photo.content  # the same pipeline: no metadata
+    page = client.get(f"/reports/{rid}?lang=en", headers=HTML).text
+    assert 'id="after-photos"' in page and detail["after_photos"][0]["thumb_url"] in page
+    with db.session() as s:
+        assert s.get(Report, rid).photo_count == 0  # the reporter's count is theirs

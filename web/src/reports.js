@@ -288,6 +288,8 @@ function staffHelpers() {
     const sync = () => {
       const chosen = $("input[name=status]:checked", statusForm)?.value;
       pick.hidden = chosen !== "duplicate";
+      const after = $("label.after-photo", statusForm);
+      if (after) after.hidden = chosen !== "fixed";
       // Only the templates written for the chosen status (or for any) are offered; the service refuses others.
       if (!templates || !chosen) return;
       for (const option of templates.options) {

@@ -289,7 +289,9 @@ def create_report(session: Session, identity: Identity, new: NewReport) -> Creat
     return CreatedReport(report, token, notices=notices or [])
 
 
-def _store_photos(session: Session, settings: Settings, report_id: int, processed: list, start: int = 0) -> None:
+def _store_photos(
+    session: Session, settings: Settings, report_id: int, processed: list, start: int = 0, stage: str = "before"
+) -> None:
     """Write processed photos' files (removed again if the transaction rolls back) and their rows."""
     if not processed:
         return
@@ -309,6 +311,7 @@ def _store_photos(session: Session, settings: Settings, report_id: int, processe
                     height=p.height,
                     size=len(p.image),
                     position=pos,
+                    stage=stage,
                 )
             )
     except BaseException:

@@ -179,6 +179,8 @@ class ReportPhoto(Base):
     height: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # "before": the reporter's (counted in Report.photo_count); "after": staff's, taken when marking it fixed.
+    stage: Mapped[str] = mapped_column(String(10), default="before", server_default="before")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

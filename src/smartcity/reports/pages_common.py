@@ -141,6 +141,7 @@ ERROR_TEXT = {
     "unknown_district": "Choose a district or the map area.",
     "template_status": "This response template is for another status: choose one for the new status.",
     "no_reports": "Choose at least one report.",
+    "after_photo_not_fixed": "A photo after the fix goes only with the status Fixed.",
     "one_action": "Choose one change: a status, a department or an assignee.",
 }
 

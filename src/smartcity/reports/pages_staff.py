@@ -11,13 +11,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import Identity, Require
-from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError
+from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError, TooLarge
 from smartcity.core.i18n import localized
 from smartcity.core.render import render
 from smartcity.core.web import language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
 from smartcity.reports import service as S
+from smartcity.reports.settings import ReportsSettings
 
 router = APIRouter(include_in_schema=False)
 
@@ -147,7 +148,7 @@ def _staff_action(request: Request, identity: Identity, report_id: int, form: Fo
     try:
         with request.app.state.db.session() as s:
             target = action(s)
-    except (InvalidInput, NotFound) as exc:
+    except (InvalidInput, NotFound, TooLarge) as exc:
         with request.app.state.db.session() as s:
             context = _work_context(request, s, identity, report_id)
             message = exc.message
@@ -177,6 +178,14 @@ Worker = Annotated[Identity, Depends(Require("reports.work"))]
 
 @router.post("/staff/reports/{report_id:int}/status")
 def change_status(request: Request, report_id: int, identity: Worker, form: C.Form):
+    photo = form.get("after_photo")
+    upload = None
+    if isinstance(photo, UploadFile) and photo.filename:
+        max_bytes = request.app.state.context.settings_of(ReportsSettings).max_photo_bytes
+        photo.file.seek(0)
+        # One byte over the limit is enough to say "too large" without reading a huge file into memory.
+        upload = S.Upload(photo.filename, photo.file.read(max_bytes + 1), photo.content_type or "")
+
     def act(s):
         template = _int_or_none(form.get("template_id"))
         S.transition(
@@ -187,6 +196,7 @@ def change_status(request: Request, report_id: int, identity: Worker, form: C.Fo
             text=str(form.get("text") or ""),
             template_id=template,
             parent_id=_int_or_none(form.get("parent_id")),
+            after_photo=upload,
         )
 
     return _staff_action(request, identity, report_id, form, act, "status")

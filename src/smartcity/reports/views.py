@@ -61,10 +61,10 @@ def get_report(session: Session, report_id: int | str, *, lock: bool = False) ->
     return report
 
 
-def photos_of(session: Session, report_id: int) -> list[ReportPhoto]:
-    return list(
-        session.scalars(select(ReportPhoto).where(ReportPhoto.report_id == report_id).order_by(ReportPhoto.position))
-    )
+def photos_of(session: Session, report_id: int, stage: str = "before") -> list[ReportPhoto]:
+    """A report's photos of one stage: "before" (the reporter's) or "after" (taken when it was fixed)."""
+    q = select(ReportPhoto).where(ReportPhoto.report_id == report_id, ReportPhoto.stage == stage)
+    return list(session.scalars(q.order_by(ReportPhoto.position, ReportPhoto.id)))
 
 
 def photo_url(photo: ReportPhoto, thumb: bool = False) -> str:
@@ -154,10 +154,13 @@ def detail_view(session: Session, report: Report, identity: Identity, language: 
     assignee and whether contact details exist (not the details themselves: see `contact_of`)."""
     staff = can_work(identity, report)
     view = public_view(report, language)
-    view["photos"] = [
-        {"id": p.id, "url": photo_url(p), "thumb_url": photo_url(p, True), "width": p.width, "height": p.height}
-        for p in photos_of(session, report.id)
-    ]
+    view["photos"], view["after_photos"] = (
+        [
+            {"id": p.id, "url": photo_url(p), "thumb_url": photo_url(p, True), "width": p.width, "height": p.height}
+            for p in photos_of(session, report.id, stage)
+        ]
+        for stage in ("before", "after")
+    )
     view["timeline"] = [update_view(u, language) for u in timeline(session, report.id, include_internal=staff)]
     view["is_reporter"] = bool(identity.user_id and identity.user_id == report.reporter_id)
     if staff:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
@@ -28,10 +28,12 @@ from smartcity.reports.common import (
     _clean_text,
     _now,
     _raise_problems,
+    reports_settings,
     settings_of,
 )
-from smartcity.reports.models import Report, ReportSupport, ReportUpdate, ResponseTemplate
+from smartcity.reports.models import Report, ReportPhoto, ReportSupport, ReportUpdate, ResponseTemplate
 from smartcity.reports.notifications import _notify_reporter, feedback_token
+from smartcity.reports.photos import Upload, process
 from smartcity.reports.routing import _unit
 from smartcity.reports.views import _require_work, can_work, event_data, get_report
 
@@ -158,9 +160,12 @@ def transition(
     text: str = "",
     template_id: int | None = None,
     parent_id: int | None = None,
+    after_photo: Upload | None = None,
 ) -> Report:
     """Move a report to a new status (staff of its unit). `text` (or a response template) is the public
-    answer; the reporter is notified. `duplicate` needs `parent_id` (it merges into that report)."""
+    answer; the reporter is notified. `duplicate` needs `parent_id` (it merges into that report). Marking
+    it fixed may carry an `after_photo` (the reporters' photo pipeline: checked, re-encoded, no metadata),
+    shown on the public page as "after"; with any other status it is refused."""
     if status == "duplicate":
         if parent_id is None:
             raise InvalidInput("a duplicate needs the report it duplicates", code="parent_required")
@@ -180,9 +185,23 @@ def transition(
     # The template is checked even when the text was written over it: the choice itself must suit the status.
     canned = _template_text(session, template_id, report.language, status)
     text = _clean_text(text, "text", MAX_UPDATE, problems) or canned
+    if after_photo is not None and status != "fixed":
+        problems.append({"field": "after_photo", "code": "after_photo_not_fixed", "problem": "only when marking fixed"})
     _raise_problems(problems, "the update is not valid")
+    settings = settings_of(session)
+    # Checked and re-encoded before anything changes: a bad photo leaves the report as it was.
+    photo = process(after_photo, reports_settings(session).max_photo_bytes) if after_photo else None
     old = report.status
     now = _now()
+    if photo is not None:
+        from smartcity.reports.intake import _store_photos  # intake builds on this module
+
+        taken = session.scalar(
+            select(func.count())
+            .select_from(ReportPhoto)
+            .where(ReportPhoto.report_id == report.id, ReportPhoto.stage == "after")
+        )
+        _store_photos(session, settings, report.id, [photo], start=taken or 0, stage="after")
     _set_status(report, status, now)
     if status in OPEN_STATUSES and old in CLOSED_STATUSES:
         report.parent_id = None
