@@ -37,6 +37,7 @@ def test_the_guardian_sees_the_position_and_path_and_the_marker_moves_live(live_
     assert page.locator(".person-marker").is_visible()
     assert page.locator("path.track").count() == 1
     assert page.locator("#battery").inner_text() == "64%"
+    assert page.locator("#last-seen").inner_text() == "3 min ago"
     assert page.locator("path.zone.safe").count() == 1  # the school
     # A new fix reaches the engine while the page is open: the marker moves, the path grows.
     lat, lon = east_of(SCHOOL, 150)
@@ -44,6 +45,7 @@ def test_the_guardian_sees_the_position_and_path_and_the_marker_moves_live(live_
     page.wait_for_selector(f'#map[data-marker-lon="{lon:.6f}"]', timeout=TIMEOUT)
     assert m.get_attribute("data-path-points") == "4"
     assert page.locator("#battery").inner_text() == "63%"
+    assert page.locator("#last-seen").inner_text() == "just now"
 
 
 def test_the_zone_editor_saves_a_circle_with_a_schedule(live_app, page, world):
