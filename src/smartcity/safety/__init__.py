@@ -93,6 +93,7 @@ module = Module(
     nav=(
         NavLink("My wards", "/safety/guardian", "safety.guard"),
         NavLink("Control room", "/safety/console", "safety.operate"),
+        NavLink("Consents", "/safety/consents", "safety.manage"),
     ),
     # Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
     personal=tuple(
