@@ -157,14 +157,26 @@ def dispatch(
 
 
 def resolve(session: Session, identity: Identity, incident_id: int, resolution: str = "") -> Incident:
-    """Close the incident; from now on its operators no longer see the person's location."""
+    """Close the incident; from now on its operators no longer see the person's location. Steps go in order:
+    an incident nobody has acknowledged closes only with a reason written down (a false alarm, a duplicate)."""
+    reason = resolution.strip()
+    inc = _operator_incident(session, identity, incident_id, lock=True)
+    if inc.status == "open" and not reason:
+        # The refusal is audited in its own transaction: the caller's rolls back with the exception.
+        with _db(session).session() as s:
+            audit.record(s, identity, "resolve_refused", "safety_incident", inc.id, {"reason": "not_acknowledged"})
+        raise InvalidInput(
+            "acknowledge the incident first, or give the reason for closing it unacknowledged",
+            code="resolution_required",
+            details=[{"field": "resolution", "code": "required", "problem": "is required before acknowledgment"}],
+        )
     return _step(
         session,
         identity,
         incident_id,
         "resolved",
         ("open", "acknowledged", "dispatched"),
-        resolution=resolution.strip() or None,
+        resolution=reason or None,
     )
 
 
