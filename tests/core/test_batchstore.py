@@ -277,7 +277,7 @@ def test_the_mover_thread_moves_what_is_staged(staged):
     store = SQLiteBatchStore(staging=True)
     with staged.engine.begin() as conn:
         store.insert_new(conn, "bs_items", _columns([5, 6], [1, 1], ["a", "b"], [0, 0]), ("owner", "at"))
-    mover = StagingMover(staged.engine.url.database, "bs_items", every=0.05).start()
+    mover = StagingMover(staged.engine.url.database, "bs_items", max_age=0, poll=0.05).start()
     try:
         deadline = time.monotonic() + 10
         while _staged_rows(staged) and time.monotonic() < deadline:
@@ -285,3 +285,136 @@ def test_the_mover_thread_moves_what_is_staged(staged):
     finally:
         mover.stop()
     assert _staged_rows(staged) == [] and mover.moved == 2 and len(_table(staged)) == 2
+
+
+def _stage(db, owners, ats) -> None:
+    n = len(owners)
+    with db.engine.begin() as conn:
+        SQLiteBatchStore(staging=True).insert_new(
+            conn, "bs_items", _columns(owners, ats, ["x"] * n, [0.0] * n), ("owner", "at"), maybe_present=False
+        )
+
+
+def test_a_round_is_due_at_the_row_threshold_or_when_the_oldest_row_is_old_enough(staged):
+    import sqlite3
+
+    from smartcity.core.batchstore import StagingMover
+
+    conn = sqlite3.connect(staged.engine.url.database, isolation_level=None)
+    try:
+        by_rows = StagingMover(staged.engine.url.database, "bs_items", threshold=lambda: 3, max_age=3600)
+        by_age = StagingMover(staged.engine.url.database, "bs_items", threshold=1000, max_age=0.2)
+        assert not by_rows.due(conn) and not by_age.due(conn)  # nothing staged
+        _stage(staged, [1, 2], [1, 1])
+        assert not by_rows.due(conn) and not by_age.due(conn)
+        time.sleep(0.25)
+        assert by_age.due(conn) and not by_rows.due(conn)
+        _stage(staged, [3], [1])
+        assert by_rows.due(conn)
+        assert by_rows.round(conn) == 3 and by_rows.stats["staged"] == 3
+        assert not by_age.due(conn)  # the age counts again from the next staged row
+    finally:
+        conn.close()
+
+
+def _union(path) -> list[tuple]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT owner, at FROM (SELECT owner, at FROM bs_items UNION ALL SELECT owner, at FROM bs_items_recent) "
+            "ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_rows_are_read_exactly_once_before_during_and_after_a_round_in_chunks(staged):
+    """A reader of both tables (as all_positions) sees every row once while a round moves them chunk by chunk."""
+    import sqlite3
+    import threading
+
+    from smartcity.core.batchstore import StagingMover
+
+    path = staged.engine.url.database
+    owners = [o for _ in range(10) for o in range(200, 0, -1)]  # arrival order is not key order
+    ats = [k for k in range(10) for _ in range(200)]
+    _stage(staged, owners, ats)
+    expected = sorted(zip(owners, ats, strict=True))
+    assert _union(path) == expected
+    mover = StagingMover(path, "bs_items", chunk_rows=100, min_pause=0.01)
+    reads, mid_move, bad = 0, 0, []
+    done = threading.Event()
+
+    def read() -> None:
+        nonlocal reads, mid_move
+        conn = sqlite3.connect(path)
+        while not done.is_set():
+            conn.execute("BEGIN")  # both counts and the union from one snapshot
+            main = conn.execute("SELECT count(*) FROM bs_items").fetchone()[0]
+            rest = conn.execute("SELECT count(*) FROM bs_items_recent").fetchone()[0]
+            rows = conn.execute(
+                "SELECT owner, at FROM bs_items UNION ALL SELECT owner, at FROM bs_items_recent ORDER BY 1, 2"
+            ).fetchall()
+            conn.execute("COMMIT")
+            reads += 1
+            mid_move += bool(main and rest)
+            if rows != expected:
+                bad.append((main, rest, len(rows)))
+        conn.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        moved = mover.round(conn)
+    finally:
+        done.set()
+        reader.join()
+        conn.close()
+    assert moved == 2000 and mover.stats["chunks"] >= 20
+    assert bad == [] and mid_move > 0, (reads, mid_move, bad[:3])
+    assert _staged_rows(staged) == [] and _union(path) == expected
+
+
+_KILLED_MOVER = """
+import sys, time
+from smartcity.core.batchstore import StagingMover, stage
+stage("bs_items", "bs_items_recent", ("owner", "at"))
+StagingMover(sys.argv[1], "bs_items", max_age=0, poll=0.01, chunk_rows=50, min_pause=0.02).start()
+time.sleep(600)
+"""
+
+
+def test_a_mover_killed_mid_round_loses_and_duplicates_nothing(staged, tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = staged.engine.url.database
+    owners = [o for _ in range(20) for o in range(100, 0, -1)]
+    ats = [k for k in range(20) for _ in range(100)]
+    _stage(staged, owners, ats)
+    expected = sorted(zip(owners, ats, strict=True))
+    script = tmp_path / "mover.py"
+    script.write_text(_KILLED_MOVER)
+    child = subprocess.Popen([sys.executable, str(script), path])
+    try:
+        conn = sqlite3.connect(path)
+        deadline = time.monotonic() + 30
+        moved = 0
+        while moved < 300 and time.monotonic() < deadline:  # some chunks done, most rows still staged
+            moved = conn.execute("SELECT count(*) FROM bs_items").fetchone()[0]
+            time.sleep(0.005)
+        conn.close()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    left = len(_staged_rows(staged))
+    assert 0 < left < 2000, left  # killed mid-round
+    assert _union(path) == expected
+    assert SQLiteBatchStore(staging=True).flush_staged(staged.engine, "bs_items", max_rows=500) == left
+    assert _staged_rows(staged) == [] and [(o, a) for o, a, *_ in _table(staged)] == expected

@@ -23,7 +23,8 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -267,20 +268,26 @@ class SQLiteBatchStore:
             raw.execute("RELEASE batch_insert")
         return stored
 
-    def move_staged(self, conn, table: str, max_rows: int = 20_000) -> int:
+    def move_staged(self, conn, table: str, max_rows: int = 20_000, up_to: int | None = None) -> int:
         """Move up to about `max_rows` staged rows of `table` (those of the lowest keys, whole devices at a time)
-        into it, in key order; returns how many left the staging table. Call it in a transaction of its own."""
+        into it, in key order; returns how many left the staging table (0: nothing was left to move). `up_to`:
+        only rows staged up to that rowid (a round's rows, not those arriving meanwhile). Call it in a
+        transaction of its own."""
         staging, key = STAGED[table]
         raw = _driver(conn)
         lead = key[0]
         order = ", ".join(key)
+        upto, up_params = ("rowid <= ?", (up_to,)) if up_to is not None else ("1", ())
         # The first key value beyond `max_rows` rows: everything below it moves (all of each device), or all of
         # the first device when it alone has more.
-        bound = raw.execute(f"SELECT {lead} FROM {staging} ORDER BY {order} LIMIT 1 OFFSET ?", (max_rows,)).fetchone()
-        where, params = "", ()
+        bound = raw.execute(
+            f"SELECT {lead} FROM {staging} WHERE {upto} ORDER BY {order} LIMIT 1 OFFSET ?", (*up_params, max_rows)
+        ).fetchone()
+        where, params = f" WHERE {upto}", up_params
         if bound is not None:
-            first = raw.execute(f"SELECT min({lead}) FROM {staging}").fetchone()[0]
-            where, params = (f" WHERE {lead} <= ?" if first == bound[0] else f" WHERE {lead} < ?"), (bound[0],)
+            first = raw.execute(f"SELECT min({lead}) FROM {staging} WHERE {upto}", up_params).fetchone()[0]
+            where += f" AND {lead} <= ?" if first == bound[0] else f" AND {lead} < ?"
+            params = (*up_params, bound[0])
         cols = ", ".join(r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall())
         sql = (
             f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{where} ORDER BY {order} ON CONFLICT DO NOTHING"
@@ -438,17 +445,41 @@ class PostgresBatchStore:
 
 
 class StagingMover:
-    """SQLite: moves a staged table's rows into it (`SQLiteBatchStore.move_staged`) every `every` seconds from a
-    thread and connection of its own, in transactions of about `max_rows` rows, so the writer waits at most one
-    short move for the store's write lock. A longer `every` lets more of each device's fixes gather in the
-    staging table, to share one page write of the main table."""
+    """SQLite: moves a staged table's rows into it (`SQLiteBatchStore.move_staged`) from a thread and connection
+    of its own.
 
-    def __init__(self, path: str, table: str, every: float = 5.0, max_rows: int = 20_000):
-        self.path, self.table, self.every, self.max_rows = path, table, every, max_rows
-        self.moved = 0
+    A round starts when the staging table holds `threshold` rows (an int, or a callable read at each look: a
+    few times the active devices, so that each device has a few fixes staged and they share one page write of
+    the keyed table) or when its oldest row has waited `max_age` seconds (so a quiet city's fixes still move).
+    A round moves everything staged, in chunks of about `chunk_rows` rows in key order, one transaction each,
+    and after each chunk leaves the store's write lock free for at least as long as the chunk held it (never
+    less than `min_pause`): the intake writer waits at most about one chunk, and gets half the time or more
+    while a round lasts. A crash between or within chunks loses nothing: a chunk's copy and delete commit
+    together. `stats`: rounds, chunks, moved, longest_chunk_s, staged (at the last look)."""
+
+    def __init__(
+        self,
+        path: str,
+        table: str,
+        *,
+        threshold: int | Callable[[], int] = 50_000,
+        max_age: float = 60.0,
+        poll: float = 0.5,
+        chunk_rows: int = 5_000,
+        min_pause: float = 0.02,
+    ):
+        self.path, self.table = path, table
+        self.threshold, self.max_age, self.poll = threshold, max_age, poll
+        self.chunk_rows, self.min_pause = chunk_rows, min_pause
+        self.stats = {"rounds": 0, "chunks": 0, "moved": 0, "longest_chunk_s": 0.0, "staged": 0}
         self._store = SQLiteBatchStore(staging=True)
+        self._waiting_since: float | None = None  # when rows were first seen staged after the last round
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def moved(self) -> int:
+        return self.stats["moved"]
 
     def start(self) -> StagingMover:
         if self._thread is None or not self._thread.is_alive():
@@ -458,6 +489,7 @@ class StagingMover:
         return self
 
     def stop(self, timeout: float = 30) -> None:
+        """Stop after the chunk in hand; what is still staged waits for `flush_staged` or the next mover."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -466,28 +498,62 @@ class StagingMover:
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         try:
-            while not self._stopping.wait(self.every):
-                self.round(conn)
+            while not self._stopping.wait(self.poll):
+                try:
+                    due = self.due(conn)
+                except sqlite3.Error as exc:
+                    log.debug("staging look skipped: %s", exc)
+                    continue
+                if due:
+                    self.round(conn)
         finally:
             conn.close()
 
+    def staged(self, conn) -> int:
+        """About how many rows are staged (an upper bound read from the rowid range: two index look-ups, where
+        count(*) would read the whole table)."""
+        staging = STAGED[self.table][0]
+        span = conn.execute(f"SELECT max(rowid) - min(rowid) + 1 FROM {staging}").fetchone()[0]
+        return int(span or 0)
+
+    def due(self, conn) -> bool:
+        staged = self.stats["staged"] = self.staged(conn)
+        if not staged:
+            self._waiting_since = None
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        threshold = self.threshold() if callable(self.threshold) else self.threshold
+        return staged >= max(1, threshold) or now - self._waiting_since >= self.max_age
+
     def round(self, conn) -> int:
-        """Move everything staged now, a transaction per `max_rows`."""
+        """Move everything staged now, a transaction per chunk; returns how many rows moved."""
         moved = 0
-        while not self._stopping.is_set():
+        self.stats["rounds"] += 1
+        staging = STAGED[self.table][0]
+        top = conn.execute(f"SELECT max(rowid) FROM {staging}").fetchone()[0]
+        while top is not None and not self._stopping.is_set():
+            started = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                n = self._store.move_staged(conn, self.table, self.max_rows)
+                n = self._store.move_staged(conn, self.table, self.chunk_rows, up_to=top)
                 conn.execute("COMMIT")
             except (sqlite3.Error, DBAPIError) as exc:  # busy: the next round does it
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 log.debug("staging move skipped: %s", exc)
                 break
+            held = time.perf_counter() - started
             moved += n
-            if n < self.max_rows:
+            self.stats["chunks"] += 1
+            self.stats["moved"] += n
+            self.stats["longest_chunk_s"] = max(self.stats["longest_chunk_s"], held)
+            if n == 0:
                 break
-        self.moved += moved
+            # The writer's busy handler polls every few ms: a pause as long as the chunk lets it in.
+            self._stopping.wait(max(self.min_pause, held))
+        self._waiting_since = None
         return moved
 
 
