@@ -1,5 +1,7 @@
-// The control-room console: the district's incident queue, live; the selected incident's person on the map
-// with their recent track and the nearest cameras; acknowledge → dispatch → resolve.
+// The control-room console: the district's incident queue, live and in priority order, each with a running
+// timer since opening; an alarm seen and heard when an emergency arrives; every active incident and its danger
+// zone on one map, the selected one's person with their recent track and the labelled nearest cameras;
+// acknowledge → dispatch → resolve.
 import { cityMap, L } from "./_citymap.js";
 import { api, fitTo, live, part, readJSON, root, swap } from "./_safety.js";
 
@@ -12,6 +14,7 @@ const baseTitle = document.title;
 const personIcon = L.divIcon({ className: "person-marker", iconSize: [22, 22], iconAnchor: [11, 11] });
 const cameraIcon = L.divIcon({ className: "camera-marker", iconSize: [16, 16], iconAnchor: [8, 8] });
 const layer = L.layerGroup().addTo(map);
+const everyIncident = L.layerGroup().addTo(map); // all active incidents and their danger zones
 let current = null; // the selected incident's map data
 let marker = null;
 let trackLine = null;
@@ -40,13 +43,115 @@ function drawIncident() {
   }
   for (const c of current.cameras) {
     L.marker([c.lat, c.lon], { icon: cameraIcon, title: c.name })
-      .bindTooltip(`${c.name || c.id} · ${Math.round(c.distance_m)} m`)
+      .bindTooltip(`${c.name || c.id} · ${Math.round(c.distance_m)} m`,
+        { permanent: true, direction: "right", className: "camera-label" })
       .addTo(layer);
     pts.push(L.latLng(c.lat, c.lon));
   }
   el.dataset.located = where ? "yes" : "no";
   el.dataset.cameraCount = String(current.cameras.length);
   fitTo(map, pts);
+}
+
+function drawAll() {
+  everyIncident.clearLayers();
+  const pins = readJSON("queue-data") ?? [];
+  let zones = 0;
+  for (const p of pins) {
+    if (p.zone) {
+      const style = { className: "zone danger", color: "#dc2626", weight: 2, fillOpacity: 0.15 };
+      (p.zone.polygon ? L.geoJSON(p.zone.polygon, { style: () => style })
+        : L.circle([p.zone.lat, p.zone.lon], { radius: p.zone.radius_m, ...style }))
+        .bindTooltip(p.zone.name).addTo(everyIncident);
+      zones += 1;
+    }
+    if (p.lat == null) continue;
+    const icon = L.divIcon({ className: `incident-marker kind-${p.kind} status-${p.status}`, iconSize: [18, 18],
+      iconAnchor: [9, 9] });
+    L.marker([p.lat, p.lon], { icon, title: p.person_name })
+      .bindTooltip(p.person_name, { direction: "top" })
+      .on("click", () => select(p.id))
+      .addTo(everyIncident);
+  }
+  el.dataset.incidentCount = String(pins.filter((p) => p.lat != null).length);
+  el.dataset.zoneCount = String(zones);
+}
+
+// Running timers since opening, in the queue (m:ss, or h:mm:ss after an hour).
+function elapsed(since) {
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 1000));
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
+}
+
+function tick() {
+  for (const t of queueBox.querySelectorAll(".timer[data-since]")) t.textContent = elapsed(t.dataset.since);
+}
+setInterval(tick, 1000);
+
+// The alarm. Sound is generated here (no audio file); browsers start an AudioContext only after the operator
+// has interacted with the page, so the console starts muted and says so until the first click or key.
+const alarm = document.getElementById("alarm");
+const soundButton = document.getElementById("sound");
+let audio = null;
+let muted = true;
+let repeat = null;
+
+function setSound(on) {
+  muted = !on;
+  if (on) {
+    audio ??= new AudioContext();
+    audio.resume();
+  }
+  soundButton.setAttribute("aria-pressed", String(on));
+  soundButton.textContent = on ? soundButton.dataset.on : soundButton.dataset.off;
+}
+
+function firstGesture(e) {
+  document.removeEventListener("pointerdown", firstGesture, true);
+  document.removeEventListener("keydown", firstGesture, true);
+  if (e.target !== soundButton) setSound(true);
+}
+document.addEventListener("pointerdown", firstGesture, true);
+document.addEventListener("keydown", firstGesture, true);
+soundButton.addEventListener("click", () => setSound(muted));
+
+function beep() {
+  if (muted || !audio) return;
+  const t0 = audio.currentTime;
+  for (let i = 0; i < 3; i++) { // three short tones, high-low-high
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    const t = t0 + i * 0.3;
+    osc.type = "square";
+    osc.frequency.value = i % 2 ? 660 : 880;
+    gain.gain.setValueAtTime(0.15, t);
+    gain.gain.exponentialRampToValueAtTime(0.001, t + 0.25);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(t);
+    osc.stop(t + 0.26);
+  }
+  alarm.dataset.beeps = String(Number(alarm.dataset.beeps) + 1);
+}
+
+function raiseAlarm(li) {
+  document.getElementById("alarm-what").textContent =
+    [li?.querySelector(".badge.kind")?.textContent, li?.querySelector(".who")?.textContent].filter(Boolean).join(" · ");
+  alarm.hidden = false;
+  beep();
+  // Repeated while an emergency is waiting for someone to acknowledge it.
+  repeat ??= setInterval(() => (openCount() ? beep() : quietAlarm()), 15000);
+}
+
+function quietAlarm() {
+  alarm.hidden = true;
+  clearInterval(repeat);
+  repeat = null;
+}
+
+function openCount() {
+  return queueBox.querySelectorAll("#queue .incident[data-status=open]").length;
 }
 
 function markSelected() {
@@ -56,8 +161,9 @@ function markSelected() {
 }
 
 function countOpen() {
-  const open = queueBox.querySelectorAll("#queue .incident[data-status=open]").length;
+  const open = openCount();
   document.title = open ? `(${open}) ${baseTitle}` : baseTitle;
+  if (!open) quietAlarm();
 }
 
 async function refreshQueue() {
@@ -65,11 +171,14 @@ async function refreshQueue() {
   for (const li of queueBox.querySelectorAll(".incident")) {
     if (!known.has(li.dataset.id)) {
       known.add(li.dataset.id);
-      li.classList.add("new"); // a visual highlight, no sound; it fades when the incident is opened
+      li.classList.add("new"); // highlighted until the operator opens it
+      if (li.dataset.status === "open") raiseAlarm(li);
     }
   }
   markSelected();
   countOpen();
+  drawAll();
+  tick();
 }
 
 let selecting = 0;
@@ -137,6 +246,8 @@ async function onIncident(inc) {
 }
 
 drawIncident();
+drawAll();
+tick();
 countOpen();
 ready.finally(() => {
   if (current) drawIncident(); // the city view the map fits to first must not win over the incident

@@ -12,10 +12,15 @@ from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
+from smartcity.core.models import User
 from smartcity.safety.access import _refuse, guardian_ids
 from smartcity.safety.common import AGENCIES, _db, _tell_this_engine
 from smartcity.safety.engine import Raised
-from smartcity.safety.models import Incident, Person, SafetyEvent
+from smartcity.safety.models import GuardianLink, Incident, Person, SafetyEvent, Zone
+from smartcity.safety.zones import zone_to_dict
+
+# The control room's priority: an SOS (someone pressed for help) before a danger zone entered.
+KIND_RANK = {"sos": 0, "danger": 1}
 
 
 def control_room_code(district_code: str) -> str:
@@ -180,8 +185,39 @@ def resolve(session: Session, identity: Identity, incident_id: int, resolution: 
     )
 
 
+def queue_order(incident: dict) -> tuple:
+    """The sort key of the control room's queue: SOS before danger, then whoever has waited longest."""
+    return KIND_RANK.get(incident["kind"], len(KIND_RANK)), incident["opened_at"] or "", incident["id"]
+
+
+def guardian_contacts(session: Session, identity: Identity, inc: Incident, ip: str | None = None) -> list[dict]:
+    """The consenting guardians' names and phone numbers, for the incident's operators to call while it is not
+    resolved (the caller has checked the district). A read of contact details: audited."""
+    if inc.status == "resolved":
+        return []
+    ids = guardian_ids(session, inc.person_id)
+    if not ids:
+        return []
+    q = (
+        select(User, GuardianLink.relation)
+        .join(GuardianLink, GuardianLink.user_id == User.id)
+        .where(GuardianLink.person_id == inc.person_id, User.id.in_(ids), User.phone.is_not(None))
+        .order_by(GuardianLink.id)
+    )
+    out = [
+        {"user_id": u.id, "name": u.display_name or u.username, "relation": relation, "phone": u.phone}
+        for u, relation in session.execute(q)
+        if u.phone and u.phone.strip()
+    ]
+    if out:
+        detail = {"guardians": [c["user_id"] for c in out]}
+        audit.record(session, identity, "read_contacts", "safety_incident", inc.id, detail, ip=ip)
+    return out
+
+
 def list_incidents(session: Session, identity: Identity, active: bool = True, limit: int = 200) -> list[dict]:
-    """The control room's queue: its district's incidents (active ones with their location; audited)."""
+    """The control room's queue: its district's incidents (active ones with their location and, for a danger
+    zone entered, the zone's shape; audited)."""
     from smartcity.core.auth import check
 
     check(identity, "safety.operate")
@@ -195,7 +231,15 @@ def list_incidents(session: Session, identity: Identity, active: bool = True, li
         d = incident_to_dict(inc, with_location=inc.status != "resolved")
         person = session.get(Person, inc.person_id)
         d["person_name"], d["person_kind"] = person.name, person.kind
+        d["zone"] = None
         out.append(d)
+    zone_ids = {d["zone_id"] for d in out if d["zone_id"] is not None and d["lat"] is not None}
+    if zone_ids:
+        # Only danger zones, which concern everyone: a person's safe zones (their home, their school) stay theirs.
+        danger = {z.id: zone_to_dict(z) for z in session.scalars(select(Zone).where(Zone.id.in_(zone_ids)))}
+        for d in out:
+            z = danger.get(d["zone_id"]) if d["lat"] is not None else None
+            d["zone"] = z if z and z["kind"] == "danger" else None
     with_location = [d["id"] for d in out if d["lat"] is not None]
     if with_location:
         audit.record(

@@ -23,6 +23,7 @@ from smartcity.core.i18n import localized
 from smartcity.core.models import User
 from smartcity.core.web import language_of, render
 from smartcity.safety import guardian, service
+from smartcity.safety.incidents import queue_order
 from smartcity.safety.settings import SafetySettings
 
 router = APIRouter(include_in_schema=False)
@@ -31,8 +32,8 @@ Guardian = Annotated[Identity, Depends(Require("safety.guard", audited=True))]
 Operator = Annotated[Identity, Depends(Require("safety.operate", audited=True))]
 Manager = Annotated[Identity, Depends(Require("safety.manage", audited=True))]
 
-STATUS_RANK = {"open": 0, "acknowledged": 1, "dispatched": 2, "resolved": 3}
 RECENTLY_RESOLVED = 10
+PIN_FIELDS = ("id", "kind", "status", "lat", "lon", "person_name", "zone")  # what the console map draws
 
 
 def _ip(request: Request) -> str | None:
@@ -319,10 +320,10 @@ def withdraw_consent_form(request: Request, person_id: int, user_id: int, identi
 
 
 def _queue(session, identity: Identity) -> tuple[list[dict], list[dict]]:
-    """Active incidents, most urgent first (open before acknowledged before dispatched; newest first
-    within each), and the district's most recently resolved ones."""
+    """Active incidents in priority order (SOS before danger, then the longest waiting), and the district's most
+    recently resolved ones."""
     active = service.list_incidents(session, identity, active=True)
-    active.sort(key=lambda d: (STATUS_RANK[d["status"]], -d["id"]))
+    active.sort(key=queue_order)
     done = [d for d in service.list_incidents(session, identity, active=False, limit=50) if d["status"] == "resolved"]
     return active, done[:RECENTLY_RESOLVED]
 
@@ -356,6 +357,7 @@ def _console(request: Request, identity: Identity, incident_id: int | None, part
         request,
         template,
         active=active,
+        pins=[{k: d[k] for k in PIN_FIELDS} for d in active],
         done=done,
         inc=view,
         names=names,

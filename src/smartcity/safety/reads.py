@@ -13,7 +13,7 @@ from smartcity.core.auth import Identity
 from smartcity.safety.access import check_guardian, location_access
 from smartcity.safety.alerts import event_to_dict
 from smartcity.safety.common import OPERATOR_LOOKBACK, _db, _profile
-from smartcity.safety.incidents import _operator_incident, incident_to_dict, nearest_cameras
+from smartcity.safety.incidents import _operator_incident, guardian_contacts, incident_to_dict, nearest_cameras
 from smartcity.safety.models import Device, GuardianLink, Person, SafetyEvent, Zone, all_positions
 from smartcity.safety.registry import _person_states, get_person
 from smartcity.safety.zones import zone_to_dict, zones
@@ -119,10 +119,13 @@ def incident_view(
     inc = _operator_incident(session, identity, incident_id)
     person = get_person(session, inc.person_id)
     view = incident_to_dict(inc, with_location=inc.status != "resolved")
-    view["person"] = {"id": person.id, "kind": person.kind, "name": person.name, "notes": person.notes}
-    view["position"], view["track"], view["cameras"] = None, [], []
+    # The description helps find the person: while the incident is open only, like their location.
+    notes = person.notes if inc.status != "resolved" else None
+    view["person"] = {"id": person.id, "kind": person.kind, "name": person.name, "notes": notes}
+    view["position"], view["track"], view["cameras"], view["guardians"] = None, [], [], []
     if inc.status == "resolved":
         return view
+    view["guardians"] = guardian_contacts(session, identity, inc, ip=ip)
     view["position"] = current_position(session, identity, person.id, ip=ip)
     view["track"] = track(session, identity, person.id, since=inc.opened_at - OPERATOR_LOOKBACK, ip=ip)
     # The cameras that saw the emergency: those nearest where it was raised (the SOS fix), not wherever the
