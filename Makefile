@@ -46,9 +46,21 @@ bench: install web system-deps
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# Each module keeps its own catalogue (src/smartcity/<module>/locale): its messages are extracted from its
+# folder; core's also from the package's top-level files. translate/gettext(lang, msgid) and
+# translated(request, msgid) carry the msgid second; N_() and NP_(context, msgid) mark msgids kept in tables.
+MESSAGE_KEYWORDS := -k translate:2 -k gettext:2 -k translated:2 -k N_ -k NP_:1c,2
 messages: install
-	$(BIN)/pybabel extract -F babel.cfg -o var/messages.pot src/smartcity
-	for lang in ko en; do $(BIN)/pybabel update -N -i var/messages.pot -d src/smartcity/core/locale -l $$lang; done
+	mkdir -p var
+	for dir in src/smartcity/*/locale; do \
+	  module=$$(basename $$(dirname $$dir)); sources=src/smartcity/$$module; \
+	  if [ $$module = core ]; then sources="$$sources $$(ls src/smartcity/*.py)"; fi; \
+	  $(BIN)/pybabel -q extract -F babel.cfg $(MESSAGE_KEYWORDS) --no-wrap --sort-by-file -o var/$$module.pot $$sources || exit 1; \
+	  for lang in $$(ls $$dir); do \
+	    $(BIN)/pybabel -q update -N --no-wrap -i var/$$module.pot -d $$dir -l $$lang || exit 1; \
+	  done; \
+	done
+
 
 clean:
 	rm -rf $(VENV) web/node_modules src/smartcity/core/static/build

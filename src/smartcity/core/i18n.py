@@ -193,3 +193,8 @@ def particles(template: str, **values: Any) -> str:
 def N_(message: str) -> str:  # noqa: N802 - the name Babel's extractor looks for
     """Marks an English msgid kept in a table (translated where it is shown), so `make messages` finds it."""
     return message
+
+
+def NP_(context: str, message: str) -> str:  # noqa: N802 - marked for the extractor as NP_:1c,2
+    """Marks an English msgid kept in a table that is translated with a context (pgettext)."""
+    return message

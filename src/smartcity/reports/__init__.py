@@ -10,6 +10,7 @@ Who may do what (declared in `module` below, checked by `core.auth`; the service
 
 from __future__ import annotations
 
+from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
 from smartcity.core.module import EVERY_ROLE, Module, NavLink
 from smartcity.reports.settings import ReportsSettings
@@ -145,13 +146,13 @@ module = Module(
         "reports.import": (),  # administrators (and Open311 keys of scope open311:import, in open311.py)
     },
     nav=(
-        NavLink("Report a problem", "/reports/new"),
-        NavLink("Reports", "/reports"),
-        NavLink("Campaigns", "/campaigns"),
-        NavLink("My reports", "/reports/mine", "reports.create"),
-        NavLink("Work queue", "/staff/reports", "reports.work"),
-        NavLink("Dashboard", "/staff/dashboard", "reports.dashboard"),
-        NavLink("Routing", "/admin/reports/routes", "reports.manage"),
+        NavLink(N_("Report a problem"), "/reports/new"),
+        NavLink(N_("Reports"), "/reports"),
+        NavLink(N_("Campaigns"), "/campaigns"),
+        NavLink(N_("My reports"), "/reports/mine", "reports.create"),
+        NavLink(N_("Work queue"), "/staff/reports", "reports.work"),
+        NavLink(N_("Dashboard"), "/staff/dashboard", "reports.dashboard"),
+        NavLink(N_("Routing"), "/admin/reports/routes", "reports.manage"),
     ),
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
     error_formats={"/open311": "smartcity.reports.open311_wire:render_error"},

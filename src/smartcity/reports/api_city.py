@@ -245,7 +245,7 @@ def _feed(request: Request, district: str | None, bbox: str | None) -> Response:
         entries = S.feed_entries(s, district=district, bbox=S.parse_bbox(bbox) if bbox else None, language=language)
     profile = request.app.state.profile
     area = district or bbox or profile.name(language)
-    title = f"{profile.name(language)} — {gettext(language, 'new reports')} ({area})"
+    title = profile.name(language) + " — " + gettext(language, "new reports") + f" ({area})"
     return render(request, S.as_feed(entries, title), "atom")
 
 

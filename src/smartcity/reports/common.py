@@ -14,7 +14,7 @@ from smartcity.core.city import CityProfile
 from smartcity.core.context import AppContext, context_of
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput
-from smartcity.core.i18n import localized, translations
+from smartcity.core.i18n import NP_, localized, translations
 from smartcity.core.params import bbox as parse_bbox  # noqa: F401 - re-exported by the service facade
 from smartcity.reports.settings import ReportsSettings
 from smartcity.settings import Settings
@@ -69,14 +69,14 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 # What each status is called (English msgids, context "report status" in the catalogues).
 STATUS_NAMES = {
-    "open": "Open",
-    "acknowledged": "Acknowledged",
-    "in_progress": "In progress",
-    "fixed": "Fixed",
-    "closed": "Closed",
-    "duplicate": "Duplicate",
-    "not_responsible": "Not our responsibility",
-    "referred": "Referred",
+    "open": NP_("report status", "Open"),
+    "acknowledged": NP_("report status", "Acknowledged"),
+    "in_progress": NP_("report status", "In progress"),
+    "fixed": NP_("report status", "Fixed"),
+    "closed": NP_("report status", "Closed"),
+    "duplicate": NP_("report status", "Duplicate"),
+    "not_responsible": NP_("report status", "Not our responsibility"),
+    "referred": NP_("report status", "Referred"),
 }
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, object_session
 from smartcity.core import audit, notify
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
-from smartcity.core.i18n import localized, translate
+from smartcity.core.i18n import N_, localized, translate
 from smartcity.core.models import User
 from smartcity.reports.common import _loc, parse_bbox, profile_of, settings_of, status_name
 from smartcity.reports.models import Report, ReportContact, Subscription
@@ -40,25 +40,25 @@ def feedback_token(report: Report, settings: Settings | None = None) -> str:
 # Korean particles as pairs (이(가), (으)로…), settled once the values are in (core.i18n.translate).
 MESSAGES = {
     "received": (
-        "[{city}] Report #{id} received",
-        "Your report '{title}' was received and sent to {unit}. Expected by {due}.\n{url}",
+        N_("[{city}] Report #{id} received"),
+        N_("Your report '{title}' was received and sent to {unit}. Expected by {due}.\n{url}"),
     ),
     "status": (
-        "[{city}] Report #{id}: {status}",
-        "The status of your report '{title}' is now '{status}'.\n{text}\n{url}",
+        N_("[{city}] Report #{id}: {status}"),
+        N_("The status of your report '{title}' is now '{status}'.\n{text}\n{url}"),
     ),
-    "update": ("[{city}] News on report #{id}", "An update on your report '{title}':\n{text}\n{url}"),
+    "update": (N_("[{city}] News on report #{id}"), N_("An update on your report '{title}':\n{text}\n{url}")),
     "duplicate": (
-        "[{city}] Report #{id}: duplicate",
-        "Your report '{title}' is the same problem as report #{parent} and is handled with it.\n{text}\n{url}",
+        N_("[{city}] Report #{id}: duplicate"),
+        N_("Your report '{title}' is the same problem as report #{parent} and is handled with it.\n{text}\n{url}"),
     ),
     "fixed": (
-        "[{city}] Report #{id}: fixed",
-        "Your report '{title}' has been fixed.\n{text}\nPlease confirm and rate the work: {feedback_url}",
+        N_("[{city}] Report #{id}: fixed"),
+        N_("Your report '{title}' has been fixed.\n{text}\nPlease confirm and rate the work: {feedback_url}"),
     ),
     "new_in_area": (
-        "[{city}] New report: {title}",
-        "A new report in your area: {category} — {title}\n{url}\nUnsubscribe: {unsubscribe_url}",
+        N_("[{city}] New report: {title}"),
+        N_("A new report in your area: {category} — {title}\n{url}\nUnsubscribe: {unsubscribe_url}"),
     ),
 }
 

@@ -37,7 +37,7 @@ from starlette.datastructures import UploadFile
 from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput, NotFound
-from smartcity.core.i18n import gettext, localized, translate
+from smartcity.core.i18n import N_, gettext, localized, translate
 from smartcity.core.writer import writer
 from smartcity.reports import service as S
 from smartcity.reports.models import Report
@@ -86,7 +86,7 @@ def discovery(request: Request, fmt: str) -> Response:
     lang = language(request)
     base = _base_url(request)
     site = f"{public_url(request.app.state.settings)}/reports"
-    contact = f"{profile.name(lang)} {gettext(lang, 'Community Mapping')} — {site}"
+    contact = profile.name(lang) + " " + gettext(lang, "Community Mapping") + f" — {site}"
     key_service = gettext(lang, "API keys are issued by the city's administrators (smartcity open311 keys create NAME)")
     doc = {
         "changeset": CHANGESET,
@@ -344,9 +344,9 @@ def _service_notice(report: Report, created: S.CreatedReport, not_kept: list[str
         parts.append(
             gettext(
                 lang,
-                "media_url kept as a link (its photo is fetched in the background)"
+                N_("media_url kept as a link (its photo is fetched in the background)")
                 if report.media_fetch == "pending"
-                else "media_url kept as a link (not fetched)",
+                else N_("media_url kept as a link (not fetched)"),
             )
         )
     for n in created.notices:

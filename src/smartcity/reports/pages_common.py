@@ -24,6 +24,7 @@ from smartcity.core.auth import Identity, resolve_identity
 from smartcity.core.db import from_store
 from smartcity.core.errors import SmartCityError
 from smartcity.core.geo import geo_index
+from smartcity.core.i18n import N_
 from smartcity.core.render import json_response, part, template
 from smartcity.core.web import gettext, language_of, render
 from smartcity.reports import directory
@@ -121,28 +122,28 @@ def token_for(request: Request, report_id: int) -> str | None:
 
 # English msgids (translated by the catalogue) for the service's error codes.
 ERROR_TEXT = {
-    "required": "This is required.",
-    "too_long": "This is too long.",
-    "invalid_email": "This is not an email address.",
-    "invalid_phone": "This is not a phone number.",
-    "unknown_category": "Choose a category from the list.",
-    "outside_city": "This place is outside the city. Move the pin inside the city limits.",
-    "invalid_coordinates": "Place the pin on the map (or enter a latitude and longitude).",
-    "missing_attribute": "This is required for the chosen category.",
-    "invalid_attribute": "This value is not valid.",
-    "not_an_image": "Only JPEG, PNG or WebP photos are accepted.",
-    "photo_too_large": "A photo is too large.",
-    "too_many_photos": "Too many photos.",
-    "campaign_closed": "This campaign is not running.",
-    "csrf_failed": "The form has expired; reload the page and try again.",
-    "invalid_rating": "Choose a rating from 1 to 5.",
-    "invalid_bbox": "Choose a district or the map area.",
-    "invalid_area": "Choose a district or the map area.",
-    "unknown_district": "Choose a district or the map area.",
-    "template_status": "This response template is for another status: choose one for the new status.",
-    "no_reports": "Choose at least one report.",
-    "after_photo_not_fixed": "A photo after the fix goes only with the status Fixed.",
-    "one_action": "Choose one change: a status, a department or an assignee.",
+    "required": N_("This is required."),
+    "too_long": N_("This is too long."),
+    "invalid_email": N_("This is not an email address."),
+    "invalid_phone": N_("This is not a phone number."),
+    "unknown_category": N_("Choose a category from the list."),
+    "outside_city": N_("This place is outside the city. Move the pin inside the city limits."),
+    "invalid_coordinates": N_("Place the pin on the map (or enter a latitude and longitude)."),
+    "missing_attribute": N_("This is required for the chosen category."),
+    "invalid_attribute": N_("This value is not valid."),
+    "not_an_image": N_("Only JPEG, PNG or WebP photos are accepted."),
+    "photo_too_large": N_("A photo is too large."),
+    "too_many_photos": N_("Too many photos."),
+    "campaign_closed": N_("This campaign is not running."),
+    "csrf_failed": N_("The form has expired; reload the page and try again."),
+    "invalid_rating": N_("Choose a rating from 1 to 5."),
+    "invalid_bbox": N_("Choose a district or the map area."),
+    "invalid_area": N_("Choose a district or the map area."),
+    "unknown_district": N_("Choose a district or the map area."),
+    "template_status": N_("This response template is for another status: choose one for the new status."),
+    "no_reports": N_("Choose at least one report."),
+    "after_photo_not_fixed": N_("A photo after the fix goes only with the status Fixed."),
+    "one_action": N_("Choose one change: a status, a department or an assignee."),
 }
 
 
@@ -219,26 +220,27 @@ def picker(s, lang: str, campaign: str | None = None) -> list[dict]:
 def _timeline_text(request: Request, entry: dict, units: dict[str, str]) -> str:
     """One timeline entry in words."""
     lang = language_of(request)
-    t = lambda m: gettext(lang, m)  # noqa: E731
     kind, old, new = entry["kind"], entry.get("old"), entry.get("new")
     if kind == "created":
-        return t("Reported")
+        return gettext(lang, "Reported")
     if kind == "status":
-        return f"{t('Status')}: {S.status_name(old, lang) if old else ''} → {S.status_name(new, lang)}"
+        return gettext(lang, "Status") + f": {S.status_name(old, lang) if old else ''} → {S.status_name(new, lang)}"
     if kind == "assign":
-        return f"{t('Assigned to')} {new}" if new else t("Unassigned")
+        return gettext(lang, "Assigned to") + f" {new}" if new else gettext(lang, "Unassigned")
     if kind == "note":
-        return t("Internal note")
+        return gettext(lang, "Internal note")
     if kind == "update":
-        return t("Update")
+        return gettext(lang, "Update")
     if kind == "reassign":
-        return f"{t('Sent to another department')}: {units.get(old, old)} → {units.get(new, new)}"
+        return gettext(lang, "Sent to another department") + f": {units.get(old, old)} → {units.get(new, new)}"
     if kind == "merge":
-        return f"{t('Duplicates merged into this report')}: #{(new or '').replace(',', ', #')}"
+        return gettext(lang, "Duplicates merged into this report") + f": #{(new or '').replace(',', ', #')}"
     if kind == "support":
-        return t("Someone else has this problem too")
+        return gettext(lang, "Someone else has this problem too")
     if kind == "feedback":
-        return t("The reporter confirmed the fix") if new == "closed" else t("The reporter says it is not fixed")
+        if new == "closed":
+            return gettext(lang, "The reporter confirmed the fix")
+        return gettext(lang, "The reporter says it is not fixed")
     return kind
 
 

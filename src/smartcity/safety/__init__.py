@@ -8,6 +8,7 @@ JSON (pages.py, api.py), cli.py. `module` below is what the service declares to 
 
 from __future__ import annotations
 
+from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
 from smartcity.core.module import Module, NavLink, PersonalTopic, Role, call, only
 from smartcity.core.mqtt import Subscription
@@ -76,10 +77,10 @@ module = Module(
     name="safety",
     routers=tuple(f"smartcity.safety.{name}:router" for name in ("intake_api", "osmand", "owntracks", "api", "pages")),
     roles=(
-        Role("guardian", "Guardian: follows the people in their care"),
-        Role("operator", "Control-room operator: handles incidents in their district", unit_kind="control_room"),
+        Role("guardian", N_("Guardian: follows the people in their care")),
+        Role("operator", N_("Control-room operator: handles incidents in their district"), unit_kind="control_room"),
     ),
-    unit_kinds={"control_room": "A district's CCTV control room"},
+    unit_kinds={"control_room": N_("A district's CCTV control room")},
     permissions={
         "safety.guard": ("guardian",),
         "safety.operate": ("operator",),
@@ -91,9 +92,9 @@ module = Module(
         "safety.intake": (),
     },  # administrators; gateways use system keys of scope `safety.gateway`
     nav=(
-        NavLink("My wards", "/safety/guardian", "safety.guard"),
-        NavLink("Control room", "/safety/console", "safety.operate"),
-        NavLink("Consents", "/safety/consents", "safety.manage"),
+        NavLink(N_("My wards"), "/safety/guardian", "safety.guard"),
+        NavLink(N_("Control room"), "/safety/console", "safety.operate"),
+        NavLink(N_("Consents"), "/safety/consents", "safety.manage"),
     ),
     # Live positions, alerts and incidents are a person's whereabouts: the event stream applies the REST reads' rule.
     personal=tuple(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit, notify
 from smartcity.core.db import utcnow
 from smartcity.core.events import publish
+from smartcity.core.i18n import N_
 from smartcity.core.models import User
 from smartcity.safety.common import INCIDENT_KINDS, _db, _profile
 from smartcity.safety.engine import Raised
@@ -29,14 +30,14 @@ from smartcity.safety.models import AlertCooldown, GuardianLink, HeldAlert, Pers
 from smartcity.safety.settings import SafetySettings
 
 MESSAGES = {
-    "arrival": "{person} arrived at {zone}.",
-    "departure": "{person} left {zone}.",
-    "absence": "{person} is not at {zone} as scheduled.",
-    "danger": "{person} entered a danger zone: {zone}.",
-    "sos": "{person} pressed the emergency button. The control room has been alerted.",
-    "low_battery": "The device of {person} has a low battery ({battery}%).",
-    "silent": "The device of {person} has not reported for {minutes} minutes.",
-    "outside_city": "{person} is outside the city.",
+    "arrival": N_("{person} arrived at {zone}."),
+    "departure": N_("{person} left {zone}."),
+    "absence": N_("{person} is not at {zone} as scheduled."),
+    "danger": N_("{person} entered a danger zone: {zone}."),
+    "sos": N_("{person} pressed the emergency button. The control room has been alerted."),
+    "low_battery": N_("The device of {person} has a low battery ({battery}%)."),
+    "silent": N_("The device of {person} has not reported for {minutes} minutes."),
+    "outside_city": N_("{person} is outside the city."),
 }
 
 
@@ -139,8 +140,8 @@ def _notify_guardian(
     )
 
 
-COOLDOWN_KINDS = ("arrival", "departure")
-DIGEST = "({folded} more {kind} alerts for {zone} since {since}.)"
+COOLDOWN_KINDS = (N_("arrival"), N_("departure"))
+DIGEST = N_("({folded} more {kind} alerts for {zone} since {since}.)")
 
 
 def _digest_text(language: str, cd: AlertCooldown, zone_name: str, tz: tzinfo) -> str:
@@ -227,7 +228,7 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
     return sent
 
 
-HELD = "Held during your quiet hours:"
+HELD = N_("Held during your quiet hours:")
 
 
 def _consented(session: Session) -> list[GuardianLink]:
