@@ -466,3 +466,54 @@ def test_an_allowed_network_is_fetched_within_the_limits(db, tmp_path, pictures)
         (one,) = client.get(f"{V2}/requests/{rid}.json?extensions=true").json()
         assert one["media_url"].startswith("http://testserver/api/reports/photos/")
         assert one["media_urls"][2:] == links  # the links stay, as given, after the photos
+
+
+# --- media_url is the reporter's photo, never the after-photo of a fix ----------------------------------------
+
+
+def mark_fixed_with_photo(db, rid: int) -> None:
+    make_user(db, "roadie", "staff", department="11020-roads")
+    with db.session() as s:
+        user = s.scalar(select(User).where(User.username == "roadie"))
+        S.transition(
+            s,
+            identity_of_user(user, "session"),
+            rid,
+            "fixed",
+            text="Filled",
+            after_photo=S.Upload("after.jpeg", jpeg((30, 20)), "image/jpeg"),
+        )
+
+
+def test_media_url_is_the_reporters_photo_even_when_fetched_after_the_fix(db, tmp_path, pictures):
+    """The partner's link is fetched in the background, after staff marked it fixed with an after-photo: the
+    after-photo is stored first, yet media_url (and media_urls) name the reporter's photo alone."""
+    base, _ = pictures
+    client, config = partner_client(db, tmp_path, reports_fetch_media_allow="127.0.0.0/8")
+    with client:
+        key = make_key(db, scope="open311")
+        pairs = fms_request(key, **{"attribute[size]": "large", "media_url": f"{base}/ok.jpeg"})
+        rid = int(filed(send(client, "requests.xml", pairs))["service_request_id"])
+        mark_fixed_with_photo(db, rid)
+        assert S.fetch_media(db, config) == 1
+        with db.session() as s:
+            (mine,) = S.photos_of(s, rid)
+            (after,) = S.photos_of(s, rid, "after")
+        assert (mine.width, mine.height, after.width) == (120, 80, 30)
+        mine_url = f"http://testserver/api/reports/photos/{mine.id}.jpg"
+        for path in (f"requests/{rid}.json?extensions=true", "requests.json?extensions=true"):
+            (one,) = [x for x in client.get(f"{V2}/{path}").json() if x["service_request_id"] == str(rid)]
+            assert one["media_url"] == mine_url
+            assert one["media_urls"] == [mine_url, f"{base}/ok.jpeg"]
+        (plain,) = xml_items(client.get(f"{V2}/requests/{rid}.xml"), "request")
+        assert plain["media_url"] == mine_url
+
+
+def test_a_report_with_only_an_after_photo_has_no_media_url(client, db, key):
+    out = filed(send(client, "requests.xml", fms_request(key, **{"attribute[size]": "large"})))
+    rid = int(out["service_request_id"])
+    mark_fixed_with_photo(db, rid)
+    (one,) = client.get(f"{V2}/requests/{rid}.json?extensions=true").json()
+    assert one["status"] == "closed" and one["media_url"] is None and one["media_urls"] == []
+    (listed,) = [x for x in client.get(f"{V2}/requests.json").json() if x["service_request_id"] == str(rid)]
+    assert listed["media_url"] is None

@@ -77,7 +77,8 @@ def _no_campaign(slug: str) -> int:
 
 def _fetch(conn, db, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bool, size: int):
     """The page's rows (only the needed columns: the ids come from `queries.page_sql` as a subquery, so the
-    table is read for just these rows, in one round trip), their photos' ids and their public notes."""
+    table is read for just these rows, in one round trip), their reporters' photos' ids and their public
+    notes."""
     sql = queries.SqlText(sqlite)
     mark = sql.mark
     cols = ", ".join(COLUMNS + EXTRA_COLUMNS if extensions else COLUMNS)
@@ -99,9 +100,11 @@ def _fetch(conn, db, sqlite: bool, q: S.ReportQuery, units: dict, extensions: bo
         with_photos = [r[0] for r in rows if r[12]]
         if with_photos:
             cur.execute(
+                # The reporter's photos only: media_url is the request's photo (GeoReport v2), never the
+                # after-photo of a fix, which may even be stored before a partner's link is fetched.
                 f"SELECT report_id, id FROM report_photos WHERE report_id IN "
-                f"({', '.join([mark] * len(with_photos))}) ORDER BY report_id, position, id",
-                with_photos,
+                f"({', '.join([mark] * len(with_photos))}) AND stage = {mark} ORDER BY report_id, position, id",
+                [*with_photos, "before"],
             )
             for rid, pid in cur.fetchall():
                 photos.setdefault(rid, []).append(pid)
