@@ -134,6 +134,9 @@ ALLOWED = {  # what each caller may open (any other route: refused, and the refu
     "stranger": {"wards"},  # their own (empty) list of wards
 }
 LOCATED = {"position", "track", "zones", "incident", "guardian-page", "guardian-replay", "console-page", "alerts"}
+# The guardians' phone numbers: to the district's operators, on the open incident's view, audited; nowhere else.
+GUARDIAN_PHONE = "010-1111-2222"
+WITH_CONTACTS = {"incident", "console-page"}
 
 
 def test_every_role_on_every_safety_route(db, world):
@@ -159,11 +162,16 @@ def test_every_role_on_every_safety_route(db, world):
                     failures.append(f"{caller} {name}: {r.status_code} {r.text[:200]}")
                 elif name in LOCATED and not actions & READS:
                     failures.append(f"{caller} {name}: read without an audit entry ({actions})")
+                if caller == "op-gangnam" and name in WITH_CONTACTS:
+                    if GUARDIAN_PHONE not in r.text or "read_contacts" not in actions:
+                        failures.append(f"{caller} {name}: no guardian's phone, or read without audit ({actions})")
+                elif GUARDIAN_PHONE in r.text:
+                    failures.append(f"{caller} {name}: shows a guardian's phone number")
             else:
                 if r.status_code not in (401, 403, 303):
                     failures.append(f"{caller} {name}: expected a refusal, got {r.status_code}")
-                if str(SCHOOL[0])[:6] in r.text or str(SOS_POINT[0])[:6] in r.text:
-                    failures.append(f"{caller} {name}: a refusal shows a location")
+                if str(SCHOOL[0])[:6] in r.text or str(SOS_POINT[0])[:6] in r.text or GUARDIAN_PHONE in r.text:
+                    failures.append(f"{caller} {name}: a refusal shows a location or a phone number")
                 if not actions & REFUSALS:
                     failures.append(f"{caller} {name}: refused without an audit entry ({actions})")
                 elif not any(_named(e, caller) for e in entries if e.action in REFUSALS):
