@@ -13,10 +13,16 @@
 
 The JSON API answers `{"error": {"code", "message", "details"}}`; pages render an error page;
 protocol adapters (Open311, OsmAnd) translate to their own formats.
+
+A message with values is written as its English template (an N_() msgid with {placeholders}) and its
+`params`: `NotFound(N_("no report {id}"), params={"id": 12})`. `message` is the filled-in English text (what
+the API and the protocols answer); a page looks the template up in the catalogues and fills it in the
+reader's language (core.web.error_text), whole sentences with Korean particles settled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -24,9 +30,13 @@ class SmartCityError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None):
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, params: Mapping[str, Any] | None = None
+    ):
+        self.template = message
+        self.params = dict(params or {})
+        self.message = message.format(**self.params) if self.params else message
+        super().__init__(self.message)
         if code:
             self.code = code
         self.details = details

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, create_model
 from smartcity.core.auth import csrf_token, resolve_identity
 from smartcity.core.errors import NotAuthenticated, SmartCityError
 from smartcity.core.i18n import gettext as gettext  # re-exported: modules have long imported it from here
-from smartcity.core.i18n import language_name, localized, translations
+from smartcity.core.i18n import language_name, localized, translate, translations
 
 PACKAGE = Path(__file__).parent.parent
 STATIC = Path(__file__).parent / "static"
@@ -211,8 +211,20 @@ def error_response(request: Request, exc: SmartCityError) -> Response:
             from fastapi.responses import RedirectResponse
 
             return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
-        return render(request, "error.html", status_code=exc.status, error=exc, back=_way_back(request))
+        text = error_text(exc, language_of(request))
+        return render(
+            request, "error.html", status_code=exc.status, error=exc, error_text=text, back=_way_back(request)
+        )
     return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+def error_text(exc: SmartCityError, language: str) -> str:
+    """What went wrong, in `language`: the error's template (its msgid) from the catalogues, filled in with its
+    params (Korean particles settled), else the English message itself."""
+    try:
+        return translate(language, exc.template, **exc.params) if exc.params else gettext(language, exc.template)
+    except (KeyError, IndexError, ValueError):  # a translation naming a value the error does not carry
+        return exc.message
 
 
 def _way_back(request: Request) -> str | None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import NotFound
+from smartcity.core.i18n import N_
 from smartcity.reports.common import MAX_DESCRIPTION, _clean_text, _loc, _now, _raise_problems
 from smartcity.reports.models import Campaign
 
@@ -32,7 +33,7 @@ class CampaignIn:
 def get_campaign(session: Session, slug: str) -> Campaign:
     camp = session.scalar(select(Campaign).where(Campaign.slug == str(slug)))
     if camp is None:
-        raise NotFound(f"no campaign {slug!r}")
+        raise NotFound(N_("no campaign {slug!r}"), params={"slug": slug})
     return camp
 
 

@@ -12,7 +12,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import Identity, Require
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError, TooLarge
-from smartcity.core.i18n import localized
+from smartcity.core.i18n import N_, localized
 from smartcity.core.render import render
 from smartcity.core.web import language_of
 from smartcity.reports import directory
@@ -49,7 +49,7 @@ def queue(
     manager = identity.can("reports.manage")
     if not manager:
         if identity.department_code is None:
-            raise PermissionDenied("you belong to no unit", code="other_unit")
+            raise PermissionDenied(N_("you belong to no unit"), code="other_unit")
         unit = identity.department_code
     statuses = [status] if status in S.STATUSES else sorted(S.OPEN_STATUSES)
     q = S.ReportQuery(
@@ -111,7 +111,7 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
     lang = language_of(request)
     report = S.get_report(s, report_id)
     if not S.can_work(identity, report):
-        raise PermissionDenied("this report belongs to another unit", code="other_unit")
+        raise PermissionDenied(N_("this report belongs to another unit"), code="other_unit")
     view = C.report_detail(request, s, report_id)
     contact = S.contact_of(s, identity, report_id)  # audited: staff see it only here
     templates = [S.template_view(t, report.language) for t in S.list_templates(s, identity, report_id=report_id)]
@@ -170,7 +170,9 @@ def _int_or_none(value: Any) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a report number", code="invalid_number") from None
+        raise InvalidInput(
+            N_("{text!r} is not a report number"), params={"text": text}, code="invalid_number"
+        ) from None
 
 
 Worker = Annotated[Identity, Depends(Require("reports.work"))]
@@ -246,7 +248,7 @@ def merge(request: Request, report_id: int, identity: Worker, form: C.Form):
         ids = [_int_or_none(x) for x in raw.split(",") if x.strip()]
         ids += [int(x) for x in form.getlist("child") if str(x).isdigit()]
         if not ids:
-            raise InvalidInput("name the duplicate reports to merge", code="required")
+            raise InvalidInput(N_("name the duplicate reports to merge"), code="required")
         S.merge(s, identity, report_id, list(dict.fromkeys(ids)), text=str(form.get("text") or ""))
 
     return _staff_action(request, identity, report_id, form, act, "merge")

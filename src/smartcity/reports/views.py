@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import NotFound, PermissionDenied
-from smartcity.core.i18n import localized
+from smartcity.core.i18n import N_, localized
 from smartcity.core.models import User
 from smartcity.core.render import Points
 from smartcity.reports.common import OPEN_STATUSES, _now, open311_status, settings_of, status_name, uploads_root
@@ -51,13 +51,13 @@ def get_report(session: Session, report_id: int | str, *, lock: bool = False) ->
     try:
         rid = int(report_id)
     except (TypeError, ValueError):
-        raise NotFound(f"no report {report_id!r}") from None
+        raise NotFound(N_("no report {report_id!r}"), params={"report_id": report_id}) from None
     q = select(Report).where(Report.id == rid)
     if lock:
         q = q.with_for_update(of=Report)
     report = session.scalar(q)
     if report is None:
-        raise NotFound(f"no report {report_id!r}")
+        raise NotFound(N_("no report {report_id!r}"), params={"report_id": report_id})
     return report
 
 
@@ -75,10 +75,10 @@ def photo_file(session: Session, photo_id: int, thumb: bool = False) -> Path:
     """The file of a photo (public), for serving."""
     photo = session.get(ReportPhoto, photo_id)
     if photo is None:
-        raise NotFound("no such photo")
+        raise NotFound(N_("no such photo"))
     path = uploads_root(settings_of(session)) / (photo.thumb_path if thumb else photo.path)
     if not path.exists():
-        raise NotFound("the photo file is missing")
+        raise NotFound(N_("the photo file is missing"))
     return path
 
 
@@ -146,7 +146,7 @@ def can_work(identity: Identity, report: Report) -> bool:
 def _require_work(identity: Identity, report: Report) -> None:
     check(identity, "reports.work")
     if not can_work(identity, report):
-        raise PermissionDenied("this report belongs to another unit", code="other_unit")
+        raise PermissionDenied(N_("this report belongs to another unit"), code="other_unit")
 
 
 def detail_view(session: Session, report: Report, identity: Identity, language: str) -> dict:

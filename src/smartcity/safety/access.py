@@ -16,6 +16,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.context import Slot
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.events import Admission
+from smartcity.core.i18n import N_
 from smartcity.safety.common import OPERATOR_LOOKBACK, _db
 from smartcity.safety.models import GuardianLink, Incident
 
@@ -55,7 +56,7 @@ def _refuse(session: Session, identity: Identity, action: str, person_id: int, d
     # The refusal is audited in its own transaction: the caller's rolls back with the exception.
     with _db(session).session() as s:
         audit.record(s, identity, action, "safety_person", person_id, detail)
-    raise PermissionDenied("you may not see this person's location")
+    raise PermissionDenied(N_("you may not see this person's location"))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from smartcity.core import audit
 from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.core.i18n import N_
 from smartcity.core.models import User
 from smartcity.safety.access import check_guardian, guardian_ids
 from smartcity.safety.common import _changed
@@ -32,7 +33,7 @@ from smartcity.safety.registry import get_person
 def _guardian_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"no user {user_id}")
+        raise NotFound(N_("no user {user_id}"), params={"user_id": user_id})
     # Whoever may follow wards (safety.ward: the guardian's standing, which administrators do not hold).
     if not Identity(role=user.role).can("safety.ward"):
         raise InvalidInput(f"{user.username} is not a guardian (role {user.role})", code="not_a_guardian")
@@ -67,10 +68,10 @@ def record_consent(
     """Record the consent to track a person for one guardian link: who gave it (the person, a parent, a
     legal representative), on what basis, and when. Links the guardian if not linked yet."""
     if not given_by.strip() or not basis.strip():
-        raise InvalidInput("a consent records who gave it and on what basis", code="invalid_consent")
+        raise InvalidInput(N_("a consent records who gave it and on what basis"), code="invalid_consent")
     at = at or utcnow()
     if at.tzinfo is None or at > utcnow() + timedelta(minutes=5):
-        raise InvalidInput("a consent's time must be timezone-aware and not in the future", code="invalid_consent")
+        raise InvalidInput(N_("a consent's time must be timezone-aware and not in the future"), code="invalid_consent")
     link = link_guardian(session, person_id, user_id, actor=actor)
     link.consent_by, link.consent_basis, link.consent_at = given_by.strip()[:200], basis.strip()[:300], at
     link.consent_recorded_by = getattr(actor, "label", None) or str(actor)
@@ -92,7 +93,7 @@ def revoke_consent(session: Session, person_id: int, user_id: int, actor="cli") 
         select(GuardianLink).where(GuardianLink.person_id == person_id, GuardianLink.user_id == user_id)
     )
     if link is None:
-        raise NotFound("no such guardian link")
+        raise NotFound(N_("no such guardian link"))
     link.revoked_at = utcnow()
     audit.record(session, actor, "revoke_consent", "safety_guardian", link.id)
     _changed(session, "safety.registry.changed", {"person_id": person_id})
@@ -119,12 +120,12 @@ def withdraw_consent(session: Session, person_id: int, user_id: int | None = Non
     if user_id is not None:
         mine = next((link for link in links if link.user_id == user_id), None)
         if mine is None:
-            raise NotFound("this guardian has no consent in force for this person", code="no_consent")
+            raise NotFound(N_("this guardian has no consent in force for this person"), code="no_consent")
         links = [
             link for link in links if (link.consent_by, link.consent_basis) == (mine.consent_by, mine.consent_basis)
         ]
     if not links:
-        raise NotFound("no consent in force for this person", code="no_consent")
+        raise NotFound(N_("no consent in force for this person"), code="no_consent")
     now = utcnow()
     for link in links:
         link.revoked_at = now

@@ -14,6 +14,7 @@ from smartcity.core import audit
 from smartcity.core.auth import Identity
 from smartcity.core.context import context_of
 from smartcity.core.errors import InvalidInput
+from smartcity.core.i18n import N_
 from smartcity.core.models import User
 from smartcity.safety.access import check_guardian
 from smartcity.safety.common import EVENT_KINDS, INCIDENT_KINDS, _db
@@ -105,7 +106,7 @@ def _clock(value: str | None, field: str) -> str | None:
     if not value:
         return None
     if not _CLOCK.match(value):
-        raise InvalidInput(f"{field} is a time of day as HH:MM", code="invalid_quiet_hours")
+        raise InvalidInput(N_("{field} is a time of day as HH:MM"), params={"field": field}, code="invalid_quiet_hours")
     return time.fromisoformat(value).strftime("%H:%M")
 
 
@@ -127,18 +128,22 @@ def set_alert_preferences(
     if unknown:
         raise InvalidInput(f"unknown alert kinds: {', '.join(unknown)}", code="invalid_kind")
     if set(off) & set(ALWAYS_ON):
-        raise InvalidInput("SOS alerts cannot be turned off", code="sos_always_on")
+        raise InvalidInput(N_("SOS alerts cannot be turned off"), code="sos_always_on")
     channel = channel or None
     user = session.get(User, identity.user_id)
     if channel is not None and channel not in CHANNELS:
         raise InvalidInput(f"a channel is one of {', '.join(CHANNELS)}", code="invalid_channel")
     if channel == "sms" and not user.phone or channel == "email" and not user.email:
-        raise InvalidInput(f"your account has no address for {channel}", code="no_address")
+        raise InvalidInput(
+            N_("your account has no address for {channel}"), params={"channel": channel}, code="no_address"
+        )
     start, end = _clock(quiet_start, "quiet_start"), _clock(quiet_end, "quiet_end")
     if (start is None) != (end is None):
-        raise InvalidInput("quiet hours need a start and an end", code="invalid_quiet_hours")
+        raise InvalidInput(N_("quiet hours need a start and an end"), code="invalid_quiet_hours")
     if cooldown_minutes is not None and not 0 <= cooldown_minutes <= MAX_COOLDOWN:
-        raise InvalidInput(f"the cool-down is 0 to {MAX_COOLDOWN} minutes", code="invalid_cooldown")
+        raise InvalidInput(
+            N_("the cool-down is 0 to {most} minutes"), params={"most": MAX_COOLDOWN}, code="invalid_cooldown"
+        )
     link.alerts_off = sorted(set(off), key=EVENT_KINDS.index) or None
     link.alert_channel, link.quiet_start, link.quiet_end = channel, start, end
     link.cooldown_minutes = cooldown_minutes
@@ -196,7 +201,7 @@ def add_ward_device(
     known protocols). An OwnTracks device's secret is on the result (`issued_secret`), to be shown once."""
     check_guardian(session, identity, person_id)
     if protocol not in ("osmand", "owntracks"):
-        raise InvalidInput("a device reports through osmand or owntracks", code="invalid_protocol")
+        raise InvalidInput(N_("a device reports through osmand or owntracks"), code="invalid_protocol")
     return add_device(session, person_id, identifier, protocol, name.strip()[:200], actor=identity)
 
 

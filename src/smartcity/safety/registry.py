@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.core.i18n import N_
 from smartcity.safety.access import check_guardian
 from smartcity.safety.common import PERSON_KINDS, _changed
 from smartcity.safety.engine import new_device_secret, parse_protocols
@@ -19,7 +20,7 @@ def add_person(session: Session, kind: str, name: str, notes: str = "", actor="c
     if kind not in PERSON_KINDS:
         raise InvalidInput(f"a person's kind is one of {', '.join(PERSON_KINDS)}", code="invalid_kind")
     if not name.strip():
-        raise InvalidInput("a person needs a name", code="invalid_name")
+        raise InvalidInput(N_("a person needs a name"), code="invalid_name")
     person = Person(kind=kind, name=name.strip()[:200], notes=notes)
     session.add(person)
     session.flush()
@@ -30,7 +31,7 @@ def add_person(session: Session, kind: str, name: str, notes: str = "", actor="c
 def get_person(session: Session, person_id: int) -> Person:
     person = session.get(Person, person_id)
     if person is None:
-        raise NotFound(f"no protected person {person_id}")
+        raise NotFound(N_("no protected person {person_id}"), params={"person_id": person_id})
     return person
 
 
@@ -51,10 +52,14 @@ def add_device(
     get_person(session, person_id)
     identifier = (identifier or "").strip()
     if not identifier or len(identifier) > 100 or any(c.isspace() for c in identifier):
-        raise InvalidInput("a device identifier has 1 to 100 characters and no spaces", code="invalid_identifier")
+        raise InvalidInput(N_("a device identifier has 1 to 100 characters and no spaces"), code="invalid_identifier")
     protocols = parse_protocols(protocol)
     if session.scalar(select(Device.id).where(Device.identifier == identifier)):
-        raise Conflict(f"a device {identifier!r} is already registered", code="duplicate_device")
+        raise Conflict(
+            N_("a device {identifier!r} is already registered"),
+            params={"identifier": identifier},
+            code="duplicate_device",
+        )
     device = Device(identifier=identifier, protocol=",".join(sorted(protocols)), name=name, person_id=person_id)
     issued = None
     if secret or "owntracks" in protocols:
@@ -79,7 +84,7 @@ def reset_device_secret(session: Session, device_id: int, actor="cli") -> str:
     """Give a device a new secret (the old one stops working); returns it, to be shown once."""
     device = session.get(Device, device_id)
     if device is None:
-        raise NotFound(f"no device {device_id}")
+        raise NotFound(N_("no device {device_id}"), params={"device_id": device_id})
     issued, device.secret_hash = new_device_secret()
     audit.record(session, actor, "reset_secret", "safety_device", device_id)
     _changed(session, "safety.registry.changed", {"person_id": device.person_id})
@@ -108,9 +113,9 @@ def renew_ward_device_secret(session: Session, identity: Identity, person_id: in
     check_guardian(session, identity, person_id)
     device = session.get(Device, device_id)
     if device is None or device.person_id != person_id or not device.active:
-        raise NotFound(f"no device {device_id} of this person")
+        raise NotFound(N_("no device {device_id} of this person"), params={"device_id": device_id})
     if "owntracks" not in parse_protocols(device.protocol):
-        raise InvalidInput("only a device that reports through OwnTracks uses a secret", code="no_secret_needed")
+        raise InvalidInput(N_("only a device that reports through OwnTracks uses a secret"), code="no_secret_needed")
     return reset_device_secret(session, device_id, actor=identity)
 
 
@@ -120,7 +125,7 @@ def find_device(session: Session, ref: str | int) -> Device:
     if device is None and str(ref).isdigit():
         device = session.get(Device, int(ref))
     if device is None:
-        raise NotFound(f"no device {ref}")
+        raise NotFound(N_("no device {ref}"), params={"ref": ref})
     return device
 
 
@@ -129,7 +134,7 @@ def remove_device(session: Session, device_id: int, actor="cli") -> None:
     SQLite); the positions it sent stay with the person until their history is deleted."""
     device = session.get(Device, device_id)
     if device is None or not device.active:
-        raise NotFound(f"no device {device_id}")
+        raise NotFound(N_("no device {device_id}"), params={"device_id": device_id})
     device.active = False
     audit.record(session, actor, "deactivate", "safety_device", device_id, {"identifier": device.identifier})
     _changed(session, "safety.registry.changed", {"person_id": device.person_id})
