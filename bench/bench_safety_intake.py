@@ -557,14 +557,20 @@ def _positions(n: int, rows: int, days_ago: int, seed: int) -> dict:
 def _raw_store(url: str, n: int, quick: bool) -> dict:
     """Rows/s of the batch store alone (core.batchstore: SQLite executemany / PostgreSQL COPY), in transactions
     of the batch case's request size, with no decoding, validation or rules: what the intake could reach."""
-    from smartcity.core.batchstore import batch_store
+    from sqlalchemy import event
+
+    from smartcity.core.batchstore import WalCheckpointer, batch_store
     from smartcity.core.db import Database
 
     per_request = 2_000 if quick else 10_000
     rows = per_request * (4 if quick else 12)
     cols = _positions(n, rows, 6, 5)
     db = Database(url)
-    store = batch_store(db)
+    checkpointer = None
+    if not db.is_postgres:  # as the writer process does: WAL checkpoints from a thread, none in the commits
+        event.listen(db.engine, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA wal_autocheckpoint = 0"))
+        checkpointer = WalCheckpointer(db.engine.url.database).start()
+    store = batch_store(db, background_checkpoints=checkpointer is not None)
     try:
         t0 = time.perf_counter()
         for start in range(0, rows, per_request):
@@ -575,6 +581,8 @@ def _raw_store(url: str, n: int, quick: bool) -> dict:
                 assert stored.all()
         elapsed = time.perf_counter() - t0
     finally:
+        if checkpointer is not None:
+            checkpointer.stop()
         db.dispose()
     return {"rows": rows, "per_transaction": per_request, "rows_per_second": round(rows / elapsed)}
 
