@@ -178,7 +178,7 @@ def _depth_run(db, rows: int, staged: bool, seed: int, offset: int) -> dict:
     rng = np.random.default_rng(seed)
     batch = 5000
     batches = [_columns(rng, offset + i * batch, batch, DEVICES) for i in range(rows // batch)]
-    mover = StagingMover(db.engine.url.database, "safety_positions", every=2.0).start() if staged else None
+    mover = StagingMover(db.engine.url.database, "safety_positions", max_age=0, poll=2.0).start() if staged else None
     t0 = time.perf_counter()
     for cols in batches:
         with db.engine.begin() as conn:
@@ -214,6 +214,85 @@ def _run_depths(db, quick: bool) -> dict:
     return out
 
 
+def _sustained_run(db, seconds: float, threshold: int, seed: int, offset: int) -> dict:
+    """Staged intake for `seconds` with the mover moving as it would in the writer (a round at `threshold` rows
+    staged or after 60 s, chunks of 5,000): the rate stored, the batches' commit times (p50, p99, the longest)
+    and the longest while a round was moving, the mover's rounds and chunks, and what stayed staged."""
+    from smartcity.core.batchstore import StagingMover, batch_store
+
+    store = batch_store(db, staging=True)
+    rng = np.random.default_rng(seed)
+    batch = 5000
+    mover = StagingMover(db.engine.url.database, "safety_positions", threshold=threshold, max_age=60.0).start()
+    times, during = [], []
+    stored, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        cols = _columns(rng, offset + stored, batch, DEVICES)
+        fresh = np.zeros(batch, dtype=bool)
+        rounds, chunks = mover.stats["rounds"], mover.stats["chunks"]
+        t0 = time.perf_counter()
+        with db.engine.begin() as conn:
+            store.prepare(conn)
+            store.insert_new(conn, "safety_positions", cols, ("device_id", "fix_time"), maybe_present=fresh)
+        took = time.perf_counter() - t0
+        times.append(took)
+        if mover.stats["chunks"] != chunks or mover.stats["rounds"] != rounds:
+            during.append(took)
+        stored += batch
+    wall = time.perf_counter() - start
+    mover.stop()
+    with db.engine.connect() as conn:
+        staged = conn.execute(text("SELECT count(*) FROM safety_positions_recent")).scalar()
+        moved_total = conn.execute(text("SELECT count(*) FROM safety_positions WHERE fix_time >= :t"), {"t": T0})
+        moved_total = moved_total.scalar()
+    ms = np.asarray(times) * 1000
+    return {
+        "threshold_rows": threshold,
+        "seconds": round(wall, 1),
+        "positions": stored,
+        "sustained_per_s": round(stored / wall),
+        "batch_commit_ms": {
+            "p50": round(float(np.percentile(ms, 50)), 1),
+            "p99": round(float(np.percentile(ms, 99)), 1),
+            "max": round(float(ms.max()), 1),
+            "max_while_moving": round(max(during) * 1000, 1) if during else None,
+        },
+        "mover": {
+            "rounds": mover.stats["rounds"],
+            "chunks": mover.stats["chunks"],
+            "moved": mover.stats["moved"],
+            "longest_chunk_ms": round(mover.stats["longest_chunk_s"] * 1000, 1),
+        },
+        "staged_at_end": staged,
+        "in_keyed_table": moved_total,
+    }
+
+
+def run_sustained(quick: bool = False) -> dict:
+    """SQLite staged intake with its mover, at 0 / 1M / 3M rows of history (a fresh database each, so one run's
+    rows are not the next one's history), rounds at 1x and 3x the devices staged."""
+    from smartcity.core.db import Database, migrate
+
+    depths = (0, 200_000) if quick else (0, 1_000_000, 3_000_000)
+    seconds = 5.0 if quick else 40.0
+    out: dict = {"devices": DEVICES, "batch": 5000}
+    with tempfile.TemporaryDirectory() as tmp:
+        for depth in depths:
+            for factor in (1, 3):
+                db = Database(f"sqlite:///{Path(tmp) / f'sustained_{depth}_{factor}.db'}")
+                try:
+                    migrate(db.url)
+                    _registry(db, DEVICES)
+                    _history(db, depth)
+                    key = f"history_{depth}_threshold_{factor}x"
+                    out[key] = _sustained_run(db, seconds, factor * DEVICES, seed=depth + factor, offset=10**8)
+                    print(f"   sqlite sustained {key}: {out[key]}", flush=True)
+                finally:
+                    db.dispose()
+                Path(db.engine.url.database).unlink(missing_ok=True)
+    return out
+
+
 def run(quick: bool = False) -> dict:
     from smartcity.core.db import Database, migrate
     from tests.servers import PostgresServer
@@ -232,6 +311,7 @@ def run(quick: bool = False) -> dict:
             out["sqlite_by_history"] = _run_depths(db, quick)
         finally:
             db.dispose()
+    out["sqlite_sustained"] = run_sustained(quick)
     pg = PostgresServer().start()
     try:
         pg.execute("CREATE DATABASE bench")

@@ -296,6 +296,51 @@ class SQLiteBatchStore:
             raw.execute(sql, params)
             return raw.execute(f"DELETE FROM {staging}{where}", params).rowcount
 
+    def copy_staged(self, conn, table: str, max_rows: int, up_to: int, cursor: tuple[str, Any] | None) -> tuple:
+        """Copy the next about `max_rows` rows staged up to rowid `up_to` (whole devices, from `cursor` on) into
+        `table` in key order, leaving them staged: readers skip a staged row whose key the table has, and the
+        round deletes its rows at its end (`purge_staged`), in arrival order, so a chunk dirties only the
+        table's pages, not pages of the staging table all over. Returns (rows copied, the next cursor or None
+        when the round's rows are all copied). Call it in a transaction of its own."""
+        staging, key = STAGED[table]
+        raw = _driver(conn)
+        lead, order = key[0], ", ".join(key)
+        where, params = "rowid <= ?", [up_to]
+        if cursor is not None:
+            where += f" AND {lead} >= ?" if cursor[0] == "ge" else f" AND {lead} > ?"
+            params.append(cursor[1])
+        bound = raw.execute(
+            f"SELECT {lead} FROM {staging} WHERE {where} ORDER BY {order} LIMIT 1 OFFSET ?", (*params, max_rows)
+        ).fetchone()
+        following = None
+        if bound is not None:
+            first = raw.execute(f"SELECT min({lead}) FROM {staging} WHERE {where}", params).fetchone()[0]
+            alone = first == bound[0]  # one device has more than `max_rows`: it goes whole
+            where += f" AND {lead} <= ?" if alone else f" AND {lead} < ?"
+            params.append(bound[0])
+            following = ("gt", bound[0]) if alone else ("ge", bound[0])
+        cols = ", ".join(r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall())
+        sql = (
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} WHERE {where} ORDER BY {order} "
+            "ON CONFLICT DO NOTHING"
+        )
+        before = raw.total_changes
+        with _errors_as_sqlalchemy(conn, sql):
+            raw.execute(sql, params)
+        return raw.total_changes - before, following
+
+    def purge_staged(self, conn, table: str, up_to: int, max_rows: int = 50_000) -> int:
+        """Delete up to `max_rows` of the oldest staged rows up to rowid `up_to` (rows a round has copied into
+        `table`); returns how many. Call it in a transaction of its own."""
+        staging = STAGED[table][0]
+        raw = _driver(conn)
+        low = raw.execute(f"SELECT min(rowid) FROM {staging}").fetchone()[0]
+        if low is None or low > up_to:
+            return 0
+        sql = f"DELETE FROM {staging} WHERE rowid >= ? AND rowid <= ?"
+        with _errors_as_sqlalchemy(conn, sql):
+            return raw.execute(sql, (low, min(up_to, low + max_rows - 1))).rowcount
+
     def flush_staged(self, engine, table: str, max_rows: int = 20_000) -> int:
         """Move every staged row of `table`, a transaction per `max_rows`; returns how many moved."""
         moved = 0
@@ -497,6 +542,9 @@ class StagingMover:
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        # A chunk dirties a page of the keyed table per device and staged pages all over: with SQLite's default
+        # 2 MB cache they spill into the WAL before the commit (measured: 4x longer chunks).
+        conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         try:
             while not self._stopping.wait(self.poll):
                 try:
@@ -528,31 +576,39 @@ class StagingMover:
         return staged >= max(1, threshold) or now - self._waiting_since >= self.max_age
 
     def round(self, conn) -> int:
-        """Move everything staged now, a transaction per chunk; returns how many rows moved."""
-        moved = 0
+        """Move everything staged now: copy it in key-ordered chunks, then delete it from the staging table in
+        arrival order, a transaction per chunk; returns how many rows left the staging table."""
         self.stats["rounds"] += 1
         staging = STAGED[self.table][0]
         top = conn.execute(f"SELECT max(rowid) FROM {staging}").fetchone()[0]
+        cursor: tuple | None = None
+        copying, moved = top is not None, 0
         while top is not None and not self._stopping.is_set():
             started = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                n = self._store.move_staged(conn, self.table, self.chunk_rows, up_to=top)
+                if copying:
+                    n, cursor = self._store.copy_staged(conn, self.table, self.chunk_rows, top, cursor)
+                    copying = cursor is not None
+                    done = False
+                else:
+                    n = self._store.purge_staged(conn, self.table, top, self.chunk_rows * 10)
+                    moved += n
+                    done = n == 0
                 conn.execute("COMMIT")
-            except (sqlite3.Error, DBAPIError) as exc:  # busy: the next round does it
+            except (sqlite3.Error, DBAPIError) as exc:  # busy: the next round does it (a copied row is skipped)
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 log.debug("staging move skipped: %s", exc)
                 break
             held = time.perf_counter() - started
-            moved += n
             self.stats["chunks"] += 1
-            self.stats["moved"] += n
             self.stats["longest_chunk_s"] = max(self.stats["longest_chunk_s"], held)
-            if n == 0:
+            if done:
                 break
             # The writer's busy handler polls every few ms: a pause as long as the chunk lets it in.
             self._stopping.wait(max(self.min_pause, held))
+        self.stats["moved"] += moved
         self._waiting_since = None
         return moved
 

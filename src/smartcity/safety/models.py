@@ -162,10 +162,17 @@ POSITION_COLUMNS = tuple(c.name for c in PositionRow.__table__.columns)
 
 
 def all_positions():
-    """Every stored position, staged or not: the one selectable readers use (columns as PositionRow's)."""
+    """Every stored position, staged or not: the one selectable readers use (columns as PositionRow's).
+    A staged row the keyed table has already (a mover's round copies first and deletes at its end) is skipped."""
+    main, recent = PositionRow.__table__, RecentPositionRow.__table__
+    copied = (
+        select(main.c.device_id)
+        .where(main.c.device_id == recent.c.device_id, main.c.fix_time == recent.c.fix_time)
+        .exists()
+    )
     return union_all(
-        select(*(PositionRow.__table__.c[c] for c in POSITION_COLUMNS)),
-        select(*(RecentPositionRow.__table__.c[c] for c in POSITION_COLUMNS)),
+        select(*(main.c[c] for c in POSITION_COLUMNS)),
+        select(*(recent.c[c] for c in POSITION_COLUMNS)).where(~copied),
     ).subquery("positions")
 
 
