@@ -112,6 +112,7 @@ from smartcity.reports.taxonomy import (
     seed,
     validate_attributes,
 )
+from smartcity.reports.updates import UpdateOutcome, add_update, partner_update, status_route, updates_since
 from smartcity.reports.views import (
     Contact,
     can_work,
@@ -129,21 +130,16 @@ from smartcity.reports.views import (
 from smartcity.reports.workflow import (
     MAX_BULK,
     BulkOutcome,
-    UpdateOutcome,
     add_note,
-    add_update,
     assign,
     bulk_action,
     feedback,
     is_reporter,
     merge,
-    partner_update,
     reassign,
-    status_route,
     support,
     supporter_key,
     transition,
-    updates_since,
 )
 
 __all__ = [
