@@ -130,3 +130,11 @@ def test_guardians_phones_and_the_description_only_while_the_incident_is_open(db
     assert "tel:" not in detail and "Yellow raincoat" not in detail
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "read_contacts")) == 2
+
+
+def test_the_menu_offers_the_consent_register_to_its_managers_only(db, client, world):
+    signin(client, "root")
+    assert 'href="/safety/consents"' in client.get("/safety/consents?lang=en", headers=HTML).text
+    client.cookies.clear()
+    signin(client, "op-gangnam")
+    assert 'href="/safety/consents"' not in client.get("/safety/console?lang=en", headers=HTML).text
