@@ -134,3 +134,32 @@ def test_staged_positions_are_read_deleted_and_purged_with_the_others(db, settin
         assert service.delete_history(s, w.person_id, actor="test")["positions"] == 2
     with db.session() as s:
         assert s.scalar(select(RecentPositionRow.device_id)) is None and s.scalar(select(PositionRow.device_id)) is None
+
+
+def test_a_staged_fix_already_copied_into_the_positions_table_is_read_once(db, settings):
+    """A mover's round copies staged fixes first and deletes them from staging at its end: in between, the
+    track shows each fix once."""
+    from smartcity.safety import service
+    from smartcity.safety.models import RecentPositionRow
+
+    w = make_world(db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    copied, staged = now - timedelta(minutes=20), now - timedelta(minutes=10)
+    with db.session() as s:
+        for model, at in ((PositionRow, copied), (RecentPositionRow, copied), (RecentPositionRow, staged)):
+            s.add(
+                model(
+                    device_id=w.device_id,
+                    person_id=w.person_id,
+                    fix_time=at,
+                    received_at=at,
+                    lat=HOME[0],
+                    lon=HOME[1],
+                    protocol="test",
+                    outside_city=False,
+                )
+            )
+    mother = w.identity(db, w.guardian_id)
+    with db.session() as s:
+        track = service.track(s, mother, w.person_id, since=now - timedelta(hours=1))
+    assert [p["fix_time"] for p in track] == [copied.isoformat(), staged.isoformat()]

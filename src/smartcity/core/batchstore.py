@@ -584,9 +584,9 @@ class StagingMover:
         cursor: tuple | None = None
         copying, moved = top is not None, 0
         while top is not None and not self._stopping.is_set():
-            started = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                started = time.perf_counter()  # from holding the lock: what the writer may wait
                 if copying:
                     n, cursor = self._store.copy_staged(conn, self.table, self.chunk_rows, top, cursor)
                     copying = cursor is not None
