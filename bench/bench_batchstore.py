@@ -173,7 +173,8 @@ def _history(db, rows: int) -> None:
 def _depth_run(db, rows: int, staged: bool, seed: int, offset: int) -> dict:
     """Positions through the store at the current history depth, batches of 5,000; with `staged` (SQLite) the
     mover runs meanwhile and what it has not moved at the end is flushed: `sustained` counts that too."""
-    from smartcity.core.batchstore import StagingMover, batch_store
+    from smartcity.core.batchstore import batch_store
+    from smartcity.core.staging import StagingMover, flush_staged
 
     store = batch_store(db, background_checkpoints=False, staging=staged)
     rng = np.random.default_rng(seed)
@@ -192,7 +193,7 @@ def _depth_run(db, rows: int, staged: bool, seed: int, offset: int) -> dict:
     if mover is not None:
         mover.stop()
         t1 = time.perf_counter()
-        left = store.flush_staged(db.engine, "safety_positions")
+        left = flush_staged(db.engine, "safety_positions")
         flush = time.perf_counter() - t1
         sustained = round(rows / (intake + flush))
         out |= {"moved_meanwhile": mover.moved, "flushed_after": left, "sustained_per_s": sustained}
@@ -219,7 +220,8 @@ def _sustained_run(db, seconds: float, threshold: int, seed: int, offset: int) -
     """Staged intake for `seconds` with the mover moving as it would in the writer (a round at `threshold` rows
     staged or after 60 s, chunks of 5,000): the rate stored, the batches' commit times (p50, p99, the longest)
     and the longest while a round was moving, the mover's rounds and chunks, and what stayed staged."""
-    from smartcity.core.batchstore import StagingMover, batch_store
+    from smartcity.core.batchstore import batch_store
+    from smartcity.core.staging import StagingMover
 
     store = batch_store(db, staging=True)
     rng = np.random.default_rng(seed)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from smartcity.core.batchstore import PostgresBatchStore, SQLiteBatchStore, batch_store, day_ms
+from smartcity.core.staging import flush_staged, move_staged
 
 
 @pytest.fixture
@@ -257,9 +258,9 @@ def test_moves_take_whole_devices_in_key_order_until_nothing_is_staged(staged):
         store.insert_new(conn, "bs_items", cols, ("owner", "at"))
     with staged.engine.begin() as conn:
         # Owner 1 alone has more rows than asked for: it still moves, whole.
-        assert store.move_staged(conn, "bs_items", max_rows=2) == 4
+        assert move_staged(conn, "bs_items", max_rows=2) == 4
     assert [(o, a) for o, a, *_ in _table(staged)] == [(1, 11), (1, 12), (1, 13), (1, 14)]
-    assert store.flush_staged(staged.engine, "bs_items", max_rows=2) == 3
+    assert flush_staged(staged.engine, "bs_items", max_rows=2) == 3
     assert _staged_rows(staged) == [] and [(o, a) for o, a, *_ in _table(staged)] == [
         (1, 11),
         (1, 12),
@@ -272,7 +273,7 @@ def test_moves_take_whole_devices_in_key_order_until_nothing_is_staged(staged):
 
 
 def test_the_mover_thread_moves_what_is_staged(staged):
-    from smartcity.core.batchstore import StagingMover
+    from smartcity.core.staging import StagingMover
 
     store = SQLiteBatchStore(staging=True)
     with staged.engine.begin() as conn:
@@ -298,7 +299,7 @@ def _stage(db, owners, ats) -> None:
 def test_a_round_is_due_at_the_row_threshold_or_when_the_oldest_row_is_old_enough(staged):
     import sqlite3
 
-    from smartcity.core.batchstore import StagingMover
+    from smartcity.core.staging import StagingMover
 
     conn = sqlite3.connect(staged.engine.url.database, isolation_level=None)
     try:
@@ -341,7 +342,7 @@ def test_rows_are_read_exactly_once_before_during_and_after_a_round_in_chunks(st
     import sqlite3
     import threading
 
-    from smartcity.core.batchstore import StagingMover
+    from smartcity.core.staging import StagingMover
 
     path = staged.engine.url.database
     owners = [o for _ in range(10) for o in range(200, 0, -1)]  # arrival order is not key order
@@ -384,7 +385,8 @@ def test_rows_are_read_exactly_once_before_during_and_after_a_round_in_chunks(st
 
 _KILLED_MOVER = """
 import sys, time
-from smartcity.core.batchstore import StagingMover, stage
+from smartcity.core.batchstore import stage
+from smartcity.core.staging import StagingMover
 stage("bs_items", "bs_items_recent", ("owner", "at"))
 StagingMover(sys.argv[1], "bs_items", max_age=0, poll=0.01, chunk_rows=50, min_pause=0.02).start()
 time.sleep(600)
@@ -420,5 +422,5 @@ def test_a_mover_killed_mid_round_loses_and_duplicates_nothing(staged, tmp_path)
     left, copied = len(_staged_rows(staged)), len(_table(staged))
     assert 0 < copied < 2000 and left > 0, (copied, left)  # killed mid-round
     assert _union(path) == expected
-    assert SQLiteBatchStore(staging=True).flush_staged(staged.engine, "bs_items", max_rows=500) == left
+    assert flush_staged(staged.engine, "bs_items", max_rows=500) == left
     assert _staged_rows(staged) == [] and [(o, a) for o, a, *_ in _table(staged)] == expected
