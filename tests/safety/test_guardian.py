@@ -184,11 +184,11 @@ def test_last_seen_and_an_sos_shown_urgent_with_its_progress(db, client, world):
     signin(client, "mother")
     url = f"/safety/guardian/{world.person_id}"
     page = client.get(f"{url}?lang=en", headers=HTML).text
-    assert re.search(r'id="last-seen" data-minutes="7">7 min ago<', page)  # the fix of 7 minutes ago
+    assert re.search(r'id="last-seen" data-minutes="7" data-now="[^"]*">7 min ago<', page)  # the fix of 7 minutes ago
     assert 'id="urgent"' not in page  # no emergency: no urgent banner
     feed(world.engine, fix(world.device, utcnow() - timedelta(seconds=5), SCHOOL, alarm="sos"))
     page = client.get(f"{url}?lang=ko", headers=HTML).text
-    assert re.search(r'id="last-seen" data-minutes="0">방금<', page)
+    assert re.search(r'id="last-seen" data-minutes="0" data-now="방금">방금<', page)
     urgent = re.search(r'<section class="card urgent" id="urgent" role="alert">(.*?)</section>', page, re.S).group(1)
     assert page.index('id="urgent"') < page.index('class="ward-tabs"')  # top of the page
     assert re.findall(r'data-step="(\w+)"', urgent) == ["open"]
