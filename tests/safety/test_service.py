@@ -460,7 +460,7 @@ def test_cli_and_demo(sqlite_url, monkeypatch, tmp_path):
         with db.session() as s:
             guardian = s.scalar(select(GuardianLink.user_id).where(GuardianLink.person_id == int(person)))
             mother = service.wards(s, service_identity(s, guardian))
-            assert {p["name"] for p in mother} == {"Park Haneul", "Park Sunja", "Lee Oksun"}
+            assert {p["name"] for p in mother} == {"박하늘", "박순자", "Lee Oksun"}
     finally:
         get_settings.cache_clear()
         db.dispose()

@@ -23,10 +23,10 @@ def demo_accounts(profile: CityProfile) -> list[accounts.NewUser]:
     """An account for each of the core's roles; a module's demo adds accounts for its own roles."""
     district = demo_district(profile)
     return [
-        accounts.NewUser("admin", DEMO_PASSWORD, "admin", "Administrator"),
-        accounts.NewUser("citizen", DEMO_PASSWORD, "citizen", "Kim Minji", email="citizen@example.org"),
-        accounts.NewUser("staff", DEMO_PASSWORD, "staff", "Lee Junho", department=f"{district}-roads"),
-        accounts.NewUser("publisher", DEMO_PASSWORD, "publisher", "Jung Eunji"),
+        accounts.NewUser("admin", DEMO_PASSWORD, "admin", "관리자"),
+        accounts.NewUser("citizen", DEMO_PASSWORD, "citizen", "김민지", email="citizen@example.org"),
+        accounts.NewUser("staff", DEMO_PASSWORD, "staff", "이준호", department=f"{district}-roads"),
+        accounts.NewUser("publisher", DEMO_PASSWORD, "publisher", "정은지"),
     ]
 
 

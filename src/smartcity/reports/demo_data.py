@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from smartcity.core.auth import ANONYMOUS, Identity
 from smartcity.core.db import utcnow
+from smartcity.core.demo import demo_district
 from smartcity.core.models import District
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportUpdate
@@ -80,10 +81,22 @@ CAMPAIGNS = [
 ]
 
 
-def _points(db, rng: random.Random):
-    """A generator of random points inside the stored districts (weighted equally)."""
+# The share of reports placed in the demo district with a category of the demo staff account's unit kind,
+# so that account's queue has work in it (the rest spread over every district).
+HOME_SHARE = 0.15
+HOME_KIND = "roads"
+# The share of unresolved reports already past their service level: enough to show on the dashboard and
+# in the queue's "overdue" filter, not so many that the service looks broken.
+OVERDUE_SHARE = 0.2
+
+
+def _points(db, rng: random.Random, district: str | None = None):
+    """A generator of random points inside the stored districts (weighted equally), or inside one."""
     with db.session() as s:
-        areas = [(d.code, shape(json.loads(d.geometry))) for d in s.scalars(select(District).order_by(District.code))]
+        q = select(District).order_by(District.code)
+        if district is not None:
+            q = q.where(District.code == district)
+        areas = [(d.code, shape(json.loads(d.geometry))) for d in s.scalars(q)]
     while True:
         code, geom = rng.choice(areas)
         west, south, east, north = geom.bounds
@@ -112,6 +125,17 @@ def _age(s, rid: int, days: float) -> None:
             report.fixed_at = max(report.fixed_at, report.created_at + step * (len(entries) - 1))
 
 
+def _age_days(report: Report, rng: random.Random) -> float:
+    """How old a demo report is: a resolved one anything up to 45 days; an unresolved one mostly within its
+    service level, and OVERDUE_SHARE of them past it (a realistic queue, not one where most is late)."""
+    if report.status not in S.OPEN_STATUSES:
+        return rng.uniform(0.2, 45)
+    window = (report.due_at - report.created_at).total_seconds() / 86400 if report.due_at else 7.0
+    if rng.random() < OVERDUE_SHARE:
+        return rng.uniform(window + 0.5, window + 20)
+    return rng.uniform(0.1, max(window * 0.9, 0.2))
+
+
 def demo_reports(db, profile):
     rng = random.Random(20240501)
     admin = Identity(username="demo", role="admin", via="session")
@@ -134,6 +158,10 @@ def demo_reports(db, profile):
                     s, admin, S.CategoryIn(code, "other", nko, nen, unit_kind="roads", service_days=14, campaign=slug)
                 )
     points = _points(db, rng)
+    home = demo_district(profile)
+    home_points = _points(db, rng, home) if home else None
+    with db.session() as s:
+        home_cats = [c.code for c in S.list_categories(s) if c.unit_kind == HOME_KIND] if home else []
     statuses = [st for st, w in STATUS_MIX for _ in range(w)]
     made: list[int] = []
     with db.session() as s:
@@ -149,6 +177,9 @@ def demo_reports(db, profile):
                     parent.lat + rng.uniform(-2e-4, 2e-4),
                     parent.lon + rng.uniform(-2e-4, 2e-4),
                 )
+            elif home_points is not None and home_cats and rng.random() < HOME_SHARE:
+                code = rng.choice(home_cats)
+                lat, lon = next(home_points)
             else:
                 code = rng.choice(cats)
                 lat, lon = next(points)
@@ -180,7 +211,7 @@ def demo_reports(db, profile):
                     S.support(s, ANONYMOUS, rid, fingerprint=f"demo-{rid}-{n}")
             made.append(rid)
             s.flush()
-            _age(s, rid, rng.uniform(0.2, 45))
+            _age(s, rid, _age_days(s.get(Report, rid), rng))
         for slug, *_rest, items in CAMPAIGNS:
             for n in range(12):
                 code = rng.choice(items)[0]

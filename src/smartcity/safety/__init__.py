@@ -63,9 +63,9 @@ def _demo(db, profile):
     yield from add_accounts(
         db,
         [
-            NewUser("guardian", DEMO_PASSWORD, "guardian", "Park Seoyeon", phone="010-0000-0000"),
+            NewUser("guardian", DEMO_PASSWORD, "guardian", "박서연", phone="010-0000-0000"),
             NewUser(
-                "operator", DEMO_PASSWORD, "operator", "Choi Hyunwoo", department=f"{demo_district(profile)}-control"
+                "operator", DEMO_PASSWORD, "operator", "최현우", department=f"{demo_district(profile)}-control"
             ),
         ],
     )

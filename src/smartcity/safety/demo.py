@@ -64,10 +64,10 @@ def demo(db, profile) -> Iterator[str]:
         if s.scalar(select(func.count()).select_from(Device).where(Device.identifier.in_(DEMO_ROUTES))):
             yield "safety: demo persons already registered"
             return
-        child = add_person(s, "child", "Park Haneul", "Grade 3, Daechi Elementary", actor="demo")
-        elder = add_person(s, "dementia", "Park Sunja", "Early-stage dementia; walks daily", actor="demo")
-        add_device(s, child.id, "demo-child-1", "osmand", "Haneul's phone", actor="demo")
-        add_device(s, elder.id, "demo-elder-1", "owntracks", "Sunja's tag", actor="demo")
+        child = add_person(s, "child", "박하늘", "대치초등학교 3학년", actor="demo")
+        elder = add_person(s, "dementia", "박순자", "초기 치매, 매일 산책", actor="demo")
+        add_device(s, child.id, "demo-child-1", "osmand", "하늘이 휴대폰", actor="demo")
+        add_device(s, elder.id, "demo-elder-1", "owntracks", "순자 할머니 위치 태그", actor="demo")
         if guardian is not None:
             for person in (child, elder):
                 link_guardian(s, person.id, guardian.id, "parent" if person is child else "child", actor="demo")
@@ -75,24 +75,24 @@ def demo(db, profile) -> Iterator[str]:
                     s,
                     person.id,
                     guardian.id,
-                    given_by="Park Seoyeon (guardian)",
-                    basis="guardian's written consent, demo",
+                    given_by="박서연 (보호자)",
+                    basis="보호자 서면 동의 (데모)",
                     actor="demo",
                 )
         for person in (child, elder):
-            add_zone(s, ZoneIn("Home", DEMO_HOME[0], DEMO_HOME[1], 80), person_id=person.id, actor="demo")
+            add_zone(s, ZoneIn("집", DEMO_HOME[0], DEMO_HOME[1], 80), person_id=person.id, actor="demo")
         school = {"type": "Polygon", "coordinates": [[(lon, lat) for lat, lon in DEMO_SCHOOL + DEMO_SCHOOL[:1]]]}
         add_zone(
             s,
-            ZoneIn("School", polygon=school, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]),
+            ZoneIn("학교", polygon=school, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]),
             person_id=child.id,
             actor="demo",
         )
         add_zone(
             s,
-            ZoneIn("Construction site", DEMO_DANGER[0], DEMO_DANGER[1], 60),
+            ZoneIn("공사 현장", DEMO_DANGER[0], DEMO_DANGER[1], 60),
             person_id=None,
             kind="danger",
             actor="demo",
         )
-    yield "safety: 2 protected persons, devices demo-child-1 and demo-elder-1, zones Home, School, a danger zone"
+    yield "safety: 2 protected persons, devices demo-child-1 and demo-elder-1, zones 집, 학교, a danger zone"
