@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from smartcity.core.auth import identity_of_user
 from smartcity.core.db import utcnow
 from smartcity.core.models import User
 from smartcity.safety import service
 from smartcity.safety.engine import Position
-from smartcity.safety.models import PositionRow
+from smartcity.safety.models import PositionRow, all_positions
 from tests.conftest import make_user
 
 # A school yard in Daechi-dong, Gangnam (district 11230) and a point 1 km away.
@@ -78,10 +79,12 @@ def walk_across(device: str, start: datetime | None = None, step_m: float = 20, 
 
 
 def rows(db, **where):
+    """Stored positions, staged (the SQLite writer process's staging table) or not, as PositionRow objects."""
+    stored = aliased(PositionRow, all_positions())
     with db.session() as s:
-        q = select(PositionRow).order_by(PositionRow.fix_time)
+        q = select(stored).order_by(stored.fix_time)
         for k, v in where.items():
-            q = q.where(getattr(PositionRow, k) == v)
+            q = q.where(getattr(stored, k) == v)
         return list(s.scalars(q))
 
 

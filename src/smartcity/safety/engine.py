@@ -76,6 +76,7 @@ from smartcity.core.intake import (
     Overloaded,
     Pending,
 )
+from smartcity.core.staging import StagingMover, flush_staged
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
 from smartcity.safety.rules import Raised, Rules, ZoneShape, from_ms, parse_schedule, to_ms, zone_shape
 from smartcity.safety.settings import SafetySettings
@@ -92,6 +93,13 @@ CHECKPOINT_MOST = 500  # state rows per checkpoint round: a round between two ba
 STATE_SET = ("version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district_code")
 STATE_SET += ("zones", "flags")
 INLINE_STATES = 64  # an idle writer writes up to this many moved devices' state rows with their batch
+_RECOVERY_COLUMNS = "device_id, person_id, fix_time, received_at, lat, lon, speed, accuracy, battery, alarm, valid"
+# Recovery reads the staged positions too (a row mid-way through a mover's round may come twice: DeviceTable
+# drops a repeated (device, fix time)). The staging table exists, empty, on PostgreSQL.
+RECOVERED = (
+    f"SELECT {_RECOVERY_COLUMNS} FROM safety_positions "
+    f"UNION ALL SELECT {_RECOVERY_COLUMNS} FROM safety_positions_recent"
+)
 # What a value may be (None/NaN: absent); lat and lon are checked on their own (they must be there).
 RANGES = {
     "speed": (0, 1000),
@@ -327,7 +335,20 @@ class SafetyEngine:
         self._lock = threading.RLock()
         self.queue = BatchQueue(self._write_batch, s.batch_size, s.batch_ms / 1000, s.queue_max, "safety")
         self.queue.after_batch.append(self._between_batches)
-        self.store = batch_store(db, background_checkpoints)
+        # SQLite writer process: new positions are appended to a staging table (sequential pages whatever the
+        # history's depth) and a mover thread copies them into the keyed table a device's fixes at a time.
+        staging = background_checkpoints and not db.is_postgres
+        self.store = batch_store(db, background_checkpoints, staging=staging)
+        self.mover = (
+            StagingMover(
+                db.engine.url.database,
+                "safety_positions",
+                threshold=lambda: 3 * max(len(self.by_id), 10_000),
+                max_age=60.0,
+            )
+            if staging
+            else None
+        )
         self.checkpoints = Checkpointer(self._checkpoint, CHECKPOINT_S, most=CHECKPOINT_MOST)
         # SQLite: the WAL is copied back by a thread of its own rather than in the writer's commits (writer.py
         # turns it on in the writer process, whose connections do not checkpoint by themselves).
@@ -353,11 +374,16 @@ class SafetyEngine:
             self.queue.start(writer_thread)
             if self.wal is not None:
                 self.wal.start()
+            if self.mover is not None:
+                self.mover.start()
         return self
 
     def stop(self, timeout: float = 10) -> None:
         """Write what is queued and the checkpoint, then stop the writer."""
         self.queue.stop(timeout)
+        if self.mover is not None:
+            self.mover.stop()
+            flush_staged(self.db.engine, "safety_positions")
         if self.wal is not None:
             self.wal.stop()
 
@@ -403,6 +429,10 @@ class SafetyEngine:
 
     def reload(self) -> None:
         """Load devices, consents, zones, device states and open incidents from the store."""
+        if self.mover is not None:
+            # What a crashed writer left staged goes into the keyed table first: recovery reads it there, and
+            # the staging table starts small.
+            flush_staged(self.db.engine, "safety_positions")
         with self.db.session() as s, self._lock:
             guardians = defaultdict(list)
             for person_id, user_id in s.execute(
@@ -457,7 +487,7 @@ class SafetyEngine:
             s.connection()
             .exec_driver_sql(
                 "SELECT p.device_id, p.person_id, p.fix_time, p.received_at, p.lat, p.lon, p.speed, p.accuracy, "
-                "p.battery, p.alarm, p.valid FROM safety_positions p JOIN safety_device_state d "
+                f"p.battery, p.alarm, p.valid FROM ({RECOVERED}) p JOIN safety_device_state d "
                 "ON d.device_id = p.device_id WHERE p.fix_time > COALESCE(d.fix_time, -1)"
             )
             .all()
@@ -965,7 +995,11 @@ class SafetyEngine:
             # A fix newer than its device's latest cannot be a replay (unless repeated in the batch): a batch of
             # such fixes is written without asking the store which keys it already has.
             last = table.last_fix(cols["slot"])
-            maybe_present = bool((cols["fix_time"] <= last).any()) or _repeats(cols)
+            # Per row: only those not newer than their device's latest are looked up. A fix repeated within
+            # the batch is caught by the staging table's key, or by a checked insert without staging.
+            maybe_present: np.ndarray | bool = cols["fix_time"] <= last
+            if self.mover is None and _repeats(cols):
+                maybe_present = True
             cols["stored"] = self.store.insert_new(
                 conn,
                 "safety_positions",
