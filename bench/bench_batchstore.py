@@ -4,7 +4,10 @@ position's device (`update_rows`), as the intake does when a device's state chan
 
 Then the same at 0, 1M and 3M rows of history already stored (batches of 5,000, positions only): the keyed
 table written directly, and on SQLite also through the staging table (`SQLiteBatchStore(staging=True)`) with its
-mover running meanwhile — "sustained" counts the time to move what was still staged at the end.
+mover running meanwhile — "sustained" counts the time to move what was still staged at the end. And (SQLite,
+`run_sustained`, a fresh database per depth) 30 s of staged intake with the mover's rounds (at 1x and 3x the
+devices staged): the intake's commit times while a round moves, the chunks, the staging table's size, and the
+rate once what stayed staged is drained.
 
 Rows arrive as the intake's columns (numpy arrays, NaN = absent) for random devices, so a batch writes all over
 the (device, fix time) key, as a city's devices do. Each batch is one transaction, committed (durable in WAL
