@@ -4,6 +4,7 @@ then each role's main page read as that role reads it."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -51,3 +52,63 @@ def test_the_demo_people_are_named_in_korean(demo, client):
     names = [json.loads(f'"{n}"') for n in re.findall(r'"name": ?"([^"]+)"', page)]
     assert names and all(re.search("[가-힣]", n) for n in names), names
     assert not re.search(r"\b(Park|Kim|Lee|Choi) [A-Z][a-z]+", page)
+
+
+@pytest.mark.parametrize(
+    ("lang", "purpose", "report", "see"),
+    [
+        ("ko", "도시 서비스를 한곳에서", "신고하기", "신고 둘러보기"),
+        ("en", "city services in one place", "Report a problem", "See reports"),
+    ],
+)
+def test_the_home_page_says_what_the_site_is_for_and_offers_the_two_actions(client, lang, purpose, report, see):
+    page = client.get(f"/?lang={lang}").text
+    h1 = re.findall(r'<h1 class="home-purpose">([^<]+)</h1>', page)
+    assert len(h1) == 1 and purpose in h1[0], h1
+    actions = dict(
+        (label, href) for href, label in re.findall(r'<a class="button[^"]*" href="([^"]+)">([^<]+)</a>', page)
+    )
+    assert actions == {report: "/reports/new", see: "/reports"}
+    pins = re.search(r'data-pins="([^"]+)"', page).group(1).replace("&#34;", '"')
+    assert json.loads(pins) == ["/reports.geojson?limit=100"]
+
+
+# --- in chromium, on a phone, with the demo loaded into the live server's store -------------------------
+
+
+def _browser_signin(page, server, username: str, then: str) -> None:
+    page.goto(f"{server.url}/signin?next={then}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{then.split('?')[0]}*")
+
+
+@pytest.fixture
+def demo_server(live_app):
+    list(load_demo(live_app.db, load_profile("seoul")))
+    return live_app
+
+
+def test_the_guardian_sees_their_ward_at_street_zoom_on_a_phone(demo_server, page):
+    assert page.viewport_size == {"width": 390, "height": 844}
+    _browser_signin(page, demo_server, "guardian", "/safety/guardian?lang=ko")
+    page.wait_for_selector("#map[data-state=ready][data-marker-lat]")
+    page.wait_for_timeout(800)  # any later fit (the districts') would have landed by now
+    # The zoom as drawn: the home zone (80 m radius) measured on screen, metres per pixel at zoom z being
+    # 156543.03·cos(lat)/2^z; the attribute the page keeps must agree with it.
+    width = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('path.zone.safe')].map((e) => e.getBoundingClientRect().width))"
+    )
+    drawn = math.log2(width * 156543.03 * math.cos(math.radians(37.4985)) / 160)
+    assert drawn >= 14.9, (drawn, width)
+    assert int(page.get_attribute("#map", "data-zoom-now")) == round(drawn)
+    assert page.evaluate("document.querySelector('.person-marker') !== null")
+
+
+def test_the_home_map_shows_recent_reports(demo_server, page):
+    page.goto(f"{demo_server.url}/?lang=ko")
+    page.wait_for_selector("#map[data-pin-count]")
+    assert int(page.get_attribute("#map", "data-pin-count")) > 20
+    assert page.locator(".home-pin").count() > 20
+    assert page.locator(".home-actions a").count() == 2

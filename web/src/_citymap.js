@@ -17,6 +17,14 @@ export function cityMap(el) {
     Number(data.zoom),
   );
   el.dataset.state = "loading";
+  // A page that places the view itself (a ward, a report) keeps it: the districts' fit is only a default.
+  let placed = false;
+  map.once("movestart", () => {
+    placed = true;
+  });
+  map.on("moveend", () => {
+    el.dataset.zoomNow = String(map.getZoom());
+  });
 
   if (data.tiles) {
     let failures = 0;
@@ -50,7 +58,8 @@ export function cityMap(el) {
         layer.getElement()?.setAttribute("data-code", layer.feature.properties.code);
       });
       if (geojson.features.some((f) => f.properties.approximate)) showNotice(el, data.approximate, "approximate");
-      if (geojson.features.length) map.fitBounds(districts.getBounds(), { padding: [8, 8] });
+      // Not animated: a page fitting its own view right after would be ignored mid-animation.
+      if (geojson.features.length && !placed) map.fitBounds(districts.getBounds(), { padding: [8, 8], animate: false });
       el.dataset.state = "ready";
       el.dataset.districtCount = String(geojson.features.length);
     })

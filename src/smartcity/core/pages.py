@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
@@ -20,6 +21,31 @@ add_nav("Accounts", "/admin/users", "users.manage")
 add_nav("Audit log", "/admin/audit", "audit.read")
 
 
+@dataclass(frozen=True)
+class HomeAction:
+    """A main action on the home page: a label (an N_() msgid) and where it leads."""
+
+    label: str
+    href: str
+    primary: bool = False
+
+
+HOME_ACTIONS: list[HomeAction] = []
+HOME_PINS: list[str] = []
+
+
+def add_home_action(label: str, href: str, primary: bool = False) -> None:
+    """A module puts one of the site's main actions on the home page (the core names no module)."""
+    if all(a.href != href for a in HOME_ACTIONS):
+        HOME_ACTIONS.append(HomeAction(label, href, primary))
+
+
+def add_home_pins(url: str) -> None:
+    """A module shows its recent items on the home map: `url` answers GeoJSON points."""
+    if url not in HOME_PINS:
+        HOME_PINS.append(url)
+
+
 def _safe_next(target: str | None) -> str:
     """Only same-site paths are followed after sign-in (no open redirects)."""
     if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
@@ -29,7 +55,8 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def map_page(request: Request):
-    return render(request, "map.html")
+    """The home page: what the site is for in one line, the main actions, recent items on the city map."""
+    return render(request, "map.html", actions=HOME_ACTIONS, pins=HOME_PINS)
 
 
 @router.get("/signin", response_class=HTMLResponse)
