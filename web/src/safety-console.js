@@ -36,7 +36,7 @@ function drawIncident() {
   pts.push(...trackLine.getLatLngs());
   const where = current.position ?? (current.lat != null ? { lat: current.lat, lon: current.lon } : null);
   if (where) {
-    marker = L.marker([where.lat, where.lon], { icon: personIcon, zIndexOffset: 1000 }).addTo(layer);
+    marker = L.marker([where.lat, where.lon], { icon: personIcon, title: current.person_name ?? "", zIndexOffset: 1000 }).addTo(layer);
     pts.push(marker.getLatLng());
     el.dataset.markerLat = where.lat.toFixed(6);
     el.dataset.markerLon = where.lon.toFixed(6);
