@@ -330,9 +330,7 @@ def _union(path) -> list[tuple]:
 
     conn = sqlite3.connect(path)
     try:
-        return conn.execute(
-            f"SELECT owner, at FROM ({_BOTH}) ORDER BY 1, 2"
-        ).fetchall()
+        return conn.execute(f"SELECT owner, at FROM ({_BOTH}) ORDER BY 1, 2").fetchall()
     finally:
         conn.close()
 

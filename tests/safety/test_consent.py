@@ -17,7 +17,7 @@ from smartcity.core.errors import Conflict, PermissionDenied
 from smartcity.core.models import AuditEntry
 from smartcity.safety import service
 from smartcity.safety.engine import NoConsent, get_engine
-from smartcity.safety.models import DeviceState, PositionRow, SafetyEvent
+from smartcity.safety.models import DeviceState, SafetyEvent, all_positions
 from tests.conftest import eventually, make_user, signin
 from tests.helpers import BROWSER_TIMEOUT, browser_signin, run_cli, serve
 from tests.safety.helpers import HOME, SCHOOL, fix, make_world, traccar_query
@@ -30,8 +30,10 @@ def _audits(db, action: str) -> list[AuditEntry]:
 
 
 def _positions(db, person_id: int) -> int:
+    """Stored positions of the person, staged by a writer process or not."""
+    stored = all_positions()
     with db.session() as s:
-        return s.scalar(select(func.count()).select_from(PositionRow).where(PositionRow.person_id == person_id))
+        return s.scalar(select(func.count()).select_from(stored).where(stored.c.person_id == person_id))
 
 
 def _walk_in(engine, w, minutes_ago: float = 5) -> None:

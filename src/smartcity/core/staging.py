@@ -47,12 +47,11 @@ def move_staged(conn, table: str, max_rows: int = 20_000, up_to: int | None = No
         where += f" AND {lead} <= ?" if first == bound[0] else f" AND {lead} < ?"
         params = (*up_params, bound[0])
     cols = ", ".join(r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall())
-    sql = (
-        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{where} ORDER BY {order} ON CONFLICT DO NOTHING"
-    )
+    sql = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{where} ORDER BY {order} ON CONFLICT DO NOTHING"
     with _errors_as_sqlalchemy(conn, sql):
         raw.execute(sql, params)
         return raw.execute(f"DELETE FROM {staging}{where}", params).rowcount
+
 
 def copy_staged(conn, table: str, max_rows: int, up_to: int, cursor: tuple[str, Any] | None) -> tuple:
     """Copy the next about `max_rows` rows staged up to rowid `up_to` (whole devices, from `cursor` on) into
@@ -87,6 +86,7 @@ def copy_staged(conn, table: str, max_rows: int, up_to: int, cursor: tuple[str, 
         raw.execute(sql, params)
     return raw.total_changes - before, following
 
+
 def purge_staged(conn, table: str, up_to: int, max_rows: int = 50_000) -> int:
     """Delete up to `max_rows` of the oldest staged rows up to rowid `up_to` (rows a round has copied into
     `table`); returns how many. Call it in a transaction of its own."""
@@ -98,6 +98,7 @@ def purge_staged(conn, table: str, up_to: int, max_rows: int = 50_000) -> int:
     sql = f"DELETE FROM {staging} WHERE rowid >= ? AND rowid <= ?"
     with _errors_as_sqlalchemy(conn, sql):
         return raw.execute(sql, (low, min(up_to, low + max_rows - 1))).rowcount
+
 
 def flush_staged(engine, table: str, max_rows: int = 20_000) -> int:
     """Move every staged row of `table`, a transaction per `max_rows`; returns how many moved."""
