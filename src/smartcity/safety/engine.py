@@ -18,18 +18,10 @@ writer process). The pipeline for one batch (`_write_batch`, one transaction):
       → commit → DeviceTable.commit → acknowledgments; the other moved devices' live state is checkpointed
         about every second (and at stop)
 
-Validation errors are raised at once, before anything is queued:
-
-    IntakeError (InvalidInput, 422)       base of the intake's own errors; code says which
-    ├── InvalidPosition                    a value is out of range or malformed ("lat: must be …": the
-    │                                      message and the details name the field)
-    │   └── FutureFix                      the fix time is more than SMARTCITY_SAFETY_FUTURE_TOLERANCE_S ahead
-    UnknownDevice (NotFound, 404)          no active device has this identifier
-    BadCredentials (401)                   the device's secret is missing or wrong (OwnTracks over HTTP)
-    ProtocolNotAllowed (PermissionDenied)  the device is not registered for the protocol it used
-    NoConsent (PermissionDenied, 403)      the device's person has no recorded consent: nothing stored
-    OutsideCity (core, 422)                only when SMARTCITY_SAFETY_OUTSIDE_CITY=refuse
-    Overloaded (503)                       the write queue is full; the client should retry
+The engine's parts: positions.py (Position, Ack, the errors, devices' credentials), admission.py (the
+registry in memory, validation and queuing: `Admission`, a base of `SafetyEngine`), this file (lifecycle,
+loading and recovery, the batch's transaction, checkpoints). Validation errors are raised at once, before
+anything is queued (positions.py has their hierarchy).
 
 Acknowledgment: only after the transaction holding the position has committed. A replayed position (same
 device and fix time, to the millisecond) is acknowledged again with `duplicate=True` and no second row. A fix
@@ -43,27 +35,15 @@ device (SMARTCITY_SAFETY_WRITERS) every device has one writer and the versions a
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
-import math
-import secrets
 import threading
-import time
 from collections import defaultdict
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
-from smartcity.core import audit
 from smartcity.core.batchstore import WalCheckpointer, batch_store
-from smartcity.core.errors import InvalidInput, NotFound, OutsideCity, PermissionDenied, SmartCityError
 from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.core.intake import (
     DUPLICATE,
@@ -77,17 +57,64 @@ from smartcity.core.intake import (
     Pending,
 )
 from smartcity.core.staging import StagingMover, flush_staged
+from smartcity.safety.admission import Admission
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
+from smartcity.safety.positions import (
+    KNOT,
+    POSITION_COLUMNS,
+    ROW,
+    Ack,
+    BadCredentials,
+    DeviceInfo,
+    FutureFix,
+    IntakeError,
+    InvalidPosition,
+    LiveView,
+    NoConsent,
+    Position,
+    ProtocolNotAllowed,
+    UnknownDevice,
+    _plain,
+    credential_key,
+    field_error,
+    knots_to_ms,
+    new_device_secret,
+    parse_protocols,
+    verify_device_secret,
+)
 from smartcity.safety.rules import Raised, Rules, ZoneShape, from_ms, parse_schedule, to_ms, zone_shape
 from smartcity.safety.settings import SafetySettings
 from smartcity.safety.state import DeviceTable
 
-__all__ = ["Overloaded", "Raised", "ZoneShape", "parse_schedule", "zone_shape"]  # re-exported for the modules
+# Re-exported: the modules and decoders import the feed's vocabulary from here.
+__all__ = [
+    "Ack",
+    "BadCredentials",
+    "DeviceInfo",
+    "FutureFix",
+    "IntakeError",
+    "InvalidPosition",
+    "KNOT",
+    "LiveView",
+    "NoConsent",
+    "Overloaded",
+    "Position",
+    "ProtocolNotAllowed",
+    "Raised",
+    "UnknownDevice",
+    "ZoneShape",
+    "credential_key",
+    "field_error",
+    "knots_to_ms",
+    "new_device_secret",
+    "parse_protocols",
+    "parse_schedule",
+    "verify_device_secret",
+    "zone_shape",
+]
 
 log = logging.getLogger(__name__)
 
-KNOT = 0.514444  # metres per second
-REFUSAL_AUDIT_S = 1.0  # refused devices are written to the audit log at most this often (counted meanwhile)
 CHECKPOINT_S = 1.0  # moved devices' live state is written at least this often
 CHECKPOINT_MOST = 500  # state rows per checkpoint round: a round between two batches stays short (an SOS waits)
 STATE_SET = ("version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district_code")
@@ -100,219 +127,9 @@ RECOVERED = (
     f"SELECT {_RECOVERY_COLUMNS} FROM safety_positions "
     f"UNION ALL SELECT {_RECOVERY_COLUMNS} FROM safety_positions_recent"
 )
-# What a value may be (None/NaN: absent); lat and lon are checked on their own (they must be there).
-RANGES = {
-    "speed": (0, 1000),
-    "bearing": (0, 360),
-    "altitude": (-1000, 20000),
-    "accuracy": (0, 1_000_000),
-    "battery": (0, 100),
-}
-POSITION_COLUMNS = (
-    "device_id",
-    "person_id",
-    "fix_time",
-    "received_at",
-    "lat",
-    "lon",
-    "speed",
-    "bearing",
-    "altitude",
-    "accuracy",
-    "battery",
-    "alarm",
-    "protocol",
-    "outside_city",
-    "attributes",
-    "valid",
-)
-# A single position's row as it waits in the queue (a tuple: no object per field).
-ROW = ("device_id", "person_id", "fix_time", "received_at", "lat", "lon", "speed", "bearing", "altitude")
-ROW += ("accuracy", "battery", "valid", "alarm", "protocol", "attributes")
 
 
-# --- what decoders produce ------------------------------------------------------------------------
-
-
-@dataclass
-class Position:
-    """One fix as a protocol decoder hands it to the engine.
-
-    `device` is the identifier the device sends. `fix_time` must be timezone-aware (UTC or any zone).
-    Units: speed in metres per second (`knots_to_ms` for OsmAnd), bearing in degrees 0–360, altitude and
-    accuracy in metres, battery in percent 0–100. `alarm` is lower-case ("sos", …). Any other key the
-    protocol sent goes into `attributes` (kept as JSON)."""
-
-    device: str
-    fix_time: datetime
-    lat: float
-    lon: float
-    speed: float | None = None
-    bearing: float | None = None
-    altitude: float | None = None
-    accuracy: float | None = None
-    battery: float | None = None
-    alarm: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    protocol: str = ""
-    valid: bool = True  # False: the device says the fix is not a real position (Traccar's `valid`)
-    credential: str | None = None  # the secret the device presented (OwnTracks' Basic password); never stored
-
-
-def knots_to_ms(knots: float) -> float:
-    return knots * KNOT
-
-
-@dataclass(frozen=True)
-class Ack:
-    """The answer to a submitted position, once it is durably stored (or was already). A stored position is
-    identified by its device and fix time (to the millisecond, as stored)."""
-
-    device_id: int
-    fix_time: datetime
-    duplicate: bool = False  # the same device and fix time was stored before: nothing new written
-    live: bool = True  # it moved the live state (False: older than the latest fix, or a duplicate)
-    events: tuple[str, ...] = ()  # event kinds it raised (arrival, departure, danger, sos, …)
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-
-class IntakeError(InvalidInput):
-    code = "invalid_position"
-
-
-class InvalidPosition(IntakeError):
-    code = "invalid_position"
-
-
-class FutureFix(InvalidPosition):
-    code = "future_fix"
-
-
-class UnknownDevice(NotFound):
-    code = "unknown_device"
-
-
-class NoConsent(PermissionDenied):
-    code = "no_consent"
-
-
-class BadCredentials(SmartCityError):
-    status = 401
-    code = "bad_credentials"
-
-
-class ProtocolNotAllowed(PermissionDenied):
-    code = "protocol_not_allowed"
-
-
-def field_error(cls: type[IntakeError], problems: list[dict]) -> IntakeError:
-    """An intake error whose message names each field at fault: "lat: must be a number between -90 and 90"."""
-    return cls("; ".join(f"{p['field']}: {p['problem']}" for p in problems), details=problems)
-
-
-# --- devices --------------------------------------------------------------------------------------
-
-# What a device registers for, and which registration each position protocol needs. Positions of the
-# platform's own authenticated channels (the gateway's API key, the simulator) are not tied to one protocol.
-DEVICE_PROTOCOLS = ("osmand", "owntracks")
-REGISTRATION_OF = {"osmand": "osmand", "owntracks": "owntracks", "mqtt": "owntracks"}
-# Position protocols whose device proves itself with its secret (over MQTT the broker checks the client).
-CREDENTIAL_PROTOCOLS = frozenset({"owntracks"})
-
-
-def parse_protocols(text: str | None) -> frozenset[str]:
-    """The protocols of a device's registration ("osmand", "osmand,owntracks", "any"); InvalidInput if unknown."""
-    names = {n.strip().lower() for n in (text or "osmand").split(",") if n.strip()}
-    if "any" in names:
-        names = (names - {"any"}) | set(DEVICE_PROTOCOLS)
-    if not names or not names <= set(DEVICE_PROTOCOLS):
-        raise InvalidInput(f"protocols are a list of {', '.join(DEVICE_PROTOCOLS)} (or any)", code="invalid_protocol")
-    return frozenset(names)
-
-
-def credential_key(credential: str) -> bytes:
-    """A fast keyed hash of a presented secret: what the registry remembers of a verified one (never the
-    secret itself; the key is this process's, so the value means nothing elsewhere)."""
-    return hashlib.blake2b(credential.encode("utf-8", "surrogatepass"), key=_CREDENTIAL_KEY, digest_size=16).digest()
-
-
-_CREDENTIAL_KEY = secrets.token_bytes(32)
-# Device secrets are generated by the platform (128 random bits), so the hash need not slow down guessing: light
-# argon2 parameters keep the one verification per device and process to about a millisecond.
-_device_hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
-
-
-def new_device_secret() -> tuple[str, str]:
-    """A fresh device secret and its argon2 hash: (secret shown once, hash stored)."""
-    secret = secrets.token_urlsafe(16)
-    return secret, _device_hasher.hash(secret)
-
-
-def verify_device_secret(secret_hash: str, secret: str) -> bool:
-    try:
-        return _device_hasher.verify(secret_hash, secret)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-@dataclass
-class DeviceInfo:
-    device_id: int
-    identifier: str
-    person_id: int
-    protocol: str
-    consent: bool
-    guardians: tuple[int, ...] = ()
-    secret_hash: str | None = None
-    protocols: frozenset[str] = frozenset()
-    # credential_key() of presented secrets: verified against `secret_hash` once, and those that failed
-    verified: set = field(default_factory=set)
-    rejected: set = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        if not self.protocols:
-            try:
-                self.protocols = parse_protocols(self.protocol)
-            except InvalidInput:
-                self.protocols = frozenset({"osmand"})
-
-
-class LiveView(NamedTuple):
-    """A device's live state as the live events and `state_of` show it."""
-
-    device_id: int
-    person_id: int
-    fix_time: datetime | None
-    received_at: datetime | None
-    lat: float | None
-    lon: float | None
-    speed: float | None
-    accuracy: float | None
-    battery: float | None
-    district_code: str | None
-    zones: dict
-    flags: dict
-
-    @classmethod
-    def of(cls, row: dict) -> LiveView:
-        times = [None if row[k] is None else from_ms(row[k]) for k in ("fix_time", "received_at")]
-        return cls(row["device_id"], row["person_id"], *times, *(row[k] for k in cls._fields[4:]))
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _plain(value: Any) -> Any:
-    """A column's value as the per-position checks take it: NaN → None, numpy scalars → Python's."""
-    if isinstance(value, float | np.floating):
-        return None if math.isnan(value) else float(value)
-    return value
-
-
-class SafetyEngine:
+class SafetyEngine(Admission):
     """The process's safety intake: registry and device states in memory, one writer committing batches."""
 
     def __init__(self, db, settings=None, profile=None, background_checkpoints: bool = False):
@@ -508,439 +325,6 @@ class SafetyEngine:
         self._write_states(s, self.table.state_columns(np.union1d(result.changed, result.moved)))
         log.info("recovered %d positions of %d devices after an unclean stop", cols.n, len(result.moved))
 
-    def reload_person(self, person_id: int) -> None:
-        """Re-read one person's devices, consents and safe zones (after a registry change).
-
-        Readers (`device_for`) do not take the lock: the new entries are put in place first and only the
-        identifiers that are gone are removed, so a registered device is never briefly missing."""
-        with self.db.session() as s, self._lock:
-            active = s.scalar(select(Person.active).where(Person.id == person_id))
-            guardians = tuple(
-                s.scalars(
-                    select(GuardianLink.user_id).where(
-                        GuardianLink.person_id == person_id,
-                        GuardianLink.consent_at.is_not(None),
-                        GuardianLink.revoked_at.is_(None),
-                    )
-                )
-            )
-            fresh: dict[str, DeviceInfo] = {}
-            if active:
-                for dev_id, ident, protocol, secret_hash in s.execute(
-                    select(Device.id, Device.identifier, Device.protocol, Device.secret_hash).where(
-                        Device.person_id == person_id, Device.active
-                    )
-                ):
-                    info = DeviceInfo(dev_id, ident, person_id, protocol, bool(guardians), guardians, secret_hash)
-                    old = self.devices.get(ident)
-                    if old is not None and old.secret_hash == secret_hash:
-                        info.verified = old.verified  # the same secret: what was verified stays verified
-                    fresh[ident] = info
-            for ident, info in fresh.items():
-                self.devices[ident] = info
-                self.by_id[info.device_id] = info
-                self._unknown.pop(ident, None)
-            fresh_ids = {info.device_id for info in fresh.values()}
-            for ident, info in [(i, d) for i, d in self.devices.items() if d.person_id == person_id]:
-                if ident not in fresh:
-                    self.devices.pop(ident, None)
-                    if info.device_id not in fresh_ids:
-                        self.by_id.pop(info.device_id, None)
-            zones = [
-                zone_shape(z, self.plane)
-                for z in s.scalars(select(Zone).where(Zone.active, Zone.person_id == person_id, Zone.kind != "danger"))
-            ]
-            if zones:
-                self.person_zones[person_id] = zones
-            else:
-                self.person_zones.pop(person_id, None)
-            self.table.set_zones(person_id, zones)
-
-    def reload_danger_zones(self) -> None:
-        with self.db.session() as s, self._lock:
-            self.danger_zones = [
-                zone_shape(z, self.plane) for z in s.scalars(select(Zone).where(Zone.active, Zone.kind == "danger"))
-            ]
-            self.table.set_danger_zones(self.danger_zones)
-
-    def handle(self, topic: str, data: dict) -> None:
-        """React to a change event (from this process or, on PostgreSQL, any other)."""
-        if topic.startswith("safety.incident."):
-            incident_id, person_id, kind = data.get("id"), data.get("person_id"), data.get("kind")
-            with self._lock:
-                if data.get("status") == "resolved":
-                    if self.open_incidents.get(person_id, {}).get(kind) == incident_id:
-                        self.open_incidents[person_id].pop(kind, None)
-                    self.incident_district.pop(incident_id, None)
-                elif incident_id is not None:
-                    self.open_incidents[person_id][kind] = incident_id
-                    self.incident_district[incident_id] = data.get("district")
-        elif topic == "safety.zones.changed":
-            if data.get("person_id") is None:
-                self.reload_danger_zones()
-            else:
-                self.reload_person(int(data["person_id"]))
-        elif topic == "safety.registry.changed" and data.get("person_id") is not None:
-            self.reload_person(int(data["person_id"]))
-
-    # --- validation -------------------------------------------------------------------------------
-
-    def device_for(self, identifier: str) -> DeviceInfo:
-        info = self.devices.get(identifier)
-        if info is None:
-            # Registered since the last refresh (events from another process may lag): one look in the
-            # store, remembered for a few seconds when the device really is unknown.
-            now = time.monotonic()
-            if self._unknown.get(identifier, 0) > now:
-                raise UnknownDevice(f"no device {identifier!r} is registered")
-            with self.db.session() as s:
-                person_id = s.scalar(select(Device.person_id).where(Device.identifier == identifier))
-            if person_id is not None:
-                self.reload_person(person_id)
-                info = self.devices.get(identifier)
-            if info is None:
-                if len(self._unknown) > 10_000:
-                    self._unknown.clear()
-                self._unknown[identifier] = now + 5
-                raise UnknownDevice(f"no device {identifier!r} is registered")
-        if not info.consent:
-            raise NoConsent("no consent to track this person is recorded; the position was not stored")
-        return info
-
-    def validate(self, p: Position) -> Pending:
-        """Check a position; raise an IntakeError (or UnknownDevice/NoConsent/OutsideCity) if it is refused.
-        Returns it as the pipeline's pending row."""
-        device = p.device
-        if not isinstance(device, str) or not device.strip() or len(device) > 100:
-            raise field_error(InvalidPosition, [{"field": "id", "problem": "missing or longer than 100 characters"}])
-        lat, lon, fix_time = p.lat, p.lon, p.fix_time
-        # The common case in one expression (floats in range, or absent); anything else is examined field by
-        # field to say what is wrong (NaN and infinities fail every comparison).
-        if not (
-            lat.__class__ is float
-            and -90 <= lat <= 90
-            and lon.__class__ is float
-            and -180 <= lon <= 180
-            and (p.speed is None or (p.speed.__class__ is float and 0 <= p.speed <= 1000))
-            and (p.bearing is None or (p.bearing.__class__ is float and 0 <= p.bearing <= 360))
-            and (p.altitude is None or (p.altitude.__class__ is float and -1000 <= p.altitude <= 20000))
-            and (p.accuracy is None or (p.accuracy.__class__ is float and 0 <= p.accuracy <= 1_000_000))
-            and (p.battery is None or (p.battery.__class__ is float and 0 <= p.battery <= 100))
-            and fix_time.__class__ is datetime
-            and fix_time.tzinfo is not None
-        ):
-            problems = self._problems({k: getattr(p, k) for k in ("lat", "lon", *RANGES)})
-            if not isinstance(fix_time, datetime) or fix_time.tzinfo is None:
-                problems.append({"field": "timestamp", "problem": "a timezone-aware time is needed"})
-            if problems:
-                raise field_error(InvalidPosition, problems)
-        now = _now_ms()
-        at = to_ms(fix_time)
-        if at > now + self._future_tolerance_ms:
-            raise self._future_fix(fix_time)
-        if at < now - self._retention_ms:
-            raise field_error(
-                InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention period"}]
-            )
-        alarm = p.alarm
-        if alarm is not None:
-            alarm = str(alarm).strip().lower()[:30] or None
-        info = self.device_for(device.strip())
-        if p.protocol in REGISTRATION_OF or p.credential is not None:
-            self._check_access(p.protocol, p.credential, info)
-        valid = p.valid and not (lat == 0 and lon == 0)  # "no fix yet" as many trackers send it
-        if valid and self.safety_settings.outside_city == "refuse" and geo_index(self.db).district_at(lat, lon) is None:
-            raise OutsideCity(f"the point {lat:.6f}, {lon:.6f} is not inside the city")
-        attributes = _json(p.attributes) if p.attributes else None
-        row = (info.device_id, info.person_id, at, now, lat, lon, p.speed, p.bearing, p.altitude, p.accuracy)
-        row += (p.battery, valid, alarm, p.protocol[:20], attributes)
-        return Pending(row, urgent=alarm is not None)
-
-    def _future_fix(self, fix_time: datetime) -> FutureFix:
-        return field_error(
-            FutureFix,
-            [
-                {
-                    "field": "timestamp",
-                    "problem": f"{fix_time.isoformat()} is more than "
-                    f"{self.safety_settings.future_tolerance_s} s ahead of the server clock",
-                }
-            ],
-        )
-
-    @staticmethod
-    def _problems(values: dict[str, Any]) -> list[dict]:
-        """What is wrong with a position's numbers, field by field."""
-        problems = []
-        bounds = {"lat": (-90, 90), "lon": (-180, 180), **RANGES}
-        for name, value in values.items():
-            lo, hi = bounds[name]
-            if value is None:
-                continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                problems.append({"field": name, "problem": "must be a number"})
-            elif not lo <= value <= hi:
-                problems.append({"field": name, "problem": f"must be between {lo} and {hi}"})
-        if values.get("lat") is None or values.get("lon") is None:
-            problems.append({"field": "lat/lon", "problem": "a position needs both latitude and longitude"})
-        return problems
-
-    def _check_access(self, protocol: str, credential: str | None, info: DeviceInfo) -> None:
-        """The device may use this protocol, and proves itself where the protocol carries a secret. A secret is
-        verified against its argon2 hash once; later positions are matched by a fast keyed hash in memory."""
-        registration = REGISTRATION_OF.get(protocol)
-        if registration is not None and registration not in info.protocols:
-            self._note_refusal(info, protocol, "protocol_not_allowed")
-            raise ProtocolNotAllowed(
-                f"the device {info.identifier!r} is not registered for {registration}",
-                details=[{"field": "protocol", "problem": f"not registered for {registration}"}],
-            )
-        if protocol not in CREDENTIAL_PROTOCOLS:
-            return
-        if not credential:
-            self._note_refusal(info, protocol, "missing_secret")
-            raise BadCredentials(
-                "the device's secret is missing (HTTP Basic password)",
-                details=[{"field": "password", "problem": "missing"}],
-            )
-        key = credential_key(credential)
-        if key in info.verified:
-            return
-        if info.secret_hash is None or key in info.rejected or not verify_device_secret(info.secret_hash, credential):
-            if len(info.rejected) >= 64:
-                info.rejected.clear()
-            info.rejected.add(key)
-            self._note_refusal(info, protocol, "bad_secret")
-            raise BadCredentials(
-                "the device's secret is wrong (HTTP Basic password)",
-                details=[{"field": "password", "problem": "does not match the device's secret"}],
-            )
-        info.verified.add(key)
-
-    def _note_refusal(self, info: DeviceInfo, protocol: str, reason: str) -> None:
-        """Count a refused device for the audit log; the writer records the counts (`_audit_refusals`)."""
-        with self._lock:
-            entry = self._refusals.get((info.device_id, protocol, reason))
-            if entry is None:
-                self._refusals[(info.device_id, protocol, reason)] = [1, datetime.now(UTC)]
-            else:
-                entry[0] += 1
-
-    def _audit_refusals(self, force: bool = False) -> None:
-        """Record the refusals counted since the last time: one audit entry per device, protocol and reason
-        and second at most, however fast a device is refused."""
-        now = time.monotonic()
-        if not self._refusals or (not force and now < self._refusals_due):
-            return
-        self._refusals_due = now + REFUSAL_AUDIT_S
-        with self._lock:
-            refusals, self._refusals = self._refusals, {}
-        try:
-            with self.db.session() as s:
-                for (device_id, protocol, reason), (n, since) in refusals.items():
-                    audit.record(
-                        s,
-                        "safety.intake",
-                        "device_refused",
-                        "safety_device",
-                        device_id,
-                        {"protocol": protocol, "reason": reason, "count": n, "since": since.isoformat()},
-                    )
-        except Exception:  # noqa: BLE001 - the intake goes on; the counts are tried again
-            log.exception("recording refused devices in the audit log failed")
-            with self._lock:
-                for key, (n, since) in refusals.items():
-                    entry = self._refusals.setdefault(key, [0, since])
-                    entry[0] += n
-
-    def validate_columns(self, cols: Columns, errors: dict[int, SmartCityError]) -> tuple[Columns, np.ndarray]:
-        """Check a decoded batch (columns `device` identifiers, `fix_time` ms, lat, lon, the numbers, valid,
-        alarm, attributes as JSON text, protocol) for the whole batch at once. Refused rows get the error
-        `validate` would raise in `errors`. Returns the accepted rows as pipeline columns and their indexes."""
-        n = cols.n
-        ok = np.ones(n, dtype=np.bool_)
-        if errors:
-            ok[np.fromiter(errors, dtype=np.int64, count=len(errors))] = False
-        lat, lon = cols["lat"], cols["lon"]
-        with np.errstate(invalid="ignore"):
-            fine = (lat >= -90) & (lat <= 90) & (lon >= -180) & (lon <= 180)
-            for name, (lo, hi) in RANGES.items():
-                values = cols[name]
-                fine &= np.isnan(values) | ((lo <= values) & (values <= hi))
-        for i in np.flatnonzero(ok & ~fine).tolist():
-            problems = self._problems({k: _plain(cols[k][i]) for k in ("lat", "lon", *RANGES)})
-            errors[i] = field_error(InvalidPosition, problems)
-        ok &= fine
-        now = _now_ms()
-        fix_time = cols["fix_time"]
-        ahead = ok & (fix_time > now + self._future_tolerance_ms)
-        for i in np.flatnonzero(ahead).tolist():
-            errors[i] = self._future_fix(from_ms(int(fix_time[i])))
-        old = ok & (fix_time < now - self._retention_ms)
-        for i in np.flatnonzero(old).tolist():
-            errors[i] = field_error(
-                InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention period"}]
-            )
-        ok &= ~(ahead | old)
-        device_id = np.zeros(n, dtype=np.int64)
-        person_id = np.zeros(n, dtype=np.int64)
-        devices, protocols, known = cols["device"], cols["protocol"], self.devices
-        for i in np.flatnonzero(ok).tolist():
-            info = known.get(devices[i])
-            try:
-                if info is None or not info.consent:
-                    info = self.device_for(devices[i])
-                if protocols[i] in REGISTRATION_OF:
-                    self._check_access(protocols[i], None, info)
-            except SmartCityError as exc:
-                errors[i] = exc
-                ok[i] = False
-                continue
-            device_id[i], person_id[i] = info.device_id, info.person_id
-        alarm = cols["alarm"].copy()
-        for i in np.flatnonzero(alarm != None).tolist():  # noqa: E711 - elementwise over an object array
-            alarm[i] = str(alarm[i]).strip().lower()[:30] or None
-        out = {name: cols[name] for name in ("fix_time", "lat", "lon", *RANGES, "attributes", "protocol")}
-        out.update(
-            device_id=device_id,
-            person_id=person_id,
-            valid=cols["valid"] & ~((lat == 0) & (lon == 0)),  # "no fix yet" as many trackers send it
-            alarm=alarm,
-            received_at=np.full(n, now, dtype=np.int64),
-        )
-        accepted, rows = Columns(out, n).take(ok), np.flatnonzero(ok)
-        if self.safety_settings.outside_city == "refuse" and accepted.n:
-            self._place(accepted)
-            outside = accepted["outside_city"]
-            for j in np.flatnonzero(outside).tolist():
-                point = f"{accepted['lat'][j]:.6f}, {accepted['lon'][j]:.6f}"
-                errors[int(rows[j])] = OutsideCity(f"the point {point} is not inside the city")
-            accepted, rows = accepted.take(~outside), rows[~outside]
-        return accepted, rows
-
-    # --- submitting -------------------------------------------------------------------------------
-
-    def _put(self, pending: Pending) -> None:
-        if not self.running:
-            self.start()
-        self.queue.put([pending])
-
-    def submit(self, position: Position) -> Future:
-        """Validate and queue one position; the future's result is its `Ack` once it is committed."""
-        if not self.running:
-            self.start()
-        item = self.validate(position)
-        item.future = Future()
-        self._put(item)
-        return item.future
-
-    def submit_many(self, positions: list[Position]) -> list[Future | SmartCityError]:
-        """Queue several positions: each gets its own future, or the error that refused it."""
-        out: list[Future | SmartCityError] = []
-        for p in positions:
-            try:
-                out.append(self.submit(p))
-            except SmartCityError as exc:
-                out.append(exc)
-        return out
-
-    def queue_unit(self, positions: list, future, loop=None, token=None) -> None:
-        """Validate `positions` (each a Position or already an error) and queue the valid ones as one unit;
-        the unit's future gets every outcome, in order, once the last one is written."""
-        if not self.running:
-            self.start()
-        results: list = list(positions)
-        items = []
-        for i, p in enumerate(positions):
-            if isinstance(p, Position):
-                try:
-                    item = self.validate(p)
-                except SmartCityError as exc:
-                    results[i] = exc
-                    continue
-                item.index = i
-                items.append(item)
-        self.queue.unit(items, results, future, loop, token)
-
-    def submit_all(self, positions: list) -> Future:
-        """Queue a batch as one unit: a future of [Ack | SmartCityError | Exception], one per position (an
-        element that is already an error, e.g. from decoding, is passed through)."""
-        future: Future = Future()
-        self.queue_unit(positions, future)
-        return future
-
-    async def intake_all(self, positions: list) -> list:
-        """`submit_all`, awaited without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.queue_unit(positions, future, loop)
-        return await future
-
-    async def intake(self, position: Position) -> Ack:
-        """Validate, queue and wait (without blocking the event loop) until the position is stored."""
-        if not self.running:
-            self.start()
-        item = self.validate(position)
-        item.waiter = asyncio.get_running_loop().create_future()
-        self._put(item)
-        return await item.waiter
-
-    def intake_sync(self, position: Position, timeout: float = 10) -> Ack:
-        return self.submit(position).result(timeout)
-
-    def queue_columns(
-        self, cols: Columns, errors: dict[int, SmartCityError], future=None, loop=None, token=None
-    ) -> None:
-        """Validate a decoded batch and queue what passes (its alarms ahead, on their own); `future` (or the
-        `token`'s `on_resolved`) gets one BatchOutcome for every row once the last is written."""
-        if not self.running:
-            self.start()
-        errors = dict(errors)
-        outcome = BatchOutcome(np.zeros(cols.n, dtype=np.int8), errors)
-        accepted, rows = self.validate_columns(cols, errors)
-        alarms = accepted["alarm"] != None  # noqa: E711 - elementwise over an object array
-        parts = [(accepted.take(alarms), rows[alarms], True), (accepted.take(~alarms), rows[~alarms], False)]
-        items = []
-        for part, where, urgent in parts:
-            if part.n:
-                item = Pending(part, urgent=urgent, size=part.n)
-                item.index = len(items)
-                items.append((item, where))
-        if not items:
-            self._answer(outcome, future, loop, token)
-            return
-        unit_results: list = [None] * len(items)
-
-        def settle(results: list) -> None:
-            for (_, where), part in zip(items, results, strict=True):
-                if isinstance(part, BatchOutcome):
-                    outcome.merge(where, part)
-                else:  # refused whole (the queue was full)
-                    outcome.merge(where, BatchOutcome.refused(len(where), part))
-            self._answer(outcome, future, loop, token)
-
-        self.queue.unit([item for item, _ in items], unit_results, _Callback(settle))
-
-    def _answer(self, outcome: BatchOutcome, future, loop, token) -> None:
-        if token is not None:
-            self.queue.on_resolved([(token, outcome)])
-        elif loop is not None:
-            loop.call_soon_threadsafe(_set_result, future, outcome)
-        elif future is not None and not future.done():
-            future.set_result(outcome)
-
-    def submit_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> Future:
-        future: Future = Future()
-        self.queue_columns(cols, errors or {}, future)
-        return future
-
-    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
-        """A decoded batch as columns (the gateway endpoint's fast path): one BatchOutcome, row by row."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.queue_columns(cols, errors or {}, future, loop)
-        return await future
-
     # --- the writer: one batch, one transaction ---------------------------------------------------
 
     def _columns_of(self, batch: list[Pending]) -> tuple[Columns, list[tuple[Pending, int, int]]]:
@@ -1130,30 +514,6 @@ class SafetyEngine:
         with self._lock:
             slot = self.table.slots.get(device_id)
             return None if slot is None else LiveView.of(self.table.state_rows([slot])[0])
-
-
-class _Callback:
-    """A future-like target for a unit: calls `fn` with the unit's results."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, value) -> None:
-        self.fn(value)
-
-
-def _set_result(future, value) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _json(value: Any) -> str:
-    import orjson
-
-    return orjson.dumps(value).decode()
 
 
 def _state_row(row: DeviceState) -> dict:

@@ -22,6 +22,9 @@ status) reach the writer through `handle`, as they reach an in-process engine.
 
 If the writer process ends unexpectedly, the positions waiting for it get 503 (the devices retry; what
 was committed is found again as a duplicate) and the next position starts a new writer.
+
+writer_protocol.py has what crosses the socket (packing, the errors that cross, the non-blocking sender);
+`WriterPool` splits devices between several writer processes (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -33,135 +36,27 @@ import logging
 import os
 import pickle
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import zlib
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-from smartcity.core.errors import OutsideCity, SmartCityError, Unavailable
+from smartcity.core.errors import SmartCityError
 from smartcity.core.intake import BatchOutcome, Columns
-from smartcity.safety.engine import (
-    Ack,
-    BadCredentials,
-    FutureFix,
-    IntakeError,
-    InvalidPosition,
-    NoConsent,
-    Overloaded,
-    Position,
-    ProtocolNotAllowed,
-    UnknownDevice,
-)
+from smartcity.safety.engine import Ack, Position
+from smartcity.safety.writer_protocol import WriterFailed, _Sender, pack_outcome, pack_position, unpack_outcome
+
+__all__ = ["WriterFailed", "WriterPool", "WriterProcess", "owner_of"]  # WriterFailed: re-exported
 
 log = logging.getLogger(__name__)
 
-# Errors that cross the socket as themselves (anything else arrives as WriterFailed).
-ERRORS = {
-    cls.__name__: cls
-    for cls in (
-        IntakeError,
-        InvalidPosition,
-        FutureFix,
-        UnknownDevice,
-        NoConsent,
-        Overloaded,
-        OutsideCity,
-        BadCredentials,
-        ProtocolNotAllowed,
-    )
-}
 FORWARDED_TOPICS = ("safety.incident.", "safety.zones.", "safety.registry.")  # what the writer's engine reacts to
 START_TIMEOUT_S = 300  # loading 100,000 devices and their zones takes seconds; a large city more
-
-
-class WriterFailed(Unavailable):
-    """Storing failed in the writer process, or the process ended before answering: retry."""
-
-    code = "writer_failed"
-
-
-# --- what crosses the socket ----------------------------------------------------------------------
-# Plain tuples: pickling a dataclass costs several times more.
-
-
-# Times cross as naive UTC datetimes: pickling `datetime.timezone.utc` goes through copyreg, which for that C
-# type recomputes its slot names every time (measured: a sixth of the serving process's time under MQTT load).
-
-
-def _naive(at):
-    """A time as it crosses: an aware one as naive UTC, anything else (a decoder's naive time) marked as such."""
-    if isinstance(at, datetime) and at.tzinfo is not None:
-        return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not UTC else at.replace(tzinfo=None)
-    return ("naive", at)
-
-
-def _aware(at):
-    return at.replace(tzinfo=UTC) if at.__class__ is datetime else at[1]
-
-
-def pack_position(p: Position) -> tuple:
-    return (
-        p.device,
-        _naive(p.fix_time),
-        p.lat,
-        p.lon,
-        p.speed,
-        p.bearing,
-        p.altitude,
-        p.accuracy,
-        p.battery,
-        p.alarm,
-        p.attributes,
-        p.protocol,
-        p.valid,
-        p.credential,
-    )
-
-
-def unpack_position(t: tuple) -> Position:
-    p = Position(*t)  # the field order of Position
-    p.fix_time = _aware(p.fix_time)
-    return p
-
-
-def pack_outcome(outcome: Any) -> Any:
-    if isinstance(outcome, BatchOutcome):
-        return ("b", outcome.status, {i: pack_outcome(e) for i, e in outcome.errors.items()})
-    if isinstance(outcome, Ack):
-        return (
-            outcome.device_id,
-            _naive(outcome.fix_time),
-            outcome.duplicate,
-            outcome.live,
-            outcome.events,
-        )
-    if isinstance(outcome, list):  # a unit's outcomes
-        return [pack_outcome(o) for o in outcome]
-    if isinstance(outcome, SmartCityError):
-        return ("!", type(outcome).__name__, outcome.message, outcome.details, outcome.code)
-    if isinstance(outcome, BaseException):
-        return ("!", "", f"storing failed: {outcome!r}", None, None)
-    return outcome  # a decoder's error passed through a unit is packed by the sender already
-
-
-def unpack_outcome(t: Any) -> Any:
-    if isinstance(t, list):
-        return [unpack_outcome(o) for o in t]
-    if t[0] == "!":
-        _, name, message, details, code = t
-        cls = ERRORS.get(name, WriterFailed)
-        return cls(message, details=details, code=code if cls is not WriterFailed else None)
-    if t[0] == "b":
-        return BatchOutcome(t[1], {i: unpack_outcome(e) for i, e in t[2].items()})
-    device_id, fix_time, *rest = t
-    return Ack(device_id, _aware(fix_time), *rest)
 
 
 # --- the serving process's side -------------------------------------------------------------------
@@ -506,70 +401,6 @@ class WriterProcess:
                 bus.deliver(Event(topic, data, audience=audience, users=users, district=district, at=at))
         finally:
             self._local.echo = False
-
-
-class _Sender:
-    """Frames to the writer, in order, never blocking the caller (the event loop): each is tried at once
-    without waiting; whatever the socket cannot take yet goes to a thread that waits for it. (The writer
-    may itself be waiting to hand us answers; an event loop stuck in a send would never read them.)
-    Frames are those of multiprocessing's Connection, which the writer reads with."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.backlog: list[bytes] = []
-        self.busy = False  # the thread holds frames taken from the backlog
-        self.wake = threading.Condition(self.lock)
-        self.closed = False
-        self.thread = threading.Thread(target=self._run, name="safety-writer-send", daemon=True)
-        self.thread.start()
-
-    def send(self, data: bytes) -> None:
-        frame = struct.pack("!i", len(data)) + data
-        with self.lock:
-            if self.closed:
-                raise OSError("the writer's socket is closed")
-            if not self.backlog and not self.busy:
-                try:
-                    sent = self.sock.send(frame, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                if sent == len(frame):
-                    return
-                frame = frame[sent:]
-            self.backlog.append(frame)
-            self.wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self.lock:
-                while not self.backlog and not self.closed:
-                    self.wake.wait()
-                if not self.backlog:
-                    return
-                frames, self.backlog = self.backlog, []
-                self.busy = True
-            try:
-                for frame in frames:
-                    self.sock.sendall(frame)
-            except OSError:
-                log.error("sending to the safety writer failed")
-            finally:
-                with self.lock:
-                    self.busy = False
-
-    def close(self, wait: bool = True) -> None:
-        """Send what is queued (when `wait`), then close; without waiting, what is queued is dropped."""
-        with self.lock:
-            self.closed = True
-            if not wait:
-                self.backlog.clear()
-            self.wake.notify()
-        if wait:
-            self.thread.join(30)
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # a send still blocked fails at once
-        self.sock.close()
 
 
 def _set(target, outcome) -> None:

@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 
 from smartcity.core.intake import BatchOutcome, Columns
 from smartcity.safety.engine import Overloaded
-from smartcity.safety.writer import pack_outcome, unpack_outcome, unpack_position
+from smartcity.safety.writer_protocol import pack_outcome, unpack_outcome, unpack_position
 
 log = logging.getLogger(__name__)
 
