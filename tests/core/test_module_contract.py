@@ -1,6 +1,7 @@
 """The module contract (core.module): a module is a folder with one declaration; core reads it and names no
 module. tests/plugin_example is such a folder, plugged in without a change to core."""
 
+import html
 import os
 import re
 import subprocess
@@ -156,6 +157,47 @@ print(before, names, after)
         "({}, False, False, False) ['assets', 'reports', 'safety'] "
         "(['guardian'], True, 'control_room', True, ['citizen', 'guardian', 'operator', 'publisher', 'staff'])"
     )
+
+
+def test_importing_every_file_of_the_modules_leaves_cores_registries_unchanged():
+    """Not only a module's package: its routes and pages too (they are imported when an app is built, and a
+    registration there would outlive that app and reach apps built without the module)."""
+    script = """
+import importlib, pkgutil
+from smartcity.core import accounts, auth, events, pages, web
+from smartcity.core.module import discover
+
+def registries():
+    return (list(web.NAV), list(pages.HOME_ACTIONS), list(pages.HOME_PINS), dict(auth.PERMISSIONS),
+            dict(accounts.ROLES), dict(accounts.UNIT_KINDS), dict(accounts.UNIT_KIND), events.may_carry_personal(()))
+
+before = registries()
+imported = 0
+for m in discover(""):
+    package = importlib.import_module(f"smartcity.{m.name}")
+    for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+        if ".migrations" not in info.name:  # Alembic revisions run only under Alembic
+            importlib.import_module(info.name)
+            imported += 1
+changed = [i for i, (b, a) in enumerate(zip(before, registries())) if b != a]
+print(imported > 30, changed, registries()[1:3])
+"""
+    env = {**os.environ, "SMARTCITY_MODULES": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True [] ([], [])"
+
+
+def test_the_home_page_shows_what_the_modules_declare(client):
+    """The reports module declares the home page's actions and pins; the app built with it shows them."""
+    page = client.get("/?lang=en").text
+    declared = discover("smartcity.reports")[0]
+    actions = re.search(r'<p class="home-actions">(.*?)</p>', page, re.S)
+    assert actions, page
+    assert re.findall(r'href="([^"]+)"', actions.group(1)) == [a.href for a in declared.home_actions]
+    assert declared.home_pins and all(url in html.unescape(page) for url in declared.home_pins)
 
 
 def test_core_names_no_module_and_modules_use_no_cli_internals():

@@ -6,11 +6,12 @@ A module package exposes `module = Module(...)`. Core reads the declarations; no
   other distributions declare in the `smartcity.modules` entry-point group; SMARTCITY_MODULES (import paths,
   `package` or `package:attribute`) replaces that list.
 - `declare(modules)` applies the process-wide declarations once per module: roles, unit kinds, permissions,
-  personal event topics, error formats, navigation links. It runs when an app is built, a command starts, or
+  personal event topics, error formats, renderers. It runs when an app is built, a command starts, or
   a permission, role or unit kind is first looked up (a service called by a test or a script), whichever is
   first; declarations only ever add, so a role or permission once declared stays valid in the process.
-- `install(app, context)` (from `create_app`): the module's routers, event handlers, and its `setup(app,
-  context)` hook for what a declaration cannot say (start-up and shut-down of a listener, say).
+- `install(app, context)` (from `create_app`): the module's routers, navigation links, home page actions and
+  pins, event handlers, and its `setup(app, context)` hook for what a declaration cannot say (start-up and
+  shut-down of a listener, say).
 - The CLI adds each module's click commands, `smartcity init` runs its `seed`, `smartcity demo` its `demo`,
   the scheduler its `jobs`, `smartcity settings` lists its settings class; `datasets()` gathers the
   datasets modules publish (for the open data module).
@@ -54,6 +55,15 @@ class Role:
 
 
 @dataclass(frozen=True)
+class HomeAction:
+    """A main action on the home page: a label (an N_() msgid) and where it leads."""
+
+    label: str
+    href: str
+    primary: bool = False
+
+
+@dataclass(frozen=True)
 class PersonalTopic:
     """Events under `prefix` carry personal data: see `core.events.personal`."""
 
@@ -82,6 +92,8 @@ class Module:
                   with only(roles…): a role's own standing (a guardian's wards), not a power
     roles         roles the module adds; unit_kinds: kinds of unit (department, control room, …) → description
     nav           top navigation links, each shown to holders of its permission
+    home_actions  the site's main actions the module puts on the home page
+    home_pins     URLs answering GeoJSON points: the module's recent items on the home page's map
     jobs          periodic jobs, `run(db, settings)`
     handlers      (topic prefix, fn(context, event)): called for every event under the prefix, in each process
     mqtt          core.mqtt.Subscription(name, broker, topics, handler): messages the module takes from an MQTT
@@ -104,6 +116,8 @@ class Module:
     roles: Sequence[Role] = ()
     unit_kinds: Mapping[str, str] = field(default_factory=dict)
     nav: Sequence[NavLink] = ()
+    home_actions: Sequence[HomeAction] = ()
+    home_pins: Sequence[str] = ()
     jobs: Sequence[Job] = ()
     handlers: Sequence[tuple[str, Ref]] = ()
     mqtt: Sequence[Any] = ()
@@ -251,16 +265,20 @@ def ensure_declared() -> None:
 
 
 def install(app, context) -> None:
-    """Include each module's routers, add its navigation links, connect its event handlers, run its setup
-    hook and subscribe its MQTT topics."""
+    """Include each module's routers, add its navigation links and home page actions and pins, connect its
+    event handlers, run its setup hook and subscribe its MQTT topics."""
     from fastapi import APIRouter
 
-    from smartcity.core import web
+    from smartcity.core import pages, web
 
     declare(context.modules)
     for m in context.modules:
         for link in m.nav:
             web.add_nav(link.label, link.href, link.permission)
+        for action in m.home_actions:
+            pages.add_home_action(action)
+        for url in m.home_pins:
+            pages.add_home_pins(url)
         for ref in m.routers:
             router = resolve(ref)
             app.include_router(router if isinstance(router, APIRouter) else router())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
@@ -14,6 +13,7 @@ from smartcity.core import accounts, audit
 from smartcity.core.auth import Identity, Require, verify_csrf
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooManyRequests
 from smartcity.core.events import publish
+from smartcity.core.module import HomeAction
 from smartcity.core.web import add_nav, language_of, render
 
 router = APIRouter(include_in_schema=False)
@@ -21,27 +21,18 @@ add_nav("Accounts", "/admin/users", "users.manage")
 add_nav("Audit log", "/admin/audit", "audit.read")
 
 
-@dataclass(frozen=True)
-class HomeAction:
-    """A main action on the home page: a label (an N_() msgid) and where it leads."""
-
-    label: str
-    href: str
-    primary: bool = False
-
-
 HOME_ACTIONS: list[HomeAction] = []
 HOME_PINS: list[str] = []
 
 
-def add_home_action(label: str, href: str, primary: bool = False) -> None:
-    """A module puts one of the site's main actions on the home page (the core names no module)."""
-    if all(a.href != href for a in HOME_ACTIONS):
-        HOME_ACTIONS.append(HomeAction(label, href, primary))
+def add_home_action(action: HomeAction) -> None:
+    """One of the site's main actions on the home page (core.module.install adds those modules declare)."""
+    if all(a.href != action.href for a in HOME_ACTIONS):
+        HOME_ACTIONS.append(action)
 
 
 def add_home_pins(url: str) -> None:
-    """A module shows its recent items on the home map: `url` answers GeoJSON points."""
+    """Recent items on the home page's map: `url` answers GeoJSON points (declared by modules, see add_home_action)."""
     if url not in HOME_PINS:
         HOME_PINS.append(url)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
-from smartcity.core.module import EVERY_ROLE, Module, NavLink
+from smartcity.core.module import EVERY_ROLE, HomeAction, Module, NavLink
 from smartcity.reports.settings import ReportsSettings
 
 
@@ -154,6 +154,11 @@ module = Module(
         NavLink(N_("Dashboard"), "/staff/dashboard", "reports.dashboard"),
         NavLink(N_("Routing"), "/admin/reports/routes", "reports.manage"),
     ),
+    home_actions=(
+        HomeAction(N_("Report a problem"), "/reports/new", primary=True),
+        HomeAction(N_("See reports"), "/reports"),
+    ),
+    home_pins=("/reports.geojson?limit=100",),  # the newest unresolved reports
     jobs=(Job("reports.retention", 3600, _purge_contacts), Job("reports.fetch_media", 30, _fetch_media)),
     error_formats={"/open311": "smartcity.reports.open311_wire:render_error"},
     renderers=(

@@ -22,18 +22,13 @@ from starlette.datastructures import FormData, UploadFile
 from smartcity.core.auth import verify_csrf
 from smartcity.core.errors import InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
-from smartcity.core.i18n import N_, localized
-from smartcity.core.pages import add_home_action, add_home_pins
+from smartcity.core.i18n import localized
 from smartcity.core.render import render
 from smartcity.core.web import gettext, language_of
 from smartcity.reports import directory
 from smartcity.reports import pages_common as C
 from smartcity.reports import service as S
 from smartcity.reports.settings import ReportsSettings, public_url
-
-add_home_action(N_("Report a problem"), "/reports/new", primary=True)
-add_home_action(N_("See reports"), "/reports")
-add_home_pins("/reports.geojson?limit=100")  # the newest unresolved reports
 
 router = APIRouter(include_in_schema=False)
 
