@@ -13,6 +13,7 @@ from smartcity.core.geo import EARTH_RADIUS_M
 from smartcity.core.models import User
 from smartcity.reports import service as S
 from smartcity.reports.models import Report, ReportContact, ReportPhoto, ReportUpdate
+from tests.conftest import PASSWORD
 
 CITY_HALL = (37.5665, 126.9780)  # Jung-gu (11020)
 GANGNAM = (37.49596, 127.05850)  # inside Gangnam-gu (11230)
@@ -67,3 +68,12 @@ def destination(lat: float, lon: float, bearing: float, metres: float) -> tuple[
     p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(bearing))
     l2 = l1 + math.atan2(math.sin(bearing) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
     return math.degrees(p2), math.degrees(l2)
+
+
+def sign_in(page, url: str, username: str) -> None:
+    """Sign in through the real form (a browser test's page) and wait for the signed-in header."""
+    page.goto(url + "/signin?lang=en")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector(".who")

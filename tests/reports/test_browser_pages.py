@@ -8,8 +8,8 @@ import pytest
 
 from smartcity.core.auth import ANONYMOUS
 from smartcity.reports import service as S
-from tests.conftest import PASSWORD, make_user
-from tests.reports.helpers import CITY_HALL, GANGNAM, jpeg
+from tests.conftest import make_user
+from tests.reports.helpers import CITY_HALL, GANGNAM, jpeg, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -23,12 +23,6 @@ def file_report(db, where=CITY_HALL, **kw) -> int:
         ).report.id
 
 
-def sign_in(page, url: str, username: str) -> None:
-    page.goto(url + "/signin?lang=en")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector(".who")
 
 
 def test_a_citizen_files_a_report_on_the_map_and_sees_its_page(live_app, page):

@@ -8,8 +8,7 @@ import pytest
 
 from smartcity.reports import service as S
 from tests.conftest import make_user
-from tests.reports.helpers import CITY_HALL, new, who
-from tests.reports.test_browser_pages import sign_in
+from tests.reports.helpers import CITY_HALL, new, sign_in, who
 
 pytestmark = pytest.mark.browser
 

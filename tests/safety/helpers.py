@@ -109,3 +109,11 @@ def feed(engine, position):
     """Intake one position. A registry change is handled twice on PostgreSQL (after commit and through
     LISTEN): the engine must never refuse a registered device while it reloads one (no retry here)."""
     return engine.intake_sync(position)
+
+def csrf(client) -> dict:
+    """The CSRF header for a signed-in test client, read from the guardian page."""
+    import re
+
+    page = client.get("/safety/guardian", headers={"accept": "text/html"})
+    token = re.search(r'data-csrf="([^"]+)"', page.text) or re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    return {"X-CSRF-Token": token.group(1)}

@@ -10,15 +10,7 @@ from smartcity.core.db import utcnow
 from smartcity.core.models import AuditEntry
 from smartcity.safety.models import Incident, Zone
 from tests.conftest import make_key, signin
-from tests.safety.helpers import HOME, SCHOOL, feed, fix
-
-
-def _csrf(client) -> dict:
-    import re
-
-    page = client.get("/safety/guardian", headers={"accept": "text/html"})
-    token = re.search(r'data-csrf="([^"]+)"', page.text) or re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    return {"X-CSRF-Token": token.group(1)}
+from tests.safety.helpers import HOME, SCHOOL, csrf, feed, fix
 
 
 def _audits(db, action: str, actor: str | None = None) -> list[AuditEntry]:
@@ -95,7 +87,7 @@ def test_guardian_routes_refuse_operators_and_citizens(db, client, world):
 
 def test_zone_create_update_delete(db, client, world):
     signin(client, "mother")
-    headers = _csrf(client)
+    headers = csrf(client)
     url = f"/api/safety/wards/{world.person_id}/zones"
     body = {
         "name": "Home",
@@ -175,7 +167,7 @@ BAD_ZONES = {
 
 def test_bad_zones_are_refused_and_nothing_is_stored(db, client, world):
     signin(client, "mother")
-    headers = _csrf(client)
+    headers = csrf(client)
     before = _zone_count(db)
     for case, (body, code) in BAD_ZONES.items():
         r = client.post(f"/api/safety/wards/{world.person_id}/zones", json=body, headers=headers)
@@ -191,7 +183,7 @@ def test_bad_zones_are_refused_and_nothing_is_stored(db, client, world):
 
 def test_another_guardian_cannot_edit_zones(db, client, world):
     signin(client, "stranger")
-    headers = _csrf(client)
+    headers = csrf(client)
     url = f"/api/safety/wards/{world.person_id}/zones"
     before = _zone_count(db)
     r = client.post(url, json={"name": "Mine", "lat": HOME[0], "lon": HOME[1], "radius_m": 100}, headers=headers)
@@ -224,7 +216,7 @@ def test_operators_see_a_location_only_while_the_incident_is_open(db, client, wo
     assert view["cameras"][0]["name"] == "Daechi school gate" and view["cameras"][0]["distance_m"] < 20
     assert _audits(db, "read_incident", "op-gangnam")
 
-    headers = _csrf(client)
+    headers = csrf(client)
     r = client.post(
         f"/api/safety/incidents/{inc['id']}/resolve", json={"resolution": "found at school"}, headers=headers
     )
@@ -240,7 +232,7 @@ def test_operators_see_a_location_only_while_the_incident_is_open(db, client, wo
 def test_incident_workflow_with_the_session_and_csrf(db, client, world):
     _sos(world)
     signin(client, "op-gangnam")
-    headers = _csrf(client)
+    headers = csrf(client)
     [inc] = client.get("/api/safety/incidents").json()["incidents"]
     url = f"/api/safety/incidents/{inc['id']}"
     r = client.post(f"{url}/acknowledge")

@@ -13,8 +13,7 @@ from smartcity.core.models import AuditEntry
 from smartcity.safety import service
 from smartcity.safety.models import Incident, Person
 from tests.conftest import signin
-from tests.safety.helpers import HOME, feed, fix
-from tests.safety.test_api import _csrf
+from tests.safety.helpers import HOME, csrf, feed, fix
 
 
 def _sos(w):
@@ -33,7 +32,7 @@ def _actions(db, incident_id: int) -> list[str]:
 def test_an_unacknowledged_incident_closes_only_with_a_reason(db, client, world):
     _sos(world)
     signin(client, "op-gangnam")
-    headers = _csrf(client)
+    headers = csrf(client)
     [inc] = client.get("/api/safety/incidents").json()["incidents"]
     url = f"/api/safety/incidents/{inc['id']}/resolve"
     for body in (None, {"resolution": "   "}):
@@ -55,7 +54,7 @@ def test_an_unacknowledged_incident_closes_only_with_a_reason(db, client, world)
 def test_after_acknowledgment_no_reason_is_needed(db, client, world):
     _sos(world)
     signin(client, "op-gangnam")
-    headers = _csrf(client)
+    headers = csrf(client)
     [inc] = client.get("/api/safety/incidents").json()["incidents"]
     url = f"/api/safety/incidents/{inc['id']}"
     assert client.post(f"{url}/acknowledge", headers=headers).status_code == 200
@@ -67,7 +66,7 @@ def test_after_acknowledgment_no_reason_is_needed(db, client, world):
 def test_the_console_form_refuses_too(db, client, world):
     _sos(world)
     signin(client, "op-gangnam")
-    token = _csrf(client)["X-CSRF-Token"]
+    token = csrf(client)["X-CSRF-Token"]
     [inc] = client.get("/api/safety/incidents").json()["incidents"]
     r = client.post(
         f"/safety/console/{inc['id']}/resolve",
@@ -121,7 +120,7 @@ def test_guardians_phones_and_the_description_only_while_the_incident_is_open(db
         reads = list(s.scalars(select(AuditEntry).where(AuditEntry.action == "read_contacts")))
     assert len(reads) == 2 and {r.actor for r in reads} == {"op-gangnam"}
     assert all(r.detail["guardians"] == [world.guardian_id] for r in reads)
-    headers = _csrf(client)
+    headers = csrf(client)
     r = client.post(f"/api/safety/incidents/{inc['id']}/resolve", json={"resolution": "found"}, headers=headers)
     assert r.status_code == 200
     view = client.get(f"/api/safety/incidents/{inc['id']}").json()

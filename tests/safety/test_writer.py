@@ -6,7 +6,6 @@ writer replaced on demand, and a clean stop. No test leaves a writer process beh
 from __future__ import annotations
 
 import os
-import re
 import signal
 from contextlib import contextmanager
 from datetime import timedelta
@@ -28,7 +27,7 @@ from smartcity.safety.models import Incident, PositionRow, RecentPositionRow, Sa
 from smartcity.safety.writer import WriterProcess
 from tests.conftest import LiveServer, eventually, make_key, make_settings, signin
 from tests.helpers import SSEReader
-from tests.safety.helpers import HOME, east_of, fix, make_world, rows, traccar_query, walk_across
+from tests.safety.helpers import HOME, csrf, east_of, fix, make_world, rows, traccar_query, walk_across
 
 SOS_POINT = (37.4995, 127.0585)  # Daechi-dong, Gangnam: the district whose control room gets the incident
 
@@ -312,12 +311,6 @@ def test_an_sos_in_the_writer_reaches_the_control_room_and_the_guardian_live(liv
 # --- 4. changes in the serving process reach the writer -------------------------------------------
 
 
-def _csrf(client) -> dict:
-    page = client.get("/safety/guardian", headers={"accept": "text/html"})
-    token = re.search(r'data-csrf="([^"]+)"', page.text) or re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    return {"X-CSRF-Token": token.group(1)}
-
-
 def _events(db, person_id):
     with db.session() as s:
         return [
@@ -341,7 +334,7 @@ def test_a_zone_added_in_the_serving_process_is_used_by_the_running_writer(intak
     signin(c, "mother")
     r = c.post(
         f"/api/safety/wards/{w.person_id}/zones",
-        headers=_csrf(c),
+        headers=csrf(c),
         json={"name": "Home", "lat": HOME[0], "lon": HOME[1], "radius_m": 100},
     )
     assert r.status_code == 201, r.text
