@@ -23,7 +23,7 @@ from smartcity.core.city import load_profile
 from smartcity.core.db import Database
 from smartcity.core.demo import DEMO_PASSWORD, load_demo
 from smartcity.core.module import discover, resolve
-from tests.conftest import BROWSER_ARGS, LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings
 
 pytestmark = pytest.mark.browser
 
@@ -83,17 +83,6 @@ def demo_site(sqlite_template, tmp_path_factory):
     db.dispose()
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS, headless=True)
-        yield b
-        b.close()
-
-
 def run_axe(page) -> list[dict]:
     """axe-core's serious and critical violations on the page as it is now."""
     page.add_script_tag(path=str(AXE))
@@ -119,9 +108,9 @@ def test_the_route_finder_finds_the_pages_of_every_module():
 
 @pytest.mark.parametrize("lang", ["ko", "en"])
 @pytest.mark.parametrize("role", ROLES)
-def test_no_serious_axe_violation_on_any_page(demo_site, chromium, role, lang):
+def test_no_serious_axe_violation_on_any_page(demo_site, browser, role, lang):
     assert AXE.exists(), "run `npm ci` in web/ (axe-core is a devDependency)"
-    context = chromium.new_context(locale="ko-KR", viewport={"width": 390, "height": 844})
+    context = browser.new_context(locale="ko-KR", viewport={"width": 390, "height": 844})
     page = context.new_page()
     base = demo_site.url
     if role != "anonymous":
@@ -169,3 +158,40 @@ def test_no_serious_axe_violation_on_any_page(demo_site, chromium, role, lang):
     context.close()
     assert len(visited) >= 5, visited  # the site answered: the test checked pages, not nothing
     assert not failures, f"{role} ({lang}) — serious/critical axe-core violations:\n" + "\n".join(failures)
+
+
+def pin_centre(page) -> tuple[float, float]:
+    box = page.locator("#report-map path.chosen-pin").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_a_pin_is_placed_and_moved_with_the_keyboard_alone(live_app, page):
+    page.goto(live_app.url + "/reports/new?lang=en")
+    page.wait_for_selector("#report-map[data-state=ready]", timeout=15000)
+    assert "arrow keys" in page.get_by_role("region", name="Map: press Enter").get_attribute("aria-label")
+    # Tab from the skip link onwards until the map has focus, as a keyboard user would.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == "#main"
+    for _ in range(40):
+        if page.evaluate("document.activeElement.id") == "report-map":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "report-map"
+    assert page.locator("#report-map path.chosen-pin").count() == 0
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#report-map[data-inside=true]", timeout=10000)
+    box = page.locator("#report-map").bounding_box()
+    x, y = pin_centre(page)
+    assert abs(x - (box["x"] + box["width"] / 2)) <= 2 and abs(y - (box["y"] + box["height"] / 2)) <= 2
+    lat0, lon0 = float(page.locator("#lat").input_value()), float(page.locator("#lon").input_value())
+
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowUp")
+    page.wait_for_function(f"+document.getElementById('lon').value > {lon0}")
+    lat1, lon1 = float(page.locator("#lat").input_value()), float(page.locator("#lon").input_value())
+    assert lon1 > lon0 and lat1 > lat0  # east and north
+    x1, y1 = pin_centre(page)
+    # the pin moved on the screen by the steps (20 px right, 10 px up): the map itself did not pan
+    assert abs((x1 - x) - 20) <= 2 and abs((y - y1) - 10) <= 2
+    assert page.locator("#report-map").get_attribute("data-inside") == "true"

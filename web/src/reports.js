@@ -84,6 +84,25 @@ function reportForm(form) {
   }
 
   map.on("click", (e) => place(e.latlng));
+  // Without a pointer: Enter (or Space) on the focused map places the pin at its centre, then the arrow keys
+  // move the pin rather than the map (Shift for larger steps). Captured so Leaflet's own arrow-key panning
+  // does not also run.
+  const STEP = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  el.addEventListener("keydown", (ev) => {
+    if (ev.target !== el || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      place(map.getCenter());
+    } else if (marker && STEP[ev.key]) {
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+      const size = ev.shiftKey ? 50 : 10;
+      const at = map.latLngToContainerPoint(marker.getLatLng()).add(L.point(STEP[ev.key]).multiplyBy(size));
+      const point = map.containerPointToLatLng(at);
+      place(point);
+      map.panInside(point, { padding: [20, 20] });
+    }
+  }, { capture: true });
   const restore = () => {
     if (lat.value && lon.value && !Number.isNaN(+lat.value) && !Number.isNaN(+lon.value)) {
       place(L.latLng(+lat.value, +lon.value), { pan: true });
