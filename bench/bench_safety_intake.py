@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,6 +297,8 @@ def sos_latency(
     import httpx
 
     sent: dict[int, float] = {}
+    acked: dict[int, float] = {}  # the OsmAnd answer: after the writer's commit
+    wall: dict[int, float] = {}  # time.time() at sending, to compare with the writer's stored times
     got: dict[int, float] = {}
     ready = threading.Event()
     stop = threading.Event()
@@ -328,20 +331,73 @@ def sos_latency(
         i = 0
         while time.monotonic() < deadline and i < sos_devices:
             ts = int(time.time()) - 1
-            t0 = time.perf_counter()
+            wall_t0, t0 = time.time(), time.perf_counter()
             r = http.get(
                 f"http://127.0.0.1:{osmand_port}/?id=sos-{i}&timestamp={ts}&lat={GANGNAM_POINT[0]}"
                 f"&lon={GANGNAM_POINT[1]}&accuracy=8&alarm=sos"
             )
             if r.status_code == 200:
-                sent[i] = t0
+                sent[i], acked[i], wall[i] = t0, time.perf_counter(), wall_t0
             i += 1
             time.sleep(0.1)
     time.sleep(1)
     stop.set()
     # The persons of the sos-{i} devices are numbered after the ordinary devices' persons.
     latencies = sorted((got[pid] - sent[i]) * 1000 for i in sent if (pid := first_person + i + 1) in got)
+    SOS_TRACE.extend(
+        (i, first_person + i + 1, wall[i], (acked[i] - sent[i]) * 1000, (got[pid] - sent[i]) * 1000)
+        for i in sent
+        if (pid := first_person + i + 1) in got
+    )
     return latencies
+
+
+# (sos index, person id, sent at (epoch s), ms to the OsmAnd answer, ms to the console) of the last run
+SOS_TRACE: list[tuple] = []
+
+
+def sos_stages(url: str) -> dict:
+    """Where an SOS's time goes, from the run's traces and what the writer stored: sent → taken from the
+    socket and validated by the writer (the position's received_at) → incident opened in the batch's
+    transaction (opened_at) → the OsmAnd answer (after the commit) → on the console's stream."""
+    import sqlalchemy as sa
+
+    if not SOS_TRACE:
+        return {}
+    engine = sa.create_engine(url)
+    stages: dict[str, list[float]] = {"to_writer": [], "writer_to_opened": [], "opened_to_answer": []}
+    stages["answer_to_console"] = []
+    with engine.connect() as conn:
+        for i, person_id, sent_at, answer_ms, console_ms in SOS_TRACE:
+            received = conn.exec_driver_sql(
+                "SELECT received_at FROM safety_positions p JOIN safety_devices d ON d.id = p.device_id "
+                "WHERE d.identifier = ? UNION ALL SELECT received_at FROM safety_positions_recent p "
+                "JOIN safety_devices d ON d.id = p.device_id WHERE d.identifier = ?",
+                (f"sos-{i}", f"sos-{i}"),
+            ).scalar()
+            opened = conn.exec_driver_sql(
+                "SELECT opened_at FROM safety_incidents WHERE person_id = ? ORDER BY id LIMIT 1", (person_id,)
+            ).scalar()
+            if received is None or opened is None:
+                continue
+            opened_dt = opened if isinstance(opened, datetime) else datetime.fromisoformat(str(opened))
+            opened_s = (opened_dt if opened_dt.tzinfo else opened_dt.replace(tzinfo=UTC)).timestamp()
+            to_writer = received / 1000 - sent_at
+            stages["to_writer"].append(to_writer * 1000)
+            stages["writer_to_opened"].append((opened_s - received / 1000) * 1000)
+            stages["opened_to_answer"].append(answer_ms - (opened_s - sent_at) * 1000)
+            stages["answer_to_console"].append(console_ms - answer_ms)
+    engine.dispose()
+    out = {}
+    for name, values in stages.items():
+        values.sort()
+        if values:
+            out[name] = {
+                "p50": round(values[len(values) // 2], 1),
+                "p99": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
+                "max": round(values[-1], 1),
+            }
+    return out
 
 
 def run(quick: bool = False) -> dict:
@@ -435,6 +491,7 @@ def run(quick: bool = False) -> dict:
             },
         }
         result["sos_latency_ms"] = _sos_summary(latencies, n)
+        result["sos_latency_ms"]["stages"] = sos_stages(url)
         writer_pids = _children(server.pid)
         before = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
         result["batch"] = _batch(main_port, world["gateway_key"], n, quick)

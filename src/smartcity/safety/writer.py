@@ -181,7 +181,11 @@ class WriterProcess:
 
     def submit(self, position: Position) -> Future:
         future: Future = Future()
-        self._send(("p", self._wait(future, None), pack_position(position)))
+        message = ("p", self._wait(future, None), pack_position(position))
+        if position.alarm == "sos":
+            self._send_now(message)
+        else:
+            self._send(message)
         return future
 
     def submit_all(self, positions: list) -> Future:
@@ -192,7 +196,11 @@ class WriterProcess:
     async def intake(self, position: Position) -> Ack:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self._send(("p", self._wait(waiter, loop), pack_position(position)), loop)
+        message = ("p", self._wait(waiter, loop), pack_position(position))
+        if position.alarm == "sos":
+            self._send_now(message)
+        else:
+            self._send(message, loop)
         return await waiter
 
     async def intake_all(self, positions: list) -> list:
@@ -272,12 +280,20 @@ class WriterProcess:
                 return
         self._flush()
 
+    def _send_now(self, message: tuple) -> None:
+        """An alarm goes at once, in a message of its own, ahead of what waits for the end of the loop's turn
+        (measured under OsmAnd load: an SOS sent with the turn's other positions waited while the writer read
+        and validated them all)."""
+        self._transmit([message])
+
     def _flush(self) -> None:
         with self._out_lock:
             out, self._out = self._out, []
             self._flush_scheduled = False
-        if not out:
-            return
+        if out:
+            self._transmit(out)
+
+    def _transmit(self, out: list) -> None:
         data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             self._sender.send(data)
