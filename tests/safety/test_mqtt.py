@@ -14,10 +14,11 @@ import paho.mqtt.client as paho
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from smartcity.core.db import utcnow
 from smartcity.safety import service
-from smartcity.safety.models import PositionRow
+from smartcity.safety.models import PositionRow, all_positions
 from tests.conftest import eventually, make_settings
 from tests.safety.helpers import HOME, make_world
 from tests.servers import MosquittoServer
@@ -58,8 +59,10 @@ def location(at, **extra) -> dict:
 
 
 def stored(db) -> list[PositionRow]:
+    """Stored positions, staged (the SQLite writer process's staging table) or not."""
+    positions = aliased(PositionRow, all_positions())
     with db.session() as s:
-        return list(s.scalars(select(PositionRow).order_by(PositionRow.fix_time)))
+        return list(s.scalars(select(positions).order_by(positions.fix_time)))
 
 
 def serving(db, tmp_path, port: int, **settings):
