@@ -21,6 +21,7 @@ from smartcity.core import accounts
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import Unavailable
 from smartcity.safety import service
+from smartcity.safety.common import current_engine
 from smartcity.safety.engine import Ack, get_engine
 from smartcity.safety.intake_api import GATEWAY_SCOPE
 from smartcity.safety.models import Incident, PositionRow, RecentPositionRow, SafetyEvent, all_positions
@@ -127,7 +128,7 @@ def live(db_url, tmp_path):
         with LiveServer(ctx.app) as server:
             _listening(db)
             ctx.url = server.url
-            eventually(lambda: db.cache.get("safety.engine") is not None and db.cache["safety.engine"].running)
+            eventually(lambda: current_engine(db) is not None and current_engine(db).running)
             writer_of(ctx)
             yield ctx
             # End the event streams from the server's side (as its bus does at shutdown), or uvicorn would

@@ -180,11 +180,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"db": self})
-        self.cache: dict = {}  # per-process state derived from the store (spatial indexes): see derived()
         self.context: AppContext | None = None  # settings, city profile, modules: core.context.context_of()
-        self._cache_lock = threading.Lock()
         self.tally = Tally()  # what this process did with the store, for /metrics
-        self._invalidators: set[tuple[str, str]] = set()
         from smartcity.core.events import EventBus
 
         self.events = EventBus(self)
@@ -192,20 +189,6 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
-
-    def derived(self, key: str, build, *, invalidated_by: str | None = None):
-        """Per-process state derived from the store (an index, say): built once, thread-safe, and forgotten
-        when an event whose topic starts with `invalidated_by` arrives (on PostgreSQL, from any process)."""
-        value = self.cache.get(key)
-        if value is None:
-            with self._cache_lock:
-                value = self.cache.get(key)
-                if value is None:
-                    if invalidated_by and (key, invalidated_by) not in self._invalidators:
-                        self.events.on(invalidated_by, lambda _ev: self.cache.pop(key, None))
-                        self._invalidators.add((key, invalidated_by))
-                    value = self.cache[key] = build()
-        return value
 
     @contextmanager
     def session(self) -> Iterator[Session]:

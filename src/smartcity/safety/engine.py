@@ -44,6 +44,7 @@ import numpy as np
 from sqlalchemy import select
 
 from smartcity.core.batchstore import WalCheckpointer, batch_store
+from smartcity.core.context import Slot, context_of
 from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.core.intake import (
     DUPLICATE,
@@ -58,6 +59,7 @@ from smartcity.core.intake import (
 )
 from smartcity.core.staging import StagingMover, flush_staged
 from smartcity.safety.admission import Admission
+from smartcity.safety.common import ENGINE, current_engine
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
 from smartcity.safety.positions import (
     KNOT,
@@ -133,8 +135,6 @@ class SafetyEngine(Admission):
     """The process's safety intake: registry and device states in memory, one writer committing batches."""
 
     def __init__(self, db, settings=None, profile=None, background_checkpoints: bool = False):
-        from smartcity.core.context import context_of
-
         self.db = db
         self.settings = settings or context_of(db).settings
         self.profile = profile or context_of(db).profile
@@ -562,45 +562,47 @@ _engines_lock = threading.Lock()
 
 def get_engine(db, settings=None, profile=None, start: bool = True):
     """The process's intake for `db` (made, loaded and started on first use): an IntakeSink."""
-    engine = db.cache.get("safety.engine")
+    context = context_of(db)
+    engine = context.slots.get(ENGINE)
     if engine is None:
         with _engines_lock:
-            engine = db.cache.get("safety.engine")
+            engine = context.slots.get(ENGINE)
             if engine is None:
-                from smartcity.core.context import context_of
-
-                settings = settings or context_of(db).settings
+                settings = settings or context.settings
                 safety = settings.of(SafetySettings)
                 if safety.writer == "process":
                     from smartcity.safety.writer import WriterPool, WriterProcess
 
-                    writers = getattr(safety, "writers", 1)
-                    if writers > 1:
-                        engine = WriterPool(db, settings, profile, writers)
+                    if safety.writers > 1:
+                        engine = WriterPool(db, settings, profile, safety.writers)
                     else:
                         engine = WriterProcess(db, settings, profile)
                 else:
                     engine = SafetyEngine(db, settings, profile)
-                if not db.cache.get("safety.listening"):  # one handler per store, for whichever engine is current
-                    db.events.on("safety.", lambda ev: _current(db) and _current(db).handle(ev.topic, ev.data))
-                    db.cache["safety.listening"] = True
-                db.cache["safety.engine"] = engine
+                LISTENING.get(db)
+                context.slots[ENGINE] = engine
     if start and not engine.running:
         engine.start()
     return engine
 
 
-def _current(db):
-    return db.cache.get("safety.engine")
+def _listen(context) -> bool:
+    """One change handler per store, for whichever engine is current."""
+    db = context.db
+    db.events.on("safety.", lambda ev: (engine := current_engine(db)) and engine.handle(ev.topic, ev.data))
+    return True
+
+
+LISTENING: Slot = Slot("safety.listening", _listen)
 
 
 def queued(db) -> int:
     """Positions accepted by the process's engine (or its writer process) and not yet stored."""
-    engine = _current(db)
+    engine = current_engine(db)
     return engine.queued if engine is not None else 0
 
 
 def stop_engine(db) -> None:
-    engine = db.cache.pop("safety.engine", None)
+    engine = context_of(db).slots.pop(ENGINE, None)
     if engine is not None:
         engine.stop()

@@ -12,7 +12,9 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
+from smartcity.core.context import context_of
 from smartcity.core.intake import BatchOutcome, Columns
+from smartcity.safety.common import ENGINE
 from smartcity.safety.engine import Overloaded
 from smartcity.safety.writer_protocol import pack_outcome, unpack_outcome, unpack_position
 
@@ -84,7 +86,7 @@ def _child_start(conn, settings, url: str, profile):
         # This process's commits never checkpoint: the engine's checkpoint thread does.
         event.listen(db.engine, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA wal_autocheckpoint = 0"))
     engine = SafetyEngine(db, settings, profile, background_checkpoints=True)
-    db.cache["safety.engine"] = engine
+    context_of(db).slots[ENGINE] = engine  # what this process's services see as its intake
     db.events.on("safety.", lambda ev: engine.handle(ev.topic, ev.data))
     outbox = _Outbox(conn)
     engine.on_resolved = outbox.acks
