@@ -23,8 +23,6 @@ def file_report(db, where=CITY_HALL, **kw) -> int:
         ).report.id
 
 
-
-
 def test_a_citizen_files_a_report_on_the_map_and_sees_its_page(live_app, page):
     page.goto(live_app.url + "/reports/new?lang=en")
     page.wait_for_selector("#report-map[data-state=ready]", timeout=15000)

@@ -110,6 +110,7 @@ def feed(engine, position):
     LISTEN): the engine must never refuse a registered device while it reloads one (no retry here)."""
     return engine.intake_sync(position)
 
+
 def csrf(client) -> dict:
     """The CSRF header for a signed-in test client, read from the guardian page."""
     import re

@@ -1,7 +1,6 @@
 """The control room's steps in order on both stores: an unacknowledged incident closes only with a reason
 (422 resolution_required, nothing stored, the refusal audited); the queue's priority order."""
 
-
 import json
 import re
 from datetime import timedelta

@@ -64,9 +64,7 @@ def _demo(db, profile):
         db,
         [
             NewUser("guardian", DEMO_PASSWORD, "guardian", "박서연", phone="010-0000-0000"),
-            NewUser(
-                "operator", DEMO_PASSWORD, "operator", "최현우", department=f"{demo_district(profile)}-control"
-            ),
+            NewUser("operator", DEMO_PASSWORD, "operator", "최현우", department=f"{demo_district(profile)}-control"),
         ],
     )
     yield from run(db, profile)

@@ -153,9 +153,7 @@ def _digest_text(language: str, cd: AlertCooldown, zone_name: str, tz: tzinfo) -
     )
 
 
-def _cooldown(
-    session: Session, ev: Raised, link: GuardianLink, default: int
-) -> tuple[AlertCooldown | None, bool]:
+def _cooldown(session: Session, ev: Raised, link: GuardianLink, default: int) -> tuple[AlertCooldown | None, bool]:
     """(the guardian's cool-down row of this person, zone and direction — locked on PostgreSQL —, whether to
     alert them now). No row when no cool-down applies; not alerting now means the alert is folded into the
     row's count."""
