@@ -19,6 +19,8 @@ let current = null; // the selected incident's map data
 let marker = null;
 let trackLine = null;
 const known = new Set([...queueBox.querySelectorAll(".incident")].map((li) => li.dataset.id));
+// Incidents that arrived while the page was open, highlighted until the operator opens each (a re-render keeps it).
+const unseen = new Set();
 
 function drawIncident() {
   layer.clearLayers();
@@ -171,9 +173,10 @@ async function refreshQueue() {
   for (const li of queueBox.querySelectorAll(".incident")) {
     if (!known.has(li.dataset.id)) {
       known.add(li.dataset.id);
-      li.classList.add("new"); // highlighted until the operator opens it
+      unseen.add(li.dataset.id);
       if (li.dataset.status === "open") raiseAlarm(li);
     }
+    li.classList.toggle("new", unseen.has(li.dataset.id)); // highlighted until the operator opens it
   }
   markSelected();
   countOpen();
@@ -183,13 +186,16 @@ async function refreshQueue() {
 
 let selecting = 0;
 
-async function select(id, push = true) {
+async function select(id, push = true, byOperator = true) {
   const mine = ++selecting;
   const html = await part(`/safety/console/${id}`, "detail");
   if (mine !== selecting) return; // a later selection or refresh has already been asked for
   swap(incidentBox, html);
   drawIncident();
-  queueBox.querySelector(`.incident[data-id="${id}"]`)?.classList.remove("new");
+  if (byOperator) {
+    unseen.delete(String(id));
+    queueBox.querySelector(`.incident[data-id="${id}"]`)?.classList.remove("new");
+  }
   markSelected();
   if (push) history.pushState({ id }, "", `/safety/console/${id}`);
 }
@@ -240,9 +246,9 @@ live("safety.incident.,safety.position", {
 
 async function onIncident(inc) {
   await refreshQueue();
-  if (!current) await select(inc.id);
+  if (!current) await select(inc.id, true, false); // shown, but still new until the operator opens it
   // Only when its step changed elsewhere (another operator): re-rendering would wipe a form being filled in.
-  else if (inc.id === current.id && inc.status !== current.status) await select(inc.id, false);
+  else if (inc.id === current.id && inc.status !== current.status) await select(inc.id, false, false);
 }
 
 drawIncident();

@@ -122,11 +122,17 @@ class _LiveFacts:
                 self.entries.pop(person_id, None)
 
     def get(self, person_id: int) -> LocationFacts:
+        with self.lock:
+            hit = self.entries.get(person_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return self.fresh(person_id)
+
+    def fresh(self, person_id: int) -> LocationFacts:
+        """The person's facts read from the store now (and kept unless a change came meanwhile)."""
         now = time.monotonic()
         with self.lock:
-            hit, generation = self.entries.get(person_id), self.generation
-        if hit is not None and hit[0] > now:
-            return hit[1]
+            generation = self.generation
         with self.db.session() as s:
             facts = location_facts(s, person_id)
         with self.lock:
@@ -146,7 +152,11 @@ def live_admission(db, identity: Identity, event) -> Admission:
         return Admission(False, "location_denied", "safety_person", person_id)
     if event.data.get("lat") is None:
         return Admission(True, "read_live", "safety_person", person_id, {"as": "addressee"})
-    access = location_rule(identity, LIVE_FACTS.get(db).get(person_id))
+    facts = LIVE_FACTS.get(db)
+    access = location_rule(identity, facts.get(person_id))
+    if access is None:
+        # A refusal is never taken from the cache: an incident just opened may not have reached it yet.
+        access = location_rule(identity, facts.fresh(person_id))
     if access is None:
         return Admission(False, "location_denied", "safety_person", person_id)
     return Admission(True, "read_live", "safety_person", person_id, {"as": access.reason})
