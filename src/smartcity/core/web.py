@@ -124,10 +124,11 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     return response
 
 
-def body_of(cls: type, *, exclude: Iterable[str] = (), **overrides: Any) -> type[BaseModel]:
+def body_of(cls: type, *, exclude: Iterable[str] = (), name: str = "", **overrides: Any) -> type[BaseModel]:
     """A JSON request body with the fields of the dataclass `cls` (types and defaults), less `exclude` (what
     the path or the platform gives), a field's type changed by `overrides` (a type, or (type, default)):
-    what a service takes is declared once, in the service."""
+    what a service takes is declared once, in the service. The same serves a response model that mirrors a
+    read model (`name` is the schema's name; default `<cls>Body`)."""
     hints = get_type_hints(cls)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -141,7 +142,7 @@ def body_of(cls: type, *, exclude: Iterable[str] = (), **overrides: Any) -> type
             default = ...
         given = overrides.get(f.name, hints[f.name])
         fields[f.name] = given if isinstance(given, tuple) else (given, default)
-    return create_model(f"{cls.__name__}Body", __doc__=cls.__doc__, **fields)
+    return create_model(name or f"{cls.__name__}Body", __doc__=cls.__doc__, **fields)
 
 
 # OpenAPI description of a route answering GeoJSON (pass as `responses=` with `response_class=Response`).

@@ -94,19 +94,8 @@ class HeatCell(BaseModel):
     count: int
 
 
-class DashboardOut(BaseModel):
-    """A unit's or district's figures (`dashboard.dashboard_view`)."""
-
-    total: int
-    by_status: dict[str, int]
-    by_category: dict[str, int]
-    by_group: dict[str, int]
-    by_district: dict[str, int]
-    overdue_count: int
-    overdue: list[ReportOut]
-    median_days_to_fix: float | None
-    fixed_count: int
-    heat: list[HeatCell]
+# A unit's or district's figures: the service's read model, with its nested rows typed for the schema.
+DashboardOut = body_of(S.Dashboard, name="DashboardOut", overdue=list[ReportOut], heat=list[HeatCell])
 
 
 def _db(request: Request):
