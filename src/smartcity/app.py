@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from smartcity import __version__
 from smartcity.core import api as core_api
 from smartcity.core import pages as core_pages
+from smartcity.core import push, push_api
 from smartcity.core.auth import SigninThrottle
 from smartcity.core.context import attach
 from smartcity.core.db import Database
@@ -136,6 +137,8 @@ def create_app(
 
     app.include_router(core_api.router)
     app.include_router(core_pages.router)
+    app.include_router(push_api.router)
+    push.ensure_vapid_key(settings)  # first start: made here, not on the first subscription of several workers
     install(app, context)
 
     STATIC.mkdir(parents=True, exist_ok=True)

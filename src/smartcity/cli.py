@@ -45,9 +45,11 @@ def migrate() -> None:
 def init() -> None:
     """Migrate, then put the city profile into the store (units; approximate districts if none)."""
     from smartcity.core.db import migrate as run
+    from smartcity.core.push import ensure_vapid_key
     from smartcity.core.seed import seed_city
 
     run(get_settings().database_url)
+    ensure_vapid_key(get_settings())
     db = database()
     with db.session() as s:
         added = seed_city(s, city_profile())
@@ -151,6 +153,34 @@ def import_districts(file: Path) -> None:
 def import_neighbourhoods(file: Path) -> None:
     """Load neighbourhood boundaries from a GeoJSON FeatureCollection; each is tied to its district."""
     _import_areas("neighbourhoods", file)
+
+
+@import_.command("places")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--kind",
+    default=None,
+    help="What the places are (bus_stop, subway_station, landmark, …); by default the list's own kind.",
+)
+@command_errors
+def import_places(file: Path, kind: str | None) -> None:
+    """Load a gazetteer: Seoul's bus-stop list (정류소명, X좌표, Y좌표), its subway-station list (역명, 위도, 경도)
+    or a list of name_ko, name_en, lat, lon. The layout is read from the header (UTF-8 or CP949); rows that
+    cannot be used are listed with their line and skipped; importing the same file again changes nothing."""
+    from smartcity.core import geo, places
+
+    parsed = places.parse_places(read_file(file), city_profile(), kind=kind)
+    for problem in parsed.problems:
+        click.echo(f"  line {problem['line']}: {problem['problem']} ({problem['value']})", err=True)
+    db = database()
+    index = geo.geo_index(db)
+    with db.session() as s, click.progressbar(length=len(parsed.places), label=f"importing {parsed.layout}") as bar:
+        result = places.import_places(s, parsed.places, source=file.name, geo=index, progress=bar.update)
+    merged = f", {parsed.merged} rows were other lines of a station" if parsed.merged else ""
+    click.echo(
+        f"places ({parsed.layout}): {result.created} added, {result.updated} updated, {result.unchanged} unchanged, "
+        f"{len(parsed.problems)} rows skipped{merged}"
+    )
 
 
 # --- users and keys -------------------------------------------------------------------------------

@@ -90,6 +90,11 @@ class Settings:
         "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         "Base-map tile URL template; empty for no base map (district outlines still show).",
     )
+    geocoder: str = setting(
+        "smartcity.core.places:Gazetteer",
+        "Place search and reverse geocoding: the class (package.module:Class, built with the app's context); "
+        "the default is the city's own gazetteer (smartcity import places).",
+    )
     tile_attribution: str = setting("© OpenStreetMap contributors", "Attribution shown for the base map.")
     var_dir: str = setting("var", "Folder for the embedded database, uploads and generated secrets.")
     session_max_age: int = setting(14 * 24 * 3600, "Seconds a sign-in lasts.")
@@ -106,6 +111,17 @@ class Settings:
         "", "SMS gateway endpoint: a JSON POST {to, text} per message. Empty: SMS are kept in the outbox only."
     )
     sms_gateway_token: str = setting("", "Bearer token for the SMS gateway.")
+    vapid_private_key: str = setting(
+        "",
+        "Web push (VAPID, RFC 8292) private key: PEM, or the base64url raw or DER key. Empty: one is generated at "
+        "set-up and kept in var/vapid_private_key.pem. Changing it ends every browser's subscription.",
+    )
+    vapid_subject: str = setting(
+        "", "Contact in the VAPID token push services read (mailto: or https:). Empty: mailto: + SMARTCITY_MAIL_FROM."
+    )
+    push_http_endpoints: bool = setting(
+        False, "Accept plain http:// web push endpoints (a push service of one's own on a closed network; tests)."
+    )
     modules: str = setting(
         "",
         "Modules to load, comma-separated import paths (package, or package:attribute of its Module "
