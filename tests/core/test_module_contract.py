@@ -21,7 +21,7 @@ from tests.conftest import eventually, make_settings, make_user, signin
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "smartcity"
-BUNDLED = ("assets", "reports", "safety")
+BUNDLED = ("assets", "opendata", "reports", "safety")
 
 
 def _app(db, settings, monkeypatch, greeting: str = "annyeong"):
@@ -154,8 +154,9 @@ print(before, names, after)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "({}, False, False, False) ['assets', 'reports', 'safety'] "
-        "(['guardian'], True, 'control_room', True, ['citizen', 'guardian', 'operator', 'publisher', 'staff'])"
+        "({}, False, False, False) ['assets', 'opendata', 'reports', 'safety'] "
+        "(['guardian'], True, 'control_room', True, "
+        "['citizen', 'data_publisher', 'guardian', 'operator', 'publisher', 'staff'])"
     )
 
 

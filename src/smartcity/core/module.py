@@ -74,13 +74,25 @@ class PersonalTopic:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset a module publishes: `rows(session)` yields one dict per row (the open data module's input)."""
+    """A dataset a module publishes: `rows(session)` yields one dict per row (the open data module's input).
+
+    events    topic prefixes of the events after which its rows may have changed (the open data module
+              refreshes it then; without any, on its schedule only)
+    key       the column identifying a row across publications (else rows are compared whole)
+    personal  its rows carry persons' locations: never publishable (the open data module refuses it, as it
+              refuses a dataset refreshed by a personal event topic)"""
 
     name: str
     title: str
     rows: Ref
     description: str = ""
     module: str = ""
+    events: Sequence[str] = ()
+    key: str | None = None
+    personal: bool = False
+    title_en: str = ""
+    tags: Sequence[str] = ()
+    theme: str = ""
 
 
 @dataclass(frozen=True)
@@ -305,7 +317,9 @@ def jobs(modules: Iterable[Module]) -> list[Job]:
 
 def datasets(modules: Iterable[Module]) -> list[Dataset]:
     """Every dataset the modules publish, each named `<module>.<name>`."""
-    return [Dataset(f"{m.name}.{d.name}", d.title, d.rows, d.description, m.name) for m in modules for d in m.datasets]
+    from dataclasses import replace
+
+    return [replace(d, name=f"{m.name}.{d.name}", module=m.name) for m in modules for d in m.datasets]
 
 
 def commands(modules: Iterable[Module]) -> list[Any]:

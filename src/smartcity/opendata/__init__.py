@@ -1,0 +1,52 @@
+"""Open Data Plaza: one catalogue of the city's datasets — files publishers load and the platform's own live
+data that modules declare (`Module.datasets`) — spoken as CKAN's Action API.
+
+Who may do what (declared in `module` below, checked by `core.auth`):
+  - anyone reads the published catalogue and its rows (open data);
+  - opendata.publish  data publishers: load files, publish and describe datasets;
+  - opendata.manage   administrators: everything, organisations.
+
+CLI: `smartcity opendata load FILE --dataset NAME [--resource NAME]`, `smartcity opendata refresh`.
+See docs/opendata.md.
+"""
+
+from __future__ import annotations
+
+from smartcity.core.jobs import Job
+from smartcity.core.module import Module, Role
+
+
+def _seed(session, profile=None):
+    """An organisation for each of the city's departments (idempotent)."""
+    from smartcity.opendata import catalogue
+
+    return catalogue.seed_organisations(session)
+
+
+def _refresh(db, settings):
+    from smartcity.opendata import feeds
+
+    return feeds.refresh_all(db)
+
+
+def _heard(context, event) -> None:
+    from smartcity.opendata import feeds
+
+    feeds.on_event(context, event)
+
+
+module = Module(
+    name="opendata",
+    routers=("smartcity.opendata.ckan:router",),
+    roles=(Role("data_publisher", "Data publisher: loads and publishes open datasets"),),
+    permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
+    jobs=(Job("opendata.refresh", 900, _refresh),),
+    handlers=(("report.", _heard), ("assets.", _heard)),
+    error_formats={
+        "/api/3/action": "smartcity.opendata.ckan:render_error",
+        "/api/action": "smartcity.opendata.ckan:render_error",
+    },
+    cli="smartcity.opendata.cli:group",
+    seed=_seed,
+    models="smartcity.opendata.models",
+)
