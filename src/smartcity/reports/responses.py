@@ -10,12 +10,15 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied
-from smartcity.core.i18n import localized
+from smartcity.core.i18n import localized, translations
 from smartcity.reports.common import MAX_UPDATE, STATUSES, _clean_text, _raise_problems
 from smartcity.reports.models import ResponseTemplate
 from smartcity.reports.routing import _unit
 from smartcity.reports.taxonomy import _ensure_seeded, get_category
 from smartcity.reports.views import _require_work, get_report
+
+# The bundled templates' titles (taxonomy.DEFAULT_TEMPLATES) are msgids of this context.
+TITLE_CONTEXT = "response template"
 
 
 @dataclass
@@ -96,9 +99,10 @@ def delete_template(session: Session, identity: Identity, template_id: int) -> N
 
 
 def template_view(t: ResponseTemplate, language: str) -> dict:
+    """A template as staff pick it: a bundled title in `language` (the catalogue's), its text in `language`."""
     return {
         "id": t.id,
-        "title": t.title,
+        "title": translations(language).upgettext(TITLE_CONTEXT, t.title) if t.title else t.title,
         "text": localized(t, "text", language),
         "text_ko": t.text_ko,
         "text_en": t.text_en,

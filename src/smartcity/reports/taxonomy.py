@@ -19,6 +19,7 @@ from smartcity.core.auth import Identity, check
 from smartcity.core.city import CityProfile
 from smartcity.core.context import Slot
 from smartcity.core.errors import InvalidInput
+from smartcity.core.i18n import NP_
 from smartcity.core.params import iso_time
 from smartcity.reports.campaigns import get_campaign
 from smartcity.reports.common import DATATYPES, MAX_DESCRIPTION, _clean_text, _dloc, _loc, _raise_problems
@@ -71,27 +72,29 @@ def seed(session: Session, profile: CityProfile | None = None) -> dict[str, int]
     return added
 
 
+# The bundled templates' titles are catalogue msgids of the context "response template" (shown in the
+# reader's language by responses.template_view); a title an administrator writes is shown as written.
 DEFAULT_TEMPLATES = [
     dict(
-        title="Received",
+        title=NP_("response template", "Received"),
         status="acknowledged",
         text_ko="신고해 주셔서 감사합니다. 담당 부서에서 내용을 확인했으며 곧 현장을 확인하겠습니다.",
         text_en="Thank you for your report. The responsible department has read it and will inspect the site soon.",
     ),
     dict(
-        title="Work scheduled",
+        title=NP_("response template", "Work scheduled"),
         status="in_progress",
         text_ko="현장을 확인했으며 보수 작업을 예정했습니다.",
         text_en="We have inspected the site and scheduled the repair.",
     ),
     dict(
-        title="Fixed",
+        title=NP_("response template", "Fixed"),
         status="fixed",
         text_ko="요청하신 사항을 처리했습니다. 처리 결과를 확인해 주세요.",
         text_en="The problem has been fixed. Please let us know whether you are satisfied.",
     ),
     dict(
-        title="Not ours",
+        title=NP_("response template", "Not ours"),
         status="not_responsible",
         text_ko="이 사항은 시·구청 소관이 아니어서 처리할 수 없습니다. 관리 주체에 직접 문의해 주세요.",
         text_en="This is not the city's responsibility; please contact the owner of the site directly.",
@@ -173,6 +176,33 @@ def attribute_view(attr: dict, language: str) -> dict:
     if attr["datatype"] in ("singlevaluelist", "multivaluelist"):
         out["values"] = [{"key": v["key"], "name": _dloc(v, "name", language)} for v in attr.get("values", [])]
     return out
+
+
+def attribute_items(category: Category, values: dict[str, Any] | None, language: str) -> list[dict]:
+    """A report's attribute values as a person reads them, in the definitions' order: each one's question
+    (`label`) and answer (`text`) in `language`, beside the codes (`code`, `value`) the wire formats keep.
+
+    A list value shows its values' names; a key or attribute the category no longer defines shows as stored
+    (a definition changed after the report was filed), so nothing a citizen said is hidden."""
+    values = values or {}
+    defs = sorted(category.attributes or [], key=lambda a: a.get("order", 0))
+    known = {d["code"] for d in defs}
+    items = []
+    for d in [*defs, *({"code": code} for code in values if code not in known)]:
+        value = values.get(d["code"])
+        if value is None or value == "" or value == []:
+            continue
+        names = {str(v["key"]): _dloc(v, "name", language) or str(v["key"]) for v in d.get("values", [])}
+        shown = value if isinstance(value, list) else [value]
+        items.append(
+            {
+                "code": d["code"],
+                "label": _dloc(d, "description", language) or d["code"],
+                "value": value,
+                "text": ", ".join(names.get(str(v), str(v)) for v in shown),
+            }
+        )
+    return items
 
 
 # The taxonomy keeps one mixed keyword list per category ("포트홀,파임,pothole,hole"): a keyword's script tells

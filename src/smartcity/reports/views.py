@@ -16,6 +16,7 @@ from smartcity.core.models import User
 from smartcity.core.render import Points
 from smartcity.reports.common import OPEN_STATUSES, _now, open311_status, settings_of, status_name, uploads_root
 from smartcity.reports.models import Report, ReportContact, ReportPhoto, ReportUpdate
+from smartcity.reports.taxonomy import attribute_items
 
 
 class ReportPoints(Points):
@@ -101,6 +102,7 @@ def public_view(report: Report, language: str) -> dict:
         "district": report.district_code,
         "neighbourhood": report.neighbourhood_code,
         "attributes": report.attributes or {},
+        "attribute_items": attribute_items(report.category, report.attributes, language),
         "unit": report.unit.code,
         "unit_name": localized(report.unit, "name", language),
         "reporter_name": report.public_name,
