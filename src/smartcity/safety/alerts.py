@@ -16,10 +16,10 @@ from smartcity.core.events import publish
 from smartcity.core.i18n import N_
 from smartcity.core.models import User
 from smartcity.safety.common import INCIDENT_KINDS, _db, _profile
+from smartcity.safety.consent import consented_links
 from smartcity.safety.engine import Raised
 from smartcity.safety.guardian import (
     NEVER_HELD,
-    consented_links,
     contact,
     default_cooldown,
     in_quiet_hours,
@@ -115,7 +115,7 @@ def raise_event(
         if ev.kind not in NEVER_HELD and in_quiet_hours(link, now, profile.tz):
             session.add(HeldAlert(user_id=user.id, person_id=ev.person_id, event_id=row.id, text=text, created_at=now))
             continue
-        _notify_guardian(session, user, text, ev.kind, row.id, link.alert_channel)
+        _notify_guardian(session, user, text, ev.kind, row.id, link.alert_channel, ev.person_id)
     payload = event_to_dict(row) | {"person_name": person.name, "zone_name": ev.zone.name if ev.zone else None}
     if guardians:
         publish(session, "safety.alert", payload, users=[u.id for u in guardians])
@@ -124,20 +124,47 @@ def raise_event(
     return row
 
 
+# A push message's title, by kind: an emergency says so before it is opened.
+PUSH_TITLES = {"sos": N_("Emergency: SOS"), "danger": N_("Danger zone alert")}
+PUSH_TITLE = N_("Safety alert")
+# Seconds a push service keeps an alert for a phone that is off: an emergency for a day (the guardian still
+# needs to know), a routine alert a few hours (an arrival told the next morning is noise).
+URGENT_TTL, ROUTINE_TTL = 24 * 3600, 4 * 3600
+
+
 def _notify_guardian(
-    session: Session, user: User, text: str, kind: str, event_id: int, chosen: str | None = None
+    session: Session,
+    user: User,
+    text: str,
+    kind: str,
+    event_id: int,
+    chosen: str | None = None,
+    person_id: int | None = None,
 ) -> None:
-    channel, to = contact(user, chosen)
-    notify.queue(
-        session,
-        channel,
-        to,
-        text,
-        subject=text[:100],
-        topic=f"safety.{kind}",
-        ref=f"safety_event:{event_id}",
-        user_id=user.id,
-    )
+    """Queue an alert to a guardian by their channel. Push goes to each phone they turned it on in (SOS and
+    danger with Urgency high); an emergency by push also goes by SMS or email, since a push service confirms
+    no delivery; push with no phone subscribed falls back to SMS or email."""
+    topic, ref = f"safety.{kind}", f"safety_event:{event_id}"
+    urgent = kind in INCIDENT_KINDS
+    if chosen == "push":
+        from smartcity.core.web import gettext
+
+        language = user.language or _profile(session).language
+        pushed = notify.queue_push(
+            session,
+            user.id,
+            gettext(language, PUSH_TITLES.get(kind, PUSH_TITLE)),
+            text,
+            url=f"/safety/guardian/{person_id}" if person_id else "/safety/guardian",
+            topic=topic,
+            ref=ref,
+            urgent=urgent,
+            ttl=URGENT_TTL if urgent else ROUTINE_TTL,
+        )
+        if pushed and not urgent:
+            return
+    channel, to = contact(user, None if chosen == "push" else chosen)
+    notify.queue(session, channel, to, text, subject=text[:100], topic=topic, ref=ref, user_id=user.id)
 
 
 COOLDOWN_KINDS = (N_("arrival"), N_("departure"))
@@ -212,7 +239,7 @@ def send_alert_digests(db, settings, now: datetime | None = None) -> int:
             user = s.get(User, cd.user_id)
             language = user.language or profile.language
             text = f"{person.name}: " + _digest_text(language, cd, zone.name if zone else "", profile.tz)
-            _notify_guardian(s, user, text, "digest", cd.last_event_id or 0, link.alert_channel)
+            _notify_guardian(s, user, text, "digest", cd.last_event_id or 0, link.alert_channel, cd.person_id)
             audit.record(
                 s,
                 "job:safety.alert_digests",
@@ -260,7 +287,7 @@ def _release_held(session: Session, links: dict, now: datetime) -> int:
 
         lines = [f"{h.created_at.astimezone(profile.tz):%H:%M} {h.text}" for h in items]
         text = gettext(user.language or profile.language, HELD) + "\n" + "\n".join(lines)
-        _notify_guardian(session, user, text, "held", items[-1].event_id, link.alert_channel)
+        _notify_guardian(session, user, text, "held", items[-1].event_id, link.alert_channel, key[0])
         sent += 1
     return sent
 

@@ -100,13 +100,9 @@ def revoke_consent(session: Session, person_id: int, user_id: int, actor="cli") 
     return link
 
 
-def withdraw_consent(session: Session, person_id: int, user_id: int | None = None, actor="cli") -> list[GuardianLink]:
-    """Withdraw a consent to track the person: with `user_id`, the consent behind that guardian's link;
-    without, every consent in force for the person. Each guardian link resting on the withdrawn consent
-    (the same giver and basis) is closed; intake stops at once when no consent is left. Returns the closed
-    links. The person's history stays until `delete_history` (offered next, audited)."""
-    get_person(session, person_id)
-    links = list(
+def consented_links(session: Session, person_id: int) -> list[GuardianLink]:
+    """The person's guardian links that carry a consent in force (whoever is alerted), by user."""
+    return list(
         session.scalars(
             select(GuardianLink)
             .where(
@@ -114,9 +110,18 @@ def withdraw_consent(session: Session, person_id: int, user_id: int | None = Non
                 GuardianLink.consent_at.is_not(None),
                 GuardianLink.revoked_at.is_(None),
             )
-            .order_by(GuardianLink.id)
+            .order_by(GuardianLink.user_id)
         )
     )
+
+
+def withdraw_consent(session: Session, person_id: int, user_id: int | None = None, actor="cli") -> list[GuardianLink]:
+    """Withdraw a consent to track the person: with `user_id`, the consent behind that guardian's link;
+    without, every consent in force for the person. Each guardian link resting on the withdrawn consent
+    (the same giver and basis) is closed; intake stops at once when no consent is left. Returns the closed
+    links. The person's history stays until `delete_history` (offered next, audited)."""
+    get_person(session, person_id)
+    links = consented_links(session, person_id)
     if user_id is not None:
         mine = next((link for link in links if link.user_id == user_id), None)
         if mine is None:

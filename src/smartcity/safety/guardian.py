@@ -10,7 +10,7 @@ from datetime import datetime, time, tzinfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from smartcity.core import audit
+from smartcity.core import audit, push
 from smartcity.core.auth import Identity
 from smartcity.core.context import context_of
 from smartcity.core.errors import InvalidInput
@@ -25,24 +25,9 @@ from smartcity.safety.settings import SafetySettings
 
 ALWAYS_ON = ("sos",)  # an emergency always reaches every guardian
 NEVER_HELD = INCIDENT_KINDS  # SOS and danger go at once, quiet hours or not
-CHANNELS = ("sms", "email")
+CHANNELS = ("sms", "email", "push")
 MAX_COOLDOWN = 24 * 60
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-
-
-def consented_links(session: Session, person_id: int) -> list[GuardianLink]:
-    """The person's guardian links that carry a consent in force (whoever is alerted), by user."""
-    return list(
-        session.scalars(
-            select(GuardianLink)
-            .where(
-                GuardianLink.person_id == person_id,
-                GuardianLink.consent_at.is_not(None),
-                GuardianLink.revoked_at.is_(None),
-            )
-            .order_by(GuardianLink.user_id)
-        )
-    )
 
 
 def _own_link(session: Session, identity: Identity, person_id: int) -> GuardianLink:
@@ -85,7 +70,8 @@ def alert_preferences(session: Session, identity: Identity, person_id: int) -> d
     """The calling guardian's alert preferences for one ward (refused, audited, for anyone else)."""
     link = _own_link(session, identity, person_id)
     user = session.get(User, identity.user_id)
-    channel, _ = contact(user, link.alert_channel)
+    pushed = push.has_subscription(session, user.id)
+    channel = "push" if link.alert_channel == "push" and pushed else contact(user, link.alert_channel)[0]
     return {
         "kinds": list(EVENT_KINDS),
         "always_on": list(ALWAYS_ON),
@@ -93,7 +79,7 @@ def alert_preferences(session: Session, identity: Identity, person_id: int) -> d
         "off": [k for k in (link.alerts_off or []) if k not in ALWAYS_ON],
         "channel": link.alert_channel,
         "channel_used": channel,
-        "channels": {"sms": bool(user.phone), "email": bool(user.email)},
+        "channels": {"sms": bool(user.phone), "email": bool(user.email), "push": pushed},
         "quiet_start": link.quiet_start,
         "quiet_end": link.quiet_end,
         "cooldown_minutes": link.cooldown_minutes,
@@ -137,6 +123,8 @@ def set_alert_preferences(
         raise InvalidInput(
             N_("your account has no address for {channel}"), params={"channel": channel}, code="no_address"
         )
+    if channel == "push" and not push.has_subscription(session, user.id):
+        raise InvalidInput(N_("no phone of yours has notifications turned on yet"), code="no_push_subscription")
     start, end = _clock(quiet_start, "quiet_start"), _clock(quiet_end, "quiet_end")
     if (start is None) != (end is None):
         raise InvalidInput(N_("quiet hours need a start and an end"), code="invalid_quiet_hours")
