@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -147,3 +148,98 @@ class MosquittoServer:
             self.proc = None
         if not keep_files:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PushService:
+    """A web push service (RFC 8030) of the test's own, on a free loopback port: it records every message
+    POSTed to an endpoint (headers and encrypted body) and answers 201, or the status set for that endpoint
+    in `answers` (410 for a subscription that has expired)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        # (path, headers: an http.client.HTTPMessage, whose look-ups ignore case as HTTP does, body)
+        self.received: list[tuple[str, Any, bytes]] = []
+        self.answers: dict[str, int] = {}
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                service.received.append((self.path, self.headers, body))
+                self.send_response(service.answers.get(self.path, 201))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_port}"
+
+    def start(self) -> PushService:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.origin}/push/{name}"
+
+
+class BrowserPush:
+    """What a browser keeps for one push subscription (RFC 8291): a P-256 key pair and a 16-byte auth
+    secret; `subscription()` is the JSON `PushSubscription.toJSON()` gives, `decrypt` opens a message."""
+
+    def __init__(self, endpoint: str):
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.endpoint = endpoint
+        self.private_key = ec.generate_private_key(ec.SECP256R1())
+        self.auth = os.urandom(16)
+        raw = self.private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+        self.keys = {"p256dh": b64(raw), "auth": b64(self.auth)}
+
+    def subscription(self) -> dict:
+        return {"endpoint": self.endpoint, "expirationTime": None, "keys": dict(self.keys)}
+
+    def decrypt(self, body: bytes) -> bytes:
+        import http_ece
+
+        return http_ece.decrypt(body, private_key=self.private_key, auth_secret=self.auth, version="aes128gcm")
+
+
+def vapid_claims(authorization: str, public_key: str) -> dict:
+    """The claims of a VAPID Authorization header (RFC 8292 `vapid t=<JWT>,k=<key>`), once its key is found to
+    be `public_key` and its ES256 signature checked with that key; raises if either fails."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    def unb64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    scheme, _, params = authorization.partition(" ")
+    assert scheme == "vapid", authorization
+    parts = dict(p.strip().split("=", 1) for p in params.split(","))
+    assert parts["k"] == public_key, "signed with another key than the one pages are given"
+    header, claims, signature = parts["t"].split(".")
+    assert json.loads(unb64(header)) == {"typ": "JWT", "alg": "ES256"}
+    raw = unb64(signature)
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64(public_key))
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    key.verify(der, f"{header}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
+    return json.loads(unb64(claims))
