@@ -70,7 +70,27 @@ def test_numbers_are_read_aloud(number, expected):
 
 
 def test_a_particle_that_cannot_be_told_is_left_as_the_pair():
-    assert particle("OK", "을(를)") == "OK을(를)"
+    assert particle("★", "을(를)") == "★을(를)"
+    assert particle("東京", "이(가)") == "東京이(가)"
+
+
+@pytest.mark.parametrize(
+    ("word", "pair", "expected"),
+    [
+        ("admin", "이(가)", "admin이"),  # 어드민
+        ("staff", "이(가)", "staff가"),  # 스태프
+        ("operator", "을(를)", "operator를"),  # 오퍼레이터: a final r is read as a vowel
+        ("parking", "은(는)", "parking은"),  # 파킹
+        ("email", "(으)로", "email로"),  # 이메일: ㄹ takes 로
+        ("demo-team", "이(가)", "demo-team이"),  # 팀
+        ("CCTV", "이(가)", "CCTV가"),  # an acronym by its letters' names: 씨씨티브이
+        ("OK", "을(를)", "OK를"),  # 오케이
+        ("URL", "을(를)", "URL을"),  # 유알엘
+        ("API", "(으)로", "API로"),  # 에이피아이
+    ],
+)
+def test_latin_words_are_read_as_korean_reads_them(word, pair, expected):
+    assert particle(word, pair) == expected
 
 
 def test_a_value_is_filled_in_untouched_even_if_it_holds_a_pair():

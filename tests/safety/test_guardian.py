@@ -55,7 +55,7 @@ def test_quiet_hours_hold_a_departure_until_they_end_but_an_sos_goes_at_once(db,
     with db.session() as s:
         assert [h.text for h in s.scalars(select(HeldAlert).order_by(HeldAlert.id))] == [
             "Kim Haneul 님이 School에 도착했습니다.",
-            "Kim Haneul 님이 School을(를) 떠났습니다.",
+            "Kim Haneul 님이 School을 떠났습니다.",  # 스쿨을: read as Korean reads it
         ]
     engine.intake_sync(fix(w.device, utcnow() - timedelta(seconds=5), SCHOOL, alarm="sos"))
     [sos] = messages(db, w.guardian_id)

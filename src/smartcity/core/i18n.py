@@ -139,14 +139,32 @@ _RIEUL = 8
 
 def final_consonant(word: str) -> int | None:
     """The final consonant of how `word` ends when read aloud: 0 for none, the jongseong index (1–27)
-    otherwise, None when it cannot be told (a Latin letter, a symbol)."""
+    otherwise, None when it cannot be told (a symbol, another script)."""
     word = word.rstrip().rstrip(_CLOSERS).rstrip()
     if not word:
         return None
     last = word[-1]
     if "가" <= last <= "힣":
         return (ord(last) - ord("가")) % 28
+    if last.isascii() and last.isalpha():
+        return _latin_final(word)
     return _DIGIT_FINAL.get(last)
+
+
+# Latin letters as Korean reads them (usernames, codes, acronyms in a sentence): an acronym by its letters'
+# names (CCTV → 씨씨티브이, SOS → 에스오에스; L 엘, M 엠, N 엔, R 알 end in a consonant), a word by the usual
+# loanword rule (admin → 어드민, parking → 파킹, email → 이메일; a final r is a vowel: operator → 오퍼레이터).
+_LETTER_NAME_FINAL = {"L": _RIEUL, "M": 16, "N": 4, "R": _RIEUL}
+_WORD_FINAL = {"l": _RIEUL, "m": 16, "n": 4}
+_NG = 21
+
+
+def _latin_final(word: str) -> int:
+    letters = re.search(r"[A-Za-z]+$", word).group()
+    if letters.isupper():
+        return _LETTER_NAME_FINAL.get(letters[-1], 0)
+    letters = letters.lower()
+    return _NG if letters.endswith("ng") else _WORD_FINAL.get(letters[-1], 0)
 
 
 def particle(word: str, pair: str) -> str:

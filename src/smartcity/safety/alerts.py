@@ -42,9 +42,10 @@ MESSAGES = {
 
 
 def _message(kind: str, language: str, **values) -> str:
-    from smartcity.core.web import gettext
+    from smartcity.core.i18n import translate
 
-    return gettext(language, MESSAGES[kind]).format(**values)
+    # translate(), not gettext().format(): the zone's name decides the particle ("학교를", "공원을").
+    return translate(language, MESSAGES[kind], **values)
 
 
 def raise_event(

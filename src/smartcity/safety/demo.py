@@ -70,7 +70,8 @@ def demo(db, profile) -> Iterator[str]:
         add_device(s, elder.id, "demo-elder-1", "owntracks", "순자 할머니 위치 태그", actor="demo")
         if guardian is not None:
             for person in (child, elder):
-                link_guardian(s, person.id, guardian.id, "parent" if person is child else "child", actor="demo")
+                # The relation is what an operator reads beside the guardian's number: words, not a code.
+                link_guardian(s, person.id, guardian.id, "어머니" if person is child else "딸", actor="demo")
                 record_consent(
                     s,
                     person.id,
@@ -84,7 +85,9 @@ def demo(db, profile) -> Iterator[str]:
         school = {"type": "Polygon", "coordinates": [[(lon, lat) for lat, lon in DEMO_SCHOOL + DEMO_SCHOOL[:1]]]}
         add_zone(
             s,
-            ZoneIn("학교", polygon=school, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]),
+            ZoneIn(
+                "대치초등학교", polygon=school, schedule=[{"days": [0, 1, 2, 3, 4], "start": "08:30", "end": "15:00"}]
+            ),
             person_id=child.id,
             actor="demo",
         )
@@ -95,4 +98,4 @@ def demo(db, profile) -> Iterator[str]:
             kind="danger",
             actor="demo",
         )
-    yield "safety: 2 protected persons, devices demo-child-1 and demo-elder-1, zones 집, 학교, a danger zone"
+    yield "safety: 2 protected persons, devices demo-child-1 and demo-elder-1, zones 집, 대치초등학교, a danger zone"
