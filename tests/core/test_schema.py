@@ -65,6 +65,17 @@ def differences(db, owner: str) -> list:
         partitions = set(
             conn.execute(text("SELECT relname FROM pg_class WHERE relispartition")).scalars() if db.is_postgres else ()
         )
+        # An SQLite full-text table (FTS5, made by a migration over a declared table) and its shadow tables are
+        # that table's index, not tables of their own.
+        full_text = set(
+            ()
+            if db.is_postgres
+            else conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")
+            ).scalars()
+        )
+        shadows = ("data", "idx", "content", "docsize", "config")
+        partitions |= full_text | {f"{name}_{part}" for name in full_text for part in shadows}
         opts = {
             "compare_type": True,
             "compare_server_default": True,

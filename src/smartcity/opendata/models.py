@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -168,6 +168,13 @@ class DocumentMask(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+# The weighted tsvector of a search entry, indexed on PostgreSQL (search.py queries this very expression).
+SEARCH_VECTOR = (
+    "(setweight(to_tsvector('simple'::regconfig, title_tokens), 'A') || "
+    "setweight(to_tsvector('simple'::regconfig, body_tokens), 'B'))"
+)
+
+
 class SearchEntry(Base):
     """One searchable thing (a dataset, a document, …) as pre-tokenized text (opendata/search.py).
 
@@ -182,7 +189,10 @@ class SearchEntry(Base):
     body_tokens: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("kind", "ref_id", name="uq_opendata_search_kind_ref"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "ref_id", name="uq_opendata_search_kind_ref"),
+        Index("ix_opendata_search_vector", text(SEARCH_VECTOR), postgresql_using="gin").ddl_if(dialect="postgresql"),
+    )
 
 
 class SearchFacet(Base):

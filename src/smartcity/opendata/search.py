@@ -1,0 +1,216 @@
+"""Full-text search over the open data catalogue (datasets) and the published documents, in Korean and English.
+
+Text is pre-tokenized here, the same way for what is indexed and what is asked, so both stores search the
+same tokens: Korean by morphemes (kiwipiepy: 교통정보를 → 교통, 정보), so a two-syllable word matches inside
+a compound and a particle never stops a match; a noun of three or more syllables the analyser keeps whole
+(서울특별시) is also indexed by its first and last two syllables; English words lower-cased with a light
+plural folding. The stores then do the matching and ranking:
+
+    SQLite      an FTS5 table over `opendata_search` (triggers keep it), ranked by bm25, titles weighted 10:1
+    PostgreSQL  a GIN index over setweight(to_tsvector('simple', title), 'A') || …(body, 'B'), ts_rank
+
+Every query token must match (AND). The interface the catalogue calls:
+
+    index_text(session, kind, ref_id, title=…, body=…, facets={field: values})   add or replace an entry
+    remove(session, kind, ref_id)                                                 drop it
+    search(session, q, kinds, filters=…, facet_fields=…, limit, offset) -> Found  ranked (kind, ref_id)s,
+                                                                                  the true total, facets
+All take the caller's session: an entry changes in the same transaction as the thing it describes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy.orm import Session
+
+from smartcity.core.db import utcnow
+from smartcity.opendata.models import SEARCH_VECTOR, SearchEntry, SearchFacet
+
+VECTOR = SEARCH_VECTOR  # the expression migration opendata_0002 indexes on PostgreSQL (so it is used)
+TITLE_WEIGHT = 10.0  # bm25's weight of the title column against the body's 1.0 (SQLite)
+MAX_LIMIT = 1000
+
+_CONTENT_TAGS = ("NNG", "NNP", "XR", "SH", "SL", "SN", "VV", "VA")
+_HANGUL = re.compile(r"^[가-힣]+$")
+_kiwi: Any = None
+_kiwi_lock = threading.Lock()
+
+
+def analyser() -> Any:
+    """The process's Korean morpheme analyser, loaded on first use (about a second and 100 MB: never at import)."""
+    global _kiwi
+    if _kiwi is None:
+        with _kiwi_lock:
+            if _kiwi is None:
+                from kiwipiepy import Kiwi
+
+                _kiwi = Kiwi()
+    return _kiwi
+
+
+def _fold_english(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def tokens(value: str) -> list[str]:
+    """The search tokens of a text (Korean morphemes, English words, numbers), in order, repeats kept."""
+    found: list[str] = []
+    if not value or not value.strip():
+        return found
+    for token in analyser().tokenize(value):
+        tag = token.tag.split("-")[0]
+        if tag not in _CONTENT_TAGS:
+            continue
+        form = token.form.lower()
+        if tag == "SL":
+            form = _fold_english(form)
+        found.append(form)
+        if tag in ("NNG", "NNP") and len(form) >= 3 and _HANGUL.match(form):
+            found += [form[:2], form[-2:]]
+    return found
+
+
+def _joined(values: str | Iterable[str]) -> str:
+    parts = [values] if isinstance(values, str) else list(values)
+    return " ".join(t for part in parts if part for t in tokens(part))
+
+
+def index_text(
+    session: Session,
+    kind: str,
+    ref_id: int,
+    *,
+    title: str | Iterable[str] = (),
+    body: str | Iterable[str] = (),
+    facets: Mapping[str, Iterable[str]] | None = None,
+) -> SearchEntry:
+    """Add or replace the entry of `kind` `ref_id`: its titles and bodies (every language's), its facets."""
+    entry = session.scalar(select(SearchEntry).where(SearchEntry.kind == kind, SearchEntry.ref_id == ref_id))
+    if entry is None:
+        entry = SearchEntry(kind=kind, ref_id=ref_id)
+        session.add(entry)
+    entry.title_tokens = _joined(title)
+    entry.body_tokens = _joined(body)
+    entry.updated_at = utcnow()
+    session.flush()
+    session.execute(delete(SearchFacet).where(SearchFacet.entry_id == entry.id))
+    rows = {(name, str(v)[:200]) for name, values in (facets or {}).items() for v in values if str(v)}
+    session.add_all(SearchFacet(entry_id=entry.id, field=name, value=v) for name, v in sorted(rows))
+    session.flush()
+    return entry
+
+
+def remove(session: Session, kind: str, ref_id: int) -> bool:
+    """Drop the entry of `kind` `ref_id` (and its facets); whether there was one."""
+    entry = session.scalar(select(SearchEntry).where(SearchEntry.kind == kind, SearchEntry.ref_id == ref_id))
+    if entry is None:
+        return False
+    session.execute(delete(SearchFacet).where(SearchFacet.entry_id == entry.id))
+    session.delete(entry)
+    session.flush()
+    return True
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str
+    ref_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Found:
+    """A page of matches, best first; `total` counts every match; facets: field → [(value, count)], most first."""
+
+    hits: list[Hit]
+    total: int
+    facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def ids(self, kind: str | None = None) -> list[int]:
+        return [h.ref_id for h in self.hits if kind is None or h.kind == kind]
+
+
+def _fts5_query(words: Sequence[str]) -> str:
+    return " AND ".join('"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words))
+
+
+def search(
+    session: Session,
+    q: str,
+    kinds: Sequence[str] | None = None,
+    *,
+    filters: Mapping[str, Iterable[str]] | None = None,
+    facet_fields: Sequence[str] = (),
+    facet_limit: int = 50,
+    facet_mincount: int = 1,
+    limit: int = 10,
+    offset: int = 0,
+) -> Found:
+    """The entries matching every token of `q` (all entries when `q` has none, newest first), best first.
+
+    kinds    only entries of these kinds; filters: field → values, an entry must have one of the values of
+             each field; facet_fields: count the matches' values of these fields."""
+    limit = max(0, min(int(limit), MAX_LIMIT))
+    offset = max(0, int(offset))
+    words = tokens(q or "")
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params: dict[str, Any] = {}
+    where: list[str] = []
+    if words and postgres:
+        source = "opendata_search s"
+        score = f"ts_rank({VECTOR}, plainto_tsquery('simple'::regconfig, :q), 1)"
+        where.append(f"{VECTOR} @@ plainto_tsquery('simple'::regconfig, :q)")
+        order = "score DESC, s.id"
+        params["q"] = " ".join(dict.fromkeys(words))
+    elif words:
+        source = "opendata_search_fts f JOIN opendata_search s ON s.id = f.rowid"
+        score = f"-bm25(opendata_search_fts, {TITLE_WEIGHT}, 1.0)"
+        where.append("opendata_search_fts MATCH :q")
+        order = "score DESC, s.id"
+        params["q"] = _fts5_query(words)
+    else:
+        source = "opendata_search s"
+        score = "0.0"
+        order = "s.updated_at DESC, s.id DESC"
+    binds = []
+    if kinds is not None:
+        where.append("s.kind IN :kinds")
+        params["kinds"] = list(kinds) or [""]
+        binds.append(bindparam("kinds", expanding=True))
+    for i, (name, values) in enumerate((filters or {}).items()):
+        where.append(f"s.id IN (SELECT entry_id FROM opendata_search_facets WHERE field = :ff{i} AND value IN :fv{i})")
+        params[f"ff{i}"] = name
+        params[f"fv{i}"] = [str(v) for v in values] or [""]
+        binds.append(bindparam(f"fv{i}", expanding=True))
+    condition = " AND ".join(where) or "1 = 1"
+    matched = f"SELECT s.id FROM {source} WHERE {condition}"
+
+    def run(sql: str, extra: Mapping[str, Any] | None = None):
+        return session.execute(text(sql).bindparams(*binds), {**params, **(extra or {})})
+
+    total = run(f"SELECT count(*) FROM {source} WHERE {condition}").scalar_one()
+    rows = run(
+        f"SELECT s.kind, s.ref_id, {score} AS score FROM {source} WHERE {condition} "
+        f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+        {"limit": limit, "offset": offset},
+    ).all()
+    facets: dict[str, list[tuple[str, int]]] = {}
+    for name in facet_fields:
+        counted = run(
+            f"SELECT value, count(*) AS n FROM opendata_search_facets WHERE field = :facet "
+            f"AND entry_id IN ({matched}) GROUP BY value HAVING count(*) >= :mincount "
+            "ORDER BY n DESC, value LIMIT :facet_limit",
+            {"facet": name, "mincount": max(1, facet_mincount), "facet_limit": max(0, facet_limit)},
+        ).all()
+        facets[name] = [(value, int(n)) for value, n in counted]
+    return Found([Hit(kind, int(ref), float(s)) for kind, ref, s in rows], int(total), facets)
