@@ -1,6 +1,8 @@
 // Community Mapping pages: the reporting form's map, the public maps, a report's map, the dashboard's heat
 // map and the staff helpers. Every page works without this script; it adds the map and the shortcuts.
 import { cityMap, L } from "./_citymap.js";
+import { gpsOf } from "./_exif.js";
+import { SYNC_TAG, discard, entryOf, keep, kept } from "./_outbox.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
@@ -58,6 +60,7 @@ function reportForm(form) {
   const nearbyBox = $("#nearby");
   let marker = null;
   let inside = null;
+  const { suggest } = categorySuggestions(category);
 
   function describe(point) {
     const url = `${form.dataset.whereUrl}?lat=${point.lat}&lon=${point.lng}`;
@@ -80,7 +83,9 @@ function reportForm(form) {
     }
     if (pan) map.setView(point, Math.max(map.getZoom(), 16));
     el.dataset.pinned = "1";
-    describe(point).then(checkNearby);
+    // Offline the place cannot be described; the server checks it when the kept report is sent.
+    describe(point).then(checkNearby).catch(() => {});
+    suggest(point);
   }
 
   map.on("click", (e) => place(e.latlng));
@@ -226,12 +231,199 @@ function reportForm(form) {
     if (problem) photos.reportValidity();
   });
 
-  // One tap is enough on a slow phone: the idempotency key makes a repeat harmless, this makes it rare.
-  form.addEventListener("submit", (ev) => {
-    if (form.dataset.sending) { ev.preventDefault(); return; }
-    form.dataset.sending = "1";
-    $("#submit-report").disabled = true;
+  cameraFirst({ place, photos });
+  offlineSending(form, { photos, preview, removePin: () => { marker?.remove(); marker = null; } });
+}
+
+const LAST_CATEGORY = "smartcity.lastCategory";
+
+// Camera first (shown only with this script): the photo joins the form's photos, then the pin goes where the
+// photo says it was taken, else where the phone is, else the citizen taps the map.
+function cameraFirst({ place, photos }) {
+  const step = $("#camera-step"), camera = $("#camera"), where = $("#camera-where");
+  if (!step || !camera) return;
+  step.hidden = false;
+  camera.addEventListener("change", async () => {
+    const taken = Array.from(camera.files);
+    if (!taken.length) return;
+    const all = new DataTransfer();
+    for (const f of [...photos.files, ...taken]) all.items.add(f);
+    photos.files = all.files;
+    photos.dispatchEvent(new Event("change"));
+    camera.value = "";
+    const pinned = () => $("#lat").value && $("#lon").value;
+    const gps = await gpsOf(taken[0]).catch(() => null);
+    if (gps) {
+      place(L.latLng(gps.lat, gps.lon), { pan: true });
+      where.textContent = where.dataset.photo;
+      where.dataset.source = "photo";
+    } else if (pinned()) {
+      where.textContent = "";
+    } else if (navigator.geolocation) {
+      navigator.geolocation.getCurrentPosition(
+        (pos) => {
+          place(L.latLng(pos.coords.latitude, pos.coords.longitude), { pan: true });
+          where.textContent = where.dataset.device;
+          where.dataset.source = "device";
+        },
+        () => { where.textContent = where.dataset.none; where.dataset.source = "none"; },
+        { enableHighAccuracy: true, timeout: 10000 },
+      );
+    } else {
+      where.textContent = where.dataset.none;
+      where.dataset.source = "none";
+    }
   });
+}
+
+// Suggested categories once the place is known: those most reported within about 300 m, then the one this
+// phone used last. A suggestion is only a button: the category is chosen when the citizen taps it.
+function categorySuggestions(category) {
+  const box = $("#suggested");
+  const form = category.form;
+  const names = new Map(Array.from(category.options).filter((o) => o.value).map((o) => [o.value, o.textContent]));
+  let asked = 0;
+  function show(codes) {
+    const chosen = codes.filter((c, i) => names.has(c) && codes.indexOf(c) === i).slice(0, 3);
+    box.replaceChildren();
+    box.hidden = !chosen.length;
+    box.dataset.count = String(chosen.length);
+    if (!chosen.length) return;
+    const title = document.createElement("p");
+    title.textContent = box.dataset.title;
+    box.append(title);
+    for (const code of chosen) {
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "secondary chip";
+      chip.dataset.category = code;
+      chip.textContent = names.get(code);
+      chip.setAttribute("aria-pressed", String(category.value === code));
+      chip.addEventListener("click", () => {
+        category.value = code;
+        category.dispatchEvent(new Event("change"));
+        for (const c of $$("button.chip", box)) c.setAttribute("aria-pressed", String(c === chip));
+      });
+      box.append(chip);
+    }
+  }
+  function suggest(point) {
+    const ask = ++asked;
+    const last = localStorage.getItem(LAST_CATEGORY);
+    const dLat = 300 / 111320, dLon = 300 / (111320 * Math.cos((point.lat * Math.PI) / 180));
+    const bbox = [point.lng - dLon, point.lat - dLat, point.lng + dLon, point.lat + dLat].map((v) => v.toFixed(5));
+    fetch(`${form.dataset.pinsUrl}?status=&limit=200&bbox=${bbox.join(",")}`, { headers: { Accept: "application/geo+json" } })
+      .then((r) => (r.ok ? r.json() : { features: [] }))
+      .catch(() => ({ features: [] }))
+      .then((data) => {
+        if (ask !== asked) return;
+        const counts = new Map();
+        for (const f of data.features || []) counts.set(f.properties.category, (counts.get(f.properties.category) || 0) + 1);
+        const near = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([code]) => code);
+        show(last ? [...near, last] : near);
+      });
+  }
+  category.addEventListener("change", () => {
+    for (const c of $$("button.chip", box)) c.setAttribute("aria-pressed", String(c.dataset.category === category.value));
+  });
+  return { suggest };
+}
+
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+// Sending: through fetch, so that when the server cannot be reached the report (fields and photos) is kept on
+// the phone with its idempotency key, and sent once the connection returns (pwa.js, or the service worker's
+// Background Sync). The key is made afresh for each page shown: the service worker may show the same kept
+// copy of this page many times, and one key must never stand for two reports.
+function offlineSending(form, { photos, preview, removePin }) {
+  const key = $('input[name="idempotency_key"]', form);
+  const submit = $("#submit-report");
+  const note = $("#kept-note");
+  key.value = randomKey();
+  const done = () => { delete form.dataset.sending; submit.disabled = false; };
+
+  async function keepHere(data) {
+    const lat = $("#lat"), where = $("#where-text");
+    if (!lat.value || !$("#lon").value) {
+      where.textContent = form.dataset.noPin;
+      where.classList.add("error");
+      where.scrollIntoView({ block: "center" });
+      return done();
+    }
+    if (!form.checkValidity()) {
+      form.reportValidity();
+      return done();
+    }
+    await keep(entryOf(form, data));
+    localStorage.setItem(LAST_CATEGORY, $("#category").value);
+    navigator.serviceWorker?.ready.then((r) => r.sync?.register(SYNC_TAG)).catch(() => {});
+    form.reset();
+    $("#category").dispatchEvent(new Event("change"));
+    key.value = randomKey();
+    preview.replaceChildren();
+    photos.setCustomValidity("");
+    removePin();
+    note.textContent = form.dataset.kept;
+    note.hidden = false;
+    form.dataset.kept = "1";
+    window.dispatchEvent(new Event("outbox:changed"));
+    note.scrollIntoView({ block: "center" });
+    done();
+  }
+
+  // One tap is enough on a slow phone: the idempotency key makes a repeat harmless, this makes it rare.
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (form.dataset.sending) return;
+    form.dataset.sending = "1";
+    submit.disabled = true;
+    note.hidden = true;
+    const data = new FormData(form);
+    let response;
+    try {
+      response = await fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { Accept: "text/html" } });
+    } catch {
+      return keepHere(data).catch(done);
+    }
+    if (response.ok && response.redirected) {
+      localStorage.setItem(LAST_CATEGORY, $("#category").value);
+      location.assign(response.url);
+      return;
+    }
+    // The server's answer is a page (the mistakes next to their fields): send the form the plain way to show it,
+    // with the same key (nothing was stored under it).
+    HTMLFormElement.prototype.submit.call(form);
+  });
+
+  restoreKept(form, photos);
+}
+
+// A kept report the server refused (pwa.js's note links here with ?restore=key): back into the form to correct.
+async function restoreKept(form, photos) {
+  const wanted = new URL(location.href).searchParams.get("restore");
+  if (!wanted) return;
+  const entry = (await kept().catch(() => [])).find((e) => e.key === wanted);
+  if (!entry) return;
+  for (const [name, value] of entry.fields) {
+    if (name === "csrf_token" || name === "idempotency_key") continue;
+    const input = form.elements.namedItem(name);
+    if (input instanceof RadioNodeList) {
+      for (const el of input) if (el.type === "checkbox" && el.value === value) el.checked = true;
+    } else if (input?.type === "checkbox") input.checked = input.value === value;
+    else if (input) {
+      input.value = value;
+      input.dispatchEvent(new Event("change"));
+    }
+  }
+  const files = new DataTransfer();
+  for (const f of entry.files) files.items.add(new File([f.blob], f.name, { type: f.blob.type }));
+  photos.files = files.files;
+  photos.dispatchEvent(new Event("change"));
+  await discard(entry.key);
+  window.dispatchEvent(new Event("outbox:changed"));
 }
 
 // --- maps of many reports, one report, and the heat map ---------------------------------------------------

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from smartcity.core import accounts, audit
 from smartcity.core.auth import Identity, Require, verify_csrf
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooManyRequests
 from smartcity.core.events import publish
+from smartcity.core.i18n import translate
 from smartcity.core.module import HomeAction
-from smartcity.core.web import add_nav, language_of, render
+from smartcity.core.web import STATIC, THEME_COLOUR, add_nav, asset, language_of, render
 
 router = APIRouter(include_in_schema=False)
 add_nav("Accounts", "/admin/users", "users.manage")
@@ -48,6 +50,64 @@ def _safe_next(target: str | None) -> str:
 def map_page(request: Request):
     """The home page: what the site is for in one line, the main actions, recent items on the city map."""
     return render(request, "map.html", actions=HOME_ACTIONS, pins=HOME_PINS)
+
+
+# --- the installable app (docs/reports-pages.md, "On the phone") ----------------------------------------------
+
+
+@router.get("/manifest.webmanifest")
+def web_manifest(request: Request):
+    """The web app manifest, in the page's language (the link in base.html says which)."""
+    lang = language_of(request)
+    city = request.app.state.profile.name(lang)
+
+    def icon(name: str, size: int, purpose: str) -> dict:
+        return {"src": asset(f"icons/{name}"), "sizes": f"{size}x{size}", "type": "image/png", "purpose": purpose}
+
+    manifest = {
+        "id": "/",
+        "name": translate(lang, "{city} Smart City", city=city),
+        "short_name": city,
+        "description": translate(
+            lang, "%(city)s's city services in one place: tell the city what needs fixing and follow what is done."
+        ).replace("%(city)s", city),
+        "lang": lang,
+        "start_url": "/",
+        "scope": "/",
+        "display": "standalone",
+        "theme_color": THEME_COLOUR,
+        "background_color": "#f9fafb",
+        "icons": [
+            icon("icon-192.png", 192, "any"),
+            icon("icon-512.png", 512, "any"),
+            icon("icon-maskable-512.png", 512, "maskable"),
+        ],
+    }
+    return JSONResponse(manifest, media_type="application/manifest+json")
+
+
+@router.get("/sw.js")
+def service_worker(request: Request):
+    """The service worker (web/src/sw.js, built), served from the root so that its scope is the whole site;
+    the city's languages and main pages go before it, so a new profile or module installs a new worker."""
+    built = STATIC / "build" / "sw.js"
+    if not built.exists():
+        return Response("// the web build (web/build.mjs) has not run\n", 404, media_type="text/javascript")
+    profile = request.app.state.profile
+    site = {
+        "languages": list(profile.languages),
+        "language": profile.language,
+        "pages": ["/", *(a.href for a in HOME_ACTIONS)],
+    }
+    body = f"self.SHELL = {json.dumps(site)};\n{built.read_text()}"
+    # Browsers check for a new worker on navigation; it must not be served stale by a cache in between.
+    return Response(body, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/offline", response_class=HTMLResponse)
+def offline(request: Request):
+    """What the service worker shows for a page that cannot be opened without a connection."""
+    return render(request, "offline.html", actions=HOME_ACTIONS)
 
 
 @router.get("/signin", response_class=HTMLResponse)

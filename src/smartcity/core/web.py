@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from smartcity.core.i18n import language_name, localized, translate, translation
 
 PACKAGE = Path(__file__).parent.parent
 STATIC = Path(__file__).parent / "static"
+THEME_COLOUR = "#1d4ed8"  # the brand's blue: app.css's --brand, the icons' background (web/icons.mjs)
 
 
 # --- translations ---------------------------------------------------------------------------------
@@ -88,10 +89,23 @@ def environment() -> Environment:
 
 
 def asset(name: str) -> str:
-    """URL of a built front-end asset, with its modification time to bust caches."""
-    path = STATIC / "build" / name
-    stamp = int(path.stat().st_mtime) if path.exists() else 0
+    """URL of a built front-end asset with its content hash (the build's assets.json; the service worker
+    precaches these very URLs), else its modification time, to bust caches."""
+    stamp = _asset_hashes(_mtime(STATIC / "build" / "assets.json")).get(name)
+    if stamp is None:
+        stamp = str(int(_mtime(STATIC / "build" / name)))
     return f"/static/build/{name}?v={stamp}"
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0
+
+
+@lru_cache(maxsize=2)
+def _asset_hashes(mtime: float) -> dict[str, str]:
+    # Keyed by the file's modification time: a new build is read again, an unchanged one never.
+    path = STATIC / "build" / "assets.json"
+    return json.loads(path.read_text()) if mtime else {}
 
 
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
@@ -115,6 +129,7 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
         languages=[(code, language_name(code)) for code in profile.languages],
         settings=request.app.state.settings,
         asset=asset,
+        theme_colour=THEME_COLOUR,
         nav=[link for link in NAV if link.permission is None or identity.can(link.permission)],
         **context,
     )

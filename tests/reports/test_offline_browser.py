@@ -1,0 +1,163 @@
+"""The installable app on a phone (Debian's chromium, 390×844): the service worker controls the page, a report
+with a photo filed with the network cut is kept on the phone and sent once when the network returns, and the
+form starts from the camera (the pin from the photo's EXIF position, a suggested category to confirm)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from smartcity.reports.models import Report, ReportPhoto
+from tests.conftest import eventually
+from tests.reports.helpers import CITY_HALL, file_report, jpeg
+
+pytestmark = pytest.mark.browser
+
+POTHOLE = "roads-pothole"
+
+
+def stored(db) -> list[tuple[int, str, int]]:
+    """Every report as (id, title, its photos)."""
+    with db.session() as s:
+        photos = dict(s.execute(select(ReportPhoto.report_id, func.count()).group_by(ReportPhoto.report_id)).all())
+        return [(r.id, r.title, photos.get(r.id, 0)) for r in s.scalars(select(Report).order_by(Report.id))]
+
+
+def controlled(page) -> None:
+    """Wait until the service worker is active and controls the page."""
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=20000)
+
+
+def open_form(page, url: str) -> None:
+    page.goto(url + "/reports/new?lang=en")
+    page.wait_for_selector("#report-map[data-state=ready]", timeout=15000)
+
+
+def test_manifest_parses_and_the_service_worker_controls_the_page(live_app, page):
+    page.goto(live_app.url + "/?lang=en")
+    href = page.get_attribute('link[rel="manifest"]', "href")
+    manifest = page.evaluate("url => fetch(url).then(r => r.text())", href)
+    parsed = json.loads(manifest)
+    assert parsed["display"] == "standalone"
+    controlled(page)
+    scope = page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
+    assert scope == live_app.url + "/"
+    # The shell is kept: the page's own stylesheet by the very URL the page asked for.
+    css = page.get_attribute('link[rel="stylesheet"]', "href")
+    assert page.evaluate("url => caches.match(url).then(r => !!r)", css)
+
+
+def test_a_report_filed_offline_is_kept_and_sent_once_when_the_network_returns(live_app, page):
+    open_form(page, live_app.url)
+    controlled(page)
+    before = stored(live_app.db)
+
+    page.context.set_offline(True)
+    page.select_option("#category", POTHOLE)
+    page.select_option(f'select[name="attr.{POTHOLE}.size"]', "medium")
+    page.locator("#report-map").click(position={"x": 195, "y": 170})
+    page.wait_for_function("document.querySelector('#lat').value !== ''")
+    page.fill("#title", "Pothole reported offline")
+    page.set_input_files("#photos", files=[{"name": "hole.jpg", "mimeType": "image/jpeg", "buffer": jpeg()}])
+    page.click("#submit-report")
+    page.wait_for_selector("#kept-note:not([hidden])")
+    assert "kept on this phone" in page.inner_text("#kept-note")
+    assert page.input_value("#title") == ""  # the form is clear for the next report
+    assert stored(live_app.db) == before
+
+    # Still offline, the page opens again (the service worker's copy) and says a report is waiting.
+    page.reload()
+    page.wait_for_selector("#outbox-note[data-waiting='1']", timeout=10000)
+    assert stored(live_app.db) == before
+
+    page.context.set_offline(False)
+    page.wait_for_selector("#outbox-note .outbox-sent a", timeout=20000)
+    new = eventually(lambda: [r for r in stored(live_app.db) if r not in before], timeout=10)
+    assert [(title, photos) for _, title, photos in new] == [("Pothole reported offline", 1)]
+    assert page.inner_text("#outbox-note .outbox-sent a") == f"#{new[0][0]}"
+    assert page.get_attribute("#outbox-note", "data-waiting") == "0"
+
+    # Another load, another online event: nothing is left to send, nothing is sent again.
+    page.reload()
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    page.wait_for_selector("#outbox-note[data-waiting]", state="attached")
+    page.wait_for_timeout(500)
+    assert len(stored(live_app.db)) == len(before) + 1
+
+
+def test_a_kept_report_sent_twice_with_its_key_makes_one_report(live_app, page):
+    """Two senders at once (two tabs, or a page and the service worker) with the same kept report."""
+    open_form(page, live_app.url)
+    controlled(page)
+    before = stored(live_app.db)
+    page.context.set_offline(True)
+    page.select_option("#category", POTHOLE)
+    page.select_option(f'select[name="attr.{POTHOLE}.size"]', "large")
+    page.locator("#report-map").click(position={"x": 195, "y": 170})
+    page.wait_for_function("document.querySelector('#lat').value !== ''")
+    page.fill("#title", "Kept twice")
+    page.click("#submit-report")
+    page.wait_for_selector("#kept-note:not([hidden])")
+    # The kept report's own fields, posted twice at once as a sender would (its key included).
+    posted = page.evaluate(
+        """() => new Promise((resolve) => {
+          const open = indexedDB.open("smartcity-outbox");
+          open.onsuccess = () => {
+            const all = open.result.transaction("reports").objectStore("reports").getAll();
+            all.onsuccess = () => resolve(all.result.map((e) => e.fields));
+          };
+        })"""
+    )
+    assert len(posted) == 1 and dict(map(tuple, posted[0]))["idempotency_key"]
+    page.context.set_offline(False)
+    statuses = page.evaluate(
+        """(fields) => Promise.all([1, 2].map(() => {
+          const body = new FormData();
+          for (const [k, v] of fields) body.append(k, v);
+          return fetch("/reports/new", { method: "POST", body }).then((r) => r.url);
+        }))""",
+        posted[0],
+    )
+    assert len({urlsplit(u).path for u in statuses}) == 1
+    page.reload()  # the page's own sender finds the same report sent: still one
+    page.wait_for_selector("#outbox-note[data-waiting='0']", state="attached", timeout=20000)
+    new = [r for r in stored(live_app.db) if r not in before]
+    assert [title for _, title, _ in new] == ["Kept twice"]
+
+
+def test_camera_first_places_the_pin_from_the_photo_and_suggests_a_category(live_app, page):
+    # Reports of one category around the place the photo was taken make it the suggestion.
+    for _ in range(2):
+        file_report(live_app.db, category="roads-guardrail", where=CITY_HALL, attributes={})
+    open_form(page, live_app.url)
+    camera = page.locator("#camera")
+    assert camera.get_attribute("capture") == "environment"
+    assert camera.get_attribute("accept") == "image/*"
+    # On a phone the camera is the first step of the form.
+    first = page.evaluate("document.querySelector('#report-form section.step:not([hidden])').id")
+    assert first == "camera-step"
+
+    camera.set_input_files(files=[{"name": "street.jpg", "mimeType": "image/jpeg", "buffer": jpeg(exif=True)}])
+    page.wait_for_selector("#report-map[data-inside=true]")
+    lat, lon = float(page.input_value("#lat")), float(page.input_value("#lon"))
+    # helpers.jpeg(exif=True) says 37°33'59" N, 126°58'40" E
+    assert abs(lat - (37 + 33 / 60 + 59 / 3600)) < 1e-5 and abs(lon - (126 + 58 / 60 + 40 / 3600)) < 1e-5
+    assert page.get_attribute("#camera-where", "data-source") == "photo"
+    assert page.locator("#photo-preview img").count() == 1
+
+    page.wait_for_selector("#suggested button.chip")
+    assert page.input_value("#category") == ""  # suggested, not chosen
+    chip = page.locator("#suggested button.chip").first
+    assert chip.get_attribute("data-category") == "roads-guardrail"
+    chip.click()
+    assert page.input_value("#category") == "roads-guardrail"
+    page.fill("#title", "Guardrail bent")
+    page.click("#submit-report")
+    page.wait_for_url("**/submitted")
+    with live_app.db.session() as s:
+        report = s.scalars(select(Report).order_by(Report.id.desc())).first()
+        assert (report.title, report.category_code, report.photo_count) == ("Guardrail bent", "roads-guardrail", 1)
+        assert abs(report.lat - lat) < 1e-6 and abs(report.lon - lon) < 1e-6
