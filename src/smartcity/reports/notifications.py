@@ -11,7 +11,7 @@ from datetime import UTC
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
 
-from smartcity.core import audit, notify
+from smartcity.core import audit, notify, push
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import N_, localized, translate
@@ -81,7 +81,8 @@ def _notify_reporter(
     token: str | None = None,
     parent: Report | None = None,
 ) -> int:
-    """Queue a message to the reporter (email if given, sms if a phone), in the report's language."""
+    """Queue a message to the reporter (email if given, sms if a phone, and a push message to each phone a
+    signed-in reporter turned notifications on in), in the report's language."""
     if kind == "status" and report.status == "fixed":
         kind = "fixed"
     contact = session.get(ReportContact, report.id)
@@ -90,7 +91,7 @@ def _notify_reporter(
     if not (email or phone) and report.reporter_id:
         user = session.get(User, report.reporter_id)
         email, phone = (user.email, user.phone) if user else (None, None)
-    if not (email or phone):
+    if not (email or phone or push.has_subscription(session, report.reporter_id)):
         return 0
     lang = report.language
     base = _base_url(session)
@@ -122,6 +123,19 @@ def _notify_reporter(
             session, "sms", phone, body, subject=subject, topic=f"report.{kind}", ref=ref, user_id=report.reporter_id
         )
         sent += 1
+    if report.reporter_id:
+        # The notification opens the report's page; its links (the secret feedback link too) stay in the mail.
+        text = "\n".join(line for line in body.splitlines() if base not in line)
+        sent += notify.queue_push(
+            session,
+            report.reporter_id,
+            subject,
+            text,
+            url=f"{base}/reports/{report.id}",
+            topic=f"report.{kind}",
+            ref=ref,
+            replaces=f"report-{report.id}",
+        )
     return sent
 
 
