@@ -76,11 +76,11 @@ def demo_site(request, tmp_path_factory):
         shutil.copy(request.getfixturevalue("sqlite_template"), folder / "smartcity.db")
         url = f"sqlite:///{folder / 'smartcity.db'}"
     else:
-        server = request.getfixturevalue("postgres")
+        postgres = request.getfixturevalue("postgres")
         template = request.getfixturevalue("postgres_template")
-        server.execute(f"CREATE DATABASE korean_pages TEMPLATE {template}")
-        request.addfinalizer(lambda: server.execute("DROP DATABASE IF EXISTS korean_pages WITH (FORCE)"))
-        url = server.url("korean_pages")
+        postgres.execute(f"CREATE DATABASE korean_pages TEMPLATE {template}")
+        request.addfinalizer(lambda: postgres.execute("DROP DATABASE IF EXISTS korean_pages WITH (FORCE)"))
+        url = postgres.url("korean_pages")
     db = Database(url)
     app = create_app(make_settings(url, folder), db)
     for _ in load_demo(db, load_profile("seoul")):
