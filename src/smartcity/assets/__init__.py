@@ -6,7 +6,7 @@ CLI: `smartcity import assets FILE.csv --kind cctv` (also `smartcity assets impo
 
 from __future__ import annotations
 
-from smartcity.core.module import Module
+from smartcity.core.module import Dataset, Module
 
 
 def _demo(db, profile):
@@ -24,4 +24,17 @@ module = Module(
     cli="smartcity.assets.cli:commands",
     demo=_demo,
     models="smartcity.assets.models",
+    datasets=(
+        Dataset(
+            "assets",
+            "서울시 공공 CCTV·와이파이·센서 위치",
+            "smartcity.assets.opendata_rows:assets",
+            "CCTV cameras, public Wi-Fi access points and sensors: kind, position and district.",
+            events=("assets.changed",),
+            key="id",
+            title_en="City CCTV, Wi-Fi and sensor locations",
+            tags=("cctv", "wifi", "sensor"),
+            theme="safety",
+        ),
+    ),
 )

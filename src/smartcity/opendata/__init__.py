@@ -24,15 +24,10 @@ def _seed(session, profile=None):
 
 
 def _refresh(db, settings):
+    """Publish the module datasets an event marked, and those not published for a while."""
     from smartcity.opendata import feeds
 
-    return feeds.refresh_all(db)
-
-
-def _heard(context, event) -> None:
-    from smartcity.opendata import feeds
-
-    feeds.on_event(context, event)
+    return feeds.refresh_all(db, only_due=True)
 
 
 module = Module(
@@ -40,13 +35,13 @@ module = Module(
     routers=("smartcity.opendata.ckan:router",),
     roles=(Role("data_publisher", "Data publisher: loads and publishes open datasets"),),
     permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
-    jobs=(Job("opendata.refresh", 900, _refresh),),
-    handlers=(("report.", _heard), ("assets.", _heard)),
+    jobs=(Job("opendata.refresh", 5, _refresh),),
     error_formats={
         "/api/3/action": "smartcity.opendata.ckan:render_error",
         "/api/action": "smartcity.opendata.ckan:render_error",
     },
     cli="smartcity.opendata.cli:group",
     seed=_seed,
+    setup="smartcity.opendata.feeds:setup",  # listens for the events the declared datasets follow
     models="smartcity.opendata.models",
 )

@@ -1,11 +1,187 @@
-"""Live platform datasets: what modules declare (`Module.datasets`) kept current in the catalogue."""
+"""Live platform datasets: what modules declare (`Module.datasets`, core.module.Dataset) kept current in the
+catalogue without anyone exporting by hand.
+
+A dataset is published again after an event under one of its declared topic prefixes (the handler marks it;
+the `opendata.refresh` job, every few seconds, publishes what is marked) and at least every
+`STALE_AFTER_S` seconds. Each publication is a version with its diff, as for a loaded file.
+
+Never publishable: a dataset whose rows carry persons' locations — declared `personal`, refreshed by a
+personal event topic (a module's `PersonalTopic`, e.g. safety's positions), or, from a module that declares
+personal topics, rows with coordinates. It is refused in code (`Refused`), and the refusal audited.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
-def refresh_all(db) -> int:
-    return 0
+from sqlalchemy import select
+
+from smartcity.core import audit
+from smartcity.core.errors import PermissionDenied
+from smartcity.core.i18n import N_
+from smartcity.core.module import Dataset as Declared
+from smartcity.core.module import Module, call, declared
+from smartcity.opendata import publishing
+from smartcity.opendata.catalogue import slug
+from smartcity.opendata.models import Dataset, Resource
+
+log = logging.getLogger(__name__)
+STALE_AFTER_S = 900.0
+ACTOR = "job:opendata"
+COORDINATES = frozenset({"lat", "lon", "lng", "latitude", "longitude", "geometry", "position", "x", "y"})
+
+_lock = threading.Lock()
+_dirty: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_refused_seen: set[str] = set()
+_first_run: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+class Refused(PermissionDenied):
+    code = "personal_data"
+
+
+def catalogue_name(feed: str) -> str:
+    """The catalogue name of a module's dataset `<module>.<name>`: reports.daily-counts → reports-daily-counts."""
+    return slug(feed.replace(".", "-"))
+
+
+def _personal_prefixes(modules: Iterable[Module]) -> list[str]:
+    return [t.prefix for m in modules for t in m.personal]
+
+
+def check_publishable(dataset: Declared, modules: Iterable[Module]) -> None:
+    """Refuse a dataset whose rows carry persons' locations (see the module's docstring)."""
+    modules = list(modules)
+    if dataset.personal:
+        raise Refused(
+            N_("dataset {name} carries persons' locations and is never published"), params={"name": dataset.name}
+        )
+    for prefix in _personal_prefixes(modules):
+        for topic in dataset.events:
+            if topic.startswith(prefix) or prefix.startswith(topic):
+                raise Refused(
+                    N_("dataset {name} follows the personal event topic {topic} and is never published"),
+                    params={"name": dataset.name, "topic": prefix},
+                )
+
+
+def _checked_rows(dataset: Declared, rows: Iterable[Mapping[str, Any]], owner: Module | None) -> Iterator[Mapping]:
+    """The rows, refusing coordinates from a module that carries persons' locations."""
+    guarded = owner is not None and bool(owner.personal)
+    for row in rows:
+        if guarded and COORDINATES & {str(k).lower() for k in row}:
+            raise Refused(
+                N_("dataset {name} carries persons' locations and is never published"), params={"name": dataset.name}
+            )
+        yield row
+
+
+def publish_feed(db, dataset: Declared, modules: Iterable[Module]) -> publishing.Published | None:
+    """Publish one module dataset now (a new version, or nothing when no row changed); a refused one raises
+    `Refused` after its refusal is audited."""
+    modules = list(modules)
+    owner = next((m for m in modules if m.name == dataset.module), None)
+    try:
+        check_publishable(dataset, modules)
+        with db.session() as s:
+            found = s.scalar(select(Dataset).where(Dataset.feed == dataset.name).with_for_update())
+            if found is None:
+                info = publishing.DatasetInfo(
+                    catalogue_name(dataset.name),
+                    title_ko=dataset.title,
+                    title_en=dataset.title_en,
+                    description_ko=dataset.description,
+                    publisher=dataset.module,
+                    update_frequency="continual",
+                    theme=dataset.theme,
+                    tags=tuple(dataset.tags),
+                )
+                found = publishing.save_dataset(s, ACTOR, info, feed=dataset.name)
+            rows = list(_checked_rows(dataset, call(dataset.rows, s) or (), owner))
+            done = publishing.publish_records(s, ACTOR, found, "rows", rows, dataset.key)
+            if done.version > 1 and not (done.added or done.removed or done.changed):
+                s.rollback()  # nothing changed: no new version
+                return None
+            return done
+    except Refused as exc:
+        if dataset.name not in _refused_seen:  # once per process: the job asks again every few seconds
+            _refused_seen.add(dataset.name)
+            with db.session() as s:
+                audit.record(s, ACTOR, "refuse", "opendata.dataset", dataset.name, {"reason": exc.message})
+        raise
+
+
+def _declared_datasets(modules: Iterable[Module]) -> list[Declared]:
+    from smartcity.core.module import datasets
+
+    return datasets(modules)
+
+
+def _modules(db) -> list[Module]:
+    context = getattr(db, "context", None)
+    return list(context.modules) if context is not None else list(declared())
+
+
+def refresh_all(db, only_due: bool = False) -> list[str]:
+    """Publish each module dataset (only those marked by an event or stale, with `only_due`); lines saying
+    what was done."""
+    modules = _modules(db)
+    with _lock:
+        marked = _dirty.pop(db, set())
+        started = _first_run.setdefault(db, time.monotonic())
+    # A dataset never published waits for its first event, or for STALE_AFTER_S after the process started:
+    # a process starting does not write to the store.
+    fresh_process = time.monotonic() - started < STALE_AFTER_S
+    lines = []
+    for dataset in _declared_datasets(modules):
+        if only_due and dataset.name not in marked and not _stale(db, dataset.name, fresh_process):
+            continue
+        try:
+            done = publish_feed(db, dataset, modules)
+        except Refused as exc:
+            lines.append(f"{dataset.name}: refused: {exc.message}")
+            continue
+        except Exception:
+            log.exception("refreshing %s failed", dataset.name)
+            lines.append(f"{dataset.name}: failed")
+            continue
+        lines.append(
+            f"{dataset.name}: unchanged"
+            if done is None
+            else f"{dataset.name}: version {done.version}, {done.rows} rows "
+            f"(+{done.added} -{done.removed} ~{done.changed})"
+        )
+    return lines
+
+
+def _stale(db, feed: str, fresh_process: bool) -> bool:
+    with db.session() as s:
+        modified = s.scalar(
+            select(Resource.modified_at).join(Dataset, Dataset.id == Resource.dataset_id).where(Dataset.feed == feed)
+        )
+    if modified is None:
+        return not fresh_process
+    return time.time() - modified.timestamp() > STALE_AFTER_S
 
 
 def on_event(context, event) -> None:
-    return None
+    """Mark the datasets following the event's topic; the refresh job publishes them."""
+    names = {d.name for d in _declared_datasets(context.modules) if any(event.topic.startswith(p) for p in d.events)}
+    if names:
+        with _lock:
+            _dirty.setdefault(context.db, set()).update(names)
+
+
+def event_prefixes(modules: Iterable[Module]) -> list[str]:
+    return sorted({p for d in _declared_datasets(modules) for p in d.events})
+
+
+def setup(app, context) -> None:
+    """Listen for the events the declared datasets follow."""
+    for prefix in event_prefixes(context.modules):
+        context.db.events.on(prefix, lambda event: on_event(context, event))

@@ -303,3 +303,27 @@ def apply(text: str, findings: Iterable[Finding]) -> str:
         at = f.end
     out.append(text[at:])
     return "".join(out)
+
+
+def _star_all(text: str) -> str:
+    return "".join(ch if ch.isspace() or ch in "-.,@()" else STAR for ch in text)
+
+
+def apply_all(text: str, findings: Iterable[Finding]) -> str:
+    """`text` with every finding masked, overlaps included: findings that overlap are merged and their whole
+    stretch starred (a publisher's selection across a found number hides both)."""
+    groups: list[list[Finding]] = []
+    for f in sorted((f for f in findings if f.end > f.start), key=lambda f: (f.start, f.end)):
+        if groups and f.start < max(g.end for g in groups[-1]):
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    out: list[str] = []
+    at = 0
+    for group in groups:
+        start, end = group[0].start, max(f.end for f in group)
+        out.append(text[at:start])
+        out.append(group[0].replacement if len(group) == 1 else _star_all(text[start:end]))
+        at = end
+    out.append(text[at:])
+    return "".join(out)

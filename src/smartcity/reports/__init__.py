@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
-from smartcity.core.module import EVERY_ROLE, HomeAction, Module, NavLink
+from smartcity.core.module import EVERY_ROLE, Dataset, HomeAction, Module, NavLink
 from smartcity.reports.settings import ReportsSettings
 
 
@@ -192,4 +192,28 @@ module = Module(
     seed=_seed,
     demo=_demo,
     models="smartcity.reports.models",
+    datasets=(
+        Dataset(
+            "reports",
+            "커뮤니티 매핑 시민 신고",
+            "smartcity.reports.opendata_rows:public_reports",
+            "Citizens' reports without contact data; sensitive categories' locations rounded to about 100 m.",
+            events=("report.",),
+            key="id",
+            title_en="Community Mapping reports",
+            tags=("reports", "civic"),
+            theme="society",
+        ),
+        Dataset(
+            "daily-counts",
+            "자치구별 일일 신고 건수",
+            "smartcity.reports.opendata_rows:daily_counts",
+            "Reports filed per district and day.",
+            events=("report.created", "report.imported"),
+            key="key",
+            title_en="Reports per district and day",
+            tags=("reports", "statistics"),
+            theme="society",
+        ),
+    ),
 )

@@ -1,0 +1,197 @@
+"""Where a resource's rows live: a typed table of its own, `od_r_<resource id>`, in the same store.
+
+Each table has our three columns first — `_id` (the row's place in the file), `_hash` (the row's content,
+to compare versions), `_problems` (values that did not fit their column, as written: JSON or NULL) — then the
+file's columns with their inferred types. A publication replaces the table in the caller's transaction
+(DDL is transactional on SQLite and PostgreSQL): a reader sees the old rows or the new ones, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+)
+from sqlalchemy.orm import Session
+
+TABLE_PREFIX = "od_r_"
+OWN = ("_id", "_hash", "_problems")
+BATCH = 5000
+SQL_TYPES = {
+    "boolean": Boolean,
+    "integer": BigInteger,
+    "float": Float,
+    "date": Date,
+    "datetime": DateTime,
+    "text": Text,
+}
+
+
+def table_name(resource_id: int) -> str:
+    """The table of a resource: made from its integer id only, so no input reaches an identifier."""
+    return f"{TABLE_PREFIX}{int(resource_id)}"
+
+
+def table_of(name: str, columns: Sequence[dict]) -> Table:
+    """The SQLAlchemy table `name` with our columns and `columns` ({"id", "type"}), on a metadata of its own
+    (these tables are not the models': migrations and the schema check never see them)."""
+    return Table(
+        name,
+        MetaData(),
+        Column("_id", Integer, primary_key=True, autoincrement=False),
+        Column("_hash", String(40), nullable=False),
+        Column("_problems", Text, nullable=True),
+        *(Column(c["id"], SQL_TYPES[c["type"]], nullable=True) for c in columns),
+    )
+
+
+def row_hash(values: Sequence[Any]) -> str:
+    """A row's content as a short digest (the same values give the same digest on either store)."""
+    return hashlib.sha1(json.dumps([_plain(v) for v in values], ensure_ascii=False).encode()).hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    return v
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What a publication changed against the one before."""
+
+    added: int
+    removed: int
+    changed: int
+
+
+def _previous(session: Session, name: str, key: str | None) -> tuple[dict[Any, str] | None, Counter | None]:
+    """The current table's rows by key (key → hash) or as a multiset of hashes; (None, None) if none."""
+    if not inspect(session.connection()).has_table(name):
+        return None, None
+    table = Table(name, MetaData(), autoload_with=session.connection())
+    if key and key in table.c:
+        return {k: h for k, h in session.execute(select(table.c[key], table.c._hash))}, None
+    return None, Counter(session.scalars(select(table.c._hash)))
+
+
+def diff(
+    old_by_key: dict[Any, str] | None, old_hashes: Counter | None, new: Iterable[tuple[Any, str]], keyed: bool
+) -> Diff:
+    """Rows added, removed and changed: by key when the resource declares one, else by whole-row hash (a
+    changed row is then one removed and one added)."""
+    if keyed and old_by_key is not None:
+        seen: set[Any] = set()
+        added = changed = 0
+        for k, h in new:
+            seen.add(k)
+            before = old_by_key.get(k)
+            if before is None and k not in old_by_key:
+                added += 1
+            elif before != h:
+                changed += 1
+        return Diff(added, sum(1 for k in old_by_key if k not in seen), changed)
+    fresh = Counter(h for _, h in new)
+    old = old_hashes or Counter()
+    return Diff(sum((fresh - old).values()), sum((old - fresh).values()), 0)
+
+
+def replace_rows(
+    session: Session,
+    resource_id: int,
+    columns: Sequence[dict],
+    rows: Iterable[tuple[Sequence[Any], dict[str, str]]],
+    key: str | None = None,
+    progress=None,
+) -> tuple[int, Diff]:
+    """Replace the resource's table by one holding `rows`, in the session's transaction; (rows, the diff)."""
+    name = table_name(resource_id)
+    conn = session.connection()
+    begin_ddl(conn)
+    old_by_key, old_hashes = _previous(session, name, key)
+    table = table_of(name, columns)
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    ids = [c["id"] for c in columns]
+    key_index = ids.index(key) if key in ids else None
+    seen: list[tuple[Any, str]] = []
+    count = 0
+    postgres = conn.dialect.name == "postgresql"
+    batch: list[tuple] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        if postgres:
+            _copy(conn, name, ["_id", "_hash", "_problems", *ids], batch)
+        else:
+            placeholders = ", ".join("?" for _ in range(3 + len(ids)))
+            conn.exec_driver_sql(f'INSERT INTO "{name}" VALUES ({placeholders})', [_sqlite_row(r) for r in batch])
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    for values, misfits in rows:
+        count += 1
+        digest = row_hash(values if not misfits else [*values, misfits])
+        seen.append((values[key_index] if key_index is not None else None, digest))
+        batch.append((count, digest, json.dumps(misfits, ensure_ascii=False) if misfits else None, *values))
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    return count, diff(old_by_key, old_hashes, seen, key_index is not None)
+
+
+def begin_ddl(conn) -> None:
+    """Make sure the DDL that follows is inside the transaction. Python's sqlite3 opens one only before an
+    INSERT/UPDATE/DELETE: a DROP TABLE as the transaction's first write would be committed on its own, and a
+    failed publication would leave the resource without its rows."""
+    if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _sqlite_row(row: tuple) -> tuple:
+    # As SQLAlchemy's SQLite dialect keeps them, so the ORM-less reads and filters compare alike.
+    return tuple(
+        v.isoformat(" ", "microseconds")
+        if isinstance(v, datetime)
+        else v.isoformat()
+        if isinstance(v, date)
+        else int(v)
+        if isinstance(v, bool)
+        else v
+        for v in row
+    )
+
+
+def _copy(conn, name: str, names: list[str], rows: list[tuple]) -> None:
+    """PostgreSQL's COPY through psycopg: the fastest way in, in the session's transaction."""
+    cursor = conn.connection.driver_connection.cursor()
+    quoted = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+    with cursor.copy(f'COPY "{name}" ({quoted}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def drop(session: Session, resource_id: int) -> None:
+    begin_ddl(session.connection())
+    table_of(table_name(resource_id), []).drop(session.connection(), checkfirst=True)
