@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from smartcity.opendata import masking
-from smartcity.opendata.masking import apply, find, luhn_valid, occurrences, registration_kind, rrn_check_digit
+from smartcity.opendata.masking import STAR, apply, find, luhn_valid, occurrences, registration_kind, rrn_check_digit
 
 PROSE = st.sampled_from(["민원 내용은 다음과 같습니다", "처리 결과를 알려드립니다", "담당 부서", "회신 요청", "참고"])
 
@@ -250,3 +250,27 @@ def test_masked_text_has_nothing_left_to_find(number, card):
     text = f"주민 {number[:6]}-{number[6:]}, 카드 {card}, 전화 010-1234-5678, a@b.kr"
     once = apply(text, find(text))
     assert [f.kind for f in find(once)] == []
+
+
+def test_overlapping_masks_are_merged_and_hide_everything_they_cover():
+    text = "연락처 010-1234-5678 홍길동"
+    phone = find(text)[0]
+    selection = occurrences(text, "5678 홍길동")[0]
+    assert masking.apply_all(text, [phone, selection]) == "연락처 ***-****-**** ***"
+    assert masking.apply_all(text, [phone]) == apply(text, [phone])
+
+
+@given(ANY_TEXT, st.lists(st.tuples(st.integers(0, 80), st.integers(1, 10)), max_size=5))
+def test_apply_all_leaves_nothing_of_what_was_masked(text, spans):
+    chosen = [
+        masking.Finding("manual", s, min(s + n, len(text)), text[s : s + n], STAR * len(text[s : s + n]))
+        for s, n in spans
+        if s < len(text)
+    ]
+    masked = masking.apply_all(text, chosen)
+    covered = {i for f in chosen for i in range(f.start, f.end)}
+    kept = "".join(ch for i, ch in enumerate(text) if i not in covered)
+    assert len(masked) == len(text)  # a manual mask keeps the length, so positions line up
+    for i in covered:
+        assert masked[i] == STAR or text[i].isspace() or text[i] in "-.,@()"
+    assert "".join(ch for i, ch in enumerate(masked) if i not in covered) == kept
