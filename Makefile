@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 WEB_BUILT := src/smartcity/core/static/build/.built
 WEB_SOURCES := $(wildcard web/src/*) web/build.mjs web/package-lock.json
 
-.PHONY: demo test install web system-deps lint bench serve messages clean
+.PHONY: demo test install web system-deps lint bench serve messages clean screenshots
 
 demo: install web
 	$(BIN)/smartcity demo
@@ -42,6 +42,10 @@ bench: install web system-deps
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.summary --readme
+
+# The README's phone screenshots (390×844, Korean): the demo on a temporary database, each role signed in.
+screenshots: install web
+	$(BIN)/python scripts/screenshots.py --out docs/screenshots
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

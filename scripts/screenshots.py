@@ -1,68 +1,153 @@
-"""Take the README's screenshots: serve a demo database in-process and photograph pages in chromium.
+"""Take the README's phone screenshots: each role's main page, in Korean, at 390×844, in Debian's chromium.
 
-    .venv/bin/python scripts/screenshots.py [PATH=FILE ...]
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--role ROLE ...]
 
-Writes docs/screenshots/*.png. Tiles are off (no internet here), so maps show the platform's own layers.
+Starts `smartcity demo` (the demo accounts, reports, wards and incidents, simulated devices moving) on a
+temporary database and free ports, signs in as each role through the sign-in form, and writes
+phone-<role>.png. Tiles are off (no internet here), so maps show the platform's own layers.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from smartcity.app import create_app  # noqa: E402
-from smartcity.core.city import load_profile  # noqa: E402
-from smartcity.core.db import Database, migrate  # noqa: E402
-from smartcity.core.demo import DEMO_PASSWORD, load_demo  # noqa: E402
-from smartcity.core.seed import seed_city  # noqa: E402
-from smartcity.settings import Settings  # noqa: E402
-from tests.conftest import BROWSER_ARGS, LiveServer  # noqa: E402
-
-DEFAULT_SHOTS = {"map.png": ("/", None)}
+PHONE = {"width": 390, "height": 844}
+DEMO_PASSWORD = "demo-password"  # core.demo's; read here without importing the package's store machinery
 
 
-def main(argv: list[str]) -> None:
-    shots = dict(DEFAULT_SHOTS)
-    for arg in argv:  # file=path[@user]
-        name, _, target = arg.partition("=")
-        path, _, user = target.partition("@")
-        shots[name] = (path, user or None)
-    tmp = Path(tempfile.mkdtemp())
-    url = f"sqlite:///{tmp}/demo.db"
-    migrate(url)
-    db = Database(url)
-    with db.session() as s:
-        seed_city(s, load_profile("seoul"))
-    for line in load_demo(db, load_profile("seoul")):
-        print(line)
-    app = create_app(Settings(database_url=url, var_dir=str(tmp / "var"), secret_key="shots", tile_url=""), db)
-    out = ROOT / "docs" / "screenshots"
-    out.mkdir(parents=True, exist_ok=True)
-    with LiveServer(app) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
-        for name, (path, user) in shots.items():
-            context = browser.new_context(viewport={"width": 1100, "height": 760}, locale="ko-KR")
-            page = context.new_page()
-            if user:
-                page.goto(server.url + "/signin")
-                page.fill("input[name=username]", user)
-                page.fill("input[name=password]", DEMO_PASSWORD)
-                page.click("button[type=submit]")
-                page.wait_for_load_state("networkidle")
-            page.goto(server.url + path)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(800)
-            page.screenshot(path=str(out / name))
-            print("wrote", out / name)
-            context.close()
-        browser.close()
+@dataclass(frozen=True)
+class Shot:
+    """One role's main page: who signs in (None: nobody), where they land, what shows the page is ready."""
+
+    name: str
+    username: str | None
+    path: str
+    ready: str
+
+
+SHOTS = [
+    Shot("home", None, "/", "main h1"),
+    Shot("citizen", "citizen", "/reports/new", "#report-map[data-state=ready]"),
+    Shot("staff", "staff", "/staff/reports", "main table"),
+    Shot("admin", "admin", "/admin/users", "main table"),
+    Shot("guardian", "guardian", "/safety/guardian", "main h1"),
+    Shot("operator", "operator", "/safety/console", "main h1"),
+]
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until the demo answers on `port`; its error output if it ended first (loading the demo takes a while)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the demo ended (exit {process.returncode}):\n{process.stderr.read().decode()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the demo did not answer on port {port} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def demo_site() -> Iterator[str]:
+    """`smartcity demo` on a temporary database and free ports; yields its base URL and stops it after."""
+    folder = Path(tempfile.mkdtemp(prefix="smartcity-shots-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "SMARTCITY_DATABASE_URL": f"sqlite:///{folder / 'smartcity.db'}",
+        "SMARTCITY_VAR_DIR": str(folder),
+        "SMARTCITY_PORT": str(port),
+        "SMARTCITY_OSMAND_PORT": str(free_port()),
+        "SMARTCITY_TILE_URL": "",
+        "SMARTCITY_LOG_LEVEL": "warning",
+        "SMARTCITY_MQTT_URL": "",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smartcity.cli", "demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sign_in(page, base: str, username: str) -> None:
+    """Through the sign-in form, as a person would; Korean is asked for by the page address."""
+    page.goto(f"{base}/signin?lang=ko")
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(DEMO_PASSWORD)
+    page.locator("form:has(input[name=password]) button[type=submit]").click()
+    page.wait_for_selector(".who")
+
+
+def take(browser, base: str, shot: Shot, out: Path) -> Path:
+    context = browser.new_context(viewport=PHONE, device_scale_factor=1, locale="ko-KR", is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        if shot.username:
+            sign_in(page, base, shot.username)
+        page.goto(f"{base}{shot.path}?lang=ko")
+        page.wait_for_selector(shot.ready, timeout=20_000)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(1000)  # the maps' fit and the live pages' first events
+        target = out / f"phone-{shot.name}.png"
+        page.screenshot(path=str(target))
+        return target
+    finally:
+        context.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="folder the PNGs go to")
+    parser.add_argument("--role", action="append", choices=[s.name for s in SHOTS], help="only these (repeatable)")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    shots = [s for s in SHOTS if not args.role or s.name in args.role]
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with demo_site() as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS, headless=True)
+        try:
+            for shot in shots:
+                target = take(browser, base, shot, args.out)
+                print(f"wrote {target} ({target.stat().st_size // 1024} KB)")
+        finally:
+            browser.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
