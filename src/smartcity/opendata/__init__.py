@@ -32,7 +32,7 @@ def _refresh(db, settings):
 
 module = Module(
     name="opendata",
-    routers=("smartcity.opendata.ckan:router",),
+    routers=("smartcity.opendata.ckan:router", "smartcity.opendata.documents_pages:router"),
     roles=(Role("data_publisher", "Data publisher: loads and publishes open datasets"),),
     permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
     jobs=(Job("opendata.refresh", 5, _refresh),),
