@@ -4,6 +4,8 @@ the codes."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from html import unescape
 
@@ -114,3 +116,13 @@ def test_response_template_titles_are_shown_in_the_staff_members_language(client
         )
     api = client.get(f"/api/reports/templates?report_id={rid}&lang=en").json()["items"]
     assert {"Received", "포트홀 긴급 보수"} <= {t["title"] for t in api}
+
+
+def test_the_staff_export_has_the_answers_in_words_beside_the_codes(client, app):
+    make_user(app.state.db, "roadie", "staff", department="11020-roads")
+    rid = file_by_form(client, size="medium", depth_cm="7")
+    signin(client, "roadie")
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(client.get("/staff/dashboard.csv?lang=ko").text))}
+    assert rows[str(rid)]["answers"] == "크기: 중간 (바퀴 크기); 깊이 (cm): 7"
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(client.get("/staff/dashboard.csv?lang=en").text))}
+    assert rows[str(rid)]["answers"] == "Size: Medium (wheel-sized); Depth (cm): 7"

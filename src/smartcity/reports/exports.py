@@ -28,6 +28,7 @@ CSV_FIELDS = [
     "category_name",
     "title",
     "description",
+    "answers",  # the category's questions and their answers, as people read them (attributes: the codes)
     "lat",
     "lon",
     "district",
@@ -47,8 +48,15 @@ def campaign_points(session: Session, slug: str, language: str | None = None) ->
     """A campaign's reports (public data only), as points: its map, its CSV; in `language` (default: the
     city's)."""
     language = language or profile_of(session).language
-    rows = [public_view(r, language) for r in _campaign_reports(session, slug)]
+    rows = [_row(r, language) for r in _campaign_reports(session, slug)]
     return ReportPoints(slug, rows, CSV_FIELDS + ["attributes"])
+
+
+def _row(report: Report, language: str) -> dict:
+    """A report's public view as an export's row: its answers in one cell ("크기: 큼; 깊이 (cm): 12")."""
+    row = public_view(report, language)
+    row["answers"] = "; ".join(f"{a['label']}: {a['text']}" for a in row["attribute_items"])
+    return row
 
 
 def export_table(
@@ -82,7 +90,7 @@ def export_table(
             for c in session.scalars(select(ReportContact).where(ReportContact.report_id.in_(ids[i : i + 900]))):
                 contacts[c.report_id] = c
     for r in reports:
-        row = public_view(r, language)
+        row = _row(r, language)
         row["unit"] = r.unit.code
         c = contacts.get(r.id)
         if c:
