@@ -201,7 +201,10 @@ class SQLiteBatchStore:
             return stored
         raw = _driver(conn)
         if not raw.in_transaction:
-            raw.execute("BEGIN")  # the savepoints below must not be the transaction itself
+            # The savepoints below must not be the transaction itself. IMMEDIATE: the write lock is waited for
+            # (busy timeout) before the look-ups; a deferred transaction that has read cannot wait for it when
+            # another connection (the staging mover) commits meanwhile, and fails with "database is locked".
+            raw.execute("BEGIN IMMEDIATE")
         target, check = table, maybe_present
         if self.staging and table in STAGED:
             target = STAGED[table][0]

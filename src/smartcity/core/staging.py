@@ -118,11 +118,18 @@ class StagingMover:
     A round starts when the staging table holds `threshold` rows (an int, or a callable read at each look: a
     few times the active devices, so that each device has a few fixes staged and they share one page write of
     the keyed table) or when its oldest row has waited `max_age` seconds (so a quiet city's fixes still move).
-    A round moves everything staged, in chunks of about `chunk_rows` rows in key order, one transaction each,
-    and after each chunk leaves the store's write lock free for at least as long as the chunk held it (never
-    less than `min_pause`): the intake writer waits at most about one chunk, and gets half the time or more
-    while a round lasts. A crash between or within chunks loses nothing: a chunk's copy and delete commit
-    together. `stats`: rounds, chunks, moved, longest_chunk_s, staged (at the last look)."""
+    A round moves everything staged, in chunks in key order, one transaction each, and after each chunk leaves
+    the store's write lock free for at least as long as the chunk held it (never less than `min_pause`): the
+    intake writer gets half the time or more while a round lasts. A chunk's rows adapt so that it holds the
+    lock about `chunk_ms` (starting from `chunk_rows`): a large backlog, or a busy machine, makes more chunks,
+    not longer ones. The writer in the same process takes `lock` around its own transactions, so it waits for
+    at most the chunk in hand and is woken as soon as it ends (not by SQLite's busy handler, which sleeps up to
+    100 ms between tries); while `urgent()` says an alarm waits, no chunk starts. A crash between or within
+    chunks loses nothing: a chunk's copy and delete commit together.
+
+    `backlog` is about how many rows are staged (read at each look, plus what the writer has staged since
+    (`staged_more`), less what rounds have deleted): the intake refuses ordinary positions while it is over
+    the limit it is given. `stats`: rounds, chunks, moved, longest_chunk_s, staged (at the last look)."""
 
     def __init__(
         self,
@@ -134,11 +141,19 @@ class StagingMover:
         poll: float = 0.5,
         chunk_rows: int = 5_000,
         min_pause: float = 0.02,
+        chunk_ms: float = 50.0,
+        urgent: Callable[[], bool] | None = None,
     ):
         self.path, self.table = path, table
         self.threshold, self.max_age, self.poll = threshold, max_age, poll
         self.chunk_rows, self.min_pause = chunk_rows, min_pause
+        self.purge_rows = chunk_rows * 10  # deleting in arrival order is cheaper per row than copying by key
+        self.chunk_s = chunk_ms / 1000
+        self.urgent = urgent
+        self.lock = threading.Lock()  # held by a chunk's transaction; the writer in this process takes it too
         self.stats = {"rounds": 0, "chunks": 0, "moved": 0, "longest_chunk_s": 0.0, "staged": 0}
+        self._backlog = 0
+        self._count_lock = threading.Lock()
         self._waiting_since: float | None = None  # when rows were first seen staged after the last round
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,6 +161,17 @@ class StagingMover:
     @property
     def moved(self) -> int:
         return self.stats["moved"]
+
+    @property
+    def backlog(self) -> int:
+        """About how many rows are staged now."""
+        return self._backlog
+
+    def staged_more(self, n: int) -> None:
+        """The writer staged `n` more rows (so the backlog is known between two looks)."""
+        if n:
+            with self._count_lock:
+                self._backlog += n
 
     def start(self) -> StagingMover:
         if self._thread is None or not self._thread.is_alive():
@@ -187,6 +213,8 @@ class StagingMover:
 
     def due(self, conn) -> bool:
         staged = self.stats["staged"] = self.staged(conn)
+        with self._count_lock:
+            self._backlog = staged
         if not staged:
             self._waiting_since = None
             return False
@@ -205,30 +233,53 @@ class StagingMover:
         cursor: tuple | None = None
         copying, moved = top is not None, 0
         while top is not None and not self._stopping.is_set():
+            while self.urgent is not None and self.urgent() and not self._stopping.is_set():
+                self._stopping.wait(self.min_pause)  # an alarm is being written: it never waits for a chunk
+            purging = not copying
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                started = time.perf_counter()  # from holding the lock: what the writer may wait
-                if copying:
-                    n, cursor = copy_staged(conn, self.table, self.chunk_rows, top, cursor)
-                    copying = cursor is not None
-                    done = False
-                else:
-                    n = purge_staged(conn, self.table, top, self.chunk_rows * 10)
-                    moved += n
-                    done = n == 0
-                conn.execute("COMMIT")
+                with self.lock:
+                    conn.execute("BEGIN IMMEDIATE")
+                    started = time.perf_counter()  # from holding the lock: what the writer may wait
+                    if copying:
+                        n, cursor = copy_staged(conn, self.table, self.chunk_rows, top, cursor)
+                        copying = cursor is not None
+                        done = False
+                    else:
+                        n = purge_staged(conn, self.table, top, self.purge_rows)
+                        moved += n
+                        done = n == 0
+                    conn.execute("COMMIT")
+                    held = time.perf_counter() - started
             except (sqlite3.Error, DBAPIError) as exc:  # busy: the next round does it (a copied row is skipped)
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 log.debug("staging move skipped: %s", exc)
                 break
-            held = time.perf_counter() - started
+            self._fit(held, n, purging)
+            if purging:
+                with self._count_lock:
+                    self._backlog = max(0, self._backlog - n)
             self.stats["chunks"] += 1
             self.stats["longest_chunk_s"] = max(self.stats["longest_chunk_s"], held)
             if done:
                 break
-            # The writer's busy handler polls every few ms: a pause as long as the chunk lets it in.
+            # A pause as long as the chunk: the writer (waiting on `lock`) gets at least half the time.
             self._stopping.wait(max(self.min_pause, held))
         self.stats["moved"] += moved
         self._waiting_since = None
         return moved
+
+    def _fit(self, held: float, rows: int, purge: bool) -> None:
+        """Size the next chunk so that it holds the write lock about `chunk_s`: in proportion to what this one
+        took, by at most a factor of 2 each way (one slow chunk, e.g. a page cache being filled, does not
+        shrink the next ones to nothing)."""
+        if rows <= 0 or held <= 0:
+            return
+        current = self.purge_rows if purge else self.chunk_rows
+        if rows < current // 2:  # the last chunk of a round: what it took says little
+            return
+        scaled = int(current * min(2.0, max(0.5, self.chunk_s / held)))
+        if purge:
+            self.purge_rows = max(1_000, min(500_000, scaled))
+        else:
+            self.chunk_rows = max(100, min(50_000, scaled))

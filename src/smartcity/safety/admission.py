@@ -21,7 +21,7 @@ from sqlalchemy import select
 from smartcity.core import audit
 from smartcity.core.errors import OutsideCity, SmartCityError
 from smartcity.core.geo import geo_index
-from smartcity.core.intake import BatchOutcome, Columns, Pending
+from smartcity.core.intake import BatchOutcome, Columns, Overloaded, Pending
 from smartcity.safety.models import Device, GuardianLink, Person, Zone
 from smartcity.safety.positions import (
     CREDENTIAL_PROTOCOLS,
@@ -47,6 +47,7 @@ from smartcity.safety.rules import from_ms, to_ms, zone_shape
 log = logging.getLogger(__name__)
 
 REFUSAL_AUDIT_S = 1.0  # refused devices are written to the audit log at most this often (counted meanwhile)
+BACKLOG_RETRY_S = 10  # Retry-After of a position refused while the staging table is over its limit
 
 
 class Admission:
@@ -364,9 +365,24 @@ class Admission:
 
     # --- submitting -------------------------------------------------------------------------------
 
+    def backlogged(self) -> Overloaded | None:
+        """The refusal of ordinary positions while the SQLite staging table holds more than
+        SAFETY_STAGING_MAX_BEHIND rows (the mover is behind): a 503 asking to retry later, instead of a table
+        growing without bound. Alarms are never refused for it."""
+        mover = self.mover
+        if mover is None or mover.backlog <= self.safety_settings.staging_max_behind:
+            return None
+        return Overloaded(
+            "the position store is behind; retry later",
+            code="backlogged",
+            details={"retry_after_s": BACKLOG_RETRY_S},
+        )
+
     def _put(self, pending: Pending) -> None:
         if not self.running:
             self.start()
+        if not pending.urgent and (refusal := self.backlogged()) is not None:
+            raise refusal
         self.queue.put([pending])
 
     def submit(self, position: Position) -> Future:
@@ -395,12 +411,16 @@ class Admission:
             self.start()
         results: list = list(positions)
         items = []
+        refusal = self.backlogged()
         for i, p in enumerate(positions):
             if isinstance(p, Position):
                 try:
                     item = self.validate(p)
                 except SmartCityError as exc:
                     results[i] = exc
+                    continue
+                if refusal is not None and not item.urgent:
+                    results[i] = refusal
                     continue
                 item.index = i
                 items.append(item)
@@ -445,8 +465,11 @@ class Admission:
         alarms = accepted["alarm"] != None  # noqa: E711 - elementwise over an object array
         parts = [(accepted.take(alarms), rows[alarms], True), (accepted.take(~alarms), rows[~alarms], False)]
         items = []
+        refusal = self.backlogged()
         for part, where, urgent in parts:
-            if part.n:
+            if part.n and refusal is not None and not urgent:
+                errors.update(dict.fromkeys(where.tolist(), refusal))
+            elif part.n:
                 item = Pending(part, urgent=urgent, size=part.n)
                 item.index = len(items)
                 items.append((item, where))
@@ -478,12 +501,16 @@ class Admission:
         self.queue_columns(cols, errors or {}, future)
         return future
 
-    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
-        """A decoded batch as columns (the gateway endpoint's fast path): one BatchOutcome, row by row."""
+    def columns_future(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> asyncio.Future:
+        """Validate and queue a decoded batch now; the running loop's future gets its BatchOutcome."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.queue_columns(cols, errors or {}, future, loop)
-        return await future
+        return future
+
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+        """A decoded batch as columns (the gateway endpoint's fast path): one BatchOutcome, row by row."""
+        return await self.columns_future(cols, errors)
 
 
 class _Callback:

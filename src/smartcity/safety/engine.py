@@ -35,6 +35,7 @@ device (SMARTCITY_SAFETY_WRITERS) every device has one writer and the versions a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -162,10 +163,15 @@ class SafetyEngine(Admission):
                 "safety_positions",
                 threshold=lambda: 3 * max(len(self.by_id), 10_000),
                 max_age=60.0,
+                chunk_ms=s.staging_chunk_ms,
+                urgent=lambda: self.queue.urgent > 0,
             )
             if staging
             else None
         )
+        # The writer's transactions and the mover's chunks take turns on this lock (SQLite has one writer at a
+        # time): the writer waits for at most the chunk in hand and is woken the moment it commits.
+        self._store_turn = self.mover.lock if self.mover is not None else contextlib.nullcontext()
         self.checkpoints = Checkpointer(self._checkpoint, CHECKPOINT_S, most=CHECKPOINT_MOST)
         # SQLite: the WAL is copied back by a thread of its own rather than in the writer's commits (writer.py
         # turns it on in the writer process, whose connections do not checkpoint by themselves).
@@ -369,7 +375,7 @@ class SafetyEngine(Admission):
         self._place(cols)
         cols["sos"] = cols["alarm"] == "sos"
         opened: list = []
-        with self.db.session() as s, self._lock:
+        with self._store_turn, self.db.session() as s, self._lock:
             conn = s.connection()
             self.store.prepare(conn)
             table = self.table
@@ -391,6 +397,8 @@ class SafetyEngine(Admission):
                 ("device_id", "fix_time"),
                 maybe_present=maybe_present,
             )
+            if self.mover is not None:
+                self.mover.staged_more(int(cols["stored"].sum()))
             result = table.apply(cols)
             written = result.changed
             if len(result.moved) <= INLINE_STATES and not self.queue.queued:
@@ -480,7 +488,7 @@ class SafetyEngine(Admission):
         """Write the live state of devices that moved without a zone or flag change (see CHECKPOINT_S)."""
         with self._lock:
             cols = self.table.state_columns(slots)
-        with self.db.session() as s:
+        with self._store_turn, self.db.session() as s:
             self._write_states(s, cols)
 
     def _publish_live(self, s, result) -> None:

@@ -61,6 +61,19 @@ def count(app, protocol: str, result: str, n: int = 1) -> None:
         metrics.count_intake(protocol, result, n)
 
 
+RETRY_AFTER_S = 1  # a 503 without an estimate of its own (the queue was full, the writer restarting)
+
+
+def retry_after(exc: BaseException | None) -> int | None:
+    """The Retry-After seconds of a refusal that asks the device to come back (a 503), else None."""
+    if not isinstance(exc, SmartCityError) or exc.status != 503:
+        return None
+    details = exc.details
+    if isinstance(details, dict) and isinstance(details.get("retry_after_s"), int):
+        return details["retry_after_s"]
+    return RETRY_AFTER_S
+
+
 def refused(message: str, field: str, problem: str) -> InvalidPosition:
     """A decoder's protocol error naming the field at fault, in its message too ("tst: … is missing")."""
     if not message.startswith(f"{field}:"):
@@ -397,6 +410,13 @@ async def positions(request: Request, identity: Gateway) -> Response:
             count(request.app, "batch", r["code"])
     count(request.app, "batch", "stored", stored)
     count(request.app, "batch", "duplicate", duplicates)
+    wait = max((s for e in outcome.errors.values() if (s := retry_after(e)) is not None), default=None)
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    if wait is not None and not stored and not duplicates and all(map(retry_after, outcome.errors.values())):
+        # Every position is to be sent again later (the store is behind, the queue is full): the platform's
+        # JSON error for the whole request, as for any other 503.
+        busy = next(iter(outcome.errors.values()))
+        return Response(orjson.dumps(busy.to_dict()), status_code=503, headers=headers, media_type="application/json")
     return Response(
         orjson.dumps(
             {
@@ -406,5 +426,6 @@ async def positions(request: Request, identity: Gateway) -> Response:
                 "results": results,
             }
         ),
+        headers=headers,
         media_type="application/json",
     )

@@ -48,18 +48,39 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
+from smartcity.core.intake import BatchOutcome, RowBatcher
 from smartcity.core.web import register_error_format
-from smartcity.safety.engine import NoConsent, Overloaded, Position, ProtocolNotAllowed, UnknownDevice, knots_to_ms
-from smartcity.safety.intake_api import count, engine_of, epoch_or_iso, in_terms_of, number, read_body, refused, settle
+from smartcity.safety.engine import (
+    KNOT,
+    NoConsent,
+    Overloaded,
+    Position,
+    ProtocolNotAllowed,
+    UnknownDevice,
+    knots_to_ms,
+)
+from smartcity.safety.intake_api import (
+    count,
+    engine_of,
+    epoch_or_iso,
+    in_terms_of,
+    number,
+    read_body,
+    refused,
+    retry_after,
+    settle,
+)
 from smartcity.safety.settings import SafetySettings
 
 log = logging.getLogger(__name__)
@@ -246,17 +267,26 @@ def decode(query: bytes | str, content_type: str, body: bytes) -> list[Position]
     return [decode_params(params)]
 
 
-async def receive(app, query: bytes | str, content_type: str, body: bytes) -> tuple[int, bytes]:
-    """Decode and store; (status, body) once every position is stored or one was refused."""
+Answer = tuple[int, bytes, int | None]  # status, body, Retry-After seconds (a 503)
+
+
+def answer_of(exc: SmartCityError) -> Answer:
+    """A refusal as Traccar Client gets it: its status, one line saying why, and when to come back."""
+    exc = in_terms_of(exc, FIELD_NAMES)
+    return status_of(exc), exc.message.encode(), retry_after(exc)
+
+
+async def receive(app, query: bytes | str, content_type: str, body: bytes) -> Answer:
+    """Decode and store; (status, body, Retry-After) once every position is stored or one was refused."""
     try:
         positions = decode(query, content_type, body)
     except SmartCityError as exc:
         count(app, PROTOCOL, exc.code)
-        return status_of(exc), exc.message.encode()
+        return answer_of(exc)
     try:
         engine = engine_of(app)
     except SmartCityError as exc:
-        return status_of(exc), exc.message.encode()
+        return answer_of(exc)
     refused = None
     for outcome in await settle(engine, positions):
         if isinstance(outcome, SmartCityError):
@@ -268,9 +298,149 @@ async def receive(app, query: bytes | str, content_type: str, body: bytes) -> tu
         else:
             count(app, PROTOCOL, "duplicate" if outcome.duplicate else "stored")
     if refused is not None:
-        refused = in_terms_of(refused, FIELD_NAMES)
-        return status_of(refused), refused.message.encode()
-    return 200, b""
+        return answer_of(refused)
+    return 200, b"", None
+
+
+# --- the fast path: a plain Traccar Client request, gathered into its loop turn's batch --------------
+
+# A fast row's fields, in order: the columns `Admission.validate_columns` checks (the batch's protocol and
+# alarm are constants: a request with an alarm takes the full path, which sends it to the writer at once).
+ROW_FIELDS: dict[str, Any] = {
+    "device": object,
+    "fix_time": np.int64,
+    "lat": np.float64,
+    "lon": np.float64,
+    "speed": np.float64,
+    "bearing": np.float64,
+    "altitude": np.float64,
+    "accuracy": np.float64,
+    "battery": np.float64,
+    "valid": np.bool_,
+    "attributes": object,
+}
+ROW_CONSTANTS = {"protocol": PROTOCOL, "alarm": None}
+_NUMBERS = {"lat": 0, "lon": 1, "speed": 2, "bearing": 3, "heading": 4, "altitude": 5, "accuracy": 6, "batt": 7}
+_MS_FROM = 100_000_000_000  # 1e11: a larger epoch is milliseconds (as `epoch_or_iso`)
+_MS_MAX = 253_402_300_799_000  # 9999-12-31T23:59:59Z; beyond, the full path says "out of range"
+
+
+def fast_row(query: str) -> tuple | None:
+    """The batch row of a plain Traccar Client query (id, timestamp as whole epoch seconds or milliseconds,
+    lat, lon and numbers, any other keys as attributes), parsed by hand; None when the request needs the full
+    decoder: escapes, an alarm, `location`, another form of time, a value that is not a finite number or a
+    missing field. The full decoder gives the same position for every query this accepts (a property test
+    holds them to it), and says what is wrong with the others."""
+    if "%" in query or "+" in query:
+        return None
+    device = deviceid = stamp = valid = extra = None
+    numbers: list[float | None] = [None] * 8
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        slot = _NUMBERS.get(key)
+        if slot is not None:
+            if value:
+                try:
+                    x = float(value)
+                except ValueError:
+                    return None
+                if x - x:  # NaN or infinite: the full path names the field
+                    return None
+                numbers[slot] = x
+            else:
+                numbers[slot] = None
+        elif key == "id":
+            device = value
+        elif key == "timestamp":
+            stamp = value
+        elif key == "deviceid":
+            deviceid = value
+        elif key == "valid":
+            valid = value
+        elif key in _CONSUMED:  # alarm, location
+            return None
+        elif part:
+            if extra is None:
+                extra = {}
+            extra[key] = value
+    device = device or deviceid
+    lat, lon = numbers[0], numbers[1]
+    if not device or len(device) > 100 or device.strip() != device or lat is None or lon is None:
+        return None
+    if stamp:
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 15:
+            return None
+        at = int(stamp)
+        if at < _MS_FROM:
+            at *= 1000
+        elif at > _MS_MAX:
+            return None
+    else:
+        at = time.time_ns() // 1_000_000  # the time it arrived
+    speed = numbers[2]
+    bearing = numbers[3] if numbers[3] is not None else numbers[4]
+    attributes = None
+    if extra is not None:
+        attributes = orjson.dumps({key: _attribute(key, value) for key, value in extra.items()}).decode()
+    return (
+        device,
+        at,
+        lat,
+        lon,
+        None if speed is None else speed * KNOT,
+        bearing,
+        numbers[5],
+        numbers[6],
+        numbers[7],
+        valid is None or valid.strip().lower() in ("true", "1"),
+        attributes,
+    )
+
+
+def batcher_of(app) -> RowBatcher:
+    """The app's gatherer of fast rows: one batch per turn of the event loop, sent to the process's intake."""
+    batcher = getattr(app.state, "osmand_batcher", None)
+    if batcher is None:
+
+        def settled(outcome: BatchOutcome) -> None:
+            count(app, PROTOCOL, "stored", outcome.stored)
+            count(app, PROTOCOL, "duplicate", outcome.duplicates)
+            failures = []
+            for exc in outcome.errors.values():
+                count(app, PROTOCOL, getattr(exc, "code", "internal_error"))
+                if not isinstance(exc, SmartCityError):
+                    failures.append(exc)
+            if failures:
+                log.error("storing %d OsmAnd positions failed: %r", len(failures), failures[0])
+
+        batcher = app.state.osmand_batcher = RowBatcher(
+            ROW_FIELDS, lambda cols: engine_of(app).columns_future(cols), ROW_CONSTANTS, settled
+        )
+    return batcher
+
+
+async def receive_row(batcher: RowBatcher, row: tuple) -> Answer:
+    """Store a fast row with its batch; (status, body, Retry-After) once the batch is committed or the row
+    refused."""
+    batch, index = batcher.add(row)
+    await batch.done
+    if batch.status[index]:  # stored, or a replay of a stored one
+        return 200, b"", None
+    exc = batch.errors.get(index)
+    if not isinstance(exc, SmartCityError):
+        return 500, b"storing the position failed", None
+    return answer_of(exc)
+
+
+def _bodiless(headers) -> bool:
+    """Whether the request has no body (nor a JSON content type, which the full path refuses without one)."""
+    for name, value in headers:
+        if name == b"content-length":
+            if value != b"0":
+                return False
+        elif name == b"transfer-encoding" or (name == b"content-type" and b"json" in value):
+            return False
+    return True
 
 
 # --- under the web server -------------------------------------------------------------------------
@@ -279,14 +449,25 @@ router = APIRouter(include_in_schema=False)
 
 
 async def _osmand(request: Request) -> Response:
+    query = request.scope.get("query_string", b"")
+    if query and _bodiless(request.scope["headers"]):
+        row = fast_row(query.decode("latin-1"))
+        if row is not None:
+            return _response(*await receive_row(batcher_of(request.app), row))
     try:
         body = await read_body(request, request.app.state.settings.of(SafetySettings).device_max_bytes)
     except TooLarge as exc:
         return Response(exc.message, status_code=413, media_type="text/plain")
-    status, text = await receive(
-        request.app, request.scope.get("query_string", b""), request.headers.get("content-type", ""), body
+    return _response(
+        *await receive(
+            request.app, request.scope.get("query_string", b""), request.headers.get("content-type", ""), body
+        )
     )
-    return Response(text, status_code=status, media_type="text/plain" if text else None)
+
+
+def _response(status: int, text: bytes, wait: int | None) -> Response:
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    return Response(text, status_code=status, headers=headers, media_type="text/plain" if text else None)
 
 
 for _path in PATHS:
@@ -294,7 +475,7 @@ for _path in PATHS:
 
 
 def _plain_error(request: Request, exc: SmartCityError) -> Response:
-    return Response(exc.message, status_code=status_of(exc), media_type="text/plain")
+    return _response(*answer_of(exc))
 
 
 # --- its own port ---------------------------------------------------------------------------------
@@ -306,36 +487,57 @@ class Listener:
     def __init__(self, app):
         self.app = app
         self.limit = app.state.settings.of(SafetySettings).device_max_bytes
+        self.batcher = batcher_of(app)
 
     async def __call__(self, scope, receive_message, send) -> None:
         if scope["type"] != "http":
             return
-        status, text = await self._answer(scope, receive_message)
+        query = scope["query_string"]
+        if query and scope["method"] in ("GET", "POST") and _bodiless(scope["headers"]):
+            row = fast_row(query.decode("latin-1"))
+            if row is not None:
+                answer = await receive_row(self.batcher, row)
+                if answer[0] == 200:
+                    await send(_OK_START)
+                    await send(_EMPTY_BODY)
+                    return
+                await self._send(send, *answer)
+                return
+        await self._send(send, *await self._answer(scope, receive_message))
+
+    @staticmethod
+    async def _send(send, status: int, text: bytes, wait: int | None = None) -> None:
         headers = [(b"content-length", str(len(text)).encode())]
         if text:
             headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        if wait is not None:
+            headers.append((b"retry-after", str(wait).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": text})
 
-    async def _answer(self, scope, receive_message) -> tuple[int, bytes]:
+    async def _answer(self, scope, receive_message) -> Answer:
         if scope["method"] not in ("GET", "POST"):
-            return 405, b"GET or POST"
+            return 405, b"GET or POST", None
         content_type = ""
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return 413, b"the body is too large"
+                return 413, b"the body is too large", None
             if name == b"content-type":
                 content_type = value.decode("latin-1")
         body, more = b"", True
         while more:
             message = await receive_message()
             if message["type"] != "http.request":
-                return 400, b"the client went away"
+                return 400, b"the client went away", None
             body += message.get("body", b"")
             if len(body) > self.limit:
-                return 413, b"the body is too large"
+                return 413, b"the body is too large", None
             more = message.get("more_body", False)
         return await receive(self.app, scope["query_string"], content_type, body)
+
+
+_OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+_EMPTY_BODY = {"type": "http.response.body", "body": b""}
 
 
 class _EmbeddedServer:

@@ -49,6 +49,17 @@ class SafetySettings:
         "PostgreSQL, where they commit in parallel; SQLite has one writer at a time.",
     )
     queue_max: int = setting(200_000, "Positions the intake may hold waiting to be written before refusing.")
+    staging_max_behind: int = setting(
+        2_000_000,
+        "SQLite: positions the staging table may hold (not yet moved into the history) before the intake answers "
+        "503 with Retry-After to ordinary positions (alarms are still taken); bounds the table when the mover "
+        "falls behind.",
+    )
+    staging_chunk_ms: int = setting(
+        50,
+        "SQLite: milliseconds one chunk of the staging mover should hold the write lock (its rows adapt to it), "
+        "so that a large backlog never keeps the intake writer waiting longer.",
+    )
     live_positions: bool = setting(
         True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
     )

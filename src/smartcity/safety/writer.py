@@ -209,14 +209,23 @@ class WriterProcess:
         self._send(("u", self._wait(waiter, loop), [self._pack_item(p) for p in positions]), loop)
         return await waiter
 
-    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
-        """A decoded batch as columns (numpy arrays cross the socket as buffers, not one object per position);
-        `errors` are the rows the decoder refused. Answered with one `BatchOutcome`."""
+    def columns_future(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> asyncio.Future:
+        """A decoded batch as columns (numpy arrays cross the socket as buffers, not one object per position),
+        sent now with whatever else waits to go; `errors` are the rows the decoder refused. The running loop's
+        future gets one `BatchOutcome`."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         packed = {i: pack_outcome(e) for i, e in (errors or {}).items()}
-        self._send(("c", self._wait(waiter, loop), cols.cols, cols.n, packed), loop)
-        return await waiter
+        message = ("c", self._wait(waiter, loop), cols.cols, cols.n, packed)
+        # Not left for the end of the loop's turn: a batch is itself what a turn gathered (RowBatcher), and each
+        # turn more is a wait for every request in it.
+        with self._out_lock:
+            self._out.append(message)
+        self._flush()
+        return waiter
+
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+        return await self.columns_future(cols, errors)
 
     def submit_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> Future:
         future: Future = Future()
@@ -541,21 +550,36 @@ class WriterPool:
                 results[i] = outcome
         return results
 
-    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+    def columns_future(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> asyncio.Future:
+        """The batch split by owner, each part sent to its writer now; one BatchOutcome in the batch's order."""
         n = len(self.writers)
         owner = np.fromiter(
             (owner_of(d, n) if isinstance(d, str) else 0 for d in cols["device"].tolist()), dtype=np.int64, count=cols.n
         )
         errors = errors or {}
         outcome = BatchOutcome(np.zeros(cols.n, dtype=np.int8), {})
-        jobs, where = [], []
-        for k in range(n):
-            rows = np.flatnonzero(owner == k)
-            if not len(rows):
-                continue
+        done = asyncio.get_running_loop().create_future()
+        parts = [(k, rows) for k in range(n) if len(rows := np.flatnonzero(owner == k))]
+        remaining = [len(parts)]
+
+        def collect(rows: np.ndarray, part: asyncio.Future) -> None:
+            if part.cancelled() or part.exception() is not None:
+                failure = WriterFailed("the safety writer failed; retry") if part.cancelled() else part.exception()
+                outcome.merge(rows, BatchOutcome.refused(len(rows), failure))
+            else:
+                outcome.merge(rows, part.result())
+            remaining[0] -= 1
+            if remaining[0] == 0 and not done.done():
+                done.set_result(outcome)
+
+        if not parts:
+            done.set_result(outcome)
+        for k, rows in parts:
             local = {j: errors[int(r)] for j, r in enumerate(rows.tolist()) if int(r) in errors}
-            jobs.append(self.writers[k].intake_columns(cols.take(rows), local))
-            where.append(rows)
-        for rows, part in zip(where, await asyncio.gather(*jobs), strict=True):
-            outcome.merge(rows, part)
-        return outcome
+            self.writers[k].columns_future(cols.take(rows), local).add_done_callback(
+                lambda f, rows=rows: collect(rows, f)
+            )
+        return done
+
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome:
+        return await self.columns_future(cols, errors)

@@ -127,6 +127,7 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
     """Validate and queue the positions of the messages, apply the changes; True on "stop"."""
     items, refused = [], []
     stop = False
+    backlogged = engine.backlogged()
     for message in messages:
         kind = message[0]
         if kind == "p":
@@ -135,6 +136,9 @@ def _take_messages(messages: list, engine, outbox: _Outbox) -> bool:
                 item = engine.validate(unpack_position(message[2]))
             except Exception as exc:  # noqa: BLE001 - refused (a store error: 503), never the writer's end
                 refused.append((token, exc))
+                continue
+            if backlogged is not None and not item.urgent:
+                refused.append((token, backlogged))
                 continue
             item.token = token
             items.append(item)
