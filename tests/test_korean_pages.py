@@ -32,10 +32,11 @@ PHONE = {"width": 390, "height": 844}
 GANGNAM = (37.49596, 127.05850)  # the demo's district (11230), where the staff account's unit works
 
 # A Korean sentence assembled from pieces: a particle pair left unsettled, a bracket glued to a number, the
-# photo limits of old ("(최대 6, 10 MB 까지(장당))"), a placeholder never filled in.
+# photo limits of old ("(최대 6, 10 MB 까지(장당))"), a placeholder never filled in, a counter word set
+# apart from its number ("36 건" for 36건).
 PIECED = re.compile(
     r"이\(가\)|을\(를\)|은\(는\)|과\(와\)|\(으\)로|\(이\)라|\(이\)나|\(최대|까지\(장당\)|\(장당\)|#\d+\("
-    r"|%\([a-z_]+\)s|\{[a-z_]+(?:![rs])?\}"
+    r"|%\([a-z_]+\)[sd]|\{[a-z_]+(?:![rs])?\}|\d+ (?:건|개|장|명)(?![가-힣])"
 )
 # Romanised Korean people (a common surname and a given name) and Seoul's places (Gangnam-gu, Daechi-dong).
 SURNAMES = "Kim|Lee|Yi|Park|Pak|Choi|Jung|Jeong|Kang|Cho|Jo|Yoon|Yun|Jang|Lim|Han|Oh|Seo|Shin|Kwon|Hwang|Ahn|Song"
