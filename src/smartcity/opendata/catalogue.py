@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from smartcity.core.errors import InvalidInput
+from smartcity.core.i18n import N_
 from smartcity.core.models import Department
-from smartcity.opendata.models import Organisation
+from smartcity.opendata.models import Dataset, DatasetTag, Organisation, Resource
 
 SLUG = re.compile(r"[^a-z0-9_-]+")
 
@@ -44,3 +48,266 @@ def seed_organisations(session: Session) -> int:
         added += 1
     session.flush()
     return added
+
+
+# --- read models: the catalogue as CKAN's clients know it --------------------------------------------
+
+LICENCES = {
+    "KOGL-Type1": "공공누리 제1유형 (출처표시)",
+    "KOGL-Type2": "공공누리 제2유형 (출처표시+상업적 이용금지)",
+    "KOGL-Type3": "공공누리 제3유형 (출처표시+변경금지)",
+    "KOGL-Type4": "공공누리 제4유형 (출처표시+상업적 이용금지+변경금지)",
+    "CC-BY-4.0": "Creative Commons Attribution 4.0",
+}
+FACETS = ("organization", "tags", "res_format", "theme", "license_id")
+SORTS = {
+    "name": "name",
+    "title": "title_ko",
+    "title_string": "title_ko",
+    "metadata_modified": "modified_at",
+    "metadata_created": "created_at",
+}
+
+
+def _iso(value) -> str | None:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat() if value is not None else None
+
+
+def organisation_dict(org: Organisation, package_count: int | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "id": org.uid,
+        "name": org.name,
+        "title": org.title_ko,
+        "display_name": org.title_ko,
+        "title_translated": {"ko": org.title_ko, "en": org.title_en},
+        "description": org.description_ko,
+        "type": "organization",
+        "is_organization": True,
+        "state": "active",
+        "approval_status": "approved",
+        "created": _iso(org.created_at),
+        "image_url": "",
+    }
+    if package_count is not None:
+        found["package_count"] = package_count
+    return found
+
+
+def resource_dict(resource: Resource, dataset: Dataset, base_url: str, position: int = 0) -> dict[str, Any]:
+    return {
+        "id": resource.uid,
+        "package_id": dataset.uid,
+        "name": resource.name,
+        "description": resource.description,
+        "format": resource.format,
+        "url": f"{base_url}/opendata/resources/{resource.uid}/download",
+        "url_type": "upload" if resource.source == "upload" else "datastore",
+        "datastore_active": resource.table is not None,
+        "created": _iso(resource.created_at),
+        "last_modified": _iso(resource.modified_at),
+        "metadata_modified": _iso(resource.modified_at),
+        "position": position,
+        "state": "active",
+        "mimetype": "text/csv" if resource.format == "CSV" else None,
+        "version": resource.version,
+        "rows": resource.row_count,
+        "source": resource.source,
+    }
+
+
+def package_dict(session: Session, dataset: Dataset, base_url: str) -> dict[str, Any]:
+    """A dataset as CKAN's package_show answers it (with our fields beside CKAN's)."""
+    org = session.get(Organisation, dataset.organisation_id) if dataset.organisation_id else None
+    tags = list(
+        session.scalars(select(DatasetTag.tag).where(DatasetTag.dataset_id == dataset.id).order_by(DatasetTag.tag))
+    )
+    resources = list(session.scalars(select(Resource).where(Resource.dataset_id == dataset.id).order_by(Resource.id)))
+    return {
+        "id": dataset.uid,
+        "name": dataset.name,
+        "title": dataset.title_ko,
+        "title_translated": {"ko": dataset.title_ko, "en": dataset.title_en},
+        "notes": dataset.description_ko,
+        "notes_translated": {"ko": dataset.description_ko, "en": dataset.description_en},
+        "license_id": dataset.licence,
+        "license_title": LICENCES.get(dataset.licence, dataset.licence),
+        "author": dataset.publisher,
+        "maintainer": dataset.publisher,
+        "owner_org": org.uid if org else None,
+        "organization": organisation_dict(org) if org else None,
+        "tags": [{"name": t, "display_name": t, "state": "active"} for t in tags],
+        "num_tags": len(tags),
+        "resources": [resource_dict(r, dataset, base_url, i) for i, r in enumerate(resources)],
+        "num_resources": len(resources),
+        "frequency": dataset.update_frequency,
+        "spatial": dataset.spatial,
+        "temporal_start": dataset.temporal_start,
+        "temporal_end": dataset.temporal_end,
+        "theme": dataset.theme,
+        "source": "platform" if dataset.feed else "upload",
+        "metadata_created": _iso(dataset.created_at),
+        "metadata_modified": _iso(dataset.modified_at),
+        "state": "active",
+        "private": not dataset.published,
+        "type": "dataset",
+        "url": f"{base_url}/opendata/datasets/{dataset.name}",
+        "extras": [
+            {"key": "update_frequency", "value": dataset.update_frequency},
+            {"key": "theme", "value": dataset.theme},
+        ],
+    }
+
+
+def index_dataset(session: Session, dataset: Dataset) -> None:
+    """Keep the dataset's search entry (opendata.search) as it now is: published ones only."""
+    from smartcity.opendata import search
+
+    if not dataset.published:
+        search.remove(session, "dataset", dataset.id)
+        return
+    org = session.get(Organisation, dataset.organisation_id) if dataset.organisation_id else None
+    tags = list(session.scalars(select(DatasetTag.tag).where(DatasetTag.dataset_id == dataset.id)))
+    formats = sorted(set(session.scalars(select(Resource.format).where(Resource.dataset_id == dataset.id))))
+    search.index_text(
+        session,
+        "dataset",
+        dataset.id,
+        title=[dataset.title_ko, dataset.title_en, dataset.name],
+        body=[dataset.description_ko, dataset.description_en, *tags, *(([org.title_ko, org.title_en]) if org else [])],
+        facets={
+            "organization": [org.name] if org else [],
+            "tags": tags,
+            "res_format": formats,
+            "theme": [dataset.theme] if dataset.theme else [],
+            "license_id": [dataset.licence],
+        },
+    )
+
+
+# --- package_search -----------------------------------------------------------------------------------
+
+ROWS_DEFAULT = 10
+ROWS_MAX = 1000  # CKAN's ckan.search.rows_max: more is clamped, the count stays true
+_FQ = re.compile(r'\s*\+?([a-z_]+):(?:"((?:[^"\\]|\\.)*)"|\(([^()]*)\)|([^\s"()]+))')
+
+
+class SearchQueryError(InvalidInput):
+    """A search the catalogue cannot run (CKAN's "Search Query Error", 400)."""
+
+    status = 400
+    code = "search_query"
+
+
+def parse_fq(fq: str) -> dict[str, list[str]]:
+    """CKAN's `fq` as filters: `field:value`, `field:"a value"`, `field:(a OR b)`, clauses ANDed. Only the
+    facet fields may be filtered on; values are bound, never written into SQL."""
+    found: dict[str, list[str]] = {}
+    at = 0
+    text = fq or ""
+    while at < len(text.rstrip()):
+        m = _FQ.match(text, at)
+        if not m:
+            raise SearchQueryError(N_("cannot parse fq near {part}"), params={"part": text[at : at + 40].strip()})
+        field, quoted, group, bare = m.groups()
+        if field not in FACETS:
+            raise SearchQueryError(N_("fq cannot filter on {field}"), params={"field": field})
+        if field in found:
+            raise SearchQueryError(N_("fq names {field} more than once"), params={"field": field})
+        if group is not None:
+            values = [v.strip().strip('"') for v in re.split(r"\s+OR\s+", group.strip()) if v.strip()]
+        else:
+            values = [quoted.replace('\\"', '"') if quoted is not None else bare]
+        found[field] = values
+        at = m.end()
+    return found
+
+
+def _sort(sort: str | None) -> list[tuple[str, bool]] | None:
+    """CKAN's `sort` ("metadata_modified desc, name asc") as (column, descending); None: by relevance."""
+    if not sort or not sort.strip():
+        return None
+    order: list[tuple[str, bool]] = []
+    for part in sort.split(","):
+        words = part.split()
+        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise SearchQueryError(N_("cannot sort by {sort}"), params={"sort": sort})
+        name, desc = words[0], len(words) == 2 and words[1].lower() == "desc"
+        if name == "score":
+            if not order:
+                return None
+            continue
+        if name not in SORTS:
+            raise SearchQueryError(N_("cannot sort by {sort}"), params={"sort": name})
+        order.append((SORTS[name], desc))
+    return order
+
+
+def search_packages(
+    session: Session,
+    base_url: str,
+    *,
+    q: str = "",
+    fq: str = "",
+    sort: str | None = None,
+    rows: int = ROWS_DEFAULT,
+    start: int = 0,
+    facet_fields: list[str] | None = None,
+    facet_limit: int = 50,
+    facet_mincount: int = 1,
+) -> dict[str, Any]:
+    """CKAN's package_search over the published datasets: the true count, a page of at most ROWS_MAX."""
+    from smartcity.opendata import search
+
+    if rows < 0 or start < 0:
+        raise InvalidInput(N_("rows and start cannot be negative"), code="rows")
+    rows = min(rows, ROWS_MAX)
+    unknown = [f for f in facet_fields or [] if f not in FACETS]
+    if unknown:
+        raise SearchQueryError(N_("cannot facet on {field}"), params={"field": ", ".join(unknown)})
+    filters = parse_fq(fq)
+    order = _sort(sort)
+    limit = -1 if facet_limit is None or facet_limit < 0 else facet_limit
+    found = search.search(
+        session,
+        q or "",
+        ["dataset"],
+        filters=filters,
+        facet_fields=list(facet_fields or []),
+        facet_limit=limit if limit >= 0 else 1_000_000,
+        facet_mincount=facet_mincount,
+        limit=rows if order is None else 0,
+        offset=start if order is None else 0,
+    )
+    if order is None:
+        ids = found.ids("dataset")
+    else:
+        every: list[int] = []
+        while len(every) < found.total:
+            page = search.search(
+                session, q or "", ["dataset"], filters=filters, limit=search.MAX_LIMIT, offset=len(every)
+            )
+            if not page.hits:
+                break
+            every += page.ids("dataset")
+        columns = [getattr(Dataset, c).desc() if d else getattr(Dataset, c).asc() for c, d in order]
+        ids = list(
+            session.scalars(
+                select(Dataset.id).where(Dataset.id.in_(every)).order_by(*columns, Dataset.id).offset(start).limit(rows)
+            )
+        )
+    by_id = {d.id: d for d in session.scalars(select(Dataset).where(Dataset.id.in_(ids), Dataset.published))}
+    results = [package_dict(session, by_id[i], base_url) for i in ids if i in by_id]
+    facets = {name: dict(values) for name, values in found.facets.items()}
+    return {
+        "count": found.total,
+        "results": results,
+        "facets": facets,
+        "search_facets": {
+            name: {
+                "title": name,
+                "items": [{"name": v, "display_name": v, "count": n} for v, n in values],
+            }
+            for name, values in found.facets.items()
+        },
+        "sort": sort or "score desc, metadata_modified desc",
+    }

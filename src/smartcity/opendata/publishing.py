@@ -20,7 +20,7 @@ from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.i18n import N_
 from smartcity.opendata import loading, storage
-from smartcity.opendata.catalogue import new_uid, slug
+from smartcity.opendata.catalogue import index_dataset, new_uid, slug
 from smartcity.opendata.models import Dataset, DatasetTag, Organisation, Resource, Version
 
 
@@ -91,6 +91,7 @@ def save_dataset(session: Session, who, info: DatasetInfo, feed: str | None = No
         session.add(DatasetTag(dataset_id=found.id, tag=tag[:100]))
     audit.record(session, who, "create" if created else "update", "opendata.dataset", found.name)
     session.flush()
+    index_dataset(session, found)
     return found
 
 
@@ -195,6 +196,7 @@ def publish_loaded(
         {"dataset": dataset.name, "version": number, "rows": count, "problems": loaded.problem_count},
     )
     session.flush()
+    index_dataset(session, dataset)
     return Published(
         dataset.name,
         resource.name,
