@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from smartcity.reports.models import Report, ReportPhoto
-from tests.conftest import eventually
-from tests.reports.helpers import CITY_HALL, file_report, jpeg
+from tests.conftest import eventually, make_user
+from tests.reports.helpers import CITY_HALL, file_report, jpeg, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -48,6 +48,55 @@ def test_manifest_parses_and_the_service_worker_controls_the_page(live_app, page
     # The shell is kept: the page's own stylesheet by the very URL the page asked for.
     css = page.get_attribute('link[rel="stylesheet"]', "href")
     assert page.evaluate("url => caches.match(url).then(r => !!r)", css)
+
+
+def test_the_service_worker_keeps_nothing_personal(live_app, page):
+    """Signed in, with contact details on the form: what the worker stores is the build, public geography and
+    the main pages as a visitor sees them; no API answer, no personal page."""
+    make_user(
+        live_app.db, "minji", "citizen", display_name="Kim Minji", email="minji@example.kr", phone="010-2345-6789"
+    )
+    sign_in(page, live_app.url, "minji")
+    open_form(page, live_app.url)
+    assert page.input_value('input[name="email"]') == "minji@example.kr"  # the form is filled for her
+    # The worker was installed on the sign-in page; installed again now, it fetches its pages while she is
+    # signed in.
+    page.evaluate(
+        """async () => {
+          for (const r of await navigator.serviceWorker.getRegistrations()) await r.unregister();
+          for (const name of await caches.keys()) await caches.delete(name);
+        }"""
+    )
+    page.reload()
+    controlled(page)
+    page.evaluate("navigator.serviceWorker.ready")
+    for path in ("/reports/mine", "/reports/new?lang=en", "/api/me"):
+        page.goto(live_app.url + path)
+    page.goto(live_app.url + "/reports/new?lang=en")
+    page.wait_for_selector("#report-map[data-state=ready]", timeout=15000)
+    kept = page.evaluate(
+        """async () => {
+          const out = [];
+          for (const name of await caches.keys()) {
+            const cache = await caches.open(name);
+            for (const request of await cache.keys()) {
+              const text = (await cache.match(request)).headers.get("content-type")?.startsWith("text/html")
+                ? await (await cache.match(request)).text() : "";
+              out.push({ url: request.url, personal: /minji|2345-6789/i.test(text) });
+            }
+          }
+          return out;
+        }"""
+    )
+    pages = {"/", "/offline", "/reports/new", "/reports"}
+    assert any(urlsplit(k["url"]).path == "/reports/new" for k in kept)
+    for k in kept:
+        url = urlsplit(k["url"])
+        public = url.path.startswith("/static/build/") or (
+            url.path.startswith("/api/geo/") and url.path.endswith(".geojson")
+        )
+        assert public or (url.path in pages and url.query.startswith("lang=")), k["url"]
+        assert not k["personal"], k["url"]
 
 
 def test_a_report_filed_offline_is_kept_and_sent_once_when_the_network_returns(live_app, page):
@@ -161,3 +210,38 @@ def test_camera_first_places_the_pin_from_the_photo_and_suggests_a_category(live
         report = s.scalars(select(Report).order_by(Report.id.desc())).first()
         assert (report.title, report.category_code, report.photo_count) == ("Guardrail bent", "roads-guardrail", 1)
         assert abs(report.lat - lat) < 1e-6 and abs(report.lon - lon) < 1e-6
+
+
+def test_a_kept_report_the_server_refuses_stays_on_the_phone_to_be_corrected(live_app, page):
+    open_form(page, live_app.url)
+    controlled(page)
+    page.context.set_offline(True)
+    page.select_option("#category", POTHOLE)
+    page.select_option(f'select[name="attr.{POTHOLE}.size"]', "small")
+    page.click("details.coords summary")
+    page.fill("#lat", "35.1796")  # Busan: outside the city, which only the server can say while offline
+    page.fill("#lon", "129.0756")
+    page.fill("#title", "Far away")
+    page.set_input_files("#photos", files=[{"name": "far.jpg", "mimeType": "image/jpeg", "buffer": jpeg()}])
+    page.click("#submit-report")
+    page.wait_for_selector("#kept-note:not([hidden])")
+    page.context.set_offline(False)
+    page.wait_for_selector("#outbox-note .outbox-refused", timeout=20000)
+    assert "Far away" in page.inner_text("#outbox-note .outbox-refused")
+    assert stored(live_app.db) == []
+
+    page.click("#outbox-note .outbox-refused a")  # back into the form, photo included
+    page.wait_for_function("document.querySelector('#title').value === 'Far away'")
+    assert page.input_value("#category") == POTHOLE
+    assert page.eval_on_selector("#photos", "el => el.files.length") == 1
+    page.wait_for_selector("#report-map[data-inside=false]")  # the pin shows where it was
+    page.click("details.coords summary")
+    page.fill("#lat", f"{CITY_HALL[0]}")
+    page.fill("#lon", f"{CITY_HALL[1]}")
+    page.dispatch_event("#lon", "change")
+    page.click("#submit-report")
+    page.wait_for_url("**/submitted")
+    assert [(title, photos) for _, title, photos in stored(live_app.db)] == [("Far away", 1)]
+    page.goto(live_app.url + "/reports?lang=en")
+    assert page.get_attribute("#outbox-note", "data-waiting") in (None, "0")
+    assert page.locator("#outbox-note .outbox-refused").count() == 0
