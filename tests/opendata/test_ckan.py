@@ -39,7 +39,9 @@ def _catalogue(db) -> dict[str, str]:
             publishing.save_dataset(s, PUBLISHER, info)
     ids = {
         "cctv-gangnam": publish(db, "cctv-gangnam", CCTV.encode(), "cctv.csv").resource_id,
-        "wifi-points": publish(db, "wifi-points", b"place,lat,lon\nA,37.5,127.0\nB,37.6,127.1\n", "wifi.csv").resource_id,
+        "wifi-points": publish(
+            db, "wifi-points", b"place,lat,lon\nA,37.5,127.0\nB,37.6,127.1\n", "wifi.csv"
+        ).resource_id,
         "draft-data": publish(db, "draft-data", b"secret,n\nx,1\n", "draft.csv").resource_id,
     }
     with db.session() as s:
@@ -86,7 +88,10 @@ def test_ckanapi_reads_rows_with_filters_sort_fields_and_formats(live, db):
     rid = ids["cctv-gangnam"]
     page = ckan.action.datastore_search(resource_id=rid, filters={"자치구": "강남구"}, sort="수량 desc", limit=2)
     assert page["total"] == 3
-    assert [(r["설치장소"], r["수량"]) for r in page["records"]] == [("삼성동 봉은사로 524", 5), ("역삼동 테헤란로 152", 3)]
+    assert [(r["설치장소"], r["수량"]) for r in page["records"]] == [
+        ("삼성동 봉은사로 524", 5),
+        ("역삼동 테헤란로 152", 3),
+    ]
     types = {f["id"]: f["type"] for f in page["fields"]}
     assert types == {"_id": "int", "자치구": "text", "설치장소": "text", "수량": "int", "설치일": "date"}
     assert page["records"][0]["설치일"] == "2021-03-01"
@@ -199,7 +204,9 @@ def test_errors_use_ckans_envelope_and_status_codes(live, db):
         invalid = http.post("/api/3/action/datastore_search", json={"resource_id": ids["cctv-gangnam"], "limit": -1})
         assert invalid.status_code == 409 and invalid.json()["error"]["__type"] == "Validation Error"
         assert "limit" in invalid.json()["error"]
-        broken = http.post("/api/3/action/package_search", content=b"{not json", headers={"content-type": "application/json"})
+        broken = http.post(
+            "/api/3/action/package_search", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert broken.status_code == 400 and "JSON" in broken.json()["error"]["message"]
         bad_fq = http.get("/api/3/action/package_search", params={"fq": "owner:1 OR 1=1"})
         assert bad_fq.status_code == 400 and bad_fq.json()["error"]["__type"] == "Search Query Error"

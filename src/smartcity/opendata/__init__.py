@@ -12,6 +12,7 @@ See docs/opendata.md.
 
 from __future__ import annotations
 
+from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
 from smartcity.core.module import Module, Role
 
@@ -33,7 +34,7 @@ def _refresh(db, settings):
 module = Module(
     name="opendata",
     routers=("smartcity.opendata.ckan:router", "smartcity.opendata.documents_pages:router"),
-    roles=(Role("data_publisher", "Data publisher: loads and publishes open datasets"),),
+    roles=(Role("data_publisher", N_("Data publisher: loads and publishes open datasets")),),
     permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
     jobs=(Job("opendata.refresh", 5, _refresh),),
     error_formats={
