@@ -118,3 +118,32 @@ def test_the_reporter_turns_on_notifications_and_the_phone_shows_one(browser, se
         assert f"#{rid}" in shown[0]["title"] and "곧 보수하겠습니다." in shown[0]["body"]
     finally:
         context.close()
+
+
+def test_a_guardian_turns_on_notifications_then_chooses_them_as_the_alert_channel(browser, server, push_service):
+    from smartcity.safety.models import GuardianLink
+    from tests.safety.helpers import make_world
+
+    db = server.db
+    world = make_world(db)
+    phone = BrowserPush(push_service.endpoint("mother-phone"))
+    context = browser.new_context(locale="ko-KR", viewport={"width": 390, "height": 844}, permissions=["notifications"])
+    context.add_init_script(STUB.replace("SUBSCRIPTION", json.dumps(phone.subscription())))
+    page = context.new_page()
+    page.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        browser_signin(page, server, "mother", f"/safety/guardian/{world.person_id}")
+        choice = page.locator('input[name=channel][value="push"]')
+        assert choice.is_disabled()  # no phone of hers receives notifications yet
+        page.get_by_role("button", name="이 휴대전화에서 알림 켜기").click()
+        page.get_by_text("이 휴대전화의 알림이 켜졌습니다.").wait_for()
+        assert choice.is_enabled() and page.evaluate("window.__asked") == 1
+        choice.check()
+        page.get_by_role("button", name="알림 설정 저장").click()
+        page.wait_for_url(f"**/safety/guardian/{world.person_id}*")
+        assert page.locator('input[name=channel][value="push"]').is_checked()
+        with db.session() as s:
+            link = s.scalar(select(GuardianLink).where(GuardianLink.user_id == world.guardian_id))
+            assert link.alert_channel == "push"
+    finally:
+        context.close()
