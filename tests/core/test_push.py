@@ -81,7 +81,7 @@ def test_a_browser_subscribes_lists_and_unsubscribes_each_step_audited(db, clien
     assert subscriptions(db) == 1
     listed = client.get("/api/push/subscriptions").json()
     assert [d["device"] for d in listed] == [headers["User-Agent"]] and "endpoint" not in listed[0]
-    assert [e.action for e in audit_of(db)] == ["create", "create", "read"]
+    assert [e.action for e in audit_of(db)] == ["create", "update", "read"]
 
     r = client.request("DELETE", "/api/push/subscriptions", json={"endpoint": phone.endpoint}, headers=csrf(client))
     assert r.status_code == 204 and subscriptions(db) == 0
@@ -183,3 +183,20 @@ def test_the_vapid_key_is_made_once_at_set_up_and_kept_out_of_the_repository(tmp
     configured = make_settings(db_url, tmp_path / "other", vapid_private_key=key_file.read_text())
     assert push.public_key(configured) == first
     assert not (tmp_path / "other" / "var" / push.KEY_FILE).exists()
+
+
+def test_a_message_goes_only_to_a_browser_of_its_own_account(db, client, settings, push_service):
+    # A subscription's id may be taken again after it was removed (SQLite reuses the highest id): a message
+    # queued for the old one must not reach the browser of whoever holds the id now.
+    make_user(db, "minji", "citizen")
+    make_user(db, "jun", "citizen")
+    signin(client, "minji")
+    phone = BrowserPush(push_service.endpoint("minji"))
+    sub_id = client.post("/api/push/subscriptions", json=phone.subscription(), headers=csrf(client)).json()["id"]
+    with db.session() as s:
+        notify.queue(s, "push", str(sub_id), "for jun", subject="t", user_id=user_id(db, "jun"), url="/")
+    deliver_pending(db, settings)
+    assert push_service.received == []
+    with db.session() as s:
+        [message] = s.scalars(select(Notification))
+        assert message.status == "failed" and message.attempts == 1

@@ -19,6 +19,7 @@ import logging
 import smtplib
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from functools import cached_property
 from typing import Protocol
 
 import httpx
@@ -119,13 +120,18 @@ class WebPushChannel:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.key = push.vapid_key(settings)
         self.subject = push.vapid_subject(settings)
+
+    @cached_property
+    def key(self):
+        # Read when a push message is due, not each time the outbox job looks for work.
+        return push.vapid_key(self.settings)
 
     def send(self, message: Notification) -> None:
         session = object_session(message)
         sub = session.get(push.PushSubscription, int(message.to)) if message.to.isdigit() else None
-        if sub is None:
+        # A removed subscription's id may be taken again by another's: a message only goes to its own account.
+        if sub is None or sub.user_id != message.user_id:
             raise Undeliverable("the browser's subscription was removed")
         headers = dict(message.headers or {})
         ttl = int(headers.pop("TTL", DEFAULT_PUSH_TTL))

@@ -162,12 +162,13 @@ def subscribe(
         session.delete(sub)
         session.flush()
         sub = None
+    action = "update" if sub is not None else "create"
     if sub is None:
         sub = PushSubscription(user_id=identity.user_id, endpoint=endpoint)
         session.add(sub)
     sub.p256dh, sub.auth, sub.device = p256dh, auth, device[:200]
     session.flush()
-    audit.record(session, identity, "create", "push_subscription", sub.id, {"device": sub.device})
+    audit.record(session, identity, action, "push_subscription", sub.id, {"device": sub.device})
     older = list(
         session.scalars(
             select(PushSubscription)
