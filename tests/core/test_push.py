@@ -6,7 +6,10 @@ subscription the push service says is gone removed."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -200,3 +203,15 @@ def test_a_message_goes_only_to_a_browser_of_its_own_account(db, client, setting
     with db.session() as s:
         [message] = s.scalars(select(Notification))
         assert message.status == "failed" and message.attempts == 1
+
+
+def test_smartcity_init_makes_the_vapid_key(sqlite_url, tmp_path):
+    from tests.helpers import ROOT
+
+    var = tmp_path / "var-of-init"
+    env = {**os.environ, "SMARTCITY_DATABASE_URL": sqlite_url, "SMARTCITY_VAR_DIR": str(var)}
+    done = subprocess.run(
+        [sys.executable, "-m", "smartcity.cli", "init"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (var / push.KEY_FILE).read_text().startswith("-----BEGIN PRIVATE KEY-----")
