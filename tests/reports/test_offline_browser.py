@@ -245,3 +245,29 @@ def test_a_kept_report_the_server_refuses_stays_on_the_phone_to_be_corrected(liv
     page.goto(live_app.url + "/reports?lang=en")
     assert page.get_attribute("#outbox-note", "data-waiting") in (None, "0")
     assert page.locator("#outbox-note .outbox-refused").count() == 0
+
+
+def test_camera_first_without_a_position_in_the_photo_uses_the_phone_then_the_map(live_app, browser):
+    context = browser.new_context(
+        locale="ko-KR",
+        viewport={"width": 390, "height": 844},
+        geolocation={"latitude": CITY_HALL[0], "longitude": CITY_HALL[1]},
+        permissions=["geolocation"],
+    )
+    page = context.new_page()
+    open_form(page, live_app.url)
+    page.set_input_files("#camera", files=[{"name": "plain.jpg", "mimeType": "image/jpeg", "buffer": jpeg()}])
+    page.wait_for_selector("#camera-where[data-source=device]")
+    assert (float(page.input_value("#lat")), float(page.input_value("#lon"))) == pytest.approx(CITY_HALL, abs=1e-6)
+    context.close()
+
+    # No position in the photo (its EXIF cut short, too) and none from the phone: the citizen places the pin.
+    context = browser.new_context(locale="ko-KR", viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    open_form(page, live_app.url)
+    with_gps = jpeg(exif=True)
+    cut = with_gps[: with_gps.index(b"Exif") + 40]
+    page.set_input_files("#camera", files=[{"name": "cut.jpg", "mimeType": "image/jpeg", "buffer": cut}])
+    page.wait_for_selector("#camera-where[data-source=none]")
+    assert page.input_value("#lat") == "" and page.locator("#photo-preview img").count() == 1
+    context.close()
