@@ -271,3 +271,30 @@ def test_camera_first_without_a_position_in_the_photo_uses_the_phone_then_the_ma
     page.wait_for_selector("#camera-where[data-source=none]")
     assert page.input_value("#lat") == "" and page.locator("#photo-preview img").count() == 1
     context.close()
+
+
+def test_online_the_servers_refusal_shows_as_a_page_with_the_mistakes_and_nothing_is_kept(live_app, page):
+    open_form(page, live_app.url)
+    controlled(page)
+    page.select_option("#category", POTHOLE)
+    page.select_option(f'select[name="attr.{POTHOLE}.size"]', "small")
+    page.click("details.coords summary")
+    page.fill("#lat", "35.1796")  # outside the city: the server refuses it
+    page.fill("#lon", "129.0756")
+    page.fill("#title", "Refused online")
+    page.click("#submit-report")
+    page.wait_for_selector("p.error.summary")
+    assert page.input_value("#title") == "Refused online"  # what was typed is kept
+    assert stored(live_app.db) == []
+    assert (
+        page.evaluate(
+            """() => new Promise((resolve) => {
+          const open = indexedDB.open("smartcity-outbox");
+          open.onsuccess = () => {
+            const all = open.result.transaction("reports").objectStore("reports").count();
+            all.onsuccess = () => resolve(all.result);
+          };
+        })"""
+        )
+        == 0
+    )
