@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 WEB_BUILT := src/smartcity/core/static/build/.built
-WEB_SOURCES := $(wildcard web/src/*) web/build.mjs web/package-lock.json
+WEB_SOURCES := $(wildcard web/src/*) web/build.mjs web/icons.mjs web/package-lock.json
 
 .PHONY: demo test install web system-deps lint bench serve messages clean screenshots
 
