@@ -5,6 +5,7 @@ the official lists carry (a managing office's phone) are left out."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -23,5 +24,5 @@ def assets(session: Session) -> Iterator[dict[str, Any]]:
             "lon": asset.lon,
             "district_code": asset.district_code,
             "source": asset.source,
-            "updated_at": asset.updated_at.isoformat() if asset.updated_at else None,
+            "updated_at": asset.updated_at.astimezone(UTC).replace(tzinfo=None) if asset.updated_at else None,
         }

@@ -37,7 +37,7 @@ COORDINATES = frozenset({"lat", "lon", "lng", "latitude", "longitude", "geometry
 
 _lock = threading.Lock()
 _dirty: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-_refused_seen: set[str] = set()
+_refused_seen: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _first_run: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
@@ -109,8 +109,11 @@ def publish_feed(db, dataset: Declared, modules: Iterable[Module]) -> publishing
                 return None
             return done
     except Refused as exc:
-        if dataset.name not in _refused_seen:  # once per process: the job asks again every few seconds
-            _refused_seen.add(dataset.name)
+        with _lock:
+            # Once per store and process: the job asks again every few seconds.
+            first = dataset.name not in _refused_seen.setdefault(db, set())
+            _refused_seen[db].add(dataset.name)
+        if first:
             with db.session() as s:
                 audit.record(s, ACTOR, "refuse", "opendata.dataset", dataset.name, {"reason": exc.message})
         raise

@@ -8,6 +8,7 @@ import hashlib
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,17 @@ def rows_as_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return out.getvalue().encode()
 
 
+def _type_of_values(values: Iterable[Any]) -> str:
+    """A module's column typed by its Python values (a str stays text: a district code is not a number)."""
+    kinds = {type(v) for v in values if v is not None}
+    for kind, name in ((bool, "boolean"), (int, "integer"), (datetime, "datetime"), (date, "date")):
+        if kinds == {kind}:
+            return name
+    if kinds and kinds <= {int, float}:
+        return "float"
+    return "text"
+
+
 def publish_records(
     session: Session, who, dataset: Dataset, resource_name: str, records: Iterable[Mapping[str, Any]], key: str | None
 ) -> Published:
@@ -256,7 +268,8 @@ def publish_records(
                 header.append(k)
     rows = [[record.get(k) for k in header] for record in listed]
     raw = loading.RawTable(header, [(n, row) for n, row in enumerate(rows, 2)], "utf-8")
-    loaded = loading.make_typed(raw)
+    ids = loading.column_ids(header)
+    loaded = loading.make_typed(raw, {ids[i]: _type_of_values(row[i] for row in rows) for i in range(len(header))})
     data = rows_as_csv(header, rows)
     return publish_loaded(
         session, who, dataset, resource_name, loaded, data, f"{resource_name}.csv", source="platform", key=key

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,9 @@ def sensitive_codes() -> frozenset[str]:
     return SENSITIVE | marked
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _utc(value: datetime | None) -> datetime | None:
+    """A time in UTC without its zone: the typed tables keep times as written, and these are UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
 
 
 def public_reports(session: Session) -> Iterator[dict[str, Any]]:
@@ -70,9 +71,9 @@ def public_reports(session: Session) -> Iterator[dict[str, Any]]:
             "lon": round(report.lon, digits),
             "location_rounded": rounded,
             "support_count": report.support_count,
-            "created_at": _iso(report.created_at),
-            "updated_at": _iso(report.updated_at),
-            "fixed_at": _iso(report.fixed_at),
+            "created_at": _utc(report.created_at),
+            "updated_at": _utc(report.updated_at),
+            "fixed_at": _utc(report.fixed_at),
         }
 
 
@@ -81,9 +82,9 @@ def daily_counts(session: Session) -> Iterator[dict[str, Any]]:
     from smartcity.core.context import context_of
 
     tz = ZoneInfo(context_of(session.info["db"]).profile.timezone)
-    counts: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str, date], int] = {}
     for district, created in session.execute(select(Report.district_code, Report.created_at)):
-        day = created.astimezone(tz).date().isoformat()
+        day = created.astimezone(tz).date()
         counts[(district, day)] = counts.get((district, day), 0) + 1
     for (district, day), n in sorted(counts.items(), key=lambda item: (item[0][1], item[0][0])):
-        yield {"key": f"{day}/{district}", "date": day, "district_code": district, "reports": n}
+        yield {"key": f"{day.isoformat()}/{district}", "date": day, "district_code": district, "reports": n}

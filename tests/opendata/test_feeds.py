@@ -1,0 +1,109 @@
+"""Live platform datasets: reports and assets publish themselves after their events (no export by hand),
+without contact data and with sensitive locations rounded; a dataset carrying persons' locations is refused."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import ckanapi
+import pytest
+from sqlalchemy import select
+
+from smartcity.assets import service as assets
+from smartcity.core import audit
+from smartcity.core.module import Dataset, Module, PersonalTopic, declared
+from smartcity.opendata import feeds
+from smartcity.opendata.models import Dataset as CatalogueDataset
+from smartcity.reports.views import Contact
+from tests.reports.helpers import GANGNAM, file_report
+
+
+def _rows_of(ckan, name: str, timeout: float = 30.0, until=lambda rows: True) -> list[dict]:
+    """The rows of the dataset `name` through CKAN once it exists and `until(rows)` holds (the refresh job
+    runs every few seconds)."""
+    deadline = time.monotonic() + timeout
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        try:
+            package = ckan.action.package_show(id=name)
+            rid = package["resources"][0]["id"]
+            rows = ckan.action.datastore_search(resource_id=rid, limit=1000)["records"]
+            if until(rows):
+                return rows
+        except ckanapi.NotFound:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{name} did not update by itself within {timeout} s: {rows[:3]}")
+
+
+def test_reports_publish_themselves_without_contacts_and_with_sensitive_places_rounded(live, db):
+    ckan = ckanapi.RemoteCKAN(live.url)
+    contact = Contact(name="김민수", email="kim@example.kr", phone="010-1234-5678")
+    pothole = file_report(db, where=GANGNAM, contact=contact)
+    parked = file_report(db, category="traffic-illegal-parking", where=(37.497912, 127.027619), title="불법 주차")
+    rows = _rows_of(ckan, "reports-reports", until=lambda rows: {pothole, parked} <= {r["id"] for r in rows})
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[pothole]["lat"] == pytest.approx(GANGNAM[0], abs=1e-6) and not by_id[pothole]["location_rounded"]
+    assert (by_id[parked]["lat"], by_id[parked]["lon"]) == (37.498, 127.028) and by_id[parked]["location_rounded"]
+    fields = set(rows[0])
+    assert not fields & {"email", "phone", "contact", "description", "address_string", "reporter_id", "public_name"}
+    assert not {"kim@example.kr", "010-1234-5678", "김민수"} & {v for r in rows for v in r.values()}
+    counts = _rows_of(ckan, "reports-daily-counts", until=lambda rows: sum(r["reports"] for r in rows) >= 2)
+    assert {r["district_code"]: r["reports"] for r in counts} == Counter(r["district_code"] for r in rows)
+    assert all(isinstance(r["district_code"], str) for r in counts)  # a code, not a number
+    # A new report is a new version with one row added.
+    third = file_report(db, where=GANGNAM, title="또 다른 포트홀")
+    _rows_of(ckan, "reports-reports", until=lambda rows: third in {r["id"] for r in rows})
+    with db.session() as s:
+        entries = audit.entries(s, object_type="opendata.resource")
+        assert any(e.detail.get("dataset") == "reports-reports" and e.detail.get("version", 0) >= 2 for e in entries)
+
+
+def test_assets_publish_themselves_after_a_change(live, db):
+    ckan = ckanapi.RemoteCKAN(live.url)
+    with db.session() as s:
+        camera = assets.create_asset(s, "cctv", 37.5013, 127.0396, name="역삼역 CCTV").id
+    rows = _rows_of(ckan, "assets-assets", until=lambda rows: camera in {r["id"] for r in rows})
+    assert next(r for r in rows if r["id"] == camera)["kind"] == "cctv"
+
+
+def _module_with(dataset: Dataset, personal: tuple[PersonalTopic, ...] = ()) -> Module:
+    return Module(name="tracker", datasets=(dataset,), personal=personal)
+
+
+def _positions(session):
+    yield {"person": "p1", "lat": 37.5, "lon": 127.0}
+
+
+def test_a_dataset_following_a_personal_topic_is_refused(db):
+    # safety declares its live positions a personal topic: a dataset refreshed by them is never published.
+    modules = [*declared()]
+    assert any(t.prefix == "safety.position" for m in modules for t in m.personal)
+    tracker = _module_with(Dataset("positions", "위치", _positions, events=("safety.position",)))
+    (declared_dataset,) = [d for d in _datasets([*modules, tracker]) if d.module == "tracker"]
+    with pytest.raises(feeds.Refused, match="personal event topic safety.position"):
+        feeds.publish_feed(db, declared_dataset, [*modules, tracker])
+    with db.session() as s:
+        assert s.scalar(select(CatalogueDataset).where(CatalogueDataset.feed == "tracker.positions")) is None
+        refusals = audit.entries(s, object_type="opendata.dataset", object_id="tracker.positions")
+        assert [e.action for e in refusals] == ["refuse"]
+
+
+def test_a_dataset_declared_personal_or_carrying_a_protected_persons_places_is_refused(db):
+    flagged = _module_with(Dataset("walks", "산책", _positions, personal=True))
+    with pytest.raises(feeds.Refused, match="persons' locations"):
+        feeds.publish_feed(db, _datasets([flagged])[0], [flagged])
+    # A module with personal topics publishing rows with coordinates, under no personal event: refused too.
+    own = (PersonalTopic("tracker.live", lambda *a: False, lambda *a: None),)
+    quiet = _module_with(Dataset("places", "장소", _positions), own)
+    with pytest.raises(feeds.Refused):
+        feeds.publish_feed(db, _datasets([quiet])[0], [quiet])
+    with db.session() as s:
+        assert s.scalars(select(CatalogueDataset.feed)).all() == []
+
+
+def _datasets(modules):
+    from smartcity.core.module import datasets
+
+    return datasets(modules)
