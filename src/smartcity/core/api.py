@@ -13,11 +13,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from smartcity.core import accounts, audit
+from smartcity.core import accounts, audit, params
 from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.events import Event, may_carry_personal, personal_topic
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import pick
+from smartcity.core.places import geocoder
 from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter()
@@ -85,6 +86,55 @@ def locate(
         district=AreaOut(code=loc.district.code, name_ko=loc.district.name_ko, name_en=loc.district.name_en),
         neighbourhood=AreaOut(code=hood.code, name_ko=hood.name_ko, name_en=hood.name_en) if hood else None,
     )
+
+
+@router.get("/api/geo/neighbourhoods.geojson", tags=["geography"], response_class=Response, responses=GEOJSON_RESPONSES)
+def neighbourhoods_geojson(
+    request: Request,
+    lang: str | None = None,
+    bbox: Annotated[str | None, Query(description="west,south,east,north")] = None,
+) -> Response:
+    """The neighbourhoods (동) in `bbox` with a label point each: the map's street-zoom base layer."""
+    profile = request.app.state.profile
+    body = geo_index(request.app.state.db).neighbourhoods_geojson(
+        pick([lang], profile.languages) or profile.language, params.bbox(bbox)
+    )
+    return Response(
+        json.dumps(body, ensure_ascii=False),
+        media_type="application/geo+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@router.get("/api/places", tags=["geography"])
+def places_search(
+    request: Request,
+    q: Annotated[
+        str, Query(min_length=1, max_length=100, description="a place's name or its start, Korean or romanised")
+    ],
+    lang: str | None = None,
+    near: Annotated[str | None, Query(description="lat,lon: nearer places first")] = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> dict:
+    """Places whose name starts with `q` (one wrong letter forgiven), best first: the map's search box."""
+    profile = request.app.state.profile
+    language = pick([lang], profile.languages) or profile.language
+    point = params.numbers(near, 2, "near")
+    hits = geocoder(request.app.state.db).search(q, language, near=point, limit=limit)
+    return {"query": q, "places": [h.as_dict(language) for h in hits]}
+
+
+@router.get("/api/places/reverse", tags=["geography"])
+def places_reverse(
+    request: Request,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    lang: str | None = None,
+) -> dict:
+    """Where a point is in words: "near <place>, <동>, <구>" and its parts."""
+    profile = request.app.state.profile
+    language = pick([lang], profile.languages) or profile.language
+    return geocoder(request.app.state.db).reverse(lat, lon).as_dict(language)
 
 
 # --- accounts ---------------------------------------------------------------------------------

@@ -170,6 +170,38 @@ class GeoIndex:
             raise OutsideCity(f"the point {lat_f:.6f}, {lon_f:.6f} is not inside the city")
         return Location(lat_f, lon_f, district, self.neighbourhood_at(lat_f, lon_f))
 
+    def area_points(self) -> list[tuple[Area, float, float]]:
+        """Every district and neighbourhood with a point inside it (lat, lon): where a search for its
+        name takes the map (the gazetteer indexes areas from here instead of copying them)."""
+        out = []
+        for areas, geoms in ((self.districts, self._district_geoms), (self.neighbourhoods, self._hood_geoms)):
+            for area, point in zip(areas, shapely.point_on_surface(geoms), strict=True):
+                out.append((area, point.y, point.x))
+        return out
+
+    def neighbourhoods_geojson(self, language: str, bbox: tuple[float, float, float, float] | None = None) -> dict:
+        """The neighbourhoods (in `bbox`: west, south, east, north, when given) with a label point each: the
+        offline base map's street-zoom layer."""
+        features = []
+        box = shapely.box(*bbox) if bbox else None
+        for area, geom in zip(self.neighbourhoods, self._hood_geoms, strict=True):
+            if box is not None and not geom.intersects(box):
+                continue
+            point = shapely.point_on_surface(geom)
+            features.append(
+                {
+                    "type": "Feature",
+                    "properties": {
+                        "code": area.code,
+                        "name": area.name(language, "ko"),
+                        "district_code": area.district_code,
+                        "label": [round(point.y, 6), round(point.x, 6)],
+                    },
+                    "geometry": mapping(geom),
+                }
+            )
+        return {"type": "FeatureCollection", "features": features}
+
     def districts_geojson(self, language: str) -> dict:
         features = []
         for area, geom in zip(self.districts, self._district_geoms, strict=True):
