@@ -1,14 +1,14 @@
 """core: the gazetteer's places (bus stops, stations, landmarks imported from the city's lists)
 
-Revision ID: 0005_places
-Revises: 0004_notification_headers
+Revision ID: 0006_places
+Revises: 0005_push
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_places"
-down_revision = "0004_notification_headers"
+revision = "0006_places"
+down_revision = "0005_push"
 branch_labels = None
 depends_on = None
 
