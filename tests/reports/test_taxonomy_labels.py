@@ -108,6 +108,10 @@ def test_response_template_titles_are_shown_in_the_staff_members_language(client
     titles = set(re.findall(r'<option value="\d+" data-text="[^"]*"(?: data-status="[^"]*")?>([^<]+)</option>', ko))
     assert titles >= {"접수 안내", "작업 예정 안내", "처리 완료 안내", "소관 아님 안내"}
     assert not titles & {"Received", "Work scheduled", "Fixed", "Not ours"}
+    # On an English page the titles are English; the text stays in the reporter's language (the city's: Korean).
+    en = client.get(f"/staff/reports/{rid}?lang=en").text
+    picked = re.search(r'<option value="\d+" data-text="([^"]*)"(?: data-status="[^"]*")?>Received</option>', en)
+    assert picked is not None and picked.group(1).startswith("신고해 주셔서 감사합니다")
     # A title an administrator wrote is shown as written.
     make_user(app.state.db, "boss", "admin")
     with app.state.db.session() as s:

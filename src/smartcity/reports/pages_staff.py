@@ -114,7 +114,10 @@ def _work_context(request: Request, s, identity: Identity, report_id: int) -> di
         raise PermissionDenied(N_("this report belongs to another unit"), code="other_unit")
     view = C.report_detail(request, s, report_id)
     contact = S.contact_of(s, identity, report_id)  # audited: staff see it only here
-    templates = [S.template_view(t, report.language) for t in S.list_templates(s, identity, report_id=report_id)]
+    # The text goes to the reporter (their language); the title is for the staff member picking it (the page's).
+    templates = [
+        S.template_view(t, report.language, reader=lang) for t in S.list_templates(s, identity, report_id=report_id)
+    ]
     members = directory.members(s, report.unit_id)
     departments = directory.departments(s, lang, except_id=report.unit_id)
     candidates = [

@@ -98,11 +98,12 @@ def delete_template(session: Session, identity: Identity, template_id: int) -> N
     session.delete(tpl)
 
 
-def template_view(t: ResponseTemplate, language: str) -> dict:
-    """A template as staff pick it: a bundled title in `language` (the catalogue's), its text in `language`."""
+def template_view(t: ResponseTemplate, language: str, *, reader: str | None = None) -> dict:
+    """A template as staff pick it: its text in `language` (what is sent), a bundled title in the `reader`'s
+    language (the one who picks it; default `language`)."""
     return {
         "id": t.id,
-        "title": translations(language).upgettext(TITLE_CONTEXT, t.title) if t.title else t.title,
+        "title": translations(reader or language).upgettext(TITLE_CONTEXT, t.title) if t.title else t.title,
         "text": localized(t, "text", language),
         "text_ko": t.text_ko,
         "text_en": t.text_en,
