@@ -135,7 +135,7 @@ def test_a_subway_list_gives_one_place_per_station(tmp_path):
 
 def test_an_unknown_layout_is_refused_naming_the_expected_columns():
     with pytest.raises(InvalidInput) as err:
-        places.parse_places("a,b,c\n1,2,3\n".encode(), SEOUL)
+        places.parse_places(b"a,b,c\n1,2,3\n", SEOUL)
     assert err.value.code == "unknown_layout" and "정류소명" in err.value.message
 
 

@@ -476,6 +476,18 @@ def geocoder(db) -> Geocoder:
     return GEOCODER.get(db)
 
 
+def place_for(db, text: str, language: str) -> PlaceHit | None:
+    """The place an address text names ("강남역 10번 출구 앞"): its best match whole, else without its last
+    words, one by one (a gazetteer knows the station, not the exit); None when nothing matches."""
+    words = text.split()
+    found = geocoder(db)
+    for end in range(len(words), 0, -1):
+        hits = found.search(" ".join(words[:end]), language, limit=1)
+        if hits:
+            return hits[0]
+    return None
+
+
 def describe(db, lat: float, lon: float, language: str) -> str:
     """ "near <place>, <동>, <구>" for a point, in `language` (what pages show under a report or a person)."""
     return geocoder(db).reverse(lat, lon).text(language)
@@ -715,6 +727,7 @@ __all__ = [
     "geocoder",
     "import_places",
     "parse_places",
+    "place_for",
     "place_index",
     "romanise",
     "search_key",

@@ -38,6 +38,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.i18n import N_, gettext, localized, translate
+from smartcity.core.places import place_for
 from smartcity.core.writer import writer
 from smartcity.reports import service as S
 from smartcity.reports.models import Report
@@ -212,6 +213,26 @@ def _text(params, name: str) -> str:
     return value or ""
 
 
+def _placed(s, address: str, address_id: str, lang: str) -> tuple[str, str]:
+    """lat and long of the place `address_string` names, through the city's geocoder (a request sent with
+    only an address), or the Open311 error saying what to send instead."""
+    if not address:
+        if address_id:
+            raise InvalidInput(
+                "this city cannot place an address_id: send lat and long, or an address_string naming a place",
+                code="cannot_geocode",
+            )
+        raise InvalidInput("a location is required: lat and long, or an address_string", code="required")
+    place = place_for(s.info["db"], address, lang)
+    if place is None:
+        raise InvalidInput(
+            f"this city cannot place an address it does not know ({address!r}): send lat and long, or an "
+            "address_string naming a place (a station, a stop, an office, a neighbourhood)",
+            code="cannot_geocode",
+        )
+    return repr(place.lat), repr(place.lon)
+
+
 def create_job(settings, params, files: list, idempotency_key: str | None, key: str | None, lang: str, tz):
     """The POST requests work as a job for the store's writer (core.writer): it runs in the writer's group
     transaction, in a savepoint of its own, so nothing is stored unless everything is valid."""
@@ -235,13 +256,7 @@ def _create(
     if bool(lat) != bool(lon):
         raise InvalidInput("lat and long go together: give both or neither", code="invalid_coordinates")
     if not lat:
-        if _text(params, "address_string").strip() or _text(params, "address_id").strip():
-            raise InvalidInput(
-                "this city cannot place an address: send lat and long (address_string may come "
-                "with them as a description of the place)",
-                code="cannot_geocode",
-            )
-        raise InvalidInput("a location is required: lat and long", code="required")
+        lat, lon = _placed(s, _text(params, "address_string").strip(), _text(params, "address_id").strip(), lang)
     description = _text(params, "description")
     first = _text(params, "first_name").strip()
     last = _text(params, "last_name").strip()
