@@ -24,4 +24,4 @@ def stored_rows(db, resource_uid: str) -> list[dict]:
     with db.session() as s:
         resource = s.scalar(select(Resource).where(Resource.uid == resource_uid))
         table = Table(resource.table, MetaData(), autoload_with=s.connection())
-        return [dict(r._mapping) for r in s.execute(select(table).order_by(table.c._id))]
+        return [dict(r) for r in s.execute(select(table).order_by(table.c["_id"])).mappings()]
