@@ -29,6 +29,8 @@ function showPosition(p) {
   el.dataset.markerLon = p.lon.toFixed(6);
   const last = document.getElementById("last-fix");
   if (last) last.textContent = clock(p.fix_time);
+  const near = document.getElementById("near"); // described again by _citymap.js ("near <place>, <동>, <구>")
+  if (near) near.dataset.near = `${p.lat.toFixed(5)},${p.lon.toFixed(5)}`;
   const seen = document.getElementById("last-seen");
   if (seen && !data.replay && Date.now() - Date.parse(p.fix_time) < 60_000) seen.textContent = seen.dataset.now;
   if (p.accuracy != null) document.getElementById("accuracy").textContent = `± ${Math.round(p.accuracy)} m`;

@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from smartcity.core import accounts, audit, params
 from smartcity.core.auth import CurrentIdentity, Identity, Require
+from smartcity.core.errors import InvalidInput
 from smartcity.core.events import Event, may_carry_personal, personal_topic
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import pick
-from smartcity.core.places import geocoder
+from smartcity.core.places import geocoder, place_index
 from smartcity.core.web import GEOJSON_RESPONSES
 
 router = APIRouter()
@@ -110,18 +111,32 @@ def neighbourhoods_geojson(
 def places_search(
     request: Request,
     q: Annotated[
-        str, Query(min_length=1, max_length=100, description="a place's name or its start, Korean or romanised")
-    ],
+        str | None, Query(min_length=1, max_length=100, description="a place's name or its start, Korean or romanised")
+    ] = None,
     lang: str | None = None,
     near: Annotated[str | None, Query(description="lat,lon: nearer places first")] = None,
-    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    bbox: Annotated[str | None, Query(description="west,south,east,north: the named places inside (without q)")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 10,
 ) -> dict:
-    """Places whose name starts with `q` (one wrong letter forgiven), best first: the map's search box."""
-    profile = request.app.state.profile
+    """Places whose name starts with `q` (one wrong letter forgiven), best first: the map's search box; or,
+    without `q`, the named places inside `bbox`: the map's label layer."""
+    db, profile = request.app.state.db, request.app.state.profile
     language = pick([lang], profile.languages) or profile.language
-    point = params.numbers(near, 2, "near")
-    hits = geocoder(request.app.state.db).search(q, language, near=point, limit=limit)
-    return {"query": q, "places": [h.as_dict(language) for h in hits]}
+    box = params.bbox(bbox)
+    if q is None and box is None:
+        raise InvalidInput("give q (a name) or bbox (west,south,east,north)", code="required")
+    if q is not None:
+        hits = geocoder(db).search(q, language, near=params.numbers(near, 2, "near"), limit=min(limit, 50))
+    else:
+        hits = place_index(db).within(box, limit)
+    index = geo_index(db)
+    areas = {a.code: a for a in (*index.districts, *index.neighbourhoods)}
+
+    def where(hit) -> str:
+        found = [areas.get(c) for c in (hit.neighbourhood_code, hit.district_code) if c]
+        return ", ".join(a.name(language, "ko") for a in found if a and a.name_ko != hit.name_ko)
+
+    return {"query": q, "places": [{**h.as_dict(language), "area": where(h)} for h in hits]}
 
 
 @router.get("/api/places/reverse", tags=["geography"])

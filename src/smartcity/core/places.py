@@ -322,6 +322,25 @@ class PlaceIndex:
                 break
         return hits
 
+    def within(self, box: tuple[float, float, float, float], limit: int = 100) -> list[PlaceHit]:
+        """The named points inside `box` (west, south, east, north), the most telling kinds first: the map's
+        label layer."""
+        west, south, east, north = box
+        inside = [
+            p
+            for p in (self.places[int(i)] for i in self._near_ids)
+            if west <= p.lon <= east and south <= p.lat <= north
+        ]
+        inside.sort(key=lambda p: (KIND_RANK.get(p.kind, 7), len(p.name_ko)))
+        hits, seen = [], set()
+        for p in inside:
+            if (p.kind, p.name_ko, p.district_code) not in seen:
+                seen.add((p.kind, p.name_ko, p.district_code))
+                hits.append(p)
+            if len(hits) == limit:
+                break
+        return hits
+
     def _offset(self, lat: float, lon: float, near: tuple[float, float]) -> tuple[float, float]:
         return (lon - near[1]) * self.plane.kx, (lat - near[0]) * self.plane.ky
 
