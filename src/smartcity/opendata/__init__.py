@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
-from smartcity.core.module import Module, Role
+from smartcity.core.module import HomeAction, Module, NavLink, Role
 
 
 def _seed(session, profile=None):
@@ -33,7 +33,17 @@ def _refresh(db, settings):
 
 module = Module(
     name="opendata",
-    routers=("smartcity.opendata.ckan:router", "smartcity.opendata.documents_pages:router"),
+    routers=(
+        "smartcity.opendata.ckan:router",
+        "smartcity.opendata.downloads:router",
+        "smartcity.opendata.documents_pages:router",
+        "smartcity.opendata.catalogue_pages:router",
+    ),
+    nav=(
+        NavLink(N_("Open data"), "/opendata"),
+        NavLink(N_("Publish data"), "/opendata/publish", "opendata.publish"),
+    ),
+    home_actions=(HomeAction(N_("Find open data"), "/opendata"),),
     roles=(Role("data_publisher", N_("Data publisher: loads and publishes open datasets")),),
     permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
     jobs=(Job("opendata.refresh", 5, _refresh),),
