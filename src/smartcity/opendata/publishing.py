@@ -274,3 +274,25 @@ def publish_records(
     return publish_loaded(
         session, who, dataset, resource_name, loaded, data, f"{resource_name}.csv", source="platform", key=key
     )
+
+
+def set_published(session: Session, who, name: str, published: bool) -> Dataset:
+    """Publish or withdraw a dataset (and its rows, its search entry, its APIs' answers), audited."""
+    dataset = get_dataset(session, name)
+    if dataset.published != published:
+        dataset.published = published
+        dataset.modified_at = utcnow()
+        audit.record(session, who, "publish" if published else "unpublish", "opendata.dataset", dataset.name)
+        session.flush()
+        index_dataset(session, dataset)
+    return dataset
+
+
+def versions(session: Session, resource_uid: str) -> list[Version]:
+    """Every publication of a resource, newest first."""
+    resource = session.scalar(select(Resource).where(Resource.uid == resource_uid))
+    if resource is None:
+        raise NotFound(N_("Resource was not found."))
+    return list(
+        session.scalars(select(Version).where(Version.resource_id == resource.id).order_by(Version.number.desc()))
+    )

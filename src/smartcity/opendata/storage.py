@@ -164,9 +164,10 @@ def replace_rows(
 def begin_ddl(conn) -> None:
     """Make sure the DDL that follows is inside the transaction. Python's sqlite3 opens one only before an
     INSERT/UPDATE/DELETE: a DROP TABLE as the transaction's first write would be committed on its own, and a
-    failed publication would leave the resource without its rows."""
+    failed publication would leave the resource without its rows. IMMEDIATE: the write lock is taken (or
+    waited for) now; a read snapshot upgraded later fails at once if another writer committed meanwhile."""
     if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_row(row: tuple) -> tuple:
