@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 from sqlalchemy import Float, String, Text, UniqueConstraint, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from smartcity.core.city import BUNDLED, CityProfile
@@ -732,6 +733,9 @@ def import_places(
         from smartcity.core.events import publish
 
         publish(session, "places.changed", {"created": result.created, "updated": result.updated})
+        # This process reads its own import at once; on PostgreSQL the event comes back through LISTEN later.
+        db = session.info["db"]
+        sa_event.listen(session, "after_commit", lambda _s: PLACE_INDEX.drop(db), once=True)
     return result
 
 
