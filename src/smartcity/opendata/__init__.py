@@ -15,6 +15,7 @@ from __future__ import annotations
 from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
 from smartcity.core.module import HomeAction, Module, NavLink, Role
+from smartcity.opendata.settings import OpendataSettings
 
 
 def _seed(session, profile=None):
@@ -31,6 +32,13 @@ def _refresh(db, settings):
     return feeds.refresh_all(db, only_due=True)
 
 
+def _flush_usage(db, settings):
+    """Write the Seoul-style OpenAPI calls counted in memory (opendata/keys.py)."""
+    from smartcity.opendata import keys
+
+    return keys.flush_usage(db)
+
+
 module = Module(
     name="opendata",
     routers=(
@@ -38,6 +46,8 @@ module = Module(
         "smartcity.opendata.downloads:router",
         "smartcity.opendata.documents_pages:router",
         "smartcity.opendata.catalogue_pages:router",
+        "smartcity.opendata.seoul_api:router",
+        "smartcity.opendata.keys:router",
     ),
     nav=(
         NavLink(N_("Open data"), "/opendata"),
@@ -46,13 +56,15 @@ module = Module(
     home_actions=(HomeAction(N_("Find open data"), "/opendata"),),
     roles=(Role("data_publisher", N_("Data publisher: loads and publishes open datasets")),),
     permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
-    jobs=(Job("opendata.refresh", 5, _refresh),),
+    jobs=(Job("opendata.refresh", 5, _refresh), Job("opendata.openapi_usage", 5, _flush_usage)),
     error_formats={
         "/api/3/action": "smartcity.opendata.ckan:render_error",
         "/api/action": "smartcity.opendata.ckan:render_error",
+        "/openapi/": "smartcity.opendata.seoul_api:render_error",
     },
     cli="smartcity.opendata.cli:group",
     seed=_seed,
     setup="smartcity.opendata.feeds:setup",  # listens for the events the declared datasets follow
     models="smartcity.opendata.models",
+    settings=OpendataSettings,
 )

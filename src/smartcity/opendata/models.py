@@ -204,3 +204,37 @@ class SearchFacet(Base):
     value: Mapped[str] = mapped_column(String(200), primary_key=True)
 
     __table_args__ = (Index("ix_opendata_search_facets_field_value", "field", "value"),)
+
+
+# --- Seoul OpenAPI style: services, keys and their daily use (engineer P5: seoul_api.py, keys.py) ------------
+
+
+class OpenApiService(Base):
+    """A service of the Seoul-style OpenAPI (/openapi/{KEY}/{type}/{SERVICE}/…): a published name for one
+    resource and the columns its positional filters match, in order. A dataset's own name serves its first
+    table without a declaration (and without filters)."""
+
+    __tablename__ = "opendata_openapi_services"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("opendata_resources.id", ondelete="CASCADE"), index=True)
+    filters: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OpenApiKey(Base):
+    """Who an OpenAPI key (a core `api_keys` row of scope 'opendata', issued without a user so that it opens
+    nothing else) belongs to."""
+
+    __tablename__ = "opendata_openapi_keys"
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+
+class OpenApiUsage(Base):
+    """Calls an OpenAPI key made on one day (the city's date), written in batches (opendata/keys.py)."""
+
+    __tablename__ = "opendata_openapi_usage"
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date
+    calls: Mapped[int] = mapped_column(Integer, default=0)

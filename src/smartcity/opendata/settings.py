@@ -1,0 +1,17 @@
+"""Open Data Plaza's settings: SMARTCITY_OPENDATA_<FIELD>. Declared in `smartcity.opendata.module`; services
+read them from their store's context (`context_of(db).settings_of(OpendataSettings)`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smartcity.settings import setting
+
+
+@dataclass(frozen=True)
+class OpendataSettings:
+    openapi_daily_quota: int = setting(
+        1000,
+        "Calls one Seoul-style OpenAPI key may make a day (the city's date); beyond it the call is answered "
+        "ERROR-337. The key 'sample' has no quota but at most 5 rows a call.",
+    )
