@@ -187,6 +187,10 @@ def test_the_main_pages_of_every_role_read_as_korean(demo_site, browser, role):
             if english in work:
                 failures.append(f"/staff/reports/{rid}: response template title {english!r}")
         assert "접수 안내" in work
+    if role == "guardian":
+        for path, text in seen.items():
+            # A device's app by its name (Traccar Client, OwnTracks), not the protocol's code.
+            failures += [f"{path}: protocol {c!r}" for c in ("osmand", "owntracks") if re.search(rf"\b{c}\b", text)]
     if role == "operator":
         incident = next(text for path, text in seen.items() if re.fullmatch(r"/safety/console/\d+", path))
         for relation in ("(parent)", "(child)"):
