@@ -19,10 +19,12 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from smartcity.core import pages as core_pages
+from smartcity.core.auth import Identity
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database
 from smartcity.core.demo import DEMO_PASSWORD, load_demo
 from smartcity.core.module import discover, resolve
+from smartcity.opendata import publishing
 from tests.conftest import LiveServer, make_settings
 
 pytestmark = pytest.mark.browser
@@ -76,6 +78,12 @@ def demo_site(sqlite_template, tmp_path_factory):
         pass
     with db.session() as s:
         token = subscribe(s, "reader@example.org", district="11140").token
+    # An open dataset with a table of points and numbers: its pages (preview, map, chart) are reached by links.
+    with db.session() as s:
+        who = Identity(username="admin", role="admin", via="session")
+        publishing.save_dataset(s, who, publishing.DatasetInfo("street-bins", title_ko="가로 쓰레기통", tags=["환경"]))
+        table = "번호,위도,경도,용량\n1,37.50,127.03,120\n2,37.51,127.04,80\n".encode()
+        publishing.publish_file(s, who, "street-bins", table, "bins.csv")
     with LiveServer(app) as server:
         server.db = db
         server.unsubscribe_token = token

@@ -159,6 +159,8 @@ def test_points_and_the_chart_of_a_numeric_column(db, client):
     uid = load(db, "trash-bins", BINS, "bins.csv").resource_id
     page = client.get(f"/opendata/resources/{uid}").text
     assert 'id="resource-map"' in page and 'class="chart-box"' in page
+    geojson = client.get(f"/opendata/resources/{uid}/download?format=geojson")
+    assert f'href="/opendata/resources/{uid}/download?format=geojson"' in page and geojson.status_code == 200
     points = client.get(f"/opendata/resources/{uid}/points.geojson").json()
     assert [f["geometry"]["coordinates"] for f in points["features"]][0] == [127.0364, 37.5006]
     assert len(points["features"]) == 4
@@ -170,7 +172,8 @@ def test_points_and_the_chart_of_a_numeric_column(db, client):
     # Rows without positions: no map on the page.
     dataset(db, "plain", "번호")
     plain = load(db, "plain", b"id,name\n1,a\n", "plain.csv").resource_id
-    assert 'id="resource-map"' not in client.get(f"/opendata/resources/{plain}").text
+    plain_page = client.get(f"/opendata/resources/{plain}").text
+    assert 'id="resource-map"' not in plain_page and "format=geojson" not in plain_page
 
 
 def wait_for(client, url: str, timeout: float = 30) -> dict:

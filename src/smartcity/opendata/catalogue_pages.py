@@ -23,15 +23,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
-from smartcity.core import audit
 from smartcity.core.auth import Identity, Require, resolve_identity
-from smartcity.core.db import utcnow
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooLarge
 from smartcity.core.i18n import N_
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import catalogue_views as V
-from smartcity.opendata import loading, publishing
-from smartcity.opendata.catalogue import LICENCES, index_dataset
+from smartcity.opendata import downloads, loading, publishing
+from smartcity.opendata.catalogue import LICENCES
 from smartcity.opendata.models import Dataset, DatasetTag, Organisation
 
 log = logging.getLogger(__name__)
@@ -132,6 +130,7 @@ def resource_page(request: Request, uid: str):
         rows=rows,
         version=version,
         points=V.point_columns(ref.resource),
+        geojson=downloads.point_columns(ref.resource.columns) is not None and ref.dataset.published,
         numeric=V.numeric_columns(ref.resource),
     )
 
@@ -282,12 +281,9 @@ def create_dataset(request: Request, identity: Publisher, form: Annotated[FormDa
         with _db(request).session() as s:
             if s.scalar(_exists(info.name)) is not None:
                 raise InvalidInput(N_("a dataset named {name} exists already"), code="name", params={"name": info.name})
-            dataset = publishing.save_dataset(s, identity, info)
+            name = publishing.save_dataset(s, identity, info).name
             # A new dataset waits for its files: nothing is public until its publisher publishes it.
-            dataset.published = False
-            s.flush()
-            index_dataset(s, dataset)
-            name = dataset.name
+            publishing.set_published(s, identity, name, False)
     except InvalidInput as exc:
         return _edit_page(request, given, status_code=422, error=error_text(exc, language_of(request)))
     return RedirectResponse(f"/opendata/publish/datasets/{name}", status_code=303)
@@ -317,13 +313,7 @@ def set_published(request: Request, name: str, identity: Publisher, form: Annota
     """Publish the dataset (seen by everyone, searchable, in the APIs) or withdraw it; audited."""
     wanted = str(form.get("published") or "") == "1"
     with _db(request).session() as s:
-        dataset = publishing.get_dataset(s, name)
-        if dataset.published != wanted:
-            dataset.published = wanted
-            dataset.modified_at = utcnow()
-            audit.record(s, identity, "publish" if wanted else "unpublish", "opendata.dataset", dataset.name)
-            s.flush()
-            index_dataset(s, dataset)
+        publishing.set_published(s, identity, name, wanted)
     return RedirectResponse(f"/opendata/publish/datasets/{name}", status_code=303)
 
 
