@@ -11,7 +11,8 @@
 (4, nearest cameras, is bench_assets_nearest.py.)
 
 World: 100,000 devices (2,000 quick), each person with 3 safe zones and a consenting guardian,
-110,000 cameras, bulk-inserted. Also runnable as helpers: `python -m bench.bench_safety_intake
+110,000 cameras, bulk-inserted. BENCH_SAFETY_ONLY=osmand runs (1) and (3) alone (to iterate on the OsmAnd
+path: about a minute). Also runnable as helpers: `python -m bench.bench_safety_intake
 bare PORT | publish PORT TOPIC N | count PORT TOPIC N`.
 """
 
@@ -492,6 +493,9 @@ def run(quick: bool = False) -> dict:
         }
         result["sos_latency_ms"] = _sos_summary(latencies, n)
         result["sos_latency_ms"]["stages"] = sos_stages(url)
+        result["load_average"] = os.getloadavg()  # the machine may be shared: what else ran
+        if os.environ.get("BENCH_SAFETY_ONLY") == "osmand":
+            return result
         writer_pids = _children(server.pid)
         before = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
         result["batch"] = _batch(main_port, world["gateway_key"], n, quick)

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -399,3 +400,137 @@ def test_a_device_registered_for_owntracks_only_is_refused_through_osmand(db, cl
     r = client.get(f"/osmand?{traccar_query(w.device, utcnow() - timedelta(minutes=1))}")
     assert r.status_code == 403 and "osmand" in r.text
     assert rows(db) == []
+
+
+# --- issue 13: the fast path, one batch per loop turn, back-pressure ----------------------------------
+
+_KEYS = ["id", "deviceid", "timestamp", "lat", "lon", "speed", "bearing", "heading", "altitude", "accuracy"]
+_KEYS += ["batt", "valid", "charge", "hdop", "alarm", "location", "driverUniqueId", ""]
+_VALUE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.integers(min_value=-(10**16), max_value=10**16).map(str),
+    st.sampled_from(["", "true", "false", "1", "0", " 12.5 ", "1e400", "nan", "phone-1", "37.5,127.0", "sos"]),
+    st.text(alphabet="abc019.-_ =%+", max_size=10),
+)
+
+
+def _as_row(p) -> tuple:
+    """The full decoder's position as the fast path's row (its columns, times in epoch ms)."""
+    from smartcity.safety.rules import to_ms
+
+    attributes = orjson.dumps(p.attributes).decode() if p.attributes else None
+    numbers = (p.lat, p.lon, p.speed, p.bearing, p.altitude, p.accuracy, p.battery)
+    return (p.device, to_ms(p.fix_time), *numbers, p.valid, attributes)
+
+
+@given(st.lists(st.tuples(st.sampled_from(_KEYS), _VALUE), max_size=14))
+def test_the_fast_path_reads_every_query_it_takes_as_the_full_decoder_does(pairs):
+    """A query the fast path takes gives the row the full decoder's position would (the same device, time to
+    the millisecond, numbers, validity and attributes); one it declines goes to the full decoder, which then
+    stores it or says what is wrong."""
+    query = "&".join(f"{k}={v}" for k, v in pairs)
+    row = osmand.fast_row(query)
+    if row is None:
+        return
+    [p] = osmand.decode(query, "", b"")
+    if dict(pairs).get("timestamp"):
+        assert row == _as_row(p)
+    else:  # the time it arrived, on both paths
+        assert row[:1] + row[2:] == _as_row(p)[:1] + _as_row(p)[2:]
+        assert abs(row[1] - _as_row(p)[1]) < 5_000
+
+
+def test_the_traccar_client_query_takes_the_fast_path_and_others_the_full_one():
+    at = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    row = osmand.fast_row(traccar_query("phone-1", at) + "&charge=true&hdop=0.9")
+    assert row == ("phone-1", 1_700_000_000_000, *HOME, 0.0, 0.0, 30.0, 12.0, 87.0, True, '{"charge":true,"hdop":0.9}')
+    for declined in (
+        traccar_query("phone-1", at, alarm="sos"),  # alarms go to the writer at once, on their own
+        "id=phone-1&location=37.5,127.0",
+        "id=phone%2D1&lat=37.5&lon=127.0",
+        f"id=phone-1&lat=37.5&lon=127.0&timestamp={at.isoformat()}",
+        "id=phone-1&lat=nan&lon=127.0",
+        "id=&lat=37.5&lon=127.0",
+        "id=phone-1&lat=37.5",
+    ):
+        assert osmand.fast_row(declined) is None, declined
+
+
+def test_concurrent_traccar_clients_are_stored_in_a_few_batches_and_each_gets_its_answer(sqlite_url, tmp_path):
+    """Requests arriving together share their loop turn's batch (one round trip to the writer, one commit) and
+    each still gets its own answer: 200 once stored, the refused one its own error."""
+    import asyncio
+
+    from smartcity.app import create_app
+
+    db = Database(sqlite_url)
+    w = make_world(db)
+    port = free_port()
+    app = create_app(make_settings(sqlite_url, tmp_path, osmand_port=port), db)
+    start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            queries = [traccar_query(w.device, start + timedelta(seconds=i)) for i in range(40)]
+            queries.append(traccar_query(w.device, start, batt="150.0"))
+            return await asyncio.gather(*(http.get(f"/?{q}") for q in queries))
+
+    try:
+        with LiveServer(app):
+            answers = asyncio.run(send_all())
+            batcher = app.state.osmand_batcher
+            assert [r.status_code for r in answers[:40]] == [200] * 40
+            assert (answers[40].status_code, answers[40].text) == (400, "batt: must be between 0 and 100")
+            assert len(rows(db)) == 40
+            assert batcher.rows == 41 and batcher.batches < 41
+    finally:
+        db.dispose()
+
+
+def test_a_staging_table_too_far_behind_answers_503_with_retry_after_but_takes_alarms(sqlite_url, tmp_path):
+    """SQLite: while the staging table holds more than SAFETY_STAGING_MAX_BEHIND positions the mover has not
+    moved, ordinary positions are refused with 503 and Retry-After (OsmAnd: a line of text; the batch endpoint:
+    the platform's JSON error), nothing of them stored; an SOS is still taken."""
+    from fastapi.testclient import TestClient
+
+    from smartcity.app import create_app
+    from smartcity.core import accounts
+    from smartcity.safety.intake_api import GATEWAY_SCOPE
+
+    db = Database(sqlite_url)
+    w = make_world(db)
+    with db.session() as s:
+        _, key = accounts.create_api_key(s, "gateway", scope=GATEWAY_SCOPE)
+    settings = make_settings(sqlite_url, tmp_path, safety_writer="process", safety_staging_max_behind=3)
+    start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
+    try:
+        with TestClient(create_app(settings, db)) as client:
+            answers = [
+                client.get(f"/osmand?{traccar_query(w.device, start + timedelta(seconds=i))}") for i in range(6)
+            ]
+            statuses = [r.status_code for r in answers]
+            assert statuses[:4] == [200] * 4 and statuses[4:] == [503, 503], statuses
+            refused = answers[4]
+            assert refused.headers["retry-after"].isdigit() and refused.headers["content-type"].startswith("text/")
+            assert "retry" in refused.text
+            r = client.post(
+                "/api/safety/positions",
+                json={"positions": [{"device": w.device, "time": start.isoformat(), "lat": HOME[0], "lon": HOME[1]}]},
+                headers={"X-API-Key": key},
+            )
+            assert r.status_code == 503 and r.headers["retry-after"].isdigit()
+            assert r.json()["error"]["code"] == "backlogged"
+            sos = client.get(f"/osmand?{traccar_query(w.device, start + timedelta(seconds=30), alarm='sos')}")
+            assert sos.status_code == 200
+            assert count_all(db) == 5  # the four before the limit and the alarm
+    finally:
+        db.dispose()
+
+
+def count_all(db) -> int:
+    from sqlalchemy import func
+
+    from smartcity.safety.models import all_positions
+
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(all_positions()))

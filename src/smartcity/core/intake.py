@@ -289,8 +289,10 @@ class RowBatch:
 
 
 class RowBatcher:
-    """Records that arrive one at a time in an event loop (a request each) gathered into one `Columns` batch
-    per turn of the loop (or every `most` records) and handed to a sink at once.
+    """Records that arrive one at a time in an event loop (a request each) gathered into `Columns` batches and
+    handed to a sink: one batch per turn of the loop, or — while `in_flight` batches are already with the
+    sink — everything that arrives until one of them is answered (group commit: the writer's fixed cost per
+    batch, a commit above all, is shared by more records exactly when it is busy), or `most` records.
 
     A request appends one tuple and awaits its batch's shared future: no object, future or task per record,
     and everything else (columns, validation, the sink's round trip, counting) is done once per batch.
@@ -306,14 +308,18 @@ class RowBatcher:
         constants: dict[str, Any] | None = None,
         settled: Callable[[BatchOutcome], None] | None = None,
         most: int = 5000,
+        in_flight: int = 2,
     ):
         self.fields = list(fields.items())
         self.send = send
         self.constants = constants or {}
         self.settled = settled
         self.most = most
+        self.in_flight = in_flight
         self._batch: RowBatch | None = None
+        self._sent = 0  # batches with the sink, not yet answered
         self.batches = 0
+        self.rows = 0
 
     def add(self, row: tuple) -> tuple[RowBatch, int]:
         """Gather one record; returns its batch and its index in it (await `batch.done`, then read
@@ -323,12 +329,17 @@ class RowBatcher:
             loop = asyncio.get_running_loop()
             batch = self._batch = RowBatch(loop)
             # After the callbacks of this turn: every request that arrived with this one is in the batch.
-            loop.call_soon(self.flush, batch)
+            loop.call_soon(self._turn_ended, batch)
         batch.rows.append(row)
         index = len(batch.rows) - 1
         if index + 1 >= self.most:
             self.flush(batch)
         return batch, index
+
+    def _turn_ended(self, batch: RowBatch) -> None:
+        if self._sent < self.in_flight:
+            self.flush(batch)
+        # else: it keeps gathering until the sink answers a batch (`_finish`)
 
     def columns(self, rows: list[tuple]) -> Columns:
         """Rows as columns of the batcher's fields and constants."""
@@ -346,19 +357,25 @@ class RowBatcher:
         return Columns(cols, n)
 
     def flush(self, batch: RowBatch) -> None:
-        """Hand the batch on (once; a batch that reached `most` rows went on already)."""
+        """Hand the batch on now (once: a batch already sent is not sent again)."""
         if batch is not self._batch:
             return
         self._batch = None
         self.batches += 1
+        self.rows += len(batch.rows)
         try:
             future = self.send(self.columns(batch.rows))
         except Exception as exc:  # noqa: BLE001 - every record of the batch gets the error as its outcome
             self._settle(batch, BatchOutcome.refused(len(batch.rows), exc))
             return
+        self._sent += 1
         future.add_done_callback(lambda f: self._finish(batch, f))
 
     def _finish(self, batch: RowBatch, future: asyncio.Future) -> None:
+        self._sent -= 1
+        waiting = self._batch
+        if waiting is not None:  # gathered while the sink was busy: it goes now
+            self.flush(waiting)
         n = len(batch.rows)
         if future.cancelled():
             outcome = BatchOutcome.refused(n, Overloaded("the intake stopped before storing; retry"))

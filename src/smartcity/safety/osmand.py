@@ -335,10 +335,13 @@ def fast_row(query: str) -> tuple | None:
         return None
     device = deviceid = stamp = valid = extra = None
     numbers: list[float | None] = [None] * 8
+    bearing_given = False  # `bearing` sent, even empty, wins over `heading` (as in `decode_params`)
     for part in query.split("&"):
         key, _, value = part.partition("=")
         slot = _NUMBERS.get(key)
         if slot is not None:
+            if slot == 3:
+                bearing_given = True
             if value:
                 try:
                     x = float(value)
@@ -378,7 +381,7 @@ def fast_row(query: str) -> tuple | None:
     else:
         at = time.time_ns() // 1_000_000  # the time it arrived
     speed = numbers[2]
-    bearing = numbers[3] if numbers[3] is not None else numbers[4]
+    bearing = numbers[3] if bearing_given else numbers[4]
     attributes = None
     if extra is not None:
         attributes = orjson.dumps({key: _attribute(key, value) for key, value in extra.items()}).decode()
