@@ -24,6 +24,7 @@ from smartcity.core.intake import (
     IntakeSink,
     Overloaded,
     Pending,
+    RowBatcher,
 )
 from tests.helpers import run_async
 
@@ -308,3 +309,109 @@ def test_a_checkpoint_round_writes_at_most_its_share_and_the_rest_next():
     assert checkpoint() and written[-1] in ([1], [2], [3], [4], [5])
     assert checkpoint() is False  # now it waits for its clock again
     assert sorted(k for w in written for k in w) == [1, 2, 3, 4, 5]
+
+
+# --- records gathered in an event loop (RowBatcher) --------------------------------------------------------
+
+PROBE_FIELDS = {"sensor": np.int64, "at": np.int64, "value": np.float64}
+
+
+def columns_sender(feed: ProbeFeed):
+    """The feed as a RowBatcher's sink: a batch is queued as one Columns record, answered in the loop."""
+    import asyncio
+
+    def send(cols: Columns):
+        item = Pending(cols, size=cols.n)
+        item.waiter = asyncio.get_running_loop().create_future()
+        feed.queue.put([item])
+        return item.waiter
+
+    return send
+
+
+async def _gather(batcher: RowBatcher, rows: list[tuple]) -> list[int]:
+    """Each row in a request of its own (a coroutine), all started in one turn; the status each gets."""
+    import asyncio
+
+    async def one(row):
+        batch, index = batcher.add(row)
+        await batch.done
+        return batch.status[index]
+
+    return await asyncio.gather(*(one(r) for r in rows))
+
+
+def test_records_of_one_loop_turn_share_one_batch_and_each_gets_its_outcome(db):
+    feed = ProbeFeed(db)
+    feed.queue.start()
+    counted = []
+    batcher = RowBatcher(PROBE_FIELDS, columns_sender(feed), settled=lambda o: counted.append(o.stored))
+    try:
+        first = run_async(_gather(batcher, [(7, t, 0.5) for t in range(30)]))
+        assert first == [STORED] * 30 and batcher.batches == 1 and feed.queue.batches == 1
+        assert feed.stored() == {(7, t) for t in range(30)}
+        again = run_async(_gather(batcher, [(7, 3, 0.5), (7, 99, 0.5)]))
+        assert again == [DUPLICATE, STORED] and batcher.batches == 2
+        assert counted == [30, 1]  # counted once per batch
+    finally:
+        feed.queue.stop()
+
+
+def test_while_the_sink_is_busy_later_turns_gather_into_one_batch(db):
+    import asyncio
+
+    feed = ProbeFeed(db)  # its writer starts later: the first batch waits with the sink
+    batcher = RowBatcher(PROBE_FIELDS, columns_sender(feed), in_flight=1)
+
+    async def scenario():
+        first = asyncio.ensure_future(_gather(batcher, [(8, 0, 1.0)]))
+        later = []
+        for turn in range(1, 4):
+            await asyncio.sleep(0.01)
+            later.append(asyncio.ensure_future(_gather(batcher, [(8, turn, 1.0), (8, 10 + turn, 1.0)])))
+        await asyncio.sleep(0.05)
+        sent_while_busy = batcher.batches
+        feed.queue.start()
+        return sent_while_busy, await first, await asyncio.gather(*later)
+
+    try:
+        sent_while_busy, first, later = run_async(scenario())
+    finally:
+        feed.queue.stop()
+    assert sent_while_busy == 1  # the others waited for the first to be answered
+    assert first == [STORED] and later == [[STORED, STORED]] * 3
+    assert batcher.batches == 2 and batcher.rows == 7
+
+
+def test_a_request_that_goes_away_leaves_its_batch_to_the_others(db):
+    import asyncio
+
+    feed = ProbeFeed(db)
+    batcher = RowBatcher(PROBE_FIELDS, columns_sender(feed))
+
+    async def scenario():
+        async def one(row):
+            batch, index = batcher.add(row)
+            await batch.done
+            return batch.status[index]
+
+        tasks = [asyncio.ensure_future(one((9, t, 1.0))) for t in range(3)]
+        await asyncio.sleep(0.02)
+        tasks[0].cancel()  # its client went away
+        await asyncio.sleep(0.02)
+        feed.queue.start()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        results = run_async(scenario())
+    finally:
+        feed.queue.stop()
+    assert isinstance(results[0], BaseException) and results[1:] == [STORED, STORED]
+    assert feed.stored() == {(9, 0), (9, 1), (9, 2)}  # its record was stored all the same
+
+
+def test_a_batch_the_sink_refuses_is_refused_row_by_row(db):
+    feed = ProbeFeed(db, queue_max=3)
+    batcher = RowBatcher(PROBE_FIELDS, columns_sender(feed))
+    statuses = run_async(_gather(batcher, [(10, t, 1.0) for t in range(5)]))
+    assert statuses == [REFUSED] * 5 and feed.stored() == set()
