@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import shapely
 from sqlalchemy import Float, String, Text, UniqueConstraint, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -48,6 +49,10 @@ KIND_RANK = {
     "asset": 5,
     "bus_stop": 6,
 }
+# How many keys a prefix search reads at most (a letter or two matches thousands of stops), and how long a
+# query the one-edit search takes (longer names are found by their prefix).
+PREFIX_SCAN = 1000
+FUZZY_LETTERS = 40
 # Areas are searched by name but a point is never "near" a whole district.
 AREA_KINDS = frozenset({"district", "neighbourhood"})
 
@@ -264,6 +269,12 @@ class PlaceIndex:
         pairs = sorted((key, i) for i, p in enumerate(places) for key in keys_of(p.name_ko, p.name_en))
         self._keys = [k for k, _ in pairs]
         self._owners = [i for _, i in pairs]
+        # The keys' first letters as a matrix of code points (0 past a key's end): the one-edit search
+        # compares a query with every candidate key at once.
+        self._letters = np.zeros((len(pairs), FUZZY_LETTERS + 1), dtype=np.uint32)
+        for row, key in enumerate(self._keys):
+            head = key[: FUZZY_LETTERS + 1]
+            self._letters[row, : len(head)] = [ord(c) for c in head]
         self._whole = [{search_key(p.name_ko), search_key(p.name_en)} for p in places]
         self.plane = LocalPlane(center)
         pointlike = [i for i, p in enumerate(places) if p.kind not in AREA_KINDS]
@@ -278,20 +289,37 @@ class PlaceIndex:
 
     def _prefixed(self, query: str) -> Iterable[int]:
         at = bisect.bisect_left(self._keys, query)
-        while at < len(self._keys) and self._keys[at].startswith(query):
+        end = min(len(self._keys), at + PREFIX_SCAN)  # a letter or two matches thousands: enough to rank
+        while at < end and self._keys[at].startswith(query):
             yield self._owners[at]
             at += 1
 
     def _near_misses(self, query: str) -> Iterable[int]:
         """Keys that have a prefix one edit (a wrong, missing or extra letter) away from `query`, among the
         keys that start with its first letter (a wrong first letter is not forgiven: it keeps this fast)."""
+        n = len(query)
+        if n > FUZZY_LETTERS:
+            return []
         lo = bisect.bisect_left(self._keys, query[0])
         hi = bisect.bisect_left(self._keys, query[0] + "\U0010ffff")
-        n = len(query)
-        for at in range(lo, hi):
-            key = self._keys[at]
-            if _one_edit_prefix(query, key, n):
-                yield self._owners[at]
+        keys = self._letters[lo:hi]
+        q = np.array([ord(c) for c in query], dtype=np.uint32)
+        same = keys[:, :n] == q  # letter j of the key is letter j of the query
+        # A wrong letter: one difference in the first n.
+        hit = same.sum(axis=1) == n - 1
+        # pre[:, j]: the first j letters agree (j = 0..n).
+        pre = np.concatenate([np.ones((len(keys), 1), bool), np.cumprod(same, axis=1, dtype=bool)], axis=1)
+        # A letter left out of the query: key = q[:j] + x + q[j:] for some j.
+        shifted = keys[:, 1 : n + 1] == q  # key[j+1] == q[j]
+        after = np.flip(np.cumprod(np.flip(shifted, axis=1), axis=1, dtype=bool), axis=1)  # key[j+1:n+1] == q[j:]
+        after = np.concatenate([after, np.ones((len(keys), 1), bool)], axis=1)
+        hit |= (pre & after).any(axis=1) & (keys[:, n] != 0)
+        # A letter too many in the query: key[:n-1] = q[:j] + q[j+1:] for some j.
+        back = keys[:, : n - 1] == q[1:]  # key[j] == q[j+1]
+        tail = np.flip(np.cumprod(np.flip(back, axis=1), axis=1, dtype=bool), axis=1)
+        tail = np.concatenate([tail, np.ones((len(keys), 1), bool)], axis=1)  # key[j:n-1] == q[j+1:]
+        hit |= (pre[:, :n] & tail).any(axis=1) & (keys[:, n - 2] != 0 if n >= 2 else True)
+        return [self._owners[lo + int(r)] for r in np.flatnonzero(hit)]
 
     def search(self, text: str, near: tuple[float, float] | None = None, limit: int = 10) -> list[PlaceHit]:
         query = search_key(text)
@@ -314,7 +342,7 @@ class PlaceIndex:
         for i in sorted(found, key=rank):
             p = self.places[i]
             # One answer per name, kind and district: a station's lines, the stops on both sides of a road.
-            same = (p.kind, p.name_ko, p.district_code)
+            same = (p.kind, p.name_ko.split(" (")[0], p.district_code)
             if same in seen:
                 continue
             seen.add(same)
@@ -355,18 +383,6 @@ class PlaceIndex:
         if distance > within_m:
             return None
         return self.places[int(self._near_ids[best])], distance
-
-
-def _one_edit_prefix(query: str, key: str, n: int) -> bool:
-    """Whether some prefix of `key` is one substitution, insertion or deletion away from `query`."""
-    head = key[:n]
-    if len(head) == n and sum(a != b for a, b in zip(query, head, strict=True)) == 1:
-        return True
-    longer = key[: n + 1]  # a letter left out of the query
-    if len(longer) == n + 1 and any(longer[:j] + longer[j + 1 :] == query for j in range(n + 1)):
-        return True
-    shorter = key[: n - 1]  # a letter too many in the query
-    return any(query[:j] + query[j + 1 :] == shorter for j in range(n))
 
 
 def well_known(profile: CityProfile) -> list[PlaceHit]:
@@ -619,7 +635,8 @@ def parse_places(data: bytes, profile: CityProfile, kind: str | None = None) -> 
         for attr in ("name_col", "lat_col", "lon_col", "ref_col", "name_en_col", "kind_col")
     }
     west, south, east, north = profile.bbox
-    outline = profile.outline_polygon
+    outline = profile.outline_polygon.buffer(0.01)
+    shapely.prepare(outline)  # one containment test per row
     result = ParsedPlaces(layout.name)
     seen: dict[tuple[str, str], NewPlace] = {}
     for line, row in enumerate(reader, start=2):
@@ -646,9 +663,9 @@ def parse_places(data: bytes, profile: CityProfile, kind: str | None = None) -> 
         if not (math.isfinite(lat) and math.isfinite(lon)):
             problem(f"{lat}, {lon}", "the coordinates are not numbers")
             continue
-        if not (west - 0.05 <= lon <= east + 0.05 and south - 0.05 <= lat <= north + 0.05) or not outline.buffer(
-            0.01
-        ).contains(_point(lon, lat)):
+        if not (west - 0.05 <= lon <= east + 0.05 and south - 0.05 <= lat <= north + 0.05) or not shapely.contains_xy(
+            outline, lon, lat
+        ):
             problem(f"{lat}, {lon}", "the place lies outside the city")
             continue
         place_kind = kind or cell("kind_col") or layout.kind
@@ -675,12 +692,6 @@ def parse_places(data: bytes, profile: CityProfile, kind: str | None = None) -> 
         seen[(place_kind, ref)] = place
         result.places.append(place)
     return result
-
-
-def _point(lon: float, lat: float):
-    from shapely.geometry import Point
-
-    return Point(lon, lat)
 
 
 def _distance_m(place: NewPlace, lat: float, lon: float) -> float:
