@@ -165,7 +165,7 @@ def test_xls_is_a_real_workbook_whose_text_never_becomes_a_formula(db, client):
     assert dict(refused["RESULT"].iter_rows(values_only=True))["CODE"] == "ERROR-335"
 
 
-def test_a_revoked_key_is_info_100_and_another_persons_key_cannot_be_revoked(db, client, app):
+def test_a_revoked_key_is_info_100_and_another_persons_key_cannot_be_revoked(db, client):
     _publish(db)
     make_user(db, "dev", "citizen")
     make_user(db, "other", "citizen")
@@ -173,13 +173,13 @@ def test_a_revoked_key_is_info_100_and_another_persons_key_cannot_be_revoked(db,
     key = _issue(client)
     assert _code(client.get(f"/openapi/{key}/json/seoul-cctv/1/10/")) == "INFO-000"
     key_id = int(re.search(r'data-key-id="(\d+)"', client.get("/opendata/keys").text).group(1))
-    with TestClient(app) as stranger:
-        signin(stranger, "other")
-        refused = stranger.post(
-            f"/opendata/keys/{key_id}/revoke", data={"csrf_token": _csrf(stranger, "/opendata/keys")}
-        )
-        assert refused.status_code == 404
-        assert f'data-key-id="{key_id}"' not in refused.text
+    client.post("/signout", data={"csrf_token": _csrf(client, "/")})
+    signin(client, "other")
+    refused = client.post(f"/opendata/keys/{key_id}/revoke", data={"csrf_token": _csrf(client, "/opendata/keys")})
+    assert refused.status_code == 404
+    assert f'data-key-id="{key_id}"' not in refused.text
+    client.post("/signout", data={"csrf_token": _csrf(client, "/")})
+    signin(client, "dev")
     assert _code(client.get(f"/openapi/{key}/json/seoul-cctv/1/10/")) == "INFO-000"
     done = client.post(
         f"/opendata/keys/{key_id}/revoke",
