@@ -65,14 +65,9 @@ def table_of(name: str, columns: Sequence[dict]) -> Table:
 
 
 def row_hash(values: Sequence[Any]) -> str:
-    """A row's content as a short digest (the same values give the same digest on either store)."""
-    return hashlib.sha1(json.dumps([_plain(v) for v in values], ensure_ascii=False).encode()).hexdigest()
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    return v
+    """A row's content as a short digest: of the typed values' repr, which tells 1 from "1" and None from
+    "None" and is the same in every process (the digest is computed on loading, never from the store)."""
+    return hashlib.sha1(repr(tuple(values)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
