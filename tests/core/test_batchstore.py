@@ -422,3 +422,64 @@ def test_a_mover_killed_mid_round_loses_and_duplicates_nothing(staged, tmp_path)
     assert _union(path) == expected
     assert flush_staged(staged.engine, "bs_items", max_rows=500) == left
     assert _staged_rows(staged) == [] and [(o, a) for o, a, *_ in _table(staged)] == expected
+
+
+def test_a_writer_that_reads_before_it_writes_waits_for_a_chunk_instead_of_failing(staged):
+    """The staged insert looks keys up before it writes; while a mover's chunk holds the write lock it must wait
+    for it (BEGIN IMMEDIATE), not fail with "database is locked" once the chunk commits under its snapshot."""
+    import sqlite3
+    import threading
+
+    _stage(staged, [1], [1])
+    holding, release = threading.Event(), threading.Event()
+
+    def chunk() -> None:
+        conn = sqlite3.connect(staged.engine.url.database, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO bs_items VALUES (50, 1, 'moved', 0)")
+        holding.set()
+        release.wait(5)
+        conn.execute("COMMIT")
+        conn.close()
+
+    mover = threading.Thread(target=chunk)
+    mover.start()
+    holding.wait(5)
+    threading.Timer(0.3, release.set).start()
+    try:
+        with staged.engine.begin() as conn:
+            mask = SQLiteBatchStore(staging=True).insert_new(
+                conn, "bs_items", _columns([1, 2], [1, 5], ["again", "new"], [0, 0]), ("owner", "at")
+            )
+    finally:
+        release.set()
+        mover.join()
+    assert mask.tolist() == [False, True]
+    assert _staged_rows(staged) == [(1, 1, "x"), (2, 5, "new")]
+
+
+def test_mover_chunks_are_sized_to_their_time_and_none_starts_while_an_alarm_waits(staged):
+    import sqlite3
+    import threading
+
+    from smartcity.core.staging import StagingMover
+
+    path = staged.engine.url.database
+    owners = [o for _ in range(10) for o in range(1, 801)]
+    _stage(staged, owners, [k for k in range(10) for _ in range(800)])
+    alarm = threading.Event()
+    alarm.set()
+    mover = StagingMover(path, "bs_items", chunk_rows=4000, chunk_ms=0.01, min_pause=0.001, urgent=alarm.is_set)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    assert mover.backlog == 0 and mover.due(conn) is False  # below its threshold
+    assert mover.backlog == 8000  # read at the look
+    worker = threading.Thread(target=mover.round, args=(conn,))
+    worker.start()
+    time.sleep(0.3)
+    assert mover.stats["chunks"] == 0 and len(_table(staged)) == 0  # the alarm goes first
+    alarm.clear()
+    worker.join(30)
+    conn.close()
+    # Each chunk took far longer than 0.01 ms: the next ones were made smaller (down to a few hundred rows).
+    assert mover.chunk_rows < 4000 and mover.stats["chunks"] > 3
+    assert _staged_rows(staged) == [] and len(_table(staged)) == 8000 and mover.backlog == 0
