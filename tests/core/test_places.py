@@ -168,6 +168,29 @@ def test_imported_places_are_found_once_the_import_commits(db, tmp_path):
     assert g.search("Yeoksamsemuseo", "en")[0].name_ko == "역삼세무서"  # the romanised name made on import
 
 
+def test_a_module_s_named_things_join_the_search_and_leave_it_when_removed(client, db):
+    """Assets declare their names to the gazetteer (Module.places): read from their table, not copied, and
+    read again when `assets.changed` arrives (on PostgreSQL through LISTEN, as in a serving process)."""
+    from smartcity.assets import service as assets
+    from tests.conftest import eventually
+
+    def found():
+        return client.get("/api/places", params={"q": "테헤란로 152"}).json()["places"]
+
+    assert not found()  # the index is built before the asset exists
+    with db.session() as s:
+        camera = assets.create_asset(s, "wifi", 37.5006, 127.0366, name="테헤란로 152 강남파이낸스센터").id
+    hit = eventually(found)[0]
+    assert (hit["kind"], hit["name_ko"]) == ("asset", "테헤란로 152 강남파이낸스센터")
+    near = client.get("/api/places/reverse", params={"lat": 37.5006, "lon": 127.0366}).json()
+    assert near["place"] is None or near["place"]["kind"] != "asset"  # never "near a camera"
+    with db.session() as s:
+        assets.delete_asset(s, camera)
+    eventually(lambda: not found())
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(places.Place)) == 0  # nothing was copied
+
+
 # --- HTTP ----------------------------------------------------------------------------------------
 
 

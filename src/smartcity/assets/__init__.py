@@ -6,7 +6,7 @@ CLI: `smartcity import assets FILE.csv --kind cctv` (also `smartcity assets impo
 
 from __future__ import annotations
 
-from smartcity.core.module import Dataset, Module
+from smartcity.core.module import Dataset, Module, PlaceSource
 
 
 def _demo(db, profile):
@@ -24,6 +24,7 @@ module = Module(
     cli="smartcity.assets.cli:commands",
     demo=_demo,
     models="smartcity.assets.models",
+    places=(PlaceSource("smartcity.assets.service:named_places", changed_by="assets.changed"),),
     datasets=(
         Dataset(
             "assets",

@@ -295,6 +295,16 @@ def nearest(db, kind: str, lat: float, lon: float, k: int = 5) -> list[tuple[Ass
 DEMO_SOURCE = "demo (synthetic)"
 
 
+def named_places(context) -> list:
+    """The named assets, as places the city's place search finds (core.places; declared in the module's
+    `places`): read from this table, not copied; a camera's name is often its address."""
+    from smartcity.core.places import PlaceHit
+
+    with context.db.session() as s:
+        rows = s.execute(select(Asset.name, Asset.lat, Asset.lon, Asset.district_code).where(Asset.name != ""))
+        return [PlaceHit("asset", name, "", lat, lon, district, None, "assets") for name, lat, lon, district in rows]
+
+
 def demo_assets(db, per_district: int = 40, gangnam: int = 240, seed: int = 11) -> str:
     """Scatter synthetic cameras (and a few Wi-Fi points) inside each stored district polygon."""
     import random

@@ -96,6 +96,15 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class PlaceSource:
+    """Named points a module offers to the place search: `read(context)` yields core.places.PlaceHit (kind
+    "asset", "campaign", …); the gazetteer reads them again after an event under `changed_by`."""
+
+    read: Ref
+    changed_by: str
+
+
+@dataclass(frozen=True)
 class Module:
     """One capability of the city, as core sees it.
 
@@ -120,6 +129,8 @@ class Module:
     datasets      what the module publishes as open data
     setup         fn(app, context): anything else at app build (start-up/shut-down hooks)
     models        the module's tables, imported for metadata and Alembic
+    places        PlaceSource(read, changed_by): named points the module's data holds that the gazetteer's search
+                  finds (core.places), read from the module's own tables, read again after `changed_by` events
     """
 
     name: str
@@ -143,6 +154,7 @@ class Module:
     datasets: Sequence[Dataset] = ()
     setup: Ref | None = None
     models: str | None = None
+    places: Sequence[PlaceSource] = ()
 
     @property
     def env_prefix(self) -> str:

@@ -53,8 +53,10 @@ KIND_RANK = {
 # query the one-edit search takes (longer names are found by their prefix).
 PREFIX_SCAN = 1000
 FUZZY_LETTERS = 40
-# Areas are searched by name but a point is never "near" a whole district.
+# Areas and a module's things (a camera, an access point) are searched by name, but a point is never "near"
+# a whole district or a camera, and they are not the map's labels.
 AREA_KINDS = frozenset({"district", "neighbourhood"})
+NOT_LANDMARKS = AREA_KINDS | {"asset"}
 
 
 class Place(Base):
@@ -277,7 +279,7 @@ class PlaceIndex:
             self._letters[row, : len(head)] = [ord(c) for c in head]
         self._whole = [{search_key(p.name_ko), search_key(p.name_en)} for p in places]
         self.plane = LocalPlane(center)
-        pointlike = [i for i, p in enumerate(places) if p.kind not in AREA_KINDS]
+        pointlike = [i for i, p in enumerate(places) if p.kind not in NOT_LANDMARKS]
         self._near_ids = np.array(pointlike, dtype=np.int64)
         lats = np.array([places[i].lat for i in pointlike], dtype=float)
         lons = np.array([places[i].lon for i in pointlike], dtype=float)
@@ -431,8 +433,8 @@ def _build_index(context: AppContext, geo: GeoIndex) -> PlaceIndex:
             )
         )
         places.extend(PlaceHit(*row) for row in rows)
-    for source in context_place_sources(context):
-        places.extend(source(context))
+    for read in MODULE_SOURCES.get(context.db):
+        places.extend(read(context))
     return PlaceIndex(places, geo, context.profile.center)
 
 
@@ -449,19 +451,25 @@ class _Built:
 PLACE_INDEX: Slot[_Built] = Slot("places", _Built, invalidated_by="places.changed")
 
 
-def context_place_sources(context: AppContext) -> list[Callable[[AppContext], Iterable[PlaceHit]]]:
-    """Other places a module offers to the search (its assets, its campaigns): each declared module's
-    `places` hook ("package.module:function", taking the context), when it has one."""
-    found = []
+def _module_sources(context: AppContext) -> list[Callable[[AppContext], Iterable[PlaceHit]]]:
+    """What the declared modules offer to the search (`Module.places`); the index is dropped whenever one
+    of their `changed_by` events arrives (here, or on PostgreSQL from any process). Built once per context."""
+    from smartcity.core.module import resolve
+
+    readers = []
     for m in context.modules:
-        hook = getattr(m, "places", None)
-        if hook:
-            found.append(_resolve(hook) if isinstance(hook, str) else hook)
-    return found
+        for source in m.places:
+            readers.append(resolve(source.read))
+            context.db.events.on(source.changed_by, lambda _event: context.slots.pop(PLACE_INDEX, None))
+    return readers
+
+
+MODULE_SOURCES: Slot[list] = Slot("places.sources", _module_sources)
 
 
 def place_index(db) -> PlaceIndex:
     """The process's place index for `db`; rebuilt after `places.changed` and after the geo index was."""
+    MODULE_SOURCES.get(db)  # following the modules' events before the first build
     built, geo = PLACE_INDEX.get(db), geo_index(db)
     index = built.index
     if index is None or index.geo is not geo:
