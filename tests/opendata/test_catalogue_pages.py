@@ -8,12 +8,13 @@ import html
 import re
 import time
 
+import pytest
 from sqlalchemy import select
 
 from smartcity.core.models import AuditEntry
 from smartcity.opendata import publishing
 from smartcity.opendata.models import Organisation, Resource
-from tests.conftest import make_user, signin
+from tests.conftest import make_user, seoul_data, signin
 from tests.opendata.helpers import PUBLISHER
 
 BINS = (
@@ -276,3 +277,29 @@ def test_the_publisher_pages_are_for_publishers(db, client):
     signin(client, "minji")
     assert client.get("/opendata/publish").status_code == 403
     assert client.get("/opendata/publish/datasets/new").status_code == 403
+
+
+@pytest.mark.real_data
+def test_the_real_dumping_records_through_the_pages(db, client):
+    """Gangnam's dumping records (28,000 rows, about 2,600 broken dates) uploaded on the page: the defects are
+    listed by line, and the rows' positions (lat/lng) drawn on the map, all inside Seoul."""
+    path = seoul_data("illegal_dumping_gangnam_2022.csv")
+    make_user(db, "pub", "data_publisher")
+    signin(client, "pub")
+    dataset(db, "dumping", "강남구 무단투기 단속")
+    sent = client.post(
+        "/opendata/publish/datasets/dumping/upload",
+        data={"csrf_token": csrf(client, "/opendata/publish/datasets/dumping")},
+        files={"file": (path.name, path.read_bytes(), "text/csv")},
+        headers={"Accept": "application/json"},
+    )
+    status = wait_for(client, sent.json()["status"], timeout=120)
+    assert status["state"] == "done" and status["rows"] == 28_248
+    assert 2_500 < status["problem_count"] < 2_700
+    page = client.get(sent.json()["url"]).text
+    listed_lines = [int(n) for n in re.findall(r"<tr><td>(\d+)</td><td>위반일시</td>", page)]
+    assert len(listed_lines) == 200 and listed_lines == sorted(listed_lines)
+    points = client.get(f"/opendata/resources/{status['resource']}/points.geojson").json()["features"]
+    assert len(points) == 2000
+    assert all(126.7 < p["geometry"]["coordinates"][0] < 127.3 for p in points)
+    assert all(37.4 < p["geometry"]["coordinates"][1] < 37.7 for p in points)
