@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from smartcity.app import create_app
+from smartcity.core import accounts, audit
 from smartcity.opendata import keys, publishing, seoul_api
 from smartcity.opendata.models import OpenApiUsage
 from tests.conftest import make_settings, make_user, signin
@@ -196,8 +197,52 @@ def test_an_openapi_key_opens_nothing_else(db, client):
     signin(client, "dev")
     key = _issue(client)
     client.post("/signout", data={"csrf_token": _csrf(client, "/")})
-    me = client.get("/api/me", headers={"X-API-Key": key})
-    assert "dev" not in me.text
+    me = client.get("/api/me", headers={"X-API-Key": key}).json()
+    assert me["via"] == "key" and me["username"] is None and me["role"] is None
+
+
+def test_a_disabled_persons_keys_stop_working(db, client):
+    _publish(db)
+    dev = make_user(db, "dev", "citizen")
+    signin(client, "dev")
+    key = _issue(client)
+    assert _code(client.get(f"/openapi/{key}/json/seoul-cctv/1/1/")) == "INFO-000"
+    with db.session() as s:
+        accounts.set_active(s, dev, False, actor="cli")
+    assert _code(client.get(f"/openapi/{key}/json/seoul-cctv/1/1/")) == "INFO-100"
+
+
+def test_a_publisher_names_a_service_and_its_filter_columns_on_a_page(db, client):
+    uid = publish(db, "seoul-cctv", CCTV.encode(), "cctv.csv").resource_id
+    make_user(db, "pub", "data_publisher")
+    make_user(db, "dev", "citizen")
+    signin(client, "dev")
+    assert client.get("/opendata/publish/services").status_code == 403
+    client.post("/signout", data={"csrf_token": _csrf(client, "/")})
+    signin(client, "pub")
+    token = _csrf(client, "/opendata/publish/services")
+    refused = client.post(
+        "/opendata/publish/services",
+        data={"csrf_token": token, "name": "CctvByDistrict", "resource": uid, "filters": "자치구, 없는열"},
+    )
+    assert refused.status_code == 422 and "없는열" in refused.text
+    assert _code(client.get("/openapi/sample/json/CctvByDistrict/1/5/")) == "ERROR-310"
+    done = client.post(
+        "/opendata/publish/services",
+        data={"csrf_token": token, "name": "CctvByDistrict", "resource": uid, "filters": "자치구, 수량"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert 'data-service="CctvByDistrict"' in client.get("/opendata/publish/services").text
+    # Both filter columns, in order: 자치구 then 수량 (an integer column, matched as one).
+    body = client.get(f"/openapi/sample/json/CctvByDistrict/1/5/{quote('강남구')}/6").json()["CctvByDistrict"]
+    assert body["list_total_count"] == 1 and body["row"][0]["설치장소"] == "강남구 설치장소 6"
+    assert _code(client.get(f"/openapi/sample/json/CctvByDistrict/1/5/{quote('강남구')}/six")) == "ERROR-338"
+    with db.session() as s:
+        declared = audit.entries(s, object_type="opendata.openapi_service")
+    assert [(e.actor, e.object_id, e.detail["filters"]) for e in declared] == [
+        ("pub", "CctvByDistrict", ["자치구", "수량"])
+    ]
 
 
 def test_the_keys_page_needs_a_signed_in_person(client):

@@ -47,7 +47,7 @@ module = Module(
         "smartcity.opendata.documents_pages:router",
         "smartcity.opendata.catalogue_pages:router",
         "smartcity.opendata.seoul_api:router",
-        "smartcity.opendata.keys:router",
+        "smartcity.opendata.openapi_pages:router",
     ),
     nav=(
         NavLink(N_("Open data"), "/opendata"),

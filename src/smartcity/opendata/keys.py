@@ -1,5 +1,5 @@
-"""Keys of the Seoul-style OpenAPI: issued to signed-in users on /opendata/keys (issue, list, revoke), each
-with a daily quota of calls, counted in memory and written in batches.
+"""Keys of the Seoul-style OpenAPI: issued to signed-in users on /opendata/keys (openapi_pages.py: issue,
+list, revoke), each with a daily quota of calls, counted in memory and written in batches.
 
 A key is a core `api_keys` row of scope 'opendata' (only its SHA-256 is stored, the key is shown once), issued
 without a user: presented as an X-API-Key elsewhere it is nobody and opens nothing. Its owner is kept here
@@ -20,22 +20,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from smartcity.core import accounts
-from smartcity.core.auth import Identity, Require
+from smartcity.core.auth import Identity
 from smartcity.core.context import Slot, context_of
-from smartcity.core.errors import InvalidInput, NotAuthenticated, NotFound, SmartCityError
+from smartcity.core.errors import InvalidInput, NotAuthenticated, NotFound
 from smartcity.core.i18n import N_
 from smartcity.core.models import ApiKey, User
-from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata.models import OpenApiKey, OpenApiUsage
 from smartcity.opendata.settings import OpendataSettings
 
@@ -227,52 +223,3 @@ USAGE: Slot[Usage] = Slot("opendata.openapi_usage", lambda context: Usage(contex
 def flush_usage(db, settings=None) -> int:
     """Write the counted calls now (the module's job; tests)."""
     return USAGE.get(db).flush()
-
-
-# --- pages ------------------------------------------------------------------------------------------------
-
-router = APIRouter(include_in_schema=False)
-SignedIn = Annotated[Identity, Depends(Require("account.self"))]
-
-
-def _page(request: Request, identity: Identity, status_code: int = 200, **extra) -> HTMLResponse:
-    db = request.app.state.db
-    with db.session() as s:
-        keys = mine(s, identity, USAGE.get(db), today(db))
-    return render(
-        request,
-        "opendata/keys.html",
-        status_code=status_code,
-        keys=keys,
-        quota=daily_quota(db),
-        new_key=extra.get("new_key"),
-        error=extra.get("error"),
-        name=extra.get("name", ""),
-    )
-
-
-@router.get("/opendata/keys", response_class=HTMLResponse)
-def keys_page(request: Request, identity: SignedIn):
-    return _page(request, identity)
-
-
-@router.post("/opendata/keys", response_class=HTMLResponse)
-async def issue_key(request: Request, identity: SignedIn):
-    name = str((await request.form()).get("name") or "")
-    db = request.app.state.db
-    try:
-        with db.session() as s:
-            _row, key = issue(s, identity, name)
-    except InvalidInput as exc:
-        return _page(request, identity, 400, error=error_text(exc, language_of(request)), name=name[:NAME_MAX])
-    return _page(request, identity, 201, new_key=key)
-
-
-@router.post("/opendata/keys/{key_id:int}/revoke")
-def revoke_key(request: Request, key_id: int, identity: SignedIn):
-    try:
-        with request.app.state.db.session() as s:
-            revoke(s, identity, key_id)
-    except SmartCityError as exc:
-        return _page(request, identity, exc.status, error=error_text(exc, language_of(request)))
-    return RedirectResponse("/opendata/keys", status_code=303)

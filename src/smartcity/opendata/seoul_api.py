@@ -111,6 +111,28 @@ def declare_service(session: Session, who, name: str, resource_uid: str, filters
     return service
 
 
+@dataclass(frozen=True)
+class ServiceView:
+    """A declared service as the publishers' page lists it."""
+
+    name: str
+    dataset: str
+    resource_uid: str
+    resource_name: str
+    filters: list[str]
+
+
+def services(session: Session) -> list[ServiceView]:
+    """Every declared service, by name."""
+    rows = session.execute(
+        select(OpenApiService.name, Dataset.name, Resource.uid, Resource.name, OpenApiService.filters)
+        .join(Resource, Resource.id == OpenApiService.resource_id)
+        .join(Dataset, Dataset.id == Resource.dataset_id)
+        .order_by(OpenApiService.name)
+    )
+    return [ServiceView(n, d, u, r, list(f or [])) for n, d, u, r, f in rows]
+
+
 def _service(session: Session, name: str) -> tuple[str, list[str]] | None:
     """The resource (uid) a service name reads and its filter columns."""
     declared = session.execute(
