@@ -4,6 +4,7 @@ publication of the masked text only, search, and refusals — on both stores."""
 from __future__ import annotations
 
 import io
+import zipfile
 
 import pytest
 from sqlalchemy import func, select
@@ -186,6 +187,52 @@ def docx_of(*paragraphs: str, cells: tuple[str, ...] = ()) -> bytes:
     return out.getvalue()
 
 
+HP = "http://www.hancom.co.kr/hwpml/2011/paragraph"
+
+
+def hwpx_of(*sections: list[str], cell: str = "") -> bytes:
+    """An HWPX package as OWPML lays it out: mimetype, and Contents/section<n>.xml of hp:p/hp:run/hp:t, a
+    line break inside a run and a table whose cell holds a paragraph of its own (written here: no library
+    writes HWPX)."""
+
+    def paragraph(text: str) -> str:
+        head, _, tail = text.partition("\n")
+        broken = f"<hp:lineBreak/>{tail}" if tail else ""
+        return f"<hp:p><hp:run><hp:t>{head}{broken}</hp:t></hp:run></hp:p>"
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("mimetype", "application/hwp+zip")
+        for n, paragraphs in enumerate(sections):
+            table = (
+                f"<hp:p><hp:run><hp:tbl><hp:tr><hp:tc><hp:subList>{paragraph(cell)}</hp:subList></hp:tc></hp:tr>"
+                "</hp:tbl></hp:run></hp:p>"
+                if cell and n == 0
+                else ""
+            )
+            body = "".join(paragraph(p) for p in paragraphs) + table
+            z.writestr(f"Contents/section{n}.xml", f'<hs:sec xmlns:hs="urn:s" xmlns:hp="{HP}">{body}</hs:sec>')
+    return out.getvalue()
+
+
+def test_text_is_read_from_hwpx_in_section_order():
+    data = hwpx_of(["민원 회신", "연락처 010-5555-6666\n담당 부서"], ["둘째 구역"], cell="성명 이영희")
+    kind, text = documents.extract_text("reply.hwpx", data)
+    assert kind == "hwpx"
+    assert text.split("\n") == ["민원 회신", "연락처 010-5555-6666", "담당 부서", "", "성명 이영희", "둘째 구역"]
+
+
+def test_a_zip_that_unpacks_too_far_is_refused():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", "<w:document/>")
+        with z.open("word/media/zeros.bin", "w") as f:
+            for _ in range(documents.MAX_UNPACKED // (1024 * 1024) + 1):
+                f.write(bytes(1024 * 1024))
+    with pytest.raises(TooLarge):
+        documents.extract_text("bomb.docx", out.getvalue())
+
+
 def test_text_is_read_from_pdf_docx_and_cp949():
     kind, text = documents.extract_text("reply.pdf", pdf_of("Contact 010-1234-5678 or hong@example.com"))
     assert kind == "pdf" and "010-1234-5678" in text and "hong@example.com" in text
@@ -202,6 +249,8 @@ def test_text_is_read_from_pdf_docx_and_cp949():
         ("reply.docx", pdf_of("x"), "file_type"),
         ("reply.txt", b"%PDF-1.4 not really", "file_type"),
         ("reply.hwp", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 500, "hwp"),
+        ("reply.hwp", hwpx_of(["글"]), "file_type"),  # HWPX content named .hwp
+        ("reply.hwpx", b"PK\x03\x04broken", "file_type"),
         ("reply.exe", b"MZ", "file_type"),
         ("reply.pdf", b"%PDF-1.4\nbroken", "unreadable"),
         ("reply.txt", b"   \n ", "no_text"),

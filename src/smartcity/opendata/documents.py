@@ -7,19 +7,22 @@ the extracted original and each mask's original are emptied — and indexes it f
 published documents only. Every upload, read of an original, decision and publication is audited (never
 with the personal data itself), and so is every refusal to show an original.
 
-Shortcuts, named: HWP files are refused (no maintained library reads HWP 5 bodies; save as PDF or DOCX);
+HWPX (the open OWPML format) is read with the standard library. Shortcuts, named: HWP 5 files are refused
+(no maintained library reads their bodies; save as HWPX, PDF or DOCX);
 the published file is the masked text (a .txt rendering), not a masked copy of the PDF or DOCX.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
+from xml.etree import ElementTree
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,7 +40,9 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_NAMES = 200
 KIND = "document"  # the search entries' kind
 DECISIONS = {"accept": "accepted", "undo": "undone"}
-_EXTENSIONS = {"txt": "text", "text": "text", "pdf": "pdf", "docx": "docx", "hwp": "hwp", "hwpx": "hwp"}
+_EXTENSIONS = {"txt": "text", "text": "text", "pdf": "pdf", "docx": "docx", "hwp": "hwp", "hwpx": "hwpx"}
+MAX_UNPACKED = 200 * 1024 * 1024  # a zipped document (DOCX, HWPX) unpacks to at most this
+_HWPX_PARAGRAPH = "{http://www.hancom.co.kr/hwpml/2011/paragraph}"
 T = TypeVar("T")
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -62,7 +67,7 @@ def _content_type(data: bytes) -> str:
         if "word/document.xml" in names:
             return "docx"
         if any(n.startswith("Contents/section") for n in names):
-            return "hwp"  # HWPX
+            return "hwpx"
         return "zip"
     if b"\x00" in data[:8192]:
         return "binary"
@@ -93,8 +98,47 @@ def _pdf_text(data: bytes) -> str:
         ) from exc
 
 
+def _unpack_guard(data: bytes) -> zipfile.ZipFile:
+    """The zip of a DOCX or HWPX file, refused when it would unpack to more than MAX_UNPACKED (a zip bomb)."""
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    if sum(info.file_size for info in archive.infolist()) > MAX_UNPACKED:
+        raise TooLarge(N_("the file unpacks to more than {mb} MB"), params={"mb": MAX_UNPACKED // (1024 * 1024)})
+    return archive
+
+
+_HWPX_INLINE = {f"{_HWPX_PARAGRAPH}lineBreak": "\n", f"{_HWPX_PARAGRAPH}tab": "\t"}
+
+
+def _hwpx_run_text(t: ElementTree.Element) -> str:
+    return (t.text or "") + "".join(_HWPX_INLINE.get(child.tag, "") + (child.tail or "") for child in t)
+
+
+def _hwpx_text(data: bytes) -> str:
+    """The paragraphs of an HWPX (OWPML, KS X 6101) document: Contents/section*.xml, in section order; a
+    table cell's paragraphs come as paragraphs of their own."""
+    archive = _unpack_guard(data)
+    sections = sorted(
+        (n for n in archive.namelist() if re.fullmatch(r"Contents/section\d+\.xml", n)),
+        key=lambda n: int(re.sub(r"\D", "", n)),
+    )
+    lines: list[str] = []
+    try:
+        for name in sections:
+            root = ElementTree.fromstring(archive.read(name))
+            for paragraph in root.iter(f"{_HWPX_PARAGRAPH}p"):
+                runs = paragraph.findall(f"{_HWPX_PARAGRAPH}run")
+                lines.append("".join(_hwpx_run_text(t) for run in runs for t in run.findall(f"{_HWPX_PARAGRAPH}t")))
+    except ElementTree.ParseError as exc:
+        raise InvalidInput(
+            N_("the HWPX file cannot be read: {reason}"), code="unreadable", params={"reason": str(exc)}
+        ) from exc
+    return "\n".join(lines)
+
+
 def _docx_text(data: bytes) -> str:
     import docx
+
+    _unpack_guard(data)
 
     try:
         document = docx.Document(io.BytesIO(data))
@@ -117,7 +161,7 @@ def extract_text(filename: str, data: bytes) -> tuple[str, str]:
     named = _EXTENSIONS.get(_extension(filename))
     if named is None:
         raise InvalidInput(
-            N_("documents are text, PDF or DOCX files, not {name}"), code="file_type", params={"name": filename}
+            N_("documents are text, PDF, DOCX or HWPX files, not {name}"), code="file_type", params={"name": filename}
         )
     found = _content_type(data)
     if found != named:
@@ -128,9 +172,10 @@ def extract_text(filename: str, data: bytes) -> tuple[str, str]:
         )
     if found == "hwp":
         raise InvalidInput(
-            N_("HWP files cannot be read here yet: save the document as PDF or DOCX and upload that"), code="hwp"
+            N_("HWP files cannot be read here yet: save the document as HWPX, PDF or DOCX and upload that"),
+            code="hwp",
         )
-    text = {"pdf": _pdf_text, "docx": _docx_text}.get(found, _decode)(data)
+    text = {"pdf": _pdf_text, "docx": _docx_text, "hwpx": _hwpx_text}.get(found, _decode)(data)
     text = text.replace("\r\n", "\n").replace("\x00", "")
     if not text.strip():
         raise InvalidInput(N_("no text was found in the file (a scanned document has only images)"), code="no_text")
