@@ -48,6 +48,8 @@ def test_a_publisher_uploads_reviews_and_publishes(db, client):
     assert {kind for _, kind, _ in rows} == {"name", "phone", "email"}
     assert all(state == "proposed" for _, _, state in rows)
     assert client.get(f"/opendata/documents/{uid}").status_code == 404  # not public while in review
+    assert client.get(f"/opendata/documents/{uid}.json").status_code == 404
+    assert client.get(f"/opendata/documents/{uid}.txt").status_code == 404
 
     token = csrf(client, review_url)
     refused = client.post(f"{review_url}/publish", data={"csrf_token": token})
@@ -80,6 +82,14 @@ def test_a_publisher_uploads_reviews_and_publishes(db, client):
     found = client.get("/opendata/documents", params={"q": "가로등 보수공사"})
     assert f'data-uid="{uid}"' in found.text and 'data-total="1"' in found.text
     assert 'data-total="0"' in client.get("/opendata/documents", params={"q": "김민수"}).text
+    twin = client.get("/opendata/documents.json", params={"q": "가로등 보수공사"}).json()
+    assert twin["total"] == 1 and [d["uid"] for d in twin["documents"]] == [uid]
+    assert (
+        "김민수" not in str(twin)
+        and client.get("/opendata/documents.json", params={"q": "김민수"}).json()["total"] == 0
+    )
+    one = client.get(f"/opendata/documents/{uid}.json").json()
+    assert one["uid"] == uid and "김○○" in one["text"] and "minsu@" not in one["text"]
 
     with db.session() as s:
         entries = [e.action for e in reversed(audit.entries(s, object_type="document", object_id=uid))]

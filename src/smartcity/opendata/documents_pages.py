@@ -5,6 +5,7 @@ Thin: every rule is in opendata/documents.py; a refusal to show a document under
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -14,6 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 from smartcity.core.auth import Identity, Require
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
 from smartcity.core.i18n import N_
+from smartcity.core.render import json_response
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import documents as D
 
@@ -42,16 +44,33 @@ def _offset(request: Request) -> int:
         return 0
 
 
-@router.get("/opendata/documents", response_class=HTMLResponse)
-def public_list(request: Request):
+def _found(request: Request) -> tuple[D.DocumentList, int, str | None]:
     q = request.query_params.get("q", "")[:200]
     organisation = request.query_params.get("organisation") or None
     start = _offset(request)
     with _db(request).session() as s:
-        found = D.published(s, q, PAGE, start, organisation)
+        return D.published(s, q, PAGE, start, organisation), start, organisation
+
+
+@router.get("/opendata/documents", response_class=HTMLResponse)
+def public_list(request: Request):
+    found, start, organisation = _found(request)
     return render(
         request, "opendata/documents_list.html", found=found, start=start, page=PAGE, organisation=organisation
     )
+
+
+@router.get("/opendata/documents.json")
+def public_list_json(request: Request):
+    """The list page's data: the same search, as JSON."""
+    found, start, _organisation = _found(request)
+    return json_response({**asdict(found), "start": start, "limit": PAGE})
+
+
+@router.get("/opendata/documents/{uid}.json")
+def public_json(request: Request, uid: str):
+    with _db(request).session() as s:
+        return json_response(asdict(D.public_document(s, uid)))
 
 
 @router.get("/opendata/documents/{uid}.txt", response_class=PlainTextResponse)
