@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
 import openpyxl
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from smartcity.app import create_app
 from smartcity.core import accounts, audit
@@ -274,3 +275,27 @@ def test_a_key_over_its_daily_quota_is_error_337_and_calls_are_written_in_batche
         assert _code(client.get("/openapi/sample/json/seoul-cctv/1/5/")) == "INFO-000"  # sample: rows, no quota
         with db.session() as s:
             assert s.scalar(select(OpenApiUsage.calls)) == 3
+
+
+def test_calls_are_not_written_one_by_one(db, client):
+    _publish(db)
+    make_user(db, "dev", "citizen")
+    signin(client, "dev")
+    key = _issue(client)
+    upserts = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT") and "opendata_openapi_usage" in statement:
+            upserts.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    started = time.monotonic()
+    for _ in range(20):
+        assert _code(client.get(f"/openapi/{key}/json/seoul-cctv/1/1/")) == "INFO-000"
+    elapsed = time.monotonic() - started
+    event.remove(db.engine, "before_cursor_execute", seen)
+    # A write per FLUSH_EVERY_S at most, and the module's job's every 5 s: nowhere near one per call.
+    assert len(upserts) <= 2 + elapsed / keys.FLUSH_EVERY_S + elapsed / 5
+    keys.flush_usage(db)
+    with db.session() as s:
+        assert s.scalar(select(OpenApiUsage.calls)) == 20
