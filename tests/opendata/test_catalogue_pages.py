@@ -12,39 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from smartcity.core.models import AuditEntry
-from smartcity.opendata import publishing
-from smartcity.opendata.models import Organisation, Resource
+from smartcity.opendata.models import Resource
 from tests.conftest import make_user, seoul_data, signin
-from tests.opendata.helpers import PUBLISHER
-
-BINS = (
-    "연번,자치구,설치위치,수거 종류,위도,경도,용량\n"
-    "1,강남구,테헤란로 152,일반쓰레기,37.5006,127.0364,120\n"
-    "2,강남구,선릉로 424,재활용,37.5041,127.0490,80\n"
-    "3,강남구,압구정로 429,일반쓰레기,37.5271,127.0440,200\n"
-    "4,서초구,강남대로 373,재활용,37.4966,127.0276,\n"
-).encode()
+from tests.opendata.catalogue_helpers import BINS, dataset, load
 
 
 def csrf(client, path: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
-
-
-def dataset(db, name: str, title_ko: str, title_en: str = "", **options) -> None:
-    with db.session() as s:
-        if s.scalar(select(Organisation.id).where(Organisation.name == "env")) is None:
-            s.add(
-                Organisation(uid=f"org-{name}", name="env", title_ko="기후환경과", title_en="Climate and Environment")
-            )
-            s.flush()
-        publishing.save_dataset(
-            s, PUBLISHER, publishing.DatasetInfo(name, title_ko=title_ko, title_en=title_en, **options)
-        )
-
-
-def load(db, name: str, data: bytes, filename: str) -> publishing.Published:
-    with db.session() as s:
-        return publishing.publish_file(s, PUBLISHER, name, data, filename)
 
 
 def listed(page: str) -> list[str]:

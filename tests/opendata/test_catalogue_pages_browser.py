@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import PASSWORD, make_user
-from tests.opendata.test_catalogue_pages import BINS, dataset, load
-from tests.test_accessibility import run_axe
+from tests.opendata.catalogue_helpers import BINS, dataset, load, serious_axe_findings
 
 pytestmark = pytest.mark.browser
 
@@ -31,8 +30,7 @@ new MutationObserver(() => {
 
 
 def axe_clean(page) -> None:
-    found = run_axe(page)
-    assert not found, [(v["id"], [n["target"] for n in v["nodes"][:3]]) for v in found]
+    assert serious_axe_findings(page) == []
 
 
 def sign_in_korean(page, url: str, username: str) -> None:
