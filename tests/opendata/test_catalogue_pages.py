@@ -185,7 +185,7 @@ def test_a_publisher_loads_a_file_off_the_request_and_sees_its_defects(db, clien
         "problem": "",
     }
     page = client.get(sent.json()["url"]).text
-    assert "<td>302</td><td>위반일시</td><td>##########</td>" in page
+    assert "<td>302</td><td>위반일시</td><td>##########</td><td>날짜와 시간 형식이 아닙니다.</td>" in page
     with db.session() as s:
         resource = s.scalar(select(Resource).where(Resource.name == "2022"))
         assert resource.row_count == 301 and resource.version == 1

@@ -10,6 +10,7 @@ publishing is P6's (loading.py, publishing.py)."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import Identity, Require, resolve_identity
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooLarge
-from smartcity.core.i18n import N_
+from smartcity.core.i18n import N_, translate
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import catalogue_views as V
 from smartcity.opendata import downloads, loading, publishing
@@ -49,6 +50,28 @@ FREQUENCY_LABELS = {
     "irregular": N_("Irregularly"),
 }
 LOAD_KEPT_S = 6 * 3600  # a finished load's record is forgotten after this
+TYPE_NAMES = {
+    "boolean": N_("true or false"),
+    "integer": N_("whole number"),
+    "float": N_("number"),
+    "date": N_("date"),
+    "datetime": N_("date and time"),
+    "text": N_("text"),
+}
+_NOT_A = re.compile(r"not a (\w+)")
+_FIELDS = re.compile(r"(\d+) fields where the header has (\d+) \(broken quoting\?\)")
+
+
+def problem_text(problem: str, lang: str) -> str:
+    """A defect as the loader words it (loading.py, in English), in the page's language."""
+    if (m := _NOT_A.fullmatch(problem)) and m[1] in TYPE_NAMES:
+        return translate(lang, N_("not a {type}"), type=translate(lang, TYPE_NAMES[m[1]]))
+    if m := _FIELDS.fullmatch(problem):
+        message = N_("{count} fields where the header has {header} (broken quoting?)")
+        return translate(lang, message, count=m[1], header=m[2])
+    if problem.startswith("broken quoting:"):
+        return translate(lang, N_("broken quoting: {detail}"), detail=problem.split(":", 1)[1].strip())
+    return problem
 
 
 def _db(request: Request):
@@ -360,7 +383,7 @@ class Load:
                 removed=r.removed,
                 changed=r.changed,
                 problem_count=r.problem_count,
-                problems=r.problems[:200],
+                problems=[p | {"problem": problem_text(p["problem"], lang)} for p in r.problems[:200]],
                 encoding=r.encoding,
             )
         return found
