@@ -251,6 +251,9 @@ def test_the_publisher_pages_are_for_publishers(db, client):
     signin(client, "minji")
     assert client.get("/opendata/publish").status_code == 403
     assert client.get("/opendata/publish/datasets/new").status_code == 403
+    home = client.get("/").text
+    assert 'href="/opendata"' in home and "공공데이터 찾기" in home  # the nav link and the home action
+    assert 'href="/opendata/publish"' not in home
 
 
 @pytest.mark.real_data
