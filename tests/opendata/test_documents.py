@@ -262,6 +262,16 @@ def test_bad_files_are_refused_with_a_clear_code(filename, data, code):
     assert refused.value.code == code
 
 
+def test_a_document_language_is_told_by_its_letters(db):
+    assert documents.language_of_text(LETTER) == "ko"
+    assert documents.language_of_text("Reply to the request of 12 March about the street lights.") == "en"
+    who = publisher(db)
+    uid = put(db, who, "Reply about the street lights along the main road of 강남구.", title="Street lights")
+    with db.session() as s:
+        documents.publish(s, who, uid)
+        assert s.scalar(select(Document.language).where(Document.uid == uid)) == "en"
+
+
 def test_a_file_over_the_limit_is_refused():
     with pytest.raises(TooLarge):
         documents.extract_text("big.txt", b"a" * (documents.MAX_BYTES + 1))

@@ -252,7 +252,14 @@ class Upload:
     title: str
     names: Sequence[str] = ()
     organisation: str | None = None
-    language: str = "ko"
+    language: str | None = None  # None: Korean when a tenth of its letters are Hangul, else English
+
+
+def language_of_text(text: str) -> str:
+    """ "ko" when at least a tenth of the text's letters are Hangul, else "en"."""
+    letters = [ch for ch in text[:20000] if ch.isalpha()]
+    hangul = sum("\uac00" <= ch <= "\ud7a3" for ch in letters)
+    return "ko" if letters and hangul * 10 >= len(letters) else "en"
 
 
 def _names(raw: Sequence[str]) -> list[str]:
@@ -285,7 +292,7 @@ def upload(session: Session, who: Identity, item: Upload) -> Document:
         organisation_id=organisation_id,
         file_name=item.filename[:300],
         file_type=file_type,
-        language=item.language,
+        language=item.language or language_of_text(text),
         status="review",
         text=text,
         masked_text="",

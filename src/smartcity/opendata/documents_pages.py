@@ -131,7 +131,6 @@ async def upload(request: Request, _size: Annotated[None, Depends(_declared_size
             title=fields["title"],
             names=[n for line in fields["names"].splitlines() for n in line.split(",")],
             organisation=fields["organisation"].strip() or None,
-            language=language_of(request),
         )
         with _db(request).session() as s:
             uid = D.upload(s, identity, item).uid
