@@ -71,7 +71,7 @@ class Loaded:
     every problem found, and how the file was read."""
 
     columns: list[Column]
-    rows: list[tuple[list[Any], dict[str, str]]]
+    rows: list[tuple[Sequence[Any], dict[str, str]]]
     problems: list[Problem]
     problem_count: int
     encoding: str
@@ -235,6 +235,17 @@ _DATETIME = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2})?"
 )
 _BIG = 2**63
+_ANY_SHAPE = re.compile(
+    "|".join(
+        [
+            "|".join(re.escape(w) for w in sorted(_TRUE | _FALSE, key=len, reverse=True)),
+            r"(?i:true|false|yes|no|t|f|y|n)",
+            _FLOAT.pattern,
+            _DATETIME.pattern,
+            _DATE.pattern,
+        ]
+    )
+)
 
 
 def _integer(v: Any) -> int:
@@ -369,8 +380,15 @@ def _bulk_convert(kind: str, values: Sequence[Any]) -> list[Any] | None:
 
 def _narrowest(values: Sequence[Any]) -> str | None:
     """The narrowest type other than text that every value fits, if any."""
+    joined = _joined_strings(values)
     for kind in TYPES[:-1]:
-        if kind in _BULK and _bulk_convert(kind, values) is not None:
+        # The shape is enough for int() and float(); a date's shape may still be no date (30 February).
+        if (
+            joined is not None
+            and kind in _BULK
+            and _BULK[kind].fullmatch(joined)
+            and (kind != "date" or _bulk_convert(kind, values) is not None)
+        ):
             return kind
         parse = PARSERS[kind]
         if all(_fits(parse, v) for v in values):
@@ -390,7 +408,10 @@ def _present(values: Iterator[Any] | Sequence[Any]) -> list[Any]:
 def infer_type(values: Iterator[Any] | Sequence[Any]) -> str:
     """The narrowest type all non-empty values fit, setting aside a few (at most MISFIT_SHARE) that fit no
     type but text — broken values, reported when the rows are typed; text if nothing else fits."""
-    present = _present(values)
+    return _infer_present(_present(values))
+
+
+def _infer_present(present: Sequence[Any]) -> str:
     if not present:
         return "text"
     found = _narrowest(present)
@@ -400,7 +421,8 @@ def infer_type(values: Iterator[Any] | Sequence[Any]) -> str:
     parsers = [PARSERS[k] for k in TYPES[:-1]]
     rest, broken = [], 0
     for v in present:
-        if any(_fits(parse, v) for parse in parsers):
+        # A text value is tested by one pattern of every type's shape before any parser is tried.
+        if (not isinstance(v, str) or _ANY_SHAPE.fullmatch(v)) and any(_fits(parse, v) for parse in parsers):
             rest.append(v)
         else:
             broken += 1
@@ -423,38 +445,51 @@ def make_typed(raw: RawTable, types: dict[str, str] | None = None) -> Loaded:
         raise InvalidInput(N_("unknown column type {types}"), code="type", params={"types": ", ".join(bad)})
     lines = [line for line, _ in raw.rows]
     by_column = [list(col) for col in zip(*(cells for _, cells in raw.rows), strict=True)] or [[] for _ in ids]
-    kinds = [declared.get(cid) or infer_type(by_column[i]) for i, cid in enumerate(ids)]
-    columns = [Column(cid, kind, str(label)) for cid, kind, label in zip(ids, kinds, raw.header, strict=True)]
+    kinds: list[str] = []
     found: list[tuple[int, str, str, str]] = []  # (line, column, value, kind) of every value not fitting
     misfits: dict[int, dict[str, str]] = {}
     typed_columns = []
-    for i, kind in enumerate(kinds):
-        cells = [v.strip() if isinstance(v, str) else v for v in by_column[i]]
-        present = [k for k, v in enumerate(cells) if not _empty(v)]
-        values: list[Any] = [None] * len(cells)
-        fast = _bulk_convert(kind, [cells[k] for k in present]) if kind != "text" else None
+    for i, cid in enumerate(ids):
+        try:
+            cells = [x.strip() for x in by_column[i]]
+            present = None if all(cells) else [k for k, v in enumerate(cells) if v]  # None: every cell
+        except AttributeError:  # a spreadsheet's typed cells
+            cells = [x.strip() if isinstance(x, str) else x for x in by_column[i]]
+            present = [k for k, v in enumerate(cells) if not _empty(v)]
+        picked = cells if present is None else [cells[k] for k in present]
+        kind = declared.get(cid) or _infer_present(picked)
+        kinds.append(kind)
+        converted: list[Any] | None = None
         if kind == "text":
-            for k in present:
-                values[k] = _text(cells[k])
-        elif fast is not None:
-            for k, v in zip(present, fast, strict=True):
-                values[k] = v
-        else:
+            converted = [v if isinstance(v, str) else _text(v) for v in picked]
+        elif kind in _BULK:
+            converted = _bulk_convert(kind, picked)
+        if converted is None:
             parse = PARSERS[kind]
-            for k in present:
+            converted = []
+            for n, v in enumerate(picked):
                 try:
-                    values[k] = parse(cells[k])
+                    converted.append(parse(v))
                 except (ValueError, TypeError, OverflowError):
-                    raw_value = str(cells[k])
-                    misfits.setdefault(k, {})[ids[i]] = raw_value
-                    found.append((lines[k], ids[i], raw_value, kind))
-        typed_columns.append(values)
+                    converted.append(None)
+                    k = n if present is None else present[n]
+                    misfits.setdefault(k, {})[cid] = str(v)
+                    found.append((lines[k], cid, str(v), kind))
+        if present is None:
+            typed_columns.append(converted)
+        else:
+            values: list[Any] = [None] * len(cells)
+            for k, v in zip(present, converted, strict=True):
+                values[k] = v
+            typed_columns.append(values)
+    columns = [Column(cid, kind, str(label)) for cid, kind, label in zip(ids, kinds, raw.header, strict=True)]
     found.sort(key=lambda f: f[0])
     problems = sorted(
         [*raw.problems, *(Problem(line, cid, v[:200], f"not a {kind}") for line, cid, v, kind in found[:MAX_REPORTED])],
         key=lambda p: p.line,
     )[:MAX_REPORTED]
-    rows = [(list(values), misfits.get(k, {})) for k, values in enumerate(zip(*typed_columns, strict=True))]
+    none: dict[str, str] = {}  # shared by the rows without misfits (never changed)
+    rows = [(values, misfits.get(k, none)) for k, values in enumerate(zip(*typed_columns, strict=True))]
     return Loaded(columns, rows, problems, len(raw.problems) + len(found), raw.encoding)
 
 
