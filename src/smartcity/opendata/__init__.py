@@ -48,6 +48,7 @@ module = Module(
         "smartcity.opendata.catalogue_pages:router",
         "smartcity.opendata.seoul_api:router",
         "smartcity.opendata.openapi_pages:router",
+        "smartcity.opendata.rows:router",
     ),
     nav=(
         NavLink(N_("Open data"), "/opendata"),
@@ -61,6 +62,7 @@ module = Module(
         "/api/3/action": "smartcity.opendata.ckan:render_error",
         "/api/action": "smartcity.opendata.ckan:render_error",
         "/openapi/": "smartcity.opendata.seoul_api:render_error",
+        "/opendata/rows/": "smartcity.opendata.rows:render_error",
     },
     cli="smartcity.opendata.cli:group",
     seed=_seed,
