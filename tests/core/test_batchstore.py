@@ -348,7 +348,8 @@ def test_rows_are_read_exactly_once_before_during_and_after_a_round_in_chunks(st
     _stage(staged, owners, ats)
     expected = sorted(zip(owners, ats, strict=True))
     assert _union(path) == expected
-    mover = StagingMover(path, "bs_items", chunk_rows=100, min_pause=0.01)
+    # A tiny time budget keeps every chunk at the smallest size: many chunks, many reads between them.
+    mover = StagingMover(path, "bs_items", chunk_rows=100, min_pause=0.01, chunk_ms=0.001)
     reads, mid_move, bad = 0, 0, []
     done = threading.Event()
 
@@ -386,7 +387,7 @@ import sys, time
 from smartcity.core.batchstore import stage
 from smartcity.core.staging import StagingMover
 stage("bs_items", "bs_items_recent", ("owner", "at"))
-StagingMover(sys.argv[1], "bs_items", max_age=0, poll=0.01, chunk_rows=50, min_pause=0.02).start()
+StagingMover(sys.argv[1], "bs_items", max_age=0, poll=0.01, chunk_rows=100, min_pause=0.02, chunk_ms=0.001).start()
 time.sleep(600)
 """
 
