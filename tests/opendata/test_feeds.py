@@ -107,3 +107,20 @@ def _datasets(modules):
     from smartcity.core.module import datasets
 
     return datasets(modules)
+
+
+def test_live_datasets_can_be_left_to_the_command(db, db_url, tmp_path):
+    from smartcity.app import create_app
+    from tests.conftest import LiveServer, make_settings
+    from tests.helpers import run_cli
+
+    app = create_app(make_settings(db_url, tmp_path, opendata_live_datasets=False), db)
+    with LiveServer(app) as server:
+        ckan = ckanapi.RemoteCKAN(server.url)
+        report = file_report(db, where=GANGNAM)
+        time.sleep(7)  # the refresh job (every 5 s) has had its turn
+        with pytest.raises(ckanapi.NotFound):
+            ckan.action.package_show(id="reports-reports")
+        out = run_cli(db_url, "opendata", "refresh")
+        assert "reports.reports: version 1, 1 rows (+1 -0 ~0)" in out
+        assert [r["id"] for r in _rows_of(ckan, "reports-reports")] == [report]

@@ -29,6 +29,8 @@ def _refresh(db, settings):
     """Publish the module datasets an event marked, and those not published for a while."""
     from smartcity.opendata import feeds
 
+    if not settings.of(OpendataSettings).live_datasets:
+        return []
     return feeds.refresh_all(db, only_due=True)
 
 

@@ -15,3 +15,8 @@ class OpendataSettings:
         "Calls one Seoul-style OpenAPI key may make a day (the city's date); beyond it the call is answered "
         "ERROR-337. The key 'sample' has no quota but at most 5 rows a call.",
     )
+    live_datasets: bool = setting(
+        True,
+        "Publish the datasets modules declare (reports, assets) by themselves: after their events and at least "
+        "every 15 minutes (a new version each time their rows change). Off: only `smartcity opendata refresh`.",
+    )
