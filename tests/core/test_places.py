@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import shapely
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -205,6 +206,26 @@ def test_the_places_api_searches_and_reverses(client, db):
     assert client.get("/api/places", params={"q": ""}).status_code == 422
     bad = client.get("/api/places", params={"q": "강남", "near": "north"})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_near"
+
+
+def test_the_base_layer_endpoints_answer_for_the_view(client, db, boundaries):
+    _import_boundaries(db, boundaries)
+    box = (127.02, 37.49, 127.04, 37.51)  # around Gangnam station
+    hoods = client.get("/api/geo/neighbourhoods.geojson", params={"bbox": ",".join(map(str, box))}).json()
+    index = geo.geo_index(db)
+    areas = geo.parse_boundaries(boundaries.neighbourhoods.read_bytes(), SEOUL)
+    expected = {a.code for a in areas if shapely.box(*box).intersects(a.geometry)}
+    assert {f["properties"]["code"] for f in hoods["features"]} == expected
+    assert 0 < len(expected) < len(areas)
+    for f in hoods["features"]:
+        lat, lon = f["properties"]["label"]
+        assert index.neighbourhood_at(lat, lon).code == f["properties"]["code"]  # the name sits inside
+    labels = client.get("/api/places", params={"bbox": ",".join(map(str, box)), "limit": 50}).json()["places"]
+    assert "강남역" in {p["name_ko"] for p in labels}
+    assert all(box[0] <= p["lon"] <= box[2] and box[1] <= p["lat"] <= box[3] for p in labels)
+    assert not {p["kind"] for p in labels} & {"district", "neighbourhood", "asset"}
+    missing = client.get("/api/places")
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "required"
 
 
 class FixedGeocoder:
