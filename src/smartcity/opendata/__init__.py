@@ -51,6 +51,7 @@ module = Module(
         "smartcity.opendata.seoul_api:router",
         "smartcity.opendata.openapi_pages:router",
         "smartcity.opendata.rows:router",
+        "smartcity.opendata.dcat:router",
     ),
     nav=(
         NavLink(N_("Open data"), "/opendata"),
