@@ -167,15 +167,15 @@ def import_places(file: Path, kind: str | None) -> None:
     """Load a gazetteer: Seoul's bus-stop list (정류소명, X좌표, Y좌표), its subway-station list (역명, 위도, 경도)
     or a list of name_ko, name_en, lat, lon. The layout is read from the header (UTF-8 or CP949); rows that
     cannot be used are listed with their line and skipped; importing the same file again changes nothing."""
-    from smartcity.core import geo, places
+    from smartcity.core import geo, places_import
 
-    parsed = places.parse_places(read_file(file), city_profile(), kind=kind)
+    parsed = places_import.parse_places(read_file(file), city_profile(), kind=kind)
     for problem in parsed.problems:
         click.echo(f"  line {problem['line']}: {problem['problem']} ({problem['value']})", err=True)
     db = database()
     index = geo.geo_index(db)
     with db.session() as s, click.progressbar(length=len(parsed.places), label=f"importing {parsed.layout}") as bar:
-        result = places.import_places(s, parsed.places, source=file.name, geo=index, progress=bar.update)
+        result = places_import.import_places(s, parsed.places, source=file.name, geo=index, progress=bar.update)
     merged = f", {parsed.merged} rows were other lines of a station" if parsed.merged else ""
     click.echo(
         f"places ({parsed.layout}): {result.created} added, {result.updated} updated, {result.unchanged} unchanged, "

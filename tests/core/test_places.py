@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from smartcity.cli import main
-from smartcity.core import geo, places
+from smartcity.core import geo, places, places_import
 from smartcity.core.city import load_profile
 from smartcity.core.errors import InvalidInput
 from smartcity.settings import get_settings
@@ -108,7 +108,7 @@ def test_reverse_names_the_nearest_place_and_the_areas(db, boundaries):
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp949"])
 def test_a_bus_stop_list_is_read_in_any_encoding_and_its_defects_reported(tmp_path, encoding):
-    parsed = places.parse_places(bus_file(tmp_path, encoding).read_bytes(), SEOUL)
+    parsed = places_import.parse_places(bus_file(tmp_path, encoding).read_bytes(), SEOUL)
     assert parsed.layout == "bus_stops" and parsed.rows == 7
     assert [(p["line"], p["problem"]) for p in parsed.problems] == [
         (4, "no usable name"),
@@ -126,7 +126,7 @@ def test_a_bus_stop_list_is_read_in_any_encoding_and_its_defects_reported(tmp_pa
 
 
 def test_a_subway_list_gives_one_place_per_station(tmp_path):
-    parsed = places.parse_places(subway_file(tmp_path).read_bytes(), SEOUL)
+    parsed = places_import.parse_places(subway_file(tmp_path).read_bytes(), SEOUL)
     assert parsed.layout == "subway_stations"
     assert [p.name_ko for p in parsed.places] == ["매봉역", "도곡역", "한티역 (대치)"]
     assert parsed.merged == 1  # 도곡 on its second line
@@ -136,7 +136,7 @@ def test_a_subway_list_gives_one_place_per_station(tmp_path):
 
 def test_an_unknown_layout_is_refused_naming_the_expected_columns():
     with pytest.raises(InvalidInput) as err:
-        places.parse_places(b"a,b,c\n1,2,3\n", SEOUL)
+        places_import.parse_places(b"a,b,c\n1,2,3\n", SEOUL)
     assert err.value.code == "unknown_layout" and "정류소명" in err.value.message
 
 
@@ -161,9 +161,9 @@ def test_import_places_command_loads_reports_and_is_idempotent(run, db, tmp_path
 def test_imported_places_are_found_once_the_import_commits(db, tmp_path):
     g = places.Gazetteer(_context(db))
     assert not g.search("역삼세무서", "ko")  # the index is built before the import
-    parsed = places.parse_places(bus_file(tmp_path).read_bytes(), SEOUL)
+    parsed = places_import.parse_places(bus_file(tmp_path).read_bytes(), SEOUL)
     with db.session() as s:
-        places.import_places(s, parsed.places, "bus_stops.csv", geo.geo_index(db))
+        places_import.import_places(s, parsed.places, "bus_stops.csv", geo.geo_index(db))
     assert g.search("역삼세무", "ko")[0].name_ko == "역삼세무서"
     assert g.search("포스코", "ko")[0].name_ko == "선릉역.포스코사거리"  # a later word of the name
     assert g.search("Yeoksamsemuseo", "en")[0].name_ko == "역삼세무서"  # the romanised name made on import
@@ -256,15 +256,15 @@ def test_the_geocoder_setting_replaces_the_gazetteer(db, tmp_path):
 
 @pytest.mark.real_data
 def test_the_real_bus_stop_and_subway_lists(db):
-    bus = places.parse_places(seoul_data("bus_stops.csv").read_bytes(), SEOUL)
+    bus = places_import.parse_places(seoul_data("bus_stops.csv").read_bytes(), SEOUL)
     assert bus.layout == "bus_stops" and bus.rows == 11_250
     assert len(bus.places) + len(bus.problems) == bus.rows and len(bus.places) > 11_000
-    subway = places.parse_places(seoul_data("subway_stations.csv").read_bytes(), SEOUL)
+    subway = places_import.parse_places(seoul_data("subway_stations.csv").read_bytes(), SEOUL)
     assert subway.rows == 783 and subway.merged > 50
     assert all(p["problem"] == "the place lies outside the city" for p in subway.problems)
     with db.session() as s:
-        places.import_places(s, bus.places, "bus_stops.csv", geo.geo_index(db))
-        places.import_places(s, subway.places, "subway_stations.csv", geo.geo_index(db))
+        places_import.import_places(s, bus.places, "bus_stops.csv", geo.geo_index(db))
+        places_import.import_places(s, subway.places, "subway_stations.csv", geo.geo_index(db))
     g = places.Gazetteer(_context(db))
     built = time.perf_counter()
     g.search("강남역", "ko")  # builds the index
