@@ -312,8 +312,12 @@ def run(quick: bool = False) -> dict:
     n_rows = int(os.environ.get("BENCH_OPENDATA_ROWS") or (50_000 if quick else 1_000_000))
     seconds = 4 if quick else 10
     workdir = Path(tempfile.mkdtemp(prefix="bench-opendata-"))
-    saved_var = os.environ.get("SMARTCITY_VAR_DIR")
-    os.environ["SMARTCITY_VAR_DIR"] = str(workdir / "var")  # where publishing keeps the file, as the server's
+    env = {
+        "SMARTCITY_VAR_DIR": str(workdir / "var"),  # where publishing keeps the file (here and in the server)
+        "SMARTCITY_OPENDATA_LIVE_DATASETS": "false",  # no module feed republishing during the measurements
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     out: dict = {
         "datasets": n_datasets,
         "rows": n_rows,
@@ -377,10 +381,11 @@ def run(quick: bool = False) -> dict:
         }
         out["load_average_at_end"] = os.getloadavg()
     finally:
-        if saved_var is None:
-            os.environ.pop("SMARTCITY_VAR_DIR", None)
-        else:
-            os.environ["SMARTCITY_VAR_DIR"] = saved_var
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         shutil.rmtree(workdir, ignore_errors=True)
     return out
 
