@@ -106,3 +106,16 @@ def test_query_syntax_is_taken_as_words(db):
         found = ask(db, q)
         assert found.total in (0, 1)
     assert ask(db, "title_tokens:대기").ids() in ([], [1])
+
+
+def test_many_entries_and_a_replacement_in_one_transaction(db):
+    """A catalogue refresh indexes many entries and may replace one twice in one transaction; the facets of
+    the last version are the ones kept."""
+    with db.session() as s:
+        for i in range(1, 301):
+            search.index_text(s, "dataset", i, title=f"교통 자료 {i}", facets={"tags": ["교통", f"t{i % 3}"]})
+        search.index_text(s, "dataset", 7, title="교통 자료 7", facets={"tags": ["교통", "t2"]})
+        search.index_text(s, "dataset", 7, title="교통 자료 7", facets={"tags": ["교통", "t2"]})
+    found = ask(db, "교통", facet_fields=["tags"], limit=0)
+    assert found.total == 300
+    assert dict(found.facets["tags"]) == {"교통": 300, "t0": 100, "t1": 99, "t2": 101}

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from smartcity.core.db import utcnow
@@ -103,11 +103,22 @@ def index_text(
     entry.body_tokens = _joined(body)
     entry.updated_at = utcnow()
     session.flush()
-    session.execute(delete(SearchFacet).where(SearchFacet.entry_id == entry.id))
+    _drop_facets(session, entry.id)
     rows = {(name, str(v)[:200]) for name, values in (facets or {}).items() for v in values if str(v)}
-    session.add_all(SearchFacet(entry_id=entry.id, field=name, value=v) for name, v in sorted(rows))
-    session.flush()
+    if rows:
+        # Rows, not objects: a session indexing thousands of entries keeps no facet objects to look through.
+        session.execute(
+            insert(SearchFacet), [{"entry_id": entry.id, "field": name, "value": v} for name, v in sorted(rows)]
+        )
     return entry
+
+
+def _drop_facets(session: Session, entry_id: int) -> None:
+    # Not synchronised with the session: facets are never loaded as objects, and looking for them among the
+    # session's objects made indexing n entries in one transaction O(n²).
+    session.execute(
+        delete(SearchFacet).where(SearchFacet.entry_id == entry_id).execution_options(synchronize_session=False)
+    )
 
 
 def remove(session: Session, kind: str, ref_id: int) -> bool:
@@ -115,7 +126,7 @@ def remove(session: Session, kind: str, ref_id: int) -> bool:
     entry = session.scalar(select(SearchEntry).where(SearchEntry.kind == kind, SearchEntry.ref_id == ref_id))
     if entry is None:
         return False
-    session.execute(delete(SearchFacet).where(SearchFacet.entry_id == entry.id))
+    _drop_facets(session, entry.id)
     session.delete(entry)
     session.flush()
     return True
