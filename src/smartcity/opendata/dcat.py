@@ -410,7 +410,7 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-@router.get("/catalog.{ext}")
+@router.get("/catalog.{ext}", include_in_schema=False)
 async def catalog(request: Request, ext: str) -> Response:
     """A page of the published catalogue in DCAT-AP, streamed."""
     _, media = _format(ext)
@@ -421,7 +421,7 @@ async def catalog(request: Request, ext: str) -> Response:
     return StreamingResponse(chunks, media_type=media)
 
 
-@router.get("/dataset/{key}.{ext}")
+@router.get("/dataset/{key}.{ext}", include_in_schema=False)
 async def dataset(request: Request, key: str, ext: str) -> Response:
     """One published dataset in DCAT-AP, by its id or its name."""
     _, media = _format(ext)

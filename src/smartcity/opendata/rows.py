@@ -375,7 +375,7 @@ def parquet_response(db, resource: str, filename: str, params: list[tuple[str, s
 # --- the route ----------------------------------------------------------------------------------------------
 
 
-@router.get("/opendata/rows/{resource}.{ext}")
+@router.get("/opendata/rows/{resource}.{ext}", include_in_schema=False)
 async def rows(request: Request, resource: str, ext: str) -> Response:
     """A published resource's rows as JSON, CSV or Parquet, filtered, sorted, faceted and paged."""
     if ext not in MEDIA:
