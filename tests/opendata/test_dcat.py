@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from rdflib import Graph, Literal, URIRef
-from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, SKOS, XSD
+from rdflib import Graph, Literal, Namespace, URIRef, namespace
 from sqlalchemy import select
 
 from smartcity.opendata import publishing
@@ -19,6 +18,10 @@ from smartcity.opendata.dcat import HYDRA
 from smartcity.opendata.models import Dataset, Organisation, Resource
 from tests.opendata.helpers import PUBLISHER, publish
 
+# Plain namespaces: pytest's collection probes a module's names, and rdflib's closed ones warn on that.
+DCAT, DCTERMS, FOAF, RDF, SKOS, XSD = (
+    Namespace(str(getattr(namespace, name))) for name in ("DCAT", "DCTERMS", "FOAF", "RDF", "SKOS", "XSD")
+)
 RDF_FORMATS = {"ttl": "turtle", "jsonld": "json-ld", "rdf": "xml"}
 EU_FREQ = "http://publications.europa.eu/resource/authority/frequency/"
 
