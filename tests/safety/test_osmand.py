@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -424,6 +424,8 @@ def _as_row(p) -> tuple:
 
 
 @given(st.lists(st.tuples(st.sampled_from(_KEYS), _VALUE), max_size=14))
+@example([("id", "d"), ("lat", "1"), ("lon", "2"), ("timestamp", "1700000000"), ("bearing", ""), ("heading", "9")])
+@example([("id", "d"), ("deviceid", "e"), ("lat", "1"), ("lon", "2"), ("timestamp", "1700000000123"), ("x", "")])
 def test_the_fast_path_reads_every_query_it_takes_as_the_full_decoder_does(pairs):
     """A query the fast path takes gives the row the full decoder's position would (the same device, time to
     the millisecond, numbers, validity and attributes); one it declines goes to the full decoder, which then
