@@ -507,9 +507,7 @@ def test_a_staging_table_too_far_behind_answers_503_with_retry_after_but_takes_a
     start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
     try:
         with TestClient(create_app(settings, db)) as client:
-            answers = [
-                client.get(f"/osmand?{traccar_query(w.device, start + timedelta(seconds=i))}") for i in range(6)
-            ]
+            answers = [client.get(f"/osmand?{traccar_query(w.device, start + timedelta(seconds=i))}") for i in range(6)]
             statuses = [r.status_code for r in answers]
             assert statuses[:4] == [200] * 4 and statuses[4:] == [503, 503], statuses
             refused = answers[4]

@@ -251,9 +251,7 @@ class IntakeSink(Protocol):
 
     async def intake_all(self, records: list) -> list: ...
 
-    async def intake_columns(
-        self, cols: Columns, errors: dict[int, SmartCityError] | None = None
-    ) -> BatchOutcome: ...
+    async def intake_columns(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> BatchOutcome: ...
 
     def columns_future(self, cols: Columns, errors: dict[int, SmartCityError] | None = None) -> asyncio.Future:
         """`intake_columns` without a coroutine: the batch is handed on now (in the running event loop), and
