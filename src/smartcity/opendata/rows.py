@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from sqlalchemy import Text, and_, cast, func, or_, select
+from sqlalchemy import Text, and_, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -126,7 +126,7 @@ def _condition(r: datastore.Readable, name: str, op: str, raw: str):
             raise RowsError(N_("{op} takes a JSON list or values separated by commas"), params={"op": op})
         typed = [_typed(r, name, v if isinstance(v, str) else str(v)) for v in values]
         return column.in_(typed) if op == "in" else or_(column.not_in(typed), column.is_(None))
-    value = _typed(r, name, raw)
+    value = literal(_typed(r, name, raw), column.type)  # bound as the column's type: True > False is asked too
     return {
         "exact": column == value,
         "not": or_(column != value, column.is_(None)),
@@ -213,6 +213,7 @@ def _after(q: Query):
         return key < row_id if q.descending else key > row_id
     if value is None:
         return and_(column.is_(None), key > row_id)
+    value = literal(value, column.type)
     beyond = column < value if q.descending else column > value
     return or_(beyond, and_(column == value, key > row_id), column.is_(None))
 
