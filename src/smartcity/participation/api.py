@@ -1,0 +1,201 @@
+"""JSON API of citizen proposals (/api/participation/…), in the platform's error shape. Thin: the rules,
+permissions and audit are in service.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from smartcity.core.auth import CurrentIdentity, Identity
+from smartcity.participation import service
+from smartcity.participation.models import Proposal
+
+router = APIRouter(prefix="/api/participation", tags=["participation"])
+
+
+def _db(request: Request):
+    return request.app.state.db
+
+
+def _when(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def proposal_view(session, proposal: Proposal, identity: Identity) -> dict:
+    rules = service.settings_of(session.info["db"])
+    view = {
+        "id": proposal.id,
+        "title": proposal.title,
+        "body": proposal.body,
+        "category": proposal.category,
+        "district_code": proposal.district_code,
+        "lat": proposal.lat,
+        "lon": proposal.lon,
+        "status": proposal.status,
+        "likes": proposal.likes,
+        "participants": proposal.participants,
+        "thresholds": {"debate_likes": rules.debate_likes, "answer_participants": rules.answer_participants},
+        "created_at": _when(proposal.created_at),
+        "closes_at": _when(proposal.closes_at),
+        "debate_at": _when(proposal.debate_at),
+        "answer_due_at": _when(proposal.answer_due_at),
+        "department_code": proposal.department_code,
+        "answer": None,
+        "liked": service.liked(session, identity, proposal.id),
+    }
+    if proposal.answer_status:
+        view["answer"] = {
+            "status": proposal.answer_status,
+            "reasons": proposal.answer,
+            "answered_at": _when(proposal.answered_at),
+            "follow_ups": [
+                {"body": f.body, "at": _when(f.created_at)} for f in service.follow_ups(session, proposal.id)
+            ],
+        }
+    if identity.can("participation.moderate"):
+        view["hidden"], view["hidden_reason"] = proposal.hidden, proposal.hidden_reason
+    return view
+
+
+class ProposalBody(BaseModel):
+    title: Annotated[str, Field(max_length=service.TITLE_MAX)]
+    body: Annotated[str, Field(max_length=service.BODY_MAX)]
+    category: Annotated[str, Field(max_length=40)]
+    district_code: Annotated[str | None, Field(max_length=20)] = None
+    lat: Annotated[float | None, Field(ge=-90, le=90)] = None
+    lon: Annotated[float | None, Field(ge=-180, le=180)] = None
+
+
+class TextBody(BaseModel):
+    body: Annotated[str, Field(max_length=service.TEXT_MAX)]
+
+
+class AnswerBody(BaseModel):
+    status: Literal["accepted", "partly", "under_review", "rejected"]
+    reasons: Annotated[str, Field(max_length=service.TEXT_MAX)]
+
+
+class HideBody(BaseModel):
+    reason: Annotated[str, Field(max_length=service.REASON_MAX)]
+    hidden: bool = True
+
+
+class AbuseBody(BaseModel):
+    reason: Annotated[str, Field(max_length=service.REASON_MAX)]
+
+
+@router.get("/proposals")
+def list_proposals(
+    request: Request,
+    identity: CurrentIdentity,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict:
+    """Proposals, newest first; optionally in one phase (open, debate, answer_due, answered, expired)."""
+    with _db(request).session() as s:
+        found = service.listing(s, identity, status, limit, offset)
+        return {"proposals": [proposal_view(s, p, identity) for p in found]}
+
+
+@router.post("/proposals", status_code=201)
+def create_proposal(request: Request, body: ProposalBody, identity: CurrentIdentity) -> dict:
+    """Propose: title, body, category, a district (none: the whole city) and an optional map point."""
+    with _db(request).session() as s:
+        proposal = service.create(s, identity, service.NewProposal(**body.model_dump()))
+        return proposal_view(s, proposal, identity)
+
+
+@router.get("/proposals/{proposal_id}")
+def show_proposal(request: Request, proposal_id: int, identity: CurrentIdentity) -> dict:
+    with _db(request).session() as s:
+        return proposal_view(s, service.get(s, identity, proposal_id), identity)
+
+
+def _again(request: Request, proposal_id: int, identity: Identity) -> dict:
+    with _db(request).session() as s:
+        return proposal_view(s, service.get(s, identity, proposal_id), identity)
+
+
+@router.put("/proposals/{proposal_id}/like")
+def like(request: Request, proposal_id: int, identity: CurrentIdentity) -> dict:
+    """Like (once per person; again changes nothing). The like that reaches the threshold opens the debate."""
+    service.like(_db(request), identity, proposal_id)
+    return _again(request, proposal_id, identity)
+
+
+@router.delete("/proposals/{proposal_id}/like")
+def unlike(request: Request, proposal_id: int, identity: CurrentIdentity) -> dict:
+    """Withdraw a like while the proposal still collects likes."""
+    service.unlike(_db(request), identity, proposal_id)
+    return _again(request, proposal_id, identity)
+
+
+@router.post("/proposals/{proposal_id}/comments", status_code=201)
+def comment(request: Request, proposal_id: int, body: TextBody, identity: CurrentIdentity) -> dict:
+    """Speak in the public debate; each person counts once towards the answer threshold."""
+    service.comment(_db(request), identity, proposal_id, body.body)
+    return _again(request, proposal_id, identity)
+
+
+@router.put("/proposals/{proposal_id}/follow")
+def follow(request: Request, proposal_id: int, identity: CurrentIdentity) -> dict:
+    with _db(request).session() as s:
+        service.follow(s, identity, proposal_id, True)
+    return {"id": proposal_id, "following": True}
+
+
+@router.delete("/proposals/{proposal_id}/follow")
+def unfollow(request: Request, proposal_id: int, identity: CurrentIdentity) -> dict:
+    with _db(request).session() as s:
+        service.follow(s, identity, proposal_id, False)
+    return {"id": proposal_id, "following": False}
+
+
+@router.post("/proposals/{proposal_id}/answer")
+def answer(request: Request, proposal_id: int, body: AnswerBody, identity: CurrentIdentity) -> dict:
+    """The responsible department's official answer (staff of that department, or an administrator)."""
+    with _db(request).session() as s:
+        proposal = service.answer(s, identity, proposal_id, body.status, body.reasons)
+        return proposal_view(s, proposal, identity)
+
+
+@router.post("/proposals/{proposal_id}/follow-ups", status_code=201)
+def follow_up(request: Request, proposal_id: int, body: TextBody, identity: CurrentIdentity) -> dict:
+    """What was done after the answer."""
+    with _db(request).session() as s:
+        service.follow_up(s, identity, proposal_id, body.body)
+    return _again(request, proposal_id, identity)
+
+
+@router.post("/proposals/{proposal_id}/hide")
+def hide(request: Request, proposal_id: int, body: HideBody, identity: CurrentIdentity) -> dict:
+    """Moderation: hide (or show again) with a reason; audited."""
+    with _db(request).session() as s:
+        proposal = service.hide(s, identity, proposal_id, body.reason, body.hidden)
+        return proposal_view(s, proposal, identity)
+
+
+@router.post("/proposals/{proposal_id}/abuse")
+def report_abuse(request: Request, proposal_id: int, body: AbuseBody, identity: CurrentIdentity) -> dict:
+    """Report a proposal as abusive (once per person)."""
+    with _db(request).session() as s:
+        added = service.report_abuse(s, identity, proposal_id, body.reason)
+    return {"id": proposal_id, "reported": True, "new": added}
+
+
+@router.get("/abuse")
+def abuse_reports(request: Request, identity: CurrentIdentity) -> dict:
+    """Moderators: the shown proposals reported as abusive, most reported first."""
+    with _db(request).session() as s:
+        found = service.abuse_reports(s, identity)
+    return {"reports": [{"proposal_id": p, "count": n, "reasons": r} for p, n, r in found]}
+
+
+@router.get("/queue")
+def department_queue(request: Request, identity: CurrentIdentity) -> dict:
+    """Staff: the proposals the caller's department owes a debate's answer, soonest due first."""
+    with _db(request).session() as s:
+        return {"proposals": [proposal_view(s, p, identity) for p in service.queue(s, identity)]}

@@ -1,0 +1,103 @@
+"""Participation's tables: proposals (Democracy Seoul), their likes, followers, debate comments and
+participants, official answers' follow-ups and abuse reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from smartcity.core.db import Base, UTCDateTime, utcnow
+
+OPEN, DEBATE, ANSWER_DUE, ANSWERED, EXPIRED = "open", "debate", "answer_due", "answered", "expired"
+
+
+class Proposal(Base):
+    """A citizen's proposal. `likes` and `participants` are counters kept in the same transaction as the rows
+    they count (one per person, by unique constraints), so a threshold is read from one row, under its lock."""
+
+    __tablename__ = "participation_proposals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(40))
+    district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)  # None: the whole city
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default=OPEN)
+    likes: Mapped[int] = mapped_column(Integer, default=0)
+    participants: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the end of the current phase's window
+    debate_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    answer_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    department_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    answer_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    hidden_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_participation_proposals_status_closes", "status", "closes_at"),
+        Index("ix_participation_proposals_department", "department_code", "status"),
+    )
+
+
+class Like(Base):
+    __tablename__ = "participation_likes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_likes_proposal_user"),)
+
+
+class Follower(Base):
+    __tablename__ = "participation_followers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_followers_proposal_user"),)
+
+
+class Comment(Base):
+    __tablename__ = "participation_comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Participant(Base):
+    """A person who took part in a proposal's debate: counted once however often they speak."""
+
+    __tablename__ = "participation_participants"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_participants_proposal_user"),)
+
+
+class FollowUp(Base):
+    """What the city did after its answer, and when."""
+
+    __tablename__ = "participation_followups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AbuseReport(Base):
+    __tablename__ = "participation_abuse_reports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_abuse_proposal_user"),)

@@ -1,0 +1,419 @@
+"""Proposals the Democracy Seoul way: a citizen proposes, others like it; enough likes open a public debate,
+enough debate participants make an official answer due. The rules live here; api.py and pages.py are thin.
+
+Race safety: a like (or a debate participant) is one INSERT … ON CONFLICT DO NOTHING on a (proposal, person)
+unique key, then one UPDATE of the proposal's counter guarded by its phase; passing a threshold is one more
+UPDATE guarded by the phase it leaves. Both stores lock the proposal's row for the rest of the transaction
+(PostgreSQL's row lock, SQLite's one writer), so when two last likes arrive at once the second sees the phase
+already moved and moves nothing: the proposal moves, and its followers hear of it, exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from smartcity.core import audit, notify
+from smartcity.core.auth import Identity, check
+from smartcity.core.context import context_of
+from smartcity.core.db import Database, utcnow
+from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from smartcity.core.i18n import N_, translate
+from smartcity.core.models import District, User
+from smartcity.participation.models import (
+    ANSWER_DUE,
+    ANSWERED,
+    DEBATE,
+    EXPIRED,
+    OPEN,
+    AbuseReport,
+    Comment,
+    Follower,
+    FollowUp,
+    Like,
+    Participant,
+    Proposal,
+)
+from smartcity.participation.settings import ParticipationSettings
+
+CATEGORIES = {
+    "transport": N_("Transport"),
+    "safety": N_("Safety"),
+    "environment": N_("Environment"),
+    "welfare": N_("Welfare"),
+    "culture": N_("Culture"),
+    "economy": N_("Economy"),
+    "housing": N_("Housing"),
+    "other": N_("Other"),
+}
+STATUSES = {
+    OPEN: N_("Collecting likes"),
+    DEBATE: N_("Public debate"),
+    ANSWER_DUE: N_("Official answer due"),
+    ANSWERED: N_("Answered"),
+    EXPIRED: N_("Expired"),
+}
+ANSWERS = {
+    "accepted": N_("Accepted"),
+    "partly": N_("Partly accepted"),
+    "under_review": N_("Under review"),
+    "rejected": N_("Rejected"),
+}
+TITLE_MAX, BODY_MAX, TEXT_MAX, REASON_MAX = 200, 10_000, 5_000, 500
+POINT_MESSAGE = N_("a map point needs both latitude and longitude")
+NO_PAGE = N_("no such page")
+
+
+def settings_of(db: Database) -> ParticipationSettings:
+    return context_of(db).settings_of(ParticipationSettings)
+
+
+@dataclass
+class NewProposal:
+    title: str
+    body: str
+    category: str
+    district_code: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+def _text(value: str, field: str, least: int, most: int) -> str:
+    text = (value or "").strip()
+    if len(text) < least:
+        short = N_("the text is too short: write at least {count} characters")
+        raise InvalidInput(short, params={"count": least}, details={"field": field})
+    if len(text) > most:
+        long = N_("the text is too long: write at most {count} characters")
+        raise InvalidInput(long, params={"count": most}, details={"field": field})
+    return text
+
+
+def _signed_in(identity: Identity) -> int:
+    check(identity, "participation.take_part")
+    if identity.user_id is None:
+        raise PermissionDenied(N_("only a person's account can take part"), code="person_only")
+    return identity.user_id
+
+
+def create(session: Session, identity: Identity, new: NewProposal) -> Proposal:
+    """Store a citizen's proposal; its author follows it. Texts are kept as written (pages escape them)."""
+    author = _signed_in(identity)
+    title = _text(new.title, "title", 5, TITLE_MAX)
+    body = _text(new.body, "body", 20, BODY_MAX)
+    if new.category not in CATEGORIES:
+        raise InvalidInput(N_("unknown category; categories are: {known}"), params={"known": ", ".join(CATEGORIES)})
+    district = new.district_code or None
+    if district and session.get(District, district) is None:
+        raise InvalidInput(N_("no district {code}"), params={"code": district}, code="unknown_district")
+    if (new.lat is None) != (new.lon is None):
+        raise InvalidInput(POINT_MESSAGE)
+    if new.lat is not None:
+        from smartcity.core.geo import geo_index
+
+        geo_index(session.info["db"]).locate(new.lat, new.lon)  # OutsideCity, or a bad coordinate
+    now = utcnow()
+    window = settings_of(session.info["db"]).window_days
+    proposal = Proposal(
+        author_id=author,
+        title=title,
+        body=body,
+        category=new.category,
+        district_code=district,
+        lat=new.lat,
+        lon=new.lon,
+        status=OPEN,
+        likes=0,
+        participants=0,
+        hidden=False,
+        created_at=now,
+        closes_at=now + timedelta(days=window),
+    )
+    session.add(proposal)
+    session.flush()
+    session.add(Follower(proposal_id=proposal.id, user_id=author))
+    audit.record(session, identity, "create", "participation.proposal", proposal.id, {"category": new.category})
+    return proposal
+
+
+def get(session: Session, identity: Identity, proposal_id: int) -> Proposal:
+    """A proposal; a hidden one only for moderators (to everyone else it does not exist)."""
+    proposal = session.get(Proposal, proposal_id)
+    if proposal is None or (proposal.hidden and not identity.can("participation.moderate")):
+        raise NotFound(N_("no proposal {id}"), params={"id": proposal_id})
+    return proposal
+
+
+def listing(session: Session, identity: Identity, status: str | None = None, limit: int = 50, offset: int = 0):
+    query = select(Proposal)
+    if not identity.can("participation.moderate"):
+        query = query.where(Proposal.hidden.is_(False))
+    if status:
+        if status not in STATUSES:
+            raise InvalidInput(N_("unknown status; statuses are: {known}"), params={"known": ", ".join(STATUSES)})
+        query = query.where(Proposal.status == status)
+    return list(session.scalars(query.order_by(Proposal.id.desc()).limit(max(1, min(limit, 200))).offset(offset)))
+
+
+def _insert_once(session: Session, model, **values) -> bool:
+    """Insert a (proposal, person) row unless it is there; True when this call added it."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
+    return session.execute(statement).first() is not None  # rowcount is not told with RETURNING
+
+
+def _department_for(db: Database, category: str) -> str | None:
+    pairs = (p.partition("=") for p in settings_of(db).departments.split(","))
+    chosen = {k.strip(): v.strip() for k, _, v in pairs if k.strip() and v.strip()}
+    return chosen.get(category) or context_of(db).profile.fallback_unit
+
+
+def _move(session: Session, proposal: Proposal, now: datetime) -> str | None:
+    """Move the proposal past a threshold it has reached; the phase it entered, or None. The UPDATE names the
+    phase it leaves, so of two transactions reaching the threshold at once only the first moves it."""
+    db = session.info["db"]
+    rules = settings_of(db)
+    rows = update(Proposal).where(Proposal.id == proposal.id)
+    if proposal.status == OPEN and proposal.likes >= rules.debate_likes:
+        values = dict(status=DEBATE, debate_at=now, closes_at=now + timedelta(days=rules.window_days))
+        values["department_code"] = _department_for(db, proposal.category)
+        moved = session.execute(rows.where(Proposal.status == OPEN).values(**values)).rowcount
+    elif proposal.status == DEBATE and proposal.participants >= rules.answer_participants:
+        values = dict(status=ANSWER_DUE, answer_due_at=now + timedelta(days=rules.answer_days))
+        moved = session.execute(rows.where(Proposal.status == DEBATE).values(**values)).rowcount
+    else:
+        return None
+    if not moved:
+        return None
+    session.refresh(proposal)
+    audit.record(session, "participation", "advance", "participation.proposal", proposal.id, {"to": proposal.status})
+    _tell_followers(session, proposal)
+    return proposal.status
+
+
+def _bump(session: Session, proposal_id: int, phase: str, counter, by: int, now: datetime) -> Proposal:
+    changed = session.execute(
+        update(Proposal)
+        .where(Proposal.id == proposal_id, Proposal.status == phase, Proposal.closes_at > now)
+        .where(Proposal.hidden.is_(False))
+        .values({counter: counter + by})
+    ).rowcount
+    if not changed:
+        raise Conflict(
+            N_("this proposal is not open for that now") if phase == OPEN else N_("the debate is not open"),
+            code="not_open",
+        )
+    proposal = session.get(Proposal, proposal_id)
+    session.refresh(proposal)
+    return proposal
+
+
+def like(db: Database, identity: Identity, proposal_id: int) -> Proposal:
+    """Like a proposal collecting likes; liking again changes nothing. May open its debate."""
+    person = _signed_in(identity)
+    with db.session() as s:
+        get(s, identity, proposal_id)
+        now = utcnow()
+        if _insert_once(s, Like, proposal_id=proposal_id, user_id=person, created_at=now):
+            proposal = _bump(s, proposal_id, OPEN, Proposal.likes, 1, now)
+            _move(s, proposal, now)
+        return get(s, identity, proposal_id)
+
+
+def unlike(db: Database, identity: Identity, proposal_id: int) -> Proposal:
+    """Withdraw a like while the proposal still collects likes (not after it moved on)."""
+    person = _signed_in(identity)
+    with db.session() as s:
+        get(s, identity, proposal_id)
+        gone = s.execute(delete(Like).where(Like.proposal_id == proposal_id, Like.user_id == person)).rowcount
+        if gone:
+            _bump(s, proposal_id, OPEN, Proposal.likes, -1, utcnow())
+        return get(s, identity, proposal_id)
+
+
+def liked(session: Session, identity: Identity, proposal_id: int) -> bool:
+    if identity.user_id is None:
+        return False
+    found = select(Like.id).where(Like.proposal_id == proposal_id, Like.user_id == identity.user_id)
+    return session.scalar(found) is not None
+
+
+def comment(db: Database, identity: Identity, proposal_id: int, body: str) -> Proposal:
+    """Speak in a proposal's public debate; a person counts once as a participant. May make an answer due."""
+    person = _signed_in(identity)
+    text = _text(body, "comment", 2, TEXT_MAX)
+    with db.session() as s:
+        get(s, identity, proposal_id)
+        now = utcnow()
+        if _insert_once(s, Participant, proposal_id=proposal_id, user_id=person):
+            proposal = _bump(s, proposal_id, DEBATE, Proposal.participants, 1, now)
+            _move(s, proposal, now)
+        elif s.scalar(select(Proposal.status).where(Proposal.id == proposal_id)) != DEBATE:
+            raise Conflict(N_("the debate is not open"), code="not_open")
+        s.add(Comment(proposal_id=proposal_id, user_id=person, body=text, created_at=now))
+        return get(s, identity, proposal_id)
+
+
+def comments(session: Session, proposal_id: int) -> list[tuple[Comment, str]]:
+    rows = session.execute(
+        select(Comment, User.display_name, User.username)
+        .join(User, User.id == Comment.user_id)
+        .where(Comment.proposal_id == proposal_id)
+        .order_by(Comment.id)
+    )
+    return [(c, shown or name) for c, shown, name in rows]
+
+
+def follow(session: Session, identity: Identity, proposal_id: int, on: bool = True) -> None:
+    person = _signed_in(identity)
+    get(session, identity, proposal_id)
+    if on:
+        _insert_once(session, Follower, proposal_id=proposal_id, user_id=person)
+    else:
+        session.execute(delete(Follower).where(Follower.proposal_id == proposal_id, Follower.user_id == person))
+
+
+def _tell_followers(session: Session, proposal: Proposal) -> int:
+    """Queue an email to each follower with an address (the author follows from the start), in their language."""
+    profile = context_of(session.info["db"]).profile
+    people = session.scalars(
+        select(User).join(Follower, Follower.user_id == User.id).where(Follower.proposal_id == proposal.id)
+    )
+    messages = {
+        DEBATE: N_("The proposal “{title}” has enough likes: its public debate is open."),
+        ANSWER_DUE: N_("The proposal “{title}” has enough debate participants: the city owes it an official answer."),
+        ANSWERED: N_("The city has answered the proposal “{title}”."),
+        EXPIRED: N_("The proposal “{title}” did not reach its threshold in time and is closed."),
+    }
+    sent = 0
+    for person in people:
+        if not person.email:
+            continue
+        language = person.language or profile.language
+        notify.queue(
+            session,
+            "email",
+            person.email,
+            translate(language, messages[proposal.status], title=proposal.title),
+            subject=translate(language, N_("Your proposal's news")),
+            topic="participation.proposal",
+            ref=f"proposal:{proposal.id}",
+            user_id=person.id,
+            url=f"/participation/proposals/{proposal.id}",
+        )
+        sent += 1
+    return sent
+
+
+def queue(session: Session, identity: Identity) -> list[Proposal]:
+    """The proposals a department owes something: in debate, answer due, or answered 'under review'; the
+    caller's department's (administrators: every department's), soonest due first."""
+    check(identity, "participation.answer")
+    query = select(Proposal).where(
+        Proposal.hidden.is_(False),
+        or_(Proposal.status.in_((DEBATE, ANSWER_DUE)), Proposal.answer_status == "under_review"),
+    )
+    if identity.role != "admin":
+        query = query.where(Proposal.department_code == identity.department_code)
+    due = func.coalesce(Proposal.answer_due_at, Proposal.closes_at)
+    return list(session.scalars(query.order_by(due, Proposal.id)))
+
+
+def _responsible(session: Session, identity: Identity, proposal_id: int) -> Proposal:
+    check(identity, "participation.answer")
+    proposal = get(session, identity, proposal_id)
+    if identity.role != "admin" and proposal.department_code != identity.department_code:
+        raise PermissionDenied(N_("this proposal is another department's to answer"), code="other_department")
+    return proposal
+
+
+def answer(session: Session, identity: Identity, proposal_id: int, status: str, reasons: str) -> Proposal:
+    """The official answer: accepted, partly, under review or rejected, with the reasons; followers hear of it."""
+    proposal = _responsible(session, identity, proposal_id)
+    if status not in ANSWERS:
+        raise InvalidInput(N_("unknown answer; answers are: {known}"), params={"known": ", ".join(ANSWERS)})
+    if proposal.status not in (DEBATE, ANSWER_DUE, ANSWERED):
+        raise Conflict(N_("only a proposal in debate or owed an answer can be answered"), code="not_due")
+    proposal.answer_status, proposal.answer = status, _text(reasons, "reasons", 10, TEXT_MAX)
+    proposal.status, proposal.answered_at = ANSWERED, utcnow()
+    session.flush()
+    audit.record(session, identity, "answer", "participation.proposal", proposal.id, {"status": status})
+    _tell_followers(session, proposal)
+    return proposal
+
+
+def follow_up(session: Session, identity: Identity, proposal_id: int, body: str) -> FollowUp:
+    """What was done after the answer, and when (the row's time)."""
+    proposal = _responsible(session, identity, proposal_id)
+    if proposal.status != ANSWERED:
+        raise Conflict(N_("a follow-up comes after the official answer"), code="not_answered")
+    row = FollowUp(proposal_id=proposal.id, author_id=identity.user_id, body=_text(body, "follow-up", 5, TEXT_MAX))
+    session.add(row)
+    session.flush()
+    audit.record(session, identity, "follow_up", "participation.proposal", proposal.id)
+    return row
+
+
+def follow_ups(session: Session, proposal_id: int) -> list[FollowUp]:
+    return list(session.scalars(select(FollowUp).where(FollowUp.proposal_id == proposal_id).order_by(FollowUp.id)))
+
+
+def hide(session: Session, identity: Identity, proposal_id: int, reason: str, hidden: bool = True) -> Proposal:
+    """Hide a proposal (or show it again) with the reason, audited; a hidden proposal is gone for all but moderators."""
+    check(identity, "participation.moderate")
+    proposal = get(session, identity, proposal_id)
+    why = _text(reason, "reason", 3, REASON_MAX)
+    proposal.hidden, proposal.hidden_reason = hidden, why if hidden else None
+    action = "hide" if hidden else "unhide"
+    audit.record(session, identity, action, "participation.proposal", proposal.id, {"reason": why})
+    return proposal
+
+
+def report_abuse(session: Session, identity: Identity, proposal_id: int, reason: str) -> bool:
+    """Report a proposal as abusive; once per person (a second report changes nothing). True when new."""
+    person = _signed_in(identity)
+    get(session, identity, proposal_id)
+    why = _text(reason, "reason", 3, REASON_MAX)
+    added = _insert_once(session, AbuseReport, proposal_id=proposal_id, user_id=person, reason=why, created_at=utcnow())
+    if added:
+        audit.record(session, identity, "report_abuse", "participation.proposal", proposal_id)
+    return added
+
+
+def abuse_reports(session: Session, identity: Identity) -> list[tuple[int, int, list[str]]]:
+    """Proposals reported as abusive and still shown: (proposal id, reports, reasons), most reported first."""
+    check(identity, "participation.moderate")
+    rows = session.execute(
+        select(AbuseReport.proposal_id, AbuseReport.reason)
+        .join(Proposal, Proposal.id == AbuseReport.proposal_id)
+        .where(Proposal.hidden.is_(False))
+        .order_by(AbuseReport.id)
+    )
+    found: dict[int, list[str]] = {}
+    for pid, reason in rows:
+        found.setdefault(pid, []).append(reason)
+    return sorted(((pid, len(r), r) for pid, r in found.items()), key=lambda t: (-t[1], t[0]))
+
+
+def expire(db: Database, now: datetime | None = None) -> list[int]:
+    """Close as expired the proposals whose window ended before they reached its threshold (the job)."""
+    now = now or utcnow()
+    done = []
+    with db.session() as s:
+        due = s.scalars(select(Proposal.id).where(Proposal.status.in_((OPEN, DEBATE)), Proposal.closes_at <= now)).all()
+        for pid in due:
+            moved = s.execute(
+                update(Proposal)
+                .where(Proposal.id == pid, Proposal.status.in_((OPEN, DEBATE)), Proposal.closes_at <= now)
+                .values(status=EXPIRED)
+            ).rowcount
+            if moved:
+                proposal = s.get(Proposal, pid)
+                s.refresh(proposal)
+                audit.record(s, "job:participation.expire", "expire", "participation.proposal", pid)
+                _tell_followers(s, proposal)
+                done.append(pid)
+    return done
