@@ -49,6 +49,27 @@ def test_a_bad_value_at_row_5000_is_reported_with_its_line_and_the_load_goes_on(
     assert json.loads(last["_problems"]) == {"번호": "12a", "날짜": "2024-02-30"}
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        [],  # one record a line: the file is read whole at once
+        ['2,"a value over\ntwo lines"'],  # the line of each record is counted as it is read
+        ["", "2,blank line above"],
+    ],
+)
+def test_a_misfit_keeps_its_line_whichever_way_the_file_is_read(db, before):
+    """Regression (speed): a file of one record a line is read in one call and a record's line is its place;
+    any other file (a value over two lines, a blank line) is read line by line, and the lines stay right."""
+    lines = ["1,first", *before, *[f"{n},row" for n in range(3, 40)], "x9,late"]
+    data = _csv("n,label", lines)
+    done = publish(db, "either-way", data, "either.csv")
+    line_of_x9 = data.decode().split("\n").index("x9,late") + 1
+    assert [(p["line"], p["value"]) for p in done.problems] == [(line_of_x9, "x9")]
+    rows = stored_rows(db, done.resource_id)
+    assert json.loads(rows[-1]["_problems"]) == {"n": "x9"} and rows[-1]["label"] == "late"
+    assert [r["n"] for r in rows[:2]] == [1, 2 if before else 3]
+
+
 def test_types_are_the_narrowest_that_fit_over_the_whole_file():
     values = ["1"] * 4999 + ["1.5"]  # a first-rows guess would say integer
     assert loading.infer_type(values) == "float"

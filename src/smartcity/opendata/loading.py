@@ -12,9 +12,11 @@ match the header (broken quoting) is reported and left out.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -65,16 +67,58 @@ class RawTable:
     problems: list[Problem] = field(default_factory=list)
 
 
+class Rows(Sequence):
+    """A loaded file's rows, (values, misfits as {column: value}), made from its typed columns when asked for:
+    the store takes the columns as they are, so a million-row file is never held as a million row tuples."""
+
+    def __init__(self, columns: list[list[Any]], misfits: dict[int, dict[str, str]], count: int) -> None:
+        self.typed_columns, self.misfits, self._count = columns, misfits, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._count))]
+        if k < 0:
+            k += self._count
+        if not 0 <= k < self._count:
+            raise IndexError(k)
+        return tuple(c[k] for c in self.typed_columns), self.misfits.get(k, _NONE)
+
+    def __iter__(self) -> Iterator[tuple[Sequence[Any], dict[str, str]]]:
+        misfits = self.misfits
+        values = zip(*self.typed_columns, strict=True) if self.typed_columns else iter(() for _ in range(self._count))
+        for k, row in enumerate(values):
+            yield row, misfits.get(k, _NONE)
+
+
+_NONE: dict[str, str] = {}  # the misfits of a row without any (shared, never changed)
+
+
 @dataclass
 class Loaded:
     """A file made typed: its columns, rows (values per column, then the row's misfits as {column: value}),
     every problem found, and how the file was read."""
 
     columns: list[Column]
-    rows: list[tuple[Sequence[Any], dict[str, str]]]
+    rows: Sequence[tuple[Sequence[Any], dict[str, str]]]
     problems: list[Problem]
     problem_count: int
     encoding: str
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: a load makes millions of cells and row tuples, none of them in a
+    cycle, and each collection would walk them all again (a quarter of a million-row load's time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # --- encodings ----------------------------------------------------------------------------------------
@@ -156,6 +200,9 @@ def read_csv(data: bytes) -> RawTable:
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
+    fast = _read_whole(text, delimiter, encoding)
+    if fast is not None:
+        return fast
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     problems: list[Problem] = []
     header: list[str] | None = None
@@ -188,6 +235,26 @@ def read_csv(data: bytes) -> RawTable:
     if header is None:
         raise InvalidInput(N_("the file has no header row"), code="empty")
     return RawTable(header, rows, encoding, problems)
+
+
+def _read_whole(text: str, delimiter: str, encoding: str) -> RawTable | None:
+    """The common file read in one C call: a header on the first line, then one record a line and every
+    record the header's width, so that a record's line is its place. None when the file is anything else
+    (blank lines, a value over several lines, a broken record): the line-by-line reading then tells where."""
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        return None
+    if not records or not any(cell.strip() for cell in records[0]):
+        return None
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    width = len(records[0])
+    if lines != len(records) or ("\r" in text and "\r" in text.replace("\r\n", "")) or width < 2:
+        return None
+    if any(len(r) != width for r in records):
+        return None
+    header = records[0]
+    return RawTable(header, list(zip(range(2, len(records) + 1), records[1:], strict=True)), encoding)  # type: ignore[arg-type]
 
 
 def read_xlsx(data: bytes) -> RawTable:
@@ -488,11 +555,11 @@ def make_typed(raw: RawTable, types: dict[str, str] | None = None) -> Loaded:
         [*raw.problems, *(Problem(line, cid, v[:200], f"not a {kind}") for line, cid, v, kind in found[:MAX_REPORTED])],
         key=lambda p: p.line,
     )[:MAX_REPORTED]
-    none: dict[str, str] = {}  # shared by the rows without misfits (never changed)
-    rows = [(values, misfits.get(k, none)) for k, values in enumerate(zip(*typed_columns, strict=True))]
+    rows = Rows(typed_columns, misfits, len(raw.rows))
     return Loaded(columns, rows, problems, len(raw.problems) + len(found), raw.encoding)
 
 
 def load_bytes(data: bytes, filename: str, types: dict[str, str] | None = None) -> Loaded:
     """A CSV or XLSX file's bytes, typed."""
-    return make_typed(read_file(data, filename), types)
+    with no_gc():
+        return make_typed(read_file(data, filename), types)

@@ -160,7 +160,10 @@ def publish_loaded(
     columns = [c.to_dict() for c in loaded.columns]
     if key is not None and key not in {c["id"] for c in columns}:
         raise InvalidInput(N_("no column named {names} in the file"), code="column", params={"names": key})
-    count, changes = storage.replace_rows(session, resource.id, columns, loaded.rows, key or resource.key, progress)
+    with loading.no_gc():
+        count, changes = storage.replace_rows(
+            session, resource.id, columns, loaded.rows, key or resource.key, progress
+        )
     number = resource.version + 1
     stored = _store_file(session, resource, number, filename, data)
     version = Version(
