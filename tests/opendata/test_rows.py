@@ -10,9 +10,11 @@ from datetime import date
 
 import httpx
 import pyarrow.parquet as pq
+import pytest
 from sqlalchemy import inspect
 
 from smartcity.opendata import publishing
+from tests.conftest import seoul_data
 from tests.opendata.helpers import PUBLISHER, publish
 
 HEADER = "name,gu,count,price,day"
@@ -249,3 +251,35 @@ def test_keyset_pages_over_times_and_truth_values(client, db):
             present.sort(key=lambda r: r[sort], reverse=direction == "_sort_desc")
             expected = [r["_id"] for r in present] + [r["_id"] for r in everything if r[sort] is None]
             assert walked == expected, (sort, direction)
+
+
+@pytest.mark.real_data
+def test_real_dumping_records_walked_faceted_and_as_parquet(client, db):
+    path = seoul_data("illegal_dumping_gangnam_2022.csv")
+    done = publish(db, "dumping", path.read_bytes(), path.name)
+    url = f"/opendata/rows/{done.resource_id}"
+    seen, params = [], {"_sort_desc": "위반일시", "_size": "max"}
+    previous = None
+    while True:
+        body = client.get(f"{url}.json", params=params).json()
+        times = [r["위반일시"] for r in body["rows"]]
+        present = [t for t in times if t is not None]
+        assert present == sorted(present, reverse=True)
+        if previous is not None and present:
+            assert present[0] <= previous  # pages continue where the last one stopped
+        previous = present[-1] if present else previous
+        seen += [r["_id"] for r in body["rows"]]
+        if not body["next"]:
+            break
+        params = {**params, "_next": body["next"]}
+    assert sorted(seen) == list(range(1, done.rows + 1))  # every record once, broken dates (NULL) last
+    kinds = client.get(f"{url}.json", params={"_facet": "위반쓰레기", "_size": "1"}).json()["facet_results"]
+    counted = kinds["위반쓰레기"]["results"]
+    assert not kinds["위반쓰레기"]["truncated"] and sum(r["count"] for r in counted) == done.rows
+    top = counted[0]
+    exact = client.get(f"{url}.json", params={"위반쓰레기": top["value"]}).json()
+    assert exact["filtered_table_rows_count"] == top["count"]
+    table = pq.read_table(io.BytesIO(client.get(f"{url}.parquet").content))
+    assert table.num_rows == done.rows
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["위반일시"] == "timestamp[us]" and types["lat"] == "double"
