@@ -9,8 +9,8 @@ hydra:PagedCollection node with hydra:totalItems, itemsPerPage, firstPage, lastP
 and STREAMED: the prefixes (or the JSON-LD context, or the rdf:RDF element) go out before the store is
 asked anything, then the catalogue's own node and its paging, then the datasets a chunk of CHUNK at a time (a
 smaller first one),
-each chunk an rdflib graph of its own serialised and cut into the open document (Turtle: its @prefix lines
-dropped, every prefix having been written once at the top; JSON-LD: its @graph items appended to the one
+each chunk an rdflib graph of its own serialised and cut into the open document (Turtle: its statements
+with the prefixes written once at the top, see `turtle_statements`; JSON-LD: its @graph items appended to the one
 @graph array, all chunks compacted with the same context; RDF/XML: its rdf:Description elements, without the
 rdf:RDF element around them). So a page of thousands of datasets starts answering at once, and memory holds
 one chunk. A failure in mid-stream ends the response early (its status was sent): the parameters are
@@ -304,8 +304,20 @@ def add_catalog(g: Graph, base: str, ext: str, p: CatalogPage, profile) -> URIRe
 
 # --- serialising in chunks ----------------------------------------------------------------------------------
 
-_PREFIX_LINE = re.compile(r"@prefix (\w*): <([^>]*)> \.\n")
 _XMLNS = re.compile(r'xmlns:(\w+)="([^"]*)"')
+
+
+def turtle_statements(g: Graph) -> str:
+    """`g` as Turtle statements, a subject's predicates together, terms written by rdflib (`n3`: prefixed
+    names for the head's namespaces, the full IRI otherwise, literals escaped). rdflib's own Turtle
+    serialiser spends most of a catalogue's time looking for the prettiest form (7 ms a dataset, against
+    1.7 ms here, on this loaded machine); N-Triples would be as fast, but twice the size and without prefixes."""
+    nm = g.namespace_manager
+    by_subject: dict[Any, list[str]] = {}
+    for s, p, o in g:
+        verb = "a" if p == RDF.type else p.n3(nm)
+        by_subject.setdefault(s, []).append(f"{verb} {o.n3(nm)}")
+    return "".join(f"{s.n3(nm)} " + " ;\n    ".join(sorted(parts)) + " .\n\n" for s, parts in by_subject.items())
 
 
 def head(fmt: str) -> str:
@@ -325,11 +337,7 @@ def tail(fmt: str) -> str:
 def body(g: Graph, fmt: str, first: bool) -> str:
     """`g` serialised as a piece of the open document (see the module's docstring)."""
     if fmt == "turtle":
-        text = g.serialize(format="turtle")
-        for prefix, ns in _PREFIX_LINE.findall(text):
-            if CONTEXT.get(prefix) != ns:  # a namespace the head did not declare: say it in full instead
-                return g.serialize(format="nt")
-        return _PREFIX_LINE.sub("", text).lstrip("\n")
+        return turtle_statements(g)
     if fmt == "json-ld":
         found = json.loads(g.serialize(format="json-ld", context=CONTEXT, auto_compact=True))
         found.pop("@context", None)
