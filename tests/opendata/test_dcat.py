@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rdflib import Graph, Literal, Namespace, URIRef, namespace
 from sqlalchemy import select
 
-from smartcity.opendata import publishing
+from smartcity.opendata import dcat, publishing
 from smartcity.opendata.dcat import HYDRA
 from smartcity.opendata.models import Dataset, Organisation, Resource
 from tests.opendata.helpers import PUBLISHER, publish
@@ -209,3 +211,26 @@ def test_five_thousand_datasets_start_answering_at_once_and_all_arrive(live):
     g = Graph()
     g.parse(data=bytes(received), format="turtle")
     assert len(_datasets(g)) == 5000 == len(uids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40), min_size=4, max_size=4),
+    tags=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=15), max_size=3),
+)
+def test_the_turtle_writer_says_what_rdflib_holds_whatever_the_text(texts, tags):
+    """Titles, descriptions, tags and a place of any text (quotes, backslashes, line breaks, control
+    characters, any script) come back from our Turtle exactly as the graph held them."""
+    moment = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    dataset = Dataset(
+        id=1, uid="u-1", name="n", title_ko=texts[0], title_en=texts[1], description_ko=texts[2],
+        description_en="", licence="KOGL-Type1", publisher=texts[3], update_frequency="weekly", spatial=texts[3],
+        temporal_start=None, temporal_end=None, theme=texts[0], created_at=moment, modified_at=moment,
+    )  # fmt: skip
+    resource = Resource(uid="r-1", name=texts[1] or "표", description=texts[2], format="CSV", table="od_r_1",
+                        modified_at=moment)  # fmt: skip
+    g = dcat.new_graph()
+    dcat.add_dataset(g, "http://city.example", dcat.Described(dataset, None, sorted(set(tags)), [resource]))
+    back = Graph()
+    back.parse(data=dcat.head("turtle") + dcat.turtle_statements(g), format="turtle")
+    assert back.isomorphic(g)
