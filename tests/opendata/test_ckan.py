@@ -212,3 +212,36 @@ def test_errors_use_ckans_envelope_and_status_codes(live, db):
         assert bad_fq.status_code == 400 and bad_fq.json()["error"]["__type"] == "Search Query Error"
         ok = http.get("/api/3/action/package_search", params={"q": "CCTV", "facet.field": '["tags"]', "rows": "1"})
         assert ok.status_code == 200 and ok.json()["result"]["count"] == 2 and len(ok.json()["result"]["results"]) == 1
+
+
+def test_a_large_table_is_indexed_for_its_filters_and_its_total_is_not_recounted(db):
+    """Regression (speed): datastore_search scanned the typed table for each page (no index; count(*) over
+    every row). A table of at least a thousand rows gets indexes on its dates and few-valued text columns,
+    and one over them together; an unfiltered total is the version's count."""
+    from sqlalchemy import inspect
+
+    from smartcity.opendata import datastore
+    from smartcity.opendata.models import Resource
+
+    districts, kinds = ["강남구", "서초구", "송파구", "마포구"], ["도로", "조명", "쓰레기"]
+    lines = [
+        f"{n},{districts[n % 4]},{kinds[n % 3]},2024-{n % 12 + 1:02d}-{n % 28 + 1:02d},{n * 1.5},제목 {n}"
+        for n in range(1, 3001)
+    ]
+    data = ("id,district,kind,date,amount,title\n" + "\n".join(lines) + "\n").encode()
+    done = publish(db, "many-rows", data, "many.csv")
+    with db.session() as s:
+        table = s.scalar(select(Resource.table).where(Resource.uid == done.resource_id))
+        indexed = {tuple(i["column_names"]) for i in inspect(s.connection()).get_indexes(table)}
+        assert ("district",) in indexed and ("kind",) in indexed and ("date",) in indexed
+        assert ("district", "kind", "date") in indexed
+        assert not {("id",), ("amount",), ("title",)} & indexed  # identifiers, amounts, free text: none
+        s.execute(select(Resource).where(Resource.uid == done.resource_id)).scalar_one().row_count = 2999
+        s.flush()
+        assert datastore.search(s, done.resource_id, limit=1)["total"] == 2999  # the version's count
+        found = datastore.search(s, done.resource_id, filters={"district": "서초구", "kind": "도로"}, sort="date desc")
+    expected = [n for n in range(1, 3001) if n % 4 == 1 and n % 3 == 0]
+    assert found["total"] == len(expected)
+    assert len(found["records"]) == 100 and {r["id"] for r in found["records"]} <= set(expected)
+    dates = [r["date"] for r in found["records"]]
+    assert dates == sorted(dates, reverse=True)

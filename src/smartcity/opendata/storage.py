@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     inspect,
     select,
 )
@@ -130,6 +131,7 @@ def replace_rows(
     key_index = ids.index(key) if key in ids else None
     if hasattr(rows, "typed_columns"):
         count, seen = _insert_columns(conn, name, ids, columns, rows, key_index, progress)
+        index_columns(conn, name, ids, _indexed(columns, rows.typed_columns, count, key_index))
         return count, diff(old_by_key, old_hashes, seen, key_index is not None)
     seen: list[tuple[Any, str]] = []
     count = 0
@@ -194,6 +196,53 @@ def _insert_columns(conn, name: str, ids: list[str], columns: Sequence[dict], ro
     return count, seen
 
 
+INDEX_SHARE = 0.05  # a text column with at most this share of distinct values (of the rows) gets an index
+INDEX_MIN_ROWS = 1000  # below, a scan is as quick as an index
+
+
+def _indexed(
+    columns: Sequence[dict], typed: list[list[Any]], count: int, key_index: int | None
+) -> list[tuple[int, ...]]:
+    """The indexes worth having, chosen from the loaded values: the key (the refresh finds rows by it), dates
+    (sorted and filtered by range) and text of few distinct values (districts, categories, statuses: what
+    datastore_search's filters name), each alone; and one over those text columns together, most distinct
+    first, then the first date — the usual question (this district, this category, newest first) read from
+    it in order. Identifiers, amounts and free text get none."""
+    if count < INDEX_MIN_ROWS:
+        return [(key_index,)] if key_index is not None else []
+    chosen: list[tuple[int, ...]] = []
+    grouping: list[tuple[int, int]] = []  # (distinct values, column)
+    dates = []
+    for i, (c, values) in enumerate(zip(columns, typed, strict=True)):
+        if i == key_index or c["type"] in ("date", "datetime"):
+            chosen.append((i,))
+            if c["type"] in ("date", "datetime"):
+                dates.append(i)
+            continue
+        if c["type"] in ("text", "boolean"):
+            distinct = len(set(values))
+            if 1 < distinct <= max(2, count * INDEX_SHARE):
+                chosen.append((i,))
+                grouping.append((distinct, i))
+    if len(grouping) > 1 or (grouping and dates):
+        together = tuple(i for _, i in sorted(grouping, key=lambda g: (-g[0], g[1]))[:3]) + tuple(dates[:1])
+        chosen.append(together)
+    return chosen
+
+
+def index_columns(conn, name: str, ids: list[str], chosen: Sequence[tuple[int, ...]]) -> None:
+    """An index on each chosen column or columns (named by their places: no input reaches an identifier),
+    then the planner's statistics, so that it starts from the most selective one."""
+    for places in chosen:
+        quoted = ", ".join('"' + ids[i].replace('"', '""') + '"' for i in places)
+        conn.exec_driver_sql(f'CREATE INDEX "ix_{name}_{"_".join(map(str, places))}" ON "{name}" ({quoted})')
+    if not chosen:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit = 2000")  # sampled: quick on a million rows
+    conn.exec_driver_sql(f'ANALYZE "{name}"')
+
+
 def _sqlite_column(kind: str, values: list[Any]) -> list[Any]:
     # As SQLAlchemy's SQLite dialect keeps them (see _sqlite_row), a column at a time.
     if kind == "date":
@@ -203,6 +252,50 @@ def _sqlite_column(kind: str, values: list[Any]) -> list[Any]:
     if kind == "boolean":
         return [None if v is None else int(v) for v in values]
     return values
+
+
+def upsert_rows(
+    session: Session, resource_id: int, columns: Sequence[dict], key: str, keys: Sequence[Any], rows
+) -> Diff:
+    """The rows of `keys` brought up to date in the resource's table, by `key` (`rows`: loading.Rows of the
+    rows those keys have now; a key without one is a row gone): changed rows keep their `_id`, new ones
+    follow the last. In the session's transaction; nothing else of the table is read."""
+    table = table_of(table_name(resource_id), columns)
+    conn = session.connection()
+    ids = [c["id"] for c in columns]
+    typed: list[list[Any]] = rows.typed_columns
+    at = ids.index(key)
+    new: dict[Any, tuple[str, str | None, tuple]] = {}
+    for k, values in enumerate(zip(*typed, strict=True)):
+        found = rows.misfits.get(k)
+        digest = row_hash(values if not found else [*values, found])
+        new[values[at]] = (digest, json.dumps(found, ensure_ascii=False) if found else None, values)
+    wanted = list(dict.fromkeys([*keys, *new]))
+    old: dict[Any, tuple[int, str]] = {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        query = select(table.c[key], table.c._id, table.c._hash).where(table.c[key].in_(part))
+        old.update({k: (i, h) for k, i, h in conn.execute(query)})
+    gone = [k for k in wanted if k in old and (k not in new or new[k][0] != old[k][1])]
+    for start in range(0, len(gone), 500):
+        conn.execute(table.delete().where(table.c[key].in_(gone[start : start + 500])))
+    last = conn.execute(select(func.max(table.c._id))).scalar() or 0
+    inserts = []
+    added = changed = 0
+    for k, (digest, problems, values) in new.items():
+        if k in old and old[k][1] == digest:
+            continue
+        if k in old:
+            changed += 1
+            place = old[k][0]
+        else:
+            added += 1
+            last += 1
+            place = last
+        inserts.append({"_id": place, "_hash": digest, "_problems": problems, **dict(zip(ids, values, strict=True))})
+    if inserts:
+        conn.execute(table.insert(), inserts)
+    return Diff(added, sum(1 for k in old if k not in new), changed)
 
 
 def begin_ddl(conn) -> None:
