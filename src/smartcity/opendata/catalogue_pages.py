@@ -34,7 +34,7 @@ from smartcity.opendata.catalogue import LICENCES
 from smartcity.opendata.models import Dataset, DatasetTag, Organisation
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages: not API operations
 Publisher = Annotated[Identity, Depends(Require("opendata.publish"))]
 MAX_UPLOAD_BYTES = 300 * 1024 * 1024  # a file is held in memory while it is typed: 1,000,000 rows fit well under
 _FORM_SLACK = 64 * 1024
