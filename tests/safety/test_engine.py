@@ -1,6 +1,7 @@
 """The intake hot path on both stores: validation, consent gate, replays, batch durability, live state,
 zone transitions, alerts and incidents."""
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from smartcity.core.errors import OutsideCity
 from smartcity.core.notify import Notification
 from smartcity.safety import service
 from smartcity.safety.engine import (
+    CHECKPOINT_S,
     FutureFix,
     InvalidPosition,
     NoConsent,
@@ -97,6 +99,40 @@ def test_a_writer_that_never_pauses_keeps_its_wal_bounded(sqlite_url, tmp_path):
     # Each batch writes a few pages (the position, the device state, the event log): a thousand batches make
     # thousands of frames. Restarted, the WAL never holds many more than `reset_frames`.
     assert wal_pages < 400
+
+
+def test_a_due_checkpoint_round_is_written_in_the_next_batchs_transaction(sqlite_url, tmp_path):
+    """In the writer process (SQLite), a moved device's state that is due for its checkpoint is written by the
+    next ordinary batch's transaction when a batch is queued, not in a transaction (and commit) of its own."""
+    from sqlalchemy import event
+
+    db = Database(sqlite_url)
+    w = make_world(db)
+    with db.session() as s:
+        other = service.add_device(s, w.person_id, "phone-2", "osmand", actor="test").id
+    eng = SafetyEngine(db, make_settings(sqlite_url, tmp_path), background_checkpoints=True)
+    eng.start(writer_thread=False)
+    eng.queue.batch_size = 1  # one position a batch: the next one is queued while a batch is written
+    commits = []
+    event.listen(db.engine, "commit", lambda conn: commits.append(1))
+    start = utcnow() - timedelta(minutes=5)
+    try:
+        first = eng.submit(fix("phone-2", start, east_of(HOME, 30)))
+        eng.submit(fix(w.device, start + timedelta(seconds=1), HOME))
+        eng.submit(fix(w.device, start + timedelta(seconds=2), east_of(HOME, 10)))
+        eng.write_queued()  # phone-2's position, another queued: its state is left for a checkpoint
+        moved = first.result(timeout=0).fix_time
+        with db.session() as s:
+            assert s.get(DeviceState, other).fix_time != moved
+        time.sleep(CHECKPOINT_S + 0.05)  # phone-2's checkpoint is due
+        commits.clear()
+        eng.write_queued()  # phone-1's first position, the second still queued
+        assert len(commits) == 1
+        with db.session() as s:
+            assert s.get(DeviceState, other).fix_time == moved
+    finally:
+        eng.stop()
+        db.dispose()
 
 
 def test_unknown_devices_and_missing_consent_are_refused_and_nothing_is_stored(db, engine):

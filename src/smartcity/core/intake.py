@@ -676,23 +676,32 @@ class Checkpointer:
     def dirty(self) -> int:
         return len(self._dirty)
 
-    def __call__(self, force: bool = False) -> bool:
-        """Write the dirty keys if due (or `force`); True if something was written."""
+    def take_due(self, force: bool = False) -> np.ndarray | None:
+        """The keys of a round if one is due (or `force`), no longer dirty: the caller writes them (in a
+        batch's own transaction, say) or marks them again if it could not; None when no round is due."""
         now = time.monotonic()
         if not self._dirty or (not force and now < self._due):
-            return False
+            return None
         with self._lock:
             if len(self._dirty) <= self.most:
                 keys, self._dirty = self._dirty, set()
                 self._due = now + self.every
-            else:  # the rest in the next rounds, between the next batches
+            else:  # the rest in the next rounds, with or between the next batches
                 keys = {self._dirty.pop() for _ in range(self.most)}
                 self._due = now
+        self.rounds += 1
+        return np.fromiter(keys, dtype=np.int64, count=len(keys))
+
+    def __call__(self, force: bool = False) -> bool:
+        """Write the dirty keys if due (or `force`) in a round of their own; True if something was written."""
+        keys = self.take_due(force)
+        if keys is None:
+            return False
         try:
-            self.flush_keys(np.fromiter(keys, dtype=np.int64, count=len(keys)))
+            self.flush_keys(keys)
         except Exception:  # noqa: BLE001 - kept dirty: the next round tries again
             log.exception("checkpointing intake state failed")
-            self.mark(keys)
+            self.rounds -= 1
+            self.mark(keys.tolist())
             return False
-        self.rounds += 1
         return True

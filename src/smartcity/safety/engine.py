@@ -243,7 +243,9 @@ class SafetyEngine(Admission):
         if stopping:
             while self.checkpoints(force=True):
                 pass
-        elif not self.queue.urgent:  # an alarm is written first; the checkpoint can wait a batch
+        elif not self.queue.urgent and (self.db.is_postgres or not self.queue.queued):
+            # A round of its own only when no batch is queued: otherwise the next batch writes it in its own
+            # transaction (one commit, one state statement), and an alarm is written first.
             self.checkpoints()
         if self.wal is not None and self.wal.restart_due:
             self.wal.restart(self.db.engine)
@@ -406,16 +408,35 @@ class SafetyEngine(Admission):
                 # state rows (the guardian's view) see a position as soon as it is acknowledged. Under load
                 # they are checkpointed.
                 written = np.union1d(result.changed, result.moved)
-            if len(written):
-                self._write_states(s, result.state_columns(written))
-            cooldown = self.safety_settings.alert_cooldown_minutes
-            for ev in result.events:
-                service.raise_event(s, ev, dedupe=ev.dedupe_key(), cooldown_minutes=cooldown)
-            opened = s.info.pop("safety.opened_incidents", [])
-            if self.safety_settings.live_positions and len(result.moved):
-                self._publish_live(s, result)
-            s.commit()
+            # A due checkpoint round rides with an ordinary batch: its devices' state rows are written by the
+            # batch's statement (the batch's own newer values for those in it), the others' as the table holds
+            # them, in the batch's transaction — no commit of its own. (PostgreSQL keeps its rounds apart: a
+            # batch there locks its own devices' rows first, in order, and takes no others.)
+            riding = not self.db.is_postgres and not cols["sos"].any()
+            due = self.checkpoints.take_due() if riding else None
+            try:
+                if due is not None:
+                    in_batch = np.isin(due, result.slots)
+                    written = np.union1d(written, np.intersect1d(due[in_batch], result.moved))
+                    others = due[~in_batch]
+                    if len(others):
+                        self._write_states(s, table.state_columns(others))
+                if len(written):
+                    self._write_states(s, result.state_columns(written))
+                cooldown = self.safety_settings.alert_cooldown_minutes
+                for ev in result.events:
+                    service.raise_event(s, ev, dedupe=ev.dedupe_key(), cooldown_minutes=cooldown)
+                opened = s.info.pop("safety.opened_incidents", [])
+                if self.safety_settings.live_positions and len(result.moved):
+                    self._publish_live(s, result)
+                s.commit()
+            except BaseException:
+                if due is not None:  # not written: they stay due
+                    self.checkpoints.mark(due.tolist())
+                raise
             table.commit(result)
+        if due is not None:  # due devices in the batch that it did not move: the next round writes them
+            self.checkpoints.mark(np.setdiff1d(due[in_batch], written).tolist())
         self.checkpoints.forget(written.tolist())
         self.checkpoints.mark(np.setdiff1d(result.moved, written).tolist())
         with self._lock:
