@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import date
 
 import ckanapi
 import pytest
@@ -124,3 +125,51 @@ def test_live_datasets_can_be_left_to_the_command(db, db_url, tmp_path):
         out = run_cli(db_url, "opendata", "refresh")
         assert "reports.reports: version 1, 1 rows (+1 -0 ~0)" in out
         assert [r["id"] for r in _rows_of(ckan, "reports-reports")] == [report]
+
+
+class _Things:
+    """A module's rows by id, and how often it was asked for all of them."""
+
+    def __init__(self) -> None:
+        self.rows = {n: {"id": n, "name": f"물건 {n}", "seen": date(2026, 1, n)} for n in (1, 2, 3)}
+        self.full_reads = 0
+
+    def every(self, session):
+        self.full_reads += 1
+        return [dict(r) for r in self.rows.values()]
+
+    def by_key(self, session, keys):
+        return [dict(self.rows[k]) for k in keys if k in self.rows]
+
+
+def test_a_keyed_dataset_is_refreshed_by_the_changed_rows_only(db):
+    """Regression (issue 14): each report event republished every report; now the rows of the keys the
+    events named are applied by key — one version for the batch, the other rows not read."""
+    from smartcity.opendata import datastore
+
+    things = _Things()
+    module = _module_with(Dataset("things", "물건", things.every, key="id", rows_by_key=things.by_key))
+    (dataset,) = _datasets([module])
+    first = feeds.publish_feed(db, dataset, [module])
+    assert (first.version, first.rows, things.full_reads) == (1, 3, 1)
+    things.rows[2]["name"] = "바뀐 물건"
+    things.rows[4] = {"id": 4, "name": "새 물건", "seen": date(2026, 1, 4)}
+    del things.rows[1]
+    done = feeds.publish_feed_changes(db, dataset, [module], {1, 2, 4, 3})
+    assert (done.version, done.rows, done.added, done.removed, done.changed) == (2, 3, 1, 1, 1)
+    assert things.full_reads == 1  # the whole dataset was not read again
+    with db.session() as s:
+        found = datastore.search(s, done.resource_id, sort="id")
+        assert found["total"] == 3
+        assert [(r["id"], r["name"], r["seen"]) for r in found["records"]] == [
+            (2, "바뀐 물건", "2026-01-02"),
+            (3, "물건 3", "2026-01-03"),
+            (4, "새 물건", "2026-01-04"),
+        ]
+        unchanged_kept_place = {r["id"]: r["_id"] for r in found["records"]}
+        assert unchanged_kept_place[2] == 2 and unchanged_kept_place[4] == 4
+    assert feeds.publish_feed_changes(db, dataset, [module], {3}) is None  # nothing changed: no version
+    # A row whose value no longer fits its column is published with the whole dataset instead.
+    things.rows[3]["seen"] = "someday"
+    again = feeds.publish_feed_changes(db, dataset, [module], {3})
+    assert again.version == 3 and things.full_reads == 2

@@ -80,7 +80,9 @@ class Dataset:
               refreshes it then; without any, on its schedule only)
     key       the column identifying a row across publications (else rows are compared whole)
     personal  its rows carry persons' locations: never publishable (the open data module refuses it, as it
-              refuses a dataset refreshed by a personal event topic)"""
+              refuses a dataset refreshed by a personal event topic)
+    rows_by_key  `rows_by_key(session, keys)` yields the rows of those keys only (a key without a row: the row
+              is gone); with `key`, an event whose data holds the key refreshes just that row, not them all"""
 
     name: str
     title: str
@@ -93,6 +95,7 @@ class Dataset:
     title_en: str = ""
     tags: Sequence[str] = ()
     theme: str = ""
+    rows_by_key: Ref | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@ catalogue without anyone exporting by hand.
 
 A dataset is published again after an event under one of its declared topic prefixes (the handler marks it;
 the `opendata.refresh` job, every few seconds, publishes what is marked) and at least every
-`STALE_AFTER_S` seconds. Each publication is a version with its diff, as for a loaded file.
+`STALE_AFTER_S` seconds. Each publication is a version with its diff, as for a loaded file. A dataset that
+declares a `key` and `rows_by_key` is refreshed after events whose data hold the key by those rows only (one
+version per refresh for all the keys marked since the last): a million reports are not republished for
+each report; the scheduled refresh still publishes them all.
 
 Never publishable: a dataset whose rows carry persons' locations — declared `personal`, refreshed by a
 personal event topic (a module's `PersonalTopic`, e.g. safety's positions), or, from a module that declares
@@ -36,7 +39,8 @@ ACTOR = "job:opendata"
 COORDINATES = frozenset({"lat", "lon", "lng", "latitude", "longitude", "geometry", "position", "x", "y"})
 
 _lock = threading.Lock()
-_dirty: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# store → dataset name → the keys whose rows changed, or None: every row (an event without the key)
+_dirty: weakref.WeakKeyDictionary[Any, dict[str, set | None]] = weakref.WeakKeyDictionary()
 _refused_seen: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _first_run: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
@@ -119,6 +123,24 @@ def publish_feed(db, dataset: Declared, modules: Iterable[Module]) -> publishing
         raise
 
 
+def publish_feed_changes(db, dataset: Declared, modules: Iterable[Module], keys: set) -> publishing.Published | None:
+    """Publish the rows of `keys` only (see the module's docstring); the whole dataset when they cannot be
+    applied alone (not published yet, its columns changed)."""
+    modules = list(modules)
+    owner = next((m for m in modules if m.name == dataset.module), None)
+    check_publishable(dataset, modules)
+    try:
+        with db.session() as s:
+            found = s.scalar(select(Dataset).where(Dataset.feed == dataset.name).with_for_update())
+            if found is None:
+                raise publishing.NeedsFullPublication
+            ordered = sorted(keys, key=str)
+            rows = list(_checked_rows(dataset, call(dataset.rows_by_key, s, ordered) or (), owner))
+            return publishing.publish_changes(s, ACTOR, found, "rows", rows, dataset.key, ordered)
+    except publishing.NeedsFullPublication:
+        return publish_feed(db, dataset, modules)
+
+
 def _declared_datasets(modules: Iterable[Module]) -> list[Declared]:
     from smartcity.core.module import datasets
 
@@ -135,7 +157,7 @@ def refresh_all(db, only_due: bool = False) -> list[str]:
     what was done."""
     modules = _modules(db)
     with _lock:
-        marked = _dirty.pop(db, set())
+        marked = _dirty.pop(db, {})
         started = _first_run.setdefault(db, time.monotonic())
     # A dataset never published waits for its first event, or for STALE_AFTER_S after the process started:
     # a process starting does not write to the store.
@@ -144,8 +166,13 @@ def refresh_all(db, only_due: bool = False) -> list[str]:
     for dataset in _declared_datasets(modules):
         if only_due and dataset.name not in marked and not _stale(db, dataset.name, fresh_process):
             continue
+        keys = marked.get(dataset.name)
         try:
-            done = publish_feed(db, dataset, modules)
+            by_key = only_due and keys and dataset.key and dataset.rows_by_key
+            if by_key and not _stale(db, dataset.name, fresh_process):
+                done = publish_feed_changes(db, dataset, modules, keys)
+            else:
+                done = publish_feed(db, dataset, modules)
         except Refused as exc:
             lines.append(f"{dataset.name}: refused: {exc.message}")
             continue
@@ -174,10 +201,17 @@ def _stale(db, feed: str, fresh_process: bool) -> bool:
 
 def on_event(context, event) -> None:
     """Mark the datasets following the event's topic; the refresh job publishes them."""
-    names = {d.name for d in _declared_datasets(context.modules) if any(event.topic.startswith(p) for p in d.events)}
-    if names:
-        with _lock:
-            _dirty.setdefault(context.db, set()).update(names)
+    following = [d for d in _declared_datasets(context.modules) if any(event.topic.startswith(p) for p in d.events)]
+    if not following:
+        return
+    with _lock:
+        marked = _dirty.setdefault(context.db, {})
+        for d in following:
+            key = (event.data or {}).get(d.key) if d.key and d.rows_by_key else None
+            if key is None or (d.name in marked and marked[d.name] is None):
+                marked[d.name] = None  # every row
+            else:
+                marked.setdefault(d.name, set()).add(key)
 
 
 def event_prefixes(modules: Iterable[Module]) -> list[str]:

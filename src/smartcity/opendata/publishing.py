@@ -279,6 +279,89 @@ def publish_records(
     )
 
 
+class NeedsFullPublication(Exception):
+    """The changed rows cannot be applied alone (no table yet, other columns, a value of another type)."""
+
+
+def publish_changes(
+    session: Session,
+    who,
+    dataset: Dataset,
+    resource_name: str,
+    records: Iterable[Mapping[str, Any]],
+    key: str,
+    keys: Sequence[Any],
+) -> Published | None:
+    """The rows of `keys` (as a module feeds them now: `records`; a key without one is a row gone) applied to
+    the resource by `key`, as one new version; None when none of them changed. A version made this way keeps
+    no file (the table is the publication). Raises NeedsFullPublication when the rows do not fit the table."""
+    resource = session.scalar(select(Resource).where(Resource.dataset_id == dataset.id, Resource.name == resource_name))
+    if resource is None or resource.table is None or resource.key != key or not resource.columns:
+        raise NeedsFullPublication
+    columns = list(resource.columns)
+    ids = [c["id"] for c in columns]
+    listed = list(records)
+    if any(list(record) != ids for record in listed):
+        raise NeedsFullPublication
+    raw = loading.RawTable(ids, [(n, [record[k] for k in ids]) for n, record in enumerate(listed, 2)], "utf-8")
+    loaded = loading.make_typed(raw, {c["id"]: c["type"] for c in columns})
+    if loaded.problem_count:
+        raise NeedsFullPublication
+    kind = next(c["type"] for c in columns if c["id"] == key)
+    typed_keys = []
+    for k in keys:
+        try:
+            typed_keys.append(loading.PARSERS[kind](k))
+        except (ValueError, TypeError, OverflowError):
+            raise NeedsFullPublication from None
+    changes = storage.upsert_rows(session, resource.id, columns, key, typed_keys, loaded.rows)
+    if not (changes.added or changes.removed or changes.changed):
+        return None
+    number = resource.version + 1
+    count = (resource.row_count or 0) + changes.added - changes.removed
+    session.add(
+        Version(
+            resource_id=resource.id,
+            number=number,
+            rows=count,
+            added=changes.added,
+            removed=changes.removed,
+            changed=changes.changed,
+            file=None,
+            encoding="utf-8",
+            columns=columns,
+            published_by=getattr(who, "label", None) or str(who),
+            created_at=utcnow(),
+        )
+    )
+    resource.row_count = count
+    resource.version = number
+    resource.modified_at = dataset.modified_at = utcnow()
+    audit.record(
+        session,
+        who,
+        "publish",
+        "opendata.resource",
+        resource.uid,
+        {"dataset": dataset.name, "version": number, "rows": count, "keys": len(keys)},
+    )
+    session.flush()
+    return Published(
+        dataset.name,
+        resource.name,
+        resource.uid,
+        number,
+        count,
+        changes.added,
+        changes.removed,
+        changes.changed,
+        [],
+        0,
+        "utf-8",
+        columns,
+    )
+
+
 def set_published(session: Session, who, name: str, published: bool) -> Dataset:
     """Publish or withdraw a dataset (and its rows, its search entry, its APIs' answers), audited."""
     dataset = get_dataset(session, name)

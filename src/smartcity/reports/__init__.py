@@ -200,6 +200,7 @@ module = Module(
             "Citizens' reports without contact data; sensitive categories' locations rounded to about 100 m.",
             events=("report.",),
             key="id",
+            rows_by_key="smartcity.reports.opendata_rows:public_reports_by_id",
             title_en="Community Mapping reports",
             tags=("reports", "civic"),
             theme="society",

@@ -54,8 +54,19 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def public_reports(session: Session) -> Iterator[dict[str, Any]]:
     """Every report as the public may see it: no reporter, contact, description or address."""
+    return _public_reports(session, None)
+
+
+def public_reports_by_id(session: Session, ids) -> Iterator[dict[str, Any]]:
+    """The reports `ids` as public_reports gives them (the open data refresh after one report's event)."""
+    return _public_reports(session, [int(i) for i in ids])
+
+
+def _public_reports(session: Session, ids: list[int] | None) -> Iterator[dict[str, Any]]:
     sensitive = sensitive_codes()
     query = select(Report, Category.name_ko, Category.name_en).join(Category, Category.id == Report.category_id)
+    if ids is not None:
+        query = query.where(Report.id.in_(ids))
     for report, name_ko, name_en in session.execute(query.order_by(Report.id)):
         rounded = report.category_code in sensitive
         digits = ROUNDED_DECIMALS if rounded else 6
