@@ -184,7 +184,9 @@ def search(
         order = "score DESC, s.id"
         params["q"] = " ".join(dict.fromkeys(words))
     elif words:
-        source = "opendata_search_fts f JOIN opendata_search s ON s.id = f.rowid"
+        # CROSS JOIN keeps the full-text match as the outer loop: with a plain JOIN and a kind filter SQLite may
+        # walk the entries by kind and run the MATCH once per entry (160 ms instead of 3 at 2,000 entries).
+        source = "opendata_search_fts f CROSS JOIN opendata_search s ON s.id = f.rowid"
         score = f"-bm25(opendata_search_fts, {TITLE_WEIGHT}, 1.0)"
         where.append("opendata_search_fts MATCH :q")
         order = "score DESC, s.id"
