@@ -233,8 +233,8 @@ def test_a_large_table_is_indexed_for_its_filters_and_its_total_is_not_recounted
     with db.session() as s:
         table = s.scalar(select(Resource.table).where(Resource.uid == done.resource_id))
         indexed = {tuple(i["column_names"]) for i in inspect(s.connection()).get_indexes(table)}
-        assert ("district",) in indexed and ("kind",) in indexed and ("date",) in indexed
-        assert ("district", "kind", "date") in indexed
+        assert ("kind",) in indexed and ("date",) in indexed
+        assert ("district", "kind", "date") in indexed  # district alone: the first column of this one
         assert not {("id",), ("amount",), ("title",)} & indexed  # identifiers, amounts, free text: none
         s.execute(select(Resource).where(Resource.uid == done.resource_id)).scalar_one().row_count = 2999
         s.flush()

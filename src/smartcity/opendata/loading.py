@@ -447,20 +447,24 @@ def _bulk_convert(kind: str, values: Sequence[Any]) -> list[Any] | None:
 
 def _narrowest(values: Sequence[Any]) -> str | None:
     """The narrowest type other than text that every value fits, if any."""
+    return _narrowest_converted(values)[0]
+
+
+def _narrowest_converted(values: Sequence[Any]) -> tuple[str | None, list[Any] | None]:
+    """The narrowest type other than text that every value fits, and the values converted when the whole
+    column's shape decided it (so that they are not converted a second time)."""
     joined = _joined_strings(values)
     for kind in TYPES[:-1]:
         # The shape is enough for int() and float(); a date's shape may still be no date (30 February).
-        if (
-            joined is not None
-            and kind in _BULK
-            and _BULK[kind].fullmatch(joined)
-            and (kind != "date" or _bulk_convert(kind, values) is not None)
-        ):
-            return kind
+        if joined is not None and kind in _BULK and _BULK[kind].fullmatch(joined):
+            try:
+                return kind, list(map(_FAST[kind], values))
+            except ValueError:
+                pass
         parse = PARSERS[kind]
         if all(_fits(parse, v) for v in values):
-            return kind
-    return None
+            return kind, None
+    return None, None
 
 
 def _present(values: Iterator[Any] | Sequence[Any]) -> list[Any]:
@@ -479,11 +483,15 @@ def infer_type(values: Iterator[Any] | Sequence[Any]) -> str:
 
 
 def _infer_present(present: Sequence[Any]) -> str:
+    return _infer_converted(present)[0]
+
+
+def _infer_converted(present: Sequence[Any]) -> tuple[str, list[Any] | None]:
     if not present:
-        return "text"
-    found = _narrowest(present)
+        return "text", None
+    found, converted = _narrowest_converted(present)
     if found is not None:
-        return found
+        return found, converted
     allowed = int(len(present) * MISFIT_SHARE)
     parsers = [PARSERS[k] for k in TYPES[:-1]]
     rest, broken = [], 0
@@ -494,8 +502,8 @@ def _infer_present(present: Sequence[Any]) -> str:
         else:
             broken += 1
             if broken > allowed:
-                return "text"
-    return (_narrowest(rest) if rest else None) or "text"
+                return "text", None
+    return (_narrowest(rest) if rest else None) or "text", None
 
 
 def make_typed(raw: RawTable, types: dict[str, str] | None = None) -> Loaded:
@@ -524,12 +532,14 @@ def make_typed(raw: RawTable, types: dict[str, str] | None = None) -> Loaded:
             cells = [x.strip() if isinstance(x, str) else x for x in by_column[i]]
             present = [k for k, v in enumerate(cells) if not _empty(v)]
         picked = cells if present is None else [cells[k] for k in present]
-        kind = declared.get(cid) or _infer_present(picked)
-        kinds.append(kind)
         converted: list[Any] | None = None
-        if kind == "text":
+        kind = declared.get(cid)
+        if kind is None:
+            kind, converted = _infer_converted(picked)
+        kinds.append(kind)
+        if converted is None and kind == "text":
             converted = [v if isinstance(v, str) else _text(v) for v in picked]
-        elif kind in _BULK:
+        elif converted is None and kind in _BULK:
             converted = _bulk_convert(kind, picked)
         if converted is None:
             parse = PARSERS[kind]

@@ -226,6 +226,7 @@ def _indexed(
                 grouping.append((distinct, i))
     if len(grouping) > 1 or (grouping and dates):
         together = tuple(i for _, i in sorted(grouping, key=lambda g: (-g[0], g[1]))[:3]) + tuple(dates[:1])
+        chosen = [c for c in chosen if c != together[:1]]  # its first column's own index would be a copy
         chosen.append(together)
     return chosen
 
