@@ -95,6 +95,8 @@ def diff(
 ) -> Diff:
     """Rows added, removed and changed: by key when the resource declares one, else by whole-row hash (a
     changed row is then one removed and one added)."""
+    if old_by_key is None and old_hashes is None:  # the first version: every row is new
+        return Diff(sum(1 for _ in new), 0, 0)
     if keyed and old_by_key is not None:
         seen: set[Any] = set()
         added = changed = 0
