@@ -297,8 +297,55 @@ ACTIONS: dict[str, Callable[[Session, dict, str], Any]] = {
 }
 
 
-@router.api_route("/api/3/action/{action}", methods=["GET", "POST"])
-@router.api_route("/api/action/{action}", methods=["GET", "POST"])
+# The OpenAPI description of the Action API's answers: CKAN's envelope, not the platform's error shape (every error
+# under these paths is rendered by render_error, whatever its status).
+_CKAN_ERROR = {
+    "type": "object",
+    "required": ["help", "success", "error"],
+    "properties": {
+        "help": {"type": "string"},
+        "success": {"type": "boolean", "enum": [False]},
+        "error": {
+            "type": "object",
+            "required": ["__type", "message"],
+            "properties": {"__type": {"type": "string"}, "message": {"type": "string"}},
+            "additionalProperties": True,
+        },
+    },
+}
+_CKAN_OK = {
+    "type": "object",
+    "required": ["help", "success", "result"],
+    "properties": {"help": {"type": "string"}, "success": {"type": "boolean", "enum": [True]}, "result": {}},
+}
+CKAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "CKAN's envelope with the action's result",
+        "content": {"application/json": {"schema": _CKAN_OK}},
+    },
+    **{
+        status: {"description": text, "content": {"application/json": {"schema": _CKAN_ERROR}}}
+        for status, text in {
+            400: "Bad request or Search Query Error",
+            401: "Not signed in or no valid API key",
+            403: "Authorization Error",
+            404: "Not Found Error",
+            409: "Validation Error",
+            413: "Too large",
+            422: "Invalid input",
+            429: "Too many requests",
+            500: "Internal Server Error",
+            503: "Unavailable, retry later",
+        }.items()
+    },
+}
+
+
+# One route per method: one api_route with GET and POST would give both operations the same OpenAPI operationId.
+@router.get("/api/3/action/{action}", responses=CKAN_RESPONSES)
+@router.post("/api/3/action/{action}", responses=CKAN_RESPONSES)
+@router.get("/api/action/{action}", responses=CKAN_RESPONSES)
+@router.post("/api/action/{action}", responses=CKAN_RESPONSES)
 async def action(request: Request, action: str) -> Response:
     """One CKAN action (see ACTIONS); errors in CKAN's envelope (render_error)."""
     fn = ACTIONS.get(action)
