@@ -195,7 +195,7 @@ def test_the_whole_table_streamed_as_csv(live):
 
 def test_parquet_has_the_tables_types_and_rows(client, db):
     uid = _load(db)
-    for url in (f"/opendata/rows/{uid}.parquet",):
+    for url in (f"/opendata/rows/{uid}.parquet", f"/opendata/resources/{uid}/download?format=parquet"):
         answer = client.get(url)
         assert answer.status_code == 200, (url, answer.text)
         table = pq.read_table(io.BytesIO(answer.content))

@@ -1,5 +1,6 @@
-"""Downloads of a resource: its current rows as CSV or GeoJSON (streamed from its table), or any version's
-file as it was published: GET /opendata/resources/{uid}/download[?format=csv|geojson][&version=N]."""
+"""Downloads of a resource: its current rows as CSV or GeoJSON (streamed from its table) or Parquet (typed as
+the table, opendata/rows.py), or any version's file as it was published:
+GET /opendata/resources/{uid}/download[?format=csv|geojson|parquet][&version=N]."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def geojson_chunks(db, uid: str, lat: str, lon: str) -> Iterator[bytes]:
 
 @router.get("/opendata/resources/{uid}/download")
 async def download(request: Request, uid: str, format: str = "csv", version: int | None = None):
-    """A resource's rows (CSV or GeoJSON) or one version's file as published."""
+    """A resource's rows (CSV, GeoJSON or Parquet) or one version's file as published."""
     db = request.app.state.db
 
     def check() -> tuple[Any, Any]:
@@ -113,7 +114,11 @@ async def download(request: Request, uid: str, format: str = "csv", version: int
             raise InvalidInput(N_("this resource has no latitude and longitude columns"), code="no_points")
         headers = {"content-disposition": f"attachment; filename*=UTF-8''{_quote(name)}.geojson"}
         return StreamingResponse(geojson_chunks(db, uid, *points), media_type="application/geo+json", headers=headers)
-    raise InvalidInput(N_("a resource is downloaded as csv or geojson"), code="format")
+    if format == "parquet":
+        from smartcity.opendata.rows import parquet_response
+
+        return await run_in_threadpool(parquet_response, db, uid, name)
+    raise InvalidInput(N_("a resource is downloaded as csv, geojson or parquet"), code="format")
 
 
 def _quote(text: str) -> str:
