@@ -26,6 +26,13 @@ def _expire(db, settings):
     return service.expire(db)
 
 
+def _demo(db, profile):
+    """Three Korean proposals, one in each phase: collecting likes, in debate, answered (participation/demo.py)."""
+    from smartcity.participation.demo import load
+
+    yield from load(db, profile)
+
+
 module = Module(
     name="participation",
     routers=("smartcity.participation.api:router", "smartcity.participation.pages:router"),
@@ -39,6 +46,7 @@ module = Module(
         NavLink(N_("Proposal queue"), "/participation/queue", "participation.answer"),
     ),
     jobs=(Job("participation.expire", 60, _expire),),
+    demo=_demo,
     models="smartcity.participation.models",
     settings=ParticipationSettings,
 )
