@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -168,7 +169,7 @@ class DocumentMask(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-# The weighted tsvector of a search entry, indexed on PostgreSQL (search.py queries this very expression).
+# The weighted tsvector of a search entry, kept in `vector` on PostgreSQL (search.py writes it with the entry).
 SEARCH_VECTOR = (
     "(setweight(to_tsvector('simple'::regconfig, title_tokens), 'A') || "
     "setweight(to_tsvector('simple'::regconfig, body_tokens), 'B'))"
@@ -187,11 +188,14 @@ class SearchEntry(Base):
     ref_id: Mapped[int] = mapped_column(Integer)
     title_tokens: Mapped[str] = mapped_column(Text, default="")
     body_tokens: Mapped[str] = mapped_column(Text, default="")
+    # Stored, not an index expression: ranking reads it instead of re-parsing every match's text per query.
+    vector: Mapped[str | None] = mapped_column(Text().with_variant(TSVECTOR(), "postgresql"), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("kind", "ref_id", name="uq_opendata_search_kind_ref"),
-        Index("ix_opendata_search_vector", text(SEARCH_VECTOR), postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # GIN on PostgreSQL; on SQLite (FTS5 instead, the column stays empty) an index of nulls.
+        Index("ix_opendata_search_vector", "vector", postgresql_using="gin"),
     )
 
 

@@ -7,7 +7,7 @@ a compound and a particle never stops a match; a noun of three or more syllables
 plural folding. The stores then do the matching and ranking:
 
     SQLite      an FTS5 table over `opendata_search` (triggers keep it), ranked by bm25, titles weighted 10:1
-    PostgreSQL  a GIN index over setweight(to_tsvector('simple', title), 'A') || …(body, 'B'), ts_rank
+    PostgreSQL  a stored setweight(to_tsvector('simple', title), 'A') || …(body, 'B') with a GIN index, ts_rank
 
 Every query token must match (AND). The interface the catalogue calls:
 
@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from smartcity.core.db import utcnow
 from smartcity.opendata.models import SEARCH_VECTOR, SearchEntry, SearchFacet
 
-VECTOR = SEARCH_VECTOR  # the expression migration opendata_0002 indexes on PostgreSQL (so it is used)
 TITLE_WEIGHT = 10.0  # bm25's weight of the title column against the body's 1.0 (SQLite)
 MAX_LIMIT = 1000
 
@@ -103,6 +102,8 @@ def index_text(
     entry.body_tokens = _joined(body)
     entry.updated_at = utcnow()
     session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"UPDATE opendata_search SET vector = {SEARCH_VECTOR} WHERE id = :id"), {"id": entry.id})
     _drop_facets(session, entry.id)
     rows = {(name, str(v)[:200]) for name, values in (facets or {}).items() for v in values if str(v)}
     if rows:
@@ -179,8 +180,8 @@ def search(
     where: list[str] = []
     if words and postgres:
         source = "opendata_search s"
-        score = f"ts_rank({VECTOR}, plainto_tsquery('simple'::regconfig, :q), 1)"
-        where.append(f"{VECTOR} @@ plainto_tsquery('simple'::regconfig, :q)")
+        score = "ts_rank(s.vector, plainto_tsquery('simple'::regconfig, :q), 1)"
+        where.append("s.vector @@ plainto_tsquery('simple'::regconfig, :q)")
         order = "score DESC, s.id"
         params["q"] = " ".join(dict.fromkeys(words))
     elif words:

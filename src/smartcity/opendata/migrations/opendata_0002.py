@@ -4,12 +4,13 @@ Revision ID: opendata_0002
 Revises: opendata_0001
 
 The search index is the store's own: on SQLite an FTS5 table over `opendata_search` (external content, kept
-by triggers); on PostgreSQL a GIN index over the entries' weighted 'simple' tsvector (SEARCH_VECTOR, the
-expression opendata/search.py queries).
+by triggers); on PostgreSQL a GIN index over the entries' stored weighted 'simple' tsvector (`vector`,
+written by opendata/search.py).
 """
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import smartcity.core.db
 
@@ -17,11 +18,6 @@ revision = "opendata_0002"
 down_revision = "opendata_0001"
 branch_labels = None
 depends_on = None
-
-SEARCH_VECTOR = (
-    "(setweight(to_tsvector('simple'::regconfig, title_tokens), 'A') || "
-    "setweight(to_tsvector('simple'::regconfig, body_tokens), 'B'))"
-)
 
 _SQLITE_INDEX = [
     "CREATE VIRTUAL TABLE opendata_search_fts USING fts5("
@@ -99,6 +95,7 @@ def upgrade() -> None:
         sa.Column("ref_id", sa.Integer(), nullable=False),
         sa.Column("title_tokens", sa.Text(), nullable=False),
         sa.Column("body_tokens", sa.Text(), nullable=False),
+        sa.Column("vector", sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql"), nullable=True),
         sa.Column("updated_at", smartcity.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_opendata_search")),
         sa.UniqueConstraint("kind", "ref_id", name="uq_opendata_search_kind_ref"),
@@ -117,17 +114,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("entry_id", "field", "value", name=op.f("pk_opendata_search_facets")),
     )
     op.create_index("ix_opendata_search_facets_field_value", "opendata_search_facets", ["field", "value"])
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"CREATE INDEX ix_opendata_search_vector ON opendata_search USING gin ({SEARCH_VECTOR})")
-    else:
+    op.create_index("ix_opendata_search_vector", "opendata_search", ["vector"], postgresql_using="gin")
+    if op.get_bind().dialect.name != "postgresql":
         for statement in _SQLITE_INDEX:
             op.execute(statement)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP INDEX ix_opendata_search_vector")
-    else:
+    op.drop_index("ix_opendata_search_vector", table_name="opendata_search")
+    if op.get_bind().dialect.name != "postgresql":
         for name in ("opendata_search_ai", "opendata_search_ad", "opendata_search_au"):
             op.execute(f"DROP TRIGGER {name}")
         op.execute("DROP TABLE opendata_search_fts")
