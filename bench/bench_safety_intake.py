@@ -472,8 +472,15 @@ def run(quick: bool = False) -> dict:
             )
         )
         sos_thread.start()
+        writer_pids = _children(server.pid)
+        before = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
         osmand_result = wrk(osmand_port, script, seconds, connections)
+        after = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
         sos_thread.join()
+        osmand_result["cpu_us_per_request"] = {
+            name: round((a - b) * 1e6 / max(osmand_result["requests_per_second"] * seconds, 1), 1)
+            for name, a, b in zip(("serving_process", "writer"), after, before, strict=True)
+        }
         result = {
             "devices": n,
             "zones": 3 * n,

@@ -463,7 +463,10 @@ class Admission:
         outcome = BatchOutcome(np.zeros(cols.n, dtype=np.int8), errors)
         accepted, rows = self.validate_columns(cols, errors)
         alarms = accepted["alarm"] != None  # noqa: E711 - elementwise over an object array
-        parts = [(accepted.take(alarms), rows[alarms], True), (accepted.take(~alarms), rows[~alarms], False)]
+        if alarms.any():
+            parts = [(accepted.take(alarms), rows[alarms], True), (accepted.take(~alarms), rows[~alarms], False)]
+        else:  # the usual batch: no copy of its columns
+            parts = [(accepted, rows, False)]
         items = []
         refusal = self.backlogged()
         for part, where, urgent in parts:
