@@ -354,15 +354,17 @@ def run(quick: bool = False) -> dict:
                 "facets_answered": sorted(sample[0]["search_facets"]),
                 **measure(server.port, spaths, seconds, workdir),
             }
-            sample = [_get_json(server.port, p)["result"] for p in dpaths[:20]]
-            ours = measure(server.port, dpaths, seconds, workdir)
-            ours["rows_per_response_first_20"] = sum(len(r["records"]) for r in sample) / len(sample)
-            ours["mean_total_first_20"] = sum(r["total"] for r in sample) / len(sample)
             out["dcat_catalog_ttl"] = {
                 "default_page": first_byte(server.port, "/catalog.ttl", 2 if quick else 5) or "no /catalog.ttl",
                 # ~6 s per 1,000 datasets on the shared machine: twice is what the run can afford.
                 "all": first_byte(server.port, f"/catalog.ttl?page_size={n_datasets}", 1 if quick else 2),
             }
+        # A fresh process for datastore_search, as Datasette gets: nothing the searches above left behind.
+        with our_server(url, workdir, 1) as server:
+            sample = [_get_json(server.port, p)["result"] for p in dpaths[:20]]
+            ours = measure(server.port, dpaths, seconds, workdir)
+            ours["rows_per_response_first_20"] = sum(len(r["records"]) for r in sample) / len(sample)
+            ours["mean_total_first_20"] = sum(r["total"] for r in sample) / len(sample)
         with datasette_server(sqlite_file, workdir, 1) as server:
             tpaths = datasette_paths(sqlite_file.stem, table, pairs)
             sample = [_get_json(server.port, p) for p in tpaths[:20]]
