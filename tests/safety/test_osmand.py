@@ -22,6 +22,7 @@ from smartcity.safety.engine import KNOT, FutureFix, InvalidPosition, NoConsent,
 from smartcity.safety.models import Incident, PositionRow
 from smartcity.safety.settings import SafetySettings
 from tests.conftest import LiveServer, make_settings
+from tests.helpers import run_async
 from tests.safety.helpers import HOME, make_world, rows, traccar_query
 from tests.servers import free_port
 
@@ -479,7 +480,7 @@ def test_concurrent_traccar_clients_are_stored_in_a_few_batches_and_each_gets_it
 
     try:
         with LiveServer(app):
-            answers = asyncio.run(send_all())
+            answers = run_async(send_all())
             batcher = app.state.osmand_batcher
             assert [r.status_code for r in answers[:40]] == [200] * 40
             assert (answers[40].status_code, answers[40].text) == (400, "batt: must be between 0 and 100")
