@@ -19,7 +19,7 @@ from smartcity.core.render import json_response
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import documents as D
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages (and their JSON twins): not API operations
 Publisher = Annotated[Identity, Depends(Require("opendata.publish"))]
 PAGE = 20
 _CHUNK = 1024 * 1024
