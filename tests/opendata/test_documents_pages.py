@@ -54,6 +54,7 @@ def test_a_publisher_uploads_reviews_and_publishes(db, client):
     token = csrf(client, review_url)
     refused = client.post(f"{review_url}/publish", data={"csrf_token": token})
     assert refused.status_code == 409 and 'data-status="review"' in refused.text
+    assert f"{len(rows)}" in refused.text and "%(num)d" not in refused.text  # the undecided masks, counted
 
     office = re.search(
         r'<tr data-mask="(\d+)" data-kind="phone" data-state="proposed">\s*<td>[^<]*</td><td>02-2133-5678', page.text
@@ -82,6 +83,8 @@ def test_a_publisher_uploads_reviews_and_publishes(db, client):
     found = client.get("/opendata/documents", params={"q": "가로등 보수공사"})
     assert f'data-uid="{uid}"' in found.text and 'data-total="1"' in found.text
     assert 'data-total="0"' in client.get("/opendata/documents", params={"q": "김민수"}).text
+    counted = re.search(r'data-total="1">([^<]*)</p>', found.text).group(1)
+    assert "%(" not in counted and "1" in counted  # the count is written in words, not as its msgid
     twin = client.get("/opendata/documents.json", params={"q": "가로등 보수공사"}).json()
     assert twin["total"] == 1 and [d["uid"] for d in twin["documents"]] == [uid]
     assert (
