@@ -139,9 +139,7 @@ def _opendata_rows(r: dict) -> list[tuple[str, str, str]]:
             (
                 f"CKAN package_search over {r['datasets']:,} datasets, a query and 3 facets",
                 "; ".join(
-                    f"{c[1:]} conn: p50 {ps[c]['p50_ms']} ms, p99 {ps[c]['p99_ms']} ms"
-                    for c in ("c1", "c4")
-                    if c in ps
+                    f"{c[1:]} conn: p50 {ps[c]['p50_ms']} ms, p99 {ps[c]['p99_ms']} ms" for c in ("c1", "c4") if c in ps
                 ),
                 "p99 < 20 ms",
             )

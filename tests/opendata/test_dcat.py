@@ -76,11 +76,14 @@ def _described(db) -> dict[str, str]:
 def test_the_catalogue_parses_back_with_only_the_published_datasets_in_dcat_ap_terms(client, db, ext):
     known = _described(db)
     answer = client.get(f"/catalog.{ext}")
-    assert answer.headers["content-type"].split(";")[0] == {
-        "ttl": "text/turtle",
-        "jsonld": "application/ld+json",
-        "rdf": "application/rdf+xml",
-    }[ext]
+    assert (
+        answer.headers["content-type"].split(";")[0]
+        == {
+            "ttl": "text/turtle",
+            "jsonld": "application/ld+json",
+            "rdf": "application/rdf+xml",
+        }[ext]
+    )
     g = _graph(answer, ext)
     base = str(client.base_url).rstrip("/")
     ds = {f"{base}/dataset/{known[n]}" for n in ("dumping", "stations")}
@@ -205,8 +208,10 @@ def test_five_thousand_datasets_start_answering_at_once_and_all_arrive(live):
             if first_dataset is None and b"dcat:Dataset" in received:
                 first_dataset = time.perf_counter() - began
     total = time.perf_counter() - began
-    print(f"\n5,000 datasets as Turtle: first byte {first_byte * 1000:.0f} ms, "
-          f"first dataset {first_dataset * 1000:.0f} ms, all {total:.1f} s, {len(received) / 1e6:.1f} MB")
+    print(
+        f"\n5,000 datasets as Turtle: first byte {first_byte * 1000:.0f} ms, "
+        f"first dataset {first_dataset * 1000:.0f} ms, all {total:.1f} s, {len(received) / 1e6:.1f} MB"
+    )
     assert first_dataset is not None and first_dataset < 0.5
     g = Graph()
     g.parse(data=bytes(received), format="turtle")

@@ -227,9 +227,11 @@ def test_a_streamed_table_is_read_a_chunk_at_a_time_not_held(db):
 
 
 def test_keyset_pages_over_times_and_truth_values(client, db):
-    data = "at,open,note\n" + "".join(
-        f"2024-05-0{1 + i % 3} 0{i % 4}:30:15,{'true' if i % 2 else 'false'},n{i}\n" for i in range(9)
-    ) + ",,blank\n"
+    data = (
+        "at,open,note\n"
+        + "".join(f"2024-05-0{1 + i % 3} 0{i % 4}:30:15,{'true' if i % 2 else 'false'},n{i}\n" for i in range(9))
+        + ",,blank\n"
+    )
     uid = publish(db, "times", data.encode(), "times.csv").resource_id
     everything = client.get(f"/opendata/rows/{uid}.json", params={"_size": "max"}).json()["rows"]
     opened = client.get(f"/opendata/rows/{uid}.json", params={"open__gt": "false"}).json()["rows"]

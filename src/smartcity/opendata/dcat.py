@@ -120,9 +120,7 @@ def describe(session: Session, datasets: list[Dataset]) -> list[Described]:
     resources: dict[int, list[Resource]] = {}
     for r in session.scalars(select(Resource).where(Resource.dataset_id.in_(ids)).order_by(Resource.id)):
         resources.setdefault(r.dataset_id, []).append(r)
-    return [
-        Described(d, orgs.get(d.organisation_id), tags.get(d.id, []), resources.get(d.id, [])) for d in datasets
-    ]
+    return [Described(d, orgs.get(d.organisation_id), tags.get(d.id, []), resources.get(d.id, [])) for d in datasets]
 
 
 def new_graph() -> Graph:

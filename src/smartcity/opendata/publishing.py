@@ -161,9 +161,7 @@ def publish_loaded(
     if key is not None and key not in {c["id"] for c in columns}:
         raise InvalidInput(N_("no column named {names} in the file"), code="column", params={"names": key})
     with loading.no_gc():
-        count, changes = storage.replace_rows(
-            session, resource.id, columns, loaded.rows, key or resource.key, progress
-        )
+        count, changes = storage.replace_rows(session, resource.id, columns, loaded.rows, key or resource.key, progress)
     number = resource.version + 1
     stored = _store_file(session, resource, number, filename, data)
     version = Version(

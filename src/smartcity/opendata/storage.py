@@ -186,7 +186,10 @@ def _insert_columns(conn, name: str, ids: list[str], columns: Sequence[dict], ro
     for start in range(0, count, step):
         end = min(start + step, count)
         batch = zip(
-            range(start + 1, end + 1), hashes[start:end], problems[start:end], *(c[start:end] for c in stored),
+            range(start + 1, end + 1),
+            hashes[start:end],
+            problems[start:end],
+            *(c[start:end] for c in stored),
             strict=True,
         )
         if postgres:
