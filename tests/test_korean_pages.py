@@ -145,7 +145,7 @@ def problems_in(text: str, where: str, codes: set[str]) -> list[str]:
 ROLE_PAGES = {
     "citizen": ["/reports/new", "/reports/mine", "REPORT"],
     "staff": ["/staff/reports", "WORK"],
-    "admin": ["/admin/users", r"/admin/users/\d+"],
+    "admin": ["/admin/users", r"/admin/users/\d+", "/admin/reports/routes", "/admin/audit"],
     "guardian": ["/safety/guardian", r"/safety/guardian/\d+"],
     "operator": ["/safety/console", r"/safety/console/\d+"],
 }
@@ -166,8 +166,12 @@ def test_the_main_pages_of_every_role_read_as_korean(demo_site, browser, role):
             path = first_link(page, path)
         seen[path] = visible_text(page, base, path)
         failures += problems_in(seen[path], path, codes)
-        if role == "admin":
+        if role == "admin" and path.startswith("/admin/users"):
             failures += role_problems(page, path)
+        if path == "/admin/audit":
+            failures += audit_problems(page)
+        if path == "/admin/reports/routes":
+            failures += routing_problems(page)
         if path == "/reports/new":
             # A category's questions show once it is chosen: the pothole's size and its answers' names.
             page.select_option("select[name=category]", "roads-pothole")
@@ -213,3 +217,43 @@ def role_problems(page, path: str) -> list[str]:
         shown = page.locator("select[name=role] option").all_inner_texts()
         assert len(shown) == len(codes), shown
     return [f"{path}: role shown as {text!r}" for text in shown if text.strip() in codes or not HANGUL.search(text)]
+
+
+def audit_problems(page) -> list[str]:
+    """Each audit entry is told in Korean: no object type or action code in its sentence, every detail named
+    in Korean, no True/False; the raw codes stay in attributes for auditors."""
+    entries = page.locator("li.audit-entry")
+    assert entries.count() >= 10, "the demo's entries are listed"
+    out = []
+    for i in range(entries.count()):
+        entry = entries.nth(i)
+        told = entry.locator(".audit-sentence").inner_text()
+        codes = [entry.get_attribute("data-object-type"), entry.get_attribute("data-action")]
+        for code in codes:
+            words = code.replace("_", " ").replace(".", " ")
+            if words in told or code in told:
+                out.append(f"/admin/audit: {told!r} shows the code {code!r}")
+        if not HANGUL.search(told):
+            out.append(f"/admin/audit: sentence not in Korean {told!r}")
+        # Latin letters only in a user name or a quoted name (a dataset's, a category's code): no system
+        # actor or kind of thing left in English.
+        rest = re.sub(r"‘[^’]*’", "", told.replace(entry.get_attribute("data-actor"), ""))
+        out += [f"/admin/audit: English {w!r} in {told!r}" for w in re.findall(r"[A-Za-z]{2,}", rest)]
+        for term in entry.locator(".audit-detail dt").all_inner_texts():
+            if not HANGUL.search(term):
+                out.append(f"/admin/audit: detail named {term!r} in {told!r}")
+        for value in entry.locator(".audit-detail dd").all_inner_texts():
+            if value.strip() in ("True", "False", "true", "false", "None"):
+                out.append(f"/admin/audit: detail value {value!r} in {told!r}")
+    return out
+
+
+def routing_problems(page) -> list[str]:
+    """The routing table names each department in Korean; its code ("11130-roads") is not shown."""
+    shown = page.locator("table#routes tr td:nth-child(2)").all_inner_texts()
+    assert len(shown) >= 10, "every district is routed"
+    return [
+        f"/admin/reports/routes: department shown as {text!r}"
+        for text in shown
+        if re.search(r"[A-Za-z]", text) or not HANGUL.search(text)
+    ]

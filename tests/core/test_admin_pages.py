@@ -107,17 +107,21 @@ def test_each_entry_is_a_sentence_in_the_pages_language_with_details_as_a_list(a
     target = make_user(db, "minji", "citizen")
     with db.session() as s:
         audit.record(s, "admin1", "disable", "user", target, {"username": "minji"})
-        audit.record(s, "guard7", "read_track", "safety_person", 4, {"day": "2026-05-01", "points": [1, 2]})
+        audit.record(s, "guard7", "recalibrate", "safety_person", 4, {"day": "2026-05-01", "points": [1, 2]})
+        audit.record(s, "job:retention", "read_contact", "report", 12, {"present": False, "old": "in_progress"})
     en = admin.get("/admin/audit?lang=en").text
     assert "admin1 disabled account " + str(target) in en
-    assert "guard7: read track (safety person 4)" in en  # an action with no sentence: its code, readable
-    assert "<dt>day</dt><dd>2026-05-01</dd>" in en and "<dd>1, 2</dd>" in en
+    # An action no module tells: its code, readable; the object type by the module's word for it.
+    assert "guard7: recalibrate (protected person 4)" in en
+    assert '<dt>day</dt><dd title="2026-05-01">2026-05-01</dd>' in en and ">1, 2</dd>" in en
     assert '{"' not in en and "&#34;" not in en  # no raw JSON anywhere
     ko = admin.get("/admin/audit?lang=ko").text
-    # Particles by how the word before ends aloud: admin1 (일) takes 이; a number takes 을 after 영, 일, 삼, 육,
-    # 칠, 팔 and 를 after 이, 사, 오, 구.
-    object_particle = "을" if str(target)[-1] in "013678" else "를"
-    assert f"admin1이 계정 {target}{object_particle} 사용 중지했습니다" in ko
+    # Particles by how the word before ends aloud: admin1 (일) takes 이; "N번 계정" (정) takes 을.
+    assert f"admin1이 {target}번 계정을 사용 중지했습니다" in ko
+    # A module's object, detail keys and values in words; the recorded value kept in the title for auditors.
+    assert "연락처 보관 기한 예약 작업이 12번 신고의 연락처를 열람했습니다" in ko
+    assert '<dt>있음 여부</dt><dd title="false">아니요</dd>' in ko
+    assert '<dt>이전</dt><dd title="in_progress">처리 중</dd>' in ko
 
 
 def test_reading_the_audit_log_is_audited_and_so_is_a_refusal(admin, db):

@@ -19,6 +19,7 @@ def _demo(db, profile):
 
 module = Module(
     name="assets",
+    audit="smartcity.assets.audit_words:WORDS",
     routers=("smartcity.assets.api:router",),
     permissions={"assets.manage": ()},  # administrators only; reading is public (open data)
     cli="smartcity.assets.cli:commands",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -150,25 +152,145 @@ def readable(code: str) -> str:
     return code.replace("_", " ").replace(".", " ").strip()
 
 
-def sentence(entry: AuditEntry, language: str) -> str:
+# --- how each module's entries are told -----------------------------------------------------------------
+
+Describe = Callable[[str, Any], "str | None"]  # (language, raw value) → the value in words, None if unknown
+
+
+@dataclass(frozen=True)
+class AuditWords:
+    """How a module's audit entries read on the audit page (Module.audit): English msgids, translated there.
+
+    subjects  object type → its noun (a msgid)
+    actions   action → the sentence telling it, with {actor} and {subject}
+    actors    a system actor's name → who it is ("job:…" actors are told as a scheduled job)
+    keys      detail key → its label
+    values    detail key, or "<object type>:<key>" for one type's, → fn(language, value): a known enumeration
+              (a status, a kind) in words; None leaves the value as recorded
+    The raw codes stay in the log itself (the page keeps them in title attributes, exports as they are).
+    """
+
+    subjects: Mapping[str, str] = field(default_factory=dict)
+    actions: Mapping[str, str] = field(default_factory=dict)
+    actors: Mapping[str, str] = field(default_factory=dict)
+    keys: Mapping[str, str] = field(default_factory=dict)
+    values: Mapping[str, Describe] = field(default_factory=dict)
+
+
+def _role(language: str, value: Any) -> str | None:
+    from smartcity.core import accounts
+
+    def name(code: str) -> str | None:
+        described = accounts.ROLES.get(code)
+        return gettext(language, described).split(":")[0].strip() if described else None
+
+    if isinstance(value, str) and " → " in value:  # a change of role, as accounts records it
+        before, after = (name(v) or v for v in value.split(" → ", 1))
+        return f"{before} → {after}"
+    return name(str(value))
+
+
+CORE_WORDS = AuditWords(
+    subjects=SUBJECTS,
+    actions=SENTENCES,
+    actors={
+        "anonymous": N_("someone not signed in"),
+        "demo": N_("the demo loader"),
+        "cli": N_("the command line"),
+        "job:notifications": N_("the notification job"),
+    },
+    keys={
+        "username": N_("user name"),
+        "role": N_("role"),
+        "name": N_("name"),
+        "scope": N_("scope"),
+        "reason": N_("reason"),
+        "count": N_("count"),
+        "kind": N_("kind"),
+        "status": N_("status"),
+        "device": N_("device"),
+        "purpose": N_("purpose"),
+        "present": N_("found"),
+        "source": N_("source"),
+        "category": N_("category"),
+        "permission": N_("permission"),
+        "path": N_("address"),
+        "method": N_("method"),
+    },
+    values={"role": _role},
+)
+SCHEDULED_JOB = N_("a scheduled job ({name})")
+NUMBERED = N_("{kind} {number}")
+NAMED = N_("{kind} ‘{name}’")
+YES, NO = N_("yes"), N_("no")
+
+
+def words(language: str) -> AuditWords:
+    """Core's words and every declared module's, merged (a module's own words win for its codes)."""
+    from smartcity.core.module import declared, resolve
+
+    merged = {name: dict(getattr(CORE_WORDS, name)) for name in ("subjects", "actions", "actors", "keys", "values")}
+    for m in declared():
+        own = resolve(m.audit) if getattr(m, "audit", None) else None
+        if isinstance(own, AuditWords):
+            for name, table in merged.items():
+                table.update(getattr(own, name))
+    return AuditWords(**merged)
+
+
+def actor_name(entry: AuditEntry, language: str, told: AuditWords | None = None) -> str:
+    told = told or words(language)
+    if entry.actor in told.actors:
+        return gettext(language, told.actors[entry.actor])
+    if entry.actor.startswith("job:"):
+        return translate(language, SCHEDULED_JOB, name=entry.actor[4:])
+    return entry.actor
+
+
+def subject_of(entry: AuditEntry, language: str, told: AuditWords | None = None) -> str:
+    """What the entry is about in words: "12번 신고" / "report 12"; a named object with its name quoted."""
+    told = told or words(language)
+    kind = entry.object_type
+    kind = gettext(language, told.subjects[kind]) if kind in told.subjects else readable(kind)
+    if not entry.object_id:
+        return kind
+    if entry.object_id.isdigit():
+        return translate(language, NUMBERED, kind=kind, number=entry.object_id)
+    return translate(language, NAMED, kind=kind, name=entry.object_id)
+
+
+def sentence(entry: AuditEntry, language: str, told: AuditWords | None = None) -> str:
     """`entry` told in one sentence in `language`."""
-    kind = (
-        gettext(language, SUBJECTS[entry.object_type]) if entry.object_type in SUBJECTS else readable(entry.object_type)
-    )
-    subject = f"{kind} {entry.object_id}" if entry.object_id else kind
-    if entry.action in SENTENCES:
-        return translate(language, SENTENCES[entry.action], actor=entry.actor, subject=subject)
-    return translate(language, FALLBACK, actor=entry.actor, action=readable(entry.action), subject=subject)
+    told = told or words(language)
+    actor, subject = actor_name(entry, language, told), subject_of(entry, language, told)
+    if entry.action in told.actions:
+        return translate(language, told.actions[entry.action], actor=actor, subject=subject)
+    return translate(language, FALLBACK, actor=actor, action=readable(entry.action), subject=subject)
 
 
-def detail_items(entry: AuditEntry) -> list[tuple[str, str]]:
-    """The entry's details as (term, description) pairs for a definition list: nested values as words."""
+def detail_items(entry: AuditEntry, language: str = "en", told: AuditWords | None = None) -> list[tuple[str, str, str]]:
+    """The entry's details as (term, description, raw) triples for a definition list: labels and known
+    values in `language`, nested values as words; `raw` is the value as recorded, for auditors."""
+    told = told or words(language)
 
-    def words(value: Any) -> str:
+    def label(key: Any) -> str:
+        key = str(key)
+        return gettext(language, told.keys[key]) if key in told.keys else readable(key)
+
+    def said(key: str, value: Any) -> str:
+        if isinstance(value, bool):
+            return gettext(language, YES if value else NO)
         if isinstance(value, dict):
-            return "; ".join(f"{readable(str(k))}: {words(v)}" for k, v in value.items())
+            return "; ".join(f"{label(k)}: {said(str(k), v)}" for k, v in value.items())
         if isinstance(value, list | tuple):
-            return ", ".join(words(v) for v in value)
-        return "—" if value is None else str(value)
+            return ", ".join(said(key, v) for v in value)
+        if value is None:
+            return "—"
+        describe = told.values.get(f"{entry.object_type}:{key}") or told.values.get(key)
+        found = describe(language, value) if describe else None
+        return found if found else str(value)
 
-    return [(readable(str(k)), words(v)) for k, v in (entry.detail or {}).items()]
+    return [
+        (label(k), said(str(k), v), v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str))
+        for k, v in (entry.detail or {}).items()
+    ]

@@ -134,6 +134,8 @@ class Module:
     models        the module's tables, imported for metadata and Alembic
     places        PlaceSource(read, changed_by): named points the module's data holds that the gazetteer's search
                   finds (core.places), read from the module's own tables, read again after `changed_by` events
+    audit         core.audit.AuditWords: how the audit page tells the module's entries (object types, actions,
+                  detail keys and values in words)
     """
 
     name: str
@@ -158,6 +160,7 @@ class Module:
     setup: Ref | None = None
     models: str | None = None
     places: Sequence[PlaceSource] = ()
+    audit: Ref | None = None
 
     @property
     def env_prefix(self) -> str:

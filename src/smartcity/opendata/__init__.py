@@ -43,6 +43,7 @@ def _flush_usage(db, settings):
 
 module = Module(
     name="opendata",
+    audit="smartcity.opendata.audit_words:WORDS",
     routers=(
         "smartcity.opendata.ckan:router",
         "smartcity.opendata.downloads:router",

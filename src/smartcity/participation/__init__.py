@@ -35,6 +35,7 @@ def _demo(db, profile):
 
 module = Module(
     name="participation",
+    audit="smartcity.participation.audit_words:WORDS",
     routers=("smartcity.participation.api:router", "smartcity.participation.pages:router"),
     permissions={
         "participation.take_part": (EVERY_ROLE,),

@@ -132,6 +132,7 @@ def _reports_cli():
 
 module = Module(
     name="reports",
+    audit="smartcity.reports.audit_words:WORDS",
     routers=(
         "smartcity.reports.api:router",
         "smartcity.reports.open311:router",

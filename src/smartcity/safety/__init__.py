@@ -73,6 +73,7 @@ def _demo(db, profile):
 
 module = Module(
     name="safety",
+    audit="smartcity.safety.audit_words:WORDS",
     routers=tuple(f"smartcity.safety.{name}:router" for name in ("intake_api", "osmand", "owntracks", "api", "pages")),
     roles=(
         Role("guardian", N_("Guardian: follows the people in their care")),
