@@ -23,7 +23,7 @@ def _kind(language: str, value: Any) -> str | None:
 
 
 WORDS = AuditWords(
-    subjects={"asset": N_("city equipment"), "assets": N_("the city's equipment")},
+    subjects={"asset": N_("asset"), "assets": N_("the asset register")},
     # A count per kind, as the demo and imports record it: the key is the kind.
     keys=dict(KIND_NAMES),
     values={"asset:kind": _kind},
