@@ -5,13 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from smartcity.core.audit import AuditWords
-from smartcity.core.i18n import N_
+from smartcity.core.i18n import N_, gettext
 from smartcity.reports.common import STATUS_NAMES, status_name
 
 
 def _status(language: str, value: Any) -> str | None:
     # "old"/"new" hold a status for a status change, a user or a unit for the others: only statuses are named.
     return status_name(value, language) if isinstance(value, str) and value in STATUS_NAMES else None
+
+
+SOURCE_NAMES = {
+    "web": N_("the web form"),
+    "open311": N_("an Open311 client"),
+    "cli": N_("the command line"),
+    "call120": N_("the 120 call centre"),
+    "demo": N_("the demo"),
+    "api": N_("the API"),
+}
+
+
+def _source(language: str, value: Any) -> str | None:
+    return gettext(language, SOURCE_NAMES[value]) if value in SOURCE_NAMES else None
 
 
 WORDS = AuditWords(
@@ -46,5 +60,5 @@ WORDS = AuditWords(
         "rating": N_("rating"),
         "external_id": N_("number in the other system"),
     },
-    values={"report:old": _status, "report:new": _status},
+    values={"report:old": _status, "report:new": _status, "report:source": _source},
 )
