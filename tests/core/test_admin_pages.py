@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from smartcity.core import audit
-from smartcity.core.models import AuditEntry, User
+from smartcity.core.models import AuditEntry, District, User
 from tests.conftest import eventually, make_key, make_user, signin
 from tests.helpers import SSEReader, browser_signin, run_async
 
@@ -109,6 +109,8 @@ def test_each_entry_is_a_sentence_in_the_pages_language_with_details_as_a_list(a
         audit.record(s, "admin1", "disable", "user", target, {"username": "minji"})
         audit.record(s, "guard7", "recalibrate", "safety_person", 4, {"day": "2026-05-01", "points": [1, 2]})
         audit.record(s, "job:retention", "read_contact", "report", 12, {"present": False, "old": "in_progress"})
+        district = s.scalars(select(District).order_by(District.code)).first()
+        audit.record(s, "safety", "open", "safety_incident", 3, {"district": district.code})
     en = admin.get("/admin/audit?lang=en").text
     assert "admin1 disabled account " + str(target) in en
     # An action no module tells: its code, readable; the object type by the module's word for it.
@@ -122,6 +124,7 @@ def test_each_entry_is_a_sentence_in_the_pages_language_with_details_as_a_list(a
     assert "연락처 보관 기한 예약 작업이 12번 신고의 연락처를 열람했습니다" in ko
     assert '<dt>있음 여부</dt><dd title="false">아니요</dd>' in ko
     assert '<dt>이전</dt><dd title="in_progress">처리 중</dd>' in ko
+    assert f'<dt>자치구</dt><dd title="{district.code}">{district.name_ko}</dd>' in ko  # a row's code, named
 
 
 def test_reading_the_audit_log_is_audited_and_so_is_a_refusal(admin, db):

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from smartcity.core.i18n import N_, gettext, translate
-from smartcity.core.models import AuditEntry
+from smartcity.core.i18n import N_, gettext, localized, translate
+from smartcity.core.models import AuditEntry, Department, District
 
 
 def record(
@@ -155,6 +155,8 @@ def readable(code: str) -> str:
 # --- how each module's entries are told -----------------------------------------------------------------
 
 Describe = Callable[[str, Any], "str | None"]  # (language, raw value) → the value in words, None if unknown
+# (session, language, the codes on the page) → their names: codes of rows (a unit, a district), one query a page
+Lookup = Callable[[Session, str, set[str]], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ class AuditWords:
     keys      detail key → its label
     values    detail key, or "<object type>:<key>" for one type's, → fn(language, value): a known enumeration
               (a status, a kind) in words; None leaves the value as recorded
+    lookups   detail key (or "<object type>:<key>") → fn(session, language, codes) → {code: name}: codes of
+              rows, named from the store once for the whole page
     The raw codes stay in the log itself (the page keeps them in title attributes, exports as they are).
     """
 
@@ -175,6 +179,15 @@ class AuditWords:
     actors: Mapping[str, str] = field(default_factory=dict)
     keys: Mapping[str, str] = field(default_factory=dict)
     values: Mapping[str, Describe] = field(default_factory=dict)
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)
+
+
+def _rows_named(model):
+    def lookup(session: Session, language: str, codes: set[str]) -> dict[str, str]:
+        rows = session.scalars(select(model).where(model.code.in_(codes)))
+        return {row.code: localized(row, "name", language) for row in rows}
+
+    return lookup
 
 
 def _role(language: str, value: Any) -> str | None:
@@ -218,6 +231,7 @@ CORE_WORDS = AuditWords(
         "method": N_("method"),
     },
     values={"role": _role},
+    lookups={"unit": _rows_named(Department), "department": _rows_named(Department), "district": _rows_named(District)},
 )
 SCHEDULED_JOB = N_("a scheduled job ({name})")
 NUMBERED = N_("{kind} {number}")
@@ -229,7 +243,8 @@ def words(language: str) -> AuditWords:
     """Core's words and every declared module's, merged (a module's own words win for its codes)."""
     from smartcity.core.module import declared, resolve
 
-    merged = {name: dict(getattr(CORE_WORDS, name)) for name in ("subjects", "actions", "actors", "keys", "values")}
+    tables = ("subjects", "actions", "actors", "keys", "values", "lookups")
+    merged = {name: dict(getattr(CORE_WORDS, name)) for name in tables}
     for m in declared():
         own = resolve(m.audit) if getattr(m, "audit", None) else None
         if isinstance(own, AuditWords):
@@ -268,10 +283,25 @@ def sentence(entry: AuditEntry, language: str, told: AuditWords | None = None) -
     return translate(language, FALLBACK, actor=actor, action=readable(entry.action), subject=subject)
 
 
-def detail_items(entry: AuditEntry, language: str = "en", told: AuditWords | None = None) -> list[tuple[str, str, str]]:
+def names_on(session: Session, entries: list[AuditEntry], language: str, told: AuditWords) -> dict[str, dict]:
+    """The names of the row codes these entries' details hold (AuditWords.lookups), by lookup key."""
+    wanted: dict[str, set[str]] = {}
+    for entry in entries:
+        for key, value in (entry.detail or {}).items():
+            for name in (f"{entry.object_type}:{key}", str(key)):
+                if name in told.lookups and isinstance(value, str | int) and not isinstance(value, bool):
+                    wanted.setdefault(name, set()).add(str(value))
+                    break
+    return {name: dict(told.lookups[name](session, language, codes)) for name, codes in wanted.items()}
+
+
+def detail_items(
+    entry: AuditEntry, language: str = "en", told: AuditWords | None = None, names: dict[str, dict] | None = None
+) -> list[tuple[str, str, str]]:
     """The entry's details as (term, description, raw) triples for a definition list: labels and known
-    values in `language`, nested values as words; `raw` is the value as recorded, for auditors."""
+    values in `language` (`names`: from names_on), nested values as words; `raw` is the value as recorded."""
     told = told or words(language)
+    names = names or {}
 
     def label(key: Any) -> str:
         key = str(key)
@@ -286,6 +316,9 @@ def detail_items(entry: AuditEntry, language: str = "en", told: AuditWords | Non
             return ", ".join(said(key, v) for v in value)
         if value is None:
             return "—"
+        for name in (f"{entry.object_type}:{key}", key):
+            if str(value) in names.get(name, {}):
+                return names[name][str(value)]
         describe = told.values.get(f"{entry.object_type}:{key}") or told.values.get(key)
         found = describe(language, value) if describe else None
         return found if found else str(value)

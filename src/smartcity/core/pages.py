@@ -352,7 +352,10 @@ def admin_audit(
     with request.app.state.db.session() as s:
         found = audit.page(s, query)
         told = audit.words(language)
-        rows = [(e, audit.sentence(e, language, told), audit.detail_items(e, language, told)) for e in found.entries]
+        names = audit.names_on(s, found.entries, language, told)
+        rows = [
+            (e, audit.sentence(e, language, told), audit.detail_items(e, language, told, names)) for e in found.entries
+        ]
         # Reading the log is itself in the log: who looked, for what.
         asked = {k: v for k, v in filters.items() if v} | ({"before": before} if before else {})
         audit.record(s, identity, "read_audit", "audit_log", None, asked or None, ip=_ip(request))

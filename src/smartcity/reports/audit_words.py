@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from smartcity.core.audit import AuditWords
-from smartcity.core.i18n import N_, gettext
+from smartcity.core.i18n import N_, gettext, localized
 from smartcity.reports.common import STATUS_NAMES, status_name
+from smartcity.reports.models import Category
 
 
 def _status(language: str, value: Any) -> str | None:
@@ -26,6 +30,11 @@ SOURCE_NAMES = {
 
 def _source(language: str, value: Any) -> str | None:
     return gettext(language, SOURCE_NAMES[value]) if value in SOURCE_NAMES else None
+
+
+def _categories(session: Session, language: str, codes: set[str]) -> dict[str, str]:
+    rows = session.scalars(select(Category).where(Category.code.in_(codes)))
+    return {c.code: localized(c, "name", language) for c in rows}
 
 
 WORDS = AuditWords(
@@ -61,4 +70,5 @@ WORDS = AuditWords(
         "external_id": N_("number in the other system"),
     },
     values={"report:old": _status, "report:new": _status, "report:source": _source},
+    lookups={"report:category": _categories},
 )
