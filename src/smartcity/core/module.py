@@ -302,11 +302,13 @@ def install(app, context) -> None:
     from smartcity.core import pages, web
 
     declare(context.modules)
+    # The module that declares the site's primary action leads the home page with its actions; the others follow.
+    for m in sorted(context.modules, key=lambda m: not any(a.primary for a in m.home_actions)):
+        for action in m.home_actions:
+            pages.add_home_action(action)
     for m in context.modules:
         for link in m.nav:
             web.add_nav(link.label, link.href, link.permission)
-        for action in m.home_actions:
-            pages.add_home_action(action)
         for url in m.home_pins:
             pages.add_home_pins(url)
         for ref in m.routers:

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
 from smartcity.core.auth import verify_csrf
-from smartcity.core.errors import InvalidInput, TooLarge
+from smartcity.core.errors import Conflict, InvalidInput, TooLarge
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import localized
 from smartcity.core.render import render
@@ -125,12 +125,20 @@ def submit_report(request: Request, form: C.Form):
         campaign=campaign,
     )
     errors: dict[str, str] = {}
-    try:
-        with db.session() as s:
-            created = S.create_report(s, identity, new)
-            report_id, token = created.report.id, created.feedback_token
-    except (InvalidInput, TooLarge) as exc:
-        errors = C.errors_of(request, exc)
+    for attempt in (1, 2):
+        try:
+            with db.session() as s:
+                created = S.create_report(s, identity, new)
+                report_id, token = created.report.id, created.feedback_token
+            break
+        except Conflict as exc:
+            # The same kept report sent twice at once (a tab and the service worker): the other send has
+            # committed by now, and a second try finds it by its key instead of showing an error.
+            if exc.code != "idempotency_conflict" or attempt == 2:
+                raise
+        except (InvalidInput, TooLarge) as exc:
+            errors = C.errors_of(request, exc)
+            break
     if errors:
         with db.session() as s:
             return C.page(request, "new.html", status_code=422, **_new_context(request, s, values, errors, campaign))
