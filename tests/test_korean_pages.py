@@ -60,11 +60,12 @@ def attribute_codes() -> set[str]:
 
 
 def role_codes() -> set[str]:
+    """The roles the platform's own modules offer (a test module may have declared others in this process)."""
     from smartcity.core import accounts
-    from smartcity.core.module import ensure_declared
+    from smartcity.core.module import discover, ensure_declared
 
     ensure_declared()
-    return set(accounts.ROLES)
+    return set(accounts.roles_for(discover()))
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

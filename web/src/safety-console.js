@@ -246,6 +246,11 @@ live("safety.incident.,safety.position", {
 
 async function onIncident(inc) {
   await refreshQueue();
+  // The event can outrun what this page's next read sees (another process's commit): look again, briefly.
+  for (let tries = 1; tries <= 5 && inc.status !== "resolved" && !queueBox.querySelector(`.incident[data-id="${inc.id}"]`); tries++) {
+    await new Promise((done) => setTimeout(done, 200 * tries));
+    await refreshQueue();
+  }
   if (!current) await select(inc.id, true, false); // shown, but still new until the operator opens it
   // Only when its step changed elsewhere (another operator): re-rendering would wipe a form being filled in.
   else if (inc.id === current.id && inc.status !== current.status) await select(inc.id, false, false);

@@ -26,6 +26,16 @@ ROLES = {
     "publisher": N_("Data publisher: publishes datasets to the open data plaza"),
     "admin": N_("Administrator: manages users, routing and the city's set-up"),
 }
+CORE_ROLES = tuple(ROLES)
+
+
+def roles_for(modules) -> dict[str, str]:
+    """The roles an app offers: the core's and those its modules declare (ROLES holds every role any app in
+    this process declared), administrators last."""
+    declared = {role.name for m in modules for role in m.roles}
+    return {name: text for name, text in ROLES.items() if name in CORE_ROLES or name in declared}
+
+
 # Kinds of unit (Department.kind) → what they are; modules add theirs.
 UNIT_KINDS = {"department": "A city or district department"}
 # Roles that belong to a unit, and the kind of unit they need.

@@ -176,7 +176,7 @@ def _accounts_page(request: Request, s, *, status_code: int = 200, form: dict | 
         status_code=status_code,
         users=accounts.list_users(s),
         units=_units(s),
-        roles=accounts.ROLES,
+        roles=accounts.roles_for(request.app.state.context.modules),
         form=form or {},
         errors=errors,
     )
@@ -238,7 +238,7 @@ def _account_page(request: Request, s, user, *, status_code: int = 200, form: di
         status_code=status_code,
         user=user,
         units=_units(s),
-        roles=accounts.ROLES,
+        roles=accounts.roles_for(request.app.state.context.modules),
         form=form
         or {
             "display_name": user.display_name,

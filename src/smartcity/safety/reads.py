@@ -3,13 +3,14 @@ console's incident view, and a guardian's wards."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity
+from smartcity.core.db import utcnow
 from smartcity.safety.access import check_guardian, location_access
 from smartcity.safety.alerts import event_to_dict
 from smartcity.safety.common import OPERATOR_LOOKBACK, _db, _profile
@@ -17,6 +18,9 @@ from smartcity.safety.incidents import _operator_incident, guardian_contacts, in
 from smartcity.safety.models import Device, GuardianLink, Person, SafetyEvent, Zone, all_positions
 from smartcity.safety.registry import _person_states, get_person
 from smartcity.safety.zones import zone_to_dict, zones
+
+# "Today's path" reaches at least this far back, so that just after midnight the evening still shows.
+TODAY_REACHES_BACK = timedelta(hours=3)
 
 
 def zone_view(session: Session, identity: Identity, person_id: int, ip: str | None = None) -> list[dict]:
@@ -64,12 +68,13 @@ def track(
     limit: int = 5000,
     ip: str | None = None,
 ) -> list[dict]:
-    """The person's positions between `since` (default: the start of today in the city) and `until`,
+    """The person's positions between `since` (default: the start of today in the city, or three hours ago
+    when that is earlier: just after midnight the evening's path still shows) and `until`,
     oldest first. Operators see no further back than an hour before their incident opened. Audited."""
     access = location_access(session, identity, person_id)
     if since is None:
         local_midnight = datetime.now(_profile(session).tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        since = local_midnight.astimezone(UTC)
+        since = min(local_midnight.astimezone(UTC), utcnow() - TODAY_REACHES_BACK)
     if access.since is not None and since < access.since:
         since = access.since
     # Through the (device, fix time) key of each of the person's devices, past ones included; staged fixes too.
