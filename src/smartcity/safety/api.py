@@ -57,11 +57,12 @@ def track(
     request: Request,
     person_id: int,
     identity: Guardian,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: today's start")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: today's start, or 3 hours ago if earlier")] = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
 ) -> dict:
-    """The ward's positions, oldest first (default: today, in the city's time zone). Audited."""
+    """The ward's positions, oldest first (default: today in the city's time zone, reaching at least three hours
+    back). Audited."""
     since, until = _aware(since, "since"), _aware(until, "until")
     with request.app.state.db.session() as s:
         points = service.track(s, identity, person_id, since=since, until=until, limit=limit, ip=_ip(request))
