@@ -57,7 +57,7 @@ def track(
     request: Request,
     person_id: int,
     identity: Guardian,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: today's start, or 3 hours ago if earlier")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: today's start (3 h at least)")] = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
 ) -> dict:
