@@ -57,7 +57,9 @@ def track(
     request: Request,
     person_id: int,
     identity: Guardian,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: today's start (3 h at least)")] = None,
+    since: Annotated[
+        datetime | None, Query(description="ISO 8601 with zone; default: today's start (3 h back at least)")
+    ] = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
 ) -> dict:
