@@ -39,6 +39,7 @@ class Proposal(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     hidden_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # the author's last edit
 
     __table_args__ = (
         Index("ix_participation_proposals_status_closes", "status", "closes_at"),
@@ -64,12 +65,42 @@ class Follower(Base):
 
 
 class Comment(Base):
+    """A word in a proposal's debate: a reply names its parent (`depth` 0 is a top comment). `up` and `down`
+    count the CommentVote rows, recounted under the comment's row lock."""
+
     __tablename__ = "participation_comments"
     id: Mapped[int] = mapped_column(primary_key=True)
     proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("participation_comments.id"), nullable=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    up: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    down: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class CommentVote(Base):
+    """One person's +1 or -1 on a debate comment: one per person, changeable, withdrawable."""
+
+    __tablename__ = "participation_comment_votes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("participation_comments.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    value: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (UniqueConstraint("comment_id", "user_id", name="uq_participation_comment_votes_comment_user"),)
+
+
+class ProposalEdit(Base):
+    """A proposal's text as it was before one of its author's edits: every version is kept and shown."""
+
+    __tablename__ = "participation_proposal_edits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when this version was written
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Participant(Base):

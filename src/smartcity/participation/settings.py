@@ -23,3 +23,5 @@ class ParticipationSettings:
         "Which department answers a category's proposals (category=department code, comma-separated); "
         "other categories go to the city profile's fallback unit.",
     )
+    proposals_per_day: int = setting(5, "Proposals one person may write in 24 hours (a limit against spam).")
+    reply_depth: int = setting(3, "How deep replies may nest in a debate (1: replies to top comments only).")
