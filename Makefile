@@ -11,10 +11,13 @@ WEB_SOURCES := $(wildcard web/src/*) web/build.mjs web/icons.mjs web/package-loc
 demo: install web
 	$(BIN)/smartcity demo
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist, a test file per worker at a time) sharing one
+# PostgreSQL server; TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 3
 test: install web system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(INSTALLED)
 

@@ -79,13 +79,52 @@ def _prepare(url: str) -> None:
     db.dispose()
 
 
-@pytest.fixture(scope="session")
-def postgres():
+# With pytest-xdist (`make test` runs `-n`), the controlling process starts one PostgreSQL server for the
+# run and every worker uses it: each worker makes its own template and databases in it, named by the worker.
+_SHARED_POSTGRES = pytest.StashKey[PostgresServer]()
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _start_postgres() -> PostgresServer:
     server = PostgresServer()
     try:
-        server.start()
+        return server.start()
     except Exception as exc:  # noqa: BLE001 - report why, then fail every PostgreSQL test
-        pytest.fail(f"could not start PostgreSQL: {exc} {getattr(exc, 'stderr', b'')!r}")
+        shutil.rmtree(server.root, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc} {getattr(exc, 'stderr', b'')!r}") from exc
+
+
+def pytest_configure(config):
+    workers = config.getoption("numprocesses", None)
+    if workers and not hasattr(config, "workerinput"):  # the xdist controller, before its workers start
+        try:
+            config.stash[_SHARED_POSTGRES] = _start_postgres()
+        except RuntimeError as exc:  # the workers start their own and fail their PostgreSQL tests with why
+            print(exc)
+
+
+def pytest_configure_node(node):
+    server = node.config.stash.get(_SHARED_POSTGRES, None)
+    if server is not None:
+        node.workerinput["smartcity_postgres"] = server.shared()
+
+
+def pytest_unconfigure(config):
+    server = config.stash.get(_SHARED_POSTGRES, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(request):
+    shared = getattr(request.config, "workerinput", {}).get("smartcity_postgres")
+    if shared:
+        yield PostgresServer(**shared)
+        return
+    try:
+        server = _start_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield server
     server.stop()
 
@@ -99,9 +138,10 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_template(postgres) -> str:
-    postgres.execute("CREATE DATABASE template_smartcity")
-    _prepare(postgres.url("template_smartcity"))
-    return "template_smartcity"
+    name = f"template_smartcity{_WORKER}"
+    postgres.execute(f"CREATE DATABASE {name}")
+    _prepare(postgres.url(name))
+    return name
 
 
 def _fresh_sqlite(template: Path, tmp_path: Path) -> str:

@@ -48,11 +48,16 @@ def _pg_bin(name: str) -> str:
 class PostgresServer:
     """initdb + pg_ctl in a temporary directory; trust authentication on 127.0.0.1 only."""
 
-    def __init__(self):
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="smartcity-pg-"))
+    def __init__(self, port: int | None = None, root: str | None = None):
+        """A new server (started by `start`), or, given its port and folder, one another process started."""
+        self.port = port or free_port()
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="smartcity-pg-"))
         self.data = self.root / "data"
         self.as_root = os.geteuid() == 0
+
+    def shared(self) -> dict:
+        """What another process needs to use this running server: `PostgresServer(**server.shared())`."""
+        return {"port": self.port, "root": str(self.root)}
 
     def _run(self, *args: str) -> None:
         cmd = list(args)

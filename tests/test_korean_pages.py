@@ -11,6 +11,7 @@ to a ward, an incident or a report it is shown. The text checked is the page's v
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -80,9 +81,10 @@ def demo_site(request, tmp_path_factory):
     else:
         postgres = request.getfixturevalue("postgres")
         template = request.getfixturevalue("postgres_template")
-        postgres.execute(f"CREATE DATABASE korean_pages TEMPLATE {template}")
-        request.addfinalizer(lambda: postgres.execute("DROP DATABASE IF EXISTS korean_pages WITH (FORCE)"))
-        url = postgres.url("korean_pages")
+        name = f"korean_pages_{os.getpid()}"
+        postgres.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        request.addfinalizer(lambda: postgres.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        url = postgres.url(name)
     db = Database(url)
     app = create_app(make_settings(url, folder), db)
     for _ in load_demo(db, load_profile("seoul")):
