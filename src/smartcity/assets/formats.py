@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smartcity.core.errors import InvalidInput
+from smartcity.core.text import decode_korean
 
 
 class RowDefect(Exception):
@@ -199,12 +200,7 @@ def detect_format(header: list[str]) -> CsvFormat:
 
 def decode(data: bytes) -> str:
     """CSV bytes as text: UTF-8 (with or without BOM), else CP949 (what Korean spreadsheets save)."""
-    for encoding in ("utf-8-sig", "cp949"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InvalidInput("the file is neither UTF-8 nor CP949 text", code="invalid_encoding")
+    return decode_korean(data, code="invalid_encoding").text
 
 
 def read_rows(data: bytes, fmt: str | None = None) -> tuple[CsvFormat, list[dict]]:

@@ -20,6 +20,7 @@ from smartcity.core.city import CityProfile
 from smartcity.core.errors import InvalidInput
 from smartcity.core.geo import GeoIndex
 from smartcity.core.places import PLACE_INDEX, Place, keys_of, romanise
+from smartcity.core.text import decode_korean
 
 
 @dataclass
@@ -77,12 +78,7 @@ LAYOUTS = (
 
 def decode(data: bytes) -> str:
     """A list's bytes as text: UTF-8 (with or without BOM), else CP949 (what Korean spreadsheets save)."""
-    for encoding in ("utf-8-sig", "cp949"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InvalidInput("the file is neither UTF-8 nor CP949 text", code="invalid_encoding")
+    return decode_korean(data, code="invalid_encoding").text
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:

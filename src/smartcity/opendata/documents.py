@@ -32,6 +32,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from smartcity.core.i18n import N_
+from smartcity.core.text import decode_korean
 from smartcity.opendata import masking, search
 from smartcity.opendata.catalogue import new_uid
 from smartcity.opendata.models import Document, DocumentMask, Organisation
@@ -75,12 +76,7 @@ def _content_type(data: bytes) -> str:
 
 
 def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "cp949"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InvalidInput(N_("the text file is neither UTF-8 nor CP949 (EUC-KR)"), code="encoding")
+    return decode_korean(data).text
 
 
 def _pdf_text(data: bytes) -> str:

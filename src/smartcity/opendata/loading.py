@@ -23,6 +23,7 @@ from typing import Any
 
 from smartcity.core.errors import InvalidInput
 from smartcity.core.i18n import N_
+from smartcity.core.text import decode_korean
 
 TYPES = ("boolean", "integer", "float", "date", "datetime", "text")
 MISFIT_SHARE = 0.10  # at most this share of a column's values may miss its type (each one is reported)
@@ -121,29 +122,6 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-# --- encodings ----------------------------------------------------------------------------------------
-
-
-def detect_encoding(data: bytes) -> str:
-    """utf-8-sig (a byte order mark), utf-8, or cp949 (the superset of EUC-KR Korean files come in); a file
-    neither decodes is refused with the line of its first undecodable byte."""
-    encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
-    try:
-        data.decode(encoding)
-        return encoding
-    except UnicodeDecodeError as utf8_error:
-        try:
-            data.decode("cp949")
-        except UnicodeDecodeError:
-            line = data[: utf8_error.start].count(b"\n") + 1
-            raise InvalidInput(
-                N_("the file is neither UTF-8 nor CP949/EUC-KR (mixed encodings?): line {line} cannot be read"),
-                code="encoding",
-                params={"line": line},
-            ) from None
-        return "cp949"
-
-
 # --- reading ------------------------------------------------------------------------------------------
 
 
@@ -193,8 +171,7 @@ def read_csv(data: bytes) -> RawTable:
         raise InvalidInput(
             N_("the file is not a text CSV file (it looks like a binary or spreadsheet file)"), code="format"
         )
-    encoding = detect_encoding(data)
-    text = data.decode(encoding)
+    text, encoding = decode_korean(data)
     try:
         dialect = csv.Sniffer().sniff(text[:8192], delimiters=",\t;|")
         delimiter = dialect.delimiter
