@@ -16,6 +16,7 @@ from __future__ import annotations
 from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
 from smartcity.core.module import EVERY_ROLE, Module, NavLink
+from smartcity.participation.open_data import DATASETS
 from smartcity.participation.settings import ParticipationSettings
 
 
@@ -26,28 +27,81 @@ def _expire(db, settings):
     return service.expire(db)
 
 
+def _budgets_due(db, settings):
+    """Move the participatory budgets whose next phase's start has come."""
+    from smartcity.participation import budgets
+
+    return budgets.advance_due(db)
+
+
+def _hearings_live(db, settings):
+    """Tell the followers of hearings whose live session has begun."""
+    from smartcity.participation import hearings
+
+    return hearings.announce_live(db)
+
+
+def _votes_close(db, settings):
+    """Seal and tally the votes whose closing time has come."""
+    from smartcity.participation import votes_service
+
+    return votes_service.close_due(db)
+
+
 def _demo(db, profile):
     """Three Korean proposals, one in each phase: collecting likes, in debate, answered (participation/demo.py)."""
     from smartcity.participation.demo import load
 
     yield from load(db, profile)
+    from smartcity.participation.budgets_demo import load as load_budget
+
+    yield from load_budget(db, profile)
+    from smartcity.participation.hearings_demo import load as load_hearing
+
+    yield from load_hearing(db, profile)
+    from smartcity.participation.votes_demo import load as load_votes
+
+    yield from load_votes(db, profile)
 
 
 module = Module(
     name="participation",
     audit="smartcity.participation.audit_words:WORDS",
-    routers=("smartcity.participation.api:router", "smartcity.participation.pages:router"),
+    routers=(
+        "smartcity.participation.api:router",
+        "smartcity.participation.pages:router",
+        "smartcity.participation.budgets_api:router",
+        "smartcity.participation.budgets_pages:router",
+        "smartcity.participation.hearings_api:router",
+        "smartcity.participation.hearings_pages:router",
+        "smartcity.participation.votes_api:router",
+        "smartcity.participation.votes_pages:router",
+    ),
     permissions={
         "participation.take_part": (EVERY_ROLE,),
         "participation.answer": ("staff",),
         "participation.moderate": (),
+        "participation.budgets": ("staff",),
+        "participation.hearings": ("staff",),
+        "participation.run_votes": ("staff",),
     },
     nav=(
         NavLink(N_("Proposals"), "/participation/proposals"),
         NavLink(N_("Proposal queue"), "/participation/queue", "participation.answer"),
+        NavLink(N_("Proposal moderation"), "/participation/moderation", "participation.moderate"),
+        NavLink(N_("Participatory budgets"), "/participation/budgets"),
+        NavLink(N_("Public hearings"), "/participation/hearings"),
+        NavLink(N_("Votes"), "/participation/votes"),
     ),
-    jobs=(Job("participation.expire", 60, _expire),),
+    jobs=(
+        Job("participation.expire", 60, _expire),
+        Job("participation.budgets", 60, _budgets_due),
+        Job("participation.hearings", 30, _hearings_live),
+        Job("participation.votes", 60, _votes_close),
+    ),
     demo=_demo,
+    cli="smartcity.participation.votes_cli:commands",
     models="smartcity.participation.models",
     settings=ParticipationSettings,
+    datasets=DATASETS,
 )

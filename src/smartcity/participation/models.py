@@ -132,3 +132,8 @@ class AbuseReport(Base):
     reason: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_abuse_proposal_user"),)
+
+
+from smartcity.participation import voting_models  # noqa: E402,F401
+from smartcity.participation import budgets_models  # noqa: E402,F401
+from smartcity.participation import hearings_models  # noqa: E402,F401

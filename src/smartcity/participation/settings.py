@@ -25,3 +25,22 @@ class ParticipationSettings:
     )
     proposals_per_day: int = setting(5, "Proposals one person may write in 24 hours (a limit against spam).")
     reply_depth: int = setting(3, "How deep replies may nest in a debate (1: replies to top comments only).")
+    vote_verifier: str = setting(
+        "sms",
+        "How a person is verified before a first vote: 'sms' (a one-time code to their phone), 'census' (the "
+        "residents register loaded with `smartcity participation load-census`), or 'package.module:Class'.",
+    )
+    vote_min_count: int = setting(10, "Result cells (an answer in a district or an age band) below this are hidden.")
+    vote_code_minutes: int = setting(5, "Minutes a one-time verification code stays valid.")
+    vote_code_attempts: int = setting(5, "Wrong tries after which a one-time code is dead.")
+    vote_sends_per_phone: int = setting(3, "One-time codes sent to one phone in an hour, at most.")
+    vote_sends_per_account: int = setting(5, "Verification attempts (codes sent, register look-ups) per account an hour.")
+    vote_batch: int = setting(
+        32, "Ballots sealed into a vote's hash chain together, shuffled (so the chain's order is not the casting order)."
+    )
+    budget_min_count: int = setting(
+        10, "A participatory budget's area with fewer ballots shows its winners but not its counts (pages, open data)."
+    )
+    hearing_document_max_bytes: int = setting(
+        20_000_000, "Largest document (PDF or text) an official may attach to a public hearing, in bytes."
+    )
