@@ -323,6 +323,16 @@ def mosquitto():
     server.stop()
 
 
+@pytest.fixture
+def push_service():
+    """A web push service on a port of its own (tests/servers.PushService): what it received, decryptable."""
+    from tests.servers import PushService
+
+    service = PushService().start()
+    yield service
+    service.stop()
+
+
 def eventually(check, timeout: float = 5.0, interval: float = 0.02):
     """Poll `check` until it returns a truthy value; fail with its last result after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -31,6 +32,13 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     depending on the order the tests ran in."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def csrf_token(client, path: str = "/") -> str:
+    """The CSRF token a signed-in (or anonymous) test client's page at `path` carries in its forms."""
+    return re.search(
+        r'name="csrf_token" value="([^"]+)"', client.get(path, headers={"accept": "text/html"}).text
+    ).group(1)
 
 
 def serve(url: str, var_dir: Path, port: int, **env: str) -> subprocess.Popen:

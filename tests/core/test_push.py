@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ from smartcity.core import notify, push
 from smartcity.core.models import AuditEntry, User
 from smartcity.core.notify import Notification, deliver_pending
 from tests.conftest import make_settings, make_user, signin
-from tests.servers import BrowserPush, PushService, vapid_claims
+from tests.helpers import csrf_token
+from tests.servers import BrowserPush, vapid_claims
 
 
 @pytest.fixture
@@ -27,16 +27,8 @@ def settings(db_url, tmp_path):
     return make_settings(db_url, tmp_path, push_http_endpoints=True)
 
 
-@pytest.fixture
-def push_service():
-    service = PushService().start()
-    yield service
-    service.stop()
-
-
 def csrf(client) -> dict:
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
-    return {"X-CSRF-Token": token}
+    return {"X-CSRF-Token": csrf_token(client)}
 
 
 def user_id(db, username: str) -> int:

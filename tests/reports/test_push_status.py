@@ -4,15 +4,15 @@ the outbox to a push service the test runs, decrypted with the phone's own keys 
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from smartcity.core.notify import deliver_pending
 from smartcity.reports import service as S
 from tests.conftest import make_settings, make_user, signin
+from tests.helpers import csrf_token
 from tests.reports.helpers import file_report, who
-from tests.servers import BrowserPush, PushService
+from tests.servers import BrowserPush
 
 
 @pytest.fixture
@@ -20,15 +20,8 @@ def settings(db_url, tmp_path):
     return make_settings(db_url, tmp_path, push_http_endpoints=True)
 
 
-@pytest.fixture
-def push_service():
-    service = PushService().start()
-    yield service
-    service.stop()
-
-
 def csrf(client) -> dict:
-    return {"X-CSRF-Token": re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)}
+    return {"X-CSRF-Token": csrf_token(client)}
 
 
 def test_the_reporter_is_told_of_a_status_change_on_the_phone_they_chose(db, client, settings, push_service):

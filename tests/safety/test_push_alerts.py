@@ -16,19 +16,12 @@ from smartcity.core.notify import Notification, deliver_pending
 from smartcity.safety import guardian
 from tests.conftest import make_settings, signin
 from tests.safety.helpers import SCHOOL, csrf, east_of, fix, walk_across
-from tests.servers import BrowserPush, PushService
+from tests.servers import BrowserPush
 
 
 @pytest.fixture
 def settings(db_url, tmp_path):
     return make_settings(db_url, tmp_path, push_http_endpoints=True)
-
-
-@pytest.fixture
-def push_service():
-    service = PushService().start()
-    yield service
-    service.stop()
 
 
 def choose(db, w, channel, cooldown_minutes=None):
