@@ -7,6 +7,7 @@ from typing import Any
 
 from smartcity.core.audit import AuditWords
 from smartcity.core.i18n import N_, gettext
+from smartcity.participation.budgets import PHASE_NAMES
 from smartcity.participation.service import ANSWERS, CATEGORIES, STATUSES
 
 
@@ -21,8 +22,15 @@ def _named(*tables: Mapping[str, str]):
 
 
 WORDS = AuditWords(
-    subjects={"participation.proposal": N_("proposal")},
+    subjects={
+        "participation.budget": N_("participatory budget"),
+        "participation.budget_project": N_("budget project"),
+        "participation.proposal": N_("proposal"),
+    },
     actions={
+        "move_phase": N_("{actor} moved {subject} to another phase"),
+        "review_project": N_("{actor} reviewed {subject}"),
+        "cast_budget_ballot": N_("{actor} voted in {subject}"),
         "advance": N_("{actor} moved {subject} to its next step"),
         "answer": N_("{actor} answered {subject}"),
         "follow_up": N_("{actor} added a follow-up to {subject}"),
@@ -34,10 +42,12 @@ WORDS = AuditWords(
     actors={
         "participation": N_("the participation service"),
         "job:participation.expire": N_("the proposal expiry job"),
+        "job:participation.budgets": N_("the budget phase job"),
     },
     keys={"to": N_("next step")},
     values={
         "participation.proposal:to": _named(STATUSES),
+        "participation.budget:to": _named(PHASE_NAMES),
         "participation.proposal:status": _named(ANSWERS, STATUSES),
         "participation.proposal:category": _named(CATEGORIES),
     },

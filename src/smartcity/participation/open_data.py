@@ -1,0 +1,106 @@
+"""Participation's results as open data (issue 15, item 6): aggregated counts only, never who voted what.
+
+Each dataset is declared here (core.module.Dataset, registered by the module's declaration) and its rows come
+from the services' own read models, so a page, its CSV and the catalogue say the same:
+  - participation.proposal-counts  proposals per phase, category and district (no author, no text);
+  - participation.budget-results   each participatory budget's projects in the vote, votes and winners, per
+                                   area (budgets.results: an area with fewer ballots than
+                                   SMARTCITY_PARTICIPATION_BUDGET_MIN_COUNT shows no counts);
+  - participation.budget-turnout   ballots per budget and area, suppressed the same way;
+  - participation.vote-results     closed votes' published results by answer, district and age band
+                                   (votes_service.published_results: its small cells already suppressed).
+The rows hold no person: no account, name, contact, voter key or ballot token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from smartcity.core.module import Dataset
+
+_HERE = "smartcity.participation.open_data"
+
+
+def proposal_counts(session) -> Iterator[dict[str, Any]]:
+    """Shown proposals counted per phase, category and district ("city": the whole city)."""
+    from sqlalchemy import func, select
+
+    from smartcity.participation.models import Proposal
+
+    rows = session.execute(
+        select(Proposal.status, Proposal.category, Proposal.district_code, func.count())
+        .where(Proposal.hidden.is_(False))
+        .group_by(Proposal.status, Proposal.category, Proposal.district_code)
+    )
+    for status, category, district, count in sorted(rows, key=lambda r: (r[0], r[1], r[2] or "")):
+        area = district or "city"
+        key = f"{status}/{category}/{area}"
+        yield {"key": key, "status": status, "category": category, "area": area, "proposals": count}
+
+
+def budget_results(session) -> list[dict[str, Any]]:
+    from smartcity.participation import budgets
+
+    return budgets.published_results(session)
+
+
+def budget_turnout(session) -> list[dict[str, Any]]:
+    from smartcity.participation import budgets
+
+    return budgets.turnout(session)
+
+
+def vote_results(session) -> Iterator[dict[str, Any]]:
+    """P5's published vote results (nothing until that service exists)."""
+    try:
+        from smartcity.participation import votes_service
+    except ImportError:
+        return iter(())
+    return votes_service.published_results(session)
+
+
+DATASETS = (
+    Dataset(
+        "proposal-counts",
+        "시민 제안 단계·분야·자치구별 건수",
+        f"{_HERE}:proposal_counts",
+        "Citizens' proposals counted per phase, category and district; no author, no text.",
+        key="key",
+        title_en="Citizens' proposals per phase, category and district",
+        tags=("participation", "proposals", "statistics"),
+        theme="governance",
+    ),
+    Dataset(
+        "budget-results",
+        "주민참여예산 투표 결과",
+        f"{_HERE}:budget_results",
+        "Participatory budgets' projects in the vote: cost, votes and winners per area; counts of an area with "
+        "too few ballots are withheld.",
+        events=("participation.budget.",),
+        key="key",
+        title_en="Participatory budget results",
+        tags=("participation", "budget", "vote"),
+        theme="governance",
+    ),
+    Dataset(
+        "budget-turnout",
+        "주민참여예산 지역별 투표 참여 수",
+        f"{_HERE}:budget_turnout",
+        "Ballots per participatory budget and area; an area below the minimum count is withheld.",
+        events=("participation.budget.",),
+        key="key",
+        title_en="Participatory budget ballots per area",
+        tags=("participation", "budget", "vote"),
+        theme="governance",
+    ),
+    Dataset(
+        "vote-results",
+        "모바일 투표 결과",
+        f"{_HERE}:vote_results",
+        "Closed votes' results by answer, district and age band; small cells are withheld.",
+        events=("participation.vote.",),
+        title_en="Vote results",
+        tags=("participation", "vote"),
+        theme="governance",
+    ),
+)
