@@ -137,7 +137,8 @@ def test_two_last_likes_at_once_move_the_proposal_once(db, db_url, tmp_path):
         with db.session() as s:
             author_row = s.get(User, author.user_id)
             author_row.email = f"a{round_}@example.org"
-            pid = service.create(s, author, service.NewProposal(**IDEA)).id
+            idea = {**IDEA, "title": f"{IDEA['title']} ({round_ + 1})"}  # the same title twice is refused
+            pid = service.create(s, author, service.NewProposal(**idea)).id
         service.like(db, author, pid)
         start = threading.Barrier(2)
         errors: list[BaseException] = []

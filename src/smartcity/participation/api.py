@@ -44,6 +44,7 @@ def proposal_view(session, proposal: Proposal, identity: Identity) -> dict:
         "department_code": proposal.department_code,
         "answer": None,
         "liked": service.liked(session, identity, proposal.id),
+        "edited_at": _when(proposal.edited_at),
     }
     if proposal.answer_status:
         view["answer"] = {
@@ -70,6 +71,74 @@ class ProposalBody(BaseModel):
 
 class TextBody(BaseModel):
     body: Annotated[str, Field(max_length=service.TEXT_MAX)]
+
+
+class CommentBody(BaseModel):
+    body: Annotated[str, Field(max_length=service.TEXT_MAX)]
+    parent_id: Annotated[int | None, Field(ge=1, le=2**31 - 1, description="the comment this one replies to")] = None
+
+
+class EditBody(BaseModel):
+    title: Annotated[str, Field(max_length=service.TITLE_MAX)]
+    body: Annotated[str, Field(max_length=service.BODY_MAX)]
+
+
+class VoteBody(BaseModel):
+    value: Literal[1, -1]
+
+
+class CommentOut(BaseModel):
+    id: int
+    parent_id: int | None
+    depth: int
+    body: str
+    name: str
+    by_author: bool = Field(description="said by the proposal's author (pinned on top)")
+    up: int
+    down: int
+    my_vote: int = Field(description="the caller's vote: 1, -1, or 0 for none")
+    created_at: str
+    replies: list[CommentOut] = []
+
+
+CommentOut.model_rebuild()
+
+
+class AnswerOut(BaseModel):
+    status: str
+    reasons: str | None
+    answered_at: str | None
+
+
+class DebateOut(BaseModel):
+    proposal_id: int
+    status: str
+    opens_at: str | None = Field(description="when the debate opened (the likes' threshold)")
+    closes_at: str | None = Field(description="when it closes, unless the participants' threshold comes first")
+    open: bool
+    participants: int
+    sort: str
+    answer: AnswerOut | None = Field(description="the official answer, pinned above the comments")
+    comments: list[CommentOut]
+
+
+class VoteOut(BaseModel):
+    id: int
+    up: int
+    down: int
+    my_vote: int
+
+
+class VersionOut(BaseModel):
+    title: str
+    body: str
+    written_at: str
+    diff: list[str] = Field(description="staff only: a unified diff from the version before")
+
+
+class HistoryOut(BaseModel):
+    proposal_id: int
+    versions: list[VersionOut]
 
 
 class AnswerBody(BaseModel):
@@ -102,7 +171,10 @@ def list_proposals(
 
 @router.post("/proposals", status_code=201)
 def create_proposal(request: Request, body: ProposalBody, identity: CurrentIdentity) -> dict:
-    """Propose: title, body, category, a district (none: the whole city) and an optional map point."""
+    """Propose: title, body, category, a district (none: the whole city) and an optional map point. Refused
+    (and audited) past the daily limit per person (429 too_many_proposals) or with a shown proposal's title
+    (409 duplicate)."""
+    service.screen(_db(request), identity, body.title)
     with _db(request).session() as s:
         proposal = service.create(s, identity, service.NewProposal(**body.model_dump()))
         return proposal_view(s, proposal, identity)
@@ -134,10 +206,96 @@ def unlike(request: Request, proposal_id: int, identity: CurrentIdentity) -> dic
 
 
 @router.post("/proposals/{proposal_id}/comments", status_code=201)
-def comment(request: Request, proposal_id: int, body: TextBody, identity: CurrentIdentity) -> dict:
-    """Speak in the public debate; each person counts once towards the answer threshold."""
-    service.comment(_db(request), identity, proposal_id, body.body)
-    return _again(request, proposal_id, identity)
+def comment(request: Request, proposal_id: int, body: CommentBody, identity: CurrentIdentity) -> dict:
+    """Speak in the public debate, or reply to a comment (parent_id); each person counts once towards the
+    answer threshold. The proposal as it is after, with the new comment's id."""
+    said = service.comment(_db(request), identity, proposal_id, body.body, body.parent_id)
+    return {**_again(request, proposal_id, identity), "comment_id": said}
+
+
+def _said(one: service.Said) -> CommentOut:
+    c = one.comment
+    return CommentOut(
+        id=c.id,
+        parent_id=c.parent_id,
+        depth=c.depth,
+        body=c.body,
+        name=one.name,
+        by_author=one.by_author,
+        up=c.up,
+        down=c.down,
+        my_vote=one.my_vote,
+        created_at=_when(c.created_at),
+        replies=[_said(r) for r in one.replies],
+    )
+
+
+@router.get("/proposals/{proposal_id}/comments")
+def debate(
+    request: Request,
+    proposal_id: int,
+    identity: CurrentIdentity,
+    sort: Literal["oldest", "newest", "supported"] = "oldest",
+) -> DebateOut:
+    """The debate: the official answer and the author's comments pinned on top, then the others as a tree of
+    replies, oldest, newest or most supported (ups less downs) first."""
+    with _db(request).session() as s:
+        proposal = service.get(s, identity, proposal_id)
+        said = service.debate(s, identity, proposal_id, sort)
+        answer = None
+        if proposal.answer_status:
+            answer = AnswerOut(
+                status=proposal.answer_status, reasons=proposal.answer, answered_at=_when(proposal.answered_at)
+            )
+        return DebateOut(
+            proposal_id=proposal.id,
+            status=proposal.status,
+            opens_at=_when(proposal.debate_at),
+            closes_at=_when(proposal.closes_at) if proposal.status == "debate" else None,
+            open=service.debate_open(proposal),
+            participants=proposal.participants,
+            sort=sort,
+            answer=answer,
+            comments=[_said(one) for one in said],
+        )
+
+
+def _vote(request: Request, comment_id: int, identity: Identity, value: int | None) -> VoteOut:
+    row = service.vote_comment(_db(request), identity, comment_id, value)
+    return VoteOut(id=row.id, up=row.up, down=row.down, my_vote=value or 0)
+
+
+@router.put("/comments/{comment_id}/vote")
+def vote_comment(request: Request, comment_id: int, body: VoteBody, identity: CurrentIdentity) -> VoteOut:
+    """Vote a debate comment up (1) or down (-1); one vote per person, a second one replaces the first."""
+    return _vote(request, comment_id, identity, body.value)
+
+
+@router.delete("/comments/{comment_id}/vote")
+def withdraw_comment_vote(request: Request, comment_id: int, identity: CurrentIdentity) -> VoteOut:
+    """Withdraw one's vote on a debate comment."""
+    return _vote(request, comment_id, identity, None)
+
+
+@router.patch("/proposals/{proposal_id}")
+def edit_proposal(request: Request, proposal_id: int, body: EditBody, identity: CurrentIdentity) -> dict:
+    """The author's edit (title and body) while the proposal collects likes; the old text stays in its history."""
+    with _db(request).session() as s:
+        proposal = service.edit(s, identity, proposal_id, body.title, body.body)
+        return proposal_view(s, proposal, identity)
+
+
+@router.get("/proposals/{proposal_id}/history")
+def proposal_history(request: Request, proposal_id: int, identity: CurrentIdentity) -> HistoryOut:
+    """Every version of the proposal's text, the first first; staff also get what each edit changed."""
+    with _db(request).session() as s:
+        versions = service.history(s, identity, proposal_id)
+    return HistoryOut(
+        proposal_id=proposal_id,
+        versions=[
+            VersionOut(title=v.title, body=v.body, written_at=_when(v.written_at), diff=v.diff) for v in versions
+        ],
+    )
 
 
 @router.put("/proposals/{proposal_id}/follow")

@@ -56,6 +56,7 @@ async def create(request: Request, identity: Identity = Depends(Require("partici
         new = service.NewProposal(
             form.get("title", ""), form.get("body", ""), form.get("category", ""), form.get("district_code"), *point
         )
+        service.screen(request.app.state.db, identity, new.title)
         with request.app.state.db.session() as s:
             proposal = service.create(s, identity, new)
     except ValueError:
@@ -68,11 +69,15 @@ async def create(request: Request, identity: Identity = Depends(Require("partici
 
 
 def _proposal_page(request: Request, proposal_id: int, identity: Identity, status_code=200, error=None):
+    sort = request.query_params.get("sort", "oldest")
+    if sort not in service.SORTS:
+        sort = "oldest"
     with request.app.state.db.session() as s:
         proposal = service.get(s, identity, proposal_id)
-        talk = service.comments(s, proposal_id)
+        talk = service.debate(s, identity, proposal_id, sort)
         follow_ups = service.follow_ups(s, proposal_id)
         liked = service.liked(s, identity, proposal_id)
+        versions = service.history(s, identity, proposal_id)
     responsible = identity.can("participation.answer") and (
         identity.role == "admin" or identity.department_code == proposal.department_code
     )
@@ -82,6 +87,13 @@ def _proposal_page(request: Request, proposal_id: int, identity: Identity, statu
         status_code=status_code,
         p=proposal,
         comments=talk,
+        sort=sort,
+        sorts=service.SORTS,
+        debate_open=service.debate_open(proposal),
+        reply_depth=service.settings_of(request.app.state.db).reply_depth,
+        versions=versions,
+        may_edit=proposal.status == "open" and identity.user_id == proposal.author_id,
+        moderator=identity.can("participation.moderate"),
         follow_ups=follow_ups,
         liked=liked,
         responsible=responsible,
@@ -98,19 +110,37 @@ def proposal_page(request: Request, proposal_id: int, identity: CurrentIdentity)
 
 @router.post(P + "/proposals/{proposal_id:int}/{action}", response_class=HTMLResponse)
 async def act(request: Request, proposal_id: int, action: str, identity: CurrentIdentity):
-    """The proposal page's forms: like, unlike, comment, answer, follow-up, report."""
+    """The proposal page's forms: like, unlike, comment (or reply), vote on a comment, edit, answer, follow-up,
+    report, and the moderators' hide and show."""
     form = await request.form()
     db = request.app.state.db
+    back = f"{P}/proposals/{proposal_id}"
     try:
         if action == "like":
             service.like(db, identity, proposal_id)
         elif action == "unlike":
             service.unlike(db, identity, proposal_id)
         elif action == "comment":
-            service.comment(db, identity, proposal_id, str(form.get("body") or ""))
+            parent = _number(form.get("parent_id"))
+            said = service.comment(db, identity, proposal_id, str(form.get("body") or ""), parent)
+            back += f"#comment-{said}"
+        elif action == "vote":
+            value = {"up": 1, "down": -1}.get(str(form.get("value")))
+            comment_id = _number(form.get("comment_id")) or 0
+            with db.session() as s:
+                if service.get(s, identity, proposal_id).id != service.comment_proposal(s, comment_id):
+                    raise service.NotFound(service.NO_PAGE)
+            service.vote_comment(db, identity, comment_id, value)
+            back += f"#comment-{comment_id}"
         else:
             with db.session() as s:
-                if action == "answer":
+                if action == "edit":
+                    service.edit(s, identity, proposal_id, str(form.get("title") or ""), str(form.get("body") or ""))
+                elif action in ("hide", "unhide"):
+                    service.hide(s, identity, proposal_id, str(form.get("reason") or ""), action == "hide")
+                    if form.get("next") == "moderation":
+                        back = f"{P}/moderation"
+                elif action == "answer":
                     service.answer(s, identity, proposal_id, str(form.get("status")), str(form.get("reasons") or ""))
                 elif action == "follow-up":
                     service.follow_up(s, identity, proposal_id, str(form.get("body") or ""))
@@ -120,7 +150,24 @@ async def act(request: Request, proposal_id: int, action: str, identity: Current
                     raise service.NotFound(service.NO_PAGE)
     except SmartCityError as exc:
         return _proposal_page(request, proposal_id, identity, exc.status, error_text(exc, language_of(request)))
-    return RedirectResponse(f"{P}/proposals/{proposal_id}", status_code=303)
+    return RedirectResponse(back, status_code=303)
+
+
+def _number(value) -> int | None:
+    try:
+        return int(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@router.get(f"{P}/moderation", response_class=HTMLResponse)
+def moderation_page(request: Request, identity: Identity = Depends(Require("participation.moderate"))):
+    """Moderators: proposals reported as abusive (most reported first) and the hidden ones, each with its
+    hide or show form and reason."""
+    with request.app.state.db.session() as s:
+        reported = [(service.get(s, identity, pid), n, why) for pid, n, why in service.abuse_reports(s, identity)]
+        hidden = service.hidden(s, identity)
+    return render(request, "participation/moderation.html", reported=reported, hidden=hidden, **_labels())
 
 
 @router.get(f"{P}/queue", response_class=HTMLResponse)

@@ -9,7 +9,8 @@ already moved and moves nothing: the proposal moves, and its followers hear of i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, update
@@ -20,7 +21,7 @@ from smartcity.core import audit, notify
 from smartcity.core.auth import Identity, check
 from smartcity.core.context import context_of
 from smartcity.core.db import Database, utcnow
-from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from smartcity.core.i18n import N_, translate
 from smartcity.core.models import District, User
 from smartcity.participation.models import (
@@ -31,11 +32,13 @@ from smartcity.participation.models import (
     OPEN,
     AbuseReport,
     Comment,
+    CommentVote,
     Follower,
     FollowUp,
     Like,
     Participant,
     Proposal,
+    ProposalEdit,
 )
 from smartcity.participation.settings import ParticipationSettings
 
@@ -99,11 +102,70 @@ def _signed_in(identity: Identity) -> int:
     return identity.user_id
 
 
+def _same_title(title: str):
+    """A title as duplicates are told apart: case and spaces do not make a new proposal."""
+    return "".join(title.casefold().split())
+
+
+def _no_duplicate(session: Session, title: str, other_than: int | None = None) -> None:
+    """Refuse a title a shown, unexpired proposal already has (spam and accidental double posts)."""
+    squeezed = func.replace(func.replace(func.lower(Proposal.title), " ", ""), "\t", "")
+    query = select(Proposal.id, Proposal.title).where(
+        Proposal.hidden.is_(False), Proposal.status != EXPIRED, squeezed == _same_title(title)
+    )
+    if other_than is not None:
+        query = query.where(Proposal.id != other_than)
+    # lower() folds ASCII only on SQLite: the comparison is finished here, on the few rows it let through.
+    for found, existing in session.execute(query.limit(20)):
+        if _same_title(existing) == _same_title(title):
+            raise Conflict(
+                N_("a proposal with this title already exists (number {id}): like it instead"),
+                params={"id": found},
+                code="duplicate",
+                details={"field": "title", "proposal_id": found},
+            )
+
+
+def _within_daily_limit(session: Session, author: int, now: datetime) -> None:
+    most = settings_of(session.info["db"]).proposals_per_day
+    written = session.scalar(
+        select(func.count())
+        .select_from(Proposal)
+        .where(Proposal.author_id == author, Proposal.created_at > now - timedelta(days=1))
+    )
+    if written >= most:
+        raise TooManyRequests(
+            N_("you have written {count} proposals in the last 24 hours, as many as one person may; try again later"),
+            params={"count": written},
+            code="too_many_proposals",
+        )
+
+
+def screen(db: Database, identity: Identity, title: str) -> None:
+    """The spam checks of a new proposal, run by every surface before `create`, in a transaction of their own
+    so that a refusal is audited (`refuse`, with why) although the request fails. `create` checks again."""
+    author = _signed_in(identity)
+    with db.session() as s:
+        try:
+            _within_daily_limit(s, author, utcnow())
+            _no_duplicate(s, (title or "").strip())
+        except (TooManyRequests, Conflict) as exc:
+            detail = {"why": exc.code, **({"proposal_id": exc.details["proposal_id"]} if exc.details else {})}
+            audit.record(s, identity, "refuse", "participation.proposal", None, detail)
+            refused = exc
+        else:
+            return
+    raise refused
+
+
 def create(session: Session, identity: Identity, new: NewProposal) -> Proposal:
-    """Store a citizen's proposal; its author follows it. Texts are kept as written (pages escape them)."""
+    """Store a citizen's proposal; its author follows it. Texts are kept as written (pages escape them).
+    Against spam: at most `proposals_per_day` per person in 24 hours, and no second proposal of a shown title."""
     author = _signed_in(identity)
     title = _text(new.title, "title", 5, TITLE_MAX)
     body = _text(new.body, "body", 20, BODY_MAX)
+    _within_daily_limit(session, author, utcnow())
+    _no_duplicate(session, title)
     if new.category not in CATEGORIES:
         raise InvalidInput(N_("unknown category; categories are: {known}"), params={"known": ", ".join(CATEGORIES)})
     district = new.district_code or None
@@ -241,23 +303,107 @@ def liked(session: Session, identity: Identity, proposal_id: int) -> bool:
     return session.scalar(found) is not None
 
 
-def comment(db: Database, identity: Identity, proposal_id: int, body: str) -> Proposal:
-    """Speak in a proposal's public debate; a person counts once as a participant. May make an answer due."""
+def comment(db: Database, identity: Identity, proposal_id: int, body: str, parent_id: int | None = None) -> int:
+    """Speak in a proposal's public debate, or reply to a comment in it (at most `reply_depth` deep); the id of
+    the new comment. The debate is open from the likes' threshold (`debate_at`) to its window's end
+    (`closes_at`) or the participants' threshold, whichever comes first. A person counts once as a participant;
+    the participant that reaches the threshold makes an answer due."""
     person = _signed_in(identity)
     text = _text(body, "comment", 2, TEXT_MAX)
     with db.session() as s:
         get(s, identity, proposal_id)
         now = utcnow()
+        depth = 0
+        if parent_id is not None:
+            parent = s.get(Comment, parent_id)
+            if parent is None or parent.proposal_id != proposal_id:
+                raise NotFound(N_("no comment {id} in this debate"), params={"id": parent_id})
+            depth = parent.depth + 1
+            most = settings_of(db).reply_depth
+            if depth > most:
+                raise InvalidInput(
+                    N_("replies go at most {count} levels deep: reply to a comment higher up"),
+                    params={"count": most},
+                    code="too_deep",
+                )
         if _insert_once(s, Participant, proposal_id=proposal_id, user_id=person):
             proposal = _bump(s, proposal_id, DEBATE, Proposal.participants, 1, now)
             _move(s, proposal, now)
-        elif s.scalar(select(Proposal.status).where(Proposal.id == proposal_id)) != DEBATE:
-            raise Conflict(N_("the debate is not open"), code="not_open")
-        s.add(Comment(proposal_id=proposal_id, user_id=person, body=text, created_at=now))
-        return get(s, identity, proposal_id)
+        else:
+            # One who spoke already: the same window, without counting them again.
+            still_open = select(Proposal.id).where(
+                Proposal.id == proposal_id, Proposal.status == DEBATE, Proposal.closes_at > now
+            )
+            if s.scalar(still_open) is None:
+                raise Conflict(N_("the debate is not open"), code="not_open")
+        row = Comment(proposal_id=proposal_id, user_id=person, body=text, created_at=now, parent_id=parent_id)
+        row.depth, row.up, row.down = depth, 0, 0
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def debate_open(proposal: Proposal, now: datetime | None = None) -> bool:
+    """Whether the proposal's debate takes words now: in its debate phase, before the window's end."""
+    return proposal.status == DEBATE and not proposal.hidden and proposal.closes_at > (now or utcnow())
+
+
+SORTS = {"newest": N_("Newest"), "supported": N_("Most supported"), "oldest": N_("Oldest")}
+
+
+@dataclass
+class Said:
+    """A debate comment as read: who said it, whether the proposal's author did (pinned on top), the reader's
+    own vote, and the replies under it."""
+
+    comment: Comment
+    name: str
+    by_author: bool
+    my_vote: int = 0
+    replies: list[Said] = field(default_factory=list)
+
+
+def _order(sort: str):
+    if sort not in SORTS:
+        raise InvalidInput(N_("unknown order; orders are: {known}"), params={"known": ", ".join(SORTS)})
+    if sort == "supported":
+        return lambda said: (-(said.comment.up - said.comment.down), -said.comment.up, said.comment.id)
+    if sort == "newest":
+        return lambda said: -said.comment.id
+    return lambda said: said.comment.id
+
+
+def debate(session: Session, identity: Identity, proposal_id: int, sort: str = "oldest") -> list[Said]:
+    """A proposal's debate as a tree: the author's top comments pinned first, then the others in the order
+    asked (oldest, newest, most supported: ups less downs); replies under their comment, in the same order."""
+    key = _order(sort)
+    proposal = get(session, identity, proposal_id)
+    rows = session.execute(
+        select(Comment, User.display_name, User.username)
+        .join(User, User.id == Comment.user_id)
+        .where(Comment.proposal_id == proposal_id)
+        .order_by(Comment.id)
+    )
+    said = {c.id: Said(c, shown or name, c.user_id == proposal.author_id) for c, shown, name in rows}
+    if identity.user_id is not None and said:
+        mine = session.execute(
+            select(CommentVote.comment_id, CommentVote.value)
+            .join(Comment, Comment.id == CommentVote.comment_id)
+            .where(Comment.proposal_id == proposal_id, CommentVote.user_id == identity.user_id)
+        )
+        for cid, value in mine:
+            said[cid].my_vote = value
+    top: list[Said] = []
+    for one in said.values():
+        parent = said.get(one.comment.parent_id) if one.comment.parent_id else None
+        (parent.replies if parent else top).append(one)
+    for one in said.values():
+        one.replies.sort(key=key)
+    return sorted(top, key=lambda one: (not one.by_author, key(one)))
 
 
 def comments(session: Session, proposal_id: int) -> list[tuple[Comment, str]]:
+    """Every comment of a debate with its speaker's name, in the order written."""
     rows = session.execute(
         select(Comment, User.display_name, User.username)
         .join(User, User.id == Comment.user_id)
@@ -265,6 +411,88 @@ def comments(session: Session, proposal_id: int) -> list[tuple[Comment, str]]:
         .order_by(Comment.id)
     )
     return [(c, shown or name) for c, shown, name in rows]
+
+
+def vote_comment(db: Database, identity: Identity, comment_id: int, value: int | None) -> Comment:
+    """Vote a debate comment up (+1) or down (-1), change one's vote, or withdraw it (None); one vote per
+    person. The comment's row is locked first and its counts recounted from the votes, so concurrent votes
+    cannot lose one another."""
+    person = _signed_in(identity)
+    if value not in (1, -1, None):
+        raise InvalidInput(N_("a vote is +1 (up) or -1 (down)"))
+    with db.session() as s:
+        row = s.scalar(select(Comment).where(Comment.id == comment_id).with_for_update())
+        if row is None:
+            raise NotFound(N_("no comment {id}"), params={"id": comment_id})
+        get(s, identity, row.proposal_id)
+        mine = (CommentVote.comment_id == comment_id, CommentVote.user_id == person)
+        if value is None:
+            s.execute(delete(CommentVote).where(*mine))
+        elif not _insert_once(s, CommentVote, comment_id=comment_id, user_id=person, value=value):
+            s.execute(update(CommentVote).where(*mine).values(value=value))
+        counts = dict(
+            s.execute(
+                select(CommentVote.value, func.count())
+                .where(CommentVote.comment_id == comment_id)
+                .group_by(CommentVote.value)
+            ).all()
+        )
+        s.execute(update(Comment).where(Comment.id == comment_id).values(up=counts.get(1, 0), down=counts.get(-1, 0)))
+        s.refresh(row)
+        s.expunge(row)
+        return row
+
+
+@dataclass
+class Version:
+    """One version of a proposal's text: the first as written, then one per edit; `diff` (for staff) says
+    what changed from the version before."""
+
+    title: str
+    body: str
+    written_at: datetime
+    diff: list[str] = field(default_factory=list)
+
+
+def edit(session: Session, identity: Identity, proposal_id: int, title: str, body: str) -> Proposal:
+    """The author's edit of a proposal while it collects likes; the text it replaces is kept (and shown)."""
+    person = _signed_in(identity)
+    get(session, identity, proposal_id)
+    proposal = session.scalar(select(Proposal).where(Proposal.id == proposal_id).with_for_update())
+    if proposal.author_id != person:
+        raise PermissionDenied(N_("only its author may edit a proposal"), code="not_author")
+    if proposal.status != OPEN or proposal.hidden:
+        raise Conflict(N_("a proposal can be edited only while it collects likes"), code="not_open")
+    title = _text(title, "title", 5, TITLE_MAX)
+    body = _text(body, "body", 20, BODY_MAX)
+    if (title, body) == (proposal.title, proposal.body):
+        return proposal
+    if _same_title(title) != _same_title(proposal.title):
+        _no_duplicate(session, title, other_than=proposal.id)
+    now = utcnow()
+    was = proposal.edited_at or proposal.created_at
+    session.add(ProposalEdit(proposal_id=proposal.id, title=proposal.title, body=proposal.body, written_at=was))
+    proposal.title, proposal.body, proposal.edited_at = title, body, now
+    session.flush()
+    audit.record(session, identity, "edit", "participation.proposal", proposal.id)
+    return proposal
+
+
+def history(session: Session, identity: Identity, proposal_id: int) -> list[Version]:
+    """Every version of a proposal's text, the first first and the current last. Staff (who answer or
+    moderate) get each version's changes from the one before as a unified diff."""
+    proposal = get(session, identity, proposal_id)
+    earlier = session.scalars(
+        select(ProposalEdit).where(ProposalEdit.proposal_id == proposal_id).order_by(ProposalEdit.id)
+    )
+    versions = [Version(e.title, e.body, e.written_at) for e in earlier]
+    versions.append(Version(proposal.title, proposal.body, proposal.edited_at or proposal.created_at))
+    if identity.can("participation.answer") or identity.can("participation.moderate"):
+        for before, after in zip(versions, versions[1:], strict=False):
+            old = [before.title, "", *before.body.splitlines()]
+            new = [after.title, "", *after.body.splitlines()]
+            after.diff = list(difflib.unified_diff(old, new, lineterm="", n=1))[2:]
+    return versions
 
 
 def follow(session: Session, identity: Identity, proposal_id: int, on: bool = True) -> None:
@@ -396,6 +624,17 @@ def abuse_reports(session: Session, identity: Identity) -> list[tuple[int, int, 
     for pid, reason in rows:
         found.setdefault(pid, []).append(reason)
     return sorted(((pid, len(r), r) for pid, r in found.items()), key=lambda t: (-t[1], t[0]))
+
+
+def hidden(session: Session, identity: Identity) -> list[Proposal]:
+    """Moderators: the hidden proposals, most recently created first (each with its reason)."""
+    check(identity, "participation.moderate")
+    return list(session.scalars(select(Proposal).where(Proposal.hidden.is_(True)).order_by(Proposal.id.desc())))
+
+
+def comment_proposal(session: Session, comment_id: int) -> int | None:
+    """The proposal a debate comment belongs to."""
+    return session.scalar(select(Comment.proposal_id).where(Comment.id == comment_id))
 
 
 def expire(db: Database, now: datetime | None = None) -> list[int]:
