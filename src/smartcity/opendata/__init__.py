@@ -3,7 +3,8 @@ data that modules declare (`Module.datasets`) — spoken as CKAN's Action API.
 
 Who may do what (declared in `module` below, checked by `core.auth`):
   - anyone reads the published catalogue and its rows (open data);
-  - opendata.publish  data publishers: load files, publish and describe datasets;
+  - opendata.publish  data publishers (the core's `publisher` role and `data_publisher`): load files, publish
+                      and describe datasets, upload and mask documents;
   - opendata.manage   administrators: everything, organisations.
 
 CLI: `smartcity opendata load FILE --dataset NAME [--resource NAME]`, `smartcity opendata refresh`.
@@ -60,7 +61,8 @@ module = Module(
     ),
     home_actions=(HomeAction(N_("Find open data"), "/opendata"),),
     roles=(Role("data_publisher", N_("Data publisher: loads and publishes open datasets")),),
-    permissions={"opendata.publish": ("data_publisher",), "opendata.manage": ()},
+    # The core's `publisher` (the demo's) and our `data_publisher` are one job: both load and publish data.
+    permissions={"opendata.publish": ("publisher", "data_publisher"), "opendata.manage": ()},
     jobs=(Job("opendata.refresh", 5, _refresh), Job("opendata.openapi_usage", 5, _flush_usage)),
     error_formats={
         "/api/3/action": "smartcity.opendata.ckan:render_error",

@@ -3,18 +3,15 @@
 with a progress view and its defects listed, and publish or withdraw it.
 
 A load runs off the request, in a thread of its own (opendata/loading.py reads and types the file,
-publishing.publish_loaded stores it as a new version in one transaction); its progress is kept in this
-process (`LOADS`) and polled by the page. Reads are in catalogue_views.py; every rule of loading and
-publishing is P6's (loading.py, publishing.py)."""
+publishing.publish_loaded stores it as a new version in one transaction); its progress is a row in the store
+(opendata/load_progress.py), so any serving process shows it, and the page polls it. Reads are in
+catalogue_views.py; every rule of loading and publishing is in loading.py and publishing.py."""
 
 from __future__ import annotations
 
 import logging
 import re
 import threading
-import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -29,7 +26,7 @@ from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooLar
 from smartcity.core.i18n import N_, translate
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import catalogue_views as V
-from smartcity.opendata import downloads, loading, publishing
+from smartcity.opendata import downloads, load_progress, loading, publishing
 from smartcity.opendata.catalogue import LICENCES
 from smartcity.opendata.models import Dataset, DatasetTag, Organisation
 
@@ -49,7 +46,7 @@ FREQUENCY_LABELS = {
     "annual": N_("Yearly"),
     "irregular": N_("Irregularly"),
 }
-LOAD_KEPT_S = 6 * 3600  # a finished load's record is forgotten after this
+REFRESH_S = 2  # without the page's script, a running load's page reloads itself this often
 TYPE_NAMES = {
     "boolean": N_("true or false"),
     "integer": N_("whole number"),
@@ -343,87 +340,47 @@ def set_published(request: Request, name: str, identity: Publisher, form: Annota
 # --- loading a file, off the request ---------------------------------------------------------------------
 
 
-@dataclass
-class Load:
-    """A file being loaded: read and typed, then stored row batch by row batch; its end (a publication or
-    the reason it failed)."""
-
-    id: str
-    dataset: str
-    filename: str
-    owner: str
-    size: int
-    state: str = "reading"  # reading | storing | done | failed
-    total: int | None = None
-    stored: int = 0
-    result: publishing.Published | None = None
-    error: SmartCityError | None = None
-    started: float = field(default_factory=time.monotonic)
-    ended: float | None = None
-
-    def as_json(self, lang: str) -> dict[str, Any]:
-        found: dict[str, Any] = {
-            "id": self.id,
-            "dataset": self.dataset,
-            "file": self.filename,
-            "state": self.state,
-            "total": self.total,
-            "stored": self.stored,
-            "seconds": round((self.ended or time.monotonic()) - self.started, 1),
-        }
-        if self.error is not None:
-            found["error"] = error_text(self.error, lang)
-        if self.result is not None:
-            r = self.result
-            found.update(
-                resource=r.resource_id,
-                version=r.version,
-                rows=r.rows,
-                added=r.added,
-                removed=r.removed,
-                changed=r.changed,
-                problem_count=r.problem_count,
-                problems=[p | {"problem": problem_text(p["problem"], lang)} for p in r.problems[:200]],
-                encoding=r.encoding,
-            )
-        return found
+def status_json(load: load_progress.LoadView, lang: str) -> dict[str, Any]:
+    """A load as its page's script reads it (the page itself renders the same)."""
+    found: dict[str, Any] = {
+        "id": load.id,
+        "dataset": load.dataset,
+        "file": load.filename,
+        "size": load.size,
+        "state": load.state,
+        "total": load.total,
+        "stored": load.stored,
+        "problem_count": load.problem_count,
+        "seconds": load.seconds,
+    }
+    if load.error is not None:
+        found["error"] = error_text(load.error, lang)
+    if load.result is not None and load.state == "done":
+        r = load.result
+        found.update(r)
+        found["problems"] = [p | {"problem": problem_text(p["problem"], lang)} for p in r.get("problems", [])]
+    return found
 
 
-LOADS: dict[str, Load] = {}
-_loads_lock = threading.Lock()
-
-
-def _forget_old() -> None:
-    now = time.monotonic()
-    with _loads_lock:
-        for key in [k for k, v in LOADS.items() if v.ended is not None and now - v.ended > LOAD_KEPT_S]:
-            del LOADS[key]
-
-
-def run_load(db, load: Load, identity: Identity, data: bytes, resource_name: str) -> None:
-    """Read, type and publish the file (the thread's work); whatever happens ends in `load.state`."""
+def run_load(
+    db, tracker: load_progress.Tracker, identity: Identity, data: bytes, dataset: str, filename: str, resource_name: str
+) -> None:
+    """Read, type and publish the file (the thread's work); whatever happens ends in the load's row."""
     try:
-        loaded = loading.load_bytes(data, load.filename)
-        load.total = len(loaded.rows)
-        load.state = "storing"
-
-        def stored(n: int) -> None:
-            load.stored += n
-
-        fmt = "XLSX" if load.filename.lower().endswith(".xlsx") else "CSV"
+        loaded = loading.load_bytes(data, filename)
+        tracker.typed(len(loaded.rows), loaded.problem_count)
+        fmt = "XLSX" if filename.lower().endswith(".xlsx") else "CSV"
         with db.session() as s:
-            dataset = publishing.get_dataset(s, load.dataset)
-            load.result = publishing.publish_loaded(
-                s, identity, dataset, resource_name, loaded, data, load.filename, fmt=fmt, progress=stored
+            found = publishing.get_dataset(s, dataset)
+            published = publishing.publish_loaded(
+                s, identity, found, resource_name, loaded, data, filename, fmt=fmt, progress=tracker
             )
-        load.state = "done"
+        tracker.done(published)
     except SmartCityError as exc:
-        load.error, load.state = exc, "failed"
+        tracker.failed(exc)
     except Exception:  # the page must end either way; the cause is in the log
-        log.exception("loading %s into %s failed", load.filename, load.dataset)
-        load.error, load.state = SmartCityError(N_("the file could not be loaded")), "failed"
-    finally:
-        load.ended = time.monotonic()
+        log.exception("loading %s into %s failed", filename, dataset)
+        tracker.failed(SmartCityError(N_("the file could not be loaded")))
 
 
 def _declared_size(request: Request) -> None:
@@ -471,26 +428,27 @@ async def upload(request: Request, name: str, _size: Annotated[None, Depends(_de
         return _edit_page(
             request, _dataset_form(request, name), dataset=name, status_code=exc.status, upload_error=message
         )
-    _forget_old()
-    load = Load(uuid.uuid4().hex, name, Path(file.filename).name, identity.label, len(data))
-    with _loads_lock:
-        LOADS[load.id] = load
+    filename = Path(file.filename).name
+    resource_name = resource_name or Path(filename).stem
+    tracker = load_progress.start(
+        _db(request), dataset=name, resource=resource_name, filename=filename, size=len(data), owner=identity.label
+    )
     worker = threading.Thread(
         target=run_load,
-        args=(_db(request), load, identity, data, resource_name or Path(file.filename).stem),
-        name=f"opendata-load-{load.id[:8]}",
+        args=(_db(request), tracker, identity, data, name, filename, resource_name),
+        name=f"opendata-load-{tracker.id[:8]}",
         daemon=True,
     )
     worker.start()
-    url = f"/opendata/publish/loads/{load.id}"
+    url = f"/opendata/publish/loads/{tracker.id}"
     if _wants_json(request):
-        return JSONResponse({"load": load.id, "url": url, "status": f"{url}.json"}, status_code=202)
+        return JSONResponse({"load": tracker.id, "url": url, "status": f"{url}.json"}, status_code=202)
     return RedirectResponse(url, status_code=303)
 
 
-def _load(load_id: str, identity: Identity) -> Load:
+def _load(request: Request, load_id: str, identity: Identity) -> load_progress.LoadView:
     """A load its own publisher (or an administrator) follows."""
-    load = LOADS.get(load_id)
+    load = load_progress.find(_db(request), load_id)
     if load is None or not (load.owner == identity.label or identity.can("opendata.manage")):
         raise NotFound(N_("no load {id}"), params={"id": load_id})
     return load
@@ -498,10 +456,17 @@ def _load(load_id: str, identity: Identity) -> Load:
 
 @router.get("/opendata/publish/loads/{load_id}.json")
 def load_status(request: Request, load_id: str, identity: Publisher):
-    return JSONResponse(_load(load_id, identity).as_json(language_of(request)), headers={"Cache-Control": "no-store"})
+    status = status_json(_load(request, load_id, identity), language_of(request))
+    return JSONResponse(status, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/opendata/publish/loads/{load_id}", response_class=HTMLResponse)
 def load_page(request: Request, load_id: str, identity: Publisher):
-    load = _load(load_id, identity)
-    return render(request, "opendata/catalogue_load.html", load=load, status=load.as_json(language_of(request)))
+    load = _load(request, load_id, identity)
+    return render(
+        request,
+        "opendata/catalogue_load.html",
+        load=load,
+        status=status_json(load, language_of(request)),
+        refresh_s=REFRESH_S,
+    )

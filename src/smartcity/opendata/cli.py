@@ -39,20 +39,33 @@ def load(
     @command_errors
     def run() -> None:
         from smartcity.core.auth import Identity
-        from smartcity.opendata import loading, publishing
+        from smartcity.core.errors import SmartCityError
+        from smartcity.opendata import load_progress, loading, publishing
         from smartcity.opendata.models import Dataset
 
         declared = dict(t.split("=", 1) for t in types if "=" in t)
         data = read_file(file)
-        loaded = loading.load_bytes(data, file.name, declared)
-        click.echo(
-            f"{file.name}: {loaded.encoding}, {len(loaded.rows)} rows, "
-            + ", ".join(f"{c.id} {c.type}" for c in loaded.columns)
-        )
         db = database()
+        name = resource_name or file.stem
+        # The load is a row like a page's: the publishers' pages follow it from any process.
+        tracker = load_progress.start(
+            db, dataset=dataset_name, resource=name, filename=file.name, size=len(data), owner="cli", via="cli"
+        )
+        click.echo(f"load {tracker.id} (/opendata/publish/loads/{tracker.id})")
         who = Identity(username="cli", role="admin", via="session")
         try:
+            loaded = loading.load_bytes(data, file.name, declared)
+            tracker.typed(len(loaded.rows), loaded.problem_count)
+            click.echo(
+                f"{file.name}: {loaded.encoding}, {len(loaded.rows)} rows, "
+                + ", ".join(f"{c.id} {c.type}" for c in loaded.columns)
+            )
             with db.session() as s, click.progressbar(length=len(loaded.rows), label="publishing") as bar:
+
+                def stored(rows: int) -> None:
+                    bar.update(rows)
+                    tracker(rows)
+
                 dataset = s.query(Dataset).filter_by(name=dataset_name).one_or_none()
                 if dataset is None:
                     info = publishing.DatasetInfo(
@@ -61,17 +74,15 @@ def load(
                     dataset = publishing.save_dataset(s, who, info)
                 fmt = "XLSX" if file.suffix.lower() == ".xlsx" else "CSV"
                 done = publishing.publish_loaded(
-                    s,
-                    who,
-                    dataset,
-                    resource_name or file.stem,
-                    loaded,
-                    data,
-                    file.name,
-                    fmt=fmt,
-                    key=key,
-                    progress=bar.update,
+                    s, who, dataset, name, loaded, data, file.name, fmt=fmt, key=key, progress=stored
                 )
+            tracker.done(done)
+        except SmartCityError as exc:
+            tracker.failed(exc)
+            raise
+        except BaseException:
+            tracker.failed(SmartCityError(load_progress.STOPPED))
+            raise
         finally:
             db.dispose()
         click.echo(

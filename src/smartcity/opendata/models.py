@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -242,3 +242,35 @@ class OpenApiUsage(Base):
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date
     calls: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- loads of large files, followed from any process (engineer P3: load_progress.py) -----------------------
+
+
+class Load(Base):
+    """A file being loaded into a dataset, from the publisher's page or the CLI, and how far it is: read
+    (`size` bytes), typed (`total` rows, `problem_count` defects so far), stored (`stored` rows), then done
+    (`result`: the publication's summary) or failed (`error`: a catalogue msgid, `error_params` its values).
+
+    Written by the loading thread in short transactions of its own, so that every serving process sees the
+    same progress (opendata/load_progress.py; on SQLite the rows live in a companion file, see there)."""
+
+    __tablename__ = "opendata_loads"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    dataset: Mapped[str] = mapped_column(String(100))
+    resource: Mapped[str] = mapped_column(String(200), default="")
+    file_name: Mapped[str] = mapped_column(String(300), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    owner: Mapped[str] = mapped_column(String(80), default="")
+    via: Mapped[str] = mapped_column(String(10), default="page")  # page | cli
+    state: Mapped[str] = mapped_column(String(20), default="reading")  # reading | storing | done | failed
+    total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    problem_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_params: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
