@@ -62,7 +62,7 @@ def _code(db, phone: str) -> str:
             .where(Notification.channel == "sms", Notification.to == phone)
             .order_by(Notification.id.desc())
         )
-    return re.search(r"\b(\d{6})\b", body).group(1)
+    return re.search(r"(?<!\d)(\d{6})(?!\d)", body).group(1)
 
 
 def _verify(client, db, headers, phone, district=JONGNO, birth_year=None):

@@ -219,8 +219,8 @@ class SmsVerifier:
                         claim.get("lon"),
                     )
                 raise InvalidInput(N_("this code was already used: ask for a new one"), code="code_used")
-            s.execute(update(SmsCode).where(SmsCode.id == row.id).values(attempts=SmsCode.attempts + 1))
             left = settings.vote_code_attempts - row.attempts - 1
+            s.execute(update(SmsCode).where(SmsCode.id == row.id).values(attempts=SmsCode.attempts + 1))
         if left <= 0:
             raise InvalidInput(N_("this code has expired: ask for a new one"), code="code_expired")
         raise InvalidInput(N_("the code is not right"), code="wrong_code", details={"attempts_left": left})

@@ -51,7 +51,7 @@ AGE_BANDS = (
     N_("80 and over"),
 )
 UPCOMING, OPEN, CLOSED = "upcoming", "open", "closed"
-STATUSES = {UPCOMING: N_("Not open yet"), OPEN: N_("Open"), CLOSED: N_("Closed")}
+STATUSES = {UPCOMING: N_("Not open yet"), OPEN: N_("Open for voting"), CLOSED: N_("Voting closed")}
 TITLE_MAX, TEXT_MAX, OPTION_MAX, MAX_QUESTIONS, MAX_OPTIONS = 200, 5_000, 200, 20, 20
 
 
@@ -80,11 +80,18 @@ class NewVote:
     min_count: int | None = None
 
 
+LENGTHS = {
+    "title": N_("write a title of {least} to {most} characters"),
+    "question": N_("write each question in {least} to {most} characters"),
+    "option": N_("write each option in {least} to {most} characters"),
+}
+
+
 def _text(value: Any, field_name: str, least: int, most: int) -> str:
     text = " ".join(str(value or "").split()) if most <= OPTION_MAX else str(value or "").strip()
     if not least <= len(text) <= most:
-        message = N_("{field}: write between {least} and {most} characters")
-        raise InvalidInput(message, params={"field": field_name, "least": least, "most": most})
+        params = {"least": least, "most": most}
+        raise InvalidInput(LENGTHS[field_name], params=params, details={"field": field_name})
     return text
 
 
