@@ -29,7 +29,7 @@ from smartcity.core.errors import PermissionDenied
 from smartcity.core.i18n import N_
 from smartcity.core.module import Dataset as Declared
 from smartcity.core.module import Module, call, declared
-from smartcity.opendata import publishing
+from smartcity.opendata import publishing, versions
 from smartcity.opendata.catalogue import slug
 from smartcity.opendata.models import Dataset, Resource
 
@@ -136,7 +136,10 @@ def publish_feed_changes(db, dataset: Declared, modules: Iterable[Module], keys:
                 raise publishing.NeedsFullPublication
             ordered = sorted(keys, key=str)
             rows = list(_checked_rows(dataset, call(dataset.rows_by_key, s, ordered) or (), owner))
-            return publishing.publish_changes(s, ACTOR, found, "rows", rows, dataset.key, ordered)
+            done = publishing.publish_changes(s, ACTOR, found, "rows", rows, dataset.key, ordered)
+            if done is not None:
+                versions.keep_snapshot(s, done.resource_id, done.version)
+            return done
     except publishing.NeedsFullPublication:
         return publish_feed(db, dataset, modules)
 

@@ -20,3 +20,8 @@ class OpendataSettings:
         "Publish the datasets modules declare (reports, assets) by themselves: after their events and at least "
         "every 15 minutes (a new version each time their rows change). Off: only `smartcity opendata refresh`.",
     )
+    version_snapshots_kept: int = setting(
+        200,
+        "How many of a live resource's latest versions keep their rows as a downloadable Parquet file; an older "
+        "version keeps its record and what changed, not its rows. Files a publisher loaded are always kept.",
+    )
