@@ -15,6 +15,8 @@ from sqlalchemy import select, update
 
 from smartcity.app import create_app
 from smartcity.core.auth import identity_of_user
+from smartcity.core.city import load_profile
+from smartcity.core.demo import load_demo
 from smartcity.core.models import AuditEntry, User
 from smartcity.core.notify import Notification
 from smartcity.participation import hearings
@@ -267,3 +269,18 @@ def test_followers_hear_when_the_live_session_begins_once(world, db):
     with db.session() as s:
         told = s.scalars(select(Notification.body).where(Notification.to == "asker@example.org")).all()
     assert told == ["공청회 “한강공원 조명 개선 공청회”가 시작되었습니다. 지금 질문해 주세요."]
+
+
+def test_the_demo_has_a_live_hearing_and_one_with_its_minutes(db, client):
+    lines = list(load_demo(db, load_profile("seoul")))
+    assert "demo hearings: one in its live session, one with its minutes" in lines, lines
+    found = {h["phase"]: h for h in client.get(API).json()["hearings"]}
+    assert set(found) == {"live", "finished"}
+    live = client.get(f"{API}/{found['live']['id']}").json()
+    votes = [q["votes"] for q in live["questions"] if not q["answer"]]
+    assert live["questions"][0]["answering"] and votes == sorted(votes, reverse=True)
+    assert any(q["answer"] for q in live["questions"]) and live["documents"]
+    client.cookies.set("lang", "ko")
+    page = client.get(f"/participation/hearings/{found['finished']['id']}").text
+    assert "회의록 공개됨" in page and "<strong>보류</strong>" in page
+    assert list(load_demo(db, load_profile("seoul"))).count("demo hearings: already there") == 1
