@@ -71,9 +71,7 @@ def downgrade() -> None:
     op.drop_table("participation_proposal_edits")
     op.drop_table("participation_comment_votes")
     with op.batch_alter_table("participation_comments", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            op.f("fk_participation_comments_parent_id_participation_comments"), type_="foreignkey"
-        )
+        batch_op.drop_constraint(op.f("fk_participation_comments_parent_id_participation_comments"), type_="foreignkey")
         for column in ("down", "up", "depth", "parent_id"):
             batch_op.drop_column(column)
     with op.batch_alter_table("participation_proposals", schema=None) as batch_op:
