@@ -248,7 +248,7 @@ def test_text_is_read_from_pdf_docx_and_cp949():
         ("reply.pdf", "그냥 글입니다".encode(), "file_type"),  # not what its extension says
         ("reply.docx", pdf_of("x"), "file_type"),
         ("reply.txt", b"%PDF-1.4 not really", "file_type"),
-        ("reply.hwp", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 500, "hwp"),
+        ("reply.hwp", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 500, "unreadable"),  # an OLE header only
         ("reply.hwp", hwpx_of(["글"]), "file_type"),  # HWPX content named .hwp
         ("reply.hwpx", b"PK\x03\x04broken", "file_type"),
         ("reply.exe", b"MZ", "file_type"),

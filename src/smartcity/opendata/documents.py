@@ -1,15 +1,14 @@
 """Information Communication Plaza: administrative documents published after their personal data is masked.
 
-A data publisher uploads a document (text, PDF, DOCX); its text is extracted and the platform proposes masks
+A data publisher uploads a document (text, PDF, DOCX, HWPX, HWP); its text is extracted and the platform proposes masks
 (opendata/masking.py). In the review screen the publisher accepts or undoes each, and adds their own (a
 string typed or a stretch selected). Publishing needs every mask decided; it keeps only the masked text —
 the extracted original and each mask's original are emptied — and indexes it for search. The public sees
 published documents only. Every upload, read of an original, decision and publication is audited (never
 with the personal data itself), and so is every refusal to show an original.
 
-HWPX (the open OWPML format) is read with the standard library. Shortcuts, named: HWP 5 files are refused
-(no maintained library reads their bodies; save as HWPX, PDF or DOCX);
-the published file is the masked text (a .txt rendering), not a masked copy of the PDF or DOCX.
+HWPX (the open OWPML format) is read with the standard library, HWP 5 with olefile (opendata/hwp.py).
+Shortcuts, named: the published file is the masked text (a .txt rendering), not a masked copy of the PDF or DOCX.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from smartcity.core.i18n import N_
 from smartcity.core.text import decode_korean
-from smartcity.opendata import masking, search
+from smartcity.opendata import hwp, masking, search
 from smartcity.opendata.catalogue import new_uid
 from smartcity.opendata.models import Document, DocumentMask, Organisation
 
@@ -149,6 +148,10 @@ def _docx_text(data: bytes) -> str:
     return "\n".join(parts)
 
 
+def _hwp_text(data: bytes) -> str:
+    return hwp.text_of(data, MAX_UNPACKED)
+
+
 def extract_text(filename: str, data: bytes) -> tuple[str, str]:
     """(file type, text) of an uploaded document; refused when it is not what its name says, unreadable, or
     has no text."""
@@ -157,7 +160,9 @@ def extract_text(filename: str, data: bytes) -> tuple[str, str]:
     named = _EXTENSIONS.get(_extension(filename))
     if named is None:
         raise InvalidInput(
-            N_("documents are text, PDF, DOCX or HWPX files, not {name}"), code="file_type", params={"name": filename}
+            N_("documents are text, PDF, DOCX, HWPX or HWP files, not {name}"),
+            code="file_type",
+            params={"name": filename},
         )
     found = _content_type(data)
     if found != named:
@@ -166,12 +171,7 @@ def extract_text(filename: str, data: bytes) -> tuple[str, str]:
             code="file_type",
             params={"name": filename, "kind": named.upper()},
         )
-    if found == "hwp":
-        raise InvalidInput(
-            N_("HWP files cannot be read here yet: save the document as HWPX, PDF or DOCX and upload that"),
-            code="hwp",
-        )
-    text = {"pdf": _pdf_text, "docx": _docx_text, "hwpx": _hwpx_text}.get(found, _decode)(data)
+    text = {"pdf": _pdf_text, "docx": _docx_text, "hwpx": _hwpx_text, "hwp": _hwp_text}.get(found, _decode)(data)
     text = text.replace("\r\n", "\n").replace("\x00", "")
     if not text.strip():
         raise InvalidInput(N_("no text was found in the file (a scanned document has only images)"), code="no_text")
