@@ -13,6 +13,7 @@ from sqlalchemy import func, insert, select, update
 from smartcity.app import create_app
 from smartcity.core import audit
 from smartcity.core.auth import Identity
+from smartcity.core.db import utcnow
 from smartcity.core.models import AuditEntry, User
 from smartcity.core.notify import Notification
 from smartcity.participation import service
@@ -232,3 +233,76 @@ def test_bad_proposals_are_refused_and_nothing_is_stored(db, db_url, tmp_path, c
         assert client.post(f"{API}/proposals", json=IDEA).status_code == 401
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Proposal)) == 0
+
+
+def test_spam_is_refused_by_a_daily_limit_and_duplicate_titles_and_audited(db, db_url, tmp_path):
+    app = _app(db, tmp_path, db_url, participation_proposals_per_day=2)
+    make_user(db, "author", "citizen")
+    make_user(db, "other", "citizen")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("author", "other")}
+    with TestClient(app) as client:
+        first = client.post(f"{API}/proposals", json=IDEA, headers=key["author"]).json()["id"]
+        # Case and spacing do not make a new title.
+        twin = {**IDEA, "title": "  강남역  횡단보도를 늘려 주세요 "}
+        copied = client.post(f"{API}/proposals", json=twin, headers=key["other"])
+        assert (copied.status_code, copied.json()["error"]["code"]) == (409, "duplicate")
+        assert copied.json()["error"]["details"]["proposal_id"] == first
+        assert (
+            client.post(
+                f"{API}/proposals", json={**IDEA, "title": "Gangnam crossing"}, headers=key["author"]
+            ).status_code
+            == 201
+        )
+        over = client.post(f"{API}/proposals", json={**IDEA, "title": "세 번째 제안입니다"}, headers=key["author"])
+        assert (over.status_code, over.json()["error"]["code"]) == (429, "too_many_proposals")
+        upper = client.post(f"{API}/proposals", json={**IDEA, "title": "GANGNAM  Crossing"}, headers=key["other"])
+        assert (upper.status_code, upper.json()["error"]["code"]) == (409, "duplicate")
+        # Editing into another proposal's title is refused too.
+        edit = {"title": IDEA["title"], "body": IDEA["body"]}
+        other = client.post(f"{API}/proposals", json={**IDEA, "title": "다른 제목의 제안"}, headers=key["other"]).json()
+        moved = client.patch(f"{API}/proposals/{other['id']}", json=edit, headers=key["other"])
+        assert (moved.status_code, moved.json()["error"]["code"]) == (409, "duplicate")
+        # A day later the author may propose again.
+        with db.session() as s:
+            day_ago = utcnow() - timedelta(days=1, seconds=1)
+            s.execute(update(Proposal).values(created_at=day_ago))
+        assert (
+            client.post(
+                f"{API}/proposals", json={**IDEA, "title": "세 번째 제안입니다"}, headers=key["author"]
+            ).status_code
+            == 201
+        )
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Proposal)) == 4
+        refusals = [e.detail for e in audit.entries(s, object_type="participation.proposal") if e.action == "refuse"]
+    assert sorted(d["why"] for d in refusals) == ["duplicate", "duplicate", "too_many_proposals"]
+
+
+def test_the_author_edits_while_open_and_every_version_is_kept(db, db_url, tmp_path):
+    app = _app(db, tmp_path, db_url, participation_debate_likes=1)
+    make_user(db, "author", "citizen")
+    make_user(db, "fan", "citizen")
+    make_user(db, "staff1", "staff", department="city-transport")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("author", "fan", "staff1")}
+    with TestClient(app) as client:
+        pid = client.post(f"{API}/proposals", json=IDEA, headers=key["author"]).json()["id"]
+        better = {"title": IDEA["title"], "body": IDEA["body"] + " 보행 신호도 늘려 주세요."}
+        refused = client.patch(f"{API}/proposals/{pid}", json=better, headers=key["fan"])
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "not_author")
+        short = client.patch(f"{API}/proposals/{pid}", json={**better, "body": "짧다"}, headers=key["author"])
+        assert short.status_code == 422
+        edited = client.patch(f"{API}/proposals/{pid}", json=better, headers=key["author"]).json()
+        assert edited["body"].endswith("보행 신호도 늘려 주세요.") and edited["edited_at"]
+        public = client.get(f"{API}/proposals/{pid}/history").json()["versions"]
+        assert [v["body"] for v in public] == [IDEA["body"], better["body"]]
+        assert all(v["diff"] == [] for v in public)
+        staff = client.get(f"{API}/proposals/{pid}/history", headers=key["staff1"]).json()["versions"]
+        assert "+" + better["body"] in staff[1]["diff"] and "-" + IDEA["body"] in staff[1]["diff"]
+        client.put(f"{API}/proposals/{pid}/like", headers=key["fan"])
+        late = client.patch(
+            f"{API}/proposals/{pid}", json={**better, "title": "새 제목을 붙입니다"}, headers=key["author"]
+        )
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "not_open")
+        assert client.get(f"{API}/proposals/{pid}").json()["title"] == IDEA["title"]
+    with db.session() as s:
+        assert [e.action for e in audit.entries(s, object_type="participation.proposal")].count("edit") == 1
