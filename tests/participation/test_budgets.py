@@ -220,6 +220,10 @@ def test_a_budget_runs_through_its_phases_to_winners(db, db_url, tmp_path):
         } <= said
         votes = [e.detail for e in audit.entries(s) if e.action == "cast_budget_ballot"]
         assert votes and all(set(d) == {"area"} for d in votes)  # where, never what
+        refused = [e.detail["reason"] for e in audit.entries(s) if e.action == "refuse_budget_ballot"]
+        assert sorted(refused) == sorted(
+            ["not_verified", "over_budget", "not_in_vote", "other_district", "already_voted", "already_voted"]
+        )
 
 
 def _budget_body() -> dict:

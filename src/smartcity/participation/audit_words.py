@@ -32,6 +32,7 @@ WORDS = AuditWords(
         "move_phase": N_("{actor} moved {subject} to another phase"),
         "review_project": N_("{actor} reviewed {subject}"),
         "cast_budget_ballot": N_("{actor} voted in {subject}"),
+        "refuse_budget_ballot": N_("{actor} was refused a ballot in {subject}"),
         "advance": N_("{actor} moved {subject} to its next step"),
         "answer": N_("{actor} answered {subject}"),
         "follow_up": N_("{actor} added a follow-up to {subject}"),

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.db import Database, as_utc, utcnow
-from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SmartCityError
 from smartcity.core.events import publish
 from smartcity.core.i18n import N_
 from smartcity.core.models import District
@@ -446,66 +446,73 @@ def cast(db: Database, identity: Identity, budget_id: int, area: str, chosen: Se
     """One ballot per person per budget, for one area's projects in the vote: their costs together within the
     area's money (knapsack), or at most N of them (approval). A district's projects are voted by the people
     verification found living there (anyone verified votes for city-wide ones). Returns the area."""
-    with db.session() as s:
-        key = voter_key(s, identity)
-        budget = get_budget(s, budget_id)
-        # Holds the budget's row until commit: the move to results waits for this ballot, or refuses it.
-        held = s.execute(
-            update(Budget).where(Budget.id == budget_id, Budget.phase == VOTING).values(phase=VOTING)
-        ).rowcount
-        if not held:
-            s.refresh(budget)
-            _in_phase(budget, VOTING)
-        money = areas(s, budget_id)
-        if area not in money:
-            raise InvalidInput(
-                N_("this budget has no money for {area}; its areas are: {known}"),
-                params={"area": area, "known": ", ".join(money)},
-                code="unknown_area",
-            )
-        home = home_district(s, identity)
-        if area != CITY and home is not None and home != area:
-            raise PermissionDenied(N_("you may vote only for your own district's projects"), code="other_district")
-        picked = list(dict.fromkeys(chosen))
-        if not picked:
-            raise InvalidInput(N_("choose at least one project"), code="empty_ballot")
-        found = {
-            p.id: p
-            for p in s.scalars(
-                select(BudgetProject).where(
-                    BudgetProject.id.in_(picked),
-                    BudgetProject.budget_id == budget_id,
-                    BudgetProject.area == area,
-                    BudgetProject.status == "selected",
-                )
-            )
-        }
-        strangers = [pid for pid in picked if pid not in found]
-        if strangers:
-            raise InvalidInput(
-                N_("these projects are not in this area's vote: {ids}"),
-                params={"ids": ", ".join(map(str, strangers))},
-                code="not_in_vote",
-            )
-        if budget.ballot == KNAPSACK:
-            spent = sum(price(found[pid]) for pid in picked)
-            if spent > money[area]:
-                raise InvalidInput(
-                    N_("the chosen projects cost {spent} won, more than the area's {money} won"),
-                    params={"spent": f"{spent:,}", "money": f"{money[area]:,}"},
-                    code="over_budget",
-                )
-        elif len(picked) > (budget.approvals or 0):
-            raise InvalidInput(
-                N_("approve at most {count} projects"), params={"count": budget.approvals}, code="too_many"
-            )
-        if not _insert_once(s, BudgetVoter, budget_id=budget_id, voter=key, area=area):
-            raise Conflict(N_("you have already voted in this budget"), code="already_voted")
-        token = secrets.token_hex(16)
-        s.add_all(BudgetBallot(ballot=token, project_id=pid, budget_id=budget_id) for pid in picked)
-        s.execute(update(BudgetProject).where(BudgetProject.id.in_(picked)).values(votes=BudgetProject.votes + 1))
-        audit.record(s, identity, "cast_budget_ballot", "participation.budget", budget_id, {"area": area})
+    try:
+        with db.session() as s:
+            _cast(s, identity, budget_id, area, chosen)
+    except SmartCityError as refusal:
+        # The refused transaction rolled back: the refusal is audited in one of its own.
+        with db.session() as s:
+            detail = {"reason": refusal.code, "area": area}
+            audit.record(s, identity, "refuse_budget_ballot", "participation.budget", budget_id, detail)
+        raise
     return area
+
+
+def _cast(s: Session, identity: Identity, budget_id: int, area: str, chosen: Sequence[int]) -> None:
+    key = voter_key(s, identity)
+    budget = get_budget(s, budget_id)
+    # Holds the budget's row until commit: the move to results waits for this ballot, or refuses it.
+    held = s.execute(update(Budget).where(Budget.id == budget_id, Budget.phase == VOTING).values(phase=VOTING)).rowcount
+    if not held:
+        s.refresh(budget)
+        _in_phase(budget, VOTING)
+    money = areas(s, budget_id)
+    if area not in money:
+        raise InvalidInput(
+            N_("this budget has no money for {area}; its areas are: {known}"),
+            params={"area": area, "known": ", ".join(money)},
+            code="unknown_area",
+        )
+    home = home_district(s, identity)
+    if area != CITY and home is not None and home != area:
+        raise PermissionDenied(N_("you may vote only for your own district's projects"), code="other_district")
+    picked = list(dict.fromkeys(chosen))
+    if not picked:
+        raise InvalidInput(N_("choose at least one project"), code="empty_ballot")
+    found = {
+        p.id: p
+        for p in s.scalars(
+            select(BudgetProject).where(
+                BudgetProject.id.in_(picked),
+                BudgetProject.budget_id == budget_id,
+                BudgetProject.area == area,
+                BudgetProject.status == "selected",
+            )
+        )
+    }
+    strangers = [pid for pid in picked if pid not in found]
+    if strangers:
+        raise InvalidInput(
+            N_("these projects are not in this area's vote: {ids}"),
+            params={"ids": ", ".join(map(str, strangers))},
+            code="not_in_vote",
+        )
+    if budget.ballot == KNAPSACK:
+        spent = sum(price(found[pid]) for pid in picked)
+        if spent > money[area]:
+            raise InvalidInput(
+                N_("the chosen projects cost {spent} won, more than the area's {money} won"),
+                params={"spent": f"{spent:,}", "money": f"{money[area]:,}"},
+                code="over_budget",
+            )
+    elif len(picked) > (budget.approvals or 0):
+        raise InvalidInput(N_("approve at most {count} projects"), params={"count": budget.approvals}, code="too_many")
+    if not _insert_once(s, BudgetVoter, budget_id=budget_id, voter=key, area=area):
+        raise Conflict(N_("you have already voted in this budget"), code="already_voted")
+    token = secrets.token_hex(16)
+    s.add_all(BudgetBallot(ballot=token, project_id=pid, budget_id=budget_id) for pid in picked)
+    s.execute(update(BudgetProject).where(BudgetProject.id.in_(picked)).values(votes=BudgetProject.votes + 1))
+    audit.record(s, identity, "cast_budget_ballot", "participation.budget", budget_id, {"area": area})
 
 
 def voted_area(session: Session, identity: Identity, budget_id: int) -> str | None:
