@@ -351,3 +351,34 @@ def test_bad_budgets_are_refused_whole(db, db_url, tmp_path):
         assert client.get(API).json() == {"budgets": []}  # nothing half-stored
     with db.session() as s:
         assert s.scalars(select(Budget)).all() == []
+
+
+def test_the_korean_budget_page_escapes_texts_and_asks_an_unverified_citizen_to_verify(db, db_url, tmp_path):
+    from tests.conftest import signin
+
+    app = _app(db, db_url, tmp_path)
+    make_user(db, "staff1", "staff", department="city-transport")
+    for name in ("verified", "unverified"):
+        make_user(db, name, "citizen")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("staff1", "verified", "unverified")}
+    with TestClient(app) as client:
+        bid = _budget(client, key["staff1"])["id"]
+        pid = _project(client, key["verified"], bid, "<script>alert(1)</script> 놀이터", 1_000)
+        _move(client, key["staff1"], bid, "reviewing")
+        client.post(f"{API}/{bid}/projects/{pid}/review", json={"feasible": True}, headers=key["staff1"])
+        _move(client, key["staff1"], bid, "selecting")
+        client.put(f"{API}/{bid}/projects/{pid}/support", headers=key["verified"])
+        _move(client, key["staff1"], bid, "voting")
+        _census(client, {"r-v": HOME}, key)
+        _verify(client, key["verified"], "r-v")
+    pages = {}
+    for name in ("verified", "unverified"):
+        with TestClient(app) as browser:
+            browser.cookies.set("lang", "ko")
+            signin(browser, name)
+            pages[name] = browser.get(f"/participation/budgets/{bid}", params={"area": HOME}).text
+    for page in pages.values():
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; 놀이터" in page and "<script>alert(1)" not in page
+        assert "투표" in page and "100,000,000원" in page
+    assert 'id="ballot"' in pages["verified"] and 'class="verify-first"' not in pages["verified"]
+    assert 'id="ballot"' not in pages["unverified"] and 'class="verify-first"' in pages["unverified"]

@@ -29,7 +29,14 @@ from sqlalchemy.orm import Session
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.db import Database, as_utc, utcnow
-from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SmartCityError
+from smartcity.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    SmartCityError,
+)
 from smartcity.core.events import publish
 from smartcity.core.i18n import N_
 from smartcity.core.models import District
@@ -107,6 +114,15 @@ def voter_key(session: Session, identity: Identity) -> str:
     except ImportError:
         return f"user:{identity.user_id}"
     return verification.voter_key(session, identity)
+
+
+def may_vote(session: Session, identity: Identity) -> bool:
+    """Whether the caller can cast a ballot at all (signed in, and verified where verification exists)."""
+    try:
+        voter_key(session, identity)
+    except (PermissionDenied, NotAuthenticated):
+        return False
+    return True
 
 
 def home_district(session: Session, identity: Identity) -> str | None:

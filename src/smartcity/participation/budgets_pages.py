@@ -116,6 +116,7 @@ def _budget_page(request: Request, budget_id: int, identity: Identity, area: str
         found = B.projects(s, budget_id, chosen)
         mine = B.supported(s, identity, budget_id)
         voted = B.voted_area(s, identity, budget_id)
+        ready = B.may_vote(s, identity)
         districts = B.districts(s)
         outcome = B.results(s, budget_id) if budget.phase == B.RESULTS else None
     zone = ZoneInfo(request.app.state.profile.timezone)
@@ -131,6 +132,7 @@ def _budget_page(request: Request, budget_id: int, identity: Identity, area: str
         projects=found,
         supported=mine,
         voted_area=voted,
+        may_vote=ready,
         districts=districts,
         starts=starts,
         next_phase=later[0] if later else None,
