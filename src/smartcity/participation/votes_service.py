@@ -389,32 +389,44 @@ class ChainCheck:
     broken_at: int | None = None
 
 
+CHAIN_SQL = (
+    "SELECT position, receipt_hash, answers, district_code, age_band, chain_hash FROM participation_ballots "
+    "WHERE vote_id = ? AND position IS NOT NULL ORDER BY position"
+)
+
+
+def _chain_rows(session: Session, vote_id: int) -> Iterator[tuple]:
+    """The sealed ballots in chain order, straight from the driver's cursor: a city's 1.7 million rows pass
+    through here, and SQLAlchemy's row objects would double the time of the check. PostgreSQL streams them
+    through a server-side cursor; SQLite's cursor steps through them as they are read."""
+    connection = session.connection()
+    raw = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        cursor = raw.cursor(name=f"chain_{vote_id}_{secrets.token_hex(4)}")
+        cursor.itersize = 50_000
+        cursor.execute(CHAIN_SQL.replace("?", "%s"), (vote_id,))
+    else:
+        cursor = raw.cursor()
+        cursor.execute(CHAIN_SQL, (vote_id,))
+    try:
+        while batch := cursor.fetchmany(50_000):
+            yield from batch
+    finally:
+        cursor.close()
+
+
 def verify_chain(session: Session, vote_id: int) -> ChainCheck:
     """Recompute every link of the vote's chain from its first ballot; compare each stored hash, the count and
     the head the vote row keeps."""
     vote = get(session, vote_id)
-    rows = session.execute(
-        select(
-            Ballot.position,
-            Ballot.receipt_hash,
-            Ballot.answers,
-            Ballot.district_code,
-            Ballot.age_band,
-            Ballot.chain_hash,
-        )
-        .where(Ballot.vote_id == vote_id, Ballot.position.is_not(None))
-        .order_by(Ballot.position)
-        .execution_options(yield_per=50_000)
-    )
     previous, expected, sha = genesis(vote_id), 0, hashlib.sha256
     broken = None
-    for position, receipt, answers, district, band, stored in rows:
+    for position, receipt, answers, district, band, stored in _chain_rows(session, vote_id):
         expected += 1
         previous = sha(previous + f"{position}|{receipt}|{answers}|{district}|{band}".encode()).digest()
         if position != expected or previous.hex() != stored:
             broken = expected
             break
-    rows.close()
     waiting = session.scalar(select(func.count()).where(Ballot.vote_id == vote_id, Ballot.position.is_(None))) or 0
     head = previous.hex() if expected else ""
     if broken is None and (expected != vote.ballots or head != vote.chain_head):
