@@ -284,3 +284,30 @@ def test_the_demo_has_a_live_hearing_and_one_with_its_minutes(db, client):
     page = client.get(f"/participation/hearings/{found['finished']['id']}").text
     assert "회의록 공개됨" in page and "<strong>보류</strong>" in page
     assert list(load_demo(db, load_profile("seoul"))).count("demo hearings: already there") == 1
+
+
+def test_the_open_data_rows_count_what_is_shown_and_name_nobody(world, db):
+    client, keys, _ = world
+    hid = _create(client, keys, "live")["id"]
+    ids = [
+        client.post(f"{API}/{hid}/questions", json={"body": f"질문 {n}번입니다"}, headers=keys[who]).json()["id"]
+        for n, who in enumerate(("asker", "fan", "asker"))
+    ]
+    client.put(f"{API}/{hid}/questions/{ids[0]}/vote", headers=keys["fan"])
+    client.put(f"{API}/{hid}/questions/{ids[1]}/vote", headers=keys["asker"])
+    client.post(f"{API}/{hid}/questions/{ids[0]}/answer", json={"answer": "답변입니다"}, headers=keys["official"])
+    client.post(f"{API}/{hid}/questions/{ids[1]}/hide", json={"reason": "광고 글"}, headers=keys["mod"])
+    _move(db, hid, "after")
+    client.post(f"{API}/{hid}/comments", json={"body": "후기입니다"}, headers=keys["fan"])
+    with db.session() as s:
+        [row] = list(hearings.open_rows(s))
+    counts = {k: row[k] for k in ("phase", "questions", "answered", "upvotes", "comments_before", "comments_after")}
+    assert counts == {
+        "phase": "after",
+        "questions": 2,
+        "answered": 1,
+        "upvotes": 1,
+        "comments_before": 0,
+        "comments_after": 1,
+    }
+    assert not {"asker", "fan", "official", "asker@example.org"} & {str(v) for v in row.values()}

@@ -326,7 +326,12 @@ def upvote(db: Database, identity: Identity, hearing_id: int, question_id: int, 
     person = _person(identity)
     with db.session() as s:
         hearing = get(s, hearing_id)
-        _open_for(hearing, (BEFORE, LIVE), N_("questions are taken before and during the live session only"), "questions_closed")
+        _open_for(
+            hearing,
+            (BEFORE, LIVE),
+            N_("questions are taken before and during the live session only"),
+            "questions_closed",
+        )
         question = _question(s, identity, hearing_id, question_id)
         if on:
             dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
@@ -673,3 +678,58 @@ def view(session: Session, identity: Identity, hearing_id: int, full: bool = Tru
         shown.following = follows.following(session, identity, KIND, hearing.id) is not None
         shown.runs_it = runs(identity, hearing)
     return shown
+
+
+def open_rows(session: Session):
+    """Each hearing in numbers, for the open data catalogue: its schedule, phase, the shown questions, how many
+    were answered, their upvotes, the comments of each period and the documents; no person, no text but the
+    topic."""
+    from sqlalchemy import func
+
+    def counted(query) -> dict:
+        return {hid: tuple(rest) for hid, *rest in session.execute(query)}
+
+    shown_q = HearingQuestion.hidden.is_(False)
+    asked = counted(
+        select(
+            HearingQuestion.hearing_id,
+            func.count(),
+            func.count(HearingQuestion.answered_at),
+            func.coalesce(func.sum(HearingQuestion.votes), 0),
+        )
+        .where(shown_q)
+        .group_by(HearingQuestion.hearing_id)
+    )
+    said = {
+        (hid, period): n
+        for hid, period, n in session.execute(
+            select(HearingComment.hearing_id, HearingComment.period, func.count())
+            .where(HearingComment.hidden.is_(False))
+            .group_by(HearingComment.hearing_id, HearingComment.period)
+        )
+    }
+    files = counted(
+        select(HearingDocument.hearing_id, func.count())
+        .where(HearingDocument.kind == "document")
+        .group_by(HearingDocument.hearing_id)
+    )
+    for hearing in session.scalars(select(Hearing).order_by(Hearing.id)):
+        questions_, answered, upvotes = asked.get(hearing.id, (0, 0, 0))
+        yield {
+            "id": hearing.id,
+            "topic_ko": hearing.topic_ko,
+            "topic_en": hearing.topic_en,
+            "department": hearing.department_code or "",
+            "comments_open_at": as_utc(hearing.comments_open_at).isoformat(),
+            "starts_at": as_utc(hearing.starts_at).isoformat(),
+            "ends_at": as_utc(hearing.ends_at).isoformat(),
+            "comments_close_at": as_utc(hearing.comments_close_at).isoformat(),
+            "phase": phase(hearing),
+            "questions": questions_,
+            "answered": answered,
+            "upvotes": int(upvotes),
+            "comments_before": said.get((hearing.id, BEFORE), 0),
+            "comments_after": said.get((hearing.id, AFTER), 0),
+            "documents": files.get(hearing.id, (0,))[0],
+            "minutes_at": as_utc(hearing.minutes_at).isoformat() if hearing.minutes_at else "",
+        }
