@@ -107,6 +107,7 @@ def test_a_budget_runs_through_its_phases_to_winners_on_a_phone_in_korean(server
     staff.get_by_role("link", name="결과 보기").click()
     rows = staff.locator("table.results tbody tr")
     rows.first.wait_for(timeout=BROWSER_TIMEOUT)
-    assert rows.first.locator("td").all_inner_texts() == ["어린이공원 그늘막 설치", "60,000,000원", "1", "선정"]
+    assert rows.first.locator("td").all_inner_texts() == ["어린이공원 그늘막 설치\n60,000,000원", "1", "선정"]
+    assert staff.evaluate("document.documentElement.scrollWidth") <= 390  # the table fits the phone
     assert rows.nth(1).locator("td").all_inner_texts()[-1] == "미선정"
     assert staff.get_by_role("link", name="내려받기(CSV)").get_attribute("href").endswith("/results.csv")
