@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from smartcity.core.auth import CurrentIdentity, Identity
@@ -21,6 +22,16 @@ def _db(request: Request):
 
 def _when(value) -> str | None:
     return value.isoformat() if value else None
+
+
+def image_view(image) -> dict:
+    return {
+        "id": image.id,
+        "url": f"/api/participation/images/{image.id}.jpg",
+        "thumb_url": f"/api/participation/images/{image.id}/thumb.jpg",
+        "width": image.width,
+        "height": image.height,
+    }
 
 
 def proposal_view(session, proposal: Proposal, identity: Identity) -> dict:
@@ -45,6 +56,7 @@ def proposal_view(session, proposal: Proposal, identity: Identity) -> dict:
         "answer": None,
         "liked": service.liked(session, identity, proposal.id),
         "edited_at": _when(proposal.edited_at),
+        "images": [image_view(i) for i in service.images_of(session, proposal.id)],
     }
     if proposal.answer_status:
         view["answer"] = {
@@ -283,6 +295,35 @@ def edit_proposal(request: Request, proposal_id: int, body: EditBody, identity: 
     with _db(request).session() as s:
         proposal = service.edit(s, identity, proposal_id, body.title, body.body)
         return proposal_view(s, proposal, identity)
+
+
+@router.post("/proposals/{proposal_id}/images", status_code=201)
+async def add_images(
+    request: Request, proposal_id: int, identity: CurrentIdentity, images: Annotated[list[UploadFile], File()]
+) -> dict:
+    """The author's pictures (JPEG, PNG or WebP; multipart field `images`, one or more) while the proposal
+    collects likes; stored re-encoded without metadata. The proposal as it is after."""
+    files = [(f.filename or "image", await f.read()) for f in images]
+    with _db(request).session() as s:
+        service.add_images(s, identity, proposal_id, files)
+    return _again(request, proposal_id, identity)
+
+
+def _image(request: Request, image_id: int, identity: Identity, thumb: bool) -> FileResponse:
+    with _db(request).session() as s:
+        path = service.image_file(s, identity, image_id, thumb)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/images/{image_id}.jpg", response_class=FileResponse)
+def image(request: Request, image_id: int, identity: CurrentIdentity):
+    """A proposal's picture (as public as the proposal)."""
+    return _image(request, image_id, identity, False)
+
+
+@router.get("/images/{image_id}/thumb.jpg", response_class=FileResponse)
+def image_thumb(request: Request, image_id: int, identity: CurrentIdentity):
+    return _image(request, image_id, identity, True)
 
 
 @router.get("/proposals/{proposal_id}/history")

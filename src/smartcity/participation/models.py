@@ -91,6 +91,19 @@ class CommentVote(Base):
     __table_args__ = (UniqueConstraint("comment_id", "user_id", name="uq_participation_comment_votes_comment_user"),)
 
 
+class ProposalImage(Base):
+    """A picture of a proposal, re-encoded without metadata (core.images); files under var_dir/uploads."""
+
+    __tablename__ = "participation_proposal_images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
+    path: Mapped[str] = mapped_column(String(200))
+    thumb_path: Mapped[str] = mapped_column(String(200))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ProposalEdit(Base):
     """A proposal's text as it was before one of its author's edits: every version is kept and shown."""
 
@@ -134,6 +147,8 @@ class AbuseReport(Base):
     __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_abuse_proposal_user"),)
 
 
-from smartcity.participation import voting_models  # noqa: E402,F401
-from smartcity.participation import budgets_models  # noqa: E402,F401
-from smartcity.participation import hearings_models  # noqa: E402,F401
+from smartcity.participation import (  # noqa: E402
+    budgets_models,  # noqa: E402,F401
+    hearings_models,  # noqa: E402,F401
+    voting_models,  # noqa: E402,F401
+)

@@ -50,7 +50,9 @@ def new_page(request: Request, identity: Identity = Depends(Require("participati
 
 @router.post(f"{P}/proposals/new", response_class=HTMLResponse)
 async def create(request: Request, identity: Identity = Depends(Require("participation.take_part"))):
-    form = {k: str(v) for k, v in (await request.form()).items() if k != "csrf_token"}
+    sent = await request.form()
+    form = {k: str(v) for k, v in sent.items() if k not in ("csrf_token", "images")}
+    pictures = [(f.filename or "image", await f.read()) for f in sent.getlist("images") if getattr(f, "filename", None)]
     try:
         point = [float(form[k]) if form.get(k) else None for k in ("lat", "lon")]
         new = service.NewProposal(
@@ -59,6 +61,7 @@ async def create(request: Request, identity: Identity = Depends(Require("partici
         service.screen(request.app.state.db, identity, new.title)
         with request.app.state.db.session() as s:
             proposal = service.create(s, identity, new)
+            service.add_images(s, identity, proposal.id, pictures)
     except ValueError:
         return _new_page(
             request, 400, error_text(service.InvalidInput(service.POINT_MESSAGE), language_of(request)), form
@@ -78,6 +81,7 @@ def _proposal_page(request: Request, proposal_id: int, identity: Identity, statu
         follow_ups = service.follow_ups(s, proposal_id)
         liked = service.liked(s, identity, proposal_id)
         versions = service.history(s, identity, proposal_id)
+        pictures = service.images_of(s, proposal_id)
     responsible = identity.can("participation.answer") and (
         identity.role == "admin" or identity.department_code == proposal.department_code
     )
@@ -92,6 +96,7 @@ def _proposal_page(request: Request, proposal_id: int, identity: Identity, statu
         debate_open=service.debate_open(proposal),
         reply_depth=service.settings_of(request.app.state.db).reply_depth,
         versions=versions,
+        pictures=pictures,
         may_edit=proposal.status == "open" and identity.user_id == proposal.author_id,
         moderator=identity.can("participation.moderate"),
         follow_ups=follow_ups,

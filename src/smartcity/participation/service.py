@@ -10,6 +10,7 @@ already moved and moves nothing: the proposal moves, and its followers hear of i
 from __future__ import annotations
 
 import difflib
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +40,7 @@ from smartcity.participation.models import (
     Participant,
     Proposal,
     ProposalEdit,
+    ProposalImage,
 )
 from smartcity.participation.settings import ParticipationSettings
 
@@ -624,6 +626,70 @@ def abuse_reports(session: Session, identity: Identity) -> list[tuple[int, int, 
     for pid, reason in rows:
         found.setdefault(pid, []).append(reason)
     return sorted(((pid, len(r), r) for pid, r in found.items()), key=lambda t: (-t[1], t[0]))
+
+
+def add_images(session: Session, identity: Identity, proposal_id: int, files: list[tuple[str, bytes]]) -> list[int]:
+    """The author's pictures for a proposal while it collects likes (at most `max_images` in all): each checked
+    and re-encoded without metadata (a phone's photo says where it was taken) before anything is stored; one
+    bad file refuses them all, and a rolled-back transaction leaves no file."""
+    from smartcity.core import images
+
+    person = _signed_in(identity)
+    proposal = get(session, identity, proposal_id)
+    if proposal.author_id != person:
+        raise PermissionDenied(N_("only its author may add pictures to a proposal"), code="not_author")
+    if proposal.status != OPEN:
+        raise Conflict(N_("pictures can be added only while the proposal collects likes"), code="not_open")
+    db = session.info["db"]
+    rules = settings_of(db)
+    has = session.scalar(
+        select(func.count()).select_from(ProposalImage).where(ProposalImage.proposal_id == proposal_id)
+    )
+    if has + len(files) > rules.max_images:
+        raise InvalidInput(
+            N_("a proposal may carry at most {count} pictures"),
+            params={"count": rules.max_images},
+            code="too_many_images",
+        )
+    cleaned = [images.clean(data, name, rules.max_image_bytes) for name, data in files]
+    store = images.Files(session, images.uploads_root(context_of(db).settings.var_dir), "participation")
+    added = []
+    for one in cleaned:
+        name = uuid.uuid4().hex
+        row = ProposalImage(
+            proposal_id=proposal_id,
+            path=store.write(one.image, ".jpg", name),
+            thumb_path=store.write(one.thumb, ".thumb.jpg", name),
+            width=one.width,
+            height=one.height,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        added.append(row.id)
+    if added:
+        audit.record(session, identity, "add_images", "participation.proposal", proposal_id, {"count": len(added)})
+    return added
+
+
+def images_of(session: Session, proposal_id: int) -> list[ProposalImage]:
+    query = select(ProposalImage).where(ProposalImage.proposal_id == proposal_id).order_by(ProposalImage.id)
+    return list(session.scalars(query))
+
+
+def image_file(session: Session, identity: Identity, image_id: int, thumb: bool = False):
+    """The file of a proposal's picture, for serving: as public as its proposal (hidden: moderators only)."""
+    from smartcity.core import images
+
+    row = session.get(ProposalImage, image_id)
+    if row is None:
+        raise NotFound(N_("no picture {id}"), params={"id": image_id})
+    get(session, identity, row.proposal_id)
+    root = images.uploads_root(context_of(session.info["db"]).settings.var_dir)
+    path = root / (row.thumb_path if thumb else row.path)
+    if not path.is_file():
+        raise NotFound(N_("no picture {id}"), params={"id": image_id})
+    return path
 
 
 def hidden(session: Session, identity: Identity) -> list[Proposal]:

@@ -1,4 +1,4 @@
-"""participation: threaded debate comments with votes up and down, and proposals' edit history
+"""participation: threaded debate comments with votes up and down, proposals' edit history and images
 
 Revision ID: participation_0002_debates
 Revises: participation_0001
@@ -47,6 +47,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("comment_id", "user_id", name="uq_participation_comment_votes_comment_user"),
     )
     op.create_table(
+        "participation_proposal_images",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("proposal_id", sa.Integer(), nullable=False),
+        sa.Column("path", sa.String(length=200), nullable=False),
+        sa.Column("thumb_path", sa.String(length=200), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=False),
+        sa.Column("height", sa.Integer(), nullable=False),
+        sa.Column("created_at", WHEN, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["proposal_id"],
+            ["participation_proposals.id"],
+            name=op.f("fk_participation_proposal_images_proposal_id_participation_proposals"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_participation_proposal_images")),
+    )
+    op.create_index(
+        op.f("ix_participation_proposal_images_proposal_id"), "participation_proposal_images", ["proposal_id"]
+    )
+    op.create_table(
         "participation_proposal_edits",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("proposal_id", sa.Integer(), nullable=False),
@@ -69,6 +88,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_participation_proposal_edits_proposal_id"), table_name="participation_proposal_edits")
     op.drop_table("participation_proposal_edits")
+    op.drop_index(op.f("ix_participation_proposal_images_proposal_id"), table_name="participation_proposal_images")
+    op.drop_table("participation_proposal_images")
     op.drop_table("participation_comment_votes")
     with op.batch_alter_table("participation_comments", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("fk_participation_comments_parent_id_participation_comments"), type_="foreignkey")
