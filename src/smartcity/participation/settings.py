@@ -24,6 +24,8 @@ class ParticipationSettings:
         "other categories go to the city profile's fallback unit.",
     )
     proposals_per_day: int = setting(5, "Proposals one person may write in 24 hours (a limit against spam).")
+    max_images: int = setting(4, "Most pictures one proposal may carry.")
+    max_image_bytes: int = setting(8 * 1024 * 1024, "Largest picture accepted for a proposal, in bytes.")
     reply_depth: int = setting(3, "How deep replies may nest in a debate (1: replies to top comments only).")
     vote_verifier: str = setting(
         "sms",
