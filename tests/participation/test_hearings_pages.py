@@ -72,6 +72,12 @@ def test_a_citizen_asks_and_comments_through_the_korean_pages(db, db_url, tmp_pa
         assert "마을버스 노선 공청회" in client.get("/participation/hearings").text
         # A citizen announces no hearing.
         assert client.get("/participation/hearings/new").status_code == 403
+        # An id past PostgreSQL's integer is no hearing, not a server error (pages take any int from the path).
+        huge = "/participation/hearings/99999999999"
+        assert client.get(huge).status_code == 404
+        assert client.post(f"{huge}/follow", data={"csrf_token": _token(page)}).status_code == 404
+        big_item = {"item": "99999999999", "csrf_token": _token(page)}
+        assert client.post(f"/participation/hearings/{hid}/vote", data=big_item, headers=live).status_code == 404
 
 
 @pytest.mark.browser

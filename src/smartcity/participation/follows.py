@@ -57,6 +57,7 @@ class Followable:
 FOLLOWABLE: dict[str, Followable] = {
     "proposal": Followable("participation_proposals", "/participation/proposals/{id}", "title"),
     "hearing": Followable("participation_hearings", "/participation/hearings/{id}", "topic_ko"),
+    "budget": Followable("participation_budgets", "/participation/budgets/{id}", "title_ko"),
 }
 
 
@@ -74,7 +75,9 @@ def _kind(kind: str) -> Followable:
 def _row(session: Session, identity: Identity, kind: str, object_id: int) -> Mapping[str, Any]:
     """The followed object's row, as its own pages would show it: a hidden one only to moderators."""
     table = Base.metadata.tables[_kind(kind).table]
-    row = session.execute(select(table).where(table.c.id == object_id)).mappings().first()
+    row = None
+    if 0 < object_id < 2**31:  # PostgreSQL's integer: a larger id is no row, not a database error
+        row = session.execute(select(table).where(table.c.id == object_id)).mappings().first()
     hidden = row is not None and "hidden" in row and row["hidden"]
     if row is None or (hidden and not identity.can("participation.moderate")):
         raise NotFound(N_("there is nothing to follow at {kind} {id}"), params={"kind": kind, "id": object_id})

@@ -55,6 +55,7 @@ PHASES = {
 }
 TOPIC_MAX, SUMMARY_MAX, TEXT_MAX, REASON_MAX, MINUTES_MAX = 200, 20_000, 2_000, 500, 200_000
 KIND = "hearing"
+MAX_ID = 2**31 - 1  # PostgreSQL's integer: a larger id is no row, not a database error
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
@@ -117,6 +118,8 @@ def _publish(session: Session, hearing_id: int, what: str, **data) -> None:
 
 def _open_for(hearing: Hearing, allowed: tuple[str, ...], message: str, code: str) -> str:
     now_phase = phase(hearing)
+    if now_phase == FINISHED:
+        raise Conflict(READ_ONLY, code="read_only")
     if now_phase not in allowed:
         raise Conflict(message, code=code, details={"phase": now_phase})
     return now_phase
@@ -178,7 +181,7 @@ def create(session: Session, identity: Identity, new: NewHearing) -> Hearing:
 
 
 def get(session: Session, hearing_id: int) -> Hearing:
-    hearing = session.get(Hearing, hearing_id)
+    hearing = session.get(Hearing, hearing_id) if 0 < hearing_id <= MAX_ID else None
     if hearing is None:
         raise NotFound(N_("no hearing {id}"), params={"id": hearing_id})
     return hearing
@@ -276,7 +279,7 @@ def documents(session: Session, hearing_id: int) -> list[HearingDocument]:
 
 
 def document_file(session: Session, hearing_id: int, document_id: int) -> tuple[HearingDocument, Path]:
-    document = session.get(HearingDocument, document_id)
+    document = session.get(HearingDocument, document_id) if 0 < document_id <= MAX_ID else None
     if document is None or document.hearing_id != hearing_id:
         raise NotFound(N_("no document {id}"), params={"id": document_id})
     return document, Path(context_of(session.info["db"]).settings.var_dir) / document.path
@@ -309,7 +312,7 @@ def ask(session: Session, identity: Identity, hearing_id: int, body: str) -> Hea
 
 
 def _question(session: Session, identity: Identity, hearing_id: int, question_id: int) -> HearingQuestion:
-    question = session.get(HearingQuestion, question_id)
+    question = session.get(HearingQuestion, question_id) if 0 < question_id <= MAX_ID else None
     if (
         question is None
         or question.hearing_id != hearing_id
@@ -450,10 +453,7 @@ def comment(session: Session, identity: Identity, hearing_id: int, body: str) ->
     """A comment in the period before the session or the one after it; refused outside them."""
     person = _person(identity)
     hearing = get(session, hearing_id)
-    now_phase = phase(hearing)
-    if now_phase == FINISHED:
-        raise Conflict(READ_ONLY, code="read_only")
-    _open_for(
+    now_phase = _open_for(
         hearing,
         (BEFORE, AFTER),
         N_("comments are taken in the periods before and after the session only"),
@@ -520,7 +520,7 @@ def hide(
     model = {"question": HearingQuestion, "comment": HearingComment}.get(what)
     if model is None:
         raise InvalidInput(N_("only questions and comments are hidden"), code="unknown_kind")
-    row = session.get(model, item_id)
+    row = session.get(model, item_id) if 0 < item_id <= MAX_ID else None
     if row is None or row.hearing_id != hearing_id:
         missing = N_("no question {id}") if what == "question" else N_("no comment {id}")
         raise NotFound(missing, params={"id": item_id})
