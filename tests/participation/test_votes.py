@@ -350,3 +350,22 @@ def test_two_processes_casting_for_one_person_give_one_ballot(postgres_url, tmp_
         assert s.scalar(select(Vote.received).where(Vote.id == vid)) == 1
     for e in (*engines, db):
         e.dispose()
+
+
+def test_the_demo_has_an_open_vote_the_demo_citizen_can_cast_and_a_closed_one_with_results(db, client):
+    from smartcity.core.city import load_profile
+    from smartcity.core.demo import load_demo
+
+    lines = list(load_demo(db, load_profile("seoul")))
+    assert any(line.startswith("demo votes: one open") for line in lines), lines
+    assert any(line == "demo votes: already there" for line in load_demo(db, load_profile("seoul")))
+    votes = {v["status"]: v for v in client.get(f"{API}/votes").json()["votes"]}
+    assert set(votes) == {"open", "closed"}
+    citizen = {"X-API-Key": make_key(db, "citizen")}
+    mine = client.get(f"{API}/votes/{votes['open']['id']}", headers=citizen).json()
+    assert (mine["verified"], mine["eligible"]) == (True, True)
+    cast = client.post(f"{API}/votes/{mine['id']}/ballots", json={"answers": [[1], [2, 0, 1]]}, headers=citizen)
+    assert cast.status_code == 201, cast.text
+    results = client.get(f"{API}/votes/{votes['closed']['id']}/results").json()
+    assert results["final"] and results["total"] == sum(o["count"] for o in results["questions"][0]["options"]) > 0
+    assert client.get(f"{API}/votes/{votes['closed']['id']}/chain").json()["ok"] is True
