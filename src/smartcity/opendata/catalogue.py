@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -117,11 +118,34 @@ def resource_dict(resource: Resource, dataset: Dataset, base_url: str, position:
 
 def package_dict(session: Session, dataset: Dataset, base_url: str) -> dict[str, Any]:
     """A dataset as CKAN's package_show answers it (with our fields beside CKAN's)."""
-    org = session.get(Organisation, dataset.organisation_id) if dataset.organisation_id else None
-    tags = list(
-        session.scalars(select(DatasetTag.tag).where(DatasetTag.dataset_id == dataset.id).order_by(DatasetTag.tag))
-    )
-    resources = list(session.scalars(select(Resource).where(Resource.dataset_id == dataset.id).order_by(Resource.id)))
+    return package_dicts(session, [dataset], base_url)[0]
+
+
+def package_dicts(session: Session, datasets: Sequence[Dataset], base_url: str) -> list[dict[str, Any]]:
+    """Datasets as package_show answers each, in their order: their organisations, tags and resources read
+    in three statements for all of them (a search's page of ten took thirty)."""
+    if not datasets:
+        return []
+    ids = [d.id for d in datasets]
+    org_ids = {d.organisation_id for d in datasets if d.organisation_id}
+    orgs = {o.id: o for o in session.scalars(select(Organisation).where(Organisation.id.in_(org_ids)))}
+    tags: dict[int, list[str]] = {i: [] for i in ids}
+    resources: dict[int, list[Resource]] = {i: [] for i in ids}
+    for dataset_id, tag in session.execute(
+        select(DatasetTag.dataset_id, DatasetTag.tag).where(DatasetTag.dataset_id.in_(ids)).order_by(DatasetTag.tag)
+    ):
+        tags[dataset_id].append(tag)
+    for resource in session.scalars(select(Resource).where(Resource.dataset_id.in_(ids)).order_by(Resource.id)):
+        resources[resource.dataset_id].append(resource)
+    return [
+        _package(dataset, orgs.get(dataset.organisation_id), tags[dataset.id], resources[dataset.id], base_url)
+        for dataset in datasets
+    ]
+
+
+def _package(
+    dataset: Dataset, org: Organisation | None, tags: list[str], resources: list[Resource], base_url: str
+) -> dict[str, Any]:
     return {
         "id": dataset.uid,
         "name": dataset.name,
@@ -281,22 +305,17 @@ def search_packages(
     if order is None:
         ids = found.ids("dataset")
     else:
-        every: list[int] = []
-        while len(every) < found.total:
-            page = search.search(
-                session, q or "", ["dataset"], filters=filters, limit=search.MAX_LIMIT, offset=len(every)
-            )
-            if not page.hits:
-                break
-            every += page.ids("dataset")
+        every = [hit.ref_id for hit in search.matches(session, q or "", ["dataset"], filters=filters)]
         columns = [getattr(Dataset, c).desc() if d else getattr(Dataset, c).asc() for c, d in order]
         ids = list(
             session.scalars(
                 select(Dataset.id).where(Dataset.id.in_(every)).order_by(*columns, Dataset.id).offset(start).limit(rows)
             )
         )
-    by_id = {d.id: d for d in session.scalars(select(Dataset).where(Dataset.id.in_(ids), Dataset.published))}
-    results = [package_dict(session, by_id[i], base_url) for i in ids if i in by_id]
+    # Published is checked here, not in SQL: `published = 1` led SQLite to walk the index of every published
+    # dataset instead of fetching the page's few by their ids (4 ms of a search at 5,000 datasets).
+    by_id = {d.id: d for d in session.scalars(select(Dataset).where(Dataset.id.in_(ids))) if d.published} if ids else {}
+    results = package_dicts(session, [by_id[i] for i in ids if i in by_id], base_url)
     facets = {name: dict(values) for name, values in found.facets.items()}
     return {
         "count": found.total,

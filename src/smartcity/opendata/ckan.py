@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
@@ -360,4 +362,20 @@ async def action(request: Request, action: str) -> Response:
             return fn(s, params, base)
 
     result = await run_in_threadpool(run)
-    return JSONResponse({"help": _help(request), "success": True, "result": result})
+    return Answer({"help": _help(request), "success": True, "result": result})
+
+
+class Answer(JSONResponse):
+    """An action's answer encoded by orjson: a page of rows is thousands of values, and the standard library's
+    encoder took a tenth of datastore_search's time. The same JSON (UTF-8, no NaN: null)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -164,6 +164,44 @@ def publish_loaded(
         count, changes = storage.replace_rows(session, resource.id, columns, loaded.rows, key or resource.key, progress)
     number = resource.version + 1
     stored = _store_file(session, resource, number, filename, data)
+    resource.table = storage.table_name(resource.id)
+    resource.columns = columns
+    resource.key = key or resource.key
+    resource.format = fmt
+    published = _keep_version(
+        session,
+        who,
+        dataset,
+        resource,
+        count,
+        changes,
+        columns,
+        {"problems": loaded.problem_count},
+        file=stored,
+        file_name=Path(filename).name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        encoding=loaded.encoding,
+        problems=[p.to_dict() for p in loaded.problems],
+        problem_count=loaded.problem_count,
+    )
+    index_dataset(session, dataset)
+    return published
+
+
+def _keep_version(
+    session: Session,
+    who,
+    dataset: Dataset,
+    resource: Resource,
+    count: int,
+    changes: storage.Diff,
+    columns: list[dict],
+    audited: Mapping[str, Any],
+    **kept: Any,
+) -> Published:
+    """A publication kept as the resource's next version (`kept`: the file and what its load found), the
+    resource's current version and row count moved to it, audited (`audited`: more of the entry's details)."""
+    number = resource.version + 1
     version = Version(
         resource_id=resource.id,
         number=number,
@@ -171,23 +209,14 @@ def publish_loaded(
         added=changes.added,
         removed=changes.removed,
         changed=changes.changed,
-        file=stored,
-        file_name=Path(filename).name,
-        sha256=hashlib.sha256(data).hexdigest(),
-        encoding=loaded.encoding,
         columns=columns,
-        problems=[p.to_dict() for p in loaded.problems],
-        problem_count=loaded.problem_count,
         published_by=getattr(who, "label", None) or str(who),
         created_at=utcnow(),
+        **kept,
     )
     session.add(version)
-    resource.table = storage.table_name(resource.id)
-    resource.columns = columns
-    resource.key = key or resource.key
     resource.row_count = count
     resource.version = number
-    resource.format = fmt
     resource.modified_at = dataset.modified_at = utcnow()
     audit.record(
         session,
@@ -195,10 +224,9 @@ def publish_loaded(
         "publish",
         "opendata.resource",
         resource.uid,
-        {"dataset": dataset.name, "version": number, "rows": count, "problems": loaded.problem_count},
+        {"dataset": dataset.name, "version": number, "rows": count, **audited},
     )
     session.flush()
-    index_dataset(session, dataset)
     return Published(
         dataset.name,
         resource.name,
@@ -209,8 +237,8 @@ def publish_loaded(
         changes.removed,
         changes.changed,
         version.problems,
-        loaded.problem_count,
-        loaded.encoding,
+        version.problem_count,
+        version.encoding,
         columns,
     )
 
@@ -315,48 +343,20 @@ def publish_changes(
     changes = storage.upsert_rows(session, resource.id, columns, key, typed_keys, loaded.rows)
     if not (changes.added or changes.removed or changes.changed):
         return None
-    number = resource.version + 1
     count = (resource.row_count or 0) + changes.added - changes.removed
-    session.add(
-        Version(
-            resource_id=resource.id,
-            number=number,
-            rows=count,
-            added=changes.added,
-            removed=changes.removed,
-            changed=changes.changed,
-            file=None,
-            encoding="utf-8",
-            columns=columns,
-            published_by=getattr(who, "label", None) or str(who),
-            created_at=utcnow(),
-        )
-    )
-    resource.row_count = count
-    resource.version = number
-    resource.modified_at = dataset.modified_at = utcnow()
-    audit.record(
+    return _keep_version(
         session,
         who,
-        "publish",
-        "opendata.resource",
-        resource.uid,
-        {"dataset": dataset.name, "version": number, "rows": count, "keys": len(keys)},
-    )
-    session.flush()
-    return Published(
-        dataset.name,
-        resource.name,
-        resource.uid,
-        number,
+        dataset,
+        resource,
         count,
-        changes.added,
-        changes.removed,
-        changes.changed,
-        [],
-        0,
-        "utf-8",
+        changes,
         columns,
+        {"keys": len(keys)},
+        file=None,
+        encoding="utf-8",
+        problems=[],
+        problem_count=0,
     )
 
 

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -54,14 +55,23 @@ def table_name(resource_id: int) -> str:
 
 def table_of(name: str, columns: Sequence[dict]) -> Table:
     """The SQLAlchemy table `name` with our columns and `columns` ({"id", "type"}), on a metadata of its own
-    (these tables are not the models': migrations and the schema check never see them)."""
+    (these tables are not the models': migrations and the schema check never see them).
+
+    One Table per name and column list, kept: SQLAlchemy's compiled-statement cache is keyed by the Table
+    object, so a Table made per request compiled every statement anew (a quarter of datastore_search's time).
+    A new version with other columns gets a Table of its own; one with the same columns is the same table."""
+    return _table(name, tuple((c["id"], c["type"]) for c in columns))
+
+
+@lru_cache(maxsize=512)
+def _table(name: str, columns: tuple[tuple[str, str], ...]) -> Table:
     return Table(
         name,
         MetaData(),
         Column("_id", Integer, primary_key=True, autoincrement=False),
         Column("_hash", String(40), nullable=False),
         Column("_problems", Text, nullable=True),
-        *(Column(c["id"], SQL_TYPES[c["type"]], nullable=True) for c in columns),
+        *(Column(c, SQL_TYPES[kind], nullable=True) for c, kind in columns),
     )
 
 
