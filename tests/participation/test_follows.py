@@ -134,3 +134,14 @@ def test_a_proposal_is_followed_and_listed_and_bad_follows_are_refused(world, db
     assert client.put(f"{API}/follows/proposal/{pid}", headers=keys["mod"]).status_code == 200
     with db.session() as s:
         assert len(s.scalars(select(Follow.user_id).where(Follow.kind == "proposal")).all()) == 2
+
+
+def test_every_followable_kind_names_a_table_and_column_the_module_has():
+    from smartcity.core.db import Base
+    from smartcity.participation import models  # noqa: F401  (every area's tables)
+
+    for kind, followable in follows.FOLLOWABLE.items():
+        table = Base.metadata.tables.get(followable.table)
+        assert table is not None, kind
+        assert {"id", followable.name_column} <= set(table.c.keys()), kind
+        assert followable.url.startswith("/participation/") and "{id}" in followable.url, kind
