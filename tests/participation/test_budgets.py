@@ -382,3 +382,32 @@ def test_the_korean_budget_page_escapes_texts_and_asks_an_unverified_citizen_to_
         assert "투표" in page and "100,000,000원" in page
     assert 'id="ballot"' in pages["verified"] and 'class="verify-first"' not in pages["verified"]
     assert 'id="ballot"' not in pages["unverified"] and 'class="verify-first"' in pages["unverified"]
+
+
+def test_followers_hear_of_each_phase_in_their_language(db, db_url, tmp_path):
+    from smartcity.core.notify import Notification
+
+    app = _app(db, db_url, tmp_path)
+    make_user(db, "staff1", "staff", department="city-transport")
+    make_user(db, "fan", "citizen", email="fan@example.kr", language="ko")
+    make_user(db, "author", "citizen", email="author@example.org", language="en")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("staff1", "fan", "author")}
+    with TestClient(app) as client:
+        bid = _budget(client, key["staff1"])["id"]
+        followed = client.put(f"/api/participation/follows/budget/{bid}", headers=key["fan"])
+        assert followed.status_code == 200, followed.text
+        _project(client, key["author"], bid, "마을 도서관 책장", 1_000)  # its author follows the budget
+        _move(client, key["staff1"], bid, "reviewing")
+    with db.session() as s:
+        sent = s.execute(
+            select(Notification.to, Notification.body).where(
+                Notification.ref == f"budget:{bid}", Notification.channel == "email"
+            )
+        ).all()
+    assert sorted(sent) == [
+        (
+            "author@example.org",
+            "The participatory budget “Participatory budget 2027” is now in a new phase: Reviewing projects.",
+        ),
+        ("fan@example.kr", "주민참여예산 “2027 주민참여예산”의 단계가 바뀌었습니다. 지금은 사업 검토 단계입니다."),
+    ]

@@ -38,8 +38,9 @@ from smartcity.core.errors import (
     SmartCityError,
 )
 from smartcity.core.events import publish
-from smartcity.core.i18n import N_
+from smartcity.core.i18n import N_, gettext, localized
 from smartcity.core.models import District
+from smartcity.participation import follows
 from smartcity.participation.budgets_models import (
     APPROVAL,
     CITY,
@@ -78,6 +79,7 @@ TITLE_MAX, TEXT_MAX, REASON_MAX = 200, 5_000, 2_000
 MONEY_MAX = 10**15  # won: far above any city's budget, far below the stores' BIGINT
 ACTOR_JOB = "job:participation.budgets"
 TOPIC = "participation.budget"
+KIND = "budget"  # what follows.FOLLOWABLE calls a budget
 
 
 def _text(value: str, name: str, least: int, most: int) -> str:
@@ -255,6 +257,17 @@ def _move(session: Session, actor, budget: Budget, to: str) -> bool:
             _mark_winners(session, budget.id)
     session.refresh(budget)
     audit.record(session, actor, "move_phase", "participation.budget", budget.id, {"to": to})
+    follows.notify_followers(
+        session,
+        KIND,
+        budget.id,
+        N_("The participatory budget “{title}” is now in a new phase: {phase}."),
+        subject=N_("News of a participatory budget"),
+        params=lambda language: {
+            "title": localized(budget, "title", language, "ko"),
+            "phase": gettext(language, PHASE_NAMES[to]),
+        },
+    )
     publish(session, f"{TOPIC}.phase", {"budget_id": budget.id, "phase": to})
     return True
 
@@ -354,6 +367,7 @@ def propose(session: Session, identity: Identity, budget_id: int, new: NewProjec
     session.add(project)
     session.flush()
     audit.record(session, identity, "create", "participation.budget_project", project.id, {"budget": budget_id})
+    follows.follow(session, identity, KIND, budget_id, True)  # its author hears of the budget's next phases
     return project
 
 

@@ -15,6 +15,7 @@ from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.i18n import N_
 from smartcity.core.web import error_text, language_of, render
 from smartcity.participation import budgets as B
+from smartcity.participation import follows
 
 router = APIRouter(include_in_schema=False)
 P = "/participation/budgets"
@@ -117,6 +118,7 @@ def _budget_page(request: Request, budget_id: int, identity: Identity, area: str
         mine = B.supported(s, identity, budget_id)
         voted = B.voted_area(s, identity, budget_id)
         ready = B.may_vote(s, identity)
+        following = follows.following(s, identity, B.KIND, budget_id) is not None
         districts = B.districts(s)
         outcome = B.results(s, budget_id) if budget.phase == B.RESULTS else None
     zone = ZoneInfo(request.app.state.profile.timezone)
@@ -133,6 +135,7 @@ def _budget_page(request: Request, budget_id: int, identity: Identity, area: str
         supported=mine,
         voted_area=voted,
         may_vote=ready,
+        following=following,
         districts=districts,
         starts=starts,
         next_phase=later[0] if later else None,
@@ -162,7 +165,7 @@ def results_page(request: Request, budget_id: int, identity: CurrentIdentity):
 
 @router.post(P + "/{budget_id:int}/{action}", response_class=HTMLResponse)
 async def act(request: Request, budget_id: int, action: str, identity: CurrentIdentity):
-    """The budget page's forms: propose, review, support, ballot, phase."""
+    """The budget page's forms: propose, review, support, ballot, phase, follow, unfollow."""
     form = await request.form()
     db = request.app.state.db
     area = str(form.get("area") or "") or None
@@ -196,6 +199,8 @@ async def act(request: Request, budget_id: int, action: str, identity: CurrentId
                     feasible = form.get("feasible") == "yes"
                     reason = str(form.get("reason") or "")
                     B.review(s, identity, project.id, feasible, reason, _won(estimate) if estimate else None)
+                elif action in ("follow", "unfollow"):
+                    follows.follow(s, identity, B.KIND, budget_id, action == "follow", sms=form.get("sms") == "on")
                 elif action == "phase":
                     B.move(s, identity, budget_id, str(form.get("phase") or ""))
                 else:
