@@ -70,6 +70,13 @@ def test_a_citizen_asks_and_comments_through_the_korean_pages(db, db_url, tmp_pa
         assert voted.status_code == 204
         assert "공감 1개" in client.get(f"/participation/hearings/{hid}?part=questions").text
         assert "마을버스 노선 공청회" in client.get("/participation/hearings").text
+        # Any kind's page may carry a follow button: the form comes back to the object's page.
+        button = {"on": "1", "csrf_token": _token(page)}
+        followed = client.post(f"/participation/follows/hearing/{hid}", data=button, follow_redirects=False)
+        assert (followed.status_code, followed.headers["location"]) == (303, f"/participation/hearings/{hid}")
+        assert "소식 그만 받기" in client.get(f"/participation/hearings/{hid}").text
+        unknown = client.post(f"/participation/follows/ballot/{hid}", data=button, headers={"Accept": "text/html"})
+        assert unknown.status_code == 422 and "ballot 종류는 소식을 받을 수 없습니다" in unknown.text
         # A citizen announces no hearing.
         assert client.get("/participation/hearings/new").status_code == 403
         # An id past PostgreSQL's integer is no hearing, not a server error (pages take any int from the path).

@@ -167,3 +167,13 @@ async def act(request: Request, hearing_id: int, action: str, identity: CurrentI
         return Response(status_code=204)
     anchor = {"ask": "#live", "vote": "#live", "unvote": "#live", "comment": "#comments"}.get(action, "")
     return RedirectResponse(f"{P}/{hearing_id}{anchor}", status_code=303)
+
+
+@router.post("/participation/follows/{kind}/{object_id:int}", response_class=HTMLResponse)
+async def follow_form(request: Request, kind: str, object_id: int, identity: CurrentIdentity) -> Response:
+    """A follow button for any kind's page (a form with `on`=1 or 0 and optional `sms`=on): back to the page."""
+    form = await request.form()
+    with request.app.state.db.session() as s:
+        on = form.get("on", "1") != "0"
+        follows.follow(s, identity, kind, object_id, on, sms=form.get("sms") == "on")
+    return RedirectResponse(follows.FOLLOWABLE[kind].url.format(id=object_id), status_code=303)
