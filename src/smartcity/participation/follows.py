@@ -58,7 +58,6 @@ FOLLOWABLE: dict[str, Followable] = {
     "proposal": Followable("participation_proposals", "/participation/proposals/{id}", "title"),
     "hearing": Followable("participation_hearings", "/participation/hearings/{id}", "topic_ko"),
     "budget": Followable("participation_budgets", "/participation/budgets/{id}", "title_ko"),
-    "budget": Followable("participation_budgets", "/participation/budgets/{id}", "title_ko"),
     "vote": Followable("participation_votes", "/participation/votes/{id}", "title"),
     # A proposal's public debate, for those who follow the talk rather than the proposal's steps.
     "debate": Followable("participation_proposals", "/participation/proposals/{id}#debate", "title"),
