@@ -32,6 +32,10 @@ def test_the_demo_has_a_proposal_in_each_phase_in_korean(db, client):
     client.cookies.set("lang", "ko")
     page = client.get(f"/participation/proposals/{debating['id']}").text
     assert "공개 토론" in page and "막차 연장이 꼭 필요합니다" in page
+    debate = client.get(f"{API}/proposals/{debating['id']}/comments").json()["comments"]
+    proposer = debate[0]  # the proposer's words are pinned on top
+    assert proposer["by_author"] and proposer["up"] == 1 and re.search("[가-힣]", proposer["body"])
+    assert any(reply["replies"] for reply in debate), debate  # a thread, not a flat list
 
     staff = {"X-API-Key": make_key(db, "staff")}
     queue = client.get(f"{API}/queue", headers=staff).json()["proposals"]

@@ -44,6 +44,7 @@ ANSWER = (
     "accepted",
     "현장을 확인했습니다. 다음 달 보도 정비 공사에 이 통학로를 포함해 깨진 보도블록 120m 구간을 모두 교체하겠습니다.",
 )
+REPLY = ("citizen", "좋은 생각입니다. 금요일과 토요일부터 시범 운행하자는 의견을 제안에 덧붙이겠습니다.")
 FOLLOW_UP = "보도블록 교체 공사를 마쳤습니다. 공사 일정은 학교를 통해 학부모님께 미리 알렸습니다."
 
 
@@ -105,7 +106,11 @@ def load(db, profile: CityProfile) -> Iterator[str]:
             u.username: identity_of_user(u, "demo")
             for u in s.scalars(select(User).where(User.username.in_([who for who, _ in DEBATE_SAYS])))
         }
-    for who, text in DEBATE_SAYS:
-        if who in speakers:
-            service.comment(db, speakers[who], debating, text)
+    said = {who: service.comment(db, speakers[who], debating, text) for who, text in DEBATE_SAYS if who in speakers}
+    # A thread a visitor can read: the proposer answers the second speaker, who agrees with the first.
+    if "publisher" in said:
+        who, text = REPLY
+        service.comment(db, speakers[who], debating, text, parent_id=said["publisher"])
+        if "citizen" in said:
+            service.vote_comment(db, speakers["publisher"], said["citizen"], 1)
     yield "demo proposals: one collecting likes, one in public debate, one answered"
