@@ -1,10 +1,12 @@
-"""Take the README's phone screenshots: each role's main page, in Korean, at 390×844, in Debian's chromium.
+"""Take the README's phone screenshots: each role's main page and the open data plaza, in Korean, at 390×844,
+in Debian's chromium.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--role ROLE ...]
 
 Starts `smartcity demo` (the demo accounts, reports, wards and incidents, simulated devices moving) on a
 temporary database and free ports, signs in as each role through the sign-in form, and writes
-phone-<role>.png. Tiles are off (no internet here), so maps show the platform's own layers.
+phone-<role>.png (phone-opendata.png, phone-opendata-dataset.png: the plaza and the reports dataset). Tiles
+are off (no internet here), so maps show the platform's own layers.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ SHOTS = [
     Shot("admin", "admin", "/admin/users", "main table"),
     Shot("guardian", "guardian", "/safety/guardian", "main h1"),
     Shot("operator", "operator", "/safety/console", "main h1"),
+    # The open data plaza and a dataset: the demo's reports, published by the refresh job a few seconds in.
+    Shot("opendata", None, "/opendata", "li[data-name]"),
+    Shot("opendata-dataset", None, "/opendata/datasets/reports-reports", "li[data-uid] .versions"),
 ]
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
@@ -113,13 +118,22 @@ def sign_in(page, base: str, username: str) -> None:
 
 
 def take(browser, base: str, shot: Shot, out: Path) -> Path:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     context = browser.new_context(viewport=PHONE, device_scale_factor=1, locale="ko-KR", is_mobile=True, has_touch=True)
     try:
         page = context.new_page()
         if shot.username:
             sign_in(page, base, shot.username)
-        page.goto(f"{base}{shot.path}?lang=ko")
-        page.wait_for_selector(shot.ready, timeout=20_000)
+        deadline = time.monotonic() + 60
+        while True:  # a page showing what a job publishes (open data) is looked at again until it is there
+            page.goto(f"{base}{shot.path}?lang=ko")
+            try:
+                page.wait_for_selector(shot.ready, timeout=5_000)
+                break
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1000)  # the maps' fit and the live pages' first events
         target = out / f"phone-{shot.name}.png"

@@ -83,6 +83,8 @@ def test_a_version_made_from_changed_rows_is_downloadable_with_its_diff(live_thi
     assert "+1" in row[2] and "−1" in row[2]
     row = row[2]
     assert f"/opendata/resources/{uid}/versions/2/download" in row and "rows-v2.parquet" in row
+    # In Korean, counts other than one read in Korean too (the merged catalogues kept English's plural rule).
+    assert "3행" in page and "버전 3개" in page and "수시(실시간)" in page
 
 
 def test_past_the_retention_a_version_keeps_its_record_not_its_rows(live_things):
@@ -98,3 +100,25 @@ def test_past_the_retention_a_version_keeps_its_record_not_its_rows(live_things)
     page = client.get("/opendata/datasets/tracker-things").text
     row = re.search(r'<tr data-version="3"([^>]*)>(.*?)</tr>', page, re.S)
     assert 'data-added="0" data-removed="0" data-changed="1"' in row[1] and "download" not in row[2]
+
+
+def test_the_demo_catalogues_live_datasets_and_the_first_refresh_publishes_their_first_version(db, app):
+    from sqlalchemy import select
+
+    from smartcity.opendata.models import Dataset as CatalogueDataset
+    from smartcity.opendata.models import Resource
+    from tests.reports.helpers import GANGNAM, file_report
+
+    report = file_report(db, where=GANGNAM)  # made before the server starts, as the demo's are
+    lines = list(feeds.demo(db))
+    assert "reports-reports" in lines[0]
+    with db.session() as s:
+        assert s.scalar(select(Resource.id)) is None  # catalogued, nothing published yet
+        feeds_catalogued = set(s.scalars(select(CatalogueDataset.feed)))
+    assert {"reports.reports", "assets.assets"} <= feeds_catalogued
+    # A process that just started publishes what is catalogued without waiting for an event.
+    done = feeds.refresh_all(db, only_due=True)
+    assert "reports.reports: version 1, 1 rows (+1 -0 ~0)" in done, done
+    with TestClient(app) as client:
+        page = client.get("/opendata/datasets/reports-reports").text
+        assert "1행" in page and report

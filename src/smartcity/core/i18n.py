@@ -25,15 +25,18 @@ PACKAGE = Path(__file__).parent.parent
 @cache
 def translations(language: str) -> Translations:
     """The catalogue for `language`, compiled in memory from the .po files of core and every module."""
-    merged = Translations()
+    merged: Translations | None = None
     for po in sorted(PACKAGE.glob(f"**/locale/{language}/LC_MESSAGES/messages.po")):
         with po.open("rb") as f:
             catalog = read_po(f, locale=language)
         buf = io.BytesIO()
         write_mo(buf, catalog)
         buf.seek(0)
-        merged.merge(Translations(buf))
-    return merged
+        found = Translations(buf)
+        # The first catalogue is the base: merge() keeps the base's plural rule, and an empty Translations
+        # has English's (n != 1), which asked Korean's one-form catalogues for a second form they lack.
+        merged = found if merged is None else merged.merge(found)
+    return merged if merged is not None else Translations()
 
 
 def gettext(language: str, message: str) -> str:

@@ -35,6 +35,13 @@ def _refresh(db, settings):
     return feeds.refresh_all(db, only_due=True)
 
 
+def _demo(db, profile):
+    """The catalogue entries of the module datasets, published by the server's first refresh (feeds.demo)."""
+    from smartcity.opendata import feeds
+
+    return feeds.demo(db, profile)
+
+
 def _flush_usage(db, settings):
     """Write the Seoul-style OpenAPI calls counted in memory (opendata/keys.py)."""
     from smartcity.opendata import keys
@@ -72,6 +79,7 @@ module = Module(
     },
     cli="smartcity.opendata.cli:group",
     seed=_seed,
+    demo=_demo,
     setup="smartcity.opendata.feeds:setup",  # listens for the events the declared datasets follow
     models="smartcity.opendata.models",
     settings=OpendataSettings,

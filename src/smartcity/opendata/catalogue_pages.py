@@ -39,6 +39,7 @@ _CHUNK = 1024 * 1024
 FREQUENCIES = ("continuous", "daily", "weekly", "monthly", "quarterly", "annual", "irregular")
 FREQUENCY_LABELS = {
     "continuous": N_("Continuously"),
+    "continual": N_("Continuously"),  # what live datasets were given before (feeds.py now says continuous)
     "daily": N_("Daily"),
     "weekly": N_("Weekly"),
     "monthly": N_("Monthly"),

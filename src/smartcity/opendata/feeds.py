@@ -85,6 +85,39 @@ def _checked_rows(dataset: Declared, rows: Iterable[Mapping[str, Any]], owner: M
         yield row
 
 
+def catalogued(session, dataset: Declared) -> Dataset:
+    """The catalogue's entry of a module dataset (locked for this transaction), made when missing."""
+    found = session.scalar(select(Dataset).where(Dataset.feed == dataset.name).with_for_update())
+    if found is None:
+        info = publishing.DatasetInfo(
+            catalogue_name(dataset.name),
+            title_ko=dataset.title,
+            title_en=dataset.title_en,
+            description_ko=dataset.description,
+            publisher=dataset.module,
+            update_frequency="continuous",
+            theme=dataset.theme,
+            tags=tuple(dataset.tags),
+        )
+        found = publishing.save_dataset(session, ACTOR, info, feed=dataset.name)
+    return found
+
+
+def demo(db, profile=None) -> Iterator[str]:
+    """The demo's catalogue entries of every publishable module dataset: the serving process's first refresh
+    publishes them, after the other modules' demos have made their rows (see `_stale`)."""
+    modules = _modules(db)
+    names = []
+    for dataset in _declared_datasets(modules):
+        try:
+            check_publishable(dataset, modules)
+        except Refused:
+            continue
+        with db.session() as s:
+            names.append(catalogued(s, dataset).name)
+    yield f"open data: {', '.join(names)} published by the server's first refresh"
+
+
 def publish_feed(db, dataset: Declared, modules: Iterable[Module]) -> publishing.Published | None:
     """Publish one module dataset now (a new version, or nothing when no row changed); a refused one raises
     `Refused` after its refusal is audited."""
@@ -93,19 +126,7 @@ def publish_feed(db, dataset: Declared, modules: Iterable[Module]) -> publishing
     try:
         check_publishable(dataset, modules)
         with db.session() as s:
-            found = s.scalar(select(Dataset).where(Dataset.feed == dataset.name).with_for_update())
-            if found is None:
-                info = publishing.DatasetInfo(
-                    catalogue_name(dataset.name),
-                    title_ko=dataset.title,
-                    title_en=dataset.title_en,
-                    description_ko=dataset.description,
-                    publisher=dataset.module,
-                    update_frequency="continual",
-                    theme=dataset.theme,
-                    tags=tuple(dataset.tags),
-                )
-                found = publishing.save_dataset(s, ACTOR, info, feed=dataset.name)
+            found = catalogued(s, dataset)
             rows = list(_checked_rows(dataset, call(dataset.rows, s) or (), owner))
             done = publishing.publish_records(s, ACTOR, found, "rows", rows, dataset.key)
             if done.version > 1 and not (done.added or done.removed or done.changed):
@@ -194,12 +215,16 @@ def refresh_all(db, only_due: bool = False) -> list[str]:
 
 def _stale(db, feed: str, fresh_process: bool) -> bool:
     with db.session() as s:
-        modified = s.scalar(
-            select(Resource.modified_at).join(Dataset, Dataset.id == Resource.dataset_id).where(Dataset.feed == feed)
-        )
-    if modified is None:
+        found = s.execute(
+            select(Dataset.id, Resource.modified_at)
+            .outerjoin(Resource, Resource.dataset_id == Dataset.id)
+            .where(Dataset.feed == feed)
+        ).first()
+    if found is None:
         return not fresh_process
-    return time.time() - modified.timestamp() > STALE_AFTER_S
+    if found.modified_at is None:  # catalogued (the demo) and never published: due now
+        return True
+    return time.time() - found.modified_at.timestamp() > STALE_AFTER_S
 
 
 def on_event(context, event) -> None:
