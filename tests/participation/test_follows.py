@@ -145,3 +145,38 @@ def test_every_followable_kind_names_a_table_and_column_the_module_has():
         assert table is not None, kind
         assert {"id", followable.name_column} <= set(table.c.keys()), kind
         assert followable.url.startswith("/participation/") and "{id}" in followable.url, kind
+
+
+def test_the_migration_moves_proposals_followers_into_the_one_follows_table(tmp_path):
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from smartcity.core.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "participation_0001")  # a store as it was before follows
+    engine = create_engine(url)
+    now = "2026-01-01 00:00:00.000000"
+    with engine.begin() as c:
+        for name in ("author", "reader"):
+            c.execute(
+                text(
+                    "INSERT INTO users (username, display_name, password_hash, role, active, created_at)"
+                    " VALUES (:n, '', 'x', 'citizen', 1, :t)"
+                ),
+                {"n": name, "t": now},
+            )
+        c.execute(
+            text(
+                "INSERT INTO participation_proposals (author_id, title, body, category, status, likes, participants,"
+                " created_at, closes_at, hidden) VALUES (1, '제안', '본문', 'other', 'open', 0, 0, :t, :t, 0)"
+            ),
+            {"t": now},
+        )
+        c.execute(text("INSERT INTO participation_followers (proposal_id, user_id) VALUES (1, 1), (1, 2)"))
+    command.upgrade(config, "heads")
+    with engine.connect() as c:
+        moved = c.execute(text("SELECT kind, object_id, user_id, sms FROM participation_follows ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in moved] == [("proposal", 1, 1, 0), ("proposal", 1, 2, 0)]

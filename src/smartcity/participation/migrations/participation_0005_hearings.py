@@ -4,6 +4,8 @@ Revision ID: participation_0005_hearings
 Revises: participation_0001
 """
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -36,6 +38,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_participation_follows_object", "participation_follows", ["kind", "object_id"])
     op.create_index(op.f("ix_participation_follows_user_id"), "participation_follows", ["user_id"])
+    _copy_proposal_followers()
 
     t = "participation_hearings"
     op.create_table(
@@ -129,6 +132,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{t}")),
     )
     op.create_index(op.f(f"ix_{t}_hearing_id"), t, ["hearing_id"])
+
+
+def _copy_proposal_followers() -> None:
+    """Proposals' followers so far (participation_followers) follow them in the one table from now on."""
+    bind = op.get_bind()
+    if not sa.inspect(bind).has_table("participation_followers"):
+        return
+    old = sa.table(
+        "participation_followers", *(sa.column(name, sa.Integer) for name in ("id", "proposal_id", "user_id"))
+    )
+    rows = bind.execute(sa.select(old.c.proposal_id, old.c.user_id).order_by(old.c.id)).all()
+    new = sa.table(
+        "participation_follows",
+        sa.column("kind", sa.String),
+        sa.column("object_id", sa.Integer),
+        sa.column("user_id", sa.Integer),
+        sa.column("sms", sa.Boolean),
+        sa.column("created_at", WHEN),
+    )
+    now = datetime.now(UTC)
+    op.bulk_insert(new, [dict(kind="proposal", object_id=p, user_id=u, sms=False, created_at=now) for p, u in rows])
 
 
 def downgrade() -> None:
