@@ -159,7 +159,8 @@ def test_a_targeted_vote_from_verification_to_the_published_results(db, db_url, 
         assert [o["points"] for o in hours["options"]] == [2 + 2 + 1, 3 + 3 + 2, 1 + 1 + 3]
         # The 40s band (two voters) shows; park's 70s band (one voter) is below the minimum and hidden.
         assert first["options"][0]["age_bands"][3] == 2 and first["options"][1]["age_bands"][6] is None
-        assert first["options"][0]["districts"] == {JONGNO: 2} and first["options"][1]["districts"] == {JONGNO: None}
+        # Jongno's 1 is hidden, and so is its 2: beside the shown turnout of 3 it would give the 1 away.
+        assert first["options"][0]["districts"] == {JONGNO: None} and first["options"][1]["districts"] == {JONGNO: None}
         assert r["turnout"]["districts"] == {JONGNO: 3}
 
         # Closing sealed the last, odd ballot: the receipt is in the chain, and the whole chain holds.
@@ -369,3 +370,26 @@ def test_the_demo_has_an_open_vote_the_demo_citizen_can_cast_and_a_closed_one_wi
     results = client.get(f"{API}/votes/{votes['closed']['id']}/results").json()
     assert results["final"] and results["total"] == sum(o["count"] for o in results["questions"][0]["options"]) > 0
     assert client.get(f"{API}/votes/{votes['closed']['id']}/chain").json()["ok"] is True
+
+
+def test_no_hidden_cell_can_be_worked_out_by_subtraction():
+    """Every cell below the minimum is hidden, and no row (a district's turnout and its options) nor column
+    (an option across districts, or the turnout) is left with exactly one hidden cell beside published totals."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        rows, options = rng.randint(1, 6), rng.randint(2, 4)
+        table = [[rng.choice([0, 1, 3, 8, 12, 40, 90]) for _ in range(options)] for _ in range(rows)]
+        turnout = [sum(row) for row in table]
+        hidden_t, (hidden,) = votes_service.suppress(turnout, [table], 10)
+        for r in range(rows):
+            assert hidden_t[r] or turnout[r] >= 10
+            assert all(hidden[r][o] for o in range(options) if table[r][o] < 10)
+            assert sum(hidden[r]) + hidden_t[r] != 1
+        for o in range(options):
+            assert sum(hidden[r][o] for r in range(rows)) != 1 or rows == 1
+        assert sum(hidden_t) != 1 or rows == 1
+    hidden_t, (hidden,) = votes_service.suppress([50, 30, 4], [[[45, 5], [20, 10], [3, 1]]], 10)
+    # District 1 alone would show 5 = 50 − 45; then district 3's 4 = 84 − 50 − 30, and so on.
+    assert (hidden_t, hidden) == ([False, True, True], [[True, True], [False, True], [True, True]])

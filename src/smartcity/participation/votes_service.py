@@ -491,16 +491,28 @@ def tally(session: Session, vote: Vote, min_count: int) -> dict:
                 cell[district] = cell.get(district, 0) + n
                 by_band[qi][option][band] += n
 
-    def shown(n: int) -> int | None:
-        return n if n >= min_count else None
+    districts = sorted(turnout_district)
+    by_place = [
+        [[by_district[qi][o].get(d, 0) for o in range(len(q["options"]))] for d in districts]
+        for qi, q in enumerate(questions)
+    ]
+    by_age = [
+        [[by_band[qi][o][b] for o in range(len(q["options"]))] for b in range(len(AGE_BANDS))]
+        for qi, q in enumerate(questions)
+    ]
+    place_turnout, place_hidden = suppress([turnout_district[d] for d in districts], by_place, min_count)
+    age_turnout, age_hidden = suppress(turnout_band, by_age, min_count)
+
+    def shown(n: int, hidden: bool) -> int | None:
+        return None if hidden else n
 
     return {
         "vote_id": vote.id,
         "total": total,
         "min_count": min_count,
         "turnout": {
-            "districts": {d: shown(n) for d, n in sorted(turnout_district.items())},
-            "age_bands": [shown(n) for n in turnout_band],
+            "districts": {d: shown(turnout_district[d], place_turnout[r]) for r, d in enumerate(districts)},
+            "age_bands": [shown(n, age_turnout[b]) for b, n in enumerate(turnout_band)],
         },
         "questions": [
             {
@@ -511,8 +523,10 @@ def tally(session: Session, vote: Vote, min_count: int) -> dict:
                         "text": text,
                         "count": counts[qi][oi],
                         "points": points[qi][oi] if q["kind"] == "ranking" else None,
-                        "districts": {d: shown(n) for d, n in sorted(by_district[qi][oi].items())},
-                        "age_bands": [shown(n) for n in by_band[qi][oi]],
+                        "districts": {
+                            d: shown(by_place[qi][r][oi], place_hidden[qi][r][oi]) for r, d in enumerate(districts)
+                        },
+                        "age_bands": [shown(by_age[qi][b][oi], age_hidden[qi][b][oi]) for b in range(len(AGE_BANDS))],
                     }
                     for oi, text in enumerate(q["options"])
                 ],
@@ -520,6 +534,43 @@ def tally(session: Session, vote: Vote, min_count: int) -> dict:
             for qi, q in enumerate(questions)
         ],
     }
+
+
+def suppress(turnout: list[int], cells: list[list[list[int]]], least: int) -> tuple[list[bool], list]:
+    """Which cells of a breakdown to hide: `turnout[r]` (a district's or an age band's ballots) and
+    `cells[q][r][o]` (question q's option o there). First every cell below `least`; then, because the
+    totals are published (an option's count, the turnout), any row or column left with exactly one hidden cell
+    would give it away by subtraction — so its smallest shown cell is hidden too, until none is left alone."""
+    hidden_t = [n < least for n in turnout]
+    hidden = [[[n < least for n in row] for row in table] for table in cells]
+
+    def settle(line: list[tuple[int, list, int]]) -> bool:
+        """One row or column as (value, mask, index) triples: hide its smallest shown cell if one is hidden."""
+        if sum(mask[i] for _, mask, i in line) != 1:
+            return False
+        rest = [(n, mask, i) for n, mask, i in line if not mask[i]]
+        if not rest:
+            return False
+        _, mask, i = min(rest, key=lambda t: t[0])
+        mask[i] = True
+        return True
+
+    changed = True
+    while changed:
+        changed = False
+        for table, mask in zip(cells, hidden, strict=True):
+            for r, row in enumerate(table):
+                line = [(turnout[r], hidden_t, r)] + [(n, mask[r], o) for o, n in enumerate(row)]
+                changed |= settle(line)
+            for o in range(len(table[0]) if table else 0):
+                column = [row[o] for row in mask]
+                line = [(table[r][o], column, r) for r in range(len(table))]
+                if settle(line):
+                    for r, row in enumerate(mask):
+                        row[o] = column[r]
+                    changed = True
+        changed |= settle([(n, hidden_t, r) for r, n in enumerate(turnout)])
+    return hidden_t, hidden
 
 
 def min_count_of(db: Database, vote: Vote) -> int:
