@@ -6,7 +6,7 @@ from __future__ import annotations
 import ckanapi
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from smartcity.opendata import publishing
 from smartcity.opendata.models import Dataset, Organisation
@@ -245,3 +245,43 @@ def test_a_large_table_is_indexed_for_its_filters_and_its_total_is_not_recounted
     assert len(found["records"]) == 100 and {r["id"] for r in found["records"]} <= set(expected)
     dates = [r["date"] for r in found["records"]]
     assert dates == sorted(dates, reverse=True)
+
+
+def test_a_page_of_packages_is_read_in_the_same_statements_whatever_its_size(db):
+    """Regression (speed): each result was read on its own (its organisation, tags and resources: three
+    statements a dataset, thirty for CKAN's default page). A page is now read in the same statements whatever
+    its size, and each package is still whole."""
+    from smartcity.opendata import catalogue
+
+    _catalogue(db)
+    ran: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        ran.append(statement)
+
+    def statements(rows: int) -> tuple[int, dict]:
+        ran.clear()
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            with db.session() as s:
+                found = catalogue.search_packages(s, "http://city", q="CCTV", rows=rows, facet_fields=["tags"])
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        return len(ran), found
+
+    statements(2)  # the matches' facets read once (then remembered: tests/opendata/test_search.py)
+    one, small = statements(1)
+    two, found = statements(2)
+    assert one == two
+    assert len(small["results"]) == 1 and len(found["results"]) == 2 and found["count"] == 2
+    gangnam = next(p for p in found["results"] if p["name"] == "cctv-gangnam")
+    seocho = next(p for p in found["results"] if p["name"] == "cctv-seocho")
+    assert [t["name"] for t in gangnam["tags"]] == ["cctv", "안전"] and gangnam["num_tags"] == 2
+    assert [r["format"] for r in gangnam["resources"]] == ["CSV"] and gangnam["resources"][0]["datastore_active"]
+    assert seocho["resources"] == [] and seocho["num_resources"] == 0
+    assert gangnam["organization"]["name"] != seocho["organization"]["name"]
+    with db.session() as s:
+        shown = catalogue.package_dict(
+            s, s.scalar(select(Dataset).where(Dataset.name == "cctv-gangnam")), "http://city"
+        )
+    assert shown == gangnam
