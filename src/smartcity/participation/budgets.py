@@ -10,10 +10,11 @@ Secrecy: the voter roll (`BudgetVoter`: who voted, where) and the ballot box (`B
 and the chosen projects) share no column; neither keeps a time or a row id. The audit says that a person
 voted in a budget's area, never what they chose.
 
-Race safety: a ballot takes the budget's row first (an UPDATE guarded by the voting phase), so it waits for,
-or is refused after, the move to results; the move's UPDATE is guarded by the phase it leaves, so of two
-moves at once only one counts. One ballot per person is the roll's primary key (INSERT … ON CONFLICT DO
-NOTHING), the same on both stores."""
+Race safety: whatever a phase allows (a project, a review, a support, a ballot) first takes the budget's row
+(an UPDATE guarded by that phase), so it waits for, or is refused after, the move out of the phase — no
+support lands after the selection, no ballot after the winners are counted; the move's UPDATE is guarded by
+the phase it leaves, so of two moves at once only one counts. One ballot per person is the roll's primary
+key (INSERT … ON CONFLICT DO NOTHING), the same on both stores."""
 
 from __future__ import annotations
 
@@ -315,8 +316,14 @@ class NewProject:
     lon: float | None = None
 
 
-def _in_phase(budget: Budget, phase: str) -> None:
-    if budget.phase != phase:
+def _in_phase(session: Session, budget: Budget, phase: str) -> None:
+    """Refuse unless the budget is in `phase`, and hold its row until the caller commits: a move out of the
+    phase waits for this change (the selection and the winners count it) or refuses it."""
+    held = session.execute(
+        update(Budget).where(Budget.id == budget.id, Budget.phase == phase).values(phase=phase)
+    ).rowcount
+    if not held:
+        session.refresh(budget)
         raise Conflict(
             N_("this budget is not in the phase for that: it is now {phase}"),
             params={"phase": budget.phase},
@@ -328,7 +335,7 @@ def propose(session: Session, identity: Identity, budget_id: int, new: NewProjec
     """A citizen's project for one of the budget's areas, while it takes proposals."""
     author = _person(identity)
     budget = get_budget(session, budget_id)
-    _in_phase(budget, PROPOSING)
+    _in_phase(session, budget, PROPOSING)
     money = areas(session, budget_id)
     if new.area not in money:
         raise InvalidInput(
@@ -399,7 +406,7 @@ def review(
     check(identity, "participation.budgets")
     project = get_project(session, project_id)
     budget = get_budget(session, project.budget_id)
-    _in_phase(budget, REVIEWING)
+    _in_phase(session, budget, REVIEWING)
     if feasible:
         estimate = _money(estimated_cost, "estimated_cost") if estimated_cost is not None else project.cost
         money = areas(session, budget.id)[project.area]
@@ -433,7 +440,7 @@ def support(db: Database, identity: Identity, project_id: int) -> BudgetProject:
     person = _person(identity)
     with db.session() as s:
         project = get_project(s, project_id)
-        _in_phase(get_budget(s, project.budget_id), SELECTING)
+        _in_phase(s, get_budget(s, project.budget_id), SELECTING)
         if project.status != "feasible":
             raise Conflict(N_("only a feasible project can be supported"), code="not_feasible")
         if _insert_once(s, BudgetSupport, project_id=project_id, user_id=person):
@@ -491,11 +498,7 @@ def cast(db: Database, identity: Identity, budget_id: int, area: str, chosen: Se
 def _cast(s: Session, identity: Identity, budget_id: int, area: str, chosen: Sequence[int]) -> None:
     key = voter_key(s, identity)
     budget = get_budget(s, budget_id)
-    # Holds the budget's row until commit: the move to results waits for this ballot, or refuses it.
-    held = s.execute(update(Budget).where(Budget.id == budget_id, Budget.phase == VOTING).values(phase=VOTING)).rowcount
-    if not held:
-        s.refresh(budget)
-        _in_phase(budget, VOTING)
+    _in_phase(s, budget, VOTING)
     money = areas(s, budget_id)
     if area not in money:
         raise InvalidInput(
