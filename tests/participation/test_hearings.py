@@ -86,6 +86,7 @@ def test_a_hearing_runs_from_comments_to_live_questions_to_minutes(world, db):
     hearing = _create(client, keys, "before")
     hid = hearing["id"]
     assert hearing["phase"] == "before" and hearing["following"]  # the official follows their hearing
+    assert hearing["next_change"] == hearing["starts_at"]  # when the live page reads itself again
 
     # Before the session: comments and questions are taken; nobody answers yet.
     said = client.post(f"{API}/{hid}/comments", json={"body": "야간에 산책로가 너무 어둡습니다."}, headers=keys["fan"])
@@ -148,6 +149,7 @@ def test_a_hearing_runs_from_comments_to_live_questions_to_minutes(world, db):
     )
     assert done.status_code == 200, done.text
     assert done.json()["phase"] == "finished" and done.json()["minutes"] == minutes
+    assert done.json()["next_change"] is None
     html = str(hearings.render_minutes(minutes))
     assert "<h2>회의 결과</h2>" in html and "<strong>보류</strong>" in html
     assert "<script>" not in html and "&lt;script&gt;" in html and 'href="javascript' not in html

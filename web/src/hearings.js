@@ -49,6 +49,11 @@ if (root) {
     es.addEventListener(prefix + what, () => window.location.reload());
   }
   window.addEventListener("pagehide", () => es.close());
+  // The schedule moves the hearing on by the clock, with no event: the page is read again when it does.
+  const next = Date.parse(root.dataset.next || "");
+  if (next > Date.now() && next - Date.now() < 2 ** 31 - 1) {
+    setTimeout(() => window.location.reload(), next - Date.now() + 1000);
+  }
 
   root.addEventListener("submit", async (e) => {
     const form = e.target.closest("form.live-form");

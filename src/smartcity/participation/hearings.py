@@ -79,6 +79,15 @@ def phase(hearing: Hearing, now: datetime | None = None) -> str:
     return CLOSED
 
 
+def next_change(hearing: Hearing, now: datetime | None = None) -> datetime | None:
+    """The next time the schedule moves the hearing on (the live page reloads then); None once it is closed."""
+    if hearing.minutes_at is not None:
+        return None
+    now = now or utcnow()
+    times = (hearing.comments_open_at, hearing.starts_at, hearing.ends_at, hearing.comments_close_at)
+    return next((as_utc(t) for t in times if now < as_utc(t)), None)
+
+
 def render_minutes(text: str | None) -> Markup:
     """Minutes written in Markdown as HTML, raw HTML in them shown as text and unsafe links (javascript:,
     data:…) left as text: what an official pasted cannot run in a reader's browser."""
@@ -104,7 +113,8 @@ def _person(identity: Identity) -> int:
 
 
 def _official(identity: Identity, hearing: Hearing) -> None:
-    """Officials run their own department's hearings; moderators (administrators) any hearing."""
+    """Officials run their own department's hearings (one an administrator announced, with no department,
+    any official); moderators (administrators) any hearing."""
     check(identity, "participation.hearings")
     mine = hearing.department_code is None or hearing.department_code == identity.department_code
     if not (mine or identity.can("participation.moderate")):
@@ -637,6 +647,7 @@ class HearingView:
     comments: list[CommentView] = field(default_factory=list)
     following: bool = False
     runs_it: bool = False
+    next_change: datetime | None = None  # when the schedule moves it to its next phase (None: no more)
 
 
 def document_view(d: HearingDocument) -> DocumentView:
@@ -670,6 +681,7 @@ def view(session: Session, identity: Identity, hearing_id: int, full: bool = Tru
         answering=hearing.answering_id,
         minutes=hearing.minutes,
         minutes_at=as_utc(hearing.minutes_at) if hearing.minutes_at else None,
+        next_change=next_change(hearing),
     )
     if full:
         shown.documents = [document_view(d) for d in documents(session, hearing.id)]
