@@ -100,3 +100,55 @@ def test_published_results_hold_no_person_and_small_areas_stay_withheld(db, db_u
             assert {(r["status"], r["category"], r["area"], r["proposals"]) for r in counts} == {
                 ("open", "transport", "city", 1)
             }
+
+
+def test_published_vote_results_hold_no_person_and_no_withheld_cell_comes_back_by_subtraction(db, db_url, tmp_path):
+    from sqlalchemy import update
+
+    from smartcity.participation import votes_service
+    from smartcity.participation.voting_models import Vote
+
+    settings = make_settings(
+        db_url, tmp_path, run_jobs=False, participation_vote_verifier="census", participation_vote_min_count=2
+    )
+    app = create_app(settings, db)
+    make_user(db, "staff1", "staff", department="city-transport")
+    # Three people in HOME and one in OTHER: OTHER's cells are below the minimum of 2.
+    voters = {"vote_a": HOME, "vote_b": HOME, "vote_c": HOME, "vote_d": OTHER}
+    for name in voters:
+        make_user(db, name, "citizen", email=f"{name}@example.kr")
+    rows = "".join(f"r-{n},{d},19{60 + i}\n" for i, (n, d) in enumerate(voters.items()))
+    verification.load_census(db, "resident_id,district,birth_year\n" + rows)
+    with db.session() as s:
+        who = {n: identity_of_user(accounts.get_user(s, n), "key") for n in ("staff1", *voters)}
+    for name in voters:
+        verification.finish(db, who[name], {"resident_id": f"r-{name}"})
+    now = datetime.now(UTC)
+    question = {"text": "공원에 야간 조명을 달까요?", "kind": "single", "options": ["찬성", "반대"]}
+    new = votes_service.NewVote("공원 야간 조명", [question], now - timedelta(minutes=1), now + timedelta(days=1))
+    with db.session() as s:
+        vote_id = votes_service.create(s, who["staff1"], new).id
+    receipts = [votes_service.cast(db, who[n], vote_id, [[i % 2]]) for i, n in enumerate(voters)]
+    with db.session() as s:
+        s.execute(update(Vote).where(Vote.id == vote_id).values(closes_at=datetime.now(UTC) - timedelta(seconds=1)))
+    votes_service.close_due(db)
+    secrets = set(voters) | {f"{n}@example.kr" for n in voters} | {f"r-{n}" for n in voters}
+    secrets |= {getattr(r, "code", None) for r in receipts} - {None}
+
+    dataset = next(d for d in datasets([module]) if d.name == "participation.vote-results")
+    for _ in range(2):
+        feeds.publish_feed(db, dataset, list(db.context.modules))
+    with TestClient(app) as client:
+        published = _rows(client, "participation-vote-results")
+    assert published and not PERSONAL & set(published[0])
+    assert not secrets & {v for r in published for v in r.values() if isinstance(v, str)}
+    by_option: dict[int, list[dict]] = {}
+    for row in published:
+        by_option.setdefault(row["option_no"], []).append(row)
+    for option_rows in by_option.values():
+        total = next(r["count"] for r in option_rows if not r["district_code"] and not r["age_band"])
+        districts = [r["count"] for r in option_rows if r["district_code"]]
+        assert any(r["district_code"] == OTHER and r["count"] is None for r in option_rows)
+        # A withheld district cell never stands alone beside a published total: subtraction would tell it.
+        if total is not None:
+            assert sum(c is None for c in districts) != 1
