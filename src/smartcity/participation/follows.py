@@ -107,6 +107,9 @@ def follow(
         if gone:
             audit.record(session, identity, "unfollow", f"participation.{kind}", object_id)
         return False
+    found = session.scalar(select(Follow.sms).where(*mine))
+    if found is not None and found == sms:
+        return True  # nothing changes: nothing to write or audit (asking a second question follows again)
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     values = dict(kind=kind, object_id=object_id, user_id=person, sms=sms, created_at=utcnow())
     statement = dialect.insert(Follow).values(**values)
