@@ -264,11 +264,14 @@ def measure(port: int, paths: list[str], seconds: int, workdir: Path) -> dict:
     wrk(port, paths, max(2, seconds // 4), workdir, connections=1)
     found: dict = {}
     for c in CONCURRENCY:
+        before = os.getloadavg()[0]
         r = wrk(port, paths, seconds, workdir, connections=c)
         found[f"c{c}"] = {
             k: r[k]
             for k in ("requests_per_second", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "errors", "non2xx")
         }
+        # The machine is shared: what else ran during this very measurement (1-minute average, before and after).
+        found[f"c{c}"]["load_average"] = [round(before, 1), round(os.getloadavg()[0], 1)]
     return found
 
 

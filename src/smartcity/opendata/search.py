@@ -9,12 +9,15 @@ plural folding. The stores then do the matching and ranking:
     SQLite      an FTS5 table over `opendata_search` (triggers keep it), ranked by bm25, titles weighted 10:1
     PostgreSQL  a stored setweight(to_tsvector('simple', title), 'A') || …(body, 'B') with a GIN index, ts_rank
 
-Every query token must match (AND). The interface the catalogue calls:
+Every query token must match (AND). A search is one statement returning every match ranked (the count, the page
+and the facets come from it); facets are counted in memory from each entry's facet values, remembered per
+process and store by the entry's updated_at and read again when it has moved. The interface the catalogue calls:
 
     index_text(session, kind, ref_id, title=…, body=…, facets={field: values})   add or replace an entry
     remove(session, kind, ref_id)                                                 drop it
     search(session, q, kinds, filters=…, facet_fields=…, limit, offset) -> Found  ranked (kind, ref_id)s,
                                                                                   the true total, facets
+    matches(session, q, kinds, filters=…) -> [Hit]                               every match, ranked
 All take the caller's session: an entry changes in the same transaction as the thing it describes.
 """
 
