@@ -389,8 +389,10 @@ class ChainCheck:
     broken_at: int | None = None
 
 
+# The store writes each link's text (as `link` spells it): one string per row reaches Python, not five.
 CHAIN_SQL = (
-    "SELECT position, receipt_hash, answers, district_code, age_band, chain_hash FROM participation_ballots "
+    "SELECT position, CAST(position AS TEXT) || '|' || receipt_hash || '|' || answers || '|' || district_code "
+    "|| '|' || CAST(age_band AS TEXT), chain_hash FROM participation_ballots "
     "WHERE vote_id = ? AND position IS NOT NULL ORDER BY position"
 )
 
@@ -421,9 +423,9 @@ def verify_chain(session: Session, vote_id: int) -> ChainCheck:
     vote = get(session, vote_id)
     previous, expected, sha = genesis(vote_id), 0, hashlib.sha256
     broken = None
-    for position, receipt, answers, district, band, stored in _chain_rows(session, vote_id):
+    for position, text, stored in _chain_rows(session, vote_id):
         expected += 1
-        previous = sha(previous + f"{position}|{receipt}|{answers}|{district}|{band}".encode()).digest()
+        previous = sha(previous + text.encode()).digest()
         if position != expected or previous.hex() != stored:
             broken = expected
             break
