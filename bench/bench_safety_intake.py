@@ -519,6 +519,10 @@ def run(quick: bool = False) -> dict:
         result["batch"]["share_of_raw_store"] = round(
             result["batch"]["positions_per_second"] / result["raw_store"]["rows_per_second"], 3
         )
+        # OsmAnd's shape: a transaction per batch of about half the connections (two batches in flight), staged as
+        # the writer process stages them: the store's ceiling for (1), beside what (1) stored.
+        raw = result["osmand_http"]["raw_store"] = _raw_store(url, n, quick, per_request=connections // 2, staging=True)
+        raw["osmand_share"] = round(osmand_result["requests_per_second"] / raw["rows_per_second"], 3)
         result["postgresql_batch"] = _postgres_batch(quick, env)
         return result
     finally:
@@ -622,30 +626,32 @@ def _positions(n: int, rows: int, days_ago: int, seed: int) -> dict:
     }
 
 
-def _raw_store(url: str, n: int, quick: bool) -> dict:
+def _raw_store(url: str, n: int, quick: bool, per_request: int | None = None, staging: bool = False) -> dict:
     """Rows/s of the batch store alone (core.batchstore: SQLite executemany / PostgreSQL COPY), in transactions
-    of the batch case's request size, with no decoding, validation or rules: what the intake could reach."""
+    of the batch case's request size (or `per_request`; `staging`: into the staging table as the SQLite writer
+    process writes, every fix new), with no decoding, validation or rules: what the intake could reach."""
     from sqlalchemy import event
 
     from smartcity.core.batchstore import WalCheckpointer, batch_store
     from smartcity.core.db import Database
 
-    per_request = 2_000 if quick else 10_000
-    rows = per_request * (4 if quick else 12)
-    cols = _positions(n, rows, 6, 5)
+    per_request = per_request or (2_000 if quick else 10_000)
+    rows = per_request * (4 if quick else 12) if per_request >= 1000 else per_request * (50 if quick else 200)
+    cols = _positions(n, rows, 5 if staging else 6, 6 if staging else 5)
     db = Database(url)
     checkpointer = None
     if not db.is_postgres:  # as the writer process does: WAL checkpoints from a thread, none in the commits
         event.listen(db.engine, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA wal_autocheckpoint = 0"))
         checkpointer = WalCheckpointer(db.engine.url.database).start()
-    store = batch_store(db, background_checkpoints=checkpointer is not None)
+    store = batch_store(db, background_checkpoints=checkpointer is not None, staging=staging)
     try:
         t0 = time.perf_counter()
         for start in range(0, rows, per_request):
             chunk = {k: v[start : start + per_request] for k, v in cols.items()}
             with db.engine.begin() as conn:
                 store.prepare(conn)
-                stored = store.insert_new(conn, "safety_positions", chunk, ("device_id", "fix_time"))
+                key = ("device_id", "fix_time")
+                stored = store.insert_new(conn, "safety_positions", chunk, key, maybe_present=not staging)
                 assert stored.all()
         elapsed = time.perf_counter() - t0
     finally:

@@ -13,7 +13,6 @@ from smartcity.core.errors import OutsideCity
 from smartcity.core.notify import Notification
 from smartcity.safety import service
 from smartcity.safety.engine import (
-    CHECKPOINT_S,
     FutureFix,
     InvalidPosition,
     NoConsent,
@@ -110,7 +109,9 @@ def test_a_due_checkpoint_round_is_written_in_the_next_batchs_transaction(sqlite
     w = make_world(db)
     with db.session() as s:
         other = service.add_device(s, w.person_id, "phone-2", "osmand", actor="test").id
-    eng = SafetyEngine(db, make_settings(sqlite_url, tmp_path), background_checkpoints=True)
+    every = 0.2
+    settings = make_settings(sqlite_url, tmp_path, safety_state_checkpoint_s=every)
+    eng = SafetyEngine(db, settings, background_checkpoints=True)
     eng.start(writer_thread=False)
     eng.queue.batch_size = 1  # one position a batch: the next one is queued while a batch is written
     commits = []
@@ -124,7 +125,7 @@ def test_a_due_checkpoint_round_is_written_in_the_next_batchs_transaction(sqlite
         moved = first.result(timeout=0).fix_time
         with db.session() as s:
             assert s.get(DeviceState, other).fix_time != moved
-        time.sleep(CHECKPOINT_S + 0.05)  # phone-2's checkpoint is due
+        time.sleep(every + 0.05)  # phone-2's checkpoint is due
         commits.clear()
         eng.write_queued()  # phone-1's first position, the second still queued
         assert len(commits) == 1

@@ -480,3 +480,57 @@ def test_walk_helper_moves_at_the_given_speed():
     steps = [haversine_m(a[1], a[2], b[1], b[2]) for a, b in zip(points, points[1:], strict=False)]
     assert all(abs(d - 10) < 0.5 for d in steps)
     assert points[1][0] - points[0][0] == timedelta(seconds=5)
+
+
+def _writer_under_load(db, settings):
+    """An engine whose writer is the caller, one position a batch: while a batch is written the next one is
+    queued, so the writer leaves a moved device's state row for its checkpoint (SAFETY_STATE_CHECKPOINT_S)."""
+    from smartcity.safety.engine import SafetyEngine
+
+    eng = SafetyEngine(db, settings)
+    eng.start(writer_thread=False)
+    eng.queue.batch_size = 1
+    return eng
+
+
+def test_the_current_position_is_the_newest_stored_one_when_the_state_row_waits_for_its_checkpoint(db, settings):
+    w = make_world(db)
+    eng = _writer_under_load(db, settings)
+    start = utcnow() - timedelta(minutes=5)
+    try:
+        eng.submit(fix(w.device, start, HOME, battery=70.0))
+        eng.write_queued()  # idle: the state row is written with the batch
+        moved = eng.submit(fix(w.device, start + timedelta(seconds=30), SCHOOL, speed=1.5))
+        eng.submit(fix(w.device, start + timedelta(seconds=40), SCHOOL))
+        eng.write_queued()  # the next position queued: the state row is left as it was
+        stored = moved.result(timeout=0).fix_time
+        guardian = w.identity(db, w.guardian_id)
+        with db.session() as s:
+            assert s.get(DeviceState, w.device_id).fix_time < stored
+            position = service.current_position(s, guardian, w.person_id)
+        assert position["fix_time"] == stored.isoformat()
+        assert (position["lat"], position["lon"], position["district"]) == (SCHOOL[0], SCHOOL[1], GANGNAM)
+        assert position["speed"] == 1.5
+        assert position["battery"] == 70.0  # not sent with the newer fix: the last known
+    finally:
+        eng.stop()
+
+
+def test_a_device_is_not_silent_when_its_newest_stored_position_is_recent(db, settings):
+    w = make_world(db)
+    eng = _writer_under_load(db, settings)
+    minutes = settings.of(SafetySettings).silent_minutes
+    start = utcnow() - timedelta(minutes=minutes + 5)
+    try:
+        eng.submit(fix(w.device, start, HOME))
+        eng.write_queued()
+        eng.submit(fix(w.device, utcnow() - timedelta(seconds=20), HOME))
+        eng.submit(fix(w.device, utcnow() - timedelta(seconds=10), HOME))
+        eng.write_queued()  # stored now, the state row left for its checkpoint
+    finally:
+        eng.stop()
+    with db.session() as s:  # the row as a checkpoint behind its positions leaves it (the stop wrote it)
+        s.get(DeviceState, w.device_id).received_at = start
+    assert service.check_silent(db, settings) == 0
+    with db.session() as s:
+        assert not s.scalars(select(SafetyEvent).where(SafetyEvent.kind == "silent")).all()

@@ -490,3 +490,19 @@ def test_loading_the_zones_again_keeps_every_device_state():
     assert table.state_rows([0]) == before
     result = run(table, [fix(1, 30, 2000)])
     assert [(e.kind, e.zone.id) for e in result.events] == [("arrival", 11), ("departure", 10)]  # the zones' order
+
+
+def test_a_first_confirmed_out_moves_the_device_but_is_not_written_with_the_batch():
+    """Only what events and the absence check read is written in the batch's transaction: a device's first
+    confirmation that it is away from a zone raises nothing and reads as "not in" either way; it is
+    checkpointed (and rebuilt by replay after a crash)."""
+    table = new_table()
+    run(table, [fix(1, 0, 5000)])  # a candidate "out" for every zone
+    slot = table.slot_of(1)
+    first_out = run(table, [fix(1, 10, 5000)])
+    assert first_out.moved.tolist() == [slot] and first_out.changed.tolist() == []
+    assert {z["confirmed"] for z in table.state_rows([slot])[0]["zones"].values()} == {"out"}
+    assert first_out.events == []
+    run(table, [fix(1, 20, 0)])
+    arrived = run(table, [fix(1, 30, 0)])
+    assert arrived.changed.tolist() == [slot] and [e.kind for e in arrived.events] == ["arrival"]

@@ -43,10 +43,11 @@ class BatchResult:
     """What a batch did, computed by `DeviceTable.apply` and applied by `DeviceTable.commit`.
 
     `live`: per batch row, whether it moved its device's live state; `events`: what the batch raised, in
-    today's order (each with `row`, its batch row); `changed`: slots whose confirmed zone state or flags changed
-    (their state rows belong in the batch's transaction: what its events say is stored with them); `moved`:
-    slots whose live position changed (checkpointed). Candidates and the live position of a slot that is not
-    `changed` are rebuilt after a crash by replaying the positions newer than its state row (`recover`).
+    today's order (each with `row`, its batch row); `changed`: slots whose flags changed or whose confirmed state
+    of a zone went into or out of "in" (their state rows belong in the batch's transaction: what its events say
+    is stored with them); `moved`: slots whose live position changed (checkpointed). Candidates, the live
+    position and a first "out" of a slot that is not `changed` are rebuilt after a crash by replaying the
+    positions newer than its state row (`recover`).
 
     `state_rows(slots)` gives each row's `version` plus one (the row is being written); commit keeps that."""
 
@@ -256,11 +257,12 @@ def _zones(table, rows, local, c, pair_state, pair_first, counts, changed, touch
     pair_state["candidate"][p] = cand
     pair_state["agreeing"][p] = agr
     pair_state["since"][p] = sin
-    # Only a new confirmed state must be stored with the batch (its events are): a candidate is rebuilt after a
-    # crash by replaying the positions newer than the state row.
+    # Stored with the batch: a confirmed state into or out of a zone (its events are stored, and the absence check
+    # reads "in" from the row). A device's first confirmation that it is out raises nothing and reads as "not in"
+    # either way, and a candidate is rebuilt after a crash by replaying the positions newer than the state row.
     pair_local = np.repeat(local, counts[local])[a]
     touched[pair_local] = True
-    changed[pair_local[transition]] = True
+    changed[pair_local[transition & ((conf == IN) | (previous == IN))]] = True
     # Transitions that raise an event (zone_event's rule, as a mask): into a danger zone; between two
     # confirmed states of a safe zone.
     danger = table.zone_set.danger[zone]

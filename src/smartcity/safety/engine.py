@@ -39,7 +39,6 @@ import contextlib
 import logging
 import threading
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -48,24 +47,19 @@ from smartcity.core.batchstore import WalCheckpointer, batch_store
 from smartcity.core.context import Slot, context_of
 from smartcity.core.geo import LocalPlane, geo_index
 from smartcity.core.intake import (
-    DUPLICATE,
     POSITION_SCHEMA,
-    STORED,
-    BatchOutcome,
     BatchQueue,
     Checkpointer,
     Columns,
     Overloaded,
-    Pending,
 )
 from smartcity.core.staging import StagingMover, flush_staged
 from smartcity.safety.admission import Admission
+from smartcity.safety.batch_writer import BatchWriter, _state_row
 from smartcity.safety.common import ENGINE, current_engine
 from smartcity.safety.models import Device, DeviceState, GuardianLink, Incident, Person, Zone
 from smartcity.safety.positions import (
     KNOT,
-    POSITION_COLUMNS,
-    ROW,
     Ack,
     BadCredentials,
     DeviceInfo,
@@ -77,7 +71,6 @@ from smartcity.safety.positions import (
     Position,
     ProtocolNotAllowed,
     UnknownDevice,
-    _plain,
     credential_key,
     field_error,
     knots_to_ms,
@@ -85,7 +78,7 @@ from smartcity.safety.positions import (
     parse_protocols,
     verify_device_secret,
 )
-from smartcity.safety.rules import Raised, Rules, ZoneShape, from_ms, parse_schedule, to_ms, zone_shape
+from smartcity.safety.rules import Raised, Rules, ZoneShape, parse_schedule, zone_shape
 from smartcity.safety.settings import SafetySettings
 from smartcity.safety.state import DeviceTable
 
@@ -118,11 +111,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_S = 1.0  # moved devices' live state is written at least this often
 CHECKPOINT_MOST = 500  # state rows per checkpoint round: a round between two batches stays short (an SOS waits)
-STATE_SET = ("version", "fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery", "district_code")
-STATE_SET += ("zones", "flags")
-INLINE_STATES = 64  # an idle writer writes up to this many moved devices' state rows with their batch
 _RECOVERY_COLUMNS = "device_id, person_id, fix_time, received_at, lat, lon, speed, accuracy, battery, alarm, valid"
 # Recovery reads the staged positions too (a row mid-way through a mover's round may come twice: DeviceTable
 # drops a repeated (device, fix time)). The staging table exists, empty, on PostgreSQL.
@@ -132,7 +121,7 @@ RECOVERED = (
 )
 
 
-class SafetyEngine(Admission):
+class SafetyEngine(Admission, BatchWriter):
     """The process's safety intake: registry and device states in memory, one writer committing batches."""
 
     def __init__(self, db, settings=None, profile=None, background_checkpoints: bool = False):
@@ -172,7 +161,13 @@ class SafetyEngine(Admission):
         # The writer's transactions and the mover's chunks take turns on this lock (SQLite has one writer at a
         # time): the writer waits for at most the chunk in hand and is woken the moment it commits.
         self._store_turn = self.mover.lock if self.mover is not None else contextlib.nullcontext()
-        self.checkpoints = Checkpointer(self._checkpoint, CHECKPOINT_S, most=CHECKPOINT_MOST)
+        # A moved device's state row is written every SAFETY_STATE_CHECKPOINT_S (30 s) when no zone or flag change
+        # writes it: readers take the newest stored position (registry._person_states) and a crash replays the
+        # positions since the row, so the row only bounds that replay. Every second, it cost a row per position.
+        # On PostgreSQL several serving processes may each hold a device and learn each other's state from the row
+        # alone: at most a second there.
+        every = min(s.state_checkpoint_s, 1.0) if db.is_postgres else s.state_checkpoint_s
+        self.checkpoints = Checkpointer(self._checkpoint, every, most=CHECKPOINT_MOST)
         # SQLite: the WAL is copied back by a thread of its own rather than in the writer's commits (writer.py
         # turns it on in the writer process, whose connections do not checkpoint by themselves).
         self.wal = WalCheckpointer(db.engine.url.database) if background_checkpoints and not db.is_postgres else None
@@ -333,257 +328,12 @@ class SafetyEngine(Admission):
         self._write_states(s, self.table.state_columns(np.union1d(result.changed, result.moved)))
         log.info("recovered %d positions of %d devices after an unclean stop", cols.n, len(result.moved))
 
-    # --- the writer: one batch, one transaction ---------------------------------------------------
-
-    def _columns_of(self, batch: list[Pending]) -> tuple[Columns, list[tuple[Pending, int, int]]]:
-        """The batch as one Columns, in queue order, and each pending's rows in it (start, count)."""
-        parts: list[Columns] = []
-        spans = []
-        at = 0
-        singles: list[Pending] = []
-
-        def flush() -> None:
-            nonlocal at
-            if singles:
-                parts.append(_rows_to_columns([p.record for p in singles]))
-                for p in singles:
-                    spans.append((p, at, 1))
-                    at += 1
-                singles.clear()
-
-        for item in batch:
-            if isinstance(item.record, Columns):
-                flush()
-                parts.append(item.record)
-                spans.append((item, at, item.record.n))
-                at += item.record.n
-            else:
-                singles.append(item)
-        flush()
-        return Columns.concat(parts), spans
-
-    def _place(self, cols: Columns) -> None:
-        """Each fix's district (index in the geo index's list, -1 none) and whether it is outside the city
-        (a fix that is not a position is neither)."""
-        district = geo_index(self.db).district_indexes(cols["lat"], cols["lon"])
-        valid = cols["valid"]
-        cols["district"] = np.where(valid, district, -1).astype(np.int32)
-        cols["outside_city"] = valid & (district < 0)
-
-    def _write_batch(self, batch: list[Pending]) -> list[tuple[Pending, Any]]:
-        from smartcity.safety import service
-
-        cols, spans = self._columns_of(batch)
-        self._place(cols)
-        cols["sos"] = cols["alarm"] == "sos"
-        opened: list = []
-        with self._store_turn, self.db.session() as s, self._lock:
-            conn = s.connection()
-            self.store.prepare(conn)
-            table = self.table
-            cols["slot"] = table.slots_of(cols["device_id"], cols["person_id"])
-            if self.db.is_postgres:
-                self._refresh_stale(s, cols)
-            # A fix newer than its device's latest cannot be a replay (unless repeated in the batch): a batch of
-            # such fixes is written without asking the store which keys it already has.
-            last = table.last_fix(cols["slot"])
-            # Per row: only those not newer than their device's latest are looked up. A fix repeated within
-            # the batch is caught by the staging table's key, or by a checked insert without staging.
-            maybe_present: np.ndarray | bool = cols["fix_time"] <= last
-            if self.mover is None and _repeats(cols):
-                maybe_present = True
-            cols["stored"] = self.store.insert_new(
-                conn,
-                "safety_positions",
-                {name: cols[name] for name in POSITION_COLUMNS},
-                ("device_id", "fix_time"),
-                maybe_present=maybe_present,
-            )
-            if self.mover is not None:
-                self.mover.staged_more(int(cols["stored"].sum()))
-            result = table.apply(cols)
-            written = result.changed
-            if len(result.moved) <= INLINE_STATES and not self.queue.queued:
-                # An idle writer with a small batch writes the moved devices' state with it: readers of the
-                # state rows (the guardian's view) see a position as soon as it is acknowledged. Under load
-                # they are checkpointed.
-                written = np.union1d(result.changed, result.moved)
-            # A due checkpoint round rides with an ordinary batch: its devices' state rows are written by the
-            # batch's statement (the batch's own newer values for those in it), the others' as the table holds
-            # them, in the batch's transaction — no commit of its own. (PostgreSQL keeps its rounds apart: a
-            # batch there locks its own devices' rows first, in order, and takes no others.)
-            riding = not self.db.is_postgres and not cols["sos"].any()
-            due = self.checkpoints.take_due() if riding else None
-            try:
-                if due is not None:
-                    in_batch = np.isin(due, result.slots)
-                    written = np.union1d(written, np.intersect1d(due[in_batch], result.moved))
-                    others = due[~in_batch]
-                    if len(others):
-                        self._write_states(s, table.state_columns(others))
-                if len(written):
-                    self._write_states(s, result.state_columns(written))
-                cooldown = self.safety_settings.alert_cooldown_minutes
-                for ev in result.events:
-                    service.raise_event(s, ev, dedupe=ev.dedupe_key(), cooldown_minutes=cooldown)
-                opened = s.info.pop("safety.opened_incidents", [])
-                if self.safety_settings.live_positions and len(result.moved):
-                    self._publish_live(s, result)
-                s.commit()
-            except BaseException:
-                if due is not None:  # not written: they stay due
-                    self.checkpoints.mark(due.tolist())
-                raise
-            table.commit(result)
-        if due is not None:  # due devices in the batch that it did not move: the next round writes them
-            self.checkpoints.mark(np.setdiff1d(due[in_batch], written).tolist())
-        self.checkpoints.forget(written.tolist())
-        self.checkpoints.mark(np.setdiff1d(result.moved, written).tolist())
-        with self._lock:
-            for inc in opened:
-                self.open_incidents[inc["person_id"]][inc["kind"]] = inc["id"]
-                self.incident_district[inc["id"]] = inc["district"]
-        return self._outcomes(cols, spans, result)
-
-    def _outcomes(self, cols: Columns, spans: list, result) -> list[tuple[Pending, Any]]:
-        status = np.where(cols["stored"], STORED, DUPLICATE).astype(np.int8)
-        kinds: dict[int, list[str]] = {}
-        for ev in result.events:
-            kinds.setdefault(ev.row, []).append(ev.kind)
-        out = []
-        for item, start, n in spans:
-            if isinstance(item.record, Columns):
-                out.append((item, BatchOutcome(status[start : start + n])))
-                continue
-            stored = status[start] == STORED
-            out.append(
-                (
-                    item,
-                    Ack(
-                        int(cols["device_id"][start]),
-                        from_ms(int(cols["fix_time"][start])),
-                        duplicate=not stored,
-                        live=bool(result.live[start]),
-                        events=tuple(kinds.get(start, ())),
-                    ),
-                )
-            )
-        return out
-
-    def _write_states(self, s, cols: dict[str, list]) -> None:
-        """UPDATE device state rows from columns (DeviceTable.state_columns: zones and flags as JSON text) with one
-        executemany; a device without a row (registered before states were kept) gets one first."""
-        ids = cols["device_id"]
-        if not ids:
-            return
-        missing = [i for i, d in enumerate(ids) if d not in self._state_rows]
-        if missing:
-            have = set(
-                s.scalars(select(DeviceState.device_id).where(DeviceState.device_id.in_([ids[i] for i in missing])))
-            )
-            for i in missing:
-                if ids[i] not in have:
-                    s.add(DeviceState(device_id=ids[i], person_id=cols["person_id"][i]))
-            s.flush()
-            self._state_rows.update(ids[i] for i in missing)
-        mark = "%s" if self.db.is_postgres else "?"
-        sql = f"UPDATE safety_device_state SET {', '.join(f'{c} = {mark}' for c in STATE_SET)} WHERE device_id = {mark}"
-        s.connection().exec_driver_sql(sql, list(zip(*(cols[c] for c in STATE_SET), ids, strict=True)))
-
-    def _refresh_stale(self, s, cols: Columns) -> None:
-        """PostgreSQL: lock the batch's state rows (in device order) and re-read those another process wrote
-        since this engine last did."""
-        ids, first = np.unique(cols["device_id"], return_index=True)
-        mine = dict(zip(ids.tolist(), self.table.version_of(cols["slot"][first]).tolist(), strict=True))
-        found = s.connection().exec_driver_sql(
-            "SELECT device_id, version FROM safety_device_state WHERE device_id = ANY(%s) ORDER BY device_id "
-            "FOR UPDATE",
-            (ids.tolist(),),
-        )
-        stale = [d for d, v in found if mine[d] != v]
-        if stale:
-            rows = s.scalars(select(DeviceState).where(DeviceState.device_id.in_(stale)))
-            self.table.load_states([_state_row(r) for r in rows])
-
-    def _checkpoint(self, slots: np.ndarray) -> None:
-        """Write the live state of devices that moved without a zone or flag change (see CHECKPOINT_S)."""
-        with self._lock:
-            cols = self.table.state_columns(slots)
-        with self._store_turn, self.db.session() as s:
-            self._write_states(s, cols)
-
-    def _publish_live(self, s, result) -> None:
-        """Each moved device's newest position as a live event, unless nobody listening could see it."""
-        from smartcity.safety import service
-
-        watch = self.live_watch
-        if watch is not None and watch[0]:
-            watch = None
-        if watch is not None and not watch[1] and not (watch[2] and self.incident_district):
-            return  # nobody listens here
-        local = np.searchsorted(result.slots, result.moved)
-        dev = result.devices
-        for i in local.tolist():
-            device = self.by_id.get(int(dev["device_id"][i]))
-            person_id = int(dev["person_id"][i])
-            districts = [self.incident_district.get(k) for k in self.open_incidents.get(person_id, {}).values()]
-            if watch is not None and not (
-                (device and not watch[1].isdisjoint(device.guardians)) or (watch[2] and districts)
-            ):
-                continue  # nobody listening could see it
-            values = [_plain(dev[k][i]) for k in ("lat", "lon", "speed", "accuracy", "battery")]
-            live = LiveView(
-                int(dev["device_id"][i]), person_id, from_ms(int(dev["fix_time"][i])), None, *values, None, {}, {}
-            )
-            service.publish_live(s, live, device, districts)
-
     # --- reading memory ---------------------------------------------------------------------------
 
     def state_of(self, device_id: int) -> LiveView | None:
         with self._lock:
             slot = self.table.slots.get(device_id)
             return None if slot is None else LiveView.of(self.table.state_rows([slot])[0])
-
-
-def _state_row(row: DeviceState) -> dict:
-    """A safety_device_state row as DeviceTable.load takes it (times in ms)."""
-    return {
-        "device_id": row.device_id,
-        "person_id": row.person_id,
-        "version": row.version,
-        "fix_time": None if row.fix_time is None else to_ms(row.fix_time),
-        "received_at": None if row.received_at is None else to_ms(row.received_at),
-        "lat": row.lat,
-        "lon": row.lon,
-        "speed": row.speed,
-        "accuracy": row.accuracy,
-        "battery": row.battery,
-        "district_code": row.district_code,
-        "zones": row.zones or {},
-        "flags": row.flags or {},
-    }
-
-
-def _rows_to_columns(rows: list[tuple]) -> Columns:
-    """Queued single positions (ROW tuples) as columns."""
-    values = list(zip(*rows, strict=True))
-    cols = {}
-    for name, column in zip(ROW, values, strict=True):
-        dtype = POSITION_SCHEMA[name]
-        cols[name] = np.array(column, dtype=dtype) if dtype is not object else _objects(column)
-    return Columns(cols, len(rows))
-
-
-def _objects(values) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-def _repeats(cols: Columns) -> bool:
-    """Whether some device sends the same fix time twice in the batch."""
-    key = cols["device_id"].astype(np.int64) * 1_000_003 + cols["fix_time"]
-    return len(np.unique(key)) < cols.n
 
 
 _engines_lock = threading.Lock()

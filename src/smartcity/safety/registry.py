@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
+from smartcity.core.geo import geo_index
 from smartcity.core.i18n import N_
 from smartcity.safety.access import check_guardian
-from smartcity.safety.common import PERSON_KINDS, _changed
+from smartcity.safety.common import PERSON_KINDS, _changed, _db
 from smartcity.safety.engine import new_device_secret, parse_protocols
-from smartcity.safety.models import Device, DeviceState, Person
+from smartcity.safety.models import Device, DeviceState, Person, PositionRow, RecentPositionRow
 
 
 def add_person(session: Session, kind: str, name: str, notes: str = "", actor="cli") -> Person:
@@ -154,12 +159,68 @@ def persons(session: Session) -> list[Person]:
     return list(session.scalars(select(Person).order_by(Person.id)))
 
 
-def _person_states(session: Session, person_id: int) -> list[DeviceState]:
-    return list(
+@dataclass
+class LiveState:
+    """A device's live state as readers see it: its state row, with the live fields of its newest stored position
+    where that is newer (the writer writes a row's live fields only with a zone or flag change, else every
+    SAFETY_STATE_CHECKPOINT_S)."""
+
+    device_id: int
+    person_id: int
+    fix_time: datetime | None
+    received_at: datetime | None
+    lat: float | None
+    lon: float | None
+    speed: float | None
+    accuracy: float | None
+    battery: float | None
+    district_code: str | None
+    flags: dict
+    zones: dict
+
+
+def newest_fixes(session: Session, device_ids: list[int]) -> dict[int, Any]:
+    """Each device's newest stored valid fix, staged or not: one look-up through the (device, fix time) key per
+    device and table."""
+    found: dict[int, Any] = {}
+    for table in (PositionRow.__table__, RecentPositionRow.__table__):
+        c = table.c
+        for device_id in device_ids:
+            row = session.execute(
+                select(c.fix_time, c.received_at, c.lat, c.lon, c.speed, c.accuracy, c.battery)
+                .where(c.device_id == device_id, c.valid)
+                .order_by(c.fix_time.desc())
+                .limit(1)
+            ).first()
+            if row is not None and (device_id not in found or row.fix_time > found[device_id].fix_time):
+                found[device_id] = row
+    return found
+
+
+def _person_states(session: Session, person_id: int) -> list[LiveState]:
+    """The person's active devices' live states, newest first."""
+    rows = list(
         session.scalars(
             select(DeviceState)
             .join(Device, Device.id == DeviceState.device_id)
-            .where(DeviceState.person_id == person_id, Device.active, DeviceState.fix_time.is_not(None))
-            .order_by(DeviceState.fix_time.desc())
+            .where(DeviceState.person_id == person_id, Device.active)
         )
     )
+    newer = newest_fixes(session, [st.device_id for st in rows])
+    out = []
+    for st in rows:
+        state = LiveState(
+            st.device_id, st.person_id, st.fix_time, st.received_at, st.lat, st.lon, st.speed, st.accuracy,
+            st.battery, st.district_code, dict(st.flags or {}), dict(st.zones or {}),
+        )  # fmt: skip
+        fix = newer.get(st.device_id)
+        if fix is not None and (state.fix_time is None or fix.fix_time > state.fix_time):
+            geo = geo_index(_db(session))
+            district = int(geo.district_indexes([fix.lat], [fix.lon])[0])
+            state.fix_time, state.received_at, state.lat, state.lon = fix.fix_time, fix.received_at, fix.lat, fix.lon
+            state.speed, state.accuracy = fix.speed, fix.accuracy
+            state.battery = state.battery if fix.battery is None else fix.battery
+            state.district_code = geo.districts[district].code if district >= 0 else None
+        if state.fix_time is not None:
+            out.append(state)
+    return sorted(out, key=lambda state: state.fix_time, reverse=True)

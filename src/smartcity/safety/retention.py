@@ -13,7 +13,7 @@ from smartcity.core.db import utcnow
 from smartcity.safety.access import guardian_ids
 from smartcity.safety.alerts import raise_event
 from smartcity.safety.models import Device, DeviceState, PositionRow, RecentPositionRow, SafetyEvent, Zone
-from smartcity.safety.registry import _person_states
+from smartcity.safety.registry import _person_states, newest_fixes
 from smartcity.safety.rules import Raised, ZoneShape, confirmed_of, parse_schedule
 from smartcity.safety.settings import SafetySettings
 
@@ -69,9 +69,16 @@ def check_silent(db, settings, now: datetime | None = None) -> int:
                 Device.active, DeviceState.received_at < cutoff, DeviceState.received_at >= cutoff - timedelta(days=1)
             )
         )
-        for st in s.scalars(q):
+        found = list(s.scalars(q))
+        # A state row's live fields are checkpointed, not written with every position: what counts is the newest
+        # stored fix.
+        newer = newest_fixes(s, [st.device_id for st in found])
+        for st in found:
             flags = dict(st.flags or {})
-            if flags.get("silent") or not guardian_ids(s, st.person_id):
+            fix = newer.get(st.device_id)
+            if flags.get("silent") or (fix is not None and fix.received_at >= cutoff):
+                continue
+            if not guardian_ids(s, st.person_id):
                 continue
             flags["silent"] = True
             # Compare-and-set on the version: of several processes, exactly one raises the alert.

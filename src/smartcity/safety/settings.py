@@ -60,6 +60,11 @@ class SafetySettings:
         "SQLite: milliseconds one chunk of the staging mover should hold the write lock (its rows adapt to it), "
         "so that a large backlog never keeps the intake writer waiting longer.",
     )
+    state_checkpoint_s: float = setting(
+        30.0,
+        "Seconds between writes of a moved device's live state row when no zone or flag of it changed (readers take "
+        "the newest stored position; after a crash the positions since the row are replayed).",
+    )
     live_positions: bool = setting(
         True, "Publish each device's newest position per batch as a live event to guardians (and open incidents)."
     )
