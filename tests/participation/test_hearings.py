@@ -18,7 +18,9 @@ from smartcity.core.auth import identity_of_user
 from smartcity.core.city import load_profile
 from smartcity.core.demo import load_demo
 from smartcity.core.models import AuditEntry, User
+from smartcity.core.module import datasets, discover
 from smartcity.core.notify import Notification
+from smartcity.opendata import feeds
 from smartcity.participation import hearings
 from smartcity.participation.hearings_models import Hearing
 from tests.conftest import make_key, make_settings, make_user
@@ -313,3 +315,8 @@ def test_the_open_data_rows_count_what_is_shown_and_name_nobody(world, db):
         "comments_after": 1,
     }
     assert not {"asker", "fan", "official", "asker@example.org"} & {str(v) for v in row.values()}
+    # The module declares the rows as an open dataset; the catalogue publishes them (nothing personal refused).
+    participation = next(m for m in discover() if m.name == "participation")
+    [declared] = [d for d in datasets([participation]) if d.name.endswith("hearings")]
+    published = feeds.publish_feed(db, declared, [participation])
+    assert (published.rows, published.problem_count) == (1, 0)

@@ -9,6 +9,7 @@ from the services' own read models, so a page, its CSV and the catalogue say the
   - participation.budget-turnout   ballots per budget and area, suppressed the same way;
   - participation.vote-results     closed votes' published results by answer, district and age band
                                    (votes_service.published_results: its small cells already suppressed).
+  - participation.hearings         each public hearing in numbers (hearings.open_rows).
 The rows hold no person: no account, name, contact, voter key or ballot token. No dataset declares a `key`:
 before the first results a dataset has no rows, hence no key column, and its rows are compared whole."""
 
@@ -49,6 +50,12 @@ def budget_turnout(session) -> list[dict[str, Any]]:
     from smartcity.participation import budgets
 
     return budgets.turnout(session)
+
+
+def hearing_counts(session) -> Iterator[dict[str, Any]]:
+    from smartcity.participation import hearings
+
+    return hearings.open_rows(session)
 
 
 def vote_results(session) -> Iterator[dict[str, Any]]:
@@ -99,6 +106,17 @@ DATASETS = (
         events=("participation.vote.",),
         title_en="Vote results",
         tags=("participation", "vote"),
+        theme="governance",
+    ),
+    # Refreshed on the catalogue's schedule only: a live session's upvotes would otherwise republish it each time.
+    Dataset(
+        "hearings",
+        "공청회 참여 현황",
+        f"{_HERE}:hearing_counts",
+        "Each public hearing in numbers: schedule, phase, questions shown and answered, upvotes, comments before "
+        "and after the session, documents, when the minutes came out; no person, no text but the topic.",
+        title_en="Public hearings in numbers",
+        tags=("participation", "hearing", "statistics"),
         theme="governance",
     ),
 )
