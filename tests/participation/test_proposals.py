@@ -14,7 +14,7 @@ from smartcity.app import create_app
 from smartcity.core import audit
 from smartcity.core.auth import Identity
 from smartcity.core.db import utcnow
-from smartcity.core.models import AuditEntry, User
+from smartcity.core.models import AuditEntry, District, User
 from smartcity.core.notify import Notification
 from smartcity.participation import service
 from smartcity.participation.models import Like, Participant, Proposal
@@ -212,6 +212,21 @@ def test_moderators_hide_with_a_reason_and_citizens_report_abuse_once(db, db_url
         entries = audit.entries(s, object_type="participation.proposal")
     hides = [(e.actor, e.detail) for e in entries if e.action == "hide"]
     assert hides == [("admin1", {"reason": "상업 광고"})]
+
+
+def test_a_proposal_names_its_district_by_code(db, db_url, tmp_path):
+    """The district is named by its code (as the form and the app send it), not by the table's row id."""
+    app = _app(db, tmp_path, db_url)
+    make_user(db, "author", "citizen")
+    with TestClient(app) as client:
+        with db.session() as s:
+            first, last = s.execute(select(func.min(District.code), func.max(District.code))).one()
+        key = {"X-API-Key": make_key(db, "author")}
+        made = client.post(f"{API}/proposals", json={**IDEA, "district_code": last}, headers=key)
+        assert made.status_code == 201, made.text
+        assert client.get(f"{API}/proposals/{made.json()['id']}").json()["district_code"] == last
+        other = {**IDEA, "title": "다른 구의 제안입니다", "district_code": first}
+        assert client.post(f"{API}/proposals", json=other, headers=key).json()["district_code"] == first
 
 
 @pytest.mark.parametrize(

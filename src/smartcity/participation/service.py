@@ -171,7 +171,7 @@ def create(session: Session, identity: Identity, new: NewProposal) -> Proposal:
     if new.category not in CATEGORIES:
         raise InvalidInput(N_("unknown category; categories are: {known}"), params={"known": ", ".join(CATEGORIES)})
     district = new.district_code or None
-    if district and session.get(District, district) is None:
+    if district and session.scalar(select(District.id).where(District.code == district)) is None:
         raise InvalidInput(N_("no district {code}"), params={"code": district}, code="unknown_district")
     if (new.lat is None) != (new.lon is None):
         raise InvalidInput(POINT_MESSAGE)
