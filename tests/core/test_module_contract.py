@@ -21,7 +21,7 @@ from tests.conftest import eventually, make_settings, make_user, signin
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "smartcity"
-BUNDLED = ("assets", "opendata", "participation", "reports", "safety")
+BUNDLED = ("assets", "opendata", "participation", "reports", "safety", "sensing")
 
 
 def _app(db, settings, monkeypatch, greeting: str = "annyeong"):

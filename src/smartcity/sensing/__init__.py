@@ -1,0 +1,53 @@
+"""City sensing (u-Seoul Net, issue 16's first slice): sensors as assets of kind `sensor`, their readings in
+through core's intake pipeline (HTTP batch, MQTT, S-DoT exports), refusals recorded with their reasons, hourly
+and daily roll-ups kept while raw readings are pruned after a retention period. See docs/sensing.md.
+
+CLI: `smartcity sensing import-sensors FILE`, `smartcity sensing import-readings FILE`, `smartcity sensing rollup`.
+"""
+
+from __future__ import annotations
+
+from smartcity.core.jobs import Job
+from smartcity.core.module import Module
+from smartcity.core.mqtt import Subscription
+from smartcity.sensing.settings import SensingSettings
+
+
+def _rollup(db, settings) -> None:
+    from smartcity.sensing.rollup import job
+
+    job(db, settings)
+
+
+def _setup(app, context) -> None:
+    """Stop the intake's writer (after what it holds is written) when the app shuts down."""
+    from smartcity.sensing.intake import INTAKE
+
+    async def stop(app) -> None:
+        intake = context.slots.pop(INTAKE, None)
+        if intake is not None:
+            intake.stop()
+
+    app.state.metrics.watch_queue("sensing.readings", lambda: getattr(context.slots.get(INTAKE), "queued", 0))
+    app.state.shutdown.append(stop)
+
+
+module = Module(
+    name="sensing",
+    routers=("smartcity.sensing.api:router",),
+    # Sensors and gateways send with an API key of a staff account; administrators hold both.
+    permissions={"sensing.submit": ("staff",), "sensing.manage": ("staff",)},
+    jobs=(Job("sensing.rollup", 300, _rollup),),
+    settings=SensingSettings,
+    mqtt=(
+        Subscription(
+            "sensing",
+            broker="smartcity.sensing.mqtt:broker",
+            topics="smartcity.sensing.mqtt:topics",
+            handler="smartcity.sensing.mqtt:ReadingsOverMqtt",
+        ),
+    ),
+    cli="smartcity.sensing.cli:commands",
+    setup=_setup,
+    models="smartcity.sensing.models",
+)

@@ -1,0 +1,76 @@
+"""`smartcity sensing …`: the S-DoT sensor list and raw exports, the roll-up job by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from smartcity.core.cli import command_errors, database, read_file
+
+
+@click.group("sensing")
+def group() -> None:
+    """City sensors: the S-DoT list and readings, roll-ups."""
+
+
+def _defects(problems, show: int) -> None:
+    by_reason: dict[str, list] = {}
+    for p in problems:
+        by_reason.setdefault(p.reason.split(":")[0], []).append(p)
+    for reason, found in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        click.echo(f"  {len(found)} × {reason}")
+        for p in found[:show]:
+            click.echo(f"    line {getattr(p, 'line', None) or getattr(p, 'row', '?')}: {p.reason}")
+
+
+@group.command("import-sensors")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--show", default=10, show_default=True, help="Rows to print per reason.")
+def import_sensors(file: Path, show: int) -> None:
+    """Register the sensors of an S-DoT sensor list (시리얼, 위도, 경도) as assets of kind `sensor`."""
+
+    @command_errors
+    def run() -> None:
+        from smartcity.sensing import service
+
+        report = service.import_sensors(database(), read_file(file))
+        click.echo(report.summary())
+        _defects(report.skipped, show)
+
+    run()
+
+
+@group.command("import-readings")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--show", default=10, show_default=True, help="Rows to print per reason.")
+def import_readings(file: Path, show: int) -> None:
+    """Store the readings of an S-DoT raw export; rows and readings that cannot be kept are reported by line."""
+
+    @command_errors
+    def run() -> None:
+        from smartcity.sensing import service
+
+        result = service.import_readings(database(), read_file(file))
+        click.echo(result.summary())
+        _defects(result.defects, show)
+
+    run()
+
+
+@group.command("rollup")
+def rollup() -> None:
+    """Roll the marked hours up now and prune raw readings past the retention period."""
+
+    @command_errors
+    def run() -> None:
+        from smartcity.sensing import service
+
+        done = service.roll_up(database())
+        click.echo(f"{done.hours} hours and {done.days} days rolled up, {done.pruned} raw readings pruned")
+
+    run()
+
+
+def commands() -> list[click.Command]:
+    return [group]

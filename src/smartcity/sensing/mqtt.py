@@ -1,0 +1,81 @@
+"""Sensor readings over MQTT: the sensing module's subscription on core's MQTT client (`smartcity.core.mqtt`).
+
+With SMARTCITY_SENSING_MQTT_URL set, the module subscribes to SMARTCITY_SENSING_MQTT_TOPIC
+(city/sensors/+/readings). A message on city/sensors/{serial}/readings is that sensor's JSON: one reading
+{"quantity": "pm10", "time": 1767225600, "value": 21} or an array of them (a "sensor" field is ignored: the
+topic names the sensor; the broker's ACL keeps each sensor to its own topic).
+
+A message is acknowledged once its readings are stored or refused and recorded (`sensing_rejections`); a
+payload that is not JSON is recorded as one rejection and acknowledged (redelivery cannot mend it). When the
+store fails the message is not acknowledged: core retries it after a back-off, and a replay is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from smartcity.core.context import context_of
+from smartcity.core.mqtt import Broker, broker_of
+from smartcity.sensing.intake import INTAKE, Batch, Refusal, no_readings, validate
+from smartcity.sensing.settings import SensingSettings
+
+CHANNEL = "mqtt"
+
+
+def broker(context) -> Broker | None:
+    settings = context.settings.of(SensingSettings)
+    if not settings.mqtt_url:
+        return None
+    broker_of(settings.mqtt_url)  # a malformed URL stops the app's start, naming the variable
+    return Broker(settings.mqtt_url, settings.mqtt_client_id)
+
+
+def topics(context) -> list[str]:
+    return [t.strip() for t in context.settings.of(SensingSettings).mqtt_topic.split(",") if t.strip()]
+
+
+def serial_of(topic: str) -> str | None:
+    """The serial in city/sensors/{serial}/readings (any prefix before sensors/{serial}/readings)."""
+    levels = topic.split("/")
+    if len(levels) >= 3 and levels[-1] == "readings" and levels[-3] == "sensors" and levels[-2]:
+        return levels[-2]
+    return None
+
+
+class ReadingsOverMqtt:
+    """The subscription's handler: each message's readings validated, all of one read stored in one batch."""
+
+    def __init__(self, app):
+        self.app = app
+        self.db = app.state.db
+        self.stats = {"stored": 0, "duplicates": 0, "refused": 0}
+        app.state.sensing_mqtt = self
+
+    async def __call__(self, messages: list) -> list:
+        batches = [self._batch(msg) for msg in messages]
+        try:
+            intake = context_of(self.db).slot(INTAKE)
+            # All of one read queued at once: the writer takes them in one transaction.
+            outcomes = await asyncio.gather(*(asyncio.wrap_future(intake.submit(b)) for b in batches))
+        except Exception as exc:  # noqa: BLE001 - not stored: core retries each message after a back-off
+            return [exc] * len(messages)
+        for outcome in outcomes:
+            self.stats["stored"] += outcome.stored
+            self.stats["duplicates"] += outcome.duplicates
+            self.stats["refused"] += len(outcome.refused)
+        return [None] * len(messages)
+
+    def _batch(self, msg) -> Batch:
+        serial = serial_of(msg.topic)
+        try:
+            payload = json.loads(msg.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self._refused(serial, "malformed", f"the payload is not JSON: {exc}")
+        if serial is None:
+            return self._refused("", "malformed", f"the topic {msg.topic} is not city/sensors/{{serial}}/readings")
+        readings = payload if isinstance(payload, list) else [payload]
+        return validate(self.db, readings, CHANNEL, serial=serial)
+
+    def _refused(self, serial: str | None, code: str, detail: str) -> Batch:
+        return Batch(CHANNEL, no_readings(), [Refusal(0, code, detail, sensor=serial or "")])

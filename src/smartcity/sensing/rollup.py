@@ -1,0 +1,141 @@
+"""Roll-ups: each sensor's quantities per hour and per day (min, max, sum, count), kept; raw readings pruned
+after the retention period (SMARTCITY_SENSING_RAW_RETENTION_DAYS) once rolled up.
+
+The intake marks the hours its stored readings fall in (`sensing_pending_hours`); the `sensing.rollup` job takes
+those marks and computes those hours again from the raw readings, then the days holding them from the hours,
+in one transaction that began by taking the marks (a write, so on SQLite it holds the write lock; on PostgreSQL
+the marks' table is locked against inserts): a reading committed later marks its hour again for the next run,
+never lost between a mark taken and a roll-up computed. Days are the city's days (its time zone).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, literal, select, text
+
+from smartcity.core.context import context_of
+from smartcity.sensing.models import PendingHour, Reading, Rollup
+from smartcity.sensing.settings import SensingSettings
+
+HOUR, DAY = 3600, 86400
+
+
+@dataclass
+class RollupRun:
+    hours: int = 0
+    days: int = 0
+    pruned: int = 0
+
+
+def _day_start(epoch: int, tz) -> int:
+    local = datetime.fromtimestamp(epoch, tz)
+    return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+def _next_day(start: int, tz) -> int:
+    local = datetime.fromtimestamp(start, tz) + timedelta(days=1, hours=3)  # past a DST change, then floored
+    return _day_start(int(local.timestamp()), tz)
+
+
+def _roll_hours(session, hours: Iterable[int]) -> None:
+    for hour in hours:
+        session.execute(delete(Rollup).where(Rollup.resolution == HOUR, Rollup.start == hour))
+        rows = (
+            select(
+                Reading.sensor_id,
+                Reading.quantity,
+                literal(HOUR),
+                literal(hour),
+                func.count(),
+                func.min(Reading.value),
+                func.max(Reading.value),
+                func.sum(Reading.value),
+            )
+            .where(Reading.observed_at >= hour, Reading.observed_at < hour + HOUR)
+            .group_by(Reading.sensor_id, Reading.quantity)
+        )
+        session.execute(insert(Rollup).from_select(_COLUMNS, rows))
+
+
+_COLUMNS = ["sensor_id", "quantity", "resolution", "start", "count", "min", "max", "sum"]
+
+
+def _roll_days(session, days: Iterable[int], tz) -> None:
+    for day in days:
+        session.execute(delete(Rollup).where(Rollup.resolution == DAY, Rollup.start == day))
+        rows = (
+            select(
+                Rollup.sensor_id,
+                Rollup.quantity,
+                literal(DAY),
+                literal(day),
+                func.sum(Rollup.count),
+                func.min(Rollup.min),
+                func.max(Rollup.max),
+                func.sum(Rollup.sum),
+            )
+            .where(Rollup.resolution == HOUR, Rollup.start >= day, Rollup.start < _next_day(day, tz))
+            .group_by(Rollup.sensor_id, Rollup.quantity)
+        )
+        session.execute(insert(Rollup).from_select(_COLUMNS, rows))
+
+
+def roll_up(db, now: float | None = None) -> RollupRun:
+    """Roll up the marked hours and their days, then prune raw readings older than the retention period."""
+    context = context_of(db)
+    settings = context.settings_of(SensingSettings)
+    tz = context.profile.tz
+    now = time.time() if now is None else now
+    run = RollupRun()
+    with db.session() as s:
+        if db.is_postgres:
+            s.execute(text("LOCK TABLE sensing_pending_hours IN SHARE ROW EXCLUSIVE MODE"))
+        hours = sorted(s.scalars(delete(PendingHour).returning(PendingHour.hour)))
+        _roll_hours(s, hours)
+        days = sorted({_day_start(h, tz) for h in hours})
+        _roll_days(s, days, tz)
+        run.hours, run.days = len(hours), len(days)
+        # Every hour below the cutoff has been rolled up: the intake refuses readings older than the retention
+        # period, and the marks were all taken above. An hour's margin keeps the hour being refused whole.
+        cutoff = (int(now) - settings.raw_retention_days * DAY) // HOUR * HOUR - HOUR
+        run.pruned = s.execute(delete(Reading).where(Reading.observed_at < cutoff)).rowcount or 0
+    return run
+
+
+def job(db, _settings) -> None:
+    roll_up(db)
+
+
+def series(session, sensor_id: int, quantity: int, resolution: int, start: int, end: int) -> list[dict]:
+    """A sensor's quantity over [start, end): raw readings (resolution 0) or hourly/daily aggregates."""
+    if resolution == 0:
+        q = (
+            select(Reading.observed_at, Reading.value)
+            .where(
+                Reading.sensor_id == sensor_id,
+                Reading.quantity == quantity,
+                Reading.observed_at >= start,
+                Reading.observed_at < end,
+            )
+            .order_by(Reading.observed_at)
+        )
+        return [{"time": t, "value": v} for t, v in session.execute(q)]
+    q = (
+        select(Rollup.start, Rollup.count, Rollup.min, Rollup.max, Rollup.sum)
+        .where(
+            Rollup.sensor_id == sensor_id,
+            Rollup.quantity == quantity,
+            Rollup.resolution == resolution,
+            Rollup.start >= start,
+            Rollup.start < end,
+        )
+        .order_by(Rollup.start)
+    )
+    return [
+        {"time": t, "count": n, "min": lo, "max": hi, "mean": total / n if n else None}
+        for t, n, lo, hi, total in session.execute(q)
+    ]

@@ -1,0 +1,40 @@
+"""The sensing module's settings: SMARTCITY_SENSING_<FIELD>. Declared in `smartcity.sensing.module`; services
+read them from their store's context (`context_of(db).settings_of(SensingSettings)`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smartcity.settings import setting
+
+
+@dataclass(frozen=True)
+class SensingSettings:
+    raw_retention_days: int = setting(
+        30,
+        "Days a sensor's raw readings are kept; older ones are pruned by the sensing.rollup job once rolled up "
+        "into the hourly and daily aggregates, which are kept. A reading older than this is refused as too old.",
+    )
+    future_tolerance_s: int = setting(
+        300,
+        "How far ahead of the server's clock a reading's time may be (a sensor's clock running fast); later "
+        "ones are refused as in the future.",
+    )
+    mqtt_url: str = setting(
+        "",
+        "MQTT broker to take sensor readings from: mqtt://user:password@host:1883 (mqtts:// for TLS). Empty: off.",
+    )
+    mqtt_topic: str = setting(
+        "city/sensors/+/readings",
+        "Topic filters to subscribe to, comma-separated; a message on city/sensors/{serial}/readings carries that "
+        "sensor's readings (one JSON object or an array). Several serving processes: "
+        "$share/smartcity/city/sensors/+/readings.",
+    )
+    mqtt_client_id: str = setting(
+        "",
+        "MQTT client id for the sensors' broker; set one to keep a persistent session. Empty: a random id.",
+    )
+    batch_size: int = setting(
+        5000,
+        "Readings written in one transaction at most by the sensing intake's writer.",
+    )
