@@ -7,6 +7,7 @@ Who may do what (declared below, checked by `core.auth` in service.py):
   - participation.take_part   every signed-in person: propose, like, debate, follow, report abuse;
   - participation.answer      department staff: their department's queue, official answers, follow-ups;
   - participation.moderate    administrators: hide and show again, read abuse reports.
+  - participation.run_votes   staff: set up votes (mVoting; votes_service.py, verification.py).
 
 Thresholds and windows are settings (SMARTCITY_PARTICIPATION_*). See docs/participation.md.
 """

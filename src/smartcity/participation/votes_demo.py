@@ -65,7 +65,7 @@ def load(db, profile: CityProfile) -> Iterator[str]:
             return
         staff = identity_of_user(people["staff"], "demo")
         district = demo_district(profile)
-        if district and s.get(District, district) is None:
+        if district and s.scalar(select(District.id).where(District.code == district)) is None:
             district = None
         now = utcnow()
         open_vote = service.create(
