@@ -36,9 +36,12 @@ class ParticipationSettings:
     vote_code_minutes: int = setting(5, "Minutes a one-time verification code stays valid.")
     vote_code_attempts: int = setting(5, "Wrong tries after which a one-time code is dead.")
     vote_sends_per_phone: int = setting(3, "One-time codes sent to one phone in an hour, at most.")
-    vote_sends_per_account: int = setting(5, "Verification attempts (codes sent, register look-ups) per account an hour.")
+    vote_sends_per_account: int = setting(
+        5, "Verification attempts (codes sent, register look-ups) per account an hour."
+    )
     vote_batch: int = setting(
-        32, "Ballots sealed into a vote's hash chain together, shuffled (so the chain's order is not the casting order)."
+        32,
+        "Ballots sealed into a vote's hash chain together, shuffled (so the chain's order is not the casting order).",
     )
     budget_min_count: int = setting(
         10, "A participatory budget's area with fewer ballots shows its winners but not its counts (pages, open data)."
