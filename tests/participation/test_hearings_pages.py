@@ -150,3 +150,34 @@ def test_a_hearing_runs_live_on_a_phone_in_korean(live_app, page):
     assert page.locator("#hearing form.ask, #hearing form.comment, #hearing form.vote").count() == 0
     assert page.locator(".phase").first.inner_text() == "회의록 공개됨"
     api.close()
+
+
+def test_an_official_announces_a_hearing_through_the_korean_form(db, db_url, tmp_path):
+    app = create_app(make_settings(db_url, tmp_path, run_jobs=False), db)
+    make_user(db, "official", "staff", department="city-transport", language="ko")
+    with TestClient(app) as client:
+        client.cookies.set("lang", "ko")
+        signin(client, "official")
+        form = client.get("/participation/hearings/new")
+        assert form.status_code == 200 and "공청회 열기" in form.text
+        fields = {
+            "topic_ko": "자전거도로 확충 공청회",
+            "comments_open_at": "2030-03-01T09:00",
+            "starts_at": "2030-03-10T19:00",
+            "ends_at": "2030-03-10T21:00",
+            "comments_close_at": "2030-03-17T18:00",
+            "csrf_token": _token(form.text),
+        }
+        backwards = {**fields, "ends_at": "2030-03-10T18:00"}
+        refused = client.post("/participation/hearings/new", data=backwards)
+        assert refused.status_code == 422
+        assert "일정은 의견 받기 시작, 공청회 시작, 공청회 종료, 의견 받기 마감 순서여야 합니다." in refused.text
+        assert 'value="자전거도로 확충 공청회"' in refused.text  # what was typed is kept
+        made = client.post("/participation/hearings/new", data=fields, follow_redirects=False)
+        assert made.status_code == 303
+        hid = int(made.headers["location"].rsplit("/", 1)[1])
+        shown = client.get(f"/api/participation/hearings/{hid}").json()
+        # The form's times are the city's (Seoul, UTC+9): 19:00 there is 10:00 UTC.
+        assert shown["starts_at"].startswith("2030-03-10T10:00:00") and shown["phase"] == "upcoming"
+        page = client.get(made.headers["location"]).text
+        assert "2030-03-10 19:00 – 2030-03-10 21:00" in page and "아직 열리지 않았습니다" in page
