@@ -103,7 +103,9 @@ class CommentOut(BaseModel):
     id: int
     parent_id: int | None
     depth: int
-    body: str
+    body: str | None = Field(description="None when a moderator hid it (moderators still read it)")
+    hidden: bool = Field(description="hidden by a moderator: show a notice in its place")
+    hidden_reason: str | None = Field(None, description="moderators only: why it was hidden")
     name: str
     by_author: bool = Field(description="said by the proposal's author (pinned on top)")
     up: int
@@ -231,7 +233,9 @@ def _said(one: service.Said) -> CommentOut:
         id=c.id,
         parent_id=c.parent_id,
         depth=c.depth,
-        body=c.body,
+        body=one.body,
+        hidden=c.hidden,
+        hidden_reason=c.hidden_reason if one.body is not None else None,
         name=one.name,
         by_author=one.by_author,
         up=c.up,
@@ -240,6 +244,22 @@ def _said(one: service.Said) -> CommentOut:
         created_at=_when(c.created_at),
         replies=[_said(r) for r in one.replies],
     )
+
+
+class CommentHidden(BaseModel):
+    id: int
+    proposal_id: int
+    hidden: bool
+    hidden_reason: str | None
+
+
+@router.post("/comments/{comment_id}/hide")
+def hide_comment(request: Request, comment_id: int, body: HideBody, identity: CurrentIdentity) -> CommentHidden:
+    """Moderation: hide one debate comment (or show it again, hidden=false) with a reason; audited. The public
+    reads a notice in its place."""
+    with _db(request).session() as s:
+        row = service.hide_comment(s, identity, comment_id, body.reason, body.hidden)
+        return CommentHidden(id=row.id, proposal_id=row.proposal_id, hidden=row.hidden, hidden_reason=row.hidden_reason)
 
 
 @router.get("/proposals/{proposal_id}/comments")
@@ -341,6 +361,7 @@ def proposal_history(request: Request, proposal_id: int, identity: CurrentIdenti
 
 @router.put("/proposals/{proposal_id}/follow")
 def follow(request: Request, proposal_id: int, identity: CurrentIdentity) -> dict:
+    """Follow the proposal's news (the same as PUT /api/participation/follows/proposal/{id})."""
     with _db(request).session() as s:
         service.follow(s, identity, proposal_id, True)
     return {"id": proposal_id, "following": True}

@@ -26,6 +26,7 @@ WORDS = AuditWords(
         "participation.budget": N_("participatory budget"),
         "participation.budget_project": N_("budget project"),
         "participation.proposal": N_("proposal"),
+        "participation.comment": N_("debate comment"),
         "participation.hearing": N_("public hearing"),
         "participation.vote": N_("vote"),
         "participation.verification": N_("resident verification"),
@@ -65,7 +66,13 @@ WORDS = AuditWords(
         "job:participation.budgets": N_("the budget phase job"),
         "job:participation.votes": N_("the vote closing job"),
     },
-    keys={"to": N_("next step"), "question": N_("question"), "file": N_("file"), "sms": N_("text messages")},
+    keys={
+        "to": N_("next step"),
+        "proposal": N_("proposal"),
+        "question": N_("question"),
+        "file": N_("file"),
+        "sms": N_("text messages"),
+    },
     values={
         "participation.proposal:to": _named(STATUSES),
         "participation.budget:to": _named(PHASE_NAMES),

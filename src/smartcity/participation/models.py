@@ -1,11 +1,11 @@
-"""Participation's tables: proposals (Democracy Seoul), their likes, followers, debate comments and
-participants, official answers' follow-ups and abuse reports."""
+"""Participation's tables: proposals (Democracy Seoul), their likes, debate comments and
+participants, official answers' follow-ups and abuse reports (who follows a proposal: follows.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -56,14 +56,6 @@ class Like(Base):
     __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_likes_proposal_user"),)
 
 
-class Follower(Base):
-    __tablename__ = "participation_followers"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_followers_proposal_user"),)
-
-
 class Comment(Base):
     """A word in a proposal's debate: a reply names its parent (`depth` 0 is a top comment). `up` and `down`
     count the CommentVote rows, recounted under the comment's row lock."""
@@ -78,6 +70,9 @@ class Comment(Base):
     depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     up: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     down: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A moderator's hiding: the public reads a notice in its place, its replies stay.
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    hidden_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class CommentVote(Base):

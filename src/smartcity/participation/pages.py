@@ -11,7 +11,7 @@ from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import SmartCityError
 from smartcity.core.models import District
 from smartcity.core.web import error_text, language_of, render
-from smartcity.participation import service
+from smartcity.participation import follows, service
 
 router = APIRouter(include_in_schema=False)
 P = "/participation"
@@ -82,6 +82,7 @@ def _proposal_page(request: Request, proposal_id: int, identity: Identity, statu
         liked = service.liked(s, identity, proposal_id)
         versions = service.history(s, identity, proposal_id)
         pictures = service.images_of(s, proposal_id)
+        following = follows.following(s, identity, service.KIND, proposal_id)
     responsible = identity.can("participation.answer") and (
         identity.role == "admin" or identity.department_code == proposal.department_code
     )
@@ -101,6 +102,7 @@ def _proposal_page(request: Request, proposal_id: int, identity: Identity, statu
         moderator=identity.can("participation.moderate"),
         follow_ups=follow_ups,
         liked=liked,
+        following=following,
         responsible=responsible,
         rules=service.settings_of(request.app.state.db),
         error=error,
@@ -115,8 +117,8 @@ def proposal_page(request: Request, proposal_id: int, identity: CurrentIdentity)
 
 @router.post(P + "/proposals/{proposal_id:int}/{action}", response_class=HTMLResponse)
 async def act(request: Request, proposal_id: int, action: str, identity: CurrentIdentity):
-    """The proposal page's forms: like, unlike, comment (or reply), vote on a comment, edit, answer, follow-up,
-    report, and the moderators' hide and show."""
+    """The proposal page's forms: like, unlike, comment (or reply), vote on a comment, edit, follow, answer,
+    follow-up, report, and the moderators' hide and show (of the proposal or of one comment)."""
     form = await request.form()
     db = request.app.state.db
     back = f"{P}/proposals/{proposal_id}"
@@ -141,6 +143,15 @@ async def act(request: Request, proposal_id: int, action: str, identity: Current
             with db.session() as s:
                 if action == "edit":
                     service.edit(s, identity, proposal_id, str(form.get("title") or ""), str(form.get("body") or ""))
+                elif action in ("follow", "unfollow"):
+                    service.follow(s, identity, proposal_id, action == "follow", sms=form.get("sms") == "on")
+                elif action in ("hide-comment", "unhide-comment"):
+                    comment_id = _number(form.get("comment_id")) or 0
+                    if service.comment_proposal(s, comment_id) != proposal_id:
+                        raise service.NotFound(service.NO_PAGE)
+                    reason = str(form.get("reason") or "")
+                    service.hide_comment(s, identity, comment_id, reason, action == "hide-comment")
+                    back = f"{P}/moderation" if form.get("next") == "moderation" else f"{back}#comment-{comment_id}"
                 elif action in ("hide", "unhide"):
                     service.hide(s, identity, proposal_id, str(form.get("reason") or ""), action == "hide")
                     if form.get("next") == "moderation":
@@ -172,7 +183,10 @@ def moderation_page(request: Request, identity: Identity = Depends(Require("part
     with request.app.state.db.session() as s:
         reported = [(service.get(s, identity, pid), n, why) for pid, n, why in service.abuse_reports(s, identity)]
         hidden = service.hidden(s, identity)
-    return render(request, "participation/moderation.html", reported=reported, hidden=hidden, **_labels())
+        comments = service.hidden_comments(s, identity)
+    return render(
+        request, "participation/moderation.html", reported=reported, hidden=hidden, comments=comments, **_labels()
+    )
 
 
 @router.get(f"{P}/queue", response_class=HTMLResponse)

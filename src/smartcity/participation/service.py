@@ -18,13 +18,14 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from smartcity.core import audit, notify
+from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.context import context_of
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
-from smartcity.core.i18n import N_, translate
+from smartcity.core.i18n import N_
 from smartcity.core.models import District, User
+from smartcity.participation import follows
 from smartcity.participation.models import (
     ANSWER_DUE,
     ANSWERED,
@@ -34,7 +35,6 @@ from smartcity.participation.models import (
     AbuseReport,
     Comment,
     CommentVote,
-    Follower,
     FollowUp,
     Like,
     Participant,
@@ -68,8 +68,10 @@ ANSWERS = {
     "rejected": N_("Rejected"),
 }
 TITLE_MAX, BODY_MAX, TEXT_MAX, REASON_MAX = 200, 10_000, 5_000, 500
+KIND = "proposal"  # as follows.FOLLOWABLE names proposals
 POINT_MESSAGE = N_("a map point needs both latitude and longitude")
 NO_PAGE = N_("no such page")
+HIDDEN_COMMENT = N_("a moderator has hidden this comment: it takes no replies or votes")
 
 
 def settings_of(db: Database) -> ParticipationSettings:
@@ -198,7 +200,7 @@ def create(session: Session, identity: Identity, new: NewProposal) -> Proposal:
     )
     session.add(proposal)
     session.flush()
-    session.add(Follower(proposal_id=proposal.id, user_id=author))
+    follows.follow(session, identity, KIND, proposal.id)
     audit.record(session, identity, "create", "participation.proposal", proposal.id, {"category": new.category})
     return proposal
 
@@ -320,6 +322,8 @@ def comment(db: Database, identity: Identity, proposal_id: int, body: str, paren
             parent = s.get(Comment, parent_id)
             if parent is None or parent.proposal_id != proposal_id:
                 raise NotFound(N_("no comment {id} in this debate"), params={"id": parent_id})
+            if parent.hidden:
+                raise Conflict(HIDDEN_COMMENT, code="hidden")
             depth = parent.depth + 1
             most = settings_of(db).reply_depth
             if depth > most:
@@ -363,6 +367,13 @@ class Said:
     by_author: bool
     my_vote: int = 0
     replies: list[Said] = field(default_factory=list)
+    body: str | None = None  # None: hidden by a moderator, and the reader is no moderator (a notice instead)
+
+
+def _heard(comment: Comment, name: str, by_author: bool, moderator: bool) -> Said:
+    if comment.hidden and not moderator:
+        return Said(comment, "", False, body=None)
+    return Said(comment, name, by_author, body=comment.body)
 
 
 def _order(sort: str):
@@ -386,7 +397,8 @@ def debate(session: Session, identity: Identity, proposal_id: int, sort: str = "
         .where(Comment.proposal_id == proposal_id)
         .order_by(Comment.id)
     )
-    said = {c.id: Said(c, shown or name, c.user_id == proposal.author_id) for c, shown, name in rows}
+    moderator = identity.can("participation.moderate")
+    said = {c.id: _heard(c, shown or name, c.user_id == proposal.author_id, moderator) for c, shown, name in rows}
     if identity.user_id is not None and said:
         mine = session.execute(
             select(CommentVote.comment_id, CommentVote.value)
@@ -404,17 +416,6 @@ def debate(session: Session, identity: Identity, proposal_id: int, sort: str = "
     return sorted(top, key=lambda one: (not one.by_author, key(one)))
 
 
-def comments(session: Session, proposal_id: int) -> list[tuple[Comment, str]]:
-    """Every comment of a debate with its speaker's name, in the order written."""
-    rows = session.execute(
-        select(Comment, User.display_name, User.username)
-        .join(User, User.id == Comment.user_id)
-        .where(Comment.proposal_id == proposal_id)
-        .order_by(Comment.id)
-    )
-    return [(c, shown or name) for c, shown, name in rows]
-
-
 def vote_comment(db: Database, identity: Identity, comment_id: int, value: int | None) -> Comment:
     """Vote a debate comment up (+1) or down (-1), change one's vote, or withdraw it (None); one vote per
     person. The comment's row is locked first and its counts recounted from the votes, so concurrent votes
@@ -427,6 +428,8 @@ def vote_comment(db: Database, identity: Identity, comment_id: int, value: int |
         if row is None:
             raise NotFound(N_("no comment {id}"), params={"id": comment_id})
         get(s, identity, row.proposal_id)
+        if row.hidden:
+            raise Conflict(HIDDEN_COMMENT, code="hidden")
         mine = (CommentVote.comment_id == comment_id, CommentVote.user_id == person)
         if value is None:
             s.execute(delete(CommentVote).where(*mine))
@@ -497,45 +500,30 @@ def history(session: Session, identity: Identity, proposal_id: int) -> list[Vers
     return versions
 
 
-def follow(session: Session, identity: Identity, proposal_id: int, on: bool = True) -> None:
-    person = _signed_in(identity)
-    get(session, identity, proposal_id)
-    if on:
-        _insert_once(session, Follower, proposal_id=proposal_id, user_id=person)
-    else:
-        session.execute(delete(Follower).where(Follower.proposal_id == proposal_id, Follower.user_id == person))
+def follow(session: Session, identity: Identity, proposal_id: int, on: bool = True, sms: bool = False) -> bool:
+    """Follow a proposal (or stop): the same row as PUT /api/participation/follows/proposal/<id> writes."""
+    return follows.follow(session, identity, KIND, proposal_id, on, sms=sms)
+
+
+NEWS = {
+    DEBATE: N_("The proposal “{title}” has enough likes: its public debate is open."),
+    ANSWER_DUE: N_("The proposal “{title}” has enough debate participants: the city owes it an official answer."),
+    ANSWERED: N_("The city has answered the proposal “{title}”."),
+    EXPIRED: N_("The proposal “{title}” did not reach its threshold in time and is closed."),
+}
 
 
 def _tell_followers(session: Session, proposal: Proposal) -> int:
-    """Queue an email to each follower with an address (the author follows from the start), in their language."""
-    profile = context_of(session.info["db"]).profile
-    people = session.scalars(
-        select(User).join(Follower, Follower.user_id == User.id).where(Follower.proposal_id == proposal.id)
+    """Queue the proposal's news to each follower (the author follows from the start) in their language, by
+    web push, email, and SMS for those who asked (follows.notify_followers)."""
+    return follows.notify_followers(
+        session,
+        KIND,
+        proposal.id,
+        NEWS[proposal.status],
+        subject=N_("Your proposal's news"),
+        params={"title": proposal.title},
     )
-    messages = {
-        DEBATE: N_("The proposal “{title}” has enough likes: its public debate is open."),
-        ANSWER_DUE: N_("The proposal “{title}” has enough debate participants: the city owes it an official answer."),
-        ANSWERED: N_("The city has answered the proposal “{title}”."),
-        EXPIRED: N_("The proposal “{title}” did not reach its threshold in time and is closed."),
-    }
-    sent = 0
-    for person in people:
-        if not person.email:
-            continue
-        language = person.language or profile.language
-        notify.queue(
-            session,
-            "email",
-            person.email,
-            translate(language, messages[proposal.status], title=proposal.title),
-            subject=translate(language, N_("Your proposal's news")),
-            topic="participation.proposal",
-            ref=f"proposal:{proposal.id}",
-            user_id=person.id,
-            url=f"/participation/proposals/{proposal.id}",
-        )
-        sent += 1
-    return sent
 
 
 def queue(session: Session, identity: Identity) -> list[Proposal]:
@@ -692,6 +680,34 @@ def image_file(session: Session, identity: Identity, image_id: int, thumb: bool 
     return path
 
 
+def hide_comment(session: Session, identity: Identity, comment_id: int, reason: str, hidden: bool = True) -> Comment:
+    """Hide one debate comment (or show it again) with the reason, audited: the public reads a notice in its
+    place, its replies stay; moderators still read it, with the reason."""
+    check(identity, "participation.moderate")
+    row = session.get(Comment, comment_id) if 0 < comment_id < 2**31 else None
+    if row is None:
+        raise NotFound(N_("no comment {id}"), params={"id": comment_id})
+    get(session, identity, row.proposal_id)
+    why = _text(reason, "reason", 3, REASON_MAX)
+    row.hidden, row.hidden_reason = hidden, why if hidden else None
+    session.flush()
+    detail = {"reason": why, "proposal": row.proposal_id}
+    audit.record(session, identity, "hide" if hidden else "unhide", "participation.comment", row.id, detail)
+    return row
+
+
+def hidden_comments(session: Session, identity: Identity) -> list[tuple[Comment, Proposal]]:
+    """Moderators: the hidden debate comments, most recent first, with their proposals."""
+    check(identity, "participation.moderate")
+    rows = session.execute(
+        select(Comment, Proposal)
+        .join(Proposal, Proposal.id == Comment.proposal_id)
+        .where(Comment.hidden.is_(True))
+        .order_by(Comment.id.desc())
+    )
+    return [(c, p) for c, p in rows]
+
+
 def hidden(session: Session, identity: Identity) -> list[Proposal]:
     """Moderators: the hidden proposals, most recently created first (each with its reason)."""
     check(identity, "participation.moderate")
@@ -700,6 +716,8 @@ def hidden(session: Session, identity: Identity) -> list[Proposal]:
 
 def comment_proposal(session: Session, comment_id: int) -> int | None:
     """The proposal a debate comment belongs to."""
+    if not 0 < comment_id < 2**31:  # PostgreSQL's integer: a larger id is no comment, not a database error
+        return None
     return session.scalar(select(Comment.proposal_id).where(Comment.id == comment_id))
 
 
