@@ -181,3 +181,47 @@ def test_the_debate_takes_words_only_between_its_opening_and_closing(db, db_url,
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Comment)) == 1
         assert s.get(Proposal, pid).participants == 1
+
+
+def test_a_moderator_hides_one_comment_with_a_reason_and_the_public_reads_a_notice(db, db_url, tmp_path):
+    from smartcity.core import audit
+
+    app, key = _debating(db, db_url, tmp_path, ["author", "kim", "lee"])
+    make_user(db, "mod", "admin")
+    key["mod"] = {"X-API-Key": make_key(db, "mod")}
+    with TestClient(app) as client:
+        pid = _open_debate(client, key, "author", "kim")
+        rude = _say(client, key, "kim", pid, "욕설이 담긴 댓글 <script>x</script>").json()["comment_id"]
+        reply = _say(client, key, "lee", pid, "그런 말은 삼가 주세요", rude).json()["comment_id"]
+        refused = client.post(f"{API}/comments/{rude}/hide", json={"reason": "욕설 포함"}, headers=key["lee"])
+        assert refused.status_code == 403
+        hid = client.post(f"{API}/comments/{rude}/hide", json={"reason": "욕설 포함"}, headers=key["mod"])
+        assert hid.status_code == 200 and hid.json()["hidden"] is True, hid.text
+        public = client.get(f"{API}/proposals/{pid}/comments", headers=key["lee"]).json()["comments"]
+        shown = public[0]
+        assert (shown["id"], shown["hidden"], shown["body"], shown["name"], shown["hidden_reason"]) == (
+            rude,
+            True,
+            None,
+            "",
+            None,
+        )
+        assert [r["id"] for r in shown["replies"]] == [reply]  # the replies stay
+        moderated = client.get(f"{API}/proposals/{pid}/comments", headers=key["mod"]).json()["comments"][0]
+        assert (moderated["body"], moderated["hidden_reason"]) == ("욕설이 담긴 댓글 <script>x</script>", "욕설 포함")
+        vote = client.put(f"{API}/comments/{rude}/vote", json={"value": 1}, headers=key["lee"])
+        assert (vote.status_code, vote.json()["error"]["code"]) == (409, "hidden")
+        answer = _say(client, key, "author", pid, "답글을 달아 봅니다", rude)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "hidden")
+        missing = client.post(f"{API}/comments/2147483648/hide", json={"reason": "없음"}, headers=key["mod"])
+        assert missing.status_code == 404
+        back = client.post(
+            f"{API}/comments/{rude}/hide", json={"reason": "오해였음", "hidden": False}, headers=key["mod"]
+        )
+        assert back.json()["hidden"] is False
+        again = client.get(f"{API}/proposals/{pid}/comments").json()["comments"][0]
+        assert (again["hidden"], again["body"]) == (False, "욕설이 담긴 댓글 <script>x</script>")
+    with db.session() as s:
+        done = [(e.action, e.object_id, e.detail) for e in audit.entries(s, object_type="participation.comment")]
+    assert ("hide", str(rude), {"reason": "욕설 포함", "proposal": pid}) in done
+    assert any(a == "unhide" and d["reason"] == "오해였음" for a, _, d in done)

@@ -147,3 +147,55 @@ def test_moderators_work_the_abuse_queue_with_reasons(db, db_url, tmp_path):
     with db.session() as s:
         done = [(e.action, e.detail) for e in audit.entries(s, object_type="participation.proposal")]
     assert ("hide", {"reason": "상업 광고"}) in done and ("unhide", {"reason": "광고가 아님을 확인"}) in done
+
+
+def test_a_hidden_comment_shows_a_notice_to_the_public_and_its_text_to_moderators(db, db_url, tmp_path):
+    app = create_app(make_settings(db_url, tmp_path, run_jobs=False, participation_debate_likes=1), db)
+    make_user(db, "author", "citizen")
+    make_user(db, "troll", "citizen", display_name="말썽꾼")
+    make_user(db, "admin1", "admin", language="ko")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("author", "troll")}
+    idea = {
+        "title": "도서관 운영 시간을 늘려 주세요",
+        "body": "직장인은 평일 저녁에 도서관을 이용하기 어렵습니다. 밤 10시까지 열어 주시기를 제안합니다.",
+        "category": "culture",
+    }
+    with TestClient(app) as client:
+        pid = client.post("/api/participation/proposals", json=idea, headers=key["author"]).json()["id"]
+        client.put(f"/api/participation/proposals/{pid}/like", headers=key["troll"])
+        said = client.post(
+            f"/api/participation/proposals/{pid}/comments",
+            json={"body": "광고 글입니다 <b>클릭</b>"},
+            headers=key["troll"],
+        ).json()["comment_id"]
+        path = f"/participation/proposals/{pid}"
+    with TestClient(app) as admin:
+        admin.cookies.set("lang", "ko")
+        signin(admin, "admin1")
+        page = admin.get(path).text
+        assert f'action="{path}/hide-comment"' in page
+        hidden = _form(admin, path, "hide-comment", {"comment_id": said, "reason": "광고 댓글"}, follow_redirects=False)
+        assert hidden.headers["location"] == f"{path}#comment-{said}"
+        page = admin.get(path).text
+        assert "광고 글입니다 &lt;b&gt;클릭&lt;/b&gt;" in page and "숨김: 광고 댓글" in page and "말썽꾼" in page
+        queue = admin.get("/participation/moderation").text
+        assert "숨긴 댓글" in queue and "광고 글입니다 &lt;b&gt;" in queue and "광고 댓글" in queue
+    with TestClient(app) as public:
+        public.cookies.set("lang", "ko")
+        page = public.get(path).text
+        assert "운영자가 이 댓글을 숨겼습니다." in page
+        assert "광고 글입니다" not in page and "말썽꾼" not in page and "광고 댓글" not in page
+    with TestClient(app) as admin:
+        signin(admin, "admin1")
+        queue = admin.get("/participation/moderation").text
+        shown = admin.post(
+            f"{path}/unhide-comment",
+            data={"comment_id": said, "reason": "광고 아님", "next": "moderation", "csrf_token": _token(queue)},
+            follow_redirects=False,
+        )
+        assert shown.headers["location"] == "/participation/moderation"
+    with TestClient(app) as public:
+        assert "광고 글입니다" in public.get(path).text
+    with db.session() as s:
+        done = [(e.action, e.actor) for e in audit.entries(s, object_type="participation.comment")]
+    assert sorted(done) == [("hide", "admin1"), ("unhide", "admin1")]
