@@ -393,3 +393,35 @@ def test_no_hidden_cell_can_be_worked_out_by_subtraction():
     hidden_t, (hidden,) = votes_service.suppress([50, 30, 4], [[[45, 5], [20, 10], [3, 1]]], 10)
     # District 1 alone would show 5 = 50 − 45; then district 3's 4 = 84 − 50 − 30, and so on.
     assert (hidden_t, hidden) == ([False, True, True], [[True, True], [False, True], [True, True]])
+
+
+def test_the_cli_verifies_a_chain_and_says_where_it_breaks(db, db_url, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from smartcity.cli import main
+    from smartcity.settings import get_settings
+
+    app = _app(db, tmp_path, db_url, participation_vote_batch=1)
+    make_user(db, "staff1", "staff", department="city-transport")
+    for name in ("ann", "bob"):
+        make_user(db, name, "citizen")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("staff1", "ann", "bob")}
+    with TestClient(app) as client:
+        vid = client.post(f"{API}/votes", json=_vote(target={}), headers=key["staff1"]).json()["id"]
+        for i, name in enumerate(("ann", "bob")):
+            _verify(client, db, key[name], f"010-5000-000{i}")
+            assert client.post(f"{API}/votes/{vid}/ballots", json=BALLOT, headers=key[name]).status_code == 201
+    monkeypatch.setenv("SMARTCITY_DATABASE_URL", db_url)
+    monkeypatch.setenv("SMARTCITY_VAR_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    try:
+        intact = CliRunner().invoke(main, ["participation", "verify-chain", str(vid)])
+        assert intact.exit_code == 0 and f"vote {vid}: chain intact, 2 ballots" in intact.output, intact.output
+        with db.session() as s:
+            s.execute(update(Ballot).where(Ballot.vote_id == vid, Ballot.position == 1).values(age_band=7))
+        broken = CliRunner().invoke(main, ["participation", "verify-chain", str(vid)])
+        assert broken.exit_code == 1 and "chain BROKEN at ballot 1 of 2" in broken.output, broken.output
+        missing = CliRunner().invoke(main, ["participation", "verify-chain", "999"])
+        assert missing.exit_code == 2 and "no vote 999" in missing.output
+    finally:
+        get_settings.cache_clear()
