@@ -3,8 +3,8 @@ type), turned upright, re-encoded as JPEG so that no EXIF or other metadata surv
 where it was taken), shrunk, and given a thumbnail; then written under the uploads folder in a way that a
 rolled-back transaction leaves no file behind.
 
-(reports/photos.py does the same for reports' photos, with their own names and messages; the two could meet
-here.)"""
+(reports/photos.py does the same pixel work for reports' photos but keeps its own error codes, messages and
+details, which Open311 clients and the report pages already read; see docs/participation.md, "Not done yet".)"""
 
 from __future__ import annotations
 
