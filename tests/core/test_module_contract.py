@@ -154,7 +154,7 @@ print(before, names, after)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "({}, False, False, False) ['assets', 'opendata', 'participation', 'reports', 'safety'] "
+        "({}, False, False, False) ['assets', 'opendata', 'participation', 'reports', 'safety', 'sensing'] "
         "(['guardian'], True, 'control_room', True, "
         "['citizen', 'data_publisher', 'guardian', 'operator', 'publisher', 'staff'])"
     )
