@@ -82,7 +82,8 @@ class Dataset:
     personal  its rows carry persons' locations: never publishable (the open data module refuses it, as it
               refuses a dataset refreshed by a personal event topic)
     rows_by_key  `rows_by_key(session, keys)` yields the rows of those keys only (a key without a row: the row
-              is gone); with `key`, an event whose data holds the key refreshes just that row, not them all"""
+              is gone); with `key`, an event whose data holds the key refreshes just that row, not them all
+    title, description        in Korean (the catalogue's first language); title_en, description_en in English"""
 
     name: str
     title: str
@@ -96,6 +97,7 @@ class Dataset:
     tags: Sequence[str] = ()
     theme: str = ""
     rows_by_key: Ref | None = None
+    description_en: str = ""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ def catalogued(session, dataset: Declared) -> Dataset:
             title_ko=dataset.title,
             title_en=dataset.title_en,
             description_ko=dataset.description,
+            description_en=dataset.description_en,
             publisher=dataset.module,
             update_frequency="continuous",
             theme=dataset.theme,
