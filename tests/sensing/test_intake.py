@@ -119,3 +119,17 @@ def test_staff_read_the_refusals(db, client, sensors, sender_key):
     [only] = r.json()["rejections"]
     assert (only["sensor"], only["code"], only["channel"]) == ("V02Q0000001", "unknown_sensor", "http")
     assert client.get("/api/sensing/rejections").status_code == 401
+
+
+def test_a_time_beyond_what_the_store_holds_is_refused_not_an_error(db, client, sensors, sender_key):
+    """Found by the property test: 9.2e18 overflowed the int64 column (a 500, the whole batch lost)."""
+    serial = sensors.serials[0]
+    batch = [
+        {"sensor": serial, "quantity": "pm10", "time": 9.223372036854776e18, "value": 1},
+        {"sensor": serial, "quantity": "pm10", "time": -5, "value": 1},
+        {"sensor": serial, "quantity": "pm10", "time": int(time.time()) - 60, "value": 1},
+    ]
+    r = client.post("/api/sensing/readings", json=batch, headers={"X-API-Key": sender_key})
+    assert r.status_code == 200, r.text
+    assert [(x["index"], x["code"]) for x in r.json()["rejected"]] == [(0, "invalid_time"), (1, "invalid_time")]
+    assert r.json()["stored"] == 1 and _stored(db) == 1

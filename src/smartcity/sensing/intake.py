@@ -135,11 +135,14 @@ def no_readings() -> Columns:
 # --- validation ------------------------------------------------------------------------------------------
 
 
+MAX_EPOCH = 2**40  # about the year 36,800: beyond it a time would not fit the store's integer
+
+
 def _epoch(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return int(value) if math.isfinite(value) else None
+        return int(value) if math.isfinite(value) and 0 <= value < MAX_EPOCH else None
     if isinstance(value, str):
         when = iso_time(value, tz=None)
         if when is None or when.tzinfo is None:
