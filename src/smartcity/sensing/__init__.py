@@ -19,6 +19,13 @@ def _rollup(db, settings) -> None:
     job(db, settings)
 
 
+def _demo(db, profile):
+    """Synthetic sensors and their last day of readings (made up; real lists are imported, never shipped)."""
+    from smartcity.sensing.demo import load
+
+    yield load(db, profile)
+
+
 def _setup(app, context) -> None:
     """Stop the intake's writer (after what it holds is written) when the app shuts down."""
     from smartcity.sensing.intake import INTAKE
@@ -49,5 +56,6 @@ module = Module(
     ),
     cli="smartcity.sensing.cli:commands",
     setup=_setup,
+    demo=_demo,
     models="smartcity.sensing.models",
 )
