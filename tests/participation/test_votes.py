@@ -425,3 +425,22 @@ def test_the_cli_verifies_a_chain_and_says_where_it_breaks(db, db_url, tmp_path,
         assert missing.exit_code == 2 and "no vote 999" in missing.output
     finally:
         get_settings.cache_clear()
+
+
+def test_the_close_job_seals_and_tallies_each_closed_vote_once(db, db_url, tmp_path):
+    app = _app(db, tmp_path, db_url, participation_vote_batch=10)
+    make_user(db, "staff1", "staff", department="city-transport")
+    make_user(db, "ann", "citizen")
+    key = {n: {"X-API-Key": make_key(db, n)} for n in ("staff1", "ann")}
+    with TestClient(app) as client:
+        vid = client.post(f"{API}/votes", json=_vote(target={}), headers=key["staff1"]).json()["id"]
+        later = client.post(f"{API}/votes", json=_vote(target={}), headers=key["staff1"]).json()["id"]
+        _verify(client, db, key["ann"], "010-6000-0001")
+        receipt = client.post(f"{API}/votes/{vid}/ballots", json=BALLOT, headers=key["ann"]).json()["receipt"]
+        assert client.get(f"{API}/votes/{vid}/receipts/{receipt}").json()["sealed"] is False
+        assert votes_service.close_due(db) == []
+        _close(db, vid)
+        assert votes_service.close_due(db) == [vid] and votes_service.close_due(db) == []
+        assert client.get(f"{API}/votes/{vid}/receipts/{receipt}").json()["sealed"] is True
+        assert client.get(f"{API}/votes/{vid}/results").json()["total"] == 1
+        assert client.get(f"{API}/votes/{later}/results").json()["error"]["code"] == "results_hidden"
