@@ -4,8 +4,13 @@ public sees and searches published documents only; refusals are clear and audite
 from __future__ import annotations
 
 import re
+import select
+import socket
+
+import httpx
 
 from smartcity.core import audit
+from smartcity.opendata import documents
 from tests.conftest import make_user, signin
 
 LETTER = (
@@ -143,3 +148,38 @@ def test_only_publishers_upload_and_only_the_owner_reviews(db, client):
     with db.session() as s:
         refusals = [e for e in audit.entries(s, object_type="document", object_id=uid) if e.action == "access_denied"]
     assert [e.actor for e in refusals] == ["pub2"]
+
+
+def chunked_upload(live, client, path: str, total: int, filename: str) -> tuple[int | None, int]:
+    """POST a multipart file of `total` bytes in chunks without a Content-Length (as a client streaming a file
+    it has not measured sends it), watching for the answer between chunks: its status (None if none came
+    before the whole body was sent) and how many bytes had been sent when it came."""
+    token = csrf(client, path if "/upload" not in path else path.removesuffix("/upload"))
+    cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nTransfer-Encoding: chunked\r\n"
+        f"Content-Type: multipart/form-data; boundary=b\r\nX-CSRF-Token: {token}\r\nCookie: {cookies}\r\n\r\n"
+    )
+    preamble = f'--b\r\ncontent-disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'.encode()
+    chunk = b"x" * (256 * 1024)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", live.port), timeout=60) as sock:
+        sock.sendall(head.encode() + f"{len(preamble):x}\r\n".encode() + preamble + b"\r\n")
+        while sent < total:
+            if select.select([sock], [], [], 0)[0]:
+                answer = sock.recv(4096)
+                return int(answer.split(b" ", 2)[1]), sent
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sent += len(chunk)
+    return None, sent
+
+
+def test_a_streamed_upload_without_a_length_stops_being_read_at_the_limit(live, db):
+    make_user(db, "pub", "data_publisher")
+    total = 10 * documents.MAX_BYTES
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        signin(client, "pub")
+        status, sent = chunked_upload(live, client, "/opendata/publish/documents", total, "reply.txt")
+        # Refused once the limit (plus what the sockets' buffers hold) was read: far from the whole body.
+        assert status == 413 and sent < documents.MAX_BYTES * 3, f"{status} after {sent} of {total} bytes"
+        assert 'data-uid="' not in client.get("/opendata/publish/documents").text

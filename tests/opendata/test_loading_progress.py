@@ -11,15 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 
 from smartcity.core.db import Database
 from smartcity.core.models import AuditEntry
-from smartcity.opendata import load_progress
-from smartcity.opendata.models import Resource, Version
+from smartcity.opendata import catalogue_pages, load_progress
+from smartcity.opendata.models import Load, Resource, Version
 from tests.conftest import make_user, signin
 from tests.opendata.catalogue_helpers import BINS, dataset
 from tests.opendata.helpers import stored_rows
+from tests.opendata.test_documents_pages import chunked_upload
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,3 +165,20 @@ def test_the_demo_publisher_reaches_the_publishers_pages(db, client):
     assert 'href="/opendata/publish"' in home
     assert client.get("/opendata/publish").status_code == 200
     assert client.get("/opendata/publish/documents").status_code == 200
+
+
+def test_a_streamed_table_without_a_length_stops_being_read_at_the_limit(live, db, monkeypatch):
+    # The real limit is 300 MB; a smaller one keeps the test quick while the rule is the same.
+    monkeypatch.setattr(catalogue_pages, "MAX_UPLOAD_BYTES", 8 * 1024 * 1024)
+    make_user(db, "pub", "data_publisher")
+    dataset(db, "bins", "강남구 쓰레기통")
+    total = 100 * 1024 * 1024
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        signin(client, "pub")
+        path = "/opendata/publish/datasets/bins/upload"
+        status, sent = chunked_upload(live, client, path, total, "bins.csv")
+        assert status == 413 and sent < 40 * 1024 * 1024, f"{status} after {sent} of {total} bytes"
+        assert client.get("/opendata/publish/datasets/bins").status_code == 200
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Resource)) == 0
+        assert s.scalar(select(func.count()).select_from(Load)) == 0

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
@@ -384,11 +386,43 @@ def run_load(
         tracker.failed(SmartCityError(N_("the file could not be loaded")))
 
 
+def capped_body(limit: Callable[[], int], refusal: Callable[[], SmartCityError]) -> type[APIRoute]:
+    """A route whose request body stops being read once it passes `limit()` bytes. A chunked upload declares
+    no length, and Starlette's form parser would otherwise spool all of it to disk before the route saw it."""
+
+    class Capped(APIRoute):
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def capped(request: Request):
+                seen = 0
+                receive = request.receive
+
+                async def counted():
+                    nonlocal seen
+                    message = await receive()
+                    if message["type"] == "http.request":
+                        seen += len(message.get("body", b""))
+                        if seen > limit():
+                            raise refusal()
+                    return message
+
+                return await handler(Request(request.scope, counted))
+
+            return capped
+
+    return Capped
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(N_("a file is at most {mb} MB"), params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)})
+
+
 def _declared_size(request: Request) -> None:
     """Refuse a body declared too large before anything reads it (the CSRF check reads the form)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + _FORM_SLACK:
-        raise TooLarge(N_("a file is at most {mb} MB"), params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)})
+        raise _too_large()
 
 
 async def _read(file: UploadFile) -> bytes:
@@ -397,7 +431,7 @@ async def _read(file: UploadFile) -> bytes:
     while chunk := await file.read(_CHUNK):
         size += len(chunk)
         if size > MAX_UPLOAD_BYTES:
-            raise TooLarge(N_("a file is at most {mb} MB"), params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)})
+            raise _too_large()
         parts.append(chunk)
     return b"".join(parts)
 
@@ -406,7 +440,6 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-@router.post("/opendata/publish/datasets/{name}/upload")
 async def upload(request: Request, name: str, _size: Annotated[None, Depends(_declared_size)], identity: Publisher):
     """Start loading a file: answers at once with the load's page (JSON for the page's script)."""
     form = await request.form(max_files=1, max_fields=10)
@@ -445,6 +478,14 @@ async def upload(request: Request, name: str, _size: Annotated[None, Depends(_de
     if _wants_json(request):
         return JSONResponse({"load": tracker.id, "url": url, "status": f"{url}.json"}, status_code=202)
     return RedirectResponse(url, status_code=303)
+
+
+router.add_api_route(
+    "/opendata/publish/datasets/{name}/upload",
+    upload,
+    methods=["POST"],
+    route_class_override=capped_body(lambda: MAX_UPLOAD_BYTES + _FORM_SLACK, _too_large),
+)
 
 
 def _load(request: Request, load_id: str, identity: Identity) -> load_progress.LoadView:

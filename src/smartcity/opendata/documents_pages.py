@@ -18,6 +18,7 @@ from smartcity.core.i18n import N_
 from smartcity.core.render import json_response
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import documents as D
+from smartcity.opendata.catalogue_pages import capped_body
 
 router = APIRouter(include_in_schema=False)  # pages (and their JSON twins): not API operations
 Publisher = Annotated[Identity, Depends(Require("opendata.publish"))]
@@ -104,19 +105,22 @@ async def _read_upload(request: Request, file: UploadFile) -> bytes:
     while chunk := await file.read(_CHUNK):
         size += len(chunk)
         if size > D.MAX_BYTES:
-            raise TooLarge(N_("a document is at most {mb} MB"), params={"mb": D.MAX_BYTES // (1024 * 1024)})
+            raise _too_large()
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(N_("a document is at most {mb} MB"), params={"mb": D.MAX_BYTES // (1024 * 1024)})
 
 
 def _declared_size(request: Request) -> None:
     """Refuse a body declared too large before anything reads it (the CSRF check reads the form)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > D.MAX_BYTES + _FORM_SLACK:
-        raise TooLarge(N_("a document is at most {mb} MB"), params={"mb": D.MAX_BYTES // (1024 * 1024)})
+        raise _too_large()
 
 
-@router.post("/opendata/publish/documents", response_class=HTMLResponse)
 async def upload(request: Request, _size: Annotated[None, Depends(_declared_size)], identity: Publisher):
     form = await request.form(max_files=1, max_fields=20)
     file = form.get("file")
@@ -140,6 +144,15 @@ async def upload(request: Request, _size: Annotated[None, Depends(_declared_size
         message = error_text(exc, language_of(request))
         return render(request, "opendata/documents_publish.html", 422, mine=mine, error=message, form=fields)
     return RedirectResponse(f"/opendata/publish/documents/{uid}", status_code=303)
+
+
+router.add_api_route(
+    "/opendata/publish/documents",
+    upload,
+    methods=["POST"],
+    response_class=HTMLResponse,
+    route_class_override=capped_body(lambda: D.MAX_BYTES + _FORM_SLACK, _too_large),
+)
 
 
 def _review_page(request: Request, identity: Identity, uid: str, status_code: int = 200, error: str | None = None):
