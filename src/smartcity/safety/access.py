@@ -3,11 +3,14 @@ facts, the guardian check, audited refusals, and the admission of live events to
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +22,8 @@ from smartcity.core.events import Admission
 from smartcity.core.i18n import N_
 from smartcity.safety.common import OPERATOR_LOOKBACK, _db
 from smartcity.safety.models import GuardianLink, Incident
+
+log = logging.getLogger(__name__)
 
 
 def guardian_ids(session: Session, person_id: int) -> list[int]:
@@ -54,9 +59,44 @@ class Access:
 
 def _refuse(session: Session, identity: Identity, action: str, person_id: int, detail: dict | None = None):
     # The refusal is audited in its own transaction: the caller's rolls back with the exception.
-    with _db(session).session() as s:
-        audit.record(s, identity, action, "safety_person", person_id, detail)
+    audit_apart(session, lambda s: audit.record(s, identity, action, "safety_person", person_id, detail))
     raise PermissionDenied(N_("you may not see this person's location"))
+
+
+def audit_apart(session: Session, write: Callable[[Session], object]) -> None:
+    """Run `write` (an audit entry) in a transaction of its own: at once, or — on SQLite, when the caller's
+    transaction has already written and so holds the store's write lock — as soon as the caller's ends. A
+    second connection of the same thread cannot get that lock: it would wait out the busy timeout and fail
+    with "database is locked"."""
+    db = _db(session)
+    if db.is_postgres or not _holds_write_lock(session):
+        with db.session() as s:
+            write(s)
+        return
+    if "safety.audit_apart" not in session.info:
+        session.info["safety.audit_apart"] = []
+        sa_event.listen(session, "after_transaction_end", _write_apart)
+    session.info["safety.audit_apart"].append(write)
+
+
+def _holds_write_lock(session: Session) -> bool:
+    if not session.in_transaction():
+        return False
+    # pysqlite begins a transaction only before the first write (INSERT/UPDATE/DELETE).
+    return bool(session.connection().connection.driver_connection.in_transaction)
+
+
+def _write_apart(session: Session, transaction) -> None:
+    writes = session.info.get("safety.audit_apart")
+    if transaction.parent is not None or not writes:  # a savepoint: the caller's transaction goes on
+        return
+    session.info["safety.audit_apart"] = []
+    try:
+        with _db(session).session() as s:
+            for write in writes:
+                write(s)
+    except Exception:  # noqa: BLE001 - the caller's transaction has ended; the failure is logged
+        log.exception("auditing a refusal failed")
 
 
 @dataclass(frozen=True)

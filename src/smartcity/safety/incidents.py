@@ -13,7 +13,7 @@ from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.events import publish
 from smartcity.core.geo import geo_index
 from smartcity.core.models import User
-from smartcity.safety.access import _refuse, guardian_ids
+from smartcity.safety.access import _refuse, audit_apart, guardian_ids
 from smartcity.safety.common import AGENCIES, _db, _tell_this_engine
 from smartcity.safety.engine import Raised
 from smartcity.safety.models import GuardianLink, Incident, Person, SafetyEvent, Zone
@@ -168,8 +168,13 @@ def resolve(session: Session, identity: Identity, incident_id: int, resolution: 
     inc = _operator_incident(session, identity, incident_id, lock=True)
     if inc.status == "open" and not reason:
         # The refusal is audited in its own transaction: the caller's rolls back with the exception.
-        with _db(session).session() as s:
-            audit.record(s, identity, "resolve_refused", "safety_incident", inc.id, {"reason": "not_acknowledged"})
+        refused_id = inc.id  # read now: the caller's rollback expires `inc`
+        audit_apart(
+            session,
+            lambda s: audit.record(
+                s, identity, "resolve_refused", "safety_incident", refused_id, {"reason": "not_acknowledged"}
+            ),
+        )
         raise InvalidInput(
             "acknowledge the incident first, or give the reason for closing it unacknowledged",
             code="resolution_required",
