@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -289,7 +289,12 @@ def _roll(session: Session, vote_id: int, identity_hash: str, user_id: int, now:
 
 def _cast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Receipt:
     with db.session() as s:
-        vote = get(s, vote_id)
+        # The columns a cast reads, not the ORM object (a vote's kept results can be large): the hot path.
+        vote = s.execute(
+            select(Vote.id, Vote.opens_at, Vote.closes_at, Vote.questions, Vote.target).where(Vote.id == vote_id)
+        ).first()
+        if vote is None:
+            raise NotFound(N_("no vote {id}"), params={"id": vote_id})
         now = utcnow()
         state = status_of(vote, now)
         if state == UPCOMING:
@@ -306,8 +311,8 @@ def _cast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Recei
                 raise Conflict(N_("you have already voted in this vote"), code="already_voted")
             raise Conflict(N_("this person has already voted from another account"), code="same_person")
         code = _new_receipt()
-        s.add(
-            Ballot(
+        s.execute(
+            insert(Ballot).values(
                 id=secrets.token_hex(16),
                 vote_id=vote_id,
                 answers=canonical,
@@ -316,7 +321,6 @@ def _cast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Recei
                 receipt_hash=receipt_hash(code),
             )
         )
-        s.flush()
         # Last, so the vote row's lock (held to the commit) covers as little as possible.
         received, sealed = s.execute(
             update(Vote)
