@@ -4,14 +4,13 @@ public sees and searches published documents only; refusals are clear and audite
 from __future__ import annotations
 
 import re
-import select
-import socket
 
 import httpx
 
 from smartcity.core import audit
 from smartcity.opendata import documents
 from tests.conftest import make_user, signin
+from tests.opendata.upload_helpers import chunked_upload
 
 LETTER = (
     "민원 회신\n민원인 김민수 님의 연락처 010-2345-6789 와 전자우편 minsu@example.com 을 확인하였습니다.\n"
@@ -148,30 +147,6 @@ def test_only_publishers_upload_and_only_the_owner_reviews(db, client):
     with db.session() as s:
         refusals = [e for e in audit.entries(s, object_type="document", object_id=uid) if e.action == "access_denied"]
     assert [e.actor for e in refusals] == ["pub2"]
-
-
-def chunked_upload(live, client, path: str, total: int, filename: str) -> tuple[int | None, int]:
-    """POST a multipart file of `total` bytes in chunks without a Content-Length (as a client streaming a file
-    it has not measured sends it), watching for the answer between chunks: its status (None if none came
-    before the whole body was sent) and how many bytes had been sent when it came."""
-    token = csrf(client, path if "/upload" not in path else path.removesuffix("/upload"))
-    cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nTransfer-Encoding: chunked\r\n"
-        f"Content-Type: multipart/form-data; boundary=b\r\nX-CSRF-Token: {token}\r\nCookie: {cookies}\r\n\r\n"
-    )
-    preamble = f'--b\r\ncontent-disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'.encode()
-    chunk = b"x" * (256 * 1024)
-    sent = 0
-    with socket.create_connection(("127.0.0.1", live.port), timeout=60) as sock:
-        sock.sendall(head.encode() + f"{len(preamble):x}\r\n".encode() + preamble + b"\r\n")
-        while sent < total:
-            if select.select([sock], [], [], 0)[0]:
-                answer = sock.recv(4096)
-                return int(answer.split(b" ", 2)[1]), sent
-            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            sent += len(chunk)
-    return None, sent
 
 
 def test_a_streamed_upload_without_a_length_stops_being_read_at_the_limit(live, db):

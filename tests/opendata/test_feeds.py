@@ -69,6 +69,26 @@ def test_assets_publish_themselves_after_a_change(live, db):
     assert next(r for r in rows if r["id"] == camera)["kind"] == "cctv"
 
 
+ASSET_LIST = (
+    "id,name,lat,lon\n"
+    "gn-1,역삼역 1번 출구 CCTV,37.5006,127.0364\n"
+    "gn-2,선릉역 CCTV,37.5045,127.0490\n"
+    "gn-3,좌표 없는 CCTV,,\n"
+    "gn-4,강남역 CCTV,37.4979,127.0276\n"
+).encode()
+
+
+def test_an_imported_asset_list_publishes_itself(live, db):
+    ckan = ckanapi.RemoteCKAN(live.url)
+    with db.session() as s:
+        report = assets.import_csv(s, ASSET_LIST, "cctv", source="gangnam-cctv.csv", fmt="generic")
+    assert report.skipped  # the row without a position
+    names = {"역삼역 1번 출구 CCTV", "선릉역 CCTV", "강남역 CCTV"}
+    rows = _rows_of(ckan, "assets-assets", until=lambda rows: names <= {r.get("name") for r in rows})
+    published = {r["name"] for r in rows if r["kind"] == "cctv"}
+    assert names <= published and "좌표 없는 CCTV" not in published
+
+
 def _module_with(dataset: Dataset, personal: tuple[PersonalTopic, ...] = ()) -> Module:
     return Module(name="tracker", datasets=(dataset,), personal=personal)
 

@@ -21,7 +21,7 @@ from smartcity.opendata.models import Load, Resource, Version
 from tests.conftest import make_user, signin
 from tests.opendata.catalogue_helpers import BINS, dataset
 from tests.opendata.helpers import stored_rows
-from tests.opendata.test_documents_pages import chunked_upload
+from tests.opendata.upload_helpers import chunked_upload
 
 ROOT = Path(__file__).resolve().parents[2]
 
