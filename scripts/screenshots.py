@@ -5,7 +5,8 @@ in Debian's chromium.
 
 Starts `smartcity demo` (the demo accounts, reports, wards and incidents, simulated devices moving) on a
 temporary database and free ports, signs in as each role through the sign-in form, and writes
-phone-<role>.png (phone-opendata.png, phone-opendata-dataset.png: the plaza and the reports dataset). Tiles
+phone-<role>.png (phone-opendata.png, phone-opendata-dataset.png: the plaza and the reports dataset;
+phone-proposal-debate.png, phone-vote.png, phone-budget-results.png, phone-hearing-live.png: participation). Tiles
 are off (no internet here), so maps show the platform's own layers.
 """
 
@@ -37,6 +38,8 @@ class Shot:
     username: str | None
     path: str
     ready: str
+    # Links followed in turn from `path` (the demo's ids depend on the order modules load): each a selector.
+    follow: tuple[str, ...] = ()
 
 
 SHOTS = [
@@ -49,6 +52,24 @@ SHOTS = [
     # The open data plaza and a dataset: the demo's reports, published by the refresh job a few seconds in.
     Shot("opendata", None, "/opendata", "li[data-name]"),
     Shot("opendata-dataset", None, "/opendata/datasets/reports-reports", "li[data-uid] .versions"),
+    # Participation (issue 15): a proposal in public debate, an open vote, last year's budget results, and the
+    # hearing whose live session runs (ready once its event stream is connected).
+    Shot("proposal-debate", "citizen", "/participation/proposals", "main h1", ('a:has-text("마을버스 막차")',)),
+    Shot("vote", "citizen", "/participation/votes", "main h1", ('a:has-text("새 공원 이름")',)),
+    Shot(
+        "budget-results",
+        None,
+        "/participation/budgets",
+        "main table",
+        ('a:has-text("(지난해)")', 'a[href$="/results"]'),
+    ),
+    Shot(
+        "hearing-live",
+        "citizen",
+        "/participation/hearings",
+        "#live-state[data-state=live]",
+        ('li[data-phase=live] a[href^="/participation/hearings/"]',),
+    ),
 ]
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
@@ -125,9 +146,15 @@ def take(browser, base: str, shot: Shot, out: Path) -> Path:
         page = context.new_page()
         if shot.username:
             sign_in(page, base, shot.username)
+        path = shot.path
+        for link in shot.follow:
+            page.goto(f"{base}{path}?lang=ko")
+            path = page.locator(link).first.get_attribute("href", timeout=15_000) or ""
+            if not path.startswith("/"):
+                raise SystemExit(f"{shot.name}: the link {link!r} on {page.url} leads to {path!r}")
         deadline = time.monotonic() + 60
         while True:  # a page showing what a job publishes (open data) is looked at again until it is there
-            page.goto(f"{base}{shot.path}?lang=ko")
+            page.goto(f"{base}{path}?lang=ko")
             try:
                 page.wait_for_selector(shot.ready, timeout=5_000)
                 break

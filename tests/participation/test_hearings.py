@@ -6,6 +6,7 @@ moderator hides, the minutes end it read-only; documents are PDF or text only.""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -320,3 +321,36 @@ def test_the_open_data_rows_count_what_is_shown_and_name_nobody(world, db):
     [declared] = [d for d in datasets([participation]) if d.name.endswith("hearings")]
     published = feeds.publish_feed(db, declared, [participation])
     assert (published.rows, published.problem_count) == (1, 0)
+
+
+def _published(client, name: str) -> list[dict]:
+    package = client.get("/api/3/action/package_show", params={"id": name}).json()
+    assert package["success"], package
+    rid = package["result"]["resources"][0]["id"]
+    return client.get("/api/3/action/datastore_search", params={"resource_id": rid}).json()["result"]["records"]
+
+
+def _refreshed_until(db, client, wanted) -> list[dict]:
+    """The refresh job's pass (publishing what an event marked) until the catalogue's rows satisfy `wanted`;
+    the events reach the handler after the commit (PostgreSQL: through LISTEN, a moment later)."""
+    deadline = time.monotonic() + 10
+    while True:
+        feeds.refresh_all(db, only_due=True)
+        rows = _published(client, "participation-hearings")
+        if wanted(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_the_hearings_dataset_is_republished_after_a_hearing_event_not_only_on_schedule(world, db):
+    client, keys, _ = world
+    participation = next(m for m in discover() if m.name == "participation")
+    [declared] = [d for d in datasets([participation]) if d.name.endswith("hearings")]
+    assert feeds.publish_feed(db, declared, [participation]).rows == 0  # published just now: not stale
+    hid = _create(client, keys, "live")["id"]
+    rows = _refreshed_until(db, client, lambda rows: any(r["id"] == hid for r in rows))
+    assert [(r["id"], r["phase"], r["questions"]) for r in rows] == [(hid, "live", 0)]
+    asked = client.post(f"{API}/{hid}/questions", json={"body": "보행로 조명은 언제 바뀌나요?"}, headers=keys["asker"])
+    assert asked.status_code == 201, asked.text
+    rows = _refreshed_until(db, client, lambda rows: rows and rows[0]["questions"] == 1)
+    assert [(r["id"], r["questions"]) for r in rows] == [(hid, 1)]

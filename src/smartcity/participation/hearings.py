@@ -187,6 +187,7 @@ def create(session: Session, identity: Identity, new: NewHearing) -> Hearing:
     audit.record(session, identity, "create", "participation.hearing", hearing.id)
     if identity.user_id is not None and identity.can("participation.take_part"):
         follows.follow(session, identity, KIND, hearing.id)
+    _publish(session, hearing.id, "created")  # the open data catalogue lists it at its next pass
     return hearing
 
 

@@ -113,7 +113,8 @@ DATASETS = (
         tags=("participation", "vote"),
         theme="governance",
     ),
-    # Refreshed on the catalogue's schedule only: a live session's upvotes would otherwise republish it each time.
+    # Refreshed after each hearing's events too: the refresh job publishes what they marked once a pass (every
+    # few seconds), so a live session's many upvotes make at most one version per pass, and only when it changed.
     Dataset(
         "hearings",
         "공청회 참여 현황",
@@ -124,6 +125,7 @@ DATASETS = (
         description_en="Each public hearing in numbers: schedule, phase, questions shown and answered, upvotes, "
         "comments before and after the session, documents, when the minutes came out; no person, no text but the "
         "topic.",
+        events=("participation.hearing.",),
         tags=("participation", "hearing", "statistics"),
         theme="governance",
     ),
