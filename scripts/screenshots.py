@@ -40,6 +40,8 @@ class Shot:
     ready: str
     # Links followed in turn from `path` (the demo's ids depend on the order modules load): each a selector.
     follow: tuple[str, ...] = ()
+    # Scrolled to the top of the screen before the shot (the part of a long page worth showing); "": the top.
+    scroll: str = ""
 
 
 SHOTS = [
@@ -69,6 +71,7 @@ SHOTS = [
         "/participation/hearings",
         "#live-state[data-state=live]",
         ('li[data-phase=live] a[href^="/participation/hearings/"]',),
+        scroll="#live-state",
     ),
 ]
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
@@ -163,6 +166,8 @@ def take(browser, base: str, shot: Shot, out: Path) -> Path:
                     raise
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1000)  # the maps' fit and the live pages' first events
+        if shot.scroll:
+            page.locator(shot.scroll).first.evaluate("e => e.scrollIntoView({block: 'start'})")
         target = out / f"phone-{shot.name}.png"
         page.screenshot(path=str(target))
         return target
