@@ -324,6 +324,16 @@ def mosquitto():
 
 
 @pytest.fixture
+def demo_lines(db) -> list[str]:
+    """The whole demo (every module's) loaded into `db` as `smartcity demo` does, before it serves: what it
+    said. Ask for it before `client`, so no job of a running app writes beside the loader (on SQLite a long
+    job transaction made the loader wait out its busy timeout)."""
+    from smartcity.core.demo import load_demo
+
+    return list(load_demo(db, load_profile("seoul")))
+
+
+@pytest.fixture
 def push_service():
     """A web push service on a port of its own (tests/servers.PushService): what it received, decryptable."""
     from tests.servers import PushService

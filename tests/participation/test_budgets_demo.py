@@ -11,8 +11,8 @@ from smartcity.core.demo import load_demo
 API = "/api/participation/budgets"
 
 
-def test_the_demo_has_a_finished_budget_and_one_open_for_the_vote(db, client):
-    lines = list(load_demo(db, load_profile("seoul")))
+def test_the_demo_has_a_finished_budget_and_one_open_for_the_vote(db, demo_lines, client):
+    lines = demo_lines
     assert any(line.startswith("demo budgets: last year's") for line in lines), lines
     found = {b["phase"]: b for b in client.get(API).json()["budgets"]}
     assert set(found) == {"results", "voting"}

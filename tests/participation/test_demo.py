@@ -13,8 +13,8 @@ from tests.conftest import make_key
 API = "/api/participation"
 
 
-def test_the_demo_has_a_proposal_in_each_phase_in_korean(db, client):
-    lines = list(load_demo(db, load_profile("seoul")))
+def test_the_demo_has_a_proposal_in_each_phase_in_korean(db, demo_lines, client):
+    lines = demo_lines
     assert any(line.startswith("demo proposals: one collecting likes") for line in lines), lines
     found = client.get(f"{API}/proposals").json()["proposals"]
     phases = {p["status"]: p for p in found}
@@ -46,8 +46,7 @@ def test_the_demo_has_a_proposal_in_each_phase_in_korean(db, client):
     assert liked.status_code == 200 and liked.json()["likes"] == collecting["likes"] + 1
 
 
-def test_loading_the_demo_again_adds_no_proposal(db, client):
-    list(load_demo(db, load_profile("seoul")))
+def test_loading_the_demo_again_adds_no_proposal(db, demo_lines, client):
     again = list(load_demo(db, load_profile("seoul")))
     assert "demo proposals: already there" in again
     assert len(client.get(f"{API}/proposals").json()["proposals"]) == 3

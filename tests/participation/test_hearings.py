@@ -276,8 +276,8 @@ def test_followers_hear_when_the_live_session_begins_once(world, db):
     assert told == ["공청회 “한강공원 조명 개선 공청회”가 시작되었습니다. 지금 질문해 주세요."]
 
 
-def test_the_demo_has_a_live_hearing_and_one_with_its_minutes(db, client):
-    lines = list(load_demo(db, load_profile("seoul")))
+def test_the_demo_has_a_live_hearing_and_one_with_its_minutes(db, demo_lines, client):
+    lines = demo_lines
     assert "demo hearings: one in its live session, one with its minutes" in lines, lines
     found = {h["phase"]: h for h in client.get(API).json()["hearings"]}
     assert set(found) == {"live", "finished"}
