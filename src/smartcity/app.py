@@ -133,6 +133,7 @@ def create_app(
             swagger_js_url=asset("swagger-ui/swagger-ui-bundle.js"),
             swagger_css_url=asset("swagger-ui/swagger-ui.css"),
             swagger_favicon_url=asset("swagger-ui/favicon-32x32.png"),
+            swagger_ui_parameters={"docExpansion": "none", "defaultModelsExpandDepth": -1},
         )
 
     app.include_router(core_api.router)
