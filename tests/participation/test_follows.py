@@ -21,6 +21,7 @@ from smartcity.participation import follows
 from smartcity.participation.follows import Follow
 from smartcity.participation.hearings_models import Hearing
 from tests.conftest import make_key, make_settings, make_user
+from tests.participation.helpers import insert_users_and_a_proposal
 from tests.servers import BrowserPush
 
 API = "/api/participation"
@@ -160,23 +161,8 @@ def test_the_migration_moves_proposals_followers_into_the_one_follows_table(tmp_
     config = alembic_config(url)
     command.upgrade(config, "participation_0001")  # a store as it was before follows
     engine = create_engine(url)
-    now = "2026-01-01 00:00:00.000000"
     with engine.begin() as c:
-        for name in ("author", "reader"):
-            c.execute(
-                text(
-                    "INSERT INTO users (username, display_name, password_hash, role, active, created_at)"
-                    " VALUES (:n, '', 'x', 'citizen', 1, :t)"
-                ),
-                {"n": name, "t": now},
-            )
-        c.execute(
-            text(
-                "INSERT INTO participation_proposals (author_id, title, body, category, status, likes, participants,"
-                " created_at, closes_at, hidden) VALUES (1, '제안', '본문', 'other', 'open', 0, 0, :t, :t, 0)"
-            ),
-            {"t": now},
-        )
+        insert_users_and_a_proposal(c, ("author", "reader"))
         c.execute(text("INSERT INTO participation_followers (proposal_id, user_id) VALUES (1, 1), (1, 2)"))
     command.upgrade(config, "heads")
     with engine.connect() as c:

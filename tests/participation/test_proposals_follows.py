@@ -15,6 +15,7 @@ from smartcity.core.models import User
 from smartcity.core.notify import Notification
 from smartcity.participation.follows import Follow
 from tests.conftest import make_key, make_settings, make_user, signin
+from tests.participation.helpers import NOW, insert_users_and_a_proposal
 
 API = "/api/participation"
 IDEA = {
@@ -115,29 +116,14 @@ def test_dropping_the_old_table_keeps_followers_written_after_the_first_copy(tmp
     command.upgrade(config, "participation_0005_hearings")  # follows exist, the old table is still written
     command.upgrade(config, "participation_0002_debates")
     engine = create_engine(url)
-    now = "2026-01-01 00:00:00.000000"
     with engine.begin() as c:
-        for name in ("author", "late"):
-            c.execute(
-                text(
-                    "INSERT INTO users (username, display_name, password_hash, role, active, created_at)"
-                    " VALUES (:n, '', 'x', 'citizen', 1, :t)"
-                ),
-                {"n": name, "t": now},
-            )
-        c.execute(
-            text(
-                "INSERT INTO participation_proposals (author_id, title, body, category, status, likes, participants,"
-                " created_at, closes_at, hidden) VALUES (1, '제안', '본문', 'other', 'open', 0, 0, :t, :t, 0)"
-            ),
-            {"t": now},
-        )
+        insert_users_and_a_proposal(c, ("author", "late"))
         c.execute(
             text(
                 "INSERT INTO participation_follows (kind, object_id, user_id, sms, created_at)"
                 " VALUES ('proposal', 1, 1, 1, :t)"
             ),
-            {"t": now},
+            {"t": NOW},
         )
         c.execute(text("INSERT INTO participation_followers (proposal_id, user_id) VALUES (1, 1), (1, 2)"))
     command.upgrade(config, "heads")
