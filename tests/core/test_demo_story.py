@@ -10,6 +10,7 @@ import re
 import pytest
 
 from smartcity.core.city import load_profile
+from smartcity.core.db import Database
 from smartcity.core.demo import DEMO_PASSWORD, load_demo
 from tests.conftest import signin
 
@@ -84,9 +85,12 @@ def _browser_signin(page, server, username: str, then: str) -> None:
 
 
 @pytest.fixture
-def demo_server(live_app):
-    list(load_demo(live_app.db, load_profile("seoul")))
-    return live_app
+def demo_server(sqlite_url, request):
+    """The demo loaded before the server starts, as `smartcity demo` does (no job of the app writes beside it)."""
+    store = Database(sqlite_url)
+    list(load_demo(store, load_profile("seoul")))
+    store.dispose()
+    return request.getfixturevalue("live_app")
 
 
 def test_the_guardian_sees_their_ward_at_street_zoom_on_a_phone(demo_server, page):
