@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the platform's tests and benchmarks run for real, only where missing:
-# PostgreSQL (throwaway server per test run), Mosquitto (MQTT broker), Chromium (browser tests), wrk.
+# PostgreSQL (throwaway server per test run), Mosquitto (MQTT broker), Chromium (browser tests), wrk, and a
+# Java runtime for Apache Spark in local mode (analytics).
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fc-list 2>/dev/null | grep -qi "noto.*cjk" || need+=(fonts-noto-cjk)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
