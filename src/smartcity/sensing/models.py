@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -65,3 +65,24 @@ class Rejection(Base):
     value: Mapped[str] = mapped_column(String(100), default="")  # as sent
     code: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# The NGSI-LD broker keeps its table beside its code; imported here so that metadata and Alembic see it.
+from smartcity.sensing.ngsi_store import NgsiEntity  # noqa: E402, F401
+
+
+class WifiStatus(Base):
+    """A public Wi-Fi access point's reported state at a time: up or down and the clients connected. The
+    access point is an asset of kind `wifi` (its id); keyed like readings, so a repeated report is stored once."""
+
+    __tablename__ = "sensing_wifi_status"
+    access_point_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    observed_at: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    up: Mapped[bool] = mapped_column(Boolean)
+    clients: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+# The air-quality tables live beside their service (air_models.py); imported here so the module's metadata has them.
+from smartcity.sensing.air_models import AirDistrictState, AirSubscription, MaintenanceIssue  # noqa: E402, F401
