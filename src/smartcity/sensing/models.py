@@ -25,7 +25,11 @@ class Reading(Base):
     observed_at: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_sensing_readings_observed_at", "observed_at"), {"sqlite_with_rowid": False})
+    __table_args__ = (
+        Index("ix_sensing_readings_observed_at", "observed_at"),
+        # PostgreSQL: monthly partitions (migration sensing_0004_wifi_partitions, sensing/partitions.py).
+        {"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (observed_at)"},
+    )
 
 
 class Rollup(Base):

@@ -38,3 +38,13 @@ class SensingSettings:
         5000,
         "Readings written in one transaction at most by the sensing intake's writer.",
     )
+    wifi_indoor_radius_m: float = setting(
+        30.0,
+        "Coverage radius in metres of a public Wi-Fi access point installed indoors (walls stop it: a floor of a "
+        "building); used by the coverage map, the per-district shares and the gap finder.",
+    )
+    wifi_outdoor_radius_m: float = setting(
+        100.0,
+        "Coverage radius in metres of an access point installed outdoors (a street, a park, a bus stop); proposed "
+        "new sites are outdoor ones.",
+    )
