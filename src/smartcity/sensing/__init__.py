@@ -8,13 +8,25 @@ CLI: `smartcity sensing import-sensors FILE`, `smartcity sensing import-readings
 from __future__ import annotations
 
 from smartcity.core.jobs import Job
-from smartcity.core.module import Module
+from smartcity.core.module import Module, NavLink
 from smartcity.core.mqtt import Subscription
 from smartcity.sensing.settings import SensingSettings
 
 
 def _rollup(db, settings) -> None:
     from smartcity.sensing.rollup import job
+
+    job(db, settings)
+
+
+def _air_alerts(db, settings) -> None:
+    from smartcity.sensing.air import job
+
+    job(db, settings)
+
+
+def _maintenance(db, settings) -> None:
+    from smartcity.sensing.maintenance import job
 
     job(db, settings)
 
@@ -41,10 +53,18 @@ def _setup(app, context) -> None:
 
 module = Module(
     name="sensing",
-    routers=("smartcity.sensing.api:router",),
+    routers=("smartcity.sensing.api:router", "smartcity.sensing.pages:router", "smartcity.sensing.ngsi_api:router"),
     # Sensors and gateways send with an API key of a staff account; administrators hold both.
-    permissions={"sensing.submit": ("staff",), "sensing.manage": ("staff",)},
-    jobs=(Job("sensing.rollup", 300, _rollup),),
+    permissions={"sensing.submit": ("staff",), "sensing.manage": ("staff",), "sensing.maintain": ("staff",)},
+    jobs=(
+        Job("sensing.rollup", 300, _rollup),
+        Job("sensing.air_alerts", 120, _air_alerts),
+        Job("sensing.maintenance", 600, _maintenance),
+    ),
+    nav=(
+        NavLink("Air quality", "/air"),
+        NavLink("Sensor maintenance", "/staff/sensing/maintenance", "sensing.maintain"),
+    ),
     settings=SensingSettings,
     mqtt=(
         Subscription(

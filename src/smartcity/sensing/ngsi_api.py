@@ -1,0 +1,518 @@
+"""The NGSI-LD context broker at /ngsi-ld/v1/ (a conformant subset of ETSI GS CIM 009): entities and their
+attributes, queries (type, id, idPattern, q, geo-queries, pick/omit, limit/offset/count, keyValues) and batch
+operations. Every error is a ProblemDetails object with the standard's type URI (ngsi_wire).
+
+Reads of public types (air quality, noise, public Wi-Fi) are open; other types and every write need an API key
+of an account holding `sensing.submit` (sensing.manage to read the rest). Writes are audited. A sensor entity's
+readings go through the sensing intake (the same validation and rejections as MQTT and HTTP) before the
+entity is stored; an entity with a refused reading is refused whole, its refusals recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from smartcity.core import audit
+from smartcity.core.auth import Identity, current_identity
+from smartcity.core.context import context_of
+from smartcity.core.errors import SmartCityError
+from smartcity.core.intake import Columns
+from smartcity.sensing import ngsi_entities as store
+from smartcity.sensing.intake import INTAKE, Batch, no_readings, store_now, validate
+from smartcity.sensing.ngsi_entities import Entity
+from smartcity.sensing.ngsi_query import parse_geo, parse_q
+from smartcity.sensing.ngsi_wire import (
+    NgsiError,
+    answer,
+    bad_data,
+    problem,
+    read_body,
+    request_context,
+    response_type,
+)
+
+CHANNEL = "ngsi-ld"
+MAX_BATCH = 10_000
+
+
+class NgsiRoute(APIRoute):
+    """Answers every failure under /ngsi-ld as ProblemDetails, the platform's own errors included."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NgsiError as exc:
+                return problem(exc)
+            except SmartCityError as exc:
+                kind = {401: "about:blank", 403: "about:blank", 404: "ResourceNotFound"}.get(
+                    exc.status, "InvalidRequest"
+                )
+                return problem(NgsiError(exc.status, kind, exc.message, title=exc.code))
+
+        return route
+
+
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], route_class=NgsiRoute, include_in_schema=False)
+
+
+async def _writer(request: Request) -> Identity:
+    identity = await current_identity(request)
+    if not identity.can("sensing.submit"):
+        raise NgsiError(
+            401 if not identity.authenticated else 403,
+            "about:blank",
+            "writes need a sensing API key",
+            title="Unauthorized" if not identity.authenticated else "Forbidden",
+        )
+    return identity
+
+
+async def _readable(request: Request) -> tuple[str, ...] | None:
+    """The types the caller may read: every type for staff, else the public ones."""
+    identity = await current_identity(request)
+    return None if identity.can("sensing.manage") else store.PUBLIC_TYPES
+
+
+def _options(request: Request) -> set[str]:
+    return {o.strip() for raw in request.query_params.getlist("options") for o in raw.split(",") if o.strip()}
+
+
+def _names(request: Request, name: str) -> set[str] | None:
+    raw = request.query_params.getlist(name)
+    if not raw:
+        return None
+    names = {n.strip() for part in raw for n in part.split(",") if n.strip()}
+    if not names:
+        raise bad_data(f"{name} names no attribute")
+    return names
+
+
+def _projection(request: Request) -> tuple[set[str] | None, set[str] | None, bool]:
+    pick, omit, attrs = _names(request, "pick"), _names(request, "omit"), _names(request, "attrs")
+    if pick is not None and omit is not None:
+        raise bad_data("pick and omit cannot both be given")
+    if attrs is not None:
+        pick = (pick or {"id", "type"}) | attrs | {"id", "type"} if pick is None else pick | attrs
+    options = _options(request)
+    if not options <= {"keyValues", "concise", "normalized", "sysAttrs"}:
+        raise bad_data(f"unknown options: {', '.join(sorted(options))}")
+    return pick, omit, "keyValues" in options
+
+
+# --- readings ------------------------------------------------------------------------------------------------
+
+
+async def _take_readings(db, entities: list[Entity]) -> dict[str, NgsiError]:
+    """Store the readings the sensor entities carry; the entities refused (a reading refused, and recorded)."""
+    refused: dict[str, NgsiError] = {}
+    parts: list[Columns] = []
+    for e in entities:
+        readings = store.readings_of(e)
+        if not readings:
+            continue
+        batch = await run_in_threadpool(validate, db, readings, CHANNEL)
+        if batch.refused:
+            reasons = "; ".join(f"{r.quantity or 'reading'}: {r.code} ({r.detail})" for r in batch.refused)
+            refused[e.id] = bad_data(f"readings refused: {reasons}")
+            await run_in_threadpool(store_now, db, Batch(CHANNEL, no_readings(), batch.refused))
+        else:
+            parts.append(batch.columns)
+    if parts:
+        await context_of(db).slot(INTAKE).intake(Batch(CHANNEL, Columns.concat(parts), []))
+    return refused
+
+
+# --- entities ------------------------------------------------------------------------------------------------
+
+
+@router.post("/entities")
+async def create_entity(request: Request) -> Response:
+    identity = await _writer(request)
+    body, _ = await read_body(request)
+    e = store.entity(body)
+    db = request.app.state.db
+    refused = await _take_readings(db, [e])
+    if refused:
+        raise refused[e.id]
+
+    def write() -> None:
+        with db.session() as s:
+            store.create(s, e)
+            audit.record(s, identity, "ngsi.create", "ngsi_entity", e.id[:100], {"type": e.type, "id": e.id})
+
+    await run_in_threadpool(write)
+    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{e.id}"})
+
+
+@router.get("/entities")
+async def query_entities(request: Request) -> Response:
+    media = response_type(request)
+    await request_context(request)
+    params = request.query_params
+    pick, omit, key_values = _projection(request)
+    spec = store.Query(readable_types=await _readable(request))
+    if params.get("type"):
+        spec.types = [t.strip() for t in params["type"].split(",") if t.strip()]
+    if params.get("id"):
+        spec.ids = [store.check_id(i.strip()) for i in params["id"].split(",") if i.strip()]
+    if params.get("idPattern"):
+        try:
+            spec.id_pattern = re.compile(params["idPattern"])
+        except re.error as exc:
+            raise bad_data(f"idPattern is not a regular expression: {exc}") from None
+    if params.get("q"):
+        spec.q = parse_q(params["q"])
+    if params.get("georel") or params.get("geometry") or params.get("coordinates"):
+        spec.geo = parse_geo(
+            params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty")
+        )
+    if not (spec.types or spec.ids or spec.q or spec.geo or pick or params.get("attrs")):
+        raise bad_data("a query needs type, id, q, attrs or a geo-query")
+    spec.limit, spec.offset = (
+        _count_param(params.get("limit"), 20, "limit"),
+        _count_param(params.get("offset"), 0, "offset"),
+    )
+    if spec.limit > store.MAX_LIMIT:
+        raise NgsiError(403, "TooManyResults", f"limit is at most {store.MAX_LIMIT}")
+    db = request.app.state.db
+
+    def read() -> tuple[list[Entity], int]:
+        with db.session() as s:
+            return store.query(s, spec)
+
+    found, total = await run_in_threadpool(read)
+    headers = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else {}
+    body = [store.projected(e, pick, omit, key_values) for e in found]
+    if media == "application/geo+json":
+        body = _feature_collection(found, body)
+    return answer(request, body, media, headers=headers)
+
+
+def _feature_collection(found: list[Entity], rendered: list[dict]) -> dict:
+    features = []
+    for e, props in zip(found, rendered, strict=True):
+        location = e.attrs.get("location", {}).get("value")
+        features.append({"id": e.id, "type": "Feature", "geometry": location, "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _count_param(raw: str | None, default: int, name: str) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise bad_data(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+@router.get("/entities/{entity_id}")
+async def retrieve_entity(request: Request, entity_id: str) -> Response:
+    media = response_type(request)
+    await request_context(request)
+    store.check_id(entity_id)
+    pick, omit, key_values = _projection(request)
+    readable = await _readable(request)
+    db = request.app.state.db
+
+    def read() -> Entity | None:
+        with db.session() as s:
+            return store.find(s, entity_id)
+
+    e = await run_in_threadpool(read)
+    if e is None or (readable is not None and e.type not in readable):
+        raise store.missing(entity_id)
+    body = store.projected(e, pick, omit, key_values)
+    if media == "application/geo+json":
+        body = _feature_collection([e], [body])["features"][0]
+    return answer(request, body, media)
+
+
+@router.delete("/entities/{entity_id}")
+async def delete_entity(request: Request, entity_id: str) -> Response:
+    identity = await _writer(request)
+    store.check_id(entity_id)
+    db = request.app.state.db
+
+    def write() -> bool:
+        with db.session() as s:
+            gone = store.remove(s, [entity_id])
+            if gone:
+                audit.record(s, identity, "ngsi.delete", "ngsi_entity", entity_id[:100])
+            return bool(gone)
+
+    if not await run_in_threadpool(write):
+        raise store.missing(entity_id)
+    return Response(status_code=204)
+
+
+async def _change(
+    request: Request,
+    entity_id: str,
+    change: Callable[[Entity, dict], list[str]],
+    action: str,
+    *,
+    patch: bool = False,
+    fragment: str | None = None,
+) -> Response:
+    """Read the entity, apply `change` to the attributes sent (it names those it did not write), store it with
+    its readings. `fragment`: the body is that one attribute's members (partial update)."""
+    identity = await _writer(request)
+    store.check_id(entity_id)
+    body, _ = await read_body(request, patch=patch)
+    if not isinstance(body, dict):
+        raise bad_data("the body must be a JSON object")
+    if fragment is not None:
+        new = {fragment: body}
+    else:
+        if body.get("id", entity_id) != entity_id:
+            raise bad_data("the body's id is not the entity's")
+        new = store.attributes(body)
+        if not new:
+            raise bad_data("no attribute to write")
+    db = request.app.state.db
+
+    def read() -> Entity | None:
+        with db.session() as s:
+            return store.find(s, entity_id)
+
+    current = await run_in_threadpool(read)
+    if current is None:
+        raise store.missing(entity_id)
+    skipped = change(current, new)
+    written = [n for n in new if n not in skipped]
+    if written:
+        refused = await _take_readings(db, [current])
+        if refused:
+            raise refused[entity_id]
+
+        def write() -> None:
+            with db.session() as s:
+                if store.find(s, entity_id) is None:
+                    raise store.missing(entity_id)
+                store.save(s, current)
+                audit.record(s, identity, action, "ngsi_entity", entity_id[:100], {"attrs": written[:50]})
+
+        await run_in_threadpool(write)
+    if skipped:
+        not_updated = [{"attributeName": n, "reason": "the attribute exists or cannot be written"} for n in skipped]
+        return answer(request, {"updated": written, "notUpdated": not_updated}, "application/json", status=207)
+    return Response(status_code=204)
+
+
+@router.post("/entities/{entity_id}/attrs")
+async def append_attributes(request: Request, entity_id: str) -> Response:
+    overwrite = "noOverwrite" not in _options(request)
+    return await _change(request, entity_id, lambda e, new: store.merge(e, new, overwrite=overwrite), "ngsi.append")
+
+
+@router.patch("/entities/{entity_id}/attrs")
+async def update_attributes(request: Request, entity_id: str) -> Response:
+    def update(e: Entity, new: dict) -> list[str]:
+        absent = [n for n in new if n not in e.attrs]
+        store.merge(e, {n: a for n, a in new.items() if n in e.attrs})
+        return absent
+
+    return await _change(request, entity_id, update, "ngsi.update", patch=True)
+
+
+@router.patch("/entities/{entity_id}/attrs/{attr}")
+async def partial_update(request: Request, entity_id: str, attr: str) -> Response:
+    def update(e: Entity, new: dict) -> list[str]:
+        if attr not in e.attrs:
+            raise store.missing(f"{entity_id} attribute {attr}")
+        # A partial update changes the members sent and keeps the rest (unitCode, observedAt, sub-attributes).
+        e.attrs[attr] = store.attribute(attr, {**e.attrs[attr], **new[attr]})
+        return []
+
+    return await _change(request, entity_id, update, "ngsi.update", patch=True, fragment=attr)
+
+
+@router.delete("/entities/{entity_id}/attrs/{attr}")
+async def delete_attribute(request: Request, entity_id: str, attr: str) -> Response:
+    identity = await _writer(request)
+    store.check_id(entity_id)
+    db = request.app.state.db
+
+    def write() -> None:
+        with db.session() as s:
+            e = store.find(s, entity_id)
+            if e is None or attr not in e.attrs:
+                raise store.missing(f"{entity_id} attribute {attr}")
+            del e.attrs[attr]
+            store.save(s, e)
+            audit.record(s, identity, "ngsi.delete_attribute", "ngsi_entity", entity_id[:100], {"attr": attr})
+
+    await run_in_threadpool(write)
+    return Response(status_code=204)
+
+
+# --- batch operations ----------------------------------------------------------------------------------------
+
+
+def _batch_result(success: list[str], errors: list[dict], created_status: int | None) -> Response:
+    """201 with the ids created / 204 when all succeeded; 207 with BatchOperationResult when any failed."""
+    if errors:
+        body = {"success": success, "errors": errors}
+        return Response(json_dumps(body), status_code=207, media_type="application/json")
+    if created_status == 201:
+        return Response(json_dumps(success), status_code=201, media_type="application/json")
+    return Response(status_code=204)
+
+
+def json_dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def _failure(eid: Any, error: NgsiError) -> dict:
+    return {"entityId": eid if isinstance(eid, str) else str(eid), "error": {**error.as_dict(), "status": error.status}}
+
+
+async def _entities_of(request: Request) -> tuple[list[Entity], list[dict]]:
+    body, _ = await read_body(request)
+    if not isinstance(body, list) or not body:
+        raise bad_data("a batch is a non-empty JSON array")
+    if len(body) > MAX_BATCH:
+        raise NgsiError(413, "InvalidRequest", f"a batch holds at most {MAX_BATCH} entities")
+    good, errors = [], []
+    for raw in body:
+        try:
+            good.append(store.entity(raw))
+        except NgsiError as exc:
+            errors.append(_failure(raw.get("id", "") if isinstance(raw, dict) else "", exc))
+    return good, errors
+
+
+@router.post("/entityOperations/create")
+async def batch_create(request: Request) -> Response:
+    identity = await _writer(request)
+    entities, errors = await _entities_of(request)
+    db = request.app.state.db
+    there = await run_in_threadpool(_existing, db, [e.id for e in entities])
+    fresh: dict[str, Entity] = {}
+    for e in entities:
+        if e.id in there or e.id in fresh:
+            errors.append(_failure(e.id, NgsiError(409, "AlreadyExists", f"an entity {e.id} exists already")))
+        else:
+            fresh[e.id] = e
+    refused = await _take_readings(db, list(fresh.values()))
+    errors += [_failure(eid, err) for eid, err in refused.items()]
+    kept = [e for e in fresh.values() if e.id not in refused]
+    await run_in_threadpool(_store_all, db, identity, kept, "ngsi.create")
+    return _batch_result([e.id for e in kept], errors, 201)
+
+
+@router.post("/entityOperations/upsert")
+async def batch_upsert(request: Request) -> Response:
+    identity = await _writer(request)
+    options = _options(request)
+    if not options <= {"update", "replace"} or len(options) > 1:
+        raise bad_data("options is update or replace")
+    entities, errors = await _entities_of(request)
+    db = request.app.state.db
+    merging = "update" in options
+
+    def current() -> tuple[set[str], dict[str, Entity]]:
+        with db.session() as s:
+            ids = store.exists(s, [e.id for e in entities])
+            return ids, ({i: store.find(s, i) for i in ids} if merging else {})
+
+    there, old = await run_in_threadpool(current)
+    latest: dict[str, Entity] = {}
+    for e in entities:
+        base = latest.get(e.id) or old.get(e.id)
+        if not merging or base is None:
+            latest[e.id] = e  # replace: the last one sent wins
+        elif base.type != e.type:
+            errors.append(_failure(e.id, bad_data("an update cannot change the entity's type")))
+        else:
+            store.merge(base, e.attrs)
+            latest[e.id] = base
+    refused = await _take_readings(db, list(latest.values()))
+    errors += [_failure(eid, err) for eid, err in refused.items()]
+    kept = [e for e in latest.values() if e.id not in refused]
+    await run_in_threadpool(_store_all, db, identity, kept, "ngsi.upsert")
+    created = [e.id for e in kept if e.id not in there]
+    if errors:
+        return _batch_result([e.id for e in kept], errors, None)
+    return _batch_result(created, [], 201 if created else None)
+
+
+@router.post("/entityOperations/update")
+async def batch_update(request: Request) -> Response:
+    identity = await _writer(request)
+    overwrite = "noOverwrite" not in _options(request)
+    entities, errors = await _entities_of(request)
+    db = request.app.state.db
+
+    def current() -> dict[str, Entity]:
+        with db.session() as s:
+            return {e.id: found for e in entities if (found := store.find(s, e.id)) is not None}
+
+    old = await run_in_threadpool(current)
+    changed: dict[str, Entity] = {}
+    for e in entities:
+        base = changed.get(e.id) or old.get(e.id)
+        if base is None:
+            errors.append(_failure(e.id, store.missing(e.id)))
+            continue
+        store.merge(base, e.attrs, overwrite=overwrite)
+        changed[e.id] = base
+    refused = await _take_readings(db, list(changed.values()))
+    errors += [_failure(eid, err) for eid, err in refused.items()]
+    kept = [e for e in changed.values() if e.id not in refused]
+    await run_in_threadpool(_store_all, db, identity, kept, "ngsi.update")
+    return _batch_result([e.id for e in kept], errors, None)
+
+
+@router.post("/entityOperations/delete")
+async def batch_delete(request: Request) -> Response:
+    identity = await _writer(request)
+    body, _ = await read_body(request)
+    if not isinstance(body, list) or not body or not all(isinstance(i, str) for i in body):
+        raise bad_data("a batch delete is a non-empty JSON array of entity ids")
+    errors = []
+    ids = []
+    for eid in body:
+        try:
+            ids.append(store.check_id(eid))
+        except NgsiError as exc:
+            errors.append(_failure(eid, exc))
+    db = request.app.state.db
+
+    def write() -> set[str]:
+        with db.session() as s:
+            gone = store.remove(s, ids)
+            if gone:
+                audit.record(
+                    s, identity, "ngsi.delete", "ngsi_entity", None, {"ids": sorted(gone)[:100], "n": len(gone)}
+                )
+            return gone
+
+    gone = await run_in_threadpool(write)
+    errors += [_failure(eid, store.missing(eid)) for eid in dict.fromkeys(ids) if eid not in gone]
+    return _batch_result(sorted(gone), errors, None)
+
+
+def _existing(db, ids: list[str]) -> set[str]:
+    with db.session() as s:
+        return store.exists(s, ids)
+
+
+def _store_all(db, identity: Identity, entities: list[Entity], action: str) -> None:
+    if not entities:
+        return
+    with db.session() as s:
+        store.upsert(s, entities)
+        audit.record(
+            s, identity, action, "ngsi_entity", None, {"ids": [e.id for e in entities[:100]], "n": len(entities)}
+        )

@@ -1,0 +1,327 @@
+"""The NGSI-LD broker's entities: checked into normalized form, stored (ngsi_store), read, queried, merged,
+deleted; the service under ngsi_api.py, which never sees SQL. Sensor entities (Smart Data Models'
+AirQualityObserved and NoiseLevelObserved) also carry readings: `readings_of` turns one into the sensing
+intake's readings, so that what arrives through NGSI-LD lands in the same tables, refused by the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from smartcity.core.db import utcnow
+from smartcity.sensing.ngsi_query import GeoQuery, Test, point_of
+from smartcity.sensing.ngsi_store import NgsiEntity
+from smartcity.sensing.ngsi_wire import NgsiError, bad_data, not_found
+
+ATTRIBUTE_TYPES = ("Property", "GeoProperty", "Relationship", "LanguageProperty")
+# Types anyone may read: the city publishes its sensors' observations and its public Wi-Fi.
+PUBLIC_TYPES = ("AirQualityObserved", "NoiseLevelObserved", "AccessPoint")
+SENSOR_TYPES = ("AirQualityObserved", "NoiseLevelObserved")
+# Smart Data Models attribute → (the sensing quantity, the factor to its unit).
+QUANTITY_OF = {
+    "pm10": ("pm10", 1.0),
+    "pm25": ("pm25", 1.0),
+    "temperature": ("temperature", 1.0),
+    "relativeHumidity": ("humidity", 100.0),  # a 0–1 fraction in the data model, % in the store
+    "windSpeed": ("wind", 1.0),
+    "illuminance": ("illuminance", 1.0),
+    "uVIndexMax": ("uv", 1.0),
+    "LAeq": ("noise", 1.0),
+    "LAS": ("noise", 1.0),
+}
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+_NAME = re.compile(r"^[A-Za-z_@][\w.:/#-]*$")
+MAX_LIMIT = 1000
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
+def attribute(name: str, raw: Any) -> dict:
+    """One attribute in normalized form (a bare value or a GeoJSON geometry read as the concise form)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in ("id", "type", "@context"):
+        raise bad_data(f"{name!r} is not a valid attribute name")
+    if not _finite(raw):
+        raise bad_data(f"attribute {name}: numbers must be finite")
+    if not isinstance(raw, dict):
+        return {"type": "Property", "value": raw}
+    if raw.get("type") in ("Point", "Polygon", "LineString", "MultiPoint", "MultiPolygon", "MultiLineString"):
+        raw = {"type": "GeoProperty", "value": raw}
+    kind = raw.get("type")
+    if kind is None:
+        if "object" in raw:
+            kind = "Relationship"
+        elif "value" in raw:
+            kind = "Property"
+        else:
+            raise bad_data(f"attribute {name}: an object needs a type and a value (or object)")
+    if kind not in ATTRIBUTE_TYPES:
+        raise bad_data(f"attribute {name}: type {kind!r} is not Property, GeoProperty or Relationship")
+    out = {"type": kind}
+    if kind == "Relationship":
+        target = raw.get("object")
+        if not isinstance(target, str) or not _URI.match(target):
+            raise bad_data(f"relationship {name}: object must be a URI")
+    elif kind == "LanguageProperty":
+        if not isinstance(raw.get("languageMap"), dict):
+            raise bad_data(f"attribute {name}: a LanguageProperty needs a languageMap")
+    elif "value" not in raw or raw["value"] is None:
+        raise bad_data(f"attribute {name}: a {kind} needs a value")
+    if kind == "GeoProperty":
+        geometry = raw["value"]
+        if not (isinstance(geometry, dict) and isinstance(geometry.get("type"), str) and "coordinates" in geometry):
+            raise bad_data(f"GeoProperty {name}: the value must be a GeoJSON geometry")
+        if geometry["type"] == "Point" and point_of({"value": geometry}) is None:
+            raise bad_data(f"GeoProperty {name}: a Point is [longitude, latitude] within range")
+    for key, sub in raw.items():
+        if key == "type":
+            continue
+        if key in ("value", "object", "languageMap", "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt"):
+            out[key] = sub
+        elif isinstance(sub, dict):
+            out[key] = attribute(key, sub)  # a sub-attribute
+        else:
+            raise bad_data(f"attribute {name}: {key!r} is not a member of an attribute")
+    if "observedAt" in out and not _datetime(out["observedAt"]):
+        raise bad_data(f"attribute {name}: observedAt must be a date-time with a zone (…Z)")
+    return out
+
+
+def _datetime(value: Any) -> bool:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def attributes(raw: dict) -> dict:
+    return {name: attribute(name, value) for name, value in raw.items() if name not in ("id", "type", "@context")}
+
+
+@dataclass
+class Entity:
+    id: str
+    type: str
+    attrs: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "type": self.type, **self.attrs}
+
+
+def entity(raw: Any) -> Entity:
+    """A request's entity checked: an object with an id (a URI), a type and valid attributes."""
+    if not isinstance(raw, dict):
+        raise bad_data("an entity must be a JSON object")
+    eid, etype = raw.get("id"), raw.get("type")
+    if not isinstance(eid, str) or not _URI.match(eid) or len(eid) > 512:
+        raise bad_data("an entity needs an id that is a URI (urn:ngsi-ld:Type:name)")
+    if not isinstance(etype, str) or not _NAME.match(etype) or len(etype) > 256:
+        raise bad_data("an entity needs a type (a name)")
+    return Entity(eid, etype, attributes(raw))
+
+
+def check_id(eid: str) -> str:
+    if not _URI.match(eid):
+        raise bad_data(f"{eid!r} is not a URI")
+    return eid
+
+
+# --- readings -----------------------------------------------------------------------------------------------
+
+
+def readings_of(e: Entity) -> list[dict]:
+    """The readings a sensor entity carries, as the sensing intake takes them: the sensor's serial is the id's
+    last part (urn:ngsi-ld:AirQualityObserved:V02Q1940612), the time each attribute's observedAt or else the
+    entity's dateObserved."""
+    if e.type not in SENSOR_TYPES:
+        return []
+    serial = e.id.rsplit(":", 1)[-1]
+    when = e.attrs.get("dateObserved", {}).get("value")
+    out = []
+    for name, (quantity, factor) in QUANTITY_OF.items():
+        attr = e.attrs.get(name)
+        if attr is None or attr.get("type") != "Property":
+            continue
+        value = attr.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = value * factor
+        out.append({"sensor": serial, "quantity": quantity, "time": attr.get("observedAt", when), "value": value})
+    return out
+
+
+# --- the store ----------------------------------------------------------------------------------------------
+
+
+def _row(e: Entity) -> dict:
+    point = point_of(e.attrs.get("location"))
+    now = utcnow()
+    return {
+        "id": e.id,
+        "type": e.type,
+        "attrs": json.dumps(e.attrs, ensure_ascii=False),
+        "lat": point[0] if point else None,
+        "lon": point[1] if point else None,
+        "created_at": now,
+        "modified_at": now,
+    }
+
+
+def _entity(row: NgsiEntity) -> Entity:
+    return Entity(row.id, row.type, json.loads(row.attrs))
+
+
+def find(session: Session, eid: str) -> Entity | None:
+    row = session.get(NgsiEntity, eid)
+    return _entity(row) if row else None
+
+
+def exists(session: Session, ids: Iterable[str]) -> set[str]:
+    ids = list(ids)
+    found: set[str] = set()
+    for at in range(0, len(ids), 500):
+        found.update(session.scalars(select(NgsiEntity.id).where(NgsiEntity.id.in_(ids[at : at + 500]))))
+    return found
+
+
+def create(session: Session, e: Entity) -> None:
+    if session.get(NgsiEntity, e.id) is not None:
+        raise NgsiError(409, "AlreadyExists", f"an entity {e.id} exists already")
+    session.add(NgsiEntity(**_row(e)))
+
+
+def _insert(session: Session):
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def upsert(session: Session, entities: list[Entity]) -> None:
+    """Store entities whole: new ones created, existing ones replaced (their creation time kept)."""
+    if not entities:
+        return
+    stmt = _insert(session)(NgsiEntity)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={c: stmt.excluded[c] for c in ("type", "attrs", "lat", "lon", "modified_at")},
+    )
+    session.execute(stmt, [_row(e) for e in entities])
+
+
+def save(session: Session, e: Entity) -> None:
+    """An entity read with `find` and changed, written back."""
+    row = session.get(NgsiEntity, e.id)
+    values = _row(e)
+    for key in ("type", "attrs", "lat", "lon", "modified_at"):
+        setattr(row, key, values[key])
+
+
+def remove(session: Session, ids: list[str]) -> set[str]:
+    """Delete entities; the ids that were there."""
+    there = exists(session, ids)
+    if there:
+        session.execute(delete(NgsiEntity).where(NgsiEntity.id.in_(list(there))))
+    return there
+
+
+def merge(current: Entity, new: dict, *, overwrite: bool = True) -> list[str]:
+    """Append attributes to an entity; the names not written (kept, with noOverwrite)."""
+    skipped = []
+    for name, attr in new.items():
+        if name in current.attrs and not overwrite:
+            skipped.append(name)
+        else:
+            current.attrs[name] = attr
+    return skipped
+
+
+# --- queries ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Query:
+    types: list[str] | None = None
+    ids: list[str] | None = None
+    id_pattern: re.Pattern | None = None
+    q: Test | None = None
+    geo: GeoQuery | None = None
+    readable_types: tuple[str, ...] | None = None  # None: every type
+    limit: int = 20
+    offset: int = 0
+
+
+def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
+    """The entities a query matches, a page of them (limit/offset, by id) and how many match in all."""
+    stmt = select(NgsiEntity)
+    if spec.types:
+        stmt = stmt.where(NgsiEntity.type.in_(spec.types))
+    if spec.readable_types is not None:
+        stmt = stmt.where(NgsiEntity.type.in_(spec.readable_types))
+    if spec.ids:
+        stmt = stmt.where(NgsiEntity.id.in_(spec.ids))
+    if spec.geo is not None:
+        box = spec.geo.box()
+        stmt = stmt.where(NgsiEntity.lat.is_not(None))
+        if box is not None:
+            south, west, north, east = box
+            stmt = stmt.where(NgsiEntity.lat.between(south, north), NgsiEntity.lon.between(west, east))
+    pure = spec.q is None and spec.id_pattern is None and spec.geo is None
+    if pure:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = session.scalars(stmt.order_by(NgsiEntity.id).offset(spec.offset).limit(spec.limit))
+        return [_entity(r) for r in rows], total
+    matched = []
+    for row in session.scalars(stmt.order_by(NgsiEntity.id)):
+        if spec.id_pattern is not None and not spec.id_pattern.fullmatch(row.id):
+            continue
+        if spec.geo is not None and not spec.geo.admits(row.lat, row.lon):
+            continue
+        e = _entity(row)
+        if spec.q is not None and not spec.q(e.as_dict()):
+            continue
+        matched.append(e)
+    return matched[spec.offset : spec.offset + spec.limit], len(matched)
+
+
+# --- renderings ---------------------------------------------------------------------------------------------
+
+
+def projected(e: Entity, pick: set[str] | None, omit: set[str] | None, key_values: bool) -> dict:
+    """An entity as answered: only the picked members, without the omitted ones, normalized or keyValues."""
+    out: dict[str, Any] = {}
+    for name, value in e.as_dict().items():
+        if pick is not None and name not in pick:
+            continue
+        if omit is not None and name in omit:
+            continue
+        if key_values and isinstance(value, dict):
+            if value.get("type") == "Relationship":
+                value = value.get("object")
+            elif value.get("type") == "LanguageProperty":
+                value = {"languageMap": value.get("languageMap")}
+            else:
+                value = value.get("value")
+        out[name] = value
+    return out
+
+
+def missing(eid: str) -> NgsiError:
+    return not_found(f"no entity {eid}")
