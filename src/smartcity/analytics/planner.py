@@ -481,6 +481,12 @@ def plan_routes(
     cands, clusters = candidates(demand, stops, options)
     build = greedy if method == "greedy" else solve
     routes = build(cands, constraints, options)
+    if not routes:
+        raise PlanError(
+            N_("no route of two or more stops fits within {km} km: allow longer routes or a larger fleet"),
+            code="no_solution",
+            params={"km": round(limit, 1)},
+        )
     return Plan(
         routes=routes,
         constraints=constraints,
