@@ -71,6 +71,8 @@ module = Module(
     routers=(
         "smartcity.participation.api:router",
         "smartcity.participation.pages:router",
+        "smartcity.participation.debates_api:router",
+        "smartcity.participation.debates_pages:router",
         "smartcity.participation.budgets_api:router",
         "smartcity.participation.budgets_pages:router",
         "smartcity.participation.hearings_api:router",

@@ -107,7 +107,8 @@ class CommentOut(BaseModel):
     hidden: bool = Field(description="hidden by a moderator: show a notice in its place")
     hidden_reason: str | None = Field(None, description="moderators only: why it was hidden")
     name: str
-    by_author: bool = Field(description="said by the proposal's author (pinned on top)")
+    by_author: bool = Field(description="said by the proposal's (or debate's) author (pinned on top)")
+    stance: str | None = Field(None, description="a standalone debate's argument: for or against")
     up: int
     down: int
     my_vote: int = Field(description="the caller's vote: 1, -1, or 0 for none")
@@ -227,7 +228,7 @@ def comment(request: Request, proposal_id: int, body: CommentBody, identity: Cur
     return {**_again(request, proposal_id, identity), "comment_id": said}
 
 
-def _said(one: service.Said) -> CommentOut:
+def said_out(one: service.Said) -> CommentOut:
     c = one.comment
     return CommentOut(
         id=c.id,
@@ -242,13 +243,15 @@ def _said(one: service.Said) -> CommentOut:
         down=c.down,
         my_vote=one.my_vote,
         created_at=_when(c.created_at),
-        replies=[_said(r) for r in one.replies],
+        stance=c.stance,
+        replies=[said_out(r) for r in one.replies],
     )
 
 
 class CommentHidden(BaseModel):
     id: int
-    proposal_id: int
+    proposal_id: int | None = Field(description="the proposal whose debate it is in (None: a standalone debate)")
+    debate_id: int | None = Field(None, description="the standalone debate it is in")
     hidden: bool
     hidden_reason: str | None
 
@@ -259,7 +262,13 @@ def hide_comment(request: Request, comment_id: int, body: HideBody, identity: Cu
     reads a notice in its place."""
     with _db(request).session() as s:
         row = service.hide_comment(s, identity, comment_id, body.reason, body.hidden)
-        return CommentHidden(id=row.id, proposal_id=row.proposal_id, hidden=row.hidden, hidden_reason=row.hidden_reason)
+        return CommentHidden(
+            id=row.id,
+            proposal_id=row.proposal_id,
+            debate_id=row.debate_id,
+            hidden=row.hidden,
+            hidden_reason=row.hidden_reason,
+        )
 
 
 @router.get("/proposals/{proposal_id}/comments")
@@ -288,7 +297,7 @@ def debate(
             participants=proposal.participants,
             sort=sort,
             answer=answer,
-            comments=[_said(one) for one in said],
+            comments=[said_out(one) for one in said],
         )
 
 

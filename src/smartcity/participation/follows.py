@@ -61,6 +61,8 @@ FOLLOWABLE: dict[str, Followable] = {
     "vote": Followable("participation_votes", "/participation/votes/{id}", "title"),
     # A proposal's public debate, for those who follow the talk rather than the proposal's steps.
     "debate": Followable("participation_proposals", "/participation/proposals/{id}#debate", "title"),
+    # A debate of its own (debates.py), not attached to a proposal.
+    "standalone_debate": Followable("participation_debates", "/participation/debates/{id}", "title"),
 }
 
 

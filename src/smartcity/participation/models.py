@@ -56,13 +56,33 @@ class Like(Base):
     __table_args__ = (UniqueConstraint("proposal_id", "user_id", name="uq_participation_likes_proposal_user"),)
 
 
+class Debate(Base):
+    """A debate on a question of its own, not attached to a proposal: opened by staff or a citizen, its words
+    are the same comments (arguments, with a stance for or against) as a proposal's debate."""
+
+    __tablename__ = "participation_debates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)  # None: the whole city
+    tags: Mapped[str] = mapped_column(String(400), default="")  # ",tag,tag,": one LIKE finds a whole tag
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # None: open until hidden
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
 class Comment(Base):
-    """A word in a proposal's debate: a reply names its parent (`depth` 0 is a top comment). `up` and `down`
-    count the CommentVote rows, recounted under the comment's row lock."""
+    """A word in a debate, a proposal's or a standalone one's (exactly one of `proposal_id`, `debate_id`): a
+    reply names its parent (`depth` 0 is a top comment); a standalone debate's top arguments take a `stance`
+    (for or against). `up` and `down` count the CommentVote rows, recounted under the comment's row lock."""
 
     __tablename__ = "participation_comments"
     id: Mapped[int] = mapped_column(primary_key=True)
-    proposal_id: Mapped[int] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("participation_proposals.id"), index=True)
+    debate_id: Mapped[int | None] = mapped_column(ForeignKey("participation_debates.id"), index=True)
+    stance: Mapped[str | None] = mapped_column(String(10), nullable=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -84,6 +104,22 @@ class CommentVote(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     value: Mapped[int] = mapped_column(Integer)
     __table_args__ = (UniqueConstraint("comment_id", "user_id", name="uq_participation_comment_votes_comment_user"),)
+
+
+class CommentReport(Base):
+    """A person's report of one debate comment (or argument): why (`reason`, one of comments.REPORT_REASONS, with
+    their own words for "other"); one per person per comment. A moderator's decision settles every open report
+    of the comment (`settled`: hidden or dismissed), so the queue shows only what is still to decide."""
+
+    __tablename__ = "participation_comment_reports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("participation_comments.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settled: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    __table_args__ = (UniqueConstraint("comment_id", "user_id", name="uq_participation_comment_reports_comment_user"),)
 
 
 class ProposalImage(Base):

@@ -11,7 +11,7 @@ from smartcity.core.auth import CurrentIdentity, Identity, Require
 from smartcity.core.errors import SmartCityError
 from smartcity.core.models import District
 from smartcity.core.web import error_text, language_of, render
-from smartcity.participation import follows, service
+from smartcity.participation import comment_reports, follows, service
 
 router = APIRouter(include_in_schema=False)
 P = "/participation"
@@ -106,6 +106,7 @@ def _proposal_page(request: Request, proposal_id: int, identity: Identity, statu
         responsible=responsible,
         rules=service.settings_of(request.app.state.db),
         error=error,
+        reasons=comment_reports.REASONS,
         **_labels(),
     )
 
@@ -184,8 +185,16 @@ def moderation_page(request: Request, identity: Identity = Depends(Require("part
         reported = [(service.get(s, identity, pid), n, why) for pid, n, why in service.abuse_reports(s, identity)]
         hidden = service.hidden(s, identity)
         comments = service.hidden_comments(s, identity)
+        reported_comments = comment_reports.queue(s, identity)
     return render(
-        request, "participation/moderation.html", reported=reported, hidden=hidden, comments=comments, **_labels()
+        request,
+        "participation/moderation.html",
+        reported=reported,
+        hidden=hidden,
+        comments=comments,
+        reported_comments=reported_comments,
+        report_reasons=comment_reports.REASONS,
+        **_labels(),
     )
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
@@ -24,8 +23,22 @@ from smartcity.core.context import context_of
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from smartcity.core.i18n import N_
-from smartcity.core.models import District, User
+from smartcity.core.models import District
 from smartcity.participation import follows
+from smartcity.participation.comments import (  # noqa: F401  the proposal debate's surface, as it was
+    HIDDEN_COMMENT,
+    SORTS,
+    Said,
+    comment_proposal,
+    hidden_comments,
+    hide_comment,
+    thread,
+    vote_comment,
+)
+from smartcity.participation.common import BODY_MAX, REASON_MAX, TEXT_MAX, TITLE_MAX, settings_of  # noqa: F401
+from smartcity.participation.common import insert_once as _insert_once
+from smartcity.participation.common import signed_in as _signed_in
+from smartcity.participation.common import text as _text
 from smartcity.participation.models import (
     ANSWER_DUE,
     ANSWERED,
@@ -34,7 +47,6 @@ from smartcity.participation.models import (
     OPEN,
     AbuseReport,
     Comment,
-    CommentVote,
     FollowUp,
     Like,
     Participant,
@@ -42,7 +54,6 @@ from smartcity.participation.models import (
     ProposalEdit,
     ProposalImage,
 )
-from smartcity.participation.settings import ParticipationSettings
 
 CATEGORIES = {
     "transport": N_("Transport"),
@@ -67,15 +78,9 @@ ANSWERS = {
     "under_review": N_("Under review"),
     "rejected": N_("Rejected"),
 }
-TITLE_MAX, BODY_MAX, TEXT_MAX, REASON_MAX = 200, 10_000, 5_000, 500
 KIND = "proposal"  # as follows.FOLLOWABLE names proposals
 POINT_MESSAGE = N_("a map point needs both latitude and longitude")
 NO_PAGE = N_("no such page")
-HIDDEN_COMMENT = N_("a moderator has hidden this comment: it takes no replies or votes")
-
-
-def settings_of(db: Database) -> ParticipationSettings:
-    return context_of(db).settings_of(ParticipationSettings)
 
 
 @dataclass
@@ -86,24 +91,6 @@ class NewProposal:
     district_code: str | None = None
     lat: float | None = None
     lon: float | None = None
-
-
-def _text(value: str, field: str, least: int, most: int) -> str:
-    text = (value or "").strip()
-    if len(text) < least:
-        short = N_("the text is too short: write at least {count} characters")
-        raise InvalidInput(short, params={"count": least}, details={"field": field})
-    if len(text) > most:
-        long = N_("the text is too long: write at most {count} characters")
-        raise InvalidInput(long, params={"count": most}, details={"field": field})
-    return text
-
-
-def _signed_in(identity: Identity) -> int:
-    check(identity, "participation.take_part")
-    if identity.user_id is None:
-        raise PermissionDenied(N_("only a person's account can take part"), code="person_only")
-    return identity.user_id
 
 
 def _same_title(title: str):
@@ -222,13 +209,6 @@ def listing(session: Session, identity: Identity, status: str | None = None, lim
             raise InvalidInput(N_("unknown status; statuses are: {known}"), params={"known": ", ".join(STATUSES)})
         query = query.where(Proposal.status == status)
     return list(session.scalars(query.order_by(Proposal.id.desc()).limit(max(1, min(limit, 200))).offset(offset)))
-
-
-def _insert_once(session: Session, model, **values) -> bool:
-    """Insert a (proposal, person) row unless it is there; True when this call added it."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
-    return session.execute(statement).first() is not None  # rowcount is not told with RETURNING
 
 
 def _department_for(db: Database, category: str) -> str | None:
@@ -354,98 +334,10 @@ def debate_open(proposal: Proposal, now: datetime | None = None) -> bool:
     return proposal.status == DEBATE and not proposal.hidden and proposal.closes_at > (now or utcnow())
 
 
-SORTS = {"newest": N_("Newest"), "supported": N_("Most supported"), "oldest": N_("Oldest")}
-
-
-@dataclass
-class Said:
-    """A debate comment as read: who said it, whether the proposal's author did (pinned on top), the reader's
-    own vote, and the replies under it."""
-
-    comment: Comment
-    name: str
-    by_author: bool
-    my_vote: int = 0
-    replies: list[Said] = field(default_factory=list)
-    body: str | None = None  # None: hidden by a moderator, and the reader is no moderator (a notice instead)
-
-
-def _heard(comment: Comment, name: str, by_author: bool, moderator: bool) -> Said:
-    if comment.hidden and not moderator:
-        return Said(comment, "", False, body=None)
-    return Said(comment, name, by_author, body=comment.body)
-
-
-def _order(sort: str):
-    if sort not in SORTS:
-        raise InvalidInput(N_("unknown order; orders are: {known}"), params={"known": ", ".join(SORTS)})
-    if sort == "supported":
-        return lambda said: (-(said.comment.up - said.comment.down), -said.comment.up, said.comment.id)
-    if sort == "newest":
-        return lambda said: -said.comment.id
-    return lambda said: said.comment.id
-
-
 def debate(session: Session, identity: Identity, proposal_id: int, sort: str = "oldest") -> list[Said]:
-    """A proposal's debate as a tree: the author's top comments pinned first, then the others in the order
-    asked (oldest, newest, most supported: ups less downs); replies under their comment, in the same order."""
-    key = _order(sort)
+    """A proposal's debate as a tree, the proposal's author's top comments pinned first (comments.thread)."""
     proposal = get(session, identity, proposal_id)
-    rows = session.execute(
-        select(Comment, User.display_name, User.username)
-        .join(User, User.id == Comment.user_id)
-        .where(Comment.proposal_id == proposal_id)
-        .order_by(Comment.id)
-    )
-    moderator = identity.can("participation.moderate")
-    said = {c.id: _heard(c, shown or name, c.user_id == proposal.author_id, moderator) for c, shown, name in rows}
-    if identity.user_id is not None and said:
-        mine = session.execute(
-            select(CommentVote.comment_id, CommentVote.value)
-            .join(Comment, Comment.id == CommentVote.comment_id)
-            .where(Comment.proposal_id == proposal_id, CommentVote.user_id == identity.user_id)
-        )
-        for cid, value in mine:
-            said[cid].my_vote = value
-    top: list[Said] = []
-    for one in said.values():
-        parent = said.get(one.comment.parent_id) if one.comment.parent_id else None
-        (parent.replies if parent else top).append(one)
-    for one in said.values():
-        one.replies.sort(key=key)
-    return sorted(top, key=lambda one: (not one.by_author, key(one)))
-
-
-def vote_comment(db: Database, identity: Identity, comment_id: int, value: int | None) -> Comment:
-    """Vote a debate comment up (+1) or down (-1), change one's vote, or withdraw it (None); one vote per
-    person. The comment's row is locked first and its counts recounted from the votes, so concurrent votes
-    cannot lose one another."""
-    person = _signed_in(identity)
-    if value not in (1, -1, None):
-        raise InvalidInput(N_("a vote is +1 (up) or -1 (down)"))
-    with db.session() as s:
-        row = s.scalar(select(Comment).where(Comment.id == comment_id).with_for_update())
-        if row is None:
-            raise NotFound(N_("no comment {id}"), params={"id": comment_id})
-        get(s, identity, row.proposal_id)
-        if row.hidden:
-            raise Conflict(HIDDEN_COMMENT, code="hidden")
-        mine = (CommentVote.comment_id == comment_id, CommentVote.user_id == person)
-        if value is None:
-            s.execute(delete(CommentVote).where(*mine))
-        elif not _insert_once(s, CommentVote, comment_id=comment_id, user_id=person, value=value):
-            s.execute(update(CommentVote).where(*mine).values(value=value))
-        counts = dict(
-            s.execute(
-                select(CommentVote.value, func.count())
-                .where(CommentVote.comment_id == comment_id)
-                .group_by(CommentVote.value)
-            ).all()
-        )
-        s.execute(update(Comment).where(Comment.id == comment_id).values(up=counts.get(1, 0), down=counts.get(-1, 0)))
-        s.refresh(row)
-        s.expunge(row)
-        return row
+    return thread(session, identity, Comment.proposal_id == proposal_id, proposal.author_id, sort)
 
 
 @dataclass
@@ -680,45 +572,10 @@ def image_file(session: Session, identity: Identity, image_id: int, thumb: bool 
     return path
 
 
-def hide_comment(session: Session, identity: Identity, comment_id: int, reason: str, hidden: bool = True) -> Comment:
-    """Hide one debate comment (or show it again) with the reason, audited: the public reads a notice in its
-    place, its replies stay; moderators still read it, with the reason."""
-    check(identity, "participation.moderate")
-    row = session.get(Comment, comment_id) if 0 < comment_id < 2**31 else None
-    if row is None:
-        raise NotFound(N_("no comment {id}"), params={"id": comment_id})
-    get(session, identity, row.proposal_id)
-    why = _text(reason, "reason", 3, REASON_MAX)
-    row.hidden, row.hidden_reason = hidden, why if hidden else None
-    session.flush()
-    detail = {"reason": why, "proposal": row.proposal_id}
-    audit.record(session, identity, "hide" if hidden else "unhide", "participation.comment", row.id, detail)
-    return row
-
-
-def hidden_comments(session: Session, identity: Identity) -> list[tuple[Comment, Proposal]]:
-    """Moderators: the hidden debate comments, most recent first, with their proposals."""
-    check(identity, "participation.moderate")
-    rows = session.execute(
-        select(Comment, Proposal)
-        .join(Proposal, Proposal.id == Comment.proposal_id)
-        .where(Comment.hidden.is_(True))
-        .order_by(Comment.id.desc())
-    )
-    return [(c, p) for c, p in rows]
-
-
 def hidden(session: Session, identity: Identity) -> list[Proposal]:
     """Moderators: the hidden proposals, most recently created first (each with its reason)."""
     check(identity, "participation.moderate")
     return list(session.scalars(select(Proposal).where(Proposal.hidden.is_(True)).order_by(Proposal.id.desc())))
-
-
-def comment_proposal(session: Session, comment_id: int) -> int | None:
-    """The proposal a debate comment belongs to."""
-    if not 0 < comment_id < 2**31:  # PostgreSQL's integer: a larger id is no comment, not a database error
-        return None
-    return session.scalar(select(Comment.proposal_id).where(Comment.id == comment_id))
 
 
 def expire(db: Database, now: datetime | None = None) -> list[int]:

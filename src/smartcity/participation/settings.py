@@ -24,6 +24,9 @@ class ParticipationSettings:
         "other categories go to the city profile's fallback unit.",
     )
     proposals_per_day: int = setting(5, "Proposals one person may write in 24 hours (a limit against spam).")
+    comment_reports_per_hour: int = setting(
+        20, "Debate comments one person may report in an hour (a limit against flooding the moderators)."
+    )
     max_images: int = setting(4, "Most pictures one proposal may carry.")
     max_image_bytes: int = setting(8 * 1024 * 1024, "Largest picture accepted for a proposal, in bytes.")
     reply_depth: int = setting(3, "How deep replies may nest in a debate (1: replies to top comments only).")
