@@ -112,7 +112,7 @@ def _when(utc: pd.Series, tz: str) -> dict[str, np.ndarray]:
     local = utc.dt.tz_convert(tz)
     return {
         "hour": local.dt.hour.to_numpy(dtype=np.int8),
-        "day_type": np.where(local.dt.dayofweek.to_numpy() >= 5, "weekend", "weekday"),
+        "day_type": np.where(local.dt.day_of_week.to_numpy() >= 5, "weekend", "weekday"),
         "day": local.dt.strftime("%Y-%m-%d").to_numpy(),
     }
 
@@ -257,9 +257,10 @@ def _rows(kind: Kind, chunk: pd.DataFrame, start: int, tz: str, outline, res: in
         flag(ok & ~inside, f"{lat_col}/{lon_col}: outside the city")
         columns[f"{prefix}lat"], columns[f"{prefix}lon"] = lat, lon
     if not points:
-        cells = chunk["cell"].map(_h3_int)
-        flag(cells.isna().to_numpy(), "cell: not an H3 cell")
-        columns["cell"] = cells.fillna(0).to_numpy(dtype=np.int64)
+        # Kept as Python ints: a pandas column of ints and None would become float64 and round the ids.
+        cells = [_h3_int(c) for c in chunk["cell"].tolist()]
+        flag(np.array([c is None for c in cells], dtype=bool), "cell: not an H3 cell")
+        columns["cell"] = np.array([c or 0 for c in cells], dtype=np.int64)
     keep = reasons == ""
     defects = [Defect(start + i + 2, str(reasons[i])) for i in np.flatnonzero(~keep)]
     kept_utc = utc[keep]
