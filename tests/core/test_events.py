@@ -180,3 +180,39 @@ def test_transient_events_of_a_transaction_are_delivered_in_order_and_on_postgre
     assert [e.data["n"] for e in got] == list(range(50))
     if db.is_postgres:
         assert len(notify_statements) == 1
+
+
+def test_a_released_or_rolled_back_savepoint_neither_delivers_nor_drops_the_transactions_events(db):
+    """A savepoint (begin_nested) inside a transaction that publishes: its release delivers nothing yet (the
+    enclosing transaction may still roll back, and a subscriber reading the store would not find the change —
+    the safety console missed SOS incidents this way), its rollback drops only what it published itself."""
+    got: list[Event] = []
+    db.events.on("test.", got.append)
+    seen_inside: list[list[str]] = []
+
+    async def scenario():
+        await db.events.start()
+        if db.is_postgres:
+            await asyncio.to_thread(db.events.listening.wait, 10)
+        try:
+            with db.session() as s:
+                publish(s, "test.before", {"n": 1})
+                publish(s, "test.live", {"n": 2}, transient=True)
+                with s.begin_nested():
+                    publish(s, "test.in_released", {"n": 3}, transient=True)
+                with pytest.raises(RuntimeError), s.begin_nested():
+                    publish(s, "test.in_rolled_back", {"n": 4}, transient=True)
+                    raise RuntimeError("back to the savepoint")
+                await asyncio.sleep(0.3)
+                seen_inside.append([e.topic for e in got])
+            for _ in range(100):
+                if len(got) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+        finally:
+            await db.events.stop()
+
+    run_async(scenario())
+    assert seen_inside == [[]]
+    assert sorted(e.topic for e in got) == ["test.before", "test.in_released", "test.live"]

@@ -207,19 +207,11 @@ class EventBus:
                 return ev
             # Live readings (one per device and intake batch) go out in one statement at commit: a statement
             # each cost the intake's writer ~200 us of CPU per position on PostgreSQL.
-            batch = session.info.setdefault("pending_notify", [])
-            if not batch:
-                sa_event.listen(session, "before_commit", _notify_pending, once=True)
-                sa_event.listen(session, "after_rollback", _drop_notify, once=True)
-            batch.append(payload)
+            _watch(session)
+            session.info.setdefault("pending_notify", []).append(payload)
         else:
-            pending = session.info.setdefault("pending_events", [])
-            if not pending:
-                if self.shared:
-                    sa_event.listen(session, "before_commit", _log_pending, once=True)
-                sa_event.listen(session, "after_commit", _deliver_pending, once=True)
-                sa_event.listen(session, "after_rollback", _drop_pending, once=True)
-            pending.append(ev)
+            _watch(session)
+            session.info.setdefault("pending_events", []).append(ev)
             if transient:
                 session.info.setdefault("unlogged_events", set()).add(id(ev))
         return ev
@@ -418,41 +410,81 @@ def _log_tail(path: str) -> int:
         conn.close()
 
 
-def _log_pending(session: Session) -> None:
+# A session's events wait for its outermost commit. SQLAlchemy also runs a session's commit hooks when a
+# savepoint (begin_nested) is released, and its rollback hooks when one is rolled back: those must neither
+# deliver what the enclosing transaction has not committed yet nor drop what was published before the
+# savepoint. (Found in the safety console: an SOS's incident event reached a subscriber, whose admission
+# check then read the store and did not find the incident yet, when a later alert of the same batch
+# released a savepoint.)
+
+
+def _watch(session: Session) -> None:
+    """Hook the session's transaction ends once, on its first pending event."""
+    if session.info.get("events_watched"):
+        return
+    session.info["events_watched"] = True
+    sa_event.listen(session, "after_transaction_create", _mark_savepoint)
+    sa_event.listen(session, "before_commit", _before_commit)
+    sa_event.listen(session, "after_commit", _after_commit)
+    sa_event.listen(session, "after_soft_rollback", _after_rollback)
+
+
+def _nested(session: Session) -> bool:
+    """Whether the transaction being committed is a savepoint within the session's transaction (it is still
+    the session's current one while its commit hooks run)."""
+    return session.in_nested_transaction()
+
+
+def _mark_savepoint(session: Session, transaction) -> None:
+    if transaction.nested:  # what is pending when a savepoint begins stays if it is rolled back
+        marks = session.info.setdefault("event_marks", {})
+        marks[transaction] = (len(session.info.get("pending_events", ())), len(session.info.get("pending_notify", ())))
+
+
+def _before_commit(session: Session) -> None:
+    if _nested(session):
+        return
     db = session.info.get("db")
-    unlogged = session.info.get("unlogged_events", ())
-    rows = [ev for ev in session.info.get("pending_events", ()) if id(ev) not in unlogged]
-    if rows and db is not None:
-        now = utcnow()
-        session.execute(
-            insert(EventLogRow), [{"origin": db.events.origin, "at": now, "payload": ev.to_json()} for ev in rows]
-        )
+    if db is None:
+        return
+    if db.is_postgres:
+        payloads = session.info.pop("pending_notify", None)
+        if payloads:
+            session.execute(
+                text("SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) AS p"), {"c": CHANNEL, "ps": payloads}
+            )
+    elif db.events.shared:
+        unlogged = session.info.get("unlogged_events", ())
+        rows = [ev for ev in session.info.get("pending_events", ()) if id(ev) not in unlogged]
+        if rows:
+            now = utcnow()
+            session.execute(
+                insert(EventLogRow), [{"origin": db.events.origin, "at": now, "payload": ev.to_json()} for ev in rows]
+            )
 
 
-def _deliver_pending(session: Session) -> None:
+def _after_commit(session: Session) -> None:
+    if _nested(session):
+        return
     session.info.pop("unlogged_events", None)
+    session.info.pop("event_marks", None)
     pending = session.info.pop("pending_events", [])
-    bus = session.info.get("db").events if session.info.get("db") else None
+    db = session.info.get("db")
     for ev in pending:
-        if bus is not None:
-            bus.deliver(ev)
+        if db is not None:
+            db.events.deliver(ev)
 
 
-def _notify_pending(session: Session) -> None:
-    payloads = session.info.pop("pending_notify", None)
-    if payloads:
-        session.execute(
-            text("SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) AS p"), {"c": CHANNEL, "ps": payloads}
-        )
-
-
-def _drop_notify(session: Session) -> None:
-    session.info.pop("pending_notify", None)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop("pending_events", None)
-    session.info.pop("unlogged_events", None)
+def _after_rollback(session: Session, previous_transaction) -> None:
+    if previous_transaction.nested:  # back to the savepoint: only what was published within it is dropped
+        events, notifies = session.info.get("event_marks", {}).pop(previous_transaction, (0, 0))
+        if "pending_events" in session.info:
+            del session.info["pending_events"][events:]
+        if "pending_notify" in session.info:
+            del session.info["pending_notify"][notifies:]
+        return
+    for key in ("pending_events", "pending_notify", "unlogged_events", "event_marks"):
+        session.info.pop(key, None)
 
 
 def publish(session: Session, topic: str, data: dict, **scope) -> Event:
