@@ -369,6 +369,7 @@ def _matrix(cands: Sequence[Candidate], options: PlannerOptions) -> np.ndarray:
 def solve(cands: Sequence[Candidate], constraints: Constraints, options: PlannerOptions) -> list[Route]:
     """Routes over the candidates serving the most demand: OR-Tools vehicle routing with optional stops."""
     from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+    from ortools.util import optional_boolean_pb2
 
     limit_m = int(route_limit_km(constraints, options) * 1000)
     n = len(cands)
@@ -395,6 +396,11 @@ def solve(cands: Sequence[Candidate], constraints: Constraints, options: Planner
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
     params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    # Swapping a served stop for unserved ones can take several moves through states the two-stop rule
+    # forbids; the large-neighbourhood operators rebuild whole paths and so reach those plans.
+    operators = params.local_search_operators
+    for name in ("use_path_lns", "use_full_path_lns", "use_inactive_lns", "use_extended_swap_active"):
+        setattr(operators, name, optional_boolean_pb2.BOOL_TRUE)
     params.time_limit.FromMilliseconds(max(1, int(options.time_limit_s * 1000)))
     # Guided local search starts from the greedy routes, so the plan never serves less than greedy does.
     seed = _greedy_paths(cands, matrix[1:, 1:], limit_m, constraints.routes)
