@@ -291,7 +291,7 @@ async def event_stream(
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if ev is None:
+                if ev is None or (ledger is not None and ledger.failed):
                     return
                 if ev.personal and (ledger is None or not await ledger.admits(ev)):
                     continue
@@ -317,36 +317,51 @@ class StreamLedger:
     def __init__(self, db, identity: Identity, ip: str | None):
         self.db, self.identity, self.ip = db, identity, ip
         self.counts: dict[tuple[str, str, str], int] = {}  # (action, object type, object id) → events
+        self.writing: set[asyncio.Future] = set()
+        self.failed = False  # an audit entry could not be written: the stream ends rather than read on unaudited
 
     def record(self, action: str, object_type: str, object_id, detail: dict | None) -> None:
         with self.db.session() as s:
             audit.record(s, self.identity, action, object_type, object_id, detail, ip=self.ip)
 
     async def admits(self, ev: Event) -> bool:
-        """Whether a personal event goes out; the first of each outcome per person is audited at once."""
+        """Whether a personal event goes out; the first of each outcome per person is audited as it goes."""
         declared = personal_topic(ev.topic)
         if not ev.visible_to(self.identity):
             # Someone else's event, skipped silently — unless the caller's permissions once let it through
             # (events.all): a refusal, and audited as one. The scope decides: no rule to ask.
             if self.identity.can("events.all"):
-                await self._count("event_denied", *declared.subject(ev), ev)
+                self._count("event_denied", *declared.subject(ev), ev)
             return False
         try:
             verdict = await run_in_threadpool(declared.admit, self.db, self.identity, ev)
         except Exception:  # noqa: BLE001 - the rule could not be applied: nothing goes out
             log.exception("admitting %s failed", ev.topic)
             return False
-        await self._count(verdict.action, verdict.object_type, verdict.object_id, ev, verdict.detail)
+        self._count(verdict.action, verdict.object_type, verdict.object_id, ev, verdict.detail)
         return verdict.allowed
 
-    async def _count(self, action: str, object_type: str, object_id, ev: Event, detail: dict | None = None) -> None:
+    def _count(self, action: str, object_type: str, object_id, ev: Event, detail: dict | None = None) -> None:
         key = (action, object_type, str(object_id))
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
         if first:
-            await run_in_threadpool(
-                self.record, action, object_type, object_id, {"via": "events", "topic": ev.topic, **(detail or {})}
+            # Written beside the delivery, not before it: on SQLite the entry waits for the store's one write
+            # lock, which the intake's writer holds most of the time under load (an SOS reached the console
+            # 0.4 s late, waiting in this write). The stream ends if an entry cannot be written.
+            detail = {"via": "events", "topic": ev.topic, **(detail or {})}
+            writing = asyncio.get_running_loop().run_in_executor(
+                None, self.record, action, object_type, object_id, detail
             )
+            self.writing.add(writing)
+            writing.add_done_callback(self._written)
+
+    def _written(self, writing: asyncio.Future) -> None:
+        self.writing.discard(writing)
+        failure = None if writing.cancelled() else writing.exception()
+        if writing.cancelled() or failure is not None:
+            self.failed = True
+            log.error("auditing a live read failed; the event stream ends", exc_info=failure)
 
     def close(self) -> None:
         """The whole stream's tally: how many events of each outcome about each person (beyond the first,
