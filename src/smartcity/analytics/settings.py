@@ -24,6 +24,14 @@ class AnalyticsSettings:
         "A cell-hour counted from fewer records than this is suppressed in every output (pages, downloads, open data).",
     )
     data_dir: str = setting("", "Folder of the imported demand data (Parquet). Empty: <var_dir>/analytics.")
+    # The night route planner's model of the city (analytics/planner.py).
+    road_factor: float = setting(1.3, "Night routes: road distance ÷ straight-line distance between stops.")
+    night_speed_kmh: float = setting(25.0, "Night routes: a bus's average speed at night, stops included (km/h).")
+    layover_min: float = setting(10.0, "Night routes: minutes a round trip spends at its two terminals.")
+    capture_rate: float = setting(
+        0.02, "Night routes: share of a served cell's late-night demand expected to ride the bus (riders per route)."
+    )
+    planner_seconds: float = setting(20.0, "Night routes: the route search's time limit (guided local search).")
 
 
 def data_dir(settings, analytics: AnalyticsSettings) -> Path:
