@@ -113,12 +113,13 @@ def _projection(request: Request) -> tuple[set[str] | None, set[str] | None, boo
 # --- readings ------------------------------------------------------------------------------------------------
 
 
-async def _take_readings(db, entities: list[Entity]) -> dict[str, NgsiError]:
-    """Store the readings the sensor entities carry; the entities refused (a reading refused, and recorded)."""
+async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | None = None) -> dict[str, NgsiError]:
+    """Store the readings the attributes sent carry (`stored`: the entities as they were, for their
+    dateObserved); the entity ids refused: one of their readings refused, and recorded."""
     refused: dict[str, NgsiError] = {}
     parts: list[Columns] = []
-    for e in entities:
-        readings = store.readings_of(e)
+    for e in sent:
+        readings = store.readings_of(e, (stored or {}).get(e.id))
         if not readings:
             continue
         batch = await run_in_threadpool(validate, db, readings, CHANNEL)
@@ -288,10 +289,12 @@ async def _change(
     current = await run_in_threadpool(read)
     if current is None:
         raise store.missing(entity_id)
+    before = Entity(current.id, current.type, dict(current.attrs))
     skipped = change(current, new)
     written = [n for n in new if n not in skipped]
     if written:
-        refused = await _take_readings(db, [current])
+        sent = Entity(current.id, current.type, {n: current.attrs[n] for n in written})
+        refused = await _take_readings(db, [sent], {current.id: before})
         if refused:
             raise refused[entity_id]
 
@@ -424,20 +427,20 @@ async def batch_upsert(request: Request) -> Response:
     def current() -> tuple[set[str], dict[str, Entity]]:
         with db.session() as s:
             ids = store.exists(s, [e.id for e in entities])
-            return ids, ({i: store.find(s, i) for i in ids} if merging else {})
+            return ids, {i: store.find(s, i) for i in ids}
 
     there, old = await run_in_threadpool(current)
     latest: dict[str, Entity] = {}
     for e in entities:
-        base = latest.get(e.id) or old.get(e.id)
-        if not merging or base is None:
+        base = latest.get(e.id) or (old.get(e.id) if merging else None)
+        if base is None or not merging:
             latest[e.id] = e  # replace: the last one sent wins
         elif base.type != e.type:
             errors.append(_failure(e.id, bad_data("an update cannot change the entity's type")))
         else:
             store.merge(base, e.attrs)
             latest[e.id] = base
-    refused = await _take_readings(db, list(latest.values()))
+    refused = await _take_readings(db, entities, old)
     errors += [_failure(eid, err) for eid, err in refused.items()]
     kept = [e for e in latest.values() if e.id not in refused]
     await run_in_threadpool(_store_all, db, identity, kept, "ngsi.upsert")
@@ -460,14 +463,19 @@ async def batch_update(request: Request) -> Response:
 
     old = await run_in_threadpool(current)
     changed: dict[str, Entity] = {}
+    sent: list[Entity] = []
+    stored: dict[str, Entity] = {}
     for e in entities:
         base = changed.get(e.id) or old.get(e.id)
         if base is None:
             errors.append(_failure(e.id, store.missing(e.id)))
             continue
-        store.merge(base, e.attrs, overwrite=overwrite)
+        before = Entity(base.id, base.type, dict(base.attrs))
+        skipped = store.merge(base, e.attrs, overwrite=overwrite)
         changed[e.id] = base
-    refused = await _take_readings(db, list(changed.values()))
+        sent.append(Entity(e.id, e.type, {n: a for n, a in e.attrs.items() if n not in skipped}))
+        stored.setdefault(e.id, before)
+    refused = await _take_readings(db, sent, stored)
     errors += [_failure(eid, err) for eid, err in refused.items()]
     kept = [e for e in changed.values() if e.id not in refused]
     await run_in_threadpool(_store_all, db, identity, kept, "ngsi.update")

@@ -150,14 +150,15 @@ def check_id(eid: str) -> str:
 # --- readings -----------------------------------------------------------------------------------------------
 
 
-def readings_of(e: Entity) -> list[dict]:
-    """The readings a sensor entity carries, as the sensing intake takes them: the sensor's serial is the id's
-    last part (urn:ngsi-ld:AirQualityObserved:V02Q1940612), the time each attribute's observedAt or else the
-    entity's dateObserved."""
+def readings_of(e: Entity, stored: Entity | None = None) -> list[dict]:
+    """The readings the attributes sent for a sensor entity carry, as the sensing intake takes them: the
+    sensor's serial is the id's last part (urn:ngsi-ld:AirQualityObserved:V02Q1940612), the time each
+    attribute's observedAt, else the dateObserved sent, else the stored entity's (`stored`)."""
     if e.type not in SENSOR_TYPES:
         return []
+    dated = e.attrs.get("dateObserved") or (stored.attrs.get("dateObserved") if stored else None) or {}
     serial = e.id.rsplit(":", 1)[-1]
-    when = e.attrs.get("dateObserved", {}).get("value")
+    when = dated.get("value")
     out = []
     for name, (quantity, factor) in QUANTITY_OF.items():
         attr = e.attrs.get(name)
@@ -165,7 +166,8 @@ def readings_of(e: Entity) -> list[dict]:
             continue
         value = attr.get("value")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            value = value * factor
+            # 0.55 × 100 is 55.00000000000001 in binary: the fraction's own digits are what was meant.
+            value = round(value * factor, 9) if factor != 1.0 else value
         out.append({"sensor": serial, "quantity": quantity, "time": attr.get("observedAt", when), "value": value})
     return out
 

@@ -1,0 +1,138 @@
+"""NGSI-LD batch operations (201/204/207 with BatchOperationResult) and sensor entities: an AirQualityObserved
+written through NGSI-LD lands in the readings tables, refused by the same rules as MQTT and HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from smartcity.sensing.models import Reading, Rejection
+from smartcity.sensing.quantities import BY_NAME
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+def entity(n: int, **attrs) -> dict:
+    return {"id": f"urn:ngsi-ld:AccessPoint:b{n}", "type": "AccessPoint", **attrs}
+
+
+def batch(client, key, op, body, query=""):
+    return client.post(
+        f"/ngsi-ld/v1/entityOperations/{op}{query}",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
+
+
+def values(client, *ns) -> list:
+    out = []
+    for n in ns:
+        r = client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:b{n}?options=keyValues")
+        out.append(r.json() if r.status_code == 200 else None)
+    return out
+
+
+def test_batch_create_upsert_update_delete(client, sender_key):
+    created = batch(client, sender_key, "create", [entity(1, clients=1), entity(2, clients=2)])
+    assert created.status_code == 201
+    assert sorted(created.json()) == ["urn:ngsi-ld:AccessPoint:b1", "urn:ngsi-ld:AccessPoint:b2"]
+
+    mixed = batch(client, sender_key, "create", [entity(2, clients=9), entity(3, clients=3), {"id": "bad"}])
+    assert mixed.status_code == 207
+    result = mixed.json()
+    assert result["success"] == ["urn:ngsi-ld:AccessPoint:b3"]
+    errors = {e["entityId"]: e["error"]["type"] for e in result["errors"]}
+    assert errors == {"urn:ngsi-ld:AccessPoint:b2": ERR + "AlreadyExists", "bad": ERR + "BadRequestData"}
+    assert values(client, 2)[0]["clients"] == 2
+
+    replaced = batch(client, sender_key, "upsert", [entity(1, band="5GHz")])
+    assert replaced.status_code == 204
+    assert values(client, 1)[0] == {"id": "urn:ngsi-ld:AccessPoint:b1", "type": "AccessPoint", "band": "5GHz"}
+    merged = batch(client, sender_key, "upsert", [entity(2, band="2.4GHz"), entity(4, clients=4)], "?options=update")
+    assert merged.status_code == 201
+    assert merged.json() == ["urn:ngsi-ld:AccessPoint:b4"]
+    assert (values(client, 2)[0]["clients"], values(client, 2)[0]["band"]) == (2, "2.4GHz")
+
+    updated = batch(client, sender_key, "update", [entity(3, clients=30), entity(9, clients=90)])
+    assert updated.status_code == 207
+    assert updated.json()["success"] == ["urn:ngsi-ld:AccessPoint:b3"]
+    assert updated.json()["errors"][0]["error"]["type"] == ERR + "ResourceNotFound"
+    assert values(client, 3, 9) == [{"id": "urn:ngsi-ld:AccessPoint:b3", "type": "AccessPoint", "clients": 30}, None]
+    kept = batch(client, sender_key, "update", [entity(3, clients=31)], "?options=noOverwrite")
+    assert kept.status_code == 204 and values(client, 3)[0]["clients"] == 30
+
+    deleted = batch(client, sender_key, "delete", ["urn:ngsi-ld:AccessPoint:b1", "urn:ngsi-ld:AccessPoint:b9"])
+    assert deleted.status_code == 207
+    assert deleted.json()["success"] == ["urn:ngsi-ld:AccessPoint:b1"]
+    assert batch(client, sender_key, "delete", ["urn:ngsi-ld:AccessPoint:b2"]).status_code == 204
+    assert values(client, 1, 2, 3) == [None, None, values(client, 3)[0]]
+
+    for op, body in (("create", {}), ("upsert", []), ("delete", [1])):
+        r = batch(client, sender_key, op, body)
+        assert (r.status_code, r.json()["type"]) == (400, ERR + "BadRequestData"), op
+    assert client.post("/ngsi-ld/v1/entityOperations/create", json=[entity(7)]).status_code == 401
+
+
+def air(serial: str, when: int, **attrs) -> dict:
+    stamp = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
+    body = {
+        "id": f"urn:ngsi-ld:AirQualityObserved:{serial}",
+        "type": "AirQualityObserved",
+        "dateObserved": {"type": "Property", "value": stamp},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [126.97, 37.56]}},
+    }
+    body.update({name: {"type": "Property", "value": value} for name, value in attrs.items()})
+    return body
+
+
+def _readings(db) -> set[tuple[int, float]]:
+    with db.session() as s:
+        return {(r.quantity, r.value) for r in s.scalars(select(Reading))}
+
+
+def test_air_quality_written_through_ngsi_ld_lands_in_the_readings(db, client, sensors, sender_key):
+    now = int(time.time()) - 60
+    one, two, three = sensors.serials[:3]
+    r = batch(client, sender_key, "upsert", [air(one, now, pm10=42, pm25=17.5, relativeHumidity=0.55)])
+    assert r.status_code == 201, r.text
+    assert _readings(db) == {(BY_NAME["pm10"].code, 42), (BY_NAME["pm25"].code, 17.5), (BY_NAME["humidity"].code, 55)}
+    read = client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:{one}?options=keyValues").json()
+    assert read["relativeHumidity"] == 0.55
+
+    # The same rules as MQTT and HTTP: an impossible value or an unknown sensor refuses the entity, recorded.
+    refused = batch(
+        client,
+        sender_key,
+        "upsert",
+        [air(two, now, pm10=-3), air("V02Q0000000", now, pm10=10), air(three, now, pm25=12)],
+    )
+    assert refused.status_code == 207
+    assert refused.json()["success"] == [f"urn:ngsi-ld:AirQualityObserved:{three}"]
+    assert {e["error"]["type"] for e in refused.json()["errors"]} == {ERR + "BadRequestData"}
+    with db.session() as s:
+        rejected = {(x.channel, x.code) for x in s.scalars(select(Rejection))}
+    assert rejected == {("ngsi-ld", "out_of_range"), ("ngsi-ld", "unknown_sensor")}
+    for missing in ("V02Q0000000", two):
+        assert client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:{missing}").status_code == 404
+    assert (BY_NAME["pm25"].code, 12) in _readings(db) and (BY_NAME["pm10"].code, -3) not in _readings(db)
+
+    single = client.post(
+        "/ngsi-ld/v1/entities",
+        content=json.dumps(air(sensors.serials[3], now + 86400 * 2, pm10=1)),
+        headers={"Content-Type": "application/json", "X-API-Key": sender_key},
+    )
+    assert (single.status_code, single.json()["type"]) == (400, ERR + "BadRequestData")
+    assert "future" in single.json()["detail"]
+
+    patched = client.patch(
+        f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:{one}/attrs/pm10",
+        content=json.dumps({"value": 2000}),
+        headers={"Content-Type": "application/json", "X-API-Key": sender_key},
+    )
+    assert patched.status_code == 400
+    assert (
+        client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:{one}?options=keyValues").json()["pm10"] == 42
+    )
