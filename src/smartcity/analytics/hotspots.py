@@ -36,6 +36,8 @@ def hot_spots(cells: pd.Series, values: pd.Series, permutations: int = 999, seed
         {renumber[i]: [renumber[n] for n in neighbours[i] if n in renumber] or [] for i in keep},
         silence_warnings=True,
     )
+    if np.ptp(frame["value"].to_numpy()) == 0:  # a flat field: Gi*'s variance is zero, nothing stands out
+        return frame.assign(z=0.0, p=1.0, **{"class": "not_significant"})
     np.random.seed(seed)  # esda's permutations draw from numpy's global generator
     g = G_Local(frame["value"].to_numpy(), w, transform="B", star=True, permutations=permutations, seed=seed)
     frame["z"] = g.Zs
