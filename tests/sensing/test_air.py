@@ -237,3 +237,19 @@ def test_the_map_district_and_sensor_pages_show_what_was_measured(db, client, se
     assert day_table.count("<tr>") == 1 + 60  # the header and every reading of the last 24 hours
     assert "21.5" in sensor.text.split('data-quantity="temperature"')[1][:300]
     assert client.get("/air/sensors/NOSUCH0001").status_code == 404
+
+
+def test_the_demo_has_a_district_turn_bad_and_its_subscriber_alerted(db):
+    from smartcity.core.city import load_profile
+    from smartcity.sensing.demo import load
+
+    make_user(db, "citizen", "citizen", email="citizen@example.org")
+    load(db, load_profile("seoul"), sensors=6)
+    with db.session() as s:
+        [sub] = s.scalars(select(air.AirSubscription)).all()
+        levels = air.sensor_levels(s)
+    bad = {r["district"] for r in levels if r["band"].rank >= air.BAD.rank}
+    assert bad == {sub.district_code}
+    assert air.run_alerts(db) == 1
+    [(channel, to, body)] = _alerts(db)
+    assert (channel, to) == ("email", "citizen@example.org") and "나쁨" in body

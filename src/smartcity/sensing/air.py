@@ -308,3 +308,30 @@ def _alert(s: Session, db, district: str, level: float, base_url: str) -> int:
 
 def job(db, settings) -> None:
     run_alerts(db, base_url=settings.site_url.rstrip("/"))
+
+
+# --- the demo: one district's air turns bad -----------------------------------------------------------------
+
+DEMO_EPISODE_S = 3 * 3600
+
+
+def demo_episode(db, readings: list[dict], now: int, username: str = "citizen") -> str | None:
+    """Raise the demo's dust in the first demo sensor's district over the last three hours (PM2.5 about 55,
+    나쁨), so the map shows it and the alert job alerts; the demo citizen subscribes to that district."""
+    with db.session() as s:
+        district_of = {r["serial"]: r["district"] for r in sensors(s)}
+    serials = sorted(r["sensor"] for r in readings if district_of.get(r["sensor"]))
+    if not serials:
+        return None
+    district = district_of[serials[0]]
+    for r in readings:
+        if district_of.get(r["sensor"]) == district and r["time"] > now - DEMO_EPISODE_S:
+            if r["quantity"] == "pm25":
+                r["value"] = round(r["value"] + 37, 2)
+            elif r["quantity"] == "pm10":
+                r["value"] = round(r["value"] + 50, 2)
+    with db.session() as s:
+        user_id = s.scalar(select(User.id).where(User.username == username))
+        if user_id is not None:
+            subscribe(s, user_id, district)
+    return district

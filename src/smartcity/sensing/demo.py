@@ -80,6 +80,9 @@ def load(db, profile, sensors: int = 40, seed: int = 16) -> str:
                 readings.append(
                     {"sensor": serial, "quantity": quantity, "time": at, "value": _level(quantity, hour, rng)}
                 )
+    from smartcity.sensing.air import demo_episode
+
+    demo_episode(db, readings, now)  # a district crossing into 나쁨: the air map and alerts show it
     outcome = store_now(db, validate(db, readings, "import"))
     service.roll_up(db)
     return f"demo sensors: {sensors} synthetic sensors, {outcome.stored} readings of the last 24 hours"
