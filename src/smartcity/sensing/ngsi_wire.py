@@ -145,6 +145,8 @@ async def check_context(context: Any) -> None:
     for url in _urls(context):
         if url == CORE_CONTEXT or url in _FETCHED:
             continue
+        if not url.startswith(("http://", "https://")):
+            raise NgsiError(503, "LdContextNotAvailable", f"the @context {url} is not an http(s) URL")
         try:
             async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as http:
                 answer = await http.get(url, headers={"Accept": "application/ld+json, application/json"})
