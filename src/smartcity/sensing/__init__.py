@@ -53,7 +53,12 @@ def _setup(app, context) -> None:
 
 module = Module(
     name="sensing",
-    routers=("smartcity.sensing.api:router", "smartcity.sensing.pages:router", "smartcity.sensing.ngsi_api:router"),
+    routers=(
+        "smartcity.sensing.api:router",
+        "smartcity.sensing.pages:router",
+        "smartcity.sensing.ngsi_api:router",
+        "smartcity.sensing.wifi_api:router",
+    ),
     # Sensors and gateways send with an API key of a staff account; administrators hold both.
     permissions={"sensing.submit": ("staff",), "sensing.manage": ("staff",), "sensing.maintain": ("staff",)},
     jobs=(

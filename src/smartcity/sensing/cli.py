@@ -58,6 +58,25 @@ def import_readings(file: Path, show: int) -> None:
     run()
 
 
+@group.command("import-wifi")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--source", default=None, help="The list's name (default: public Wi-Fi standard data).")
+@click.option("--show", default=10, show_default=True, help="Rows to print per reason.")
+def import_wifi(file: Path, source: str | None, show: int) -> None:
+    """Register a public Wi-Fi list's access points (latitude, longitude, place, place_detail…) as assets of
+    kind `wifi`, each indoor or outdoor by where it is."""
+
+    @command_errors
+    def run() -> None:
+        from smartcity.sensing import wifi
+
+        result = wifi.import_access_points(database(), read_file(file), source=source or wifi.SOURCE)
+        click.echo(result.summary())
+        _defects(result.report.skipped, show)
+
+    run()
+
+
 @group.command("rollup")
 def rollup() -> None:
     """Roll the marked hours up now and prune raw readings past the retention period."""

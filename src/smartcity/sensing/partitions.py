@@ -80,17 +80,12 @@ def drop_months_before(conn, cutoff: int) -> dict[str, int]:
     return dropped
 
 
-def maintain(db, cutoff: int, now: float) -> dict[str, int]:
-    """The job's part on PostgreSQL: the months ahead made, the months past retention dropped."""
-    if not db.is_postgres:
-        return {}
+def maintain(conn, cutoff: int, now: float) -> dict[str, int]:
+    """The roll-up job's part on PostgreSQL, in its transaction: the months ahead made, the months wholly
+    before `cutoff` dropped ({partition: rows it held})."""
     today = datetime.fromtimestamp(now, UTC).date()
     y, m = today.year, today.month
     for _ in range(MONTHS_AHEAD):
         y, m = next_month(y, m)
-    with db.session() as s:
-        conn = s.connection()
-        ensure_months(conn, today, date(y, m, 1))
-        dropped = drop_months_before(conn, cutoff)
-        s.commit()
-    return dropped
+    ensure_months(conn, today, date(y, m, 1))
+    return drop_months_before(conn, cutoff)
