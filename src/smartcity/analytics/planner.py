@@ -247,12 +247,14 @@ def buses_needed(round_trip: float, headway_min: int) -> int:
     return max(1, math.ceil(round_trip / headway_min - 1e-9))
 
 
-def _route(number: int, stops: Sequence[Stop], demand: float, options: PlannerOptions, headway: int) -> Route:
+def _route(
+    number: int, stops: Sequence[Stop], demand: float, options: PlannerOptions, headway: int, name: str = ""
+) -> Route:
     km = road_km(stops, options)
     rt = round_trip_min(km, options)
     return Route(
         number=number,
-        name=f"N{number}",
+        name=name or f"N{number}",
         stops=tuple(stops),
         km=round(km, 3),
         round_trip_min=round(rt, 1),
@@ -547,8 +549,8 @@ def baseline_routes(
             params={"ids": ", ".join(unknown[:5])},
         )
     return [
-        _route(n, [by_id[sid] for sid in ids], 0.0, options, constraints.headway_min)
-        for n, ids in enumerate(baseline.values(), start=1)
+        _route(n, [by_id[sid] for sid in ids], 0.0, options, constraints.headway_min, name)
+        for n, (name, ids) in enumerate(baseline.items(), start=1)
     ]
 
 

@@ -1,0 +1,162 @@
+"""A night route plan from the imported demand, and its three renderings: routes as GeoJSON, the comparison
+table as CSV and the GTFS feed. The CLI and the planner page both run it; nothing is written unless the whole
+plan was made (the files land together, or none does)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from smartcity.analytics.gtfs import Agency, gtfs_zip
+from smartcity.analytics.planner import (
+    Comparison,
+    Constraints,
+    Plan,
+    PlannerOptions,
+    Route,
+    Stop,
+    baseline_routes,
+    check_inside,
+    compare,
+    night_demand,
+    plan_routes,
+    read_baseline,
+    read_stops,
+)
+from smartcity.analytics.settings import AnalyticsSettings
+from smartcity.core.city import CityProfile
+
+OUTPUT_FILES = ("routes.geojson", "comparison.csv", "gtfs.zip")
+
+
+@dataclass
+class NightPlan:
+    plan: Plan
+    comparison: list[Comparison]
+    baseline: list[Route] | None
+    demand: dict[str, float]
+
+
+def options_from(analytics: AnalyticsSettings, **overrides) -> PlannerOptions:
+    """The planner's model of the city as the deployment's settings give it."""
+    values = {
+        "road_factor": analytics.road_factor,
+        "speed_kmh": analytics.night_speed_kmh,
+        "layover_min": analytics.layover_min,
+        "capture_rate": analytics.capture_rate,
+        "time_limit_s": analytics.planner_seconds,
+    }
+    return PlannerOptions(**{**values, **overrides})
+
+
+def demand_of(settings, kinds: Iterable[str]) -> dict[str, float]:
+    """Late-night demand per cell (hours 0–5, both day types) of the imported kinds, small counts suppressed."""
+    from smartcity.analytics.cells import demand
+
+    found = demand(settings, tuple(kinds), range(0, 6))
+    return night_demand(zip(found["cell"], found["hour"], found["count"], strict=True))
+
+
+def make_plan(
+    demand: dict[str, float],
+    stops_file: bytes,
+    profile: CityProfile,
+    constraints: Constraints,
+    options: PlannerOptions,
+    baseline_file: bytes | None = None,
+) -> NightPlan:
+    """Every check first (stops inside the city, the baseline's stops known, the constraints), then the plan."""
+    stops = read_stops(stops_file)
+    check_inside(stops, profile.bbox)
+    baseline_ids = read_baseline(baseline_file) if baseline_file else None
+    base = baseline_routes(baseline_ids, stops, constraints, options) if baseline_ids else None
+    plan = plan_routes(demand, stops, constraints, options)
+    return NightPlan(plan, compare(plan, demand, base), base, demand)
+
+
+def routes_geojson(night: NightPlan) -> dict:
+    """Each route as a line with its figures, and each of its stops as a point with the demand it serves."""
+    served = {c.stop.id: c.demand for c in night.plan.candidates}
+    features: list[dict] = []
+    for route in night.plan.routes:
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[s.lon, s.lat] for s in route.stops]},
+                "properties": {
+                    "kind": "route",
+                    "route": route.name,
+                    "km": route.km,
+                    "round_trip_min": route.round_trip_min,
+                    "buses": route.buses,
+                    "headway_min": night.plan.constraints.headway_min,
+                    "demand": route.demand,
+                    "riders": route.riders,
+                    "stops": [s.id for s in route.stops],
+                },
+            }
+        )
+        features += [_stop_feature(s, route.name, served.get(s.id, 0.0), n) for n, s in enumerate(route.stops, 1)]
+    for route in night.baseline or ():
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[s.lon, s.lat] for s in route.stops]},
+                "properties": {"kind": "baseline", "route": route.name, "km": route.km, "buses": route.buses},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _stop_feature(stop: Stop, route: str, demand: float, order: int) -> dict:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [stop.lon, stop.lat]},
+        "properties": {
+            "kind": "stop",
+            "route": route,
+            "order": order,
+            "id": stop.id,
+            "name": stop.name,
+            "demand": demand,
+        },
+    }
+
+
+def comparison_csv(rows: list[Comparison]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(Comparison.__dataclass_fields__), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return out.getvalue()
+
+
+def agency_of(profile: CityProfile, url: str) -> Agency:
+    return Agency(name=profile.name(profile.language), url=url, timezone=profile.timezone, lang=profile.language)
+
+
+def write_outputs(night: NightPlan, agency: Agency, out: Path) -> list[Path]:
+    """routes.geojson, comparison.csv and gtfs.zip in `out`: made in a folder beside it, then moved in, so a
+    failure leaves `out` as it was."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "routes.geojson": json.dumps(routes_geojson(night), ensure_ascii=False).encode(),
+        "comparison.csv": comparison_csv(night.comparison).encode(),
+        "gtfs.zip": gtfs_zip(night.plan, agency),
+    }
+    staging = Path(tempfile.mkdtemp(prefix=".plan-", dir=out))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        for name in files:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in OUTPUT_FILES]

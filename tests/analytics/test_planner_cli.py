@@ -1,0 +1,123 @@
+"""`smartcity analytics plan-routes`: the three outputs from imported demand, or a named refusal and no files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+
+import gtfs_kit
+import pytest
+from click.testing import CliRunner
+
+from smartcity.cli import main
+
+
+@pytest.fixture(scope="module")
+def night_data(tmp_path_factory):
+    """A var folder with a synthetic late-night demand set, and a stop list on a grid over the city."""
+    from smartcity.settings import get_settings
+
+    var = tmp_path_factory.mktemp("var")
+    env = {"SMARTCITY_VAR_DIR": str(var), "SMARTCITY_DATABASE_URL": f"sqlite:///{var / 'unused.db'}"}
+    get_settings.cache_clear()
+    out = CliRunner().invoke(main, ["analytics", "synthesize", "--rows", "60000", "--days", "1"], env=env)
+    get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    stops = var / "stops.csv"
+    lines = ["id,name,lat,lon"] + [
+        f"{i:05d},정류소 {i},{37.45 + (i // 50) * 0.0045:.6f},{126.82 + (i % 50) * 0.0068:.6f}" for i in range(2500)
+    ]
+    stops.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return env, stops
+
+
+@pytest.fixture
+def run(night_data, request):
+    from smartcity.settings import get_settings
+
+    env, _ = night_data
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)  # the next test reads its own environment
+
+    def invoke(*args: str, env_extra: dict | None = None):
+        return CliRunner().invoke(main, ["analytics", "plan-routes", *args], env={**env, **(env_extra or {})})
+
+    return invoke
+
+
+def test_plan_routes_writes_routes_comparison_and_gtfs(run, night_data, tmp_path):
+    _, stops = night_data
+    baseline = tmp_path / "baseline.txt"
+    baseline.write_text("N26: 00100 00101 00102 00103\nN37: 01200 01250 01300\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--routes", "3", "--max-km", "15", "--headway", "40", "--fleet", "20", "--seconds", "2"]
+    result = run(*args, "--stops", str(stops), "--baseline", str(baseline), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    routes = json.loads((out / "routes.geojson").read_text(encoding="utf-8"))
+    lines = [f for f in routes["features"] if f["properties"]["kind"] == "route"]
+    assert 1 <= len(lines) <= 3
+    assert sum(f["properties"]["buses"] for f in lines) <= 20
+    assert {f["properties"]["route"] for f in routes["features"] if f["properties"]["kind"] == "baseline"} == {
+        "N26",
+        "N37",
+    }
+    table = list(csv.DictReader(io.StringIO((out / "comparison.csv").read_text(encoding="utf-8"))))
+    assert [r["network"] for r in table] == ["planned", "baseline"]
+    assert int(table[1]["stops"]) == 7 and int(table[0]["buses"]) == sum(f["properties"]["buses"] for f in lines)
+    assert float(table[0]["demand_covered"]) > float(table[1]["demand_covered"])
+    feed = gtfs_kit.read_feed(out / "gtfs.zip", dist_units="km")
+    assert sorted(feed.routes["route_id"]) == sorted(f["properties"]["route"] for f in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--routes", "9", "--fleet", "5"], "a fleet of 5 buses cannot run 9 routes"),
+        (["--routes", "2", "--fleet", "10", "--headway", "60"], "between 30 and 50 minutes, not 60"),
+        (["--routes", "2", "--fleet", "10", "--max-round-trip", "8"], "leaves no time to drive"),
+    ],
+)
+def test_impossible_constraints_are_named_and_nothing_is_written(run, night_data, tmp_path, args, message):
+    _, stops = night_data
+    out = tmp_path / "out"
+    result = run(*args, "--stops", str(stops), "--out", str(out))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_no_late_night_demand_is_named(run, night_data, tmp_path):
+    _, stops = night_data
+    empty = tmp_path / "var"
+    empty.mkdir()
+    out = tmp_path / "out"
+    result = run("--fleet", "20", "--stops", str(stops), "--out", str(out), env_extra={"SMARTCITY_VAR_DIR": str(empty)})
+    assert result.exit_code == 2
+    assert "no demand in hours 0–5" in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_stops_outside_the_city_are_named(run, night_data, tmp_path):
+    _, stops = night_data
+    listed = tmp_path / "stops.csv"
+    listed.write_text(stops.read_text(encoding="utf-8") + "B1,부산역,35.1151,129.0414\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("--fleet", "20", "--stops", str(listed), "--out", str(out))
+    assert result.exit_code == 2
+    assert "1 stops are outside the city: B1" in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_outputs_already_there_stay_whole_when_a_plan_is_refused(run, night_data, tmp_path):
+    _, stops = night_data
+    out = tmp_path / "out"
+    ok = run("--routes", "2", "--fleet", "10", "--seconds", "1", "--stops", str(stops), "--out", str(out))
+    assert ok.exit_code == 0, ok.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    refused = run("--routes", "12", "--fleet", "10", "--stops", str(stops), "--out", str(out))
+    assert refused.exit_code == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with zipfile.ZipFile(out / "gtfs.zip") as zf:
+        assert "frequencies.txt" in zf.namelist()
