@@ -35,7 +35,7 @@ def values(client, *ns) -> list:
     return out
 
 
-def test_batch_create_upsert_update_delete(client, sender_key):
+def test_batch_create_upsert_update_delete(sender_key, client):
     created = batch(client, sender_key, "create", [entity(1, clients=1), entity(2, clients=2)])
     assert created.status_code == 201
     assert sorted(created.json()) == ["urn:ngsi-ld:AccessPoint:b1", "urn:ngsi-ld:AccessPoint:b2"]
@@ -93,7 +93,7 @@ def _readings(db) -> set[tuple[int, float]]:
         return {(r.quantity, r.value) for r in s.scalars(select(Reading))}
 
 
-def test_air_quality_written_through_ngsi_ld_lands_in_the_readings(db, client, sensors, sender_key):
+def test_air_quality_written_through_ngsi_ld_lands_in_the_readings(db, sensors, sender_key, client):
     now = int(time.time()) - 60
     one, two, three = sensors.serials[:3]
     r = batch(client, sender_key, "upsert", [air(one, now, pm10=42, pm25=17.5, relativeHumidity=0.55)])

@@ -54,7 +54,7 @@ def context_url() -> Iterator[str]:
     server.server_close()
 
 
-def test_an_unreachable_context_is_503_and_nothing_is_stored(client, sender_key):
+def test_an_unreachable_context_is_503_and_nothing_is_stored(sender_key, client):
     dead = f"http://127.0.0.1:{free_port()}/context.jsonld"
     body = {"id": "urn:ngsi-ld:AccessPoint:ctx1", "type": "AccessPoint", "@context": dead}
     r = client.post(
@@ -71,7 +71,7 @@ def test_an_unreachable_context_is_503_and_nothing_is_stored(client, sender_key)
     assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:ctx1").status_code == 404
 
 
-def test_a_client_with_httpx_and_pyld_creates_and_queries(client, sender_key, context_url):
+def test_a_client_with_httpx_and_pyld_creates_and_queries(sender_key, client, context_url):
     mine = {
         "@context": context_url,
         "id": "urn:ngsi-ld:AccessPoint:ctx2",

@@ -33,7 +33,7 @@ def post(client, key, path, body, **headers):
     )
 
 
-def test_create_retrieve_delete_answer_the_standards_codes(client, sender_key):
+def test_create_retrieve_delete_answer_the_standards_codes(sender_key, client):
     r = post(client, sender_key, "/entities", station(1))
     assert r.status_code == 201, r.text
     assert r.headers["location"] == "/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:ap001"
@@ -66,7 +66,7 @@ def test_create_retrieve_delete_answer_the_standards_codes(client, sender_key):
     assert again.status_code == 404
 
 
-def test_bad_entities_are_refused_as_bad_request_data_and_nothing_is_stored(client, sender_key):
+def test_bad_entities_are_refused_as_bad_request_data_and_nothing_is_stored(sender_key, client):
     bad = [
         {"type": "AccessPoint"},
         {"id": "urn:ngsi-ld:AccessPoint:x", "type": "AccessPoint", "clients": {"type": "Property"}},
@@ -92,7 +92,7 @@ def test_bad_entities_are_refused_as_bad_request_data_and_nothing_is_stored(clie
     assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:x").status_code == 404
 
 
-def test_writes_need_a_sensing_key_and_are_audited(db, client, sender_key):
+def test_writes_need_a_sensing_key_and_are_audited(db, sender_key, client):
     anonymous = client.post("/ngsi-ld/v1/entities", json=station(2))
     assert anonymous.status_code == 401
     assert "detail" in anonymous.json() and "type" in anonymous.json()
@@ -105,7 +105,7 @@ def test_writes_need_a_sensing_key_and_are_audited(db, client, sender_key):
         assert entry.actor == "gateway"
 
 
-def test_private_types_are_not_read_by_the_public(client, sender_key):
+def test_private_types_are_not_read_by_the_public(sender_key, client):
     private = {"id": "urn:ngsi-ld:Camera:c1", "type": "Camera", "name": "gate"}
     assert post(client, sender_key, "/entities", private).status_code == 201
     assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:c1").status_code == 404
@@ -114,7 +114,7 @@ def test_private_types_are_not_read_by_the_public(client, sender_key):
     assert [e["id"] for e in staff] == ["urn:ngsi-ld:Camera:c1"]
 
 
-def test_media_types_and_the_context_follow_the_standard(client, sender_key):
+def test_media_types_and_the_context_follow_the_standard(sender_key, client):
     body = station(3)
     text = client.post(
         "/ngsi-ld/v1/entities",
@@ -144,7 +144,7 @@ def test_media_types_and_the_context_follow_the_standard(client, sender_key):
     assert linked.status_code == 201
 
 
-def test_attribute_append_update_partial_update_and_delete(client, sender_key):
+def test_attribute_append_update_partial_update_and_delete(sender_key, client):
     eid = "urn:ngsi-ld:AccessPoint:ap005"
     assert post(client, sender_key, "/entities", station(5)).status_code == 201
     key = {"X-API-Key": sender_key, "Content-Type": "application/json"}

@@ -37,7 +37,7 @@ CITY_HALL = (126.9780, 37.5665)
 
 
 @pytest.fixture
-def points(client, sender_key) -> list[dict]:
+def points(sender_key, client) -> list[dict]:
     """Twelve access points east of City Hall every 150 m, clients 0, 5, 10 …; two of them outdoor."""
     made = []
     for n in range(12):

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -26,7 +27,7 @@ from smartcity.core.context import context_of
 from smartcity.core.errors import SmartCityError
 from smartcity.core.intake import Columns
 from smartcity.sensing import ngsi_entities as store
-from smartcity.sensing.intake import INTAKE, Batch, no_readings, store_now, validate
+from smartcity.sensing.intake import INTAKE, Batch, validate
 from smartcity.sensing.ngsi_entities import Entity
 from smartcity.sensing.ngsi_query import parse_geo, parse_q
 from smartcity.sensing.ngsi_wire import (
@@ -115,23 +116,29 @@ def _projection(request: Request) -> tuple[set[str] | None, set[str] | None, boo
 
 async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | None = None) -> dict[str, NgsiError]:
     """Store the readings the attributes sent carry (`stored`: the entities as they were, for their
-    dateObserved); the entity ids refused: one of their readings refused, and recorded."""
-    refused: dict[str, NgsiError] = {}
-    parts: list[Columns] = []
+    dateObserved); the entity ids refused: one of their readings refused, and recorded. The readings of every
+    entity are validated as one batch; an entity with a refused reading keeps none of its readings."""
+    owners: list[str] = []
+    readings: list[dict] = []
     for e in sent:
-        readings = store.readings_of(e, (stored or {}).get(e.id))
-        if not readings:
-            continue
-        batch = await run_in_threadpool(validate, db, readings, CHANNEL)
-        if batch.refused:
-            reasons = "; ".join(f"{r.quantity or 'reading'}: {r.code} ({r.detail})" for r in batch.refused)
-            refused[e.id] = bad_data(f"readings refused: {reasons}")
-            await run_in_threadpool(store_now, db, Batch(CHANNEL, no_readings(), batch.refused))
-        else:
-            parts.append(batch.columns)
-    if parts:
-        await context_of(db).slot(INTAKE).intake(Batch(CHANNEL, Columns.concat(parts), []))
-    return refused
+        mine = store.readings_of(e, (stored or {}).get(e.id))
+        owners += [e.id] * len(mine)
+        readings += mine
+    if not readings:
+        return {}
+    batch = await run_in_threadpool(validate, db, readings, CHANNEL)
+    reasons: dict[str, list[str]] = {}
+    for r in batch.refused:
+        reasons.setdefault(owners[r.index], []).append(f"{r.quantity or 'reading'}: {r.code} ({r.detail})")
+    columns = batch.columns
+    if reasons:
+        # validate keeps the accepted readings in order: their owners are the owners of the unrefused indexes.
+        refused_at = {r.index for r in batch.refused}
+        kept_owners = np.array([owners[i] for i in range(len(readings)) if i not in refused_at], dtype=object)
+        keep = ~np.isin(kept_owners, list(reasons))
+        columns = Columns({name: col[keep] for name, col in columns.cols.items()})
+    await context_of(db).slot(INTAKE).intake(Batch(CHANNEL, columns, batch.refused))
+    return {eid: bad_data("readings refused: " + "; ".join(why)) for eid, why in reasons.items()}
 
 
 # --- entities ------------------------------------------------------------------------------------------------
@@ -424,10 +431,12 @@ async def batch_upsert(request: Request) -> Response:
     db = request.app.state.db
     merging = "update" in options
 
+    # The stored entities are read whole only when they are merged into or may lend their dateObserved.
+    whole = [e.id for e in entities if merging or e.type in store.SENSOR_TYPES]
+
     def current() -> tuple[set[str], dict[str, Entity]]:
         with db.session() as s:
-            ids = store.exists(s, [e.id for e in entities])
-            return ids, {i: store.find(s, i) for i in ids}
+            return store.exists(s, [e.id for e in entities]), store.find_many(s, whole)
 
     there, old = await run_in_threadpool(current)
     latest: dict[str, Entity] = {}
@@ -459,7 +468,7 @@ async def batch_update(request: Request) -> Response:
 
     def current() -> dict[str, Entity]:
         with db.session() as s:
-            return {e.id: found for e in entities if (found := store.find(s, e.id)) is not None}
+            return store.find_many(s, [e.id for e in entities])
 
     old = await run_in_threadpool(current)
     changed: dict[str, Entity] = {}

@@ -198,6 +198,16 @@ def find(session: Session, eid: str) -> Entity | None:
     return _entity(row) if row else None
 
 
+def find_many(session: Session, ids: Iterable[str]) -> dict[str, Entity]:
+    """The stored entities among `ids`, by id (one query per 500)."""
+    ids = list(dict.fromkeys(ids))
+    found: dict[str, Entity] = {}
+    for at in range(0, len(ids), 500):
+        for row in session.scalars(select(NgsiEntity).where(NgsiEntity.id.in_(ids[at : at + 500]))):
+            found[row.id] = _entity(row)
+    return found
+
+
 def exists(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(ids)
     found: set[str] = set()
