@@ -84,7 +84,7 @@ def create(session: Session, identity: Identity, new: NewDebate) -> Debate:
     person = signed_in(identity)
     now = utcnow()
     district = new.district_code or None
-    if district and session.get(District, district) is None:
+    if district and session.scalar(select(District.id).where(District.code == district)) is None:
         raise InvalidInput(N_("unknown district {code}"), params={"code": district}, details={"field": "district_code"})
     closes = as_utc(new.closes_at) if new.closes_at else None
     if closes is not None and closes <= now:

@@ -137,7 +137,7 @@ def _show(request: Request, debate_id: int, identity: Identity) -> DebateOut:
     with _db(request).session() as s:
         row = debates.get(s, identity, debate_id)
         listed = debates.search_one(s, row)
-        following = follows.following(s, identity, debates.KIND, row.id)
+        following = follows.following(s, identity, debates.KIND, row.id) is not None
         return _out(row, listed.arguments, listed.participants, following)
 
 

@@ -102,7 +102,9 @@ def _debate_page(request: Request, debate_id: int, identity: Identity, status_co
         said = debates.arguments(s, identity, debate_id, sort)
         listed = debates.search_one(s, debate)
         following = follows.following(s, identity, debates.KIND, debate_id)
-        district = s.get(District, debate.district_code) if debate.district_code else None
+        district = (
+            s.scalar(select(District).where(District.code == debate.district_code)) if debate.district_code else None
+        )
     return render(
         request,
         "participation/debates_show.html",
