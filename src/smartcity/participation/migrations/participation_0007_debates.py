@@ -1,7 +1,7 @@
 """participation: debates of their own (not attached to a proposal), whose arguments are debate comments with a
 stance; reports of single comments
 
-Revision ID: participation_0007_debates_standalone
+Revision ID: participation_0007_debates
 Revises: participation_0006_followers
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 import smartcity.core.db
 
-revision = "participation_0007_debates_standalone"
+revision = "participation_0007_debates"
 down_revision = "participation_0006_followers"
 branch_labels = None
 depends_on = None
