@@ -93,3 +93,24 @@ def test_a_new_version_with_other_columns_is_read_with_them(db):
         {"_id": 2, "name": "B", "n": "2", "extra": False},
     ]
     assert {f["id"]: f["type"] for f in found["fields"]}["n"] == "text"
+
+
+def test_a_filtered_total_is_counted_once_per_version(db):
+    """Regression (speed): the filtered total was counted for every page (a count over the matching rows of a
+    million-row table, each request). It is now counted once per resource version and filter values, and a new
+    version is counted anew."""
+    rows = "\n".join(f"{n},{'강남구' if n % 2 else '서초구'}" for n in range(1, 21))
+    done = publish(db, "counted-once", f"id,district\n{rows}\n".encode(), "c.csv")
+
+    def total(district: str) -> int:
+        with db.session() as s:
+            return datastore.search(s, done.resource_id, filters={"district": district}, limit=1)["total"]
+
+    assert len(_compiled(db, lambda: total("강남구"))) == 3  # the resource, the page, the filtered total
+    again = _compiled(db, lambda: total("강남구"))
+    assert len(again) == 2  # the count is not run again
+    assert total("강남구") == 10 and total("서초구") == 10
+    more = "\n".join(f"{n},강남구" for n in range(1, 31))
+    second = publish(db, "counted-once", f"id,district\n{more}\n".encode(), "c.csv")
+    assert second.resource_id == done.resource_id and second.version == 2
+    assert total("강남구") == 30 and total("서초구") == 0
