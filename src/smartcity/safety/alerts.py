@@ -64,7 +64,8 @@ def raise_event(
     stored marked folded."""
     if cooldown_minutes is None:
         cooldown_minutes = default_cooldown(session)
-    links = [link for link in consented_links(session, ev.person_id) if wants(link, ev.kind)]
+    consented = consented_links(session, ev.person_id)  # read once: the same transaction changes no link
+    links = [link for link in consented if wants(link, ev.kind)]
     cooling = {link.user_id: _cooldown(session, ev, link, cooldown_minutes) for link in links}
     cooling = {uid: decision for uid, decision in cooling.items() if decision[0] is not None}
     data = dict(ev.data or {})
@@ -96,7 +97,6 @@ def raise_event(
     if data.get("folded"):
         return row  # folded: counted for the digest, no message now
     person = session.get(Person, ev.person_id)
-    guardians = [session.get(User, link.user_id) for link in consented_links(session, ev.person_id)]
     profile = _profile(session)
     default_language = profile.language
     values = {"person": person.name, "zone": ev.zone.name if ev.zone else "", **{k: v for k, v in ev.data.items()}}
@@ -118,8 +118,8 @@ def raise_event(
             continue
         _notify_guardian(session, user, text, ev.kind, row.id, link.alert_channel, ev.person_id)
     payload = event_to_dict(row) | {"person_name": person.name, "zone_name": ev.zone.name if ev.zone else None}
-    if guardians:
-        publish(session, "safety.alert", payload, users=[u.id for u in guardians])
+    if consented:
+        publish(session, "safety.alert", payload, users=[link.user_id for link in consented])
     if ev.kind in INCIDENT_KINDS:
         open_incident(session, ev, row)
     return row
