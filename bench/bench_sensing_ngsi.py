@@ -35,7 +35,7 @@ def _app(tmp: str):
         seed_profile(s, load_profile("seoul"))
     make_user(db, "gateway", "staff", department="11230-roads")
     key = make_key(db, "gateway")
-    return db, TestClient(create_app(make_settings(url, Path(tmp)), db)), key
+    return db, TestClient(create_app(make_settings(url, Path(tmp), run_jobs=False), db)), key
 
 
 def _point(rng: random.Random) -> tuple[float, float]:

@@ -57,6 +57,7 @@ module = Module(
         "smartcity.sensing.api:router",
         "smartcity.sensing.pages:router",
         "smartcity.sensing.ngsi_api:router",
+        "smartcity.sensing.ngsi_temporal:router",
         "smartcity.sensing.wifi_api:router",
     ),
     # Sensors and gateways send with an API key of a staff account; administrators hold both.

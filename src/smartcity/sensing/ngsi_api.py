@@ -85,7 +85,7 @@ async def _readable(request: Request) -> tuple[str, ...] | None:
     return None if identity.can("sensing.manage") else store.PUBLIC_TYPES
 
 
-def _options(request: Request) -> set[str]:
+def options_of(request: Request) -> set[str]:
     return {o.strip() for raw in request.query_params.getlist("options") for o in raw.split(",") if o.strip()}
 
 
@@ -105,7 +105,7 @@ def _projection(request: Request) -> tuple[set[str] | None, set[str] | None, boo
         raise bad_data("pick and omit cannot both be given")
     if attrs is not None:
         pick = (pick or {"id", "type"}) | attrs | {"id", "type"} if pick is None else pick | attrs
-    options = _options(request)
+    options = options_of(request)
     if not options <= {"keyValues", "concise", "normalized", "sysAttrs"}:
         raise bad_data(f"unknown options: {', '.join(sorted(options))}")
     return pick, omit, "keyValues" in options
@@ -321,7 +321,7 @@ async def _change(
 
 @router.post("/entities/{entity_id}/attrs")
 async def append_attributes(request: Request, entity_id: str) -> Response:
-    overwrite = "noOverwrite" not in _options(request)
+    overwrite = "noOverwrite" not in options_of(request)
     return await _change(request, entity_id, lambda e, new: store.merge(e, new, overwrite=overwrite), "ngsi.append")
 
 
@@ -424,7 +424,7 @@ async def batch_create(request: Request) -> Response:
 @router.post("/entityOperations/upsert")
 async def batch_upsert(request: Request) -> Response:
     identity = await _writer(request)
-    options = _options(request)
+    options = options_of(request)
     if not options <= {"update", "replace"} or len(options) > 1:
         raise bad_data("options is update or replace")
     entities, errors = await _entities_of(request)
@@ -462,7 +462,7 @@ async def batch_upsert(request: Request) -> Response:
 @router.post("/entityOperations/update")
 async def batch_update(request: Request) -> Response:
     identity = await _writer(request)
-    overwrite = "noOverwrite" not in _options(request)
+    overwrite = "noOverwrite" not in options_of(request)
     entities, errors = await _entities_of(request)
     db = request.app.state.db
 
