@@ -1,14 +1,14 @@
 """H3 cells of demand points, and demand per cell × hour × day type with small counts suppressed.
 
 Calling h3 once per point costs about 3 µs in Python (300 M points: 15 minutes). `cell_of` instead samples the
-cells once on a fine lattice over the points' extent (a twentieth of a cell's edge) and gives every point the
-cell of its lattice square's centre: numpy indexing per point, h3 once per lattice square. A point is thus
-placed as if moved by at most half a square's diagonal (about 19 m at resolution 8); only points that close to a
-cell's border can land in the neighbouring cell. bench/bench_analytics.py measures both steps."""
+cells once on a fine lattice of equal steps in degrees (a twentieth of a cell's edge), in tiles kept for the
+process, and gives every point the cell of its lattice square's centre: numpy indexing per point, h3 once per
+lattice square the data touches. A point is thus placed as if moved by at most half a square's diagonal (about
+19 m at resolution 8); only points that close to a cell's border can land in the neighbouring cell.
+bench/bench_analytics.py measures both steps."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -20,17 +20,22 @@ from smartcity.analytics import engine as engines
 from smartcity.analytics.settings import AnalyticsSettings
 
 LATTICE_PER_EDGE = 20  # lattice steps per cell edge: finer costs more h3 calls, coarser misplaces more points
+TILE = 128  # lattice squares per tile side: tiles are sampled once per process and reused by every batch
 
 
-@lru_cache(maxsize=8)
-def _lattice(res: int, south: float, west: float, step_lat: float, step_lon: float, rows: int, cols: int) -> np.ndarray:
-    lats = south + (np.arange(rows) + 0.5) * step_lat
-    lons = west + (np.arange(cols) + 0.5) * step_lon
-    table = np.empty((rows, cols), dtype=np.int64)
-    to_cell = h3.latlng_to_cell
-    for i, lat in enumerate(lats.tolist()):
-        table[i] = [h3.str_to_int(to_cell(lat, lon, res)) for lon in lons.tolist()]
-    return table
+def _step(res: int) -> float:
+    # The same step in degrees of longitude and latitude: a degree of longitude is never longer than one of
+    # latitude, so the lattice is at least as fine east-west as north-south, wherever the city is.
+    return h3.average_hexagon_edge_length(res, "m") / LATTICE_PER_EDGE / 111_320.0
+
+
+@lru_cache(maxsize=4096)
+def _tile(res: int, ti: int, tj: int) -> np.ndarray:
+    step = _step(res)
+    lats = ((ti * TILE + np.arange(TILE) + 0.5) * step).tolist()
+    lons = ((tj * TILE + np.arange(TILE) + 0.5) * step).tolist()
+    to_cell, as_int = h3.latlng_to_cell, h3.str_to_int
+    return np.array([[as_int(to_cell(lat, lon, res)) for lon in lons] for lat in lats], dtype=np.int64)
 
 
 def cell_of(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
@@ -39,17 +44,19 @@ def cell_of(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
     lon = np.asarray(lon, dtype=np.float64)
     if lat.size == 0:
         return np.empty(0, dtype=np.int64)
-    step_lat = h3.average_hexagon_edge_length(res, "m") / LATTICE_PER_EDGE / 111_320.0
-    # The lattice is aligned to whole steps so that the same point always meets the same lattice (cached).
-    south = math.floor(float(lat.min()) / step_lat) * step_lat
-    step_lon = step_lat / max(math.cos(math.radians(south)), 0.1)
-    west = math.floor(float(lon.min()) / step_lon) * step_lon
-    rows = int((float(lat.max()) - south) / step_lat) + 1
-    cols = int((float(lon.max()) - west) / step_lon) + 1
-    table = _lattice(res, round(south, 9), round(west, 9), step_lat, step_lon, rows, cols)
-    i = np.minimum(((lat - south) / step_lat).astype(np.int64), rows - 1)
-    j = np.minimum(((lon - west) / step_lon).astype(np.int64), cols - 1)
-    return table[i, j]
+    step = _step(res)
+    i = np.floor(lat / step).astype(np.int64)
+    j = np.floor(lon / step).astype(np.int64)
+    ti0, tj0 = int(i.min()) // TILE, int(j.min()) // TILE
+    ti1, tj1 = int(i.max()) // TILE, int(j.max()) // TILE
+    # The batch's tiles side by side, then one fancy index (tiles no point falls in are not sampled).
+    rows, cols = ti1 - ti0 + 1, tj1 - tj0 + 1
+    used = np.bincount(((i // TILE - ti0) * cols + (j // TILE - tj0)).ravel(), minlength=rows * cols) > 0
+    table = np.zeros((rows * TILE, cols * TILE), dtype=np.int64)
+    for k in np.flatnonzero(used).tolist():
+        a, b = divmod(k, cols)
+        table[a * TILE : (a + 1) * TILE, b * TILE : (b + 1) * TILE] = _tile(res, ti0 + a, tj0 + b)
+    return table[i - ti0 * TILE, j - tj0 * TILE]
 
 
 def exact_cell_of(lat: Iterable[float], lon: Iterable[float], res: int) -> np.ndarray:
