@@ -31,6 +31,12 @@ def _maintenance(db, settings) -> None:
     job(db, settings)
 
 
+def _ngsi_notify(db, settings) -> None:
+    from smartcity.sensing.ngsi_subscriptions import job
+
+    job(db, settings)
+
+
 def _demo(db, profile):
     """Synthetic sensors and their last day of readings (made up; real lists are imported, never shipped)."""
     from smartcity.sensing.demo import load
@@ -58,6 +64,7 @@ module = Module(
         "smartcity.sensing.pages:router",
         "smartcity.sensing.ngsi_api:router",
         "smartcity.sensing.ngsi_temporal:router",
+        "smartcity.sensing.ngsi_subscriptions:router",
         "smartcity.sensing.wifi_api:router",
     ),
     # Sensors and gateways send with an API key of a staff account; administrators hold both.
@@ -66,6 +73,7 @@ module = Module(
         Job("sensing.rollup", 300, _rollup),
         Job("sensing.air_alerts", 120, _air_alerts),
         Job("sensing.maintenance", 600, _maintenance),
+        Job("sensing.ngsi_notify", 2, _ngsi_notify),
     ),
     nav=(
         NavLink("Air quality", "/air"),

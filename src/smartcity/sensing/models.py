@@ -72,7 +72,7 @@ class Rejection(Base):
 
 
 # The NGSI-LD broker keeps its table beside its code; imported here so that metadata and Alembic see it.
-from smartcity.sensing.ngsi_store import NgsiEntity  # noqa: E402, F401
+from smartcity.sensing.ngsi_store import NgsiEntity, NgsiNotification, NgsiSubscription  # noqa: E402, F401
 
 
 class WifiStatus(Base):

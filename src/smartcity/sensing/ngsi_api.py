@@ -67,7 +67,7 @@ class NgsiRoute(APIRoute):
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], route_class=NgsiRoute, include_in_schema=False)
 
 
-async def _writer(request: Request) -> Identity:
+async def writer(request: Request) -> Identity:
     identity = await current_identity(request)
     if not identity.can("sensing.submit"):
         raise NgsiError(
@@ -146,7 +146,7 @@ async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | Non
 
 @router.post("/entities")
 async def create_entity(request: Request) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     body, _ = await read_body(request)
     e = store.entity(body)
     db = request.app.state.db
@@ -157,6 +157,7 @@ async def create_entity(request: Request) -> Response:
     def write() -> None:
         with db.session() as s:
             store.create(s, e)
+            notify(s, [(e, set(e.attrs))])
             audit.record(s, identity, "ngsi.create", "ngsi_entity", e.id[:100], {"type": e.type, "id": e.id})
 
     await run_in_threadpool(write)
@@ -247,7 +248,7 @@ async def retrieve_entity(request: Request, entity_id: str) -> Response:
 
 @router.delete("/entities/{entity_id}")
 async def delete_entity(request: Request, entity_id: str) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     store.check_id(entity_id)
     db = request.app.state.db
 
@@ -274,7 +275,7 @@ async def _change(
 ) -> Response:
     """Read the entity, apply `change` to the attributes sent (it names those it did not write), store it with
     its readings. `fragment`: the body is that one attribute's members (partial update)."""
-    identity = await _writer(request)
+    identity = await writer(request)
     store.check_id(entity_id)
     body, _ = await read_body(request, patch=patch)
     if not isinstance(body, dict):
@@ -310,6 +311,7 @@ async def _change(
                 if store.find(s, entity_id) is None:
                     raise store.missing(entity_id)
                 store.save(s, current)
+                notify(s, [(current, set(written))])
                 audit.record(s, identity, action, "ngsi_entity", entity_id[:100], {"attrs": written[:50]})
 
         await run_in_threadpool(write)
@@ -349,7 +351,7 @@ async def partial_update(request: Request, entity_id: str, attr: str) -> Respons
 
 @router.delete("/entities/{entity_id}/attrs/{attr}")
 async def delete_attribute(request: Request, entity_id: str, attr: str) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     store.check_id(entity_id)
     db = request.app.state.db
 
@@ -404,7 +406,7 @@ async def _entities_of(request: Request) -> tuple[list[Entity], list[dict]]:
 
 @router.post("/entityOperations/create")
 async def batch_create(request: Request) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     entities, errors = await _entities_of(request)
     db = request.app.state.db
     there = await run_in_threadpool(_existing, db, [e.id for e in entities])
@@ -423,7 +425,7 @@ async def batch_create(request: Request) -> Response:
 
 @router.post("/entityOperations/upsert")
 async def batch_upsert(request: Request) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     options = options_of(request)
     if not options <= {"update", "replace"} or len(options) > 1:
         raise bad_data("options is update or replace")
@@ -461,7 +463,7 @@ async def batch_upsert(request: Request) -> Response:
 
 @router.post("/entityOperations/update")
 async def batch_update(request: Request) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     overwrite = "noOverwrite" not in options_of(request)
     entities, errors = await _entities_of(request)
     db = request.app.state.db
@@ -493,7 +495,7 @@ async def batch_update(request: Request) -> Response:
 
 @router.post("/entityOperations/delete")
 async def batch_delete(request: Request) -> Response:
-    identity = await _writer(request)
+    identity = await writer(request)
     body, _ = await read_body(request)
     if not isinstance(body, list) or not body or not all(isinstance(i, str) for i in body):
         raise bad_data("a batch delete is a non-empty JSON array of entity ids")
@@ -520,6 +522,14 @@ async def batch_delete(request: Request) -> Response:
     return _batch_result(sorted(gone), errors, None)
 
 
+def notify(session, changes: list[tuple[Entity, set[str]]]) -> None:
+    """Queue the subscriptions' notifications in the write's transaction."""
+    # Imported here: the subscriptions' routes stand on this module's route class and writer check.
+    from smartcity.sensing.ngsi_subscriptions import queue
+
+    queue(session, changes)
+
+
 def _existing(db, ids: list[str]) -> set[str]:
     with db.session() as s:
         return store.exists(s, ids)
@@ -530,6 +540,7 @@ def _store_all(db, identity: Identity, entities: list[Entity], action: str) -> N
         return
     with db.session() as s:
         store.upsert(s, entities)
+        notify(s, [(e, set(e.attrs)) for e in entities])
         audit.record(
             s, identity, action, "ngsi_entity", None, {"ids": [e.id for e in entities[:100]], "n": len(entities)}
         )

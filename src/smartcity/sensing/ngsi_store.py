@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, Index, String, Text
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -26,3 +26,31 @@ class NgsiEntity(Base):
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_sensing_ngsi_entities_lat_lon", "lat", "lon"),)
+
+
+class NgsiSubscription(Base):
+    """A subscription as the client sent it (normalized JSON) and what became of its notifications."""
+
+    __tablename__ = "sensing_ngsi_subscriptions"
+    id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)  # the last notification was given up on
+    times_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_queued: Mapped[float | None] = mapped_column(Float, nullable=True)  # epoch s, for throttling
+    last_notification: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_failure: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NgsiNotification(Base):
+    """A notification waiting to be delivered (the outbox): tried by the `sensing.ngsi_notify` job, again
+    after a back-off when the endpoint fails, given up after a few attempts."""
+
+    __tablename__ = "sensing_ngsi_notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(512), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due: Mapped[float] = mapped_column(Float, index=True)  # epoch s

@@ -29,7 +29,36 @@ def upgrade() -> None:
     )
     op.create_index("ix_sensing_ngsi_entities_type", "sensing_ngsi_entities", ["type"])
     op.create_index("ix_sensing_ngsi_entities_lat_lon", "sensing_ngsi_entities", ["lat", "lon"])
+    op.create_table(
+        "sensing_ngsi_subscriptions",
+        sa.Column("id", sa.String(length=512), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("failed", sa.Boolean(), nullable=False),
+        sa.Column("times_sent", sa.Integer(), nullable=False),
+        sa.Column("last_queued", sa.Float(), nullable=True),
+        sa.Column("last_notification", smartcity.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_success", smartcity.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_failure", smartcity.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", smartcity.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sensing_ngsi_subscriptions")),
+    )
+    op.create_table(
+        "sensing_ngsi_notifications",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("subscription_id", sa.String(length=512), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("due", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sensing_ngsi_notifications")),
+    )
+    op.create_index(
+        "ix_sensing_ngsi_notifications_subscription_id", "sensing_ngsi_notifications", ["subscription_id"]
+    )
+    op.create_index("ix_sensing_ngsi_notifications_due", "sensing_ngsi_notifications", ["due"])
 
 
 def downgrade() -> None:
+    op.drop_table("sensing_ngsi_notifications")
+    op.drop_table("sensing_ngsi_subscriptions")
     op.drop_table("sensing_ngsi_entities")

@@ -1,0 +1,196 @@
+"""NGSI-LD subscriptions: CRUD with the standard's codes, notifications matching entities/watchedAttributes/q/
+geoQ delivered by the `sensing.ngsi_notify` job to a real HTTP server the test starts (a free port), throttling,
+and an endpoint that refuses: tried again with back-off, then the subscription's notification status failed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fastapi.testclient import TestClient
+
+from smartcity.sensing.ngsi_subscriptions import MAX_ATTEMPTS, deliver
+from tests.conftest import make_settings
+from tests.servers import free_port
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+class Receiver:
+    """A real HTTP endpoint on a free port that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handle(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+                length = int(self.headers.get("Content-Length", 0))
+                received.append({"body": json.loads(self.rfile.read(length)), "type": self.headers["Content-Type"]})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n: int, timeout: float = 20.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.received
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def send(client, key, method, path, body=None):
+    return client.request(
+        method,
+        f"/ngsi-ld/v1{path}",
+        content=None if body is None else json.dumps(body),
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
+
+
+def ap(n: int, clients: int, lon: float = 126.978, lat: float = 37.5665) -> dict:
+    return {
+        "id": f"urn:ngsi-ld:AccessPoint:s{n}",
+        "type": "AccessPoint",
+        "clients": {"type": "Property", "value": clients},
+        "status": {"type": "Property", "value": "up"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+    }
+
+
+def test_subscription_crud(sender_key, client, receiver):
+    sub = {
+        "id": "urn:ngsi-ld:Subscription:busy",
+        "type": "Subscription",
+        "entities": [{"type": "AccessPoint"}],
+        "notification": {"endpoint": {"uri": receiver.url}},
+    }
+    assert send(client, sender_key, "POST", "/subscriptions", sub).status_code == 201
+    again = send(client, sender_key, "POST", "/subscriptions", sub)
+    assert (again.status_code, again.json()["type"]) == (409, ERR + "AlreadyExists")
+    got = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:busy").json()
+    assert (got["status"], got["notification"]["timesSent"], got["notification"]["status"]) == ("active", 0, "ok")
+    assert (
+        send(
+            client, sender_key, "PATCH", "/subscriptions/urn:ngsi-ld:Subscription:busy", {"isActive": False}
+        ).status_code
+        == 204
+    )
+    assert send(client, sender_key, "GET", "/subscriptions").json()[0]["status"] == "paused"
+    for bad in (
+        {"type": "Subscription", "notification": {"endpoint": {"uri": receiver.url}}},
+        {
+            "type": "Subscription",
+            "entities": [{"type": "AccessPoint"}],
+            "notification": {"endpoint": {"uri": "ftp://x"}},
+        },
+        {
+            "type": "Subscription",
+            "entities": [{"type": "AccessPoint"}],
+            "q": "clients>",
+            "notification": {"endpoint": {"uri": receiver.url}},
+        },
+    ):
+        r = send(client, sender_key, "POST", "/subscriptions", bad)
+        assert (r.status_code, r.json()["type"]) == (400, ERR + "BadRequestData"), bad
+    assert client.get("/ngsi-ld/v1/subscriptions").status_code == 401
+    assert send(client, sender_key, "DELETE", "/subscriptions/urn:ngsi-ld:Subscription:busy").status_code == 204
+    assert send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:busy").status_code == 404
+
+
+def test_matching_writes_are_notified_by_the_job(sender_key, client, receiver):
+    sub = {
+        "id": "urn:ngsi-ld:Subscription:crowded",
+        "type": "Subscription",
+        "entities": [{"type": "AccessPoint", "idPattern": "urn:ngsi-ld:AccessPoint:s[12]"}],
+        "watchedAttributes": ["clients"],
+        "q": "clients>40",
+        "geoQ": {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [126.978, 37.5665]},
+        "notification": {"attributes": ["clients"], "format": "keyValues", "endpoint": {"uri": receiver.url}},
+    }
+    assert send(client, sender_key, "POST", "/subscriptions", sub).status_code == 201
+    entities = [ap(1, 50), ap(2, 10), ap(3, 90), ap(4, 70, lon=127.1)]
+    assert send(client, sender_key, "POST", "/entityOperations/create", entities).status_code == 201
+    assert (
+        send(client, sender_key, "POST", "/entities/urn:ngsi-ld:AccessPoint:s2/attrs", {"status": "down"}).status_code
+        == 204
+    )
+    [first] = receiver.wait(1)
+    body = first["body"]
+    assert first["type"].startswith("application/json")
+    assert (body["type"], body["subscriptionId"]) == ("Notification", "urn:ngsi-ld:Subscription:crowded")
+    assert body["notifiedAt"].endswith("Z")
+    assert body["data"] == [{"id": "urn:ngsi-ld:AccessPoint:s1", "type": "AccessPoint", "clients": 50}]
+
+    assert (
+        send(client, sender_key, "PATCH", "/entities/urn:ngsi-ld:AccessPoint:s2/attrs", {"clients": 45}).status_code
+        == 204
+    )
+    second = receiver.wait(2)[1]["body"]
+    assert second["data"] == [{"id": "urn:ngsi-ld:AccessPoint:s2", "type": "AccessPoint", "clients": 45}]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:crowded").json()[
+            "notification"
+        ]
+        if state["timesSent"] == 2:
+            break
+        time.sleep(0.1)
+    assert state["timesSent"] == 2 and "lastSuccess" in state and "lastFailure" not in state
+    time.sleep(0.5)
+    assert len(receiver.received) == 2  # status on s2 was not watched; s3 and s4 did not match
+
+
+@pytest.fixture
+def quiet(db, db_url, tmp_path) -> Iterator[TestClient]:
+    """The app without its scheduler: the test runs the delivery itself, at the times it chooses."""
+    from smartcity.app import create_app
+
+    with TestClient(create_app(make_settings(db_url, tmp_path, run_jobs=False), db)) as c:
+        yield c
+
+
+def test_throttling_and_an_endpoint_that_refuses(db, sender_key, quiet, receiver):
+    client = quiet
+    dead = f"http://127.0.0.1:{free_port()}/notify"
+    for sid, uri, throttling in (("ok", receiver.url, 60), ("dead", dead, 0)):
+        sub = {
+            "id": f"urn:ngsi-ld:Subscription:{sid}",
+            "type": "Subscription",
+            "entities": [{"type": "AccessPoint"}],
+            "throttling": throttling,
+            "notification": {"endpoint": {"uri": uri}},
+        }
+        assert send(client, sender_key, "POST", "/subscriptions", sub).status_code == 201
+    assert send(client, sender_key, "POST", "/entities", ap(1, 5)).status_code == 201
+    assert send(client, sender_key, "POST", "/entities", ap(2, 6)).status_code == 201  # within the throttling
+    now = time.time()
+    assert deliver(db, now) == {"sent": 1, "retried": 2, "failed": 0}
+    assert [n["body"]["data"][0]["id"] for n in receiver.received] == ["urn:ngsi-ld:AccessPoint:s1"]
+    assert deliver(db, now + 1) == {"sent": 0, "retried": 0, "failed": 0}  # not due before its back-off
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        outcome = deliver(db, now + 10**attempt)
+        assert outcome["failed"] == (2 if attempt == MAX_ATTEMPTS else 0)
+    state = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:dead").json()["notification"]
+    assert (state["status"], state["timesSent"]) == ("failed", 0)
+    assert "lastFailure" in state and "lastSuccess" not in state
+    assert deliver(db, now + 10**7) == {"sent": 0, "retried": 0, "failed": 0}
+    good = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:ok").json()["notification"]
+    assert (good["status"], good["timesSent"]) == ("ok", 1)
