@@ -19,6 +19,7 @@ from smartcity.analytics.planner import (
     Comparison,
     Constraints,
     Plan,
+    PlanError,
     PlannerOptions,
     Route,
     Stop,
@@ -32,6 +33,7 @@ from smartcity.analytics.planner import (
 )
 from smartcity.analytics.settings import AnalyticsSettings
 from smartcity.core.city import CityProfile
+from smartcity.core.i18n import N_
 
 OUTPUT_FILES = ("routes.geojson", "comparison.csv", "gtfs.zip")
 
@@ -62,6 +64,26 @@ def demand_of(settings, kinds: Iterable[str]) -> dict[str, float]:
 
     found = demand(settings, tuple(kinds), range(0, 6))
     return night_demand(zip(found["cell"], found["hour"], found["count"], strict=True))
+
+
+def gazetteer_stops(db) -> bytes:
+    """The bus stops of the city's gazetteer (`smartcity import places`) as a stop list."""
+    from sqlalchemy import select
+
+    from smartcity.core.places import Place
+
+    with db.session() as s:
+        rows = s.execute(select(Place.ref, Place.name_ko, Place.lat, Place.lon).where(Place.kind == "bus_stop")).all()
+    if not rows:
+        raise PlanError(
+            N_("the city has no bus stops yet: import the stop list (smartcity import places) or upload one"),
+            code="no_stops",
+        )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("id", "name", "lat", "lon"))
+    writer.writerows(rows)
+    return out.getvalue().encode()
 
 
 def make_plan(
