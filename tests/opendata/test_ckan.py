@@ -3,6 +3,8 @@ input answered in CKAN's error envelope with its status codes."""
 
 from __future__ import annotations
 
+import json
+
 import ckanapi
 import httpx
 import pytest
@@ -285,3 +287,28 @@ def test_a_page_of_packages_is_read_in_the_same_statements_whatever_its_size(db)
             s, s.scalar(select(Dataset).where(Dataset.name == "cctv-gangnam")), "http://city"
         )
     assert shown == gangnam
+
+
+def test_datastore_search_by_get_answers_as_by_post(live, db):
+    """GET datastore_search has a route of its own (the hot path): the same answer as POST's, and its errors in
+    CKAN's envelope with CKAN's types (ckanapi's GET mode reads them), the help naming the action."""
+    ids = _catalogue(db)
+    rid = ids["cctv-gangnam"]
+    by_get = ckanapi.RemoteCKAN(live.url, get_only=True)
+    by_post = ckanapi.RemoteCKAN(live.url)
+    wanted = {"resource_id": rid, "filters": {"자치구": ["강남구", "마포구"]}, "sort": "수량 desc", "limit": 3}
+    # A GET carries an object as JSON text (ckanapi's GET mode sends the values as they are given).
+    got = by_get.call_action("datastore_search", {**wanted, "filters": json.dumps(wanted["filters"])})
+    assert got == by_post.call_action("datastore_search", wanted)
+    assert [r["수량"] for r in got["records"]] == [5, 4, 3] and got["total"] == 4
+    with pytest.raises(ckanapi.ValidationError) as bad:
+        by_get.action.datastore_search(resource_id=rid, filters='{"nope": 1}')
+    assert "filters" in bad.value.error_dict
+    with pytest.raises(ckanapi.NotAuthorized):
+        by_get.action.datastore_search(resource_id=ids["draft-data"])
+    with pytest.raises(ckanapi.NotFound):
+        by_get.action.datastore_search(resource_id="00000000-0000-0000-0000-000000000000")
+    raw = httpx.get(f"{live.url}/api/3/action/datastore_search", params={"resource_id": rid, "limit": "x"})
+    assert raw.status_code == 409 and raw.json()["success"] is False
+    assert raw.json()["help"].endswith("help_show?name=datastore_search")
+    assert raw.json()["error"]["__type"] == "Validation Error" and "limit" in raw.json()["error"]

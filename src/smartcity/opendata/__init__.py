@@ -42,6 +42,14 @@ def _demo(db, profile):
     return feeds.demo(db, profile)
 
 
+def _setup(app, context) -> None:
+    """Listen for the events the declared datasets follow; GET datastore_search goes first in the routes."""
+    from smartcity.opendata import ckan, feeds
+
+    feeds.setup(app, context)
+    ckan.on_install(app)
+
+
 def _flush_usage(db, settings):
     """Write the Seoul-style OpenAPI calls counted in memory (opendata/keys.py)."""
     from smartcity.opendata import keys
@@ -80,7 +88,7 @@ module = Module(
     cli="smartcity.opendata.cli:group",
     seed=_seed,
     demo=_demo,
-    setup="smartcity.opendata.feeds:setup",  # listens for the events the declared datasets follow
+    setup=_setup,
     models="smartcity.opendata.models",
     settings=OpendataSettings,
 )

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Route
 
 from smartcity.core.errors import InvalidInput, NotFound, PermissionDenied, SmartCityError
 from smartcity.core.i18n import N_
@@ -53,7 +54,7 @@ def _type_of(exc: SmartCityError) -> tuple[int, str]:
 
 
 def _help(request: Request) -> str:
-    action = request.path_params.get("action", "")
+    action = request.path_params.get("action") or request.url.path.rsplit("/", 1)[-1]
     return f"{str(request.base_url).rstrip('/')}/api/3/action/help_show?name={action}"
 
 
@@ -88,6 +89,11 @@ async def _params(request: Request) -> dict[str, Any]:
         if not isinstance(found, dict):
             raise BadRequest(N_("JSON Error: the request body must be a JSON object"))
         return found
+    return _query(request)
+
+
+def _query(request: Request) -> dict[str, Any]:
+    """The query's parameters, JSON-looking values decoded, repeated ones listed."""
     found: dict[str, Any] = {}
     for key in request.query_params:
         values = [_decoded(v) for v in request.query_params.getlist(key)]
@@ -363,6 +369,33 @@ async def action(request: Request, action: str) -> Response:
 
     result = await run_in_threadpool(run)
     return Answer({"help": _help(request), "success": True, "result": result})
+
+
+def search_rows(request: Request) -> Response:
+    """GET datastore_search: a bare Starlette route (sync, so in the thread pool) put first in the app's routes
+    by `on_install`: no walk through the included routers, no dependency solving for the most called action.
+    The same parameters, answer and errors (raised to the platform's handlers, rendered by render_error) as
+    the action route, which still serves POST."""
+    params = _query(request)
+    with request.app.state.db.session() as s:
+        result = datastore_search(s, params, str(request.base_url).rstrip("/"))
+    return Answer({"help": _help(request), "success": True, "result": result})
+
+
+class _SearchRowsRoute(Route):
+    """The bare GET route; other methods go on to the action route (POST is what ckanapi sends)."""
+
+    def matches(self, scope):
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def on_install(app) -> None:
+    """Put GET datastore_search first in the app's routes (see search_rows)."""
+    for prefix in ("/api/3/action", "/api/action"):
+        route = _SearchRowsRoute(f"{prefix}/datastore_search", search_rows, methods=["GET"], include_in_schema=False)
+        app.router.routes.insert(0, route)
 
 
 class Answer(JSONResponse):

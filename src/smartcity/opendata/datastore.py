@@ -46,8 +46,9 @@ HIDDEN = ("_hash", "_problems")
 class FieldError(InvalidInput):
     """A request naming something the resource does not have (CKAN's Validation Error, with the field)."""
 
-    def __init__(self, field: str, message: str, **params: Any):
-        super().__init__(message, code="validation", params=params, details={field: [message.format(**params)]})
+    # Positional-only: a message's own parameter may be called `field` ("{field} must be an integer").
+    def __init__(self, name: str, message: str, /, **params: Any):
+        super().__init__(message, code="validation", params=params, details={name: [message.format(**params)]})
 
 
 @dataclass
