@@ -1,6 +1,7 @@
 """A participatory budget in Debian's chromium, on a phone (390×844), in Korean: staff open a budget, a citizen
 proposes two projects, staff review them, the citizen supports them, staff open the vote, the verified citizen
-spends the money on a ballot (one project too many is refused with the reason), and the results show the
+spends the money on a ballot (the running total shown as they choose; one project too many is refused in the
+page with the reason), and the results show the
 winners — every phase through the pages."""
 
 from __future__ import annotations
@@ -90,14 +91,28 @@ def test_a_budget_runs_through_its_phases_to_winners_on_a_phone_in_korean(server
     person.reload()
     ballot = person.locator("form#ballot")
     assert "비용 합계는 100,000,000원을 넘을 수 없습니다" in ballot.inner_text()
+    total = ballot.locator("#ballot-total")
+    assert total.get_attribute("aria-live") == "polite"
+    assert total.inner_text() == "고른 사업 0원 · 남은 예산 100,000,000원"
     ballot.get_by_label("어린이공원 그늘막 설치").check()
-    ballot.get_by_label("골목길 보안등 교체").check()
-    ballot.get_by_role("button", name="투표하기").click()
-    alert = person.get_by_role("alert")
+    assert total.inner_text() == "고른 사업 60,000,000원 · 남은 예산 40,000,000원"  # live, as chosen
+    # The page refuses the choice that goes over, says why at once, and keeps the total.
+    ballot.get_by_label("골목길 보안등 교체").click()
+    alert = ballot.get_by_role("alert")
     alert.wait_for(timeout=BROWSER_TIMEOUT)
-    assert "110,000,000원으로, 지역 예산 100,000,000원보다 많습니다" in alert.inner_text()
-    person.locator("form#ballot").get_by_label("어린이공원 그늘막 설치").check()
-    person.locator("form#ballot").get_by_role("button", name="투표하기").click()
+    assert "50,000,000원으로, 남은 예산 40,000,000원보다 많아 담지 않았습니다" in alert.inner_text()
+    assert not ballot.get_by_label("골목길 보안등 교체").is_checked()
+    assert total.inner_text() == "고른 사업 60,000,000원 · 남은 예산 40,000,000원"
+    assert person.evaluate("document.documentElement.scrollWidth") <= 390
+    ballot.get_by_role("button", name="투표하기").click()
+    # The receipt, shown once; checking it says the ballot is in the box, never what it chose.
+    code = person.locator(".receipt-code")
+    code.wait_for(timeout=BROWSER_TIMEOUT)
+    receipt = code.inner_text()
+    assert person.locator(".receipt-check").get_attribute("data-counted") == "yes"
+    assert "어린이공원" not in person.locator("main").inner_text()
+    assert person.locator("section.box").get_attribute("data-ok") == "yes"
+    person.goto(budget_url)
     voted = person.locator("p.voted")
     voted.wait_for(timeout=BROWSER_TIMEOUT)
     assert "이 주민참여예산에 투표했습니다" in voted.inner_text()
@@ -110,4 +125,13 @@ def test_a_budget_runs_through_its_phases_to_winners_on_a_phone_in_korean(server
     assert rows.first.locator("td").all_inner_texts() == ["어린이공원 그늘막 설치\n60,000,000원", "1", "선정"]
     assert staff.evaluate("document.documentElement.scrollWidth") <= 390  # the table fits the phone
     assert rows.nth(1).locator("td").all_inner_texts()[-1] == "미선정"
+
+    # Anyone checks the receipt on the standalone page: counted in the published results.
+    stranger = _phone(browser)
+    stranger.goto(f"{budget_url}/check")
+    stranger.get_by_label("영수증 번호").fill(receipt.upper())
+    stranger.get_by_role("button", name="확인하기").click()
+    stranger.wait_for_selector(".receipt-check[data-counted=yes]", timeout=BROWSER_TIMEOUT)
+    assert "공개된 결과에 집계되었습니다" in stranger.locator(".receipt-check").inner_text()
+    assert stranger.evaluate("document.documentElement.scrollWidth") <= 390
     assert staff.get_by_role("link", name="내려받기(CSV)").get_attribute("href").endswith("/results.csv")

@@ -483,19 +483,26 @@ def cast(db: Database, identity: Identity, budget_id: int, area: str, chosen: Se
     """One ballot per person per budget, for one area's projects in the vote: their costs together within the
     area's money (knapsack), or at most N of them (approval). A district's projects are voted by the people
     verification found living there (anyone verified votes for city-wide ones). Returns the area."""
+    cast_ballot(db, identity, budget_id, area, chosen)
+    return area
+
+
+def cast_ballot(db: Database, identity: Identity, budget_id: int, area: str, chosen: Sequence[int]) -> str:
+    """Cast as `cast` does; returns the ballot's receipt: the voter alone holds it (nothing links it to the roll),
+    and budgets_receipts.check_receipt tells whether it is counted without telling what was chosen."""
     try:
         with db.session() as s:
-            _cast(s, identity, budget_id, area, chosen)
+            receipt = _cast(s, identity, budget_id, area, chosen)
     except SmartCityError as refusal:
         # The refused transaction rolled back: the refusal is audited in one of its own.
         with db.session() as s:
             detail = {"reason": refusal.code, "area": area}
             audit.record(s, identity, "refuse_budget_ballot", "participation.budget", budget_id, detail)
         raise
-    return area
+    return receipt
 
 
-def _cast(s: Session, identity: Identity, budget_id: int, area: str, chosen: Sequence[int]) -> None:
+def _cast(s: Session, identity: Identity, budget_id: int, area: str, chosen: Sequence[int]) -> str:
     key = voter_key(s, identity)
     budget = get_budget(s, budget_id)
     _in_phase(s, budget, VOTING)
@@ -546,6 +553,7 @@ def _cast(s: Session, identity: Identity, budget_id: int, area: str, chosen: Seq
     s.add_all(BudgetBallot(ballot=token, project_id=pid, budget_id=budget_id) for pid in picked)
     s.execute(update(BudgetProject).where(BudgetProject.id.in_(picked)).values(votes=BudgetProject.votes + 1))
     audit.record(s, identity, "cast_budget_ballot", "participation.budget", budget_id, {"area": area})
+    return token
 
 
 def voted_area(session: Session, identity: Identity, budget_id: int) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,7 @@ from smartcity.core.errors import NotFound
 from smartcity.core.i18n import N_
 from smartcity.core.render import Table, csv_text
 from smartcity.participation import budgets as B
+from smartcity.participation import budgets_receipts
 from smartcity.participation.budgets_models import Budget, BudgetProject
 
 router = APIRouter(prefix="/api/participation/budgets", tags=["participation"])
@@ -100,6 +101,10 @@ class BallotReceipt(BaseModel):
     budget_id: int
     area: str
     voted: bool
+    receipt: str = Field(
+        description="the ballot's receipt: checks that it is counted (/api/participation/budgets/{id}/receipts/"
+        "{receipt}, or the page /participation/budgets/{id}/check) without showing what was chosen"
+    )
 
 
 class BudgetBody(BaseModel):
@@ -250,8 +255,8 @@ def support(request: Request, budget_id: int, project_id: int, identity: Current
 def cast(request: Request, budget_id: int, body: BallotBody, identity: CurrentIdentity) -> BallotReceipt:
     """One ballot per verified person: an area's projects in the vote, within its money (knapsack) or at most N
     (approval). Final: a ballot is not changed."""
-    area = B.cast(_db(request), identity, budget_id, body.area, body.projects)
-    return BallotReceipt(budget_id=budget_id, area=area, voted=True)
+    receipt = B.cast_ballot(_db(request), identity, budget_id, body.area, body.projects)
+    return BallotReceipt(budget_id=budget_id, area=body.area, voted=True, receipt=receipt)
 
 
 @router.get("/{budget_id}/results", response_model=ResultsOut)
@@ -290,3 +295,28 @@ RESULT_COLUMNS = (
     "suppressed",
     "winner",
 )
+
+
+class ReceiptOut(BaseModel):
+    budget_id: int
+    counted: bool = Field(description="a ballot of this budget has this receipt (what it chose is never shown)")
+    published: bool = Field(description="the results that count it are published")
+    ballots: int = Field(description="ballots in the box")
+    voters: int = Field(description="people on the voter roll")
+    box_ok: bool = Field(description="the box and the roll agree: one ballot per person who voted")
+
+
+@router.get("/{budget_id}/receipts/{code}")
+def check_receipt(request: Request, budget_id: int, code: Annotated[str, Path(max_length=64)]) -> ReceiptOut:
+    """Anyone: whether a receipt's ballot is counted, and whether the ballot box agrees with the voter roll."""
+    with _db(request).session() as s:
+        found = budgets_receipts.check_receipt(s, budget_id, code)
+        box = budgets_receipts.check_box(s, budget_id)
+    return ReceiptOut(
+        budget_id=budget_id,
+        counted=found.counted,
+        published=found.published,
+        ballots=box.ballots,
+        voters=box.voters,
+        box_ok=box.ok,
+    )

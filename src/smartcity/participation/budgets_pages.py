@@ -15,7 +15,7 @@ from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.i18n import N_
 from smartcity.core.web import error_text, language_of, render
 from smartcity.participation import budgets as B
-from smartcity.participation import follows
+from smartcity.participation import budgets_receipts, follows
 
 router = APIRouter(include_in_schema=False)
 P = "/participation/budgets"
@@ -109,7 +109,16 @@ async def create(request: Request, identity: Identity = Depends(Require("partici
     return RedirectResponse(f"{P}/{budget.id}", status_code=303)
 
 
-def _budget_page(request: Request, budget_id: int, identity: Identity, area: str | None, status_code=200, error=None):
+def _budget_page(
+    request: Request,
+    budget_id: int,
+    identity: Identity,
+    area: str | None,
+    status_code=200,
+    error=None,
+    ticked: list[int] | None = None,
+):
+    """The budget page; `ticked`: a refused ballot's projects, ticked again with their total (no script needed)."""
     with request.app.state.db.session() as s:
         budget = B.get_budget(s, budget_id)
         money = B.areas(s, budget_id)
@@ -141,6 +150,8 @@ def _budget_page(request: Request, budget_id: int, identity: Identity, area: str
         next_phase=later[0] if later else None,
         outcome=outcome,
         price=B.price,
+        ticked=set(ticked or ()),
+        spent=sum(B.price(p) for p in found if p.id in set(ticked or ())),
         manager=identity.can("participation.budgets"),
         error=error,
         **_labels(),
@@ -163,6 +174,21 @@ def results_page(request: Request, budget_id: int, identity: CurrentIdentity):
     )
 
 
+@router.get(P + "/{budget_id:int}/receipts/{code}", response_class=HTMLResponse)
+@router.get(P + "/{budget_id:int}/check", response_class=HTMLResponse)
+def check_page(request: Request, budget_id: int, code: str = ""):
+    """Anyone: is a receipt's ballot counted, and does the box agree with the roll; never what it chose."""
+    code = budgets_receipts.normal(code or request.query_params.get("code", ""))
+    with request.app.state.db.session() as s:
+        budget = B.get_budget(s, budget_id)
+        receipt = budgets_receipts.check_receipt(s, budget_id, code) if code else None
+        box = budgets_receipts.check_box(s, budget_id)
+    fresh = request.query_params.get("new") == "1"
+    return render(
+        request, "participation/budgets_check.html", b=budget, code=code, receipt=receipt, box=box, fresh=fresh
+    )
+
+
 @router.post(P + "/{budget_id:int}/{action}", response_class=HTMLResponse)
 async def act(request: Request, budget_id: int, action: str, identity: CurrentIdentity):
     """The budget page's forms: propose, review, support, ballot, phase, follow, unfollow."""
@@ -178,7 +204,8 @@ async def act(request: Request, budget_id: int, action: str, identity: CurrentId
             B.support(db, identity, project)
         elif action == "ballot":
             chosen = [int(v) for v in form.getlist("project") if str(v).isdigit()]
-            B.cast(db, identity, budget_id, area or "", chosen)
+            receipt = B.cast_ballot(db, identity, budget_id, area or "", chosen)
+            return RedirectResponse(f"{P}/{budget_id}/receipts/{receipt}?new=1", status_code=303)
         else:
             with db.session() as s:
                 if action == "propose":
@@ -209,7 +236,9 @@ async def act(request: Request, budget_id: int, action: str, identity: CurrentId
         message = error_text(InvalidInput(NOT_A_NUMBER), language_of(request))
         return _budget_page(request, budget_id, identity, area, 422, message)
     except SmartCityError as exc:
-        return _budget_page(request, budget_id, identity, area, exc.status, error_text(exc, language_of(request)))
+        message = error_text(exc, language_of(request))
+        kept = [int(v) for v in form.getlist("project") if str(v).isdigit()] if action == "ballot" else None
+        return _budget_page(request, budget_id, identity, area, exc.status, message, kept)
     where = f"?area={area}" if area else ""
     return RedirectResponse(f"{P}/{budget_id}{where}", status_code=303)
 
