@@ -117,17 +117,19 @@ def job(db, _settings) -> None:
 def series(session, sensor_id: int, quantity: int, resolution: int, start: int, end: int) -> list[dict]:
     """A sensor's quantity over [start, end): raw readings (resolution 0) or hourly/daily aggregates."""
     if resolution == 0:
-        q = (
-            select(Reading.observed_at, Reading.value)
-            .where(
-                Reading.sensor_id == sensor_id,
-                Reading.quantity == quantity,
-                Reading.observed_at >= start,
-                Reading.observed_at < end,
+        # A month at 2 minutes is 21,600 rows: read through the driver's cursor, whose plain tuples cost a third
+        # of the ORM's rows (bench/bench_sensing.py); the same key range scan either way.
+        mark = "%s" if session.info["db"].is_postgres else "?"
+        cursor = session.connection().connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(
+                f"SELECT observed_at, value FROM sensing_readings WHERE sensor_id = {mark} AND quantity = {mark} "
+                f"AND observed_at >= {mark} AND observed_at < {mark} ORDER BY observed_at",
+                (sensor_id, quantity, start, end),
             )
-            .order_by(Reading.observed_at)
-        )
-        return [{"time": t, "value": v} for t, v in session.execute(q)]
+            return [{"time": t, "value": v} for t, v in cursor.fetchall()]
+        finally:
+            cursor.close()
     q = (
         select(Rollup.start, Rollup.count, Rollup.min, Rollup.max, Rollup.sum)
         .where(
