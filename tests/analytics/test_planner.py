@@ -62,8 +62,7 @@ def brute_force_best(cands: list[Candidate], routes: int, limit_km: float, optio
         if any(len(g) == 1 for g in groups):
             continue
         ok = all(
-            not g
-            or min(road_km([c.stop for c in order], options) for order in itertools.permutations(g)) <= limit_km
+            not g or min(road_km([c.stop for c in order], options) for order in itertools.permutations(g)) <= limit_km
             for g in groups
         )
         if ok:
@@ -229,3 +228,20 @@ def test_real_stops_and_boardings_give_night_routes():
     for route in plan.routes:
         assert all(s.id in by_ars for s in route.stops)
         assert path_km(route.stops, 1.3) <= 20.1
+
+
+def test_the_gazetteers_bus_stops_are_the_stop_list_when_none_is_given(db):
+    from smartcity.analytics.planner_run import gazetteer_stops
+    from smartcity.core.places import Place
+
+    with pytest.raises(PlanError, match="no bus stops yet"):
+        gazetteer_stops(db)
+    with db.session() as s:
+        s.add(Place(kind="bus_stop", ref="01111", name_ko="효자동", name_en="Hyoja-dong", lat=37.5832, lon=126.9714))
+        s.add(
+            Place(
+                kind="subway_station", ref="150", name_ko="서울역", name_en="Seoul Station", lat=37.5547, lon=126.9707
+            )
+        )
+        s.commit()
+    assert read_stops(gazetteer_stops(db)) == [Stop("01111", "효자동", 37.5832, 126.9714)]
