@@ -28,9 +28,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sensing_air_subscriptions")),
         sa.UniqueConstraint("token", name=op.f("uq_sensing_air_subscriptions_token")),
-        sa.UniqueConstraint(
-            "user_id", "district_code", name=op.f("uq_sensing_air_subscriptions_user_id")
-        ),
+        sa.UniqueConstraint("user_id", "district_code", name=op.f("uq_sensing_air_subscriptions_user_id")),
     )
     op.create_index("ix_sensing_air_subscriptions_user_id", "sensing_air_subscriptions", ["user_id"])
     op.create_index("ix_sensing_air_subscriptions_district_code", "sensing_air_subscriptions", ["district_code"])
