@@ -178,7 +178,7 @@ def _temporal(url: str, quick: bool) -> dict:
 
     db = Database(url)
     end = (int(time.time()) // STEP_S) * STEP_S
-    steps = (2, 6) if quick else (10, 40)
+    steps = (2, 6) if quick else (8, 24)
     out: dict = {"goal_p99_ms": 50, "year_rows_all_sensors": 850 * YEAR_S // STEP_S, "by_table_size": []}
     try:
         filled = 0
@@ -194,7 +194,7 @@ def _temporal(url: str, quick: bool) -> dict:
             if db.is_postgres:
                 with db.engine.begin() as conn:
                     conn.execute(text("ANALYZE sensing_readings"))
-            result = _queries(db, sensors, end, 200 if quick else 1000)
+            result = _queries(db, sensors, end, 200 if quick else 400)
             out["by_table_size"].append(
                 {"sensors_with_a_year": sensors, "rows": filled, "fill_seconds": round(fill_s, 1), **result}
             )
