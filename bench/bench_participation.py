@@ -30,7 +30,7 @@ from bench.bench_safety_intake import _cpu_seconds
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database, migrate, sqlite_text, utcnow
 from smartcity.core.seed import seed_city
-from smartcity.participation import votes_service
+from smartcity.participation import votes_chain, votes_service
 from smartcity.participation.voting_models import Vote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,10 +119,10 @@ def wrk(port: int, path: str, keys: list[str], seconds: int, connections: int, w
 
 def fill(db: Database, vote_id: int, path: Path, total: int, seed: int = 16) -> tuple[int, float]:
     """Ballots for the citizens who did not vote over HTTP, up to `total`, chained after the vote's head as
-    `votes_service.seal` would (random ids, sorted), written with executemany. (ballots added, seconds)."""
+    `votes_chain.seal` would (random ids, sorted), written with executemany. (ballots added, seconds)."""
     t0 = time.perf_counter()
     with db.session() as s:
-        votes_service.seal(s, vote_id)
+        votes_chain.seal(s, vote_id)
     with db.session() as s:
         vote = s.get(Vote, vote_id)
         head, count = vote.chain_head, vote.ballots
@@ -137,14 +137,14 @@ def fill(db: Database, vote_id: int, path: Path, total: int, seed: int = 16) -> 
     rng = np.random.default_rng(seed)
     choice = rng.choice(3, len(rows), p=[0.52, 0.41, 0.07])
     ids = sorted(secrets.token_hex(16) for _ in rows)
-    previous = bytes.fromhex(head) if head else votes_service.genesis(vote_id)
+    previous = bytes.fromhex(head) if head else votes_chain.genesis(vote_id)
     out = []
     for n, (bid, (district, born)) in enumerate(zip(ids, rows, strict=True)):
         position = count + n + 1
         answers = f"[[{choice[n]}]]"
         band = votes_service.age_band(year - born)
         receipt = hashlib.sha256(bid.encode()).hexdigest()
-        previous = votes_service.link(previous, position, receipt, answers, district, band)
+        previous = votes_chain.link(previous, position, receipt, answers, district, band)
         out.append((bid, vote_id, answers, district, band, receipt, position, previous.hex()))
     con.execute("PRAGMA synchronous=OFF")
     with con:
@@ -237,7 +237,7 @@ def run(quick: bool = False) -> dict:
         print(f"   tally in {result['tally_s']} s ({result['tally_cpu_s']} s CPU)", flush=True)
         with db.session() as s:
             t0, c0 = time.perf_counter(), time.process_time()
-            chain = votes_service.verify_chain(s, vote_id)
+            chain = votes_chain.verify_chain(s, vote_id)
             result["verify_chain_s"] = round(time.perf_counter() - t0, 2)
             result["verify_chain_cpu_s"] = round(time.process_time() - c0, 2)
         assert chain.ok and chain.ballots == result["ballots"], chain

@@ -22,12 +22,12 @@ def verify_chain(vote: int) -> None:
 
     @command_errors
     def run() -> None:
-        from smartcity.participation import votes_service
+        from smartcity.participation import votes_chain
 
         db = database()
         started = time.perf_counter()
         with db.session() as s:
-            found = votes_service.verify_chain(s, vote)
+            found = votes_chain.verify_chain(s, vote)
         took = time.perf_counter() - started
         if found.ok:
             click.echo(f"vote {vote}: chain intact, {found.ballots} ballots, head {found.head} ({took:.2f} s)")

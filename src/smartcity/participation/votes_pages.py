@@ -17,7 +17,7 @@ from smartcity.core.errors import InvalidInput, SmartCityError
 from smartcity.core.i18n import N_
 from smartcity.core.models import District
 from smartcity.core.web import error_text, language_of, render
-from smartcity.participation import verification
+from smartcity.participation import verification, votes_chain
 from smartcity.participation import votes_service as service
 
 router = APIRouter(include_in_schema=False)
@@ -105,7 +105,7 @@ def check_page(request: Request, vote_id: int, code: str = ""):
     with request.app.state.db.session() as s:
         vote = service.get(s, vote_id)
         receipt = service.check_receipt(s, vote_id, code) if code else None
-        chain = service.verify_chain(s, vote_id)
+        chain = votes_chain.verify_chain(s, vote_id)
     fresh = request.query_params.get("new") == "1"
     return render(
         request,
