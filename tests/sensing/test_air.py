@@ -168,10 +168,12 @@ def test_an_alert_reaches_a_subscribed_browser_and_the_unsubscribe_link_ends_it(
         done = client.post("/air/alerts", data={"district": district, "csrf_token": token})
         assert done.status_code == 200 and f'data-district="{district}"' in done.text
 
+        assert 'id="air-unreachable"' in done.text  # no email, no browser yet: told so
         phone = BrowserPush(push_service.endpoint("walker-phone"))
         with db.session() as s:
             walker = s.scalar(select(User).where(User.username == "walker"))
             push.subscribe(s, identity_of_user(walker, "session"), phone.subscription(), "phone", allow_http=True)
+        assert 'id="air-unreachable"' not in client.get("/air/alerts").text
         end = _send(db, serial, int(time.time()) - 20 * STEP, [60.0] * 20)
         assert air.run_alerts(db, now=end) == 1
         assert air.run_alerts(db, now=end) == 0  # still bad: no second alert

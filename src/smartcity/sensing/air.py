@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from smartcity.core import audit, notify
+from smartcity.core import audit, notify, push
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import N_, translate
@@ -206,6 +206,12 @@ def unsubscribe(session: Session, token: str) -> str:
     )
     session.delete(sub)
     return sub.district_code
+
+
+def reachable(session: Session, user_id: int) -> bool:
+    """Whether an alert can reach the account: a browser subscribed to web push, or an email address."""
+    user = session.get(User, user_id)
+    return bool(user and user.email) or push.has_subscription(session, user_id)
 
 
 def next_state(alerting: bool, level: float | None) -> bool:

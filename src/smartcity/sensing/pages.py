@@ -212,6 +212,7 @@ def _alerts_page(request: Request, identity: Identity, status_code: int = 200, e
             {"district": sub.district_code, "name": air.district_name(db, sub.district_code, lang), "token": sub.token}
             for sub in air.subscriptions_of(s, identity.user_id)
         ]
+        reachable = air.reachable(s, identity.user_id)
     districts = sorted(((a.code, a.name(lang)) for a in geo_index(db).districts), key=lambda d: d[1])
     return render(
         request,
@@ -221,6 +222,7 @@ def _alerts_page(request: Request, identity: Identity, status_code: int = 200, e
         districts=districts,
         error=error,
         done=done,
+        reachable=reachable,
     )
 
 
