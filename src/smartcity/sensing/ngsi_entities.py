@@ -283,10 +283,13 @@ class Query:
 def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
     """The entities a query matches, a page of them (limit/offset, by id) and how many match in all."""
     stmt = select(NgsiEntity)
-    if spec.types:
-        stmt = stmt.where(NgsiEntity.type.in_(spec.types))
+    allowed = set(spec.types or ()) or None
     if spec.readable_types is not None:
-        stmt = stmt.where(NgsiEntity.type.in_(spec.readable_types))
+        allowed = (allowed or set(spec.readable_types)) & set(spec.readable_types)
+    # With a geo-query the types are checked here, not in SQL: given a type filter, SQLite's planner picks
+    # the type index and reads every entity of the type (measured: 10 ms over 25,000) instead of the box.
+    if allowed is not None and spec.geo is None:
+        stmt = stmt.where(NgsiEntity.type.in_(sorted(allowed)))
     if spec.ids:
         stmt = stmt.where(NgsiEntity.id.in_(spec.ids))
     if spec.geo is not None:
@@ -302,6 +305,8 @@ def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
         return [_entity(r) for r in rows], total
     matched = []
     for row in session.scalars(stmt.order_by(NgsiEntity.id)):
+        if allowed is not None and row.type not in allowed:
+            continue
         if spec.id_pattern is not None and not spec.id_pattern.fullmatch(row.id):
             continue
         if spec.geo is not None and not spec.geo.admits(row.lat, row.lon):
