@@ -21,7 +21,7 @@ from tests.conftest import eventually, make_settings, make_user, signin
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "smartcity"
-BUNDLED = ("assets", "opendata", "participation", "reports", "safety", "sensing")
+BUNDLED = ("analytics", "assets", "opendata", "participation", "reports", "safety", "sensing")
 
 
 def _app(db, settings, monkeypatch, greeting: str = "annyeong"):
@@ -154,9 +154,10 @@ print(before, names, after)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "({}, False, False, False) ['assets', 'opendata', 'participation', 'reports', 'safety', 'sensing'] "
+        "({}, False, False, False) "
+        "['analytics', 'assets', 'opendata', 'participation', 'reports', 'safety', 'sensing'] "
         "(['guardian'], True, 'control_room', True, "
-        "['citizen', 'data_publisher', 'guardian', 'operator', 'publisher', 'staff'])"
+        "['analyst', 'citizen', 'data_publisher', 'guardian', 'operator', 'publisher', 'staff'])"
     )
 
 

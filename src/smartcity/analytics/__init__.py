@@ -10,20 +10,50 @@ from __future__ import annotations
 import importlib.util
 
 from smartcity.analytics.settings import AnalyticsSettings
-from smartcity.core.module import Module, Role
+from smartcity.core.i18n import N_
+from smartcity.core.jobs import Job
+from smartcity.core.module import Dataset, Module, Role
 
 
 def _routers() -> tuple[str, ...]:
     # Other parts of the module (the night route planner) bring their routes in files of their own.
     names = ("smartcity.analytics.planner_pages", "smartcity.analytics.planner_api")
-    return tuple(f"{n}:router" for n in names if importlib.util.find_spec(n) is not None)
+    found = tuple(f"{n}:router" for n in names if importlib.util.find_spec(n) is not None)
+    return ("smartcity.analytics.api:router", *found)
+
+
+def _rerun(db, settings) -> None:
+    from smartcity.analytics.service import rerun_due
+
+    rerun_due(db, settings)
+
+
+def _published(session):
+    from smartcity.analytics.service import published_rows
+
+    yield from published_rows(session)
 
 
 module = Module(
     name="analytics",
     routers=_routers(),
-    roles=(Role("analyst", "Analyses the city's data: demand, hot spots, trends, night routes"),),
+    roles=(Role("analyst", N_("Analyst: studies the city's data (demand, hot spots, night routes)")),),
     permissions={"analytics.analyse": ("analyst",)},
     settings=AnalyticsSettings,
     cli="smartcity.analytics.cli:commands",
+    jobs=(Job("analytics.rerun", 600, _rerun),),
+    models="smartcity.analytics.models",
+    datasets=(
+        Dataset(
+            name="hotspots",
+            title="수요 핫스팟 (H3 셀)",
+            title_en="Demand hot spots (H3 cells)",
+            description="분석가가 공개한 분석의 최신 결과: 셀별 수요(개인정보 보호 기준에 못 미치는 셀은 제외)와 "
+            "Getis-Ord Gi* 통계.",
+            description_en="The latest result of each analysis analysts published: demand per H3 cell (cells under "
+            "the privacy threshold left out) with its Getis-Ord Gi* z, p and class.",
+            rows=_published,
+            tags=("analytics", "H3"),
+        ),
+    ),
 )
