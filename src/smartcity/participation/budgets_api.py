@@ -15,7 +15,7 @@ from smartcity.core.errors import NotFound
 from smartcity.core.i18n import N_
 from smartcity.core.render import Table, csv_text
 from smartcity.participation import budgets as B
-from smartcity.participation import budgets_receipts
+from smartcity.participation import budgets_receipts, budgets_results
 from smartcity.participation.budgets_models import Budget, BudgetProject
 
 router = APIRouter(prefix="/api/participation/budgets", tags=["participation"])
@@ -263,7 +263,7 @@ def cast(request: Request, budget_id: int, body: BallotBody, identity: CurrentId
 def results(request: Request, budget_id: int) -> ResultsOut:
     """Each area's projects in the vote, by votes, and its winners (in the results phase)."""
     with _db(request).session() as s:
-        found = B.results(s, budget_id)
+        found = budgets_results.results(s, budget_id)
     return ResultsOut.model_validate(found, from_attributes=True)
 
 
@@ -275,7 +275,7 @@ def results(request: Request, budget_id: int) -> ResultsOut:
 def results_csv(request: Request, budget_id: int) -> Response:
     """The results as CSV: one line per project in the vote (UTF-8)."""
     with _db(request).session() as s:
-        rows = B.results(s, budget_id).rows()
+        rows = budgets_results.results(s, budget_id).rows()
     return Response(
         csv_text(Table(f"budget-{budget_id}-results", rows, RESULT_COLUMNS)),
         media_type="text/csv; charset=utf-8",

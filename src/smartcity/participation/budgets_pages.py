@@ -15,7 +15,7 @@ from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.i18n import N_
 from smartcity.core.web import error_text, language_of, render
 from smartcity.participation import budgets as B
-from smartcity.participation import budgets_receipts, follows
+from smartcity.participation import budgets_receipts, budgets_results, follows
 
 router = APIRouter(include_in_schema=False)
 P = "/participation/budgets"
@@ -129,7 +129,7 @@ def _budget_page(
         ready = B.may_vote(s, identity)
         following = follows.following(s, identity, B.KIND, budget_id) is not None
         districts = B.districts(s)
-        outcome = B.results(s, budget_id) if budget.phase == B.RESULTS else None
+        outcome = budgets_results.results(s, budget_id) if budget.phase == B.RESULTS else None
     zone = ZoneInfo(request.app.state.profile.timezone)
     starts = {p: t.astimezone(zone) for p, t in B.phase_starts(budget).items()}
     later = B.PHASES[B.PHASES.index(budget.phase) + 1 :]
@@ -167,7 +167,7 @@ def budget_page(request: Request, budget_id: int, identity: CurrentIdentity, are
 def results_page(request: Request, budget_id: int, identity: CurrentIdentity):
     with request.app.state.db.session() as s:
         budget = B.get_budget(s, budget_id)
-        outcome = B.results(s, budget_id)
+        outcome = budgets_results.results(s, budget_id)
         districts = B.districts(s)
     return render(
         request, "participation/budgets_results.html", b=budget, outcome=outcome, districts=districts, **_labels()

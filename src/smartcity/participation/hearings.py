@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup
-from sqlalchemy import delete, event, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.context import context_of
 from smartcity.core.db import Database, as_utc, utcnow
-from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SmartCityError, TooLarge
+from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from smartcity.core.events import publish
 from smartcity.core.i18n import N_
 from smartcity.core.models import User
@@ -40,7 +39,6 @@ from smartcity.participation.hearings_models import (
     HearingComment,
     HearingDocument,
     HearingQuestion,
-    HearingVote,
 )
 from smartcity.participation.settings import ParticipationSettings
 
@@ -296,167 +294,6 @@ def document_file(session: Session, hearing_id: int, document_id: int) -> tuple[
     return document, Path(context_of(session.info["db"]).settings.var_dir) / document.path
 
 
-# --- the live session: questions ------------------------------------------------------------------
-
-
-def ask(session: Session, identity: Identity, hearing_id: int, body: str) -> HearingQuestion:
-    """A citizen's question, from the first comment period until the session ends; they follow the hearing
-    from then on (so they hear when it is answered)."""
-    person = _person(identity)
-    hearing = get(session, hearing_id)
-    _open_for(
-        hearing, (BEFORE, LIVE), N_("questions are taken before and during the live session only"), "questions_closed"
-    )
-    question = HearingQuestion(
-        hearing_id=hearing.id,
-        user_id=person,
-        body=_text(body, "question", 5, TEXT_MAX),
-        votes=0,
-        hidden=False,
-        created_at=utcnow(),
-    )
-    session.add(question)
-    session.flush()
-    follows.follow(session, identity, KIND, hearing.id)
-    _publish(session, hearing.id, "question", question=question.id)
-    return question
-
-
-def _question(session: Session, identity: Identity, hearing_id: int, question_id: int) -> HearingQuestion:
-    question = session.get(HearingQuestion, question_id) if 0 < question_id <= MAX_ID else None
-    if (
-        question is None
-        or question.hearing_id != hearing_id
-        or (question.hidden and not identity.can("participation.moderate"))
-    ):
-        raise NotFound(N_("no question {id}"), params={"id": question_id})
-    return question
-
-
-def upvote(db: Database, identity: Identity, hearing_id: int, question_id: int, on: bool = True) -> int:
-    """Upvote a question (once per person: again changes nothing) or withdraw the upvote, while questions are
-    taken. One INSERT … ON CONFLICT DO NOTHING on (question, person), then the counter moves by what that
-    changed, in the same transaction: two upvotes at once from one person count once. Returns the votes."""
-    person = _person(identity)
-    with db.session() as s:
-        hearing = get(s, hearing_id)
-        _open_for(
-            hearing,
-            (BEFORE, LIVE),
-            N_("questions are taken before and during the live session only"),
-            "questions_closed",
-        )
-        question = _question(s, identity, hearing_id, question_id)
-        if on:
-            dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-            added = dialect.insert(HearingVote).values(question_id=question.id, user_id=person)
-            changed = s.execute(added.on_conflict_do_nothing().returning(HearingVote.id)).first() is not None
-            by = 1
-        else:
-            mine = (HearingVote.question_id == question.id, HearingVote.user_id == person)
-            changed = bool(s.execute(delete(HearingVote).where(*mine)).rowcount)
-            by = -1
-        if changed:
-            s.execute(
-                update(HearingQuestion)
-                .where(HearingQuestion.id == question.id)
-                .values(votes=HearingQuestion.votes + by)
-            )
-            s.refresh(question)
-            _publish(s, hearing.id, "vote", question=question.id, votes=question.votes)
-        return question.votes
-
-
-def mark_answering(session: Session, identity: Identity, hearing_id: int, question_id: int | None) -> Hearing:
-    """The official marks the question they are answering now (None: none), in the live session; audited."""
-    hearing = get(session, hearing_id)
-    _official(identity, hearing)
-    _open_for(hearing, (LIVE,), N_("only a live session has a question being answered"), "not_live")
-    if question_id is not None:
-        _question(session, identity, hearing_id, question_id)
-    hearing.answering_id = question_id
-    audit.record(session, identity, "answering", "participation.hearing", hearing.id, {"question": question_id})
-    _publish(session, hearing.id, "answering", question=question_id)
-    return hearing
-
-
-def answer(session: Session, identity: Identity, hearing_id: int, question_id: int, text: str) -> HearingQuestion:
-    """The official's answer to a question, in the session or after it until the minutes; audited. The
-    asker (a follower since asking) and every follower hear of it."""
-    hearing = get(session, hearing_id)
-    _official(identity, hearing)
-    _open_for(
-        hearing, (LIVE, AFTER, CLOSED), N_("questions are answered from the live session until the minutes"), "not_live"
-    )
-    question = _question(session, identity, hearing_id, question_id)
-    question.answer = _text(text, "answer", 2, TEXT_MAX)
-    question.answered_by, question.answered_at = identity.user_id, utcnow()
-    if hearing.answering_id == question.id:
-        hearing.answering_id = None
-    session.flush()
-    audit.record(session, identity, "answer", "participation.hearing", hearing.id, {"question": question.id})
-    _publish(session, hearing.id, "answered", question=question.id)
-    _tell(session, hearing, N_("A question in the hearing “{topic}” was answered."), skip=identity.user_id)
-    return question
-
-
-@dataclass
-class QuestionView:
-    """A question as the live page and the API show it (`voted`: by the caller)."""
-
-    id: int
-    body: str
-    votes: int
-    asked_by: str
-    asked_at: datetime
-    answering: bool = False
-    answer: str | None = None
-    answered_at: datetime | None = None
-    voted: bool = False
-    mine: bool = False
-    hidden: bool | None = None  # told to moderators only
-    hidden_reason: str | None = None
-
-
-def questions(session: Session, identity: Identity, hearing: Hearing) -> list[QuestionView]:
-    """The hearing's questions: the one being answered first, then the unanswered by upvotes (the earlier
-    first among equals), then the answered. Hidden ones only for moderators, marked."""
-    moderator = identity.can("participation.moderate")
-    query = (
-        select(HearingQuestion, User.display_name, User.username)
-        .join(User, User.id == HearingQuestion.user_id)
-        .where(HearingQuestion.hearing_id == hearing.id)
-    )
-    if not moderator:
-        query = query.where(HearingQuestion.hidden.is_(False))
-    voted: set[int] = set()
-    if identity.user_id is not None:
-        mine = (
-            select(HearingVote.question_id)
-            .join(HearingQuestion, HearingQuestion.id == HearingVote.question_id)
-            .where(HearingQuestion.hearing_id == hearing.id, HearingVote.user_id == identity.user_id)
-        )
-        voted = set(session.scalars(mine))
-    found = [
-        QuestionView(
-            id=q.id,
-            body=q.body,
-            votes=q.votes,
-            asked_by=shown or name,
-            asked_at=q.created_at,
-            answering=q.id == hearing.answering_id,
-            answer=q.answer,
-            answered_at=q.answered_at,
-            voted=q.id in voted,
-            mine=q.user_id == identity.user_id,
-            hidden=q.hidden if moderator else None,
-            hidden_reason=q.hidden_reason if moderator else None,
-        )
-        for q, shown, name in session.execute(query)
-    ]
-    return sorted(found, key=lambda q: (not q.answering, q.answer is not None, -q.votes, q.id))
-
-
 # --- comments before and after the session ----------------------------------------------------------
 
 
@@ -614,135 +451,18 @@ def announce_live(db: Database, now: datetime | None = None) -> list[int]:
     return told
 
 
-@dataclass
-class DocumentView:
-    id: int
-    filename: str
-    media_type: str
-    size: int
-    sha256: str
-    url: str
-    kind: str = "document"
+# The live session's questions and the hearing's read models live in modules of their own; they stay
+# reachable here, as hearings.<name>, the one surface pages, the API and the jobs use.
+_MOVED = {
+    "hearings_questions": ("ask", "upvote", "mark_answering", "answer", "QuestionView", "questions"),
+    "hearings_views": ("DocumentView", "HearingView", "document_view", "runs", "view", "open_rows"),
+}
 
 
-@dataclass
-class HearingView:
-    """A hearing as the pages and the API show it (times in UTC, ISO 8601)."""
+def __getattr__(name: str):
+    for module, names in _MOVED.items():
+        if name in names:
+            from importlib import import_module
 
-    id: int
-    topic_ko: str
-    topic_en: str
-    summary_ko: str
-    summary_en: str
-    phase: str
-    department_code: str | None
-    comments_open_at: datetime
-    starts_at: datetime
-    ends_at: datetime
-    comments_close_at: datetime
-    answering: int | None = None
-    minutes: str | None = None
-    minutes_at: datetime | None = None
-    documents: list[DocumentView] = field(default_factory=list)
-    questions: list[QuestionView] = field(default_factory=list)
-    comments: list[CommentView] = field(default_factory=list)
-    following: bool = False
-    runs_it: bool = False
-    next_change: datetime | None = None  # when the schedule moves it to its next phase (None: no more)
-
-
-def document_view(d: HearingDocument) -> DocumentView:
-    url = f"/participation/hearings/{d.hearing_id}/documents/{d.id}"
-    return DocumentView(d.id, d.filename, d.media_type, d.size, d.sha256, url, d.kind)
-
-
-def runs(identity: Identity, hearing: Hearing) -> bool:
-    """Whether the caller may run this hearing (its officials' controls)."""
-    try:
-        _official(identity, hearing)
-    except SmartCityError:  # PermissionDenied, and NotAuthenticated: the anonymous run nothing
-        return False
-    return True
-
-
-def view(session: Session, identity: Identity, hearing_id: int, full: bool = True) -> HearingView:
-    hearing = get(session, hearing_id)
-    shown = HearingView(
-        id=hearing.id,
-        topic_ko=hearing.topic_ko,
-        topic_en=hearing.topic_en,
-        summary_ko=hearing.summary_ko,
-        summary_en=hearing.summary_en,
-        phase=phase(hearing),
-        department_code=hearing.department_code,
-        comments_open_at=as_utc(hearing.comments_open_at),
-        starts_at=as_utc(hearing.starts_at),
-        ends_at=as_utc(hearing.ends_at),
-        comments_close_at=as_utc(hearing.comments_close_at),
-        answering=hearing.answering_id,
-        minutes=hearing.minutes,
-        minutes_at=as_utc(hearing.minutes_at) if hearing.minutes_at else None,
-        next_change=next_change(hearing),
-    )
-    if full:
-        shown.documents = [document_view(d) for d in documents(session, hearing.id)]
-        shown.questions = questions(session, identity, hearing)
-        shown.comments = comments(session, identity, hearing.id)
-        shown.following = follows.following(session, identity, KIND, hearing.id) is not None
-        shown.runs_it = runs(identity, hearing)
-    return shown
-
-
-def open_rows(session: Session):
-    """Each hearing in numbers, for the open data catalogue: its schedule, phase, the shown questions, how many
-    were answered, their upvotes, the comments of each period and the documents; no person, no text but the
-    topic."""
-    from sqlalchemy import func
-
-    def counted(query) -> dict:
-        return {hid: tuple(rest) for hid, *rest in session.execute(query)}
-
-    shown_q = HearingQuestion.hidden.is_(False)
-    asked = counted(
-        select(
-            HearingQuestion.hearing_id,
-            func.count(),
-            func.count(HearingQuestion.answered_at),
-            func.coalesce(func.sum(HearingQuestion.votes), 0),
-        )
-        .where(shown_q)
-        .group_by(HearingQuestion.hearing_id)
-    )
-    said = {
-        (hid, period): n
-        for hid, period, n in session.execute(
-            select(HearingComment.hearing_id, HearingComment.period, func.count())
-            .where(HearingComment.hidden.is_(False))
-            .group_by(HearingComment.hearing_id, HearingComment.period)
-        )
-    }
-    files = counted(
-        select(HearingDocument.hearing_id, func.count())
-        .where(HearingDocument.kind == "document")
-        .group_by(HearingDocument.hearing_id)
-    )
-    for hearing in session.scalars(select(Hearing).order_by(Hearing.id)):
-        questions_, answered, upvotes = asked.get(hearing.id, (0, 0, 0))
-        yield {
-            "id": hearing.id,
-            "topic_ko": hearing.topic_ko,
-            "topic_en": hearing.topic_en,
-            "department": hearing.department_code or "",
-            "comments_open_at": as_utc(hearing.comments_open_at).isoformat(),
-            "starts_at": as_utc(hearing.starts_at).isoformat(),
-            "ends_at": as_utc(hearing.ends_at).isoformat(),
-            "comments_close_at": as_utc(hearing.comments_close_at).isoformat(),
-            "phase": phase(hearing),
-            "questions": questions_,
-            "answered": answered,
-            "upvotes": int(upvotes),
-            "comments_before": said.get((hearing.id, BEFORE), 0),
-            "comments_after": said.get((hearing.id, AFTER), 0),
-            "documents": files.get(hearing.id, (0,))[0],
-            "minutes_at": as_utc(hearing.minutes_at).isoformat() if hearing.minutes_at else "",
-        }
+            return getattr(import_module(f"smartcity.participation.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

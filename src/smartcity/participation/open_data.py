@@ -4,7 +4,7 @@ Each dataset is declared here (core.module.Dataset, registered by the module's d
 from the services' own read models, so a page, its CSV and the catalogue say the same:
   - participation.proposal-counts  proposals per phase, category and district (no author, no text);
   - participation.budget-results   each participatory budget's projects in the vote, votes and winners, per
-                                   area (budgets.results: an area with fewer ballots than
+                                   area (budgets_results.results: an area with fewer ballots than
                                    SMARTCITY_PARTICIPATION_BUDGET_MIN_COUNT shows no counts);
   - participation.budget-turnout   ballots per budget and area, suppressed the same way;
   - participation.vote-results     closed votes' published results by answer, district and age band
@@ -41,15 +41,15 @@ def proposal_counts(session) -> Iterator[dict[str, Any]]:
 
 
 def budget_results(session) -> list[dict[str, Any]]:
-    from smartcity.participation import budgets
+    from smartcity.participation import budgets_results
 
-    return budgets.published_results(session)
+    return budgets_results.published_results(session)
 
 
 def budget_turnout(session) -> list[dict[str, Any]]:
-    from smartcity.participation import budgets
+    from smartcity.participation import budgets_results
 
-    return budgets.turnout(session)
+    return budgets_results.turnout(session)
 
 
 def hearing_counts(session) -> Iterator[dict[str, Any]]:
