@@ -17,6 +17,7 @@ from smartcity.sensing import coverage, wifi
 from smartcity.sensing.models import Rejection, WifiStatus
 from tests import synthetic
 from tests.conftest import make_key, make_user, seoul_data
+from tests.sensing.helpers import stops_away_from
 
 
 @pytest.fixture
@@ -165,21 +166,8 @@ def test_coverage_and_proposals_over_the_gazetteers_stops(db, client, planted, s
     with db.session() as s:
         aps = wifi.access_points(s)
     ap = next(a for a in aps if a.installation == "outdoor")
-    lat0, lon0 = synthetic._gangnam(__import__("random").Random(99), 1)[0]
-    # One stop under an outdoor access point; a cluster of three stops 30 m apart far from any; one lone stop.
-    far = [(lat0 + 0.0003 * i, lon0) for i in range(3)]
-    far_enough = all(
-        coverage.covered_mask(
-            coverage.Plane(synthetic.SEOUL.center),
-            [coverage.Site(a.lat, a.lon, a.radius_m)],
-            [coverage.DemandPoint("x", "", lat, lon)],
-        ).tolist()
-        == [False]
-        for a in aps
-        for lat, lon in far
-    )
-    if not far_enough:
-        pytest.skip("the seeded point fell under an access point")
+    # One stop under an outdoor access point; a row of three stops 33 m apart far from any.
+    far = stops_away_from(db, aps, 3)
     rows = [("bus_stop", "덮인 정류소", ap.lat, ap.lon)] + [
         ("bus_stop", f"빈 정류소 {i}", la, lo) for i, (la, lo) in enumerate(far)
     ]

@@ -12,30 +12,13 @@ import pytest
 
 from smartcity.core.geo import geo_index
 from smartcity.core.places_import import import_places, parse_places
-from smartcity.sensing import coverage, wifi
+from smartcity.sensing import wifi
 from tests import synthetic
 from tests.conftest import make_user
 from tests.helpers import BROWSER_TIMEOUT, browser_signin
+from tests.sensing.helpers import stops_away_from
 
 pytestmark = pytest.mark.browser
-
-
-def _row_away_from(db, aps) -> list[tuple[float, float]]:
-    """Four stops 33 m apart in Gangnam, each at least 300 m from every access point."""
-    plane = coverage.Plane(synthetic.SEOUL.center)
-    lat0 = sum(a.lat for a in aps) / len(aps)
-    lon0 = sum(a.lon for a in aps) / len(aps)
-    index = geo_index(db)
-    for dy in range(-20, 21):
-        for dx in range(-20, 21):
-            row = [(lat0 + dy * 0.001 + 0.0003 * i, lon0 + dx * 0.001) for i in range(4)]
-            if not all(getattr(index.district_at(la, lo), "code", None) == synthetic.GANGNAM for la, lo in row):
-                continue
-            sites = [coverage.Site(a.lat, a.lon, 300.0) for a in aps]
-            demand = [coverage.DemandPoint("bus_stop", "", la, lo) for la, lo in row]
-            if not coverage.covered_mask(plane, sites, demand).any():
-                return row
-    raise AssertionError("no place in Gangnam 300 m from every access point")
 
 
 def test_the_coverage_page_on_a_phone_in_korean(live_app, page):
@@ -45,7 +28,7 @@ def test_the_coverage_page_on_a_phone_in_korean(live_app, page):
     with db.session() as s:
         aps = wifi.access_points(s)
     # Stops: one under each of three access points, and a row of four well away from all of them.
-    far = _row_away_from(db, aps)
+    far = stops_away_from(db, aps, 4)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["ref", "kind", "name_ko", "lat", "lon"])
