@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 
+import h3
 import pytest
 
+from smartcity.analytics.ingest import import_file
 from smartcity.core.city import load_profile
 from tests.conftest import make_settings
 
@@ -38,3 +40,22 @@ def spark_engine():
 
     spark_session("local[2]")
     return SparkEngine("local[2]")
+
+
+CENTRE = (37.5663, 126.9779)  # City Hall
+
+
+def night_cluster(settings) -> tuple[str, str]:
+    """A night with a busy cluster around City Hall, a quiet ring around it, and one cell under k."""
+    centre = h3.latlng_to_cell(*CENTRE, 8)
+    rows = []
+    for cell in h3.grid_disk(centre, 4):
+        dist = h3.grid_distance(centre, cell)
+        n = 60 if dist <= 1 else 12
+        lat, lon = h3.cell_to_latlng(cell)
+        rows += [{"time": "2026-03-04T01:20:00+09:00", "lat": lat, "lon": lon, "count": 1}] * n
+    lonely = h3.latlng_to_cell(37.50, 127.03, 8)
+    lat, lon = h3.cell_to_latlng(lonely)
+    rows += [{"time": "2026-03-04T01:20:00+09:00", "lat": lat, "lon": lon, "count": 1}] * 4
+    import_file(settings, load_profile("seoul"), "phone", csv_bytes(rows))
+    return centre, lonely

@@ -7,33 +7,12 @@ from __future__ import annotations
 import io
 import time
 
-import h3
 import pyarrow.parquet as pq
 import pytest
 
 from smartcity.analytics import service
-from smartcity.analytics.ingest import import_file
-from smartcity.core.city import load_profile
-from tests.analytics.conftest import csv_bytes
+from tests.analytics.conftest import night_cluster
 from tests.conftest import make_key, make_user
-
-CENTRE = (37.5663, 126.9779)
-
-
-def _demand(settings) -> tuple[str, str]:
-    """A night with a busy cluster around City Hall, a quiet ring around it, and one cell under k."""
-    centre = h3.latlng_to_cell(*CENTRE, 8)
-    rows = []
-    for cell in h3.grid_disk(centre, 4):
-        dist = h3.grid_distance(centre, cell)
-        n = 60 if dist <= 1 else 12
-        lat, lon = h3.cell_to_latlng(cell)
-        rows += [{"time": "2026-03-04T01:20:00+09:00", "lat": lat, "lon": lon, "count": 1}] * n
-    lonely = h3.latlng_to_cell(37.50, 127.03, 8)
-    lat, lon = h3.cell_to_latlng(lonely)
-    rows += [{"time": "2026-03-04T01:20:00+09:00", "lat": lat, "lon": lon, "count": 1}] * 4
-    import_file(settings, load_profile("seoul"), "phone", csv_bytes(rows))
-    return centre, lonely
 
 
 @pytest.fixture
@@ -52,7 +31,7 @@ def _wait(client, run_id, headers) -> dict:
 
 
 def test_an_analyst_runs_hot_spots_and_downloads_them(client, settings, analyst):
-    centre, lonely = _demand(settings)
+    centre, lonely = night_cluster(settings)
     made = client.post(
         "/api/analytics/analyses",
         json={"name": "심야 수요", "kinds": ["phone"], "hours": [0, 1, 2], "day_type": "weekday"},
@@ -106,7 +85,7 @@ def test_bad_requests_and_other_analysts(client, db, analyst):
 def test_published_rows_and_scheduled_reruns(db, settings):
     from smartcity.core.auth import Identity
 
-    centre, lonely = _demand(settings)
+    centre, lonely = night_cluster(settings)
     owner = make_user(db, "analyst3", "analyst")
     who = Identity(user_id=owner, username="analyst3", role="analyst", via="session")
     spec = service.AnalysisSpec(name="night", kinds=["phone"], hours=[1], rerun_hours=6)

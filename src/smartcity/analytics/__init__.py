@@ -13,19 +13,26 @@ from smartcity.analytics.settings import AnalyticsSettings
 from smartcity.core.i18n import N_
 from smartcity.core.jobs import Job
 from smartcity.core.module import Dataset, Module, Role
+from smartcity.core.web import NavLink
 
 
 def _routers() -> tuple[str, ...]:
     # Other parts of the module (the night route planner) bring their routes in files of their own.
     names = ("smartcity.analytics.planner_pages", "smartcity.analytics.planner_api")
     found = tuple(f"{n}:router" for n in names if importlib.util.find_spec(n) is not None)
-    return ("smartcity.analytics.api:router", *found)
+    return ("smartcity.analytics.api:router", "smartcity.analytics.pages:router", *found)
 
 
 def _rerun(db, settings) -> None:
     from smartcity.analytics.service import rerun_due
 
     rerun_due(db, settings)
+
+
+def _prune_plans(db, settings) -> None:
+    from smartcity.analytics.planner_run import prune_runs
+
+    prune_runs(settings)
 
 
 def _published(session):
@@ -39,9 +46,10 @@ module = Module(
     routers=_routers(),
     roles=(Role("analyst", N_("Analyst: studies the city's data (demand, hot spots, night routes)")),),
     permissions={"analytics.analyse": ("analyst",)},
+    nav=(NavLink(N_("Analyses"), "/analytics", "analytics.analyse"),),
     settings=AnalyticsSettings,
     cli="smartcity.analytics.cli:commands",
-    jobs=(Job("analytics.rerun", 600, _rerun),),
+    jobs=(Job("analytics.rerun", 600, _rerun), Job("analytics.planner_prune", 3600, _prune_plans)),
     models="smartcity.analytics.models",
     datasets=(
         Dataset(

@@ -53,6 +53,12 @@ def run_status(request: Request, run_id: int, who: Analyst) -> dict:
     return service.run_status(request.app.state.db, who, run_id)
 
 
+@router.get("/runs/{run_id}/hourly.json")
+def run_hourly(request: Request, run_id: int, who: Analyst) -> list[dict]:
+    """Demand per cell and local hour of the run's analysis (cell-hours under k records left out)."""
+    return service.hourly(request.app.state.db, request.app.state.context.settings, who, run_id)
+
+
 @router.get("/runs/{run_id}/cells.{fmt}")
 def run_cells(request: Request, run_id: int, fmt: str, who: Analyst) -> Response:
     """A run's cells (cell, count, z, p, significance) as json, geojson (hexagons), csv or parquet."""

@@ -237,3 +237,21 @@ def published_rows(session: Session):
                 "significance": r.significance,
                 "computed_at": (run.finished_at or run.started_at).isoformat(),
             }
+
+
+def hourly(db: Database, settings, who: Identity, run_id: int) -> list[dict]:
+    """The run's analysis's demand per cell and local hour (suppressed under k), for the map's hour slider."""
+    with db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound("no such run")
+        a = _visible(s, who, run.analysis_id)
+        kinds, hours, day_type = a.kinds.split(","), [int(h) for h in a.hours.split(",")], a.day_type
+    found = demand(settings, kinds, hours)
+    if day_type != "all":
+        found = found[found["day_type"] == day_type]
+    per = found.groupby(["cell", "hour"], as_index=False)["count"].sum()
+    return [
+        {"cell": c, "hour": int(h), "count": int(n)}
+        for c, h, n in zip(per["cell"], per["hour"], per["count"], strict=True)
+    ]

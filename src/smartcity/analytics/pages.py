@@ -1,0 +1,120 @@
+"""The analyst's pages: the saved analyses with a form for a new one (kinds of data, hours, days), and a run's
+page — its progress, the hot spots on the city map with an hour slider, demand per hour as an SVG plot, and
+downloads. Rendering only: every rule is in service.py."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from smartcity.analytics import service
+from smartcity.analytics.engine import KINDS
+from smartcity.core.auth import Identity, Require
+from smartcity.core.errors import InvalidInput
+from smartcity.core.i18n import N_, translate
+from smartcity.core.web import language_of, render
+
+router = APIRouter(include_in_schema=False)
+Analyst = Annotated[Identity, Depends(Require("analytics.analyse"))]
+KIND_LABELS = {"phone": N_("Phone activity"), "taxi": N_("Taxi trips"), "boardings": N_("Bus boardings")}
+DAY_LABELS = {"all": N_("Every day"), "weekday": N_("Weekdays"), "weekend": N_("Weekends")}
+CLASS_LABELS = {
+    "hot_99": N_("Hot spot (99%)"),
+    "hot_95": N_("Hot spot (95%)"),
+    "hot_90": N_("Hot spot (90%)"),
+    "not_significant": N_("Not significant"),
+    "cold_90": N_("Cold spot (90%)"),
+    "cold_95": N_("Cold spot (95%)"),
+    "cold_99": N_("Cold spot (99%)"),
+}
+
+
+@router.get("/analytics", response_class=HTMLResponse)
+def home(request: Request, who: Analyst, error: str = ""):
+    return render(
+        request,
+        "analytics/home.html",
+        analyses=service.analyses(request.app.state.db, who),
+        kinds=KINDS,
+        kind_labels=KIND_LABELS,
+        day_labels=DAY_LABELS,
+        error=error,
+    )
+
+
+@router.post("/analytics")
+async def create(request: Request, who: Analyst):
+    form = await request.form()
+    try:
+        hours = [int(h) for h in form.getlist("hours")]
+        rerun = str(form.get("rerun_hours") or "").strip()
+        spec = service.AnalysisSpec(
+            name=str(form.get("name") or ""),
+            kinds=[str(k) for k in form.getlist("kinds")],
+            hours=hours,
+            day_type=str(form.get("day_type") or "all"),
+            shared=form.get("shared") == "on",
+            rerun_hours=int(rerun) if rerun else None,
+        )
+        db = request.app.state.db
+        analysis = service.save(db, who, spec)
+    except (InvalidInput, ValueError) as exc:
+        message = exc.message if isinstance(exc, InvalidInput) else "hours: whole numbers"
+        return home(request, who, error=message)
+    run = service.start_run(db, request.app.state.context.settings, who, analysis)
+    return RedirectResponse(f"/analytics/runs/{run}", status_code=303)
+
+
+@router.post("/analytics/analyses/{analysis_id}/runs")
+def rerun(request: Request, analysis_id: int, who: Analyst):
+    run = service.start_run(request.app.state.db, request.app.state.context.settings, who, analysis_id)
+    return RedirectResponse(f"/analytics/runs/{run}", status_code=303)
+
+
+@router.get("/analytics/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: int, who: Analyst):
+    db = request.app.state.db
+    status = service.run_status(db, who, run_id)
+    rows = service.results(db, who, run_id) if status["status"] == "done" else []
+    counts = {}
+    for r in rows:
+        counts[r["significance"]] = counts.get(r["significance"], 0) + 1
+    hourly = service.hourly(db, request.app.state.context.settings, who, run_id) if rows else []
+    return render(
+        request,
+        "analytics/run.html",
+        run=status,
+        rows=rows,
+        counts=counts,
+        class_labels=CLASS_LABELS,
+        plot=hour_plot(hourly, translate(language_of(request), "Demand per hour")),
+        hours=sorted({h["hour"] for h in hourly}),
+    )
+
+
+def hour_plot(hourly: list[dict], label: str, width: int = 360, height: int = 140) -> str:
+    """Demand per local hour as a bar chart in SVG (drawn on the server: no chart script to load)."""
+    totals = [0] * 24
+    for h in hourly:
+        totals[h["hour"]] += h["count"]
+    top = max(totals) or 1
+    bar = width / 24
+    parts = [
+        f'<svg viewBox="0 0 {width} {height + 16}" role="img" aria-label="{escape(label)}" class="hour-plot" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for hour, total in enumerate(totals):
+        tall = (height - 4) * total / top
+        parts.append(
+            f'<rect x="{hour * bar + 1:.1f}" y="{height - tall:.1f}" width="{bar - 2:.1f}" height="{tall:.1f}" '
+            f'fill="#1d4ed8" data-hour="{hour}" data-count="{total}"><title>{hour}: {total}</title></rect>'
+        )
+        if hour % 3 == 0:
+            parts.append(
+                f'<text x="{hour * bar + bar / 2:.1f}" y="{height + 13}" font-size="10" '
+                f'text-anchor="middle">{hour}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
