@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pyld import jsonld
 
+from tests.sensing.test_ngsi_subscriptions import Receiver
 from tests.servers import free_port
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -71,7 +72,22 @@ def test_an_unreachable_context_is_503_and_nothing_is_stored(sender_key, client)
     assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:ctx1").status_code == 404
 
 
-def test_a_client_with_httpx_and_pyld_creates_and_queries(sender_key, client, context_url):
+def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key, client, context_url):
+    receiver = Receiver()
+    subscription = {
+        "@context": context_url,
+        "type": "Subscription",
+        "entities": [{"type": "AccessPoint"}],
+        "watchedAttributes": ["clients"],
+        "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
+    }
+    subscribed = client.post(
+        "/ngsi-ld/v1/subscriptions",
+        content=json.dumps(subscription),
+        headers={"Content-Type": "application/ld+json", "X-API-Key": sender_key},
+    )
+    assert subscribed.status_code == 201, subscribed.text
+    assert subscribed.headers["location"].startswith("/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:")
     mine = {
         "@context": context_url,
         "id": "urn:ngsi-ld:AccessPoint:ctx2",
@@ -100,3 +116,9 @@ def test_a_client_with_httpx_and_pyld_creates_and_queries(sender_key, client, co
     assert read_back[0][f"{WIFI}ssid"] == expanded[0][f"{WIFI}ssid"]
     none = client.get("/ngsi-ld/v1/entities", params={"type": "AccessPoint", "q": "clients>12"}, headers={"Link": link})
     assert none.json() == []
+
+    [notified] = receiver.wait(1)  # delivered by the app's job
+    data = notified["body"]["data"]
+    assert jsonld.expand({**data[0], "@context": context_url})[0][f"{WIFI}ssid"] == expanded[0][f"{WIFI}ssid"]
+    receiver.server.shutdown()
+    receiver.server.server_close()
