@@ -72,6 +72,20 @@ def test_an_analyst_plans_night_routes_on_a_phone_in_korean(server, page, tmp_pa
     stops_listed = sum(int(rows.nth(i).locator("td").first.inner_text()) for i in range(rows.count()))
     assert page.locator("#planner-map circle.stop").count() == stops_listed
     assert page.locator("#planner-map polyline.baseline").count() == 2
+
+    # The script's city map draws the same routes, stops and the current routes; the SVG is then only the fallback.
+    page.wait_for_selector(f"#planner-citymap[data-route-count='{rows.count()}']", timeout=BROWSER_TIMEOUT)
+    citymap = page.locator("#planner-citymap")
+    assert citymap.get_attribute("data-stop-count") == str(stops_listed)
+    assert citymap.locator("path.planner-route").count() == rows.count()
+    assert citymap.locator("path.planner-stop").count() == stops_listed
+    assert citymap.locator("path.planner-baseline").count() == 2
+    assert int(citymap.get_attribute("data-cell-count")) == citymap.locator("path.hot-cell").count() > 0
+    assert citymap.locator("path.hot-cell.served").count() > 0
+    assert sorted(citymap.locator("path.planner-route").evaluate_all("ps => ps.map(p => p.dataset.route)")) == sorted(
+        drawn.nth(i).get_attribute("data-route") for i in range(drawn.count())
+    )
+    assert page.locator("#planner-svg").is_hidden()
     buses = sum(int(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(rows.count()))
     assert buses <= 20
     networks = page.locator("#planner-comparison tbody th").all_inner_texts()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import uuid
 from pathlib import Path
@@ -18,14 +17,16 @@ from starlette.datastructures import UploadFile
 from smartcity.analytics.planner import Constraints, PlanError, route_limit_km
 from smartcity.analytics.planner_run import (
     OUTPUT_FILES,
+    RUN_ID,
     agency_of,
     demand_of,
     gazetteer_stops,
     make_plan,
     options_from,
+    runs_dir,
     write_outputs,
 )
-from smartcity.analytics.settings import AnalyticsSettings, data_dir
+from smartcity.analytics.settings import AnalyticsSettings
 from smartcity.core.auth import Identity, Require, verify_csrf
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.i18n import N_
@@ -33,14 +34,12 @@ from smartcity.core.web import error_text, language_of, render
 
 router = APIRouter(include_in_schema=False)
 Analyst = Annotated[Identity, Depends(Require("analytics.analyse"))]
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 COLOURS = ("#1d4ed8", "#b91c1c", "#047857", "#7c3aed", "#c2410c", "#0e7490", "#be185d", "#4d7c0f", "#92400e")
 MAX_STOPS_FILE = 20 * 1024 * 1024
 
 
 def _runs_dir(request: Request) -> Path:
-    settings = request.app.state.settings
-    return data_dir(settings, settings.of(AnalyticsSettings)) / "plans"
+    return runs_dir(request.app.state.settings)
 
 
 def _run_dir(request: Request, run_id: str) -> Path:
@@ -143,10 +142,12 @@ async def start_plan(request: Request, analyst: Analyst):
 
 def _result(night) -> dict:
     served = {c.stop.id: c.demand for c in night.plan.candidates}
+    on_routes = {s.id for r in night.plan.routes for s in r.stops}
     return {
         "routes": [
             {
                 "name": r.name,
+                "colour": COLOURS[i % len(COLOURS)],
                 "km": r.km,
                 "round_trip_min": r.round_trip_min,
                 "buses": r.buses,
@@ -157,8 +158,9 @@ def _result(night) -> dict:
                     for s in r.stops
                 ],
             }
-            for r in night.plan.routes
+            for i, r in enumerate(night.plan.routes)
         ],
+        "cells": _hot_cells(night, on_routes),
         "baseline": [
             {"name": r.name, "stops": [{"id": s.id, "lat": s.lat, "lon": s.lon} for s in r.stops]}
             for r in night.baseline or ()
@@ -166,6 +168,23 @@ def _result(night) -> dict:
         "comparison": [c.__dict__ for c in night.comparison],
         "max_km": night.plan.max_km,
     }
+
+
+def _hot_cells(night, on_routes: set[str]) -> list[dict]:
+    """The clustered hot cells as hexagons (lat, lon rings) with their demand, marked when a route's stop serves
+    them: what the script's map shades under the routes."""
+    import h3
+
+    return [
+        {
+            "cell": cell,
+            "demand": night.demand.get(cell, 0.0),
+            "served": c.stop.id in on_routes,
+            "ring": [[round(lat, 6), round(lon, 6)] for lat, lon in h3.cell_to_boundary(cell)],
+        }
+        for c in night.plan.candidates
+        for cell in c.cells
+    ]
 
 
 def _map(result: dict, width: int = 360, height: int = 300) -> dict:
@@ -191,7 +210,7 @@ def _map(result: dict, width: int = 360, height: int = 300) -> dict:
     routes = [
         {
             "name": r["name"],
-            "colour": COLOURS[i % len(COLOURS)],
+            "colour": r.get("colour", COLOURS[i % len(COLOURS)]),
             "path": " ".join(f"{x},{y}" for x, y in map(at, r["stops"])),
             "stops": [{**s, "xy": at(s), "r": round(2 + 6 * math.sqrt(s["demand"] / top), 1)} for s in r["stops"]],
         }
@@ -228,7 +247,13 @@ def run_page(request: Request, run_id: str, _analyst: Analyst):
 @router.get("/analytics/planner/runs/{run_id}/{name}")
 def run_file(request: Request, run_id: str, name: str, _analyst: Analyst):
     path = _run_dir(request, run_id)
-    if name not in OUTPUT_FILES or not (path / name).exists():
+    # result.json: what the page's script draws on the city map (routes, stops, hot cells).
+    if name not in (*OUTPUT_FILES, "result.json") or not (path / name).exists():
         raise NotFound(N_("no route plan {id}"), params={"id": run_id})
-    media = {"gtfs.zip": "application/zip", "routes.geojson": "application/geo+json", "comparison.csv": "text/csv"}
+    media = {
+        "gtfs.zip": "application/zip",
+        "routes.geojson": "application/geo+json",
+        "comparison.csv": "text/csv",
+        "result.json": "application/json",
+    }
     return FileResponse(path / name, media_type=media[name], filename=name)

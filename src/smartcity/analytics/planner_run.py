@@ -8,8 +8,10 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,11 +33,12 @@ from smartcity.analytics.planner import (
     read_baseline,
     read_stops,
 )
-from smartcity.analytics.settings import AnalyticsSettings
+from smartcity.analytics.settings import AnalyticsSettings, data_dir
 from smartcity.core.city import CityProfile
 from smartcity.core.i18n import N_
 
 OUTPUT_FILES = ("routes.geojson", "comparison.csv", "gtfs.zip")
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass
@@ -182,3 +185,29 @@ def write_outputs(night: NightPlan, agency: Agency, out: Path) -> list[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / name for name in OUTPUT_FILES]
+
+
+def runs_dir(settings) -> Path:
+    """Where the planner page keeps its runs, one folder each (status.json, result.json and the outputs)."""
+    return data_dir(settings, settings.of(AnalyticsSettings)) / "plans"
+
+
+def prune_runs(settings, now: float | None = None) -> list[str]:
+    """Delete the page's runs whose last change (status.json: started, done or failed) is older than the
+    retention setting. A run still "running" that old lost its process long ago, so it goes too. Only folders
+    named like a run are touched."""
+    keep_s = settings.of(AnalyticsSettings).planner_keep_days * 86_400
+    cutoff = (time.time() if now is None else now) - keep_s
+    root = runs_dir(settings)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.iterdir()):
+        status = path / "status.json"
+        if not (path.is_dir() and RUN_ID.match(path.name)):
+            continue
+        changed = status.stat().st_mtime if status.exists() else path.stat().st_mtime
+        if changed < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed

@@ -32,6 +32,9 @@ class AnalyticsSettings:
         0.02, "Night routes: share of a served cell's late-night demand expected to ride the bus (riders per route)."
     )
     planner_seconds: float = setting(20.0, "Night routes: the route search's time limit (guided local search).")
+    planner_keep_days: int = setting(
+        30, "Night routes: days a plan made on the planner page stays on disk (its files and downloads)."
+    )
 
 
 def data_dir(settings, analytics: AnalyticsSettings) -> Path:
