@@ -104,7 +104,7 @@ def _projection(request: Request) -> tuple[set[str] | None, set[str] | None, boo
     if pick is not None and omit is not None:
         raise bad_data("pick and omit cannot both be given")
     if attrs is not None:
-        pick = (pick or {"id", "type"}) | attrs | {"id", "type"} if pick is None else pick | attrs
+        pick = (pick or set()) | attrs | {"id", "type"}
     options = options_of(request)
     if not options <= {"keyValues", "concise", "normalized", "sysAttrs"}:
         raise bad_data(f"unknown options: {', '.join(sorted(options))}")
@@ -186,7 +186,7 @@ async def query_entities(request: Request) -> Response:
         spec.geo = parse_geo(
             params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty")
         )
-    if not (spec.types or spec.ids or spec.q or spec.geo or pick or params.get("attrs")):
+    if not (spec.types or spec.ids or spec.q or spec.geo or params.get("attrs")):
         raise bad_data("a query needs type, id, q, attrs or a geo-query")
     spec.limit, spec.offset = (
         _count_param(params.get("limit"), 20, "limit"),
