@@ -10,8 +10,7 @@ import uuid
 import pytest
 
 from smartcity.analytics import module
-from smartcity.analytics.planner_pages import _write_status
-from smartcity.analytics.planner_run import runs_dir
+from smartcity.analytics.planner_run import runs_dir, write_status
 from tests.conftest import make_settings, make_user, signin
 
 DAY = 86_400
@@ -28,7 +27,7 @@ def make_run(settings, age_days: float, state: str = "done") -> str:
     run_id = uuid.uuid4().hex
     path = runs_dir(settings) / run_id
     path.mkdir(parents=True)
-    _write_status(path, state=state, owner="analyst1", constraints={})
+    write_status(path, state=state, owner="analyst1", constraints={})
     (path / "gtfs.zip").write_bytes(b"PK")
     when = time.time() - age_days * DAY
     for f in (path / "status.json", path / "gtfs.zip", path):

@@ -25,6 +25,7 @@ from smartcity.analytics.planner_run import (
     options_from,
     runs_dir,
     write_outputs,
+    write_status,
 )
 from smartcity.analytics.settings import AnalyticsSettings
 from smartcity.core.auth import Identity, Require, verify_csrf
@@ -51,12 +52,6 @@ def _run_dir(request: Request, run_id: str) -> Path:
 
 def _status(path: Path) -> dict:
     return json.loads((path / "status.json").read_text(encoding="utf-8"))
-
-
-def _write_status(path: Path, **status) -> None:
-    tmp = path / "status.json.tmp"
-    tmp.write_text(json.dumps(status, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path / "status.json")
 
 
 def _form_page(request: Request, values: dict, error: str | None = None, status_code: int = 200) -> HTMLResponse:
@@ -116,7 +111,7 @@ async def start_plan(request: Request, analyst: Analyst):
     run_id = uuid.uuid4().hex
     path = _runs_dir(request) / run_id
     path.mkdir(parents=True)
-    _write_status(path, state="running", owner=analyst.label, constraints=values)
+    write_status(path, state="running", owner=analyst.label, constraints=values)
     profile = request.app.state.profile
     baseline = values["baseline"].encode() if values["baseline"].strip() else None
     db = request.app.state.db
@@ -127,13 +122,13 @@ async def start_plan(request: Request, analyst: Analyst):
             night = make_plan(demand_of(settings, ("phone",)), stops, profile, constraints, options, baseline)
             write_outputs(night, agency_of(profile, settings.site_url), path)
             (path / "result.json").write_text(json.dumps(_result(night), ensure_ascii=False), encoding="utf-8")
-            _write_status(path, state="done", owner=analyst.label, constraints=values)
+            write_status(path, state="done", owner=analyst.label, constraints=values)
         except SmartCityError as exc:
-            _write_status(
+            write_status(
                 path, state="failed", owner=analyst.label, constraints=values, template=exc.template, params=exc.params
             )
         except Exception as exc:  # the page says the run failed instead of spinning for ever
-            _write_status(path, state="failed", owner=analyst.label, constraints=values, template=str(exc), params={})
+            write_status(path, state="failed", owner=analyst.label, constraints=values, template=str(exc), params={})
             raise
 
     threading.Thread(target=run, name=f"night-plan-{run_id[:8]}", daemon=True).start()

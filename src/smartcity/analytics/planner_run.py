@@ -192,6 +192,13 @@ def runs_dir(settings) -> Path:
     return data_dir(settings, settings.of(AnalyticsSettings)) / "plans"
 
 
+def write_status(path: Path, **status) -> None:
+    """A run's status.json, replaced whole (a reader never sees half of it); its time is the run's last change."""
+    tmp = path / "status.json.tmp"
+    tmp.write_text(json.dumps(status, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path / "status.json")
+
+
 def prune_runs(settings, now: float | None = None) -> list[str]:
     """Delete the page's runs whose last change (status.json: started, done or failed) is older than the
     retention setting. A run still "running" that old lost its process long ago, so it goes too. Only folders
