@@ -52,9 +52,7 @@ def upgrade() -> None:
         sa.Column("due", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sensing_ngsi_notifications")),
     )
-    op.create_index(
-        "ix_sensing_ngsi_notifications_subscription_id", "sensing_ngsi_notifications", ["subscription_id"]
-    )
+    op.create_index("ix_sensing_ngsi_notifications_subscription_id", "sensing_ngsi_notifications", ["subscription_id"])
     op.create_index("ix_sensing_ngsi_notifications_due", "sensing_ngsi_notifications", ["due"])
 
 
