@@ -70,7 +70,7 @@ def test_synthetic_demand_peaks_at_night_and_stays_in_the_city(analytics_setting
     table = (
         DuckDBEngine()
         .query(
-            'SELECT hour, SUM("count") AS n, MIN(lat) AS s, MAX(lat) AS north, COUNT(DISTINCT day_type) AS types '
+            'SELECT hour, SUM("count") AS n, MIN(lat) AS s, MAX(lat) AS north, COUNT(DISTINCT weekend) AS types '
             "FROM phone GROUP BY hour ORDER BY hour",
             {"phone": data_dir(analytics_settings, analytics_settings.of(AnalyticsSettings)) / "phone"},
         )

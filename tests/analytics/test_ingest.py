@@ -54,7 +54,7 @@ def test_phone_rows_kept_by_local_day_with_defects_by_line(analytics_settings, s
     assert str(table.schema.field("cell").type) == "int64"
     assert table.column("hour").to_pylist() == [23, 0]
     assert table.column("day").to_pylist() == ["2026-03-04", "2026-03-05"]
-    assert table.column("day_type").to_pylist() == ["weekday", "weekday"]  # a Wednesday night, into Thursday
+    assert table.column("weekend").to_pylist() == [False, False]  # a Wednesday night, into Thursday
     assert table.column("count").to_pylist() == [3, 2]
     assert table.column("cell").to_pylist() == list(
         exact_cell_of([CITY_HALL[0], GANGNAM[0]], [CITY_HALL[1], GANGNAM[1]], 8)
@@ -95,7 +95,7 @@ def test_cells_given_as_h3_ids(analytics_settings, seoul):
     assert [(d.line, d.reason) for d in report.defects] == [(3, "cell: not an H3 cell")]
     table = _read(analytics_settings, "phone")
     assert [h3.int_to_str(c) for c in table.column("cell").to_pylist()] == [cell]
-    assert table.column("day_type").to_pylist() == ["weekend"]  # Saturday
+    assert table.column("weekend").to_pylist() == [True]  # Saturday
 
 
 def test_taxi_trips_keep_both_points_and_refuse_a_drop_off_before_the_pick_up(analytics_settings, seoul):

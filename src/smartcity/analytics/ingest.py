@@ -1,6 +1,6 @@
 """Importing demand data into typed Parquet, one folder per day: phone activity, taxi trips, transit boardings.
 
-Every kind becomes rows of the same columns — time (UTC), hour and day_type (in the city's time zone), lat, lon,
+Every kind becomes rows of the same columns — time (UTC), hour and weekend (in the city's time zone), lat, lon,
 cell (H3, int64), count — plus a kind's own (a taxi trip's drop-off point and cell; a boarding's stop). A file's
 rows are checked as a whole first: wrong columns refuse the file (naming them) and nothing is written; rows that
 cannot be kept (bad or missing values, points outside the city, a time whose offset is not the city's) are
@@ -112,7 +112,7 @@ def _when(utc: pd.Series, tz: str) -> dict[str, np.ndarray]:
     local = utc.dt.tz_convert(tz)
     return {
         "hour": local.dt.hour.to_numpy(dtype=np.int8),
-        "day_type": np.where(local.dt.day_of_week.to_numpy() >= 5, "weekend", "weekday"),
+        "weekend": local.dt.day_of_week.to_numpy() >= 5,
         "day": local.dt.strftime("%Y-%m-%d").to_numpy(),
     }
 
@@ -268,7 +268,7 @@ def _rows(kind: Kind, chunk: pd.DataFrame, start: int, tz: str, outline, res: in
     out: dict[str, pa.Array | np.ndarray] = {
         "time": pa.array(kept_utc.dt.tz_localize(None).to_numpy(), pa.timestamp("us", tz="UTC")),
         "hour": when["hour"],
-        "day_type": when["day_type"],
+        "weekend": when["weekend"],
     }
     if kind.name == "boardings" and n and not bool(chunk["_hourly"].iloc[0]):
         out["hour"] = pa.nulls(int(keep.sum()), pa.int8())  # daily averages: no hour of the day

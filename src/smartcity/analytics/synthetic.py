@@ -114,7 +114,7 @@ def generate(
             {
                 "time": pa.array(utc.astype("datetime64[us]"), pa.timestamp("us", tz="UTC")),
                 "hour": hour,
-                "day_type": np.where(weekend, "weekend", "weekday"),
+                "weekend": weekend,
                 "lat": lat,
                 "lon": lon,
                 "cell": cell_of(lat, lon, res),
