@@ -217,3 +217,42 @@ def test_the_gangnam_list_its_defects_and_greedy_against_the_optimum(db):
     _, best, optimal = coverage.best_sites(problem, 5, time_limit_s=60)
     print(f"gangnam: {len(demand)} uncovered, 5 sites: greedy {greedy}, optimum {best}")
     assert optimal and greedy <= best and greedy >= 0.9 * best
+
+
+@pytest.mark.mqtt
+def test_status_over_mqtt_is_stored_once_and_bad_reports_recorded(db, tmp_path, mosquitto, planted):
+    import json
+    import uuid
+
+    import paho.mqtt.client as paho
+    from fastapi.testclient import TestClient
+
+    from smartcity.app import create_app
+    from tests.conftest import eventually, make_settings
+
+    with db.session() as s:
+        ap = wifi.access_points(s)[0].id
+    now = int(time.time())
+    settings = make_settings(db.url, tmp_path, sensing_mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}")
+    device = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ap-{uuid.uuid4().hex[:8]}")
+    device.connect("127.0.0.1", mosquitto.port)
+    device.loop_start()
+    try:
+        with TestClient(create_app(settings, db)) as client:
+            [mqtt] = client.app.state.mqtt_clients.values()
+            eventually(mqtt.connected.is_set)
+            stats = client.app.state.sensing_mqtt.stats
+            report = {"time": now - 60, "up": True, "clients": 7}
+            for payload in (report, report, [{"time": now - 30, "up": False, "clients": 0}], b"{oops"):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                device.publish(f"city/wifi/{ap}/status", data, qos=1).wait_for_publish(5)
+            device.publish("city/wifi/999999/status", json.dumps(report), qos=1).wait_for_publish(5)
+            eventually(lambda: stats.get("status_stored", 0) + stats.get("status_refused", 0) >= 4, timeout=10)
+    finally:
+        device.disconnect()
+        device.loop_stop()
+    with db.session() as s:
+        stored = sorted(s.execute(select(WifiStatus.observed_at, WifiStatus.up, WifiStatus.clients)).all())
+        codes = sorted((r.channel, r.code) for r in s.scalars(select(Rejection)))
+    assert stored == [(now - 60, True, 7), (now - 30, False, 0)]
+    assert codes == [("mqtt", "malformed"), ("mqtt", "unknown_access_point")]

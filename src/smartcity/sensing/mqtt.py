@@ -31,8 +31,24 @@ def broker(context) -> Broker | None:
     return Broker(settings.mqtt_url, settings.mqtt_client_id)
 
 
+WIFI_TOPIC = "city/wifi/+/status"
+
+
 def topics(context) -> list[str]:
-    return [t.strip() for t in context.settings.of(SensingSettings).mqtt_topic.split(",") if t.strip()]
+    """The configured topic filters, and public Wi-Fi status (city/wifi/+/status) unless they name it already
+    (a shared subscription: add $share/smartcity/city/wifi/+/status to SMARTCITY_SENSING_MQTT_TOPIC)."""
+    found = [t.strip() for t in context.settings.of(SensingSettings).mqtt_topic.split(",") if t.strip()]
+    if not any(t.endswith("wifi/+/status") for t in found):
+        found.append(WIFI_TOPIC)
+    return found
+
+
+def access_point_of(topic: str) -> int | None:
+    """The access point's id in city/wifi/{id}/status."""
+    levels = topic.split("/")
+    if len(levels) >= 3 and levels[-1] == "status" and levels[-3] == "wifi" and levels[-2].isdigit():
+        return int(levels[-2])
+    return None
 
 
 def serial_of(topic: str) -> str | None:
@@ -55,8 +71,11 @@ class ReadingsOverMqtt:
     async def __call__(self, messages: list) -> list:
         # All of one read validated together, beside the event loop (which keeps reading the broker): one
         # columnar batch and one queued item instead of one per message (measured: bench/bench_sensing.py).
-        readings, batches = self._readings(messages)
+        statuses = [m for m in messages if access_point_of(m.topic) is not None]
+        readings, batches = self._readings([m for m in messages if access_point_of(m.topic) is None])
         try:
+            if statuses:
+                await asyncio.to_thread(self._statuses, statuses)
             if readings:
                 batches.append(await asyncio.to_thread(validate, self.db, readings, CHANNEL))
             intake = context_of(self.db).slot(INTAKE)
@@ -90,6 +109,25 @@ class ReadingsOverMqtt:
             for item in payload if isinstance(payload, list) else [payload]:
                 readings.append({**item, "sensor": serial} if isinstance(item, dict) else item)
         return readings, refused
+
+    def _statuses(self, messages: list) -> None:
+        """Public Wi-Fi status reports, one object or an array per message, stored (or refused and recorded) in one
+        transaction; a payload that is not JSON is recorded as a refusal."""
+        from smartcity.sensing.wifi import record_status
+
+        reports: list = []
+        for msg in messages:
+            ap = access_point_of(msg.topic)
+            try:
+                payload = json.loads(msg.payload)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                reports.append(f"access point {ap}: the payload is not JSON")
+                continue
+            for item in payload if isinstance(payload, list) else [payload]:
+                reports.append({**item, "access_point": ap} if isinstance(item, dict) else item)
+        outcome = record_status(self.db, reports, CHANNEL)
+        self.stats["status_stored"] = self.stats.get("status_stored", 0) + outcome.stored
+        self.stats["status_refused"] = self.stats.get("status_refused", 0) + len(outcome.rejected)
 
     def _refused(self, serial: str | None, code: str, detail: str) -> Batch:
         return Batch(CHANNEL, no_readings(), [Refusal(0, code, detail, sensor=serial or "")])
