@@ -65,3 +65,48 @@ def sdot_export(rows: list[dict], encoding: str = "utf-8") -> bytes:
     for row in rows:
         writer.writerow([row.get(name, "") for name in SDOT_HEADER])
     return out.getvalue().encode(encoding)
+
+
+class NotificationReceiver:
+    """A real HTTP endpoint on a free port that keeps the JSON it is POSTed (NGSI-LD notifications)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.servers import free_port
+
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handle(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+                length = int(self.headers.get("Content-Length", 0))
+                received.append({"body": json.loads(self.rfile.read(length)), "type": self.headers["Content-Type"]})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n: int, timeout: float = 20.0) -> list[dict]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.received
+
+
+@pytest.fixture
+def receiver():
+    """A notification endpoint for NGSI-LD subscriptions, stopped after the test."""
+    endpoint = NotificationReceiver()
+    yield endpoint
+    endpoint.server.shutdown()
+    endpoint.server.server_close()

@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pyld import jsonld
 
-from tests.sensing.test_ngsi_subscriptions import Receiver
 from tests.servers import free_port
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -72,8 +71,7 @@ def test_an_unreachable_context_is_503_and_nothing_is_stored(sender_key, client)
     assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:ctx1").status_code == 404
 
 
-def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key, client, context_url):
-    receiver = Receiver()
+def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key, client, context_url, receiver):
     subscription = {
         "@context": context_url,
         "type": "Subscription",
@@ -120,5 +118,3 @@ def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key,
     [notified] = receiver.wait(1)  # delivered by the app's job
     data = notified["body"]["data"]
     assert jsonld.expand({**data[0], "@context": context_url})[0][f"{WIFI}ssid"] == expanded[0][f"{WIFI}ssid"]
-    receiver.server.shutdown()
-    receiver.server.server_close()

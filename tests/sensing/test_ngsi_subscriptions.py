@@ -5,10 +5,7 @@ and an endpoint that refuses: tried again with back-off, then the subscription's
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,42 +15,6 @@ from tests.conftest import make_settings
 from tests.servers import free_port
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
-
-
-class Receiver:
-    """A real HTTP endpoint on a free port that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        received = self.received
-
-        class Handle(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
-                length = int(self.headers.get("Content-Length", 0))
-                received.append({"body": json.loads(self.rfile.read(length)), "type": self.headers["Content-Type"]})
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handle)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, timeout: float = 20.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.received
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def send(client, key, method, path, body=None):
@@ -159,7 +120,7 @@ def test_matching_writes_are_notified_by_the_job(sender_key, client, receiver):
 
 
 @pytest.fixture
-def quiet(db, db_url, tmp_path) -> Iterator[TestClient]:
+def quiet(db, db_url, tmp_path):
     """The app without its scheduler: the test runs the delivery itself, at the times it chooses."""
     from smartcity.app import create_app
 
