@@ -6,7 +6,8 @@ in Debian's chromium.
 Starts `smartcity demo` (the demo accounts, reports, wards and incidents, simulated devices moving) on a
 temporary database and free ports, signs in as each role through the sign-in form, and writes
 phone-<role>.png (phone-opendata.png, phone-opendata-dataset.png: the plaza and the reports dataset;
-phone-proposal-debate.png, phone-vote.png, phone-budget-results.png, phone-hearing-live.png: participation). Tiles
+phone-proposal-debate.png, phone-vote.png, phone-budget-results.png, phone-hearing-live.png: participation;
+phone-air-map.png, phone-air-sensor.png: air quality). Tiles
 are off (no internet here), so maps show the platform's own layers.
 """
 
@@ -72,6 +73,15 @@ SHOTS = [
         "#live-state[data-state=live]",
         ('li[data-phase=live] a[href^="/participation/hearings/"]',),
         scroll="#live-state",
+    ),
+    # Air quality (issue 16): the map of sensors by band with the demo's bad district, and one of its sensors.
+    Shot("air-map", None, "/air", "#air-map[data-state=ready]"),
+    Shot(
+        "air-sensor",
+        None,
+        "/air",
+        "#plot-day svg",
+        ('#air-sensors tr[data-band=bad] a[href^="/air/sensors/"]',),
     ),
 ]
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]

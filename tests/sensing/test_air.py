@@ -255,3 +255,42 @@ def test_the_demo_has_a_district_turn_bad_and_its_subscriber_alerted(db):
     assert air.run_alerts(db) == 1
     [(channel, to, body)] = _alerts(db)
     assert (channel, to) == ("email", "citizen@example.org") and "나쁨" in body
+
+
+def test_the_alerts_window_margin_and_fewest_readings_are_settings(db, sensors):
+    """The same wavering series: with the default margin (out below 31) a dip to 33 keeps the alert, so one
+    alert; with a margin of 2 (out below 34) it ends it, so the next rise alerts again. And a window that holds
+    fewer readings than the fewest asked for gives no level at all."""
+    from dataclasses import replace
+
+    from smartcity.core.context import context_of
+    from smartcity.sensing.settings import SensingSettings
+
+    serial = sensors.serials[2]
+    district = _district_of(db, serial)
+    make_user(db, "sniffer", "citizen", email="sniffer@example.org")
+    with db.session() as s:
+        air.subscribe(s, s.scalar(select(User.id).where(User.username == "sniffer")), district)
+    context = context_of(db)
+    defaults = context.settings_of(SensingSettings)
+    wavering = [40] * 3 + [33] * 3 + [40] * 3
+    start = int(time.time()) - 6 * 3600
+    window = 3 * STEP  # each run sees the last three readings only
+    try:
+        context.module_settings[SensingSettings] = replace(defaults, air_alert_window_s=window)
+        assert len(_replay(db, serial, start, wavering)) == 1
+        context.module_settings[SensingSettings] = replace(defaults, air_alert_window_s=window, air_alert_margin=2)
+        assert len(_replay(db, serial, start + 3600, [12] * 3 + wavering)) == 2
+        context.module_settings[SensingSettings] = replace(defaults, air_alert_min_readings=10**6)
+        with db.session() as s:
+            assert air.district_pm25(s, start + 3600 + 12 * STEP, context.settings_of(SensingSettings)) == {}
+    finally:
+        context.module_settings[SensingSettings] = defaults
+
+
+def test_a_job_whose_interval_is_a_setting_runs_once_per_interval():
+    db = object()
+    assert air.due(db, "sensing.test", 120, now=1000.0)
+    assert not air.due(db, "sensing.test", 120, now=1119.0)
+    assert air.due(db, "sensing.test", 120, now=1120.0)
+    assert air.due(db, "sensing.other", 120, now=1120.0)  # each job its own

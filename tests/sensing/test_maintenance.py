@@ -4,8 +4,14 @@ link to the sensor's page, and only staff see it (both stores)."""
 
 from __future__ import annotations
 
+import itertools
 import random
+import statistics
 import time
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smartcity.sensing import maintenance
 from smartcity.sensing.intake import store_now, validate
@@ -87,3 +93,71 @@ def test_series_checks_on_their_own():
     assert maintenance.spike([*steady, (2400, 60.0)], 0).since == 2400
     assert maintenance.flatline([*steady, *((2400 + i, 3.0) for i in range(9))]) is None  # nine: not yet
     assert maintenance.flatline([*steady, *((2400 + i, 3.0) for i in range(10))]).since == 2400
+
+
+# --- the vectorised checks against the rules written plainly, one series at a time ---------------------------
+
+
+def _plain_flatline(series):
+    value, run = series[-1][1], 0
+    for _, v in reversed(series):
+        if v != value:
+            break
+        run += 1
+    return (series[-run][0], run) if run >= maintenance.FLATLINE_K else None
+
+
+def _plain_spike(series, since):
+    for i, (t, v) in enumerate(series):
+        if t < since or i < maintenance.SPIKE_WINDOW // 2:
+            continue
+        before = [x for _, x in series[max(0, i - maintenance.SPIKE_WINDOW) : i]]
+        median = statistics.median(before)
+        mad = statistics.median(abs(x - median) for x in before)
+        if mad and abs(0.6745 * (v - median) / mad) > maintenance.SPIKE_Z:
+            return t
+    return None
+
+
+def _plain_interval(times):
+    gaps = [b - a for a, b in itertools.pairwise(sorted(set(times)))]
+    return int(statistics.median(gaps)) if gaps else None
+
+
+series_of = st.lists(
+    st.tuples(st.integers(1, 4), st.sampled_from([1.0, 2.0, 3.0, 10.0, 60.0, 400.0]), st.integers(0, 3)),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(series_of, min_size=1, max_size=6), st.integers(0, 6000))
+def test_all_series_at_once_find_what_each_series_alone_does(drawn, since):
+    """Several series (gaps, repeated values, spikes and runs drawn by hypothesis) checked together as arrays
+    find, per series, exactly what the rules written for one series find."""
+    keys, times, values, plain = [], [], [], {}
+    for key, steps in enumerate(drawn):
+        t, series = 0, []
+        for gap, value, repeat in steps:
+            for _ in range(repeat + 1):
+                t += gap * 60
+                series.append((t, value))
+        plain[key] = series
+        keys += [key] * len(series)
+        times += [p[0] for p in series]
+        values += [p[1] for p in series]
+    order = list(range(len(keys)))
+    random.Random(since).shuffle(order)  # the store's order is not the series' order
+    runs = maintenance.Runs(
+        np.array([keys[i] for i in order]), np.array([times[i] for i in order]), np.array([values[i] for i in order])
+    )
+    assert {k: (since_, run) for k, since_, run, _ in runs.flatlines()} == {
+        k: found for k, s in plain.items() if (found := _plain_flatline(s))
+    }
+    assert {k: t for k, t, *_ in runs.spikes(since)} == {
+        k: found for k, s in plain.items() if (found := _plain_spike(s, since)) is not None
+    }
+    assert runs.intervals() == {
+        k: found for k, s in plain.items() if (found := _plain_interval([t for t, _ in s])) is not None
+    }

@@ -71,8 +71,9 @@ module = Module(
     permissions={"sensing.submit": ("staff",), "sensing.manage": ("staff",), "sensing.maintain": ("staff",)},
     jobs=(
         Job("sensing.rollup", 300, _rollup),
-        Job("sensing.air_alerts", 120, _air_alerts),
-        Job("sensing.maintenance", 600, _maintenance),
+        # Their intervals are settings (air_alerts_every_s, maintenance_every_s): a short tick, gated in the job.
+        Job("sensing.air_alerts", 10, _air_alerts),
+        Job("sensing.maintenance", 10, _maintenance),
         Job("sensing.ngsi_notify", 2, _ngsi_notify),
     ),
     nav=(

@@ -11,9 +11,10 @@ Bands (µg/m³, a value rounded to a whole number first, as the city publishes t
 
 A sensor's or district's band is the worse of its PM10 and PM2.5 bands (the comprehensive index's rule).
 
-Alerts (hysteresis): a district's level is the median of its sensors' PM2.5 readings of the last WINDOW_S
-seconds (at least MIN_READINGS of them), so one noisy reading moves it little. A district enters an alert when
-its level reaches 나쁨 (36) and leaves it only when the level falls below 36 − MARGIN: a level wavering around
+Alerts (hysteresis): a district's level is the median of its sensors' PM2.5 readings of the last
+`air_alert_window_s` seconds (at least `air_alert_min_readings` of them; SensingSettings), so one noisy reading
+moves it little. A district enters an alert when its level reaches 나쁨 (36) and leaves it only when the level
+falls below 36 − `air_alert_margin`: a level wavering around
 the threshold alerts once. Subscribers hear once per entry, by web push on each browser they subscribed and by
 email when their account has an address.
 """
@@ -30,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit, notify, push
+from smartcity.core.context import context_of
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.geo import geo_index
 from smartcity.core.i18n import N_, translate
@@ -39,10 +41,10 @@ from smartcity.sensing.models import Reading, Rollup
 from smartcity.sensing.quantities import BY_NAME
 from smartcity.sensing.rollup import HOUR
 from smartcity.sensing.sensors import sensors
+from smartcity.sensing.settings import SensingSettings
 
-WINDOW_S = 3600
-MIN_READINGS = 3
-MARGIN = 5.0
+DEFAULTS = SensingSettings()
+
 ALERT_KEY = "pm25"
 
 
@@ -214,23 +216,24 @@ def reachable(session: Session, user_id: int) -> bool:
     return bool(user and user.email) or push.has_subscription(session, user_id)
 
 
-def next_state(alerting: bool, level: float | None) -> bool:
-    """The hysteresis: in at 나쁨's threshold, out only below it less MARGIN; no level keeps the state."""
+def next_state(alerting: bool, level: float | None, margin: float = DEFAULTS.air_alert_margin) -> bool:
+    """The hysteresis: in at 나쁨's threshold, out only below it less `margin`; no level keeps the state."""
     if level is None:
         return alerting
     enter = THRESHOLDS[ALERT_KEY][1]
     if alerting:
-        return level >= enter - MARGIN
+        return level >= enter - margin
     return band_of(ALERT_KEY, level).rank >= BAD.rank
 
 
-def district_pm25(session: Session, now: float) -> dict[str, float]:
-    """Each district's level: the median of its sensors' PM2.5 readings over the last WINDOW_S seconds."""
+def district_pm25(session: Session, now: float, settings: SensingSettings = DEFAULTS) -> dict[str, float]:
+    """Each district's level: the median of its sensors' PM2.5 readings over the last `air_alert_window_s`
+    seconds, when there are at least `air_alert_min_readings` of them."""
     district_of = {s["id"]: s["district"] for s in sensors(session) if s["district"]}
     rows = session.execute(
         select(Reading.sensor_id, Reading.value).where(
             Reading.quantity == BY_NAME[ALERT_KEY].code,
-            Reading.observed_at > int(now) - WINDOW_S,
+            Reading.observed_at > int(now) - settings.air_alert_window_s,
             Reading.observed_at <= int(now),
         )
     )
@@ -239,7 +242,7 @@ def district_pm25(session: Session, now: float) -> dict[str, float]:
         district = district_of.get(sensor_id)
         if district:
             values.setdefault(district, []).append(value)
-    return {d: statistics.median(v) for d, v in values.items() if len(v) >= MIN_READINGS}
+    return {d: statistics.median(v) for d, v in values.items() if len(v) >= settings.air_alert_min_readings}
 
 
 ALERT_SUBJECT = N_("Fine dust alert: {district}")
@@ -254,15 +257,16 @@ def run_alerts(db, now: float | None = None, base_url: str = "") -> int:
     """Update every district's alert state from its level; alert the subscribers of districts that have just
     entered 나쁨 or worse. Returns how many messages were queued."""
     now = time.time() if now is None else now
+    settings = context_of(db).settings_of(SensingSettings)
     queued = 0
     with db.session() as s:
-        levels = district_pm25(s, now)
+        levels = district_pm25(s, now, settings)
         states = {st.district_code: st for st in s.scalars(select(AirDistrictState))}
         for district in set(levels) | set(states):
             level = levels.get(district)
             state = states.get(district)
             was = state.alerting if state else False
-            now_alerting = next_state(was, level)
+            now_alerting = next_state(was, level, settings.air_alert_margin)
             if state is None:
                 state = AirDistrictState(district_code=district, alerting=False, since=int(now))
                 s.add(state)
@@ -313,7 +317,23 @@ def _alert(s: Session, db, district: str, level: float, base_url: str) -> int:
 
 
 def job(db, settings) -> None:
-    run_alerts(db, base_url=settings.site_url.rstrip("/"))
+    if due(db, "sensing.air_alerts", context_of(db).settings_of(SensingSettings).air_alerts_every_s):
+        run_alerts(db, base_url=settings.site_url.rstrip("/"))
+
+
+_RAN: dict[tuple[int, str], float] = {}
+
+
+def due(db, name: str, every: float, now: float | None = None) -> bool:
+    """Whether a job whose interval is a setting should run now: the scheduler's `Job.every` is fixed when the
+    module is declared, before settings are read, so such jobs are declared with a short tick and gate here
+    (per process, like the scheduler's own timing)."""
+    now = time.monotonic() if now is None else now
+    key = (id(db), name)
+    if now - _RAN.get(key, -math.inf) < every:
+        return False
+    _RAN[key] = now
+    return True
 
 
 # --- the demo: one district's air turns bad -----------------------------------------------------------------

@@ -112,7 +112,7 @@ def sensor_page(request: Request, serial: str, quantity: str = "pm25"):
         sensor = next((r for r in air.sensors(s) if r["id"] == sensor_id), {})
     day_points = [(p["time"], p["value"]) for p in raw] or [(p["time"], p["mean"]) for p in hourly]
     month_points = [(p["time"], p["mean"]) for p in daily if p["mean"] is not None]
-    label = q.label if lang == "en" else KO_LABELS.get(q.name, q.label)
+    label = translate(lang, q.label)
     plots = {
         "day": line_plot(
             day_points,
@@ -141,7 +141,7 @@ def sensor_page(request: Request, serial: str, quantity: str = "pm25"):
         last.append(
             {
                 "name": quantity_.name,
-                "label": quantity_.label if lang == "en" else KO_LABELS.get(quantity_.name, quantity_.label),
+                "label": translate(lang, quantity_.label),
                 "value": value,
                 "unit": quantity_.unit,
                 "at": _local(request, at),
@@ -156,7 +156,7 @@ def sensor_page(request: Request, serial: str, quantity: str = "pm25"):
         district=air.district_name(db, sensor.get("district") or "", lang) if sensor.get("district") else "",
         quantity=q,
         quantity_label=label,
-        quantities=[(x.name, x.label if lang == "en" else KO_LABELS.get(x.name, x.label)) for x in QUANTITIES],
+        quantities=[(x.name, translate(lang, x.label)) for x in QUANTITIES],
         last=last,
         plots=plots,
         day_rows=[(_local(request, t), round(v, 1)) for t, v in day_points],
@@ -180,18 +180,6 @@ def _latest(session, sensor_id: int) -> dict[int, tuple[int, float]]:
     )
     return {q: (t, v) for q, t, v in rows}
 
-
-KO_LABELS = {
-    "pm10": "미세먼지(PM10)",
-    "pm25": "초미세먼지(PM2.5)",
-    "temperature": "기온",
-    "humidity": "상대습도",
-    "noise": "소음",
-    "illuminance": "조도",
-    "wind": "풍속",
-    "uv": "자외선 지수",
-    "vibration": "진동",
-}
 
 NO_SENSOR = N_("No sensor has the serial {serial}.")
 DAY_TITLE = N_("{quantity}: last 24 hours")
@@ -279,6 +267,9 @@ def maintenance_page(request: Request, _staff: Identity = Depends(Require("sensi
     with request.app.state.db.session() as s:
         found = maintenance.issues(s)
         ran = max((f["found_at"] for f in found), default=None)
+    lang = language_of(request)
     for f in found:
         f["since_text"] = _local(request, f["since"])
+        named = quantity_named(f["quantity"]) if f["quantity"] else None
+        f["quantity_label"] = translate(lang, named.label) if named else ""
     return render(request, "sensing/maintenance.html", issues=found, ran=_local(request, ran), kinds=maintenance.KINDS)

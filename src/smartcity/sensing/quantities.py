@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smartcity.core.i18n import N_
+
 
 @dataclass(frozen=True)
 class Quantity:
@@ -13,20 +15,20 @@ class Quantity:
     unit: str
     low: float
     high: float
-    label: str  # English, for people
+    label: str  # English, for people; a msgid (pages show translate(language, label))
 
 
 QUANTITIES: tuple[Quantity, ...] = (
     # Ranges: what the S-DoT sensors can express (its field list), widened to what the physics allows.
-    Quantity(1, "pm10", "µg/m³", 0, 1500, "PM10 fine dust"),
-    Quantity(2, "pm25", "µg/m³", 0, 1500, "PM2.5 ultrafine dust"),
-    Quantity(3, "temperature", "°C", -50, 80, "air temperature"),
-    Quantity(4, "humidity", "%", 0, 100, "relative humidity"),
-    Quantity(5, "noise", "dB", 0, 140, "noise level"),
-    Quantity(6, "illuminance", "lx", 0, 150_000, "illuminance"),
-    Quantity(7, "wind", "m/s", 0, 100, "wind speed"),
-    Quantity(8, "uv", "UV index", 0, 16, "ultraviolet index"),
-    Quantity(9, "vibration", "mm/s", 0, 16, "vibration"),
+    Quantity(1, "pm10", "µg/m³", 0, 1500, N_("PM10 fine dust")),
+    Quantity(2, "pm25", "µg/m³", 0, 1500, N_("PM2.5 ultrafine dust")),
+    Quantity(3, "temperature", "°C", -50, 80, N_("air temperature")),
+    Quantity(4, "humidity", "%", 0, 100, N_("relative humidity")),
+    Quantity(5, "noise", "dB", 0, 140, N_("noise level")),
+    Quantity(6, "illuminance", "lx", 0, 150_000, N_("illuminance")),
+    Quantity(7, "wind", "m/s", 0, 100, N_("wind speed")),
+    Quantity(8, "uv", "UV index", 0, 16, N_("ultraviolet index")),
+    Quantity(9, "vibration", "mm/s", 0, 16, N_("vibration")),
 )
 BY_NAME: dict[str, Quantity] = {q.name: q for q in QUANTITIES}
 BY_CODE: dict[int, Quantity] = {q.code: q for q in QUANTITIES}

@@ -48,3 +48,27 @@ class SensingSettings:
         "Coverage radius in metres of an access point installed outdoors (a street, a park, a bus stop); proposed "
         "new sites are outdoor ones.",
     )
+    air_alert_window_s: int = setting(
+        3600,
+        "Air alerts: a district's PM2.5 level is the median of its sensors' readings of this many last seconds, "
+        "so one noisy reading moves it little.",
+    )
+    air_alert_min_readings: int = setting(
+        3,
+        "Air alerts: the fewest readings in the window for a district to have a level at all (fewer: its alert "
+        "state is kept as it was).",
+    )
+    air_alert_margin: float = setting(
+        5.0,
+        "Air alerts' hysteresis in µg/m³: a district enters an alert at 나쁨's threshold (PM2.5 36) and leaves it "
+        "only below the threshold less this margin, so a level wavering around 36 alerts once.",
+    )
+    air_alerts_every_s: int = setting(
+        120,
+        "Seconds between two runs of the sensing.air_alerts job (district levels, alerts to subscribers).",
+    )
+    maintenance_every_s: int = setting(
+        600,
+        "Seconds between two runs of the sensing.maintenance job (silent sensors, impossible values, flatlines, "
+        "spikes for the staff's maintenance page).",
+    )
