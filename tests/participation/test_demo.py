@@ -50,3 +50,11 @@ def test_loading_the_demo_again_adds_no_proposal(db, demo_lines, client):
     again = list(load_demo(db, load_profile("seoul")))
     assert "demo proposals: already there" in again
     assert len(client.get(f"{API}/proposals").json()["proposals"]) == 3
+
+
+def test_the_demo_proposals_are_in_the_profiles_demo_district(db, demo_lines, client):
+    """The district is looked up by its code: by row id (the bug) the code "11230" matched no row, and every
+    demo proposal fell back to the whole city."""
+    district = load_profile("seoul").demo_district
+    found = client.get(f"{API}/proposals").json()["proposals"]
+    assert found and {p["district_code"] for p in found} == {district}, [p["district_code"] for p in found]

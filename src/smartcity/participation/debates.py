@@ -13,16 +13,18 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from smartcity.core import audit
-from smartcity.core.auth import Identity
+from smartcity.core import audit, notify
+from smartcity.core.auth import Identity, check
+from smartcity.core.context import context_of
 from smartcity.core.db import Database, as_utc, utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
-from smartcity.core.i18n import N_
-from smartcity.core.models import District
+from smartcity.core.i18n import N_, translate
+from smartcity.core.models import District, User
 from smartcity.participation import follows
 from smartcity.participation.comments import HIDDEN_COMMENT, Said, add_to, thread
 from smartcity.participation.common import (
     BODY_MAX,
+    REASON_MAX,
     TEXT_MAX,
     TITLE_MAX,
     settings_of,
@@ -35,6 +37,10 @@ STANCES = {"for": N_("For"), "against": N_("Against")}
 MAX_TAGS, TAG_MAX = 8, 30
 NO_DEBATE = N_("no debate {id}")
 KIND = "standalone_debate"  # as follows.FOLLOWABLE names them
+HIDDEN_TITLE = N_("Your debate was hidden")
+HIDDEN_NEWS = N_("A moderator has hidden your debate: {reason}")
+SHOWN_TITLE = N_("Your debate is shown again")
+SHOWN_NEWS = N_("A moderator has shown your debate again.")
 
 
 @dataclass
@@ -112,6 +118,42 @@ def get(session: Session, identity: Identity, debate_id: int) -> Debate:
     if row is None or (row.hidden and not identity.can("participation.moderate")):
         raise NotFound(NO_DEBATE, params={"id": debate_id})
     return row
+
+
+def hide(session: Session, identity: Identity, debate_id: int, reason: str, hidden: bool = True) -> Debate:
+    """Moderators hide a whole debate (or show it again) with the reason, audited; its author is told, in their
+    language, by web push and email. Hidden, it is gone for all but moderators, arguments included."""
+    check(identity, "participation.moderate")
+    row = get(session, identity, debate_id)
+    why = text(reason, "reason", 3, REASON_MAX)
+    row.hidden, row.hidden_reason = hidden, why if hidden else None
+    session.flush()
+    audit.record(session, identity, "hide" if hidden else "unhide", "participation.debate", row.id, {"reason": why})
+    _tell_author(session, row, hidden, why)
+    return row
+
+
+def _tell_author(session: Session, row: Debate, hidden: bool, reason: str) -> None:
+    author = session.get(User, row.author_id)
+    if author is None or not author.active:
+        return
+    language = author.language or context_of(session.info["db"]).profile.language
+    title = translate(language, HIDDEN_TITLE if hidden else SHOWN_TITLE)
+    news = translate(language, HIDDEN_NEWS, reason=reason) if hidden else translate(language, SHOWN_NEWS)
+    url, ref = f"/participation/debates/{row.id}", f"debate:{row.id}"
+    notify.queue_push(session, author.id, title, news, url=url, topic="participation.debate", ref=ref)
+    if author.email:
+        notify.queue(
+            session,
+            "email",
+            author.email,
+            news,
+            subject=title,
+            topic="participation.debate",
+            ref=ref,
+            user_id=author.id,
+            url=url,
+        )
 
 
 def is_open(debate: Debate, now: datetime | None = None) -> bool:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from smartcity.core.auth import CurrentIdentity, Identity
 from smartcity.participation import comment_reports, debates, follows
-from smartcity.participation.api import CommentOut, said_out
+from smartcity.participation.api import CommentOut, HideBody, said_out
 from smartcity.participation.common import BODY_MAX, REASON_MAX, TEXT_MAX, TITLE_MAX
 from smartcity.participation.models import Debate
 
@@ -180,6 +180,21 @@ def argue(request: Request, debate_id: int, body: ArgumentBody, identity: Curren
     """Argue for or against, or reply to an argument; 409 not_open after the closing date."""
     said = debates.argue(_db(request), identity, debate_id, body.body, body.stance, body.parent_id)
     return {"debate_id": debate_id, "comment_id": said}
+
+
+class DebateHidden(BaseModel):
+    id: int
+    hidden: bool
+    hidden_reason: str | None
+
+
+@router.post("/debates/{debate_id}/hide")
+def hide_debate(request: Request, debate_id: int, body: HideBody, identity: CurrentIdentity) -> DebateHidden:
+    """Moderation: hide a whole debate (or show it again, hidden=false) with a reason; audited, its author told.
+    Hidden, the debate and its arguments are gone (404) for all but moderators."""
+    with _db(request).session() as s:
+        row = debates.hide(s, identity, debate_id, body.reason, body.hidden)
+        return DebateHidden(id=row.id, hidden=row.hidden, hidden_reason=row.hidden_reason)
 
 
 @router.post("/comments/{comment_id}/reports", status_code=201)

@@ -140,7 +140,7 @@ def _number(value) -> int:
 @router.post(P + "/{debate_id:int}/{action}", response_class=HTMLResponse)
 async def act(request: Request, debate_id: int, action: str, identity: CurrentIdentity):
     """The debate page's forms: argue (or reply), vote on an argument, follow, and the moderators' hide and
-    show of one argument."""
+    show of one argument or of the whole debate."""
     form = await request.form()
     db = request.app.state.db
     back = f"{P}/{debate_id}"
@@ -167,6 +167,9 @@ async def act(request: Request, debate_id: int, action: str, identity: CurrentId
         elif action in ("follow", "unfollow"):
             with db.session() as s:
                 follows.follow(s, identity, debates.KIND, debate_id, action == "follow")
+        elif action in ("hide", "unhide"):
+            with db.session() as s:
+                debates.hide(s, identity, debate_id, str(form.get("reason") or ""), action == "hide")
         else:
             raise NotFound(NO_PAGE)
     except SmartCityError as exc:

@@ -61,7 +61,7 @@ def load(db, profile: CityProfile) -> Iterator[str]:
         citizen = identity_of_user(people["citizen"], "demo")
         staff = identity_of_user(people["staff"], "demo")
         district = demo_district(profile)
-        if district and s.get(District, district) is None:
+        if district and s.scalar(select(District.id).where(District.code == district)) is None:
             district = None
         rules = service.settings_of(db)
         now = utcnow()
