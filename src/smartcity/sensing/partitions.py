@@ -59,10 +59,13 @@ def ensure_months(conn, first: date, last: date) -> list[str]:
         name = name_of(year, month)
         lo, hi = month_start(year, month), month_start(*next_month(year, month))
         if name not in have:
-            stray = DEFAULT in have and conn.execute(
-                text(f"SELECT 1 FROM {DEFAULT} WHERE observed_at >= :lo AND observed_at < :hi LIMIT 1"),
-                {"lo": lo, "hi": hi},
-            ).first()
+            stray = (
+                DEFAULT in have
+                and conn.execute(
+                    text(f"SELECT 1 FROM {DEFAULT} WHERE observed_at >= :lo AND observed_at < :hi LIMIT 1"),
+                    {"lo": lo, "hi": hi},
+                ).first()
+            )
             if not stray:
                 conn.execute(text(f"CREATE TABLE {name} PARTITION OF {TABLE} FOR VALUES FROM ({lo}) TO ({hi})"))
                 made.append(name)
