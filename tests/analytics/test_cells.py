@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import h3
@@ -92,3 +93,13 @@ def test_the_same_pipeline_on_duckdb_and_spark(analytics_settings, seoul, spark_
     on_spark = demand(analytics_settings, hours=None, engine=spark_engine)
     assert len(on_duckdb) > 100
     assert on_duckdb.to_dict("list") == on_spark.to_dict("list")
+
+
+def test_far_apart_points_sample_only_the_tiles_they_fall_in():
+    # Seoul and Busan in one batch: a lattice over their whole extent would be ~100 M h3 calls (minutes);
+    # only the two points' tiles are sampled.
+    lat, lon = np.array([37.5663, 35.1796]), np.array([126.9779, 129.0756])
+    started = time.perf_counter()
+    found = cell_of(lat, lon, 8)
+    assert time.perf_counter() - started < 10
+    assert list(found) == list(exact_cell_of(lat, lon, 8))
