@@ -159,10 +159,17 @@ def _number(value: Any) -> float | None:
 
 
 def validate(
-    db, readings: Sequence[Any], channel: str, *, serial: str | None = None, now: float | None = None
+    db,
+    readings: Sequence[Any],
+    channel: str,
+    *,
+    serial: str | None = None,
+    serial_each: Sequence[str] | None = None,
+    now: float | None = None,
 ) -> Batch:
     """Readings as a `Batch`: each well-formed one into the columns, each other one refused with its reason.
-    `serial`: the sensor of every reading (MQTT's topic); else each names its own `sensor`."""
+    `serial`: the sensor of every reading; `serial_each`: each reading's sensor (MQTT's topics, so that a reading
+    need not be copied to carry it); else each names its own `sensor`."""
     settings = context_of(db).settings_of(SensingSettings)
     now = time.time() if now is None else now
     latest = now + settings.future_tolerance_s
@@ -177,7 +184,7 @@ def validate(
         if not isinstance(item, Mapping):
             refused.append(Refusal(i, "malformed", "a reading must be a JSON object", value=str(item)[:100]))
             continue
-        sensor = serial if serial is not None else item.get("sensor")
+        sensor = serial if serial is not None else serial_each[i] if serial_each is not None else item.get("sensor")
         name, raw_time, raw_value = item.get("quantity"), item.get("time"), item.get("value")
         shown = {"sensor": str(sensor or "")[:100], "quantity": str(name or "")[:40], "value": str(raw_value)[:100]}
         if not isinstance(sensor, str) or not sensor.strip():
