@@ -82,6 +82,7 @@ SHOTS = [
         "/air",
         "#plot-day svg",
         ('#air-sensors tr[data-band=bad] a[href^="/air/sensors/"]',),
+        scroll="#plots",
     ),
 ]
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
