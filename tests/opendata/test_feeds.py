@@ -193,3 +193,28 @@ def test_a_keyed_dataset_is_refreshed_by_the_changed_rows_only(db):
     things.rows[3]["seen"] = "someday"
     again = feeds.publish_feed_changes(db, dataset, [module], {3})
     assert again.version == 3 and things.full_reads == 2
+
+
+def test_a_module_rewording_its_dataset_updates_the_entry_except_what_staff_changed(db):
+    from dataclasses import replace
+
+    from smartcity.opendata import publishing
+
+    things = _Things()
+    first = Dataset("things", "물건", things.every, description="물건 목록", description_en="Things")
+    module = _module_with(first)
+    feeds.publish_feed(db, _datasets([module])[0], [module])
+    with db.session() as s:  # staff reword the English description only
+        entry = s.scalar(select(CatalogueDataset).where(CatalogueDataset.feed == "tracker.things"))
+        info = publishing.DatasetInfo(entry.name, title_ko=entry.title_ko, description_ko=entry.description_ko)
+        publishing.save_dataset(s, "staff1", replace(info, description_en="Things we keep (staff's words)"))
+    module = _module_with(replace(first, title="물건들", description="바뀐 설명", description_en="Changed"))
+    feeds.publish_feed(db, _datasets([module])[0], [module])
+    with db.session() as s:
+        entry = s.scalar(select(CatalogueDataset).where(CatalogueDataset.feed == "tracker.things"))
+        assert (entry.title_ko, entry.description_ko) == ("물건들", "바뀐 설명")
+        assert entry.description_en == "Things we keep (staff's words)"
+        [update] = [
+            e for e in audit.entries(s, object_id=entry.name) if e.actor == feeds.ACTOR and e.action == "update"
+        ]
+        assert sorted(update.detail["fields"]) == ["description_ko", "title_ko"]

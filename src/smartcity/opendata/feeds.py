@@ -15,6 +15,7 @@ personal topics, rows with coordinates. It is refused in code (`Refused`), and t
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,12 +26,13 @@ from typing import Any
 from sqlalchemy import select
 
 from smartcity.core import audit
+from smartcity.core.db import utcnow
 from smartcity.core.errors import PermissionDenied
 from smartcity.core.i18n import N_
 from smartcity.core.module import Dataset as Declared
 from smartcity.core.module import Module, call, declared
 from smartcity.opendata import publishing, versions
-from smartcity.opendata.catalogue import slug
+from smartcity.opendata.catalogue import index_dataset, slug
 from smartcity.opendata.models import Dataset, Resource
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,36 @@ def catalogued(session, dataset: Declared) -> Dataset:
             tags=tuple(dataset.tags),
         )
         found = publishing.save_dataset(session, ACTOR, info, feed=dataset.name)
+    _reworded(session, found, dataset)
     return found
+
+
+OWNED = ("title_ko", "title_en", "description_ko", "description_en")
+
+
+def _reworded(session, found: Dataset, dataset: Declared) -> None:
+    """Bring the entry's title and descriptions to the module's current wording, field by field, where the
+    entry still holds what the platform last wrote; a field staff changed stays theirs. An entry made before
+    the platform kept its words (no record) is taken as the platform's."""
+    words = {
+        "title_ko": dataset.title or dataset.title_en or found.name,
+        "title_en": dataset.title_en,
+        "description_ko": dataset.description,
+        "description_en": dataset.description_en,
+    }
+    record = json.dumps(words, ensure_ascii=False, sort_keys=True)
+    if found.feed_wrote == record:
+        return
+    wrote = json.loads(found.feed_wrote) if found.feed_wrote else {a: getattr(found, a) for a in OWNED}
+    changed = [a for a in OWNED if getattr(found, a) == wrote.get(a) and getattr(found, a) != words[a]]
+    for attr in changed:
+        setattr(found, attr, words[attr])
+    found.feed_wrote = record
+    if changed:
+        found.modified_at = utcnow()
+        audit.record(session, ACTOR, "update", "opendata.dataset", found.name, detail={"fields": changed})
+        session.flush()
+        index_dataset(session, found)
 
 
 def demo(db, profile=None) -> Iterator[str]:
@@ -132,6 +163,7 @@ def publish_feed(db, dataset: Declared, modules: Iterable[Module]) -> publishing
             done = publishing.publish_records(s, ACTOR, found, "rows", rows, dataset.key)
             if done.version > 1 and not (done.added or done.removed or done.changed):
                 s.rollback()  # nothing changed: no new version
+                catalogued(s, dataset)  # but a module's new wording is kept
                 return None
             return done
     except Refused as exc:

@@ -53,6 +53,9 @@ class Dataset(Base):
     temporal_end: Mapped[str | None] = mapped_column(String(30), nullable=True)
     theme: Mapped[str] = mapped_column(String(50), default="")
     feed: Mapped[str | None] = mapped_column(String(120), nullable=True, unique=True)
+    # A feed's title and descriptions as the platform last wrote them (JSON): a re-registration updates a field
+    # still holding those words and leaves one staff changed (opendata_0005).
+    feed_wrote: Mapped[str | None] = mapped_column(Text, nullable=True)
     published: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
