@@ -2,7 +2,7 @@
 media-type and context checks, the API key, validation, the store) on a real temporary SQLite store:
 
 - batch upsert (POST /ngsi-ld/v1/entityOperations/upsert, 1,000 entities a request): entities stored per
-  second, for plain entities (AccessPoint) and for AirQualityObserved entities whose readings also go through
+  second, for plain entities (Streetlight) and for AirQualityObserved entities whose readings also go through
   the sensing intake into the readings tables. Goal ≥ 2,410/s (10× Stellio's published 241/s on 8 vCPU).
 - `near` geo-query (georel=near;maxDistance==300) over 25,000 entities spread over the city: p99 of the
   request, goal < 10 ms; the store's (lat, lon) index narrows to a box, the exact distance decides.
@@ -45,8 +45,8 @@ def _point(rng: random.Random) -> tuple[float, float]:
 def _access_point(i: int, rng: random.Random) -> dict:
     lon, lat = _point(rng)
     return {
-        "id": f"urn:ngsi-ld:AccessPoint:bench{i:06d}",
-        "type": "AccessPoint",
+        "id": f"urn:ngsi-ld:Streetlight:bench{i:06d}",
+        "type": "Streetlight",
         "name": {"type": "Property", "value": f"AP {i}"},
         "clients": {"type": "Property", "value": rng.randint(0, 60)},
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
@@ -116,7 +116,7 @@ def run(quick: bool = False) -> dict:
                     "geometry": "Point",
                     "coordinates": f"[{lon},{lat}]",
                     "limit": "100",
-                    "type": "AccessPoint",
+                    "type": "Streetlight",
                 }
                 c, t = time.process_time(), time.perf_counter()
                 r = client.get("/ngsi-ld/v1/entities", params=params)
@@ -135,7 +135,7 @@ def run(quick: bool = False) -> dict:
             for _ in range(n_queries):
                 lon, lat = _point(rng)
                 geo = parse_geo("near;maxDistance==300", "Point", f"[{lon},{lat}]", None)
-                spec = store.Query(types=["AccessPoint"], readable_types=store.PUBLIC_TYPES, geo=geo, limit=100)
+                spec = store.Query(types=["Streetlight"], readable_types=store.PUBLIC_TYPES, geo=geo, limit=100)
                 c, t = time.thread_time(), time.perf_counter()
                 with db.session() as s:
                     store.query(s, spec)

@@ -16,7 +16,7 @@ ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 
 
 def entity(n: int, **attrs) -> dict:
-    return {"id": f"urn:ngsi-ld:AccessPoint:b{n}", "type": "AccessPoint", **attrs}
+    return {"id": f"urn:ngsi-ld:Streetlight:b{n}", "type": "Streetlight", **attrs}
 
 
 def batch(client, key, op, body, query=""):
@@ -30,7 +30,7 @@ def batch(client, key, op, body, query=""):
 def values(client, *ns) -> list:
     out = []
     for n in ns:
-        r = client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:b{n}?options=keyValues")
+        r = client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:b{n}?options=keyValues")
         out.append(r.json() if r.status_code == 200 else None)
     return out
 
@@ -38,36 +38,36 @@ def values(client, *ns) -> list:
 def test_batch_create_upsert_update_delete(sender_key, client):
     created = batch(client, sender_key, "create", [entity(1, clients=1), entity(2, clients=2)])
     assert created.status_code == 201
-    assert sorted(created.json()) == ["urn:ngsi-ld:AccessPoint:b1", "urn:ngsi-ld:AccessPoint:b2"]
+    assert sorted(created.json()) == ["urn:ngsi-ld:Streetlight:b1", "urn:ngsi-ld:Streetlight:b2"]
 
     mixed = batch(client, sender_key, "create", [entity(2, clients=9), entity(3, clients=3), {"id": "bad"}])
     assert mixed.status_code == 207
     result = mixed.json()
-    assert result["success"] == ["urn:ngsi-ld:AccessPoint:b3"]
+    assert result["success"] == ["urn:ngsi-ld:Streetlight:b3"]
     errors = {e["entityId"]: e["error"]["type"] for e in result["errors"]}
-    assert errors == {"urn:ngsi-ld:AccessPoint:b2": ERR + "AlreadyExists", "bad": ERR + "BadRequestData"}
+    assert errors == {"urn:ngsi-ld:Streetlight:b2": ERR + "AlreadyExists", "bad": ERR + "BadRequestData"}
     assert values(client, 2)[0]["clients"] == 2
 
     replaced = batch(client, sender_key, "upsert", [entity(1, band="5GHz")])
     assert replaced.status_code == 204
-    assert values(client, 1)[0] == {"id": "urn:ngsi-ld:AccessPoint:b1", "type": "AccessPoint", "band": "5GHz"}
+    assert values(client, 1)[0] == {"id": "urn:ngsi-ld:Streetlight:b1", "type": "Streetlight", "band": "5GHz"}
     merged = batch(client, sender_key, "upsert", [entity(2, band="2.4GHz"), entity(4, clients=4)], "?options=update")
     assert merged.status_code == 201
-    assert merged.json() == ["urn:ngsi-ld:AccessPoint:b4"]
+    assert merged.json() == ["urn:ngsi-ld:Streetlight:b4"]
     assert (values(client, 2)[0]["clients"], values(client, 2)[0]["band"]) == (2, "2.4GHz")
 
     updated = batch(client, sender_key, "update", [entity(3, clients=30), entity(9, clients=90)])
     assert updated.status_code == 207
-    assert updated.json()["success"] == ["urn:ngsi-ld:AccessPoint:b3"]
+    assert updated.json()["success"] == ["urn:ngsi-ld:Streetlight:b3"]
     assert updated.json()["errors"][0]["error"]["type"] == ERR + "ResourceNotFound"
-    assert values(client, 3, 9) == [{"id": "urn:ngsi-ld:AccessPoint:b3", "type": "AccessPoint", "clients": 30}, None]
+    assert values(client, 3, 9) == [{"id": "urn:ngsi-ld:Streetlight:b3", "type": "Streetlight", "clients": 30}, None]
     kept = batch(client, sender_key, "update", [entity(3, clients=31)], "?options=noOverwrite")
     assert kept.status_code == 204 and values(client, 3)[0]["clients"] == 30
 
-    deleted = batch(client, sender_key, "delete", ["urn:ngsi-ld:AccessPoint:b1", "urn:ngsi-ld:AccessPoint:b9"])
+    deleted = batch(client, sender_key, "delete", ["urn:ngsi-ld:Streetlight:b1", "urn:ngsi-ld:Streetlight:b9"])
     assert deleted.status_code == 207
-    assert deleted.json()["success"] == ["urn:ngsi-ld:AccessPoint:b1"]
-    assert batch(client, sender_key, "delete", ["urn:ngsi-ld:AccessPoint:b2"]).status_code == 204
+    assert deleted.json()["success"] == ["urn:ngsi-ld:Streetlight:b1"]
+    assert batch(client, sender_key, "delete", ["urn:ngsi-ld:Streetlight:b2"]).status_code == 204
     assert values(client, 1, 2, 3) == [None, None, values(client, 3)[0]]
 
     for op, body in (("create", {}), ("upsert", []), ("delete", [1])):

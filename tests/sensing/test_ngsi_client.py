@@ -19,7 +19,7 @@ ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 WIFI = "https://smartdatamodels.org/dataModel.WiFi/"
 CONTEXT = {
     "@context": {
-        "AccessPoint": f"{WIFI}AccessPoint",
+        "Streetlight": f"{WIFI}Streetlight",
         "clients": f"{WIFI}clients",
         "ssid": f"{WIFI}ssid",
         "id": "@id",
@@ -56,7 +56,7 @@ def context_url() -> Iterator[str]:
 
 def test_an_unreachable_context_is_503_and_nothing_is_stored(sender_key, client):
     dead = f"http://127.0.0.1:{free_port()}/context.jsonld"
-    body = {"id": "urn:ngsi-ld:AccessPoint:ctx1", "type": "AccessPoint", "@context": dead}
+    body = {"id": "urn:ngsi-ld:Streetlight:ctx1", "type": "Streetlight", "@context": dead}
     r = client.post(
         "/ngsi-ld/v1/entities",
         content=json.dumps(body),
@@ -64,18 +64,18 @@ def test_an_unreachable_context_is_503_and_nothing_is_stored(sender_key, client)
     )
     assert (r.status_code, r.json()["type"]) == (503, ERR + "LdContextNotAvailable")
     linked = client.get(
-        "/ngsi-ld/v1/entities?type=AccessPoint",
+        "/ngsi-ld/v1/entities?type=Streetlight",
         headers={"Link": f'<{dead}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'},
     )
     assert linked.status_code == 503
-    assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:AccessPoint:ctx1").status_code == 404
+    assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:ctx1").status_code == 404
 
 
 def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key, client, context_url, receiver):
     subscription = {
         "@context": context_url,
         "type": "Subscription",
-        "entities": [{"type": "AccessPoint"}],
+        "entities": [{"type": "Streetlight"}],
         "watchedAttributes": ["clients"],
         "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
     }
@@ -88,8 +88,8 @@ def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key,
     assert subscribed.headers["location"].startswith("/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:")
     mine = {
         "@context": context_url,
-        "id": "urn:ngsi-ld:AccessPoint:ctx2",
-        "type": "AccessPoint",
+        "id": "urn:ngsi-ld:Streetlight:ctx2",
+        "type": "Streetlight",
         "ssid": {"type": "Property", "value": "Seoul_Free_WiFi"},
         "clients": {"type": "Property", "value": 12},
     }
@@ -105,14 +105,14 @@ def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key,
 
     link = f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
     found = client.get(
-        "/ngsi-ld/v1/entities", params={"type": "AccessPoint", "q": "clients>10"}, headers={"Link": link}
+        "/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": "clients>10"}, headers={"Link": link}
     )
     assert found.status_code == 200
     [entity] = found.json()
     read_back = jsonld.expand({**entity, "@context": context_url})
     assert read_back[0][f"{WIFI}clients"] == expanded[0][f"{WIFI}clients"]
     assert read_back[0][f"{WIFI}ssid"] == expanded[0][f"{WIFI}ssid"]
-    none = client.get("/ngsi-ld/v1/entities", params={"type": "AccessPoint", "q": "clients>12"}, headers={"Link": link})
+    none = client.get("/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": "clients>12"}, headers={"Link": link})
     assert none.json() == []
 
     [notified] = receiver.wait(1)  # delivered by the app's job

@@ -19,8 +19,8 @@ ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 
 def ap(n: int, clients: float, name: str, lon: float, lat: float, **extra) -> dict:
     return {
-        "id": f"urn:ngsi-ld:AccessPoint:ap{n:03d}",
-        "type": "AccessPoint",
+        "id": f"urn:ngsi-ld:Streetlight:ap{n:03d}",
+        "type": "Streetlight",
         "name": {"type": "Property", "value": name},
         "clients": {
             "type": "Property",
@@ -81,14 +81,14 @@ def test_q_selects_what_the_query_language_says(client, points):
         "installedAt>2026-07-01T00:00:00Z": [n for n in range(12) if 1 + n % 9 > 7],
     }
     for q, want in expect.items():
-        assert ids(find(client, type="AccessPoint", q=q)) == want, q
+        assert ids(find(client, type="Streetlight", q=q)) == want, q
 
 
 def test_type_id_and_id_pattern(client, points):
-    assert ids(find(client, type="AccessPoint")) == list(range(12))
+    assert ids(find(client, type="Streetlight")) == list(range(12))
     assert find(client, type="AirQualityObserved").json() == []
-    assert ids(find(client, id="urn:ngsi-ld:AccessPoint:ap002,urn:ngsi-ld:AccessPoint:ap009")) == [2, 9]
-    assert ids(find(client, type="AccessPoint", idPattern=r"urn:ngsi-ld:AccessPoint:ap01\d")) == [10, 11]
+    assert ids(find(client, id="urn:ngsi-ld:Streetlight:ap002,urn:ngsi-ld:Streetlight:ap009")) == [2, 9]
+    assert ids(find(client, type="Streetlight", idPattern=r"urn:ngsi-ld:Streetlight:ap01\d")) == [10, 11]
 
 
 def test_a_query_needs_type_id_q_or_geo_and_bad_ones_are_400(client, points):
@@ -96,12 +96,12 @@ def test_a_query_needs_type_id_q_or_geo_and_bad_ones_are_400(client, points):
         r = client.get("/ngsi-ld/v1/entities", params=params)
         assert (r.status_code, r.json()["type"]) == (400, ERR + "BadRequestData")
     for params in (
-        {"type": "AccessPoint", "q": "clients>"},
-        {"type": "AccessPoint", "q": "(clients>1"},
-        {"type": "AccessPoint", "q": "clients>1;"},
-        {"type": "AccessPoint", "idPattern": "("},
-        {"type": "AccessPoint", "limit": "-1"},
-        {"type": "AccessPoint", "pick": "name", "omit": "clients"},
+        {"type": "Streetlight", "q": "clients>"},
+        {"type": "Streetlight", "q": "(clients>1"},
+        {"type": "Streetlight", "q": "clients>1;"},
+        {"type": "Streetlight", "idPattern": "("},
+        {"type": "Streetlight", "limit": "-1"},
+        {"type": "Streetlight", "pick": "name", "omit": "clients"},
         {"georel": "near;maxDistance==100", "geometry": "Point", "coordinates": "[126.97"},
         {"georel": "near", "geometry": "Point", "coordinates": "[126.97, 37.56]"},
         {"georel": "near;maxDistance==100", "geometry": "Point", "coordinates": "[37.56, 226.9]"},
@@ -131,7 +131,7 @@ def test_near_and_within(client, points):
     far = ids(
         find(
             client,
-            type="AccessPoint",
+            type="Streetlight",
             georel="near;minDistance==1000",
             geometry="Point",
             coordinates=json.dumps(CITY_HALL),
@@ -146,16 +146,16 @@ def test_near_and_within(client, points):
 
 
 def test_pick_omit_limit_offset_count_and_key_values(client, points):
-    page = find(client, type="AccessPoint", limit="5", offset="3", count="true", options="keyValues", pick="id,clients")
+    page = find(client, type="Streetlight", limit="5", offset="3", count="true", options="keyValues", pick="id,clients")
     assert page.headers["NGSILD-Results-Count"] == "12"
-    assert page.json() == [{"id": f"urn:ngsi-ld:AccessPoint:ap{n:03d}", "clients": n * 5} for n in range(3, 8)]
-    busy = find(client, type="AccessPoint", q="clients>40", count="true", limit="1")
+    assert page.json() == [{"id": f"urn:ngsi-ld:Streetlight:ap{n:03d}", "clients": n * 5} for n in range(3, 8)]
+    busy = find(client, type="Streetlight", q="clients>40", count="true", limit="1")
     assert busy.headers["NGSILD-Results-Count"] == "3" and len(busy.json()) == 1
-    assert "NGSILD-Results-Count" not in find(client, type="AccessPoint").headers
-    omitted = find(client, type="AccessPoint", omit="location,installedAt", limit="1").json()[0]
+    assert "NGSILD-Results-Count" not in find(client, type="Streetlight").headers
+    omitted = find(client, type="Streetlight", omit="location,installedAt", limit="1").json()[0]
     assert set(omitted) == {"id", "type", "name", "clients"}
     geo = client.get(
-        "/ngsi-ld/v1/entities", params={"type": "AccessPoint", "limit": "2"}, headers={"Accept": "application/geo+json"}
+        "/ngsi-ld/v1/entities", params={"type": "Streetlight", "limit": "2"}, headers={"Accept": "application/geo+json"}
     ).json()
     assert geo["type"] == "FeatureCollection" and geo["features"][0]["geometry"]["type"] == "Point"
 
@@ -196,7 +196,7 @@ def test_a_near_query_reads_the_position_index_not_the_whole_type(db, points):
     event.listen(db.engine, "before_cursor_execute", keep)
     try:
         spec = store.Query(
-            types=["AccessPoint"],
+            types=["Streetlight"],
             readable_types=store.PUBLIC_TYPES,
             geo=parse_geo("near;maxDistance==400", "Point", json.dumps(CITY_HALL), None),
         )

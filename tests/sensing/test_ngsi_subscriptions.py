@@ -28,8 +28,8 @@ def send(client, key, method, path, body=None):
 
 def ap(n: int, clients: int, lon: float = 126.978, lat: float = 37.5665) -> dict:
     return {
-        "id": f"urn:ngsi-ld:AccessPoint:s{n}",
-        "type": "AccessPoint",
+        "id": f"urn:ngsi-ld:Streetlight:s{n}",
+        "type": "Streetlight",
         "clients": {"type": "Property", "value": clients},
         "status": {"type": "Property", "value": "up"},
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
@@ -40,7 +40,7 @@ def test_subscription_crud(sender_key, client, receiver):
     sub = {
         "id": "urn:ngsi-ld:Subscription:busy",
         "type": "Subscription",
-        "entities": [{"type": "AccessPoint"}],
+        "entities": [{"type": "Streetlight"}],
         "notification": {"endpoint": {"uri": receiver.url}},
     }
     assert send(client, sender_key, "POST", "/subscriptions", sub).status_code == 201
@@ -59,12 +59,12 @@ def test_subscription_crud(sender_key, client, receiver):
         {"type": "Subscription", "notification": {"endpoint": {"uri": receiver.url}}},
         {
             "type": "Subscription",
-            "entities": [{"type": "AccessPoint"}],
+            "entities": [{"type": "Streetlight"}],
             "notification": {"endpoint": {"uri": "ftp://x"}},
         },
         {
             "type": "Subscription",
-            "entities": [{"type": "AccessPoint"}],
+            "entities": [{"type": "Streetlight"}],
             "q": "clients>",
             "notification": {"endpoint": {"uri": receiver.url}},
         },
@@ -80,7 +80,7 @@ def test_matching_writes_are_notified_by_the_job(sender_key, client, receiver):
     sub = {
         "id": "urn:ngsi-ld:Subscription:crowded",
         "type": "Subscription",
-        "entities": [{"type": "AccessPoint", "idPattern": "urn:ngsi-ld:AccessPoint:s[12]"}],
+        "entities": [{"type": "Streetlight", "idPattern": "urn:ngsi-ld:Streetlight:s[12]"}],
         "watchedAttributes": ["clients"],
         "q": "clients>40",
         "geoQ": {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [126.978, 37.5665]},
@@ -90,7 +90,7 @@ def test_matching_writes_are_notified_by_the_job(sender_key, client, receiver):
     entities = [ap(1, 50), ap(2, 10), ap(3, 90), ap(4, 70, lon=127.1)]
     assert send(client, sender_key, "POST", "/entityOperations/create", entities).status_code == 201
     assert (
-        send(client, sender_key, "POST", "/entities/urn:ngsi-ld:AccessPoint:s2/attrs", {"status": "down"}).status_code
+        send(client, sender_key, "POST", "/entities/urn:ngsi-ld:Streetlight:s2/attrs", {"status": "down"}).status_code
         == 204
     )
     [first] = receiver.wait(1)
@@ -98,14 +98,14 @@ def test_matching_writes_are_notified_by_the_job(sender_key, client, receiver):
     assert first["type"].startswith("application/json")
     assert (body["type"], body["subscriptionId"]) == ("Notification", "urn:ngsi-ld:Subscription:crowded")
     assert body["notifiedAt"].endswith("Z")
-    assert body["data"] == [{"id": "urn:ngsi-ld:AccessPoint:s1", "type": "AccessPoint", "clients": 50}]
+    assert body["data"] == [{"id": "urn:ngsi-ld:Streetlight:s1", "type": "Streetlight", "clients": 50}]
 
     assert (
-        send(client, sender_key, "PATCH", "/entities/urn:ngsi-ld:AccessPoint:s2/attrs", {"clients": 45}).status_code
+        send(client, sender_key, "PATCH", "/entities/urn:ngsi-ld:Streetlight:s2/attrs", {"clients": 45}).status_code
         == 204
     )
     second = receiver.wait(2)[1]["body"]
-    assert second["data"] == [{"id": "urn:ngsi-ld:AccessPoint:s2", "type": "AccessPoint", "clients": 45}]
+    assert second["data"] == [{"id": "urn:ngsi-ld:Streetlight:s2", "type": "Streetlight", "clients": 45}]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         state = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:crowded").json()[
@@ -135,7 +135,7 @@ def test_throttling_and_an_endpoint_that_refuses(db, sender_key, quiet, receiver
         sub = {
             "id": f"urn:ngsi-ld:Subscription:{sid}",
             "type": "Subscription",
-            "entities": [{"type": "AccessPoint"}],
+            "entities": [{"type": "Streetlight"}],
             "throttling": throttling,
             "notification": {"endpoint": {"uri": uri}},
         }
@@ -144,7 +144,7 @@ def test_throttling_and_an_endpoint_that_refuses(db, sender_key, quiet, receiver
     assert send(client, sender_key, "POST", "/entities", ap(2, 6)).status_code == 201  # within the throttling
     now = time.time()
     assert deliver(db, now) == {"sent": 1, "retried": 2, "failed": 0}
-    assert [n["body"]["data"][0]["id"] for n in receiver.received] == ["urn:ngsi-ld:AccessPoint:s1"]
+    assert [n["body"]["data"][0]["id"] for n in receiver.received] == ["urn:ngsi-ld:Streetlight:s1"]
     assert deliver(db, now + 1) == {"sent": 0, "retried": 0, "failed": 0}  # not due before its back-off
     for attempt in range(2, MAX_ATTEMPTS + 1):
         outcome = deliver(db, now + 10**attempt)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from smartcity.core.auth import Identity, current_identity
 from smartcity.core.context import context_of
 from smartcity.core.errors import SmartCityError
 from smartcity.core.intake import Columns
+from smartcity.sensing import ngsi_assets
 from smartcity.sensing import ngsi_entities as store
 from smartcity.sensing.intake import INTAKE, Batch, validate
 from smartcity.sensing.ngsi_entities import Entity
@@ -198,7 +200,13 @@ async def query_entities(request: Request) -> Response:
 
     def read() -> tuple[list[Entity], int]:
         with db.session() as s:
-            return store.query(s, spec)
+            if not ngsi_assets.types_asked(spec):
+                return store.query(s, spec)
+            # The owned entities are paged together with the stored ones: both in id order, merged.
+            owned = ngsi_assets.query(s, spec)
+            stored, total = store.query(s, replace(spec, offset=0, limit=spec.offset + spec.limit))
+            merged = sorted(stored + owned, key=lambda e: e.id)
+            return merged[spec.offset : spec.offset + spec.limit], total + len(owned)
 
     found, total = await run_in_threadpool(read)
     headers = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else {}
@@ -235,7 +243,7 @@ async def retrieve_entity(request: Request, entity_id: str) -> Response:
 
     def read() -> Entity | None:
         with db.session() as s:
-            return store.find(s, entity_id)
+            return store.find(s, entity_id) or ngsi_assets.find(s, entity_id)
 
     e = await run_in_threadpool(read)
     if e is None or (readable is not None and e.type not in readable):
@@ -249,7 +257,7 @@ async def retrieve_entity(request: Request, entity_id: str) -> Response:
 @router.delete("/entities/{entity_id}")
 async def delete_entity(request: Request, entity_id: str) -> Response:
     identity = await writer(request)
-    store.check_id(entity_id)
+    store.refuse_owned(store.check_id(entity_id))
     db = request.app.state.db
 
     def write() -> bool:
@@ -276,7 +284,7 @@ async def _change(
     """Read the entity, apply `change` to the attributes sent (it names those it did not write), store it with
     its readings. `fragment`: the body is that one attribute's members (partial update)."""
     identity = await writer(request)
-    store.check_id(entity_id)
+    store.refuse_owned(store.check_id(entity_id))
     body, _ = await read_body(request, patch=patch)
     if not isinstance(body, dict):
         raise bad_data("the body must be a JSON object")
@@ -352,7 +360,7 @@ async def partial_update(request: Request, entity_id: str, attr: str) -> Respons
 @router.delete("/entities/{entity_id}/attrs/{attr}")
 async def delete_attribute(request: Request, entity_id: str, attr: str) -> Response:
     identity = await writer(request)
-    store.check_id(entity_id)
+    store.refuse_owned(store.check_id(entity_id))
     db = request.app.state.db
 
     def write() -> None:
@@ -503,7 +511,7 @@ async def batch_delete(request: Request) -> Response:
     ids = []
     for eid in body:
         try:
-            ids.append(store.check_id(eid))
+            ids.append(store.refuse_owned(store.check_id(eid)))
         except NgsiError as exc:
             errors.append(_failure(eid, exc))
     db = request.app.state.db

@@ -25,7 +25,9 @@ from smartcity.sensing.ngsi_wire import NgsiError, bad_data, not_found
 
 ATTRIBUTE_TYPES = ("Property", "GeoProperty", "Relationship", "LanguageProperty")
 # Types anyone may read: the city publishes its sensors' observations and its public Wi-Fi.
-PUBLIC_TYPES = ("AirQualityObserved", "NoiseLevelObserved", "AccessPoint")
+PUBLIC_TYPES = ("AirQualityObserved", "NoiseLevelObserved", "AccessPoint", "Device", "Streetlight")
+# Types other modules own (served read-only from the assets registry, ngsi_assets.py) → their asset kind.
+OWNED_TYPES = {"Camera": "cctv", "AccessPoint": "wifi", "Device": "sensor"}
 SENSOR_TYPES = ("AirQualityObserved", "NoiseLevelObserved")
 # Smart Data Models attribute → (the sensing quantity, the factor to its unit).
 QUANTITY_OF = {
@@ -138,12 +140,24 @@ def entity(raw: Any) -> Entity:
         raise bad_data("an entity needs an id that is a URI (urn:ngsi-ld:Type:name)")
     if not isinstance(etype, str) or not _NAME.match(etype) or len(etype) > 256:
         raise bad_data("an entity needs a type (a name)")
+    refuse_owned(eid, etype)
     return Entity(eid, etype, attributes(raw))
 
 
 def check_id(eid: str) -> str:
     if not _URI.match(eid):
         raise bad_data(f"{eid!r} is not a URI")
+    return eid
+
+
+def refuse_owned(eid: str, etype: str | None = None) -> str:
+    """Writes to the entities other modules own (their type, or an id in their type's namespace) are refused:
+    the assets registry is where cameras, access points and sensors change."""
+    owner = (
+        etype if etype in OWNED_TYPES else next((t for t in OWNED_TYPES if eid.startswith(f"urn:ngsi-ld:{t}:")), None)
+    )
+    if owner is not None:
+        raise NgsiError(422, "OperationNotSupported", f"{owner} entities are read-only here (the assets registry's)")
     return eid
 
 
