@@ -118,3 +118,58 @@ def hour_plot(hourly: list[dict], label: str, width: int = 360, height: int = 14
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+WEEKDAYS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
+
+
+def _trend_rows(request: Request, period: str, window: int, category: str, district: str):
+    from smartcity.analytics import trends
+
+    events = trends.report_events(request.app.state.db)
+    rows = trends.series(events, period=period, window=window, category=category, district=district)
+    return trends, events, rows
+
+
+@router.get("/analytics/trends", response_class=HTMLResponse)
+def trends_page(
+    request: Request, who: Analyst, period: str = "week", window: int = 4, category: str = "", district: str = ""
+):
+    lang = language_of(request)
+    try:
+        trends, events, rows = _trend_rows(request, period, window, category, district)
+    except InvalidInput as exc:
+        return HTMLResponse(escape(exc.message), status_code=422)
+    grid = trends.profile(events, category=category, district=district)
+    return render(
+        request,
+        "analytics/trends.html",
+        rows=rows,
+        period=period,
+        window=window,
+        category=category,
+        district=district,
+        categories=sorted(set(events["category"])),
+        districts=sorted(d for d in set(events["district"]) if d),
+        series_svg=trends.series_plot(rows, translate(lang, "Reports per period and their rolling mean")),
+        profile_svg=trends.profile_plot(
+            grid, translate(lang, "Reports per weekday and hour"), [translate(lang, d) for d in WEEKDAYS]
+        ),
+    )
+
+
+@router.get("/analytics/trends.csv")
+def trends_csv(
+    request: Request, who: Analyst, period: str = "week", window: int = 4, category: str = "", district: str = ""
+):
+    from fastapi.responses import Response
+
+    try:
+        trends, _, rows = _trend_rows(request, period, window, category, district)
+    except InvalidInput as exc:
+        return HTMLResponse(escape(exc.message), status_code=422)
+    return Response(
+        trends.series_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="report-trends.csv"'},
+    )
