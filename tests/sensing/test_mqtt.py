@@ -72,3 +72,40 @@ def test_readings_over_mqtt_are_stored_once_and_bad_ones_recorded(db, tmp_path, 
     assert codes == sorted(
         [("mqtt", other, "out_of_range"), ("mqtt", serial, "malformed"), ("mqtt", "V02Q0000000", "unknown_sensor")]
     )
+
+
+def test_a_read_of_many_messages_keeps_each_reading_with_its_topics_sensor(db, tmp_path, mosquitto, sensors):
+    """Messages of different lengths read together: each reading is stored under its own topic's sensor (a
+    "sensor" in the payload is ignored), and a payload that is not UTF-8 (recorded against its topic's sensor)
+    and an item that is not an object are refused while the rest of the read is stored."""
+    from smartcity.app import create_app
+    from smartcity.sensing.sensors import sensor_serials
+
+    settings = make_settings(db.url, tmp_path, sensing_mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}")
+    a, b = sensors.serials[:2]
+    now = int(time.time()) - 600
+    device = Sensor(mosquitto.port)
+    try:
+        with TestClient(create_app(settings, db)) as client:
+            [mqtt] = client.app.state.mqtt_clients.values()
+            eventually(mqtt.connected.is_set)
+            intake = client.app.state.sensing_mqtt
+            device.send(
+                f"city/sensors/{a}/readings",
+                [{"sensor": b, "quantity": "pm10", "time": now + i, "value": 10 + i} for i in range(3)],
+            )
+            device.send(f"city/sensors/{b}/readings", b"\xff\xfe not utf-8")
+            device.send(f"city/sensors/{b}/readings", [7, {"quantity": "pm25", "time": now, "value": 5}])
+            device.send(f"city/sensors/{a}/readings", {"quantity": "noise", "time": now, "value": 50})
+            eventually(lambda: sum(intake.stats.values()) >= 7, timeout=10)
+            assert intake.stats == {"stored": 5, "duplicates": 0, "refused": 2}
+    finally:
+        device.close()
+    with db.session() as s:
+        ids = sensor_serials(s)
+        readings = s.execute(select(Reading.sensor_id, Reading.quantity, Reading.value)).all()
+        codes = sorted((r.sensor, r.code) for r in s.scalars(select(Rejection)))
+    assert sorted(readings) == sorted(
+        [(ids[a], 1, 10.0), (ids[a], 1, 11.0), (ids[a], 1, 12.0), (ids[b], 2, 5.0), (ids[a], 5, 50.0)]
+    )
+    assert codes == sorted([(b, "malformed"), ("", "malformed")])
