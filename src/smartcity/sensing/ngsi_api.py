@@ -30,6 +30,7 @@ from smartcity.core.intake import Columns
 from smartcity.sensing import ngsi_assets
 from smartcity.sensing import ngsi_entities as store
 from smartcity.sensing.intake import INTAKE, Batch, validate
+from smartcity.sensing.ngsi_context import Names
 from smartcity.sensing.ngsi_entities import Entity
 from smartcity.sensing.ngsi_query import parse_geo, parse_q
 from smartcity.sensing.ngsi_wire import (
@@ -149,8 +150,8 @@ async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | Non
 @router.post("/entities")
 async def create_entity(request: Request) -> Response:
     identity = await writer(request)
-    body, _ = await read_body(request)
-    e = store.entity(body)
+    body, context = await read_body(request)
+    e = store.entity(Names(context).entity_in(body))
     db = request.app.state.db
     refused = await _take_readings(db, [e])
     if refused:
@@ -169,9 +170,11 @@ async def create_entity(request: Request) -> Response:
 @router.get("/entities")
 async def query_entities(request: Request) -> Response:
     media = response_type(request)
-    await request_context(request)
+    context = await request_context(request)
+    names = Names(context)
     params = request.query_params
     pick, omit, key_values = _projection(request)
+    pick, omit = names.stored_names(pick), names.stored_names(omit)
     spec = store.Query(readable_types=await _readable(request))
     if params.get("type"):
         spec.types = [t.strip() for t in params["type"].split(",") if t.strip()]
@@ -183,7 +186,9 @@ async def query_entities(request: Request) -> Response:
         except re.error as exc:
             raise bad_data(f"idPattern is not a regular expression: {exc}") from None
     if params.get("q"):
-        spec.q = parse_q(params["q"])
+        test = parse_q(params["q"])
+        # q names attributes in the request's terms: tested on the entity as that client names it.
+        spec.q = test if not names.key else lambda d: test(names.attrs_out(d))
     if params.get("georel") or params.get("geometry") or params.get("coordinates"):
         spec.geo = parse_geo(
             params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty")
@@ -210,10 +215,10 @@ async def query_entities(request: Request) -> Response:
 
     found, total = await run_in_threadpool(read)
     headers = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else {}
-    body = [store.projected(e, pick, omit, key_values) for e in found]
+    body = [names.attrs_out(store.projected(e, pick, omit, key_values)) for e in found]
     if media == "application/geo+json":
         body = _feature_collection(found, body)
-    return answer(request, body, media, headers=headers)
+    return answer(request, body, media, headers=headers, context=context)
 
 
 def _feature_collection(found: list[Entity], rendered: list[dict]) -> dict:
@@ -235,9 +240,11 @@ def _count_param(raw: str | None, default: int, name: str) -> int:
 @router.get("/entities/{entity_id}")
 async def retrieve_entity(request: Request, entity_id: str) -> Response:
     media = response_type(request)
-    await request_context(request)
+    context = await request_context(request)
+    names = Names(context)
     store.check_id(entity_id)
     pick, omit, key_values = _projection(request)
+    pick, omit = names.stored_names(pick), names.stored_names(omit)
     readable = await _readable(request)
     db = request.app.state.db
 
@@ -248,10 +255,10 @@ async def retrieve_entity(request: Request, entity_id: str) -> Response:
     e = await run_in_threadpool(read)
     if e is None or (readable is not None and e.type not in readable):
         raise store.missing(entity_id)
-    body = store.projected(e, pick, omit, key_values)
+    body = names.attrs_out(store.projected(e, pick, omit, key_values))
     if media == "application/geo+json":
         body = _feature_collection([e], [body])["features"][0]
-    return answer(request, body, media)
+    return answer(request, body, media, context=context)
 
 
 @router.delete("/entities/{entity_id}")
@@ -285,15 +292,16 @@ async def _change(
     its readings. `fragment`: the body is that one attribute's members (partial update)."""
     identity = await writer(request)
     store.refuse_owned(store.check_id(entity_id))
-    body, _ = await read_body(request, patch=patch)
+    body, context = await read_body(request, patch=patch)
+    names = Names(context)
     if not isinstance(body, dict):
         raise bad_data("the body must be a JSON object")
     if fragment is not None:
-        new = {fragment: body}
+        new = {names.stored(fragment): body}
     else:
         if body.get("id", entity_id) != entity_id:
             raise bad_data("the body's id is not the entity's")
-        new = store.attributes(body)
+        new = store.attributes(names.entity_in(body))
         if not new:
             raise bad_data("no attribute to write")
     db = request.app.state.db
@@ -348,10 +356,11 @@ async def update_attributes(request: Request, entity_id: str) -> Response:
 @router.patch("/entities/{entity_id}/attrs/{attr}")
 async def partial_update(request: Request, entity_id: str, attr: str) -> Response:
     def update(e: Entity, new: dict) -> list[str]:
-        if attr not in e.attrs:
+        [name] = new  # the attribute's name as stored (under the request's @context)
+        if name not in e.attrs:
             raise store.missing(f"{entity_id} attribute {attr}")
         # A partial update changes the members sent and keeps the rest (unitCode, observedAt, sub-attributes).
-        e.attrs[attr] = store.attribute(attr, {**e.attrs[attr], **new[attr]})
+        e.attrs[name] = store.attribute(name, {**e.attrs[name], **new[name]})
         return []
 
     return await _change(request, entity_id, update, "ngsi.update", patch=True, fragment=attr)
@@ -361,6 +370,7 @@ async def partial_update(request: Request, entity_id: str, attr: str) -> Respons
 async def delete_attribute(request: Request, entity_id: str, attr: str) -> Response:
     identity = await writer(request)
     store.refuse_owned(store.check_id(entity_id))
+    attr = Names(await request_context(request)).stored(attr)
     db = request.app.state.db
 
     def write() -> None:
@@ -398,7 +408,8 @@ def _failure(eid: Any, error: NgsiError) -> dict:
 
 
 async def _entities_of(request: Request) -> tuple[list[Entity], list[dict]]:
-    body, _ = await read_body(request)
+    body, context = await read_body(request)
+    names = Names(context)
     if not isinstance(body, list) or not body:
         raise bad_data("a batch is a non-empty JSON array")
     if len(body) > MAX_BATCH:
@@ -406,7 +417,7 @@ async def _entities_of(request: Request) -> tuple[list[Entity], list[dict]]:
     good, errors = [], []
     for raw in body:
         try:
-            good.append(store.entity(raw))
+            good.append(store.entity(names.entity_in(raw)))
         except NgsiError as exc:
             errors.append(_failure(raw.get("id", "") if isinstance(raw, dict) else "", exc))
     return good, errors

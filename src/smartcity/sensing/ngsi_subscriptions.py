@@ -26,6 +26,7 @@ from smartcity.core import audit
 from smartcity.core.db import utcnow
 from smartcity.sensing import ngsi_entities as store
 from smartcity.sensing.ngsi_api import NgsiRoute, writer
+from smartcity.sensing.ngsi_context import Names
 from smartcity.sensing.ngsi_entities import Entity
 from smartcity.sensing.ngsi_query import GeoQuery, parse_geo, parse_q
 from smartcity.sensing.ngsi_store import NgsiNotification, NgsiSubscription
@@ -47,7 +48,7 @@ def checked(raw: Any, sid: str | None = None) -> dict:
         raise bad_data("a subscription is a JSON object")
     if raw.get("type", "Subscription") != "Subscription":
         raise bad_data("a subscription's type is Subscription")
-    sub = {k: v for k, v in raw.items() if k != "@context"}
+    sub = {k: v for k, v in raw.items() if k not in ("@context", "_terms")}
     sub["id"] = sid or sub.get("id") or f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
     store.check_id(sub["id"])
     sub["type"] = "Subscription"
@@ -108,8 +109,25 @@ def _geo(geo: Any) -> GeoQuery:
     )
 
 
+def with_context(sub: dict, context: Any) -> dict:
+    """A checked subscription under the request's @context: its attribute names as stored, the context kept
+    (resolved, `_terms`) for testing its q and naming its notifications' attributes in the subscriber's terms."""
+    names = Names(context)
+    if not names.key:
+        return sub
+    if sub.get("watchedAttributes"):
+        sub["watchedAttributes"] = [names.stored(n) for n in sub["watchedAttributes"]]
+    notification = sub["notification"]
+    if notification.get("attributes"):
+        notification["attributes"] = [names.stored(n) for n in notification["attributes"]]
+    sub["jsonldContext"] = context
+    sub["_terms"] = names.key
+    return sub
+
+
 def rendered(row: NgsiSubscription) -> dict:
     sub = json.loads(row.body)
+    sub.pop("_terms", None)
     sub["isActive"] = row.active
     sub["status"] = "active" if row.active else "paused"
     notification = sub["notification"]
@@ -140,7 +158,7 @@ def _matches(sub: dict, e: Entity, changed: set[str]) -> bool:
     watched = sub.get("watchedAttributes")
     if watched and not changed & set(watched):
         return False
-    if sub.get("q") and not parse_q(sub["q"])(e.as_dict()):
+    if sub.get("q") and not parse_q(sub["q"])(Names.of_key(sub.get("_terms", "")).attrs_out(e.as_dict())):
         return False
     if sub.get("geoQ"):
         point = store.point_of(e.attrs.get("location"))
@@ -165,7 +183,9 @@ def queue(session: Session, changes: list[tuple[Entity, set[str]]], now: float |
             continue
         notification = sub["notification"]
         picked = set(notification["attributes"]) | {"id", "type"} if notification.get("attributes") else None
-        data = [store.projected(e, picked, None, notification.get("format") == "keyValues") for e in hits]
+        names = Names.of_key(sub.get("_terms", ""))
+        key_values = notification.get("format") == "keyValues"
+        data = [names.attrs_out(store.projected(e, picked, None, key_values)) for e in hits]
         payload = {"subscriptionId": row.id, "data": data}
         session.add(NgsiNotification(subscription_id=row.id, payload=json.dumps(payload, ensure_ascii=False), due=now))
         row.last_queued = now
@@ -245,8 +265,8 @@ def job(db, _settings) -> None:
 @router.post("/subscriptions")
 async def create_subscription(request: Request) -> Response:
     identity = await writer(request)
-    body, _ = await read_body(request)
-    sub = checked(body)
+    body, context = await read_body(request)
+    sub = with_context(checked(body), context)
     db = request.app.state.db
 
     def write() -> None:
@@ -314,8 +334,10 @@ async def update_subscription(request: Request, sid: str) -> Response:
             row = s.get(NgsiSubscription, sid)
             if row is None:
                 raise not_found(f"no subscription {sid}")
-            merged = {**json.loads(row.body), **{k: v for k, v in body.items() if k not in ("id", "type")}}
+            merged = {**json.loads(row.body), **{k: v for k, v in body.items() if k not in ("id", "type", "_terms")}}
             sub = checked(merged, sid)
+            if "_terms" in merged:
+                sub["_terms"] = merged["_terms"]
             row.body, row.active = json.dumps(sub, ensure_ascii=False), sub.get("isActive", True)
             audit.record(
                 s, identity, "ngsi.subscription_update", "ngsi_subscription", sid[:100], {"fields": sorted(body)[:20]}

@@ -160,6 +160,12 @@ async def check_context(context: Any) -> None:
             _FETCHED[url] = document
 
 
+def fetched(url: str) -> Any | None:
+    """A user context document this process has fetched (check_context), or None."""
+    with _LOCK:
+        return _FETCHED.get(url)
+
+
 def _urls(context: Any) -> list[str]:
     if context is None:
         return []
@@ -172,15 +178,23 @@ def _urls(context: Any) -> list[str]:
     raise bad_data("@context must be a URL, an object or a list of them")
 
 
-def answer(request: Request, body: Any, media: str, status: int = 200, headers: dict | None = None) -> Response:
-    """A JSON answer: with application/ld+json each entity carries the core @context; otherwise a Link
-    header names it."""
+def answer(
+    request: Request, body: Any, media: str, status: int = 200, headers: dict | None = None, context: Any = None
+) -> Response:
+    """A JSON answer: with application/ld+json each entity carries the @context its names are compacted with
+    (`context`, the request's, else the core context); otherwise a Link header names it."""
     headers = dict(headers or {})
+    # A user context is answered with the core context after it (the core terms always apply).
+    if context is None or context == CORE_CONTEXT:
+        context = CORE_CONTEXT
+    else:
+        context = [*(context if isinstance(context, list) else [context]), CORE_CONTEXT]
     if media == LD_JSON:
         if isinstance(body, list):
-            body = [{**item, "@context": CORE_CONTEXT} for item in body]
+            body = [{**item, "@context": context} for item in body]
         elif isinstance(body, dict):
-            body = {**body, "@context": CORE_CONTEXT}
+            body = {**body, "@context": context}
     else:
-        headers["Link"] = f'<{CORE_CONTEXT}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+        link = context[0] if isinstance(context, list) and isinstance(context[0], str) else CORE_CONTEXT
+        headers["Link"] = f'<{link}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
     return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type=media, headers=headers)

@@ -1,0 +1,150 @@
+"""JSON-LD @context in the NGSI-LD broker: the core context is a file in the package (served to pyld by a
+document loader that never reaches the network), and attribute names are stored expanded-then-compacted with
+it, so that two clients whose user contexts map one term to different IRIs write different attributes and
+each reads, queries, projects, patches, deletes and is notified in its own terms; on both stores."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pyld import jsonld
+
+from smartcity.sensing import ngsi_context
+from smartcity.sensing.ngsi_wire import CORE_CONTEXT
+from tests.servers import free_port
+
+NGSI = "https://uri.etsi.org/ngsi-ld/"
+A, B = "https://example.org/a/", "https://example.org/b/"
+CONTEXTS = {
+    "/a.jsonld": {"@context": {"clients": f"{A}clients"}},
+    "/b.jsonld": {"@context": {"clients": f"{B}clients"}},
+}
+
+
+class ContextServer:
+    """Two user contexts on a real HTTP server (a free port), counting the requests it is sent."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Serve(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                hits.append(self.path)
+                document = CONTEXTS.get(self.path)
+                body = json.dumps(document).encode()
+                self.send_response(200 if document else 404)
+                self.send_header("Content-Type", "application/ld+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Serve)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def contexts() -> Iterator[ContextServer]:
+    served = ContextServer()
+    yield served
+    served.server.shutdown()
+    served.server.server_close()
+
+
+def link(url: str) -> dict:
+    return {"Link": f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
+
+
+def test_the_core_context_file_maps_the_standards_terms_and_the_loader_stays_offline(contexts):
+    doc = {
+        "@context": CORE_CONTEXT,
+        "id": "urn:ngsi-ld:Streetlight:x",
+        "location": {"type": "GeoProperty", "value": "here", "observedAt": "2026-12-05T10:00:00Z"},
+        "lanternHeight": {"type": "Property", "value": 8},
+    }
+    [expanded] = jsonld.expand(doc, ngsi_context.OPTIONS)
+    location = expanded[f"{NGSI}location"][0]
+    assert location["@type"] == [f"{NGSI}GeoProperty"]
+    assert f"{NGSI}hasValue" in location and f"{NGSI}observedAt" in location
+    assert f"{NGSI}default-context/lanternHeight" in expanded
+    with pytest.raises(jsonld.JsonLdError):
+        jsonld.expand({"@context": f"{contexts.base}/a.jsonld", "clients": 1}, ngsi_context.OPTIONS)
+    assert contexts.hits == []  # the loader refused it without a request
+
+
+def test_two_contexts_giving_one_term_two_meanings_keep_apart(client, sender_key, contexts):
+    a, b = link(f"{contexts.base}/a.jsonld"), link(f"{contexts.base}/b.jsonld")
+    key = {"X-API-Key": sender_key, "Content-Type": "application/json"}
+    eid = "urn:ngsi-ld:Streetlight:ctx"
+    entity = {"id": eid, "type": "Streetlight", "clients": {"type": "Property", "value": 5}}
+    assert client.post("/ngsi-ld/v1/entities", content=json.dumps(entity), headers={**key, **a}).status_code == 201
+    appended = client.post(
+        f"/ngsi-ld/v1/entities/{eid}/attrs",
+        content=json.dumps({"clients": {"type": "Property", "value": 9}}),
+        headers={**key, **b},
+    )
+    assert appended.status_code == 204, appended.text
+
+    def read(headers: dict, **params) -> dict:
+        r = client.get(f"/ngsi-ld/v1/entities/{eid}", params={"options": "keyValues", **params}, headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert read(a)["clients"] == 5
+    assert read(b)["clients"] == 9
+    plain = read({})
+    assert (plain[f"{A}clients"], plain[f"{B}clients"]) == (5, 9) and "clients" not in plain
+    assert read(b, pick="id,clients") == {"id": eid, "clients": 9}
+
+    def found(headers: dict, q: str) -> list[str]:
+        r = client.get("/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": q}, headers=headers)
+        return [e["id"] for e in r.json()]
+
+    assert found(a, "clients==5") == [eid] and found(b, "clients==5") == []
+    assert found(b, "clients==9") == [eid]
+
+    patched = client.patch(
+        f"/ngsi-ld/v1/entities/{eid}/attrs/clients", content=json.dumps({"value": 6}), headers={**key, **a}
+    )
+    assert patched.status_code == 204, patched.text
+    assert (read(a)["clients"], read(b)["clients"]) == (6, 9)
+    gone = client.delete(f"/ngsi-ld/v1/entities/{eid}/attrs/clients", headers={"X-API-Key": sender_key, **b})
+    assert gone.status_code == 204
+    assert read(a)["clients"] == 6 and "clients" not in read(b)
+
+    ld = client.get(f"/ngsi-ld/v1/entities/{eid}", headers={"Accept": "application/ld+json", **a}).json()
+    assert ld["@context"] == [f"{contexts.base}/a.jsonld", CORE_CONTEXT]
+    [back] = jsonld.expand(ld, ngsi_context.OPTIONS)  # the answer read through the contexts it names: A's IRI
+    assert back[f"{A}clients"][0][f"{NGSI}hasValue"] == [{"@value": 6}]
+
+
+def test_a_subscription_watches_and_is_notified_in_its_own_terms(client, sender_key, contexts, receiver):
+    a, b = link(f"{contexts.base}/a.jsonld"), link(f"{contexts.base}/b.jsonld")
+    key = {"X-API-Key": sender_key, "Content-Type": "application/json"}
+    subscription = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight"}],
+        "watchedAttributes": ["clients"],
+        "q": "clients>3",
+        "notification": {"attributes": ["clients"], "endpoint": {"uri": receiver.url, "accept": "application/json"}},
+    }
+    made = client.post("/ngsi-ld/v1/subscriptions", content=json.dumps(subscription), headers={**key, **a})
+    assert made.status_code == 201, made.text
+    shown = client.get(made.headers["location"], headers={"X-API-Key": sender_key}).json()
+    assert shown["watchedAttributes"] == [f"{A}clients"] and "_terms" not in shown
+    eid = "urn:ngsi-ld:Streetlight:sub"
+    other = {"id": eid, "type": "Streetlight", "clients": {"type": "Property", "value": 50}}
+    assert client.post("/ngsi-ld/v1/entities", content=json.dumps(other), headers={**key, **b}).status_code == 201
+    mine = {"clients": {"type": "Property", "value": 4}}
+    sent = client.post(f"/ngsi-ld/v1/entities/{eid}/attrs", content=json.dumps(mine), headers={**key, **a})
+    assert sent.status_code == 204
+    [notified] = receiver.wait(1)
+    assert notified["body"]["data"] == [{"id": eid, "type": "Streetlight", "clients": {"type": "Property", "value": 4}}]
