@@ -60,9 +60,7 @@ def upgrade() -> None:
             ["participation_comments.id"],
             name=op.f("fk_participation_comment_reports_comment_id_participation_comments"),
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_participation_comment_reports_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_participation_comment_reports_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_participation_comment_reports")),
         sa.UniqueConstraint("comment_id", "user_id", name="uq_participation_comment_reports_comment_user"),
     )
