@@ -41,6 +41,15 @@ def _published(session):
     yield from published_rows(session)
 
 
+def _demo(db, profile):
+    """The demo's analyst. Demand data is not made here (the demo loader has no data folder of its own in
+    tests): `smartcity analytics synthesize --rows N` writes a synthetic set (docs/analytics.md)."""
+    from smartcity.core.accounts import NewUser
+    from smartcity.core.demo import DEMO_PASSWORD, add_accounts
+
+    yield from add_accounts(db, [NewUser("analyst", DEMO_PASSWORD, "analyst", "한지우")])
+
+
 module = Module(
     name="analytics",
     routers=_routers(),
@@ -49,6 +58,7 @@ module = Module(
     nav=(NavLink(N_("Analyses"), "/analytics", "analytics.analyse"),),
     settings=AnalyticsSettings,
     cli="smartcity.analytics.cli:commands",
+    demo=_demo,
     jobs=(Job("analytics.rerun", 600, _rerun), Job("analytics.planner_prune", 3600, _prune_plans)),
     models="smartcity.analytics.models",
     datasets=(
