@@ -59,6 +59,7 @@ def _setup(app, context) -> None:
 
 module = Module(
     name="sensing",
+    audit="smartcity.sensing.audit_words:WORDS",
     routers=(
         "smartcity.sensing.api:router",
         "smartcity.sensing.pages:router",
