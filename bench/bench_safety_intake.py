@@ -282,11 +282,18 @@ def wrk(port: int, script: Path, seconds: int, connections: int) -> dict:
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1, "s": 1000}
+    refused = int(errors.group(1)) if errors else 0
+    # Answers other than 2xx (a refusal under backpressure is a 503) stored nothing: the rate that counts is the
+    # accepted answers'.
+    span_s = float(total.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[total.group(3)] if total else 0
+    accepted = round((int(total.group(1)) - refused) / span_s) if total and span_s else round(rate)
     return {
         "requests_per_second": round(rate),
-        "non_2xx": int(errors.group(1)) if errors else 0,
+        "accepted_per_second": accepted,
+        "non_2xx": refused,
         "latency_p99_ms": round(float(p99.group(1)) * scale[p99.group(2)], 2) if p99 else None,
     }
 
@@ -494,8 +501,8 @@ def run(quick: bool = False) -> dict:
                 "osmand": osmand_result,
                 "connections": connections,
                 "seconds": seconds,
-                "ratio": round(osmand_result["requests_per_second"] / bare_result["requests_per_second"], 3),
-                "goal": "ratio >= 0.5",
+                "ratio": round(osmand_result["accepted_per_second"] / bare_result["accepted_per_second"], 3),
+                "goal": "ratio >= 0.5 (accepted answers per second)",
             },
         }
         result["sos_latency_ms"] = _sos_summary(latencies, n)
