@@ -53,8 +53,11 @@ def test_a_new_emergency_sounds_the_alarm_and_joins_the_map_in_priority_order(li
     assert page.locator(".incident-marker.kind-sos").count() == 1
     assert page.locator(".incident-marker.kind-danger").count() == 1
 
+    sos_id = page.locator("#queue .incident.kind-sos").get_attribute("data-id")
     page.locator("#queue .incident.kind-sos a").click()
-    page.wait_for_selector("#incident.status-open .badge.kind", timeout=TIMEOUT)
+    # The SOS's own detail: the danger incident's (open too) stays on show until it arrives, and acknowledging
+    # that one instead was this test's race under load.
+    page.wait_for_selector(f'#incident.status-open[data-id="{sos_id}"] .badge.kind', timeout=TIMEOUT)
     eventually(lambda: page.locator(".camera-label").count() >= 1)
     assert "Daechi school gate" in page.locator(".camera-label").first.inner_text()  # labelled, not only on hover
     assert page.locator("#guardians a[href='tel:010-1111-2222']").count() == 1

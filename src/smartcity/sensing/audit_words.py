@@ -32,7 +32,6 @@ WORDS = AuditWords(
         "job:sensing.air_alerts": N_("the air quality alert job"),
     },
     keys={
-        "district": N_("district"),
         "messages": N_("messages"),
         "stored": N_("stored"),
         "refused": N_("refused"),
