@@ -20,23 +20,29 @@ MAX_BODY = 8 * 1024 * 1024
 MAX_READINGS = 50_000
 
 
+def json_batch(body: bytes, max_bytes: int, max_items: int, what: str) -> list:
+    """A batch body: a JSON array (or one object) of at most `max_items`, in at most `max_bytes` (every sensing
+    batch endpoint's rule and errors)."""
+    if len(body) > max_bytes:
+        raise TooLarge(f"a batch is at most {max_bytes} bytes", code="too_large")
+    try:
+        items = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the body is not JSON: {exc}", code="malformed_json") from None
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise InvalidInput(f"the body must be a JSON array of {what}", code="malformed")
+    if len(items) > max_items:
+        raise TooLarge(f"a batch holds at most {max_items} {what}", code="too_many")
+    return items
+
+
 @router.post("/readings")
 async def post_readings(request: Request, _sender: Sender) -> dict:
     """A batch of readings, a JSON array of {"sensor", "quantity", "time", "value"}: each stored once (a repeat
     counts as a duplicate) or refused with its index, code and reason (also recorded for staff)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise TooLarge(f"a batch is at most {MAX_BODY} bytes", code="too_large")
-    try:
-        readings = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the body is not JSON: {exc}", code="malformed_json") from None
-    if isinstance(readings, dict):
-        readings = [readings]
-    if not isinstance(readings, list):
-        raise InvalidInput("the body must be a JSON array of readings", code="malformed")
-    if len(readings) > MAX_READINGS:
-        raise TooLarge(f"a batch holds at most {MAX_READINGS} readings", code="too_many")
+    readings = json_batch(await request.body(), MAX_BODY, MAX_READINGS, "readings")
     outcome = await service.submit_readings(request.app.state.db, readings, "http")
     return outcome.as_dict()
 

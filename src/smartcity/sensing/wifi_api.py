@@ -5,7 +5,6 @@ Korean and English. Thin: the rules are in wifi.py and coverage.py."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated
 
@@ -13,11 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from smartcity.core.auth import Identity, Require
-from smartcity.core.errors import InvalidInput, TooLarge
+from smartcity.core.errors import InvalidInput
 from smartcity.core.render import Points, render
 from smartcity.core.web import language_of
 from smartcity.core.web import render as page
 from smartcity.sensing import wifi
+from smartcity.sensing.api import json_batch
 
 router = APIRouter(tags=["sensing"])
 Sender = Annotated[Identity, Depends(Require("sensing.submit"))]
@@ -31,19 +31,7 @@ Count = Annotated[int, Query(ge=0, le=wifi.MAX_PROPOSALS, description="proposed 
 async def post_status(request: Request, _sender: Sender) -> dict:
     """Status reports, a JSON array (or one object) of {"access_point": id, "time", "up", "clients"}: each
     stored once (a repeat counts as a duplicate) or refused with its index, code and reason."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise TooLarge(f"a batch is at most {MAX_BODY} bytes", code="too_large")
-    try:
-        reports = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the body is not JSON: {exc}", code="malformed_json") from None
-    if isinstance(reports, dict):
-        reports = [reports]
-    if not isinstance(reports, list):
-        raise InvalidInput("the body must be a JSON array of status reports", code="malformed")
-    if len(reports) > MAX_REPORTS:
-        raise TooLarge(f"a batch holds at most {MAX_REPORTS} reports", code="too_many")
+    reports = json_batch(await request.body(), MAX_BODY, MAX_REPORTS, "status reports")
     from starlette.concurrency import run_in_threadpool
 
     outcome = await run_in_threadpool(wifi.record_status, request.app.state.db, reports, "http")
