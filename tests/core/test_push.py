@@ -162,8 +162,14 @@ def test_an_expired_subscription_is_removed_and_a_failing_service_retried(db, cl
     # A later message reaches only the browser still subscribed.
     push_service.answers = {}
     push_service.received.clear()
+    # The 503'd message is retried 2 s later; on a slow machine that retry may fall due in this same run
+    # and also reach the busy browser, so the check is on where messages went, not how many.
     assert send_to(db, settings, "minji", title="t2", body="b2", url="/") == 1
-    assert [path for path, _, _ in push_service.received] == ["/push/busy"]
+    assert {path for path, _, _ in push_service.received} == {"/push/busy"}
+    with db.session() as s:
+        latest = s.scalars(select(Notification).order_by(Notification.id.desc())).first()
+        busy_id = s.scalar(select(push.PushSubscription.id).where(push.PushSubscription.endpoint == busy.endpoint))
+    assert (latest.status, latest.to) == ("sent", str(busy_id))
 
 
 def test_the_vapid_key_is_made_once_at_set_up_and_kept_out_of_the_repository(tmp_path, db_url):
