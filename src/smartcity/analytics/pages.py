@@ -131,30 +131,68 @@ def _trend_rows(request: Request, period: str, window: int, category: str, distr
     return trends, events, rows
 
 
+SOURCE_LABELS = {
+    "reports": N_("Reports"),
+    "incidents": N_("Safety incidents"),
+    "pm25": N_("Ultrafine dust (PM2.5, daily mean)"),
+}
+
+
+def _days(request: Request, source: str, category: str, district: str):
+    from smartcity.analytics import trends
+
+    days = trends.source_days(request.app.state.db, source)
+    if source == "pm25":
+        category = ""  # one quantity: the reports' and incidents' categories do not apply
+    found = trends.decompose(days, how=trends.SOURCES[source], category=category, district=district)
+    return trends, days, found
+
+
 @router.get("/analytics/trends", response_class=HTMLResponse)
 def trends_page(
-    request: Request, who: Analyst, period: str = "week", window: int = 4, category: str = "", district: str = ""
+    request: Request,
+    who: Analyst,
+    source: str = "reports",
+    period: str = "week",
+    window: int = 4,
+    category: str = "",
+    district: str = "",
 ):
     lang = language_of(request)
     try:
-        trends, events, rows = _trend_rows(request, period, window, category, district)
+        trends, days, daily = _days(request, source, category, district)
+        rows: list[dict] = []
+        grid = None
+        if source == "reports":
+            _, events, rows = _trend_rows(request, period, window, category, district)
+            grid = trends.profile(events, category=category, district=district)
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
-    grid = trends.profile(events, category=category, district=district)
+    weekdays = [translate(lang, d) for d in WEEKDAYS]
     return render(
         request,
         "analytics/trends.html",
+        source=source,
+        sources=SOURCE_LABELS,
         rows=rows,
+        daily=daily["rows"],
+        weekly=daily["weekly"],
         period=period,
         window=window,
         category=category,
         district=district,
-        categories=sorted(set(events["category"])),
-        districts=sorted(d for d in set(events["district"]) if d),
-        series_svg=trends.series_plot(rows, translate(lang, "Reports per period and their rolling mean")),
-        profile_svg=trends.profile_plot(
-            grid, translate(lang, "Reports per weekday and hour"), [translate(lang, d) for d in WEEKDAYS]
-        ),
+        categories=sorted(set(days["category"])) if source != "pm25" else [],
+        districts=sorted(d for d in set(days["district"]) if d),
+        series_svg=trends.series_plot(rows, translate(lang, "Reports per period and their rolling mean"))
+        if rows
+        else "",
+        profile_svg=trends.profile_plot(grid, translate(lang, "Reports per weekday and hour"), weekdays)
+        if grid is not None
+        else "",
+        days_svg=trends.days_plot(daily["rows"], translate(lang, "Per day, with the trend (7-day centred mean)")),
+        weekly_svg=trends.weekly_plot(daily["weekly"], translate(lang, "The weekly season"), weekdays)
+        if daily["weekly"]
+        else "",
     )
 
 
@@ -172,4 +210,20 @@ def trends_csv(
         trends.series_csv(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="report-trends.csv"'},
+    )
+
+
+@router.get("/analytics/trends/days.csv")
+def trend_days_csv(request: Request, who: Analyst, source: str = "reports", category: str = "", district: str = ""):
+    """The daily series of a source with its trend, weekly season and residual."""
+    from fastapi.responses import Response
+
+    try:
+        trends, _, found = _days(request, source, category, district)
+    except InvalidInput as exc:
+        return HTMLResponse(escape(exc.message), status_code=422)
+    return Response(
+        trends.days_csv(found["rows"]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{source}-days.csv"'},
     )

@@ -7,6 +7,13 @@ description), so nothing here can reach a person. Two views of the same events, 
   trailing rolling mean over `window` periods as the trend and `count - trend` as the residual (a "rolling-mean
   decomposition": no seasonal term at this scale, the weekly pattern is the profile below);
 - the profile: counts per weekday (0 = Monday) × local hour, the week's shape of the filtered events.
+
+Day by day, for every source — reports, the safety service's incidents (counts per day, district and kind from
+`safety.service.incident_counts`: never a person or a position) and ultrafine dust (each district's daily PM2.5
+mean from `sensing.service.district_daily_means`, over the sensing roll-ups) — the series is split by a
+*classical additive decomposition* with a weekly season: the trend is the centred 7-day moving average, the
+season each weekday's mean of (value − trend), centred on zero, and the residual what is left
+(value − trend − season). The first and last three days have no trend (the average needs three days each side).
 """
 
 from __future__ import annotations
@@ -151,5 +158,159 @@ def profile_plot(grid: np.ndarray, label: str, days: list[str], cell: int = 14) 
             )
     for h in range(0, 24, 6):
         parts.append(f'<text x="{left + h * cell}" y="{7 * cell + 11}" font-size="10">{h}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- day by day: reports, incidents and PM2.5, with their weekly season -----------------------------------
+
+SEASON = 7  # days: the weekly cycle
+DAY_FIELDS = ("day", "value", "trend", "seasonal", "residual", "filled")
+# How each source's days are combined when several categories or districts are shown together: counts add up,
+# a district's mean PM2.5 does not (the city's is the mean of its districts' means).
+SOURCES = {"reports": "count", "incidents": "count", "pm25": "mean"}
+
+
+def report_days(events: pd.DataFrame) -> pd.DataFrame:
+    """Reports per local day, category and district (day, category, district, value)."""
+    if events.empty:
+        return pd.DataFrame(columns=["day", "category", "district", "value"])
+    days = events.assign(day=events["time"].dt.date)
+    return days.groupby(["day", "category", "district"], as_index=False).size().rename(columns={"size": "value"})
+
+
+def incident_days(db) -> pd.DataFrame:
+    """The safety service's incidents per local day, kind (as the category) and district: counts only."""
+    from smartcity.safety.service import incident_counts
+
+    with db.session() as s:
+        rows = incident_counts(s)
+    frame = pd.DataFrame(rows, columns=["day", "district", "kind", "count"])
+    frame = frame.rename(columns={"kind": "category", "count": "value"})
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    return frame[["day", "category", "district", "value"]]
+
+
+def pm25_days(db) -> pd.DataFrame:
+    """Each district's daily PM2.5 mean (µg/m³) from the sensing roll-ups; the category is "pm25"."""
+    from smartcity.sensing.service import district_daily_means
+
+    with db.session() as s:
+        rows = district_daily_means(s, "pm25")
+    frame = pd.DataFrame(rows, columns=["day", "district", "mean", "readings", "sensors"])
+    frame = frame.assign(category="pm25", value=frame["mean"])
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    return frame[["day", "category", "district", "value"]]
+
+
+def source_days(db, source: str) -> pd.DataFrame:
+    if source == "reports":
+        return report_days(report_events(db))
+    if source == "incidents":
+        return incident_days(db)
+    if source == "pm25":
+        return pm25_days(db)
+    raise InvalidInput("source must be reports, incidents or pm25", code="invalid_source")
+
+
+def decompose(days: pd.DataFrame, *, how: str = "count", category: str = "", district: str = "") -> dict:
+    """The filtered days as one daily series split into trend, weekly season and residual (classical additive
+    decomposition, see the module's docstring). Days without a row are 0 for counts; for means they are
+    interpolated between their neighbours and marked `filled`. Returns {"rows": [...], "weekly": [7 values,
+    Monday first] or None when the series is shorter than two weeks}."""
+    days = _filtered(days, category, district)
+    if days.empty:
+        return {"rows": [], "weekly": None}
+    per_day = days.groupby("day")["value"].agg("sum" if how == "count" else "mean")
+    per_day.index = pd.DatetimeIndex(per_day.index)
+    full = pd.date_range(per_day.index.min(), per_day.index.max(), freq="D")
+    filled = ~full.isin(per_day.index)
+    values = per_day.reindex(full)
+    values = values.fillna(0) if how == "count" else values.interpolate()
+    trend = values.rolling(SEASON, center=True).mean()
+    weekly = None
+    seasonal = pd.Series(np.nan, index=full)
+    if len(full) >= 2 * SEASON:
+        by_weekday = (values - trend).groupby(full.day_of_week).mean()
+        by_weekday = by_weekday - by_weekday.mean()
+        weekly = [round(float(by_weekday[d]), 3) for d in range(SEASON)]
+        seasonal = pd.Series(by_weekday.reindex(full.day_of_week).to_numpy(), index=full)
+    residual = values - trend - seasonal
+
+    def num(x: float) -> float | None:
+        return None if pd.isna(x) else round(float(x), 3)
+
+    rows = [
+        {
+            "day": d.date().isoformat(),
+            "value": num(v),
+            "trend": num(t),
+            "seasonal": num(se),
+            "residual": num(r),
+            "filled": bool(f),
+        }
+        for d, v, t, se, r, f in zip(full, values, trend, seasonal, residual, filled, strict=True)
+    ]
+    return {"rows": rows, "weekly": weekly}
+
+
+def days_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=DAY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def days_plot(rows: list[dict], label: str, width: int = 360, height: int = 140) -> str:
+    """The daily values as bars and their trend as a line, in SVG."""
+    top = max((max(r["value"] or 0, r["trend"] or 0) for r in rows), default=0) or 1
+    bar = width / max(len(rows), 1)
+    parts = [
+        f'<svg viewBox="0 0 {width} {height + 16}" role="img" aria-label="{escape(label)}" class="days-plot" '
+        'xmlns="http://www.w3.org/2000/svg">'
+    ]
+    line: list[str] = []
+    for i, r in enumerate(rows):
+        v = r["value"] or 0
+        tall = (height - 4) * v / top
+        parts.append(
+            f'<rect x="{i * bar + 0.5:.1f}" y="{height - tall:.1f}" width="{max(bar - 1, 0.5):.1f}" '
+            f'height="{tall:.1f}" fill="#93c5fd" data-day="{r["day"]}" data-value="{v:g}">'
+            f"<title>{r['day']}: {v:g}</title></rect>"
+        )
+        if r["trend"] is not None:
+            line.append(f"{i * bar + bar / 2:.1f},{height - (height - 4) * r['trend'] / top:.1f}")
+    if line:
+        parts.append(
+            f'<polyline class="trend" points="{" ".join(line)}" fill="none" stroke="#1d4ed8" stroke-width="2"/>'
+        )
+    if rows:
+        parts.append(f'<text x="0" y="{height + 13}" font-size="10">{rows[0]["day"]}</text>')
+        parts.append(f'<text x="{width}" y="{height + 13}" font-size="10" text-anchor="end">{rows[-1]["day"]}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def weekly_plot(weekly: list[float], label: str, days: list[str], width: int = 360, height: int = 120) -> str:
+    """The weekly season (each weekday above or below the trend) as bars around a zero line, in SVG."""
+    top = max((abs(v) for v in weekly), default=0) or 1
+    mid = height / 2
+    bar = width / SEASON
+    parts = [
+        f'<svg viewBox="0 0 {width} {height + 16}" role="img" aria-label="{escape(label)}" class="weekly-plot" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="0" x2="{width}" y1="{mid}" y2="{mid}" stroke="#64748b"/>',
+    ]
+    for d, v in enumerate(weekly):
+        tall = (mid - 4) * abs(v) / top
+        y = mid - tall if v >= 0 else mid
+        colour = "#b91c1c" if v >= 0 else "#1d4ed8"
+        parts.append(
+            f'<rect x="{d * bar + 4:.1f}" y="{y:.1f}" width="{bar - 8:.1f}" height="{tall:.1f}" fill="{colour}" '
+            f'data-weekday="{d}" data-seasonal="{v:g}"><title>{escape(days[d])}: {v:+g}</title></rect>'
+            f'<text x="{d * bar + bar / 2:.1f}" y="{height + 13}" font-size="10" text-anchor="middle">'
+            f"{escape(days[d])}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -3,11 +3,15 @@ queue, and the cameras nearest an incident."""
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity
+from smartcity.core.context import context_of
 from smartcity.core.db import utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.events import publish
@@ -260,3 +264,23 @@ def nearest_cameras(db, lat: float, lon: float, k: int = 5) -> list[dict]:
     except ImportError:  # the asset registry is not installed
         return []
     return [ref.to_dict() | {"distance_m": round(d, 1)} for ref, d in nearest(db, "cctv", lat, lon, k)]
+
+
+def incident_counts(session: Session, start: datetime | None = None, end: datetime | None = None) -> list[dict]:
+    """Incidents opened per local day, district and kind — counts only, for the city's statistics (analytics'
+    trends): no person, device, position or handling reaches the caller, so no location rule applies.
+    [start, end) bounds the opening time (UTC); an incident outside every district counts under "".
+    """
+    tz = context_of(_db(session)).profile.tz
+    q = select(Incident.opened_at, Incident.district_code, Incident.kind)
+    if start is not None:
+        q = q.where(Incident.opened_at >= start)
+    if end is not None:
+        q = q.where(Incident.opened_at < end)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for opened_at, district, kind in session.execute(q):
+        counts[(opened_at.astimezone(tz).date().isoformat(), district or "", kind)] += 1
+    return [
+        {"day": day, "district": district, "kind": kind, "count": n}
+        for (day, district, kind), n in sorted(counts.items())
+    ]

@@ -145,3 +145,42 @@ def series(session, sensor_id: int, quantity: int, resolution: int, start: int, 
         {"time": t, "count": n, "min": lo, "max": hi, "mean": total / n if n else None}
         for t, n, lo, hi, total in session.execute(q)
     ]
+
+
+def district_daily_means(
+    session, quantity: str = "pm25", start: int | None = None, end: int | None = None
+) -> list[dict]:
+    """Each district's daily mean of a quantity from the daily roll-ups, for the city's statistics (analytics'
+    trends): all its sensors' readings of the city's day pooled (sum of sums ÷ sum of counts), with how many
+    readings and sensors made it. [start, end) bounds the day's start (epoch seconds); sensors without a
+    district are left out."""
+    from smartcity.sensing.quantities import BY_NAME
+    from smartcity.sensing.sensors import sensors
+
+    district_of = {s["id"]: s["district"] for s in sensors(session) if s["district"]}
+    q = select(Rollup.start, Rollup.sensor_id, Rollup.sum, Rollup.count).where(
+        Rollup.resolution == DAY, Rollup.quantity == BY_NAME[quantity].code, Rollup.count > 0
+    )
+    if start is not None:
+        q = q.where(Rollup.start >= start)
+    if end is not None:
+        q = q.where(Rollup.start < end)
+    tz = context_of(session.info["db"]).profile.tz
+    pooled: dict[tuple[int, str], list] = {}
+    for day, sensor_id, total, count in session.execute(q):
+        district = district_of.get(sensor_id)
+        if district:
+            acc = pooled.setdefault((day, district), [0.0, 0, 0])
+            acc[0] += total
+            acc[1] += count
+            acc[2] += 1
+    return [
+        {
+            "day": datetime.fromtimestamp(day, tz).date().isoformat(),
+            "district": district,
+            "mean": total / count,
+            "readings": count,
+            "sensors": n,
+        }
+        for (day, district), (total, count, n) in sorted(pooled.items())
+    ]

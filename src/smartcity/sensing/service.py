@@ -15,7 +15,7 @@ from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.sensing.intake import INTAKE, SENSORS, Batch, Outcome, Refusal, store_now, validate
 from smartcity.sensing.models import Rejection
 from smartcity.sensing.quantities import QUANTITIES, quantity_named
-from smartcity.sensing.rollup import DAY, HOUR, RollupRun, roll_up, series
+from smartcity.sensing.rollup import DAY, HOUR, RollupRun, district_daily_means, roll_up, series
 from smartcity.sensing.sdot import RowDefect, read_export
 from smartcity.sensing.sensors import import_sensor_list, sensors
 
@@ -27,6 +27,7 @@ __all__ = [
     "ReadingsImport",
     "Refusal",
     "RollupRun",
+    "district_daily_means",
     "import_readings",
     "import_sensors",
     "reading_series",

@@ -1,0 +1,151 @@
+"""Day-by-day trends of the safety service's incidents and of each district's PM2.5, read through the functions
+those modules export (counts only; daily means from the roll-ups), split by the classical additive decomposition
+on both stores. The data are crafted as trend + weekly season, so both parts are known exactly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from smartcity.analytics import trends
+from smartcity.safety import service as safety
+from smartcity.safety.models import Incident
+from smartcity.sensing import service as sensing
+from smartcity.sensing.intake import store_now, validate
+from tests.conftest import make_key, make_user
+
+KST = timezone(timedelta(hours=9))
+SEASON = [3, -1, -1, -1, -1, 0, 1]  # Monday first; sums to 0
+FIRST = date(2026, 3, 2)  # a Monday
+DAYS = 14
+
+
+def _incidents(db) -> list[int]:
+    """Per day t (from a Monday) 2 + t + SEASON[weekday] SOS incidents in Jung-gu at 10:00 local, plus
+    three danger incidents in Gangnam on the second Sunday at 23:30 UTC (Monday in Seoul)."""
+    with db.session() as s:
+        person = safety.add_person(s, "child", "민준")
+        expected = []
+        for t in range(DAYS):
+            n = 2 + t + SEASON[t % 7]
+            expected.append(n)
+            at = datetime.combine(FIRST + timedelta(days=t), datetime.min.time(), KST) + timedelta(hours=10)
+            s.add_all(
+                Incident(kind="sos", person_id=person.id, district_code="11020", opened_at=at, lat=37.5665, lon=126.978)
+                for _ in range(n)
+            )
+        late_sunday = datetime(2026, 3, 15, 23, 30, tzinfo=UTC)
+        s.add_all(
+            Incident(kind="danger", person_id=person.id, district_code="11230", opened_at=late_sunday) for _ in range(3)
+        )
+    return expected
+
+
+def test_incident_counts_are_per_local_day_district_and_kind_without_persons(db):
+    expected = _incidents(db)
+    with db.session() as s:
+        rows = safety.incident_counts(s)
+    assert all(set(r) == {"day", "district", "kind", "count"} for r in rows)
+    jung = [(r["day"], r["count"]) for r in rows if r["district"] == "11020"]
+    assert jung == [((FIRST + timedelta(days=t)).isoformat(), expected[t]) for t in range(DAYS)]
+    assert [r for r in rows if r["district"] == "11230"] == [
+        {"day": "2026-03-16", "district": "11230", "kind": "danger", "count": 3}
+    ]
+    with db.session() as s:
+        bounded = safety.incident_counts(s, start=datetime(2026, 3, 14, tzinfo=UTC))
+    assert {r["day"] for r in bounded} == {"2026-03-14", "2026-03-15", "2026-03-16"}
+
+
+def test_incidents_decompose_into_the_crafted_trend_and_weekly_season(db):
+    _incidents(db)
+    found = trends.decompose(trends.incident_days(db), how="count", district="11020")
+    rows = found["rows"]
+    assert [r["day"] for r in rows] == [(FIRST + timedelta(days=t)).isoformat() for t in range(DAYS)]
+    assert found["weekly"] == pytest.approx(SEASON)
+    for t, r in enumerate(rows):
+        if 3 <= t < DAYS - 3:  # the centred 7-day mean needs three days on each side
+            assert r["trend"] == pytest.approx(2 + t) and r["residual"] == pytest.approx(0)
+        else:
+            assert r["trend"] is None and r["residual"] is None
+    everywhere = trends.decompose(trends.incident_days(db), how="count")
+    assert everywhere["rows"][-1] == {**everywhere["rows"][-1], "day": "2026-03-16", "value": 3, "filled": False}
+    danger = trends.decompose(trends.incident_days(db), how="count", category="danger")
+    assert [r["value"] for r in danger["rows"]] == [3] and danger["weekly"] is None
+
+
+def _sensor_list(points: list[tuple[str, float, float]]) -> bytes:
+    return ("시리얼,위도,경도\n" + "".join(f"{s},{lat},{lon}\n" for s, lat, lon in points)).encode()
+
+
+def test_pm25_district_daily_means_from_the_rollups_decompose(db):
+    sensing.import_sensors(
+        db,
+        _sensor_list(
+            [("V02Q0000001", 37.5665, 126.978), ("V02Q0000002", 37.5651, 126.9895), ("V02Q0000003", 37.49596, 127.0585)]
+        ),
+    )
+    with db.session() as s:
+        district = {r["serial"]: r["district"] for r in sensing.sensors(s)}
+    assert district["V02Q0000001"] == district["V02Q0000002"] != district["V02Q0000003"]
+    now = int(time.time())
+    today = datetime.fromtimestamp(now, KST).date()
+    first = today - timedelta(days=DAYS)
+    first -= timedelta(days=first.weekday())  # a Monday, still within the raw retention
+    want = []
+    readings = []
+    for t in range((today - first).days):
+        mean = 20 + 0.5 * t + 2 * SEASON[t % 7]
+        want.append(mean)
+        noon = int(datetime.combine(first + timedelta(days=t), datetime.min.time(), KST).timestamp()) + 12 * 3600
+        # Two sensors 5 µg/m³ either side of the district's mean, three readings each; Gangnam's sensor far off.
+        for i in range(3):
+            at = noon + 600 * i
+            readings += [
+                {"sensor": "V02Q0000001", "quantity": "pm25", "time": at, "value": mean - 5},
+                {"sensor": "V02Q0000002", "quantity": "pm25", "time": at, "value": mean + 5},
+                {"sensor": "V02Q0000003", "quantity": "pm25", "time": at, "value": 80.0},
+            ]
+    outcome = store_now(db, validate(db, readings, "http", now=now))
+    assert not outcome.refused
+    sensing.roll_up(db, now=now)
+
+    with db.session() as s:
+        means = sensing.district_daily_means(s, "pm25")
+    jung = [r for r in means if r["district"] == district["V02Q0000001"]]
+    assert [r["mean"] for r in jung] == pytest.approx(want)
+    assert {(r["readings"], r["sensors"]) for r in jung} == {(6, 2)}
+
+    found = trends.decompose(trends.pm25_days(db), how="mean", district=district["V02Q0000001"])
+    assert found["weekly"] == pytest.approx([2 * v for v in SEASON])
+    inner = [r for r in found["rows"] if r["trend"] is not None]
+    assert len(inner) == len(want) - 6
+    assert all(r["trend"] == pytest.approx(20 + 0.5 * t) for t, r in enumerate(found["rows"]) if r["trend"] is not None)
+    # The city's mean of two districts' means: Gangnam's flat 80 adds 30 to every day, nothing to the season.
+    both = trends.decompose(trends.pm25_days(db), how="mean")
+    assert [r["value"] for r in both["rows"]] == pytest.approx([(m + 80) / 2 for m in want])
+
+
+def test_the_page_shows_incident_trend_and_season_to_analysts_only(client, db):
+    _incidents(db)
+    make_user(db, "analyst1", "analyst")
+    make_user(db, "citizen1", "citizen")
+    analyst = {"X-API-Key": make_key(db, "analyst1")}
+    page = client.get("/analytics/trends?source=incidents&district=11020&lang=ko", headers=analyst)
+    assert page.status_code == 200
+    assert 'data-day="2026-03-02" data-value="5"' in page.text
+    assert 'data-weekday="0" data-seasonal="3"' in page.text and 'data-weekday="6" data-seasonal="1"' in page.text
+    assert 'id="season-method"' in page.text
+    got = client.get("/analytics/trends/days.csv?source=incidents&district=11020", headers=analyst)
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    assert [(r["day"], r["value"], r["trend"]) for r in rows[3:5]] == [
+        ("2026-03-05", "4.0", "5.0"),
+        ("2026-03-06", "5.0", "6.0"),
+    ]
+    assert client.get("/analytics/trends/days.csv?source=people", headers=analyst).status_code == 422
+    citizen = {"X-API-Key": make_key(db, "citizen1")}
+    assert client.get("/analytics/trends?source=incidents", headers=citizen).status_code == 403
+    assert client.get("/analytics/trends/days.csv?source=incidents", headers=citizen).status_code == 403
