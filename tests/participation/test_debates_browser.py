@@ -8,39 +8,21 @@ import re
 
 import pytest
 
-from smartcity.app import create_app
-from smartcity.core.db import Database
-from tests.conftest import LiveServer, make_settings, make_user
-from tests.helpers import BROWSER_TIMEOUT, browser_signin
-
-PHONE = {"locale": "ko-KR", "viewport": {"width": 390, "height": 844}}
+from tests.conftest import make_user
+from tests.participation.helpers import Phones, fits_the_phone, live_server
 
 
 @pytest.fixture
 def server(sqlite_url, tmp_path):
-    db = Database(sqlite_url)
-    app = create_app(make_settings(sqlite_url, tmp_path, run_jobs=False), db)
-    with LiveServer(app) as live:
-        live.db = db
+    with live_server(sqlite_url, tmp_path) as live:
         yield live
-    db.dispose()
-
-
-def _phone(browser, server, username: str, then: str):
-    context = browser.new_context(**PHONE)
-    context.set_default_timeout(BROWSER_TIMEOUT)
-    page = context.new_page()
-    browser_signin(page, server, username, then)
-    return context, page
 
 
 def test_a_debate_is_opened_found_argued_and_reported_on_a_phone(server, browser):
     for name in ("opener", "kim", "lee", "mod"):
         make_user(server.db, name, "admin" if name == "mod" else "citizen", language="ko")
-    contexts = []
-    try:
-        context, page = _phone(browser, server, "opener", "/participation/debates/new")
-        contexts.append(context)
+    with Phones(browser, server) as phones:
+        page = phones.signed_in("opener", "/participation/debates/new")
         page.get_by_label("토론할 질문").fill("심야 버스를 새벽 4시까지 늘려야 할까요?")
         page.get_by_label("무엇이 쟁점인가요?").fill(
             "심야 버스 운행 시간을 늘리면 비용이 들지만 새벽 출근자가 편해집니다."
@@ -50,7 +32,7 @@ def test_a_debate_is_opened_found_argued_and_reported_on_a_phone(server, browser
         page.wait_for_url(re.compile(r".*/participation/debates/\d+$"))
         debate = page.url.removeprefix(server.url)
         assert page.locator("article.debate").get_attribute("data-open") == "true"
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert fits_the_phone(page)
 
         page.goto(server.url + "/participation/debates")
         page.get_by_label("태그").fill("심야버스")
@@ -58,15 +40,13 @@ def test_a_debate_is_opened_found_argued_and_reported_on_a_phone(server, browser
         assert page.locator(".debate-list li").count() == 1
         assert "심야 버스" in page.locator(".debate-list li").first.inner_text()
 
-        context, kim = _phone(browser, server, "kim", debate)
-        contexts.append(context)
+        kim = phones.signed_in("kim", debate)
         kim.get_by_role("radio", name="반대 의견").check()
         kim.get_by_label("내 의견").fill("이용객이 적은 시간이라 예산 낭비입니다.")
         kim.get_by_role("button", name="내 의견 올리기").click()
         kim.wait_for_selector(".side-against li.comment")
 
-        context, lee = _phone(browser, server, "lee", debate)
-        contexts.append(context)
+        lee = phones.signed_in("lee", debate)
         lee.get_by_role("radio", name="찬성 의견").check()
         lee.get_by_label("내 의견").fill("새벽 근무자에게는 유일한 교통수단입니다.")
         lee.get_by_role("button", name="내 의견 올리기").click()
@@ -83,12 +63,8 @@ def test_a_debate_is_opened_found_argued_and_reported_on_a_phone(server, browser
         against.get_by_role("button", name="신고 보내기").click()
         lee.wait_for_selector(".reported[role=status]")
         assert "감사합니다" in lee.locator(".reported[role=status]").inner_text()
-        assert lee.evaluate("document.documentElement.scrollWidth") <= 390
+        assert fits_the_phone(lee)
 
-        context, mod = _phone(browser, server, "mod", "/participation/moderation")
-        contexts.append(context)
+        mod = phones.signed_in("mod", "/participation/moderation")
         reported = mod.locator(".reported-comments li[data-comment-id]")
         assert reported.count() == 1 and "스팸이나 광고: 1" in reported.first.inner_text()
-    finally:
-        for context in contexts:
-            context.close()

@@ -8,41 +8,22 @@ import re
 
 import pytest
 
-from smartcity.app import create_app
-from smartcity.core.db import Database
-from tests.conftest import LiveServer, make_settings, make_user
-from tests.helpers import BROWSER_TIMEOUT, browser_signin
-
-PHONE = {"locale": "ko-KR", "viewport": {"width": 390, "height": 844}}
+from tests.conftest import make_user
+from tests.participation.helpers import Phones, fits_the_phone, live_server
 
 
 @pytest.fixture
 def server(sqlite_url, tmp_path):
-    db = Database(sqlite_url)
-    rules = dict(participation_debate_likes=2, participation_answer_participants=2)
-    app = create_app(make_settings(sqlite_url, tmp_path, run_jobs=False, **rules), db)
-    with LiveServer(app) as live:
-        live.db = db
+    with live_server(sqlite_url, tmp_path, participation_debate_likes=2, participation_answer_participants=2) as live:
         yield live
-    db.dispose()
-
-
-def _phone(browser, server, username: str, then: str):
-    context = browser.new_context(**PHONE)
-    context.set_default_timeout(BROWSER_TIMEOUT)
-    page = context.new_page()
-    browser_signin(page, server, username, then)
-    return context, page
 
 
 def test_a_proposal_goes_from_likes_to_debate_to_the_citys_answer_on_a_phone(server, browser):
     for name in ("author", "fan1", "fan2"):
         make_user(server.db, name, "citizen", language="ko")
     make_user(server.db, "staff1", "staff", department="city-transport", language="ko")
-    contexts = []
-    try:
-        context, page = _phone(browser, server, "author", "/participation/proposals/new")
-        contexts.append(context)
+    with Phones(browser, server) as phones:
+        page = phones.signed_in("author", "/participation/proposals/new")
         page.get_by_label("제목").fill("퇴근길 버스 배차 간격을 줄여 주세요")
         page.get_by_label("무엇을 왜 제안하시나요?").fill(
             "저녁 6시에서 8시 사이 472번 버스가 20분마다 와서 정류장이 붐빕니다."
@@ -53,12 +34,11 @@ def test_a_proposal_goes_from_likes_to_debate_to_the_citys_answer_on_a_phone(ser
         proposal = page.url
         assert page.locator("article.proposal").get_attribute("data-status") == "open"
         assert page.locator(".status").first.inner_text() == "공감 모으는 중"
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        assert fits_the_phone(page)  # nothing wider than the phone
 
         fans = []
         for name in ("fan1", "fan2"):
-            context, fan = _phone(browser, server, name, proposal.removeprefix(server.url))
-            contexts.append(context)
+            fan = phones.signed_in(name, proposal.removeprefix(server.url))
             fan.get_by_role("button", name="공감하기").click()
             fan.wait_for_selector("article.proposal")
             fans.append(fan)
@@ -80,8 +60,7 @@ def test_a_proposal_goes_from_likes_to_debate_to_the_citys_answer_on_a_phone(ser
         assert second.locator("article.proposal").get_attribute("data-status") == "answer_due"
         assert "공식 답변 대기" in second.locator(".status").first.inner_text()
 
-        context, staff = _phone(browser, server, "staff1", "/participation/queue")
-        contexts.append(context)
+        staff = phones.signed_in("staff1", "/participation/queue")
         staff.get_by_role("link", name="퇴근길 버스 배차 간격을 줄여 주세요").click()
         staff.locator("select[name=status]").select_option("partly")
         staff.get_by_label("사유", exact=True).fill(
@@ -95,6 +74,3 @@ def test_a_proposal_goes_from_likes_to_debate_to_the_citys_answer_on_a_phone(ser
         answer = page.locator("section.answer")
         assert "일부 수용" in answer.inner_text() and "12분으로 줄입니다" in answer.inner_text()
         assert page.locator(".status").first.inner_text() == "답변 완료"
-    finally:
-        for context in contexts:
-            context.close()

@@ -1,7 +1,7 @@
 """Full-text search over the open data catalogue (datasets) and the published documents, in Korean and English.
 
-Text is pre-tokenized here, the same way for what is indexed and what is asked, so both stores search the
-same tokens: Korean by morphemes (kiwipiepy: 교통정보를 → 교통, 정보), so a two-syllable word matches inside
+Text is pre-tokenized (core.words), the same way for what is indexed and what is asked, so both stores search
+the same tokens: Korean by morphemes (kiwipiepy: 교통정보를 → 교통, 정보), so a two-syllable word matches inside
 a compound and a particle never stops a match; a noun of three or more syllables the analyser keeps whole
 (서울특별시) is also indexed by its first and last two syllables; English words lower-cased with a light
 plural folding. The stores then do the matching and ranking:
@@ -23,7 +23,6 @@ All take the caller's session: an entry changes in the same transaction as the t
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,53 +36,11 @@ from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from smartcity.core.db import utcnow
+from smartcity.core.words import tokens
 from smartcity.opendata.models import SEARCH_VECTOR, SearchEntry, SearchFacet
 
 TITLE_WEIGHT = 10.0  # bm25's weight of the title column against the body's 1.0 (SQLite)
 MAX_LIMIT = 1000
-
-_CONTENT_TAGS = ("NNG", "NNP", "XR", "SH", "SL", "SN", "VV", "VA")
-_HANGUL = re.compile(r"^[가-힣]+$")
-_kiwi: Any = None
-_kiwi_lock = threading.Lock()
-
-
-def analyser() -> Any:
-    """The process's Korean morpheme analyser, loaded on first use (about a second and 100 MB: never at import)."""
-    global _kiwi
-    if _kiwi is None:
-        with _kiwi_lock:
-            if _kiwi is None:
-                from kiwipiepy import Kiwi
-
-                _kiwi = Kiwi()
-    return _kiwi
-
-
-def _fold_english(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def tokens(value: str) -> list[str]:
-    """The search tokens of a text (Korean morphemes, English words, numbers), in order, repeats kept."""
-    found: list[str] = []
-    if not value or not value.strip():
-        return found
-    for token in analyser().tokenize(value):
-        tag = token.tag.split("-")[0]
-        if tag not in _CONTENT_TAGS:
-            continue
-        form = token.form.lower()
-        if tag == "SL":
-            form = _fold_english(form)
-        found.append(form)
-        if tag in ("NNG", "NNP") and len(form) >= 3 and _HANGUL.match(form):
-            found += [form[:2], form[-2:]]
-    return found
 
 
 def _joined(values: str | Iterable[str]) -> str:

@@ -1,6 +1,7 @@
 """Standalone debates: a question opened by staff or a citizen (a description, an optional closing date,
 district and tags), not attached to a proposal; listed and searched; argued for and against in threaded
 comments voted up and down (the same comments, votes, hiding and reports as a proposal's debate: comments.py).
+Searching them is by words (core.words: Korean morphemes, English words any case): 놀이터를 finds 놀이터가.
 
 A participant counts once however often they speak: the count is of distinct speakers."""
 
@@ -20,6 +21,7 @@ from smartcity.core.db import Database, as_utc, utcnow
 from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.i18n import N_, translate
 from smartcity.core.models import District, User
+from smartcity.core.words import tokens
 from smartcity.participation import follows
 from smartcity.participation.comments import HIDDEN_COMMENT, Said, add_to, thread
 from smartcity.participation.common import (
@@ -85,6 +87,17 @@ def _tags(value: str | list[str]) -> str:
     return f",{','.join(kept)}," if kept else ""
 
 
+def search_words(title: str, description: str, tags: str) -> str:
+    """A debate's search words as stored: each once, between spaces (" 심야 버스 bus "); a tag is a word too."""
+    found = tokens(title) + tokens(description) + [w for tag in tags.split(",") for w in (tag, *tokens(tag)) if w]
+    return f" {' '.join(dict.fromkeys(found))} " if found else ""
+
+
+def _like_word(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"% {escaped} %"
+
+
 def create(session: Session, identity: Identity, new: NewDebate) -> Debate:
     """Open a debate on a question; its author follows it. Audited."""
     person = signed_in(identity)
@@ -105,6 +118,7 @@ def create(session: Session, identity: Identity, new: NewDebate) -> Debate:
         closes_at=closes,
         hidden=False,
     )
+    row.words = search_words(row.title, row.description, row.tags)
     session.add(row)
     session.flush()
     follows.follow(session, identity, KIND, row.id)
@@ -171,15 +185,17 @@ def search(
     limit: int = 50,
     offset: int = 0,
 ) -> list[Listed]:
-    """Debates, newest first: those whose title, description or tags hold every word of `q` (any case), in a
-    district (the whole city's too) or with a tag."""
+    """Debates, newest first: those whose title, description or tags hold every word of `q` (search words:
+    a Korean word by its stem, whatever its particle or ending; English in any case), in a district (the whole
+    city's too) or with a tag."""
     query = select(Debate)
     if not identity.can("participation.moderate"):
         query = query.where(Debate.hidden.is_(False))
-    for word in (q or "").split()[:10]:
-        needle = f"%{word.casefold()}%"
-        fields = (func.lower(Debate.title), func.lower(Debate.description), Debate.tags)
-        query = query.where(or_(*(f.like(needle) for f in fields)))
+    # Text with no search word in it (signs, a lone particle) is looked for as it is: it finds nothing rather
+    # than everything.
+    asked = tokens(q or "") or [w.casefold() for w in (q or "").split()]
+    for word in list(dict.fromkeys(asked))[:10]:
+        query = query.where(Debate.words.like(_like_word(word), escape="\\"))
     if district:
         query = query.where(or_(Debate.district_code == district, Debate.district_code.is_(None)))
     if tag:

@@ -67,6 +67,9 @@ class Debate(Base):
     description: Mapped[str] = mapped_column(Text)
     district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)  # None: the whole city
     tags: Mapped[str] = mapped_column(String(400), default="")  # ",tag,tag,": one LIKE finds a whole tag
+    # " word word ": the search words (core.words) of the title, description and tags, each once, so one LIKE
+    # per asked word finds it whole, the same on both stores (debates.search)
+    words: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # None: open until hidden
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
