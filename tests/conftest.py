@@ -178,11 +178,22 @@ def postgres_url(request) -> str:
     return _fresh_postgres(request)
 
 
+def _let_go(database: Database) -> None:
+    """Wait for the background work a test left running on `database` (a load it did not follow to its end)
+    before the store goes: work still writing into a dropped database fails in the next test's time."""
+    from smartcity.core.jobs import wait_for_background
+
+    left = wait_for_background(database, timeout=60)
+    database.dispose()
+    if left:
+        pytest.fail(f"background work still running after the test: {', '.join(left)}")
+
+
 @pytest.fixture
 def db(db_url):
     database = Database(db_url)
     yield database
-    database.dispose()
+    _let_go(database)
 
 
 def make_settings(url: str, tmp_path: Path, **overrides) -> Settings:
@@ -290,7 +301,7 @@ def live_app(sqlite_url, tmp_path):
     with LiveServer(app) as server:
         server.db = db
         yield server
-    db.dispose()
+    _let_go(db)
 
 
 @pytest.fixture(scope="session")

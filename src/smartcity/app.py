@@ -3,6 +3,7 @@ every module declares (core.module)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from smartcity.core.auth import SigninThrottle
 from smartcity.core.context import attach
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
-from smartcity.core.jobs import Scheduler
+from smartcity.core.jobs import Scheduler, wait_for_background
 from smartcity.core.module import Module, declare, discover, install, jobs
 from smartcity.core.web import (
     ERROR_RESPONSES,
@@ -69,10 +70,13 @@ def create_app(
         try:
             yield
         finally:
+            # Jobs and the work requests left running (a file's load) end, in their own rows, while what they
+            # stand on (modules' writers, the event bus) still runs.
+            if scheduler:
+                await asyncio.to_thread(scheduler.stop)
+            await asyncio.to_thread(wait_for_background, db)
             for hook in reversed(shutdown):
                 await hook(app)
-            if scheduler:
-                scheduler.stop()
             await db.events.stop()
 
     app = FastAPI(

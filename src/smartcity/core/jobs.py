@@ -1,6 +1,11 @@
 """Scheduled jobs: small periodic tasks (deliver notifications, purge expired data) run by a thread in
 each serving process. Modules declare theirs in their `core.module.Module`. Jobs must be safe to run in
-several processes at once (use row locks)."""
+several processes at once (use row locks).
+
+Background work: what a request starts and answers before it ends (a file's load, an analysis run) runs in
+a thread of its own through `in_background`, and the serving process waits for it (`wait_for_background`)
+before it lets go of its store: a stop mid-load would leave the load's row running for ever, and a thread
+still writing after the store is gone fails with a traceback nobody reads."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +46,13 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the job running now (if any) has ended: it may be writing to the store."""
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the scheduler's job still runs after %.0f s; stopping without it", timeout)
 
     def run_due(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -59,6 +69,48 @@ class Scheduler:
     def _loop(self) -> None:
         while not self._stop.wait(0.5):
             self.run_due()
+
+
+BACKGROUND_GRACE = 60.0  # seconds a stopping process gives the background work still running
+_background: WeakKeyDictionary[Any, set[threading.Thread]] = WeakKeyDictionary()
+_background_lock = threading.Lock()
+
+
+def in_background(db, name: str, work: Callable[..., object], *args: Any) -> threading.Thread:
+    """Run `work(*args)` in a thread named `name` that the process waits for before it stops using `db`.
+    `work` ends in a state of its own (a load's row, a run's status): its exceptions are its to record."""
+
+    def run() -> None:
+        try:
+            work(*args)
+        finally:
+            with _background_lock:
+                _background.get(db, set()).discard(thread)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    with _background_lock:
+        _background.setdefault(db, set()).add(thread)
+    thread.start()
+    return thread
+
+
+def wait_for_background(db, timeout: float = BACKGROUND_GRACE) -> list[str]:
+    """Wait up to `timeout` seconds for the background work started on `db` to end; the names of what still
+    runs then (logged: that work is cut off when the process exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _background_lock:
+            running = [t for t in _background.get(db, ()) if t.is_alive()]
+        if not running:
+            return []
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if time.monotonic() >= deadline:
+            with _background_lock:
+                left = sorted(t.name for t in _background.get(db, ()) if t.is_alive())
+            if left:
+                log.warning("background work still running after %.0f s: %s", timeout, ", ".join(left))
+            return left
 
 
 def _deliver(db, settings):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from starlette.datastructures import FormData, UploadFile
 from smartcity.core.auth import Identity, Require, resolve_identity
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooLarge
 from smartcity.core.i18n import N_, translate
+from smartcity.core.jobs import in_background
 from smartcity.core.web import error_text, language_of, render
 from smartcity.opendata import catalogue_views as V
 from smartcity.opendata import downloads, load_progress, loading, publishing
@@ -467,13 +467,10 @@ async def upload(request: Request, name: str, _size: Annotated[None, Depends(_de
     tracker = load_progress.start(
         _db(request), dataset=name, resource=resource_name, filename=filename, size=len(data), owner=identity.label
     )
-    worker = threading.Thread(
-        target=run_load,
-        args=(_db(request), tracker, identity, data, name, filename, resource_name),
-        name=f"opendata-load-{tracker.id[:8]}",
-        daemon=True,
+    db = _db(request)
+    in_background(
+        db, f"opendata-load-{tracker.id[:8]}", run_load, db, tracker, identity, data, name, filename, resource_name
     )
-    worker.start()
     url = f"/opendata/publish/loads/{tracker.id}"
     if _wants_json(request):
         return JSONResponse({"load": tracker.id, "url": url, "status": f"{url}.json"}, status_code=202)
