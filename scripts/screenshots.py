@@ -6,7 +6,8 @@ in Debian's chromium.
 Starts `smartcity demo` (the demo accounts, reports, wards and incidents, simulated devices moving) on a
 temporary database and free ports, signs in as each role through the sign-in form, and writes
 phone-<role>.png (phone-opendata.png, phone-opendata-dataset.png: the plaza and the reports dataset;
-phone-proposal-debate.png, phone-vote.png, phone-budget-results.png, phone-hearing-live.png: participation;
+phone-proposal-debate.png, phone-vote.png, phone-vote-receipt.png, phone-budget-results.png,
+phone-hearing-live.png: participation;
 phone-air-map.png, phone-air-sensor.png: air quality). Tiles
 are off (no internet here), so maps show the platform's own layers.
 """
@@ -43,6 +44,10 @@ class Shot:
     follow: tuple[str, ...] = ()
     # Scrolled to the top of the screen before the shot (the part of a long page worth showing); "": the top.
     scroll: str = ""
+    # Done in turn once `ready` shows (a ballot filled in and cast): (selector, None) clicks the element,
+    # (selector, value) chooses the value in a <select>; then `done` shows the page to shoot is there.
+    steps: tuple[tuple[str, str | None], ...] = ()
+    done: str = ""
 
 
 SHOTS = [
@@ -73,6 +78,22 @@ SHOTS = [
         "#live-state[data-state=live]",
         ('li[data-phase=live] a[href^="/participation/hearings/"]',),
         scroll="#live-state",
+    ),
+    # The demo citizen (verified) casts the open vote; the receipt page then checks the ballot is counted.
+    Shot(
+        "vote-receipt",
+        "citizen",
+        "/participation/votes",
+        "form.ballot",
+        ('a:has-text("새 공원 이름")',),
+        steps=(
+            ("form.ballot input[name=q0] >> nth=1", None),
+            ("select[name=q1_rank0]", "1"),
+            ("select[name=q1_rank1]", "0"),
+            ("select[name=q1_rank2]", "2"),
+            ("form.ballot button[type=submit]", None),
+        ),
+        done=".receipt-check[data-counted=yes]",
     ),
     # Air quality (issue 16): the map of sensors by band with the demo's bad district, and one of its sensors.
     Shot("air-map", None, "/air", "#air-map[data-state=ready]"),
@@ -175,6 +196,13 @@ def take(browser, base: str, shot: Shot, out: Path) -> Path:
             except PlaywrightTimeout:
                 if time.monotonic() > deadline:
                     raise
+        for selector, value in shot.steps:
+            if value is None:
+                page.locator(selector).first.click()
+            else:
+                page.locator(selector).first.select_option(value)
+        if shot.done:
+            page.wait_for_selector(shot.done, timeout=15_000)
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1000)  # the maps' fit and the live pages' first events
         if shot.scroll:
