@@ -186,9 +186,8 @@ async def query_entities(request: Request) -> Response:
         except re.error as exc:
             raise bad_data(f"idPattern is not a regular expression: {exc}") from None
     if params.get("q"):
-        test = parse_q(params["q"])
-        # q names attributes in the request's terms: tested on the entity as that client names it.
-        spec.q = test if not names.key else lambda d: test(names.attrs_out(d))
+        # q names attributes in the request's terms: read against the stored names through `names`.
+        spec.q, spec.names = parse_q(params["q"]), (names if names.key else None)
     if params.get("georel") or params.get("geometry") or params.get("coordinates"):
         spec.geo = parse_geo(
             params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty")

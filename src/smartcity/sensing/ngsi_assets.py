@@ -115,6 +115,6 @@ def query(session: Session, spec: Query) -> list[Entity]:
         if spec.id_pattern is not None:
             rows = [a for a in rows if spec.id_pattern.fullmatch(entity_id(etype, a.id))]
         for e in _built(session, etype, rows):
-            if spec.q is None or spec.q(e.as_dict()):
+            if spec.q_test(e):
                 out.append(e)
     return sorted(out, key=lambda e: e.id)

@@ -19,7 +19,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from smartcity.core.db import utcnow
-from smartcity.sensing.ngsi_query import GeoQuery, Test, point_of
+from smartcity.sensing import ngsi_sql
+from smartcity.sensing.ngsi_query import GeoQuery, Node, point_of
 from smartcity.sensing.ngsi_store import NgsiEntity
 from smartcity.sensing.ngsi_wire import NgsiError, bad_data, not_found
 
@@ -287,15 +288,24 @@ class Query:
     types: list[str] | None = None
     ids: list[str] | None = None
     id_pattern: re.Pattern | None = None
-    q: Test | None = None
+    q: Node | None = None
+    # q's attribute names are the request's terms: its names turn them into the stored ones (ngsi_context.Names).
+    names: Any = None
     geo: GeoQuery | None = None
     readable_types: tuple[str, ...] | None = None  # None: every type
     limit: int = 20
     offset: int = 0
 
+    def q_test(self, e: Entity) -> bool:
+        d = e.as_dict()
+        return self.q is None or self.q(self.names.attrs_out(d) if self.names is not None else d)
+
 
 def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
-    """The entities a query matches, a page of them (limit/offset, by id) and how many match in all."""
+    """The entities a query matches, a page of them (limit/offset, by id) and how many match in all. Every
+    filter the store can answer is SQL (ngsi_sql); when one cannot be, the rows SQL narrowed down to are tested
+    in Python and paged here, so the page and the count are the same either way."""
+    dialect = session.get_bind().dialect.name
     stmt = select(NgsiEntity)
     allowed = set(spec.types or ()) or None
     if spec.readable_types is not None:
@@ -306,14 +316,23 @@ def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
         stmt = stmt.where(NgsiEntity.type.in_(sorted(allowed)))
     if spec.ids:
         stmt = stmt.where(NgsiEntity.id.in_(spec.ids))
+    exact = spec.geo is None
     if spec.geo is not None:
         box = spec.geo.box()
         stmt = stmt.where(NgsiEntity.lat.is_not(None))
         if box is not None:
             south, west, north, east = box
             stmt = stmt.where(NgsiEntity.lat.between(south, north), NgsiEntity.lon.between(west, east))
-    pure = spec.q is None and spec.id_pattern is None and spec.geo is None
-    if pure:
+    if spec.id_pattern is not None:
+        clauses, pushed = ngsi_sql.id_pattern(dialect, spec.id_pattern.pattern)
+        stmt, exact = stmt.where(*clauses), exact and pushed
+    if spec.q is not None:
+        clause, pushed = ngsi_sql.q_filter(dialect, spec.q, spec.names.stored if spec.names is not None else str)
+        if clause is not None:
+            stmt = stmt.where(clause)
+        exact = exact and pushed
+    ngsi_sql.prepare(session)
+    if exact:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = session.scalars(stmt.order_by(NgsiEntity.id).offset(spec.offset).limit(spec.limit))
         return [_entity(r) for r in rows], total
@@ -326,7 +345,7 @@ def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
         if spec.geo is not None and not spec.geo.admits(row.lat, row.lon):
             continue
         e = _entity(row)
-        if spec.q is not None and not spec.q(e.as_dict()):
+        if not spec.q_test(e):
             continue
         matched.append(e)
     return matched[spec.offset : spec.offset + spec.limit], len(matched)

@@ -108,13 +108,52 @@ def _compare(op: str, found: Any, wanted: Any) -> bool:
     return {"==": a == b, "!=": a != b, ">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}.get(op, False)
 
 
-def _term(path: str, op: str | None, raw: str | None) -> Test:
+@dataclass(frozen=True)
+class Term:
+    """One term of q: `path` present (op None), absent (op "!"), or compared with `wanted` (a scalar, a
+    compiled pattern for ~= and !~=, a (low, high) range or a list)."""
+
+    path: str
+    op: str | None
+    wanted: Any = None
+
+    def __call__(self, e: dict) -> bool:
+        found = _values(e, self.path)
+        if self.op is None:
+            return bool(found)
+        if self.op == "!":
+            return not found
+        if self.op == "!=":
+            return bool(found) and all(_compare(self.op, v, self.wanted) for v in found)
+        return any(_compare(self.op, v, self.wanted) for v in found)
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple
+
+    def __call__(self, e: dict) -> bool:
+        return all(p(e) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple
+
+    def __call__(self, e: dict) -> bool:
+        return any(p(e) for p in self.parts)
+
+
+Node = Term | AllOf | AnyOf
+
+
+def _term(path: str, op: str | None, raw: str | None) -> Term:
     if path.startswith("!"):
         if op:
             raise bad_data(f"q: '!{path[1:]}' takes no comparison")
-        return lambda e, p=path[1:]: not _values(e, p)
+        return Term(path[1:], "!")
     if not op:
-        return lambda e, p=path: bool(_values(e, p))
+        return Term(path, None)
     raw = (raw or "").strip()
     if not raw:
         raise bad_data(f"q: {path}{op} needs a value")
@@ -131,13 +170,12 @@ def _term(path: str, op: str | None, raw: str | None) -> Test:
         wanted = [_scalar(part) for part in raw.split(",")]
     else:
         wanted = _scalar(raw)
-    if op == "!=":
-        return lambda e: all(_compare(op, v, wanted) for v in _values(e, path)) and bool(_values(e, path))
-    return lambda e: any(_compare(op, v, wanted) for v in _values(e, path))
+    return Term(path, op, wanted)
 
 
-def parse_q(text: str) -> Test:
-    """`q` as a test of a normalized entity; 400 BadRequestData when it does not parse."""
+def parse_q(text: str) -> Node:
+    """`q` as a test of a normalized entity (a tree of terms the store can also read as SQL, ngsi_sql); 400
+    BadRequestData when it does not parse."""
     tokens: list[tuple[str, Any]] = []
     at = 0
     text = text.strip()
@@ -166,7 +204,7 @@ def parse_q(text: str) -> Test:
         pos += 1
         return tokens[pos - 1]
 
-    def atom() -> Test:
+    def atom() -> Node:
         kind, value = take() if peek() else (None, None)
         if kind == "term":
             return value
@@ -178,19 +216,19 @@ def parse_q(text: str) -> Test:
             return inner
         raise bad_data("q: a term is missing")
 
-    def both() -> Test:
+    def both() -> Node:
         parts = [atom()]
         while peek() == "and":
             take()
             parts.append(atom())
-        return parts[0] if len(parts) == 1 else (lambda e: all(p(e) for p in parts))
+        return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
-    def either() -> Test:
+    def either() -> Node:
         parts = [both()]
         while peek() == "or":
             take()
             parts.append(both())
-        return parts[0] if len(parts) == 1 else (lambda e: any(p(e) for p in parts))
+        return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
 
     if not tokens:
         raise bad_data("q is empty")
