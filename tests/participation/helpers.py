@@ -20,9 +20,9 @@ PHONE = {"locale": "ko-KR", "viewport": {"width": PHONE_WIDTH, "height": 844}}  
 
 @contextmanager
 def live_server(url: str, tmp_path: Path, **settings) -> Iterator[LiveServer]:
-    """The app served on a free port over the store at `url` (jobs off), its Database as `.db`."""
+    """The app served on a free port over the store at `url` (jobs off unless asked), its Database as `.db`."""
     db = Database(url)
-    app = create_app(make_settings(url, tmp_path, run_jobs=False, **settings), db)
+    app = create_app(make_settings(url, tmp_path, **{"run_jobs": False, **settings}), db)
     try:
         with LiveServer(app) as live:
             live.db = db
