@@ -136,3 +136,87 @@ def test_air_quality_written_through_ngsi_ld_lands_in_the_readings(db, sensors, 
     assert (
         client.get(f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:{one}?options=keyValues").json()["pm10"] == 42
     )
+
+
+def test_two_racing_batch_creates_of_one_id_store_it_once(db, sensors, sender_key, client):
+    """Regression: a batch create checked which ids existed, then upserted: two batches racing for an id both
+    answered 201 and the later one overwrote the first (its readings stored as well). Now one creates each id,
+    the other gets an AlreadyExists error entry in a 207, and the loser's readings are not stored."""
+    import threading
+
+    now = int(time.time()) - 60
+    serial = sensors.serials[0]
+    for round_ in range(4):
+        ids = [f"urn:ngsi-ld:Streetlight:race{round_}-{n}" for n in range(60)]
+        bodies = {
+            side: [{"id": i, "type": "Streetlight", "side": {"type": "Property", "value": side}} for i in ids]
+            for side in ("A", "B")
+        }
+        # One sensor entity in the race too: its reading (pm10 = 10 or 20) is stored by the winner only.
+        bodies["A"].append(air(serial, now - round_, pm10=10 + round_))
+        bodies["B"].append(air(serial, now - round_, pm10=20 + round_))
+        if round_:
+            client.post(
+                "/ngsi-ld/v1/entityOperations/delete",
+                content=json.dumps([f"urn:ngsi-ld:AirQualityObserved:{serial}"]),
+                headers={"Content-Type": "application/json", "X-API-Key": sender_key},
+            )
+        start = threading.Barrier(2)
+        answers: dict[str, object] = {}
+
+        def send(side: str, start=start, bodies=bodies, answers=answers) -> None:
+            start.wait()
+            answers[side] = batch(client, sender_key, "create", bodies[side])
+
+        threads = [threading.Thread(target=send, args=(side,)) for side in ("A", "B")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        won: dict[str, str] = {}
+        for side, r in answers.items():
+            assert r.status_code in (201, 207), r.text
+            success = r.json() if r.status_code == 201 else r.json()["success"]
+            errors = [] if r.status_code == 201 else r.json()["errors"]
+            assert {e["error"]["type"] for e in errors} <= {ERR + "AlreadyExists"}
+            for eid in success:
+                assert eid not in won, f"{eid} created by both batches"
+                won[eid] = side
+        every = ids + [f"urn:ngsi-ld:AirQualityObserved:{serial}"]
+        assert sorted(won) == sorted(every)
+        for eid in ids[::7]:
+            stored = client.get(f"/ngsi-ld/v1/entities/{eid}?options=keyValues").json()
+            assert stored["side"] == won[eid]
+        pm10 = {v for q, v in _readings(db) if q == BY_NAME["pm10"].code}
+        winner = won[f"urn:ngsi-ld:AirQualityObserved:{serial}"]
+        assert (10 + round_ if winner == "A" else 20 + round_) in pm10
+        assert (20 + round_ if winner == "A" else 10 + round_) not in pm10
+
+
+def test_insert_new_waits_on_a_concurrent_writer_of_the_same_id(db):
+    """Two connections inserting one id: the second waits for the first's commit and stores nothing."""
+    import threading
+
+    from smartcity.sensing import ngsi_entities as store
+
+    def thing(side: str) -> store.Entity:
+        return store.Entity("urn:ngsi-ld:Thing:one", "Thing", {"side": {"type": "Property", "value": side}})
+
+    first = db.sessions()
+    assert store.insert_new(first, [thing("A")]) == {"urn:ngsi-ld:Thing:one"}
+    second: dict[str, set[str]] = {}
+
+    def other() -> None:
+        with db.session() as s:
+            second["made"] = store.insert_new(s, [thing("B"), store.Entity("urn:ngsi-ld:Thing:two", "Thing")])
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()  # waiting on the first writer
+    first.commit()
+    first.close()
+    t.join(30)
+    assert second["made"] == {"urn:ngsi-ld:Thing:two"}
+    with db.session() as s:
+        assert store.find(s, "urn:ngsi-ld:Thing:one").attrs["side"]["value"] == "A"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -117,10 +117,25 @@ def _projection(request: Request) -> tuple[set[str] | None, set[str] | None, boo
 # --- readings ------------------------------------------------------------------------------------------------
 
 
-async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | None = None) -> dict[str, NgsiError]:
-    """Store the readings the attributes sent carry (`stored`: the entities as they were, for their
-    dateObserved); the entity ids refused: one of their readings refused, and recorded. The readings of every
-    entity are validated as one batch; an entity with a refused reading keeps none of its readings."""
+@dataclass
+class _Readings:
+    """Readings checked and not yet stored: the accepted ones' columns with the entity each came from."""
+
+    columns: Columns
+    owners: np.ndarray
+    refused: list
+
+    def kept(self, ids: set[str]) -> Batch:
+        """The batch to store: the accepted readings of the entities `ids`, every refusal recorded."""
+        keep = np.isin(self.owners, list(ids)) if len(self.owners) else np.zeros(0, dtype=bool)
+        return Batch(CHANNEL, Columns({name: col[keep] for name, col in self.columns.cols.items()}), self.refused)
+
+
+async def _check_readings(
+    db, sent: list[Entity], stored: dict[str, Entity] | None = None
+) -> tuple[dict[str, NgsiError], _Readings | None]:
+    """The readings the attributes sent carry, validated as one batch (`stored`: the entities as they were, for
+    their dateObserved): the entity ids refused (one of their readings refused) and the readings to store."""
     owners: list[str] = []
     readings: list[dict] = []
     for e in sent:
@@ -128,20 +143,30 @@ async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | Non
         owners += [e.id] * len(mine)
         readings += mine
     if not readings:
-        return {}
+        return {}, None
     batch = await run_in_threadpool(validate, db, readings, CHANNEL)
     reasons: dict[str, list[str]] = {}
     for r in batch.refused:
         reasons.setdefault(owners[r.index], []).append(f"{r.quantity or 'reading'}: {r.code} ({r.detail})")
-    columns = batch.columns
-    if reasons:
-        # validate keeps the accepted readings in order: their owners are the owners of the unrefused indexes.
-        refused_at = {r.index for r in batch.refused}
-        kept_owners = np.array([owners[i] for i in range(len(readings)) if i not in refused_at], dtype=object)
-        keep = ~np.isin(kept_owners, list(reasons))
-        columns = Columns({name: col[keep] for name, col in columns.cols.items()})
-    await context_of(db).slot(INTAKE).intake(Batch(CHANNEL, columns, batch.refused))
-    return {eid: bad_data("readings refused: " + "; ".join(why)) for eid, why in reasons.items()}
+    # validate keeps the accepted readings in order: their owners are the owners of the unrefused indexes.
+    refused_at = {r.index for r in batch.refused}
+    kept_owners = np.array([owners[i] for i in range(len(readings)) if i not in refused_at], dtype=object)
+    refusals = {eid: bad_data("readings refused: " + "; ".join(why)) for eid, why in reasons.items()}
+    return refusals, _Readings(batch.columns, kept_owners, batch.refused)
+
+
+async def _store_readings(db, pending: _Readings | None, ids: set[str]) -> None:
+    """Store the checked readings of the entities `ids` (an entity with a refused reading keeps none)."""
+    if pending is not None:
+        await context_of(db).slot(INTAKE).intake(pending.kept(ids))
+
+
+async def _take_readings(db, sent: list[Entity], stored: dict[str, Entity] | None = None) -> dict[str, NgsiError]:
+    """Check and store the readings the attributes sent carry; the entity ids refused (their refusals
+    recorded, none of their readings kept)."""
+    refused, pending = await _check_readings(db, sent, stored)
+    await _store_readings(db, pending, {e.id for e in sent} - set(refused))
+    return refused
 
 
 # --- entities ------------------------------------------------------------------------------------------------
@@ -153,17 +178,21 @@ async def create_entity(request: Request) -> Response:
     body, context = await read_body(request)
     e = store.entity(Names(context).entity_in(body))
     db = request.app.state.db
-    refused = await _take_readings(db, [e])
+    refused, pending = await _check_readings(db, [e])
     if refused:
+        await _store_readings(db, pending, set())  # the refusals are recorded
         raise refused[e.id]
 
     def write() -> None:
         with db.session() as s:
-            store.create(s, e)
+            # The readings are stored once the entity is: an id taken (even by a racing request) stores none.
+            if not store.insert_new(s, [e]):
+                raise _exists(e.id)
             notify(s, [(e, set(e.attrs))])
             audit.record(s, identity, "ngsi.create", "ngsi_entity", e.id[:100], {"type": e.type, "id": e.id})
 
     await run_in_threadpool(write)
+    await _store_readings(db, pending, {e.id})
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{e.id}"})
 
 
@@ -317,8 +346,9 @@ async def _change(
     written = [n for n in new if n not in skipped]
     if written:
         sent = Entity(current.id, current.type, {n: current.attrs[n] for n in written})
-        refused = await _take_readings(db, [sent], {current.id: before})
+        refused, pending = await _check_readings(db, [sent], {current.id: before})
         if refused:
+            await _store_readings(db, pending, set())
             raise refused[entity_id]
 
         def write() -> None:
@@ -330,6 +360,7 @@ async def _change(
                 audit.record(s, identity, action, "ngsi_entity", entity_id[:100], {"attrs": written[:50]})
 
         await run_in_threadpool(write)
+        await _store_readings(db, pending, {entity_id})
     if skipped:
         not_updated = [{"attributeName": n, "reason": "the attribute exists or cannot be written"} for n in skipped]
         return answer(request, {"updated": written, "notUpdated": not_updated}, "application/json", status=207)
@@ -431,14 +462,36 @@ async def batch_create(request: Request) -> Response:
     fresh: dict[str, Entity] = {}
     for e in entities:
         if e.id in there or e.id in fresh:
-            errors.append(_failure(e.id, NgsiError(409, "AlreadyExists", f"an entity {e.id} exists already")))
+            errors.append(_failure(e.id, _exists(e.id)))
         else:
             fresh[e.id] = e
-    refused = await _take_readings(db, list(fresh.values()))
+    refused, pending = await _check_readings(db, list(fresh.values()))
     errors += [_failure(eid, err) for eid, err in refused.items()]
     kept = [e for e in fresh.values() if e.id not in refused]
-    await run_in_threadpool(_store_all, db, identity, kept, "ngsi.create")
-    return _batch_result([e.id for e in kept], errors, 201)
+
+    def write() -> set[str]:
+        # Inserted only where no entity is: of two batches racing for an id, one stores it, the other is told
+        # it exists, and the loser's readings are not stored either.
+        if not kept:
+            return set()
+        with db.session() as s:
+            made = store.insert_new(s, kept)
+            won = [e for e in kept if e.id in made]
+            if won:
+                notify(s, [(e, set(e.attrs)) for e in won])
+                audit.record(
+                    s, identity, "ngsi.create", "ngsi_entity", None, {"ids": [e.id for e in won[:100]], "n": len(won)}
+                )
+            return made
+
+    made = await run_in_threadpool(write)
+    errors += [_failure(e.id, _exists(e.id)) for e in kept if e.id not in made]
+    await _store_readings(db, pending, made)
+    return _batch_result([e.id for e in kept if e.id in made], errors, 201)
+
+
+def _exists(eid: str) -> NgsiError:
+    return NgsiError(409, "AlreadyExists", f"an entity {eid} exists already")
 
 
 @router.post("/entityOperations/upsert")

@@ -231,12 +231,6 @@ def exists(session: Session, ids: Iterable[str]) -> set[str]:
     return found
 
 
-def create(session: Session, e: Entity) -> None:
-    if session.get(NgsiEntity, e.id) is not None:
-        raise NgsiError(409, "AlreadyExists", f"an entity {e.id} exists already")
-    session.add(NgsiEntity(**_row(e)))
-
-
 def _insert(session: Session):
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
@@ -251,6 +245,18 @@ def upsert(session: Session, entities: list[Entity]) -> None:
         set_={c: stmt.excluded[c] for c in ("type", "attrs", "lat", "lon", "modified_at")},
     )
     session.execute(stmt, [_row(e) for e in entities])
+
+
+def insert_new(session: Session, entities: list[Entity]) -> set[str]:
+    """Store the entities whose id no entity has (one row each, nothing replaced); the ids stored. Two writers
+    of one id: the second waits on the first's row and stores nothing."""
+    if not entities:
+        return set()
+    stmt = _insert(session)(NgsiEntity).on_conflict_do_nothing(index_elements=["id"]).returning(NgsiEntity.id)
+    made: set[str] = set()
+    for at in range(0, len(entities), 500):
+        made.update(session.scalars(stmt, [_row(e) for e in entities[at : at + 500]]))
+    return made
 
 
 def save(session: Session, e: Entity) -> None:
