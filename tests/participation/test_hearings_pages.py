@@ -1,7 +1,8 @@
 """The hearing pages in Korean: the forms (CSRF and all) with and without JavaScript, a script in a question
 shown as text, refusals said in Korean; and in chromium on a phone, a hearing run end to end — questions
 asked and upvoted, one marked and answered by the official, each change appearing on the citizen's page by
-itself over the event stream — then the minutes, after which the page is read-only."""
+itself over the event stream — then the minutes, after which the page is read-only. The official runs it from
+a phone of their own: marks the question, answers it, ends the session and publishes the minutes in the page."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from smartcity.app import create_app
 from smartcity.participation.hearings_models import Hearing
 from tests.conftest import eventually, make_key, make_settings, make_user, signin
 from tests.helpers import BROWSER_TIMEOUT, browser_signin
+from tests.participation.helpers import Phones, fits_the_phone
 
 API = "/api/participation/hearings"
 FIELDS = ("comments_open_at", "starts_at", "ends_at", "comments_close_at")
@@ -87,8 +89,14 @@ def test_a_citizen_asks_and_comments_through_the_korean_pages(db, db_url, tmp_pa
         assert client.post(f"/participation/hearings/{hid}/vote", data=big_item, headers=live).status_code == 404
 
 
+@pytest.fixture
+def phones(browser, live_app):
+    with Phones(browser, live_app) as them:
+        yield them
+
+
 @pytest.mark.browser
-def test_a_hearing_runs_live_on_a_phone_in_korean(live_app, page):
+def test_a_hearing_runs_live_on_a_phone_in_korean(live_app, page, phones):
     db = live_app.db
     make_user(db, "official", "staff", department="city-transport", language="ko")
     make_user(db, "citizen1", "citizen", language="ko")
@@ -121,17 +129,24 @@ def test_a_hearing_runs_live_on_a_phone_in_korean(live_app, page):
     eventually(lambda: page.locator("#questions .question").first.get_attribute("data-id") == str(other), timeout=10)
     assert page.locator(f"#questions .question[data-id='{other}']").get_attribute("data-votes") == "1"
     assert "공감 1개" in page.locator(f"#questions .question[data-id='{other}'] .votes").inner_text()
-    # The official marks it and answers it: both appear without the citizen touching anything.
-    api.put(f"{API}/{hid}/answering", json={"question": other}, headers=key["official"])
+    # The official, on a phone of their own, marks it and answers it: both appear without the citizen touching
+    # anything.
+    official = phones.signed_in("official", f"/participation/hearings/{hid}")
+    theirs_there = official.locator(f"#questions .question[data-id='{other}']")
+    theirs_there.locator("form.answering button").click()
     page.wait_for_selector(f"#questions .question.answering[data-id='{other}'] .badge.now", timeout=BROWSER_TIMEOUT)
     assert page.locator(".badge.now").inner_text() == "지금 답변 중"
-    answer = {"answer": "야간 조명은 아래로만 비추어 서식지에 영향이 없도록 합니다."}
-    api.post(f"{API}/{hid}/questions/{other}/answer", json=answer, headers=key["official"])
+    official.wait_for_selector(f"#questions .question.answering[data-id='{other}'] .badge.now")
+    answer = "야간 조명은 아래로만 비추어 서식지에 영향이 없도록 합니다."
+    theirs_there.get_by_label("답변", exact=True).fill(answer)
+    theirs_there.get_by_role("button", name="답변 게시").click()
     page.wait_for_selector(f"#questions .question.answered[data-id='{other}'] .answer", timeout=BROWSER_TIMEOUT)
-    assert answer["answer"] in page.locator(f"#questions .question[data-id='{other}'] .answer").inner_text()
+    assert answer in page.locator(f"#questions .question[data-id='{other}'] .answer").inner_text()
+    assert fits_the_phone(official)
 
     # The official ends the session: the page becomes the comment period's, and a comment is taken.
-    api.post(f"{API}/{hid}/end", headers=key["official"])
+    official.get_by_role("button", name="지금 공청회 끝내기").click()
+    official.wait_for_selector("#hearing[data-phase=after]")
     page.wait_for_selector("#hearing[data-phase=after]", timeout=BROWSER_TIMEOUT)
     assert page.locator("form.ask").count() == 0
     page.fill("form.comment textarea", "설명 감사합니다. 공사 일정도 알려 주세요.")
@@ -141,9 +156,12 @@ def test_a_hearing_runs_live_on_a_phone_in_korean(live_app, page):
     # The comment period closes; the minutes come out and the page, by itself, turns read-only.
     with db.session() as s:
         s.execute(update(Hearing).where(Hearing.id == hid).values(comments_close_at=datetime.now(UTC)))
-    minutes = {"text": "## 회의 결과\n\n- 조명 12곳 설치 **확정**\n- 철새 서식지 구간은 낮은 조도"}
-    published = api.post(f"{API}/{hid}/minutes", data=minutes, headers=key["official"])
-    assert published.status_code == 200, published.text
+    official.reload()
+    official.get_by_label("회의록(마크다운)").fill(
+        "## 회의 결과\n\n- 조명 12곳 설치 **확정**\n- 철새 서식지 구간은 낮은 조도"
+    )
+    official.get_by_role("button", name="회의록 공개하기").click()
+    official.wait_for_selector("#hearing[data-phase=finished] .minutes-text h2")
     page.wait_for_selector("#hearing[data-phase=finished] .minutes-text h2", timeout=BROWSER_TIMEOUT)
     assert page.locator(".minutes-text h2").inner_text() == "회의 결과"
     assert page.locator(".minutes-text strong").inner_text() == "확정"
