@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from smartcity.app import create_app
 from smartcity.core.db import Database, utcnow
+from smartcity.core.errors import SmartCityError
 from smartcity.core.models import AuditEntry
 from smartcity.core.notify import Notification
 from smartcity.participation import votes_chain, votes_service
@@ -337,7 +338,7 @@ def test_two_processes_casting_for_one_person_give_one_ballot(postgres_url, tmp_
         try:
             votes_service.cast(engine, who, vid, BALLOT["answers"])
             outcomes.append("cast")
-        except votes_service.SmartCityError as exc:
+        except SmartCityError as exc:
             outcomes.append(exc.code)
 
     threads = [threading.Thread(target=cast, args=(e, n)) for e, n in zip(engines, ("one", "two"), strict=True)]

@@ -49,6 +49,13 @@ def _votes_close(db, settings):
     return votes_service.close_due(db)
 
 
+def _setup(app, context):
+    """The bare route a city-wide vote's casts take, put first (votes_api.on_install)."""
+    from smartcity.participation import votes_api
+
+    votes_api.on_install(app)
+
+
 def _demo(db, profile):
     """Three Korean proposals, one in each phase: collecting likes, in debate, answered (participation/demo.py)."""
     from smartcity.participation.demo import load
@@ -103,6 +110,7 @@ module = Module(
         Job("participation.votes", 60, _votes_close),
     ),
     demo=_demo,
+    setup=_setup,
     cli="smartcity.participation.votes_cli:commands",
     models="smartcity.participation.models",
     settings=ParticipationSettings,

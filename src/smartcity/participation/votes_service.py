@@ -23,18 +23,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
 from smartcity.core.auth import Identity, check
 from smartcity.core.db import Database, as_utc, utcnow
-from smartcity.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SmartCityError
+from smartcity.core.errors import Conflict, InvalidInput, NotFound
 from smartcity.core.geo import haversine_m
 from smartcity.core.i18n import N_
 from smartcity.core.models import District, Neighbourhood
-from smartcity.participation.verification import NOT_VERIFIED, age_on, refused, rules
+from smartcity.participation import votes_casting as casting
+from smartcity.participation.verification import NOT_VERIFIED, age_on, rules
+from smartcity.participation.votes_casting import Receipt
 from smartcity.participation.votes_chain import seal
 from smartcity.participation.voting_models import Ballot, Verification, Vote, VoterRoll
 
@@ -268,106 +269,16 @@ def receipt_hash(code: str) -> str:
     return hashlib.sha256(plain.encode()).hexdigest()
 
 
-def _new_receipt() -> str:
+def new_receipt() -> str:
     raw = secrets.token_hex(8).upper()
     return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
 
 
-@dataclass(frozen=True)
-class Receipt:
-    vote_id: int
-    code: str
-
-
-# The hot path's statements, built once: each cast binds its values and runs them on the session's connection
-# (no ORM compile step, no unit of work). Profiled: the ORM layer around these was about a third of a cast.
-_VOTE_READ = select(Vote.opens_at, Vote.closes_at, Vote.questions, Vote.target).where(Vote.id == bindparam("vote_id"))
-_PERSON_READ = select(
-    Verification.identity_hash,
-    Verification.district_code,
-    Verification.neighbourhood_code,
-    Verification.birth_year,
-    Verification.home_lat,
-    Verification.home_lon,
-).where(Verification.user_id == bindparam("user_id"))
-_ROLL = {
-    name: dialect.insert(VoterRoll)
-    .values(
-        vote_id=bindparam("vote_id"),
-        identity_hash=bindparam("identity_hash"),
-        user_id=bindparam("user_id"),
-        voted_at=bindparam("voted_at"),
-    )
-    .on_conflict_do_nothing()
-    .returning(VoterRoll.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_BALLOT = insert(Ballot)
-_COUNT = (
-    update(Vote)
-    .where(Vote.id == bindparam("vote_id"))
-    .values(received=Vote.received + 1)
-    .returning(Vote.received, Vote.ballots)
-)
-
-
-def _roll(session: Session, vote_id: int, identity_hash: str, user_id: int, now: datetime) -> bool:
-    statement = _ROLL["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
-    values = {"vote_id": vote_id, "identity_hash": identity_hash, "user_id": user_id, "voted_at": now}
-    return session.connection().execute(statement, values).first() is not None
-
-
-def _cast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Receipt:
-    with db.session() as s:
-        conn = s.connection()
-        # The columns a cast reads, not the ORM object (a vote's kept results can be large): the hot path.
-        vote = conn.execute(_VOTE_READ, {"vote_id": vote_id}).first()
-        if vote is None:
-            raise NotFound(N_("no vote {id}"), params={"id": vote_id})
-        now = utcnow()
-        state = status_of(vote, now)
-        if state == UPCOMING:
-            raise Conflict(N_("this vote has not opened yet"), code="not_open")
-        if state == CLOSED:
-            raise Conflict(N_("this vote is closed"), code="closed")
-        person = conn.execute(_PERSON_READ, {"user_id": identity.user_id}).first()
-        why = ineligible(vote, person, now)
-        if why:
-            raise PermissionDenied(REFUSALS[why], code=why)
-        canonical = canonical_answers(vote.questions, answers)
-        if not _roll(s, vote_id, person.identity_hash, identity.user_id, now):
-            if has_voted(s, vote_id, identity.user_id):
-                raise Conflict(N_("you have already voted in this vote"), code="already_voted")
-            raise Conflict(N_("this person has already voted from another account"), code="same_person")
-        code = _new_receipt()
-        ballot = {
-            "id": secrets.token_hex(16),
-            "vote_id": vote_id,
-            "answers": canonical,
-            "district_code": person.district_code or "",
-            "age_band": age_band(age_on(person.birth_year, as_utc(vote.opens_at))),
-            "receipt_hash": receipt_hash(code),
-        }
-        conn.execute(_BALLOT, ballot)
-        # Last, so the vote row's lock (held to the commit) covers as little as possible.
-        received, sealed = conn.execute(_COUNT, {"vote_id": vote_id}).one()
-        if received - sealed >= rules(db).vote_batch:
-            seal(s, vote_id, locked=True)
-        audit.record(s, identity, "cast", SUBJECT, vote_id)
-    return Receipt(vote_id, code)
-
-
 def cast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Receipt:
     """Cast a verified person's ballot; the receipt code is theirs to check it is counted. Each refusal
-    (not open, closed, unverified, outside the target, voted already, bad answers) is audited."""
-    check(identity, "participation.take_part")
-    if identity.user_id is None:
-        raise PermissionDenied(N_("only a person's account can take part"), code="person_only")
-    try:
-        return _cast(db, identity, vote_id, answers)
-    except SmartCityError as exc:
-        refused(db, identity, "cast_refused", SUBJECT, vote_id, exc)
-        raise
+    (not open, closed, unverified, outside the target, voted already, bad answers) is audited. The cast is
+    stored with the others that arrive meanwhile, in one transaction of the store's writer (votes_casting.py)."""
+    return casting.submit(db, casting.Cast(vote_id, answers, identity)).result()
 
 
 def check_receipt(session: Session, vote_id: int, code: str) -> dict:
