@@ -278,7 +278,7 @@ async def act(request: Request, vote_id: int, action: str, identity: CurrentIden
         elif action == "cast":
             with db.session() as s:
                 vote = service.get(s, vote_id)
-            receipt = service.cast(db, identity, vote_id, _answers(vote, form))
+            receipt = await service.acast(db, identity, vote_id, _answers(vote, form))
             return RedirectResponse(f"{P}/{vote_id}/receipts/{quote(receipt.code)}?new=1", status_code=303)
         else:
             raise service.NotFound(N_("no such page"))

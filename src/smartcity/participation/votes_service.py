@@ -3,7 +3,8 @@ each, the results appear at the close with a breakdown by district and age band.
 
 One person, one vote: a cast writes the voter roll first — an INSERT … ON CONFLICT DO NOTHING under two
 unique keys, (vote, identity hash) and (vote, account) — so a second account of a verified person, a double
-submit, or the same ballot from two processes at once finds the row there and is refused.
+submit, or the same ballot from two processes at once finds the row there and is refused. Casts are stored in
+groups by the store's writer (votes_casting.py); the checks they go through are this module's.
 
 Secret ballots: the ballot row carries no account and no time, only the answers and the voter's district and
 age band (coarse, for the breakdown). Ballots wait with random ids until `vote_batch` of them are there; then
@@ -15,6 +16,7 @@ Tamper evidence: the chain (votes_chain.py); the voter keeps a receipt code whos
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -279,6 +281,11 @@ def cast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Receip
     (not open, closed, unverified, outside the target, voted already, bad answers) is audited. The cast is
     stored with the others that arrive meanwhile, in one transaction of the store's writer (votes_casting.py)."""
     return casting.submit(db, casting.Cast(vote_id, answers, identity)).result()
+
+
+async def acast(db: Database, identity: Identity, vote_id: int, answers: Any) -> Receipt:
+    """`cast` from the event loop: the loop serves other requests while the cast waits for its group."""
+    return await asyncio.wrap_future(casting.submit(db, casting.Cast(vote_id, answers, identity)))
 
 
 def check_receipt(session: Session, vote_id: int, code: str) -> dict:
