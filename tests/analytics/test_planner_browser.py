@@ -63,6 +63,10 @@ def test_an_analyst_plans_night_routes_on_a_phone_in_korean(server, page, tmp_pa
     page.set_input_files("#stops", str(stops_csv(tmp_path)))
     page.fill("#baseline", "N26: 00100 00101 00102 00103\nN37: 01200 01250 01300")
     page.click("#planner-form button[type=submit]")
+    # The search runs in a process of its own; the page follows it with a progress bar, then shows the routes.
+    progress = page.locator("#planner-progress")
+    progress.wait_for(timeout=BROWSER_TIMEOUT)
+    assert 0 <= float(progress.get_attribute("value")) < 1
     page.wait_for_selector("#planner-run[data-state=done]", timeout=60_000)
     assert page.locator("h1").inner_text() == "제안하는 심야 노선"
 

@@ -71,6 +71,7 @@ module = Module(
             description_en="The latest result of each analysis analysts published: demand per H3 cell (cells under "
             "the privacy threshold left out) with its Getis-Ord Gi* z, p and class.",
             rows=_published,
+            events=("analytics.publication",),
             tags=("analytics", "H3"),
         ),
     ),

@@ -5,37 +5,33 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import uuid
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from smartcity.analytics import planner_job
 from smartcity.analytics.planner import Constraints, PlanError, route_limit_km
+from smartcity.analytics.planner_job import COLOURS
 from smartcity.analytics.planner_run import (
     OUTPUT_FILES,
     RUN_ID,
-    agency_of,
-    demand_of,
     gazetteer_stops,
-    make_plan,
     options_from,
     runs_dir,
-    write_outputs,
-    write_status,
 )
 from smartcity.analytics.settings import AnalyticsSettings
 from smartcity.core.auth import Identity, Require, verify_csrf
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
-from smartcity.core.i18n import N_
+from smartcity.core.i18n import N_, translate
 from smartcity.core.web import error_text, language_of, render
 
 router = APIRouter(include_in_schema=False)
 Analyst = Annotated[Identity, Depends(Require("analytics.analyse"))]
-COLOURS = ("#1d4ed8", "#b91c1c", "#047857", "#7c3aed", "#c2410c", "#0e7490", "#be185d", "#4d7c0f", "#92400e")
 MAX_STOPS_FILE = 20 * 1024 * 1024
 
 
@@ -54,8 +50,15 @@ def _status(path: Path) -> dict:
     return json.loads((path / "status.json").read_text(encoding="utf-8"))
 
 
-def _form_page(request: Request, values: dict, error: str | None = None, status_code: int = 200) -> HTMLResponse:
-    return render(request, "analytics/planner.html", status_code=status_code, values=values, error=error)
+def _form_page(
+    request: Request, values: dict, error: str | None = None, status_code: int = 200, running: str = ""
+) -> HTMLResponse:
+    return render(
+        request, "analytics/planner.html", status_code=status_code, values=values, error=error, running=running
+    )
+
+
+BUSY = N_("A route plan is being made; start another when it has finished.")
 
 
 DEFAULTS = {"routes": "9", "max_km": "30", "headway": "40", "fleet": "90", "baseline": ""}
@@ -108,78 +111,18 @@ async def start_plan(request: Request, analyst: Analyst):
             raise InvalidInput(N_("the stop list is larger than 20 MB"), code="stops")
     except (PlanError, InvalidInput) as exc:
         return _form_page(request, values, error_text(exc, lang), status_code=422)
-    run_id = uuid.uuid4().hex
-    path = _runs_dir(request) / run_id
-    path.mkdir(parents=True)
-    write_status(path, state="running", owner=analyst.label, constraints=values)
-    profile = request.app.state.profile
     baseline = values["baseline"].encode() if values["baseline"].strip() else None
-    db = request.app.state.db
-
-    def run() -> None:
-        try:
-            stops = stops_file or gazetteer_stops(db)
-            night = make_plan(demand_of(settings, ("phone",)), stops, profile, constraints, options, baseline)
-            write_outputs(night, agency_of(profile, settings.site_url), path)
-            (path / "result.json").write_text(json.dumps(_result(night), ensure_ascii=False), encoding="utf-8")
-            write_status(path, state="done", owner=analyst.label, constraints=values)
-        except SmartCityError as exc:
-            write_status(
-                path, state="failed", owner=analyst.label, constraints=values, template=exc.template, params=exc.params
-            )
-        except Exception as exc:  # the page says the run failed instead of spinning for ever
-            write_status(path, state="failed", owner=analyst.label, constraints=values, template=str(exc), params={})
-            raise
-
-    threading.Thread(target=run, name=f"night-plan-{run_id[:8]}", daemon=True).start()
+    try:
+        if not stops_file:
+            stops_file = await run_in_threadpool(gazetteer_stops, request.app.state.db)
+        run_id = uuid.uuid4().hex
+        job = planner_job.job_of(analyst.label, values, constraints, options)
+        await run_in_threadpool(planner_job.start, settings, _runs_dir(request) / run_id, job, stops_file, baseline)
+    except planner_job.Busy as busy:
+        return _form_page(request, values, translate(lang, BUSY), status_code=409, running=busy.run_id)
+    except (PlanError, InvalidInput) as exc:
+        return _form_page(request, values, error_text(exc, lang), status_code=422)
     return RedirectResponse(f"/analytics/planner/runs/{run_id}", status_code=303)
-
-
-def _result(night) -> dict:
-    served = {c.stop.id: c.demand for c in night.plan.candidates}
-    on_routes = {s.id for r in night.plan.routes for s in r.stops}
-    return {
-        "routes": [
-            {
-                "name": r.name,
-                "colour": COLOURS[i % len(COLOURS)],
-                "km": r.km,
-                "round_trip_min": r.round_trip_min,
-                "buses": r.buses,
-                "demand": r.demand,
-                "riders": r.riders,
-                "stops": [
-                    {"id": s.id, "name": s.name, "lat": s.lat, "lon": s.lon, "demand": served.get(s.id, 0.0)}
-                    for s in r.stops
-                ],
-            }
-            for i, r in enumerate(night.plan.routes)
-        ],
-        "cells": _hot_cells(night, on_routes),
-        "baseline": [
-            {"name": r.name, "stops": [{"id": s.id, "lat": s.lat, "lon": s.lon} for s in r.stops]}
-            for r in night.baseline or ()
-        ],
-        "comparison": [c.__dict__ for c in night.comparison],
-        "max_km": night.plan.max_km,
-    }
-
-
-def _hot_cells(night, on_routes: set[str]) -> list[dict]:
-    """The clustered hot cells as hexagons (lat, lon rings) with their demand, marked when a route's stop serves
-    them: what the script's map shades under the routes."""
-    import h3
-
-    return [
-        {
-            "cell": cell,
-            "demand": night.demand.get(cell, 0.0),
-            "served": c.stop.id in on_routes,
-            "ring": [[round(lat, 6), round(lon, 6)] for lat, lon in h3.cell_to_boundary(cell)],
-        }
-        for c in night.plan.candidates
-        for cell in c.cells
-    ]
 
 
 def _map(result: dict, width: int = 360, height: int = 300) -> dict:
@@ -217,10 +160,21 @@ def _map(result: dict, width: int = 360, height: int = 300) -> dict:
     return {"width": width, "height": height, "routes": routes, "baseline": baseline}
 
 
+LOST = N_("the planning process ended before it finished")
+STEPS = {
+    "start": N_("Starting"),
+    "demand": N_("Reading the late-night demand"),
+    "search": N_("Searching for routes"),
+    "files": N_("Writing the GTFS feed and the files"),
+}
+
+
 @router.get("/analytics/planner/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: str, _analyst: Analyst):
     path = _run_dir(request, run_id)
     status = _status(path)
+    if status["state"] in planner_job.WORKING and not planner_job.is_alive(_runs_dir(request), run_id):
+        status = {**status, "state": "failed", "template": LOST, "params": {}}
     result = map_ = error = None
     if status["state"] == "done":
         result = json.loads((path / "result.json").read_text(encoding="utf-8"))
@@ -236,6 +190,7 @@ def run_page(request: Request, run_id: str, _analyst: Analyst):
         map=map_,
         error=error,
         files=OUTPUT_FILES,
+        step=STEPS.get(status.get("step", ""), STEPS["start"]),
     )
 
 

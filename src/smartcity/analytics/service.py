@@ -18,6 +18,7 @@ from smartcity.analytics.models import Analysis, CellResult, Run
 from smartcity.core.auth import Identity
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import InvalidInput, NotFound
+from smartcity.core.events import publish
 
 log = logging.getLogger(__name__)
 DAY_TYPES = ("all", "weekday", "weekend")
@@ -147,6 +148,7 @@ def execute(db: Database, settings, run_id: int) -> None:
     with db.session() as s:
         run = s.get(Run, run_id)
         a = s.get(Analysis, run.analysis_id)
+        analysis_id = a.id
         kinds, hours, day_type = a.kinds.split(","), [int(h) for h in a.hours.split(",")], a.day_type
     try:
         _progress(db, run_id, status="running", progress=0.1, message="counting demand per cell")
@@ -171,6 +173,8 @@ def execute(db: Database, settings, run_id: int) -> None:
                 .where(Run.id == run_id)
                 .values(status="done", progress=1.0, message="", cells=len(spots), finished_at=utcnow())
             )
+            if s.get(Analysis, analysis_id).published:
+                _publication_changed(s, analysis_id)
     except Exception as exc:  # the run says why it failed; the analyst sees it on the page
         if not isinstance(exc, InvalidInput):
             log.exception("analytics run %s failed", run_id)
@@ -199,10 +203,21 @@ def results(db: Database, who: Identity | None, run_id: int) -> list[dict]:
         return [{"cell": r.cell, "count": r.count, "z": r.z, "p": r.p, "significance": r.significance} for r in rows]
 
 
+# The open data dataset `analytics.hotspots` follows this topic: published again when an analysis is published or
+# withdrawn, and when a published analysis has a new result.
+PUBLICATION = "analytics.publication"
+
+
+def _publication_changed(session: Session, analysis_id: int) -> None:
+    publish(session, PUBLICATION, {"analysis": analysis_id}, audience="analytics.analyse")
+
+
 def set_published(db: Database, who: Identity, analysis_id: int, published: bool) -> None:
     with db.session() as s:
         a = _visible(s, who, analysis_id)
-        a.published = published
+        if a.published != published:
+            a.published = published
+            _publication_changed(s, a.id)
 
 
 def rerun_due(db: Database, settings) -> list[int]:
