@@ -104,15 +104,24 @@ def test_a_client_with_httpx_and_pyld_creates_queries_and_subscribes(sender_key,
     assert r.status_code == 201, r.text
 
     link = f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+    # The context maps the type to the data model's IRI: not the city's public Streetlight, read with a key.
+    key = {"X-API-Key": sender_key}
     found = client.get(
-        "/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": "clients>10"}, headers={"Link": link}
+        "/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": "clients>10"}, headers={"Link": link, **key}
     )
     assert found.status_code == 200
     [entity] = found.json()
+    assert entity["type"] == "Streetlight"  # compacted with the client's context
+    # Without that context, Streetlight is the core context's term: another type, the entity is not one.
+    assert client.get("/ngsi-ld/v1/entities", params={"type": "Streetlight"}, headers=key).json() == []
+    plain = client.get("/ngsi-ld/v1/entities", params={"type": f"{WIFI}Streetlight"}, headers=key).json()
+    assert [e["id"] for e in plain] == ["urn:ngsi-ld:Streetlight:ctx2"]
     read_back = jsonld.expand({**entity, "@context": context_url})
     assert read_back[0][f"{WIFI}clients"] == expanded[0][f"{WIFI}clients"]
     assert read_back[0][f"{WIFI}ssid"] == expanded[0][f"{WIFI}ssid"]
-    none = client.get("/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": "clients>12"}, headers={"Link": link})
+    none = client.get(
+        "/ngsi-ld/v1/entities", params={"type": "Streetlight", "q": "clients>12"}, headers={"Link": link, **key}
+    )
     assert none.json() == []
 
     [notified] = receiver.wait(1)  # delivered by the app's job

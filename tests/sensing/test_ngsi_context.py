@@ -18,10 +18,13 @@ from smartcity.sensing.ngsi_wire import CORE_CONTEXT
 from tests.servers import free_port
 
 NGSI = "https://uri.etsi.org/ngsi-ld/"
+DEFAULT = f"{NGSI}default-context/"
 A, B = "https://example.org/a/", "https://example.org/b/"
 CONTEXTS = {
     "/a.jsonld": {"@context": {"clients": f"{A}clients"}},
     "/b.jsonld": {"@context": {"clients": f"{B}clients"}},
+    "/ta.jsonld": {"@context": {"Streetlight": f"{A}Streetlight", "clients": f"{A}clients"}},
+    "/tb.jsonld": {"@context": {"Streetlight": f"{B}Streetlight"}},
 }
 
 
@@ -148,3 +151,52 @@ def test_a_subscription_watches_and_is_notified_in_its_own_terms(client, sender_
     assert sent.status_code == 204
     [notified] = receiver.wait(1)
     assert notified["body"]["data"] == [{"id": eid, "type": "Streetlight", "clients": {"type": "Property", "value": 4}}]
+
+
+def test_a_type_a_user_context_maps_elsewhere_matches_only_entities_stored_under_that_iri(client, sender_key, contexts):
+    """Regression: entity types were kept as sent, so two clients whose contexts give `Streetlight` two IRIs
+    (and a client with no context) read each other's entities as theirs."""
+    ta, tb = f"{contexts.base}/ta.jsonld", f"{contexts.base}/tb.jsonld"
+    key = {"X-API-Key": sender_key}
+    web = jsonld.requests_document_loader()
+
+    def loader(url: str, options: dict | None = None) -> dict:
+        # The client has the core context at hand (no network here); its own contexts it fetches.
+        if url == CORE_CONTEXT:
+            return {"contextUrl": None, "documentUrl": url, "document": {"@context": ngsi_context.CORE}}
+        return web(url, options)
+
+    for n, url in ((1, ta), (2, tb)):
+        expanded = jsonld.expand(
+            {
+                "@context": [url, CORE_CONTEXT],
+                "id": f"urn:ngsi-ld:Streetlight:typed{n}",
+                "type": "Streetlight",
+                "clients": {"type": "Property", "value": n},
+            },
+            {"documentLoader": loader},
+        )
+        sent = jsonld.compact(expanded, [url, CORE_CONTEXT], {"documentLoader": loader})  # what a client sends
+        r = client.post(
+            "/ngsi-ld/v1/entities",
+            content=json.dumps(sent),
+            headers={**key, "Content-Type": "application/ld+json"},
+        )
+        assert r.status_code == 201, r.text
+
+    def ids(headers: dict) -> list[str]:
+        r = client.get("/ngsi-ld/v1/entities", params={"type": "Streetlight"}, headers={**key, **headers})
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()]
+
+    assert ids(link(ta)) == ["urn:ngsi-ld:Streetlight:typed1"]
+    assert ids(link(tb)) == ["urn:ngsi-ld:Streetlight:typed2"]
+    assert ids({}) == []
+    mine = client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:typed1", headers={**key, **link(ta)}).json()
+    assert (mine["type"], mine["clients"]["value"]) == ("Streetlight", 1)
+    listed = client.get("/ngsi-ld/v1/types", headers={**key, **link(ta)}).json()["typeList"]
+    assert listed == sorted(["Streetlight", f"{B}Streetlight"])
+    info = client.get("/ngsi-ld/v1/types/Streetlight", headers={**key, **link(tb)}).json()
+    assert (info["id"], info["entityCount"], info["typeName"]) == (f"{B}Streetlight", 1, "Streetlight")
+    # B's context leaves clients to the core context; A's gives it A's IRI: B's entity has the core one.
+    assert [(a["id"], a["attributeName"]) for a in info["attributeDetails"]] == [(f"{DEFAULT}clients", "clients")]

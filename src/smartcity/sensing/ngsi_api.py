@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -206,7 +207,7 @@ async def query_entities(request: Request) -> Response:
     pick, omit = names.stored_names(pick), names.stored_names(omit)
     spec = store.Query(readable_types=await _readable(request))
     if params.get("type"):
-        spec.types = [t.strip() for t in params["type"].split(",") if t.strip()]
+        spec.types = [names.stored_type(t.strip()) for t in params["type"].split(",") if t.strip()]
     if params.get("id"):
         spec.ids = [store.check_id(i.strip()) for i in params["id"].split(",") if i.strip()]
     if params.get("idPattern"):
@@ -414,6 +415,136 @@ async def delete_attribute(request: Request, entity_id: str, attr: str) -> Respo
 
     await run_in_threadpool(write)
     return Response(status_code=204)
+
+
+# --- types and attributes ------------------------------------------------------------------------------------
+
+
+async def _census(request: Request, types: list[str] | None = None) -> store.Census:
+    readable = await _readable(request)
+    db = request.app.state.db
+
+    def read() -> store.Census:
+        with db.session() as s:
+            out = store.census(s, readable, types)
+            ngsi_assets.census(s, out, readable, types)
+            return out
+
+    return await run_in_threadpool(read)
+
+
+def _details(request: Request) -> bool:
+    raw = request.query_params.get("details", "false")
+    if raw not in ("true", "false"):
+        raise bad_data("details is true or false")
+    return raw == "true"
+
+
+@router.get("/types")
+async def entity_types(request: Request) -> Response:
+    """EntityTypeList, or with details=true every EntityType with its attribute names (GS CIM 009 5.7.5)."""
+    media, details = response_type(request), _details(request)
+    context = await request_context(request)
+    names = Names(context)
+    found = await _census(request)
+    if details:
+        body: Any = [
+            {
+                "id": Names.type_iri(t),
+                "type": "EntityType",
+                "typeName": names.client_type(t),
+                "attributeNames": sorted(names.client(a) for a in found.attributes.get(t, {})),
+            }
+            for t in sorted(found.entities)
+        ]
+    else:
+        typelist = sorted(names.client_type(t) for t in found.entities)
+        body = {"id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}", "type": "EntityTypeList", "typeList": typelist}
+    return answer(request, body, media, context=context)
+
+
+@router.get("/types/{etype:path}")
+async def entity_type(request: Request, etype: str) -> Response:
+    """EntityTypeInfo: how many entities of the type, and each attribute's types and count (5.7.6)."""
+    media = response_type(request)
+    context = await request_context(request)
+    names = Names(context)
+    stored = names.stored_type(etype)
+    found = await _census(request, [stored])
+    if not found.entities.get(stored):
+        raise store.missing(f"of type {etype}")
+    attrs = found.attributes.get(stored, {})
+    body = {
+        "id": Names.type_iri(stored),
+        "type": "EntityTypeInfo",
+        "typeName": names.client_type(stored),
+        "entityCount": found.entities[stored],
+        "attributeDetails": [
+            {
+                "id": Names.attribute_iri(a),
+                "type": "Attribute",
+                "attributeName": names.client(a),
+                "attributeTypes": sorted(attrs[a][0]),
+            }
+            for a in sorted(attrs)
+        ],
+    }
+    return answer(request, body, media, context=context)
+
+
+def _by_attribute(found: store.Census) -> dict[str, tuple[set[str], set[str], int]]:
+    """attribute name → (its attribute types, the entity types carrying it, how many entities carry it)."""
+    out: dict[str, tuple[set[str], set[str], int]] = {}
+    for etype, attrs in found.attributes.items():
+        for name, (kinds, n) in attrs.items():
+            seen_kinds, seen_types, count = out.get(name, (set(), set(), 0))
+            out[name] = (seen_kinds | kinds, seen_types | {etype}, count + n)
+    return out
+
+
+@router.get("/attributes")
+async def attributes_list(request: Request) -> Response:
+    """AttributeList, or with details=true every Attribute with the types carrying it (5.7.8)."""
+    media, details = response_type(request), _details(request)
+    context = await request_context(request)
+    names = Names(context)
+    by_name = _by_attribute(await _census(request))
+    if details:
+        body: Any = [
+            {
+                "id": Names.attribute_iri(a),
+                "type": "Attribute",
+                "attributeName": names.client(a),
+                "typeNames": sorted(names.client_type(t) for t in by_name[a][1]),
+            }
+            for a in sorted(by_name)
+        ]
+    else:
+        attrlist = sorted(names.client(a) for a in by_name)
+        body = {"id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}", "type": "AttributeList", "attributeList": attrlist}
+    return answer(request, body, media, context=context)
+
+
+@router.get("/attributes/{attr:path}")
+async def attribute_info(request: Request, attr: str) -> Response:
+    """Attribute: how many entities carry it, its attribute types and the entity types carrying it (5.7.9)."""
+    media = response_type(request)
+    context = await request_context(request)
+    names = Names(context)
+    stored = names.stored(attr)
+    entry = _by_attribute(await _census(request)).get(stored)
+    if entry is None:
+        raise store.missing(f"attribute {attr}")
+    kinds, types, count = entry
+    body = {
+        "id": Names.attribute_iri(stored),
+        "type": "Attribute",
+        "attributeName": names.client(stored),
+        "attributeCount": count,
+        "attributeTypes": sorted(kinds),
+        "typeNames": sorted(names.client_type(t) for t in types),
+    }
+    return answer(request, body, media, context=context)
 
 
 # --- batch operations ----------------------------------------------------------------------------------------

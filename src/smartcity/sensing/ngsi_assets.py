@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from smartcity.assets import service as assets
 from smartcity.core.errors import NotFound
 from smartcity.sensing import wifi
-from smartcity.sensing.ngsi_entities import OWNED_TYPES, Entity, Query
+from smartcity.sensing.ngsi_entities import OWNED_TYPES, Census, Entity, Query
 
 MOST = 1_000_000
 
@@ -118,3 +118,15 @@ def query(session: Session, spec: Query) -> list[Entity]:
             if spec.q_test(e):
                 out.append(e)
     return sorted(out, key=lambda e: e.id)
+
+
+def census(
+    session: Session, out: Census, readable_types: tuple[str, ...] | None, types: list[str] | None = None
+) -> None:
+    """Add the owned entities the caller may read to a census of the stored ones."""
+    for etype in types_asked(Query(types=types, readable_types=readable_types)):
+        rows = assets.list_assets(session, kind=OWNED_TYPES[etype], limit=MOST)
+        for e in _built(session, etype, rows):
+            out.entities[etype] = out.entities.get(etype, 0) + 1
+            for name, attr in e.attrs.items():
+                out.add(etype, name, attr.get("type"), 1)

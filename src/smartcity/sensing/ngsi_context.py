@@ -6,7 +6,7 @@ different meanings do not write the same attribute, and each reads names back in
 pyld does the expansion and compaction, with a document loader that serves the core context from the file and
 user contexts only as check_context already fetched them: it never reaches the network. Requests with no
 context or the core one skip all of this (names are kept as sent: the core context maps them to themselves).
-Entity types and sub-attribute names are kept as sent.
+Entity types are expanded and compacted the same way (as `@type` values); sub-attribute names are kept as sent.
 """
 
 from __future__ import annotations
@@ -80,6 +80,39 @@ def _client_name(key: str, name: str) -> str:
     return next(k for k in compacted if k != "@context")
 
 
+def _context(key: str) -> Any:
+    return [*json.loads(key), CORE] if key else CORE
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_iri(key: str, term: str) -> str:
+    """An entity type's IRI under a context (a type is expanded as a vocabulary term, like `@type`)."""
+    try:
+        expanded = jsonld.expand({"@context": _context(key), "@id": "urn:x", "@type": term}, OPTIONS)
+    except jsonld.JsonLdError as exc:
+        raise NgsiError(400, "BadRequestData", f"the @context cannot be applied to {term!r}: {exc}") from None
+    return expanded[0]["@type"][0] if expanded and expanded[0].get("@type") else term
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_term(key: str, iri: str) -> str:
+    try:
+        compacted = jsonld.compact({"@id": "urn:x", "@type": iri}, {"@context": _context(key)}, OPTIONS)
+    except jsonld.JsonLdError:
+        return iri
+    found = compacted.get("type", compacted.get("@type", iri))
+    return found if isinstance(found, str) else iri
+
+
+@functools.lru_cache(maxsize=4096)
+def _attribute_iri(term: str) -> str:
+    try:
+        expanded = jsonld.expand({"@context": CORE, term: "x"}, OPTIONS)
+    except jsonld.JsonLdError:
+        return term
+    return next(iter(expanded[0])) if expanded and expanded[0] else term
+
+
 class Names:
     """A request's names ↔ the stored ones."""
 
@@ -100,6 +133,24 @@ class Names:
     def client(self, name: str) -> str:
         return _client_name(self.key, name) if self.key and name not in KEPT else name
 
+    def stored_type(self, term: str) -> str:
+        """An entity type as stored: compacted with the core context, so a type a user context maps to another
+        IRI is stored (and matched) as that IRI."""
+        return _type_term("", _type_iri(self.key, term)) if self.key else term
+
+    def client_type(self, stored: str) -> str:
+        return _type_term(self.key, _type_iri("", stored)) if self.key else stored
+
+    @staticmethod
+    def type_iri(stored: str) -> str:
+        """A stored type's full IRI (the id of EntityType and EntityTypeInfo)."""
+        return _type_iri("", stored)
+
+    @staticmethod
+    def attribute_iri(stored: str) -> str:
+        """A stored attribute name's full IRI (the id of Attribute)."""
+        return _attribute_iri(stored)
+
     def stored_names(self, names: set[str] | None) -> set[str] | None:
         return None if names is None else {self.stored(n) for n in names}
 
@@ -107,7 +158,16 @@ class Names:
         """A sent entity with its attribute names as stored (anything not an object is left to be refused)."""
         if not self.key or not isinstance(raw, dict):
             return raw
-        return {self.stored(k): v for k, v in raw.items()}
+        out = {self.stored(k): v for k, v in raw.items()}
+        if isinstance(out.get("type"), str):
+            out["type"] = self.stored_type(out["type"])
+        return out
 
     def attrs_out(self, attrs: dict) -> dict:
-        return {self.client(k): v for k, v in attrs.items()} if self.key else attrs
+        """An entity (or its attributes) in the client's terms: attribute names, and the type."""
+        if not self.key:
+            return attrs
+        out = {self.client(k): v for k, v in attrs.items()}
+        if isinstance(out.get("type"), str):
+            out["type"] = self.client_type(out["type"])
+        return out

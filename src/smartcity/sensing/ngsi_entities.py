@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -355,6 +355,52 @@ def query(session: Session, spec: Query) -> tuple[list[Entity], int]:
             continue
         matched.append(e)
     return matched[spec.offset : spec.offset + spec.limit], len(matched)
+
+
+@dataclass
+class Census:
+    """What the stored entities are: how many of each type, and per type each attribute's name, its attribute
+    types (Property, Relationship …) and how many entities carry it."""
+
+    entities: dict[str, int] = field(default_factory=dict)
+    attributes: dict[str, dict[str, tuple[set[str], int]]] = field(default_factory=dict)
+
+    def add(self, etype: str, name: str, kind: str | None, n: int) -> None:
+        kinds, count = self.attributes.setdefault(etype, {}).get(name, (set(), 0))
+        self.attributes[etype][name] = (kinds | ({kind} if kind else set()), count + n)
+
+
+def census(session: Session, readable_types: tuple[str, ...] | None, types: list[str] | None = None) -> Census:
+    """The census of the stored entities of the types the caller may read (`types`: of these only), counted by
+    the store (its JSON functions list each entity's attribute names)."""
+    wanted = set(types) if types is not None else None
+    if readable_types is not None:
+        wanted = (wanted if wanted is not None else set(readable_types)) & set(readable_types)
+    out = Census()
+    counts = select(NgsiEntity.type, func.count()).group_by(NgsiEntity.type)
+    if wanted is not None:
+        if not wanted:
+            return out
+        counts = counts.where(NgsiEntity.type.in_(sorted(wanted)))
+    for etype, n in session.execute(counts):
+        out.entities[etype] = n
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            "SELECT e.type, j.key, j.value ->> 'type', count(*) FROM sensing_ngsi_entities AS e, "
+            "jsonb_each(CAST(e.attrs AS jsonb)) AS j {where} GROUP BY 1, 2, 3"
+        )
+    else:
+        sql = (
+            "SELECT e.type, j.key, json_extract(j.value, '$.type'), count(*) FROM sensing_ngsi_entities AS e, "
+            "json_each(e.attrs) AS j {where} GROUP BY 1, 2, 3"
+        )
+    stmt = text(sql.format(where="WHERE e.type IN :types" if wanted is not None else ""))
+    params = {}
+    if wanted is not None:
+        stmt, params = stmt.bindparams(bindparam("types", expanding=True)), {"types": sorted(wanted)}
+    for etype, name, kind, n in session.execute(stmt, params):
+        out.add(etype, name, kind, n)
+    return out
 
 
 # --- renderings ---------------------------------------------------------------------------------------------

@@ -115,6 +115,8 @@ def with_context(sub: dict, context: Any) -> dict:
     names = Names(context)
     if not names.key:
         return sub
+    for selector in sub.get("entities") or []:
+        selector["type"] = names.stored_type(selector["type"])
     if sub.get("watchedAttributes"):
         sub["watchedAttributes"] = [names.stored(n) for n in sub["watchedAttributes"]]
     notification = sub["notification"]
