@@ -155,3 +155,65 @@ def test_throttling_and_an_endpoint_that_refuses(db, sender_key, quiet, receiver
     assert deliver(db, now + 10**7) == {"sent": 0, "retried": 0, "failed": 0}
     good = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:ok").json()["notification"]
     assert (good["status"], good["timesSent"]) == ("ok", 1)
+
+
+def test_notifications_are_sent_off_the_scheduler_thread_and_a_slow_endpoint_holds_up_only_itself(
+    db, sender_key, quiet, receiver
+):
+    """Regression: the `sensing.ngsi_notify` job posted the notifications itself, one after another, on the
+    scheduler's thread: an endpoint taking seconds to answer held up every other job and every other endpoint."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from smartcity.core.jobs import Job, Scheduler
+    from smartcity.sensing.ngsi_subscriptions import job
+
+    slow_got: list[float] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(3)
+            slow_got.append(time.monotonic())
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    slow = ThreadingHTTPServer(("127.0.0.1", free_port()), Slow)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        client = quiet
+        # The slow one first: delivered in order of queueing, it would be posted to first.
+        for sid, uri in (("slow", f"http://127.0.0.1:{slow.server_address[1]}/notify"), ("fast", receiver.url)):
+            sub = {
+                "id": f"urn:ngsi-ld:Subscription:{sid}",
+                "type": "Subscription",
+                "entities": [{"type": "Streetlight"}],
+                "notification": {"endpoint": {"uri": uri}},
+            }
+            assert send(client, sender_key, "POST", "/subscriptions", sub).status_code == 201
+        assert send(client, sender_key, "POST", "/entities", ap(1, 5)).status_code == 201
+        scheduler = Scheduler(db, None, [Job("sensing.ngsi_notify", 2, job)])
+        started = time.monotonic()
+        scheduler.run_due()
+        assert time.monotonic() - started < 1.0  # the scheduler's thread went back to its other jobs
+        [fast] = receiver.wait(1, timeout=10)
+        fast_at = time.monotonic()
+        assert fast["body"]["subscriptionId"] == "urn:ngsi-ld:Subscription:fast"
+        assert fast_at - started < 2.5 and not slow_got  # not behind the slow endpoint
+        deadline = time.monotonic() + 15
+        while not slow_got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow_got  # the slow one is delivered too
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            state = send(client, sender_key, "GET", "/subscriptions/urn:ngsi-ld:Subscription:slow").json()
+            if state["notification"]["timesSent"] == 1:
+                break
+            time.sleep(0.1)
+        assert state["notification"]["timesSent"] == 1
+    finally:
+        slow.shutdown()
+        slow.server_close()

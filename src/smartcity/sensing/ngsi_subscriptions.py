@@ -1,6 +1,7 @@
 """NGSI-LD subscriptions: CRUD at /ngsi-ld/v1/subscriptions, matching entity writes (entities by type, id or
 idPattern; watchedAttributes; q; geoQ), notifications queued in the write's own transaction (the outbox
-`sensing_ngsi_notifications`) and delivered off the request path by the `sensing.ngsi_notify` job: an HTTP POST
+`sensing_ngsi_notifications`) and delivered off the request path and off the scheduler's thread (the
+`sensing.ngsi_notify` job wakes a sender thread, `Sender`, which posts to several endpoints at once): an HTTP POST
 of {"id", "type": "Notification", "subscriptionId", "notifiedAt", "data"} to notification.endpoint.uri; a
 failure is tried again after 2, 4, 8 … seconds (BACKOFF_S), and after MAX_ATTEMPTS the notification is given up
 and the subscription's notification.status is "failed". `throttling` (seconds) keeps notifications apart.
@@ -9,9 +10,13 @@ and the subscription's notification.status is "failed". `throttling` (seconds) k
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 import time
 import uuid
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +24,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
@@ -35,6 +40,9 @@ from smartcity.sensing.ngsi_wire import NgsiError, answer, bad_data, not_found, 
 MAX_ATTEMPTS = 5
 BACKOFF_S = 2.0
 TIMEOUT_S = 5.0
+LEASE_S = 4 * TIMEOUT_S  # a claimed notification is not due again before its sender is surely done with it
+SENDERS = 4  # endpoints posted to at once
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], route_class=NgsiRoute, include_in_schema=False)
 
 
@@ -198,67 +206,144 @@ def queue(session: Session, changes: list[tuple[Entity, set[str]]], now: float |
 # --- delivery ---------------------------------------------------------------------------------------------
 
 
-def deliver(db, now: float | None = None) -> dict[str, int]:
-    """Send the notifications that are due: {"sent", "retried", "failed"}."""
-    now = time.time() if now is None else now
-    counts = {"sent": 0, "retried": 0, "failed": 0}
+def _claim(db, now: float) -> list[tuple[int, str, str, int, dict | None]]:
+    """The due notifications this process takes (each pushed past a lease first, so that another process's
+    sender skips it): (id, subscription, payload, attempts, endpoint)."""
     with db.session() as s:
         due = [
-            (n.id, n.subscription_id, n.payload, n.attempts)
+            (n.id, n.subscription_id, n.payload, n.attempts, n.due)
             for n in s.scalars(
                 select(NgsiNotification).where(NgsiNotification.due <= now).order_by(NgsiNotification.id).limit(200)
             )
         ]
-        uris = {
+        endpoints = {
             row.id: json.loads(row.body)["notification"]["endpoint"]
             for row in s.scalars(select(NgsiSubscription).where(NgsiSubscription.id.in_({d[1] for d in due})))
         }
-    with httpx.Client(timeout=TIMEOUT_S) as http:
-        for nid, sid, payload, attempts in due:
-            endpoint = uris.get(sid)
-            ok = False
-            if endpoint is not None:
-                body = json.loads(payload)
-                body = {
-                    "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
-                    "type": "Notification",
-                    "subscriptionId": sid,
-                    "notifiedAt": _iso(utcnow()),
-                    "data": body["data"],
-                }
-                try:
-                    answer_ = http.post(endpoint["uri"], json=body, headers={"Content-Type": "application/json"})
-                    ok = 200 <= answer_.status_code < 300
-                except httpx.HTTPError:
-                    ok = False
-            with db.session() as s:
-                sub = s.get(NgsiSubscription, sid)
-                note = s.get(NgsiNotification, nid)
-                if sub is None or note is None:
-                    if note is not None:
-                        s.delete(note)
-                    continue
-                sub.last_notification = utcnow()
-                if ok:
-                    s.delete(note)
-                    sub.times_sent += 1
-                    sub.last_success, sub.failed = utcnow(), False
-                    counts["sent"] += 1
-                    continue
-                sub.last_failure = utcnow()
-                note.attempts = attempts + 1
-                if note.attempts >= MAX_ATTEMPTS:
-                    s.delete(note)
-                    sub.failed = True
-                    counts["failed"] += 1
-                else:
-                    note.due = now + BACKOFF_S * 2 ** (note.attempts - 1)
-                    counts["retried"] += 1
+    claimed = []
+    for nid, sid, payload, attempts, was_due in due:
+        with db.session() as s:
+            taken = s.execute(
+                update(NgsiNotification)
+                .where(NgsiNotification.id == nid, NgsiNotification.due == was_due)
+                .values(due=now + LEASE_S)
+            ).rowcount
+        if taken:
+            claimed.append((nid, sid, payload, attempts, endpoints.get(sid)))
+    return claimed
+
+
+def _post(http: httpx.Client, sid: str, payload: str, endpoint: dict | None) -> bool:
+    if endpoint is None:
+        return False
+    body = {
+        "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+        "type": "Notification",
+        "subscriptionId": sid,
+        "notifiedAt": _iso(utcnow()),
+        "data": json.loads(payload)["data"],
+    }
+    try:
+        answer_ = http.post(endpoint["uri"], json=body, headers={"Content-Type": "application/json"})
+    except httpx.HTTPError:
+        return False
+    return 200 <= answer_.status_code < 300
+
+
+def _outcome(db, nid: int, sid: str, attempts: int, ok: bool, now: float, counts: dict[str, int]) -> None:
+    with db.session() as s:
+        sub = s.get(NgsiSubscription, sid)
+        note = s.get(NgsiNotification, nid)
+        if sub is None or note is None:
+            if note is not None:
+                s.delete(note)
+            return
+        sub.last_notification = utcnow()
+        if ok:
+            s.delete(note)
+            sub.times_sent += 1
+            sub.last_success, sub.failed = utcnow(), False
+            counts["sent"] += 1
+            return
+        sub.last_failure = utcnow()
+        note.attempts = attempts + 1
+        if note.attempts >= MAX_ATTEMPTS:
+            s.delete(note)
+            sub.failed = True
+            counts["failed"] += 1
+        else:
+            note.due = now + BACKOFF_S * 2 ** (note.attempts - 1)
+            counts["retried"] += 1
+
+
+def deliver(db, now: float | None = None) -> dict[str, int]:
+    """Send the notifications that are due, several endpoints at once (a slow one holds up only its own):
+    {"sent", "retried", "failed"}."""
+    now = time.time() if now is None else now
+    counts = {"sent": 0, "retried": 0, "failed": 0}
+    claimed = _claim(db, now)
+    if not claimed:
+        return counts
+    lock = threading.Lock()
+
+    def one(item: tuple[int, str, str, int, dict | None]) -> None:
+        nid, sid, payload, attempts, endpoint = item
+        ok = _post(http, sid, payload, endpoint)
+        with lock:
+            _outcome(db, nid, sid, attempts, ok, now, counts)
+
+    with httpx.Client(timeout=TIMEOUT_S) as http, ThreadPoolExecutor(SENDERS) as pool:
+        list(pool.map(one, claimed))
     return counts
 
 
+class Sender:
+    """The thread that delivers one store's notifications: the scheduler's job only wakes it, so an endpoint
+    that is slow or down never holds up the other jobs. It ends when idle, and a wake starts it again."""
+
+    IDLE_S = 10.0
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        with self._lock:
+            self._wake.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="smartcity-ngsi-notify", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self._wake.wait(self.IDLE_S):
+                with self._lock:
+                    if not self._wake.is_set():
+                        self._thread = None
+                        return
+            self._wake.clear()
+            try:
+                deliver(self.db)
+            except Exception:  # logged; the next wake tries again
+                log.exception("NGSI-LD notification delivery failed")
+
+
+_SENDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SENDERS_LOCK = threading.Lock()
+
+
+def sender(db) -> Sender:
+    with _SENDERS_LOCK:
+        found = _SENDERS.get(db)
+        if found is None:
+            found = _SENDERS[db] = Sender(db)
+        return found
+
+
 def job(db, _settings) -> None:
-    deliver(db)
+    sender(db).wake()
 
 
 # --- routes ----------------------------------------------------------------------------------------------------
