@@ -354,8 +354,10 @@ def push_service():
     service.stop()
 
 
-def eventually(check, timeout: float = 5.0, interval: float = 0.02):
-    """Poll `check` until it returns a truthy value; fail with its last result after `timeout` seconds."""
+def eventually(check, timeout: float = 30.0, interval: float = 0.02):
+    """Poll `check` until it returns a truthy value; fail with its last result after `timeout` seconds. The
+    timeout is for what never comes (a passing test waits only as long as its condition takes): on CI's two
+    busy cores a server's answer took several seconds."""
     deadline = time.monotonic() + timeout
     result = None
     while time.monotonic() < deadline:

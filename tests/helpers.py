@@ -42,7 +42,8 @@ def csrf_token(client, path: str = "/") -> str:
 
 
 def serve(url: str, var_dir: Path, port: int, **env: str) -> subprocess.Popen:
-    """`smartcity serve` in a process of its own on `port` (the OsmAnd port closed: several may run)."""
+    """`smartcity serve` in a process of its own on `port` (the OsmAnd port closed: several may run). What it
+    says goes to the file `proc.log` (a pipe nobody reads fills up and stops the server at its next warning)."""
     environ = {
         **os.environ,
         "SMARTCITY_DATABASE_URL": url,
@@ -52,13 +53,18 @@ def serve(url: str, var_dir: Path, port: int, **env: str) -> subprocess.Popen:
         "SMARTCITY_OSMAND_PORT": "0",
         **env,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)],
-        env=environ,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log = var_dir / f"serve-{port}.log"
+    with log.open("wb") as said:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "smartcity.cli", "serve", "--port", str(port)],
+            env=environ,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=said,
+        )
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
 
 
 def run_cli(url: str, *args: str) -> str:
@@ -92,6 +98,7 @@ class SSEReader:
         self.url, self.headers = url, headers or {}
         self.events: list[dict] = []
         self.connected = threading.Event()
+        self.ended = threading.Event()  # the stream is over: the server ended it, or the test closed it
         self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -119,6 +126,8 @@ class SSEReader:
                         current = {}
         except (httpx.HTTPError, RuntimeError):
             pass  # the test closed the stream (or the server went away): what arrived is kept
+        finally:
+            self.ended.set()
 
     def of(self, topic: str) -> list[dict]:
         return [e["data"] for e in self.events if e.get("event") == topic]

@@ -24,9 +24,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something listens on `port`; given the process that is to listen, fail at once if it ends.
+    A new `smartcity serve` took 25 s to listen on CI's two busy cores: the timeout is for a server that
+    never comes, not a measure of how quick it is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            log = getattr(proc, "log", None)  # tests.helpers.serve keeps what the process said in a file
+            said = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(f"the server ended (exit {proc.returncode}) before listening on port {port}: {said}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return

@@ -49,10 +49,10 @@ def test_another_process_events_are_delivered_and_our_own_are_not_delivered_twic
     server.events.on("test.", got.append)
     server.events.start_polling()
     try:
-        assert server.events.listening.wait(5)
+        assert server.events.listening.wait(30)
         with cli.session() as s:
             publish(s, "test.from_cli", {"n": 1})
-        eventually(lambda: [e.topic for e in got] == ["test.from_cli"], timeout=5)
+        eventually(lambda: [e.topic for e in got] == ["test.from_cli"])
         with server.session() as s:
             publish(s, "test.own", {"n": 2})
         time.sleep(1.5)  # three polls: a second copy of our own event would have come back by now
@@ -108,9 +108,9 @@ def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sq
     port = free_port()
     proc = serve(sqlite_url, tmp_path / "var", port)
     try:
-        wait_for_port(port)
+        wait_for_port(port, proc=proc)
         base = f"http://127.0.0.1:{port}"
-        eventually(lambda: httpx.get(f"{base}/healthz").json().get("events") == "listening", timeout=15)
+        eventually(lambda: httpx.get(f"{base}/healthz").json().get("events") == "listening")
         with SSEReader(f"{base}/api/events/stream?topics=user.,geo.", {"X-API-Key": key}) as stream:
             # This test process is the other process: its event reaches the server's subscriber.
             sent = time.monotonic()
@@ -125,12 +125,12 @@ def test_a_cli_import_and_another_process_event_reach_a_running_sqlite_server(sq
             assert httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"] is None
             hoods = synthetic_dir / "neighbourhoods.geojson"
             run_cli(sqlite_url, "import", "neighbourhoods", str(hoods))
-            assert eventually(lambda: stream.of("geo.changed"), timeout=10)
+            assert eventually(lambda: stream.of("geo.changed"))
             hood = httpx.get(f"{base}/api/geo/locate?lat=37.5116&lon=127.0594").json()["neighbourhood"]
             assert hood and hood["code"] in synthetic.codes_at(hoods, 37.5116, 127.0594)
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(30)
         db.dispose()
 
 
@@ -158,7 +158,7 @@ def test_the_bus_starts_its_poller_with_the_app(sqlite_url):
     async def run():
         await db.events.start()
         try:
-            return db.events.listening.wait(5)
+            return db.events.listening.wait(30)
         finally:
             await db.events.stop()
 

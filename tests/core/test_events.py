@@ -110,10 +110,9 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
     procs = [serve(postgres_url, tmp_path / f"var{p}", p) for p in ports]
     try:
         for port in ports:
-            wait_for_port(port)
+            wait_for_port(port, proc=procs[ports.index(port)])
             eventually(
-                lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz").json().get("events") == "listening",
-                timeout=15,
+                lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz").json().get("events") == "listening"
             )
         a, b = (f"http://127.0.0.1:{p}" for p in ports)
         with SSEReader(f"{b}/api/events/stream", {"X-API-Key": key}) as stream:
@@ -138,7 +137,7 @@ def test_an_event_published_in_one_process_reaches_an_sse_client_of_another(post
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            p.wait(30)
 
 
 def test_transient_events_of_a_transaction_are_delivered_in_order_and_on_postgresql_notified_at_once(db):

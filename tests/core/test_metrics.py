@@ -14,7 +14,7 @@ from smartcity.core import notify
 from smartcity.core.db import utcnow
 from smartcity.core.jobs import Job, Scheduler
 from smartcity.safety.engine import get_engine
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, eventually, make_settings
 from tests.safety.helpers import HOME, make_world
 from tests.servers import free_port
 
@@ -116,14 +116,8 @@ def test_sse_subscribers_are_counted_while_connected(app):
         assert value(scrape(http.get), "smartcity_sse_subscribers") == 0
         with http.stream("GET", "/api/events/stream", params={"topics": "report."}) as stream:
             assert stream.status_code == 200
-            deadline = time.monotonic() + 5
-            while value(scrape(http.get), "smartcity_sse_subscribers") != 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert value(scrape(http.get), "smartcity_sse_subscribers") == 1
-        deadline = time.monotonic() + 5
-        while value(scrape(http.get), "smartcity_sse_subscribers") != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert value(scrape(http.get), "smartcity_sse_subscribers") == 0
+            eventually(lambda: value(scrape(http.get), "smartcity_sse_subscribers") == 1)
+        eventually(lambda: value(scrape(http.get), "smartcity_sse_subscribers") == 0)
 
 
 def test_process_and_garbage_collector_figures(client):
