@@ -256,3 +256,22 @@ def test_answers_the_vote_does_not_take_are_refused_and_audited(db, db_url, tmp_
         told = client.post(f"{API}/votes/{vote_id}/ballots", json={"answers": answers}, headers=key)
     assert (told.status_code, told.json()["error"]["code"]) == (422, "bad_answers")
     assert _count(db, VoterRoll, vote_id) == 0
+
+
+def test_a_vote_id_past_64_bits_is_refused_without_breaking_up_its_group(db, db_url, tmp_path):
+    people = {f"voter{i}": f"r-{i}" for i in range(3)}
+    app, who, vote_id = _city(db, db_url, tmp_path, people)
+    before = writer(db).stats.groups
+    release = _held(db)
+    huge = votes_casting.submit(db, votes_casting.Cast(2**70, [[0]], who["voter0"]))
+    futures = [votes_casting.submit(db, votes_casting.Cast(vote_id, [[0]], who[n])) for n in people]
+    release.set()
+    with pytest.raises(OverflowError):
+        huge.result(10)
+    assert all(f.result(10).code for f in futures)
+    assert writer(db).stats.groups - before == 2  # the holding job and the casts' one: no cast ran alone
+    with TestClient(app) as client:
+        told = client.post(
+            f"{API}/votes/{2**70}/ballots", json={"answers": [[0]]}, headers={"X-API-Key": make_key(db, "voter1")}
+        )
+    assert (told.status_code, told.json()["error"]["code"]) == (422, "out_of_range")

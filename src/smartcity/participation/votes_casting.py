@@ -75,8 +75,20 @@ class CastQueue:
             self._waiting.append(cast)
             start, self._queued = not self._queued, True
         if start:
-            self._schedule(None)
+            try:
+                self._schedule(None)
+            except Exception as exc:  # the writer is closed (the server is stopping): no job will take them
+                self._fail(None, exc)
         return cast.future
+
+    def _fail(self, casts: list[Cast] | None, exc: BaseException) -> None:
+        """Answer `casts` (None: every waiting cast, which no job has taken) with `exc`."""
+        if casts is None:
+            with self._lock:
+                casts, self._waiting, self._queued = self._waiting, [], False
+        for one in casts:
+            if not one.future.done():
+                one.future.set_exception(exc)
 
     def _schedule(self, casts: list[Cast] | None) -> None:
         """A writer job for `casts`, or (None) for whatever is waiting when the job runs."""
@@ -93,11 +105,16 @@ class CastQueue:
             try:
                 outcomes = done.result()
             except Exception as exc:
-                if len(taken) > 1:  # the store refused something of the group: each cast again, alone
+                if not taken:  # the store failed before the job ran (no connection): the waiting casts hear of it
+                    self._fail(None, exc)
+                elif len(taken) > 1:  # the store refused something of the group: each cast again, alone
                     for one in taken:
-                        self._schedule([one])
-                elif taken:
-                    taken[0].future.set_exception(exc)
+                        try:
+                            self._schedule([one])
+                        except Exception as closed:
+                            self._fail([one], closed)
+                else:
+                    self._fail(taken, exc)
                 return
             for one, (ok, value) in zip(taken, outcomes, strict=True):
                 if ok:
@@ -197,6 +214,10 @@ def admit(cast: Cast, keys: dict[str, Identity | None]) -> Identity:
     check(identity, "participation.take_part")
     if identity.user_id is None:
         raise PermissionDenied(N_("only a person's account can take part"), code="person_only")
+    if not -(2**63) <= cast.vote_id < 2**63:
+        # As the store would refuse it (the platform answers 422 out_of_range), but before the group: one such
+        # cast would otherwise make its whole group run again cast by cast.
+        raise OverflowError("a vote id past 64 bits")
     cast.identity = identity
     return identity
 
@@ -213,7 +234,7 @@ def store(session: Session, casts: Sequence[Cast]) -> list[tuple[bool, Any]]:
     for i, cast in enumerate(casts):
         try:
             who[i] = admit(cast, keys)
-        except SmartCityError as exc:
+        except (SmartCityError, OverflowError) as exc:
             outcomes[i] = (False, exc)
     if not who:
         return outcomes  # type: ignore[return-value]
