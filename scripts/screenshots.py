@@ -8,8 +8,10 @@ temporary database and free ports, signs in as each role through the sign-in for
 phone-<role>.png (phone-opendata.png, phone-opendata-dataset.png: the plaza and the reports dataset;
 phone-proposal-debate.png, phone-vote.png, phone-vote-receipt.png, phone-budget-results.png,
 phone-hearing-live.png: participation;
-phone-air-map.png, phone-air-sensor.png: air quality). Tiles
-are off (no internet here), so maps show the platform's own layers.
+phone-air-map.png, phone-air-sensor.png: air quality;
+phone-analytics-hotspots.png, phone-analytics-trends.png, phone-planner-routes.png: the analyst's pages, on a
+SYNTHETIC demand set made for the shots and, for the night routes, Seoul's bus stops where ../shared has them,
+else a made-up grid of stops). Tiles are off (no internet here), so maps show the platform's own layers.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Shot:
     # (selector, value) chooses the value in a <select>; then `done` shows the page to shoot is there.
     steps: tuple[tuple[str, str | None], ...] = ()
     done: str = ""
+    done_s: float = 15.0  # how long `done` may take (an analysis or a route search runs first)
 
 
 SHOTS = [
@@ -105,7 +108,30 @@ SHOTS = [
         ('#air-sensors tr[data-band=bad] a[href^="/air/sensors/"]',),
         scroll="#plots",
     ),
+    # Analytics (issue 17), on the synthetic demand `demo_site` makes: a night hot-spot analysis run from the
+    # form, the day-by-day trend with its weekly season, and a night route plan from the form's defaults.
+    Shot(
+        "analytics-hotspots",
+        "analyst",
+        "/analytics",
+        "#name",
+        steps=(("#name", "심야 핫스팟"), ("button.primary", None)),
+        done="#analytics-map[data-state=ready]",
+        done_s=120.0,
+    ),
+    Shot("analytics-trends", "analyst", "/analytics/trends", "svg.days-plot", scroll="main h2"),
+    Shot(
+        "planner-routes",
+        "analyst",
+        "/analytics/planner",
+        "#planner-form",
+        steps=(("#planner-form button[type=submit]", None),),
+        done="#planner-citymap[data-route-count]",
+        done_s=180.0,
+    ),
 ]
+SYNTHETIC_ROWS = 300_000
+SEOUL_STOPS = ROOT.parent / "shared" / "data" / "seoul" / "bus_stops.csv"
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 
@@ -143,9 +169,14 @@ def demo_site() -> Iterator[str]:
         "SMARTCITY_TILE_URL": "",
         "SMARTCITY_LOG_LEVEL": "warning",
         "SMARTCITY_MQTT_URL": "",
+        "SMARTCITY_ANALYTICS_PLANNER_SECONDS": "10",
     }
+    # The analyst's pages need demand data and bus stops, which the demo does not make.
+    smartcity = [sys.executable, "-m", "smartcity.cli"]
+    synthesize = [*smartcity, "analytics", "synthesize", "--rows", str(SYNTHETIC_ROWS), "--days", "1"]
+    subprocess.run(synthesize, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     process = subprocess.Popen(
-        [sys.executable, "-m", "smartcity.cli", "demo"],
+        [*smartcity, "demo"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -153,6 +184,9 @@ def demo_site() -> Iterator[str]:
     )
     try:
         wait_for_port(port, process)
+        subprocess.run(
+            [*smartcity, "import", "places", str(bus_stops(folder))], cwd=ROOT, env=env, check=True, capture_output=True
+        )
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -162,6 +196,19 @@ def demo_site() -> Iterator[str]:
             process.kill()
             process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def bus_stops(folder: Path) -> Path:
+    """Seoul's bus-stop list where the shared data has it, else a grid of made-up stops over the city's centre."""
+    if SEOUL_STOPS.exists():
+        return SEOUL_STOPS
+    path = folder / "bus_stops.csv"
+    rows = [
+        f"정류소 {i},,{37.45 + (i // 50) * 0.0045:.6f},{126.82 + (i % 50) * 0.0068:.6f},bus_stop,{i:05d}"
+        for i in range(2500)
+    ]
+    path.write_text("name_ko,name_en,lat,lon,kind,ref\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 def sign_in(page, base: str, username: str) -> None:
@@ -197,12 +244,15 @@ def take(browser, base: str, shot: Shot, out: Path) -> Path:
                 if time.monotonic() > deadline:
                     raise
         for selector, value in shot.steps:
+            element = page.locator(selector).first
             if value is None:
-                page.locator(selector).first.click()
+                element.click()
+            elif element.evaluate("e => e.tagName") == "SELECT":
+                element.select_option(value)
             else:
-                page.locator(selector).first.select_option(value)
+                element.fill(value)
         if shot.done:
-            page.wait_for_selector(shot.done, timeout=15_000)
+            page.wait_for_selector(shot.done, timeout=shot.done_s * 1000)
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1000)  # the maps' fit and the live pages' first events
         if shot.scroll:

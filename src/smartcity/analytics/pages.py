@@ -132,7 +132,7 @@ def _trend_rows(request: Request, period: str, window: int, category: str, distr
 
 
 SOURCE_LABELS = {
-    "reports": N_("Reports"),
+    "reports": N_("Citizens' reports"),
     "incidents": N_("Safety incidents"),
     "pm25": N_("Ultrafine dust (PM2.5, daily mean)"),
 }
