@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 
@@ -211,7 +210,7 @@ def user_create(username, role, department, email, phone, display_name, language
     from smartcity.core import accounts
 
     if password is None:
-        password = getpass.getpass("password: ")
+        password = click.prompt("password", hide_input=True)
     with database().session() as s:
         u = accounts.create_user(
             s,
@@ -250,7 +249,7 @@ def user_set_password(username, password) -> None:
     from smartcity.core import accounts
 
     if password is None:
-        password = getpass.getpass("new password: ")
+        password = click.prompt("new password", hide_input=True)
     with database().session() as s:
         accounts.set_password(s, username, password)
     click.echo("password changed")
