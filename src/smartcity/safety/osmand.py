@@ -53,7 +53,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from smartcity.core.errors import InvalidInput, SmartCityError, TooLarge
-from smartcity.core.intake import BatchOutcome, RowBatcher
+from smartcity.core.intake import BatchOutcome, RowBatch, RowBatcher
 from smartcity.core.web import register_error_format
 from smartcity.safety.engine import (
     NoConsent,
@@ -79,6 +79,7 @@ from smartcity.safety.osmand_decode import (
     decode_params,
     fast_row,
 )
+from smartcity.safety.osmand_http import OsmAndServer
 from smartcity.safety.settings import SafetySettings
 
 # The decoders (osmand_decode.py) are importable from here too: this module is the protocol's surface.
@@ -86,7 +87,6 @@ __all__ = [
     "PROTOCOL",
     "ROW_CONSTANTS",
     "ROW_FIELDS",
-    "Listener",
     "answer_of",
     "decode",
     "decode_json",
@@ -94,9 +94,11 @@ __all__ = [
     "decode_params",
     "fast_row",
     "install",
+    "listener",
     "receive",
     "receive_row",
     "router",
+    "row_answer",
     "status_of",
 ]
 
@@ -180,6 +182,11 @@ async def receive_row(batcher: RowBatcher, row: tuple) -> Answer:
     refused."""
     batch, index = batcher.add(row)
     await batch.done
+    return row_answer(batch, index)
+
+
+def row_answer(batch: RowBatch, index: int) -> Answer:
+    """The answer to row `index` of a settled batch."""
     if batch.status[index]:  # stored, or a replay of a stored one
         return 200, b"", None
     exc = batch.errors.get(index)
@@ -237,67 +244,9 @@ def _plain_error(request: Request, exc: SmartCityError) -> Response:
 # --- its own port ---------------------------------------------------------------------------------
 
 
-class Listener:
-    """A bare ASGI app for the OsmAnd port: every path is the OsmAnd endpoint; no middleware, no routing."""
-
-    def __init__(self, app):
-        self.app = app
-        self.limit = app.state.settings.of(SafetySettings).device_max_bytes
-        self.batcher = batcher_of(app)
-
-    async def __call__(self, scope, receive_message, send) -> None:
-        if scope["type"] != "http":
-            return
-        query = scope["query_string"]
-        if query and scope["method"] in ("GET", "POST") and _bodiless(scope["headers"]):
-            row = fast_row(query.decode("latin-1"))
-            if row is not None:
-                answer = await receive_row(self.batcher, row)
-                if answer[0] == 200:
-                    await send(_OK_START)
-                    await send(_EMPTY_BODY)
-                    return
-                await self._send(send, *answer)
-                return
-        await self._send(send, *await self._answer(scope, receive_message))
-
-    @staticmethod
-    async def _send(send, status: int, text: bytes, wait: int | None = None) -> None:
-        headers = [(b"content-length", str(len(text)).encode())]
-        if text:
-            headers.append((b"content-type", b"text/plain; charset=utf-8"))
-        if wait is not None:
-            headers.append((b"retry-after", str(wait).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": text})
-
-    async def _answer(self, scope, receive_message) -> Answer:
-        if scope["method"] not in ("GET", "POST"):
-            return 405, b"GET or POST", None
-        content_type = ""
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return 413, b"the body is too large", None
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-        body, more = b"", True
-        while more:
-            message = await receive_message()
-            if message["type"] != "http.request":
-                return 400, b"the client went away", None
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                return 413, b"the body is too large", None
-            more = message.get("more_body", False)
-        return await receive(self.app, scope["query_string"], content_type, body)
-
-
-_OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
-_EMPTY_BODY = {"type": "http.response.body", "body": b""}
-
-
 class _EmbeddedServer:
-    """A uvicorn server sharing the web server's process and event loop (its signals stay the web server's)."""
+    """A uvicorn server sharing the web server's process and event loop (its signals stay the web server's): what
+    the OsmAnd port ran on before osmand_http.py, kept as the bench's bare ASGI endpoint."""
 
     def __init__(self, asgi, host: str, port: int, log_level: str):
         import uvicorn
@@ -345,6 +294,17 @@ class _EmbeddedServer:
             self.socket.close()
 
 
+def listener(app) -> OsmAndServer:
+    """The OsmAnd port's server (osmand_http.py): plain Traccar Client queries into the app's batches, anything
+    else through the full decoder."""
+
+    async def full(query: bytes, content_type: str, body: bytes) -> Answer:
+        return await receive(app, query, content_type, body)
+
+    limit = app.state.settings.of(SafetySettings).device_max_bytes
+    return OsmAndServer(fast_row, batcher_of(app), row_answer, full, limit)
+
+
 def install(app) -> None:
     for path in PATHS:
         register_error_format(path, _plain_error)
@@ -354,12 +314,15 @@ def install(app) -> None:
         port = settings.of(SafetySettings).osmand_port
         if not port:
             return
-        server = _EmbeddedServer(Listener(app), settings.host, port, settings.log_level)
-        if not await server.start():
+        server = listener(app)
+        try:
+            await server.start(settings.host, port)
+        except OSError as exc:
             log.error(
-                "the OsmAnd port %s:%s could not be opened; OsmAnd is still served at /osmand on the web port",
+                "the OsmAnd port %s:%s could not be opened (%s); OsmAnd is still served at /osmand on the web port",
                 settings.host,
                 port,
+                exc,
             )
             return
         app.state.osmand_listener = server
