@@ -278,7 +278,10 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        # A stream a page left open is cut after 5 s at the stop, which then runs the app's own (lifespan).
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -289,7 +292,8 @@ class LiveServer:
 
     def __exit__(self, *exc):
         self.server.should_exit = True
-        self.thread.join(10)
+        # Its stop waits for the scheduler's job and the background work to end (core.jobs): give it time.
+        self.thread.join(60)
 
 
 @pytest.fixture
