@@ -132,7 +132,7 @@ series_of = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(series_of, min_size=1, max_size=6), st.integers(0, 6000))
+@given(st.lists(series_of, min_size=0, max_size=6), st.integers(0, 6000))
 def test_all_series_at_once_find_what_each_series_alone_does(drawn, since):
     """Several series (gaps, repeated values, spikes and runs drawn by hypothesis) checked together as arrays
     find, per series, exactly what the rules written for one series find."""
@@ -150,7 +150,9 @@ def test_all_series_at_once_find_what_each_series_alone_does(drawn, since):
     order = list(range(len(keys)))
     random.Random(since).shuffle(order)  # the store's order is not the series' order
     runs = maintenance.Runs(
-        np.array([keys[i] for i in order]), np.array([times[i] for i in order]), np.array([values[i] for i in order])
+        np.array([keys[i] for i in order], np.int64),
+        np.array([times[i] for i in order], np.int64),
+        np.array([values[i] for i in order], float),
     )
     assert {k: (since_, run) for k, since_, run, _ in runs.flatlines()} == {
         k: found for k, s in plain.items() if (found := _plain_flatline(s))
@@ -161,3 +163,21 @@ def test_all_series_at_once_find_what_each_series_alone_does(drawn, since):
     assert runs.intervals() == {
         k: found for k, s in plain.items() if (found := _plain_interval([t for t, _ in s])) is not None
     }
+    assert runs.last() == {k: s[-1][0] for k, s in plain.items()}
+    assert len(runs.starts) == len(runs.ends) == len(plain)
+
+
+def test_a_run_with_no_reading_in_the_lookback_finds_the_silent_sensors(db, sensors):
+    """The state of a freshly served city: sensors registered, some heard long ago, none in the lookback (an
+    empty window once failed every run in Runs.last: one series' end without a start)."""
+    now = int(time.time()) // STEP * STEP
+    assert maintenance.run(db, now=now) == 0  # registered, never heard: nothing to visit yet
+
+    heard, never = sensors.serials[:2]
+    yesterday = now - 86400
+    store_now(db, validate(db, _series(heard, "pm10", yesterday, [20.0, 21.0, 19.0]), "http", now=yesterday))
+    assert maintenance.run(db, now=now) == 1
+    with db.session() as s:
+        found = maintenance.issues(s)
+    assert [(i["serial"], i["kind"], i["since"]) for i in found] == [(heard, "silent", yesterday + 2 * STEP)]
+    assert never not in {i["serial"] for i in found}

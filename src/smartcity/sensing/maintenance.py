@@ -65,8 +65,9 @@ class Runs:
         order = np.lexsort((time, key))
         self.key, self.time, self.value = key[order], time[order], value[order]
         n = len(self.key)
+        # No readings, no series: np.r_[[], n] would make one end without a start (a fresh city's window).
         self.starts = np.flatnonzero(np.r_[True, self.key[1:] != self.key[:-1]]) if n else np.zeros(0, np.int64)
-        self.ends = np.r_[self.starts[1:], n].astype(np.int64)
+        self.ends = np.r_[self.starts[1:], n].astype(np.int64) if n else np.zeros(0, np.int64)
         self.first = np.repeat(self.starts, self.ends - self.starts)  # each reading's series' first index
 
     @classmethod
@@ -138,6 +139,7 @@ class Runs:
         return {int(gaps.key[s]): int(m) for s, m in zip(gaps.starts, medians, strict=True)}
 
     def last(self) -> dict[int, int]:
+        """Each series' last time."""
         return {int(self.key[s]): int(self.time[e - 1]) for s, e in zip(self.starts, self.ends, strict=True)}
 
 
