@@ -49,6 +49,8 @@ def test_a_published_analysis_reaches_the_catalogue_with_small_cells_suppressed(
     service.start_run(db, settings, who, analysis, background=False)
 
     with TestClient(app) as client:  # the app running: on PostgreSQL its listener hears the event
+        if db.is_postgres:
+            assert db.events.listening.wait(10), "the app is not listening for NOTIFY"
         service.set_published(db, who, analysis, True)
         assert _refreshed(db)[0].startswith("analytics.hotspots: version 1,")
         rows = _rows(client)
