@@ -304,7 +304,8 @@ class Sender:
     IDLE_S = 10.0
 
     def __init__(self, db) -> None:
-        self.db = db
+        # Weakly: the senders are kept per store in a WeakKeyDictionary, which a strong reference would pin.
+        self._db = weakref.ref(db)
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -324,10 +325,14 @@ class Sender:
                         self._thread = None
                         return
             self._wake.clear()
+            db = self._db()
+            if db is None:
+                return
             try:
-                deliver(self.db)
+                deliver(db)
             except Exception:  # logged; the next wake tries again
                 log.exception("NGSI-LD notification delivery failed")
+            del db
 
 
 _SENDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
