@@ -8,7 +8,9 @@ from collections import Counter
 from datetime import date
 
 import ckanapi
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from smartcity.assets import service as assets
@@ -132,19 +134,33 @@ def _datasets(modules):
 
 def test_live_datasets_can_be_left_to_the_command(db, db_url, tmp_path):
     from smartcity.app import create_app
-    from tests.conftest import LiveServer, make_settings
+    from tests.conftest import LiveServer, eventually, make_settings
     from tests.helpers import run_cli
 
     app = create_app(make_settings(db_url, tmp_path, opendata_live_datasets=False), db)
     with LiveServer(app) as server:
         ckan = ckanapi.RemoteCKAN(server.url)
         report = file_report(db, where=GANGNAM)
-        time.sleep(7)  # the refresh job (every 5 s) has had its turn
+        # The scheduler runs its jobs one after another and counts a run as it starts: two more counts than
+        # now mean a whole refresh began and ended after the report's event (waited on, not slept on).
+        counted = _refresh_runs(server.url)
+        eventually(lambda: _refresh_runs(server.url) >= counted + 2)
         with pytest.raises(ckanapi.NotFound):
             ckan.action.package_show(id="reports-reports")
         out = run_cli(db_url, "opendata", "refresh")
         assert "reports.reports: version 1, 1 rows (+1 -0 ~0)" in out
         assert [r["id"] for r in _rows_of(ckan, "reports-reports")] == [report]
+
+
+def _refresh_runs(url: str) -> float:
+    """How many runs of the opendata refresh job the served process has started, by its /metrics."""
+    answer = httpx.get(f"{url}/metrics", timeout=10)
+    assert answer.status_code == 200
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "smartcity_job_runs_total" and sample.labels.get("job") == "opendata.refresh":
+                return sample.value
+    return 0.0
 
 
 class _Things:
