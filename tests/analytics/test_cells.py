@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import h3
 import numpy as np
 import pytest
 
-from smartcity.analytics.cells import cell_of, demand, exact_cell_of
+from smartcity.analytics import cells
+from smartcity.analytics.cells import BLOCK, LATTICE_PER_EDGE, cell_of, demand, exact_cell_of
 from smartcity.analytics.engine import DuckDBEngine
 from smartcity.analytics.ingest import import_file
 from smartcity.analytics.settings import AnalyticsSettings, data_dir
@@ -103,3 +105,39 @@ def test_far_apart_points_sample_only_the_tiles_they_fall_in():
     found = cell_of(lat, lon, 8)
     assert time.perf_counter() - started < 10
     assert list(found) == list(exact_cell_of(lat, lon, 8))
+
+
+def _square_centre_cells(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
+    # What cell_of promises, point by point: the cell of the centre of the point's lattice square.
+    step = h3.average_hexagon_edge_length(res, "m") / LATTICE_PER_EDGE / 111_320.0
+    return exact_cell_of((np.floor(lat / step) + 0.5) * step, (np.floor(lon / step) + 0.5) * step, res)
+
+
+def test_a_long_array_gets_its_squares_cells_across_blocks_and_a_tile_box_grown_midway():
+    rng = np.random.default_rng(11)
+    n = 3 * BLOCK + 123
+    lat = 37.55 + rng.normal(0, 0.03, n)
+    lon = 126.98 + rng.normal(0, 0.04, n)
+    # Resolution 7 is this test's own (a lattice is kept per resolution) and its tiles are cheap to sample.
+    # Busan in the second block, after Seoul's tiles are kept: the kept box must grow to hold both.
+    lat[BLOCK + 5 : BLOCK + 50] = 35.1796 + rng.normal(0, 0.002, 45)
+    lon[BLOCK + 5 : BLOCK + 50] = 129.0756 + rng.normal(0, 0.002, 45)
+    found = cell_of(lat, lon, 7)
+    edges = [k + d for k in range(0, n, BLOCK) for d in (-2, -1, 0, 1) if 0 <= k + d < n]
+    picked = np.unique(np.concatenate([rng.choice(n, 3000, replace=False), np.arange(BLOCK, BLOCK + 60), edges]))
+    assert list(found[picked]) == list(_square_centre_cells(lat[picked], lon[picked], 7))
+    # And the same points again, now from the kept tiles only.
+    assert list(cell_of(lat[picked], lon[picked], 7)) == list(found[picked])
+
+
+def test_threads_sharing_a_lattice_that_outgrows_its_tile_budget_get_their_own_cells(monkeypatch):
+    monkeypatch.setattr(cells, "KEEP_TILES", 6)  # a small budget: the lattice starts again while others read it
+    rng = np.random.default_rng(5)
+    places = [(37.5663, 126.9779), (35.1796, 129.0756), (33.4996, 126.5312), (37.4563, 126.7052)]
+    batches = []
+    for lat0, lon0 in places * 3:
+        batches.append((lat0 + rng.normal(0, 0.004, 2_000), lon0 + rng.normal(0, 0.004, 2_000)))
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda b: cell_of(b[0], b[1], 9), batches))
+    for (lat, lon), cells_found in zip(batches, found, strict=True):
+        assert list(cells_found[:300]) == list(_square_centre_cells(lat[:300], lon[:300], 9))

@@ -5,7 +5,9 @@ cells once on a fine lattice of equal steps in degrees (a twentieth of a cell's 
 process, and gives every point the cell of its lattice square's centre: numpy indexing per point, h3 once per
 lattice square the data touches. A point is thus placed as if moved by at most half a square's diagonal (about
 19 m at resolution 8); only points that close to a cell's border can land in the neighbouring cell.
-bench/bench_analytics.py measures both steps."""
+The sampled tiles are packed end to end and found through a small map of tile → slot, so a batch costs a few
+integer passes and one gather, nothing per tile; points go through in blocks that stay in the CPU's cache.
+bench/bench_analytics.py measures both steps on 300 M rows."""
 
 from __future__ import annotations
 
