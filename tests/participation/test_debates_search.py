@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from smartcity.app import create_app
 from smartcity.core.auth import ANONYMOUS
@@ -107,3 +107,29 @@ def test_debates_opened_before_the_search_words_are_found_after_the_migration(tm
     finally:
         db.dispose()
     assert found == [PARK["title"]]
+
+
+def test_a_search_reads_the_stores_full_text_index_not_every_debate(world, db):
+    """The words are matched through participation_0010's index (FTS5 on SQLite, GIN on PostgreSQL): a scan of
+    every debate's words took 45 ms at 20,000 debates for a word few of them hold."""
+    seen: list[tuple[str, object]] = []
+
+    def keep(_conn, _cursor, statement, parameters, _context, _many):
+        if "participation_debates" in statement and "FROM participation_debates" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        with db.session() as s:
+            assert [one.debate.title for one in debates.search(s, ANONYMOUS, q="놀이터를")] == [PARK["title"]]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    statement, parameters = next((st, p) for st, p in seen if "LIMIT" in st.upper())
+    with db.engine.begin() as c:
+        if db.is_postgres:
+            c.exec_driver_sql("SET LOCAL enable_seqscan = off")  # two debates: a scan would be cheaper here
+            plan = " ".join(r[0] for r in c.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "ix_participation_debates_words_fts" in plan, plan
+        else:
+            plan = " ".join(r[-1] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "VIRTUAL TABLE INDEX" in plan and "participation_debates_fts" in plan, plan

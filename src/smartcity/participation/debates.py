@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Integer, column, func, or_, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit, notify
@@ -93,9 +94,18 @@ def search_words(title: str, description: str, tags: str) -> str:
     return f" {' '.join(dict.fromkeys(found))} " if found else ""
 
 
-def _like_word(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"% {escaped} %"
+def _holding(session: Session, words: list[str]) -> ColumnElement[bool]:
+    """Debates whose search words hold every one of `words`, through the store's full-text index over them
+    (migration participation_0010: FTS5 on SQLite, a GIN 'simple' tsvector on PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The index's own expression, so that PostgreSQL uses it.
+        return sql_text(
+            "to_tsvector('simple'::regconfig, participation_debates.words) @@ plainto_tsquery('simple'::regconfig, :q)"
+        ).bindparams(q=" ".join(words))
+    matched = sql_text(
+        "SELECT rowid FROM participation_debates_fts WHERE participation_debates_fts MATCH :q"
+    ).bindparams(q=" AND ".join('"' + w.replace('"', '""') + '"' for w in words))
+    return Debate.id.in_(matched.columns(column("rowid", Integer)))
 
 
 def create(session: Session, identity: Identity, new: NewDebate) -> Debate:
@@ -191,11 +201,11 @@ def search(
     query = select(Debate)
     if not identity.can("participation.moderate"):
         query = query.where(Debate.hidden.is_(False))
-    # Text with no search word in it (signs, a lone particle) is looked for as it is: it finds nothing rather
-    # than everything.
-    asked = tokens(q or "") or [w.casefold() for w in (q or "").split()]
-    for word in list(dict.fromkeys(asked))[:10]:
-        query = query.where(Debate.words.like(_like_word(word), escape="\\"))
+    asked = list(dict.fromkeys(tokens(q or "")))[:10]
+    if (q or "").strip() and not asked:
+        return []  # text with no search word in it (signs, a lone particle) finds nothing rather than everything
+    if asked:
+        query = query.where(_holding(session, asked))
     if district:
         query = query.where(or_(Debate.district_code == district, Debate.district_code.is_(None)))
     if tag:

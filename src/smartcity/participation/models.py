@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -67,13 +68,22 @@ class Debate(Base):
     description: Mapped[str] = mapped_column(Text)
     district_code: Mapped[str | None] = mapped_column(String(20), nullable=True)  # None: the whole city
     tags: Mapped[str] = mapped_column(String(400), default="")  # ",tag,tag,": one LIKE finds a whole tag
-    # " word word ": the search words (core.words) of the title, description and tags, each once, so one LIKE
-    # per asked word finds it whole, the same on both stores (debates.search)
+    # " word word ": the search words (core.words) of the title, description and tags, each once; searched
+    # through the store's full-text index over them (migration participation_0010, debates.search)
     words: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # None: open until hidden
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     hidden_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    # PostgreSQL's index of the words (SQLite's is an FTS5 table the migration makes, not a model's).
+    __table_args__ = (
+        Index(
+            "ix_participation_debates_words_fts",
+            sql_text("to_tsvector('simple'::regconfig, words)"),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
+    )
 
 
 class Comment(Base):
