@@ -149,3 +149,28 @@ def test_the_page_shows_incident_trend_and_season_to_analysts_only(client, db):
     citizen = {"X-API-Key": make_key(db, "citizen1")}
     assert client.get("/analytics/trends?source=incidents", headers=citizen).status_code == 403
     assert client.get("/analytics/trends/days.csv?source=incidents", headers=citizen).status_code == 403
+
+
+def test_the_daily_series_downloads_as_typed_parquet(client, db):
+    """Issue 17's downloads: the trend's days as Parquet, typed, with the same numbers as the crafted series."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    expected = _incidents(db)
+    make_user(db, "analyst1", "analyst")
+    analyst = {"X-API-Key": make_key(db, "analyst1")}
+    got = client.get("/analytics/trends/days.parquet?source=incidents&district=11020", headers=analyst)
+    assert got.status_code == 200
+    assert got.headers["content-disposition"] == 'attachment; filename="incidents-days.parquet"'
+    table = pq.read_table(io.BytesIO(got.content))
+    assert table.schema.field("day").type == pa.date32() and table.schema.field("filled").type == pa.bool_()
+    rows = table.to_pylist()
+    assert [(r["day"], r["value"]) for r in rows] == [(FIRST + timedelta(days=t), expected[t]) for t in range(DAYS)]
+    assert rows[0]["trend"] is None and rows[3]["trend"] == pytest.approx(5)
+    assert rows[0]["seasonal"] == pytest.approx(SEASON[0])
+    page = client.get("/analytics/trends?source=incidents&district=11020", headers=analyst)
+    assert 'href="/analytics/trends/days.parquet?source=incidents&amp;category=&amp;district=11020"' in page.text
+    assert client.get("/analytics/trends/days.parquet?source=people", headers=analyst).status_code == 422
+    make_user(db, "citizen1", "citizen")
+    citizen = {"X-API-Key": make_key(db, "citizen1")}
+    assert client.get("/analytics/trends/days.parquet?source=incidents", headers=citizen).status_code == 403

@@ -216,14 +216,26 @@ def trends_csv(
 @router.get("/analytics/trends/days.csv")
 def trend_days_csv(request: Request, who: Analyst, source: str = "reports", category: str = "", district: str = ""):
     """The daily series of a source with its trend, weekly season and residual."""
+    return _days_file(request, source, category, district, "csv")
+
+
+@router.get("/analytics/trends/days.parquet")
+def trend_days_parquet(request: Request, who: Analyst, source: str = "reports", category: str = "", district: str = ""):
+    """The same daily series as typed Parquet."""
+    return _days_file(request, source, category, district, "parquet")
+
+
+def _days_file(request: Request, source: str, category: str, district: str, fmt: str):
     from fastapi.responses import Response
 
     try:
         trends, _, found = _days(request, source, category, district)
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
+    if fmt == "csv":
+        body, media = trends.days_csv(found["rows"]), "text/csv; charset=utf-8"
+    else:
+        body, media = trends.days_parquet(found["rows"]), "application/vnd.apache.parquet"
     return Response(
-        trends.days_csv(found["rows"]),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{source}-days.csv"'},
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{source}-days.{fmt}"'}
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from html import escape
 from zoneinfo import ZoneInfo
 
@@ -260,6 +261,18 @@ def days_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def days_parquet(rows: list[dict]) -> bytes:
+    """The daily series as typed Parquet (day a date; an empty trend, season or residual is null)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("day", pa.date32()), *((f, pa.float64()) for f in DAY_FIELDS[1:-1]), ("filled", pa.bool_())])
+    typed = [{**r, "day": date.fromisoformat(r["day"])} for r in rows]
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(typed, schema=schema), sink)
+    return sink.getvalue()
 
 
 def days_plot(rows: list[dict], label: str, width: int = 360, height: int = 140) -> str:
