@@ -75,3 +75,13 @@ def test_synthesize_writes_the_rows_by_day(invoke, tmp_path):
         "day=2026-03-07",
     ]
     assert set(table.column("weekend").to_pylist()) == {False, True}  # a Friday and a Saturday
+
+
+def test_a_file_wholly_outside_the_city_exits_2_and_writes_nothing(invoke, tmp_path):
+    busan = [{"time": "2026-03-04T01:20:00+09:00", "lat": 35.1796, "lon": 129.0756, "count": 1}] * 2
+    source = tmp_path / "busan.csv"
+    source.write_bytes(csv_bytes(busan))
+    done = invoke("import", "phone", str(source))
+    assert done.exit_code == 2
+    assert "none of its 2 rows could be kept (2 × lat/lon: outside the city (line 2, 3))" in done.stderr
+    assert not list((tmp_path / "analytics").glob("**/*.parquet"))

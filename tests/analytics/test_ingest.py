@@ -133,3 +133,23 @@ def test_real_seoul_boardings_placed_at_their_stops(analytics_settings, seoul):
     row = table.filter(ds.field("stop") == first[0]).to_pylist()[0]
     assert row["count"] == round(float(first[3]))
     assert report.days == ["2026-03-04"]
+
+
+def test_a_file_with_no_row_to_keep_is_refused_saying_why(analytics_settings, seoul):
+    """Regression (issue 17, bad input): a file in the wrong zone or wholly outside the city was 'imported' with
+    0 rows and success; it is now refused naming each reason, and nothing is written (staging included)."""
+    wrong_zone = [
+        {"time": "2026-03-04T01:10:00-05:00", "lat": CITY_HALL[0], "lon": CITY_HALL[1], "count": 3},
+        {"time": "2026-03-04T02:10:00+00:00", "lat": CITY_HALL[0], "lon": CITY_HALL[1], "count": 3},
+        {"time": "2026-03-04T02:30:00+09:00", "lat": 35.1796, "lon": 129.0756, "count": 3},  # Busan
+    ]
+    with pytest.raises(InvalidInput) as refused:
+        import_file(analytics_settings, seoul, "phone", csv_bytes(wrong_zone))
+    assert refused.value.message == (
+        "phone file: none of its 3 rows could be kept (2 × time: the offset is not Asia/Seoul's (line 2, 3); "
+        "1 × lat/lon: outside the city (line 4)); nothing was imported"
+    )
+    with pytest.raises(InvalidInput, match="no data rows"):
+        import_file(analytics_settings, seoul, "phone", b"time,lat,lon,count\n")
+    root = data_dir(analytics_settings, analytics_settings.of(AnalyticsSettings))
+    assert [p for p in root.rglob("*") if p.is_file()] == []

@@ -13,6 +13,7 @@ import io
 import re
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -196,6 +197,8 @@ def import_file(
                 report.kept += table.num_rows
             if progress:
                 progress(len(chunk))
+        if not report.kept:
+            raise InvalidInput(_nothing_kept(kind.name, report.defects))
         report.days = writer.commit()
     except BaseException:
         writer.abort()
@@ -204,6 +207,18 @@ def import_file(
         period = pd.date_range(min(seen_hours), max(seen_hours), freq="h")
         report.empty_hours = [h.tz_convert(tz).strftime("%Y-%m-%d %H:00") for h in period if h not in seen_hours]
     return report
+
+
+def _nothing_kept(kind: str, defects: list[Defect]) -> str:
+    """Why a file gave no row to keep: it has none, or every row's reasons with how often each came."""
+    if not defects:
+        return f"{kind} file: no data rows (only a header or nothing); nothing was imported"
+    reasons = Counter(d.reason for d in defects)
+    lines: dict[str, list[str]] = {}
+    for d in defects:
+        lines.setdefault(d.reason, []).append(str(d.line))
+    told = "; ".join(f"{n} × {r} (line {', '.join(lines[r][:3])})" for r, n in reasons.most_common(5))
+    return f"{kind} file: none of its {len(defects)} rows could be kept ({told}); nothing was imported"
 
 
 def _place_stops(frame: pd.DataFrame, stops: pd.DataFrame, day: date) -> pd.DataFrame:
