@@ -245,3 +245,34 @@ def test_the_gazetteers_bus_stops_are_the_stop_list_when_none_is_given(db):
         )
         s.commit()
     assert read_stops(gazetteer_stops(db)) == [Stop("01111", "효자동", 37.5832, 126.9714)]
+
+
+def test_the_comparison_reads_a_hand_entered_baseline_by_the_same_measures():
+    """The comparison table's baseline row against sums made apart from the planner: km by great circles ×
+    the road factor, buses from the round trip at the night speed and the headway, demand of every cell whose
+    centre is within a walk of a baseline stop (each cell once, a stop on two routes once)."""
+    demand, stops = city()
+    constraints = Constraints(routes=2, headway_min=40, fleet=20, max_km=8)
+    plan = plan_routes(demand, stops, constraints, PlannerOptions(time_limit_s=1))
+    entered = "N26: 00159 00160 00161 00162 00163 00164\nN37: 00251 00221 00191 00161\n"
+    base = baseline_routes(read_baseline(entered.encode()), stops, constraints, plan.options)
+    _, row = compare(plan, demand, base)
+    by_id = {s.id: s for s in stops}
+    lines = [[by_id[i] for i in line.split(": ")[1].split()] for line in entered.splitlines()]
+    km = [path_km(line, plan.options.road_factor) for line in lines]
+    buses = [
+        math.ceil((2 * k / plan.options.speed_kmh * 60 + plan.options.layover_min) / constraints.headway_min)
+        for k in km
+    ]
+    distinct = {s.id: s for line in lines for s in line}
+    near = [
+        c
+        for c in demand
+        if any(haversine_m(*h3.cell_to_latlng(c), s.lat, s.lon) <= plan.options.walk_m for s in distinct.values())
+    ]
+    assert (row.network, row.routes, row.stops) == ("baseline", 2, 9)
+    assert row.km == pytest.approx(sum(km), rel=0.01)
+    assert row.buses == sum(buses)
+    assert row.demand_covered == pytest.approx(sum(demand[c] for c in near), abs=0.1)
+    assert row.share == pytest.approx(sum(demand[c] for c in near) / sum(demand.values()), abs=1e-4)
+    assert 0 < row.demand_covered < plan.demand_night
