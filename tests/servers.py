@@ -24,10 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
     """Wait until something listens on `port`; given the process that is to listen, fail at once if it ends.
-    A new `smartcity serve` took 25 s to listen on CI's two busy cores: the timeout is for a server that
-    never comes, not a measure of how quick it is."""
+    A new `smartcity serve` took 25 s to listen at load 12 on two cores, and two started at once over 60 s:
+    the timeout is for a server that never comes, not a measure of how quick it is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
