@@ -153,6 +153,53 @@ def test_a_subscription_watches_and_is_notified_in_its_own_terms(client, sender_
     assert notified["body"]["data"] == [{"id": eid, "type": "Streetlight", "clients": {"type": "Property", "value": 4}}]
 
 
+def test_a_subscription_patched_under_another_context_takes_the_patch_s_terms(client, sender_key, contexts, receiver):
+    """Regression: a PATCH kept its names as sent (watching an attribute called `clients` nobody writes) and its
+    q was read in the creation's context; now the fragment is expanded against the PATCH's own @context, like a
+    creation, and its q is read in the context it was written in. Notifications stay in the creation's terms."""
+    a, b = link(f"{contexts.base}/a.jsonld"), link(f"{contexts.base}/b.jsonld")
+    key = {"X-API-Key": sender_key, "Content-Type": "application/json"}
+    eid = "urn:ngsi-ld:Streetlight:patched"
+    entity = {"id": eid, "type": "Streetlight", "clients": {"type": "Property", "value": 500}}
+    assert client.post("/ngsi-ld/v1/entities", content=json.dumps(entity), headers={**key, **a}).status_code == 201
+    theirs = {"clients": {"type": "Property", "value": 50}}
+    assert (
+        client.post(f"/ngsi-ld/v1/entities/{eid}/attrs", content=json.dumps(theirs), headers={**key, **b}).status_code
+        == 204
+    )
+    endpoint = {"uri": receiver.url, "accept": "application/json"}
+    subscription = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight"}],
+        "watchedAttributes": ["clients"],
+        "q": "clients>3",
+        "notification": {"attributes": ["clients"], "endpoint": endpoint},
+    }
+    made = client.post("/ngsi-ld/v1/subscriptions", content=json.dumps(subscription), headers={**key, **a})
+    assert made.status_code == 201, made.text
+    change = {
+        "watchedAttributes": ["clients"],
+        "q": "clients>100",
+        "notification": {"attributes": ["clients"], "endpoint": endpoint},
+    }
+    patched = client.patch(made.headers["location"], content=json.dumps(change), headers={**key, **b})
+    assert patched.status_code == 204, patched.text
+    shown = client.get(made.headers["location"], headers={"X-API-Key": sender_key}).json()
+    assert shown["watchedAttributes"] == [f"{B}clients"] and shown["notification"]["attributes"] == [f"{B}clients"]
+    assert shown["q"] == "clients>100" and not {"_terms", "_qterms"} & set(shown)
+
+    def write(value: int) -> None:
+        body = json.dumps({"clients": {"type": "Property", "value": value}})
+        assert client.post(f"/ngsi-ld/v1/entities/{eid}/attrs", content=body, headers={**key, **b}).status_code == 204
+
+    write(60)  # B's clients is watched now, but 60 is not > 100 (A's clients, 500, would be)
+    write(200)
+    [notified] = receiver.wait(1)
+    assert notified["body"]["data"] == [
+        {"id": eid, "type": "Streetlight", f"{B}clients": {"type": "Property", "value": 200}}
+    ]
+
+
 def test_a_type_a_user_context_maps_elsewhere_matches_only_entities_stored_under_that_iri(client, sender_key, contexts):
     """Regression: entity types were kept as sent, so two clients whose contexts give `Streetlight` two IRIs
     (and a client with no context) read each other's entities as theirs."""

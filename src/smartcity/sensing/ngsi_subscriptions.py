@@ -43,6 +43,9 @@ TIMEOUT_S = 5.0
 LEASE_S = 4 * TIMEOUT_S  # a claimed notification is not due again before its sender is surely done with it
 SENDERS = 4  # endpoints posted to at once
 log = logging.getLogger(__name__)
+# What the broker keeps in a subscription's body for itself: the context of its names and notifications, and
+# the context its q was written in when a PATCH gave it another one.
+_OWN = ("_terms", "_qterms")
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], route_class=NgsiRoute, include_in_schema=False)
 
 
@@ -56,7 +59,7 @@ def checked(raw: Any, sid: str | None = None) -> dict:
         raise bad_data("a subscription is a JSON object")
     if raw.get("type", "Subscription") != "Subscription":
         raise bad_data("a subscription's type is Subscription")
-    sub = {k: v for k, v in raw.items() if k not in ("@context", "_terms")}
+    sub = {k: v for k, v in raw.items() if k not in ("@context", *_OWN)}
     sub["id"] = sid or sub.get("id") or f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
     store.check_id(sub["id"])
     sub["type"] = "Subscription"
@@ -117,27 +120,54 @@ def _geo(geo: Any) -> GeoQuery:
     )
 
 
+def _stored_names(sub: dict, names: Names, fields: Any) -> None:
+    """The named fields of a checked subscription with their names as stored (the type of each entities
+    selector, watchedAttributes, notification.attributes)."""
+    if "entities" in fields:
+        for selector in sub.get("entities") or []:
+            selector["type"] = names.stored_type(selector["type"])
+    if "watchedAttributes" in fields and sub.get("watchedAttributes"):
+        sub["watchedAttributes"] = [names.stored(n) for n in sub["watchedAttributes"]]
+    notification = sub["notification"]
+    if "notification" in fields and notification.get("attributes"):
+        notification["attributes"] = [names.stored(n) for n in notification["attributes"]]
+
+
 def with_context(sub: dict, context: Any) -> dict:
     """A checked subscription under the request's @context: its attribute names as stored, the context kept
     (resolved, `_terms`) for testing its q and naming its notifications' attributes in the subscriber's terms."""
     names = Names(context)
     if not names.key:
         return sub
-    for selector in sub.get("entities") or []:
-        selector["type"] = names.stored_type(selector["type"])
-    if sub.get("watchedAttributes"):
-        sub["watchedAttributes"] = [names.stored(n) for n in sub["watchedAttributes"]]
-    notification = sub["notification"]
-    if notification.get("attributes"):
-        notification["attributes"] = [names.stored(n) for n in notification["attributes"]]
+    _stored_names(sub, names, sub)
     sub["jsonldContext"] = context
     sub["_terms"] = names.key
     return sub
 
 
+def patched(old: dict, fragment: dict, context: Any) -> dict:
+    """A stored subscription with a PATCH's fragment merged in and checked. The fragment's names are expanded
+    against the PATCH's own @context, as a creation's are; its q is kept as written, with that context, to be
+    read in it (a q names attributes in terms that cannot always be rewritten into the subscription's: an IRI
+    no prefix of its context covers). Notifications stay in the subscription's terms."""
+    changes = {k: v for k, v in fragment.items() if k not in ("id", "type", *_OWN)}
+    sub = checked({**old, **changes}, old["id"])
+    names = Names(context)
+    _stored_names(sub, names, changes)
+    for own in _OWN:
+        if own in old:
+            sub[own] = old[own]
+    if "q" in changes:
+        sub.pop("_qterms", None)
+        if names.key != old.get("_terms", ""):
+            sub["_qterms"] = names.key
+    return sub
+
+
 def rendered(row: NgsiSubscription) -> dict:
     sub = json.loads(row.body)
-    sub.pop("_terms", None)
+    for own in _OWN:
+        sub.pop(own, None)
     sub["isActive"] = row.active
     sub["status"] = "active" if row.active else "paused"
     notification = sub["notification"]
@@ -168,7 +198,8 @@ def _matches(sub: dict, e: Entity, changed: set[str]) -> bool:
     watched = sub.get("watchedAttributes")
     if watched and not changed & set(watched):
         return False
-    if sub.get("q") and not parse_q(sub["q"])(Names.of_key(sub.get("_terms", "")).attrs_out(e.as_dict())):
+    terms = sub.get("_qterms", sub.get("_terms", ""))
+    if sub.get("q") and not parse_q(sub["q"])(Names.of_key(terms).attrs_out(e.as_dict())):
         return False
     if sub.get("geoQ"):
         point = store.point_of(e.attrs.get("location"))
@@ -416,7 +447,7 @@ async def get_subscription(request: Request, sid: str) -> Response:
 @router.patch("/subscriptions/{sid}")
 async def update_subscription(request: Request, sid: str) -> Response:
     identity = await writer(request)
-    body, _ = await read_body(request, patch=True)
+    body, context = await read_body(request, patch=True)
     if not isinstance(body, dict) or not body:
         raise bad_data("the changes are a non-empty JSON object")
     db = request.app.state.db
@@ -426,10 +457,7 @@ async def update_subscription(request: Request, sid: str) -> Response:
             row = s.get(NgsiSubscription, sid)
             if row is None:
                 raise not_found(f"no subscription {sid}")
-            merged = {**json.loads(row.body), **{k: v for k, v in body.items() if k not in ("id", "type", "_terms")}}
-            sub = checked(merged, sid)
-            if "_terms" in merged:
-                sub["_terms"] = merged["_terms"]
+            sub = patched(json.loads(row.body), body, context)
             row.body, row.active = json.dumps(sub, ensure_ascii=False), sub.get("isActive", True)
             audit.record(
                 s, identity, "ngsi.subscription_update", "ngsi_subscription", sid[:100], {"fields": sorted(body)[:20]}
