@@ -166,6 +166,31 @@ def _sensing_rows(r: dict) -> list[tuple[str, str, str]]:
                     f"p99 < {t['goal_p99_ms']} ms (a year for all 850)",
                 )
             )
+        if y := level.get("temporal_year"):
+            st, cold, warm = y["store"], y["raw_30_days_cold"], y["raw_30_days_warm"]
+            load = f"machine load {y['load_average_at_start'][0]}–{y['load_average_at_end'][0]} on 2 cores"
+            year = f"a year for all {st['sensors']} sensors ({st['readings']:,} rows, {y['store_bytes'] / 1e9:.1f} GB)"
+            out.append(
+                (
+                    f"temporal query, one sensor and quantity, 30 days at 2 min ({cold['points_per_answer'][0]:,} "
+                    f"points, rollup.series), {year}, {store}",
+                    f"cold cache p50 {cold['p50_ms']} ms, p99 {cold['p99_ms']} ms; warm p50 {warm['p50_ms']} ms, "
+                    f"p99 {warm['p99_ms']} ms; CPU p99 {warm['cpu_p99_ms']} ms ({load})",
+                    f"p99 < {y['goal_p99_ms']} ms",
+                )
+            )
+            daily, hourly = y["daily_30_days_cold"], y["hourly_30_days_cold"]
+            ngsi, page = y["ngsi_hourly_aggregates_30_days_http"], y["air_sensor_page_http"]
+            out.append(
+                (
+                    f"30 days of roll-ups at that size, {store}: daily (the air page's plot), hourly (NGSI-LD "
+                    "aggregatedValues PT1H)",
+                    f"cold: daily p99 {daily['p99_ms']} ms, hourly p99 {hourly['p99_ms']} ms; over HTTP in-process: "
+                    f"NGSI-LD hourly avg/min/max p50 {ngsi['p50_ms']} ms, p99 {ngsi['p99_ms']} ms; the air sensor "
+                    f"page p50 {page['p50_ms']} ms, p99 {page['p99_ms']} ms",
+                    "—",
+                )
+            )
     return out
 
 
