@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,13 +68,17 @@ def platform(db, tmp_path, port: int) -> TestClient:
     return TestClient(create_app(settings, db))
 
 
-def stored(db) -> int:
+def stored(db, since: datetime | None = None) -> int:
+    query = select(func.count()).select_from(PositionRow)
+    if since is not None:
+        query = query.where(PositionRow.fix_time >= since)
     with db.session() as s:
-        return s.scalar(select(func.count()).select_from(PositionRow))
+        return s.scalar(query)
 
 
-def phone_sends(port: int, n: int) -> None:
-    """The OwnTracks app in MQTT mode, with its own broker account, reporting `n` fixes."""
+def phone_sends(port: int, n: int, start: int | None = None) -> None:
+    """The OwnTracks app in MQTT mode, with its own broker account, reporting `n` fixes a second apart from
+    `start` (epoch seconds; two hours ago by default)."""
     import orjson
     import paho.mqtt.client as paho
 
@@ -84,7 +87,8 @@ def phone_sends(port: int, n: int) -> None:
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    start = int((utcnow() - timedelta(hours=2)).timestamp())
+    if start is None:
+        start = int((utcnow() - timedelta(hours=2)).timestamp())
     try:
         infos = [
             client.publish(
@@ -138,9 +142,13 @@ def test_with_mosquittos_default_queue_positions_are_lost(world_db, tmp_path):
         with platform(world_db, tmp_path, server.port) as client:
             [mqtt] = client.app.state.mqtt_clients.values()
             eventually(lambda: mqtt.stats["received"] >= 1000, timeout=60)
-            time.sleep(2)  # whatever else the broker held has arrived by now
-            eventually(lambda: stored(world_db) == mqtt.stats["received"], timeout=30)
-        kept = stored(world_db)
+            # The broker hands a client its queue in order: once a fix sent now is stored, whatever it held
+            # from the outage has arrived before it.
+            marker = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+            phone_sends(server.port, 1, start=int(marker.timestamp()))
+            eventually(lambda: stored(world_db, since=marker) == 1)
+            eventually(lambda: stored(world_db) == mqtt.stats["received"])
+        kept = stored(world_db) - 1
         assert 1000 <= kept < OUTAGE
     finally:
         server.stop()
