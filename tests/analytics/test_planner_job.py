@@ -41,13 +41,20 @@ STOPS = "id,name,lat,lon\n" + "".join(
 )
 
 
-def _start(client, routes: str = "3"):
+def _start(client, routes: str = "3", baseline: str = "", stops: str = STOPS):
     form = client.get("/analytics/planner")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
     return client.post(
         "/analytics/planner",
-        data={"csrf_token": token, "routes": routes, "max_km": "15", "headway": "40", "fleet": "20", "baseline": ""},
-        files={"stops": ("stops.csv", STOPS.encode(), "text/csv")},
+        data={
+            "csrf_token": token,
+            "routes": routes,
+            "max_km": "15",
+            "headway": "40",
+            "fleet": "20",
+            "baseline": baseline,
+        },
+        files={"stops": ("stops.csv", stops.encode(), "text/csv")},
         follow_redirects=False,
     )
 
@@ -112,3 +119,22 @@ def test_a_run_whose_process_died_is_failed_and_frees_the_planner(planner):
     assert again.status_code == 303
     next_id = again.headers["location"].rsplit("/", 1)[1]
     assert _wait(planner, next_id, lambda s: s["state"] not in ("queued", "running"))["state"] == "done"
+
+
+def test_a_bad_baseline_or_stop_list_is_refused_on_the_form_before_any_run(planner):
+    """Regression (issue 17, bad input): a baseline naming stops the list lacks, or a stop list with wrong columns,
+    started a run that failed in its process; now the form is answered at once, naming which, and no run exists."""
+    unknown = _start(planner, baseline="N26: 00100 99999 00102\nN37: 88888")
+    assert unknown.status_code == 422
+    assert re.search(r'id="planner-error">[^<]*99999, 88888', unknown.text)
+    wrong = _start(planner, stops="stop,x,y\n1,126.97,37.56\n")
+    assert wrong.status_code == 422
+    assert "X좌표" in re.search(r'id="planner-error">([^<]*)<', wrong.text).group(1)
+    no_route = _start(planner, baseline="N26 00100 00101")
+    assert no_route.status_code == 422
+    plans = runs_dir(planner.app.state.settings)
+    assert not plans.exists() or [p for p in plans.iterdir() if p.is_dir()] == []
+    good = _start(planner, baseline="N26: 00100 00101 00102")  # the same form, good input: a run
+    assert good.status_code == 303
+    run_id = good.headers["location"].rsplit("/", 1)[1]
+    assert _wait(planner, run_id, lambda s: s["state"] not in ("queued", "running"))["state"] == "done"

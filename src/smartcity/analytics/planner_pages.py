@@ -20,12 +20,14 @@ from smartcity.analytics.planner_job import COLOURS
 from smartcity.analytics.planner_run import (
     OUTPUT_FILES,
     RUN_ID,
+    checked_inputs,
     gazetteer_stops,
     options_from,
     runs_dir,
 )
 from smartcity.analytics.settings import AnalyticsSettings
 from smartcity.core.auth import Identity, Require, verify_csrf
+from smartcity.core.context import context_of
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
 from smartcity.core.i18n import N_, translate
 from smartcity.core.web import error_text, language_of, render
@@ -115,6 +117,8 @@ async def start_plan(request: Request, analyst: Analyst):
     try:
         if not stops_file:
             stops_file = await run_in_threadpool(gazetteer_stops, request.app.state.db)
+        profile = context_of(request.app.state.db).profile
+        await run_in_threadpool(checked_inputs, stops_file, profile, constraints, options, baseline)
         run_id = uuid.uuid4().hex
         job = planner_job.job_of(analyst.label, values, constraints, options)
         await run_in_threadpool(planner_job.start, settings, _runs_dir(request) / run_id, job, stops_file, baseline)

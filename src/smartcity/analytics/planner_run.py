@@ -89,6 +89,22 @@ def gazetteer_stops(db) -> bytes:
     return out.getvalue().encode()
 
 
+def checked_inputs(
+    stops_file: bytes,
+    profile: CityProfile,
+    constraints: Constraints,
+    options: PlannerOptions,
+    baseline_file: bytes | None = None,
+) -> tuple[list[Stop], list[Route] | None]:
+    """The stop list and the baseline's routes, or the PlanError/InvalidInput that names what is wrong with
+    them: the page asks before it starts a run, so a bad file is refused on the form, not by a failed run."""
+    stops = read_stops(stops_file)
+    check_inside(stops, profile.bbox)
+    baseline_ids = read_baseline(baseline_file) if baseline_file else None
+    base = baseline_routes(baseline_ids, stops, constraints, options) if baseline_ids else None
+    return stops, base
+
+
 def make_plan(
     demand: dict[str, float],
     stops_file: bytes,
@@ -98,10 +114,7 @@ def make_plan(
     baseline_file: bytes | None = None,
 ) -> NightPlan:
     """Every check first (stops inside the city, the baseline's stops known, the constraints), then the plan."""
-    stops = read_stops(stops_file)
-    check_inside(stops, profile.bbox)
-    baseline_ids = read_baseline(baseline_file) if baseline_file else None
-    base = baseline_routes(baseline_ids, stops, constraints, options) if baseline_ids else None
+    stops, base = checked_inputs(stops_file, profile, constraints, options, baseline_file)
     plan = plan_routes(demand, stops, constraints, options)
     return NightPlan(plan, compare(plan, demand, base), base, demand)
 
