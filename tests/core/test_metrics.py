@@ -129,3 +129,29 @@ def test_process_and_garbage_collector_figures(client):
     while time.process_time() < busy:
         sum(range(10_000))
     assert value(scrape(client.get), "process_cpu_seconds_total") > cpu
+
+
+def test_http_requests_are_counted_exactly_by_method_route_and_status(client, monkeypatch):
+    """MetricsMiddleware keeps each label set's children: the counts stay exact per (method, route, status),
+    for label sets it keeps and for those past MAX_KEPT, which it looks up each time."""
+    from smartcity.core.web import MetricsMiddleware
+
+    route, inside, outside = "/api/geo/locate", {"lat": 37.5663, "lon": 126.9779}, {"lat": 35.1796, "lon": 129.0756}
+    for kept in (MetricsMiddleware.MAX_KEPT, 0):
+        monkeypatch.setattr(MetricsMiddleware, "MAX_KEPT", kept)
+        before = scrape(client.get)
+        for _ in range(3):
+            assert client.get(route, params=inside).status_code == 200
+        for _ in range(2):
+            assert client.get(route, params=outside).status_code == 422
+        assert client.get("/healthz").status_code == 200
+        after = scrape(client.get)
+
+        def grew(name: str, **labels) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        total = "smartcity_http_requests_total"
+        assert grew(total, method="GET", route=route, status="200") == 3, kept
+        assert grew(total, method="GET", route=route, status="422") == 2, kept
+        assert grew(total, method="GET", route="/healthz", status="200") == 1, kept
+        assert grew("smartcity_http_request_seconds_count", route=route) == 5, kept

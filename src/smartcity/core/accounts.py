@@ -230,6 +230,11 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_digest(key: str) -> str:
+    """The stored form of an API key (what ``ApiKey.key_hash`` holds)."""
+    return _digest(key)
+
+
 def create_api_key(
     session: Session, name: str, *, user: User | None = None, scope: str = "api", actor="cli"
 ) -> tuple[ApiKey, str]:

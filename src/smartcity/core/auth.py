@@ -144,6 +144,11 @@ def _key_from_headers(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+def key_from_headers(request: Request) -> str | None:
+    """The API key a request sends (``Authorization: Bearer`` or ``X-API-Key``), unchecked."""
+    return _key_from_headers(request)
+
+
 def resolve_identity(request: Request) -> Identity:
     """Work out who is calling, once per request (cached on request.state)."""
     cached = getattr(request.state, "identity", None)

@@ -383,8 +383,14 @@ class _ReadAtScrape:
 class MetricsMiddleware:
     """Pure ASGI middleware (cheap on hot paths) that counts requests by route template and status."""
 
+    # Beyond this many label sets (methods are the client's to make up) children are looked up each time.
+    MAX_KEPT = 4096
+
     def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
+        # .labels() validates and locks on every call, half of this layer's cost: each label set's
+        # children are kept once made (the registry keeps them anyway; nothing removes them).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -402,5 +408,14 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            key = (scope["method"], name, status[0])
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(key[0], name, str(key[2])),
+                    self.metrics.latency.labels(name),
+                )
+                if len(self._children) < self.MAX_KEPT:
+                    self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

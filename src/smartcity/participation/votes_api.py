@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from smartcity.core.accounts import _digest
-from smartcity.core.auth import CurrentIdentity, Identity, _key_from_headers, current_identity
+from smartcity.core.accounts import key_digest
+from smartcity.core.auth import CurrentIdentity, Identity, current_identity, key_from_headers
 from smartcity.participation import verification, votes_casting, votes_chain
 from smartcity.participation import votes_service as service
 from smartcity.participation.voting_models import Vote
@@ -219,9 +219,9 @@ class CastApp:
             await self.documented(scope, replay, send)
             return
         vote_id = int(raw_id)
-        key = _key_from_headers(request)
+        key = key_from_headers(request)
         if key:
-            cast = votes_casting.Cast(vote_id, answers, key_digest=_digest(key))
+            cast = votes_casting.Cast(vote_id, answers, key_digest=key_digest(key))
         else:
             cast = votes_casting.Cast(vote_id, answers, await current_identity(request))
             votes_casting.admit(cast, {})
