@@ -169,8 +169,46 @@ def test_the_daily_series_downloads_as_typed_parquet(client, db):
     assert rows[0]["trend"] is None and rows[3]["trend"] == pytest.approx(5)
     assert rows[0]["seasonal"] == pytest.approx(SEASON[0])
     page = client.get("/analytics/trends?source=incidents&district=11020", headers=analyst)
-    assert 'href="/analytics/trends/days.parquet?source=incidents&amp;category=&amp;district=11020"' in page.text
+    assert (
+        'href="/analytics/trends/days.parquet?source=incidents&amp;category=&amp;district=11020&amp;start=&amp;end="'
+        in page.text
+    )
     assert client.get("/analytics/trends/days.parquet?source=people", headers=analyst).status_code == 422
     make_user(db, "citizen1", "citizen")
     citizen = {"X-API-Key": make_key(db, "citizen1")}
     assert client.get("/analytics/trends/days.parquet?source=incidents", headers=citizen).status_code == 403
+
+
+def test_a_period_is_chosen_and_an_empty_or_impossible_one_is_named(client, db):
+    """Issue 17 (pick the period; empty periods and bad days get a clear message, no file that reads as 'nothing
+    happened'): the days of the chosen period only, on the page and in both downloads."""
+    expected = _incidents(db)
+    make_user(db, "analyst1", "analyst")
+    analyst = {"X-API-Key": make_key(db, "analyst1")}
+    query = "source=incidents&district=11020&start=2026-03-05&end=2026-03-08"
+    got = client.get(f"/analytics/trends/days.csv?{query}", headers=analyst)
+    assert got.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    assert [(r["day"], float(r["value"])) for r in rows] == [
+        ((FIRST + timedelta(days=t)).isoformat(), expected[t]) for t in range(3, 7)
+    ]
+    page = client.get(f"/analytics/trends?{query}&lang=en", headers=analyst)
+    assert 'data-day="2026-03-05"' in page.text and 'data-day="2026-03-09"' not in page.text
+    assert 'data-day="2026-03-04"' not in page.text
+    assert 'id="start" name="start" type="date" value="2026-03-05"' in page.text
+
+    empty = "source=incidents&start=2027-01-01&end=2027-01-31"
+    shown = client.get(f"/analytics/trends?{empty}&lang=ko", headers=analyst)
+    assert shown.status_code == 200
+    assert "선택한 기간에는 기록이 없습니다: 2027-01-01 – 2027-01-31" in shown.text
+    for fmt in ("csv", "parquet"):
+        refused = client.get(f"/analytics/trends/days.{fmt}?{empty}", headers=analyst)
+        assert refused.status_code == 422
+        assert refused.text == "nothing of incidents was recorded between 2027-01-01 and 2027-01-31"
+    backwards = client.get("/analytics/trends?source=incidents&start=2026-03-08&end=2026-03-05", headers=analyst)
+    assert backwards.status_code == 422
+    assert backwards.text == "the period starts on 2026-03-08, after it ends on 2026-03-05"
+    bad_day = client.get("/analytics/trends/days.csv?source=incidents&start=2026-13-01", headers=analyst)
+    assert bad_day.status_code == 422 and "YYYY-MM-DD, not 2026-13-01" in bad_day.text
+    weekly = client.get("/analytics/trends.csv?start=2027-01-01&end=2026-01-01", headers=analyst)
+    assert weekly.status_code == 422

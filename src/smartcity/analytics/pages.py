@@ -123,10 +123,12 @@ def hour_plot(hourly: list[dict], label: str, width: int = 360, height: int = 14
 WEEKDAYS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
 
 
-def _trend_rows(request: Request, period: str, window: int, category: str, district: str):
+def _trend_rows(
+    request: Request, period: str, window: int, category: str, district: str, start: str = "", end: str = ""
+):
     from smartcity.analytics import trends
 
-    events = trends.report_events(request.app.state.db)
+    events = trends.events_within(trends.report_events(request.app.state.db), *trends.period_of(start, end))
     rows = trends.series(events, period=period, window=window, category=category, district=district)
     return trends, events, rows
 
@@ -138,10 +140,10 @@ SOURCE_LABELS = {
 }
 
 
-def _days(request: Request, source: str, category: str, district: str):
+def _days(request: Request, source: str, category: str, district: str, start: str = "", end: str = ""):
     from smartcity.analytics import trends
 
-    days = trends.source_days(request.app.state.db, source)
+    days = trends.within(trends.source_days(request.app.state.db, source), *trends.period_of(start, end))
     if source == "pm25":
         category = ""  # one quantity: the reports' and incidents' categories do not apply
     found = trends.decompose(days, how=trends.SOURCES[source], category=category, district=district)
@@ -157,14 +159,16 @@ def trends_page(
     window: int = 4,
     category: str = "",
     district: str = "",
+    start: str = "",
+    end: str = "",
 ):
     lang = language_of(request)
     try:
-        trends, days, daily = _days(request, source, category, district)
+        trends, days, daily = _days(request, source, category, district, start, end)
         rows: list[dict] = []
         grid = None
         if source == "reports":
-            _, events, rows = _trend_rows(request, period, window, category, district)
+            _, events, rows = _trend_rows(request, period, window, category, district, start, end)
             grid = trends.profile(events, category=category, district=district)
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
@@ -181,6 +185,9 @@ def trends_page(
         window=window,
         category=category,
         district=district,
+        start=start,
+        end=end,
+        empty_period=bool(start or end) and not daily["rows"],
         categories=sorted(set(days["category"])) if source != "pm25" else [],
         districts=sorted(d for d in set(days["district"]) if d),
         series_svg=trends.series_plot(rows, translate(lang, "Reports per period and their rolling mean"))
@@ -198,12 +205,19 @@ def trends_page(
 
 @router.get("/analytics/trends.csv")
 def trends_csv(
-    request: Request, who: Analyst, period: str = "week", window: int = 4, category: str = "", district: str = ""
+    request: Request,
+    who: Analyst,
+    period: str = "week",
+    window: int = 4,
+    category: str = "",
+    district: str = "",
+    start: str = "",
+    end: str = "",
 ):
     from fastapi.responses import Response
 
     try:
-        trends, _, rows = _trend_rows(request, period, window, category, district)
+        trends, _, rows = _trend_rows(request, period, window, category, district, start, end)
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
     return Response(
@@ -214,22 +228,44 @@ def trends_csv(
 
 
 @router.get("/analytics/trends/days.csv")
-def trend_days_csv(request: Request, who: Analyst, source: str = "reports", category: str = "", district: str = ""):
+def trend_days_csv(
+    request: Request,
+    who: Analyst,
+    source: str = "reports",
+    category: str = "",
+    district: str = "",
+    start: str = "",
+    end: str = "",
+):
     """The daily series of a source with its trend, weekly season and residual."""
-    return _days_file(request, source, category, district, "csv")
+    return _days_file(request, source, category, district, start, end, "csv")
 
 
 @router.get("/analytics/trends/days.parquet")
-def trend_days_parquet(request: Request, who: Analyst, source: str = "reports", category: str = "", district: str = ""):
+def trend_days_parquet(
+    request: Request,
+    who: Analyst,
+    source: str = "reports",
+    category: str = "",
+    district: str = "",
+    start: str = "",
+    end: str = "",
+):
     """The same daily series as typed Parquet."""
-    return _days_file(request, source, category, district, "parquet")
+    return _days_file(request, source, category, district, start, end, "parquet")
 
 
-def _days_file(request: Request, source: str, category: str, district: str, fmt: str):
+def _days_file(request: Request, source: str, category: str, district: str, start: str, end: str, fmt: str):
     from fastapi.responses import Response
 
     try:
-        trends, _, found = _days(request, source, category, district)
+        trends, _, found = _days(request, source, category, district, start, end)
+        if (start or end) and not found["rows"]:
+            # An empty file would read as "nothing happened"; the period may simply be outside the data.
+            raise InvalidInput(
+                f"nothing of {source} was recorded between {start or 'the first day'} and {end or 'the last day'}",
+                code="empty_period",
+            )
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
     if fmt == "csv":

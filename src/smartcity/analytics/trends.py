@@ -172,6 +172,37 @@ DAY_FIELDS = ("day", "value", "trend", "seasonal", "residual", "filled")
 SOURCES = {"reports": "count", "incidents": "count", "pm25": "mean"}
 
 
+def period_of(start: str, end: str) -> tuple[date | None, date | None]:
+    """The analyst's period as its first and last local day (either may be open), or InvalidInput naming why."""
+    try:
+        first = date.fromisoformat(start) if start else None
+        last = date.fromisoformat(end) if end else None
+    except ValueError:
+        raise InvalidInput(
+            f"the period's first and last days are dates written YYYY-MM-DD, not {start or '-'} / {end or '-'}",
+            code="invalid_period_day",
+        ) from None
+    if first and last and first > last:
+        raise InvalidInput(f"the period starts on {first}, after it ends on {last}", code="invalid_period_order")
+    return first, last
+
+
+def within(days: pd.DataFrame, first: date | None, last: date | None) -> pd.DataFrame:
+    """The rows of `days` (a `day` column of dates) in the period, both ends included."""
+    if first is not None:
+        days = days[days["day"] >= first]
+    if last is not None:
+        days = days[days["day"] <= last]
+    return days
+
+
+def events_within(events: pd.DataFrame, first: date | None, last: date | None) -> pd.DataFrame:
+    """The report events whose local day is in the period."""
+    if events.empty:
+        return events
+    return within(events.assign(day=events["time"].dt.date), first, last).drop(columns="day")
+
+
 def report_days(events: pd.DataFrame) -> pd.DataFrame:
     """Reports per local day, category and district (day, category, district, value)."""
     if events.empty:
