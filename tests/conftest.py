@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database, migrate
@@ -24,6 +25,11 @@ from smartcity.core.seed import seed_city
 from smartcity.settings import Settings, describe_class
 from tests import synthetic
 from tests.servers import MosquittoServer, PostgresServer, free_port, wait_for_port
+
+# Hypothesis' per-example deadline (200 ms) measures the machine, not the code: on a loaded CI machine an
+# example can take longer and the test fails as "flaky". Speed is measured in bench/, never in tests.
+hypothesis_settings.register_profile("smartcity", deadline=None)
+hypothesis_settings.load_profile("smartcity")
 
 SHARED, REAL_DATA_MISSING = synthetic.real_data_dir()  # the real Seoul files, or None and why not
 BROWSER_ARGS = [
