@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from smartcity.core.models import AuditEntry
 from smartcity.core.writer import writer
 from smartcity.participation import verification, votes_casting, votes_service
 from smartcity.participation.voting_models import Ballot, Vote, VoterRoll
-from tests.conftest import PASSWORD, make_key, make_settings, make_user, signin
+from tests.conftest import PASSWORD, eventually, make_key, make_settings, make_user, signin
 
 API = "/api/participation"
 QUESTION = {"text": "공원에 야간 조명을 달까요?", "kind": "single", "options": ["찬성", "반대"]}
@@ -164,11 +163,12 @@ from smartcity.core.module import declared
 from smartcity.settings import Settings
 from smartcity.participation import votes_casting
 
-url, vote_id, go, names = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
+url, vote_id, go, ready, names = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5:]
 db = Database(url)
 attach(db, Settings.from_env({"SMARTCITY_DATABASE_URL": url}), declared())
 with db.session() as s:
     who = [identity_of_user(accounts.get_user(s, n), "key") for n in names]
+ready.touch()
 while not go.exists():
     time.sleep(0.005)
 futures = [votes_casting.submit(db, votes_casting.Cast(vote_id, [[0]], w)) for w in who]
@@ -188,16 +188,18 @@ def test_two_processes_casting_for_one_person_give_one_ballot(db, db_url, tmp_pa
     app, who, vote_id = _city(db, db_url, tmp_path, people)
     go = tmp_path / "go"
     groups = [["first", *(f"alpha{i}" for i in range(5))], ["second", *(f"beta{i}" for i in range(5))]]
+    ready = [tmp_path / f"ready{i}" for i in range(len(groups))]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(_CASTER), db_url, str(vote_id), str(go), *names],
+            [sys.executable, "-c", textwrap.dedent(_CASTER), db_url, str(vote_id), str(go), str(r), *names],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for names in groups
+        for r, names in zip(ready, groups, strict=True)
     ]
-    time.sleep(4)  # both interpreters up and waiting on the file
+    # Both casters set up and waiting on the file, or one has died (its error is told below).
+    eventually(lambda: all(r.exists() for r in ready) or any(p.poll() is not None for p in procs), timeout=120)
     go.touch()
     told = {}
     for proc in procs:
