@@ -101,3 +101,18 @@ def test_published_rows_and_scheduled_reruns(db, settings):
     assert {r["cell"] for r in rows} >= {centre} and lonely not in {r["cell"] for r in rows}
     assert min(r["count"] for r in rows) >= 10
     assert set(rows[0]) == {"analysis", "hours", "day_type", "cell", "count", "z", "p", "significance", "computed_at"}
+
+
+def test_a_run_started_by_a_request_is_waited_for_by_the_stop(db, settings):
+    """Regression (issue 17, H8's core.jobs): a run was a bare thread the app's stop did not wait for (cut off
+    mid-write it stayed "running"); it is now background work the stop waits for, and done once waited."""
+    from smartcity.core.auth import Identity
+    from smartcity.core.jobs import wait_for_background
+
+    night_cluster(settings)
+    owner = make_user(db, "analyst4", "analyst")
+    who = Identity(user_id=owner, username="analyst4", role="analyst", via="session")
+    analysis = service.save(db, who, service.AnalysisSpec(name="night", kinds=["phone"], hours=[1]))
+    run_id = service.start_run(db, settings, who, analysis)
+    assert wait_for_background(db) == []
+    assert service.run_status(db, who, run_id)["status"] == "done"

@@ -4,7 +4,6 @@ the store (any serving process shows it), results kept per cell (aggregated, sup
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from smartcity.core.auth import Identity
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.events import publish
+from smartcity.core.jobs import in_background
 
 log = logging.getLogger(__name__)
 DAY_TYPES = ("all", "weekday", "weekend")
@@ -130,9 +130,8 @@ def start_run(db: Database, settings, who: Identity | None, analysis_id: int, *,
         s.flush()
         run_id = run.id
     if background:
-        threading.Thread(
-            target=execute, args=(db, settings, run_id), name=f"analytics-run-{run_id}", daemon=True
-        ).start()
+        # The app's stop waits for it (core.jobs): a run cut off mid-write would stay "running" for ever.
+        in_background(db, f"analytics-run-{run_id}", execute, db, settings, run_id)
     else:
         execute(db, settings, run_id)
     return run_id
