@@ -4,9 +4,12 @@ idle connections."""
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from datetime import timedelta
+
+import httpx
 
 from smartcity.core.db import Database, utcnow
 from smartcity.safety import osmand_http
@@ -151,5 +154,65 @@ def test_an_idle_connection_is_closed(sqlite_url, tmp_path, monkeypatch):
             started = time.monotonic()
             assert _answers(sock, timeout=5) == ([], True)
             assert time.monotonic() - started < 4
+    finally:
+        db.dispose()
+
+
+def test_a_client_dripping_its_headers_is_refused_with_408_and_closed(sqlite_url, tmp_path, monkeypatch):
+    # Each byte arrives well within the idle timeout, so only a limit on the whole request can stop it.
+    monkeypatch.setattr(osmand_http, "KEEP_ALIVE_S", 1.0)
+    monkeypatch.setattr(osmand_http, "REQUEST_S", 0.5)
+    db, w, port, app = _serve(sqlite_url, tmp_path)
+    head = _get(traccar_query(w.device, utcnow() - timedelta(minutes=5)), "X-Slow: " + "a" * 200 + "\r\n")
+    try:
+        with LiveServer(app) as server, socket.create_connection(("127.0.0.1", port)) as sock:
+            started, sent, answered = time.monotonic(), 0, False
+            try:
+                while not answered and sent < len(head) - 1 and time.monotonic() - started < 8:
+                    sock.sendall(head[sent : sent + 1])
+                    sent += 1
+                    answered = bool(select.select([sock], [], [], 0.1)[0])
+            except OSError:  # the server closed while we were still dripping
+                answered = True
+            assert answered and time.monotonic() - started < 6, f"the server let {sent} bytes drip"
+            assert _answers(sock, timeout=5) == ([(408, b"the request took too long to arrive")], True)
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert 'smartcity_intake_total{protocol="osmand",result="request_timeout"} 1.0' in metrics
+            assert rows(db) == []
+    finally:
+        db.dispose()
+
+
+def test_the_ports_requests_are_counted_in_metrics(sqlite_url, tmp_path):
+    db, w, port, app = _serve(sqlite_url, tmp_path)
+    limit = app.state.settings.of(SafetySettings).device_max_bytes
+    at = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)
+    try:
+        with LiveServer(app) as server:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(
+                    _get(traccar_query(w.device, at))  # the fast path
+                    + _get(traccar_query("nobody", at))  # the fast path, refused by the writer
+                    + _get(f"id={w.device}&lat=x&lon=1")  # the full decoder
+                    + b"DELETE /?id=x HTTP/1.1\r\nHost: phone\r\n\r\n"
+                )
+                assert [s for s, _ in _answers(sock, 4)[0]] == [200, 400, 400, 405]
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: phone\r\nContent-Length: %d\r\n\r\n" % (limit + 1))
+                assert _answers(sock)[0] == [(413, b"the body is too large")]
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                assert [s for s, _ in _answers(sock)[0]] == [400]
+            text = httpx.get(f"{server.url}/metrics").text
+        for result in (
+            "stored",
+            "unknown_device",
+            "invalid_position",
+            "method_not_allowed",
+            "too_large",
+            "bad_request",
+        ):
+            counted = [line for line in text.splitlines() if line.startswith("smartcity_intake_total")]
+            assert f'smartcity_intake_total{{protocol="osmand",result="{result}"}} 1.0' in counted, counted
     finally:
         db.dispose()

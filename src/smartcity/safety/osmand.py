@@ -302,7 +302,7 @@ def listener(app) -> OsmAndServer:
         return await receive(app, query, content_type, body)
 
     limit = app.state.settings.of(SafetySettings).device_max_bytes
-    return OsmAndServer(fast_row, batcher_of(app), row_answer, full, limit)
+    return OsmAndServer(fast_row, batcher_of(app), row_answer, full, limit, lambda code: count(app, PROTOCOL, code))
 
 
 def install(app) -> None:

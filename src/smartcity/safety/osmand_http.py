@@ -11,7 +11,10 @@ decoder, in a task of its own, exactly as on the web port.
 HTTP kept: keep-alive (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`), `Connection: close`,
 pipelined requests answered in their order, `Expect: 100-continue`, bodies by length or chunked up to
 SAFETY_DEVICE_MAX_BYTES (413 and the connection closed beyond it), 405 for other methods, 400 and the
-connection closed for what cannot be parsed, idle connections closed after `KEEP_ALIVE_S`.
+connection closed for what cannot be parsed, idle connections closed after `KEEP_ALIVE_S`, and a request
+that is still arriving `REQUEST_S` after its first byte (a slowloris client dripping its headers keeps the
+connection busy, not idle) refused with 408 and closed. Each refusal made here, before any decoder sees the
+request, is counted through `refused(code)` (the app counts it as `smartcity_intake_total{protocol="osmand"}`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,18 @@ log = logging.getLogger(__name__)
 
 Answer = tuple[int, bytes, int | None]  # status, body, Retry-After seconds
 KEEP_ALIVE_S = 5.0  # as uvicorn's default: an idle connection is closed after this
+REQUEST_S = 10.0  # a whole request (a Traccar Client sends ~200 bytes) must have arrived within this
 PIPELINE_MOST = 64  # answers a connection may owe before its reading pauses
 HEAD_MOST = 64 * 1024  # bytes of request line and headers
 LINGER_S = 2.0  # how long a closing connection's late data is read and dropped
 
 REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 405: b"Method Not Allowed", 413: b"Payload Too Large"}
-REASONS |= {500: b"Internal Server Error", 503: b"Service Unavailable", 431: b"Request Header Fields Too Large"}
+REASONS |= {
+    408: b"Request Timeout",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+    431: b"Request Header Fields Too Large",
+}
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -72,7 +81,8 @@ class OsmAndServer:
 
     `fast(query)` is the fast path's decoder (a batch row, or None for the full path); `batcher` gathers the
     rows; `answer(batch, index)` is a committed row's answer; `full(query, content_type, body)` answers any
-    other request; `limit` is the largest body taken."""
+    other request; `limit` is the largest body taken; `refused(code)` hears of each request refused here
+    (too_large, bad_request, method_not_allowed, request_timeout)."""
 
     def __init__(
         self,
@@ -81,8 +91,10 @@ class OsmAndServer:
         answer: Callable[[RowBatch, int], Answer],
         full: Callable[[bytes, str, bytes], Awaitable[Answer]],
         limit: int,
+        refused: Callable[[str], None] = lambda code: None,
     ):
         self.fast, self.batcher, self.answer, self.full, self.limit = fast, batcher, answer, full, limit
+        self.refused = refused
         self.connections: set[_Connection] = set()
         self.waiting: dict[RowBatch, list[tuple[_Connection, _Owed, int]]] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -115,7 +127,9 @@ class OsmAndServer:
     def _sweep(self) -> None:
         now = time.monotonic()
         for conn in list(self.connections):
-            if not conn.owed and now - conn.active > KEEP_ALIVE_S:
+            if conn.reading is not None and not conn.paused and now - conn.reading > REQUEST_S:
+                conn._refuse(408, b"the request took too long to arrive", "request_timeout")
+            elif not conn.owed and now - conn.active > KEEP_ALIVE_S:
                 conn.transport.close()
         self._sweeper = asyncio.get_running_loop().call_later(1, self._sweep)
 
@@ -146,6 +160,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.owed: deque[_Owed] = deque()
         self.active = time.monotonic()
+        self.reading: float | None = None  # when the request being read began
         self.paused = False
         self.closing = False
         self._url = b""
@@ -180,14 +195,16 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, b"upgrades are not served here")
+            self._refuse(400, b"upgrades are not served here", "bad_request")
         except httptools.HttpParserError:
-            self._refuse(400, b"the request could not be read as HTTP/1.1")
+            self._refuse(400, b"the request could not be read as HTTP/1.1", "bad_request")
 
-    def _refuse(self, status: int, text: bytes) -> None:
+    def _refuse(self, status: int, text: bytes, code: str) -> None:
         """A request that cannot be read: its answer after those owed, then the connection closes."""
         if self.closing:
             return
+        self.reading = None
+        self.server.refused(code)
         owed = _Owed(True)
         owed.data = response(status, text, close=True)
         self.owed.append(owed)
@@ -227,6 +244,7 @@ class _Connection(asyncio.Protocol):
     # --- the parser's callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.reading = time.monotonic()
         self._url = b""
         self._head = 0
         self._body = []
@@ -255,7 +273,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self._too_large:  # said by its length: answered without reading it
-            self._refuse(413, b"the body is too large")
+            self._refuse(413, b"the body is too large", "too_large")
             raise httptools.HttpParserCallbackError("the body is too large")
         if self._expect and not self.owed:  # (with answers owed first, the client sends its body anyway)
             self.transport.write(CONTINUE)
@@ -263,11 +281,12 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self.server.limit:
-            self._refuse(413, b"the body is too large")
+            self._refuse(413, b"the body is too large", "too_large")
             raise httptools.HttpParserCallbackError("the body is too large")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.reading = None
         if self.closing:
             return
         parser, server = self.parser, self.server
@@ -280,6 +299,7 @@ class _Connection(asyncio.Protocol):
             self.closing = True
         method = parser.get_method()
         if method != b"GET" and method != b"POST":
+            server.refused("method_not_allowed")
             owed.data = response(405, b"GET or POST", close=owed.close)
             self.write_owed()
             return
