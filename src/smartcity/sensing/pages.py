@@ -11,8 +11,9 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from smartcity.assets import service as assets
 from smartcity.core.auth import CurrentIdentity, Identity, Require, verify_csrf
 from smartcity.core.errors import InvalidInput, NotAuthenticated, NotFound
 from smartcity.core.geo import geo_index
@@ -105,11 +106,13 @@ def sensor_page(request: Request, serial: str, quantity: str = "pm25"):
         raise NotFound(translate(lang, NO_SENSOR, serial=serial), code="unknown_sensor")
     now = int(time.time())
     with db.session() as s:
+        sensor = _sensor(s, sensor_id)
+        if sensor is None:
+            raise NotFound(translate(lang, NO_SENSOR, serial=serial), code="unknown_sensor")
         latest = _latest(s, sensor_id)
         raw = series(s, sensor_id, q.code, 0, now - DAY, now + 1)
         hourly = series(s, sensor_id, q.code, HOUR, now - DAY, now + 1)
         daily = series(s, sensor_id, q.code, DAY, now - 30 * DAY, now + 1)
-        sensor = next((r for r in air.sensors(s) if r["id"] == sensor_id), {})
     day_points = [(p["time"], p["value"]) for p in raw] or [(p["time"], p["mean"]) for p in hourly]
     month_points = [(p["time"], p["mean"]) for p in daily if p["mean"] is not None]
     label = translate(lang, q.label)
@@ -166,19 +169,35 @@ def sensor_page(request: Request, serial: str, quantity: str = "pm25"):
 
 
 def _latest(session, sensor_id: int) -> dict[int, tuple[int, float]]:
-    """Each quantity's last reading of the sensor (raw readings kept for the retention period)."""
-    last = (
-        select(Reading.quantity, func.max(Reading.observed_at).label("at"))
-        .where(Reading.sensor_id == sensor_id)
-        .group_by(Reading.quantity)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Reading.quantity, Reading.observed_at, Reading.value)
-        .join(last, (Reading.quantity == last.c.quantity) & (Reading.observed_at == last.c.at))
-        .where(Reading.sensor_id == sensor_id)
-    )
-    return {q: (t, v) for q, t, v in rows}
+    """Each quantity's last reading of the sensor. One seek per quantity down the key (sensor, quantity, time),
+    newest first: a `GROUP BY` over the sensor's readings read its whole retention (~25 ms per quantity-year)."""
+    found = {}
+    for q in QUANTITIES:
+        row = session.execute(
+            select(Reading.observed_at, Reading.value)
+            .where(Reading.sensor_id == sensor_id, Reading.quantity == q.code)
+            .order_by(Reading.observed_at.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            found[q.code] = (row[0], row[1])
+    return found
+
+
+def _sensor(session, sensor_id: int) -> dict | None:
+    """The sensor's row by its asset id (a key lookup, not a listing of every sensor)."""
+    try:
+        asset = assets.get_asset(session, sensor_id)
+    except NotFound:
+        return None  # deleted since the serial registry was loaded
+    return {
+        "id": asset.id,
+        "serial": asset.external_id,
+        "name": asset.name,
+        "lat": asset.lat,
+        "lon": asset.lon,
+        "district": asset.district_code,
+    }
 
 
 NO_SENSOR = N_("No sensor has the serial {serial}.")
