@@ -183,16 +183,16 @@ def test_cli_consent_withdrawal_and_removal_reach_a_running_server(db, db_url, t
         eventually(lambda: httpx.get(f"{base}/healthz").json().get("events", "listening") == "listening", timeout=20)
         assert send() == 403  # no consent: nothing stored
         consent("form 17")
-        eventually(lambda: send() == 200, timeout=5, interval=0.2)
+        eventually(lambda: send() == 200, interval=0.2)
 
         out = run_cli(db_url, "safety", "consent-withdraw", "--person", str(w.person_id))
         assert "intake stopped" in out and "history-delete" in out
-        eventually(lambda: send() == 403, timeout=5, interval=0.2)
+        eventually(lambda: send() == 403, interval=0.2)
 
         consent("form 18")
-        eventually(lambda: send() == 200, timeout=5, interval=0.2)
+        eventually(lambda: send() == 200, interval=0.2)
         run_cli(db_url, "safety", "device-remove", w.device)
-        eventually(lambda: send() not in (200, 403), timeout=5, interval=0.2)  # an unknown device now
+        eventually(lambda: send() not in (200, 403), interval=0.2)  # an unknown device now
 
         assert _positions(db, w.person_id) > 0
         out = run_cli(db_url, "safety", "history-delete", str(w.person_id), "--yes")
