@@ -147,7 +147,7 @@ def test_http_requests_are_counted_exactly_by_method_route_and_status(client, mo
         assert client.get("/healthz").status_code == 200
         after = scrape(client.get)
 
-        def grew(name: str, **labels) -> float:
+        def grew(name: str, before=before, after=after, **labels) -> float:
             return value(after, name, **labels) - value(before, name, **labels)
 
         total = "smartcity_http_requests_total"
