@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -398,3 +399,56 @@ def test_live_positions_go_out_only_while_someone_who_may_see_them_listens(db, e
     engine.live_watch = (True, frozenset(), False)  # someone who sees everything
     send(5)
     assert sorted(seen) == sorted([w.person_id, second.id])
+
+
+class _CountingDevices(dict):
+    """The engine's registry by identifier, counting look-ups (the batch validation's cost per position)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.gets: dict[str, int] = {}
+
+    def get(self, key, default=None):
+        self.gets[key] = self.gets.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def _gateway_items(device: str, n: int, start) -> list[dict]:
+    return [
+        {"device": device, "time": (start + timedelta(seconds=i)).isoformat(), "lat": p[0], "lon": p[1]}
+        for i, p in enumerate(east_of(HOME, 5 * i) for i in range(n))
+    ]
+
+
+def test_a_batch_looks_each_device_up_once_not_once_per_position(db, engine):
+    from smartcity.safety.intake_api import decode_columns
+
+    w = make_world(db)
+    engine.reload()
+    start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
+    cols, errors = decode_columns(_gateway_items(w.device, 40, start) + _gateway_items("ghost", 3, start))
+    engine.devices = counting = _CountingDevices(engine.devices)
+    accepted, rows = engine.validate_columns(cols, errors)
+    # One look for the known device (the unknown one goes through the checks that say why, row by row).
+    assert counting.gets[w.device] == 1
+    assert rows.tolist() == list(range(40)) and set(accepted["device_id"].tolist()) == {w.device_id}
+    assert set(accepted["person_id"].tolist()) == {w.person_id}
+    assert sorted(errors) == [40, 41, 42] and all(isinstance(e, UnknownDevice) for e in errors.values())
+
+
+def test_a_mixed_batch_is_checked_per_device_and_protocol(db, engine):
+    from smartcity.safety.intake_api import decode_columns
+    from smartcity.safety.positions import ProtocolNotAllowed
+
+    w = make_world(db)  # registered for OsmAnd only
+    engine.reload()
+    start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
+    cols, errors = decode_columns(_gateway_items(w.device, 6, start) + _gateway_items("ghost", 1, start))
+    cols["protocol"] = np.array(["osmand", "owntracks", "osmand", "mqtt", "gateway", "osmand", "osmand"], object)
+    accepted, rows = engine.validate_columns(cols, errors)
+    assert rows.tolist() == [0, 2, 4, 5]
+    assert accepted["device_id"].tolist() == [w.device_id] * 4 and accepted["person_id"].tolist() == [w.person_id] * 4
+    assert isinstance(errors[1], ProtocolNotAllowed) and isinstance(errors[3], ProtocolNotAllowed)
+    assert isinstance(errors[6], UnknownDevice) and sorted(errors) == [1, 3, 6]
+    # Each refused row is counted for the audit log.
+    assert sum(n for n, _ in engine._refusals.values()) == 2

@@ -327,31 +327,7 @@ class Admission:
                 InvalidPosition, [{"field": "timestamp", "problem": "older than the location retention period"}]
             )
         ok &= ~(ahead | old)
-        device_ids, person_ids = [0] * n, [0] * n
-        devices, protocols, known = cols["device"].tolist(), cols["protocol"].tolist(), self.devices
-        for i in np.flatnonzero(ok).tolist():
-            ident, protocol = devices[i], protocols[i]
-            info = known.get(ident)
-            registration = REGISTRATION_OF.get(protocol)
-            # The usual case inline (a consenting device registered for a protocol without secrets); anything
-            # else through the checks that say why.
-            if (
-                info is None
-                or not info.consent
-                or (registration is not None and registration not in info.protocols)
-                or protocol in CREDENTIAL_PROTOCOLS
-            ):
-                try:
-                    if info is None or not info.consent:
-                        info = self.device_for(ident)
-                    if registration is not None:
-                        self._check_access(protocol, None, info)
-                except SmartCityError as exc:
-                    errors[i] = exc
-                    ok[i] = False
-                    continue
-            device_ids[i], person_ids[i] = info.device_id, info.person_id
-        device_id, person_id = np.array(device_ids, dtype=np.int64), np.array(person_ids, dtype=np.int64)
+        device_id, person_id = self._device_columns(cols, ok, errors)
         alarm = cols["alarm"].copy()
         for i in np.flatnonzero(alarm != None).tolist():  # noqa: E711 - elementwise over an object array
             alarm[i] = str(alarm[i]).strip().lower()[:30] or None
@@ -372,6 +348,56 @@ class Admission:
                 errors[int(rows[j])] = OutsideCity(f"the point {point} is not inside the city")
             accepted, rows = accepted.take(~outside), rows[~outside]
         return accepted, rows
+
+    def _device_columns(self, cols: Columns, ok: np.ndarray, errors: dict[int, SmartCityError]) -> tuple:
+        """Each accepted row's device and person id, looked up once per distinct device (and protocol) of the
+        batch rather than per row (a tracker sends many fixes per batch). Rows of a device that is not the
+        usual case (unknown, without consent, not registered for the protocol, a protocol with secrets) go
+        through the checks that say why, row by row (each refusal is counted for the audit log); a refused
+        row gets its error and leaves `ok`."""
+        n = cols.n
+        rows = np.flatnonzero(ok)
+        device_id, person_id = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        if not len(rows):
+            return device_id, person_id
+        devices, protocols = cols["device"][rows].tolist(), cols["protocol"][rows].tolist()
+        keys = devices if len(set(protocols)) == 1 else list(zip(devices, protocols, strict=True))
+        code_of: dict = {}
+        codes = np.fromiter((code_of.setdefault(k, len(code_of)) for k in keys), dtype=np.int64, count=len(keys))
+        # Each key's first row: codes are numbered in order of first appearance.
+        first = np.searchsorted(np.maximum.accumulate(codes), np.arange(len(code_of)))
+        ids = np.zeros((len(code_of), 2), dtype=np.int64)
+        usual = np.zeros(len(code_of), dtype=np.bool_)
+        known = self.devices
+        for c, j in enumerate(first.tolist()):
+            protocol = protocols[j]
+            info = known.get(devices[j])
+            registration = REGISTRATION_OF.get(protocol)
+            if not (
+                info is None
+                or not info.consent
+                or (registration is not None and registration not in info.protocols)
+                or protocol in CREDENTIAL_PROTOCOLS
+            ):
+                usual[c] = True
+                ids[c] = info.device_id, info.person_id
+        found = ids[codes]
+        device_id[rows], person_id[rows] = found[:, 0], found[:, 1]
+        for j in np.flatnonzero(~usual[codes]).tolist():
+            i, ident, protocol = int(rows[j]), devices[j], protocols[j]
+            registration = REGISTRATION_OF.get(protocol)
+            try:
+                info = known.get(ident)
+                if info is None or not info.consent:
+                    info = self.device_for(ident)
+                if registration is not None:
+                    self._check_access(protocol, None, info)
+            except SmartCityError as exc:
+                errors[i] = exc
+                ok[i] = False
+                continue
+            device_id[i], person_id[i] = info.device_id, info.person_id
+        return device_id, person_id
 
     # --- submitting -------------------------------------------------------------------------------
 
