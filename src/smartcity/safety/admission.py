@@ -361,28 +361,33 @@ class Admission:
         if not len(rows):
             return device_id, person_id
         devices, protocols = cols["device"][rows].tolist(), cols["protocol"][rows].tolist()
-        keys = devices if len(set(protocols)) == 1 else list(zip(devices, protocols, strict=True))
-        code_of: dict = {}
-        codes = np.fromiter((code_of.setdefault(k, len(code_of)) for k in keys), dtype=np.int64, count=len(keys))
-        # Each key's first row: codes are numbered in order of first appearance.
-        first = np.searchsorted(np.maximum.accumulate(codes), np.arange(len(code_of)))
-        ids = np.zeros((len(code_of), 2), dtype=np.int64)
-        usual = np.zeros(len(code_of), dtype=np.bool_)
-        known = self.devices
-        for c, j in enumerate(first.tolist()):
-            protocol = protocols[j]
-            info = known.get(devices[j])
+        single = len(set(protocols)) == 1
+        keys = devices if single else list(zip(devices, protocols, strict=True))
+        distinct = list(dict.fromkeys(keys))  # in order of first appearance
+        if len(distinct) == len(keys):  # the usual OsmAnd batch: one fix per phone
+            codes = np.arange(len(keys))
+        else:
+            code_of = {k: c for c, k in enumerate(distinct)}
+            codes = np.fromiter(map(code_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        key_devices = distinct if single else [k[0] for k in distinct]
+        infos = list(map(self.devices.get, key_devices))
+        # The usual case (a consenting device registered for a protocol without secrets) in comprehensions, a
+        # protocol at a time; anything else goes through the checks that say why, below.
+        usual = np.zeros(len(distinct), dtype=np.bool_)
+        for protocol in set(protocols):
+            at = range(len(distinct)) if single else [c for c, k in enumerate(distinct) if k[1] == protocol]
+            if protocol in CREDENTIAL_PROTOCOLS:
+                continue
             registration = REGISTRATION_OF.get(protocol)
-            if not (
-                info is None
-                or not info.consent
-                or (registration is not None and registration not in info.protocols)
-                or protocol in CREDENTIAL_PROTOCOLS
-            ):
-                usual[c] = True
-                ids[c] = info.device_id, info.person_id
-        found = ids[codes]
-        device_id[rows], person_id[rows] = found[:, 0], found[:, 1]
+            usual[at] = [
+                info is not None and info.consent and (registration is None or registration in info.protocols)
+                for info in (infos[c] for c in at)
+            ]
+        key_device = [0 if not u else info.device_id for u, info in zip(usual.tolist(), infos, strict=True)]
+        key_person = [0 if not u else info.person_id for u, info in zip(usual.tolist(), infos, strict=True)]
+        device_id[rows] = np.array(key_device, dtype=np.int64)[codes]
+        person_id[rows] = np.array(key_person, dtype=np.int64)[codes]
+        known = self.devices
         for j in np.flatnonzero(~usual[codes]).tolist():
             i, ident, protocol = int(rows[j]), devices[j], protocols[j]
             registration = REGISTRATION_OF.get(protocol)
