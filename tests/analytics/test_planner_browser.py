@@ -10,6 +10,7 @@ import gtfs_kit
 import pytest
 
 from smartcity.analytics import synthetic
+from smartcity.analytics.planner_run import runs_dir
 from smartcity.analytics.settings import AnalyticsSettings, data_dir
 from smartcity.core.city import load_profile
 from smartcity.core.db import Database
@@ -30,9 +31,20 @@ def server(sqlite_url, tmp_path):
     synthetic.generate(synthetic.hubs_from(profile, seed=3), 60_000, phone, start=date(2026, 3, 2), days=1, seed=3)
     db = Database(sqlite_url)
     with LiveServer(create_app(settings, db)) as live:
-        live.db = db
+        live.db, live.settings = db, settings
         yield live
     db.dispose()
+
+
+def wait_until_planned(page, server) -> None:
+    """The run's page settles on done or failed. Its own process starts Python, OR-Tools and DuckDB afresh: on a
+    loaded machine that alone took most of a minute, so it is given three; a failed run fails the test with what
+    the page and the run's log say."""
+    page.wait_for_selector("#planner-run[data-state=done], #planner-run[data-state=failed]", timeout=180_000)
+    if page.locator("#planner-run").get_attribute("data-state") != "done":
+        log = runs_dir(server.settings) / page.url.rstrip("/").rsplit("/", 1)[-1] / "log.txt"
+        said = log.read_text(encoding="utf-8", errors="replace") if log.exists() else "(no log)"
+        pytest.fail(f"the plan failed: {page.locator('#planner-error').inner_text()}\n{said}")
 
 
 def stops_csv(tmp_path):
@@ -67,7 +79,7 @@ def test_an_analyst_plans_night_routes_on_a_phone_in_korean(server, page, tmp_pa
     progress = page.locator("#planner-progress")
     progress.wait_for(timeout=BROWSER_TIMEOUT)
     assert 0 <= float(progress.get_attribute("value")) < 1
-    page.wait_for_selector("#planner-run[data-state=done]", timeout=60_000)
+    wait_until_planned(page, server)
     assert page.locator("h1").inner_text() == "제안하는 심야 노선"
 
     rows = page.locator("#planner-routes tbody tr")
@@ -130,6 +142,6 @@ def test_with_no_stop_list_the_gazetteers_bus_stops_are_used_and_a_citizen_is_re
     page.fill("#routes", "2")
     page.fill("#fleet", "10")
     page.click("#planner-form button[type=submit]")
-    page.wait_for_selector("#planner-run[data-state=done]", timeout=60_000)
+    wait_until_planned(page, server)
     ids = {page.locator("#planner-map circle.stop").nth(i).get_attribute("data-stop") for i in range(3)}
     assert ids <= {str(i) for i in range(2500)}

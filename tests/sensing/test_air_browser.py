@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from smartcity.core.city import load_profile
+from smartcity.core.db import Database
 from smartcity.sensing import air
 from smartcity.sensing.demo import load
 from tests.helpers import BROWSER_TIMEOUT
@@ -27,8 +28,18 @@ def _serious(page) -> list[str]:
     ]
 
 
-def test_the_air_map_and_a_sensor_page_on_a_phone_in_korean(live_app, page):
-    load(live_app.db, load_profile("seoul"), sensors=12)
+@pytest.fixture
+def air_demo(sqlite_url):
+    """The air demo stored before the app serves (ask for it before `live_app`): loaded beside the running
+    app's jobs, the loader waited out SQLite's busy timeout on a loaded machine ("database is locked")."""
+    db = Database(sqlite_url)
+    try:
+        load(db, load_profile("seoul"), sensors=12)
+    finally:
+        db.dispose()
+
+
+def test_the_air_map_and_a_sensor_page_on_a_phone_in_korean(air_demo, live_app, page):
     with live_app.db.session() as s:
         levels = {r["serial"]: r for r in air.sensor_levels(s)}
     bad = sorted(serial for serial, r in levels.items() if r["band"].rank >= air.BAD.rank)
