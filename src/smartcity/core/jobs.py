@@ -19,6 +19,9 @@ from weakref import WeakKeyDictionary
 
 log = logging.getLogger(__name__)
 
+# The name of the scheduler's thread: diagnostics (and tests) tell the jobs' statements from a request's by it.
+JOB_THREAD = "smartcity-jobs"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -41,7 +44,7 @@ class Scheduler:
         self.db, self.settings, self.jobs = db, settings, list(jobs)
         self.next_at: dict[str, float] = {j.name: 0.0 for j in self.jobs}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="smartcity-jobs", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=JOB_THREAD, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
