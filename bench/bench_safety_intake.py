@@ -467,6 +467,14 @@ def run(quick: bool = False) -> dict:
         import httpx
 
         httpx.get(f"http://127.0.0.1:{osmand_port}/?id=bench-0&lat=37.5&lon=127.0", timeout=60)  # warm-up
+        if os.environ.get("BENCH_SAFETY_ONLY") == "batch":  # (2)'s batch endpoint and its raw stores alone
+            result = {"devices": n, "build_seconds": round(build_s, 1), "server_startup_seconds": round(startup_s, 1)}
+            result["batch"] = _batch_with_cpu(server.pid, main_port, world["gateway_key"], n, quick)
+            server.terminate()
+            server.wait(60)
+            _raw_stores(result, url, n, quick)
+            result["load_average"] = os.getloadavg()
+            return result
         script = tmp / "osmand.lua"
         s, w, north, e = BOX
         script.write_text(
@@ -534,22 +542,11 @@ def run(quick: bool = False) -> dict:
         result["load_average"] = os.getloadavg()  # the machine may be shared: what else ran
         if os.environ.get("BENCH_SAFETY_ONLY") == "osmand":
             return result
-        writer_pids = _children(server.pid)
-        before = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
-        result["batch"] = _batch(main_port, world["gateway_key"], n, quick)
-        after = (_cpu_seconds([server.pid]), _cpu_seconds(writer_pids))
-        result["batch"]["cpu_us_per_position"] = {
-            name: round((a - b) * 1e6 / result["batch"]["acknowledged"], 1)
-            for name, a, b in zip(("serving_process", "writer"), after, before, strict=True)
-        }
+        result["batch"] = _batch_with_cpu(server.pid, main_port, world["gateway_key"], n, quick)
         result["mqtt"] = _mqtt(broker.port, main_port, 5_000 if quick else 50_000, tmp)
         server.terminate()
         server.wait(60)
-        # The same rows as the batch case through the batch store alone, on the same database: the store's ceiling.
-        result["raw_store"] = _raw_store(url, n, quick)
-        result["batch"]["share_of_raw_store"] = round(
-            result["batch"]["positions_per_second"] / result["raw_store"]["rows_per_second"], 3
-        )
+        _raw_stores(result, url, n, quick)
         # OsmAnd's shape: a transaction per batch of about half the connections (two batches in flight), staged as
         # the writer process stages them: the store's ceiling for (1), beside what (1) stored.
         raw = result["osmand_http"]["raw_store"] = _raw_store(url, n, quick, per_request=connections // 2, staging=True)
@@ -580,6 +577,29 @@ def _sos_summary(latencies: list[float], n: int) -> dict:
         "goal": "p99 < 100 ms",
         "while": "the OsmAnd wrk load runs",
     }
+
+
+def _batch_with_cpu(server_pid: int, port: int, key: str, n: int, quick: bool) -> dict:
+    """(2)'s batch endpoint, with the CPU per position of the serving process and its writers."""
+    writer_pids = _children(server_pid)
+    before = (_cpu_seconds([server_pid]), _cpu_seconds(writer_pids))
+    found = _batch(port, key, n, quick)
+    after = (_cpu_seconds([server_pid]), _cpu_seconds(writer_pids))
+    found["cpu_us_per_position"] = {
+        name: round((a - b) * 1e6 / found["acknowledged"], 1)
+        for name, a, b in zip(("serving_process", "writer"), after, before, strict=True)
+    }
+    return found
+
+
+def _raw_stores(result: dict, url: str, n: int, quick: bool) -> None:
+    """The same rows as the batch case through the batch store alone, on the same database (the server
+    stopped): the store's ceiling, into the keyed table as a thread writer stores and into the staging table as
+    the SQLite writer process does (the mover's later work not counted: it is off the intake's path)."""
+    result["raw_store"] = _raw_store(url, n, quick)
+    result["raw_store_staged"] = _raw_store(url, n, quick, staging=True, days_ago=4)
+    best = max(result["raw_store"]["rows_per_second"], result["raw_store_staged"]["rows_per_second"])
+    result["batch"]["share_of_raw_store"] = round(result["batch"]["positions_per_second"] / best, 3)
 
 
 def _batch(port: int, key: str, n: int, quick: bool, days_ago: int = 8) -> dict:
@@ -657,7 +677,9 @@ def _positions(n: int, rows: int, days_ago: int, seed: int) -> dict:
     }
 
 
-def _raw_store(url: str, n: int, quick: bool, per_request: int | None = None, staging: bool = False) -> dict:
+def _raw_store(
+    url: str, n: int, quick: bool, per_request: int | None = None, staging: bool = False, days_ago: int | None = None
+) -> dict:
     """Rows/s of the batch store alone (core.batchstore: SQLite executemany / PostgreSQL COPY), in transactions
     of the batch case's request size (or `per_request`; `staging`: into the staging table as the SQLite writer
     process writes, every fix new), with no decoding, validation or rules: what the intake could reach."""
@@ -668,7 +690,7 @@ def _raw_store(url: str, n: int, quick: bool, per_request: int | None = None, st
 
     per_request = per_request or (2_000 if quick else 10_000)
     rows = per_request * (4 if quick else 12) if per_request >= 1000 else per_request * (50 if quick else 200)
-    cols = _positions(n, rows, 5 if staging else 6, 6 if staging else 5)
+    cols = _positions(n, rows, days_ago or (5 if staging else 6), 6 if staging else 5)
     db = Database(url)
     checkpointer = None
     if not db.is_postgres:  # as the writer process does: WAL checkpoints from a thread, none in the commits
