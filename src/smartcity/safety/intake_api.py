@@ -397,8 +397,6 @@ async def positions(request: Request, identity: Gateway) -> Response:
         raise InvalidInput('the body is {"positions": [...]}', code="malformed_body")
     if len(items) > settings.gateway_max_positions:
         raise TooLarge(f"at most {settings.gateway_max_positions} positions per request", code="too_many_positions")
-    # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The whole
-    # list then goes to the engine as one unit, answered once its last position is written.
     # Decoding thousands of positions is CPU work: in a thread, so the event loop keeps its turns. The columns
     # then go to the engine as one batch, answered once its last row is written.
     cols, errors = await asyncio.to_thread(decode_columns, items) if len(items) > 100 else decode_columns(items)
