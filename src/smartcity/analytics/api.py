@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from typing import Annotated
 
 import h3
@@ -64,17 +65,22 @@ def run_cells(request: Request, run_id: int, fmt: str, who: Analyst) -> Response
     """A run's cells (cell, count, z, p, significance) as json, geojson (hexagons), csv or parquet."""
     if fmt not in FORMATS:
         raise InvalidInput(f"format: one of {', '.join(FORMATS)}", code="invalid_format")
-    rows = service.results(request.app.state.db, who, run_id)
+    db = request.app.state.db
+    rows = service.results(db, who, run_id)
+    status = service.run_status(db, who, run_id)
+    period = {"start": status["start"], "end": status["end"]}
     name = f"analytics-run-{run_id}"
     if fmt == "json":
         return JSONResponse(rows)
     if fmt == "geojson":
-        return JSONResponse(geojson(rows), media_type="application/geo+json")
+        return JSONResponse(geojson(rows, period), media_type="application/geo+json")
+    # The period goes with every row: a file passed on alone still says which days it counts.
+    dated = [{**r, "period_start": period["start"], "period_end": period["end"]} for r in rows]
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=["cell", "count", "z", "p", "significance"])
+        writer = csv.DictWriter(out, fieldnames=[*COLUMNS, "period_start", "period_end"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(dated)
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",
@@ -83,13 +89,19 @@ def run_cells(request: Request, run_id: int, fmt: str, who: Analyst) -> Response
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    for r in dated:
+        r["period_start"] = date.fromisoformat(r["period_start"]) if r["period_start"] else None
+        r["period_end"] = date.fromisoformat(r["period_end"]) if r["period_end"] else None
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=_SCHEMA()), sink)
+    pq.write_table(pa.Table.from_pylist(dated, schema=_SCHEMA()), sink)
     return Response(
         sink.getvalue(),
         media_type="application/vnd.apache.parquet",
         headers={"Content-Disposition": f'attachment; filename="{name}.parquet"'},
     )
+
+
+COLUMNS = ["cell", "count", "z", "p", "significance"]
 
 
 def _SCHEMA():  # noqa: N802 - built on first use: pyarrow is not imported with the app
@@ -102,12 +114,15 @@ def _SCHEMA():  # noqa: N802 - built on first use: pyarrow is not imported with 
             ("z", pa.float64()),
             ("p", pa.float64()),
             ("significance", pa.string()),
+            ("period_start", pa.date32()),
+            ("period_end", pa.date32()),
         ]
     )
 
 
-def geojson(rows: list[dict]) -> dict:
-    """Cells as GeoJSON polygons (their H3 hexagon, lon/lat), the other columns as properties."""
+def geojson(rows: list[dict], period: dict | None = None) -> dict:
+    """Cells as GeoJSON polygons (their H3 hexagon, lon/lat), the other columns as properties; the analysis's
+    period (local days, None: open) as the collection's member `period`."""
     features = []
     for r in rows:
         ring = [[lon, lat] for lat, lon in h3.cell_to_boundary(r["cell"])]
@@ -118,4 +133,7 @@ def geojson(rows: list[dict]) -> dict:
                 "properties": r,
             }
         )
-    return {"type": "FeatureCollection", "features": features}
+    collection: dict = {"type": "FeatureCollection", "features": features}
+    if period is not None:
+        collection["period"] = period
+    return collection

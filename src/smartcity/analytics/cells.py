@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import h3
 import numpy as np
@@ -163,16 +165,45 @@ CELL_HOUR_SQL = """
 SELECT cell, hour, CASE WHEN weekend THEN 'weekend' ELSE 'weekday' END AS day_type,
        CAST(SUM("count") AS BIGINT) AS "count"
 FROM {table}
-WHERE hour IS NOT NULL {hours}
+WHERE hour IS NOT NULL {hours} {period}
 GROUP BY cell, hour, weekend
 HAVING SUM("count") >= {k}
 """
 
 
-def cell_hour_sql(table: str, k: int, hours: Iterable[int] | None = None) -> str:
-    """The cell × hour × day type aggregation of a kind's table, suppressing cell-hours under k records."""
+def cell_hour_sql(
+    table: str,
+    k: int,
+    hours: Iterable[int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> str:
+    """The cell × hour × day type aggregation of a kind's table, suppressing cell-hours under k records; only
+    records at or after `since` and before `until` (aware datetimes) when given."""
     wanted = "" if hours is None else f"AND hour IN ({', '.join(str(int(h)) for h in hours) or 'NULL'})"
-    return CELL_HOUR_SQL.format(table=table, hours=wanted, k=int(k))
+    period = ""
+    # The instant is written with its UTC offset: DuckDB would otherwise read it in its session's zone, and
+    # Spark (the transpiled CAST … AS TIMESTAMP) honours an offset given in the text.
+    if since is not None:
+        period += f"AND time >= CAST('{_utc_text(since)}' AS TIMESTAMPTZ) "
+    if until is not None:
+        period += f"AND time < CAST('{_utc_text(until)}' AS TIMESTAMPTZ)"
+    return CELL_HOUR_SQL.format(table=table, hours=wanted, period=period, k=int(k))
+
+
+def _utc_text(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("an aware datetime is needed")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
+
+
+def local_days_to_utc(first: date | None, last: date | None, tz: str) -> tuple[datetime | None, datetime | None]:
+    """The instants bounding local days `first` to `last` (both included) in zone `tz`: the first day's local
+    midnight and the midnight after the last (a day of a DST change is 23 or 25 hours, as it should be)."""
+    zone = ZoneInfo(tz)
+    since = datetime.combine(first, time.min, zone) if first else None
+    until = datetime.combine(last + timedelta(days=1), time.min, zone) if last else None
+    return since, until
 
 
 def as_h3(cells: pd.Series) -> pd.Series:
@@ -184,17 +215,21 @@ def demand(
     kinds: Iterable[str] = ("phone",),
     hours: Iterable[int] | None = range(0, 6),
     engine: engines.Engine | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
     """Demand per cell × hour × day type of the imported kinds, added up: columns cell (H3 string), hour,
     day_type (weekday|weekend), count; cell-hours under the k-anonymity threshold are left out (per kind and in
-    the sum). Kinds without data contribute nothing."""
+    the sum). Kinds without data contribute nothing. `since`/`until` bound the records read (`until` excluded)."""
     analytics = settings.of(AnalyticsSettings)
     engine = engine or engines.engine_for(settings)
     frames = []
     for kind in kinds:
         tables = engines.tables(settings, (kind,))
         if tables:
-            frames.append(engine.query(cell_hour_sql(kind, analytics.k_anonymity, hours), tables).to_pandas())
+            frames.append(
+                engine.query(cell_hour_sql(kind, analytics.k_anonymity, hours, since, until), tables).to_pandas()
+            )
     if not frames:
         return pd.DataFrame(
             {

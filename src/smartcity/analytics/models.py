@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartcity.core.db import Base, UTCDateTime, utcnow
@@ -24,6 +24,9 @@ class Analysis(Base):
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     rerun_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)  # rerun on schedule; None: by hand
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The period of the demand it reads, local days both included; None: open on that side.
+    start_day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    end_day: Mapped[date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), default=utcnow)
 
 

@@ -58,6 +58,8 @@ async def create(request: Request, who: Analyst):
             day_type=str(form.get("day_type") or "all"),
             shared=form.get("shared") == "on",
             rerun_hours=int(rerun) if rerun else None,
+            start=str(form.get("start") or ""),
+            end=str(form.get("end") or ""),
         )
         db = request.app.state.db
         analysis = service.save(db, who, spec)

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from smartcity.analytics.cells import demand
+from smartcity.analytics.cells import demand, local_days_to_utc
 from smartcity.analytics.engine import KINDS
 from smartcity.analytics.hotspots import hot_spots
 from smartcity.analytics.models import Analysis, CellResult, Run
+from smartcity.analytics.trends import period_of
 from smartcity.core.auth import Identity
+from smartcity.core.context import context_of
 from smartcity.core.db import Database, utcnow
 from smartcity.core.errors import InvalidInput, NotFound
 from smartcity.core.events import publish
@@ -34,9 +36,13 @@ class AnalysisSpec:
     day_type: str = "all"
     shared: bool = False
     rerun_hours: int | None = None
+    # The period of the demand read: local days (the city's zone) written YYYY-MM-DD, both included; empty: open.
+    start: str = ""
+    end: str = ""
 
 
-def _check(spec: AnalysisSpec) -> None:
+def _check(spec: AnalysisSpec) -> tuple[date | None, date | None]:
+    """The spec's period as dates, or InvalidInput naming what is wrong."""
     if not spec.name.strip() or len(spec.name) > 200:
         raise InvalidInput("name: between 1 and 200 characters", code="invalid_name")
     unknown = [k for k in spec.kinds if k not in KINDS]
@@ -48,11 +54,12 @@ def _check(spec: AnalysisSpec) -> None:
         raise InvalidInput(f"day_type: one of {', '.join(DAY_TYPES)}", code="invalid_day_type")
     if spec.rerun_hours is not None and not 1 <= spec.rerun_hours <= 24 * 31:
         raise InvalidInput("rerun_hours: between 1 and 744, or none", code="invalid_rerun")
+    return period_of(spec.start.strip(), spec.end.strip())
 
 
 def save(db: Database, who: Identity, spec: AnalysisSpec) -> int:
     """Keep an analysis for `who`; its id."""
-    _check(spec)
+    first, last = _check(spec)
     with db.session() as s:
         row = Analysis(
             name=spec.name.strip(),
@@ -63,6 +70,8 @@ def save(db: Database, who: Identity, spec: AnalysisSpec) -> int:
             shared=spec.shared,
             rerun_hours=spec.rerun_hours,
             published=False,
+            start_day=first,
+            end_day=last,
         )
         s.add(row)
         s.flush()
@@ -102,6 +111,8 @@ def _analysis(a: Analysis) -> dict:
         "shared": a.shared,
         "rerun_hours": a.rerun_hours,
         "published": a.published,
+        "start": a.start_day.isoformat() if a.start_day else None,
+        "end": a.end_day.isoformat() if a.end_day else None,
     }
 
 
@@ -149,14 +160,17 @@ def execute(db: Database, settings, run_id: int) -> None:
         a = s.get(Analysis, run.analysis_id)
         analysis_id = a.id
         kinds, hours, day_type = a.kinds.split(","), [int(h) for h in a.hours.split(",")], a.day_type
+        since, until = _bounds(db, a)
     try:
         _progress(db, run_id, status="running", progress=0.1, message="counting demand per cell")
-        found = demand(settings, kinds, hours)
+        found = demand(settings, kinds, hours, since=since, until=until)
         if day_type != "all":
             found = found[found["day_type"] == day_type]
         per_cell = found.groupby("cell", as_index=False)["count"].sum()
         if per_cell.empty:
-            raise InvalidInput("no data for these kinds, hours and days (or every cell under the privacy threshold)")
+            raise InvalidInput(
+                "no data for these kinds, hours, days and period (or every cell under the privacy threshold)"
+            )
         _progress(db, run_id, progress=0.5, message="finding hot spots")
         spots = hot_spots(per_cell["cell"], per_cell["count"])
         with db.session() as s:
@@ -181,13 +195,18 @@ def execute(db: Database, settings, run_id: int) -> None:
         _progress(db, run_id, status="failed", progress=1.0, message=message, finished_at=utcnow())
 
 
+def _bounds(db: Database, a: Analysis):
+    return local_days_to_utc(a.start_day, a.end_day, context_of(db).profile.timezone)
+
+
 def run_status(db: Database, who: Identity, run_id: int) -> dict:
+    """The run's progress and outcome, with its analysis's period (`start`, `end`: local days or None)."""
     with db.session() as s:
         run = s.get(Run, run_id)
         if run is None:
             raise NotFound("no such run")
-        _visible(s, who, run.analysis_id)
-        return _run(run)
+        a = _visible(s, who, run.analysis_id)
+        return {**_run(run), "start": _analysis(a)["start"], "end": _analysis(a)["end"]}
 
 
 def results(db: Database, who: Identity | None, run_id: int) -> list[dict]:
@@ -261,7 +280,8 @@ def hourly(db: Database, settings, who: Identity, run_id: int) -> list[dict]:
             raise NotFound("no such run")
         a = _visible(s, who, run.analysis_id)
         kinds, hours, day_type = a.kinds.split(","), [int(h) for h in a.hours.split(",")], a.day_type
-    found = demand(settings, kinds, hours)
+        since, until = _bounds(db, a)
+    found = demand(settings, kinds, hours, since=since, until=until)
     if day_type != "all":
         found = found[found["day_type"] == day_type]
     per = found.groupby(["cell", "hour"], as_index=False)["count"].sum()

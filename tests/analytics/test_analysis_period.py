@@ -1,0 +1,128 @@
+"""An analysis's period (issue 17, session 24): optional first and last local days bound the demand a run reads,
+on both stores; bad periods are refused in the API's error format and on the page's form; the period is shown
+with the result and carried by every download; cells under k within the period stay out of every output."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import h3
+import pyarrow.parquet as pq
+import pytest
+
+from smartcity.analytics.ingest import import_file
+from smartcity.core.city import load_profile
+from tests.analytics.conftest import csv_bytes, night_cluster
+from tests.conftest import make_key, make_user, signin
+
+
+@pytest.fixture
+def analyst(db):
+    make_user(db, "analyst1", "analyst")
+    return {"X-API-Key": make_key(db, "analyst1")}
+
+
+def _wait(client, run_id, headers) -> dict:
+    for _ in range(300):
+        status = client.get(f"/api/analytics/runs/{run_id}", headers=headers).json()
+        if status["status"] in ("done", "failed"):
+            return status
+        time.sleep(0.1)
+    raise AssertionError("the run did not finish")
+
+
+def _two_nights(settings) -> tuple[str, str]:
+    """Night of Wed 4 March (night_cluster: 01:20 KST, 3 March in UTC) and, the next night, 25 more records at
+    the centre at 00:10 KST on Thu 5 March (4 March in UTC): a period read in UTC days would swap the nights.
+    `edge` is a cell beside the cluster with 8 records each night: 16 over both, under k = 10 on one."""
+    centre, _ = night_cluster(settings)
+    edge = next(c for c in h3.grid_ring(centre, 5))
+    lat, lon = h3.cell_to_latlng(centre)
+    elat, elon = h3.cell_to_latlng(edge)
+    rows = [{"time": "2026-03-05T00:10:00+09:00", "lat": lat, "lon": lon, "count": 1}] * 25
+    rows += [{"time": "2026-03-04T00:30:00+09:00", "lat": elat, "lon": elon, "count": 1}] * 8
+    rows += [{"time": "2026-03-05T00:30:00+09:00", "lat": elat, "lon": elon, "count": 1}] * 8
+    import_file(settings, load_profile("seoul"), "phone", csv_bytes(rows))
+    return centre, edge
+
+
+def _run(client, headers, **period) -> tuple[int, dict]:
+    made = client.post(
+        "/api/analytics/analyses",
+        json={"name": "night", "kinds": ["phone"], "hours": [0, 1, 2], **period},
+        headers=headers,
+    )
+    assert made.status_code == 201, made.text
+    run = client.post(f"/api/analytics/analyses/{made.json()['id']}/runs", headers=headers).json()["run"]
+    status = _wait(client, run, headers)
+    assert status["status"] == "done", status
+    return run, status
+
+
+def test_a_period_bounds_the_demand_by_local_days(client, settings, analyst):
+    centre, edge = _two_nights(settings)
+    run, status = _run(client, analyst)
+    cells = {r["cell"]: r for r in client.get(f"/api/analytics/runs/{run}/cells.json", headers=analyst).json()}
+    assert cells[centre]["count"] == 85 and cells[edge]["count"] == 16
+    assert status["start"] is None and status["end"] is None
+
+    run, status = _run(client, analyst, start="2026-03-04", end="2026-03-04")
+    assert (status["start"], status["end"]) == ("2026-03-04", "2026-03-04")
+    cells = {r["cell"]: r for r in client.get(f"/api/analytics/runs/{run}/cells.json", headers=analyst).json()}
+    assert cells[centre]["count"] == 60  # the night of the 4th only, by the city's clock
+    assert edge not in cells  # 8 records within the period: under k
+
+    # Every download says which days it counts, and none has the suppressed cell.
+    geo = json.loads(client.get(f"/api/analytics/runs/{run}/cells.geojson", headers=analyst).content)
+    assert geo["period"] == {"start": "2026-03-04", "end": "2026-03-04"}
+    assert edge not in {f["properties"]["cell"] for f in geo["features"]}
+    lines = client.get(f"/api/analytics/runs/{run}/cells.csv", headers=analyst).text.splitlines()
+    assert lines[0] == "cell,count,z,p,significance,period_start,period_end"
+    assert all(line.endswith(",2026-03-04,2026-03-04") for line in lines[1:]) and len(lines) == len(cells) + 1
+    assert not any(line.startswith(edge) for line in lines)
+    table = pq.read_table(io.BytesIO(client.get(f"/api/analytics/runs/{run}/cells.parquet", headers=analyst).content))
+    assert str(table.schema.field("period_start").type) == "date32[day]"
+    assert {d.isoformat() for d in table.column("period_end").to_pylist()} == {"2026-03-04"}
+    assert edge not in table.column("cell").to_pylist()
+    hourly = client.get(f"/api/analytics/runs/{run}/hourly.json", headers=analyst).json()
+    assert sum(h["count"] for h in hourly if h["cell"] == centre) == 60 and edge not in {h["cell"] for h in hourly}
+
+    # Open on one side: from the 5th on.
+    run, _ = _run(client, analyst, start="2026-03-05")
+    cells = {r["cell"] for r in client.get(f"/api/analytics/runs/{run}/cells.json", headers=analyst).json()}
+    assert centre not in cells  # 25 records at one cell with no neighbour counted: no Gi* statistic
+
+
+@pytest.mark.parametrize(
+    ("period", "code"),
+    [
+        ({"start": "2026-03-05", "end": "2026-03-04"}, "invalid_period_order"),
+        ({"start": "4 March"}, "invalid_period_day"),
+        ({"end": "2026-02-30"}, "invalid_period_day"),
+    ],
+)
+def test_a_bad_period_is_refused_in_the_api_format(client, analyst, period, code):
+    bad = client.post(
+        "/api/analytics/analyses", json={"name": "x", "kinds": ["phone"], "hours": [1], **period}, headers=analyst
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == code, bad.text
+    assert client.get("/api/analytics/analyses", headers=analyst).json() == []  # nothing saved
+
+
+def test_the_page_takes_a_period_shows_it_and_refuses_a_bad_one(client, db, settings):
+    _two_nights(settings)
+    make_user(db, "analyst5", "analyst")
+    assert signin(client, "analyst5").status_code == 303
+    page = client.get("/analytics")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"name": "night", "kinds": "phone", "hours": ["0", "1"], "day_type": "all", "csrf_token": token}
+    bad = client.post("/analytics", data={**form, "start": "2026-03-05", "end": "2026-03-04"})
+    assert bad.status_code == 200 and 'role="alert"' in bad.text and "2026-03-05" in bad.text
+    assert "<strong>night</strong>" not in client.get("/analytics").text  # not saved
+    made = client.post("/analytics", data={**form, "start": "2026-03-04", "end": "2026-03-04"}, follow_redirects=False)
+    assert made.status_code == 303
+    shown = client.get(made.headers["location"])
+    assert re.search(r'class="period">[^<]*2026-03-04 – 2026-03-04', shown.text), shown.text
