@@ -212,3 +212,40 @@ def test_a_period_is_chosen_and_an_empty_or_impossible_one_is_named(client, db):
     assert bad_day.status_code == 422 and "YYYY-MM-DD, not 2026-13-01" in bad_day.text
     weekly = client.get("/analytics/trends.csv?start=2027-01-01&end=2026-01-01", headers=analyst)
     assert weekly.status_code == 422
+
+
+def test_the_daily_series_downloads_as_geojson_per_district(client, db):
+    """Issue 17, session 24: the series per district on the district's polygon (core.geo's), values as
+    properties; counts share the period's days; the period and bad periods as the other downloads."""
+    from shapely.geometry import Point, shape
+
+    expected = _incidents(db)
+    make_user(db, "analyst1", "analyst")
+    analyst = {"X-API-Key": make_key(db, "analyst1")}
+    got = client.get("/analytics/trends/days.geojson?source=incidents", headers=analyst)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("application/geo+json")
+    features = {f["properties"]["district"]: f for f in got.json()["features"]}
+    assert len(features) == 25  # Seoul's districts, each drawn
+    jung, gangnam = features["11020"], features["11230"]
+    assert shape(jung["geometry"]).contains(Point(126.978, 37.5665))
+    assert not shape(gangnam["geometry"]).contains(Point(126.978, 37.5665))
+    days = [(FIRST + timedelta(days=t)).isoformat() for t in range(DAYS)]
+    assert [jung["properties"][d] for d in days] == expected and jung["properties"]["2026-03-16"] == 0
+    assert jung["properties"]["total"] == sum(expected)
+    assert [r["day"] for r in jung["properties"]["series"]] == [*days, "2026-03-16"]
+    assert gangnam["properties"]["2026-03-16"] == 3 and gangnam["properties"]["2026-03-02"] == 0
+    assert all(f["properties"]["total"] == 0 for c, f in features.items() if c not in ("11020", "11230"))
+
+    bounded = client.get(
+        "/analytics/trends/days.geojson?source=incidents&category=sos&start=2026-03-10&end=2026-03-12", headers=analyst
+    ).json()
+    jung = next(f for f in bounded["features"] if f["properties"]["district"] == "11020")["properties"]
+    assert [r["day"] for r in jung["series"]] == ["2026-03-10", "2026-03-11", "2026-03-12"]
+    assert (jung["start"], jung["end"], jung["category"]) == ("2026-03-10", "2026-03-12", "sos")
+    assert jung["total"] == sum(expected[8:11])
+    for query in ("start=2026-03-12&end=2026-03-10", "start=10%20March", "start=2027-01-01"):
+        refused = client.get(f"/analytics/trends/days.geojson?source=incidents&{query}", headers=analyst)
+        assert refused.status_code == 422, query
+    make_user(db, "citizen1", "citizen")
+    citizen = {"X-API-Key": make_key(db, "citizen1")}
+    assert client.get("/analytics/trends/days.geojson?source=incidents", headers=citizen).status_code == 403

@@ -257,6 +257,44 @@ def trend_days_parquet(
     return _days_file(request, source, category, district, start, end, "parquet")
 
 
+@router.get("/analytics/trends/days.geojson")
+def trend_days_geojson(
+    request: Request,
+    who: Analyst,
+    source: str = "reports",
+    category: str = "",
+    start: str = "",
+    end: str = "",
+):
+    """The daily series of every district on its polygon, the values as properties."""
+    from fastapi.responses import JSONResponse
+
+    from smartcity.analytics import trends
+    from smartcity.core.geo import geo_index
+
+    db = request.app.state.db
+    try:
+        days = trends.within(trends.source_days(db, source), *trends.period_of(start, end))
+        if (start or end) and days.empty:
+            raise InvalidInput(
+                f"nothing of {source} was recorded between {start or 'the first day'} and {end or 'the last day'}",
+                code="empty_period",
+            )
+    except InvalidInput as exc:
+        return HTMLResponse(escape(exc.message), status_code=422)
+    if source == "pm25":
+        category = ""
+    shapes = geo_index(db).districts_geojson(language_of(request))
+    body = trends.days_geojson(
+        days, shapes, how=trends.SOURCES[source], category=category, source=source, period=(start, end)
+    )
+    return JSONResponse(
+        body,
+        media_type="application/geo+json",
+        headers={"Content-Disposition": f'attachment; filename="{source}-days.geojson"'},
+    )
+
+
 def _days_file(request: Request, source: str, category: str, district: str, start: str, end: str, fmt: str):
     from fastapi.responses import Response
 

@@ -358,3 +358,45 @@ def weekly_plot(weekly: list[float], label: str, days: list[str], width: int = 3
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def days_geojson(
+    days: pd.DataFrame, districts: dict, *, how: str = "count", category: str = "", source: str = "", period=("", "")
+) -> dict:
+    """The daily series per district on the district's polygon (`districts`: the platform's district
+    FeatureCollection, core.geo): properties `district`, `name`, the period, `total` (counts: their sum; means:
+    the mean of the days), each day's value under its date (flat, for a GIS's join), and `series` (the day rows
+    with trend, season, residual). Count series share the period's days (a district without a row counts 0);
+    a mean is null before a district's first and after its last measured day."""
+    if days.empty:
+        first = last = None
+    else:
+        first, last = min(days["day"]), max(days["day"])
+    features = []
+    for shape in districts["features"]:
+        code = shape["properties"]["code"]
+        own = days[days["district"] == code]
+        if how == "count" and first is not None:
+            # Zero rows on the first and last days give every district's series the same days.
+            edges = pd.DataFrame(
+                {"day": [first, last], "category": [category or "", category or ""], "district": code, "value": 0}
+            )
+            own = pd.concat([own, edges], ignore_index=True) if not own.empty else edges
+        found = decompose(own, how=how, category=category) if not own.empty else {"rows": [], "weekly": None}
+        values = [r["value"] for r in found["rows"] if r["value"] is not None]
+        total = None
+        if values:
+            total = round(float(sum(values)), 3) if how == "count" else round(float(np.mean(values)), 3)
+        properties = {
+            "district": code,
+            "name": shape["properties"].get("name"),
+            "source": source,
+            "category": category or None,
+            "start": period[0] or None,
+            "end": period[1] or None,
+            "total": total,
+        }
+        properties.update({r["day"]: r["value"] for r in found["rows"]})
+        properties["series"] = found["rows"]
+        features.append({"type": "Feature", "geometry": shape["geometry"], "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
