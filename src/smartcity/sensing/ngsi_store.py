@@ -28,6 +28,18 @@ class NgsiEntity(Base):
     __table_args__ = (Index("ix_sensing_ngsi_entities_lat_lon", "lat", "lon"),)
 
 
+class NgsiCensus(Base):
+    """What the entities are, kept in step with every write (ngsi_entities): per type, how many entities
+    (`name` ''), and per attribute name and attribute type (Property, Relationship …) how many entities carry
+    it, so that /types and /attributes read a few rows instead of every entity's attributes."""
+
+    __tablename__ = "sensing_ngsi_census"
+    type: Mapped[str] = mapped_column(String(256), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entities: Mapped[int] = mapped_column(Integer)
+
+
 class NgsiSubscription(Base):
     """A subscription as the client sent it (normalized JSON) and what became of its notifications."""
 
