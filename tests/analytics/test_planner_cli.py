@@ -121,3 +121,76 @@ def test_outputs_already_there_stay_whole_when_a_plan_is_refused(run, night_data
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     with zipfile.ZipFile(out / "gtfs.zip") as zf:
         assert "frequencies.txt" in zf.namelist()
+
+
+def test_the_routes_come_as_typed_parquet_read_back_by_pyarrow_and_duckdb(run, night_data, tmp_path):
+    """Issue 17, session 24: routes.parquet, a row per route stop (planned and baseline), the same routes, stops
+    and figures as routes.geojson, in typed columns."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, stops = night_data
+    baseline = tmp_path / "baseline.txt"
+    baseline.write_text("N26: 00100 00101 00102 00103\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--routes", "3", "--max-km", "15", "--headway", "40", "--fleet", "20", "--seconds", "2"]
+    result = run(*args, "--stops", str(stops), "--baseline", str(baseline), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out / "routes.parquet")
+    types = {f.name: f.type for f in table.schema}
+    assert types["stop_order"] == pa.int32() and types["buses"] == pa.int32() and types["headway_min"] == pa.int32()
+    assert types["lat"] == pa.float64() and types["stop_demand"] == pa.float64() and types["route"] == pa.string()
+
+    geo = json.loads((out / "routes.geojson").read_text(encoding="utf-8"))["features"]
+    stops_geo = sorted(
+        (f["properties"]["route"], f["properties"]["order"], f["properties"]["id"], f["properties"]["demand"])
+        for f in geo
+        if f["properties"]["kind"] == "stop"
+    )
+    planned = table.filter(pa.compute.equal(table["network"], "planned")).to_pylist()
+    assert sorted((r["route"], r["stop_order"], r["stop_id"], r["stop_demand"]) for r in planned) == stops_geo
+    lines = {f["properties"]["route"]: f["properties"] for f in geo if f["properties"]["kind"] == "route"}
+    for r in planned:
+        line = lines[r["route"]]
+        assert (r["route_km"], r["buses"], r["route_demand"], r["riders"], r["headway_min"]) == (
+            line["km"],
+            line["buses"],
+            line["demand"],
+            line["riders"],
+            40,
+        )
+
+    # DuckDB reads it as a table of its own types: the baseline's four stops in order, without a served demand.
+    with duckdb.connect() as con:
+        base = con.execute(
+            "SELECT stop_id, stop_order, stop_demand FROM read_parquet(?) "
+            "WHERE network = 'baseline' ORDER BY stop_order",
+            [str(out / "routes.parquet")],
+        ).fetchall()
+        described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(out / "routes.parquet")]).fetchall()
+        kinds = {row[0]: row[1] for row in described}
+    assert base == [("00100", 1, None), ("00101", 2, None), ("00102", 3, None), ("00103", 4, None)]
+    assert kinds["stop_order"] == "INTEGER" and kinds["route_km"] == "DOUBLE"
+
+
+def test_no_parquet_when_k_suppresses_every_cell(run, night_data, tmp_path):
+    """k applies to the planner's input, hence to every file it writes: with every cell-hour under k, the plan
+    is refused as having no late-night demand and no routes.parquet (nor any other file) is written."""
+    import pyarrow.parquet as pq
+
+    _, stops = night_data
+    out = tmp_path / "out"
+    args = ["--routes", "2", "--max-km", "15", "--headway", "40", "--fleet", "20", "--seconds", "2"]
+    ok = run(*args, "--stops", str(stops), "--out", str(out))
+    assert ok.exit_code == 0 and (out / "routes.parquet").exists(), ok.output
+    assert sum(r["stop_demand"] for r in pq.read_table(out / "routes.parquet").to_pylist()) > 0
+    from smartcity.settings import get_settings
+
+    get_settings.cache_clear()  # the next run reads its own environment
+    hidden = tmp_path / "hidden"
+    refused = run(
+        *args, "--stops", str(stops), "--out", str(hidden), env_extra={"SMARTCITY_ANALYTICS_K_ANONYMITY": "1000000"}
+    )
+    assert refused.exit_code != 0 and "demand" in refused.output, refused.output
+    assert not (hidden / "routes.parquet").exists()

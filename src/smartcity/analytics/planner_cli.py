@@ -42,8 +42,8 @@ def plan_routes(
     agency_url: str,
     out: Path,
 ) -> None:
-    """Plan night bus routes serving the most late-night demand (hours 0–5); write routes.geojson, comparison.csv
-    and gtfs.zip to OUT. An impossible constraint is named and nothing is written."""
+    """Plan night bus routes serving the most late-night demand (hours 0–5); write routes.geojson, routes.parquet,
+    comparison.csv and gtfs.zip to OUT. An impossible constraint is named and nothing is written."""
 
     @command_errors
     def run() -> None:

@@ -207,6 +207,7 @@ def run_file(request: Request, run_id: str, name: str, _analyst: Analyst):
     media = {
         "gtfs.zip": "application/zip",
         "routes.geojson": "application/geo+json",
+        "routes.parquet": "application/vnd.apache.parquet",
         "comparison.csv": "text/csv",
         "result.json": "application/json",
     }

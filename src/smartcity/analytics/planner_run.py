@@ -1,6 +1,6 @@
-"""A night route plan from the imported demand, and its three renderings: routes as GeoJSON, the comparison
-table as CSV and the GTFS feed. The CLI and the planner page both run it; nothing is written unless the whole
-plan was made (the files land together, or none does)."""
+"""A night route plan from the imported demand, and its renderings: routes as GeoJSON and as typed Parquet (a
+row per route stop), the comparison table as CSV and the GTFS feed. The CLI and the planner page both run it;
+nothing is written unless the whole plan was made (the files land together, or none does)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from smartcity.analytics.settings import AnalyticsSettings, data_dir
 from smartcity.core.city import CityProfile
 from smartcity.core.i18n import N_
 
-OUTPUT_FILES = ("routes.geojson", "comparison.csv", "gtfs.zip")
+OUTPUT_FILES = ("routes.geojson", "routes.parquet", "comparison.csv", "gtfs.zip")
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -168,6 +168,64 @@ def _stop_feature(stop: Stop, route: str, demand: float, order: int) -> dict:
     }
 
 
+def _parquet_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("network", pa.string()),  # planned | baseline
+            ("route", pa.string()),
+            ("stop_order", pa.int32()),  # from 1, along the route
+            ("stop_id", pa.string()),
+            ("stop_name", pa.string()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("stop_demand", pa.float64()),  # late-night demand the stop serves; null on the baseline
+            ("route_km", pa.float64()),
+            ("round_trip_min", pa.float64()),
+            ("buses", pa.int32()),
+            ("headway_min", pa.int32()),
+            ("route_demand", pa.float64()),
+            ("riders", pa.float64()),
+        ]
+    )
+
+
+def routes_parquet(night: NightPlan) -> bytes:
+    """One row per stop of each route (planned, then the baseline), with its route's figures: the GeoJSON's
+    content as a typed table. Demand comes from cells counted from k records or more only (`demand_of`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    served = {c.stop.id: c.demand for c in night.plan.candidates}
+    headway = night.plan.constraints.headway_min
+    rows = []
+    for network, routes in (("planned", night.plan.routes), ("baseline", night.baseline or ())):
+        for route in routes:
+            for order, stop in enumerate(route.stops, 1):
+                rows.append(
+                    {
+                        "network": network,
+                        "route": route.name,
+                        "stop_order": order,
+                        "stop_id": stop.id,
+                        "stop_name": stop.name,
+                        "lat": stop.lat,
+                        "lon": stop.lon,
+                        "stop_demand": served.get(stop.id, 0.0) if network == "planned" else None,
+                        "route_km": route.km,
+                        "round_trip_min": route.round_trip_min,
+                        "buses": route.buses,
+                        "headway_min": headway,
+                        "route_demand": route.demand,
+                        "riders": route.riders,
+                    }
+                )
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=_parquet_schema()), sink)
+    return sink.getvalue()
+
+
 def comparison_csv(rows: list[Comparison]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(Comparison.__dataclass_fields__), lineterminator="\n")
@@ -181,11 +239,12 @@ def agency_of(profile: CityProfile, url: str) -> Agency:
 
 
 def write_outputs(night: NightPlan, agency: Agency, out: Path) -> list[Path]:
-    """routes.geojson, comparison.csv and gtfs.zip in `out`: made in a folder beside it, then moved in, so a
-    failure leaves `out` as it was."""
+    """routes.geojson, routes.parquet, comparison.csv and gtfs.zip in `out`: made in a folder beside it, then
+    moved in, so a failure leaves `out` as it was."""
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "routes.geojson": json.dumps(routes_geojson(night), ensure_ascii=False).encode(),
+        "routes.parquet": routes_parquet(night),
         "comparison.csv": comparison_csv(night.comparison).encode(),
         "gtfs.zip": gtfs_zip(night.plan, agency),
     }
