@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,23 +255,25 @@ def _locked(session: Session, ids: list[str]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _shape(etype: str, attrs: dict) -> Counter:
-    """One entity's share of the census: the type's entity count, and each attribute's (name, attribute type)."""
-    out: Counter = Counter({(etype, "", ""): 1})
+def _tally(delta: dict[tuple[str, str, str], int], etype: str, attrs: dict, sign: int) -> None:
+    """Add (sign 1) or take away (-1) one entity's share of the census: the type's entity count, and each
+    attribute's (name, attribute type)."""
+    key = (etype, "", "")
+    delta[key] = delta.get(key, 0) + sign
     for name, attr in attrs.items():
         kind = attr.get("type") if isinstance(attr, dict) else None
-        out[(etype, name, kind if isinstance(kind, str) else "")] += 1
-    return out
+        key = (etype, name, kind if isinstance(kind, str) else "")
+        delta[key] = delta.get(key, 0) + sign
 
 
 def _recount(session: Session, gone: Iterable[tuple[str, str]], came: Iterable[Entity]) -> None:
     """Move the census from the entities replaced or deleted (`gone`: type, attributes JSON) to those stored
     (`came`), in the write's transaction. Only the counts that change are written: a value update writes none."""
-    delta: Counter = Counter()
+    delta: dict[tuple[str, str, str], int] = {}
     for e in came:
-        delta.update(_shape(e.type, e.attrs))
+        _tally(delta, e.type, e.attrs, 1)
     for etype, attrs in gone:
-        delta.subtract(_shape(etype, json.loads(attrs)))
+        _tally(delta, etype, json.loads(attrs), -1)
     # In key order: two writers touching the same counts lock them in the same order.
     changes = [{"type": t, "name": n, "kind": k, "entities": d} for (t, n, k), d in sorted(delta.items()) if d != 0]
     if not changes:
