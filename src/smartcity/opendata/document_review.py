@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -102,6 +103,30 @@ def _mask_view(m: DocumentMask) -> MaskView:
 
 def finding_of(m: DocumentMask) -> masking.Finding:
     return masking.Finding(m.kind, m.start, m.end, m.original, m.replacement)
+
+
+def mask_row(
+    document: Document,
+    finding: masking.Finding,
+    source: str,
+    state: str,
+    decided_by: int | None = None,
+    decided_at: datetime | None = None,
+) -> DocumentMask:
+    """A mask of `document` over a finding: the platform's ("found", proposed) or the publisher's (accepted,
+    with who decided and when)."""
+    return DocumentMask(
+        document_id=document.id,
+        kind=finding.kind,
+        start=finding.start,
+        end=finding.end,
+        original=finding.original,
+        replacement=finding.replacement,
+        source=source,
+        state=state,
+        decided_by=decided_by,
+        decided_at=decided_at,
+    )
 
 
 def masks_of(session: Session, document: Document) -> list[DocumentMask]:
@@ -219,21 +244,7 @@ def add_mask(
     if not found:
         raise InvalidInput(N_("the text to mask is not in the document"), code="not_found")
     now = utcnow()
-    added = [
-        DocumentMask(
-            document_id=document.id,
-            kind=f.kind,
-            start=f.start,
-            end=f.end,
-            original=f.original,
-            replacement=f.replacement,
-            source="publisher",
-            state="accepted",
-            decided_by=who.user_id,
-            decided_at=now,
-        )
-        for f in found
-    ]
+    added = [mask_row(document, f, "publisher", "accepted", who.user_id, now) for f in found]
     session.add_all(added)
     session.flush()
     audit.record(

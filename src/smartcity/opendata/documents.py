@@ -43,10 +43,11 @@ from smartcity.opendata.document_review import (
     finding_of,
     guarded,
     in_review,
+    mask_row,
     masks_of,
     review,
 )
-from smartcity.opendata.models import Document, DocumentMask, Organisation
+from smartcity.opendata.models import Document, Organisation
 
 __all__ = [
     "DECISIONS",
@@ -153,19 +154,7 @@ def upload(session: Session, who: Identity, item: Upload) -> Document:
     session.add(document)
     session.flush()
     found = masking.find(text, names)
-    session.add_all(
-        DocumentMask(
-            document_id=document.id,
-            kind=f.kind,
-            start=f.start,
-            end=f.end,
-            original=f.original,
-            replacement=f.replacement,
-            source="found",
-            state="proposed",
-        )
-        for f in found
-    )
+    session.add_all(mask_row(document, f, "found", "proposed") for f in found)
     audit.record(
         session,
         who,
