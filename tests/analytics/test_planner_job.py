@@ -9,7 +9,8 @@ import os
 import re
 import signal
 import time
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -82,6 +83,14 @@ def test_a_plan_runs_in_its_own_process_with_progress_and_one_at_a_time(planner)
     second = _start(planner, routes="2")
     assert second.status_code == 409
     assert f'href="/analytics/planner/runs/{run_id}"' in second.text
+    # Who asked for the running plan, when (the city's clock), with what constraints (session 24).
+    first = _status(planner, run_id)
+    since = datetime.fromtimestamp(first["started"], ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%d %H:%M")
+    shown = re.search(r'<div id="planner-running" data-run="(\w+)">(.*?)</div>', second.text, re.S)
+    assert shown and shown.group(1) == run_id, second.text
+    assert first["owner"] and first["owner"] in shown.group(2) and since in shown.group(2)
+    assert "노선 3개, 최대 15 km, 배차 간격 40분, 버스 20대" in shown.group(2)  # the page is in Korean by default
+    assert abs(first["started"] - time.time()) < 60
     assert len([p for p in runs_dir(planner.app.state.settings).iterdir() if p.is_dir()]) == 1
 
     working = _wait(planner, run_id, lambda s: "pid" in s)

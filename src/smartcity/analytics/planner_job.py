@@ -3,7 +3,10 @@ serving process (its event loop's thread pool and the GIL) while it ran.
 
 One run at a time per data folder: the page takes an exclusive lock on `plans/.running.lock` before it starts a
 run and hands the locked file to the run's process, which holds it until it ends (the lock goes with the process,
-even when it is killed). A second run asked for meanwhile is refused with a link to the one running. A run whose
+even when it is killed). A second run asked for meanwhile is refused (409) with who asked for the one running,
+when, with which constraints, how far it is, and a link to it — not queued: a waiting run would need a process
+of its own blocked on the lock (flock does not wait in order, and a process that waits cannot yet tell a waiting
+run from a lost one). A run whose
 status still says it is working while nobody holds the lock for it lost its process: it is shown as failed.
 
 The run's folder holds what the process needs (job.json: constraints, options, who asked; stops.csv; baseline.txt)
@@ -95,13 +98,22 @@ def start(settings: Settings, path: Path, job: dict, stops: bytes, baseline: byt
     """Start a run in `path` (a new folder under runs_dir) in its own process, or raise Busy."""
     root = runs_dir(settings)
     fd = _take_lock(root)
+    job = {**job, "started": time.time()}  # when it was asked for: what a refused second run is told
     try:
         path.mkdir(parents=True)
         (path / "stops.csv").write_bytes(stops)
         if baseline:
             (path / "baseline.txt").write_bytes(baseline)
         (path / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
-        write_status(path, state="queued", owner=job["owner"], constraints=job["values"], step="start", progress=0.0)
+        write_status(
+            path,
+            state="queued",
+            owner=job["owner"],
+            constraints=job["values"],
+            started=job["started"],
+            step="start",
+            progress=0.0,
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, path.name.encode("ascii"), 0)
         with open(path / "log.txt", "wb") as log:
@@ -175,7 +187,8 @@ def run(path: Path) -> None:
 
     settings = Settings.from_env()
     job = json.loads((path / "job.json").read_text(encoding="utf-8"))
-    mark = {"owner": job["owner"], "constraints": job["values"], "pid": os.getpid(), "started": time.time()}
+    started = job.get("started") or time.time()
+    mark = {"owner": job["owner"], "constraints": job["values"], "pid": os.getpid(), "started": started}
 
     def status(state: str, step: str, progress: float, **more) -> None:
         write_status(path, state=state, step=step, progress=round(progress, 3), **mark, **more)

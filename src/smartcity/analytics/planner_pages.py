@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -53,7 +55,7 @@ def _status(path: Path) -> dict:
 
 
 def _form_page(
-    request: Request, values: dict, error: str | None = None, status_code: int = 200, running: str = ""
+    request: Request, values: dict, error: str | None = None, status_code: int = 200, running: dict | None = None
 ) -> HTMLResponse:
     return render(
         request, "analytics/planner.html", status_code=status_code, values=values, error=error, running=running
@@ -61,6 +63,29 @@ def _form_page(
 
 
 BUSY = N_("A route plan is being made; start another when it has finished.")
+
+
+def _running(request: Request, run_id: str) -> dict | None:
+    """What a refused analyst is told of the run holding the planner: its link, who asked for it, when (the
+    city's local time), its constraints, its step and progress. Only the id when its status cannot be read."""
+    if not RUN_ID.match(run_id or ""):
+        return None
+    try:
+        status = _status(_runs_dir(request) / run_id)
+    except (OSError, ValueError):
+        return {"id": run_id}
+    started = ""
+    if status.get("started"):
+        zone = ZoneInfo(context_of(request.app.state.db).profile.timezone)
+        started = datetime.fromtimestamp(status["started"], zone).strftime("%Y-%m-%d %H:%M")
+    return {
+        "id": run_id,
+        "owner": status.get("owner", ""),
+        "started": started,
+        "constraints": status.get("constraints") or {},
+        "step": STEPS.get(status.get("step", ""), STEPS["start"]),
+        "percent": round(100 * float(status.get("progress") or 0)),
+    }
 
 
 DEFAULTS = {"routes": "9", "max_km": "30", "headway": "40", "fleet": "90", "baseline": ""}
@@ -123,7 +148,9 @@ async def start_plan(request: Request, analyst: Analyst):
         job = planner_job.job_of(analyst.label, values, constraints, options)
         await run_in_threadpool(planner_job.start, settings, _runs_dir(request) / run_id, job, stops_file, baseline)
     except planner_job.Busy as busy:
-        return _form_page(request, values, translate(lang, BUSY), status_code=409, running=busy.run_id)
+        return _form_page(
+            request, values, translate(lang, BUSY), status_code=409, running=_running(request, busy.run_id)
+        )
     except (PlanError, InvalidInput) as exc:
         return _form_page(request, values, error_text(exc, lang), status_code=422)
     return RedirectResponse(f"/analytics/planner/runs/{run_id}", status_code=303)
