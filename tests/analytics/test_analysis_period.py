@@ -126,3 +126,46 @@ def test_the_page_takes_a_period_shows_it_and_refuses_a_bad_one(client, db, sett
     assert made.status_code == 303
     shown = client.get(made.headers["location"])
     assert re.search(r'class="period">[^<]*2026-03-04 – 2026-03-04', shown.text), shown.text
+
+
+def _edges(settings, seoul) -> str:
+    """12 records in the last second of Wed 4 March (KST) and 12 in the first second of the 5th, one cell."""
+    rows = [{"time": "2026-03-04T23:59:59+09:00", "lat": 37.5663, "lon": 126.9779, "count": 1}] * 12
+    rows += [{"time": "2026-03-05T00:00:00+09:00", "lat": 37.5663, "lon": 126.9779, "count": 1}] * 12
+    import_file(settings, seoul, "phone", csv_bytes(rows))
+    return h3.latlng_to_cell(37.5663, 126.9779, 8)
+
+
+def test_the_period_ends_at_the_local_midnight(analytics_settings, seoul):
+    from datetime import date
+
+    from smartcity.analytics.cells import demand, local_days_to_utc
+
+    _edges(analytics_settings, seoul)
+    until_4th = local_days_to_utc(None, date(2026, 3, 4), "Asia/Seoul")
+    from_5th = local_days_to_utc(date(2026, 3, 5), None, "Asia/Seoul")
+    assert until_4th[1].isoformat() == "2026-03-05T00:00:00+09:00"
+    first = demand(analytics_settings, hours=None, since=until_4th[0], until=until_4th[1])
+    second = demand(analytics_settings, hours=None, since=from_5th[0], until=from_5th[1])
+    assert list(zip(first["hour"], first["count"], strict=True)) == [(23, 12)]
+    assert list(zip(second["hour"], second["count"], strict=True)) == [(0, 12)]
+
+
+@pytest.mark.spark
+def test_a_period_gives_the_same_demand_on_duckdb_and_spark(analytics_settings, seoul, spark_engine):
+    from datetime import date
+
+    from smartcity.analytics.cells import demand, local_days_to_utc
+    from smartcity.analytics.engine import DuckDBEngine
+    from smartcity.analytics.settings import AnalyticsSettings, data_dir
+    from smartcity.analytics.synthetic import generate, hubs_from
+
+    out = data_dir(analytics_settings, analytics_settings.of(AnalyticsSettings)) / "phone"
+    generate(hubs_from(seoul, seed=3), 40_000, out, start=date(2026, 3, 2), days=4, seed=3, chunk_rows=40_000)
+    _edges(analytics_settings, seoul)
+    since, until = local_days_to_utc(date(2026, 3, 3), date(2026, 3, 4), "Asia/Seoul")
+    on_duckdb = demand(analytics_settings, hours=None, engine=DuckDBEngine(), since=since, until=until)
+    on_spark = demand(analytics_settings, hours=None, engine=spark_engine, since=since, until=until)
+    everything = demand(analytics_settings, hours=None, engine=DuckDBEngine())
+    assert 0 < on_duckdb["count"].sum() < everything["count"].sum()
+    assert on_duckdb.to_dict("list") == on_spark.to_dict("list")
