@@ -50,7 +50,10 @@ def test_an_analyst_runs_hot_spots_and_downloads_them(client, settings, analyst)
     feature = next(f for f in geo.json()["features"] if f["properties"]["cell"] == centre)
     assert len(feature["geometry"]["coordinates"][0]) == 7  # a hexagon, closed
     text = client.get(f"/api/analytics/runs/{run}/cells.csv", headers=analyst).text
-    assert text.splitlines()[0] == "cell,count,z,p,significance,period_start,period_end" and len(text.splitlines()) == len(cells) + 1
+    assert (
+        text.splitlines()[0] == "cell,count,z,p,significance,period_start,period_end"
+        and len(text.splitlines()) == len(cells) + 1
+    )
     table = pq.read_table(io.BytesIO(client.get(f"/api/analytics/runs/{run}/cells.parquet", headers=analyst).content))
     assert sorted(table.column("cell").to_pylist()) == sorted(cells)
     assert client.get(f"/api/analytics/runs/{run}/cells.xlsx", headers=analyst).status_code == 422
