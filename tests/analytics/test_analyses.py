@@ -103,7 +103,20 @@ def test_published_rows_and_scheduled_reruns(db, settings):
         rows = list(service.published_rows(s))
     assert {r["cell"] for r in rows} >= {centre} and lonely not in {r["cell"] for r in rows}
     assert min(r["count"] for r in rows) >= 10
-    assert set(rows[0]) == {"analysis", "hours", "day_type", "cell", "count", "z", "p", "significance", "computed_at"}
+    assert set(rows[0]) == {
+        "analysis",
+        "hours",
+        "day_type",
+        "period_start",
+        "period_end",
+        "cell",
+        "count",
+        "z",
+        "p",
+        "significance",
+        "computed_at",
+    }
+    assert rows[0]["period_start"] is None  # no period: all data
 
 
 def test_a_run_started_by_a_request_is_waited_for_by_the_stop(db, settings):

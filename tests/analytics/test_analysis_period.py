@@ -13,6 +13,7 @@ import h3
 import pyarrow.parquet as pq
 import pytest
 
+from smartcity.analytics import service
 from smartcity.analytics.ingest import import_file
 from smartcity.core.city import load_profile
 from tests.analytics.conftest import csv_bytes, night_cluster
@@ -89,6 +90,14 @@ def test_a_period_bounds_the_demand_by_local_days(client, settings, analyst):
     assert edge not in table.column("cell").to_pylist()
     hourly = client.get(f"/api/analytics/runs/{run}/hourly.json", headers=analyst).json()
     assert sum(h["count"] for h in hourly if h["cell"] == centre) == 60 and edge not in {h["cell"] for h in hourly}
+
+    # Published, the open data rows say the period too, and hold no cell under k within it.
+    analysis = status["analysis_id"]
+    assert client.post(f"/api/analytics/analyses/{analysis}/publication", headers=analyst).status_code == 200
+    with client.app.state.db.session() as s:
+        published = [r for r in service.published_rows(s) if r["period_start"] == "2026-03-04"]
+    assert {(r["period_start"], r["period_end"]) for r in published} == {("2026-03-04", "2026-03-04")}
+    assert edge not in {r["cell"] for r in published} and centre in {r["cell"] for r in published}
 
     # Open on one side: from the 5th on.
     run, _ = _run(client, analyst, start="2026-03-05")

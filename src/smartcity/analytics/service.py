@@ -263,6 +263,8 @@ def published_rows(session: Session):
                 "analysis": a.name,
                 "hours": a.hours,
                 "day_type": a.day_type,
+                "period_start": a.start_day.isoformat() if a.start_day else None,
+                "period_end": a.end_day.isoformat() if a.end_day else None,
                 "cell": r.cell,
                 "count": r.count,
                 "z": round(r.z, 4),
