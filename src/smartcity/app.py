@@ -26,6 +26,7 @@ from smartcity.core.auth import SigninThrottle
 from smartcity.core.context import attach
 from smartcity.core.db import Database
 from smartcity.core.errors import InvalidInput, NotFound, SmartCityError
+from smartcity.core.events import streams_end_on_stop
 from smartcity.core.jobs import Scheduler, wait_for_background
 from smartcity.core.module import Module, declare, discover, install, jobs
 from smartcity.core.web import (
@@ -68,7 +69,8 @@ def create_app(
         gc.collect()
         gc.freeze()
         try:
-            yield
+            with streams_end_on_stop(db.events):
+                yield
         finally:
             # Jobs and the work requests left running (a file's load) end, in their own rows, while what they
             # stand on (modules' writers, the event bus) still runs.

@@ -55,6 +55,11 @@ def init() -> None:
     click.echo(f"city {city_profile().name_en}: {added['units']} units and {added['districts']} districts added")
 
 
+# What a stop waits for requests still being answered. Live event streams do not count on it: they end as the
+# stop begins (core.events.streams_end_on_stop).
+GRACEFUL_SHUTDOWN_S = 3.0
+
+
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (SMARTCITY_HOST).")
 @click.option("--port", default=None, type=int, help="Port to listen on (SMARTCITY_PORT).")
@@ -80,7 +85,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         workers=workers,
         log_level=s.log_level,
         proxy_headers=True,
-        timeout_graceful_shutdown=3,  # live event streams never end by themselves
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

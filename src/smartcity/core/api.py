@@ -260,6 +260,7 @@ def audit_log(
 # --- live events ------------------------------------------------------------------------------
 
 HEARTBEAT_SECONDS = 15.0
+RECONNECT_MS = 1000  # a stream ended by the server's stop: how soon its client tries again (another server)
 
 
 @router.get("/api/events/stream", tags=["events"])
@@ -291,6 +292,9 @@ async def event_stream(
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if ev is None and bus.stopping:
+                    yield f"retry: {RECONNECT_MS}\n\n"
+                    return
                 if ev is None or (ledger is not None and ledger.failed):
                     return
                 if ev.personal and (ledger is None or not await ledger.admits(ev)):

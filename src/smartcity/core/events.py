@@ -21,11 +21,12 @@ import contextlib
 import itertools
 import json
 import logging
+import signal
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +57,43 @@ class EventLogRow(Base):
     origin: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     payload: Mapped[str] = mapped_column(Text)
+
+
+# --- stopping ---------------------------------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def streams_end_on_stop(bus: EventBus) -> Iterator[None]:
+    """While the app is served: a stop signal (SIGTERM, SIGINT) first ends the bus's open streams, then goes on
+    to the handler the server installed (uvicorn's, in each worker process too).
+
+    Uvicorn's graceful shutdown waits for every open response before the app's own shutdown runs, and an event
+    stream never ends by itself: every stop with a console open waited out the graceful timeout, then cancelled
+    the stream with a traceback. Only a handler that is Python's (a server's) is chained; signals reach the main
+    thread only, so an app run in another thread (a test client) keeps its signals as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def stopping(sig: int, frame) -> None:
+        # The handler runs between two bytecodes of the loop's thread: the streams are ended from the loop.
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing is left open
+            loop.call_soon_threadsafe(bus.stop_streams)
+        previous[sig](sig, frame)
+
+    chained = [sig for sig, handler in previous.items() if callable(handler)]
+    for sig in chained:
+        signal.signal(sig, stopping)
+    try:
+        yield
+    finally:
+        for sig in chained:
+            if signal.getsignal(sig) is stopping:  # not replaced since: put the server's own back
+                signal.signal(sig, previous[sig])
 
 
 # --- personal events --------------------------------------------------------------------------------
@@ -186,6 +224,7 @@ class EventBus:
         # Whether events published here go to the event log (SQLite). A process whose events reach its serving
         # process by other means (the safety writer's socket) turns it off, so they are not delivered twice.
         self.shared = True
+        self.stopping = False  # the server is stopping: streams end, and any opened now ends at once
         # A disabled account's open streams end with it, in every process (core.accounts.set_active).
         self.on("user.disabled", lambda ev: self.end_streams_of(ev.data["id"]))
 
@@ -239,6 +278,9 @@ class EventBus:
 
     def subscribe(self, topics: tuple[str, ...] = (), size: int = 1000, identity=None) -> Subscription:
         sub = Subscription(self, asyncio.get_running_loop(), topics, size, identity)
+        if self.stopping:  # opened between the signal and the listener's closing: over before it starts
+            sub.queue.put_nowait(None)
+            return sub
         with self._lock:
             self._subs.add(sub)
         self._subscriptions_changed()
@@ -278,6 +320,11 @@ class EventBus:
         for sub in subs:
             sub.loop.call_soon_threadsafe(self.unsubscribe, sub)
 
+    def stop_streams(self) -> None:
+        """The server is stopping: end every open stream now, and every one opened from now on at once."""
+        self.stopping = True
+        self.end_streams()
+
     def end_streams_of(self, user_id: int) -> None:
         """End the streams opened by one account's sessions or keys, from any thread."""
         with self._lock:
@@ -289,6 +336,7 @@ class EventBus:
 
     async def start(self) -> None:
         """Receive other processes' events (a serving process does this at startup)."""
+        self.stopping = False
         if self.db.is_postgres:
             if self._listener is None:
                 self._listener = asyncio.create_task(self._listen())
