@@ -132,7 +132,7 @@ def test_a_file_that_is_not_what_its_name_says_is_refused():
         loading.load_bytes(b"a,b\n1,2\n", "data.xlsx")
     with pytest.raises(InvalidInput, match="not a text CSV"):
         loading.load_bytes(b"PK\x03\x04" + b"\x00" * 100, "data.csv")
-    with pytest.raises(InvalidInput, match="only CSV and XLSX"):
+    with pytest.raises(InvalidInput, match="only CSV, XLSX, JSON, GeoJSON and Parquet"):
         loading.load_bytes(b"%PDF-1.7", "data.pdf")
 
 

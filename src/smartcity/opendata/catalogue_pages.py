@@ -372,7 +372,7 @@ def run_load(
     try:
         loaded = loading.load_bytes(data, filename)
         tracker.typed(len(loaded.rows), loaded.problem_count)
-        fmt = "XLSX" if filename.lower().endswith(".xlsx") else "CSV"
+        fmt = loading.format_of(filename)
         with db.session() as s:
             found = publishing.get_dataset(s, dataset)
             published = publishing.publish_loaded(
@@ -448,10 +448,7 @@ async def upload(request: Request, name: str, _size: Annotated[None, Depends(_de
     try:
         if not isinstance(file, UploadFile) or not file.filename:
             raise InvalidInput(N_("choose a file to upload"), code="file")
-        if not file.filename.lower().endswith((".csv", ".xlsx", ".txt", ".tsv")):
-            raise InvalidInput(
-                N_("only CSV and XLSX files can be loaded, not {name}"), code="format", params={"name": file.filename}
-            )
+        loading.format_of(file.filename)
         data = await _read(file)
         with _db(request).session() as s:
             publishing.get_dataset(s, name)

@@ -33,8 +33,9 @@ def load(
     types: tuple[str, ...],
     show: int,
 ) -> None:
-    """Load a CSV or XLSX FILE as a resource of a dataset: typed columns, one publication (a new version if
-    the resource exists), all or nothing. Values that do not fit their column are listed by line."""
+    """Load a CSV, XLSX, JSON, GeoJSON or Parquet FILE as a resource of a dataset: typed columns, one
+    publication (a new version if the resource exists), all or nothing. Values that do not fit their
+    column are listed by line."""
 
     @command_errors
     def run() -> None:
@@ -72,7 +73,7 @@ def load(
                         dataset_name, title_ko=title or dataset_name, organisation=organisation
                     )
                     dataset = publishing.save_dataset(s, who, info)
-                fmt = "XLSX" if file.suffix.lower() == ".xlsx" else "CSV"
+                fmt = loading.format_of(file.name)
                 done = publishing.publish_loaded(
                     s, who, dataset, name, loaded, data, file.name, fmt=fmt, key=key, progress=stored
                 )

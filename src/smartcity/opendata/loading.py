@@ -1,4 +1,5 @@
-"""Reading a CSV or XLSX file into typed columns: encoding, quoting, and types inferred over the whole file.
+"""Reading a CSV, XLSX, JSON, GeoJSON or Parquet file into typed columns: encoding, quoting, and types
+inferred over the whole file.
 
 A column's type is the narrowest of boolean, integer, float, date, datetime and text that its non-empty
 values fit — all of them, setting aside a few (at most `MISFIT_SHARE`) that fit no type but text: real files
@@ -154,16 +155,170 @@ def _fit(text: str, limit: int) -> str:
     return encoded[:limit].decode(errors="ignore")
 
 
-def read_file(data: bytes, filename: str) -> RawTable:
-    """A CSV or XLSX file as a header and rows; a file that is not what its name says is refused."""
+# A loadable file's format (the resource's, shown in the catalogue's format facet) by its name's extension.
+FORMATS = {
+    "csv": "CSV",
+    "tsv": "CSV",
+    "txt": "CSV",
+    "": "CSV",
+    "xlsx": "XLSX",
+    "json": "JSON",
+    "geojson": "GeoJSON",
+    "parquet": "Parquet",
+}
+EXTENSIONS = tuple(f".{e}" for e in FORMATS if e)
+
+
+def format_of(filename: str) -> str:
+    """The format of a file loadable by its name; a name no reader takes is refused."""
     suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if suffix == "xlsx":
+    if suffix not in FORMATS:
+        raise InvalidInput(
+            N_("only CSV, XLSX, JSON, GeoJSON and Parquet files can be loaded, not {name}"),
+            code="format",
+            params={"name": filename},
+        )
+    return FORMATS[suffix]
+
+
+def read_file(data: bytes, filename: str) -> RawTable:
+    """A CSV, XLSX, JSON, GeoJSON or Parquet file as a header and rows; a file that is not what its name
+    says is refused."""
+    fmt = format_of(filename)
+    if fmt == "XLSX":
         return read_xlsx(data)
-    if suffix in ("csv", "txt", "tsv", ""):
-        return read_csv(data)
-    raise InvalidInput(
-        N_("only CSV and XLSX files can be loaded, not {name}"), code="format", params={"name": filename}
-    )
+    if fmt == "JSON":
+        return read_json(data)
+    if fmt == "GeoJSON":
+        return read_geojson(data)
+    if fmt == "Parquet":
+        return read_parquet(data)
+    return read_csv(data)
+
+
+def _parsed_json(data: bytes, what: str) -> tuple[Any, str]:
+    import json
+
+    text, encoding = decode_korean(data, code="format")
+    try:
+        return json.loads(text), encoding
+    except ValueError as exc:
+        raise InvalidInput(
+            N_("the file is not a {kind} document"), code="format", params={"kind": what}, details=str(exc)
+        ) from None
+
+
+def _cell(v: Any) -> Any:
+    """A JSON or Parquet value as a cell: nested values as their JSON text, exact decimals and anything
+    else without a column type as their text (the type inference reads them from it)."""
+    import json
+
+    if v is None or isinstance(v, str | bool | int | float | date):
+        return v
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def _records_table(
+    records: Sequence[Any], encoding: str, extra: Callable[[Any], dict[str, Any]] | None = None
+) -> RawTable:
+    """Objects as rows, the header every key in order of first appearance; the n-th record is "line" n.
+    A record that is not an object is reported and left out."""
+    header: dict[str, None] = {}
+    kept: list[tuple[int, dict[str, Any]]] = []
+    problems: list[Problem] = []
+    for n, record in enumerate(records, 1):
+        try:
+            values = extra(record) if extra else record
+        except ValueError as exc:
+            problems.append(Problem(n, None, "" if record is None else str(_cell(record))[:200], str(exc)))
+            continue
+        if not isinstance(values, dict):
+            problems.append(Problem(n, None, str(_cell(values))[:200], "not an object"))
+            continue
+        header.update(dict.fromkeys(str(k) for k in values))
+        kept.append((n, values))
+    if not header:
+        raise InvalidInput(N_("the file has no records"), code="empty")
+    names = list(header)
+    rows = [(n, [_cell(values.get(name)) for name in names]) for n, values in kept]
+    return RawTable(names, rows, encoding, problems)
+
+
+def _record_list(found: Any, depth: int = 0) -> list[Any] | None:
+    """The records of a JSON document: the document itself if it is a list, else the one list of objects
+    inside it (a CKAN answer's `result.records`, a Seoul OpenAPI answer's `SERVICE.row`)."""
+    if isinstance(found, list):
+        return found
+    if not isinstance(found, dict) or depth > 2:
+        return None
+    lists = [v for v in found.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    if len(lists) == 1:
+        return lists[0]
+    inner = [r for r in (_record_list(v, depth + 1) for v in found.values() if isinstance(v, dict)) if r]
+    return inner[0] if len(inner) == 1 else None
+
+
+def read_json(data: bytes) -> RawTable:
+    found, encoding = _parsed_json(data, "JSON")
+    records = _record_list(found)
+    if records is None:
+        raise InvalidInput(N_("the JSON file holds no list of records"), code="format")
+    return _records_table(records, encoding)
+
+
+def read_geojson(data: bytes) -> RawTable:
+    """A FeatureCollection: each feature's properties, a Point's position as `longitude` and `latitude`
+    (what the map and the GeoJSON download look for), any other geometry as its GeoJSON text."""
+    found, encoding = _parsed_json(data, "GeoJSON")
+    if (
+        not isinstance(found, dict)
+        or found.get("type") != "FeatureCollection"
+        or not isinstance(found.get("features"), list)
+    ):
+        raise InvalidInput(N_("the file is not a GeoJSON FeatureCollection"), code="format")
+    features = found["features"]
+    taken = {str(k) for f in features if isinstance(f, dict) for k in (f.get("properties") or {})}
+    lon, lat = ("longitude", "latitude") if not {"longitude", "latitude"} & taken else ("_longitude", "_latitude")
+
+    def properties(feature: Any) -> dict[str, Any]:
+        if not isinstance(feature, dict) or feature.get("type") != "Feature":
+            raise ValueError("not a GeoJSON Feature")
+        values = dict(feature.get("properties") or {})
+        geometry = feature.get("geometry")
+        if isinstance(geometry, dict) and geometry.get("type") == "Point":
+            position = geometry.get("coordinates")
+            if (
+                not isinstance(position, list)
+                or len(position) < 2
+                or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in position[:2])
+                or not (-180 <= position[0] <= 180 and -90 <= position[1] <= 90)
+            ):
+                raise ValueError("a Point without a longitude and latitude")
+            values[lon], values[lat] = position[0], position[1]
+        elif geometry is not None:
+            values["geometry"] = geometry
+        return values
+
+    return _records_table(features, encoding, properties)
+
+
+def read_parquet(data: bytes) -> RawTable:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+        raise InvalidInput(N_("the file is not a Parquet file"), code="format")
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidInput(N_("the file is not a Parquet file"), code="format", details=str(exc)) from None
+    if not table.column_names:
+        raise InvalidInput(N_("the file has no records"), code="empty")
+    columns = [[_cell(v) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
+    rows = [(n, list(cells)) for n, cells in enumerate(zip(*columns, strict=True), 1)]
+    return RawTable([str(c) for c in table.column_names], rows, "parquet")
 
 
 def read_csv(data: bytes) -> RawTable:
@@ -547,6 +702,6 @@ def make_typed(raw: RawTable, types: dict[str, str] | None = None) -> Loaded:
 
 
 def load_bytes(data: bytes, filename: str, types: dict[str, str] | None = None) -> Loaded:
-    """A CSV or XLSX file's bytes, typed."""
+    """A loadable file's bytes (see `read_file`), typed."""
     with no_gc():
         return make_typed(read_file(data, filename), types)

@@ -255,10 +255,11 @@ def publish_file(
     types: dict[str, str] | None = None,
     progress: Callable[[int], Any] | None = None,
 ) -> Published:
-    """Load a CSV or XLSX file as a resource of an existing dataset (a new version if it exists)."""
+    """Load a CSV, XLSX, JSON, GeoJSON or Parquet file as a resource of an existing dataset (a new version
+    if it exists)."""
     dataset = get_dataset(session, dataset_name)
+    fmt = loading.format_of(filename)
     loaded = loading.load_bytes(data, filename, types)
-    fmt = "XLSX" if filename.lower().endswith(".xlsx") else "CSV"
     name = resource_name or Path(filename).stem
     return publish_loaded(session, who, dataset, name, loaded, data, filename, fmt=fmt, key=key, progress=progress)
 
