@@ -116,7 +116,7 @@ def test_stopping_the_server_ends_open_event_streams_at_once(db, db_url, tmp_pat
 
 def test_with_several_workers_every_worker_ends_its_streams(sqlite_url, tmp_path):
     """`serve --workers 2`: the supervisor passes the stop on to each worker (it looks at its signals every
-    half second), whose streams then end at once, well within the graceful timeout."""
+    half second), whose streams then end at once: no worker waits out its graceful timeout."""
     db = Database(sqlite_url)
     try:
         make_user(db, "admin1", "admin")
@@ -143,14 +143,15 @@ def test_with_several_workers_every_worker_ends_its_streams(sqlite_url, tmp_path
         )
     try:
         wait_for_port(port, proc=proc)
-        # Several streams: the kernel spreads the connections over the workers' shared socket.
+        # Several streams, so that most likely each worker holds some (they accept from one shared socket).
         streams = [RawStream(f"http://127.0.0.1:{port}/api/events/stream", {"X-API-Key": key}) for _ in range(4)]
         eventually(lambda: all(s.saw(": connected") or s.ended.is_set() for s in streams), timeout=60)
         assert all(s.saw(": connected") for s in streams), [s.lines for s in streams]
         asked = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        # Not timed against a bound: the supervisor's pace under the machine's load is uvicorn's, not ours.
         for s in streams:
-            assert s.ended.wait(GRACEFUL_SHUTDOWN_S), "a stream was still open after the graceful timeout"
+            assert s.ended.wait(GRACEFUL_SHUTDOWN_S * 5), "a stream was still open"
         proc.wait(GRACEFUL_SHUTDOWN_S * 5)
         stopped_in = time.monotonic() - asked
         ended_in = max(s.ended_at for s in streams) - asked
@@ -163,4 +164,5 @@ def test_with_several_workers_every_worker_ends_its_streams(sqlite_url, tmp_path
     assert "timeout graceful shutdown exceeded" not in said, said
     assert "Exception in ASGI application" not in said, said
     assert "Traceback" not in said, said
-    assert all(s.saw("retry: ") for s in streams)
+    # Ended by the stop, each of them (a stream cancelled after the graceful timeout says nothing more).
+    assert all(s.saw("retry: ") for s in streams), [s.lines for s in streams]
