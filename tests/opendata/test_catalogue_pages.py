@@ -280,3 +280,28 @@ def test_the_real_dumping_records_through_the_pages(db, client):
     assert len(points) == 2000
     assert all(126.7 < p["geometry"]["coordinates"][0] < 127.3 for p in points)
     assert all(37.4 < p["geometry"]["coordinates"][1] < 37.7 for p in points)
+
+
+def test_the_plazas_search_says_how_many_published_documents_the_same_words_find(db, client):
+    from smartcity.core.auth import Identity
+    from smartcity.opendata import documents
+
+    who = Identity(user_id=make_user(db, "pub", "data_publisher"), username="pub", role="data_publisher", via="session")
+    dataset(db, "streetlights", "가로등 위치")
+    with db.session() as s:
+        shown = documents.upload(
+            s,
+            who,
+            documents.Upload("lights.txt", "가로등 보수공사를 다음 달에 시작합니다.\n".encode(), "가로등 보수 안내"),
+        )
+        documents.accept_all(s, who, shown.uid)
+        documents.publish(s, who, shown.uid)
+        documents.upload(s, who, documents.Upload("draft.txt", "가로등 교체 계획 초안\n".encode(), "가로등 교체 계획"))
+    page = client.get("/opendata", params={"q": "가로등"}).text
+    assert listed(page) == ["streetlights"]
+    found = re.search(r'<p class="also-documents"><a href="([^"]+)" data-total="(\d+)">([^<]+)</a>', page)
+    assert found and found[2] == "1" and "공개 문서 1건" in found[3], page
+    linked = client.get(html.unescape(found[1])).text
+    assert "가로등 보수 안내" in linked and "가로등 교체 계획" not in linked
+    assert 'class="also-documents"' not in client.get("/opendata", params={"q": "교체"}).text
+    assert 'class="also-documents"' not in client.get("/opendata").text

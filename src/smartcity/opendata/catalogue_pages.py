@@ -27,9 +27,11 @@ from smartcity.core.errors import InvalidInput, NotFound, SmartCityError, TooLar
 from smartcity.core.i18n import N_, translate
 from smartcity.core.jobs import in_background
 from smartcity.core.web import error_text, language_of, render
+from smartcity.core.words import tokens
 from smartcity.opendata import catalogue_views as V
-from smartcity.opendata import downloads, load_progress, loading, publishing
+from smartcity.opendata import downloads, load_progress, loading, publishing, search
 from smartcity.opendata.catalogue import LICENCES
+from smartcity.opendata.documents import KIND as DOCUMENT
 from smartcity.opendata.models import Dataset, DatasetTag, Organisation
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,9 @@ def plaza(request: Request):
     lang = language_of(request)
     with _db(request).session() as s:
         found = V.browse(s, q, filters, start, lang)
+        # Datasets and documents share one index; the plaza lists datasets and says how many published
+        # documents the same words find, so a search here does not miss the Information Communication Plaza.
+        documents = search.search(s, q, [DOCUMENT], limit=0).total if tokens(q) else 0
 
     def link(toggle: tuple[str, str] | None = None, at: int = 0) -> str:
         """The plaza's URL with this search, a facet value added or taken off, at a result offset."""
@@ -110,7 +115,15 @@ def plaza(request: Request):
             pairs.append(("start", str(at)))
         return "/opendata" + (f"?{urlencode(pairs)}" if pairs else "")
 
-    return render(request, "opendata/catalogue_home.html", found=found, facet_fields=V.FACET_FIELDS, link=link)
+    return render(
+        request,
+        "opendata/catalogue_home.html",
+        found=found,
+        facet_fields=V.FACET_FIELDS,
+        link=link,
+        documents=documents,
+        documents_link="/opendata/documents?" + urlencode({"q": q}),
+    )
 
 
 @router.get("/opendata/datasets/{name}", response_class=HTMLResponse)
