@@ -137,6 +137,44 @@ def test_a_due_checkpoint_round_is_written_in_the_next_batchs_transaction(sqlite
         db.dispose()
 
 
+def test_the_staging_backlog_counts_a_batch_a_look_of_the_mover_read_before_its_commit(sqlite_url, tmp_path):
+    """Regression (CI, session 24): the writer told the mover of a batch's staged rows before its commit. A look
+    of the mover's between the two read the table without them and set the backlog without them, so one more
+    position than SAFETY_STAGING_MAX_BEHIND got through until the next look. The look is taken here at that
+    moment, from the commit event, on a connection of its own as the mover's thread has."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    db = Database(sqlite_url)
+    w = make_world(db)
+    eng = SafetyEngine(db, make_settings(sqlite_url, tmp_path), background_checkpoints=True)
+    eng.start(writer_thread=False)
+    eng.mover.stop()  # its looks are the test's, at the moment that matters
+    look = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), check_same_thread=False)
+    looks = []
+
+    def just_before_commit(conn) -> None:
+        looks.append(eng.mover.due(look))
+
+    start = utcnow() - timedelta(minutes=5)
+    try:
+        event.listen(db.engine, "commit", just_before_commit)
+        for i in range(3):
+            future = eng.submit(fix(w.device, start + timedelta(seconds=i), east_of(HOME, 10 * i)))
+            while eng.write_queued():
+                pass
+            future.result(timeout=0)
+        event.remove(db.engine, "commit", just_before_commit)
+        staged = eng.mover.staged(look)
+        assert looks and staged >= 3
+        assert eng.mover.backlog >= staged  # never under-counted
+    finally:
+        look.close()
+        eng.stop()
+        db.dispose()
+
+
 def test_unknown_devices_and_missing_consent_are_refused_and_nothing_is_stored(db, engine):
     w = make_world(db, consent=False)
     with pytest.raises(UnknownDevice):

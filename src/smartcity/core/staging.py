@@ -176,7 +176,8 @@ class StagingMover:
         return self._backlog
 
     def staged_more(self, n: int) -> None:
-        """The writer staged `n` more rows (so the backlog is known between two looks)."""
+        """The writer staged `n` more rows (so the backlog is known between two looks). Call it once they are
+        committed: a look between the insert and the commit would read the table without them and forget them."""
         if n:
             with self._count_lock:
                 self._backlog += n

@@ -88,8 +88,6 @@ class BatchWriter:
                 ("device_id", "fix_time"),
                 maybe_present=maybe_present,
             )
-            if self.mover is not None:
-                self.mover.staged_more(int(cols["stored"].sum()))
             result = table.apply(cols)
             written = result.changed
             if len(result.moved) <= INLINE_STATES and not self.queue.queued:
@@ -119,6 +117,11 @@ class BatchWriter:
                 if self.safety_settings.live_positions and len(result.moved):
                     self._publish_live(s, result)
                 s.commit()
+                if self.mover is not None:
+                    # Told after the commit, never before: a look of the mover's between the two would read the
+                    # table without these rows and forget them (the backlog under-counted until its next look,
+                    # so a position over SAFETY_STAGING_MAX_BEHIND got through: CI, session 24).
+                    self.mover.staged_more(int(cols["stored"].sum()))
             except BaseException:
                 if due is not None:  # not written: they stay due
                     self.checkpoints.mark(due.tolist())
