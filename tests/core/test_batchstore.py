@@ -241,6 +241,26 @@ def test_staged_rows_wait_in_arrival_order_and_duplicates_are_found_in_both_tabl
     assert [r[0] for r in _table(staged)] == [1]  # the keyed table is not written by the intake
 
 
+def test_a_staged_batch_that_fails_midway_leaves_the_callers_transaction_as_it_was(staged):
+    """Staged rows are appended without a savepoint (session 24): a batch whose third row breaks a constraint
+    raises, and the two rows before it are taken out again, so a caller that goes on and commits stores only
+    what it wrote itself; a key repeated in the next batch is stored once, at its first row."""
+    store = SQLiteBatchStore(staging=True)
+    with staged.engine.begin() as conn:
+        store.insert_new(conn, "bs_items", _columns([9], [1], ["before"], [0]), ("owner", "at"))
+    broken = _columns([1, 2, 3, 4], [1, 1, 1, 1], ["a", "b", None, "d"], [0, 0, 0, 0])
+    with staged.engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            store.insert_new(conn, "bs_items", broken, ("owner", "at"))
+        conn.execute(text("INSERT INTO bs_items_recent (owner, at, label) VALUES (5, 1, 'after')"))
+    assert _staged_rows(staged) == [(9, 1, "before"), (5, 1, "after")]
+    again = _columns([1, 1, 9, 2], [1, 1, 1, 1], ["first", "second", "staged before", "new"], [0, 0, 0, 0])
+    with staged.engine.begin() as conn:
+        mask = store.insert_new(conn, "bs_items", again, ("owner", "at"), maybe_present=np.zeros(4, dtype=bool))
+    assert mask.tolist() == [True, False, False, True]
+    assert _staged_rows(staged)[2:] == [(1, 1, "first"), (2, 1, "new")]
+
+
 def test_rows_promised_new_are_not_looked_up(staged):
     """A row flagged as newer than its device's last is staged without a look-up in the keyed table."""
     store = SQLiteBatchStore(staging=True)

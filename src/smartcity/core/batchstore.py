@@ -18,6 +18,7 @@ in epoch milliseconds (`ensure_daily_partitions`, `drop_daily_partitions_before`
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import sqlite3
@@ -183,6 +184,11 @@ class SQLiteBatchStore:
         # tables' keys, so it gets a larger one. Checkpoints (copying the WAL back, with an fsync) are made less
         # often, so that a page written by many batches is copied once — or by a thread of their own.
         raw.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        # An insert into a table (not a staging table: `_append`) runs in a savepoint (`_insert`): the pages it
+        # changes are first copied to a sub-journal, a temporary file by default. In memory: 25 % less CPU per
+        # row for 128-row batches into a table with a random-order key index (12.6 against 16.9 µs; session 24,
+        # docs/safety-intake.md).
+        raw.execute("PRAGMA temp_store = MEMORY")
         if not self.background_checkpoints:
             raw.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
 
@@ -207,13 +213,12 @@ class SQLiteBatchStore:
             raw.execute("BEGIN IMMEDIATE")
         target, check = table, maybe_present
         if self.staging and table in STAGED:
-            target = STAGED[table][0]
+            target, staged_key = STAGED[table]
             present = self._present(conn, table, names, rows, key_columns, maybe_present)
-            if present.any():
-                keep = np.flatnonzero(~present)
-                stored[keep] = self._insert(conn, target, names, [rows[i] for i in keep.tolist()], True)
-                return stored
-            check = True  # the staging table's key still catches a row staged before, or twice in this batch
+            keep = np.flatnonzero(~present)
+            # The staging table's key still catches a row staged before, or twice in this batch.
+            stored[keep] = self._append(conn, target, staged_key, names, [rows[i] for i in keep.tolist()])
+            return stored
         elif not isinstance(maybe_present, bool):
             check = bool(np.any(maybe_present))
         stored[:] = self._insert(conn, target, names, rows, bool(check))
@@ -267,6 +272,44 @@ class SQLiteBatchStore:
             raise
         finally:
             raw.execute("RELEASE batch_insert")
+        return stored
+
+    def _append(self, conn, staging: str, key: Sequence[str], names: list[str], rows: list[tuple]) -> np.ndarray:
+        """Append rows to a staging table (rowid order is arrival order): `_insert` without its savepoint. A
+        savepoint copies every page the insert changes to a sub-journal first (measured: 12.6 against 10.8 µs of
+        CPU per row in 128-row batches, session 24). The staging table needs none: what this call added is the
+        rows past the largest rowid before it, so a failure deletes them (the caller's transaction as it was)
+        and a short count reads their keys back to say which rows went in."""
+        stored = np.zeros(len(rows), dtype=bool)
+        if not rows:
+            return stored
+        raw = _driver(conn)
+        sql = self._sql.get((staging, tuple(names), True))
+        if sql is None:
+            sql = self._sql[(staging, tuple(names), True)] = (
+                f"INSERT INTO {staging} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                "ON CONFLICT DO NOTHING"
+            )
+        last = raw.execute(f"SELECT max(rowid) FROM {staging}").fetchone()[0] or 0
+        before = raw.total_changes
+        try:
+            with _errors_as_sqlalchemy(conn, sql):
+                raw.executemany(sql, rows)
+        except BaseException:
+            raw.execute(f"DELETE FROM {staging} WHERE rowid > ?", (last,))
+            raise
+        if raw.total_changes - before == len(rows):
+            stored[:] = True
+            return stored
+        at = [names.index(k) for k in key]
+        added = collections.Counter(
+            raw.execute(f"SELECT {', '.join(key)} FROM {staging} WHERE rowid > ?", (last,)).fetchall()
+        )
+        for i, row in enumerate(rows):  # a key given twice went in once: its first row
+            k = tuple(row[j] for j in at)
+            if added[k]:
+                added[k] -= 1
+                stored[i] = True
         return stored
 
     def update_rows(self, conn, table: str, key: str | Sequence[str], rows: Rows) -> int:
