@@ -1,7 +1,7 @@
 """sensing: the NGSI-LD broker's census of entity types and attributes, filled from the stored entities
 
 Revision ID: sensing_0005_ngsi_census
-Revises: sensing_0004_wifi_partitions
+Revises: sensing_0004_wifi_partitions (and needs sensing_0002_ngsi, another branch: its entities)
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 revision = "sensing_0005_ngsi_census"
 down_revision = "sensing_0004_wifi_partitions"
 branch_labels = None
-depends_on = None
+depends_on = ("sensing_0002_ngsi",)  # the entities it counts
 
 
 def upgrade() -> None:
