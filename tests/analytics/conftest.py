@@ -10,7 +10,7 @@ import pytest
 
 from smartcity.analytics.ingest import import_file
 from smartcity.core.city import load_profile
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_key, make_settings, make_user
 
 
 @pytest.fixture
@@ -59,3 +59,20 @@ def night_cluster(settings) -> tuple[str, str]:
     rows += [{"time": "2026-03-04T01:20:00+09:00", "lat": lat, "lon": lon, "count": 1}] * 4
     import_file(settings, load_profile("seoul"), "phone", csv_bytes(rows))
     return centre, lonely
+
+
+@pytest.fixture
+def analyst(db):
+    """An analyst's API key headers."""
+    make_user(db, "analyst1", "analyst")
+    return {"X-API-Key": make_key(db, "analyst1")}
+
+
+def wait_for_run(client, run_id, headers) -> dict:
+    """An analysis run's status once it is done or failed (runs go on off the request)."""
+
+    def finished():
+        status = client.get(f"/api/analytics/runs/{run_id}", headers=headers).json()
+        return status if status["status"] in ("done", "failed") else None
+
+    return eventually(finished, timeout=120, interval=0.1)

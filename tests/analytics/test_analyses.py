@@ -5,29 +5,12 @@ open data rows carry only suppressed, aggregated cells."""
 from __future__ import annotations
 
 import io
-import time
 
 import pyarrow.parquet as pq
-import pytest
 
 from smartcity.analytics import service
-from tests.analytics.conftest import night_cluster
+from tests.analytics.conftest import night_cluster, wait_for_run
 from tests.conftest import make_key, make_user
-
-
-@pytest.fixture
-def analyst(db):
-    make_user(db, "analyst1", "analyst")
-    return {"X-API-Key": make_key(db, "analyst1")}
-
-
-def _wait(client, run_id, headers) -> dict:
-    for _ in range(200):
-        status = client.get(f"/api/analytics/runs/{run_id}", headers=headers).json()
-        if status["status"] in ("done", "failed"):
-            return status
-        time.sleep(0.1)
-    raise AssertionError("the run did not finish")
 
 
 def test_an_analyst_runs_hot_spots_and_downloads_them(client, settings, analyst):
@@ -39,7 +22,7 @@ def test_an_analyst_runs_hot_spots_and_downloads_them(client, settings, analyst)
     )
     assert made.status_code == 201, made.text
     run = client.post(f"/api/analytics/analyses/{made.json()['id']}/runs", headers=analyst).json()["run"]
-    status = _wait(client, run, analyst)
+    status = wait_for_run(client, run, analyst)
     assert status["status"] == "done" and status["progress"] == 1.0
     cells = {r["cell"]: r for r in client.get(f"/api/analytics/runs/{run}/cells.json", headers=analyst).json()}
     assert cells[centre]["significance"].startswith("hot")
@@ -64,7 +47,7 @@ def test_a_run_without_data_fails_with_why(client, analyst):
         "/api/analytics/analyses", json={"name": "taxi", "kinds": ["taxi"], "hours": [1]}, headers=analyst
     ).json()
     run = client.post(f"/api/analytics/analyses/{made['id']}/runs", headers=analyst).json()["run"]
-    status = _wait(client, run, analyst)
+    status = wait_for_run(client, run, analyst)
     assert status["status"] == "failed" and "no data" in status["message"]
 
 

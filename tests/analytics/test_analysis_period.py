@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
 
 import h3
 import pyarrow.parquet as pq
@@ -16,23 +15,8 @@ import pytest
 from smartcity.analytics import service
 from smartcity.analytics.ingest import import_file
 from smartcity.core.city import load_profile
-from tests.analytics.conftest import csv_bytes, night_cluster
-from tests.conftest import make_key, make_user, signin
-
-
-@pytest.fixture
-def analyst(db):
-    make_user(db, "analyst1", "analyst")
-    return {"X-API-Key": make_key(db, "analyst1")}
-
-
-def _wait(client, run_id, headers) -> dict:
-    for _ in range(300):
-        status = client.get(f"/api/analytics/runs/{run_id}", headers=headers).json()
-        if status["status"] in ("done", "failed"):
-            return status
-        time.sleep(0.1)
-    raise AssertionError("the run did not finish")
+from tests.analytics.conftest import csv_bytes, night_cluster, wait_for_run
+from tests.conftest import make_user, signin
 
 
 def _two_nights(settings) -> tuple[str, str]:
@@ -58,7 +42,7 @@ def _run(client, headers, **period) -> tuple[int, dict]:
     )
     assert made.status_code == 201, made.text
     run = client.post(f"/api/analytics/analyses/{made.json()['id']}/runs", headers=headers).json()["run"]
-    status = _wait(client, run, headers)
+    status = wait_for_run(client, run, headers)
     assert status["status"] == "done", status
     return run, status
 
