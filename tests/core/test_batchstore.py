@@ -212,7 +212,7 @@ def staged(sqlite_url):
         conn.execute(
             text(
                 "CREATE TABLE bs_items_recent (id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, at INTEGER NOT NULL, "
-                "label VARCHAR(20) NOT NULL, reading FLOAT, UNIQUE (owner, at))"
+                "label VARCHAR(20) NOT NULL, reading FLOAT, UNIQUE (at, owner))"
             )
         )
     stage("bs_items", "bs_items_recent", ("owner", "at"))
@@ -560,3 +560,41 @@ def test_the_staged_count_reads_the_ends_of_the_rowid_range_not_the_table(staged
     finally:
         conn.close()
     assert statements and not [p for p in plans if p.startswith("SCAN bs_items_recent")], plans
+
+
+def test_a_round_sorts_the_staged_keys_once_and_its_chunks_read_them_without_sorting_the_staging_table(staged):
+    """The staging table's key is time first (an append writes the end of its index), so it cannot give rows in
+    the keyed table's order: a round sorts them once into a temporary table, and every chunk reads that table down
+    its key and each staged row by its rowid. A chunk that sorted or scanned the staging table would cost a sort
+    of the whole round per chunk."""
+    import sqlite3
+
+    from smartcity.core.staging import StagingMover
+
+    owners = [o for _ in range(5) for o in range(300, 0, -1)]
+    ats = [k for k in range(5) for _ in range(300)]
+    _stage(staged, owners, ats)
+    path = staged.engine.url.database
+    conn = sqlite3.connect(path, isolation_level=None)
+    statements: list[str] = []
+    try:
+        conn.set_trace_callback(statements.append)
+        mover = StagingMover(path, "bs_items", chunk_rows=200, min_pause=0.001, chunk_ms=1000)
+        assert mover.round(conn) == 1500
+        conn.set_trace_callback(None)
+        chunk_statements = [sql for sql in statements if sql.startswith("INSERT INTO bs_items ")]
+        # The plans are read again with the round's temporary table in place, as the chunks ran them.
+        from smartcity.core.staging import sort_staged
+
+        sort_staged(conn, "bs_items")
+        chunk_statements += [sql for sql in statements if "LIMIT 1 OFFSET" in sql]
+        plans = {sql: [step[3] for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}")] for sql in chunk_statements}
+    finally:
+        conn.close()
+    assert sum(sql.startswith("INSERT") for sql in chunk_statements) >= 3  # chunks of 200 rows, then growing
+    sorts = [sql for sql in statements if "ORDER BY" in sql and "FROM bs_items_recent" in sql]
+    assert len(sorts) == 1, sorts  # the round's one sort
+    for sql in chunk_statements:
+        steps = plans[sql]
+        assert not [s for s in steps if "TEMP B-TREE" in s or s.startswith("SCAN s")], (sql, steps)
+    assert [(o, a) for o, a, *_ in _table(staged)] == sorted(zip(owners, ats, strict=True))

@@ -1,12 +1,13 @@
 """Staging on SQLite (the LSM step of `core.batchstore`): moving a staged table's rows into the table itself.
 
 A `SQLiteBatchStore(staging=True)` appends the new rows of a table declared with `batchstore.stage` to its
-staging table (arrival order, only the key indexed). Here they go on into the table, clustered by its key:
-`StagingMover` (a thread of the writer) runs rounds — a round copies the rows staged when it began, in key
-order, a chunk of whole devices per transaction, then deletes them from the staging table in arrival order —
-and `flush_staged` moves everything at once (at a writer's stop). Readers read both tables and skip a staged
-row the table has already (`safety.models.all_positions`), so a row is read once before, during and after a
-round, and a crash anywhere in it loses or repeats nothing.
+staging table (arrival order; its only index the key with the time first, so that an append writes the end of
+it, not a page per row all over). Here they go on into the table, clustered by its key: `StagingMover` (a
+thread of the writer) runs rounds — a round sorts the keys of the rows staged when it began once
+(`sort_staged`), copies the rows in that order, a chunk of whole devices per transaction, then deletes them
+from the staging table in arrival order — and `flush_staged` moves everything at once (at a writer's stop).
+Readers read both tables and skip a staged row the table has already (`safety.models.all_positions`), so a row
+is read once before, during and after a round, and a crash anywhere in it loses or repeats nothing.
 """
 
 from __future__ import annotations
@@ -26,65 +27,102 @@ from smartcity.core.batchstore import SQLITE_CACHE_KIB, STAGED, _driver, _errors
 log = logging.getLogger(__name__)
 
 
-def move_staged(conn, table: str, max_rows: int = 20_000, up_to: int | None = None) -> int:
-    """Move up to about `max_rows` staged rows of `table` (those of the lowest keys, whole devices at a time)
-    into it, in key order; returns how many left the staging table (0: nothing was left to move). `up_to`:
-    only rows staged up to that rowid (a round's rows, not those arriving meanwhile). Call it in a
-    transaction of its own."""
+def sort_staged(conn, table: str, up_to: int | None = None) -> str:
+    """Sort the keys of the rows of `table` staged up to rowid `up_to` (all when None) once, into a temporary
+    table of this connection clustered by the key, each with its staged row's rowid; returns its name. The
+    staging table's own key is time first (the intake appends at its end), so it cannot give the rows in the
+    table's key order: a round sorts them here once, and its chunks then read this table by key and the staged
+    rows by rowid. A temporary table is the connection's own: no write lock, and gone with the connection."""
     staging, key = STAGED[table]
     raw = _driver(conn)
-    lead = key[0]
-    order = ", ".join(key)
-    upto, up_params = ("rowid <= ?", (up_to,)) if up_to is not None else ("1", ())
-    # The first key value beyond `max_rows` rows: everything below it moves (all of each device), or all of
-    # the first device when it alone has more.
+    scratch = f"{staging}_round"
+    names = ", ".join(key)
+    upto, params = ("rowid <= ?", (up_to,)) if up_to is not None else ("1", ())
+    raw.execute(f"DROP TABLE IF EXISTS temp.{scratch}")
+    raw.execute(f"CREATE TEMP TABLE {scratch} ({names}, staged_rowid, PRIMARY KEY ({names})) WITHOUT ROWID")
+    # OR IGNORE: a key staged twice (the staging table's key forbids it) would be copied once anyway.
+    raw.execute(
+        f"INSERT OR IGNORE INTO temp.{scratch} SELECT {names}, rowid FROM {staging} WHERE {upto} ORDER BY {names}",
+        params,
+    )
+    return scratch
+
+
+def drop_sorted(conn, scratch: str) -> None:
+    _driver(conn).execute(f"DROP TABLE IF EXISTS temp.{scratch}")
+
+
+def _chunk(raw, scratch: str, key: tuple[str, ...], max_rows: int, cursor: tuple[str, Any] | None):
+    """The next about `max_rows` keys of the sorted round from `cursor` on, whole devices: (a WHERE clause on
+    the sorted table `k`, its parameters, the next cursor or None when this chunk ends the round)."""
+    lead, order = key[0], ", ".join(key)
+    where, params = "1", []
+    if cursor is not None:
+        where = f"k.{lead} >= ?" if cursor[0] == "ge" else f"k.{lead} > ?"
+        params.append(cursor[1])
     bound = raw.execute(
-        f"SELECT {lead} FROM {staging} WHERE {upto} ORDER BY {order} LIMIT 1 OFFSET ?", (*up_params, max_rows)
+        f"SELECT k.{lead} FROM temp.{scratch} k WHERE {where} ORDER BY {order} LIMIT 1 OFFSET ?", (*params, max_rows)
     ).fetchone()
-    where, params = f" WHERE {upto}", up_params
+    following = None
     if bound is not None:
-        first = raw.execute(f"SELECT min({lead}) FROM {staging} WHERE {upto}", up_params).fetchone()[0]
-        where += f" AND {lead} <= ?" if first == bound[0] else f" AND {lead} < ?"
-        params = (*up_params, bound[0])
-    cols = ", ".join(r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall())
-    sql = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{where} ORDER BY {order} ON CONFLICT DO NOTHING"
-    with _errors_as_sqlalchemy(conn, sql):
-        raw.execute(sql, params)
-        return raw.execute(f"DELETE FROM {staging}{where}", params).rowcount
+        first = raw.execute(f"SELECT min(k.{lead}) FROM temp.{scratch} k WHERE {where}", params).fetchone()[0]
+        alone = first == bound[0]  # one device has more than `max_rows`: it goes whole
+        where += f" AND k.{lead} <= ?" if alone else f" AND k.{lead} < ?"
+        params.append(bound[0])
+        following = ("gt", bound[0]) if alone else ("ge", bound[0])
+    return where, params, following
 
 
-def copy_staged(conn, table: str, max_rows: int, up_to: int, cursor: tuple[str, Any] | None) -> tuple:
-    """Copy the next about `max_rows` rows staged up to rowid `up_to` (whole devices, from `cursor` on) into
-    `table` in key order, leaving them staged: readers skip a staged row whose key the table has, and the
+def copy_staged(conn, table: str, scratch: str, max_rows: int, cursor: tuple[str, Any] | None) -> tuple:
+    """Copy the next about `max_rows` rows of a sorted round (`sort_staged`; whole devices, from `cursor` on)
+    into `table` in key order, leaving them staged: readers skip a staged row whose key the table has, and the
     round deletes its rows at its end (`purge_staged`), in arrival order, so a chunk dirties only the
     table's pages, not pages of the staging table all over. Returns (rows copied, the next cursor or None
     when the round's rows are all copied). Call it in a transaction of its own."""
     staging, key = STAGED[table]
     raw = _driver(conn)
-    lead, order = key[0], ", ".join(key)
-    where, params = "rowid <= ?", [up_to]
-    if cursor is not None:
-        where += f" AND {lead} >= ?" if cursor[0] == "ge" else f" AND {lead} > ?"
-        params.append(cursor[1])
-    bound = raw.execute(
-        f"SELECT {lead} FROM {staging} WHERE {where} ORDER BY {order} LIMIT 1 OFFSET ?", (*params, max_rows)
-    ).fetchone()
-    following = None
-    if bound is not None:
-        first = raw.execute(f"SELECT min({lead}) FROM {staging} WHERE {where}", params).fetchone()[0]
-        alone = first == bound[0]  # one device has more than `max_rows`: it goes whole
-        where += f" AND {lead} <= ?" if alone else f" AND {lead} < ?"
-        params.append(bound[0])
-        following = ("gt", bound[0]) if alone else ("ge", bound[0])
-    cols = ", ".join(r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall())
-    sql = (
-        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} WHERE {where} ORDER BY {order} "
-        "ON CONFLICT DO NOTHING"
-    )
+    where, params, following = _chunk(raw, scratch, key, max_rows, cursor)
     before = raw.total_changes
+    sql = _copy_sql(raw, table, staging, scratch, key, where)
     with _errors_as_sqlalchemy(conn, sql):
         raw.execute(sql, params)
     return raw.total_changes - before, following
+
+
+def _copy_sql(raw, table: str, staging: str, scratch: str, key: tuple[str, ...], where: str) -> str:
+    cols = [r[1] for r in raw.execute(f"PRAGMA table_info({table})").fetchall()]
+    order = ", ".join(f"k.{k}" for k in key)
+    # CROSS JOIN: SQLite keeps the written order, the sorted keys outside (read down their key), each staged
+    # row fetched by its rowid.
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(f's.{c}' for c in cols)} "
+        f"FROM temp.{scratch} k CROSS JOIN {staging} s ON s.rowid = k.staged_rowid WHERE {where} ORDER BY {order} "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+def move_staged(conn, table: str, max_rows: int = 20_000, up_to: int | None = None) -> int:
+    """Move up to about `max_rows` staged rows of `table` (those of the lowest keys, whole devices at a time)
+    into it, in key order; returns how many left the staging table (0: nothing was left to move). `up_to`:
+    only rows staged up to that rowid. Call it in a transaction of its own (it sorts what is staged: to move
+    everything, `flush_staged` sorts once)."""
+    scratch = sort_staged(conn, table, up_to)
+    try:
+        return _move_chunk(conn, table, scratch, max_rows, None)[0]
+    finally:
+        drop_sorted(conn, scratch)
+
+
+def _move_chunk(conn, table: str, scratch: str, max_rows: int, cursor) -> tuple[int, Any]:
+    """Copy a chunk of a sorted round into `table` and delete its rows from the staging table at once."""
+    staging, key = STAGED[table]
+    raw = _driver(conn)
+    where, params, following = _chunk(raw, scratch, key, max_rows, cursor)
+    sql = _copy_sql(raw, table, staging, scratch, key, where)
+    with _errors_as_sqlalchemy(conn, sql):
+        raw.execute(sql, params)
+        gone = f"DELETE FROM {staging} WHERE rowid IN (SELECT k.staged_rowid FROM temp.{scratch} k WHERE {where})"
+        return raw.execute(gone, params).rowcount, following
 
 
 def purge_staged(conn, table: str, up_to: int, max_rows: int = 50_000) -> int:
@@ -101,14 +139,26 @@ def purge_staged(conn, table: str, up_to: int, max_rows: int = 50_000) -> int:
 
 
 def flush_staged(engine, table: str, max_rows: int = 20_000) -> int:
-    """Move every staged row of `table`, a transaction per `max_rows`; returns how many moved."""
+    """Move every staged row of `table`, a transaction per `max_rows` (sorted once); returns how many moved."""
     moved = 0
-    while True:
-        with engine.begin() as conn:
-            n = move_staged(conn, table, max_rows)
-        moved += n
-        if n == 0:
-            return moved
+    with engine.connect() as conn:
+        while True:
+            with conn.begin():
+                scratch = sort_staged(conn, table)
+            try:
+                cursor, n_round = None, 0
+                while True:
+                    with conn.begin():
+                        n, cursor = _move_chunk(conn, table, scratch, max_rows, cursor)
+                    n_round += n
+                    if cursor is None:
+                        break
+            finally:
+                drop_sorted(conn, scratch)
+                conn.commit()
+            moved += n_round
+            if n_round == 0:  # rows staged while this round ran go in the next one
+                return moved
 
 
 def span_sql(staging: str) -> str:
@@ -158,7 +208,7 @@ class StagingMover:
         self.chunk_s = chunk_ms / 1000
         self.urgent = urgent
         self.lock = threading.Lock()  # held by a chunk's transaction; the writer in this process takes it too
-        self.stats = {"rounds": 0, "chunks": 0, "moved": 0, "longest_chunk_s": 0.0, "staged": 0}
+        self.stats = {"rounds": 0, "chunks": 0, "moved": 0, "longest_chunk_s": 0.0, "longest_sort_s": 0.0, "staged": 0}
         self._backlog = 0
         self._staged_since_look = 0  # what the writer staged while a look was reading the table
         self._count_lock = threading.Lock()
@@ -202,6 +252,7 @@ class StagingMover:
         # A chunk dirties a page of the keyed table per device and staged pages all over: with SQLite's default
         # 2 MB cache they spill into the WAL before the commit (measured: 4x longer chunks).
         conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        conn.execute("PRAGMA temp_store = MEMORY")  # a round's sorted keys (`sort_staged`)
         try:
             while not self._stopping.wait(self.poll):
                 try:
@@ -244,6 +295,28 @@ class StagingMover:
         self.stats["rounds"] += 1
         staging = STAGED[self.table][0]
         top = conn.execute(f"SELECT max(rowid) FROM {staging}").fetchone()[0]
+        scratch = None
+        if top is not None:
+            # Sorted once for the round, holding no lock: a read of the staging table, a write of this
+            # connection's temporary table.
+            started = time.perf_counter()
+            try:
+                scratch = sort_staged(conn, self.table, top)
+            except sqlite3.Error as exc:
+                log.debug("staging sort skipped: %s", exc)
+                return 0
+            self.stats["longest_sort_s"] = max(self.stats["longest_sort_s"], time.perf_counter() - started)
+        try:
+            moved = self._move_round(conn, top, scratch)
+        finally:
+            if scratch is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    drop_sorted(conn, scratch)
+        self.stats["moved"] += moved
+        self._waiting_since = None
+        return moved
+
+    def _move_round(self, conn, top: int | None, scratch: str | None) -> int:
         cursor: tuple | None = None
         copying, moved = top is not None, 0
         while top is not None and not self._stopping.is_set():
@@ -255,7 +328,7 @@ class StagingMover:
                     conn.execute("BEGIN IMMEDIATE")
                     started = time.perf_counter()  # from holding the lock: what the writer may wait
                     if copying:
-                        n, cursor = copy_staged(conn, self.table, self.chunk_rows, top, cursor)
+                        n, cursor = copy_staged(conn, self.table, scratch, self.chunk_rows, cursor)
                         copying = cursor is not None
                         done = False
                     else:
@@ -279,8 +352,6 @@ class StagingMover:
                 break
             # A pause as long as the chunk: the writer (waiting on `lock`) gets at least half the time.
             self._stopping.wait(max(self.min_pause, held))
-        self.stats["moved"] += moved
-        self._waiting_since = None
         return moved
 
     def _fit(self, held: float, rows: int, purge: bool) -> None:

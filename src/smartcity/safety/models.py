@@ -146,14 +146,19 @@ class PositionRow(_PositionColumns, Base):
 
 class RecentPositionRow(_PositionColumns, Base):
     """Fixes staged by a SQLite intake writer with staging on (core.batchstore), in arrival order, until its
-    mover puts them into `safety_positions` in key order. Empty otherwise (and on PostgreSQL)."""
+    mover puts them into `safety_positions` in key order. Empty otherwise (and on PostgreSQL).
+
+    Its key is (fix time, device), time first: a batch of fixes adds entries at the end of the index, not one
+    page per fix all over it. So a device's staged fixes are found by a time range (`registry.newest_fixes`
+    reads from the device's checkpointed state on); the table holds a few fixes per device at most, the mover's
+    threshold, or `SAFETY_STAGING_MAX_BEHIND` when it falls behind."""
 
     __tablename__ = "safety_positions_recent"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("safety_devices.id"))
     fix_time: Mapped[datetime] = mapped_column(EpochMillis)
 
-    __table_args__ = (UniqueConstraint("device_id", "fix_time", name="uq_safety_positions_recent_device_fix"),)
+    __table_args__ = (UniqueConstraint("fix_time", "device_id", name="uq_safety_positions_recent_fix_device"),)
 
 
 stage(PositionRow.__tablename__, RecentPositionRow.__tablename__, ("device_id", "fix_time"))

@@ -179,21 +179,32 @@ class LiveState:
     zones: dict
 
 
-def newest_fixes(session: Session, device_ids: list[int]) -> dict[int, Any]:
-    """Each device's newest stored valid fix, staged or not: one look-up through the (device, fix time) key per
-    device and table."""
+def newest_fixes(session: Session, device_ids: list[int], after: datetime | None = None) -> dict[int, Any]:
+    """Each device's newest stored valid fix, staged or not (only staged ones newer than `after`, when given:
+    the oldest of the devices' checkpointed states). The positions table: one look-up through the (device, fix
+    time) key per device. The staging table (keyed by time first, `RecentPositionRow`): one read of the time
+    range from `after` on, for all the devices."""
     found: dict[int, Any] = {}
-    for table in (PositionRow.__table__, RecentPositionRow.__table__):
-        c = table.c
-        for device_id in device_ids:
-            row = session.execute(
-                select(c.fix_time, c.received_at, c.lat, c.lon, c.speed, c.accuracy, c.battery)
-                .where(c.device_id == device_id, c.valid)
-                .order_by(c.fix_time.desc())
-                .limit(1)
-            ).first()
-            if row is not None and (device_id not in found or row.fix_time > found[device_id].fix_time):
-                found[device_id] = row
+    columns = ("fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery")
+    c = PositionRow.__table__.c
+    for device_id in device_ids:
+        row = session.execute(
+            select(*(c[name] for name in columns))
+            .where(c.device_id == device_id, c.valid)
+            .order_by(c.fix_time.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            found[device_id] = row
+    if not device_ids:
+        return found
+    r = RecentPositionRow.__table__.c
+    staged = select(r.device_id, *(r[name] for name in columns)).where(r.device_id.in_(device_ids), r.valid)
+    if after is not None:
+        staged = staged.where(r.fix_time > after)
+    for row in session.execute(staged.order_by(r.fix_time)):
+        if row.device_id not in found or row.fix_time > found[row.device_id].fix_time:
+            found[row.device_id] = row
     return found
 
 
@@ -206,7 +217,9 @@ def _person_states(session: Session, person_id: int) -> list[LiveState]:
             .where(DeviceState.person_id == person_id, Device.active)
         )
     )
-    newer = newest_fixes(session, [st.device_id for st in rows])
+    known = [st.fix_time for st in rows]
+    after = min(known) if known and None not in known else None  # staged fixes older than a state are not newer
+    newer = newest_fixes(session, [st.device_id for st in rows], after)
     out = []
     for st in rows:
         state = LiveState(
