@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -556,6 +556,7 @@ def run(quick: bool = False) -> dict:
         # the writer process stages them: the store's ceiling for (1), beside what (1) stored.
         raw = result["osmand_http"]["raw_store"] = _raw_store(url, n, quick, per_request=connections // 2, staging=True)
         raw["osmand_share"] = round(osmand_result["requests_per_second"] / raw["rows_per_second"], 3)
+        result["staged_reads_ms"] = _staged_reads(url, n)
         result["postgresql_batch"] = _postgres_batch(quick, env)
         return result
     finally:
@@ -582,6 +583,57 @@ def _sos_summary(latencies: list[float], n: int) -> dict:
         "goal": "p99 < 100 ms",
         "while": "the OsmAnd wrk load runs",
     }
+
+
+def _staged_reads(url: str, n: int, samples: int = 100) -> dict:
+    """A guardian's reads of one device with the staging table as full as a mover keeping up lets it get (its
+    threshold, 3 × the devices; topped up with fixes of random devices, the server stopped). The staging table
+    is keyed by time first, so a device's staged fixes are read by time range: the newest fix
+    (`registry.newest_fixes`, from the device's checkpointed state on) and a track whose range holds every
+    staged fix (the `all_positions` union, as `service.track` reads it, without its audit)."""
+    from sqlalchemy import func, select
+
+    from smartcity.core.batchstore import batch_store
+    from smartcity.core.db import Database
+    from smartcity.safety.models import DeviceState, RecentPositionRow, all_positions
+    from smartcity.safety.registry import newest_fixes
+
+    db = Database(url)
+    store = batch_store(db, staging=True)
+    rng = random.Random(5)
+    newest, track = [], []
+    try:
+        with db.session() as s:
+            staged = s.execute(select(func.count()).select_from(RecentPositionRow)).scalar()
+        more = max(0, 3 * n - staged)
+        cols = _positions(n, more, 9, 7)  # one a second from nine days ago
+        for start in range(0, more, 10_000):
+            with db.engine.begin() as conn:
+                store.prepare(conn)
+                chunk = {k: v[start : start + 10_000] for k, v in cols.items()}
+                store.insert_new(conn, "safety_positions", chunk, ("device_id", "fix_time"), maybe_present=False)
+        with db.session() as s:
+            staged = s.execute(select(func.count()).select_from(RecentPositionRow)).scalar()
+            ids = list(s.scalars(select(DeviceState.device_id)))
+            since = datetime.now(UTC) - timedelta(days=11)  # every staged fix is younger
+            positions = all_positions()
+            for device_id in rng.sample(ids, min(samples, len(ids))):
+                state = s.get(DeviceState, device_id)
+                t0 = time.perf_counter()
+                newest_fixes(s, [device_id], state.fix_time)
+                newest.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                q = select(positions).where(positions.c.device_id == device_id, positions.c.fix_time >= since)
+                s.execute(q.order_by(positions.c.fix_time)).all()
+                track.append((time.perf_counter() - t0) * 1000)
+    finally:
+        db.dispose()
+
+    def summary(ms: list[float]) -> dict:
+        q = statistics.quantiles(ms, n=100, method="inclusive")
+        return {"p50": round(statistics.median(ms), 2), "p99": round(q[98], 2), "max": round(max(ms), 2)}
+
+    return {"staged_rows": staged, "newest_fix": summary(newest), "track": summary(track), "samples": len(newest)}
 
 
 def _staging_drained(url: str, timeout: float = 300) -> float:
