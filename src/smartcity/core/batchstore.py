@@ -155,7 +155,8 @@ STAGED: dict[str, tuple[str, tuple[str, ...]]] = {}
 
 
 def stage(table: str, staging: str, key: Sequence[str]) -> None:
-    """Declare that `table`'s new rows may be staged in `staging` (same columns, a unique index on `key`)."""
+    """Declare that `table`'s new rows may be staged in `staging` (same columns, a unique index on the columns of
+    `key`: best with the time first, so that appends write the end of it; `core.staging` sorts by `key` itself)."""
     STAGED[_name(table)] = (_name(staging), tuple(_name(k) for k in key))
 
 
@@ -165,9 +166,9 @@ class SQLiteBatchStore:
     to learn which rows were new. So a batch of new rows costs one executemany and no read.
 
     With `staging`, a staged table's rows (`stage`) are appended to its staging table instead: rows in arrival
-    order whose only index (the key) stays small, so a batch writes a few pages however deep the history is,
-    where the main table, clustered by its key, would take one page write per row of a random device. Rows that
-    may already be stored (`maybe_present`) are looked up in the main table first. `core.staging` (its
+    order whose only index (the key, time first) grows at its end, so a batch writes a few pages however deep the
+    history is, where the main table, clustered by its key, would take one page write per row of a random
+    device. Rows that may already be stored (`maybe_present`) are looked up in the main table first. `core.staging` (its
     `StagingMover` beside the writer, `flush_staged` at the end) moves staged rows into the main table in key
     order, so the rows of one device that arrived over many batches share one page write. Readers read both."""
 
