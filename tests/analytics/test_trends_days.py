@@ -16,12 +16,19 @@ from smartcity.safety import service as safety
 from smartcity.safety.models import Incident
 from smartcity.sensing import service as sensing
 from smartcity.sensing.intake import store_now, validate
-from tests.conftest import make_key, make_user
+from tests.conftest import make_key, make_settings, make_user
 
 KST = timezone(timedelta(hours=9))
 SEASON = [3, -1, -1, -1, -1, 0, 1]  # Monday first; sums to 0
 FIRST = date(2026, 3, 2)  # a Monday
 DAYS = 14
+
+
+@pytest.fixture
+def settings(db_url, tmp_path):
+    """k = 1: no count is withheld, so the crafted series reads back whole (withholding under k is
+    test_trends_suppression.py's)."""
+    return make_settings(db_url, tmp_path, analytics_k_anonymity=1)
 
 
 def _incidents(db) -> list[int]:
@@ -62,7 +69,7 @@ def test_incident_counts_are_per_local_day_district_and_kind_without_persons(db)
 
 def test_incidents_decompose_into_the_crafted_trend_and_weekly_season(db):
     _incidents(db)
-    found = trends.decompose(trends.incident_days(db), how="count", district="11020")
+    found = trends.decompose(trends.incident_days(db, k=1), how="count", district="11020")
     rows = found["rows"]
     assert [r["day"] for r in rows] == [(FIRST + timedelta(days=t)).isoformat() for t in range(DAYS)]
     assert found["weekly"] == pytest.approx(SEASON)
@@ -71,9 +78,9 @@ def test_incidents_decompose_into_the_crafted_trend_and_weekly_season(db):
             assert r["trend"] == pytest.approx(2 + t) and r["residual"] == pytest.approx(0)
         else:
             assert r["trend"] is None and r["residual"] is None
-    everywhere = trends.decompose(trends.incident_days(db), how="count")
+    everywhere = trends.decompose(trends.incident_days(db, k=1), how="count")
     assert everywhere["rows"][-1] == {**everywhere["rows"][-1], "day": "2026-03-16", "value": 3, "filled": False}
-    danger = trends.decompose(trends.incident_days(db), how="count", category="danger")
+    danger = trends.decompose(trends.incident_days(db, k=1), how="count", category="danger")
     assert [r["value"] for r in danger["rows"]] == [3] and danger["weekly"] is None
 
 

@@ -4,6 +4,7 @@ downloads. Rendering only: every rule is in service.py."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 from typing import Annotated
 
@@ -142,31 +143,58 @@ SOURCE_LABELS = {
 }
 
 
-def _days(request: Request, source: str, category: str, district: str, start: str = "", end: str = ""):
+@dataclass
+class PeriodQuery:
+    """Which daily series: the source, a category and the period (local days, both included, either open)."""
+
+    source: str = "reports"
+    category: str = ""
+    start: str = ""
+    end: str = ""
+
+
+@dataclass
+class DaysQuery(PeriodQuery):
+    """A daily series of one district, or of all of them added up (`district` empty)."""
+
+    district: str = ""
+
+
+Period = Annotated[PeriodQuery, Depends()]
+Days = Annotated[DaysQuery, Depends()]
+
+
+def _period_days(request: Request, q: PeriodQuery):
+    """The source's rows in the period (a person's source withheld under k, `trends.source_days`)."""
     from smartcity.analytics import trends
 
-    days = trends.within(trends.source_days(request.app.state.db, source), *trends.period_of(start, end))
-    if source == "pm25":
-        category = ""  # one quantity: the reports' and incidents' categories do not apply
-    found = trends.decompose(days, how=trends.SOURCES[source], category=category, district=district)
+    return trends.within(trends.source_days(request.app.state.db, q.source), *trends.period_of(q.start, q.end))
+
+
+def _days(request: Request, q: DaysQuery):
+    from smartcity.analytics import trends
+
+    days = _period_days(request, q)
+    # PM2.5 is one quantity: the reports' and incidents' categories do not apply.
+    category = "" if q.source == "pm25" else q.category
+    found = trends.decompose(days, how=trends.SOURCES[q.source], category=category, district=q.district)
     return trends, days, found
 
 
+def _nothing_recorded(q: PeriodQuery) -> InvalidInput:
+    # An empty file would read as "nothing happened"; the period may simply be outside the data.
+    return InvalidInput(
+        f"nothing of {q.source} was recorded between {q.start or 'the first day'} and {q.end or 'the last day'}",
+        code="empty_period",
+    )
+
+
 @router.get("/analytics/trends", response_class=HTMLResponse)
-def trends_page(
-    request: Request,
-    who: Analyst,
-    source: str = "reports",
-    period: str = "week",
-    window: int = 4,
-    category: str = "",
-    district: str = "",
-    start: str = "",
-    end: str = "",
-):
+def trends_page(request: Request, who: Analyst, q: Days, period: str = "week", window: int = 4):
     lang = language_of(request)
+    source, category, district, start, end = q.source, q.category, q.district, q.start, q.end
     try:
-        trends, days, daily = _days(request, source, category, district, start, end)
+        trends, days, daily = _days(request, q)
         rows: list[dict] = []
         grid = None
         if source == "reports":
@@ -175,6 +203,9 @@ def trends_page(
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
     weekdays = [translate(lang, d) for d in WEEKDAYS]
+    # The choices name only what is published: a district or kind whose every count is withheld is not offered.
+    shown = days[days["value"].notna()]
+    k = trends.k_anonymity(request.app.state.db) if source in trends.PERSONAL else None
     return render(
         request,
         "analytics/trends.html",
@@ -190,15 +221,21 @@ def trends_page(
         start=start,
         end=end,
         empty_period=bool(start or end) and not daily["rows"],
-        categories=sorted(set(days["category"])) if source != "pm25" else [],
-        districts=sorted(d for d in set(days["district"]) if d),
+        categories=sorted(set(shown["category"])) if source != "pm25" else [],
+        districts=sorted(d for d in set(shown["district"]) if d),
+        k=k,
+        withheld_days=sum(1 for r in daily["rows"] if r["suppressed"]),
         series_svg=trends.series_plot(rows, translate(lang, "Reports per period and their rolling mean"))
         if rows
         else "",
         profile_svg=trends.profile_plot(grid, translate(lang, "Reports per weekday and hour"), weekdays)
         if grid is not None
         else "",
-        days_svg=trends.days_plot(daily["rows"], translate(lang, "Per day, with the trend (7-day centred mean)")),
+        days_svg=trends.days_plot(
+            daily["rows"],
+            translate(lang, "Per day, with the trend (7-day centred mean)"),
+            translate(lang, "withheld: fewer than {k}", k=k) if k else "",
+        ),
         weekly_svg=trends.weekly_plot(daily["weekly"], translate(lang, "The weekly season"), weekdays)
         if daily["weekly"]
         else "",
@@ -230,42 +267,19 @@ def trends_csv(
 
 
 @router.get("/analytics/trends/days.csv")
-def trend_days_csv(
-    request: Request,
-    who: Analyst,
-    source: str = "reports",
-    category: str = "",
-    district: str = "",
-    start: str = "",
-    end: str = "",
-):
+def trend_days_csv(request: Request, who: Analyst, q: Days):
     """The daily series of a source with its trend, weekly season and residual."""
-    return _days_file(request, source, category, district, start, end, "csv")
+    return _days_file(request, q, "csv")
 
 
 @router.get("/analytics/trends/days.parquet")
-def trend_days_parquet(
-    request: Request,
-    who: Analyst,
-    source: str = "reports",
-    category: str = "",
-    district: str = "",
-    start: str = "",
-    end: str = "",
-):
+def trend_days_parquet(request: Request, who: Analyst, q: Days):
     """The same daily series as typed Parquet."""
-    return _days_file(request, source, category, district, start, end, "parquet")
+    return _days_file(request, q, "parquet")
 
 
 @router.get("/analytics/trends/days.geojson")
-def trend_days_geojson(
-    request: Request,
-    who: Analyst,
-    source: str = "reports",
-    category: str = "",
-    start: str = "",
-    end: str = "",
-):
+def trend_days_geojson(request: Request, who: Analyst, q: Period):
     """The daily series of every district on its polygon, the values as properties."""
     from fastapi.responses import JSONResponse
 
@@ -274,38 +288,35 @@ def trend_days_geojson(
 
     db = request.app.state.db
     try:
-        days = trends.within(trends.source_days(db, source), *trends.period_of(start, end))
-        if (start or end) and days.empty:
-            raise InvalidInput(
-                f"nothing of {source} was recorded between {start or 'the first day'} and {end or 'the last day'}",
-                code="empty_period",
-            )
+        days = _period_days(request, q)
+        if (q.start or q.end) and days.empty:
+            raise _nothing_recorded(q)
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
-    if source == "pm25":
-        category = ""
     shapes = geo_index(db).districts_geojson(language_of(request))
     body = trends.days_geojson(
-        days, shapes, how=trends.SOURCES[source], category=category, source=source, period=(start, end)
+        days,
+        shapes,
+        how=trends.SOURCES[q.source],
+        category="" if q.source == "pm25" else q.category,
+        source=q.source,
+        period=(q.start, q.end),
+        k=trends.k_anonymity(db) if q.source in trends.PERSONAL else None,
     )
     return JSONResponse(
         body,
         media_type="application/geo+json",
-        headers={"Content-Disposition": f'attachment; filename="{source}-days.geojson"'},
+        headers={"Content-Disposition": f'attachment; filename="{q.source}-days.geojson"'},
     )
 
 
-def _days_file(request: Request, source: str, category: str, district: str, start: str, end: str, fmt: str):
+def _days_file(request: Request, q: DaysQuery, fmt: str):
     from fastapi.responses import Response
 
     try:
-        trends, _, found = _days(request, source, category, district, start, end)
-        if (start or end) and not found["rows"]:
-            # An empty file would read as "nothing happened"; the period may simply be outside the data.
-            raise InvalidInput(
-                f"nothing of {source} was recorded between {start or 'the first day'} and {end or 'the last day'}",
-                code="empty_period",
-            )
+        trends, _, found = _days(request, q)
+        if (q.start or q.end) and not found["rows"]:
+            raise _nothing_recorded(q)
     except InvalidInput as exc:
         return HTMLResponse(escape(exc.message), status_code=422)
     if fmt == "csv":
@@ -313,5 +324,5 @@ def _days_file(request: Request, source: str, category: str, district: str, star
     else:
         body, media = trends.days_parquet(found["rows"]), "application/vnd.apache.parquet"
     return Response(
-        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{source}-days.{fmt}"'}
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{q.source}-days.{fmt}"'}
     )

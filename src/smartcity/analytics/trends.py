@@ -14,6 +14,12 @@ mean from `sensing.service.district_daily_means`, over the sensing roll-ups) —
 *classical additive decomposition* with a weekly season: the trend is the centred 7-day moving average, the
 season each weekday's mean of (value − trend), centred on zero, and the residual what is left
 (value − trend − season). The first and last three days have no trend (the average needs three days each side).
+
+Incidents are about people (a protected person's SOS or danger): a day's count of one kind in one district under
+the analytics k threshold (`SMARTCITY_ANALYTICS_K_ANONYMITY`, the H3 cells' own) is withheld as soon as it is
+read (`incident_days`), so no later step can show it, add it up or decompose it: every sum is of the published
+counts, and a withheld count is null with `suppressed` set. Reports (public open data) and PM2.5 (sensor means)
+are not withheld.
 """
 
 from __future__ import annotations
@@ -166,10 +172,12 @@ def profile_plot(grid: np.ndarray, label: str, days: list[str], cell: int = 14) 
 # --- day by day: reports, incidents and PM2.5, with their weekly season -----------------------------------
 
 SEASON = 7  # days: the weekly cycle
-DAY_FIELDS = ("day", "value", "trend", "seasonal", "residual", "filled")
+DAY_FIELDS = ("day", "value", "trend", "seasonal", "residual", "filled", "suppressed")
 # How each source's days are combined when several categories or districts are shown together: counts add up,
 # a district's mean PM2.5 does not (the city's is the mean of its districts' means).
 SOURCES = {"reports": "count", "incidents": "count", "pm25": "mean"}
+# Sources whose counts are about people: small counts are withheld (k-anonymity), as the H3 cells' are.
+PERSONAL = frozenset({"incidents"})
 
 
 def period_of(start: str, end: str) -> tuple[date | None, date | None]:
@@ -208,11 +216,26 @@ def report_days(events: pd.DataFrame) -> pd.DataFrame:
     if events.empty:
         return pd.DataFrame(columns=["day", "category", "district", "value"])
     days = events.assign(day=events["time"].dt.date)
-    return days.groupby(["day", "category", "district"], as_index=False).size().rename(columns={"size": "value"})
+    days = days.groupby(["day", "category", "district"], as_index=False).size().rename(columns={"size": "value"})
+    return days.assign(suppressed=False)
 
 
-def incident_days(db) -> pd.DataFrame:
-    """The safety service's incidents per local day, kind (as the category) and district: counts only."""
+def k_anonymity(db) -> int:
+    """The analytics k threshold of `db`'s app (the setting the H3 cells use)."""
+    from smartcity.analytics.settings import AnalyticsSettings
+
+    return context_of(db).settings_of(AnalyticsSettings).k_anonymity
+
+
+def withhold(days: pd.DataFrame, k: int) -> pd.DataFrame:
+    """`days` with each count from 1 to k − 1 replaced by null and marked `suppressed` (0 names nobody)."""
+    small = (days["value"] > 0) & (days["value"] < k)
+    return days.assign(value=days["value"].astype("float64").mask(small), suppressed=small)
+
+
+def incident_days(db, k: int | None = None) -> pd.DataFrame:
+    """The safety service's incidents per local day, kind (as the category) and district: counts only, each
+    under k (default: the setting) withheld (`withhold`) before anything else sees it."""
     from smartcity.safety.service import incident_counts
 
     with db.session() as s:
@@ -220,7 +243,7 @@ def incident_days(db) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["day", "district", "kind", "count"])
     frame = frame.rename(columns={"kind": "category", "count": "value"})
     frame["day"] = pd.to_datetime(frame["day"]).dt.date
-    return frame[["day", "category", "district", "value"]]
+    return withhold(frame[["day", "category", "district", "value"]], k_anonymity(db) if k is None else k)
 
 
 def pm25_days(db) -> pd.DataFrame:
@@ -230,12 +253,13 @@ def pm25_days(db) -> pd.DataFrame:
     with db.session() as s:
         rows = district_daily_means(s, "pm25")
     frame = pd.DataFrame(rows, columns=["day", "district", "mean", "readings", "sensors"])
-    frame = frame.assign(category="pm25", value=frame["mean"])
+    frame = frame.assign(category="pm25", value=frame["mean"], suppressed=False)
     frame["day"] = pd.to_datetime(frame["day"]).dt.date
-    return frame[["day", "category", "district", "value"]]
+    return frame[["day", "category", "district", "value", "suppressed"]]
 
 
 def source_days(db, source: str) -> pd.DataFrame:
+    """A source's rows (day, category, district, value, suppressed); a person's source withheld under k."""
     if source == "reports":
         return report_days(report_events(db))
     if source == "incidents":
@@ -248,15 +272,24 @@ def source_days(db, source: str) -> pd.DataFrame:
 def decompose(days: pd.DataFrame, *, how: str = "count", category: str = "", district: str = "") -> dict:
     """The filtered days as one daily series split into trend, weekly season and residual (classical additive
     decomposition, see the module's docstring). Days without a row are 0 for counts; for means they are
-    interpolated between their neighbours and marked `filled`. Returns {"rows": [...], "weekly": [7 values,
-    Monday first] or None when the series is shorter than two weeks}."""
+    interpolated between their neighbours and marked `filled`. Withheld rows (`suppressed`, value null) are
+    left out of every sum: the series decomposed is what is published. A day with a withheld row is marked
+    `suppressed`; its value is the sum of its published rows, or null (and its residual too) when it has none.
+    Returns {"rows": [...], "weekly": [7 values, Monday first] or None when the series is shorter than two
+    weeks}."""
     days = _filtered(days, category, district)
     if days.empty:
         return {"rows": [], "weekly": None}
-    per_day = days.groupby("day")["value"].agg("sum" if how == "count" else "mean")
+    if "suppressed" not in days:
+        days = days.assign(suppressed=False)
+    grouped = days.groupby("day")
+    per_day = grouped["value"].agg("sum" if how == "count" else "mean")
     per_day.index = pd.DatetimeIndex(per_day.index)
     full = pd.date_range(per_day.index.min(), per_day.index.max(), freq="D")
     filled = ~full.isin(per_day.index)
+    withheld = grouped["suppressed"].any().set_axis(per_day.index).reindex(full, fill_value=False)
+    published = grouped["value"].count().set_axis(per_day.index).reindex(full, fill_value=0) > 0
+    hidden = withheld & ~published & ~pd.Series(filled, index=full)
     values = per_day.reindex(full)
     values = values.fillna(0) if how == "count" else values.interpolate()
     trend = values.rolling(SEASON, center=True).mean()
@@ -275,13 +308,16 @@ def decompose(days: pd.DataFrame, *, how: str = "count", category: str = "", dis
     rows = [
         {
             "day": d.date().isoformat(),
-            "value": num(v),
+            "value": None if h else num(v),
             "trend": num(t),
             "seasonal": num(se),
-            "residual": num(r),
+            "residual": None if h else num(r),
             "filled": bool(f),
+            "suppressed": bool(w),
         }
-        for d, v, t, se, r, f in zip(full, values, trend, seasonal, residual, filled, strict=True)
+        for d, v, t, se, r, f, w, h in zip(
+            full, values, trend, seasonal, residual, filled, withheld, hidden, strict=True
+        )
     ]
     return {"rows": rows, "weekly": weekly}
 
@@ -299,15 +335,23 @@ def days_parquet(rows: list[dict]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("day", pa.date32()), *((f, pa.float64()) for f in DAY_FIELDS[1:-1]), ("filled", pa.bool_())])
+    schema = pa.schema(
+        [
+            ("day", pa.date32()),
+            *((f, pa.float64()) for f in DAY_FIELDS[1:-2]),
+            ("filled", pa.bool_()),
+            ("suppressed", pa.bool_()),
+        ]
+    )
     typed = [{**r, "day": date.fromisoformat(r["day"])} for r in rows]
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(typed, schema=schema), sink)
     return sink.getvalue()
 
 
-def days_plot(rows: list[dict], label: str, width: int = 360, height: int = 140) -> str:
-    """The daily values as bars and their trend as a line, in SVG."""
+def days_plot(rows: list[dict], label: str, withheld: str = "", width: int = 360, height: int = 140) -> str:
+    """The daily values as bars and their trend as a line, in SVG. A withheld day (value null) is a grey mark
+    at the base titled `withheld`, with no number; a day with some rows withheld says so in `data-suppressed`."""
     top = max((max(r["value"] or 0, r["trend"] or 0) for r in rows), default=0) or 1
     bar = width / max(len(rows), 1)
     parts = [
@@ -316,11 +360,19 @@ def days_plot(rows: list[dict], label: str, width: int = 360, height: int = 140)
     ]
     line: list[str] = []
     for i, r in enumerate(rows):
+        if r["value"] is None and r.get("suppressed"):
+            parts.append(
+                f'<rect class="suppressed" x="{i * bar + 0.5:.1f}" y="{height - 3}" width="{max(bar - 1, 0.5):.1f}" '
+                f'height="3" fill="#94a3b8" data-day="{r["day"]}" data-suppressed="true">'
+                f"<title>{r['day']}: {escape(withheld)}</title></rect>"
+            )
+            continue
         v = r["value"] or 0
         tall = (height - 4) * v / top
+        marker = ' data-suppressed="true"' if r.get("suppressed") else ""
         parts.append(
             f'<rect x="{i * bar + 0.5:.1f}" y="{height - tall:.1f}" width="{max(bar - 1, 0.5):.1f}" '
-            f'height="{tall:.1f}" fill="#93c5fd" data-day="{r["day"]}" data-value="{v:g}">'
+            f'height="{tall:.1f}" fill="#93c5fd" data-day="{r["day"]}" data-value="{v:g}"{marker}>'
             f"<title>{r['day']}: {v:g}</title></rect>"
         )
         if r["trend"] is not None:
@@ -361,13 +413,22 @@ def weekly_plot(weekly: list[float], label: str, days: list[str], width: int = 3
 
 
 def days_geojson(
-    days: pd.DataFrame, districts: dict, *, how: str = "count", category: str = "", source: str = "", period=("", "")
+    days: pd.DataFrame,
+    districts: dict,
+    *,
+    how: str = "count",
+    category: str = "",
+    source: str = "",
+    period=("", ""),
+    k: int | None = None,
 ) -> dict:
     """The daily series per district on the district's polygon (`districts`: the platform's district
     FeatureCollection, core.geo): properties `district`, `name`, the period, `total` (counts: their sum; means:
     the mean of the days), each day's value under its date (flat, for a GIS's join), and `series` (the day rows
     with trend, season, residual). Count series share the period's days (a district without a row counts 0);
-    a mean is null before a district's first and after its last measured day."""
+    a mean is null before a district's first and after its last measured day. Withheld days (`decompose`) are
+    null and left out of `total`; `suppressed_days` counts them, and the collection's `k_anonymity` is the
+    threshold `k` they were withheld under (null: the source is not withheld)."""
     if days.empty:
         first = last = None
     else:
@@ -375,13 +436,16 @@ def days_geojson(
     features = []
     for shape in districts["features"]:
         code = shape["properties"]["code"]
-        own = days[days["district"] == code]
+        own = _filtered(days[days["district"] == code], category, "")
         if how == "count" and first is not None:
-            # Zero rows on the first and last days give every district's series the same days.
-            edges = pd.DataFrame(
-                {"day": [first, last], "category": [category or "", category or ""], "district": code, "value": 0}
-            )
-            own = pd.concat([own, edges], ignore_index=True) if not own.empty else edges
+            # Zero rows on the first and last days give every district's series the same days (only where the
+            # district has no row: a withheld day stays withheld, not 0).
+            missing = [d for d in dict.fromkeys((first, last)) if d not in set(own["day"])]
+            if missing:
+                edges = pd.DataFrame(
+                    {"day": missing, "category": category or "", "district": code, "value": 0, "suppressed": False}
+                )
+                own = pd.concat([own, edges], ignore_index=True) if not own.empty else edges
         found = decompose(own, how=how, category=category) if not own.empty else {"rows": [], "weekly": None}
         values = [r["value"] for r in found["rows"] if r["value"] is not None]
         total = None
@@ -395,8 +459,9 @@ def days_geojson(
             "start": period[0] or None,
             "end": period[1] or None,
             "total": total,
+            "suppressed_days": sum(1 for r in found["rows"] if r["suppressed"]),
         }
         properties.update({r["day"]: r["value"] for r in found["rows"]})
         properties["series"] = found["rows"]
         features.append({"type": "Feature", "geometry": shape["geometry"], "properties": properties})
-    return {"type": "FeatureCollection", "features": features}
+    return {"type": "FeatureCollection", "k_anonymity": k, "features": features}
