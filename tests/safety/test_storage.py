@@ -163,3 +163,44 @@ def test_a_staged_fix_already_copied_into_the_positions_table_is_read_once(db, s
     with db.session() as s:
         track = service.track(s, mother, w.person_id, since=now - timedelta(hours=1))
     assert [p["fix_time"] for p in track] == [copied.isoformat(), staged.isoformat()]
+
+
+def test_the_newest_fix_reads_staged_fixes_by_time_for_a_person_and_for_every_silent_device(db):
+    """The staging table is keyed by time first: `newest_fixes` reads each device's newest staged fix by time
+    range, naming a few devices in its query and, for many (the silent-device job), reading every staged device
+    (a list of all of them would pass SQLite's limit on bound parameters). Both give the same answer: the newest
+    valid fix, staged or not, and only staged fixes newer than `after`."""
+    from smartcity.safety.models import RecentPositionRow
+    from smartcity.safety.registry import FEW_DEVICES, newest_fixes
+
+    w = make_world(db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    stored, staged, newer_invalid = now - timedelta(minutes=30), now - timedelta(minutes=10), now - timedelta(minutes=5)
+    with db.session() as s:
+        for model, at, valid, lat in (
+            (PositionRow, stored, True, 37.51),
+            (RecentPositionRow, staged, True, 37.52),
+            (RecentPositionRow, newer_invalid, False, 37.53),
+        ):
+            s.add(
+                model(
+                    device_id=w.device_id,
+                    person_id=w.person_id,
+                    fix_time=at,
+                    received_at=at,
+                    lat=lat,
+                    lon=HOME[1],
+                    protocol="test",
+                    outside_city=False,
+                    valid=valid,
+                )
+            )
+    absent = list(range(10**6, 10**6 + FEW_DEVICES + 100))  # devices with nothing stored
+    with db.session() as s:
+        few = newest_fixes(s, [w.device_id])
+        many = newest_fixes(s, [w.device_id, *absent])
+        later = newest_fixes(s, [w.device_id], after=staged)
+    assert few.keys() == many.keys() == {w.device_id}
+    assert (few[w.device_id].fix_time, few[w.device_id].lat) == (staged, 37.52)
+    assert (many[w.device_id].fix_time, many[w.device_id].lat) == (staged, 37.52)
+    assert (later[w.device_id].fix_time, later[w.device_id].lat) == (stored, 37.51)  # the staged one is not newer

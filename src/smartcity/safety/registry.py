@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from smartcity.core import audit
@@ -179,11 +179,15 @@ class LiveState:
     zones: dict
 
 
+FEW_DEVICES = 500  # newest_fixes: up to this many devices are named in its query of the staging table
+
+
 def newest_fixes(session: Session, device_ids: list[int], after: datetime | None = None) -> dict[int, Any]:
     """Each device's newest stored valid fix, staged or not (only staged ones newer than `after`, when given:
     the oldest of the devices' checkpointed states). The positions table: one look-up through the (device, fix
-    time) key per device. The staging table (keyed by time first, `RecentPositionRow`): one read of the time
-    range from `after` on, for all the devices."""
+    time) key per device. The staging table (keyed by time first, `RecentPositionRow`): one read of its time
+    range from `after` on, for all the devices (a scan of what is staged in that range: the staging table is
+    small, see `RecentPositionRow`)."""
     found: dict[int, Any] = {}
     columns = ("fix_time", "received_at", "lat", "lon", "speed", "accuracy", "battery")
     c = PositionRow.__table__.c
@@ -198,12 +202,23 @@ def newest_fixes(session: Session, device_ids: list[int], after: datetime | None
             found[device_id] = row
     if not device_ids:
         return found
-    r = RecentPositionRow.__table__.c
-    staged = select(r.device_id, *(r[name] for name in columns)).where(r.device_id.in_(device_ids), r.valid)
+    # Each device's newest staged valid fix: the newest time per device, then its row through the staging key.
+    # A few devices (a person's): named in the query. Many (the silent-device job): all staged devices, kept
+    # here, since a list of every device would pass SQLite's limit on bound parameters (32,766).
+    recent = RecentPositionRow.__table__
+    r = recent.c
+    newest = select(r.device_id, func.max(r.fix_time).label("fix_time")).where(r.valid)
     if after is not None:
-        staged = staged.where(r.fix_time > after)
-    for row in session.execute(staged.order_by(r.fix_time)):
-        if row.device_id not in found or row.fix_time > found[row.device_id].fix_time:
+        newest = newest.where(r.fix_time > after)
+    if len(device_ids) <= FEW_DEVICES:
+        newest = newest.where(r.device_id.in_(device_ids))
+    newest = newest.group_by(r.device_id).subquery()
+    staged = select(r.device_id, *(r[name] for name in columns)).select_from(
+        recent.join(newest, (r.device_id == newest.c.device_id) & (r.fix_time == newest.c.fix_time))
+    )
+    wanted = set(device_ids)
+    for row in session.execute(staged):
+        if row.device_id in wanted and (row.device_id not in found or row.fix_time > found[row.device_id].fix_time):
             found[row.device_id] = row
     return found
 
