@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic import command
 from sqlalchemy import inspect, select, text
 
@@ -204,3 +205,43 @@ def test_the_newest_fix_reads_staged_fixes_by_time_for_a_person_and_for_every_si
     assert (few[w.device_id].fix_time, few[w.device_id].lat) == (staged, 37.52)
     assert (many[w.device_id].fix_time, many[w.device_id].lat) == (staged, 37.52)
     assert (later[w.device_id].fix_time, later[w.device_id].lat) == (stored, 37.51)  # the staged one is not newer
+
+
+def test_the_staging_key_migration_keeps_staged_fixes_and_turns_the_key_time_first(db):
+    """safety_0007 rebuilds the staging table (SQLite) with its unique key (fix time, device): fixes staged before
+    the upgrade are still staged after it and after the downgrade, and the key still refuses a repeat."""
+    from sqlalchemy.exc import IntegrityError
+
+    w = make_world(db)
+    cfg = alembic_config(db.url)
+    command.downgrade(cfg, "safety_0006")
+    db.dispose()
+    at = to_millis(datetime(2026, 3, 1, 8, 30, tzinfo=UTC))
+    row = (
+        "INSERT INTO safety_positions_recent (device_id, person_id, fix_time, received_at, lat, lon, protocol, "
+        "outside_city, valid) VALUES (:d, :p, :t, :t, 37.5, 127.0, 'osmand', false, true)"
+    )
+
+    def staged() -> list[tuple]:
+        with db.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT device_id, fix_time FROM safety_positions_recent"))]
+
+    def unique_keys() -> list[list[str]]:
+        with db.engine.connect() as conn:
+            return [u["column_names"] for u in inspect(conn).get_unique_constraints("safety_positions_recent")]
+
+    with db.engine.begin() as conn:
+        for t in (at, at + 1000):
+            conn.execute(text(row), {"d": w.device_id, "p": w.person_id, "t": t})
+    assert unique_keys() == [["device_id", "fix_time"]]
+    command.upgrade(cfg, "heads")
+    db.dispose()
+    assert sorted(staged()) == [(w.device_id, at), (w.device_id, at + 1000)]
+    assert unique_keys() == [["fix_time", "device_id"]]
+    with pytest.raises(IntegrityError), db.engine.begin() as conn:
+        conn.execute(text(row), {"d": w.device_id, "p": w.person_id, "t": at})
+    command.downgrade(cfg, "safety_0006")
+    db.dispose()
+    assert sorted(staged()) == [(w.device_id, at), (w.device_id, at + 1000)]
+    assert unique_keys() == [["device_id", "fix_time"]]
+    command.upgrade(cfg, "heads")
