@@ -12,6 +12,7 @@ WORDS = AuditWords(
         "sensing_air_district": N_("the district's air quality alert"),
         "ngsi_entity": N_("context entity"),
         "ngsi_subscription": N_("context subscription"),
+        "ngsi_census": N_("the context broker's census of types and attributes"),
     },
     actions={
         "import": N_("{actor} imported {subject}"),
@@ -27,6 +28,7 @@ WORDS = AuditWords(
         "ngsi.subscribe": N_("{actor} created {subject}"),
         "ngsi.subscription_update": N_("{actor} changed {subject}"),
         "ngsi.unsubscribe": N_("{actor} deleted {subject}"),
+        "ngsi.census_repair": N_("{actor} repaired {subject}"),
     },
     actors={
         "job:sensing.air_alerts": N_("the air quality alert job"),
@@ -43,5 +45,6 @@ WORDS = AuditWords(
         "attrs": N_("attributes"),
         "uri": N_("notification address"),
         "fields": N_("changed fields"),
+        "rows": N_("rows changed"),
     },
 )

@@ -91,5 +91,43 @@ def rollup() -> None:
     run()
 
 
+def _difference_line(d) -> str:
+    what = f"{d.type} (entities)" if d.name == "" else f"{d.type} {d.name} {d.kind or '-'}"
+    return f"  {what}: census {d.kept}, entities {d.counted}"
+
+
+@group.command("ngsi-census")
+@click.option(
+    "--check", "mode", flag_value="check", help="Compare the census with a full count; exit 1 if they differ."
+)
+@click.option("--repair", "mode", flag_value="repair", help="Recompute the census from the entities (audited).")
+def ngsi_census(mode: str | None) -> None:
+    """The NGSI-LD broker's census of entity types and attributes (what /types and /attributes answer): check it
+    against a full count of the stored entities, or repair it while the broker keeps writing."""
+    if mode is None:
+        raise click.UsageError("give --check or --repair")
+
+    @command_errors
+    def run() -> int:
+        from smartcity.core import audit
+        from smartcity.sensing import ngsi_entities
+
+        with database().session() as s:
+            if mode == "check":
+                found = ngsi_entities.census_differences(s)
+            else:
+                found = ngsi_entities.repair_census(s)
+                audit.record(s, "cli", "ngsi.census_repair", "ngsi_census", None, {"rows": len(found)})
+        for d in found:
+            click.echo(_difference_line(d))
+        if mode == "check":
+            click.echo(f"{len(found)} census rows differ from the entities" if found else "the census is right")
+            return 1 if found else 0
+        click.echo(f"{len(found)} census rows repaired" if found else "the census was right; nothing changed")
+        return 0
+
+    click.get_current_context().exit(run())
+
+
 def commands() -> list[click.Command]:
     return [group]

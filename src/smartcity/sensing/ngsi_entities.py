@@ -235,6 +235,12 @@ def _insert(session: Session):
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+def _sqlite_write_lock(session: Session) -> None:
+    """SQLite's driver reads outside a transaction until the first write: a write that changes nothing takes
+    the store's write lock first, so no other writer commits between the caller's reads and its writes."""
+    session.execute(text("UPDATE sensing_ngsi_census SET entities = entities WHERE 0"))
+
+
 def _locked(session: Session, ids: list[str]) -> dict[str, tuple[str, str]]:
     """The stored (type, attributes JSON) of the entities among `ids`, locked until the transaction ends: what
     a write replaces is what the census is told it replaced."""
@@ -242,9 +248,7 @@ def _locked(session: Session, ids: list[str]) -> dict[str, tuple[str, str]]:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
     if not postgres:
-        # SQLite's driver reads outside a transaction until the first write: a write that changes nothing takes
-        # the store's write lock first, so no other writer commits between this read and the write.
-        session.execute(text("UPDATE sensing_ngsi_census SET entities = entities WHERE 0"))
+        _sqlite_write_lock(session)
     found: dict[str, tuple[str, str]] = {}
     for at in range(0, len(ids), 500):
         stmt = select(NgsiEntity.id, NgsiEntity.type, NgsiEntity.attrs).where(NgsiEntity.id.in_(ids[at : at + 500]))
@@ -504,6 +508,80 @@ def scan_census(session: Session, readable_types: tuple[str, ...] | None, types:
     for etype, name, kind, n in session.execute(stmt, params):
         out.add(etype, name, kind, n)
     return out
+
+
+@dataclass(frozen=True)
+class CensusDifference:
+    """One census row that is not what a full count of the entities gives (`kept` 0: the row is missing;
+    `counted` 0: the row should not be there)."""
+
+    type: str
+    name: str  # '' for the type's entity count
+    kind: str
+    kept: int
+    counted: int
+
+
+def _full_count(session: Session) -> dict[tuple[str, str, str], int]:
+    """The census's rows as a count over every stored entity gives them (its keys: type, name, kind)."""
+    out = {(t, "", ""): n for t, n in session.execute(select(NgsiEntity.type, func.count()).group_by(NgsiEntity.type))}
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            "SELECT e.type, j.key, COALESCE(j.value ->> 'type', ''), count(*) FROM sensing_ngsi_entities AS e, "
+            "jsonb_each(CAST(e.attrs AS jsonb)) AS j GROUP BY 1, 2, 3"
+        )
+    else:
+        sql = (
+            "SELECT e.type, j.key, COALESCE(json_extract(j.value, '$.type'), ''), count(*) "
+            "FROM sensing_ngsi_entities AS e, json_each(e.attrs) AS j GROUP BY 1, 2, 3"
+        )
+    for etype, name, kind, n in session.execute(text(sql)):
+        out[(etype, name, kind)] = n
+    return out
+
+
+def census_differences(session: Session) -> list[CensusDifference]:
+    """Where the kept census (sensing_ngsi_census) and a full count of the entities disagree, in key order."""
+    kept = {
+        (t, n, k): e
+        for t, n, k, e in session.execute(
+            select(NgsiCensus.type, NgsiCensus.name, NgsiCensus.kind, NgsiCensus.entities)
+        )
+    }
+    counted = _full_count(session)
+    return [
+        CensusDifference(*key, kept.get(key, 0), counted.get(key, 0))
+        for key in sorted(kept.keys() | counted.keys())
+        if kept.get(key, 0) != counted.get(key, 0) or (key in kept and kept[key] <= 0)
+    ]
+
+
+def repair_census(session: Session) -> list[CensusDifference]:
+    """Make the census a full count of the entities again, in the caller's transaction; the rows it changed.
+
+    The census is locked first, against the writers' own census updates: on PostgreSQL SHARE ROW EXCLUSIVE,
+    which waits for every transaction that has moved the census to end (so the count sees its entities) and
+    makes every writer that reaches its census update later wait for this transaction (its entities are not in
+    the count, and its change is added to the repaired rows). A row lock could not do this: a write may add a
+    row the census does not have yet. On SQLite the store's one write lock does the same."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE sensing_ngsi_census IN SHARE ROW EXCLUSIVE MODE"))
+    else:
+        _sqlite_write_lock(session)
+    found = census_differences(session)
+    gone = [d for d in found if d.counted == 0]
+    for d in gone:
+        session.execute(
+            delete(NgsiCensus).where(NgsiCensus.type == d.type, NgsiCensus.name == d.name, NgsiCensus.kind == d.kind)
+        )
+    fixed = [{"type": d.type, "name": d.name, "kind": d.kind, "entities": d.counted} for d in found if d.counted]
+    if fixed:
+        stmt = _insert(session)(NgsiCensus)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["type", "name", "kind"], set_={"entities": stmt.excluded.entities}
+        )
+        session.execute(stmt, fixed)
+    return found
 
 
 # --- renderings ---------------------------------------------------------------------------------------------
