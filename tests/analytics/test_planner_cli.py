@@ -47,14 +47,26 @@ def run(night_data, request):
     return invoke
 
 
-def test_plan_routes_writes_routes_comparison_and_gtfs(run, night_data, tmp_path):
+@pytest.fixture
+def plan_against(run, night_data, tmp_path):
+    """Plans three routes (fleet 20) against a baseline of the given routes, one `N26: 00100 …` line each, into
+    a folder of the test's: the folder, once the command has succeeded."""
     _, stops = night_data
-    baseline = tmp_path / "baseline.txt"
-    baseline.write_text("N26: 00100 00101 00102 00103\nN37: 01200 01250 01300\n", encoding="utf-8")
-    out = tmp_path / "out"
-    args = ["--routes", "3", "--max-km", "15", "--headway", "40", "--fleet", "20", "--seconds", "2"]
-    result = run(*args, "--stops", str(stops), "--baseline", str(baseline), "--out", str(out))
-    assert result.exit_code == 0, result.output
+
+    def plan(*routes: str):
+        baseline = tmp_path / "baseline.txt"
+        baseline.write_text("".join(f"{line}\n" for line in routes), encoding="utf-8")
+        out = tmp_path / "out"
+        args = ["--routes", "3", "--max-km", "15", "--headway", "40", "--fleet", "20", "--seconds", "2"]
+        result = run(*args, "--stops", str(stops), "--baseline", str(baseline), "--out", str(out))
+        assert result.exit_code == 0, result.output
+        return out
+
+    return plan
+
+
+def test_plan_routes_writes_routes_comparison_and_gtfs(plan_against):
+    out = plan_against("N26: 00100 00101 00102 00103", "N37: 01200 01250 01300")
     routes = json.loads((out / "routes.geojson").read_text(encoding="utf-8"))
     lines = [f for f in routes["features"] if f["properties"]["kind"] == "route"]
     assert 1 <= len(lines) <= 3
@@ -123,20 +135,14 @@ def test_outputs_already_there_stay_whole_when_a_plan_is_refused(run, night_data
         assert "frequencies.txt" in zf.namelist()
 
 
-def test_the_routes_come_as_typed_parquet_read_back_by_pyarrow_and_duckdb(run, night_data, tmp_path):
+def test_the_routes_come_as_typed_parquet_read_back_by_pyarrow_and_duckdb(plan_against):
     """Issue 17, session 24: routes.parquet, a row per route stop (planned and baseline), the same routes, stops
     and figures as routes.geojson, in typed columns."""
     import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    _, stops = night_data
-    baseline = tmp_path / "baseline.txt"
-    baseline.write_text("N26: 00100 00101 00102 00103\n", encoding="utf-8")
-    out = tmp_path / "out"
-    args = ["--routes", "3", "--max-km", "15", "--headway", "40", "--fleet", "20", "--seconds", "2"]
-    result = run(*args, "--stops", str(stops), "--baseline", str(baseline), "--out", str(out))
-    assert result.exit_code == 0, result.output
+    out = plan_against("N26: 00100 00101 00102 00103")
     table = pq.read_table(out / "routes.parquet")
     types = {f.name: f.type for f in table.schema}
     assert types["stop_order"] == pa.int32() and types["buses"] == pa.int32() and types["headway_min"] == pa.int32()
