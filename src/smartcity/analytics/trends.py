@@ -289,7 +289,7 @@ def decompose(days: pd.DataFrame, *, how: str = "count", category: str = "", dis
     filled = ~full.isin(per_day.index)
     withheld = grouped["suppressed"].any().set_axis(per_day.index).reindex(full, fill_value=False)
     published = grouped["value"].count().set_axis(per_day.index).reindex(full, fill_value=0) > 0
-    hidden = withheld & ~published & ~pd.Series(filled, index=full)
+    hidden = withheld & ~published  # nothing of the day is published: its value would read as a count
     values = per_day.reindex(full)
     values = values.fillna(0) if how == "count" else values.interpolate()
     trend = values.rolling(SEASON, center=True).mean()
