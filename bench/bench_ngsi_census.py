@@ -2,11 +2,13 @@
 entities, on SQLite and PostgreSQL: the kept census (sensing_ngsi_census, what the routes read) against the
 count over every entity's attributes the routes made before (scan_census), and what keeping it costs a batch
 write of 1,000 entities (new ones; a value update of stored ones, which changes no count), beside the same
-statements without the census.
+statements without the census. Then the registry's read-only types (`_registry`): their census counted by the
+store against building every entity. BENCH_CENSUS_ONLY=registry runs that part alone.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import tempfile
@@ -120,17 +122,105 @@ def _run(url: str, n: int) -> dict:
         db.dispose()
 
 
+def _registry(url: str, cameras: int, access_points: int, sensors: int) -> dict:
+    """The registry's read-only types (Camera, AccessPoint, Device) in the census: counted by the store (what the
+    routes read now) against building every entity (what they did before), at the safety bench's 110,000
+    cameras, the city's Wi-Fi target of 23,000 access points (20,000 of them reporting, 10 reports each) and
+    S-DoT's 850 sensors, bulk-inserted as the safety bench inserts its cameras."""
+    from sqlalchemy import insert
+
+    from smartcity.assets import service as assets
+    from smartcity.assets.models import Asset
+    from smartcity.core.db import Database, migrate, utcnow
+    from smartcity.models import load_all
+    from smartcity.sensing import ngsi_assets
+    from smartcity.sensing.models import WifiStatus
+    from smartcity.sensing.ngsi_entities import Census
+
+    load_all()
+    migrate(url)
+    db = Database(url)
+    rng = random.Random(110)
+    now = utcnow()
+    made = {"cctv": cameras, "wifi": access_points, "sensor": sensors}
+    try:
+        with db.session() as s:
+            for kind, n in made.items():
+                rows = [
+                    {
+                        "kind": kind,
+                        "name": f"{kind} {i}",
+                        "lat": rng.uniform(37.43, 37.69),
+                        "lon": rng.uniform(126.8, 127.18),
+                        "district_code": "11680" if i % 3 else None,
+                        "attributes": {"place": "공원", "place_detail": "야외"} if kind == "wifi" else {},
+                        "source": "bench",
+                        "external_id": f"V{i:09d}" if kind == "sensor" else None,
+                        "key": f"bench:{i}",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(n)
+                ]
+                for at in range(0, n, 20_000):
+                    s.execute(insert(Asset), rows[at : at + 20_000])
+        with db.session() as s:
+            ids = list(s.scalars(assets.ids_of_kind("wifi")))[: access_points * 20 // 23]
+            status = [
+                {"access_point_id": i, "observed_at": 1_780_000_000 + 120 * k, "up": True, "clients": k}
+                for i in ids
+                for k in range(10)
+            ]
+            for at in range(0, len(status), 50_000):
+                s.execute(insert(WifiStatus), status[at : at + 50_000])
+        if db.is_postgres:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.exec_driver_sql("VACUUM ANALYZE assets")
+                c.exec_driver_sql("VACUUM ANALYZE sensing_wifi_status")
+
+        def counted() -> Census:
+            with db.session() as s:
+                out = Census()
+                ngsi_assets.census(s, out, None)
+            return out
+
+        def built() -> Census:
+            with db.session() as s:
+                out = Census()
+                ngsi_assets.built_census(s, out, None)
+            return out
+
+        assert counted() == built()
+        return {
+            "cameras": cameras,
+            "access_points": access_points,
+            "reporting": len(ids),
+            "sensors": sensors,
+            "registry_census_ms": _ms(counted, 20),
+            "registry_built_ms": _ms(built, 3),
+        }
+    finally:
+        db.dispose()
+
+
 def run(quick: bool = False) -> dict:
     from tests.servers import PostgresServer
 
     n = 5_000 if quick else 100_000
-    out = {}
+    registry = (2_000, 500, 85) if quick else (110_000, 23_000, 850)
+    only_registry = os.environ.get("BENCH_CENSUS_ONLY") == "registry"
+    out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out["sqlite"] = _run(f"sqlite:///{Path(tmp) / 'census.db'}", n)
+        if not only_registry:
+            out["sqlite"] = _run(f"sqlite:///{Path(tmp) / 'census.db'}", n)
+        out["sqlite_registry"] = _registry(f"sqlite:///{Path(tmp) / 'registry.db'}", *registry)
     pg = PostgresServer().start()
     try:
-        pg.execute("CREATE DATABASE census")
-        out["postgresql"] = _run(pg.url("census"), n)
+        if not only_registry:
+            pg.execute("CREATE DATABASE census")
+            out["postgresql"] = _run(pg.url("census"), n)
+        pg.execute("CREATE DATABASE registry")
+        out["postgresql_registry"] = _registry(pg.url("registry"), *registry)
     finally:
         pg.stop()
     return out
@@ -138,6 +228,5 @@ def run(quick: bool = False) -> dict:
 
 if __name__ == "__main__":
     import json
-    import os
 
     print(json.dumps(run(quick=os.environ.get("BENCH_QUICK") == "1"), indent=2))

@@ -94,10 +94,10 @@ def write(client, key: str, rng: random.Random) -> None:
 
 
 def counted(db, readable: tuple[str, ...] | None) -> store.Census:
-    """What a count over every stored entity (and the registry's) gives."""
+    """What a count over every stored entity (and every entity the registry's assets build) gives."""
     with db.session() as s:
         out = store.scan_census(s, readable)
-        ngsi_assets.census(s, out, readable)
+        ngsi_assets.built_census(s, out, readable)
     return out
 
 
@@ -241,3 +241,74 @@ def test_type_and_attribute_answers_do_not_read_the_entities(db, client, sender_
         event.remove(db.engine, "before_cursor_execute", seen)
     assert any("sensing_ngsi_census" in s for s in statements), statements
     assert not [s for s in statements if "sensing_ngsi_entities" in s]
+
+
+def test_the_registry_types_follow_assets_added_removed_and_changed(db, client, sender_key):
+    """Regression: the registry's Camera, AccessPoint and Device were built whole on each /types and /attributes
+    call (6 s at 110,000 cameras); their census is now counted by the store. After each change to the registry
+    it equals what building every entity gives, and the four answers are built from that."""
+    from smartcity.sensing import wifi
+
+    def same() -> None:
+        for readable in (None, store.PUBLIC_TYPES):
+            with db.session() as s:
+                kept = store.census(s, readable)
+                ngsi_assets.census(s, kept, readable)
+            assert kept == counted(db, readable)
+        check_answers(client, sender_key, counted(db, None))
+        check_answers(client, None, counted(db, store.PUBLIC_TYPES))
+
+    same()  # no assets: none of the registry's types
+    with db.session() as s:
+        cameras = [assets.create_asset(s, "cctv", 37.5665 + n / 1000, 126.978, actor="test").id for n in range(3)]
+        aps = [
+            assets.create_asset(s, "wifi", 37.5796, 126.977 + n / 1000, name=f"AP {n}", actor="test").id
+            for n in range(3)
+        ]
+        assets.create_asset(s, "sensor", 37.5512, 126.988, external_id="V02Q1940999", actor="test")
+        assets.create_asset(s, "sensor", 37.5522, 126.988, actor="test")  # no serial: no serialNumber
+    same()
+    # Changed: two access points report a status (their entities gain status and connectedClients).
+    outcome = wifi.record_status(
+        db, [{"access_point": ap, "time": 1_780_000_000, "up": True, "clients": 4} for ap in aps[:2]], "http"
+    )
+    assert outcome.stored == 2, outcome.as_dict()
+    with db.session() as s:
+        assert store.census(s, None).entities.get("AccessPoint") is None  # the broker stores none of them
+    same()
+    with db.session() as s:
+        found = store.Census()
+        ngsi_assets.census(s, found, None)
+    assert found.attributes["AccessPoint"]["status"] == ({"Property"}, 2)
+    # Removed: a reporting access point (its reports stay in the status table) and a camera.
+    with db.session() as s:
+        assets.delete_asset(s, aps[0], actor="test")
+        assets.delete_asset(s, cameras[0], actor="test")
+    same()
+    with db.session() as s:
+        for a in assets.list_assets(s, kind="sensor"):
+            assets.delete_asset(s, a.id, actor="test")
+    same()  # no sensors left: no Device
+
+
+def test_the_registry_types_are_not_built_for_the_census(db, client, sender_key):
+    """The answers read counts, not the registry's rows (list_assets reads every column, attributes too)."""
+    from smartcity.core.jobs import JOB_THREAD
+
+    with db.session() as s:
+        assets.create_asset(s, "cctv", 37.5665, 126.978, name="시청 앞", actor="test")
+        assets.create_asset(s, "wifi", 37.5796, 126.977, name="경복궁역", actor="test")
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        if threading.current_thread().name != JOB_THREAD:  # the app's jobs run beside the requests
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        for path in ("/types", "/types?details=true", "/types/Camera", "/attributes", "/attributes/name"):
+            assert client.get(f"/ngsi-ld/v1{path}", headers={"X-API-Key": sender_key}).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert any("count" in s and "assets" in s for s in statements), statements
+    assert not [s for s in statements if "assets.attributes" in s], statements

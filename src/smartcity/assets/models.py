@@ -33,4 +33,6 @@ class Asset(Base):
     __table_args__ = (
         UniqueConstraint("kind", "source", "key", name="uq_assets_kind_source_key"),
         Index("ix_assets_kind_lat_lon", "kind", "lat", "lon"),
+        # kind_counts reads the index alone (a count of a kind's assets, with a district, with an external id).
+        Index("ix_assets_kind_district_external", "kind", "district_code", "external_id"),
     )

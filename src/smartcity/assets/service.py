@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from smartcity.assets.formats import FORMATS, CsvFormat, ParsedAsset, RowDefect, decode, detect_format, read_rows
@@ -252,6 +252,40 @@ def list_assets(
     if district:
         q = q.where(Asset.district_code == district)
     return list(session.scalars(q))
+
+
+@dataclass(frozen=True)
+class KindCounts:
+    """How many assets of a kind there are, and how many of them have a district and an external id (not empty)."""
+
+    assets: int
+    with_district: int
+    with_external_id: int
+
+
+def kind_counts(session: Session, kinds: Iterable[str]) -> dict[str, KindCounts]:
+    """Exported for other modules (the NGSI-LD broker's /types and /attributes): the counts of each kind asked
+    (a kind without assets is left out), from one aggregate the kind/district/external id index answers."""
+    kinds = sorted({check_kind(k) for k in kinds})
+    if not kinds:
+        return {}
+    rows = session.execute(
+        select(
+            Asset.kind,
+            func.count(),
+            func.count(func.nullif(Asset.district_code, "")),
+            func.count(func.nullif(Asset.external_id, "")),
+        )
+        .where(Asset.kind.in_(kinds))
+        .group_by(Asset.kind)
+    )
+    return {kind: KindCounts(n, d, e) for kind, n, d, e in rows}
+
+
+def ids_of_kind(kind: str) -> Select:
+    """Exported for other modules: the ids of a kind's assets as a subquery to filter their own rows by (the
+    Wi-Fi status of access points that are still registered), without naming this module's table."""
+    return select(Asset.id).where(Asset.kind == check_kind(kind))
 
 
 def to_dict(asset: Asset) -> dict:

@@ -1,18 +1,21 @@
 """Entities the broker serves but other modules own: the assets registry's cameras (Camera), public Wi-Fi
 access points (AccessPoint, with their newest reported status) and sensors (Device). They are built on each
 read through the assets service's and the Wi-Fi service's exported functions, never stored by the broker, so
-they are always the registry's current state; a write to one is refused (`refuse_owned` in ngsi_entities).
+they are always the registry's current state; a write to one is refused (`refuse_owned` in ngsi_entities). Their
+census (/types, /attributes) is counted by the store on each call, not built (`census`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from smartcity.assets import service as assets
 from smartcity.core.errors import NotFound
 from smartcity.sensing import wifi
+from smartcity.sensing.models import WifiStatus
 from smartcity.sensing.ngsi_entities import OWNED_TYPES, Census, Entity, Query
 
 MOST = 1_000_000
@@ -120,10 +123,44 @@ def query(session: Session, spec: Query) -> list[Entity]:
     return sorted(out, key=lambda e: e.id)
 
 
+def _reporting(session: Session, access_points: Select) -> int:
+    """How many of these access points have reported a status (one probe of the status key each)."""
+    ids = access_points.subquery()
+    reported = select(WifiStatus.access_point_id).where(WifiStatus.access_point_id == ids.c.id).exists()
+    return session.scalar(select(func.count()).select_from(ids).where(reported)) or 0
+
+
 def census(
     session: Session, out: Census, readable_types: tuple[str, ...] | None, types: list[str] | None = None
 ) -> None:
-    """Add the owned entities the caller may read to a census of the stored ones."""
+    """Add the owned entities the caller may read to a census of the stored ones, counted by the store: which
+    attributes an entity gets depends only on whether its asset has a district and an external id, and whether
+    an access point has reported a status, so a few counts answer what building every entity answered
+    (`built_census`, the tests' reference). Read on each call, so it is never behind the registry."""
+    asked = types_asked(Query(types=types, readable_types=readable_types))
+    counts = assets.kind_counts(session, [OWNED_TYPES[t] for t in asked])
+    for etype in asked:
+        c = counts.get(OWNED_TYPES[etype])
+        if c is None:
+            continue
+        out.entities[etype] = out.entities.get(etype, 0) + c.assets
+        held = {"name": c.assets, "location": c.assets, "source": c.assets, "areaServed": c.with_district}
+        if etype == "Device":
+            held |= {"serialNumber": c.with_external_id, "category": c.assets}
+        elif etype == "AccessPoint":
+            reporting = _reporting(session, assets.ids_of_kind(OWNED_TYPES[etype]))
+            held |= {"installation": c.assets, "coverageRadius": c.assets}
+            held |= {"status": reporting, "connectedClients": reporting}
+        for name, n in held.items():
+            if n:
+                out.add(etype, name, "GeoProperty" if name == "location" else "Property", n)
+
+
+def built_census(
+    session: Session, out: Census, readable_types: tuple[str, ...] | None, types: list[str] | None = None
+) -> None:
+    """The same census counted over every owned entity as a read builds it: what `census` must always equal
+    (tests), and what /types and /attributes did before (6 s at 110,000 cameras)."""
     for etype in types_asked(Query(types=types, readable_types=readable_types)):
         rows = assets.list_assets(session, kind=OWNED_TYPES[etype], limit=MOST)
         for e in _built(session, etype, rows):
