@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from smartcity.core.cli import command_errors, database, read_file
+
+if TYPE_CHECKING:
+    from smartcity.sensing.ngsi_entities import CensusDifference
 
 
 @click.group("sensing")
@@ -91,7 +95,7 @@ def rollup() -> None:
     run()
 
 
-def _difference_line(d) -> str:
+def _difference_line(d: CensusDifference) -> str:
     what = f"{d.type} (entities)" if d.name == "" else f"{d.type} {d.name} {d.kind or '-'}"
     return f"  {what}: census {d.kept}, entities {d.counted}"
 
