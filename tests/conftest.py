@@ -288,12 +288,19 @@ class LiveServer:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
         )
+        self.app = app
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):
         self.thread.start()
         wait_for_port(self.port)
+        # On PostgreSQL events reach this process only through LISTEN, which the app starts beside accepting
+        # connections: an event a test publishes before it listens is lost (CI, stop 25: an asset's change never
+        # reached the open data feeds).
+        db = getattr(getattr(self.app, "state", None), "db", None)
+        if db is not None and db.is_postgres:
+            assert db.events.listening.wait(30), "the live server never listened for events"
         return self
 
     def __exit__(self, *exc):
