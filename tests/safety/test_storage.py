@@ -103,6 +103,21 @@ def test_the_upgrade_converts_existing_rows_and_the_downgrade_gives_them_back(db
     command.upgrade(cfg, "heads")
 
 
+def _fix(model, w, at: datetime, lat: float = HOME[0], valid: bool = True):
+    """A fix of the world's device at `at`, as a row of `model` (the positions table or the staging table)."""
+    return model(
+        device_id=w.device_id,
+        person_id=w.person_id,
+        fix_time=at,
+        received_at=at,
+        lat=lat,
+        lon=HOME[1],
+        protocol="test",
+        outside_city=False,
+        valid=valid,
+    )
+
+
 def test_staged_positions_are_read_deleted_and_purged_with_the_others(db, settings):
     """Fixes a staging writer has not moved yet (safety_positions_recent) are part of the track, of a history
     deletion and of the retention purge."""
@@ -115,18 +130,7 @@ def test_staged_positions_are_read_deleted_and_purged_with_the_others(db, settin
     with db.session() as s:
         old = now - timedelta(days=40)
         for model, at in ((PositionRow, earlier), (RecentPositionRow, later), (RecentPositionRow, old)):
-            s.add(
-                model(
-                    device_id=w.device_id,
-                    person_id=w.person_id,
-                    fix_time=at,
-                    received_at=at,
-                    lat=HOME[0],
-                    lon=HOME[1],
-                    protocol="test",
-                    outside_city=False,
-                )
-            )
+            s.add(_fix(model, w, at))
     assert service.purge_history(db, settings, now=now) == 1  # the staged one older than the retention
     mother = w.identity(db, w.guardian_id)
     with db.session() as s:
@@ -148,18 +152,7 @@ def test_a_staged_fix_already_copied_into_the_positions_table_is_read_once(db, s
     copied, staged = now - timedelta(minutes=20), now - timedelta(minutes=10)
     with db.session() as s:
         for model, at in ((PositionRow, copied), (RecentPositionRow, copied), (RecentPositionRow, staged)):
-            s.add(
-                model(
-                    device_id=w.device_id,
-                    person_id=w.person_id,
-                    fix_time=at,
-                    received_at=at,
-                    lat=HOME[0],
-                    lon=HOME[1],
-                    protocol="test",
-                    outside_city=False,
-                )
-            )
+            s.add(_fix(model, w, at))
     mother = w.identity(db, w.guardian_id)
     with db.session() as s:
         track = service.track(s, mother, w.person_id, since=now - timedelta(hours=1))
@@ -183,19 +176,7 @@ def test_the_newest_fix_reads_staged_fixes_by_time_for_a_person_and_for_every_si
             (RecentPositionRow, staged, True, 37.52),
             (RecentPositionRow, newer_invalid, False, 37.53),
         ):
-            s.add(
-                model(
-                    device_id=w.device_id,
-                    person_id=w.person_id,
-                    fix_time=at,
-                    received_at=at,
-                    lat=lat,
-                    lon=HOME[1],
-                    protocol="test",
-                    outside_city=False,
-                    valid=valid,
-                )
-            )
+            s.add(_fix(model, w, at, lat=lat, valid=valid))
     absent = list(range(10**6, 10**6 + FEW_DEVICES + 100))  # devices with nothing stored
     with db.session() as s:
         few = newest_fixes(s, [w.device_id])
