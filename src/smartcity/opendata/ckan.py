@@ -382,6 +382,15 @@ def search_rows(request: Request) -> Response:
     return Answer({"help": _help(request), "success": True, "result": result})
 
 
+def search_packages_get(request: Request) -> Response:
+    """GET package_search as a bare route (see search_rows): the catalogue's search page and CKAN clients'
+    GETs skip the router walk and FastAPI's request handling, a fifth of the call's CPU at 5,000 datasets."""
+    params = _query(request)
+    with request.app.state.db.session() as s:
+        result = package_search(s, params, str(request.base_url).rstrip("/"))
+    return Answer({"help": _help(request), "success": True, "result": result})
+
+
 class _SearchRowsRoute(Route):
     """The bare GET route; other methods go on to the action route (POST is what ckanapi sends)."""
 
@@ -392,10 +401,11 @@ class _SearchRowsRoute(Route):
 
 
 def on_install(app) -> None:
-    """Put GET datastore_search first in the app's routes (see search_rows)."""
+    """Put GET datastore_search and package_search first in the app's routes (see search_rows)."""
     for prefix in ("/api/3/action", "/api/action"):
-        route = _SearchRowsRoute(f"{prefix}/datastore_search", search_rows, methods=["GET"], include_in_schema=False)
-        app.router.routes.insert(0, route)
+        for name, endpoint in (("datastore_search", search_rows), ("package_search", search_packages_get)):
+            route = _SearchRowsRoute(f"{prefix}/{name}", endpoint, methods=["GET"], include_in_schema=False)
+            app.router.routes.insert(0, route)
 
 
 class Answer(JSONResponse):
