@@ -383,8 +383,8 @@ def search_rows(request: Request) -> Response:
 
 
 def search_packages_get(request: Request) -> Response:
-    """GET package_search as a bare route (see search_rows): the catalogue's search page and CKAN clients'
-    GETs skip the router walk and FastAPI's request handling, a fifth of the call's CPU at 5,000 datasets."""
+    """GET package_search as a bare route (see search_rows): a CKAN client's GET skips the router walk and
+    FastAPI's request handling, ~0.9 ms of the ~9 ms of CPU a call took at 5,000 datasets."""
     params = _query(request)
     with request.app.state.db.session() as s:
         result = package_search(s, params, str(request.base_url).rstrip("/"))
