@@ -104,3 +104,58 @@ def test_each_subscription_gets_its_messages_and_decides_their_fate(mosquitto):
         ("sensors/3/temp", b"flaky"),  # handed on again after the failure, then done
     ]
     assert seen["alarms"] == [("alarms/north/gate", b"ok")]
+
+
+async def _slow_proxy(broker_port: int, hold: float) -> tuple[asyncio.Server, int]:
+    """A TCP proxy to the broker that passes the client's first packet (CONNECT) at once and everything after it
+    `hold` seconds late: the SUBSCRIBE reaches the broker well after the CONNACK reached the client."""
+
+    async def pipe(reader, writer, delay_after_first: bool) -> None:
+        first = True
+        try:
+            while data := await reader.read(65536):
+                if delay_after_first and not first:
+                    await asyncio.sleep(hold)
+                first = False
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def serve(client_reader, client_writer) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", broker_port)
+        await asyncio.gather(
+            pipe(client_reader, broker_writer, delay_after_first=True),
+            pipe(broker_reader, client_writer, delay_after_first=False),
+        )
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_connected_means_subscribed_so_a_message_published_at_once_arrives(mosquitto):
+    """`connected` is what callers wait for before they count on messages arriving. It is set at the broker's
+    SUBACK: set at the CONNACK (as it was), a message published at once could reach the broker before the
+    subscription and never be delivered (a clean session keeps nothing for it); CI lost a test's OwnTracks
+    messages that way on a loaded machine. Here the subscription is held back on its way to the broker."""
+    seen: list[bytes] = []
+
+    async def handle(messages):
+        seen.extend(m.payload for m in messages)
+        return [None] * len(messages)
+
+    async def scenario():
+        proxy, port = await _slow_proxy(mosquitto.port, hold=0.5)
+        client = MqttClient(Broker(f"mqtt://127.0.0.1:{port}"), [("alarms", ["alarms/#"], handle)]).start()
+        try:
+            await _until(client.connected.is_set)
+            await asyncio.to_thread(_publish, mosquitto.port, [("alarms/north/gate", b"at once")])
+            await _until(lambda: seen, timeout=10)
+        finally:
+            await client.stop()
+            proxy.close()
+
+    _run(scenario())
+    assert seen == [b"at once"]

@@ -121,6 +121,7 @@ class MqttClient:
             self.client.tls_set()
         self.client.max_inflight_messages_set(self.inflight)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._unrouted
         self.client.on_socket_open = self._socket_open
@@ -130,7 +131,11 @@ class MqttClient:
         for index, (_name, topics, _handler) in enumerate(self.routes):
             for topic in topics:
                 self.client.message_callback_add(routed_filter(topic), functools.partial(self._on_message, index))
+        # Set once the broker has acknowledged the subscriptions (SUBACK), not at the connection: a message
+        # published between the two is not delivered to a clean session (CI, stop 25: a test's OwnTracks
+        # messages sent after CONNACK never arrived).
         self.connected = threading.Event()
+        self._subscribing: int | None = None  # the SUBSCRIBE's message id, until its SUBACK
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending = 0  # messages handed on and not yet acknowledged
@@ -259,7 +264,19 @@ class MqttClient:
             log.error("the MQTT broker refused the connection: %s", reason_code)
             return
         topics = [topic for _name, filters, _handler in self.routes for topic in filters]
-        client.subscribe([(topic, QOS) for topic in topics])
+        if not topics:
+            self.connected.set()
+            return
+        _result, self._subscribing = client.subscribe([(topic, QOS) for topic in topics])
+
+    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
+        if mid != self._subscribing:
+            return
+        self._subscribing = None
+        topics = [topic for _name, filters, _handler in self.routes for topic in filters]
+        refused = [topic for topic, code in zip(topics, reason_codes, strict=False) if code.is_failure]
+        if refused:
+            log.error("the MQTT broker refused the subscriptions to %s", ", ".join(refused))
         self.connected.set()
         log.info("MQTT: subscribed to %s on %s:%s", ", ".join(topics), self.broker["host"], self.broker["port"])
 
