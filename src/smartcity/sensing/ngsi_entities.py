@@ -479,34 +479,44 @@ def census(session: Session, readable_types: tuple[str, ...] | None, types: list
     return out
 
 
-def scan_census(session: Session, readable_types: tuple[str, ...] | None, types: list[str] | None = None) -> Census:
-    """The same census counted over every stored entity's attributes (the store's JSON functions): what the
-    kept census must always equal (tests), too slow to answer with at 100,000 entities."""
-    wanted = _wanted(readable_types, types)
-    out = Census()
+def _counted(session: Session, wanted: set[str] | None) -> list[tuple[str, str, str, int]]:
+    """The census's rows as a count over every stored entity gives them (the store's JSON functions): (type,
+    '', '', entities) per type and (type, attribute, its attribute type or '', entities) per attribute; only the
+    `wanted` types when given."""
     counts = select(NgsiEntity.type, func.count()).group_by(NgsiEntity.type)
     if wanted is not None:
-        if not wanted:
-            return out
         counts = counts.where(NgsiEntity.type.in_(sorted(wanted)))
-    for etype, n in session.execute(counts):
-        out.entities[etype] = n
+    out = [(etype, "", "", n) for etype, n in session.execute(counts)]
     if session.get_bind().dialect.name == "postgresql":
         sql = (
-            "SELECT e.type, j.key, j.value ->> 'type', count(*) FROM sensing_ngsi_entities AS e, "
+            "SELECT e.type, j.key, COALESCE(j.value ->> 'type', ''), count(*) FROM sensing_ngsi_entities AS e, "
             "jsonb_each(CAST(e.attrs AS jsonb)) AS j {where} GROUP BY 1, 2, 3"
         )
     else:
         sql = (
-            "SELECT e.type, j.key, json_extract(j.value, '$.type'), count(*) FROM sensing_ngsi_entities AS e, "
-            "json_each(e.attrs) AS j {where} GROUP BY 1, 2, 3"
+            "SELECT e.type, j.key, COALESCE(json_extract(j.value, '$.type'), ''), count(*) "
+            "FROM sensing_ngsi_entities AS e, json_each(e.attrs) AS j {where} GROUP BY 1, 2, 3"
         )
     stmt = text(sql.format(where="WHERE e.type IN :types" if wanted is not None else ""))
     params = {}
     if wanted is not None:
         stmt, params = stmt.bindparams(bindparam("types", expanding=True)), {"types": sorted(wanted)}
-    for etype, name, kind, n in session.execute(stmt, params):
-        out.add(etype, name, kind, n)
+    out += [tuple(row) for row in session.execute(stmt, params)]
+    return out
+
+
+def scan_census(session: Session, readable_types: tuple[str, ...] | None, types: list[str] | None = None) -> Census:
+    """The same census counted over every stored entity's attributes: what the kept census must always equal
+    (tests), too slow to answer with at 100,000 entities."""
+    wanted = _wanted(readable_types, types)
+    out = Census()
+    if wanted is not None and not wanted:
+        return out
+    for etype, name, kind, n in _counted(session, wanted):
+        if name == "":
+            out.entities[etype] = n
+        else:
+            out.add(etype, name, kind or None, n)
     return out
 
 
@@ -522,24 +532,6 @@ class CensusDifference:
     counted: int
 
 
-def _full_count(session: Session) -> dict[tuple[str, str, str], int]:
-    """The census's rows as a count over every stored entity gives them (its keys: type, name, kind)."""
-    out = {(t, "", ""): n for t, n in session.execute(select(NgsiEntity.type, func.count()).group_by(NgsiEntity.type))}
-    if session.get_bind().dialect.name == "postgresql":
-        sql = (
-            "SELECT e.type, j.key, COALESCE(j.value ->> 'type', ''), count(*) FROM sensing_ngsi_entities AS e, "
-            "jsonb_each(CAST(e.attrs AS jsonb)) AS j GROUP BY 1, 2, 3"
-        )
-    else:
-        sql = (
-            "SELECT e.type, j.key, COALESCE(json_extract(j.value, '$.type'), ''), count(*) "
-            "FROM sensing_ngsi_entities AS e, json_each(e.attrs) AS j GROUP BY 1, 2, 3"
-        )
-    for etype, name, kind, n in session.execute(text(sql)):
-        out[(etype, name, kind)] = n
-    return out
-
-
 def census_differences(session: Session) -> list[CensusDifference]:
     """Where the kept census (sensing_ngsi_census) and a full count of the entities disagree, in key order."""
     kept = {
@@ -548,7 +540,7 @@ def census_differences(session: Session) -> list[CensusDifference]:
             select(NgsiCensus.type, NgsiCensus.name, NgsiCensus.kind, NgsiCensus.entities)
         )
     }
-    counted = _full_count(session)
+    counted = {(t, n, k): e for t, n, k, e in _counted(session, None)}
     return [
         CensusDifference(*key, kept.get(key, 0), counted.get(key, 0))
         for key in sorted(kept.keys() | counted.keys())
